@@ -1,0 +1,560 @@
+//! Classification and filter arbitration (wfp-reference §7.3–7.5, brief decisions 1–4 and 11).
+//!
+//! For one layer, every sublayer is evaluated in order (weight descending, then creation order);
+//! inside a sublayer the matching filters run in order (effective weight descending, then filter id)
+//! until one returns PERMIT or BLOCK. The running decision carries FWPS_RIGHT_ACTION_WRITE: while it
+//! is set a lower sublayer may override; once cleared only a callout BLOCK can change a PERMIT
+//! (a veto, which also produces a net event).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::callout::{ClassifyContext, ClassifyOut, IncomingValues, LayerData, Metadata};
+use crate::catalogue::{self, LayerId};
+use crate::constants::{
+    ActionType, CalloutFlags, ClassifyOutFlags, Rights, RtFilterFlags, StreamAction,
+};
+use crate::engine::{Engine, NetEvent, NetEventKind, Registered};
+use crate::filter::{CalloutId, FilterId, RtFilter};
+use crate::guid::Guid;
+use crate::value::Value;
+
+/// Whether a decision can still be overridden by a lower sublayer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hardness {
+    /// FWPS_RIGHT_ACTION_WRITE was cleared: final (except a callout veto of a PERMIT).
+    Hard,
+    /// The write right is still set: a lower sublayer may override.
+    Soft,
+}
+
+/// The outcome of one classify.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassifyResult {
+    /// FWP_ACTION_PERMIT, FWP_ACTION_BLOCK, or FWP_ACTION_NONE_NO_MATCH when no filter decided.
+    pub action: ActionType,
+    /// Hard or soft (meaningless for NONE_NO_MATCH).
+    pub hardness: Hardness,
+    /// The filter whose decision stands.
+    pub deciding_filter: Option<FilterId>,
+    /// FWPS_CLASSIFY_OUT_FLAG_* of the deciding callout (ABSORB: drop silently).
+    pub flags: ClassifyOutFlags,
+    /// Set when the decision is a veto of a hard permit.
+    pub vetoed: bool,
+    /// A stream action set by a stream-layer callout (the engine stops at the first one).
+    pub stream: Option<StreamVerdict>,
+}
+
+impl ClassifyResult {
+    /// True for a BLOCK carrying FWPS_CLASSIFY_OUT_FLAG_ABSORB.
+    pub fn absorbed(&self) -> bool {
+        self.action == ActionType::BLOCK && self.flags.contains(ClassifyOutFlags::ABSORB)
+    }
+}
+
+/// What a stream callout asked for (§9.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamVerdict {
+    /// The filter whose callout set it.
+    pub filter: FilterId,
+    /// The callout.
+    pub callout: CalloutId,
+    /// FWPS_STREAM_ACTION_*.
+    pub action: StreamAction,
+    /// `countBytesRequired`.
+    pub count_bytes_required: u32,
+    /// `countBytesEnforced`.
+    pub count_bytes_enforced: u64,
+    /// The callout's `actionType` (only meaningful with StreamAction::None).
+    pub action_type: ActionType,
+}
+
+/// What one filter did during a classify (one line of the decision trace).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The filter decided PERMIT or BLOCK and the decision was taken.
+    Decided {
+        /// PERMIT or BLOCK.
+        action: ActionType,
+        /// Hard or soft.
+        hardness: Hardness,
+    },
+    /// CONTINUE: no decision, next filter.
+    Continue,
+    /// The filter returned PERMIT/BLOCK but a hard decision stood; the sublayer ends.
+    Overridden {
+        /// What the filter returned.
+        action: ActionType,
+    },
+    /// A callout without the write right left the action unchanged (or wrote something other than a
+    /// veto): the filter contributes nothing (brief decision 11).
+    NoRight {
+        /// What the callout left in `actionType`.
+        action: ActionType,
+    },
+    /// A callout BLOCK overrode a hard PERMIT.
+    Veto,
+    /// CONDITIONAL_ON_FLOW callout with no context for this flow: skipped.
+    SkippedNoFlowContext,
+    /// Unregistered callout on an INSPECTION filter: skipped.
+    SkippedUnregistered,
+    /// Unregistered callout on a TERMINATING/UNKNOWN filter, acting as a static BLOCK or PERMIT.
+    Unregistered {
+        /// BLOCK (hard), or PERMIT with PERMIT_IF_CALLOUT_UNREGISTERED.
+        action: ActionType,
+    },
+    /// The callout panicked and was treated as unregistered.
+    Panicked,
+    /// A stream action ended the classify.
+    StreamAction(StreamAction),
+}
+
+/// One trace line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceStep {
+    /// Sublayer key.
+    pub sublayer: Guid,
+    /// Sublayer name.
+    pub sublayer_name: Arc<str>,
+    /// Sublayer weight.
+    pub sublayer_weight: u16,
+    /// Filter id.
+    pub filter_id: FilterId,
+    /// Filter name.
+    pub filter_name: Arc<str>,
+    /// Effective weight.
+    pub weight: u64,
+    /// Filter action type.
+    pub action_type: ActionType,
+    /// Decision before this filter ran.
+    pub before: ActionType,
+    /// Whether the write right was set before this filter ran.
+    pub write_right_before: bool,
+    /// What happened.
+    pub outcome: StepOutcome,
+}
+
+/// The full decision trace of a classify: every matching filter considered, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Trace {
+    /// The steps.
+    pub steps: Vec<TraceStep>,
+    /// Filters at the layer whose conditions did not match (counted, not listed).
+    pub not_matched: usize,
+}
+
+impl Trace {
+    /// A one-line explanation of why the final action won.
+    pub fn explain(&self, result: &ClassifyResult) -> String {
+        let Some(id) = result.deciding_filter else {
+            return "no filter decided: FWP_ACTION_NONE_NO_MATCH (the data path applies its default)".into();
+        };
+        let step = self.steps.iter().rev().find(|s| {
+            s.filter_id == id
+                && matches!(
+                    s.outcome,
+                    StepOutcome::Decided { .. }
+                        | StepOutcome::Veto
+                        | StepOutcome::Unregistered { .. }
+                        | StepOutcome::Panicked
+                )
+        });
+        let name = step.map_or_else(
+            || format!("filter {}", id.0),
+            |s| {
+                format!(
+                    "filter {} \"{}\" in sublayer \"{}\"",
+                    id.0, s.filter_name, s.sublayer_name
+                )
+            },
+        );
+        if result.vetoed {
+            return format!("{name} vetoed a hard PERMIT with a callout BLOCK");
+        }
+        let hard = match result.hardness {
+            Hardness::Hard => "hard (write right cleared; no lower sublayer could override it)",
+            Hardness::Soft => "soft (no lower sublayer overrode it)",
+        };
+        format!("{name} decided {} {hard}", result.action.name())
+    }
+}
+
+/// Coerces a callout's `actionType` by its filter's action type (§2.5 table).
+pub fn coerce(result: ActionType, filter_action: ActionType) -> ActionType {
+    match filter_action {
+        ActionType::CALLOUT_TERMINATING => match result {
+            ActionType::PERMIT => ActionType::PERMIT,
+            _ => ActionType::BLOCK,
+        },
+        ActionType::CALLOUT_UNKNOWN => match result {
+            ActionType::PERMIT | ActionType::BLOCK => result,
+            _ => ActionType::CONTINUE,
+        },
+        ActionType::CALLOUT_INSPECTION => ActionType::CONTINUE,
+        other => other,
+    }
+}
+
+struct State {
+    action: ActionType,
+    write: bool,
+    deciding: Option<FilterId>,
+    flags: ClassifyOutFlags,
+    vetoed: bool,
+    stream: Option<StreamVerdict>,
+}
+
+/// Where a PERMIT/BLOCK came from (for the trace).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Filter,
+    Unregistered,
+    Panicked,
+}
+
+enum Eval {
+    /// PERMIT/BLOCK with "clears the right", the classify-out flags and its origin.
+    Decision(ActionType, bool, ClassifyOutFlags, Origin),
+    Continue(StepOutcome),
+    Veto(ClassifyOutFlags),
+    Stream(StreamVerdict),
+}
+
+impl Engine {
+    /// Classifies at `layer` (§7.5): `values` in the layer's FWPS_FIELD order, `meta` as the shim
+    /// filled it, `layer_data` passed to callouts. Pass `trace` to record every filter considered.
+    pub fn classify(
+        &self,
+        layer: LayerId,
+        values: &[Value],
+        meta: &Metadata,
+        layer_data: &mut LayerData<'_>,
+        mut trace: Option<&mut Trace>,
+    ) -> ClassifyResult {
+        let snapshot = self.snapshot.load();
+        let mut st = State {
+            action: ActionType::NONE_NO_MATCH,
+            write: true,
+            deciding: None,
+            flags: ClassifyOutFlags::default(),
+            vetoed: false,
+            stream: None,
+        };
+        let Some(view) = snapshot.layers.get(usize::from(layer.0)) else {
+            return finish(st);
+        };
+        if view.sublayers.is_empty() {
+            return finish(st);
+        }
+        let registry = self.registry.snapshot();
+        let flow = meta
+            .flow()
+            .filter(|_| catalogue::layer(layer).is_some_and(|l| l.is_flow_capable()));
+        let incoming = IncomingValues { layer, values };
+        'sublayers: for sub in &view.sublayers {
+            for f in &sub.filters {
+                if !f.conditions.matches(values) {
+                    if let Some(t) = trace.as_deref_mut() {
+                        t.not_matched += 1;
+                    }
+                    continue;
+                }
+                let before = (st.action, st.write);
+                let eval = self.evaluate(f, &st, &registry, &incoming, meta, layer_data, flow);
+                // A PERMIT/BLOCK ends the sublayer even when a hard decision ignores it (§7.3, §7.5).
+                let ends_sublayer = !matches!(eval, Eval::Continue(_));
+                let stream_stop = matches!(eval, Eval::Stream(_));
+                let outcome = self.apply(&mut st, f, eval, layer, flow);
+                if let Some(t) = trace.as_deref_mut() {
+                    t.steps.push(TraceStep {
+                        sublayer: sub.key,
+                        sublayer_name: sub.name.clone(),
+                        sublayer_weight: sub.weight,
+                        filter_id: f.filter_id,
+                        filter_name: f.name.clone(),
+                        weight: f.weight,
+                        action_type: f.action,
+                        before: before.0,
+                        write_right_before: before.1,
+                        outcome,
+                    });
+                }
+                if stream_stop {
+                    break 'sublayers;
+                }
+                if ends_sublayer {
+                    continue 'sublayers;
+                }
+            }
+        }
+        finish(st)
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the classify inputs, passed through unchanged"
+    )]
+    fn evaluate(
+        &self,
+        f: &RtFilter,
+        st: &State,
+        registry: &[Option<Arc<Registered>>],
+        values: &IncomingValues<'_>,
+        meta: &Metadata,
+        layer_data: &mut LayerData<'_>,
+        flow: Option<u64>,
+    ) -> Eval {
+        match f.action {
+            ActionType::PERMIT => {
+                let clears = f.flags.contains(RtFilterFlags::CLEAR_ACTION_RIGHT);
+                return Eval::Decision(
+                    ActionType::PERMIT,
+                    clears,
+                    ClassifyOutFlags::default(),
+                    Origin::Filter,
+                );
+            }
+            ActionType::BLOCK => {
+                return Eval::Decision(
+                    ActionType::BLOCK,
+                    true,
+                    ClassifyOutFlags::default(),
+                    Origin::Filter,
+                )
+            }
+            _ => {}
+        }
+        let reg = f
+            .callout_id
+            .and_then(|id| registry.get(id.0 as usize))
+            .and_then(Option::as_ref);
+        let Some(reg) = reg else {
+            return unregistered(f);
+        };
+        let Some(in_flight) = reg.enter() else {
+            return unregistered(f);
+        };
+        let conditional = reg.flags.contains(CalloutFlags::CONDITIONAL_ON_FLOW);
+        // §6.3: a CONDITIONAL_ON_FLOW callout only runs for flows holding its context at this layer.
+        let flow_ctx = match flow {
+            Some(fl) => self.flows.begin_use(fl, f.layer, reg.id),
+            None => None,
+        };
+        if conditional && flow_ctx.is_none() {
+            return Eval::Continue(StepOutcome::SkippedNoFlowContext);
+        }
+        let preset = if st.action == ActionType::NONE_NO_MATCH {
+            ActionType::CONTINUE
+        } else {
+            st.action
+        };
+        let mut out = ClassifyOut {
+            action_type: preset,
+            out_context: 0,
+            filter_id: f.filter_id.0,
+            rights: if st.write {
+                Rights::ACTION_WRITE
+            } else {
+                Rights::default()
+            },
+            flags: ClassifyOutFlags::default(),
+        };
+        if let LayerData::Stream(io) = layer_data {
+            io.stream_action = StreamAction::None;
+            io.count_bytes_required = 0;
+            io.count_bytes_enforced = 0;
+        }
+        let ctx = ClassifyContext {
+            engine: self,
+            callout_id: reg.id,
+        };
+        reg.invocations.fetch_add(1, Ordering::Relaxed);
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            reg.callout.classify(
+                &ctx,
+                values,
+                meta,
+                layer_data,
+                f,
+                flow_ctx.unwrap_or(0),
+                &mut out,
+            );
+        }));
+        drop(in_flight);
+        if let (Some(fl), Some(_)) = (flow, flow_ctx) {
+            if let Some(ctx) = self.flows.end_use(fl, f.layer, reg.id) {
+                self.call_flow_delete(f.layer, reg.id, ctx);
+            }
+        }
+        if ran.is_err() {
+            reg.panics.fetch_add(1, Ordering::Relaxed);
+            self.stats.callout_panics.fetch_add(1, Ordering::Relaxed);
+            self.push_event(NetEvent {
+                kind: NetEventKind::CalloutPanic,
+                layer: f.layer,
+                filter_id: Some(f.filter_id),
+                overridden_filter_id: None,
+                callout_id: Some(reg.id),
+                flow,
+            });
+            return match unregistered(f) {
+                Eval::Decision(a, c, fl, _) => Eval::Decision(a, c, fl, Origin::Panicked),
+                _ => Eval::Continue(StepOutcome::Panicked),
+            };
+        }
+        // §9.2: any stream action other than NONE makes the engine ignore actionType.
+        if let LayerData::Stream(io) = layer_data {
+            if io.stream_action != StreamAction::None {
+                return Eval::Stream(StreamVerdict {
+                    filter: f.filter_id,
+                    callout: reg.id,
+                    action: io.stream_action,
+                    count_bytes_required: io.count_bytes_required,
+                    count_bytes_enforced: io.count_bytes_enforced,
+                    action_type: out.action_type,
+                });
+            }
+        }
+        if !st.write {
+            // Brief decision 11: without the right only a BLOCK over a (hard) PERMIT counts — a veto.
+            if out.action_type == ActionType::BLOCK
+                && st.action == ActionType::PERMIT
+                && f.action != ActionType::CALLOUT_INSPECTION
+            {
+                return Eval::Veto(out.flags);
+            }
+            return Eval::Continue(StepOutcome::NoRight {
+                action: out.action_type,
+            });
+        }
+        let res = coerce(out.action_type, f.action);
+        if res == ActionType::CONTINUE {
+            return Eval::Continue(StepOutcome::Continue);
+        }
+        Eval::Decision(
+            res,
+            !out.rights.contains(Rights::ACTION_WRITE),
+            out.flags,
+            Origin::Filter,
+        )
+    }
+
+    fn apply(
+        &self,
+        st: &mut State,
+        f: &RtFilter,
+        eval: Eval,
+        layer: LayerId,
+        flow: Option<u64>,
+    ) -> StepOutcome {
+        match eval {
+            Eval::Continue(o) => o,
+            Eval::Stream(v) => {
+                st.stream = Some(v);
+                StepOutcome::StreamAction(v.action)
+            }
+            Eval::Veto(flags) => self.veto(st, f, flags, layer, flow),
+            Eval::Decision(res, clears, flags, origin) => {
+                if st.write || st.action == ActionType::NONE_NO_MATCH {
+                    st.action = res;
+                    st.write = !clears;
+                    st.deciding = Some(f.filter_id);
+                    st.flags = if res == ActionType::BLOCK {
+                        flags
+                    } else {
+                        ClassifyOutFlags::default()
+                    };
+                    let hardness = if st.write {
+                        Hardness::Soft
+                    } else {
+                        Hardness::Hard
+                    };
+                    match origin {
+                        Origin::Filter => StepOutcome::Decided {
+                            action: res,
+                            hardness,
+                        },
+                        Origin::Unregistered => StepOutcome::Unregistered { action: res },
+                        Origin::Panicked => StepOutcome::Panicked,
+                    }
+                } else if st.action == ActionType::PERMIT
+                    && res == ActionType::BLOCK
+                    && !f.action.is_callout()
+                    && self.options.static_veto
+                {
+                    self.veto(st, f, flags, layer, flow)
+                } else {
+                    StepOutcome::Overridden { action: res }
+                }
+            }
+        }
+    }
+
+    fn veto(
+        &self,
+        st: &mut State,
+        f: &RtFilter,
+        flags: ClassifyOutFlags,
+        layer: LayerId,
+        flow: Option<u64>,
+    ) -> StepOutcome {
+        let overridden = st.deciding;
+        st.action = ActionType::BLOCK;
+        st.write = false;
+        st.deciding = Some(f.filter_id);
+        st.flags = flags;
+        st.vetoed = true;
+        self.stats.vetoes.fetch_add(1, Ordering::Relaxed);
+        self.push_event(NetEvent {
+            kind: NetEventKind::Veto,
+            layer,
+            filter_id: Some(f.filter_id),
+            overridden_filter_id: overridden,
+            callout_id: f.callout_id,
+            flow,
+        });
+        StepOutcome::Veto
+    }
+}
+
+/// Brief decision 4 / §5.4: an unregistered callout's filter acts as a static hard BLOCK, as a static
+/// PERMIT with PERMIT_IF_CALLOUT_UNREGISTERED, and is skipped for INSPECTION.
+fn unregistered(f: &RtFilter) -> Eval {
+    if f.action == ActionType::CALLOUT_INSPECTION {
+        return Eval::Continue(StepOutcome::SkippedUnregistered);
+    }
+    if f.flags
+        .contains(RtFilterFlags::PERMIT_IF_CALLOUT_UNREGISTERED)
+    {
+        let clears = f.flags.contains(RtFilterFlags::CLEAR_ACTION_RIGHT);
+        Eval::Decision(
+            ActionType::PERMIT,
+            clears,
+            ClassifyOutFlags::default(),
+            Origin::Unregistered,
+        )
+    } else {
+        Eval::Decision(
+            ActionType::BLOCK,
+            true,
+            ClassifyOutFlags::default(),
+            Origin::Unregistered,
+        )
+    }
+}
+
+fn finish(st: State) -> ClassifyResult {
+    ClassifyResult {
+        action: st.action,
+        hardness: if st.write {
+            Hardness::Soft
+        } else {
+            Hardness::Hard
+        },
+        deciding_filter: st.deciding,
+        flags: st.flags,
+        vetoed: st.vetoed,
+        stream: st.stream,
+    }
+}

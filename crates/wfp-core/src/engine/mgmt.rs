@@ -1,0 +1,807 @@
+//! Management objects and transactions (`Fwpm*Add0` / `Delete*` / `FwpmTransaction*0`, §11).
+//!
+//! One writer at a time holds the management mutex through a [`Transaction`]. Operations apply to the
+//! management state at once and record an undo entry; `commit` rebuilds the classify views of the
+//! layers that changed and publishes them atomically; `abort` (or dropping the transaction) replays
+//! the undo log. A failed operation leaves the transaction usable (§11.2).
+//!
+//! Notifications: ADD_FILTER is sent when the filter is added (before it can be active; an error
+//! refuses the add). DELETE_FILTER is sent at commit for filters deleted in the transaction, and at
+//! abort for filters added in it whose ADD was delivered. ADD_FILTER_POST_COMMIT is sent after commit
+//! to callouts registered with ENABLE_COMMIT_ADD_NOTIFY. Notifications run after the mutex is
+//! released, except ADD_FILTER (which decides the add).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use parking_lot::MutexGuard;
+
+use super::{Engine, LayerView, NetEvent, NetEventKind, Snapshot, SublayerView};
+use crate::catalogue::{self, LayerId, SUBLAYER_INSPECTION, SUBLAYER_UNIVERSAL};
+use crate::condition::{Condition, ConditionSet};
+use crate::constants::{CalloutFlags, FilterFlags, NotifyType, RtFilterFlags};
+use crate::filter::{
+    check_action, check_flags, effective_weight, CalloutId, CalloutSpec, FilterId, FilterSpec,
+    ProviderSpec, RtFilter, SublayerSpec, CALLOUT_FLAG_PERSISTENT, CALLOUT_FLAG_REGISTERED,
+    PROVIDER_FLAG_PERSISTENT, SUBLAYER_FLAG_PERSISTENT,
+};
+use crate::guid::Guid;
+use crate::status::{FwpError, Status};
+
+/// A provider as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderObject {
+    /// The spec as added (key filled in).
+    pub spec: ProviderSpec,
+}
+
+/// A sublayer as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SublayerObject {
+    /// The spec as added (key filled in).
+    pub spec: SublayerSpec,
+    /// Creation order (ties between equal weights go to the older sublayer).
+    pub order: u64,
+    /// Built-in sublayers cannot be deleted.
+    pub builtin: bool,
+}
+
+/// A management callout as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CalloutObject {
+    /// The spec as added (key filled in).
+    pub spec: CalloutSpec,
+    /// `calloutId` (equals the run-time id).
+    pub id: CalloutId,
+}
+
+pub(crate) struct Mgmt {
+    providers: BTreeMap<Guid, ProviderObject>,
+    sublayers: BTreeMap<Guid, SublayerObject>,
+    callouts: BTreeMap<Guid, CalloutObject>,
+    filters: BTreeMap<FilterId, Arc<RtFilter>>,
+    filter_keys: HashMap<Guid, FilterId>,
+    by_layer: Vec<BTreeSet<FilterId>>,
+    next_filter_id: u64,
+    next_order: u64,
+    generations: Vec<u64>,
+}
+
+enum Undo {
+    AddProvider(Guid),
+    DelProvider(ProviderObject),
+    AddSublayer(Guid),
+    DelSublayer(SublayerObject),
+    AddCallout(Guid),
+    DelCallout(CalloutObject),
+    AddFilter(FilterId),
+    DelFilter(Arc<RtFilter>),
+}
+
+impl Mgmt {
+    pub(crate) fn new() -> Self {
+        let mut m = Self {
+            providers: BTreeMap::new(),
+            sublayers: BTreeMap::new(),
+            callouts: BTreeMap::new(),
+            filters: BTreeMap::new(),
+            filter_keys: HashMap::new(),
+            by_layer: vec![BTreeSet::new(); catalogue::all_layers().len()],
+            next_filter_id: 1,
+            next_order: 0,
+            generations: vec![0; catalogue::all_layers().len()],
+        };
+        // Built-in sublayers. WFP documents INSPECTION as the lowest; UNIVERSAL (the default) gets
+        // the middle of the UINT16 range so providers can place sublayers above or below it.
+        for (name, key) in catalogue::builtin_sublayers() {
+            let weight = if *key == SUBLAYER_UNIVERSAL {
+                0x8000
+            } else if *key == SUBLAYER_INSPECTION {
+                0
+            } else {
+                0x4000
+            };
+            let order = m.next_order;
+            m.next_order += 1;
+            m.sublayers.insert(
+                *key,
+                SublayerObject {
+                    spec: SublayerSpec {
+                        key: *key,
+                        name: format!("FWPM_SUBLAYER_{name}"),
+                        description: String::new(),
+                        flags: SUBLAYER_FLAG_PERSISTENT,
+                        provider: None,
+                        weight,
+                    },
+                    order,
+                    builtin: true,
+                },
+            );
+        }
+        m
+    }
+
+    fn build_layer(&self, layer: LayerId, generation: u64) -> LayerView {
+        let mut groups: BTreeMap<Guid, Vec<Arc<RtFilter>>> = BTreeMap::new();
+        if let Some(ids) = self.by_layer.get(usize::from(layer.0)) {
+            for id in ids {
+                if let Some(f) = self.filters.get(id) {
+                    groups.entry(f.sublayer).or_default().push(f.clone());
+                }
+            }
+        }
+        let mut sublayers: Vec<(u64, SublayerView)> = groups
+            .into_iter()
+            .filter_map(|(key, mut filters)| {
+                let s = self.sublayers.get(&key)?;
+                // §7.3 + brief decision 2: weight descending, then lower filter id first.
+                filters.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.filter_id.cmp(&b.filter_id)));
+                Some((
+                    s.order,
+                    SublayerView {
+                        key,
+                        name: s.spec.name.as_str().into(),
+                        weight: s.spec.weight,
+                        filters,
+                    },
+                ))
+            })
+            .collect();
+        // §7.4 + brief decision 2: sublayer weight descending, then creation order.
+        sublayers.sort_by(|(oa, a), (ob, b)| b.weight.cmp(&a.weight).then(oa.cmp(ob)));
+        LayerView {
+            sublayers: sublayers.into_iter().map(|(_, s)| s).collect(),
+            generation,
+        }
+    }
+}
+
+/// A management transaction (`FwpmTransactionBegin0` … `Commit0`/`Abort0`). Dropping it aborts.
+pub struct Transaction<'e> {
+    engine: &'e Engine,
+    mgmt: Option<MutexGuard<'e, Mgmt>>,
+    undo: Vec<Undo>,
+    dirty: BTreeSet<LayerId>,
+    added: Vec<Arc<RtFilter>>,
+    notified_add: Vec<FilterId>,
+    deleted: Vec<Arc<RtFilter>>,
+}
+
+impl Engine {
+    /// `FwpmTransactionBegin0`: waits for the writer lock (classify never takes it).
+    pub fn begin(&self) -> Transaction<'_> {
+        Transaction {
+            engine: self,
+            mgmt: Some(self.mgmt.lock()),
+            undo: Vec::new(),
+            dirty: BTreeSet::new(),
+            added: Vec::new(),
+            notified_add: Vec::new(),
+            deleted: Vec::new(),
+        }
+    }
+
+    /// `FwpmProviderAdd0` in an implicit transaction.
+    pub fn add_provider(&self, spec: ProviderSpec) -> Result<Guid, FwpError> {
+        let mut t = self.begin();
+        let k = t.add_provider(spec)?;
+        t.commit();
+        Ok(k)
+    }
+
+    /// `FwpmSubLayerAdd0` in an implicit transaction.
+    pub fn add_sublayer(&self, spec: SublayerSpec) -> Result<Guid, FwpError> {
+        let mut t = self.begin();
+        let k = t.add_sublayer(spec)?;
+        t.commit();
+        Ok(k)
+    }
+
+    /// `FwpmCalloutAdd0` in an implicit transaction.
+    pub fn add_callout(&self, spec: CalloutSpec) -> Result<CalloutId, FwpError> {
+        let mut t = self.begin();
+        let k = t.add_callout(spec)?;
+        t.commit();
+        Ok(k)
+    }
+
+    /// `FwpmFilterAdd0` in an implicit transaction.
+    pub fn add_filter(&self, spec: FilterSpec) -> Result<FilterId, FwpError> {
+        let mut t = self.begin();
+        let id = t.add_filter(spec)?;
+        t.commit();
+        Ok(id)
+    }
+
+    /// `FwpmFilterDeleteById0` in an implicit transaction.
+    pub fn delete_filter(&self, id: FilterId) -> Result<(), FwpError> {
+        let mut t = self.begin();
+        t.delete_filter(id)?;
+        t.commit();
+        Ok(())
+    }
+
+    /// `FwpmFilterDeleteByKey0` in an implicit transaction.
+    pub fn delete_filter_by_key(&self, key: &Guid) -> Result<(), FwpError> {
+        let mut t = self.begin();
+        t.delete_filter_by_key(key)?;
+        t.commit();
+        Ok(())
+    }
+
+    /// `FwpmSubLayerDeleteByKey0` in an implicit transaction.
+    pub fn delete_sublayer(&self, key: &Guid) -> Result<(), FwpError> {
+        let mut t = self.begin();
+        t.delete_sublayer(key)?;
+        t.commit();
+        Ok(())
+    }
+
+    /// `FwpmCalloutDeleteByKey0` in an implicit transaction.
+    pub fn delete_callout(&self, key: &Guid) -> Result<(), FwpError> {
+        let mut t = self.begin();
+        t.delete_callout(key)?;
+        t.commit();
+        Ok(())
+    }
+
+    /// `FwpmProviderDeleteByKey0` in an implicit transaction.
+    pub fn delete_provider(&self, key: &Guid) -> Result<(), FwpError> {
+        let mut t = self.begin();
+        t.delete_provider(key)?;
+        t.commit();
+        Ok(())
+    }
+
+    /// All filters, by id (`FwpmFilterEnum0` without a template).
+    pub fn filters(&self) -> Vec<Arc<RtFilter>> {
+        self.mgmt.lock().filters.values().cloned().collect()
+    }
+
+    /// A filter by id (`FwpmFilterGetById0`).
+    pub fn filter(&self, id: FilterId) -> Option<Arc<RtFilter>> {
+        self.mgmt.lock().filters.get(&id).cloned()
+    }
+
+    /// A filter id by key.
+    pub fn filter_id_by_key(&self, key: &Guid) -> Option<FilterId> {
+        self.mgmt.lock().filter_keys.get(key).copied()
+    }
+
+    /// All sublayers (built-in ones included).
+    pub fn sublayers(&self) -> Vec<SublayerObject> {
+        self.mgmt.lock().sublayers.values().cloned().collect()
+    }
+
+    /// All providers.
+    pub fn providers(&self) -> Vec<ProviderObject> {
+        self.mgmt.lock().providers.values().cloned().collect()
+    }
+
+    /// All management callouts; `flags` carries FWPM_CALLOUT_FLAG_REGISTERED when the run-time side is
+    /// registered.
+    pub fn callouts(&self) -> Vec<CalloutObject> {
+        let list: Vec<CalloutObject> = self.mgmt.lock().callouts.values().cloned().collect();
+        list.into_iter()
+            .map(|mut c| {
+                if self.is_callout_registered(c.id) {
+                    c.spec.flags |= CALLOUT_FLAG_REGISTERED;
+                }
+                c
+            })
+            .collect()
+    }
+
+    fn notify(
+        &self,
+        callout: CalloutId,
+        kind: NotifyType,
+        key: Option<&Guid>,
+        filter: &mut RtFilter,
+    ) -> Option<Status> {
+        let reg = self.registry.get(callout)?;
+        let _in = reg.enter()?;
+        match catch_unwind(AssertUnwindSafe(|| reg.callout.notify(kind, key, filter))) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                self.stats.callback_panics.fetch_add(1, Ordering::Relaxed);
+                self.push_event(NetEvent {
+                    kind: NetEventKind::CallbackPanic,
+                    layer: filter.layer,
+                    filter_id: Some(filter.filter_id),
+                    overridden_filter_id: None,
+                    callout_id: Some(callout),
+                    flow: None,
+                });
+                Some(Status::UNSUCCESSFUL)
+            }
+        }
+    }
+}
+
+impl Transaction<'_> {
+    fn m(&mut self) -> &mut Mgmt {
+        // The guard is only taken out by commit/abort, which consume the transaction.
+        self.mgmt
+            .as_deref_mut()
+            .unwrap_or_else(|| unreachable!("transaction already finished"))
+    }
+
+    /// `FwpmProviderAdd0`.
+    pub fn add_provider(&mut self, mut spec: ProviderSpec) -> Result<Guid, FwpError> {
+        if spec.name.is_empty() {
+            return Err(FwpError::NullDisplayName("provider"));
+        }
+        let m = self.m();
+        if spec.key.is_null() {
+            spec.key = Guid::from_name("provider", &format!("{}#{}", spec.name, m.next_order));
+        }
+        if m.providers.contains_key(&spec.key) {
+            return Err(FwpError::AlreadyExists {
+                kind: "provider",
+                key: spec.key,
+            });
+        }
+        m.next_order += 1;
+        let key = spec.key;
+        m.providers.insert(key, ProviderObject { spec });
+        self.undo.push(Undo::AddProvider(key));
+        Ok(key)
+    }
+
+    /// `FwpmSubLayerAdd0`.
+    pub fn add_sublayer(&mut self, mut spec: SublayerSpec) -> Result<Guid, FwpError> {
+        if spec.name.is_empty() {
+            return Err(FwpError::NullDisplayName("sublayer"));
+        }
+        let m = self.m();
+        if spec.key.is_null() {
+            spec.key = Guid::from_name("sublayer", &format!("{}#{}", spec.name, m.next_order));
+        }
+        if m.sublayers.contains_key(&spec.key) {
+            return Err(FwpError::AlreadyExists {
+                kind: "sublayer",
+                key: spec.key,
+            });
+        }
+        if let Some(p) = spec.provider {
+            let prov = m
+                .providers
+                .get(&p)
+                .ok_or_else(|| FwpError::ProviderNotFound(p.to_string()))?;
+            if spec.flags & SUBLAYER_FLAG_PERSISTENT != 0
+                && prov.spec.flags & PROVIDER_FLAG_PERSISTENT == 0
+            {
+                return Err(FwpError::LifetimeMismatch {
+                    kind: "sublayer",
+                    target: format!("provider {p}"),
+                });
+            }
+        }
+        let order = m.next_order;
+        m.next_order += 1;
+        let key = spec.key;
+        m.sublayers.insert(
+            key,
+            SublayerObject {
+                spec,
+                order,
+                builtin: false,
+            },
+        );
+        self.undo.push(Undo::AddSublayer(key));
+        Ok(key)
+    }
+
+    /// `FwpmCalloutAdd0`: returns `calloutId` (the run-time id the key will have when registered).
+    pub fn add_callout(&mut self, mut spec: CalloutSpec) -> Result<CalloutId, FwpError> {
+        if spec.name.is_empty() {
+            return Err(FwpError::NullDisplayName("callout"));
+        }
+        if catalogue::layer(spec.applicable_layer).is_none() {
+            return Err(FwpError::LayerNotFound(spec.applicable_layer.to_string()));
+        }
+        let engine = self.engine;
+        let m = self.m();
+        if spec.key.is_null() {
+            spec.key = Guid::from_name("callout", &format!("{}#{}", spec.name, m.next_order));
+        }
+        if m.callouts.contains_key(&spec.key) {
+            return Err(FwpError::AlreadyExists {
+                kind: "callout",
+                key: spec.key,
+            });
+        }
+        if let Some(p) = spec.provider {
+            let prov = m
+                .providers
+                .get(&p)
+                .ok_or_else(|| FwpError::ProviderNotFound(p.to_string()))?;
+            if spec.flags & CALLOUT_FLAG_PERSISTENT != 0
+                && prov.spec.flags & PROVIDER_FLAG_PERSISTENT == 0
+            {
+                return Err(FwpError::LifetimeMismatch {
+                    kind: "callout",
+                    target: format!("provider {p}"),
+                });
+            }
+        }
+        m.next_order += 1;
+        spec.flags &= !CALLOUT_FLAG_REGISTERED;
+        let id = engine.registry.id_for_key(spec.key);
+        let key = spec.key;
+        m.callouts.insert(key, CalloutObject { spec, id });
+        self.undo.push(Undo::AddCallout(key));
+        Ok(id)
+    }
+
+    /// `FwpmFilterAdd0`: validates the filter (§11.4 errors), sends ADD_FILTER to a registered
+    /// callout (which may refuse it), and returns the new `filterId`.
+    pub fn add_filter(&mut self, spec: FilterSpec) -> Result<FilterId, FwpError> {
+        let engine = self.engine;
+        let mut filter = self.validate_filter(&spec)?;
+        if let Some(cid) = filter.callout_id {
+            let key = filter.key;
+            if let Some(status) = engine.notify(cid, NotifyType::AddFilter, Some(&key), &mut filter)
+            {
+                if !status.is_success() {
+                    return Err(FwpError::CalloutNotificationFailed {
+                        callout: filter.callout_key.unwrap_or(Guid::NULL),
+                        filter: key,
+                        status,
+                    });
+                }
+                self.notified_add.push(filter.filter_id);
+            }
+        }
+        let m = self.m();
+        m.next_filter_id += 1;
+        let id = filter.filter_id;
+        let layer = filter.layer;
+        let f = Arc::new(filter);
+        m.filter_keys.insert(f.key, id);
+        if let Some(set) = m.by_layer.get_mut(usize::from(layer.0)) {
+            set.insert(id);
+        }
+        m.filters.insert(id, f.clone());
+        self.undo.push(Undo::AddFilter(id));
+        self.dirty.insert(layer);
+        self.added.push(f);
+        Ok(id)
+    }
+
+    fn validate_filter(&mut self, spec: &FilterSpec) -> Result<RtFilter, FwpError> {
+        if spec.name.is_empty() {
+            return Err(FwpError::NullDisplayName("filter"));
+        }
+        let layer = catalogue::layer(spec.layer)
+            .ok_or_else(|| FwpError::LayerNotFound(spec.layer.to_string()))?;
+        check_action(spec.action)?;
+        check_flags(spec.flags, spec.action)?;
+        let persistent = spec.flags.contains(FilterFlags::PERSISTENT);
+        let m = self.m();
+        let sublayer_key = if spec.sublayer.is_null() {
+            SUBLAYER_UNIVERSAL
+        } else {
+            spec.sublayer
+        };
+        let sublayer = m
+            .sublayers
+            .get(&sublayer_key)
+            .ok_or_else(|| FwpError::SublayerNotFound(sublayer_key.to_string()))?;
+        if persistent && sublayer.spec.flags & SUBLAYER_FLAG_PERSISTENT == 0 {
+            return Err(FwpError::LifetimeMismatch {
+                kind: "filter",
+                target: format!("sublayer {}", sublayer.spec.name),
+            });
+        }
+        if let Some(p) = spec.provider {
+            let prov = m
+                .providers
+                .get(&p)
+                .ok_or_else(|| FwpError::ProviderNotFound(p.to_string()))?;
+            if persistent && prov.spec.flags & PROVIDER_FLAG_PERSISTENT == 0 {
+                return Err(FwpError::LifetimeMismatch {
+                    kind: "filter",
+                    target: format!("provider {}", prov.spec.name),
+                });
+            }
+        }
+        let (callout_id, callout_key) = if spec.action.is_callout() {
+            let key = spec
+                .callout
+                .ok_or_else(|| FwpError::CalloutNotFound("(none given)".into()))?;
+            let c = m
+                .callouts
+                .get(&key)
+                .ok_or_else(|| FwpError::CalloutNotFound(key.to_string()))?;
+            if c.spec.applicable_layer != spec.layer {
+                return Err(FwpError::IncompatibleLayer {
+                    callout: c.spec.name.clone(),
+                    callout_layer: c.spec.applicable_layer.to_string(),
+                    layer: layer.name.to_string(),
+                });
+            }
+            if persistent && c.spec.flags & CALLOUT_FLAG_PERSISTENT == 0 {
+                return Err(FwpError::LifetimeMismatch {
+                    kind: "filter",
+                    target: format!("callout {}", c.spec.name),
+                });
+            }
+            (Some(c.id), Some(key))
+        } else {
+            (None, None)
+        };
+        let conditions = spec
+            .conditions
+            .iter()
+            .map(|c| Condition::bind(layer, c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let weight = effective_weight(spec.weight, &conditions)?;
+        let id = FilterId(m.next_filter_id);
+        let key = if spec.key.is_null() {
+            Guid::from_name("filter", &format!("{}#{}", spec.name, id.0))
+        } else {
+            spec.key
+        };
+        if m.filter_keys.contains_key(&key) {
+            return Err(FwpError::AlreadyExists {
+                kind: "filter",
+                key,
+            });
+        }
+        let conditions = ConditionSet::new(conditions);
+        let mut flags = RtFilterFlags::default();
+        if spec.flags.contains(FilterFlags::CLEAR_ACTION_RIGHT) {
+            flags |= RtFilterFlags::CLEAR_ACTION_RIGHT;
+        }
+        if spec
+            .flags
+            .contains(FilterFlags::PERMIT_IF_CALLOUT_UNREGISTERED)
+        {
+            flags |= RtFilterFlags::PERMIT_IF_CALLOUT_UNREGISTERED;
+        }
+        if conditions.has_or_groups() {
+            flags |= RtFilterFlags::OR_CONDITIONS;
+        }
+        Ok(RtFilter {
+            filter_id: id,
+            key,
+            name: spec.name.as_str().into(),
+            layer: spec.layer,
+            sublayer: sublayer_key,
+            sublayer_weight: sublayer.spec.weight,
+            weight,
+            flags,
+            mgmt_flags: spec.flags,
+            conditions,
+            action: spec.action,
+            callout_id,
+            callout_key,
+            provider: spec.provider,
+            context: spec.raw_context,
+        })
+    }
+
+    /// `FwpmFilterDeleteById0`.
+    pub fn delete_filter(&mut self, id: FilterId) -> Result<(), FwpError> {
+        let m = self.m();
+        let f = m
+            .filters
+            .remove(&id)
+            .ok_or_else(|| FwpError::FilterNotFound(format!("id {}", id.0)))?;
+        m.filter_keys.remove(&f.key);
+        if let Some(set) = m.by_layer.get_mut(usize::from(f.layer.0)) {
+            set.remove(&id);
+        }
+        self.dirty.insert(f.layer);
+        self.deleted.push(f.clone());
+        self.undo.push(Undo::DelFilter(f));
+        Ok(())
+    }
+
+    /// `FwpmFilterDeleteByKey0`.
+    pub fn delete_filter_by_key(&mut self, key: &Guid) -> Result<(), FwpError> {
+        let id = *self
+            .m()
+            .filter_keys
+            .get(key)
+            .ok_or_else(|| FwpError::FilterNotFound(key.to_string()))?;
+        self.delete_filter(id)
+    }
+
+    /// `FwpmSubLayerDeleteByKey0`: FWP_E_IN_USE while filters use it, FWP_E_BUILTIN_OBJECT for
+    /// built-in sublayers.
+    pub fn delete_sublayer(&mut self, key: &Guid) -> Result<(), FwpError> {
+        let m = self.m();
+        let s = m
+            .sublayers
+            .get(key)
+            .ok_or_else(|| FwpError::SublayerNotFound(key.to_string()))?;
+        if s.builtin {
+            return Err(FwpError::BuiltinObject(s.spec.name.clone()));
+        }
+        if let Some(f) = m.filters.values().find(|f| f.sublayer == *key) {
+            return Err(FwpError::InUse {
+                kind: "sublayer",
+                key: *key,
+                by: format!("filter {} ({})", f.filter_id.0, f.name),
+            });
+        }
+        let s = m
+            .sublayers
+            .remove(key)
+            .ok_or_else(|| FwpError::SublayerNotFound(key.to_string()))?;
+        self.undo.push(Undo::DelSublayer(s));
+        Ok(())
+    }
+
+    /// `FwpmCalloutDeleteByKey0`: FWP_E_IN_USE while a filter references it.
+    pub fn delete_callout(&mut self, key: &Guid) -> Result<(), FwpError> {
+        let m = self.m();
+        if !m.callouts.contains_key(key) {
+            return Err(FwpError::CalloutNotFound(key.to_string()));
+        }
+        if let Some(f) = m.filters.values().find(|f| f.callout_key == Some(*key)) {
+            return Err(FwpError::InUse {
+                kind: "callout",
+                key: *key,
+                by: format!("filter {} ({})", f.filter_id.0, f.name),
+            });
+        }
+        let c = m
+            .callouts
+            .remove(key)
+            .ok_or_else(|| FwpError::CalloutNotFound(key.to_string()))?;
+        self.undo.push(Undo::DelCallout(c));
+        Ok(())
+    }
+
+    /// `FwpmProviderDeleteByKey0`: FWP_E_IN_USE while anything references it.
+    pub fn delete_provider(&mut self, key: &Guid) -> Result<(), FwpError> {
+        let m = self.m();
+        if !m.providers.contains_key(key) {
+            return Err(FwpError::ProviderNotFound(key.to_string()));
+        }
+        let by = m
+            .sublayers
+            .values()
+            .find(|s| s.spec.provider == Some(*key))
+            .map(|s| format!("sublayer {}", s.spec.name))
+            .or_else(|| {
+                m.callouts
+                    .values()
+                    .find(|c| c.spec.provider == Some(*key))
+                    .map(|c| format!("callout {}", c.spec.name))
+            })
+            .or_else(|| {
+                m.filters
+                    .values()
+                    .find(|f| f.provider == Some(*key))
+                    .map(|f| format!("filter {}", f.name))
+            });
+        if let Some(by) = by {
+            return Err(FwpError::InUse {
+                kind: "provider",
+                key: *key,
+                by,
+            });
+        }
+        let p = m
+            .providers
+            .remove(key)
+            .ok_or_else(|| FwpError::ProviderNotFound(key.to_string()))?;
+        self.undo.push(Undo::DelProvider(p));
+        Ok(())
+    }
+
+    /// `FwpmTransactionCommit0`: publishes every change at once, then delivers DELETE_FILTER and
+    /// ADD_FILTER_POST_COMMIT notifications.
+    pub fn commit(mut self) {
+        let engine = self.engine;
+        if let Some(mut m) = self.mgmt.take() {
+            if !self.dirty.is_empty() {
+                let current = engine.snapshot.load_full();
+                let mut layers = current.layers.clone();
+                for layer in &self.dirty {
+                    let i = usize::from(layer.0);
+                    if let Some(g) = m.generations.get_mut(i) {
+                        *g += 1;
+                    }
+                    let generation = m.generations.get(i).copied().unwrap_or(0);
+                    if let Some(slot) = layers.get_mut(i) {
+                        *slot = Arc::new(m.build_layer(*layer, generation));
+                    }
+                }
+                engine.snapshot.store(Arc::new(Snapshot { layers }));
+            }
+            drop(m);
+        }
+        self.undo.clear();
+        for f in std::mem::take(&mut self.deleted) {
+            if let Some(cid) = f.callout_id {
+                let mut copy = (*f).clone();
+                engine.notify(cid, NotifyType::DeleteFilter, None, &mut copy);
+            }
+        }
+        for f in std::mem::take(&mut self.added) {
+            let Some(cid) = f.callout_id else { continue };
+            let wants = engine
+                .registry
+                .get(cid)
+                .is_some_and(|r| r.flags.contains(CalloutFlags::ENABLE_COMMIT_ADD_NOTIFY));
+            if wants {
+                let mut copy = (*f).clone();
+                let key = copy.key;
+                engine.notify(cid, NotifyType::AddFilterPostCommit, Some(&key), &mut copy);
+            }
+        }
+    }
+
+    /// `FwpmTransactionAbort0`: nothing of the transaction becomes visible.
+    pub fn abort(mut self) {
+        self.rollback();
+    }
+
+    fn rollback(&mut self) {
+        let engine = self.engine;
+        let Some(mut m) = self.mgmt.take() else {
+            return;
+        };
+        while let Some(u) = self.undo.pop() {
+            match u {
+                Undo::AddProvider(k) => {
+                    m.providers.remove(&k);
+                }
+                Undo::DelProvider(p) => {
+                    m.providers.insert(p.spec.key, p);
+                }
+                Undo::AddSublayer(k) => {
+                    m.sublayers.remove(&k);
+                }
+                Undo::DelSublayer(s) => {
+                    m.sublayers.insert(s.spec.key, s);
+                }
+                Undo::AddCallout(k) => {
+                    m.callouts.remove(&k);
+                }
+                Undo::DelCallout(c) => {
+                    m.callouts.insert(c.spec.key, c);
+                }
+                Undo::AddFilter(id) => {
+                    if let Some(f) = m.filters.remove(&id) {
+                        m.filter_keys.remove(&f.key);
+                        if let Some(set) = m.by_layer.get_mut(usize::from(f.layer.0)) {
+                            set.remove(&id);
+                        }
+                    }
+                }
+                Undo::DelFilter(f) => {
+                    m.filter_keys.insert(f.key, f.filter_id);
+                    if let Some(set) = m.by_layer.get_mut(usize::from(f.layer.0)) {
+                        set.insert(f.filter_id);
+                    }
+                    m.filters.insert(f.filter_id, f);
+                }
+            }
+        }
+        drop(m);
+        let notified = std::mem::take(&mut self.notified_add);
+        for f in std::mem::take(&mut self.added) {
+            if let (Some(cid), true) = (f.callout_id, notified.contains(&f.filter_id)) {
+                let mut copy = (*f).clone();
+                engine.notify(cid, NotifyType::DeleteFilter, None, &mut copy);
+            }
+        }
+        self.deleted.clear();
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        self.rollback();
+    }
+}

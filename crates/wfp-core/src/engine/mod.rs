@@ -1,0 +1,320 @@
+//! The filter engine: management state (the "BFE"), the published classify snapshot, the run-time
+//! callout registry and flow contexts.
+//!
+//! ```text
+//!  management calls ──► Transaction (writer mutex, undo log) ──commit──► Snapshot (ArcSwap)
+//!                                                                            │ lock-free load
+//!  classify(layer, values, meta, layer_data) ◄────────────────────────────────┘
+//!        │ invokes callouts through the Registry (in-flight counted) and FlowContexts
+//! ```
+//!
+//! A writer never blocks classify: classify loads the current snapshot with one atomic operation and
+//! keeps it for the whole call, so it sees either all of a transaction or none of it.
+
+mod flows;
+mod mgmt;
+mod registry;
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+pub use mgmt::{CalloutObject, ProviderObject, SublayerObject, Transaction};
+
+use crate::callout::CalloutRegistration;
+use crate::catalogue::{self, LayerId};
+use crate::filter::{CalloutId, FilterId, RtFilter};
+use crate::guid::Guid;
+use crate::status::Status;
+pub(crate) use flows::FlowContexts;
+pub(crate) use registry::{Registered, Registry};
+
+/// Engine-wide behaviour switches (brief decisions 1 and 3).
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Let a *static* BLOCK filter veto a hard PERMIT too (WFP: callouts only). Default off.
+    pub static_veto: bool,
+    /// Net events kept in the ring before the oldest is dropped.
+    pub net_event_capacity: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            static_veto: false,
+            net_event_capacity: 4096,
+        }
+    }
+}
+
+/// What a net event reports (a subset of FWPM_NET_EVENT_TYPE plus engine diagnostics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NetEventKind {
+    /// A BLOCK overrode a hard PERMIT (audit 5153 "packet vetoed").
+    Veto,
+    /// A callout panicked; it was treated as unregistered for that classify.
+    CalloutPanic,
+    /// A callout's flowDeleteFn or notifyFn panicked.
+    CallbackPanic,
+}
+
+/// A net event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetEvent {
+    /// Kind.
+    pub kind: NetEventKind,
+    /// Layer of the classify.
+    pub layer: LayerId,
+    /// The filter involved (the vetoing filter for a veto).
+    pub filter_id: Option<FilterId>,
+    /// The filter whose hard permit was vetoed.
+    pub overridden_filter_id: Option<FilterId>,
+    /// The callout involved.
+    pub callout_id: Option<CalloutId>,
+    /// The flow handle, when the layer has one.
+    pub flow: Option<u64>,
+}
+
+/// Counters, readable at any time.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Vetoes.
+    pub vetoes: AtomicU64,
+    /// Callout classifyFn panics contained.
+    pub callout_panics: AtomicU64,
+    /// notifyFn / flowDeleteFn panics contained.
+    pub callback_panics: AtomicU64,
+    /// Net events dropped because the ring was full.
+    pub net_events_dropped: AtomicU64,
+}
+
+/// One sublayer's filters at one layer, in evaluation order.
+#[derive(Debug)]
+pub(crate) struct SublayerView {
+    pub(crate) key: Guid,
+    pub(crate) name: Arc<str>,
+    pub(crate) weight: u16,
+    pub(crate) filters: Vec<Arc<RtFilter>>,
+}
+
+/// One layer's policy: the sublayers holding filters, in evaluation order.
+#[derive(Debug, Default)]
+pub(crate) struct LayerView {
+    pub(crate) sublayers: Vec<SublayerView>,
+    pub(crate) generation: u64,
+}
+
+/// The immutable policy classify reads.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) layers: Vec<Arc<LayerView>>,
+}
+
+/// The WFP filter engine. Cheap to share: wrap it in an `Arc` and call it from any thread.
+pub struct Engine {
+    pub(crate) options: EngineOptions,
+    pub(crate) snapshot: ArcSwap<Snapshot>,
+    pub(crate) mgmt: Mutex<mgmt::Mgmt>,
+    pub(crate) registry: Registry,
+    pub(crate) flows: FlowContexts,
+    events: Mutex<VecDeque<NetEvent>>,
+    pub(crate) stats: EngineStats,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new(EngineOptions::default())
+    }
+}
+
+impl Engine {
+    /// An engine holding only the built-in objects (the layers and the built-in sublayers).
+    pub fn new(options: EngineOptions) -> Self {
+        let layers = catalogue::all_layers()
+            .iter()
+            .map(|_| Arc::new(LayerView::default()))
+            .collect();
+        Self {
+            options,
+            snapshot: ArcSwap::from_pointee(Snapshot { layers }),
+            mgmt: Mutex::new(mgmt::Mgmt::new()),
+            registry: Registry::new(),
+            flows: FlowContexts::new(),
+            events: Mutex::new(VecDeque::new()),
+            stats: EngineStats::default(),
+        }
+    }
+
+    /// The options the engine was built with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Takes the queued net events, oldest first.
+    pub fn drain_net_events(&self) -> Vec<NetEvent> {
+        self.events.lock().drain(..).collect()
+    }
+
+    pub(crate) fn push_event(&self, e: NetEvent) {
+        let mut q = self.events.lock();
+        if q.len() >= self.options.net_event_capacity {
+            q.pop_front();
+            self.stats
+                .net_events_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        q.push_back(e);
+    }
+
+    /// A counter that changes whenever the filters at `layer` change (the shims use it to
+    /// reauthorize ALE flows after a policy change, §8.2).
+    pub fn layer_generation(&self, layer: LayerId) -> u64 {
+        self.snapshot
+            .load()
+            .layers
+            .get(usize::from(layer.0))
+            .map_or(0, |l| l.generation)
+    }
+
+    // ----- run-time callout API (§5) ---------------------------------------------------------
+
+    /// `FwpsCalloutRegister`: returns the run-time id, or STATUS_FWP_ALREADY_EXISTS when the key is
+    /// registered (STATUS_FWP_IN_USE while another thread registers or unregisters it).
+    pub fn register_callout(&self, reg: CalloutRegistration) -> Result<CalloutId, Status> {
+        self.registry.register(&reg)
+    }
+
+    /// `FwpsCalloutUnregisterById0`: stops new invocations at once, waits for in-flight ones, and
+    /// answers STATUS_DEVICE_BUSY while flow contexts for the callout exist (call again after
+    /// removing them). Never call it from inside a callback of the same callout.
+    pub fn unregister_callout(&self, id: CalloutId) -> Status {
+        self.registry.unregister(id)
+    }
+
+    /// `FwpsCalloutUnregisterByKey0`.
+    pub fn unregister_callout_by_key(&self, key: &Guid) -> Status {
+        match self.registry.key_to_id(key) {
+            Some(id) => self.registry.unregister(id),
+            None => Status::FWP_CALLOUT_NOT_FOUND,
+        }
+    }
+
+    /// The run-time id of a registered callout.
+    pub fn callout_id(&self, key: &Guid) -> Option<CalloutId> {
+        self.registry
+            .key_to_id(key)
+            .filter(|id| self.registry.get(*id).is_some())
+    }
+
+    /// True while the callout is registered and not unregistering.
+    pub fn is_callout_registered(&self, id: CalloutId) -> bool {
+        self.registry.get(id).is_some_and(|r| r.is_active())
+    }
+
+    /// How many times a callout's classifyFn panicked.
+    pub fn callout_panics(&self, id: CalloutId) -> u64 {
+        self.registry
+            .get(id)
+            .map_or(0, |r| r.panics.load(Ordering::Relaxed))
+    }
+
+    // ----- flow contexts (§6) ----------------------------------------------------------------
+
+    /// `FwpsFlowAssociateContext0`. STATUS_INVALID_PARAMETER for a zero context or a callout that is
+    /// not registered or has no flowDeleteFn; STATUS_OBJECT_NAME_EXISTS (a success-class code) when a
+    /// context exists for the key — the old context stays.
+    pub fn flow_associate_context(
+        &self,
+        flow: u64,
+        layer: LayerId,
+        callout: CalloutId,
+        context: u64,
+    ) -> Status {
+        if context == 0 || flow == 0 || catalogue::layer(layer).is_none() {
+            return Status::INVALID_PARAMETER;
+        }
+        let Some(reg) = self.registry.get(callout) else {
+            return Status::INVALID_PARAMETER;
+        };
+        if !reg.flow_delete || !reg.is_active() {
+            return Status::INVALID_PARAMETER;
+        }
+        match self.flows.associate(flow, layer, callout, context) {
+            flows::Associate::Done => {
+                reg.contexts.fetch_add(1, Ordering::SeqCst);
+                Status::SUCCESS
+            }
+            flows::Associate::Exists => Status::OBJECT_NAME_EXISTS,
+        }
+    }
+
+    /// `FwpsFlowRemoveContext0`: STATUS_SUCCESS after calling flowDeleteFn synchronously,
+    /// STATUS_PENDING when a classify for that flow and callout is running (flowDeleteFn follows when
+    /// it returns), STATUS_UNSUCCESSFUL when there is no context.
+    pub fn flow_remove_context(&self, flow: u64, layer: LayerId, callout: CalloutId) -> Status {
+        match self.flows.remove(flow, layer, callout) {
+            flows::Remove::Removed(ctx) => {
+                self.call_flow_delete(layer, callout, ctx);
+                Status::SUCCESS
+            }
+            flows::Remove::Pending => Status::PENDING,
+            flows::Remove::NotFound => Status::UNSUCCESSFUL,
+        }
+    }
+
+    /// `FwpsFlowAbort0`, and what the shims call when a flow ends: flowDeleteFn once for every
+    /// context of the flow (deferred for contexts whose classify is running). Returns how many
+    /// contexts were (or will be) deleted; STATUS_UNSUCCESSFUL-like `0` means there were none.
+    pub fn flow_abort(&self, flow: u64) -> usize {
+        let deleted = self.flows.end_flow(flow);
+        let n = deleted.len();
+        for (layer, callout, ctx) in deleted {
+            self.call_flow_delete(layer, callout, ctx);
+        }
+        n
+    }
+
+    /// The context associated for (flow, layer, callout), if any.
+    pub fn flow_context(&self, flow: u64, layer: LayerId, callout: CalloutId) -> Option<u64> {
+        self.flows.get(flow, layer, callout)
+    }
+
+    /// Number of associated flow contexts (all flows).
+    pub fn flow_context_count(&self) -> usize {
+        self.flows.count()
+    }
+
+    pub(crate) fn call_flow_delete(&self, layer: LayerId, callout: CalloutId, ctx: u64) {
+        let Some(reg) = self.registry.get(callout) else {
+            return;
+        };
+        {
+            let _in_flight = reg.enter_any();
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                reg.callout.flow_delete(layer, callout, ctx)
+            }));
+            if r.is_err() {
+                self.stats.callback_panics.fetch_add(1, Ordering::Relaxed);
+                self.push_event(NetEvent {
+                    kind: NetEventKind::CallbackPanic,
+                    layer,
+                    filter_id: None,
+                    overridden_filter_id: None,
+                    callout_id: Some(callout),
+                    flow: None,
+                });
+            }
+        }
+        reg.contexts.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,63 @@
+//! # wfp-core — the Windows Filtering Platform filter engine, sans I/O
+//!
+//! This crate is the engine that callouts register with: WFP's values and constants (with WFP's
+//! names and numbers), the layer catalogue, management objects (providers, sublayers, callouts,
+//! filters) with transactions, classification with WFP's exact filter arbitration, the run-time
+//! callout API (`FWPS_CALLOUT`-style registration, notify, flow contexts, flowDeleteFn) and a
+//! per-decision trace.
+//!
+//! It performs no I/O, reads no clock and starts no threads; it contains no `unsafe`. Packets become
+//! classify calls in `wfp-shim`; policy files are parsed by `wfp-policy`.
+//!
+//! ```text
+//!   wfp-policy / wfpd / wfp-ffi ──► Engine::begin() ─► Transaction ─commit─► published Snapshot
+//!                                                                                │
+//!   wfp-shim (packets) ──► Engine::classify(layer, values, meta, layer_data) ◄────┘
+//!                               │  filters in sublayer/weight order, rights, veto
+//!                               ▼
+//!                          Callout::classify / notify / flow_delete  (registered callouts)
+//! ```
+//!
+//! Module map:
+//! - [`guid`], [`value`], [`constants`], [`status`], [`security`] — WFP's data types and numbers.
+//! - [`catalogue`] — layers, fields (`FWPS_FIELD_*` order), conditions; the single source of truth.
+//! - [`condition`] — match types and the AND-of-ORs combination rule.
+//! - [`filter`] — management object specs, weights, the run-time filter.
+//! - [`engine`] — the engine: transactions, snapshots, callout registry, flow contexts, net events.
+//! - [`classify`] — arbitration and the decision trace.
+//! - [`callout`] — the callout trait and classify-time structures.
+//! - [`manual`] — design notes: semantics decisions and where WFP's docs are silent.
+
+#![forbid(unsafe_code)]
+
+pub mod callout;
+pub mod catalogue;
+pub mod classify;
+pub mod condition;
+pub mod constants;
+pub mod engine;
+pub mod filter;
+pub mod guid;
+pub mod manual;
+pub mod security;
+pub mod status;
+pub mod value;
+
+pub use callout::{
+    Callout, CalloutRegistration, ClassifyContext, ClassifyOut, IncomingValues, LayerData,
+    Metadata, StreamIoPacket,
+};
+pub use catalogue::{layers, LayerId};
+pub use classify::{ClassifyResult, Hardness, StepOutcome, Trace, TraceStep};
+pub use condition::{ConditionSpec, MatchType};
+pub use constants::{
+    ActionType, CalloutFlags, ClassifyOutFlags, ConditionFlags, FilterFlags, NotifyType, Rights,
+    StreamAction,
+};
+pub use engine::{Engine, EngineOptions, NetEvent, NetEventKind, Transaction};
+pub use filter::{
+    CalloutId, CalloutSpec, FilterId, FilterSpec, ProviderSpec, RtFilter, SublayerSpec, WeightSpec,
+};
+pub use guid::Guid;
+pub use status::{FwpError, Status};
+pub use value::{ConditionValue, DataType, Value};
