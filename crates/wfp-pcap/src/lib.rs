@@ -1,0 +1,52 @@
+//! # wfp-pcap — capture I/O for the offline data path
+//!
+//! This crate reads packet captures, decodes their link-layer headers down to the network layer,
+//! and writes classic pcap files. It is the I/O edge of offline replay: something above it feeds
+//! the decoded network-layer bytes to the packet engine and chooses which packets to write back
+//! out (permitted / blocked captures).
+//!
+//! ```text
+//!  .pcap / .pcapng bytes                                  network-layer bytes
+//!  ──────────────────────► CaptureReader ──► PacketRef ──► decode_link ──► L3Packet ──► (engine)
+//!   (any io::Read)          (reader/)        (index, ts,     (link.rs)     (IPv4/IPv6/other,
+//!                            pcap.rs           link type,                    VLAN ids, Linux
+//!                            pcapng.rs         orig_len,                     packet type)
+//!                                              data)
+//!                                                │
+//!                                                └──────► CaptureWriter ──► .pcap bytes
+//!                                                          (writer.rs)      (any io::Write)
+//! ```
+//!
+//! What it never does:
+//! - It never panics on file or packet contents and has no `unsafe`: every length is checked,
+//!   malformed input becomes a [`CaptureError`] (which ends reading, after every good packet
+//!   before it was returned) or a [`LinkError`] (which concerns one packet only).
+//! - It never allocates what a file merely claims: captured lengths above [`MAX_CAPTURED_LEN`]
+//!   are rejected and large reads grow only with the data actually present.
+//! - It never parses IP or anything above it, keeps no flow state, reads no clock (timestamps
+//!   come from the file) and depends on no other wfp crate.
+//!
+//! Modules: [`reader`] (formats and their contract), [`link`] (link types decoded and how),
+//! [`writer`] (classic pcap output), and [`LinkType`].
+
+#![forbid(unsafe_code)]
+
+mod bytes;
+pub mod link;
+mod link_type;
+pub mod reader;
+pub mod writer;
+
+#[cfg(test)]
+mod test_support;
+
+pub use link::{
+    decode_link, Direction, L3Packet, LinkError, LinuxPacketType, NetworkProtocol, VlanIds,
+    MAX_VLAN_TAGS,
+};
+pub use link_type::LinkType;
+pub use reader::{
+    CaptureError, CaptureFormat, CaptureReader, CapturedPacket, InterfaceInfo, PacketRef,
+    TimestampResolution, MAX_BLOCK_LEN, MAX_CAPTURED_LEN,
+};
+pub use writer::{CaptureWriter, TimestampPrecision, WriteError, WRITER_SNAPLEN};

@@ -1,0 +1,922 @@
+//! The policy file format: parsing with source positions, and applying to an engine.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+use wfp_core::catalogue::{self, layer_by_name};
+use wfp_core::condition::ConditionSpec;
+use wfp_core::filter::{
+    CALLOUT_FLAG_PERSISTENT, PROVIDER_FLAG_PERSISTENT, SUBLAYER_FLAG_PERSISTENT,
+};
+use wfp_core::{
+    ActionType, CalloutFlags, CalloutId, CalloutRegistration, CalloutSpec, ConditionValue,
+    DataType, Engine, EngineOptions, FilterFlags, FilterId, FilterSpec, FwpError, Guid, MatchType,
+    ProviderSpec, Status, SublayerSpec, WeightSpec,
+};
+
+use crate::lit::{condition_value, Lit};
+
+/// A policy that failed to parse or apply, with where and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}:{line}:{column}: {field}: {message}")]
+pub struct PolicyError {
+    /// The file (or `<policy>`).
+    pub origin: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The offending field, e.g. `filter[2].condition[0].value`.
+    pub field: String,
+    /// What is wrong (engine errors keep their FWP_E_* name).
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileT {
+    #[serde(default)]
+    engine: Option<EngineT>,
+    #[serde(default)]
+    provider: Vec<Spanned<ProviderT>>,
+    #[serde(default)]
+    sublayer: Vec<Spanned<SublayerT>>,
+    #[serde(default)]
+    callout: Vec<Spanned<CalloutT>>,
+    #[serde(default)]
+    filter: Vec<Spanned<FilterT>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineT {
+    #[serde(default)]
+    static_veto: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderT {
+    name: Spanned<String>,
+    key: Option<Spanned<String>>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    persistent: bool,
+    service_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SublayerT {
+    name: Spanned<String>,
+    key: Option<Spanned<String>>,
+    #[serde(default)]
+    description: String,
+    weight: Option<Spanned<toml::Value>>,
+    provider: Option<Spanned<String>>,
+    #[serde(default)]
+    persistent: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CalloutT {
+    name: Spanned<String>,
+    key: Option<Spanned<String>>,
+    #[serde(default)]
+    description: String,
+    layer: Spanned<String>,
+    builtin: Option<Spanned<String>>,
+    provider: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    registered: bool,
+    #[serde(default)]
+    flags: Vec<Spanned<String>>,
+    #[serde(default)]
+    persistent: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilterT {
+    name: Spanned<String>,
+    key: Option<Spanned<String>>,
+    #[serde(default)]
+    description: String,
+    layer: Spanned<String>,
+    sublayer: Option<Spanned<String>>,
+    weight: Option<Spanned<toml::Value>>,
+    action: Spanned<String>,
+    callout: Option<Spanned<String>>,
+    #[serde(default)]
+    flags: Vec<Spanned<String>>,
+    context: Option<Spanned<toml::Value>>,
+    provider: Option<Spanned<String>>,
+    #[serde(default)]
+    condition: Vec<Spanned<ConditionT>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConditionT {
+    field: Spanned<String>,
+    #[serde(rename = "match")]
+    match_type: Option<Spanned<String>>,
+    value: Option<Spanned<toml::Value>>,
+    range: Option<Spanned<Vec<toml::Value>>>,
+    #[serde(rename = "type")]
+    value_type: Option<Spanned<String>>,
+}
+
+/// Where an object came from in the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Origin {
+    line: usize,
+    column: usize,
+    field: String,
+}
+
+/// A callout object of the policy and the run-time implementation to register for it.
+#[derive(Clone, Debug)]
+struct CalloutEntry {
+    spec: CalloutSpec,
+    builtin: Option<&'static wfp_callouts::Builtin>,
+    registered: bool,
+    extra_flags: CalloutFlags,
+    origin: Origin,
+}
+
+/// A parsed policy: WFP object specs in file order, with their source positions.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    origin: String,
+    /// Engine options requested by the `[engine]` table.
+    pub options: EngineOptions,
+    providers: Vec<(ProviderSpec, Origin)>,
+    sublayers: Vec<(SublayerSpec, Origin)>,
+    callouts: Vec<CalloutEntry>,
+    filters: Vec<(FilterSpec, Origin)>,
+}
+
+/// What [`Policy::apply`] added.
+#[derive(Clone, Debug, Default)]
+pub struct Applied {
+    /// Filter ids in file order.
+    pub filters: Vec<FilterId>,
+    /// Callouts registered by the apply (key, run-time id).
+    pub registered: Vec<(Guid, CalloutId)>,
+    /// Sublayer keys in file order.
+    pub sublayers: Vec<Guid>,
+    /// Provider keys in file order.
+    pub providers: Vec<Guid>,
+    /// Management callout keys in file order.
+    pub callouts: Vec<Guid>,
+}
+
+struct Ctx<'a> {
+    src: &'a str,
+    origin: &'a str,
+}
+
+impl Ctx<'_> {
+    fn pos(&self, offset: usize) -> (usize, usize) {
+        let before = &self.src[..offset.min(self.src.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before
+            .rfind('\n')
+            .map_or(before.len(), |i| before.len() - i - 1)
+            + 1;
+        (line, column)
+    }
+
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Result<T, PolicyError> {
+        let (line, column) = self.pos(span.start);
+        Err(PolicyError {
+            origin: self.origin.to_string(),
+            line,
+            column,
+            field: field.into(),
+            message: message.into(),
+        })
+    }
+
+    fn origin_of(&self, span: std::ops::Range<usize>, field: String) -> Origin {
+        let (line, column) = self.pos(span.start);
+        Origin {
+            line,
+            column,
+            field,
+        }
+    }
+}
+
+fn parse_guid(ctx: &Ctx<'_>, s: &Spanned<String>, field: String) -> Result<Guid, PolicyError> {
+    s.get_ref()
+        .parse::<Guid>()
+        .or_else(|e| ctx.err(s.span(), field, e.to_string()))
+}
+
+fn uint(
+    ctx: &Ctx<'_>,
+    v: &Spanned<toml::Value>,
+    field: &str,
+    max: u128,
+) -> Result<u64, PolicyError> {
+    let parsed = match v.get_ref() {
+        toml::Value::Integer(i) if *i >= 0 => Some(*i as u128),
+        toml::Value::String(s) => {
+            let t = s.trim().replace('_', "");
+            if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+                u128::from_str_radix(h, 16).ok()
+            } else {
+                t.parse::<u128>().ok()
+            }
+        }
+        _ => None,
+    };
+    match parsed {
+        Some(n) if n <= max => Ok(n as u64),
+        _ => ctx.err(
+            v.span(),
+            field,
+            format!("expected an unsigned integer up to {max:#x}"),
+        ),
+    }
+}
+
+impl Policy {
+    /// Reads and parses a policy file.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let origin = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| PolicyError {
+            origin: origin.clone(),
+            line: 0,
+            column: 0,
+            field: "file".into(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&src, &origin)
+    }
+
+    /// Parses policy text; `origin` names it in errors.
+    pub fn parse(src: &str, origin: &str) -> Result<Self, PolicyError> {
+        let ctx = Ctx { src, origin };
+        let file: FileT = toml::from_str(src).map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |s| ctx.pos(s.start));
+            PolicyError {
+                origin: origin.to_string(),
+                line,
+                column,
+                field: "toml".into(),
+                message: e.message().to_string(),
+            }
+        })?;
+        let mut p = Self {
+            origin: origin.to_string(),
+            options: EngineOptions {
+                static_veto: file.engine.as_ref().is_some_and(|e| e.static_veto),
+                ..EngineOptions::default()
+            },
+            providers: Vec::new(),
+            sublayers: Vec::new(),
+            callouts: Vec::new(),
+            filters: Vec::new(),
+        };
+        let mut provider_names: Vec<(String, Guid)> = Vec::new();
+        for (i, t) in file.provider.iter().enumerate() {
+            let f = format!("provider[{i}]");
+            let v = t.get_ref();
+            let key = match &v.key {
+                Some(k) => parse_guid(&ctx, k, format!("{f}.key"))?,
+                None => Guid::from_name("provider", v.name.get_ref()),
+            };
+            provider_names.push((v.name.get_ref().clone(), key));
+            p.providers.push((
+                ProviderSpec {
+                    key,
+                    name: v.name.get_ref().clone(),
+                    description: v.description.clone(),
+                    flags: if v.persistent {
+                        PROVIDER_FLAG_PERSISTENT
+                    } else {
+                        0
+                    },
+                    service_name: v.service_name.clone(),
+                },
+                ctx.origin_of(t.span(), f),
+            ));
+        }
+        let resolve_provider = |s: &Spanned<String>, field: String| -> Result<Guid, PolicyError> {
+            if let Some((_, k)) = provider_names.iter().find(|(n, _)| n == s.get_ref()) {
+                return Ok(*k);
+            }
+            s.get_ref().parse::<Guid>().or_else(|_| {
+                ctx.err(
+                    s.span(),
+                    field,
+                    format!("no provider named {:?}", s.get_ref()),
+                )
+            })
+        };
+        let mut sublayer_names: Vec<(String, Guid)> = Vec::new();
+        for (i, t) in file.sublayer.iter().enumerate() {
+            let f = format!("sublayer[{i}]");
+            let v = t.get_ref();
+            let key = match &v.key {
+                Some(k) => parse_guid(&ctx, k, format!("{f}.key"))?,
+                None => Guid::from_name("sublayer", v.name.get_ref()),
+            };
+            let weight = match &v.weight {
+                Some(w) => uint(&ctx, w, &format!("{f}.weight"), u128::from(u16::MAX))? as u16,
+                None => 0,
+            };
+            let provider = v
+                .provider
+                .as_ref()
+                .map(|s| resolve_provider(s, format!("{f}.provider")))
+                .transpose()?;
+            sublayer_names.push((v.name.get_ref().clone(), key));
+            p.sublayers.push((
+                SublayerSpec {
+                    key,
+                    name: v.name.get_ref().clone(),
+                    description: v.description.clone(),
+                    flags: if v.persistent {
+                        SUBLAYER_FLAG_PERSISTENT
+                    } else {
+                        0
+                    },
+                    provider,
+                    weight,
+                },
+                ctx.origin_of(t.span(), f),
+            ));
+        }
+        for (i, t) in file.callout.iter().enumerate() {
+            let f = format!("callout[{i}]");
+            let v = t.get_ref();
+            let Some(layer) = layer_by_name(v.layer.get_ref()) else {
+                return ctx.err(
+                    v.layer.span(),
+                    format!("{f}.layer"),
+                    format!(
+                        "FWP_E_LAYER_NOT_FOUND: unknown layer {:?}",
+                        v.layer.get_ref()
+                    ),
+                );
+            };
+            let builtin = match &v.builtin {
+                Some(b) => Some(wfp_callouts::builtin(b.get_ref()).map_or_else(
+                    || {
+                        ctx.err(
+                            b.span(),
+                            format!("{f}.builtin"),
+                            format!(
+                                "no built-in callout {:?} (known: {})",
+                                b.get_ref(),
+                                builtin_names()
+                            ),
+                        )
+                    },
+                    Ok,
+                )?),
+                None => None,
+            };
+            let key = match &v.key {
+                Some(k) => parse_guid(&ctx, k, format!("{f}.key"))?,
+                None => Guid::from_name("callout", &format!("{}@{}", v.name.get_ref(), layer.name)),
+            };
+            let mut extra = CalloutFlags::default();
+            for fl in &v.flags {
+                match CalloutFlags::from_name(fl.get_ref()) {
+                    Some(x) => extra |= x,
+                    None => {
+                        return ctx.err(
+                            fl.span(),
+                            format!("{f}.flags"),
+                            format!("unknown FWP_CALLOUT_FLAG {:?}", fl.get_ref()),
+                        )
+                    }
+                }
+            }
+            let provider = v
+                .provider
+                .as_ref()
+                .map(|s| resolve_provider(s, format!("{f}.provider")))
+                .transpose()?;
+            p.callouts.push(CalloutEntry {
+                spec: CalloutSpec {
+                    key,
+                    name: v.name.get_ref().clone(),
+                    description: v.description.clone(),
+                    flags: if v.persistent {
+                        CALLOUT_FLAG_PERSISTENT
+                    } else {
+                        0
+                    },
+                    provider,
+                    applicable_layer: layer.layer_id(),
+                },
+                builtin,
+                registered: v.registered && builtin.is_some(),
+                extra_flags: extra,
+                origin: ctx.origin_of(t.span(), f),
+            });
+        }
+        for (i, t) in file.filter.iter().enumerate() {
+            let spec = p.parse_filter(&ctx, i, t.get_ref(), &sublayer_names, &resolve_provider)?;
+            p.filters
+                .push((spec, ctx.origin_of(t.span(), format!("filter[{i}]"))));
+        }
+        Ok(p)
+    }
+
+    fn parse_filter(
+        &mut self,
+        ctx: &Ctx<'_>,
+        i: usize,
+        v: &FilterT,
+        sublayer_names: &[(String, Guid)],
+        resolve_provider: &ResolveProvider<'_>,
+    ) -> Result<FilterSpec, PolicyError> {
+        let f = format!("filter[{i}]");
+        let Some(layer) = layer_by_name(v.layer.get_ref()) else {
+            return ctx.err(
+                v.layer.span(),
+                format!("{f}.layer"),
+                format!(
+                    "FWP_E_LAYER_NOT_FOUND: unknown layer {:?}",
+                    v.layer.get_ref()
+                ),
+            );
+        };
+        let Some(action) = ActionType::from_name(v.action.get_ref()) else {
+            return ctx.err(
+                v.action.span(),
+                format!("{f}.action"),
+                format!("unknown action {:?}", v.action.get_ref()),
+            );
+        };
+        let sublayer = match &v.sublayer {
+            None => Guid::NULL,
+            Some(s) => {
+                if let Some((_, k)) = sublayer_names.iter().find(|(n, _)| n == s.get_ref()) {
+                    *k
+                } else if let Some((_, k)) = catalogue::builtin_sublayers().iter().find(|(n, _)| {
+                    s.get_ref().eq_ignore_ascii_case(n)
+                        || s.get_ref()
+                            .eq_ignore_ascii_case(&format!("FWPM_SUBLAYER_{n}"))
+                }) {
+                    *k
+                } else {
+                    s.get_ref().parse::<Guid>().or_else(|_| {
+                        ctx.err(
+                            s.span(),
+                            format!("{f}.sublayer"),
+                            format!("no sublayer named {:?}", s.get_ref()),
+                        )
+                    })?
+                }
+            }
+        };
+        let weight = match &v.weight {
+            None => WeightSpec::Auto,
+            Some(w) => match w.get_ref() {
+                toml::Value::Table(t) => match t.get("range") {
+                    Some(toml::Value::Integer(r)) if t.len() == 1 && (0..=255).contains(r) => {
+                        WeightSpec::Range(*r as u8)
+                    }
+                    _ => {
+                        return ctx.err(
+                            w.span(),
+                            format!("{f}.weight"),
+                            "expected { range = N } with N a UINT8",
+                        )
+                    }
+                },
+                _ => WeightSpec::Exact(uint(ctx, w, &format!("{f}.weight"), u128::from(u64::MAX))?),
+            },
+        };
+        let mut flags = FilterFlags::NONE;
+        for fl in &v.flags {
+            match FilterFlags::from_name(fl.get_ref()) {
+                Some(x) => flags |= x,
+                None => {
+                    return ctx.err(
+                        fl.span(),
+                        format!("{f}.flags"),
+                        format!("unknown FWPM_FILTER_FLAG {:?}", fl.get_ref()),
+                    )
+                }
+            }
+        }
+        let callout = match (&v.callout, action.is_callout()) {
+            (Some(c), true) => {
+                Some(self.resolve_callout(ctx, c, layer, &format!("{f}.callout"))?)
+            }
+            (None, true) => {
+                return ctx.err(
+                    v.action.span(),
+                    format!("{f}.callout"),
+                    "a callout action needs `callout = ...`",
+                )
+            }
+            (Some(c), false) => {
+                return ctx.err(
+                    c.span(),
+                    format!("{f}.callout"),
+                    "only CALLOUT_* actions take a callout",
+                )
+            }
+            (None, false) => None,
+        };
+        let provider = v
+            .provider
+            .as_ref()
+            .map(|s| resolve_provider(s, format!("{f}.provider")))
+            .transpose()?;
+        let raw_context = match &v.context {
+            Some(c) => uint(ctx, c, &format!("{f}.context"), u128::from(u64::MAX))?,
+            None => 0,
+        };
+        let key = match &v.key {
+            Some(k) => parse_guid(ctx, k, format!("{f}.key"))?,
+            None => Guid::NULL,
+        };
+        let mut conditions = Vec::new();
+        for (ci, c) in v.condition.iter().enumerate() {
+            conditions.push(parse_condition(
+                ctx,
+                layer,
+                c.get_ref(),
+                &format!("{f}.condition[{ci}]"),
+            )?);
+        }
+        Ok(FilterSpec {
+            key,
+            name: v.name.get_ref().clone(),
+            description: v.description.clone(),
+            flags,
+            provider,
+            layer: layer.layer_id(),
+            sublayer,
+            weight,
+            conditions,
+            action,
+            callout,
+            raw_context,
+        })
+    }
+
+    /// A filter's `callout`: a `[[callout]]` name, a key, or a built-in name (which creates an
+    /// implicit management callout for that built-in at the filter's layer).
+    fn resolve_callout(
+        &mut self,
+        ctx: &Ctx<'_>,
+        c: &Spanned<String>,
+        layer: &catalogue::LayerDef,
+        field: &str,
+    ) -> Result<Guid, PolicyError> {
+        let name = c.get_ref();
+        if let Some(e) = self
+            .callouts
+            .iter()
+            .find(|e| &e.spec.name == name && e.spec.applicable_layer == layer.layer_id())
+        {
+            return Ok(e.spec.key);
+        }
+        if let Some(e) = self.callouts.iter().find(|e| &e.spec.name == name) {
+            return Ok(e.spec.key); // wrong layer: the engine reports FWP_E_INCOMPATIBLE_LAYER
+        }
+        if let Ok(g) = name.parse::<Guid>() {
+            return Ok(g);
+        }
+        if let Some(b) = wfp_callouts::builtin(name) {
+            let key = Guid::from_name("builtin-callout", &format!("{}@{}", b.name, layer.name));
+            self.callouts.push(CalloutEntry {
+                spec: CalloutSpec {
+                    key,
+                    name: format!("{}@{}", b.name, layer.name),
+                    description: b.description.to_string(),
+                    flags: 0,
+                    provider: None,
+                    applicable_layer: layer.layer_id(),
+                },
+                builtin: Some(b),
+                registered: true,
+                extra_flags: CalloutFlags::default(),
+                origin: ctx.origin_of(c.span(), field.to_string()),
+            });
+            return Ok(key);
+        }
+        ctx.err(
+            c.span(),
+            field,
+            format!(
+                "no callout {name:?}: not a [[callout]] name, a GUID or a built-in ({})",
+                builtin_names()
+            ),
+        )
+    }
+
+    /// Number of filters.
+    pub fn filter_count(&self) -> usize {
+        self.filters.len()
+    }
+
+    /// A new engine with this policy's options and objects.
+    pub fn build_engine(&self) -> Result<(Arc<Engine>, Applied), PolicyError> {
+        let engine = Arc::new(Engine::new(self.options.clone()));
+        let applied = self.apply(&engine)?;
+        Ok((engine, applied))
+    }
+
+    /// Registers the referenced built-in callouts, then adds every object in one transaction. On any
+    /// error the transaction is aborted, newly registered callouts are unregistered, and the error
+    /// names the object's line.
+    pub fn apply(&self, engine: &Engine) -> Result<Applied, PolicyError> {
+        let mut applied = Applied::default();
+        for c in &self.callouts {
+            let Some(b) = c.builtin.filter(|_| c.registered) else {
+                continue;
+            };
+            if engine.callout_id(&c.spec.key).is_some() {
+                continue;
+            }
+            let reg = CalloutRegistration {
+                key: c.spec.key,
+                flags: b.flags | c.extra_flags,
+                callout: (b.make)(),
+                flow_delete: b.flow_delete,
+            };
+            match engine.register_callout(reg) {
+                Ok(id) => applied.registered.push((c.spec.key, id)),
+                Err(s) => {
+                    self.unregister(engine, &applied);
+                    return Err(self.fail(&c.origin, &format!("{s}")));
+                }
+            }
+        }
+        let mut txn = engine.begin();
+        let result = (|| {
+            for (p, o) in &self.providers {
+                applied.providers.push(
+                    txn.add_provider(p.clone())
+                        .map_err(|e| self.engine_err(o, &e))?,
+                );
+            }
+            for (s, o) in &self.sublayers {
+                applied.sublayers.push(
+                    txn.add_sublayer(s.clone())
+                        .map_err(|e| self.engine_err(o, &e))?,
+                );
+            }
+            for c in &self.callouts {
+                txn.add_callout(c.spec.clone())
+                    .map_err(|e| self.engine_err(&c.origin, &e))?;
+                applied.callouts.push(c.spec.key);
+            }
+            for (f, o) in &self.filters {
+                applied.filters.push(
+                    txn.add_filter(f.clone())
+                        .map_err(|e| self.engine_err(o, &e))?,
+                );
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                txn.commit();
+                Ok(applied)
+            }
+            Err(e) => {
+                txn.abort();
+                self.unregister(engine, &applied);
+                Err(e)
+            }
+        }
+    }
+
+    fn unregister(&self, engine: &Engine, applied: &Applied) {
+        for (_, id) in &applied.registered {
+            let _: Status = engine.unregister_callout(*id);
+        }
+    }
+
+    fn fail(&self, o: &Origin, message: &str) -> PolicyError {
+        PolicyError {
+            origin: self.origin.clone(),
+            line: o.line,
+            column: o.column,
+            field: o.field.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    fn engine_err(&self, o: &Origin, e: &FwpError) -> PolicyError {
+        self.fail(o, &e.to_string())
+    }
+}
+
+/// Resolves a provider reference (name or key) to its key.
+type ResolveProvider<'a> = dyn Fn(&Spanned<String>, String) -> Result<Guid, PolicyError> + 'a;
+
+fn builtin_names() -> String {
+    wfp_callouts::all()
+        .iter()
+        .map(|b| b.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn parse_condition(
+    ctx: &Ctx<'_>,
+    layer: &catalogue::LayerDef,
+    c: &ConditionT,
+    f: &str,
+) -> Result<ConditionSpec, PolicyError> {
+    let Some(index) = layer.field_index_by_name(c.field.get_ref()) else {
+        let known = catalogue::condition_by_name(c.field.get_ref()).is_some();
+        let msg = if known {
+            format!(
+                "FWP_E_CONDITION_NOT_FOUND: {} is not a field of layer {}",
+                c.field.get_ref(),
+                layer.name
+            )
+        } else {
+            format!("unknown condition {:?}", c.field.get_ref())
+        };
+        return ctx.err(c.field.span(), format!("{f}.field"), msg);
+    };
+    let field = &layer.fields[index];
+    let forced = match &c.value_type {
+        Some(t) => match DataType::from_name(t.get_ref()) {
+            Some(dt) => Some(dt),
+            None => {
+                return ctx.err(
+                    t.span(),
+                    format!("{f}.type"),
+                    format!("unknown FWP data type {:?}", t.get_ref()),
+                )
+            }
+        },
+        None => None,
+    };
+    let match_type = match &c.match_type {
+        Some(m) => match MatchType::from_name(m.get_ref()) {
+            Some(mt) => mt,
+            None => {
+                return ctx.err(
+                    m.span(),
+                    format!("{f}.match"),
+                    format!("unknown FWP_MATCH type {:?}", m.get_ref()),
+                )
+            }
+        },
+        None if c.range.is_some() => MatchType::Range,
+        None => MatchType::Equal,
+    };
+    let value = match (&c.value, &c.range, forced) {
+        (_, _, Some(DataType::Empty)) => ConditionValue::Value(wfp_core::Value::Empty),
+        (Some(v), None, _) => condition_value(
+            field.name,
+            field.data_type,
+            forced,
+            &Lit::from_toml(v.get_ref()),
+        )
+        .or_else(|m| ctx.err(v.span(), format!("{f}.value"), m))?,
+        (None, Some(r), _) => {
+            let [lo, hi] = r.get_ref().as_slice() else {
+                return ctx.err(r.span(), format!("{f}.range"), "a range is [low, high]");
+            };
+            let t = forced.unwrap_or(field.data_type);
+            let conv =
+                |x: &toml::Value| crate::lit::incoming_value(field.name, t, &Lit::from_toml(x));
+            match (conv(lo), conv(hi)) {
+                (Ok(l), Ok(h)) => ConditionValue::Range(l, h),
+                (Err(m), _) | (_, Err(m)) => return ctx.err(r.span(), format!("{f}.range"), m),
+            }
+        }
+        (Some(v), Some(_), _) => {
+            return ctx.err(
+                v.span(),
+                format!("{f}.value"),
+                "give either value or range, not both",
+            )
+        }
+        (None, None, _) => {
+            return ctx.err(
+                c.field.span(),
+                format!("{f}.value"),
+                "missing value (or range)",
+            )
+        }
+    };
+    // Bind to the field's own condition id (aliases such as ICMP_TYPE share the port's GUID).
+    let cond = wfp_core::catalogue::ConditionId(field.condition);
+    Ok(ConditionSpec {
+        field: cond,
+        match_type,
+        value,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wfp_core::{layers, Metadata, Value};
+
+    const GOOD: &str = r#"
+[[sublayer]]
+name = "high"
+weight = 100
+
+[[sublayer]]
+name = "low"
+weight = 10
+
+[[filter]]
+name = "permit web"
+layer = "FWPM_LAYER_ALE_AUTH_CONNECT_V4"
+sublayer = "high"
+weight = 5
+action = "PERMIT"
+condition = [ { field = "IP_REMOTE_PORT", value = 80 }, { field = "IP_REMOTE_PORT", value = 443 } ]
+
+[[filter]]
+name = "veto"
+layer = "ALE_AUTH_CONNECT_V4"
+sublayer = "low"
+action = "CALLOUT_TERMINATING"
+callout = "wfp.test.block"
+"#;
+
+    #[test]
+    fn applies_in_one_transaction_and_classifies() {
+        let p = Policy::parse(GOOD, "good.toml").unwrap();
+        let (engine, applied) = p.build_engine().unwrap();
+        assert_eq!(applied.filters.len(), 2);
+        let l = catalogue::layer(layers::ALE_AUTH_CONNECT_V4).unwrap();
+        let mut values = vec![Value::Empty; l.fields.len()];
+        values[l.field_index_by_name("IP_REMOTE_PORT").unwrap()] = Value::Uint16(443);
+        let r = engine.classify(
+            layers::ALE_AUTH_CONNECT_V4,
+            &values,
+            &Metadata::default(),
+            &mut Default::default(),
+            None,
+        );
+        // soft PERMIT in "high", then the callout BLOCKs with the right in "low".
+        assert_eq!(r.action, ActionType::BLOCK);
+        assert_eq!(r.deciding_filter, Some(applied.filters[1]));
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let bad = GOOD.replace("value = 443", "value = 70000");
+        let e = Policy::parse(&bad, "bad.toml").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (16, "filter[0].condition[1].value"),
+            "{e}"
+        );
+        let bad = GOOD.replace("CALLOUT_TERMINATING", "CALLOUT_NOPE");
+        let e = Policy::parse(&bad, "bad.toml").unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (22, "filter[1].action"), "{e}");
+        let bad = GOOD.replace("name = \"veto\"", "name = \"veto\"\ncolour = 1");
+        let e = Policy::parse(&bad, "bad.toml").unwrap_err();
+        assert!(e.message.contains("colour"), "{e}");
+        assert_eq!(e.line, 20, "{e}"); // the table holding the unknown key
+    }
+
+    #[test]
+    fn engine_errors_roll_back_everything() {
+        let bad = GOOD.replace("value = 443 }", "value = 443, type = \"UINT32\" }");
+        let p = Policy::parse(&bad, "bad.toml").unwrap();
+        let engine = Engine::default();
+        let e = p.apply(&engine).unwrap_err();
+        assert!(e.message.contains("FWP_E_TYPE_MISMATCH"), "{e}");
+        assert_eq!(e.field, "filter[0]");
+        assert!(engine.filters().is_empty());
+        assert!(engine.sublayers().iter().all(|s| s.builtin));
+        assert_eq!(
+            engine.callout_id(&Guid::from_name(
+                "builtin-callout",
+                "wfp.test.block@ALE_AUTH_CONNECT_V4"
+            )),
+            None
+        );
+    }
+}
