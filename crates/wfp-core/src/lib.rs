@@ -38,6 +38,7 @@ pub mod constants;
 pub mod engine;
 pub mod filter;
 pub mod guid;
+pub(crate) mod index;
 pub mod manual;
 pub mod security;
 pub mod status;
