@@ -70,6 +70,24 @@ pub struct StreamVerdict {
     pub action_type: ActionType,
 }
 
+/// How one callout invocation went ([`Engine::invoke_callout`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invocation {
+    /// classifyFn ran; `out` is what it left in `FWPS_CLASSIFY_OUT0`.
+    Ran {
+        /// The classify-out after the call.
+        out: ClassifyOut,
+        /// The callout's run-time id.
+        callout: CalloutId,
+    },
+    /// The callout is not registered (or is unregistering): apply §5.4.
+    Unregistered,
+    /// CONDITIONAL_ON_FLOW and no context for (flow, layer, callout): the filter contributes nothing.
+    SkippedNoFlowContext,
+    /// classifyFn panicked; contained and counted; treat as unregistered.
+    Panicked,
+}
+
 /// What one filter did during a classify (one line of the decision trace).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StepOutcome {
@@ -329,28 +347,12 @@ impl Engine {
             .callout_id
             .and_then(|id| registry.get(id.0 as usize))
             .and_then(Option::as_ref);
-        let Some(reg) = reg else {
-            return unregistered(f);
-        };
-        let Some(in_flight) = reg.enter() else {
-            return unregistered(f);
-        };
-        let conditional = reg.flags.contains(CalloutFlags::CONDITIONAL_ON_FLOW);
-        // §6.3: a CONDITIONAL_ON_FLOW callout only runs for flows holding its context at this layer.
-        let flow_ctx = match flow {
-            Some(fl) => self.flows.begin_use(fl, f.layer, reg.id),
-            None => None,
-        };
-        if conditional && flow_ctx.is_none() {
-            return Eval::Continue(StepOutcome::SkippedNoFlowContext);
-        }
-        let preset = if st.action == ActionType::NONE_NO_MATCH {
-            ActionType::CONTINUE
-        } else {
-            st.action
-        };
-        let mut out = ClassifyOut {
-            action_type: preset,
+        let preset = ClassifyOut {
+            action_type: if st.action == ActionType::NONE_NO_MATCH {
+                ActionType::CONTINUE
+            } else {
+                st.action
+            },
             out_context: 0,
             filter_id: f.filter_id.0,
             rights: if st.write {
@@ -360,6 +362,116 @@ impl Engine {
             },
             flags: ClassifyOutFlags::default(),
         };
+        let (out, callout) =
+            match self.invoke_registered(reg, f, values, meta, layer_data, preset, flow) {
+                Invocation::Ran { out, callout } => (out, callout),
+                Invocation::Unregistered => return unregistered(f),
+                Invocation::SkippedNoFlowContext => {
+                    return Eval::Continue(StepOutcome::SkippedNoFlowContext)
+                }
+                Invocation::Panicked => {
+                    return match unregistered(f) {
+                        Eval::Decision(a, c, fl, _) => Eval::Decision(a, c, fl, Origin::Panicked),
+                        _ => Eval::Continue(StepOutcome::Panicked),
+                    }
+                }
+            };
+        // §9.2: any stream action other than NONE makes the engine ignore actionType.
+        if let LayerData::Stream(io) = layer_data {
+            if io.stream_action != StreamAction::None {
+                return Eval::Stream(StreamVerdict {
+                    filter: f.filter_id,
+                    callout,
+                    action: io.stream_action,
+                    count_bytes_required: io.count_bytes_required,
+                    count_bytes_enforced: io.count_bytes_enforced,
+                    action_type: out.action_type,
+                });
+            }
+        }
+        if !st.write {
+            // Brief decision 11: without the right only a BLOCK over a (hard) PERMIT counts — a veto.
+            if out.action_type == ActionType::BLOCK
+                && st.action == ActionType::PERMIT
+                && f.action != ActionType::CALLOUT_INSPECTION
+            {
+                return Eval::Veto(out.flags);
+            }
+            return Eval::Continue(StepOutcome::NoRight {
+                action: out.action_type,
+            });
+        }
+        let res = coerce(out.action_type, f.action);
+        if res == ActionType::CONTINUE {
+            return Eval::Continue(StepOutcome::Continue);
+        }
+        Eval::Decision(
+            res,
+            !out.rights.contains(Rights::ACTION_WRITE),
+            out.flags,
+            Origin::Filter,
+        )
+    }
+
+    /// Runs one callout filter's callout, the way classify does (§6.3 CONDITIONAL_ON_FLOW check,
+    /// flow context lookup, in-flight accounting, panic containment), with `out` as the preset
+    /// `FWPS_CLASSIFY_OUT0`. For data paths that run their own protocol over a layer's callouts —
+    /// the stream layer's waterfall (§9.2) — instead of [`Engine::classify`]'s arbitration.
+    pub fn invoke_callout(
+        &self,
+        filter: &RtFilter,
+        values: &IncomingValues<'_>,
+        meta: &Metadata,
+        layer_data: &mut LayerData<'_>,
+        out: ClassifyOut,
+    ) -> Invocation {
+        let reg = filter.callout_id.and_then(|id| self.registry.get(id));
+        let flow = meta
+            .flow()
+            .filter(|_| catalogue::layer(filter.layer).is_some_and(|l| l.is_flow_capable()));
+        self.invoke_registered(reg.as_ref(), filter, values, meta, layer_data, out, flow)
+    }
+
+    /// The filters at `layer` whose conditions match, in evaluation order (sublayers by weight, then
+    /// filters by weight) — what [`Engine::classify`] would consider.
+    pub fn matching_filters(&self, layer: LayerId, values: &[Value]) -> Vec<Arc<RtFilter>> {
+        let snapshot = self.snapshot.load();
+        let Some(view) = snapshot.layers.get(usize::from(layer.0)) else {
+            return Vec::new();
+        };
+        view.sublayers
+            .iter()
+            .flat_map(|s| s.filters.iter())
+            .filter(|f| f.conditions.matches(values))
+            .cloned()
+            .collect()
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the classify inputs, passed through unchanged"
+    )]
+    fn invoke_registered(
+        &self,
+        reg: Option<&Arc<Registered>>,
+        f: &RtFilter,
+        values: &IncomingValues<'_>,
+        meta: &Metadata,
+        layer_data: &mut LayerData<'_>,
+        mut out: ClassifyOut,
+        flow: Option<u64>,
+    ) -> Invocation {
+        let Some(reg) = reg else {
+            return Invocation::Unregistered;
+        };
+        let Some(in_flight) = reg.enter() else {
+            return Invocation::Unregistered;
+        };
+        // §6.3: a CONDITIONAL_ON_FLOW callout only runs for flows holding its context at this layer.
+        let flow_ctx = flow.and_then(|fl| self.flows.begin_use(fl, f.layer, reg.id));
+        if reg.flags.contains(CalloutFlags::CONDITIONAL_ON_FLOW) && flow_ctx.is_none() {
+            return Invocation::SkippedNoFlowContext;
+        }
         if let LayerData::Stream(io) = layer_data {
             io.stream_action = StreamAction::None;
             io.count_bytes_required = 0;
@@ -398,46 +510,12 @@ impl Engine {
                 callout_id: Some(reg.id),
                 flow,
             });
-            return match unregistered(f) {
-                Eval::Decision(a, c, fl, _) => Eval::Decision(a, c, fl, Origin::Panicked),
-                _ => Eval::Continue(StepOutcome::Panicked),
-            };
+            return Invocation::Panicked;
         }
-        // §9.2: any stream action other than NONE makes the engine ignore actionType.
-        if let LayerData::Stream(io) = layer_data {
-            if io.stream_action != StreamAction::None {
-                return Eval::Stream(StreamVerdict {
-                    filter: f.filter_id,
-                    callout: reg.id,
-                    action: io.stream_action,
-                    count_bytes_required: io.count_bytes_required,
-                    count_bytes_enforced: io.count_bytes_enforced,
-                    action_type: out.action_type,
-                });
-            }
+        Invocation::Ran {
+            out,
+            callout: reg.id,
         }
-        if !st.write {
-            // Brief decision 11: without the right only a BLOCK over a (hard) PERMIT counts — a veto.
-            if out.action_type == ActionType::BLOCK
-                && st.action == ActionType::PERMIT
-                && f.action != ActionType::CALLOUT_INSPECTION
-            {
-                return Eval::Veto(out.flags);
-            }
-            return Eval::Continue(StepOutcome::NoRight {
-                action: out.action_type,
-            });
-        }
-        let res = coerce(out.action_type, f.action);
-        if res == ActionType::CONTINUE {
-            return Eval::Continue(StepOutcome::Continue);
-        }
-        Eval::Decision(
-            res,
-            !out.rights.contains(Rights::ACTION_WRITE),
-            out.flags,
-            Origin::Filter,
-        )
     }
 
     fn apply(
