@@ -101,15 +101,20 @@ impl FlowContexts {
         Remove::Removed(e.context)
     }
 
-    /// Ends a flow: every idle context is removed now, active ones when their classify returns.
-    pub(crate) fn end_flow(&self, flow: u64) -> Deleted {
+    /// Ends a flow: every idle context is removed now (returned), active ones when their classify
+    /// returns (counted).
+    pub(crate) fn end_flow(&self, flow: u64) -> (Deleted, usize) {
         let mut s = self.shard(flow).lock();
         let Some(list) = s.get_mut(&flow) else {
-            return Vec::new();
+            return (Vec::new(), 0);
         };
         let mut out = Vec::new();
+        let mut deferred = 0;
         list.retain_mut(|e| {
             if e.active > 0 {
+                if !e.remove_pending {
+                    deferred += 1;
+                }
                 e.remove_pending = true;
                 true
             } else {
@@ -122,7 +127,7 @@ impl FlowContexts {
         if list.is_empty() {
             s.remove(&flow);
         }
-        out
+        (out, deferred)
     }
 
     /// Looks a context up and marks it active for the duration of a classify. Contexts pending

@@ -721,6 +721,7 @@ impl Transaction<'_> {
             drop(m);
         }
         self.undo.clear();
+        let deleted_ids: Vec<FilterId> = self.deleted.iter().map(|f| f.filter_id).collect();
         for f in std::mem::take(&mut self.deleted) {
             if let Some(cid) = f.callout_id {
                 let mut copy = (*f).clone();
@@ -729,6 +730,9 @@ impl Transaction<'_> {
         }
         for f in std::mem::take(&mut self.added) {
             let Some(cid) = f.callout_id else { continue };
+            if deleted_ids.contains(&f.filter_id) {
+                continue; // added and deleted in this transaction: it never became active
+            }
             let wants = engine
                 .registry
                 .get(cid)

@@ -246,9 +246,14 @@ impl Engine {
         let Some(reg) = self.registry.get(callout) else {
             return Status::INVALID_PARAMETER;
         };
-        if !reg.flow_delete || !reg.is_active() {
+        if !reg.flow_delete {
             return Status::INVALID_PARAMETER;
         }
+        // Counted as in flight so a concurrent unregister cannot finish between the check and the
+        // association (it would orphan the context).
+        let Some(_in_flight) = reg.enter() else {
+            return Status::INVALID_PARAMETER;
+        };
         match self.flows.associate(flow, layer, callout, context) {
             flows::Associate::Done => {
                 reg.contexts.fetch_add(1, Ordering::SeqCst);
@@ -276,8 +281,8 @@ impl Engine {
     /// context of the flow (deferred for contexts whose classify is running). Returns how many
     /// contexts were (or will be) deleted; STATUS_UNSUCCESSFUL-like `0` means there were none.
     pub fn flow_abort(&self, flow: u64) -> usize {
-        let deleted = self.flows.end_flow(flow);
-        let n = deleted.len();
+        let (deleted, deferred) = self.flows.end_flow(flow);
+        let n = deleted.len() + deferred;
         for (layer, callout, ctx) in deleted {
             self.call_flow_delete(layer, callout, ctx);
         }

@@ -1,0 +1,13 @@
+//! Conformance suite: the test vectors of wfp-reference §14, one module per section, one test per
+//! vector (named after it). Each test cites the section it checks and asserts the specific outcome:
+//! final action, hardness, deciding filter, invocation counts and the rights callouts saw.
+//!
+//! Vectors that need the data paths (packets, discard layers, fragments, injection) live with
+//! `wfp-shim`; the ones that cannot apply to the engine alone say so in their module's doc.
+
+mod s14_1_arbitration;
+mod s14_2_weights;
+mod s14_3_conditions;
+mod s14_4_registration;
+mod s14_5_flows;
+mod s14_6_classify_contract;
