@@ -1,0 +1,261 @@
+//! The per-flow TCP state machine of an observer that sees both directions.
+
+use super::{EndReason, Side, TcpMeta, TcpState};
+
+const SYN_SEEN: u16 = 0x001; // << side
+const SYN_ACKED: u16 = 0x004; // << side: that side's SYN was acknowledged
+const FIN_SEEN: u16 = 0x010; // << side
+const FIN_ACKED: u16 = 0x040; // << side: that side's FIN was acknowledged
+const ESTABLISHED: u16 = 0x100;
+const RESET: u16 = 0x200;
+
+/// Handshake and teardown tracking, 18 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TcpTrack {
+    /// Initial sequence number of each side (index: [`Side`]).
+    isn: [u32; 2],
+    /// Sequence number of each side's FIN.
+    fin_seq: [u32; 2],
+    bits: u16,
+}
+
+/// What one segment did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TcpStep {
+    pub(crate) state: TcpState,
+    pub(crate) established: bool,
+    pub(crate) ended: Option<EndReason>,
+}
+
+impl TcpTrack {
+    /// Tracking for a flow first seen mid-connection: established from the start.
+    pub(crate) fn picked_up() -> Self {
+        Self {
+            bits: ESTABLISHED,
+            ..Self::default()
+        }
+    }
+
+    /// Apply one segment sent by `side`.
+    pub(crate) fn on_segment(&mut self, side: Side, seg: &TcpMeta) -> TcpStep {
+        let before = self.state();
+        let was_live = !matches!(before, TcpState::Closed | TcpState::TimeWait);
+        let was_established = self.has(ESTABLISHED);
+        let s = side.index();
+        let o = side.other().index();
+        if seg.flags.rst() {
+            self.bits |= RESET;
+        } else if was_live {
+            if seg.flags.syn() && !self.has(SYN_SEEN << s) {
+                self.bits |= SYN_SEEN << s;
+                self.set_isn(s, seg.seq);
+            } else if seg.flags.syn() && !was_established && !self.has(SYN_ACKED << s) {
+                // A SYN retransmitted with a new ISN replaces the old one.
+                self.set_isn(s, seg.seq);
+            }
+            if seg.flags.ack() {
+                if self.has(SYN_SEEN << o)
+                    && !self.has(SYN_ACKED << o)
+                    && seg.ack == self.isn(o).wrapping_add(1)
+                {
+                    self.bits |= SYN_ACKED << o;
+                }
+                if self.has(FIN_SEEN << o)
+                    && !self.has(FIN_ACKED << o)
+                    && seg.ack.wrapping_sub(self.fin_seq(o).wrapping_add(1)) as i32 >= 0
+                {
+                    self.bits |= FIN_ACKED << o;
+                }
+            }
+            if seg.flags.fin() && !self.has(FIN_SEEN << s) {
+                self.bits |= FIN_SEEN << s;
+                let fin = seg
+                    .seq
+                    .wrapping_add(u32::from(seg.flags.syn()))
+                    .wrapping_add(seg.payload_len);
+                self.set_fin_seq(s, fin);
+            }
+            let both = |bit: u16| self.has(bit) && self.has(bit << 1);
+            if !was_established && both(SYN_SEEN) && both(SYN_ACKED) {
+                self.bits |= ESTABLISHED;
+            }
+        }
+        let state = self.state();
+        let ended = match state {
+            TcpState::Closed if was_live => Some(EndReason::Rst),
+            TcpState::TimeWait if was_live => Some(EndReason::Fin),
+            _ => None,
+        };
+        TcpStep {
+            state,
+            established: !was_established && self.has(ESTABLISHED),
+            ended,
+        }
+    }
+
+    /// The state the tracked bits amount to.
+    pub(crate) fn state(&self) -> TcpState {
+        let both = |bit: u16| self.has(bit) && self.has(bit << 1);
+        if self.has(RESET) {
+            TcpState::Closed
+        } else if both(FIN_ACKED) {
+            TcpState::TimeWait
+        } else if both(FIN_SEEN) {
+            TcpState::LastAck
+        } else if self.bits & (FIN_SEEN | FIN_SEEN << 1) != 0 {
+            let acked = (0..2).any(|s| self.has(FIN_SEEN << s) && self.has(FIN_ACKED << s));
+            if acked {
+                TcpState::CloseWait
+            } else {
+                TcpState::FinWait
+            }
+        } else if self.has(ESTABLISHED) {
+            TcpState::Established
+        } else if self.has(SYN_SEEN << Side::Responder.index()) {
+            TcpState::SynReceived
+        } else {
+            TcpState::SynSent
+        }
+    }
+
+    fn has(&self, bit: u16) -> bool {
+        self.bits & bit == bit
+    }
+
+    fn isn(&self, side: usize) -> u32 {
+        self.isn.get(side).copied().unwrap_or(0)
+    }
+
+    fn set_isn(&mut self, side: usize, seq: u32) {
+        if let Some(v) = self.isn.get_mut(side) {
+            *v = seq;
+        }
+    }
+
+    fn fin_seq(&self, side: usize) -> u32 {
+        self.fin_seq.get(side).copied().unwrap_or(0)
+    }
+
+    fn set_fin_seq(&mut self, side: usize, seq: u32) {
+        if let Some(v) = self.fin_seq.get_mut(side) {
+            *v = seq;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::TcpFlags;
+
+    const I: Side = Side::Initiator;
+    const R: Side = Side::Responder;
+
+    fn seg(flags: TcpFlags, seq: u32, ack: u32, payload_len: u32) -> TcpMeta {
+        TcpMeta {
+            flags,
+            seq,
+            ack,
+            payload_len,
+        }
+    }
+
+    fn syn() -> TcpFlags {
+        TcpFlags::SYN
+    }
+    fn ack() -> TcpFlags {
+        TcpFlags::ACK
+    }
+
+    #[test]
+    fn three_way_handshake_and_fin_close() {
+        let mut t = TcpTrack::default();
+        assert_eq!(
+            t.on_segment(I, &seg(syn(), 100, 0, 0)).state,
+            TcpState::SynSent
+        );
+        assert_eq!(
+            t.on_segment(R, &seg(syn() | ack(), 500, 101, 0)).state,
+            TcpState::SynReceived
+        );
+        let step = t.on_segment(I, &seg(ack(), 101, 501, 0));
+        assert_eq!(
+            (step.state, step.established),
+            (TcpState::Established, true)
+        );
+        assert!(!t.on_segment(I, &seg(ack(), 101, 501, 10)).established);
+        let fin = TcpFlags::FIN | ack();
+        assert_eq!(
+            t.on_segment(I, &seg(fin, 111, 501, 0)).state,
+            TcpState::FinWait
+        );
+        assert_eq!(
+            t.on_segment(R, &seg(ack(), 501, 112, 0)).state,
+            TcpState::CloseWait
+        );
+        assert_eq!(
+            t.on_segment(R, &seg(fin, 501, 112, 0)).state,
+            TcpState::LastAck
+        );
+        let step = t.on_segment(I, &seg(ack(), 112, 502, 0));
+        assert_eq!(
+            (step.state, step.ended),
+            (TcpState::TimeWait, Some(EndReason::Fin))
+        );
+        // A retransmitted ACK in TIME_WAIT ends nothing again.
+        assert_eq!(t.on_segment(I, &seg(ack(), 112, 502, 0)).ended, None);
+    }
+
+    #[test]
+    fn simultaneous_open() {
+        let mut t = TcpTrack::default();
+        t.on_segment(I, &seg(syn(), 1000, 0, 0));
+        assert_eq!(
+            t.on_segment(R, &seg(syn(), 2000, 0, 0)).state,
+            TcpState::SynReceived
+        );
+        assert!(
+            !t.on_segment(I, &seg(syn() | ack(), 1000, 2001, 0))
+                .established
+        );
+        let step = t.on_segment(R, &seg(syn() | ack(), 2000, 1001, 0));
+        assert_eq!(
+            (step.state, step.established),
+            (TcpState::Established, true)
+        );
+    }
+
+    #[test]
+    fn wrong_ack_does_not_complete_the_handshake() {
+        let mut t = TcpTrack::default();
+        t.on_segment(I, &seg(syn(), 7, 0, 0));
+        t.on_segment(R, &seg(syn() | ack(), 9, 99, 0));
+        assert_eq!(t.state(), TcpState::SynReceived);
+        // The SYN-ACK did not acknowledge the SYN, so the final ACK does not establish.
+        assert!(!t.on_segment(I, &seg(ack(), 8, 10, 0)).established);
+        // A correct SYN-ACK retransmission completes it (the initiator already acked the SYN).
+        assert!(t.on_segment(R, &seg(syn() | ack(), 9, 8, 0)).established);
+    }
+
+    #[test]
+    fn rst_closes_once() {
+        let mut t = TcpTrack::picked_up();
+        assert_eq!(t.state(), TcpState::Established);
+        let step = t.on_segment(R, &seg(TcpFlags::RST, 5, 0, 0));
+        assert_eq!(
+            (step.state, step.ended),
+            (TcpState::Closed, Some(EndReason::Rst))
+        );
+        assert_eq!(t.on_segment(I, &seg(TcpFlags::RST, 5, 0, 0)).ended, None);
+    }
+
+    #[test]
+    fn fin_ack_with_sequence_wraparound() {
+        let mut t = TcpTrack::picked_up();
+        let fin = TcpFlags::FIN | ack();
+        t.on_segment(I, &seg(fin, u32::MAX - 5, 0, 5)); // FIN at u32::MAX
+        assert_eq!(t.state(), TcpState::FinWait);
+        t.on_segment(R, &seg(ack(), 0, 0, 0)); // acks FIN + 1 = 0 after wrap
+        assert_eq!(t.state(), TcpState::CloseWait);
+    }
+}

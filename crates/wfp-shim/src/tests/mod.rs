@@ -1,0 +1,8 @@
+//! Cross-module tests: builders from `testutil`, conversations driven by a fake clock, and
+//! property tests against naive models.
+
+mod conversation;
+mod flow;
+mod frag;
+mod reasm;
+mod wire;

@@ -1,0 +1,292 @@
+//! IPv4 header view (RFC 791).
+
+use std::net::IpAddr;
+
+use super::{
+    checksum, read_ipv4, read_u16, read_u8, truncated, FragmentInfo, Header, IpInfo, IpVersion,
+    ParseConfig, ParseError,
+};
+
+mod field {
+    pub(super) const VER_IHL: usize = 0;
+    pub(super) const LENGTH: usize = 2;
+    pub(super) const IDENT: usize = 4;
+    pub(super) const FLG_OFF: usize = 6;
+    pub(super) const TTL: usize = 8;
+    pub(super) const PROTOCOL: usize = 9;
+    pub(super) const CHECKSUM: usize = 10;
+    pub(super) const SRC_ADDR: usize = 12;
+    pub(super) const DST_ADDR: usize = 16;
+}
+
+/// Length of an IPv4 header without options.
+pub(crate) const MIN_HEADER_LEN: usize = 20;
+const FLAG_DF: u16 = 0x4000;
+const FLAG_MF: u16 = 0x2000;
+const OFFSET_MASK: u16 = 0x1fff;
+
+/// A read-only view of an IPv4 packet.
+///
+/// After [`Ipv4Packet::new_checked`] the buffer holds at least `total_len()` bytes, the header is at
+/// least 20 bytes and fits in `total_len()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Ipv4Packet<T> {
+    /// Wrap `buffer` without checking it; see the module doc for when that is correct.
+    pub const fn new_unchecked(buffer: T) -> Self {
+        Self { buffer }
+    }
+
+    /// Wrap `buffer` after checking version, IHL, total length and buffer length.
+    pub fn new_checked(buffer: T) -> Result<Self, ParseError> {
+        let packet = Self::new_unchecked(buffer);
+        packet.check_len()?;
+        Ok(packet)
+    }
+
+    /// The checks of [`Ipv4Packet::new_checked`].
+    pub fn check_len(&self) -> Result<(), ParseError> {
+        let data = self.buffer.as_ref();
+        if data.len() < MIN_HEADER_LEN {
+            return Err(truncated(Header::Ipv4, MIN_HEADER_LEN, data.len()));
+        }
+        if self.version() != 4 {
+            return Err(ParseError::UnknownVersion {
+                version: self.version(),
+            });
+        }
+        let header_len = self.header_len();
+        if header_len < MIN_HEADER_LEN {
+            return Err(ParseError::Ipv4HeaderLen { header_len });
+        }
+        let total_len = self.total_len();
+        if total_len < header_len {
+            return Err(ParseError::Ipv4TotalLen {
+                total_len,
+                header_len,
+            });
+        }
+        if data.len() < total_len {
+            return Err(truncated(Header::Ipv4, total_len, data.len()));
+        }
+        Ok(())
+    }
+
+    /// The wrapped buffer.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    /// Version nibble.
+    pub fn version(&self) -> u8 {
+        read_u8(self.buffer.as_ref(), field::VER_IHL) >> 4
+    }
+
+    /// Header length in bytes (IHL × 4).
+    pub fn header_len(&self) -> usize {
+        usize::from(read_u8(self.buffer.as_ref(), field::VER_IHL) & 0x0f) * 4
+    }
+
+    /// Total length field.
+    pub fn total_len(&self) -> usize {
+        usize::from(read_u16(self.buffer.as_ref(), field::LENGTH))
+    }
+
+    /// Identification field.
+    pub fn ident(&self) -> u16 {
+        read_u16(self.buffer.as_ref(), field::IDENT)
+    }
+
+    /// Don't-fragment flag.
+    pub fn dont_frag(&self) -> bool {
+        read_u16(self.buffer.as_ref(), field::FLG_OFF) & FLAG_DF != 0
+    }
+
+    /// More-fragments flag.
+    pub fn more_frags(&self) -> bool {
+        read_u16(self.buffer.as_ref(), field::FLG_OFF) & FLAG_MF != 0
+    }
+
+    /// Fragment offset in bytes.
+    pub fn frag_offset(&self) -> u16 {
+        (read_u16(self.buffer.as_ref(), field::FLG_OFF) & OFFSET_MASK) << 3
+    }
+
+    /// Time to live.
+    pub fn ttl(&self) -> u8 {
+        read_u8(self.buffer.as_ref(), field::TTL)
+    }
+
+    /// Protocol field.
+    pub fn protocol(&self) -> u8 {
+        read_u8(self.buffer.as_ref(), field::PROTOCOL)
+    }
+
+    /// Header checksum field.
+    pub fn checksum(&self) -> u16 {
+        read_u16(self.buffer.as_ref(), field::CHECKSUM)
+    }
+
+    /// Source address.
+    pub fn src_addr(&self) -> std::net::Ipv4Addr {
+        read_ipv4(self.buffer.as_ref(), field::SRC_ADDR)
+    }
+
+    /// Destination address.
+    pub fn dst_addr(&self) -> std::net::Ipv4Addr {
+        read_ipv4(self.buffer.as_ref(), field::DST_ADDR)
+    }
+
+    /// The checksum the header should carry (computed with the checksum field as zero).
+    pub fn computed_checksum(&self) -> u16 {
+        let header = self.buffer.as_ref().get(..self.header_len()).unwrap_or(&[]);
+        let acc = checksum::sum(header, 0);
+        // Remove the stored checksum from the sum: adding its complement cancels it.
+        !checksum::fold(acc + u64::from(!self.checksum()))
+    }
+
+    /// Whether the header checksum verifies.
+    pub fn verify_checksum(&self) -> bool {
+        let header = self.buffer.as_ref().get(..self.header_len()).unwrap_or(&[]);
+        checksum::internet_checksum(header) == 0
+    }
+
+    /// Bytes after the header, up to the total length.
+    pub fn payload(&self) -> &[u8] {
+        let data = self.buffer.as_ref();
+        let end = self.total_len().min(data.len());
+        data.get(self.header_len()..end).unwrap_or(&[])
+    }
+}
+
+pub(super) fn parse_ip(bytes: &[u8], config: &ParseConfig) -> Result<IpInfo, ParseError> {
+    let packet = Ipv4Packet::new_checked(bytes)?;
+    if config.verify_ipv4_checksum && !packet.verify_checksum() {
+        return Err(ParseError::Ipv4Checksum {
+            stored: packet.checksum(),
+            computed: packet.computed_checksum(),
+        });
+    }
+    let header_len = packet.header_len();
+    let fragment = (packet.more_frags() || packet.frag_offset() != 0).then(|| FragmentInfo {
+        id: u32::from(packet.ident()),
+        offset: packet.frag_offset(),
+        more: packet.more_frags(),
+        unfragmentable_len: header_len,
+        data_offset: header_len,
+        next_header_pos: 0,
+        next_header: packet.protocol(),
+    });
+    Ok(IpInfo {
+        version: IpVersion::V4,
+        src: IpAddr::V4(packet.src_addr()),
+        dst: IpAddr::V4(packet.dst_addr()),
+        protocol: packet.protocol(),
+        hop_limit: packet.ttl(),
+        header_len,
+        total_len: packet.total_len(),
+        fragment,
+    })
+}
+
+/// The embedded header of an ICMP error: lengths are not checked against the buffer (the embedded
+/// packet is cut short by design). Returns (src, dst, protocol, transport bytes) or None.
+pub(super) fn parse_embedded(bytes: &[u8]) -> Option<(IpAddr, IpAddr, u8, Option<&[u8]>)> {
+    let packet = Ipv4Packet::new_unchecked(bytes);
+    if bytes.len() < MIN_HEADER_LEN || packet.version() != 4 {
+        return None;
+    }
+    let header_len = packet.header_len();
+    if header_len < MIN_HEADER_LEN || header_len > bytes.len() {
+        return None;
+    }
+    let transport = (packet.frag_offset() == 0).then(|| bytes.get(header_len..).unwrap_or(&[]));
+    let protocol = packet.protocol();
+    Some((
+        IpAddr::V4(packet.src_addr()),
+        IpAddr::V4(packet.dst_addr()),
+        protocol,
+        transport,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A 20-byte header: total length 28, id 0x1c46, DF, TTL 64, UDP, 10.0.0.1 -> 10.0.0.2.
+    fn header() -> Vec<u8> {
+        let mut h = vec![
+            0x45, 0x00, 0x00, 0x1c, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 10, 0, 0, 1,
+            10, 0, 0, 2,
+        ];
+        let c = checksum::internet_checksum(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        h.extend_from_slice(&[0; 8]);
+        h
+    }
+
+    #[test]
+    fn fields() {
+        let bytes = header();
+        let p = Ipv4Packet::new_checked(&bytes[..]).unwrap();
+        assert_eq!(p.header_len(), 20);
+        assert_eq!(p.total_len(), 28);
+        assert_eq!(p.ident(), 0x1c46);
+        assert!(p.dont_frag());
+        assert!(!p.more_frags());
+        assert_eq!(p.ttl(), 64);
+        assert_eq!(p.protocol(), 17);
+        assert!(p.verify_checksum());
+        assert_eq!(p.computed_checksum(), p.checksum());
+        assert_eq!(p.payload().len(), 8);
+    }
+
+    #[test]
+    fn bad_lengths() {
+        let mut bytes = header();
+        bytes[0] = 0x44;
+        assert_eq!(
+            Ipv4Packet::new_checked(&bytes[..]),
+            Err(ParseError::Ipv4HeaderLen { header_len: 16 })
+        );
+        let mut bytes = header();
+        bytes[3] = 19;
+        assert_eq!(
+            Ipv4Packet::new_checked(&bytes[..]),
+            Err(ParseError::Ipv4TotalLen {
+                total_len: 19,
+                header_len: 20
+            })
+        );
+        let bytes = header();
+        assert_eq!(
+            Ipv4Packet::new_checked(&bytes[..27]),
+            Err(ParseError::Truncated {
+                header: Header::Ipv4,
+                needed: 28,
+                available: 27
+            })
+        );
+        assert_eq!(
+            Ipv4Packet::new_checked(&bytes[..10]),
+            Err(ParseError::Truncated {
+                header: Header::Ipv4,
+                needed: 20,
+                available: 10
+            })
+        );
+    }
+
+    #[test]
+    fn unchecked_view_of_garbage_reads_zero() {
+        let p = Ipv4Packet::new_unchecked(&[0x4f_u8][..]);
+        assert_eq!(p.header_len(), 60);
+        assert_eq!(p.total_len(), 0);
+        assert_eq!(p.src_addr(), std::net::Ipv4Addr::UNSPECIFIED);
+        assert!(p.payload().is_empty());
+    }
+}
