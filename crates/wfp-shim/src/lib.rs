@@ -36,15 +36,23 @@
 //! * [`reasm`]: per-direction TCP stream reassembly for the STREAM layer.
 //! * [`time`]: the [`Timestamp`] newtype.
 //!
-//! The WFP layer sequence (which layer is classified for which packet, the ALE cache, verdicts)
-//! is wired on top of these modules together with `wfp-core`; this crate does not depend on it.
+//! * [`pipeline`]: the WFP layer sequence on top of these modules — [`Shim::handle_packet`] turns a
+//!   packet into `wfp-core` classify calls in WFP's order (IP packet, transport, ALE with its
+//!   cache and reauthorization, FLOW_ESTABLISHED, DATAGRAM_DATA, STREAM, ICMP error, endpoint
+//!   closure) and returns a verdict; flow ends call flowDeleteFn through the engine.
+//! * [`stream`]: the STREAM layer's per-callout waterfall (countBytesEnforced, NEED_MORE_DATA,
+//!   stream actions).
+//! * [`values`]: incoming-value arrays per layer, filled as WFP fills them.
 
 #![forbid(unsafe_code)]
 
 pub mod flow;
 pub mod frag;
+pub mod pipeline;
 pub mod reasm;
+pub mod stream;
 pub mod time;
+pub mod values;
 pub mod wire;
 
 #[cfg(test)]
@@ -53,4 +61,8 @@ mod tests;
 mod testutil;
 
 pub use flow::Direction;
+pub use pipeline::{
+    LayerVisit, Owner, PacketContext, PacketDirection, PacketVerdict, Reason, Shim, ShimConfig,
+    ShimEvent, ShimStats, Verdict,
+};
 pub use time::Timestamp;

@@ -4,5 +4,6 @@
 mod conversation;
 mod flow;
 mod frag;
+mod pipeline;
 mod reasm;
 mod wire;

@@ -1,0 +1,1230 @@
+//! The WFP layer sequence: [`Shim`] turns one IP packet into the classify calls WFP would make for
+//! it, in WFP's order, and returns a verdict (wfp-reference §8.2, brief decisions 3, 8–10).
+//!
+//! | direction | layers, in order (a BLOCK at any layer stops the packet there) |
+//! |---|---|
+//! | inbound | INBOUND_IPPACKET → INBOUND_ICMP_ERROR (ICMP errors, then stop) → INBOUND_TRANSPORT → ALE_AUTH_RECV_ACCEPT / ALE_AUTH_CONNECT (new or reauthorized flow) → ALE_FLOW_ESTABLISHED (once) → DATAGRAM_DATA or STREAM |
+//! | outbound | ALE_AUTH_CONNECT / ALE_AUTH_RECV_ACCEPT (new or reauthorized flow) → ALE_FLOW_ESTABLISHED (once) → DATAGRAM_DATA or STREAM → OUTBOUND_TRANSPORT (OUTBOUND_ICMP_ERROR for ICMP errors) → OUTBOUND_IPPACKET |
+//! | forward | IPFORWARD |
+//!
+//! * **Fragments** (§14.6 T-CL-7): every fragment is classified at the IP-packet layer twice — as the
+//!   raw packet and with FWP_CONDITION_FLAG_IS_FRAGMENT — then held for reassembly; the reassembled
+//!   datagram is classified once more (FWP_CONDITION_FLAG_IS_REASSEMBLED) and goes on through the
+//!   upper layers. The verdict of the fragment that completes a datagram is the datagram's verdict.
+//! * **ALE** (brief decision 10): the first packet of a new flow is authorized at AUTH_CONNECT when
+//!   outbound, AUTH_RECV_ACCEPT when inbound; later packets skip the AUTH layers (the ALE cache)
+//!   until the filters at the authorizing layer change, when the next packet of the flow, in either
+//!   direction, is classified again there with IS_REAUTHORIZE and REAUTHORIZE_REASON POLICY_CHANGE.
+//!   A BLOCK during reauthorization ends the flow. ALE_FLOW_ESTABLISHED is classified when the TCP
+//!   handshake completes, and right after authorization for other protocols.
+//! * **Flow end** (FIN, RST, idle timeout, eviction, abort): ALE_ENDPOINT_CLOSURE is classified for
+//!   authorized flows and `Engine::flow_abort` calls flowDeleteFn for every context (T-FLOW-6).
+//! * **No decision** at a layer (`FWP_ACTION_NONE_NO_MATCH`) applies [`ShimConfig::no_match`]
+//!   (PERMIT unless configured, brief decision 3). **Malformed packets** get
+//!   [`ShimConfig::malformed`] (BLOCK unless configured) and are counted.
+//! * **Direction**: given by the data path, or [`PacketDirection::Infer`] for captures: a packet
+//!   from a configured local network is outbound, one to it inbound; without configuration the side
+//!   that sent a flow's first packet is the local side.
+//!
+//! Call order: `handle_packet` for every packet; `handle_timeout(now)` when `poll_timeout()` is due;
+//! drain `poll_event()` after either.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use wfp_core::callout::{LayerData, Metadata};
+use wfp_core::catalogue::layers;
+use wfp_core::constants::{ConditionFlags, MetadataFields, ReauthorizeReason, StreamFlags};
+use wfp_core::security::Token;
+use wfp_core::{ActionType, ClassifyResult, Engine, FilterId, Hardness, LayerId, Trace, Value};
+
+use crate::flow::{
+    Direction, EndReason, FlowConfig, FlowEvent, FlowId, FlowKey, FlowTable, FlowUpdate,
+    PacketMeta, Side,
+};
+use crate::frag::{FragConfig, FragOutcome, FragReassembler, Fragment};
+use crate::reasm::{ReasmConfig, Segment, StreamReassembler};
+use crate::stream::StreamDirection;
+use crate::time::Timestamp;
+use crate::values::{fill, PacketFacts};
+use crate::wire::{self, IcmpKind, IpVersion, ParseConfig, ParsedPacket, Transport};
+
+/// What the data path does with a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Let it through.
+    Permit,
+    /// Drop it.
+    Block,
+    /// Drop it silently (BLOCK with FWPS_CLASSIFY_OUT_FLAG_ABSORB: no discard layer, no event).
+    Absorb,
+}
+
+/// How the data path saw the packet travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PacketDirection {
+    /// Received by this host (NFQUEUE INPUT).
+    Inbound,
+    /// Sent by this host (NFQUEUE OUTPUT).
+    Outbound,
+    /// Routed through this host (NFQUEUE FORWARD).
+    Forward,
+    /// Unknown (captures): inferred from [`ShimConfig::local_networks`] or flow initiators.
+    Infer,
+}
+
+/// Why a packet got its verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// A filter decided at `layer`.
+    Filter,
+    /// No filter decided anywhere; every layer applied the no-match default.
+    NoMatch,
+    /// The packet could not be parsed.
+    Malformed(String),
+    /// A fragment was dropped by the reassembler (overlap, limits).
+    FragmentDropped(String),
+    /// A fragment is held until its datagram completes; the raw and fragment indications decided.
+    FragmentHeld,
+    /// A stream filter blocked bytes of this segment.
+    StreamBlocked,
+    /// A stream callout dropped the connection (DROP_CONNECTION).
+    ConnectionDropped,
+    /// A retransmission or overlap carried different bytes than the first copy (brief decision 9).
+    StreamOverlap,
+}
+
+/// One layer a packet was classified at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerVisit {
+    /// The layer.
+    pub layer: LayerId,
+    /// PERMIT, BLOCK or NONE_NO_MATCH.
+    pub action: ActionType,
+    /// Hard or soft.
+    pub hardness: Hardness,
+    /// The deciding filter.
+    pub filter: Option<FilterId>,
+    /// The decision was a veto.
+    pub vetoed: bool,
+    /// The full arbitration trace (when [`ShimConfig::trace`] is on).
+    pub trace: Option<Trace>,
+}
+
+/// The outcome of [`Shim::handle_packet`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PacketVerdict {
+    /// What to do with the packet.
+    pub verdict: Verdict,
+    /// Why.
+    pub reason: Reason,
+    /// The layer that decided a BLOCK (or the last layer visited).
+    pub layer: Option<LayerId>,
+    /// The filter that decided, if a filter did.
+    pub filter: Option<FilterId>,
+    /// The flow's handle (FWPS flow id), when the packet belongs to one.
+    pub flow: Option<u64>,
+    /// The direction used.
+    pub direction: PacketDirection,
+    /// Every classify made for the packet, in order.
+    pub visits: Vec<LayerVisit>,
+}
+
+/// Identity of the process that owns a packet's socket, for the ALE layers (issue 5 fills it from
+/// socket diagnostics; captures leave it empty).
+#[derive(Clone, Debug, Default)]
+pub struct Owner {
+    /// ALE_APP_ID: the lower-case executable path.
+    pub app_id: Option<Arc<[u8]>>,
+    /// ALE_USER_ID.
+    pub user: Option<Arc<Token>>,
+    /// processId metadata.
+    pub process_id: Option<u64>,
+}
+
+/// Per-packet context from the data path.
+#[derive(Clone, Debug, Default)]
+pub struct PacketContext {
+    /// Interface index.
+    pub ifindex: Option<u32>,
+    /// The socket owner, when known.
+    pub owner: Option<Owner>,
+}
+
+/// Configuration.
+#[derive(Clone, Debug)]
+pub struct ShimConfig {
+    /// Flow table.
+    pub flow: FlowConfig,
+    /// Fragment reassembly.
+    pub frag: FragConfig,
+    /// TCP stream reassembly.
+    pub reasm: ReasmConfig,
+    /// Packet parsing.
+    pub parse: ParseConfig,
+    /// Verdict for a layer where no filter decided (brief decision 3). Default PERMIT.
+    pub no_match: Verdict,
+    /// Verdict for malformed packets. Default BLOCK.
+    pub malformed: Verdict,
+    /// Local networks, for captures (`PacketDirection::Infer`): (address, prefix length).
+    pub local_networks: Vec<(IpAddr, u8)>,
+    /// Record the arbitration trace of every classify.
+    pub trace: bool,
+}
+
+impl Default for ShimConfig {
+    fn default() -> Self {
+        Self {
+            flow: FlowConfig::default(),
+            frag: FragConfig::default(),
+            reasm: ReasmConfig::default(),
+            parse: ParseConfig::default(),
+            no_match: Verdict::Permit,
+            malformed: Verdict::Block,
+            local_networks: Vec::new(),
+            trace: false,
+        }
+    }
+}
+
+/// Something that happened besides a verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShimEvent {
+    /// A flow ended; flowDeleteFn has been called for its contexts.
+    FlowEnded {
+        /// Flow handle.
+        flow: u64,
+        /// 5-tuple (local/remote oriented).
+        key: FlowKey,
+        /// Why.
+        reason: EndReason,
+        /// Contexts whose flowDeleteFn ran (or will, after a running classify).
+        contexts: usize,
+    },
+}
+
+/// Counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShimStats {
+    /// Packets handled.
+    pub packets: u64,
+    /// Packets that failed to parse.
+    pub malformed: u64,
+    /// Fragments dropped by the reassembler.
+    pub fragments_dropped: u64,
+    /// Stream overlaps with different bytes (first copy wins).
+    pub stream_overlaps: u64,
+    /// Stream bytes blocked by stream filters.
+    pub stream_bytes_blocked: u64,
+    /// Connections dropped by stream callouts.
+    pub connections_dropped: u64,
+    /// Reauthorizations.
+    pub reauthorizations: u64,
+    /// Packets not tracked by the flow table (stray RST, table full).
+    pub untracked: u64,
+    /// Classify calls per layer id (index = run-time layer id): [permit, block, no-match].
+    pub per_layer: Vec<[u64; 3]>,
+}
+
+struct FlowExtra {
+    id: FlowId,
+    key: FlowKey,
+    initiator: Direction,
+    auth_layer: Option<LayerId>,
+    auth_generation: u64,
+    established: bool,
+    owner: Owner,
+    reasm: [Option<StreamReassembler>; 2],
+    stream: [StreamDirection; 2],
+    dropped: bool,
+}
+
+/// The sans-IO packet pipeline. See the module doc for the layer order and call order.
+pub struct Shim {
+    engine: Arc<Engine>,
+    config: ShimConfig,
+    flows: FlowTable,
+    frags: FragReassembler,
+    extra: HashMap<u64, FlowExtra>,
+    events: VecDeque<ShimEvent>,
+    stats: ShimStats,
+    scratch: Vec<Value>,
+    /// Connections dropped by stream callouts (DROP_CONNECTION), by key.
+    dropped: HashSet<FlowKey>,
+}
+
+/// How many dropped connections are remembered (the set is cleared when full).
+const MAX_DROPPED: usize = 4096;
+
+/// Which way a packet goes for classification purposes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    In,
+    Out,
+}
+
+impl Dir {
+    fn flow_dir(self) -> Direction {
+        match self {
+            Self::In => Direction::Inbound,
+            Self::Out => Direction::Outbound,
+        }
+    }
+}
+
+fn in_prefix(a: IpAddr, net: IpAddr, len: u8) -> bool {
+    match (a, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let len = u32::from(len.min(32));
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let len = u32::from(len.min(128));
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+fn is_loopback(a: IpAddr) -> bool {
+    a.is_loopback()
+}
+
+impl Shim {
+    /// A pipeline feeding `engine`.
+    pub fn new(engine: Arc<Engine>, config: ShimConfig) -> Self {
+        Self {
+            flows: FlowTable::new(config.flow),
+            frags: FragReassembler::new(config.frag),
+            engine,
+            config,
+            extra: HashMap::new(),
+            events: VecDeque::new(),
+            dropped: HashSet::new(),
+            stats: ShimStats {
+                per_layer: vec![[0; 3]; wfp_core::catalogue::all_layers().len()],
+                ..ShimStats::default()
+            },
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &ShimStats {
+        &self.stats
+    }
+
+    /// Flows currently tracked.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Takes the next event.
+    pub fn poll_event(&mut self) -> Option<ShimEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Shim::handle_timeout`] next has work.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        match (self.flows.poll_timeout(), self.frags.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Expires idle flows and stale fragments.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.frags.handle_timeout(now);
+        self.flows.handle_timeout(now);
+        self.drain_flow_events();
+    }
+
+    /// Ends every flow (for example at the end of a capture): flowDeleteFn for all contexts.
+    pub fn abort_all(&mut self) {
+        let ids: Vec<u64> = self.extra.keys().copied().collect();
+        for id in ids {
+            self.end_flow_now(id);
+        }
+        self.drain_flow_events();
+    }
+
+    /// Classifies one IP packet (starting at the IP header) seen at `now` travelling `direction`.
+    pub fn handle_packet(
+        &mut self,
+        now: Timestamp,
+        direction: PacketDirection,
+        bytes: &[u8],
+        ctx: &PacketContext,
+    ) -> PacketVerdict {
+        self.stats.packets += 1;
+        let mut v = PacketVerdict {
+            verdict: Verdict::Permit,
+            reason: Reason::NoMatch,
+            layer: None,
+            filter: None,
+            flow: None,
+            direction,
+            visits: Vec::new(),
+        };
+        let parsed = match wire::parse_with(bytes, &self.config.parse) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.malformed += 1;
+                v.verdict = self.config.malformed;
+                v.reason = Reason::Malformed(e.to_string());
+                return v;
+            }
+        };
+        if direction == PacketDirection::Forward {
+            self.forward(&parsed, ctx, &mut v);
+            return v;
+        }
+        let dir = self.direction_of(direction, &parsed);
+        v.direction = match dir {
+            Dir::In => PacketDirection::Inbound,
+            Dir::Out => PacketDirection::Outbound,
+        };
+        // Fragments: raw + IS_FRAGMENT at the IP-packet layer, then reassembly.
+        if parsed.ip.fragment.is_some() {
+            let base = self.ip_facts(&parsed, dir, ctx);
+            let layer = ip_layer(dir, &parsed);
+            if !self.classify_step(
+                layer,
+                &base,
+                &Metadata::default(),
+                &mut LayerData::Packet(bytes),
+                &mut v,
+            ) {
+                return v;
+            }
+            let mut ff = base.clone();
+            ff.flags |= ConditionFlags::IS_FRAGMENT.0;
+            if !self.classify_step(
+                layer,
+                &ff,
+                &Metadata::default(),
+                &mut LayerData::Packet(bytes),
+                &mut v,
+            ) {
+                return v;
+            }
+            let Some((key, frag)) = Fragment::from_parsed(bytes, &parsed) else {
+                v.reason = Reason::FragmentDropped("unusable fragment header".into());
+                return v;
+            };
+            match self.frags.handle_fragment(now, key, frag) {
+                FragOutcome::Incomplete => {
+                    v.reason = Reason::FragmentHeld;
+                }
+                FragOutcome::Dropped(d) => {
+                    self.stats.fragments_dropped += 1;
+                    v.reason = Reason::FragmentDropped(format!("{d:?}"));
+                }
+                FragOutcome::Reassembled(whole) => {
+                    match wire::parse_with(&whole, &self.config.parse) {
+                        Ok(p2) => {
+                            // Inbound, the reassembled datagram is indicated at the IP-packet layer
+                            // first; outbound, the upper layers run first and the IP-packet layer last.
+                            let mut rf = self.ip_facts(&p2, dir, ctx);
+                            rf.flags |= ConditionFlags::IS_REASSEMBLED.0;
+                            let ip_ok = dir == Dir::Out
+                                || self.classify_step(
+                                    layer,
+                                    &rf,
+                                    &ip_meta(&p2),
+                                    &mut LayerData::Packet(&whole),
+                                    &mut v,
+                                );
+                            if ip_ok {
+                                self.upper(now, dir, &p2, &whole, ctx, &mut v, true);
+                            }
+                        }
+                        Err(e) => {
+                            self.stats.malformed += 1;
+                            v.verdict = self.config.malformed;
+                            v.reason = Reason::Malformed(format!("reassembled datagram: {e}"));
+                        }
+                    }
+                }
+            }
+            return v;
+        }
+        if dir == Dir::In {
+            let f = self.ip_facts(&parsed, dir, ctx);
+            let meta = ip_meta(&parsed);
+            if !self.classify_step(
+                ip_layer(dir, &parsed),
+                &f,
+                &meta,
+                &mut LayerData::Packet(bytes),
+                &mut v,
+            ) {
+                return v;
+            }
+        }
+        self.upper(now, dir, &parsed, bytes, ctx, &mut v, false);
+        v
+    }
+
+    fn direction_of(&self, given: PacketDirection, p: &ParsedPacket) -> Dir {
+        match given {
+            PacketDirection::Inbound => Dir::In,
+            PacketDirection::Outbound | PacketDirection::Forward => Dir::Out,
+            PacketDirection::Infer => {
+                if !self.config.local_networks.is_empty() {
+                    let local = |a| {
+                        self.config
+                            .local_networks
+                            .iter()
+                            .any(|(n, l)| in_prefix(a, *n, *l))
+                    };
+                    if local(p.ip.src) {
+                        return Dir::Out;
+                    }
+                    if local(p.ip.dst) {
+                        return Dir::In;
+                    }
+                }
+                // The initiator of a flow is the local side: a packet matching a flow that was
+                // opened the other way is inbound.
+                if let Some(k) = FlowKey::from_packet(Direction::Outbound, p) {
+                    if self.flows.lookup(&k).is_some() {
+                        return Dir::Out;
+                    }
+                    if self.flows.lookup(&k.reversed()).is_some() {
+                        return Dir::In;
+                    }
+                }
+                if let Some(k) = FlowKey::from_packet(Direction::Inbound, p) {
+                    if self.flows.lookup(&k).is_some() {
+                        return Dir::In;
+                    }
+                }
+                Dir::Out
+            }
+        }
+    }
+
+    /// Classifies at `layer`, records the visit, applies the no-match default. Returns false when
+    /// the packet is blocked (the verdict is then final).
+    fn classify_step(
+        &mut self,
+        layer: LayerId,
+        facts: &PacketFacts,
+        meta: &Metadata,
+        data: &mut LayerData<'_>,
+        v: &mut PacketVerdict,
+    ) -> bool {
+        let mut values = std::mem::take(&mut self.scratch);
+        fill(layer, facts, &mut values);
+        let r = self.classify_values(layer, &values, meta, data, v);
+        self.scratch = values;
+        r
+    }
+
+    fn classify_values(
+        &mut self,
+        layer: LayerId,
+        values: &[Value],
+        meta: &Metadata,
+        data: &mut LayerData<'_>,
+        v: &mut PacketVerdict,
+    ) -> bool {
+        let mut trace = self.config.trace.then(Trace::default);
+        let r: ClassifyResult = self
+            .engine
+            .classify(layer, values, meta, data, trace.as_mut());
+        let idx = match r.action {
+            ActionType::PERMIT => 0,
+            ActionType::BLOCK => 1,
+            _ => 2,
+        };
+        if let Some(slot) = self.stats.per_layer.get_mut(usize::from(layer.0)) {
+            slot[idx] += 1;
+        }
+        v.layer = Some(layer);
+        v.visits.push(LayerVisit {
+            layer,
+            action: r.action,
+            hardness: r.hardness,
+            filter: r.deciding_filter,
+            vetoed: r.vetoed,
+            trace,
+        });
+        let verdict = match r.action {
+            ActionType::PERMIT => Verdict::Permit,
+            ActionType::BLOCK if r.absorbed() => Verdict::Absorb,
+            ActionType::BLOCK => Verdict::Block,
+            _ => self.config.no_match,
+        };
+        if r.deciding_filter.is_some() {
+            v.reason = Reason::Filter;
+            v.filter = r.deciding_filter;
+        }
+        if verdict != Verdict::Permit {
+            v.verdict = verdict;
+            return false;
+        }
+        true
+    }
+
+    fn forward(&mut self, p: &ParsedPacket, ctx: &PacketContext, v: &mut PacketVerdict) {
+        let facts = PacketFacts {
+            protocol: p.ip.protocol,
+            source: Some(p.ip.src),
+            destination: Some(p.ip.dst),
+            ifindex: ctx.ifindex,
+            flags: if p.ip.fragment.is_some() {
+                ConditionFlags::IS_FRAGMENT.0
+            } else {
+                0
+            },
+            ..PacketFacts::default()
+        };
+        let layer = if p.ip.version == IpVersion::V4 {
+            layers::IPFORWARD_V4
+        } else {
+            layers::IPFORWARD_V6
+        };
+        self.classify_step(layer, &facts, &ip_meta(p), &mut LayerData::None, v);
+    }
+
+    fn ip_facts(&self, p: &ParsedPacket, dir: Dir, ctx: &PacketContext) -> PacketFacts {
+        let (local, remote) = match dir {
+            Dir::In => (p.ip.dst, p.ip.src),
+            Dir::Out => (p.ip.src, p.ip.dst),
+        };
+        let mut flags = 0;
+        if is_loopback(local) || is_loopback(remote) {
+            flags |= ConditionFlags::IS_LOOPBACK.0;
+        }
+        PacketFacts {
+            protocol: p.ip.protocol,
+            local: Some(local),
+            remote: Some(remote),
+            flags,
+            ifindex: ctx.ifindex,
+            loopback: flags != 0,
+            ..PacketFacts::default()
+        }
+    }
+
+    /// Transport, ALE, datagram/stream layers (and the outbound IP-packet layer).
+    #[expect(clippy::too_many_arguments, reason = "one packet's context")]
+    fn upper(
+        &mut self,
+        now: Timestamp,
+        dir: Dir,
+        p: &ParsedPacket,
+        bytes: &[u8],
+        ctx: &PacketContext,
+        v: &mut PacketVerdict,
+        reassembled: bool,
+    ) {
+        let v6 = p.ip.version == IpVersion::V6;
+        let mut ipf = self.ip_facts(p, dir, ctx);
+        if reassembled {
+            ipf.flags |= ConditionFlags::IS_REASSEMBLED.0;
+        }
+        // ICMP errors: the ICMP_ERROR layer with the embedded packet's fields, no flow.
+        if let Transport::Icmp(icmp) = &p.transport {
+            if icmp.kind == IcmpKind::Error {
+                let mut f = ipf.clone();
+                f.icmp_type = Some(u16::from(icmp.icmp_type));
+                f.icmp_code = Some(u16::from(icmp.code));
+                if let Some(e) = &icmp.embedded {
+                    let (lp, rp) = match e.transport {
+                        wire::EmbeddedTransport::Ports { src_port, dst_port } => {
+                            (src_port, dst_port)
+                        }
+                        _ => (0, 0),
+                    };
+                    f.embedded = Some((e.protocol, e.dst, lp, rp));
+                }
+                let layer = match (dir, v6) {
+                    (Dir::In, false) => layers::INBOUND_ICMP_ERROR_V4,
+                    (Dir::In, true) => layers::INBOUND_ICMP_ERROR_V6,
+                    (Dir::Out, false) => layers::OUTBOUND_ICMP_ERROR_V4,
+                    (Dir::Out, true) => layers::OUTBOUND_ICMP_ERROR_V6,
+                };
+                if self.classify_step(layer, &f, &ip_meta(p), &mut LayerData::Packet(bytes), v)
+                    && dir == Dir::Out
+                {
+                    self.classify_step(
+                        ip_layer(dir, p),
+                        &ipf,
+                        &ip_meta(p),
+                        &mut LayerData::Packet(bytes),
+                        v,
+                    );
+                }
+                return;
+            }
+        }
+        let mut tf = ipf.clone();
+        match &p.transport {
+            Transport::Tcp(t) => {
+                let (l, r) = if dir == Dir::In {
+                    (t.dst_port, t.src_port)
+                } else {
+                    (t.src_port, t.dst_port)
+                };
+                tf.local_port = Some(l);
+                tf.remote_port = Some(r);
+            }
+            Transport::Udp(u) => {
+                let (l, r) = if dir == Dir::In {
+                    (u.dst_port, u.src_port)
+                } else {
+                    (u.src_port, u.dst_port)
+                };
+                tf.local_port = Some(l);
+                tf.remote_port = Some(r);
+            }
+            Transport::Icmp(i) => {
+                tf.local_port = Some(u16::from(i.icmp_type));
+                tf.remote_port = Some(u16::from(i.code));
+            }
+            _ => {}
+        }
+        // Flow tracking.
+        let key = FlowKey::from_packet(dir.flow_dir(), p);
+        // A connection a stream callout dropped stays dropped until a new SYN (the stack would
+        // have reset it); its late segments must not start a new flow mid-stream.
+        if let (Some(k), Transport::Tcp(t)) = (&key, &p.transport) {
+            if self.dropped.contains(k) {
+                if t.flags.syn() && !t.flags.ack() {
+                    self.dropped.remove(k);
+                } else {
+                    v.verdict = Verdict::Block;
+                    v.reason = Reason::ConnectionDropped;
+                    return;
+                }
+            }
+        }
+        let update = key.as_ref().map(|k| {
+            self.flows
+                .handle_packet(now, k, dir.flow_dir(), &PacketMeta::from_parsed(p))
+        });
+        let update: Option<FlowUpdate> = match update {
+            Some(Ok(u)) => Some(u),
+            Some(Err(_)) => {
+                self.stats.untracked += 1;
+                None
+            }
+            None => None,
+        };
+        let flow_id = update.map(|u| u.handle.id().get());
+        v.flow = flow_id;
+        if let (Some(u), Some(k)) = (update, key) {
+            let initiator = if u.side == Side::Initiator {
+                dir.flow_dir()
+            } else {
+                dir.flow_dir().reverse()
+            };
+            self.extra
+                .entry(u.handle.id().get())
+                .or_insert_with(|| FlowExtra {
+                    id: u.handle.id(),
+                    key: k,
+                    initiator,
+                    auth_layer: None,
+                    auth_generation: 0,
+                    established: false,
+                    owner: ctx.owner.clone().unwrap_or_default(),
+                    reasm: [None, None],
+                    stream: [StreamDirection::default(), StreamDirection::default()],
+                    dropped: false,
+                });
+        }
+        let mut meta = ip_meta(p);
+        if let Some(id) = flow_id {
+            meta.flow_handle = id;
+            meta.present |= MetadataFields::FLOW_HANDLE;
+        }
+        if let Some(o) = ctx
+            .owner
+            .as_ref()
+            .or_else(|| flow_id.and_then(|id| self.extra.get(&id)).map(|e| &e.owner))
+        {
+            tf.app_id = o.app_id.clone();
+            tf.user = o.user.clone();
+            if let Some(pid) = o.process_id {
+                meta.process_id = pid;
+                meta.present |= MetadataFields::PROCESS_ID;
+            }
+        }
+        let transport_layer = match (dir, v6) {
+            (Dir::In, false) => layers::INBOUND_TRANSPORT_V4,
+            (Dir::In, true) => layers::INBOUND_TRANSPORT_V6,
+            (Dir::Out, false) => layers::OUTBOUND_TRANSPORT_V4,
+            (Dir::Out, true) => layers::OUTBOUND_TRANSPORT_V6,
+        };
+        let needs_auth = flow_id
+            .and_then(|id| self.extra.get(&id))
+            .is_some_and(|e| e.auth_layer.is_none());
+        if dir == Dir::In {
+            let mut tmeta = meta.clone();
+            if needs_auth {
+                tmeta.present |= MetadataFields::ALE_CLASSIFY_REQUIRED;
+            }
+            if !self.classify_step(
+                transport_layer,
+                &tf,
+                &tmeta,
+                &mut LayerData::Packet(payload_of(p, bytes)),
+                v,
+            ) {
+                self.discard_unauthorized(flow_id);
+                return;
+            }
+        }
+        // ALE: authorize new flows, reauthorize after a policy change, FLOW_ESTABLISHED once.
+        if let (Some(id), Some(u)) = (flow_id, update) {
+            if !self.ale(id, u, dir, v6, &tf, &meta, p, bytes, v) {
+                self.drain_flow_events();
+                return;
+            }
+        }
+        // Data layers.
+        let mut data_ok = true;
+        match &p.transport {
+            Transport::Tcp(t) => {
+                if let (Some(id), Some(u)) = (flow_id, update) {
+                    data_ok = self.stream(id, u.side, dir, v6, &tf, &meta, t, bytes, v);
+                }
+            }
+            Transport::Udp(_) | Transport::Icmp(_) | Transport::Other(_) if flow_id.is_some() => {
+                let layer = if v6 {
+                    layers::DATAGRAM_DATA_V6
+                } else {
+                    layers::DATAGRAM_DATA_V4
+                };
+                let mut df = tf.clone();
+                df.direction = Some(wfp_dir(dir) as u32);
+                let mut dmeta = meta.clone();
+                dmeta.packet_direction = Some(wfp_dir(dir));
+                dmeta.present |= MetadataFields::PACKET_DIRECTION;
+                data_ok = self.classify_step(
+                    layer,
+                    &df,
+                    &dmeta,
+                    &mut LayerData::Packet(payload_of(p, bytes)),
+                    v,
+                );
+            }
+            _ => {}
+        }
+        if data_ok
+            && dir == Dir::Out
+            && self.classify_step(
+                transport_layer,
+                &tf,
+                &meta,
+                &mut LayerData::Packet(bytes),
+                v,
+            )
+        {
+            self.classify_step(
+                ip_layer(dir, p),
+                &ipf,
+                &ip_meta(p),
+                &mut LayerData::Packet(bytes),
+                v,
+            );
+        }
+        self.drain_flow_events();
+    }
+
+    /// A packet blocked before its new flow was authorized leaves no flow behind.
+    fn discard_unauthorized(&mut self, flow: Option<u64>) {
+        let Some(id) = flow else { return };
+        if self.extra.get(&id).is_some_and(|e| e.auth_layer.is_none()) {
+            self.end_flow_now(id);
+        }
+        self.drain_flow_events();
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one packet's context")]
+    fn ale(
+        &mut self,
+        id: u64,
+        u: FlowUpdate,
+        dir: Dir,
+        v6: bool,
+        tf: &PacketFacts,
+        meta: &Metadata,
+        p: &ParsedPacket,
+        bytes: &[u8],
+        v: &mut PacketVerdict,
+    ) -> bool {
+        let Some(e) = self.extra.get(&id) else {
+            return true;
+        };
+        let initiator = e.initiator;
+        let auth_layer = e.auth_layer;
+        let conn_dir = if initiator == Direction::Outbound {
+            0
+        } else {
+            1
+        };
+        let mut af = tf.clone();
+        // ALE values are oriented by the connection, not the packet.
+        af.local = Some(e.key.local_addr());
+        af.remote = Some(e.key.remote_addr());
+        if e.key.protocol() == 6 || e.key.protocol() == 17 {
+            af.local_port = Some(e.key.local_port());
+            af.remote_port = Some(e.key.remote_port());
+        }
+        let (layer, reauth) = match auth_layer {
+            None => {
+                let l = match (initiator, v6) {
+                    (Direction::Outbound, false) => layers::ALE_AUTH_CONNECT_V4,
+                    (Direction::Outbound, true) => layers::ALE_AUTH_CONNECT_V6,
+                    (Direction::Inbound, false) => layers::ALE_AUTH_RECV_ACCEPT_V4,
+                    (Direction::Inbound, true) => layers::ALE_AUTH_RECV_ACCEPT_V6,
+                };
+                (Some(l), false)
+            }
+            Some(l) if self.engine.layer_generation(l) != e.auth_generation => (Some(l), true),
+            Some(_) => (None, false),
+        };
+        if let Some(layer) = layer {
+            let mut f = af.clone();
+            if reauth {
+                f.flags |= ConditionFlags::IS_REAUTHORIZE.0;
+                f.reauth_reason = Some(ReauthorizeReason::POLICY_CHANGE.0);
+                self.stats.reauthorizations += 1;
+            }
+            let generation = self.engine.layer_generation(layer);
+            // TCP connect has no packet at AUTH_CONNECT; everything else passes it.
+            let tcp_connect = p.ip.protocol == 6
+                && (layer == layers::ALE_AUTH_CONNECT_V4 || layer == layers::ALE_AUTH_CONNECT_V6);
+            let mut data = if tcp_connect && !reauth {
+                LayerData::None
+            } else {
+                LayerData::Packet(payload_of(p, bytes))
+            };
+            if !self.classify_step(layer, &f, meta, &mut data, v) {
+                self.end_flow_now(id);
+                return false;
+            }
+            if let Some(e) = self.extra.get_mut(&id) {
+                e.auth_layer = Some(layer);
+                e.auth_generation = generation;
+            }
+        }
+        let established_now = self.extra.get(&id).is_some_and(|e| !e.established)
+            && (p.ip.protocol != 6
+                || u.established
+                || u.state == crate::flow::FlowState::Tcp(crate::flow::TcpState::Established));
+        if established_now {
+            if let Some(e) = self.extra.get_mut(&id) {
+                e.established = true;
+            }
+            let layer = if v6 {
+                layers::ALE_FLOW_ESTABLISHED_V6
+            } else {
+                layers::ALE_FLOW_ESTABLISHED_V4
+            };
+            let mut f = af;
+            f.direction = Some(conn_dir);
+            let mut data = LayerData::Packet(payload_of(p, bytes));
+            if !self.classify_step(layer, &f, meta, &mut data, v) {
+                self.end_flow_now(id);
+                return false;
+            }
+        }
+        let _ = dir;
+        true
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one segment's context")]
+    fn stream(
+        &mut self,
+        id: u64,
+        side: Side,
+        dir: Dir,
+        v6: bool,
+        tf: &PacketFacts,
+        meta: &Metadata,
+        t: &wire::TcpInfo,
+        bytes: &[u8],
+        v: &mut PacketVerdict,
+    ) -> bool {
+        let reasm_cfg = self.config.reasm;
+        let Some(e) = self.extra.get_mut(&id) else {
+            return true;
+        };
+        let payload = bytes.get(t.payload.clone()).unwrap_or(&[]);
+        let i = side.index();
+        if e.reasm[i].is_none() {
+            e.reasm[i] = Some(if t.flags.syn() {
+                StreamReassembler::after_syn(t.seq, reasm_cfg)
+            } else {
+                StreamReassembler::new(t.seq, reasm_cfg)
+            });
+        }
+        let Some(r) = e.reasm[i].as_mut() else {
+            return true;
+        };
+        let out = r.push(Segment {
+            seq: t.seq,
+            payload,
+            syn: t.flags.syn(),
+            fin: t.flags.fin(),
+            rst: t.flags.rst(),
+        });
+        if out.anomaly.is_some() {
+            self.stats.stream_overlaps += 1;
+            v.verdict = Verdict::Block;
+            v.reason = Reason::StreamOverlap;
+            return false;
+        }
+        let delivered = out
+            .delivered
+            .map(|d| d.data.into_owned())
+            .unwrap_or_default();
+        let fin = out.finished;
+        if delivered.is_empty() && !fin {
+            return true;
+        }
+        let layer = if v6 {
+            layers::STREAM_V6
+        } else {
+            layers::STREAM_V4
+        };
+        let mut sf = tf.clone();
+        sf.direction = Some(if e.initiator == Direction::Outbound {
+            0
+        } else {
+            1
+        });
+        let mut values = std::mem::take(&mut self.scratch);
+        fill(layer, &sf, &mut values);
+        let flags = if dir == Dir::Out {
+            StreamFlags::SEND
+        } else {
+            StreamFlags::RECEIVE
+        };
+        let outcome = e.stream[i].push(&self.engine, layer, &values, meta, flags, &delivered, fin);
+        self.scratch = values;
+        v.layer = Some(layer);
+        let blocked = outcome.drop_connection || outcome.blocked > 0;
+        v.visits.push(LayerVisit {
+            layer,
+            action: if blocked {
+                ActionType::BLOCK
+            } else {
+                ActionType::PERMIT
+            },
+            hardness: Hardness::Hard,
+            filter: outcome.deciding_filter,
+            vetoed: false,
+            trace: None,
+        });
+        if let Some(slot) = self.stats.per_layer.get_mut(usize::from(layer.0)) {
+            slot[usize::from(blocked)] += 1;
+        }
+        if outcome.drop_connection {
+            self.stats.connections_dropped += 1;
+            self.stats.stream_bytes_blocked += outcome.blocked;
+            v.verdict = Verdict::Block;
+            v.reason = Reason::ConnectionDropped;
+            v.filter = outcome.deciding_filter;
+            if let Some(e) = self.extra.get_mut(&id) {
+                e.dropped = true;
+                let key = e.key;
+                self.remember_dropped(key);
+            }
+            self.end_flow_now(id);
+            return false;
+        }
+        if outcome.blocked > 0 {
+            self.stats.stream_bytes_blocked += outcome.blocked;
+            v.verdict = Verdict::Block;
+            v.reason = Reason::StreamBlocked;
+            v.filter = outcome.deciding_filter;
+            return false;
+        }
+        true
+    }
+
+    fn remember_dropped(&mut self, key: FlowKey) {
+        if self.dropped.len() >= MAX_DROPPED {
+            self.dropped.clear();
+        }
+        self.dropped.insert(key);
+    }
+
+    /// Ends a flow now (policy block, dropped connection, abort): the flow table queues the end
+    /// event, which [`Shim::drain_flow_events`] turns into ENDPOINT_CLOSURE and flowDeleteFn.
+    fn end_flow_now(&mut self, id: u64) {
+        let fid = self.extra.get(&id).map(|e| e.id);
+        if fid.is_some_and(|f| self.flows.abort(f)) {
+            return;
+        }
+        if let Some(e) = self.extra.remove(&id) {
+            let contexts = self.engine.flow_abort(id);
+            self.events.push_back(ShimEvent::FlowEnded {
+                flow: id,
+                key: e.key,
+                reason: EndReason::Aborted,
+                contexts,
+            });
+        }
+    }
+
+    fn drain_flow_events(&mut self) {
+        while let Some(FlowEvent::Ended {
+            flow_id,
+            key,
+            reason,
+            ..
+        }) = self.flows.poll_event()
+        {
+            let id = flow_id.get();
+            let extra = self.extra.remove(&id);
+            if let Some(mut e) = extra {
+                // Held stream data gets its NO_MORE_DATA indication before the flow goes.
+                self.finish_streams(id, &mut e);
+                if e.auth_layer.is_some() {
+                    let v6 = matches!(key.local_addr(), IpAddr::V6(_));
+                    let layer = if v6 {
+                        layers::ALE_ENDPOINT_CLOSURE_V6
+                    } else {
+                        layers::ALE_ENDPOINT_CLOSURE_V4
+                    };
+                    let facts = PacketFacts {
+                        protocol: key.protocol(),
+                        local: Some(key.local_addr()),
+                        remote: Some(key.remote_addr()),
+                        local_port: Some(key.local_port()),
+                        remote_port: Some(key.remote_port()),
+                        app_id: e.owner.app_id.clone(),
+                        user: e.owner.user.clone(),
+                        ..PacketFacts::default()
+                    };
+                    let mut values = Vec::new();
+                    fill(layer, &facts, &mut values);
+                    let _ = self.engine.classify(
+                        layer,
+                        &values,
+                        &Metadata::default(),
+                        &mut LayerData::None,
+                        None,
+                    );
+                }
+            }
+            let contexts = self.engine.flow_abort(id);
+            self.events.push_back(ShimEvent::FlowEnded {
+                flow: id,
+                key,
+                reason,
+                contexts,
+            });
+        }
+    }
+
+    /// Gives every stream callout still holding data its NO_MORE_DATA indication (§9.2) before the
+    /// flow's contexts go away.
+    fn finish_streams(&mut self, id: u64, e: &mut FlowExtra) {
+        if e.key.protocol() != 6 || e.dropped {
+            return;
+        }
+        let v6 = matches!(e.key.local_addr(), IpAddr::V6(_));
+        let layer = if v6 {
+            layers::STREAM_V6
+        } else {
+            layers::STREAM_V4
+        };
+        let facts = PacketFacts {
+            protocol: 6,
+            local: Some(e.key.local_addr()),
+            remote: Some(e.key.remote_addr()),
+            local_port: Some(e.key.local_port()),
+            remote_port: Some(e.key.remote_port()),
+            direction: Some(if e.initiator == Direction::Outbound {
+                0
+            } else {
+                1
+            }),
+            ..PacketFacts::default()
+        };
+        let mut values = Vec::new();
+        fill(layer, &facts, &mut values);
+        let meta = Metadata {
+            flow_handle: id,
+            present: MetadataFields::FLOW_HANDLE,
+            ..Metadata::default()
+        };
+        for side in [Side::Initiator, Side::Responder] {
+            let sending = if side == Side::Initiator {
+                e.initiator
+            } else {
+                e.initiator.reverse()
+            };
+            let flags = if sending == Direction::Outbound {
+                StreamFlags::SEND
+            } else {
+                StreamFlags::RECEIVE
+            };
+            let s = &mut e.stream[side.index()];
+            if s.holds_data() {
+                let outcome = s.push(&self.engine, layer, &values, &meta, flags, &[], true);
+                self.stats.stream_bytes_blocked += outcome.blocked;
+            }
+        }
+    }
+}
+
+fn wfp_dir(d: Dir) -> wfp_core::constants::Direction {
+    match d {
+        Dir::In => wfp_core::constants::Direction::Inbound,
+        Dir::Out => wfp_core::constants::Direction::Outbound,
+    }
+}
+
+fn ip_layer(dir: Dir, p: &ParsedPacket) -> LayerId {
+    match (dir, p.ip.version) {
+        (Dir::In, IpVersion::V4) => layers::INBOUND_IPPACKET_V4,
+        (Dir::In, IpVersion::V6) => layers::INBOUND_IPPACKET_V6,
+        (Dir::Out, IpVersion::V4) => layers::OUTBOUND_IPPACKET_V4,
+        (Dir::Out, IpVersion::V6) => layers::OUTBOUND_IPPACKET_V6,
+    }
+}
+
+fn ip_meta(p: &ParsedPacket) -> Metadata {
+    let mut m = Metadata {
+        ip_header_size: u32::try_from(p.ip.header_len).unwrap_or(u32::MAX),
+        present: MetadataFields::IP_HEADER_SIZE,
+        ..Metadata::default()
+    };
+    if let Some(f) = &p.ip.fragment {
+        m.fragment = wfp_core::callout::FragmentMetadata {
+            identification: f.id,
+            offset: f.offset,
+            length: u32::try_from(p.ip.total_len).unwrap_or(0),
+        };
+        m.present |= MetadataFields::FRAGMENT_DATA;
+    }
+    m
+}
+
+/// The transport payload (UDP payload, TCP payload, ICMP body) — what DATAGRAM_DATA and the
+/// inbound transport layer pass as layerData.
+fn payload_of<'a>(p: &ParsedPacket, bytes: &'a [u8]) -> &'a [u8] {
+    p.payload().and_then(|r| bytes.get(r)).unwrap_or(&[])
+}

@@ -1,0 +1,255 @@
+//! The STREAM layer (wfp-reference §9, brief decisions 8–9): in-order TCP bytes, per direction,
+//! delivered to the matching stream filters as a **waterfall** — each callout sees only the bytes
+//! every higher filter permitted; its verdict applies to `countBytesEnforced` leading bytes and the
+//! rest is indicated again; NEED_MORE_DATA accumulates up to `countBytesRequired` *total* bytes
+//! (at most 8 MiB, then BUFFER_LIMIT_REACHED); after FIN every callout holding data is indicated
+//! with NO_MORE_DATA and must decide.
+//!
+//! Inline, bytes cannot be held across packets: held bytes belong to packets that were already
+//! forwarded. A later BLOCK of held bytes therefore blocks the packet that completed the indication,
+//! and DROP_CONNECTION ends the flow. The byte-level outcome (what each callout saw and decided) is
+//! the same however the stream is segmented.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wfp_core::callout::{ClassifyOut, IncomingValues, LayerData, Metadata, StreamIoPacket};
+use wfp_core::classify::{coerce, Invocation};
+use wfp_core::constants::{ClassifyOutFlags, Rights, RtFilterFlags, StreamFlags};
+use wfp_core::{ActionType, Engine, FilterId, LayerId, RtFilter, StreamAction, Value};
+
+/// WFP's stream accumulation limit (§12).
+pub const STREAM_BUFFER_LIMIT: usize = 8 * 1024 * 1024;
+
+/// One callout's view of one direction of one stream.
+#[derive(Debug, Default)]
+struct CalloutStream {
+    /// Bytes indicated to this callout and not yet permitted or blocked.
+    pending: Vec<u8>,
+    /// NEED_MORE_DATA: total bytes wanted before the next indication.
+    required: usize,
+    /// ALLOW_CONNECTION: never called again for this flow.
+    allowed: bool,
+    /// DEFER: paused until FwpsStreamContinue0 (not offered inline; treated as a hold).
+    deferred: bool,
+    /// Bytes this callout missed because a higher filter blocked them (§9.2 missedBytes).
+    missed: u64,
+    /// NO_MORE_DATA was indicated.
+    closed: bool,
+}
+
+/// What the stream filters did with one push.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StreamOutcome {
+    /// Bytes that passed every stream filter (what the peer should receive), in order.
+    pub delivered: Vec<u8>,
+    /// Bytes a filter blocked.
+    pub blocked: u64,
+    /// Bytes a callout is still holding (NEED_MORE_DATA / DEFER).
+    pub held: u64,
+    /// A callout asked to drop the connection (CALLOUT_UNKNOWN filter, DROP_CONNECTION).
+    pub drop_connection: bool,
+    /// The filter that blocked bytes or dropped the connection.
+    pub deciding_filter: Option<FilterId>,
+    /// Number of classifyFn invocations.
+    pub indications: u32,
+}
+
+/// Per-direction stream state of one flow: one [`CalloutStream`] per stream filter seen.
+#[derive(Debug, Default)]
+pub struct StreamDirection {
+    callouts: HashMap<FilterId, CalloutStream>,
+    /// Total bytes pushed.
+    pub offset: u64,
+}
+
+impl StreamDirection {
+    /// True when some callout still holds bytes (NEED_MORE_DATA / DEFER).
+    pub fn holds_data(&self) -> bool {
+        self.callouts.values().any(|c| !c.pending.is_empty())
+    }
+
+    /// Pushes new in-order bytes (`data`, possibly empty) through the stream filters at `layer`.
+    /// `fin` marks the end of this direction (NO_MORE_DATA); `flags` carries SEND or RECEIVE (and
+    /// DISCONNECT/ABORT as appropriate).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the classify inputs of the stream layer"
+    )]
+    pub fn push(
+        &mut self,
+        engine: &Engine,
+        layer: LayerId,
+        values: &[Value],
+        meta: &Metadata,
+        flags: StreamFlags,
+        data: &[u8],
+        fin: bool,
+    ) -> StreamOutcome {
+        self.offset += data.len() as u64;
+        let chain = engine.matching_filters(layer, values);
+        let mut out = StreamOutcome::default();
+        let mut input = data.to_vec();
+        let incoming = IncomingValues { layer, values };
+        let mut blocked_above = 0u64;
+        for f in &chain {
+            let st = self.callouts.entry(f.filter_id()).or_default();
+            // §9.2 missedBytes: what higher filters blocked before this callout could see it.
+            st.missed += blocked_above;
+            let blocked_before = out.blocked;
+            if st.allowed || st.closed && input.is_empty() {
+                continue;
+            }
+            match f.action() {
+                ActionType::PERMIT => continue,
+                ActionType::BLOCK => {
+                    block(&mut out, f, input.len());
+                    blocked_above += input.len() as u64;
+                    input.clear();
+                    continue;
+                }
+                _ => {}
+            }
+            st.pending.extend_from_slice(&input);
+            input.clear();
+            let passed = indicate(engine, f, st, &incoming, meta, flags, fin, &mut out);
+            input = passed;
+            blocked_above += out.blocked - blocked_before;
+            if out.drop_connection {
+                break;
+            }
+        }
+        out.held = self.callouts.values().map(|s| s.pending.len() as u64).sum();
+        out.delivered = input;
+        out
+    }
+}
+
+fn block(out: &mut StreamOutcome, f: &RtFilter, n: usize) {
+    if n > 0 {
+        out.blocked += n as u64;
+        out.deciding_filter.get_or_insert(f.filter_id());
+    }
+}
+
+/// Indicates a callout's pending bytes until it has decided them all or holds them; returns the
+/// bytes it permitted, in order.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the classify inputs of the stream layer"
+)]
+fn indicate(
+    engine: &Engine,
+    f: &Arc<RtFilter>,
+    st: &mut CalloutStream,
+    values: &IncomingValues<'_>,
+    meta: &Metadata,
+    flags: StreamFlags,
+    fin: bool,
+    out: &mut StreamOutcome,
+) -> Vec<u8> {
+    let mut passed = Vec::new();
+    // Bounded: every round either consumes bytes, holds, or ends (one extra round for an empty FIN).
+    let mut fin_round = fin;
+    loop {
+        let limit = st.pending.len() >= STREAM_BUFFER_LIMIT;
+        if st.pending.is_empty() && !fin_round {
+            break;
+        }
+        if (st.deferred || st.pending.len() < st.required) && !fin && !limit {
+            break;
+        }
+        fin_round = false;
+        let mut ioflags = flags;
+        if fin {
+            ioflags |= if flags.contains(StreamFlags::SEND) {
+                StreamFlags::SEND_DISCONNECT
+            } else {
+                StreamFlags::RECEIVE_DISCONNECT
+            };
+        }
+        let mut io = StreamIoPacket::new(ioflags, &st.pending);
+        io.missed_bytes = std::mem::take(&mut st.missed);
+        let mut cflags = ClassifyOutFlags::default();
+        if fin {
+            cflags |= ClassifyOutFlags::NO_MORE_DATA;
+            st.closed = true;
+        }
+        if limit {
+            cflags |= ClassifyOutFlags::BUFFER_LIMIT_REACHED;
+        }
+        let preset = ClassifyOut {
+            action_type: ActionType::NONE,
+            out_context: 0,
+            filter_id: f.filter_id().0,
+            rights: Rights::ACTION_WRITE,
+            flags: cflags,
+        };
+        let mut ld = LayerData::Stream(io);
+        let inv = engine.invoke_callout(f, values, meta, &mut ld, preset);
+        out.indications += 1;
+        let LayerData::Stream(io) = ld else { break };
+        let len = st.pending.len();
+        let (action, enforced) = match inv {
+            Invocation::Ran { out: co, .. } => {
+                match io.stream_action {
+                    StreamAction::NeedMoreData if !fin && !limit => {
+                        // Brief decision 8: countBytesRequired is the total to accumulate.
+                        st.required = (io.count_bytes_required as usize).max(len + 1);
+                        break;
+                    }
+                    StreamAction::Defer if !fin && !limit && !flags.contains(StreamFlags::SEND) => {
+                        st.deferred = true;
+                        break;
+                    }
+                    StreamAction::DropConnection if f.action() == ActionType::CALLOUT_UNKNOWN => {
+                        out.drop_connection = true;
+                        block(out, f, len);
+                        st.pending.clear();
+                        return passed;
+                    }
+                    StreamAction::AllowConnection => {
+                        st.allowed = true;
+                        (ActionType::PERMIT, len)
+                    }
+                    StreamAction::None => {
+                        let n = match io.count_bytes_enforced as usize {
+                            0 => len,
+                            n => n.min(len),
+                        };
+                        (coerce(co.action_type, f.action()), n)
+                    }
+                    // A stream action the filter type ignores, or NEED_MORE_DATA when no more can
+                    // come: the callout broke the contract; its filter type's coercion decides.
+                    _ => (coerce(co.action_type, f.action()), len),
+                }
+            }
+            Invocation::SkippedNoFlowContext => (ActionType::PERMIT, len),
+            Invocation::Unregistered | Invocation::Panicked => {
+                if f.action() == ActionType::CALLOUT_INSPECTION
+                    || f.flags()
+                        .contains(RtFilterFlags::PERMIT_IF_CALLOUT_UNREGISTERED)
+                {
+                    (ActionType::PERMIT, len)
+                } else {
+                    (ActionType::BLOCK, len)
+                }
+            }
+        };
+        st.required = 0;
+        let chunk: Vec<u8> = st.pending.drain(..enforced).collect();
+        if action == ActionType::BLOCK {
+            block(out, f, chunk.len());
+        } else {
+            passed.extend_from_slice(&chunk);
+        }
+        if st.allowed {
+            passed.append(&mut st.pending);
+            break;
+        }
+        if st.pending.is_empty() {
+            break;
+        }
+    }
+    passed
+}
