@@ -55,7 +55,7 @@ pub struct StreamOutcome {
     pub indications: u32,
 }
 
-/// Per-direction stream state of one flow: one [`CalloutStream`] per stream filter seen.
+/// Per-direction stream state of one flow: one callout state per stream filter seen.
 #[derive(Debug, Default)]
 pub struct StreamDirection {
     callouts: HashMap<FilterId, CalloutStream>,

@@ -3,7 +3,7 @@
 //! the type in IP_LOCAL_PORT and the code in IP_REMOTE_PORT (the ICMP_TYPE/ICMP_CODE GUIDs), FLAGS
 //! with FWP_CONDITION_FLAG_*, everything unknown as FWP_EMPTY (§2.2, §8.3).
 //!
-//! Each layer's field list is turned once into a plan of [`Source`]s, so filling a layer per packet
+//! Each layer's field list is turned once into a plan of value sources, so filling a layer per packet
 //! is a loop over a short array without string comparisons.
 
 use std::net::IpAddr;
