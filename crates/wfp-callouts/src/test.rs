@@ -78,40 +78,44 @@ fn cont() -> Arc<dyn Callout> {
     Arc::new(TestCallout(Behaviour::Continue))
 }
 
-pub(crate) static BUILTINS: &[Builtin] = &[
-    Builtin {
-        name: "wfp.test.permit",
-        key: Guid::from_str_const("57465001-0000-4000-8000-000000000001"),
-        flags: CalloutFlags(0),
-        flow_delete: false,
-        description:
-            "PERMIT with the write right (hard with CLEAR_ACTION_RIGHT); unchanged without it",
-        make: permit,
-    },
-    Builtin {
-        name: "wfp.test.block",
-        key: Guid::from_str_const("57465001-0000-4000-8000-000000000002"),
-        flags: CalloutFlags(0),
-        flow_delete: false,
-        description:
-            "BLOCK and clear the right; without the right writes BLOCK (veto over a hard PERMIT)",
-        make: block,
-    },
-    Builtin {
-        name: "wfp.test.block-soft",
-        key: Guid::from_str_const("57465001-0000-4000-8000-000000000003"),
-        flags: CalloutFlags(0),
-        flow_delete: false,
-        description:
-            "BLOCK keeping the write right (a contract violation, for tests); unchanged without it",
-        make: block_soft,
-    },
-    Builtin {
-        name: "wfp.test.continue",
-        key: Guid::from_str_const("57465001-0000-4000-8000-000000000004"),
-        flags: CalloutFlags(0),
-        flow_delete: false,
-        description: "CONTINUE",
-        make: cont,
-    },
-];
+/// `wfp.test.permit`.
+pub(crate) const PERMIT: Builtin = Builtin {
+    name: "wfp.test.permit",
+    key: Guid::from_str_const("57465001-0000-4000-8000-000000000001"),
+    flags: CalloutFlags(0),
+    flow_delete: false,
+    description: "PERMIT with the write right (hard with CLEAR_ACTION_RIGHT); unchanged without it",
+    make: permit,
+};
+
+/// `wfp.test.block`.
+pub(crate) const BLOCK: Builtin = Builtin {
+    name: "wfp.test.block",
+    key: Guid::from_str_const("57465001-0000-4000-8000-000000000002"),
+    flags: CalloutFlags(0),
+    flow_delete: false,
+    description:
+        "BLOCK and clear the right; without the right writes BLOCK (veto over a hard PERMIT)",
+    make: block,
+};
+
+/// `wfp.test.block-soft`.
+pub(crate) const BLOCK_SOFT: Builtin = Builtin {
+    name: "wfp.test.block-soft",
+    key: Guid::from_str_const("57465001-0000-4000-8000-000000000003"),
+    flags: CalloutFlags(0),
+    flow_delete: false,
+    description:
+        "BLOCK keeping the write right (a contract violation, for tests); unchanged without it",
+    make: block_soft,
+};
+
+/// `wfp.test.continue`.
+pub(crate) const CONTINUE: Builtin = Builtin {
+    name: "wfp.test.continue",
+    key: Guid::from_str_const("57465001-0000-4000-8000-000000000004"),
+    flags: CalloutFlags(0),
+    flow_delete: false,
+    description: "CONTINUE",
+    make: cont,
+};
