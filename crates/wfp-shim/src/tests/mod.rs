@@ -6,4 +6,5 @@ mod flow;
 mod frag;
 mod pipeline;
 mod reasm;
+mod stream;
 mod wire;

@@ -23,29 +23,30 @@ use crate::wire::TcpFlags;
 
 /// One classifyFn call as a callout saw it.
 #[derive(Clone, Debug, PartialEq)]
-struct Call {
-    layer: LayerId,
-    flags: u32,
-    flow: Option<u64>,
-    flow_context: u64,
-    data: Vec<u8>,
-    stream_flags: u32,
-    out_flags: ClassifyOutFlags,
-    values: Vec<Value>,
+pub(super) struct Call {
+    pub(super) layer: LayerId,
+    pub(super) flags: u32,
+    pub(super) flow: Option<u64>,
+    pub(super) flow_context: u64,
+    pub(super) data: Vec<u8>,
+    pub(super) stream_flags: u32,
+    pub(super) out_flags: ClassifyOutFlags,
+    pub(super) values: Vec<Value>,
+    pub(super) missed: u64,
 }
 
 type Script =
     dyn Fn(&Call, &mut ClassifyOut, &mut LayerData<'_>, &ClassifyContext<'_>) + Send + Sync;
 
 /// Records every call; `script` decides.
-struct Rec {
+pub(super) struct Rec {
     calls: Mutex<Vec<Call>>,
     deletes: Mutex<Vec<(LayerId, CalloutId, u64)>>,
     script: Box<Script>,
 }
 
 impl Rec {
-    fn new(
+    pub(super) fn new(
         script: impl Fn(&Call, &mut ClassifyOut, &mut LayerData<'_>, &ClassifyContext<'_>)
             + Send
             + Sync
@@ -57,7 +58,7 @@ impl Rec {
             script: Box::new(script),
         })
     }
-    fn passive() -> Arc<Self> {
+    pub(super) fn passive() -> Arc<Self> {
         Self::new(|_, out, ld, _| {
             out.action_type = ActionType::CONTINUE;
             if let LayerData::Stream(io) = ld {
@@ -66,7 +67,7 @@ impl Rec {
             }
         })
     }
-    fn calls(&self) -> Vec<Call> {
+    pub(super) fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
     fn calls_at(&self, layer: LayerId) -> Vec<Call> {
@@ -102,6 +103,10 @@ impl Callout for Rec {
             LayerData::Stream(io) => (io.stream_data.data.to_vec(), io.stream_data.flags.0),
             LayerData::None => (Vec::new(), 0),
         };
+        let missed = match layer_data {
+            LayerData::Stream(io) => io.missed_bytes,
+            _ => 0,
+        };
         let flags = values.by_name("FLAGS").as_u64().unwrap_or(0) as u32;
         let call = Call {
             layer: values.layer,
@@ -112,6 +117,7 @@ impl Callout for Rec {
             stream_flags,
             out_flags: out.flags,
             values: values.values.to_vec(),
+            missed,
         };
         (self.script)(&call, out, layer_data, ctx);
         self.calls.lock().unwrap().push(call);
@@ -124,15 +130,15 @@ impl Callout for Rec {
     }
 }
 
-struct H {
-    engine: Arc<Engine>,
+pub(super) struct H {
+    pub(super) engine: Arc<Engine>,
     shim: Shim,
     now: Timestamp,
     n: u32,
 }
 
 impl H {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self::with(ShimConfig::default())
     }
     fn with(config: ShimConfig) -> Self {
@@ -145,7 +151,7 @@ impl H {
         }
     }
     /// Registers `rec` as a callout and adds a filter for it at `layer`.
-    fn callout(
+    pub(super) fn callout(
         &mut self,
         layer: LayerId,
         action: ActionType,
