@@ -1099,7 +1099,7 @@ impl Shim {
             let extra = self.extra.remove(&id);
             if let Some(mut e) = extra {
                 // Held stream data gets its NO_MORE_DATA indication before the flow goes.
-                self.finish_streams(id, &mut e);
+                self.finish_streams(id, &mut e, reason);
                 if e.auth_layer.is_some() {
                     let v6 = matches!(key.local_addr(), IpAddr::V6(_));
                     let layer = if v6 {
@@ -1140,7 +1140,7 @@ impl Shim {
 
     /// Gives every stream callout still holding data its NO_MORE_DATA indication (§9.2) before the
     /// flow's contexts go away.
-    fn finish_streams(&mut self, id: u64, e: &mut FlowExtra) {
+    fn finish_streams(&mut self, id: u64, e: &mut FlowExtra, reason: EndReason) {
         if e.key.protocol() != 6 || e.dropped {
             return;
         }
@@ -1176,10 +1176,16 @@ impl Shim {
             } else {
                 e.initiator.reverse()
             };
-            let flags = if sending == Direction::Outbound {
-                StreamFlags::SEND
-            } else {
-                StreamFlags::RECEIVE
+            // A reset connection's last indication carries the ABORT flag (§9.1).
+            let flags = match (sending, reason) {
+                (Direction::Outbound, EndReason::Rst) => {
+                    StreamFlags::SEND | StreamFlags::SEND_ABORT
+                }
+                (Direction::Inbound, EndReason::Rst) => {
+                    StreamFlags::RECEIVE | StreamFlags::RECEIVE_ABORT
+                }
+                (Direction::Outbound, _) => StreamFlags::SEND,
+                (Direction::Inbound, _) => StreamFlags::RECEIVE,
             };
             let s = &mut e.stream[side.index()];
             if s.holds_data() {
