@@ -1,1 +1,3 @@
+//! Benchmark B1 (classify vs linear scan) — being written.
+
 fn main() {}
