@@ -29,7 +29,7 @@
 //! Call order: `handle_packet` for every packet; `handle_timeout(now)` when `poll_timeout()` is due;
 //! drain `poll_event()` after either.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -89,8 +89,13 @@ pub enum Reason {
     FragmentHeld,
     /// A stream filter blocked bytes of this segment.
     StreamBlocked,
-    /// A stream callout dropped the connection (DROP_CONNECTION).
+    /// A stream callout dropped the connection (DROP_CONNECTION); for the connection's later
+    /// segments, `layer` and `filter` of the verdict name the drop.
     ConnectionDropped,
+    /// A later segment of a TCP connection whose authorization (ALE_AUTH_CONNECT /
+    /// ALE_AUTH_RECV_ACCEPT) was blocked: the connection does not exist, so the segment must not
+    /// start a new flow mid-stream. `layer` and `filter` of the verdict name the refusal.
+    ConnectionRefused,
     /// A retransmission or overlap carried different bytes than the first copy (brief decision 9).
     StreamOverlap,
 }
@@ -250,11 +255,13 @@ pub struct Shim {
     events: VecDeque<ShimEvent>,
     stats: ShimStats,
     scratch: Vec<Value>,
-    /// Connections dropped by stream callouts (DROP_CONNECTION), by key.
-    dropped: HashSet<FlowKey>,
+    /// Connections dropped by stream callouts (DROP_CONNECTION), by key: the layer and filter.
+    dropped: HashMap<FlowKey, (LayerId, Option<FilterId>)>,
+    /// TCP connections whose ALE authorization was blocked, by key: the refusing layer and filter.
+    refused: HashMap<FlowKey, (LayerId, Option<FilterId>)>,
 }
 
-/// How many dropped connections are remembered (the set is cleared when full).
+/// How many dropped (or refused) connections are remembered (the set is cleared when full).
 const MAX_DROPPED: usize = 4096;
 
 /// Which way a packet goes for classification purposes.
@@ -307,7 +314,8 @@ impl Shim {
             config,
             extra: HashMap::new(),
             events: VecDeque::new(),
-            dropped: HashSet::new(),
+            dropped: HashMap::new(),
+            refused: HashMap::new(),
             stats: ShimStats {
                 per_layer: vec![[0; 3]; wfp_core::catalogue::all_layers().len()],
                 ..ShimStats::default()
@@ -324,6 +332,12 @@ impl Shim {
     /// Counters.
     pub fn stats(&self) -> &ShimStats {
         &self.stats
+    }
+
+    /// Turns the arbitration trace ([`ShimConfig::trace`]) on or off from the next packet on, so a
+    /// data path can trace one packet without paying for traces on the others.
+    pub fn set_trace(&mut self, on: bool) {
+        self.config.trace = on;
     }
 
     /// Flows currently tracked.
@@ -703,13 +717,20 @@ impl Shim {
         let key = FlowKey::from_packet(dir.flow_dir(), p);
         // A connection a stream callout dropped stays dropped until a new SYN (the stack would
         // have reset it); its late segments must not start a new flow mid-stream.
+        // The same holds for a connection whose authorization was blocked.
         if let (Some(k), Transport::Tcp(t)) = (&key, &p.transport) {
-            if self.dropped.contains(k) {
+            let refused = self.refused.get(k).map(|r| (Reason::ConnectionRefused, *r));
+            let ended =
+                refused.or_else(|| self.dropped.get(k).map(|d| (Reason::ConnectionDropped, *d)));
+            if let Some((reason, (layer, filter))) = ended {
                 if t.flags.syn() && !t.flags.ack() {
                     self.dropped.remove(k);
+                    self.refused.remove(k);
                 } else {
                     v.verdict = Verdict::Block;
-                    v.reason = Reason::ConnectionDropped;
+                    v.reason = reason;
+                    v.layer = Some(layer);
+                    v.filter = filter;
                     return;
                 }
             }
@@ -918,6 +939,14 @@ impl Shim {
                 LayerData::Packet(payload_of(p, bytes))
             };
             if !self.classify_step(layer, &f, meta, &mut data, v) {
+                if p.ip.protocol == 6 {
+                    if let Some(key) = self.extra.get(&id).map(|e| e.key) {
+                        if self.refused.len() >= MAX_DROPPED {
+                            self.refused.clear();
+                        }
+                        self.refused.insert(key, (layer, v.filter));
+                    }
+                }
                 self.end_flow_now(id);
                 return false;
             }
@@ -1047,7 +1076,7 @@ impl Shim {
             if let Some(e) = self.extra.get_mut(&id) {
                 e.dropped = true;
                 let key = e.key;
-                self.remember_dropped(key);
+                self.remember_dropped(key, layer, outcome.deciding_filter);
             }
             self.end_flow_now(id);
             return false;
@@ -1062,11 +1091,11 @@ impl Shim {
         true
     }
 
-    fn remember_dropped(&mut self, key: FlowKey) {
+    fn remember_dropped(&mut self, key: FlowKey, layer: LayerId, filter: Option<FilterId>) {
         if self.dropped.len() >= MAX_DROPPED {
             self.dropped.clear();
         }
-        self.dropped.insert(key);
+        self.dropped.insert(key, (layer, filter));
     }
 
     /// Ends a flow now (policy block, dropped connection, abort): the flow table queues the end

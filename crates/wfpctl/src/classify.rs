@@ -14,15 +14,15 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value as Json};
 use wfp_core::catalogue::{self, layer_by_name};
 use wfp_core::constants::MetadataFields;
-use wfp_core::{
-    ActionType, ClassifyResult, Engine, Hardness, LayerData, Metadata, StepOutcome, Trace, Value,
-};
+use wfp_core::{ClassifyResult, Engine, LayerData, Metadata, Trace, Value};
 use wfp_policy::lit::{incoming_value, Lit};
 use wfp_policy::Policy;
 
+use crate::explain;
+
 /// Arguments of `wfpctl classify`.
-#[derive(clap::Args)]
-pub(crate) struct Args {
+#[derive(clap::Args, Debug)]
+pub struct Args {
     /// The policy file (TOML).
     #[arg(long)]
     policy: PathBuf,
@@ -34,7 +34,8 @@ pub(crate) struct Args {
     json: bool,
 }
 
-pub(crate) fn run(args: &Args) -> Result<ExitCode> {
+/// Runs `wfpctl classify`; the exit code is documented on the binary.
+pub fn run(args: &Args) -> Result<ExitCode> {
     let policy = Policy::load(&args.policy).map_err(anyhow::Error::new)?;
     let (engine, _) = policy.build_engine().map_err(anyhow::Error::new)?;
     let reader: Box<dyn BufRead> = if args.input.as_os_str() == "-" {
@@ -144,81 +145,27 @@ fn classify_line(engine: &Engine, line: &str) -> Result<(Case, ClassifyResult, T
     Ok((Case { name, layer }, result, trace))
 }
 
-fn hardness(r: &ClassifyResult) -> &'static str {
-    match (r.action, r.hardness) {
-        (ActionType::NONE_NO_MATCH, _) => "none",
-        (_, Hardness::Hard) => "hard",
-        (_, Hardness::Soft) => "soft",
-    }
-}
-
-fn outcome(o: &StepOutcome) -> Json {
-    match o {
-        StepOutcome::Decided { action, hardness } => {
-            json!({ "result": action.name(), "hard": *hardness == Hardness::Hard })
-        }
-        StepOutcome::Continue => json!({ "result": "CONTINUE" }),
-        StepOutcome::Overridden { action } => {
-            json!({ "result": action.name(), "ignored": "a hard decision stands" })
-        }
-        StepOutcome::NoRight { action } => {
-            json!({ "result": action.name(), "ignored": "called without the write right" })
-        }
-        StepOutcome::Veto => json!({ "result": "BLOCK", "veto": true }),
-        StepOutcome::SkippedNoFlowContext => {
-            json!({ "result": "SKIPPED", "why": "CONDITIONAL_ON_FLOW and no flow context" })
-        }
-        StepOutcome::SkippedUnregistered => {
-            json!({ "result": "SKIPPED", "why": "INSPECTION callout not registered" })
-        }
-        StepOutcome::Unregistered { action } => {
-            json!({ "result": action.name(), "why": "callout not registered" })
-        }
-        StepOutcome::Panicked => {
-            json!({ "result": "BLOCK", "why": "callout panicked; treated as unregistered" })
-        }
-        StepOutcome::StreamAction(a) => {
-            json!({ "result": format!("{a:?}"), "why": "stream action" })
-        }
-    }
-}
-
 fn to_json(n: usize, case: &Case, r: &ClassifyResult, t: &Trace) -> Json {
     let deciding = r.deciding_filter.map(|id| id.0);
-    let deciding_name = t
-        .steps
-        .iter()
-        .rev()
-        .find(|s| Some(s.filter_id.0) == deciding)
-        .map(|s| s.filter_name.to_string());
+    let deciding_name = explain::deciding_name(r, t);
     json!({
         "line": n,
         "name": case.name,
         "layer": case.layer.name,
         "action": r.action.name(),
-        "decision": hardness(r),
+        "decision": explain::hardness(r.action, r.hardness),
         "filter_id": deciding,
         "filter": deciding_name,
         "vetoed": r.vetoed,
         "absorb": r.absorbed(),
         "why": t.explain(r),
-        "trace": t.steps.iter().map(|s| json!({
-            "sublayer": s.sublayer_name.to_string(),
-            "sublayer_weight": s.sublayer_weight,
-            "filter_id": s.filter_id.0,
-            "filter": s.filter_name.to_string(),
-            "weight": s.weight,
-            "action_type": s.action_type.name(),
-            "before": s.before.name(),
-            "write_right": s.write_right_before,
-            "outcome": outcome(&s.outcome),
-        })).collect::<Vec<_>>(),
+        "trace": explain::steps_json(t),
         "not_matched": t.not_matched,
     })
 }
 
 fn write_text(
-    out: &mut impl Write,
+    out: &mut dyn Write,
     n: usize,
     case: &Case,
     r: &ClassifyResult,
@@ -234,21 +181,9 @@ fn write_text(
         "case {n}{label} at {}: {} ({}) — {}",
         case.layer.name,
         r.action.name(),
-        hardness(r),
+        explain::hardness(r.action, r.hardness),
         t.explain(r)
     )?;
-    for s in &t.steps {
-        writeln!(
-            out,
-            "    [{} w={}] filter {} {:?} w={:#x} {}: {}",
-            s.sublayer_name,
-            s.sublayer_weight,
-            s.filter_id.0,
-            s.filter_name.as_ref(),
-            s.weight,
-            s.action_type.name(),
-            outcome(&s.outcome)
-        )?;
-    }
+    explain::write_steps(out, t, "    ")?;
     Ok(())
 }

@@ -531,6 +531,56 @@ fn block_at_auth_recv_accept_drops_inbound_syn_and_keeps_no_flow() {
     );
 }
 
+/// A capture (or a retransmitting peer) shows packets of a connection whose SYN was blocked at
+/// ALE_AUTH_CONNECT: they are blocked as part of the refused connection instead of starting a new
+/// flow mid-stream, until a new SYN is authorized again.
+#[test]
+fn segments_of_a_refused_connection_are_blocked_until_a_new_syn() {
+    let mut h = H::new();
+    let p80 = cond(
+        layers::ALE_AUTH_CONNECT_V4,
+        "IP_REMOTE_PORT",
+        MatchType::Equal,
+        Value::Uint16(TCP.dport).into(),
+    );
+    h.filter(layers::ALE_AUTH_CONNECT_V4, ActionType::BLOCK, vec![p80]);
+    let syn = h.packet(
+        PacketDirection::Outbound,
+        &testutil::tcp_packet(&V4, &tcp(SYN, 1000, 0), b""),
+    );
+    assert_eq!(syn.verdict, Verdict::Block);
+    assert_eq!(syn.reason, Reason::Filter);
+    let back = Tcp {
+        sport: TCP.dport,
+        dport: TCP.sport,
+        ..tcp(SYNACK, 5000, 1001)
+    };
+    let synack = h.packet(
+        PacketDirection::Inbound,
+        &testutil::tcp_packet(&V4.reply(), &back, b""),
+    );
+    assert_eq!(synack.verdict, Verdict::Block);
+    assert_eq!(synack.reason, Reason::ConnectionRefused);
+    assert_eq!(synack.layer, Some(layers::ALE_AUTH_CONNECT_V4));
+    assert_eq!(synack.filter, syn.filter);
+    // The IP-packet layer still sees it; nothing above it does.
+    assert!(synack
+        .visits
+        .iter()
+        .all(|v| v.layer == layers::INBOUND_IPPACKET_V4));
+    assert_eq!(h.shim.flow_count(), 0);
+    // A new SYN is authorized again (and refused again by the same policy).
+    let again = h.packet(
+        PacketDirection::Outbound,
+        &testutil::tcp_packet(&V4, &tcp(SYN, 1000, 0), b""),
+    );
+    assert_eq!(again.reason, Reason::Filter);
+    assert!(again
+        .visits
+        .iter()
+        .any(|v| v.layer == layers::ALE_AUTH_CONNECT_V4));
+}
+
 #[test]
 fn t_pend_6_policy_change_reauthorizes_the_next_packet_in_either_direction() {
     let mut h = H::new();

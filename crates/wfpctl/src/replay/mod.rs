@@ -1,0 +1,546 @@
+//! `wfpctl replay`: a capture through the engine — what would this policy have done to this
+//! traffic, and why?
+//!
+//! ```text
+//!  CaptureReader ──PacketRef──► Replayer::handle_packet ──────────────────────────────────┐
+//!   (pcap/pcapng)                │ 1. capture time → Timestamp; due flow timeouts first   │
+//!                                │ 2. decode_link: not IP / unsupported → skipped (counted)│
+//!                                │ 3. direction: SLL/SLL2 packet type, else Infer (--local)│
+//!                                ▼                                                        │
+//!                          Shim::handle_packet ──► PacketVerdict (visits, filter, flow)    │
+//!                                │                                                        │
+//!                                ├─► Summary counters (per verdict, per layer, per filter) │
+//!                                ├─► --verdicts: one JSON line                            │
+//!                                ├─► --permitted / --blocked: the frame, unchanged         │
+//!                                └─► --trace N: the arbitration trace of packet N          │
+//!  end of capture (or a capture error) ──► Shim::abort_all (flowDeleteFn for every context) ┘
+//!                                      ──► Report: text table or one JSON object
+//! ```
+//!
+//! Time: every packet's capture timestamp is the engine's `now`, so flow idle timeouts expire as
+//! they would have on the wire ([`Shim::handle_timeout`] runs whenever [`Shim::poll_timeout`] is
+//! due before the next packet); the built-in callouts' [`wfp_callouts::Clock`] follows it too.
+//!
+//! Verdicts: PERMIT, BLOCK, ABSORB (a BLOCK with FWPS_CLASSIFY_OUT_FLAG_ABSORB) come from the shim;
+//! packets that never reach it — link types this project does not decode, frames that are not
+//! IPv4/IPv6 (ARP, LLDP...), link headers cut short — are SKIPPED: counted with their reason,
+//! listed in `--verdicts`, and written to neither output capture. Absorbed packets go to the
+//! `--blocked` capture. permitted + blocked + absorbed + skipped = packets read.
+//!
+//! Direction: a Linux cooked capture's packet type decides (OUTGOING → outbound, HOST /
+//! BROADCAST / MULTICAST / OTHERHOST → inbound); otherwise [`ShimConfig::local_networks`]
+//! (`--local`), and failing that the side that sent a flow's first packet is the local side.
+//!
+//! `--verdicts` lines (one JSON object per packet, in capture order):
+//!
+//! | key | value |
+//! |---|---|
+//! | `index` | 0-based packet index in the capture |
+//! | `ts_ns`, `time` | capture time: ns since the epoch, and `"<seconds>.<9 digits>"` |
+//! | `len` | bytes on the wire |
+//! | `direction` | `"inbound"` / `"outbound"` (null when skipped) |
+//! | `flow` | the flow handle (FWPS flow id), or null |
+//! | `action` | `"PERMIT"`, `"BLOCK"`, `"ABSORB"` or `"SKIPPED"` |
+//! | `reason` | `"filter"`, `"no-match"`, `"malformed: …"`, a stream or refusal reason, or why it was skipped |
+//! | `layer` | where the deciding filter decided (else the last layer visited), WFP name |
+//! | `filter_id`, `filter` | the deciding filter's id and name, or null |
+//! | `layers` | every classify in order: `layer`, `action`, `decision` (`hard`/`soft`/`none`), `filter_id`, `filter`, `vetoed` |
+
+mod cli;
+mod output;
+mod summary;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use wfp_core::{ActionType, Engine, FilterId, LayerId};
+use wfp_pcap::{CaptureError, CaptureReader, LinkType, NetworkProtocol, PacketRef, WriteError};
+use wfp_policy::PolicyError;
+use wfp_shim::{
+    PacketContext, PacketDirection, PacketVerdict, Reason, Shim, ShimConfig, ShimEvent, Timestamp,
+    Verdict,
+};
+
+pub use cli::{parse_cidr, replay_quiet, run, Args};
+pub use output::{PcapSink, SinkReport};
+pub use summary::{
+    Anomalies, Count, FilterRow, FlowSummary, LayerRow, Report, TracedPacket, Verdicts,
+};
+
+/// Why a replay could not run or could not write its outputs. A damaged capture is not one of
+/// these: it ends the replay with [`Report::capture_error`] set, after everything before it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// The capture file could not be opened or its header is not a capture.
+    #[error("{}: {source}", path.display())]
+    CaptureOpen {
+        /// The capture given.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: CaptureError,
+    },
+    /// A pcap output could not be written.
+    #[error("{}: {source}", path.display())]
+    CaptureOutput {
+        /// The output file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: WriteError,
+    },
+    /// An output file could not be created or written.
+    #[error("{}: {source}", path.display())]
+    Output {
+        /// The output file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The policy file could not be loaded or applied.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+/// How to replay.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayConfig {
+    /// The packet pipeline's configuration; `local_networks` is what `--local` fills.
+    pub shim: ShimConfig,
+    /// Record the full arbitration trace of this packet (0-based index in the capture).
+    pub trace_packet: Option<u64>,
+}
+
+/// The final verdict of one packet in a replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Dropped silently (BLOCK with ABSORB).
+    Absorb,
+    /// Dropped.
+    Block,
+    /// Let through.
+    Permit,
+    /// Not classified: not IP, or a link type / link header this project cannot decode.
+    Skip,
+}
+
+impl Action {
+    /// `PERMIT`, `BLOCK`, `ABSORB` or `SKIPPED`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Absorb => "ABSORB",
+            Self::Block => "BLOCK",
+            Self::Permit => "PERMIT",
+            Self::Skip => "SKIPPED",
+        }
+    }
+}
+
+/// What the replay knows about a filter (from the engine, once at the start).
+#[derive(Clone, Debug)]
+pub(crate) struct FilterInfo {
+    pub(crate) name: Arc<str>,
+    pub(crate) layer: LayerId,
+    pub(crate) action: ActionType,
+}
+
+/// Replays packets through a [`Shim`] and accumulates the [`Report`].
+///
+/// Call order: [`Replayer::new`], optionally the output setters, [`Replayer::handle_packet`] for
+/// every packet in capture order, then [`Replayer::finish`] (which ends every flow, so every
+/// flowDeleteFn runs). [`replay`] does all of it for a [`CaptureReader`].
+pub struct Replayer {
+    shim: Shim,
+    filters: HashMap<FilterId, FilterInfo>,
+    summary: summary::Summary,
+    trace_packet: Option<u64>,
+    traced: Option<TracedPacket>,
+    verdicts: Option<(PathBuf, Box<dyn Write>)>,
+    verdict_lines: u64,
+    permitted: Option<PcapSink>,
+    blocked: Option<PcapSink>,
+    first_link_type: Option<LinkType>,
+    line: Vec<u8>,
+}
+
+impl Replayer {
+    /// A replayer feeding `engine`.
+    pub fn new(engine: Arc<Engine>, config: ReplayConfig) -> Self {
+        let filters: HashMap<FilterId, FilterInfo> = engine
+            .filters()
+            .iter()
+            .map(|f| {
+                (
+                    f.filter_id(),
+                    FilterInfo {
+                        name: Arc::from(f.name()),
+                        layer: f.layer(),
+                        action: f.action(),
+                    },
+                )
+            })
+            .collect();
+        // The built-in loggers are process-wide: drop what an earlier run left behind.
+        let _stale = wfp_callouts::FlowLog::global().drain();
+        let _stale = wfp_callouts::StreamMonitorLog::global().drain();
+        let max_id = filters.keys().map(|f| f.0).max().unwrap_or(0);
+        Self {
+            summary: summary::Summary::new(max_id),
+            filters,
+            shim: Shim::new(engine, config.shim),
+            trace_packet: config.trace_packet,
+            traced: None,
+            verdicts: None,
+            verdict_lines: 0,
+            permitted: None,
+            blocked: None,
+            first_link_type: None,
+            line: Vec::with_capacity(512),
+        }
+    }
+
+    /// Writes one JSON line per packet to `out` (`path` names it in errors).
+    pub fn write_verdicts(&mut self, path: PathBuf, out: Box<dyn Write>) {
+        self.verdicts = Some((path, out));
+    }
+
+    /// Writes the permitted packets to `sink`.
+    pub fn write_permitted(&mut self, sink: PcapSink) {
+        self.permitted = Some(sink);
+    }
+
+    /// Writes the blocked and absorbed packets to `sink`.
+    pub fn write_blocked(&mut self, sink: PcapSink) {
+        self.blocked = Some(sink);
+    }
+
+    /// The pipeline (its counters, flows, engine).
+    pub fn shim(&self) -> &Shim {
+        &self.shim
+    }
+
+    /// Replays one captured packet; returns its final verdict. Errors are output errors only.
+    pub fn handle_packet(&mut self, p: &PacketRef<'_>) -> Result<Action, ReplayError> {
+        let now = Timestamp::from_nanos(p.timestamp_ns);
+        if self.shim.poll_timeout().is_some_and(|t| t <= now) {
+            self.shim.handle_timeout(now);
+        }
+        self.drain_events(false);
+        wfp_callouts::Clock::global().set(Duration::from_nanos(p.timestamp_ns));
+        self.first_link_type.get_or_insert(p.link_type);
+        let wire = u64::from(p.orig_len).max(p.data.len() as u64);
+        self.summary.packet(p, wire);
+
+        let l3 = match p.decode_link() {
+            Ok(l3) => l3,
+            Err(e) => {
+                let reason = self.summary.link_error(p.index, &e);
+                self.summary.skip(&reason, wire);
+                self.write_skip_line(p, wire, &reason)?;
+                return Ok(Action::Skip);
+            }
+        };
+        if !matches!(l3.protocol, NetworkProtocol::Ipv4 | NetworkProtocol::Ipv6) {
+            let reason = summary::not_ip_reason(l3.protocol);
+            self.summary.skip(&reason, wire);
+            self.write_skip_line(p, wire, &reason)?;
+            return Ok(Action::Skip);
+        }
+        let direction = match l3.direction() {
+            Some(wfp_pcap::Direction::Inbound) => PacketDirection::Inbound,
+            Some(wfp_pcap::Direction::Outbound) => PacketDirection::Outbound,
+            None => PacketDirection::Infer,
+        };
+        let ctx = PacketContext {
+            ifindex: l3.linux_ifindex,
+            owner: None,
+        };
+        let tracing = self.trace_packet == Some(p.index);
+        if tracing {
+            self.shim.set_trace(true);
+        }
+        let v = self.shim.handle_packet(now, direction, l3.network, &ctx);
+        if tracing {
+            self.shim.set_trace(false);
+        }
+        let action = match v.verdict {
+            Verdict::Permit => Action::Permit,
+            Verdict::Block => Action::Block,
+            Verdict::Absorb => Action::Absorb,
+        };
+        self.summary.verdict(p.index, &v, action, wire);
+        if self.verdicts.is_some() {
+            self.write_verdict_line(p, wire, &v, action)?;
+        }
+        let sink = match action {
+            Action::Permit => self.permitted.as_mut(),
+            Action::Block | Action::Absorb => self.blocked.as_mut(),
+            Action::Skip => None,
+        };
+        if let Some(sink) = sink {
+            sink.write(p, &l3, v.direction)?;
+        }
+        if tracing {
+            self.traced = Some(TracedPacket::new(p, wire, v, &self.filters));
+        }
+        self.drain_events(false);
+        Ok(action)
+    }
+
+    /// Ends every flow (flowDeleteFn for every context), closes the outputs and returns the
+    /// report. `capture_error` is the error that ended reading early, if any.
+    pub fn finish(mut self, capture_error: Option<CaptureError>) -> Result<Report, ReplayError> {
+        self.drain_events(false);
+        self.shim.abort_all();
+        self.drain_events(true);
+        let fallback = self.first_link_type.unwrap_or(LinkType::RAW);
+        let mut outputs = Vec::new();
+        if let Some(s) = self.permitted.take() {
+            outputs.push(("permitted", s.finish(fallback)?));
+        }
+        if let Some(s) = self.blocked.take() {
+            outputs.push(("blocked", s.finish(fallback)?));
+        }
+        let verdict_file = match self.verdicts.take() {
+            Some((path, mut out)) => {
+                out.flush().map_err(|source| ReplayError::Output {
+                    path: path.clone(),
+                    source,
+                })?;
+                Some((path, self.verdict_lines))
+            }
+            None => None,
+        };
+        let engine = self.shim.engine().clone();
+        Ok(self.summary.into_report(summary::Finish {
+            shim: self.shim.stats(),
+            engine: &engine,
+            filters: &self.filters,
+            traced: self.traced,
+            outputs,
+            verdict_file,
+            flow_log: wfp_callouts::FlowLog::global().drain(),
+            stream_reports: wfp_callouts::StreamMonitorLog::global().drain(),
+            capture_error,
+        }))
+    }
+
+    fn drain_events(&mut self, at_end: bool) {
+        while let Some(ShimEvent::FlowEnded {
+            reason, contexts, ..
+        }) = self.shim.poll_event()
+        {
+            self.summary.flow_ended(reason, contexts, at_end);
+        }
+    }
+
+    fn write_skip_line(
+        &mut self,
+        p: &PacketRef<'_>,
+        wire: u64,
+        reason: &str,
+    ) -> Result<(), ReplayError> {
+        if self.verdicts.is_none() {
+            return Ok(());
+        }
+        let line = VerdictLine {
+            index: p.index,
+            ts_ns: p.timestamp_ns,
+            time: time_string(p.timestamp_ns),
+            len: wire,
+            direction: None,
+            flow: None,
+            action: Action::Skip.name(),
+            reason: reason.to_string(),
+            layer: None,
+            filter_id: None,
+            filter: None,
+            layers: Vec::new(),
+        };
+        emit(
+            &mut self.verdicts,
+            &mut self.line,
+            &mut self.verdict_lines,
+            &line,
+        )
+    }
+
+    fn write_verdict_line(
+        &mut self,
+        p: &PacketRef<'_>,
+        wire: u64,
+        v: &PacketVerdict,
+        action: Action,
+    ) -> Result<(), ReplayError> {
+        let filters = &self.filters;
+        let name = |id: Option<FilterId>| id.and_then(|id| filters.get(&id)).map(|f| &*f.name);
+        let layers = v
+            .visits
+            .iter()
+            .map(|visit| LayerLine {
+                layer: layer_name(visit.layer),
+                action: action_name(visit.action),
+                decision: crate::explain::hardness(visit.action, visit.hardness),
+                filter_id: visit.filter.map(|f| f.0),
+                filter: name(visit.filter),
+                vetoed: visit.vetoed,
+            })
+            .collect();
+        let line = VerdictLine {
+            index: p.index,
+            ts_ns: p.timestamp_ns,
+            time: time_string(p.timestamp_ns),
+            len: wire,
+            direction: Some(direction_name(v.direction)),
+            flow: v.flow,
+            action: action.name(),
+            reason: reason_string(&v.reason),
+            layer: deciding_layer(v).map(layer_name),
+            filter_id: v.filter.map(|f| f.0),
+            filter: name(v.filter),
+            layers,
+        };
+        emit(
+            &mut self.verdicts,
+            &mut self.line,
+            &mut self.verdict_lines,
+            &line,
+        )
+    }
+}
+
+/// Writes one JSON line to the `--verdicts` output, if any.
+fn emit(
+    verdicts: &mut Option<(PathBuf, Box<dyn Write>)>,
+    buf: &mut Vec<u8>,
+    lines: &mut u64,
+    line: &VerdictLine<'_>,
+) -> Result<(), ReplayError> {
+    let Some((path, out)) = verdicts.as_mut() else {
+        return Ok(());
+    };
+    buf.clear();
+    // Serializing plain strings and numbers into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *buf, line);
+    buf.push(b'\n');
+    out.write_all(buf).map_err(|source| ReplayError::Output {
+        path: path.clone(),
+        source,
+    })?;
+    *lines += 1;
+    Ok(())
+}
+
+/// One `--verdicts` line.
+#[derive(Serialize)]
+struct VerdictLine<'a> {
+    index: u64,
+    ts_ns: u64,
+    time: String,
+    len: u64,
+    direction: Option<&'static str>,
+    flow: Option<u64>,
+    action: &'static str,
+    reason: String,
+    layer: Option<&'static str>,
+    filter_id: Option<u64>,
+    filter: Option<&'a str>,
+    layers: Vec<LayerLine<'a>>,
+}
+
+/// One layer visit in a `--verdicts` line.
+#[derive(Serialize)]
+struct LayerLine<'a> {
+    layer: &'static str,
+    action: &'static str,
+    decision: &'static str,
+    filter_id: Option<u64>,
+    filter: Option<&'a str>,
+    vetoed: bool,
+}
+
+/// Replays every packet `reader` yields. `progress` is called every 4096 packets with the reader
+/// (for its byte offset). A capture error ends the loop and is recorded in the report.
+pub fn replay<R: Read>(
+    reader: &mut CaptureReader<R>,
+    mut replayer: Replayer,
+    progress: &mut dyn FnMut(&CaptureReader<R>),
+) -> Result<Report, ReplayError> {
+    let mut capture_error = None;
+    loop {
+        match reader.next_packet_ref() {
+            Ok(Some(p)) => {
+                let index = p.index;
+                replayer.handle_packet(&p)?;
+                if index % 4096 == 4095 {
+                    progress(reader);
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                capture_error = Some(e);
+                break;
+            }
+        }
+    }
+    let mut report = replayer.finish(capture_error)?;
+    report.format = Some(reader.format());
+    Ok(report)
+}
+
+/// `1700000000.123456789`: seconds since the epoch with nanoseconds.
+pub(crate) fn time_string(ts_ns: u64) -> String {
+    format!("{}.{:09}", ts_ns / 1_000_000_000, ts_ns % 1_000_000_000)
+}
+
+pub(crate) fn layer_name(layer: LayerId) -> &'static str {
+    wfp_core::catalogue::layer(layer).map_or("UNKNOWN_LAYER", |l| l.name)
+}
+
+pub(crate) fn action_name(a: ActionType) -> &'static str {
+    match a {
+        ActionType::PERMIT => "PERMIT",
+        ActionType::BLOCK => "BLOCK",
+        ActionType::NONE_NO_MATCH => "NONE_NO_MATCH",
+        ActionType::CONTINUE => "CONTINUE",
+        ActionType::NONE => "NONE",
+        _ => "OTHER",
+    }
+}
+
+pub(crate) fn direction_name(d: PacketDirection) -> &'static str {
+    match d {
+        PacketDirection::Inbound => "inbound",
+        PacketDirection::Outbound => "outbound",
+        PacketDirection::Forward => "forward",
+        PacketDirection::Infer => "unknown",
+    }
+}
+
+pub(crate) fn reason_string(r: &Reason) -> String {
+    match r {
+        Reason::Filter => "filter".into(),
+        Reason::NoMatch => "no-match".into(),
+        Reason::Malformed(m) => format!("malformed: {m}"),
+        Reason::FragmentDropped(m) => format!("fragment dropped: {m}"),
+        Reason::FragmentHeld => "fragment held for reassembly".into(),
+        Reason::StreamBlocked => "stream bytes blocked".into(),
+        Reason::ConnectionDropped => "connection dropped by a stream callout".into(),
+        Reason::StreamOverlap => "stream overlap with different bytes".into(),
+        Reason::ConnectionRefused => "segment of a connection refused at authorization".into(),
+    }
+}
+
+/// The layer where the deciding filter decided (the last visit it decided), else the last layer.
+pub(crate) fn deciding_layer(v: &PacketVerdict) -> Option<LayerId> {
+    v.filter
+        .and_then(|f| v.visits.iter().rev().find(|x| x.filter == Some(f)))
+        .map(|x| x.layer)
+        .or(v.layer)
+}

@@ -1,0 +1,522 @@
+//! End-to-end tests of `wfpctl replay` on the bundled example capture (`examples/replay/`), on
+//! damaged copies of it, and on tcpdump's regression corpus when `../shared/data` is present.
+//!
+//! Packet indexes below are positions in `examples/replay/capture.pcap` (see `tcpdump -nn -r`):
+//! 6 the DNS query for ads.blocked.example, 13 the HTTP download's SYN, 32 the request carrying
+//! X-Block-Me, 41 the IPv6 HTTP SYN, 57/58 the telnet SYN and its RST, 62 the ClientHello for
+//! www.blocked.example, 75 the UDP probe to port 9999, 82 the inbound SSH SYN, 93/94 the inbound
+//! SYN to port 9000 and its RST.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+use wfp_pcap::{CaptureReader, CaptureWriter, LinkType};
+use wfpctl::replay::{replay_quiet, PcapSink, ReplayConfig, Replayer};
+
+const CAPTURE: &str = "examples/replay/capture.pcap";
+const POLICY: &str = "examples/replay/policy.toml";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wfpctl-replay-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("tmp dir");
+    dir.join(name)
+}
+
+fn wfpctl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wfpctl"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run wfpctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn json_summary(args: &[&str]) -> (i32, Json, String) {
+    let mut all = vec!["replay", CAPTURE, "--policy", POLICY, "--json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = wfpctl(&all);
+    let j = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    (code, j, err)
+}
+
+fn verdict_lines(path: &Path) -> Vec<Json> {
+    fs::read_to_string(path)
+        .expect("verdicts file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+fn count(j: &Json, verdict: &str) -> u64 {
+    j["verdicts"][verdict]["packets"].as_u64().expect("count")
+}
+
+#[test]
+fn example_capture_gives_the_documented_verdicts() {
+    let verdicts = tmp("example.jsonl");
+    let v = verdicts.to_str().expect("utf8");
+    let (code, j, err) = json_summary(&["--verdicts", v]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(j["capture"]["packets"], 95);
+    assert_eq!(j["capture"]["format"], "pcap");
+    assert_eq!(j["capture"]["link_types"]["LINUX_SLL2 (276)"], 95);
+    assert_eq!(count(&j, "permitted"), 57);
+    assert_eq!(count(&j, "blocked"), 36);
+    assert_eq!(count(&j, "absorbed"), 0);
+    assert_eq!(count(&j, "skipped"), 2);
+    assert_eq!(j["skipped"]["not IP: ARP"]["packets"], 2);
+    assert_eq!(j["policy"]["filters"], 19);
+    assert!(j["error"].is_null());
+
+    let lines = verdict_lines(&verdicts);
+    assert_eq!(lines.len(), 95);
+    let at = |i: usize| &lines[i];
+    let decided = |i: usize| {
+        let l = at(i);
+        (
+            l["action"].as_str().unwrap_or("").to_string(),
+            l["layer"].as_str().unwrap_or("").to_string(),
+            l["filter_id"].as_u64().unwrap_or(0),
+            l["filter"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let want = |a: &str, l: &str, id: u64, n: &str| (a.into(), l.into(), id, n.into());
+    // The telnet attempt: its SYN is blocked at ALE_AUTH_CONNECT_V4 by the named filter, hard, and
+    // the peer's RST belongs to the refused connection.
+    assert_eq!(
+        decided(57),
+        want("BLOCK", "ALE_AUTH_CONNECT_V4", 1, "block telnet")
+    );
+    assert_eq!(at(57)["reason"], "filter");
+    assert_eq!(at(57)["direction"], "outbound");
+    assert_eq!(at(57)["layers"][0]["decision"], "hard");
+    assert_eq!(
+        decided(58),
+        want("BLOCK", "ALE_AUTH_CONNECT_V4", 1, "block telnet")
+    );
+    assert_eq!(
+        at(58)["reason"],
+        "segment of a connection refused at authorization"
+    );
+    // Weights inside a sublayer: the heavier permit wins for 8080, the light block catches 9999.
+    assert_eq!(
+        decided(13),
+        want("PERMIT", "ALE_AUTH_CONNECT_V4", 2, "lab web allowed")
+    );
+    assert_eq!(
+        decided(75),
+        want("BLOCK", "ALE_AUTH_CONNECT_V4", 3, "lab high ports blocked")
+    );
+    // A soft permit overridden by a lower sublayer's block.
+    assert_eq!(
+        decided(41),
+        want("BLOCK", "ALE_AUTH_CONNECT_V6", 5, "no IPv6 web to the lab")
+    );
+    // A hard permit that a lower sublayer's block cannot override, and that block elsewhere.
+    assert_eq!(
+        decided(82),
+        want(
+            "PERMIT",
+            "ALE_AUTH_RECV_ACCEPT_V4",
+            6,
+            "admin ssh from the lab server (hard)"
+        )
+    );
+    assert_eq!(at(82)["direction"], "inbound");
+    assert_eq!(
+        decided(93),
+        want(
+            "BLOCK",
+            "ALE_AUTH_RECV_ACCEPT_V4",
+            7,
+            "no inbound connections"
+        )
+    );
+    assert_eq!(
+        decided(94),
+        want(
+            "BLOCK",
+            "ALE_AUTH_RECV_ACCEPT_V4",
+            7,
+            "no inbound connections"
+        )
+    );
+    // Built-in callouts.
+    assert_eq!(
+        decided(6),
+        want("BLOCK", "DATAGRAM_DATA_V4", 8, "dns name blocker")
+    );
+    assert_eq!(
+        decided(32),
+        want("BLOCK", "STREAM_V4", 10, "http pattern blocker")
+    );
+    assert_eq!(
+        decided(62),
+        want("BLOCK", "STREAM_V4", 11, "tls sni blocker")
+    );
+    // Later segments of a dropped connection are blocked with it, in both directions.
+    for i in [33, 35] {
+        assert_eq!(
+            decided(i),
+            want("BLOCK", "STREAM_V4", 10, "http pattern blocker")
+        );
+        assert_eq!(at(i)["reason"], "connection dropped by a stream callout");
+    }
+    // The allowed DNS query is permitted after every layer of its path.
+    let path: Vec<&str> = at(4)["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .filter_map(|l| l["layer"].as_str())
+        .collect();
+    assert_eq!(
+        path,
+        [
+            "ALE_AUTH_CONNECT_V4",
+            "ALE_FLOW_ESTABLISHED_V4",
+            "DATAGRAM_DATA_V4",
+            "OUTBOUND_TRANSPORT_V4",
+            "OUTBOUND_IPPACKET_V4"
+        ]
+    );
+    assert_eq!(at(4)["action"], "PERMIT");
+
+    // Summary tables agree with the lines.
+    let filters: BTreeMap<u64, &Json> = j["filters"]
+        .as_array()
+        .expect("filters")
+        .iter()
+        .map(|f| (f["id"].as_u64().expect("id"), f))
+        .collect();
+    assert_eq!(filters[&1]["blocks"], 1);
+    assert_eq!(filters[&1]["final"], 2);
+    assert_eq!(filters[&6]["permits"], 1);
+    assert_eq!(j["anomalies"]["connections_dropped"], 2);
+    assert_eq!(j["flows"]["total"], 19);
+    let ended = &j["flows"]["ended"];
+    let sum: u64 = [
+        "fin",
+        "rst",
+        "idle_timeout",
+        "evicted",
+        "blocked",
+        "capture_end",
+    ]
+    .iter()
+    .map(|k| ended[k].as_u64().expect("count"))
+    .sum();
+    assert_eq!(sum, 19);
+    // The flow logger logged the SSH connection's bytes; the stream monitor saw its banners.
+    let ssh = j["flow_log"]
+        .as_array()
+        .expect("flow log")
+        .iter()
+        .find(|r| r["local"] == "10.77.0.1:22")
+        .expect("ssh flow logged");
+    assert_eq!(ssh["outbound_bytes"], 21);
+    assert_eq!(ssh["inbound_bytes"], 16);
+    let monitor = j["stream_monitor"].as_array().expect("stream monitor");
+    assert_eq!(monitor.len(), 1);
+    assert!(monitor[0]["outbound_head"]
+        .as_str()
+        .is_some_and(|h| h.starts_with("SSH-2.0-wfp-example")));
+}
+
+#[test]
+fn verdict_lines_follow_the_documented_schema() {
+    let verdicts = tmp("schema.jsonl");
+    let (code, _, err) = wfpctl(&[
+        "replay",
+        CAPTURE,
+        "--policy",
+        POLICY,
+        "--verdicts",
+        verdicts.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let keys = [
+        "index",
+        "ts_ns",
+        "time",
+        "len",
+        "direction",
+        "flow",
+        "action",
+        "reason",
+        "layer",
+        "filter_id",
+        "filter",
+        "layers",
+    ];
+    for (i, l) in verdict_lines(&verdicts).iter().enumerate() {
+        let o = l.as_object().expect("object");
+        assert_eq!(o.len(), keys.len(), "{l}");
+        for k in keys {
+            assert!(o.contains_key(k), "line {i} lacks {k}: {l}");
+        }
+        assert_eq!(l["index"], i);
+        assert!(l["ts_ns"].as_u64().is_some());
+        assert!(l["time"].as_str().is_some_and(|t| t.contains('.')));
+        assert!(l["len"].as_u64().is_some_and(|n| n > 0));
+        let action = l["action"].as_str().expect("action");
+        assert!(["PERMIT", "BLOCK", "ABSORB", "SKIPPED"].contains(&action));
+        if action == "SKIPPED" {
+            assert!(l["direction"].is_null() && l["layers"] == Json::Array(vec![]));
+            continue;
+        }
+        assert!(["inbound", "outbound"].contains(&l["direction"].as_str().expect("dir")));
+        assert_eq!(l["filter"].is_null(), l["filter_id"].is_null(), "{l}");
+        for v in l["layers"].as_array().expect("layers") {
+            let o = v.as_object().expect("visit");
+            for k in [
+                "layer",
+                "action",
+                "decision",
+                "filter_id",
+                "filter",
+                "vetoed",
+            ] {
+                assert!(o.contains_key(k), "{v}");
+            }
+            assert!(["hard", "soft", "none"].contains(&v["decision"].as_str().expect("decision")));
+        }
+    }
+}
+
+#[test]
+fn permitted_and_blocked_captures_hold_every_classified_packet() {
+    let permitted = tmp("permitted.pcap");
+    let blocked = tmp("blocked.pcap");
+    let (code, j, err) = json_summary(&[
+        "--permitted",
+        permitted.to_str().expect("utf8"),
+        "--blocked",
+        blocked.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let read = |p: &Path| {
+        let mut r = CaptureReader::open(p).expect("output opens");
+        let mut packets = Vec::new();
+        while let Some(p) = r.next_packet().expect("output reads") {
+            assert_eq!(p.link_type, LinkType::LINUX_SLL2);
+            packets.push(p);
+        }
+        packets
+    };
+    let p = read(&permitted);
+    let b = read(&blocked);
+    assert_eq!(p.len() as u64, count(&j, "permitted"));
+    assert_eq!(b.len() as u64, count(&j, "blocked") + count(&j, "absorbed"));
+    assert_eq!(
+        (p.len() + b.len()) as u64 + count(&j, "skipped"),
+        j["capture"]["packets"].as_u64().expect("packets")
+    );
+    // Frames are copied unchanged: the first blocked packet is capture packet 6, the DNS query.
+    let mut orig = CaptureReader::open(root().join(CAPTURE)).expect("capture");
+    let sixth = orig.nth(6).expect("packet 6").expect("reads");
+    assert_eq!(b[0].data, sixth.data);
+    assert_eq!(b[0].timestamp_ns, sixth.timestamp_ns);
+    assert_eq!(j["outputs"]["permitted"]["written"], p.len());
+    assert_eq!(j["outputs"]["blocked"]["written"], b.len());
+}
+
+#[test]
+fn text_summary_and_trace_explain_the_telnet_block() {
+    let (code, out, err) = wfpctl(&["replay", CAPTURE, "--policy", POLICY, "--trace", "57"]);
+    assert_eq!(code, 0, "{err}");
+    for needle in [
+        "verdict",
+        "permitted       57",
+        "ALE_AUTH_CONNECT_V4",
+        "top deciding filters",
+        "block telnet",
+        "flow log (wfp.flow-logger)",
+        "trace of packet 57",
+        "BLOCK at ALE_AUTH_CONNECT_V4 by filter 1 \"block telnet\"",
+        "[corp w=512] filter 1 \"block telnet\"",
+        "decided BLOCK hard",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+    // The hard permit's trace shows the lower sublayer's block being ignored.
+    let (code, j, _) = json_summary(&["--trace", "82"]);
+    assert_eq!(code, 0);
+    let accept = j["trace"]["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .find(|l| l["layer"] == "ALE_AUTH_RECV_ACCEPT_V4")
+        .expect("RECV_ACCEPT visited");
+    let steps = accept["trace"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[1]["filter"], "no inbound connections");
+    assert_eq!(steps[1]["outcome"]["ignored"], "a hard decision stands");
+    // A packet that is not there (or not IP) is reported with exit code 3.
+    let (code, _, err) = wfpctl(&["replay", CAPTURE, "--policy", POLICY, "--trace", "2"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("--trace 2"), "{err}");
+}
+
+#[test]
+fn truncated_capture_reports_what_was_read_then_where_it_stopped() {
+    let bytes = fs::read(root().join(CAPTURE)).expect("capture");
+    // Cut inside the record of packet 20 (record headers are 16 bytes, then the frame).
+    let mut reader = CaptureReader::new(&bytes[..]).expect("header");
+    for _ in 0..20 {
+        reader.next_packet().expect("reads").expect("packet");
+    }
+    let record = reader.offset();
+    let cut = tmp("truncated.pcap");
+    fs::write(
+        &cut,
+        &bytes[..usize::try_from(record).expect("offset") + 30],
+    )
+    .expect("write");
+    let cut_s = cut.to_str().expect("utf8");
+
+    let (code, out, err) = wfpctl(&["replay", cut_s, "--policy", POLICY, "--json"]);
+    assert_eq!(code, 4, "{err}");
+    let j: Json = serde_json::from_str(&out).expect("summary still printed");
+    assert_eq!(j["capture"]["packets"], 20);
+    assert_eq!(j["error"]["offset"], record);
+    assert_eq!(j["error"]["packet_index"], 20);
+    assert!(err.contains(&format!("byte {record}")), "{err}");
+    assert!(err.contains("after 20 packets"), "{err}");
+
+    let (code, out, _) = wfpctl(&["replay", cut_s, "--policy", POLICY]);
+    assert_eq!(code, 4);
+    assert!(out.contains(&format!(
+        "INCOMPLETE: reading stopped at byte {record} after 20 packets"
+    )));
+
+    // Not a capture at all: exit 1, nothing replayed.
+    let (code, _, err) = wfpctl(&["replay", POLICY, "--policy", POLICY]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a pcap or pcapng file"), "{err}");
+}
+
+#[test]
+fn local_networks_give_the_same_verdicts_as_linux_packet_types() {
+    // The example as raw IP: no packet types, so direction comes from --local.
+    let raw = tmp("raw.pcap");
+    let mut w = CaptureWriter::create(&raw, LinkType::RAW).expect("create");
+    let mut reader = CaptureReader::open(root().join(CAPTURE)).expect("capture");
+    let mut ip = 0u64;
+    while let Some(p) = reader.next_packet().expect("reads") {
+        let l3 = p.decode_link().expect("decodes");
+        if l3.protocol.ip_version().is_some() {
+            w.write_packet(p.timestamp_ns, l3.network.len() as u32, l3.network)
+                .expect("write");
+            ip += 1;
+        }
+    }
+    w.finish().expect("flush");
+    let (code, out, err) = wfpctl(&[
+        "replay",
+        raw.to_str().expect("utf8"),
+        "--policy",
+        POLICY,
+        "--json",
+        "--local",
+        "10.77.0.1/32",
+        "--local",
+        "fd77::1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let j: Json = serde_json::from_str(&out).expect("json");
+    assert_eq!(j["capture"]["packets"], ip);
+    assert_eq!(count(&j, "blocked"), 36);
+    assert_eq!(count(&j, "permitted"), ip - 36);
+    // A bad prefix is a usage error.
+    let (code, _, err) = wfpctl(&[
+        "replay",
+        CAPTURE,
+        "--policy",
+        POLICY,
+        "--local",
+        "10.0.0.0/40",
+    ]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn tcpdump_corpus_replays_without_panicking() {
+    let dir = root().join("../shared/data/pcaps/tcpdump");
+    let Ok(entries) = fs::read_dir(&dir) else {
+        println!("note: {} is absent; corpus replay skipped", dir.display());
+        return;
+    };
+    let policy = wfp_policy::Policy::load(&root().join(POLICY)).expect("policy");
+    let (engine, _) = policy.build_engine().expect("engine");
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "pcap" || e == "pcapng" || e == "cap")
+        })
+        .collect();
+    files.sort();
+    let (mut replayed, mut errors, mut packets, mut skipped) = (0, 0, 0, 0);
+    let mut truncated_errors = 0u64;
+    let out_p = tmp("corpus-permitted.pcap");
+    let out_b = tmp("corpus-blocked.pcap");
+    for (n, file) in files.iter().enumerate() {
+        let Ok(mut reader) = CaptureReader::open(file) else {
+            errors += 1;
+            continue;
+        };
+        let config = ReplayConfig::default();
+        let report = if n % 4 == 0 {
+            // Every fourth file also goes through the output writers.
+            let mut r = Replayer::new(Arc::clone(&engine), config);
+            r.write_permitted(PcapSink::create(&out_p).expect("sink"));
+            r.write_blocked(PcapSink::create(&out_b).expect("sink"));
+            r.write_verdicts(out_p.with_extension("jsonl"), Box::new(std::io::sink()));
+            wfpctl::replay::replay(&mut reader, r, &mut |_| {})
+        } else {
+            replay_quiet(&mut reader, Arc::clone(&engine), config)
+        }
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let v = report.verdicts;
+        assert_eq!(
+            v.permitted.packets + v.blocked.packets + v.absorbed.packets + v.skipped.packets,
+            report.packets.packets,
+            "{}",
+            file.display()
+        );
+        let mut text = Vec::new();
+        report.write_text(&mut text).expect("text");
+        let _ = report.to_json();
+        replayed += 1;
+        packets += report.packets.packets;
+        skipped += v.skipped.packets;
+        errors += u64::from(report.capture_error.is_some());
+        // The same file cut at two thirds: a capture error after the packets before the cut.
+        let bytes = fs::read(file).expect("read");
+        if let Ok(mut cut) = CaptureReader::new(&bytes[..bytes.len() * 2 / 3]) {
+            let r = replay_quiet(&mut cut, Arc::clone(&engine), ReplayConfig::default())
+                .unwrap_or_else(|e| panic!("{} (cut): {e}", file.display()));
+            assert!(r.packets.packets <= report.packets.packets);
+            truncated_errors += u64::from(r.capture_error.is_some());
+        }
+    }
+    println!(
+        "tcpdump corpus: {replayed} files replayed, {packets} packets ({skipped} skipped), \
+         {errors} files ended with a capture error; cut at 2/3: {truncated_errors} capture errors"
+    );
+    assert!(truncated_errors > 400, "cut copies end with an error");
+    assert!(replayed > 800, "only {replayed} files replayed");
+    assert_eq!(engine.flow_context_count(), 0, "every flow context deleted");
+}
