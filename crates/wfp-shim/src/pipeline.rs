@@ -30,6 +30,7 @@
 //! drain `poll_event()` after either.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -251,7 +252,7 @@ pub struct Shim {
     config: ShimConfig,
     flows: FlowTable,
     frags: FragReassembler,
-    extra: HashMap<u64, FlowExtra>,
+    extra: HashMap<u64, FlowExtra, BuildHasherDefault<FlowIdHasher>>,
     events: VecDeque<ShimEvent>,
     stats: ShimStats,
     scratch: Vec<Value>,
@@ -312,7 +313,7 @@ impl Shim {
             frags: FragReassembler::new(config.frag),
             engine,
             config,
-            extra: HashMap::new(),
+            extra: HashMap::default(),
             events: VecDeque::new(),
             dropped: HashMap::new(),
             refused: HashMap::new(),
@@ -541,11 +542,35 @@ impl Shim {
         data: &mut LayerData<'_>,
         v: &mut PacketVerdict,
     ) -> bool {
+        // Fast path: a layer without filters classifies to NONE_NO_MATCH whatever the values are.
+        if !self.config.trace && self.engine.layer_is_empty(layer) {
+            return self.no_filters(layer, v);
+        }
         let mut values = std::mem::take(&mut self.scratch);
         fill(layer, facts, &mut values);
         let r = self.classify_values(layer, &values, meta, data, v);
         self.scratch = values;
         r
+    }
+
+    fn no_filters(&mut self, layer: LayerId, v: &mut PacketVerdict) -> bool {
+        if let Some(slot) = self.stats.per_layer.get_mut(usize::from(layer.0)) {
+            slot[2] += 1;
+        }
+        v.layer = Some(layer);
+        v.visits.push(LayerVisit {
+            layer,
+            action: ActionType::NONE_NO_MATCH,
+            hardness: Hardness::Soft,
+            filter: None,
+            vetoed: false,
+            trace: None,
+        });
+        if self.config.no_match != Verdict::Permit {
+            v.verdict = self.config.no_match;
+            return false;
+        }
+        true
     }
 
     fn classify_values(
@@ -1022,19 +1047,23 @@ impl Shim {
             v.reason = Reason::StreamOverlap;
             return false;
         }
-        let delivered = out
-            .delivered
-            .map(|d| d.data.into_owned())
-            .unwrap_or_default();
         let fin = out.finished;
-        if delivered.is_empty() && !fin {
-            return true;
-        }
         let layer = if v6 {
             layers::STREAM_V6
         } else {
             layers::STREAM_V4
         };
+        if out.delivered.as_ref().is_none_or(|d| d.data.is_empty()) && !fin {
+            return true;
+        }
+        // No stream filters and nothing held: the bytes pass untouched (no copy).
+        if !self.config.trace && !e.stream[i].holds_data() && self.engine.layer_is_empty(layer) {
+            return true;
+        }
+        let delivered = out
+            .delivered
+            .map(|d| d.data.into_owned())
+            .unwrap_or_default();
         let mut sf = tf.clone();
         sf.direction = Some(if e.initiator == Direction::Outbound {
             0
@@ -1262,4 +1291,23 @@ fn ip_meta(p: &ParsedPacket) -> Metadata {
 /// inbound transport layer pass as layerData.
 fn payload_of<'a>(p: &ParsedPacket, bytes: &'a [u8]) -> &'a [u8] {
     p.payload().and_then(|r| bytes.get(r)).unwrap_or(&[])
+}
+
+/// Hashes flow ids (sequential `u64`s) with one multiply: the side table is looked up several
+/// times per packet, and SipHash's DoS resistance buys nothing for ids this pipeline assigns itself.
+#[derive(Default)]
+struct FlowIdHasher(u64);
+
+impl Hasher for FlowIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n ^ 0x5851_F42D_4C95_7F2D).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }

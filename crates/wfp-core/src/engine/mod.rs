@@ -176,6 +176,12 @@ impl Engine {
         q.push_back(e);
     }
 
+    /// True when no filter exists at `layer` (a classify there returns NONE_NO_MATCH without looking
+    /// at the values, so a data path may skip building them).
+    pub fn layer_is_empty(&self, layer: LayerId) -> bool {
+        self.snapshot.load().layers.get(usize::from(layer.0)).is_none_or(|l| l.sublayers.is_empty())
+    }
+
     /// A counter that changes whenever the filters at `layer` change (the shims use it to
     /// reauthorize ALE flows after a policy change, §8.2).
     pub fn layer_generation(&self, layer: LayerId) -> u64 {
