@@ -266,6 +266,7 @@ impl Engine {
             return finish(st);
         }
         let registry = self.registry.snapshot();
+        let registry: &[Option<Arc<Registered>>] = &registry;
         let flow = meta
             .flow()
             .filter(|_| catalogue::layer(layer).is_some_and(|l| l.is_flow_capable()));

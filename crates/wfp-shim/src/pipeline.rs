@@ -253,6 +253,8 @@ pub struct Shim {
     flows: FlowTable,
     frags: FragReassembler,
     extra: HashMap<u64, FlowExtra, BuildHasherDefault<FlowIdHasher>>,
+    /// `Engine::nonempty_layers` as of the current packet (one atomic load per packet).
+    layer_mask: u128,
     events: VecDeque<ShimEvent>,
     stats: ShimStats,
     scratch: Vec<Value>,
@@ -314,6 +316,7 @@ impl Shim {
             engine,
             config,
             extra: HashMap::default(),
+            layer_mask: u128::MAX,
             events: VecDeque::new(),
             dropped: HashMap::new(),
             refused: HashMap::new(),
@@ -383,6 +386,7 @@ impl Shim {
         bytes: &[u8],
         ctx: &PacketContext,
     ) -> PacketVerdict {
+        self.layer_mask = self.engine.nonempty_layers();
         self.stats.packets += 1;
         let mut v = PacketVerdict {
             verdict: Verdict::Permit,
@@ -543,7 +547,7 @@ impl Shim {
         v: &mut PacketVerdict,
     ) -> bool {
         // Fast path: a layer without filters classifies to NONE_NO_MATCH whatever the values are.
-        if !self.config.trace && self.engine.layer_is_empty(layer) {
+        if !self.config.trace && self.layer_mask & (1u128 << (layer.0 & 127)) == 0 {
             return self.no_filters(layer, v);
         }
         let mut values = std::mem::take(&mut self.scratch);
@@ -1057,7 +1061,10 @@ impl Shim {
             return true;
         }
         // No stream filters and nothing held: the bytes pass untouched (no copy).
-        if !self.config.trace && !e.stream[i].holds_data() && self.engine.layer_is_empty(layer) {
+        if !self.config.trace
+            && !e.stream[i].holds_data()
+            && self.layer_mask & (1u128 << (layer.0 & 127)) == 0
+        {
             return true;
         }
         let delivered = out

@@ -410,7 +410,8 @@ fn classify_stays_consistent_under_policy_registration_and_flow_churn() {
         lost.is_empty(),
         "last probe got ADD but no DELETE for {lost:?}"
     );
-    assert!(!adds.is_empty(), "the last probe saw no filter added");
+    // Whether the last probe registered before the writer's final adds depends on scheduling, so
+    // `adds` may be empty; the property is that every ADD it saw got its DELETE.
 }
 
 trait FilterIds {

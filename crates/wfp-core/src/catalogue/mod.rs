@@ -83,8 +83,23 @@ impl LayerDef {
         self.name.contains("_V6")
     }
 
-    /// Layers whose classify carries a flow handle (§6.2 "Flow-capable layers").
+    /// Layers whose classify carries a flow handle (§6.2 "Flow-capable layers"). Computed once per
+    /// layer; classify asks on every call.
     pub fn is_flow_capable(&self) -> bool {
+        static FLOW_CAPABLE: std::sync::OnceLock<Vec<bool>> = std::sync::OnceLock::new();
+        FLOW_CAPABLE
+            .get_or_init(|| {
+                tables::LAYERS
+                    .iter()
+                    .map(LayerDef::compute_flow_capable)
+                    .collect()
+            })
+            .get(usize::from(self.id))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    fn compute_flow_capable(&self) -> bool {
         let base = self.name.trim_end_matches("_DISCARD");
         [
             "INBOUND_TRANSPORT",

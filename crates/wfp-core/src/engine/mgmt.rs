@@ -716,7 +716,7 @@ impl Transaction<'_> {
                         *slot = Arc::new(m.build_layer(*layer, generation));
                     }
                 }
-                engine.snapshot.store(Arc::new(Snapshot { layers }));
+                engine.snapshot.store(Arc::new(Snapshot::new(layers)));
             }
             drop(m);
         }

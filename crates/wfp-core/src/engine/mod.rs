@@ -113,6 +113,19 @@ pub(crate) struct LayerView {
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     pub(crate) layers: Vec<Arc<LayerView>>,
+    /// Bit `i` set when layer `i` holds at least one filter.
+    pub(crate) nonempty: u128,
+}
+
+impl Snapshot {
+    pub(crate) fn new(layers: Vec<Arc<LayerView>>) -> Self {
+        let nonempty = layers
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| *i < 128 && !l.sublayers.is_empty())
+            .fold(0u128, |m, (i, _)| m | (1u128 << i));
+        Self { layers, nonempty }
+    }
 }
 
 /// The WFP filter engine. Cheap to share: wrap it in an `Arc` and call it from any thread.
@@ -141,7 +154,7 @@ impl Engine {
             .collect();
         Self {
             options,
-            snapshot: ArcSwap::from_pointee(Snapshot { layers }),
+            snapshot: ArcSwap::from_pointee(Snapshot::new(layers)),
             mgmt: Mutex::new(mgmt::Mgmt::new()),
             registry: Registry::new(),
             flows: FlowContexts::new(),
@@ -179,7 +192,13 @@ impl Engine {
     /// True when no filter exists at `layer` (a classify there returns NONE_NO_MATCH without looking
     /// at the values, so a data path may skip building them).
     pub fn layer_is_empty(&self, layer: LayerId) -> bool {
-        self.snapshot.load().layers.get(usize::from(layer.0)).is_none_or(|l| l.sublayers.is_empty())
+        self.nonempty_layers() & (1u128 << (layer.0 & 127)) == 0
+    }
+
+    /// One bit per run-time layer id (bit `id`), set when the layer holds at least one filter — one
+    /// atomic load for a data path that wants to skip empty layers for a whole packet.
+    pub fn nonempty_layers(&self) -> u128 {
+        self.snapshot.load().nonempty
     }
 
     /// A counter that changes whenever the filters at `layer` change (the shims use it to
