@@ -55,7 +55,7 @@ pub use constants::{
     ActionType, CalloutFlags, ClassifyOutFlags, ConditionFlags, FilterFlags, NotifyType, Rights,
     StreamAction,
 };
-pub use engine::{Engine, EngineOptions, NetEvent, NetEventKind, Transaction};
+pub use engine::{Engine, EngineOptions, NetEvent, NetEventKind, PolicySummary, Transaction};
 pub use filter::{
     CalloutId, CalloutSpec, FilterId, FilterSpec, ProviderSpec, RtFilter, SublayerSpec, WeightSpec,
 };

@@ -239,6 +239,8 @@ struct FlowExtra {
     initiator: Direction,
     auth_layer: Option<LayerId>,
     auth_generation: u64,
+    /// `PolicySummary::epoch` when the authorization was last known current.
+    auth_epoch: u64,
     established: bool,
     owner: Owner,
     reasm: [Option<StreamReassembler>; 2],
@@ -255,6 +257,8 @@ pub struct Shim {
     extra: HashMap<u64, FlowExtra, BuildHasherDefault<FlowIdHasher>>,
     /// `Engine::nonempty_layers` as of the current packet (one atomic load per packet).
     layer_mask: u128,
+    /// `PolicySummary::epoch` as of the current packet.
+    policy_epoch: u64,
     events: VecDeque<ShimEvent>,
     stats: ShimStats,
     scratch: Vec<Value>,
@@ -317,6 +321,7 @@ impl Shim {
             config,
             extra: HashMap::default(),
             layer_mask: u128::MAX,
+            policy_epoch: 0,
             events: VecDeque::new(),
             dropped: HashMap::new(),
             refused: HashMap::new(),
@@ -386,7 +391,9 @@ impl Shim {
         bytes: &[u8],
         ctx: &PacketContext,
     ) -> PacketVerdict {
-        self.layer_mask = self.engine.nonempty_layers();
+        let summary = self.engine.policy_summary();
+        self.layer_mask = summary.nonempty_layers;
+        self.policy_epoch = summary.epoch;
         self.stats.packets += 1;
         let mut v = PacketVerdict {
             verdict: Verdict::Permit,
@@ -792,6 +799,7 @@ impl Shim {
                     initiator,
                     auth_layer: None,
                     auth_generation: 0,
+                    auth_epoch: 0,
                     established: false,
                     owner: ctx.owner.clone().unwrap_or_default(),
                     reasm: [None, None],
@@ -920,9 +928,24 @@ impl Shim {
         bytes: &[u8],
         v: &mut PacketVerdict,
     ) -> bool {
-        let Some(e) = self.extra.get(&id) else {
+        let epoch = self.policy_epoch;
+        let Some(e) = self.extra.get_mut(&id) else {
             return true;
         };
+        // The ALE cache: nothing to do for an authorized, established flow unless the policy moved
+        // (one epoch comparison per packet; the layer's own generation only when it did).
+        if e.auth_layer.is_some() && e.established && e.auth_epoch == epoch {
+            return true;
+        }
+        if let Some(l) = e.auth_layer {
+            if e.auth_epoch != epoch && self.engine.layer_generation(l) == e.auth_generation {
+                e.auth_epoch = epoch;
+                if e.established {
+                    return true;
+                }
+            }
+        }
+        let e = &*e;
         let initiator = e.initiator;
         let auth_layer = e.auth_layer;
         let conn_dir = if initiator == Direction::Outbound {
@@ -982,6 +1005,7 @@ impl Shim {
             if let Some(e) = self.extra.get_mut(&id) {
                 e.auth_layer = Some(layer);
                 e.auth_generation = generation;
+                e.auth_epoch = epoch;
             }
         }
         let established_now = self.extra.get(&id).is_some_and(|e| !e.established)

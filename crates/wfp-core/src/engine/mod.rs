@@ -93,6 +93,15 @@ pub struct EngineStats {
     pub net_events_dropped: AtomicU64,
 }
 
+/// What [`Engine::policy_summary`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicySummary {
+    /// Bit `id` set when run-time layer `id` holds a filter.
+    pub nonempty_layers: u128,
+    /// Changes whenever a commit changes filters.
+    pub epoch: u64,
+}
+
 /// One sublayer's filters at one layer, in evaluation order.
 #[derive(Debug)]
 pub(crate) struct SublayerView {
@@ -115,16 +124,18 @@ pub(crate) struct Snapshot {
     pub(crate) layers: Vec<Arc<LayerView>>,
     /// Bit `i` set when layer `i` holds at least one filter.
     pub(crate) nonempty: u128,
+    /// Incremented by every commit that changed filters.
+    pub(crate) epoch: u64,
 }
 
 impl Snapshot {
-    pub(crate) fn new(layers: Vec<Arc<LayerView>>) -> Self {
+    pub(crate) fn new(layers: Vec<Arc<LayerView>>, epoch: u64) -> Self {
         let nonempty = layers
             .iter()
             .enumerate()
             .filter(|(i, l)| *i < 128 && !l.sublayers.is_empty())
             .fold(0u128, |m, (i, _)| m | (1u128 << i));
-        Self { layers, nonempty }
+        Self { layers, nonempty, epoch }
     }
 }
 
@@ -154,7 +165,7 @@ impl Engine {
             .collect();
         Self {
             options,
-            snapshot: ArcSwap::from_pointee(Snapshot::new(layers)),
+            snapshot: ArcSwap::from_pointee(Snapshot::new(layers, 0)),
             mgmt: Mutex::new(mgmt::Mgmt::new()),
             registry: Registry::new(),
             flows: FlowContexts::new(),
@@ -199,6 +210,14 @@ impl Engine {
     /// atomic load for a data path that wants to skip empty layers for a whole packet.
     pub fn nonempty_layers(&self) -> u128 {
         self.snapshot.load().nonempty
+    }
+
+    /// The non-empty layers and the policy epoch (incremented by every commit that changed
+    /// filters), read from one snapshot: a data path reads this once per packet, and only asks
+    /// [`Engine::layer_generation`] when the epoch moved.
+    pub fn policy_summary(&self) -> PolicySummary {
+        let s = self.snapshot.load();
+        PolicySummary { nonempty_layers: s.nonempty, epoch: s.epoch }
     }
 
     /// A counter that changes whenever the filters at `layer` change (the shims use it to
