@@ -38,11 +38,15 @@
 //!
 //! * `wire` — netlink/nfqueue layouts, builders, parsers (pure).
 //! * `sys` — the syscall choke point and its test fake (the only `unsafe`).
-//! * `queue` — [`Queue`], [`StopHandle`], [`QueueStats`]: open/bind, receive, verdicts, stop.
+//! * `queue` — [`Queue`], [`StopHandle`], [`QueueStats`]: open/bind, receive, verdicts, stop;
+//!   [`VerdictSender`]: verdicts for a queue from another thread (a watchdog).
 //! * `worker` — [`spawn_workers`], [`run_worker`], [`Workers`]: one thread per queue.
 //! * [`rules`] — iptables/ip6tables chains and NFQUEUE rules, optionally inside a netns.
 //! * `netns` — [`enter_netns`], [`TempNetns`].
 //! * `kstats` — the kernel's own per-queue counters ([`kernel_queue_stats`]).
+//! * [`sockdiag`] — socket diagnostics (`NETLINK_SOCK_DIAG`): the local socket of a 5-tuple.
+//! * [`owner`] — [`owner::OwnerResolver`]: socket → process (`/proc`), cached, for the ALE
+//!   layers' process identity.
 //!
 //! # Posture
 //!
@@ -56,9 +60,11 @@ mod config;
 mod error;
 mod kstats;
 mod netns;
+pub mod owner;
 mod packet;
 mod queue;
 pub mod rules;
+pub mod sockdiag;
 mod sys;
 mod wire;
 mod worker;
@@ -70,6 +76,6 @@ pub use netns::{enter_netns, TempNetns};
 pub use packet::{
     Conntrack, CtInfo, Decision, Hook, HwAddr, PacketId, QueuedPacket, SkbInfo, Verdict,
 };
-pub use queue::{Queue, QueueStats, RecvStatus, StopHandle};
+pub use queue::{Queue, QueueStats, RecvStatus, StopHandle, VerdictSender};
 pub use wire::parse_packet_message;
 pub use worker::{run_worker, spawn_workers, Workers};

@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -128,6 +128,77 @@ impl StopHandle {
 
     fn raw(&self) -> RawFd {
         self.inner.event.raw()
+    }
+}
+
+/// Sends verdicts for one queue from another thread, on a duplicate of the queue's socket (the
+/// kernel accepts verdicts only from the socket that bound the queue; a duplicate descriptor is
+/// that socket). Made by [`Queue::verdict_sender`]; `Send + Sync`.
+///
+/// Meant for a watchdog that must decide packets a stuck worker holds: each call is sent at
+/// once (no buffering). A verdict for a packet that was already decided is answered by the
+/// kernel with `ENOENT`, which the queue's owner reads and counts in
+/// [`QueueStats::kernel_errors`]; it is harmless.
+#[derive(Debug)]
+pub struct VerdictSender {
+    socket: Fd,
+    queue_num: u16,
+    seq: AtomicU32,
+}
+
+impl VerdictSender {
+    /// The queue number.
+    pub fn queue_num(&self) -> u16 {
+        self.queue_num
+    }
+
+    /// Sends a verdict for one packet now.
+    pub fn verdict(
+        &self,
+        id: PacketId,
+        verdict: Verdict,
+        mark: Option<u32>,
+    ) -> Result<(), NfqError> {
+        self.send(false, id.0, verdict, mark)
+    }
+
+    /// Sends a batch verdict now: `verdict` for **every** packet of the queue still waiting with
+    /// an id up to and including `up_to` (see [`Queue::verdict_batch`] for when that is safe).
+    pub fn verdict_batch(
+        &self,
+        up_to: PacketId,
+        verdict: Verdict,
+        mark: Option<u32>,
+    ) -> Result<(), NfqError> {
+        self.send(true, up_to.0, verdict, mark)
+    }
+
+    fn send(
+        &self,
+        batch: bool,
+        id: u32,
+        verdict: Verdict,
+        mark: Option<u32>,
+    ) -> Result<(), NfqError> {
+        // Sequence numbers of verdicts only label kernel error answers; they need not be unique
+        // across the two descriptors. The high bit keeps them apart from the queue's own.
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) | 0x8000_0000;
+        let mut buf = Vec::with_capacity(48);
+        wire::verdict(
+            &mut buf,
+            batch,
+            seq,
+            self.queue_num,
+            id,
+            verdict.code(),
+            mark,
+        );
+        sys::call(Op::Send {
+            fd: self.socket.raw(),
+            buf: &buf,
+        })
+        .map_err(SysError::into_nfq)?;
+        Ok(())
     }
 }
 
@@ -376,6 +447,26 @@ impl Queue {
     /// The queue number.
     pub fn queue_num(&self) -> u16 {
         self.config.queue_num
+    }
+
+    /// A [`VerdictSender`] for this queue (a duplicate of its socket), for another thread.
+    pub fn verdict_sender(&self) -> Result<VerdictSender, NfqError> {
+        let socket = sys::call(Op::Dup {
+            fd: self.socket.raw(),
+        })
+        .and_then(|ok| Fd::from_ok(ok, "fcntl(F_DUPFD_CLOEXEC)"))
+        .map_err(SysError::into_nfq)?;
+        Ok(VerdictSender {
+            socket,
+            queue_num: self.config.queue_num,
+            seq: AtomicU32::new(0),
+        })
+    }
+
+    /// Changes how long [`Queue::recv_batch`] waits for a packet (see
+    /// [`QueueConfig::recv_timeout`]), e.g. to wake up for the next timer of a state machine.
+    pub fn set_recv_timeout(&mut self, timeout: Option<Duration>) {
+        self.config.recv_timeout = timeout;
     }
 
     /// The configuration the queue was opened with.

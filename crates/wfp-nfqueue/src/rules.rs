@@ -15,6 +15,27 @@
 //! * [`RuleSet::remove`] deletes every jump to the crate's chains (all three hooks, whatever is
 //!   configured now), then flushes and deletes the chains. Missing pieces are not errors.
 //!
+//! **Accounting of uninspected packets** ([`RuleSet::accounting_mark`]): the kernel does not
+//! count packets it lets through without asking the reader — `--queue-bypass` while no reader is
+//! bound, and a full `FAIL_OPEN` queue. With a mark bit configured, each hook chain first clears
+//! the bit and then queues; the reader sets the bit on every packet it accepts (a verdict with a
+//! mark); and a counting rule in the `security` table (which runs after `filter`) counts the
+//! packets that arrive there without the bit, i.e. accepted without a verdict:
+//!
+//! ```text
+//! WFP_OUT:       [matches] -j MARK --set-xmark 0/BIT ; [matches] -j NFQUEUE ...
+//! security OUTPUT ── -j WFP_ACCT_OUT ──► WFP_ACCT_OUT: [matches] -m mark ! --mark BIT/BIT  (count)
+//! ```
+//!
+//! [`RuleSet::uninspected_packets`] reads that counter. It keeps counting while the reader is
+//! absent, as long as the rules stay installed, and a reinstall with the same matches keeps the
+//! counting rule (and its counter).
+//!
+//! **MSS clamp** ([`RuleSet::clamp_mss`]): NFQUEUE copies at most 65531 bytes of a packet, and
+//! loopback (MTU 65536) carries TCP segments of up to 65535; with a clamp, each chain first lowers
+//! the MSS option of TCP SYNs (`-j TCPMSS --set-mss N`) so that every segment can be inspected
+//! whole. Links with ordinary MTUs are unaffected (their MSS is already smaller).
+//!
 //! Commands are `iptables`/`ip6tables -w 5 -t TABLE ...`, prefixed with `ip netns exec NAME` when
 //! [`RuleSet::netns`] is set, run through `std::process::Command` (no shell).
 //!
@@ -171,7 +192,19 @@ pub struct RuleSet {
     pub bypass: bool,
     /// `--queue-cpu-fanout` (with [`QueueTarget::Balance`]): pick the queue by CPU, not by flow.
     pub cpu_fanout: bool,
+    /// A packet-mark bit (or mask) the reader sets on every packet it accepts. When set, the
+    /// chains clear it before queueing and `security`-table chains `<prefix>_ACCT_IN/OUT/FWD`
+    /// count packets accepted without it (see the module documentation). Default `None`.
+    pub accounting_mark: Option<u32>,
+    /// Clamp the MSS of TCP SYNs passing the chains to this value (`-j TCPMSS --set-mss`, which
+    /// only ever lowers it), so that no TCP segment exceeds what NFQUEUE can deliver whole (at
+    /// most 65531 bytes per packet; loopback's MTU of 65536 allows 65535). Skipped for hooks whose
+    /// matches select another protocol. Default `None`.
+    pub clamp_mss: Option<u16>,
 }
+
+/// The table of the accounting chains: it runs after `filter` at every hook.
+const ACCOUNTING_TABLE: &str = "security";
 
 impl RuleSet {
     /// Defaults (see each field) for `target`.
@@ -188,6 +221,8 @@ impl RuleSet {
             target,
             bypass: false,
             cpu_fanout: false,
+            accounting_mark: None,
+            clamp_mss: None,
         }
     }
 
@@ -220,9 +255,50 @@ impl RuleSet {
         Ok(true)
     }
 
+    /// Checks the rule set (prefix, table, queue range, match arguments, namespace name) without
+    /// running anything: what [`RuleSet::install`] would reject.
+    pub fn check(&self) -> Result<(), RulesError> {
+        self.validate()
+    }
+
     /// The crate's chain for `hook`, e.g. `WFP_OUT`.
     pub fn chain_name(&self, hook: ChainHook) -> String {
         format!("{}_{}", self.chain_prefix, hook.suffix())
+    }
+
+    /// The accounting chain for `hook` in the `security` table, e.g. `WFP_ACCT_OUT`.
+    pub fn accounting_chain_name(&self, hook: ChainHook) -> String {
+        format!("{}_ACCT_{}", self.chain_prefix, hook.suffix())
+    }
+
+    /// Packets accepted without a reader's verdict so far (summed over hooks and families), as
+    /// counted by the accounting chains; `None` when [`RuleSet::accounting_mark`] is not set.
+    /// Missing chains count as 0.
+    pub fn uninspected_packets(&self) -> Result<Option<u64>, RulesError> {
+        self.uninspected_with(&mut SystemRunner)
+    }
+
+    pub(crate) fn uninspected_with(
+        &self,
+        runner: &mut dyn Runner,
+    ) -> Result<Option<u64>, RulesError> {
+        self.validate()?;
+        if self.accounting_mark.is_none() {
+            return Ok(None);
+        }
+        let mut total = 0u64;
+        for &family in &self.families {
+            for rule in &self.hooks {
+                let chain = self.accounting_chain_name(rule.hook);
+                let argv = self.argv_in(ACCOUNTING_TABLE, family, &["-S", &chain, "-v"]);
+                let ran = runner.run(&argv)?;
+                if !ran.success {
+                    continue;
+                }
+                total = total.saturating_add(sum_rule_packets(&ran.stdout));
+            }
+        }
+        Ok(Some(total))
     }
 
     /// The arguments after `-j NFQUEUE`.
@@ -262,6 +338,21 @@ impl RuleSet {
         if !word(&self.table) {
             return Err(invalid("table must be a plain word"));
         }
+        if let Some(mark) = self.accounting_mark {
+            if mark == 0 {
+                return Err(invalid("accounting_mark must have at least one bit set"));
+            }
+            if self.chain_prefix.len() > 19 {
+                return Err(invalid(
+                    "chain_prefix must be at most 19 characters with accounting_mark",
+                ));
+            }
+            if self.table == ACCOUNTING_TABLE {
+                return Err(invalid(
+                    "the security table holds the accounting chains; queue from another table",
+                ));
+            }
+        }
         if let Some(ns) = &self.netns {
             crate::netns::check_name(ns).map_err(|e| invalid(&e.to_string()))?;
         }
@@ -286,11 +377,15 @@ impl RuleSet {
     }
 
     fn argv(&self, family: Family, args: &[&str]) -> Vec<String> {
+        self.argv_in(&self.table, family, args)
+    }
+
+    fn argv_in(&self, table: &str, family: Family, args: &[&str]) -> Vec<String> {
         let mut argv = Vec::with_capacity(args.len() + 9);
         if let Some(ns) = &self.netns {
             argv.extend(["ip", "netns", "exec", ns.as_str()].map(str::to_owned));
         }
-        argv.extend([family.program(), "-w", "5", "-t", self.table.as_str()].map(str::to_owned));
+        argv.extend([family.program(), "-w", "5", "-t", table].map(str::to_owned));
         argv.extend(args.iter().map(|s| (*s).to_owned()));
         argv
     }
@@ -325,6 +420,27 @@ impl RuleSet {
         }
     }
 
+    /// Runs a command in `table` that must succeed.
+    fn must_run_in(
+        &self,
+        runner: &mut dyn Runner,
+        table: &str,
+        family: Family,
+        args: &[&str],
+    ) -> Result<(), RulesError> {
+        let argv = self.argv_in(table, family, args);
+        let ran = runner.run(&argv)?;
+        if ran.success {
+            Ok(())
+        } else {
+            Err(RulesError::Command {
+                command: argv.join(" "),
+                code: ran.code,
+                stderr: ran.stderr.trim().to_owned(),
+            })
+        }
+    }
+
     /// The number of rules in `chain`, or `None` if the chain does not exist.
     fn rule_count(
         &self,
@@ -332,7 +448,17 @@ impl RuleSet {
         family: Family,
         chain: &str,
     ) -> Result<Option<usize>, RulesError> {
-        let ran = runner.run(&self.argv(family, &["-S", chain]))?;
+        self.rule_count_in(runner, &self.table, family, chain)
+    }
+
+    fn rule_count_in(
+        &self,
+        runner: &mut dyn Runner,
+        table: &str,
+        family: Family,
+        chain: &str,
+    ) -> Result<Option<usize>, RulesError> {
+        let ran = runner.run(&self.argv_in(table, family, &["-S", chain]))?;
         if !ran.success {
             return Ok(None);
         }
@@ -357,6 +483,22 @@ impl RuleSet {
                         0
                     }
                 };
+                if let Some(mss) = self.clamp_mss {
+                    if let Some(mut clamp) = mss_clamp_matches(&rule.matches) {
+                        let mss = mss.to_string();
+                        let mut append: Vec<&str> = vec!["-A", &chain];
+                        append.append(&mut clamp);
+                        append.extend(["-j", "TCPMSS", "--set-mss", &mss]);
+                        self.must_run(runner, family, &append)?;
+                    }
+                }
+                let clear = self.accounting_mark.map(|mark| format!("0x0/{mark:#x}"));
+                if let Some(clear) = &clear {
+                    let mut append: Vec<&str> = vec!["-A", &chain];
+                    append.extend(rule.matches.iter().map(String::as_str));
+                    append.extend(["-j", "MARK", "--set-xmark", clear]);
+                    self.must_run(runner, family, &append)?;
+                }
                 let mut append: Vec<&str> = vec!["-A", &chain];
                 append.extend(rule.matches.iter().map(String::as_str));
                 append.extend(["-j", "NFQUEUE"]);
@@ -376,6 +518,82 @@ impl RuleSet {
                     self.remove_hook(runner, family, hook)?;
                 }
             }
+            self.install_accounting(runner, family)?;
+        }
+        Ok(())
+    }
+
+    /// Installs (or, without a mark, removes) the accounting chains of one family.
+    fn install_accounting(
+        &self,
+        runner: &mut dyn Runner,
+        family: Family,
+    ) -> Result<(), RulesError> {
+        let Some(mark) = self.accounting_mark else {
+            for hook in ChainHook::ALL {
+                self.remove_accounting(runner, family, hook)?;
+            }
+            return Ok(());
+        };
+        let mask = format!("{mark:#x}/{mark:#x}");
+        let table = ACCOUNTING_TABLE;
+        for rule in &self.hooks {
+            let chain = self.accounting_chain_name(rule.hook);
+            let mut spec: Vec<&str> = rule.matches.iter().map(String::as_str).collect();
+            spec.extend(["-m", "mark", "!", "--mark", &mask]);
+            let old = match self.rule_count_in(runner, table, family, &chain)? {
+                Some(count) => count,
+                None => {
+                    self.must_run_in(runner, table, family, &["-N", &chain])?;
+                    0
+                }
+            };
+            // An identical counting rule stays, with its counter (it counts while the reader is
+            // absent; a restart must not lose that).
+            let mut check = vec!["-C", chain.as_str()];
+            check.extend(spec.iter().copied());
+            let keep = old == 1 && runner.run(&self.argv_in(table, family, &check))?.success;
+            if !keep {
+                let mut append = vec!["-A", chain.as_str()];
+                append.extend(spec.iter().copied());
+                self.must_run_in(runner, table, family, &append)?;
+                for _ in 0..old {
+                    self.must_run_in(runner, table, family, &["-D", &chain, "1"])?;
+                }
+            }
+            let builtin = rule.hook.builtin();
+            let jump = self.argv_in(table, family, &["-C", builtin, "-j", &chain]);
+            if !runner.run(&jump)?.success {
+                self.must_run_in(runner, table, family, &["-I", builtin, "1", "-j", &chain])?;
+            }
+        }
+        for hook in ChainHook::ALL {
+            if !self.hooks.iter().any(|rule| rule.hook == hook) {
+                self.remove_accounting(runner, family, hook)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_accounting(
+        &self,
+        runner: &mut dyn Runner,
+        family: Family,
+        hook: ChainHook,
+    ) -> Result<(), RulesError> {
+        let table = ACCOUNTING_TABLE;
+        let chain = self.accounting_chain_name(hook);
+        let builtin = hook.builtin();
+        for _ in 0..64 {
+            let check = self.argv_in(table, family, &["-C", builtin, "-j", &chain]);
+            if !runner.run(&check)?.success {
+                break;
+            }
+            self.must_run_in(runner, table, family, &["-D", builtin, "-j", &chain])?;
+        }
+        if self.rule_count_in(runner, table, family, &chain)?.is_some() {
+            self.must_run_in(runner, table, family, &["-F", &chain])?;
+            self.must_run_in(runner, table, family, &["-X", &chain])?;
         }
         Ok(())
     }
@@ -385,6 +603,7 @@ impl RuleSet {
         for &family in &self.families {
             for hook in ChainHook::ALL {
                 self.remove_hook(runner, family, hook)?;
+                self.remove_accounting(runner, family, hook)?;
             }
         }
         Ok(())
@@ -411,6 +630,37 @@ impl RuleSet {
         }
         Ok(())
     }
+}
+
+/// The match arguments of the MSS clamp rule for a hook with `matches`: theirs plus a TCP SYN
+/// match, or `None` when they select a protocol other than TCP.
+fn mss_clamp_matches(matches: &[String]) -> Option<Vec<&str>> {
+    let mut out: Vec<&str> = matches.iter().map(String::as_str).collect();
+    let protocol = matches
+        .iter()
+        .position(|m| m == "-p" || m == "--protocol")
+        .and_then(|at| matches.get(at + 1));
+    match protocol.map(|p| p.to_ascii_lowercase()) {
+        None => out.extend(["-p", "tcp"]),
+        Some(p) if p == "tcp" || p == "6" => {}
+        Some(_) => return None,
+    }
+    out.extend(["--tcp-flags", "SYN,RST", "SYN"]);
+    Some(out)
+}
+
+/// The sum of the packet counters (`-c PACKETS BYTES`) of the rules in `iptables -S CHAIN -v`
+/// output. Lines without a readable counter count 0.
+fn sum_rule_packets(listing: &str) -> u64 {
+    listing
+        .lines()
+        .filter(|line| line.starts_with("-A "))
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let at = words.iter().rposition(|w| *w == "-c")?;
+            words.get(at + 1)?.parse::<u64>().ok()
+        })
+        .fold(0u64, u64::saturating_add)
 }
 
 /// What a command did.
@@ -614,6 +864,100 @@ mod tests {
             .rposition(|l| l.ends_with("-D WFP_OUT 1"))
             .expect("delete");
         assert!(append < delete);
+    }
+
+    #[test]
+    fn accounting_chains_follow_the_mark_setting() {
+        let mut tables = FakeTables::new();
+        let mut rules = output_only();
+        rules.accounting_mark = Some(0x4000_0000);
+        rules.install_with(&mut tables).expect("install");
+        let m = "-o lo -p udp --dport 9";
+        assert_eq!(
+            tables.chains["WFP_OUT"],
+            vec![
+                format!("{m} -j MARK --set-xmark 0x0/0x40000000"),
+                format!("{m} -j NFQUEUE --queue-num 3"),
+            ]
+        );
+        assert_eq!(
+            tables.chains["WFP_ACCT_OUT"],
+            vec![format!("{m} -m mark ! --mark 0x40000000/0x40000000")]
+        );
+        assert!(tables
+            .log
+            .iter()
+            .any(|l| l.contains("iptables -w 5 -t security -N WFP_ACCT_OUT")));
+        let first = tables.chains.clone();
+        let appends = |t: &FakeTables| {
+            t.log
+                .iter()
+                .filter(|l| l.contains("-A WFP_ACCT_OUT"))
+                .count()
+        };
+        let before = appends(&tables);
+        rules.install_with(&mut tables).expect("again");
+        assert_eq!(tables.chains, first, "idempotent");
+        assert_eq!(
+            appends(&tables),
+            before,
+            "the counting rule (and its counter) is kept"
+        );
+        assert_eq!(rules.uninspected_with(&mut tables).expect("count"), Some(0));
+
+        rules.accounting_mark = None;
+        rules.install_with(&mut tables).expect("without accounting");
+        assert!(!tables.chains.contains_key("WFP_ACCT_OUT"));
+        assert_eq!(
+            tables.chains["WFP_OUT"],
+            vec![format!("{m} -j NFQUEUE --queue-num 3")]
+        );
+        assert_eq!(rules.uninspected_with(&mut tables).expect("count"), None);
+        rules.accounting_mark = Some(1);
+        rules.install_with(&mut tables).expect("with again");
+        rules.remove_with(&mut tables).expect("remove");
+        assert_eq!(tables.chains, FakeTables::new().chains);
+
+        rules.chain_prefix = "P".repeat(20);
+        assert!(rules.install_with(&mut tables).is_err(), "prefix too long");
+    }
+
+    #[test]
+    fn mss_clamp_precedes_the_queue_rule_where_tcp_can_match() {
+        let mut tables = FakeTables::new();
+        let mut rules = RuleSet::new(QueueTarget::Num(0));
+        rules.clamp_mss = Some(65000);
+        rules.hooks = vec![
+            HookRule::new(ChainHook::Output, &["-o", "lo"]),
+            HookRule::new(ChainHook::Input, &["-p", "udp"]),
+            HookRule::new(ChainHook::Forward, &["-p", "tcp", "--dport", "80"]),
+        ];
+        rules.install_with(&mut tables).expect("install");
+        assert_eq!(
+            tables.chains["WFP_OUT"],
+            vec![
+                "-o lo -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 65000",
+                "-o lo -j NFQUEUE --queue-num 0",
+            ]
+        );
+        assert_eq!(
+            tables.chains["WFP_IN"],
+            vec!["-p udp -j NFQUEUE --queue-num 0"]
+        );
+        assert_eq!(
+            tables.chains["WFP_FWD"][0],
+            "-p tcp --dport 80 --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 65000"
+        );
+    }
+
+    #[test]
+    fn rule_counters_are_summed() {
+        let listing = "-N WFP_ACCT_OUT\n\
+                       -A WFP_ACCT_OUT -o lo -m mark ! --mark 0x1/0x1 -c 5 145\n\
+                       -A WFP_ACCT_OUT -o lo -c 7 1\n\
+                       -A WFP_ACCT_OUT -c x y\n";
+        assert_eq!(sum_rule_packets(listing), 12);
+        assert_eq!(sum_rule_packets(""), 0);
     }
 
     #[test]

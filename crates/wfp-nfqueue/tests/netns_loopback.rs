@@ -417,3 +417,75 @@ fn workers_on_balanced_queues_decide_everything_and_stop_cleanly() {
         assert_eq!(handled.load(Ordering::Relaxed), total);
     });
 }
+
+#[test]
+fn socket_owners_are_found_through_sock_diag_and_proc() {
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use wfp_nfqueue::owner::OwnerResolver;
+
+    in_netns("socket_owners_are_found", |_ns| {
+        let me = std::process::id();
+        let exe = std::fs::canonicalize(std::env::current_exe().expect("exe")).expect("real");
+        let mut owners = OwnerResolver::open(16).expect("open resolver");
+
+        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let server: SocketAddr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(server).expect("connect");
+        let local = client.local_addr().expect("local");
+        let (_accepted, _) = listener.accept().expect("accept");
+
+        // The client's end of the connection (an outbound flow).
+        let owner = owners.lookup(6, local, server).expect("client socket");
+        assert_eq!(owner.uid, 0);
+        let process = owner.process.expect("process found");
+        assert_eq!(process.pid, me);
+        assert_eq!(process.exe.as_deref(), Some(exe.as_path()));
+        // The server's end (an inbound flow), then the cache answers a repeat.
+        let server_end = owners.lookup(6, server, local).expect("server socket");
+        assert_eq!(server_end.process.map(|p| p.pid), Some(me));
+        assert!(owners.lookup(6, local, server).is_some());
+        assert!(owners.stats().cache_hits >= 1, "{:?}", owners.stats());
+
+        // UDP: an unconnected socket bound to a port answers for any remote.
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let udp_local = udp.local_addr().expect("addr");
+        let remote: SocketAddr = "127.0.0.1:53".parse().expect("addr");
+        let owner = owners.lookup(17, udp_local, remote).expect("udp socket");
+        assert_eq!(owner.process.map(|p| p.pid), Some(me));
+
+        // Nothing listens here: no socket, no error.
+        let nobody: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        assert!(owners.lookup(6, nobody, server).is_none());
+        assert_eq!(owners.stats().errors, 0, "{:?}", owners.stats());
+    });
+}
+
+#[test]
+fn a_verdict_sender_on_another_thread_decides_waiting_packets() {
+    in_netns("a_verdict_sender_on_another_thread", |ns| {
+        const PORT: u16 = 40_006;
+        output_rule(ns, PORT, QueueTarget::Num(5))
+            .install()
+            .expect("install");
+        let rx = receiver(PORT);
+        let queue = Queue::open(config(5)).expect("open");
+        let sender = queue.verdict_sender().expect("sender");
+        send_seqs(PORT, 0..6);
+        let id_sequence = kernel_queue_stats()
+            .expect("kernel stats")
+            .iter()
+            .find(|s| s.queue_num == 5)
+            .expect("queue 5 listed")
+            .id_sequence;
+        // Nobody reads the queue; another thread accepts everything waiting in one batch.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                sender
+                    .verdict_batch(wfp_nfqueue::PacketId(id_sequence), Verdict::Accept, None)
+                    .expect("batch verdict");
+            });
+        });
+        assert_eq!(drain(&rx), (0..6).collect());
+        drop(queue);
+    });
+}

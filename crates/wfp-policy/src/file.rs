@@ -13,7 +13,7 @@ use wfp_core::filter::{
 use wfp_core::{
     ActionType, CalloutFlags, CalloutId, CalloutRegistration, CalloutSpec, ConditionValue,
     DataType, Engine, EngineOptions, FilterFlags, FilterId, FilterSpec, FwpError, Guid, MatchType,
-    ProviderSpec, Status, SublayerSpec, WeightSpec,
+    ProviderSpec, Status, SublayerSpec, Transaction, WeightSpec,
 };
 
 use crate::lit::{condition_value, Lit};
@@ -648,6 +648,32 @@ impl Policy {
     /// names the object's line.
     pub fn apply(&self, engine: &Engine) -> Result<Applied, PolicyError> {
         let mut applied = Applied::default();
+        self.register_builtins(engine, &mut applied)?;
+        let mut txn = engine.begin();
+        match self.add_objects(&mut txn, &mut applied) {
+            Ok(()) => {
+                txn.commit();
+                Ok(applied)
+            }
+            Err(e) => {
+                txn.abort();
+                self.unregister(engine, &applied);
+                Err(e)
+            }
+        }
+    }
+
+    /// Replaces what `previous` added (by [`Policy::apply`] or an earlier replace) with this
+    /// policy, in **one transaction**: classify sees either the old policy or the new one, never a
+    /// mix and never neither. See [`replace_all`].
+    pub fn replace(&self, engine: &Engine, previous: &Applied) -> Result<Applied, PolicyError> {
+        let mut out = replace_all(engine, std::slice::from_ref(previous), &[self])?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// Registers the built-ins this policy references that are not registered yet, recording them
+    /// in `applied.registered`. On error, unregisters what it registered.
+    fn register_builtins(&self, engine: &Engine, applied: &mut Applied) -> Result<(), PolicyError> {
         for c in &self.callouts {
             let Some(b) = c.builtin.filter(|_| c.registered) else {
                 continue;
@@ -664,49 +690,53 @@ impl Policy {
             match engine.register_callout(reg) {
                 Ok(id) => applied.registered.push((c.spec.key, id)),
                 Err(s) => {
-                    self.unregister(engine, &applied);
+                    self.unregister(engine, applied);
+                    applied.registered.clear();
                     return Err(self.fail(&c.origin, &format!("{s}")));
                 }
             }
         }
-        let mut txn = engine.begin();
-        let result = (|| {
-            for (p, o) in &self.providers {
-                applied.providers.push(
-                    txn.add_provider(p.clone())
-                        .map_err(|e| self.engine_err(o, &e))?,
-                );
-            }
-            for (s, o) in &self.sublayers {
-                applied.sublayers.push(
-                    txn.add_sublayer(s.clone())
-                        .map_err(|e| self.engine_err(o, &e))?,
-                );
-            }
-            for c in &self.callouts {
-                txn.add_callout(c.spec.clone())
-                    .map_err(|e| self.engine_err(&c.origin, &e))?;
-                applied.callouts.push(c.spec.key);
-            }
-            for (f, o) in &self.filters {
-                applied.filters.push(
-                    txn.add_filter(f.clone())
-                        .map_err(|e| self.engine_err(o, &e))?,
-                );
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                txn.commit();
-                Ok(applied)
-            }
-            Err(e) => {
-                txn.abort();
-                self.unregister(engine, &applied);
-                Err(e)
-            }
+        Ok(())
+    }
+
+    /// Adds every object of the policy to `txn`, recording them in `applied`.
+    fn add_objects(
+        &self,
+        txn: &mut Transaction<'_>,
+        applied: &mut Applied,
+    ) -> Result<(), PolicyError> {
+        for (p, o) in &self.providers {
+            applied.providers.push(
+                txn.add_provider(p.clone())
+                    .map_err(|e| self.engine_err(o, &e))?,
+            );
         }
+        for (s, o) in &self.sublayers {
+            applied.sublayers.push(
+                txn.add_sublayer(s.clone())
+                    .map_err(|e| self.engine_err(o, &e))?,
+            );
+        }
+        for c in &self.callouts {
+            txn.add_callout(c.spec.clone())
+                .map_err(|e| self.engine_err(&c.origin, &e))?;
+            applied.callouts.push(c.spec.key);
+        }
+        for (f, o) in &self.filters {
+            applied.filters.push(
+                txn.add_filter(f.clone())
+                    .map_err(|e| self.engine_err(o, &e))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Keys of the built-in callouts this policy registers.
+    fn builtin_keys(&self) -> impl Iterator<Item = Guid> + '_ {
+        self.callouts
+            .iter()
+            .filter(|c| c.builtin.is_some() && c.registered)
+            .map(|c| c.spec.key)
     }
 
     fn unregister(&self, engine: &Engine, applied: &Applied) {
@@ -728,6 +758,125 @@ impl Policy {
     fn engine_err(&self, o: &Origin, e: &FwpError) -> PolicyError {
         self.fail(o, &e.to_string())
     }
+}
+
+/// Replaces the objects several earlier applies added (`previous`, one [`Applied`] per policy
+/// file) with `policies`, atomically: one transaction deletes every filter, callout, sublayer and
+/// provider recorded in `previous` and adds every object of `policies`, in order; the engine
+/// publishes the result at commit. Returns one [`Applied`] per policy.
+///
+/// * **A bad policy changes nothing**: on any error the transaction is aborted (the running policy
+///   stays in force, untouched) and callouts registered for the new policy are unregistered.
+/// * **Built-in callouts** that both policies use stay registered (their flow contexts survive);
+///   ones the new policy needs are registered before the transaction; ones only the old policy used
+///   are unregistered after the commit — a callout that still has flow contexts
+///   (`STATUS_DEVICE_BUSY`) stays registered and is recorded in the first returned [`Applied`],
+///   so a later replace tries again.
+/// * Objects of `previous` already deleted by someone else are skipped; an object still in use by
+///   something outside `previous` (e.g. a sublayer holding another client's filter) fails the
+///   replace.
+/// * Every filter of the new policy gets a new filter id, and the layers it touches a new
+///   generation, so established ALE flows are reauthorized (WFP's policy-change behaviour).
+/// * Engine options (`[engine]`) cannot change on a live engine; they are ignored here.
+pub fn replace_all(
+    engine: &Engine,
+    previous: &[Applied],
+    policies: &[&Policy],
+) -> Result<Vec<Applied>, PolicyError> {
+    let mut out: Vec<Applied> = policies.iter().map(|_| Applied::default()).collect();
+    let undo_registrations = |engine: &Engine, out: &[Applied]| {
+        for applied in out {
+            for (_, id) in &applied.registered {
+                let _: Status = engine.unregister_callout(*id);
+            }
+        }
+    };
+    for (policy, applied) in policies.iter().zip(out.iter_mut()) {
+        if let Err(e) = policy.register_builtins(engine, applied) {
+            undo_registrations(engine, &out);
+            return Err(e);
+        }
+    }
+    let mut txn = engine.begin();
+    let result = (|| {
+        delete_previous(&mut txn, previous)?;
+        for (policy, applied) in policies.iter().zip(out.iter_mut()) {
+            policy.add_objects(&mut txn, applied)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        txn.abort();
+        undo_registrations(engine, &out);
+        return Err(e);
+    }
+    txn.commit();
+    // Registrations of the old policy: keep those still referenced, release the others.
+    let wanted: Vec<Guid> = policies.iter().flat_map(|p| p.builtin_keys()).collect();
+    let mut kept = Vec::new();
+    for (key, id) in previous.iter().flat_map(|a| a.registered.iter()) {
+        if wanted.contains(key) || !engine.unregister_callout(*id).is_success() {
+            kept.push((*key, *id));
+        }
+    }
+    if let Some(first) = out.first_mut() {
+        kept.append(&mut first.registered);
+        first.registered = kept;
+    }
+    Ok(out)
+}
+
+/// Deletes the objects `previous` recorded, dependents first. Objects already gone are skipped.
+fn delete_previous(txn: &mut Transaction<'_>, previous: &[Applied]) -> Result<(), PolicyError> {
+    let fail = |what: &str, e: &FwpError| PolicyError {
+        origin: "<running policy>".into(),
+        line: 0,
+        column: 0,
+        field: what.to_string(),
+        message: format!("cannot remove the running policy's {what}: {e}"),
+    };
+    let gone = |e: &FwpError| {
+        matches!(
+            e,
+            FwpError::FilterNotFound(_)
+                | FwpError::CalloutNotFound(_)
+                | FwpError::SublayerNotFound(_)
+                | FwpError::ProviderNotFound(_)
+        )
+    };
+    for applied in previous {
+        for id in &applied.filters {
+            match txn.delete_filter(*id) {
+                Err(e) if !gone(&e) => return Err(fail("filter", &e)),
+                _ => {}
+            }
+        }
+    }
+    for applied in previous {
+        for key in &applied.callouts {
+            match txn.delete_callout(key) {
+                Err(e) if !gone(&e) => return Err(fail("callout", &e)),
+                _ => {}
+            }
+        }
+    }
+    for applied in previous {
+        for key in &applied.sublayers {
+            match txn.delete_sublayer(key) {
+                Err(e) if !gone(&e) => return Err(fail("sublayer", &e)),
+                _ => {}
+            }
+        }
+    }
+    for applied in previous {
+        for key in &applied.providers {
+            match txn.delete_provider(key) {
+                Err(e) if !gone(&e) => return Err(fail("provider", &e)),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Resolves a provider reference (name or key) to its key.
@@ -918,5 +1067,82 @@ callout = "wfp.test.block"
             )),
             None
         );
+    }
+
+    fn connect_action(engine: &Engine, port: u16) -> ActionType {
+        let l = catalogue::layer(layers::ALE_AUTH_CONNECT_V4).unwrap();
+        let mut values = vec![Value::Empty; l.fields.len()];
+        values[l.field_index_by_name("IP_REMOTE_PORT").unwrap()] = Value::Uint16(port);
+        engine
+            .classify(
+                layers::ALE_AUTH_CONNECT_V4,
+                &values,
+                &Metadata::default(),
+                &mut Default::default(),
+                None,
+            )
+            .action
+    }
+
+    const BLOCK_80: &str = r#"
+[[sublayer]]
+name = "high"
+weight = 100
+
+[[filter]]
+name = "block web"
+layer = "ALE_AUTH_CONNECT_V4"
+sublayer = "high"
+action = "BLOCK"
+condition = [ { field = "IP_REMOTE_PORT", value = 80 } ]
+"#;
+
+    #[test]
+    fn replace_swaps_policies_atomically_and_a_bad_one_changes_nothing() {
+        let good = Policy::parse(GOOD, "good.toml").unwrap();
+        let (engine, applied) = good.build_engine().unwrap();
+        assert_eq!(connect_action(&engine, 443), ActionType::BLOCK);
+        assert_eq!(connect_action(&engine, 80), ActionType::BLOCK);
+        let veto_key = applied.registered[0].0;
+
+        // Same objects again (same sublayer keys): deleting and re-adding in one transaction.
+        let again = good.replace(&engine, &applied).unwrap();
+        assert_eq!(engine.filters().len(), 2);
+        assert_eq!(
+            again.registered, applied.registered,
+            "still registered, kept"
+        );
+
+        // A different policy: the callout the old one registered is released.
+        let block80 = Policy::parse(BLOCK_80, "b.toml").unwrap();
+        let swapped = block80.replace(&engine, &again).unwrap();
+        assert_eq!(engine.filters().len(), 1);
+        assert_eq!(connect_action(&engine, 80), ActionType::BLOCK);
+        assert_eq!(connect_action(&engine, 443), ActionType::NONE_NO_MATCH);
+        assert_eq!(engine.callout_id(&veto_key), None);
+        assert!(engine.callouts().is_empty());
+        assert_eq!(engine.sublayers().iter().filter(|s| !s.builtin).count(), 1);
+
+        // A policy the engine rejects: everything stays as it was, nothing leaks.
+        let bad = GOOD.replace("value = 443 }", "value = 443, type = \"UINT32\" }");
+        let bad = Policy::parse(&bad, "bad.toml").unwrap();
+        let before: Vec<FilterId> = engine.filters().iter().map(|f| f.filter_id()).collect();
+        let e = bad.replace(&engine, &swapped).unwrap_err();
+        assert!(e.message.contains("FWP_E_TYPE_MISMATCH"), "{e}");
+        let after: Vec<FilterId> = engine.filters().iter().map(|f| f.filter_id()).collect();
+        assert_eq!(before, after);
+        assert_eq!(connect_action(&engine, 80), ActionType::BLOCK);
+        assert_eq!(
+            engine.callout_id(&veto_key),
+            None,
+            "registration rolled back"
+        );
+
+        // And back to the first policy, through two files at once.
+        let empty = Policy::parse("", "empty.toml").unwrap();
+        let both = replace_all(&engine, &[swapped], &[&good, &empty]).unwrap();
+        assert_eq!(both.len(), 2);
+        assert_eq!(connect_action(&engine, 443), ActionType::BLOCK);
+        assert_eq!(both[0].registered.len(), 1);
     }
 }

@@ -25,9 +25,10 @@
 //! condition = [ { field = "IP_REMOTE_PORT", match = "EQUAL", value = 23 } ]
 //! ```
 //!
-//! Filter ids are assigned in file order.
+//! Filter ids are assigned in file order. A running policy is swapped for a new one atomically with
+//! [`Policy::replace`] / [`replace_all`] (one transaction; a bad file leaves the old one in force).
 
 pub mod file;
 pub mod lit;
 
-pub use file::{Applied, Policy, PolicyError};
+pub use file::{replace_all, Applied, Policy, PolicyError};

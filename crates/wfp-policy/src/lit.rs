@@ -259,7 +259,9 @@ pub fn condition_value(
     if let Some(ft) = forced {
         return Ok(ConditionValue::Value(incoming_value(field, ft, l)?));
     }
-    if let Lit::Str(s) = l {
+    // Only address fields take a CIDR prefix: other strings (ALE_APP_ID paths) contain '/' too.
+    let address = (t == DataType::Uint32 && is_address_field(field)) || t == DataType::ByteArray16;
+    if let (Lit::Str(s), true) = (l, address) {
         if let Some((addr, len)) = s.split_once('/') {
             let len: u8 = len
                 .trim()
@@ -299,6 +301,27 @@ pub fn condition_value(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_are_not_prefixes() {
+        assert_eq!(
+            condition_value(
+                "ALE_APP_ID",
+                DataType::ByteBlob,
+                None,
+                &Lit::Str("/usr/bin/Python3.11".into())
+            )
+            .unwrap(),
+            ConditionValue::Value(Value::blob_from_str("/usr/bin/python3.11"))
+        );
+        assert!(condition_value(
+            "IP_REMOTE_ADDRESS",
+            DataType::Uint32,
+            None,
+            &Lit::Str("10.0.0.0/8".into())
+        )
+        .is_ok());
+    }
 
     #[test]
     fn parses_values_by_field_type() {

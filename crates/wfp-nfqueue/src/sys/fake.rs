@@ -135,7 +135,7 @@ fn err(call: &'static str, errno: i32) -> SysResult {
 
 fn handle(state: &mut State, op: Op<'_>) -> SysResult {
     match op {
-        Op::NetlinkSocket | Op::EventFd => {
+        Op::NetlinkSocket | Op::SockDiagSocket | Op::EventFd | Op::Dup { .. } => {
             let fd = state.next_fd;
             state.next_fd += 1;
             state.open.insert(fd);
@@ -203,6 +203,25 @@ fn handle(state: &mut State, op: Op<'_>) -> SysResult {
                 return err("recvmmsg", libc::EAGAIN);
             }
             Ok(SysOk::Len(filled))
+        }
+        Op::RecvOne { buf, .. } => {
+            state.recv_calls += 1;
+            match state.inbox.pop_front() {
+                None => err("recv", libc::EAGAIN),
+                Some(Inbound::Error(errno)) => err("recv", errno),
+                Some(Inbound::Datagram(datagram)) => {
+                    let len = datagram.len().min(buf.len());
+                    buf[..len].copy_from_slice(&datagram[..len]);
+                    Ok(SysOk::Len(datagram.len()))
+                }
+            }
+        }
+        Op::PollIn { .. } => {
+            state.poll_calls += 1;
+            Ok(SysOk::Ready(Readiness {
+                socket: !state.inbox.is_empty(),
+                stop: false,
+            }))
         }
         Op::Poll { stop, .. } => {
             state.poll_calls += 1;

@@ -27,6 +27,8 @@ const SOL_NETLINK: libc::c_int = 270;
 const NETLINK_NO_ENOBUFS: libc::c_int = 5;
 /// `NETLINK_CAP_ACK`.
 const NETLINK_CAP_ACK: libc::c_int = 10;
+/// `NETLINK_SOCK_DIAG` (`linux/netlink.h`; same number as the older `NETLINK_INET_DIAG`).
+const NETLINK_SOCK_DIAG: libc::c_int = 4;
 
 /// A socket option this crate sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +113,31 @@ pub(crate) enum Op<'a> {
     SignalEventFd {
         /// The eventfd.
         fd: RawFd,
+    },
+    /// `socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)` → [`SysOk::Fd`]: the
+    /// socket-diagnostics interface (`inet_diag`) used to find a connection's socket owner.
+    SockDiagSocket,
+    /// `fcntl(fd, F_DUPFD_CLOEXEC, 0)` → [`SysOk::Fd`]: a second descriptor for the same socket
+    /// (the same netlink port id), e.g. for verdicts from another thread.
+    Dup {
+        /// The descriptor to duplicate.
+        fd: RawFd,
+    },
+    /// `recv(2)` of one datagram with `MSG_DONTWAIT | MSG_TRUNC` → [`SysOk::Len`]: the datagram's
+    /// full length, which exceeds `buf.len()` when it was cut short. `EAGAIN` is an error.
+    RecvOne {
+        /// The socket.
+        fd: RawFd,
+        /// Receives the datagram (or its start).
+        buf: &'a mut [u8],
+    },
+    /// `poll(2)` for input on one descriptor → [`SysOk::Ready`] (`socket` set when readable).
+    /// `EINTR` is reported as nothing ready.
+    PollIn {
+        /// The descriptor.
+        fd: RawFd,
+        /// Timeout in milliseconds (< 0: forever).
+        timeout_ms: i32,
     },
     /// `setns(fd, CLONE_NEWNET)`: moves the calling thread into a network namespace.
     SetNetns {
@@ -392,6 +419,73 @@ fn real(op: Op<'_>) -> SysResult {
                 return fail("write(eventfd)");
             }
             Ok(SysOk::Done)
+        }
+        Op::SockDiagSocket => {
+            // JUSTIFICATION: std cannot open AF_NETLINK sockets.
+            // SAFETY: socket(2) takes only integers and returns a new descriptor or -1.
+            let fd = unsafe {
+                libc::socket(
+                    libc::AF_NETLINK,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    NETLINK_SOCK_DIAG,
+                )
+            };
+            if fd < 0 {
+                return fail("socket");
+            }
+            Ok(SysOk::Fd(fd))
+        }
+        Op::Dup { fd } => {
+            // JUSTIFICATION: the descriptor is a raw number owned by an `Fd` (see `Op::Close`),
+            // so std's `try_clone` on an owned type does not apply.
+            // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes integers only; a bad fd is reported as EBADF.
+            // The new descriptor is returned to the caller, who wraps it in an `Fd`.
+            let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+            if new < 0 {
+                return fail("fcntl(F_DUPFD_CLOEXEC)");
+            }
+            Ok(SysOk::Fd(new))
+        }
+        Op::RecvOne { fd, buf } => loop {
+            // JUSTIFICATION: std has no recv(2) for AF_NETLINK sockets.
+            // SAFETY: `buf` is a live, writable slice and we pass its exact length; the kernel
+            // writes at most that many bytes (MSG_TRUNC only changes the returned length).
+            let rc = unsafe {
+                libc::recv(
+                    fd,
+                    buf.as_mut_ptr().cast::<libc::c_void>(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                )
+            };
+            if rc >= 0 {
+                return Ok(SysOk::Len(rc.unsigned_abs()));
+            }
+            if errno() != libc::EINTR {
+                return fail("recv");
+            }
+        },
+        Op::PollIn { fd, timeout_ms } => {
+            let mut fds = [libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // JUSTIFICATION: std has no poll(2).
+            // SAFETY: `fds` is a live array of one pollfd and we pass its exact length; poll
+            // writes only the `revents` field during the call.
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+            if rc < 0 {
+                if errno() == libc::EINTR {
+                    return Ok(SysOk::Ready(Readiness::default()));
+                }
+                return fail("poll");
+            }
+            let [one] = fds;
+            Ok(SysOk::Ready(Readiness {
+                socket: one.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0,
+                stop: false,
+            }))
         }
         Op::SetNetns { fd } => {
             // JUSTIFICATION: std has no setns(2).

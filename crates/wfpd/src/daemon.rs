@@ -1,0 +1,533 @@
+//! The daemon's life cycle: start (policy, queues, workers, rules, watchdog), reload, statistics,
+//! stop; and [`run`], the signal loop around it.
+//!
+//! Start order matters for the postures: the policy is loaded and checked **before** any queue is
+//! opened (a bad policy never touches traffic); the queues are bound and their workers running
+//! **before** the rules send traffic to them; at stop the rules go **first**, then the workers
+//! decide what they still hold and exit.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use wfp_callouts::{FlowLog, StreamMonitorLog};
+use wfp_core::{Engine, NetEventKind};
+use wfp_nfqueue::owner::OwnerResolver;
+use wfp_nfqueue::rules::RuleSet;
+use wfp_nfqueue::{kernel_queue_stats, NfqError, Queue, QueueStats, StopHandle};
+use wfp_policy::{replace_all, Applied, Policy};
+
+use crate::config::Config;
+use crate::identity::Identity;
+use crate::stats::{FailOpen, PolicySnapshot, QueueSnapshot, Snapshot};
+use crate::watchdog::{Watchdog, Watched};
+use crate::worker::{run_worker, Clock, ShimHandler, WorkerOptions, WorkerShared};
+
+struct WorkerHandle {
+    shared: Arc<WorkerShared>,
+    thread: Option<JoinHandle<Result<QueueStats, NfqError>>>,
+}
+
+/// A running daemon: engine, policy, one worker per queue, rules, watchdog.
+pub struct Daemon {
+    config: Config,
+    clock: Clock,
+    started: Instant,
+    engine: Arc<Engine>,
+    applied: Vec<Applied>,
+    filters: usize,
+    reloads: u64,
+    reload_failures: u64,
+    last_reload_error: Option<String>,
+    stop: StopHandle,
+    workers: Vec<WorkerHandle>,
+    watchdog: Option<Watchdog>,
+    rules: Option<RuleSet>,
+    generation: u64,
+    flow_records: u64,
+    stream_reports: u64,
+    last_stats_write: Instant,
+}
+
+/// Parses every policy file.
+fn load_policies(files: &[PathBuf]) -> anyhow::Result<Vec<Policy>> {
+    files
+        .iter()
+        .map(|f| Policy::load(f).map_err(anyhow::Error::from))
+        .collect()
+}
+
+impl Daemon {
+    /// Starts everything in the calling thread's network namespace. On error, whatever was
+    /// started is stopped again and the rules are left as they were.
+    pub fn start(config: Config) -> anyhow::Result<Self> {
+        let clock = Clock::new();
+        let policies = load_policies(&config.policy.files).context("loading the policy")?;
+        let options = policies
+            .first()
+            .map(|p| p.options.clone())
+            .unwrap_or_default();
+        let engine = Arc::new(Engine::new(options));
+        let refs: Vec<&Policy> = policies.iter().collect();
+        let applied = replace_all(&engine, &[], &refs).context("applying the policy")?;
+        let filters = policies.iter().map(Policy::filter_count).sum();
+
+        let stop = StopHandle::new().context("creating the stop handle")?;
+        let mut queues = Vec::new();
+        for num in config.queue_numbers() {
+            let queue = Queue::open_with_stop(config.queue_config(num), stop.clone())
+                .with_context(|| format!("binding queue {num}"))?;
+            if config.queues.conntrack && !queue.flags().conntrack {
+                tracing::info!(queue = num, "this kernel gives no conntrack attributes");
+            }
+            queues.push(queue);
+        }
+        let mut daemon = Self {
+            rules: config.rules.manage.then(|| config.rule_set()),
+            config,
+            clock,
+            started: Instant::now(),
+            engine,
+            applied,
+            filters,
+            reloads: 0,
+            reload_failures: 0,
+            last_reload_error: None,
+            stop,
+            workers: Vec::new(),
+            watchdog: None,
+            generation: 0,
+            flow_records: 0,
+            stream_reports: 0,
+            last_stats_write: Instant::now(),
+        };
+        let mut watched = Vec::new();
+        for queue in queues {
+            let sender = queue
+                .verdict_sender()
+                .context("duplicating the queue socket")?;
+            let shared = daemon.spawn_worker(queue)?;
+            watched.push(Watched { shared, sender });
+        }
+        daemon.watchdog = Some(
+            Watchdog::spawn(
+                watched,
+                daemon.config.posture.hung,
+                Duration::from_millis(daemon.config.posture.verdict_deadline_ms),
+            )
+            .context("starting the watchdog")?,
+        );
+        if let Some(rules) = &daemon.rules {
+            if let Err(e) = rules.install() {
+                // Leave nothing half-installed; the workers stop when `daemon` drops.
+                let _ = rules.remove();
+                daemon.rules = None;
+                return Err(anyhow::Error::from(e).context("installing the iptables rules"));
+            }
+        }
+        tracing::info!(
+            queues = ?daemon.config.queue_numbers(),
+            filters = daemon.filters,
+            posture = ?daemon.config.posture,
+            rules = if daemon.rules.is_some() { "managed" } else { "left to the administrator" },
+            "wfpd started"
+        );
+        Ok(daemon)
+    }
+
+    fn spawn_worker(&mut self, mut queue: Queue) -> anyhow::Result<Arc<WorkerShared>> {
+        let num = queue.queue_num();
+        let shared = Arc::new(WorkerShared::new(num));
+        let engine = Arc::clone(&self.engine);
+        let shim_config = self.config.shim_config();
+        let identity_config = self.config.identity;
+        let special = (
+            self.config.verdicts.other_hook.shim(),
+            self.config.verdicts.truncated.shim(),
+        );
+        let options = WorkerOptions {
+            accept_mark: self
+                .config
+                .rule_set()
+                .accounting_mark
+                .filter(|_| self.config.rules.manage),
+            internal_error: self.config.posture.internal_error,
+            ..WorkerOptions::default()
+        };
+        let clock = self.clock;
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name(format!("wfpd-queue-{num}"))
+            .spawn(move || {
+                let resolver = if identity_config.resolve {
+                    match OwnerResolver::open(identity_config.cache_size) {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            tracing::warn!(queue = num, error = %e, "no socket diagnostics: ALE_APP_ID stays empty");
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                let identity = Identity::new(resolver, Arc::clone(&thread_shared.identity));
+                let mut handler = ShimHandler::new(
+                    engine,
+                    shim_config,
+                    identity,
+                    special,
+                    Arc::clone(&thread_shared),
+                );
+                let result = run_worker(&mut queue, &mut handler, &thread_shared, &clock, &options);
+                if let Err(e) = &result {
+                    tracing::error!(queue = num, error = %e, "queue worker failed");
+                }
+                result
+            })
+            .with_context(|| format!("starting the worker of queue {num}"))?;
+        self.workers.push(WorkerHandle {
+            shared: Arc::clone(&shared),
+            thread: Some(thread),
+        });
+        Ok(shared)
+    }
+
+    /// The engine (shared with the workers).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Reloads the policy files: parse them all, then replace the running policy in one
+    /// transaction. On any error the running policy stays in force and the error is returned
+    /// (and counted). Returns the new filter count.
+    pub fn reload(&mut self) -> anyhow::Result<usize> {
+        let result = (|| {
+            let policies = load_policies(&self.config.policy.files)?;
+            if policies
+                .first()
+                .is_some_and(|p| p.options.static_veto != self.engine.options().static_veto)
+            {
+                tracing::warn!("[engine] options changed: they take effect at the next start");
+            }
+            let refs: Vec<&Policy> = policies.iter().collect();
+            let applied = replace_all(&self.engine, &self.applied, &refs)?;
+            Ok::<_, anyhow::Error>((applied, policies.iter().map(Policy::filter_count).sum()))
+        })();
+        match result {
+            Ok((applied, filters)) => {
+                self.applied = applied;
+                self.filters = filters;
+                self.reloads += 1;
+                self.last_reload_error = None;
+                Ok(filters)
+            }
+            Err(e) => {
+                self.reload_failures += 1;
+                self.last_reload_error = Some(format!("{e:#}"));
+                Err(e)
+            }
+        }
+    }
+
+    /// Periodic work: logs what the flow-logger and stream-monitor callouts reported, engine net
+    /// events, writes the stats file when due. Fails if a worker ended on its own.
+    pub fn tick(&mut self) -> anyhow::Result<()> {
+        self.drain_reports();
+        let interval = self.config.stats.interval_secs;
+        if interval > 0
+            && self.config.stats.file.is_some()
+            && self.last_stats_write.elapsed() >= Duration::from_secs(interval)
+        {
+            self.write_stats();
+        }
+        if let Some(w) = self
+            .workers
+            .iter()
+            .find(|w| w.shared.exited.load(Ordering::Acquire))
+        {
+            bail!("the worker of queue {} stopped", w.shared.queue);
+        }
+        Ok(())
+    }
+
+    fn drain_reports(&mut self) {
+        let log = self.config.log.flows;
+        for r in FlowLog::global().drain() {
+            self.flow_records += 1;
+            if log {
+                tracing::info!(
+                    "flow record: flow={} protocol={} local={} remote={} app={} outbound_bytes={} inbound_bytes={} duration_ms={}",
+                    r.flow_handle,
+                    r.tuple.protocol,
+                    endpoint(r.tuple.local_addr, r.tuple.local_port),
+                    endpoint(r.tuple.remote_addr, r.tuple.remote_port),
+                    r.app_id.as_deref().map(String::from_utf8_lossy).unwrap_or_default(),
+                    r.outbound.bytes,
+                    r.inbound.bytes,
+                    r.duration().as_millis()
+                );
+            }
+        }
+        for r in StreamMonitorLog::global().drain() {
+            self.stream_reports += 1;
+            if log {
+                tracing::info!(
+                    "stream report: flow={} local={} remote={} app={} outbound_bytes={} inbound_bytes={} outbound_head={} inbound_head={}",
+                    r.flow_handle,
+                    endpoint(r.tuple.local_addr, r.tuple.local_port),
+                    endpoint(r.tuple.remote_addr, r.tuple.remote_port),
+                    r.app_id.as_deref().map(String::from_utf8_lossy).unwrap_or_default(),
+                    r.outbound.bytes,
+                    r.inbound.bytes,
+                    escape(&r.outbound.head),
+                    escape(&r.inbound.head)
+                );
+            }
+        }
+        for event in self.engine.drain_net_events() {
+            match event.kind {
+                NetEventKind::CalloutPanic | NetEventKind::CallbackPanic => tracing::warn!(
+                    ?event,
+                    "a callout panicked (contained; treated as unregistered for that classify)"
+                ),
+                _ => tracing::debug!(?event, "net event"),
+            }
+        }
+    }
+
+    /// The statistics now (runs `iptables` once to read the accounting counters).
+    pub fn stats(&mut self) -> Snapshot {
+        self.generation += 1;
+        let kernel = kernel_queue_stats().unwrap_or_default();
+        let queues: Vec<QueueSnapshot> = self
+            .workers
+            .iter()
+            .map(|w| {
+                let s = &w.shared;
+                let q = s.queue_stats();
+                let k = kernel.iter().find(|k| k.queue_num == s.queue);
+                let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+                QueueSnapshot {
+                    queue: s.queue,
+                    packets: q.packets,
+                    permitted: get(&s.permitted),
+                    blocked: get(&s.blocked),
+                    other_hook: get(&s.other_hook),
+                    truncated: get(&s.truncated),
+                    internal_errors: get(&s.internal_errors),
+                    flows_ended: get(&s.flows_ended),
+                    hung_episodes: get(&s.hung_episodes),
+                    hung_dropped: get(&s.hung_dropped),
+                    hung_accepted: get(&s.hung_accepted),
+                    malformed_messages: q.malformed,
+                    enobufs: q.enobufs,
+                    id_gaps: q.id_gaps,
+                    kernel_errors: q.kernel_errors,
+                    owner_lookups: get(&s.identity.lookups),
+                    owner_resolved: get(&s.identity.resolved),
+                    owner_fallback: get(&s.identity.fallback),
+                    kernel_waiting: k.map(|k| k.waiting),
+                    kernel_queue_dropped: k.map(|k| k.queue_dropped),
+                    kernel_user_dropped: k.map(|k| k.user_dropped),
+                }
+            })
+            .collect();
+        let uninspected = self
+            .rules
+            .as_ref()
+            .and_then(|r| match r.uninspected_packets() {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the accounting counters");
+                    None
+                }
+            });
+        Snapshot {
+            generation: self.generation,
+            uptime_secs: self.started.elapsed().as_secs_f64(),
+            policy: PolicySnapshot {
+                files: self
+                    .config
+                    .policy
+                    .files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect(),
+                filters: self.filters,
+                reloads: self.reloads,
+                reload_failures: self.reload_failures,
+                last_reload_error: self.last_reload_error.clone(),
+            },
+            fail_open: FailOpen {
+                internal_error: self
+                    .workers
+                    .iter()
+                    .map(|w| w.shared.internal_fail_open.load(Ordering::Relaxed))
+                    .sum(),
+                hung: self
+                    .workers
+                    .iter()
+                    .map(|w| w.shared.hung_accepted.load(Ordering::Relaxed))
+                    .sum(),
+                uninspected_accepted: uninspected,
+            },
+            flow_records: self.flow_records,
+            stream_reports: self.stream_reports,
+            callout_panics: self.engine.stats().callout_panics.load(Ordering::Relaxed),
+            queues,
+        }
+    }
+
+    /// Logs the statistics and writes the stats file (if configured), atomically (temp file +
+    /// rename).
+    pub fn write_stats(&mut self) -> Snapshot {
+        self.last_stats_write = Instant::now();
+        let snapshot = self.stats();
+        tracing::info!("stats: {}", snapshot.summary());
+        if let Some(path) = &self.config.stats.file {
+            let result = serde_json::to_vec_pretty(&snapshot)
+                .map_err(std::io::Error::other)
+                .and_then(|bytes| {
+                    let tmp = path.with_extension("tmp");
+                    std::fs::write(&tmp, bytes)?;
+                    std::fs::rename(&tmp, path)
+                });
+            if let Err(e) = result {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the stats file");
+            }
+        }
+        snapshot
+    }
+
+    /// Stops: removes the rules (unless `keep_on_stop` or unmanaged), stops and joins the
+    /// workers (their flows end: flowDeleteFn), writes the final statistics.
+    pub fn shutdown(mut self) -> anyhow::Result<Snapshot> {
+        let mut failure = None;
+        if let Some(rules) = self.rules.as_ref() {
+            if self.config.rules.keep_on_stop {
+                tracing::info!(
+                    "leaving the rules in place (keep_on_stop): the absent posture applies"
+                );
+            } else if let Err(e) = rules.remove() {
+                tracing::error!(error = %e, "removing the iptables rules failed");
+                failure = Some(anyhow::Error::from(e).context("removing the iptables rules"));
+            }
+        }
+        self.stop_workers();
+        self.drain_reports();
+        let snapshot = self.write_stats();
+        tracing::info!("wfpd stopped");
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(snapshot),
+        }
+    }
+
+    fn stop_workers(&mut self) {
+        if let Some(w) = self.watchdog.take() {
+            w.stop();
+        }
+        self.stop.stop();
+        for w in &mut self.workers {
+            if let Some(thread) = w.thread.take() {
+                match thread.join() {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(queue = w.shared.queue, error = %e, "worker ended with an error")
+                    }
+                    Err(_) => tracing::error!(queue = w.shared.queue, "worker panicked"),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop_workers();
+    }
+}
+
+fn endpoint(addr: Option<std::net::IpAddr>, port: u16) -> String {
+    match addr {
+        Some(std::net::IpAddr::V6(a)) => format!("[{a}]:{port}"),
+        Some(a) => format!("{a}:{port}"),
+        None => format!("?:{port}"),
+    }
+}
+
+/// Bytes as printable ASCII with `\xNN` escapes, no spaces (one log token).
+fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_graphic() && b != b'\\' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Runs the daemon until SIGTERM or SIGINT: SIGHUP reloads the policy, SIGUSR1 logs the
+/// statistics and writes the stats file. Signal handlers are installed before anything starts,
+/// so a signal during start-up is handled after it.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM, SIGUSR1])
+        .context("installing signal handlers")?;
+    let signal_handle = signals.handle();
+    let (tx, rx) = mpsc::channel();
+    let signal_thread = std::thread::Builder::new()
+        .name("wfpd-signals".to_owned())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if tx.send(signal).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    let mut daemon = Daemon::start(config)?;
+    let mut failure = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(SIGHUP) => match daemon.reload() {
+                Ok(filters) => tracing::info!(filters, "policy reloaded"),
+                Err(e) => tracing::error!(
+                    "policy reload failed, the running policy stays in force: {e:#}"
+                ),
+            },
+            Ok(SIGUSR1) => {
+                daemon.write_stats();
+            }
+            Ok(signal) => {
+                tracing::info!(signal, "stopping");
+                break;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if let Err(e) = daemon.tick() {
+            tracing::error!("{e:#}");
+            failure = Some(e);
+            break;
+        }
+    }
+    let result = daemon.shutdown();
+    signal_handle.close();
+    let _ = signal_thread.join();
+    match (failure, result) {
+        (Some(e), _) | (None, Err(e)) => Err(e),
+        (None, Ok(_)) => Ok(()),
+    }
+}

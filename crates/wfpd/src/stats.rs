@@ -1,0 +1,140 @@
+//! The statistics snapshot: what SIGUSR1 logs and the stats file holds (JSON).
+//!
+//! Fail-open events, all counted:
+//!
+//! | event | counted by | field |
+//! |---|---|---|
+//! | internal error, `internal_error = "fail-open"` | the worker | `fail_open.internal_error` |
+//! | worker stuck, `hung = "fail-open"` | the watchdog | `fail_open.hung` |
+//! | queue full with `overloaded = "fail-open"`, queue bypassed while wfpd is absent, and the two above | the kernel, in the `security`-table accounting chains (packets accepted without wfpd's mark bit) | `fail_open.uninspected_accepted` |
+//!
+//! `uninspected_accepted` is the total of packets that passed a hook's NFQUEUE rule without a
+//! verdict from wfpd, since the rules were installed (it keeps counting while wfpd is down, as long
+//! as the rules stay). It is `null` when wfpd does not manage the rules or accounting is off.
+
+use serde::Serialize;
+
+/// One queue's numbers.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct QueueSnapshot {
+    /// Queue number.
+    pub queue: u16,
+    /// Packets read from the queue.
+    pub packets: u64,
+    /// Accepted.
+    pub permitted: u64,
+    /// Dropped.
+    pub blocked: u64,
+    /// Packets from a hook other than INPUT/OUTPUT/FORWARD.
+    pub other_hook: u64,
+    /// Packets longer than NFQUEUE copies (given `verdicts.truncated`).
+    pub truncated: u64,
+    /// Panics contained while deciding a packet.
+    pub internal_errors: u64,
+    /// Flows ended (flowDeleteFn ran for their contexts).
+    pub flows_ended: u64,
+    /// Times the worker was found stuck.
+    pub hung_episodes: u64,
+    /// Packets the watchdog dropped.
+    pub hung_dropped: u64,
+    /// Packets the watchdog accepted.
+    pub hung_accepted: u64,
+    /// Malformed netlink messages.
+    pub malformed_messages: u64,
+    /// Receive-buffer overflows (`ENOBUFS`).
+    pub enobufs: u64,
+    /// Packet ids assigned but never delivered (socket overflow).
+    pub id_gaps: u64,
+    /// Kernel error answers (e.g. verdicts for packets the watchdog already decided).
+    pub kernel_errors: u64,
+    /// Identity lookups.
+    pub owner_lookups: u64,
+    /// Lookups that found the process.
+    pub owner_resolved: u64,
+    /// Lookups that fell back (no process found).
+    pub owner_fallback: u64,
+    /// The kernel's view: packets waiting now.
+    pub kernel_waiting: Option<u32>,
+    /// The kernel's view: packets dropped because the queue was full (fail-closed overflow).
+    pub kernel_queue_dropped: Option<u32>,
+    /// The kernel's view: packets dropped because the socket was full.
+    pub kernel_user_dropped: Option<u32>,
+}
+
+/// Fail-open events.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FailOpen {
+    /// Packets accepted after an internal error.
+    pub internal_error: u64,
+    /// Packets accepted by the watchdog.
+    pub hung: u64,
+    /// Packets accepted without wfpd's verdict, counted by the kernel (see the module doc).
+    pub uninspected_accepted: Option<u64>,
+}
+
+/// Policy state.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PolicySnapshot {
+    /// Policy files.
+    pub files: Vec<String>,
+    /// Filters of the running policy.
+    pub filters: usize,
+    /// Successful reloads.
+    pub reloads: u64,
+    /// Failed reloads (the running policy stayed).
+    pub reload_failures: u64,
+    /// Why the last reload failed.
+    pub last_reload_error: Option<String>,
+}
+
+/// Everything.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Snapshot {
+    /// Increases with every snapshot taken.
+    pub generation: u64,
+    /// Seconds since start.
+    pub uptime_secs: f64,
+    /// Policy.
+    pub policy: PolicySnapshot,
+    /// Fail-open events.
+    pub fail_open: FailOpen,
+    /// Flow records drained from the flow logger (`wfp.flow-logger`).
+    pub flow_records: u64,
+    /// Stream reports drained from the stream monitor (`wfp.stream-monitor`).
+    pub stream_reports: u64,
+    /// Callout classifyFn panics contained by the engine.
+    pub callout_panics: u64,
+    /// Per queue.
+    pub queues: Vec<QueueSnapshot>,
+}
+
+impl Snapshot {
+    /// Packets over all queues.
+    pub fn packets(&self) -> u64 {
+        self.queues.iter().map(|q| q.packets).sum()
+    }
+
+    /// A one-line summary for the log.
+    pub fn summary(&self) -> String {
+        let sum = |f: fn(&QueueSnapshot) -> u64| self.queues.iter().map(f).sum::<u64>();
+        format!(
+            "packets={} permitted={} blocked={} internal_errors={} flows_ended={} hung_episodes={} \
+             fail_open.internal_error={} fail_open.hung={} fail_open.uninspected_accepted={} \
+             filters={} reloads={} reload_failures={}",
+            self.packets(),
+            sum(|q| q.permitted),
+            sum(|q| q.blocked),
+            sum(|q| q.internal_errors),
+            sum(|q| q.flows_ended),
+            sum(|q| q.hung_episodes),
+            self.fail_open.internal_error,
+            self.fail_open.hung,
+            self.fail_open
+                .uninspected_accepted
+                .map_or_else(|| "n/a".to_owned(), |n| n.to_string()),
+            self.policy.filters,
+            self.policy.reloads,
+            self.policy.reload_failures,
+        )
+    }
+}

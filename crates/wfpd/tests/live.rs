@@ -1,0 +1,966 @@
+//! Live tests of wfpd on a real kernel.
+//!
+//! Each test creates its own network namespace (deleted by a guard, also when the test panics),
+//! brings up `lo`, and runs everything inside it: the real `wfpd` binary (`ip netns exec`), real
+//! TCP and UDP traffic from Python (the client executables whose ALE_APP_ID is checked) or from
+//! Rust sockets on a thread that entered the namespace. No traffic leaves the namespace. Every
+//! socket and child has a timeout, every wait a deadline, and each test sends at most a few
+//! dozen packets. Child processes are killed by guards.
+//!
+//! Skipped, with a printed reason, unless running as root with `ip`, `iptables` and `python3`.
+//! The tests take a lock so that they run one at a time (they are timing-sensitive on a busy
+//! two-core machine, and each one is short).
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use wfp_nfqueue::rules::{ChainHook, HookRule, QueueTarget, RuleSet};
+use wfp_nfqueue::{Queue, QueueConfig, QueuedPacket, TempNetns};
+use wfp_shim::{Timestamp, Verdict};
+use wfpd::config::{HungPosture, Posture};
+use wfpd::watchdog::{Watchdog, Watched};
+use wfpd::worker::{run_worker, Clock, PacketHandler, WorkerOptions, WorkerShared};
+
+const WFPD: &str = env!("CARGO_BIN_EXE_wfpd");
+const DEADLINE: Duration = Duration::from_secs(10);
+const SOCKET_TIMEOUT: Duration = Duration::from_millis(300);
+
+// ------------------------------------------------------------------------------------------
+// Harness
+// ------------------------------------------------------------------------------------------
+
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The real path of the Python interpreter (`python3` may be a shim script).
+fn python() -> Option<&'static PathBuf> {
+    static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PY.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .ok()?;
+        let path = String::from_utf8(out.stdout).ok()?;
+        std::fs::canonicalize(path.trim()).ok()
+    })
+    .as_ref()
+}
+
+fn skip_reason() -> Option<String> {
+    match std::fs::metadata("/proc/self") {
+        Ok(meta) if meta.uid() == 0 => {}
+        _ => return Some("not running as root".to_owned()),
+    }
+    for (program, arg) in [("ip", "-V"), ("iptables", "-V")] {
+        match Command::new(program).arg(arg).output() {
+            Ok(out) if out.status.success() => {}
+            _ => return Some(format!("`{program}` is not available")),
+        }
+    }
+    if python().is_none() {
+        return Some("`python3` is not available".to_owned());
+    }
+    None
+}
+
+macro_rules! skip_unless_live {
+    ($name:expr) => {
+        if let Some(reason) = skip_reason() {
+            eprintln!("skipping {}: {reason}", $name);
+            return;
+        }
+    };
+}
+
+/// A temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "wfpd-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (SIGKILL) and reaped on drop.
+struct Guarded(Child);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args(["-s", sig, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -s {sig} {pid}");
+}
+
+/// The wfpd binary running inside a namespace, its log in a file.
+struct Daemon {
+    child: Guarded,
+    log: PathBuf,
+    stats: PathBuf,
+}
+
+impl Daemon {
+    fn start(ns: &TempNetns, dir: &TempDir, config: &Path) -> Self {
+        let log = dir.path(&format!("wfpd-{}.log", rand_u32()));
+        let file = std::fs::File::create(&log).expect("log file");
+        // A previous daemon's statistics must not be mistaken for this one's.
+        let _ = std::fs::remove_file(dir.path("stats.json"));
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns.name(), WFPD, "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start wfpd");
+        let daemon = Self {
+            child: Guarded(child),
+            log,
+            stats: dir.path("stats.json"),
+        };
+        daemon.wait_log("wfpd started");
+        daemon
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log has `count` lines containing `needle`; returns those lines.
+    fn wait_log_n(&self, needle: &str, count: usize) -> Vec<String> {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let lines: Vec<String> = self
+                .log_text()
+                .lines()
+                .filter(|l| l.contains(needle))
+                .map(str::to_owned)
+                .collect();
+            if lines.len() >= count {
+                return lines;
+            }
+            assert!(
+                Instant::now() < end,
+                "no {needle:?} in the wfpd log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_log(&self, needle: &str) -> String {
+        self.wait_log_n(needle, 1).remove(0)
+    }
+
+    /// SIGUSR1, then the stats file once it reflects that request.
+    fn stats(&self) -> serde_json::Value {
+        let before = self
+            .read_stats()
+            .map_or(0, |s| s["generation"].as_u64().unwrap_or(0));
+        signal(self.pid(), "USR1");
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(s) = self.read_stats() {
+                if s["generation"].as_u64().unwrap_or(0) > before {
+                    return s;
+                }
+            }
+            assert!(Instant::now() < end, "no stats:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn read_stats(&self) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.stats).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// SIGTERM and the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        signal(self.pid(), "TERM");
+        wait_exit(&mut self.child.0)
+    }
+
+    /// SIGKILL (the daemon is absent from now on; its rules stay).
+    fn kill(mut self) {
+        signal(self.pid(), "KILL");
+        let _ = wait_exit(&mut self.child.0);
+    }
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < end, "wfpd did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn rand_u32() -> u32 {
+    static N: AtomicU32 = AtomicU32::new(1);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A config for a daemon in `dir` with the given policy files and extra tables.
+fn config(dir: &TempDir, policies: &[&Path], extra: &str) -> PathBuf {
+    let files: Vec<String> = policies
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
+    let text = format!(
+        "[policy]\nfiles = [{}]\n\n[stats]\nfile = {:?}\ninterval_secs = 0\n\n[log]\nlevel = \"debug\"\n\n{extra}",
+        files.join(", "),
+        dir.path("stats.json").display().to_string(),
+    );
+    dir.write("wfpd.toml", &text)
+}
+
+fn iptables_save(ns: &TempNetns) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "iptables-save"])
+        .output()
+        .expect("iptables-save");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The Python tool: servers and clients with timeouts everywhere.
+const TOOL: &str = r#"
+import socket, sys, threading, time, http.server, functools
+
+def ready():
+    print("ready", flush=True)
+
+cmd = sys.argv[1]
+if cmd == "http-server":
+    port, root, life = int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    srv.timeout = 0.1
+    ready()
+    end = time.time() + life
+    while time.time() < end:
+        srv.handle_request()
+elif cmd == "udp-echo":
+    port, life = int(sys.argv[2]), float(sys.argv[3])
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", port))
+    s.settimeout(0.1)
+    ready()
+    end = time.time() + life
+    while time.time() < end:
+        try:
+            data, peer = s.recvfrom(2048)
+            s.sendto(data, peer)
+        except socket.timeout:
+            pass
+elif cmd == "tcp-get":
+    port, path, timeout = int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        s.sendall(("GET %s HTTP/1.0\r\nHost: x\r\n\r\n" % path).encode())
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        s.close()
+        print("OK %d %s" % (len(got), got.split(b"\r\n", 1)[0].decode()), flush=True)
+    except Exception as e:
+        print("ERR %s" % type(e).__name__, flush=True)
+elif cmd == "udp-send":
+    port, count, timeout = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    for i in range(count):
+        s.sendto(b"ping %d" % i, ("127.0.0.1", port))
+    got = 0
+    try:
+        while got < count:
+            s.recvfrom(2048)
+            got += 1
+    except (socket.timeout, OSError):
+        pass
+    print("GOT %d" % got, flush=True)
+"#;
+
+/// Starts a Python server in the namespace and waits for its "ready".
+fn py_server(ns: &TempNetns, tool: &Path, args: &[&str]) -> Guarded {
+    let py = python().expect("python");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns.name()])
+        .arg(py)
+        .arg(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python server");
+    let stdout = child.stdout.take().expect("stdout");
+    let guard = Guarded(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(DEADLINE).expect("server ready in time");
+    assert_eq!(line.trim(), "ready", "server {args:?}");
+    guard
+}
+
+/// Runs a Python client in the namespace; returns its one line of output.
+fn py_client(ns: &TempNetns, tool: &Path, args: &[&str]) -> String {
+    let py = python().expect("python");
+    let out = Command::new("timeout")
+        .args(["10", "ip", "netns", "exec", ns.name()])
+        .arg(py)
+        .arg(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("python client");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Runs `body` on a thread inside the namespace (for Rust sockets).
+fn in_ns<T: Send>(ns: &TempNetns, body: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                ns.enter().expect("enter netns");
+                body()
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+fn udp_receiver(port: u16) -> UdpSocket {
+    let rx = UdpSocket::bind(("127.0.0.1", port)).expect("bind receiver");
+    rx.set_read_timeout(Some(SOCKET_TIMEOUT)).expect("timeout");
+    rx
+}
+
+fn udp_send(port: u16, seqs: impl IntoIterator<Item = u32>) {
+    let tx = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+    tx.set_write_timeout(Some(SOCKET_TIMEOUT)).expect("timeout");
+    for seq in seqs {
+        let _ = tx.send_to(&seq.to_be_bytes(), ("127.0.0.1", port));
+    }
+}
+
+/// Receives until a quiet `SOCKET_TIMEOUT` (bounded by `DEADLINE`).
+fn udp_drain(rx: &UdpSocket) -> BTreeSet<u32> {
+    let mut got = BTreeSet::new();
+    let mut buf = [0u8; 64];
+    let end = Instant::now() + DEADLINE;
+    while Instant::now() < end {
+        match rx.recv(&mut buf) {
+            Ok(4) => {
+                got.insert(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// `key=value` from a log line.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let pat = format!(" {key}=");
+    let at = line
+        .find(&pat)
+        .map_or_else(|| panic!("no {key} in {line}"), |i| i + pat.len());
+    line[at..].split_whitespace().next().unwrap_or("")
+}
+
+const LOOPBACK_HOOKS: &str = r#"
+[rules]
+hooks = [ { hook = "OUTPUT", matches = ["-o", "lo"] }, { hook = "INPUT", matches = ["-i", "lo"] } ]
+"#;
+
+const STREAM_MONITOR: &str = r#"
+[[filter]]
+name = "monitor connections"
+layer = "ALE_FLOW_ESTABLISHED_V4"
+action = "CALLOUT_INSPECTION"
+callout = "wfp.stream-monitor"
+
+[[filter]]
+name = "monitor streams"
+layer = "STREAM_V4"
+action = "CALLOUT_INSPECTION"
+callout = "wfp.stream-monitor.stream"
+"#;
+
+// ------------------------------------------------------------------------------------------
+// The real daemon
+// ------------------------------------------------------------------------------------------
+
+#[test]
+fn traffic_follows_the_policy_and_stream_callouts_see_what_the_peer_received() {
+    skip_unless_live!("traffic_follows_the_policy");
+    let _serial = serial();
+    let ns = TempNetns::create("wfpd").expect("netns");
+    let dir = TempDir::new("policy");
+    let tool = dir.write("tool.py", TOOL);
+    let body: String = (0..3000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let www = dir.path("www");
+    std::fs::create_dir_all(&www).expect("www");
+    std::fs::write(www.join("hello.txt"), &body).expect("body");
+    let policy = dir.write(
+        "policy.toml",
+        &format!(
+            r#"
+[[filter]]
+name = "block tcp 9999"
+layer = "ALE_AUTH_CONNECT_V4"
+action = "BLOCK"
+condition = [ {{ field = "IP_PROTOCOL", value = 6 }}, {{ field = "IP_REMOTE_PORT", value = 9999 }} ]
+
+[[filter]]
+name = "block udp 5301"
+layer = "ALE_AUTH_CONNECT_V4"
+action = "BLOCK"
+condition = [ {{ field = "IP_PROTOCOL", value = 17 }}, {{ field = "IP_REMOTE_PORT", value = 5301 }} ]
+{STREAM_MONITOR}"#
+        ),
+    );
+    let cfg = config(&dir, &[&policy], LOOPBACK_HOOKS);
+    let daemon = Daemon::start(&ns, &dir, &cfg);
+    let www_s = www.display().to_string();
+    let _http = py_server(&ns, &tool, &["http-server", "8080", &www_s, "15"]);
+    let _http_blocked = py_server(&ns, &tool, &["http-server", "9999", &www_s, "15"]);
+    let _udp = py_server(&ns, &tool, &["udp-echo", "5300", "15"]);
+    let _udp_blocked = py_server(&ns, &tool, &["udp-echo", "5301", "15"]);
+
+    let ok = py_client(&ns, &tool, &["tcp-get", "8080", "/hello.txt", "3"]);
+    assert!(
+        ok.starts_with("OK ") && ok.ends_with("HTTP/1.0 200 OK"),
+        "{ok}"
+    );
+    let received: u64 = ok
+        .split(' ')
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("count");
+    assert!(received > body.len() as u64, "headers and body: {ok}");
+    let blocked = py_client(&ns, &tool, &["tcp-get", "9999", "/hello.txt", "1"]);
+    assert!(
+        blocked.starts_with("ERR"),
+        "port 9999 must be blocked: {blocked}"
+    );
+    assert_eq!(
+        py_client(&ns, &tool, &["udp-send", "5300", "5", "1"]),
+        "GOT 5"
+    );
+    assert_eq!(
+        py_client(&ns, &tool, &["udp-send", "5301", "5", "0.5"]),
+        "GOT 0"
+    );
+
+    // The stream monitor's flowDeleteFn ran when the client's connection closed; its report holds
+    // exactly the bytes the client received, starting with the status line.
+    let py = python()
+        .expect("python")
+        .display()
+        .to_string()
+        .to_lowercase();
+    let report = daemon
+        .wait_log_n("stream report:", 2)
+        .into_iter()
+        .find(|l| l.contains(" remote=127.0.0.1:8080 "))
+        .expect("the client's connection was reported");
+    assert_eq!(field(&report, "app"), py, "{report}");
+    assert_eq!(
+        field(&report, "inbound_bytes"),
+        received.to_string(),
+        "{report}"
+    );
+    assert!(
+        field(&report, "inbound_head").starts_with(r"HTTP/1.0\x20200\x20OK"),
+        "{report}"
+    );
+    let request = "GET /hello.txt HTTP/1.0\r\nHost: x\r\n\r\n";
+    assert_eq!(
+        field(&report, "outbound_bytes"),
+        request.len().to_string(),
+        "the request: {report}"
+    );
+
+    let stats = daemon.stats();
+    let q = &stats["queues"][0];
+    assert!(q["permitted"].as_u64() > Some(10), "{stats}");
+    assert!(q["blocked"].as_u64() >= Some(2), "{stats}");
+    assert!(q["flows_ended"].as_u64() >= Some(2), "{stats}");
+    assert!(q["owner_resolved"].as_u64() >= Some(2), "{stats}");
+    assert!(stats["stream_reports"].as_u64() >= Some(2), "{stats}");
+    assert_eq!(
+        stats["fail_open"]["uninspected_accepted"].as_u64(),
+        Some(0),
+        "{stats}"
+    );
+
+    assert!(iptables_save(&ns).contains("WFP_OUT"));
+    assert!(daemon.stop().success(), "clean stop");
+    assert!(
+        !iptables_save(&ns).contains("WFP_"),
+        "rules removed at stop"
+    );
+}
+
+#[test]
+fn ale_app_id_matches_the_client_executable_and_reloads_are_atomic() {
+    skip_unless_live!("ale_app_id_matches_the_client_executable");
+    let _serial = serial();
+    let ns = TempNetns::create("wfpd").expect("netns");
+    let dir = TempDir::new("appid");
+    let tool = dir.write("tool.py", TOOL);
+    let www = dir.path("www");
+    std::fs::create_dir_all(&www).expect("www");
+    std::fs::write(www.join("x"), "x").expect("body");
+    let py = python().expect("python").display().to_string();
+    let policy_for = |app: &str| {
+        format!(
+            r#"
+[[filter]]
+name = "permit this application to 8081"
+layer = "ALE_AUTH_CONNECT_V4"
+weight = 10
+action = "PERMIT"
+condition = [ {{ field = "ALE_APP_ID", value = {app:?} }}, {{ field = "IP_REMOTE_PORT", value = 8081 }} ]
+
+[[filter]]
+name = "block everything else to 8081"
+layer = "ALE_AUTH_CONNECT_V4"
+weight = 1
+action = "BLOCK"
+condition = [ {{ field = "IP_REMOTE_PORT", value = 8081 }} ]
+"#
+        )
+    };
+    // The policy names the interpreter in upper case: ALE_APP_ID compares lower-cased paths.
+    let policy = dir.write("policy.toml", &policy_for(&py.to_uppercase()));
+    let cfg = config(&dir, &[&policy], LOOPBACK_HOOKS);
+    let daemon = Daemon::start(&ns, &dir, &cfg);
+    let www_s = www.display().to_string();
+    let _http = py_server(&ns, &tool, &["http-server", "8081", &www_s, "15"]);
+    let get = || py_client(&ns, &tool, &["tcp-get", "8081", "/x", "1"]);
+    assert!(get().starts_with("OK"), "the named executable is permitted");
+
+    // Another application name: the same client is now blocked (new policy, one transaction).
+    dir.write("policy.toml", &policy_for("/usr/bin/not-this-one"));
+    signal(daemon.pid(), "HUP");
+    daemon.wait_log("policy reloaded");
+    assert!(get().starts_with("ERR"), "blocked after the reload");
+
+    // A broken file: the reload fails, says where, and the running policy stays.
+    dir.write(
+        "policy.toml",
+        "[[filter]]\nname = \"oops\"\nlayer = \"NO_SUCH_LAYER\"\naction = \"PERMIT\"\n",
+    );
+    signal(daemon.pid(), "HUP");
+    let failed = daemon.wait_log("policy reload failed");
+    assert!(failed.contains("policy.toml:3"), "{failed}");
+    assert!(get().starts_with("ERR"), "still the second policy");
+    let stats = daemon.stats();
+    assert_eq!(stats["policy"]["reloads"].as_u64(), Some(1), "{stats}");
+    assert_eq!(
+        stats["policy"]["reload_failures"].as_u64(),
+        Some(1),
+        "{stats}"
+    );
+    assert_eq!(stats["policy"]["filters"].as_u64(), Some(2), "{stats}");
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn absent_posture_drops_without_bypass_and_passes_with_it_counting_what_passed() {
+    skip_unless_live!("absent_posture");
+    let _serial = serial();
+    const PORT: u16 = 5500;
+    let ns = TempNetns::create("wfpd").expect("netns");
+    let dir = TempDir::new("absent");
+    let policy = dir.write("policy.toml", "");
+    let hooks = format!(
+        "[rules]\nhooks = [ {{ hook = \"OUTPUT\", matches = [\"-o\", \"lo\", \"-p\", \"udp\", \"--dport\", \"{PORT}\"] }} ]\n"
+    );
+    let rx = in_ns(&ns, || udp_receiver(PORT));
+
+    // Fail-closed (the default): killed → traffic dropped.
+    let cfg = config(&dir, &[&policy], &hooks);
+    let daemon = Daemon::start(&ns, &dir, &cfg);
+    in_ns(&ns, || udp_send(PORT, 0..3));
+    assert_eq!(udp_drain(&rx), (0..3).collect(), "inspected and permitted");
+    daemon.kill();
+    in_ns(&ns, || udp_send(PORT, 10..13));
+    assert!(udp_drain(&rx).is_empty(), "absent, fail-closed: dropped");
+
+    // Fail-open: killed → traffic passes (--queue-bypass), and the kernel counts it.
+    let cfg = config(
+        &dir,
+        &[&policy],
+        &format!("{hooks}\n[posture]\nabsent = \"fail-open\"\n"),
+    );
+    let daemon = Daemon::start(&ns, &dir, &cfg);
+    assert!(iptables_save(&ns).contains("--queue-bypass"));
+    in_ns(&ns, || udp_send(PORT, 20..23));
+    assert_eq!(udp_drain(&rx), (20..23).collect());
+    daemon.kill();
+    in_ns(&ns, || udp_send(PORT, 30..35));
+    assert_eq!(
+        udp_drain(&rx),
+        (30..35).collect(),
+        "absent, fail-open: passed"
+    );
+    // The next daemon reports the packets that passed while it was absent.
+    let daemon = Daemon::start(&ns, &dir, &cfg);
+    let stats = daemon.stats();
+    assert_eq!(
+        stats["fail_open"]["uninspected_accepted"].as_u64(),
+        Some(5),
+        "{stats}"
+    );
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn overloaded_posture_while_the_daemon_is_stopped() {
+    skip_unless_live!("overloaded_posture");
+    let _serial = serial();
+    const PORT: u16 = 5600;
+    const MAX_LEN: u32 = 4;
+    const COUNT: u32 = 20;
+    let ns = TempNetns::create("wfpd").expect("netns");
+    let dir = TempDir::new("overload");
+    let policy = dir.write("policy.toml", "");
+    let base = format!(
+        "[queues]\nmax_len = {MAX_LEN}\n\n[rules]\nhooks = [ {{ hook = \"OUTPUT\", matches = [\"-o\", \"lo\", \"-p\", \"udp\", \"--dport\", \"{PORT}\"] }} ]\n"
+    );
+    let rx = in_ns(&ns, || udp_receiver(PORT));
+
+    // Fail-open queue: while the daemon is stopped (SIGSTOP: hung as a whole), the queue holds
+    // MAX_LEN packets and accepts the rest at once; the kernel accounting counts them.
+    let cfg = config(
+        &dir,
+        &[&policy],
+        &format!("{base}\n[posture]\noverloaded = \"fail-open\"\n"),
+    );
+    let daemon = Daemon::start(&ns, &dir, &cfg);
+    signal(daemon.pid(), "STOP");
+    in_ns(&ns, || udp_send(PORT, 0..COUNT));
+    assert_eq!(
+        udp_drain(&rx),
+        (MAX_LEN..COUNT).collect(),
+        "overflow accepted"
+    );
+    signal(daemon.pid(), "CONT");
+    assert_eq!(
+        udp_drain(&rx),
+        (0..MAX_LEN).collect(),
+        "held packets decided after SIGCONT"
+    );
+    let stats = daemon.stats();
+    assert_eq!(
+        stats["fail_open"]["uninspected_accepted"].as_u64(),
+        Some(u64::from(COUNT - MAX_LEN)),
+        "{stats}"
+    );
+    assert!(daemon.stop().success());
+
+    // Fail-closed queue (the default): the overflow is dropped and the kernel counts the drops.
+    let cfg = config(&dir, &[&policy], &base);
+    let daemon = Daemon::start(&ns, &dir, &cfg);
+    signal(daemon.pid(), "STOP");
+    in_ns(&ns, || udp_send(PORT, 100..100 + COUNT));
+    assert!(udp_drain(&rx).is_empty(), "nothing passes while stopped");
+    signal(daemon.pid(), "CONT");
+    assert_eq!(udp_drain(&rx), (100..100 + MAX_LEN).collect());
+    let stats = daemon.stats();
+    assert_eq!(
+        stats["queues"][0]["kernel_queue_dropped"].as_u64(),
+        Some(u64::from(COUNT - MAX_LEN)),
+        "{stats}"
+    );
+    assert_eq!(
+        stats["fail_open"]["uninspected_accepted"].as_u64(),
+        Some(0),
+        "{stats}"
+    );
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn bad_configuration_is_rejected_before_anything_starts() {
+    let dir = TempDir::new("badcfg");
+    let cfg = dir.write(
+        "wfpd.toml",
+        "[policy]\nfiles = [\"p.toml\"]\n[posture]\nabsent = \"fail-open\"\nhung_deadline = 5\n",
+    );
+    let out = Command::new(WFPD)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .expect("run wfpd");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("hung_deadline") && stderr.contains(":5:"),
+        "{stderr}"
+    );
+    // --check parses the policy too.
+    dir.write("p.toml", "[[filter]]\nname = \"x\"\n");
+    let cfg = dir.write("wfpd.toml", "[policy]\nfiles = [\"p.toml\"]\n");
+    let out = Command::new(WFPD)
+        .args(["--check", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run wfpd");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+// ------------------------------------------------------------------------------------------
+// The worker loop and watchdog in-process (a handler that stalls or panics on purpose)
+// ------------------------------------------------------------------------------------------
+
+/// Accepts everything, but stalls on sequence number 0 and panics on `panic_on`.
+struct Misbehaving {
+    stall: Duration,
+    stalled: bool,
+    panic_on: Option<u32>,
+}
+
+impl PacketHandler for Misbehaving {
+    fn handle(&mut self, _now: Timestamp, packet: &QueuedPacket) -> Verdict {
+        let payload = &packet.payload;
+        let ihl = usize::from(payload.first().copied().unwrap_or(0x45) & 0x0f) * 4;
+        let seq = payload
+            .get(ihl + 8..ihl + 12)
+            .map_or(u32::MAX, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        if seq == 0 && !self.stalled {
+            self.stalled = true;
+            std::thread::sleep(self.stall);
+        }
+        if Some(seq) == self.panic_on {
+            panic!("deliberate handler failure on packet {seq}");
+        }
+        Verdict::Permit
+    }
+}
+
+struct InProcess {
+    shared: Arc<WorkerShared>,
+    seen: BTreeSet<u32>,
+}
+
+/// Runs a worker with `handler` and a watchdog on queue 0 for UDP to `port`, sends 0..5, and
+/// collects what arrives within the drain window.
+fn run_in_process(
+    handler: Misbehaving,
+    port: u16,
+    (hung, deadline): (HungPosture, Duration),
+    internal_error: Posture,
+) -> InProcess {
+    let ns = TempNetns::create("wfpdw").expect("netns");
+    in_ns(&ns, || {
+        let mut rules = RuleSet::new(QueueTarget::Num(0));
+        rules.hooks = vec![HookRule::new(
+            ChainHook::Output,
+            &["-o", "lo", "-p", "udp", "--dport", &port.to_string()],
+        )];
+        rules.install().expect("rules");
+        let mut qc = QueueConfig::new(0);
+        qc.recv_timeout = Some(Duration::from_millis(50));
+        let mut queue = Queue::open(qc).expect("queue");
+        let stop = queue.stop_handle();
+        let shared = Arc::new(WorkerShared::new(0));
+        let watchdog = Watchdog::spawn(
+            vec![Watched {
+                shared: Arc::clone(&shared),
+                sender: queue.verdict_sender().expect("sender"),
+            }],
+            hung,
+            deadline,
+        )
+        .expect("watchdog");
+        let worker_shared = Arc::clone(&shared);
+        let worker = std::thread::spawn(move || {
+            let mut handler = handler;
+            let options = WorkerOptions {
+                internal_error,
+                ..WorkerOptions::default()
+            };
+            run_worker(
+                &mut queue,
+                &mut handler,
+                &worker_shared,
+                &Clock::new(),
+                &options,
+            )
+        });
+        let rx = udp_receiver(port);
+        // Quiet for longer than the watchdog needs (deadline 150 ms + a tick).
+        rx.set_read_timeout(Some(Duration::from_millis(700)))
+            .expect("timeout");
+        udp_send(port, 0..5);
+        let seen = udp_drain(&rx);
+        // Let a stalled handler finish before stopping.
+        let end = Instant::now() + DEADLINE;
+        while shared.busy.load(Ordering::Acquire) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.stop();
+        worker
+            .join()
+            .expect("worker thread")
+            .expect("worker result");
+        watchdog.stop();
+        InProcess { shared, seen }
+    })
+}
+
+fn count(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+#[test]
+fn hung_worker_fail_open_accepts_what_it_holds_and_counts_it() {
+    skip_unless_live!("hung_worker_fail_open");
+    let _serial = serial();
+    let stall = Duration::from_millis(1500);
+    let handler = Misbehaving {
+        stall,
+        stalled: false,
+        panic_on: None,
+    };
+    let started = Instant::now();
+    let r = run_in_process(
+        handler,
+        5700,
+        (HungPosture::FailOpen, Duration::from_millis(150)),
+        Posture::FailClosed,
+    );
+    assert_eq!(
+        r.seen,
+        (0..5).collect(),
+        "the watchdog accepted the waiting packets"
+    );
+    assert!(started.elapsed() >= stall, "the handler really stalled");
+    assert_eq!(count(&r.shared.hung_episodes), 1);
+    assert_eq!(
+        count(&r.shared.hung_accepted),
+        5,
+        "every waiting packet counted"
+    );
+}
+
+#[test]
+fn hung_worker_fail_closed_drops_what_it_holds() {
+    skip_unless_live!("hung_worker_fail_closed");
+    let _serial = serial();
+    let handler = Misbehaving {
+        stall: Duration::from_millis(1000),
+        stalled: false,
+        panic_on: None,
+    };
+    let r = run_in_process(
+        handler,
+        5701,
+        (HungPosture::FailClosed, Duration::from_millis(150)),
+        Posture::FailClosed,
+    );
+    assert!(r.seen.is_empty(), "dropped by the watchdog: {:?}", r.seen);
+    assert_eq!(count(&r.shared.hung_episodes), 1);
+    assert_eq!(count(&r.shared.hung_dropped), 5);
+    assert_eq!(count(&r.shared.hung_accepted), 0);
+}
+
+#[test]
+fn internal_errors_get_the_configured_posture_and_are_counted() {
+    skip_unless_live!("internal_errors");
+    let _serial = serial();
+    let closed = run_in_process(
+        Misbehaving {
+            stall: Duration::ZERO,
+            stalled: false,
+            panic_on: Some(2),
+        },
+        5702,
+        // A deadline no contained panic comes near, even on a loaded machine.
+        (HungPosture::FailClosed, DEADLINE),
+        Posture::FailClosed,
+    );
+    assert_eq!(closed.seen, BTreeSet::from([0, 1, 3, 4]));
+    assert_eq!(count(&closed.shared.internal_errors), 1);
+    assert_eq!(count(&closed.shared.internal_fail_open), 0);
+    let open = run_in_process(
+        Misbehaving {
+            stall: Duration::ZERO,
+            stalled: false,
+            panic_on: Some(2),
+        },
+        5703,
+        (HungPosture::FailClosed, DEADLINE),
+        Posture::FailOpen,
+    );
+    assert_eq!(open.seen, (0..5).collect());
+    assert_eq!(count(&open.shared.internal_errors), 1);
+    assert_eq!(
+        count(&open.shared.internal_fail_open),
+        1,
+        "the fail-open event is counted"
+    );
+}
