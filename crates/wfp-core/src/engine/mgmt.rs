@@ -716,7 +716,9 @@ impl Transaction<'_> {
                         *slot = Arc::new(m.build_layer(*layer, generation));
                     }
                 }
-                engine.snapshot.store(Arc::new(Snapshot::new(layers, current.epoch + 1)));
+                engine
+                    .snapshot
+                    .store(Arc::new(Snapshot::new(layers, current.epoch + 1)));
             }
             drop(m);
         }

@@ -135,7 +135,11 @@ impl Snapshot {
             .enumerate()
             .filter(|(i, l)| *i < 128 && !l.sublayers.is_empty())
             .fold(0u128, |m, (i, _)| m | (1u128 << i));
-        Self { layers, nonempty, epoch }
+        Self {
+            layers,
+            nonempty,
+            epoch,
+        }
     }
 }
 
@@ -217,7 +221,10 @@ impl Engine {
     /// [`Engine::layer_generation`] when the epoch moved.
     pub fn policy_summary(&self) -> PolicySummary {
         let s = self.snapshot.load();
-        PolicySummary { nonempty_layers: s.nonempty, epoch: s.epoch }
+        PolicySummary {
+            nonempty_layers: s.nonempty,
+            epoch: s.epoch,
+        }
     }
 
     /// A counter that changes whenever the filters at `layer` change (the shims use it to
