@@ -280,7 +280,7 @@ impl Engine {
                     continue;
                 }
                 let before = (st.action, st.write);
-                let eval = self.evaluate(f, &st, &registry, &incoming, meta, layer_data, flow);
+                let eval = self.evaluate(f, &st, registry, &incoming, meta, layer_data, flow);
                 // A PERMIT/BLOCK ends the sublayer even when a hard decision ignores it (§7.3, §7.5).
                 let ends_sublayer = !matches!(eval, Eval::Continue(_));
                 let stream_stop = matches!(eval, Eval::Stream(_));

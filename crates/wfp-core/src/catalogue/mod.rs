@@ -91,7 +91,7 @@ impl LayerDef {
             .get_or_init(|| {
                 tables::LAYERS
                     .iter()
-                    .map(LayerDef::compute_flow_capable)
+                    .map(Self::compute_flow_capable)
                     .collect()
             })
             .get(usize::from(self.id))
