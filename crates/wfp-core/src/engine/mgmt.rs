@@ -124,6 +124,28 @@ impl Mgmt {
         m
     }
 
+    /// The provider an object references must exist, and a persistent object may only reference a
+    /// persistent provider (§11.3 FWP_E_LIFETIME_MISMATCH).
+    fn check_provider(
+        &self,
+        provider: Option<Guid>,
+        persistent: bool,
+        kind: &'static str,
+    ) -> Result<(), FwpError> {
+        let Some(p) = provider else { return Ok(()) };
+        let prov = self
+            .providers
+            .get(&p)
+            .ok_or_else(|| FwpError::ProviderNotFound(p.to_string()))?;
+        if persistent && prov.spec.flags & PROVIDER_FLAG_PERSISTENT == 0 {
+            return Err(FwpError::LifetimeMismatch {
+                kind,
+                target: format!("provider {}", prov.spec.name),
+            });
+        }
+        Ok(())
+    }
+
     fn build_layer(&self, layer: LayerId, generation: u64) -> LayerView {
         let mut groups: BTreeMap<Guid, Vec<Arc<RtFilter>>> = BTreeMap::new();
         if let Some(ids) = self.by_layer.get(usize::from(layer.0)) {
@@ -367,20 +389,11 @@ impl Transaction<'_> {
                 key: spec.key,
             });
         }
-        if let Some(p) = spec.provider {
-            let prov = m
-                .providers
-                .get(&p)
-                .ok_or_else(|| FwpError::ProviderNotFound(p.to_string()))?;
-            if spec.flags & SUBLAYER_FLAG_PERSISTENT != 0
-                && prov.spec.flags & PROVIDER_FLAG_PERSISTENT == 0
-            {
-                return Err(FwpError::LifetimeMismatch {
-                    kind: "sublayer",
-                    target: format!("provider {p}"),
-                });
-            }
-        }
+        m.check_provider(
+            spec.provider,
+            spec.flags & SUBLAYER_FLAG_PERSISTENT != 0,
+            "sublayer",
+        )?;
         let order = m.next_order;
         m.next_order += 1;
         let key = spec.key;
@@ -415,20 +428,11 @@ impl Transaction<'_> {
                 key: spec.key,
             });
         }
-        if let Some(p) = spec.provider {
-            let prov = m
-                .providers
-                .get(&p)
-                .ok_or_else(|| FwpError::ProviderNotFound(p.to_string()))?;
-            if spec.flags & CALLOUT_FLAG_PERSISTENT != 0
-                && prov.spec.flags & PROVIDER_FLAG_PERSISTENT == 0
-            {
-                return Err(FwpError::LifetimeMismatch {
-                    kind: "callout",
-                    target: format!("provider {p}"),
-                });
-            }
-        }
+        m.check_provider(
+            spec.provider,
+            spec.flags & CALLOUT_FLAG_PERSISTENT != 0,
+            "callout",
+        )?;
         m.next_order += 1;
         spec.flags &= !CALLOUT_FLAG_REGISTERED;
         let id = engine.registry.id_for_key(spec.key);
@@ -498,18 +502,7 @@ impl Transaction<'_> {
                 target: format!("sublayer {}", sublayer.spec.name),
             });
         }
-        if let Some(p) = spec.provider {
-            let prov = m
-                .providers
-                .get(&p)
-                .ok_or_else(|| FwpError::ProviderNotFound(p.to_string()))?;
-            if persistent && prov.spec.flags & PROVIDER_FLAG_PERSISTENT == 0 {
-                return Err(FwpError::LifetimeMismatch {
-                    kind: "filter",
-                    target: format!("provider {}", prov.spec.name),
-                });
-            }
-        }
+        m.check_provider(spec.provider, persistent, "filter")?;
         let (callout_id, callout_key) = if spec.action.is_callout() {
             let key = spec
                 .callout
