@@ -272,13 +272,14 @@ impl Engine {
             .filter(|_| catalogue::layer(layer).is_some_and(|l| l.is_flow_capable()));
         let incoming = IncomingValues { layer, values };
         'sublayers: for sub in &view.sublayers {
-            for f in &sub.filters {
-                if !f.conditions.matches(values) {
-                    if let Some(t) = trace.as_deref_mut() {
-                        t.not_matched += 1;
-                    }
-                    continue;
+            // The index yields exactly the filters a linear scan would match, in order.
+            let mut from = 0;
+            while let Some(i) = sub.index.next_match(&sub.filters, values, from) {
+                if let Some(t) = trace.as_deref_mut() {
+                    t.not_matched += i - from;
                 }
+                from = i + 1;
+                let Some(f) = sub.filters.get(i) else { break };
                 let before = (st.action, st.write);
                 let eval = self.evaluate(f, &st, registry, &incoming, meta, layer_data, flow);
                 // A PERMIT/BLOCK ends the sublayer even when a hard decision ignores it (§7.3, §7.5).
@@ -305,6 +306,9 @@ impl Engine {
                 if ends_sublayer {
                     continue 'sublayers;
                 }
+            }
+            if let Some(t) = trace.as_deref_mut() {
+                t.not_matched += sub.filters.len().saturating_sub(from);
             }
         }
         finish(st)
@@ -442,8 +446,14 @@ impl Engine {
         };
         view.sublayers
             .iter()
-            .flat_map(|s| s.filters.iter())
-            .filter(|f| f.conditions.matches(values))
+            .flat_map(|s| {
+                let mut from = 0;
+                std::iter::from_fn(move || {
+                    let i = s.index.next_match(&s.filters, values, from)?;
+                    from = i + 1;
+                    s.filters.get(i)
+                })
+            })
             .cloned()
             .collect()
     }

@@ -25,6 +25,8 @@
 //! - [`filter`] — management object specs, weights, the run-time filter.
 //! - [`engine`] — the engine: transactions, snapshots, callout registry, flow contexts, net events.
 //! - [`classify`] — arbitration and the decision trace.
+//! - `index` — the per-sublayer filter index (tuple-space search with pruning) classify uses to
+//!   find the next matching filter without scanning; equal to a linear scan by contract.
 //! - [`callout`] — the callout trait and classify-time structures.
 //! - [`manual`] — design notes: semantics decisions and where WFP's docs are silent.
 
@@ -38,7 +40,8 @@ pub mod constants;
 pub mod engine;
 pub mod filter;
 pub mod guid;
-pub(crate) mod index;
+#[doc(hidden)]
+pub mod index;
 pub mod manual;
 pub mod security;
 pub mod status;

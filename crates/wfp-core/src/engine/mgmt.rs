@@ -161,6 +161,10 @@ impl Mgmt {
                 let s = self.sublayers.get(&key)?;
                 // §7.3 + brief decision 2: weight descending, then lower filter id first.
                 filters.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.filter_id.cmp(&b.filter_id)));
+                let index = match catalogue::layer(layer) {
+                    Some(def) => crate::index::SublayerIndex::build(def, &filters),
+                    None => crate::index::SublayerIndex::scan(),
+                };
                 Some((
                     s.order,
                     SublayerView {
@@ -168,6 +172,7 @@ impl Mgmt {
                         name: s.spec.name.as_str().into(),
                         weight: s.spec.weight,
                         filters,
+                        index,
                     },
                 ))
             })

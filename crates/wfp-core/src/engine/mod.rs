@@ -109,6 +109,8 @@ pub(crate) struct SublayerView {
     pub(crate) name: Arc<str>,
     pub(crate) weight: u16,
     pub(crate) filters: Vec<Arc<RtFilter>>,
+    /// Finds the next matching filter without scanning them all (built at commit).
+    pub(crate) index: crate::index::SublayerIndex,
 }
 
 /// One layer's policy: the sublayers holding filters, in evaluation order.

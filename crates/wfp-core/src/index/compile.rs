@@ -1,0 +1,474 @@
+//! Compiles filter conditions into exact boxes over the index dimensions.
+//!
+//! A *dimension* is one 64-bit (or narrower) slice of an incoming value: an integer field is one
+//! dimension, an IPv6 address (`FWP_BYTE_ARRAY16_TYPE`) is two (high and low 64 bits). A condition
+//! group (a run of same-field conditions, OR-ed) is *indexable* when every condition in it matches
+//! exactly a union of intervals of that field's values — and never a value of another type, nor
+//! FWP_EMPTY. Such a group becomes a set of boxes; every other group stays *residual* and is checked
+//! afterwards by the real matcher ([`crate::condition::ConditionSet::matches`]).
+//!
+//! Invariant (what makes the index exact): for a compiled filter `f` and any incoming values `v`,
+//! `f.conditions().matches(v)` ⇔ ∃ box `b` of `f`: every required dimension of `v` is present and
+//! inside `b`, and (when `f` has residual groups) the full matcher accepts `v`.
+
+use std::collections::BTreeMap;
+
+use crate::catalogue::LayerDef;
+use crate::condition::{Condition, MatchType};
+use crate::filter::RtFilter;
+use crate::value::{ConditionValue, DataType, Value};
+
+/// At most this many dimensions are indexed per sublayer (an IPv6 address takes two).
+pub(super) const MAX_DIMS: usize = 8;
+
+/// At most this many boxes per filter; beyond it the widest OR groups become residual.
+const MAX_BOXES_PER_FILTER: usize = 16;
+
+/// How a field's values map to ordered unsigned keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FieldKind {
+    U8,
+    U16,
+    U32,
+    U64,
+    I8,
+    I16,
+    I32,
+    I64,
+    Mac,
+    V6,
+}
+
+impl FieldKind {
+    /// The kinds the index can key on; other types (strings, blobs, tokens, floats) are residual.
+    pub(super) fn of(t: DataType) -> Option<Self> {
+        Some(match t {
+            DataType::Uint8 => Self::U8,
+            DataType::Uint16 => Self::U16,
+            DataType::Uint32 => Self::U32,
+            DataType::Uint64 => Self::U64,
+            DataType::Int8 => Self::I8,
+            DataType::Int16 => Self::I16,
+            DataType::Int32 => Self::I32,
+            DataType::Int64 => Self::I64,
+            DataType::ByteArray6 => Self::Mac,
+            DataType::ByteArray16 => Self::V6,
+            _ => return None,
+        })
+    }
+
+    /// Bits of the whole key.
+    fn width(self) -> u32 {
+        match self {
+            Self::U8 | Self::I8 => 8,
+            Self::U16 | Self::I16 => 16,
+            Self::U32 | Self::I32 => 32,
+            Self::U64 | Self::I64 => 64,
+            Self::Mac => 48,
+            Self::V6 => 128,
+        }
+    }
+
+    fn max(self) -> u128 {
+        match self.width() {
+            128 => u128::MAX,
+            w => (1u128 << w) - 1,
+        }
+    }
+
+    fn dims(self) -> usize {
+        if self == Self::V6 {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// The order-preserving key of `v`, only when `v` has exactly this kind's type (WFP never
+    /// converts between types, so a value of any other type matches no indexable condition).
+    pub(super) fn key(self, v: &Value) -> Option<u128> {
+        Some(match (self, v) {
+            (Self::U8, Value::Uint8(x)) => u128::from(*x),
+            (Self::U16, Value::Uint16(x)) => u128::from(*x),
+            (Self::U32, Value::Uint32(x)) => u128::from(*x),
+            (Self::U64, Value::Uint64(x)) => u128::from(*x),
+            (Self::I8, Value::Int8(x)) => u128::from(x.to_ne_bytes()[0] ^ 0x80),
+            (Self::I16, Value::Int16(x)) => {
+                u128::from(u16::from_ne_bytes(x.to_ne_bytes()) ^ 0x8000)
+            }
+            (Self::I32, Value::Int32(x)) => {
+                u128::from(u32::from_ne_bytes(x.to_ne_bytes()) ^ 0x8000_0000)
+            }
+            (Self::I64, Value::Int64(x)) => {
+                u128::from(u64::from_ne_bytes(x.to_ne_bytes()) ^ 0x8000_0000_0000_0000)
+            }
+            (Self::Mac, Value::ByteArray6(m)) => {
+                m.iter().fold(0u128, |a, b| (a << 8) | u128::from(*b))
+            }
+            (Self::V6, Value::ByteArray16(b)) => u128::from_be_bytes(*b),
+            _ => return None,
+        })
+    }
+}
+
+/// Which part of a field a dimension reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Part {
+    Whole,
+    High,
+    Low,
+}
+
+/// One indexed dimension.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Dim {
+    /// Index into the incoming values.
+    pub(super) field: usize,
+    pub(super) kind: FieldKind,
+    pub(super) part: Part,
+    /// Bits of this dimension's key (≤ 64).
+    pub(super) width: u32,
+}
+
+impl Dim {
+    /// This dimension's key for the incoming values; `None` when the value is missing or of
+    /// another type (FWP_EMPTY included).
+    #[inline]
+    pub(super) fn extract(&self, values: &[Value]) -> Option<u64> {
+        let v = values.get(self.field)?;
+        // The common cases first, without going through u128.
+        match (self.kind, v) {
+            (FieldKind::U32, Value::Uint32(x)) => return Some(u64::from(*x)),
+            (FieldKind::U16, Value::Uint16(x)) => return Some(u64::from(*x)),
+            (FieldKind::U8, Value::Uint8(x)) => return Some(u64::from(*x)),
+            (FieldKind::U64, Value::Uint64(x)) => return Some(*x),
+            _ => {}
+        }
+        let k = self.kind.key(v)?;
+        Some(split(k, self.part))
+    }
+
+    /// The largest key of this dimension.
+    pub(super) fn max(&self) -> u64 {
+        if self.width >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.width) - 1
+        }
+    }
+}
+
+fn split(k: u128, part: Part) -> u64 {
+    let [hi, lo] = [(k >> 64) as u64, k as u64];
+    match part {
+        Part::Whole | Part::Low => lo,
+        Part::High => hi,
+    }
+}
+
+/// Picks the dimensions for a sublayer: the fields most often constrained by an indexable group,
+/// until [`MAX_DIMS`] dimensions are used.
+pub(super) fn choose_dims(layer: &LayerDef, filters: &[std::sync::Arc<RtFilter>]) -> Vec<Dim> {
+    let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+    for f in filters {
+        let conds = f.conditions().conditions();
+        let mut seen: Vec<usize> = Vec::new();
+        for g in groups(conds) {
+            let Some(first) = g.first() else { continue };
+            let field = usize::from(first.field_index);
+            if seen.contains(&field) {
+                continue;
+            }
+            let Some(kind) = layer
+                .fields
+                .get(field)
+                .and_then(|fd| FieldKind::of(fd.data_type))
+            else {
+                continue;
+            };
+            if g.iter().all(|c| intervals(c, kind).is_some()) {
+                seen.push(field);
+                *counts.entry(field).or_default() += 1;
+            }
+        }
+    }
+    let mut ranked: Vec<(usize, usize)> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut dims = Vec::new();
+    for (field, _) in ranked {
+        let Some(kind) = layer
+            .fields
+            .get(field)
+            .and_then(|fd| FieldKind::of(fd.data_type))
+        else {
+            continue;
+        };
+        if dims.len() + kind.dims() > MAX_DIMS {
+            continue;
+        }
+        if kind == FieldKind::V6 {
+            for part in [Part::High, Part::Low] {
+                dims.push(Dim {
+                    field,
+                    kind,
+                    part,
+                    width: 64,
+                });
+            }
+        } else {
+            dims.push(Dim {
+                field,
+                kind,
+                part: Part::Whole,
+                width: kind.width(),
+            });
+        }
+    }
+    dims
+}
+
+/// A filter reduced to boxes over the dimensions.
+#[derive(Debug)]
+pub(super) struct Compiled {
+    /// Inclusive `[lo, hi]` per dimension, `dims.len()` pairs per box; empty when the filter can
+    /// never match.
+    pub(super) boxes: Vec<(u64, u64)>,
+    /// Dimensions whose incoming value must be present (of the field's type).
+    pub(super) required: u16,
+    /// Some group is residual: candidates must be confirmed by the full matcher.
+    pub(super) verify: bool,
+}
+
+/// One constrained field's boxes over its one or two dimensions.
+type FieldBoxes = Vec<[(u64, u64); 2]>;
+
+/// Compiles one filter's conditions against `dims`.
+pub(super) fn compile(dims: &[Dim], conditions: &[Condition]) -> Compiled {
+    let mut verify = false;
+    // Per constrained field: its first dimension and its boxes over its 1 or 2 dimensions.
+    let mut fields: Vec<(usize, FieldBoxes)> = Vec::new();
+    let mut done: Vec<usize> = Vec::new();
+    for g in groups(conditions) {
+        let Some(first) = g.first() else { continue };
+        let field = usize::from(first.field_index);
+        let Some(d0) = dims.iter().position(|d| d.field == field) else {
+            verify = true;
+            continue;
+        };
+        if done.contains(&field) {
+            // A second group on the same field (non-consecutive conditions): AND-ed, residual.
+            verify = true;
+            continue;
+        }
+        let kind = dims.get(d0).map_or(FieldKind::U8, |d| d.kind);
+        let mut set: Vec<(u128, u128)> = Vec::new();
+        let mut indexable = true;
+        for c in g {
+            match intervals(c, kind) {
+                Some(iv) => set.extend(iv),
+                None => {
+                    indexable = false;
+                    break;
+                }
+            }
+        }
+        if !indexable {
+            verify = true;
+            continue;
+        }
+        done.push(field);
+        let set = merge(set);
+        let boxes: FieldBoxes = if kind == FieldKind::V6 {
+            set.iter().flat_map(|&(lo, hi)| v6_boxes(lo, hi)).collect()
+        } else {
+            set.iter()
+                .map(|&(lo, hi)| [(lo as u64, hi as u64), (0, 0)])
+                .collect()
+        };
+        if boxes.is_empty() {
+            // An indexable group that no value satisfies: the filter never matches.
+            return Compiled {
+                boxes: Vec::new(),
+                required: 0,
+                verify: false,
+            };
+        }
+        fields.push((d0, boxes));
+    }
+    // Bound the cross product: the widest OR groups become residual.
+    loop {
+        let product = fields
+            .iter()
+            .try_fold(1usize, |acc, (_, b)| acc.checked_mul(b.len()))
+            .unwrap_or(usize::MAX);
+        if product <= MAX_BOXES_PER_FILTER {
+            break;
+        }
+        let widest = fields
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, (_, b))| b.len())
+            .map(|(i, _)| i);
+        match widest {
+            Some(i) => {
+                fields.swap_remove(i);
+                verify = true;
+            }
+            None => break,
+        }
+    }
+    let mut full = [(0u64, 0u64); MAX_DIMS];
+    for (slot, d) in full.iter_mut().zip(dims) {
+        *slot = (0, d.max());
+    }
+    let mut boxes = vec![full];
+    let mut required = 0u16;
+    for (d0, fboxes) in &fields {
+        let n = dims.get(*d0).map_or(1, |d| d.kind.dims());
+        for k in 0..n {
+            required |= 1 << (d0 + k);
+        }
+        let mut next = Vec::with_capacity(boxes.len() * fboxes.len());
+        for b in &boxes {
+            for fb in fboxes {
+                let mut nb = *b;
+                for (k, iv) in fb.iter().take(n).enumerate() {
+                    if let Some(slot) = nb.get_mut(d0 + k) {
+                        *slot = *iv;
+                    }
+                }
+                next.push(nb);
+            }
+        }
+        boxes = next;
+    }
+    Compiled {
+        boxes: boxes
+            .iter()
+            .flat_map(|b| b.iter().take(dims.len()).copied())
+            .collect(),
+        required,
+        verify,
+    }
+}
+
+/// The groups of a condition list: runs of consecutive conditions on the same field (the same
+/// rule as [`crate::condition::ConditionSet::new`]).
+pub(super) fn groups(conditions: &[Condition]) -> impl Iterator<Item = &[Condition]> {
+    conditions.chunk_by(|a, b| a.field_index == b.field_index)
+}
+
+/// The exact set of `kind`-typed keys a condition accepts, as inclusive intervals; `None` when the
+/// condition is not exactly an interval set over typed values (it then stays residual).
+fn intervals(c: &Condition, kind: FieldKind) -> Option<Vec<(u128, u128)>> {
+    let max = kind.max();
+    let complement = |lo: u128, hi: u128| -> Vec<(u128, u128)> {
+        let mut out = Vec::with_capacity(2);
+        if lo > 0 {
+            out.push((0, lo - 1));
+        }
+        if hi < max {
+            out.push((hi + 1, max));
+        }
+        out
+    };
+    match &c.value {
+        ConditionValue::Value(v) => {
+            let k = kind.key(v)?;
+            Some(match c.match_type {
+                MatchType::Equal => vec![(k, k)],
+                MatchType::NotEqual => complement(k, k),
+                MatchType::Greater => {
+                    if k < max {
+                        vec![(k + 1, max)]
+                    } else {
+                        Vec::new()
+                    }
+                }
+                MatchType::GreaterOrEqual => vec![(k, max)],
+                MatchType::Less => {
+                    if k > 0 {
+                        vec![(0, k - 1)]
+                    } else {
+                        Vec::new()
+                    }
+                }
+                MatchType::LessOrEqual => vec![(0, k)],
+                _ => return None,
+            })
+        }
+        ConditionValue::Range(lo, hi) => {
+            if c.match_type != MatchType::Range {
+                return None;
+            }
+            let (lo, hi) = (kind.key(lo)?, kind.key(hi)?);
+            Some(if lo <= hi { vec![(lo, hi)] } else { Vec::new() })
+        }
+        ConditionValue::V4AddrMask { addr, mask } => {
+            if kind != FieldKind::U32 || mask.leading_ones() + mask.trailing_zeros() != 32 {
+                return None;
+            }
+            let lo = u128::from(addr & mask);
+            let hi = u128::from((addr & mask) | !mask);
+            Some(match c.match_type {
+                MatchType::NotEqual => complement(lo, hi),
+                _ => vec![(lo, hi)],
+            })
+        }
+        ConditionValue::V6AddrMask { addr, prefix_len } => {
+            if kind != FieldKind::V6 {
+                return None;
+            }
+            let len = u32::from((*prefix_len).min(128));
+            let host = u128::MAX.checked_shr(len).unwrap_or(0);
+            let a = u128::from_be_bytes(*addr);
+            let (lo, hi) = (a & !host, a | host);
+            Some(match c.match_type {
+                MatchType::NotEqual => complement(lo, hi),
+                _ => vec![(lo, hi)],
+            })
+        }
+    }
+}
+
+/// Sorted, disjoint, non-adjacent intervals.
+fn merge(mut set: Vec<(u128, u128)>) -> Vec<(u128, u128)> {
+    set.sort_unstable();
+    let mut out: Vec<(u128, u128)> = Vec::with_capacity(set.len());
+    for (lo, hi) in set {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
+/// A 128-bit interval as at most three boxes over (high 64 bits, low 64 bits).
+fn v6_boxes(lo: u128, hi: u128) -> Vec<[(u64, u64); 2]> {
+    let (lh, ll) = ((lo >> 64) as u64, lo as u64);
+    let (hh, hl) = ((hi >> 64) as u64, hi as u64);
+    if lh == hh {
+        return vec![[(lh, lh), (ll, hl)]];
+    }
+    let mut out = Vec::with_capacity(3);
+    if ll == 0 {
+        // The first high value is covered completely: fold it into the middle run.
+        if hl == u64::MAX {
+            return vec![[(lh, hh), (0, u64::MAX)]];
+        }
+        out.push([(lh, hh - 1), (0, u64::MAX)]);
+        out.push([(hh, hh), (0, hl)]);
+        return out;
+    }
+    out.push([(lh, lh), (ll, u64::MAX)]);
+    if hl == u64::MAX {
+        out.push([(lh + 1, hh), (0, u64::MAX)]);
+        return out;
+    }
+    if lh + 1 < hh {
+        out.push([(lh + 1, hh - 1), (0, u64::MAX)]);
+    }
+    out.push([(hh, hh), (0, hl)]);
+    out
+}

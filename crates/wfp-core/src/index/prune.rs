@@ -1,0 +1,184 @@
+//! Per-dimension table pruning: which tuple tables can hold a box containing a given key.
+//!
+//! For one dimension, the leading (at most 16) bits of a key form its *block*. The map gives, for
+//! every block, the set of tables (a bitset, one bit per table) holding at least one box that
+//! reaches into the block — a superset of the tables that can match, so AND-ing the sets of all
+//! dimensions never loses a match. The blocks are resolved through a 256-entry top array whose
+//! entries are a set id for uniform runs, or point to a leaf of per-block set ids.
+
+use std::collections::HashMap;
+
+use super::compile::Dim;
+
+/// Keys are pruned on at most this many leading bits.
+const PRUNE_BITS: u32 = 16;
+
+/// A top-array entry pointing to a leaf (otherwise it is a set id).
+const LEAF: u32 = 1 << 31;
+
+/// The pruning map of one dimension.
+#[derive(Debug)]
+pub(super) struct Prune {
+    /// The dimension.
+    pub(super) dim: usize,
+    /// Block of a key: `key >> shift`.
+    shift: u32,
+    /// Bits of the block resolved by a leaf (0: `top` is indexed by the whole block).
+    leaf_bits: u32,
+    /// `LEAF | leaf number`, or a set id.
+    top: Vec<u32>,
+    /// Leaves, `1 << leaf_bits` set ids each.
+    leaves: Vec<u16>,
+    /// The set for an absent value: tables with a box that does not require this dimension.
+    absent: u16,
+    /// Table sets, `words` words each.
+    sets: Vec<u64>,
+    words: usize,
+}
+
+impl Prune {
+    /// The tables that may hold a box containing `key` (`None`: the value is absent).
+    #[inline]
+    pub(super) fn tables(&self, key: Option<u64>) -> &[u64] {
+        let id = self.set_id(key);
+        let start = usize::from(id) * self.words;
+        self.sets.get(start..start + self.words).unwrap_or(&[])
+    }
+
+    #[inline]
+    fn set_id(&self, key: Option<u64>) -> u16 {
+        let Some(k) = key else {
+            return self.absent;
+        };
+        let block = usize::try_from(k >> self.shift).unwrap_or(0);
+        let top = self
+            .top
+            .get(block >> self.leaf_bits)
+            .copied()
+            .unwrap_or(u32::from(self.absent));
+        if top & LEAF == 0 {
+            return top as u16;
+        }
+        let leaf = (top & !LEAF) as usize;
+        self.leaves
+            .get((leaf << self.leaf_bits) | (block & ((1 << self.leaf_bits) - 1)))
+            .copied()
+            .unwrap_or(self.absent)
+    }
+
+    /// Approximate heap bytes.
+    pub(super) fn bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.top.capacity() * 4
+            + self.leaves.capacity() * 2
+            + self.sets.capacity() * 8
+    }
+
+    /// The map of dimension `d` for `boxes` — (table, whether the box requires the dimension,
+    /// `lo`, `hi`) — over `tables` tables, `words` words per set: a sweep over the boxes' block
+    /// ranges. `None` when it would prune nothing (every block and absence allow every table), or
+    /// would need more than 2^16 distinct sets.
+    pub(super) fn build(
+        d: usize,
+        dim: &Dim,
+        boxes: impl Iterator<Item = (u32, bool, u64, u64)>,
+        tables: usize,
+        words: usize,
+    ) -> Option<Self> {
+        let bits = dim.width.min(PRUNE_BITS);
+        let shift = dim.width - bits;
+        let blocks = 1usize << bits;
+        // Events: (block, table, +1 at the first block / -1 past the last).
+        let mut events: Vec<(u32, u32, i32)> = Vec::new();
+        let mut absent = vec![0u64; words];
+        for (t, required, lo, hi) in boxes {
+            if !required {
+                *absent.get_mut(t as usize / 64)? |= 1 << (t % 64);
+            }
+            let b0 = u32::try_from(lo >> shift).ok()?;
+            let b1 = u32::try_from(hi >> shift).ok()?;
+            events.push((b0, t, 1));
+            events.push((b1 + 1, t, -1));
+        }
+        events.sort_unstable();
+        let mut sets = Vec::new();
+        let mut set_ids = HashMap::new();
+        let mut counts = vec![0i32; tables];
+        let mut current = vec![0u64; words];
+        let mut flat = vec![0u16; blocks];
+        let mut at = 0usize;
+        let mut e = 0usize;
+        while at < blocks {
+            while let Some(&(b, t, delta)) = events.get(e) {
+                if b as usize > at {
+                    break;
+                }
+                let t = t as usize;
+                let c = counts.get_mut(t)?;
+                *c += delta;
+                let word = current.get_mut(t / 64)?;
+                if *c > 0 {
+                    *word |= 1 << (t % 64);
+                } else {
+                    *word &= !(1 << (t % 64));
+                }
+                e += 1;
+            }
+            let next = events
+                .get(e)
+                .map_or(blocks, |&(b, _, _)| (b as usize).min(blocks));
+            let id = intern(&current, &mut sets, &mut set_ids, words)?;
+            flat.get_mut(at..next)?.fill(id);
+            at = next;
+        }
+        let absent = intern(&absent, &mut sets, &mut set_ids, words)?;
+        let full = |id: u16| {
+            let start = usize::from(id) * words;
+            sets.get(start..start + words).is_some_and(|set| {
+                (0..tables).all(|t| set.get(t / 64).is_some_and(|w| w & (1 << (t % 64)) != 0))
+            })
+        };
+        if flat.iter().all(|&id| id == absent) && full(absent) {
+            return None;
+        }
+        // Compress: a 256-entry top array; uniform runs need no leaf.
+        let leaf_bits = bits.saturating_sub(8);
+        let (mut top, mut leaves) = (Vec::new(), Vec::new());
+        for chunk in flat.chunks(1 << leaf_bits) {
+            let first = chunk.first().copied().unwrap_or(absent);
+            if chunk.iter().all(|&id| id == first) {
+                top.push(u32::from(first));
+            } else {
+                let n = u32::try_from(leaves.len() >> leaf_bits).ok()?;
+                top.push(LEAF | n);
+                leaves.extend_from_slice(chunk);
+            }
+        }
+        Some(Self {
+            dim: d,
+            shift,
+            leaf_bits,
+            top,
+            leaves,
+            absent,
+            sets,
+            words,
+        })
+    }
+}
+
+/// Interns a table set, returning its id (`None` past `u16` ids).
+fn intern(
+    set: &[u64],
+    sets: &mut Vec<u64>,
+    ids: &mut HashMap<Vec<u64>, u16>,
+    words: usize,
+) -> Option<u16> {
+    if let Some(&id) = ids.get(set) {
+        return Some(id);
+    }
+    let id = u16::try_from(sets.len() / words).ok()?;
+    sets.extend_from_slice(set);
+    ids.insert(set.to_vec(), id);
+    Some(id)
+}

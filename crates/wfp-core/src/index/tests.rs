@@ -1,0 +1,760 @@
+//! Equivalence of the index with the linear scan.
+
+use std::net::Ipv6Addr;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::bench_support::{classbench, sublayer_filters};
+use super::compile::{self, FieldKind};
+use super::tuple::Params;
+use super::{scan, SublayerIndex};
+use crate::catalogue::{self, layer_by_name, ConditionId, LayerDef};
+use crate::condition::{Condition, ConditionSet, MatchType};
+use crate::constants::ActionType;
+use crate::engine::Engine;
+use crate::filter::{FilterSpec, RtFilter};
+use crate::value::{ConditionValue, Value};
+
+// ----- helpers ------------------------------------------------------------------------------
+
+fn layer(name: &str) -> &'static LayerDef {
+    layer_by_name(name).expect("layer exists")
+}
+
+/// A run-time filter made by the engine, to clone with other conditions.
+fn template() -> RtFilter {
+    let engine = Engine::default();
+    engine
+        .add_filter(FilterSpec::new(
+            "template",
+            catalogue::layers::INBOUND_TRANSPORT_V4,
+            ActionType::PERMIT,
+        ))
+        .expect("add template filter");
+    let f = engine.filters().into_iter().next().expect("one filter");
+    (*f).clone()
+}
+
+fn filters_from(template: &RtFilter, policy: Vec<Vec<Condition>>) -> Vec<Arc<RtFilter>> {
+    policy
+        .into_iter()
+        .map(|conds| {
+            let mut f = template.clone();
+            f.conditions = ConditionSet::new(conds);
+            Arc::new(f)
+        })
+        .collect()
+}
+
+fn all_matches(index: &SublayerIndex, filters: &[Arc<RtFilter>], values: &[Value]) -> Vec<usize> {
+    index.matches(filters, values).collect()
+}
+
+fn scan_all(filters: &[Arc<RtFilter>], values: &[Value]) -> Vec<usize> {
+    (0..filters.len())
+        .filter(|&i| filters[i].conditions().matches(values))
+        .collect()
+}
+
+const PARAMS: [Params; 4] = [
+    Params {
+        tuple_step: 1,
+        max_tables: 256,
+    },
+    Params {
+        tuple_step: 4,
+        max_tables: 1024,
+    },
+    Params {
+        tuple_step: 1,
+        max_tables: 3,
+    },
+    Params {
+        tuple_step: 1,
+        max_tables: 1,
+    },
+];
+
+/// Checks every parameter set, lazily and from arbitrary start positions, against the scan.
+fn check_equivalent(
+    layer: &LayerDef,
+    filters: &[Arc<RtFilter>],
+    inputs: &[Vec<Value>],
+) -> Result<(), TestCaseError> {
+    for params in PARAMS {
+        let index = SublayerIndex::build_with(layer, filters, params, 0);
+        for values in inputs {
+            let expected = scan_all(filters, values);
+            prop_assert_eq!(
+                all_matches(&index, filters, values),
+                expected.clone(),
+                "params {:?}, values {:?}",
+                params,
+                values
+            );
+            for from in [1, filters.len() / 2, filters.len(), filters.len() + 3] {
+                prop_assert_eq!(
+                    index.next_match(filters, values, from),
+                    scan(filters, values, from),
+                    "from {}",
+                    from
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+// ----- random policies ----------------------------------------------------------------------
+
+/// The fields the generator uses, by layer field name.
+const FIELDS: [&str; 8] = [
+    "IP_PROTOCOL",
+    "IP_LOCAL_ADDRESS",
+    "IP_REMOTE_ADDRESS",
+    "IP_LOCAL_PORT",
+    "IP_REMOTE_PORT",
+    "IP_LOCAL_INTERFACE",
+    "FLAGS",
+    "INTERFACE_TYPE",
+];
+
+const U8S: [u8; 6] = [0, 1, 6, 17, 254, 255];
+const U16S: [u16; 10] = [0, 1, 22, 80, 443, 1023, 1024, 8080, 65534, 65535];
+const U32S: [u32; 8] = [
+    0,
+    1,
+    0x0A00_0000,
+    0x0A00_0001,
+    0x0A00_00FF,
+    0x0A01_0000,
+    0xC0A8_0101,
+    u32::MAX,
+];
+const U64S: [u64; 5] = [0, 1, 2, 1 << 63, u64::MAX];
+const V4_LENS: [u8; 8] = [0, 1, 8, 16, 24, 30, 31, 32];
+const V6_LENS: [u8; 12] = [0, 1, 32, 63, 64, 65, 96, 120, 127, 128, 129, 200];
+
+fn v6_pool() -> [[u8; 16]; 8] {
+    [
+        Ipv6Addr::UNSPECIFIED.octets(),
+        Ipv6Addr::LOCALHOST.octets(),
+        "2001:db8::".parse::<Ipv6Addr>().unwrap().octets(),
+        "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets(),
+        "2001:db8:0:0:8000::".parse::<Ipv6Addr>().unwrap().octets(),
+        "2001:db8:0:1::".parse::<Ipv6Addr>().unwrap().octets(),
+        "fe80::1".parse::<Ipv6Addr>().unwrap().octets(),
+        [0xFF; 16],
+    ]
+}
+
+fn nudge(v: u128, delta: u8, max: u128) -> u128 {
+    match delta {
+        0 => v,
+        1 => {
+            if v == max {
+                0
+            } else {
+                v + 1
+            }
+        }
+        _ => {
+            if v == 0 {
+                max
+            } else {
+                v - 1
+            }
+        }
+    }
+}
+
+/// A typed value of `kind` from the pools (index `i`, nudged by `delta` to hit boundaries).
+fn pool_value(kind: FieldKind, i: usize, delta: u8) -> Value {
+    match kind {
+        FieldKind::U8 => {
+            let v = U8S[i % U8S.len()];
+            Value::Uint8(nudge(u128::from(v), delta, 0xFF) as u8)
+        }
+        FieldKind::U16 => {
+            let v = U16S[i % U16S.len()];
+            Value::Uint16(nudge(u128::from(v), delta, 0xFFFF) as u16)
+        }
+        FieldKind::U64 => {
+            let v = U64S[i % U64S.len()];
+            Value::Uint64(nudge(u128::from(v), delta, u128::from(u64::MAX)) as u64)
+        }
+        FieldKind::V6 => {
+            let p = v6_pool();
+            let v = u128::from_be_bytes(p[i % p.len()]);
+            Value::ByteArray16(nudge(v, delta, u128::MAX).to_be_bytes())
+        }
+        _ => {
+            let v = U32S[i % U32S.len()];
+            Value::Uint32(nudge(u128::from(v), delta, u128::from(u32::MAX)) as u32)
+        }
+    }
+}
+
+/// The typed value of `kind` with key `k` (wrapping into the domain).
+fn from_key(kind: FieldKind, k: u128) -> Value {
+    match kind {
+        FieldKind::U8 => Value::Uint8(k as u8),
+        FieldKind::U16 => Value::Uint16(k as u16),
+        FieldKind::U64 => Value::Uint64(k as u64),
+        FieldKind::V6 => Value::ByteArray16(k.to_be_bytes()),
+        _ => Value::Uint32(k as u32),
+    }
+}
+
+/// Low end, high end, one below, one above what a condition accepts (when it has an interval).
+fn boundaries(c: &Condition, kind: FieldKind) -> Vec<Value> {
+    let (lo, hi) = match &c.value {
+        ConditionValue::Value(v) => match kind.key(v) {
+            Some(k) => (k, k),
+            None => return Vec::new(),
+        },
+        ConditionValue::Range(a, b) => match (kind.key(a), kind.key(b)) {
+            (Some(a), Some(b)) => (a, b),
+            _ => return Vec::new(),
+        },
+        ConditionValue::V4AddrMask { addr, mask } => {
+            (u128::from(addr & mask), u128::from(addr | !mask))
+        }
+        ConditionValue::V6AddrMask { addr, prefix_len } => {
+            let host = u128::MAX.checked_shr(u32::from(*prefix_len)).unwrap_or(0);
+            let a = u128::from_be_bytes(*addr);
+            (a & !host, a | host)
+        }
+    };
+    [lo, hi, lo.wrapping_sub(1), hi.wrapping_add(1)]
+        .into_iter()
+        .map(|k| from_key(kind, k))
+        .collect()
+}
+
+/// A value of another type than the field's (matches nothing typed).
+fn foreign_value(kind: FieldKind) -> Value {
+    match kind {
+        FieldKind::U16 => Value::Uint32(80),
+        _ => Value::Uint16(80),
+    }
+}
+
+/// Raw choice of one condition (integers, so that proptest can shrink it).
+#[derive(Clone, Debug)]
+struct RawCond {
+    field: usize,
+    match_type: usize,
+    form: u8,
+    a: usize,
+    b: usize,
+    len: usize,
+    delta: u8,
+}
+
+fn raw_cond() -> impl Strategy<Value = RawCond> {
+    (
+        0..FIELDS.len(),
+        0..13usize,
+        0..20u8,
+        0..16usize,
+        0..16usize,
+        0..12usize,
+        0..3u8,
+    )
+        .prop_map(|(field, match_type, form, a, b, len, delta)| RawCond {
+            field,
+            match_type,
+            form,
+            a,
+            b,
+            len,
+            delta,
+        })
+}
+
+/// Builds a condition, including ones the management API would reject (the index must stay exact
+/// for any `ConditionSet`).
+fn make_cond(layer: &LayerDef, fields: &[&str], r: &RawCond) -> Condition {
+    let name = fields[r.field % fields.len()];
+    let index = layer.field_index_by_name(name).expect("field at layer");
+    let fd = &layer.fields[index];
+    let kind = FieldKind::of(fd.data_type).expect("integer or address field");
+    let mut match_type = MatchType::ALL[r.match_type % 13];
+    let value = match r.form {
+        // Address masks and prefixes (the common case for addresses).
+        0..=4 if name.contains("ADDRESS") => {
+            if kind == FieldKind::V6 {
+                let p = v6_pool();
+                ConditionValue::V6AddrMask {
+                    addr: p[r.a % p.len()],
+                    prefix_len: V6_LENS[r.len % V6_LENS.len()],
+                }
+            } else if r.form == 4 {
+                // A non-contiguous mask.
+                ConditionValue::V4AddrMask {
+                    addr: U32S[r.a % U32S.len()],
+                    mask: 0xFF00_FF00,
+                }
+            } else {
+                let len = V4_LENS[r.len % V4_LENS.len()];
+                ConditionValue::v4_prefix(U32S[r.a % U32S.len()].into(), len)
+            }
+        }
+        // Ranges (sometimes empty: lo > hi).
+        5..=8 => {
+            if r.form != 8 {
+                match_type = MatchType::Range;
+            }
+            let lo = pool_value(kind, r.a, r.delta);
+            let hi = pool_value(kind, r.b, 0);
+            ConditionValue::Range(lo, hi)
+        }
+        9 => ConditionValue::Value(Value::Empty),
+        10 => ConditionValue::Value(foreign_value(kind)),
+        11 if name == "FLAGS" || name == "INTERFACE_TYPE" => {
+            match_type = [
+                MatchType::FlagsAllSet,
+                MatchType::FlagsAnySet,
+                MatchType::FlagsNoneSet,
+            ][r.a % 3];
+            ConditionValue::Value(Value::Uint32([0, 1, 2, 3, 0x80][r.b % 5]))
+        }
+        12 => ConditionValue::Range(Value::Uint8(1), Value::Uint16(2)),
+        // Plain values with the ordering match types, mostly.
+        _ => {
+            if matches!(
+                match_type,
+                MatchType::FlagsAllSet
+                    | MatchType::FlagsAnySet
+                    | MatchType::FlagsNoneSet
+                    | MatchType::Range
+                    | MatchType::Prefix
+            ) && r.form & 1 == 0
+            {
+                match_type = MatchType::Equal;
+            }
+            ConditionValue::Value(pool_value(kind, r.a, r.delta))
+        }
+    };
+    Condition {
+        field_index: u16::try_from(index).expect("small index"),
+        field: ConditionId(fd.condition),
+        match_type,
+        value,
+    }
+}
+
+#[derive(Clone, Debug)]
+struct RawFilter {
+    conds: Vec<RawCond>,
+    /// Sort conditions by field: consecutive same-field conditions form OR groups.
+    grouped: bool,
+}
+
+fn raw_filter() -> impl Strategy<Value = RawFilter> {
+    (prop::collection::vec(raw_cond(), 0..6), any::<bool>())
+        .prop_map(|(conds, grouped)| RawFilter { conds, grouped })
+}
+
+fn make_filter(layer: &LayerDef, fields: &[&str], r: &RawFilter) -> Vec<Condition> {
+    let mut conds: Vec<Condition> = r
+        .conds
+        .iter()
+        .map(|c| make_cond(layer, fields, c))
+        .collect();
+    if r.grouped {
+        conds.sort_by_key(|c| c.field_index);
+    }
+    conds
+}
+
+/// Raw incoming value of one field: 0 = FWP_EMPTY, 1 = foreign type, else a pool value.
+type RawValue = (u8, usize, u8);
+
+fn make_values(layer: &LayerDef, raw: &[RawValue]) -> Vec<Value> {
+    let mut v = vec![Value::Empty; layer.fields.len()];
+    for (name, &(form, i, delta)) in FIELDS.iter().zip(raw) {
+        let index = layer.field_index_by_name(name).expect("field at layer");
+        let kind = FieldKind::of(layer.fields[index].data_type).expect("indexable field");
+        v[index] = match form {
+            0 => Value::Empty,
+            1 => foreign_value(kind),
+            _ => pool_value(kind, i, delta),
+        };
+    }
+    v
+}
+
+fn raw_values() -> impl Strategy<Value = Vec<RawValue>> {
+    prop::collection::vec((0..12u8, 0..16usize, 0..3u8), FIELDS.len())
+}
+
+fn equivalence(
+    layer_name: &str,
+    fields: &[&str],
+    policy: &[RawFilter],
+    inputs: &[Vec<RawValue>],
+) -> Result<(), TestCaseError> {
+    let l = layer(layer_name);
+    let t = template();
+    let filters = filters_from(
+        &t,
+        policy.iter().map(|f| make_filter(l, fields, f)).collect(),
+    );
+    let mut inputs: Vec<Vec<Value>> = inputs.iter().map(|r| make_values(l, r)).collect();
+    // Also probe every filter's own boundaries: each condition's field set to the low or high end
+    // of what it accepts, or one step outside.
+    if let Some(base) = inputs.first().cloned() {
+        for f in filters.iter().take(12) {
+            for variant in 0..4 {
+                let mut v = base.clone();
+                for c in f.conditions().conditions() {
+                    let kind = FieldKind::of(l.fields[usize::from(c.field_index)].data_type)
+                        .expect("indexable field");
+                    if let Some(b) = boundaries(c, kind).get(variant) {
+                        v[usize::from(c.field_index)] = b.clone();
+                    }
+                }
+                inputs.push(v);
+            }
+        }
+    }
+    check_equivalent(l, &filters, &inputs)
+}
+
+proptest! {
+    // Failures print their minimal case; nothing is written next to the sources.
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn index_equals_scan_v4(
+        policy in prop::collection::vec(raw_filter(), 0..90),
+        inputs in prop::collection::vec(raw_values(), 1..24),
+    ) {
+        equivalence("INBOUND_TRANSPORT_V4", &FIELDS, &policy, &inputs)?;
+    }
+
+    /// Only fields of at most 32 bits: the packed bounds layout.
+    #[test]
+    fn index_equals_scan_v4_narrow(
+        policy in prop::collection::vec(raw_filter(), 0..90),
+        inputs in prop::collection::vec(raw_values(), 1..24),
+    ) {
+        let narrow: Vec<&str> = FIELDS.iter().copied().filter(|f| *f != "IP_LOCAL_INTERFACE").collect();
+        equivalence("INBOUND_TRANSPORT_V4", &narrow, &policy, &inputs)?;
+    }
+
+    #[test]
+    fn index_equals_scan_v6(
+        policy in prop::collection::vec(raw_filter(), 0..90),
+        inputs in prop::collection::vec(raw_values(), 1..24),
+    ) {
+        equivalence("INBOUND_TRANSPORT_V6", &FIELDS, &policy, &inputs)?;
+    }
+}
+
+// ----- targeted cases -------------------------------------------------------------------------
+
+fn cond(l: &LayerDef, field: &str, match_type: MatchType, value: ConditionValue) -> Condition {
+    let index = l.field_index_by_name(field).expect("field");
+    Condition {
+        field_index: u16::try_from(index).expect("small"),
+        field: ConditionId(l.fields[index].condition),
+        match_type,
+        value,
+    }
+}
+
+fn values(l: &LayerDef, pairs: &[(&str, Value)]) -> Vec<Value> {
+    let mut v = vec![Value::Empty; l.fields.len()];
+    for (f, val) in pairs {
+        v[l.field_index_by_name(f).expect("field")] = val.clone();
+    }
+    v
+}
+
+#[test]
+fn small_sublayers_scan_and_large_ones_index() {
+    let l = layer("INBOUND_TRANSPORT_V4");
+    let t = template();
+    let port = |p: u16| {
+        vec![cond(
+            l,
+            "IP_REMOTE_PORT",
+            MatchType::Equal,
+            Value::Uint16(p).into(),
+        )]
+    };
+    let small = filters_from(&t, (0..10).map(port).collect());
+    assert_eq!(SublayerIndex::build(l, &small).stats().tables, 0);
+    let large = filters_from(&t, (0..100).map(port).collect());
+    let index = SublayerIndex::build(l, &large);
+    assert!(index.stats().tables > 0);
+    let v = values(l, &[("IP_REMOTE_PORT", Value::Uint16(42))]);
+    assert_eq!(index.next_match(&large, &v, 0), Some(42));
+    assert_eq!(index.next_match(&large, &v, 43), None);
+}
+
+#[test]
+fn absent_keys_end_their_probe_in_every_table_size() {
+    // Regression: a table whose slots were all taken made a probe for an absent key loop forever.
+    let l = layer("INBOUND_TRANSPORT_V4");
+    let t = template();
+    for n in 1..=20u16 {
+        let policy = (0..n)
+            .map(|p| {
+                vec![cond(
+                    l,
+                    "IP_REMOTE_PORT",
+                    MatchType::Equal,
+                    Value::Uint16(1000 + p).into(),
+                )]
+            })
+            .collect();
+        let filters = filters_from(&t, policy);
+        let index = SublayerIndex::build_with(l, &filters, Params::default(), 0);
+        for port in [0, 999, 1000 + n, u16::MAX] {
+            let v = values(l, &[("IP_REMOTE_PORT", Value::Uint16(port))]);
+            assert_eq!(
+                index.next_match(&filters, &v, 0),
+                None,
+                "{n} filters, port {port}"
+            );
+        }
+    }
+}
+
+#[test]
+fn another_filter_slice_gives_answers_but_never_panics() {
+    let l = layer("INBOUND_TRANSPORT_V4");
+    let t = template();
+    let policy: Vec<Vec<Condition>> = (0..64u16)
+        .map(|p| {
+            vec![
+                cond(
+                    l,
+                    "IP_REMOTE_PORT",
+                    MatchType::Equal,
+                    Value::Uint16(p).into(),
+                ),
+                cond(l, "FLAGS", MatchType::FlagsNoneSet, Value::Uint32(1).into()),
+            ]
+        })
+        .collect();
+    let filters = filters_from(&t, policy);
+    let index = SublayerIndex::build(l, &filters);
+    let v = values(
+        l,
+        &[
+            ("IP_REMOTE_PORT", Value::Uint16(50)),
+            ("FLAGS", Value::Uint32(0)),
+        ],
+    );
+    assert_eq!(index.next_match(&filters, &v, 0), Some(50));
+    // Residual checks reach past the end of a shorter slice: no match, no panic.
+    assert_eq!(index.next_match(&filters[..10], &v, 0), None);
+    assert_eq!(index.next_match(&[], &v, 0), None);
+    assert_eq!(index.next_match(&filters, &v, usize::MAX), None);
+}
+
+#[test]
+fn empty_and_foreign_incoming_values_only_reach_wildcards() {
+    let l = layer("INBOUND_TRANSPORT_V4");
+    let t = template();
+    let mut policy: Vec<Vec<Condition>> = (0..40)
+        .map(|p| {
+            vec![cond(
+                l,
+                "IP_REMOTE_PORT",
+                MatchType::Range,
+                ConditionValue::Range(Value::Uint16(0), Value::Uint16(p)),
+            )]
+        })
+        .collect();
+    // Catches FWP_EMPTY (reauthorization-style condition).
+    policy.push(vec![cond(
+        l,
+        "IP_REMOTE_PORT",
+        MatchType::Equal,
+        Value::Empty.into(),
+    )]);
+    policy.push(vec![]);
+    let filters = filters_from(&t, policy);
+    let index = SublayerIndex::build_with(l, &filters, Params::default(), 0);
+    let empty = values(l, &[]);
+    assert_eq!(all_matches(&index, &filters, &empty), vec![40, 41]);
+    let foreign = values(l, &[("IP_REMOTE_PORT", Value::Uint32(0))]);
+    assert_eq!(all_matches(&index, &filters, &foreign), vec![41]);
+    let zero = values(l, &[("IP_REMOTE_PORT", Value::Uint16(0))]);
+    assert_eq!(
+        all_matches(&index, &filters, &zero),
+        scan_all(&filters, &zero)
+    );
+    // A shorter values slice than the layer has fields: missing values are FWP_EMPTY.
+    assert_eq!(all_matches(&index, &filters, &[]), vec![40, 41]);
+}
+
+#[test]
+fn or_groups_not_equal_and_repeated_fields_are_exact() {
+    let l = layer("INBOUND_TRANSPORT_V6");
+    let t = template();
+    let addr = |s: &str| s.parse::<Ipv6Addr>().expect("v6").octets();
+    let mut policy = Vec::new();
+    for i in 0..50u16 {
+        policy.push(vec![
+            cond(
+                l,
+                "IP_REMOTE_ADDRESS",
+                MatchType::NotEqual,
+                ConditionValue::V6AddrMask {
+                    addr: addr("2001:db8::"),
+                    prefix_len: 96,
+                },
+            ),
+            cond(
+                l,
+                "IP_REMOTE_PORT",
+                MatchType::Equal,
+                Value::Uint16(i).into(),
+            ),
+            cond(
+                l,
+                "IP_REMOTE_PORT",
+                MatchType::Equal,
+                Value::Uint16(1000 + i).into(),
+            ),
+            cond(l, "IP_PROTOCOL", MatchType::Equal, Value::Uint8(6).into()),
+            // A second, non-consecutive group on the same field: AND-ed.
+            cond(
+                l,
+                "IP_REMOTE_PORT",
+                MatchType::GreaterOrEqual,
+                Value::Uint16(20).into(),
+            ),
+        ]);
+    }
+    let filters = filters_from(&t, policy);
+    let index = SublayerIndex::build(l, &filters);
+    for (a, port) in [
+        ("2001:db8::5", 25),
+        ("2001:db9::5", 25),
+        ("2001:db9::5", 1025),
+        ("2001:db9::5", 5),
+        ("::", 1049),
+    ] {
+        let v = values(
+            l,
+            &[
+                ("IP_REMOTE_ADDRESS", Value::ByteArray16(addr(a))),
+                ("IP_REMOTE_PORT", Value::Uint16(port)),
+                ("IP_PROTOCOL", Value::Uint8(6)),
+            ],
+        );
+        assert_eq!(
+            all_matches(&index, &filters, &v),
+            scan_all(&filters, &v),
+            "{a} {port}"
+        );
+    }
+}
+
+#[test]
+fn intervals_cover_the_value_domains() {
+    let l = layer("INBOUND_TRANSPORT_V6");
+    let dims = compile::choose_dims(
+        l,
+        &filters_from(
+            &template(),
+            vec![vec![cond(
+                l,
+                "IP_LOCAL_ADDRESS",
+                MatchType::Equal,
+                ConditionValue::V6AddrMask {
+                    addr: [0xAB; 16],
+                    prefix_len: 70,
+                },
+            )]],
+        ),
+    );
+    assert_eq!(dims.len(), 2, "an IPv6 address is two dimensions");
+    let c = compile::compile(
+        &dims,
+        &[cond(
+            l,
+            "IP_LOCAL_ADDRESS",
+            MatchType::Greater,
+            Value::ByteArray16([0xAB; 16]).into(),
+        )],
+    );
+    assert_eq!(c.boxes.len(), 2 * dims.len(), "two boxes");
+    assert!(!c.verify);
+    assert_eq!(c.required, 0b11);
+    let never = compile::compile(
+        &dims,
+        &[cond(
+            l,
+            "IP_LOCAL_ADDRESS",
+            MatchType::Greater,
+            Value::ByteArray16([0xFF; 16]).into(),
+        )],
+    );
+    assert!(never.boxes.is_empty());
+}
+
+// ----- ClassBench -----------------------------------------------------------------------------
+
+fn classbench_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/classbench")
+}
+
+#[test]
+fn classbench_acl1_1k_trace_equals_scan() {
+    let dir = classbench_dir();
+    let (Ok(rules), Ok(trace)) = (
+        std::fs::read_to_string(dir.join("acl1_1k")),
+        std::fs::read_to_string(dir.join("acl1_1k_trace")),
+    ) else {
+        eprintln!(
+            "note: {} not found; skipping the ClassBench equivalence test",
+            dir.display()
+        );
+        return;
+    };
+    let rules = classbench::parse_rules(&rules).expect("rules parse");
+    let trace = classbench::parse_trace(&trace).expect("trace parses");
+    assert_eq!(rules.len(), 878);
+    let engine = Engine::default();
+    let mut tx = engine.begin();
+    for (i, r) in rules.iter().enumerate() {
+        tx.add_filter(classbench::filter_spec(r, i, rules.len()))
+            .expect("filter is valid");
+    }
+    tx.commit();
+    let subs = sublayer_filters(&engine, classbench::LAYER);
+    assert_eq!(subs.len(), 1);
+    let filters = &subs[0];
+    assert_eq!(filters.len(), rules.len());
+    let l = catalogue::layer(classbench::LAYER).expect("layer");
+    let index = SublayerIndex::build(l, filters);
+    assert!(index.stats().tables > 0);
+    for h in &trace {
+        let v = classbench::header_values(h);
+        let first = index.next_match(filters, &v, 0);
+        assert_eq!(first, scan(filters, &v, 0), "{h:?}");
+        // The header was generated from rule `h.rule`: the first match is at or before it.
+        assert!(first.is_some_and(|i| i <= h.rule), "{h:?}");
+        // The lazily continued sequence too (a callout returning CONTINUE).
+        let mut from = first.map_or(filters.len(), |i| i + 1);
+        for _ in 0..2 {
+            let next = index.next_match(filters, &v, from);
+            assert_eq!(next, scan(filters, &v, from), "{h:?} from {from}");
+            from = next.map_or(filters.len(), |i| i + 1);
+        }
+    }
+}
