@@ -374,6 +374,61 @@ impl Shim {
         self.drain_flow_events();
     }
 
+    /// `FwpsStreamContinue0(flow, callout, STREAM, RECEIVE)`: resumes inbound stream data that
+    /// `callout` deferred (FWPS_STREAM_ACTION_DEFER) and indicates the held bytes again. Returns
+    /// false when the flow is unknown or the callout had not deferred it. Must not be called from
+    /// inside a classifyFn (§9.2).
+    pub fn stream_continue(&mut self, flow: u64, callout: wfp_core::CalloutId) -> bool {
+        let Some(e) = self.extra.get_mut(&flow) else {
+            return false;
+        };
+        let side = if e.initiator == Direction::Inbound {
+            Side::Initiator
+        } else {
+            Side::Responder
+        };
+        if !e.stream[side.index()].resume(callout) {
+            return false;
+        }
+        let v6 = matches!(e.key.local_addr(), IpAddr::V6(_));
+        let layer = if v6 {
+            layers::STREAM_V6
+        } else {
+            layers::STREAM_V4
+        };
+        let facts = PacketFacts {
+            protocol: 6,
+            local: Some(e.key.local_addr()),
+            remote: Some(e.key.remote_addr()),
+            local_port: Some(e.key.local_port()),
+            remote_port: Some(e.key.remote_port()),
+            direction: Some(if e.initiator == Direction::Outbound {
+                0
+            } else {
+                1
+            }),
+            ..PacketFacts::default()
+        };
+        let mut values = Vec::new();
+        fill(layer, &facts, &mut values);
+        let meta = Metadata {
+            flow_handle: flow,
+            present: MetadataFields::FLOW_HANDLE,
+            ..Metadata::default()
+        };
+        let out = e.stream[side.index()].push(
+            &self.engine,
+            layer,
+            &values,
+            &meta,
+            StreamFlags::RECEIVE,
+            &[],
+            false,
+        );
+        self.stats.stream_bytes_blocked += out.blocked;
+        true
+    }
+
     /// Ends every flow (for example at the end of a capture): flowDeleteFn for all contexts.
     pub fn abort_all(&mut self) {
         let ids: Vec<u64> = self.extra.keys().copied().collect();

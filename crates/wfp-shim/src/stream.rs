@@ -16,7 +16,7 @@ use std::sync::Arc;
 use wfp_core::callout::{ClassifyOut, IncomingValues, LayerData, Metadata, StreamIoPacket};
 use wfp_core::classify::{coerce, Invocation};
 use wfp_core::constants::{ClassifyOutFlags, Rights, RtFilterFlags, StreamFlags};
-use wfp_core::{ActionType, Engine, FilterId, LayerId, RtFilter, StreamAction, Value};
+use wfp_core::{ActionType, CalloutId, Engine, FilterId, LayerId, RtFilter, StreamAction, Value};
 
 /// WFP's stream accumulation limit (§12).
 pub const STREAM_BUFFER_LIMIT: usize = 8 * 1024 * 1024;
@@ -30,8 +30,10 @@ struct CalloutStream {
     required: usize,
     /// ALLOW_CONNECTION: never called again for this flow.
     allowed: bool,
-    /// DEFER: paused until FwpsStreamContinue0 (not offered inline; treated as a hold).
+    /// DEFER: paused until FwpsStreamContinue0 ([`StreamDirection::resume`]).
     deferred: bool,
+    /// The filter's callout (FwpsStreamContinue0 names the callout, not the filter).
+    callout: Option<CalloutId>,
     /// Bytes this callout missed because a higher filter blocked them (§9.2 missedBytes).
     missed: u64,
     /// NO_MORE_DATA was indicated.
@@ -64,6 +66,20 @@ pub struct StreamDirection {
 }
 
 impl StreamDirection {
+    /// `FwpsStreamContinue0` for this direction: ends a DEFER of `callout`. Returns false when the
+    /// callout had not deferred this stream. The held bytes are indicated again by the next push
+    /// (an empty push does it at once).
+    pub fn resume(&mut self, callout: CalloutId) -> bool {
+        let mut found = false;
+        for st in self.callouts.values_mut() {
+            if st.callout == Some(callout) && st.deferred {
+                st.deferred = false;
+                found = true;
+            }
+        }
+        found
+    }
+
     /// True when some callout still holds bytes (NEED_MORE_DATA / DEFER).
     pub fn holds_data(&self) -> bool {
         self.callouts.values().any(|c| !c.pending.is_empty())
@@ -94,6 +110,7 @@ impl StreamDirection {
         let mut blocked_above = 0u64;
         for f in &chain {
             let st = self.callouts.entry(f.filter_id()).or_default();
+            st.callout = f.callout_id();
             // §9.2 missedBytes: what higher filters blocked before this callout could see it.
             st.missed += blocked_above;
             let blocked_before = out.blocked;

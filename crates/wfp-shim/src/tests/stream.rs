@@ -1,6 +1,5 @@
 //! §14.7 stream-layer vectors against the waterfall ([`StreamDirection`]) and a real engine.
-//! T-ST-2 (FwpsStreamInjectAsync0) and the resume half of T-ST-7 (FwpsStreamContinue0) are not
-//! offered by this engine yet; see docs/semantics.md.
+//! T-ST-2 needs stream injection (FwpsStreamInjectAsync0), which this engine does not offer yet.
 
 use std::sync::Arc;
 
@@ -188,10 +187,10 @@ fn t_st_6_drop_connection_only_from_callout_unknown() {
 }
 
 #[test]
-fn t_st_7_defer_on_inbound_holds_data() {
+fn t_st_7_defer_on_inbound_holds_data_until_continue() {
     let mut h = H::new();
     let rec = scripted(vec![(StreamAction::Defer, ActionType::NONE, 0, 0)]);
-    h.callout(
+    let id = h.callout(
         L,
         ActionType::CALLOUT_TERMINATING,
         CalloutFlags::default(),
@@ -199,18 +198,28 @@ fn t_st_7_defer_on_inbound_holds_data() {
         vec![],
     );
     let mut s = StreamDirection::default();
-    let out = s.push(
-        &h.engine,
-        L,
-        &values(),
-        &meta(),
-        StreamFlags::RECEIVE,
-        b"in",
-        false,
-    );
+    let recv = |h: &H, s: &mut StreamDirection, d: &[u8]| {
+        s.push(
+            &h.engine,
+            L,
+            &values(),
+            &meta(),
+            StreamFlags::RECEIVE,
+            d,
+            false,
+        )
+    };
+    let out = recv(&h, &mut s, b"in");
     assert_eq!((out.held, out.delivered.len()), (2, 0));
-    push(&h, &mut s, b"more", false);
+    recv(&h, &mut s, b"more");
     assert_eq!(rec.calls().len(), 1, "paused: not indicated again");
+    // FwpsStreamContinue0: the held bytes are indicated again and permitted.
+    assert!(s.resume(id));
+    let out = recv(&h, &mut s, b"");
+    assert_eq!(rec.calls().len(), 2);
+    assert_eq!(rec.calls()[1].data, b"inmore");
+    assert_eq!(out.delivered, b"inmore");
+    assert!(!s.resume(id), "nothing deferred any more");
 }
 
 #[test]
