@@ -48,7 +48,7 @@ use crate::frag::{FragConfig, FragOutcome, FragReassembler, Fragment};
 use crate::reasm::{ReasmConfig, Segment, StreamReassembler};
 use crate::stream::StreamDirection;
 use crate::time::Timestamp;
-use crate::values::{fill, PacketFacts};
+use crate::values::{fill, fill_masked, PacketFacts};
 use crate::wire::{self, IcmpKind, IpVersion, ParseConfig, ParsedPacket, Transport};
 
 /// What the data path does with a packet.
@@ -259,6 +259,9 @@ pub struct Shim {
     layer_mask: u128,
     /// `PolicySummary::epoch` as of the current packet.
     policy_epoch: u64,
+    /// `Engine::layer_fields_used` per layer, as of `masks_epoch`.
+    field_masks: Vec<u64>,
+    masks_epoch: Option<u64>,
     events: VecDeque<ShimEvent>,
     stats: ShimStats,
     scratch: Vec<Value>,
@@ -322,6 +325,8 @@ impl Shim {
             extra: HashMap::default(),
             layer_mask: u128::MAX,
             policy_epoch: 0,
+            field_masks: Vec::new(),
+            masks_epoch: None,
             events: VecDeque::new(),
             dropped: HashMap::new(),
             refused: HashMap::new(),
@@ -449,6 +454,16 @@ impl Shim {
         let summary = self.engine.policy_summary();
         self.layer_mask = summary.nonempty_layers;
         self.policy_epoch = summary.epoch;
+        if self.masks_epoch != Some(summary.epoch) {
+            // Policy changed: refresh which fields each layer's filters read.
+            let n = wfp_core::catalogue::all_layers().len();
+            self.field_masks = (0..n)
+                .map(|l| {
+                    u16::try_from(l).map_or(u64::MAX, |l| self.engine.layer_fields_used(LayerId(l)))
+                })
+                .collect();
+            self.masks_epoch = Some(summary.epoch);
+        }
         self.stats.packets += 1;
         let mut v = PacketVerdict {
             verdict: Verdict::Permit,
@@ -613,7 +628,17 @@ impl Shim {
             return self.no_filters(layer, v);
         }
         let mut values = std::mem::take(&mut self.scratch);
-        fill(layer, facts, &mut values);
+        let mask = self
+            .field_masks
+            .get(usize::from(layer.0))
+            .copied()
+            .unwrap_or(u64::MAX);
+        fill_masked(
+            layer,
+            facts,
+            if self.config.trace { u64::MAX } else { mask },
+            &mut values,
+        );
         let r = self.classify_values(layer, &values, meta, data, v);
         self.scratch = values;
         r

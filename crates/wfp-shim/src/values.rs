@@ -183,11 +183,20 @@ pub fn nl_address_type(a: IpAddr) -> u8 {
 
 /// Fills `out` with `layer`'s incoming values (resized to the layer's `valueCount`).
 pub fn fill(layer: LayerId, facts: &PacketFacts, out: &mut Vec<Value>) {
+    fill_masked(layer, facts, u64::MAX, out);
+}
+
+/// Like [`fill`], but only the fields whose bit is set in `mask` (`Engine::layer_fields_used`)
+/// are built; the others are FWP_EMPTY. No filter can tell the difference.
+pub fn fill_masked(layer: LayerId, facts: &PacketFacts, mask: u64, out: &mut Vec<Value>) {
     out.clear();
     let Some(plan) = plans().get(usize::from(layer.0)) else {
         return;
     };
-    out.extend(plan.iter().map(|s| {
+    out.extend(plan.iter().enumerate().map(|(i, s)| {
+        if i < 64 && mask & (1 << i) == 0 {
+            return Value::Empty;
+        }
         match s {
             Source::Protocol => Value::Uint8(facts.protocol),
             Source::Local => addr(facts.local),

@@ -179,9 +179,25 @@ impl Mgmt {
             .collect();
         // §7.4 + brief decision 2: sublayer weight descending, then creation order.
         sublayers.sort_by(|(oa, a), (ob, b)| b.weight.cmp(&a.weight).then(oa.cmp(ob)));
+        let fields_used =
+            sublayers
+                .iter()
+                .flat_map(|(_, s)| s.filters.iter())
+                .fold(0u64, |m, f| {
+                    if f.action.is_callout() {
+                        return u64::MAX;
+                    }
+                    f.conditions.conditions().iter().fold(m, |m, c| {
+                        match 1u64.checked_shl(u32::from(c.field_index)) {
+                            Some(bit) => m | bit,
+                            None => u64::MAX,
+                        }
+                    })
+                });
         LayerView {
             sublayers: sublayers.into_iter().map(|(_, s)| s).collect(),
             generation,
+            fields_used,
         }
     }
 }

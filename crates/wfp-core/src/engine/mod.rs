@@ -118,6 +118,9 @@ pub(crate) struct SublayerView {
 pub(crate) struct LayerView {
     pub(crate) sublayers: Vec<SublayerView>,
     pub(crate) generation: u64,
+    /// Bit `i` set when some filter's condition reads field `i`; all ones when a callout filter
+    /// exists (callouts see every value).
+    pub(crate) fields_used: u64,
 }
 
 /// The immutable policy classify reads.
@@ -227,6 +230,17 @@ impl Engine {
             nonempty_layers: s.nonempty,
             epoch: s.epoch,
         }
+    }
+
+    /// Which incoming values classify at `layer` can read: bit `i` for field `i` (`FWPS_FIELD_*`
+    /// order), all ones when a callout filter is present. A data path may leave the other fields
+    /// FWP_EMPTY without changing any result.
+    pub fn layer_fields_used(&self, layer: LayerId) -> u64 {
+        self.snapshot
+            .load()
+            .layers
+            .get(usize::from(layer.0))
+            .map_or(0, |l| l.fields_used)
     }
 
     /// A counter that changes whenever the filters at `layer` change (the shims use it to
@@ -374,5 +388,50 @@ impl Engine {
             }
         }
         reg.contexts.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::{condition_by_name, layer_by_name, layers};
+    use crate::condition::ConditionSpec;
+    use crate::constants::ActionType;
+    use crate::filter::{CalloutSpec, FilterSpec};
+    use crate::value::Value;
+    use crate::MatchType;
+
+    #[test]
+    fn layer_fields_used_names_condition_fields_or_everything_with_a_callout() {
+        let e = Engine::default();
+        let l = layers::INBOUND_TRANSPORT_V4;
+        assert_eq!(e.layer_fields_used(l), 0);
+        let mut f = FilterSpec::new("port", l, ActionType::BLOCK);
+        f.conditions = vec![ConditionSpec {
+            field: condition_by_name("IP_REMOTE_PORT").unwrap(),
+            match_type: MatchType::Equal,
+            value: Value::Uint16(80).into(),
+        }];
+        e.add_filter(f).unwrap();
+        let port = layer_by_name("INBOUND_TRANSPORT_V4")
+            .unwrap()
+            .field_index_by_name("IP_REMOTE_PORT")
+            .unwrap();
+        assert_eq!(e.layer_fields_used(l), 1 << port);
+        assert!(!e.layer_is_empty(l) && e.layer_is_empty(layers::STREAM_V4));
+        let key = Guid::from_name("t", "c");
+        e.add_callout(CalloutSpec {
+            key,
+            name: "c".into(),
+            description: String::new(),
+            flags: 0,
+            provider: None,
+            applicable_layer: l,
+        })
+        .unwrap();
+        let mut c = FilterSpec::new("callout", l, ActionType::CALLOUT_INSPECTION);
+        c.callout = Some(key);
+        e.add_filter(c).unwrap();
+        assert_eq!(e.layer_fields_used(l), u64::MAX);
     }
 }
