@@ -931,7 +931,7 @@ impl Shim {
         }
         // ALE: authorize new flows, reauthorize after a policy change, FLOW_ESTABLISHED once.
         if let (Some(id), Some(u)) = (flow_id, update) {
-            if !self.ale(id, u, dir, v6, &tf, &meta, p, bytes, v) {
+            if !self.ale(id, u, v6, &tf, &meta, p, bytes, v) {
                 self.drain_flow_events();
                 return;
             }
@@ -1000,7 +1000,6 @@ impl Shim {
         &mut self,
         id: u64,
         u: FlowUpdate,
-        dir: Dir,
         v6: bool,
         tf: &PacketFacts,
         meta: &Metadata,
@@ -1109,7 +1108,6 @@ impl Shim {
                 return false;
             }
         }
-        let _ = dir;
         true
     }
 
