@@ -600,11 +600,16 @@ impl Policy {
         if let Some(e) = self.callouts.iter().find(|e| &e.spec.name == name) {
             return Ok(e.spec.key); // wrong layer: the engine reports FWP_E_INCOMPATIBLE_LAYER
         }
-        if let Ok(g) = name.parse::<Guid>() {
-            return Ok(g);
+        let as_guid = name.parse::<Guid>().ok();
+        if let Some(e) = self.callouts.iter().find(|e| Some(e.spec.key) == as_guid) {
+            return Ok(e.spec.key);
         }
+        // A built-in, by name or by its GUID: one implicit management callout per (built-in, layer).
         if let Some(b) = wfp_callouts::builtin(name) {
             let key = Guid::from_name("builtin-callout", &format!("{}@{}", b.name, layer.name));
+            if self.callouts.iter().any(|e| e.spec.key == key) {
+                return Ok(key);
+            }
             self.callouts.push(CalloutEntry {
                 spec: CalloutSpec {
                     key,
@@ -620,6 +625,9 @@ impl Policy {
                 origin: ctx.origin_of(c.span(), field.to_string()),
             });
             return Ok(key);
+        }
+        if let Some(g) = as_guid {
+            return Ok(g); // a management callout added outside this file
         }
         ctx.err(
             c.span(),
@@ -1048,6 +1056,40 @@ callout = "wfp.test.block"
         let e = Policy::parse(&bad, "bad.toml").unwrap_err();
         assert!(e.message.contains("colour"), "{e}");
         assert_eq!(e.line, 20, "{e}"); // the table holding the unknown key
+    }
+
+    #[test]
+    fn a_builtin_referenced_twice_or_by_guid_is_one_callout() {
+        let src = r#"
+[[filter]]
+name = "a"
+layer = "ALE_AUTH_CONNECT_V4"
+action = "CALLOUT_TERMINATING"
+callout = "wfp.test.block"
+
+[[filter]]
+name = "b"
+layer = "ALE_AUTH_CONNECT_V4"
+action = "CALLOUT_TERMINATING"
+callout = "{57465001-0000-4000-8000-000000000002}"
+
+[[filter]]
+name = "c"
+layer = "ALE_AUTH_RECV_ACCEPT_V4"
+action = "CALLOUT_TERMINATING"
+callout = "wfp.test.block"
+"#;
+        let (engine, applied) = Policy::parse(src, "twice.toml")
+            .unwrap()
+            .build_engine()
+            .unwrap();
+        assert_eq!(applied.filters.len(), 3);
+        // One management callout per (built-in, layer): two layers, two callouts, both registered.
+        assert_eq!(engine.callouts().len(), 2);
+        assert_eq!(applied.registered.len(), 2);
+        let f = engine.filters();
+        assert_eq!(f[0].callout_key(), f[1].callout_key());
+        assert_ne!(f[0].callout_key(), f[2].callout_key());
     }
 
     #[test]
