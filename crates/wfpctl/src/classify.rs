@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value as Json};
 use wfp_core::catalogue::{self, layer_by_name};
 use wfp_core::constants::MetadataFields;
-use wfp_core::{ClassifyResult, Engine, LayerData, Metadata, Trace, Value};
+use wfp_core::{ActionType, ClassifyResult, Engine, Hardness, LayerData, Metadata, Trace, Value};
 use wfp_policy::lit::{incoming_value, Lit};
 use wfp_policy::Policy;
 
@@ -102,7 +102,7 @@ fn classify_line(engine: &Engine, line: &str) -> Result<(Case, ClassifyResult, T
     let j: Json = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let obj = j.as_object().ok_or("a case is a JSON object")?;
     for k in obj.keys() {
-        if !["layer", "fields", "flow", "name"].contains(&k.as_str()) {
+        if !["layer", "fields", "values", "flow", "name"].contains(&k.as_str()) {
             return Err(format!("unknown key {k:?} (layer, fields, flow, name)"));
         }
     }
@@ -112,7 +112,8 @@ fn classify_line(engine: &Engine, line: &str) -> Result<(Case, ClassifyResult, T
         .ok_or("missing \"layer\"")?;
     let layer = layer_by_name(layer_name).ok_or_else(|| format!("unknown layer {layer_name:?}"))?;
     let mut values = vec![Value::Empty; layer.fields.len()];
-    if let Some(fields) = obj.get("fields") {
+    // "values" is accepted as another name for "fields".
+    if let Some(fields) = obj.get("fields").or_else(|| obj.get("values")) {
         let fields = fields
             .as_object()
             .ok_or("\"fields\" is an object of field name → value")?;
@@ -154,6 +155,7 @@ fn to_json(n: usize, case: &Case, r: &ClassifyResult, t: &Trace) -> Json {
         "layer": case.layer.name,
         "action": r.action.name(),
         "decision": explain::hardness(r.action, r.hardness),
+        "hard": r.action != ActionType::NONE_NO_MATCH && r.hardness == Hardness::Hard,
         "filter_id": deciding,
         "filter": deciding_name,
         "vetoed": r.vetoed,
