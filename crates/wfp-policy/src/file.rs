@@ -119,7 +119,7 @@ struct FilterT {
     flags: Vec<Spanned<String>>,
     context: Option<Spanned<toml::Value>>,
     provider: Option<Spanned<String>>,
-    #[serde(default)]
+    #[serde(default, alias = "conditions")]
     condition: Vec<Spanned<ConditionT>>,
 }
 
@@ -127,7 +127,7 @@ struct FilterT {
 #[serde(deny_unknown_fields)]
 struct ConditionT {
     field: Spanned<String>,
-    #[serde(rename = "match")]
+    #[serde(rename = "match", alias = "match_type")]
     match_type: Option<Spanned<String>>,
     value: Option<Spanned<toml::Value>>,
     range: Option<Spanned<Vec<toml::Value>>>,
