@@ -1093,6 +1093,25 @@ callout = "wfp.test.block"
     }
 
     #[test]
+    fn alternative_spellings_and_string_weights_parse() {
+        let src = r#"
+[[filter]]
+name = "w"
+layer = "INBOUND_TRANSPORT_V4"
+weight = "0xF000000000000001"
+action = "FWP_ACTION_BLOCK"
+conditions = [ { field = "FWPM_CONDITION_IP_REMOTE_PORT", match_type = "FWP_MATCH_RANGE", range = [1, 9] } ]
+"#;
+        let (engine, applied) = Policy::parse(src, "alt.toml")
+            .unwrap()
+            .build_engine()
+            .unwrap();
+        let f = engine.filter(applied.filters[0]).unwrap();
+        assert_eq!(f.weight(), 0xF000_0000_0000_0001);
+        assert_eq!(f.conditions().conditions().len(), 1);
+    }
+
+    #[test]
     fn engine_errors_roll_back_everything() {
         let bad = GOOD.replace("value = 443 }", "value = 443, type = \"UINT32\" }");
         let p = Policy::parse(&bad, "bad.toml").unwrap();
