@@ -265,13 +265,12 @@ pub struct Shim {
     events: VecDeque<ShimEvent>,
     stats: ShimStats,
     scratch: Vec<Value>,
-    /// Connections dropped by stream callouts (DROP_CONNECTION), by key: the layer and filter.
-    dropped: HashMap<FlowKey, (LayerId, Option<FilterId>)>,
-    /// TCP connections whose ALE authorization was blocked, by key: the refusing layer and filter.
-    refused: HashMap<FlowKey, (LayerId, Option<FilterId>)>,
+    /// TCP connections that ended by policy — refused at ALE authorization or dropped by a stream
+    /// callout — by key: why, and the deciding layer and filter.
+    ended: HashMap<FlowKey, (Reason, LayerId, Option<FilterId>)>,
 }
 
-/// How many dropped (or refused) connections are remembered (the set is cleared when full).
+/// How many ended connections are remembered (the map is cleared when full).
 const MAX_DROPPED: usize = 4096;
 
 /// Which way a packet goes for classification purposes.
@@ -328,8 +327,7 @@ impl Shim {
             field_masks: Vec::new(),
             masks_epoch: None,
             events: VecDeque::new(),
-            dropped: HashMap::new(),
-            refused: HashMap::new(),
+            ended: HashMap::new(),
             stats: ShimStats {
                 per_layer: vec![[0; 3]; wfp_core::catalogue::all_layers().len()],
                 ..ShimStats::default()
@@ -395,32 +393,14 @@ impl Shim {
         if !e.stream[side.index()].resume(callout) {
             return false;
         }
-        let v6 = matches!(e.key.local_addr(), IpAddr::V6(_));
-        let layer = if v6 {
-            layers::STREAM_V6
-        } else {
-            layers::STREAM_V4
-        };
-        let facts = PacketFacts {
-            protocol: 6,
-            local: Some(e.key.local_addr()),
-            remote: Some(e.key.remote_addr()),
-            local_port: Some(e.key.local_port()),
-            remote_port: Some(e.key.remote_port()),
-            direction: Some(if e.initiator == Direction::Outbound {
-                0
-            } else {
-                1
-            }),
-            ..PacketFacts::default()
-        };
+        let layer = stream_layer(&e.key);
         let mut values = Vec::new();
-        fill(layer, &facts, &mut values);
-        let meta = Metadata {
-            flow_handle: flow,
-            present: MetadataFields::FLOW_HANDLE,
-            ..Metadata::default()
-        };
+        fill(
+            layer,
+            &flow_facts(&e.key, e.initiator, &e.owner),
+            &mut values,
+        );
+        let meta = flow_meta(flow);
         let out = e.stream[side.index()].push(
             &self.engine,
             layer,
@@ -624,7 +604,7 @@ impl Shim {
         v: &mut PacketVerdict,
     ) -> bool {
         // Fast path: a layer without filters classifies to NONE_NO_MATCH whatever the values are.
-        if !self.config.trace && self.layer_mask & (1u128 << (layer.0 & 127)) == 0 {
+        if !self.config.trace && !self.has_filters(layer) {
             return self.no_filters(layer, v);
         }
         let mut values = std::mem::take(&mut self.scratch);
@@ -644,21 +624,44 @@ impl Shim {
         r
     }
 
+    /// Whether `layer` held filters when the current packet started (`layer_mask`).
+    fn has_filters(&self, layer: LayerId) -> bool {
+        self.layer_mask & (1u128 << (layer.0 & 127)) != 0
+    }
+
     fn no_filters(&mut self, layer: LayerId, v: &mut PacketVerdict) -> bool {
-        if let Some(slot) = self.stats.per_layer.get_mut(usize::from(layer.0)) {
-            slot[2] += 1;
-        }
-        v.layer = Some(layer);
-        v.visits.push(LayerVisit {
+        let visit = LayerVisit {
             layer,
             action: ActionType::NONE_NO_MATCH,
             hardness: Hardness::Soft,
             filter: None,
             vetoed: false,
             trace: None,
-        });
-        if self.config.no_match != Verdict::Permit {
-            v.verdict = self.config.no_match;
+        };
+        self.record(visit, false, v)
+    }
+
+    /// Records a layer visit (stats, the verdict's visit list) and applies its action to the
+    /// verdict: PERMIT goes on, BLOCK (ABSORB with `absorbed`) stops the packet, NONE_NO_MATCH takes
+    /// [`ShimConfig::no_match`]. Returns false when the packet is stopped.
+    fn record(&mut self, visit: LayerVisit, absorbed: bool, v: &mut PacketVerdict) -> bool {
+        let (idx, verdict) = match visit.action {
+            ActionType::PERMIT => (0, Verdict::Permit),
+            ActionType::BLOCK if absorbed => (1, Verdict::Absorb),
+            ActionType::BLOCK => (1, Verdict::Block),
+            _ => (2, self.config.no_match),
+        };
+        if let Some(slot) = self.stats.per_layer.get_mut(usize::from(visit.layer.0)) {
+            slot[idx] += 1;
+        }
+        v.layer = Some(visit.layer);
+        if visit.filter.is_some() {
+            v.reason = Reason::Filter;
+            v.filter = visit.filter;
+        }
+        v.visits.push(visit);
+        if verdict != Verdict::Permit {
+            v.verdict = verdict;
             return false;
         }
         true
@@ -676,38 +679,15 @@ impl Shim {
         let r: ClassifyResult = self
             .engine
             .classify(layer, values, meta, data, trace.as_mut());
-        let idx = match r.action {
-            ActionType::PERMIT => 0,
-            ActionType::BLOCK => 1,
-            _ => 2,
-        };
-        if let Some(slot) = self.stats.per_layer.get_mut(usize::from(layer.0)) {
-            slot[idx] += 1;
-        }
-        v.layer = Some(layer);
-        v.visits.push(LayerVisit {
+        let visit = LayerVisit {
             layer,
             action: r.action,
             hardness: r.hardness,
             filter: r.deciding_filter,
             vetoed: r.vetoed,
             trace,
-        });
-        let verdict = match r.action {
-            ActionType::PERMIT => Verdict::Permit,
-            ActionType::BLOCK if r.absorbed() => Verdict::Absorb,
-            ActionType::BLOCK => Verdict::Block,
-            _ => self.config.no_match,
         };
-        if r.deciding_filter.is_some() {
-            v.reason = Reason::Filter;
-            v.filter = r.deciding_filter;
-        }
-        if verdict != Verdict::Permit {
-            v.verdict = verdict;
-            return false;
-        }
-        true
+        self.record(visit, r.absorbed(), v)
     }
 
     fn forward(&mut self, p: &ParsedPacket, ctx: &PacketContext, v: &mut PacketVerdict) {
@@ -835,13 +815,9 @@ impl Shim {
         // have reset it); its late segments must not start a new flow mid-stream.
         // The same holds for a connection whose authorization was blocked.
         if let (Some(k), Transport::Tcp(t)) = (&key, &p.transport) {
-            let refused = self.refused.get(k).map(|r| (Reason::ConnectionRefused, *r));
-            let ended =
-                refused.or_else(|| self.dropped.get(k).map(|d| (Reason::ConnectionDropped, *d)));
-            if let Some((reason, (layer, filter))) = ended {
+            if let Some((reason, layer, filter)) = self.ended.get(k).cloned() {
                 if t.flags.syn() && !t.flags.ack() {
-                    self.dropped.remove(k);
-                    self.refused.remove(k);
+                    self.ended.remove(k);
                 } else {
                     v.verdict = Verdict::Block;
                     v.reason = reason;
@@ -1027,11 +1003,7 @@ impl Shim {
         let e = &*e;
         let initiator = e.initiator;
         let auth_layer = e.auth_layer;
-        let conn_dir = if initiator == Direction::Outbound {
-            0
-        } else {
-            1
-        };
+        let conn_dir = connection_direction(initiator);
         let mut af = tf.clone();
         // ALE values are oriented by the connection, not the packet.
         af.local = Some(e.key.local_addr());
@@ -1072,10 +1044,7 @@ impl Shim {
             if !self.classify_step(layer, &f, meta, &mut data, v) {
                 if p.ip.protocol == 6 {
                     if let Some(key) = self.extra.get(&id).map(|e| e.key) {
-                        if self.refused.len() >= MAX_DROPPED {
-                            self.refused.clear();
-                        }
-                        self.refused.insert(key, (layer, v.filter));
+                        self.remember_ended(key, Reason::ConnectionRefused, layer, v.filter);
                     }
                 }
                 self.end_flow_now(id);
@@ -1125,6 +1094,12 @@ impl Shim {
         v: &mut PacketVerdict,
     ) -> bool {
         let reasm_cfg = self.config.reasm;
+        let layer = if v6 {
+            layers::STREAM_V6
+        } else {
+            layers::STREAM_V4
+        };
+        let skip_unfiltered = !self.config.trace && !self.has_filters(layer);
         let Some(e) = self.extra.get_mut(&id) else {
             return true;
         };
@@ -1154,19 +1129,11 @@ impl Shim {
             return false;
         }
         let fin = out.finished;
-        let layer = if v6 {
-            layers::STREAM_V6
-        } else {
-            layers::STREAM_V4
-        };
         if out.delivered.as_ref().is_none_or(|d| d.data.is_empty()) && !fin {
             return true;
         }
         // No stream filters and nothing held: the bytes pass untouched (no copy).
-        if !self.config.trace
-            && !e.stream[i].holds_data()
-            && self.layer_mask & (1u128 << (layer.0 & 127)) == 0
-        {
+        if skip_unfiltered && !e.stream[i].holds_data() {
             return true;
         }
         let delivered = out
@@ -1174,11 +1141,7 @@ impl Shim {
             .map(|d| d.data.into_owned())
             .unwrap_or_default();
         let mut sf = tf.clone();
-        sf.direction = Some(if e.initiator == Direction::Outbound {
-            0
-        } else {
-            1
-        });
+        sf.direction = Some(connection_direction(e.initiator));
         let mut values = std::mem::take(&mut self.scratch);
         fill(layer, &sf, &mut values);
         let flags = if dir == Dir::Out {
@@ -1188,9 +1151,8 @@ impl Shim {
         };
         let outcome = e.stream[i].push(&self.engine, layer, &values, meta, flags, &delivered, fin);
         self.scratch = values;
-        v.layer = Some(layer);
         let blocked = outcome.drop_connection || outcome.blocked > 0;
-        v.visits.push(LayerVisit {
+        let visit = LayerVisit {
             layer,
             action: if blocked {
                 ActionType::BLOCK
@@ -1201,39 +1163,43 @@ impl Shim {
             filter: outcome.deciding_filter,
             vetoed: false,
             trace: None,
-        });
-        if let Some(slot) = self.stats.per_layer.get_mut(usize::from(layer.0)) {
-            slot[usize::from(blocked)] += 1;
-        }
+        };
+        self.record(visit, false, v);
+        self.stats.stream_bytes_blocked += outcome.blocked;
         if outcome.drop_connection {
             self.stats.connections_dropped += 1;
-            self.stats.stream_bytes_blocked += outcome.blocked;
-            v.verdict = Verdict::Block;
             v.reason = Reason::ConnectionDropped;
-            v.filter = outcome.deciding_filter;
             if let Some(e) = self.extra.get_mut(&id) {
                 e.dropped = true;
                 let key = e.key;
-                self.remember_dropped(key, layer, outcome.deciding_filter);
+                self.remember_ended(
+                    key,
+                    Reason::ConnectionDropped,
+                    layer,
+                    outcome.deciding_filter,
+                );
             }
             self.end_flow_now(id);
             return false;
         }
         if outcome.blocked > 0 {
-            self.stats.stream_bytes_blocked += outcome.blocked;
-            v.verdict = Verdict::Block;
             v.reason = Reason::StreamBlocked;
-            v.filter = outcome.deciding_filter;
             return false;
         }
         true
     }
 
-    fn remember_dropped(&mut self, key: FlowKey, layer: LayerId, filter: Option<FilterId>) {
-        if self.dropped.len() >= MAX_DROPPED {
-            self.dropped.clear();
+    fn remember_ended(
+        &mut self,
+        key: FlowKey,
+        reason: Reason,
+        layer: LayerId,
+        filter: Option<FilterId>,
+    ) {
+        if self.ended.len() >= MAX_DROPPED {
+            self.ended.clear();
         }
-        self.dropped.insert(key, (layer, filter));
+        self.ended.insert(key, (reason, layer, filter));
     }
 
     /// Ends a flow now (policy block, dropped connection, abort): the flow table queues the end
@@ -1274,18 +1240,8 @@ impl Shim {
                     } else {
                         layers::ALE_ENDPOINT_CLOSURE_V4
                     };
-                    let facts = PacketFacts {
-                        protocol: key.protocol(),
-                        local: Some(key.local_addr()),
-                        remote: Some(key.remote_addr()),
-                        local_port: Some(key.local_port()),
-                        remote_port: Some(key.remote_port()),
-                        app_id: e.owner.app_id.clone(),
-                        user: e.owner.user.clone(),
-                        ..PacketFacts::default()
-                    };
                     let mut values = Vec::new();
-                    fill(layer, &facts, &mut values);
+                    fill(layer, &flow_facts(&key, e.initiator, &e.owner), &mut values);
                     let _ = self.engine.classify(
                         layer,
                         &values,
@@ -1311,32 +1267,14 @@ impl Shim {
         if e.key.protocol() != 6 || e.dropped {
             return;
         }
-        let v6 = matches!(e.key.local_addr(), IpAddr::V6(_));
-        let layer = if v6 {
-            layers::STREAM_V6
-        } else {
-            layers::STREAM_V4
-        };
-        let facts = PacketFacts {
-            protocol: 6,
-            local: Some(e.key.local_addr()),
-            remote: Some(e.key.remote_addr()),
-            local_port: Some(e.key.local_port()),
-            remote_port: Some(e.key.remote_port()),
-            direction: Some(if e.initiator == Direction::Outbound {
-                0
-            } else {
-                1
-            }),
-            ..PacketFacts::default()
-        };
+        let layer = stream_layer(&e.key);
         let mut values = Vec::new();
-        fill(layer, &facts, &mut values);
-        let meta = Metadata {
-            flow_handle: id,
-            present: MetadataFields::FLOW_HANDLE,
-            ..Metadata::default()
-        };
+        fill(
+            layer,
+            &flow_facts(&e.key, e.initiator, &e.owner),
+            &mut values,
+        );
+        let meta = flow_meta(id);
         for side in [Side::Initiator, Side::Responder] {
             let sending = if side == Side::Initiator {
                 e.initiator
@@ -1360,6 +1298,46 @@ impl Shim {
                 self.stats.stream_bytes_blocked += outcome.blocked;
             }
         }
+    }
+}
+
+/// The values a flow's connection-level layers see (STREAM, ENDPOINT_CLOSURE, …): oriented by the
+/// connection's key, DIRECTION = who initiated it.
+fn flow_facts(key: &FlowKey, initiator: Direction, owner: &Owner) -> PacketFacts {
+    PacketFacts {
+        protocol: key.protocol(),
+        local: Some(key.local_addr()),
+        remote: Some(key.remote_addr()),
+        local_port: Some(key.local_port()),
+        remote_port: Some(key.remote_port()),
+        direction: Some(connection_direction(initiator)),
+        app_id: owner.app_id.clone(),
+        user: owner.user.clone(),
+        ..PacketFacts::default()
+    }
+}
+
+/// FWP_DIRECTION of a connection: outbound (0) when the local side initiated it.
+fn connection_direction(initiator: Direction) -> u32 {
+    match initiator {
+        Direction::Outbound => 0,
+        Direction::Inbound => 1,
+    }
+}
+
+fn stream_layer(key: &FlowKey) -> LayerId {
+    if matches!(key.local_addr(), IpAddr::V6(_)) {
+        layers::STREAM_V6
+    } else {
+        layers::STREAM_V4
+    }
+}
+
+fn flow_meta(flow: u64) -> Metadata {
+    Metadata {
+        flow_handle: flow,
+        present: MetadataFields::FLOW_HANDLE,
+        ..Metadata::default()
     }
 }
 
