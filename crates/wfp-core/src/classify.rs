@@ -248,9 +248,38 @@ impl Engine {
         values: &[Value],
         meta: &Metadata,
         layer_data: &mut LayerData<'_>,
-        mut trace: Option<&mut Trace>,
+        trace: Option<&mut Trace>,
     ) -> ClassifyResult {
+        self.classify_inner(layer, values, meta, layer_data, trace)
+            .0
+    }
+
+    /// [`Engine::classify`], also telling whether the result may be reused: `Some(epoch)` when
+    /// only static PERMIT/BLOCK filters matched and nothing else happened (no callout ran, no veto
+    /// event was raised) — the result is then a pure function of `values` under the policy of
+    /// [`PolicySummary::epoch`](crate::engine::PolicySummary::epoch) `epoch`, and a data path may answer identical values with it for
+    /// as long as the engine's epoch is still `epoch` (a flow's per-packet layers, for example).
+    /// `None` when any callout filter matched: callouts see every packet.
+    pub fn classify_cacheable(
+        &self,
+        layer: LayerId,
+        values: &[Value],
+        meta: &Metadata,
+        layer_data: &mut LayerData<'_>,
+    ) -> (ClassifyResult, Option<u64>) {
+        self.classify_inner(layer, values, meta, layer_data, None)
+    }
+
+    fn classify_inner(
+        &self,
+        layer: LayerId,
+        values: &[Value],
+        meta: &Metadata,
+        layer_data: &mut LayerData<'_>,
+        mut trace: Option<&mut Trace>,
+    ) -> (ClassifyResult, Option<u64>) {
         let snapshot = self.snapshot.load();
+        let epoch = snapshot.epoch;
         let mut st = State {
             action: ActionType::NONE_NO_MATCH,
             write: true,
@@ -260,13 +289,15 @@ impl Engine {
             stream: None,
         };
         let Some(view) = snapshot.layers.get(usize::from(layer.0)) else {
-            return finish(st);
+            return (finish(st), Some(epoch));
         };
         if view.sublayers.is_empty() {
-            return finish(st);
+            return (finish(st), Some(epoch));
         }
-        let registry = self.registry.snapshot();
-        let registry: &[Option<Arc<Registered>>] = &registry;
+        // The callout table is read only when a callout filter matches (static filters never
+        // need it).
+        let mut registry = None;
+        let mut pure = true;
         let flow = meta
             .flow()
             .filter(|_| catalogue::layer(layer).is_some_and(|l| l.is_flow_capable()));
@@ -281,7 +312,13 @@ impl Engine {
                 from = i + 1;
                 let Some(f) = sub.filters.get(i) else { break };
                 let before = (st.action, st.write);
-                let eval = self.evaluate(f, &st, registry, &incoming, meta, layer_data, flow);
+                let table: &[Option<Arc<Registered>>] = if f.action.is_callout() {
+                    pure = false;
+                    registry.get_or_insert_with(|| self.registry.snapshot())
+                } else {
+                    &[]
+                };
+                let eval = self.evaluate(f, &st, table, &incoming, meta, layer_data, flow);
                 // A PERMIT/BLOCK ends the sublayer even when a hard decision ignores it (§7.3, §7.5).
                 let ends_sublayer = !matches!(eval, Eval::Continue(_));
                 let stream_stop = matches!(eval, Eval::Stream(_));
@@ -311,7 +348,9 @@ impl Engine {
                 t.not_matched += sub.filters.len().saturating_sub(from);
             }
         }
-        finish(st)
+        // A static veto raises a net event: not something a cached answer would repeat.
+        let reusable = (pure && !st.vetoed).then_some(epoch);
+        (finish(st), reusable)
     }
 
     #[expect(

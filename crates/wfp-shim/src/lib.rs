@@ -46,6 +46,7 @@
 
 #![forbid(unsafe_code)]
 
+mod decisions;
 pub mod flow;
 pub mod frag;
 pub mod pipeline;

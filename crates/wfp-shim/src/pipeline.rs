@@ -40,6 +40,7 @@ use wfp_core::constants::{ConditionFlags, MetadataFields, ReauthorizeReason, Str
 use wfp_core::security::Token;
 use wfp_core::{ActionType, ClassifyResult, Engine, FilterId, Hardness, LayerId, Trace, Value};
 
+use crate::decisions::FlowDecisions;
 use crate::flow::{
     Direction, EndReason, FlowConfig, FlowEvent, FlowId, FlowKey, FlowTable, FlowUpdate,
     PacketMeta, Side,
@@ -177,6 +178,9 @@ pub struct ShimConfig {
     pub local_networks: Vec<(IpAddr, u8)>,
     /// Record the arbitration trace of every classify.
     pub trace: bool,
+    /// Reuse a flow's answers at its per-packet layers while the policy is unchanged and only
+    /// static filters decided (see `decisions.rs`). Default on; off classifies every packet.
+    pub reuse_decisions: bool,
 }
 
 impl Default for ShimConfig {
@@ -190,6 +194,7 @@ impl Default for ShimConfig {
             malformed: Verdict::Block,
             local_networks: Vec::new(),
             trace: false,
+            reuse_decisions: true,
         }
     }
 }
@@ -246,6 +251,7 @@ struct FlowExtra {
     reasm: [Option<StreamReassembler>; 2],
     stream: [StreamDirection; 2],
     dropped: bool,
+    decisions: FlowDecisions,
 }
 
 /// The sans-IO packet pipeline. See the module doc for the layer order and call order.
@@ -608,11 +614,7 @@ impl Shim {
             return self.no_filters(layer, v);
         }
         let mut values = std::mem::take(&mut self.scratch);
-        let mask = self
-            .field_masks
-            .get(usize::from(layer.0))
-            .copied()
-            .unwrap_or(u64::MAX);
+        let mask = self.field_mask(layer);
         fill_masked(
             layer,
             facts,
@@ -622,6 +624,72 @@ impl Shim {
         let r = self.classify_values(layer, &values, meta, data, v);
         self.scratch = values;
         r
+    }
+
+    /// [`Shim::classify_step`] at one of flow `flow`'s per-packet layers: answers from the flow's
+    /// stored decisions when the engine said the last answer for these facts is reusable.
+    fn classify_flow_step(
+        &mut self,
+        flow: Option<u64>,
+        layer: LayerId,
+        facts: &PacketFacts,
+        meta: &Metadata,
+        data: &mut LayerData<'_>,
+        v: &mut PacketVerdict,
+    ) -> bool {
+        let Some(id) = flow.filter(|_| {
+            self.config.reuse_decisions && !self.config.trace && self.has_filters(layer)
+        }) else {
+            return self.classify_step(layer, facts, meta, data, v);
+        };
+        let epoch = self.policy_epoch;
+        let stored = self
+            .extra
+            .get(&id)
+            .and_then(|e| e.decisions.get(layer, epoch, facts))
+            .cloned();
+        let r = match stored {
+            Some(r) => r,
+            None => {
+                let mut values = std::mem::take(&mut self.scratch);
+                let mask = self.field_mask(layer);
+                fill_masked(layer, facts, mask, &mut values);
+                let (r, reusable) = self.engine.classify_cacheable(layer, &values, meta, data);
+                self.scratch = values;
+                if let (Some(e), Some(epoch)) = (self.extra.get_mut(&id), reusable) {
+                    e.decisions.put(layer, epoch, facts, &r);
+                }
+                r
+            }
+        };
+        let visit = LayerVisit {
+            layer,
+            action: r.action,
+            hardness: r.hardness,
+            filter: r.deciding_filter,
+            vetoed: r.vetoed,
+            trace: None,
+        };
+        self.record(visit, r.absorbed(), v)
+    }
+
+    fn field_mask(&self, layer: LayerId) -> u64 {
+        self.field_masks
+            .get(usize::from(layer.0))
+            .copied()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// The ids of the flows the shim tracks.
+    #[cfg(test)]
+    pub(crate) fn flow_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.extra.keys().copied()
+    }
+
+    /// How many reusable answers flow `id` holds.
+    #[cfg(test)]
+    pub(crate) fn stored_decisions(&self, id: u64) -> usize {
+        self.extra.get(&id).map_or(0, |e| e.decisions.len())
     }
 
     /// Whether `layer` held filters when the current packet started (`layer_mask`).
@@ -861,6 +929,7 @@ impl Shim {
                     reasm: [None, None],
                     stream: [StreamDirection::default(), StreamDirection::default()],
                     dropped: false,
+                    decisions: FlowDecisions::default(),
                 });
         }
         let mut meta = ip_meta(p);
@@ -894,7 +963,8 @@ impl Shim {
             if needs_auth {
                 tmeta.present |= MetadataFields::ALE_CLASSIFY_REQUIRED;
             }
-            if !self.classify_step(
+            if !self.classify_flow_step(
+                flow_id,
                 transport_layer,
                 &tf,
                 &tmeta,
@@ -931,7 +1001,8 @@ impl Shim {
                 let mut dmeta = meta.clone();
                 dmeta.packet_direction = Some(wfp_dir(dir));
                 dmeta.present |= MetadataFields::PACKET_DIRECTION;
-                data_ok = self.classify_step(
+                data_ok = self.classify_flow_step(
+                    flow_id,
                     layer,
                     &df,
                     &dmeta,
@@ -943,7 +1014,8 @@ impl Shim {
         }
         if data_ok
             && dir == Dir::Out
-            && self.classify_step(
+            && self.classify_flow_step(
+                flow_id,
                 transport_layer,
                 &tf,
                 &meta,
@@ -951,7 +1023,8 @@ impl Shim {
                 v,
             )
         {
-            self.classify_step(
+            self.classify_flow_step(
+                flow_id,
                 ip_layer(dir, p),
                 &ipf,
                 &ip_meta(p),

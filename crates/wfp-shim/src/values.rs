@@ -36,7 +36,7 @@ pub mod if_type {
 }
 
 /// Everything a layer's values are made of, for one classify.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PacketFacts {
     /// IP protocol (6, 17, 1, 58, ...).
     pub protocol: u8,

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
+use wfp_core::callout::{LayerData, Metadata};
 use wfp_testkit::model::{
     arbitrate, strategy, CalloutBehaviour, ModelAction, ModelFilter, ModelOutcome, ModelPolicy,
     ModelSublayer,
@@ -285,6 +286,20 @@ fn check_packets(
         let got = ModelOutcome::observe(&r, &trace);
         let want = arbitrate(&model_for(policy, placed, p));
         prop_assert_eq!(got, want, "packet {:?}; engine trace {:#?}", p, trace.steps);
+        // The same answer without a trace, reusable exactly when no callout filter was reached
+        // and nothing was vetoed, under the current epoch.
+        let (again, reusable) = h.engine().classify_cacheable(
+            LAYER,
+            &values,
+            &Metadata::default(),
+            &mut LayerData::None,
+        );
+        prop_assert_eq!(&again, &r);
+        let callout_reached = trace.steps.iter().any(|s| s.action_type.is_callout());
+        prop_assert_eq!(reusable.is_some(), !callout_reached && !r.vetoed);
+        if let Some(epoch) = reusable {
+            prop_assert_eq!(epoch, h.engine().policy_summary().epoch);
+        }
     }
     Ok(())
 }

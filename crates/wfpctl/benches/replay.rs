@@ -2,7 +2,8 @@
 //! engine with 10 and with 10k filters, against the same capture only read and link-decoded (the
 //! baseline, same run).
 //!
-//! Run: `cargo bench -p wfpctl --bench replay [-- --packets N]`.
+//! Run: `cargo bench -p wfpctl --bench replay [-- --packets N] [--only 10k]` (`--only` runs just
+//! the replay cases whose label contains the text, for profiling).
 //!
 //! The capture is made in memory: 64-byte Linux-cooked (SLL) frames — packet types give the
 //! direction — of 1,000 flows (TCP with a handshake, then data in both directions; UDP both ways)
@@ -13,6 +14,10 @@
 //! IP_LOCAL_PORT, destination → remote), weight = rule count − line, so every packet is classified
 //! against the whole set at its transport layer and goes on through every other layer. "10
 //! filters" uses the first 10 rules the same way.
+//!
+//! The shim reuses a flow's answer at its per-packet layers while the policy is unchanged and only
+//! static filters decided (`ShimConfig::reuse_decisions`, on by default, as in `wfpctl replay`);
+//! the last case turns that off, so every packet is classified against the index in full.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -54,6 +59,7 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(DEFAULT_PACKETS);
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/classbench");
     let (rules, headers, source) = match load_classbench(&dir) {
         Some((r, h)) => (r, h, "ClassBench fw1_10k + fw1_10k_trace"),
@@ -91,11 +97,17 @@ fn main() {
         shim_only / baseline
     );
     let mut results = Vec::new();
-    for (label, n) in [
-        ("replay, no filters", 0),
-        ("replay, 10 filters/layer", 10),
-        ("replay, 10k filters/layer", rules.len()),
+    // The last case classifies every packet in full (no per-flow reuse of static answers): what
+    // the index alone delivers.
+    for (label, n, reuse) in [
+        ("replay, no filters", 0, true),
+        ("replay, 10 filters/layer", 10, true),
+        ("replay, 10k filters/layer", rules.len(), true),
+        ("replay, 10k filters/layer, no reuse", rules.len(), false),
     ] {
+        if only.as_ref().is_some_and(|o| !label.contains(o.as_str())) {
+            continue;
+        }
         let t0 = Instant::now();
         let engine = build_engine(&rules[..n.min(rules.len())]);
         let load = t0.elapsed().as_secs_f64();
@@ -103,8 +115,9 @@ fn main() {
         let secs = best(|| {
             let mut reader = CaptureReader::new(&capture[..]).expect("capture");
             let t = Instant::now();
-            let report = replay_quiet(&mut reader, Arc::clone(&engine), ReplayConfig::default())
-                .expect("replay");
+            let mut config = ReplayConfig::default();
+            config.shim.reuse_decisions = reuse;
+            let report = replay_quiet(&mut reader, Arc::clone(&engine), config).expect("replay");
             let secs = t.elapsed().as_secs_f64();
             assert_eq!(report.packets.packets, packets as u64);
             verdicts = (
@@ -129,7 +142,7 @@ fn main() {
         );
         results.push(secs);
     }
-    if let [_, ten, tenk] = results[..] {
+    if let [_, ten, tenk, _] = results[..] {
         let mpps = pps(packets, tenk) / 1e6;
         println!(
             "  10k vs 10 filters: {:.2}x the time; B5 target >= 3 Mpps at 10k filters: {} ({mpps:.2} Mpps)",

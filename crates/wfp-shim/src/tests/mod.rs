@@ -6,5 +6,6 @@ mod flow;
 mod frag;
 mod pipeline;
 mod reasm;
+mod reuse;
 mod stream;
 mod wire;
