@@ -656,7 +656,9 @@ impl Shim {
                 fill_masked(layer, facts, mask, &mut values);
                 let (r, reusable) = self.engine.classify_cacheable(layer, &values, meta, data);
                 self.scratch = values;
-                if let (Some(e), Some(epoch)) = (self.extra.get_mut(&id), reusable) {
+                // Only an answer from the policy this packet's field masks came from: a commit
+                // between the two could have made a field matter that the mask left empty.
+                if let (Some(e), true) = (self.extra.get_mut(&id), reusable == Some(epoch)) {
                     e.decisions.put(layer, epoch, facts, &r);
                 }
                 r
