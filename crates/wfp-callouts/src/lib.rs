@@ -29,10 +29,11 @@
 //!
 //! Configuration: the Rust constructors take it directly ([`DnsBlocker::new`],
 //! [`SniBlocker::new`], [`StreamPatternBlocker::new`], ...). Built-ins created by name get the
-//! defaults documented on [`all`]; a host that has parameters (for example from a policy file's
-//! callout table) passes them through [`BuiltinConfig`] or [`builtin_with_config`]. The flow
-//! logger and stream monitor created by name report to [`FlowLog::global`] and
-//! [`StreamMonitorLog::global`], timed by [`Clock::global`].
+//! defaults documented on [`all`]; a host that has parameters passes them through
+//! [`Builtin::make_with`], [`BuiltinConfig`] or [`builtin_with_config`] (keys in the table on
+//! [`builtin_with_config`]). Policy files (`wfp-policy`) give them as `[builtin."NAME"]` tables or
+//! a `[[callout]]`'s `params`. The flow logger and stream monitor created by name report to
+//! [`FlowLog::global`] and [`StreamMonitorLog::global`], timed by [`Clock::global`].
 //!
 //! Modules: [`test`](mod@test) (policy-testing callouts), [`flow_logger`], [`stream_monitor`], [`pattern`],
 //! [`dns`], [`tls`], [`names`] (name lists), [`clock`].
@@ -105,8 +106,9 @@ pub fn builtin(name_or_key: &str) -> Option<&'static Builtin> {
 
 /// The callout key a host derives for built-in `name` placed at `layer` when the policy does not
 /// give one: `Guid::from_name("builtin-callout", "<name>@<LAYER_NAME>")` (what `wfp-policy` uses
-/// for `callout = "<name>"` references). The FLOW_ESTABLISHED halves of the flow logger and stream
-/// monitor look their companions up under this key too.
+/// for `callout = "<name>"` references without parameters; with parameters its key also covers
+/// them). The FLOW_ESTABLISHED halves of the flow logger and stream monitor look their companions
+/// up under this key too, and under every key their filters' ADD_FILTER notifications name.
 pub fn builtin_key(name: &str, layer: LayerId) -> Option<Guid> {
     let l = catalogue::layer(layer)?;
     Some(Guid::from_name(
@@ -159,15 +161,16 @@ impl BuiltinConfig {
 ///
 /// | callout | key | value |
 /// |---|---|---|
-/// | `wfp.dns-blocker` | `name` (repeatable, or comma-separated) | `host.example` or `*.example` — replaces the default list |
+/// | `wfp.dns-blocker` | `name` (repeatable, or comma-separated) | `host.example` or `*.example` — replaces the default list; an empty value (`name = ""`) gives an empty list |
 /// | `wfp.dns-blocker` | `on_malformed` | `continue` (default) or `block` |
-/// | `wfp.tls-sni-blocker` | `name` (repeatable, or comma-separated) | as above |
+/// | `wfp.tls-sni-blocker` | `name` (repeatable, or comma-separated) | as above, empty value included |
 /// | `wfp.tls-sni-blocker` | `on_malformed` | `allow` (default) or `block` |
 /// | `wfp.stream-pattern-blocker` | `pattern` (repeatable) | the pattern's UTF-8 bytes — replaces the default |
 /// | `wfp.stream-pattern-blocker` | `pattern_hex` (repeatable) | the pattern as hex digits (`00ff10`) |
 /// | `wfp.stream-monitor.stream` | `capture_bytes` | bytes kept per direction (0..=65536) |
 ///
-/// The other built-ins take no parameters.
+/// The other built-ins take no parameters. Keys are case-sensitive; for non-repeatable keys the
+/// last value wins.
 pub fn builtin_with_config(
     name: &str,
     params: &[(String, String)],
@@ -484,6 +487,7 @@ mod tests {
         assert!(
             builtin_with_config("wfp.dns-blocker", &p("name", "a.example, *.b.example")).is_ok()
         );
+        assert!(builtin_with_config("wfp.dns-blocker", &p("name", "")).is_ok());
         assert!(matches!(
             builtin_with_config("wfp.dns-blocker", &p("name", "a..example")),
             Err(ConfigError::InvalidName { .. })

@@ -1,7 +1,7 @@
 //! # wfp-pcap — capture I/O for the offline data path
 //!
 //! This crate reads packet captures, decodes their link-layer headers down to the network layer,
-//! and writes classic pcap files. It is the I/O edge of offline replay: something above it feeds
+//! and writes classic pcap and pcapng files. It is the I/O edge of offline replay: something above it feeds
 //! the decoded network-layer bytes to the packet engine and chooses which packets to write back
 //! out (permitted / blocked captures).
 //!
@@ -13,8 +13,11 @@
 //!                            pcapng.rs         orig_len,                     packet type)
 //!                                              data)
 //!                                                │
-//!                                                └──────► CaptureWriter ──► .pcap bytes
-//!                                                          (writer.rs)      (any io::Write)
+//!                                                ├──────► CaptureWriter ──► .pcap bytes
+//!                                                │         (writer.rs)      (any io::Write)
+//!                                                └──────► PcapNgWriter ───► .pcapng bytes
+//!                                                          (writer/pcapng.rs: one IDB per
+//!                                                           link type, ns, epb_flags)
 //! ```
 //!
 //! What it never does:
@@ -27,7 +30,7 @@
 //!   come from the file) and depends on no other wfp crate.
 //!
 //! Modules: [`reader`] (formats and their contract), [`link`] (link types decoded and how),
-//! [`writer`] (classic pcap output), and [`LinkType`].
+//! [`writer`] (classic pcap and pcapng output), and [`LinkType`].
 
 #![forbid(unsafe_code)]
 
@@ -49,4 +52,4 @@ pub use reader::{
     CaptureError, CaptureFormat, CaptureReader, CapturedPacket, InterfaceInfo, PacketRef,
     TimestampResolution, MAX_BLOCK_LEN, MAX_CAPTURED_LEN,
 };
-pub use writer::{CaptureWriter, TimestampPrecision, WriteError, WRITER_SNAPLEN};
+pub use writer::{CaptureWriter, PcapNgWriter, TimestampPrecision, WriteError, WRITER_SNAPLEN};

@@ -1,9 +1,16 @@
-//! Classic pcap writer.
+//! Capture writers: classic pcap ([`CaptureWriter`]) and pcapng ([`PcapNgWriter`]).
 //!
-//! Writes version 2.4 files in the host-independent little-endian layout that libpcap writes on
-//! x86, with the microsecond magic by default (every tool reads it) or the nanosecond magic on
-//! request. One link type per file: give it the link type of the frames you copy, so Wireshark
-//! and tcpdump decode them.
+//! [`CaptureWriter`] writes version 2.4 files in the host-independent little-endian layout that
+//! libpcap writes on x86, with the microsecond magic by default (every tool reads it) or the
+//! nanosecond magic on request. One link type per file: give it the link type of the frames you
+//! copy, so Wireshark and tcpdump decode them.
+//!
+//! [`PcapNgWriter`] writes one pcapng section: an Interface Description Block per link type (so
+//! frames of several link types are copied unchanged), nanosecond timestamps with no 2106 limit,
+//! and each packet's direction in `epb_flags` when known. Its module doc shows the block layouts.
+//!
+//! Both refuse, with a [`WriteError`] and without writing anything, what they cannot write
+//! faithfully: packets over [`WRITER_SNAPLEN`], captured bytes longer than the original length.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -11,6 +18,10 @@ use std::path::{Path, PathBuf};
 
 use crate::reader::MAX_CAPTURED_LEN;
 use crate::LinkType;
+
+mod pcapng;
+
+pub use pcapng::PcapNgWriter;
 
 /// Snapshot length written in the file header: libpcap's maximum (256 KiB); larger packets are
 /// refused because libpcap refuses to read them.
@@ -63,6 +74,12 @@ pub enum WriteError {
     PacketTooLarge {
         /// Bytes given.
         captured: usize,
+    },
+    /// The link type does not fit pcapng's 16-bit link type field.
+    #[error("link type {link_type} does not fit pcapng's 16-bit link type field")]
+    LinkTypeOutOfRange {
+        /// The link type given.
+        link_type: LinkType,
     },
     /// The timestamp does not fit the format's 32-bit seconds field (after 2106-02-07).
     #[error("timestamp {timestamp_ns} ns is past the 32-bit seconds limit of classic pcap")]
@@ -218,6 +235,7 @@ mod tests {
                 link_type: LinkType::LINUX_SLL,
                 orig_len: 100 + u32::from(i),
                 interface: 0,
+                direction: None,
                 data: vec![i; usize::from(i) * 7],
             })
             .collect()

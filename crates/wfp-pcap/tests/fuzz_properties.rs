@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use wfp_pcap::{
-    decode_link, CaptureReader, CaptureWriter, CapturedPacket, LinkType, TimestampPrecision,
-    MAX_CAPTURED_LEN,
+    decode_link, CaptureReader, CaptureWriter, CapturedPacket, Direction, LinkType, PcapNgWriter,
+    TimestampPrecision, MAX_CAPTURED_LEN,
 };
 
 const LINK_TYPES: [LinkType; 12] = [
@@ -273,6 +273,7 @@ proptest! {
                 link_type: link,
                 orig_len: u32::try_from(data.len()).unwrap_or(0) + extra,
                 interface: 0,
+                direction: None,
                 data,
             })
             .collect();
@@ -280,6 +281,51 @@ proptest! {
         for p in &expected {
             writer.write_packet(p.timestamp_ns, p.orig_len, &p.data).unwrap_or_else(|e| panic!("{e}"));
         }
+        let bytes = writer.finish().unwrap_or_default();
+        let got: Result<Vec<_>, _> = CaptureReader::new(&bytes[..]).unwrap_or_else(|e| panic!("{e}")).collect();
+        prop_assert_eq!(got.ok(), Some(expected));
+    }
+
+    #[test]
+    fn written_pcapng_reads_back_identically(
+        packets in proptest::collection::vec(
+            (
+                any::<u64>(),
+                proptest::sample::select(LINK_TYPES.to_vec()),
+                proptest::collection::vec(any::<u8>(), 0..300),
+                0u32..100,
+                proptest::option::of(any::<bool>()),
+            ),
+            0..12,
+        ),
+    ) {
+        let mut interfaces: Vec<LinkType> = Vec::new();
+        let expected: Vec<CapturedPacket> = packets
+            .into_iter()
+            .enumerate()
+            .map(|(i, (ts, link, data, extra, inbound))| {
+                let interface = interfaces.iter().position(|l| *l == link).unwrap_or_else(|| {
+                    interfaces.push(link);
+                    interfaces.len() - 1
+                });
+                CapturedPacket {
+                    index: i as u64,
+                    timestamp_ns: ts,
+                    link_type: link,
+                    orig_len: u32::try_from(data.len()).unwrap_or(0) + extra,
+                    interface: interface as u32,
+                    direction: inbound.map(|b| if b { Direction::Inbound } else { Direction::Outbound }),
+                    data,
+                }
+            })
+            .collect();
+        let mut writer = PcapNgWriter::new(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        for p in &expected {
+            writer
+                .write_packet(p.link_type, p.timestamp_ns, p.orig_len, &p.data, p.direction)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        prop_assert_eq!(writer.interfaces(), &interfaces[..]);
         let bytes = writer.finish().unwrap_or_default();
         let got: Result<Vec<_>, _> = CaptureReader::new(&bytes[..]).unwrap_or_else(|e| panic!("{e}")).collect();
         prop_assert_eq!(got.ok(), Some(expected));

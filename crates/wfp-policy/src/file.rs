@@ -1,5 +1,6 @@
 //! The policy file format: parsing with source positions, and applying to an engine.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use wfp_core::{
 };
 
 use crate::lit::{condition_value, Lit};
+use crate::params::{has_tables, parse_params, Params, ParamsT};
 
 /// A policy that failed to parse or apply, with where and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +49,9 @@ struct FileT {
     callout: Vec<Spanned<CalloutT>>,
     #[serde(default)]
     filter: Vec<Spanned<FilterT>>,
+    /// `[builtin."NAME"]`: parameters of a built-in wherever this file uses it.
+    #[serde(default)]
+    builtin: BTreeMap<Spanned<String>, Spanned<ParamsT>>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +95,7 @@ struct CalloutT {
     description: String,
     layer: Spanned<String>,
     builtin: Option<Spanned<String>>,
+    params: Option<Spanned<ParamsT>>,
     provider: Option<Spanned<String>>,
     #[serde(default = "yes")]
     registered: bool,
@@ -148,6 +154,8 @@ struct Origin {
 struct CalloutEntry {
     spec: CalloutSpec,
     builtin: Option<&'static wfp_callouts::Builtin>,
+    /// Parameters for `builtin` (empty: its defaults).
+    params: Params,
     registered: bool,
     extra_flags: CalloutFlags,
     origin: Origin,
@@ -163,6 +171,8 @@ pub struct Policy {
     sublayers: Vec<(SublayerSpec, Origin)>,
     callouts: Vec<CalloutEntry>,
     filters: Vec<(FilterSpec, Origin)>,
+    /// `[builtin."NAME"]` tables, by built-in name, in file order.
+    builtin_params: Vec<(&'static str, Params)>,
 }
 
 /// What [`Policy::apply`] added.
@@ -178,9 +188,13 @@ pub struct Applied {
     pub providers: Vec<Guid>,
     /// Management callout keys in file order.
     pub callouts: Vec<Guid>,
+    /// The parameters of every built-in callout of the policy (canonical text), by callout key:
+    /// how a replace tells a reconfiguration from a reuse.
+    builtin_params: Vec<(Guid, String)>,
 }
 
-struct Ctx<'a> {
+/// The text being parsed and its name, for positions in errors.
+pub(crate) struct Ctx<'a> {
     src: &'a str,
     origin: &'a str,
 }
@@ -196,7 +210,7 @@ impl Ctx<'_> {
         (line, column)
     }
 
-    fn err<T>(
+    pub(crate) fn err<T>(
         &self,
         span: std::ops::Range<usize>,
         field: impl Into<String>,
@@ -293,7 +307,9 @@ impl Policy {
             sublayers: Vec::new(),
             callouts: Vec::new(),
             filters: Vec::new(),
+            builtin_params: Vec::new(),
         };
+        p.parse_builtin_tables(&ctx, &file.builtin)?;
         let mut provider_names: Vec<(String, Guid)> = Vec::new();
         for (i, t) in file.provider.iter().enumerate() {
             let f = format!("provider[{i}]");
@@ -394,9 +410,24 @@ impl Policy {
                 )?),
                 None => None,
             };
+            let params = match (&v.params, builtin) {
+                (Some(t), Some(b)) => parse_params(&ctx, b, t, &format!("{f}.params"))?,
+                (None, Some(b)) => p.file_params(b),
+                (Some(t), None) => {
+                    return ctx.err(
+                        t.span(),
+                        format!("{f}.params"),
+                        "params configure a built-in callout: add builtin = \"...\"",
+                    )
+                }
+                (None, None) => Params::default(),
+            };
             let key = match &v.key {
                 Some(k) => parse_guid(&ctx, k, format!("{f}.key"))?,
-                None => Guid::from_name("callout", &format!("{}@{}", v.name.get_ref(), layer.name)),
+                None => Guid::from_name(
+                    "callout",
+                    &derived_name(&format!("{}@{}", v.name.get_ref(), layer.name), &params),
+                ),
             };
             let mut extra = CalloutFlags::default();
             for fl in &v.flags {
@@ -430,6 +461,7 @@ impl Policy {
                     applicable_layer: layer.layer_id(),
                 },
                 builtin,
+                params,
                 registered: v.registered && builtin.is_some(),
                 extra_flags: extra,
                 origin: ctx.origin_of(t.span(), f),
@@ -606,7 +638,11 @@ impl Policy {
         }
         // A built-in, by name or by its GUID: one implicit management callout per (built-in, layer).
         if let Some(b) = wfp_callouts::builtin(name) {
-            let key = Guid::from_name("builtin-callout", &format!("{}@{}", b.name, layer.name));
+            let params = self.file_params(b);
+            let key = Guid::from_name(
+                "builtin-callout",
+                &derived_name(&format!("{}@{}", b.name, layer.name), &params),
+            );
             if self.callouts.iter().any(|e| e.spec.key == key) {
                 return Ok(key);
             }
@@ -620,6 +656,7 @@ impl Policy {
                     applicable_layer: layer.layer_id(),
                 },
                 builtin: Some(b),
+                params,
                 registered: true,
                 extra_flags: CalloutFlags::default(),
                 origin: ctx.origin_of(c.span(), field.to_string()),
@@ -637,6 +674,54 @@ impl Policy {
                 builtin_names()
             ),
         )
+    }
+
+    /// Reads the `[builtin."NAME"]` tables (in file order).
+    fn parse_builtin_tables(
+        &mut self,
+        ctx: &Ctx<'_>,
+        tables: &BTreeMap<Spanned<String>, Spanned<ParamsT>>,
+    ) -> Result<(), PolicyError> {
+        let mut entries: Vec<_> = tables.iter().collect();
+        entries.sort_by_key(|(name, _)| name.span().start);
+        for (name, table) in entries {
+            let field = format!("builtin.{:?}", name.get_ref());
+            let Some(b) = wfp_callouts::builtin(name.get_ref()) else {
+                let hint = if has_tables(table.get_ref()) {
+                    "; quote a name that has dots: [builtin.\"wfp.dns-blocker\"]"
+                } else {
+                    ""
+                };
+                return ctx.err(
+                    name.span(),
+                    field,
+                    format!(
+                        "no built-in callout {:?} (known: {}){hint}",
+                        name.get_ref(),
+                        builtin_names()
+                    ),
+                );
+            };
+            if self.builtin_params.iter().any(|(n, _)| *n == b.name) {
+                return ctx.err(
+                    name.span(),
+                    field,
+                    format!("{} is configured twice (by name and by key)", b.name),
+                );
+            }
+            let params = parse_params(ctx, b, table, &field)?;
+            self.builtin_params.push((b.name, params));
+        }
+        Ok(())
+    }
+
+    /// The parameters this file's `[builtin."NAME"]` table gives `b` (empty: its defaults).
+    fn file_params(&self, b: &wfp_callouts::Builtin) -> Params {
+        self.builtin_params
+            .iter()
+            .find(|(n, _)| *n == b.name)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default()
     }
 
     /// Number of filters.
@@ -679,28 +764,86 @@ impl Policy {
         Ok(out.pop().unwrap_or_default())
     }
 
-    /// Registers the built-ins this policy references that are not registered yet, recording them
-    /// in `applied.registered`. On error, unregisters what it registered.
+    /// Registers the built-ins this policy references that are not registered yet (each with its
+    /// parameters), recording them in `applied.registered`. On error, unregisters what it
+    /// registered.
     fn register_builtins(&self, engine: &Engine, applied: &mut Applied) -> Result<(), PolicyError> {
         for c in &self.callouts {
+            if c.builtin.is_some() {
+                applied
+                    .builtin_params
+                    .push((c.spec.key, c.params.canonical()));
+            }
             let Some(b) = c.builtin.filter(|_| c.registered) else {
                 continue;
             };
             if engine.callout_id(&c.spec.key).is_some() {
                 continue;
             }
-            let reg = CalloutRegistration {
-                key: c.spec.key,
-                flags: b.flags | c.extra_flags,
-                callout: (b.make)(),
-                flow_delete: b.flow_delete,
-            };
-            match engine.register_callout(reg) {
+            let registration = b.make_with(c.params.pairs()).map_or_else(
+                |e| Err(format!("{}: {e}", b.name)),
+                |callout| {
+                    engine
+                        .register_callout(CalloutRegistration {
+                            key: c.spec.key,
+                            flags: b.flags | c.extra_flags,
+                            callout,
+                            flow_delete: b.flow_delete,
+                        })
+                        .map_err(|s| format!("{s}"))
+                },
+            );
+            match registration {
                 Ok(id) => applied.registered.push((c.spec.key, id)),
-                Err(s) => {
+                Err(message) => {
                     self.unregister(engine, applied);
                     applied.registered.clear();
-                    return Err(self.fail(&c.origin, &format!("{s}")));
+                    return Err(self.fail(&c.origin, &message));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses to reuse a registration of the running policy (`previous`) for the same callout key
+    /// with other parameters: a registered callout cannot be reconfigured in place, and swapping it
+    /// outside the transaction would break the atomic replace. Derived keys include the
+    /// parameters, so only keys given in the file can hit this.
+    fn check_reconfiguration(
+        &self,
+        engine: &Engine,
+        previous: &[Applied],
+    ) -> Result<(), PolicyError> {
+        for c in self
+            .callouts
+            .iter()
+            .filter(|c| c.builtin.is_some() && c.registered)
+        {
+            if engine.callout_id(&c.spec.key).is_none() {
+                continue;
+            }
+            let before = previous
+                .iter()
+                .flat_map(|a| a.builtin_params.iter())
+                .find(|(k, _)| *k == c.spec.key);
+            if let Some((_, old)) = before {
+                let new = c.params.canonical();
+                if *old != new {
+                    let origin = Origin {
+                        field: format!("{}.params", c.origin.field),
+                        ..c.origin.clone()
+                    };
+                    return Err(self.fail(
+                        &origin,
+                        &format!(
+                            "callout {} is registered by the running policy with other \
+                             parameters ({}); a registered callout cannot be reconfigured in \
+                             place: drop its `key` (a derived key follows the parameters) or \
+                             give it a new one",
+                            c.spec.key,
+                            if old.is_empty() { "the defaults" } else { old },
+                        ),
+                    ));
                 }
             }
         }
@@ -791,6 +934,9 @@ pub fn replace_all(
     previous: &[Applied],
     policies: &[&Policy],
 ) -> Result<Vec<Applied>, PolicyError> {
+    for policy in policies {
+        policy.check_reconfiguration(engine, previous)?;
+    }
     let mut out: Vec<Applied> = policies.iter().map(|_| Applied::default()).collect();
     let undo_registrations = |engine: &Engine, out: &[Applied]| {
         for applied in out {
@@ -885,6 +1031,17 @@ fn delete_previous(txn: &mut Transaction<'_>, previous: &[Applied]) -> Result<()
         }
     }
     Ok(())
+}
+
+/// The name a callout key is derived from: `base` (`NAME@LAYER`), plus the parameters when there
+/// are any, so that different parameters give different callouts (and a replace that changes them
+/// swaps the registration atomically).
+fn derived_name(base: &str, params: &Params) -> String {
+    if params.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", params.canonical())
+    }
 }
 
 /// Resolves a provider reference (name or key) to its key.

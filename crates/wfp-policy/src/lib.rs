@@ -1,14 +1,16 @@
 //! # wfp-policy — policy files
 //!
 //! A policy file is TOML with `[[provider]]`, `[[sublayer]]`, `[[callout]]` and `[[filter]]` tables
-//! that use WFP's names for layers, fields, match types, actions and flags. [`Policy::parse`] checks
+//! that use WFP's names for layers, fields, match types, actions and flags, plus `[engine]` options
+//! and `[builtin."NAME"]` parameters of built-in callouts. [`Policy::parse`] checks
 //! the syntax and names (every error carries `file:line:column` and the offending field);
 //! [`Policy::apply`] adds the objects to an engine in **one transaction**, registering the built-in
 //! callouts they reference, so a bad policy leaves the engine untouched.
 //!
 //! ```text
 //!   POLICY.toml ──parse──► Policy (specs + source spans) ──apply──► Engine (one transaction)
-//!                                                  │ registers wfp-callouts built-ins
+//!     │ [builtin."NAME"] tables,                    │ registers wfp-callouts built-ins,
+//!     │ [[callout]] params ──checked by wfp-callouts┘ each with its parameters
 //! ```
 //!
 //! ```toml
@@ -25,10 +27,34 @@
 //! condition = [ { field = "IP_REMOTE_PORT", match = "EQUAL", value = 23 } ]
 //! ```
 //!
+//! Built-in callouts take parameters (the keys are listed on
+//! `wfp_callouts::builtin_with_config`): a `[builtin."NAME"]` table applies to every use of that
+//! built-in in the file — the implicit callouts of filters that name it (`callout =
+//! "wfp.dns-blocker"`) and `[[callout]]` entries with `builtin = "NAME"` — and a `[[callout]]`'s own
+//! `params` table replaces it for that callout (`params = {}` means the defaults). Values are
+//! strings, integers, or arrays of them (one parameter per element; `name = []` is an empty
+//! list). Each value is checked when the file is parsed, so an error names `file:line:column` and
+//! the field (`builtin."wfp.dns-blocker".name[1]`). A derived callout key includes the parameters,
+//! so a replace that changes them registers a new instance in the same atomic swap; a `key` given
+//! in the file cannot change parameters while registered (the replace is refused).
+//!
+//! ```toml
+//! [builtin."wfp.dns-blocker"]
+//! name = ["bad.example", "*.ads.example"]
+//! on_malformed = "block"
+//!
+//! [[callout]]
+//! name = "sni"
+//! layer = "STREAM_V4"
+//! builtin = "wfp.tls-sni-blocker"
+//! params = { name = "blocked.example" }
+//! ```
+//!
 //! Filter ids are assigned in file order. A running policy is swapped for a new one atomically with
 //! [`Policy::replace`] / [`replace_all`] (one transaction; a bad file leaves the old one in force).
 
 pub mod file;
 pub mod lit;
+mod params;
 
 pub use file::{replace_all, Applied, Policy, PolicyError};

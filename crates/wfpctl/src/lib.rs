@@ -12,9 +12,11 @@
 //!   CAPTURE ─► wfp-pcap CaptureReader ─► decode_link ─► wfp-shim Shim ─► PacketVerdict
 //!   (pcap/pcapng)   capture time = engine time   │ IP only      │ flows, streams, timeouts
 //!                                                 ▼              ▼
-//!                              skipped (reported)    Summary ─► table or --json
+//!                              skipped (reported)    Summary ─► table or --json (stdout, or
+//!                                                             │  stderr when an output is `-`)
 //!                                                             ─► --verdicts JSONL, --permitted /
-//!                                                                --blocked pcap, --trace N
+//!                                                                --blocked pcap or pcapng (a
+//!                                                                file or `-`), --trace N
 //! ```
 //!
 //! What it never does: talk to a daemon (not yet), read a clock for decisions (replay time is the

@@ -2,14 +2,19 @@
 //!
 //! ```text
 //!   wfpctl classify --policy POLICY.toml --input CASES.jsonl [--json]
-//!   wfpctl replay CAPTURE --policy POLICY.toml [--json] [--verdicts OUT.jsonl]
-//!                 [--permitted OUT.pcap] [--blocked OUT.pcap] [--local CIDR]... [--trace N]
+//!   wfpctl replay CAPTURE --policy POLICY.toml [--json] [--verdicts OUT.jsonl|-]
+//!                 [--permitted OUT.pcap|OUT.pcapng|-] [--blocked OUT.pcap|OUT.pcapng|-]
+//!                 [--output-format pcap|pcapng] [--local CIDR]... [--trace N]
 //! ```
+//!
+//! `replay`: an output named `-` is standard output (at most one); the summary (table or `--json`)
+//! then goes to standard error. Captures are pcapng when named `*.pcapng` or with
+//! `--output-format pcapng`, classic pcap otherwise.
 //!
 //! Exit codes:
 //! - 0 success;
 //! - 1 the policy, an input or capture file, or an output file could not be used;
-//! - 2 usage error (clap);
+//! - 2 usage error (clap; `replay`: more than one output named `-`);
 //! - 3 `classify`: some input lines were invalid (each reported with its line number; the rest
 //!   were classified); `replay`: the packet named by `--trace` is not an IP packet of the capture;
 //! - 4 `replay`: the capture is truncated or corrupt — the summary covers every packet before the

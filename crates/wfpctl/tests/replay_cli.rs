@@ -452,6 +452,44 @@ fn local_networks_give_the_same_verdicts_as_linux_packet_types() {
 }
 
 #[test]
+fn pcapng_recorded_directions_give_the_same_verdicts_as_linux_packet_types() {
+    // The example as raw IP in pcapng with each packet's direction in epb_flags, and no --local:
+    // the recorded directions must stand in for the packet types.
+    let raw = tmp("raw-directions.pcapng");
+    let mut w = wfp_pcap::PcapNgWriter::create(&raw).expect("create");
+    let mut reader = CaptureReader::open(root().join(CAPTURE)).expect("capture");
+    let mut ip = 0u64;
+    while let Some(p) = reader.next_packet().expect("reads") {
+        let l3 = p.decode_link().expect("decodes");
+        if l3.protocol.ip_version().is_some() {
+            let len = l3.network.len() as u32;
+            w.write_packet(
+                LinkType::RAW,
+                p.timestamp_ns,
+                len,
+                l3.network,
+                l3.direction(),
+            )
+            .expect("write");
+            ip += 1;
+        }
+    }
+    w.finish().expect("flush");
+    let (code, out, err) = wfpctl(&[
+        "replay",
+        raw.to_str().expect("utf8"),
+        "--policy",
+        POLICY,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let j: Json = serde_json::from_str(&out).expect("json");
+    assert_eq!(j["capture"]["packets"], ip);
+    assert_eq!(count(&j, "blocked"), 36);
+    assert_eq!(count(&j, "permitted"), ip - 36);
+}
+
+#[test]
 fn tcpdump_corpus_replays_without_panicking() {
     let dir = root().join("../shared/data/pcaps/tcpdump");
     let Ok(entries) = fs::read_dir(&dir) else {
@@ -479,10 +517,17 @@ fn tcpdump_corpus_replays_without_panicking() {
         };
         let config = ReplayConfig::default();
         let report = if n % 4 == 0 {
-            // Every fourth file also goes through the output writers.
+            // Every fourth file also goes through the output writers, half of them pcapng.
             let mut r = Replayer::new(Arc::clone(&engine), config);
-            r.write_permitted(PcapSink::create(&out_p).expect("sink"));
-            r.write_blocked(PcapSink::create(&out_b).expect("sink"));
+            let ng = |p: &Path| {
+                if n % 8 == 0 {
+                    p.with_extension("pcapng")
+                } else {
+                    p.to_path_buf()
+                }
+            };
+            r.write_permitted(PcapSink::create(&ng(&out_p)).expect("sink"));
+            r.write_blocked(PcapSink::create(&ng(&out_b)).expect("sink"));
             r.write_verdicts(out_p.with_extension("jsonl"), Box::new(std::io::sink()));
             wfpctl::replay::replay(&mut reader, r, &mut |_| {})
         } else {
@@ -519,4 +564,399 @@ fn tcpdump_corpus_replays_without_panicking() {
     assert!(truncated_errors > 400, "cut copies end with an error");
     assert!(replayed > 800, "only {replayed} files replayed");
     assert_eq!(engine.flow_context_count(), 0, "every flow context deleted");
+}
+
+fn wfpctl_raw(args: &[&str]) -> (i32, Vec<u8>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wfpctl"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run wfpctl");
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn verdicts_to_stdout_move_the_summary_to_stderr() {
+    // The reference: the same lines written to a file.
+    let file = tmp("stdout-reference.jsonl");
+    let (code, j_file, err) = json_summary(&["--verdicts", file.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{err}");
+    let reference = fs::read_to_string(&file).expect("verdicts file");
+
+    // --json: stdout holds exactly the verdict lines, stderr exactly the summary object.
+    let (code, out, err) = wfpctl(&[
+        "replay",
+        CAPTURE,
+        "--policy",
+        POLICY,
+        "--json",
+        "--verdicts",
+        "-",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, reference, "stdout is the verdict lines, nothing else");
+    let j: Json = serde_json::from_str(&err).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert_eq!(j["verdicts"], j_file["verdicts"]);
+    assert_eq!(j["outputs"]["verdicts"]["path"], "<stdout>");
+    assert_eq!(j["outputs"]["verdicts"]["lines"], 95);
+
+    // The table goes to stderr as well.
+    let (code, out, err) = wfpctl(&["replay", CAPTURE, "--policy", POLICY, "--verdicts", "-"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, reference);
+    assert!(err.contains("permitted       57"), "{err}");
+    assert!(
+        err.contains("verdicts  95 lines written to <stdout>"),
+        "{err}"
+    );
+    // Without `-` the summary stays on stdout and stderr is quiet.
+    let (code, out, err) = wfpctl(&["replay", CAPTURE, "--policy", POLICY]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("permitted       57") && err.is_empty(),
+        "{err}"
+    );
+
+    // Only one output can own stdout: a usage error, before anything runs.
+    let (code, out, err) = wfpctl(&[
+        "replay",
+        CAPTURE,
+        "--policy",
+        POLICY,
+        "--verdicts",
+        "-",
+        "--blocked",
+        "-",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty());
+    assert!(err.contains("--verdicts and --blocked"), "{err}");
+}
+
+#[test]
+fn captures_to_stdout_are_pcap_unless_asked_for_pcapng() {
+    let (code, j, _) = json_summary(&[]);
+    assert_eq!(code, 0);
+    for (format, want) in [(None, "pcap"), (Some("pcapng"), "pcapng")] {
+        let mut args = vec!["replay", CAPTURE, "--policy", POLICY, "--blocked", "-"];
+        if let Some(f) = format {
+            args.extend_from_slice(&["--output-format", f]);
+        }
+        args.push("--json");
+        let (code, out, err) = wfpctl_raw(&args);
+        assert_eq!(code, 0, "{err}");
+        let summary: Json = serde_json::from_str(&err).unwrap_or_else(|e| panic!("{e}: {err}"));
+        assert_eq!(summary["outputs"]["blocked"]["format"], want);
+        let mut r = CaptureReader::new(&out[..]).expect("stdout is a capture");
+        assert_eq!(r.format().to_string(), want);
+        let mut n = 0u64;
+        while r.next_packet().expect("reads").is_some() {
+            n += 1;
+        }
+        assert_eq!(n, count(&j, "blocked"));
+    }
+}
+
+/// Every packet of `path`, owned.
+fn read_capture(path: &Path) -> (wfp_pcap::CaptureFormat, Vec<wfp_pcap::CapturedPacket>) {
+    let mut r = CaptureReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut packets = Vec::new();
+    while let Some(p) = r.next_packet().expect("reads") {
+        packets.push(p);
+    }
+    (r.format(), packets)
+}
+
+#[test]
+fn pcapng_outputs_keep_frames_timestamps_and_directions() {
+    let permitted = tmp("permitted.pcapng");
+    let blocked = tmp("blocked.pcapng");
+    let verdicts = tmp("pcapng.jsonl");
+    let (code, j, err) = json_summary(&[
+        "--permitted",
+        permitted.to_str().expect("utf8"),
+        "--blocked",
+        blocked.to_str().expect("utf8"),
+        "--verdicts",
+        verdicts.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let out = &j["outputs"]["permitted"];
+    assert_eq!(out["format"], "pcapng");
+    assert_eq!(out["link_types"], serde_json::json!(["LINUX_SLL2 (276)"]));
+    assert_eq!(j["outputs"]["blocked"]["format"], "pcapng");
+
+    let lines = verdict_lines(&verdicts);
+    let (_, original) = read_capture(&root().join(CAPTURE));
+    for (path, actions) in [
+        (&permitted, &["PERMIT"][..]),
+        (&blocked, &["BLOCK", "ABSORB"][..]),
+    ] {
+        let (format, got) = read_capture(path);
+        assert_eq!(format, wfp_pcap::CaptureFormat::PcapNg);
+        // Exactly the packets with these verdicts, in capture order, unchanged.
+        let want: Vec<usize> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| actions.contains(&l["action"].as_str().unwrap_or("")))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(got.len(), want.len());
+        for (p, &i) in got.iter().zip(&want) {
+            let o = &original[i];
+            assert_eq!(
+                (&p.data, p.timestamp_ns, p.orig_len, p.link_type),
+                (&o.data, o.timestamp_ns, o.orig_len, o.link_type),
+                "packet {i}"
+            );
+            let dir = p.direction.map(|d| match d {
+                wfp_pcap::Direction::Inbound => "inbound",
+                wfp_pcap::Direction::Outbound => "outbound",
+            });
+            assert_eq!(dir, lines[i]["direction"].as_str(), "packet {i}");
+        }
+    }
+
+    // --output-format wins over the name.
+    let forced = tmp("forced.pcap");
+    let (code, j, err) = json_summary(&[
+        "--blocked",
+        forced.to_str().expect("utf8"),
+        "--output-format",
+        "pcapng",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(j["outputs"]["blocked"]["format"], "pcapng");
+    assert_eq!(read_capture(&forced).0, wfp_pcap::CaptureFormat::PcapNg);
+    let (code, _, err) = wfpctl(&[
+        "replay",
+        CAPTURE,
+        "--policy",
+        POLICY,
+        "--output-format",
+        "ntar",
+    ]);
+    assert_eq!(code, 2, "{err}");
+
+    // tcpdump (libpcap) reads them too, when installed.
+    match Command::new("tcpdump")
+        .args(["-nn", "-r"])
+        .arg(&blocked)
+        .output()
+    {
+        Ok(o) => {
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let n = String::from_utf8_lossy(&o.stdout).lines().count() as u64;
+            assert_eq!(n, count(&j, "blocked"));
+        }
+        Err(_) => println!("note: tcpdump not installed; libpcap read check skipped"),
+    }
+}
+
+#[test]
+fn mixed_link_types_get_one_pcapng_interface_each() {
+    // The example with every other IP packet re-framed as raw IP, in a pcapng file.
+    let mixed = tmp("mixed-in.pcapng");
+    let mut w = wfp_pcap::PcapNgWriter::create(&mixed).expect("create");
+    let mut reader = CaptureReader::open(root().join(CAPTURE)).expect("capture");
+    let mut n = 0u32;
+    while let Some(p) = reader.next_packet().expect("reads") {
+        let l3 = p.decode_link().expect("decodes");
+        if l3.protocol.ip_version().is_some() && n % 2 == 1 {
+            w.write_packet(
+                LinkType::RAW,
+                p.timestamp_ns,
+                l3.network.len() as u32,
+                l3.network,
+                None,
+            )
+            .expect("write");
+        } else {
+            w.write_packet(p.link_type, p.timestamp_ns, p.orig_len, &p.data, None)
+                .expect("write");
+        }
+        n += 1;
+    }
+    w.finish().expect("flush");
+    let ng = tmp("mixed-out.pcapng");
+    let classic = tmp("mixed-out.pcap");
+    let (code, out, err) = wfpctl(&[
+        "replay",
+        mixed.to_str().expect("utf8"),
+        "--policy",
+        POLICY,
+        "--json",
+        "--local",
+        "10.77.0.1",
+        "--local",
+        "fd77::1",
+        "--permitted",
+        ng.to_str().expect("utf8"),
+        "--blocked",
+        classic.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let j: Json = serde_json::from_str(&out).expect("json");
+    assert_eq!(j["capture"]["format"], "pcapng");
+    let p = &j["outputs"]["permitted"];
+    assert_eq!(
+        p["link_types"],
+        serde_json::json!(["LINUX_SLL2 (276)", "RAW (101)"])
+    );
+    assert_eq!(p["reencapsulated"], 0);
+    let (_, got) = read_capture(&ng);
+    assert_eq!(got.len() as u64, count(&j, "permitted"));
+    assert!(got.iter().any(|p| p.link_type == LinkType::RAW));
+    assert!(got.iter().any(|p| p.link_type == LinkType::LINUX_SLL2));
+    assert!(
+        got.iter().all(|p| p.direction.is_some()),
+        "every replayed packet has a direction"
+    );
+    // The classic file has one link type: the raw packets were re-encapsulated.
+    let b = &j["outputs"]["blocked"];
+    assert_eq!(b["format"], "pcap");
+    assert!(b["reencapsulated"].as_u64().is_some_and(|n| n > 0), "{b}");
+    let (_, got) = read_capture(&classic);
+    assert!(got.iter().all(|p| p.link_type == got[0].link_type));
+    assert_eq!(got.len() as u64, count(&j, "blocked"));
+}
+
+/// The example policy with `from` replaced by `to`, written to a temporary file.
+fn policy_variant(name: &str, from: &str, to: &str) -> PathBuf {
+    let text = fs::read_to_string(root().join(POLICY)).expect("policy");
+    assert!(text.contains(from), "the example policy has {from:?}");
+    let path = tmp(name);
+    fs::write(&path, text.replace(from, to)).expect("write policy");
+    path
+}
+
+/// `(action, filter id)` of every packet, from `--verdicts -`.
+fn decisions(policy: &Path) -> (Vec<(String, u64)>, Json) {
+    let (code, out, err) = wfpctl(&[
+        "replay",
+        CAPTURE,
+        "--policy",
+        policy.to_str().expect("utf8"),
+        "--json",
+        "--verdicts",
+        "-",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines = out
+        .lines()
+        .map(|l| {
+            let j: Json = serde_json::from_str(l).expect("verdict line");
+            (
+                j["action"].as_str().unwrap_or("").to_string(),
+                j["filter_id"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    (
+        lines,
+        serde_json::from_str(&err).expect("summary on stderr"),
+    )
+}
+
+#[test]
+fn builtin_parameters_from_the_policy_change_the_replay() {
+    let (base, j) = decisions(&root().join(POLICY));
+    let at = |d: &[(String, u64)], i: usize| (d[i].0.clone(), d[i].1);
+    let blocked = |a: &str, f: u64| (a.to_string(), f);
+    // The example: ads.blocked.example (6) is listed, www.example.test (4; 10 over IPv6) is not.
+    assert_eq!(at(&base, 6), blocked("BLOCK", 8));
+    assert_eq!(at(&base, 4).0, "PERMIT");
+    assert_eq!(at(&base, 10).0, "PERMIT");
+    assert_eq!(count(&j, "blocked"), 36);
+
+    // [builtin."wfp.dns-blocker"] naming www.example.test instead: the other query is blocked,
+    // over IPv4 and IPv6 (both implicit callouts take the table), and ads.blocked.example passes.
+    let www = policy_variant(
+        "dns-www.toml",
+        r#"name = ["*.blocked.example", "tracker.example.test"]"#,
+        r#"name = ["WWW.example.test"]"#,
+    );
+    let (d, j) = decisions(&www);
+    assert_eq!(at(&d, 4), blocked("BLOCK", 8));
+    assert_eq!(at(&d, 10), blocked("BLOCK", 9));
+    assert_eq!(at(&d, 6).0, "PERMIT");
+    assert_eq!(count(&j, "blocked"), 37);
+    // An empty list blocks no name at all.
+    let none = policy_variant(
+        "dns-none.toml",
+        r#"name = ["*.blocked.example", "tracker.example.test"]"#,
+        "name = []",
+    );
+    let (d, j) = decisions(&none);
+    assert_eq!(at(&d, 6).0, "PERMIT");
+    assert_eq!(count(&j, "blocked"), 35);
+
+    // A [[callout]]'s own params: the SNI blocker drops the other TLS connection instead.
+    let sni = policy_variant(
+        "sni.toml",
+        r#"params = { name = ["blocked.example", "*.blocked.example"], on_malformed = "allow" }"#,
+        r#"params = { name = "ok.example.test" }"#,
+    );
+    let (d, _) = decisions(&sni);
+    assert_eq!(at(&d, 62).0, "PERMIT");
+    assert_eq!(at(&d, 68), blocked("BLOCK", 11));
+    // Without params, the [[callout]] gets the built-in's defaults: the example's verdicts.
+    let defaults = policy_variant(
+        "sni-defaults.toml",
+        r#"params = { name = ["blocked.example", "*.blocked.example"], on_malformed = "allow" }"#,
+        "",
+    );
+    assert_eq!(decisions(&defaults).0, base);
+
+    // The stream monitor's STREAM half with a parameter (so under a key of its own) is still found
+    // by its FLOW_ESTABLISHED half, and keeps only the bytes asked for.
+    let monitor = policy_variant(
+        "monitor.toml",
+        "[builtin.\"wfp.dns-blocker\"]",
+        "[builtin.\"wfp.stream-monitor.stream\"]\ncapture_bytes = 8\n\n[builtin.\"wfp.dns-blocker\"]",
+    );
+    let (d, j) = decisions(&monitor);
+    assert_eq!(d, base);
+    let reports = j["stream_monitor"].as_array().expect("stream monitor");
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0]["outbound_head"], "SSH-2.0-");
+}
+
+#[test]
+fn bad_builtin_parameters_name_the_file_line_and_field() {
+    let bad = policy_variant(
+        "dns-bad.toml",
+        r#"name = ["*.blocked.example", "tracker.example.test"]"#,
+        "name = [\"ok.example\",\n  \"bad..example\"]",
+    );
+    let (code, out, err) = wfpctl(&["replay", CAPTURE, "--policy", bad.to_str().expect("utf8")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "nothing replayed: {out}");
+    let text = fs::read_to_string(&bad).expect("policy");
+    let line = text
+        .lines()
+        .position(|l| l.contains("bad..example"))
+        .expect("line")
+        + 1;
+    let want = format!(
+        "{}:{line}:3: builtin.\"wfp.dns-blocker\".name[1]: invalid name \"bad..example\"",
+        bad.display()
+    );
+    assert!(err.contains(&want), "want {want:?} in {err}");
+
+    let bad = policy_variant(
+        "sni-bad.toml",
+        r#"on_malformed = "allow" }"#,
+        r#"on_malformed = "allow", colour = 1 }"#,
+    );
+    let (code, _, err) = wfpctl(&["replay", CAPTURE, "--policy", bad.to_str().expect("utf8")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("callout[0].params.colour: wfp.tls-sni-blocker: unknown parameter \"colour\""),
+        "{err}"
+    );
 }

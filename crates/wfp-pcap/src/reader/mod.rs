@@ -10,10 +10,13 @@
 //!   actually arrives, so a 40-byte file claiming a 200 MiB packet costs 40 bytes of memory.
 //! - Timestamps are nanoseconds since the Unix epoch, saturating at `0` and `u64::MAX` (year 2554).
 //!   pcapng Simple Packet Blocks carry no timestamp and report `0`.
+//! - A packet's direction is the one its pcapng Enhanced (or obsolete) Packet Block records in the
+//!   inbound/outbound bits of `epb_flags` (`pack_flags`); classic pcap and blocks without the
+//!   option report `None`. Malformed packet-block options are ignored, never an error.
 
 mod error;
 mod pcap;
-mod pcapng;
+pub(crate) mod pcapng;
 
 use std::fmt;
 use std::fs::File;
@@ -22,7 +25,7 @@ use std::mem;
 use std::ops::Range;
 use std::path::Path;
 
-use crate::link::{decode_link, L3Packet, LinkError};
+use crate::link::{decode_link, Direction, L3Packet, LinkError};
 use crate::LinkType;
 
 pub use error::CaptureError;
@@ -98,6 +101,8 @@ pub struct CapturedPacket {
     pub orig_len: u32,
     /// Interface id: 0 for classic pcap; the pcapng interface id within its section.
     pub interface: u32,
+    /// Direction recorded by the file (pcapng `epb_flags`), if any.
+    pub direction: Option<Direction>,
     /// Captured bytes, starting with the link-layer header.
     pub data: Vec<u8>,
 }
@@ -111,6 +116,7 @@ impl CapturedPacket {
             link_type: self.link_type,
             orig_len: self.orig_len,
             interface: self.interface,
+            direction: self.direction,
             data: &self.data,
         }
     }
@@ -134,6 +140,8 @@ pub struct PacketRef<'a> {
     pub orig_len: u32,
     /// Interface id: 0 for classic pcap; the pcapng interface id within its section.
     pub interface: u32,
+    /// Direction recorded by the file (pcapng `epb_flags`), if any.
+    pub direction: Option<Direction>,
     /// Captured bytes, starting with the link-layer header.
     pub data: &'a [u8],
 }
@@ -147,6 +155,7 @@ impl PacketRef<'_> {
             link_type: self.link_type,
             orig_len: self.orig_len,
             interface: self.interface,
+            direction: self.direction,
             data: self.data.to_vec(),
         }
     }
@@ -256,6 +265,7 @@ impl<R: Read> CaptureReader<R> {
                     link_type: meta.link_type,
                     orig_len: meta.orig_len,
                     interface: meta.interface,
+                    direction: meta.direction,
                     data: self.buf.get(meta.data).unwrap_or_default(),
                 }))
             }
@@ -426,6 +436,7 @@ struct PacketMeta {
     link_type: LinkType,
     orig_len: u32,
     interface: u32,
+    direction: Option<Direction>,
     data: Range<usize>,
 }
 

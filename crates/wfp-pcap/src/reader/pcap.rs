@@ -169,6 +169,7 @@ impl<R: Read> CaptureReader<R> {
             link_type,
             orig_len: original,
             interface: 0,
+            direction: None,
             data: 0..len,
         }))
     }

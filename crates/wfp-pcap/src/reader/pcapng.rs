@@ -5,7 +5,8 @@
 //! Block (type `0x0A0D0D0A`, the same in both byte orders) starts each section: its byte-order
 //! magic sets the order of the section, and the section's interface list starts empty. Read here:
 //! SHB, Interface Description Block (link type, snaplen, `if_tsresol`, `if_tsoffset`), Enhanced
-//! Packet Block, Simple Packet Block (interface 0, no timestamp) and the obsolete Packet Block.
+//! Packet Block (with the direction bits of `epb_flags`), Simple Packet Block (interface 0, no
+//! timestamp) and the obsolete Packet Block (`pack_flags`, same layout as `epb_flags`).
 //! Every other block (name resolution, interface statistics, custom, unknown) is skipped after
 //! its length checks. Checks follow libpcap's `sf-pcapng.c`, except that sections may change byte
 //! order and interfaces may differ in link type and snaplen.
@@ -18,7 +19,7 @@ use super::{
     TimestampResolution, MAX_BLOCK_LEN,
 };
 use crate::bytes::Endian;
-use crate::LinkType;
+use crate::{Direction, LinkType};
 
 /// Section Header Block type, identical in both byte orders.
 pub(crate) const SHB_TYPE_BYTES: [u8; 4] = [0x0A, 0x0D, 0x0D, 0x0A];
@@ -44,9 +45,16 @@ const PACKET_FIXED: usize = 20;
 /// Fixed SPB body: original length.
 const SPB_FIXED: usize = 4;
 
-const OPT_ENDOFOPT: u16 = 0;
-const OPT_IF_TSRESOL: u16 = 9;
+pub(crate) const OPT_ENDOFOPT: u16 = 0;
+/// `epb_flags` (and the obsolete Packet Block's `pack_flags`): a 32-bit flags word.
+pub(crate) const OPT_EPB_FLAGS: u16 = 2;
+pub(crate) const OPT_IF_TSRESOL: u16 = 9;
 const OPT_IF_TSOFFSET: u16 = 14;
+
+/// `epb_flags` bits 0-1: 00 = not available, 01 = inbound, 10 = outbound (11 is undefined).
+pub(crate) const EPB_FLAGS_DIRECTION_MASK: u32 = 0b11;
+pub(crate) const EPB_FLAGS_INBOUND: u32 = 0b01;
+pub(crate) const EPB_FLAGS_OUTBOUND: u32 = 0b10;
 
 /// Reading state of a pcapng file: the byte order of the current section.
 #[derive(Clone, Copy, Debug)]
@@ -256,11 +264,15 @@ impl<R: Read> CaptureReader<R> {
                 }
                 let iface = self.interface(block, interface)?;
                 let units = (u64::from(high) << 32) | u64::from(low);
+                let options = body
+                    .get(PACKET_FIXED.saturating_add(len).saturating_add(3) & !3..)
+                    .unwrap_or_default();
                 Ok(Some(PacketMeta {
                     timestamp_ns: iface.timestamp_ns(units),
                     link_type: iface.info.link_type,
                     orig_len: original,
                     interface,
+                    direction: packet_direction(options, e),
                     data: PACKET_FIXED..PACKET_FIXED + len,
                 }))
             }
@@ -279,6 +291,7 @@ impl<R: Read> CaptureReader<R> {
                     link_type: iface.info.link_type,
                     orig_len: original,
                     interface: 0,
+                    direction: None,
                     data: SPB_FIXED..SPB_FIXED + len,
                 }))
             }
@@ -316,6 +329,30 @@ struct Block {
     block_type: u32,
     length: u32,
     endian: Endian,
+}
+
+/// The direction in a packet block's `epb_flags` / `pack_flags` option, if the options hold a
+/// well-formed one with the inbound or outbound bit set. Anything malformed is ignored: options
+/// are advisory and the packet itself was read correctly.
+fn packet_direction(mut options: &[u8], e: Endian) -> Option<Direction> {
+    // Most packet blocks carry no options at all.
+    while !options.is_empty() {
+        let code = e.u16_at(options, 0)?;
+        let len = usize::from(e.u16_at(options, 2)?);
+        if code == OPT_ENDOFOPT {
+            return None;
+        }
+        if code == OPT_EPB_FLAGS {
+            let flags = e.u32_at(options, 4).filter(|_| len == 4)?;
+            return match flags & EPB_FLAGS_DIRECTION_MASK {
+                EPB_FLAGS_INBOUND => Some(Direction::Inbound),
+                EPB_FLAGS_OUTBOUND => Some(Direction::Outbound),
+                _ => None,
+            };
+        }
+        options = options.get((4 + len + 3) & !3..)?;
+    }
+    None
 }
 
 /// Parses IDB options: returns the timestamp resolution (default 10^-6) and offset (default 0),

@@ -60,6 +60,7 @@ fn classic_all_four_magics() {
                 link_type: LinkType::ETHERNET,
                 orig_len: 60,
                 interface: 0,
+                direction: None,
                 data: FRAME_A.to_vec(),
             }
         );
@@ -296,6 +297,70 @@ fn ng_basic(e: Endian) -> Vec<u8> {
         spb(e, 3, FRAME_B),
         opb(e, 0, 2_000_000, 3, FRAME_B),
     ])
+}
+
+/// An EPB (or, with `obsolete`, a Packet Block) for FRAME_B followed by raw option bytes.
+fn packet_with_options(e: Endian, obsolete: bool, options: &[u8]) -> Vec<u8> {
+    let block = if obsolete {
+        opb(e, 0, 9, 3, FRAME_B)
+    } else {
+        epb(e, 0, 9, 3, FRAME_B)
+    };
+    // Re-frame: strip the trailer, append the options, fix both lengths.
+    let body = &block[8..block.len() - 4];
+    let mut body = body.to_vec();
+    body.extend_from_slice(options);
+    ng_block(e, if obsolete { 2 } else { 6 }, &body)
+}
+
+#[test]
+fn pcapng_packet_flags_give_the_direction_and_bad_options_are_ignored() {
+    for e in [Little, Big] {
+        let flags = |v: u32| {
+            let bytes = match e {
+                Big => v.to_be_bytes(),
+                Little => v.to_le_bytes(),
+            };
+            ng_option(e, 2, &bytes)
+        };
+        let end = ng_option(e, 0, &[]);
+        let comment = ng_option(e, 1, b"a comment");
+        let cases: Vec<(bool, Vec<u8>, Option<Direction>)> = vec![
+            (false, vec![], None),
+            (
+                false,
+                cat(&[flags(1), end.clone()]),
+                Some(Direction::Inbound),
+            ),
+            (
+                false,
+                cat(&[comment.clone(), flags(0x0000_0012)]),
+                Some(Direction::Outbound),
+            ),
+            (false, flags(0), None),                      // "not available"
+            (false, flags(3), None),                      // undefined
+            (false, cat(&[end.clone(), flags(1)]), None), // after the end marker
+            (false, ng_option(e, 2, &[1, 0]), None),      // wrong length
+            (false, vec![2, 0], None),                    // cut short
+            (false, ng_option(e, 2, &[1, 0, 0]), None),   // cut short once padded
+            (true, flags(2), Some(Direction::Outbound)),  // pack_flags
+        ];
+        for (obsolete, options, want) in cases {
+            let bytes = cat(&[
+                shb(e),
+                idb(e, 1, 0, &[]),
+                packet_with_options(e, obsolete, &options),
+            ]);
+            let (packets, err) = read_all(&bytes);
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(packets.len(), 1);
+            assert_eq!(packets[0].data, FRAME_B, "{options:?}");
+            assert_eq!(packets[0].direction, want, "{e:?} {options:?}");
+        }
+    }
+    // Classic pcap records no direction.
+    let (packets, _) = read_all(&classic_two_packets(Little, false));
+    assert!(packets.iter().all(|p| p.direction.is_none()));
 }
 
 #[test]

@@ -1,25 +1,54 @@
 //! The `wfpctl replay` command: arguments, progress bar, output.
+//!
+//! Standard output carries the summary (table or `--json` object) unless one output flag is `-`
+//! (`--verdicts -`, `--permitted -` or `--blocked -`): then that output owns standard output and
+//! the summary goes to standard error, so the two never interleave. At most one flag may be `-`.
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wfp_core::Engine;
-use wfp_pcap::CaptureReader;
+use wfp_pcap::{CaptureFormat, CaptureReader};
 use wfp_policy::Policy;
 use wfp_shim::ShimConfig;
 
-use super::{replay, PcapSink, ReplayConfig, ReplayError, Replayer, Report};
+use super::{format_for_path, replay, PcapSink, ReplayConfig, ReplayError, Replayer, Report};
 
+/// Exit code: usage error (as clap's).
+const EXIT_USAGE: u8 = 2;
 /// Exit code: the packet named by `--trace` is not an IP packet of the capture.
 const EXIT_TRACE_NOT_FOUND: u8 = 3;
 /// Exit code: the capture is truncated or corrupt (the summary covers what was read).
 const EXIT_CAPTURE_ERROR: u8 = 4;
+
+/// The output name that means standard output.
+const STDOUT_ARG: &str = "-";
+/// How standard output is named in reports and errors.
+const STDOUT_NAME: &str = "<stdout>";
+
+/// Format of the `--permitted` / `--blocked` captures.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OutputFormat {
+    /// Classic pcap (one link type per file; other link types are re-encapsulated).
+    Pcap,
+    /// pcapng (one interface per link type, nanosecond timestamps, direction in epb_flags).
+    Pcapng,
+}
+
+impl From<OutputFormat> for CaptureFormat {
+    fn from(f: OutputFormat) -> Self {
+        match f {
+            OutputFormat::Pcap => Self::Pcap,
+            OutputFormat::Pcapng => Self::PcapNg,
+        }
+    }
+}
 
 /// Arguments of `wfpctl replay`.
 #[derive(clap::Args, Debug)]
@@ -34,15 +63,22 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Write one JSON line per packet: index, time, direction, flow, layers visited, final
-    /// action, deciding filter id and name.
+    /// action, deciding filter id and name. `-` writes them to standard output (the summary then
+    /// goes to standard error).
     #[arg(long, value_name = "OUT.jsonl")]
     verdicts: Option<PathBuf>,
-    /// Write the permitted packets to a new capture (classic pcap).
+    /// Write the permitted packets to a new capture: pcapng if the name ends in .pcapng, else
+    /// classic pcap (see --output-format). `-` writes it to standard output (the summary then goes
+    /// to standard error).
     #[arg(long, value_name = "OUT.pcap")]
     permitted: Option<PathBuf>,
-    /// Write the blocked (and absorbed) packets to a new capture (classic pcap).
+    /// Write the blocked (and absorbed) packets to a new capture, as --permitted.
     #[arg(long, value_name = "OUT.pcap")]
     blocked: Option<PathBuf>,
+    /// Format of the --permitted / --blocked captures whatever their names (default: pcapng for
+    /// names ending in .pcapng, else pcap).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    output_format: Option<OutputFormat>,
     /// A local network (repeatable): packets from it are outbound, packets to it inbound. Without
     /// it (and without Linux cooked packet types) the side that opened a flow is the local side.
     #[arg(long = "local", value_name = "CIDR", value_parser = parse_cidr)]
@@ -79,7 +115,29 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
 }
 
 /// Runs `wfpctl replay`; the exit codes are documented on the binary.
+///
+/// Standard output carries the summary (table or `--json` object) unless an output flag is `-`:
+/// that output then owns standard output and the summary goes to standard error, so the two never
+/// interleave. Only one output may be `-` (exit code 2 otherwise); a capture is never written to a
+/// terminal.
 pub fn run(args: &Args) -> Result<ExitCode> {
+    let to_stdout: Vec<&str> = [
+        ("--verdicts", &args.verdicts),
+        ("--permitted", &args.permitted),
+        ("--blocked", &args.blocked),
+    ]
+    .into_iter()
+    .filter(|(_, p)| p.as_deref().is_some_and(is_stdout))
+    .map(|(flag, _)| flag)
+    .collect();
+    if to_stdout.len() > 1 {
+        eprintln!(
+            "wfpctl: {} all name standard output (-); at most one output can write there",
+            to_stdout.join(" and ")
+        );
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
+    let summary_to_stderr = !to_stdout.is_empty();
     let policy = Policy::load(&args.policy).map_err(ReplayError::from)?;
     let (engine, _) = policy.build_engine().map_err(ReplayError::from)?;
     let mut reader =
@@ -103,7 +161,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     }
     report.capture = Some(args.capture.clone());
     report.policy = Some(args.policy.clone());
-    print(args, &report)?;
+    print(args, &report, summary_to_stderr)?;
 
     if let Some(e) = &report.capture_error {
         eprintln!(
@@ -134,22 +192,55 @@ fn replayer(args: &Args, engine: Arc<Engine>) -> Result<Replayer, ReplayError> {
     };
     let mut replayer = Replayer::new(engine, config);
     if let Some(path) = &args.verdicts {
-        let file = File::create(path).map_err(|source| ReplayError::Output {
-            path: path.clone(),
-            source,
-        })?;
-        replayer.write_verdicts(
-            path.clone(),
-            Box::new(BufWriter::with_capacity(256 * 1024, file)),
-        );
+        let (name, out): (PathBuf, Box<dyn Write>) = if is_stdout(path) {
+            (PathBuf::from(STDOUT_NAME), Box::new(std::io::stdout()))
+        } else {
+            let file = File::create(path).map_err(|source| ReplayError::Output {
+                path: path.clone(),
+                source,
+            })?;
+            (path.clone(), Box::new(file))
+        };
+        replayer.write_verdicts(name, Box::new(BufWriter::with_capacity(256 * 1024, out)));
     }
     if let Some(path) = &args.permitted {
-        replayer.write_permitted(PcapSink::create(path)?);
+        replayer.write_permitted(capture_sink(path, args.output_format)?);
     }
     if let Some(path) = &args.blocked {
-        replayer.write_blocked(PcapSink::create(path)?);
+        replayer.write_blocked(capture_sink(path, args.output_format)?);
     }
     Ok(replayer)
+}
+
+/// `-` (standard output).
+fn is_stdout(path: &Path) -> bool {
+    path.as_os_str() == STDOUT_ARG
+}
+
+/// The sink for `--permitted` / `--blocked`: a file (format from `--output-format`, else from the
+/// name) or standard output (pcap unless `--output-format pcapng`; never a terminal).
+fn capture_sink(path: &Path, forced: Option<OutputFormat>) -> Result<PcapSink, ReplayError> {
+    if !is_stdout(path) {
+        return match forced {
+            Some(f) => PcapSink::create_as(path, f.into()),
+            None => PcapSink::create(path),
+        };
+    }
+    let stdout = std::io::stdout();
+    if stdout.is_terminal() {
+        return Err(ReplayError::Output {
+            path: PathBuf::from(STDOUT_NAME),
+            source: std::io::Error::other(
+                "refusing to write a binary capture to a terminal (redirect or pipe it)",
+            ),
+        });
+    }
+    let format = forced.map_or_else(|| format_for_path(path), CaptureFormat::from);
+    Ok(PcapSink::from_writer(
+        PathBuf::from(STDOUT_NAME),
+        Box::new(stdout),
+        format,
+    ))
 }
 
 fn progress_bar(args: &Args, size: u64) -> Option<ProgressBar> {
@@ -167,9 +258,14 @@ fn progress_bar(args: &Args, size: u64) -> Option<ProgressBar> {
     Some(bar)
 }
 
-fn print(args: &Args, report: &Report) -> Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+/// Prints the summary (table or `--json`) to standard output, or to standard error when an
+/// output flag took standard output.
+fn print(args: &Args, report: &Report, to_stderr: bool) -> Result<()> {
+    let mut out: Box<dyn Write> = if to_stderr {
+        Box::new(std::io::stderr().lock())
+    } else {
+        Box::new(std::io::stdout().lock())
+    };
     if args.json {
         writeln!(out, "{}", report.to_json())?;
     } else {

@@ -10,8 +10,8 @@
 //!                          Shim::handle_packet ──► PacketVerdict (visits, filter, flow)    │
 //!                                │                                                        │
 //!                                ├─► Summary counters (per verdict, per layer, per filter) │
-//!                                ├─► --verdicts: one JSON line                            │
-//!                                ├─► --permitted / --blocked: the frame, unchanged         │
+//!                                ├─► --verdicts: one JSON line (file or stdout)           │
+//!                                ├─► --permitted / --blocked: the frame (pcap or pcapng)   │
 //!                                └─► --trace N: the arbitration trace of packet N          │
 //!  end of capture (or a capture error) ──► Shim::abort_all (flowDeleteFn for every context) ┘
 //!                                      ──► Report: text table or one JSON object
@@ -28,8 +28,14 @@
 //! `--blocked` capture. permitted + blocked + absorbed + skipped = packets read.
 //!
 //! Direction: a Linux cooked capture's packet type decides (OUTGOING → outbound, HOST /
-//! BROADCAST / MULTICAST / OTHERHOST → inbound); otherwise [`ShimConfig::local_networks`]
-//! (`--local`), and failing that the side that sent a flow's first packet is the local side.
+//! BROADCAST / MULTICAST / OTHERHOST → inbound); otherwise the direction a pcapng file recorded
+//! (`epb_flags` inbound/outbound); otherwise [`ShimConfig::local_networks`] (`--local`), and
+//! failing that the side that sent a flow's first packet is the local side.
+//!
+//! Outputs: `--verdicts`, `--permitted` and `--blocked` take a file name or `-` (standard output;
+//! the summary then goes to standard error, see [`run`]). Captures are written by [`PcapSink`]:
+//! classic pcap, or pcapng for `*.pcapng` names and `--output-format pcapng` (one interface per
+//! link type, nanosecond timestamps, the replay's direction in `epb_flags`).
 //!
 //! `--verdicts` lines (one JSON object per packet, in capture order):
 //!
@@ -66,7 +72,7 @@ use wfp_shim::{
 };
 
 pub use cli::{parse_cidr, replay_quiet, run, Args};
-pub use output::{PcapSink, SinkReport};
+pub use output::{format_for_path, PcapSink, SinkReport};
 pub use summary::{
     Anomalies, Count, FilterRow, FlowSummary, LayerRow, Report, TracedPacket, Verdicts,
 };
@@ -252,7 +258,7 @@ impl Replayer {
             self.write_skip_line(p, wire, &reason)?;
             return Ok(Action::Skip);
         }
-        let direction = match l3.direction() {
+        let direction = match l3.direction().or(p.direction) {
             Some(wfp_pcap::Direction::Inbound) => PacketDirection::Inbound,
             Some(wfp_pcap::Direction::Outbound) => PacketDirection::Outbound,
             None => PacketDirection::Infer,

@@ -880,12 +880,18 @@ impl Report {
         self.write_anomalies(out)?;
         self.write_logs(out)?;
         for (kind, s) in &self.outputs {
+            let types = s
+                .link_types
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
             write!(
                 out,
-                "{kind:<9} {} packets written to {} ({})",
+                "{kind:<9} {} packets written to {} ({}: {types})",
                 s.written,
                 s.path.display(),
-                s.link_type
+                s.format,
             )?;
             if s.reencapsulated > 0 {
                 write!(out, "; {} re-encapsulated", s.reencapsulated)?;
@@ -1129,7 +1135,9 @@ impl Report {
             })).collect::<Vec<_>>(),
             "outputs": self.outputs.iter().map(|(k, s)| ((*k).to_string(), json!({
                 "path": s.path.display().to_string(),
+                "format": s.format.to_string(),
                 "link_type": s.link_type.to_string(),
+                "link_types": s.link_types.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "written": s.written,
                 "reencapsulated": s.reencapsulated,
                 "unwritable": s.unwritable,
