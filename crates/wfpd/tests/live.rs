@@ -562,6 +562,118 @@ condition = [ {{ field = "IP_PROTOCOL", value = 17 }}, {{ field = "IP_REMOTE_POR
     );
 }
 
+/// IPv6 over loopback: ip6tables rules installed by the daemon (`ipv6 = true`), the V6 layers
+/// decide, and a V4 filter on the same port does not touch V6 traffic.
+#[test]
+fn ipv6_traffic_is_classified_at_the_v6_layers() {
+    skip_unless_live!("ipv6_traffic_is_classified_at_the_v6_layers");
+    match Command::new("ip6tables").arg("-V").output() {
+        Ok(out) if out.status.success() => {}
+        _ => {
+            eprintln!("skipping ipv6_traffic_is_classified_at_the_v6_layers: no ip6tables");
+            return;
+        }
+    }
+    let _serial = serial();
+    let ns = TempNetns::create("wfpd6").expect("netns");
+    let dir = TempDir::new("ipv6");
+    let policy = dir.write(
+        "policy.toml",
+        r#"
+[[filter]]
+name = "block udp 5401 over v6"
+layer = "ALE_AUTH_CONNECT_V6"
+action = "BLOCK"
+condition = [ { field = "IP_PROTOCOL", value = 17 }, { field = "IP_REMOTE_PORT", value = 5401 } ]
+
+[[filter]]
+name = "block tcp 9998 over v6"
+layer = "ALE_AUTH_CONNECT_V6"
+action = "BLOCK"
+condition = [ { field = "IP_PROTOCOL", value = 6 }, { field = "IP_REMOTE_PORT", value = 9998 } ]
+
+[[filter]]
+name = "block udp 5400 over v4 only"
+layer = "ALE_AUTH_CONNECT_V4"
+action = "BLOCK"
+condition = [ { field = "IP_PROTOCOL", value = 17 }, { field = "IP_REMOTE_PORT", value = 5400 } ]
+"#,
+    );
+    let hooks = LOOPBACK_HOOKS.replace("[rules]\n", "[rules]\nipv6 = true\n");
+    let cfg = config(&dir, &[&policy], &hooks);
+    let daemon = Daemon::start(&ns, &dir, &cfg);
+    assert!(
+        iptables6_save(&ns).contains("WFP_OUT"),
+        "ip6tables rules installed"
+    );
+
+    let (udp_ok, udp_blocked, tcp_ok, tcp_blocked) = in_ns(&ns, || {
+        let udp = |port: u16| {
+            let rx = UdpSocket::bind(("::1", port)).expect("bind v6 receiver");
+            rx.set_read_timeout(Some(SOCKET_TIMEOUT)).expect("timeout");
+            let tx = UdpSocket::bind("[::1]:0").expect("bind v6 sender");
+            for seq in 0u32..5 {
+                let _ = tx.send_to(&seq.to_be_bytes(), ("::1", port));
+            }
+            udp_drain(&rx).len()
+        };
+        let tcp = |port: u16| {
+            let listener = std::net::TcpListener::bind(("::1", port)).expect("bind v6 listener");
+            listener.set_nonblocking(true).expect("nonblocking");
+            let server = std::thread::spawn(move || {
+                let end = Instant::now() + Duration::from_secs(3);
+                while Instant::now() < end {
+                    if let Ok((mut s, _)) = listener.accept() {
+                        let _ = std::io::Write::write_all(&mut s, b"hello over v6");
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            });
+            let addr = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+            let got = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                .ok()
+                .and_then(|mut s| {
+                    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+                    let mut buf = String::new();
+                    std::io::Read::read_to_string(&mut s, &mut buf).ok()?;
+                    Some(buf)
+                });
+            let _ = server.join();
+            got
+        };
+        (udp(5400), udp(5401), tcp(8081), tcp(9998))
+    });
+    assert_eq!(
+        udp_ok, 5,
+        "v6 UDP to 5400 passes (the V4 filter does not apply)"
+    );
+    assert_eq!(
+        udp_blocked, 0,
+        "v6 UDP to 5401 is blocked at ALE_AUTH_CONNECT_V6"
+    );
+    assert_eq!(tcp_ok.as_deref(), Some("hello over v6"));
+    assert_eq!(tcp_blocked, None, "v6 TCP to 9998 is blocked");
+
+    let stats = daemon.stats();
+    let q = &stats["queues"][0];
+    assert!(q["permitted"].as_u64() > Some(5), "{stats}");
+    assert!(q["blocked"].as_u64() >= Some(2), "{stats}");
+    assert!(daemon.stop().success(), "clean stop");
+    assert!(
+        !iptables6_save(&ns).contains("WFP_"),
+        "ip6tables rules removed at stop"
+    );
+}
+
+fn iptables6_save(ns: &TempNetns) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "ip6tables-save"])
+        .output()
+        .expect("ip6tables-save");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn ale_app_id_matches_the_client_executable_and_reloads_are_atomic() {
     skip_unless_live!("ale_app_id_matches_the_client_executable");
