@@ -9,7 +9,10 @@
 //! Cases:
 //! * `no queue` — the rule is absent.
 //! * `reader, per-packet verdicts` — [`wfp_nfqueue::spawn_workers`] with an accept-all handler:
-//!   the shape the engine will have (the B4 reference).
+//!   the shape the engine has (the B4 reference). The queue coalesces consecutive identical
+//!   verdicts into batch verdict messages (`QueueConfig::coalesce_verdicts`, the default).
+//! * `reader, per-packet verdicts, one message each` — the same with coalescing off, for
+//!   context: what the coalescing saves.
 //! * `reader, batch verdicts` — one `verdict_batch` per received batch: the cheapest possible
 //!   reader, for context.
 //!
@@ -111,11 +114,12 @@ fn report(name: &str, outcome: &Outcome, baseline: Option<f64>) {
 
 fn describe(stats: &QueueStats) -> String {
     let per_recv = stats.packets as f64 / (stats.recv_calls.max(1)) as f64;
-    let per_send =
-        (stats.verdicts + stats.batch_verdicts) as f64 / (stats.send_calls.max(1)) as f64;
+    let messages = stats.verdicts - stats.coalesced + stats.batch_verdicts;
+    let per_send = messages as f64 / (stats.send_calls.max(1)) as f64;
     format!(
-        "packets {}, {:.1} per recvmmsg, {:.1} verdicts per sendto, enobufs {}, malformed {}",
-        stats.packets, per_recv, per_send, stats.enobufs, stats.malformed
+        "packets {}, {:.1} per recvmmsg, {:.1} verdict messages per sendto ({} verdicts \
+         coalesced), enobufs {}, malformed {}",
+        stats.packets, per_recv, per_send, stats.coalesced, stats.enobufs, stats.malformed
     )
 }
 
@@ -192,6 +196,20 @@ fn main() {
     let per_packet = measure(&tx, &rx, duration);
     let stats = workers.join();
     report("reader, per-packet verdicts", &per_packet, Some(baseline));
+    for (_, result) in &stats {
+        match result {
+            Ok(stats) => println!("{:<30} {}", "", describe(stats)),
+            Err(e) => println!("{:<30} worker error: {e}", ""),
+        }
+    }
+
+    let mut single = config.clone();
+    single.coalesce_verdicts = false;
+    let workers =
+        spawn_workers(&single, [QUEUE], |_: &QueuedPacket| Verdict::Accept).expect("spawn reader");
+    let one_each = measure(&tx, &rx, duration);
+    let stats = workers.join();
+    report("  ... one message each", &one_each, Some(baseline));
     for (_, result) in &stats {
         match result {
             Ok(stats) => println!("{:<30} {}", "", describe(stats)),

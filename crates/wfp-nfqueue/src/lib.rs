@@ -5,8 +5,10 @@
 //!
 //! A small, self-contained `nfnetlink_queue` client: its own netlink message builders and
 //! parsers ([`parse_packet_message`]), a [`Queue`] per queue number with batched receive
-//! (`recvmmsg(2)`) and batched verdicts (several netlink messages per `sendto(2)`), queue
-//! workers ([`spawn_workers`]) and rule installation in chains of its own ([`rules`]).
+//! (`recvmmsg(2)`) and batched verdicts (several netlink messages per `sendto(2)`, consecutive
+//! identical verdicts merged into one batch verdict where that decides exactly the same packets:
+//! [`QueueConfig::coalesce_verdicts`]), queue workers ([`spawn_workers`]) and rule installation
+//! in chains of its own ([`rules`]).
 //!
 //! # What it never does
 //!

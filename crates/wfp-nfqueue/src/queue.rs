@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::config::{QueueConfig, QueueFlags};
 use crate::error::NfqError;
 use crate::packet::{PacketId, QueuedPacket, Verdict};
-use crate::sys::{self, Fd, Op, RecvSlot, SockOpt, SysError, SysOk};
+use crate::sys::{self, Fd, Op, RecvScratch, RecvSlot, SockOpt, SysError, SysOk};
 use crate::wire::{self, ConfigCmd, NlMsg, NlMsgIter};
 
 /// Largest accepted [`QueueConfig::verdict_flush_bytes`]: netlink refuses datagrams larger than
@@ -79,6 +79,10 @@ pub struct QueueStats {
     pub unexpected: u64,
     /// Panics of a worker's packet handler (see [`crate::spawn_workers`]).
     pub handler_panics: u64,
+    /// Single verdicts that went out as part of the previous verdict message, widened into a
+    /// batch verdict, instead of as a message of their own ([`QueueConfig::coalesce_verdicts`]).
+    /// Messages sent = `verdicts - coalesced + batch_verdicts`.
+    pub coalesced: u64,
 }
 
 /// Stops one or more queues from another thread. Cheap to clone.
@@ -221,8 +225,19 @@ pub struct Queue {
     stop: StopHandle,
     slab: Vec<u8>,
     slots: Vec<RecvSlot>,
+    scratch: RecvScratch,
     slot_size: usize,
     tx: Vec<u8>,
+    /// The verdict message at the end of `tx` that the next in-order verdict with the same
+    /// verdict code and mark may widen into a batch verdict: (offset in `tx`, code, mark).
+    tail: Option<(usize, u32, Option<u32>)>,
+    /// Ids of received packets without a verdict yet, oldest first (only while `tracking`).
+    undecided: VecDeque<u32>,
+    /// True while every packet the kernel may hold for this queue with an id below the newest
+    /// received one is known (received, hence in `undecided` or decided). False for good once a
+    /// packet message without a readable id arrives, or when `undecided` overflows: coalescing
+    /// stops then.
+    tracking: bool,
     seq: u32,
     pending: VecDeque<QueuedPacket>,
     last_id: Option<u32>,
@@ -285,8 +300,12 @@ impl Queue {
             stop,
             slab: vec![0; slot_size * slots],
             slots: vec![RecvSlot::default(); slots],
+            scratch: RecvScratch::default(),
             slot_size,
             tx: Vec::with_capacity(config.verdict_flush_bytes + 64),
+            tail: None,
+            undecided: VecDeque::new(),
+            tracking: config.coalesce_verdicts,
             seq: 0,
             pending: VecDeque::new(),
             last_id: None,
@@ -372,14 +391,39 @@ impl Queue {
     /// [`Queue::recv_batch`] waits, and on drop. Each packet must get exactly one verdict; a
     /// verdict for an unknown id is answered by the kernel with `ENOENT` and counted in
     /// [`QueueStats::kernel_errors`].
+    ///
+    /// With [`QueueConfig::coalesce_verdicts`] (the default), a verdict for the oldest received
+    /// packet still undecided that has the same verdict and mark as the verdict message buffered
+    /// just before it is merged into that message, which becomes a batch verdict up to this id.
+    /// That is exact, not an approximation: every other packet the kernel may hold with a lower
+    /// id was received and already decided by an earlier message (see
+    /// [`QueueConfig::coalesce_verdicts`] for the argument).
     pub fn verdict(
         &mut self,
         id: PacketId,
         verdict: Verdict,
         mark: Option<u32>,
     ) -> Result<(), NfqError> {
-        self.push_verdict(false, id.0, verdict, mark);
         self.stats.verdicts += 1;
+        if !self.tracking {
+            self.push_verdict(false, id.0, verdict, mark);
+            return self.flush_if_full();
+        }
+        let oldest = self.settle(id.0);
+        let code = verdict.code();
+        if oldest {
+            if let Some((start, c, m)) = self.tail {
+                if c == code && m == mark && wire::widen_verdict(&mut self.tx, start, id.0) {
+                    self.stats.coalesced += 1;
+                    return Ok(());
+                }
+            }
+        }
+        let start = self.tx.len();
+        self.push_verdict(false, id.0, verdict, mark);
+        if oldest {
+            self.tail = Some((start, code, mark));
+        }
         self.flush_if_full()
     }
 
@@ -402,6 +446,9 @@ impl Queue {
     ) -> Result<(), NfqError> {
         self.push_verdict(true, up_to.0, verdict, mark);
         self.stats.batch_verdicts += 1;
+        // Everything up to `up_to` is decided now (ids wrap around: compare by distance).
+        let at_or_below = |id: u32| up_to.0.wrapping_sub(id) < 1 << 31;
+        self.undecided.retain(|&id| !at_or_below(id));
         self.flush_if_full()
     }
 
@@ -419,6 +466,7 @@ impl Queue {
             }) {
                 Ok(_) => {
                     self.tx.clear();
+                    self.tail = None;
                     self.stats.send_calls += 1;
                     return Ok(());
                 }
@@ -503,7 +551,10 @@ impl Queue {
         self.seq
     }
 
+    /// Appends a verdict message to `tx` (it is not widened later unless the caller sets
+    /// `tail` again).
     fn push_verdict(&mut self, batch: bool, id: u32, verdict: Verdict, mark: Option<u32>) {
+        self.tail = None;
         let seq = self.next_seq();
         wire::verdict(
             &mut self.tx,
@@ -645,6 +696,7 @@ impl Queue {
             slab: &mut self.slab,
             slot_size: self.slot_size,
             slots: &mut self.slots,
+            scratch: &mut self.scratch,
         });
         match result {
             Ok(SysOk::Len(0)) => Ok(Received::Empty),
@@ -688,7 +740,11 @@ impl Queue {
             for item in NlMsgIter::new(datagram) {
                 match item {
                     Ok(msg) => self.handle_message(msg, out, used, want_seq, &mut ack),
-                    Err(_) => self.stats.malformed += 1,
+                    Err(_) => {
+                        // Possibly a packet message: stop coalescing (see `track`).
+                        self.stats.malformed += 1;
+                        self.stop_tracking();
+                    }
                 }
             }
         }
@@ -719,12 +775,18 @@ impl Queue {
                 match wire::parse_packet_into(msg.payload, msg.declared_len, slot) {
                     Ok(()) => {
                         let id = slot.id.0;
+                        self.track(id);
                         *used += 1;
                         self.stats.packets += 1;
                         self.note_id(id);
                     }
                     Err(error) => {
                         self.stats.malformed += 1;
+                        if error.packet_id().is_none() {
+                            // A packet the kernel holds that we cannot name: a batch verdict
+                            // could decide it unseen.
+                            self.stop_tracking();
+                        }
                         if let Some(id) = error.packet_id() {
                             self.note_id(id);
                             self.push_verdict(false, id, self.config.malformed_verdict, None);
@@ -746,6 +808,40 @@ impl Queue {
             wire::NLMSG_NOOP | wire::NLMSG_DONE => {}
             _ => self.stats.unexpected += 1,
         }
+    }
+
+    /// Notes a received packet that needs a verdict (for coalescing).
+    fn track(&mut self, id: u32) {
+        if !self.tracking {
+            return;
+        }
+        // More undecided packets than the kernel can hold: the caller is not deciding them (or
+        // decides them through another socket); stop relying on the list.
+        let limit = (2 * self.config.max_len as usize).max(4096);
+        if self.undecided.len() >= limit {
+            self.stop_tracking();
+            return;
+        }
+        self.undecided.push_back(id);
+    }
+
+    fn stop_tracking(&mut self) {
+        self.tracking = false;
+        self.tail = None;
+        self.undecided = VecDeque::new();
+    }
+
+    /// Removes `id` from the undecided packets; true if it was the oldest of them (every packet
+    /// received before it has a verdict).
+    fn settle(&mut self, id: u32) -> bool {
+        if self.undecided.front() == Some(&id) {
+            self.undecided.pop_front();
+            return true;
+        }
+        if let Some(at) = self.undecided.iter().position(|&u| u == id) {
+            self.undecided.remove(at);
+        }
+        false
     }
 
     /// Counts skipped ids (messages the kernel assigned an id to but could not deliver).
@@ -963,18 +1059,165 @@ mod tests {
                 (NFQNL_MSG_VERDICT, 2, 1, Some(20)),
                 (NFQNL_MSG_VERDICT, 3, 0, Some(30)),
                 (NFQNL_MSG_VERDICT, 4, 1, Some(40)),
-                (NFQNL_MSG_VERDICT, 5, 4, None),
-                (NFQNL_MSG_VERDICT, 6, 4, None),
+                // 5 and 6: same verdict and mark, in order → one batch verdict.
+                (wire::NFQNL_MSG_VERDICT_BATCH, 6, 4, None),
             ]
         );
         assert_eq!(queue.stats().packets, 6);
         assert_eq!(queue.stats().verdicts, 6);
+        assert_eq!(queue.stats().coalesced, 1);
         assert_eq!(queue.stats().send_calls, 2);
         assert_eq!(
             queue.recv_batch(&mut out).expect("recv"),
             RecvStatus::TimedOut
         );
         assert!(out.is_empty());
+    }
+
+    /// Receives packets `ids` (one batch) from the fake kernel.
+    fn receive(fake: &FakeKernel, queue: &mut Queue, ids: &[u32]) -> Vec<QueuedPacket> {
+        for &id in ids {
+            fake.push(PacketMsg::new(5, id).bytes());
+        }
+        let mut out = Vec::new();
+        assert_eq!(
+            queue.recv_batch(&mut out).expect("recv"),
+            RecvStatus::Packets(ids.len())
+        );
+        out
+    }
+
+    const BATCH: u16 = wire::NFQNL_MSG_VERDICT_BATCH;
+
+    #[test]
+    fn in_order_verdicts_alike_become_one_batch_verdict() {
+        let fake = FakeKernel::install();
+        let mut cfg = config();
+        cfg.batch_slots = 8;
+        let mut queue = Queue::open(cfg).expect("open");
+        receive(&fake, &mut queue, &[1, 2, 3, 4, 5, 6, 7]);
+        let (a, d) = (Verdict::Accept, Verdict::Drop);
+        for (id, v, mark) in [
+            (1, a, Some(7)),
+            (2, a, Some(7)),
+            (3, a, Some(7)),
+            (4, d, None),
+            (5, a, Some(7)),
+            (6, a, Some(8)),
+            (7, a, Some(8)),
+        ] {
+            queue.verdict(PacketId(id), v, mark).expect("verdict");
+        }
+        queue.flush().expect("flush");
+        assert_eq!(
+            verdicts(&fake),
+            vec![
+                (BATCH, 3, 1, Some(7)),
+                (NFQNL_MSG_VERDICT, 4, 0, None),
+                (NFQNL_MSG_VERDICT, 5, 1, Some(7)),
+                (BATCH, 7, 1, Some(8)),
+            ]
+        );
+        assert_eq!(queue.stats().verdicts, 7);
+        assert_eq!(queue.stats().coalesced, 3);
+        assert_eq!(queue.stats().send_calls, 1);
+    }
+
+    #[test]
+    fn a_batch_never_covers_an_undecided_packet() {
+        let fake = FakeKernel::install();
+        let mut cfg = config();
+        cfg.batch_slots = 8;
+        let mut queue = Queue::open(cfg).expect("open");
+        receive(&fake, &mut queue, &[1, 2, 3, 4]);
+        let a = Verdict::Accept;
+        // 1 is held back: 2 and 3 must go out one by one.
+        queue.verdict(PacketId(2), a, None).expect("verdict");
+        queue.verdict(PacketId(3), a, None).expect("verdict");
+        // 1 is now the oldest undecided; after it, 4 is: 1..=4 may be one batch (2 and 3 were
+        // decided by earlier messages).
+        queue.verdict(PacketId(1), a, None).expect("verdict");
+        queue.verdict(PacketId(4), a, None).expect("verdict");
+        queue.flush().expect("flush");
+        assert_eq!(
+            verdicts(&fake),
+            vec![
+                (NFQNL_MSG_VERDICT, 2, 1, None),
+                (NFQNL_MSG_VERDICT, 3, 1, None),
+                (BATCH, 4, 1, None),
+            ]
+        );
+        // A flushed message is never widened.
+        receive(&fake, &mut queue, &[5, 6]);
+        queue.verdict(PacketId(5), a, None).expect("verdict");
+        queue.flush().expect("flush");
+        queue.verdict(PacketId(6), a, None).expect("verdict");
+        queue.flush().expect("flush");
+        let sent = verdicts(&fake);
+        assert_eq!(
+            sent[3..],
+            [
+                (NFQNL_MSG_VERDICT, 5, 1, None),
+                (NFQNL_MSG_VERDICT, 6, 1, None)
+            ]
+        );
+    }
+
+    #[test]
+    fn id_gaps_keep_coalescing_but_an_unnamed_packet_stops_it() {
+        let fake = FakeKernel::install();
+        let mut cfg = config();
+        cfg.batch_slots = 8;
+        let mut queue = Queue::open(cfg).expect("open");
+        // 11..=13 never arrived (socket overflow): the kernel does not hold them.
+        receive(&fake, &mut queue, &[10, 14]);
+        for id in [10, 14] {
+            queue
+                .verdict(PacketId(id), Verdict::Accept, None)
+                .expect("verdict");
+        }
+        // A packet message without a readable id: the kernel may hold a packet we cannot name.
+        let mut headless = PacketMsg::new(5, 0);
+        headless.attrs.clear();
+        fake.push(headless.bytes());
+        receive(&fake, &mut queue, &[16, 17]);
+        for id in [16, 17] {
+            queue
+                .verdict(PacketId(id), Verdict::Accept, None)
+                .expect("verdict");
+        }
+        queue.flush().expect("flush");
+        assert_eq!(
+            verdicts(&fake),
+            vec![
+                (BATCH, 14, 1, None),
+                (NFQNL_MSG_VERDICT, 16, 1, None),
+                (NFQNL_MSG_VERDICT, 17, 1, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn coalescing_can_be_turned_off() {
+        let fake = FakeKernel::install();
+        let mut cfg = config();
+        cfg.coalesce_verdicts = false;
+        let mut queue = Queue::open(cfg).expect("open");
+        receive(&fake, &mut queue, &[1, 2]);
+        for id in [1, 2] {
+            queue
+                .verdict(PacketId(id), Verdict::Accept, None)
+                .expect("verdict");
+        }
+        queue.flush().expect("flush");
+        assert_eq!(
+            verdicts(&fake),
+            vec![
+                (NFQNL_MSG_VERDICT, 1, 1, None),
+                (NFQNL_MSG_VERDICT, 2, 1, None)
+            ]
+        );
+        assert_eq!(queue.stats().coalesced, 0);
     }
 
     #[test]

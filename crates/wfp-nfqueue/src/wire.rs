@@ -259,6 +259,29 @@ pub(crate) fn verdict(
     msg.finish();
 }
 
+/// Turns the verdict message that [`verdict`] wrote at `start` of `buf` into a batch verdict
+/// (`NFQNL_MSG_VERDICT_BATCH`) for every packet up to `id`, keeping its verdict and mark. Returns
+/// false (and changes nothing) if no such message is there.
+pub(crate) fn widen_verdict(buf: &mut [u8], start: usize, id: u32) -> bool {
+    // nlmsghdr (type at 4), nfgenmsg, NFQA_VERDICT_HDR { verdict, id }.
+    const ID_AT: usize = NLMSG_HDRLEN + NFGEN_HDRLEN + NLA_HDRLEN + 4;
+    let Some(msg) = buf.get_mut(start..) else {
+        return false;
+    };
+    let is_verdict = |t: u16| t == NFQNL_MSG_VERDICT || t == NFQNL_MSG_VERDICT_BATCH;
+    match (msg.get(4..6), msg.get(ID_AT..ID_AT + 4)) {
+        (Some(t), Some(_)) if is_verdict(u16::from_ne_bytes([t[0], t[1]])) => {}
+        _ => return false,
+    }
+    if let Some(t) = msg.get_mut(4..6) {
+        t.copy_from_slice(&NFQNL_MSG_VERDICT_BATCH.to_ne_bytes());
+    }
+    if let Some(slot) = msg.get_mut(ID_AT..ID_AT + 4) {
+        slot.copy_from_slice(&id.to_be_bytes());
+    }
+    true
+}
+
 // ---------------------------------------------------------------------------------------------
 // Parsers
 // ---------------------------------------------------------------------------------------------

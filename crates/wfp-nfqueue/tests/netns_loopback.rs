@@ -335,7 +335,59 @@ fn socket_overflow_is_counted_and_reading_continues() {
         assert!(stats.enobufs >= 1, "ENOBUFS seen and survived: {stats:?}");
         assert_eq!(stats.id_gaps, u64::from(dropped));
         assert_eq!(stats.packets, u64::from(delivered) + 1);
+        // The verdicts above went out as batch verdicts spanning the id gap, and decided only
+        // the packets read: the kernel holds no packet whose message it failed to deliver.
+        assert!(stats.coalesced >= 1, "coalesced across the gap: {stats:?}");
+        assert_eq!(stats.kernel_errors, 0);
     });
+}
+
+#[test]
+fn coalesced_verdicts_decide_exactly_the_packets_they_name() {
+    in_netns(
+        "coalesced_verdicts_decide_exactly_the_packets_they_name",
+        |ns| {
+            const PORT: u16 = 40_009;
+            const COUNT: u32 = 60;
+            let rules = output_rule(ns, PORT, QueueTarget::Num(9));
+            rules.install().expect("install rules");
+            let mut queue = Queue::open(config(9)).expect("open queue");
+            let rx = receiver(PORT);
+            send_seqs(PORT, 0..COUNT);
+            let packets = read_packets(&mut queue, COUNT as usize);
+            // Runs of accepts and drops, one packet held back and decided last (out of order).
+            let held = packets.get(7).map(|p| p.id).expect("enough packets");
+            let mut expected = BTreeSet::new();
+            for packet in &packets {
+                let seq = seq_of(packet);
+                if packet.id == held {
+                    continue;
+                }
+                let verdict = if (seq / 5) % 2 == 0 {
+                    expected.insert(seq);
+                    Verdict::Accept
+                } else {
+                    Verdict::Drop
+                };
+                queue.verdict(packet.id, verdict, Some(1)).expect("verdict");
+            }
+            queue.flush().expect("flush");
+            assert_eq!(
+                drain(&rx),
+                expected,
+                "the held packet is still waiting; the others as decided"
+            );
+            queue.verdict(held, Verdict::Accept, None).expect("verdict");
+            queue.flush().expect("flush");
+            let held_seq = packets.get(7).map(seq_of).expect("held");
+            assert_eq!(drain(&rx), BTreeSet::from([held_seq]));
+            let stats = queue.stats();
+            assert!(stats.coalesced > 0, "{stats:?}");
+            assert_eq!(stats.kernel_errors, 0);
+            queue.close().expect("close");
+            rules.remove().expect("remove rules");
+        },
+    );
 }
 
 #[test]

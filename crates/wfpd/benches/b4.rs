@@ -2,41 +2,69 @@
 //! wfpd versus a bare accept-all NFQUEUE reader and versus no queue, in the same run; 64-byte UDP
 //! and bulk TCP; wfpd with a 10-filter and a 10k-filter policy.
 //!
-//! Cases (each with the same traffic, one after the other in one namespace):
+//! Cases:
 //! * `no queue` — no rule.
-//! * `bare reader` — `wfp_nfqueue::spawn_workers` with an accept-all handler and per-packet
-//!   verdicts, rules `OUTPUT -o lo` and `INPUT -i lo` to queue 0 (the B4 reference).
+//! * `bare reader` — `wfp_nfqueue::spawn_workers` (one worker thread) with an accept-all handler
+//!   deciding each packet: the B4 reference. It gets **exactly wfpd's kernel setup**: the queue
+//!   configuration wfpd derives from its config file (`Config::queue_config`: copy range, batch
+//!   size, queue length, receive buffer, flags `CONNTRACK` and `UID_GID`, verdict coalescing) and
+//!   wfpd's rule set (`Config::rule_set`: hooks `OUTPUT -o lo` and `INPUT -i lo`, the MSS clamp,
+//!   the accounting-mark rules), and it sets the accounting mark on every accepted packet as wfpd
+//!   does. So the only difference between the two is what happens in user space.
 //! * `wfpd N filters` — the daemon in-process (`wfpd::Daemon::start`, the same code as the
-//!   binary: its own rules — the same two hooks — with the accounting mark, one worker, the shim
-//!   and engine, identity lookups for new flows) with a policy of N filters spread over the
-//!   layers the traffic crosses (none of them matching it, so every layer is searched in full).
+//!   binary: one queue, one worker thread, its own rules, the shim and engine, identity lookups
+//!   for new flows, the watchdog) with a policy of N filters spread over the layers the traffic
+//!   crosses (none of them matching it, so every layer is searched in full).
 //!
 //! Traffic:
 //! * UDP: 64-byte datagrams, closed loop (a window of 64 sent, then received), one flow.
-//! * TCP: one connection, 64 KiB writes, the receiver counts bytes. Ratios use bytes/s; packets/s
-//!   is what the queue saw (both hooks, both directions).
+//! * TCP: one new connection per sample, 64 KiB writes, the receiver counts bytes. Ratios use
+//!   bytes/s; packets/s is what the queue saw (both hooks, both directions).
 //!
-//! Each case runs `WFP_BENCH_SECS` seconds (default 2) per traffic kind after a warm-up;
-//! `WFP_BENCH_LOG=1` shows wfpd's debug log on stderr. Needs
-//! root, `ip` and `iptables`; otherwise prints why it skipped. Run:
-//! `cargo bench -p wfpd --bench b4` (release profile).
+//! Method: the machine is small and shared, so single runs are noisy. The cases are
+//! **interleaved**: each of `WFP_BENCH_ROUNDS` rounds (default 5) sets every case up, measures
+//! UDP then TCP for `WFP_BENCH_SECS` seconds each (default 2, after a 0.2 s warm-up), and tears it
+//! down again; the case order rotates from round to round. Every sample is printed as it is
+//! taken, with the worker thread's CPU time per packet it decided (user + kernel, from
+//! `schedstat`), how busy the worker and the sending thread were, and how much of the machine
+//! other programs used meanwhile (`/proc/stat` minus this process, kernel threads and
+//! interrupts). A sample taken while other programs used more than `WFP_BENCH_MAX_OTHER_LOAD`
+//! (default 0.15) of the CPUs is printed, discarded and taken again (at most rounds × cases
+//! retakes per run, so a busy machine cannot stall the bench). The summary gives per case the
+//! median and the spread (min..max), ratios of medians, and the median of the per-round ratios
+//! (each from samples of the same round). Default run time is about 2 minutes.
+//!
+//! Other knobs: `WFP_BENCH_CASES` (comma-separated subset of `noqueue,bare,wfpd10,wfpd10k`, plus
+//! the diagnostic cases `bare1` — the bare reader with every verdict in a message of its own —
+//! and `loop` — wfpd's worker loop with an accept-all handler instead of the shim), e.g. to
+//! profile one case; `WFP_BENCH_COALESCE=0` (verdict coalescing off for the bare reader and
+//! wfpd alike); `WFP_BENCH_LOG=1` (wfpd's debug log on stderr). Needs root, `ip` and `iptables`;
+//! otherwise prints why it skipped. Run: `cargo bench -p wfpd --bench b4`.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wfp_nfqueue::rules::{ChainHook, HookRule, QueueTarget, RuleSet};
-use wfp_nfqueue::{spawn_workers, QueueConfig, QueuedPacket, TempNetns, Verdict};
+use wfp_nfqueue::rules::RuleSet;
+use wfp_nfqueue::{
+    spawn_workers, Decision, Queue, QueueStats, QueuedPacket, StopHandle, TempNetns, Verdict,
+    Workers,
+};
+use wfp_shim::{Timestamp, Verdict as ShimVerdict};
+use wfpd::worker::{run_worker, Clock, PacketHandler, WorkerOptions, WorkerShared};
 use wfpd::{Config, Daemon};
 
 const UDP_PORT: u16 = 40_200;
 const TCP_PORT: u16 = 40_201;
 const PAYLOAD: usize = 64;
 const WINDOW: usize = 64;
+const WARM_UP: Duration = Duration::from_millis(200);
 
 fn skip_reason() -> Option<String> {
     match std::fs::metadata("/proc/self") {
@@ -52,57 +80,232 @@ fn skip_reason() -> Option<String> {
     None
 }
 
-/// Datagrams delivered per second, closed loop.
-fn udp_pps(tx: &UdpSocket, rx: &UdpSocket, duration: Duration) -> f64 {
+/// What one sample measured: a rate, and the worker's CPU time and the packets it decided
+/// meanwhile.
+#[derive(Clone, Copy, Debug, Default)]
+struct Measured {
+    rate: f64,
+    lost: u64,
+    queued: u64,
+    worker_cpu_ns: u64,
+    sender_cpu_ns: u64,
+    elapsed: f64,
+    /// CPU time of everything outside this process (other processes, steal), as a share of
+    /// all CPUs: interference from the rest of the machine.
+    foreign: f64,
+}
+
+impl Measured {
+    /// Worker CPU time per packet it decided (ns).
+    fn ns_per_packet(&self) -> f64 {
+        self.worker_cpu_ns as f64 / self.queued.max(1) as f64
+    }
+
+    /// Fraction of the sample the worker thread was on a CPU.
+    fn worker_busy(&self) -> f64 {
+        self.worker_cpu_ns as f64 / (self.elapsed * 1e9)
+    }
+
+    /// Fraction of the sample the sending thread was on a CPU.
+    fn sender_busy(&self) -> f64 {
+        self.sender_cpu_ns as f64 / (self.elapsed * 1e9)
+    }
+}
+
+/// CPU time (ns, from `schedstat`) of this process's threads whose name starts with `prefix`.
+fn threads_cpu_ns(prefix: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix))
+        })
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// CPU accounting of the whole machine, to tell how much of it other programs used.
+struct MachineCpu {
+    /// user + nice + system + steal jiffies over all CPUs (`/proc/stat`).
+    busy: u64,
+    /// utime + stime jiffies of this process and of every kernel thread, by pid.
+    excluded: HashMap<u32, u64>,
+    cpus: u64,
+}
+
+impl MachineCpu {
+    fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let mut cpus = 0;
+        let mut busy = 0;
+        for line in stat.lines() {
+            let mut fields = line.split_whitespace();
+            match fields.next() {
+                Some("cpu") => {
+                    // user nice system idle iowait irq softirq steal ...
+                    let v: Vec<u64> = fields.filter_map(|f| f.parse().ok()).collect();
+                    busy = [0, 1, 2, 7]
+                        .iter()
+                        .map(|&i| v.get(i).copied().unwrap_or(0))
+                        .sum::<u64>();
+                }
+                Some(name) if name.starts_with("cpu") => cpus += 1,
+                _ => {}
+            }
+        }
+        /// `PF_KTHREAD` in the `flags` field of `/proc/PID/stat`.
+        const PF_KTHREAD: u64 = 0x0020_0000;
+        let me = std::process::id();
+        let mut excluded = HashMap::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(text) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let Some((_, rest)) = text.rsplit_once(')') else {
+                continue;
+            };
+            // After the name: state ppid pgrp session tty tpgid flags ... utime(11) stime(12).
+            let v: Vec<u64> = rest
+                .split_whitespace()
+                .skip(1)
+                .take(13)
+                .map(|f| f.parse().unwrap_or(0))
+                .collect();
+            if pid == me || v.get(5).copied().unwrap_or(0) & PF_KTHREAD != 0 {
+                let time = v.get(10).copied().unwrap_or(0) + v.get(11).copied().unwrap_or(0);
+                excluded.insert(pid, time);
+            }
+        }
+        Self {
+            busy,
+            excluded,
+            cpus: cpus.max(1),
+        }
+    }
+
+    /// Share of all CPUs used since `earlier` by other processes and steal (not by this process,
+    /// kernel threads or interrupts: those mostly do this bench's own packet work).
+    fn foreign_since(&self, earlier: &Self, seconds: f64) -> f64 {
+        let excluded: u64 = self
+            .excluded
+            .iter()
+            .map(|(pid, t)| t.saturating_sub(earlier.excluded.get(pid).copied().unwrap_or(0)))
+            .sum();
+        let foreign = self
+            .busy
+            .saturating_sub(earlier.busy)
+            .saturating_sub(excluded);
+        // Jiffies are 1/100 s (USER_HZ).
+        foreign as f64 / 100.0 / (seconds * self.cpus as f64)
+    }
+}
+
+/// CPU time (ns) of the calling thread.
+fn own_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Counts around a timed section.
+struct Probe<'a> {
+    running: &'a Running,
+    queued: u64,
+    worker: u64,
+    sender: u64,
+    machine: MachineCpu,
+    start: Instant,
+}
+
+impl<'a> Probe<'a> {
+    fn start(running: &'a Running) -> Self {
+        Self {
+            queued: running.queued(),
+            worker: threads_cpu_ns(running.worker_thread()),
+            sender: own_cpu_ns(),
+            machine: MachineCpu::now(),
+            start: Instant::now(),
+            running,
+        }
+    }
+
+    fn finish(self, units: u64, lost: u64) -> Measured {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        Measured {
+            foreign: MachineCpu::now().foreign_since(&self.machine, elapsed),
+            rate: units as f64 / elapsed,
+            lost,
+            queued: self.running.queued().saturating_sub(self.queued),
+            worker_cpu_ns: threads_cpu_ns(self.running.worker_thread()).saturating_sub(self.worker),
+            sender_cpu_ns: own_cpu_ns().saturating_sub(self.sender),
+            elapsed,
+        }
+    }
+}
+
+/// Datagrams delivered per second, closed loop; datagrams lost (a receive timed out).
+fn udp_pps(tx: &UdpSocket, rx: &UdpSocket, duration: Duration, running: &Running) -> Measured {
     let run = |duration: Duration| {
         let payload = [0x5au8; PAYLOAD];
         let mut buf = [0u8; 2048];
-        let mut delivered = 0u64;
-        let start = Instant::now();
-        while start.elapsed() < duration {
+        let (mut delivered, mut lost) = (0u64, 0u64);
+        let probe = Probe::start(running);
+        while probe.start.elapsed() < duration {
             let mut sent = 0;
             for _ in 0..WINDOW {
                 if tx.send(&payload).is_ok() {
                     sent += 1;
                 }
             }
-            for _ in 0..sent {
+            for i in 0..sent {
                 if rx.recv(&mut buf).is_err() {
+                    lost += sent - i;
                     break;
                 }
                 delivered += 1;
             }
         }
-        delivered as f64 / start.elapsed().as_secs_f64()
+        probe.finish(delivered, lost)
     };
-    let _ = run(Duration::from_millis(200));
+    let _ = run(WARM_UP);
     run(duration)
 }
 
-/// Bytes per second over one TCP connection.
-fn tcp_bps(received: &AtomicU64, duration: Duration) -> f64 {
+/// Bytes per second over one new TCP connection.
+fn tcp_bps(received: &AtomicU64, duration: Duration, running: &Running) -> Measured {
     let mut stream = TcpStream::connect(("127.0.0.1", TCP_PORT)).expect("connect");
     stream
         .set_write_timeout(Some(Duration::from_secs(2)))
         .expect("timeout");
     let chunk = vec![0xa5u8; 64 << 10];
     let warm = Instant::now();
-    while warm.elapsed() < Duration::from_millis(200) {
+    while warm.elapsed() < WARM_UP {
         if stream.write_all(&chunk).is_err() {
             break;
         }
     }
     let before = received.load(Ordering::Relaxed);
-    let start = Instant::now();
-    while start.elapsed() < duration {
+    let probe = Probe::start(running);
+    while probe.start.elapsed() < duration {
         if stream.write_all(&chunk).is_err() {
             break;
         }
     }
-    let elapsed = start.elapsed().as_secs_f64();
     let after = received.load(Ordering::Relaxed);
+    let measured = probe.finish(after.saturating_sub(before), 0);
     drop(stream);
-    after.saturating_sub(before) as f64 / elapsed
+    measured
 }
 
 /// Accepts connections and counts the bytes received, until `stop`.
@@ -175,11 +378,320 @@ fn policy(n: usize) -> String {
     text
 }
 
-struct Row {
-    name: String,
-    udp_pps: f64,
-    tcp_bps: f64,
-    tcp_pps: Option<f64>,
+/// wfpd's configuration for the bench: queue 0, the two loopback hooks, everything else default
+/// (accounting mark, MSS clamp, conntrack and uid/gid attributes, identity lookups).
+fn wfpd_config(policy_path: &Path) -> Config {
+    // Diagnostic: WFP_BENCH_COALESCE=0 sends every verdict as a message of its own (bare reader
+    // and wfpd alike).
+    let coalesce = std::env::var("WFP_BENCH_COALESCE").map_or(true, |v| v != "0");
+    let text = format!(
+        "[policy]\nfiles = [{:?}]\n\n[queues]\ncoalesce_verdicts = {coalesce}\n\n[rules]\nhooks = [ {{ hook = \"OUTPUT\", matches = [\"-o\", \"lo\"] }}, {{ hook = \"INPUT\", matches = [\"-i\", \"lo\"] }} ]\n\n[stats]\ninterval_secs = 0\n\n[log]\nflows = false\n",
+        policy_path.display().to_string()
+    );
+    Config::parse(&text, "b4.toml").expect("config")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Case {
+    NoQueue,
+    Bare,
+    /// Diagnostic, not in the default set: the bare reader with every verdict in a message of
+    /// its own (`coalesce_verdicts = false`).
+    BareUncoalesced,
+    /// Diagnostic, not in the default set: wfpd's worker loop with an accept-all handler.
+    Loop,
+    Wfpd(usize),
+}
+
+impl Case {
+    const ALL: [Self; 4] = [
+        Self::NoQueue,
+        Self::Bare,
+        Self::Wfpd(10),
+        Self::Wfpd(10_000),
+    ];
+
+    fn name(self) -> String {
+        match self {
+            Self::NoQueue => "no queue".to_owned(),
+            Self::Bare => "bare reader".to_owned(),
+            Self::BareUncoalesced => "bare, uncoalesced".to_owned(),
+            Self::Loop => "wfpd loop, no shim".to_owned(),
+            Self::Wfpd(n) => format!("wfpd {n} filters"),
+        }
+    }
+
+    fn key(self) -> String {
+        match self {
+            Self::NoQueue => "noqueue".to_owned(),
+            Self::Bare => "bare".to_owned(),
+            Self::BareUncoalesced => "bare1".to_owned(),
+            Self::Loop => "loop".to_owned(),
+            Self::Wfpd(10_000) => "wfpd10k".to_owned(),
+            Self::Wfpd(n) => format!("wfpd{n}"),
+        }
+    }
+}
+
+/// A case set up and carrying traffic.
+enum Running {
+    NoQueue,
+    Bare {
+        workers: Workers,
+        rules: RuleSet,
+        handled: Arc<AtomicU64>,
+    },
+    Loop {
+        thread: std::thread::JoinHandle<QueueStats>,
+        stop: StopHandle,
+        rules: RuleSet,
+        shared: Arc<WorkerShared>,
+    },
+    Wfpd(Box<Daemon>),
+}
+
+/// Accepts everything (the `loop` diagnostic case).
+struct AcceptAll;
+
+impl PacketHandler for AcceptAll {
+    fn handle(&mut self, _now: Timestamp, _packet: &QueuedPacket) -> ShimVerdict {
+        ShimVerdict::Permit
+    }
+}
+
+/// What a case's queue reported when it stopped.
+#[derive(Clone, Copy, Debug, Default)]
+struct QueueTotals {
+    packets: u64,
+    recv_calls: u64,
+    verdict_sends: u64,
+    blocked: u64,
+    internal_errors: u64,
+    owner_lookups: u64,
+}
+
+impl std::ops::AddAssign for QueueTotals {
+    fn add_assign(&mut self, o: Self) {
+        self.packets += o.packets;
+        self.recv_calls += o.recv_calls;
+        self.verdict_sends += o.verdict_sends;
+        self.blocked += o.blocked;
+        self.internal_errors += o.internal_errors;
+        self.owner_lookups += o.owner_lookups;
+    }
+}
+
+impl Running {
+    fn start(case: Case, bare_config: &Config, policies: &[(usize, PathBuf)]) -> Self {
+        match case {
+            Case::NoQueue => Self::NoQueue,
+            Case::Bare | Case::BareUncoalesced => {
+                // wfpd's kernel setup, wfp_nfqueue's accept-all reader.
+                let rules = bare_config.rule_set();
+                let mut queue = bare_config.queue_config(0);
+                if case == Case::BareUncoalesced {
+                    queue.coalesce_verdicts = false;
+                }
+                let mark = rules.accounting_mark;
+                let handled = Arc::new(AtomicU64::new(0));
+                let counter = Arc::clone(&handled);
+                let workers = spawn_workers(
+                    &queue,
+                    bare_config.queue_numbers(),
+                    move |p: &QueuedPacket| {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        Decision {
+                            verdict: Verdict::Accept,
+                            mark: mark.map(|bit| p.mark.unwrap_or(0) | bit),
+                        }
+                    },
+                )
+                .expect("spawn reader");
+                rules.install().expect("install rules");
+                Self::Bare {
+                    workers,
+                    rules,
+                    handled,
+                }
+            }
+            Case::Loop => {
+                let rules = bare_config.rule_set();
+                let options = WorkerOptions {
+                    accept_mark: rules.accounting_mark,
+                    ..WorkerOptions::default()
+                };
+                let mut queue = Queue::open(bare_config.queue_config(0)).expect("open queue");
+                let stop = queue.stop_handle();
+                let shared = Arc::new(WorkerShared::new(0));
+                let thread_shared = Arc::clone(&shared);
+                let thread = std::thread::Builder::new()
+                    .name("wfpd-queue-0".to_owned())
+                    .spawn(move || {
+                        run_worker(
+                            &mut queue,
+                            &mut AcceptAll,
+                            &thread_shared,
+                            &Clock::new(),
+                            &options,
+                        )
+                        .expect("worker")
+                    })
+                    .expect("spawn");
+                rules.install().expect("install rules");
+                Self::Loop {
+                    thread,
+                    stop,
+                    rules,
+                    shared,
+                }
+            }
+            Case::Wfpd(n) => {
+                let path = policies
+                    .iter()
+                    .find(|(count, _)| *count == n)
+                    .map(|(_, p)| p)
+                    .expect("policy written");
+                Self::Wfpd(Box::new(
+                    Daemon::start(wfpd_config(path)).expect("start wfpd"),
+                ))
+            }
+        }
+    }
+
+    /// Packets decided so far.
+    fn queued(&self) -> u64 {
+        match self {
+            Self::NoQueue => 0,
+            Self::Bare { handled, .. } => handled.load(Ordering::Relaxed),
+            Self::Loop { shared, .. } => shared.progress.load(Ordering::Relaxed),
+            Self::Wfpd(daemon) => daemon.packets_decided(),
+        }
+    }
+
+    /// The name prefix of the worker threads.
+    fn worker_thread(&self) -> &'static str {
+        match self {
+            Self::NoQueue => "\u{0}",
+            Self::Bare { .. } => "wfp-nfq-",
+            Self::Loop { .. } | Self::Wfpd(_) => "wfpd-queue-",
+        }
+    }
+
+    fn stop(self) -> QueueTotals {
+        match self {
+            Self::NoQueue => QueueTotals::default(),
+            Self::Bare { workers, rules, .. } => {
+                rules.remove().expect("remove rules");
+                let mut totals = QueueTotals::default();
+                for (queue, result) in workers.join() {
+                    match result {
+                        Ok(q) => {
+                            totals += QueueTotals {
+                                packets: q.packets,
+                                recv_calls: q.recv_calls,
+                                verdict_sends: q.send_calls,
+                                internal_errors: q.handler_panics,
+                                ..QueueTotals::default()
+                            }
+                        }
+                        Err(e) => println!("  bare reader queue {queue} failed: {e}"),
+                    }
+                }
+                totals
+            }
+            Self::Loop {
+                thread,
+                stop,
+                rules,
+                ..
+            } => {
+                rules.remove().expect("remove rules");
+                stop.stop();
+                let q = thread.join().expect("worker");
+                QueueTotals {
+                    packets: q.packets,
+                    recv_calls: q.recv_calls,
+                    verdict_sends: q.send_calls,
+                    ..QueueTotals::default()
+                }
+            }
+            Self::Wfpd(daemon) => {
+                let snapshot = daemon.shutdown().expect("stop wfpd");
+                let mut totals = QueueTotals::default();
+                for q in &snapshot.queues {
+                    totals += QueueTotals {
+                        packets: q.packets,
+                        recv_calls: q.recv_calls,
+                        verdict_sends: q.verdict_sends,
+                        blocked: q.blocked,
+                        internal_errors: q.internal_errors,
+                        owner_lookups: q.owner_lookups,
+                    };
+                }
+                totals
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Sample {
+    udp: Measured,
+    tcp: Measured,
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn min_max(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
+fn env_number(name: &str, default: f64, max: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0 && *s <= max)
+        .unwrap_or(default)
+}
+
+/// One sample's line: rate, and for queued cases the worker's CPU per packet and busy share.
+fn describe(m: &Measured, queued: bool, tcp: bool) -> String {
+    let rate = if tcp {
+        format!("{:>7.1} MB/s", m.rate / 1e6)
+    } else {
+        format!("{:>7.0} pkt/s", m.rate)
+    };
+    let lost = if m.lost > 0 {
+        format!(" ({} lost)", m.lost)
+    } else {
+        String::new()
+    };
+    let foreign = format!("other load {:>3.0}%", m.foreign * 100.0);
+    if queued {
+        format!(
+            "{rate}{lost}  worker {:>5.0} ns/pkt, busy {:>3.0}%; sender busy {:>3.0}%; {foreign}",
+            m.ns_per_packet(),
+            m.worker_busy() * 100.0,
+            m.sender_busy() * 100.0
+        )
+    } else {
+        format!(
+            "{rate}{lost}  sender busy {:>3.0}%; {foreign}",
+            m.sender_busy() * 100.0
+        )
+    }
 }
 
 fn main() {
@@ -187,12 +699,17 @@ fn main() {
         println!("b4: skipped ({reason})");
         return;
     }
-    let secs = std::env::var("WFP_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| *s > 0.0 && *s <= 60.0)
-        .unwrap_or(2.0);
+    let secs = env_number("WFP_BENCH_SECS", 2.0, 60.0);
+    let rounds = env_number("WFP_BENCH_ROUNDS", 5.0, 100.0) as usize;
     let duration = Duration::from_secs_f64(secs);
+    let cases: Vec<Case> = match std::env::var("WFP_BENCH_CASES") {
+        Ok(list) => [Case::BareUncoalesced, Case::Loop]
+            .into_iter()
+            .chain(Case::ALL)
+            .filter(|c| list.split(',').any(|k| k.trim() == c.key()))
+            .collect(),
+        Err(_) => Case::ALL.to_vec(),
+    };
     if std::env::var_os("WFP_BENCH_LOG").is_some() {
         // wfpd's own log (e.g. why packets were blocked), on stderr.
         tracing_subscriber::fmt()
@@ -204,6 +721,15 @@ fn main() {
     ns.enter().expect("enter netns");
     let dir = std::env::temp_dir().join(format!("wfpd-b4-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
+    let policies: Vec<(usize, PathBuf)> = [10usize, 10_000]
+        .into_iter()
+        .map(|n| {
+            let path = dir.join(format!("policy-{n}.toml"));
+            std::fs::write(&path, policy(n)).expect("policy");
+            (n, path)
+        })
+        .collect();
+    let bare_config = wfpd_config(&policies[0].1);
 
     let rx = UdpSocket::bind(("127.0.0.1", UDP_PORT)).expect("bind receiver");
     rx.set_read_timeout(Some(Duration::from_millis(100)))
@@ -214,119 +740,211 @@ fn main() {
     let received = Arc::new(AtomicU64::new(0));
     let sink = tcp_sink(Arc::clone(&stop), Arc::clone(&received));
 
+    let queue = bare_config.queue_config(0);
     println!(
-        "B4: loopback in netns {}, {secs} s per case and traffic kind; UDP {PAYLOAD}-byte \
-         closed loop (window {WINDOW}); TCP one connection, 64 KiB writes",
+        "B4: loopback in netns {}; {rounds} rounds, case order rotating; per case and round \
+         {secs} s UDP ({PAYLOAD}-byte datagrams, closed loop, window {WINDOW}, one flow) then \
+         {secs} s TCP (one new connection, 64 KiB writes)",
         ns.name()
     );
-    let mut rows = Vec::new();
+    println!(
+        "    queue (bare and wfpd alike): copy {:?}, batch {}, max_len {}, flags {:?}, \
+         coalesce verdicts {}; one worker thread; rules: wfpd's (OUTPUT -o lo, INPUT -i lo, MSS \
+         clamp {:?}, accounting mark {:?})",
+        queue.copy_mode,
+        queue.batch_slots,
+        queue.max_len,
+        queue.flags,
+        queue.coalesce_verdicts,
+        bare_config.rule_set().clamp_mss,
+        bare_config.rule_set().accounting_mark
+    );
+    // A short untimed warm-up of the traffic path itself.
+    let _ = udp_pps(&tx, &rx, Duration::from_millis(300), &Running::NoQueue);
 
-    rows.push(Row {
-        name: "no queue".to_owned(),
-        udp_pps: udp_pps(&tx, &rx, duration),
-        tcp_bps: tcp_bps(&received, duration),
-        tcp_pps: None,
-    });
-
-    // The bare accept-all reader on the same hooks.
-    let mut rules = RuleSet::new(QueueTarget::Num(0));
-    rules.hooks = vec![
-        HookRule::new(ChainHook::Output, &["-o", "lo"]),
-        HookRule::new(ChainHook::Input, &["-i", "lo"]),
-    ];
-    rules.clamp_mss = Some(65000); // as wfpd does: every segment fits NFQUEUE's copy
-    rules.install().expect("install rules");
-    let handled = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&handled);
-    let workers = spawn_workers(&QueueConfig::new(0), [0], move |_: &QueuedPacket| {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Verdict::Accept
-    })
-    .expect("spawn reader");
-    let udp = udp_pps(&tx, &rx, duration);
-    let before = handled.load(Ordering::Relaxed);
-    let start = Instant::now();
-    let tcp = tcp_bps(&received, duration);
-    let tcp_elapsed = start.elapsed().as_secs_f64();
-    let after = handled.load(Ordering::Relaxed);
-    drop(workers.join());
-    rules.remove().expect("remove rules");
-    rows.push(Row {
-        name: "bare reader".to_owned(),
-        udp_pps: udp,
-        tcp_bps: tcp,
-        tcp_pps: Some(after.saturating_sub(before) as f64 / tcp_elapsed.max(1e-9)),
-    });
-
-    for n in [10usize, 10_000] {
-        let policy_path = dir.join(format!("policy-{n}.toml"));
-        std::fs::write(&policy_path, policy(n)).expect("policy");
-        let config_text = format!(
-            "[policy]\nfiles = [{:?}]\n\n[rules]\nhooks = [ {{ hook = \"OUTPUT\", matches = [\"-o\", \"lo\"] }}, {{ hook = \"INPUT\", matches = [\"-i\", \"lo\"] }} ]\n\n[stats]\ninterval_secs = 0\n\n[log]\nflows = false\n",
-            policy_path.display().to_string()
-        );
-        let config = Config::parse(&config_text, "b4.toml").expect("config");
-        let loaded = Instant::now();
-        let mut daemon = Daemon::start(config).expect("start wfpd");
-        let load_ms = loaded.elapsed().as_millis();
-        let udp = udp_pps(&tx, &rx, duration);
-        let before = daemon.stats().packets();
-        let start = Instant::now();
-        let tcp = tcp_bps(&received, duration);
-        let tcp_elapsed = start.elapsed().as_secs_f64();
-        let after = daemon.stats().packets();
-        let snapshot = daemon.shutdown().expect("stop wfpd");
-        let q = snapshot.queues.first().cloned().unwrap_or_default();
-        println!(
-            "  wfpd {n} filters: started in {load_ms} ms; {} packets, {} permitted, {} blocked, \
-             {} internal errors",
-            q.packets, q.permitted, q.blocked, q.internal_errors
-        );
-        rows.push(Row {
-            name: format!("wfpd {n} filters"),
-            udp_pps: udp,
-            tcp_bps: tcp,
-            tcp_pps: Some(after.saturating_sub(before) as f64 / tcp_elapsed.max(1e-9)),
-        });
+    // Samples taken while the rest of the machine used more than this share of the CPUs are
+    // retaken (at most `retakes_left` times per run, so a busy machine cannot stall the bench).
+    let max_foreign = env_number("WFP_BENCH_MAX_OTHER_LOAD", 0.15, 1.0);
+    let mut retakes_left = rounds * cases.len();
+    let mut retaken = 0;
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); cases.len()];
+    let mut totals: Vec<QueueTotals> = vec![QueueTotals::default(); cases.len()];
+    let mut start_ms: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    for round in 0..rounds {
+        println!("round {}/{rounds}", round + 1);
+        for k in 0..cases.len() {
+            let index = (k + round) % cases.len();
+            let case = cases[index];
+            let started = Instant::now();
+            let running = Running::start(case, &bare_config, &policies);
+            start_ms[index].push(started.elapsed().as_secs_f64() * 1e3);
+            let queued = case != Case::NoQueue;
+            let mut clean = |kind: &str, tcp: bool, measure: &dyn Fn() -> Measured| {
+                let mut m = measure();
+                while m.foreign > max_foreign && retakes_left > 0 {
+                    retakes_left -= 1;
+                    retaken += 1;
+                    println!(
+                        "  {:<18} {kind} {}  -> discarded (other load above {:.0}%), retaken",
+                        case.name(),
+                        describe(&m, queued, tcp),
+                        max_foreign * 100.0
+                    );
+                    m = measure();
+                }
+                println!("  {:<18} {kind} {}", case.name(), describe(&m, queued, tcp));
+                m
+            };
+            let udp = clean("UDP", false, &|| udp_pps(&tx, &rx, duration, &running));
+            let tcp = clean("TCP", true, &|| tcp_bps(&received, duration, &running));
+            totals[index] += running.stop();
+            samples[index].push(Sample { udp, tcp });
+        }
     }
     stop.store(true, Ordering::Relaxed);
     let _ = sink.join();
     let _ = std::fs::remove_dir_all(&dir);
 
-    let base = &rows[0];
-    let bare = &rows[1];
     println!();
     println!(
-        "{:<20} {:>12} {:>9} {:>9} {:>11} {:>12} {:>9} {:>9}",
-        "case", "UDP pkt/s", "/noqueue", "/bare", "TCP MB/s", "TCP pkt/s", "/noqueue", "/bare"
+        "  {retaken} samples retaken because other processes used more than {:.0}% of the CPUs \
+         ({} retakes were left)",
+        max_foreign * 100.0,
+        retakes_left
     );
-    for row in &rows {
+    for (i, case) in cases.iter().enumerate() {
+        let t = totals[i];
+        if *case == Case::NoQueue {
+            continue;
+        }
         println!(
-            "{:<20} {:>12.0} {:>9.3} {:>9.3} {:>11.1} {:>12} {:>9.3} {:>9.3}",
-            row.name,
-            row.udp_pps,
-            row.udp_pps / base.udp_pps,
-            row.udp_pps / bare.udp_pps,
-            row.tcp_bps / 1e6,
-            row.tcp_pps
-                .map_or_else(|| "-".to_owned(), |p| format!("{p:.0}")),
-            row.tcp_bps / base.tcp_bps,
-            row.tcp_bps / bare.tcp_bps,
+            "  {:<18} over all rounds: {} packets, {:.1} per receive call, {:.1} per verdict \
+             send, {} blocked, {} internal errors, {} identity lookups; set up in {:.0} ms \
+             (median)",
+            case.name(),
+            t.packets,
+            t.packets as f64 / t.recv_calls.max(1) as f64,
+            t.packets as f64 / t.verdict_sends.max(1) as f64,
+            t.blocked,
+            t.internal_errors,
+            t.owner_lookups,
+            median(&mut start_ms[i])
         );
     }
-    let w10 = &rows[2];
-    let w10k = &rows[3];
+
+    // Summary: medians and spread.
+    let series =
+        |i: usize, f: fn(&Sample) -> f64| -> Vec<f64> { samples[i].iter().map(f).collect() };
+    let udp = |s: &Sample| s.udp.rate;
+    let tcp = |s: &Sample| s.tcp.rate;
+    let udp_ns = |s: &Sample| s.udp.ns_per_packet();
+    let tcp_pps = |s: &Sample| s.tcp.queued as f64 / s.tcp.elapsed;
+    let find = |c: Case| cases.iter().position(|&x| x == c);
+    let bare = find(Case::Bare);
+    let med = |i: usize, f: fn(&Sample) -> f64| median(&mut series(i, f));
     println!();
     println!(
-        "B4 targets: wfpd/bare >= 0.90 — UDP {:.3} (10 filters), {:.3} (10k); TCP {:.3}, {:.3}",
-        w10.udp_pps / bare.udp_pps,
-        w10k.udp_pps / bare.udp_pps,
-        w10.tcp_bps / bare.tcp_bps,
-        w10k.tcp_bps / bare.tcp_bps
+        "{:<18} {:>9} {:>15} {:>6} {:>8} {:>11} {:>6} {:>9} {:>10}",
+        "case (median)",
+        "UDP pkt/s",
+        "min..max",
+        "/bare",
+        "TCP MB/s",
+        "min..max",
+        "/bare",
+        "TCP pkt/s",
+        "UDP ns/pkt"
     );
+    for (i, case) in cases.iter().enumerate() {
+        let (ulo, uhi) = min_max(&series(i, udp));
+        let (tlo, thi) = min_max(&series(i, tcp));
+        let vs_bare = |f: fn(&Sample) -> f64| {
+            bare.map_or_else(
+                || "-".to_owned(),
+                |b| format!("{:.3}", med(i, f) / med(b, f)),
+            )
+        };
+        let queued = *case != Case::NoQueue;
+        println!(
+            "{:<18} {:>9.0} {:>15} {:>6} {:>8.1} {:>11} {:>6} {:>9} {:>10}",
+            case.name(),
+            med(i, udp),
+            format!("{:.0}k..{:.0}k", ulo / 1e3, uhi / 1e3),
+            vs_bare(udp),
+            med(i, tcp) / 1e6,
+            format!("{:.0}..{:.0}", tlo / 1e6, thi / 1e6),
+            vs_bare(tcp),
+            if queued {
+                format!("{:.0}", med(i, tcp_pps))
+            } else {
+                "-".to_owned()
+            },
+            if queued {
+                format!("{:.0}", med(i, udp_ns))
+            } else {
+                "-".to_owned()
+            },
+        );
+    }
     println!(
-        "            10k within 5% of 10 — UDP {:.3}, TCP {:.3}",
-        w10k.udp_pps / w10.udp_pps,
-        w10k.tcp_bps / w10.tcp_bps
+        "(UDP ns/pkt: CPU time of the worker thread, user and kernel — the kernel part includes \
+         reinjecting each accepted packet — per packet it decided)"
     );
+
+    // Paired ratios: each round's samples against the same round's reference.
+    let paired = |a: usize, b: usize, f: fn(&Sample) -> f64| -> Vec<f64> {
+        samples[a]
+            .iter()
+            .zip(&samples[b])
+            .map(|(x, y)| f(x) / f(y))
+            .collect()
+    };
+    let show = |label: &str, values: Vec<f64>| {
+        let mut sorted = values.clone();
+        let m = median(&mut sorted);
+        let list: Vec<String> = values.iter().map(|v| format!("{v:.3}")).collect();
+        println!("  {label:<28} median {m:.3}; rounds: {}", list.join(" "));
+        m
+    };
+    let (w10, w10k) = (find(Case::Wfpd(10)), find(Case::Wfpd(10_000)));
+    println!();
+    println!("per-round ratios (samples of the same round):");
+    let mut verdicts = Vec::new();
+    if let Some(b) = bare {
+        for w in [w10, w10k].into_iter().flatten() {
+            let name = cases[w].name();
+            let u = show(&format!("UDP {name} / bare"), paired(w, b, udp));
+            let t = show(&format!("TCP {name} / bare"), paired(w, b, tcp));
+            verdicts.push((
+                format!("{name} / bare >= 0.90"),
+                med(w, udp) / med(b, udp),
+                med(w, tcp) / med(b, tcp),
+                u,
+                t,
+                0.90,
+            ));
+        }
+    }
+    if let (Some(a), Some(b)) = (w10k, w10) {
+        let u = show("UDP 10k / 10 filters", paired(a, b, udp));
+        let t = show("TCP 10k / 10 filters", paired(a, b, tcp));
+        verdicts.push((
+            "10k within 5% of 10 (>= 0.95)".to_owned(),
+            med(a, udp) / med(b, udp),
+            med(a, tcp) / med(b, tcp),
+            u,
+            t,
+            0.95,
+        ));
+    }
+    println!();
+    println!("B4 targets (ratio of medians; median of per-round ratios in brackets):");
+    for (label, u, t, pu, pt, goal) in verdicts {
+        let ok = |v: f64| if v >= goal { "ok" } else { "MISSED" };
+        println!(
+            "  {label:<34} UDP {u:.3} [{pu:.3}] {:<6}  TCP {t:.3} [{pt:.3}] {}",
+            ok(u),
+            ok(t)
+        );
+    }
 }

@@ -9,6 +9,7 @@
 //! first = 0                 # queue numbers first..=last, one worker thread each
 //! last = 1                  # (--queue-balance 0:1: the kernel spreads flows over them)
 //! max_len = 1024            # NFQA_CFG_QUEUE_MAXLEN
+//! coalesce_verdicts = true  # identical consecutive verdicts go out as one batch verdict
 //!
 //! [rules]
 //! manage = true             # install WFP_IN/OUT/FWD at start, remove them at stop
@@ -187,6 +188,9 @@ pub struct QueuesConfig {
     pub conntrack: bool,
     /// Ask for the socket owner's uid/gid (`NFQA_CFG_F_UID_GID`). Default true.
     pub uid_gid: bool,
+    /// Send consecutive identical verdicts as one batch verdict where that decides exactly the
+    /// same packets (see `wfp_nfqueue::QueueConfig::coalesce_verdicts`). Default true.
+    pub coalesce_verdicts: bool,
 }
 
 impl Default for QueuesConfig {
@@ -200,6 +204,7 @@ impl Default for QueuesConfig {
             recv_buffer: 4 << 20,
             conntrack: true,
             uid_gid: true,
+            coalesce_verdicts: true,
         }
     }
 }
@@ -492,6 +497,7 @@ impl Config {
         q.flags.uid_gid = self.queues.uid_gid;
         q.recv_buffer_bytes = self.queues.recv_buffer;
         q.batch_slots = self.queues.batch;
+        q.coalesce_verdicts = self.queues.coalesce_verdicts;
         q.recv_timeout = Some(Duration::from_millis(250));
         q.malformed_verdict = match self.verdicts.malformed {
             Action::Permit => NfVerdict::Accept,

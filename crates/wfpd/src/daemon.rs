@@ -196,6 +196,15 @@ impl Daemon {
         Ok(shared)
     }
 
+    /// Packets decided so far over all queues. Cheap (reads the workers' counters only; unlike
+    /// [`Daemon::stats`] it runs no `iptables`), e.g. to measure throughput.
+    pub fn packets_decided(&self) -> u64 {
+        self.workers
+            .iter()
+            .map(|w| w.shared.progress.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// The engine (shared with the workers).
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
@@ -332,6 +341,9 @@ impl Daemon {
                     enobufs: q.enobufs,
                     id_gaps: q.id_gaps,
                     kernel_errors: q.kernel_errors,
+                    recv_calls: q.recv_calls,
+                    verdict_sends: q.send_calls,
+                    coalesced_verdicts: q.coalesced,
                     owner_lookups: get(&s.identity.lookups),
                     owner_resolved: get(&s.identity.resolved),
                     owner_fallback: get(&s.identity.fallback),

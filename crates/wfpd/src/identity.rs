@@ -20,6 +20,7 @@
 //!   follows the shim's flow-end events and is bounded.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use wfp_core::security::Token;
 use wfp_nfqueue::owner::OwnerResolver;
 use wfp_nfqueue::QueuedPacket;
-use wfp_shim::flow::FlowKey;
+use wfp_shim::flow::{FlowHashBuilder, FlowKey};
 use wfp_shim::{Owner, PacketContext, PacketDirection};
 
 /// Counters of identity lookups (shared with the statistics).
@@ -103,7 +104,10 @@ pub fn ports(ip: &[u8]) -> Option<Ports> {
 /// Builds the per-packet context (interface, owner) for one worker.
 pub struct Identity {
     resolver: Option<OwnerResolver>,
-    known: HashSet<FlowKey>,
+    /// Flows whose owner was looked up. Hashed with the shim's flow hash (a few multiplies per
+    /// key instead of SipHash: this set is probed for every packet), randomly seeded so that
+    /// bucket placement cannot be predicted from outside.
+    known: HashSet<FlowKey, FlowHashBuilder>,
     max_known: usize,
     stats: Arc<IdentityStats>,
 }
@@ -114,7 +118,9 @@ impl Identity {
     pub fn new(resolver: Option<OwnerResolver>, stats: Arc<IdentityStats>) -> Self {
         Self {
             resolver,
-            known: HashSet::new(),
+            known: HashSet::with_hasher(FlowHashBuilder::new(
+                RandomState::new().hash_one(0x5eed_u64),
+            )),
             max_known: 1 << 17,
             stats,
         }

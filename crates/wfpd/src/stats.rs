@@ -47,6 +47,12 @@ pub struct QueueSnapshot {
     pub id_gaps: u64,
     /// Kernel error answers (e.g. verdicts for packets the watchdog already decided).
     pub kernel_errors: u64,
+    /// `recvmmsg(2)` calls that returned packets (packets / this = the mean receive batch).
+    pub recv_calls: u64,
+    /// `sendto(2)` calls that carried verdicts.
+    pub verdict_sends: u64,
+    /// Verdicts merged into a batch verdict message instead of a message of their own.
+    pub coalesced_verdicts: u64,
     /// Identity lookups.
     pub owner_lookups: u64,
     /// Lookups that found the process.

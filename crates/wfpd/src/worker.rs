@@ -6,7 +6,8 @@
 //!        ▲                      │ Permit → ACCEPT (+ accounting mark)   Block/Absorb → DROP
 //!        │                      │ panic  → internal_error posture, handler.recover()
 //!        │                      ▼
-//!        └──── verdicts go out in one sendto before the next wait (Queue buffers them)
+//!        └──── verdicts go out in one sendto before the next wait (Queue buffers them, and
+//!              merges consecutive identical ones into one batch verdict where that is exact)
 //!  between batches: handler.handle_timeout(now) when handler.poll_timeout() is due; the receive
 //!  timeout is set to wake up for it.
 //! ```
@@ -171,6 +172,9 @@ fn worker_loop<H: PacketHandler>(
     options: &WorkerOptions,
 ) -> Result<QueueStats, NfqError> {
     let mut batch: Vec<QueuedPacket> = Vec::new();
+    // Only this thread writes `progress`, so it keeps the count and publishes it with a plain
+    // store per packet (no read-modify-write on the hot path).
+    let mut progress = shared.progress.load(Ordering::Relaxed);
     loop {
         let now = clock.now();
         if handler.poll_timeout().is_some_and(|due| due <= now) {
@@ -222,7 +226,8 @@ fn worker_loop<H: PacketHandler>(
                             queue.verdict(packet.id, NfVerdict::Drop, None)?;
                         }
                     }
-                    shared.progress.fetch_add(1, Ordering::Release);
+                    progress += 1;
+                    shared.progress.store(progress, Ordering::Release);
                 }
                 shared.busy.store(false, Ordering::Release);
                 shared.permitted.fetch_add(permitted, Ordering::Relaxed);

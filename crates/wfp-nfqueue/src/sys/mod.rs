@@ -52,6 +52,26 @@ pub(crate) struct RecvSlot {
     pub(crate) truncated: bool,
 }
 
+/// Reusable `recvmmsg(2)` headers, so that a receive allocates nothing (one per queue).
+#[derive(Default)]
+pub(crate) struct RecvScratch {
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+}
+
+// SAFETY: the raw pointers inside (`iov_base`, `msg_iov`) are rewritten at the start of every
+// `recv_many` call and only used by the kernel during that call; between calls they are stale
+// values that nothing dereferences, so moving the scratch to another thread is harmless.
+unsafe impl Send for RecvScratch {}
+
+impl std::fmt::Debug for RecvScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvScratch")
+            .field("slots", &self.headers.len())
+            .finish()
+    }
+}
+
 /// Which descriptors [`Op::Poll`] found ready.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Readiness {
@@ -96,6 +116,8 @@ pub(crate) enum Op<'a> {
         slot_size: usize,
         /// Filled per received datagram.
         slots: &'a mut [RecvSlot],
+        /// Header storage reused from call to call.
+        scratch: &'a mut RecvScratch,
     },
     /// `poll(2)` on the socket and the stop eventfd → [`SysOk::Ready`]. `timeout_ms` < 0 waits
     /// forever. `EINTR` is reported as nothing ready.
@@ -358,7 +380,8 @@ fn real(op: Op<'_>) -> SysResult {
             slab,
             slot_size,
             slots,
-        } => recv_many(fd, slab, slot_size, slots),
+            scratch,
+        } => recv_many(fd, slab, slot_size, slots, scratch),
         Op::Poll {
             socket,
             stop,
@@ -512,7 +535,13 @@ fn real(op: Op<'_>) -> SysResult {
 }
 
 /// `recvmmsg(2)` into `slots.len()` consecutive slices of `slab`.
-fn recv_many(fd: RawFd, slab: &mut [u8], slot_size: usize, slots: &mut [RecvSlot]) -> SysResult {
+fn recv_many(
+    fd: RawFd,
+    slab: &mut [u8],
+    slot_size: usize,
+    slots: &mut [RecvSlot],
+    scratch: &mut RecvScratch,
+) -> SysResult {
     let count = slots.len().min(slab.len() / slot_size.max(1));
     if count == 0 || slot_size == 0 {
         return Err(SysError {
@@ -520,29 +549,29 @@ fn recv_many(fd: RawFd, slab: &mut [u8], slot_size: usize, slots: &mut [RecvSlot
             errno: libc::EINVAL,
         });
     }
-    let mut iovecs: Vec<libc::iovec> = slab
-        .chunks_exact_mut(slot_size)
-        .take(count)
-        .map(|chunk| libc::iovec {
-            iov_base: chunk.as_mut_ptr().cast::<libc::c_void>(),
-            iov_len: chunk.len(),
-        })
-        .collect();
-    let mut headers: Vec<libc::mmsghdr> = iovecs
-        .iter_mut()
-        .map(|iov| {
-            // JUSTIFICATION: no safe constructor for libc's C struct; zeroing is the C idiom.
-            // SAFETY: msghdr is a plain C struct of integers and pointers; all-zero (null name,
-            // no control data) is a valid value.
-            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-            hdr.msg_iov = std::ptr::from_mut(iov);
-            hdr.msg_iovlen = 1;
-            libc::mmsghdr {
-                msg_hdr: hdr,
-                msg_len: 0,
-            }
-        })
-        .collect();
+    let RecvScratch { iovecs, headers } = scratch;
+    iovecs.clear();
+    iovecs.extend(
+        slab.chunks_exact_mut(slot_size)
+            .take(count)
+            .map(|chunk| libc::iovec {
+                iov_base: chunk.as_mut_ptr().cast::<libc::c_void>(),
+                iov_len: chunk.len(),
+            }),
+    );
+    headers.clear();
+    headers.extend(iovecs.iter_mut().map(|iov| {
+        // JUSTIFICATION: no safe constructor for libc's C struct; zeroing is the C idiom.
+        // SAFETY: msghdr is a plain C struct of integers and pointers; all-zero (null name,
+        // no control data) is a valid value.
+        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        hdr.msg_iov = std::ptr::from_mut(iov);
+        hdr.msg_iovlen = 1;
+        libc::mmsghdr {
+            msg_hdr: hdr,
+            msg_len: 0,
+        }
+    }));
     let vlen = libc::c_uint::try_from(headers.len()).unwrap_or(libc::c_uint::MAX);
     let rc = loop {
         // JUSTIFICATION: std has no recvmmsg(2); many messages per syscall is the point of the
