@@ -197,17 +197,37 @@ pub struct Applied {
 pub(crate) struct Ctx<'a> {
     src: &'a str,
     origin: &'a str,
+    /// Byte offset of every line's first character (every object records its position, so a
+    /// 10k-filter file must not rescan the text for each one).
+    line_starts: Vec<usize>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    fn new(src: &'a str, origin: &'a str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(src.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self {
+            src,
+            origin,
+            line_starts,
+        }
+    }
+
+    /// 1-based line and column (in characters) of byte `offset`.
     fn pos(&self, offset: usize) -> (usize, usize) {
-        let before = &self.src[..offset.min(self.src.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before
-            .rfind('\n')
-            .map_or(before.len(), |i| before.len() - i - 1)
-            + 1;
-        (line, column)
+        let offset = offset.min(self.src.len());
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let start = self
+            .line_starts
+            .get(line.saturating_sub(1))
+            .copied()
+            .unwrap_or(0);
+        let column = self
+            .src
+            .get(start..offset)
+            .map_or(offset - start, |t| t.chars().count());
+        (line.max(1), column + 1)
     }
 
     pub(crate) fn err<T>(
@@ -286,7 +306,7 @@ impl Policy {
 
     /// Parses policy text; `origin` names it in errors.
     pub fn parse(src: &str, origin: &str) -> Result<Self, PolicyError> {
-        let ctx = Ctx { src, origin };
+        let ctx = Ctx::new(src, origin);
         let file: FileT = toml::from_str(src).map_err(|e| {
             let (line, column) = e.span().map_or((0, 0), |s| ctx.pos(s.start));
             PolicyError {
