@@ -546,8 +546,13 @@ impl Shim {
         if dir == Dir::In {
             let f = self.ip_facts(&parsed, dir, ctx);
             let meta = ip_meta(&parsed);
-            if !self.classify_step(
-                ip_layer(dir, &parsed),
+            let layer = ip_layer(dir, &parsed);
+            // The IP-packet layer runs before flow tracking; a flow already known for this packet
+            // keeps reusable answers for it too (the answers depend on the facts, not the flow).
+            let known = self.known_flow(layer, &parsed);
+            if !self.classify_flow_step(
+                known,
+                layer,
                 &f,
                 &meta,
                 &mut LayerData::Packet(bytes),
@@ -673,6 +678,16 @@ impl Shim {
             trace: None,
         };
         self.record(visit, r.absorbed(), v)
+    }
+
+    /// The id of the tracked flow an inbound packet belongs to, when answers at `layer` could be
+    /// reused (read-only: the flow table is updated later, in `upper`).
+    fn known_flow(&self, layer: LayerId, p: &ParsedPacket) -> Option<u64> {
+        if !self.config.reuse_decisions || self.config.trace || !self.has_filters(layer) {
+            return None;
+        }
+        let key = FlowKey::from_packet(Direction::Inbound, p)?;
+        self.flows.lookup(&key).map(|h| h.id().get())
     }
 
     fn field_mask(&self, layer: LayerId) -> u64 {

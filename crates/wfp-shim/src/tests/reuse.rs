@@ -49,7 +49,8 @@ impl Callout for PortCallout {
     }
 }
 
-const LAYERS: [LayerId; 4] = [
+const LAYERS: [LayerId; 5] = [
+    layers::INBOUND_IPPACKET_V4,
     layers::INBOUND_TRANSPORT_V4,
     layers::OUTBOUND_TRANSPORT_V4,
     layers::DATAGRAM_DATA_V4,
@@ -66,12 +67,21 @@ struct Rule {
     weight: u8,
     port: Option<u16>,
     protocol: Option<u8>,
+    /// INTERFACE_INDEX (varies per packet of one flow).
+    ifindex: Option<u32>,
+    /// DIRECTION (DATAGRAM_DATA: differs between a flow's two directions).
+    direction: Option<u32>,
 }
 
 /// One random packet: which flow, which way, TCP flags index.
 #[derive(Clone, Debug)]
 enum Step {
-    Packet { flow: u8, inbound: bool, flags: u8 },
+    Packet {
+        flow: u8,
+        inbound: bool,
+        flags: u8,
+        ifindex: u8,
+    },
     AddRule(Rule),
     DeleteRule(u8),
 }
@@ -85,9 +95,11 @@ fn rule() -> impl Strategy<Value = Rule> {
         any::<u8>(),
         proptest::option::of(prop_oneof![Just(53u16), Just(80), Just(40_001), 0..4u16]),
         proptest::option::of(prop_oneof![Just(6u8), Just(17)]),
+        proptest::option::of(1u32..3),
+        proptest::option::of(0u32..2),
     )
         .prop_map(
-            |(layer, sublayer, action, hard, weight, port, protocol)| Rule {
+            |(layer, sublayer, action, hard, weight, port, protocol, ifindex, direction)| Rule {
                 layer,
                 sublayer,
                 action,
@@ -95,14 +107,17 @@ fn rule() -> impl Strategy<Value = Rule> {
                 weight,
                 port,
                 protocol,
+                ifindex,
+                direction,
             },
         )
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        8 => (0u8..6, any::<bool>(), 0u8..4)
-            .prop_map(|(flow, inbound, flags)| Step::Packet { flow, inbound, flags }),
+        8 => (0u8..6, any::<bool>(), 0u8..4, 0u8..2).prop_map(|(flow, inbound, flags, ifindex)| {
+            Step::Packet { flow, inbound, flags, ifindex }
+        }),
         1 => rule().prop_map(Step::AddRule),
         1 => any::<u8>().prop_map(Step::DeleteRule),
     ]
@@ -205,6 +220,16 @@ impl World {
             f.conditions
                 .extend(cond("IP_PROTOCOL", ConditionValue::Value(Value::Uint8(p))));
         }
+        if let Some(i) = r.ifindex {
+            f.conditions.extend(cond(
+                "INTERFACE_INDEX",
+                ConditionValue::Value(Value::Uint32(i)),
+            ));
+        }
+        if let Some(d) = r.direction {
+            f.conditions
+                .extend(cond("DIRECTION", ConditionValue::Value(Value::Uint32(d))));
+        }
         if let Ok(id) = self.engine.add_filter(f) {
             self.filters.push(id);
         }
@@ -218,7 +243,7 @@ impl World {
         self.engine.delete_filter(id).unwrap();
     }
 
-    fn packet(&mut self, flow: u8, inbound: bool, flags: u8) -> PacketVerdict {
+    fn packet(&mut self, flow: u8, inbound: bool, flags: u8, ifindex: u8) -> PacketVerdict {
         self.now = self.now + Duration::from_millis(10);
         let ip = V4;
         let udp = flow % 2 == 1;
@@ -253,9 +278,11 @@ impl World {
         } else {
             PacketDirection::Outbound
         };
-        let v = self
-            .shim
-            .handle_packet(self.now, dir, &bytes, &PacketContext::default());
+        let ctx = PacketContext {
+            ifindex: Some(1 + u32::from(ifindex)),
+            owner: None,
+        };
+        let v = self.shim.handle_packet(self.now, dir, &bytes, &ctx);
         while self.shim.poll_event().is_some() {}
         v
     }
@@ -278,9 +305,9 @@ proptest! {
         }
         for (i, s) in steps.iter().enumerate() {
             match s {
-                Step::Packet { flow, inbound, flags } => {
-                    let a = on.packet(*flow, *inbound, *flags);
-                    let b = off.packet(*flow, *inbound, *flags);
+                Step::Packet { flow, inbound, flags, ifindex } => {
+                    let a = on.packet(*flow, *inbound, *flags, *ifindex);
+                    let b = off.packet(*flow, *inbound, *flags, *ifindex);
                     prop_assert_eq!(a, b, "step {}", i);
                 }
                 Step::AddRule(r) => {
@@ -309,17 +336,19 @@ proptest! {
 fn a_flows_later_packets_reuse_the_static_answer() {
     let mut w = World::new(true, false);
     w.add(&Rule {
-        layer: 1,
+        layer: 2,
         sublayer: false,
         action: 1,
         hard: false,
         weight: 1,
         port: Some(9),
         protocol: None,
+        ifindex: None,
+        direction: None,
     });
     for _ in 0..5 {
         assert_eq!(
-            w.packet(1, false, 0).verdict,
+            w.packet(1, false, 0, 0).verdict,
             crate::pipeline::Verdict::Permit
         );
     }
