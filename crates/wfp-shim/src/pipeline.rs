@@ -138,6 +138,32 @@ pub struct PacketVerdict {
     pub visits: Vec<LayerVisit>,
 }
 
+impl PacketVerdict {
+    /// A PERMIT / NO_MATCH verdict with no visits, for a packet travelling `direction`.
+    pub fn new(direction: PacketDirection) -> Self {
+        Self {
+            verdict: Verdict::Permit,
+            reason: Reason::NoMatch,
+            layer: None,
+            filter: None,
+            flow: None,
+            direction,
+            visits: Vec::new(),
+        }
+    }
+
+    /// Back to [`PacketVerdict::new`], keeping the visit list's capacity.
+    fn reset(&mut self, direction: PacketDirection) {
+        self.verdict = Verdict::Permit;
+        self.reason = Reason::NoMatch;
+        self.layer = None;
+        self.filter = None;
+        self.flow = None;
+        self.direction = direction;
+        self.visits.clear();
+    }
+}
+
 /// Identity of the process that owns a packet's socket, for the ALE layers (issue 5 fills it from
 /// socket diagnostics; captures leave it empty).
 #[derive(Clone, Debug, Default)]
@@ -437,6 +463,21 @@ impl Shim {
         bytes: &[u8],
         ctx: &PacketContext,
     ) -> PacketVerdict {
+        let mut v = PacketVerdict::new(direction);
+        self.handle_packet_into(now, direction, bytes, ctx, &mut v);
+        v
+    }
+
+    /// [`Shim::handle_packet`] writing into `v` (every field is overwritten; the capacity of
+    /// `v.visits` is kept), so a data path that reuses one verdict allocates nothing per packet.
+    pub fn handle_packet_into(
+        &mut self,
+        now: Timestamp,
+        direction: PacketDirection,
+        bytes: &[u8],
+        ctx: &PacketContext,
+        v: &mut PacketVerdict,
+    ) {
         let summary = self.engine.policy_summary();
         self.layer_mask = summary.nonempty_layers;
         self.policy_epoch = summary.epoch;
@@ -451,27 +492,19 @@ impl Shim {
             self.masks_epoch = Some(summary.epoch);
         }
         self.stats.packets += 1;
-        let mut v = PacketVerdict {
-            verdict: Verdict::Permit,
-            reason: Reason::NoMatch,
-            layer: None,
-            filter: None,
-            flow: None,
-            direction,
-            visits: Vec::new(),
-        };
+        v.reset(direction);
         let parsed = match wire::parse_with(bytes, &self.config.parse) {
             Ok(p) => p,
             Err(e) => {
                 self.stats.malformed += 1;
                 v.verdict = self.config.malformed;
                 v.reason = Reason::Malformed(e.to_string());
-                return v;
+                return;
             }
         };
         if direction == PacketDirection::Forward {
-            self.forward(&parsed, ctx, &mut v);
-            return v;
+            self.forward(&parsed, ctx, v);
+            return;
         }
         let dir = self.direction_of(direction, &parsed);
         v.direction = match dir {
@@ -487,9 +520,9 @@ impl Shim {
                 &base,
                 &Metadata::default(),
                 &mut LayerData::Packet(bytes),
-                &mut v,
+                v,
             ) {
-                return v;
+                return;
             }
             let mut ff = base.clone();
             ff.flags |= ConditionFlags::IS_FRAGMENT.0;
@@ -498,13 +531,13 @@ impl Shim {
                 &ff,
                 &Metadata::default(),
                 &mut LayerData::Packet(bytes),
-                &mut v,
+                v,
             ) {
-                return v;
+                return;
             }
             let Some((key, frag)) = Fragment::from_parsed(bytes, &parsed) else {
                 v.reason = Reason::FragmentDropped("unusable fragment header".into());
-                return v;
+                return;
             };
             match self.frags.handle_fragment(now, key, frag) {
                 FragOutcome::Incomplete => {
@@ -527,10 +560,10 @@ impl Shim {
                                     &rf,
                                     &ip_meta(&p2),
                                     &mut LayerData::Packet(&whole),
-                                    &mut v,
+                                    v,
                                 );
                             if ip_ok {
-                                self.upper(now, dir, &p2, &whole, ctx, &mut v, true);
+                                self.upper(now, dir, &p2, &whole, ctx, v, true);
                             }
                         }
                         Err(e) => {
@@ -541,7 +574,7 @@ impl Shim {
                     }
                 }
             }
-            return v;
+            return;
         }
         if dir == Dir::In {
             let f = self.ip_facts(&parsed, dir, ctx);
@@ -550,19 +583,11 @@ impl Shim {
             // The IP-packet layer runs before flow tracking; a flow already known for this packet
             // keeps reusable answers for it too (the answers depend on the facts, not the flow).
             let known = self.known_flow(layer, &parsed);
-            if !self.classify_flow_step(
-                known,
-                layer,
-                &f,
-                &meta,
-                &mut LayerData::Packet(bytes),
-                &mut v,
-            ) {
-                return v;
+            if !self.classify_flow_step(known, layer, &f, &meta, &mut LayerData::Packet(bytes), v) {
+                return;
             }
         }
-        self.upper(now, dir, &parsed, bytes, ctx, &mut v, false);
-        v
+        self.upper(now, dir, &parsed, bytes, ctx, v, false);
     }
 
     fn direction_of(&self, given: PacketDirection, p: &ParsedPacket) -> Dir {

@@ -186,6 +186,7 @@ fn shim_only(capture: &[u8], engine: &Arc<Engine>) -> f64 {
     let mut reader = CaptureReader::new(capture).expect("capture");
     let ctx = PacketContext::default();
     let mut permitted = 0u64;
+    let mut v = wfp_shim::PacketVerdict::new(PacketDirection::Infer);
     while let Some(p) = reader.next_packet_ref().expect("read") {
         let now = Timestamp::from_nanos(p.timestamp_ns);
         if shim.poll_timeout().is_some_and(|t| t <= now) {
@@ -197,7 +198,7 @@ fn shim_only(capture: &[u8], engine: &Arc<Engine>) -> f64 {
             Some(wfp_pcap::Direction::Inbound) => PacketDirection::Inbound,
             None => PacketDirection::Infer,
         };
-        let v = shim.handle_packet(now, dir, l3.network, &ctx);
+        shim.handle_packet_into(now, dir, l3.network, &ctx, &mut v);
         permitted += u64::from(v.verdict == wfp_shim::Verdict::Permit);
         while shim.poll_event().is_some() {}
     }

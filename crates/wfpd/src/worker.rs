@@ -25,7 +25,7 @@ use wfp_core::Engine;
 use wfp_nfqueue::{
     Hook, NfqError, Queue, QueueStats, QueuedPacket, RecvStatus, Verdict as NfVerdict,
 };
-use wfp_shim::{PacketDirection, Shim, ShimConfig, ShimEvent, Timestamp, Verdict};
+use wfp_shim::{PacketDirection, PacketVerdict, Shim, ShimConfig, ShimEvent, Timestamp, Verdict};
 
 use crate::config::Posture;
 use crate::identity::{Identity, IdentityStats};
@@ -254,6 +254,8 @@ pub struct ShimHandler {
     other_hook: Verdict,
     truncated: Verdict,
     shared: Arc<WorkerShared>,
+    /// Reused for every packet (no allocation per packet).
+    outcome: PacketVerdict,
 }
 
 impl ShimHandler {
@@ -275,6 +277,7 @@ impl ShimHandler {
             other_hook,
             truncated,
             shared,
+            outcome: PacketVerdict::new(PacketDirection::Infer),
         }
     }
 
@@ -334,9 +337,9 @@ impl PacketHandler for ShimHandler {
             return self.truncated;
         }
         let ctx = self.identity.context(packet, direction);
-        let outcome = self
-            .shim
-            .handle_packet(now, direction, &packet.payload, &ctx);
+        let outcome = &mut self.outcome;
+        self.shim
+            .handle_packet_into(now, direction, &packet.payload, &ctx, outcome);
         if outcome.verdict != Verdict::Permit {
             tracing::debug!(
                 queue = self.shared.queue,
@@ -348,8 +351,9 @@ impl PacketHandler for ShimHandler {
                 "packet blocked"
             );
         }
+        let verdict = outcome.verdict;
         self.drain_events();
-        outcome.verdict
+        verdict
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {

@@ -173,6 +173,8 @@ pub struct Replayer {
     blocked: Option<PcapSink>,
     first_link_type: Option<LinkType>,
     line: Vec<u8>,
+    /// Reused for every packet (its visit list keeps its capacity).
+    verdict: PacketVerdict,
 }
 
 impl Replayer {
@@ -208,6 +210,7 @@ impl Replayer {
             blocked: None,
             first_link_type: None,
             line: Vec::with_capacity(512),
+            verdict: PacketVerdict::new(PacketDirection::Infer),
         }
     }
 
@@ -271,7 +274,9 @@ impl Replayer {
         if tracing {
             self.shim.set_trace(true);
         }
-        let v = self.shim.handle_packet(now, direction, l3.network, &ctx);
+        let mut v = std::mem::replace(&mut self.verdict, PacketVerdict::new(direction));
+        self.shim
+            .handle_packet_into(now, direction, l3.network, &ctx, &mut v);
         if tracing {
             self.shim.set_trace(false);
         }
@@ -293,8 +298,9 @@ impl Replayer {
             sink.write(p, &l3, v.direction)?;
         }
         if tracing {
-            self.traced = Some(TracedPacket::new(p, wire, v, &self.filters));
+            self.traced = Some(TracedPacket::new(p, wire, v.clone(), &self.filters));
         }
+        self.verdict = v;
         self.drain_events(false);
         Ok(action)
     }
