@@ -22,7 +22,7 @@
 //!   bytes/s; packets/s is what the queue saw (both hooks, both directions).
 //!
 //! Method: the machine is small and shared, so single runs are noisy. The cases are
-//! **interleaved**: each of `WFP_BENCH_ROUNDS` rounds (default 5) sets every case up, measures
+//! **interleaved**: each of `WFP_BENCH_ROUNDS` rounds (default 9) sets every case up, measures
 //! UDP then TCP for `WFP_BENCH_SECS` seconds each (default 2, after a 0.2 s warm-up), and tears it
 //! down again; the case order rotates from round to round. Every sample is printed as it is
 //! taken, with the worker thread's CPU time per packet it decided (user + kernel, from
@@ -32,7 +32,7 @@
 //! (default 0.15) of the CPUs is printed, discarded and taken again (at most rounds × cases
 //! retakes per run, so a busy machine cannot stall the bench). The summary gives per case the
 //! median and the spread (min..max), ratios of medians, and the median of the per-round ratios
-//! (each from samples of the same round). Default run time is about 2 minutes.
+//! (each from samples of the same round). Default run time is about 3 minutes.
 //!
 //! Other knobs: `WFP_BENCH_CASES` (comma-separated subset of `noqueue,bare,wfpd10,wfpd10k`, plus
 //! the diagnostic cases `bare1` — the bare reader with every verdict in a message of its own —
@@ -700,7 +700,7 @@ fn main() {
         return;
     }
     let secs = env_number("WFP_BENCH_SECS", 2.0, 60.0);
-    let rounds = env_number("WFP_BENCH_ROUNDS", 5.0, 100.0) as usize;
+    let rounds = env_number("WFP_BENCH_ROUNDS", 9.0, 100.0) as usize;
     let duration = Duration::from_secs_f64(secs);
     let cases: Vec<Case> = match std::env::var("WFP_BENCH_CASES") {
         Ok(list) => [Case::BareUncoalesced, Case::Loop]
