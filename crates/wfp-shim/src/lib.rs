@@ -43,6 +43,8 @@
 //! * [`stream`]: the STREAM layer's per-callout waterfall (countBytesEnforced, NEED_MORE_DATA,
 //!   stream actions).
 //! * [`values`]: incoming-value arrays per layer, filled as WFP fills them.
+//! * `decisions` (private): per-flow reuse of static classify answers at a flow's per-packet
+//!   layers while the policy epoch is unchanged (`ShimConfig::reuse_decisions`).
 
 #![forbid(unsafe_code)]
 
