@@ -23,8 +23,12 @@
 //!                   │ poll_event() → FlowEvent::Ended → flowDeleteFn
 //!                   ▼
 //!      TCP payload ──► reasm::StreamReassembler (one per direction) ──► in-order bytes → STREAM
-//!                        (first copy wins; overlaps with different bytes → Anomaly)
+//!                        (first copy wins; overlaps with different bytes → Anomaly;
+//!                         tails a capture cut → skipped, missedBytes)
 //! ```
+//!
+//! Captures: a packet the capture's snapshot length cut (`PacketContext::truncated`) is parsed
+//! with `ParseConfig::truncated` and classified from its headers; only cut headers are malformed.
 //!
 //! ## Modules
 //!

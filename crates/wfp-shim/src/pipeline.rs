@@ -22,6 +22,16 @@
 //! * **No decision** at a layer (`FWP_ACTION_NONE_NO_MATCH`) applies [`ShimConfig::no_match`]
 //!   (PERMIT unless configured, brief decision 3). **Malformed packets** get
 //!   [`ShimConfig::malformed`] (BLOCK unless configured) and are counted.
+//! * **Packets a capture cut** ([`PacketContext::truncated`], pcap caplen < orig_len): parsed with
+//!   [`ParseConfig::truncated`], so length fields pointing past the bytes are accepted and the
+//!   packet is classified from its headers like any other; layerData carries the bytes that exist;
+//!   flow byte counts use the IP header's length (the wire length); a TCP segment's missing tail
+//!   is skipped by stream reassembly as missed bytes (stream callouts see them in `missedBytes`,
+//!   [`ShimStats::stream_bytes_missed`]) instead of stalling the stream; a cut fragment is
+//!   classified at the IP-packet layer but not reassembled. Counted in [`ShimStats::truncated`].
+//!   A header the capture cut is malformed, saying so. Live data paths never set the flag.
+//! * **IPv4 header checksums**: verified unless `ShimConfig::parse.verify_ipv4_checksum` is off;
+//!   mismatches are counted either way ([`ShimStats::ipv4_checksum_mismatches`]).
 //! * **Direction**: given by the data path, or [`PacketDirection::Infer`] for captures: a packet
 //!   from a configured local network is outbound, one to it inbound; without configuration the side
 //!   that sent a flow's first packet is the local side.
@@ -47,7 +57,7 @@ use crate::flow::{
 };
 use crate::frag::{FragConfig, FragOutcome, FragReassembler, Fragment};
 use crate::reasm::{ReasmConfig, Segment, StreamReassembler};
-use crate::stream::StreamDirection;
+use crate::stream::{StreamDirection, StreamOutcome};
 use crate::time::Timestamp;
 use crate::values::{fill, fill_masked, PacketFacts};
 use crate::wire::{self, IcmpKind, IpVersion, ParseConfig, ParsedPacket, Transport};
@@ -176,13 +186,22 @@ pub struct Owner {
     pub process_id: Option<u64>,
 }
 
-/// Per-packet context from the data path.
+/// Per-packet context from the data path. Construct it with `..PacketContext::default()` so that
+/// new fields keep their defaults.
 #[derive(Clone, Debug, Default)]
 pub struct PacketContext {
     /// Interface index.
     pub ifindex: Option<u32>,
     /// The socket owner, when known.
     pub owner: Option<Owner>,
+    /// The bytes are only the first bytes of a longer packet: a capture's snapshot length cut it
+    /// (pcap caplen < orig_len). Length fields pointing beyond the bytes (IPv4 total length, IPv6
+    /// payload length, UDP length) are then accepted and the packet is classified from its
+    /// headers; layerData carries the bytes that exist; a TCP segment's missing tail is skipped by
+    /// stream reassembly as missed bytes. A header the capture cut is still malformed (with an
+    /// error saying so). Off (the default, and always for a live data path), a packet shorter
+    /// than its headers say is malformed.
+    pub truncated: bool,
 }
 
 /// Configuration.
@@ -194,7 +213,8 @@ pub struct ShimConfig {
     pub frag: FragConfig,
     /// TCP stream reassembly.
     pub reasm: ReasmConfig,
-    /// Packet parsing.
+    /// Packet parsing. `truncated` is turned on per packet by [`PacketContext::truncated`]; on
+    /// here, it applies to every packet.
     pub parse: ParseConfig,
     /// Verdict for a layer where no filter decided (brief decision 3). Default PERMIT.
     pub no_match: Verdict,
@@ -254,6 +274,16 @@ pub struct ShimStats {
     pub stream_overlaps: u64,
     /// Stream bytes blocked by stream filters.
     pub stream_bytes_blocked: u64,
+    /// TCP payload bytes a capture cut ([`PacketContext::truncated`]), skipped by stream
+    /// reassembly so the stream goes on; stream callouts see them in `missedBytes`.
+    pub stream_bytes_missed: u64,
+    /// Packets shorter than their IP header says, flagged [`PacketContext::truncated`] and
+    /// classified from their headers (not malformed).
+    pub truncated: u64,
+    /// Packets with a whole IPv4 header whose checksum does not verify, malformed or not (with
+    /// `ParseConfig::verify_ipv4_checksum` they are malformed; without it they are classified
+    /// and only counted here).
+    pub ipv4_checksum_mismatches: u64,
     /// Connections dropped by stream callouts.
     pub connections_dropped: u64,
     /// Reauthorizations.
@@ -493,15 +523,35 @@ impl Shim {
         }
         self.stats.packets += 1;
         v.reset(direction);
-        let parsed = match wire::parse_with(bytes, &self.config.parse) {
+        let cut_config;
+        let parse = if ctx.truncated {
+            cut_config = ParseConfig {
+                truncated: true,
+                ..self.config.parse
+            };
+            &cut_config
+        } else {
+            &self.config.parse
+        };
+        let parsed = match wire::parse_with(bytes, parse) {
             Ok(p) => p,
             Err(e) => {
-                self.stats.malformed += 1;
-                v.verdict = self.config.malformed;
-                v.reason = Reason::Malformed(e.to_string());
+                // A whole IPv4 header whose checksum is wrong is counted whatever else failed.
+                if !matches!(e, wire::ParseError::Ipv4Checksum { .. })
+                    && ipv4_checksum_mismatch(bytes)
+                {
+                    self.stats.ipv4_checksum_mismatches += 1;
+                }
+                self.count_malformed(&e, v);
                 return;
             }
         };
+        if !parsed.ip.checksum_ok {
+            self.stats.ipv4_checksum_mismatches += 1;
+        }
+        if parsed.is_truncated() {
+            self.stats.truncated += 1;
+        }
         if direction == PacketDirection::Forward {
             self.forward(&parsed, ctx, v);
             return;
@@ -533,6 +583,13 @@ impl Shim {
                 &mut LayerData::Packet(bytes),
                 v,
             ) {
+                return;
+            }
+            if parsed.is_truncated() {
+                // The data a reassembly needs is not in the capture.
+                self.stats.fragments_dropped += 1;
+                v.reason =
+                    Reason::FragmentDropped("cut by the capture: it cannot be reassembled".into());
                 return;
             }
             let Some((key, frag)) = Fragment::from_parsed(bytes, &parsed) else {
@@ -567,8 +624,7 @@ impl Shim {
                             }
                         }
                         Err(e) => {
-                            self.stats.malformed += 1;
-                            v.verdict = self.config.malformed;
+                            self.count_malformed(&e, v);
                             v.reason = Reason::Malformed(format!("reassembled datagram: {e}"));
                         }
                     }
@@ -588,6 +644,16 @@ impl Shim {
             }
         }
         self.upper(now, dir, &parsed, bytes, ctx, v, false);
+    }
+
+    /// A packet that did not parse: counted, [`ShimConfig::malformed`].
+    fn count_malformed(&mut self, e: &wire::ParseError, v: &mut PacketVerdict) {
+        self.stats.malformed += 1;
+        if matches!(e, wire::ParseError::Ipv4Checksum { .. }) {
+            self.stats.ipv4_checksum_mismatches += 1;
+        }
+        v.verdict = self.config.malformed;
+        v.reason = Reason::Malformed(e.to_string());
     }
 
     fn direction_of(&self, given: PacketDirection, p: &ParsedPacket) -> Dir {
@@ -726,6 +792,12 @@ impl Shim {
     #[cfg(test)]
     pub(crate) fn flow_ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.extra.keys().copied()
+    }
+
+    /// The flow table.
+    #[cfg(test)]
+    pub(crate) fn flow_table(&self) -> &FlowTable {
+        &self.flows
     }
 
     /// How many reusable answers flow `id` holds.
@@ -1230,12 +1302,15 @@ impl Shim {
         let Some(r) = e.reasm[i].as_mut() else {
             return true;
         };
+        // Bytes the capture cut (the segment is longer on the wire than its payload here).
+        let cut = u32::try_from(t.wire_payload_len.saturating_sub(payload.len())).unwrap_or(0);
         let out = r.push(Segment {
             seq: t.seq,
             payload,
             syn: t.flags.syn(),
             fin: t.flags.fin(),
             rst: t.flags.rst(),
+            cut,
         });
         if out.anomaly.is_some() {
             self.stats.stream_overlaps += 1;
@@ -1243,12 +1318,28 @@ impl Shim {
             v.reason = Reason::StreamOverlap;
             return false;
         }
-        let fin = out.finished;
-        if out.delivered.as_ref().is_none_or(|d| d.data.is_empty()) && !fin {
+        let mut fin = out.finished;
+        // Cut spans the stream has reached are skipped as missed bytes (the stream goes on after
+        // them), each followed by the bytes buffered behind it. Empty unless a capture cut bytes.
+        let mut later: Vec<(u64, Vec<u8>)> = Vec::new();
+        while let Some(skip) = r.skip_missing() {
+            fin |= skip.finished;
+            self.stats.stream_bytes_missed += skip.missed;
+            later.push((
+                skip.missed,
+                skip.delivered
+                    .map(|d| d.data.into_owned())
+                    .unwrap_or_default(),
+            ));
+        }
+        if out.delivered.as_ref().is_none_or(|d| d.data.is_empty()) && later.is_empty() && !fin {
             return true;
         }
         // No stream filters and nothing held: the bytes pass untouched (no copy).
         if skip_unfiltered && !e.stream[i].holds_data() {
+            for (missed, _) in &later {
+                e.stream[i].missed(*missed);
+            }
             return true;
         }
         let delivered = out
@@ -1264,8 +1355,51 @@ impl Shim {
         } else {
             StreamFlags::RECEIVE
         };
-        let outcome = e.stream[i].push(&self.engine, layer, &values, meta, flags, &delivered, fin);
+        // The bytes before the first cut span (none when the segment's captured part was empty).
+        let first = !delivered.is_empty() || fin && later.is_empty();
+        let mut pushed = first;
+        let mut outcome = if first {
+            e.stream[i].push(
+                &self.engine,
+                layer,
+                &values,
+                meta,
+                flags,
+                &delivered,
+                fin && later.is_empty(),
+            )
+        } else {
+            StreamOutcome::default()
+        };
+        let pieces = later.len();
+        for (n, (missed, data)) in later.into_iter().enumerate() {
+            if outcome.drop_connection {
+                break;
+            }
+            e.stream[i].missed(missed);
+            let last = n + 1 == pieces;
+            if data.is_empty() && !(fin && last) {
+                continue;
+            }
+            let more = e.stream[i].push(
+                &self.engine,
+                layer,
+                &values,
+                meta,
+                flags,
+                &data,
+                fin && last,
+            );
+            pushed = true;
+            outcome.blocked += more.blocked;
+            outcome.drop_connection |= more.drop_connection;
+            outcome.deciding_filter = outcome.deciding_filter.or(more.deciding_filter);
+        }
         self.scratch = values;
+        if !pushed {
+            // Only missed bytes: nothing was indicated (the next indication reports them).
+            return true;
+        }
         let blocked = outcome.drop_connection || outcome.blocked > 0;
         let visit = LayerVisit {
             layer,
@@ -1487,6 +1621,15 @@ fn ip_meta(p: &ParsedPacket) -> Metadata {
         m.present |= MetadataFields::FRAGMENT_DATA;
     }
     m
+}
+
+/// `bytes` start with a whole IPv4 header whose checksum does not verify.
+fn ipv4_checksum_mismatch(bytes: &[u8]) -> bool {
+    let p = wire::Ipv4Packet::new_unchecked(bytes);
+    p.version() == 4
+        && p.header_len() >= 20
+        && bytes.len() >= p.header_len()
+        && !p.verify_checksum()
 }
 
 /// The transport payload (UDP payload, TCP payload, ICMP body) — what DATAGRAM_DATA and the

@@ -7,14 +7,15 @@
 //! than 4 GiB and sequence-number wraparound are handled.
 //!
 //! ```text
-//!  Segment { seq, payload, syn, fin, rst }
+//!  Segment { seq, payload, cut, syn, fin, rst }
 //!        │ push
 //!        ▼
-//!  ┌──────────────── StreamReassembler ─────────────────┐
-//!  │ history (last bytes delivered) │ next │ out-of-order runs │
-//!  └────────────────────────────────────────────────────┘
+//!  ┌──────────────── StreamReassembler ──────────────────────────────────┐
+//!  │ history (last bytes delivered) │ next │ out-of-order runs │ cut spans │
+//!  └─────────────────────────────────────────────────────────────────────┘
 //!        │ PushOutcome { delivered: Option<Delivery{offset, Cow bytes}>,
-//!        ▼               anomaly, dropped, finished, reset }
+//!        │               anomaly, dropped, finished, reset }
+//!        ▼ then, while Some: skip_missing() → SkipOutcome { missed, delivered, finished }
 //! ```
 //!
 //! # Contract
@@ -44,6 +45,14 @@
 //!   is [`Anomaly::DataAfterFin`] and discarded. `finished` is reported once, when every byte up to
 //!   the FIN has been delivered.
 //! * **RST**: ends the stream at once; buffered bytes are discarded; later segments are ignored.
+//! * **Cut segments** (a capture's snapshot length kept only the first bytes): [`Segment::cut`]
+//!   bytes follow the payload in sequence space but were never seen. They are not a hole that
+//!   later segments wait behind: their span is remembered (at most
+//!   [`ReasmConfig::max_buffered_segments`] spans; a span beyond that is forgotten and counted, and
+//!   then stalls the stream like a lost segment) and, once every byte before it has been
+//!   delivered, [`StreamReassembler::skip_missing`] skips it as missed bytes (counted) and delivers
+//!   what follows. Bytes that arrive for a remembered span before it is reached are kept and
+//!   delivered; a FIN on a cut segment ends the stream after the cut bytes.
 //! * **Memory per stream**: `history_bytes + max_buffered_bytes` plus a few hundred bytes.
 //! * One push reports at most one anomaly (precedence: overlap, data after FIN, FIN conflict) and
 //!   at most one drop; the [`ReasmCounters`] count every occurrence.
@@ -89,6 +98,10 @@ pub struct Segment<'a> {
     pub fin: bool,
     /// RST flag: the stream is aborted (the payload is ignored).
     pub rst: bool,
+    /// Payload bytes the segment carried after `payload` that were not captured (a capture's
+    /// snapshot length cut them): they take sequence space, are never delivered, and are skipped
+    /// as missed bytes by [`StreamReassembler::skip_missing`]. 0 for a whole segment.
+    pub cut: u32,
 }
 
 impl<'a> Segment<'a> {
@@ -100,6 +113,7 @@ impl<'a> Segment<'a> {
             syn: false,
             fin: false,
             rst: false,
+            cut: 0,
         }
     }
 }
@@ -173,7 +187,7 @@ pub struct PushOutcome<'a> {
     pub reset: bool,
 }
 
-/// What [`StreamReassembler::skip_gap`] did.
+/// What [`StreamReassembler::skip_gap`] or [`StreamReassembler::skip_missing`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SkipOutcome {
     /// Bytes skipped (never received).
@@ -211,8 +225,14 @@ pub struct ReasmCounters {
     pub out_of_window_drops: u64,
     /// Bytes before the stream's first byte, ignored.
     pub before_start_bytes: u64,
-    /// Bytes skipped by [`StreamReassembler::skip_gap`].
+    /// Bytes skipped by [`StreamReassembler::skip_gap`] and [`StreamReassembler::skip_missing`].
     pub skipped_bytes: u64,
+    /// Bytes of cut segments skipped by [`StreamReassembler::skip_missing`] (part of
+    /// `skipped_bytes`).
+    pub cut_bytes: u64,
+    /// Spans of cut segments forgotten because [`ReasmConfig::max_buffered_segments`] spans were
+    /// already waiting.
+    pub cut_spans_dropped: u64,
     /// Segments ignored because the stream was reset.
     pub after_reset: u64,
 }
@@ -232,7 +252,9 @@ pub enum StreamState {
 ///
 /// Call order: [`StreamReassembler::push`] for every segment of the direction (data, FIN, RST,
 /// retransmissions included); optionally [`StreamReassembler::skip_gap`] when a hole will never be
-/// filled (a capture that lost a segment, or a flow being torn down).
+/// filled (a capture that lost a segment, or a flow being torn down); after every push,
+/// [`StreamReassembler::skip_missing`] until it returns `None` when segments may be cut
+/// ([`Segment::cut`]).
 #[derive(Clone, Debug)]
 pub struct StreamReassembler {
     config: ReasmConfig,
@@ -243,6 +265,8 @@ pub struct StreamReassembler {
     /// Out-of-order runs, keyed by offset; disjoint, non-adjacent, all beyond `next`.
     ooo: BTreeMap<u64, Vec<u8>>,
     buffered: usize,
+    /// Spans of cut segments not reached yet: start → end (may overlap each other and runs).
+    missing: BTreeMap<u64, u64>,
     /// The last bytes delivered, ending at `next`.
     history: VecDeque<u8>,
     fin: Option<u64>,
@@ -273,6 +297,7 @@ impl StreamReassembler {
             next: 0,
             ooo: BTreeMap::new(),
             buffered: 0,
+            missing: BTreeMap::new(),
             history: VecDeque::new(),
             fin: None,
             state: StreamState::Open,
@@ -297,6 +322,7 @@ impl StreamReassembler {
             self.state = StreamState::Reset;
             self.ooo.clear();
             self.buffered = 0;
+            self.missing.clear();
             out.reset = true;
             return out;
         }
@@ -308,7 +334,10 @@ impl StreamReassembler {
         };
         let rel = i64::from(data_seq.wrapping_sub(self.next_seq()) as i32);
         let len = seg.payload.len();
-        if rel > i64::from(self.config.max_window) || len > self.config.max_window as usize {
+        let cut = u64::from(seg.cut);
+        if rel > i64::from(self.config.max_window)
+            || len as u64 + cut > u64::from(self.config.max_window)
+        {
             self.counters.out_of_window_drops += 1;
             out.dropped = Some(Dropped {
                 offset: self.next.saturating_add(rel.unsigned_abs()),
@@ -333,7 +362,10 @@ impl StreamReassembler {
         let mut anomaly_fin = None;
 
         if seg.fin {
-            anomaly_fin = self.accept_fin(b);
+            anomaly_fin = self.accept_fin(b + i128::from(cut));
+        }
+        if cut > 0 {
+            self.note_missing(b, cut);
         }
         if a < 0 || payload.is_empty() {
             return self.finish_push(out, diff, anomaly_after_fin, anomaly_fin);
@@ -481,6 +513,80 @@ impl StreamReassembler {
         })
     }
 
+    /// Skip the span of a cut segment ([`Segment::cut`]) once every byte before it has been
+    /// delivered: the bytes up to its end (or up to bytes that did arrive for it) count as missed,
+    /// and the buffered run that follows, if any, is delivered. `None` when no cut span starts at
+    /// the next expected byte. Call it after every push until it returns `None`: a span can be
+    /// followed by a run, then another span.
+    #[inline]
+    pub fn skip_missing(&mut self) -> Option<SkipOutcome> {
+        if self.missing.is_empty() {
+            return None;
+        }
+        self.skip_missing_span()
+    }
+
+    /// [`StreamReassembler::skip_missing`] when some span is remembered.
+    fn skip_missing_span(&mut self) -> Option<SkipOutcome> {
+        if self.state != StreamState::Open {
+            return None;
+        }
+        let (start, end) = loop {
+            let (&s, &e) = self.missing.first_key_value()?;
+            if e <= self.next {
+                self.missing.remove(&s);
+                continue;
+            }
+            if s > self.next {
+                return None;
+            }
+            break (s, e);
+        };
+        let mut target = end;
+        if let Some(&k) = self.ooo.keys().next() {
+            target = target.min(k);
+        }
+        if let Some(f) = self.fin {
+            target = target.min(f);
+        }
+        if target <= self.next {
+            // The FIN is here: nothing after it can be missed.
+            self.missing.clear();
+            return None;
+        }
+        if target == end {
+            self.missing.remove(&start);
+        }
+        let missed = target - self.next;
+        self.next = target;
+        self.history.clear();
+        self.counters.skipped_bytes += missed;
+        self.counters.cut_bytes += missed;
+        let delivered = self.ooo.remove(&target).map(|run| {
+            self.buffered -= run.len();
+            self.advance(&run);
+            Delivery {
+                offset: target,
+                data: Cow::Owned(run),
+            }
+        });
+        let finished = self.check_finished();
+        Some(SkipOutcome {
+            missed,
+            delivered,
+            finished,
+        })
+    }
+
+    /// Cut bytes waiting to be skipped by [`StreamReassembler::skip_missing`] (their spans may
+    /// overlap, so this is an upper bound).
+    pub fn missing_bytes(&self) -> u64 {
+        self.missing
+            .iter()
+            .map(|(&s, &e)| e - s.max(self.next).min(e))
+            .sum()
+    }
+
     /// Sequence number of the next byte expected.
     pub fn next_seq(&self) -> u32 {
         self.base_seq.wrapping_add(self.next as u32)
@@ -552,6 +658,31 @@ impl StreamReassembler {
                 }
             }
         }
+    }
+
+    /// Remember the `cut` bytes at absolute offset `at` (after a cut segment's payload) for
+    /// [`StreamReassembler::skip_missing`]; the part before `next` or after the FIN is ignored.
+    fn note_missing(&mut self, at: i128, cut: u64) {
+        let mut end = at + i128::from(cut);
+        if let Some(f) = self.fin {
+            end = end.min(i128::from(f));
+        }
+        let start = at.max(i128::from(self.next));
+        let (Ok(start), Ok(end)) = (u64::try_from(start), u64::try_from(end)) else {
+            return;
+        };
+        if start >= end {
+            return;
+        }
+        if let Some(e) = self.missing.get_mut(&start) {
+            *e = (*e).max(end);
+            return;
+        }
+        if self.missing.len() >= self.config.max_buffered_segments {
+            self.counters.cut_spans_dropped += 1;
+            return;
+        }
+        self.missing.insert(start, end);
     }
 
     /// Compare the part of `payload` (starting at offset `a`) below `end` (<= next) with the

@@ -61,8 +61,10 @@ pub struct StreamOutcome {
 #[derive(Debug, Default)]
 pub struct StreamDirection {
     callouts: HashMap<FilterId, CalloutStream>,
-    /// Total bytes pushed.
+    /// Total bytes pushed, and missed ([`StreamDirection::missed`]).
     pub offset: u64,
+    /// Bytes missed so far: a callout indicated for the first time reports them.
+    missed_total: u64,
 }
 
 impl StreamDirection {
@@ -78,6 +80,17 @@ impl StreamDirection {
             }
         }
         found
+    }
+
+    /// Bytes of the stream that were never seen (a capture cut them, see
+    /// [`crate::reasm::StreamReassembler::skip_missing`]): every callout's next indication reports
+    /// them in `missedBytes` (§9.2), with those a higher filter blocked.
+    pub fn missed(&mut self, bytes: u64) {
+        self.offset += bytes;
+        self.missed_total += bytes;
+        for st in self.callouts.values_mut() {
+            st.missed += bytes;
+        }
     }
 
     /// True when some callout still holds bytes (NEED_MORE_DATA / DEFER).
@@ -109,7 +122,14 @@ impl StreamDirection {
         let incoming = IncomingValues { layer, values };
         let mut blocked_above = 0u64;
         for f in &chain {
-            let st = self.callouts.entry(f.filter_id()).or_default();
+            let missed_total = self.missed_total;
+            let st = self
+                .callouts
+                .entry(f.filter_id())
+                .or_insert_with(|| CalloutStream {
+                    missed: missed_total,
+                    ..CalloutStream::default()
+                });
             st.callout = f.callout_id();
             // §9.2 missedBytes: what higher filters blocked before this callout could see it.
             st.missed += blocked_above;

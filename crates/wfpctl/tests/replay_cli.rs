@@ -407,6 +407,142 @@ fn truncated_capture_reports_what_was_read_then_where_it_stopped() {
     assert!(err.contains("not a pcap or pcapng file"), "{err}");
 }
 
+/// The example capture rewritten by `edit` (frame bytes → frame bytes kept), `orig_len` unchanged.
+fn rewrite_example(name: &str, mut edit: impl FnMut(u64, &[u8]) -> Vec<u8>) -> PathBuf {
+    let path = tmp(name);
+    let mut reader = CaptureReader::open(root().join(CAPTURE)).expect("capture");
+    let mut w: Option<CaptureWriter<_>> = None;
+    while let Some(p) = reader.next_packet().expect("reads") {
+        let w = w.get_or_insert_with(|| CaptureWriter::create(&path, p.link_type).expect("create"));
+        w.write_packet(p.timestamp_ns, p.orig_len, &edit(p.index, &p.data))
+            .expect("write");
+    }
+    w.expect("packets").finish().expect("flush");
+    path
+}
+
+/// (action, deciding layer, filter id, reason) of every packet of a replay of `capture`.
+fn replay_lines(capture: &Path, extra: &[&str]) -> (Json, Vec<(String, String, u64, String)>) {
+    // Tests run in parallel: every call gets its own file.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = capture.file_stem().and_then(|s| s.to_str()).expect("name");
+    let verdicts = tmp(&format!("{name}-{n}.jsonl"));
+    let mut args = vec![
+        "replay",
+        capture.to_str().expect("utf8"),
+        "--policy",
+        POLICY,
+        "--json",
+        "--verdicts",
+        verdicts.to_str().expect("utf8"),
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = wfpctl(&args);
+    assert_eq!(code, 0, "{err}");
+    let j: Json = serde_json::from_str(&out).expect("json");
+    let lines = verdict_lines(&verdicts)
+        .iter()
+        .map(|l| {
+            (
+                l["action"].as_str().unwrap_or("").to_string(),
+                l["layer"].as_str().unwrap_or("").to_string(),
+                l["filter_id"].as_u64().unwrap_or(0),
+                l["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    (j, lines)
+}
+
+/// The example capture cut to a 128-byte snapshot length (every header survives; HTTP requests,
+/// responses and TLS ClientHellos lose their tails): every packet is classified from its headers
+/// and gets the full capture's verdict — except the two connections that only payload inspection
+/// blocked (filter 10 "http pattern blocker" matches `X-Block-Me` beyond the 56 payload bytes
+/// kept; filter 11 "tls sni blocker" cannot see the SNI, which the capture cut, and fails open),
+/// whose packets are then permitted. Cut at 96 bytes, the IPv6 SYN's 40-byte TCP header no longer
+/// fits: those two packets are malformed, saying the capture cut them, and nothing else changes.
+#[test]
+fn snaplen_cut_capture_gives_the_full_captures_verdicts_where_headers_survive() {
+    let (full, want) = replay_lines(&root().join(CAPTURE), &[]);
+    assert_eq!(full["anomalies"]["snaplen_truncated"], 0);
+    let cut = rewrite_example("snap128.pcap", |_, f| f[..f.len().min(128)].to_vec());
+    let (j, got) = replay_lines(&cut, &[]);
+    let a = &j["anomalies"];
+    assert_eq!(a["malformed"], 0, "{a}");
+    assert_eq!(a["snaplen_truncated"], 16);
+    assert_eq!(a["truncated_classified"], 16);
+    assert!(a["stream_bytes_missed"].as_u64().expect("count") > 15_000);
+    assert_eq!(j["flows"]["total"], full["flows"]["total"]);
+    let payload_decided = |l: &(String, String, u64, String)| l.2 == 10 || l.2 == 11;
+    let mut changed = Vec::new();
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        if payload_decided(w) {
+            assert_eq!(g.0, "PERMIT", "packet {i}: {g:?}");
+            changed.push(i);
+        } else {
+            assert_eq!((&w.0, &w.1, w.2), (&g.0, &g.1, g.2), "packet {i}");
+        }
+    }
+    assert_eq!(
+        changed,
+        [32, 33, 34, 35, 36, 37, 38, 39, 40, 62, 63, 64, 70, 71]
+    );
+    assert_eq!(got.len(), 95);
+
+    let cut96 = rewrite_example("snap96.pcap", |_, f| f[..f.len().min(96)].to_vec());
+    let (j, got) = replay_lines(&cut96, &[]);
+    assert_eq!(j["anomalies"]["malformed"], 2);
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        if i == 41 || i == 42 {
+            assert_eq!(g.0, "BLOCK");
+            assert!(
+                g.3.starts_with("malformed: TCP header cut by the capture"),
+                "{g:?}"
+            );
+        } else if !payload_decided(w) {
+            assert_eq!((&w.0, &w.1, w.2), (&g.0, &g.1, g.2), "packet {i}");
+        }
+    }
+}
+
+/// IPv4 header checksums are not verified by default (hosts that offload checksums capture their
+/// own packets with anything there): the packet keeps its verdict and the mismatch is counted.
+/// `--verify-checksums` makes it malformed.
+#[test]
+fn ipv4_checksums_are_counted_and_verified_only_on_request() {
+    // Packet 13, the SYN to the lab web server (permitted by filter 2), with checksum 0x0000.
+    let zeroed = rewrite_example("checksum0.pcap", |i, f| {
+        let mut f = f.to_vec();
+        if i == 13 {
+            // Linux SLL2 header: 20 bytes; the IPv4 checksum is at offset 10.
+            f[30] = 0;
+            f[31] = 0;
+        }
+        f
+    });
+    let (full, want) = replay_lines(&root().join(CAPTURE), &[]);
+    assert_eq!(full["anomalies"]["ipv4_checksum_mismatches"], 0);
+    let (j, got) = replay_lines(&zeroed, &[]);
+    assert_eq!(got, want);
+    assert_eq!(j["anomalies"]["ipv4_checksum_mismatches"], 1);
+    assert_eq!(j["anomalies"]["malformed"], 0);
+    let (j, got) = replay_lines(&zeroed, &["--verify-checksums"]);
+    assert_eq!(j["anomalies"]["ipv4_checksum_mismatches"], 1);
+    assert_eq!(j["anomalies"]["malformed"], 1);
+    assert_eq!(got[13].0, "BLOCK");
+    assert!(
+        got[13]
+            .3
+            .starts_with("malformed: IPv4 header checksum 0x0000 does not verify"),
+        "{:?}",
+        got[13]
+    );
+    // The text summary names both counts.
+    let (_, out, _) = wfpctl(&["replay", zeroed.to_str().expect("utf8"), "--policy", POLICY]);
+    assert!(out.contains("IPv4 header checksum mismatches"), "{out}");
+}
+
 #[test]
 fn local_networks_give_the_same_verdicts_as_linux_packet_types() {
     // The example as raw IP: no packet types, so direction comes from --local.
@@ -508,6 +644,7 @@ fn tcpdump_corpus_replays_without_panicking() {
     files.sort();
     let (mut replayed, mut errors, mut packets, mut skipped) = (0, 0, 0, 0);
     let mut truncated_errors = 0u64;
+    let mut classified_cut = 0u64;
     let out_p = tmp("corpus-permitted.pcap");
     let out_b = tmp("corpus-blocked.pcap");
     for (n, file) in files.iter().enumerate() {
@@ -545,6 +682,12 @@ fn tcpdump_corpus_replays_without_panicking() {
         report.write_text(&mut text).expect("text");
         let _ = report.to_json();
         replayed += 1;
+        classified_cut += report.anomalies.truncated_classified;
+        if file.ends_with("quic_handshake_truncated.pcap") {
+            // IPv6 payload lengths beyond the snapshot length: classified, not malformed.
+            assert_eq!(report.anomalies.malformed, 0, "{}", file.display());
+            assert_eq!(report.anomalies.truncated_classified, 4);
+        }
         packets += report.packets.packets;
         skipped += v.skipped.packets;
         errors += u64::from(report.capture_error.is_some());
@@ -559,8 +702,10 @@ fn tcpdump_corpus_replays_without_panicking() {
     }
     println!(
         "tcpdump corpus: {replayed} files replayed, {packets} packets ({skipped} skipped), \
-         {errors} files ended with a capture error; cut at 2/3: {truncated_errors} capture errors"
+         {errors} files ended with a capture error; cut at 2/3: {truncated_errors} capture errors; \
+         {classified_cut} snaplen-cut packets classified"
     );
+    assert!(classified_cut > 100, "snaplen-cut packets are classified");
     assert!(truncated_errors > 400, "cut copies end with an error");
     assert!(replayed > 800, "only {replayed} files replayed");
     assert_eq!(engine.flow_context_count(), 0, "every flow context deleted");

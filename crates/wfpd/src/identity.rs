@@ -135,6 +135,7 @@ impl Identity {
         let mut ctx = PacketContext {
             ifindex,
             owner: None,
+            ..PacketContext::default()
         };
         let outbound = match direction {
             PacketDirection::Outbound => true,

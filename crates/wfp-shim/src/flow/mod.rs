@@ -222,7 +222,7 @@ impl Default for FlowConfig {
 /// What the flow table needs to know about a packet besides its key.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PacketMeta {
-    /// Bytes of the IP packet.
+    /// Bytes of the IP packet on the wire (its header's length, also when a capture cut it).
     pub len: u32,
     /// TCP fields, for TCP segments.
     pub tcp: Option<TcpMeta>,
@@ -237,7 +237,7 @@ pub struct TcpMeta {
     pub seq: u32,
     /// Acknowledgment number.
     pub ack: u32,
-    /// Payload bytes.
+    /// Payload bytes on the wire (the sequence space the segment covers).
     pub payload_len: u32,
 }
 
@@ -249,7 +249,8 @@ impl PacketMeta {
                 flags: t.flags,
                 seq: t.seq,
                 ack: t.ack,
-                payload_len: u32::try_from(t.payload.len()).unwrap_or(u32::MAX),
+                // The sequence space the segment covers, also when a capture cut it.
+                payload_len: u32::try_from(t.wire_payload_len).unwrap_or(u32::MAX),
             }),
             _ => None,
         };

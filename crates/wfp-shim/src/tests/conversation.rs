@@ -123,6 +123,7 @@ impl Pipeline {
                 syn: t.flags.syn(),
                 fin: t.flags.fin(),
                 rst: t.flags.rst(),
+                cut: 0,
             };
             let out = stream.push(seg);
             if let Some(d) = out.delivered {

@@ -193,6 +193,21 @@ impl H {
         self.shim
             .handle_packet(self.now, dir, bytes, &PacketContext::default())
     }
+    /// The first `keep` bytes of `bytes`, flagged as cut by a capture's snapshot length.
+    fn cut_packet(
+        &mut self,
+        dir: PacketDirection,
+        bytes: &[u8],
+        keep: usize,
+    ) -> crate::pipeline::PacketVerdict {
+        self.now = self.now + Duration::from_millis(1);
+        let ctx = PacketContext {
+            truncated: true,
+            ..PacketContext::default()
+        };
+        self.shim
+            .handle_packet(self.now, dir, &bytes[..keep.min(bytes.len())], &ctx)
+    }
     fn events(&mut self) -> Vec<ShimEvent> {
         std::iter::from_fn(|| self.shim.poll_event()).collect()
     }
@@ -1046,4 +1061,313 @@ proptest! {
         }
         prop_assert_eq!(rec.stream_bytes(true), data);
     }
+}
+
+// ---- packets cut by a capture's snapshot length (PacketContext::truncated) ----
+
+/// A BLOCK on a port blocks the cut packet like the whole one (classified from its headers); the
+/// same bytes without the flag are malformed.
+#[test]
+fn cut_packets_are_classified_by_their_ports() {
+    let cases: Vec<(testutil::Ip, Vec<u8>, usize)> = vec![
+        // TCP over IPv4: SYN to port 443 with a 500-byte payload (TFO-like), 60 bytes kept.
+        (
+            V4,
+            testutil::tcp_packet(
+                &V4,
+                &Tcp {
+                    dport: 443,
+                    ..tcp(SYN, 1000, 0)
+                },
+                &[1; 500],
+            ),
+            60,
+        ),
+        // UDP over IPv4, 1200-byte QUIC-like datagram, 100 bytes kept.
+        (V4, testutil::udp_packet(&V4, 50000, 443, &[2; 1200]), 100),
+        // UDP over IPv6 (the quic_handshake_truncated case: payload length beyond the capture).
+        (V6, testutil::udp_packet(&V6, 50000, 443, &[3; 1200]), 252),
+        // TCP over IPv6 with a hop-by-hop header, cut just after the TCP header.
+        (
+            V6,
+            testutil::ipv6_with_ext(
+                &V6,
+                &[(crate::wire::protocol::HOP_BY_HOP, testutil::ext8())],
+                crate::wire::protocol::TCP,
+                &testutil::tcp_segment(
+                    &V6,
+                    &Tcp {
+                        dport: 443,
+                        ..tcp(SYN, 1000, 0)
+                    },
+                    &[4; 300],
+                ),
+            ),
+            68,
+        ),
+    ];
+    for (ip, bytes, keep) in cases {
+        let auth = if matches!(ip.src, std::net::IpAddr::V4(_)) {
+            layers::ALE_AUTH_CONNECT_V4
+        } else {
+            layers::ALE_AUTH_CONNECT_V6
+        };
+        let p443 = || {
+            vec![cond(
+                auth,
+                "IP_REMOTE_PORT",
+                MatchType::Equal,
+                Value::Uint16(443).into(),
+            )]
+        };
+        let mut h = H::new();
+        h.filter(auth, ActionType::BLOCK, p443());
+        let v = h.cut_packet(PacketDirection::Outbound, &bytes, keep);
+        assert_eq!(v.verdict, Verdict::Block, "{v:?}");
+        assert_eq!((v.reason.clone(), v.layer), (Reason::Filter, Some(auth)));
+        assert_eq!(h.shim.stats().truncated, 1);
+        assert_eq!(h.shim.stats().malformed, 0);
+        // Without the flag: malformed (BLOCK by default, but for the wrong reason).
+        let v = h.packet(PacketDirection::Outbound, &bytes[..keep]);
+        assert!(matches!(v.reason, Reason::Malformed(_)), "{v:?}");
+        assert_eq!(h.shim.stats().malformed, 1);
+        // Another port is permitted, cut or not.
+        let mut h = H::new();
+        h.filter(auth, ActionType::BLOCK, p443());
+        let mut other = bytes.clone();
+        // Destination port offset: after the IP header (and the IPv6 extension header).
+        let at = match (ip.src, other[6]) {
+            (std::net::IpAddr::V4(_), _) => 20 + 2,
+            (_, 0) => 48 + 2,
+            _ => 40 + 2,
+        };
+        other[at..at + 2].copy_from_slice(&8443u16.to_be_bytes());
+        let v = h.cut_packet(PacketDirection::Outbound, &other, keep);
+        assert_eq!(v.verdict, Verdict::Permit, "{v:?}");
+        assert!(!matches!(v.reason, Reason::Malformed(_)));
+    }
+}
+
+/// layerData of a cut packet holds the bytes that exist: the captured UDP payload at
+/// DATAGRAM_DATA, the captured packet at the IP-packet layer.
+#[test]
+fn cut_packets_pass_the_bytes_that_exist_as_layer_data() {
+    let mut h = H::new();
+    let rec = Rec::passive();
+    for l in [layers::DATAGRAM_DATA_V4, layers::OUTBOUND_IPPACKET_V4] {
+        h.callout(
+            l,
+            ActionType::CALLOUT_INSPECTION,
+            CalloutFlags::default(),
+            &rec,
+            vec![],
+        );
+    }
+    let payload: Vec<u8> = (0..200u8).collect();
+    let bytes = testutil::udp_packet(&V4, 40000, 53, &payload);
+    let v = h.cut_packet(PacketDirection::Outbound, &bytes, 78);
+    assert_eq!(v.verdict, Verdict::Permit);
+    let dg = rec.calls_at(layers::DATAGRAM_DATA_V4);
+    assert_eq!(dg[0].data, &payload[..50]);
+    let ip = rec.calls_at(layers::OUTBOUND_IPPACKET_V4);
+    assert_eq!(ip[0].data, &bytes[..78]);
+}
+
+/// A header the capture cut is still malformed, with an error that says so.
+#[test]
+fn cut_headers_are_malformed_and_say_the_capture_cut_them() {
+    let mut h = H::new();
+    let bytes = testutil::tcp_packet(&V4, &TCP, b"data");
+    let v = h.cut_packet(PacketDirection::Outbound, &bytes, 30);
+    assert_eq!(v.verdict, Verdict::Block);
+    let Reason::Malformed(m) = &v.reason else {
+        panic!("{v:?}")
+    };
+    assert!(m.contains("cut by the capture"), "{m}");
+    assert_eq!((h.shim.stats().malformed, h.shim.stats().truncated), (1, 0));
+}
+
+/// A cut fragment is classified at the IP-packet layer but cannot be reassembled.
+#[test]
+fn cut_fragments_are_classified_at_the_ip_layer_then_dropped_from_reassembly() {
+    let mut h = H::new();
+    let rec = Rec::passive();
+    h.callout(
+        layers::INBOUND_IPPACKET_V4,
+        ActionType::CALLOUT_INSPECTION,
+        CalloutFlags::default(),
+        &rec,
+        vec![],
+    );
+    let whole = testutil::udp_packet(&V4.reply(), 53, 40000, &[7u8; 100]);
+    let frags = testutil::fragment(&whole, &[64], 77, 20);
+    let v = h.cut_packet(PacketDirection::Inbound, &frags[0], 40);
+    assert_eq!(v.verdict, Verdict::Permit);
+    assert_eq!(
+        v.reason,
+        Reason::FragmentDropped("cut by the capture: it cannot be reassembled".into())
+    );
+    assert_eq!(rec.calls().len(), 2, "raw and IS_FRAGMENT");
+    assert_eq!(h.shim.stats().fragments_dropped, 1);
+}
+
+/// A TCP segment the capture cut does not stall the stream: the stream callout sees the
+/// captured bytes, then the later segments with the cut bytes reported as missedBytes, and the
+/// FIN of a cut segment still ends the stream (NO_MORE_DATA).
+#[test]
+fn a_cut_tcp_segment_keeps_the_stream_flowing() {
+    for skip_filters in [false, true] {
+        let mut h = H::new();
+        let rec = Rec::passive();
+        if !skip_filters {
+            h.callout(
+                layers::STREAM_V4,
+                ActionType::CALLOUT_INSPECTION,
+                CalloutFlags::default(),
+                &rec,
+                vec![],
+            );
+        }
+        handshake(&mut h, &V4);
+        // 100 bytes on the wire, 10 captured (40 bytes of headers + 10).
+        let seg = testutil::tcp_packet(&V4, &tcp(ACK, 1001, 5001), &[b'a'; 100]);
+        let v = h.cut_packet(PacketDirection::Outbound, &seg, 50);
+        assert_eq!(v.verdict, Verdict::Permit);
+        assert_eq!(send(&mut h, &V4, 1101, b"next").verdict, Verdict::Permit);
+        assert_eq!(
+            send(&mut h, &V4, 1105, b" and more").verdict,
+            Verdict::Permit
+        );
+        // A cut FIN segment: 50 bytes on the wire, 5 captured.
+        let fin = testutil::tcp_packet(&V4, &tcp(FINACK, 1114, 5001), &[b'z'; 50]);
+        h.cut_packet(PacketDirection::Outbound, &fin, 45);
+        assert_eq!(h.shim.stats().stream_bytes_missed, 90 + 45);
+        assert_eq!(h.shim.stats().truncated, 2);
+        if skip_filters {
+            continue;
+        }
+        let calls: Vec<Call> = rec
+            .calls()
+            .into_iter()
+            .filter(|c| c.layer == layers::STREAM_V4)
+            .collect();
+        assert_eq!(calls[0].data, [b'a'; 10]);
+        assert_eq!(calls[0].missed, 0);
+        assert_eq!(calls[1].data, b"next");
+        assert_eq!(
+            calls[1].missed, 90,
+            "the cut bytes are missedBytes of the next indication"
+        );
+        assert_eq!(calls[2].data, b" and more");
+        assert_eq!(calls[2].missed, 0);
+        assert_eq!(calls[3].data, [b'z'; 5]);
+        let last = calls.last().unwrap();
+        assert!(last.out_flags.contains(ClassifyOutFlags::NO_MORE_DATA));
+        assert_eq!(last.missed, 45);
+        assert_eq!(rec.stream_bytes(true).len(), 10 + 4 + 9 + 5);
+    }
+}
+
+/// Flow accounting counts the bytes the packet had on the wire (its IP header's length).
+#[test]
+fn flow_bytes_count_the_wire_length_of_cut_packets() {
+    let mut h = H::new();
+    let bytes = testutil::udp_packet(&V4, 40000, 53, &[0; 972]);
+    let v = h.cut_packet(PacketDirection::Outbound, &bytes, 100);
+    let table = h.shim.flow_table();
+    let key = crate::flow::FlowKey::from_packet(
+        crate::flow::Direction::Outbound,
+        &crate::wire::parse(&bytes).unwrap(),
+    )
+    .unwrap();
+    let handle = table.lookup(&key).unwrap();
+    assert_eq!(handle.id().get(), v.flow.unwrap());
+    let flow = table.flow(handle).unwrap();
+    assert_eq!(flow.bytes(crate::flow::Side::Initiator), 1000);
+}
+
+/// IPv4 header checksums: verified by default (a mismatch is malformed); off, the packet is
+/// classified and the mismatch only counted.
+#[test]
+fn ipv4_checksum_mismatches_are_malformed_only_when_verifying() {
+    let mut bytes = testutil::udp_packet(&V4, 40000, 53, b"q");
+    bytes[10] = 0;
+    bytes[11] = 0; // offloaded: the capturing host never filled it in
+    let mut h = H::new();
+    h.filter(
+        layers::ALE_AUTH_CONNECT_V4,
+        ActionType::BLOCK,
+        vec![cond(
+            layers::ALE_AUTH_CONNECT_V4,
+            "IP_REMOTE_PORT",
+            MatchType::Equal,
+            Value::Uint16(53).into(),
+        )],
+    );
+    let v = h.packet(PacketDirection::Outbound, &bytes);
+    assert!(matches!(&v.reason, Reason::Malformed(m) if m.contains("checksum")));
+    assert_eq!(
+        (
+            h.shim.stats().malformed,
+            h.shim.stats().ipv4_checksum_mismatches
+        ),
+        (1, 1)
+    );
+    let mut h2 = H::with(ShimConfig {
+        parse: crate::wire::ParseConfig {
+            verify_ipv4_checksum: false,
+            ..crate::wire::ParseConfig::default()
+        },
+        ..ShimConfig::default()
+    });
+    h2.filter(
+        layers::ALE_AUTH_CONNECT_V4,
+        ActionType::BLOCK,
+        vec![cond(
+            layers::ALE_AUTH_CONNECT_V4,
+            "IP_REMOTE_PORT",
+            MatchType::Equal,
+            Value::Uint16(53).into(),
+        )],
+    );
+    let v = h2.packet(PacketDirection::Outbound, &bytes);
+    assert_eq!((v.verdict, v.reason), (Verdict::Block, Reason::Filter));
+    assert_eq!(
+        (
+            h2.shim.stats().malformed,
+            h2.shim.stats().ipv4_checksum_mismatches
+        ),
+        (0, 1)
+    );
+    let good = testutil::udp_packet(&V4, 40001, 53, b"q");
+    h2.packet(PacketDirection::Outbound, &good);
+    assert_eq!(h2.shim.stats().ipv4_checksum_mismatches, 1);
+}
+
+/// A segment whose payload the capture cut entirely: no stream indication for it; the next
+/// indication reports its bytes as missed.
+#[test]
+fn a_segment_cut_to_its_headers_is_all_missed_bytes() {
+    let mut h = H::new();
+    let rec = Rec::passive();
+    h.callout(
+        layers::STREAM_V4,
+        ActionType::CALLOUT_INSPECTION,
+        CalloutFlags::default(),
+        &rec,
+        vec![],
+    );
+    handshake(&mut h, &V4);
+    let seg = testutil::tcp_packet(&V4, &tcp(ACK, 1001, 5001), &[b'a'; 30]);
+    let v = h.cut_packet(PacketDirection::Outbound, &seg, 40);
+    assert_eq!(v.verdict, Verdict::Permit);
+    assert!(v.visits.iter().all(|x| x.layer != layers::STREAM_V4));
+    assert!(rec.calls().is_empty());
+    send(&mut h, &V4, 1031, b"after");
+    let calls = rec.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        (calls[0].data.as_slice(), calls[0].missed),
+        (&b"after"[..], 30)
+    );
 }

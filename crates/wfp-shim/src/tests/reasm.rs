@@ -242,6 +242,125 @@ fn skip_gap_delivers_after_a_lost_segment() {
     assert_eq!(s.counters().skipped_bytes, 7);
 }
 
+fn cut_seg(seq: u32, payload: &[u8], cut: u32) -> Segment<'_> {
+    Segment {
+        cut,
+        ..Segment::data(seq, payload)
+    }
+}
+
+#[test]
+fn a_cut_segment_is_skipped_as_missed_bytes_and_the_stream_goes_on() {
+    let mut s = r(0);
+    // 10 bytes on the wire, 4 captured.
+    let out = s.push(cut_seg(1, b"abcd", 6));
+    assert_eq!(out.delivered.unwrap().data.as_ref(), b"abcd");
+    assert_eq!(s.missing_bytes(), 6);
+    let skip = s.skip_missing().unwrap();
+    assert_eq!(
+        (skip.missed, skip.delivered, skip.finished),
+        (6, None, false)
+    );
+    assert!(s.skip_missing().is_none());
+    assert_eq!(s.next_offset(), 10);
+    // The next segment is in order, not behind a hole.
+    let out = s.push(data(11, b"klm"));
+    let d = out.delivered.unwrap();
+    assert_eq!((d.offset, d.data.as_ref()), (10, &b"klm"[..]));
+    assert!(matches!(d.data, Cow::Borrowed(_)));
+    let c = s.counters();
+    assert_eq!((c.cut_bytes, c.skipped_bytes, c.delivered_bytes), (6, 6, 7));
+    assert_eq!(s.buffered_bytes(), 0);
+}
+
+#[test]
+fn a_cut_segment_closing_a_hole_delivers_what_waited_behind_its_tail() {
+    let mut s = r(0);
+    assert!(s.push(data(11, b"klm")).delivered.is_none());
+    assert!(s.skip_missing().is_none(), "no cut span reached yet");
+    let out = s.push(cut_seg(1, b"abcd", 6));
+    assert_eq!(out.delivered.unwrap().data.as_ref(), b"abcd");
+    let skip = s.skip_missing().unwrap();
+    assert_eq!(skip.missed, 6);
+    let d = skip.delivered.unwrap();
+    assert_eq!((d.offset, d.data.as_ref()), (10, &b"klm"[..]));
+    assert!(s.skip_missing().is_none());
+    assert_eq!((s.next_offset(), s.buffered_bytes()), (13, 0));
+}
+
+#[test]
+fn a_cut_span_reached_later_is_skipped_then() {
+    let mut s = r(0);
+    // Bytes 0..5 lost for now; a segment 5..15 of which 2 bytes were captured.
+    assert!(s.push(cut_seg(6, b"fg", 8)).delivered.is_none());
+    assert!(s.skip_missing().is_none());
+    assert!(s.push(data(16, b"p")).delivered.is_none());
+    let out = s.push(data(1, b"abcde"));
+    assert_eq!(out.delivered.unwrap().data.as_ref(), b"abcdefg");
+    let skip = s.skip_missing().unwrap();
+    assert_eq!(skip.missed, 8);
+    assert_eq!(skip.delivered.unwrap().data.as_ref(), b"p");
+    assert_eq!(s.next_offset(), 16);
+}
+
+#[test]
+fn bytes_that_arrive_for_a_cut_span_are_delivered_not_skipped() {
+    let mut s = r(0);
+    s.push(cut_seg(6, b"fg", 8)); // 5..15, 2 bytes captured
+    s.push(data(6, b"fghijklmno")); // the same segment captured whole (a retransmission)
+    let out = s.push(data(1, b"abcde"));
+    assert_eq!(out.delivered.unwrap().data.as_ref(), b"abcdefghijklmno");
+    assert!(s.skip_missing().is_none());
+    assert_eq!(s.counters().cut_bytes, 0);
+    // A span partly covered: only the uncovered bytes are missed.
+    let mut s = r(0);
+    s.push(data(8, b"hi")); // 7..9 arrived
+    s.push(cut_seg(1, b"ab", 10)); // 0..12, 2 captured
+    let skip = s.skip_missing().unwrap();
+    assert_eq!(skip.missed, 5);
+    assert_eq!(skip.delivered.unwrap().data.as_ref(), b"hi");
+    let skip = s.skip_missing().unwrap();
+    assert_eq!((skip.missed, skip.delivered), (3, None));
+    assert_eq!(s.next_offset(), 12);
+}
+
+#[test]
+fn a_fin_on_a_cut_segment_ends_the_stream_after_the_cut_bytes() {
+    let mut s = r(0);
+    let fin = Segment {
+        fin: true,
+        ..cut_seg(1, b"", 20)
+    };
+    let out = s.push(fin);
+    assert!(out.delivered.is_none() && !out.finished && out.anomaly.is_none());
+    assert_eq!(s.fin_offset(), Some(20));
+    let skip = s.skip_missing().unwrap();
+    assert_eq!((skip.missed, skip.finished), (20, true));
+    assert_eq!(s.state(), StreamState::Finished);
+    assert!(s.skip_missing().is_none());
+}
+
+#[test]
+fn cut_spans_are_bounded() {
+    let config = ReasmConfig {
+        max_buffered_segments: 2,
+        ..ReasmConfig::default()
+    };
+    let mut s = StreamReassembler::after_syn(0, config);
+    for k in 1..=3u32 {
+        s.push(cut_seg(1 + k * 100, b"x", 50));
+    }
+    assert_eq!(s.counters().cut_spans_dropped, 1);
+    // A reset forgets them.
+    s.push(Segment {
+        seq: 1,
+        rst: true,
+        ..Segment::default()
+    });
+    assert!(s.skip_missing().is_none());
+    assert_eq!(s.missing_bytes(), 0);
+}
+
 /// Collect delivered bytes, checking offsets are contiguous.
 fn collect(out: &mut Vec<u8>, delivered: Option<crate::reasm::Delivery<'_>>) {
     if let Some(d) = delivered {
@@ -298,6 +417,74 @@ proptest! {
         }
         prop_assert_eq!(out, bytes);
         prop_assert_eq!(s.buffered_bytes(), 0);
+    }
+
+    /// Every segment cut at a random point (a capture's snapshot length), in random order with
+    /// retransmissions: the stream never stalls — every byte is delivered (equal to the original,
+    /// at its offset, once) or skipped as missed — and in capture order exactly the captured bytes
+    /// are delivered.
+    #[test]
+    fn cut_segments_never_stall_the_stream(
+        (isn, bytes, segs) in stream_and_plan(),
+        keep in proptest::collection::vec(any::<u16>(), 1..64),
+        in_order in any::<bool>(),
+    ) {
+        let n = bytes.len();
+        let mut segs = segs;
+        if in_order {
+            // Capture order without overlaps: sorted, each trimmed to start where the last ended.
+            segs.sort_unstable();
+            let mut at = 0;
+            segs = segs
+                .into_iter()
+                .filter_map(|(start, end)| {
+                    let start = start.max(at);
+                    (start < end).then(|| {
+                        at = end;
+                        (start, end)
+                    })
+                })
+                .collect();
+        }
+        let mut s = StreamReassembler::after_syn(isn, ReasmConfig::default());
+        let mut seen: Vec<Option<u8>> = vec![None; n];
+        let mut captured = vec![false; n];
+        let mut missed = 0u64;
+        let record = |d: Option<crate::reasm::Delivery<'_>>, seen: &mut Vec<Option<u8>>| {
+            if let Some(d) = d {
+                for (i, b) in d.data.iter().enumerate() {
+                    let at = d.offset as usize + i;
+                    assert!(seen[at].is_none(), "byte {at} delivered twice");
+                    assert_eq!(*b, bytes[at]);
+                    seen[at] = Some(*b);
+                }
+            }
+        };
+        for (k, (start, end)) in segs.iter().copied().enumerate() {
+            let len = end - start;
+            let kept = usize::from(keep[k % keep.len()]) % (len + 1);
+            for c in &mut captured[start..start + kept] {
+                *c = true;
+            }
+            let seq = isn.wrapping_add(1).wrapping_add(start as u32);
+            let o = s.push(cut_seg(seq, &bytes[start..start + kept], (len - kept) as u32));
+            prop_assert_eq!(o.anomaly, None);
+            prop_assert_eq!(o.dropped, None);
+            record(o.delivered, &mut seen);
+            while let Some(skip) = s.skip_missing() {
+                missed += skip.missed;
+                record(skip.delivered, &mut seen);
+            }
+        }
+        let delivered = seen.iter().filter(|b| b.is_some()).count() as u64;
+        prop_assert_eq!(s.next_offset(), n as u64, "the stream reached its end");
+        prop_assert_eq!(delivered + missed, n as u64);
+        prop_assert_eq!(s.buffered_bytes(), 0);
+        prop_assert_eq!(s.counters().cut_bytes, missed);
+        if in_order {
+            let got: Vec<bool> = seen.iter().map(Option::is_some).collect();
+            prop_assert_eq!(got, captured);
+        }
     }
 
     /// Segments with random contents at random places: the stream equals a first-copy-wins model

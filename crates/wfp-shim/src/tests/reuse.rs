@@ -281,6 +281,7 @@ impl World {
         let ctx = PacketContext {
             ifindex: Some(1 + u32::from(ifindex)),
             owner: None,
+            ..PacketContext::default()
         };
         let v = self.shim.handle_packet(self.now, dir, &bytes, &ctx);
         while self.shim.poll_event().is_some() {}

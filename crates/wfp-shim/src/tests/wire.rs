@@ -85,8 +85,30 @@ fn ipv4_checksum_is_checked_unless_disabled() {
     ));
     let lax = ParseConfig {
         verify_ipv4_checksum: false,
+        ..ParseConfig::default()
     };
-    assert!(parse_with(&bytes, &lax).is_ok());
+    let p = parse_with(&bytes, &lax).unwrap();
+    assert!(!p.ip.checksum_ok, "the mismatch is reported, not an error");
+    assert!(
+        parse(&testutil::udp_packet(&V4, 1, 2, b""))
+            .unwrap()
+            .ip
+            .checksum_ok
+    );
+    // A zero checksum (offloaded by the capturing host) is a mismatch like any other.
+    bytes[10] = 0;
+    bytes[11] = 0;
+    assert!(matches!(
+        parse(&bytes),
+        Err(ParseError::Ipv4Checksum { stored: 0, .. })
+    ));
+    assert!(!parse_with(&bytes, &lax).unwrap().ip.checksum_ok);
+    assert!(
+        parse(&testutil::udp_packet(&V6, 1, 2, b""))
+            .unwrap()
+            .ip
+            .checksum_ok
+    );
 }
 
 #[test]
@@ -386,6 +408,7 @@ fn compare_with_etherparse(bytes: &[u8]) {
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
     let lax = ParseConfig {
         verify_ipv4_checksum: false,
+        ..ParseConfig::default()
     };
     let (Ok(ours), Ok(theirs)) = (parse_with(bytes, &lax), SlicedPacket::from_ip(bytes)) else {
         return;
@@ -459,7 +482,9 @@ proptest! {
         if let Some(b) = v4.first_mut() {
             *b = 0x40 | (*b & 0x0f);
         }
-        let _ = parse_with(&v4, &ParseConfig { verify_ipv4_checksum: false });
+        let _ = parse_with(&v4, &ParseConfig { verify_ipv4_checksum: false, truncated: true });
+        let _ = parse_with(&v4, &ParseConfig { verify_ipv4_checksum: false, ..ParseConfig::default() });
+        let _ = parse_with(&v6, &ParseConfig { truncated: true, ..ParseConfig::default() });
     }
 
     #[test]
@@ -475,16 +500,255 @@ proptest! {
         }
         let len = bytes.len();
         bytes.truncate(len - cut % 8);
-        if let Ok(p) = parse_with(&bytes, &ParseConfig { verify_ipv4_checksum: false }) {
+        let lax = ParseConfig { verify_ipv4_checksum: false, ..ParseConfig::default() };
+        if let Ok(p) = parse_with(&bytes, &lax) {
             // Every range handed out lies inside the buffer.
             prop_assert!(p.ip.total_len <= bytes.len());
             prop_assert!(p.ip.header_len <= p.ip.total_len);
+            prop_assert_eq!(p.ip.captured_len, p.ip.total_len);
             if let Some(r) = p.payload() {
                 prop_assert!(r.start <= r.end && r.end <= p.ip.total_len);
             }
         }
+        let cut_cfg = ParseConfig { truncated: true, ..lax };
+        if let Ok(p) = parse_with(&bytes, &cut_cfg) {
+            // The same in truncated mode, against the bytes that exist.
+            prop_assert!(p.ip.captured_len <= bytes.len());
+            prop_assert!(p.ip.captured_len <= p.ip.total_len);
+            prop_assert!(p.ip.header_len <= p.ip.captured_len || p.ip.fragment.is_some());
+            if let Some(r) = p.payload() {
+                prop_assert!(r.start <= r.end && r.end <= p.ip.captured_len);
+            }
+        }
         compare_with_etherparse(&bytes);
     }
+
+    /// A packet cut anywhere after its headers parses in truncated mode to the same addresses,
+    /// protocol, ports and flags as the whole packet, with payload ranges inside the bytes kept;
+    /// cut inside its headers it is `CaptureCut`; without the flag it is never accepted short.
+    #[test]
+    fn cut_packets_parse_from_their_headers(packet in valid_packet(), cut in any::<usize>()) {
+        let whole = parse(&packet).unwrap();
+        let headers = match &whole.transport {
+            Transport::Tcp(t) => whole.ip.header_len + t.header_len,
+            Transport::Udp(_) | Transport::Icmp(_) => whole.ip.header_len + 8,
+            _ => whole.ip.header_len,
+        };
+        let keep = cut % (packet.len() + 1);
+        let bytes = &packet[..keep];
+        let lax = ParseConfig { truncated: true, ..ParseConfig::default() };
+        let r = parse_with(bytes, &lax);
+        if keep >= headers {
+            let p = r.unwrap();
+            prop_assert_eq!(&p.ip.src, &whole.ip.src);
+            prop_assert_eq!(&p.ip.dst, &whole.ip.dst);
+            prop_assert_eq!(p.ip.protocol, whole.ip.protocol);
+            prop_assert_eq!(p.ip.total_len, whole.ip.total_len);
+            prop_assert_eq!(p.ip.captured_len, keep);
+            prop_assert_eq!(p.ports(), whole.ports());
+            prop_assert_eq!(p.is_truncated(), keep < packet.len());
+            match (&p.transport, &whole.transport) {
+                (Transport::Tcp(a), Transport::Tcp(b)) => {
+                    prop_assert_eq!((a.seq, a.ack, a.flags), (b.seq, b.ack, b.flags));
+                    prop_assert_eq!(a.wire_payload_len, b.payload.len());
+                }
+                (Transport::Udp(a), Transport::Udp(b)) => {
+                    prop_assert_eq!(a.wire_payload_len, b.payload.len());
+                }
+                (Transport::Icmp(a), Transport::Icmp(b)) => {
+                    prop_assert_eq!((a.icmp_type, a.code, a.echo), (b.icmp_type, b.code, b.echo));
+                }
+                (a, b) => prop_assert!(false, "{a:?} vs {b:?}"),
+            }
+            let range = p.payload().unwrap();
+            let full = whole.payload().unwrap();
+            prop_assert_eq!(range.start, full.start);
+            prop_assert_eq!(range.end, full.end.min(keep));
+        } else {
+            prop_assert!(
+                matches!(r, Err(ParseError::CaptureCut { .. })),
+                "cut at {} inside {} header bytes: {:?}", keep, headers, r
+            );
+        }
+        if keep < packet.len() {
+            prop_assert!(parse(bytes).is_err(), "without the flag a short packet is malformed");
+        }
+    }
+}
+
+#[test]
+fn truncated_mode_keeps_the_errors_of_packets_that_contradict_themselves() {
+    let lax = ParseConfig {
+        truncated: true,
+        ..ParseConfig::default()
+    };
+    // UDP length beyond the IP payload: malformed whatever the capture kept.
+    let mut udp = testutil::udp_packet(&V4, 1000, 53, b"0123456789");
+    udp[24..26].copy_from_slice(&40u16.to_be_bytes());
+    assert_eq!(
+        parse_with(&udp[..30], &lax),
+        Err(ParseError::UdpLength {
+            length: 40,
+            available: 18
+        })
+    );
+    // IPv4 total length below the header length.
+    let mut v4 = testutil::udp_packet(&V4, 1000, 53, b"");
+    v4[2..4].copy_from_slice(&10u16.to_be_bytes());
+    assert!(matches!(
+        parse_with(
+            &v4,
+            &ParseConfig {
+                verify_ipv4_checksum: false,
+                ..lax
+            }
+        ),
+        Err(ParseError::Ipv4TotalLen { .. })
+    ));
+    // A TCP data offset beyond the segment's own length.
+    let mut tcp = testutil::tcp_packet(&V4, &TCP, b"");
+    tcp[32] = 0xf0; // data offset 60 > 20-byte segment
+    assert!(matches!(
+        parse_with(&tcp, &lax),
+        Err(ParseError::TcpDataOffset {
+            data_offset: 60,
+            available: 20
+        })
+    ));
+    // An IPv6 extension header running past the payload length.
+    let ext = testutil::ipv6_with_ext(&V6, &[(protocol::IPV6_OPTS, testutil::ext8())], 17, &[]);
+    let mut short = ext.clone();
+    short[41] = 3; // the options header claims 32 bytes, the payload length says 8
+    assert!(matches!(
+        parse_with(&short, &lax),
+        Err(ParseError::Truncated {
+            header: Header::Ipv6Extension,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn headers_cut_by_the_capture_say_so() {
+    let lax = ParseConfig {
+        truncated: true,
+        ..ParseConfig::default()
+    };
+    let tcp = testutil::tcp_packet(&V4, &TCP, b"payload");
+    let e = parse_with(&tcp[..30], &lax).unwrap_err();
+    assert_eq!(
+        e,
+        ParseError::CaptureCut {
+            header: Header::Tcp,
+            needed: 20,
+            available: 10
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "TCP header cut by the capture: 20 bytes needed, 10 captured"
+    );
+    assert_eq!(
+        parse_with(&tcp[..12], &lax),
+        Err(ParseError::CaptureCut {
+            header: Header::Ipv4,
+            needed: 20,
+            available: 12
+        })
+    );
+    // IPv4 options cut.
+    let opts = testutil::ipv4_packet(
+        &V4,
+        std::net::Ipv4Addr::new(192, 0, 2, 10),
+        std::net::Ipv4Addr::new(198, 51, 100, 20),
+        protocol::UDP,
+        &[1, 1, 1, 0],
+        &[0; 8],
+    );
+    assert_eq!(
+        parse_with(&opts[..22], &lax),
+        Err(ParseError::CaptureCut {
+            header: Header::Ipv4,
+            needed: 24,
+            available: 22
+        })
+    );
+    // TCP options cut.
+    let with_opts = Tcp {
+        options: &[2, 4, 5, 0xb4],
+        ..TCP
+    };
+    let tcp = testutil::tcp_packet(&V6, &with_opts, b"data");
+    assert_eq!(
+        parse_with(&tcp[..62], &lax),
+        Err(ParseError::CaptureCut {
+            header: Header::Tcp,
+            needed: 24,
+            available: 22
+        })
+    );
+    // An IPv6 extension header the walk needs.
+    let ext = testutil::ipv6_with_ext(
+        &V6,
+        &[(protocol::IPV6_OPTS, testutil::ext8())],
+        protocol::UDP,
+        &testutil::udp_datagram(&V6, 1, 2, b"x"),
+    );
+    assert_eq!(
+        parse_with(&ext[..44], &lax),
+        Err(ParseError::CaptureCut {
+            header: Header::Ipv6Extension,
+            needed: 48,
+            available: 44
+        })
+    );
+    // UDP and ICMP headers.
+    let udp = testutil::udp_packet(&V6, 1, 2, b"x");
+    assert!(matches!(
+        parse_with(&udp[..45], &lax),
+        Err(ParseError::CaptureCut {
+            header: Header::Udp,
+            ..
+        })
+    ));
+    let icmp = testutil::echo(&V4, false, 1, 1, b"ping");
+    assert!(matches!(
+        parse_with(&icmp[..24], &lax),
+        Err(ParseError::CaptureCut {
+            header: Header::Icmp,
+            ..
+        })
+    ));
+    // Without the flag the same bytes are `Truncated`, as for any short packet.
+    assert!(matches!(
+        parse(&udp[..45]),
+        Err(ParseError::Truncated {
+            header: Header::Ipv6,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_cut_ipv6_udp_datagram_keeps_its_ports_and_wire_length() {
+    let payload = [7u8; 1200];
+    let bytes = testutil::udp_packet(&V6, 50000, 443, &payload);
+    let lax = ParseConfig {
+        truncated: true,
+        ..ParseConfig::default()
+    };
+    let p = parse_with(&bytes[..252], &lax).unwrap();
+    assert!(p.is_truncated());
+    assert_eq!((p.ip.total_len, p.ip.captured_len), (1248, 252));
+    assert_eq!(p.ports(), Some((50000, 443)));
+    let Transport::Udp(u) = &p.transport else {
+        panic!("not UDP")
+    };
+    assert_eq!(u.payload, 48..252);
+    assert_eq!(u.wire_payload_len, 1200);
+    // A whole packet is the same in both modes.
+    assert_eq!(parse_with(&bytes, &lax), parse(&bytes));
+    assert!(!parse(&bytes).unwrap().is_truncated());
 }
 
 // ---- the tcpdump capture corpus ----
@@ -501,7 +765,7 @@ fn tcpdump_corpus_never_panics() {
         return;
     };
     let mut pipeline = super::conversation::Pipeline::new();
-    let (mut files, mut packets, mut parsed) = (0, 0, 0);
+    let (mut files, mut packets, mut parsed, mut parsed_cut) = (0, 0, 0, 0);
     let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for path in paths {
@@ -520,6 +784,14 @@ fn tcpdump_corpus_never_panics() {
             if parse(ip).is_ok() {
                 parsed += 1;
             }
+            let cut = ParseConfig {
+                truncated: true,
+                ..ParseConfig::default()
+            };
+            if let Ok(p) = parse_with(ip, &cut) {
+                parsed_cut += 1;
+                assert!(p.ip.captured_len <= ip.len());
+            }
             pipeline.feed(
                 crate::Timestamp::from_nanos(ts),
                 crate::Direction::Inbound,
@@ -527,7 +799,11 @@ fn tcpdump_corpus_never_panics() {
             );
         }
     }
-    eprintln!("tcpdump corpus: {files} pcap files, {packets} IP packets, {parsed} parsed");
+    eprintln!(
+        "tcpdump corpus: {files} pcap files, {packets} IP packets, {parsed} parsed \
+         ({parsed_cut} as possibly cut by the snapshot length)"
+    );
+    assert!(parsed_cut >= parsed);
 }
 
 fn capture_link(data: &[u8]) -> u32 {

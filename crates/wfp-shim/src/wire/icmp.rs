@@ -1,8 +1,8 @@
 //! ICMPv4 (RFC 792) and ICMPv6 (RFC 4443) header view, with the packet embedded in errors.
 
 use super::{
-    ipv4, ipv6, protocol, read_u16, read_u8, truncated, EmbeddedInfo, EmbeddedTransport, Header,
-    IcmpEcho, IcmpInfo, IcmpKind, IpVersion, ParseError,
+    ipv4, ipv6, protocol, read_u16, read_u8, short, truncated, EmbeddedInfo, EmbeddedTransport,
+    Header, IcmpEcho, IcmpInfo, IcmpKind, IpVersion, ParseError,
 };
 
 mod field {
@@ -122,13 +122,18 @@ pub(crate) fn request_type(version: IpVersion, icmp_type: u8) -> u8 {
     }
 }
 
-/// Parse the ICMP message `segment`, which starts at byte `start` of the packet.
+/// Parse the ICMP message `segment` (the bytes captured), which starts at byte `start` of the
+/// packet and is `claimed` bytes long on the wire (`segment.len()` unless a capture cut it).
 pub(super) fn parse(
     segment: &[u8],
+    claimed: usize,
     start: usize,
     version: IpVersion,
 ) -> Result<IcmpInfo, ParseError> {
-    let icmp = IcmpPacket::new_checked(segment)?;
+    if segment.len() < HEADER_LEN {
+        return Err(short(Header::Icmp, HEADER_LEN, segment.len(), claimed));
+    }
+    let icmp = IcmpPacket::new_unchecked(segment);
     let icmp_type = icmp.msg_type();
     let kind = kind(version, icmp_type);
     let echo = (kind == IcmpKind::Query).then(|| IcmpEcho {
@@ -201,7 +206,7 @@ mod tests {
         let bytes = [
             8, 0, 0xf7, 0xfd, 0x12, 0x34, 0x00, 0x01, b'p', b'i', b'n', b'g',
         ];
-        let info = parse(&bytes, 20, IpVersion::V4).unwrap();
+        let info = parse(&bytes, bytes.len(), 20, IpVersion::V4).unwrap();
         assert_eq!(info.kind, IcmpKind::Query);
         assert_eq!(info.echo, Some(IcmpEcho { id: 0x1234, seq: 1 }));
         assert_eq!(info.payload, 28..32);
@@ -216,7 +221,7 @@ mod tests {
             0x45, 0, 0, 100, 0, 1, 0, 0, 64, 17, 0, 0, 192, 0, 2, 1, 198, 51, 100, 7,
         ]);
         bytes.extend_from_slice(&[0x13, 0x88, 0x00, 0x35, 0, 80, 0, 0]);
-        let info = parse(&bytes, 20, IpVersion::V4).unwrap();
+        let info = parse(&bytes, bytes.len(), 20, IpVersion::V4).unwrap();
         assert_eq!(info.kind, IcmpKind::Error);
         let e = info.embedded.unwrap();
         assert_eq!(e.src, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
@@ -235,7 +240,7 @@ mod tests {
     fn error_with_short_embedded_packet() {
         // Embedded header cut at 10 bytes: no embedded info, but the message parses.
         let bytes = [11, 0, 0, 0, 0, 0, 0, 0, 0x45, 0, 0, 100, 0, 1, 0, 0, 64, 17];
-        let info = parse(&bytes, 20, IpVersion::V4).unwrap();
+        let info = parse(&bytes, bytes.len(), 20, IpVersion::V4).unwrap();
         assert_eq!(info.kind, IcmpKind::Error);
         assert!(info.embedded.is_none());
         // Embedded header complete but only 2 transport bytes: addresses, no ports.
@@ -244,7 +249,10 @@ mod tests {
             0x45, 0, 0, 100, 0, 1, 0, 0, 64, 6, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
         ]);
         bytes.extend_from_slice(&[0, 80]);
-        let e = parse(&bytes, 20, IpVersion::V4).unwrap().embedded.unwrap();
+        let e = parse(&bytes, bytes.len(), 20, IpVersion::V4)
+            .unwrap()
+            .embedded
+            .unwrap();
         assert_eq!(e.protocol, 6);
         assert_eq!(e.transport, EmbeddedTransport::None);
     }
@@ -266,7 +274,7 @@ mod tests {
     #[test]
     fn too_short() {
         assert_eq!(
-            parse(&[8, 0, 0, 0], 20, IpVersion::V4),
+            parse(&[8, 0, 0, 0], 4, 20, IpVersion::V4),
             Err(ParseError::Truncated {
                 header: Header::Icmp,
                 needed: 8,

@@ -163,8 +163,26 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 }
 
 pub(super) fn parse_ip(bytes: &[u8], config: &ParseConfig) -> Result<IpInfo, ParseError> {
-    let packet = Ipv4Packet::new_checked(bytes)?;
-    if config.verify_ipv4_checksum && !packet.verify_checksum() {
+    let packet = Ipv4Packet::new_unchecked(bytes);
+    let captured_len = match packet.check_len() {
+        Ok(()) => packet.total_len(),
+        // The capture kept the first bytes only: the header must be whole (`check_len` has
+        // checked version, IHL and total length unless the buffer is below 20 bytes).
+        Err(ParseError::Truncated { available, .. }) if config.truncated => {
+            let header_len = packet.header_len().max(MIN_HEADER_LEN);
+            if available < header_len {
+                return Err(ParseError::CaptureCut {
+                    header: Header::Ipv4,
+                    needed: header_len,
+                    available,
+                });
+            }
+            available
+        }
+        Err(e) => return Err(e),
+    };
+    let checksum_ok = packet.verify_checksum();
+    if config.verify_ipv4_checksum && !checksum_ok {
         return Err(ParseError::Ipv4Checksum {
             stored: packet.checksum(),
             computed: packet.computed_checksum(),
@@ -188,6 +206,8 @@ pub(super) fn parse_ip(bytes: &[u8], config: &ParseConfig) -> Result<IpInfo, Par
         hop_limit: packet.ttl(),
         header_len,
         total_len: packet.total_len(),
+        captured_len,
+        checksum_ok,
         fragment,
     })
 }

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use super::{
     protocol, read_ipv6, read_u16, read_u32, read_u8, truncated, FragmentInfo, Header, IpInfo,
-    IpVersion, ParseError, MAX_IPV6_EXTENSION_HEADERS,
+    IpVersion, ParseConfig, ParseError, MAX_IPV6_EXTENSION_HEADERS,
 };
 
 mod field {
@@ -216,10 +216,40 @@ pub(super) fn walk_extensions(
     }
 }
 
-pub(super) fn parse_ip(bytes: &[u8]) -> Result<IpInfo, ParseError> {
-    let packet = Ipv6Packet::new_checked(bytes)?;
+pub(super) fn parse_ip(bytes: &[u8], config: &ParseConfig) -> Result<IpInfo, ParseError> {
+    let packet = Ipv6Packet::new_unchecked(bytes);
     let total_len = packet.total_len();
-    let walk = walk_extensions(bytes.get(..total_len).unwrap_or(bytes), Truncation::Fail)?;
+    let captured_len = match packet.check_len() {
+        Ok(()) => total_len,
+        // The capture kept the first bytes only: the fixed header must be whole.
+        Err(ParseError::Truncated { available, .. }) if config.truncated => {
+            if available < HEADER_LEN {
+                return Err(ParseError::CaptureCut {
+                    header: Header::Ipv6,
+                    needed: HEADER_LEN,
+                    available,
+                });
+            }
+            available
+        }
+        Err(e) => return Err(e),
+    };
+    let walk = match walk_extensions(bytes.get(..captured_len).unwrap_or(bytes), Truncation::Fail) {
+        Ok(w) => w,
+        // An extension header inside the packet's payload length that the capture cut.
+        Err(ParseError::Truncated {
+            header,
+            needed,
+            available,
+        }) if captured_len < total_len && needed <= total_len => {
+            return Err(ParseError::CaptureCut {
+                header,
+                needed,
+                available,
+            });
+        }
+        Err(e) => return Err(e),
+    };
     Ok(IpInfo {
         version: IpVersion::V6,
         src: IpAddr::V6(packet.src_addr()),
@@ -228,6 +258,8 @@ pub(super) fn parse_ip(bytes: &[u8]) -> Result<IpInfo, ParseError> {
         hop_limit: packet.hop_limit(),
         header_len: walk.header_len,
         total_len,
+        captured_len,
+        checksum_ok: true,
         fragment: walk.fragment,
     })
 }

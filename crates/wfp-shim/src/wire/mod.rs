@@ -18,7 +18,15 @@
 //! * Never panics and never allocates; malformed input is a [`ParseError`].
 //! * The IP header's length fields are authoritative: bytes after the IPv4 total length or the IPv6
 //!   payload length (link-layer padding) are ignored; a buffer shorter than those lengths is
-//!   [`ParseError::Truncated`].
+//!   [`ParseError::Truncated`] — unless [`ParseConfig::truncated`] says the buffer holds only the
+//!   first bytes of the packet (a capture's snapshot length cut it). Then length fields that point
+//!   beyond the buffer (IPv4 total length, IPv6 payload length, UDP length) are accepted when the
+//!   headers themselves are whole: [`IpInfo::total_len`] keeps the length the header states,
+//!   [`IpInfo::captured_len`] says how much of it the buffer holds, payload ranges cover the bytes
+//!   that exist, and `wire_payload_len` of TCP and UDP is what the packet carried. A header the
+//!   capture cut (the IP header, an IPv6 extension header the walk needs, the TCP header with its
+//!   options, the UDP or ICMP header) is [`ParseError::CaptureCut`]; a length field that
+//!   contradicts the packet's own lengths is the same error as without the flag.
 //! * IPv4 options and TCP options are skipped (their length is validated, their content is not).
 //! * IPv6 extension headers are walked: hop-by-hop (first only), routing, destination options,
 //!   mobility, HIP, shim6 and the experimental 253/254 are skipped; AH is skipped using its own
@@ -31,9 +39,11 @@
 //!   transport header: [`IcmpInfo::embedded`] holds that packet's addresses, protocol and ports or
 //!   ICMP type/code/id. An embedded packet too short or malformed to read gives `embedded: None`
 //!   rather than an error, because the outer packet is well formed.
-//! * Checksums: the IPv4 header checksum is verified when [`ParseConfig::verify_ipv4_checksum`] is
-//!   set (the default). Transport checksums are not verified (captures with checksum offload carry
-//!   invalid ones).
+//! * Checksums: the IPv4 header checksum is always computed; a mismatch is
+//!   [`ParseError::Ipv4Checksum`] when [`ParseConfig::verify_ipv4_checksum`] is set (the default),
+//!   else the packet parses with [`IpInfo::checksum_ok`] false (hosts that offload checksums put
+//!   anything there in captures; Wireshark does not validate them by default either). Transport
+//!   checksums are not verified (captures with checksum offload carry invalid ones).
 
 mod checksum;
 mod icmp;
@@ -96,14 +106,20 @@ pub mod protocol {
 /// Options for [`parse_with`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParseConfig {
-    /// Verify the IPv4 header checksum and fail with [`ParseError::Ipv4Checksum`] on a mismatch.
+    /// Verify the IPv4 header checksum and fail with [`ParseError::Ipv4Checksum`] on a mismatch
+    /// (default on). Off, a mismatch only sets [`IpInfo::checksum_ok`] to false.
     pub verify_ipv4_checksum: bool,
+    /// The buffer may hold only the first bytes of the packet (a capture's snapshot length cut
+    /// it; default off): length fields pointing beyond the buffer are accepted when the headers
+    /// are whole (see the module doc). Off, such a packet is [`ParseError::Truncated`].
+    pub truncated: bool,
 }
 
 impl Default for ParseConfig {
     fn default() -> Self {
         Self {
             verify_ipv4_checksum: true,
+            truncated: false,
         }
     }
 }
@@ -189,6 +205,18 @@ pub enum ParseError {
         /// Bytes of TCP segment available.
         available: usize,
     },
+    /// A header is cut: the packet was parsed as a capture's first bytes
+    /// ([`ParseConfig::truncated`]) and the capture ended inside a header the packet's own lengths
+    /// say is there. The packet on the wire may have been fine; the capture cannot classify it.
+    #[error("{header} cut by the capture: {needed} bytes needed, {available} captured")]
+    CaptureCut {
+        /// The header being read.
+        header: Header,
+        /// Bytes up to the end of that header.
+        needed: usize,
+        /// Bytes captured.
+        available: usize,
+    },
     /// The buffer ends before a header or a length field says it should.
     #[error("{header} truncated: {needed} bytes needed, {available} available")]
     Truncated {
@@ -253,6 +281,12 @@ pub struct IpInfo {
     /// The packet's length according to its header (IPv4 total length; 40 + IPv6 payload length).
     /// Bytes of the buffer beyond it are ignored.
     pub total_len: usize,
+    /// Bytes of the packet the buffer holds: `total_len`, or fewer when the packet was parsed as a
+    /// capture's first bytes ([`ParseConfig::truncated`]) and the capture cut it.
+    pub captured_len: usize,
+    /// The IPv4 header checksum verifies (always true for IPv6, which has none). False only when
+    /// [`ParseConfig::verify_ipv4_checksum`] is off (on, a mismatch is an error).
+    pub checksum_ok: bool,
     /// Present when the packet is a fragment.
     pub fragment: Option<FragmentInfo>,
 }
@@ -310,8 +344,11 @@ pub struct TcpInfo {
     pub window: u16,
     /// Header length including options (data offset × 4).
     pub header_len: usize,
-    /// The segment's payload as a byte range of the parsed buffer.
+    /// The segment's payload as a byte range of the parsed buffer (the bytes captured).
     pub payload: Range<usize>,
+    /// Payload bytes the segment carried on the wire (its IP length minus the headers): more than
+    /// `payload.len()` when the capture cut the segment (the sequence space it covers).
+    pub wire_payload_len: usize,
 }
 
 /// A parsed UDP header.
@@ -321,8 +358,12 @@ pub struct UdpInfo {
     pub src_port: u16,
     /// Destination port.
     pub dst_port: u16,
-    /// The datagram's payload as a byte range of the parsed buffer (bounded by the UDP length).
+    /// The datagram's payload as a byte range of the parsed buffer (bounded by the UDP length and
+    /// by the bytes captured).
     pub payload: Range<usize>,
+    /// Payload bytes the datagram carried on the wire (UDP length − 8): more than `payload.len()`
+    /// when the capture cut it.
+    pub wire_payload_len: usize,
 }
 
 /// What kind of ICMP message an [`IcmpInfo`] is.
@@ -410,6 +451,12 @@ impl ParsedPacket {
         }
     }
 
+    /// Whether the buffer holds less of the packet than its IP header says (parsed with
+    /// [`ParseConfig::truncated`] from a capture that cut it).
+    pub fn is_truncated(&self) -> bool {
+        self.ip.captured_len < self.ip.total_len
+    }
+
     /// The transport payload range (TCP or UDP payload, ICMP body), if any.
     pub fn payload(&self) -> Option<Range<usize>> {
         match &self.transport {
@@ -428,21 +475,27 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedPacket, ParseError> {
 
 /// Parse one IP packet.
 pub fn parse_with(bytes: &[u8], config: &ParseConfig) -> Result<ParsedPacket, ParseError> {
-    let first = *bytes.first().ok_or(ParseError::Truncated {
-        header: Header::Ipv4,
-        needed: 1,
-        available: 0,
-    })?;
+    let Some(&first) = bytes.first() else {
+        return Err(if config.truncated {
+            ParseError::CaptureCut {
+                header: Header::Ipv4,
+                needed: 1,
+                available: 0,
+            }
+        } else {
+            truncated(Header::Ipv4, 1, 0)
+        });
+    };
     let ip = match first >> 4 {
         4 => ipv4::parse_ip(bytes, config)?,
-        6 => ipv6::parse_ip(bytes)?,
+        6 => ipv6::parse_ip(bytes, config)?,
         version => return Err(ParseError::UnknownVersion { version }),
     };
     let transport = if ip.fragment.is_some() {
         Transport::Fragment
     } else {
-        // `total_len` was checked against the buffer by the IP parser.
-        let packet = bytes.get(..ip.total_len).unwrap_or(bytes);
+        // `captured_len` was checked against the buffer by the IP parser.
+        let packet = bytes.get(..ip.captured_len).unwrap_or(bytes);
         parse_transport(packet, &ip)?
     };
     Ok(ParsedPacket { ip, transport })
@@ -451,11 +504,13 @@ pub fn parse_with(bytes: &[u8], config: &ParseConfig) -> Result<ParsedPacket, Pa
 fn parse_transport(packet: &[u8], ip: &IpInfo) -> Result<Transport, ParseError> {
     let start = ip.header_len;
     let segment = packet.get(start..).unwrap_or(&[]);
+    // The transport's length on the wire; equal to `segment.len()` unless the capture cut it.
+    let claimed = ip.total_len.saturating_sub(start);
     match (ip.protocol, ip.version) {
-        (protocol::TCP, _) => tcp::parse(segment, start).map(Transport::Tcp),
-        (protocol::UDP, _) => udp::parse(segment, start).map(Transport::Udp),
+        (protocol::TCP, _) => tcp::parse(segment, claimed, start).map(Transport::Tcp),
+        (protocol::UDP, _) => udp::parse(segment, claimed, start).map(Transport::Udp),
         (protocol::ICMP, IpVersion::V4) | (protocol::ICMPV6, IpVersion::V6) => {
-            icmp::parse(segment, start, ip.version).map(Transport::Icmp)
+            icmp::parse(segment, claimed, start, ip.version).map(Transport::Icmp)
         }
         (other, _) => Ok(Transport::Other(other)),
     }
@@ -495,5 +550,20 @@ pub(crate) fn truncated(header: Header, needed: usize, available: usize) -> Pars
         header,
         needed,
         available,
+    }
+}
+
+/// A header needs `needed` bytes of a transport whose captured bytes are `available` and whose
+/// length on the wire is `claimed`: [`ParseError::CaptureCut`] when the packet says the bytes are
+/// there and only the capture lacks them, else [`ParseError::Truncated`].
+pub(crate) fn short(header: Header, needed: usize, available: usize, claimed: usize) -> ParseError {
+    if available < claimed && needed <= claimed {
+        ParseError::CaptureCut {
+            header,
+            needed,
+            available,
+        }
+    } else {
+        truncated(header, needed, available)
     }
 }

@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use super::{read_u16, read_u32, read_u8, truncated, Header, ParseError, TcpInfo};
+use super::{read_u16, read_u32, read_u8, short, truncated, Header, ParseError, TcpInfo};
 
 mod field {
     pub(super) const SRC_PORT: usize = 0;
@@ -223,10 +223,25 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     }
 }
 
-/// Parse the TCP segment `segment`, which starts at byte `start` of the packet.
-pub(super) fn parse(segment: &[u8], start: usize) -> Result<TcpInfo, ParseError> {
-    let tcp = TcpPacket::new_checked(segment)?;
+/// Parse the TCP segment `segment` (the bytes captured), which starts at byte `start` of the
+/// packet and is `claimed` bytes long on the wire (`segment.len()` unless a capture cut it).
+pub(super) fn parse(segment: &[u8], claimed: usize, start: usize) -> Result<TcpInfo, ParseError> {
+    let tcp = TcpPacket::new_unchecked(segment);
+    let available = segment.len();
+    if available < MIN_HEADER_LEN {
+        return Err(short(Header::Tcp, MIN_HEADER_LEN, available, claimed));
+    }
     let header_len = tcp.header_len();
+    if header_len < MIN_HEADER_LEN || header_len > claimed.max(available) {
+        return Err(ParseError::TcpDataOffset {
+            data_offset: header_len,
+            available: claimed.max(available),
+        });
+    }
+    if header_len > available {
+        // Options the segment's length covers but the capture cut.
+        return Err(short(Header::Tcp, header_len, available, claimed));
+    }
     Ok(TcpInfo {
         src_port: tcp.src_port(),
         dst_port: tcp.dst_port(),
@@ -235,7 +250,8 @@ pub(super) fn parse(segment: &[u8], start: usize) -> Result<TcpInfo, ParseError>
         flags: tcp.flags(),
         window: tcp.window_len(),
         header_len,
-        payload: start + header_len..start + segment.len(),
+        payload: start + header_len..start + available,
+        wire_payload_len: claimed.max(available) - header_len,
     })
 }
 
@@ -299,7 +315,7 @@ mod tests {
     fn payload_range_is_absolute() {
         let mut bytes = SYN_WITH_MSS.to_vec();
         bytes.extend_from_slice(b"hello");
-        let info = parse(&bytes, 40).unwrap();
+        let info = parse(&bytes, bytes.len(), 40).unwrap();
         assert_eq!(info.payload, 64..69);
     }
 }

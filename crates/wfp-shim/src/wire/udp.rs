@@ -1,6 +1,6 @@
 //! UDP header view (RFC 768).
 
-use super::{read_u16, truncated, Header, ParseError, UdpInfo};
+use super::{read_u16, short, truncated, Header, ParseError, UdpInfo};
 
 mod field {
     pub(super) const SRC_PORT: usize = 0;
@@ -83,13 +83,27 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     }
 }
 
-/// Parse the UDP datagram `segment`, which starts at byte `start` of the packet.
-pub(super) fn parse(segment: &[u8], start: usize) -> Result<UdpInfo, ParseError> {
-    let udp = UdpPacket::new_checked(segment)?;
+/// Parse the UDP datagram `segment` (the bytes captured), which starts at byte `start` of the
+/// packet and is `claimed` bytes long on the wire (`segment.len()` unless a capture cut it).
+pub(super) fn parse(segment: &[u8], claimed: usize, start: usize) -> Result<UdpInfo, ParseError> {
+    let udp = UdpPacket::new_unchecked(segment);
+    let available = segment.len();
+    if available < HEADER_LEN {
+        return Err(short(Header::Udp, HEADER_LEN, available, claimed));
+    }
+    let length = udp.len();
+    let on_wire = claimed.max(available);
+    if length < HEADER_LEN || length > on_wire {
+        return Err(ParseError::UdpLength {
+            length,
+            available: on_wire,
+        });
+    }
     Ok(UdpInfo {
         src_port: udp.src_port(),
         dst_port: udp.dst_port(),
-        payload: start + HEADER_LEN..start + udp.len(),
+        payload: start + HEADER_LEN..start + length.min(available),
+        wire_payload_len: length - HEADER_LEN,
     })
 }
 
@@ -106,7 +120,7 @@ mod tests {
         assert_eq!((u.src_port(), u.dst_port()), (53, 0xc000));
         assert_eq!(u.payload(), b"abc");
         assert_eq!(u.checksum(), 0x1234);
-        let info = parse(&bytes, 20).unwrap();
+        let info = parse(&bytes, bytes.len(), 20).unwrap();
         assert_eq!(info.payload, 28..31);
 
         let mut short = bytes;

@@ -16,7 +16,6 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wfp_core::Engine;
 use wfp_pcap::{CaptureFormat, CaptureReader};
 use wfp_policy::Policy;
-use wfp_shim::ShimConfig;
 
 use super::{format_for_path, replay, PcapSink, ReplayConfig, ReplayError, Replayer, Report};
 
@@ -83,6 +82,11 @@ pub struct Args {
     /// it (and without Linux cooked packet types) the side that opened a flow is the local side.
     #[arg(long = "local", value_name = "CIDR", value_parser = parse_cidr)]
     local: Vec<(IpAddr, u8)>,
+    /// Verify IPv4 header checksums: a mismatch makes the packet malformed (blocked). Off by
+    /// default, as in Wireshark: hosts that offload checksums capture their own packets with
+    /// anything there. Mismatches are counted either way.
+    #[arg(long)]
+    verify_checksums: bool,
     /// Print the full arbitration trace of packet N (0-based, as in --verdicts).
     #[arg(long, value_name = "N")]
     trace: Option<u64>,
@@ -183,13 +187,12 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 }
 
 fn replayer(args: &Args, engine: Arc<Engine>) -> Result<Replayer, ReplayError> {
-    let config = ReplayConfig {
-        shim: ShimConfig {
-            local_networks: args.local.clone(),
-            ..ShimConfig::default()
-        },
+    let mut config = ReplayConfig {
         trace_packet: args.trace,
+        ..ReplayConfig::default()
     };
+    config.shim.local_networks.clone_from(&args.local);
+    config.shim.parse.verify_ipv4_checksum = args.verify_checksums;
     let mut replayer = Replayer::new(engine, config);
     if let Some(path) = &args.verdicts {
         let (name, out): (PathBuf, Box<dyn Write>) = if is_stdout(path) {

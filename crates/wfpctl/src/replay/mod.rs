@@ -21,6 +21,14 @@
 //! they would have on the wire ([`Shim::handle_timeout`] runs whenever [`Shim::poll_timeout`] is
 //! due before the next packet); the built-in callouts' [`wfp_callouts::Clock`] follows it too.
 //!
+//! Snapshot length: a frame captured shorter than it was on the wire (caplen < orig_len) is handed
+//! to the shim with [`PacketContext::truncated`]: length fields pointing past the capture are
+//! accepted, the packet is classified from its headers, a TCP segment's missing tail is skipped as
+//! missed stream bytes, and [`Anomalies::truncated_classified`] counts it. Only a header the
+//! capture cut makes it malformed. IPv4 header checksums are not verified unless
+//! `--verify-checksums` ([`ReplayConfig`]); mismatches are counted
+//! ([`Anomalies::ipv4_checksum_mismatches`]).
+//!
 //! Verdicts: PERMIT, BLOCK, ABSORB (a BLOCK with FWPS_CLASSIFY_OUT_FLAG_ABSORB) come from the shim;
 //! packets that never reach it — link types this project does not decode, frames that are not
 //! IPv4/IPv6 (ARP, LLDP...), link headers cut short — are SKIPPED: counted with their reason,
@@ -115,12 +123,26 @@ pub enum ReplayError {
 }
 
 /// How to replay.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ReplayConfig {
-    /// The packet pipeline's configuration; `local_networks` is what `--local` fills.
+    /// The packet pipeline's configuration; `local_networks` is what `--local` fills. The default
+    /// does not verify IPv4 header checksums (`--verify-checksums` does): hosts that offload
+    /// checksums capture their own packets with anything there, and Wireshark does not validate
+    /// them by default either. Mismatches are counted either way.
     pub shim: ShimConfig,
     /// Record the full arbitration trace of this packet (0-based index in the capture).
     pub trace_packet: Option<u64>,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        let mut shim = ShimConfig::default();
+        shim.parse.verify_ipv4_checksum = false;
+        Self {
+            shim,
+            trace_packet: None,
+        }
+    }
 }
 
 /// The final verdict of one packet in a replay.
@@ -268,7 +290,10 @@ impl Replayer {
         };
         let ctx = PacketContext {
             ifindex: l3.linux_ifindex,
-            owner: None,
+            // The snapshot length cut the frame (the link header survived, so the cut is in the
+            // IP packet or after it): classify it from the headers that were captured.
+            truncated: p.data.len() < p.orig_len as usize,
+            ..PacketContext::default()
         };
         let tracing = self.trace_packet == Some(p.index);
         if tracing {

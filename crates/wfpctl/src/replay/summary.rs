@@ -147,6 +147,15 @@ pub struct Anomalies {
     pub reauthorizations: u64,
     /// Frames captured shorter than they were on the wire (snapshot length).
     pub snaplen_truncated: u64,
+    /// IP packets the snapshot length cut that were classified from their headers (their length
+    /// fields point past the capture; a packet whose headers were cut is malformed instead).
+    pub truncated_classified: u64,
+    /// TCP payload bytes the snapshot length cut: skipped by stream reassembly (the stream goes
+    /// on), reported to stream callouts as missedBytes.
+    pub stream_bytes_missed: u64,
+    /// IPv4 header checksums that do not verify (malformed only with `--verify-checksums`;
+    /// otherwise classified and counted here, informational).
+    pub ipv4_checksum_mismatches: u64,
     /// Packets whose timestamp is earlier than the previous packet's.
     pub timestamps_backwards: u64,
 }
@@ -552,6 +561,9 @@ impl Summary {
         a.connections_dropped = s.connections_dropped;
         a.stream_bytes_blocked = s.stream_bytes_blocked;
         a.reauthorizations = s.reauthorizations;
+        a.truncated_classified = s.truncated;
+        a.stream_bytes_missed = s.stream_bytes_missed;
+        a.ipv4_checksum_mismatches = s.ipv4_checksum_mismatches;
         a.callout_panics = fin.engine.stats().callout_panics.load(Ordering::Relaxed);
         let layers = self
             .layers
@@ -937,6 +949,18 @@ impl Report {
             ("callout panics (contained)", a.callout_panics),
             ("flow reauthorizations", a.reauthorizations),
             ("frames cut by the snapshot length", a.snaplen_truncated),
+            (
+                "  of them classified from their headers",
+                a.truncated_classified,
+            ),
+            (
+                "stream bytes cut by the snapshot length (missed)",
+                a.stream_bytes_missed,
+            ),
+            (
+                "IPv4 header checksum mismatches",
+                a.ipv4_checksum_mismatches,
+            ),
             ("timestamps going backwards", a.timestamps_backwards),
         ];
         let nonzero: Vec<Vec<String>> = rows
@@ -1107,6 +1131,9 @@ impl Report {
                 "callout_panics": a.callout_panics,
                 "reauthorizations": a.reauthorizations,
                 "snaplen_truncated": a.snaplen_truncated,
+                "truncated_classified": a.truncated_classified,
+                "stream_bytes_missed": a.stream_bytes_missed,
+                "ipv4_checksum_mismatches": a.ipv4_checksum_mismatches,
                 "timestamps_backwards": a.timestamps_backwards,
             },
             "flow_log": self.flow_log.iter().map(|r| json!({
