@@ -251,6 +251,7 @@ fn verdict_lines_follow_the_documented_schema() {
         "ts_ns",
         "time",
         "len",
+        "captured",
         "direction",
         "flow",
         "action",
@@ -270,6 +271,9 @@ fn verdict_lines_follow_the_documented_schema() {
         assert!(l["ts_ns"].as_u64().is_some());
         assert!(l["time"].as_str().is_some_and(|t| t.contains('.')));
         assert!(l["len"].as_u64().is_some_and(|n| n > 0));
+        assert!(l["captured"]
+            .as_u64()
+            .is_some_and(|n| n > 0 && Some(n) <= l["len"].as_u64()));
         let action = l["action"].as_str().expect("action");
         assert!(["PERMIT", "BLOCK", "ABSORB", "SKIPPED"].contains(&action));
         if action == "SKIPPED" {
@@ -471,6 +475,22 @@ fn snaplen_cut_capture_gives_the_full_captures_verdicts_where_headers_survive() 
     let a = &j["anomalies"];
     assert_eq!(a["malformed"], 0, "{a}");
     assert_eq!(a["snaplen_truncated"], 16);
+    // The verdict lines show which frames the capture cut: `captured` below `len`.
+    let lines = tmp("snap128-lines.jsonl");
+    let (code, _, err) = wfpctl(&[
+        "replay",
+        cut.to_str().expect("utf8"),
+        "--policy",
+        POLICY,
+        "--verdicts",
+        lines.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let cut_lines = verdict_lines(&lines)
+        .iter()
+        .filter(|l| l["captured"].as_u64() < l["len"].as_u64())
+        .count();
+    assert_eq!(cut_lines, 16);
     assert_eq!(a["truncated_classified"], 16);
     assert!(a["stream_bytes_missed"].as_u64().expect("count") > 15_000);
     assert_eq!(j["flows"]["total"], full["flows"]["total"]);

@@ -391,6 +391,7 @@ impl Replayer {
             ts_ns: p.timestamp_ns,
             time: time_string(p.timestamp_ns),
             len: wire,
+            captured: p.data.len() as u64,
             direction: None,
             flow: None,
             action: Action::Skip.name(),
@@ -434,6 +435,7 @@ impl Replayer {
             ts_ns: p.timestamp_ns,
             time: time_string(p.timestamp_ns),
             len: wire,
+            captured: p.data.len() as u64,
             direction: Some(direction_name(v.direction)),
             flow: v.flow,
             action: action.name(),
@@ -480,7 +482,10 @@ struct VerdictLine<'a> {
     index: u64,
     ts_ns: u64,
     time: String,
+    /// Bytes on the wire (the frame's original length).
     len: u64,
+    /// Bytes the capture kept (below `len` when the snaplen cut the frame).
+    captured: u64,
     direction: Option<&'static str>,
     flow: Option<u64>,
     action: &'static str,
