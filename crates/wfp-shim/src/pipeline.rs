@@ -129,6 +129,20 @@ pub struct LayerVisit {
     pub trace: Option<Trace>,
 }
 
+impl LayerVisit {
+    /// The visit a classify at `layer` with result `r` makes.
+    fn of(layer: LayerId, r: &ClassifyResult, trace: Option<Trace>) -> Self {
+        Self {
+            layer,
+            action: r.action,
+            hardness: r.hardness,
+            filter: r.deciding_filter,
+            vetoed: r.vetoed,
+            trace,
+        }
+    }
+}
+
 /// The outcome of [`Shim::handle_packet`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PacketVerdict {
@@ -760,15 +774,7 @@ impl Shim {
                 r
             }
         };
-        let visit = LayerVisit {
-            layer,
-            action: r.action,
-            hardness: r.hardness,
-            filter: r.deciding_filter,
-            vetoed: r.vetoed,
-            trace: None,
-        };
-        self.record(visit, r.absorbed(), v)
+        self.record(LayerVisit::of(layer, &r, None), r.absorbed(), v)
     }
 
     /// The id of the tracked flow an inbound packet belongs to, when answers at `layer` could be
@@ -861,15 +867,7 @@ impl Shim {
         let r: ClassifyResult = self
             .engine
             .classify(layer, values, meta, data, trace.as_mut());
-        let visit = LayerVisit {
-            layer,
-            action: r.action,
-            hardness: r.hardness,
-            filter: r.deciding_filter,
-            vetoed: r.vetoed,
-            trace,
-        };
-        self.record(visit, r.absorbed(), v)
+        self.record(LayerVisit::of(layer, &r, trace), r.absorbed(), v)
     }
 
     fn forward(&mut self, p: &ParsedPacket, ctx: &PacketContext, v: &mut PacketVerdict) {
