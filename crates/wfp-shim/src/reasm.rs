@@ -493,6 +493,12 @@ impl StreamReassembler {
             Some(&k) => k,
             None => self.fin.filter(|&f| f > self.next)?,
         };
+        Some(self.skip_to(target))
+    }
+
+    /// Moves the stream start to `target` (the bytes before it are missed) and delivers the
+    /// buffered run that starts there, if any.
+    fn skip_to(&mut self, target: u64) -> SkipOutcome {
         let missed = target - self.next;
         self.next = target;
         self.history.clear();
@@ -506,11 +512,11 @@ impl StreamReassembler {
             }
         });
         let finished = self.check_finished();
-        Some(SkipOutcome {
+        SkipOutcome {
             missed,
             delivered,
             finished,
-        })
+        }
     }
 
     /// Skip the span of a cut segment ([`Segment::cut`]) once every byte before it has been
@@ -557,25 +563,8 @@ impl StreamReassembler {
         if target == end {
             self.missing.remove(&start);
         }
-        let missed = target - self.next;
-        self.next = target;
-        self.history.clear();
-        self.counters.skipped_bytes += missed;
-        self.counters.cut_bytes += missed;
-        let delivered = self.ooo.remove(&target).map(|run| {
-            self.buffered -= run.len();
-            self.advance(&run);
-            Delivery {
-                offset: target,
-                data: Cow::Owned(run),
-            }
-        });
-        let finished = self.check_finished();
-        Some(SkipOutcome {
-            missed,
-            delivered,
-            finished,
-        })
+        self.counters.cut_bytes += target - self.next;
+        Some(self.skip_to(target))
     }
 
     /// Cut bytes waiting to be skipped by [`StreamReassembler::skip_missing`] (their spans may
