@@ -14,7 +14,9 @@
 //! * `wfpd N filters` — the daemon in-process (`wfpd::Daemon::start`, the same code as the
 //!   binary: one queue, one worker thread, its own rules, the shim and engine, identity lookups
 //!   for new flows, the watchdog) with a policy of N filters spread over the layers the traffic
-//!   crosses (none of them matching it, so every layer is searched in full).
+//!   crosses (none of them matching it, so a flow's first packet searches every layer in full;
+//!   later packets of the flow reuse those static answers, as the shim does by default —
+//!   `ShimConfig::reuse_decisions`).
 //!
 //! Traffic:
 //! * UDP: 64-byte datagrams, closed loop (a window of 64 sent, then received), one flow.
