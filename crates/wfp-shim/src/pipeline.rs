@@ -1353,28 +1353,18 @@ impl Shim {
         } else {
             StreamFlags::RECEIVE
         };
-        // The bytes before the first cut span (none when the segment's captured part was empty).
-        let first = !delivered.is_empty() || fin && later.is_empty();
-        let mut pushed = first;
-        let mut outcome = if first {
-            e.stream[i].push(
-                &self.engine,
-                layer,
-                &values,
-                meta,
-                flags,
-                &delivered,
-                fin && later.is_empty(),
-            )
-        } else {
-            StreamOutcome::default()
-        };
-        let pieces = later.len();
-        for (n, (missed, data)) in later.into_iter().enumerate() {
+        // The captured bytes, then after each cut span the bytes buffered behind it; a piece
+        // with no bytes is indicated only when it carries the FIN.
+        let pieces = 1 + later.len();
+        let mut outcome = StreamOutcome::default();
+        let mut pushed = false;
+        for (n, (missed, data)) in std::iter::once((0, delivered)).chain(later).enumerate() {
             if outcome.drop_connection {
                 break;
             }
-            e.stream[i].missed(missed);
+            if missed > 0 {
+                e.stream[i].missed(missed);
+            }
             let last = n + 1 == pieces;
             if data.is_empty() && !(fin && last) {
                 continue;
@@ -1388,10 +1378,8 @@ impl Shim {
                 &data,
                 fin && last,
             );
+            outcome.append(more);
             pushed = true;
-            outcome.blocked += more.blocked;
-            outcome.drop_connection |= more.drop_connection;
-            outcome.deciding_filter = outcome.deciding_filter.or(more.deciding_filter);
         }
         self.scratch = values;
         if !pushed {

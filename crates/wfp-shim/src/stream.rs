@@ -57,6 +57,19 @@ pub struct StreamOutcome {
     pub indications: u32,
 }
 
+impl StreamOutcome {
+    /// Adds the outcome of the next push of the same direction (bytes in order; `held` is what
+    /// is held after it; the first deciding filter stands).
+    pub fn append(&mut self, next: Self) {
+        self.delivered.extend_from_slice(&next.delivered);
+        self.blocked += next.blocked;
+        self.held = next.held;
+        self.drop_connection |= next.drop_connection;
+        self.deciding_filter = self.deciding_filter.or(next.deciding_filter);
+        self.indications += next.indications;
+    }
+}
+
 /// Per-direction stream state of one flow: one callout state per stream filter seen.
 #[derive(Debug, Default)]
 pub struct StreamDirection {

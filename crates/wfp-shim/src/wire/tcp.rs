@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use super::{read_u16, read_u32, read_u8, short, truncated, Header, ParseError, TcpInfo};
+use super::{read_u16, read_u32, read_u8, short, Header, ParseError, TcpInfo};
 
 mod field {
     pub(super) const SRC_PORT: usize = 0;
@@ -145,16 +145,27 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
     /// The checks of [`TcpPacket::new_checked`].
     pub fn check_len(&self) -> Result<(), ParseError> {
+        self.check_len_on_wire(self.buffer.as_ref().len())
+    }
+
+    /// [`TcpPacket::check_len`] for a segment `claimed` bytes long on the wire of which the
+    /// buffer holds the first bytes: a header the capture cut is [`ParseError::CaptureCut`].
+    pub(super) fn check_len_on_wire(&self, claimed: usize) -> Result<(), ParseError> {
         let available = self.buffer.as_ref().len();
         if available < MIN_HEADER_LEN {
-            return Err(truncated(Header::Tcp, MIN_HEADER_LEN, available));
+            return Err(short(Header::Tcp, MIN_HEADER_LEN, available, claimed));
         }
         let data_offset = self.header_len();
-        if data_offset < MIN_HEADER_LEN || data_offset > available {
+        let on_wire = claimed.max(available);
+        if data_offset < MIN_HEADER_LEN || data_offset > on_wire {
             return Err(ParseError::TcpDataOffset {
                 data_offset,
-                available,
+                available: on_wire,
             });
+        }
+        if data_offset > available {
+            // Options the segment's length covers but the capture cut.
+            return Err(short(Header::Tcp, data_offset, available, claimed));
         }
         Ok(())
     }
@@ -227,21 +238,9 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 /// packet and is `claimed` bytes long on the wire (`segment.len()` unless a capture cut it).
 pub(super) fn parse(segment: &[u8], claimed: usize, start: usize) -> Result<TcpInfo, ParseError> {
     let tcp = TcpPacket::new_unchecked(segment);
+    tcp.check_len_on_wire(claimed)?;
     let available = segment.len();
-    if available < MIN_HEADER_LEN {
-        return Err(short(Header::Tcp, MIN_HEADER_LEN, available, claimed));
-    }
     let header_len = tcp.header_len();
-    if header_len < MIN_HEADER_LEN || header_len > claimed.max(available) {
-        return Err(ParseError::TcpDataOffset {
-            data_offset: header_len,
-            available: claimed.max(available),
-        });
-    }
-    if header_len > available {
-        // Options the segment's length covers but the capture cut.
-        return Err(short(Header::Tcp, header_len, available, claimed));
-    }
     Ok(TcpInfo {
         src_port: tcp.src_port(),
         dst_port: tcp.dst_port(),

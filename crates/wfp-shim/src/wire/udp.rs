@@ -1,6 +1,6 @@
 //! UDP header view (RFC 768).
 
-use super::{read_u16, short, truncated, Header, ParseError, UdpInfo};
+use super::{read_u16, short, Header, ParseError, UdpInfo};
 
 mod field {
     pub(super) const SRC_PORT: usize = 0;
@@ -35,13 +35,24 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 
     /// The checks of [`UdpPacket::new_checked`].
     pub fn check_len(&self) -> Result<(), ParseError> {
+        self.check_len_on_wire(self.buffer.as_ref().len())
+    }
+
+    /// [`UdpPacket::check_len`] for a datagram `claimed` bytes long on the wire of which the
+    /// buffer holds the first bytes: the length field may point past the buffer (not past the
+    /// wire length); a header the capture cut is [`ParseError::CaptureCut`].
+    pub(super) fn check_len_on_wire(&self, claimed: usize) -> Result<(), ParseError> {
         let available = self.buffer.as_ref().len();
         if available < HEADER_LEN {
-            return Err(truncated(Header::Udp, HEADER_LEN, available));
+            return Err(short(Header::Udp, HEADER_LEN, available, claimed));
         }
         let length = self.len();
-        if length < HEADER_LEN || length > available {
-            return Err(ParseError::UdpLength { length, available });
+        let on_wire = claimed.max(available);
+        if length < HEADER_LEN || length > on_wire {
+            return Err(ParseError::UdpLength {
+                length,
+                available: on_wire,
+            });
         }
         Ok(())
     }
@@ -87,18 +98,9 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 /// packet and is `claimed` bytes long on the wire (`segment.len()` unless a capture cut it).
 pub(super) fn parse(segment: &[u8], claimed: usize, start: usize) -> Result<UdpInfo, ParseError> {
     let udp = UdpPacket::new_unchecked(segment);
+    udp.check_len_on_wire(claimed)?;
     let available = segment.len();
-    if available < HEADER_LEN {
-        return Err(short(Header::Udp, HEADER_LEN, available, claimed));
-    }
     let length = udp.len();
-    let on_wire = claimed.max(available);
-    if length < HEADER_LEN || length > on_wire {
-        return Err(ParseError::UdpLength {
-            length,
-            available: on_wire,
-        });
-    }
     Ok(UdpInfo {
         src_port: udp.src_port(),
         dst_port: udp.dst_port(),
