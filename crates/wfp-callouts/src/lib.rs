@@ -9,7 +9,7 @@
 //!
 //! ```text
 //!  policy file ─ callout = "wfp.dns-blocker" ─► builtin(name) ─► Builtin { key, flags, make }
-//!  host (Rust) ─ DnsBlocker::new(names) / BuiltinConfig ─────────────┐  │ register_callout
+//!  host (Rust) ─ DnsBlocker::new(names) / Builtin::make_with(params) ┐  │ register_callout
 //!                                                                   ▼  ▼
 //!  data path ── Engine::classify(layer, values, meta, layerData) ─► callouts ─┐
 //!                                                                             │ flow contexts,
@@ -30,7 +30,7 @@
 //! Configuration: the Rust constructors take it directly ([`DnsBlocker::new`],
 //! [`SniBlocker::new`], [`StreamPatternBlocker::new`], ...). Built-ins created by name get the
 //! defaults documented on [`all`]; a host that has parameters passes them through
-//! [`Builtin::make_with`], [`BuiltinConfig`] or [`builtin_with_config`] (keys in the table on
+//! [`Builtin::make_with`] or [`builtin_with_config`] (keys in the table on
 //! [`builtin_with_config`]). Policy files (`wfp-policy`) give them as `[builtin."NAME"]` tables or
 //! a `[[callout]]`'s `params`. The flow logger and stream monitor created by name report to
 //! [`FlowLog::global`] and [`StreamMonitorLog::global`], timed by [`Clock::global`].
@@ -115,46 +115,6 @@ pub fn builtin_key(name: &str, layer: LayerId) -> Option<Guid> {
         "builtin-callout",
         &format!("{name}@{}", l.name),
     ))
-}
-
-/// Parameters for built-in callouts, per callout name, filled by the host (for example from a
-/// policy file's callout table).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BuiltinConfig {
-    params: Vec<(String, String, String)>,
-}
-
-impl BuiltinConfig {
-    /// No parameters: every built-in gets its defaults.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds parameter `key = value` for the built-in `callout` (repeatable keys such as `name`
-    /// accumulate).
-    pub fn set(&mut self, callout: &str, key: &str, value: &str) -> &mut Self {
-        self.params.push((
-            callout.trim().to_ascii_lowercase(),
-            key.trim().to_string(),
-            value.to_string(),
-        ));
-        self
-    }
-
-    /// The parameters given for `callout`, in order.
-    pub fn params(&self, callout: &str) -> Vec<(String, String)> {
-        let c = callout.trim().to_ascii_lowercase();
-        self.params
-            .iter()
-            .filter(|(n, _, _)| *n == c)
-            .map(|(_, k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
-
-    /// Builds `builtin` with its parameters from this configuration.
-    pub fn make(&self, builtin: &Builtin) -> Result<Arc<dyn Callout>, ConfigError> {
-        configure(builtin, &self.params(builtin.name))
-    }
 }
 
 /// Builds the built-in `name` with parameters. Accepted keys:
@@ -519,10 +479,9 @@ mod tests {
             builtin_with_config("nope", &[]),
             Err(ConfigError::UnknownCallout { .. })
         ));
-        let mut cfg = BuiltinConfig::new();
-        cfg.set("wfp.dns-blocker", "name", "x.example");
-        assert_eq!(cfg.params("WFP.dns-blocker"), p("name", "x.example"));
-        assert!(cfg.make(builtin("wfp.dns-blocker").unwrap()).is_ok());
+        let dns = builtin("wfp.dns-blocker").unwrap();
+        assert!(dns.make_with(&p("name", "x.example")).is_ok());
+        assert!(dns.make_with(&p("name", "x..example")).is_err());
         assert_eq!(parse_hex("00ff10"), Some(vec![0, 0xff, 0x10]));
     }
 
