@@ -1,5 +1,5 @@
 //! Per-flow reuse of classify answers at a flow's per-packet layers (TRANSPORT, DATAGRAM_DATA,
-//! the outbound IP-packet layer).
+//! the IP-packet layers).
 //!
 //! ```text
 //!  packet of flow F at layer L, facts X, policy epoch E
@@ -19,8 +19,8 @@ use wfp_core::{ClassifyResult, LayerId};
 
 use crate::values::PacketFacts;
 
-/// Answers kept per flow: inbound and outbound TRANSPORT, DATAGRAM_DATA both ways, the outbound
-/// IP-packet layer, and one spare.
+/// Answers kept per flow: inbound and outbound TRANSPORT, DATAGRAM_DATA both ways, inbound and
+/// outbound IPPACKET (a flow whose facts vary, e.g. by interface, replaces its oldest answers).
 const PER_FLOW: usize = 6;
 
 /// One reusable answer.

@@ -37,18 +37,7 @@ const MAX_APPLICATION_LEN: usize = 256;
 
 /// pcapng writer: one Section Header Block, one Interface Description Block per link type, and an
 /// Enhanced Packet Block per packet with its nanosecond timestamp, original length and (when
-/// known) direction, all little-endian:
-///
-/// ```text
-///  SHB   0A0D0D0A | len | 1A2B3C4D | 1 | 0 | -1 (u64) | [shb_userappl] [opt_endofopt] | len
-///  IDB   00000001 | len | link type (u16) | 0 (u16) | snaplen | if_tsresol = 9 | opt_endofopt | len
-///  EPB   00000006 | len | interface | ts high | ts low | caplen | origlen | data, padded to 4
-///                 | [epb_flags (inbound 01 / outbound 10 in bits 0-1) | opt_endofopt] | len
-/// ```
-///
-/// Interface ids count from 0 in the order link types first appear; each Interface Description
-/// Block is written just before the first packet that uses it. Wireshark and this crate's reader
-/// read files with several link types; libpcap (so tcpdump) only files with a single one.
+/// known) direction, all little-endian (block layouts in the module doc).
 ///
 /// Call order: [`Self::create`] or [`Self::new`] (writes the Section Header Block), any number of
 /// [`Self::write_packet`] (and optionally [`Self::interface`] to declare an interface before its
