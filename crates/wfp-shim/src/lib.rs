@@ -43,7 +43,8 @@
 //! * [`pipeline`]: the WFP layer sequence on top of these modules — [`Shim::handle_packet`] turns a
 //!   packet into `wfp-core` classify calls in WFP's order (IP packet, transport, ALE with its
 //!   cache and reauthorization, FLOW_ESTABLISHED, DATAGRAM_DATA, STREAM, ICMP error, endpoint
-//!   closure) and returns a verdict; flow ends call flowDeleteFn through the engine.
+//!   closure) and returns a verdict; flow ends call flowDeleteFn through the engine. One module
+//!   per stage, in layer order, around one per-packet context value.
 //! * [`stream`]: the STREAM layer's per-callout waterfall (countBytesEnforced, NEED_MORE_DATA,
 //!   stream actions).
 //! * [`values`]: incoming-value arrays per layer, filled as WFP fills them.
@@ -67,9 +68,9 @@ mod tests;
 #[cfg(test)]
 mod testutil;
 
-pub use flow::Direction;
+pub use flow::{Direction, FlowId};
 pub use pipeline::{
-    LayerVisit, Owner, PacketContext, PacketDirection, PacketVerdict, Reason, Shim, ShimConfig,
-    ShimEvent, ShimStats, Verdict,
+    FragmentDrop, LayerVisit, Malformed, Owner, PacketContext, PacketDirection, PacketVerdict,
+    Reason, Shim, ShimConfig, ShimEvent, ShimStats, Verdict,
 };
 pub use time::Timestamp;

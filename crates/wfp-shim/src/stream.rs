@@ -70,6 +70,22 @@ impl StreamOutcome {
     }
 }
 
+/// The classify inputs of one stream indication that do not change within a push: the engine, the
+/// layer with its incoming values and metadata, and the direction flags.
+#[derive(Clone, Copy)]
+pub struct StreamCall<'a> {
+    /// The engine whose stream filters are run.
+    pub engine: &'a Engine,
+    /// STREAM_V4 or STREAM_V6.
+    pub layer: LayerId,
+    /// The layer's incoming values.
+    pub values: &'a [Value],
+    /// The incoming metadata (the flow handle).
+    pub meta: &'a Metadata,
+    /// SEND or RECEIVE (and DISCONNECT/ABORT as appropriate).
+    pub flags: StreamFlags,
+}
+
 /// Per-direction stream state of one flow: one callout state per stream filter seen.
 #[derive(Debug, Default)]
 pub struct StreamDirection {
@@ -111,28 +127,13 @@ impl StreamDirection {
         self.callouts.values().any(|c| !c.pending.is_empty())
     }
 
-    /// Pushes new in-order bytes (`data`, possibly empty) through the stream filters at `layer`.
-    /// `fin` marks the end of this direction (NO_MORE_DATA); `flags` carries SEND or RECEIVE (and
-    /// DISCONNECT/ABORT as appropriate).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the classify inputs of the stream layer"
-    )]
-    pub fn push(
-        &mut self,
-        engine: &Engine,
-        layer: LayerId,
-        values: &[Value],
-        meta: &Metadata,
-        flags: StreamFlags,
-        data: &[u8],
-        fin: bool,
-    ) -> StreamOutcome {
+    /// Pushes new in-order bytes (`data`, possibly empty) through the stream filters at
+    /// `call.layer`. `fin` marks the end of this direction (NO_MORE_DATA).
+    pub fn push(&mut self, call: &StreamCall<'_>, data: &[u8], fin: bool) -> StreamOutcome {
         self.offset += data.len() as u64;
-        let chain = engine.matching_filters(layer, values);
+        let chain = call.engine.matching_filters(call.layer, call.values);
         let mut out = StreamOutcome::default();
         let mut input = data.to_vec();
-        let incoming = IncomingValues { layer, values };
         let mut blocked_above = 0u64;
         for f in &chain {
             let missed_total = self.missed_total;
@@ -162,7 +163,7 @@ impl StreamDirection {
             }
             st.pending.extend_from_slice(&input);
             input.clear();
-            let passed = indicate(engine, f, st, &incoming, meta, flags, fin, &mut out);
+            let passed = indicate(call, f, st, fin, &mut out);
             input = passed;
             blocked_above += out.blocked - blocked_before;
             if out.drop_connection {
@@ -184,17 +185,10 @@ fn block(out: &mut StreamOutcome, f: &RtFilter, n: usize) {
 
 /// Indicates a callout's pending bytes until it has decided them all or holds them; returns the
 /// bytes it permitted, in order.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the classify inputs of the stream layer"
-)]
 fn indicate(
-    engine: &Engine,
+    call: &StreamCall<'_>,
     f: &Arc<RtFilter>,
     st: &mut CalloutStream,
-    values: &IncomingValues<'_>,
-    meta: &Metadata,
-    flags: StreamFlags,
     fin: bool,
     out: &mut StreamOutcome,
 ) -> Vec<u8> {
@@ -202,89 +196,31 @@ fn indicate(
     // Bounded: every round either consumes bytes, holds, or ends (one extra round for an empty FIN).
     let mut fin_round = fin;
     loop {
-        let limit = st.pending.len() >= STREAM_BUFFER_LIMIT;
+        let round = Round {
+            fin,
+            limit: st.pending.len() >= STREAM_BUFFER_LIMIT,
+            send: call.flags.contains(StreamFlags::SEND),
+        };
         if st.pending.is_empty() && !fin_round {
             break;
         }
-        if (st.deferred || st.pending.len() < st.required) && !fin && !limit {
+        if (st.deferred || st.pending.len() < st.required) && !fin && !round.limit {
             break;
         }
         fin_round = false;
-        let mut ioflags = flags;
-        if fin {
-            ioflags |= if flags.contains(StreamFlags::SEND) {
-                StreamFlags::SEND_DISCONNECT
-            } else {
-                StreamFlags::RECEIVE_DISCONNECT
-            };
-        }
-        let mut io = StreamIoPacket::new(ioflags, &st.pending);
-        io.missed_bytes = std::mem::take(&mut st.missed);
-        let mut cflags = ClassifyOutFlags::default();
-        if fin {
-            cflags |= ClassifyOutFlags::NO_MORE_DATA;
-            st.closed = true;
-        }
-        if limit {
-            cflags |= ClassifyOutFlags::BUFFER_LIMIT_REACHED;
-        }
-        let preset = ClassifyOut {
-            action_type: ActionType::NONE,
-            out_context: 0,
-            filter_id: f.filter_id().0,
-            rights: Rights::ACTION_WRITE,
-            flags: cflags,
+        let Some(reply) = classify_pending(call, f, st, round, out) else {
+            break;
         };
-        let mut ld = LayerData::Stream(io);
-        let inv = engine.invoke_callout(f, values, meta, &mut ld, preset);
-        out.indications += 1;
-        let LayerData::Stream(io) = ld else { break };
         let len = st.pending.len();
-        let (action, enforced) = match inv {
-            Invocation::Ran { out: co, .. } => {
-                match io.stream_action {
-                    StreamAction::NeedMoreData if !fin && !limit => {
-                        // Brief decision 8: countBytesRequired is the total to accumulate.
-                        st.required = (io.count_bytes_required as usize).max(len + 1);
-                        break;
-                    }
-                    StreamAction::Defer if !fin && !limit && !flags.contains(StreamFlags::SEND) => {
-                        st.deferred = true;
-                        break;
-                    }
-                    StreamAction::DropConnection if f.action() == ActionType::CALLOUT_UNKNOWN => {
-                        out.drop_connection = true;
-                        block(out, f, len);
-                        st.pending.clear();
-                        return passed;
-                    }
-                    StreamAction::AllowConnection => {
-                        st.allowed = true;
-                        (ActionType::PERMIT, len)
-                    }
-                    StreamAction::None => {
-                        let n = match io.count_bytes_enforced as usize {
-                            0 => len,
-                            n => n.min(len),
-                        };
-                        (coerce(co.action_type, f.action()), n)
-                    }
-                    // A stream action the filter type ignores, or NEED_MORE_DATA when no more can
-                    // come: the callout broke the contract; its filter type's coercion decides.
-                    _ => (coerce(co.action_type, f.action()), len),
-                }
+        let (action, enforced) = match answer(f, st, &reply, round) {
+            Answer::Hold => break,
+            Answer::DropConnection => {
+                out.drop_connection = true;
+                block(out, f, len);
+                st.pending.clear();
+                return passed;
             }
-            Invocation::SkippedNoFlowContext => (ActionType::PERMIT, len),
-            Invocation::Unregistered | Invocation::Panicked => {
-                if f.action() == ActionType::CALLOUT_INSPECTION
-                    || f.flags()
-                        .contains(RtFilterFlags::PERMIT_IF_CALLOUT_UNREGISTERED)
-                {
-                    (ActionType::PERMIT, len)
-                } else {
-                    (ActionType::BLOCK, len)
-                }
-            }
+            Answer::Decide(action, enforced) => (action, enforced),
         };
         st.required = 0;
         let chunk: Vec<u8> = st.pending.drain(..enforced).collect();
@@ -302,4 +238,140 @@ fn indicate(
         }
     }
     passed
+}
+
+/// One indication round of a callout.
+#[derive(Clone, Copy)]
+struct Round {
+    /// The direction ended: NO_MORE_DATA, the callout must decide.
+    fin: bool,
+    /// The callout holds [`STREAM_BUFFER_LIMIT`] bytes: BUFFER_LIMIT_REACHED, it must decide.
+    limit: bool,
+    /// Outbound data (SEND): DEFER is not allowed.
+    send: bool,
+}
+
+/// What a callout answered to one indication.
+struct Reply {
+    /// How the invocation went.
+    invocation: Invocation,
+    /// `streamAction`.
+    action: StreamAction,
+    /// `countBytesRequired`.
+    required: u32,
+    /// `countBytesEnforced`.
+    enforced: u64,
+}
+
+/// What a reply means for the callout's pending bytes.
+enum Answer {
+    /// Hold them (NEED_MORE_DATA, DEFER) and stop indicating.
+    Hold,
+    /// Block them and drop the connection.
+    DropConnection,
+    /// `action` for the first `enforced` bytes.
+    Decide(ActionType, usize),
+}
+
+/// Indicates the callout's pending bytes once (with NO_MORE_DATA / BUFFER_LIMIT_REACHED as
+/// `round` says). `None` if the layer data came back as something other than a stream.
+fn classify_pending(
+    call: &StreamCall<'_>,
+    f: &Arc<RtFilter>,
+    st: &mut CalloutStream,
+    round: Round,
+    out: &mut StreamOutcome,
+) -> Option<Reply> {
+    let mut ioflags = call.flags;
+    if round.fin {
+        ioflags |= if round.send {
+            StreamFlags::SEND_DISCONNECT
+        } else {
+            StreamFlags::RECEIVE_DISCONNECT
+        };
+    }
+    let mut io = StreamIoPacket::new(ioflags, &st.pending);
+    io.missed_bytes = std::mem::take(&mut st.missed);
+    let mut cflags = ClassifyOutFlags::default();
+    if round.fin {
+        cflags |= ClassifyOutFlags::NO_MORE_DATA;
+        st.closed = true;
+    }
+    if round.limit {
+        cflags |= ClassifyOutFlags::BUFFER_LIMIT_REACHED;
+    }
+    let preset = ClassifyOut {
+        action_type: ActionType::NONE,
+        out_context: 0,
+        filter_id: f.filter_id().0,
+        rights: Rights::ACTION_WRITE,
+        flags: cflags,
+    };
+    let values = IncomingValues {
+        layer: call.layer,
+        values: call.values,
+    };
+    let mut ld = LayerData::Stream(io);
+    let invocation = call
+        .engine
+        .invoke_callout(f, &values, call.meta, &mut ld, preset);
+    out.indications += 1;
+    let LayerData::Stream(io) = ld else {
+        return None;
+    };
+    Some(Reply {
+        invocation,
+        action: io.stream_action,
+        required: io.count_bytes_required,
+        enforced: io.count_bytes_enforced,
+    })
+}
+
+/// What `reply` means for the `st.pending` bytes of filter `f`'s callout.
+fn answer(f: &RtFilter, st: &mut CalloutStream, reply: &Reply, round: Round) -> Answer {
+    let len = st.pending.len();
+    let (fin, limit) = (round.fin, round.limit);
+    let co = match &reply.invocation {
+        Invocation::Ran { out, .. } => out,
+        Invocation::SkippedNoFlowContext => return Answer::Decide(ActionType::PERMIT, len),
+        Invocation::Unregistered | Invocation::Panicked => {
+            let permit = f.action() == ActionType::CALLOUT_INSPECTION
+                || f.flags()
+                    .contains(RtFilterFlags::PERMIT_IF_CALLOUT_UNREGISTERED);
+            let action = if permit {
+                ActionType::PERMIT
+            } else {
+                ActionType::BLOCK
+            };
+            return Answer::Decide(action, len);
+        }
+    };
+    match reply.action {
+        StreamAction::NeedMoreData if !fin && !limit => {
+            // Brief decision 8: countBytesRequired is the total to accumulate.
+            st.required = (reply.required as usize).max(len + 1);
+            Answer::Hold
+        }
+        StreamAction::Defer if !fin && !limit && !round.send => {
+            st.deferred = true;
+            Answer::Hold
+        }
+        StreamAction::DropConnection if f.action() == ActionType::CALLOUT_UNKNOWN => {
+            Answer::DropConnection
+        }
+        StreamAction::AllowConnection => {
+            st.allowed = true;
+            Answer::Decide(ActionType::PERMIT, len)
+        }
+        StreamAction::None => {
+            let n = match reply.enforced as usize {
+                0 => len,
+                n => n.min(len),
+            };
+            Answer::Decide(coerce(co.action_type, f.action()), n)
+        }
+        // A stream action the filter type ignores, or NEED_MORE_DATA when no more can
+        // come: the callout broke the contract; its filter type's coercion decides.
+        _ => Answer::Decide(coerce(co.action_type, f.action()), len),
+    }
 }

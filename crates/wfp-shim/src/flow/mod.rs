@@ -62,6 +62,7 @@ mod key;
 mod tcp;
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::num::NonZeroU64;
 use std::time::Duration;
 
@@ -119,7 +120,8 @@ impl Side {
     }
 }
 
-/// A flow's identifier: starts at 1, never reused, never 0.
+/// A flow's identifier, which is also its WFP flow handle (the `flowHandle` metadata the pipeline
+/// passes to callouts, the handle of `Engine::flow_abort`): starts at 1, never reused, never 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowId(NonZeroU64);
 
@@ -127,6 +129,13 @@ impl FlowId {
     /// The id as a number (WFP's `flowHandle`).
     pub const fn get(self) -> u64 {
         self.0.get()
+    }
+}
+
+impl fmt::Display for FlowId {
+    /// The number ([`FlowId::get`]).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
     }
 }
 

@@ -15,7 +15,8 @@ use wfp_core::{
 };
 
 use crate::pipeline::{
-    PacketContext, PacketDirection, Reason, Shim, ShimConfig, ShimEvent, Verdict,
+    FragmentDrop, Malformed, PacketContext, PacketDirection, Reason, Shim, ShimConfig, ShimEvent,
+    Verdict,
 };
 use crate::testutil::{self, Tcp, TCP, V4, V6};
 use crate::time::Timestamp;
@@ -391,7 +392,7 @@ fn tcp_conversation_visits_wfp_layers_in_order() {
     assert!(h
         .events()
         .iter()
-        .any(|e| matches!(e, ShimEvent::FlowEnded { flow: f, .. } if *f == flow)));
+        .any(|e| matches!(e, ShimEvent::FlowEnded { flow: f, .. } if f.get() == flow)));
     assert_eq!(all.calls_at(layers::ALE_ENDPOINT_CLOSURE_V4).len(), 1);
 }
 
@@ -744,7 +745,7 @@ fn udp_flow_auth_established_datagram_then_idle_timeout_deletes_contexts() {
     assert_eq!(dg.calls().len(), 2);
     assert_eq!(
         h.engine
-            .flow_context(v.flow.unwrap(), layers::DATAGRAM_DATA_V4, est_id),
+            .flow_context(v.flow.unwrap().get(), layers::DATAGRAM_DATA_V4, est_id),
         Some(0x77)
     );
     // 60 s idle (WFP's default) plus slack ends the flow and deletes the context once.
@@ -1183,7 +1184,7 @@ fn cut_headers_are_malformed_and_say_the_capture_cut_them() {
     let Reason::Malformed(m) = &v.reason else {
         panic!("{v:?}")
     };
-    assert!(m.contains("cut by the capture"), "{m}");
+    assert!(m.to_string().contains("cut by the capture"), "{m}");
     assert_eq!((h.shim.stats().malformed, h.shim.stats().truncated), (1, 0));
 }
 
@@ -1203,9 +1204,10 @@ fn cut_fragments_are_classified_at_the_ip_layer_then_dropped_from_reassembly() {
     let frags = testutil::fragment(&whole, &[64], 77, 20);
     let v = h.cut_packet(PacketDirection::Inbound, &frags[0], 40);
     assert_eq!(v.verdict, Verdict::Permit);
+    assert_eq!(v.reason, Reason::FragmentDropped(FragmentDrop::CaptureCut));
     assert_eq!(
-        v.reason,
-        Reason::FragmentDropped("cut by the capture: it cannot be reassembled".into())
+        FragmentDrop::CaptureCut.to_string(),
+        "cut by the capture: it cannot be reassembled"
     );
     assert_eq!(rec.calls().len(), 2, "raw and IS_FRAGMENT");
     assert_eq!(h.shim.stats().fragments_dropped, 1);
@@ -1281,7 +1283,7 @@ fn flow_bytes_count_the_wire_length_of_cut_packets() {
     )
     .unwrap();
     let handle = table.lookup(&key).unwrap();
-    assert_eq!(handle.id().get(), v.flow.unwrap());
+    assert_eq!(handle.id(), v.flow.unwrap());
     let flow = table.flow(handle).unwrap();
     assert_eq!(flow.bytes(crate::flow::Side::Initiator), 1000);
 }
@@ -1305,7 +1307,7 @@ fn ipv4_checksum_mismatches_are_malformed_only_when_verifying() {
         )],
     );
     let v = h.packet(PacketDirection::Outbound, &bytes);
-    assert!(matches!(&v.reason, Reason::Malformed(m) if m.contains("checksum")));
+    assert!(matches!(&v.reason, Reason::Malformed(m) if m.to_string().contains("checksum")));
     assert_eq!(
         (
             h.shim.stats().malformed,
@@ -1369,5 +1371,65 @@ fn a_segment_cut_to_its_headers_is_all_missed_bytes() {
     assert_eq!(
         (calls[0].data.as_slice(), calls[0].missed),
         (&b"after"[..], 30)
+    );
+}
+
+/// Reasons print exactly the text their earlier string form held (wfpctl prints it after
+/// `malformed: ` / `fragment dropped: `), and each has a stable snake_case name.
+#[test]
+fn reason_texts_and_names_are_stable() {
+    use crate::frag::FragDrop;
+    use crate::wire::{Header, ParseError};
+    let e = ParseError::Truncated {
+        header: Header::Tcp,
+        needed: 20,
+        available: 8,
+    };
+    assert_eq!(Malformed::Packet(e).to_string(), e.to_string());
+    assert_eq!(
+        Malformed::Reassembled(e).to_string(),
+        format!("reassembled datagram: {e}")
+    );
+    assert_eq!(
+        FragmentDrop::UnusableHeader.to_string(),
+        "unusable fragment header"
+    );
+    for d in [
+        FragDrop::DatagramLimit,
+        FragDrop::Inconsistent,
+        FragDrop::Malformed,
+        FragDrop::MemoryLimit,
+        FragDrop::Overlap,
+        FragDrop::TooLarge,
+    ] {
+        assert_eq!(FragmentDrop::Reassembly(d).to_string(), format!("{d:?}"));
+    }
+    let names: Vec<&str> = [
+        Reason::Filter,
+        Reason::NoMatch,
+        Reason::Malformed(Malformed::Packet(e)),
+        Reason::FragmentDropped(FragmentDrop::CaptureCut),
+        Reason::FragmentHeld,
+        Reason::StreamBlocked,
+        Reason::ConnectionDropped,
+        Reason::ConnectionRefused,
+        Reason::StreamOverlap,
+    ]
+    .iter()
+    .map(Reason::name)
+    .collect();
+    assert_eq!(
+        names,
+        [
+            "filter",
+            "no_match",
+            "malformed",
+            "fragment_dropped",
+            "fragment_held",
+            "stream_blocked",
+            "connection_dropped",
+            "connection_refused",
+            "stream_overlap"
+        ]
     );
 }

@@ -9,7 +9,7 @@ use wfp_core::constants::{ClassifyOutFlags, MetadataFields, StreamFlags};
 use wfp_core::{ActionType, CalloutFlags, StreamAction, Value};
 
 use super::pipeline::{Rec, H};
-use crate::stream::{StreamDirection, STREAM_BUFFER_LIMIT};
+use crate::stream::{StreamCall, StreamDirection, STREAM_BUFFER_LIMIT};
 
 const L: wfp_core::LayerId = layers::STREAM_V4;
 
@@ -25,16 +25,23 @@ fn meta() -> Metadata {
     }
 }
 
+fn call<'a>(
+    h: &'a H,
+    values: &'a [Value],
+    meta: &'a Metadata,
+    flags: StreamFlags,
+) -> StreamCall<'a> {
+    StreamCall {
+        engine: &h.engine,
+        layer: L,
+        values,
+        meta,
+        flags,
+    }
+}
+
 fn push(h: &H, s: &mut StreamDirection, data: &[u8], fin: bool) -> crate::stream::StreamOutcome {
-    s.push(
-        &h.engine,
-        L,
-        &values(),
-        &meta(),
-        StreamFlags::SEND,
-        data,
-        fin,
-    )
+    s.push(&call(h, &values(), &meta(), StreamFlags::SEND), data, fin)
 }
 
 /// A callout whose answers are scripted per call: (stream action, action type, enforced, required).
@@ -199,15 +206,7 @@ fn t_st_7_defer_on_inbound_holds_data_until_continue() {
     );
     let mut s = StreamDirection::default();
     let recv = |h: &H, s: &mut StreamDirection, d: &[u8]| {
-        s.push(
-            &h.engine,
-            L,
-            &values(),
-            &meta(),
-            StreamFlags::RECEIVE,
-            d,
-            false,
-        )
+        s.push(&call(h, &values(), &meta(), StreamFlags::RECEIVE), d, false)
     };
     let out = recv(&h, &mut s, b"in");
     assert_eq!((out.held, out.delivered.len()), (2, 0));

@@ -1,0 +1,238 @@
+//! Flows: tracking a packet's flow (the flow handle every flow-capable layer sees, §8.2) and ending
+//! flows — ALE_ENDPOINT_CLOSURE, the stream callouts' last NO_MORE_DATA, then flowDeleteFn for
+//! every context through `Engine::flow_abort` (wfp-reference §4, §6, §14.5 T-FLOW-6) and a
+//! [`ShimEvent::FlowEnded`].
+//!
+//! The flow table ([`crate::flow`]) knows 5-tuples and TCP states; the per-flow state of the
+//! layers (authorization, stream reassembly and stream callouts, reusable answers) is a
+//! [`FlowExtra`] beside it, keyed by [`FlowId`]. A TCP connection that ended by policy (refused at
+//! authorization, dropped by a stream callout) is remembered by key so that its late segments do
+//! not start a new flow mid-stream.
+
+use std::hash::Hasher;
+use std::ops::ControlFlow::{self, Break, Continue};
+
+use wfp_core::callout::Metadata;
+use wfp_core::constants::MetadataFields;
+use wfp_core::{FilterId, LayerId};
+
+use super::packet::Packet;
+use super::{Owner, Reason, Shim, ShimEvent};
+use crate::decisions::FlowDecisions;
+use crate::flow::{Direction, EndReason, FlowEvent, FlowId, FlowKey, FlowUpdate, PacketMeta, Side};
+use crate::reasm::StreamReassembler;
+use crate::stream::StreamDirection;
+use crate::values::PacketFacts;
+use crate::wire::Transport;
+
+/// How many ended connections are remembered (the map is cleared when full).
+const MAX_DROPPED: usize = 4096;
+
+/// What the layers keep per flow, beside the flow table's entry.
+pub(super) struct FlowExtra {
+    /// The flow's 5-tuple (local/remote oriented).
+    pub(super) key: FlowKey,
+    /// Which way the flow's first packet went.
+    pub(super) initiator: Direction,
+    /// The layer that authorized the flow (AUTH_CONNECT or AUTH_RECV_ACCEPT), once it did.
+    pub(super) auth_layer: Option<LayerId>,
+    /// `Engine::layer_generation` of `auth_layer` at the authorization.
+    pub(super) auth_generation: u64,
+    /// `PolicySummary::epoch` when the authorization was last known current.
+    pub(super) auth_epoch: u64,
+    /// ALE_FLOW_ESTABLISHED was classified.
+    pub(super) established: bool,
+    /// The socket owner.
+    pub(super) owner: Owner,
+    /// TCP stream reassembly per [`Side`].
+    pub(super) reasm: [Option<StreamReassembler>; 2],
+    /// The stream callouts per [`Side`].
+    pub(super) stream: [StreamDirection; 2],
+    /// A stream callout dropped the connection.
+    pub(super) dropped: bool,
+    /// Reusable answers at the flow's per-packet layers.
+    pub(super) decisions: FlowDecisions,
+}
+
+impl Shim {
+    /// Flow tracking: the packet's flow is created or found, its handle goes into the metadata
+    /// and the verdict, the socket owner into the facts. `Break` for a late segment of a TCP
+    /// connection that ended by policy (blocked, as the connection's end decided).
+    pub(super) fn track(&mut self, pkt: &mut Packet<'_>) -> ControlFlow<()> {
+        let key = FlowKey::from_packet(pkt.dir, pkt.parsed);
+        if let (Some(k), Transport::Tcp(t)) = (&key, &pkt.parsed.transport) {
+            // A connection a stream callout dropped stays dropped until a new SYN (the stack would
+            // have reset it); its late segments must not start a new flow mid-stream.
+            // The same holds for a connection whose authorization was blocked.
+            if let Some((reason, layer, filter)) = self.ended.get(k).cloned() {
+                if t.flags.syn() && !t.flags.ack() {
+                    self.ended.remove(k);
+                } else {
+                    pkt.verdict.block(reason);
+                    pkt.verdict.layer = Some(layer);
+                    pkt.verdict.filter = filter;
+                    return Break(());
+                }
+            }
+        }
+        pkt.update = key.and_then(|k| self.flow_update(pkt, k));
+        pkt.verdict.flow = pkt.flow();
+        let extra = pkt.flow().and_then(|id| self.extra.get(&id));
+        pkt.needs_auth = extra.is_some_and(|e| e.auth_layer.is_none());
+        if let Some(id) = pkt.flow() {
+            pkt.meta.flow_handle = id.get();
+            pkt.meta.present |= MetadataFields::FLOW_HANDLE;
+        }
+        if let Some(o) = pkt.ctx.owner.as_ref().or(extra.map(|e| &e.owner)) {
+            pkt.transport.app_id = o.app_id.clone();
+            pkt.transport.user = o.user.clone();
+            if let Some(pid) = o.process_id {
+                pkt.meta.process_id = pid;
+                pkt.meta.present |= MetadataFields::PROCESS_ID;
+            }
+        }
+        Continue(())
+    }
+
+    /// The flow table's update for `pkt` (flow `key`), its [`FlowExtra`] created with the flow.
+    fn flow_update(&mut self, pkt: &Packet<'_>, key: FlowKey) -> Option<FlowUpdate> {
+        let meta = PacketMeta::from_parsed(pkt.parsed);
+        let Ok(u) = self.flows.handle_packet(pkt.now, &key, pkt.dir, &meta) else {
+            self.stats.untracked += 1;
+            return None;
+        };
+        let initiator = if u.side == Side::Initiator {
+            pkt.dir
+        } else {
+            pkt.dir.reverse()
+        };
+        self.extra
+            .entry(u.handle.id())
+            .or_insert_with(|| FlowExtra {
+                key,
+                initiator,
+                auth_layer: None,
+                auth_generation: 0,
+                auth_epoch: 0,
+                established: false,
+                owner: pkt.ctx.owner.clone().unwrap_or_default(),
+                reasm: [None, None],
+                stream: [StreamDirection::default(), StreamDirection::default()],
+                dropped: false,
+                decisions: FlowDecisions::default(),
+            });
+        Some(u)
+    }
+
+    /// Remembers a TCP connection that ended by policy: its late segments get `reason`, `layer`
+    /// and `filter`.
+    pub(super) fn remember_ended(
+        &mut self,
+        key: FlowKey,
+        reason: Reason,
+        layer: LayerId,
+        filter: Option<FilterId>,
+    ) {
+        if self.ended.len() >= MAX_DROPPED {
+            self.ended.clear();
+        }
+        self.ended.insert(key, (reason, layer, filter));
+    }
+
+    /// Ends a flow now (policy block, dropped connection, abort): the flow table queues the end
+    /// event, which [`Shim::drain_flow_events`] turns into ENDPOINT_CLOSURE and flowDeleteFn.
+    pub(super) fn end_flow_now(&mut self, id: FlowId) {
+        if self.extra.contains_key(&id) && self.flows.abort(id) {
+            return;
+        }
+        if let Some(e) = self.extra.remove(&id) {
+            let contexts = self.engine.flow_abort(id.get());
+            self.events.push_back(ShimEvent::FlowEnded {
+                flow: id,
+                key: e.key,
+                reason: EndReason::Aborted,
+                contexts,
+            });
+        }
+    }
+
+    /// Turns the flow table's end events into ENDPOINT_CLOSURE, the stream callouts' last
+    /// indication, flowDeleteFn and [`ShimEvent::FlowEnded`].
+    pub(super) fn drain_flow_events(&mut self) {
+        while let Some(FlowEvent::Ended {
+            flow_id,
+            key,
+            reason,
+            ..
+        }) = self.flows.poll_event()
+        {
+            if let Some(mut e) = self.extra.remove(&flow_id) {
+                // Held stream data gets its NO_MORE_DATA indication before the flow goes.
+                self.finish_streams(flow_id, &mut e, reason);
+                if e.auth_layer.is_some() {
+                    self.endpoint_closure(&key, &e);
+                }
+            }
+            let contexts = self.engine.flow_abort(flow_id.get());
+            self.events.push_back(ShimEvent::FlowEnded {
+                flow: flow_id,
+                key,
+                reason,
+                contexts,
+            });
+        }
+    }
+}
+
+/// The values a flow's connection-level layers see (STREAM, ENDPOINT_CLOSURE, …): oriented by the
+/// connection's key, DIRECTION = who initiated it.
+pub(super) fn flow_facts(key: &FlowKey, initiator: Direction, owner: &Owner) -> PacketFacts {
+    PacketFacts {
+        protocol: key.protocol(),
+        local: Some(key.local_addr()),
+        remote: Some(key.remote_addr()),
+        local_port: Some(key.local_port()),
+        remote_port: Some(key.remote_port()),
+        direction: Some(connection_direction(initiator)),
+        app_id: owner.app_id.clone(),
+        user: owner.user.clone(),
+        ..PacketFacts::default()
+    }
+}
+
+/// FWP_DIRECTION of a connection: outbound (0) when the local side initiated it.
+#[inline]
+pub(super) fn connection_direction(initiator: Direction) -> u32 {
+    match initiator {
+        Direction::Outbound => 0,
+        Direction::Inbound => 1,
+    }
+}
+
+/// The metadata of a classify outside a packet (stream continuation, flow end): the flow handle.
+pub(super) fn flow_meta(flow: FlowId) -> Metadata {
+    Metadata {
+        flow_handle: flow.get(),
+        present: MetadataFields::FLOW_HANDLE,
+        ..Metadata::default()
+    }
+}
+
+/// Hashes flow ids (sequential `u64`s) with one multiply: the side table is looked up several
+/// times per packet, and SipHash's DoS resistance buys nothing for ids this pipeline assigns itself.
+#[derive(Default)]
+pub(super) struct FlowIdHasher(u64);
+
+impl Hasher for FlowIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n ^ 0x5851_F42D_4C95_7F2D).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}

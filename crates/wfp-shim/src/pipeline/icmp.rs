@@ -1,0 +1,89 @@
+//! ICMP error and forwarding stage: INBOUND_ICMP_ERROR_V4/V6, OUTBOUND_ICMP_ERROR_V4/V6 and
+//! IPFORWARD_V4/V6 (wfp-reference §8.2, the ICMP_ERROR and IPFORWARD rows).
+//!
+//! An ICMP error belongs to no flow (it refers to one): it is classified at the ICMP_ERROR layer
+//! with the embedded packet's protocol, remote address and ports, and goes no further up —
+//! outbound, it then meets the outbound IP-packet layer. A forwarded packet is classified once,
+//! at IPFORWARD, with its source and destination (IS_FRAGMENT for a fragment).
+
+use std::ops::ControlFlow::{self, Break, Continue};
+
+use wfp_core::callout::LayerData;
+use wfp_core::catalogue::layers;
+use wfp_core::constants::ConditionFlags;
+
+use super::classify::Step;
+use super::ip::{ip_layer, ip_meta};
+use super::packet::Packet;
+use super::{PacketContext, PacketVerdict, Shim};
+use crate::flow::Direction;
+use crate::values::PacketFacts;
+use crate::wire::{EmbeddedTransport, IcmpKind, IpVersion, ParsedPacket, Transport};
+
+impl Shim {
+    /// The ICMP_ERROR layer for an ICMP error (then `Break`: nothing above it); `Continue` for
+    /// every other packet.
+    pub(super) fn icmp_error(&mut self, pkt: &mut Packet<'_>) -> ControlFlow<()> {
+        let Transport::Icmp(icmp) = &pkt.parsed.transport else {
+            return Continue(());
+        };
+        if icmp.kind != IcmpKind::Error {
+            return Continue(());
+        }
+        let mut f = pkt.ip.clone();
+        f.icmp_type = Some(u16::from(icmp.icmp_type));
+        f.icmp_code = Some(u16::from(icmp.code));
+        if let Some(e) = &icmp.embedded {
+            let (lp, rp) = match e.transport {
+                EmbeddedTransport::Ports { src_port, dst_port } => (src_port, dst_port),
+                _ => (0, 0),
+            };
+            f.embedded = Some((e.protocol, e.dst, lp, rp));
+        }
+        let layer = match (pkt.dir, pkt.v6()) {
+            (Direction::Inbound, false) => layers::INBOUND_ICMP_ERROR_V4,
+            (Direction::Inbound, true) => layers::INBOUND_ICMP_ERROR_V6,
+            (Direction::Outbound, false) => layers::OUTBOUND_ICMP_ERROR_V4,
+            (Direction::Outbound, true) => layers::OUTBOUND_ICMP_ERROR_V6,
+        };
+        let meta = ip_meta(pkt.parsed);
+        let data = LayerData::Packet(pkt.bytes);
+        if self
+            .classify_step(Step::new(layer, &f, &meta, data), pkt.verdict)
+            .is_continue()
+            && pkt.dir == Direction::Outbound
+        {
+            let ip = Step::new(
+                ip_layer(pkt.dir, pkt.parsed),
+                &pkt.ip,
+                &meta,
+                LayerData::Packet(pkt.bytes),
+            );
+            let _ = self.classify_step(ip, pkt.verdict);
+        }
+        Break(())
+    }
+
+    /// IPFORWARD: a packet routed through this host, classified once.
+    pub(super) fn forward(&mut self, p: &ParsedPacket, ctx: &PacketContext, v: &mut PacketVerdict) {
+        let facts = PacketFacts {
+            protocol: p.ip.protocol,
+            source: Some(p.ip.src),
+            destination: Some(p.ip.dst),
+            ifindex: ctx.ifindex,
+            flags: if p.ip.fragment.is_some() {
+                ConditionFlags::IS_FRAGMENT.0
+            } else {
+                0
+            },
+            ..PacketFacts::default()
+        };
+        let layer = if p.ip.version == IpVersion::V4 {
+            layers::IPFORWARD_V4
+        } else {
+            layers::IPFORWARD_V6
+        };
+        let meta = ip_meta(p);
+        let _ = self.classify_step(Step::new(layer, &facts, &meta, LayerData::None), v);
+    }
+}

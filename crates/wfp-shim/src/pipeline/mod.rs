@@ -1,0 +1,419 @@
+//! The WFP layer sequence: [`Shim`] turns one IP packet into the classify calls WFP would make for
+//! it, in WFP's order, and returns a verdict (wfp-reference §8.2, brief decisions 3, 8–10).
+//!
+//! | direction | layers, in order (a BLOCK at any layer stops the packet there) |
+//! |---|---|
+//! | inbound | INBOUND_IPPACKET → INBOUND_ICMP_ERROR (ICMP errors, then stop) → INBOUND_TRANSPORT → ALE_AUTH_RECV_ACCEPT / ALE_AUTH_CONNECT (new or reauthorized flow) → ALE_FLOW_ESTABLISHED (once) → DATAGRAM_DATA or STREAM |
+//! | outbound | ALE_AUTH_CONNECT / ALE_AUTH_RECV_ACCEPT (new or reauthorized flow) → ALE_FLOW_ESTABLISHED (once) → DATAGRAM_DATA or STREAM → OUTBOUND_TRANSPORT (OUTBOUND_ICMP_ERROR for ICMP errors) → OUTBOUND_IPPACKET |
+//! | forward | IPFORWARD |
+//!
+//! * **Fragments** (§14.6 T-CL-7): every fragment is classified at the IP-packet layer twice — as the
+//!   raw packet and with FWP_CONDITION_FLAG_IS_FRAGMENT — then held for reassembly; the reassembled
+//!   datagram is classified once more (FWP_CONDITION_FLAG_IS_REASSEMBLED) and goes on through the
+//!   upper layers. The verdict of the fragment that completes a datagram is the datagram's verdict.
+//! * **ALE** (brief decision 10): the first packet of a new flow is authorized at AUTH_CONNECT when
+//!   outbound, AUTH_RECV_ACCEPT when inbound; later packets skip the AUTH layers (the ALE cache)
+//!   until the filters at the authorizing layer change, when the next packet of the flow, in either
+//!   direction, is classified again there with IS_REAUTHORIZE and REAUTHORIZE_REASON POLICY_CHANGE.
+//!   A BLOCK during reauthorization ends the flow. ALE_FLOW_ESTABLISHED is classified when the TCP
+//!   handshake completes, and right after authorization for other protocols.
+//! * **Flow end** (FIN, RST, idle timeout, eviction, abort): ALE_ENDPOINT_CLOSURE is classified for
+//!   authorized flows and `Engine::flow_abort` calls flowDeleteFn for every context (T-FLOW-6).
+//! * **No decision** at a layer (`FWP_ACTION_NONE_NO_MATCH`) applies [`ShimConfig::no_match`]
+//!   (PERMIT unless configured, brief decision 3). **Malformed packets** get
+//!   [`ShimConfig::malformed`] (BLOCK unless configured) and are counted.
+//! * **Packets a capture cut** ([`PacketContext::truncated`], pcap caplen < orig_len): parsed with
+//!   [`ParseConfig::truncated`], so length fields pointing past the bytes are accepted and the
+//!   packet is classified from its headers like any other; layerData carries the bytes that exist;
+//!   flow byte counts use the IP header's length (the wire length); a TCP segment's missing tail
+//!   is skipped by stream reassembly as missed bytes (stream callouts see them in `missedBytes`,
+//!   [`ShimStats::stream_bytes_missed`]) instead of stalling the stream; a cut fragment is
+//!   classified at the IP-packet layer but not reassembled. Counted in [`ShimStats::truncated`].
+//!   A header the capture cut is malformed, saying so. Live data paths never set the flag.
+//! * **IPv4 header checksums**: verified unless `ShimConfig::parse.verify_ipv4_checksum` is off;
+//!   mismatches are counted either way ([`ShimStats::ipv4_checksum_mismatches`]).
+//! * **Direction**: given by the data path, or [`PacketDirection::Infer`] for captures: a packet
+//!   from a configured local network is outbound, one to it inbound; without configuration the side
+//!   that sent a flow's first packet is the local side.
+//!
+//! Call order: `handle_packet` for every packet; `handle_timeout(now)` when `poll_timeout()` is due;
+//! drain `poll_event()` after either.
+//!
+//! # Code map
+//!
+//! One packet is one `packet::Packet` (a stack value: time, direction, parsed headers, the data
+//! path's context, the flow, the facts and metadata being built, the verdict being filled) that
+//! one module per stage reads and extends, in WFP's layer order:
+//!
+//! ```text
+//!  handle_packet_into
+//!    ├─ ip: parse                          (malformed: verdict, stop)
+//!    ├─ forwarded ──► icmp: IPFORWARD
+//!    ├─ fragment ───► ip: IPPACKET raw, IS_FRAGMENT ──► reassembly ──► whole datagram:
+//!    │                    ip: INBOUND_IPPACKET (IS_REASSEMBLED) ──► upper
+//!    └─ ip: INBOUND_IPPACKET ──► upper
+//!  upper
+//!    icmp: ICMP_ERROR (errors stop here) ──► flows: tracking ──► transport: INBOUND_TRANSPORT
+//!    ──► ale: AUTH_CONNECT / AUTH_RECV_ACCEPT, FLOW_ESTABLISHED (ALE cache, reauthorization)
+//!    ──► stream: STREAM  or  datagram: DATAGRAM_DATA
+//!    ──► transport: OUTBOUND_TRANSPORT ──► ip: OUTBOUND_IPPACKET
+//!    ──► flows: flow ends ──► ale: ENDPOINT_CLOSURE, stream: NO_MORE_DATA ──► flowDeleteFn, events
+//! ```
+//!
+//! `classify` holds the step every stage uses to classify at one layer (values from facts, the
+//! no-filter fast path, per-flow answer reuse, the layer visit applied to the verdict).
+
+mod ale;
+mod classify;
+mod datagram;
+mod flows;
+mod icmp;
+mod ip;
+mod packet;
+mod stream;
+mod transport;
+mod verdict;
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
+use std::net::IpAddr;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use wfp_core::security::Token;
+use wfp_core::{Engine, FilterId, LayerId, Value};
+
+use crate::flow::{Direction, EndReason, FlowConfig, FlowId, FlowKey, FlowTable};
+use crate::frag::{FragConfig, FragReassembler};
+use crate::reasm::ReasmConfig;
+use crate::time::Timestamp;
+use crate::wire::{ParseConfig, Transport};
+use flows::{FlowExtra, FlowIdHasher};
+use packet::{Packet, Seen};
+
+pub use verdict::{FragmentDrop, LayerVisit, Malformed, PacketVerdict, Reason, Verdict};
+
+/// How the data path saw the packet travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PacketDirection {
+    /// Received by this host (NFQUEUE INPUT).
+    Inbound,
+    /// Sent by this host (NFQUEUE OUTPUT).
+    Outbound,
+    /// Routed through this host (NFQUEUE FORWARD).
+    Forward,
+    /// Unknown (captures): inferred from [`ShimConfig::local_networks`] or flow initiators.
+    Infer,
+}
+
+impl From<Direction> for PacketDirection {
+    fn from(d: Direction) -> Self {
+        match d {
+            Direction::Inbound => Self::Inbound,
+            Direction::Outbound => Self::Outbound,
+        }
+    }
+}
+
+/// Identity of the process that owns a packet's socket, for the ALE layers (issue 5 fills it from
+/// socket diagnostics; captures leave it empty).
+#[derive(Clone, Debug, Default)]
+pub struct Owner {
+    /// ALE_APP_ID: the lower-case executable path.
+    pub app_id: Option<Arc<[u8]>>,
+    /// ALE_USER_ID.
+    pub user: Option<Arc<Token>>,
+    /// processId metadata.
+    pub process_id: Option<u64>,
+}
+
+/// Per-packet context from the data path. Construct it with `..PacketContext::default()` so that
+/// new fields keep their defaults.
+#[derive(Clone, Debug, Default)]
+pub struct PacketContext {
+    /// Interface index.
+    pub ifindex: Option<u32>,
+    /// The socket owner, when known.
+    pub owner: Option<Owner>,
+    /// The bytes are only the first bytes of a longer packet: a capture's snapshot length cut it
+    /// (pcap caplen < orig_len). Length fields pointing beyond the bytes (IPv4 total length, IPv6
+    /// payload length, UDP length) are then accepted and the packet is classified from its
+    /// headers; layerData carries the bytes that exist; a TCP segment's missing tail is skipped by
+    /// stream reassembly as missed bytes. A header the capture cut is still malformed (with an
+    /// error saying so). Off (the default, and always for a live data path), a packet shorter
+    /// than its headers say is malformed.
+    pub truncated: bool,
+}
+
+/// Configuration.
+#[derive(Clone, Debug)]
+pub struct ShimConfig {
+    /// Flow table.
+    pub flow: FlowConfig,
+    /// Fragment reassembly.
+    pub frag: FragConfig,
+    /// TCP stream reassembly.
+    pub reasm: ReasmConfig,
+    /// Packet parsing. `truncated` is turned on per packet by [`PacketContext::truncated`]; on
+    /// here, it applies to every packet.
+    pub parse: ParseConfig,
+    /// Verdict for a layer where no filter decided (brief decision 3). Default PERMIT.
+    pub no_match: Verdict,
+    /// Verdict for malformed packets. Default BLOCK.
+    pub malformed: Verdict,
+    /// Local networks, for captures (`PacketDirection::Infer`): (address, prefix length).
+    pub local_networks: Vec<(IpAddr, u8)>,
+    /// Record the arbitration trace of every classify.
+    pub trace: bool,
+    /// Reuse a flow's answers at its per-packet layers while the policy is unchanged and only
+    /// static filters decided (see `decisions.rs`). Default on; off classifies every packet.
+    pub reuse_decisions: bool,
+}
+
+impl Default for ShimConfig {
+    fn default() -> Self {
+        Self {
+            flow: FlowConfig::default(),
+            frag: FragConfig::default(),
+            reasm: ReasmConfig::default(),
+            parse: ParseConfig::default(),
+            no_match: Verdict::Permit,
+            malformed: Verdict::Block,
+            local_networks: Vec::new(),
+            trace: false,
+            reuse_decisions: true,
+        }
+    }
+}
+
+/// Something that happened besides a verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShimEvent {
+    /// A flow ended; flowDeleteFn has been called for its contexts.
+    FlowEnded {
+        /// Flow handle.
+        flow: FlowId,
+        /// 5-tuple (local/remote oriented).
+        key: FlowKey,
+        /// Why.
+        reason: EndReason,
+        /// Contexts whose flowDeleteFn ran (or will, after a running classify).
+        contexts: usize,
+    },
+}
+
+/// Counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShimStats {
+    /// Packets handled.
+    pub packets: u64,
+    /// Packets that failed to parse.
+    pub malformed: u64,
+    /// Fragments dropped by the reassembler.
+    pub fragments_dropped: u64,
+    /// Stream overlaps with different bytes (first copy wins).
+    pub stream_overlaps: u64,
+    /// Stream bytes blocked by stream filters.
+    pub stream_bytes_blocked: u64,
+    /// TCP payload bytes a capture cut ([`PacketContext::truncated`]), skipped by stream
+    /// reassembly so the stream goes on; stream callouts see them in `missedBytes`.
+    pub stream_bytes_missed: u64,
+    /// Packets shorter than their IP header says, flagged [`PacketContext::truncated`] and
+    /// classified from their headers (not malformed).
+    pub truncated: u64,
+    /// Packets with a whole IPv4 header whose checksum does not verify, malformed or not (with
+    /// `ParseConfig::verify_ipv4_checksum` they are malformed; without it they are classified
+    /// and only counted here).
+    pub ipv4_checksum_mismatches: u64,
+    /// Connections dropped by stream callouts.
+    pub connections_dropped: u64,
+    /// Reauthorizations.
+    pub reauthorizations: u64,
+    /// Packets not tracked by the flow table (stray RST, table full).
+    pub untracked: u64,
+    /// Classify calls per layer id (index = run-time layer id): [permit, block, no-match].
+    pub per_layer: Vec<[u64; 3]>,
+}
+
+/// The sans-IO packet pipeline. See the module doc for the layer order and call order.
+pub struct Shim {
+    engine: Arc<Engine>,
+    config: ShimConfig,
+    flows: FlowTable,
+    frags: FragReassembler,
+    extra: HashMap<FlowId, FlowExtra, BuildHasherDefault<FlowIdHasher>>,
+    /// `Engine::nonempty_layers` as of the current packet (one atomic load per packet).
+    layer_mask: u128,
+    /// `PolicySummary::epoch` as of the current packet.
+    policy_epoch: u64,
+    /// `Engine::layer_fields_used` per layer, as of `masks_epoch`.
+    field_masks: Vec<u64>,
+    masks_epoch: Option<u64>,
+    events: VecDeque<ShimEvent>,
+    stats: ShimStats,
+    /// The value array of the current classify, reused from packet to packet.
+    scratch: Vec<Value>,
+    /// TCP connections that ended by policy — refused at ALE authorization or dropped by a stream
+    /// callout — by key: why, and the deciding layer and filter.
+    ended: HashMap<FlowKey, (Reason, LayerId, Option<FilterId>)>,
+}
+
+impl Shim {
+    /// A pipeline feeding `engine`.
+    pub fn new(engine: Arc<Engine>, config: ShimConfig) -> Self {
+        Self {
+            flows: FlowTable::new(config.flow),
+            frags: FragReassembler::new(config.frag),
+            engine,
+            config,
+            extra: HashMap::default(),
+            layer_mask: u128::MAX,
+            policy_epoch: 0,
+            field_masks: Vec::new(),
+            masks_epoch: None,
+            events: VecDeque::new(),
+            ended: HashMap::new(),
+            stats: ShimStats {
+                per_layer: vec![[0; 3]; wfp_core::catalogue::all_layers().len()],
+                ..ShimStats::default()
+            },
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Turns the arbitration trace ([`ShimConfig::trace`]) on or off from the next packet on, so a
+    /// data path can trace one packet without paying for traces on the others.
+    pub fn set_trace(&mut self, on: bool) {
+        self.config.trace = on;
+    }
+
+    /// Classifies one IP packet (starting at the IP header) seen at `now` travelling `direction`.
+    pub fn handle_packet(
+        &mut self,
+        now: Timestamp,
+        direction: PacketDirection,
+        bytes: &[u8],
+        ctx: &PacketContext,
+    ) -> PacketVerdict {
+        let mut v = PacketVerdict::new(direction);
+        self.handle_packet_into(now, direction, bytes, ctx, &mut v);
+        v
+    }
+
+    /// [`Shim::handle_packet`] writing into `v` (every field is overwritten; the capacity of
+    /// `v.visits` is kept), so a data path that reuses one verdict allocates nothing per packet.
+    pub fn handle_packet_into(
+        &mut self,
+        now: Timestamp,
+        direction: PacketDirection,
+        bytes: &[u8],
+        ctx: &PacketContext,
+        v: &mut PacketVerdict,
+    ) {
+        self.start_packet(direction, v);
+        let parsed = match self.parse(bytes, ctx) {
+            Ok(p) => p,
+            Err(e) => return self.malformed_packet(bytes, e, v),
+        };
+        if direction == PacketDirection::Forward {
+            self.forward(&parsed, ctx, v);
+            return;
+        }
+        let dir = self.direction_of(direction, &parsed);
+        v.direction = dir.into();
+        let mut pkt = Packet::new(Seen { now, dir, ctx }, &parsed, bytes, v);
+        if parsed.ip.fragment.is_some() {
+            // Raw + IS_FRAGMENT at the IP-packet layer, then reassembly; the datagram a fragment
+            // completes goes on through `upper`.
+            self.fragment(&mut pkt);
+        } else if self.inbound_ip_packet(&mut pkt).is_continue() {
+            self.upper(&mut pkt);
+        }
+    }
+
+    /// The layers above the IP-packet layer (and the outbound IP-packet layer), then the flow ends
+    /// they caused.
+    fn upper(&mut self, pkt: &mut Packet<'_>) {
+        let _ = self.upper_layers(pkt);
+        self.drain_flow_events();
+    }
+
+    /// Transport, ALE, datagram/stream layers in order; `Break` when a layer stopped the packet.
+    fn upper_layers(&mut self, pkt: &mut Packet<'_>) -> ControlFlow<()> {
+        // ICMP errors: the ICMP_ERROR layer with the embedded packet's fields, no flow.
+        self.icmp_error(pkt)?;
+        self.track(pkt)?;
+        self.inbound_transport(pkt)?;
+        // ALE: authorize new flows, reauthorize after a policy change, FLOW_ESTABLISHED once.
+        self.ale(pkt)?;
+        let parsed = pkt.parsed;
+        match &parsed.transport {
+            Transport::Tcp(t) => self.stream(pkt, t)?,
+            _ => self.datagram(pkt)?,
+        }
+        self.outbound_transport(pkt)?;
+        self.outbound_ip_packet(pkt)
+    }
+
+    /// Expires idle flows and stale fragments.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.frags.handle_timeout(now);
+        self.flows.handle_timeout(now);
+        self.drain_flow_events();
+    }
+
+    /// Ends every flow (for example at the end of a capture): flowDeleteFn for all contexts.
+    pub fn abort_all(&mut self) {
+        let ids: Vec<FlowId> = self.extra.keys().copied().collect();
+        for id in ids {
+            self.end_flow_now(id);
+        }
+        self.drain_flow_events();
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &ShimStats {
+        &self.stats
+    }
+
+    /// Flows currently tracked.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Takes the next event.
+    pub fn poll_event(&mut self) -> Option<ShimEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Shim::handle_timeout`] next has work.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        match (self.flows.poll_timeout(), self.frags.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The ids of the flows the shim tracks.
+    #[cfg(test)]
+    pub(crate) fn flow_ids(&self) -> impl Iterator<Item = FlowId> + '_ {
+        self.extra.keys().copied()
+    }
+
+    /// The flow table.
+    #[cfg(test)]
+    pub(crate) fn flow_table(&self) -> &FlowTable {
+        &self.flows
+    }
+
+    /// How many reusable answers flow `id` holds.
+    #[cfg(test)]
+    pub(crate) fn stored_decisions(&self, id: FlowId) -> usize {
+        self.extra.get(&id).map_or(0, |e| e.decisions.len())
+    }
+}

@@ -1,0 +1,116 @@
+//! Transport stage: INBOUND_TRANSPORT_V4/V6 and OUTBOUND_TRANSPORT_V4/V6 (wfp-reference §8.2, the
+//! TRANSPORT rows), and the ports every layer above sees.
+//!
+//! Inbound, the transport layer runs after flow tracking and before ALE, with
+//! FWPS_METADATA_FIELD_ALE_CLASSIFY_REQUIRED for a flow not yet authorized; its layerData is the
+//! transport payload. Outbound, it runs after the data layers, with the whole packet. A new flow
+//! blocked here, before authorization, leaves nothing behind.
+
+use std::ops::ControlFlow::{self, Break, Continue};
+
+use wfp_core::callout::LayerData;
+use wfp_core::catalogue::layers;
+use wfp_core::constants::MetadataFields;
+use wfp_core::LayerId;
+
+use super::classify::Step;
+use super::packet::Packet;
+use super::Shim;
+use crate::flow::{Direction, FlowId};
+use crate::values::PacketFacts;
+use crate::wire::{ParsedPacket, Transport};
+
+impl Shim {
+    /// INBOUND_TRANSPORT (inbound packets only), the layerData being the transport payload.
+    pub(super) fn inbound_transport(&mut self, pkt: &mut Packet<'_>) -> ControlFlow<()> {
+        if pkt.dir != Direction::Inbound {
+            return Continue(());
+        }
+        // A flow not authorized yet: ALE_CLASSIFY_REQUIRED.
+        let required;
+        let meta = if pkt.needs_auth {
+            let mut m = pkt.meta.clone();
+            m.present |= MetadataFields::ALE_CLASSIFY_REQUIRED;
+            required = m;
+            &required
+        } else {
+            &pkt.meta
+        };
+        let layer = transport_layer(pkt);
+        let step = Step::new(
+            layer,
+            &pkt.transport,
+            meta,
+            LayerData::Packet(pkt.payload()),
+        );
+        if self
+            .classify_flow_step(pkt.flow(), step, pkt.verdict)
+            .is_break()
+        {
+            self.discard_unauthorized(pkt.flow());
+            return Break(());
+        }
+        Continue(())
+    }
+
+    /// OUTBOUND_TRANSPORT (outbound packets only), after the data layers, with the whole packet.
+    pub(super) fn outbound_transport(&mut self, pkt: &mut Packet<'_>) -> ControlFlow<()> {
+        if pkt.dir != Direction::Outbound {
+            return Continue(());
+        }
+        let layer = transport_layer(pkt);
+        let step = Step::new(
+            layer,
+            &pkt.transport,
+            &pkt.meta,
+            LayerData::Packet(pkt.bytes),
+        );
+        self.classify_flow_step(pkt.flow(), step, pkt.verdict)
+    }
+
+    /// A packet blocked before its new flow was authorized leaves no flow behind.
+    fn discard_unauthorized(&mut self, flow: Option<FlowId>) {
+        let Some(id) = flow else { return };
+        if self.extra.get(&id).is_some_and(|e| e.auth_layer.is_none()) {
+            self.end_flow_now(id);
+        }
+        self.drain_flow_events();
+    }
+}
+
+/// The transport facts of `p` travelling `dir`: the IP-packet facts `ip` plus local and remote
+/// port (ICMP: type and code).
+#[inline]
+pub(super) fn transport_facts(ip: &PacketFacts, p: &ParsedPacket, dir: Direction) -> PacketFacts {
+    let mut tf = ip.clone();
+    let ports = match &p.transport {
+        Transport::Tcp(t) => Some((t.src_port, t.dst_port)),
+        Transport::Udp(u) => Some((u.src_port, u.dst_port)),
+        Transport::Icmp(i) => {
+            tf.local_port = Some(u16::from(i.icmp_type));
+            tf.remote_port = Some(u16::from(i.code));
+            None
+        }
+        _ => None,
+    };
+    if let Some((src, dst)) = ports {
+        let (l, r) = match dir {
+            Direction::Inbound => (dst, src),
+            Direction::Outbound => (src, dst),
+        };
+        tf.local_port = Some(l);
+        tf.remote_port = Some(r);
+    }
+    tf
+}
+
+/// The transport layer of `pkt`'s direction and IP version.
+#[inline]
+fn transport_layer(pkt: &Packet<'_>) -> LayerId {
+    match (pkt.dir, pkt.v6()) {
+        (Direction::Inbound, false) => layers::INBOUND_TRANSPORT_V4,
+        (Direction::Inbound, true) => layers::INBOUND_TRANSPORT_V6,
+        (Direction::Outbound, false) => layers::OUTBOUND_TRANSPORT_V4,
+        (Direction::Outbound, true) => layers::OUTBOUND_TRANSPORT_V6,
+    }
+}

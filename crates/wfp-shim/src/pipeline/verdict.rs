@@ -1,0 +1,228 @@
+//! What [`super::Shim::handle_packet`] answers: the verdict, why ([`Reason`], with a stable name
+//! per reason and text only when printed), and every layer visited.
+
+use std::fmt;
+
+use wfp_core::{ActionType, ClassifyResult, FilterId, Hardness, LayerId, Trace};
+
+use super::PacketDirection;
+use crate::flow::FlowId;
+use crate::frag::FragDrop;
+use crate::wire::ParseError;
+
+/// What the data path does with a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Let it through.
+    Permit,
+    /// Drop it.
+    Block,
+    /// Drop it silently (BLOCK with FWPS_CLASSIFY_OUT_FLAG_ABSORB: no discard layer, no event).
+    Absorb,
+}
+
+/// Why a packet got its verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// A filter decided at `layer`.
+    Filter,
+    /// No filter decided anywhere; every layer applied the no-match default.
+    NoMatch,
+    /// The packet could not be parsed.
+    Malformed(Malformed),
+    /// A fragment was dropped (capture cut, unusable header, or by the reassembler: overlap,
+    /// limits).
+    FragmentDropped(FragmentDrop),
+    /// A fragment is held until its datagram completes; the raw and fragment indications decided.
+    FragmentHeld,
+    /// A stream filter blocked bytes of this segment.
+    StreamBlocked,
+    /// A stream callout dropped the connection (DROP_CONNECTION); for the connection's later
+    /// segments, `layer` and `filter` of the verdict name the drop.
+    ConnectionDropped,
+    /// A later segment of a TCP connection whose authorization (ALE_AUTH_CONNECT /
+    /// ALE_AUTH_RECV_ACCEPT) was blocked: the connection does not exist, so the segment must not
+    /// start a new flow mid-stream. `layer` and `filter` of the verdict name the refusal.
+    ConnectionRefused,
+    /// A retransmission or overlap carried different bytes than the first copy (brief decision 9).
+    StreamOverlap,
+}
+
+impl Reason {
+    /// The reason's stable snake_case name (for counters, logs and machine-readable output):
+    /// `filter`, `no_match`, `malformed`, `fragment_dropped`, `fragment_held`, `stream_blocked`,
+    /// `connection_dropped`, `connection_refused`, `stream_overlap`.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Filter => "filter",
+            Self::NoMatch => "no_match",
+            Self::Malformed(_) => "malformed",
+            Self::FragmentDropped(_) => "fragment_dropped",
+            Self::FragmentHeld => "fragment_held",
+            Self::StreamBlocked => "stream_blocked",
+            Self::ConnectionDropped => "connection_dropped",
+            Self::ConnectionRefused => "connection_refused",
+            Self::StreamOverlap => "stream_overlap",
+        }
+    }
+}
+
+/// What could not be parsed, and why ([`Reason::Malformed`]). Printed, the parse error's text,
+/// prefixed `reassembled datagram: ` for a datagram reassembled from fragments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// The packet as the data path gave it.
+    Packet(ParseError),
+    /// The datagram reassembled from the packet's fragments.
+    Reassembled(ParseError),
+}
+
+impl Malformed {
+    /// The parse error.
+    pub const fn error(&self) -> &ParseError {
+        match self {
+            Self::Packet(e) | Self::Reassembled(e) => e,
+        }
+    }
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Packet(e) => write!(f, "{e}"),
+            Self::Reassembled(e) => write!(f, "reassembled datagram: {e}"),
+        }
+    }
+}
+
+/// Why a fragment was dropped ([`Reason::FragmentDropped`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FragmentDrop {
+    /// The capture cut the fragment ([`super::PacketContext::truncated`]): the data a reassembly
+    /// needs is not there. Printed `cut by the capture: it cannot be reassembled`.
+    CaptureCut,
+    /// The fragment's header cannot be used for reassembly. Printed `unusable fragment header`.
+    UnusableHeader,
+    /// The reassembler dropped it. Printed as the [`FragDrop`] variant's name (`Overlap`, …).
+    Reassembly(FragDrop),
+}
+
+impl fmt::Display for FragmentDrop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::CaptureCut => "cut by the capture: it cannot be reassembled",
+            Self::UnusableHeader => "unusable fragment header",
+            Self::Reassembly(FragDrop::DatagramLimit) => "DatagramLimit",
+            Self::Reassembly(FragDrop::Inconsistent) => "Inconsistent",
+            Self::Reassembly(FragDrop::Malformed) => "Malformed",
+            Self::Reassembly(FragDrop::MemoryLimit) => "MemoryLimit",
+            Self::Reassembly(FragDrop::Overlap) => "Overlap",
+            Self::Reassembly(FragDrop::TooLarge) => "TooLarge",
+        })
+    }
+}
+
+/// One layer a packet was classified at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerVisit {
+    /// The layer.
+    pub layer: LayerId,
+    /// PERMIT, BLOCK or NONE_NO_MATCH.
+    pub action: ActionType,
+    /// Hard or soft.
+    pub hardness: Hardness,
+    /// The deciding filter.
+    pub filter: Option<FilterId>,
+    /// The decision was a veto.
+    pub vetoed: bool,
+    /// The full arbitration trace (when [`super::ShimConfig::trace`] is on).
+    pub trace: Option<Trace>,
+}
+
+impl LayerVisit {
+    /// The visit a classify at `layer` with result `r` makes.
+    #[inline]
+    pub(super) fn of(layer: LayerId, r: &ClassifyResult, trace: Option<Trace>) -> Self {
+        Self {
+            layer,
+            action: r.action,
+            hardness: r.hardness,
+            filter: r.deciding_filter,
+            vetoed: r.vetoed,
+            trace,
+        }
+    }
+
+    /// A visit decided without arbitration (no veto, no trace): `action` with `hardness`, by
+    /// `filter` if one decided.
+    #[inline]
+    pub(super) fn plain(
+        layer: LayerId,
+        action: ActionType,
+        hardness: Hardness,
+        filter: Option<FilterId>,
+    ) -> Self {
+        Self {
+            layer,
+            action,
+            hardness,
+            filter,
+            vetoed: false,
+            trace: None,
+        }
+    }
+}
+
+/// The outcome of [`super::Shim::handle_packet`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PacketVerdict {
+    /// What to do with the packet.
+    pub verdict: Verdict,
+    /// Why.
+    pub reason: Reason,
+    /// The layer that decided a BLOCK (or the last layer visited).
+    pub layer: Option<LayerId>,
+    /// The filter that decided, if a filter did.
+    pub filter: Option<FilterId>,
+    /// The flow's handle (FWPS flow id), when the packet belongs to one.
+    pub flow: Option<FlowId>,
+    /// The direction used.
+    pub direction: PacketDirection,
+    /// Every classify made for the packet, in order.
+    pub visits: Vec<LayerVisit>,
+}
+
+impl PacketVerdict {
+    /// A PERMIT / NO_MATCH verdict with no visits, for a packet travelling `direction`.
+    pub fn new(direction: PacketDirection) -> Self {
+        Self {
+            verdict: Verdict::Permit,
+            reason: Reason::NoMatch,
+            layer: None,
+            filter: None,
+            flow: None,
+            direction,
+            visits: Vec::new(),
+        }
+    }
+
+    /// Back to [`PacketVerdict::new`], keeping the visit list's capacity.
+    pub(super) fn reset(&mut self, direction: PacketDirection) {
+        self.verdict = Verdict::Permit;
+        self.reason = Reason::NoMatch;
+        self.layer = None;
+        self.filter = None;
+        self.flow = None;
+        self.direction = direction;
+        self.visits.clear();
+    }
+
+    /// Blocks the packet for `reason`.
+    #[inline]
+    pub(super) fn block(&mut self, reason: Reason) {
+        self.verdict = Verdict::Block;
+        self.reason = reason;
+    }
+}
