@@ -1,10 +1,9 @@
 //! A clock the host advances. Callouts read no clock of their own (the engine takes time as a
 //! parameter, brief "wfp-core"); the ones that time flows read this handle, which the data path sets
 //! from its `now` (the packet timestamp in replay, the monotonic clock in the daemon) before it
-//! classifies.
+//! classifies. Each host owns its clock (in its [`Host`](crate::Host)); there is no process-wide one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Time since the host's epoch, set by the host, read by callouts. Never goes backwards: setting an
@@ -20,13 +19,6 @@ impl Clock {
         Self {
             nanos: AtomicU64::new(0),
         }
-    }
-
-    /// The clock shared by the built-ins created by name ([`crate::builtin`]): a host that uses them
-    /// sets it before each classify (or batch of classifies).
-    pub fn global() -> &'static Arc<Self> {
-        static GLOBAL: OnceLock<Arc<Clock>> = OnceLock::new();
-        GLOBAL.get_or_init(|| Arc::new(Self::new()))
     }
 
     /// Advances the clock to `now` (ignored when `now` is earlier than the current time).

@@ -31,8 +31,9 @@
 //!
 //! [`Engine::flow_abort`]: wfp_core::Engine::flow_abort
 
+use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use wfp_core::callout::{ClassifyContext, ClassifyOut, IncomingValues, LayerData, Metadata};
@@ -169,12 +170,6 @@ impl FlowLog {
         }
     }
 
-    /// The log the built-ins created by name write to (time from [`Clock::global`]).
-    pub fn global() -> &'static Arc<Self> {
-        static GLOBAL: OnceLock<Arc<FlowLog>> = OnceLock::new();
-        GLOBAL.get_or_init(|| Arc::new(Self::new(Clock::global().clone())))
-    }
-
     /// The clock the records are timed with.
     pub fn clock(&self) -> &Arc<Clock> {
         &self.hub.clock
@@ -199,6 +194,12 @@ impl FlowLog {
     /// its filters before registering it (so it misses the ADD_FILTER notifications).
     pub fn link_byte_counter(&self, layer: LayerId, key: Guid) {
         self.hub.companions.pin(layer, key);
+    }
+}
+
+impl fmt::Debug for FlowLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.hub.debug("FlowLog", f)
     }
 }
 

@@ -9,11 +9,11 @@
 //!
 //! ```text
 //!  policy file ─ callout = "wfp.dns-blocker" ─► builtin(name) ─► Builtin { key, flags, make }
-//!  host (Rust) ─ DnsBlocker::new(names) / Builtin::make_with(params) ┐  │ register_callout
-//!                                                                   ▼  ▼
+//!  host (Rust) ─ DnsBlocker::new(names) / Builtin::make_with(&host, params) ┐  │ register_callout
+//!                                                                         ▼  ▼
 //!  data path ── Engine::classify(layer, values, meta, layerData) ─► callouts ─┐
 //!                                                                             │ flow contexts,
-//!  data path ── Engine::flow_abort(flow) ─► flowDeleteFn ─► FlowLog / StreamMonitorLog ─► host drains
+//!  data path ── Engine::flow_abort(flow) ─► flowDeleteFn ─► host.flow_log / host.stream_log ─► host drains
 //! ```
 //!
 //! | name | layers | filter action | flags | data path must deliver |
@@ -31,16 +31,22 @@
 //! [`SniBlocker::new`], [`StreamPatternBlocker::new`], ...). Built-ins created by name get the
 //! defaults documented on [`all`]; a host that has parameters passes them through
 //! [`Builtin::make_with`] or [`builtin_with_config`] (keys in the table on
-//! [`builtin_with_config`]). Policy files (`wfp-policy`) give them as `[builtin."NAME"]` tables or
-//! a `[[callout]]`'s `params`. The flow logger and stream monitor created by name report to
-//! [`FlowLog::global`] and [`StreamMonitorLog::global`], timed by [`Clock::global`].
+//! [`builtin_with_config`]), and checks them without building anything with [`Builtin::check`].
+//! Policy files (`wfp-policy`) give them as `[builtin."NAME"]` tables or a `[[callout]]`'s
+//! `params`.
+//!
+//! No process-global state: built-ins created by name are handed the [`Host`] of the engine they
+//! serve. The flow logger and stream monitor report to its [`Host::flow_log`] and
+//! [`Host::stream_log`], timed by its [`Host::clock`]; two engines with two hosts never share them.
 //!
 //! Modules: [`test`](mod@test) (policy-testing callouts), [`flow_logger`], [`stream_monitor`], [`pattern`],
-//! [`dns`], [`tls`], [`names`] (name lists), [`clock`].
+//! [`dns`], [`tls`], [`names`] (name lists), [`clock`], [`host`].
 
 pub mod clock;
+mod config;
 pub mod dns;
 pub mod flow_logger;
+pub mod host;
 pub mod names;
 pub mod pattern;
 pub mod stream_monitor;
@@ -56,6 +62,7 @@ use wfp_core::{Callout, CalloutFlags, Guid};
 pub use clock::Clock;
 pub use dns::DnsBlocker;
 pub use flow_logger::{FlowByteCounter, FlowLog, FlowLogger, FlowRecord};
+pub use host::Host;
 pub use names::NameSet;
 pub use pattern::StreamPatternBlocker;
 pub use stream_monitor::{StreamMonitor, StreamMonitorLog, StreamMonitorStream, StreamReport};
@@ -74,15 +81,26 @@ pub struct Builtin {
     pub flow_delete: bool,
     /// One-line description.
     pub description: &'static str,
-    /// Builds a fresh instance.
-    pub make: fn() -> Arc<dyn Callout>,
+    /// Builds a fresh instance with the defaults, reporting to (and timed by) `host`.
+    pub make: fn(&Host) -> Arc<dyn Callout>,
 }
 
 impl Builtin {
-    /// Builds an instance with parameters (see [`builtin_with_config`] for the accepted keys); no
-    /// parameters gives the same callout as [`Builtin::make`].
-    pub fn make_with(&self, params: &[(String, String)]) -> Result<Arc<dyn Callout>, ConfigError> {
-        configure(self, params)
+    /// Builds an instance with parameters (see [`builtin_with_config`] for the accepted keys),
+    /// reporting to (and timed by) `host`; no parameters gives the same callout as
+    /// [`Builtin::make`].
+    pub fn make_with(
+        &self,
+        host: &Host,
+        params: &[(String, String)],
+    ) -> Result<Arc<dyn Callout>, ConfigError> {
+        config::configure(self, params).map(|c| c.build(self, host))
+    }
+
+    /// Checks parameters as [`Builtin::make_with`] would, without a host: `Ok` exactly when
+    /// `make_with` would succeed with them.
+    pub fn check(&self, params: &[(String, String)]) -> Result<(), ConfigError> {
+        config::configure(self, params).map(drop)
     }
 }
 
@@ -131,14 +149,17 @@ pub fn builtin_key(name: &str, layer: LayerId) -> Option<Guid> {
 ///
 /// The other built-ins take no parameters. Keys are case-sensitive; for non-repeatable keys the
 /// last value wins.
+///
+/// The flow logger and stream monitor report to `host` (see [`Builtin::make_with`]).
 pub fn builtin_with_config(
     name: &str,
+    host: &Host,
     params: &[(String, String)],
 ) -> Result<Arc<dyn Callout>, ConfigError> {
     let b = builtin(name).ok_or_else(|| ConfigError::UnknownCallout {
         name: name.to_string(),
     })?;
-    configure(b, params)
+    b.make_with(host, params)
 }
 
 /// A built-in callout configuration that cannot be used.
@@ -217,7 +238,7 @@ static BUILTINS: [Builtin; 11] = [
         key: key(0x101),
         flags: CalloutFlags(0),
         flow_delete: true,
-        description: "ALE_FLOW_ESTABLISHED: one record per flow (5-tuple, duration, bytes) in FlowLog::global()",
+        description: "ALE_FLOW_ESTABLISHED: one record per flow (5-tuple, duration, bytes) in the host's flow log",
         make: make_flow_logger,
     },
     Builtin {
@@ -270,150 +291,33 @@ static BUILTINS: [Builtin; 11] = [
     },
 ];
 
-fn make_flow_logger() -> Arc<dyn Callout> {
-    Arc::new(FlowLogger::new(FlowLog::global().clone()))
+fn make_flow_logger(host: &Host) -> Arc<dyn Callout> {
+    Arc::new(FlowLogger::new(Arc::clone(&host.flow_log)))
 }
-fn make_flow_bytes() -> Arc<dyn Callout> {
-    Arc::new(FlowByteCounter::new(FlowLog::global().clone()))
+fn make_flow_bytes(host: &Host) -> Arc<dyn Callout> {
+    Arc::new(FlowByteCounter::new(Arc::clone(&host.flow_log)))
 }
-fn make_stream_monitor() -> Arc<dyn Callout> {
-    Arc::new(StreamMonitor::new(StreamMonitorLog::global().clone()))
+fn make_stream_monitor(host: &Host) -> Arc<dyn Callout> {
+    Arc::new(StreamMonitor::new(Arc::clone(&host.stream_log)))
 }
-fn make_stream_monitor_stream() -> Arc<dyn Callout> {
+fn make_stream_monitor_stream(host: &Host) -> Arc<dyn Callout> {
     Arc::new(StreamMonitorStream::new(
-        StreamMonitorLog::global().clone(),
+        Arc::clone(&host.stream_log),
         stream_monitor::DEFAULT_CAPTURE,
     ))
 }
-fn make_pattern_blocker() -> Arc<dyn Callout> {
+fn make_pattern_blocker(_host: &Host) -> Arc<dyn Callout> {
     Arc::new(pattern::StreamPatternBlocker::with_default())
 }
-fn make_dns_blocker() -> Arc<dyn Callout> {
+fn make_dns_blocker(_host: &Host) -> Arc<dyn Callout> {
     Arc::new(DnsBlocker::with_names(
         NameSet::new(DEFAULT_DNS_NAMES).unwrap_or_default(),
     ))
 }
-fn make_sni_blocker() -> Arc<dyn Callout> {
+fn make_sni_blocker(_host: &Host) -> Arc<dyn Callout> {
     Arc::new(SniBlocker::with_names(
         NameSet::new(DEFAULT_SNI_NAMES).unwrap_or_default(),
     ))
-}
-
-// ----- configuration ----------------------------------------------------------------------
-
-fn configure(b: &Builtin, params: &[(String, String)]) -> Result<Arc<dyn Callout>, ConfigError> {
-    let accepted = match b.name {
-        "wfp.dns-blocker" | "wfp.tls-sni-blocker" => "name, on_malformed",
-        "wfp.stream-pattern-blocker" => "pattern, pattern_hex",
-        "wfp.stream-monitor.stream" => "capture_bytes",
-        _ => "none",
-    };
-    let invalid = |key: &str, value: &str, reason| ConfigError::InvalidValue {
-        callout: b.name,
-        key: key.to_string(),
-        value: value.to_string(),
-        reason,
-    };
-    for (k, _) in params {
-        if !accepted.split(", ").any(|a| a == k) {
-            return Err(ConfigError::UnknownParameter {
-                callout: b.name,
-                key: k.clone(),
-                accepted,
-            });
-        }
-    }
-    if params.is_empty() {
-        return Ok((b.make)());
-    }
-    let values = |key: &'static str| values_of(params, key);
-    let names = |defaults: &[&str]| -> Result<NameSet, ConfigError> {
-        let listed: Vec<&str> = values("name")
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        if listed.is_empty() && values("name").next().is_none() {
-            NameSet::new(defaults)
-        } else {
-            NameSet::new(listed)
-        }
-    };
-    let last = |key: &'static str| values(key).last();
-    match b.name {
-        "wfp.dns-blocker" => {
-            let on = match last("on_malformed") {
-                None | Some("continue") => dns::OnMalformed::Continue,
-                Some("block") => dns::OnMalformed::Block,
-                Some(v) => return Err(invalid("on_malformed", v, "expected continue or block")),
-            };
-            Ok(Arc::new(
-                DnsBlocker::with_names(names(DEFAULT_DNS_NAMES)?).on_malformed(on),
-            ))
-        }
-        "wfp.tls-sni-blocker" => {
-            let on = match last("on_malformed") {
-                None | Some("allow") => tls::OnMalformed::Allow,
-                Some("block") => tls::OnMalformed::Block,
-                Some(v) => return Err(invalid("on_malformed", v, "expected allow or block")),
-            };
-            Ok(Arc::new(
-                SniBlocker::with_names(names(DEFAULT_SNI_NAMES)?).on_malformed(on),
-            ))
-        }
-        "wfp.stream-pattern-blocker" => {
-            let mut patterns: Vec<Vec<u8>> =
-                values("pattern").map(|v| v.as_bytes().to_vec()).collect();
-            for v in values("pattern_hex") {
-                patterns
-                    .push(parse_hex(v).ok_or_else(|| {
-                        invalid("pattern_hex", v, "expected pairs of hex digits")
-                    })?);
-            }
-            Ok(Arc::new(StreamPatternBlocker::new(patterns)?))
-        }
-        "wfp.stream-monitor.stream" => {
-            let capture = match last("capture_bytes") {
-                None => stream_monitor::DEFAULT_CAPTURE,
-                Some(v) => v
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| *n <= stream_monitor::MAX_CAPTURE)
-                    .ok_or_else(|| invalid("capture_bytes", v, "expected a number 0..=65536"))?,
-            };
-            Ok(Arc::new(StreamMonitorStream::new(
-                StreamMonitorLog::global().clone(),
-                capture,
-            )))
-        }
-        _ => Ok((b.make)()),
-    }
-}
-
-fn values_of<'a>(
-    params: &'a [(String, String)],
-    key: &'static str,
-) -> impl Iterator<Item = &'a str> + 'a {
-    params
-        .iter()
-        .filter(move |(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
-        return None;
-    }
-    digits
-        .chunks(2)
-        .map(|pair| {
-            let hi = char::from(*pair.first()?).to_digit(16)?;
-            let lo = char::from(*pair.get(1)?).to_digit(16)?;
-            u8::try_from(hi * 16 + lo).ok()
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -429,7 +333,7 @@ mod tests {
                 assert_ne!(a.name, b.name);
                 assert_ne!(a.key, b.key);
             }
-            let _instance = (a.make)();
+            let _instance = (a.make)(&Host::new());
         }
         assert!(builtin("WFP.DNS-BLOCKER").is_some());
     }
@@ -444,45 +348,44 @@ mod tests {
     #[test]
     fn parameters_are_checked() {
         let p = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
-        assert!(
-            builtin_with_config("wfp.dns-blocker", &p("name", "a.example, *.b.example")).is_ok()
-        );
-        assert!(builtin_with_config("wfp.dns-blocker", &p("name", "")).is_ok());
+        let host = Host::new();
+        let config = |name: &str, params: &[(String, String)]| {
+            builtin_with_config(name, &host, params).map(drop)
+        };
+        assert!(config("wfp.dns-blocker", &p("name", "a.example, *.b.example")).is_ok());
+        assert!(config("wfp.dns-blocker", &p("name", "")).is_ok());
         assert!(matches!(
-            builtin_with_config("wfp.dns-blocker", &p("name", "a..example")),
+            config("wfp.dns-blocker", &p("name", "a..example")),
             Err(ConfigError::InvalidName { .. })
         ));
         assert!(matches!(
-            builtin_with_config("wfp.dns-blocker", &p("pattern", "x")),
+            config("wfp.dns-blocker", &p("pattern", "x")),
             Err(ConfigError::UnknownParameter { .. })
         ));
         assert!(matches!(
-            builtin_with_config("wfp.tls-sni-blocker", &p("on_malformed", "maybe")),
+            config("wfp.tls-sni-blocker", &p("on_malformed", "maybe")),
             Err(ConfigError::InvalidValue { .. })
         ));
-        assert!(
-            builtin_with_config("wfp.stream-pattern-blocker", &p("pattern_hex", "00 ff 10"))
-                .is_ok()
-        );
-        assert!(
-            builtin_with_config("wfp.stream-pattern-blocker", &p("pattern_hex", "0g")).is_err()
-        );
-        assert!(
-            builtin_with_config("wfp.stream-monitor.stream", &p("capture_bytes", "16")).is_ok()
-        );
-        assert!(
-            builtin_with_config("wfp.stream-monitor.stream", &p("capture_bytes", "-1")).is_err()
-        );
-        assert!(builtin_with_config("wfp.test.block", &p("x", "y")).is_err());
-        assert!(builtin_with_config("wfp.test.block", &[]).is_ok());
+        assert!(config("wfp.stream-pattern-blocker", &p("pattern_hex", "00 ff 10")).is_ok());
+        assert!(config("wfp.stream-pattern-blocker", &p("pattern_hex", "0g")).is_err());
+        assert!(config("wfp.stream-monitor.stream", &p("capture_bytes", "16")).is_ok());
+        assert!(config("wfp.stream-monitor.stream", &p("capture_bytes", "-1")).is_err());
+        assert!(config("wfp.test.block", &p("x", "y")).is_err());
+        assert!(config("wfp.test.block", &[]).is_ok());
         assert!(matches!(
-            builtin_with_config("nope", &[]),
+            config("nope", &[]),
             Err(ConfigError::UnknownCallout { .. })
         ));
         let dns = builtin("wfp.dns-blocker").unwrap();
-        assert!(dns.make_with(&p("name", "x.example")).is_ok());
-        assert!(dns.make_with(&p("name", "x..example")).is_err());
-        assert_eq!(parse_hex("00ff10"), Some(vec![0, 0xff, 0x10]));
+        assert!(dns.make_with(&host, &p("name", "x.example")).is_ok());
+        assert!(dns.make_with(&host, &p("name", "x..example")).is_err());
+        assert!(dns.check(&p("name", "x.example")).is_ok());
+        assert_eq!(
+            dns.check(&p("name", "x..example")).unwrap_err(),
+            dns.make_with(&host, &p("name", "x..example"))
+                .err()
+                .unwrap()
+        );
     }
 
     #[test]

@@ -25,7 +25,8 @@
 //!
 //! [`Engine::flow_abort`]: wfp_core::Engine::flow_abort
 
-use std::sync::{Arc, OnceLock};
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use wfp_core::callout::{ClassifyContext, ClassifyOut, IncomingValues, LayerData, Metadata};
@@ -109,12 +110,6 @@ impl StreamMonitorLog {
         }
     }
 
-    /// The log the built-ins created by name write to (time from [`Clock::global`]).
-    pub fn global() -> &'static Arc<Self> {
-        static GLOBAL: OnceLock<Arc<StreamMonitorLog>> = OnceLock::new();
-        GLOBAL.get_or_init(|| Arc::new(Self::new(Clock::global().clone())))
-    }
-
     /// Takes the finished reports, oldest first.
     pub fn drain(&self) -> Vec<StreamReport> {
         self.hub.drain()
@@ -133,6 +128,12 @@ impl StreamMonitorLog {
     /// Names a stream-callout registration (its key at STREAM_V4 or STREAM_V6) explicitly.
     pub fn link_stream_callout(&self, layer: LayerId, key: Guid) {
         self.hub.companions.pin(layer, key);
+    }
+}
+
+impl fmt::Debug for StreamMonitorLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.hub.debug("StreamMonitorLog", f)
     }
 }
 

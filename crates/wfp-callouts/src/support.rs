@@ -461,6 +461,14 @@ impl<R: Report> Hub<R> {
     pub(crate) fn dropped(&self) -> u64 {
         self.done.dropped()
     }
+
+    /// `Debug` output for the log `name` that owns this hub: live and dropped counts.
+    pub(crate) fn debug(&self, name: &str, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(name)
+            .field("active", &self.table.len())
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The layer a FLOW_ESTABLISHED callout's data-side companion runs at: STREAM for TCP,

@@ -15,7 +15,7 @@ use wfp_core::callout::{ClassifyContext, ClassifyOut, IncomingValues, LayerData,
 use wfp_core::constants::RtFilterFlags;
 use wfp_core::{ActionType, Callout, CalloutFlags, Guid, RtFilter};
 
-use crate::Builtin;
+use crate::{Builtin, Host};
 
 /// Which fixed behaviour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,16 +65,16 @@ impl Callout for TestCallout {
     }
 }
 
-fn permit() -> Arc<dyn Callout> {
+fn permit(_host: &Host) -> Arc<dyn Callout> {
     Arc::new(TestCallout(Behaviour::Permit))
 }
-fn block() -> Arc<dyn Callout> {
+fn block(_host: &Host) -> Arc<dyn Callout> {
     Arc::new(TestCallout(Behaviour::Block))
 }
-fn block_soft() -> Arc<dyn Callout> {
+fn block_soft(_host: &Host) -> Arc<dyn Callout> {
     Arc::new(TestCallout(Behaviour::BlockSoft))
 }
-fn cont() -> Arc<dyn Callout> {
+fn cont(_host: &Host) -> Arc<dyn Callout> {
     Arc::new(TestCallout(Behaviour::Continue))
 }
 

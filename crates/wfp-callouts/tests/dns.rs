@@ -254,7 +254,7 @@ fn ipv6_layer_and_the_builtin_default() {
         &engine,
         "dns",
         layers::DATAGRAM_DATA_V6,
-        (b.make)(),
+        (b.make)(&wfp_callouts::Host::new()),
         b.flags,
         b.flow_delete,
         ActionType::CALLOUT_UNKNOWN,

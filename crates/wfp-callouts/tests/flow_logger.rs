@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{datagram_v4, established_v4, install, meta, stream_v4, values, Installed};
-use wfp_callouts::{Clock, FlowByteCounter, FlowLog, FlowLogger};
+use wfp_callouts::{Clock, FlowByteCounter, FlowLog, FlowLogger, Host};
 use wfp_core::callout::{LayerData, StreamIoPacket};
 use wfp_core::catalogue::layers;
 use wfp_core::constants::{Direction, StreamFlags};
@@ -234,8 +234,9 @@ fn ipv6_flows_use_the_v6_data_layers() {
 }
 
 #[test]
-fn builtins_by_name_report_to_the_global_log() {
+fn builtins_by_name_report_to_their_hosts_log() {
     let engine = Engine::default();
+    let host = Host::new();
     for (name, layer) in [
         ("wfp.flow-logger", layers::ALE_FLOW_ESTABLISHED_V4),
         ("wfp.flow-logger.bytes", layers::STREAM_V4),
@@ -245,21 +246,30 @@ fn builtins_by_name_report_to_the_global_log() {
             &engine,
             name,
             layer,
-            (b.make)(),
+            (b.make)(&host),
             b.flags,
             b.flow_delete,
             ActionType::CALLOUT_INSPECTION,
         );
     }
+    let other = Host::new();
     let flow = 0xF10_0000_0001;
+    host.clock.set(Duration::from_secs(3));
     establish(&engine, flow, 6);
     stream(&engine, flow, StreamFlags::SEND, b"xy");
+    host.clock.set(Duration::from_secs(5));
     engine.flow_abort(flow);
-    let recs: Vec<_> = FlowLog::global()
-        .drain()
-        .into_iter()
-        .filter(|r| r.flow_handle == flow)
-        .collect();
+    let recs = host.flow_log.drain();
     assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].flow_handle, flow);
     assert_eq!(recs[0].outbound.bytes, 2);
+    assert_eq!(
+        recs[0].duration(),
+        Duration::from_secs(2),
+        "timed by the host's clock"
+    );
+    assert!(
+        other.flow_log.drain().is_empty(),
+        "another host sees nothing"
+    );
 }

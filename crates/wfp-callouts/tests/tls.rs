@@ -208,7 +208,7 @@ fn builtin_default_blocks_blocked_example() {
         &engine,
         "sni",
         layers::STREAM_V4,
-        (b.make)(),
+        (b.make)(&wfp_callouts::Host::new()),
         b.flags,
         b.flow_delete,
         ActionType::CALLOUT_UNKNOWN,

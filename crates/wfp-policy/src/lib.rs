@@ -3,14 +3,19 @@
 //! A policy file is TOML with `[[provider]]`, `[[sublayer]]`, `[[callout]]` and `[[filter]]` tables
 //! that use WFP's names for layers, fields, match types, actions and flags, plus `[engine]` options
 //! and `[builtin."NAME"]` parameters of built-in callouts. [`Policy::parse`] checks
-//! the syntax and names (every error carries `file:line:column` and the offending field);
-//! [`Policy::apply`] adds the objects to an engine in **one transaction**, registering the built-in
-//! callouts they reference, so a bad policy leaves the engine untouched.
+//! the syntax and names (every error is a [`PolicyError`] naming its kind, `file:line:column`
+//! ([`Span`]) and the offending field); [`Policy::apply`] adds the objects to an engine in **one
+//! transaction**, registering the built-in callouts they reference, so a bad policy leaves the
+//! engine untouched. The built-ins are built with the caller's [`wfp_callouts::Host`] (the clock
+//! they read, the logs they report to): this crate keeps no state of its own between calls.
 //!
 //! ```text
-//!   POLICY.toml ──parse──► Policy (specs + source spans) ──apply──► Engine (one transaction)
-//!     │ [builtin."NAME"] tables,                    │ registers wfp-callouts built-ins,
-//!     │ [[callout]] params ──checked by wfp-callouts┘ each with its parameters
+//!   POLICY.toml ─ schema ─► FileT ─ resolve ─► Policy ─ apply(engine, host) ─► Engine
+//!                serde types,        WFP names,          registers the built-ins (built
+//!                spans               references, keys;   with host), then one transaction
+//!                                    built-in params
+//!                                    checked by wfp-callouts
+//!   a failure at any stage ─► PolicyError { span: file:line:column, field, ... }
 //! ```
 //!
 //! ```toml
@@ -53,8 +58,12 @@
 //! Filter ids are assigned in file order. A running policy is swapped for a new one atomically with
 //! [`Policy::replace`] / [`replace_all`] (one transaction; a bad file leaves the old one in force).
 
+mod apply;
+mod error;
 pub mod file;
 pub mod lit;
 mod params;
+mod resolve;
+mod schema;
 
-pub use file::{replace_all, Applied, Policy, PolicyError};
+pub use file::{replace_all, Applied, Constant, Policy, PolicyError, Span};

@@ -138,50 +138,16 @@ pub fn incoming_value(field: &str, t: DataType, l: &Lit) -> Result<Value, String
         DataType::Uint8 => Value::Uint8(ranged(l, "FWP_UINT8")?),
         DataType::Uint16 => Value::Uint16(ranged(l, "FWP_UINT16")?),
         DataType::Uint32 if field == "FLAGS" => Value::Uint32(flags(l)?),
-        DataType::Uint32 if field == "DIRECTION" => Value::Uint32(match l {
-            Lit::Str(s)
-                if s.eq_ignore_ascii_case("INBOUND")
-                    || s.eq_ignore_ascii_case("FWP_DIRECTION_INBOUND") =>
-            {
-                Direction::Inbound as u32
-            }
-            Lit::Str(s)
-                if s.eq_ignore_ascii_case("OUTBOUND")
-                    || s.eq_ignore_ascii_case("FWP_DIRECTION_OUTBOUND") =>
-            {
-                Direction::Outbound as u32
-            }
-            _ => ranged(l, "FWP_UINT32")?,
-        }),
-        DataType::Uint32 if is_address_field(field) => match l {
-            Lit::Str(s) => Value::Uint32(u32::from(
-                s.trim()
-                    .parse::<Ipv4Addr>()
-                    .map_err(|_| format!("{s:?} is not an IPv4 address"))?,
-            )),
-            _ => Value::Uint32(ranged(l, "FWP_UINT32")?),
-        },
+        DataType::Uint32 if field == "DIRECTION" => Value::Uint32(direction(l)?),
+        DataType::Uint32 if is_address_field(field) => Value::Uint32(ipv4(l)?),
         DataType::Uint32 => Value::Uint32(ranged(l, "FWP_UINT32")?),
         DataType::Uint64 => Value::Uint64(ranged(l, "FWP_UINT64")?),
         DataType::Int8 => Value::Int8(ranged(l, "FWP_INT8")?),
         DataType::Int16 => Value::Int16(ranged(l, "FWP_INT16")?),
         DataType::Int32 => Value::Int32(ranged(l, "FWP_INT32")?),
         DataType::Int64 => Value::Int64(ranged(l, "FWP_INT64")?),
-        DataType::Float | DataType::Double => {
-            let s = match l {
-                Lit::Int(i) => i.to_string(),
-                other => string(other)?.to_string(),
-            };
-            let f: f64 = s
-                .trim()
-                .parse()
-                .map_err(|_| format!("{s:?} is not a number"))?;
-            if t == DataType::Float {
-                Value::Float(f as f32)
-            } else {
-                Value::Double(f)
-            }
-        }
+        DataType::Float => Value::Float(number(l)? as f32),
+        DataType::Double => Value::Double(number(l)?),
         DataType::ByteArray16 => {
             let s = string(l)?;
             Value::ByteArray16(
@@ -200,44 +166,8 @@ pub fn incoming_value(field: &str, t: DataType, l: &Lit) -> Result<Value, String
             Value::TokenAccessInformation(Arc::from(string(l)?.as_bytes()))
         }
         DataType::UnicodeString => Value::UnicodeString(string(l)?.into()),
-        DataType::ByteArray6 => {
-            let s = string(l)?;
-            let parts: Vec<&str> = s.split([':', '-']).collect();
-            let mut mac = [0u8; 6];
-            if parts.len() != 6 {
-                return Err(format!("{s:?} is not a MAC address"));
-            }
-            for (m, p) in mac.iter_mut().zip(parts) {
-                *m =
-                    u8::from_str_radix(p, 16).map_err(|_| format!("{s:?} is not a MAC address"))?;
-            }
-            Value::ByteArray6(mac)
-        }
-        DataType::TokenInformation => match l {
-            Lit::Table(entries) => {
-                let mut tok = Token::default();
-                for (k, v) in entries {
-                    match k.as_str() {
-                        "uid" => tok.uid = ranged(v, "a uid")?,
-                        "gids" => match v {
-                            Lit::Array(a) => {
-                                tok.gids = a
-                                    .iter()
-                                    .map(|g| ranged(g, "a gid"))
-                                    .collect::<Result<_, _>>()?
-                            }
-                            _ => return Err("gids must be an array".into()),
-                        },
-                        other => return Err(format!("unknown token key {other:?} (uid, gids)")),
-                    }
-                }
-                Value::TokenInformation(Arc::new(tok))
-            }
-            _ => Value::TokenInformation(Arc::new(Token {
-                uid: ranged(l, "a uid")?,
-                gids: Vec::new(),
-            })),
-        },
+        DataType::ByteArray6 => Value::ByteArray6(mac(l)?),
+        DataType::TokenInformation => Value::TokenInformation(Arc::new(token(l)?)),
         DataType::SecurityDescriptor => Value::SecurityDescriptor(Arc::new(
             SecurityDescriptor::parse(string(l)?).map_err(|e| e.to_string())?,
         )),
@@ -245,6 +175,87 @@ pub fn incoming_value(field: &str, t: DataType, l: &Lit) -> Result<Value, String
             return Err(format!("{} is not an incoming value type", t.name()))
         }
     })
+}
+
+/// A DIRECTION value: `INBOUND` / `OUTBOUND` (with or without `FWP_DIRECTION_`), or a number.
+fn direction(l: &Lit) -> Result<u32, String> {
+    match l {
+        Lit::Str(s)
+            if s.eq_ignore_ascii_case("INBOUND")
+                || s.eq_ignore_ascii_case("FWP_DIRECTION_INBOUND") =>
+        {
+            Ok(Direction::Inbound as u32)
+        }
+        Lit::Str(s)
+            if s.eq_ignore_ascii_case("OUTBOUND")
+                || s.eq_ignore_ascii_case("FWP_DIRECTION_OUTBOUND") =>
+        {
+            Ok(Direction::Outbound as u32)
+        }
+        _ => ranged(l, "FWP_UINT32"),
+    }
+}
+
+/// An IPv4 address field's value: dotted text or a number (host order).
+fn ipv4(l: &Lit) -> Result<u32, String> {
+    match l {
+        Lit::Str(s) => s
+            .trim()
+            .parse::<Ipv4Addr>()
+            .map(u32::from)
+            .map_err(|_| format!("{s:?} is not an IPv4 address")),
+        _ => ranged(l, "FWP_UINT32"),
+    }
+}
+
+/// A FLOAT / DOUBLE value: an integer or a number written as a string.
+fn number(l: &Lit) -> Result<f64, String> {
+    let s = match l {
+        Lit::Int(i) => i.to_string(),
+        other => string(other)?.to_string(),
+    };
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))
+}
+
+/// A MAC address: six hex bytes separated by `:` or `-`.
+fn mac(l: &Lit) -> Result<[u8; 6], String> {
+    let s = string(l)?;
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    let mut mac = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!("{s:?} is not a MAC address"));
+    }
+    for (m, p) in mac.iter_mut().zip(parts) {
+        *m = u8::from_str_radix(p, 16).map_err(|_| format!("{s:?} is not a MAC address"))?;
+    }
+    Ok(mac)
+}
+
+/// An incoming ALE_USER_ID token: `{ uid = N, gids = [...] }` or a bare uid.
+fn token(l: &Lit) -> Result<Token, String> {
+    let Lit::Table(entries) = l else {
+        return Ok(Token {
+            uid: ranged(l, "a uid")?,
+            gids: Vec::new(),
+        });
+    };
+    let mut tok = Token::default();
+    for (k, v) in entries {
+        match (k.as_str(), v) {
+            ("uid", _) => tok.uid = ranged(v, "a uid")?,
+            ("gids", Lit::Array(a)) => {
+                tok.gids = a
+                    .iter()
+                    .map(|g| ranged(g, "a gid"))
+                    .collect::<Result<_, _>>()?;
+            }
+            ("gids", _) => return Err("gids must be an array".into()),
+            (other, _) => return Err(format!("unknown token key {other:?} (uid, gids)")),
+        }
+    }
+    Ok(tok)
 }
 
 /// Converts a literal to a condition value for a field of type `t`. Address fields accept CIDR
@@ -321,6 +332,79 @@ mod tests {
             &Lit::Str("10.0.0.0/8".into())
         )
         .is_ok());
+    }
+
+    #[test]
+    fn parses_macs_tokens_numbers_and_directions() {
+        let v = |field: &str, t: DataType, l: Lit| incoming_value(field, t, &l);
+        assert_eq!(
+            v(
+                "MAC",
+                DataType::ByteArray6,
+                Lit::Str("00-1a:2B-3c:4d:5e".into())
+            ),
+            Ok(Value::ByteArray6([0, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e]))
+        );
+        assert_eq!(
+            v("MAC", DataType::ByteArray6, Lit::Str("00:11".into())),
+            Err("\"00:11\" is not a MAC address".into())
+        );
+        let tok = Lit::Table(vec![
+            ("uid".into(), Lit::Int(7)),
+            ("gids".into(), Lit::Array(vec![Lit::Int(1), Lit::Int(2)])),
+        ]);
+        assert_eq!(
+            v("ALE_USER_ID", DataType::TokenInformation, tok),
+            Ok(Value::TokenInformation(Arc::new(Token {
+                uid: 7,
+                gids: vec![1, 2]
+            })))
+        );
+        assert_eq!(
+            v("ALE_USER_ID", DataType::TokenInformation, Lit::Int(3)),
+            Ok(Value::TokenInformation(Arc::new(Token {
+                uid: 3,
+                gids: Vec::new()
+            })))
+        );
+        let bad = Lit::Table(vec![("gids".into(), Lit::Int(1))]);
+        assert_eq!(
+            v("ALE_USER_ID", DataType::TokenInformation, bad),
+            Err("gids must be an array".into())
+        );
+        let bad = Lit::Table(vec![("x".into(), Lit::Int(1))]);
+        assert_eq!(
+            v("ALE_USER_ID", DataType::TokenInformation, bad),
+            Err("unknown token key \"x\" (uid, gids)".into())
+        );
+        assert_eq!(
+            v("X", DataType::Float, Lit::Str(" 1.5".into())),
+            Ok(Value::Float(1.5))
+        );
+        assert_eq!(
+            v("X", DataType::Double, Lit::Int(2)),
+            Ok(Value::Double(2.0))
+        );
+        assert_eq!(
+            v(
+                "DIRECTION",
+                DataType::Uint32,
+                Lit::Str("FWP_DIRECTION_OUTBOUND".into())
+            ),
+            Ok(Value::Uint32(0))
+        );
+        assert_eq!(
+            v("DIRECTION", DataType::Uint32, Lit::Int(1)),
+            Ok(Value::Uint32(1))
+        );
+        assert_eq!(
+            v(
+                "IP_LOCAL_ADDRESS",
+                DataType::Uint32,
+                Lit::Str("10.0.0.300".into())
+            ),
+            Err("\"10.0.0.300\" is not an IPv4 address".into())
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!  name = ["a.example", "*.ads.example"]  params = { name = "a.example", on_malformed = "block" }
 //!            │                                         │
 //!            └──────── ParamsT (spanned) ──────────────┘
-//!                           │ parse: each value alone through Builtin::make_with (the error
+//!                           │ parse: each value alone through Builtin::check (the error
 //!                           │ points at that value), then the whole set
 //!                           ▼
 //!                    Params: [(key, value)] in key order, array elements in file order
@@ -17,13 +17,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 use wfp_callouts::{Builtin, ConfigError};
 
-use crate::file::{Ctx, PolicyError};
+use crate::error::PolicyError;
+use crate::resolve::Ctx;
 
 /// A parameter table as written: key → value, both with their spans.
 pub(crate) type ParamsT = BTreeMap<Spanned<String>, Spanned<ParamT>>;
@@ -139,70 +141,93 @@ pub(crate) fn parse_params(
     table: &Spanned<ParamsT>,
     field: &str,
 ) -> Result<Params, PolicyError> {
+    let rejected =
+        |span: Range<usize>, field: String, error: ConfigError| PolicyError::BadBuiltinParameter {
+            span: ctx.span(span),
+            field,
+            error: Box::new(error),
+        };
     let mut all: Vec<(String, String)> = Vec::new();
     for (key, value) in table.get_ref() {
         let k = key.get_ref();
         let kf = format!("{field}.{k}");
-        // (value, its span, its field)
-        let mut items: Vec<(String, std::ops::Range<usize>, String)> = Vec::new();
-        match value.get_ref() {
-            ParamT::Scalar(v) => items.push((scalar(ctx, v, value.span(), &kf)?, value.span(), kf)),
-            ParamT::List(list) if list.is_empty() => items.push((String::new(), value.span(), kf)),
-            ParamT::List(list) => {
-                for (i, item) in list.iter().enumerate() {
-                    let f = format!("{kf}[{i}]");
-                    items.push((
-                        scalar(ctx, item.get_ref(), item.span(), &f)?,
-                        item.span(),
-                        f,
-                    ));
-                }
-            }
-            ParamT::Table => {
-                return ctx.err(
-                    value.span(),
-                    kf,
-                    "expected a string, an integer, or an array of them, not a table",
-                )
-            }
-        }
-        for (v, span, f) in items {
-            let one = [(k.clone(), v)];
-            if let Err(e) = builtin.make_with(&one) {
-                return match e {
-                    ConfigError::UnknownParameter { .. } => {
-                        ctx.err(key.span(), format!("{field}.{k}"), e.to_string())
-                    }
-                    _ => ctx.err(span, f, e.to_string()),
-                };
+        for item in items(ctx, value, &kf)? {
+            let one = [(k.clone(), item.text)];
+            if let Err(e) = builtin.check(&one) {
+                return Err(match e {
+                    ConfigError::UnknownParameter { .. } => rejected(key.span(), kf, e),
+                    _ => rejected(item.span, item.field, e),
+                });
             }
             let [pair] = one;
             all.push(pair);
         }
     }
-    if let Err(e) = builtin.make_with(&all) {
-        return ctx.err(table.span(), field, e.to_string());
-    }
+    builtin
+        .check(&all)
+        .map_err(|e| rejected(table.span(), field.to_string(), e))?;
     Ok(Params(all))
+}
+
+/// One parameter value as text, with where it is written.
+struct Item {
+    text: String,
+    span: Range<usize>,
+    /// `KEY` or `KEY[i]` under the table's field.
+    field: String,
+}
+
+/// The values of one key (`kf` names it): one for a scalar, one per element of an array, one
+/// empty value for an empty array.
+fn items(ctx: &Ctx<'_>, value: &Spanned<ParamT>, kf: &str) -> Result<Vec<Item>, PolicyError> {
+    match value.get_ref() {
+        ParamT::Scalar(v) => Ok(vec![Item {
+            text: scalar(ctx, v, value.span(), kf)?,
+            span: value.span(),
+            field: kf.to_string(),
+        }]),
+        ParamT::List(list) if list.is_empty() => Ok(vec![Item {
+            text: String::new(),
+            span: value.span(),
+            field: kf.to_string(),
+        }]),
+        ParamT::List(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let f = format!("{kf}[{i}]");
+                Ok(Item {
+                    text: scalar(ctx, item.get_ref(), item.span(), &f)?,
+                    span: item.span(),
+                    field: f,
+                })
+            })
+            .collect(),
+        ParamT::Table => Err(PolicyError::BadValue {
+            span: ctx.span(value.span()),
+            field: kf.to_string(),
+            reason: "expected a string, an integer, or an array of them, not a table".into(),
+        }),
+    }
 }
 
 /// A scalar parameter value as text: strings as written, integers in decimal.
 fn scalar(
     ctx: &Ctx<'_>,
     v: &toml::Value,
-    span: std::ops::Range<usize>,
+    span: Range<usize>,
     field: &str,
 ) -> Result<String, PolicyError> {
     match v {
         toml::Value::String(s) => Ok(s.clone()),
         toml::Value::Integer(i) => Ok(i.to_string()),
-        other => ctx.err(
-            span,
-            field,
-            format!(
+        other => Err(PolicyError::BadValue {
+            span: ctx.span(span),
+            field: field.to_string(),
+            reason: format!(
                 "expected a string or an integer, found a {}",
                 other.type_str()
             ),
-        ),
+        }),
     }
 }

@@ -1,6 +1,7 @@
 //! Parameters of built-in callouts in policy files: `[builtin."NAME"]` tables and `[[callout]]`
 //! `params`, what they change, where their errors point, and how a replace handles them.
 
+use wfp_callouts::Host;
 use wfp_core::callout::LayerData;
 use wfp_core::catalogue::{self, layers};
 use wfp_core::{ActionType, Engine, Guid, Metadata, Value};
@@ -51,7 +52,8 @@ fn parse(src: &str) -> Result<Policy, PolicyError> {
 fn engine(src: &str) -> Engine {
     let p = parse(src).unwrap_or_else(|e| panic!("{e}"));
     let engine = Engine::default();
-    p.apply(&engine).unwrap_or_else(|e| panic!("{e}"));
+    p.apply(&engine, &Host::new())
+        .unwrap_or_else(|e| panic!("{e}"));
     engine
 }
 
@@ -168,13 +170,13 @@ fn derived_keys_follow_the_parameters() {
 fn errors_name_the_line_column_and_field() {
     let check = |src: &str, line: usize, column: usize, field: &str, needle: &str| {
         let e = error(src);
-        assert_eq!(e.origin, "params.toml");
+        assert_eq!(e.span().origin, "params.toml");
         assert_eq!(
-            (e.line, e.column, e.field.as_str()),
+            (e.span().line, e.span().column, e.field()),
             (line, column, field),
             "{e}"
         );
-        assert!(e.message.contains(needle), "{needle:?} not in {e}");
+        assert!(e.message().contains(needle), "{needle:?} not in {e}");
     };
     check(
         "[builtin.\"wfp.dns-blocker\"]\nname = [\"ok.example\",\n  \"bad..example\"]\n",
@@ -269,13 +271,14 @@ fn a_bad_parameter_leaves_the_running_policy_untouched() {
         "[builtin.\"wfp.dns-blocker\"]\nname = \"a.example\"\n{FILTER}"
     ))
     .unwrap_or_else(|e| panic!("{e}"));
-    let (engine, applied) = good.build_engine().unwrap_or_else(|e| panic!("{e}"));
+    let host = Host::new();
+    let (engine, applied) = good.build_engine(&host).unwrap_or_else(|e| panic!("{e}"));
     let before: Vec<_> = engine.filters().iter().map(|f| f.filter_id()).collect();
     // A bad file never gets as far as the engine: parsing fails.
     let e = error(&format!(
         "[builtin.\"wfp.dns-blocker\"]\nname = \"a..example\"\n{FILTER}"
     ));
-    assert_eq!(e.field, "builtin.\"wfp.dns-blocker\".name");
+    assert_eq!(e.field(), "builtin.\"wfp.dns-blocker\".name");
     let after: Vec<_> = engine.filters().iter().map(|f| f.filter_id()).collect();
     assert_eq!(before, after);
     assert_eq!(dns(&engine, "a.example"), ActionType::BLOCK);
@@ -290,14 +293,15 @@ fn a_replace_with_new_parameters_swaps_the_callout_atomically() {
         ))
         .unwrap_or_else(|e| panic!("{e}"))
     };
+    let host = Host::new();
     let (engine, applied) = with("\"a.example\"")
-        .build_engine()
+        .build_engine(&host)
         .unwrap_or_else(|e| panic!("{e}"));
     let old = applied.registered.clone();
     assert_eq!(dns(&engine, "a.example"), ActionType::BLOCK);
 
     let applied = with("\"b.example\"")
-        .replace(&engine, &applied)
+        .replace(&engine, &applied, &host)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(dns(&engine, "b.example"), ActionType::BLOCK);
     assert_eq!(dns(&engine, "a.example"), ActionType::NONE_NO_MATCH);
@@ -306,7 +310,7 @@ fn a_replace_with_new_parameters_swaps_the_callout_atomically() {
 
     // The same parameters again: the registration is reused.
     let again = with("[\"b.example\"]")
-        .replace(&engine, &applied)
+        .replace(&engine, &applied, &host)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.registered, applied.registered);
 }
@@ -332,18 +336,23 @@ callout = "dns"
         )
     };
     let first = parse(&src("\"a.example\"")).unwrap_or_else(|e| panic!("{e}"));
-    let (engine, applied) = first.build_engine().unwrap_or_else(|e| panic!("{e}"));
+    let host = Host::new();
+    let (engine, applied) = first.build_engine(&host).unwrap_or_else(|e| panic!("{e}"));
     let filters: Vec<_> = engine.filters().iter().map(|f| f.filter_id()).collect();
     let e = parse(&src("\"b.example\""))
         .unwrap_or_else(|e| panic!("{e}"))
-        .replace(&engine, &applied)
+        .replace(&engine, &applied, &host)
         .expect_err("refused");
-    assert_eq!((e.line, e.field.as_str()), (2, "callout[0].params"), "{e}");
-    assert!(e.message.contains("cannot be reconfigured in place"), "{e}");
+    assert_eq!((e.span().line, e.field()), (2, "callout[0].params"), "{e}");
+    assert!(
+        e.message().contains("cannot be reconfigured in place"),
+        "{e}"
+    );
+    assert!(matches!(e, PolicyError::Reconfigured { .. }), "{e:?}");
     // Untouched: same filters, same behaviour.
     let after: Vec<_> = engine.filters().iter().map(|f| f.filter_id()).collect();
     assert_eq!(filters, after);
     assert_eq!(dns(&engine, "a.example"), ActionType::BLOCK);
     // The same parameters replace fine.
-    assert!(first.replace(&engine, &applied).is_ok());
+    assert!(first.replace(&engine, &applied, &host).is_ok());
 }

@@ -9,7 +9,7 @@ const REPLAY: &str = include_str!("../../../examples/replay/policy.toml");
 fn try_policy(text: &str) {
     if let Ok(p) = Policy::parse(text, "fuzz.toml") {
         // Applying may fail (engine validation), but must not panic either.
-        let _ = p.build_engine();
+        let _ = p.build_engine(&wfp_callouts::Host::new());
     }
 }
 
