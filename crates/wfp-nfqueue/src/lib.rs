@@ -7,13 +7,13 @@
 //! parsers ([`parse_packet_message`]), a [`Queue`] per queue number with batched receive
 //! (`recvmmsg(2)`) and batched verdicts (several netlink messages per `sendto(2)`, consecutive
 //! identical verdicts merged into one batch verdict where that decides exactly the same packets:
-//! [`QueueConfig::coalesce_verdicts`]), queue workers ([`spawn_workers`]) and rule installation
-//! in chains of its own ([`rules`]).
+//! [`QueueConfig::coalesce_verdicts`]), the queue worker loop ([`run_worker`], driving a
+//! [`PacketHandler`]; [`spawn_workers`]) and rule installation in chains of its own ([`rules`]).
 //!
 //! # What it never does
 //!
-//! * It does not decide anything: the packet handler (later: the shim and engine) does. It
-//!   depends on no other workspace crate.
+//! * It does not decide anything: the [`PacketHandler`] (in wfpd: the shim and engine) does.
+//!   It depends on no other workspace crate.
 //! * It never panics on what the kernel sends: every netlink length is checked, malformed
 //!   messages are counted in [`QueueStats`], and a malformed packet whose id is readable gets
 //!   [`QueueConfig::malformed_verdict`] (drop by default).
@@ -31,7 +31,7 @@
 //!     ▼
 //!  netlink socket ── sys::call(Op::RecvMany) = recvmmsg ──► wire::parse ──► Vec<QueuedPacket>
 //!                                                                              │
-//!                            handler: Fn(&QueuedPacket) -> Verdict / Decision  │ (worker)
+//!                    PacketHandler::handle(now, &QueuedPacket) -> Decision  │ (run_worker)
 //!                                                                              ▼
 //!  kernel reinjects ◄── NFQNL_MSG_VERDICT(_BATCH) ◄── one sendto, many msgs ◄── Queue::verdict
 //! ```
@@ -42,7 +42,9 @@
 //! * `sys` — the syscall choke point and its test fake (the only `unsafe`).
 //! * `queue` — [`Queue`], [`StopHandle`], [`QueueStats`]: open/bind, receive, verdicts, stop;
 //!   [`VerdictSender`]: verdicts for a queue from another thread (a watchdog).
-//! * `worker` — [`spawn_workers`], [`run_worker`], [`Workers`]: one thread per queue.
+//! * `worker` — [`run_worker`]: the receive → decide → verdict loop around a [`PacketHandler`]
+//!   (timers, panic containment, [`WorkerStatus`] counters for a watchdog);
+//!   [`spawn_workers`], [`Workers`]: one thread per queue.
 //! * [`rules`] — iptables/ip6tables chains and NFQUEUE rules, optionally inside a netns.
 //! * `netns` — [`enter_netns`], [`TempNetns`].
 //! * `kstats` — the kernel's own per-queue counters ([`kernel_queue_stats`]).
@@ -80,4 +82,6 @@ pub use packet::{
 };
 pub use queue::{Queue, QueueStats, RecvStatus, StopHandle, VerdictSender};
 pub use wire::parse_packet_message;
-pub use worker::{run_worker, spawn_workers, Workers};
+pub use worker::{
+    run_worker, spawn_workers, PacketHandler, WorkerClock, WorkerOptions, WorkerStatus, Workers,
+};

@@ -77,7 +77,7 @@ pub struct QueueStats {
     pub foreign_queue: u64,
     /// Messages of a type this crate does not expect (ignored).
     pub unexpected: u64,
-    /// Panics of a worker's packet handler (see [`crate::spawn_workers`]).
+    /// Panics of a worker's packet handler (see [`crate::run_worker`]).
     pub handler_panics: u64,
     /// Single verdicts that went out as part of the previous verdict message, widened into a
     /// batch verdict, instead of as a message of their own ([`QueueConfig::coalesce_verdicts`]).
@@ -889,7 +889,7 @@ fn poll_millis(left: Duration) -> i32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::packet::Hook;
     use crate::sys::fake::{ConfigSeen, FakeKernel, Inbound};
@@ -904,7 +904,8 @@ mod tests {
         config
     }
 
-    fn verdicts(fake: &FakeKernel) -> Vec<(u16, u32, u32, Option<u32>)> {
+    /// Every verdict message sent: `(message type, packet id, verdict code, mark)`.
+    pub(crate) fn verdicts(fake: &FakeKernel) -> Vec<(u16, u32, u32, Option<u32>)> {
         fake.sent_messages()
             .into_iter()
             .filter(|(t, _)| *t == NFQNL_MSG_VERDICT || *t == wire::NFQNL_MSG_VERDICT_BATCH)

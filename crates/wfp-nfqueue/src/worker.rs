@@ -1,55 +1,181 @@
-//! Queue workers: one thread per queue number, each running [`run_worker`] with a shared
-//! packet handler.
+//! Queue workers: the receive → decide → verdict loop ([`run_worker`]) with per-packet panic
+//! containment and the progress counters a watchdog reads ([`WorkerStatus`]), and one thread per
+//! queue number running it ([`spawn_workers`], [`Workers`]).
 //!
-//! iptables `--queue-balance A:B` spreads flows over queues A..=B; each queue is one
-//! [`Queue`] owned by one thread, so the handler must be `Sync` but the queues never share
-//! state. All queues of a [`Workers`] share one [`StopHandle`].
+//! ```text
+//!  Queue::recv_batch ──► handler.begin_batch(now); for each packet: catch_unwind(handler.handle(now, packet))
+//!        ▲                      │ Accept → ACCEPT (+ WorkerOptions::accept_mark)   Drop → DROP
+//!        │                      │ panic  → QueueConfig::panic_verdict, handler.recover(packet, verdict)
+//!        │                      ▼
+//!        └──── verdicts go out in one sendto before the next wait (Queue buffers them, and
+//!              merges consecutive identical ones into one batch verdict where that is exact)
+//!  between batches: handler.handle_timeout(now) when handler.poll_timeout() is due; the receive
+//!  timeout is set to wake up for it (WorkerOptions::max_idle).
+//! ```
+//!
+//! A worker owns its [`Queue`] and its handler; it shares only atomics ([`WorkerStatus`]) with
+//! other threads. iptables `--queue-balance A:B` spreads flows over queues A..=B; each queue is
+//! one [`Queue`] owned by one thread, so [`spawn_workers`]' shared handler must be `Sync` but the
+//! queues never share state. All queues of a [`Workers`] share one [`StopHandle`].
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::config::QueueConfig;
 use crate::error::NfqError;
-use crate::packet::{Decision, QueuedPacket};
+use crate::packet::{Decision, QueuedPacket, Verdict};
 use crate::queue::{Queue, QueueStats, RecvStatus, StopHandle};
 
-/// Runs the receive → decide → verdict loop on the current thread until the queue's
-/// [`StopHandle`] is signalled, then flushes and returns the queue's counters.
+/// Decides the packets of one worker ([`run_worker`]).
 ///
-/// A panic in `handler` is contained: the packet gets [`QueueConfig::panic_verdict`] and
-/// [`QueueStats::handler_panics`] is incremented. [`RecvStatus::TimedOut`] just loops.
-pub fn run_worker<F, R>(queue: &mut Queue, handler: &F) -> Result<QueueStats, NfqError>
+/// Time is an input: `now` is the worker's [`WorkerClock`], read once per loop turn and once per
+/// batch. One loop turn calls, in this order: `poll_timeout`, `handle_timeout` if that is due,
+/// `poll_timeout` again (to size the wait), then after a receive `begin_batch` and `handle` for
+/// each packet of the batch (`recover` after a `handle` that panicked).
+///
+/// Any `FnMut(&QueuedPacket) -> impl Into<Decision>` is a handler without timers.
+pub trait PacketHandler {
+    /// Called once per received batch, before its packets.
+    fn begin_batch(&mut self, _now: Duration) {}
+    /// The verdict (and optional new mark) for one packet.
+    fn handle(&mut self, now: Duration, packet: &QueuedPacket) -> Decision;
+    /// When [`PacketHandler::handle_timeout`] next has work.
+    fn poll_timeout(&self) -> Option<Duration> {
+        None
+    }
+    /// Expires timers (e.g. idle flows, fragments).
+    fn handle_timeout(&mut self, _now: Duration) {}
+    /// Called after `handle` panicked on `packet` (the panic is contained; the packet gets
+    /// `verdict`, the queue's [`QueueConfig::panic_verdict`]): make the handler usable again.
+    fn recover(&mut self, _packet: &QueuedPacket, _verdict: Verdict) {}
+}
+
+impl<F, R> PacketHandler for F
 where
-    F: Fn(&QueuedPacket) -> R + ?Sized,
+    F: FnMut(&QueuedPacket) -> R,
     R: Into<Decision>,
 {
-    let mut batch = Vec::new();
-    loop {
-        match queue.recv_batch(&mut batch)? {
-            RecvStatus::Packets(_) => {
-                for packet in &batch {
-                    let decision = match catch_unwind(AssertUnwindSafe(|| handler(packet).into())) {
-                        Ok(decision) => decision,
-                        Err(_) => {
-                            queue.note_handler_panic();
-                            Decision::from(queue.config().panic_verdict)
-                        }
-                    };
-                    queue.verdict(packet.id, decision.verdict, decision.mark)?;
-                }
-            }
-            RecvStatus::TimedOut => {}
-            RecvStatus::Stopped => break,
+    fn handle(&mut self, _now: Duration, packet: &QueuedPacket) -> Decision {
+        self(packet).into()
+    }
+}
+
+/// Monotonic time since the clock was made: the `now` a worker hands its [`PacketHandler`].
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerClock {
+    start: Instant,
+}
+
+impl WorkerClock {
+    /// A clock starting now.
+    pub fn new() -> Self {
+        Self {
+            start: Instant::now(),
         }
     }
-    queue.flush()?;
-    Ok(queue.stats())
+
+    /// Time since the start.
+    pub fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+impl Default for WorkerClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Liveness and counters of one worker, written by [`run_worker`] and read by other threads
+/// (a watchdog, statistics).
+#[derive(Debug, Default)]
+pub struct WorkerStatus {
+    /// True while the worker is deciding a batch.
+    pub busy: AtomicBool,
+    /// Packets decided so far (a watchdog's heartbeat).
+    pub progress: AtomicU64,
+    /// Verdicts ACCEPT.
+    pub accepted: AtomicU64,
+    /// Verdicts DROP.
+    pub dropped: AtomicU64,
+    /// Panics of the handler while deciding a packet (contained).
+    pub handler_panics: AtomicU64,
+    /// Of those, packets accepted ([`QueueConfig::panic_verdict`] ACCEPT): fail-open events.
+    pub panics_accepted: AtomicU64,
+    /// The worker loop ended.
+    pub exited: AtomicBool,
+    /// The queue's counters after the latest batch.
+    pub queue_stats: Mutex<QueueStats>,
+}
+
+impl WorkerStatus {
+    /// The latest queue counters.
+    pub fn queue_stats(&self) -> QueueStats {
+        self.queue_stats.lock().map(|s| *s).unwrap_or_default()
+    }
+}
+
+/// How a worker waits and applies verdicts.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerOptions {
+    /// OR-ed into the mark of every accepted packet (e.g. an accounting bit), if set: into the
+    /// mark of the handler's [`Decision`] if it has one, else into the packet's own mark.
+    pub accept_mark: Option<u32>,
+    /// Longest wait for a packet before looking at the handler's timers again (at least 1 ms,
+    /// less if this is shorter). `None`: the queue's own [`QueueConfig::recv_timeout`] applies,
+    /// and the timers are looked at only when a receive returns. Default 500 ms.
+    pub max_idle: Option<Duration>,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            accept_mark: None,
+            max_idle: Some(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// Runs the receive → decide → verdict loop on the current thread until the queue's
+/// [`StopHandle`] is signalled, then flushes and returns the queue's final counters; an error
+/// means the queue itself failed. `status` is updated as packets are decided, and marked
+/// [`WorkerStatus::exited`] when the loop ends, whatever the result.
+///
+/// A panic in the handler is contained: the packet gets [`QueueConfig::panic_verdict`], the
+/// handler is told ([`PacketHandler::recover`]), and [`QueueStats::handler_panics`] and
+/// [`WorkerStatus::handler_panics`] are incremented. [`RecvStatus::TimedOut`] just loops.
+pub fn run_worker<H: PacketHandler + ?Sized>(
+    queue: &mut Queue,
+    handler: &mut H,
+    status: &WorkerStatus,
+    clock: &WorkerClock,
+    options: &WorkerOptions,
+) -> Result<QueueStats, NfqError> {
+    let mut worker = Worker {
+        // Only this thread writes `progress`, so it keeps the count and publishes it with a
+        // plain store per packet (no read-modify-write on the hot path).
+        progress: status.progress.load(Ordering::Relaxed),
+        queue,
+        handler,
+        status,
+        clock,
+        options,
+    };
+    let result = worker.run();
+    if let Ok(mut stats) = status.queue_stats.lock() {
+        *stats = worker.queue.stats();
+    }
+    status.busy.store(false, Ordering::Release);
+    status.exited.store(true, Ordering::Release);
+    result
 }
 
 /// Opens one queue per number in `queues` (each with `base`, its `queue_num` replaced) on the
 /// calling thread, then starts one worker thread per queue running [`run_worker`] with
-/// `handler`.
+/// `handler`, no accept mark, and the queue's own [`QueueConfig::recv_timeout`].
 ///
 /// Sockets are created on the calling thread, so they live in the calling thread's network
 /// namespace. If any queue fails to open, none is started and the error is returned.
@@ -70,6 +196,10 @@ where
         opened.push(Queue::open_with_stop(config, stop.clone())?);
     }
     let handler = Arc::new(handler);
+    let options = WorkerOptions {
+        accept_mark: None,
+        max_idle: None,
+    };
     let mut workers = Workers {
         stop,
         threads: Vec::with_capacity(opened.len()),
@@ -79,7 +209,16 @@ where
         let handler = Arc::clone(&handler);
         let spawned = std::thread::Builder::new()
             .name(format!("wfp-nfq-{num}"))
-            .spawn(move || run_worker(&mut queue, &*handler));
+            .spawn(move || {
+                let status = WorkerStatus::default();
+                run_worker(
+                    &mut queue,
+                    &mut &*handler,
+                    &status,
+                    &WorkerClock::new(),
+                    &options,
+                )
+            });
         match spawned {
             Ok(thread) => workers.threads.push((num, thread)),
             // Dropping `workers` stops and joins the threads already started.
@@ -138,27 +277,168 @@ impl Drop for Workers {
     }
 }
 
+/// One running [`run_worker`]: what the loop needs, borrowed.
+struct Worker<'a, H: ?Sized> {
+    queue: &'a mut Queue,
+    handler: &'a mut H,
+    status: &'a WorkerStatus,
+    clock: &'a WorkerClock,
+    options: &'a WorkerOptions,
+    /// Packets decided so far (what `status.progress` shows).
+    progress: u64,
+}
+
+impl<H: PacketHandler + ?Sized> Worker<'_, H> {
+    fn run(&mut self) -> Result<QueueStats, NfqError> {
+        let mut batch: Vec<QueuedPacket> = Vec::new();
+        loop {
+            self.prepare_wait();
+            match self.queue.recv_batch(&mut batch)? {
+                RecvStatus::Packets(_) => self.decide(&batch)?,
+                RecvStatus::TimedOut => {}
+                RecvStatus::Stopped => break,
+            }
+        }
+        self.queue.flush()?;
+        Ok(self.queue.stats())
+    }
+
+    /// Runs the handler's due timers and sets the receive timeout to wake up for the next one.
+    fn prepare_wait(&mut self) {
+        let now = self.clock.now();
+        if self.handler.poll_timeout().is_some_and(|due| due <= now) {
+            self.handler.handle_timeout(now);
+        }
+        if let Some(max_idle) = self.options.max_idle {
+            let wait = self
+                .handler
+                .poll_timeout()
+                .map_or(max_idle, |due| due.saturating_sub(now))
+                .max(Duration::from_millis(1))
+                .min(max_idle);
+            self.queue.set_recv_timeout(Some(wait));
+        }
+    }
+
+    /// Decides and verdicts one received batch.
+    fn decide(&mut self, batch: &[QueuedPacket]) -> Result<(), NfqError> {
+        let now = self.clock.now();
+        self.status.busy.store(true, Ordering::Release);
+        self.handler.begin_batch(now);
+        let (mut accepted, mut dropped) = (0u64, 0u64);
+        let mut progress = self.progress;
+        for packet in batch {
+            let decision = match catch_unwind(AssertUnwindSafe(|| self.handler.handle(now, packet)))
+            {
+                Ok(decision) => decision,
+                Err(_) => self.contain_panic(packet),
+            };
+            let mark = match decision.verdict {
+                Verdict::Accept => {
+                    accepted += 1;
+                    match self.options.accept_mark {
+                        Some(bit) => Some(decision.mark.or(packet.mark).unwrap_or(0) | bit),
+                        None => decision.mark,
+                    }
+                }
+                Verdict::Drop => {
+                    dropped += 1;
+                    decision.mark
+                }
+                Verdict::Repeat => decision.mark,
+            };
+            self.queue.verdict(packet.id, decision.verdict, mark)?;
+            progress += 1;
+            self.status.progress.store(progress, Ordering::Release);
+        }
+        self.progress = progress;
+        self.status.busy.store(false, Ordering::Release);
+        self.status.accepted.fetch_add(accepted, Ordering::Relaxed);
+        self.status.dropped.fetch_add(dropped, Ordering::Relaxed);
+        if let Ok(mut stats) = self.status.queue_stats.try_lock() {
+            *stats = self.queue.stats();
+        }
+        Ok(())
+    }
+
+    /// After the handler panicked on `packet`: counts it, lets the handler recover, and returns
+    /// the queue's panic verdict.
+    #[cold]
+    fn contain_panic(&mut self, packet: &QueuedPacket) -> Decision {
+        self.queue.note_handler_panic();
+        self.status.handler_panics.fetch_add(1, Ordering::Relaxed);
+        let verdict = self.queue.config().panic_verdict;
+        let _ = catch_unwind(AssertUnwindSafe(|| self.handler.recover(packet, verdict)));
+        if verdict == Verdict::Accept {
+            self.status.panics_accepted.fetch_add(1, Ordering::Relaxed);
+        }
+        Decision::from(verdict)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::packet::{PacketId, Verdict};
+    use crate::packet::PacketId;
+    use crate::queue::tests::verdicts;
     use crate::sys::fake::FakeKernel;
     use crate::wire::tests::PacketMsg;
+    use crate::wire::{NFQA_MARK, NFQNL_MSG_VERDICT};
+
+    /// Queue 2 on the fake kernel, one verdict message per packet.
+    fn fake_config() -> QueueConfig {
+        let mut config = QueueConfig::new(2);
+        config.recv_timeout = Some(Duration::ZERO);
+        config.copy_mode = crate::CopyMode::Meta;
+        config.coalesce_verdicts = false;
+        config
+    }
+
+    /// Opens `config` on the fake kernel, with `packets` waiting.
+    fn fake_queue(fake: &FakeKernel, config: QueueConfig, packets: &[PacketMsg]) -> Queue {
+        let queue = Queue::open(config).expect("open");
+        for packet in packets {
+            fake.push(packet.bytes());
+        }
+        queue
+    }
+
+    /// Runs a worker on `queue` until the handler stops it: its result and its status.
+    fn run(
+        queue: &mut Queue,
+        handler: &mut impl PacketHandler,
+        options: WorkerOptions,
+    ) -> (QueueStats, WorkerStatus) {
+        let status = WorkerStatus::default();
+        let stats =
+            run_worker(queue, handler, &status, &WorkerClock::new(), &options).expect("worker");
+        (stats, status)
+    }
+
+    /// The verdicts sent, as `(packet id, verdict code, mark)`.
+    fn sent(fake: &FakeKernel) -> Vec<(u32, u32, Option<u32>)> {
+        verdicts(fake)
+            .into_iter()
+            .map(|(msg_type, id, code, mark)| {
+                assert_eq!(msg_type, NFQNL_MSG_VERDICT, "no coalescing in these tests");
+                (id, code, mark)
+            })
+            .collect()
+    }
+
+    fn count(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
 
     #[test]
     fn run_worker_decides_every_packet_and_contains_panics() {
         let fake = FakeKernel::install();
-        let mut config = QueueConfig::new(2);
-        config.recv_timeout = Some(Duration::ZERO);
-        config.copy_mode = crate::CopyMode::Meta;
-        let mut queue = Queue::open(config).expect("open");
-        for id in 1..=5 {
-            fake.push(PacketMsg::new(2, id).bytes());
-        }
+        let packets: Vec<_> = (1..=5).map(|id| PacketMsg::new(2, id)).collect();
+        let mut queue = fake_queue(&fake, fake_config(), &packets);
         let stop = queue.stop_handle();
-        let handler = |p: &QueuedPacket| -> Decision {
+        let mut handler = |p: &QueuedPacket| -> Decision {
             match p.id {
                 PacketId(3) => panic!("handler bug on purpose"),
                 PacketId(id) if id % 2 == 0 => Decision {
@@ -173,9 +453,120 @@ mod tests {
                 }
             }
         };
-        let stats = run_worker(&mut queue, &handler).expect("worker");
+        let options = WorkerOptions {
+            max_idle: None,
+            ..WorkerOptions::default()
+        };
+        let (stats, status) = run(&mut queue, &mut handler, options);
         assert_eq!(stats.packets, 5);
         assert_eq!(stats.verdicts, 5);
+        assert_eq!(stats.handler_panics, 1);
+        assert_eq!(
+            sent(&fake),
+            [
+                (1, 0, None),
+                (2, 1, Some(2)),
+                (3, 0, None),
+                (4, 1, Some(4)),
+                (5, 0, None)
+            ]
+        );
+        assert_eq!(count(&status.progress), 5);
+        assert_eq!(count(&status.accepted), 2);
+        assert_eq!(count(&status.dropped), 3);
+        assert_eq!(count(&status.handler_panics), 1);
+        assert_eq!(count(&status.panics_accepted), 0);
+        assert!(status.exited.load(Ordering::Acquire));
+        assert!(!status.busy.load(Ordering::Acquire));
+        assert_eq!(status.queue_stats(), stats);
+    }
+
+    /// Accepts everything; panics on `panic_on`; has one timer, due at `timer`; stops the queue
+    /// at `stop_on`. Records what the worker called.
+    struct Recording {
+        timer: Option<Duration>,
+        panic_on: PacketId,
+        stop_on: PacketId,
+        stop: StopHandle,
+        calls: Vec<String>,
+    }
+
+    impl PacketHandler for Recording {
+        fn begin_batch(&mut self, _now: Duration) {
+            self.calls.push("begin_batch".to_owned());
+        }
+
+        fn handle(&mut self, _now: Duration, packet: &QueuedPacket) -> Decision {
+            self.calls.push(format!("handle {}", packet.id.0));
+            if packet.id == self.stop_on {
+                self.stop.stop();
+            }
+            if packet.id == self.panic_on {
+                panic!("handler bug on purpose");
+            }
+            Verdict::Accept.into()
+        }
+
+        fn poll_timeout(&self) -> Option<Duration> {
+            self.timer
+        }
+
+        fn handle_timeout(&mut self, _now: Duration) {
+            self.calls.push("handle_timeout".to_owned());
+            self.timer = None;
+        }
+
+        fn recover(&mut self, packet: &QueuedPacket, verdict: Verdict) {
+            self.calls
+                .push(format!("recover {} {verdict:?}", packet.id.0));
+        }
+    }
+
+    #[test]
+    fn run_worker_runs_due_timers_marks_accepts_and_lets_the_handler_recover() {
+        let fake = FakeKernel::install();
+        let packets = [
+            PacketMsg::new(2, 1).attr(NFQA_MARK, &0x7u32.to_be_bytes()),
+            PacketMsg::new(2, 2),
+            PacketMsg::new(2, 3),
+        ];
+        let mut config = fake_config();
+        config.panic_verdict = Verdict::Accept;
+        let mut queue = fake_queue(&fake, config, &packets);
+        let mut handler = Recording {
+            timer: Some(Duration::ZERO),
+            panic_on: PacketId(2),
+            stop_on: PacketId(3),
+            stop: queue.stop_handle(),
+            calls: Vec::new(),
+        };
+        let options = WorkerOptions {
+            accept_mark: Some(0x100),
+            ..WorkerOptions::default()
+        };
+        let (stats, status) = run(&mut queue, &mut handler, options);
+        assert_eq!(
+            handler.calls,
+            [
+                "handle_timeout",
+                "begin_batch",
+                "handle 1",
+                "handle 2",
+                "recover 2 Accept",
+                "handle 3"
+            ]
+        );
+        assert_eq!(
+            sent(&fake),
+            [
+                (1, 1, Some(0x107)),
+                (2, 1, Some(0x100)),
+                (3, 1, Some(0x100))
+            ]
+        );
+        assert_eq!(count(&status.accepted), 3);
+        assert_eq!(count(&status.handler_panics), 1);
+        assert_eq!(count(&status.panics_accepted), 1, "a fail-open event");
         assert_eq!(stats.handler_panics, 1);
     }
 }

@@ -38,10 +38,10 @@
 //!
 //! Other knobs: `WFP_BENCH_CASES` (comma-separated subset of `noqueue,bare,wfpd10,wfpd10k`, plus
 //! the diagnostic cases `bare1` — the bare reader with every verdict in a message of its own —
-//! and `loop` — wfpd's worker loop with an accept-all handler instead of the shim), e.g. to
-//! profile one case; `WFP_BENCH_COALESCE=0` (verdict coalescing off for the bare reader and
-//! wfpd alike); `WFP_BENCH_LOG=1` (wfpd's debug log on stderr). Needs root, `ip` and `iptables`;
-//! otherwise prints why it skipped. Run: `cargo bench -p wfpd --bench b4`.
+//! and `loop` — the worker loop with wfpd's options and an accept-all handler instead of the
+//! shim), e.g. to profile one case; `WFP_BENCH_COALESCE=0` (verdict coalescing off for the bare
+//! reader and wfpd alike); `WFP_BENCH_LOG=1` (wfpd's debug log on stderr). Needs root, `ip` and
+//! `iptables`; otherwise prints why it skipped. Run: `cargo bench -p wfpd --bench b4`.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -55,11 +55,9 @@ use std::time::{Duration, Instant};
 
 use wfp_nfqueue::rules::RuleSet;
 use wfp_nfqueue::{
-    spawn_workers, Decision, Queue, QueueStats, QueuedPacket, StopHandle, TempNetns, Verdict,
-    Workers,
+    run_worker, spawn_workers, Decision, PacketHandler, Queue, QueueStats, QueuedPacket,
+    StopHandle, TempNetns, Verdict, WorkerClock, WorkerOptions, WorkerStatus, Workers,
 };
-use wfp_shim::{Timestamp, Verdict as ShimVerdict};
-use wfpd::worker::{run_worker, Clock, PacketHandler, WorkerOptions, WorkerShared};
 use wfpd::{Config, Daemon};
 
 const UDP_PORT: u16 = 40_200;
@@ -400,7 +398,8 @@ enum Case {
     /// Diagnostic, not in the default set: the bare reader with every verdict in a message of
     /// its own (`coalesce_verdicts = false`).
     BareUncoalesced,
-    /// Diagnostic, not in the default set: wfpd's worker loop with an accept-all handler.
+    /// Diagnostic, not in the default set: the worker loop with wfpd's options and an
+    /// accept-all handler.
     Loop,
     Wfpd(usize),
 }
@@ -447,7 +446,7 @@ enum Running {
         thread: std::thread::JoinHandle<QueueStats>,
         stop: StopHandle,
         rules: RuleSet,
-        shared: Arc<WorkerShared>,
+        status: Arc<WorkerStatus>,
     },
     Wfpd(Box<Daemon>),
 }
@@ -456,8 +455,8 @@ enum Running {
 struct AcceptAll;
 
 impl PacketHandler for AcceptAll {
-    fn handle(&mut self, _now: Timestamp, _packet: &QueuedPacket) -> ShimVerdict {
-        ShimVerdict::Permit
+    fn handle(&mut self, _now: Duration, _packet: &QueuedPacket) -> Decision {
+        Verdict::Accept.into()
     }
 }
 
@@ -524,16 +523,16 @@ impl Running {
                 };
                 let mut queue = Queue::open(bare_config.queue_config(0)).expect("open queue");
                 let stop = queue.stop_handle();
-                let shared = Arc::new(WorkerShared::new(0));
-                let thread_shared = Arc::clone(&shared);
+                let status = Arc::new(WorkerStatus::default());
+                let thread_status = Arc::clone(&status);
                 let thread = std::thread::Builder::new()
                     .name("wfpd-queue-0".to_owned())
                     .spawn(move || {
                         run_worker(
                             &mut queue,
                             &mut AcceptAll,
-                            &thread_shared,
-                            &Clock::new(),
+                            &thread_status,
+                            &WorkerClock::new(),
                             &options,
                         )
                         .expect("worker")
@@ -544,7 +543,7 @@ impl Running {
                     thread,
                     stop,
                     rules,
-                    shared,
+                    status,
                 }
             }
             Case::Wfpd(n) => {
@@ -565,7 +564,7 @@ impl Running {
         match self {
             Self::NoQueue => 0,
             Self::Bare { handled, .. } => handled.load(Ordering::Relaxed),
-            Self::Loop { shared, .. } => shared.progress.load(Ordering::Relaxed),
+            Self::Loop { status, .. } => status.progress.load(Ordering::Relaxed),
             Self::Wfpd(daemon) => daemon.packets_decided(),
         }
     }

@@ -14,18 +14,21 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use wfp_callouts::{FlowLog, StreamMonitorLog};
+use wfp_callouts::Host;
 use wfp_core::{Engine, NetEventKind};
 use wfp_nfqueue::owner::OwnerResolver;
 use wfp_nfqueue::rules::RuleSet;
-use wfp_nfqueue::{kernel_queue_stats, NfqError, Queue, QueueStats, StopHandle};
+use wfp_nfqueue::{
+    kernel_queue_stats, run_worker, NfqError, Queue, QueueStats, StopHandle, WorkerClock,
+    WorkerOptions,
+};
 use wfp_policy::{replace_all, Applied, Policy};
 
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::stats::{FailOpen, PolicySnapshot, QueueSnapshot, Snapshot};
 use crate::watchdog::{Watchdog, Watched};
-use crate::worker::{run_worker, Clock, ShimHandler, WorkerOptions, WorkerShared};
+use crate::worker::{ShimHandler, WorkerShared};
 
 struct WorkerHandle {
     shared: Arc<WorkerShared>,
@@ -35,9 +38,11 @@ struct WorkerHandle {
 /// A running daemon: engine, policy, one worker per queue, rules, watchdog.
 pub struct Daemon {
     config: Config,
-    clock: Clock,
+    clock: WorkerClock,
     started: Instant,
     engine: Arc<Engine>,
+    /// What the engine's built-in callouts read time from and report to.
+    host: Host,
     applied: Vec<Applied>,
     filters: usize,
     reloads: u64,
@@ -65,7 +70,7 @@ impl Daemon {
     /// Starts everything in the calling thread's network namespace. On error, whatever was
     /// started is stopped again and the rules are left as they were.
     pub fn start(config: Config) -> anyhow::Result<Self> {
-        let clock = Clock::new();
+        let clock = WorkerClock::new();
         let policies = load_policies(&config.policy.files).context("loading the policy")?;
         let options = policies
             .first()
@@ -73,7 +78,8 @@ impl Daemon {
             .unwrap_or_default();
         let engine = Arc::new(Engine::new(options));
         let refs: Vec<&Policy> = policies.iter().collect();
-        let applied = replace_all(&engine, &[], &refs).context("applying the policy")?;
+        let host = Host::new();
+        let applied = replace_all(&engine, &[], &refs, &host).context("applying the policy")?;
         let filters = policies.iter().map(Policy::filter_count).sum();
 
         let stop = StopHandle::new().context("creating the stop handle")?;
@@ -92,6 +98,7 @@ impl Daemon {
             clock,
             started: Instant::now(),
             engine,
+            host,
             applied,
             filters,
             reloads: 0,
@@ -143,19 +150,20 @@ impl Daemon {
         let num = queue.queue_num();
         let shared = Arc::new(WorkerShared::new(num));
         let engine = Arc::clone(&self.engine);
+        let host = self.host.clone();
         let shim_config = self.config.shim_config();
         let identity_config = self.config.identity;
         let special = (
             self.config.verdicts.other_hook.shim(),
             self.config.verdicts.truncated.shim(),
         );
+        // The internal_error posture is the queue's panic_verdict (Config::queue_config).
         let options = WorkerOptions {
             accept_mark: self
                 .config
                 .rule_set()
                 .accounting_mark
                 .filter(|_| self.config.rules.manage),
-            internal_error: self.config.posture.internal_error,
             ..WorkerOptions::default()
         };
         let clock = self.clock;
@@ -176,13 +184,19 @@ impl Daemon {
                 };
                 let identity = Identity::new(resolver, Arc::clone(&thread_shared.identity));
                 let mut handler = ShimHandler::new(
-                    engine,
+                    (engine, &host),
                     shim_config,
                     identity,
                     special,
                     Arc::clone(&thread_shared),
                 );
-                let result = run_worker(&mut queue, &mut handler, &thread_shared, &clock, &options);
+                let result = run_worker(
+                    &mut queue,
+                    &mut handler,
+                    &thread_shared.status,
+                    &clock,
+                    &options,
+                );
                 if let Err(e) = &result {
                     tracing::error!(queue = num, error = %e, "queue worker failed");
                 }
@@ -201,7 +215,7 @@ impl Daemon {
     pub fn packets_decided(&self) -> u64 {
         self.workers
             .iter()
-            .map(|w| w.shared.progress.load(Ordering::Relaxed))
+            .map(|w| w.shared.status.progress.load(Ordering::Relaxed))
             .sum()
     }
 
@@ -228,7 +242,7 @@ impl Daemon {
                 tracing::warn!("[engine] options changed: they take effect at the next start");
             }
             let refs: Vec<&Policy> = policies.iter().collect();
-            let applied = replace_all(&self.engine, &self.applied, &refs)?;
+            let applied = replace_all(&self.engine, &self.applied, &refs, &self.host)?;
             Ok::<_, anyhow::Error>((applied, policies.iter().map(Policy::filter_count).sum()))
         })();
         match result {
@@ -261,7 +275,7 @@ impl Daemon {
         if let Some(w) = self
             .workers
             .iter()
-            .find(|w| w.shared.exited.load(Ordering::Acquire))
+            .find(|w| w.shared.status.exited.load(Ordering::Acquire))
         {
             bail!("the worker of queue {} stopped", w.shared.queue);
         }
@@ -270,7 +284,7 @@ impl Daemon {
 
     fn drain_reports(&mut self) {
         let log = self.config.log.flows;
-        for r in FlowLog::global().drain() {
+        for r in self.host.flow_log.drain() {
             self.flow_records += 1;
             if log {
                 tracing::info!(
@@ -286,7 +300,7 @@ impl Daemon {
                 );
             }
         }
-        for r in StreamMonitorLog::global().drain() {
+        for r in self.host.stream_log.drain() {
             self.stream_reports += 1;
             if log {
                 tracing::info!(
@@ -322,17 +336,17 @@ impl Daemon {
             .iter()
             .map(|w| {
                 let s = &w.shared;
-                let q = s.queue_stats();
+                let q = s.status.queue_stats();
                 let k = kernel.iter().find(|k| k.queue_num == s.queue);
                 let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
                 QueueSnapshot {
                     queue: s.queue,
                     packets: q.packets,
-                    permitted: get(&s.permitted),
-                    blocked: get(&s.blocked),
+                    permitted: get(&s.status.accepted),
+                    blocked: get(&s.status.dropped),
                     other_hook: get(&s.other_hook),
                     truncated: get(&s.truncated),
-                    internal_errors: get(&s.internal_errors),
+                    internal_errors: get(&s.status.handler_panics),
                     flows_ended: get(&s.flows_ended),
                     hung_episodes: get(&s.hung_episodes),
                     hung_dropped: get(&s.hung_dropped),
@@ -383,7 +397,7 @@ impl Daemon {
                 internal_error: self
                     .workers
                     .iter()
-                    .map(|w| w.shared.internal_fail_open.load(Ordering::Relaxed))
+                    .map(|w| w.shared.status.panics_accepted.load(Ordering::Relaxed))
                     .sum(),
                 hung: self
                     .workers

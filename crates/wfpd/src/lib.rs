@@ -47,8 +47,8 @@
 //!   rules and shim defaults.
 //! * [`daemon`] — start/reload/stats/stop ([`daemon::Daemon`]) and the signal loop
 //!   ([`daemon::run`]).
-//! * [`worker`] — the per-queue loop ([`worker::run_worker`]) and the engine handler
-//!   ([`worker::ShimHandler`]).
+//! * [`worker`] — the engine as the per-queue loop's handler ([`worker::ShimHandler`], run by
+//!   [`wfp_nfqueue::run_worker`]) and the counters a worker shares ([`worker::WorkerShared`]).
 //! * [`identity`] — socket owner → ALE process identity.
 //! * [`watchdog`] — the hung posture.
 //! * [`stats`] — the statistics snapshot.

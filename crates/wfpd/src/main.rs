@@ -49,7 +49,9 @@ fn main() -> ExitCode {
     };
     if check {
         for file in &config.policy.files {
-            match Policy::load(file).and_then(|p| p.build_engine().map(|_| p)) {
+            let built = Policy::load(file)
+                .and_then(|p| p.build_engine(&wfp_callouts::Host::new()).map(|_| p));
+            match built {
                 Ok(p) => println!("{}: {} filters", file.display(), p.filter_count()),
                 Err(e) => {
                     eprintln!("wfpd: {e}");

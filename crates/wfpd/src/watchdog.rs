@@ -107,8 +107,8 @@ fn watch(
         std::thread::sleep(tick);
         let now = Instant::now();
         for (w, s) in workers.iter().zip(seen.iter_mut()) {
-            let busy = w.shared.busy.load(Ordering::Acquire);
-            let progress = w.shared.progress.load(Ordering::Acquire);
+            let busy = w.shared.status.busy.load(Ordering::Acquire);
+            let progress = w.shared.status.progress.load(Ordering::Acquire);
             if busy && progress == s.progress {
                 let since = *s.stuck_since.get_or_insert(now);
                 if now.duration_since(since) >= deadline {

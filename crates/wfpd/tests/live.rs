@@ -22,11 +22,13 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use wfp_nfqueue::rules::{ChainHook, HookRule, QueueTarget, RuleSet};
-use wfp_nfqueue::{Queue, QueueConfig, QueuedPacket, TempNetns};
-use wfp_shim::{Timestamp, Verdict};
+use wfp_nfqueue::{
+    run_worker, Decision, PacketHandler, Queue, QueueConfig, QueuedPacket, TempNetns, Verdict,
+    WorkerClock, WorkerOptions,
+};
 use wfpd::config::{HungPosture, Posture};
 use wfpd::watchdog::{Watchdog, Watched};
-use wfpd::worker::{run_worker, Clock, PacketHandler, WorkerOptions, WorkerShared};
+use wfpd::worker::WorkerShared;
 
 const WFPD: &str = env!("CARGO_BIN_EXE_wfpd");
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -896,7 +898,7 @@ struct Misbehaving {
 }
 
 impl PacketHandler for Misbehaving {
-    fn handle(&mut self, _now: Timestamp, packet: &QueuedPacket) -> Verdict {
+    fn handle(&mut self, _now: Duration, packet: &QueuedPacket) -> Decision {
         let payload = &packet.payload;
         let ihl = usize::from(payload.first().copied().unwrap_or(0x45) & 0x0f) * 4;
         let seq = payload
@@ -909,7 +911,7 @@ impl PacketHandler for Misbehaving {
         if Some(seq) == self.panic_on {
             panic!("deliberate handler failure on packet {seq}");
         }
-        Verdict::Permit
+        Verdict::Accept.into()
     }
 }
 
@@ -936,6 +938,11 @@ fn run_in_process(
         rules.install().expect("rules");
         let mut qc = QueueConfig::new(0);
         qc.recv_timeout = Some(Duration::from_millis(50));
+        // The internal_error posture, as wfpd's Config::queue_config sets it.
+        qc.panic_verdict = match internal_error {
+            Posture::FailOpen => Verdict::Accept,
+            Posture::FailClosed => Verdict::Drop,
+        };
         let mut queue = Queue::open(qc).expect("queue");
         let stop = queue.stop_handle();
         let shared = Arc::new(WorkerShared::new(0));
@@ -951,16 +958,12 @@ fn run_in_process(
         let worker_shared = Arc::clone(&shared);
         let worker = std::thread::spawn(move || {
             let mut handler = handler;
-            let options = WorkerOptions {
-                internal_error,
-                ..WorkerOptions::default()
-            };
             run_worker(
                 &mut queue,
                 &mut handler,
-                &worker_shared,
-                &Clock::new(),
-                &options,
+                &worker_shared.status,
+                &WorkerClock::new(),
+                &WorkerOptions::default(),
             )
         });
         let rx = udp_receiver(port);
@@ -971,7 +974,7 @@ fn run_in_process(
         let seen = udp_drain(&rx);
         // Let a stalled handler finish before stopping.
         let end = Instant::now() + DEADLINE;
-        while shared.busy.load(Ordering::Acquire) && Instant::now() < end {
+        while shared.status.busy.load(Ordering::Acquire) && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(20));
         }
         stop.stop();
@@ -1056,8 +1059,8 @@ fn internal_errors_get_the_configured_posture_and_are_counted() {
         Posture::FailClosed,
     );
     assert_eq!(closed.seen, BTreeSet::from([0, 1, 3, 4]));
-    assert_eq!(count(&closed.shared.internal_errors), 1);
-    assert_eq!(count(&closed.shared.internal_fail_open), 0);
+    assert_eq!(count(&closed.shared.status.handler_panics), 1);
+    assert_eq!(count(&closed.shared.status.panics_accepted), 0);
     let open = run_in_process(
         Misbehaving {
             stall: Duration::ZERO,
@@ -1069,9 +1072,9 @@ fn internal_errors_get_the_configured_posture_and_are_counted() {
         Posture::FailOpen,
     );
     assert_eq!(open.seen, (0..5).collect());
-    assert_eq!(count(&open.shared.internal_errors), 1);
+    assert_eq!(count(&open.shared.status.handler_panics), 1);
     assert_eq!(
-        count(&open.shared.internal_fail_open),
+        count(&open.shared.status.panics_accepted),
         1,
         "the fail-open event is counted"
     );
