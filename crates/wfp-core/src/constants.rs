@@ -381,7 +381,7 @@ flag_set! {
 }
 
 flag_set! {
-    /// `FWPS_STREAM_FLAG_*` (§9.1; values beyond RECEIVE are [UNVERIFIED] in the digest).
+    /// `FWPS_STREAM_FLAG_*` (§9.1; values beyond RECEIVE are marked \[UNVERIFIED\] in the digest).
     StreamFlags(u32) {
         /// Inbound data.
         RECEIVE = 0x0000_0001;

@@ -40,8 +40,11 @@ pub mod constants;
 pub mod engine;
 pub mod filter;
 pub mod guid;
+#[cfg(feature = "bench-internals")]
 #[doc(hidden)]
 pub mod index;
+#[cfg(not(feature = "bench-internals"))]
+mod index;
 pub mod manual;
 pub mod security;
 pub mod status;

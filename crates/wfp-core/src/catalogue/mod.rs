@@ -1,6 +1,6 @@
 //! The layer catalogue: run-time layer ids, management GUIDs, names and the incoming-value schema of
 //! every layer in `FWPS_FIELD_*` order (wfp-reference §8.1, §8.3, Appendix A). The generated
-//! [`tables`] module is the single source of truth; everything else (policy files, the CLI, the C
+//! `tables` module is the single source of truth; everything else (policy files, the CLI, the C
 //! header) resolves names through the functions here.
 
 mod tables;

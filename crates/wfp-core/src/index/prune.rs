@@ -67,6 +67,7 @@ impl Prune {
     }
 
     /// Approximate heap bytes.
+    #[cfg(any(test, feature = "bench-internals"))]
     pub(super) fn bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.top.capacity() * 4

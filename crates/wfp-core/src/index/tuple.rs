@@ -18,8 +18,8 @@
 //!    cache-resident) consulted before its slots, so a candidate without the key rarely costs a
 //!    cache miss.
 //!
-//! Measured on ClassBench sets (see `benches/classify.rs`): about one slot read per lookup, 40–80 ns
-//! at 10k filters and about 65 ns at 92k, with exact tuples (`tuple_step` 1).
+//! Measured on ClassBench sets (see `wfp-bench/benches/classify.rs`): about one slot read per
+//! lookup, 40–80 ns at 10k filters and about 65 ns at 92k, with exact tuples (`tuple_step` 1).
 //!
 //! (Tuple-space search is Srinivasan et al.'s; priority-ordered tables with early termination
 //! follow Daly & Torng's TupleMerge/PartitionSort; the pruning sets are the Lakshman–Stiliadis
@@ -131,6 +131,14 @@ pub(super) struct TupleIndex {
 }
 
 /// Sizes, for the bench and tests.
+#[cfg(any(test, feature = "bench-internals"))]
+#[cfg_attr(
+    not(feature = "bench-internals"),
+    expect(
+        dead_code,
+        reason = "the unit tests read only `tables`; the bench reads every size"
+    )
+)]
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Stats {
     pub(super) dims: usize,
@@ -426,6 +434,7 @@ impl TupleIndex {
     }
 
     /// [`TupleIndex::next_match`] from position 0, counting the work done (for the bench).
+    #[cfg(feature = "bench-internals")]
     pub(super) fn probe_counts(
         &self,
         filters: &[Arc<RtFilter>],
@@ -564,6 +573,7 @@ impl TupleIndex {
         None
     }
 
+    #[cfg(any(test, feature = "bench-internals"))]
     pub(super) fn stats(&self) -> Stats {
         let mut buckets = 0;
         let mut max_bucket = 0;
@@ -612,6 +622,7 @@ pub(super) trait Counter {
 impl Counter for () {}
 
 /// Counts of [`Counter`] events.
+#[cfg(feature = "bench-internals")]
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct ProbeCounts {
     pub(super) tables: usize,
@@ -619,6 +630,7 @@ pub(super) struct ProbeCounts {
     pub(super) boxes: usize,
 }
 
+#[cfg(feature = "bench-internals")]
 impl Counter for ProbeCounts {
     fn table(&mut self) {
         self.tables += 1;

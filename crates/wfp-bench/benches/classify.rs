@@ -1,7 +1,7 @@
 //! B1: classify ns/lookup vs filter count on ClassBench sets, against the linear scan in the same
 //! process, every answer checked equal.
 //!
-//! Run: `cargo bench -p wfp-core --bench classify [-- SET...]` (SET: a name such as `fw1_10k`;
+//! Run: `cargo bench -p wfp-bench --bench classify [-- SET...]` (SET: a name such as `fw1_10k`;
 //! default: every set found). Data: `../shared/data/classbench/` relative to the workspace root;
 //! the bench prints a note and exits when it is absent.
 //!
@@ -30,9 +30,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use wfp_bench::classbench::{self, Header, Rule};
 use wfp_core::catalogue::{condition_by_name, ConditionId};
-use wfp_core::index::bench_support::classbench::{self, Header, Rule};
-use wfp_core::index::bench_support::{scan, sublayer_filters, BuildParams, Index};
+use wfp_core::index::bench_internals::{scan, sublayer_filters, BuildParams, Index};
 use wfp_core::{
     ActionType, ConditionSpec, ConditionValue, Engine, FilterSpec, MatchType, RtFilter, Value,
     WeightSpec,
