@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use wfp_callouts::Host;
 use wfp_core::catalogue::{self, layers, ConditionId, LayerId};
 use wfp_core::{
     ActionType, ConditionSpec, ConditionValue, Engine, FilterSpec, MatchType, Value, WeightSpec,
@@ -117,7 +118,8 @@ fn main() {
             let t = Instant::now();
             let mut config = ReplayConfig::default();
             config.shim.reuse_decisions = reuse;
-            let report = replay_quiet(&mut reader, Arc::clone(&engine), config).expect("replay");
+            let report = replay_quiet(&mut reader, Arc::clone(&engine), Host::new(), config)
+                .expect("replay");
             let secs = t.elapsed().as_secs_f64();
             assert_eq!(report.packets.packets, packets as u64);
             verdicts = (

@@ -37,7 +37,9 @@ pub struct Args {
 /// Runs `wfpctl classify`; the exit code is documented on the binary.
 pub fn run(args: &Args) -> Result<ExitCode> {
     let policy = Policy::load(&args.policy).map_err(anyhow::Error::new)?;
-    let (engine, _) = policy.build_engine().map_err(anyhow::Error::new)?;
+    let (engine, _) = policy
+        .build_engine(&wfp_callouts::Host::new())
+        .map_err(anyhow::Error::new)?;
     let reader: Box<dyn BufRead> = if args.input.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin()))
     } else {

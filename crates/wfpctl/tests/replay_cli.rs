@@ -653,7 +653,8 @@ fn tcpdump_corpus_replays_without_panicking() {
         return;
     };
     let policy = wfp_policy::Policy::load(&root().join(POLICY)).expect("policy");
-    let (engine, _) = policy.build_engine().expect("engine");
+    let host = wfp_callouts::Host::new();
+    let (engine, _) = policy.build_engine(&host).expect("engine");
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -675,7 +676,7 @@ fn tcpdump_corpus_replays_without_panicking() {
         let config = ReplayConfig::default();
         let report = if n % 4 == 0 {
             // Every fourth file also goes through the output writers, half of them pcapng.
-            let mut r = Replayer::new(Arc::clone(&engine), config);
+            let mut r = Replayer::new(Arc::clone(&engine), host.clone(), config);
             let ng = |p: &Path| {
                 if n % 8 == 0 {
                     p.with_extension("pcapng")
@@ -688,7 +689,7 @@ fn tcpdump_corpus_replays_without_panicking() {
             r.write_verdicts(out_p.with_extension("jsonl"), Box::new(std::io::sink()));
             wfpctl::replay::replay(&mut reader, r, &mut |_| {})
         } else {
-            replay_quiet(&mut reader, Arc::clone(&engine), config)
+            replay_quiet(&mut reader, Arc::clone(&engine), host.clone(), config)
         }
         .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let v = report.verdicts;
@@ -714,8 +715,13 @@ fn tcpdump_corpus_replays_without_panicking() {
         // The same file cut at two thirds: a capture error after the packets before the cut.
         let bytes = fs::read(file).expect("read");
         if let Ok(mut cut) = CaptureReader::new(&bytes[..bytes.len() * 2 / 3]) {
-            let r = replay_quiet(&mut cut, Arc::clone(&engine), ReplayConfig::default())
-                .unwrap_or_else(|e| panic!("{} (cut): {e}", file.display()));
+            let r = replay_quiet(
+                &mut cut,
+                Arc::clone(&engine),
+                host.clone(),
+                ReplayConfig::default(),
+            )
+            .unwrap_or_else(|e| panic!("{} (cut): {e}", file.display()));
             assert!(r.packets.packets <= report.packets.packets);
             truncated_errors += u64::from(r.capture_error.is_some());
         }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use wfp_callouts::Host;
 use wfp_core::Engine;
 use wfp_pcap::{CaptureFormat, CaptureReader};
 use wfp_policy::Policy;
@@ -143,13 +144,14 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     }
     let summary_to_stderr = !to_stdout.is_empty();
     let policy = Policy::load(&args.policy).map_err(ReplayError::from)?;
-    let (engine, _) = policy.build_engine().map_err(ReplayError::from)?;
+    let host = Host::new();
+    let (engine, _) = policy.build_engine(&host).map_err(ReplayError::from)?;
     let mut reader =
         CaptureReader::open(&args.capture).map_err(|source| ReplayError::CaptureOpen {
             path: args.capture.clone(),
             source,
         })?;
-    let replayer = replayer(args, engine)?;
+    let replayer = replayer(args, engine, host)?;
 
     let size = std::fs::metadata(&args.capture).map_or(0, |m| m.len());
     let bar = progress_bar(args, size);
@@ -186,14 +188,14 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn replayer(args: &Args, engine: Arc<Engine>) -> Result<Replayer, ReplayError> {
+fn replayer(args: &Args, engine: Arc<Engine>, host: Host) -> Result<Replayer, ReplayError> {
     let mut config = ReplayConfig {
         trace_packet: args.trace,
         ..ReplayConfig::default()
     };
     config.shim.local_networks.clone_from(&args.local);
     config.shim.parse.verify_ipv4_checksum = args.verify_checksums;
-    let mut replayer = Replayer::new(engine, config);
+    let mut replayer = Replayer::new(engine, host, config);
     if let Some(path) = &args.verdicts {
         let (name, out): (PathBuf, Box<dyn Write>) = if is_stdout(path) {
             (PathBuf::from(STDOUT_NAME), Box::new(std::io::stdout()))
@@ -278,11 +280,13 @@ fn print(args: &Args, report: &Report, to_stderr: bool) -> Result<()> {
     Ok(())
 }
 
-/// Replays `reader` with `engine` and no outputs (for tests and benchmarks).
+/// Replays `reader` with `engine` (its built-in callouts built with `host`) and no outputs (for
+/// tests and benchmarks).
 pub fn replay_quiet<R: Read>(
     reader: &mut CaptureReader<R>,
     engine: Arc<Engine>,
+    host: Host,
     config: ReplayConfig,
 ) -> Result<Report, ReplayError> {
-    replay(reader, Replayer::new(engine, config), &mut |_| {})
+    replay(reader, Replayer::new(engine, host, config), &mut |_| {})
 }

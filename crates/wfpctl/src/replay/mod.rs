@@ -19,7 +19,8 @@
 //!
 //! Time: every packet's capture timestamp is the engine's `now`, so flow idle timeouts expire as
 //! they would have on the wire ([`Shim::handle_timeout`] runs whenever [`Shim::poll_timeout`] is
-//! due before the next packet); the built-in callouts' [`wfp_callouts::Clock`] follows it too.
+//! due before the next packet); the built-in callouts' clock (the run's own [`Host`], never shared
+//! with another replay in the process) follows it too.
 //!
 //! Snapshot length: a frame captured shorter than it was on the wire (caplen < orig_len) is handed
 //! to the shim with [`PacketContext::truncated`]: length fields pointing past the capture are
@@ -61,8 +62,12 @@
 //! | `layers` | every classify in order: `layer`, `action`, `decision` (`hard`/`soft`/`none`), `filter_id`, `filter`, `vetoed` |
 
 mod cli;
+mod display;
 mod output;
+mod report;
 mod summary;
+mod table;
+mod trace;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -71,6 +76,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use wfp_callouts::Host;
 use wfp_core::{ActionType, Engine, FilterId, LayerId};
 use wfp_pcap::{CaptureError, CaptureReader, LinkType, NetworkProtocol, PacketRef, WriteError};
 use wfp_policy::PolicyError;
@@ -81,9 +87,10 @@ use wfp_shim::{
 
 pub use cli::{parse_cidr, replay_quiet, run, Args};
 pub use output::{format_for_path, PcapSink, SinkReport};
-pub use summary::{
-    Anomalies, Count, FilterRow, FlowSummary, LayerRow, Report, TracedPacket, Verdicts,
+pub use report::{
+    Anomalies, Count, Example, FilterRow, FlowEnds, FlowSummary, LayerRow, Report, Verdicts,
 };
+pub use trace::TracedPacket;
 
 /// Why a replay could not run or could not write its outputs. A damaged capture is not one of
 /// these: it ends the replay with [`Report::capture_error`] set, after everything before it.
@@ -185,6 +192,8 @@ pub(crate) struct FilterInfo {
 /// flowDeleteFn runs). [`replay`] does all of it for a [`CaptureReader`].
 pub struct Replayer {
     shim: Shim,
+    /// What the engine's built-in callouts read time from and report to.
+    host: Host,
     filters: HashMap<FilterId, FilterInfo>,
     summary: summary::Summary,
     trace_packet: Option<u64>,
@@ -200,8 +209,10 @@ pub struct Replayer {
 }
 
 impl Replayer {
-    /// A replayer feeding `engine`.
-    pub fn new(engine: Arc<Engine>, config: ReplayConfig) -> Self {
+    /// A replayer feeding `engine`, whose built-in callouts were built with `host` (the policy
+    /// applied with it): the replay sets its clock to capture time and drains its logs into the
+    /// report.
+    pub fn new(engine: Arc<Engine>, host: Host, config: ReplayConfig) -> Self {
         let filters: HashMap<FilterId, FilterInfo> = engine
             .filters()
             .iter()
@@ -216,14 +227,15 @@ impl Replayer {
                 )
             })
             .collect();
-        // The built-in loggers are process-wide: drop what an earlier run left behind.
-        let _stale = wfp_callouts::FlowLog::global().drain();
-        let _stale = wfp_callouts::StreamMonitorLog::global().drain();
+        // A host used before: drop what an earlier run left behind.
+        let _stale = host.flow_log.drain();
+        let _stale = host.stream_log.drain();
         let max_id = filters.keys().map(|f| f.0).max().unwrap_or(0);
         Self {
             summary: summary::Summary::new(max_id),
             filters,
             shim: Shim::new(engine, config.shim),
+            host,
             trace_packet: config.trace_packet,
             traced: None,
             verdicts: None,
@@ -263,7 +275,7 @@ impl Replayer {
             self.shim.handle_timeout(now);
         }
         self.drain_events(false);
-        wfp_callouts::Clock::global().set(Duration::from_nanos(p.timestamp_ns));
+        self.host.clock.set(Duration::from_nanos(p.timestamp_ns));
         self.first_link_type.get_or_insert(p.link_type);
         let wire = u64::from(p.orig_len).max(p.data.len() as u64);
         self.summary.packet(p, wire);
@@ -362,8 +374,8 @@ impl Replayer {
             traced: self.traced,
             outputs,
             verdict_file,
-            flow_log: wfp_callouts::FlowLog::global().drain(),
-            stream_reports: wfp_callouts::StreamMonitorLog::global().drain(),
+            flow_log: self.host.flow_log.drain(),
+            stream_reports: self.host.stream_log.drain(),
             capture_error,
         }))
     }
@@ -437,7 +449,7 @@ impl Replayer {
             len: wire,
             captured: p.data.len() as u64,
             direction: Some(direction_name(v.direction)),
-            flow: v.flow,
+            flow: v.flow.map(wfp_shim::FlowId::get),
             action: action.name(),
             reason: reason_string(&v.reason),
             layer: deciding_layer(v).map(layer_name),
