@@ -2,6 +2,7 @@
 """Generate crates/wfp-core/src/catalogue/tables.rs from the WFP reference digest.
 
 Usage: python3 tools/gen_catalogue.py ../shared/spec/wfp-reference.md > crates/wfp-core/src/catalogue/tables.rs
+       rustfmt crates/wfp-core/src/catalogue/tables.rs   (tools/check-generated.sh checks the result)
 
 Sources inside the digest: section 8.1 (run-time layer ids), 8.3 (FWPS_FIELD_* order), 8.5 (value
 types), Appendix A.1 (layer GUIDs), A.3 (condition GUIDs). The output is committed; rerun after the

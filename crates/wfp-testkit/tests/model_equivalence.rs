@@ -147,7 +147,7 @@ impl Callouts {
                 (_, Some(n)) => {
                     let b = wfp_callouts::builtin(n).unwrap_or_else(|| panic!("built-in {n}"));
                     CalloutImpl::Custom {
-                        callout: (b.make)(),
+                        callout: (b.make)(&wfp_callouts::Host::new()),
                         flags: b.flags,
                         flow_delete: b.flow_delete,
                     }
