@@ -70,7 +70,7 @@ mod testutil;
 
 pub use flow::{Direction, FlowId};
 pub use pipeline::{
-    FragmentDrop, LayerVisit, Malformed, Owner, PacketContext, PacketDirection, PacketVerdict,
-    Reason, Shim, ShimConfig, ShimEvent, ShimStats, Verdict,
+    FragmentDrop, InterfaceInfo, LayerVisit, Malformed, Owner, PacketContext, PacketDirection,
+    PacketVerdict, Reason, Shim, ShimConfig, ShimEvent, ShimStats, Verdict,
 };
 pub use time::Timestamp;

@@ -143,6 +143,20 @@ pub struct PacketContext {
     /// error saying so). Off (the default, and always for a live data path), a packet shorter
     /// than its headers say is malformed.
     pub truncated: bool,
+    /// The interface the packet crossed, when the data path knows more than its index: an inner
+    /// packet decapsulated from a tunnel arrives on a tunnel interface (`IF_TYPE_TUNNEL`, 131, with
+    /// its `TUNNEL_TYPE_*`). Feeds the INTERFACE_TYPE / TUNNEL_TYPE values and metadata.
+    pub interface: Option<InterfaceInfo>,
+}
+
+/// What the data path knows of an interface beyond its index (wfp-reference §8.3 INTERFACE_TYPE,
+/// TUNNEL_TYPE; values are IANA `IF_TYPE_*` and Windows `TUNNEL_TYPE_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceInfo {
+    /// `IF_TYPE_*` (6 ethernet, 24 software loopback, 131 tunnel, ...).
+    pub if_type: u32,
+    /// `TUNNEL_TYPE_*` (0 none, 2 6to4, 3 ISATAP, 4 Teredo, 5 IP-HTTPS, ...); 0 when not a tunnel.
+    pub tunnel_type: u32,
 }
 
 /// Configuration.
