@@ -4,8 +4,8 @@
 //!
 //! Cases:
 //! * `no queue` — no rule.
-//! * `bare reader` — `wfp_nfqueue::spawn_workers` (one worker thread) with an accept-all handler
-//!   deciding each packet: the B4 reference. It gets **exactly wfpd's kernel setup**: the queue
+//! * `bare reader` — one thread on a `wfp_nfqueue::Queue` that receives batches and accepts every
+//!   packet, nothing else (no worker-loop bookkeeping): the B4 reference. It gets **exactly wfpd's kernel setup**: the queue
 //!   configuration wfpd derives from its config file (`Config::queue_config`: copy range, batch
 //!   size, queue length, receive buffer, flags `CONNTRACK` and `UID_GID`, verdict coalescing) and
 //!   wfpd's rule set (`Config::rule_set`: hooks `OUTPUT -o lo` and `INPUT -i lo`, the MSS clamp,
@@ -55,8 +55,8 @@ use std::time::{Duration, Instant};
 
 use wfp_nfqueue::rules::RuleSet;
 use wfp_nfqueue::{
-    run_worker, spawn_workers, Decision, PacketHandler, Queue, QueueStats, QueuedPacket,
-    StopHandle, TempNetns, Verdict, WorkerClock, WorkerOptions, WorkerStatus, Workers,
+    run_worker, Decision, NfqError, PacketHandler, Queue, QueueStats, QueuedPacket, RecvStatus,
+    StopHandle, TempNetns, Verdict, WorkerClock, WorkerOptions, WorkerStatus,
 };
 use wfpd::{Config, Daemon};
 
@@ -438,7 +438,8 @@ impl Case {
 enum Running {
     NoQueue,
     Bare {
-        workers: Workers,
+        thread: std::thread::JoinHandle<Result<QueueStats, NfqError>>,
+        stop: StopHandle,
         rules: RuleSet,
         handled: Arc<AtomicU64>,
     },
@@ -449,6 +450,31 @@ enum Running {
         status: Arc<WorkerStatus>,
     },
     Wfpd(Box<Daemon>),
+}
+
+/// The B4 reference: the least an NFQUEUE reader does — receive a batch, accept every packet
+/// (with wfpd's accounting mark), send the verdicts — on `wfp_nfqueue::Queue` directly, without
+/// the worker loop's bookkeeping (heartbeat, timers, panic containment) that wfpd's path adds.
+fn bare_reader(
+    queue: &mut Queue,
+    mark: Option<u32>,
+    handled: &AtomicU64,
+) -> Result<QueueStats, NfqError> {
+    let mut batch = Vec::new();
+    loop {
+        match queue.recv_batch(&mut batch)? {
+            RecvStatus::Packets(_) => {}
+            RecvStatus::Stopped => break,
+            RecvStatus::TimedOut => continue,
+        }
+        for p in &batch {
+            let mark = mark.map(|bit| p.mark.unwrap_or(0) | bit);
+            queue.verdict(p.id, Verdict::Accept, mark)?;
+        }
+        handled.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    }
+    queue.flush()?;
+    Ok(queue.stats())
 }
 
 /// Accepts everything (the `loop` diagnostic case).
@@ -496,21 +522,16 @@ impl Running {
                 let mark = rules.accounting_mark;
                 let handled = Arc::new(AtomicU64::new(0));
                 let counter = Arc::clone(&handled);
-                let workers = spawn_workers(
-                    &queue,
-                    bare_config.queue_numbers(),
-                    move |p: &QueuedPacket| {
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        Decision {
-                            verdict: Verdict::Accept,
-                            mark: mark.map(|bit| p.mark.unwrap_or(0) | bit),
-                        }
-                    },
-                )
-                .expect("spawn reader");
+                let mut queue = Queue::open(queue).expect("open queue");
+                let stop = queue.stop_handle();
+                let thread = std::thread::Builder::new()
+                    .name("wfp-nfq-0".to_owned())
+                    .spawn(move || bare_reader(&mut queue, mark, &counter))
+                    .expect("spawn reader");
                 rules.install().expect("install rules");
                 Self::Bare {
-                    workers,
+                    thread,
+                    stop,
                     rules,
                     handled,
                 }
@@ -581,24 +602,26 @@ impl Running {
     fn stop(self) -> QueueTotals {
         match self {
             Self::NoQueue => QueueTotals::default(),
-            Self::Bare { workers, rules, .. } => {
+            Self::Bare {
+                thread,
+                stop,
+                rules,
+                ..
+            } => {
                 rules.remove().expect("remove rules");
-                let mut totals = QueueTotals::default();
-                for (queue, result) in workers.join() {
-                    match result {
-                        Ok(q) => {
-                            totals += QueueTotals {
-                                packets: q.packets,
-                                recv_calls: q.recv_calls,
-                                verdict_sends: q.send_calls,
-                                internal_errors: q.handler_panics,
-                                ..QueueTotals::default()
-                            }
-                        }
-                        Err(e) => println!("  bare reader queue {queue} failed: {e}"),
+                stop.stop();
+                match thread.join().expect("bare reader thread") {
+                    Ok(q) => QueueTotals {
+                        packets: q.packets,
+                        recv_calls: q.recv_calls,
+                        verdict_sends: q.send_calls,
+                        ..QueueTotals::default()
+                    },
+                    Err(e) => {
+                        println!("  bare reader failed: {e}");
+                        QueueTotals::default()
                     }
                 }
-                totals
             }
             Self::Loop {
                 thread,
