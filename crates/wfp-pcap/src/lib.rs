@@ -26,11 +26,21 @@
 //!   before it was returned) or a [`LinkError`] (which concerns one packet only).
 //! - It never allocates what a file merely claims: captured lengths above [`MAX_CAPTURED_LEN`]
 //!   are rejected and large reads grow only with the data actually present.
-//! - It never parses IP or anything above it, keeps no flow state, reads no clock (timestamps
-//!   come from the file) and depends on no other wfp crate.
+//! - It reads IP headers only to take tunnels apart ([`tunnel`]: the outer header's lengths,
+//!   protocol and addresses, the tunnel header); it never validates IP or parses anything above
+//!   it for its own sake, keeps no flow state, reads no clock (timestamps come from the file)
+//!   and depends on no other wfp crate.
 //!
-//! Modules: [`reader`] (formats and their contract), [`link`] (link types decoded and how),
-//! [`writer`] (classic pcap and pcapng output), and [`LinkType`].
+//! ```text
+//!  L3Packet (IP) ──► decapsulate ──► Tunnel { kind, outer endpoints, key, inner: L3Packet }
+//!                    (tunnel.rs:      (GRE, VXLAN, Geneve, IPIP, 6in4, 4in6, 6in6; the inner
+//!                     outer IP,        Ethernet frame of GRE/VXLAN/Geneve through link.rs's
+//!                     tunnel header)   ethertype chain: VLAN, PPPoE, MPLS, PBB)
+//! ```
+//!
+//! Modules: [`reader`] (formats and their contract), [`link`] (link types and link-layer
+//! encapsulations decoded, and how), [`tunnel`] (IP tunnels), [`writer`] (classic pcap and
+//! pcapng output), and [`LinkType`].
 
 #![forbid(unsafe_code)]
 
@@ -38,18 +48,20 @@ mod bytes;
 pub mod link;
 mod link_type;
 pub mod reader;
+pub mod tunnel;
 pub mod writer;
 
 #[cfg(test)]
 mod test_support;
 
 pub use link::{
-    decode_link, Direction, L3Packet, LinkError, LinuxPacketType, NetworkProtocol, VlanIds,
-    MAX_VLAN_TAGS,
+    decode_link, Direction, Encapsulation, Encapsulations, L3Packet, LinkError, LinuxPacketType,
+    NetworkProtocol, VlanIds, MAX_ENCAP_DEPTH, MAX_MPLS_LABELS, MAX_VLAN_TAGS,
 };
 pub use link_type::LinkType;
 pub use reader::{
     CaptureError, CaptureFormat, CaptureReader, CapturedPacket, InterfaceInfo, PacketRef,
     TimestampResolution, MAX_BLOCK_LEN, MAX_CAPTURED_LEN,
 };
+pub use tunnel::{decapsulate, Tunnel, TunnelError, TunnelKind};
 pub use writer::{CaptureWriter, PcapNgWriter, TimestampPrecision, WriteError, WRITER_SNAPLEN};

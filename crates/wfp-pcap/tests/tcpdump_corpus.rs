@@ -52,6 +52,7 @@ struct Totals {
     unsupported_packets: u64,
     unsupported_types: BTreeMap<String, u64>,
     errors_by_kind: BTreeMap<String, u64>,
+    tunnels: BTreeMap<String, u64>,
 }
 
 #[test]
@@ -91,7 +92,10 @@ fn every_tcpdump_capture_reads_without_panic() {
                     totals.packets += 1;
                     first_link_type.get_or_insert(packet.link_type);
                     match packet.decode_link() {
-                        Ok(l3) if l3.protocol.ip_version().is_some() => totals.ip_packets += 1,
+                        Ok(l3) if l3.protocol.ip_version().is_some() => {
+                            totals.ip_packets += 1;
+                            count_tunnels(l3, &mut totals.tunnels);
+                        }
                         Ok(l3) => {
                             totals.non_ip_packets += 1;
                             assert!(matches!(
@@ -100,6 +104,8 @@ fn every_tcpdump_capture_reads_without_panic() {
                                     | NetworkProtocol::OtherAddressFamily(_)
                                     | NetworkProtocol::OtherEtherType(_)
                                     | NetworkProtocol::OtherIpVersion(_)
+                                    | NetworkProtocol::OtherPppProtocol(_)
+                                    | NetworkProtocol::OtherMplsPayload(_)
                             ));
                         }
                         Err(LinkError::UnsupportedLinkType(t)) => {
@@ -163,6 +169,7 @@ fn every_tcpdump_capture_reads_without_panic() {
         "unsupported link types (packets): {:?}",
         totals.unsupported_types
     );
+    println!("tunnels (packets, per level): {:?}", totals.tunnels);
     assert!(
         count_mismatches.is_empty(),
         "packet counts differ from MANIFEST.tsv:\n{}",
@@ -179,6 +186,24 @@ fn every_tcpdump_capture_reads_without_panic() {
             manifest.len() as u64,
             "files on disk vs MANIFEST.tsv rows"
         );
+    }
+}
+
+/// Takes `l3`'s tunnels apart, at most `MAX_ENCAP_DEPTH` levels, counting each level by kind
+/// (and each tunnel that could not be taken apart by its error).
+fn count_tunnels(mut l3: wfp_pcap::L3Packet<'_>, counts: &mut BTreeMap<String, u64>) {
+    for _ in 0..wfp_pcap::MAX_ENCAP_DEPTH {
+        match wfp_pcap::decapsulate(&l3) {
+            Ok(Some(t)) => {
+                *counts.entry(t.kind.to_string()).or_default() += 1;
+                l3 = t.inner;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                *counts.entry(e.to_string()).or_default() += 1;
+                return;
+            }
+        }
     }
 }
 
