@@ -81,10 +81,24 @@ impl CalloutRegistration {
     }
 }
 
-/// Passed to every `classifyFn`: the engine (for the flow-context API) and the invocation's ids.
+/// Passed to every `classifyFn`: the engine (for the flow-context, pend, injection and redirect
+/// APIs) and the invocation's identity — what WFP's opaque `classifyContext` (classifyFn1+) stands
+/// for. It lives only for the call: [`ClassifyContext::acquire_classify_handle`] is how a callout
+/// keeps a reference to the classify past it (§10.2).
 pub struct ClassifyContext<'a> {
     pub(crate) engine: &'a Engine,
     pub(crate) callout_id: CalloutId,
+    pub(crate) layer: LayerId,
+    pub(crate) filter_id: crate::filter::FilterId,
+    pub(crate) flow: Option<u64>,
+    /// Unique per classifyFn invocation (ties classify handles and redirect results to it).
+    pub(crate) token: u64,
+    /// The incoming values (for the IS_REAUTHORIZE check).
+    pub(crate) values: &'a [Value],
+    /// The connect/bind request of a redirect-layer classify ([`Engine::classify_redirect`]).
+    pub(crate) redirect: Option<&'a crate::redirect::RedirectRequest>,
+    /// Set when the callout acquired a classify handle during the call.
+    pub(crate) acquired: std::cell::Cell<bool>,
 }
 
 impl ClassifyContext<'_> {
@@ -95,6 +109,22 @@ impl ClassifyContext<'_> {
     /// This callout's run-time id.
     pub fn callout_id(&self) -> CalloutId {
         self.callout_id
+    }
+    /// The layer being classified.
+    pub fn layer(&self) -> LayerId {
+        self.layer
+    }
+    /// The filter that invoked the callout.
+    pub fn filter_id(&self) -> crate::filter::FilterId {
+        self.filter_id
+    }
+    /// The flow handle, at a flow-capable layer whose metadata carried one.
+    pub fn flow(&self) -> Option<u64> {
+        self.flow
+    }
+    /// True inside a reauthorization classify (FLAGS has FWP_CONDITION_FLAG_IS_REAUTHORIZE).
+    pub fn is_reauthorization(&self) -> bool {
+        crate::classify::is_reauthorize(self.layer, self.values)
     }
 }
 
@@ -163,6 +193,46 @@ pub struct Metadata {
     pub frame_length: u16,
     /// `discardMetadata.filterId` (discard layers).
     pub discard_filter_id: u64,
+    /// `discardMetadata.discardModule` (FWPS_DISCARD_MODULE0: NETWORK 0, TRANSPORT 1, GENERAL 2).
+    pub discard_module: u32,
+    /// `discardMetadata.discardReason`.
+    pub discard_reason: u32,
+    /// `flags` (FWPS_INCOMING_FLAG_*; engine-internal in WFP, set by the data path here).
+    pub incoming_flags: u32,
+    /// `token`: the process's access token, as an opaque id (TOKEN).
+    pub token: u64,
+    /// `pathMtu` (PATH_MTU).
+    pub path_mtu: u32,
+    /// `completionHandle` (COMPLETION_HANDLE): the argument of
+    /// [`Engine::pend_operation`](crate::Engine::pend_operation), minted by the data path with
+    /// [`Engine::new_completion_handle`](crate::Engine::new_completion_handle).
+    pub completion_handle: u64,
+    /// `transportEndpointHandle` (TRANSPORT_ENDPOINT_HANDLE).
+    pub transport_endpoint_handle: u64,
+    /// `remoteScopeId` (REMOTE_SCOPE_ID): the IPv6 scope (zone) of the remote address.
+    pub remote_scope_id: u32,
+    /// `controlData` / `controlDataLength` (TRANSPORT_CONTROL_DATA): the socket's ancillary data.
+    pub control_data: Option<Arc<[u8]>>,
+    /// `headerIncludeHeader` (TRANSPORT_HEADER_INCLUDE_HEADER): the header of a raw send.
+    pub header_include_header: Option<Arc<[u8]>>,
+    /// `destinationPrefix` (DESTINATION_PREFIX): the route's prefix (address bytes, prefix length).
+    pub destination_prefix: Option<(std::net::IpAddr, u8)>,
+    /// `parentEndpointHandle` (PARENT_ENDPOINT_HANDLE).
+    pub parent_endpoint_handle: u64,
+    /// `localRedirectTargetPID` (LOCAL_REDIRECT_TARGET_PID).
+    pub local_redirect_target_pid: u32,
+    /// `originalDestination` (ORIGINAL_DESTINATION): before a connect redirect.
+    pub original_destination: Option<std::net::SocketAddr>,
+    /// `redirectRecords` (REDIRECT_RECORD_HANDLE): who redirected this connection (§10.3), the
+    /// input of [`Engine::query_connection_redirect_state`](crate::Engine::query_connection_redirect_state).
+    pub redirect_records: Option<Arc<crate::redirect::RedirectRecords>>,
+    /// `subProcessTag` (SUB_PROCESS_TAG).
+    pub sub_process_tag: u64,
+    /// The injection tag of an injected packet (what WFP keeps on the NET_BUFFER_LIST), the input
+    /// of [`Engine::query_packet_injection_state`](crate::Engine::query_packet_injection_state).
+    /// Set by the data path when it classifies a packet it took from
+    /// [`Engine::poll_injection`](crate::Engine::poll_injection); not a `currentMetadataValues` bit.
+    pub injection: Option<Arc<crate::inject::Provenance>>,
 }
 
 impl Metadata {

@@ -6,6 +6,7 @@
 //! is set a lower sublayer may override; once cleared only a callout BLOCK can change a PERMIT
 //! (a veto, which also produces a net event).
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,11 +14,12 @@ use std::sync::Arc;
 use crate::callout::{ClassifyContext, ClassifyOut, IncomingValues, LayerData, Metadata};
 use crate::catalogue::{self, LayerId};
 use crate::constants::{
-    ActionType, CalloutFlags, ClassifyOutFlags, Rights, RtFilterFlags, StreamAction,
+    ActionType, CalloutFlags, ClassifyOutFlags, ConditionFlags, Rights, RtFilterFlags, StreamAction,
 };
 use crate::engine::{Engine, NetEvent, NetEventKind, Registered};
 use crate::filter::{CalloutId, FilterId, RtFilter};
 use crate::guid::Guid;
+use crate::redirect::RedirectSlot;
 use crate::value::Value;
 
 /// Whether a decision can still be overridden by a lower sublayer.
@@ -214,6 +216,30 @@ pub fn coerce(result: ActionType, filter_action: ActionType) -> ActionType {
     }
 }
 
+/// Per-classify inputs that callouts see besides the values (bundled to keep signatures short).
+struct Extras<'a> {
+    /// The writable request at a redirect layer.
+    redirect: Option<&'a RedirectSlot>,
+}
+
+/// One callout call's inputs.
+struct Call<'a> {
+    values: &'a IncomingValues<'a>,
+    meta: &'a Metadata,
+    flow: Option<u64>,
+    extras: &'a Extras<'a>,
+}
+
+/// True when the layer's FLAGS value carries FWP_CONDITION_FLAG_IS_REAUTHORIZE.
+pub(crate) fn is_reauthorize(layer: LayerId, values: &[Value]) -> bool {
+    let Some(i) =
+        catalogue::layer(layer).and_then(|l| l.fields.iter().position(|f| f.name == "FLAGS"))
+    else {
+        return false;
+    };
+    matches!(values.get(i), Some(Value::Uint32(f)) if f & ConditionFlags::IS_REAUTHORIZE.0 != 0)
+}
+
 struct State {
     action: ActionType,
     write: bool,
@@ -250,8 +276,9 @@ impl Engine {
         layer_data: &mut LayerData<'_>,
         trace: Option<&mut Trace>,
     ) -> ClassifyResult {
-        self.classify_inner(layer, values, meta, layer_data, trace)
-            .0
+        let r = self.classify_inner(layer, values, meta, layer_data, trace, None);
+        self.after_classify();
+        r.0
     }
 
     /// [`Engine::classify`], also telling whether the result may be reused: `Some(epoch)` when
@@ -267,7 +294,23 @@ impl Engine {
         meta: &Metadata,
         layer_data: &mut LayerData<'_>,
     ) -> (ClassifyResult, Option<u64>) {
-        self.classify_inner(layer, values, meta, layer_data, None)
+        let r = self.classify_inner(layer, values, meta, layer_data, None, None);
+        self.after_classify();
+        r
+    }
+
+    /// A classify at a redirect layer, with the writable request in `slot` ([`crate::redirect`]).
+    pub(crate) fn classify_with_redirect(
+        &self,
+        layer: LayerId,
+        values: &[Value],
+        meta: &Metadata,
+        layer_data: &mut LayerData<'_>,
+        slot: &RedirectSlot,
+    ) -> ClassifyResult {
+        let r = self.classify_inner(layer, values, meta, layer_data, None, Some(slot));
+        self.after_classify();
+        r.0
     }
 
     fn classify_inner(
@@ -276,7 +319,24 @@ impl Engine {
         values: &[Value],
         meta: &Metadata,
         layer_data: &mut LayerData<'_>,
+        trace: Option<&mut Trace>,
+        redirect: Option<&RedirectSlot>,
+    ) -> (ClassifyResult, Option<u64>) {
+        let extras = Extras { redirect };
+        self.pend_enter(meta, layer, values);
+        let r = self.arbitrate(layer, values, meta, layer_data, trace, &extras);
+        self.pend_leave(meta);
+        r
+    }
+
+    fn arbitrate(
+        &self,
+        layer: LayerId,
+        values: &[Value],
+        meta: &Metadata,
+        layer_data: &mut LayerData<'_>,
         mut trace: Option<&mut Trace>,
+        extras: &Extras<'_>,
     ) -> (ClassifyResult, Option<u64>) {
         let snapshot = self.snapshot.load();
         let epoch = snapshot.epoch;
@@ -318,7 +378,13 @@ impl Engine {
                 } else {
                     &[]
                 };
-                let eval = self.evaluate(f, &st, table, &incoming, meta, layer_data, flow);
+                let call = Call {
+                    values: &incoming,
+                    meta,
+                    flow,
+                    extras,
+                };
+                let eval = self.evaluate(f, &st, table, &call, layer_data);
                 // A PERMIT/BLOCK ends the sublayer even when a hard decision ignores it (§7.3, §7.5).
                 let ends_sublayer = !matches!(eval, Eval::Continue(_));
                 let stream_stop = matches!(eval, Eval::Stream(_));
@@ -353,19 +419,13 @@ impl Engine {
         (finish(st), reusable)
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the classify inputs, passed through unchanged"
-    )]
     fn evaluate(
         &self,
         f: &RtFilter,
         st: &State,
         registry: &[Option<Arc<Registered>>],
-        values: &IncomingValues<'_>,
-        meta: &Metadata,
+        call: &Call<'_>,
         layer_data: &mut LayerData<'_>,
-        flow: Option<u64>,
     ) -> Eval {
         match f.action {
             ActionType::PERMIT => {
@@ -406,31 +466,33 @@ impl Engine {
             },
             flags: ClassifyOutFlags::default(),
         };
-        let (out, callout) =
-            match self.invoke_registered(reg, f, values, meta, layer_data, preset, flow) {
-                Invocation::Ran { out, callout } => (out, callout),
-                Invocation::Unregistered => return unregistered(f),
-                Invocation::SkippedNoFlowContext => {
-                    return Eval::Continue(StepOutcome::SkippedNoFlowContext)
+        let (out, callout) = match self.invoke_registered(reg, f, call, layer_data, preset) {
+            Invocation::Ran { out, callout } => (out, callout),
+            Invocation::Unregistered => return unregistered(f),
+            Invocation::SkippedNoFlowContext => {
+                return Eval::Continue(StepOutcome::SkippedNoFlowContext)
+            }
+            Invocation::Panicked => {
+                return match unregistered(f) {
+                    Eval::Decision(a, c, fl, _) => Eval::Decision(a, c, fl, Origin::Panicked),
+                    _ => Eval::Continue(StepOutcome::Panicked),
                 }
-                Invocation::Panicked => {
-                    return match unregistered(f) {
-                        Eval::Decision(a, c, fl, _) => Eval::Decision(a, c, fl, Origin::Panicked),
-                        _ => Eval::Continue(StepOutcome::Panicked),
-                    }
-                }
-            };
+            }
+        };
         // §9.2: any stream action other than NONE makes the engine ignore actionType.
         if let LayerData::Stream(io) = layer_data {
             if io.stream_action != StreamAction::None {
-                return Eval::Stream(StreamVerdict {
+                let mut v = StreamVerdict {
                     filter: f.filter_id,
                     callout,
                     action: io.stream_action,
                     count_bytes_required: io.count_bytes_required,
                     count_bytes_enforced: io.count_bytes_enforced,
                     action_type: out.action_type,
-                });
+                };
+                // §9.2 / T-ST-7: DEFER is recorded (inbound) or refused (outbound).
+                self.stream_verdict(&mut v, call.flow, f.layer, io.stream_data.flags);
+                return Eval::Stream(v);
             }
         }
         if !st.write {
@@ -473,7 +535,35 @@ impl Engine {
         let flow = meta
             .flow()
             .filter(|_| catalogue::layer(filter.layer).is_some_and(|l| l.is_flow_capable()));
-        self.invoke_registered(reg.as_ref(), filter, values, meta, layer_data, out, flow)
+        let extras = Extras { redirect: None };
+        let call = Call {
+            values,
+            meta,
+            flow,
+            extras: &extras,
+        };
+        let must_decide = out
+            .flags
+            .intersects(ClassifyOutFlags::NO_MORE_DATA | ClassifyOutFlags::BUFFER_LIMIT_REACHED);
+        let r = self.invoke_registered(reg.as_ref(), filter, &call, layer_data, out);
+        // §9.2 / T-ST-7: a DEFER answered to a data path's own stream protocol is recorded like
+        // one answered to `classify`, so FwpsStreamContinue0 can resume it (not when the callout
+        // had to decide: NO_MORE_DATA / BUFFER_LIMIT_REACHED).
+        if let (Invocation::Ran { out, callout }, LayerData::Stream(io)) = (&r, &*layer_data) {
+            if io.stream_action == StreamAction::Defer && !must_decide {
+                let mut v = StreamVerdict {
+                    filter: filter.filter_id,
+                    callout: *callout,
+                    action: io.stream_action,
+                    count_bytes_required: io.count_bytes_required,
+                    count_bytes_enforced: io.count_bytes_enforced,
+                    action_type: out.action_type,
+                };
+                self.stream_verdict(&mut v, flow, filter.layer, io.stream_data.flags);
+            }
+        }
+        self.after_classify();
+        r
     }
 
     /// The filters at `layer` whose conditions match, in evaluation order (sublayers by weight, then
@@ -497,46 +587,62 @@ impl Engine {
             .collect()
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the classify inputs, passed through unchanged"
-    )]
     fn invoke_registered(
         &self,
         reg: Option<&Arc<Registered>>,
         f: &RtFilter,
-        values: &IncomingValues<'_>,
-        meta: &Metadata,
+        call: &Call<'_>,
         layer_data: &mut LayerData<'_>,
         mut out: ClassifyOut,
-        flow: Option<u64>,
     ) -> Invocation {
+        let flow = call.flow;
         let Some(reg) = reg else {
             return Invocation::Unregistered;
         };
         let Some(in_flight) = reg.enter() else {
             return Invocation::Unregistered;
         };
+        if self.skip_mid_stream(reg, f, flow) {
+            return Invocation::SkippedNoFlowContext;
+        }
         // §6.3: a CONDITIONAL_ON_FLOW callout only runs for flows holding its context at this layer.
         let flow_ctx = flow.and_then(|fl| self.flows.begin_use(fl, f.layer, reg.id));
         if reg.flags.contains(CalloutFlags::CONDITIONAL_ON_FLOW) && flow_ctx.is_none() {
             return Invocation::SkippedNoFlowContext;
         }
-        if let LayerData::Stream(io) = layer_data {
-            io.stream_action = StreamAction::None;
-            io.count_bytes_required = 0;
-            io.count_bytes_enforced = 0;
-        }
+        let stream_tracked = match (&mut *layer_data, flow) {
+            (LayerData::Stream(io), Some(fl)) => {
+                io.stream_action = StreamAction::None;
+                io.count_bytes_required = 0;
+                io.count_bytes_enforced = 0;
+                self.stream_enter(fl, reg.id)
+            }
+            (LayerData::Stream(io), None) => {
+                io.stream_action = StreamAction::None;
+                io.count_bytes_required = 0;
+                io.count_bytes_enforced = 0;
+                false
+            }
+            _ => false,
+        };
+        let current = call.extras.redirect.map(|s| s.current.borrow().clone());
         let ctx = ClassifyContext {
             engine: self,
             callout_id: reg.id,
+            layer: f.layer,
+            filter_id: f.filter_id,
+            flow,
+            token: self.invocation_seq.fetch_add(1, Ordering::Relaxed),
+            values: call.values.values,
+            redirect: current.as_ref(),
+            acquired: Cell::new(false),
         };
         reg.invocations.fetch_add(1, Ordering::Relaxed);
         let ran = catch_unwind(AssertUnwindSafe(|| {
             reg.callout.classify(
                 &ctx,
-                values,
-                meta,
+                call.values,
+                call.meta,
                 layer_data,
                 f,
                 flow_ctx.unwrap_or(0),
@@ -544,6 +650,12 @@ impl Engine {
             );
         }));
         drop(in_flight);
+        if ctx.acquired.get() {
+            self.handles_returned(ctx.token, call.extras);
+        }
+        if let (true, Some(fl)) = (stream_tracked, flow) {
+            self.stream_leave(fl, reg.id);
+        }
         if let (Some(fl), Some(_)) = (flow, flow_ctx) {
             if let Some(ctx) = self.flows.end_use(fl, f.layer, reg.id) {
                 self.call_flow_delete(f.layer, reg.id, ctx);
@@ -565,6 +677,34 @@ impl Engine {
         Invocation::Ran {
             out,
             callout: reg.id,
+        }
+    }
+
+    /// §1.1 FWP_CALLOUT_FLAG_ALLOW_MID_STREAM_INSPECTION: without it, a stream callout is not
+    /// attached to an announced flow that existed before its filter was added.
+    fn skip_mid_stream(&self, reg: &Registered, f: &RtFilter, flow: Option<u64>) -> bool {
+        if reg
+            .flags
+            .contains(CalloutFlags::ALLOW_MID_STREAM_INSPECTION)
+            || crate::pend::base_name(f.layer) != Some("STREAM")
+        {
+            return false;
+        }
+        flow.and_then(|fl| self.flow_stream_mark(fl))
+            .is_some_and(|mark| f.filter_id > mark)
+    }
+
+    /// A classifyFn that acquired classify handles returned: a redirect request it applied becomes
+    /// the current one for the callouts after it; a pend is recorded.
+    fn handles_returned(&self, token: u64, extras: &Extras<'_>) {
+        let (request, pended) = self.pend_invocation_returned(token);
+        if let Some(slot) = extras.redirect {
+            if let Some(req) = request {
+                *slot.current.borrow_mut() = req;
+            }
+            if pended {
+                slot.pended.set(true);
+            }
         }
     }
 

@@ -28,6 +28,9 @@
 //! - `index` — the per-sublayer filter index (tuple-space search with pruning) classify uses to
 //!   find the next matching filter without scanning; equal to a linear scan by contract.
 //! - [`callout`] — the callout trait and classify-time structures.
+//! - [`pend`], [`redirect`], [`inject`], [`stream`] — asynchronous classification, writable layer
+//!   data, injection and stream DEFER/continue (§9.2, §10): state plus events a data path drains
+//!   (`poll_pend_event`, `poll_injection`, `poll_stream_event`, `poll_flow_event`).
 //! - [`manual`] — design notes: semantics decisions and where WFP's docs are silent.
 
 #![forbid(unsafe_code)]
@@ -45,9 +48,13 @@ pub mod guid;
 pub mod index;
 #[cfg(not(feature = "bench-internals"))]
 mod index;
+pub mod inject;
 pub mod manual;
+pub mod pend;
+pub mod redirect;
 pub mod security;
 pub mod status;
+pub mod stream;
 pub mod value;
 
 pub use callout::{
@@ -61,7 +68,10 @@ pub use constants::{
     ActionType, CalloutFlags, ClassifyOutFlags, ConditionFlags, FilterFlags, NotifyType, Rights,
     StreamAction,
 };
-pub use engine::{Engine, EngineOptions, NetEvent, NetEventKind, PolicySummary, Transaction};
+pub use engine::{
+    Engine, EngineOptions, FlowEvent, FlowStatus, FlowTracking, NetEvent, NetEventKind,
+    PolicySummary, Reauthorization, Transaction,
+};
 pub use filter::{
     CalloutId, CalloutSpec, FilterId, FilterSpec, ProviderSpec, RtFilter, SublayerSpec, WeightSpec,
 };

@@ -38,6 +38,22 @@ impl Status {
     pub const FWP_CALLOUT_NOTIFICATION_FAILED: Self = Self(0xC022_0037);
     /// STATUS_FWP_CANNOT_PEND.
     pub const FWP_CANNOT_PEND: Self = Self(0xC022_0103);
+    /// STATUS_INVALID_DEVICE_STATE (a call made in a state that forbids it).
+    pub const INVALID_DEVICE_STATE: Self = Self(0xC000_0184);
+    /// STATUS_FWP_NOT_FOUND (an unknown or already finished handle).
+    pub const FWP_NOT_FOUND: Self = Self(0xC022_0008);
+    /// STATUS_FWP_NULL_POINTER.
+    pub const FWP_NULL_POINTER: Self = Self(0xC022_001C);
+    /// STATUS_FWP_INVALID_PARAMETER.
+    pub const FWP_INVALID_PARAMETER: Self = Self(0xC022_0035);
+    /// STATUS_FWP_TCPIP_NOT_READY.
+    pub const FWP_TCPIP_NOT_READY: Self = Self(0xC022_0100);
+    /// STATUS_FWP_INJECT_HANDLE_CLOSING.
+    pub const FWP_INJECT_HANDLE_CLOSING: Self = Self(0xC022_0101);
+    /// STATUS_FWP_INJECT_HANDLE_STALE.
+    pub const FWP_INJECT_HANDLE_STALE: Self = Self(0xC022_0102);
+    /// STATUS_FWP_DROP_NOICMP.
+    pub const FWP_DROP_NOICMP: Self = Self(0xC022_0104);
 
     /// `NT_SUCCESS(status)`: true for success and informational codes.
     pub const fn is_success(self) -> bool {
@@ -60,6 +76,14 @@ impl Status {
             Self::FWP_TOO_MANY_CALLOUTS => "STATUS_FWP_TOO_MANY_CALLOUTS",
             Self::FWP_CALLOUT_NOTIFICATION_FAILED => "STATUS_FWP_CALLOUT_NOTIFICATION_FAILED",
             Self::FWP_CANNOT_PEND => "STATUS_FWP_CANNOT_PEND",
+            Self::INVALID_DEVICE_STATE => "STATUS_INVALID_DEVICE_STATE",
+            Self::FWP_NOT_FOUND => "STATUS_FWP_NOT_FOUND",
+            Self::FWP_NULL_POINTER => "STATUS_FWP_NULL_POINTER",
+            Self::FWP_INVALID_PARAMETER => "STATUS_FWP_INVALID_PARAMETER",
+            Self::FWP_TCPIP_NOT_READY => "STATUS_FWP_TCPIP_NOT_READY",
+            Self::FWP_INJECT_HANDLE_CLOSING => "STATUS_FWP_INJECT_HANDLE_CLOSING",
+            Self::FWP_INJECT_HANDLE_STALE => "STATUS_FWP_INJECT_HANDLE_STALE",
+            Self::FWP_DROP_NOICMP => "STATUS_FWP_DROP_NOICMP",
             _ => "NTSTATUS",
         }
     }
@@ -128,6 +152,19 @@ pub enum FwpError {
     /// FWP_E_INCOMPATIBLE_TXN: a write inside a read-only transaction.
     #[error("FWP_E_INCOMPATIBLE_TXN: write operation in a read-only transaction")]
     IncompatibleTxn,
+    /// FWP_E_TIMEOUT: the writer lock was not free within the session's wait limit (§11.2).
+    #[error("FWP_E_TIMEOUT: the transaction lock was not free within {wait_ms} ms")]
+    Timeout {
+        /// The session's `txnWaitTimeoutInMSec` in force.
+        wait_ms: u64,
+    },
+    /// E_FAIL: the host could not make a committing transaction's persistent objects durable
+    /// (the store refused the write); the transaction was aborted.
+    #[error("E_FAIL: persisting the transaction failed: {0}")]
+    PersistFailed(String),
+    /// FWP_E_DYNAMIC_SESSION_IN_PROGRESS: a persistent object added through a dynamic session.
+    #[error("FWP_E_DYNAMIC_SESSION_IN_PROGRESS: a dynamic session cannot add the persistent {0}")]
+    DynamicSessionInProgress(&'static str),
     /// FWP_E_LIFETIME_MISMATCH: a persistent object references a non-persistent one.
     #[error(
         "FWP_E_LIFETIME_MISMATCH: persistent {kind} may not reference non-persistent {target}"
@@ -224,6 +261,9 @@ impl FwpError {
             Self::NoTxnInProgress => 0x8032_000D,
             Self::TxnInProgress => 0x8032_000E,
             Self::IncompatibleTxn => 0x8032_0011,
+            Self::Timeout { .. } => 0x8032_0012,
+            Self::PersistFailed(_) => 0x8000_4005,
+            Self::DynamicSessionInProgress(_) => 0x8032_000B,
             Self::LifetimeMismatch { .. } => 0x8032_0016,
             Self::BuiltinObject(_) => 0x8032_0017,
             Self::InvalidFlags(_) => 0x8032_001E,
@@ -255,6 +295,9 @@ impl FwpError {
             Self::NoTxnInProgress => "NO_TXN_IN_PROGRESS",
             Self::TxnInProgress => "TXN_IN_PROGRESS",
             Self::IncompatibleTxn => "INCOMPATIBLE_TXN",
+            Self::Timeout { .. } => "TIMEOUT",
+            Self::PersistFailed(_) => "E_FAIL",
+            Self::DynamicSessionInProgress(_) => "DYNAMIC_SESSION_IN_PROGRESS",
             Self::LifetimeMismatch { .. } => "LIFETIME_MISMATCH",
             Self::BuiltinObject(_) => "BUILTIN_OBJECT",
             Self::InvalidFlags(_) => "INVALID_FLAGS",

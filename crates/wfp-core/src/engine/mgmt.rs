@@ -58,12 +58,12 @@ pub struct CalloutObject {
 }
 
 pub(crate) struct Mgmt {
-    providers: BTreeMap<Guid, ProviderObject>,
-    sublayers: BTreeMap<Guid, SublayerObject>,
-    callouts: BTreeMap<Guid, CalloutObject>,
-    filters: BTreeMap<FilterId, Arc<RtFilter>>,
-    filter_keys: HashMap<Guid, FilterId>,
-    by_layer: Vec<BTreeSet<FilterId>>,
+    pub(super) providers: BTreeMap<Guid, ProviderObject>,
+    pub(super) sublayers: BTreeMap<Guid, SublayerObject>,
+    pub(super) callouts: BTreeMap<Guid, CalloutObject>,
+    pub(super) filters: BTreeMap<FilterId, Arc<RtFilter>>,
+    pub(super) filter_keys: HashMap<Guid, FilterId>,
+    pub(super) by_layer: Vec<BTreeSet<FilterId>>,
     next_filter_id: u64,
     next_order: u64,
     generations: Vec<u64>,
@@ -146,7 +146,8 @@ impl Mgmt {
         Ok(())
     }
 
-    fn build_layer(&self, layer: LayerId, generation: u64) -> LayerView {
+    /// `prev`: the layer's published view, whose sublayer indexes the new ones reuse work from.
+    fn build_layer(&self, layer: LayerId, generation: u64, prev: &LayerView) -> LayerView {
         let mut groups: BTreeMap<Guid, Vec<Arc<RtFilter>>> = BTreeMap::new();
         if let Some(ids) = self.by_layer.get(usize::from(layer.0)) {
             for id in ids {
@@ -162,7 +163,10 @@ impl Mgmt {
                 // §7.3 + brief decision 2: weight descending, then lower filter id first.
                 filters.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.filter_id.cmp(&b.filter_id)));
                 let index = match catalogue::layer(layer) {
-                    Some(def) => crate::index::SublayerIndex::build(def, &filters),
+                    Some(def) => match prev.sublayers.iter().find(|p| p.key == key) {
+                        Some(p) => crate::index::SublayerIndex::rebuild(def, &filters, &p.index),
+                        None => crate::index::SublayerIndex::build(def, &filters),
+                    },
                     None => crate::index::SublayerIndex::scan(),
                 };
                 Some((
@@ -216,9 +220,15 @@ pub struct Transaction<'e> {
 impl Engine {
     /// `FwpmTransactionBegin0`: waits for the writer lock (classify never takes it).
     pub fn begin(&self) -> Transaction<'_> {
+        self.begin_locked(self.mgmt.lock())
+    }
+
+    /// A transaction over the already-taken writer lock (engine/session.rs takes it with a wait
+    /// limit, §11.2).
+    pub(super) fn begin_locked<'e>(&'e self, guard: MutexGuard<'e, Mgmt>) -> Transaction<'e> {
         Transaction {
             engine: self,
-            mgmt: Some(self.mgmt.lock()),
+            mgmt: Some(guard),
             undo: Vec::new(),
             dirty: BTreeSet::new(),
             added: Vec::new(),
@@ -338,7 +348,7 @@ impl Engine {
             .collect()
     }
 
-    fn notify(
+    pub(super) fn notify(
         &self,
         callout: CalloutId,
         kind: NotifyType,
@@ -366,6 +376,11 @@ impl Engine {
 }
 
 impl Transaction<'_> {
+    /// The management state as this transaction sees it (reads inside a session's transaction).
+    pub(super) fn state(&self) -> Option<&Mgmt> {
+        self.mgmt.as_deref()
+    }
+
     fn m(&mut self) -> &mut Mgmt {
         // The guard is only taken out by commit/abort, which consume the transaction.
         self.mgmt
@@ -727,7 +742,7 @@ impl Transaction<'_> {
                     }
                     let generation = m.generations.get(i).copied().unwrap_or(0);
                     if let Some(slot) = layers.get_mut(i) {
-                        *slot = Arc::new(m.build_layer(*layer, generation));
+                        *slot = Arc::new(m.build_layer(*layer, generation, slot));
                     }
                 }
                 engine
@@ -738,12 +753,6 @@ impl Transaction<'_> {
         }
         self.undo.clear();
         let deleted_ids: Vec<FilterId> = self.deleted.iter().map(|f| f.filter_id).collect();
-        for f in std::mem::take(&mut self.deleted) {
-            if let Some(cid) = f.callout_id {
-                let mut copy = (*f).clone();
-                engine.notify(cid, NotifyType::DeleteFilter, None, &mut copy);
-            }
-        }
         for f in std::mem::take(&mut self.added) {
             let Some(cid) = f.callout_id else { continue };
             if deleted_ids.contains(&f.filter_id) {
@@ -759,6 +768,8 @@ impl Transaction<'_> {
                 engine.notify(cid, NotifyType::AddFilterPostCommit, Some(&key), &mut copy);
             }
         }
+        // §12 (a): DELETE_FILTER only once no classify can see the filter (engine/teardown.rs).
+        engine.defer_delete_notifies(std::mem::take(&mut self.deleted));
     }
 
     /// `FwpmTransactionAbort0`: nothing of the transaction becomes visible.

@@ -11,9 +11,13 @@
 //! A writer never blocks classify: classify loads the current snapshot with one atomic operation and
 //! keeps it for the whole call, so it sees either all of a transaction or none of it.
 
+mod enumerate;
 mod flows;
+mod live;
 mod mgmt;
 mod registry;
+mod session;
+mod teardown;
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -23,7 +27,16 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
+pub use enumerate::{
+    FilterEnumTemplate, ObjectEnumTemplate, ACTION_MASK_ANY,
+    FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH, FILTER_ENUM_FLAG_SORTED,
+};
+pub use live::{FlowEvent, FlowStatus, FlowTracking, Reauthorization};
 pub use mgmt::{CalloutObject, ProviderObject, SublayerObject, Transaction};
+pub use session::{
+    ObjectRef, PersistHook, PersistentChange, Session, SessionInfo, SessionOwner, SessionSpec,
+    DEFAULT_TXN_WAIT, SESSION_FLAG_DYNAMIC, TXN_READ_ONLY,
+};
 
 use crate::callout::CalloutRegistration;
 use crate::catalogue::{self, LayerId};
@@ -40,6 +53,11 @@ pub struct EngineOptions {
     pub static_veto: bool,
     /// Net events kept in the ring before the oldest is dropped.
     pub net_event_capacity: usize,
+    /// Whether the data path announces flows ([`FlowTracking`]).
+    pub flow_tracking: FlowTracking,
+    /// Injections a packet may go through; a deeper injection is a counted drop
+    /// ([`crate::inject`]).
+    pub max_injection_depth: usize,
 }
 
 impl Default for EngineOptions {
@@ -47,6 +65,8 @@ impl Default for EngineOptions {
         Self {
             static_veto: false,
             net_event_capacity: 4096,
+            flow_tracking: FlowTracking::Implicit,
+            max_injection_depth: 8,
         }
     }
 }
@@ -157,6 +177,16 @@ pub struct Engine {
     pub(crate) flows: FlowContexts,
     events: Mutex<VecDeque<NetEvent>>,
     pub(crate) stats: EngineStats,
+    pub(crate) pend: crate::pend::PendTable,
+    pub(crate) inject: crate::inject::InjectTable,
+    pub(crate) redirect: crate::redirect::RedirectTable,
+    pub(crate) stream: crate::stream::StreamTable,
+    pub(crate) live: live::LiveFlows,
+    pub(crate) teardown: teardown::Teardown,
+    /// Numbers classifyFn invocations ([`crate::ClassifyContext`] tokens).
+    pub(crate) invocation_seq: AtomicU64,
+    /// Open management sessions and the owners of dynamic objects (§11.1).
+    pub(crate) sessions: session::Sessions,
 }
 
 impl Default for Engine {
@@ -180,6 +210,14 @@ impl Engine {
             flows: FlowContexts::new(),
             events: Mutex::new(VecDeque::new()),
             stats: EngineStats::default(),
+            pend: crate::pend::PendTable::default(),
+            inject: crate::inject::InjectTable::default(),
+            redirect: crate::redirect::RedirectTable::default(),
+            stream: crate::stream::StreamTable::default(),
+            live: live::LiveFlows::default(),
+            teardown: teardown::Teardown::default(),
+            invocation_seq: AtomicU64::new(0),
+            sessions: session::Sessions::default(),
         }
     }
 
@@ -297,9 +335,11 @@ impl Engine {
 
     // ----- flow contexts (§6) ----------------------------------------------------------------
 
-    /// `FwpsFlowAssociateContext0`. STATUS_INVALID_PARAMETER for a zero context or a callout that is
-    /// not registered or has no flowDeleteFn; STATUS_OBJECT_NAME_EXISTS (a success-class code) when a
-    /// context exists for the key — the old context stays.
+    /// `FwpsFlowAssociateContext0`. STATUS_INVALID_PARAMETER for a zero context, a layer that does
+    /// not exist or carries no flows (§6.2), a flow that is not live (unknown with
+    /// [`FlowTracking::Announced`], or aborted), or a callout that is not registered or has no
+    /// flowDeleteFn; STATUS_OBJECT_NAME_EXISTS (a success-class code) when a context exists for
+    /// the key — the old context stays.
     pub fn flow_associate_context(
         &self,
         flow: u64,
@@ -307,7 +347,8 @@ impl Engine {
         callout: CalloutId,
         context: u64,
     ) -> Status {
-        if context == 0 || flow == 0 || catalogue::layer(layer).is_none() {
+        let flow_layer = catalogue::layer(layer).is_some_and(|l| l.is_flow_capable());
+        if context == 0 || !flow_layer || !self.flow_is_live(flow) {
             return Status::INVALID_PARAMETER;
         }
         let Some(reg) = self.registry.get(callout) else {
@@ -344,10 +385,23 @@ impl Engine {
         }
     }
 
-    /// `FwpsFlowAbort0`, and what the shims call when a flow ends: flowDeleteFn once for every
-    /// context of the flow (deferred for contexts whose classify is running). Returns how many
-    /// contexts were (or will be) deleted; STATUS_UNSUCCESSFUL-like `0` means there were none.
+    /// `FwpsFlowAbort0` (§6.1, T-FLOW-12): flowDeleteFn once for every context of the flow
+    /// (deferred for contexts whose classify is running). With [`FlowTracking::Announced`] the flow
+    /// is also marked aborted ([`FlowStatus::Aborted`]: no new contexts; the data path drains
+    /// [`FlowEvent::Aborted`], blocks the flow's later packets and calls
+    /// [`Engine::flow_ended`]); with [`FlowTracking::Implicit`] this is what a data path calls
+    /// when a flow ends. Returns how many contexts were (or will be) deleted.
     pub fn flow_abort(&self, flow: u64) -> usize {
+        if self.options.flow_tracking == FlowTracking::Announced {
+            self.mark_aborted(flow);
+        } else {
+            self.stream_flow_ended(flow);
+        }
+        self.delete_flow_contexts(flow)
+    }
+
+    /// flowDeleteFn for every context of `flow`.
+    pub(crate) fn delete_flow_contexts(&self, flow: u64) -> usize {
         let (deleted, deferred) = self.flows.end_flow(flow);
         let n = deleted.len() + deferred;
         for (layer, callout, ctx) in deleted {

@@ -65,6 +65,22 @@ impl Registered {
     }
 }
 
+/// §1.1: every FWP_CALLOUT_FLAG_* either has its effect here or is refused.
+///
+/// In effect: CONDITIONAL_ON_FLOW (classify), ENABLE_COMMIT_ADD_NOTIFY (commit),
+/// ALLOW_MID_STREAM_INSPECTION (classify, flows announced to the engine), ALLOW_L2_BATCH_CLASSIFY
+/// (packet clones refused). Consent flags that are trivially honoured because this engine never
+/// offloads, coalesces, segments or reclassifies: ALLOW_OFFLOAD, ALLOW_RSC, ALLOW_USO, ALLOW_URO,
+/// ALLOW_RECLASSIFY. Refused with STATUS_INVALID_PARAMETER: RESERVED1, RESERVED2 and unknown bits.
+fn check_flags(flags: CalloutFlags) -> Result<(), Status> {
+    let known = CalloutFlags::NAMED.iter().fold(0u32, |m, (_, f)| m | f.0);
+    let reserved = CalloutFlags::RESERVED1.0 | CalloutFlags::RESERVED2.0;
+    if flags.0 & !known != 0 || flags.0 & reserved != 0 {
+        return Err(Status::INVALID_PARAMETER);
+    }
+    Ok(())
+}
+
 /// Table of registered callouts indexed by run-time id, plus the key → id map shared with the
 /// management side (FWPM_CALLOUT0.calloutId equals the run-time id).
 pub(crate) struct Registry {
@@ -106,6 +122,7 @@ impl Registry {
     }
 
     pub(crate) fn register(&self, reg: &CalloutRegistration) -> Result<CalloutId, Status> {
+        check_flags(reg.flags)?;
         if !self.busy.lock().insert(reg.key) {
             return Err(Status::FWP_IN_USE);
         }

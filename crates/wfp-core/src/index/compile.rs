@@ -120,7 +120,7 @@ pub(super) enum Part {
 }
 
 /// One indexed dimension.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Dim {
     /// Index into the incoming values.
     pub(super) field: usize,
@@ -168,30 +168,45 @@ fn split(k: u128, part: Part) -> u64 {
 
 /// Picks the dimensions for a sublayer: the fields most often constrained by an indexable group,
 /// until [`MAX_DIMS`] dimensions are used.
+#[cfg(test)]
 pub(super) fn choose_dims(layer: &LayerDef, filters: &[std::sync::Arc<RtFilter>]) -> Vec<Dim> {
     let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
     for f in filters {
-        let conds = f.conditions().conditions();
-        let mut seen: Vec<usize> = Vec::new();
-        for g in groups(conds) {
-            let Some(first) = g.first() else { continue };
-            let field = usize::from(first.field_index);
-            if seen.contains(&field) {
-                continue;
-            }
-            let Some(kind) = layer
-                .fields
-                .get(field)
-                .and_then(|fd| FieldKind::of(fd.data_type))
-            else {
-                continue;
-            };
-            if g.iter().all(|c| intervals(c, kind).is_some()) {
-                seen.push(field);
-                *counts.entry(field).or_default() += 1;
-            }
+        for field in indexable_fields(layer, f) {
+            *counts.entry(field).or_default() += 1;
         }
     }
+    dims_from_counts(layer, counts)
+}
+
+/// The fields one filter constrains with an indexable group (each once): its votes in
+/// [`dims_from_counts`].
+pub(super) fn indexable_fields(layer: &LayerDef, filter: &RtFilter) -> Vec<usize> {
+    let conds = filter.conditions().conditions();
+    let mut seen: Vec<usize> = Vec::new();
+    for g in groups(conds) {
+        let Some(first) = g.first() else { continue };
+        let field = usize::from(first.field_index);
+        if seen.contains(&field) {
+            continue;
+        }
+        let Some(kind) = layer
+            .fields
+            .get(field)
+            .and_then(|fd| FieldKind::of(fd.data_type))
+        else {
+            continue;
+        };
+        if g.iter().all(|c| intervals(c, kind).is_some()) {
+            seen.push(field);
+        }
+    }
+    seen
+}
+
+/// The dimensions for per-field vote counts (filters constraining the field with an indexable
+/// group): most votes first, ties to the lower field, until [`MAX_DIMS`] dimensions are used.
+pub(super) fn dims_from_counts(layer: &LayerDef, counts: BTreeMap<usize, usize>) -> Vec<Dim> {
     let mut ranked: Vec<(usize, usize)> = counts.into_iter().collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let mut dims = Vec::new();

@@ -30,6 +30,7 @@
 //!
 //! The module performs no I/O, reads no clock, starts no threads, and allocates only at build.
 
+mod cache;
 mod compile;
 mod prune;
 mod tuple;
@@ -64,7 +65,8 @@ pub(crate) struct SublayerIndex {
 #[derive(Debug)]
 enum Inner {
     Scan,
-    Tuples(TupleIndex),
+    /// The index, and what the next build of the sublayer reuses ([`cache`]).
+    Tuples(TupleIndex, Box<cache::Cache>),
 }
 
 impl Default for SublayerIndex {
@@ -81,28 +83,46 @@ impl SublayerIndex {
 
     /// Builds the index of `filters`, given in evaluation order; `layer` gives the field types.
     pub(crate) fn build(layer: &LayerDef, filters: &[Arc<RtFilter>]) -> Self {
-        Self::build_with(layer, filters, Params::default(), SCAN_BELOW)
+        Self::build_from(layer, filters, Params::default(), SCAN_BELOW, None)
     }
 
+    /// [`SublayerIndex::build`] for the next commit of a sublayer whose index was `prev`: the
+    /// per-filter work of every filter still there (the same object) is reused ([`cache`]). The
+    /// answers are those of a fresh build.
+    pub(crate) fn rebuild(layer: &LayerDef, filters: &[Arc<RtFilter>], prev: &Self) -> Self {
+        Self::build_from(layer, filters, Params::default(), SCAN_BELOW, Some(prev))
+    }
+
+    #[cfg(any(test, feature = "bench-internals"))]
     fn build_with(
         layer: &LayerDef,
         filters: &[Arc<RtFilter>],
         params: Params,
         scan_below: usize,
     ) -> Self {
+        Self::build_from(layer, filters, params, scan_below, None)
+    }
+
+    fn build_from(
+        layer: &LayerDef,
+        filters: &[Arc<RtFilter>],
+        params: Params,
+        scan_below: usize,
+        prev: Option<&Self>,
+    ) -> Self {
         if filters.len() < scan_below || u32::try_from(filters.len()).is_err() {
             return Self::scan();
         }
-        let dims = compile::choose_dims(layer, filters);
-        if dims.is_empty() {
+        let prev = prev.and_then(|p| match &p.inner {
+            Inner::Tuples(_, c) => Some(&**c),
+            Inner::Scan => None,
+        });
+        let Some(cache) = cache::Cache::build(layer, filters, prev) else {
             return Self::scan();
-        }
-        let compiled: Vec<compile::Compiled> = filters
-            .iter()
-            .map(|f| compile::compile(&dims, f.conditions().conditions()))
-            .collect();
+        };
+        let index = TupleIndex::build(cache.dims.clone(), &cache.compiled, params);
         Self {
-            inner: Inner::Tuples(TupleIndex::build(dims, &compiled, params)),
+            inner: Inner::Tuples(index, Box::new(cache)),
         }
     }
 
@@ -118,7 +138,7 @@ impl SublayerIndex {
     ) -> Option<usize> {
         match &self.inner {
             Inner::Scan => scan(filters, values, from),
-            Inner::Tuples(t) => t.next_match(filters, values, from),
+            Inner::Tuples(t, _) => t.next_match(filters, values, from),
         }
     }
 
@@ -141,7 +161,11 @@ impl SublayerIndex {
     fn stats(&self) -> tuple::Stats {
         match &self.inner {
             Inner::Scan => tuple::Stats::default(),
-            Inner::Tuples(t) => t.stats(),
+            Inner::Tuples(t, c) => {
+                let mut s = t.stats();
+                s.bytes += c.bytes();
+                s
+            }
         }
     }
 }

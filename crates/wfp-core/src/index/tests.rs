@@ -705,3 +705,257 @@ fn intervals_cover_the_value_domains() {
     );
     assert!(never.boxes.is_empty());
 }
+
+// ----- the engine: random add/delete sequences against the reference scan ---------------------
+
+/// One step of a random engine history.
+#[derive(Clone, Debug)]
+enum EngineOp {
+    /// Add a filter: (sublayer 0/1, weight choice, conditions as (field, kind, a, b)).
+    Add(u8, u8, Vec<(u8, u8, u16, u16)>),
+    /// Delete the n-th live filter (modulo the count).
+    Delete(usize),
+    /// Check every answer for these values (port, proto, address low bits, flags).
+    Classify(u16, u8, u8, u32),
+}
+
+fn engine_op() -> impl Strategy<Value = EngineOp> {
+    let cond = (0u8..4, 0u8..4, 0u16..40, 0u16..40);
+    prop_oneof![
+        4 => (0u8..2, 0u8..4, prop::collection::vec(cond, 0..4))
+            .prop_map(|(s, w, c)| EngineOp::Add(s, w, c)),
+        2 => any::<usize>().prop_map(EngineOp::Delete),
+        3 => (0u16..40, 0u8..3, 0u8..8, 0u32..4)
+            .prop_map(|(p, pr, a, f)| EngineOp::Classify(p, pr, a, f)),
+    ]
+}
+
+/// The condition spec of a raw (field, kind, a, b): ports (EQUAL / RANGE / NOT_EQUAL), protocol,
+/// a local-address prefix, or FLAGS (not indexable: the residual path).
+fn engine_cond(field: u8, kind: u8, a: u16, b: u16) -> crate::condition::ConditionSpec {
+    use crate::catalogue::condition_by_name;
+    let (name, match_type, value): (&str, MatchType, ConditionValue) = match field {
+        0 => match kind {
+            0 => ("IP_REMOTE_PORT", MatchType::Equal, Value::Uint16(a).into()),
+            1 => (
+                "IP_REMOTE_PORT",
+                MatchType::Range,
+                ConditionValue::Range(Value::Uint16(a.min(b)), Value::Uint16(a.max(b))),
+            ),
+            _ => (
+                "IP_REMOTE_PORT",
+                MatchType::NotEqual,
+                Value::Uint16(a).into(),
+            ),
+        },
+        1 => (
+            "IP_PROTOCOL",
+            MatchType::Equal,
+            Value::Uint8([6, 17, 1][usize::from(a % 3)]).into(),
+        ),
+        2 => (
+            "IP_LOCAL_ADDRESS",
+            MatchType::Equal,
+            ConditionValue::v4_prefix(
+                std::net::Ipv4Addr::from(0x0A00_0000 | u32::from(a % 8)),
+                [32, 31, 30, 29][usize::from(kind)],
+            ),
+        ),
+        _ => (
+            "FLAGS",
+            MatchType::FlagsAnySet,
+            Value::Uint32(u32::from(a % 3) + 1).into(),
+        ),
+    };
+    crate::condition::ConditionSpec {
+        field: condition_by_name(name).expect("condition"),
+        match_type,
+        value,
+    }
+}
+
+/// What classify may consider: every filter of the layer, sublayers by weight, filters by weight
+/// then id, whose conditions match — computed from the management state, without the index.
+fn reference_matches(engine: &Engine, values: &[Value]) -> Vec<u64> {
+    let mut all: Vec<Arc<RtFilter>> = engine
+        .filters()
+        .into_iter()
+        .filter(|f| f.layer == catalogue::layers::INBOUND_TRANSPORT_V4)
+        .filter(|f| f.conditions().matches(values))
+        .collect();
+    all.sort_by(|a, b| {
+        b.sublayer_weight
+            .cmp(&a.sublayer_weight)
+            .then(b.weight.cmp(&a.weight))
+            .then(a.filter_id.cmp(&b.filter_id))
+    });
+    all.iter().map(|f| f.filter_id.0).collect()
+}
+
+fn run_engine_ops(initial: &[EngineOp], ops: &[EngineOp]) -> Result<(), TestCaseError> {
+    use crate::filter::{SublayerSpec, WeightSpec};
+    let engine = Engine::default();
+    let extra = engine
+        .add_sublayer(SublayerSpec {
+            key: crate::guid::Guid::NULL,
+            name: "extra".into(),
+            description: String::new(),
+            flags: 0,
+            provider: None,
+            weight: 0x9000,
+        })
+        .expect("sublayer");
+    let l = layer("INBOUND_TRANSPORT_V4");
+    let mut live: Vec<crate::filter::FilterId> = Vec::new();
+    let mut apply =
+        |tx: &mut crate::engine::Transaction<'_>, op: &EngineOp| -> Option<Vec<Value>> {
+            match op {
+                EngineOp::Add(s, w, conds) => {
+                    let mut f = FilterSpec::new(
+                        "p",
+                        catalogue::layers::INBOUND_TRANSPORT_V4,
+                        ActionType::PERMIT,
+                    );
+                    if *s == 1 {
+                        f.sublayer = extra;
+                    }
+                    // Few distinct weights, so that ties (broken by filter id) are common.
+                    f.weight = match w {
+                        0 => WeightSpec::Auto,
+                        w => WeightSpec::Exact(u64::from(*w)),
+                    };
+                    f.conditions = conds
+                        .iter()
+                        .map(|&(a, b, c, d)| engine_cond(a, b, c, d))
+                        .collect();
+                    // Conditions must be grouped by field for OR semantics to be exercised both ways.
+                    if let Ok(id) = tx.add_filter(f) {
+                        live.push(id);
+                    }
+                    None
+                }
+                EngineOp::Delete(n) if !live.is_empty() => {
+                    let id = live.swap_remove(n % live.len());
+                    tx.delete_filter(id).expect("live filter");
+                    None
+                }
+                EngineOp::Delete(_) => None,
+                EngineOp::Classify(port, proto, addr, flags) => Some(values(
+                    l,
+                    &[
+                        ("IP_REMOTE_PORT", Value::Uint16(*port)),
+                        ("IP_PROTOCOL", Value::Uint8([6, 17, 1][usize::from(*proto)])),
+                        (
+                            "IP_LOCAL_ADDRESS",
+                            Value::Uint32(0x0A00_0000 | u32::from(*addr)),
+                        ),
+                        ("FLAGS", Value::Uint32(*flags)),
+                    ],
+                )),
+            }
+        };
+    // A bulk load in one transaction (past the scan threshold), then single-operation commits.
+    let mut tx = engine.begin();
+    for op in initial {
+        apply(&mut tx, op);
+    }
+    tx.commit();
+    for op in ops {
+        let mut tx = engine.begin();
+        let probe = apply(&mut tx, op);
+        tx.commit();
+        let Some(v) = probe else { continue };
+        let got: Vec<u64> = engine
+            .matching_filters(catalogue::layers::INBOUND_TRANSPORT_V4, &v)
+            .iter()
+            .map(|f| f.filter_id.0)
+            .collect();
+        prop_assert_eq!(got, reference_matches(&engine, &v), "values {:?}", v);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 48,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Random histories of single-filter commits over an indexed layer (two sublayers, tied
+    /// weights, OR groups, NOT_EQUAL, residual FLAGS): every classify sees exactly the filters,
+    /// in exactly the order, that the reference scan of the management state gives — the whole
+    /// chain a callout returning CONTINUE walks.
+    #[test]
+    fn engine_add_delete_sequences_equal_reference(
+        initial in prop::collection::vec(engine_op(), 40..120),
+        ops in prop::collection::vec(engine_op(), 1..80),
+    ) {
+        run_engine_ops(&initial, &ops)?;
+    }
+}
+
+// ----- rebuilds reusing the previous index (index/cache.rs) -------------------------------------
+
+/// Filters with distinct ids `first..` (equal weights), as a sublayer lists them.
+fn numbered(filters: Vec<Arc<RtFilter>>, first: u64) -> Vec<Arc<RtFilter>> {
+    (first..)
+        .zip(filters)
+        .map(|(id, f)| {
+            let mut f = (*f).clone();
+            f.filter_id = crate::filter::FilterId(id);
+            Arc::new(f)
+        })
+        .collect()
+}
+
+/// The boxes of `filter` kept by `index`, if it keeps them.
+fn cached_boxes(index: &SublayerIndex, filter: &Arc<RtFilter>) -> Option<Arc<compile::Compiled>> {
+    match &index.inner {
+        super::Inner::Tuples(_, c) => c.compiled_of(filter),
+        super::Inner::Scan => None,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 96,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// A rebuild from the previous index (some filters kept, some deleted, some added) answers
+    /// like the scan, and reuses the boxes of kept filters while the dimensions stay the same.
+    #[test]
+    fn rebuild_reusing_previous_index_equals_scan(
+        policy in prop::collection::vec(raw_filter(), 0..70),
+        keep in prop::collection::vec(any::<bool>(), 70),
+        added in prop::collection::vec(raw_filter(), 0..20),
+        inputs in prop::collection::vec(raw_values(), 1..16),
+    ) {
+        let l = layer("INBOUND_TRANSPORT_V4");
+        let t = template();
+        let make = |p: &[RawFilter]| filters_from(&t, p.iter().map(|f| make_filter(l, &FIELDS, f)).collect());
+        let old = numbered(make(&policy), 0);
+        let prev = SublayerIndex::build_with(l, &old, Params::default(), 0);
+        let mut next: Vec<Arc<RtFilter>> =
+            old.iter().zip(&keep).filter(|(_, k)| **k).map(|(f, _)| Arc::clone(f)).collect();
+        next.extend(numbered(make(&added), 1000));
+        let index = SublayerIndex::build_from(l, &next, Params::default(), 0, Some(&prev));
+        for raw in &inputs {
+            let values = make_values(l, raw);
+            prop_assert_eq!(all_matches(&index, &next, &values), scan_all(&next, &values));
+        }
+        let same_dims = match (&prev.inner, &index.inner) {
+            (super::Inner::Tuples(_, a), super::Inner::Tuples(_, b)) => a.dims == b.dims,
+            _ => false,
+        };
+        for f in next.iter().filter(|f| f.filter_id.0 < 1000) {
+            let reused = match (cached_boxes(&prev, f), cached_boxes(&index, f)) {
+                (Some(a), Some(b)) => Arc::ptr_eq(&a, &b),
+                _ => false,
+            };
+            prop_assert_eq!(reused, same_dims, "filter {:?}", f.filter_id);
+        }
+    }
+}

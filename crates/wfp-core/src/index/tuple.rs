@@ -196,7 +196,7 @@ struct Planned {
 
 impl TupleIndex {
     /// Builds from compiled filters (index = position in evaluation order).
-    pub(super) fn build(dims: Vec<Dim>, compiled: &[Compiled], params: Params) -> Self {
+    pub(super) fn build(dims: Vec<Dim>, compiled: &[Arc<Compiled>], params: Params) -> Self {
         let nd = dims.len().max(1);
         let mut refs: Vec<BoxRef<'_>> = Vec::new();
         for (pos, c) in compiled.iter().enumerate() {

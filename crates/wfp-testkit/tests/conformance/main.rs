@@ -11,3 +11,8 @@ mod s14_3_conditions;
 mod s14_4_registration;
 mod s14_5_flows;
 mod s14_6_classify_contract;
+mod s14_6_injection;
+mod s14_7_stream;
+mod s14_8_pend;
+mod s14_9_mgmt;
+mod teardown;

@@ -19,3 +19,7 @@
 //!   notifyFn runs with the management lock held and must not call management functions.
 //! - **Auto weights** score how many bits of each field a condition pins down (see
 //!   [`crate::filter::auto_weight`]).
+//!
+//! Asynchronous classification, injection and redirection: [`async_handles`].
+
+pub mod async_handles;

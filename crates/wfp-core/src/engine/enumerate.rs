@@ -1,0 +1,145 @@
+//! Enumeration with templates (§11.4 `FWPM_FILTER_ENUM_TEMPLATE0`, T-MGMT-12): which filters,
+//! sublayers and callouts a management client sees, read from one consistent management state
+//! (the caller holds the writer lock for the whole enumeration, like WFP's snapshot at
+//! enum-handle creation).
+//!
+//! Template semantics where WFP's docs are silent (recorded here and in `docs/api.md`):
+//! * `values` are *incoming values* for the template's layer; a filter "applies" when its
+//!   conditions match them with every other field FWP_EMPTY (the classify rule, so the answer is
+//!   an arbitration oracle).
+//! * BEST_TERMINATING_MATCH keeps the one applying filter with a terminating action
+//!   (`FWP_ACTION_FLAG_TERMINATING`) that classify evaluates first: sublayer weight descending,
+//!   then sublayer creation order, then filter weight descending, then filter id (brief decision
+//!   2). Narrow `sublayer` to get the per-sublayer answer.
+//! * Without SORTED the order is by filter id; with it, evaluation order (as above).
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use super::mgmt::Mgmt;
+use crate::catalogue::{self, ConditionId, LayerId};
+use crate::constants::ActionType;
+use crate::filter::RtFilter;
+use crate::guid::Guid;
+use crate::status::FwpError;
+use crate::value::Value;
+
+/// `FWP_FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH`: only the first terminating filter that applies.
+pub const FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH: u32 = 0x1;
+/// `FWP_FILTER_ENUM_FLAG_SORTED`: in evaluation order (highest weight first).
+pub const FILTER_ENUM_FLAG_SORTED: u32 = 0x2;
+/// Every action type (`actionMask` = 0xFFFFFFFF).
+pub const ACTION_MASK_ANY: u32 = 0xFFFF_FFFF;
+
+/// `FWPM_FILTER_ENUM_TEMPLATE0`, the parts the engine implements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FilterEnumTemplate {
+    /// `providerKey`: only filters of this provider.
+    pub provider: Option<Guid>,
+    /// `layerKey`: only filters at this layer (required with `values` or
+    /// BEST_TERMINATING_MATCH).
+    pub layer: Option<LayerId>,
+    /// Only filters in this sublayer (an extension; WFP's template has no sublayer).
+    pub sublayer: Option<Guid>,
+    /// `actionMask`: a filter is kept when `action.type & mask != 0`.
+    pub action_mask: u32,
+    /// `calloutKey`: only filters invoking this callout.
+    pub callout: Option<Guid>,
+    /// `FWP_FILTER_ENUM_FLAG_*` (BEST_TERMINATING_MATCH, SORTED).
+    pub flags: u32,
+    /// Incoming values (condition, value): only filters whose conditions match them.
+    pub values: Vec<(ConditionId, Value)>,
+}
+
+impl Default for FilterEnumTemplate {
+    fn default() -> Self {
+        Self {
+            provider: None,
+            layer: None,
+            sublayer: None,
+            action_mask: ACTION_MASK_ANY,
+            callout: None,
+            flags: 0,
+            values: Vec::new(),
+        }
+    }
+}
+
+/// A template for sublayers and callouts (`FWPM_SUBLAYER_ENUM_TEMPLATE0`,
+/// `FWPM_CALLOUT_ENUM_TEMPLATE0`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectEnumTemplate {
+    /// `providerKey`.
+    pub provider: Option<Guid>,
+    /// `layerKey` (callouts: `applicableLayer`; ignored for sublayers).
+    pub layer: Option<LayerId>,
+}
+
+/// The incoming values `template.values` stand for at its layer; `None` when it gives none.
+fn template_values(template: &FilterEnumTemplate) -> Result<Option<Vec<Value>>, FwpError> {
+    let best = template.flags & FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH != 0;
+    if template.values.is_empty() && !best {
+        return Ok(None);
+    }
+    let layer_id = template.layer.ok_or_else(|| {
+        FwpError::InvalidParameter(
+            "condition values and BEST_TERMINATING_MATCH need a layer".into(),
+        )
+    })?;
+    let layer =
+        catalogue::layer(layer_id).ok_or_else(|| FwpError::LayerNotFound(layer_id.to_string()))?;
+    let mut values = vec![Value::Empty; layer.fields.len()];
+    for (cond, v) in &template.values {
+        let slot = layer
+            .field_index(*cond)
+            .and_then(|i| values.get_mut(i))
+            .ok_or_else(|| FwpError::ConditionNotFound {
+                field: catalogue::condition(*cond)
+                    .map_or("?", |c| c.name)
+                    .to_string(),
+                layer: layer.name.to_string(),
+            })?;
+        *slot = v.clone();
+    }
+    Ok(Some(values))
+}
+
+/// The evaluation-order key of a filter: sublayer weight desc, sublayer order, weight desc, id.
+fn evaluation_order(m: &Mgmt, a: &RtFilter, b: &RtFilter) -> Ordering {
+    let order = |f: &RtFilter| m.sublayers.get(&f.sublayer).map_or(u64::MAX, |s| s.order);
+    b.sublayer_weight
+        .cmp(&a.sublayer_weight)
+        .then(order(a).cmp(&order(b)))
+        .then(b.weight.cmp(&a.weight))
+        .then(a.filter_id.cmp(&b.filter_id))
+}
+
+/// `FwpmFilterEnum0` with a template.
+pub(super) fn filters(
+    m: &Mgmt,
+    template: &FilterEnumTemplate,
+) -> Result<Vec<Arc<RtFilter>>, FwpError> {
+    let values = template_values(template)?;
+    let mut out: Vec<Arc<RtFilter>> = m
+        .filters
+        .values()
+        .filter(|f| template.layer.is_none_or(|l| f.layer == l))
+        .filter(|f| template.provider.is_none_or(|p| f.provider == Some(p)))
+        .filter(|f| template.sublayer.is_none_or(|s| f.sublayer == s))
+        .filter(|f| template.callout.is_none_or(|c| f.callout_key == Some(c)))
+        .filter(|f| f.action.0 & template.action_mask != 0)
+        .filter(|f| values.as_ref().is_none_or(|v| f.conditions.matches(v)))
+        .cloned()
+        .collect();
+    let best = template.flags & FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH != 0;
+    if best || template.flags & FILTER_ENUM_FLAG_SORTED != 0 {
+        out.sort_by(|a, b| evaluation_order(m, a, b));
+    }
+    if best {
+        let first = out
+            .into_iter()
+            .find(|f| f.action.0 & ActionType::FLAG_TERMINATING != 0);
+        return Ok(first.into_iter().collect());
+    }
+    Ok(out)
+}

@@ -1,0 +1,532 @@
+//! Asynchronous classification (wfp-reference §10.1 ALE pend/complete, §10.2 generic pend): the
+//! engine's state for pended operations and classify handles, and the events a data path drains.
+//!
+//! Sans-IO: pending is state, completion is an input. A data path that wants pend support mints a
+//! completion handle per ALE authorization ([`Engine::new_completion_handle`]), puts it in the
+//! metadata (`FWPS_METADATA_FIELD_COMPLETION_HANDLE`), classifies, and then drains
+//! [`Engine::poll_pend_event`]:
+//!
+//! ```text
+//!  data path                     engine                               callout (any thread)
+//!  new_completion_handle ─► h
+//!  classify(meta{h}) ───────►  callout runs ─────────────────────►  pend_operation(h) → ctx
+//!                              BLOCK+ABSORB (hold the connection)    … decides elsewhere …
+//!  poll_pend_event ◄──────────  OperationPended{h, ctx}
+//!                                                      ◄──────────  complete_operation(ctx)
+//!  poll_pend_event ◄──────────  OperationCompleted{next: Reauthorize | AwaitReinjection}
+//!  reauthorize at AUTH_CONNECT (IS_REAUTHORIZE, reason CLASSIFY_COMPLETION)
+//! ```
+//!
+//! Every handle is a plain integer (`#[repr(transparent)]` over `u64`), so the C ABI hands them out
+//! unchanged; no handle borrows anything. Handle lifecycles are in
+//! [`crate::manual::async_handles`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::callout::{ClassifyContext, ClassifyOut, Metadata};
+use crate::catalogue::{self, LayerId};
+use crate::constants::{ActionType, ClassifyOutFlags, MetadataFields, ReauthorizeReason};
+use crate::engine::Engine;
+use crate::filter::FilterId;
+use crate::redirect::RedirectRequest;
+use crate::status::Status;
+
+/// `inMetaValues->completionHandle`: names one pendable ALE classify (§10.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct CompletionHandle(pub u64);
+
+/// The `completionContext` [`Engine::pend_operation`] returns; the argument of
+/// [`Engine::complete_operation`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct CompletionContext(pub u64);
+
+/// `classifyHandle` (§10.2): a reference-counted handle on one classify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct ClassifyHandle(pub u64);
+
+/// What the data path does once a pended ALE operation completes (§10.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterCompletion {
+    /// Classify the operation again at `layer` with FWP_CONDITION_FLAG_IS_REAUTHORIZE and
+    /// REAUTHORIZE_REASON `reason` (CLASSIFY_COMPLETION); that verdict decides (AUTH_CONNECT,
+    /// RESOURCE_ASSIGNMENT, AUTH_LISTEN).
+    Reauthorize {
+        /// The layer that pended.
+        layer: LayerId,
+        /// FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION.
+        reason: ReauthorizeReason,
+    },
+    /// AUTH_RECV_ACCEPT: no reauthorization. The held packet is released (dropped); the callout's
+    /// re-injected packet, permitted by the callout, authorizes the connection.
+    AwaitReinjection,
+}
+
+/// An event of the asynchronous-classify machinery, drained with [`Engine::poll_pend_event`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum PendEvent {
+    /// A callout pended the ALE classify `handle`: hold the operation (its classify answered
+    /// BLOCK+ABSORB) until [`PendEvent::OperationCompleted`].
+    OperationPended {
+        /// The data path's completion handle.
+        handle: CompletionHandle,
+        /// The callout's completion context.
+        context: CompletionContext,
+        /// The pended layer.
+        layer: LayerId,
+        /// The flow, when the classify had one.
+        flow: Option<u64>,
+    },
+    /// `FwpsCompleteOperation0` ran.
+    OperationCompleted {
+        /// The data path's completion handle.
+        handle: CompletionHandle,
+        /// The completion context.
+        context: CompletionContext,
+        /// The pended layer.
+        layer: LayerId,
+        /// The flow.
+        flow: Option<u64>,
+        /// What to do next.
+        next: AfterCompletion,
+        /// The packet the callout passed to FwpsCompleteOperation0 (a ledger packet).
+        packet: Option<crate::inject::PacketId>,
+    },
+    /// `FwpsPendClassify0`: hold the indication (it answered BLOCK+ABSORB).
+    ClassifyPended {
+        /// The classify handle.
+        handle: ClassifyHandle,
+        /// The layer.
+        layer: LayerId,
+        /// The flow.
+        flow: Option<u64>,
+        /// The pending filter.
+        filter: FilterId,
+    },
+    /// `FwpsCompleteClassify0`.
+    ClassifyCompleted {
+        /// The classify handle.
+        handle: ClassifyHandle,
+        /// The layer.
+        layer: LayerId,
+        /// The flow.
+        flow: Option<u64>,
+        /// The final decision, or `None`: reauthorize the indication (§10.2).
+        decision: Option<ClassifyOut>,
+        /// At a redirect layer: the request after every applied modification.
+        request: Option<RedirectRequest>,
+    },
+}
+
+/// Counters of the pend machinery (all monotonic).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendStats {
+    /// ALE operations pended.
+    pub operations_pended: u64,
+    /// ALE operations completed.
+    pub operations_completed: u64,
+    /// Classifies pended with `pend_classify`.
+    pub classifies_pended: u64,
+    /// Classifies completed.
+    pub classifies_completed: u64,
+    /// Classify handles acquired.
+    pub handles_acquired: u64,
+    /// Classify handles whose last reference went away.
+    pub handles_freed: u64,
+}
+
+/// One ALE classify in progress that may be pended (registered by classify from the metadata).
+#[derive(Clone, Copy)]
+struct OpInClassify {
+    layer: LayerId,
+    flow: Option<u64>,
+    reauthorize: bool,
+    pended: Option<CompletionContext>,
+}
+
+struct PendedOp {
+    handle: CompletionHandle,
+    layer: LayerId,
+    flow: Option<u64>,
+}
+
+pub(crate) struct HandleEntry {
+    pub(crate) layer: LayerId,
+    pub(crate) flow: Option<u64>,
+    pub(crate) token: u64,
+    refs: u32,
+    pended: Option<FilterId>,
+    /// The classifyFn that acquired it has not returned yet.
+    pub(crate) running: bool,
+    /// The current request at a redirect layer (modifications applied so far).
+    pub(crate) request: Option<RedirectRequest>,
+    /// Filters holding an acquired, not yet applied, writable pointer.
+    pub(crate) writers: Vec<FilterId>,
+}
+
+#[derive(Default)]
+struct State {
+    in_classify: HashMap<CompletionHandle, OpInClassify>,
+    pended: HashMap<CompletionContext, PendedOp>,
+    handles: HashMap<ClassifyHandle, HandleEntry>,
+    /// Requests applied by a running classifyFn (token → request), taken when it returns.
+    applied: HashMap<u64, RedirectRequest>,
+    events: VecDeque<PendEvent>,
+    stats: PendStats,
+}
+
+/// The engine's pend tables.
+#[derive(Default)]
+pub(crate) struct PendTable {
+    state: Mutex<State>,
+    next: AtomicU64,
+}
+
+impl PendTable {
+    fn next_id(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Runs `f` on a classify handle's entry (redirect uses it).
+    pub(crate) fn with_handle<R>(
+        &self,
+        h: ClassifyHandle,
+        f: impl FnOnce(&mut HandleEntry) -> R,
+    ) -> Option<R> {
+        self.state.lock().handles.get_mut(&h).map(f)
+    }
+
+    /// Records the request a running classifyFn (`token`) applied.
+    pub(crate) fn record_applied(&self, token: u64, request: RedirectRequest) {
+        self.state.lock().applied.insert(token, request);
+    }
+}
+
+/// §10.1: the layers whose initial authorization `FwpsPendOperation0` may pend.
+pub fn can_pend_operation(layer: LayerId) -> bool {
+    matches!(
+        base_name(layer),
+        Some(
+            "ALE_RESOURCE_ASSIGNMENT"
+                | "ALE_AUTH_LISTEN"
+                | "ALE_AUTH_CONNECT"
+                | "ALE_AUTH_RECV_ACCEPT"
+        )
+    )
+}
+
+/// §10.2: the layers where `FwpsPendClassify0` is allowed (the documented users).
+pub fn can_pend_classify(layer: LayerId) -> bool {
+    matches!(
+        base_name(layer),
+        Some("ALE_ENDPOINT_CLOSURE" | "ALE_CONNECT_REDIRECT" | "ALE_BIND_REDIRECT")
+    )
+}
+
+/// A layer's name without the `_V4` / `_V6` suffix.
+pub(crate) fn base_name(layer: LayerId) -> Option<&'static str> {
+    let name = catalogue::layer(layer)?.name;
+    Some(
+        name.strip_suffix("_V4")
+            .or_else(|| name.strip_suffix("_V6"))
+            .unwrap_or(name),
+    )
+}
+
+/// Sets `out` to a hard BLOCK + ABSORB (what a pended classify answers).
+fn absorb(out: &mut ClassifyOut) {
+    out.action_type = ActionType::BLOCK;
+    out.flags |= ClassifyOutFlags::ABSORB;
+    out.clear_write();
+}
+
+impl Engine {
+    /// Mints a fresh completion handle for an ALE classify the data path is about to run; put it
+    /// in `Metadata::completion_handle` with `MetadataFields::COMPLETION_HANDLE`.
+    pub fn new_completion_handle(&self) -> CompletionHandle {
+        CompletionHandle(self.pend.next_id())
+    }
+
+    /// `FwpsPendOperation0` (§10.1): pends the ALE classify named by `handle` (it must be running).
+    /// The callout then answers BLOCK+ABSORB. Errors: STATUS_FWP_NULL_POINTER for handle 0,
+    /// STATUS_FWP_NOT_FOUND when no classify with that handle is running, STATUS_FWP_CANNOT_PEND
+    /// in a reauthorization or at a layer that cannot pend, STATUS_FWP_ALREADY_EXISTS when it is
+    /// already pended.
+    pub fn pend_operation(&self, handle: CompletionHandle) -> Result<CompletionContext, Status> {
+        if handle.0 == 0 {
+            return Err(Status::FWP_NULL_POINTER);
+        }
+        let mut st = self.pend.state.lock();
+        let op = st
+            .in_classify
+            .get_mut(&handle)
+            .ok_or(Status::FWP_NOT_FOUND)?;
+        if op.reauthorize || !can_pend_operation(op.layer) {
+            return Err(Status::FWP_CANNOT_PEND);
+        }
+        if op.pended.is_some() {
+            return Err(Status::FWP_ALREADY_EXISTS);
+        }
+        let ctx = CompletionContext(self.pend.next_id());
+        op.pended = Some(ctx);
+        Ok(ctx)
+    }
+
+    /// `FwpsCompleteOperation0` (§10.1): ends a pended operation; the data path learns what to do
+    /// from [`PendEvent::OperationCompleted`]. `packet` is the optional NET_BUFFER_LIST argument (a
+    /// ledger packet that travels with the event). A second completion (or an unknown context)
+    /// answers STATUS_FWP_NOT_FOUND and changes nothing.
+    pub fn complete_operation(
+        &self,
+        context: CompletionContext,
+        packet: Option<crate::inject::PacketId>,
+    ) -> Status {
+        let mut st = self.pend.state.lock();
+        let Some(op) = st.pended.remove(&context) else {
+            return Status::FWP_NOT_FOUND;
+        };
+        let next = if base_name(op.layer) == Some("ALE_AUTH_RECV_ACCEPT") {
+            AfterCompletion::AwaitReinjection
+        } else {
+            AfterCompletion::Reauthorize {
+                layer: op.layer,
+                reason: ReauthorizeReason::CLASSIFY_COMPLETION,
+            }
+        };
+        st.stats.operations_completed += 1;
+        st.events.push_back(PendEvent::OperationCompleted {
+            handle: op.handle,
+            context,
+            layer: op.layer,
+            flow: op.flow,
+            next,
+            packet,
+        });
+        Status::SUCCESS
+    }
+
+    /// True while `context` names a pended, not yet completed operation.
+    pub fn is_operation_pending(&self, context: CompletionContext) -> bool {
+        self.pend.state.lock().pended.contains_key(&context)
+    }
+
+    /// The pended operations of `flow` (what the data path holds for it).
+    pub fn pending_operations_of_flow(&self, flow: u64) -> Vec<CompletionContext> {
+        let st = self.pend.state.lock();
+        let mut v: Vec<_> = st
+            .pended
+            .iter()
+            .filter(|(_, p)| p.flow == Some(flow))
+            .map(|(c, _)| *c)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// `FwpsReleaseClassifyHandle0`: drops one reference; the handle dies with its last one
+    /// (a pended classify holds one until completed). STATUS_FWP_NOT_FOUND for an unknown handle
+    /// (a double release).
+    pub fn release_classify_handle(&self, handle: ClassifyHandle) -> Status {
+        let mut st = self.pend.state.lock();
+        let Some(e) = st.handles.get_mut(&handle) else {
+            return Status::FWP_NOT_FOUND;
+        };
+        e.refs -= 1;
+        if e.refs == 0 {
+            st.handles.remove(&handle);
+            st.stats.handles_freed += 1;
+        }
+        Status::SUCCESS
+    }
+
+    /// `FwpsPendClassify0` (§10.2): pends the classify of `handle` (acquired during it, while it
+    /// still runs, at a layer that allows it) on behalf of `filter`; sets `out` to BLOCK+ABSORB and
+    /// clears the write right; adds a reference that [`Engine::complete_classify`] drops.
+    /// STATUS_FWP_CANNOT_PEND at other layers or once the classify returned;
+    /// STATUS_FWP_ALREADY_EXISTS when already pended; STATUS_FWP_NOT_FOUND for an unknown handle.
+    pub fn pend_classify(
+        &self,
+        handle: ClassifyHandle,
+        filter: FilterId,
+        out: &mut ClassifyOut,
+    ) -> Status {
+        let mut st = self.pend.state.lock();
+        let Some(e) = st.handles.get_mut(&handle) else {
+            return Status::FWP_NOT_FOUND;
+        };
+        if !can_pend_classify(e.layer) || !e.running {
+            return Status::FWP_CANNOT_PEND;
+        }
+        if e.pended.is_some() {
+            return Status::FWP_ALREADY_EXISTS;
+        }
+        e.pended = Some(filter);
+        e.refs += 1;
+        let event = PendEvent::ClassifyPended {
+            handle,
+            layer: e.layer,
+            flow: e.flow,
+            filter,
+        };
+        st.stats.classifies_pended += 1;
+        st.events.push_back(event);
+        absorb(out);
+        Status::SUCCESS
+    }
+
+    /// `FwpsCompleteClassify0` (§10.2): the final decision of a pended classify (`Some`, same
+    /// rules as inline), or `None`: reauthorize the indication. Drops the pend's reference.
+    /// STATUS_FWP_NOT_FOUND when the handle is unknown or not pended (a double completion).
+    pub fn complete_classify(
+        &self,
+        handle: ClassifyHandle,
+        decision: Option<ClassifyOut>,
+    ) -> Status {
+        let mut st = self.pend.state.lock();
+        let Some(e) = st.handles.get_mut(&handle) else {
+            return Status::FWP_NOT_FOUND;
+        };
+        if e.pended.take().is_none() {
+            return Status::FWP_NOT_FOUND;
+        }
+        let event = PendEvent::ClassifyCompleted {
+            handle,
+            layer: e.layer,
+            flow: e.flow,
+            decision,
+            request: e.request.clone(),
+        };
+        e.refs -= 1;
+        if e.refs == 0 {
+            st.handles.remove(&handle);
+            st.stats.handles_freed += 1;
+        }
+        st.stats.classifies_completed += 1;
+        st.events.push_back(event);
+        Status::SUCCESS
+    }
+
+    /// Takes the oldest pend event.
+    pub fn poll_pend_event(&self) -> Option<PendEvent> {
+        self.pend.state.lock().events.pop_front()
+    }
+
+    /// Counters of the pend machinery.
+    pub fn pend_stats(&self) -> PendStats {
+        self.pend.state.lock().stats
+    }
+
+    /// Live classify handles (acquired and not yet released, or pended).
+    pub fn classify_handle_count(&self) -> usize {
+        self.pend.state.lock().handles.len()
+    }
+
+    /// Called when a classifyFn that acquired handles returned: they no longer name a running
+    /// classify (pend_classify refuses them). Returns the request of a redirect-layer classify
+    /// after every modification applied during the call.
+    pub(crate) fn pend_invocation_returned(&self, token: u64) -> (Option<RedirectRequest>, bool) {
+        let mut st = self.pend.state.lock();
+        let mut pended = false;
+        for e in st.handles.values_mut().filter(|e| e.token == token) {
+            e.running = false;
+            pended |= e.pended.is_some();
+        }
+        let request = st.applied.remove(&token);
+        (request.filter(|_| !pended), pended)
+    }
+
+    /// Called by classify before the callouts run when the metadata carries a completion handle.
+    pub(crate) fn pend_enter(
+        &self,
+        meta: &Metadata,
+        layer: LayerId,
+        values: &[crate::value::Value],
+    ) {
+        if !meta.has(MetadataFields::COMPLETION_HANDLE) || meta.completion_handle == 0 {
+            return;
+        }
+        let flow = meta
+            .flow()
+            .filter(|_| catalogue::layer(layer).is_some_and(|l| l.is_flow_capable()));
+        let reauth = crate::classify::is_reauthorize(layer, values);
+        self.pend.state.lock().in_classify.insert(
+            CompletionHandle(meta.completion_handle),
+            OpInClassify {
+                layer,
+                flow,
+                reauthorize: reauth,
+                pended: None,
+            },
+        );
+    }
+
+    /// Called by classify after the callouts ran: a pended operation moves to the pended table.
+    pub(crate) fn pend_leave(&self, meta: &Metadata) {
+        if !meta.has(MetadataFields::COMPLETION_HANDLE) || meta.completion_handle == 0 {
+            return;
+        }
+        let handle = CompletionHandle(meta.completion_handle);
+        let mut st = self.pend.state.lock();
+        let Some(op) = st.in_classify.remove(&handle) else {
+            return;
+        };
+        if let Some(context) = op.pended {
+            st.pended.insert(
+                context,
+                PendedOp {
+                    handle,
+                    layer: op.layer,
+                    flow: op.flow,
+                },
+            );
+            st.stats.operations_pended += 1;
+            st.events.push_back(PendEvent::OperationPended {
+                handle,
+                context,
+                layer: op.layer,
+                flow: op.flow,
+            });
+        }
+    }
+}
+
+impl ClassifyContext<'_> {
+    /// `FwpsAcquireClassifyHandle0` (§10.2): a handle on this classify, with one reference (release
+    /// it with [`Engine::release_classify_handle`]). At a redirect layer it carries the current
+    /// connect/bind request for [`Engine::acquire_writable_layer_data`].
+    pub fn acquire_classify_handle(&self) -> ClassifyHandle {
+        let h = ClassifyHandle(self.engine.pend.next_id());
+        self.acquired.set(true);
+        let mut st = self.engine.pend.state.lock();
+        st.handles.insert(
+            h,
+            HandleEntry {
+                layer: self.layer,
+                flow: self.flow,
+                token: self.token,
+                refs: 1,
+                pended: None,
+                running: true,
+                request: self.redirect.cloned(),
+                writers: Vec::new(),
+            },
+        );
+        st.stats.handles_acquired += 1;
+        h
+    }
+
+    /// `FwpsPendOperation0` with this classify's completion handle, read from `meta`.
+    pub fn pend_operation(&self, meta: &Metadata) -> Result<CompletionContext, Status> {
+        if !meta.has(MetadataFields::COMPLETION_HANDLE) {
+            return Err(Status::FWP_NULL_POINTER);
+        }
+        self.engine
+            .pend_operation(CompletionHandle(meta.completion_handle))
+    }
+}
