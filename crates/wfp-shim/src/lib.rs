@@ -70,7 +70,8 @@ mod testutil;
 
 pub use flow::{Direction, FlowId};
 pub use pipeline::{
-    FragmentDrop, InterfaceInfo, LayerVisit, Malformed, Owner, PacketContext, PacketDirection,
-    PacketVerdict, Reason, Shim, ShimConfig, ShimEvent, ShimStats, Verdict,
+    EditedPacket, FragmentDrop, InjectKind, InterfaceInfo, LayerVisit, Malformed, OutputOrigin,
+    Owner, PacketContext, PacketDirection, PacketVerdict, Reason, Shim, ShimConfig, ShimEvent,
+    ShimOutput, ShimStats, Verdict,
 };
 pub use time::Timestamp;

@@ -55,7 +55,15 @@ pub struct StreamOutcome {
     pub deciding_filter: Option<FilterId>,
     /// Number of classifyFn invocations.
     pub indications: u32,
+    /// Bytes stream callouts injected inline (spliced into `delivered`, §9.2).
+    pub injected: u64,
+    /// The injection handles of those injections.
+    pub injectors: Vec<wfp_core::inject::InjectionHandle>,
 }
+
+/// Stream injections a callout made during its classifyFn, taken by [`StreamCall::splice`]: the
+/// bytes and the injection handle of each, in order.
+pub type Spliced = Vec<(Arc<[u8]>, wfp_core::inject::InjectionHandle)>;
 
 impl StreamOutcome {
     /// Adds the outcome of the next push of the same direction (bytes in order; `held` is what
@@ -67,6 +75,8 @@ impl StreamOutcome {
         self.drop_connection |= next.drop_connection;
         self.deciding_filter = self.deciding_filter.or(next.deciding_filter);
         self.indications += next.indications;
+        self.injected += next.injected;
+        self.injectors.extend(next.injectors);
     }
 }
 
@@ -84,6 +94,11 @@ pub struct StreamCall<'a> {
     pub meta: &'a Metadata,
     /// SEND or RECEIVE (and DISCONNECT/ABORT as appropriate).
     pub flags: StreamFlags,
+    /// Takes the stream injections a callout (by id) made into this stream during its last
+    /// indication (`FwpsStreamInjectAsync0` inside classifyFn): they are spliced into the stream
+    /// at that point, after the bytes the callout permitted before and ahead of the bytes it
+    /// decides now, so only the filters after it see them (§9.2, T-ST-2). `None`: no splicing.
+    pub splice: Option<&'a dyn Fn(CalloutId) -> Spliced>,
 }
 
 /// Per-direction stream state of one flow: one callout state per stream filter seen.
@@ -130,12 +145,36 @@ impl StreamDirection {
     /// Pushes new in-order bytes (`data`, possibly empty) through the stream filters at
     /// `call.layer`. `fin` marks the end of this direction (NO_MORE_DATA).
     pub fn push(&mut self, call: &StreamCall<'_>, data: &[u8], fin: bool) -> StreamOutcome {
-        self.offset += data.len() as u64;
         let chain = call.engine.matching_filters(call.layer, call.values);
+        self.push_chain(call, &chain, data, fin)
+    }
+
+    /// Pushes bytes a stream callout `injector` injected out of band (§9.2, T-ST-2): only the
+    /// stream filters after the injector's see them.
+    pub fn push_injected(
+        &mut self,
+        call: &StreamCall<'_>,
+        data: &[u8],
+        injector: CalloutId,
+    ) -> StreamOutcome {
+        let chain = call
+            .engine
+            .stream_filters_below(call.layer, call.values, injector);
+        self.push_chain(call, &chain, data, false)
+    }
+
+    fn push_chain(
+        &mut self,
+        call: &StreamCall<'_>,
+        chain: &[Arc<RtFilter>],
+        data: &[u8],
+        fin: bool,
+    ) -> StreamOutcome {
+        self.offset += data.len() as u64;
         let mut out = StreamOutcome::default();
         let mut input = data.to_vec();
         let mut blocked_above = 0u64;
-        for f in &chain {
+        for f in chain {
             let missed_total = self.missed_total;
             let st = self
                 .callouts
@@ -211,6 +250,13 @@ fn indicate(
         let Some(reply) = classify_pending(call, f, st, round, out) else {
             break;
         };
+        if let (Some(take), Some(c)) = (call.splice, st.callout) {
+            for (data, h) in take(c) {
+                passed.extend_from_slice(&data);
+                out.injected += data.len() as u64;
+                out.injectors.push(h);
+            }
+        }
         let len = st.pending.len();
         let (action, enforced) = match answer(f, st, &reply, round) {
             Answer::Hold => break,

@@ -15,7 +15,9 @@
 //!   (a reply shares its request's flow); ICMP errors are not flows (they refer to one, see
 //!   [`FlowKey::from_icmp_error`]).
 //! * **Flow ids** ([`FlowId`]) start at 1, increase, and are never reused or 0.
-//! * **Initiator**: the direction of a flow's first packet. Counters are kept per [`Side`].
+//! * **Initiator**: the direction of a flow's first packet — except a SYN-ACK seen first (a
+//!   flow picked up from the responder's side), whose sender is the responder. Counters are kept
+//!   per [`Side`].
 //! * **Creation**: any packet creates a flow except a TCP RST (never) and, with
 //!   [`Midstream::Ignore`], a TCP segment other than a bare SYN. A TCP flow created by a bare SYN
 //!   starts in `SynSent`; one picked up mid-stream ([`Midstream::Pickup`], the default) starts
@@ -24,7 +26,10 @@
 //!   `SynSent` → `SynReceived` (the responder's SYN seen; simultaneous open included) →
 //!   `Established` (both SYNs seen and acknowledged) → `FinWait` (a FIN seen, not acknowledged) →
 //!   `CloseWait` (one FIN acknowledged) → `LastAck` (both FINs seen) → `TimeWait` (both FINs
-//!   acknowledged). A RST (no sequence check) moves any state to `Closed`.
+//!   acknowledged). A RST (no sequence check) moves any state to `Closed`. With
+//!   [`Midstream::Pickup`], a one-sided flow (the responder's direction never seen: asymmetric
+//!   routing, a capture of one direction) is established by the initiator's first ACK without
+//!   SYN: it acknowledges a SYN the responder must have sent.
 //! * **Flow end**: entering `TimeWait` ends the flow with [`EndReason::Fin`], `Closed` with
 //!   [`EndReason::Rst`]. An ended TCP flow stays in the table as a *tombstone* (same id, state
 //!   `TimeWait`/`Closed`) for [`FlowTimeouts::tcp_time_wait`] / [`FlowTimeouts::tcp_closed`] so that
@@ -126,6 +131,14 @@ impl Side {
 pub struct FlowId(NonZeroU64);
 
 impl FlowId {
+    /// The flow id a flow handle names (`None` for 0).
+    pub const fn from_handle(handle: u64) -> Option<Self> {
+        match NonZeroU64::new(handle) {
+            Some(n) => Some(Self(n)),
+            None => None,
+        }
+    }
+
     /// The id as a number (WFP's `flowHandle`).
     pub const fn get(self) -> u64 {
         self.0.get()
@@ -163,9 +176,11 @@ impl FlowHandle {
 /// What to do with a TCP segment that is not a bare SYN and matches no flow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Midstream {
-    /// Ignore it: the segment is not tracked ([`NotTracked::Midstream`]).
+    /// Ignore it: the segment is not tracked ([`NotTracked::Midstream`]); a flow is established
+    /// only by a handshake seen in both directions.
     Ignore,
-    /// Create an `Established` flow (captures that start mid-connection).
+    /// Create an `Established` flow (captures that start mid-connection), and establish a flow
+    /// whose responder is never seen by its initiator's first ACK.
     #[default]
     Pickup,
 }
@@ -618,9 +633,10 @@ impl FlowTable {
                 self.counters.stray_rst += 1;
                 return Err(NotTracked::StrayRst);
             }
-            Some(_) if meta.opens_connection() => {
-                (TcpTrack::default(), FlowState::Tcp(TcpState::SynSent))
-            }
+            Some(_) if meta.opens_connection() => (
+                TcpTrack::opened(self.config.midstream == Midstream::Pickup),
+                FlowState::Tcp(TcpState::SynSent),
+            ),
             Some(_) => match self.config.midstream {
                 Midstream::Pickup => (TcpTrack::picked_up(), FlowState::Tcp(TcpState::Established)),
                 Midstream::Ignore => {
@@ -654,7 +670,12 @@ impl FlowTable {
             user: 0,
             tcp,
             state,
-            initiator: direction,
+            // A SYN-ACK seen first was sent by the connection's responder.
+            initiator: if meta.tcp.is_some_and(|t| t.flags.syn() && t.flags.ack()) {
+                direction.reverse()
+            } else {
+                direction
+            },
             class: Class::of(state),
             prev: NIL,
             next: NIL,

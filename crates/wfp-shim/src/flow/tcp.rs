@@ -8,13 +8,16 @@ const FIN_SEEN: u16 = 0x010; // << side
 const FIN_ACKED: u16 = 0x040; // << side: that side's FIN was acknowledged
 const ESTABLISHED: u16 = 0x100;
 const RESET: u16 = 0x200;
+/// A one-sided flow may be established by its initiator's ACK (`Midstream::Pickup`).
+const ONE_SIDED: u16 = 0x400;
 
 /// Handshake and teardown tracking, 18 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TcpTrack {
     /// Initial sequence number of each side (index: [`Side`]).
     isn: [u32; 2],
-    /// Sequence number of each side's FIN.
+    /// Sequence number of each side's FIN; until it is seen, the end of the side's SYN data
+    /// (TCP Fast Open: the SYN's acknowledgment may cover it).
     fin_seq: [u32; 2],
     bits: u16,
 }
@@ -36,6 +39,15 @@ impl TcpTrack {
         }
     }
 
+    /// Tracking for a flow opened by a bare SYN; `one_sided`: the initiator's first ACK without
+    /// SYN establishes it even if the responder's SYN was never seen.
+    pub(crate) fn opened(one_sided: bool) -> Self {
+        Self {
+            bits: if one_sided { ONE_SIDED } else { 0 },
+            ..Self::default()
+        }
+    }
+
     /// Apply one segment sent by `side`.
     pub(crate) fn on_segment(&mut self, side: Side, seg: &TcpMeta) -> TcpStep {
         let before = self.state();
@@ -48,16 +60,26 @@ impl TcpTrack {
         } else if was_live {
             if seg.flags.syn() && !self.has(SYN_SEEN << s) {
                 self.bits |= SYN_SEEN << s;
-                self.set_isn(s, seg.seq);
+                self.set_isn(s, seg.seq, seg.payload_len);
             } else if seg.flags.syn() && !was_established && !self.has(SYN_ACKED << s) {
                 // A SYN retransmitted with a new ISN replaces the old one.
-                self.set_isn(s, seg.seq);
+                self.set_isn(s, seg.seq, seg.payload_len);
+            }
+            if self.one_sided_ack(side, seg) {
+                // The initiator acknowledges the responder's SYN, which this observer never saw:
+                // the responder's direction is absent (asymmetric routing, a one-way capture).
+                self.bits |= SYN_SEEN << o | SYN_ACKED << o | SYN_ACKED << s;
+                self.set_isn(o, seg.ack.wrapping_sub(1), 0);
             }
             if seg.flags.ack() {
-                if self.has(SYN_SEEN << o)
-                    && !self.has(SYN_ACKED << o)
-                    && seg.ack == self.isn(o).wrapping_add(1)
-                {
+                // The SYN is acknowledged by ISN + 1, or up to the end of its data (Fast Open).
+                let acked = seg.ack.wrapping_sub(self.isn(o).wrapping_add(1));
+                let syn_data = if self.has(FIN_SEEN << o) {
+                    0
+                } else {
+                    self.fin_seq(o).wrapping_sub(self.isn(o).wrapping_add(1))
+                };
+                if self.has(SYN_SEEN << o) && !self.has(SYN_ACKED << o) && acked <= syn_data {
                     self.bits |= SYN_ACKED << o;
                 }
                 if self.has(FIN_SEEN << o)
@@ -118,6 +140,18 @@ impl TcpTrack {
         }
     }
 
+    /// A one-sided flow's initiator acknowledging a SYN never seen (see [`TcpTrack::opened`]).
+    fn one_sided_ack(&self, side: Side, seg: &TcpMeta) -> bool {
+        let (s, o) = (side.index(), side.other().index());
+        self.has(ONE_SIDED)
+            && side == Side::Initiator
+            && seg.flags.ack()
+            && !seg.flags.syn()
+            && self.has(SYN_SEEN << s)
+            && !self.has(SYN_SEEN << o)
+            && !self.has(ESTABLISHED)
+    }
+
     fn has(&self, bit: u16) -> bool {
         self.bits & bit == bit
     }
@@ -126,10 +160,11 @@ impl TcpTrack {
         self.isn.get(side).copied().unwrap_or(0)
     }
 
-    fn set_isn(&mut self, side: usize, seq: u32) {
+    fn set_isn(&mut self, side: usize, seq: u32, payload_len: u32) {
         if let Some(v) = self.isn.get_mut(side) {
             *v = seq;
         }
+        self.set_fin_seq(side, seq.wrapping_add(1).wrapping_add(payload_len));
     }
 
     fn fin_seq(&self, side: usize) -> u32 {

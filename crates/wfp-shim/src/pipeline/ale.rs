@@ -10,6 +10,13 @@
 //! * **Reauthorization**: when the filters at the authorizing layer changed, the flow's next
 //!   packet, in either direction, is classified there again with IS_REAUTHORIZE and
 //!   REAUTHORIZE_REASON POLICY_CHANGE.
+//! * **Mid-stream connections** (a TCP connection picked up without its handshake: a capture
+//!   that starts mid-connection, a daemon started while connections exist): WFP authorized them
+//!   before the shim could see it, so their first authorization is a reauthorization —
+//!   IS_REAUTHORIZE with REAUTHORIZE_REASON MID_STREAM_INSPECTION (0x40, the reason WFP gives
+//!   callouts attached to existing streams, §9) — at the layer of the side that sent the first
+//!   packet seen (the responder's side for a SYN-ACK seen first). Unless
+//!   [`super::ShimConfig::require_handshake`].
 //! * **FLOW_ESTABLISHED** once: when the TCP handshake completes, right after authorization for
 //!   other protocols. Values are oriented by the connection, DIRECTION = who initiated it.
 
@@ -45,8 +52,9 @@ struct AleWork {
 struct Auth {
     /// AUTH_CONNECT or AUTH_RECV_ACCEPT.
     layer: LayerId,
-    /// A reauthorization (the flow was authorized under other filters).
-    reauthorize: bool,
+    /// A reauthorization, and why: the flow was authorized under other filters
+    /// (POLICY_CHANGE), or existed before the shim saw it (MID_STREAM_INSPECTION).
+    reauthorize: Option<ReauthorizeReason>,
 }
 
 impl Shim {
@@ -84,13 +92,17 @@ impl Shim {
             }
         }
         let auth = match e.auth_layer {
+            // A connection picked up mid-stream existed before the shim saw it: WFP would have
+            // authorized it already, so its first authorization here is a reauthorization.
             None => Some(Auth {
                 layer: auth_layer(e.initiator, pkt.v6()),
-                reauthorize: false,
+                reauthorize: e
+                    .midstream
+                    .then_some(ReauthorizeReason::MID_STREAM_INSPECTION),
             }),
             Some(layer) if self.engine.layer_generation(layer) != e.auth_generation => Some(Auth {
                 layer,
-                reauthorize: true,
+                reauthorize: Some(ReauthorizeReason::POLICY_CHANGE),
             }),
             Some(_) => None,
         };
@@ -106,9 +118,9 @@ impl Shim {
     fn authorize(&mut self, pkt: &mut Packet<'_>, work: &AleWork, auth: Auth) -> ControlFlow<()> {
         let (id, layer) = (work.id, auth.layer);
         let mut f = work.facts.clone();
-        if auth.reauthorize {
+        if let Some(reason) = auth.reauthorize {
             f.flags |= ConditionFlags::IS_REAUTHORIZE.0;
-            f.reauth_reason = Some(ReauthorizeReason::POLICY_CHANGE.0);
+            f.reauth_reason = Some(reason.0);
             self.stats.reauthorizations += 1;
         }
         let generation = self.engine.layer_generation(layer);
@@ -116,15 +128,28 @@ impl Shim {
         // TCP connect has no packet at AUTH_CONNECT; everything else passes it.
         let tcp_connect =
             tcp && (layer == layers::ALE_AUTH_CONNECT_V4 || layer == layers::ALE_AUTH_CONNECT_V6);
-        let data = if tcp_connect && !auth.reauthorize {
+        let data = if tcp_connect && auth.reauthorize.is_none() {
             LayerData::None
         } else {
             LayerData::Packet(pkt.payload())
         };
+        // §10.1: an initial authorization can be pended (COMPLETION_HANDLE in the metadata).
+        let pend = if auth.reauthorize.is_none() {
+            self.with_completion(layer, &pkt.meta)
+        } else {
+            None
+        };
+        let meta = pend.as_ref().map_or(&pkt.meta, |(m, _)| m);
         if self
-            .classify_step(Step::new(layer, &f, &pkt.meta, data), pkt.verdict)
+            .classify_step(Step::new(layer, &f, meta, data), pkt.verdict)
             .is_break()
         {
+            if let Some((_, h)) = pend {
+                if self.was_pended(h) {
+                    self.start_pending(pkt, id, layer, h);
+                    return Break(());
+                }
+            }
             if tcp {
                 if let Some(key) = self.extra.get(&id).map(|e| e.key) {
                     let filter = pkt.verdict.filter;
@@ -134,11 +159,7 @@ impl Shim {
             self.end_flow_now(id);
             return Break(());
         }
-        if let Some(e) = self.extra.get_mut(&id) {
-            e.auth_layer = Some(layer);
-            e.auth_generation = generation;
-            e.auth_epoch = self.policy_epoch;
-        }
+        self.authorized(id, layer, generation);
         Continue(())
     }
 

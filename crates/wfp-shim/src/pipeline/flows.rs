@@ -52,6 +52,32 @@ pub(super) struct FlowExtra {
     pub(super) dropped: bool,
     /// Reusable answers at the flow's per-packet layers.
     pub(super) decisions: FlowDecisions,
+    /// A TCP connection picked up without its handshake: its first authorization is a
+    /// reauthorization (MID_STREAM_INSPECTION).
+    pub(super) midstream: bool,
+    /// TCP segments carried before the handshake completed (SYN data), held for the stream
+    /// layer until the connection is established. Empty (no allocation) for most flows.
+    pub(super) early: Vec<EarlySegment>,
+    /// The authorization a callout pended (§10.1): packets are held until it completes.
+    pub(super) pending: Option<Box<super::pend::Pending>>,
+    /// Per [`Side`]: where the output stream stands after stream edits (see `inject.rs`).
+    pub(super) edit: [super::inject::SideEdit; 2],
+}
+
+/// A TCP segment's payload held until its connection is established (see `stream.rs`).
+pub(super) struct EarlySegment {
+    /// The side that sent it.
+    pub(super) side: Side,
+    /// Its sequence number (of the SYN when `syn`).
+    pub(super) seq: u32,
+    /// SYN flag.
+    pub(super) syn: bool,
+    /// FIN flag.
+    pub(super) fin: bool,
+    /// Payload bytes the capture cut after `payload`.
+    pub(super) cut: u32,
+    /// The captured payload.
+    pub(super) payload: Vec<u8>,
 }
 
 impl Shim {
@@ -60,14 +86,17 @@ impl Shim {
     /// connection that ended by policy (blocked, as the connection's end decided).
     pub(super) fn track(&mut self, pkt: &mut Packet<'_>) -> ControlFlow<()> {
         let key = FlowKey::from_packet(pkt.dir, pkt.parsed);
-        if let (Some(k), Transport::Tcp(t)) = (&key, &pkt.parsed.transport) {
+        if let (Some(k), false) = (&key, self.ended.is_empty()) {
             // A connection a stream callout dropped stays dropped until a new SYN (the stack would
             // have reset it); its late segments must not start a new flow mid-stream.
-            // The same holds for a connection whose authorization was blocked.
+            // The same holds for a connection whose authorization was blocked, and for any flow
+            // a callout aborted (FwpsFlowAbort0).
             if let Some((reason, layer, filter)) = self.ended.get(k).cloned() {
-                if t.flags.syn() && !t.flags.ack() {
+                let syn = matches!(&pkt.parsed.transport, Transport::Tcp(t) if t.flags.syn() && !t.flags.ack());
+                let tcp = matches!(&pkt.parsed.transport, Transport::Tcp(_));
+                if syn {
                     self.ended.remove(k);
-                } else {
+                } else if tcp || reason == Reason::FlowAborted {
                     pkt.verdict.block(reason);
                     pkt.verdict.layer = Some(layer);
                     pkt.verdict.filter = filter;
@@ -80,16 +109,12 @@ impl Shim {
         let extra = pkt.flow().and_then(|id| self.extra.get(&id));
         pkt.needs_auth = extra.is_some_and(|e| e.auth_layer.is_none());
         if let Some(id) = pkt.flow() {
-            pkt.meta.flow_handle = id.get();
-            pkt.meta.present |= MetadataFields::FLOW_HANDLE;
+            super::meta::add_flow(&mut pkt.meta, id);
         }
         if let Some(o) = pkt.ctx.owner.as_ref().or(extra.map(|e| &e.owner)) {
             pkt.transport.app_id = o.app_id.clone();
             pkt.transport.user = o.user.clone();
-            if let Some(pid) = o.process_id {
-                pkt.meta.process_id = pid;
-                pkt.meta.present |= MetadataFields::PROCESS_ID;
-            }
+            super::meta::add_owner(&mut pkt.meta, o);
         }
         Continue(())
     }
@@ -106,6 +131,14 @@ impl Shim {
         } else {
             pkt.dir.reverse()
         };
+        // Created already established: a TCP connection picked up without its handshake.
+        let midstream = u.created && u.established && key.protocol() == 6;
+        if midstream {
+            self.stats.midstream_flows += 1;
+        }
+        if u.created && self.announced() {
+            let _ = self.engine.flow_created(u.handle.id().get());
+        }
         self.extra
             .entry(u.handle.id())
             .or_insert_with(|| FlowExtra {
@@ -120,6 +153,10 @@ impl Shim {
                 stream: [StreamDirection::default(), StreamDirection::default()],
                 dropped: false,
                 decisions: FlowDecisions::default(),
+                midstream,
+                early: Vec::new(),
+                pending: None,
+                edit: Default::default(),
             });
         Some(u)
     }
@@ -146,13 +183,23 @@ impl Shim {
             return;
         }
         if let Some(e) = self.extra.remove(&id) {
-            let contexts = self.engine.flow_abort(id.get());
+            let contexts = self.engine_flow_end(id);
             self.events.push_back(ShimEvent::FlowEnded {
                 flow: id,
                 key: e.key,
                 reason: EndReason::Aborted,
                 contexts,
             });
+        }
+    }
+
+    /// The engine learns that flow `id` ended: `flow_ended` when flows are announced, else
+    /// `flow_abort` (flowDeleteFn for every context either way).
+    fn engine_flow_end(&self, id: FlowId) -> usize {
+        if self.announced() {
+            self.engine.flow_ended(id.get())
+        } else {
+            self.engine.flow_abort(id.get())
         }
     }
 
@@ -167,13 +214,16 @@ impl Shim {
         }) = self.flows.poll_event()
         {
             if let Some(mut e) = self.extra.remove(&flow_id) {
+                if let Some(p) = e.pending.take() {
+                    self.forget_pending(&p);
+                }
                 // Held stream data gets its NO_MORE_DATA indication before the flow goes.
                 self.finish_streams(flow_id, &mut e, reason);
                 if e.auth_layer.is_some() {
                     self.endpoint_closure(&key, &e);
                 }
             }
-            let contexts = self.engine.flow_abort(flow_id.get());
+            let contexts = self.engine_flow_end(flow_id);
             self.events.push_back(ShimEvent::FlowEnded {
                 flow: flow_id,
                 key,

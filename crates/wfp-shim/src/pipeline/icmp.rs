@@ -13,8 +13,10 @@ use wfp_core::catalogue::layers;
 use wfp_core::constants::ConditionFlags;
 
 use super::classify::Step;
-use super::ip::{ip_layer, ip_meta};
+use super::ip::ip_layer;
+use super::meta::ip_layer_meta;
 use super::packet::Packet;
+use super::packet::Seen;
 use super::{PacketContext, PacketVerdict, Shim};
 use crate::flow::Direction;
 use crate::values::PacketFacts;
@@ -46,7 +48,7 @@ impl Shim {
             (Direction::Outbound, false) => layers::OUTBOUND_ICMP_ERROR_V4,
             (Direction::Outbound, true) => layers::OUTBOUND_ICMP_ERROR_V6,
         };
-        let meta = ip_meta(pkt.parsed);
+        let meta = pkt.ip_meta.clone();
         let data = LayerData::Packet(pkt.bytes);
         if self
             .classify_step(Step::new(layer, &f, &meta, data), pkt.verdict)
@@ -64,8 +66,15 @@ impl Shim {
         Break(())
     }
 
-    /// IPFORWARD: a packet routed through this host, classified once.
-    pub(super) fn forward(&mut self, p: &ParsedPacket, ctx: &PacketContext, v: &mut PacketVerdict) {
+    /// IPFORWARD: a packet routed through this host, classified once; layerData is the whole
+    /// packet (NBL at the IP header, §8.2), the metadata names the arrival interface.
+    pub(super) fn forward(
+        &mut self,
+        p: &ParsedPacket,
+        bytes: &[u8],
+        ctx: &PacketContext,
+        v: &mut PacketVerdict,
+    ) {
         let facts = PacketFacts {
             protocol: p.ip.protocol,
             source: Some(p.ip.src),
@@ -83,7 +92,15 @@ impl Shim {
         } else {
             layers::IPFORWARD_V6
         };
-        let meta = ip_meta(p);
-        let _ = self.classify_step(Step::new(layer, &facts, &meta, LayerData::None), v);
+        let seen = Seen {
+            now: crate::time::Timestamp::ZERO,
+            dir: Direction::Inbound,
+            ctx,
+            loopback: false,
+            mtu: self.config.mtu,
+        };
+        let meta = ip_layer_meta(p, &seen);
+        let data = LayerData::Packet(bytes);
+        let _ = self.classify_step(Step::new(layer, &facts, &meta, data), v);
     }
 }

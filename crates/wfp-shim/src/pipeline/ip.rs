@@ -8,9 +8,9 @@
 
 use std::ops::ControlFlow::{self, Continue};
 
-use wfp_core::callout::{FragmentMetadata, LayerData, Metadata};
+use wfp_core::callout::LayerData;
 use wfp_core::catalogue::layers;
-use wfp_core::constants::{ConditionFlags, MetadataFields};
+use wfp_core::constants::ConditionFlags;
 use wfp_core::LayerId;
 
 use super::classify::Step;
@@ -35,6 +35,11 @@ impl Shim {
         };
         let parsed = wire::parse_with(bytes, &config);
         if let Ok(p) = &parsed {
+            if p.ip.version == IpVersion::V4
+                && wire::Ipv4Packet::new_unchecked(bytes).total_len() == 0
+            {
+                self.stats.ipv4_zero_length += 1;
+            }
             if !p.ip.checksum_ok {
                 self.stats.ipv4_checksum_mismatches += 1;
             }
@@ -68,8 +73,7 @@ impl Shim {
         } else {
             self.known_flow(layer, pkt.parsed)
         };
-        let meta = ip_meta(pkt.parsed);
-        let step = Step::new(layer, &pkt.ip, &meta, LayerData::Packet(pkt.bytes));
+        let step = Step::new(layer, &pkt.ip, &pkt.ip_meta, LayerData::Packet(pkt.bytes));
         self.classify_flow_step(known, step, pkt.verdict)
     }
 
@@ -79,8 +83,7 @@ impl Shim {
             return Continue(());
         }
         let layer = ip_layer(pkt.dir, pkt.parsed);
-        let meta = ip_meta(pkt.parsed);
-        let step = Step::new(layer, &pkt.ip, &meta, LayerData::Packet(pkt.bytes));
+        let step = Step::new(layer, &pkt.ip, &pkt.ip_meta, LayerData::Packet(pkt.bytes));
         self.classify_flow_step(pkt.flow(), step, pkt.verdict)
     }
 
@@ -88,14 +91,14 @@ impl Shim {
     /// completes goes on through the layers with this fragment's verdict.
     pub(super) fn fragment(&mut self, pkt: &mut Packet<'_>) {
         let layer = ip_layer(pkt.dir, pkt.parsed);
-        let meta = Metadata::default();
-        let raw = Step::new(layer, &pkt.ip, &meta, LayerData::Packet(pkt.bytes));
+        let meta = &pkt.ip_meta;
+        let raw = Step::new(layer, &pkt.ip, meta, LayerData::Packet(pkt.bytes));
         if self.classify_step(raw, pkt.verdict).is_break() {
             return;
         }
         let mut facts = pkt.ip.clone();
         facts.flags |= ConditionFlags::IS_FRAGMENT.0;
-        let fragment = Step::new(layer, &facts, &meta, LayerData::Packet(pkt.bytes));
+        let fragment = Step::new(layer, &facts, meta, LayerData::Packet(pkt.bytes));
         if self.classify_step(fragment, pkt.verdict).is_break() {
             return;
         }
@@ -129,8 +132,30 @@ impl Shim {
                 if self.inbound_ip_packet(&mut datagram).is_continue() {
                     self.upper(&mut datagram);
                 }
+                // A loopback datagram goes on through the receiver's side.
+                if pkt.loopback && pkt.verdict.verdict == super::Verdict::Permit {
+                    let seen = super::packet::Seen {
+                        dir: Direction::Inbound,
+                        ..pkt.seen()
+                    };
+                    self.receiver_side(seen, (&parsed, whole), true, pkt.verdict);
+                }
             }
             Err(e) => self.count_malformed(Malformed::Reassembled(e), pkt.verdict),
+        }
+    }
+
+    /// Counts an offloaded super-segment: a TCP packet longer than [`super::ShimConfig::mtu`]
+    /// that is not loopback traffic (loopback's own MTU is 64 KiB).
+    #[inline]
+    pub(super) fn count_offload(&mut self, p: &ParsedPacket, ctx: &PacketContext, loopback: bool) {
+        let tcp = matches!(p.transport, wire::Transport::Tcp(_));
+        let over = p.ip.total_len > self.config.mtu as usize;
+        let on_lo = ctx
+            .interface
+            .is_some_and(|i| i.if_type == super::packet::IF_TYPE_SOFTWARE_LOOPBACK);
+        if tcp && over && !loopback && !on_lo && !p.ip.src.is_loopback() {
+            self.stats.super_segments += 1;
         }
     }
 
@@ -155,25 +180,6 @@ pub(super) fn ip_layer(dir: Direction, p: &ParsedPacket) -> LayerId {
         (Direction::Outbound, IpVersion::V4) => layers::OUTBOUND_IPPACKET_V4,
         (Direction::Outbound, IpVersion::V6) => layers::OUTBOUND_IPPACKET_V6,
     }
-}
-
-/// The IP-packet layers' metadata: ipHeaderSize, and the fragment data of a fragment.
-#[inline]
-pub(super) fn ip_meta(p: &ParsedPacket) -> Metadata {
-    let mut m = Metadata {
-        ip_header_size: u32::try_from(p.ip.header_len).unwrap_or(u32::MAX),
-        present: MetadataFields::IP_HEADER_SIZE,
-        ..Metadata::default()
-    };
-    if let Some(f) = &p.ip.fragment {
-        m.fragment = FragmentMetadata {
-            identification: f.id,
-            offset: f.offset,
-            length: u32::try_from(p.ip.total_len).unwrap_or(0),
-        };
-        m.present |= MetadataFields::FRAGMENT_DATA;
-    }
-    m
 }
 
 /// `bytes` start with a whole IPv4 header whose checksum does not verify.

@@ -68,8 +68,11 @@ mod classify;
 mod datagram;
 mod flows;
 mod icmp;
+mod inject;
 mod ip;
+mod meta;
 mod packet;
+mod pend;
 mod stream;
 mod transport;
 mod verdict;
@@ -77,21 +80,24 @@ mod verdict;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
-use std::ops::ControlFlow;
+use std::ops::ControlFlow::{self, Continue};
 use std::sync::Arc;
 
 use wfp_core::security::Token;
 use wfp_core::{Engine, FilterId, LayerId, Value};
 
-use crate::flow::{Direction, EndReason, FlowConfig, FlowId, FlowKey, FlowTable};
+use crate::flow::{Direction, EndReason, FlowConfig, FlowId, FlowKey, FlowTable, Midstream};
 use crate::frag::{FragConfig, FragReassembler};
 use crate::reasm::ReasmConfig;
 use crate::time::Timestamp;
-use crate::wire::{ParseConfig, Transport};
+use crate::wire::{ParseConfig, ParsedPacket, Transport};
 use flows::{FlowExtra, FlowIdHasher};
-use packet::{Packet, Seen};
+use packet::{Packet, Seen, Way};
 
-pub use verdict::{FragmentDrop, LayerVisit, Malformed, PacketVerdict, Reason, Verdict};
+pub use inject::{InjectKind, OutputOrigin, ShimOutput};
+pub use verdict::{
+    EditedPacket, FragmentDrop, LayerVisit, Malformed, PacketVerdict, Reason, Verdict,
+};
 
 /// How the data path saw the packet travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -102,8 +108,18 @@ pub enum PacketDirection {
     Outbound,
     /// Routed through this host (NFQUEUE FORWARD).
     Forward,
-    /// Unknown (captures): inferred from [`ShimConfig::local_networks`] or flow initiators.
+    /// Unknown (captures): inferred from [`ShimConfig::local_networks`] or flow initiators; a
+    /// packet between two loopback addresses, or two addresses of the local networks, is
+    /// [`PacketDirection::Loopback`].
     Infer,
+    /// Between two endpoints of this host, shown once (a capture on `lo`): WFP sees it twice, so
+    /// the shim runs the outbound pass for the sender's flow, then the inbound pass for the
+    /// receiver's flow, both with FWP_CONDITION_FLAG_IS_LOOPBACK (§8.3 FLAGS). The packet is
+    /// delivered only if both passes permit it; the verdict names the layer and filter that
+    /// blocked it ([`PacketVerdict::flow`] is the sender's flow, [`PacketVerdict::peer_flow`] the
+    /// receiver's). NFQUEUE shows a loopback packet at OUTPUT and again at INPUT: there, give
+    /// [`PacketDirection::Outbound`] then [`PacketDirection::Inbound`] instead.
+    Loopback,
 }
 
 impl From<Direction> for PacketDirection {
@@ -147,6 +163,11 @@ pub struct PacketContext {
     /// packet decapsulated from a tunnel arrives on a tunnel interface (`IF_TYPE_TUNNEL`, 131, with
     /// its `TUNNEL_TYPE_*`). Feeds the INTERFACE_TYPE / TUNNEL_TYPE values and metadata.
     pub interface: Option<InterfaceInfo>,
+    /// The packet was injected (a request taken from `Engine::poll_injection`): its provenance
+    /// goes into `Metadata::injection` at every layer, for `FwpsQueryPacketInjectionState0`
+    /// (§10.4). [`Shim::handle_async`] sets it for the injections it runs; a data path that runs
+    /// injections itself sets it too.
+    pub injection: Option<Arc<wfp_core::inject::Provenance>>,
 }
 
 /// What the data path knows of an interface beyond its index (wfp-reference §8.3 INTERFACE_TYPE,
@@ -155,7 +176,8 @@ pub struct PacketContext {
 pub struct InterfaceInfo {
     /// `IF_TYPE_*` (6 ethernet, 24 software loopback, 131 tunnel, ...).
     pub if_type: u32,
-    /// `TUNNEL_TYPE_*` (0 none, 2 6to4, 3 ISATAP, 4 Teredo, 5 IP-HTTPS, ...); 0 when not a tunnel.
+    /// `TUNNEL_TYPE_*` (ifdef.h: 0 none, 1 other, 2 direct, 11 6to4, 13 ISATAP, 14 Teredo, 15
+    /// IP-HTTPS); 0 when not a tunnel.
     pub tunnel_type: u32,
 }
 
@@ -182,6 +204,30 @@ pub struct ShimConfig {
     /// Reuse a flow's answers at its per-packet layers while the policy is unchanged and only
     /// static filters decided (see `decisions.rs`). Default on; off classifies every packet.
     pub reuse_decisions: bool,
+    /// The data path shows each packet between two endpoints of this host once, whatever
+    /// direction it recorded (a capture on `lo`): a packet whose addresses are both loopback
+    /// addresses is then classified as [`PacketDirection::Loopback`] even when the data path
+    /// gave it a direction. Default off: NFQUEUE queues a loopback packet at OUTPUT and again at
+    /// INPUT, and [`PacketDirection::Infer`] infers loopback either way.
+    pub loopback_once: bool,
+    /// TCP flows need their handshake (default off): a segment of a connection whose SYN was not
+    /// seen starts no flow (classified at the packet layers only, counted in
+    /// [`ShimStats::untracked`]), a flow whose other direction is absent is never established,
+    /// and data sent before the handshake completed (SYN data) is never indicated. Off, such
+    /// connections are picked up: authorized at ALE as a reauthorization (IS_REAUTHORIZE,
+    /// REAUTHORIZE_REASON MID_STREAM_INSPECTION), with a stream from the first byte seen.
+    pub require_handshake: bool,
+    /// The link MTU in bytes (default 1500): a non-loopback TCP packet longer than this is a
+    /// super-segment a host with segmentation offload (TSO/GSO/GRO) captured or queued before
+    /// splitting it. Accepted as is and counted ([`ShimStats::super_segments`]).
+    pub mtu: u32,
+    /// How long a pended ALE operation (§10.1) may stay pended: after it the operation is dropped
+    /// — its held packets are discarded, the flow ends, [`ShimStats::pend_expired`] counts it.
+    /// `None` (the default) waits forever; a replay sets it (`--pend-deadline`).
+    pub pend_deadline: Option<std::time::Duration>,
+    /// Most packets held per pended flow (default 64); later ones are dropped and counted in
+    /// [`ShimStats::held_dropped`].
+    pub max_held_packets: usize,
 }
 
 impl Default for ShimConfig {
@@ -196,6 +242,11 @@ impl Default for ShimConfig {
             local_networks: Vec::new(),
             trace: false,
             reuse_decisions: true,
+            loopback_once: false,
+            require_handshake: false,
+            mtu: 1500,
+            pend_deadline: None,
+            max_held_packets: 64,
         }
     }
 }
@@ -243,10 +294,50 @@ pub struct ShimStats {
     pub connections_dropped: u64,
     /// Reauthorizations.
     pub reauthorizations: u64,
-    /// Packets not tracked by the flow table (stray RST, table full).
+    /// Packets not tracked by the flow table (stray RST, table full, mid-stream segments with
+    /// [`ShimConfig::require_handshake`]).
     pub untracked: u64,
+    /// Packets between two endpoints of this host classified on both sides
+    /// ([`PacketDirection::Loopback`]).
+    pub loopback: u64,
+    /// IPv4 packets whose total length was 0 (segmentation offload): their length is the bytes
+    /// captured, as Wireshark reads them.
+    pub ipv4_zero_length: u64,
+    /// TCP packets longer than [`ShimConfig::mtu`] (not loopback): offloaded super-segments.
+    pub super_segments: u64,
+    /// TCP connections picked up without their handshake (mid-stream, or seen from the SYN-ACK
+    /// on), authorized as reauthorizations.
+    pub midstream_flows: u64,
+    /// TCP payload bytes sent before the handshake completed (TCP Fast Open SYN / SYN-ACK data,
+    /// early server data): held, then indicated in order once the connection is established.
+    pub early_bytes: u64,
     /// Classify calls per layer id (index = run-time layer id): [permit, block, no-match].
     pub per_layer: Vec<[u64; 3]>,
+    /// ALE operations a callout pended (§10.1): their flow's packets are held.
+    pub pended: u64,
+    /// Pended operations completed and applied ([`Shim::handle_async`]).
+    pub pend_completed: u64,
+    /// Pended operations dropped at [`ShimConfig::pend_deadline`].
+    pub pend_expired: u64,
+    /// Completions for operations the shim no longer holds (expired, or their flow ended).
+    pub late_completions: u64,
+    /// Packets held while their flow's operation was pended.
+    pub held: u64,
+    /// Held packets released (classified again) after completion.
+    pub held_released: u64,
+    /// Held packets dropped: refused at reauthorization, flushed at RECV_ACCEPT completion
+    /// (the callout re-injects its clone, §10.1), expired, over [`ShimConfig::max_held_packets`],
+    /// or their flow ended.
+    pub held_dropped: u64,
+    /// Injections run ([`Shim::handle_async`]), by outcome.
+    pub injected_delivered: u64,
+    /// Injections whose packet a layer blocked, or that could not be built (counted drops).
+    pub injected_dropped: u64,
+    /// Packets rewritten by a stream edit (bytes blocked and injected inline) or shifted by an
+    /// earlier length-changing edit ([`PacketVerdict::edited`]).
+    pub edited: u64,
+    /// Flows a callout aborted (`FwpsFlowAbort0`): their later packets are blocked.
+    pub flows_aborted: u64,
 }
 
 /// The sans-IO packet pipeline. See the module doc for the layer order and call order.
@@ -270,13 +361,19 @@ pub struct Shim {
     /// TCP connections that ended by policy — refused at ALE authorization or dropped by a stream
     /// callout — by key: why, and the deciding layer and filter.
     ended: HashMap<FlowKey, (Reason, LayerId, Option<FilterId>)>,
+    /// Pended operations, held packets, injections, outputs ([`Shim::handle_async`]).
+    asyncs: pend::AsyncState,
 }
 
 impl Shim {
     /// A pipeline feeding `engine`.
     pub fn new(engine: Arc<Engine>, config: ShimConfig) -> Self {
+        let mut flow = config.flow;
+        if config.require_handshake {
+            flow.midstream = Midstream::Ignore;
+        }
         Self {
-            flows: FlowTable::new(config.flow),
+            flows: FlowTable::new(flow),
             frags: FragReassembler::new(config.frag),
             engine,
             config,
@@ -292,6 +389,7 @@ impl Shim {
                 ..ShimStats::default()
             },
             scratch: Vec::new(),
+            asyncs: pend::AsyncState::default(),
         }
     }
 
@@ -324,18 +422,116 @@ impl Shim {
         ctx: &PacketContext,
         v: &mut PacketVerdict,
     ) {
+        let Some(parsed) = self.start(direction, bytes, ctx, v) else {
+            return;
+        };
+        let (dir, loopback) = match self.direction_of(direction, &parsed) {
+            Way::One(d) => (d, false),
+            Way::Loopback => (Direction::Outbound, true),
+        };
+        self.count_offload(&parsed, ctx, loopback);
+        let seen = Seen {
+            now,
+            dir,
+            ctx,
+            loopback,
+            mtu: self.config.mtu,
+        };
+        self.through(seen, &parsed, bytes, v);
+        if loopback {
+            self.stats.loopback += 1;
+            v.direction = PacketDirection::Loopback;
+            // The receiver's side, once the sender's permitted it (a held fragment waits for
+            // its datagram, which `ip::reassembled` runs through both sides).
+            if v.verdict == Verdict::Permit && parsed.ip.fragment.is_none() {
+                let receiver = Seen {
+                    dir: Direction::Inbound,
+                    ..seen
+                };
+                self.receiver_side(receiver, (&parsed, bytes), false, v);
+            }
+        } else {
+            v.direction = dir.into();
+        }
+    }
+
+    /// A tunnel's outer packet as the physical interface's IP layer sees it (§8.2): classified at
+    /// INBOUND_IPPACKET / OUTBOUND_IPPACKET only — no fragment reassembly, no flow, no upper
+    /// layers (the tunnel endpoint consumes it). The data path hands the packet the tunnel
+    /// delivers to [`Shim::handle_packet_into`] with the tunnel's [`PacketContext::interface`].
+    /// A loopback outer packet is seen outbound, then inbound.
+    pub fn handle_ip_packet_into(
+        &mut self,
+        now: Timestamp,
+        direction: PacketDirection,
+        bytes: &[u8],
+        ctx: &PacketContext,
+        v: &mut PacketVerdict,
+    ) {
+        let Some(parsed) = self.start(direction, bytes, ctx, v) else {
+            return;
+        };
+        let (sides, loopback): (&[Direction], bool) = match self.direction_of(direction, &parsed) {
+            Way::One(Direction::Inbound) => (&[Direction::Inbound], false),
+            Way::One(Direction::Outbound) => (&[Direction::Outbound], false),
+            Way::Loopback => (&[Direction::Outbound, Direction::Inbound], true),
+        };
+        for &dir in sides {
+            let seen = Seen {
+                now,
+                dir,
+                ctx,
+                loopback,
+                mtu: self.config.mtu,
+            };
+            let mut pkt = Packet::new(seen, &parsed, bytes, v);
+            let step = match dir {
+                Direction::Inbound => self.inbound_ip_packet(&mut pkt),
+                Direction::Outbound => self.outbound_ip_packet(&mut pkt),
+            };
+            if step.is_break() {
+                break;
+            }
+        }
+        v.direction = match sides {
+            [one] => (*one).into(),
+            _ => PacketDirection::Loopback,
+        };
+    }
+
+    /// The start every packet shares: counters, parsing and forwarding. `None` when the packet is
+    /// decided already (malformed, or routed through: IPFORWARD).
+    fn start(
+        &mut self,
+        direction: PacketDirection,
+        bytes: &[u8],
+        ctx: &PacketContext,
+        v: &mut PacketVerdict,
+    ) -> Option<ParsedPacket> {
         self.start_packet(direction, v);
         let parsed = match self.parse(bytes, ctx) {
             Ok(p) => p,
-            Err(e) => return self.malformed_packet(bytes, e, v),
+            Err(e) => {
+                self.malformed_packet(bytes, e, v);
+                return None;
+            }
         };
         if direction == PacketDirection::Forward {
-            self.forward(&parsed, ctx, v);
-            return;
+            self.forward(&parsed, bytes, ctx, v);
+            return None;
         }
-        let dir = self.direction_of(direction, &parsed);
-        v.direction = dir.into();
-        let mut pkt = Packet::new(Seen { now, dir, ctx }, &parsed, bytes, v);
+        Some(parsed)
+    }
+
+    /// One side of a packet: the IP-packet layer and the layers above it, or fragment handling.
+    fn through(
+        &mut self,
+        seen: Seen<'_>,
+        parsed: &ParsedPacket,
+        bytes: &[u8],
+        v: &mut PacketVerdict,
+    ) {
+        let mut pkt = Packet::new(seen, parsed, bytes, v);
         if parsed.ip.fragment.is_some() {
             // Raw + IS_FRAGMENT at the IP-packet layer, then reassembly; the datagram a fragment
             // completes goes on through `upper`.
@@ -343,6 +539,28 @@ impl Shim {
         } else if self.inbound_ip_packet(&mut pkt).is_continue() {
             self.upper(&mut pkt);
         }
+    }
+
+    /// The receiver's (inbound) side of a loopback packet the sender's side permitted: its own
+    /// flow, its verdict combined with the sender's (a BLOCK here blocks the packet).
+    /// [`PacketVerdict::flow`] stays the sender's flow; the receiver's is `peer_flow`.
+    fn receiver_side(
+        &mut self,
+        seen: Seen<'_>,
+        (parsed, bytes): (&ParsedPacket, &[u8]),
+        reassembled: bool,
+        v: &mut PacketVerdict,
+    ) {
+        let sender = v.flow;
+        let mut pkt = Packet::new(seen, parsed, bytes, v);
+        if reassembled {
+            pkt.mark_reassembled();
+        }
+        if self.inbound_ip_packet(&mut pkt).is_continue() {
+            self.upper(&mut pkt);
+        }
+        v.peer_flow = v.flow;
+        v.flow = sender;
     }
 
     /// The layers above the IP-packet layer (and the outbound IP-packet layer), then the flow ends
@@ -357,6 +575,9 @@ impl Shim {
         // ICMP errors: the ICMP_ERROR layer with the embedded packet's fields, no flow.
         self.icmp_error(pkt)?;
         self.track(pkt)?;
+        if !self.asyncs.pended.is_empty() {
+            self.hold_if_pending(pkt)?;
+        }
         self.inbound_transport(pkt)?;
         // ALE: authorize new flows, reauthorize after a policy change, FLOW_ESTABLISHED once.
         self.ale(pkt)?;
@@ -366,11 +587,14 @@ impl Shim {
             _ => self.datagram(pkt)?,
         }
         self.outbound_transport(pkt)?;
-        self.outbound_ip_packet(pkt)
+        self.outbound_ip_packet(pkt)?;
+        self.translate(pkt);
+        Continue(())
     }
 
     /// Expires idle flows and stale fragments.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.expire_pended(now);
         self.frags.handle_timeout(now);
         self.flows.handle_timeout(now);
         self.drain_flow_events();
@@ -407,10 +631,14 @@ impl Shim {
 
     /// When [`Shim::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        match (self.flows.poll_timeout(), self.frags.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.flows.poll_timeout(),
+            self.frags.poll_timeout(),
+            self.pend_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The ids of the flows the shim tracks.

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use wfp_core::callout::Metadata;
 use wfp_core::constants::ConditionFlags;
 
-use super::ip::ip_meta;
+use super::meta::{ip_layer_meta, transport_layer_meta};
 use super::transport::transport_facts;
 use super::{PacketContext, PacketDirection, PacketVerdict, Shim};
 use crate::flow::{Direction, FlowId, FlowKey, FlowUpdate};
@@ -28,6 +28,20 @@ pub(super) struct Seen<'a> {
     pub(super) dir: Direction,
     /// What the data path said about it.
     pub(super) ctx: &'a PacketContext,
+    /// Between two endpoints of this host ([`PacketDirection::Loopback`]): IS_LOOPBACK on every
+    /// layer, and the datagram a fragment completes goes through the receiver's side too.
+    pub(super) loopback: bool,
+    /// The link MTU (PATH_MTU metadata).
+    pub(super) mtu: u32,
+}
+
+/// How a packet is classified: on one side, or on both (loopback).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Way {
+    /// Inbound or outbound.
+    One(Direction),
+    /// Outbound for the sender's flow, then inbound for the receiver's.
+    Loopback,
 }
 
 /// One packet on its way up (or down) the layers.
@@ -44,14 +58,20 @@ pub(super) struct Packet<'a> {
     pub(super) bytes: &'a [u8],
     /// A datagram reassembled from fragments.
     pub(super) reassembled: bool,
+    /// Between two endpoints of this host (see [`Seen::loopback`]).
+    pub(super) loopback: bool,
+    /// The link MTU.
+    pub(super) mtu: u32,
     /// What the IP-packet layers see: addresses oriented local/remote, loopback, interface,
     /// IS_REASSEMBLED.
     pub(super) ip: PacketFacts,
     /// What the transport, ALE and data layers see: `ip` plus ports
     /// ([`super::transport::transport_facts`]), then the socket owner (flow tracking).
     pub(super) transport: PacketFacts,
-    /// The transport layers' metadata: ipHeaderSize and fragment data, then flow handle and
-    /// process id (flow tracking).
+    /// The IP-packet layers' metadata ([`super::meta`]).
+    pub(super) ip_meta: Metadata,
+    /// The transport and upper layers' metadata ([`super::meta`]), then the flow's fields (flow
+    /// tracking).
     pub(super) meta: Metadata,
     /// The flow-table update of the packet's flow, once tracked.
     pub(super) update: Option<FlowUpdate>,
@@ -70,7 +90,9 @@ impl<'a> Packet<'a> {
         bytes: &'a [u8],
         verdict: &'a mut PacketVerdict,
     ) -> Self {
-        let ip = ip_facts(parsed, seen.dir, seen.ctx);
+        let ip = ip_facts(parsed, &seen);
+        let ip_meta = ip_layer_meta(parsed, &seen);
+        let meta = transport_layer_meta(parsed, &seen, seen.mtu);
         Self {
             now: seen.now,
             dir: seen.dir,
@@ -78,9 +100,12 @@ impl<'a> Packet<'a> {
             parsed,
             bytes,
             reassembled: false,
+            loopback: seen.loopback,
+            mtu: seen.mtu,
             transport: transport_facts(&ip, parsed, seen.dir),
             ip,
-            meta: ip_meta(parsed),
+            ip_meta,
+            meta,
             update: None,
             needs_auth: false,
             verdict,
@@ -94,16 +119,28 @@ impl<'a> Packet<'a> {
         parsed: &'b ParsedPacket,
         bytes: &'b [u8],
     ) -> Packet<'b> {
-        let seen = Seen {
+        let seen = self.seen();
+        let mut whole = Packet::new(seen, parsed, bytes, &mut *self.verdict);
+        whole.mark_reassembled();
+        whole
+    }
+
+    /// When and how this packet was seen.
+    pub(super) fn seen(&self) -> Seen<'a> {
+        Seen {
             now: self.now,
             dir: self.dir,
             ctx: self.ctx,
-        };
-        let mut whole = Packet::new(seen, parsed, bytes, &mut *self.verdict);
-        whole.reassembled = true;
-        whole.ip.flags |= ConditionFlags::IS_REASSEMBLED.0;
-        whole.transport.flags |= ConditionFlags::IS_REASSEMBLED.0;
-        whole
+            loopback: self.loopback,
+            mtu: self.mtu,
+        }
+    }
+
+    /// Marks a datagram reassembled from fragments (IS_REASSEMBLED).
+    pub(super) fn mark_reassembled(&mut self) {
+        self.reassembled = true;
+        self.ip.flags |= ConditionFlags::IS_REASSEMBLED.0;
+        self.transport.flags |= ConditionFlags::IS_REASSEMBLED.0;
     }
 
     /// The packet's flow, once tracked.
@@ -130,15 +167,24 @@ impl<'a> Packet<'a> {
     }
 }
 
-/// What the IP-packet layers see of `p` travelling `dir`.
+/// `IF_TYPE_SOFTWARE_LOOPBACK` (IANA ifType 24).
+pub(super) const IF_TYPE_SOFTWARE_LOOPBACK: u32 = 24;
+
+/// What the IP-packet layers see of `p` as `seen` says: IS_LOOPBACK (§8.3 FLAGS) for a loopback
+/// address, a packet between two endpoints of this host, or one on a software-loopback
+/// interface.
 #[inline]
-pub(super) fn ip_facts(p: &ParsedPacket, dir: Direction, ctx: &PacketContext) -> PacketFacts {
-    let (local, remote) = match dir {
+pub(super) fn ip_facts(p: &ParsedPacket, seen: &Seen<'_>) -> PacketFacts {
+    let (local, remote) = match seen.dir {
         Direction::Inbound => (p.ip.dst, p.ip.src),
         Direction::Outbound => (p.ip.src, p.ip.dst),
     };
+    let on_lo = seen
+        .ctx
+        .interface
+        .is_some_and(|i| i.if_type == IF_TYPE_SOFTWARE_LOOPBACK);
     let mut flags = 0;
-    if local.is_loopback() || remote.is_loopback() {
+    if seen.loopback || on_lo || local.is_loopback() || remote.is_loopback() {
         flags |= ConditionFlags::IS_LOOPBACK.0;
     }
     PacketFacts {
@@ -146,54 +192,63 @@ pub(super) fn ip_facts(p: &ParsedPacket, dir: Direction, ctx: &PacketContext) ->
         local: Some(local),
         remote: Some(remote),
         flags,
-        ifindex: ctx.ifindex,
+        ifindex: seen.ctx.ifindex,
         loopback: flags != 0,
         ..PacketFacts::default()
     }
 }
 
 impl Shim {
-    /// The direction `p` is classified in: the data path's, or for [`PacketDirection::Infer`]
-    /// the configured local networks, else the flows already seen.
-    pub(super) fn direction_of(&self, given: PacketDirection, p: &ParsedPacket) -> Direction {
+    /// How `p` is classified: the data path's direction, or for [`PacketDirection::Infer`] the
+    /// configured local networks, else the flows already seen; [`Way::Loopback`] for
+    /// [`PacketDirection::Loopback`], for an inferred packet between two loopback addresses or
+    /// two addresses of the local networks, and with [`super::ShimConfig::loopback_once`] for
+    /// any packet between two loopback addresses.
+    pub(super) fn direction_of(&self, given: PacketDirection, p: &ParsedPacket) -> Way {
+        let both_loopback = p.ip.src.is_loopback() && p.ip.dst.is_loopback();
         match given {
-            PacketDirection::Inbound => Direction::Inbound,
-            PacketDirection::Outbound | PacketDirection::Forward => Direction::Outbound,
+            PacketDirection::Loopback => Way::Loopback,
+            _ if both_loopback && self.config.loopback_once => Way::Loopback,
+            PacketDirection::Inbound => Way::One(Direction::Inbound),
+            PacketDirection::Outbound | PacketDirection::Forward => Way::One(Direction::Outbound),
+            PacketDirection::Infer if both_loopback => Way::Loopback,
             PacketDirection::Infer => self.infer_direction(p),
         }
     }
 
-    fn infer_direction(&self, p: &ParsedPacket) -> Direction {
+    /// Whether `a` is in one of the configured local networks.
+    fn is_local(&self, a: IpAddr) -> bool {
+        self.config
+            .local_networks
+            .iter()
+            .any(|(n, l)| in_prefix(a, *n, *l))
+    }
+
+    fn infer_direction(&self, p: &ParsedPacket) -> Way {
         if !self.config.local_networks.is_empty() {
-            let local = |a| {
-                self.config
-                    .local_networks
-                    .iter()
-                    .any(|(n, l)| in_prefix(a, *n, *l))
-            };
-            if local(p.ip.src) {
-                return Direction::Outbound;
-            }
-            if local(p.ip.dst) {
-                return Direction::Inbound;
+            match (self.is_local(p.ip.src), self.is_local(p.ip.dst)) {
+                (true, true) => return Way::Loopback,
+                (true, false) => return Way::One(Direction::Outbound),
+                (false, true) => return Way::One(Direction::Inbound),
+                (false, false) => {}
             }
         }
         // The initiator of a flow is the local side: a packet matching a flow that was
         // opened the other way is inbound.
         if let Some(k) = FlowKey::from_packet(Direction::Outbound, p) {
             if self.flows.lookup(&k).is_some() {
-                return Direction::Outbound;
+                return Way::One(Direction::Outbound);
             }
             if self.flows.lookup(&k.reversed()).is_some() {
-                return Direction::Inbound;
+                return Way::One(Direction::Inbound);
             }
         }
         if let Some(k) = FlowKey::from_packet(Direction::Inbound, p) {
             if self.flows.lookup(&k).is_some() {
-                return Direction::Inbound;
+                return Way::One(Direction::Inbound);
             }
         }
-        Direction::Outbound
+        Way::One(Direction::Outbound)
     }
 }
 

@@ -9,20 +9,24 @@
 //! inbound data ([`Shim::stream_continue`]).
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::ops::ControlFlow::{self, Break, Continue};
+use std::sync::Arc;
 
 use wfp_core::callout::Metadata;
 use wfp_core::catalogue::layers;
 use wfp_core::constants::StreamFlags;
-use wfp_core::{ActionType, CalloutId, Hardness, LayerId, Value};
+use wfp_core::inject::{InjectionKind, InjectionOutcome, InjectionRequest};
+use wfp_core::stream::StreamEvent;
+use wfp_core::{ActionType, CalloutId, Engine, Hardness, LayerId, Value};
 
-use super::flows::{connection_direction, flow_facts, flow_meta, FlowExtra};
+use super::flows::{connection_direction, flow_facts, flow_meta, EarlySegment, FlowExtra};
 use super::packet::Packet;
 use super::{LayerVisit, Reason, Shim};
 use crate::flow::{Direction, EndReason, FlowId, Side};
 use crate::reasm::{ReasmConfig, Segment, StreamReassembler};
-use crate::stream::{StreamCall, StreamDirection, StreamOutcome};
+use crate::stream::{Spliced, StreamCall, StreamDirection, StreamOutcome};
 use crate::values::fill;
 use crate::wire::TcpInfo;
 
@@ -51,11 +55,68 @@ struct Overlap;
 impl Shim {
     /// STREAM for a TCP segment `t` of a tracked flow. `Break` when stream filters blocked bytes,
     /// dropped the connection, or the segment overlapped with different bytes.
+    ///
+    /// Bytes sent before the connection is established (TCP Fast Open data on a SYN or SYN-ACK,
+    /// a server's early data) are held and indicated in order, before this segment's, by the
+    /// first segment after ALE_FLOW_ESTABLISHED (so a callout that attaches there sees them). A
+    /// connection that never establishes (refused, reset) never indicates them.
     pub(super) fn stream(&mut self, pkt: &mut Packet<'_>, t: &TcpInfo) -> ControlFlow<()> {
         let Some(u) = pkt.update else {
             return Continue(());
         };
         let id = u.handle.id();
+        let payload = pkt.bytes.get(t.payload.clone()).unwrap_or(&[]);
+        // Bytes the capture cut (the segment is longer on the wire than its payload here).
+        let cut = u32::try_from(t.wire_payload_len.saturating_sub(payload.len())).unwrap_or(0);
+        let seg = Segment {
+            seq: t.seq,
+            payload,
+            syn: t.flags.syn(),
+            fin: t.flags.fin(),
+            rst: t.flags.rst(),
+            cut,
+        };
+        let Some(e) = self.extra.get_mut(&id) else {
+            return Continue(());
+        };
+        if !e.established {
+            self.stats.early_bytes += hold(e, u.side, seg, self.config.reasm);
+            return Continue(());
+        }
+        if !e.early.is_empty() {
+            self.release_early(pkt, id)?;
+        }
+        self.stream_segment(pkt, id, u.side, seg)
+    }
+
+    /// Indicates the segments held before the connection was established, in arrival order.
+    fn release_early(&mut self, pkt: &mut Packet<'_>, id: FlowId) -> ControlFlow<()> {
+        let early = match self.extra.get_mut(&id) {
+            Some(e) => std::mem::take(&mut e.early),
+            None => return Continue(()),
+        };
+        for s in &early {
+            let seg = Segment {
+                seq: s.seq,
+                payload: &s.payload,
+                syn: s.syn,
+                fin: s.fin,
+                rst: false,
+                cut: s.cut,
+            };
+            self.stream_segment(pkt, id, s.side, seg)?;
+        }
+        Continue(())
+    }
+
+    /// One segment `seg` sent by `side` of flow `id` through reassembly and the stream callouts.
+    fn stream_segment(
+        &mut self,
+        pkt: &mut Packet<'_>,
+        id: FlowId,
+        side: Side,
+        seg: Segment<'_>,
+    ) -> ControlFlow<()> {
         let layer = if pkt.v6() {
             layers::STREAM_V6
         } else {
@@ -65,9 +126,8 @@ impl Shim {
         let Some(e) = self.extra.get_mut(&id) else {
             return Continue(());
         };
-        let i = u.side.index();
-        let payload = pkt.bytes.get(t.payload.clone()).unwrap_or(&[]);
-        let Ok(bytes) = reassemble(e, i, t, payload, self.config.reasm) else {
+        let i = side.index();
+        let Ok(bytes) = reassemble(e, i, seg, self.config.reasm) else {
             self.stats.stream_overlaps += 1;
             pkt.verdict.block(Reason::StreamOverlap);
             return Break(());
@@ -87,34 +147,50 @@ impl Shim {
         facts.direction = Some(connection_direction(e.initiator));
         let mut values = std::mem::take(&mut self.scratch);
         fill(layer, &facts, &mut values);
+        let sending = if side == Side::Initiator {
+            e.initiator
+        } else {
+            e.initiator.reverse()
+        };
+        let stash = RefCell::new(Vec::new());
+        let engine = &self.engine;
+        let take = |c: CalloutId| splice(engine, id, c, &stash);
         let call = StreamCall {
-            engine: &self.engine,
+            engine,
             layer,
             values: &values,
             meta: &pkt.meta,
-            flags: match pkt.dir {
+            flags: match sending {
                 Direction::Outbound => StreamFlags::SEND,
                 Direction::Inbound => StreamFlags::RECEIVE,
             },
+            splice: Some(&take),
         };
+        let template = Arc::<[u8]>::from(pkt.bytes);
+        e.edit[i].template = Some(template);
         let outcome = indicate(&mut e.stream[i], &call, bytes);
         self.scratch = values;
+        self.asyncs.stash.extend(stash.into_inner());
         match outcome {
-            Some(outcome) => self.stream_verdict(pkt, id, layer, outcome),
+            Some(outcome) => self.stream_verdict(pkt, (id, side), layer, outcome),
             // Only missed bytes: nothing was indicated (the next indication reports them).
             None => Continue(()),
         }
     }
 
     /// The STREAM visit of a segment whose bytes were indicated, with what the callouts decided.
+    /// A segment into which a callout injected bytes inline is rewritten with the bytes that
+    /// went on (the permitted ones and the injected ones, in order): a PERMIT with
+    /// [`super::PacketVerdict::edited`].
     fn stream_verdict(
         &mut self,
         pkt: &mut Packet<'_>,
-        id: FlowId,
+        (id, side): (FlowId, Side),
         layer: LayerId,
         outcome: StreamOutcome,
     ) -> ControlFlow<()> {
-        let blocked = outcome.drop_connection || outcome.blocked > 0;
+        let edited = !outcome.injectors.is_empty() && !outcome.drop_connection;
+        let blocked = !edited && (outcome.drop_connection || outcome.blocked > 0);
         let action = if blocked {
             ActionType::BLOCK
         } else {
@@ -135,7 +211,8 @@ impl Shim {
             self.end_flow_now(id);
             return Break(());
         }
-        if outcome.blocked > 0 {
+        self.advance_output(pkt, (id, side), &outcome, edited);
+        if blocked {
             pkt.verdict.reason = Reason::StreamBlocked;
             return Break(());
         }
@@ -165,10 +242,27 @@ impl Shim {
             values: &values,
             meta: &meta,
             flags: StreamFlags::RECEIVE,
+            splice: None,
         };
         let out = e.stream[side.index()].push(&call, &[], false);
         self.stats.stream_bytes_blocked += out.blocked;
         true
+    }
+
+    /// Applies the engine's stream events (§9.2, T-ST-7): a callout's `Engine::stream_continue`
+    /// resumes the inbound data it deferred ([`Shim::stream_continue`]); a deferral needs nothing
+    /// more (the stream already holds the bytes). True when there was an event.
+    pub(super) fn apply_stream_events(&mut self) -> bool {
+        let mut any = false;
+        while let Some(e) = self.engine.poll_stream_event() {
+            any = true;
+            if let StreamEvent::Continued { flow, callout, .. } = e {
+                if let Some(id) = FlowId::from_handle(flow) {
+                    self.stream_continue(id, callout);
+                }
+            }
+        }
+        any
     }
 
     /// Gives every stream callout still holding data its NO_MORE_DATA indication (§9.2) before the
@@ -203,6 +297,7 @@ impl Shim {
                     values: &values,
                     meta: &meta,
                     flags,
+                    splice: None,
                 };
                 let outcome = s.push(&call, &[], true);
                 self.stats.stream_bytes_blocked += outcome.blocked;
@@ -211,36 +306,57 @@ impl Shim {
     }
 }
 
+/// Most bytes held per connection before it is established (TCP Fast Open carries at most one
+/// segment each way); bytes beyond are not held and the stream waits behind them as for a lost
+/// segment.
+const MAX_EARLY_BYTES: usize = 64 << 10;
+
+/// Holds segment `seg` sent by `side` of a connection not established yet (its SYN fixes where
+/// the side's stream starts); returns the payload bytes held. A RST's payload is never held.
+fn hold(e: &mut FlowExtra, side: Side, seg: Segment<'_>, config: ReasmConfig) -> u64 {
+    if seg.syn {
+        if let Some(slot) = e.reasm.get_mut(side.index()) {
+            slot.get_or_insert_with(|| StreamReassembler::after_syn(seg.seq, config));
+        }
+    }
+    if seg.rst || (seg.payload.is_empty() && !seg.fin && seg.cut == 0) {
+        return 0;
+    }
+    let held: usize = e.early.iter().map(|s| s.payload.len()).sum();
+    if held + seg.payload.len() > MAX_EARLY_BYTES {
+        return 0;
+    }
+    e.early.push(EarlySegment {
+        side,
+        seq: seg.seq,
+        syn: seg.syn,
+        fin: seg.fin,
+        cut: seg.cut,
+        payload: seg.payload.to_vec(),
+    });
+    seg.payload.len() as u64
+}
+
 #[inline]
-/// Pushes segment `t` (its captured `payload`) into side `i`'s reassembler of flow `e` (created
-/// on the side's first segment), then skips the spans a capture cut that the stream has reached.
+/// Pushes segment `seg` into side `i`'s reassembler of flow `e` (created on the side's first
+/// segment), then skips the spans a capture cut that the stream has reached.
 fn reassemble<'p>(
     e: &mut FlowExtra,
     i: usize,
-    t: &TcpInfo,
-    payload: &'p [u8],
+    seg: Segment<'p>,
     config: ReasmConfig,
 ) -> Result<InOrder<'p>, Overlap> {
     let Some(slot) = e.reasm.get_mut(i) else {
         return Ok(InOrder::default());
     };
     let r = slot.get_or_insert_with(|| {
-        if t.flags.syn() {
-            StreamReassembler::after_syn(t.seq, config)
+        if seg.syn {
+            StreamReassembler::after_syn(seg.seq, config)
         } else {
-            StreamReassembler::new(t.seq, config)
+            StreamReassembler::new(seg.seq, config)
         }
     });
-    // Bytes the capture cut (the segment is longer on the wire than its payload here).
-    let cut = u32::try_from(t.wire_payload_len.saturating_sub(payload.len())).unwrap_or(0);
-    let out = r.push(Segment {
-        seq: t.seq,
-        payload,
-        syn: t.flags.syn(),
-        fin: t.flags.fin(),
-        rst: t.flags.rst(),
-        cut,
-    });
+    let out = r.push(seg);
     if out.anomaly.is_some() {
         return Err(Overlap);
     }
@@ -298,7 +414,7 @@ fn indicate(
 
 /// The STREAM layer, its incoming values and metadata for flow `id` (`e`) outside a packet
 /// (stream continuation, flow end): oriented by the connection, with the flow handle.
-fn connection_inputs(id: FlowId, e: &FlowExtra) -> (LayerId, Vec<Value>, Metadata) {
+pub(super) fn connection_inputs(id: FlowId, e: &FlowExtra) -> (LayerId, Vec<Value>, Metadata) {
     let layer = if matches!(e.key.local_addr(), IpAddr::V6(_)) {
         layers::STREAM_V6
     } else {
@@ -311,4 +427,26 @@ fn connection_inputs(id: FlowId, e: &FlowExtra) -> (LayerId, Vec<Value>, Metadat
         &mut values,
     );
     (layer, values, flow_meta(id))
+}
+
+/// The stream injections callout `c` made into flow `id` during its classifyFn (inline, §9.2):
+/// completed as delivered now (they go into the segment). Other injection requests taken on the
+/// way wait in `stash` for [`Shim::handle_async`].
+fn splice(
+    engine: &Engine,
+    id: FlowId,
+    c: CalloutId,
+    stash: &RefCell<Vec<InjectionRequest>>,
+) -> Spliced {
+    let mut out = Vec::new();
+    while let Some(req) = engine.poll_injection() {
+        match req.kind {
+            InjectionKind::Stream { flow, callout, .. } if flow == id.get() && callout == c => {
+                let _ = engine.complete_injection(req.id, InjectionOutcome::Delivered);
+                out.push((req.data, req.handle));
+            }
+            _ => stash.borrow_mut().push(req),
+        }
+    }
+    out
 }

@@ -46,12 +46,19 @@ pub enum Reason {
     ConnectionRefused,
     /// A retransmission or overlap carried different bytes than the first copy (brief decision 9).
     StreamOverlap,
+    /// Held: a callout pended the flow's ALE authorization (§10.1, BLOCK+ABSORB). The packet is
+    /// classified again when the operation completes ([`super::Shim::handle_async`], an
+    /// [`super::OutputOrigin::Released`] output) or dropped.
+    Pended,
+    /// A later packet of a flow a callout aborted (`FwpsFlowAbort0`, §6). `layer` and `filter`
+    /// of the verdict are those of the flow's last decision.
+    FlowAborted,
 }
 
 impl Reason {
     /// The reason's stable snake_case name (for counters, logs and machine-readable output):
     /// `filter`, `no_match`, `malformed`, `fragment_dropped`, `fragment_held`, `stream_blocked`,
-    /// `connection_dropped`, `connection_refused`, `stream_overlap`.
+    /// `connection_dropped`, `connection_refused`, `stream_overlap`, `pended`, `flow_aborted`.
     pub const fn name(&self) -> &'static str {
         match self {
             Self::Filter => "filter",
@@ -63,6 +70,8 @@ impl Reason {
             Self::ConnectionDropped => "connection_dropped",
             Self::ConnectionRefused => "connection_refused",
             Self::StreamOverlap => "stream_overlap",
+            Self::Pended => "pended",
+            Self::FlowAborted => "flow_aborted",
         }
     }
 }
@@ -186,12 +195,30 @@ pub struct PacketVerdict {
     pub layer: Option<LayerId>,
     /// The filter that decided, if a filter did.
     pub filter: Option<FilterId>,
-    /// The flow's handle (FWPS flow id), when the packet belongs to one.
+    /// The flow's handle (FWPS flow id), when the packet belongs to one; for a loopback packet
+    /// ([`PacketDirection::Loopback`]) the sender's flow.
     pub flow: Option<FlowId>,
+    /// For a loopback packet, the receiver's flow (once its side was classified); else `None`.
+    pub peer_flow: Option<FlowId>,
     /// The direction used.
     pub direction: PacketDirection,
     /// Every classify made for the packet, in order.
     pub visits: Vec<LayerVisit>,
+    /// A PERMIT whose bytes changed: a stream callout edited the segment (blocked bytes and
+    /// injected others inline, §9.2), or an earlier length-changing edit of its connection moved
+    /// its sequence / acknowledgement numbers. The data path sends these bytes instead.
+    pub edited: Option<EditedPacket>,
+}
+
+/// The bytes to send instead of a packet ([`PacketVerdict::edited`]): a whole IP packet with
+/// valid lengths and checksums.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EditedPacket {
+    /// The packet, from the IP header.
+    pub bytes: Vec<u8>,
+    /// The injection handles whose stream injections went into it (empty for a packet only
+    /// shifted by an earlier edit).
+    pub injectors: Vec<wfp_core::inject::InjectionHandle>,
 }
 
 impl PacketVerdict {
@@ -203,8 +230,10 @@ impl PacketVerdict {
             layer: None,
             filter: None,
             flow: None,
+            peer_flow: None,
             direction,
             visits: Vec::new(),
+            edited: None,
         }
     }
 
@@ -215,8 +244,10 @@ impl PacketVerdict {
         self.layer = None;
         self.filter = None;
         self.flow = None;
+        self.peer_flow = None;
         self.direction = direction;
         self.visits.clear();
+        self.edited = None;
     }
 
     /// Blocks the packet for `reason`.

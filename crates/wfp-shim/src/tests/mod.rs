@@ -1,9 +1,12 @@
 //! Cross-module tests: builders from `testutil`, conversations driven by a fake clock, and
 //! property tests against naive models.
 
+mod asyncs;
 mod conversation;
 mod flow;
 mod frag;
+mod host;
+mod outer;
 mod pipeline;
 mod reasm;
 mod reuse;

@@ -71,13 +71,13 @@ impl Rec {
     pub(super) fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
-    fn calls_at(&self, layer: LayerId) -> Vec<Call> {
+    pub(super) fn calls_at(&self, layer: LayerId) -> Vec<Call> {
         self.calls()
             .into_iter()
             .filter(|c| c.layer == layer)
             .collect()
     }
-    fn stream_bytes(&self, send: bool) -> Vec<u8> {
+    pub(super) fn stream_bytes(&self, send: bool) -> Vec<u8> {
         // Bytes the callout permitted, in order, for one direction.
         self.calls()
             .iter()
@@ -133,8 +133,8 @@ impl Callout for Rec {
 
 pub(super) struct H {
     pub(super) engine: Arc<Engine>,
-    shim: Shim,
-    now: Timestamp,
+    pub(super) shim: Shim,
+    pub(super) now: Timestamp,
     n: u32,
 }
 
@@ -142,8 +142,10 @@ impl H {
     pub(super) fn new() -> Self {
         Self::with(ShimConfig::default())
     }
-    fn with(config: ShimConfig) -> Self {
-        let engine = Arc::new(Engine::default());
+    pub(super) fn with(config: ShimConfig) -> Self {
+        Self::with_engine(Arc::new(Engine::default()), config)
+    }
+    pub(super) fn with_engine(engine: Arc<Engine>, config: ShimConfig) -> Self {
         Self {
             shim: Shim::new(engine.clone(), config),
             engine,
@@ -182,14 +184,47 @@ impl H {
         self.engine.add_filter(f).unwrap();
         id
     }
-    fn filter(&self, layer: LayerId, action: ActionType, conds: Vec<ConditionSpec>) {
+    /// Registers any callout `c` and adds a filter for it at `layer`.
+    pub(super) fn callout_dyn(
+        &mut self,
+        layer: LayerId,
+        action: ActionType,
+        flags: CalloutFlags,
+        c: Arc<dyn Callout>,
+    ) -> CalloutId {
+        self.n += 1;
+        let key = Guid::from_name("shim-test", &format!("callout{}", self.n));
+        let id = self
+            .engine
+            .register_callout(CalloutRegistration::new(key, flags, c))
+            .unwrap();
+        self.engine
+            .add_callout(CalloutSpec {
+                key,
+                name: format!("c{}", self.n),
+                description: String::new(),
+                flags: 0,
+                provider: None,
+                applicable_layer: layer,
+            })
+            .unwrap();
+        let mut f = FilterSpec::new(format!("f{}", self.n), layer, action);
+        f.callout = Some(key);
+        self.engine.add_filter(f).unwrap();
+        id
+    }
+    pub(super) fn filter(&self, layer: LayerId, action: ActionType, conds: Vec<ConditionSpec>) {
         let mut f = FilterSpec::new("static", layer, action);
         f.conditions = conds;
         // Weight 0: after callout filters with automatic weights (ties go to the older filter).
         f.weight = WeightSpec::Exact(0);
         self.engine.add_filter(f).unwrap();
     }
-    fn packet(&mut self, dir: PacketDirection, bytes: &[u8]) -> crate::pipeline::PacketVerdict {
+    pub(super) fn packet(
+        &mut self,
+        dir: PacketDirection,
+        bytes: &[u8],
+    ) -> crate::pipeline::PacketVerdict {
         self.now = self.now + Duration::from_millis(1);
         self.shim
             .handle_packet(self.now, dir, bytes, &PacketContext::default())
@@ -209,12 +244,12 @@ impl H {
         self.shim
             .handle_packet(self.now, dir, &bytes[..keep.min(bytes.len())], &ctx)
     }
-    fn events(&mut self) -> Vec<ShimEvent> {
+    pub(super) fn events(&mut self) -> Vec<ShimEvent> {
         std::iter::from_fn(|| self.shim.poll_event()).collect()
     }
 }
 
-fn cond(layer: LayerId, field: &str, mt: MatchType, v: ConditionValue) -> ConditionSpec {
+pub(super) fn cond(layer: LayerId, field: &str, mt: MatchType, v: ConditionValue) -> ConditionSpec {
     let l = catalogue::layer(layer).unwrap();
     let i = l.field_index_by_name(field).unwrap();
     ConditionSpec {
@@ -224,7 +259,7 @@ fn cond(layer: LayerId, field: &str, mt: MatchType, v: ConditionValue) -> Condit
     }
 }
 
-fn tcp(flags: TcpFlags, seq: u32, ack: u32) -> Tcp {
+pub(super) fn tcp(flags: TcpFlags, seq: u32, ack: u32) -> Tcp {
     Tcp {
         flags,
         seq,
@@ -233,14 +268,14 @@ fn tcp(flags: TcpFlags, seq: u32, ack: u32) -> Tcp {
     }
 }
 
-const SYN: TcpFlags = TcpFlags::SYN;
-const SYNACK: TcpFlags = TcpFlags::SYN.union(TcpFlags::ACK);
-const ACK: TcpFlags = TcpFlags::ACK;
-const FINACK: TcpFlags = TcpFlags::FIN.union(TcpFlags::ACK);
-const RST: TcpFlags = TcpFlags::RST;
+pub(super) const SYN: TcpFlags = TcpFlags::SYN;
+pub(super) const SYNACK: TcpFlags = TcpFlags::SYN.union(TcpFlags::ACK);
+pub(super) const ACK: TcpFlags = TcpFlags::ACK;
+pub(super) const FINACK: TcpFlags = TcpFlags::FIN.union(TcpFlags::ACK);
+pub(super) const RST: TcpFlags = TcpFlags::RST;
 
 /// The client (local, outbound) opens a connection to the server and the handshake completes.
-fn handshake(h: &mut H, ip: &testutil::Ip) {
+pub(super) fn handshake(h: &mut H, ip: &testutil::Ip) {
     let c = 1000u32;
     let s = 5000u32;
     assert_eq!(
@@ -274,14 +309,24 @@ fn handshake(h: &mut H, ip: &testutil::Ip) {
     );
 }
 
-fn send(h: &mut H, ip: &testutil::Ip, seq: u32, data: &[u8]) -> crate::pipeline::PacketVerdict {
+pub(super) fn send(
+    h: &mut H,
+    ip: &testutil::Ip,
+    seq: u32,
+    data: &[u8],
+) -> crate::pipeline::PacketVerdict {
     h.packet(
         PacketDirection::Outbound,
         &testutil::tcp_packet(ip, &tcp(ACK, seq, 5001), data),
     )
 }
 
-fn recv(h: &mut H, ip: &testutil::Ip, seq: u32, data: &[u8]) -> crate::pipeline::PacketVerdict {
+pub(super) fn recv(
+    h: &mut H,
+    ip: &testutil::Ip,
+    seq: u32,
+    data: &[u8],
+) -> crate::pipeline::PacketVerdict {
     let back = Tcp {
         sport: TCP.dport,
         dport: TCP.sport,

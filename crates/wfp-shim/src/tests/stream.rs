@@ -37,6 +37,7 @@ fn call<'a>(
         values,
         meta,
         flags,
+        splice: None,
     }
 }
 

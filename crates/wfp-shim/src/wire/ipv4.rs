@@ -164,7 +164,16 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
 pub(super) fn parse_ip(bytes: &[u8], config: &ParseConfig) -> Result<IpInfo, ParseError> {
     let packet = Ipv4Packet::new_unchecked(bytes);
+    // Total length 0 with bytes beyond a whole header: a segmentation-offload super-packet (or
+    // one larger than 64 KiB) whose length the stack left unset; its length is the bytes there,
+    // as Wireshark reads it.
+    let header_len = packet.header_len();
+    let unset = packet.total_len() == 0
+        && packet.version() == 4
+        && header_len >= MIN_HEADER_LEN
+        && bytes.len() > header_len;
     let captured_len = match packet.check_len() {
+        _ if unset => bytes.len(),
         Ok(()) => packet.total_len(),
         // The capture kept the first bytes only: the header must be whole (`check_len` has
         // checked version, IHL and total length unless the buffer is below 20 bytes).
@@ -188,7 +197,6 @@ pub(super) fn parse_ip(bytes: &[u8], config: &ParseConfig) -> Result<IpInfo, Par
             computed: packet.computed_checksum(),
         });
     }
-    let header_len = packet.header_len();
     let fragment = (packet.more_frags() || packet.frag_offset() != 0).then(|| FragmentInfo {
         id: u32::from(packet.ident()),
         offset: packet.frag_offset(),
@@ -205,7 +213,11 @@ pub(super) fn parse_ip(bytes: &[u8], config: &ParseConfig) -> Result<IpInfo, Par
         protocol: packet.protocol(),
         hop_limit: packet.ttl(),
         header_len,
-        total_len: packet.total_len(),
+        total_len: if unset {
+            bytes.len()
+        } else {
+            packet.total_len()
+        },
         captured_len,
         checksum_ok,
         fragment,

@@ -27,6 +27,9 @@
 //!   capture cut (the IP header, an IPv6 extension header the walk needs, the TCP header with its
 //!   options, the UDP or ICMP header) is [`ParseError::CaptureCut`]; a length field that
 //!   contradicts the packet's own lengths is the same error as without the flag.
+//! * An IPv4 total length of 0 with bytes after a whole header is a segmentation-offload
+//!   super-packet whose length the stack left unset (TSO/GSO, or larger than 64 KiB): its length
+//!   is the bytes there ([`IpInfo::total_len`] = the buffer's length), as Wireshark reads it.
 //! * IPv4 options and TCP options are skipped (their length is validated, their content is not).
 //! * IPv6 extension headers are walked: hop-by-hop (first only), routing, destination options,
 //!   mobility, HIP, shim6 and the experimental 253/254 are skipped; AH is skipped using its own
@@ -45,6 +48,7 @@
 //!   anything there in captures; Wireshark does not validate them by default either). Transport
 //!   checksums are not verified (captures with checksum offload carry invalid ones).
 
+pub mod build;
 mod checksum;
 mod icmp;
 mod ipv4;
@@ -278,8 +282,9 @@ pub struct IpInfo {
     /// Bytes from the start of the packet to the transport header: IHL × 4 for IPv4; 40 plus the
     /// extension headers walked for IPv6 (for a fragment: up to and including the fragment header).
     pub header_len: usize,
-    /// The packet's length according to its header (IPv4 total length; 40 + IPv6 payload length).
-    /// Bytes of the buffer beyond it are ignored.
+    /// The packet's length according to its header (IPv4 total length — the buffer's length when
+    /// that is 0, see the module doc; 40 + IPv6 payload length). Bytes of the buffer beyond it are
+    /// ignored.
     pub total_len: usize,
     /// Bytes of the packet the buffer holds: `total_len`, or fewer when the packet was parsed as a
     /// capture's first bytes ([`ParseConfig::truncated`]) and the capture cut it.

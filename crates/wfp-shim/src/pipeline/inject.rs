@@ -1,0 +1,457 @@
+//! Injected packets on the data path (wfp-reference §10.4, §9.2 stream injection) and the
+//! outputs the shim hands back asynchronously ([`ShimOutput`]).
+//!
+//! [`Shim::handle_async`] drains `Engine::poll_injection` and runs each request where WFP
+//! re-enters it, with its provenance in `Metadata::injection`:
+//!
+//! | request | re-entry |
+//! |---|---|
+//! | network / transport receive | the inbound layers from the bottom (IP packet as given) |
+//! | network send | the outbound layers from the top (IP packet as given) |
+//! | transport send | the outbound layers from the top, behind an IP header the shim builds from the endpoint's flow (remote from the send parameters when given) |
+//! | forward | no WFP layer: delivered as is |
+//! | stream, inside the injector's classifyFn | spliced into the segment at the current point, seen only by the stream filters after the injector's (T-ST-2); the segment is rewritten ([`super::PacketVerdict::edited`]) |
+//! | stream, outside classifyFn (out-of-band) | the stream filters after the injector's, then a new TCP segment of the flow at the output stream's position |
+//!
+//! Every request completes once: delivered when its packet was permitted (or held by a pend),
+//! dropped (STATUS_FWP_DROP_NOICMP) when a layer blocked it or it could not be built.
+//!
+//! Length-changing stream edits move the output stream against the capture's: per flow side the
+//! shim keeps the shift and rewrites the sequence numbers of that side's later segments and the
+//! acknowledgement numbers of the other side's ([`SideEdit`]), fixing checksums.
+
+use std::sync::Arc;
+
+use wfp_core::constants::StreamFlags;
+use wfp_core::inject::{
+    InjectionHandle, InjectionId, InjectionKind, InjectionOutcome, InjectionRequest,
+};
+use wfp_core::{CalloutId, Status};
+
+use super::packet::Packet;
+use super::{EditedPacket, PacketContext, PacketDirection, PacketVerdict, Reason, Shim, Verdict};
+use crate::flow::{Direction, FlowId, Side};
+use crate::stream::{StreamCall, StreamOutcome};
+use crate::time::Timestamp;
+use crate::wire::build::{self, TcpEdit};
+use crate::wire::Transport;
+
+/// Which injection function made an injected packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InjectKind {
+    /// `FwpsInjectNetworkSendAsync0`.
+    NetworkSend,
+    /// `FwpsInjectNetworkReceiveAsync0`.
+    NetworkReceive,
+    /// `FwpsInjectForwardAsync0`.
+    Forward,
+    /// `FwpsInjectTransportSendAsync0/1`.
+    TransportSend,
+    /// `FwpsInjectTransportReceiveAsync0`.
+    TransportReceive,
+    /// `FwpsStreamInjectAsync0` out of band (a new segment).
+    Stream,
+}
+
+impl InjectKind {
+    /// `network-send`, `network-receive`, `forward`, `transport-send`, `transport-receive`,
+    /// `stream`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::NetworkSend => "network-send",
+            Self::NetworkReceive => "network-receive",
+            Self::Forward => "forward",
+            Self::TransportSend => "transport-send",
+            Self::TransportReceive => "transport-receive",
+            Self::Stream => "stream",
+        }
+    }
+
+    fn of(kind: &InjectionKind) -> Self {
+        match kind {
+            InjectionKind::NetworkSend { .. } => Self::NetworkSend,
+            InjectionKind::NetworkReceive { .. } => Self::NetworkReceive,
+            InjectionKind::Forward { .. } => Self::Forward,
+            InjectionKind::TransportSend { .. } => Self::TransportSend,
+            InjectionKind::TransportReceive { .. } => Self::TransportReceive,
+            InjectionKind::Stream { .. } => Self::Stream,
+        }
+    }
+}
+
+/// Where a [`ShimOutput`] came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputOrigin {
+    /// A packet held while its flow's ALE operation was pended, classified again after the
+    /// completion (§10.1).
+    Released {
+        /// Its flow, once classified again.
+        flow: Option<FlowId>,
+    },
+    /// A packet a callout injected (§10.4).
+    Injected {
+        /// The injection.
+        injection: InjectionId,
+        /// The injection handle.
+        handle: InjectionHandle,
+        /// The function.
+        kind: InjectKind,
+        /// The injecting callout, when the request names it (stream injection).
+        callout: Option<CalloutId>,
+        /// Injections behind the packet, this one included.
+        depth: usize,
+    },
+}
+
+/// A packet the shim produced outside [`Shim::handle_packet`]: classified (its verdict says
+/// whether it goes on), with the bytes to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShimOutput {
+    /// When it was produced (the `now` of [`Shim::handle_async`]).
+    pub now: Timestamp,
+    /// The packet, from the IP header, with valid checksums.
+    pub bytes: Vec<u8>,
+    /// Its classification (`edited` set when its bytes changed on the way).
+    pub verdict: PacketVerdict,
+    /// Where it came from.
+    pub origin: OutputOrigin,
+}
+
+/// The output stream of one side of a TCP flow after edits.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SideEdit {
+    /// A stream edit or out-of-band injection changed this side's output stream: its later
+    /// segments (and the other side's acknowledgements) are renumbered.
+    pub(crate) active: bool,
+    /// Where the side's stream ends in the capture's numbering (after the last segment seen).
+    pub(crate) orig_next: Option<u32>,
+    /// Where the side's output stream ends (output numbering).
+    pub(crate) out_next: Option<u32>,
+    /// The last segment the side sent (its headers are the template of an out-of-band segment).
+    pub(crate) template: Option<Arc<[u8]>>,
+}
+
+/// The most rounds of [`Shim::handle_async`] (each may make new events: a re-injected packet a
+/// callout injects again). The engine's injection depth bound ends loops long before.
+const MAX_ROUNDS: usize = 64;
+
+impl Shim {
+    /// Applies what callouts did asynchronously, at this deterministic point of the data path's
+    /// clock: pended operations completed (reauthorization, held packets released), flows
+    /// aborted, and injections (run at their re-entry point). Call it after every packet and
+    /// whenever a callout may have completed something; then drain [`Shim::poll_output`].
+    pub fn handle_async(&mut self, now: Timestamp) {
+        for _ in 0..MAX_ROUNDS {
+            let mut any = self.apply_pend_events(now);
+            any |= self.apply_stream_events();
+            while let Some(req) = self
+                .asyncs
+                .stash
+                .pop_front()
+                .or_else(|| self.engine.poll_injection())
+            {
+                any = true;
+                self.run_injection(now, req);
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+
+    /// Takes the next packet produced by [`Shim::handle_async`].
+    pub fn poll_output(&mut self) -> Option<ShimOutput> {
+        self.asyncs.outputs.pop_front()
+    }
+
+    /// Runs one injection request at its re-entry point and completes it.
+    fn run_injection(&mut self, now: Timestamp, req: InjectionRequest) {
+        let kind = InjectKind::of(&req.kind);
+        let ctx = PacketContext {
+            injection: Some(Arc::clone(&req.provenance)),
+            ifindex: match req.kind {
+                InjectionKind::NetworkReceive { interface, .. }
+                | InjectionKind::TransportReceive { interface, .. }
+                | InjectionKind::Forward { interface, .. } => (interface != 0).then_some(interface),
+                _ => None,
+            },
+            ..PacketContext::default()
+        };
+        let ran = match &req.kind {
+            InjectionKind::NetworkReceive { .. } | InjectionKind::TransportReceive { .. } => {
+                Some(self.reenter(now, PacketDirection::Inbound, req.data.to_vec(), &ctx))
+            }
+            InjectionKind::NetworkSend { .. } => {
+                Some(self.reenter(now, PacketDirection::Outbound, req.data.to_vec(), &ctx))
+            }
+            InjectionKind::TransportSend {
+                endpoint, params, ..
+            } => {
+                let remote = params.as_ref().and_then(|p| p.remote_address);
+                self.transport_packet(*endpoint, remote, &req.data)
+                    .map(|b| self.reenter(now, PacketDirection::Outbound, b, &ctx))
+            }
+            InjectionKind::Forward { .. } => Some((
+                req.data.to_vec(),
+                PacketVerdict::new(PacketDirection::Forward),
+            )),
+            InjectionKind::Stream {
+                flow,
+                flags,
+                callout,
+                ..
+            } => self.stream_out_of_band(*flow, *flags, *callout, &req.data, req.handle),
+        };
+        let callout = match req.kind {
+            InjectionKind::Stream { callout, .. } => Some(callout),
+            _ => None,
+        };
+        let outcome = match ran {
+            Some((bytes, verdict)) => {
+                let ok = verdict.verdict == Verdict::Permit || verdict.reason == Reason::Pended;
+                self.asyncs.outputs.push_back(ShimOutput {
+                    now,
+                    bytes,
+                    verdict,
+                    origin: OutputOrigin::Injected {
+                        injection: req.id,
+                        handle: req.handle,
+                        kind,
+                        callout,
+                        depth: req.provenance.depth(),
+                    },
+                });
+                ok
+            }
+            None => false,
+        };
+        let status = if outcome {
+            self.stats.injected_delivered += 1;
+            InjectionOutcome::Delivered
+        } else {
+            self.stats.injected_dropped += 1;
+            InjectionOutcome::Dropped(Status::FWP_DROP_NOICMP)
+        };
+        let _ = self.engine.complete_injection(req.id, status);
+    }
+
+    /// Classifies an injected packet from its re-entry point.
+    fn reenter(
+        &mut self,
+        now: Timestamp,
+        direction: PacketDirection,
+        bytes: Vec<u8>,
+        ctx: &PacketContext,
+    ) -> (Vec<u8>, PacketVerdict) {
+        let mut v = PacketVerdict::new(direction);
+        self.handle_packet_into(now, direction, &bytes, ctx, &mut v);
+        let bytes = v.edited.as_ref().map_or(bytes, |e| e.bytes.clone());
+        (bytes, v)
+    }
+
+    /// The IP packet a transport send on `endpoint` (a flow handle) carries `transport` in.
+    fn transport_packet(
+        &self,
+        endpoint: u64,
+        remote: Option<std::net::IpAddr>,
+        transport: &[u8],
+    ) -> Option<Vec<u8>> {
+        let e = FlowId::from_handle(endpoint).and_then(|id| self.extra.get(&id))?;
+        let dst = remote.unwrap_or(e.key.remote_addr());
+        build::ip_packet(e.key.local_addr(), dst, e.key.protocol(), transport).ok()
+    }
+
+    /// An out-of-band stream injection into `flow` (§9.2): the stream filters after the
+    /// injector's, then a new segment at the output stream's position.
+    fn stream_out_of_band(
+        &mut self,
+        flow: u64,
+        flags: StreamFlags,
+        injector: CalloutId,
+        data: &[u8],
+        handle: InjectionHandle,
+    ) -> Option<(Vec<u8>, PacketVerdict)> {
+        let id = FlowId::from_handle(flow)?;
+        let e = self.extra.get(&id)?;
+        let sending = if flags.contains(StreamFlags::RECEIVE) {
+            Direction::Inbound
+        } else {
+            Direction::Outbound
+        };
+        let side = if sending == e.initiator {
+            Side::Initiator
+        } else {
+            Side::Responder
+        };
+        let delivered = self.stream_below(id, side, injector, data)?;
+        let e = self.extra.get_mut(&id)?;
+        // The acknowledgement moves with the other side's edits, as for an inline edit.
+        let ack_shift = e.edit.get(side.other().index()).map_or(0, shift_of);
+        let ed = e.edit.get_mut(side.index())?;
+        let template = ed.template.clone()?;
+        let seq = ed.out_next?;
+        let orig_seq = tcp_seq(&template)?;
+        let edit = TcpEdit {
+            seq_shift: i64::from(seq.wrapping_sub(orig_seq)),
+            ack_shift,
+            payload: Some(&delivered),
+        };
+        let bytes = build::rewrite_tcp(&template, &edit).ok()?;
+        ed.out_next = Some(seq.wrapping_add(u32::try_from(delivered.len()).unwrap_or(0)));
+        ed.active = true;
+        self.stats.edited += 1;
+        let mut v = PacketVerdict::new(sending.into());
+        v.flow = Some(id);
+        v.edited = Some(super::EditedPacket {
+            bytes: bytes.clone(),
+            injectors: vec![handle],
+        });
+        Some((bytes, v))
+    }
+}
+
+impl Shim {
+    /// After the stream callouts decided a segment of flow `id`'s `side`: where the side's
+    /// stream stands in the capture and in the output; a segment with inline injections is
+    /// rewritten (`edited`).
+    pub(super) fn advance_output(
+        &mut self,
+        pkt: &mut Packet<'_>,
+        (id, side): (FlowId, Side),
+        outcome: &StreamOutcome,
+        edited: bool,
+    ) {
+        let Transport::Tcp(t) = &pkt.parsed.transport else {
+            return;
+        };
+        let Some(e) = self.extra.get_mut(&id) else {
+            return;
+        };
+        let ack_shift = e.edit.get(side.other().index()).map_or(0, shift_of);
+        let Some(ed) = e.edit.get_mut(side.index()) else {
+            return;
+        };
+        let shift = shift_of(ed);
+        let len = u32::try_from(t.payload.len()).unwrap_or(0);
+        let seq_out = t.seq.wrapping_add(shift as u32);
+        let blocked = !edited && outcome.blocked > 0;
+        let out_len = match (edited, blocked) {
+            (true, _) => u32::try_from(outcome.delivered.len()).unwrap_or(0),
+            (false, true) => 0,
+            (false, false) => len,
+        };
+        ed.orig_next = Some(t.seq.wrapping_add(len));
+        ed.out_next = Some(seq_out.wrapping_add(out_len));
+        if !edited {
+            return;
+        }
+        ed.active = true;
+        let edit = TcpEdit {
+            seq_shift: shift,
+            ack_shift,
+            payload: Some(&outcome.delivered),
+        };
+        if let Ok(bytes) = build::rewrite_tcp(pkt.bytes, &edit) {
+            self.stats.edited += 1;
+            pkt.verdict.edited = Some(EditedPacket {
+                bytes,
+                injectors: outcome.injectors.clone(),
+            });
+        }
+    }
+
+    /// A permitted TCP packet of a flow whose output stream an edit moved: its sequence number
+    /// (its side moved) and acknowledgement number (the other side moved) are renumbered.
+    pub(super) fn translate(&mut self, pkt: &mut Packet<'_>) {
+        if pkt.verdict.verdict != Verdict::Permit || pkt.verdict.edited.is_some() {
+            return;
+        }
+        let (Some(u), Transport::Tcp(_)) = (pkt.update, &pkt.parsed.transport) else {
+            return;
+        };
+        let Some(e) = self.extra.get(&u.handle.id()) else {
+            return;
+        };
+        if !e.edit.iter().any(|s| s.active) {
+            return;
+        }
+        let mine = e
+            .edit
+            .get(u.side.index())
+            .filter(|s| s.active)
+            .map_or(0, shift_of);
+        let theirs = e
+            .edit
+            .get(u.side.other().index())
+            .filter(|s| s.active)
+            .map_or(0, shift_of);
+        let edit = TcpEdit {
+            seq_shift: mine,
+            ack_shift: theirs,
+            payload: None,
+        };
+        if let Ok(bytes) = build::rewrite_tcp(pkt.bytes, &edit) {
+            self.stats.edited += 1;
+            pkt.verdict.edited = Some(EditedPacket {
+                bytes,
+                injectors: Vec::new(),
+            });
+        }
+    }
+
+    /// The bytes an out-of-band stream injection puts on the wire: the stream filters after the
+    /// injector's (flow `id`'s `side`). `None` when the flow has no such side.
+    fn stream_below(
+        &mut self,
+        id: FlowId,
+        side: Side,
+        injector: CalloutId,
+        data: &[u8],
+    ) -> Option<Vec<u8>> {
+        let e = self.extra.get_mut(&id)?;
+        let (layer, values, meta) = super::stream::connection_inputs(id, e);
+        let sending = if side == Side::Initiator {
+            e.initiator
+        } else {
+            e.initiator.reverse()
+        };
+        let call = StreamCall {
+            engine: &self.engine,
+            layer,
+            values: &values,
+            meta: &meta,
+            flags: match sending {
+                Direction::Outbound => StreamFlags::SEND,
+                Direction::Inbound => StreamFlags::RECEIVE,
+            },
+            splice: None,
+        };
+        let out = e
+            .stream
+            .get_mut(side.index())?
+            .push_injected(&call, data, injector);
+        self.stats.stream_bytes_blocked += out.blocked;
+        Some(out.delivered)
+    }
+}
+
+/// Output minus capture numbering of a side (0 until both are known).
+fn shift_of(s: &SideEdit) -> i64 {
+    match (s.out_next, s.orig_next) {
+        // The difference is taken modulo 2^32 and read as signed: edits move a stream by far
+        // less than 2^31 bytes.
+        (Some(o), Some(g)) => i64::from(o.wrapping_sub(g) as i32),
+        _ => 0,
+    }
+}
+
+/// The sequence number of a whole TCP packet.
+fn tcp_seq(p: &[u8]) -> Option<u32> {
+    let ihl = match p.first()? >> 4 {
+        4 => usize::from(p.first()? & 0x0f) * 4,
+        6 => 40,
+        _ => return None,
+    };
+    let s = p.get(ihl + 4..ihl + 8)?;
+    Some(u32::from_be_bytes(s.try_into().ok()?))
+}
