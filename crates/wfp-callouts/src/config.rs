@@ -12,8 +12,10 @@ use std::sync::Arc;
 use wfp_core::Callout;
 
 use crate::{
-    dns, stream_monitor, tls, Builtin, ConfigError, DnsBlocker, Host, NameSet, SniBlocker,
-    StreamMonitorStream, StreamPatternBlocker, DEFAULT_DNS_NAMES, DEFAULT_SNI_NAMES,
+    dns, stream_monitor, tls, Builtin, ConfigError, Decision, DnsBlocker, EditMode, EditorConfig,
+    Host, InspectorConfig, NameSet, PendingInspector, Rule, SniBlocker, StreamEditor,
+    StreamMonitorStream, StreamPatternBlocker, DEFAULT_DNS_NAMES, DEFAULT_EDIT_PATTERN,
+    DEFAULT_EDIT_REPLACEMENT, DEFAULT_SNI_NAMES,
 };
 
 /// Checked parameters of one built-in: what [`Builtin::make_with`] builds.
@@ -24,6 +26,10 @@ pub(crate) enum Configured {
     Ready(Arc<dyn Callout>),
     /// `wfp.stream-monitor.stream` keeping this many bytes per direction (it reports to the host).
     StreamCapture(usize),
+    /// `wfp.pending-inspector` (it queues on the host's worker).
+    Inspector(InspectorConfig),
+    /// `wfp.stream-editor` (out-of-band edits go to the host's worker).
+    Editor(EditorConfig),
 }
 
 impl Configured {
@@ -36,6 +42,10 @@ impl Configured {
                 Arc::clone(&host.stream_log),
                 capture,
             )),
+            Self::Inspector(config) => {
+                Arc::new(PendingInspector::new(Arc::clone(&host.worker), config))
+            }
+            Self::Editor(config) => Arc::new(StreamEditor::new(config, Arc::clone(&host.worker))),
         }
     }
 }
@@ -68,6 +78,8 @@ pub(crate) fn configure(
         "wfp.tls-sni-blocker" => Configured::Ready(given.sni_blocker()?),
         "wfp.stream-pattern-blocker" => Configured::Ready(given.pattern_blocker()?),
         "wfp.stream-monitor.stream" => Configured::StreamCapture(given.capture()?),
+        "wfp.pending-inspector" => Configured::Inspector(given.inspector()?),
+        "wfp.stream-editor" => Configured::Editor(given.editor()?),
         _ => Configured::Defaults,
     })
 }
@@ -78,6 +90,8 @@ fn accepted_keys(name: &str) -> &'static str {
         "wfp.dns-blocker" | "wfp.tls-sni-blocker" => "name, on_malformed",
         "wfp.stream-pattern-blocker" => "pattern, pattern_hex",
         "wfp.stream-monitor.stream" => "capture_bytes",
+        "wfp.pending-inspector" => "remote, port, decision",
+        "wfp.stream-editor" => "pattern, pattern_hex, replacement, replacement_hex, port, mode",
         _ => "none",
     }
 }
@@ -194,6 +208,90 @@ impl<'a> Given<'a> {
                 .ok()
                 .filter(|n| *n <= stream_monitor::MAX_CAPTURE)
                 .ok_or_else(|| self.invalid("capture_bytes", v, "expected a number 0..=65536")),
+        }
+    }
+}
+
+impl Given<'_> {
+    fn inspector(&self) -> Result<InspectorConfig, ConfigError> {
+        let remote = match self.last("remote") {
+            None => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse()
+                    .map_err(|_| self.invalid("remote", v, "expected an IP address"))?,
+            ),
+        };
+        let decision = self.choice(
+            "decision",
+            [("allow", Decision::Allow), ("block", Decision::Block)],
+            "expected allow or block",
+        )?;
+        Ok(InspectorConfig {
+            remote,
+            port: self.port()?,
+            decision,
+        })
+    }
+
+    fn editor(&self) -> Result<EditorConfig, ConfigError> {
+        let pattern = self
+            .bytes("pattern")?
+            .unwrap_or_else(|| DEFAULT_EDIT_PATTERN.to_vec());
+        if pattern.is_empty() {
+            return Err(ConfigError::InvalidPattern {
+                pattern: String::new(),
+                reason: "the stream editor needs a non-empty pattern",
+            });
+        }
+        let mode = self.choice(
+            "mode",
+            [
+                ("inline", EditMode::Inline),
+                ("out-of-band", EditMode::OutOfBand),
+            ],
+            "expected inline or out-of-band",
+        )?;
+        Ok(EditorConfig {
+            rule: Rule {
+                pattern,
+                replacement: self
+                    .bytes("replacement")?
+                    .unwrap_or_else(|| DEFAULT_EDIT_REPLACEMENT.to_vec()),
+            },
+            port: self.port()?,
+            mode,
+        })
+    }
+
+    /// `port` (absent: `None`).
+    fn port(&self) -> Result<Option<u16>, ConfigError> {
+        self.last("port")
+            .map(|v| {
+                v.trim()
+                    .parse::<u16>()
+                    .map_err(|_| self.invalid("port", v, "expected a port number 0..=65535"))
+            })
+            .transpose()
+    }
+
+    /// The last of `key` (UTF-8 bytes) and `<key>_hex` (hex digits); `None` when neither is given.
+    fn bytes(&self, key: &'static str) -> Result<Option<Vec<u8>>, ConfigError> {
+        let hex_key = match key {
+            "pattern" => "pattern_hex",
+            _ => "replacement_hex",
+        };
+        let last = self
+            .params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key || k == hex_key);
+        match last {
+            None => Ok(None),
+            Some((k, v)) if k == key => Ok(Some(v.as_bytes().to_vec())),
+            Some((_, v)) => parse_hex(v)
+                .map(Some)
+                .ok_or_else(|| self.invalid(hex_key, v, "expected pairs of hex digits")),
         }
     }
 }

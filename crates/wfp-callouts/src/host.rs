@@ -6,12 +6,14 @@
 //! ```text
 //!   host ── Host::new() ──► Builtin::make_with(&host, params) ──► callout (holds Arcs of the logs)
 //!     │ host.clock.set(now) before classifying                        │ reads the clock,
-//!     └─ host.flow_log.drain() / host.stream_log.drain() ◄────────────┘ queues finished records
+//!     ├─ host.flow_log.drain() / host.stream_log.drain() ◄────────────┘ queues finished records
+//!     └─ host.worker.run(&engine) before applying completions/injections (pend decisions,
+//!        out-of-band stream edits)
 //! ```
 
 use std::sync::Arc;
 
-use crate::{Clock, FlowLog, StreamMonitorLog};
+use crate::{Clock, ConnectionLog, FlowLog, StreamMonitorLog, Worker};
 
 /// What built-in callouts read time from and report to; owned by the host of an engine.
 ///
@@ -26,6 +28,12 @@ pub struct Host {
     pub flow_log: Arc<FlowLog>,
     /// Where `wfp.stream-monitor` and `wfp.stream-monitor.stream` queue finished reports.
     pub stream_log: Arc<StreamMonitorLog>,
+    /// Where `wfp.connection-monitor` keeps open connections and queues finished ones.
+    pub connections: Arc<ConnectionLog>,
+    /// What `wfp.pending-inspector` and `wfp.stream-editor` (out-of-band) leave to be done outside
+    /// classifyFn; the host runs it ([`Worker::run`]) before it applies the engine's
+    /// completions and injections.
+    pub worker: Arc<Worker>,
 }
 
 impl Host {
@@ -35,6 +43,8 @@ impl Host {
         Self {
             flow_log: Arc::new(FlowLog::new(Arc::clone(&clock))),
             stream_log: Arc::new(StreamMonitorLog::new(Arc::clone(&clock))),
+            connections: Arc::new(ConnectionLog::new(Arc::clone(&clock))),
+            worker: Arc::new(Worker::new()),
             clock,
         }
     }

@@ -26,6 +26,9 @@
 //! | `wfp.stream-pattern-blocker` ([`pattern`]) | STREAM_V4/V6 | UNKNOWN | — | `LayerData::Stream`; NEED_MORE_DATA accumulation, partial `countBytesEnforced` |
 //! | `wfp.dns-blocker` ([`dns`]) | DATAGRAM_DATA_V4/V6 | UNKNOWN | — | `LayerData::Packet(UDP payload)`, both directions |
 //! | `wfp.tls-sni-blocker` ([`tls`]) | STREAM_V4/V6 | UNKNOWN | — | `LayerData::Stream`; NEED_MORE_DATA, DROP/ALLOW_CONNECTION |
+//! | `wfp.pending-inspector` ([`pending_inspector`]) | ALE_AUTH_CONNECT_V4/V6, ALE_AUTH_RECV_ACCEPT_V4/V6, OUTBOUND/INBOUND_TRANSPORT_V4/V6 | TERMINATING | — | COMPLETION_HANDLE (pend), reauthorization on completion, injection; the host runs [`Worker::run`] |
+//! | `wfp.stream-editor` ([`stream_editor`]) | STREAM_V4/V6 | TERMINATING | — | `LayerData::Stream`, stream injection (inline splice / out-of-band); the host runs [`Worker::run`] for out-of-band |
+//! | `wfp.connection-monitor` ([`connection_monitor`]) | ALE_FLOW_ESTABLISHED_V4/V6, STREAM_V4/V6, DATAGRAM_DATA_V4/V6 | INSPECTION | — | FLOW_HANDLE; PROCESS_PATH / PROCESS_ID / TOKEN when known; flowDeleteFn at flow end |
 //!
 //! Configuration: the Rust constructors take it directly ([`DnsBlocker::new`],
 //! [`SniBlocker::new`], [`StreamPatternBlocker::new`], ...). Built-ins created by name get the
@@ -44,15 +47,19 @@
 
 pub mod clock;
 mod config;
+pub mod connection_monitor;
 pub mod dns;
 pub mod flow_logger;
 pub mod host;
 pub mod names;
 pub mod pattern;
+pub mod pending_inspector;
+pub mod stream_editor;
 pub mod stream_monitor;
 mod support;
 pub mod test;
 pub mod tls;
+pub mod worker;
 
 use std::sync::Arc;
 
@@ -60,13 +67,17 @@ use wfp_core::catalogue::{self, LayerId};
 use wfp_core::{Callout, CalloutFlags, Guid};
 
 pub use clock::Clock;
+pub use connection_monitor::{Connection, ConnectionLog, ConnectionMonitor};
 pub use dns::DnsBlocker;
 pub use flow_logger::{FlowByteCounter, FlowLog, FlowLogger, FlowRecord};
 pub use host::Host;
 pub use names::NameSet;
 pub use pattern::StreamPatternBlocker;
+pub use pending_inspector::{InspectorConfig, PendingInspector};
+pub use stream_editor::{EditMode, EditorConfig, Rule, StreamEditor};
 pub use stream_monitor::{StreamMonitor, StreamMonitorLog, StreamMonitorStream, StreamReport};
 pub use tls::SniBlocker;
+pub use worker::{Decision, Inspection, Worker, WorkerStats};
 
 /// A built-in callout: its name, run-time key, registration flags and a constructor.
 #[derive(Debug)]
@@ -109,7 +120,9 @@ impl Builtin {
 /// Defaults of the configurable ones when created by name: `wfp.dns-blocker` blocks
 /// `*.blocked.example`; `wfp.tls-sni-blocker` blocks `blocked.example` and `*.blocked.example`;
 /// `wfp.stream-pattern-blocker` blocks streams containing `X-Block-Me`;
-/// `wfp.stream-monitor.stream` captures the first 64 bytes per direction.
+/// `wfp.stream-monitor.stream` captures the first 64 bytes per direction; `wfp.pending-inspector`
+/// inspects every connection and allows it; `wfp.stream-editor` replaces `X-Edit-Me` with
+/// `X-Edited` inline on every connection.
 pub fn all() -> &'static [Builtin] {
     &BUILTINS
 }
@@ -146,6 +159,13 @@ pub fn builtin_key(name: &str, layer: LayerId) -> Option<Guid> {
 /// | `wfp.stream-pattern-blocker` | `pattern` (repeatable) | the pattern's UTF-8 bytes — replaces the default |
 /// | `wfp.stream-pattern-blocker` | `pattern_hex` (repeatable) | the pattern as hex digits (`00ff10`) |
 /// | `wfp.stream-monitor.stream` | `capture_bytes` | bytes kept per direction (0..=65536) |
+/// | `wfp.pending-inspector` | `remote` | IP address of the connections to inspect (default any) |
+/// | `wfp.pending-inspector` | `port` | remote port of the connections to inspect (default any) |
+/// | `wfp.pending-inspector` | `decision` | `allow` (default) or `block`: what [`Worker::run`] decides |
+/// | `wfp.stream-editor` | `pattern` / `pattern_hex` | the bytes to replace (non-empty; the last one given wins; default `X-Edit-Me`) |
+/// | `wfp.stream-editor` | `replacement` / `replacement_hex` | what replaces them (any length, empty deletes; default `X-Edited`) |
+/// | `wfp.stream-editor` | `port` | local or remote TCP port of the connections to edit (default any) |
+/// | `wfp.stream-editor` | `mode` | `inline` (default) or `out-of-band` |
 ///
 /// The other built-ins take no parameters. Keys are case-sensitive; for non-repeatable keys the
 /// last value wins.
@@ -220,6 +240,10 @@ pub const DEFAULT_DNS_NAMES: &[&str] = &["*.blocked.example"];
 pub const DEFAULT_SNI_NAMES: &[&str] = &["blocked.example", "*.blocked.example"];
 /// Default pattern of `wfp.stream-pattern-blocker`.
 pub const DEFAULT_PATTERN: &[u8] = b"X-Block-Me";
+/// Default pattern of `wfp.stream-editor`.
+pub const DEFAULT_EDIT_PATTERN: &[u8] = b"X-Edit-Me";
+/// Default replacement of `wfp.stream-editor`.
+pub const DEFAULT_EDIT_REPLACEMENT: &[u8] = b"X-Edited";
 
 const fn key(n: u16) -> Guid {
     let mut g = Guid::from_str_const("57465001-0000-4000-8000-000000000000");
@@ -228,7 +252,7 @@ const fn key(n: u16) -> Guid {
     g
 }
 
-static BUILTINS: [Builtin; 11] = [
+static BUILTINS: [Builtin; 14] = [
     test::PERMIT,
     test::BLOCK,
     test::BLOCK_SOFT,
@@ -289,6 +313,30 @@ static BUILTINS: [Builtin; 11] = [
         description: "STREAM: drops TLS connections whose ClientHello names a listed server (default blocked.example)",
         make: make_sni_blocker,
     },
+    Builtin {
+        name: "wfp.connection-monitor",
+        key: key(0x108),
+        flags: CalloutFlags(0),
+        flow_delete: true,
+        description: "FLOW_ESTABLISHED + STREAM / DATAGRAM_DATA: per connection the process path, user and bytes each way, in the host's connection log",
+        make: make_connection_monitor,
+    },
+    Builtin {
+        name: "wfp.pending-inspector",
+        key: key(0x109),
+        flags: CalloutFlags(0),
+        flow_delete: true,
+        description: "ALE_AUTH_CONNECT / RECV_ACCEPT + TRANSPORT: pends connections to a target until the host's worker decides; clones and re-injects their packets",
+        make: make_pending_inspector,
+    },
+    Builtin {
+        name: "wfp.stream-editor",
+        key: key(0x10a),
+        flags: CalloutFlags(0),
+        flow_delete: false,
+        description: "STREAM: replaces a byte pattern with another of any length, inline or out-of-band",
+        make: make_stream_editor,
+    },
 ];
 
 fn make_flow_logger(host: &Host) -> Arc<dyn Callout> {
@@ -304,6 +352,28 @@ fn make_stream_monitor_stream(host: &Host) -> Arc<dyn Callout> {
     Arc::new(StreamMonitorStream::new(
         Arc::clone(&host.stream_log),
         stream_monitor::DEFAULT_CAPTURE,
+    ))
+}
+fn make_connection_monitor(host: &Host) -> Arc<dyn Callout> {
+    Arc::new(ConnectionMonitor::new(Arc::clone(&host.connections)))
+}
+fn make_pending_inspector(host: &Host) -> Arc<dyn Callout> {
+    Arc::new(PendingInspector::new(
+        Arc::clone(&host.worker),
+        InspectorConfig::default(),
+    ))
+}
+fn make_stream_editor(host: &Host) -> Arc<dyn Callout> {
+    Arc::new(StreamEditor::new(
+        EditorConfig {
+            rule: Rule {
+                pattern: DEFAULT_EDIT_PATTERN.to_vec(),
+                replacement: DEFAULT_EDIT_REPLACEMENT.to_vec(),
+            },
+            port: None,
+            mode: EditMode::Inline,
+        },
+        Arc::clone(&host.worker),
     ))
 }
 fn make_pattern_blocker(_host: &Host) -> Arc<dyn Callout> {
@@ -370,6 +440,23 @@ mod tests {
         assert!(config("wfp.stream-pattern-blocker", &p("pattern_hex", "0g")).is_err());
         assert!(config("wfp.stream-monitor.stream", &p("capture_bytes", "16")).is_ok());
         assert!(config("wfp.stream-monitor.stream", &p("capture_bytes", "-1")).is_err());
+        assert!(config("wfp.pending-inspector", &p("remote", "192.0.2.7")).is_ok());
+        assert!(config("wfp.pending-inspector", &p("remote", "fd00::1")).is_ok());
+        assert!(config("wfp.pending-inspector", &p("remote", "host")).is_err());
+        assert!(config("wfp.pending-inspector", &p("port", "65536")).is_err());
+        assert!(config("wfp.pending-inspector", &p("decision", "block")).is_ok());
+        assert!(config("wfp.pending-inspector", &p("decision", "ask")).is_err());
+        assert!(config("wfp.stream-editor", &p("mode", "out-of-band")).is_ok());
+        assert!(config("wfp.stream-editor", &p("mode", "sideways")).is_err());
+        assert!(config("wfp.stream-editor", &p("port", "80")).is_ok());
+        assert!(config("wfp.stream-editor", &p("replacement", "")).is_ok());
+        assert!(matches!(
+            config("wfp.stream-editor", &p("pattern", "")),
+            Err(ConfigError::InvalidPattern { .. })
+        ));
+        assert!(config("wfp.stream-editor", &p("pattern_hex", "0d0a")).is_ok());
+        assert!(config("wfp.stream-editor", &p("replacement_hex", "0x")).is_err());
+        assert!(config("wfp.connection-monitor", &p("port", "80")).is_err());
         assert!(config("wfp.test.block", &p("x", "y")).is_err());
         assert!(config("wfp.test.block", &[]).is_ok());
         assert!(matches!(

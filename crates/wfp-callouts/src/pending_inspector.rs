@@ -1,0 +1,244 @@
+//! # `wfp.pending-inspector` — hold a connection until a worker decides (the WDK "inspect" sample)
+//!
+//! | layer | filter action | what it does |
+//! |---|---|---|
+//! | `ALE_AUTH_CONNECT_V4/V6` | `FWP_ACTION_CALLOUT_TERMINATING` | a new connection to the target: `FwpsPendOperation0`, BLOCK+ABSORB, an [`Inspection`] queued on the host's [`Worker`]; the reauthorization that completion triggers (IS_REAUTHORIZE, CLASSIFY_COMPLETION) answers the decision |
+//! | `ALE_AUTH_RECV_ACCEPT_V4/V6` | `FWP_ACTION_CALLOUT_TERMINATING` | the same pend for an inbound connection from the target; once decided, the flow's next authorization (the peer's retransmission, or a re-injected packet) gets the decision |
+//! | `OUTBOUND_TRANSPORT_V4/V6` | `FWP_ACTION_CALLOUT_TERMINATING` | packets of an inspected flow: allowed → cloned (`FwpsAllocateCloneNetBufferList0`), the original absorbed, the clone re-injected (`FwpsInjectNetworkSendAsync0`; it comes back as injected by self and is permitted); blocked → BLOCK |
+//! | `INBOUND_TRANSPORT_V4/V6` | `FWP_ACTION_CALLOUT_TERMINATING` | packets of a blocked inspected flow are blocked; others pass (see below) |
+//!
+//! Registration: no flags, **with** flowDeleteFn (the decision for a flow is forgotten at its
+//! end). Parameters: `remote` (an IP address; absent: any), `port` (the remote port; absent: any),
+//! `decision` = `allow` (default) | `block` — what [`Worker::run`] decides; a host can take the
+//! inspections and decide itself ([`Worker::take_inspections`], [`Worker::decide`]).
+//!
+//! ```text
+//!  SYN ─► AUTH_CONNECT: pend ─► ABSORB (the shim holds the flow's packets) ─► Inspection queued
+//!  host: worker.run(&engine) ─► decision recorded, FwpsCompleteOperation0
+//!  shim.handle_async ─► AUTH_CONNECT again (IS_REAUTHORIZE): PERMIT / BLOCK as decided
+//!     PERMIT ─► held packets classified again ─► OUTBOUND_TRANSPORT: clone, absorb, re-inject
+//!     BLOCK  ─► held packets dropped, connection refused
+//! ```
+//!
+//! Limits: inbound packets are not cloned — at INBOUND_TRANSPORT and ALE_AUTH_RECV_ACCEPT the
+//! layerData starts after the transport header, and a callout cannot rebuild the IP and TCP
+//! headers to re-inject it (WFP callouts retreat the NET_BUFFER_LIST; this data path's layerData
+//! is a slice). A flow the inspector never decided (the data path's pend deadline dropped it)
+//! gets the configured decision at a later reauthorization.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use wfp_core::callout::{ClassifyContext, ClassifyOut, IncomingValues, LayerData, Metadata};
+use wfp_core::catalogue::{self, LayerId};
+use wfp_core::constants::{ClassifyOutFlags, ConditionFlags};
+use wfp_core::inject::{
+    AddressFamily, Inject, InjectionHandle, InjectionKind, InjectionState, InjectionTypes,
+};
+use wfp_core::{ActionType, Callout, CalloutId, RtFilter, Status};
+
+use crate::support::{addr, block, field, no_opinion, permit, port};
+use crate::worker::{Decision, Inspection, Worker};
+
+/// Which connections the inspector holds, and what [`Worker::run`] decides for them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InspectorConfig {
+    /// IP_REMOTE_ADDRESS to inspect (`None`: any).
+    pub remote: Option<IpAddr>,
+    /// IP_REMOTE_PORT to inspect (`None`: any).
+    pub port: Option<u16>,
+    /// The decision the worker applies.
+    pub decision: Decision,
+}
+
+impl Default for InspectorConfig {
+    fn default() -> Self {
+        Self {
+            remote: None,
+            port: None,
+            decision: Decision::Allow,
+        }
+    }
+}
+
+/// `wfp.pending-inspector` (see the module doc).
+pub struct PendingInspector {
+    worker: Arc<Worker>,
+    config: InspectorConfig,
+    /// Network injection handles, per family (created on first use).
+    handles: Mutex<[Option<InjectionHandle>; 2]>,
+}
+
+impl PendingInspector {
+    /// Queues its inspections on `worker`.
+    pub fn new(worker: Arc<Worker>, config: InspectorConfig) -> Self {
+        Self {
+            worker,
+            config,
+            handles: Mutex::new([None, None]),
+        }
+    }
+
+    fn targets(&self, values: &IncomingValues<'_>) -> bool {
+        let remote = addr(field(values, "IP_REMOTE_ADDRESS"));
+        let rport = port(field(values, "IP_REMOTE_PORT"));
+        self.config.remote.is_none_or(|a| remote == Some(a))
+            && self.config.port.is_none_or(|p| p == rport)
+    }
+
+    /// ALE_AUTH_CONNECT / RECV_ACCEPT.
+    fn authorize(&self, call: &Call<'_, '_>, out: &mut ClassifyOut) {
+        let Some(flow) = call.meta.flow() else {
+            return no_opinion(out, call.filter);
+        };
+        if !self.targets(call.values) {
+            return no_opinion(out, call.filter);
+        }
+        let flags = field(call.values, "FLAGS").as_u64().unwrap_or(0);
+        let reauthorize = flags & u64::from(ConditionFlags::IS_REAUTHORIZE.0) != 0;
+        let decided = self.worker.decision(flow);
+        if reauthorize || decided.is_some() {
+            return self.answer(flow, decided.unwrap_or(self.config.decision), call, out);
+        }
+        match call.ctx.pend_operation(call.meta) {
+            Ok(context) => {
+                self.worker.queue_inspection(Inspection {
+                    context,
+                    flow,
+                    layer: call.values.layer,
+                    remote: addr(field(call.values, "IP_REMOTE_ADDRESS")),
+                    remote_port: port(field(call.values, "IP_REMOTE_PORT")),
+                    proposed: self.config.decision,
+                });
+                out.action_type = ActionType::BLOCK;
+                out.flags |= ClassifyOutFlags::ABSORB;
+                out.clear_write();
+            }
+            // Not pendable here (no completion handle): decide now.
+            Err(_) => self.answer(flow, self.config.decision, call, out),
+        }
+    }
+
+    fn answer(&self, flow: u64, d: Decision, call: &Call<'_, '_>, out: &mut ClassifyOut) {
+        match d {
+            Decision::Allow => {
+                permit(out, call.filter);
+                // Tie the decision to the flow's end (flowDeleteFn forgets it).
+                let _ = call.ctx.engine().flow_associate_context(
+                    flow,
+                    call.values.layer,
+                    call.ctx.callout_id(),
+                    flow,
+                );
+            }
+            Decision::Block => {
+                self.worker.forget(flow);
+                block(out);
+            }
+        }
+    }
+
+    /// OUTBOUND_TRANSPORT: clone, absorb and re-inject packets of allowed inspected flows.
+    fn outbound(&self, call: &Call<'_, '_>, packet: &[u8], out: &mut ClassifyOut) {
+        let decided = call.meta.flow().and_then(|f| self.worker.decision(f));
+        match decided {
+            None => return no_opinion(out, call.filter),
+            Some(Decision::Block) => return block(out),
+            Some(Decision::Allow) => {}
+        }
+        let Some(handle) = self.handle(call.ctx, packet) else {
+            return permit(out, call.filter);
+        };
+        let (state, _) = call
+            .ctx
+            .engine()
+            .query_packet_injection_state(handle, call.meta.injection.as_deref());
+        if matches!(
+            state,
+            InjectionState::InjectedBySelf | InjectionState::PreviouslyInjectedBySelf
+        ) {
+            return permit(out, call.filter);
+        }
+        let Ok(clone) = call.ctx.clone_packet(call.meta, packet) else {
+            return permit(out, call.filter);
+        };
+        let st = call.ctx.engine().inject(Inject {
+            handle,
+            context: call.meta.flow().unwrap_or(0),
+            kind: InjectionKind::NetworkSend {
+                compartment: call.meta.compartment_id,
+            },
+            packet: clone,
+            completion: None,
+        });
+        if st != Status::SUCCESS {
+            let _ = call.ctx.engine().free_packet(clone);
+            return permit(out, call.filter);
+        }
+        out.action_type = ActionType::BLOCK;
+        out.flags |= ClassifyOutFlags::ABSORB;
+        out.clear_write();
+    }
+
+    /// The network injection handle for `packet`'s family.
+    fn handle(&self, ctx: &ClassifyContext<'_>, packet: &[u8]) -> Option<InjectionHandle> {
+        let (i, family) = match packet.first()? >> 4 {
+            4 => (0, AddressFamily::Inet),
+            6 => (1, AddressFamily::Inet6),
+            _ => return None,
+        };
+        let mut handles = self.handles.lock();
+        let slot = handles.get_mut(i)?;
+        if slot.is_none() {
+            *slot = ctx
+                .engine()
+                .create_injection_handle(family, InjectionTypes::NETWORK)
+                .ok();
+        }
+        *slot
+    }
+}
+
+/// One classifyFn's inputs.
+struct Call<'c, 'a> {
+    ctx: &'c ClassifyContext<'a>,
+    values: &'c IncomingValues<'a>,
+    meta: &'c Metadata,
+    filter: &'c RtFilter,
+}
+
+impl Callout for PendingInspector {
+    fn classify(
+        &self,
+        ctx: &ClassifyContext<'_>,
+        values: &IncomingValues<'_>,
+        meta: &Metadata,
+        layer_data: &mut LayerData<'_>,
+        filter: &RtFilter,
+        _flow_context: u64,
+        out: &mut ClassifyOut,
+    ) {
+        let call = Call {
+            ctx,
+            values,
+            meta,
+            filter,
+        };
+        let name = catalogue::layer(values.layer).map_or("", |l| l.name);
+        if name.starts_with("ALE_AUTH_CONNECT") || name.starts_with("ALE_AUTH_RECV_ACCEPT") {
+            return self.authorize(&call, out);
+        }
+        match (name.starts_with("OUTBOUND_TRANSPORT"), &*layer_data) {
+            (true, LayerData::Packet(p)) => self.outbound(&call, p, out),
+            _ => match meta.flow().and_then(|f| self.worker.decision(f)) {
+                Some(Decision::Block) => block(out),
+                _ => no_opinion(out, filter),
+            },
+        }
+    }
+
+    fn flow_delete(&self, _layer: LayerId, _callout_id: CalloutId, flow_context: u64) {
+        self.worker.forget(flow_context);
+    }
+}
