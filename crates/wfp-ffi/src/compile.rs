@@ -1,0 +1,329 @@
+//! `wfpctl driver build`: compiles WDK-style C sources into a driver image with the flags of
+//! wdk-runtime.md §10 against the bundled headers, generating the `name.tmh` headers that WPP-style
+//! sources include, and checks that every function the driver imports is one the runtime exports
+//! (a missing API fails the build, as `-Wl,--no-undefined` against the WDK's import libraries does).
+//! `include/wfp-ddk.pc` documents the same flags for other build systems.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What to build.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// C sources.
+    pub sources: Vec<PathBuf>,
+    /// The driver image to write (`DRIVER.so`).
+    pub output: PathBuf,
+    /// Extra include directories (`-I`).
+    pub include_dirs: Vec<PathBuf>,
+    /// Extra macro definitions (`-D NAME` or `-D NAME=VALUE`).
+    pub defines: Vec<String>,
+    /// Extra compiler flags (for example `-fsanitize=address`).
+    pub extra_flags: Vec<String>,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The compiler could not be started.
+    #[error("cannot run the C compiler {compiler:?}: {source}")]
+    Compiler {
+        /// The compiler command.
+        compiler: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The compiler reported errors (already shown on standard error, as the compiler wrote them).
+    #[error("the C compiler failed (exit status {status})")]
+    CompileFailed {
+        /// Its exit status.
+        status: i32,
+    },
+    /// The driver calls functions the runtime does not provide.
+    #[error("the driver imports functions the wfp-ffi runtime does not provide: {}", missing.join(", "))]
+    MissingImports {
+        /// The names.
+        missing: Vec<String>,
+    },
+    /// A temporary file could not be written, or a source could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The directory holding the WDK-named headers: `$WFP_DDK_INCLUDE`, else the repository's
+/// `include/`.
+pub fn include_dir() -> PathBuf {
+    std::env::var_os("WFP_DDK_INCLUDE").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../include"),
+        PathBuf::from,
+    )
+}
+
+/// Preprocessor definitions for driver translation units (wdk-runtime.md §10).
+pub const DEFINES: &[&str] = &[
+    "_WIN64",
+    "_AMD64_",
+    "NTDDI_VERSION=0x0A00000C",
+    "_WIN32_WINNT=0x0A00",
+    "WINVER=0x0A00",
+    "_KERNEL_MODE",
+    "DBG=1",
+    "POOL_NX_OPTIN_AUTO=1",
+    "UNICODE",
+    "_UNICODE",
+    "NDIS_SUPPORT_NDIS6=1",
+    "NDIS630=1",
+    "BINARY_COMPATIBLE=0",
+];
+
+/// Compiler flags for driver translation units (wdk-runtime.md §10).
+pub const CFLAGS: &[&str] = &[
+    "-std=gnu11",
+    "-fPIC",
+    "-fshort-wchar",
+    "-fno-strict-aliasing",
+    "-fwrapv",
+    "-fsigned-char",
+    "-fvisibility=hidden",
+    "-Wall",
+    "-Wno-unknown-pragmas",
+    "-Wno-multichar",
+    "-Wno-format",
+    "-Wno-unused-parameter",
+    "-Wno-unused-local-typedefs",
+    "-Wno-unused-function",
+    "-g",
+    "-O2",
+];
+
+/// Symbols a driver may import from the C library besides the runtime's exports (compiler-emitted
+/// memory and string calls, stack protector, ELF start-up hooks).
+const LIBC_IMPORTS: &[&str] = &[
+    "memcpy",
+    "memmove",
+    "memset",
+    "memcmp",
+    "strlen",
+    "__stack_chk_fail",
+    "__cxa_finalize",
+    "__memcpy_chk",
+    "__memset_chk",
+    "__memmove_chk",
+];
+
+/// Builds a driver image; compiler diagnostics go to standard error unchanged.
+pub fn build(opts: &BuildOptions) -> Result<(), BuildError> {
+    let work = tempdir()?;
+    let result = build_in(opts, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn build_in(opts: &BuildOptions, work: &Path) -> Result<(), BuildError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BuildError::Io { path, source }
+    };
+    for src in &opts.sources {
+        let text = std::fs::read_to_string(src).map_err(io(src))?;
+        for (name, body) in tmh_files(&text) {
+            let p = work.join(name);
+            std::fs::write(&p, body).map_err(io(&p))?;
+        }
+    }
+    let script = work.join("exports.map");
+    std::fs::write(&script, "{ global: DriverEntry; local: *; };\n").map_err(io(&script))?;
+    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let mut cmd = Command::new(&compiler);
+    cmd.args(CFLAGS)
+        .args(DEFINES.iter().map(|d| format!("-D{d}")))
+        .arg(format!("-I{}", work.display()))
+        .arg(format!("-I{}", include_dir().display()))
+        .args(
+            opts.include_dirs
+                .iter()
+                .map(|d| format!("-I{}", d.display())),
+        )
+        .args(opts.defines.iter().map(|d| format!("-D{d}")))
+        .args(&opts.extra_flags)
+        .args(&opts.sources)
+        .arg("-shared")
+        .arg(format!("-Wl,--version-script={}", script.display()))
+        .arg("-o")
+        .arg(&opts.output);
+    let status = cmd.status().map_err(|source| BuildError::Compiler {
+        compiler: compiler.clone(),
+        source,
+    })?;
+    if !status.success() {
+        return Err(BuildError::CompileFailed {
+            status: status.code().unwrap_or(-1),
+        });
+    }
+    check_imports(&opts.output)
+}
+
+/// Every undefined function of the image must be a runtime export or an allowed libc symbol.
+fn check_imports(image: &Path) -> Result<(), BuildError> {
+    let out = Command::new("nm")
+        .args(["-D", "--undefined-only"])
+        .arg(image)
+        .output()
+        .map_err(|source| BuildError::Compiler {
+            compiler: "nm".into(),
+            source,
+        })?;
+    let exports: BTreeSet<&str> = crate::exported_functions().into_iter().collect();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let missing: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let kind = it.next()?;
+            let name = it.next()?;
+            (kind == "U").then(|| name.split('@').next().unwrap_or(name).to_string())
+        })
+        .filter(|n| {
+            !exports.contains(n.as_str())
+                && !LIBC_IMPORTS.contains(&n.as_str())
+                && !n.starts_with("__asan")
+                && !n.starts_with("__ubsan")
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(BuildError::MissingImports { missing })
+    }
+}
+
+fn tempdir() -> Result<PathBuf, BuildError> {
+    let base = std::env::temp_dir();
+    for i in 0..1000u32 {
+        let p = base.join(format!("wfp-ddk-build-{}-{i}", std::process::id()));
+        if std::fs::create_dir(&p).is_ok() {
+            return Ok(p);
+        }
+    }
+    Err(BuildError::Io {
+        path: base,
+        source: std::io::Error::other("cannot create a temporary directory"),
+    })
+}
+
+/// The `.tmh` headers a source includes (`#include "name.tmh"`), generated from its WPP
+/// configuration: `WPP_CONTROL_GUIDS` flags, `FUNC` declarations in `begin_wpp config` blocks.
+pub fn tmh_files(source: &str) -> Vec<(String, String)> {
+    let names: Vec<String> = source
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let rest = l.strip_prefix("#include")?.trim();
+            let name = rest.strip_prefix('"')?.split('"').next()?;
+            name.ends_with(".tmh").then(|| name.to_string())
+        })
+        .collect();
+    names.into_iter().map(|n| (n, tmh_body(source))).collect()
+}
+
+/// One `FUNC Name(ARG, ..., MSG, ...)` declaration: its name, the argument names, and where MSG is.
+fn wpp_funcs(source: &str) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut in_config = false;
+    for line in source.lines() {
+        let t = line.trim().trim_start_matches("//").trim();
+        if t.starts_with("begin_wpp config") {
+            in_config = true;
+            continue;
+        }
+        if t.starts_with("end_wpp") {
+            in_config = false;
+            continue;
+        }
+        let Some(decl) = t.strip_prefix("FUNC ").filter(|_| in_config) else {
+            continue;
+        };
+        let Some((name, args)) = decl.split_once('(') else {
+            continue;
+        };
+        let name: String = name
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let args = args.split(')').next().unwrap_or("");
+        let args: Vec<String> = args
+            .split(',')
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.starts_with('{'))
+            .collect();
+        out.push((name, args));
+    }
+    out
+}
+
+fn tmh_body(source: &str) -> String {
+    let mut s = String::from(
+        "/* Generated by wfp-ffi (wfpctl driver build): WPP tracing to the host's log. */\n\
+         #pragma once\n#include <ntddk.h>\n\
+         #define TRACE_LEVEL_NONE 0\n#define TRACE_LEVEL_CRITICAL 1\n#define TRACE_LEVEL_FATAL 1\n\
+         #define TRACE_LEVEL_ERROR 2\n#define TRACE_LEVEL_WARNING 3\n#define TRACE_LEVEL_INFORMATION 4\n\
+         #define TRACE_LEVEL_VERBOSE 5\n\
+         #define WPP_INIT_TRACING(DriverObject, RegistryPath) ((void)(DriverObject), (void)(RegistryPath))\n\
+         #define WPP_CLEANUP(DriverObject) ((void)(DriverObject))\n\
+         #define WFP_WPP_PRINT(level, fmt, ...) DbgPrintEx(DPFLTR_IHVNETWORK_ID, (level) <= TRACE_LEVEL_ERROR ? DPFLTR_ERROR_LEVEL : DPFLTR_INFO_LEVEL, fmt, ##__VA_ARGS__)\n\
+         #define DoTraceMessage(flag, fmt, ...) WFP_WPP_PRINT(TRACE_LEVEL_INFORMATION, fmt, ##__VA_ARGS__)\n\
+         #define DoTraceLevelMessage(level, flag, fmt, ...) WFP_WPP_PRINT(level, fmt, ##__VA_ARGS__)\n",
+    );
+    for (name, args) in wpp_funcs(source) {
+        let Some(msg) = args.iter().position(|a| a == "MSG") else {
+            continue;
+        };
+        let params: Vec<String> = (0..msg).map(|i| format!("a{i}")).collect();
+        let level = args
+            .iter()
+            .position(|a| a == "LEVEL")
+            .filter(|i| *i < msg)
+            .map_or_else(
+                || "TRACE_LEVEL_INFORMATION".to_string(),
+                |i| format!("(a{i})"),
+            );
+        let mut list = params.join(", ");
+        if !list.is_empty() {
+            list.push_str(", ");
+        }
+        let _ = writeln!(
+            s,
+            "#define {name}({list}...) WFP_WPP_PRINT({level}, __VA_ARGS__)"
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmh_maps_func_declarations_to_the_log() {
+        let src = "// begin_wpp config\n// FUNC TraceEvents(LEVEL, FLAGS, MSG, ...);\n// FUNC TraceInfo{FLAG=X}(MSG, ...);\n// end_wpp\n#include \"driver.tmh\"\n";
+        let files = tmh_files(src);
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].0, "driver.tmh");
+        assert!(files[0]
+            .1
+            .contains("#define TraceEvents(a0, a1, ...) WFP_WPP_PRINT((a0), __VA_ARGS__)"));
+        assert!(files[0].1.contains(
+            "#define TraceInfo(...) WFP_WPP_PRINT(TRACE_LEVEL_INFORMATION, __VA_ARGS__)"
+        ));
+    }
+}

@@ -1,0 +1,525 @@
+//! The callout adapter: a C driver's `FWPS_CALLOUTn` as a [`wfp_core::Callout`].
+//!
+//! Each classify builds `FWPS_INCOMING_VALUES0`, `FWPS_INCOMING_METADATA_VALUES0`, the run-time
+//! filter and `layerData` (a NET_BUFFER_LIST over the packet, or an FWPS_STREAM_CALLOUT_IO_PACKET0)
+//! in a per-thread scratch area reused across calls (no allocation once it has grown), binds the
+//! host to the thread at DISPATCH_LEVEL, calls classifyFn and copies the outputs back.
+//! `classifyContext` is NULL: classify handles, pending and writable layer data arrive with the
+//! asynchronous machinery (the slot is [`classify_context`]).
+
+use std::cell::RefCell;
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use wfp_core::catalogue::{self, LayerId};
+use wfp_core::constants::MetadataFields;
+use wfp_core::{
+    Callout, CalloutId, ClassifyContext, ClassifyOut, ClassifyOutFlags, IncomingValues, LayerData,
+    Metadata, NotifyType, Rights, RtFilter, Status, StreamAction, StreamIoPacket,
+};
+
+use super::convert::Arena;
+use super::ctx::{self, DISPATCH_LEVEL};
+use super::ndis::mdl_for;
+use super::types::{
+    CGuid, FwpByteBlob, FwpValue0, FwpsAction0, FwpsClassifyOut0, FwpsFilter, FwpsFilterCondition0,
+    FwpsIncomingMetadataValues0, FwpsIncomingValues0, FwpsStreamCalloutIoPacket0, FwpsStreamData0,
+    FwpsStreamDataOffset0, Mdl, NetBuffer, NetBufferData, NetBufferList,
+};
+use crate::host::HostInner;
+use crate::verifier::Finding;
+
+pub(crate) type ClassifyFn0 = unsafe extern "C" fn(
+    *const FwpsIncomingValues0,
+    *const FwpsIncomingMetadataValues0,
+    *mut c_void,
+    *const FwpsFilter,
+    u64,
+    *mut FwpsClassifyOut0,
+);
+pub(crate) type ClassifyFn1 = unsafe extern "C" fn(
+    *const FwpsIncomingValues0,
+    *const FwpsIncomingMetadataValues0,
+    *mut c_void,
+    *const c_void,
+    *const FwpsFilter,
+    u64,
+    *mut FwpsClassifyOut0,
+);
+pub(crate) type NotifyFn = unsafe extern "C" fn(u32, *const CGuid, *mut FwpsFilter) -> i32;
+pub(crate) type FlowDeleteFn = unsafe extern "C" fn(u16, u32, u64);
+
+/// classifyFn by version: FN0 has no classifyContext; FN1–FN3 differ only in the filter type,
+/// whose layout is the same.
+#[derive(Clone, Copy)]
+pub(crate) enum ClassifyFn {
+    V0(ClassifyFn0),
+    V1(ClassifyFn1),
+}
+
+/// A registered C callout.
+pub(crate) struct CCallout {
+    pub(crate) host: Arc<HostInner>,
+    pub(crate) driver: usize,
+    pub(crate) classify: ClassifyFn,
+    pub(crate) notify: Option<NotifyFn>,
+    pub(crate) flow_delete: Option<FlowDeleteFn>,
+}
+
+/// The `classifyContext` handed to FN1+ (NULL until classify handles exist).
+pub(crate) fn classify_context(_ctx: &ClassifyContext<'_>) -> *const c_void {
+    std::ptr::null()
+}
+
+/// A run-time filter as C sees it, cached per thread by (filter id, address, context).
+struct FilterImage {
+    id: u64,
+    addr: usize,
+    context: u64,
+    _weight: Box<u64>,
+    _conds: Vec<FwpsFilterCondition0>,
+    _arena: Arena,
+    filter: FwpsFilter,
+}
+
+fn filter_image(f: &RtFilter) -> Box<FilterImage> {
+    let mut arena = Arena::default();
+    let conds = f.conditions().conditions();
+    arena.reserve_conditions(conds.iter().map(|c| &c.value));
+    let mut c_conds: Vec<FwpsFilterCondition0> = conds
+        .iter()
+        .map(|c| FwpsFilterCondition0 {
+            field_id: c.field_index,
+            reserved: 0,
+            match_type: c.match_type as u32,
+            condition_value: arena.condition(&c.value),
+        })
+        .collect();
+    let mut weight = Box::new(f.weight());
+    let filter = FwpsFilter {
+        filter_id: f.filter_id().0,
+        weight: FwpValue0 {
+            data_type: 4,
+            value: std::ptr::from_mut(&mut *weight) as u64,
+        },
+        sub_layer_weight: f.sublayer_weight(),
+        flags: f.flags().0,
+        num_filter_conditions: u32::try_from(c_conds.len()).unwrap_or(u32::MAX),
+        filter_condition: if c_conds.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            c_conds.as_mut_ptr()
+        },
+        action: FwpsAction0 {
+            action_type: f.action().0,
+            callout_id: f.callout_id().map_or(0, |c| c.0),
+        },
+        context: f.context,
+        provider_context: std::ptr::null_mut(),
+    };
+    Box::new(FilterImage {
+        id: f.filter_id().0,
+        addr: std::ptr::from_ref(f) as usize,
+        context: f.context,
+        _weight: weight,
+        _conds: c_conds,
+        _arena: arena,
+        filter,
+    })
+}
+
+const FILTER_CACHE: usize = 8;
+
+/// What one classify builds for C; boxed so the addresses handed to C do not move.
+struct Scratch {
+    arena: Arena,
+    values: Vec<FwpValue0>,
+    meta: FwpsIncomingMetadataValues0,
+    path_key: (usize, usize),
+    path: Vec<u16>,
+    path_blob: FwpByteBlob,
+    nbl: NetBufferList,
+    nb: NetBuffer,
+    mdl: Mdl,
+    stream: FwpsStreamData0,
+    io: FwpsStreamCalloutIoPacket0,
+    #[expect(
+        clippy::vec_box,
+        reason = "C holds pointers into each image: it must not move when the cache grows"
+    )]
+    filters: Vec<Box<FilterImage>>,
+    next_slot: usize,
+}
+
+fn zeroed_meta() -> FwpsIncomingMetadataValues0 {
+    // SAFETY: the metadata struct is plain data (integers and raw pointers); all-zero is its
+    // documented "nothing present" state.
+    unsafe { std::mem::zeroed() }
+}
+
+impl Scratch {
+    fn new() -> Box<Self> {
+        // SAFETY: NET_BUFFER_LIST / NET_BUFFER / stream structs are plain C data; zero is a valid
+        // (empty) value for each.
+        let (nbl, nb, stream, io) = unsafe {
+            (
+                std::mem::zeroed(),
+                std::mem::zeroed(),
+                std::mem::zeroed(),
+                std::mem::zeroed(),
+            )
+        };
+        Box::new(Self {
+            arena: Arena::default(),
+            values: Vec::new(),
+            meta: zeroed_meta(),
+            path_key: (0, 0),
+            path: Vec::new(),
+            path_blob: FwpByteBlob {
+                size: 0,
+                data: std::ptr::null_mut(),
+            },
+            nbl,
+            nb,
+            mdl: mdl_for(std::ptr::null_mut(), 0),
+            stream,
+            io,
+            filters: Vec::with_capacity(FILTER_CACHE),
+            next_slot: 0,
+        })
+    }
+
+    fn filter(&mut self, f: &RtFilter) -> *const FwpsFilter {
+        let addr = std::ptr::from_ref(f) as usize;
+        let id = f.filter_id().0;
+        if let Some(img) = self
+            .filters
+            .iter()
+            .find(|i| i.id == id && i.addr == addr && i.context == f.context)
+        {
+            return &img.filter;
+        }
+        let img = filter_image(f);
+        let slot = if self.filters.len() < FILTER_CACHE {
+            self.filters.push(img);
+            self.filters.len() - 1
+        } else {
+            let s = self.next_slot % FILTER_CACHE;
+            self.next_slot = self.next_slot.wrapping_add(1);
+            self.filters[s] = img;
+            s
+        };
+        &self.filters[slot].filter
+    }
+
+    fn values(&mut self, values: &IncomingValues<'_>) -> FwpsIncomingValues0 {
+        let def = catalogue::layer(values.layer);
+        let mask = app_id_fields(values.layer);
+        let utf16 = |i: usize| i < 64 && mask & (1 << i) != 0;
+        let count = def.map_or(values.values.len(), |d| d.fields.len());
+        self.arena.reserve_values(values.values, utf16);
+        self.values.clear();
+        self.values.reserve(count);
+        for i in 0..count {
+            let v = self.arena.value(values.get(i), utf16(i));
+            self.values.push(v);
+        }
+        FwpsIncomingValues0 {
+            layer_id: values.layer.0,
+            value_count: u32::try_from(count).unwrap_or(u32::MAX),
+            incoming_value: self.values.as_mut_ptr(),
+        }
+    }
+
+    fn metadata(&mut self, m: &Metadata) {
+        let mut present = m.present;
+        // No completion handle until pending exists (issue 12).
+        present.0 &= !MetadataFields::COMPLETION_HANDLE.0;
+        let c = &mut self.meta;
+        c.current_metadata_values = present.0;
+        c.discard_metadata.filter_id = m.discard_filter_id;
+        c.flow_handle = m.flow_handle;
+        c.ip_header_size = m.ip_header_size;
+        c.transport_header_size = m.transport_header_size;
+        c.process_id = m.process_id;
+        c.source_interface_index = m.source_interface_index;
+        c.destination_interface_index = m.destination_interface_index;
+        c.compartment_id = m.compartment_id;
+        c.fragment_metadata.fragment_identification = m.fragment.identification;
+        c.fragment_metadata.fragment_offset = m.fragment.offset;
+        c.fragment_metadata.fragment_length = m.fragment.length;
+        c.packet_direction = m.packet_direction.map_or(0, |d| d as u32);
+        c.icmp_id_and_sequence = m.icmp_id_and_sequence;
+        c.frame_length = m.frame_length;
+        c.process_path = match &m.process_path {
+            Some(p) => {
+                let key = (p.as_ptr() as usize, p.len());
+                if key != self.path_key {
+                    self.path.clear();
+                    self.path.extend(p.encode_utf16());
+                    self.path.push(0);
+                    self.path_key = key;
+                }
+                self.path_blob = FwpByteBlob {
+                    size: u32::try_from(self.path.len() * 2).unwrap_or(u32::MAX),
+                    data: self.path.as_mut_ptr().cast(),
+                };
+                &mut self.path_blob
+            }
+            None => std::ptr::null_mut(),
+        };
+    }
+
+    /// An NBL → NB → MDL chain over `data` (read-only: NDIS_NBL_FLAGS_*_READ_ONLY).
+    fn packet(&mut self, data: &[u8]) -> *mut NetBufferList {
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        self.mdl = mdl_for(data.as_ptr().cast_mut().cast(), len);
+        self.mdl.mdl_flags |= 0x1 | 0x4;
+        self.nb.data = NetBufferData {
+            next: std::ptr::null_mut(),
+            current_mdl: &mut self.mdl,
+            current_mdl_offset: 0,
+            data_length: u64::from(len),
+            mdl_chain: &mut self.mdl,
+            data_offset: 0,
+        };
+        self.nbl.next = std::ptr::null_mut();
+        self.nbl.first_net_buffer = &mut self.nb;
+        self.nbl.nbl_flags = 0x1 | 0x2;
+        self.nbl.status = 0;
+        &mut self.nbl
+    }
+
+    fn stream(&mut self, io: &StreamIoPacket<'_>) -> *mut FwpsStreamCalloutIoPacket0 {
+        let nbl = self.packet(io.stream_data.data);
+        self.stream = FwpsStreamData0 {
+            flags: io.stream_data.flags.0,
+            data_offset: FwpsStreamDataOffset0 {
+                net_buffer_list: nbl,
+                net_buffer: &mut self.nb,
+                mdl: &mut self.mdl,
+                mdl_offset: 0,
+                net_buffer_offset: 0,
+                stream_data_offset: 0,
+            },
+            data_length: io.stream_data.data.len(),
+            net_buffer_list_chain: nbl,
+        };
+        self.io = FwpsStreamCalloutIoPacket0 {
+            stream_data: &mut self.stream,
+            missed_bytes: usize::try_from(io.missed_bytes).unwrap_or(usize::MAX),
+            count_bytes_required: io.count_bytes_required,
+            count_bytes_enforced: usize::try_from(io.count_bytes_enforced).unwrap_or(usize::MAX),
+            stream_action: io.stream_action as u32,
+        };
+        &mut self.io
+    }
+
+    /// After classifyFn: the NET_BUFFER must be back where it was (a retreat must be advanced
+    /// back before returning, wdk-runtime.md §6). Restores it and reports when it is not.
+    fn check_packet_restored(&mut self, host: &HostInner, len: u64) {
+        let d = &self.nb.data;
+        if d.data_offset == 0
+            && d.data_length == len
+            && d.mdl_chain == std::ptr::from_mut(&mut self.mdl)
+        {
+            return;
+        }
+        // Free what a retreat left at the head of the chain.
+        let mut m = self.nb.data.mdl_chain;
+        let own: *mut Mdl = &mut self.mdl;
+        while !m.is_null() && m != own {
+            // SAFETY: every MDL before our own in the chain was allocated by
+            // NdisRetreatNetBufferDataStart (Box + calloc) and recorded in the tracker.
+            unsafe {
+                let next = (*m).next;
+                if let Some(buf) = host.tracker.lock().retreat_mdls.remove(&(m as usize)) {
+                    libc::free(buf as *mut c_void);
+                    drop(Box::from_raw(m));
+                }
+                m = next;
+            }
+        }
+        host.finding(Finding::Assertion {
+            message: "classifyFn returned with the NET_BUFFER retreated or advanced (data start not restored)"
+                .into(),
+        });
+    }
+}
+
+/// Bit `i` set when field `i` of the layer is an application path (ALE_APP_ID,
+/// ALE_ORIGINAL_APP_ID): Windows hands those as UTF-16 with a NUL. Derived once from the catalogue.
+fn app_id_fields(layer: LayerId) -> u64 {
+    static MASKS: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    MASKS
+        .get_or_init(|| {
+            catalogue::all_layers()
+                .iter()
+                .map(|l| {
+                    l.fields
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, f)| *i < 64 && f.name.ends_with("APP_ID"))
+                        .fold(0u64, |m, (i, _)| m | (1 << i))
+                })
+                .collect()
+        })
+        .get(usize::from(layer.0))
+        .copied()
+        .unwrap_or(0)
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Option<Box<Scratch>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's scratch (a fresh one if a nested classify is using it).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut slot) => f(slot.get_or_insert_with(Scratch::new)),
+        Err(_) => f(&mut Scratch::new()),
+    })
+}
+
+fn stream_action(v: u32) -> Option<StreamAction> {
+    Some(match v {
+        0 => StreamAction::None,
+        1 => StreamAction::NeedMoreData,
+        2 => StreamAction::DropConnection,
+        3 => StreamAction::Defer,
+        4 => StreamAction::AllowConnection,
+        _ => return None,
+    })
+}
+
+impl CCallout {
+    fn call_classify(
+        &self,
+        args: (
+            &FwpsIncomingValues0,
+            &FwpsIncomingMetadataValues0,
+            *mut c_void,
+        ),
+        context: *const c_void,
+        filter: *const FwpsFilter,
+        flow_context: u64,
+        out: &mut FwpsClassifyOut0,
+    ) {
+        let (values, meta, layer_data) = args;
+        let _bound = ctx::bind(&self.host, self.driver, DISPATCH_LEVEL, "classifyFn");
+        // SAFETY: the function pointer was registered by the driver (still loaded: callouts are
+        // unregistered before it is unloaded); every pointer passed is valid for the call.
+        unsafe {
+            match self.classify {
+                ClassifyFn::V0(f) => f(values, meta, layer_data, filter, flow_context, out),
+                ClassifyFn::V1(f) => {
+                    f(values, meta, layer_data, context, filter, flow_context, out)
+                }
+            }
+        }
+    }
+}
+
+impl Callout for CCallout {
+    fn classify(
+        &self,
+        ctx: &ClassifyContext<'_>,
+        values: &IncomingValues<'_>,
+        meta: &Metadata,
+        layer_data: &mut LayerData<'_>,
+        filter: &RtFilter,
+        flow_context: u64,
+        out: &mut ClassifyOut,
+    ) {
+        with_scratch(|s| {
+            let c_values = s.values(values);
+            s.metadata(meta);
+            let (data_ptr, packet_len): (*mut c_void, Option<u64>) = match layer_data {
+                LayerData::None => (std::ptr::null_mut(), None),
+                LayerData::Packet(p) => (s.packet(p).cast(), Some(p.len() as u64)),
+                LayerData::Stream(io) => (s.stream(io).cast(), None),
+            };
+            let c_filter = s.filter(filter);
+            let mut c_out = FwpsClassifyOut0 {
+                action_type: out.action_type.0,
+                out_context: out.out_context,
+                filter_id: out.filter_id,
+                rights: out.rights.0,
+                flags: out.flags.0,
+                reserved: 0,
+            };
+            let meta_ptr: *const FwpsIncomingMetadataValues0 = &s.meta;
+            // SAFETY: `meta_ptr` points into the boxed scratch, alive for the call.
+            let meta_ref = unsafe { &*meta_ptr };
+            self.call_classify(
+                (&c_values, meta_ref, data_ptr),
+                classify_context(ctx),
+                c_filter,
+                flow_context,
+                &mut c_out,
+            );
+            out.action_type.0 = c_out.action_type;
+            out.rights = Rights(c_out.rights);
+            out.flags = ClassifyOutFlags(c_out.flags);
+            if let Some(len) = packet_len {
+                s.check_packet_restored(&self.host, len);
+            }
+            if let LayerData::Stream(io) = layer_data {
+                io.count_bytes_required = s.io.count_bytes_required;
+                io.count_bytes_enforced = s.io.count_bytes_enforced as u64;
+                io.stream_action = stream_action(s.io.stream_action).unwrap_or_else(|| {
+                    self.host.finding(Finding::Assertion {
+                        message: format!(
+                            "classifyFn set an unknown streamAction {}",
+                            s.io.stream_action
+                        ),
+                    });
+                    StreamAction::None
+                });
+            }
+        });
+    }
+
+    fn notify(
+        &self,
+        notify_type: NotifyType,
+        filter_key: Option<&Guid>,
+        filter: &mut RtFilter,
+    ) -> Status {
+        let Some(f) = self.notify else {
+            return Status::SUCCESS;
+        };
+        let mut image = filter_image(filter);
+        let key = filter_key.map(|k| CGuid {
+            bytes: k.to_windows_bytes(),
+        });
+        let key_ptr = key.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
+        let irql = ctx::irql();
+        let status = {
+            let _bound = ctx::bind(&self.host, self.driver, irql, "notifyFn");
+            // SAFETY: the driver's notifyFn (still loaded); the key and filter image live across the
+            // call.
+            unsafe { f(notify_type as u32, key_ptr, &mut image.filter) }
+        };
+        filter.context = image.filter.context;
+        Status(status as u32)
+    }
+
+    fn flow_delete(&self, layer: LayerId, callout_id: CalloutId, flow_context: u64) {
+        if let Some(flows) = self
+            .host
+            .flows
+            .lock()
+            .get_mut(&(layer.0, callout_id.0, flow_context))
+        {
+            flows.pop();
+        }
+        let Some(f) = self.flow_delete else { return };
+        let irql = ctx::irql();
+        let _bound = ctx::bind(&self.host, self.driver, irql, "flowDeleteFn");
+        // SAFETY: the driver's flowDeleteFn (still loaded).
+        unsafe { f(layer.0, callout_id.0, flow_context) };
+    }
+}
+
+use wfp_core::Guid;

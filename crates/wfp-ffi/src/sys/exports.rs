@@ -1,0 +1,234 @@
+//! Every function the runtime exports to drivers, by C name (the symbol table the host binary
+//! must keep and export; docs/c-abi.md lists the same names).
+
+use std::ffi::c_void;
+
+/// One exported function: C name and address.
+pub(crate) struct Export(pub(crate) &'static str, pub(crate) *const c_void);
+
+// SAFETY: the addresses are of functions (immutable code), shared read-only.
+unsafe impl Sync for Export {}
+
+/// Every export.
+pub(crate) static EXPORTS: &[Export] = &[
+    Export(
+        "ExAllocatePool2",
+        super::kernel::ExAllocatePool2 as *const c_void,
+    ),
+    Export(
+        "ExAllocatePoolWithTag",
+        super::kernel::ExAllocatePoolWithTag as *const c_void,
+    ),
+    Export("ExFreePool", super::kernel::ExFreePool as *const c_void),
+    Export(
+        "ExFreePoolWithTag",
+        super::kernel::ExFreePoolWithTag as *const c_void,
+    ),
+    Export(
+        "FwpmCalloutAdd0",
+        super::fwpm::FwpmCalloutAdd0 as *const c_void,
+    ),
+    Export(
+        "FwpmCalloutDeleteById0",
+        super::fwpm::FwpmCalloutDeleteById0 as *const c_void,
+    ),
+    Export(
+        "FwpmCalloutDeleteByKey0",
+        super::fwpm::FwpmCalloutDeleteByKey0 as *const c_void,
+    ),
+    Export(
+        "FwpmEngineClose0",
+        super::fwpm::FwpmEngineClose0 as *const c_void,
+    ),
+    Export(
+        "FwpmEngineOpen0",
+        super::fwpm::FwpmEngineOpen0 as *const c_void,
+    ),
+    Export(
+        "FwpmFilterAdd0",
+        super::fwpm::FwpmFilterAdd0 as *const c_void,
+    ),
+    Export(
+        "FwpmFilterDeleteById0",
+        super::fwpm::FwpmFilterDeleteById0 as *const c_void,
+    ),
+    Export(
+        "FwpmFilterDeleteByKey0",
+        super::fwpm::FwpmFilterDeleteByKey0 as *const c_void,
+    ),
+    Export(
+        "FwpmFreeMemory0",
+        super::fwpm::FwpmFreeMemory0 as *const c_void,
+    ),
+    Export(
+        "FwpmProviderAdd0",
+        super::fwpm::FwpmProviderAdd0 as *const c_void,
+    ),
+    Export(
+        "FwpmSubLayerAdd0",
+        super::fwpm::FwpmSubLayerAdd0 as *const c_void,
+    ),
+    Export(
+        "FwpmSubLayerDeleteByKey0",
+        super::fwpm::FwpmSubLayerDeleteByKey0 as *const c_void,
+    ),
+    Export(
+        "FwpmTransactionAbort0",
+        super::fwpm::FwpmTransactionAbort0 as *const c_void,
+    ),
+    Export(
+        "FwpmTransactionBegin0",
+        super::fwpm::FwpmTransactionBegin0 as *const c_void,
+    ),
+    Export(
+        "FwpmTransactionCommit0",
+        super::fwpm::FwpmTransactionCommit0 as *const c_void,
+    ),
+    Export(
+        "FwpsCalloutRegister0",
+        super::fwps::FwpsCalloutRegister0 as *const c_void,
+    ),
+    Export(
+        "FwpsCalloutRegister1",
+        super::fwps::FwpsCalloutRegister1 as *const c_void,
+    ),
+    Export(
+        "FwpsCalloutRegister2",
+        super::fwps::FwpsCalloutRegister2 as *const c_void,
+    ),
+    Export(
+        "FwpsCalloutRegister3",
+        super::fwps::FwpsCalloutRegister3 as *const c_void,
+    ),
+    Export(
+        "FwpsCalloutUnregisterById0",
+        super::fwps::FwpsCalloutUnregisterById0 as *const c_void,
+    ),
+    Export(
+        "FwpsCalloutUnregisterByKey0",
+        super::fwps::FwpsCalloutUnregisterByKey0 as *const c_void,
+    ),
+    Export(
+        "FwpsCopyStreamDataToBuffer0",
+        super::fwps::FwpsCopyStreamDataToBuffer0 as *const c_void,
+    ),
+    Export(
+        "FwpsFlowAbort0",
+        super::fwps::FwpsFlowAbort0 as *const c_void,
+    ),
+    Export(
+        "FwpsFlowAssociateContext0",
+        super::fwps::FwpsFlowAssociateContext0 as *const c_void,
+    ),
+    Export(
+        "FwpsFlowRemoveContext0",
+        super::fwps::FwpsFlowRemoveContext0 as *const c_void,
+    ),
+    Export("IoAllocateMdl", super::ndis::IoAllocateMdl as *const c_void),
+    Export(
+        "IoCreateDevice",
+        super::kernel::IoCreateDevice as *const c_void,
+    ),
+    Export(
+        "IoDeleteDevice",
+        super::kernel::IoDeleteDevice as *const c_void,
+    ),
+    Export("IoFreeMdl", super::ndis::IoFreeMdl as *const c_void),
+    Export(
+        "KeAcquireInStackQueuedSpinLock",
+        super::kernel::KeAcquireInStackQueuedSpinLock as *const c_void,
+    ),
+    Export(
+        "KeAcquireInStackQueuedSpinLockAtDpcLevel",
+        super::kernel::KeAcquireInStackQueuedSpinLockAtDpcLevel as *const c_void,
+    ),
+    Export(
+        "KeAcquireSpinLockAtDpcLevel",
+        super::kernel::KeAcquireSpinLockAtDpcLevel as *const c_void,
+    ),
+    Export(
+        "KeAcquireSpinLockRaiseToDpc",
+        super::kernel::KeAcquireSpinLockRaiseToDpc as *const c_void,
+    ),
+    Export(
+        "KeGetCurrentIrql",
+        super::kernel::KeGetCurrentIrql as *const c_void,
+    ),
+    Export(
+        "KeGetCurrentProcessorIndex",
+        super::kernel::KeGetCurrentProcessorIndex as *const c_void,
+    ),
+    Export("KeLowerIrql", super::kernel::KeLowerIrql as *const c_void),
+    Export(
+        "KeQueryActiveProcessorCount",
+        super::kernel::KeQueryActiveProcessorCount as *const c_void,
+    ),
+    Export(
+        "KeQueryInterruptTime",
+        super::kernel::KeQueryInterruptTime as *const c_void,
+    ),
+    Export(
+        "KeQuerySystemTimePrecise",
+        super::kernel::KeQuerySystemTimePrecise as *const c_void,
+    ),
+    Export(
+        "KeReleaseInStackQueuedSpinLock",
+        super::kernel::KeReleaseInStackQueuedSpinLock as *const c_void,
+    ),
+    Export(
+        "KeReleaseInStackQueuedSpinLockFromDpcLevel",
+        super::kernel::KeReleaseInStackQueuedSpinLockFromDpcLevel as *const c_void,
+    ),
+    Export(
+        "KeReleaseSpinLock",
+        super::kernel::KeReleaseSpinLock as *const c_void,
+    ),
+    Export(
+        "KeReleaseSpinLockFromDpcLevel",
+        super::kernel::KeReleaseSpinLockFromDpcLevel as *const c_void,
+    ),
+    Export("KfRaiseIrql", super::kernel::KfRaiseIrql as *const c_void),
+    Export(
+        "MmBuildMdlForNonPagedPool",
+        super::ndis::MmBuildMdlForNonPagedPool as *const c_void,
+    ),
+    Export(
+        "NdisAdvanceNetBufferDataStart",
+        super::ndis::NdisAdvanceNetBufferDataStart as *const c_void,
+    ),
+    Export(
+        "NdisGetDataBuffer",
+        super::ndis::NdisGetDataBuffer as *const c_void,
+    ),
+    Export(
+        "NdisRetreatNetBufferDataStart",
+        super::ndis::NdisRetreatNetBufferDataStart as *const c_void,
+    ),
+    Export(
+        "WfpRtAllocatePool2At",
+        super::kernel::WfpRtAllocatePool2At as *const c_void,
+    ),
+    Export(
+        "WfpRtAllocatePoolWithTagAt",
+        super::kernel::WfpRtAllocatePoolWithTagAt as *const c_void,
+    ),
+    Export(
+        "WfpRtAssertFailed",
+        super::kernel::WfpRtAssertFailed as *const c_void,
+    ),
+    Export(
+        "WfpRtDebugPrint",
+        super::kernel::WfpRtDebugPrint as *const c_void,
+    ),
+    Export(
+        "WfpRtFatalListEntryError",
+        super::kernel::WfpRtFatalListEntryError as *const c_void,
+    ),
+];
+
+/// The exported names, sorted.
+pub(crate) fn names() -> Vec<&'static str> {
+    let mut v: Vec<&str> = EXPORTS.iter().map(|e| e.0).collect();
+    v.sort_unstable();
+    v
+}

@@ -1,0 +1,56 @@
+//! The C side: every `#[no_mangle] extern "C"` function the headers in `include/` declare, the
+//! structures they exchange, the callout adapter and the loader. This module tree is the only place
+//! in the crate with `unsafe` code; each block says why it is sound.
+//!
+//! Every exported function body runs inside [`boundary`]: a panic never unwinds into C; it is
+//! reported to the host (a Verifier finding) and the function returns its failure value.
+#![allow(
+    unsafe_code,
+    reason = "the C ABI of a WDK callout driver: raw pointers from C, dlopen, exported functions"
+)]
+
+mod callout;
+mod convert;
+mod ctx;
+mod exports;
+mod fwpm;
+mod fwps;
+mod kernel;
+mod loader;
+mod ndis;
+pub(crate) mod types;
+
+pub(crate) use ctx::current_driver;
+pub(crate) use exports::{names as exports_names, EXPORTS};
+pub(crate) use fwpm::Sessions;
+pub use loader::{Driver, LoadError, UnloadError, UnloadReport};
+
+/// Runs `body`, turning a panic into `fallback` and a Verifier finding (the panic boundary every
+/// exported function has).
+pub(crate) fn boundary<R>(function: &'static str, fallback: R, body: impl FnOnce() -> R) -> R {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(r) => r,
+        Err(_) => {
+            ctx::with_host(|h| {
+                h.finding(crate::verifier::Finding::Assertion {
+                    message: format!("{function}: internal panic contained at the C boundary"),
+                });
+            });
+            fallback
+        }
+    }
+}
+
+/// NTSTATUS as C sees it.
+pub(crate) type NtStatus = i32;
+
+/// A `wfp_core::Status` as an NTSTATUS.
+pub(crate) fn nt(s: wfp_core::Status) -> NtStatus {
+    s.0 as i32
+}
+
+pub(crate) const STATUS_SUCCESS: NtStatus = 0;
+pub(crate) const STATUS_INVALID_PARAMETER: NtStatus = 0xC000_000D_u32 as i32;
+pub(crate) const STATUS_INVALID_DEVICE_STATE: NtStatus = 0xC000_0184_u32 as i32;
+pub(crate) const STATUS_INSUFFICIENT_RESOURCES: NtStatus = 0xC000_009A_u32 as i32;
+pub(crate) const STATUS_INVALID_HANDLE: NtStatus = 0xC000_0008_u32 as i32;

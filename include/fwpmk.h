@@ -1,0 +1,42 @@
+/* wfp-ddk fwpmk.h: kernel-mode management acting on the hosting engine (wfp-reference.md §11,
+ * wdk-runtime.md §7). An engine handle opened with FWPM_SESSION_FLAG_DYNAMIC owns what it adds:
+ * closing it (or unloading the driver) deletes those objects. FWPM_LAYER_* / FWPM_CONDITION_* /
+ * FWPM_SUBLAYER_* GUIDs are in wfp/fwpm_guids.h (generated from the engine's catalogue). */
+#ifndef WFP_DDK_FWPMK_H
+#define WFP_DDK_FWPMK_H
+#include "fwpmtypes.h"
+#include "wfp/fwpm_guids.h"
+WFP_BEGIN_DECLS
+NTSTATUS FwpmEngineOpen0(const WCHAR *serverName, UINT32 authnService, SEC_WINNT_AUTH_IDENTITY_W *authIdentity,
+                         const FWPM_SESSION0 *session, HANDLE *engineHandle);
+NTSTATUS FwpmEngineClose0(HANDLE engineHandle);
+NTSTATUS FwpmTransactionBegin0(HANDLE engineHandle, UINT32 flags);
+NTSTATUS FwpmTransactionCommit0(HANDLE engineHandle);
+NTSTATUS FwpmTransactionAbort0(HANDLE engineHandle);
+NTSTATUS FwpmProviderAdd0(HANDLE engineHandle, const FWPM_PROVIDER0 *provider, PSECURITY_DESCRIPTOR sd);
+NTSTATUS FwpmSubLayerAdd0(HANDLE engineHandle, const FWPM_SUBLAYER0 *subLayer, PSECURITY_DESCRIPTOR sd);
+NTSTATUS FwpmSubLayerDeleteByKey0(HANDLE engineHandle, const GUID *key);
+NTSTATUS FwpmCalloutAdd0(HANDLE engineHandle, const FWPM_CALLOUT0 *callout, PSECURITY_DESCRIPTOR sd, UINT32 *id);
+NTSTATUS FwpmCalloutDeleteById0(HANDLE engineHandle, UINT32 id);
+NTSTATUS FwpmCalloutDeleteByKey0(HANDLE engineHandle, const GUID *key);
+NTSTATUS FwpmFilterAdd0(HANDLE engineHandle, const FWPM_FILTER0 *filter, PSECURITY_DESCRIPTOR sd, UINT64 *id);
+NTSTATUS FwpmFilterDeleteById0(HANDLE engineHandle, UINT64 id);
+NTSTATUS FwpmFilterDeleteByKey0(HANDLE engineHandle, const GUID *key);
+void FwpmFreeMemory0(void **p);
+#define FwpmEngineOpen FwpmEngineOpen0
+#define FwpmEngineClose FwpmEngineClose0
+#define FwpmTransactionBegin FwpmTransactionBegin0
+#define FwpmTransactionCommit FwpmTransactionCommit0
+#define FwpmTransactionAbort FwpmTransactionAbort0
+#define FwpmProviderAdd FwpmProviderAdd0
+#define FwpmSubLayerAdd FwpmSubLayerAdd0
+#define FwpmSubLayerDeleteByKey FwpmSubLayerDeleteByKey0
+#define FwpmCalloutAdd FwpmCalloutAdd0
+#define FwpmCalloutDeleteById FwpmCalloutDeleteById0
+#define FwpmCalloutDeleteByKey FwpmCalloutDeleteByKey0
+#define FwpmFilterAdd FwpmFilterAdd0
+#define FwpmFilterDeleteById FwpmFilterDeleteById0
+#define FwpmFilterDeleteByKey FwpmFilterDeleteByKey0
+#define FwpmFreeMemory FwpmFreeMemory0
+WFP_END_DECLS
+#endif

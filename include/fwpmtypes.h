@@ -1,0 +1,115 @@
+/* wfp-ddk fwpmtypes.h: management objects (wfp-reference.md §11.1, §11.4). */
+#ifndef WFP_DDK_FWPMTYPES_H
+#define WFP_DDK_FWPMTYPES_H
+#include "fwptypes.h"
+
+typedef struct FWPM_DISPLAY_DATA0_ {
+    WCHAR *name;
+    WCHAR *description;
+} FWPM_DISPLAY_DATA0;
+typedef struct FWPM_SESSION0_ {
+    GUID sessionKey;
+    FWPM_DISPLAY_DATA0 displayData;
+    UINT32 flags;
+    UINT32 txnWaitTimeoutInMSec;
+    DWORD processId;
+    SID *sid;
+    WCHAR *username;
+    BOOL kernelMode;
+} FWPM_SESSION0;
+#define FWPM_SESSION_FLAG_DYNAMIC 0x00000001
+#define FWPM_SESSION_FLAG_RESERVED 0x10000000
+#define FWPM_TXN_READ_ONLY 0x00000001
+#define RPC_C_AUTHN_NONE 0
+#define RPC_C_AUTHN_WINNT 10
+#define RPC_C_AUTHN_DEFAULT 0xFFFFFFFF
+
+typedef struct FWPM_PROVIDER0_ {
+    GUID providerKey;
+    FWPM_DISPLAY_DATA0 displayData;
+    UINT32 flags;
+    FWP_BYTE_BLOB providerData;
+    WCHAR *serviceName;
+} FWPM_PROVIDER0;
+#define FWPM_PROVIDER_FLAG_PERSISTENT 0x00000001
+#define FWPM_PROVIDER_FLAG_DISABLED 0x00000010
+
+typedef struct FWPM_SUBLAYER0_ {
+    GUID subLayerKey;
+    FWPM_DISPLAY_DATA0 displayData;
+    UINT32 flags;
+    GUID *providerKey;
+    FWP_BYTE_BLOB providerData;
+    UINT16 weight;
+} FWPM_SUBLAYER0;
+#define FWPM_SUBLAYER_FLAG_PERSISTENT 0x00000001
+
+typedef struct FWPM_CALLOUT0_ {
+    GUID calloutKey;
+    FWPM_DISPLAY_DATA0 displayData;
+    UINT32 flags;
+    GUID *providerKey;
+    FWP_BYTE_BLOB providerData;
+    GUID applicableLayer;
+    UINT32 calloutId;
+} FWPM_CALLOUT0;
+#define FWPM_CALLOUT_FLAG_PERSISTENT 0x00010000
+#define FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT 0x00020000
+#define FWPM_CALLOUT_FLAG_REGISTERED 0x00040000
+
+typedef struct FWPM_FILTER_CONDITION0_ {
+    GUID fieldKey;
+    FWP_MATCH_TYPE matchType;
+    FWP_CONDITION_VALUE0 conditionValue;
+} FWPM_FILTER_CONDITION0;
+typedef struct FWPM_ACTION0_ {
+    FWP_ACTION_TYPE type;
+    union {
+        GUID filterType;
+        GUID calloutKey;
+        UINT8 bitmapIndex;
+    };
+} FWPM_ACTION0;
+typedef struct FWPM_FILTER0_ {
+    GUID filterKey;
+    FWPM_DISPLAY_DATA0 displayData;
+    UINT32 flags;
+    GUID *providerKey;
+    FWP_BYTE_BLOB providerData;
+    GUID layerKey;
+    GUID subLayerKey;
+    FWP_VALUE0 weight;
+    UINT32 numFilterConditions;
+    FWPM_FILTER_CONDITION0 *filterCondition;
+    FWPM_ACTION0 action;
+    union {
+        UINT64 rawContext;
+        GUID providerContextKey;
+    };
+    GUID *reserved;
+    UINT64 filterId;
+    FWP_VALUE0 effectiveWeight;
+} FWPM_FILTER0;
+#define FWPM_FILTER_FLAG_NONE 0x00000000
+#define FWPM_FILTER_FLAG_PERSISTENT 0x00000001
+#define FWPM_FILTER_FLAG_BOOTTIME 0x00000002
+#define FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT 0x00000004
+#define FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT 0x00000008
+#define FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED 0x00000010
+#define FWPM_FILTER_FLAG_DISABLED 0x00000020
+#define FWPM_FILTER_FLAG_INDEXED 0x00000040
+#define FWPM_FILTER_FLAG_HAS_SECURITY_REALM_PROVIDER_CONTEXT 0x00000080
+#define FWPM_FILTER_FLAG_SYSTEMOS_ONLY 0x00000100
+#define FWPM_FILTER_FLAG_GAMEOS_ONLY 0x00000200
+#define FWPM_FILTER_FLAG_SILENT_MODE 0x00000400
+#define FWPM_FILTER_FLAG_IPSEC_NO_ACQUIRE_INITIATE 0x00000800
+#define FWPM_WEIGHT_RANGE_MAX 15
+#define FWPM_SESSION FWPM_SESSION0
+#define FWPM_PROVIDER FWPM_PROVIDER0
+#define FWPM_SUBLAYER FWPM_SUBLAYER0
+#define FWPM_CALLOUT FWPM_CALLOUT0
+#define FWPM_FILTER FWPM_FILTER0
+#define FWPM_FILTER_CONDITION FWPM_FILTER_CONDITION0
+#define FWPM_DISPLAY_DATA FWPM_DISPLAY_DATA0
+#define FWPM_ACTION FWPM_ACTION0
+#endif

@@ -1,0 +1,219 @@
+/* wfp-ddk ndis.h: NET_BUFFER_LIST / NET_BUFFER / MDL as real structures (64-bit, NDIS 6.30+ layout
+ * pinned: MaxNetBufferListInfo = 20) with the documented accessor macros, and the NDIS functions
+ * the runtime implements (wdk-runtime.md §6). */
+#ifndef WFP_DDK_NDIS_H
+#define WFP_DDK_NDIS_H
+#include "wdm.h"
+WFP_BEGIN_DECLS
+
+#define NDIS_STATUS_SUCCESS ((NDIS_STATUS)STATUS_SUCCESS)
+#define NDIS_STATUS_PENDING ((NDIS_STATUS)STATUS_PENDING)
+#define NDIS_STATUS_FAILURE ((NDIS_STATUS)STATUS_UNSUCCESSFUL)
+#define NDIS_STATUS_RESOURCES ((NDIS_STATUS)STATUS_INSUFFICIENT_RESOURCES)
+#define NDIS_STATUS_NOT_SUPPORTED ((NDIS_STATUS)STATUS_NOT_SUPPORTED)
+#define NDIS_STATUS_INVALID_PARAMETER ((NDIS_STATUS)STATUS_INVALID_PARAMETER)
+#define NDIS_STATUS_INVALID_LENGTH ((NDIS_STATUS)0xC0010014L)
+#define NDIS_STATUS_BUFFER_TOO_SHORT ((NDIS_STATUS)0xC0010016L)
+
+typedef struct _NDIS_OBJECT_HEADER {
+    UCHAR Type;
+    UCHAR Revision;
+    USHORT Size;
+} NDIS_OBJECT_HEADER, *PNDIS_OBJECT_HEADER;
+#define NDIS_OBJECT_TYPE_DEFAULT 0x80
+#define NDIS_OBJECT_REVISION_1 1
+
+typedef struct _NET_BUFFER_LIST_CONTEXT NET_BUFFER_LIST_CONTEXT, *PNET_BUFFER_LIST_CONTEXT;
+typedef struct _NET_BUFFER NET_BUFFER, *PNET_BUFFER;
+typedef struct _NET_BUFFER_LIST NET_BUFFER_LIST, *PNET_BUFFER_LIST;
+
+struct _NET_BUFFER {
+    union {
+        struct {
+            PNET_BUFFER Next;
+            PMDL CurrentMdl;
+            ULONG CurrentMdlOffset;
+            union {
+                ULONG DataLength;
+                SIZE_T stDataLength;
+            };
+            PMDL MdlChain;
+            ULONG DataOffset;
+        };
+        SLIST_HEADER Link;
+    };
+    USHORT ChecksumBias;
+    USHORT Reserved;
+    NDIS_HANDLE NdisPoolHandle;
+    DECLSPEC_ALIGN(16) PVOID NdisReserved[2];
+    DECLSPEC_ALIGN(16) PVOID ProtocolReserved[6];
+    DECLSPEC_ALIGN(16) PVOID MiniportReserved[4];
+    PHYSICAL_ADDRESS DataPhysicalAddress;
+    union {
+        PVOID SharedMemoryInfo;
+        PVOID ScatterGatherList;
+    };
+};
+
+struct _NET_BUFFER_LIST_CONTEXT {
+    PNET_BUFFER_LIST_CONTEXT Next;
+    USHORT Size;
+    USHORT Offset;
+    DECLSPEC_ALIGN(16) UCHAR ContextData[];
+};
+
+typedef enum _NDIS_NET_BUFFER_LIST_INFO {
+    TcpIpChecksumNetBufferListInfo = 0,
+    TcpOffloadBytesTransferred = 0,
+    IPsecOffloadV1NetBufferListInfo = 1,
+    TcpLargeSendNetBufferListInfo = 2,
+    TcpReceiveNoPush = 2,
+    ClassificationHandleNetBufferListInfo = 3,
+    Ieee8021QNetBufferListInfo = 4,
+    NetBufferListCancelId = 5,
+    MediaSpecificInformation = 6,
+    NetBufferListFrameType = 7,
+    NetBufferListProtocolId = 7,
+    NetBufferListHashValue = 8,
+    NetBufferListHashInfo = 9,
+    WfpNetBufferListInfo = 10,
+    IPsecOffloadV2NetBufferListInfo = 11,
+    IPsecOffloadV2TunnelNetBufferListInfo = 12,
+    IPsecOffloadV2HeaderNetBufferListInfo = 13,
+    NetBufferListCorrelationId = 14,
+    NetBufferListFilteringInfo = 15,
+    MediaSpecificInformationEx = 16,
+    NblOriginalInterfaceIfIndex = 17,
+    NblReserved = 17,
+    TcpReceiveBytesTransferred = 18,
+    NrtNameResolutionId = 19,
+    MaxNetBufferListInfo = 20
+} NDIS_NET_BUFFER_LIST_INFO;
+
+struct _NET_BUFFER_LIST {
+    union {
+        struct {
+            PNET_BUFFER_LIST Next;
+            PNET_BUFFER FirstNetBuffer;
+        };
+        SLIST_HEADER Link;
+    };
+    PNET_BUFFER_LIST_CONTEXT Context;
+    PNET_BUFFER_LIST ParentNetBufferList;
+    NDIS_HANDLE NdisPoolHandle;
+    DECLSPEC_ALIGN(16) PVOID NdisReserved[2];
+    DECLSPEC_ALIGN(16) PVOID ProtocolReserved[4];
+    DECLSPEC_ALIGN(16) PVOID MiniportReserved[2];
+    PVOID Scratch;
+    NDIS_HANDLE SourceHandle;
+    ULONG NblFlags;
+    LONG ChildRefCount;
+    ULONG Flags;
+    union {
+        NDIS_STATUS Status;
+        ULONG NdisReserved2;
+    };
+    PVOID NetBufferListInfo[MaxNetBufferListInfo];
+};
+
+/* accessors (legacy names; NDIS_INCLUDE_LEGACY_NAMES) */
+#define NET_BUFFER_LIST_NEXT_NBL(l) ((l)->Next)
+#define NET_BUFFER_LIST_FIRST_NB(l) ((l)->FirstNetBuffer)
+#define NET_BUFFER_LIST_FLAGS(l) ((l)->Flags)
+#define NET_BUFFER_LIST_NBL_FLAGS(l) ((l)->NblFlags)
+#define NET_BUFFER_LIST_STATUS(l) ((l)->Status)
+#define NET_BUFFER_LIST_PROTOCOL_RESERVED(l) ((l)->ProtocolReserved)
+#define NET_BUFFER_LIST_MINIPORT_RESERVED(l) ((l)->MiniportReserved)
+#define NET_BUFFER_LIST_CONTEXT_DATA_START(l) ((PUCHAR)(((l)->Context) + 1) + (l)->Context->Offset)
+#define NET_BUFFER_LIST_CONTEXT_DATA_SIZE(l) (((l)->Context)->Size)
+#define NET_BUFFER_LIST_INFO(l, id) ((l)->NetBufferListInfo[(id)])
+#define NET_BUFFER_NEXT_NB(b) ((b)->Next)
+#define NET_BUFFER_FIRST_MDL(b) ((b)->MdlChain)
+#define NET_BUFFER_DATA_LENGTH(b) ((b)->DataLength)
+#define NET_BUFFER_DATA_OFFSET(b) ((b)->DataOffset)
+#define NET_BUFFER_CURRENT_MDL(b) ((b)->CurrentMdl)
+#define NET_BUFFER_CURRENT_MDL_OFFSET(b) ((b)->CurrentMdlOffset)
+#define NET_BUFFER_CHECKSUM_BIAS(b) ((b)->ChecksumBias)
+#define NET_BUFFER_PROTOCOL_RESERVED(b) ((b)->ProtocolReserved)
+#define NET_BUFFER_MINIPORT_RESERVED(b) ((b)->MiniportReserved)
+#define NBL_TEST_FLAG(l, f) (((l)->Flags & (f)) != 0)
+#define NBL_SET_FLAG(l, f) ((l)->Flags |= (f))
+#define NBL_CLEAR_FLAG(l, f) ((l)->Flags &= ~(f))
+#define NdisTestNblFlag(l, f) (((l)->NblFlags & (f)) != 0)
+#define NdisSetNblFlag(l, f) ((l)->NblFlags |= (f))
+#define NdisClearNblFlag(l, f) ((l)->NblFlags &= ~(f))
+#define NdisSetNetBufferListProtocolId(l, id) \
+    (*((PUCHAR)(&((l)->NetBufferListInfo[NetBufferListProtocolId]))) = (UCHAR)(id))
+#define NDIS_NBL_FLAGS_SEND_READ_ONLY 0x00000001
+#define NDIS_NBL_FLAGS_RECV_READ_ONLY 0x00000002
+#define NDIS_NBL_FLAGS_HD_SPLIT 0x00000100
+#define NDIS_NBL_FLAGS_IS_IPV4 0x00000200
+#define NDIS_NBL_FLAGS_IS_IPV6 0x00000400
+#define NDIS_NBL_FLAGS_IS_TCP 0x00000800
+#define NDIS_NBL_FLAGS_IS_UDP 0x00001000
+#define NDIS_NBL_FLAGS_SPLIT_AT_UPPER_LAYER_PROTOCOL_HEADER 0x00002000
+#define NDIS_NBL_FLAGS_SPLIT_AT_UPPER_LAYER_PROTOCOL_PAYLOAD 0x00004000
+#define NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET 0x00008000
+#define NDIS_NBL_FLAGS_CAPTURE_TIMESTAMP_ON_TRANSMIT 0x00010000
+#define NBL_FLAGS_PROTOCOL_RESERVED 0xFFF00003
+#define NBL_FLAGS_MINIPORT_RESERVED 0x0000F000
+#define NBL_FLAGS_SCRATCH 0x000F0000
+#define NBL_FLAGS_NDIS_RESERVED 0x00000FFC
+
+typedef union _NDIS_TCP_IP_CHECKSUM_NET_BUFFER_LIST_INFO {
+    struct {
+        ULONG IsIPv4 : 1;
+        ULONG IsIPv6 : 1;
+        ULONG TcpChecksum : 1;
+        ULONG UdpChecksum : 1;
+        ULONG IpHeaderChecksum : 1;
+        ULONG Reserved : 11;
+        ULONG TcpHeaderOffset : 10;
+    } Transmit;
+    struct {
+        ULONG TcpChecksumFailed : 1;
+        ULONG UdpChecksumFailed : 1;
+        ULONG IpChecksumFailed : 1;
+        ULONG TcpChecksumSucceeded : 1;
+        ULONG UdpChecksumSucceeded : 1;
+        ULONG IpChecksumSucceeded : 1;
+        ULONG Loopback : 1;
+        ULONG TcpChecksumValueInvalid : 1;
+        ULONG IpChecksumValueInvalid : 1;
+    } Receive;
+    PVOID Value;
+} NDIS_TCP_IP_CHECKSUM_NET_BUFFER_LIST_INFO, *PNDIS_TCP_IP_CHECKSUM_NET_BUFFER_LIST_INFO;
+
+typedef MDL *NET_BUFFER_ALLOCATE_MDL(ULONG *BufferSize);
+typedef NET_BUFFER_ALLOCATE_MDL *PNET_BUFFER_ALLOCATE_MDL;
+typedef void NET_BUFFER_FREE_MDL(MDL *Mdl);
+typedef NET_BUFFER_FREE_MDL *PNET_BUFFER_FREE_MDL;
+
+/* Contiguous view of BytesNeeded bytes at the data start (§6). */
+PVOID NdisGetDataBuffer(NET_BUFFER *NetBuffer, ULONG BytesNeeded, PVOID Storage, ULONG AlignMultiple, ULONG AlignOffset);
+NDIS_STATUS NdisRetreatNetBufferDataStart(NET_BUFFER *NetBuffer, ULONG DataOffsetDelta, ULONG DataBackFill, NET_BUFFER_ALLOCATE_MDL *AllocateMdlHandler);
+void NdisAdvanceNetBufferDataStart(NET_BUFFER *NetBuffer, ULONG DataOffsetDelta, BOOLEAN FreeMdl, NET_BUFFER_FREE_MDL *FreeMdlHandler);
+FORCEINLINE NDIS_STATUS NdisRetreatNetBufferListDataStart(NET_BUFFER_LIST *l, ULONG Delta, ULONG BackFill, NET_BUFFER_ALLOCATE_MDL *Alloc, NET_BUFFER_FREE_MDL *Free)
+{
+    for (NET_BUFFER *nb = l->FirstNetBuffer; nb; nb = nb->Next) {
+        NDIS_STATUS s = NdisRetreatNetBufferDataStart(nb, Delta, BackFill, Alloc);
+        if (s != NDIS_STATUS_SUCCESS) {
+            for (NET_BUFFER *undo = l->FirstNetBuffer; undo != nb; undo = undo->Next)
+                NdisAdvanceNetBufferDataStart(undo, Delta, TRUE, Free);
+            return s;
+        }
+    }
+    return NDIS_STATUS_SUCCESS;
+}
+FORCEINLINE void NdisAdvanceNetBufferListDataStart(NET_BUFFER_LIST *l, ULONG Delta, BOOLEAN FreeMdl, NET_BUFFER_FREE_MDL *Free)
+{
+    for (NET_BUFFER *nb = l->FirstNetBuffer; nb; nb = nb->Next) NdisAdvanceNetBufferDataStart(nb, Delta, FreeMdl, Free);
+}
+#define NdisQueryMdl(m, va, len, prio) \
+    do { if ((va) != NULL) *(PVOID *)(va) = MmGetSystemAddressForMdlSafe((m), (prio) | MdlMappingNoExecute); *(len) = (m)->ByteCount; } while (0)
+#define NdisQueryMdlOffset(m, off, len) do { *(off) = (m)->ByteOffset; *(len) = (m)->ByteCount; } while (0)
+#define NdisGetNextMdl(cur, next) (*(next) = (cur)->Next)
+#define NDIS_MDL_LINKAGE(m) ((m)->Next)
+
+WFP_END_DECLS
+#endif
