@@ -153,6 +153,12 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The local management API.
+    #[serde(default)]
+    pub api: crate::api::ApiConfig,
+    /// Persistent objects.
+    #[serde(default)]
+    pub store: crate::api::StoreConfig,
 }
 
 /// `[policy]`.

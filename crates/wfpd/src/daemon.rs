@@ -52,6 +52,8 @@ pub struct Daemon {
     workers: Vec<WorkerHandle>,
     watchdog: Option<Watchdog>,
     rules: Option<RuleSet>,
+    /// The management API (`[api] socket`), started last, stopped with the daemon.
+    api: Option<crate::api::Server>,
     generation: u64,
     flow_records: u64,
     stream_reports: u64,
@@ -77,6 +79,9 @@ impl Daemon {
             .map(|p| p.options.clone())
             .unwrap_or_default();
         let engine = Arc::new(Engine::new(options));
+        // Persistent objects first (§11.3), before any queue admits traffic; a store that
+        // cannot be read fails the start (the absent posture applies).
+        let store = crate::api::open_store(&config.store, &engine)?;
         let refs: Vec<&Policy> = policies.iter().collect();
         let host = Host::new();
         let applied = replace_all(&engine, &[], &refs, &host).context("applying the policy")?;
@@ -94,6 +99,7 @@ impl Daemon {
         }
         let mut daemon = Self {
             rules: config.rules.manage.then(|| config.rule_set()),
+            api: None,
             config,
             clock,
             started: Instant::now(),
@@ -135,6 +141,15 @@ impl Daemon {
                 daemon.rules = None;
                 return Err(anyhow::Error::from(e).context("installing the iptables rules"));
             }
+        }
+        if daemon.config.api.socket.is_some() {
+            let api = crate::api::Server::start(
+                Arc::clone(&daemon.engine),
+                store,
+                daemon.config.api.clone(),
+            )
+            .context("starting the management API")?;
+            daemon.api = Some(api);
         }
         tracing::info!(
             queues = ?daemon.config.queue_numbers(),
@@ -316,7 +331,11 @@ impl Daemon {
                 );
             }
         }
-        for event in self.engine.drain_net_events() {
+        let events = self.engine.drain_net_events();
+        if let Some(api) = &self.api {
+            api.publish(&events);
+        }
+        for event in events {
             match event.kind {
                 NetEventKind::CalloutPanic | NetEventKind::CallbackPanic => tracing::warn!(
                     ?event,

@@ -140,7 +140,9 @@ impl Identity {
         let outbound = match direction {
             PacketDirection::Outbound => true,
             PacketDirection::Inbound => false,
-            PacketDirection::Forward | PacketDirection::Infer => return ctx,
+            PacketDirection::Forward | PacketDirection::Infer | PacketDirection::Loopback => {
+                return ctx
+            }
         };
         let Some(p) = ports(&packet.payload) else {
             return ctx;

@@ -52,7 +52,10 @@
 //! * [`identity`] — socket owner → ALE process identity.
 //! * [`watchdog`] — the hung posture.
 //! * [`stats`] — the statistics snapshot.
+//! * [`api`] — the local management API (HTTP/1.1 + JSON on a Unix socket, `docs/api.md`):
+//!   sessions, transactions, objects, the net-event stream; persistent objects in `wfp-store`.
 
+pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod identity;

@@ -1,0 +1,89 @@
+//! `[api]` and `[store]`: the management socket and the persistent-object store.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `[api]`: the local management API (`docs/api.md`). Absent `socket` → no API.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ApiConfig {
+    /// The Unix socket's path (a file system path; abstract sockets are not used).
+    pub socket: Option<PathBuf>,
+    /// Group (name or number) whose members may change policy; root always may.
+    pub admin_group: Option<String>,
+    /// Group whose members may read (list, enumerate, watch) but not change anything.
+    ///
+    /// The socket is created mode 0660 owned by root and by `viewer_group` when set (admins must
+    /// be members of it too to reach the socket), else by `admin_group` (mode 0600, root only,
+    /// without either). File access only lets a process connect; every connection's peer
+    /// credentials (SO_PEERCRED) then decide admin, viewer or refused.
+    pub viewer_group: Option<String>,
+    /// Largest request body accepted (413 beyond).
+    pub max_request_bytes: usize,
+    /// Time a client has to send a whole request once it started one (408 beyond).
+    pub request_timeout_ms: u64,
+    /// Time an idle connection is kept open between requests.
+    pub idle_timeout_ms: u64,
+    /// Connections served at once (503 beyond).
+    pub max_connections: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            admin_group: None,
+            viewer_group: None,
+            max_request_bytes: 1024 * 1024,
+            request_timeout_ms: 5_000,
+            idle_timeout_ms: 300_000,
+            max_connections: 64,
+        }
+    }
+}
+
+/// `[store]`: where persistent objects live (`docs/store-format.md`). Absent `path` → persistent
+/// objects last until the daemon stops.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct StoreConfig {
+    /// The redb file.
+    pub path: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::Config;
+
+    #[test]
+    fn api_and_store_sections_parse_and_refuse_unknown_keys() {
+        let base = "[policy]\nfiles = [\"p.toml\"]\n";
+        let c = Config::parse(
+            &format!(
+                "{base}[api]\nsocket = \"/run/wfpd/wfpd.sock\"\nadmin_group = \"wfp\"\n\
+                 request_timeout_ms = 100\n[store]\npath = \"/var/lib/wfpd/store.redb\"\n"
+            ),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            c.api.socket.as_deref(),
+            Some(Path::new("/run/wfpd/wfpd.sock"))
+        );
+        assert_eq!(c.api.request_timeout_ms, 100);
+        assert_eq!(c.api.max_request_bytes, 1024 * 1024);
+        assert_eq!(
+            c.store.path.as_deref(),
+            Some(Path::new("/var/lib/wfpd/store.redb"))
+        );
+        let none = Config::parse(base, "t").unwrap();
+        assert!(none.api.socket.is_none() && none.store.path.is_none());
+        assert!(Config::parse(&format!("{base}[api]\nsockt = \"x\"\n"), "t").is_err());
+        assert!(Config::parse(&format!("{base}[store]\nfile = \"x\"\n"), "t").is_err());
+    }
+}

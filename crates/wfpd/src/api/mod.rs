@@ -1,0 +1,253 @@
+//! The local management API (`docs/api.md`): HTTP/1.1 + JSON on a Unix socket, one thread and one
+//! management session per connection.
+//!
+//! ```text
+//!  UnixListener (path, 0660, root:<group>) ── accept ─► connection thread (≤ max_connections)
+//!                                                         │ SO_PEERCRED → role, session owner
+//!                                                         ▼
+//!                                        conn::serve ─► routes ─► Session (wfp-core) ─► Engine
+//!                                                                     │ persistent changes
+//!                                                                     ▼
+//!                                                                  Store (wfp-store)
+//!  Daemon::tick ─► engine net events ─► EventHub ─► GET /v1/events subscribers
+//! ```
+//!
+//! A slow, malformed or hostile client costs only its own thread: requests are bounded in size
+//! and time, errors are answered and the connection closed; the engine's writer lock is only
+//! held inside operations and explicit transactions (other sessions wait at most their own
+//! `txn_wait_ms`, then get FWP_E_TIMEOUT).
+
+pub mod config;
+mod conn;
+pub mod events;
+pub mod peer;
+mod routes;
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wfp_core::{Engine, NetEvent};
+use wfp_store::Store;
+
+pub use config::{ApiConfig, StoreConfig};
+use events::EventHub;
+use peer::Groups;
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// `[api] socket` is not set.
+    #[error("[api] socket is not configured")]
+    NoSocket,
+    /// A configured group does not exist.
+    #[error("unknown group {0:?}")]
+    UnknownGroup(String),
+    /// The path exists and is not a socket (never removed).
+    #[error("{0} exists and is not a socket")]
+    NotASocket(PathBuf),
+    /// Creating, binding or securing the socket failed.
+    #[error("{what} {path}: {source}")]
+    Socket {
+        /// The step.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What every connection thread shares.
+pub(crate) struct Shared {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) store: Option<Arc<Store>>,
+    pub(crate) events: EventHub,
+    pub(crate) config: ApiConfig,
+    pub(crate) groups: Groups,
+    pub(crate) stop: AtomicBool,
+    connections: AtomicUsize,
+}
+
+/// A running API server. Dropping it stops accepting and ends the connections (their sessions
+/// close: dynamic objects deleted).
+pub struct Server {
+    shared: Arc<Shared>,
+    path: PathBuf,
+    accept: Option<JoinHandle<()>>,
+}
+
+fn resolve(group: Option<&String>) -> Result<Option<u32>, ApiError> {
+    group
+        .map(|g| peer::group_id(g).ok_or_else(|| ApiError::UnknownGroup(g.clone())))
+        .transpose()
+}
+
+/// Binds the socket: a stale socket file is replaced, anything else at the path is an error; mode
+/// 0660 (0600 without a group), owned by root and the socket group.
+fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, ApiError> {
+    let err = |what: &'static str| {
+        let path = path.to_path_buf();
+        move |source| ApiError::Socket { what, path, source }
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(ApiError::NotASocket(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(err("removing the stale socket"))?;
+    }
+    let listener = UnixListener::bind(path).map_err(err("binding"))?;
+    let mode = if group.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(err("setting the mode of"))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(err("setting the group of"))?;
+    }
+    listener.set_nonblocking(true).map_err(err("configuring"))?;
+    Ok(listener)
+}
+
+impl Server {
+    /// Starts serving `engine` (and `store`, the persist hook of every session) on
+    /// `config.socket`.
+    pub fn start(
+        engine: Arc<Engine>,
+        store: Option<Arc<Store>>,
+        config: ApiConfig,
+    ) -> Result<Self, ApiError> {
+        let path = config.socket.clone().ok_or(ApiError::NoSocket)?;
+        let groups = Groups {
+            admin: resolve(config.admin_group.as_ref())?,
+            viewer: resolve(config.viewer_group.as_ref())?,
+        };
+        let listener = bind(&path, groups.viewer.or(groups.admin))?;
+        let shared = Arc::new(Shared {
+            engine,
+            store,
+            events: EventHub::default(),
+            config,
+            groups,
+            stop: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+        });
+        let thread_shared = Arc::clone(&shared);
+        let accept = std::thread::Builder::new()
+            .name("wfpd-api".into())
+            .spawn(move || accept_loop(&thread_shared, &listener))
+            .map_err(|source| ApiError::Socket {
+                what: "starting the accept thread for",
+                path: path.clone(),
+                source,
+            })?;
+        tracing::info!(socket = %path.display(), ?groups, "management API listening");
+        Ok(Self {
+            shared,
+            path,
+            accept: Some(accept),
+        })
+    }
+
+    /// Hands net events to the `GET /v1/events` subscribers.
+    pub fn publish(&self, events: &[NetEvent]) {
+        self.shared.events.publish(events);
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Counts a connection for as long as it lives.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: &UnixListener) {
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    while !shared.stop.load(Ordering::Relaxed) {
+        threads.retain(|t| !t.is_finished());
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+        };
+        if stream.set_nonblocking(false).is_err() {
+            continue;
+        }
+        let n = shared.connections.fetch_add(1, Ordering::Relaxed);
+        if n >= shared.config.max_connections {
+            shared.connections.fetch_sub(1, Ordering::Relaxed);
+            let mut s = stream;
+            let _ = wfp_api::http::write_response(&mut s, 503, br#"{"error":{"code":0,"name":"HTTP_TOO_MANY_CONNECTIONS","message":"too many connections"}}"#, true);
+            continue;
+        }
+        let conn_shared = Arc::clone(shared);
+        let spawned = std::thread::Builder::new()
+            .name("wfpd-api-conn".into())
+            .spawn(move || {
+                let _counted = Counted(&conn_shared.connections);
+                conn::serve(&conn_shared, stream);
+            });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => tracing::warn!(error = %e, "cannot start a connection thread"),
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+/// Opens the configured store and adds its persistent objects to `engine` in one transaction.
+/// `None` without `[store] path`. A damaged, foreign or newer-format store is an error: the
+/// daemon does not start (fail-closed), and the store file is left untouched.
+pub fn open_store(config: &StoreConfig, engine: &Engine) -> anyhow::Result<Option<Arc<Store>>> {
+    use anyhow::Context;
+    let Some(path) = &config.path else {
+        return Ok(None);
+    };
+    let store =
+        Store::open(path).with_context(|| format!("opening the store {}", path.display()))?;
+    let contents = store
+        .load()
+        .with_context(|| format!("reading the store {}", path.display()))?;
+    let n = contents
+        .install(engine)
+        .with_context(|| format!("adding the persistent objects of {}", path.display()))?;
+    tracing::info!(store = %path.display(), objects = n, "persistent objects loaded");
+    Ok(Some(Arc::new(store)))
+}

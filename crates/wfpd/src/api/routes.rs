@@ -1,0 +1,257 @@
+//! The `/v1` endpoints (`docs/api.md`): each turns a request into session calls and answers JSON.
+
+use std::time::Duration;
+
+use wfp_api::http::Message;
+use wfp_api::{
+    Added, BeginRequest, CalloutDto, CalloutView, FilterDto, FilterEnumRequest, FilterView, Key,
+    ProviderDto, SessionRequest, SessionView, StateView, SublayerDto, SublayerView, API_VERSION,
+};
+use wfp_core::engine::{
+    FilterEnumTemplate, ObjectEnumTemplate, ObjectRef, SessionSpec, SESSION_FLAG_DYNAMIC,
+    TXN_READ_ONLY,
+};
+use wfp_core::{CalloutSpec, FilterId, FilterSpec, Guid, ProviderSpec, SublayerSpec};
+
+use super::conn::{body, json, Answer, Conn, Failure};
+
+const OK: &[u8] = b"{\"ok\":true}";
+
+fn key(s: &str) -> Result<Guid, Failure> {
+    s.parse().map_err(|_| {
+        Failure::new(
+            400,
+            0x8032_0035,
+            "FWP_E_INVALID_PARAMETER",
+            format!("bad GUID {s:?}"),
+        )
+    })
+}
+
+fn filter_id(s: &str) -> Result<FilterId, Failure> {
+    s.parse().map(FilterId).map_err(|_| {
+        Failure::new(
+            400,
+            0x8032_0035,
+            "FWP_E_INVALID_PARAMETER",
+            format!("bad filter id {s:?}"),
+        )
+    })
+}
+
+/// Dispatches `/v1/<rest>`.
+pub(crate) fn route(c: &mut Conn<'_>, method: &str, rest: &[&str], m: &Message) -> Answer {
+    match (method, rest) {
+        ("GET", ["state"]) => state(c),
+        (_, ["filters", ..]) => filters(c, method, rest.get(1..).unwrap_or_default(), m),
+        (_, ["sublayers" | "providers" | "callouts", ..]) => objects(c, method, rest, m),
+        (_, ["session" | "sessions"]) => session(c, method, rest, m),
+        ("POST", ["txn", op]) => txn(c, op, m),
+        _ => Err(Failure::not_found(&format!(
+            "{method} /v1/{}",
+            rest.join("/")
+        ))),
+    }
+}
+
+fn state(c: &mut Conn<'_>) -> Answer {
+    let shared = c.shared;
+    let s = c.session()?;
+    let all = FilterEnumTemplate::default();
+    let view = StateView {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        api: API_VERSION.to_string(),
+        filters: s.filters(&all)?.len(),
+        sublayers: s.sublayers(&ObjectEnumTemplate::default())?.len(),
+        providers: s.providers()?.len(),
+        callouts: s.callouts(&ObjectEnumTemplate::default())?.len(),
+        sessions: shared.engine.sessions().len(),
+        persistent_objects: match &shared.store {
+            Some(store) => store
+                .count()
+                .map_err(|e| Failure::new(500, 0x8000_4005, "E_FAIL", e.to_string()))?,
+            None => 0,
+        },
+        policy_epoch: shared.engine.policy_summary().epoch,
+        net_events_dropped: shared
+            .engine
+            .stats()
+            .net_events_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+    };
+    json(&view)
+}
+
+fn filter_views(list: &[std::sync::Arc<wfp_core::RtFilter>]) -> Vec<FilterView> {
+    list.iter().map(|f| FilterView::from(&**f)).collect()
+}
+
+fn filters(c: &mut Conn<'_>, method: &str, rest: &[&str], m: &Message) -> Answer {
+    let s = c.session()?;
+    match (method, rest) {
+        ("GET", []) => json(&filter_views(&s.filters(&FilterEnumTemplate::default())?)),
+        ("POST", ["enum"]) => {
+            let t = FilterEnumTemplate::try_from(&body::<FilterEnumRequest>(m)?)?;
+            json(&filter_views(&s.filters(&t)?))
+        }
+        ("GET", [id]) => json(&FilterView::from(&*s.filter(filter_id(id)?)?)),
+        ("POST", []) => {
+            let spec = FilterSpec::try_from(&body::<FilterDto>(m)?)?;
+            let id = s.add_filter(spec)?;
+            let key = s.filter(id)?.key();
+            json(&Added {
+                key: Key(key),
+                id: Some(id.0),
+            })
+        }
+        ("DELETE", [id]) => {
+            s.delete_filter(filter_id(id)?)?;
+            Ok(OK.to_vec())
+        }
+        ("DELETE", ["key", k]) => {
+            s.delete(ObjectRef::Filter(key(k)?))?;
+            Ok(OK.to_vec())
+        }
+        _ => Err(Failure::not_found(&format!(
+            "{method} /v1/filters/{}",
+            rest.join("/")
+        ))),
+    }
+}
+
+fn objects(c: &mut Conn<'_>, method: &str, rest: &[&str], m: &Message) -> Answer {
+    let s = c.session()?;
+    let all = ObjectEnumTemplate::default();
+    match (method, rest) {
+        ("GET", ["sublayers"]) => json(
+            &s.sublayers(&all)?
+                .iter()
+                .map(SublayerView::from)
+                .collect::<Vec<_>>(),
+        ),
+        ("GET", ["providers"]) => json(
+            &s.providers()?
+                .iter()
+                .map(ProviderDto::from)
+                .collect::<Vec<_>>(),
+        ),
+        ("GET", ["callouts"]) => json(
+            &s.callouts(&all)?
+                .iter()
+                .map(CalloutView::from)
+                .collect::<Vec<_>>(),
+        ),
+        ("POST", ["sublayers"]) => {
+            let k = s.add_sublayer(SublayerSpec::from(&body::<SublayerDto>(m)?))?;
+            json(&Added {
+                key: Key(k),
+                id: None,
+            })
+        }
+        ("POST", ["providers"]) => {
+            let k = s.add_provider(ProviderSpec::from(&body::<ProviderDto>(m)?))?;
+            json(&Added {
+                key: Key(k),
+                id: None,
+            })
+        }
+        ("POST", ["callouts"]) => {
+            let spec = CalloutSpec::try_from(&body::<CalloutDto>(m)?)?;
+            let id = s.add_callout(spec)?;
+            let k = s
+                .callouts(&all)?
+                .into_iter()
+                .find(|c| c.id == id)
+                .map_or(Guid::NULL, |c| c.spec.key);
+            json(&Added {
+                key: Key(k),
+                id: Some(u64::from(id.0)),
+            })
+        }
+        ("DELETE", [kind, k]) => {
+            let k = key(k)?;
+            let object = match *kind {
+                "sublayers" => ObjectRef::Sublayer(k),
+                "providers" => ObjectRef::Provider(k),
+                _ => ObjectRef::Callout(k),
+            };
+            s.delete(object)?;
+            Ok(OK.to_vec())
+        }
+        _ => Err(Failure::not_found(&format!(
+            "{method} /v1/{}",
+            rest.join("/")
+        ))),
+    }
+}
+
+fn session(c: &mut Conn<'_>, method: &str, rest: &[&str], m: &Message) -> Answer {
+    match (method, rest) {
+        ("GET", ["sessions"]) => json(
+            &c.shared
+                .engine
+                .sessions()
+                .iter()
+                .map(SessionView::from)
+                .collect::<Vec<_>>(),
+        ),
+        ("GET", ["session"]) => {
+            let key = c.session()?.key();
+            session_view(c, key)
+        }
+        ("POST", ["session"]) => {
+            let req: SessionRequest = body(m)?;
+            if c.session.as_ref().is_some_and(|s| s.in_transaction()) {
+                return Err(wfp_core::FwpError::TxnInProgress.into());
+            }
+            // Reopening closes the previous session (its dynamic objects go).
+            c.session = None;
+            let s = c.open(SessionSpec {
+                key: req.key.map_or(Guid::NULL, |k| k.0),
+                name: req.name,
+                flags: if req.dynamic { SESSION_FLAG_DYNAMIC } else { 0 },
+                txn_wait_timeout: Duration::from_millis(req.txn_wait_ms),
+                ..SessionSpec::default()
+            })?;
+            let key = s.key();
+            session_view(c, key)
+        }
+        ("DELETE", ["session"]) => {
+            c.session = None;
+            Ok(OK.to_vec())
+        }
+        _ => Err(Failure::not_found(&format!(
+            "{method} /v1/{}",
+            rest.join("/")
+        ))),
+    }
+}
+
+fn session_view(c: &Conn<'_>, key: Guid) -> Answer {
+    let info = c
+        .shared
+        .engine
+        .sessions()
+        .into_iter()
+        .find(|i| i.spec.key == key);
+    let info = info.ok_or_else(|| Failure::new(500, 0x8000_4005, "E_FAIL", "session vanished"))?;
+    json(&SessionView::from(&info))
+}
+
+fn txn(c: &mut Conn<'_>, op: &str, m: &Message) -> Answer {
+    let s = c.session()?;
+    match op {
+        "begin" => {
+            let req: BeginRequest = if m.body.is_empty() {
+                BeginRequest::default()
+            } else {
+                body(m)?
+            };
+            s.begin(if req.read_only { TXN_READ_ONLY } else { 0 })?;
+        }
+        "commit" => s.commit()?,
+        "abort" => s.abort()?,
+        _ => return Err(Failure::not_found(&format!("POST /v1/txn/{op}"))),
+    }
+    Ok(OK.to_vec())
+}
