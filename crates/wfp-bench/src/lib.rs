@@ -22,5 +22,13 @@
 //!
 //! Module map:
 //! - [`classbench`] — ClassBench rule and trace files, as WFP filters and incoming values.
+//! - [`hard`] — the generator of hard sets (nearly every rule its own prefix-length/range shape).
+//! - [`linear`] — the benchmark baseline: a tight linear scan over pre-decoded rules.
+//!
+//! The `wfp-bench` binary (`src/bin/wfp-bench/`) measures one rule set end to end: lookups,
+//! build, memory, single-filter commits, a 1,000-filter transaction and a reader under a
+//! committing writer (`cargo run --release -p wfp-bench -- classbench RULES [TRACE] [--json]`).
 
 pub mod classbench;
+pub mod hard;
+pub mod linear;

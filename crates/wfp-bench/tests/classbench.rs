@@ -10,6 +10,21 @@ fn classbench_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/classbench")
 }
 
+/// Loads `rules` into an engine in one transaction; the committed sublayer's filters (one
+/// sublayer), in evaluation order.
+fn load(rules: &[classbench::Rule]) -> Vec<std::sync::Arc<wfp_core::RtFilter>> {
+    let engine = Engine::default();
+    let mut tx = engine.begin();
+    for (i, r) in rules.iter().enumerate() {
+        tx.add_filter(classbench::filter_spec(r, i, rules.len()))
+            .expect("filter is valid");
+    }
+    tx.commit();
+    let mut subs = sublayer_filters(&engine, classbench::LAYER);
+    assert_eq!(subs.len(), 1, "one sublayer");
+    subs.swap_remove(0)
+}
+
 #[test]
 fn classbench_acl1_1k_trace_equals_scan() {
     let dir = classbench_dir();
@@ -26,16 +41,7 @@ fn classbench_acl1_1k_trace_equals_scan() {
     let rules = classbench::parse_rules(&rules).expect("rules parse");
     let trace = classbench::parse_trace(&trace).expect("trace parses");
     assert_eq!(rules.len(), 878);
-    let engine = Engine::default();
-    let mut tx = engine.begin();
-    for (i, r) in rules.iter().enumerate() {
-        tx.add_filter(classbench::filter_spec(r, i, rules.len()))
-            .expect("filter is valid");
-    }
-    tx.commit();
-    let subs = sublayer_filters(&engine, classbench::LAYER);
-    assert_eq!(subs.len(), 1);
-    let filters = &subs[0];
+    let filters = &load(&rules);
     assert_eq!(filters.len(), rules.len());
     let index = Index::build(classbench::LAYER, filters).expect("layer");
     assert!(index.stats().tables > 0);
@@ -51,6 +57,78 @@ fn classbench_acl1_1k_trace_equals_scan() {
             let next = index.next_match(filters, &v, from);
             assert_eq!(next, scan(filters, &v, from), "{h:?} from {from}");
             from = next.map_or(filters.len(), |i| i + 1);
+        }
+    }
+}
+
+/// Every bundled rule set (fw1_100k in release builds only): its trace (or, without one, headers from rule corners), sampled so the
+/// debug-build run stays short (about 1,500 headers per set, all of them at 1k), each answer of the
+/// index compared with the tight linear scan over pre-decoded rules, and on a smaller sample with
+/// the engine's reference scan (first answer and the continued ones).
+#[test]
+fn every_bundled_classbench_set_equals_the_scans() {
+    use wfp_bench::{hard, linear::TightScan};
+    let dir = classbench_dir();
+    let sets = [
+        "acl1_1k", "fw1_1k", "ipc1_1k", "acl1_10k", "fw1_10k", "ipc1_10k", "fw1_100k",
+    ];
+    let mut ran = 0;
+    for name in sets {
+        // Loading 92k filters takes about a minute in a debug build: release builds only.
+        if name == "fw1_100k" && cfg!(debug_assertions) {
+            eprintln!("note: {name} compared only in release builds (cargo test --release)");
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(dir.join(name)) else {
+            eprintln!("note: {name} not found in {}; skipped", dir.display());
+            continue;
+        };
+        let rules = classbench::parse_rules(&text).expect("rules parse");
+        let headers = match std::fs::read_to_string(dir.join(format!("{name}_trace"))) {
+            Ok(t) => classbench::parse_trace(&t).expect("trace parses"),
+            Err(_) => hard::corner_headers(&rules, 1, 11),
+        };
+        let filters = &load(&rules);
+        assert_eq!(filters.len(), rules.len(), "{name}");
+        let index = Index::build(classbench::LAYER, filters).expect("layer");
+        let tight = TightScan::new(&rules);
+        let step = (headers.len() / 1_500).max(1);
+        for (k, h) in headers.iter().step_by(step).enumerate() {
+            let v = classbench::header_values(h);
+            let got = index.next_match(filters, &v, 0);
+            assert_eq!(got, tight.first_match(h), "{name}: {h:?}");
+            // The reference scan costs milliseconds at 100k in a debug build: a sample.
+            if k % (1 + rules.len() / 2_000) == 0 {
+                assert_eq!(got, scan(filters, &v, 0), "{name}: {h:?}");
+                let from = got.map_or(filters.len(), |i| i + 1);
+                assert_eq!(
+                    index.next_match(filters, &v, from),
+                    scan(filters, &v, from),
+                    "{name}: {h:?} from {from}"
+                );
+            }
+        }
+        ran += 1;
+    }
+    eprintln!("{ran} ClassBench sets compared");
+}
+
+/// A generated hard set (every rule its own shape): the index equals both scans.
+#[test]
+fn a_hard_set_equals_the_scans() {
+    use wfp_bench::{hard, linear::TightScan};
+    let rules = hard::generate(3_000, 5);
+    let headers = hard::corner_headers(&rules, 1, 6);
+    let filters = &load(&rules);
+    let index = Index::build(classbench::LAYER, filters).expect("layer");
+    let tight = TightScan::new(&rules);
+    for (k, h) in headers.iter().enumerate() {
+        let v = classbench::header_values(h);
+        let got = index.next_match(filters, &v, 0);
+        assert_eq!(got, tight.first_match(h), "{h:?}");
+        assert!(got.is_some_and(|i| i <= h.rule), "{h:?}");
+        if k % 10 == 0 {
+            assert_eq!(got, scan(filters, &v, 0), "{h:?}");
         }
     }
 }

@@ -24,8 +24,12 @@
 //! "skipped" line and a counter; a corrupt capture ends the replay with an error naming the byte
 //! offset, after the summary of what was read.
 //!
-//! Modules: [`classify`] (what-if cases), [`replay`] (captures through the engine).
+//! Modules: [`classify`] (what-if cases), [`replay`] (captures through the engine), [`driver`]
+//! (C callout drivers: `driver build`, `replay --driver`), [`mgmt`] (`show`, `add`, `delete`,
+//! `watch`: the running daemon through its management socket, `wfp-api`).
 
 pub mod classify;
+pub mod driver;
 mod explain;
+pub mod mgmt;
 pub mod replay;

@@ -5,6 +5,13 @@
 //!   wfpctl replay CAPTURE --policy POLICY.toml [--json] [--verdicts OUT.jsonl|-]
 //!                 [--permitted OUT.pcap|OUT.pcapng|-] [--blocked OUT.pcap|OUT.pcapng|-]
 //!                 [--output-format pcap|pcapng] [--local CIDR]... [--trace N]
+//!                 [--driver DRIVER.so]... [--verify]   (--policy optional with --driver)
+//!   wfpctl driver build SOURCES... -o DRIVER.so [-I DIR] [-D NAME[=V]] [--cflag FLAG]
+//!   wfpctl show state|filters|sublayers|providers|callouts|sessions [--json] [--socket PATH]
+//!   wfpctl add filter --layer L --action A [--condition FIELD=VALUE]... | --json FILE
+//!   wfpctl delete filter|sublayer|provider|callout ID|KEY
+//!   wfpctl watch [--json]
+//!   wfpctl apply POLICY.toml [--dry-run]
 //! ```
 //!
 //! `replay`: an output named `-` is standard output (at most one); the summary (table or `--json`)
@@ -18,12 +25,13 @@
 //! - 3 `classify`: some input lines were invalid (each reported with its line number; the rest
 //!   were classified); `replay`: the packet named by `--trace` is not an IP packet of the capture;
 //! - 4 `replay`: the capture is truncated or corrupt — the summary covers every packet before the
-//!   damage and the error names its byte offset.
+//!   damage and the error names its byte offset;
+//! - 5 `replay --driver ... --verify`: the Driver Verifier reported findings (printed on stderr).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use wfpctl::{classify, replay};
+use wfpctl::{classify, driver, mgmt, replay};
 
 /// Windows Filtering Platform semantics on Linux.
 #[derive(Parser)]
@@ -39,6 +47,18 @@ enum Command {
     Classify(classify::Args),
     /// Replay a capture through a policy: what would it have done to this traffic, and why?
     Replay(replay::Args),
+    /// C callout drivers: build WDK-style sources for `replay --driver`.
+    Driver(driver::Args),
+    /// List what the running daemon holds (through its management socket).
+    Show(mgmt::ShowArgs),
+    /// Add a filter to the running daemon.
+    Add(mgmt::AddArgs),
+    /// Delete an object from the running daemon.
+    Delete(mgmt::DeleteArgs),
+    /// Print the daemon's net events as they happen.
+    Watch(mgmt::WatchArgs),
+    /// Apply a policy file to the running daemon in one transaction (`--dry-run`: the diff).
+    Apply(mgmt::ApplyArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +66,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Classify(a) => classify::run(&a),
         Command::Replay(a) => replay::run(&a),
+        Command::Driver(a) => driver::run(&a),
+        Command::Show(a) => mgmt::show(&a),
+        Command::Add(a) => mgmt::add(&a),
+        Command::Delete(a) => mgmt::delete(&a),
+        Command::Watch(a) => mgmt::watch(&a),
+        Command::Apply(a) => mgmt::apply(&a),
     };
     match result {
         Ok(code) => code,

@@ -260,6 +260,7 @@ fn verdict_lines_follow_the_documented_schema() {
         "filter_id",
         "filter",
         "layers",
+        "tunnels",
     ];
     for (i, l) in verdict_lines(&verdicts).iter().enumerate() {
         let o = l.as_object().expect("object");

@@ -116,7 +116,7 @@ fn anomalies_capture() -> PathBuf {
             let frames: [(LinkType, u64, u32, &[u8]); 5] = [
                 (LinkType::ETHERNET, ts, 5, &[1, 2, 3, 4, 5]),
                 (LinkType::RAW, ts, 10, &bad_ip),
-                (LinkType::C_HDLC, ts, 4, &[0x0f, 0, 0x08, 0]),
+                (LinkType::IEEE802_11, ts, 4, &[0x08, 0, 0, 0]),
                 (LinkType::RAW, ts - 1_000_000_000, 10, &bad_ip),
                 (LinkType::RAW, ts, 120, &cut_ip),
             ];
@@ -196,6 +196,7 @@ fn described<'a>(j: &'a Json, cut: &'a Json) -> BTreeMap<&'static str, Vec<&'a J
     BTreeMap::from([
         ("Top level", vec![j, cut]),
         ("capture", vec![&j["capture"]]),
+        ("encapsulations", vec![&j["encapsulations"]]),
         ("policy", vec![&j["policy"]]),
         ("verdicts", vec![&j["verdicts"]]),
         ("layers[]", elements(&j["layers"])),

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wfp_callouts::Host;
-use wfp_core::Engine;
+use wfp_core::engine::FlowTracking;
+use wfp_core::{Engine, EngineOptions};
 use wfp_pcap::{CaptureFormat, CaptureReader};
 use wfp_policy::Policy;
 
@@ -56,9 +57,16 @@ pub struct Args {
     /// The capture: pcap or pcapng; Ethernet (VLAN), Linux cooked (SLL, SLL2), raw IP, BSD
     /// loopback. Other link types are skipped and reported.
     capture: PathBuf,
-    /// The policy file (TOML).
-    #[arg(long)]
-    policy: PathBuf,
+    /// The policy file (TOML). Optional with --driver (the drivers add their own filters).
+    #[arg(long, required_unless_present = "drivers")]
+    policy: Option<PathBuf>,
+    /// A C callout driver built by `wfpctl driver build` (repeatable): DriverEntry runs before
+    /// the replay, the unload routine after it; the Verifier's findings go to standard error.
+    #[arg(long = "driver", value_name = "DRIVER.so")]
+    drivers: Vec<PathBuf>,
+    /// Make any Driver Verifier finding an error (exit code 5).
+    #[arg(long, requires = "drivers")]
+    verify: bool,
     /// Print one JSON object instead of the summary table.
     #[arg(long)]
     json: bool,
@@ -88,6 +96,11 @@ pub struct Args {
     /// anything there. Mismatches are counted either way.
     #[arg(long)]
     verify_checksums: bool,
+    /// TCP flows need their handshake: segments of connections whose SYN was not captured start
+    /// no flow, one-sided connections are never established. By default they are picked up (ALE
+    /// reauthorization, a stream from the first byte seen).
+    #[arg(long)]
+    require_handshake: bool,
     /// Print the full arbitration trace of packet N (0-based, as in --verdicts).
     #[arg(long, value_name = "N")]
     trace: Option<u64>,
@@ -143,9 +156,21 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_USAGE));
     }
     let summary_to_stderr = !to_stdout.is_empty();
-    let policy = Policy::load(&args.policy).map_err(ReplayError::from)?;
     let host = Host::new();
-    let (engine, _) = policy.build_engine(&host).map_err(ReplayError::from)?;
+    // The shim announces every flow to the engine (flow_created / flow_ended), so a callout's
+    // FwpsFlowAbort0 ends the flow for real: its later packets are blocked (§6).
+    let engine = match &args.policy {
+        Some(path) => {
+            let mut policy = Policy::load(path).map_err(ReplayError::from)?;
+            policy.options.flow_tracking = FlowTracking::Announced;
+            policy.build_engine(&host).map_err(ReplayError::from)?.0
+        }
+        None => Arc::new(Engine::new(EngineOptions {
+            flow_tracking: FlowTracking::Announced,
+            ..EngineOptions::default()
+        })),
+    };
+    let drivers = crate::driver::load(&args.drivers, &engine, &host)?;
     let mut reader =
         CaptureReader::open(&args.capture).map_err(|source| ReplayError::CaptureOpen {
             path: args.capture.clone(),
@@ -166,7 +191,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         b.finish_and_clear();
     }
     report.capture = Some(args.capture.clone());
-    report.policy = Some(args.policy.clone());
+    report.policy.clone_from(&args.policy);
+    let findings = drivers.unload()?;
     print(args, &report, summary_to_stderr)?;
 
     if let Some(e) = &report.capture_error {
@@ -185,6 +211,10 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(EXIT_TRACE_NOT_FOUND));
     }
+    if args.verify && findings > 0 {
+        eprintln!("wfpctl: --verify: the driver verifier reported {findings} finding(s)");
+        return Ok(ExitCode::from(crate::driver::EXIT_VERIFIER));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -195,6 +225,7 @@ fn replayer(args: &Args, engine: Arc<Engine>, host: Host) -> Result<Replayer, Re
     };
     config.shim.local_networks.clone_from(&args.local);
     config.shim.parse.verify_ipv4_checksum = args.verify_checksums;
+    config.shim.require_handshake = args.require_handshake;
     let mut replayer = Replayer::new(engine, host, config);
     if let Some(path) = &args.verdicts {
         let (name, out): (PathBuf, Box<dyn Write>) = if is_stdout(path) {

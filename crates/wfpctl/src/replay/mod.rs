@@ -6,8 +6,10 @@
 //!   (pcap/pcapng)                │ 1. capture time → Timestamp; due flow timeouts first   │
 //!                                │ 2. decode_link: not IP / unsupported → skipped (counted)│
 //!                                │ 3. direction: SLL/SLL2 packet type, else Infer (--local)│
+//!                                │ 4. decap: tunnels → one packet per level (decap.rs)     │
 //!                                ▼                                                        │
-//!                          Shim::handle_packet ──► PacketVerdict (visits, filter, flow)    │
+//!                          Shim::handle_packet, per level ──► PacketVerdict per pass      │
+//!                                │ the first BLOCK, else the innermost PERMIT            │
 //!                                │                                                        │
 //!                                ├─► Summary counters (per verdict, per layer, per filter) │
 //!                                ├─► --verdicts: one JSON line (file or stdout)           │
@@ -39,12 +41,22 @@
 //! Direction: a Linux cooked capture's packet type decides (OUTGOING → outbound, HOST /
 //! BROADCAST / MULTICAST / OTHERHOST → inbound); otherwise the direction a pcapng file recorded
 //! (`epb_flags` inbound/outbound); otherwise [`ShimConfig::local_networks`] (`--local`), and
-//! failing that the side that sent a flow's first packet is the local side.
+//! failing that the side that sent a flow's first packet is the local side. A packet between two
+//! loopback addresses (whatever the capture recorded), or between two `--local` addresses, is
+//! loopback: classified on the sender's side, then on the receiver's
+//! ([`PacketDirection::Loopback`]; [`ShimConfig::loopback_once`]).
 //!
 //! Outputs: `--verdicts`, `--permitted` and `--blocked` take a file name or `-` (standard output;
 //! the summary then goes to standard error, see [`run`]). Captures are written by [`PcapSink`]:
 //! classic pcap, or pcapng for `*.pcapng` names and `--output-format pcapng` (one interface per
 //! link type, nanosecond timestamps, the replay's direction in `epb_flags`).
+//!
+//! Encapsulations (the `decap` module): PPPoE, MPLS, PBB, VLANs and the NFLOG / Cisco HDLC
+//! link types are link-layer headers, crossed on the way to the IP packet. Tunnels (GRE, VXLAN,
+//! Geneve, IPIP, 6in4, 4in6, 6in6) make one frame several packets: the outer one on the physical
+//! interface, each inner one on a tunnel interface of its own (`IF_TYPE_TUNNEL`, interface index
+//! [`TUNNEL_IFINDEX_BASE`] + n by first appearance), each through the shim; the frame is blocked
+//! if any of them is. What is not decoded is named in [`Report::encapsulations`] with a count.
 //!
 //! `--verdicts` lines (one JSON object per packet, in capture order):
 //!
@@ -53,15 +65,19 @@
 //! | `index` | 0-based packet index in the capture |
 //! | `ts_ns`, `time` | capture time: ns since the epoch, and `"<seconds>.<9 digits>"` |
 //! | `len` | bytes on the wire |
-//! | `direction` | `"inbound"` / `"outbound"` (null when skipped) |
+//! | `direction` | `"inbound"` / `"outbound"` / `"loopback"` (null when skipped) |
 //! | `flow` | the flow handle (FWPS flow id), or null |
 //! | `action` | `"PERMIT"`, `"BLOCK"`, `"ABSORB"` or `"SKIPPED"` |
 //! | `reason` | `"filter"`, `"no-match"`, `"malformed: …"`, a stream or refusal reason, or why it was skipped |
 //! | `layer` | where the deciding filter decided (else the last layer visited), WFP name |
 //! | `filter_id`, `filter` | the deciding filter's id and name, or null |
-//! | `layers` | every classify in order: `layer`, `action`, `decision` (`hard`/`soft`/`none`), `filter_id`, `filter`, `vetoed` |
+//! | `layers` | every classify in order (of every pass, in the order they ran): `layer`, `action`, `decision` (`hard`/`soft`/`none`), `filter_id`, `filter`, `vetoed` |
+//! | `tunnels` | the tunnels the frame was taken out of, outermost first: `kind` (`GRE`, `VXLAN`...), `ifindex` (the tunnel interface), `key` (GRE key / VNI, or null); empty for a plain frame |
+//! | `origin` | only on packets a callout changed or produced: `kind` `edited` (a captured packet a stream edit rewrote; written to `--permitted` with its edited bytes), `injected` or `released` (lines the `asyncs` module writes after the packet that made them due), `function`, `handles`, `depth` |
 
+mod asyncs;
 mod cli;
+mod decap;
 mod display;
 mod output;
 mod report;
@@ -86,9 +102,13 @@ use wfp_shim::{
 };
 
 pub use cli::{parse_cidr, replay_quiet, run, Args};
+pub use decap::{
+    IF_TYPE_PPP, IF_TYPE_TUNNEL, TUNNEL_IFINDEX_BASE, TUNNEL_TYPE_DIRECT, TUNNEL_TYPE_OTHER,
+};
 pub use output::{format_for_path, PcapSink, SinkReport};
 pub use report::{
-    Anomalies, Count, Example, FilterRow, FlowEnds, FlowSummary, LayerRow, Report, Verdicts,
+    Anomalies, Count, EncapsulationCounts, Example, FilterRow, FlowEnds, FlowSummary, LayerRow,
+    Report, Verdicts,
 };
 pub use trace::TracedPacket;
 
@@ -145,6 +165,10 @@ impl Default for ReplayConfig {
     fn default() -> Self {
         let mut shim = ShimConfig::default();
         shim.parse.verify_ipv4_checksum = false;
+        // A capture shows each loopback packet once, whatever direction it recorded: both sides.
+        shim.loopback_once = true;
+        // A pended operation a callout never completes is dropped after 5 s of capture time.
+        shim.pend_deadline = Some(Duration::from_secs(5));
         Self {
             shim,
             trace_packet: None,
@@ -177,6 +201,15 @@ impl Action {
     }
 }
 
+/// One frame being classified: what every pass over its packets shares.
+struct Frame {
+    now: Timestamp,
+    direction: PacketDirection,
+    truncated: bool,
+    index: u64,
+    wire: u64,
+}
+
 /// What the replay knows about a filter (from the engine, once at the start).
 #[derive(Clone, Debug)]
 pub(crate) struct FilterInfo {
@@ -204,8 +237,15 @@ pub struct Replayer {
     blocked: Option<PcapSink>,
     first_link_type: Option<LinkType>,
     line: Vec<u8>,
-    /// Reused for every packet (its visit list keeps its capacity).
-    verdict: PacketVerdict,
+    /// One verdict per packet of a frame (outermost first), reused for every frame (their visit
+    /// lists keep their capacity).
+    passes: Vec<PacketVerdict>,
+    /// The passes of the current frame, in the order they ran.
+    order: Vec<usize>,
+    /// Tunnel interfaces seen so far.
+    tunnels: decap::TunnelInterfaces,
+    /// Packets released or injected asynchronously ([`asyncs`]).
+    async_outputs: u64,
 }
 
 impl Replayer {
@@ -244,7 +284,10 @@ impl Replayer {
             blocked: None,
             first_link_type: None,
             line: Vec::with_capacity(512),
-            verdict: PacketVerdict::new(PacketDirection::Infer),
+            passes: vec![PacketVerdict::new(PacketDirection::Infer)],
+            order: Vec::with_capacity(wfp_pcap::MAX_ENCAP_DEPTH + 1),
+            tunnels: decap::TunnelInterfaces::default(),
+            async_outputs: 0,
         }
     }
 
@@ -270,6 +313,89 @@ impl Replayer {
 
     /// Replays one captured packet; returns its final verdict. Errors are output errors only.
     pub fn handle_packet(&mut self, p: &PacketRef<'_>) -> Result<Action, ReplayError> {
+        let (now, wire) = self.begin_frame(p);
+        let l3 = match p.decode_link() {
+            Ok(l3) => l3,
+            Err(e) => {
+                if let Some(name) = decap::unsupported_link(&e) {
+                    self.summary.unsupported(&name, wire);
+                }
+                let reason = self.summary.link_error(p.index, &e);
+                return self.skip(p, wire, &reason);
+            }
+        };
+        let mut found = decap::Found::default();
+        if !matches!(l3.protocol, NetworkProtocol::Ipv4 | NetworkProtocol::Ipv6) {
+            found.link(&l3);
+            self.summary.encapsulations(&found, wire);
+            return self.skip(p, wire, &summary::not_ip_reason(l3.protocol));
+        }
+        let direction = match l3.direction().or(p.direction) {
+            Some(wfp_pcap::Direction::Inbound) => PacketDirection::Inbound,
+            Some(wfp_pcap::Direction::Outbound) => PacketDirection::Outbound,
+            None => PacketDirection::Infer,
+        };
+        let levels = decap::levels(l3, &mut self.tunnels, &mut found);
+        self.summary.encapsulations(&found, wire);
+        let tracing = self.trace_packet == Some(p.index);
+        if tracing {
+            self.shim.set_trace(true);
+        }
+        let frame = Frame {
+            now,
+            direction,
+            // The snapshot length cut the frame (the link header survived, so the cut is in the
+            // IP packet or after it): classify it from the headers that were captured.
+            truncated: p.data.len() < p.orig_len as usize,
+            index: p.index,
+            wire,
+        };
+        let chosen = self.run_passes(&frame, &levels);
+        if tracing {
+            self.shim.set_trace(false);
+        }
+        // `levels` always holds the outermost packet, so pass `chosen` ran.
+        let Some(v) = self.passes.get(chosen) else {
+            return self.skip(p, wire, "no packet");
+        };
+        let action = match v.verdict {
+            Verdict::Permit => Action::Permit,
+            Verdict::Block => Action::Block,
+            Verdict::Absorb => Action::Absorb,
+        };
+        let (verdict_direction, traced) = (v.direction, tracing.then(|| v.clone()));
+        self.summary.verdict(v, action, wire);
+        if self.verdicts.is_some() {
+            self.write_verdict_line(p, wire, chosen, action, &levels)?;
+        }
+        let sink = match action {
+            Action::Permit => self.permitted.as_mut(),
+            Action::Block | Action::Absorb => self.blocked.as_mut(),
+            Action::Skip => None,
+        };
+        let edited = self
+            .passes
+            .get(chosen)
+            .and_then(|v| v.edited.as_ref())
+            .filter(|_| levels.len() == 1)
+            .map(|e| e.bytes.clone());
+        match (sink, edited) {
+            (Some(sink), Some(bytes)) => asyncs::write_ip(sink, now, &bytes, verdict_direction)?,
+            (Some(sink), None) => sink.write(p, &l3, verdict_direction)?,
+            (None, _) => {}
+        }
+        if let Some(v) = traced {
+            self.traced = Some(TracedPacket::new(p, wire, v, &self.filters));
+        }
+        self.drain_events(false);
+        self.apply_async(now)?;
+        self.drain_events(false);
+        Ok(action)
+    }
+
+    /// Capture time becomes the engine's and the callouts' time (due timeouts first); the frame is
+    /// counted. Returns the time and the frame's bytes on the wire.
+    fn begin_frame(&mut self, p: &PacketRef<'_>) -> (Timestamp, u64) {
         let now = Timestamp::from_nanos(p.timestamp_ns);
         if self.shim.poll_timeout().is_some_and(|t| t <= now) {
             self.shim.handle_timeout(now);
@@ -279,67 +405,61 @@ impl Replayer {
         self.first_link_type.get_or_insert(p.link_type);
         let wire = u64::from(p.orig_len).max(p.data.len() as u64);
         self.summary.packet(p, wire);
+        (now, wire)
+    }
 
-        let l3 = match p.decode_link() {
-            Ok(l3) => l3,
-            Err(e) => {
-                let reason = self.summary.link_error(p.index, &e);
-                self.summary.skip(&reason, wire);
-                self.write_skip_line(p, wire, &reason)?;
-                return Ok(Action::Skip);
+    /// Classifies every packet of a frame, in the order a host would meet them (inner first when
+    /// outbound, outer first otherwise), stopping at the first that is not permitted; returns the
+    /// index of the pass whose verdict is the frame's (see `decap.rs`).
+    fn run_passes(&mut self, frame: &Frame, levels: &decap::Levels<'_>) -> usize {
+        let n = levels.len();
+        while self.passes.len() < n {
+            self.passes.push(PacketVerdict::new(frame.direction));
+        }
+        self.order.clear();
+        let mut chosen = n.saturating_sub(1);
+        for step in 0..n {
+            let i = if frame.direction == PacketDirection::Outbound {
+                n - 1 - step
+            } else {
+                step
+            };
+            let (Some(level), Some(v)) = (levels.get(i), self.passes.get_mut(i)) else {
+                break;
+            };
+            let ctx = PacketContext {
+                ifindex: level.tunnel.map(|t| t.ifindex).or(level.l3.linux_ifindex),
+                truncated: frame.truncated,
+                interface: level
+                    .tunnel
+                    .map(decap::TunnelIf::interface)
+                    .or_else(|| decap::link_interface(&level.l3)),
+                ..PacketContext::default()
+            };
+            let packet = level.l3.network;
+            if i + 1 < n {
+                // A tunnel's outer packet: the physical interface's IP-packet layer only.
+                self.shim
+                    .handle_ip_packet_into(frame.now, frame.direction, packet, &ctx, v);
+            } else {
+                self.shim
+                    .handle_packet_into(frame.now, frame.direction, packet, &ctx, v);
             }
-        };
-        if !matches!(l3.protocol, NetworkProtocol::Ipv4 | NetworkProtocol::Ipv6) {
-            let reason = summary::not_ip_reason(l3.protocol);
-            self.summary.skip(&reason, wire);
-            self.write_skip_line(p, wire, &reason)?;
-            return Ok(Action::Skip);
+            self.summary.visits(frame.index, v, frame.wire);
+            self.order.push(i);
+            if v.verdict != Verdict::Permit {
+                chosen = i;
+                break;
+            }
         }
-        let direction = match l3.direction().or(p.direction) {
-            Some(wfp_pcap::Direction::Inbound) => PacketDirection::Inbound,
-            Some(wfp_pcap::Direction::Outbound) => PacketDirection::Outbound,
-            None => PacketDirection::Infer,
-        };
-        let ctx = PacketContext {
-            ifindex: l3.linux_ifindex,
-            // The snapshot length cut the frame (the link header survived, so the cut is in the
-            // IP packet or after it): classify it from the headers that were captured.
-            truncated: p.data.len() < p.orig_len as usize,
-            ..PacketContext::default()
-        };
-        let tracing = self.trace_packet == Some(p.index);
-        if tracing {
-            self.shim.set_trace(true);
-        }
-        let mut v = std::mem::replace(&mut self.verdict, PacketVerdict::new(direction));
-        self.shim
-            .handle_packet_into(now, direction, l3.network, &ctx, &mut v);
-        if tracing {
-            self.shim.set_trace(false);
-        }
-        let action = match v.verdict {
-            Verdict::Permit => Action::Permit,
-            Verdict::Block => Action::Block,
-            Verdict::Absorb => Action::Absorb,
-        };
-        self.summary.verdict(p.index, &v, action, wire);
-        if self.verdicts.is_some() {
-            self.write_verdict_line(p, wire, &v, action)?;
-        }
-        let sink = match action {
-            Action::Permit => self.permitted.as_mut(),
-            Action::Block | Action::Absorb => self.blocked.as_mut(),
-            Action::Skip => None,
-        };
-        if let Some(sink) = sink {
-            sink.write(p, &l3, v.direction)?;
-        }
-        if tracing {
-            self.traced = Some(TracedPacket::new(p, wire, v.clone(), &self.filters));
-        }
-        self.verdict = v;
-        self.drain_events(false);
-        Ok(action)
+        chosen
+    }
+
+    /// Counts and reports a frame that is not classified.
+    fn skip(&mut self, p: &PacketRef<'_>, wire: u64, reason: &str) -> Result<Action, ReplayError> {
+        self.summary.skip(reason, wire);
+        self.write_skip_line(p, wire, reason)?;
+        Ok(Action::Skip)
     }
 
     /// Ends every flow (flowDeleteFn for every context), closes the outputs and returns the
@@ -412,6 +532,8 @@ impl Replayer {
             filter_id: None,
             filter: None,
             layers: Vec::new(),
+            tunnels: Vec::new(),
+            origin: None,
         };
         emit(
             &mut self.verdicts,
@@ -425,14 +547,18 @@ impl Replayer {
         &mut self,
         p: &PacketRef<'_>,
         wire: u64,
-        v: &PacketVerdict,
+        chosen: usize,
         action: Action,
+        levels: &decap::Levels<'_>,
     ) -> Result<(), ReplayError> {
         let filters = &self.filters;
         let name = |id: Option<FilterId>| id.and_then(|id| filters.get(&id)).map(|f| &*f.name);
-        let layers = v
-            .visits
+        let passes = &self.passes;
+        let layers = self
+            .order
             .iter()
+            .filter_map(|&i| passes.get(i))
+            .flat_map(|v| v.visits.iter())
             .map(|visit| LayerLine {
                 layer: layer_name(visit.layer),
                 action: action_name(visit.action),
@@ -442,6 +568,18 @@ impl Replayer {
                 vetoed: visit.vetoed,
             })
             .collect();
+        let tunnels = levels
+            .iter()
+            .filter_map(|l| l.tunnel)
+            .map(|t| TunnelLine {
+                ifindex: t.ifindex,
+                key: t.key,
+                kind: t.kind.name(),
+            })
+            .collect();
+        let Some(v) = passes.get(chosen) else {
+            return Ok(());
+        };
         let line = VerdictLine {
             index: p.index,
             ts_ns: p.timestamp_ns,
@@ -456,6 +594,11 @@ impl Replayer {
             filter_id: v.filter.map(|f| f.0),
             filter: name(v.filter),
             layers,
+            tunnels,
+            origin: v
+                .edited
+                .as_ref()
+                .map(|e| asyncs::OriginLine::edited(&e.injectors)),
         };
         emit(
             &mut self.verdicts,
@@ -506,6 +649,18 @@ struct VerdictLine<'a> {
     filter_id: Option<u64>,
     filter: Option<&'a str>,
     layers: Vec<LayerLine<'a>>,
+    tunnels: Vec<TunnelLine>,
+    /// Set for a packet a stream edit rewrote (see `asyncs.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<asyncs::OriginLine>,
+}
+
+/// One tunnel a `--verdicts` line's frame was taken out of.
+#[derive(Serialize)]
+struct TunnelLine {
+    ifindex: u32,
+    key: Option<u32>,
+    kind: &'static str,
 }
 
 /// One layer visit in a `--verdicts` line.
@@ -574,6 +729,7 @@ pub(crate) fn direction_name(d: PacketDirection) -> &'static str {
         PacketDirection::Outbound => "outbound",
         PacketDirection::Forward => "forward",
         PacketDirection::Infer => "unknown",
+        PacketDirection::Loopback => "loopback",
     }
 }
 
@@ -588,6 +744,8 @@ pub(crate) fn reason_string(r: &Reason) -> String {
         Reason::ConnectionDropped => "connection dropped by a stream callout".into(),
         Reason::StreamOverlap => "stream overlap with different bytes".into(),
         Reason::ConnectionRefused => "segment of a connection refused at authorization".into(),
+        Reason::Pended => "pended".into(),
+        Reason::FlowAborted => "flow aborted by a callout".into(),
     }
 }
 

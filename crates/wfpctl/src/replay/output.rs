@@ -125,7 +125,9 @@ impl PcapSink {
                 let direction = match direction {
                     PacketDirection::Inbound => Some(Direction::Inbound),
                     PacketDirection::Outbound => Some(Direction::Outbound),
-                    PacketDirection::Forward | PacketDirection::Infer => None,
+                    PacketDirection::Forward
+                    | PacketDirection::Infer
+                    | PacketDirection::Loopback => None,
                 };
                 let orig_len = p
                     .orig_len

@@ -171,20 +171,32 @@ pub struct Anomalies {
     pub callout_panics: u64,
     /// Connections dropped by stream callouts.
     pub connections_dropped: u64,
+    /// TCP payload bytes sent before their connection's handshake completed (TCP Fast Open SYN
+    /// or SYN-ACK data, early server data): held, then indicated in order once established.
+    pub early_bytes: u64,
     /// Fragments the reassembler dropped.
     pub fragments_dropped: u64,
     /// IPv4 header checksums that do not verify (malformed only with `--verify-checksums`;
     /// otherwise classified and counted here, informational).
     pub ipv4_checksum_mismatches: u64,
+    /// IPv4 packets whose total length was 0 (segmentation offload): their length is the bytes
+    /// captured, as Wireshark reads them.
+    pub ipv4_zero_length: u64,
     /// The first few link errors.
     pub link_error_examples: Vec<Example>,
     /// Frames whose link-layer header is cut short or unusable (skipped).
     pub link_errors: u64,
+    /// Packets between two endpoints of this host (both addresses loopback, or both in `--local`
+    /// networks), classified on the sender's side and then on the receiver's.
+    pub loopback_packets: u64,
     /// IP packets the shim could not parse (they got the malformed verdict, BLOCK).
     pub malformed: u64,
     /// The first few malformed packets.
     pub malformed_examples: Vec<Example>,
-    /// Flows reauthorized after a policy change.
+    /// TCP connections picked up without their handshake (the capture starts mid-connection or
+    /// at the SYN-ACK), authorized as reauthorizations (MID_STREAM_INSPECTION).
+    pub midstream_flows: u64,
+    /// ALE reauthorizations: after a policy change, and of connections picked up mid-stream.
     pub reauthorizations: u64,
     /// Frames captured shorter than they were on the wire (snapshot length).
     pub snaplen_truncated: u64,
@@ -195,6 +207,9 @@ pub struct Anomalies {
     pub stream_bytes_missed: u64,
     /// TCP retransmissions / overlaps carrying different bytes (the first copy wins).
     pub stream_overlaps: u64,
+    /// TCP packets longer than the link MTU (1500; loopback excluded): super-segments captured
+    /// on a host with segmentation offload (TSO/GSO/GRO), accepted as they are.
+    pub super_segments: u64,
     /// Packets whose timestamp is earlier than the previous packet's.
     pub timestamps_backwards: u64,
     /// IP packets the snapshot length cut that were classified from their headers (their length
@@ -204,6 +219,18 @@ pub struct Anomalies {
     pub untracked: u64,
     /// Callout vetoes of a hard PERMIT.
     pub vetoes: u64,
+}
+
+/// Encapsulations met in the capture, by name: frames and their bytes on the wire. A frame
+/// counts once under each name it carried (see `decap.rs` for the names).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EncapsulationCounts {
+    /// Decoded: `PPPoE`, `MPLS`, `MPLS pseudowire`, `PBB`, `GRE`, `VXLAN`, `Geneve`, `IPIP`,
+    /// `6in4`, `4in6`, `6in6`.
+    pub decoded: BTreeMap<String, Count>,
+    /// Not decoded, each named: unsupported link types (`link type ...`), tunnel headers this
+    /// project does not take apart (`GRE protocol 0x88be`, ...), nesting past the bound.
+    pub unsupported: BTreeMap<String, Count>,
 }
 
 /// Everything a replay found. Serialises to the `--json` object (`docs/replay-json.md`).
@@ -237,6 +264,8 @@ pub struct Report {
     pub flows: FlowSummary,
     /// Anomalies.
     pub anomalies: Anomalies,
+    /// Encapsulations decoded and not decoded.
+    pub encapsulations: EncapsulationCounts,
     /// The `--trace` packet.
     pub traced: Option<TracedPacket>,
     /// Records of the built-in `wfp.flow-logger`, when the policy uses it.
@@ -296,6 +325,7 @@ impl Report {
                 packets: self.packets.packets,
                 path: self.capture.as_deref(),
             },
+            encapsulations: &self.encapsulations,
             error: self.capture_error.as_ref().map(|e| ErrorView {
                 message: e.to_string(),
                 offset: e.offset(),
@@ -342,6 +372,7 @@ impl Serialize for Report {
 pub(crate) struct ReportView<'a> {
     pub(crate) anomalies: &'a Anomalies,
     pub(crate) capture: CaptureView<'a>,
+    pub(crate) encapsulations: &'a EncapsulationCounts,
     /// Why reading stopped early, or null.
     pub(crate) error: Option<ErrorView>,
     pub(crate) filters: &'a [FilterRow],
@@ -577,6 +608,7 @@ mod tests {
             filters: Vec::new(),
             flows: FlowSummary::default(),
             anomalies: Anomalies::default(),
+            encapsulations: EncapsulationCounts::default(),
             traced: None,
             flow_log: Vec::new(),
             stream_reports: Vec::new(),

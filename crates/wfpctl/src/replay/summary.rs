@@ -10,10 +10,12 @@ use wfp_callouts::{FlowRecord, StreamReport};
 use wfp_core::{ActionType, Engine, FilterId, LayerId};
 use wfp_pcap::{CaptureError, LinkError, LinkType, NetworkProtocol, PacketRef};
 use wfp_shim::flow::EndReason;
-use wfp_shim::{PacketVerdict, Reason, ShimStats};
+use wfp_shim::{PacketVerdict, Reason, ShimStats, Verdict};
 
+use super::decap::Found;
 use super::report::{
-    Anomalies, Count, Example, FilterRow, FlowSummary, LayerRow, Report, Verdicts,
+    Anomalies, Count, EncapsulationCounts, Example, FilterRow, FlowSummary, LayerRow, Report,
+    Verdicts,
 };
 use super::trace::TracedPacket;
 use super::{Action, FilterInfo, SinkReport};
@@ -54,6 +56,7 @@ pub(crate) struct Summary {
     sparse_filters: HashMap<FilterId, FilterCounts>,
     flows: FlowSummary,
     anomalies: Anomalies,
+    encapsulations: EncapsulationCounts,
 }
 
 /// What the replayer hands over when the capture ends.
@@ -84,7 +87,23 @@ impl Summary {
             sparse_filters: HashMap::new(),
             flows: FlowSummary::default(),
             anomalies: Anomalies::default(),
+            encapsulations: EncapsulationCounts::default(),
         }
+    }
+
+    /// Counts the encapsulations one frame carried (each name once per frame).
+    pub(crate) fn encapsulations(&mut self, found: &Found, wire: u64) {
+        for name in &found.decoded {
+            add_count(&mut self.encapsulations.decoded, name, wire);
+        }
+        if let Some(name) = &found.unsupported {
+            add_count(&mut self.encapsulations.unsupported, name, wire);
+        }
+    }
+
+    /// Counts one frame under an encapsulation or link type that is not decoded.
+    pub(crate) fn unsupported(&mut self, name: &str, wire: u64) {
+        add_count(&mut self.encapsulations.unsupported, name, wire);
     }
 
     pub(crate) fn packet(&mut self, p: &PacketRef<'_>, wire: u64) {
@@ -123,24 +142,26 @@ impl Summary {
     }
 
     pub(crate) fn skip(&mut self, reason: &str, wire: u64) {
-        match self.skipped.get_mut(reason) {
-            Some(c) => c.add(wire),
-            None => {
-                let mut c = Count::default();
-                c.add(wire);
-                self.skipped.insert(reason.to_string(), c);
-            }
-        }
+        add_count(&mut self.skipped, reason, wire);
         self.verdicts.skipped.add(wire);
     }
 
-    pub(crate) fn verdict(&mut self, index: u64, v: &PacketVerdict, action: Action, wire: u64) {
+    /// A frame's final verdict: `v` is the pass that decided it (see `decap.rs`).
+    pub(crate) fn verdict(&mut self, v: &PacketVerdict, action: Action, wire: u64) {
         match action {
             Action::Permit => self.verdicts.permitted.add(wire),
             Action::Block => self.verdicts.blocked.add(wire),
             Action::Absorb => self.verdicts.absorbed.add(wire),
             Action::Skip => self.verdicts.skipped.add(wire),
         }
+        if let Some(id) = v.filter {
+            self.filter_mut(id).final_packets += 1;
+        }
+    }
+
+    /// One shim pass over a packet of the frame: its layer visits and filter decisions.
+    pub(crate) fn visits(&mut self, index: u64, v: &PacketVerdict, wire: u64) {
+        let absorbed = v.verdict == Verdict::Absorb;
         if let Reason::Malformed(m) = &v.reason {
             if self.anomalies.malformed_examples.len() < EXAMPLES {
                 self.anomalies.malformed_examples.push(Example {
@@ -154,7 +175,7 @@ impl Summary {
             if let Some(l) = self.layers.get_mut(usize::from(visit.layer.0)) {
                 match visit.action {
                     ActionType::PERMIT => l.permitted.add(wire),
-                    ActionType::BLOCK if i == last && action == Action::Absorb => {
+                    ActionType::BLOCK if i == last && absorbed => {
                         l.absorbed.add(wire);
                     }
                     ActionType::BLOCK => l.blocked.add(wire),
@@ -175,9 +196,6 @@ impl Summary {
             if visit.vetoed {
                 self.anomalies.vetoes += 1;
             }
-        }
-        if let Some(id) = v.filter {
-            self.filter_mut(id).final_packets += 1;
         }
     }
 
@@ -231,6 +249,7 @@ impl Summary {
             filters,
             flows: self.flows,
             anomalies: self.anomalies,
+            encapsulations: self.encapsulations,
             traced: fin.traced,
             flow_log: fin.flow_log,
             stream_reports: fin.stream_reports,
@@ -253,6 +272,11 @@ impl Summary {
         a.truncated_classified = s.truncated;
         a.stream_bytes_missed = s.stream_bytes_missed;
         a.ipv4_checksum_mismatches = s.ipv4_checksum_mismatches;
+        a.loopback_packets = s.loopback;
+        a.ipv4_zero_length = s.ipv4_zero_length;
+        a.super_segments = s.super_segments;
+        a.midstream_flows = s.midstream_flows;
+        a.early_bytes = s.early_bytes;
         a.callout_panics = engine.stats().callout_panics.load(Ordering::Relaxed);
     }
 
@@ -322,6 +346,18 @@ impl Summary {
     }
 }
 
+/// Adds one packet of `wire` bytes to `map[key]`.
+fn add_count(map: &mut BTreeMap<String, Count>, key: &str, wire: u64) {
+    match map.get_mut(key) {
+        Some(c) => c.add(wire),
+        None => {
+            let mut c = Count::default();
+            c.add(wire);
+            map.insert(key.to_string(), c);
+        }
+    }
+}
+
 /// The skip reason of a decoded frame that is not IP.
 pub(crate) fn not_ip_reason(p: NetworkProtocol) -> String {
     match p {
@@ -333,6 +369,8 @@ pub(crate) fn not_ip_reason(p: NetworkProtocol) -> String {
         }
         NetworkProtocol::OtherAddressFamily(f) => format!("not IP: address family {f}"),
         NetworkProtocol::OtherIpVersion(v) => format!("not IP: version nibble {v}"),
+        NetworkProtocol::OtherPppProtocol(p) => format!("not IP: PPP protocol {p:#06x}"),
+        NetworkProtocol::OtherMplsPayload(n) => format!("not IP: MPLS payload nibble {n}"),
         other => format!("not IP: {other:?}"),
     }
 }

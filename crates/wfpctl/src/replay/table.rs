@@ -18,6 +18,7 @@ const LOG_LINES: usize = 20;
 pub(crate) fn write(r: &ReportView<'_>, out: &mut dyn Write) -> io::Result<()> {
     write_header(r, out)?;
     write_verdicts(r, out)?;
+    write_encapsulations(r, out)?;
     write_layers(r, out)?;
     write_flows(r, out)?;
     write_filters(r, out)?;
@@ -90,6 +91,29 @@ fn write_verdicts(r: &ReportView<'_>, out: &mut dyn Write) -> io::Result<()> {
     for (reason, c) in r.skipped {
         writeln!(out, "  skipped: {reason}: {} packets", c.packets)?;
     }
+    writeln!(out)
+}
+
+/// Encapsulations decoded and not decoded, with their frames (nothing when there were none).
+fn write_encapsulations(r: &ReportView<'_>, out: &mut dyn Write) -> io::Result<()> {
+    let e = r.encapsulations;
+    if e.decoded.is_empty() && e.unsupported.is_empty() {
+        return Ok(());
+    }
+    let mut rows = vec![vec![
+        "encapsulation".into(),
+        "packets".into(),
+        "bytes".into(),
+    ]];
+    let decoded = e.decoded.iter().map(|(n, c)| (n.clone(), c));
+    let unsupported = e
+        .unsupported
+        .iter()
+        .map(|(n, c)| (format!("{n} (not decoded)"), c));
+    for (name, c) in decoded.chain(unsupported) {
+        rows.push(vec![name, c.packets.to_string(), c.bytes.to_string()]);
+    }
+    table(out, &rows, &[false, true, true], "")?;
     writeln!(out)
 }
 

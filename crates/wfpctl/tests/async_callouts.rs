@@ -1,0 +1,235 @@
+//! The asynchronous built-in callouts from a policy file, end to end through `wfpctl replay`
+//! (issue 12): a raw-IP capture written with wfp-pcap's writer, a policy naming the built-in with
+//! its parameters, and the `--permitted` capture read back: `wfp.pending-inspector` (connections
+//! held until the host's worker decides, packets re-injected as clones) and `wfp.stream-editor`
+//! (a pattern replaced by bytes of another length, inline and out-of-band).
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value as Json;
+use wfp_pcap::{CaptureReader, CaptureWriter, LinkType};
+use wfp_shim::wire::build::ip_packet;
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const PSH_ACK: u8 = 0x18;
+const CLIENT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40000);
+const SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), 80);
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wfpctl-async-callouts-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("tmp dir");
+    dir.join(name)
+}
+
+fn tcp(src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut seg = Vec::new();
+    seg.extend_from_slice(&src.port().to_be_bytes());
+    seg.extend_from_slice(&dst.port().to_be_bytes());
+    seg.extend_from_slice(&seq.to_be_bytes());
+    seg.extend_from_slice(&ack.to_be_bytes());
+    seg.extend_from_slice(&[5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    seg.extend_from_slice(payload);
+    ip_packet(src.ip(), dst.ip(), 6, &seg).expect("ipv4")
+}
+
+/// An HTTP-like exchange: handshake, a request carrying "foo", the reply.
+fn conversation() -> Vec<Vec<u8>> {
+    vec![
+        tcp(CLIENT, SERVER, 1000, 0, SYN, b""),
+        tcp(SERVER, CLIENT, 5000, 1001, SYN | ACK, b""),
+        tcp(CLIENT, SERVER, 1001, 5001, ACK, b""),
+        tcp(
+            CLIENT,
+            SERVER,
+            1001,
+            5001,
+            PSH_ACK,
+            b"GET /foo HTTP/1.0\r\n\r\n",
+        ),
+        tcp(
+            SERVER,
+            CLIENT,
+            5001,
+            1022,
+            PSH_ACK,
+            b"HTTP/1.0 200 OK\r\n\r\n",
+        ),
+    ]
+}
+
+fn write_capture(name: &str, packets: &[Vec<u8>]) -> PathBuf {
+    let path = tmp(name);
+    let mut w = CaptureWriter::create(&path, LinkType::RAW).expect("create");
+    for (i, p) in packets.iter().enumerate() {
+        let ts = 1_000_000_000 + i as u64 * 1_000_000;
+        w.write_packet(ts, p.len() as u32, p).expect("write");
+    }
+    w.finish().expect("flush");
+    path
+}
+
+/// Runs `wfpctl replay` on `packets` with `policy`; the summary, the verdict lines and the IP
+/// packets of `--permitted`.
+fn replay(name: &str, packets: &[Vec<u8>], policy: &str) -> (Json, Vec<Json>, Vec<Vec<u8>>) {
+    let capture = write_capture(&format!("{name}.pcap"), packets);
+    let policy_path = tmp(&format!("{name}.toml"));
+    fs::write(&policy_path, policy).expect("policy");
+    let permitted = tmp(&format!("{name}-permitted.pcap"));
+    let verdicts = tmp(&format!("{name}.jsonl"));
+    let s = |p: &Path| p.to_str().expect("utf8").to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_wfpctl"))
+        .args([
+            "replay",
+            &s(&capture),
+            "--policy",
+            &s(&policy_path),
+            "--json",
+        ])
+        .args(["--local", "10.0.0.1/32", "--no-progress"])
+        .args(["--permitted", &s(&permitted), "--verdicts", &s(&verdicts)])
+        .output()
+        .expect("run wfpctl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "wfpctl failed: {stderr}");
+    let summary: Json = serde_json::from_slice(&out.stdout).expect("json summary");
+    let lines = fs::read_to_string(&verdicts)
+        .expect("verdicts")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let mut reader = CaptureReader::open(&permitted).expect("permitted capture");
+    let mut ip = Vec::new();
+    while let Some(p) = reader.next_packet().expect("reads") {
+        ip.push(p.decode_link().expect("raw ip").network.to_vec());
+    }
+    (summary, lines, ip)
+}
+
+/// (seq, ack, payload) of an IPv4 TCP packet, checking both checksums.
+fn tcp_fields(p: &[u8]) -> (u32, u32, Vec<u8>) {
+    let parsed = wfp_shim::wire::parse(p).expect("valid packet and checksums");
+    let wfp_shim::wire::Transport::Tcp(t) = &parsed.transport else {
+        panic!("not TCP")
+    };
+    (t.seq, t.ack, p[t.payload.clone()].to_vec())
+}
+
+const INSPECTOR: &str = r#"
+[builtin."wfp.pending-inspector"]
+remote = "192.0.2.7"
+port = 80
+decision = "DECISION"
+
+[[filter]]
+name = "inspect connects"
+layer = "ALE_AUTH_CONNECT_V4"
+action = "CALLOUT_TERMINATING"
+callout = "wfp.pending-inspector"
+
+[[filter]]
+name = "inspect packets"
+layer = "OUTBOUND_TRANSPORT_V4"
+action = "CALLOUT_TERMINATING"
+callout = "wfp.pending-inspector"
+"#;
+
+#[test]
+fn pending_inspector_allow_reinjects_every_outbound_packet() {
+    let packets = conversation();
+    let (summary, lines, out) = replay(
+        "inspect-allow",
+        &packets,
+        &INSPECTOR.replace("DECISION", "allow"),
+    );
+    // Outbound packets come out as injected clones (same bytes), inbound ones as captured.
+    assert_eq!(out, packets, "{summary}");
+    let injected = lines
+        .iter()
+        .filter(|l| l["origin"]["kind"] == "injected")
+        .count();
+    assert_eq!(injected, 3);
+    assert!(lines
+        .iter()
+        .any(|l| l["reason"] == "pended" && l["action"] == "ABSORB"));
+}
+
+#[test]
+fn pending_inspector_block_refuses_the_connection() {
+    let (summary, lines, out) = replay(
+        "inspect-block",
+        &conversation(),
+        &INSPECTOR.replace("DECISION", "block"),
+    );
+    assert!(out.is_empty(), "nothing permitted: {summary}");
+    assert!(lines.iter().all(|l| l["action"] != "PERMIT"));
+}
+
+const EDITOR: &str = r#"
+[builtin."wfp.stream-editor"]
+pattern = "foo"
+replacement = "quux!"
+port = 80
+mode = "MODE"
+
+[[filter]]
+name = "edit http"
+layer = "STREAM_V4"
+action = "CALLOUT_TERMINATING"
+callout = "wfp.stream-editor"
+"#;
+
+fn check_edited(out: &[Vec<u8>]) {
+    let fields: Vec<_> = out.iter().map(|p| tcp_fields(p)).collect();
+    let request = fields
+        .iter()
+        .find(|f| f.2.starts_with(b"GET"))
+        .expect("the request");
+    assert_eq!(request.2, b"GET /quux! HTTP/1.0\r\n\r\n".to_vec());
+    assert_eq!(request.0, 1001);
+    let reply = fields
+        .iter()
+        .find(|f| f.2.starts_with(b"HTTP"))
+        .expect("the reply");
+    assert_eq!(
+        reply.1,
+        1022 + 2,
+        "the reply's acknowledgement follows the edit"
+    );
+}
+
+#[test]
+fn stream_editor_inline_rewrites_the_request() {
+    let (summary, lines, out) = replay(
+        "edit-inline",
+        &conversation(),
+        &EDITOR.replace("MODE", "inline"),
+    );
+    assert_eq!(out.len(), 5, "{summary}");
+    check_edited(&out);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["origin"]["kind"] == "edited")
+            .count(),
+        2,
+        "the request and the renumbered reply"
+    );
+}
+
+#[test]
+fn stream_editor_out_of_band_injects_the_edited_request() {
+    let (summary, lines, out) = replay(
+        "edit-oob",
+        &conversation(),
+        &EDITOR.replace("MODE", "out-of-band"),
+    );
+    assert_eq!(out.len(), 5, "{summary}");
+    check_edited(&out);
+    assert!(lines
+        .iter()
+        .any(|l| l["origin"]["kind"] == "injected" && l["origin"]["function"] == "stream"));
+}

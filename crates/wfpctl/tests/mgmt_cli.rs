@@ -1,0 +1,131 @@
+//! `wfpctl show|add|delete|apply` against a real management socket (wfpd's API server in
+//! process, no queues).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use wfp_core::Engine;
+use wfpd::api::{ApiConfig, Server};
+
+fn wfpctl(socket: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wfpctl"))
+        .args(args)
+        .arg("--socket")
+        .arg(socket)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wfpctl-mgmt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+const POLICY: &str = r#"
+[[sublayer]]
+name = "apply test"
+weight = 100
+
+[[filter]]
+name = "no telnet"
+layer = "ALE_AUTH_CONNECT_V4"
+sublayer = "apply test"
+action = "BLOCK"
+conditions = [ { field = "IP_REMOTE_PORT", value = 23 } ]
+"#;
+
+#[test]
+fn show_add_delete_and_apply_through_the_socket() {
+    let d = dir();
+    let engine = Arc::new(Engine::default());
+    let mut config = ApiConfig::default();
+    config.socket = Some(d.join("wfpd.sock"));
+    let server = Server::start(Arc::clone(&engine), None, config).unwrap();
+    let sock = server.path().to_path_buf();
+
+    let out = wfpctl(
+        &sock,
+        &[
+            "add",
+            "filter",
+            "--layer",
+            "ALE_AUTH_CONNECT_V4",
+            "--action",
+            "BLOCK",
+            "--name",
+            "cli",
+            "--condition",
+            "IP_REMOTE_ADDRESS=10.0.0.0/8",
+            "--condition",
+            "IP_PROTOCOL=tcp",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let id: u64 = text(&out)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let out = wfpctl(&sock, &["show", "filters"]);
+    let table = text(&out);
+    assert!(
+        table.contains("IP_REMOTE_ADDRESS EQUAL 10.0.0.0/255.0.0.0") && table.contains("cli"),
+        "{table}"
+    );
+    let out = wfpctl(&sock, &["show", "filters", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["id"], id);
+    let out = wfpctl(
+        &sock,
+        &["add", "filter", "--layer", "NOPE", "--action", "BLOCK"],
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("NOPE"),
+        "{}",
+        text(&out)
+    );
+
+    let policy = d.join("p.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let p = policy.to_str().unwrap();
+    let out = wfpctl(&sock, &["apply", p, "--dry-run"]);
+    let diff = text(&out);
+    assert!(
+        diff.contains("add      sublayer") && diff.contains("\"no telnet\""),
+        "{diff}"
+    );
+    assert_eq!(engine.filters().len(), 1, "a dry run changes nothing");
+    let out = wfpctl(&sock, &["apply", p]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(engine.filters().len(), 2);
+    let out = wfpctl(&sock, &["apply", p, "--dry-run"]);
+    assert!(
+        text(&out).contains("already has every object"),
+        "{}",
+        text(&out)
+    );
+
+    let out = wfpctl(&sock, &["delete", "filter", &id.to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(engine.filters().len(), 1);
+    let out = wfpctl(&sock, &["show", "sessions"]);
+    assert!(
+        text(&out).contains("root") || text(&out).contains("USER"),
+        "{}",
+        text(&out)
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&d);
+}
