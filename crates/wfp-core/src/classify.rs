@@ -16,7 +16,7 @@ use crate::catalogue::{self, LayerId};
 use crate::constants::{
     ActionType, CalloutFlags, ClassifyOutFlags, ConditionFlags, Rights, RtFilterFlags, StreamAction,
 };
-use crate::engine::{Engine, NetEvent, NetEventKind, Registered};
+use crate::engine::{DecisionSummary, Engine, NetEvent, NetEventKind, Registered};
 use crate::filter::{CalloutId, FilterId, RtFilter};
 use crate::guid::Guid;
 use crate::redirect::RedirectSlot;
@@ -247,6 +247,28 @@ struct State {
     flags: ClassifyOutFlags,
     vetoed: bool,
     stream: Option<StreamVerdict>,
+    /// The deciding filter's callout and the hard permit a veto overrode (for net events).
+    deciding_callout: Option<CalloutId>,
+    overridden: Option<FilterId>,
+    /// Matching filters considered.
+    considered: u32,
+}
+
+impl State {
+    /// Before any filter: NONE_NO_MATCH with the write right.
+    fn new() -> Self {
+        Self {
+            action: ActionType::NONE_NO_MATCH,
+            write: true,
+            deciding: None,
+            flags: ClassifyOutFlags::default(),
+            vetoed: false,
+            stream: None,
+            deciding_callout: None,
+            overridden: None,
+            considered: 0,
+        }
+    }
 }
 
 /// Where a PERMIT/BLOCK came from (for the trace).
@@ -340,14 +362,7 @@ impl Engine {
     ) -> (ClassifyResult, Option<u64>) {
         let snapshot = self.snapshot.load();
         let epoch = snapshot.epoch;
-        let mut st = State {
-            action: ActionType::NONE_NO_MATCH,
-            write: true,
-            deciding: None,
-            flags: ClassifyOutFlags::default(),
-            vetoed: false,
-            stream: None,
-        };
+        let mut st = State::new();
         let Some(view) = snapshot.layers.get(usize::from(layer.0)) else {
             return (finish(st), Some(epoch));
         };
@@ -371,6 +386,7 @@ impl Engine {
                 }
                 from = i + 1;
                 let Some(f) = sub.filters.get(i) else { break };
+                st.considered = st.considered.saturating_add(1);
                 let before = (st.action, st.write);
                 let table: &[Option<Arc<Registered>>] = if f.action.is_callout() {
                     pure = false;
@@ -414,8 +430,9 @@ impl Engine {
                 t.not_matched += sub.filters.len().saturating_sub(from);
             }
         }
-        // A static veto raises a net event: not something a cached answer would repeat.
-        let reusable = (pure && !st.vetoed).then_some(epoch);
+        // A veto or a classify net event is not something a cached answer would repeat.
+        let recorded = self.record_classify(&st, layer, flow);
+        let reusable = (pure && !st.vetoed && !recorded).then_some(epoch);
         (finish(st), reusable)
     }
 
@@ -671,6 +688,9 @@ impl Engine {
                 overridden_filter_id: None,
                 callout_id: Some(reg.id),
                 flow,
+                seq: 0,
+                time: None,
+                decision: None,
             });
             return Invocation::Panicked;
         }
@@ -728,6 +748,7 @@ impl Engine {
                     st.action = res;
                     st.write = !clears;
                     st.deciding = Some(f.filter_id);
+                    st.deciding_callout = f.callout_id;
                     st.flags = if res == ActionType::BLOCK {
                         flags
                     } else {
@@ -771,9 +792,15 @@ impl Engine {
         st.action = ActionType::BLOCK;
         st.write = false;
         st.deciding = Some(f.filter_id);
+        st.deciding_callout = f.callout_id;
+        st.overridden = overridden;
         st.flags = flags;
         st.vetoed = true;
         self.stats.vetoes.fetch_add(1, Ordering::Relaxed);
+        // §11.5: a BLOCK with ABSORB is silent, a veto included (T-ARB-15).
+        if flags.contains(ClassifyOutFlags::ABSORB) {
+            return StepOutcome::Veto;
+        }
         self.push_event(NetEvent {
             kind: NetEventKind::Veto,
             layer,
@@ -781,8 +808,49 @@ impl Engine {
             overridden_filter_id: overridden,
             callout_id: f.callout_id,
             flow,
+            seq: 0,
+            time: None,
+            decision: None,
         });
         StepOutcome::Veto
+    }
+}
+
+impl Engine {
+    /// §11.5 / T-MGMT-13: a classify ending in a BLOCK records FWPM_NET_EVENT_TYPE_CLASSIFY_DROP
+    /// with the blocking filter and layer, unless the BLOCK carries ABSORB (silent, T-ARB-15);
+    /// a PERMIT records CLASSIFY_ALLOW only with the CLASSIFY_ALLOW keyword. True when recorded.
+    fn record_classify(&self, st: &State, layer: LayerId, flow: Option<u64>) -> bool {
+        let kind = if st.action == ActionType::BLOCK {
+            if st.flags.contains(ClassifyOutFlags::ABSORB) {
+                return false;
+            }
+            NetEventKind::ClassifyDrop
+        } else if st.action == ActionType::PERMIT {
+            NetEventKind::ClassifyAllow
+        } else {
+            return false;
+        };
+        if !self.wants_classify_event(kind == NetEventKind::ClassifyDrop) {
+            return false;
+        }
+        self.push_event(NetEvent {
+            filter_id: st.deciding,
+            overridden_filter_id: st.overridden,
+            callout_id: st.deciding_callout,
+            flow,
+            decision: Some(DecisionSummary {
+                hardness: if st.write {
+                    Hardness::Soft
+                } else {
+                    Hardness::Hard
+                },
+                vetoed: st.vetoed,
+                filters_considered: st.considered,
+            }),
+            ..NetEvent::new(kind, layer)
+        });
+        true
     }
 }
 

@@ -445,12 +445,48 @@ pub enum Direction {
     Inbound = 1,
 }
 
-/// `FWPM_NET_EVENT_TYPE` values this engine produces (§11.5).
+/// `FWPM_NET_EVENT_TYPE` values (§11.5); the engine produces CLASSIFY_DROP and CLASSIFY_ALLOW.
 pub mod net_event_type {
+    /// FWPM_NET_EVENT_TYPE_IKEEXT_MM_FAILURE.
+    pub const IKEEXT_MM_FAILURE: u32 = 0;
+    /// FWPM_NET_EVENT_TYPE_IKEEXT_QM_FAILURE.
+    pub const IKEEXT_QM_FAILURE: u32 = 1;
+    /// FWPM_NET_EVENT_TYPE_IKEEXT_EM_FAILURE.
+    pub const IKEEXT_EM_FAILURE: u32 = 2;
     /// FWPM_NET_EVENT_TYPE_CLASSIFY_DROP.
     pub const CLASSIFY_DROP: u32 = 3;
+    /// FWPM_NET_EVENT_TYPE_IPSEC_KERNEL_DROP.
+    pub const IPSEC_KERNEL_DROP: u32 = 4;
+    /// FWPM_NET_EVENT_TYPE_IPSEC_DOSP_DROP.
+    pub const IPSEC_DOSP_DROP: u32 = 5;
     /// FWPM_NET_EVENT_TYPE_CLASSIFY_ALLOW.
     pub const CLASSIFY_ALLOW: u32 = 6;
+    /// FWPM_NET_EVENT_TYPE_CAPABILITY_DROP.
+    pub const CAPABILITY_DROP: u32 = 7;
+    /// FWPM_NET_EVENT_TYPE_CAPABILITY_ALLOW.
+    pub const CAPABILITY_ALLOW: u32 = 8;
+    /// FWPM_NET_EVENT_TYPE_CLASSIFY_DROP_MAC.
+    pub const CLASSIFY_DROP_MAC: u32 = 9;
+    /// FWPM_NET_EVENT_TYPE_LPM_PACKET_ARRIVAL.
+    pub const LPM_PACKET_ARRIVAL: u32 = 10;
+    /// FWPM_NET_EVENT_TYPE_MAX.
+    pub const MAX: u32 = 11;
+}
+
+/// `FWPM_NET_EVENT_KEYWORD_*` bits (§11.5), for `EngineOptions::net_event_keywords`.
+pub mod net_event_keyword {
+    /// FWPM_NET_EVENT_KEYWORD_INBOUND_MCAST.
+    pub const INBOUND_MCAST: u32 = 0x1;
+    /// FWPM_NET_EVENT_KEYWORD_INBOUND_BCAST.
+    pub const INBOUND_BCAST: u32 = 0x2;
+    /// FWPM_NET_EVENT_KEYWORD_CAPABILITY_DROP.
+    pub const CAPABILITY_DROP: u32 = 0x4;
+    /// FWPM_NET_EVENT_KEYWORD_CAPABILITY_ALLOW.
+    pub const CAPABILITY_ALLOW: u32 = 0x8;
+    /// FWPM_NET_EVENT_KEYWORD_CLASSIFY_ALLOW: record CLASSIFY_ALLOW events.
+    pub const CLASSIFY_ALLOW: u32 = 0x10;
+    /// FWPM_NET_EVENT_KEYWORD_PORT_SCANNING_DROP.
+    pub const PORT_SCANNING_DROP: u32 = 0x20;
 }
 
 /// Filter weight constants (§7.2).

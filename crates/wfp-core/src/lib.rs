@@ -69,8 +69,8 @@ pub use constants::{
     StreamAction,
 };
 pub use engine::{
-    Engine, EngineOptions, FlowEvent, FlowStatus, FlowTracking, NetEvent, NetEventKind,
-    PolicySummary, Reauthorization, Transaction,
+    DecisionSummary, Engine, EngineOptions, FlowEvent, FlowStatus, FlowTracking, NetEvent,
+    NetEventEnumTemplate, NetEventKind, PolicySummary, Reauthorization, Transaction,
 };
 pub use filter::{
     CalloutId, CalloutSpec, FilterId, FilterSpec, ProviderSpec, RtFilter, SublayerSpec, WeightSpec,

@@ -286,8 +286,9 @@ fn check_packets(
         let got = ModelOutcome::observe(&r, &trace);
         let want = arbitrate(&model_for(policy, placed, p));
         prop_assert_eq!(got, want, "packet {:?}; engine trace {:#?}", p, trace.steps);
-        // The same answer without a trace, reusable exactly when no callout filter was reached
-        // and nothing was vetoed, under the current epoch.
+        // The same answer without a trace, reusable exactly when no callout filter was reached,
+        // nothing was vetoed and no CLASSIFY_DROP was recorded (§11.5: each drop records its
+        // event), under the current epoch.
         let (again, reusable) = h.engine().classify_cacheable(
             LAYER,
             &values,
@@ -296,7 +297,11 @@ fn check_packets(
         );
         prop_assert_eq!(&again, &r);
         let callout_reached = trace.steps.iter().any(|s| s.action_type.is_callout());
-        prop_assert_eq!(reusable.is_some(), !callout_reached && !r.vetoed);
+        let drop_recorded = r.action == ActionType::BLOCK && !r.absorbed();
+        prop_assert_eq!(
+            reusable.is_some(),
+            !callout_reached && !r.vetoed && !drop_recorded
+        );
         if let Some(epoch) = reusable {
             prop_assert_eq!(epoch, h.engine().policy_summary().epoch);
         }

@@ -263,12 +263,10 @@ fn net_events_stream_to_subscribers() {
     let stream = Client::connect(server.path()).unwrap().events().unwrap();
     let reader = std::thread::spawn(move || stream.take(2).collect::<Vec<_>>());
     let event = NetEvent {
-        kind: NetEventKind::Veto,
-        layer: layers::ALE_AUTH_CONNECT_V4,
         filter_id: Some(wfp_core::FilterId(7)),
         overridden_filter_id: Some(wfp_core::FilterId(3)),
-        callout_id: None,
         flow: Some(99),
+        ..NetEvent::new(NetEventKind::Veto, layers::ALE_AUTH_CONNECT_V4)
     };
     // Publish until the subscription is in place, then once more.
     let got = loop {

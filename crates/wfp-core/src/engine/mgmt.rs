@@ -368,6 +368,9 @@ impl Engine {
                     overridden_filter_id: None,
                     callout_id: Some(callout),
                     flow: None,
+                    seq: 0,
+                    time: None,
+                    decision: None,
                 });
                 Some(Status::UNSUCCESSFUL)
             }

@@ -15,11 +15,11 @@ mod enumerate;
 mod flows;
 mod live;
 mod mgmt;
+mod netevents;
 mod registry;
 mod session;
 mod teardown;
 
-use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,6 +33,7 @@ pub use enumerate::{
 };
 pub use live::{FlowEvent, FlowStatus, FlowTracking, Reauthorization};
 pub use mgmt::{CalloutObject, ProviderObject, SublayerObject, Transaction};
+pub use netevents::{DecisionSummary, NetEvent, NetEventEnumTemplate, NetEventKind};
 pub use session::{
     ObjectRef, PersistHook, PersistentChange, Session, SessionInfo, SessionOwner, SessionSpec,
     DEFAULT_TXN_WAIT, SESSION_FLAG_DYNAMIC, TXN_READ_ONLY,
@@ -40,7 +41,7 @@ pub use session::{
 
 use crate::callout::CalloutRegistration;
 use crate::catalogue::{self, LayerId};
-use crate::filter::{CalloutId, FilterId, RtFilter};
+use crate::filter::{CalloutId, RtFilter};
 use crate::guid::Guid;
 use crate::status::Status;
 pub(crate) use flows::FlowContexts;
@@ -53,6 +54,11 @@ pub struct EngineOptions {
     pub static_veto: bool,
     /// Net events kept in the ring before the oldest is dropped.
     pub net_event_capacity: usize,
+    /// FWPM_ENGINE_COLLECT_NET_EVENTS (§11.5): record net events at all. Default on.
+    pub collect_net_events: bool,
+    /// FWPM_ENGINE_NET_EVENT_MATCH_ANY_KEYWORDS: `FWPM_NET_EVENT_KEYWORD_*` bits
+    /// ([`crate::constants::net_event_keyword`]); CLASSIFY_ALLOW (0x10) records allows. Default 0.
+    pub net_event_keywords: u32,
     /// Whether the data path announces flows ([`FlowTracking`]).
     pub flow_tracking: FlowTracking,
     /// Injections a packet may go through; a deeper injection is a counted drop
@@ -65,39 +71,12 @@ impl Default for EngineOptions {
         Self {
             static_veto: false,
             net_event_capacity: 4096,
+            collect_net_events: true,
+            net_event_keywords: 0,
             flow_tracking: FlowTracking::Implicit,
             max_injection_depth: 8,
         }
     }
-}
-
-/// What a net event reports (a subset of FWPM_NET_EVENT_TYPE plus engine diagnostics).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum NetEventKind {
-    /// A BLOCK overrode a hard PERMIT (audit 5153 "packet vetoed").
-    Veto,
-    /// A callout panicked; it was treated as unregistered for that classify.
-    CalloutPanic,
-    /// A callout's flowDeleteFn or notifyFn panicked.
-    CallbackPanic,
-}
-
-/// A net event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NetEvent {
-    /// Kind.
-    pub kind: NetEventKind,
-    /// Layer of the classify.
-    pub layer: LayerId,
-    /// The filter involved (the vetoing filter for a veto).
-    pub filter_id: Option<FilterId>,
-    /// The filter whose hard permit was vetoed.
-    pub overridden_filter_id: Option<FilterId>,
-    /// The callout involved.
-    pub callout_id: Option<CalloutId>,
-    /// The flow handle, when the layer has one.
-    pub flow: Option<u64>,
 }
 
 /// Counters, readable at any time.
@@ -109,7 +88,8 @@ pub struct EngineStats {
     pub callout_panics: AtomicU64,
     /// notifyFn / flowDeleteFn panics contained.
     pub callback_panics: AtomicU64,
-    /// Net events dropped because the ring was full.
+    /// Net events lost: pushed out of the full ring (or refused by a zero-capacity one) before
+    /// [`Engine::drain_net_events`] returned them.
     pub net_events_dropped: AtomicU64,
 }
 
@@ -175,7 +155,7 @@ pub struct Engine {
     pub(crate) mgmt: Mutex<mgmt::Mgmt>,
     pub(crate) registry: Registry,
     pub(crate) flows: FlowContexts,
-    events: Mutex<VecDeque<NetEvent>>,
+    pub(crate) net_events: netevents::NetEventRing,
     pub(crate) stats: EngineStats,
     pub(crate) pend: crate::pend::PendTable,
     pub(crate) inject: crate::inject::InjectTable,
@@ -208,7 +188,7 @@ impl Engine {
             mgmt: Mutex::new(mgmt::Mgmt::new()),
             registry: Registry::new(),
             flows: FlowContexts::new(),
-            events: Mutex::new(VecDeque::new()),
+            net_events: netevents::NetEventRing::default(),
             stats: EngineStats::default(),
             pend: crate::pend::PendTable::default(),
             inject: crate::inject::InjectTable::default(),
@@ -229,22 +209,6 @@ impl Engine {
     /// Counters.
     pub fn stats(&self) -> &EngineStats {
         &self.stats
-    }
-
-    /// Takes the queued net events, oldest first.
-    pub fn drain_net_events(&self) -> Vec<NetEvent> {
-        self.events.lock().drain(..).collect()
-    }
-
-    pub(crate) fn push_event(&self, e: NetEvent) {
-        let mut q = self.events.lock();
-        if q.len() >= self.options.net_event_capacity {
-            q.pop_front();
-            self.stats
-                .net_events_dropped
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        q.push_back(e);
     }
 
     /// True when no filter exists at `layer` (a classify there returns NONE_NO_MATCH without looking
@@ -438,6 +402,9 @@ impl Engine {
                     overridden_filter_id: None,
                     callout_id: Some(callout),
                     flow: None,
+                    seq: 0,
+                    time: None,
+                    decision: None,
                 });
             }
         }

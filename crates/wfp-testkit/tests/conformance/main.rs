@@ -15,4 +15,5 @@ mod s14_6_injection;
 mod s14_7_stream;
 mod s14_8_pend;
 mod s14_9_mgmt;
+mod s14_9_net_events;
 mod teardown;

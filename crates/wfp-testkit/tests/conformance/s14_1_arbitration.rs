@@ -2,6 +2,8 @@
 //! PERMIT" half of T-ARB-10 and the "not indicated at the discard layer" half of T-ARB-15 belong to
 //! the data paths (`wfp-shim`); here the engine's side is checked.
 
+use std::sync::atomic::Ordering;
+
 use wfp_core::{EngineOptions, NetEventKind};
 use wfp_testkit::prelude::*;
 
@@ -341,19 +343,40 @@ fn t_arb_14_callout_permit_with_clear_action_right_is_hard() {
     assert_eq!(inv[0].rights_after, Some(Rights::default()));
 }
 
-/// §14.1 T-ARB-15 (§2.5 ABSORB): BLOCK + FWPS_CLASSIFY_OUT_FLAG_ABSORB at INBOUND_TRANSPORT: the
-/// result is absorbed and no net event is produced.
+/// §14.1 T-ARB-15 (§2.5 ABSORB, §11.5): BLOCK + FWPS_CLASSIFY_OUT_FLAG_ABSORB at INBOUND_TRANSPORT:
+/// the result is absorbed and no net event is produced — while the same BLOCK without ABSORB does
+/// produce a CLASSIFY_DROP (so the silence is the ABSORB's doing), and a vetoing BLOCK + ABSORB
+/// produces neither a veto nor a drop event.
 #[test]
 fn t_arb_15_block_with_absorb_is_silent() {
+    for absorb in [false, true] {
+        let h = Harness::new();
+        let layer = layers::INBOUND_TRANSPORT_V4;
+        let (f, _) = crate::s14_9_net_events::block_callout(&h, layer, absorb);
+        let (r, _) = classify!(h, at INBOUND_TRANSPORT_V4, any_tcp() => Block(Hard), by f);
+        assert_eq!(r.absorbed(), absorb);
+        crate::s14_9_net_events::expect_drop_unless_absorbed(&h, absorb, f, layer);
+    }
+
+    // A callout veto of a hard permit, with ABSORB: silent as well (no 5153-style veto event).
     let h = Harness::new();
-    let layer = layers::INBOUND_TRANSPORT_V4;
-    let sl = h.sublayer("one", 1);
-    let c = ScriptedCallout::forcing(ActionType::BLOCK, true, ClassifyOutFlags::ABSORB).build();
-    let (f, _) = h.callout_filter(layer, sl, 1, ActionType::CALLOUT_TERMINATING, &c);
-    let (r, _) = classify!(h, at INBOUND_TRANSPORT_V4, any_tcp() => Block(Hard), by f);
-    assert!(r.absorbed());
-    assert!(r.flags.contains(ClassifyOutFlags::ABSORB));
-    assert!(h.engine().drain_net_events().is_empty());
+    let (_, vetoer, _) = figure_setup(&h, true, |h, sl| {
+        let c = ScriptedCallout::forcing(ActionType::BLOCK, true, ClassifyOutFlags::ABSORB).build();
+        h.callout_filter(
+            layers::ALE_AUTH_RECV_ACCEPT_V4,
+            sl,
+            10,
+            ActionType::CALLOUT_TERMINATING,
+            &c,
+        )
+        .0
+    });
+    let (r, _) = h.expect(layers::ALE_AUTH_RECV_ACCEPT_V4, iis_port_80(), Block(Hard));
+    assert!(r.vetoed && r.absorbed());
+    assert_eq!(r.deciding_filter, Some(vetoer));
+    assert_eq!(h.engine().stats().vetoes.load(Ordering::Relaxed), 1);
+    let events = h.engine().drain_net_events();
+    assert!(events.is_empty(), "{events:?}");
 }
 
 /// §14.1 T-ARB-16 (§7.4 "no cross-layer arbitration"): a hard permit at ALE_AUTH_CONNECT does not
@@ -390,9 +413,12 @@ fn decision_1_static_veto_switch() {
     assert!(r.vetoed);
     assert_eq!(r.deciding_filter, Some(block));
     let events = h.engine().drain_net_events();
-    assert_eq!(events.len(), 1, "{events:?}");
+    // The veto, then the drop it caused (§11.5).
+    assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[0].kind, NetEventKind::Veto);
     assert_eq!(events[0].overridden_filter_id, Some(permit));
+    assert_eq!(events[1].kind, NetEventKind::ClassifyDrop);
+    assert_eq!(events[1].filter_id, Some(block));
 
     let h = Harness::with_options(EngineOptions {
         static_veto: true,

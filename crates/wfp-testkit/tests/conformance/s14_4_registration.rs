@@ -466,9 +466,12 @@ fn decision_4_panicking_callout_is_treated_as_unregistered() {
     assert_eq!(h.engine().callout_panics(id), 1);
     assert_eq!(h.engine().stats().callout_panics.load(Ordering::Relaxed), 1);
     let events = h.engine().drain_net_events();
-    assert_eq!(events.len(), 1, "{events:?}");
+    // The panic, then the drop of the hard BLOCK it stood for (§11.5).
+    assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[0].kind, NetEventKind::CalloutPanic);
     assert_eq!(events[0].filter_id, Some(f));
+    assert_eq!(events[1].kind, NetEventKind::ClassifyDrop);
+    assert_eq!(events[1].filter_id, Some(f));
     assert!(h.engine().is_callout_registered(id), "still registered");
 
     let (h, f, _, _) = callout_over_permit(

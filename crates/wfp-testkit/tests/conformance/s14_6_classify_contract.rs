@@ -81,19 +81,24 @@ fn t_cl_3_hard_callout_block_beats_lower_hard_permit() {
     assert_eq!(c.invocations()[0].rights_after, Some(Rights::default()));
 }
 
-/// §14.6 T-CL-5 (§2.5, §2.6-6): BLOCK + ABSORB at ALE_FLOW_ESTABLISHED is allowed (discouraged):
-/// the engine returns an absorbed hard BLOCK; tearing the connection down is the shim's part.
+/// §14.6 T-CL-5 (§2.5, §2.6-6, §11.5): BLOCK + ABSORB at ALE_FLOW_ESTABLISHED is allowed
+/// (discouraged): the engine returns an absorbed hard BLOCK and records no net event (tearing the
+/// connection down is the shim's part); without ABSORB the same BLOCK records a CLASSIFY_DROP for
+/// the flow.
 #[test]
 fn t_cl_5_block_absorb_at_flow_established_is_allowed() {
-    let h = Harness::new();
-    let layer = layers::ALE_FLOW_ESTABLISHED_V4;
-    let sl = h.sublayer("one", 1);
-    let c = ScriptedCallout::forcing(ActionType::BLOCK, true, ClassifyOutFlags::ABSORB).build();
-    let (f, _) = h.callout_filter(layer, sl, 1, ActionType::CALLOUT_TERMINATING, &c);
-    let (r, _) = h.classify_flow(layer, TCP_TEMPL, 31);
-    assert_eq!(Verdict::of(&r), Block(Hard));
-    assert_eq!(r.deciding_filter, Some(f));
-    assert!(r.absorbed());
-    assert_eq!(c.invocations()[0].flow_handle, Some(31));
-    assert!(h.engine().drain_net_events().is_empty());
+    for absorb in [true, false] {
+        let h = Harness::new();
+        let layer = layers::ALE_FLOW_ESTABLISHED_V4;
+        let (f, c) = crate::s14_9_net_events::block_callout(&h, layer, absorb);
+        let (r, _) = h.classify_flow(layer, TCP_TEMPL, 31);
+        assert_eq!(Verdict::of(&r), Block(Hard));
+        assert_eq!(r.deciding_filter, Some(f));
+        assert_eq!(r.absorbed(), absorb);
+        assert_eq!(c.invocations()[0].flow_handle, Some(31));
+        let events = crate::s14_9_net_events::expect_drop_unless_absorbed(&h, absorb, f, layer);
+        if !absorb {
+            assert_eq!(events[0].flow, Some(31));
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! §14.9 Management (T-MGMT-1 … T-MGMT-12) through engine sessions (§11.1–11.4). T-MGMT-13
-//! (CLASSIFY_DROP net events) belongs to the net-event work and is not checked here.
+//! (CLASSIFY_DROP net events) is in `s14_9_net_events`.
 
 use std::time::Duration;
 

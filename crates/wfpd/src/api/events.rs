@@ -7,7 +7,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Mutex;
 
 use wfp_api::NetEventDto;
-use wfp_core::{NetEvent, NetEventKind};
+use wfp_core::NetEvent;
 
 /// Events a subscriber may have queued before it loses new ones.
 pub const SUBSCRIBER_QUEUE: usize = 1024;
@@ -19,15 +19,6 @@ pub struct EventHub {
     seq: AtomicU64,
     /// Events a slow subscriber lost.
     pub lost: AtomicU64,
-}
-
-fn kind_name(k: NetEventKind) -> &'static str {
-    match k {
-        NetEventKind::Veto => "VETO",
-        NetEventKind::CalloutPanic => "CALLOUT_PANIC",
-        NetEventKind::CallbackPanic => "CALLBACK_PANIC",
-        _ => "OTHER",
-    }
 }
 
 impl EventHub {
@@ -53,7 +44,7 @@ impl EventHub {
         for e in events {
             let dto = NetEventDto {
                 seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
-                kind: kind_name(e.kind).to_string(),
+                kind: e.kind.name().to_string(),
                 layer: e.layer.to_string(),
                 layer_id: e.layer.0,
                 filter_id: e.filter_id.map(|f| f.0),
