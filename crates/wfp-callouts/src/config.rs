@@ -7,15 +7,16 @@
 //!                  │ unknown key / bad value → ConfigError
 //! ```
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use wfp_core::Callout;
 
 use crate::{
-    dns, stream_monitor, tls, Builtin, ConfigError, Decision, DnsBlocker, EditMode, EditorConfig,
-    Host, InspectorConfig, NameSet, PendingInspector, Rule, SniBlocker, StreamEditor,
-    StreamMonitorStream, StreamPatternBlocker, DEFAULT_DNS_NAMES, DEFAULT_EDIT_PATTERN,
-    DEFAULT_EDIT_REPLACEMENT, DEFAULT_SNI_NAMES,
+    dns, stream_monitor, tls, Builtin, ConfigError, DatagramRedirector, Decision, DnsBlocker,
+    EditMode, EditorConfig, Host, InspectorConfig, NameSet, PendingInspector, RedirectorConfig,
+    Rule, SniBlocker, StreamEditor, StreamMonitorStream, StreamPatternBlocker, DEFAULT_DNS_NAMES,
+    DEFAULT_EDIT_PATTERN, DEFAULT_EDIT_REPLACEMENT, DEFAULT_SNI_NAMES,
 };
 
 /// Checked parameters of one built-in: what [`Builtin::make_with`] builds.
@@ -30,6 +31,8 @@ pub(crate) enum Configured {
     Inspector(InspectorConfig),
     /// `wfp.stream-editor` (out-of-band edits go to the host's worker).
     Editor(EditorConfig),
+    /// `wfp.datagram-redirector` (its redirections go to the host's table).
+    Redirector(RedirectorConfig),
 }
 
 impl Configured {
@@ -46,6 +49,9 @@ impl Configured {
                 Arc::new(PendingInspector::new(Arc::clone(&host.worker), config))
             }
             Self::Editor(config) => Arc::new(StreamEditor::new(config, Arc::clone(&host.worker))),
+            Self::Redirector(config) => {
+                Arc::new(DatagramRedirector::new(config, Arc::clone(&host.redirects)))
+            }
         }
     }
 }
@@ -80,6 +86,7 @@ pub(crate) fn configure(
         "wfp.stream-monitor.stream" => Configured::StreamCapture(given.capture()?),
         "wfp.pending-inspector" => Configured::Inspector(given.inspector()?),
         "wfp.stream-editor" => Configured::Editor(given.editor()?),
+        "wfp.datagram-redirector" => Configured::Redirector(given.redirector()?),
         _ => Configured::Defaults,
     })
 }
@@ -92,6 +99,7 @@ fn accepted_keys(name: &str) -> &'static str {
         "wfp.stream-monitor.stream" => "capture_bytes",
         "wfp.pending-inspector" => "remote, port, decision",
         "wfp.stream-editor" => "pattern, pattern_hex, replacement, replacement_hex, port, mode",
+        "wfp.datagram-redirector" => "address, port, to_address, to_port",
         _ => "none",
     }
 }
@@ -264,6 +272,38 @@ impl Given<'_> {
         })
     }
 
+    fn redirector(&self) -> Result<RedirectorConfig, ConfigError> {
+        let ip = |key: &'static str| -> Result<Option<IpAddr>, ConfigError> {
+            self.last(key)
+                .map(|v| {
+                    v.trim()
+                        .parse()
+                        .map_err(|_| self.invalid(key, v, "expected an IP address"))
+                })
+                .transpose()
+        };
+        let config = RedirectorConfig {
+            address: ip("address")?,
+            port: self.port()?,
+            to_address: ip("to_address")?,
+            to_port: self
+                .last("to_port")
+                .map(|v| {
+                    v.trim()
+                        .parse::<u16>()
+                        .map_err(|_| self.invalid("to_port", v, "expected a port number 0..=65535"))
+                })
+                .transpose()?,
+        };
+        if let (Some(a), Some(to)) = (config.address, config.to_address) {
+            if a.is_ipv4() != to.is_ipv4() {
+                let v = to.to_string();
+                return Err(self.invalid("to_address", &v, "not of address's family"));
+            }
+        }
+        Ok(config)
+    }
+
     /// `port` (absent: `None`).
     fn port(&self) -> Result<Option<u16>, ConfigError> {
         self.last("port")
@@ -320,5 +360,46 @@ mod tests {
         assert_eq!(parse_hex("00ff10"), Some(vec![0, 0xff, 0x10]));
         assert_eq!(parse_hex("0 0f f"), Some(vec![0, 0xff]));
         assert_eq!(parse_hex("0"), None);
+    }
+
+    fn redirector(params: &[(&str, &str)]) -> Result<RedirectorConfig, ConfigError> {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        Given {
+            callout: "wfp.datagram-redirector",
+            params: &params,
+        }
+        .redirector()
+    }
+
+    #[test]
+    fn redirector_parameters() {
+        let r = redirector(&[
+            ("address", "192.0.2.1"),
+            ("port", "53"),
+            ("to_port", "5353"),
+        ])
+        .expect("valid");
+        let peer = "192.0.2.1:53".parse().expect("addr");
+        assert_eq!(
+            r.target(peer),
+            Some("192.0.2.1:5353".parse().expect("addr"))
+        );
+        assert_eq!(r.target("192.0.2.1:54".parse().expect("addr")), None);
+        assert_eq!(redirector(&[]).expect("valid").target(peer), None);
+        // Each key alone is valid (a policy file checks them one by one).
+        for one in ["address", "to_address"] {
+            assert!(redirector(&[(one, "::1")]).is_ok());
+        }
+        for bad in [
+            &[("address", "192.0.2.1"), ("to_address", "::1")][..],
+            &[("address", "x")],
+            &[("to_port", "70000")],
+            &[("port", "")],
+        ] {
+            assert!(redirector(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use crate::{Clock, ConnectionLog, FlowLog, StreamMonitorLog, Worker};
+use crate::{Clock, ConnectionLog, FlowLog, RedirectTable, StreamMonitorLog, Worker};
 
 /// What built-in callouts read time from and report to; owned by the host of an engine.
 ///
@@ -34,6 +34,9 @@ pub struct Host {
     /// classifyFn; the host runs it ([`Worker::run`]) before it applies the engine's
     /// completions and injections.
     pub worker: Arc<Worker>,
+    /// The redirections `wfp.datagram-redirector` made, so its instance at the inbound layer
+    /// rewrites the replies its outbound instance caused.
+    pub redirects: Arc<RedirectTable>,
 }
 
 impl Host {
@@ -45,6 +48,7 @@ impl Host {
             stream_log: Arc::new(StreamMonitorLog::new(Arc::clone(&clock))),
             connections: Arc::new(ConnectionLog::new(Arc::clone(&clock))),
             worker: Arc::new(Worker::new()),
+            redirects: Arc::new(RedirectTable::default()),
             clock,
         }
     }

@@ -28,6 +28,7 @@
 //! | `wfp.tls-sni-blocker` ([`tls`]) | STREAM_V4/V6 | UNKNOWN | — | `LayerData::Stream`; NEED_MORE_DATA, DROP/ALLOW_CONNECTION |
 //! | `wfp.pending-inspector` ([`pending_inspector`]) | ALE_AUTH_CONNECT_V4/V6, ALE_AUTH_RECV_ACCEPT_V4/V6, OUTBOUND/INBOUND_TRANSPORT_V4/V6 | TERMINATING | — | COMPLETION_HANDLE (pend), reauthorization on completion, injection; the host runs [`Worker::run`] |
 //! | `wfp.stream-editor` ([`stream_editor`]) | STREAM_V4/V6 | TERMINATING | — | `LayerData::Stream`, stream injection (inline splice / out-of-band); the host runs [`Worker::run`] for out-of-band |
+//! | `wfp.datagram-redirector` ([`datagram_redirector`]) | OUTBOUND_TRANSPORT_V4/V6 or OUTBOUND_IPPACKET_V4/V6, INBOUND_IPPACKET_V4/V6 | TERMINATING | — | `LayerData::Packet` (the whole IP packet), clone + network injection, injection state |
 //! | `wfp.connection-monitor` ([`connection_monitor`]) | ALE_FLOW_ESTABLISHED_V4/V6, STREAM_V4/V6, DATAGRAM_DATA_V4/V6 | INSPECTION | — | FLOW_HANDLE; PROCESS_PATH / PROCESS_ID / TOKEN when known; flowDeleteFn at flow end |
 //!
 //! Configuration: the Rust constructors take it directly ([`DnsBlocker::new`],
@@ -48,6 +49,7 @@
 pub mod clock;
 mod config;
 pub mod connection_monitor;
+pub mod datagram_redirector;
 pub mod dns;
 pub mod flow_logger;
 pub mod host;
@@ -68,6 +70,9 @@ use wfp_core::{Callout, CalloutFlags, Guid};
 
 pub use clock::Clock;
 pub use connection_monitor::{Connection, ConnectionLog, ConnectionMonitor};
+pub use datagram_redirector::{
+    DatagramRedirector, RedirectTable, RedirectorConfig, RedirectorStats,
+};
 pub use dns::DnsBlocker;
 pub use flow_logger::{FlowByteCounter, FlowLog, FlowLogger, FlowRecord};
 pub use host::Host;
@@ -122,7 +127,7 @@ impl Builtin {
 /// `wfp.stream-pattern-blocker` blocks streams containing `X-Block-Me`;
 /// `wfp.stream-monitor.stream` captures the first 64 bytes per direction; `wfp.pending-inspector`
 /// inspects every connection and allows it; `wfp.stream-editor` replaces `X-Edit-Me` with
-/// `X-Edited` inline on every connection.
+/// `X-Edited` inline on every connection; `wfp.datagram-redirector` redirects nothing.
 pub fn all() -> &'static [Builtin] {
     &BUILTINS
 }
@@ -166,6 +171,8 @@ pub fn builtin_key(name: &str, layer: LayerId) -> Option<Guid> {
 /// | `wfp.stream-editor` | `replacement` / `replacement_hex` | what replaces them (any length, empty deletes; default `X-Edited`) |
 /// | `wfp.stream-editor` | `port` | local or remote TCP port of the connections to edit (default any) |
 /// | `wfp.stream-editor` | `mode` | `inline` (default) or `out-of-band` |
+/// | `wfp.datagram-redirector` | `address`, `port` | remote address / UDP port of the datagrams to redirect (default any) |
+/// | `wfp.datagram-redirector` | `to_address`, `to_port` | where they go instead (default: their own; `to_address` of `address`'s family) |
 ///
 /// The other built-ins take no parameters. Keys are case-sensitive; for non-repeatable keys the
 /// last value wins.
@@ -252,7 +259,7 @@ const fn key(n: u16) -> Guid {
     g
 }
 
-static BUILTINS: [Builtin; 14] = [
+static BUILTINS: [Builtin; 15] = [
     test::PERMIT,
     test::BLOCK,
     test::BLOCK_SOFT,
@@ -337,7 +344,22 @@ static BUILTINS: [Builtin; 14] = [
         description: "STREAM: replaces a byte pattern with another of any length, inline or out-of-band",
         make: make_stream_editor,
     },
+    Builtin {
+        name: "wfp.datagram-redirector",
+        key: key(0x10b),
+        flags: CalloutFlags(0),
+        flow_delete: false,
+        description: "OUTBOUND_TRANSPORT / IPPACKET + INBOUND_IPPACKET: sends UDP datagrams for one address:port to another (clone, rewrite, inject) and rewrites the replies back",
+        make: make_datagram_redirector,
+    },
 ];
+
+fn make_datagram_redirector(host: &Host) -> Arc<dyn Callout> {
+    Arc::new(DatagramRedirector::new(
+        RedirectorConfig::default(),
+        Arc::clone(&host.redirects),
+    ))
+}
 
 fn make_flow_logger(host: &Host) -> Arc<dyn Callout> {
     Arc::new(FlowLogger::new(Arc::clone(&host.flow_log)))

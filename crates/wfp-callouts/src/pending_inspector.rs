@@ -29,16 +29,15 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use wfp_core::callout::{ClassifyContext, ClassifyOut, IncomingValues, LayerData, Metadata};
 use wfp_core::catalogue::{self, LayerId};
 use wfp_core::constants::{ClassifyOutFlags, ConditionFlags};
-use wfp_core::inject::{
-    AddressFamily, Inject, InjectionHandle, InjectionKind, InjectionState, InjectionTypes,
-};
+use wfp_core::inject::{Inject, InjectionKind};
 use wfp_core::{ActionType, Callout, CalloutId, RtFilter, Status};
 
-use crate::support::{addr, block, field, no_opinion, permit, port};
+use crate::support::{
+    addr, block, field, injected_by_self, no_opinion, permit, port, NetworkHandles,
+};
 use crate::worker::{Decision, Inspection, Worker};
 
 /// Which connections the inspector holds, and what [`Worker::run`] decides for them.
@@ -67,7 +66,7 @@ pub struct PendingInspector {
     worker: Arc<Worker>,
     config: InspectorConfig,
     /// Network injection handles, per family (created on first use).
-    handles: Mutex<[Option<InjectionHandle>; 2]>,
+    handles: NetworkHandles,
 }
 
 impl PendingInspector {
@@ -76,7 +75,7 @@ impl PendingInspector {
         Self {
             worker,
             config,
-            handles: Mutex::new([None, None]),
+            handles: NetworkHandles::default(),
         }
     }
 
@@ -147,17 +146,10 @@ impl PendingInspector {
             Some(Decision::Block) => return block(out),
             Some(Decision::Allow) => {}
         }
-        let Some(handle) = self.handle(call.ctx, packet) else {
+        let Some(handle) = self.handles.for_packet(call.ctx.engine(), packet) else {
             return permit(out, call.filter);
         };
-        let (state, _) = call
-            .ctx
-            .engine()
-            .query_packet_injection_state(handle, call.meta.injection.as_deref());
-        if matches!(
-            state,
-            InjectionState::InjectedBySelf | InjectionState::PreviouslyInjectedBySelf
-        ) {
+        if injected_by_self(call.ctx.engine(), handle, call.meta) {
             return permit(out, call.filter);
         }
         let Ok(clone) = call.ctx.clone_packet(call.meta, packet) else {
@@ -179,24 +171,6 @@ impl PendingInspector {
         out.action_type = ActionType::BLOCK;
         out.flags |= ClassifyOutFlags::ABSORB;
         out.clear_write();
-    }
-
-    /// The network injection handle for `packet`'s family.
-    fn handle(&self, ctx: &ClassifyContext<'_>, packet: &[u8]) -> Option<InjectionHandle> {
-        let (i, family) = match packet.first()? >> 4 {
-            4 => (0, AddressFamily::Inet),
-            6 => (1, AddressFamily::Inet6),
-            _ => return None,
-        };
-        let mut handles = self.handles.lock();
-        let slot = handles.get_mut(i)?;
-        if slot.is_none() {
-            *slot = ctx
-                .engine()
-                .create_injection_handle(family, InjectionTypes::NETWORK)
-                .ok();
-        }
-        *slot
     }
 }
 

@@ -8,12 +8,49 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use wfp_core::callout::{ClassifyOut, IncomingValues, StreamIoPacket};
+use wfp_core::callout::{ClassifyOut, IncomingValues, Metadata, StreamIoPacket};
 use wfp_core::catalogue::{self, LayerId};
 use wfp_core::constants::{ClassifyOutFlags, Direction, RtFilterFlags, StreamFlags};
+use wfp_core::inject::{AddressFamily, InjectionHandle, InjectionState, InjectionTypes};
 use wfp_core::{ActionType, CalloutId, Engine, Guid, NotifyType, RtFilter, StreamAction, Value};
 
 use crate::builtin_key;
+
+// ----- injection -----------------------------------------------------------------------------
+
+/// Network injection handles of a callout, one per address family, created on first use
+/// (`FwpsInjectionHandleCreate0`, wfp-reference §10.4).
+#[derive(Default)]
+pub(crate) struct NetworkHandles(Mutex<[Option<InjectionHandle>; 2]>);
+
+impl NetworkHandles {
+    /// The handle for IP packet `packet`'s family (`None`: not IP, or creation failed).
+    pub(crate) fn for_packet(&self, engine: &Engine, packet: &[u8]) -> Option<InjectionHandle> {
+        let (i, family) = match packet.first()? >> 4 {
+            4 => (0, AddressFamily::Inet),
+            6 => (1, AddressFamily::Inet6),
+            _ => return None,
+        };
+        let mut handles = self.0.lock();
+        let slot = handles.get_mut(i)?;
+        if slot.is_none() {
+            *slot = engine
+                .create_injection_handle(family, InjectionTypes::NETWORK)
+                .ok();
+        }
+        *slot
+    }
+}
+
+/// Whether the indicated packet is one `handle` injected (now or before, §10.4
+/// `FwpsQueryPacketInjectionState0`).
+pub(crate) fn injected_by_self(engine: &Engine, handle: InjectionHandle, meta: &Metadata) -> bool {
+    let (state, _) = engine.query_packet_injection_state(handle, meta.injection.as_deref());
+    matches!(
+        state,
+        InjectionState::InjectedBySelf | InjectionState::PreviouslyInjectedBySelf
+    )
+}
 
 // ----- verdicts ------------------------------------------------------------------------------
 

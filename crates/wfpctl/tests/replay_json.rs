@@ -55,12 +55,17 @@ struct Run {
 
 /// Replays `capture` with the example policy, `--json` and `--verdicts` to a file named `name`.
 fn run(name: &str, capture: &Path, extra: &[&str]) -> Run {
+    run_policy(name, capture, Path::new(POLICY), extra)
+}
+
+/// [`run`] with another policy.
+fn run_policy(name: &str, capture: &Path, policy: &Path, extra: &[&str]) -> Run {
     let verdicts = tmp(&format!("{name}.jsonl"));
     let mut args = vec![
         "replay",
         utf8(capture),
         "--policy",
-        POLICY,
+        utf8(policy),
         "--json",
         "--no-progress",
         "--verdicts",
@@ -204,6 +209,7 @@ fn described<'a>(j: &'a Json, cut: &'a Json) -> BTreeMap<&'static str, Vec<&'a J
         ("flows.ended", vec![&j["flows"]["ended"]]),
         ("filters[]", elements(&j["filters"])),
         ("anomalies", vec![a]),
+        ("async", vec![&j["async"]]),
         ("anomalies.*_examples[]", examples),
         ("flow_log[]", elements(&j["flow_log"])),
         ("stream_monitor[]", elements(&j["stream_monitor"])),
@@ -390,6 +396,20 @@ fn numbers_reconcile_on_tcpdump_captures() {
     }
 }
 
+/// The lines of captured packets: no `origin`, or a stream edit's.
+fn captured(r: &Run) -> impl Iterator<Item = &Json> {
+    r.lines
+        .iter()
+        .filter(|l| l["origin"].is_null() || l["origin"]["kind"] == "edited")
+}
+
+/// The lines of packets callouts produced (injected, or released after a pend).
+fn produced(r: &Run) -> impl Iterator<Item = &Json> {
+    r.lines
+        .iter()
+        .filter(|l| !l["origin"].is_null() && l["origin"]["kind"] != "edited")
+}
+
 fn n(v: &Json) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("an integer: {v}"))
 }
@@ -414,10 +434,7 @@ fn reconcile(name: &str, r: &Run) {
         .iter()
         .fold([0, 0], |t, k| add(t, count(&v[k])));
     assert_eq!(verdicts, total, "{name}: verdicts add up to the packets");
-    let lines = r
-        .lines
-        .iter()
-        .fold([0, 0], |t, l| add(t, [1, n(&l["len"])]));
+    let lines = captured(r).fold([0, 0], |t, l| add(t, [1, n(&l["len"])]));
     assert_eq!(lines, total, "{name}: one verdict line per packet");
     for (k, action) in [
         ("permitted", "PERMIT"),
@@ -425,13 +442,13 @@ fn reconcile(name: &str, r: &Run) {
         ("absorbed", "ABSORB"),
         ("skipped", "SKIPPED"),
     ] {
-        let of = r.lines.iter().filter(|l| l["action"] == action);
+        let of = captured(r).filter(|l| l["action"] == action);
         let c = of.fold([0, 0], |t, l| add(t, [1, n(&l["len"])]));
         assert_eq!(count(&v[k]), c, "{name}: {k} as in the lines");
     }
     // 2. Skip reasons cover the skipped.
     let mut skipped: BTreeMap<String, [u64; 2]> = BTreeMap::new();
-    for l in r.lines.iter().filter(|l| l["action"] == "SKIPPED") {
+    for l in captured(r).filter(|l| l["action"] == "SKIPPED") {
         let reason = l["reason"].as_str().expect("reason").to_string();
         let c = skipped.entry(reason).or_default();
         *c = add(*c, [1, n(&l["len"])]);
@@ -469,6 +486,7 @@ fn reconcile(name: &str, r: &Run) {
     reconcile_layers(name, r);
     reconcile_filters(name, r);
     reconcile_anomalies(name, r);
+    reconcile_async(name, r);
     // 9. A damaged capture.
     if !j["error"].is_null() {
         assert_eq!(n(&j["error"]["packet_index"]), packets, "{name}");
@@ -478,7 +496,7 @@ fn reconcile(name: &str, r: &Run) {
 /// 5. A layer's Counts are the visits to it in the verdict lines.
 fn reconcile_layers(name: &str, r: &Run) {
     let mut visits: BTreeMap<String, [[u64; 2]; 4]> = BTreeMap::new();
-    for l in &r.lines {
+    for l in captured(r) {
         let layers = elements(&l["layers"]);
         for (i, visit) in layers.iter().enumerate() {
             let column = match visit["action"].as_str() {
@@ -512,7 +530,7 @@ fn reconcile_filters(name: &str, r: &Run) {
     // id → [permits, blocks, vetoes, final]
     let mut seen: BTreeMap<u64, [u64; 4]> = BTreeMap::new();
     let mut vetoes = 0;
-    for l in &r.lines {
+    for l in captured(r) {
         for visit in elements(&l["layers"]) {
             vetoes += u64::from(visit["vetoed"] == true);
             let Some(id) = visit["filter_id"].as_u64() else {
@@ -554,9 +572,7 @@ fn reconcile_filters(name: &str, r: &Run) {
 /// 7 and 8. Anomaly examples and outputs.
 fn reconcile_anomalies(name: &str, r: &Run) {
     let a = &r.json["anomalies"];
-    let malformed: Vec<&Json> = r
-        .lines
-        .iter()
+    let malformed: Vec<&Json> = captured(r)
         .filter(|l| {
             l["reason"]
                 .as_str()
@@ -580,7 +596,54 @@ fn reconcile_anomalies(name: &str, r: &Run) {
         "{name}"
     );
     let o = &r.json["outputs"];
-    assert_eq!(n(&o["verdicts"]["lines"]), n(&r.json["capture"]["packets"]));
+    assert_eq!(
+        n(&o["verdicts"]["lines"]),
+        n(&r.json["capture"]["packets"]) + produced(r).count() as u64,
+        "{name}: a line per captured packet and per packet callouts produced"
+    );
+}
+
+/// 10. Asynchronous work: the `async` counters against the lines of packets callouts produced.
+fn reconcile_async(name: &str, r: &Run) {
+    let a = &r.json["async"];
+    let mut injected: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut delivered, mut released) = (0, 0);
+    for l in produced(r) {
+        if l["origin"]["kind"] == "injected" {
+            let function = l["origin"]["function"].as_str().expect("function");
+            *injected.entry(function.to_string()).or_default() += 1;
+            delivered += u64::from(l["action"] == "PERMIT" || l["reason"] == "pended");
+        } else {
+            assert_eq!(l["origin"]["kind"], "released", "{name}: {l}");
+            released += 1;
+        }
+    }
+    let counted: BTreeMap<String, u64> = a["injected"]
+        .as_object()
+        .expect("injected")
+        .iter()
+        .map(|(k, v)| (k.clone(), n(v)))
+        .collect();
+    assert_eq!(counted, injected, "{name}: injected lines by function");
+    let total: u64 = injected.values().sum();
+    assert_eq!(n(&a["injected_delivered"]), delivered, "{name}");
+    assert!(n(&a["injected_dropped"]) >= total - delivered, "{name}");
+    assert_eq!(n(&a["held_released"]), released, "{name}: released lines");
+    let pended_lines = r.lines.iter().filter(|l| l["reason"] == "pended").count() as u64;
+    assert_eq!(
+        n(&a["held_released"]) + n(&a["held_dropped"]),
+        pended_lines,
+        "{name}: every held packet is released or dropped"
+    );
+    assert!(n(&a["held"]) <= pended_lines, "{name}");
+    let edited = captured(r)
+        .filter(|l| l["origin"]["kind"] == "edited")
+        .count() as u64;
+    assert!(n(&a["edited"]) >= edited, "{name}: edited lines");
+    assert!(
+        n(&a["pend_completed"]) + n(&a["pend_expired"]) <= n(&a["pended"]),
+        "{name}: a pended operation ends once"
+    );
 }
 
 #[test]
@@ -605,4 +668,90 @@ fn output_counts_reconcile_with_the_verdicts() {
         "raw IP into the pcap's link type"
     );
     reconcile("outputs", &r);
+}
+
+/// The example policy with `wfp.pending-inspector` holding the connections to the lab web server
+/// (10.77.0.2:8080) and re-injecting clones of their outbound packets.
+fn async_policy() -> PathBuf {
+    let mut policy = fs::read_to_string(root().join(POLICY)).expect("example policy");
+    policy.push_str(
+        r#"
+[builtin."wfp.pending-inspector"]
+remote = "10.77.0.2"
+port = 8080
+
+[[filter]]
+name = "inspect lab web connects"
+layer = "ALE_AUTH_CONNECT_V4"
+weight = 0xffff
+action = "CALLOUT_TERMINATING"
+callout = "wfp.pending-inspector"
+
+[[filter]]
+name = "inspect lab web packets"
+layer = "OUTBOUND_TRANSPORT_V4"
+action = "CALLOUT_TERMINATING"
+callout = "wfp.pending-inspector"
+"#,
+    );
+    let path = tmp("async.toml");
+    fs::write(&path, policy).expect("write policy");
+    path
+}
+
+#[test]
+fn async_counters_reconcile_with_the_produced_lines() {
+    let permitted = tmp("async-permitted.pcap");
+    let r = run_policy(
+        "async",
+        &root().join(CAPTURE),
+        &async_policy(),
+        &["--permitted", utf8(&permitted)],
+    );
+    assert_eq!(r.code, 0, "{}", r.raw);
+    let a = &r.json["async"];
+    // The two connections to 10.77.0.2:8080: pended, completed, their SYNs held and released;
+    // every outbound packet of them re-injected as a clone.
+    assert_eq!(n(&a["pended"]), 2, "{a}");
+    assert_eq!(n(&a["pend_completed"]), 2, "{a}");
+    assert_eq!(n(&a["pend_expired"]), 0, "{a}");
+    assert_eq!(n(&a["held_released"]), 2, "{a}");
+    assert!(n(&a["injected"]["network-send"]) > 0, "{a}");
+    assert!(produced(&r).count() > 0);
+    reconcile("async", &r);
+    // 8. The permitted capture has the permitted captured packets and the produced ones.
+    let (o, v) = (&r.json["outputs"], &r.json["verdicts"]);
+    let produced_permits = produced(&r).filter(|l| l["action"] == "PERMIT").count() as u64;
+    assert_eq!(
+        n(&o["permitted"]["written"]) + n(&o["permitted"]["unwritable"]),
+        n(&v["permitted"]["packets"]) + produced_permits
+    );
+}
+
+#[test]
+fn pend_deadline_takes_seconds_and_refuses_anything_else() {
+    let capture = root().join(CAPTURE);
+    let r = run_policy(
+        "deadline",
+        &capture,
+        &async_policy(),
+        &["--pend-deadline", "0.25"],
+    );
+    assert_eq!(r.code, 0, "{}", r.raw);
+    reconcile("deadline", &r);
+    for bad in ["soon", "=-1", "=NaN", "=inf"] {
+        let (flag, value) = match bad.strip_prefix('=') {
+            Some(v) => (format!("--pend-deadline={v}"), None),
+            None => ("--pend-deadline".to_string(), Some(bad)),
+        };
+        let out = Command::new(env!("CARGO_BIN_EXE_wfpctl"))
+            .args(["replay", utf8(&capture), "--policy", POLICY, &flag])
+            .args(value)
+            .current_dir(root())
+            .output()
+            .expect("run wfpctl");
+        assert_eq!(out.status.code(), Some(2), "{bad}: a usage error");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--pend-deadline"), "{bad}: {err}");
+    }
 }

@@ -94,6 +94,7 @@ impl Replayer {
         self.shim.handle_async(now);
         while let Some(o) = self.shim.poll_output() {
             self.async_outputs += 1;
+            self.summary.async_output(&o);
             self.write_output(&o)?;
         }
         Ok(())
@@ -171,3 +172,126 @@ pub(super) fn write_ip(
 }
 
 use std::io::Write as _;
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use wfp_callouts::Host;
+    use wfp_core::callout::{ClassifyContext, ClassifyOut, IncomingValues, LayerData, Metadata};
+    use wfp_core::catalogue::layers;
+    use wfp_core::constants::ClassifyOutFlags;
+    use wfp_core::engine::FlowTracking;
+    use wfp_core::{
+        ActionType, Callout, CalloutFlags, CalloutRegistration, CalloutSpec, Engine, EngineOptions,
+        FilterSpec, Guid, RtFilter,
+    };
+    use wfp_pcap::{LinkType, PacketRef};
+    use wfp_shim::wire::build::ip_packet;
+
+    use super::super::{ReplayConfig, Replayer};
+
+    /// Pends every connection it sees and never completes one (a callout whose worker hangs).
+    struct NeverDecides;
+
+    impl Callout for NeverDecides {
+        fn classify(
+            &self,
+            ctx: &ClassifyContext<'_>,
+            _values: &IncomingValues<'_>,
+            meta: &Metadata,
+            _layer_data: &mut LayerData<'_>,
+            _filter: &RtFilter,
+            _flow_context: u64,
+            out: &mut ClassifyOut,
+        ) {
+            if ctx.pend_operation(meta).is_ok() {
+                out.action_type = ActionType::BLOCK;
+                out.flags |= ClassifyOutFlags::ABSORB;
+                out.clear_write();
+            }
+        }
+    }
+
+    /// Replays a SYN at 1 s and a retransmission at 1 s + `later` with `deadline`.
+    fn replay(deadline: Duration, later: Duration) -> super::super::Report {
+        let engine = Arc::new(Engine::new(EngineOptions {
+            flow_tracking: FlowTracking::Announced,
+            ..EngineOptions::default()
+        }));
+        let key = Guid::from_name("test-callout", "never-decides");
+        let callout = Arc::new(NeverDecides);
+        engine
+            .register_callout(CalloutRegistration {
+                key,
+                flags: CalloutFlags(0),
+                callout,
+                flow_delete: false,
+            })
+            .expect("register");
+        engine
+            .add_callout(CalloutSpec {
+                key,
+                name: "never decides".into(),
+                description: String::new(),
+                flags: 0,
+                provider: None,
+                applicable_layer: layers::ALE_AUTH_CONNECT_V4,
+            })
+            .expect("add callout");
+        let mut f = FilterSpec::new(
+            "pend",
+            layers::ALE_AUTH_CONNECT_V4,
+            ActionType::CALLOUT_TERMINATING,
+        );
+        f.callout = Some(key);
+        engine.add_filter(f).expect("add filter");
+        let mut config = ReplayConfig::default();
+        config.shim.pend_deadline = Some(deadline);
+        config.shim.local_networks = vec![(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 32)];
+        let mut r = Replayer::new(engine, Host::new(), config);
+        let mut syn = vec![0u8; 20];
+        syn[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        syn[2..4].copy_from_slice(&80u16.to_be_bytes());
+        syn[12] = 5 << 4;
+        syn[13] = 0x02;
+        let src = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let dst = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+        let packet = ip_packet(src, dst, 6, &syn).expect("packet");
+        for (index, at) in [
+            (0, Duration::from_secs(1)),
+            (1, Duration::from_secs(1) + later),
+        ] {
+            let p = PacketRef {
+                index,
+                timestamp_ns: u64::try_from(at.as_nanos()).expect("small"),
+                link_type: LinkType::RAW,
+                orig_len: u32::try_from(packet.len()).expect("small"),
+                interface: 0,
+                direction: None,
+                data: &packet,
+            };
+            r.handle_packet(&p).expect("replays");
+        }
+        r.finish(None).expect("finishes")
+    }
+
+    #[test]
+    fn an_operation_still_pended_at_the_deadline_is_dropped_and_counted() {
+        let a = replay(Duration::from_secs(2), Duration::from_secs(3)).asynchronous;
+        assert_eq!(
+            (a.pended, a.pend_expired, a.pend_completed),
+            (2, 1, 0),
+            "{a:?}"
+        );
+        assert_eq!(a.held, 2, "each SYN held while its operation was pended");
+        assert_eq!(a.held_dropped, 2, "{a:?}");
+        // Within the deadline the retransmission joins the held packets; nothing expires (the
+        // capture's end drops the operation with its flow, not the deadline).
+        let a = replay(Duration::from_secs(5), Duration::from_secs(3)).asynchronous;
+        assert_eq!((a.pended, a.pend_expired), (1, 0), "{a:?}");
+        assert_eq!((a.held, a.held_dropped), (2, 2), "{a:?}");
+    }
+}

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -101,12 +102,26 @@ pub struct Args {
     /// reauthorization, a stream from the first byte seen).
     #[arg(long)]
     require_handshake: bool,
+    /// Drop an operation a callout pended (§10.1, §10.2) and its held packets when it is still
+    /// pended this many seconds of capture time later (decimals allowed). Counted in the
+    /// summary's `async.pend_expired`.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
+    pend_deadline: Duration,
     /// Print the full arbitration trace of packet N (0-based, as in --verdicts).
     #[arg(long, value_name = "N")]
     trace: Option<u64>,
     /// Never draw the progress bar (it is drawn only when stderr is a terminal anyway).
     #[arg(long)]
     no_progress: bool,
+}
+
+/// A non-negative, finite number of seconds (`5`, `0.25`).
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{s:?}: seconds must be finite and not negative"))
 }
 
 /// `10.0.0.0/8`, `fd00::/8`, or a bare address (a /32 or /128).
@@ -226,6 +241,7 @@ fn replayer(args: &Args, engine: Arc<Engine>, host: Host) -> Result<Replayer, Re
     config.shim.local_networks.clone_from(&args.local);
     config.shim.parse.verify_ipv4_checksum = args.verify_checksums;
     config.shim.require_handshake = args.require_handshake;
+    config.shim.pend_deadline = Some(args.pend_deadline);
     let mut replayer = Replayer::new(engine, host, config);
     if let Some(path) = &args.verdicts {
         let (name, out): (PathBuf, Box<dyn Write>) = if is_stdout(path) {
@@ -320,4 +336,35 @@ pub fn replay_quiet<R: Read>(
     config: ReplayConfig,
 ) -> Result<Report, ReplayError> {
     replay(reader, Replayer::new(engine, host, config), &mut |_| {})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
+        let base = ["wfpctl", "c.pcap", "--policy", "p.toml"];
+        Cli::try_parse_from(base.iter().chain(extra)).map(|c| c.args)
+    }
+
+    #[test]
+    fn pend_deadline_defaults_to_five_seconds_and_takes_decimals() {
+        assert_eq!(
+            parse(&[]).expect("parses").pend_deadline,
+            Duration::from_secs(5)
+        );
+        let a = parse(&["--pend-deadline", "0.25"]).expect("parses");
+        assert_eq!(a.pend_deadline, Duration::from_millis(250));
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        for bad in ["-1", "NaN", "inf", "5s", ""] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -107,8 +107,8 @@ pub use decap::{
 };
 pub use output::{format_for_path, PcapSink, SinkReport};
 pub use report::{
-    Anomalies, Count, EncapsulationCounts, Example, FilterRow, FlowEnds, FlowSummary, LayerRow,
-    Report, Verdicts,
+    Anomalies, AsyncCounts, Count, EncapsulationCounts, Example, FilterRow, FlowEnds, FlowSummary,
+    LayerRow, Report, Verdicts,
 };
 pub use trace::TracedPacket;
 

@@ -233,6 +233,50 @@ pub struct EncapsulationCounts {
     pub unsupported: BTreeMap<String, Count>,
 }
 
+/// What callouts did asynchronously (wfp-reference §10.1, §10.2, §10.4, §9.2): the `async`
+/// object of `--json`. Every count is zero for a policy without pending, injecting or editing
+/// callouts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AsyncCounts {
+    /// Captured or injected packets a stream edit rewrote (bytes replaced inline, or shifted by an
+    /// earlier length-changing edit of their flow).
+    pub edited: u64,
+    /// Packets held while their flow's ALE operation was pended (each an ABSORB line with reason
+    /// `pended` when it is a captured packet).
+    pub held: u64,
+    /// Held packets dropped: their operation expired at the pend deadline or was refused at
+    /// reauthorization, they were flushed at a RECV_ACCEPT completion (the callout re-injects its
+    /// clone), they overflowed the hold queue, or their flow ended.
+    pub held_dropped: u64,
+    /// Held packets released (classified again) after their operation completed.
+    pub held_released: u64,
+    /// Injected packets that came out of the replay, by injection function (`network-send`,
+    /// `network-receive`, `forward`, `transport-send`, `transport-receive`, `stream`); whatever
+    /// their verdict.
+    pub injected: BTreeMap<&'static str, u64>,
+    /// Injections that re-entered the data path and were let through (or held by a pend).
+    pub injected_delivered: u64,
+    /// Injections a layer blocked or that could not be built (counted drops, completed with
+    /// `STATUS_FWP_DROP_NOICMP`).
+    pub injected_dropped: u64,
+    /// Completions of operations no longer pended (expired, or their flow ended).
+    pub late_completions: u64,
+    /// Pended operations completed and applied.
+    pub pend_completed: u64,
+    /// Pended operations dropped at the pend deadline (`--pend-deadline`), their held packets
+    /// with them (counted in `held_dropped`).
+    pub pend_expired: u64,
+    /// ALE operations a callout pended.
+    pub pended: u64,
+}
+
+impl AsyncCounts {
+    /// Whether any asynchronous work happened.
+    pub fn any(&self) -> bool {
+        *self != Self::default()
+    }
+}
+
 /// Everything a replay found. Serialises to the `--json` object (`docs/replay-json.md`).
 #[derive(Debug)]
 pub struct Report {
@@ -264,6 +308,8 @@ pub struct Report {
     pub flows: FlowSummary,
     /// Anomalies.
     pub anomalies: Anomalies,
+    /// Asynchronous work of callouts: pends, held packets, injections, edits.
+    pub asynchronous: AsyncCounts,
     /// Encapsulations decoded and not decoded.
     pub encapsulations: EncapsulationCounts,
     /// The `--trace` packet.
@@ -315,6 +361,7 @@ impl Report {
         };
         ReportView {
             anomalies: &self.anomalies,
+            asynchronous: &self.asynchronous,
             capture: CaptureView {
                 bytes: self.packets.bytes,
                 duration_s: self.duration(),
@@ -371,6 +418,8 @@ impl Serialize for Report {
 #[derive(Debug, Serialize)]
 pub(crate) struct ReportView<'a> {
     pub(crate) anomalies: &'a Anomalies,
+    #[serde(rename = "async")]
+    pub(crate) asynchronous: &'a AsyncCounts,
     pub(crate) capture: CaptureView<'a>,
     pub(crate) encapsulations: &'a EncapsulationCounts,
     /// Why reading stopped early, or null.
@@ -608,6 +657,7 @@ mod tests {
             filters: Vec::new(),
             flows: FlowSummary::default(),
             anomalies: Anomalies::default(),
+            asynchronous: AsyncCounts::default(),
             encapsulations: EncapsulationCounts::default(),
             traced: None,
             flow_log: Vec::new(),
@@ -621,6 +671,10 @@ mod tests {
         assert_eq!(direct, r.to_json().to_string());
         assert_eq!(r.to_json()["version"], Report::JSON_VERSION);
         assert_eq!(r.to_json()["capture"]["duration_s"], 0.0);
+        assert_eq!(r.to_json()["async"]["pend_expired"], 0);
+        assert!(r.to_json()["async"]["injected"]
+            .as_object()
+            .is_some_and(serde_json::Map::is_empty));
         assert!(r.to_json()["outputs"]
             .as_object()
             .is_some_and(serde_json::Map::is_empty));

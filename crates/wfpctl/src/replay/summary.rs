@@ -10,12 +10,12 @@ use wfp_callouts::{FlowRecord, StreamReport};
 use wfp_core::{ActionType, Engine, FilterId, LayerId};
 use wfp_pcap::{CaptureError, LinkError, LinkType, NetworkProtocol, PacketRef};
 use wfp_shim::flow::EndReason;
-use wfp_shim::{PacketVerdict, Reason, ShimStats, Verdict};
+use wfp_shim::{OutputOrigin, PacketVerdict, Reason, ShimOutput, ShimStats, Verdict};
 
 use super::decap::Found;
 use super::report::{
-    Anomalies, Count, EncapsulationCounts, Example, FilterRow, FlowSummary, LayerRow, Report,
-    Verdicts,
+    Anomalies, AsyncCounts, Count, EncapsulationCounts, Example, FilterRow, FlowSummary, LayerRow,
+    Report, Verdicts,
 };
 use super::trace::TracedPacket;
 use super::{Action, FilterInfo, SinkReport};
@@ -56,6 +56,7 @@ pub(crate) struct Summary {
     sparse_filters: HashMap<FilterId, FilterCounts>,
     flows: FlowSummary,
     anomalies: Anomalies,
+    asynchronous: AsyncCounts,
     encapsulations: EncapsulationCounts,
 }
 
@@ -87,6 +88,7 @@ impl Summary {
             sparse_filters: HashMap::new(),
             flows: FlowSummary::default(),
             anomalies: Anomalies::default(),
+            asynchronous: AsyncCounts::default(),
             encapsulations: EncapsulationCounts::default(),
         }
     }
@@ -199,6 +201,13 @@ impl Summary {
         }
     }
 
+    /// An output of asynchronous work: injected packets are counted by injection function.
+    pub(crate) fn async_output(&mut self, o: &ShimOutput) {
+        if let OutputOrigin::Injected { kind, .. } = &o.origin {
+            *self.asynchronous.injected.entry(kind.name()).or_default() += 1;
+        }
+    }
+
     pub(crate) fn flow_ended(&mut self, reason: EndReason, contexts: usize, at_end: bool) {
         let f = &mut self.flows;
         f.total += 1;
@@ -249,6 +258,7 @@ impl Summary {
             filters,
             flows: self.flows,
             anomalies: self.anomalies,
+            asynchronous: self.asynchronous,
             encapsulations: self.encapsulations,
             traced: fin.traced,
             flow_log: fin.flow_log,
@@ -278,6 +288,17 @@ impl Summary {
         a.midstream_flows = s.midstream_flows;
         a.early_bytes = s.early_bytes;
         a.callout_panics = engine.stats().callout_panics.load(Ordering::Relaxed);
+        let x = &mut self.asynchronous;
+        x.pended = s.pended;
+        x.pend_completed = s.pend_completed;
+        x.pend_expired = s.pend_expired;
+        x.late_completions = s.late_completions;
+        x.held = s.held;
+        x.held_released = s.held_released;
+        x.held_dropped = s.held_dropped;
+        x.injected_delivered = s.injected_delivered;
+        x.injected_dropped = s.injected_dropped;
+        x.edited = s.edited;
     }
 
     /// Every layer that classified a packet, in run-time layer id order.

@@ -7,7 +7,9 @@ use std::io::{self, Write};
 
 use super::display::{proto_name, secs, since, Head};
 use super::layer_name;
-use super::report::{Anomalies, Count, FlowLogEntry, ReportView, SinkView, StreamEntry};
+use super::report::{
+    Anomalies, AsyncCounts, Count, FlowLogEntry, ReportView, SinkView, StreamEntry,
+};
 
 /// Filters listed in the text table.
 const TOP_FILTERS: usize = 10;
@@ -23,6 +25,7 @@ pub(crate) fn write(r: &ReportView<'_>, out: &mut dyn Write) -> io::Result<()> {
     write_flows(r, out)?;
     write_filters(r, out)?;
     write_anomalies(r.anomalies, out)?;
+    write_async(r.asynchronous, out)?;
     write_flow_log(r, out)?;
     write_stream_monitor(&r.stream_monitor, out)?;
     write_outputs(r, out)?;
@@ -261,6 +264,37 @@ fn write_anomalies(a: &Anomalies, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out)
 }
 
+/// What callouts did asynchronously (nothing when they did nothing): every counter, zeros
+/// included, so held = released + dropped can be read off the table.
+fn write_async(a: &AsyncCounts, out: &mut dyn Write) -> io::Result<()> {
+    if !a.any() {
+        return Ok(());
+    }
+    let mut rows: Vec<Vec<String>> = [
+        ("operations pended", a.pended),
+        ("  completed", a.pend_completed),
+        ("  dropped at the pend deadline", a.pend_expired),
+        ("late completions (ignored)", a.late_completions),
+        ("packets held while pended", a.held),
+        ("  released", a.held_released),
+        ("  dropped", a.held_dropped),
+        ("injections delivered", a.injected_delivered),
+        ("injections dropped", a.injected_dropped),
+        ("packets edited", a.edited),
+    ]
+    .iter()
+    .map(|(k, n)| vec![(*k).to_string(), n.to_string()])
+    .collect();
+    rows.extend(
+        a.injected
+            .iter()
+            .map(|(kind, n)| vec![format!("injected packets out: {kind}"), n.to_string()]),
+    );
+    writeln!(out, "asynchronous work")?;
+    table(out, &rows, &[false, true], "  ")?;
+    writeln!(out)
+}
+
 /// The first [`LOG_LINES`] `wfp.flow-logger` records (nothing when there are none).
 fn write_flow_log(r: &ReportView<'_>, out: &mut dyn Write) -> io::Result<()> {
     let log = &r.flow_log;
@@ -447,6 +481,32 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).expect("utf8"),
             "  ... 5 more (--json lists all)\n"
+        );
+    }
+
+    #[test]
+    fn the_async_section_shows_only_when_callouts_did_something() {
+        let mut out = Vec::new();
+        write_async(&AsyncCounts::default(), &mut out).expect("in memory");
+        assert!(out.is_empty());
+        let mut a = AsyncCounts {
+            pended: 1,
+            pend_expired: 1,
+            held: 2,
+            held_dropped: 2,
+            ..AsyncCounts::default()
+        };
+        a.injected.insert("network-send", 3);
+        write_async(&a, &mut out).expect("in memory");
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(text.starts_with("asynchronous work\n"), "{text}");
+        assert!(
+            text.contains("    dropped at the pend deadline      1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("injected packets out: network-send  3\n"),
+            "{text}"
         );
     }
 }
