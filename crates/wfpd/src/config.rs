@@ -10,6 +10,7 @@
 //! last = 1                  # (--queue-balance 0:1: the kernel spreads flows over them)
 //! max_len = 1024            # NFQA_CFG_QUEUE_MAXLEN
 //! coalesce_verdicts = true  # identical consecutive verdicts go out as one batch verdict
+//! gso = false               # NFQA_CFG_F_GSO: super-segments queued unsegmented (default false)
 //!
 //! [rules]
 //! manage = true             # install WFP_IN/OUT/FWD at start, remove them at stop
@@ -197,6 +198,12 @@ pub struct QueuesConfig {
     /// Send consecutive identical verdicts as one batch verdict where that decides exactly the
     /// same packets (see `wfp_nfqueue::QueueConfig::coalesce_verdicts`). Default true.
     pub coalesce_verdicts: bool,
+    /// Queue GSO super-packets without segmenting them (`NFQA_CFG_F_GSO`): a TCP segment of up
+    /// to 64 KiB reaches the shim whole (accepted and counted as a super-segment, its checksum
+    /// possibly unfilled) and gets one verdict. Default false: the kernel segments such packets
+    /// before queueing them (slower, every segment classified on its own). The kernel never
+    /// drops this flag silently (`wfp_nfqueue::QueueConfig::require_flags`).
+    pub gso: bool,
 }
 
 impl Default for QueuesConfig {
@@ -211,6 +218,7 @@ impl Default for QueuesConfig {
             conntrack: true,
             uid_gid: true,
             coalesce_verdicts: true,
+            gso: false,
         }
     }
 }
@@ -501,6 +509,7 @@ impl Config {
         q.flags.fail_open = self.posture.overloaded == Posture::FailOpen;
         q.flags.conntrack = self.queues.conntrack;
         q.flags.uid_gid = self.queues.uid_gid;
+        q.flags.gso = self.queues.gso;
         q.recv_buffer_bytes = self.queues.recv_buffer;
         q.batch_slots = self.queues.batch;
         q.coalesce_verdicts = self.queues.coalesce_verdicts;
@@ -607,6 +616,7 @@ mod tests {
         assert_eq!(c.posture.internal_error, Posture::FailClosed);
         let q = c.queue_config(0);
         assert!(!q.flags.fail_open);
+        assert!(!q.flags.gso, "GSO stays off unless asked for");
         assert_eq!(q.panic_verdict, NfVerdict::Drop);
         let rules = c.rule_set();
         assert!(!rules.bypass);
@@ -625,6 +635,7 @@ files = ["a.toml", "b.toml"]
 first = 2
 last = 3
 max_len = 4
+gso = true
 [rules]
 hooks = [ { hook = "output", matches = ["-o", "lo"] } ]
 accounting_mark = 0
@@ -636,6 +647,8 @@ internal_error = "fail-open"
 "#;
         let c = Config::parse(text, "c.toml").expect("parse");
         assert!(c.queue_config(2).flags.fail_open);
+        assert!(c.queue_config(2).flags.gso);
+        assert!(c.queue_config(3).flags.gso);
         assert_eq!(c.queue_config(2).panic_verdict, NfVerdict::Accept);
         let rules = c.rule_set();
         assert!(rules.bypass);
@@ -682,6 +695,9 @@ internal_error = "fail-open"
             "c"
         )
         .is_err());
+        let e = Config::parse("[policy]\nfiles = [\"p\"]\n[queues]\ngso = \"yes\"\n", "c")
+            .expect_err("gso is a boolean");
+        assert!(matches!(e, ConfigError::Parse { line: 4, .. }), "{e}");
         assert!(
             Config::parse("[policy]\nfiles = [\"p\"]\n[log]\nlevel = \"loud\"\n", "c").is_err()
         );

@@ -564,6 +564,48 @@ condition = [ {{ field = "IP_PROTOCOL", value = 17 }}, {{ field = "IP_REMOTE_POR
     );
 }
 
+/// `[queues] gso = true` (NFQA_CFG_F_GSO): the kernel binds the queue with the flag (it is never
+/// dropped silently), and a 300 KB response reaches the client and the stream monitor whole.
+#[test]
+fn gso_queues_carry_a_large_response_whole() {
+    skip_unless_live!("gso_queues_carry_a_large_response_whole");
+    let _serial = serial();
+    let ns = TempNetns::create("wfpdgso").expect("netns");
+    let dir = TempDir::new("gso");
+    let tool = dir.write("tool.py", TOOL);
+    let body: String = (0..300_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let www = dir.path("www");
+    std::fs::create_dir_all(&www).expect("www");
+    std::fs::write(www.join("big.txt"), &body).expect("body");
+    let policy = dir.write("policy.toml", STREAM_MONITOR);
+    let extra = format!("{LOOPBACK_HOOKS}\n[queues]\ngso = true\n");
+    let cfg = config(&dir, &[&policy], &extra);
+    let daemon = Daemon::start(&ns, &dir, &cfg);
+    let www_s = www.display().to_string();
+    let _http = py_server(&ns, &tool, &["http-server", "8080", &www_s, "15"]);
+    let ok = py_client(&ns, &tool, &["tcp-get", "8080", "/big.txt", "5"]);
+    assert!(ok.starts_with("OK "), "{ok}");
+    let received: u64 = ok
+        .split(' ')
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("count");
+    assert!(received > body.len() as u64, "headers and body: {ok}");
+    let report = daemon
+        .wait_log_n("stream report:", 2)
+        .into_iter()
+        .find(|l| l.contains(" remote=127.0.0.1:8080 "))
+        .expect("the client's connection was reported");
+    assert_eq!(
+        field(&report, "inbound_bytes"),
+        received.to_string(),
+        "{report}"
+    );
+    assert!(daemon.stop().success(), "clean stop");
+}
+
 /// IPv6 over loopback: ip6tables rules installed by the daemon (`ipv6 = true`), the V6 layers
 /// decide, and a V4 filter on the same port does not touch V6 traffic.
 #[test]
