@@ -109,6 +109,17 @@ impl TempDir {
         std::fs::write(&path, text).expect("write");
         path
     }
+
+    /// A web root `www/` holding `file` with `len` bytes of a-z; returns (root, body).
+    fn web_root(&self, file: &str, len: usize) -> (PathBuf, String) {
+        let body: String = (0..len)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let www = self.path("www");
+        std::fs::create_dir_all(&www).expect("www");
+        std::fs::write(www.join(file), &body).expect("body");
+        (www, body)
+    }
 }
 
 impl Drop for TempDir {
@@ -457,12 +468,7 @@ fn traffic_follows_the_policy_and_stream_callouts_see_what_the_peer_received() {
     let ns = TempNetns::create("wfpd").expect("netns");
     let dir = TempDir::new("policy");
     let tool = dir.write("tool.py", TOOL);
-    let body: String = (0..3000)
-        .map(|i| char::from(b'a' + (i % 26) as u8))
-        .collect();
-    let www = dir.path("www");
-    std::fs::create_dir_all(&www).expect("www");
-    std::fs::write(www.join("hello.txt"), &body).expect("body");
+    let (www, body) = dir.web_root("hello.txt", 3000);
     let policy = dir.write(
         "policy.toml",
         &format!(
@@ -573,12 +579,7 @@ fn gso_queues_carry_a_large_response_whole() {
     let ns = TempNetns::create("wfpdgso").expect("netns");
     let dir = TempDir::new("gso");
     let tool = dir.write("tool.py", TOOL);
-    let body: String = (0..300_000)
-        .map(|i| char::from(b'a' + (i % 26) as u8))
-        .collect();
-    let www = dir.path("www");
-    std::fs::create_dir_all(&www).expect("www");
-    std::fs::write(www.join("big.txt"), &body).expect("body");
+    let (www, body) = dir.web_root("big.txt", 300_000);
     let policy = dir.write("policy.toml", STREAM_MONITOR);
     let extra = format!("{LOOPBACK_HOOKS}\n[queues]\ngso = true\n");
     let cfg = config(&dir, &[&policy], &extra);
@@ -725,9 +726,7 @@ fn ale_app_id_matches_the_client_executable_and_reloads_are_atomic() {
     let ns = TempNetns::create("wfpd").expect("netns");
     let dir = TempDir::new("appid");
     let tool = dir.write("tool.py", TOOL);
-    let www = dir.path("www");
-    std::fs::create_dir_all(&www).expect("www");
-    std::fs::write(www.join("x"), "x").expect("body");
+    let (www, _) = dir.web_root("x", 1);
     let py = python().expect("python").display().to_string();
     let policy_for = |app: &str| {
         format!(

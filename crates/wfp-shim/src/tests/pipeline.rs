@@ -162,26 +162,8 @@ impl H {
         rec: &Arc<Rec>,
         conds: Vec<ConditionSpec>,
     ) -> CalloutId {
-        self.n += 1;
-        let key = Guid::from_name("shim-test", &format!("callout{}", self.n));
-        let id = self
-            .engine
-            .register_callout(CalloutRegistration::new(key, flags, rec.clone()))
-            .unwrap();
-        self.engine
-            .add_callout(CalloutSpec {
-                key,
-                name: format!("c{}", self.n),
-                description: String::new(),
-                flags: 0,
-                provider: None,
-                applicable_layer: layer,
-            })
-            .unwrap();
-        let mut f = FilterSpec::new(format!("f{}", self.n), layer, action);
-        f.callout = Some(key);
-        f.conditions = conds;
-        self.engine.add_filter(f).unwrap();
+        let (id, key) = self.register(layer, flags, rec.clone());
+        self.callout_filter(layer, action, key, conds);
         id
     }
     /// Registers any callout `c` and adds a filter for it at `layer`.
@@ -192,6 +174,17 @@ impl H {
         flags: CalloutFlags,
         c: Arc<dyn Callout>,
     ) -> CalloutId {
+        let (id, key) = self.register(layer, flags, c);
+        self.callout_filter(layer, action, key, Vec::new());
+        id
+    }
+    /// Registers `c` at run time and adds its management callout at `layer`.
+    fn register(
+        &mut self,
+        layer: LayerId,
+        flags: CalloutFlags,
+        c: Arc<dyn Callout>,
+    ) -> (CalloutId, Guid) {
         self.n += 1;
         let key = Guid::from_name("shim-test", &format!("callout{}", self.n));
         let id = self
@@ -208,10 +201,20 @@ impl H {
                 applicable_layer: layer,
             })
             .unwrap();
+        (id, key)
+    }
+    /// A filter at `layer` whose action calls the callout `key`.
+    fn callout_filter(
+        &mut self,
+        layer: LayerId,
+        action: ActionType,
+        key: Guid,
+        conds: Vec<ConditionSpec>,
+    ) {
         let mut f = FilterSpec::new(format!("f{}", self.n), layer, action);
         f.callout = Some(key);
+        f.conditions = conds;
         self.engine.add_filter(f).unwrap();
-        id
     }
     pub(super) fn filter(&self, layer: LayerId, action: ActionType, conds: Vec<ConditionSpec>) {
         let mut f = FilterSpec::new("static", layer, action);
