@@ -69,6 +69,21 @@ pub enum NfqError {
         /// The queue number.
         queue: u16,
     },
+    /// A replacement payload (`NFQA_PAYLOAD`) longer than a netlink attribute can carry.
+    #[error("replacement payload of {len} bytes exceeds {max} bytes")]
+    PayloadTooLong {
+        /// Its length.
+        len: usize,
+        /// The longest payload a verdict can carry.
+        max: usize,
+    },
+    /// A packet handed to [`crate::RawSender`] is not a whole IPv4 / IPv6 packet (no version
+    /// nibble, a header shorter than its fixed part).
+    #[error("not an IPv4 or IPv6 packet ({len} bytes)")]
+    NotIp {
+        /// Its length.
+        len: usize,
+    },
 }
 
 /// Why a netlink message could not be parsed as a queued packet.

@@ -31,9 +31,11 @@
 //!     ▼
 //!  netlink socket ── sys::call(Op::RecvMany) = recvmmsg ──► wire::parse ──► Vec<QueuedPacket>
 //!                                                                              │
-//!                    PacketHandler::handle(now, &QueuedPacket) -> Decision  │ (run_worker)
-//!                                                                              ▼
+//!                    PacketHandler::answer(now, &QueuedPacket) -> Answer    │ (run_worker)
+//!                      Now(verdict) | Replace{verdict, payload} | Hold         ▼
 //!  kernel reinjects ◄── NFQNL_MSG_VERDICT(_BATCH) ◄── one sendto, many msgs ◄── Queue::verdict
+//!                       (+ NFQA_PAYLOAD)     held ids: PacketHandler::poll_verdict after end_batch
+//!  injected packets ──► RawSender (SO_MARK = the rules' self mark) ──► kernel routing
 //! ```
 //!
 //! # Modules
@@ -47,6 +49,8 @@
 //!   [`spawn_workers`], [`Workers`]: one thread per queue.
 //! * [`rules`] — iptables/ip6tables chains and NFQUEUE rules, optionally inside a netns.
 //! * `netns` — [`enter_netns`], [`TempNetns`].
+//! * `raw` — [`RawSender`]: whole IP packets out through raw sockets with a mark (injected
+//!   packets; the rules skip the mark, [`rules::RuleSet::self_mark`]).
 //! * `kstats` — the kernel's own per-queue counters ([`kernel_queue_stats`]).
 //! * [`sockdiag`] — socket diagnostics (`NETLINK_SOCK_DIAG`): the local socket of a 5-tuple.
 //! * [`owner`] — [`owner::OwnerResolver`]: socket → process (`/proc`), cached, for the ALE
@@ -67,6 +71,7 @@ mod netns;
 pub mod owner;
 mod packet;
 mod queue;
+mod raw;
 pub mod rules;
 pub mod sockdiag;
 mod sys;
@@ -78,9 +83,11 @@ pub use error::{NfqError, ParseError};
 pub use kstats::{kernel_queue_stats, parse_kernel_queue_stats, KernelQueueStats};
 pub use netns::{enter_netns, TempNetns};
 pub use packet::{
-    Conntrack, CtInfo, Decision, Hook, HwAddr, PacketId, QueuedPacket, SkbInfo, Verdict,
+    Answer, Conntrack, CtInfo, Decision, Deferred, Hook, HwAddr, PacketId, QueuedPacket, SkbInfo,
+    Verdict,
 };
 pub use queue::{Queue, QueueStats, RecvStatus, StopHandle, VerdictSender};
+pub use raw::RawSender;
 pub use wire::parse_packet_message;
 pub use worker::{
     run_worker, spawn_workers, PacketHandler, WorkerClock, WorkerOptions, WorkerStatus, Workers,

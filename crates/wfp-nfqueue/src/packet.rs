@@ -266,3 +266,42 @@ impl From<Verdict> for Decision {
         }
     }
 }
+
+/// What a [`crate::PacketHandler`] answers for one packet ([`crate::PacketHandler::answer`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The verdict now.
+    Now(Decision),
+    /// The verdict now, with the packet's bytes replaced (`NFQA_PAYLOAD`): an edited packet.
+    Replace {
+        /// The verdict (ACCEPT for an edited packet that goes on).
+        decision: Decision,
+        /// The new packet, network header first, checksums valid.
+        payload: Vec<u8>,
+    },
+    /// No verdict yet: the packet stays in the kernel's queue (its id held by the handler) until
+    /// the handler answers it through [`crate::PacketHandler::poll_verdict`]. The handler must
+    /// answer every held packet exactly once, also when it stops
+    /// ([`crate::PacketHandler::finish`]); the kernel drops what is still held when the queue
+    /// closes.
+    Hold,
+}
+
+impl From<Decision> for Answer {
+    fn from(decision: Decision) -> Self {
+        Self::Now(decision)
+    }
+}
+
+/// A verdict for a packet the handler held ([`Answer::Hold`]), given later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deferred {
+    /// The held packet.
+    pub id: PacketId,
+    /// Its verdict.
+    pub decision: Decision,
+    /// The packet's mark when it was queued (the worker ORs its accept mark into it).
+    pub packet_mark: Option<u32>,
+    /// Replacement bytes (`NFQA_PAYLOAD`), if the packet was edited.
+    pub payload: Option<Vec<u8>>,
+}

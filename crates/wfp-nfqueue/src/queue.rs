@@ -427,6 +427,43 @@ impl Queue {
         self.flush_if_full()
     }
 
+    /// Queues a verdict for one packet that also replaces its bytes (`NFQA_PAYLOAD`, network
+    /// header first): the kernel continues with `payload` instead of the packet it queued (an
+    /// edited packet; checksums are the caller's). Buffered like [`Queue::verdict`]; never merged
+    /// into a batch verdict. At most 65531 bytes (a netlink attribute's limit).
+    pub fn verdict_with_payload(
+        &mut self,
+        id: PacketId,
+        verdict: Verdict,
+        mark: Option<u32>,
+        payload: &[u8],
+    ) -> Result<(), NfqError> {
+        // A netlink attribute's length is a u16 that counts its 4-byte header.
+        let max = usize::from(u16::MAX) - 4;
+        if payload.len() > max {
+            return Err(NfqError::PayloadTooLong {
+                len: payload.len(),
+                max,
+            });
+        }
+        self.stats.verdicts += 1;
+        if self.tracking {
+            self.settle(id.0);
+        }
+        self.tail = None;
+        let seq = self.next_seq();
+        wire::verdict_payload(
+            &mut self.tx,
+            seq,
+            self.config.queue_num,
+            id.0,
+            verdict.code(),
+            mark,
+            payload,
+        );
+        self.flush_if_full()
+    }
+
     /// Queues one batch verdict (`NFQNL_MSG_VERDICT_BATCH`): the kernel applies `verdict` (and
     /// `mark`, if set) to **every** packet of this queue still waiting with an id up to and
     /// including `up_to`.

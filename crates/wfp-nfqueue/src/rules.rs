@@ -31,6 +31,10 @@
 //! absent, as long as the rules stay installed, and a reinstall with the same matches keeps the
 //! counting rule (and its counter).
 //!
+//! **The reader's own packets** ([`RuleSet::self_mark`]): packets a callout injected leave through
+//! a raw socket with this mark ([`crate::RawSender`]); each chain returns for them first
+//! (`-m mark --mark M/M -j RETURN`), so they are not queued and classified twice.
+//!
 //! **MSS clamp** ([`RuleSet::clamp_mss`]): NFQUEUE copies at most 65531 bytes of a packet, and
 //! loopback (MTU 65536) carries TCP segments of up to 65535; with a clamp, each chain first lowers
 //! the MSS option of TCP SYNs (`-j TCPMSS --set-mss N`) so that every segment can be inspected
@@ -201,6 +205,13 @@ pub struct RuleSet {
     /// most 65531 bytes per packet; loopback's MTU of 65536 allows 65535). Skipped for hooks whose
     /// matches select another protocol. Default `None`.
     pub clamp_mss: Option<u16>,
+    /// The reader's own packets: a packet carrying every bit of this mark (the mark of the
+    /// reader's [`crate::RawSender`], which sends the packets callouts injected) returns from the
+    /// chain before anything else (`-m mark --mark M/M -j RETURN`), so it is not queued — it was
+    /// classified when it was injected. This is how the engine knows a packet is its own
+    /// (wfp-reference §10.4, injection state "by self"). Must not share bits with
+    /// [`RuleSet::accounting_mark`]. Default `None`.
+    pub self_mark: Option<u32>,
 }
 
 /// The table of the accounting chains: it runs after `filter` at every hook.
@@ -223,6 +234,7 @@ impl RuleSet {
             cpu_fanout: false,
             accounting_mark: None,
             clamp_mss: None,
+            self_mark: None,
         }
     }
 
@@ -351,6 +363,14 @@ impl RuleSet {
                 return Err(invalid(
                     "the security table holds the accounting chains; queue from another table",
                 ));
+            }
+        }
+        if let Some(mark) = self.self_mark {
+            if mark == 0 {
+                return Err(invalid("self_mark must have at least one bit set"));
+            }
+            if self.accounting_mark.is_some_and(|a| a & mark != 0) {
+                return Err(invalid("self_mark and accounting_mark must not share bits"));
             }
         }
         if let Some(ns) = &self.netns {
@@ -483,6 +503,14 @@ impl RuleSet {
                         0
                     }
                 };
+                if let Some(mark) = self.self_mark {
+                    let own = format!("{mark:#x}/{mark:#x}");
+                    self.must_run(
+                        runner,
+                        family,
+                        &["-A", &chain, "-m", "mark", "--mark", &own, "-j", "RETURN"],
+                    )?;
+                }
                 if let Some(mss) = self.clamp_mss {
                     if let Some(mut clamp) = mss_clamp_matches(&rule.matches) {
                         let mss = mss.to_string();
@@ -827,6 +855,31 @@ mod tests {
         rules.remove_with(&mut tables).expect("remove");
         assert_eq!(tables.chains, FakeTables::new().chains);
         rules.remove_with(&mut tables).expect("remove twice");
+    }
+
+    /// §10.4 "by self": the reader's own (injected) packets return before anything else.
+    #[test]
+    fn self_marked_packets_return_before_the_queue_rule() {
+        let mut tables = FakeTables::new();
+        let mut rules = output_only();
+        rules.self_mark = Some(0x2000_0000);
+        rules.accounting_mark = Some(0x4000_0000);
+        rules.install_with(&mut tables).expect("install");
+        let out = tables.chains["WFP_OUT"].clone();
+        assert_eq!(out[0], "-m mark --mark 0x20000000/0x20000000 -j RETURN");
+        assert!(
+            out.last().is_some_and(|r| r.contains("-j NFQUEUE")),
+            "{out:?}"
+        );
+        rules.install_with(&mut tables).expect("again");
+        assert_eq!(tables.chains["WFP_OUT"], out, "idempotent");
+        rules.self_mark = Some(0x4000_0001);
+        assert!(
+            matches!(rules.check(), Err(RulesError::Invalid { .. })),
+            "shared bits"
+        );
+        rules.self_mark = Some(0);
+        assert!(rules.check().is_err(), "no bit");
     }
 
     #[test]

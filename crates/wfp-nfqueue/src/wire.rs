@@ -259,6 +259,34 @@ pub(crate) fn verdict(
     msg.finish();
 }
 
+/// Appends a verdict for one packet that also replaces the packet's bytes (`NFQA_PAYLOAD`): the
+/// kernel re-parses the packet from `payload` (network header first) before applying the verdict.
+/// Never widened into a batch verdict (a batch verdict carries no payload).
+pub(crate) fn verdict_payload(
+    buf: &mut Vec<u8>,
+    seq: u32,
+    queue: u16,
+    id: u32,
+    code: u32,
+    mark: Option<u32>,
+    payload: &[u8],
+) {
+    let mut msg = MsgWriter::begin(buf, NFQNL_MSG_VERDICT, NLM_F_REQUEST, seq, 0, queue);
+    let code = code.to_be_bytes();
+    let id = id.to_be_bytes();
+    msg.attr(
+        NFQA_VERDICT_HDR,
+        &[
+            code[0], code[1], code[2], code[3], id[0], id[1], id[2], id[3],
+        ],
+    );
+    if let Some(mark) = mark {
+        msg.attr_be32(NFQA_MARK, mark);
+    }
+    msg.attr(NFQA_PAYLOAD, payload);
+    msg.finish();
+}
+
 /// Turns the verdict message that [`verdict`] wrote at `start` of `buf` into a batch verdict
 /// (`NFQNL_MSG_VERDICT_BATCH`) for every packet up to `id`, keeping its verdict and mark. Returns
 /// false (and changes nothing) if no such message is there.

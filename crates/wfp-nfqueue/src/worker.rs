@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::QueueConfig;
 use crate::error::NfqError;
-use crate::packet::{Decision, QueuedPacket, Verdict};
+use crate::packet::{Answer, Decision, Deferred, QueuedPacket, Verdict};
 use crate::queue::{Queue, QueueStats, RecvStatus, StopHandle};
 
 /// Decides the packets of one worker ([`run_worker`]).
@@ -51,6 +51,22 @@ pub trait PacketHandler {
     /// Called after `handle` panicked on `packet` (the panic is contained; the packet gets
     /// `verdict`, the queue's [`QueueConfig::panic_verdict`]): make the handler usable again.
     fn recover(&mut self, _packet: &QueuedPacket, _verdict: Verdict) {}
+    /// The answer for one packet: a verdict now (the default: [`PacketHandler::handle`]), a
+    /// verdict with replacement bytes, or [`Answer::Hold`] — no verdict until the handler gives
+    /// one through [`PacketHandler::poll_verdict`].
+    fn answer(&mut self, now: Duration, packet: &QueuedPacket) -> Answer {
+        Answer::Now(self.handle(now, packet))
+    }
+    /// Called after every batch (once its verdicts are queued) and after `handle_timeout`:
+    /// asynchronous work (completions, injections) that may answer held packets.
+    fn end_batch(&mut self, _now: Duration) {}
+    /// The next verdict for a held packet, if one is ready (drained after `end_batch`,
+    /// `handle_timeout` and `finish`).
+    fn poll_verdict(&mut self) -> Option<Deferred> {
+        None
+    }
+    /// The worker is stopping: answer every packet still held (through `poll_verdict`).
+    fn finish(&mut self, _now: Duration) {}
 }
 
 impl<F, R> PacketHandler for F
@@ -105,6 +121,10 @@ pub struct WorkerStatus {
     pub handler_panics: AtomicU64,
     /// Of those, packets accepted ([`QueueConfig::panic_verdict`] ACCEPT): fail-open events.
     pub panics_accepted: AtomicU64,
+    /// Packets the handler held ([`Answer::Hold`]) instead of answering at once.
+    pub held: AtomicU64,
+    /// Verdicts given later for held packets ([`PacketHandler::poll_verdict`]).
+    pub released: AtomicU64,
     /// The worker loop ended.
     pub exited: AtomicBool,
     /// The queue's counters after the latest batch.
@@ -293,12 +313,18 @@ impl<H: PacketHandler + ?Sized> Worker<'_, H> {
         let mut batch: Vec<QueuedPacket> = Vec::new();
         loop {
             self.prepare_wait();
+            self.deferred()?;
             match self.queue.recv_batch(&mut batch)? {
                 RecvStatus::Packets(_) => self.decide(&batch)?,
                 RecvStatus::TimedOut => {}
                 RecvStatus::Stopped => break,
             }
         }
+        let now = self.clock.now();
+        if catch_unwind(AssertUnwindSafe(|| self.handler.finish(now))).is_err() {
+            self.contain_async_panic();
+        }
+        self.deferred()?;
         self.queue.flush()?;
         Ok(self.queue.stats())
     }
@@ -307,7 +333,14 @@ impl<H: PacketHandler + ?Sized> Worker<'_, H> {
     fn prepare_wait(&mut self) {
         let now = self.clock.now();
         if self.handler.poll_timeout().is_some_and(|due| due <= now) {
-            self.handler.handle_timeout(now);
+            let handler = &mut *self.handler;
+            let ran = catch_unwind(AssertUnwindSafe(|| {
+                handler.handle_timeout(now);
+                handler.end_batch(now);
+            }));
+            if ran.is_err() {
+                self.contain_async_panic();
+            }
         }
         if let Some(max_idle) = self.options.max_idle {
             let wait = self
@@ -328,37 +361,98 @@ impl<H: PacketHandler + ?Sized> Worker<'_, H> {
         let (mut accepted, mut dropped) = (0u64, 0u64);
         let mut progress = self.progress;
         for packet in batch {
-            let decision = match catch_unwind(AssertUnwindSafe(|| self.handler.handle(now, packet)))
-            {
-                Ok(decision) => decision,
-                Err(_) => self.contain_panic(packet),
+            let answer = match catch_unwind(AssertUnwindSafe(|| self.handler.answer(now, packet))) {
+                Ok(answer) => answer,
+                Err(_) => Answer::Now(self.contain_panic(packet)),
             };
-            let mark = match decision.verdict {
-                Verdict::Accept => {
-                    accepted += 1;
-                    match self.options.accept_mark {
-                        Some(bit) => Some(decision.mark.or(packet.mark).unwrap_or(0) | bit),
-                        None => decision.mark,
-                    }
+            let (decision, payload) = match answer {
+                Answer::Now(decision) => (decision, None),
+                Answer::Replace { decision, payload } => (decision, Some(payload)),
+                Answer::Hold => {
+                    // Decided later (poll_verdict): progress all the same, for the watchdog.
+                    self.status.held.fetch_add(1, Ordering::Relaxed);
+                    progress += 1;
+                    self.status.progress.store(progress, Ordering::Release);
+                    continue;
                 }
-                Verdict::Drop => {
-                    dropped += 1;
-                    decision.mark
-                }
-                Verdict::Repeat => decision.mark,
             };
-            self.queue.verdict(packet.id, decision.verdict, mark)?;
+            let mark = self.mark_for(&decision, packet.mark);
+            match decision.verdict {
+                Verdict::Accept => accepted += 1,
+                Verdict::Drop => dropped += 1,
+                Verdict::Repeat => {}
+            }
+            match payload {
+                Some(p) => {
+                    self.queue
+                        .verdict_with_payload(packet.id, decision.verdict, mark, &p)?
+                }
+                None => self.queue.verdict(packet.id, decision.verdict, mark)?,
+            }
             progress += 1;
             self.status.progress.store(progress, Ordering::Release);
         }
         self.progress = progress;
-        self.status.busy.store(false, Ordering::Release);
         self.status.accepted.fetch_add(accepted, Ordering::Relaxed);
         self.status.dropped.fetch_add(dropped, Ordering::Relaxed);
+        let handler = &mut *self.handler;
+        if catch_unwind(AssertUnwindSafe(|| handler.end_batch(now))).is_err() {
+            self.contain_async_panic();
+        }
+        self.status.busy.store(false, Ordering::Release);
+        self.deferred()?;
         if let Ok(mut stats) = self.status.queue_stats.try_lock() {
             *stats = self.queue.stats();
         }
         Ok(())
+    }
+
+    /// The mark of a verdict: the decision's, with [`WorkerOptions::accept_mark`] OR-ed in for an
+    /// ACCEPT (into the packet's own mark when the decision sets none).
+    fn mark_for(&self, decision: &Decision, packet_mark: Option<u32>) -> Option<u32> {
+        match (decision.verdict, self.options.accept_mark) {
+            (Verdict::Accept, Some(bit)) => Some(decision.mark.or(packet_mark).unwrap_or(0) | bit),
+            _ => decision.mark,
+        }
+    }
+
+    /// Queues the verdicts the handler has ready for packets it held.
+    fn deferred(&mut self) -> Result<(), NfqError> {
+        loop {
+            let handler = &mut *self.handler;
+            let next: Option<Deferred> =
+                match catch_unwind(AssertUnwindSafe(|| handler.poll_verdict())) {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.contain_async_panic();
+                        None
+                    }
+                };
+            let Some(d) = next else {
+                return Ok(());
+            };
+            let mark = self.mark_for(&d.decision, d.packet_mark);
+            match d.decision.verdict {
+                Verdict::Accept => self.status.accepted.fetch_add(1, Ordering::Relaxed),
+                Verdict::Drop => self.status.dropped.fetch_add(1, Ordering::Relaxed),
+                Verdict::Repeat => 0,
+            };
+            self.status.released.fetch_add(1, Ordering::Relaxed);
+            match d.payload {
+                Some(p) => self
+                    .queue
+                    .verdict_with_payload(d.id, d.decision.verdict, mark, &p)?,
+                None => self.queue.verdict(d.id, d.decision.verdict, mark)?,
+            }
+        }
+    }
+
+    /// A panic of the handler outside `handle` (its asynchronous work): counted; the handler's
+    /// held packets are its own to answer (it is not replaced).
+    #[cold]
+    fn contain_async_panic(&mut self) {
+        self.queue.note_handler_panic();
+        self.status.handler_panics.fetch_add(1, Ordering::Relaxed);
     }
 
     /// After the handler panicked on `packet`: counts it, lets the handler recover, and returns
@@ -385,7 +479,7 @@ mod tests {
     use crate::queue::tests::verdicts;
     use crate::sys::fake::FakeKernel;
     use crate::wire::tests::PacketMsg;
-    use crate::wire::{NFQA_MARK, NFQNL_MSG_VERDICT};
+    use crate::wire::{self, NFQA_MARK, NFQNL_MSG_VERDICT};
 
     /// Queue 2 on the fake kernel, one verdict message per packet.
     fn fake_config() -> QueueConfig {
@@ -479,6 +573,119 @@ mod tests {
         assert!(status.exited.load(Ordering::Acquire));
         assert!(!status.busy.load(Ordering::Acquire));
         assert_eq!(status.queue_stats(), stats);
+    }
+
+    /// Holds odd packets, releases the oldest held one at each batch end (accept, payload
+    /// `[id]`), edits even ones; stops at `stop_on`; whatever is held at the end is dropped.
+    struct Holding {
+        held: std::collections::VecDeque<(PacketId, Option<u32>)>,
+        ready: std::collections::VecDeque<Deferred>,
+        stop_on: PacketId,
+        stop: StopHandle,
+    }
+
+    impl PacketHandler for Holding {
+        fn handle(&mut self, _now: Duration, _packet: &QueuedPacket) -> Decision {
+            unreachable!("answer is implemented")
+        }
+
+        fn answer(&mut self, _now: Duration, packet: &QueuedPacket) -> Answer {
+            if packet.id == self.stop_on {
+                self.stop.stop();
+            }
+            if packet.id.0 % 2 == 1 {
+                self.held.push_back((packet.id, packet.mark));
+                return Answer::Hold;
+            }
+            Answer::Replace {
+                decision: Verdict::Accept.into(),
+                payload: vec![0x45, 9],
+            }
+        }
+
+        fn end_batch(&mut self, _now: Duration) {
+            let before_stop = self.held.front().is_some_and(|(id, _)| *id != self.stop_on);
+            if let Some((id, packet_mark)) = before_stop.then(|| self.held.pop_front()).flatten() {
+                self.ready.push_back(Deferred {
+                    id,
+                    decision: Verdict::Accept.into(),
+                    packet_mark,
+                    payload: Some(vec![0x45, u8::try_from(id.0).unwrap_or(0)]),
+                });
+            }
+        }
+
+        fn poll_verdict(&mut self) -> Option<Deferred> {
+            self.ready.pop_front()
+        }
+
+        fn finish(&mut self, _now: Duration) {
+            while let Some((id, packet_mark)) = self.held.pop_front() {
+                self.ready.push_back(Deferred {
+                    id,
+                    decision: Verdict::Drop.into(),
+                    packet_mark,
+                    payload: None,
+                });
+            }
+        }
+    }
+
+    /// Issue 12 (inline async): held packets keep their verdict until the handler gives it, edited
+    /// packets carry NFQA_PAYLOAD, every packet gets exactly one verdict (also at stop).
+    #[test]
+    fn held_packets_are_answered_later_exactly_once_and_edits_carry_the_payload() {
+        let fake = FakeKernel::install();
+        let packets: Vec<_> = (1..=5)
+            .map(|id| PacketMsg::new(2, id).attr(NFQA_MARK, &7u32.to_be_bytes()))
+            .collect();
+        let mut config = fake_config();
+        config.batch_slots = 2;
+        let mut queue = fake_queue(&fake, config, &packets);
+        let mut handler = Holding {
+            held: Default::default(),
+            ready: Default::default(),
+            stop_on: PacketId(5),
+            stop: queue.stop_handle(),
+        };
+        let options = WorkerOptions {
+            accept_mark: Some(0x100),
+            max_idle: None,
+        };
+        let (stats, status) = run(&mut queue, &mut handler, options);
+        assert_eq!(stats.packets, 5);
+        let mut ids: Vec<u32> = sent(&fake).iter().map(|v| v.0).collect();
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            [1, 2, 3, 4, 5],
+            "one verdict per packet: {:?}",
+            sent(&fake)
+        );
+        for (id, code, mark) in sent(&fake) {
+            match id {
+                5 => assert_eq!((code, mark), (0, None), "dropped at stop"),
+                _ => assert_eq!((code, mark), (1, Some(0x107)), "accepted, marks kept"),
+            }
+        }
+        let payloads: Vec<Vec<u8>> = fake
+            .sent_messages()
+            .into_iter()
+            .filter_map(|(_, payload)| {
+                wire::AttrIter::new(&payload[4..])
+                    .filter_map(Result::ok)
+                    .find(|(attr, _)| *attr == wire::NFQA_PAYLOAD)
+                    .map(|(_, data)| data.to_vec())
+            })
+            .collect();
+        assert_eq!(payloads.len(), 4, "edits and releases carry their bytes");
+        assert!(payloads.contains(&vec![0x45, 3]), "{payloads:?}");
+        assert_eq!(count(&status.held), 3);
+        assert_eq!(count(&status.released), 3);
+        assert_eq!(count(&status.accepted), 4);
+        assert_eq!(count(&status.dropped), 1);
+        assert!(handler.held.is_empty() && handler.ready.is_empty());
+        assert_eq!(count(&status.progress), 5);
     }
 
     /// Accepts everything; panics on `panic_on`; has one timer, due at `timer`; stops the queue

@@ -135,7 +135,11 @@ fn err(call: &'static str, errno: i32) -> SysResult {
 
 fn handle(state: &mut State, op: Op<'_>) -> SysResult {
     match op {
-        Op::NetlinkSocket | Op::SockDiagSocket | Op::EventFd | Op::Dup { .. } => {
+        Op::NetlinkSocket
+        | Op::SockDiagSocket
+        | Op::EventFd
+        | Op::Dup { .. }
+        | Op::RawSocket { .. } => {
             let fd = state.next_fd;
             state.next_fd += 1;
             state.open.insert(fd);
@@ -235,6 +239,10 @@ fn handle(state: &mut State, op: Op<'_>) -> SysResult {
             Ok(SysOk::Done)
         }
         Op::SetNetns { .. } => Ok(SysOk::Done),
+        Op::SendTo { buf, .. } => {
+            state.sent.push(buf.to_vec());
+            Ok(SysOk::Len(buf.len()))
+        }
         Op::Close { fd } => {
             if state.open.remove(&fd) {
                 Ok(SysOk::Done)

@@ -29,6 +29,8 @@ const NETLINK_NO_ENOBUFS: libc::c_int = 5;
 const NETLINK_CAP_ACK: libc::c_int = 10;
 /// `NETLINK_SOCK_DIAG` (`linux/netlink.h`; same number as the older `NETLINK_INET_DIAG`).
 const NETLINK_SOCK_DIAG: libc::c_int = 4;
+/// `IPV6_HDRINCL` (`linux/in6.h`, Linux 4.5+).
+const IPV6_HDRINCL: libc::c_int = 36;
 
 /// A socket option this crate sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +43,12 @@ pub(crate) enum SockOpt {
     NoEnobufs(bool),
     /// `NETLINK_CAP_ACK`: acknowledgements carry only the request header, not the request.
     CapAck(bool),
+    /// `SO_MARK` (needs `CAP_NET_ADMIN`): the mark of every packet the socket sends.
+    Mark(u32),
+    /// `IP_HDRINCL` on an IPv4 raw socket: the caller supplies the IP header.
+    IpHdrIncl,
+    /// `IPV6_HDRINCL` on an IPv6 raw socket: the caller supplies the IPv6 header.
+    Ipv6HdrIncl,
 }
 
 /// One receive slot of [`Op::RecvMany`]: how much of the slot was filled.
@@ -165,6 +173,21 @@ pub(crate) enum Op<'a> {
     SetNetns {
         /// An open namespace file (e.g. `/run/netns/NAME`).
         fd: RawFd,
+    },
+    /// `socket(AF_INET or AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW)` → [`SysOk::Fd`]: a
+    /// raw socket that sends whole IP packets (injection).
+    RawSocket {
+        /// AF_INET6 instead of AF_INET.
+        v6: bool,
+    },
+    /// `sendto(2)` of one whole IP packet on a raw socket to `dst` (port 0) → [`SysOk::Len`].
+    SendTo {
+        /// The raw socket.
+        fd: RawFd,
+        /// The packet, IP header first.
+        buf: &'a [u8],
+        /// Its destination address (the routing decision's input).
+        dst: std::net::IpAddr,
     },
     /// `close(2)`.
     Close {
@@ -349,8 +372,34 @@ fn real(op: Op<'_>) -> SysResult {
                 SockOpt::CapAck(on) => {
                     setsockopt_int(fd, SOL_NETLINK, NETLINK_CAP_ACK, libc::c_int::from(on))
                 }
+                // The mark is a 32-bit value the kernel reads as an int: reinterpret its bits.
+                SockOpt::Mark(mark) => setsockopt_int(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_MARK,
+                    libc::c_int::from_ne_bytes(mark.to_ne_bytes()),
+                ),
+                SockOpt::IpHdrIncl => setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_HDRINCL, 1),
+                SockOpt::Ipv6HdrIncl => setsockopt_int(fd, libc::IPPROTO_IPV6, IPV6_HDRINCL, 1),
             }
         }
+        Op::RawSocket { v6 } => {
+            let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+            // JUSTIFICATION: std cannot open raw IP sockets.
+            // SAFETY: socket(2) takes only integers and returns a new descriptor or -1.
+            let fd = unsafe {
+                libc::socket(
+                    family,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    libc::IPPROTO_RAW,
+                )
+            };
+            if fd < 0 {
+                return fail("socket(SOCK_RAW)");
+            }
+            Ok(SysOk::Fd(fd))
+        }
+        Op::SendTo { fd, buf, dst } => send_raw(fd, buf, dst),
         Op::Send { fd, buf } => {
             let addr = kernel_addr();
             loop {
@@ -530,6 +579,55 @@ fn real(op: Op<'_>) -> SysResult {
                 return fail("close");
             }
             Ok(SysOk::Done)
+        }
+    }
+}
+
+/// `sendto(2)` of a whole IP packet on a raw socket, to `dst` (port 0).
+fn send_raw(fd: RawFd, buf: &[u8], dst: std::net::IpAddr) -> SysResult {
+    // JUSTIFICATION: no safe constructor for libc's C structs; zeroing is the C idiom.
+    // SAFETY: sockaddr_in and sockaddr_in6 are plain C structs of integers and byte arrays;
+    // all-zero is a valid value of each.
+    let (mut v4, mut v6): (libc::sockaddr_in, libc::sockaddr_in6) =
+        unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    let (addr, len) = match dst {
+        std::net::IpAddr::V4(a) => {
+            v4.sin_family = libc::AF_INET as libc::sa_family_t;
+            v4.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
+            (
+                std::ptr::from_ref(&v4).cast::<libc::sockaddr>(),
+                std::mem::size_of::<libc::sockaddr_in>(),
+            )
+        }
+        std::net::IpAddr::V6(a) => {
+            v6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            v6.sin6_addr.s6_addr = a.octets();
+            (
+                std::ptr::from_ref(&v6).cast::<libc::sockaddr>(),
+                std::mem::size_of::<libc::sockaddr_in6>(),
+            )
+        }
+    };
+    loop {
+        // JUSTIFICATION: std has no sendto(2) for raw IP sockets.
+        // SAFETY: `buf` is a live slice and we pass its exact length; `addr` points at `v4` or
+        // `v6`, both alive until the end of this function, with the exact size of the one it
+        // points at. sendto only reads them during the call.
+        let rc = unsafe {
+            libc::sendto(
+                fd,
+                buf.as_ptr().cast::<libc::c_void>(),
+                buf.len(),
+                0,
+                addr,
+                len as libc::socklen_t,
+            )
+        };
+        if rc >= 0 {
+            return Ok(SysOk::Len(rc.unsigned_abs()));
+        }
+        if errno() != libc::EINTR {
+            return fail("sendto(raw)");
         }
     }
 }
