@@ -18,7 +18,8 @@
 //!
 //! Length-changing stream edits move the output stream against the capture's: per flow side the
 //! shim keeps the shift and rewrites the sequence numbers of that side's later segments and the
-//! acknowledgement numbers of the other side's ([`SideEdit`]), fixing checksums.
+//! acknowledgement numbers of the other side's ([`SideEdit`]), fixing checksums — forward for a
+//! replay, backward for a live peer that acknowledges the edited bytes ([`SeqTranslation`]).
 
 use std::sync::Arc;
 
@@ -75,6 +76,35 @@ impl InjectKind {
             InjectionKind::TransportSend { .. } => Self::TransportSend,
             InjectionKind::TransportReceive { .. } => Self::TransportReceive,
             InjectionKind::Stream { .. } => Self::Stream,
+        }
+    }
+}
+
+/// How a flow's acknowledgement numbers follow a length-changing stream edit (§9.2 "inline
+/// editing ... replacements of a different length"), as the kernel's NAT sequence adjustment
+/// does. Sequence numbers of the edited side always move by the edit's shift `d` (the output
+/// stream is `d` bytes longer); what the other side's acknowledgements need depends on what that
+/// side received:
+///
+/// | mode | the other side acknowledged | its acknowledgements toward the edited side |
+/// |---|---|---|
+/// | `Replay` | the original bytes (a capture recorded the unedited conversation) | `+d` (into the output numbering the output capture shows) |
+/// | `Inline` | the edited bytes (a live peer received the output) | `-d` (back into the numbering the edited side's own stack uses) |
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SeqTranslation {
+    /// Captures (offline replay): acknowledgements move with the edit, `+d`.
+    #[default]
+    Replay,
+    /// A live data path (NFQUEUE): acknowledgements move back, `-d`.
+    Inline,
+}
+
+impl SeqTranslation {
+    /// The acknowledgement shift for an acknowledgement of a side whose stream moved by `d`.
+    fn ack_shift(self, d: i64) -> i64 {
+        match self {
+            Self::Replay => d,
+            Self::Inline => -d,
         }
     }
 }
@@ -285,8 +315,11 @@ impl Shim {
         };
         let delivered = self.stream_below(id, side, injector, data)?;
         let e = self.extra.get_mut(&id)?;
-        // The acknowledgement moves with the other side's edits, as for an inline edit.
-        let ack_shift = e.edit.get(side.other().index()).map_or(0, shift_of);
+        // The acknowledgement follows the other side's edits, as for an inline edit.
+        let ack_shift = self
+            .config
+            .seq_translation
+            .ack_shift(e.edit.get(side.other().index()).map_or(0, shift_of));
         let ed = e.edit.get_mut(side.index())?;
         let template = ed.template.clone()?;
         let seq = ed.out_next?;
@@ -324,10 +357,11 @@ impl Shim {
         let Transport::Tcp(t) = &pkt.parsed.transport else {
             return;
         };
+        let translation = self.config.seq_translation;
         let Some(e) = self.extra.get_mut(&id) else {
             return;
         };
-        let ack_shift = e.edit.get(side.other().index()).map_or(0, shift_of);
+        let ack_shift = translation.ack_shift(e.edit.get(side.other().index()).map_or(0, shift_of));
         let Some(ed) = e.edit.get_mut(side.index()) else {
             return;
         };
@@ -387,7 +421,7 @@ impl Shim {
             .map_or(0, shift_of);
         let edit = TcpEdit {
             seq_shift: mine,
-            ack_shift: theirs,
+            ack_shift: self.config.seq_translation.ack_shift(theirs),
             payload: None,
         };
         if let Ok(bytes) = build::rewrite_tcp(pkt.bytes, &edit) {
@@ -454,4 +488,221 @@ fn tcp_seq(p: &[u8]) -> Option<u32> {
     };
     let s = p.get(ihl + 4..ihl + 8)?;
     Some(u32::from_be_bytes(s.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    //! [`SeqTranslation::Inline`]: a live peer acknowledges the edited bytes.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use wfp_core::callout::{ClassifyContext, ClassifyOut, IncomingValues, LayerData, Metadata};
+    use wfp_core::catalogue::layers;
+    use wfp_core::inject::{AddressFamily, Inject, InjectionHandle, InjectionTypes};
+    use wfp_core::{
+        ActionType, Callout, CalloutFlags, CalloutRegistration, CalloutSpec, Engine, FilterSpec,
+        Guid, RtFilter,
+    };
+
+    use super::*;
+    use crate::pipeline::{PacketVerdict, ShimConfig};
+    use crate::testutil::{self, Tcp, TCP, V4, V6};
+    use crate::wire::TcpFlags;
+
+    /// §9.2 inline editing: "foo" in the stream becomes "quux!" (2 bytes longer).
+    struct Editor(InjectionHandle);
+
+    impl Callout for Editor {
+        fn classify(
+            &self,
+            ctx: &ClassifyContext<'_>,
+            _values: &IncomingValues<'_>,
+            meta: &Metadata,
+            layer_data: &mut LayerData<'_>,
+            _filter: &RtFilter,
+            _flow_context: u64,
+            out: &mut ClassifyOut,
+        ) {
+            let LayerData::Stream(io) = layer_data else {
+                return;
+            };
+            let data = io.stream_data.data;
+            out.action_type = ActionType::PERMIT;
+            match data.windows(3).position(|w| w == b"foo") {
+                Some(0) => {
+                    let p = ctx.engine().allocate_packet(&b"quux!"[..]);
+                    let flow = meta.flow().unwrap_or(0);
+                    let _ = ctx.engine().inject(Inject {
+                        handle: self.0,
+                        context: 0,
+                        kind: InjectionKind::Stream {
+                            flow,
+                            callout: ctx.callout_id(),
+                            layer: ctx.layer(),
+                            flags: io.stream_data.flags,
+                        },
+                        packet: p,
+                        completion: None,
+                    });
+                    out.action_type = ActionType::BLOCK;
+                    io.count_bytes_enforced = 3;
+                }
+                Some(i) => io.count_bytes_enforced = i as u64,
+                None => io.count_bytes_enforced = data.len() as u64,
+            }
+        }
+    }
+
+    /// A shim with the editor at STREAM_V4/V6 translating as `mode`.
+    fn shim(mode: SeqTranslation) -> Shim {
+        let engine = Arc::new(Engine::default());
+        let handle = engine
+            .create_injection_handle(AddressFamily::Unspecified, InjectionTypes::STREAM)
+            .expect("handle");
+        for (n, layer) in [layers::STREAM_V4, layers::STREAM_V6]
+            .into_iter()
+            .enumerate()
+        {
+            let key = Guid::from_name("inject-test", &format!("editor{n}"));
+            let editor: Arc<dyn Callout> = Arc::new(Editor(handle));
+            engine
+                .register_callout(CalloutRegistration::new(
+                    key,
+                    CalloutFlags::default(),
+                    editor,
+                ))
+                .expect("register");
+            engine
+                .add_callout(CalloutSpec {
+                    key,
+                    name: format!("editor{n}"),
+                    description: String::new(),
+                    flags: 0,
+                    provider: None,
+                    applicable_layer: layer,
+                })
+                .expect("callout");
+            let mut f = FilterSpec::new("edit", layer, ActionType::CALLOUT_TERMINATING);
+            f.callout = Some(key);
+            engine.add_filter(f).expect("filter");
+        }
+        Shim::new(
+            engine,
+            ShimConfig {
+                seq_translation: mode,
+                ..ShimConfig::default()
+            },
+        )
+    }
+
+    /// Feeds packets with a clock that advances 1 ms per packet.
+    struct Conv {
+        shim: Shim,
+        now: Timestamp,
+        ip: testutil::Ip,
+    }
+
+    impl Conv {
+        fn out(&mut self, flags: TcpFlags, seq: u32, ack: u32, data: &[u8]) -> PacketVerdict {
+            let t = Tcp {
+                flags,
+                seq,
+                ack,
+                ..TCP
+            };
+            self.packet(
+                PacketDirection::Outbound,
+                &testutil::tcp_packet(&self.ip, &t, data),
+            )
+        }
+
+        fn back(&mut self, flags: TcpFlags, seq: u32, ack: u32, data: &[u8]) -> PacketVerdict {
+            let t = Tcp {
+                sport: TCP.dport,
+                dport: TCP.sport,
+                flags,
+                seq,
+                ack,
+                ..TCP
+            };
+            let ip = self.ip.reply();
+            self.packet(
+                PacketDirection::Inbound,
+                &testutil::tcp_packet(&ip, &t, data),
+            )
+        }
+
+        fn packet(&mut self, dir: PacketDirection, bytes: &[u8]) -> PacketVerdict {
+            self.now = self.now + Duration::from_millis(1);
+            self.shim
+                .handle_packet(self.now, dir, bytes, &PacketContext::default())
+        }
+    }
+
+    /// (seq, ack, payload) of a whole TCP packet.
+    fn fields(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+        let p = crate::wire::parse(bytes).expect("valid packet, checksums included");
+        let Transport::Tcp(t) = &p.transport else {
+            panic!("not TCP")
+        };
+        (t.seq, t.ack, bytes[t.payload.clone()].to_vec())
+    }
+
+    /// Client 1000/1001…, server 5000/5001…: handshake, then "abcfoodef" edited to
+    /// "abcquux!def" (+2), then what each side's later packets become.
+    fn conversation(mode: SeqTranslation, ip: testutil::Ip) -> [(u32, u32, Vec<u8>); 3] {
+        let mut c = Conv {
+            shim: shim(mode),
+            now: Timestamp::from_secs(1000),
+            ip,
+        };
+        let syn_ack = TcpFlags::SYN.union(TcpFlags::ACK);
+        assert_eq!(c.out(TcpFlags::SYN, 1000, 0, b"").verdict, Verdict::Permit);
+        assert_eq!(c.back(syn_ack, 5000, 1001, b"").verdict, Verdict::Permit);
+        assert_eq!(
+            c.out(TcpFlags::ACK, 1001, 5001, b"").verdict,
+            Verdict::Permit
+        );
+        let edited = c.out(TcpFlags::ACK, 1001, 5001, b"abcfoodef");
+        let edited = edited.edited.expect("edited segment");
+        // The client's next segment moves by +2 in both modes.
+        let next = c
+            .out(TcpFlags::ACK, 1010, 5001, b"zz")
+            .edited
+            .expect("moved");
+        // The server acknowledges: in a capture the original 11 bytes (1012 = 1001 + 9 + 2 in
+        // the capture's numbering of "abcfoodef" + "zz"), live the 13 output bytes (1014).
+        let server_ack = match mode {
+            SeqTranslation::Replay => 1012,
+            SeqTranslation::Inline => 1014,
+        };
+        let ack = c.back(TcpFlags::ACK, 5001, server_ack, b"ok");
+        let ack = ack.edited.expect("ack translated");
+        [
+            fields(&edited.bytes),
+            fields(&next.bytes),
+            fields(&ack.bytes),
+        ]
+    }
+
+    #[test]
+    fn inline_mode_moves_the_peers_acknowledgements_back_by_the_edit() {
+        for ip in [V4, V6] {
+            let [edited, next, ack] = conversation(SeqTranslation::Inline, ip);
+            assert_eq!(edited, (1001, 5001, b"abcquux!def".to_vec()), "{ip:?}");
+            assert_eq!(next, (1012, 5001, b"zz".to_vec()), "{ip:?}");
+            // The live server acknowledged 1014 (output numbering): the client's stack sent up
+            // to 1012 in its own numbering, so the acknowledgement it gets is 1014 - 2.
+            assert_eq!(ack, (5001, 1012, b"ok".to_vec()), "{ip:?}");
+        }
+    }
+
+    #[test]
+    fn replay_mode_moves_the_captured_acknowledgements_forward() {
+        let [edited, next, ack] = conversation(SeqTranslation::Replay, V4);
+        assert_eq!(edited.2, b"abcquux!def".to_vec());
+        assert_eq!(next.0, 1012);
+        assert_eq!(ack.1, 1014, "captured ack 1012 + 2");
+    }
 }

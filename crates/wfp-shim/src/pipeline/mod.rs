@@ -94,7 +94,7 @@ use crate::wire::{ParseConfig, ParsedPacket, Transport};
 use flows::{FlowExtra, FlowIdHasher};
 use packet::{Packet, Seen, Way};
 
-pub use inject::{InjectKind, OutputOrigin, ShimOutput};
+pub use inject::{InjectKind, OutputOrigin, SeqTranslation, ShimOutput};
 pub use verdict::{
     EditedPacket, FragmentDrop, LayerVisit, Malformed, PacketVerdict, Reason, Verdict,
 };
@@ -228,6 +228,11 @@ pub struct ShimConfig {
     /// Most packets held per pended flow (default 64); later ones are dropped and counted in
     /// [`ShimStats::held_dropped`].
     pub max_held_packets: usize,
+    /// How acknowledgement numbers are translated after a length-changing stream edit
+    /// ([`SeqTranslation`]): [`SeqTranslation::Replay`] (the default) for captures, where the
+    /// captured peer acknowledged the original bytes; [`SeqTranslation::Inline`] for a live
+    /// data path, where the real peer acknowledges the edited bytes.
+    pub seq_translation: SeqTranslation,
 }
 
 impl Default for ShimConfig {
@@ -247,6 +252,7 @@ impl Default for ShimConfig {
             mtu: 1500,
             pend_deadline: None,
             max_held_packets: 64,
+            seq_translation: SeqTranslation::Replay,
         }
     }
 }
