@@ -15,6 +15,7 @@
 //! [rules]
 //! manage = true             # install WFP_IN/OUT/FWD at start, remove them at stop
 //! hooks = [ { hook = "OUTPUT", matches = ["-o", "lo"] }, { hook = "INPUT" } ]
+//! self_mark = 0x20000000    # injected packets: raw sockets with this mark, skipped by the rules
 //!
 //! [verdicts]
 //! no_match = "permit"       # brief decision 3
@@ -27,6 +28,7 @@
 //!                           # worker holds; "exit": the daemon exits and `absent` applies
 //! verdict_deadline_ms = 2000
 //! internal_error = "fail-closed"  # a panic while deciding a packet: drop it (fail-open: accept)
+//! pended = "fail-closed"    # a packet a callout pended past verdict_deadline_ms (fail-open: accept)
 //!
 //! [identity]
 //! resolve = true            # ALE_APP_ID / ALE_USER_ID from socket diagnostics and /proc
@@ -263,6 +265,11 @@ pub struct RulesConfig {
     /// what NFQUEUE delivers whole (65531 bytes; only loopback's 64 KiB MTU exceeds it). 0
     /// disables the clamp. Default 65000.
     pub clamp_mss: u16,
+    /// Mark of the packets callouts inject (sent through raw sockets); the rules return for it
+    /// before queueing, so wfpd never classifies its own packets twice (§10.4 "injected by
+    /// self"). Must not share bits with `accounting_mark`. 0 disables injection. Default
+    /// `0x20000000`.
+    pub self_mark: u32,
 }
 
 impl Default for RulesConfig {
@@ -282,6 +289,7 @@ impl Default for RulesConfig {
                 .collect(),
             accounting_mark: 0x4000_0000,
             clamp_mss: 65000,
+            self_mark: 0x2000_0000,
         }
     }
 }
@@ -329,6 +337,9 @@ pub struct PostureConfig {
     pub verdict_deadline_ms: u64,
     /// A panic while deciding a packet (contained per packet).
     pub internal_error: Posture,
+    /// A packet held while a callout pended its classify, still pended after
+    /// `verdict_deadline_ms`.
+    pub pended: Posture,
 }
 
 impl Default for PostureConfig {
@@ -339,6 +350,7 @@ impl Default for PostureConfig {
             hung: HungPosture::FailClosed,
             verdict_deadline_ms: 2000,
             internal_error: Posture::FailClosed,
+            pended: Posture::FailClosed,
         }
     }
 }
@@ -555,6 +567,7 @@ impl Config {
         rules.accounting_mark =
             (self.rules.accounting_mark != 0).then_some(self.rules.accounting_mark);
         rules.clamp_mss = (self.rules.clamp_mss != 0).then_some(self.rules.clamp_mss);
+        rules.self_mark = (self.rules.self_mark != 0).then_some(self.rules.self_mark);
         rules
     }
 

@@ -19,11 +19,12 @@ use wfp_core::{Engine, NetEventKind};
 use wfp_nfqueue::owner::OwnerResolver;
 use wfp_nfqueue::rules::RuleSet;
 use wfp_nfqueue::{
-    kernel_queue_stats, run_worker, NfqError, Queue, QueueStats, StopHandle, WorkerClock,
-    WorkerOptions,
+    kernel_queue_stats, run_worker, NfqError, Queue, QueueStats, RawSender, StopHandle,
+    WorkerClock, WorkerOptions,
 };
 use wfp_policy::{replace_all, Applied, Policy};
 
+use crate::asyncs::AsyncPath;
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::stats::{FailOpen, PolicySnapshot, QueueSnapshot, Snapshot};
@@ -57,6 +58,8 @@ pub struct Daemon {
     generation: u64,
     flow_records: u64,
     stream_reports: u64,
+    /// Connections the connection monitor finished (drained from its log).
+    connections_closed: u64,
     last_stats_write: Instant,
 }
 
@@ -74,10 +77,13 @@ impl Daemon {
     pub fn start(config: Config) -> anyhow::Result<Self> {
         let clock = WorkerClock::new();
         let policies = load_policies(&config.policy.files).context("loading the policy")?;
-        let options = policies
+        let mut options = policies
             .first()
             .map(|p| p.options.clone())
             .unwrap_or_default();
+        // The shims announce every flow, so a callout's FwpsFlowAbort0 ends the flow for real
+        // (§6) and pended operations are tied to live flows (§10.1).
+        options.flow_tracking = wfp_core::engine::FlowTracking::Announced;
         let engine = Arc::new(Engine::new(options));
         // Persistent objects first (§11.3), before any queue admits traffic; a store that
         // cannot be read fails the start (the absent posture applies).
@@ -116,6 +122,7 @@ impl Daemon {
             generation: 0,
             flow_records: 0,
             stream_reports: 0,
+            connections_closed: 0,
             last_stats_write: Instant::now(),
         };
         let mut watched = Vec::new();
@@ -149,6 +156,7 @@ impl Daemon {
                 daemon.config.api.clone(),
             )
             .context("starting the management API")?;
+            api.set_connection_log(Arc::clone(&daemon.host.connections));
             daemon.api = Some(api);
         }
         tracing::info!(
@@ -166,7 +174,14 @@ impl Daemon {
         let shared = Arc::new(WorkerShared::new(num));
         let engine = Arc::clone(&self.engine);
         let host = self.host.clone();
-        let shim_config = self.config.shim_config();
+        let deadline = Duration::from_millis(self.config.posture.verdict_deadline_ms);
+        let mut shim_config = self.config.shim_config();
+        // Live peers acknowledge edited bytes; a pended operation lasts at most the verdict
+        // deadline, like the packets it holds.
+        shim_config.seq_translation = wfp_shim::pipeline::SeqTranslation::Inline;
+        shim_config.pend_deadline = Some(deadline);
+        let pended = (deadline, self.config.posture.pended);
+        let raw_mark = self.raw_mark();
         let identity_config = self.config.identity;
         let special = (
             self.config.verdicts.other_hook.shim(),
@@ -198,10 +213,18 @@ impl Daemon {
                     None
                 };
                 let identity = Identity::new(resolver, Arc::clone(&thread_shared.identity));
+                let raw = raw_mark.and_then(|mark| match RawSender::open(mark) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::warn!(queue = num, error = %e, "no raw socket: injected packets are dropped and counted");
+                        None
+                    }
+                });
+                let asyncs = AsyncPath::new(raw, pended, Arc::clone(&thread_shared.asyncs));
                 let mut handler = ShimHandler::new(
                     (engine, &host),
                     shim_config,
-                    identity,
+                    (identity, asyncs),
                     special,
                     Arc::clone(&thread_shared),
                 );
@@ -223,6 +246,22 @@ impl Daemon {
             thread: Some(thread),
         });
         Ok(shared)
+    }
+
+    /// The mark of injected packets: the self mark the rules skip, plus the accounting bit (they
+    /// are inspected: the shim classified them when they were injected). `None`: no injection.
+    fn raw_mark(&self) -> Option<u32> {
+        let own = self.config.rules.self_mark;
+        if own == 0 {
+            return None;
+        }
+        let accounting = self
+            .config
+            .rule_set()
+            .accounting_mark
+            .filter(|_| self.config.rules.manage)
+            .unwrap_or(0);
+        Some(own | accounting)
     }
 
     /// Packets decided so far over all queues. Cheap (reads the workers' counters only; unlike
@@ -331,6 +370,23 @@ impl Daemon {
                 );
             }
         }
+        for c in self.host.connections.drain() {
+            self.connections_closed += 1;
+            if log {
+                tracing::info!(
+                    "connection closed: flow={} protocol={} local={} remote={} process={} user={} bytes_out={} bytes_in={} duration_ms={}",
+                    c.flow_handle,
+                    c.tuple.protocol,
+                    endpoint(c.tuple.local_addr, c.tuple.local_port),
+                    endpoint(c.tuple.remote_addr, c.tuple.remote_port),
+                    c.process_path.as_deref().unwrap_or(""),
+                    c.user.map_or_else(String::new, |u| u.to_string()),
+                    c.outbound.bytes,
+                    c.inbound.bytes,
+                    c.duration().as_millis()
+                );
+            }
+        }
         let events = self.engine.drain_net_events();
         if let Some(api) = &self.api {
             api.publish(&events);
@@ -377,6 +433,15 @@ impl Daemon {
                     recv_calls: q.recv_calls,
                     verdict_sends: q.send_calls,
                     coalesced_verdicts: q.coalesced,
+                    held: get(&s.asyncs.held),
+                    released: get(&s.asyncs.released),
+                    held_dropped: get(&s.asyncs.held_dropped),
+                    held_expired: get(&s.asyncs.expired),
+                    held_expired_accepted: get(&s.asyncs.expired_accepted),
+                    edited: get(&s.asyncs.edited),
+                    injected_sent: get(&s.asyncs.injected_sent),
+                    injected_blocked: get(&s.asyncs.injected_blocked),
+                    injected_failed: get(&s.asyncs.injected_failed),
                     owner_lookups: get(&s.identity.lookups),
                     owner_resolved: get(&s.identity.resolved),
                     owner_fallback: get(&s.identity.fallback),
@@ -423,10 +488,17 @@ impl Daemon {
                     .iter()
                     .map(|w| w.shared.hung_accepted.load(Ordering::Relaxed))
                     .sum(),
+                pended: self
+                    .workers
+                    .iter()
+                    .map(|w| w.shared.asyncs.expired_accepted.load(Ordering::Relaxed))
+                    .sum(),
                 uninspected_accepted: uninspected,
             },
             flow_records: self.flow_records,
             stream_reports: self.stream_reports,
+            connections_closed: self.connections_closed,
+            connections_open: self.host.connections.active(),
             callout_panics: self.engine.stats().callout_panics.load(Ordering::Relaxed),
             queues,
         }

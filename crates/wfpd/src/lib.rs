@@ -49,6 +49,9 @@
 //!   ([`daemon::run`]).
 //! * [`worker`] — the engine as the per-queue loop's handler ([`worker::ShimHandler`], run by
 //!   [`wfp_nfqueue::run_worker`]) and the counters a worker shares ([`worker::WorkerShared`]).
+//! * [`asyncs`] — pended classifies (held NFQUEUE verdicts), edited packets, injected packets
+//!   (raw sockets with the self mark).
+//! * [`connections`] — `GET /v1/connections`: the connection monitor's live flows.
 //! * [`identity`] — socket owner → ALE process identity.
 //! * [`watchdog`] — the hung posture.
 //! * [`stats`] — the statistics snapshot.
@@ -56,7 +59,9 @@
 //!   sessions, transactions, objects, the net-event stream; persistent objects in `wfp-store`.
 
 pub mod api;
+pub mod asyncs;
 pub mod config;
+pub mod connections;
 pub mod daemon;
 pub mod identity;
 pub mod stats;

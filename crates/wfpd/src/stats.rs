@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | internal error, `internal_error = "fail-open"` | the worker | `fail_open.internal_error` |
 //! | worker stuck, `hung = "fail-open"` | the watchdog | `fail_open.hung` |
+//! | a pended packet past the verdict deadline, `pended = "fail-open"` | the worker | `fail_open.pended` |
 //! | queue full with `overloaded = "fail-open"`, queue bypassed while wfpd is absent, and the two above | the kernel, in the `security`-table accounting chains (packets accepted without wfpd's mark bit) | `fail_open.uninspected_accepted` |
 //!
 //! `uninspected_accepted` is the total of packets that passed a hook's NFQUEUE rule without a
@@ -53,6 +54,24 @@ pub struct QueueSnapshot {
     pub verdict_sends: u64,
     /// Verdicts merged into a batch verdict message instead of a message of their own.
     pub coalesced_verdicts: u64,
+    /// Packets held while a callout pended their classify (NFQUEUE verdict held).
+    pub held: u64,
+    /// Held packets released by a completion.
+    pub released: u64,
+    /// Held packets dropped: refused or flushed at completion, or their flow ended.
+    pub held_dropped: u64,
+    /// Held packets still pended at the verdict deadline (or at stop): `posture.pended`.
+    pub held_expired: u64,
+    /// Of those, accepted (`pended = "fail-open"`).
+    pub held_expired_accepted: u64,
+    /// Packets accepted with new bytes (stream edits, renumbered segments).
+    pub edited: u64,
+    /// Injected packets sent through the raw socket (with the self mark).
+    pub injected_sent: u64,
+    /// Injected packets a layer blocked.
+    pub injected_blocked: u64,
+    /// Injected packets that could not be sent.
+    pub injected_failed: u64,
     /// Identity lookups.
     pub owner_lookups: u64,
     /// Lookups that found the process.
@@ -74,6 +93,8 @@ pub struct FailOpen {
     pub internal_error: u64,
     /// Packets accepted by the watchdog.
     pub hung: u64,
+    /// Held (pended) packets accepted at the verdict deadline.
+    pub pended: u64,
     /// Packets accepted without wfpd's verdict, counted by the kernel (see the module doc).
     pub uninspected_accepted: Option<u64>,
 }
@@ -108,6 +129,10 @@ pub struct Snapshot {
     pub flow_records: u64,
     /// Stream reports drained from the stream monitor (`wfp.stream-monitor`).
     pub stream_reports: u64,
+    /// Connections the connection monitor (`wfp.connection-monitor`) saw end.
+    pub connections_closed: u64,
+    /// Connections the connection monitor lists now (`GET /v1/connections`).
+    pub connections_open: usize,
     /// Callout classifyFn panics contained by the engine.
     pub callout_panics: u64,
     /// Per queue.
@@ -125,16 +150,23 @@ impl Snapshot {
         let sum = |f: fn(&QueueSnapshot) -> u64| self.queues.iter().map(f).sum::<u64>();
         format!(
             "packets={} permitted={} blocked={} internal_errors={} flows_ended={} hung_episodes={} \
-             fail_open.internal_error={} fail_open.hung={} fail_open.uninspected_accepted={} \
-             filters={} reloads={} reload_failures={}",
+             held={} released={} held_expired={} edited={} injected_sent={} \
+             fail_open.internal_error={} fail_open.hung={} fail_open.pended={} \
+             fail_open.uninspected_accepted={} filters={} reloads={} reload_failures={}",
             self.packets(),
             sum(|q| q.permitted),
             sum(|q| q.blocked),
             sum(|q| q.internal_errors),
             sum(|q| q.flows_ended),
             sum(|q| q.hung_episodes),
+            sum(|q| q.held),
+            sum(|q| q.released),
+            sum(|q| q.held_expired),
+            sum(|q| q.edited),
+            sum(|q| q.injected_sent),
             self.fail_open.internal_error,
             self.fail_open.hung,
+            self.fail_open.pended,
             self.fail_open
                 .uninspected_accepted
                 .map_or_else(|| "n/a".to_owned(), |n| n.to_string()),

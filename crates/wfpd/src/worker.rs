@@ -10,7 +10,13 @@
 //!        │                      ▼
 //!        └──── verdicts go out in one sendto before the next wait
 //!  between batches: ShimHandler::handle_timeout(now) when the shim's poll_timeout() is due
+//!  after each batch and timer: the asynchronous path (crate::asyncs) — the callouts' worker,
+//!  Shim::handle_async, held packets answered, injected packets sent
 //! ```
+//!
+//! A pended classify (verdict ABSORB, reason pended) keeps the packet's NFQUEUE verdict held
+//! ([`wfp_nfqueue::Answer::Hold`]) until its completion releases it or the verdict deadline
+//! passes; an edited packet is accepted with its new bytes ([`wfp_nfqueue::Answer::Replace`]).
 //!
 //! Each worker owns its `Queue` and its handler (one `Shim` per queue: flows are per queue,
 //! since `--queue-balance` hashes each flow to one queue). It shares only atomics
@@ -23,10 +29,14 @@ use std::time::Duration;
 
 use wfp_core::Engine;
 use wfp_nfqueue::{
-    Decision, Hook, PacketHandler, QueuedPacket, Verdict as NfVerdict, WorkerStatus,
+    Answer, Decision, Deferred, Hook, PacketHandler, QueuedPacket, Verdict as NfVerdict,
+    WorkerStatus,
 };
-use wfp_shim::{PacketDirection, PacketVerdict, Shim, ShimConfig, ShimEvent, Timestamp, Verdict};
+use wfp_shim::{
+    PacketDirection, PacketVerdict, Reason, Shim, ShimConfig, ShimEvent, Timestamp, Verdict,
+};
 
+use crate::asyncs::{AsyncCounters, AsyncPath};
 use crate::config::Posture;
 use crate::identity::{Identity, IdentityStats};
 
@@ -53,6 +63,8 @@ pub struct WorkerShared {
     pub hung_dropped: AtomicU64,
     /// Identity lookups.
     pub identity: Arc<IdentityStats>,
+    /// The asynchronous path: held, released, expired, edited, injected packets.
+    pub asyncs: Arc<AsyncCounters>,
 }
 
 impl WorkerShared {
@@ -70,8 +82,12 @@ impl WorkerShared {
 pub struct ShimHandler {
     shim: Shim,
     engine: Arc<Engine>,
-    /// What the engine's built-in callouts read time from (the daemon's `wfp_callouts::Host`).
-    callout_clock: Arc<wfp_callouts::Clock>,
+    /// What the engine's built-in callouts read time from and leave work to (the daemon's).
+    host: wfp_callouts::Host,
+    /// Held packets, injected packets ([`crate::asyncs`]).
+    asyncs: AsyncPath,
+    /// When the asynchronous path last ran.
+    last_async: Duration,
     config: ShimConfig,
     identity: Identity,
     other_hook: Verdict,
@@ -89,14 +105,16 @@ impl ShimHandler {
     pub fn new(
         (engine, host): (Arc<Engine>, &wfp_callouts::Host),
         config: ShimConfig,
-        identity: Identity,
+        (identity, asyncs): (Identity, AsyncPath),
         (other_hook, truncated): (Verdict, Verdict),
         shared: Arc<WorkerShared>,
     ) -> Self {
         Self {
             shim: Shim::new(Arc::clone(&engine), config.clone()),
             engine,
-            callout_clock: Arc::clone(&host.clock),
+            host: host.clone(),
+            asyncs,
+            last_async: Duration::ZERO,
             config,
             identity,
             other_hook,
@@ -106,9 +124,39 @@ impl ShimHandler {
         }
     }
 
+    /// The answer for one packet: held while its classify is pended, accepted with new bytes
+    /// when edited, else the verdict.
+    fn respond(&mut self, now: Duration, packet: &QueuedPacket) -> Answer {
+        let verdict = self.decide(Timestamp::from_duration(now), packet);
+        let nf = match verdict {
+            Verdict::Permit => NfVerdict::Accept,
+            Verdict::Block | Verdict::Absorb => NfVerdict::Drop,
+        };
+        let o = &self.outcome;
+        // Only the shim answers ABSORB (the hook and truncation verdicts are permit / block).
+        if verdict == Verdict::Absorb && o.reason == Reason::Pended {
+            let flow = o.flow;
+            self.asyncs
+                .hold(now, (packet.id, packet.mark, flow), &packet.payload);
+            return Answer::Hold;
+        }
+        match (&o.edited, verdict) {
+            (Some(e), Verdict::Permit) => {
+                let payload = e.bytes.clone();
+                self.asyncs.note_edited();
+                Answer::Replace {
+                    decision: Decision::from(nf),
+                    payload,
+                }
+            }
+            _ => Answer::Now(Decision::from(nf)),
+        }
+    }
+
     /// The shim's verdict for one packet: hook → direction, identity, `Shim::handle_packet`,
-    /// flow events.
+    /// flow events. [`ShimHandler::respond`] reads the rest of `self.outcome`.
     fn decide(&mut self, now: Timestamp, packet: &QueuedPacket) -> Verdict {
+        self.outcome.edited = None;
         let direction = match packet.hook {
             Hook::LocalIn => PacketDirection::Inbound,
             Hook::LocalOut => PacketDirection::Outbound,
@@ -158,6 +206,7 @@ impl ShimHandler {
                     contexts,
                 } => {
                     self.identity.forget(&key);
+                    self.asyncs.flow_ended(flow);
                     self.shared.flows_ended.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(
                         queue = self.shared.queue,
@@ -177,28 +226,62 @@ impl ShimHandler {
     }
 }
 
+impl ShimHandler {
+    /// The asynchronous step ([`crate::asyncs`]): the callouts' worker, `Shim::handle_async`,
+    /// verdicts for held packets, injected packets sent; then the flow ends it caused.
+    fn run_async(&mut self, now: Duration) {
+        self.last_async = now;
+        self.host.clock.set(now);
+        self.asyncs.run(now, &mut self.shim, &self.host);
+        self.drain_events();
+    }
+}
+
 impl PacketHandler for ShimHandler {
     fn begin_batch(&mut self, now: Duration) {
         // The built-in callouts that time flows read this clock (wfp-callouts reads none).
-        self.callout_clock.set(now);
+        self.host.clock.set(now);
     }
 
     fn handle(&mut self, now: Duration, packet: &QueuedPacket) -> Decision {
-        let verdict = match self.decide(Timestamp::from_duration(now), packet) {
-            Verdict::Permit => NfVerdict::Accept,
-            Verdict::Block | Verdict::Absorb => NfVerdict::Drop,
-        };
-        Decision::from(verdict)
+        match self.respond(now, packet) {
+            Answer::Now(d) | Answer::Replace { decision: d, .. } => d,
+            // Only through `answer` can a packet stay held (the worker loop uses it); a caller
+            // of `handle` needs a verdict now: fail-closed.
+            Answer::Hold => Decision::from(NfVerdict::Drop),
+        }
+    }
+
+    fn answer(&mut self, now: Duration, packet: &QueuedPacket) -> Answer {
+        self.respond(now, packet)
+    }
+
+    fn end_batch(&mut self, now: Duration) {
+        self.run_async(now);
+    }
+
+    fn poll_verdict(&mut self) -> Option<Deferred> {
+        self.asyncs.poll_verdict()
+    }
+
+    fn finish(&mut self, now: Duration) {
+        self.run_async(now);
+        self.asyncs.finish();
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        self.shim.poll_timeout().map(Timestamp::as_duration)
+        let shim = self.shim.poll_timeout().map(Timestamp::as_duration);
+        let asyncs = self.asyncs.poll_timeout(self.last_async);
+        shim.into_iter().chain(asyncs).min()
     }
 
     fn handle_timeout(&mut self, now: Duration) {
-        self.callout_clock.set(now);
+        self.host.clock.set(now);
+        // Held packets first, with the `pended` posture; the shim drops the same operations.
+        self.asyncs.expire(now);
         self.shim.handle_timeout(Timestamp::from_duration(now));
         self.drain_events();
+        // The worker loop runs end_batch (the asynchronous step) right after.
     }
 
     fn recover(&mut self, packet: &QueuedPacket, verdict: NfVerdict) {
@@ -213,10 +296,12 @@ impl PacketHandler for ShimHandler {
             "internal error while deciding a packet (contained)"
         );
         // The shim may be half-way through a packet: replace it. Its flows end (flowDeleteFn for
-        // their contexts) as far as it can still do that; new packets start new flows.
+        // their contexts) as far as it can still do that; new packets start new flows. The
+        // packets it held get the same posture.
         let fresh = Shim::new(Arc::clone(&self.engine), self.config.clone());
         let mut old = std::mem::replace(&mut self.shim, fresh);
         let _ = catch_unwind(AssertUnwindSafe(|| old.abort_all()));
+        self.asyncs.abandon(verdict);
         self.identity.forget_all();
     }
 }

@@ -74,6 +74,8 @@ pub(crate) struct Shared {
     pub(crate) groups: Groups,
     pub(crate) stop: AtomicBool,
     connections: AtomicUsize,
+    /// The connection monitor's log (`GET /v1/connections`), set once by the daemon.
+    pub(crate) monitor: std::sync::OnceLock<Arc<wfp_callouts::ConnectionLog>>,
 }
 
 /// A running API server. Dropping it stops accepting and ends the connections (their sessions
@@ -136,6 +138,7 @@ impl Server {
             groups,
             stop: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
+            monitor: std::sync::OnceLock::new(),
         });
         let thread_shared = Arc::clone(&shared);
         let accept = std::thread::Builder::new()
@@ -152,6 +155,11 @@ impl Server {
             path,
             accept: Some(accept),
         })
+    }
+
+    /// Lists `log`'s live connections at `GET /v1/connections` (the first call wins).
+    pub fn set_connection_log(&self, log: Arc<wfp_callouts::ConnectionLog>) {
+        let _ = self.shared.monitor.set(log);
     }
 
     /// Hands net events to the `GET /v1/events` subscribers.

@@ -43,6 +43,12 @@ fn filter_id(s: &str) -> Result<FilterId, Failure> {
 pub(crate) fn route(c: &mut Conn<'_>, method: &str, rest: &[&str], m: &Message) -> Answer {
     match (method, rest) {
         ("GET", ["state"]) => state(c),
+        ("GET", ["connections"]) => json(
+            &c.shared
+                .monitor
+                .get()
+                .map_or_else(Vec::new, |log| crate::connections::list(log)),
+        ),
         (_, ["filters", ..]) => filters(c, method, rest.get(1..).unwrap_or_default(), m),
         (_, ["sublayers" | "providers" | "callouts", ..]) => objects(c, method, rest, m),
         (_, ["session" | "sessions"]) => session(c, method, rest, m),
