@@ -301,3 +301,128 @@ impl AsyncPath {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use wfp_shim::{EditedPacket, PacketDirection, PacketVerdict, Timestamp};
+
+    use super::*;
+
+    fn flow(n: u64) -> Option<FlowId> {
+        FlowId::from_handle(n)
+    }
+
+    fn path(posture: Posture) -> (AsyncPath, Arc<AsyncCounters>) {
+        let counters = Arc::new(AsyncCounters::default());
+        let p = AsyncPath::new(
+            None,
+            (Duration::from_millis(100), posture),
+            Arc::clone(&counters),
+        );
+        (p, counters)
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn drain(p: &mut AsyncPath) -> Vec<(u32, NfVerdict, Option<Vec<u8>>)> {
+        std::iter::from_fn(|| p.poll_verdict())
+            .map(|d| (d.id.0, d.decision.verdict, d.payload))
+            .collect()
+    }
+
+    fn count(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    fn output(bytes: &[u8], verdict: Verdict, origin: OutputOrigin) -> ShimOutput {
+        let mut v = PacketVerdict::new(PacketDirection::Outbound);
+        v.verdict = verdict;
+        ShimOutput {
+            now: Timestamp::from_secs(1),
+            bytes: bytes.to_vec(),
+            verdict: v,
+            origin,
+        }
+    }
+
+    #[test]
+    fn a_flows_held_packets_expire_together_with_the_posture_and_are_counted() {
+        let (mut p, c) = path(Posture::FailOpen);
+        p.hold(ms(0), (PacketId(1), Some(7), flow(1)), b"a1");
+        p.hold(ms(50), (PacketId(2), None, flow(2)), b"b1");
+        p.hold(ms(90), (PacketId(3), None, flow(1)), b"a2");
+        assert_eq!(p.poll_timeout(ms(0)), Some(ms(10)), "the async tick");
+        assert_eq!(p.poll_timeout(ms(95)), Some(ms(100)), "the oldest deadline");
+        p.expire(ms(99));
+        assert!(drain(&mut p).is_empty());
+        p.expire(ms(100));
+        assert_eq!(
+            drain(&mut p),
+            [(1, NfVerdict::Accept, None), (3, NfVerdict::Accept, None)]
+        );
+        p.finish();
+        assert_eq!(drain(&mut p), [(2, NfVerdict::Accept, None)]);
+        assert_eq!((count(&c.expired), count(&c.expired_accepted)), (3, 3));
+        assert_eq!(p.held_count(), 0);
+        assert_eq!(p.poll_timeout(ms(0)), None);
+    }
+
+    #[test]
+    fn fail_closed_expiry_drops_and_ended_flows_drop_their_held_packets() {
+        let (mut p, c) = path(Posture::FailClosed);
+        p.hold(ms(0), (PacketId(1), None, flow(1)), b"a");
+        p.hold(ms(0), (PacketId(2), None, flow(2)), b"b");
+        p.hold(ms(0), (PacketId(3), None, flow(3)), b"c");
+        p.flow_ended(FlowId::from_handle(2).expect("id"));
+        assert_eq!(drain(&mut p), [(2, NfVerdict::Drop, None)]);
+        p.expire(ms(100));
+        assert_eq!(
+            drain(&mut p),
+            [(1, NfVerdict::Drop, None), (3, NfVerdict::Drop, None)]
+        );
+        p.abandon(NfVerdict::Accept);
+        p.finish();
+        assert!(drain(&mut p).is_empty(), "nothing held is answered twice");
+        assert_eq!(count(&c.held), 3);
+        assert_eq!(count(&c.held_dropped), 1);
+        assert_eq!((count(&c.expired), count(&c.expired_accepted)), (2, 0));
+    }
+
+    #[test]
+    fn a_released_packet_answers_its_held_id_once_with_its_edited_bytes() {
+        let (mut p, c) = path(Posture::FailClosed);
+        p.hold(ms(0), (PacketId(4), None, flow(1)), b"syn");
+        p.hold(ms(0), (PacketId(5), None, flow(1)), b"data");
+        let released = || OutputOrigin::Released { flow: flow(1) };
+        // Pended again: still held.
+        let mut again = output(b"syn", Verdict::Absorb, released());
+        again.verdict.reason = Reason::Pended;
+        p.output(&again);
+        assert!(drain(&mut p).is_empty());
+        let mut edited = output(b"data", Verdict::Permit, released());
+        edited.verdict.edited = Some(EditedPacket {
+            bytes: b"DATA!".to_vec(),
+            injectors: Vec::new(),
+        });
+        p.output(&edited);
+        p.output(&output(b"syn", Verdict::Absorb, released()));
+        assert_eq!(
+            drain(&mut p),
+            [
+                (5, NfVerdict::Accept, Some(b"DATA!".to_vec())),
+                (4, NfVerdict::Drop, None)
+            ]
+        );
+        // Not a held packet any more: an injected one, here without a raw socket.
+        p.output(&output(b"syn", Verdict::Permit, released()));
+        assert!(drain(&mut p).is_empty());
+        assert_eq!(count(&c.released), 2);
+        assert_eq!(count(&c.edited), 1);
+        assert_eq!(count(&c.injected_failed), 1);
+        assert_eq!(p.held_count(), 0);
+    }
+}

@@ -599,3 +599,189 @@ fn connection_monitor_lists_live_flows_with_owner_and_bytes_over_v4_and_v6() {
     assert!(stats["connections_closed"].as_u64() >= Some(2), "{stats}");
     assert!(daemon.stop().success(), "clean stop");
 }
+
+// ------------------------------------------------------------------------------------------
+// The verdict deadline of held packets, in process (a callout that never completes)
+// ------------------------------------------------------------------------------------------
+
+/// Pends every authorization and never completes one (a callout whose worker hangs).
+struct NeverDecides;
+
+impl wfp_core::Callout for NeverDecides {
+    fn classify(
+        &self,
+        ctx: &wfp_core::callout::ClassifyContext<'_>,
+        _values: &wfp_core::callout::IncomingValues<'_>,
+        meta: &wfp_core::callout::Metadata,
+        _layer_data: &mut wfp_core::callout::LayerData<'_>,
+        _filter: &wfp_core::RtFilter,
+        _flow_context: u64,
+        out: &mut wfp_core::callout::ClassifyOut,
+    ) {
+        if ctx.pend_operation(meta).is_ok() {
+            out.action_type = wfp_core::ActionType::BLOCK;
+            out.flags |= wfp_core::constants::ClassifyOutFlags::ABSORB;
+            out.clear_write();
+        }
+    }
+}
+
+/// An engine whose ALE_AUTH_CONNECT_V4/V6 filters call [`NeverDecides`].
+fn never_deciding_engine() -> std::sync::Arc<wfp_core::Engine> {
+    use wfp_core::catalogue::layers;
+    use wfp_core::{ActionType, CalloutFlags, CalloutRegistration, CalloutSpec, FilterSpec, Guid};
+    let engine = std::sync::Arc::new(wfp_core::Engine::new(wfp_core::EngineOptions {
+        flow_tracking: wfp_core::engine::FlowTracking::Announced,
+        ..wfp_core::EngineOptions::default()
+    }));
+    for (n, layer) in [layers::ALE_AUTH_CONNECT_V4, layers::ALE_AUTH_CONNECT_V6]
+        .into_iter()
+        .enumerate()
+    {
+        let key = Guid::from_name("wfpd-async-live", &format!("never{n}"));
+        engine
+            .register_callout(CalloutRegistration::new(
+                key,
+                CalloutFlags::default(),
+                std::sync::Arc::new(NeverDecides),
+            ))
+            .expect("register");
+        engine
+            .add_callout(CalloutSpec {
+                key,
+                name: format!("never decides {n}"),
+                description: String::new(),
+                flags: 0,
+                provider: None,
+                applicable_layer: layer,
+            })
+            .expect("callout");
+        let mut f = FilterSpec::new("pend", layer, ActionType::CALLOUT_TERMINATING);
+        f.callout = Some(key);
+        engine.add_filter(f).expect("filter");
+    }
+    engine
+}
+
+/// What one in-process run saw: the datagrams delivered and the worker's counters.
+struct Expired {
+    delivered: Vec<usize>,
+    shared: std::sync::Arc<wfpd::worker::WorkerShared>,
+    kernel_errors: u64,
+}
+
+/// A real queue on `lo` for UDP to `port` (both families), decided by wfpd's `ShimHandler` with
+/// an engine whose callout pends and never completes; three datagrams per family are sent.
+fn run_never_deciding(port: u16, posture: wfpd::Posture) -> Expired {
+    use wfp_nfqueue::rules::{ChainHook, Family, HookRule, QueueTarget, RuleSet};
+    use wfp_nfqueue::{run_worker, Queue, QueueConfig, WorkerClock, WorkerOptions};
+    let ns = TempNetns::create("inlinex").expect("netns");
+    run_in(&ns, move || {
+        let mut rules = RuleSet::new(QueueTarget::Num(0));
+        rules.families = vec![Family::Ipv4, Family::Ipv6];
+        rules.hooks = vec![HookRule::new(
+            ChainHook::Output,
+            &["-o", "lo", "-p", "udp", "--dport", &port.to_string()],
+        )];
+        rules.install().expect("rules");
+        let mut qc = QueueConfig::new(0);
+        qc.recv_timeout = Some(Duration::from_millis(50));
+        let mut queue = Queue::open(qc).expect("queue");
+        let stop = queue.stop_handle();
+        let shared = std::sync::Arc::new(wfpd::worker::WorkerShared::new(0));
+        let deadline = Duration::from_millis(300);
+        let shim_config = wfp_shim::ShimConfig {
+            pend_deadline: Some(deadline),
+            seq_translation: wfp_shim::pipeline::SeqTranslation::Inline,
+            ..wfp_shim::ShimConfig::default()
+        };
+        let host = wfp_callouts::Host::new();
+        let asyncs = wfpd::asyncs::AsyncPath::new(
+            None,
+            (deadline, posture),
+            std::sync::Arc::clone(&shared.asyncs),
+        );
+        let identity = wfpd::identity::Identity::new(None, std::sync::Arc::clone(&shared.identity));
+        let mut handler = wfpd::worker::ShimHandler::new(
+            (never_deciding_engine(), &host),
+            shim_config,
+            (identity, asyncs),
+            (wfp_shim::Verdict::Block, wfp_shim::Verdict::Block),
+            std::sync::Arc::clone(&shared),
+        );
+        let worker_shared = std::sync::Arc::clone(&shared);
+        let worker = std::thread::spawn(move || {
+            let options = WorkerOptions {
+                max_idle: Some(Duration::from_millis(20)),
+                ..WorkerOptions::default()
+            };
+            run_worker(
+                &mut queue,
+                &mut handler,
+                &worker_shared.status,
+                &WorkerClock::new(),
+                &options,
+            )
+        });
+        let mut delivered = Vec::new();
+        for (to, from) in [("127.0.0.1", "127.0.0.1"), ("::1", "::1")] {
+            let rx = UdpSocket::bind(addr(to, port)).expect("receiver");
+            rx.set_read_timeout(Some(Duration::from_millis(1200)))
+                .expect("timeout");
+            let tx = UdpSocket::bind(addr(from, 0)).expect("sender");
+            for n in 0u8..3 {
+                let _ = tx.send_to(&[n], addr(to, port));
+            }
+            let mut got = 0;
+            let mut buf = [0u8; 16];
+            while got < 3 && rx.recv(&mut buf).is_ok() {
+                got += 1;
+            }
+            delivered.push(got);
+        }
+        stop.stop();
+        let stats = worker
+            .join()
+            .expect("worker thread")
+            .expect("worker result");
+        Expired {
+            delivered,
+            shared,
+            kernel_errors: stats.kernel_errors,
+        }
+    })
+}
+
+fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
+    c.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A pended classify whose completion never comes: its packets stay held (no verdict) until the
+/// verdict deadline, then get `posture.pended` — dropped fail-closed, accepted (late) fail-open —
+/// and are counted; every queued packet got exactly one verdict (no kernel error answers).
+#[test]
+fn held_packets_past_the_verdict_deadline_follow_the_pended_posture_over_v4_and_v6() {
+    skip_unless_lab!("held_packets_past_the_verdict_deadline");
+    let _serial = serial();
+    let closed = run_never_deciding(5800, wfpd::Posture::FailClosed);
+    assert_eq!(closed.delivered, [0, 0], "fail-closed drops what expired");
+    assert_eq!(count(&closed.shared.asyncs.held), 6);
+    assert_eq!(count(&closed.shared.asyncs.expired), 6);
+    assert_eq!(count(&closed.shared.asyncs.expired_accepted), 0);
+    assert_eq!(
+        count(&closed.shared.status.released),
+        6,
+        "one late verdict each"
+    );
+    assert_eq!(closed.kernel_errors, 0);
+    let open = run_never_deciding(5801, wfpd::Posture::FailOpen);
+    assert_eq!(open.delivered, [3, 3], "fail-open accepts what expired");
+    assert_eq!(count(&open.shared.asyncs.expired), 6);
+    assert_eq!(
+        count(&open.shared.asyncs.expired_accepted),
+        6,
+        "every fail-open event is counted"
+    );
+    assert_eq!(count(&open.shared.status.accepted), 6);
+    assert_eq!(open.kernel_errors, 0);
+}
