@@ -7,7 +7,12 @@
 //! socket and child has a timeout, every wait a deadline, and each test sends at most a few
 //! dozen packets. Child processes are killed by guards.
 //!
-//! Skipped, with a printed reason, unless running as root with `ip`, `iptables` and `python3`.
+//! Every test runs over IPv4 and over IPv6 (`::1`, the V6 layers, ip6tables rules and
+//! accounting chains): the `_over_v6` twins, or a loop over both families. The harness is shared
+//! with `async_live.rs` (`support/`).
+//!
+//! Skipped, with a printed reason, unless running as root with `ip`, `iptables` and `python3`
+//! (the IPv6 runs also need `ip6tables`).
 //! The tests take a lock so that they run one at a time (they are timing-sensitive on a busy
 //! two-core machine, and each one is short).
 
@@ -18,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wfp_nfqueue::rules::{ChainHook, HookRule, QueueTarget, RuleSet};
+use wfp_nfqueue::rules::{ChainHook, Family, HookRule, QueueTarget, RuleSet};
 use wfp_nfqueue::{
     run_worker, Decision, PacketHandler, Queue, QueueConfig, QueuedPacket, TempNetns, Verdict,
     WorkerClock, WorkerOptions,
@@ -31,13 +36,19 @@ mod support;
 
 use support::{
     config, field, in_ns, iptables6_save, iptables_save, py_client, py_server, python, serial,
-    signal, skip_reason, skip_unless_live, udp_drain, udp_receiver, udp_send, Daemon, TempDir,
+    signal, skip_reason, skip_unless_live, udp_drain, udp_receiver, udp_send, Daemon, Fam, TempDir,
     DEADLINE, SOCKET_TIMEOUT, WFPD,
 };
 
 /// The Python tool: servers and clients with timeouts everywhere.
 const TOOL: &str = r#"
-import socket, sys, threading, time, http.server, functools
+import os, socket, sys, threading, time, http.server, functools
+
+HOST = os.environ.get("WFP_HOST", "127.0.0.1")
+FAM = socket.AF_INET6 if ":" in HOST else socket.AF_INET
+
+class Server(http.server.ThreadingHTTPServer):
+    address_family = FAM
 
 def ready():
     print("ready", flush=True)
@@ -46,7 +57,7 @@ cmd = sys.argv[1]
 if cmd == "http-server":
     port, root, life = int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    srv = Server((HOST, port), handler)
     srv.timeout = 0.1
     ready()
     end = time.time() + life
@@ -54,8 +65,8 @@ if cmd == "http-server":
         srv.handle_request()
 elif cmd == "udp-echo":
     port, life = int(sys.argv[2]), float(sys.argv[3])
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", port))
+    s = socket.socket(FAM, socket.SOCK_DGRAM)
+    s.bind((HOST, port))
     s.settimeout(0.1)
     ready()
     end = time.time() + life
@@ -68,7 +79,7 @@ elif cmd == "udp-echo":
 elif cmd == "tcp-get":
     port, path, timeout = int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
     try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        s = socket.create_connection((HOST, port), timeout=timeout)
         s.sendall(("GET %s HTTP/1.0\r\nHost: x\r\n\r\n" % path).encode())
         got = b""
         while True:
@@ -82,10 +93,10 @@ elif cmd == "tcp-get":
         print("ERR %s" % type(e).__name__, flush=True)
 elif cmd == "udp-send":
     port, count, timeout = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(FAM, socket.SOCK_DGRAM)
     s.settimeout(timeout)
     for i in range(count):
-        s.sendto(b"ping %d" % i, ("127.0.0.1", port))
+        s.sendto(b"ping %d" % i, (HOST, port))
     got = 0
     try:
         while got < count:
@@ -95,6 +106,19 @@ elif cmd == "udp-send":
         pass
     print("GOT %d" % got, flush=True)
 "#;
+
+/// `[rules]` queueing loopback traffic for `fam`.
+fn loopback_hooks(fam: Fam) -> String {
+    LOOPBACK_HOOKS.replace("[rules]\n", &format!("[rules]\n{}", fam.rules_line()))
+}
+
+/// Writes `policy.toml` with the V4 layer names of `text` turned into `fam`'s.
+fn write_policy(dir: &TempDir, text: &str, fam: Fam) -> std::path::PathBuf {
+    dir.write(
+        "policy.toml",
+        &text.replace("_V4\"", &format!("_{}\"", fam.v())),
+    )
+}
 
 const LOOPBACK_HOOKS: &str = r#"
 [rules]
@@ -121,14 +145,24 @@ callout = "wfp.stream-monitor.stream"
 
 #[test]
 fn traffic_follows_the_policy_and_stream_callouts_see_what_the_peer_received() {
-    skip_unless_live!("traffic_follows_the_policy");
+    traffic_follows_the_policy(Fam::V4);
+}
+
+/// The same over IPv6 (`::1`, the V6 layers, ip6tables).
+#[test]
+fn traffic_follows_the_policy_and_stream_callouts_see_what_the_peer_received_over_v6() {
+    traffic_follows_the_policy(Fam::V6);
+}
+
+fn traffic_follows_the_policy(fam: Fam) {
+    skip_unless_live!("traffic_follows_the_policy", fam);
     let _serial = serial();
-    let ns = TempNetns::create("wfpd").expect("netns");
+    let ns = TempNetns::create("inline").expect("netns");
     let dir = TempDir::new("policy");
     let tool = dir.write("tool.py", TOOL);
     let (www, body) = dir.web_root("hello.txt", 3000);
-    let policy = dir.write(
-        "policy.toml",
+    let policy = write_policy(
+        &dir,
         &format!(
             r#"
 [[filter]]
@@ -144,16 +178,17 @@ action = "BLOCK"
 condition = [ {{ field = "IP_PROTOCOL", value = 17 }}, {{ field = "IP_REMOTE_PORT", value = 5301 }} ]
 {STREAM_MONITOR}"#
         ),
+        fam,
     );
-    let cfg = config(&dir, &[&policy], LOOPBACK_HOOKS);
+    let cfg = config(&dir, &[&policy], &loopback_hooks(fam));
     let daemon = Daemon::start(&ns, &dir, &cfg);
     let www_s = www.display().to_string();
-    let _http = py_server(&ns, &tool, &["http-server", "8080", &www_s, "15"]);
-    let _http_blocked = py_server(&ns, &tool, &["http-server", "9999", &www_s, "15"]);
-    let _udp = py_server(&ns, &tool, &["udp-echo", "5300", "15"]);
-    let _udp_blocked = py_server(&ns, &tool, &["udp-echo", "5301", "15"]);
+    let _http = py_server(&ns, &tool, fam, &["http-server", "8080", &www_s, "15"]);
+    let _http_blocked = py_server(&ns, &tool, fam, &["http-server", "9999", &www_s, "15"]);
+    let _udp = py_server(&ns, &tool, fam, &["udp-echo", "5300", "15"]);
+    let _udp_blocked = py_server(&ns, &tool, fam, &["udp-echo", "5301", "15"]);
 
-    let ok = py_client(&ns, &tool, &["tcp-get", "8080", "/hello.txt", "3"]);
+    let ok = py_client(&ns, &tool, fam, &["tcp-get", "8080", "/hello.txt", "3"]);
     assert!(
         ok.starts_with("OK ") && ok.ends_with("HTTP/1.0 200 OK"),
         "{ok}"
@@ -164,17 +199,17 @@ condition = [ {{ field = "IP_PROTOCOL", value = 17 }}, {{ field = "IP_REMOTE_POR
         .and_then(|n| n.parse().ok())
         .expect("count");
     assert!(received > body.len() as u64, "headers and body: {ok}");
-    let blocked = py_client(&ns, &tool, &["tcp-get", "9999", "/hello.txt", "1"]);
+    let blocked = py_client(&ns, &tool, fam, &["tcp-get", "9999", "/hello.txt", "1"]);
     assert!(
         blocked.starts_with("ERR"),
         "port 9999 must be blocked: {blocked}"
     );
     assert_eq!(
-        py_client(&ns, &tool, &["udp-send", "5300", "5", "1"]),
+        py_client(&ns, &tool, fam, &["udp-send", "5300", "5", "1"]),
         "GOT 5"
     );
     assert_eq!(
-        py_client(&ns, &tool, &["udp-send", "5301", "5", "0.5"]),
+        py_client(&ns, &tool, fam, &["udp-send", "5301", "5", "0.5"]),
         "GOT 0"
     );
 
@@ -188,7 +223,7 @@ condition = [ {{ field = "IP_PROTOCOL", value = 17 }}, {{ field = "IP_REMOTE_POR
     let report = daemon
         .wait_log_n("stream report:", 2)
         .into_iter()
-        .find(|l| l.contains(" remote=127.0.0.1:8080 "))
+        .find(|l| l.contains(&format!(" remote={} ", fam.endpoint(8080))))
         .expect("the client's connection was reported");
     assert_eq!(field(&report, "app"), py, "{report}");
     assert_eq!(
@@ -232,19 +267,29 @@ condition = [ {{ field = "IP_PROTOCOL", value = 17 }}, {{ field = "IP_REMOTE_POR
 /// dropped silently), and a 300 KB response reaches the client and the stream monitor whole.
 #[test]
 fn gso_queues_carry_a_large_response_whole() {
-    skip_unless_live!("gso_queues_carry_a_large_response_whole");
+    gso_carries_a_large_response(Fam::V4);
+}
+
+/// The same over IPv6.
+#[test]
+fn gso_queues_carry_a_large_response_whole_over_v6() {
+    gso_carries_a_large_response(Fam::V6);
+}
+
+fn gso_carries_a_large_response(fam: Fam) {
+    skip_unless_live!("gso_queues_carry_a_large_response_whole", fam);
     let _serial = serial();
-    let ns = TempNetns::create("wfpdgso").expect("netns");
+    let ns = TempNetns::create("inlinegso").expect("netns");
     let dir = TempDir::new("gso");
     let tool = dir.write("tool.py", TOOL);
     let (www, body) = dir.web_root("big.txt", 300_000);
-    let policy = dir.write("policy.toml", STREAM_MONITOR);
-    let extra = format!("{LOOPBACK_HOOKS}\n[queues]\ngso = true\n");
+    let policy = write_policy(&dir, STREAM_MONITOR, fam);
+    let extra = format!("{}\n[queues]\ngso = true\n", loopback_hooks(fam));
     let cfg = config(&dir, &[&policy], &extra);
     let daemon = Daemon::start(&ns, &dir, &cfg);
     let www_s = www.display().to_string();
-    let _http = py_server(&ns, &tool, &["http-server", "8080", &www_s, "15"]);
-    let ok = py_client(&ns, &tool, &["tcp-get", "8080", "/big.txt", "5"]);
+    let _http = py_server(&ns, &tool, fam, &["http-server", "8080", &www_s, "15"]);
+    let ok = py_client(&ns, &tool, fam, &["tcp-get", "8080", "/big.txt", "5"]);
     assert!(ok.starts_with("OK "), "{ok}");
     let received: u64 = ok
         .split(' ')
@@ -255,7 +300,7 @@ fn gso_queues_carry_a_large_response_whole() {
     let report = daemon
         .wait_log_n("stream report:", 2)
         .into_iter()
-        .find(|l| l.contains(" remote=127.0.0.1:8080 "))
+        .find(|l| l.contains(&format!(" remote={} ", fam.endpoint(8080))))
         .expect("the client's connection was reported");
     assert_eq!(
         field(&report, "inbound_bytes"),
@@ -278,7 +323,7 @@ fn ipv6_traffic_is_classified_at_the_v6_layers() {
         }
     }
     let _serial = serial();
-    let ns = TempNetns::create("wfpd6").expect("netns");
+    let ns = TempNetns::create("inline6").expect("netns");
     let dir = TempDir::new("ipv6");
     let policy = dir.write(
         "policy.toml",
@@ -371,9 +416,19 @@ condition = [ { field = "IP_PROTOCOL", value = 17 }, { field = "IP_REMOTE_PORT",
 
 #[test]
 fn ale_app_id_matches_the_client_executable_and_reloads_are_atomic() {
-    skip_unless_live!("ale_app_id_matches_the_client_executable");
+    ale_app_id_and_reloads(Fam::V4);
+}
+
+/// The same over IPv6 (ALE_AUTH_CONNECT_V6).
+#[test]
+fn ale_app_id_matches_the_client_executable_and_reloads_are_atomic_over_v6() {
+    ale_app_id_and_reloads(Fam::V6);
+}
+
+fn ale_app_id_and_reloads(fam: Fam) {
+    skip_unless_live!("ale_app_id_matches_the_client_executable", fam);
     let _serial = serial();
-    let ns = TempNetns::create("wfpd").expect("netns");
+    let ns = TempNetns::create("inline").expect("netns");
     let dir = TempDir::new("appid");
     let tool = dir.write("tool.py", TOOL);
     let (www, _) = dir.web_root("x", 1);
@@ -398,16 +453,16 @@ condition = [ {{ field = "IP_REMOTE_PORT", value = 8081 }} ]
         )
     };
     // The policy names the interpreter in upper case: ALE_APP_ID compares lower-cased paths.
-    let policy = dir.write("policy.toml", &policy_for(&py.to_uppercase()));
-    let cfg = config(&dir, &[&policy], LOOPBACK_HOOKS);
+    let policy = write_policy(&dir, &policy_for(&py.to_uppercase()), fam);
+    let cfg = config(&dir, &[&policy], &loopback_hooks(fam));
     let daemon = Daemon::start(&ns, &dir, &cfg);
     let www_s = www.display().to_string();
-    let _http = py_server(&ns, &tool, &["http-server", "8081", &www_s, "15"]);
-    let get = || py_client(&ns, &tool, &["tcp-get", "8081", "/x", "1"]);
+    let _http = py_server(&ns, &tool, fam, &["http-server", "8081", &www_s, "15"]);
+    let get = || py_client(&ns, &tool, fam, &["tcp-get", "8081", "/x", "1"]);
     assert!(get().starts_with("OK"), "the named executable is permitted");
 
     // Another application name: the same client is now blocked (new policy, one transaction).
-    dir.write("policy.toml", &policy_for("/usr/bin/not-this-one"));
+    write_policy(&dir, &policy_for("/usr/bin/not-this-one"), fam);
     signal(daemon.pid(), "HUP");
     daemon.wait_log("policy reloaded");
     assert!(get().starts_with("ERR"), "blocked after the reload");
@@ -434,24 +489,35 @@ condition = [ {{ field = "IP_REMOTE_PORT", value = 8081 }} ]
 
 #[test]
 fn absent_posture_drops_without_bypass_and_passes_with_it_counting_what_passed() {
-    skip_unless_live!("absent_posture");
+    absent_posture(Fam::V4);
+}
+
+/// The same over IPv6 (the ip6tables rules and accounting chains).
+#[test]
+fn absent_posture_over_v6() {
+    absent_posture(Fam::V6);
+}
+
+fn absent_posture(fam: Fam) {
+    skip_unless_live!("absent_posture", fam);
     let _serial = serial();
     const PORT: u16 = 5500;
-    let ns = TempNetns::create("wfpd").expect("netns");
+    let ns = TempNetns::create("inline").expect("netns");
     let dir = TempDir::new("absent");
     let policy = dir.write("policy.toml", "");
     let hooks = format!(
-        "[rules]\nhooks = [ {{ hook = \"OUTPUT\", matches = [\"-o\", \"lo\", \"-p\", \"udp\", \"--dport\", \"{PORT}\"] }} ]\n"
+        "[rules]\n{}hooks = [ {{ hook = \"OUTPUT\", matches = [\"-o\", \"lo\", \"-p\", \"udp\", \"--dport\", \"{PORT}\"] }} ]\n",
+        fam.rules_line()
     );
-    let rx = in_ns(&ns, || udp_receiver(PORT));
+    let rx = in_ns(&ns, || udp_receiver(fam, PORT));
 
     // Fail-closed (the default): killed → traffic dropped.
     let cfg = config(&dir, &[&policy], &hooks);
     let daemon = Daemon::start(&ns, &dir, &cfg);
-    in_ns(&ns, || udp_send(PORT, 0..3));
+    in_ns(&ns, || udp_send(fam, PORT, 0..3));
     assert_eq!(udp_drain(&rx), (0..3).collect(), "inspected and permitted");
     daemon.kill();
-    in_ns(&ns, || udp_send(PORT, 10..13));
+    in_ns(&ns, || udp_send(fam, PORT, 10..13));
     assert!(udp_drain(&rx).is_empty(), "absent, fail-closed: dropped");
 
     // Fail-open: killed → traffic passes (--queue-bypass), and the kernel counts it.
@@ -462,10 +528,10 @@ fn absent_posture_drops_without_bypass_and_passes_with_it_counting_what_passed()
     );
     let daemon = Daemon::start(&ns, &dir, &cfg);
     assert!(iptables_save(&ns).contains("--queue-bypass"));
-    in_ns(&ns, || udp_send(PORT, 20..23));
+    in_ns(&ns, || udp_send(fam, PORT, 20..23));
     assert_eq!(udp_drain(&rx), (20..23).collect());
     daemon.kill();
-    in_ns(&ns, || udp_send(PORT, 30..35));
+    in_ns(&ns, || udp_send(fam, PORT, 30..35));
     assert_eq!(
         udp_drain(&rx),
         (30..35).collect(),
@@ -484,18 +550,29 @@ fn absent_posture_drops_without_bypass_and_passes_with_it_counting_what_passed()
 
 #[test]
 fn overloaded_posture_while_the_daemon_is_stopped() {
-    skip_unless_live!("overloaded_posture");
+    overloaded_posture(Fam::V4);
+}
+
+/// The same over IPv6.
+#[test]
+fn overloaded_posture_over_v6() {
+    overloaded_posture(Fam::V6);
+}
+
+fn overloaded_posture(fam: Fam) {
+    skip_unless_live!("overloaded_posture", fam);
     let _serial = serial();
     const PORT: u16 = 5600;
     const MAX_LEN: u32 = 4;
     const COUNT: u32 = 20;
-    let ns = TempNetns::create("wfpd").expect("netns");
+    let ns = TempNetns::create("inline").expect("netns");
     let dir = TempDir::new("overload");
     let policy = dir.write("policy.toml", "");
     let base = format!(
-        "[queues]\nmax_len = {MAX_LEN}\n\n[rules]\nhooks = [ {{ hook = \"OUTPUT\", matches = [\"-o\", \"lo\", \"-p\", \"udp\", \"--dport\", \"{PORT}\"] }} ]\n"
+        "[queues]\nmax_len = {MAX_LEN}\n\n[rules]\n{}hooks = [ {{ hook = \"OUTPUT\", matches = [\"-o\", \"lo\", \"-p\", \"udp\", \"--dport\", \"{PORT}\"] }} ]\n",
+        fam.rules_line()
     );
-    let rx = in_ns(&ns, || udp_receiver(PORT));
+    let rx = in_ns(&ns, || udp_receiver(fam, PORT));
 
     // Fail-open queue: while the daemon is stopped (SIGSTOP: hung as a whole), the queue holds
     // MAX_LEN packets and accepts the rest at once; the kernel accounting counts them.
@@ -506,7 +583,7 @@ fn overloaded_posture_while_the_daemon_is_stopped() {
     );
     let daemon = Daemon::start(&ns, &dir, &cfg);
     signal(daemon.pid(), "STOP");
-    in_ns(&ns, || udp_send(PORT, 0..COUNT));
+    in_ns(&ns, || udp_send(fam, PORT, 0..COUNT));
     assert_eq!(
         udp_drain(&rx),
         (MAX_LEN..COUNT).collect(),
@@ -530,7 +607,7 @@ fn overloaded_posture_while_the_daemon_is_stopped() {
     let cfg = config(&dir, &[&policy], &base);
     let daemon = Daemon::start(&ns, &dir, &cfg);
     signal(daemon.pid(), "STOP");
-    in_ns(&ns, || udp_send(PORT, 100..100 + COUNT));
+    in_ns(&ns, || udp_send(fam, PORT, 100..100 + COUNT));
     assert!(udp_drain(&rx).is_empty(), "nothing passes while stopped");
     signal(daemon.pid(), "CONT");
     assert_eq!(udp_drain(&rx), (100..100 + MAX_LEN).collect());
@@ -591,7 +668,11 @@ struct Misbehaving {
 impl PacketHandler for Misbehaving {
     fn handle(&mut self, _now: Duration, packet: &QueuedPacket) -> Decision {
         let payload = &packet.payload;
-        let ihl = usize::from(payload.first().copied().unwrap_or(0x45) & 0x0f) * 4;
+        let first = payload.first().copied().unwrap_or(0x45);
+        let ihl = match first >> 4 {
+            6 => 40,
+            _ => usize::from(first & 0x0f) * 4,
+        };
         let seq = payload
             .get(ihl + 8..ihl + 12)
             .map_or(u32::MAX, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
@@ -615,13 +696,16 @@ struct InProcess {
 /// collects what arrives within the drain window.
 fn run_in_process(
     handler: Misbehaving,
-    port: u16,
+    (fam, port): (Fam, u16),
     (hung, deadline): (HungPosture, Duration),
     internal_error: Posture,
 ) -> InProcess {
-    let ns = TempNetns::create("wfpdw").expect("netns");
+    let ns = TempNetns::create("inlinew").expect("netns");
     in_ns(&ns, || {
         let mut rules = RuleSet::new(QueueTarget::Num(0));
+        if fam == Fam::V6 {
+            rules.families = vec![Family::Ipv6];
+        }
         rules.hooks = vec![HookRule::new(
             ChainHook::Output,
             &["-o", "lo", "-p", "udp", "--dport", &port.to_string()],
@@ -657,11 +741,11 @@ fn run_in_process(
                 &WorkerOptions::default(),
             )
         });
-        let rx = udp_receiver(port);
+        let rx = udp_receiver(fam, port);
         // Quiet for longer than the watchdog needs (deadline 150 ms + a tick).
         rx.set_read_timeout(Some(Duration::from_millis(700)))
             .expect("timeout");
-        udp_send(port, 0..5);
+        udp_send(fam, port, 0..5);
         let seen = udp_drain(&rx);
         // Let a stalled handler finish before stopping.
         let end = Instant::now() + DEADLINE;
@@ -684,89 +768,96 @@ fn count(c: &AtomicU64) -> u64 {
 
 #[test]
 fn hung_worker_fail_open_accepts_what_it_holds_and_counts_it() {
-    skip_unless_live!("hung_worker_fail_open");
-    let _serial = serial();
-    let stall = Duration::from_millis(1500);
-    let handler = Misbehaving {
-        stall,
-        stalled: false,
-        panic_on: None,
-    };
-    let started = Instant::now();
-    let r = run_in_process(
-        handler,
-        5700,
-        (HungPosture::FailOpen, Duration::from_millis(150)),
-        Posture::FailClosed,
-    );
-    assert_eq!(
-        r.seen,
-        (0..5).collect(),
-        "the watchdog accepted the waiting packets"
-    );
-    assert!(started.elapsed() >= stall, "the handler really stalled");
-    assert_eq!(count(&r.shared.hung_episodes), 1);
-    assert_eq!(
-        count(&r.shared.hung_accepted),
-        5,
-        "every waiting packet counted"
-    );
+    for fam in Fam::BOTH {
+        skip_unless_live!("hung_worker_fail_open", fam);
+        let _serial = serial();
+        let stall = Duration::from_millis(1500);
+        let handler = Misbehaving {
+            stall,
+            stalled: false,
+            panic_on: None,
+        };
+        let started = Instant::now();
+        let r = run_in_process(
+            handler,
+            (fam, 5700),
+            (HungPosture::FailOpen, Duration::from_millis(150)),
+            Posture::FailClosed,
+        );
+        assert_eq!(
+            r.seen,
+            (0..5).collect(),
+            "{fam:?}: the watchdog accepted the waiting packets"
+        );
+        assert!(started.elapsed() >= stall, "the handler really stalled");
+        assert_eq!(count(&r.shared.hung_episodes), 1);
+        assert_eq!(
+            count(&r.shared.hung_accepted),
+            5,
+            "{fam:?}: every waiting packet counted"
+        );
+    }
 }
 
 #[test]
 fn hung_worker_fail_closed_drops_what_it_holds() {
-    skip_unless_live!("hung_worker_fail_closed");
-    let _serial = serial();
-    let handler = Misbehaving {
-        stall: Duration::from_millis(1000),
-        stalled: false,
-        panic_on: None,
-    };
-    let r = run_in_process(
-        handler,
-        5701,
-        (HungPosture::FailClosed, Duration::from_millis(150)),
-        Posture::FailClosed,
-    );
-    assert!(r.seen.is_empty(), "dropped by the watchdog: {:?}", r.seen);
-    assert_eq!(count(&r.shared.hung_episodes), 1);
-    assert_eq!(count(&r.shared.hung_dropped), 5);
-    assert_eq!(count(&r.shared.hung_accepted), 0);
+    for fam in Fam::BOTH {
+        skip_unless_live!("hung_worker_fail_closed", fam);
+        let _serial = serial();
+        let handler = Misbehaving {
+            stall: Duration::from_millis(1000),
+            stalled: false,
+            panic_on: None,
+        };
+        let r = run_in_process(
+            handler,
+            (fam, 5701),
+            (HungPosture::FailClosed, Duration::from_millis(150)),
+            Posture::FailClosed,
+        );
+        assert!(
+            r.seen.is_empty(),
+            "{fam:?}: dropped by the watchdog: {:?}",
+            r.seen
+        );
+        assert_eq!(count(&r.shared.hung_episodes), 1);
+        assert_eq!(count(&r.shared.hung_dropped), 5);
+        assert_eq!(count(&r.shared.hung_accepted), 0);
+    }
 }
 
 #[test]
 fn internal_errors_get_the_configured_posture_and_are_counted() {
-    skip_unless_live!("internal_errors");
-    let _serial = serial();
-    let closed = run_in_process(
-        Misbehaving {
+    for fam in Fam::BOTH {
+        skip_unless_live!("internal_errors", fam);
+        let _serial = serial();
+        let misbehaving = || Misbehaving {
             stall: Duration::ZERO,
             stalled: false,
             panic_on: Some(2),
-        },
-        5702,
+        };
         // A deadline no contained panic comes near, even on a loaded machine.
-        (HungPosture::FailClosed, DEADLINE),
-        Posture::FailClosed,
-    );
-    assert_eq!(closed.seen, BTreeSet::from([0, 1, 3, 4]));
-    assert_eq!(count(&closed.shared.status.handler_panics), 1);
-    assert_eq!(count(&closed.shared.status.panics_accepted), 0);
-    let open = run_in_process(
-        Misbehaving {
-            stall: Duration::ZERO,
-            stalled: false,
-            panic_on: Some(2),
-        },
-        5703,
-        (HungPosture::FailClosed, DEADLINE),
-        Posture::FailOpen,
-    );
-    assert_eq!(open.seen, (0..5).collect());
-    assert_eq!(count(&open.shared.status.handler_panics), 1);
-    assert_eq!(
-        count(&open.shared.status.panics_accepted),
-        1,
-        "the fail-open event is counted"
-    );
+        let closed = run_in_process(
+            misbehaving(),
+            (fam, 5702),
+            (HungPosture::FailClosed, DEADLINE),
+            Posture::FailClosed,
+        );
+        assert_eq!(closed.seen, BTreeSet::from([0, 1, 3, 4]), "{fam:?}");
+        assert_eq!(count(&closed.shared.status.handler_panics), 1);
+        assert_eq!(count(&closed.shared.status.panics_accepted), 0);
+        let open = run_in_process(
+            misbehaving(),
+            (fam, 5703),
+            (HungPosture::FailClosed, DEADLINE),
+            Posture::FailOpen,
+        );
+        assert_eq!(open.seen, (0..5).collect(), "{fam:?}");
+        assert_eq!(count(&open.shared.status.handler_panics), 1);
+        assert_eq!(
+            count(&open.shared.status.panics_accepted),
+            1,
+            "{fam:?}: the fail-open event is counted"
+        );
+    }
 }

@@ -72,6 +72,12 @@ macro_rules! skip_unless_live {
             return;
         }
     };
+    ($name:expr, $fam:expr) => {
+        if let Some(reason) = skip_reason().or_else(|| $fam.unavailable()) {
+            eprintln!("skipping {} ({:?}): {reason}", $name, $fam);
+            return;
+        }
+    };
 }
 pub(crate) use skip_unless_live;
 
@@ -276,13 +282,14 @@ pub(crate) fn iptables_save(ns: &TempNetns) -> String {
 }
 
 /// Starts a Python server in the namespace and waits for its "ready".
-pub(crate) fn py_server(ns: &TempNetns, tool: &Path, args: &[&str]) -> Guarded {
+pub(crate) fn py_server(ns: &TempNetns, tool: &Path, fam: Fam, args: &[&str]) -> Guarded {
     let py = python().expect("python");
     let mut child = Command::new("ip")
         .args(["netns", "exec", ns.name()])
         .arg(py)
         .arg(tool)
         .args(args)
+        .env("WFP_HOST", fam.lo())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -302,13 +309,14 @@ pub(crate) fn py_server(ns: &TempNetns, tool: &Path, args: &[&str]) -> Guarded {
 }
 
 /// Runs a Python client in the namespace; returns its one line of output.
-pub(crate) fn py_client(ns: &TempNetns, tool: &Path, args: &[&str]) -> String {
+pub(crate) fn py_client(ns: &TempNetns, tool: &Path, fam: Fam, args: &[&str]) -> String {
     let py = python().expect("python");
     let out = Command::new("timeout")
         .args(["10", "ip", "netns", "exec", ns.name()])
         .arg(py)
         .arg(tool)
         .args(args)
+        .env("WFP_HOST", fam.lo())
         .stdin(Stdio::null())
         .output()
         .expect("python client");
@@ -328,17 +336,74 @@ pub(crate) fn in_ns<T: Send>(ns: &TempNetns, body: impl FnOnce() -> T + Send) ->
     })
 }
 
-pub(crate) fn udp_receiver(port: u16) -> UdpSocket {
-    let rx = UdpSocket::bind(("127.0.0.1", port)).expect("bind receiver");
+pub(crate) fn udp_receiver(fam: Fam, port: u16) -> UdpSocket {
+    let rx = UdpSocket::bind((fam.lo(), port)).expect("bind receiver");
     rx.set_read_timeout(Some(SOCKET_TIMEOUT)).expect("timeout");
     rx
 }
 
-pub(crate) fn udp_send(port: u16, seqs: impl IntoIterator<Item = u32>) {
-    let tx = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+pub(crate) fn udp_send(fam: Fam, port: u16, seqs: impl IntoIterator<Item = u32>) {
+    let tx = UdpSocket::bind((fam.lo(), 0)).expect("bind sender");
     tx.set_write_timeout(Some(SOCKET_TIMEOUT)).expect("timeout");
     for seq in seqs {
-        let _ = tx.send_to(&seq.to_be_bytes(), ("127.0.0.1", port));
+        let _ = tx.send_to(&seq.to_be_bytes(), (fam.lo(), port));
+    }
+}
+
+/// The address family of a live test over loopback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fam {
+    /// IPv4: `127.0.0.1`, the `_V4` layers, iptables.
+    V4,
+    /// IPv6: `::1`, the `_V6` layers, ip6tables too (`[rules] ipv6 = true`).
+    V6,
+}
+
+impl Fam {
+    /// Both families.
+    pub(crate) const BOTH: [Self; 2] = [Self::V4, Self::V6];
+
+    /// The loopback address.
+    pub(crate) fn lo(self) -> &'static str {
+        match self {
+            Self::V4 => "127.0.0.1",
+            Self::V6 => "::1",
+        }
+    }
+
+    /// The layer-name suffix: `V4` / `V6`.
+    pub(crate) fn v(self) -> &'static str {
+        match self {
+            Self::V4 => "V4",
+            Self::V6 => "V6",
+        }
+    }
+
+    /// `address:port` as wfpd logs it (`[::1]:80` for IPv6).
+    pub(crate) fn endpoint(self, port: u16) -> String {
+        match self {
+            Self::V4 => format!("127.0.0.1:{port}"),
+            Self::V6 => format!("[::1]:{port}"),
+        }
+    }
+
+    /// `[rules]` lines that install the rules for this family (IPv6 needs ip6tables too).
+    pub(crate) fn rules_line(self) -> &'static str {
+        match self {
+            Self::V4 => "",
+            Self::V6 => "ipv6 = true\n",
+        }
+    }
+
+    /// Whether the host can run this family's rules (`ip6tables` for IPv6).
+    pub(crate) fn unavailable(self) -> Option<String> {
+        if self == Self::V4 {
+            return None;
+        }
+        match Command::new("ip6tables").arg("-V").output() {
+            Ok(out) if out.status.success() => None,
+            _ => Some("`ip6tables` is not available".to_owned()),
+        }
     }
 }
 
