@@ -34,7 +34,7 @@ use super::{EditedPacket, PacketContext, PacketDirection, PacketVerdict, Reason,
 use crate::flow::{Direction, FlowId, Side};
 use crate::stream::{StreamCall, StreamOutcome};
 use crate::time::Timestamp;
-use crate::wire::build::{self, TcpEdit};
+use crate::wire::build::{self, BuildError, TcpEdit};
 use crate::wire::Transport;
 
 /// Which injection function made an injected packet.
@@ -329,7 +329,7 @@ impl Shim {
             ack_shift,
             payload: Some(&delivered),
         };
-        let bytes = build::rewrite_tcp(&template, &edit).ok()?;
+        let bytes = rewrite_tcp(&template, &edit).ok()?;
         ed.out_next = Some(seq.wrapping_add(u32::try_from(delivered.len()).unwrap_or(0)));
         ed.active = true;
         self.stats.edited += 1;
@@ -385,7 +385,7 @@ impl Shim {
             ack_shift,
             payload: Some(&outcome.delivered),
         };
-        if let Ok(bytes) = build::rewrite_tcp(pkt.bytes, &edit) {
+        if let Ok(bytes) = rewrite_tcp(pkt.bytes, &edit) {
             self.stats.edited += 1;
             pkt.verdict.edited = Some(EditedPacket {
                 bytes,
@@ -424,7 +424,7 @@ impl Shim {
             ack_shift: self.config.seq_translation.ack_shift(theirs),
             payload: None,
         };
-        if let Ok(bytes) = build::rewrite_tcp(pkt.bytes, &edit) {
+        if let Ok(bytes) = rewrite_tcp(pkt.bytes, &edit) {
             self.stats.edited += 1;
             pkt.verdict.edited = Some(EditedPacket {
                 bytes,
@@ -466,6 +466,75 @@ impl Shim {
             .push_injected(&call, data, injector);
         self.stats.stream_bytes_blocked += out.blocked;
         Some(out.delivered)
+    }
+}
+
+/// [`build::rewrite_tcp`], with the SACK blocks (RFC 2018, D-SACK included) of a translated
+/// acknowledgement moved like the acknowledgement number: they name bytes of the same stream.
+fn rewrite_tcp(packet: &[u8], edit: &TcpEdit<'_>) -> Result<Vec<u8>, BuildError> {
+    let mut out = build::rewrite_tcp(packet, edit)?;
+    if edit.ack_shift != 0 {
+        shift_sack(&mut out, edit.ack_shift);
+    }
+    Ok(out)
+}
+
+/// Moves every SACK block edge of a whole IPv4 / IPv6 TCP packet (as [`build::rewrite_tcp`]
+/// builds it: no IPv6 extension headers) by `by`, then fixes the TCP checksum. Malformed
+/// options end the walk (nothing after them is touched).
+fn shift_sack(p: &mut [u8], by: i64) {
+    let Some((src, dst, ihl)) = addresses(p) else {
+        return;
+    };
+    let Some(seg) = p.get_mut(ihl..) else {
+        return;
+    };
+    let thl = usize::from(seg.get(12).copied().unwrap_or(0) >> 4) * 4;
+    let mut at = 20;
+    let mut moved = false;
+    while at < thl {
+        let kind = seg.get(at).copied().unwrap_or(0);
+        match kind {
+            0 => break,
+            1 => at += 1,
+            _ => {
+                let len = usize::from(seg.get(at + 1).copied().unwrap_or(0));
+                if len < 2 || at + len > thl {
+                    break;
+                }
+                if kind == 5 {
+                    for edge in (at + 2..at + len).step_by(4) {
+                        if let Some(b) = seg.get_mut(edge..edge + 4) {
+                            let v = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                            // Sequence space is modulo 2^32: truncating the shift is wanted.
+                            b.copy_from_slice(&v.wrapping_add(by as u32).to_be_bytes());
+                            moved = true;
+                        }
+                    }
+                }
+                at += len;
+            }
+        }
+    }
+    if moved {
+        build::fix_transport_checksum(src, dst, 6, seg);
+    }
+}
+
+/// Source, destination and IP header length of a whole IPv4 / IPv6 packet.
+fn addresses(p: &[u8]) -> Option<(std::net::IpAddr, std::net::IpAddr, usize)> {
+    match p.first()? >> 4 {
+        4 => {
+            let s: [u8; 4] = p.get(12..16)?.try_into().ok()?;
+            let d: [u8; 4] = p.get(16..20)?.try_into().ok()?;
+            Some((s.into(), d.into(), usize::from(p.first()? & 0x0f) * 4))
+        }
+        6 => {
+            let s: [u8; 16] = p.get(8..24)?.try_into().ok()?;
+            let d: [u8; 16] = p.get(24..40)?.try_into().ok()?;
+            Some((s.into(), d.into(), 40))
+        }
+        _ => None,
     }
 }
 
@@ -695,6 +764,53 @@ mod tests {
             // The live server acknowledged 1014 (output numbering): the client's stack sent up
             // to 1012 in its own numbering, so the acknowledgement it gets is 1014 - 2.
             assert_eq!(ack, (5001, 1012, b"ok".to_vec()), "{ip:?}");
+        }
+    }
+
+    /// RFC 2018 SACK option after two NOPs: one block [1016, 1020).
+    const SACK: [u8; 12] = [1, 1, 5, 10, 0, 0, 0x03, 0xf8, 0, 0, 0x03, 0xfc];
+
+    #[test]
+    fn inline_mode_moves_sack_blocks_with_the_acknowledgement_and_fixes_the_checksum() {
+        for ip in [V4, V6] {
+            let mut c = Conv {
+                shim: shim(SeqTranslation::Inline),
+                now: Timestamp::from_secs(1000),
+                ip,
+            };
+            let syn_ack = TcpFlags::SYN.union(TcpFlags::ACK);
+            c.out(TcpFlags::SYN, 1000, 0, b"");
+            c.back(syn_ack, 5000, 1001, b"");
+            c.out(TcpFlags::ACK, 1001, 5001, b"");
+            assert!(c
+                .out(TcpFlags::ACK, 1001, 5001, b"abcfoodef")
+                .edited
+                .is_some());
+            // The live server acknowledges 1014 and selectively 1016..1020 (output numbering).
+            let t = Tcp {
+                sport: TCP.dport,
+                dport: TCP.sport,
+                flags: TcpFlags::ACK,
+                seq: 5001,
+                ack: 1014,
+                options: &SACK,
+                ..TCP
+            };
+            let packet = testutil::tcp_packet(&ip.reply(), &t, b"");
+            let v = c.packet(PacketDirection::Inbound, &packet);
+            let out = v.edited.expect("translated").bytes;
+            assert_eq!(fields(&out).1, 1012, "{ip:?}");
+            let (src, dst, ihl) = addresses(&out).expect("ip");
+            let seg = &out[ihl..];
+            assert_eq!(&seg[20..24], &[1, 1, 5, 10]);
+            let edges: Vec<u32> = seg[24..32]
+                .chunks(4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            assert_eq!(edges, [1014, 1018], "{ip:?}: SACK edges moved back by 2");
+            let mut again = seg.to_vec();
+            build::fix_transport_checksum(src, dst, 6, &mut again);
+            assert_eq!(again, seg, "{ip:?}: the TCP checksum is valid");
         }
     }
 
