@@ -155,7 +155,13 @@ impl AsyncPath {
         while let Some(o) = shim.poll_output() {
             self.output(&o);
         }
-        let dropped: Vec<Held> = self.take_held(|h| h.flow.is_some_and(|f| completed.contains(&f)));
+        // (A packet released and pended again by a new operation stays held.)
+        let engine = shim.engine();
+        let dropped: Vec<Held> = self.take_held(|h| {
+            h.flow.is_some_and(|f| {
+                completed.contains(&f) && engine.pending_operations_of_flow(f.get()).is_empty()
+            })
+        });
         for h in dropped {
             self.answer(&h, NfVerdict::Drop, None);
             self.counters.held_dropped.fetch_add(1, Ordering::Relaxed);

@@ -159,6 +159,14 @@ impl Daemon {
             api.set_connection_log(Arc::clone(&daemon.host.connections));
             daemon.api = Some(api);
         }
+        if daemon.config.queue_numbers().count() > 1 {
+            // Each queue has its own shim, and flow handles are numbered per shim; the engine's
+            // completions and injections go to whichever shim drains them first.
+            tracing::warn!(
+                "more than one queue: callouts that pend, inject or edit (and flow contexts) \
+                 need a single queue ([queues] last = first)"
+            );
+        }
         tracing::info!(
             queues = ?daemon.config.queue_numbers(),
             filters = daemon.filters,
