@@ -3,14 +3,19 @@
 //! queue number running it ([`spawn_workers`], [`Workers`]).
 //!
 //! ```text
-//!  Queue::recv_batch ──► handler.begin_batch(now); for each packet: catch_unwind(handler.handle(now, packet))
+//!  Queue::recv_batch ──► handler.begin_batch(now); for each packet: catch_unwind(handler.answer(now, packet))
 //!        ▲                      │ Accept → ACCEPT (+ WorkerOptions::accept_mark)   Drop → DROP
+//!        │                      │ Replace → the verdict with NFQA_PAYLOAD (an edited packet)
+//!        │                      │ Hold → no verdict now: the handler keeps the id
 //!        │                      │ panic  → QueueConfig::panic_verdict, handler.recover(packet, verdict)
 //!        │                      ▼
+//!        │              handler.end_batch(now); handler.poll_verdict() → verdicts of held packets
 //!        └──── verdicts go out in one sendto before the next wait (Queue buffers them, and
-//!              merges consecutive identical ones into one batch verdict where that is exact)
-//!  between batches: handler.handle_timeout(now) when handler.poll_timeout() is due; the receive
-//!  timeout is set to wake up for it (WorkerOptions::max_idle).
+//!              merges consecutive identical ones into one batch verdict where that is exact;
+//!              never across a held packet: it stays the oldest undecided one)
+//!  between batches: handler.handle_timeout(now) + end_batch(now) when handler.poll_timeout() is
+//!  due; the receive timeout is set to wake up for it (WorkerOptions::max_idle).
+//!  at stop: handler.finish(now), its last held verdicts, flush.
 //! ```
 //!
 //! A worker owns its [`Queue`] and its handler; it shares only atomics ([`WorkerStatus`]) with

@@ -432,3 +432,28 @@ mod tests {
         assert_eq!(p.held_count(), 0);
     }
 }
+
+#[cfg(test)]
+mod config_tests {
+    use crate::config::{Config, Posture};
+
+    #[test]
+    fn self_mark_and_pended_posture_are_configured_and_checked() {
+        let base = "[policy]\nfiles = [\"/etc/wfpd/policy.toml\"]\n";
+        let c = Config::parse(base, "t").expect("defaults");
+        assert_eq!(c.rules.self_mark, 0x2000_0000);
+        assert_eq!(c.posture.pended, Posture::FailClosed);
+        assert_eq!(c.rule_set().self_mark, Some(0x2000_0000));
+        let c = Config::parse(
+            &format!("{base}[rules]\nself_mark = 0x100\n[posture]\npended = \"fail-open\"\n"),
+            "t",
+        )
+        .expect("set");
+        assert_eq!(c.rule_set().self_mark, Some(0x100));
+        assert_eq!(c.posture.pended, Posture::FailOpen);
+        let off = Config::parse(&format!("{base}[rules]\nself_mark = 0\n"), "t").expect("off");
+        assert_eq!(off.rule_set().self_mark, None);
+        let clash = Config::parse(&format!("{base}[rules]\nself_mark = 0x40000000\n"), "t");
+        assert!(clash.is_err(), "shares the accounting bit");
+    }
+}

@@ -80,3 +80,49 @@ pub fn list(log: &ConnectionLog) -> Vec<ConnectionView> {
         .map(|c| ConnectionView::of(c, now))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use wfp_callouts::Clock;
+    use wfp_core::catalogue::layers;
+
+    use super::*;
+
+    #[test]
+    fn a_connection_is_shown_with_its_owner_bytes_and_age() {
+        let c = Connection {
+            flow_handle: 9,
+            layer: layers::ALE_FLOW_ESTABLISHED_V6,
+            tuple: wfp_callouts::flow_logger::FiveTuple {
+                protocol: 6,
+                local_addr: Some("fd77::1".parse().expect("addr")),
+                local_port: 40000,
+                remote_addr: Some("fd77::2".parse().expect("addr")),
+                remote_port: 7200,
+            },
+            direction: Some(Direction::Outbound),
+            process_path: Some(Arc::from("/usr/bin/client")),
+            process_id: Some(42),
+            user: Some(1000),
+            start: Duration::from_secs(10),
+            end: Duration::from_secs(10),
+            outbound: Default::default(),
+            inbound: Default::default(),
+        };
+        let v = ConnectionView::of(&c, Duration::from_millis(12_500));
+        assert_eq!(v.layer, "ALE_FLOW_ESTABLISHED_V6");
+        assert_eq!(v.remote_address.as_deref(), Some("fd77::2"));
+        assert_eq!(
+            (v.direction, v.user, v.age_ms),
+            (Some("outbound"), Some(1000), 2500)
+        );
+        let json = serde_json::to_value(&v).expect("json");
+        assert_eq!(json["process_path"], "/usr/bin/client");
+        assert_eq!(json["bytes_in"], 0);
+        // An empty log lists nothing.
+        assert!(list(&ConnectionLog::new(Arc::new(Clock::new()))).is_empty());
+    }
+}
