@@ -100,13 +100,45 @@ pub enum SeqTranslation {
 }
 
 impl SeqTranslation {
-    /// The acknowledgement shift for an acknowledgement of a side whose stream moved by `d`.
-    fn ack_shift(self, d: i64) -> i64 {
-        match self {
-            Self::Replay => d,
-            Self::Inline => -d,
+    /// The shift of acknowledgement number (or SACK edge) `ack`, of the stream of a side whose
+    /// output moved as `s` says. A replay moves every acknowledgement by the current shift.
+    /// Inline, bytes before the latest change of the shift keep the shift they had (a late
+    /// acknowledgement of them), bytes after it get the current one — as the kernel's NAT
+    /// sequence adjustment does with `correction_pos`, `offset_before`, `offset_after`.
+    fn ack_shift(self, s: Option<&SideEdit>, ack: u32) -> i64 {
+        let Some(s) = s.filter(|s| s.active) else {
+            return 0;
+        };
+        let after = shift_of(s);
+        match (self, s.correction) {
+            (Self::Replay, _) => after,
+            (Self::Inline, None) => -after,
+            // A live acknowledgement is in the output numbering: back to the original one
+            // before comparing with the position of the change.
+            (Self::Inline, Some((pos, before))) => {
+                if seq_after(ack.wrapping_sub(before as u32), pos) {
+                    -after
+                } else {
+                    -before
+                }
+            }
         }
     }
+
+    /// The sequence shift of a segment of a side starting at `seq` (original numbering). A
+    /// replay moves every segment by the current shift; inline, a segment that starts at or
+    /// before the latest change (a retransmission of earlier bytes) keeps the shift before it.
+    fn seq_shift(self, s: &SideEdit, seq: u32) -> i64 {
+        match (self, s.correction) {
+            (Self::Inline, Some((pos, before))) if !seq_after(seq, pos) => before,
+            _ => shift_of(s),
+        }
+    }
+}
+
+/// `a` is after `b` in sequence space (RFC 1982 serial number arithmetic).
+fn seq_after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
 }
 
 /// Where a [`ShimOutput`] came from.
@@ -159,6 +191,9 @@ pub(crate) struct SideEdit {
     pub(crate) out_next: Option<u32>,
     /// The last segment the side sent (its headers are the template of an out-of-band segment).
     pub(crate) template: Option<Arc<[u8]>>,
+    /// The latest change of the shift: the original sequence number of the segment where it
+    /// changed, and the shift before it (bytes before that segment keep that shift).
+    pub(crate) correction: Option<(u32, i64)>,
 }
 
 /// The most rounds of [`Shim::handle_async`] (each may make new events: a re-injected packet a
@@ -315,13 +350,12 @@ impl Shim {
         };
         let delivered = self.stream_below(id, side, injector, data)?;
         let e = self.extra.get_mut(&id)?;
-        // The acknowledgement follows the other side's edits, as for an inline edit.
-        let ack_shift = self
-            .config
-            .seq_translation
-            .ack_shift(e.edit.get(side.other().index()).map_or(0, shift_of));
+        let translation = self.config.seq_translation;
+        let other = e.edit.get(side.other().index()).cloned();
         let ed = e.edit.get_mut(side.index())?;
         let template = ed.template.clone()?;
+        // The acknowledgement follows the other side's edits, as for an inline edit.
+        let ack_shift = translation.ack_shift(other.as_ref(), tcp_ack(&template)?);
         let seq = ed.out_next?;
         let orig_seq = tcp_seq(&template)?;
         let edit = TcpEdit {
@@ -329,7 +363,7 @@ impl Shim {
             ack_shift,
             payload: Some(&delivered),
         };
-        let bytes = rewrite_tcp(&template, &edit).ok()?;
+        let bytes = rewrite_tcp(&template, &edit, (other.as_ref(), translation)).ok()?;
         ed.out_next = Some(seq.wrapping_add(u32::try_from(delivered.len()).unwrap_or(0)));
         ed.active = true;
         self.stats.edited += 1;
@@ -361,7 +395,8 @@ impl Shim {
         let Some(e) = self.extra.get_mut(&id) else {
             return;
         };
-        let ack_shift = translation.ack_shift(e.edit.get(side.other().index()).map_or(0, shift_of));
+        let other = e.edit.get(side.other().index()).cloned();
+        let ack_shift = translation.ack_shift(other.as_ref(), t.ack);
         let Some(ed) = e.edit.get_mut(side.index()) else {
             return;
         };
@@ -376,6 +411,9 @@ impl Shim {
         };
         ed.orig_next = Some(t.seq.wrapping_add(len));
         ed.out_next = Some(seq_out.wrapping_add(out_len));
+        if shift_of(ed) != shift {
+            ed.correction = Some((t.seq, shift));
+        }
         if !edited {
             return;
         }
@@ -385,7 +423,7 @@ impl Shim {
             ack_shift,
             payload: Some(&outcome.delivered),
         };
-        if let Ok(bytes) = rewrite_tcp(pkt.bytes, &edit) {
+        if let Ok(bytes) = rewrite_tcp(pkt.bytes, &edit, (other.as_ref(), translation)) {
             self.stats.edited += 1;
             pkt.verdict.edited = Some(EditedPacket {
                 bytes,
@@ -400,7 +438,7 @@ impl Shim {
         if pkt.verdict.verdict != Verdict::Permit || pkt.verdict.edited.is_some() {
             return;
         }
-        let (Some(u), Transport::Tcp(_)) = (pkt.update, &pkt.parsed.transport) else {
+        let (Some(u), Transport::Tcp(t)) = (pkt.update, &pkt.parsed.transport) else {
             return;
         };
         let Some(e) = self.extra.get(&u.handle.id()) else {
@@ -409,22 +447,19 @@ impl Shim {
         if !e.edit.iter().any(|s| s.active) {
             return;
         }
+        let translation = self.config.seq_translation;
         let mine = e
             .edit
             .get(u.side.index())
             .filter(|s| s.active)
-            .map_or(0, shift_of);
-        let theirs = e
-            .edit
-            .get(u.side.other().index())
-            .filter(|s| s.active)
-            .map_or(0, shift_of);
+            .map_or(0, |s| translation.seq_shift(s, t.seq));
+        let theirs = e.edit.get(u.side.other().index());
         let edit = TcpEdit {
             seq_shift: mine,
-            ack_shift: self.config.seq_translation.ack_shift(theirs),
+            ack_shift: translation.ack_shift(theirs, t.ack),
             payload: None,
         };
-        if let Ok(bytes) = rewrite_tcp(pkt.bytes, &edit) {
+        if let Ok(bytes) = rewrite_tcp(pkt.bytes, &edit, (theirs, translation)) {
             self.stats.edited += 1;
             pkt.verdict.edited = Some(EditedPacket {
                 bytes,
@@ -469,20 +504,24 @@ impl Shim {
     }
 }
 
-/// [`build::rewrite_tcp`], with the SACK blocks (RFC 2018, D-SACK included) of a translated
-/// acknowledgement moved like the acknowledgement number: they name bytes of the same stream.
-fn rewrite_tcp(packet: &[u8], edit: &TcpEdit<'_>) -> Result<Vec<u8>, BuildError> {
+/// [`build::rewrite_tcp`], with the SACK blocks (RFC 2018, D-SACK included) moved like the
+/// acknowledgement number: they name bytes of the same stream, the other side's (`theirs`).
+fn rewrite_tcp(
+    packet: &[u8],
+    edit: &TcpEdit<'_>,
+    (theirs, translation): (Option<&SideEdit>, SeqTranslation),
+) -> Result<Vec<u8>, BuildError> {
     let mut out = build::rewrite_tcp(packet, edit)?;
-    if edit.ack_shift != 0 {
-        shift_sack(&mut out, edit.ack_shift);
+    if theirs.is_some_and(|s| s.active) {
+        shift_sack(&mut out, |edge| translation.ack_shift(theirs, edge));
     }
     Ok(out)
 }
 
 /// Moves every SACK block edge of a whole IPv4 / IPv6 TCP packet (as [`build::rewrite_tcp`]
-/// builds it: no IPv6 extension headers) by `by`, then fixes the TCP checksum. Malformed
+/// builds it: no IPv6 extension headers) by `by(edge)`, then fixes the TCP checksum. Malformed
 /// options end the walk (nothing after them is touched).
-fn shift_sack(p: &mut [u8], by: i64) {
+fn shift_sack(p: &mut [u8], by: impl Fn(u32) -> i64) {
     let Some((src, dst, ihl)) = addresses(p) else {
         return;
     };
@@ -507,8 +546,9 @@ fn shift_sack(p: &mut [u8], by: i64) {
                         if let Some(b) = seg.get_mut(edge..edge + 4) {
                             let v = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
                             // Sequence space is modulo 2^32: truncating the shift is wanted.
-                            b.copy_from_slice(&v.wrapping_add(by as u32).to_be_bytes());
-                            moved = true;
+                            let d = by(v);
+                            b.copy_from_slice(&v.wrapping_add(d as u32).to_be_bytes());
+                            moved |= d != 0;
                         }
                     }
                 }
@@ -546,6 +586,17 @@ fn shift_of(s: &SideEdit) -> i64 {
         (Some(o), Some(g)) => i64::from(o.wrapping_sub(g) as i32),
         _ => 0,
     }
+}
+
+/// The acknowledgement number of a whole TCP packet.
+fn tcp_ack(p: &[u8]) -> Option<u32> {
+    let ihl = match p.first()? >> 4 {
+        4 => usize::from(p.first()? & 0x0f) * 4,
+        6 => 40,
+        _ => return None,
+    };
+    let s = p.get(ihl + 8..ihl + 12)?;
+    Some(u32::from_be_bytes(s.try_into().ok()?))
 }
 
 /// The sequence number of a whole TCP packet.
@@ -764,6 +815,49 @@ mod tests {
             // The live server acknowledged 1014 (output numbering): the client's stack sent up
             // to 1012 in its own numbering, so the acknowledgement it gets is 1014 - 2.
             assert_eq!(ack, (5001, 1012, b"ok".to_vec()), "{ip:?}");
+        }
+    }
+
+    /// Inline, an acknowledgement of bytes before the edit that arrives after the edited segment
+    /// keeps the shift those bytes had (0), as the kernel's `correction_pos` / `offset_before`
+    /// do; one past the edit gets the new shift.
+    #[test]
+    fn acknowledgements_before_the_edit_point_keep_the_earlier_shift() {
+        for mode in [SeqTranslation::Inline, SeqTranslation::Replay] {
+            let mut c = Conv {
+                shim: shim(mode),
+                now: Timestamp::from_secs(1000),
+                ip: V4,
+            };
+            let syn_ack = TcpFlags::SYN.union(TcpFlags::ACK);
+            c.out(TcpFlags::SYN, 1000, 0, b"");
+            c.back(syn_ack, 5000, 1001, b"");
+            c.out(TcpFlags::ACK, 1001, 5001, b"");
+            assert!(c.out(TcpFlags::ACK, 1001, 5001, b"abc").edited.is_none());
+            let e = c
+                .out(TcpFlags::ACK, 1004, 5001, b"foodef")
+                .edited
+                .expect("edited");
+            assert_eq!(fields(&e.bytes), (1004, 5001, b"quux!def".to_vec()));
+            // The late acknowledgement of "abc" (1004 in both numberings). A replay moves every
+            // acknowledgement by the current shift (what the replay's own tests pin).
+            let late = c.back(TcpFlags::ACK, 5001, 1004, b"");
+            let late = late.edited.map_or(1004, |e| fields(&e.bytes).1);
+            let before = match mode {
+                SeqTranslation::Inline => 1004,
+                SeqTranslation::Replay => 1006,
+            };
+            assert_eq!(late, before, "{mode:?}: bytes before the edit");
+            // The acknowledgement of everything: 1010 originally, 1012 in the output.
+            let (sent, want) = match mode {
+                SeqTranslation::Inline => (1012, 1010),
+                SeqTranslation::Replay => (1010, 1012),
+            };
+            let all = c
+                .back(TcpFlags::ACK, 5001, sent, b"")
+                .edited
+                .expect("moved");
+            assert_eq!(fields(&all.bytes).1, want, "{mode:?}");
         }
     }
 
