@@ -28,6 +28,20 @@
 //! (`PacketContext::injection`), and the kernel does not queue it a second time. Consequence on
 //! loopback: a packet injected toward a local address is not classified again on its receive
 //! side.
+//!
+//! Limits:
+//! * One queue. Each queue has its own shim with its own flow numbering, and the engine's
+//!   completions and injections go to whichever worker drains them first; with more than one
+//!   queue the daemon warns at start.
+//! * Work a callout does on its own threads (a completion, an injection) is picked up every
+//!   [`ASYNC_TICK`] while packets are held, otherwise after the next batch or timer (at most
+//!   the worker's idle wait, 500 ms).
+//! * A receive injection (network / transport receive) reaches the stack through the raw
+//!   socket's route to its local destination (loopback), not on the interface it names; an
+//!   IPv6 link-local destination has no scope to route by and fails (counted).
+//! * A length-changing stream edit is translated as the kernel's NAT helper does: one previous
+//!   shift is remembered, so acknowledgements older than the edit before the latest one are
+//!   moved by the wrong amount.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
