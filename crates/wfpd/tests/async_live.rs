@@ -113,6 +113,13 @@ impl Lab {
     }
 }
 
+/// Nothing leaked and nothing was answered twice: no packet waits in the kernel's queue and the
+/// kernel refused no verdict (a second verdict for an id is answered with ENOENT).
+fn every_packet_answered_once(q: &serde_json::Value, stats: &serde_json::Value) {
+    assert_eq!(q["kernel_errors"].as_u64(), Some(0), "{stats}");
+    assert_eq!(q["kernel_waiting"].as_u64(), Some(0), "{stats}");
+}
+
 fn addr(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse::<IpAddr>().expect("address"), port)
 }
@@ -283,6 +290,7 @@ fn stream_editor_inline_and_out_of_band_edit_live_tcp_over_v4_and_v6() {
     );
     let stats = daemon.stats();
     let q = &stats["queues"][0];
+    every_packet_answered_once(q, &stats);
     assert!(q["edited"].as_u64() >= Some(12), "{stats}");
     assert!(
         q["injected_sent"].as_u64() >= Some(6),
@@ -379,6 +387,7 @@ fn datagram_redirector_redirects_live_udp_and_rewrites_the_replies_over_v4_and_v
     }
     let stats = daemon.stats();
     let q = &stats["queues"][0];
+    every_packet_answered_once(q, &stats);
     assert!(
         q["injected_sent"].as_u64() >= Some(12),
         "6 out, 6 back: {stats}"
@@ -452,6 +461,7 @@ fn pending_inspector_holds_live_connections_until_the_worker_decides_over_v4_and
     }
     let stats = daemon.stats();
     let q = &stats["queues"][0];
+    every_packet_answered_once(q, &stats);
     assert!(
         q["held"].as_u64() >= Some(4),
         "a SYN per connection: {stats}"
