@@ -352,6 +352,13 @@ impl Client {
         })
     }
 
+    /// A second handle on this connection's socket: shutting it down
+    /// ([`UnixStream::shutdown`]) from another thread ends a blocked stream read (a stream's
+    /// consumer unsubscribes that way).
+    pub fn socket_handle(&self) -> Result<UnixStream, ClientError> {
+        Ok(self.writer.try_clone()?)
+    }
+
     /// `GET /v1/drivers`: C callout drivers loaded in the daemon (proposed endpoint).
     pub fn drivers<T: DeserializeOwned>(&mut self) -> Result<Vec<T>, ClientError> {
         self.get("/v1/drivers")
