@@ -4,6 +4,7 @@
 #   /usr/sbin/wfpd, /usr/bin/wfpctl
 #   /usr/include/wfp-ddk/...                 the WDK-named headers (include/)
 #   /usr/lib/<multiarch>/pkgconfig/wfp-ddk.pc  pkg-config for callout-driver builds
+#   /usr/lib/<multiarch>/libwfp_fwpmu.{so,a} + pkgconfig/wfp-fwpmu.pc  fwpmu.h's user-mode library
 #   /usr/lib/systemd/system/wfpd.service     dist/wfpd.service with the packaged paths
 #   /etc/wfpd/wfpd.toml, /etc/wfpd/policy.toml   default configuration (conffiles, dist/)
 #   /etc/profile.d/wfp-ddk.sh                WFP_DDK_INCLUDE for `wfpctl driver build`
@@ -42,10 +43,10 @@ arch=$(dpkg --print-architecture)
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
 
 if [ "$build" = 1 ]; then
-  cargo build "${cargo_profile[@]}" -p wfpd -p wfpctl
+  cargo build "${cargo_profile[@]}" -p wfpd -p wfpctl -p wfp-fwpmu
 fi
-for b in wfpd wfpctl; do
-  [ -x "$bindir/$b" ] || { echo "$0: $bindir/$b is missing (build it, or drop --no-build)" >&2; exit 1; }
+for b in wfpd wfpctl libwfp_fwpmu.so libwfp_fwpmu.a; do
+  [ -e "$bindir/$b" ] || { echo "$0: $bindir/$b is missing (build it, or drop --no-build)" >&2; exit 1; }
 done
 
 work=$(mktemp -d)
@@ -64,6 +65,22 @@ mkdir -p "$root/usr/include/wfp-ddk"
 install -d "$root/usr/lib/$multiarch/pkgconfig"
 sed -e 's|^prefix=.*|prefix=/usr|' -e 's|^includedir=.*|includedir=${prefix}/include/wfp-ddk|' \
   include/wfp-ddk.pc > "$root/usr/lib/$multiarch/pkgconfig/wfp-ddk.pc"
+# fwpmu.h's library (WFP's user-mode management API over wfpd's socket).
+install -m 0644 "$bindir/libwfp_fwpmu.so" "$bindir/libwfp_fwpmu.a" "$root/usr/lib/$multiarch/"
+strip --strip-unneeded "$root/usr/lib/$multiarch/libwfp_fwpmu.so" 2>/dev/null || true
+strip --strip-debug "$root/usr/lib/$multiarch/libwfp_fwpmu.a" 2>/dev/null || true
+{
+  echo "# fwpmu.h: WFP's user-mode management API (FwpmEngineOpen0, ...) over wfpd's socket."
+  echo "prefix=/usr"
+  echo 'includedir=${prefix}/include/wfp-ddk'
+  echo "libdir=\${prefix}/lib/$multiarch"
+  echo
+  echo "Name: wfp-fwpmu"
+  echo "Description: WFP user-mode management client for wfp-engine's wfpd"
+  echo "Version: $version"
+  echo 'Cflags: -I${includedir} -fshort-wchar'
+  echo 'Libs: -L${libdir} -lwfp_fwpmu'
+} > "$root/usr/lib/$multiarch/pkgconfig/wfp-fwpmu.pc"
 install -D -m 0644 /dev/stdin "$root/etc/profile.d/wfp-ddk.sh" <<'EOF'
 # Headers for `wfpctl driver build` (installed by the wfp-engine package).
 : "${WFP_DDK_INCLUDE:=/usr/include/wfp-ddk}"
@@ -126,6 +143,7 @@ cat > "$root/DEBIAN/postinst" <<'EOF'
 set -e
 if [ "$1" = configure ]; then
   install -d -m 0750 /var/lib/wfpd
+  ldconfig
   if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || true
   fi
@@ -136,6 +154,9 @@ cat > "$root/DEBIAN/postrm" <<'EOF'
 set -e
 if [ "$1" = purge ]; then
   rm -rf /var/lib/wfpd
+fi
+if [ "$1" = remove ] || [ "$1" = purge ]; then
+  ldconfig
 fi
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload >/dev/null 2>&1 || true

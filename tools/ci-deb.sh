@@ -29,7 +29,9 @@ for path in ./usr/sbin/wfpd ./usr/bin/wfpctl ./usr/include/wfp-ddk/fwpsk.h ./usr
   ./usr/share/fish/vendor_completions.d/wfpctl.fish; do
   grep -q " $path\$" <<<"$contents" || { echo "ci-deb: $path is not in the package" >&2; exit 1; }
 done
-grep -q '/pkgconfig/wfp-ddk.pc$' <<<"$contents" || { echo "ci-deb: no wfp-ddk.pc" >&2; exit 1; }
+for f in pkgconfig/wfp-ddk.pc pkgconfig/wfp-fwpmu.pc libwfp_fwpmu.so libwfp_fwpmu.a; do
+  grep -q "/$f\$" <<<"$contents" || { echo "ci-deb: no $f in the package" >&2; exit 1; }
+done
 
 if dpkg -s wfp-engine >/dev/null 2>&1; then
   echo "ci-deb: wfp-engine is already installed on this machine; not touching it" >&2
@@ -66,6 +68,25 @@ if command -v man >/dev/null 2>&1; then
 fi
 bash -c 'source /usr/share/bash-completion/completions/wfpctl && complete -p wfpctl' | grep -q '_wfpctl'
 
+# A user-mode management program builds against the installed fwpmu.h and library, links from
+# the installed path, and gets EPT_S_NOT_REGISTERED (daemon unreachable) for an absent socket.
+if command -v gcc >/dev/null 2>&1; then
+  printf '%s\n' '#include "initguid.h"' '#include "fwpmu.h"' '#include <stdio.h>' \
+    'int main(void) {' \
+    '    HANDLE h = NULL;' \
+    '    DWORD rc = FwpmEngineOpen0(L"/nonexistent/wfpd.sock", RPC_C_AUTHN_DEFAULT, NULL, NULL, &h);' \
+    '    printf("FwpmEngineOpen0 = %lu\n", (unsigned long)rc);' \
+    '    return rc == EPT_S_NOT_REGISTERED ? 0 : 1;' \
+    '}' > "$scratch/open.c"
+  if command -v pkg-config >/dev/null 2>&1; then
+    read -r -a flags <<<"$(pkg-config --cflags --libs wfp-fwpmu)"
+  else
+    flags=(-I/usr/include/wfp-ddk -fshort-wchar -lwfp_fwpmu)
+  fi
+  gcc -std=gnu11 "$scratch/open.c" "${flags[@]}" -o "$scratch/open"
+  "$scratch/open"
+fi
+
 # A WDK-style driver builds against the installed headers (profile.d names them).
 if command -v gcc >/dev/null 2>&1; then
   (. /etc/profile.d/wfp-ddk.sh && /usr/bin/wfpctl driver build examples/drivers/flowmon/flowmon.c -o "$scratch/flowmon.so")
@@ -74,5 +95,6 @@ fi
 
 dpkg --purge wfp-engine
 [ ! -e /usr/bin/wfpctl ] && [ ! -e /usr/sbin/wfpd ] && [ ! -e /var/lib/wfpd ] \
+  && [ ! -e "/usr/lib/$multiarch/libwfp_fwpmu.so" ] \
   || { echo "ci-deb: purge left files behind" >&2; exit 1; }
 echo "ci-deb: 1 passed, 0 failed"
