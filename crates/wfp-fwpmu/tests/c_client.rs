@@ -3,7 +3,8 @@
 //! socket): it opens a session, adds a provider, sublayer, callout and filter in one
 //! transaction, enumerates and deletes them. While it is subscribed to net events this test
 //! classifies a connection its filter blocks, drains the engine's CLASSIFY_DROP event and
-//! publishes it as wfpd's daemon loop does; the C callback must receive it.
+//! publishes it as wfpd's daemon loop does; the C callback must receive it. The program runs
+//! under valgrind when it is installed.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -65,6 +66,28 @@ fn compile(out: &Path) -> Option<PathBuf> {
     Some(exe)
 }
 
+/// The C program, under valgrind when it is installed (invalid reads or writes, e.g. of an
+/// enumeration block, and definite leaks fail the run with exit code 99).
+fn runner(exe: &Path) -> Command {
+    let valgrind = Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !valgrind {
+        eprintln!("note: valgrind is not installed; the C client runs without it");
+        return Command::new(exe);
+    }
+    let mut c = Command::new("valgrind");
+    c.args([
+        "-q",
+        "--error-exitcode=99",
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite",
+    ])
+    .arg(exe);
+    c
+}
+
 /// Classifies an outbound TCP connection to 10.0.0.1:23 at ALE_AUTH_CONNECT_V4 (the C client's
 /// filter blocks it) and returns the engine's net events.
 fn blocked_connect(engine: &Engine) -> Vec<wfp_core::NetEvent> {
@@ -101,7 +124,7 @@ fn c_program_manages_wfpd_through_fwpmu() {
     config.socket = Some(dir.join("wfpd.sock"));
     let server = wfpd::api::Server::start(Arc::clone(&engine), None, config).unwrap();
 
-    let mut child = Command::new(&exe)
+    let mut child = runner(&exe)
         .env("WFPD_SOCKET", server.path())
         .stdout(Stdio::piped())
         .spawn()
