@@ -175,6 +175,9 @@ fn value_text(v: &ValueDto) -> String {
 
 /// `wfpctl show`.
 pub fn show(a: &ShowArgs) -> anyhow::Result<ExitCode> {
+    if a.what != What::Netevents && !a.query.pairs().is_empty() {
+        bail!("--kind, --layer, --filter-id, --addr, ... apply to `show netevents` only");
+    }
     let mut c = a.connect.client()?;
     match a.what {
         What::State => {

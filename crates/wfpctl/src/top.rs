@@ -43,10 +43,10 @@ pub struct TopArgs {
     connect: Connect,
 }
 
-/// Packets of one layer and verdict (`wfp_packets_total`).
+/// Packets of one layer (or queue) and verdict (`wfp_packets_total`, `wfp_queue_packets_total`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rate {
-    /// WFP layer name.
+    /// WFP layer name, or `queue N`.
     pub layer: String,
     /// `permit`, `block`, `none`.
     pub verdict: String,
@@ -120,15 +120,21 @@ impl Fetcher {
 }
 
 impl RateTracker {
-    /// The verdict counters (`wfp_packets_total`) of the metrics `text` read at `now`, with their
-    /// rates against the previous update, busiest first.
+    /// The verdict counters of the metrics `text` read at `now` — `wfp_packets_total` by layer
+    /// and verdict, `wfp_queue_packets_total` by queue and verdict — with their rates against the
+    /// previous update, busiest first.
     pub fn update(&mut self, now: Instant, text: &str) -> Vec<Rate> {
         let counters: Counters = parse_metrics(text)
             .into_iter()
-            .filter(|s| s.name == "wfp_packets_total")
-            .map(|s| {
+            .filter_map(|s| {
                 let label = |n: &str| s.labels.get(n).cloned().unwrap_or_else(|| "-".into());
-                ((label("layer"), label("verdict")), s.value)
+                let place = match s.name.as_str() {
+                    "wfp_packets_total" => label("layer"),
+                    // What each queue's worker answered (fed even when classify is not timed).
+                    "wfp_queue_packets_total" => format!("queue {}", label("queue")),
+                    _ => return None,
+                };
+                Some(((place, label("verdict")), s.value))
             })
             .collect();
         let mut rates: Vec<Rate> = counters
@@ -352,6 +358,14 @@ mod tests {
         assert_eq!(
             (second[1].layer.as_str(), second[1].per_sec),
             ("A", Some(2.0))
+        );
+        let queues = t.update(
+            at + Duration::from_secs(3),
+            "wfp_queue_packets_total{queue=\"0\",verdict=\"accept\"} 9\n",
+        );
+        assert_eq!(
+            (queues[0].layer.as_str(), queues[0].verdict.as_str()),
+            ("queue 0", "accept")
         );
     }
 

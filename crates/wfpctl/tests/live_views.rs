@@ -158,6 +158,12 @@ fn show_netevents_sends_the_query_conditions() {
     );
     let out = wfpctl(api.path(), &["show", "netevents", "--protocol", "sctp"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = wfpctl(api.path(), &["show", "flows", "--kind", "VETO"]);
+    assert!(
+        !out.status.success() && text(&out).contains("`show netevents` only"),
+        "{}",
+        text(&out)
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 
