@@ -12,8 +12,9 @@
  *   unreachable), RPC_S_CALL_FAILED, E_NOTIMPL, E_FAIL.
  * - Enumerations return blocks freed with FwpmFreeMemory0 (one call frees the whole array).
  *   FWPM_FILTER_ENUM_TEMPLATE0 supports providerKey, layerKey, actionMask, calloutKey and the
- *   BEST_TERMINATING_MATCH / SORTED flags; template conditions answer E_NOTIMPL. Provider,
- *   sublayer and callout templates are not read (everything is enumerated).
+ *   BEST_TERMINATING_MATCH / SORTED flags; template conditions answer E_NOTIMPL. Sublayer
+ *   templates filter by providerKey, callout templates by providerKey and layerKey (GUID_NULL:
+ *   any); provider templates are not read (every provider is enumerated).
  * - Net events: the callback receives FWPM_NET_EVENT0 (header + classifyDrop record) on a
  *   library thread, for CLASSIFY_DROP and CLASSIFY_ALLOW events; the subscription template is not
  *   read. No callback runs after FwpmNetEventUnsubscribe0 returns. */

@@ -197,20 +197,27 @@ impl Session {
             .map_err(|e| status_of(&e))
     }
 
-    /// FwpmSubLayerCreateEnumHandle0.
-    pub fn enum_sublayers(&mut self) -> Result<Cursor<SublayerView>, u32> {
-        self.client
-            .sublayers()
-            .map(Cursor::new)
-            .map_err(|e| status_of(&e))
+    /// FwpmSubLayerCreateEnumHandle0: the sublayers of `provider` (every sublayer without one:
+    /// FWPM_SUBLAYER_ENUM_TEMPLATE0).
+    pub fn enum_sublayers(&mut self, provider: Option<Key>) -> Result<Cursor<SublayerView>, u32> {
+        let mut list = self.client.sublayers().map_err(|e| status_of(&e))?;
+        list.retain(|s| provider.is_none() || s.sublayer.provider == provider);
+        Ok(Cursor::new(list))
     }
 
-    /// FwpmCalloutCreateEnumHandle0.
-    pub fn enum_callouts(&mut self) -> Result<Cursor<CalloutView>, u32> {
-        self.client
-            .callouts()
-            .map(Cursor::new)
-            .map_err(|e| status_of(&e))
+    /// FwpmCalloutCreateEnumHandle0: the callouts of `provider` at `layer` (a layer name; each
+    /// condition only when given: FWPM_CALLOUT_ENUM_TEMPLATE0).
+    pub fn enum_callouts(
+        &mut self,
+        provider: Option<Key>,
+        layer: Option<&str>,
+    ) -> Result<Cursor<CalloutView>, u32> {
+        let mut list = self.client.callouts().map_err(|e| status_of(&e))?;
+        list.retain(|c| {
+            (provider.is_none() || c.callout.provider == provider)
+                && layer.is_none_or(|l| c.callout.layer == l)
+        });
+        Ok(Cursor::new(list))
     }
 }
 

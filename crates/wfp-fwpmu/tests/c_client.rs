@@ -124,7 +124,10 @@ fn c_program_manages_wfpd_through_fwpmu() {
     config.socket = Some(dir.join("wfpd.sock"));
     let server = wfpd::api::Server::start(Arc::clone(&engine), None, config).unwrap();
 
+    // cargo's LD_LIBRARY_PATH lists target/<profile> too, where an older `cargo build` may have
+    // left a stale copy of the library: load the one this test linked.
     let mut child = runner(&exe)
+        .env("LD_LIBRARY_PATH", lib_dir())
         .env("WFPD_SOCKET", server.path())
         .stdout(Stdio::piped())
         .spawn()

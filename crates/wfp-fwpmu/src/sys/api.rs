@@ -16,9 +16,9 @@ use super::convert::{
     sublayer_c, sublayer_dto, wide,
 };
 use super::{
-    boundary, free_block, into_block, Arena, CGuid, Callout0, ClassifyDrop0, EventAddr, Filter0,
-    FilterEnumTemplate0, NetEvent0, NetEventCallback, NetEventHeader0, Provider0, Session0,
-    Sublayer0,
+    boundary, free_block, into_block, Arena, CGuid, Callout0, CalloutEnumTemplate0, ClassifyDrop0,
+    EventAddr, Filter0, FilterEnumTemplate0, NetEvent0, NetEventCallback, NetEventHeader0,
+    Provider0, Session0, Sublayer0, SublayerEnumTemplate0,
 };
 use crate::status::{INVALID_ENUMERATOR, INVALID_HANDLE, NULL_POINTER, SUCCESS};
 use crate::{default_socket, Cursor, NetEvent, Session, Subscription};
@@ -428,34 +428,54 @@ pub(crate) unsafe extern "C" fn FwpmProviderCreateEnumHandle0(
 }
 
 /// # Safety
-/// `h` as for [`engine`]; `out` writable (the template is not read: every sublayer).
+/// `h` as for [`engine`]; `t` NULL or a valid template; `out` writable.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn FwpmSubLayerCreateEnumHandle0(
     h: *mut c_void,
-    _t: *const c_void,
+    t: *const SublayerEnumTemplate0,
     out: *mut *mut c_void,
 ) -> u32 {
     boundary(|| {
+        // SAFETY: per the contract `t` is NULL or a valid template.
+        let provider = unsafe { t.as_ref() }.and_then(|t| unsafe { key_ptr(t.provider_key) });
         // SAFETY: per the contract.
-        let listing =
-            unsafe { engine(h) }.and_then(|e| e.session.enum_sublayers().map(Listing::Sublayers));
+        let listing = unsafe { engine(h) }
+            .and_then(|e| e.session.enum_sublayers(provider).map(Listing::Sublayers));
         // SAFETY: per the contract.
         unsafe { new_enum(out, listing) }
     })
 }
 
 /// # Safety
-/// `h` as for [`engine`]; `out` writable (the template is not read: every callout).
+/// `h` as for [`engine`]; `t` NULL or a valid template; `out` writable.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn FwpmCalloutCreateEnumHandle0(
     h: *mut c_void,
-    _t: *const c_void,
+    t: *const CalloutEnumTemplate0,
     out: *mut *mut c_void,
 ) -> u32 {
     boundary(|| {
+        // SAFETY: per the contract `t` is NULL or a valid template.
+        let t = unsafe { t.as_ref() };
         // SAFETY: per the contract.
-        let listing =
-            unsafe { engine(h) }.and_then(|e| e.session.enum_callouts().map(Listing::Callouts));
+        let provider = t.and_then(|t| unsafe { key_ptr(t.provider_key) });
+        let layer = t
+            .filter(|t| t.layer_key != CGuid::default())
+            .map(|t| {
+                wfp_core::catalogue::layer_by_key(&t.layer_key.into())
+                    .map(|l| l.name)
+                    .ok_or(crate::status::LAYER_NOT_FOUND)
+            })
+            .transpose();
+        let listing = match layer {
+            // SAFETY: per the contract.
+            Ok(layer) => unsafe { engine(h) }.and_then(|e| {
+                e.session
+                    .enum_callouts(provider, layer)
+                    .map(Listing::Callouts)
+            }),
+            Err(s) => Err(s),
+        };
         // SAFETY: per the contract.
         unsafe { new_enum(out, listing) }
     })

@@ -171,6 +171,19 @@ pub(crate) struct FilterEnumTemplate0 {
     pub(crate) callout_key: *mut CGuid,
 }
 
+/// `FWPM_SUBLAYER_ENUM_TEMPLATE0`.
+#[repr(C)]
+pub(crate) struct SublayerEnumTemplate0 {
+    pub(crate) provider_key: *mut CGuid,
+}
+
+/// `FWPM_CALLOUT_ENUM_TEMPLATE0`.
+#[repr(C)]
+pub(crate) struct CalloutEnumTemplate0 {
+    pub(crate) provider_key: *mut CGuid,
+    pub(crate) layer_key: CGuid,
+}
+
 /// The address unions of `FWPM_NET_EVENT_HEADER0`.
 #[repr(C)]
 #[derive(Clone, Copy)]

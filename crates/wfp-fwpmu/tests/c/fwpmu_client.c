@@ -187,8 +187,11 @@ static void check_other_listings(HANDLE h, UINT32 callout_id) {
 
     FWPM_SUBLAYER0 **sublayers = NULL;
     found = 0;
-    OK(FwpmSubLayerCreateEnumHandle0(h, NULL, &e));
+    /* The template keeps the provider's sublayers only (the built-in ones have none). */
+    FWPM_SUBLAYER_ENUM_TEMPLATE0 st = {(GUID *)&PROVIDER};
+    OK(FwpmSubLayerCreateEnumHandle0(h, &st, &e));
     OK(FwpmSubLayerEnum0(h, e, 100, &sublayers, &n));
+    CHECK(n == 1, "%u sublayers of the provider", n);
     for (UINT32 i = 0; i < n; i++)
         found += IsEqualGUID(&sublayers[i]->subLayerKey, &SUBLAYER) && sublayers[i]->weight == 0x100;
     FwpmFreeMemory0((void **)&sublayers);
@@ -197,7 +200,13 @@ static void check_other_listings(HANDLE h, UINT32 callout_id) {
 
     FWPM_CALLOUT0 **callouts = NULL;
     found = 0;
-    OK(FwpmCalloutCreateEnumHandle0(h, NULL, &e));
+    FWPM_CALLOUT_ENUM_TEMPLATE0 ct = {(GUID *)&PROVIDER, FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4};
+    OK(FwpmCalloutCreateEnumHandle0(h, &ct, &e));
+    OK(FwpmCalloutEnum0(h, e, 100, &callouts, &n));
+    CHECK(n == 0, "%u callouts of the provider at another layer", n);
+    OK(FwpmCalloutDestroyEnumHandle0(h, e));
+    ct.layerKey = FWPM_LAYER_ALE_AUTH_CONNECT_V4;
+    OK(FwpmCalloutCreateEnumHandle0(h, &ct, &e));
     OK(FwpmCalloutEnum0(h, e, 100, &callouts, &n));
     for (UINT32 i = 0; i < n; i++)
         found += IsEqualGUID(&callouts[i]->calloutKey, &CALLOUT) && callouts[i]->calloutId == callout_id &&
