@@ -255,6 +255,145 @@ impl Client {
             lines: BufReader::new(ChunkedReader::new(self.reader)),
         })
     }
+
+    // ---- wfpctl's views: flows, net-event enumeration, metrics, pended decisions, drivers ----
+    // The answer types are generic: the daemon's DTOs (docs/api.md) or a client's own lenient
+    // structs deserialize alike.
+
+    /// One request answered with raw bytes (a non-JSON answer such as `/v1/metrics`); an error
+    /// status becomes [`ClientError::Api`].
+    pub fn call_raw(
+        &mut self,
+        method: &str,
+        target: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Vec<u8>, ClientError> {
+        http::write_request(&mut self.writer, method, target, body)?;
+        let answer = http::read_message(&mut self.reader, &self.limits)?;
+        let status = answer.status()?;
+        if status != 200 {
+            let message = String::from_utf8_lossy(&answer.body).into_owned();
+            return Err(api_error(status, &answer.body, message));
+        }
+        Ok(answer.body)
+    }
+
+    /// `GET /v1/flows`: the data path's live flow table.
+    pub fn flows<T: DeserializeOwned>(&mut self) -> Result<Vec<T>, ClientError> {
+        self.get("/v1/flows")
+    }
+
+    /// `GET /v1/netevents?NAME=VALUE&...`: stored net events matching the query conditions
+    /// (`start_ms`, `kind`, `layer`, ... as docs/api.md gives them; percent-encoded here).
+    pub fn net_events<T: DeserializeOwned>(
+        &mut self,
+        query: &[(&str, String)],
+    ) -> Result<Vec<T>, ClientError> {
+        self.get(&with_query("/v1/netevents", query))
+    }
+
+    /// `GET /v1/metrics`: counters and gauges in the Prometheus text format.
+    pub fn metrics(&mut self) -> Result<String, ClientError> {
+        let body = self.call_raw("GET", "/v1/metrics", None)?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// `GET /v1/pending`: pended authorizations waiting for an answer.
+    pub fn pending<T: DeserializeOwned>(&mut self) -> Result<Vec<T>, ClientError> {
+        self.get("/v1/pending")
+    }
+
+    /// `POST /v1/pending/{id}` `{"decision": "permit"|"block", "persist": bool}`: completes a
+    /// pended authorization (`persist`: the daemon also adds a persistent filter for it); the
+    /// answer is the daemon's `DecisionResult`.
+    pub fn decide<R: DeserializeOwned>(
+        &mut self,
+        id: u64,
+        permit: bool,
+        persist: bool,
+    ) -> Result<R, ClientError> {
+        let body = DecisionBody {
+            decision: if permit { "permit" } else { "block" },
+            persist,
+        };
+        self.call("POST", &format!("/v1/pending/{id}"), Some(&body))
+    }
+
+    /// `GET /v1/events?NAME=VALUE&...`: the live net-event stream with the same query conditions
+    /// as [`Client::net_events`] (the connection is used for nothing else).
+    pub fn events_matching<T: DeserializeOwned>(
+        self,
+        query: &[(&str, String)],
+    ) -> Result<JsonStream<T>, ClientError> {
+        self.stream(&with_query("/v1/events", query))
+    }
+
+    /// `GET /v1/pending/stream`: the authorizations pending when it starts, then each new one
+    /// (the connection is used for nothing else).
+    pub fn pending_stream<T: DeserializeOwned>(self) -> Result<JsonStream<T>, ClientError> {
+        self.stream("/v1/pending/stream")
+    }
+
+    /// `GET TARGET` answered with a chunked stream of JSON lines.
+    pub fn stream<T: DeserializeOwned>(
+        mut self,
+        target: &str,
+    ) -> Result<JsonStream<T>, ClientError> {
+        self.set_timeout(None)?;
+        http::write_request(&mut self.writer, "GET", target, None)?;
+        let head = http::read_message(&mut self.reader, &self.limits)?;
+        let status = head.status()?;
+        if status != 200 || !head.is_chunked() {
+            return Err(api_error(status, &head.body, "not a stream".into()));
+        }
+        Ok(JsonStream {
+            lines: BufReader::new(ChunkedReader::new(self.reader)),
+            item: std::marker::PhantomData,
+        })
+    }
+
+    /// A second handle on this connection's socket: shutting it down
+    /// ([`UnixStream::shutdown`]) from another thread ends a blocked stream read (a stream's
+    /// consumer unsubscribes that way).
+    pub fn socket_handle(&self) -> Result<UnixStream, ClientError> {
+        Ok(self.writer.try_clone()?)
+    }
+
+    /// `GET /v1/drivers`: C callout drivers loaded in the daemon (proposed endpoint).
+    pub fn drivers<T: DeserializeOwned>(&mut self) -> Result<Vec<T>, ClientError> {
+        self.get("/v1/drivers")
+    }
+
+    /// `POST /v1/drivers` `{"path", "params"}`: loads a driver (proposed endpoint).
+    pub fn load_driver<R: DeserializeOwned>(
+        &mut self,
+        path: &str,
+        params: &std::collections::BTreeMap<String, String>,
+    ) -> Result<R, ClientError> {
+        self.call(
+            "POST",
+            "/v1/drivers",
+            Some(&LoadDriverBody { path, params }),
+        )
+    }
+
+    /// `DELETE /v1/drivers/{name}`: unloads a driver (proposed endpoint).
+    pub fn unload_driver(&mut self, name: &str) -> Result<(), ClientError> {
+        let target = format!("/v1/drivers/{}", percent_encode(name));
+        self.command::<()>("DELETE", &target, None)
+    }
+
+    /// `POST /v1/drivers/{name}/ioctl` `{"code", "input_b64"}` → `{"status", "output_b64"}`: a
+    /// device-control request to the driver's queue (proposed endpoint).
+    pub fn driver_ioctl<R: DeserializeOwned>(
+        &mut self,
+        name: &str,
+        code: u32,
+        input_b64: &str,
+    ) -> Result<R, ClientError> {
+        let target = format!("/v1/drivers/{}/ioctl", percent_encode(name));
+        self.call("POST", &target, Some(&IoctlBody { code, input_b64 }))
+    }
 }
 
 /// Net events as they happen (one per line of the chunked answer).
@@ -279,5 +418,116 @@ impl Iterator for EventStream {
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_event()
+    }
+}
+
+/// The body of `POST /v1/pending/{id}`.
+#[derive(Serialize)]
+struct DecisionBody {
+    decision: &'static str,
+    persist: bool,
+}
+
+/// The body of `POST /v1/drivers`.
+#[derive(Serialize)]
+struct LoadDriverBody<'a> {
+    path: &'a str,
+    params: &'a std::collections::BTreeMap<String, String>,
+}
+
+/// The body of `POST /v1/drivers/{name}/ioctl`.
+#[derive(Serialize)]
+struct IoctlBody<'a> {
+    code: u32,
+    input_b64: &'a str,
+}
+
+/// An error answer: its `{"error": ...}` body, or `HTTP_<status>` with `message`.
+fn api_error(status: u16, body: &[u8], message: String) -> ClientError {
+    let error = serde_json::from_slice::<ErrorBody>(body)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| ErrorInfo {
+            code: 0,
+            name: format!("HTTP_{status}"),
+            message,
+        });
+    ClientError::Api { status, error }
+}
+
+/// `path?n1=v1&n2=v2`, names and values percent-encoded; no `?` without conditions.
+fn with_query(path: &str, query: &[(&str, String)]) -> String {
+    let pairs: Vec<String> = query
+        .iter()
+        .map(|(n, v)| format!("{}={}", percent_encode(n), percent_encode(v)))
+        .collect();
+    if pairs.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", pairs.join("&"))
+    }
+}
+
+/// RFC 3986 percent-encoding of everything but the unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Items of a chunked JSON-lines answer (`GET /v1/pending/stream`, or any other stream), as
+/// they happen.
+pub struct JsonStream<T> {
+    lines: BufReader<ChunkedReader<BufReader<UnixStream>>>,
+    item: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> JsonStream<T> {
+    /// Blocks for the next item; `None` when the daemon ended the stream. Blank lines
+    /// (keep-alives) are skipped.
+    pub fn next_item(&mut self) -> Option<Result<T, ClientError>> {
+        loop {
+            let mut line = String::new();
+            match self.lines.read_line(&mut line) {
+                Ok(0) => return None,
+                Ok(_) if line.trim().is_empty() => {}
+                Ok(_) => {
+                    return Some(serde_json::from_str(line.trim_end()).map_err(ClientError::from))
+                }
+                Err(e) => return Some(Err(e.into())),
+            }
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Iterator for JsonStream<T> {
+    type Item = Result<T, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_item()
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_are_percent_encoded() {
+        assert_eq!(with_query("/v1/netevents", &[]), "/v1/netevents");
+        let q = [
+            ("layer", "ALE_AUTH_CONNECT_V4".to_string()),
+            ("remote", "10.0.0.1/8 x&y".into()),
+        ];
+        assert_eq!(
+            with_query("/v1/netevents", &q),
+            "/v1/netevents?layer=ALE_AUTH_CONNECT_V4&remote=10.0.0.1%2F8%20x%26y"
+        );
+        assert_eq!(percent_encode("a{b}"), "a%7Bb%7D");
     }
 }

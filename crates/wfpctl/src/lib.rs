@@ -25,11 +25,21 @@
 //! offset, after the summary of what was read.
 //!
 //! Modules: [`classify`] (what-if cases), [`replay`] (captures through the engine), [`driver`]
-//! (C callout drivers: `driver build`, `replay --driver`), [`mgmt`] (`show`, `add`, `delete`,
-//! `watch`: the running daemon through its management socket, `wfp-api`).
+//! (C callout drivers: `driver build`, `replay --driver`), [`driverctl`] (`driver
+//! load|unload|list|ioctl` in the running daemon), [`mgmt`] (`show`, `add`, `delete`,
+//! `apply`, `watch`: the running daemon through its management socket, `wfp-api`), [`live`]
+//! (`show flows|netevents`), [`decide`] (answering pended authorizations), [`top`] (the
+//! terminal view), [`completions`] (shell completions and man pages), [`views`]
+//! (client-side views of the daemon's newer answers and the Prometheus text).
 
 pub mod classify;
+pub mod completions;
+pub mod decide;
 pub mod driver;
+pub mod driverctl;
 mod explain;
+pub mod live;
 pub mod mgmt;
 pub mod replay;
+pub mod top;
+pub mod views;

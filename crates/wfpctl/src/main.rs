@@ -7,11 +7,17 @@
 //!                 [--output-format pcap|pcapng] [--local CIDR]... [--trace N]
 //!                 [--driver DRIVER.so]... [--verify]   (--policy optional with --driver)
 //!   wfpctl driver build SOURCES... -o DRIVER.so [-I DIR] [-D NAME[=V]] [--cflag FLAG]
-//!   wfpctl show state|filters|sublayers|providers|callouts|sessions [--json] [--socket PATH]
+//!   wfpctl driver load DRIVER.so [--param NAME=VALUE]... | unload NAME | list [--json]
+//!   wfpctl driver ioctl NAME CODE [--in FILE] [--out FILE] [--json]
+//!   wfpctl show state|filters|sublayers|providers|callouts|sessions|flows|netevents [--json]
+//!               [--socket PATH]
 //!   wfpctl add filter --layer L --action A [--condition FIELD=VALUE]... | --json FILE
 //!   wfpctl delete filter|sublayer|provider|callout ID|KEY
 //!   wfpctl watch [--json]
 //!   wfpctl apply POLICY.toml [--dry-run]
+//!   wfpctl decide [--follow | --list [--json] | ID permit|block [--persist]]
+//!   wfpctl top [--interval-ms MS] [--events N]
+//!   wfpctl completions bash|zsh|fish  |  wfpctl man [--dir DIR]
 //! ```
 //!
 //! `replay`: an output named `-` is standard output (at most one); the summary (table or `--json`)
@@ -30,8 +36,8 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use wfpctl::{classify, driver, mgmt, replay};
+use clap::{CommandFactory, Parser, Subcommand};
+use wfpctl::{classify, completions, decide, driverctl, mgmt, replay, top};
 
 /// Windows Filtering Platform semantics on Linux.
 #[derive(Parser)]
@@ -47,8 +53,9 @@ enum Command {
     Classify(classify::Args),
     /// Replay a capture through a policy: what would it have done to this traffic, and why?
     Replay(replay::Args),
-    /// C callout drivers: build WDK-style sources for `replay --driver`.
-    Driver(driver::Args),
+    /// C callout drivers: build WDK-style sources for `replay --driver`; load, unload, list and
+    /// send IOCTLs to drivers in the running daemon.
+    Driver(driverctl::DriverArgs),
     /// List what the running daemon holds (through its management socket).
     Show(mgmt::ShowArgs),
     /// Add a filter to the running daemon.
@@ -59,6 +66,14 @@ enum Command {
     Watch(mgmt::WatchArgs),
     /// Apply a policy file to the running daemon in one transaction (`--dry-run`: the diff).
     Apply(mgmt::ApplyArgs),
+    /// Answer pended connection authorizations (interactive prompts, or `decide ID permit|block`).
+    Decide(decide::DecideArgs),
+    /// A live terminal view of flows, verdict rates and recent net events (q quits).
+    Top(top::TopArgs),
+    /// Print a shell completion script (bash, zsh, fish).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (or write one per subcommand with --dir).
+    Man(completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,12 +81,16 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Classify(a) => classify::run(&a),
         Command::Replay(a) => replay::run(&a),
-        Command::Driver(a) => driver::run(&a),
+        Command::Driver(a) => driverctl::run(&a),
         Command::Show(a) => mgmt::show(&a),
         Command::Add(a) => mgmt::add(&a),
         Command::Delete(a) => mgmt::delete(&a),
         Command::Watch(a) => mgmt::watch(&a),
         Command::Apply(a) => mgmt::apply(&a),
+        Command::Decide(a) => decide::run(&a),
+        Command::Top(a) => top::run(&a),
+        Command::Completions(a) => completions::run_completions(&a, Cli::command()),
+        Command::Man(a) => completions::run_man(&a, Cli::command()),
     };
     match result {
         Ok(code) => code,

@@ -1,11 +1,11 @@
 //! Management through wfpd's socket (`wfp-api`): `show`, `add`, `delete`, `watch`, `apply`.
 //!
 //! ```text
-//!   wfpctl show state|filters|sublayers|providers|callouts|sessions [--json]
+//!   wfpctl show state|filters|sublayers|providers|callouts|sessions|flows|netevents [--json]
 //!   wfpctl add filter --layer L --action A [--name N] [--sublayer KEY] [--weight N]
 //!                     [--condition FIELD=VALUE]... [--persistent]   |  add filter --json FILE|-
 //!   wfpctl delete filter ID|KEY  |  delete sublayer|provider|callout KEY
-//!   wfpctl watch [--json]           (net events as they happen)
+//!   wfpctl watch [--json] [--kind K]... [--layer L] ...   (net events as they happen)
 //!   wfpctl apply POLICY.toml [--dry-run]   (one transaction; the diff with --dry-run)
 //! ```
 //!
@@ -22,6 +22,9 @@ use wfp_api::{Client, ConditionDto, FilterDto, Key, ValueDto, WeightDto};
 use wfp_core::catalogue;
 use wfp_policy::lit::{condition_value, Lit};
 
+use crate::live::{event_rows, flow_rows, NetEventQuery, EVENT_HEADER, FLOW_HEADER};
+use crate::views::{FlowView, NetEventView};
+
 /// Where the daemon listens.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Connect {
@@ -31,7 +34,8 @@ pub struct Connect {
 }
 
 impl Connect {
-    fn client(&self) -> anyhow::Result<Client> {
+    /// A connection (one management session) to the daemon.
+    pub fn client(&self) -> anyhow::Result<Client> {
         Client::connect(&self.socket).context("is wfpd running with [api] socket set?")
     }
 }
@@ -51,6 +55,10 @@ pub enum What {
     Callouts,
     /// Open management sessions and their owners.
     Sessions,
+    /// The data path's live flows (5-tuple, layers, application, packets and bytes each way).
+    Flows,
+    /// Stored net events (drops, vetoes, ...), filtered by the conditions below.
+    Netevents,
 }
 
 /// `wfpctl show`.
@@ -61,6 +69,9 @@ pub struct ShowArgs {
     /// Print the API's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Conditions of `show netevents`.
+    #[command(flatten, next_help_heading = "Net event conditions (show netevents)")]
+    pub query: NetEventQuery,
     #[command(flatten)]
     connect: Connect,
 }
@@ -117,17 +128,20 @@ pub struct WatchArgs {
     /// One JSON object per event instead of a line for people.
     #[arg(long)]
     pub json: bool,
+    /// Conditions the daemon applies to the stream (`--limit` does not apply).
+    #[command(flatten, next_help_heading = "Net event conditions")]
+    pub query: NetEventQuery,
     #[command(flatten)]
     connect: Connect,
 }
 
-fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
 /// Prints rows under a header, columns padded to their widest cell.
-fn table(header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -161,6 +175,9 @@ fn value_text(v: &ValueDto) -> String {
 
 /// `wfpctl show`.
 pub fn show(a: &ShowArgs) -> anyhow::Result<ExitCode> {
+    if a.what != What::Netevents && !a.query.pairs().is_empty() {
+        bail!("--kind, --layer, --filter-id, --addr, ... apply to `show netevents` only");
+    }
     let mut c = a.connect.client()?;
     match a.what {
         What::State => {
@@ -231,9 +248,32 @@ pub fn show(a: &ShowArgs) -> anyhow::Result<ExitCode> {
                 &rows,
             );
         }
+        What::Flows => show_flows(&mut c, a.json)?,
+        What::Netevents => show_net_events(&mut c, &a.query, a.json)?,
         other => show_objects(&mut c, other, a.json)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `show flows`: `GET /v1/flows`.
+fn show_flows(c: &mut Client, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&c.flows::<serde_json::Value>()?);
+    }
+    let flows: Vec<FlowView> = c.flows()?;
+    table(&FLOW_HEADER, &flow_rows(&flows));
+    Ok(())
+}
+
+/// `show netevents`: `GET /v1/netevents` with the query's conditions (§11.5 enumeration).
+fn show_net_events(c: &mut Client, q: &NetEventQuery, json: bool) -> anyhow::Result<()> {
+    let pairs = q.pairs();
+    if json {
+        return print_json(&c.net_events::<serde_json::Value>(&pairs)?);
+    }
+    let events: Vec<NetEventView> = c.net_events(&pairs)?;
+    table(&EVENT_HEADER, &event_rows(&events));
+    Ok(())
 }
 
 /// Prints `list` as the API's JSON, or as a table with one `row` per item.
@@ -390,23 +430,30 @@ pub fn delete(a: &DeleteArgs) -> anyhow::Result<ExitCode> {
 
 /// `wfpctl watch`: prints net events until the daemon ends the stream (or Ctrl-C).
 pub fn watch(a: &WatchArgs) -> anyhow::Result<ExitCode> {
-    for event in a.connect.client()?.events()? {
-        let e = event?;
+    let mut pairs = a.query.pairs();
+    pairs.retain(|(name, _)| *name != "limit");
+    let stream = a
+        .connect
+        .client()?
+        .events_matching::<serde_json::Value>(&pairs)?;
+    for event in stream {
+        let raw = event?;
         if a.json {
-            println!("{}", serde_json::to_string(&e)?);
-        } else {
-            let id = |v: Option<u64>| v.map_or_else(|| "-".into(), |v| v.to_string());
-            println!(
-                "#{} {} layer={} filter={} overridden={} callout={} flow={}",
-                e.seq,
-                e.kind,
-                e.layer,
-                id(e.filter_id),
-                id(e.overridden_filter_id),
-                e.callout_id.map_or_else(|| "-".into(), |v| v.to_string()),
-                id(e.flow)
-            );
+            println!("{}", serde_json::to_string(&raw)?);
+            continue;
         }
+        let e: NetEventView = serde_json::from_value(raw)?;
+        let id = |v: Option<u64>| v.map_or_else(|| "-".into(), |v| v.to_string());
+        println!(
+            "#{} {} layer={} filter={} overridden={} callout={} flow={}",
+            e.seq,
+            e.kind,
+            e.layer,
+            id(e.filter_id),
+            id(e.overridden_filter_id),
+            e.callout_id.map_or_else(|| "-".into(), |v| v.to_string()),
+            id(e.flow)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,344 @@
+//! # wfp-fwpmu — WFP's user-mode management API (`fwpmu.h`) over wfpd's socket
+//!
+//! Management programs written for Windows' `fwpuclnt` (FwpmEngineOpen0, FwpmTransaction*0,
+//! FwpmProviderAdd0, FwpmSubLayerAdd0, FwpmCalloutAdd0, FwpmFilterAdd0, their Delete and Enum
+//! counterparts, FwpmNetEventSubscribe0, FwpmFreeMemory0) compile against `include/fwpmu.h` and
+//! link this library (`-lwfp_fwpmu`, a cdylib or staticlib). Each call becomes a request of
+//! wfpd's management API (`docs/api.md`) through the [`wfp_api::Client`]; one engine handle is
+//! one connection and so one management session (§11.1): a dynamic session's objects die with
+//! the handle or the process.
+//!
+//! ```text
+//!  C program ─► FwpmFilterAdd0(h, FWPM_FILTER0*) ─► sys (C structs → FilterDto, panic boundary)
+//!                                                      │
+//!                                                      ▼
+//!                             Session (this module, safe) ─► wfp_api::Client ─► wfpd socket
+//!  FwpmFilterEnum0 ◄─ sys (FilterView → FWPM_FILTER0 block, freed by FwpmFreeMemory0) ◄─┘
+//!  FwpmNetEventSubscribe0 ─► thread reading GET /v1/events ─► callback(context, FWPM_NET_EVENT0*)
+//! ```
+//!
+//! **What it never does**: decide anything (wfpd's engine does), keep global state (every
+//! handle owns its connection; enumeration results carry their own allocation header), or let
+//! a panic cross into C. `unsafe` lives only in [`sys`](crate) (`src/sys/`), each block with a
+//! `SAFETY:` argument. Results are `DWORD`s as on Windows: 0, or the daemon's `FWP_E_*` HRESULT,
+//! or one of the [`status`] codes for failures before the daemon is reached.
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use wfp_api::{
+    CalloutDto, CalloutView, Client, ClientError, FilterDto, FilterEnumRequest, FilterView, Key,
+    ProviderDto, SessionRequest, SublayerDto, SublayerView,
+};
+
+mod sys;
+
+/// `DWORD` results of the library itself (the daemon's errors pass through as its `FWP_E_*`
+/// HRESULT).
+pub mod status {
+    /// ERROR_SUCCESS.
+    pub const SUCCESS: u32 = 0;
+    /// ERROR_INVALID_HANDLE: a NULL or closed handle.
+    pub const INVALID_HANDLE: u32 = 6;
+    /// ERROR_INVALID_PARAMETER.
+    pub const INVALID_PARAMETER: u32 = 87;
+    /// EPT_S_NOT_REGISTERED: the daemon's socket cannot be reached (Windows: BFE not running).
+    pub const NOT_REGISTERED: u32 = 1753;
+    /// RPC_S_CALL_FAILED: the connection failed in the middle of a call.
+    pub const CALL_FAILED: u32 = 1726;
+    /// E_FAIL: an answer that could not be understood, or a contained panic.
+    pub const FAIL: u32 = 0x8000_4005;
+    /// FWP_E_NULL_POINTER.
+    pub const NULL_POINTER: u32 = 0x8032_001C;
+    /// FWP_E_INVALID_ENUMERATOR.
+    pub const INVALID_ENUMERATOR: u32 = 0x8032_001D;
+    /// FWP_E_TYPE_MISMATCH: a value type this library does not carry.
+    pub const TYPE_MISMATCH: u32 = 0x8032_0027;
+    /// FWP_E_LAYER_NOT_FOUND.
+    pub const LAYER_NOT_FOUND: u32 = 0x8032_0004;
+    /// FWP_E_CONDITION_NOT_FOUND.
+    pub const CONDITION_NOT_FOUND: u32 = 0x8032_0002;
+}
+
+/// The `DWORD` a failed call returns.
+pub fn status_of(e: &ClientError) -> u32 {
+    match e {
+        ClientError::Api { error, .. } if error.code != 0 => error.code,
+        ClientError::Api { status: 404, .. } => status::NOT_REGISTERED,
+        ClientError::Connect { .. } => status::NOT_REGISTERED,
+        ClientError::Http(_) => status::CALL_FAILED,
+        _ => status::FAIL,
+    }
+}
+
+/// The socket a NULL `serverName` means: `$WFPD_SOCKET`, else `/run/wfpd/wfpd.sock`.
+pub fn default_socket() -> PathBuf {
+    std::env::var_os("WFPD_SOCKET")
+        .map_or_else(|| PathBuf::from("/run/wfpd/wfpd.sock"), PathBuf::from)
+}
+
+/// One engine handle: a connection to wfpd and its management session.
+pub struct Session {
+    client: Client,
+    socket: PathBuf,
+}
+
+impl Session {
+    /// FwpmEngineOpen0: connects to `socket` and opens the session `req` (the daemon's
+    /// defaults without one).
+    pub fn open(socket: &Path, req: Option<&SessionRequest>) -> Result<Self, u32> {
+        let mut client = Client::connect(socket).map_err(|e| status_of(&e))?;
+        if let Some(r) = req {
+            client.open_session(r).map_err(|e| status_of(&e))?;
+        }
+        Ok(Self {
+            client,
+            socket: socket.to_path_buf(),
+        })
+    }
+
+    /// The socket this session uses (subscriptions open their own connection to it).
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// FwpmTransactionBegin0 (`read_only`: FWPM_TXN_READ_ONLY).
+    pub fn begin(&mut self, read_only: bool) -> Result<(), u32> {
+        self.client.begin(read_only).map_err(|e| status_of(&e))
+    }
+
+    /// FwpmTransactionCommit0.
+    pub fn commit(&mut self) -> Result<(), u32> {
+        self.client.commit().map_err(|e| status_of(&e))
+    }
+
+    /// FwpmTransactionAbort0.
+    pub fn abort(&mut self) -> Result<(), u32> {
+        self.client.abort().map_err(|e| status_of(&e))
+    }
+
+    /// FwpmProviderAdd0.
+    pub fn add_provider(&mut self, p: &ProviderDto) -> Result<(), u32> {
+        self.client
+            .add_provider(p)
+            .map(drop)
+            .map_err(|e| status_of(&e))
+    }
+
+    /// FwpmSubLayerAdd0.
+    pub fn add_sublayer(&mut self, s: &SublayerDto) -> Result<(), u32> {
+        self.client
+            .add_sublayer(s)
+            .map(drop)
+            .map_err(|e| status_of(&e))
+    }
+
+    /// FwpmCalloutAdd0: the new callout's run-time id.
+    pub fn add_callout(&mut self, c: &CalloutDto) -> Result<u32, u32> {
+        let added = self.client.add_callout(c).map_err(|e| status_of(&e))?;
+        Ok(added.id.and_then(|i| u32::try_from(i).ok()).unwrap_or(0))
+    }
+
+    /// FwpmFilterAdd0: the new filter's id.
+    pub fn add_filter(&mut self, f: &FilterDto) -> Result<u64, u32> {
+        let added = self.client.add_filter(f).map_err(|e| status_of(&e))?;
+        Ok(added.id.unwrap_or(0))
+    }
+
+    /// FwpmFilterDeleteById0.
+    pub fn delete_filter(&mut self, id: u64) -> Result<(), u32> {
+        self.client.delete_filter(id).map_err(|e| status_of(&e))
+    }
+
+    /// FwpmFilterDeleteByKey0.
+    pub fn delete_filter_by_key(&mut self, key: Key) -> Result<(), u32> {
+        self.client
+            .delete_filter_by_key(key)
+            .map_err(|e| status_of(&e))
+    }
+
+    /// FwpmProviderDeleteByKey0 / FwpmSubLayerDeleteByKey0 / FwpmCalloutDeleteByKey0 (`kind`:
+    /// `providers`, `sublayers`, `callouts`).
+    pub fn delete_object(&mut self, kind: &str, key: Key) -> Result<(), u32> {
+        self.client
+            .delete_object(kind, key)
+            .map_err(|e| status_of(&e))
+    }
+
+    /// FwpmCalloutDeleteById0: the callout with this run-time id, by its key.
+    pub fn delete_callout_by_id(&mut self, id: u32) -> Result<(), u32> {
+        let list = self.client.callouts().map_err(|e| status_of(&e))?;
+        let key = list
+            .iter()
+            .find(|c| c.callout_id == id)
+            .and_then(|c| c.callout.key)
+            .ok_or(0x8032_0001_u32)?; // FWP_E_CALLOUT_NOT_FOUND
+        self.delete_object("callouts", key)
+    }
+
+    /// FwpmFilterCreateEnumHandle0: the filters matching `t` (every filter without one).
+    pub fn enum_filters(
+        &mut self,
+        t: Option<&FilterEnumRequest>,
+    ) -> Result<Cursor<FilterView>, u32> {
+        let list = match t {
+            Some(t) => self.client.enum_filters(t),
+            None => self.client.filters(),
+        };
+        list.map(Cursor::new).map_err(|e| status_of(&e))
+    }
+
+    /// FwpmProviderCreateEnumHandle0.
+    pub fn enum_providers(&mut self) -> Result<Cursor<ProviderDto>, u32> {
+        self.client
+            .providers()
+            .map(Cursor::new)
+            .map_err(|e| status_of(&e))
+    }
+
+    /// FwpmSubLayerCreateEnumHandle0: the sublayers of `provider` (every sublayer without one:
+    /// FWPM_SUBLAYER_ENUM_TEMPLATE0).
+    pub fn enum_sublayers(&mut self, provider: Option<Key>) -> Result<Cursor<SublayerView>, u32> {
+        let mut list = self.client.sublayers().map_err(|e| status_of(&e))?;
+        list.retain(|s| provider.is_none() || s.sublayer.provider == provider);
+        Ok(Cursor::new(list))
+    }
+
+    /// FwpmCalloutCreateEnumHandle0: the callouts of `provider` at `layer` (a layer name; each
+    /// condition only when given: FWPM_CALLOUT_ENUM_TEMPLATE0).
+    pub fn enum_callouts(
+        &mut self,
+        provider: Option<Key>,
+        layer: Option<&str>,
+    ) -> Result<Cursor<CalloutView>, u32> {
+        let mut list = self.client.callouts().map_err(|e| status_of(&e))?;
+        list.retain(|c| {
+            (provider.is_none() || c.callout.provider == provider)
+                && layer.is_none_or(|l| c.callout.layer == l)
+        });
+        Ok(Cursor::new(list))
+    }
+}
+
+/// An enumeration handle's state: the objects read at CreateEnumHandle time and how many the
+/// Enum calls handed out.
+pub struct Cursor<T> {
+    items: Vec<T>,
+    next: usize,
+}
+
+impl<T> Cursor<T> {
+    /// Over `items`.
+    pub fn new(items: Vec<T>) -> Self {
+        Self { items, next: 0 }
+    }
+
+    /// The next at most `n` objects (an empty slice at the end).
+    pub fn take(&mut self, n: usize) -> &[T] {
+        let start = self.next.min(self.items.len());
+        let end = start.saturating_add(n).min(self.items.len());
+        self.next = end;
+        self.items.get(start..end).unwrap_or_default()
+    }
+}
+
+/// A net event as `GET /v1/events` streams it (docs/api.md `NetEventDto`; fields the daemon
+/// leaves out stay unset).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct NetEvent {
+    /// Sequence number.
+    pub seq: u64,
+    /// `CLASSIFY_DROP`, `CLASSIFY_ALLOW`, `VETO`, ...
+    pub kind: String,
+    /// FWPM_NET_EVENT_TYPE, when the kind is one of WFP's.
+    pub fwpm_type: Option<u32>,
+    /// Run-time layer id.
+    pub layer_id: Option<u16>,
+    /// The deciding filter.
+    pub filter_id: Option<u64>,
+    /// Unix milliseconds.
+    pub time_ms: Option<u64>,
+    /// IP protocol.
+    pub protocol: Option<u8>,
+    /// Local address (text).
+    pub local_addr: Option<String>,
+    /// Remote address (text).
+    pub remote_addr: Option<String>,
+    /// Local port.
+    pub local_port: Option<u16>,
+    /// Remote port.
+    pub remote_port: Option<u16>,
+    /// ALE_APP_ID as text.
+    pub app_id: Option<String>,
+}
+
+impl NetEvent {
+    /// FWPM_NET_EVENT_TYPE: CLASSIFY_DROP 3, CLASSIFY_ALLOW 6; `None` for the engine's own kinds
+    /// (a WFP client has no number for them, so they are not delivered).
+    pub fn fwpm_type(&self) -> Option<u32> {
+        self.fwpm_type.or(match self.kind.as_str() {
+            "CLASSIFY_DROP" => Some(3),
+            "CLASSIFY_ALLOW" => Some(6),
+            _ => None,
+        })
+    }
+}
+
+/// A live net-event subscription: a connection reading `GET /v1/events` on its own thread.
+pub struct Subscription {
+    socket: UnixStream,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Subscription {
+    /// Subscribes on a new connection to `socket`; `deliver` runs on the reader thread for each
+    /// event until [`Subscription::stop`].
+    pub fn start(
+        socket: &Path,
+        mut deliver: impl FnMut(NetEvent) + Send + 'static,
+    ) -> Result<Self, u32> {
+        let client = Client::connect(socket).map_err(|e| status_of(&e))?;
+        let handle = client.socket_handle().map_err(|e| status_of(&e))?;
+        let stream = client
+            .stream::<NetEvent>("/v1/events")
+            .map_err(|e| status_of(&e))?;
+        let thread = std::thread::Builder::new()
+            .name("fwpmu-events".into())
+            .spawn(move || {
+                for event in stream {
+                    match event {
+                        Ok(e) => deliver(e),
+                        Err(_) => break,
+                    }
+                }
+            })
+            .map_err(|_| status::FAIL)?;
+        Ok(Self {
+            socket: handle,
+            thread: Some(thread),
+        })
+    }
+
+    /// Ends the subscription and waits for the reader thread (no callback runs after this).
+    pub fn stop(mut self) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_hand_out_each_object_once() {
+        let mut c = Cursor::new(vec![1, 2, 3, 4, 5]);
+        assert_eq!(c.take(2), &[1, 2]);
+        assert_eq!(c.take(10), &[3, 4, 5]);
+        assert!(c.take(1).is_empty());
+    }
+}
