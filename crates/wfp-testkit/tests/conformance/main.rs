@@ -5,6 +5,7 @@
 //! Vectors that need the data paths (packets, discard layers, fragments, injection) live with
 //! `wfp-shim`; the ones that cannot apply to the engine alone say so in their module's doc.
 
+mod s10_4_packets;
 mod s14_1_arbitration;
 mod s14_2_weights;
 mod s14_3_conditions;
