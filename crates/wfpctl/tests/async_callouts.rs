@@ -347,3 +347,63 @@ fn pending_inspector_reinjects_inbound_packets_of_the_bundled_capture_whole() {
         .count();
     assert_eq!(out.len(), ip, "{summary}");
 }
+
+const MONITOR: &str = r#"
+[[filter]]
+name = "monitor connections"
+layer = "ALE_FLOW_ESTABLISHED_V4"
+action = "CALLOUT_INSPECTION"
+callout = "wfp.connection-monitor"
+
+[[filter]]
+name = "monitor bytes"
+layer = "STREAM_V4"
+action = "CALLOUT_INSPECTION"
+callout = "wfp.connection-monitor"
+"#;
+
+/// `wfp.connection-monitor`: its table (per flow: direction, process, user, bytes each way,
+/// finished through flowDeleteFn by the end of the capture) is in the `--json` summary and in
+/// the text summary. A capture knows no socket owners, so process and user are empty.
+#[test]
+fn connection_monitor_table_is_in_the_replay_summary() {
+    let (summary, _, _) = replay("monitor", &conversation(), MONITOR);
+    let list = summary["connection_monitor"]
+        .as_array()
+        .expect("connection_monitor list");
+    assert_eq!(list.len(), 1, "{summary}");
+    let c = &list[0];
+    assert_eq!(c["protocol"], 6);
+    assert_eq!(c["direction"], "Outbound");
+    assert_eq!(c["outbound_bytes"], 21, "the request");
+    assert_eq!(c["inbound_bytes"], 19, "the reply");
+    assert_eq!(c["layer"], "ALE_FLOW_ESTABLISHED_V4");
+    assert!(c["process_path"].is_null() && c["user"].is_null());
+    assert_eq!(c["local"], "10.0.0.1:40000");
+    assert_eq!(c["remote"], "192.0.2.7:80");
+
+    // The text summary lists it too.
+    let capture = write_capture("monitor-text.pcap", &conversation());
+    let policy = tmp("monitor-text.toml");
+    fs::write(&policy, MONITOR).expect("policy");
+    let out = Command::new(env!("CARGO_BIN_EXE_wfpctl"))
+        .args(["replay", capture.to_str().expect("utf8"), "--policy"])
+        .arg(&policy)
+        .args(["--local", "10.0.0.1/32", "--no-progress"])
+        .output()
+        .expect("run wfpctl");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let at = text
+        .find("connection monitor (wfp.connection-monitor): 1 connections")
+        .unwrap_or_else(|| panic!("no connection monitor section:\n{text}"));
+    let section: Vec<&str> = text[at..].lines().take(3).collect();
+    assert!(
+        section[1].contains("process") && section[1].contains("in B"),
+        "{section:?}"
+    );
+    let row = section[2];
+    assert!(row.contains("tcp") && row.contains("outbound"), "{row}");
+    let last: Vec<&str> = row.split_whitespace().rev().take(2).collect();
+    assert_eq!(last, ["19", "21"], "out 21 B, in 19 B: {row}");
+}
