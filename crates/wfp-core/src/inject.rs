@@ -876,14 +876,7 @@ impl ClassifyContext<'_> {
     /// reaches the whole packet with [`Engine::retreat_packet`] by `ipHeaderSize +
     /// transportHeaderSize`, as WFP callouts retreat the NET_BUFFER_LIST before cloning.
     pub fn clone_packet(&self, meta: &Metadata, data: &[u8]) -> Result<PacketId, Status> {
-        let batch = self
-            .engine
-            .registry
-            .get(self.callout_id)
-            .is_some_and(|r| r.flags.contains(CalloutFlags::ALLOW_L2_BATCH_CLASSIFY));
-        if batch {
-            return Err(Status::INVALID_PARAMETER);
-        }
+        self.refuse_l2_batch()?;
         Ok(self.engine.ledger_insert(self.indicated(meta, data, None)))
     }
 
@@ -894,18 +887,36 @@ impl ClassifyContext<'_> {
     /// `intend_to_modify`, may change it ([`Engine::set_packet_data`]; rule 2.6-2(c): it then
     /// clears the write right), but never injects or frees it. Like WFP's, the reference does not
     /// decide the packet's verdict: a callout that keeps it to re-inject a clone later absorbs it.
+    /// STATUS_INVALID_PARAMETER for a callout registered with FWP_CALLOUT_FLAG_ALLOW_L2_BATCH_CLASSIFY
+    /// (§1.1: such callouts may not reference or clone).
     pub fn reference_packet(
         &self,
         meta: &Metadata,
         data: &[u8],
         intend_to_modify: bool,
-    ) -> PacketId {
+    ) -> Result<PacketId, Status> {
+        self.refuse_l2_batch()?;
         let r = Referenced {
             refs: 1,
             intend_to_modify,
         };
-        self.engine
-            .ledger_insert(self.indicated(meta, data, Some(r)))
+        Ok(self
+            .engine
+            .ledger_insert(self.indicated(meta, data, Some(r))))
+    }
+
+    /// §1.1: a callout registered with FWP_CALLOUT_FLAG_ALLOW_L2_BATCH_CLASSIFY may not use
+    /// FwpsReference/Dereference/AllocateClone/FreeClone NBL: STATUS_INVALID_PARAMETER.
+    fn refuse_l2_batch(&self) -> Result<(), Status> {
+        let batch = self
+            .engine
+            .registry
+            .get(self.callout_id)
+            .is_some_and(|r| r.flags.contains(CalloutFlags::ALLOW_L2_BATCH_CLASSIFY));
+        if batch {
+            return Err(Status::INVALID_PARAMETER);
+        }
+        Ok(())
     }
 
     /// `FwpsCloneStreamData0`: the indicated stream bytes as a held ledger packet (free it with

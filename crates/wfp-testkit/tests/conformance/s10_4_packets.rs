@@ -102,7 +102,9 @@ fn referenced_packet_outlives_classify_until_its_last_dereference() {
     let meta = inbound_meta(&[ip.as_slice(), &t[..8]].concat(), 20);
     let payload = b"ping".to_vec();
     let p: PacketId = in_classify(&h, &meta, move |call| {
-        call.ctx.reference_packet(call.meta, &payload, false)
+        call.ctx
+            .reference_packet(call.meta, &payload, false)
+            .unwrap()
     });
     // Valid after classifyFn returned.
     assert_eq!(e.packet_data(p).as_deref(), Some(&b"ping"[..]));
@@ -160,7 +162,7 @@ fn referenced_with_intend_to_modify_may_be_changed() {
     let h = Harness::new();
     let e = h.engine();
     let p = in_classify(&h, &Metadata::default(), |call| {
-        call.ctx.reference_packet(call.meta, b"abc", true)
+        call.ctx.reference_packet(call.meta, b"abc", true).unwrap()
     });
     assert_eq!(e.set_packet_data(p, b"xyz".to_vec()), Status::SUCCESS);
     assert_eq!(e.packet_data(p).as_deref(), Some(&b"xyz"[..]));
