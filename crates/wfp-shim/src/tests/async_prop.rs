@@ -13,7 +13,9 @@
 //! Flow `i` goes to remote port `1000 + i`; the port decides what the callouts do with it:
 //! port % 2 == 0 pends its AUTH_CONNECT (% 4 == 2 is refused at completion); at OUTBOUND_TRANSPORT
 //! port % 3 == 0 is cloned and the clone injected at once (original absorbed), % 3 == 1 is cloned
-//! and the clone kept for a later inject or free (original absorbed), % 3 == 2 passes.
+//! and the clone kept for a later inject or free (original absorbed), % 3 == 2 passes; inbound, at
+//! INBOUND_TRANSPORT (whose layerData is the payload), port % 5 == 0 is cloned, the clone
+//! retreated to its IP header and injected with FwpsInjectTransportReceiveAsync0.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,6 +38,10 @@ use crate::pipeline::{OutputOrigin, PacketDirection, PacketVerdict, Reason, Shim
 use crate::testutil::{self, V4};
 
 const FLOWS: u16 = 12;
+
+/// The injector's handles: network send and transport receive.
+const TYPES: InjectionTypes =
+    InjectionTypes(InjectionTypes::NETWORK.0 | InjectionTypes::TRANSPORT.0);
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -210,13 +216,75 @@ impl Callout for Injector {
     }
 }
 
+/// INBOUND_TRANSPORT: port % 5 == 0 is cloned, retreated to the whole packet and re-injected
+/// at the bottom of the inbound path (TransportReceive); its own injected packets pass.
+struct InboundInjector(Shr);
+
+impl Callout for InboundInjector {
+    fn classify(
+        &self,
+        ctx: &ClassifyContext<'_>,
+        values: &IncomingValues<'_>,
+        meta: &Metadata,
+        ld: &mut LayerData<'_>,
+        _f: &RtFilter,
+        _fc: u64,
+        out: &mut ClassifyOut,
+    ) {
+        let port = remote_port(values);
+        out.action_type = ActionType::PERMIT;
+        let handle = {
+            let s = self.0.lock().unwrap();
+            let mine = meta
+                .injection
+                .as_ref()
+                .is_some_and(|p| p.hops.iter().any(|hop| s.own.contains(&hop.handle)));
+            match s.handle {
+                Some(h) if !mine && port % 5 == 0 => h,
+                _ => return,
+            }
+        };
+        let LayerData::Packet(p) = ld else { return };
+        let e = ctx.engine();
+        let clone = ctx.clone_packet(meta, p).unwrap();
+        let back = (meta.ip_header_size + meta.transport_header_size) as usize;
+        assert_eq!(e.retreat_packet(clone, back), Status::SUCCESS);
+        let whole = e.packet_data(clone).unwrap();
+        assert_eq!(whole[0] >> 4, 4, "retreated to the IP header");
+        self.0.lock().unwrap().tags.insert(clone, tag_of(p));
+        let kind = InjectionKind::TransportReceive {
+            compartment: 1,
+            interface: 0,
+            sub_interface: 0,
+        };
+        if inject_as(e, &self.0, handle, clone, kind) == Status::SUCCESS {
+            absorb(out);
+        } else {
+            self.0.lock().unwrap().tags.remove(&clone);
+            assert_eq!(e.free_packet(clone), Status::SUCCESS);
+        }
+    }
+}
+
 /// A network-send injection of ledger packet `p` whose completion records itself.
 fn inject(engine: &Engine, shared: &Shr, handle: InjectionHandle, p: PacketId) -> Status {
+    let kind = InjectionKind::NetworkSend { compartment: 1 };
+    inject_as(engine, shared, handle, p, kind)
+}
+
+/// An injection of kind `kind` whose completion records itself.
+fn inject_as(
+    engine: &Engine,
+    shared: &Shr,
+    handle: InjectionHandle,
+    p: PacketId,
+    kind: InjectionKind,
+) -> Status {
     let s = shared.clone();
     engine.inject(Inject {
         handle,
         context: 0,
-        kind: InjectionKind::NetworkSend { compartment: 1 },
+        kind,
         packet: p,
         completion: Some(Box::new(move |done: &InjectionCompleted| {
             let mut g = s.lock().unwrap();
@@ -237,6 +305,8 @@ struct Fates {
     sent: u32,
     injected_outputs: HashMap<InjectionId, u32>,
     released_outputs: u64,
+    /// Outputs of TransportReceive injections (inbound clones retreated to the IP header).
+    transport_receive: u64,
 }
 
 impl Fates {
@@ -275,7 +345,7 @@ impl World {
         let s: Shr = Arc::default();
         let handle = h
             .engine
-            .create_injection_handle(AddressFamily::Inet, InjectionTypes::NETWORK)
+            .create_injection_handle(AddressFamily::Inet, TYPES)
             .unwrap();
         {
             let mut g = s.lock().unwrap();
@@ -295,6 +365,12 @@ impl World {
             term,
             none,
             Arc::new(Injector(s.clone())),
+        );
+        h.callout_dyn(
+            layers::INBOUND_TRANSPORT_V4,
+            term,
+            none,
+            Arc::new(InboundInjector(s.clone())),
         );
         Self {
             h,
@@ -365,7 +441,7 @@ impl World {
                     );
                 }
                 let new = engine
-                    .create_injection_handle(AddressFamily::Inet, InjectionTypes::NETWORK)
+                    .create_injection_handle(AddressFamily::Inet, TYPES)
                     .unwrap();
                 let mut g = self.s.lock().unwrap();
                 g.handle = Some(new);
@@ -407,8 +483,14 @@ impl World {
             let tag = tag_of(&o.bytes);
             match o.origin {
                 OutputOrigin::Released { .. } => self.fates.released_outputs += 1,
-                OutputOrigin::Injected { injection, .. } => {
+                OutputOrigin::Injected {
+                    injection, kind, ..
+                } => {
                     *self.fates.injected_outputs.entry(injection).or_default() += 1;
+                    if kind == crate::pipeline::InjectKind::TransportReceive {
+                        self.fates.transport_receive += 1;
+                        assert_eq!(o.bytes[0] >> 4, 4, "a whole IPv4 packet");
+                    }
                 }
             }
             self.fates.verdict(tag, &o.verdict);
@@ -557,6 +639,8 @@ fn shim_async_model_exercises_every_path() {
         Op::Abort(5),
         Op::Async,
         Op::Send(5),
+        Op::Recv(10), // 1010: inbound, cloned at INBOUND_TRANSPORT, re-injected whole
+        Op::Async,
     ];
     let mut w = World::new();
     for op in &ops {
@@ -574,6 +658,7 @@ fn shim_async_model_exercises_every_path() {
         "{sh:?}"
     );
     assert_eq!(sh.flows_aborted, 1);
+    assert_eq!(w.fates.transport_receive, 1);
     let st = w.h.engine.injection_stats();
     assert!(st.freed >= 1 && st.injected >= 2, "{st:?}");
     w.finish();
