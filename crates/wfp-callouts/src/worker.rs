@@ -124,7 +124,10 @@ impl Worker {
         n
     }
 
-    /// Takes the inspections waiting for a decision (a host that decides itself).
+    /// Takes the inspections waiting for a decision (a host that decides itself). Decide every one
+    /// with [`Worker::decide`]: besides completing the pended operation, it re-injects or frees the
+    /// inspection's cloned packet ([`Inspection::packet`]), which otherwise stays in the engine's
+    /// ledger.
     pub fn take_inspections(&self) -> Vec<Inspection> {
         self.state.lock().inspections.drain(..).collect()
     }

@@ -262,7 +262,9 @@ impl Engine {
     /// The callout then answers BLOCK+ABSORB. Errors: STATUS_FWP_NULL_POINTER for handle 0,
     /// STATUS_FWP_NOT_FOUND when no classify with that handle is running, STATUS_FWP_CANNOT_PEND
     /// in a reauthorization or at a layer that cannot pend, STATUS_FWP_ALREADY_EXISTS when it is
-    /// already pended.
+    /// already pended. An operation pended here (rather than through
+    /// [`ClassifyContext::pend_operation`]) names no callout, so unregistering the callout does
+    /// not complete it ([`Engine::unregister_callout`]).
     pub fn pend_operation(&self, handle: CompletionHandle) -> Result<CompletionContext, Status> {
         self.pend_operation_by(handle, None)
     }
