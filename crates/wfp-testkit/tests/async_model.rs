@@ -70,6 +70,8 @@ struct World {
     /// Indicated packets referenced (FwpsReferenceNetBufferList0) and their reference counts.
     referenced: Vec<(PacketId, u32)>,
     refs_in: Arc<Mutex<Vec<PacketId>>>,
+    /// Indicated packets referenced so far (each Reference op makes one).
+    references: u64,
 }
 
 impl World {
@@ -131,6 +133,7 @@ impl World {
             pends,
             referenced: Vec::new(),
             refs_in,
+            references: 0,
         }
     }
 
@@ -222,6 +225,9 @@ impl World {
                 self.h
                     .classify_meta(layers::INBOUND_TRANSPORT_V4, TCP_TEMPL, &meta);
                 let new = self.refs_in.lock().unwrap().drain(..).collect::<Vec<_>>();
+                assert_eq!(new.len(), 1, "the callout referenced the indicated packet");
+                assert_eq!(e.packet_data(new[0]).as_deref(), Some(&b"payload"[..]));
+                self.references += 1;
                 self.referenced.extend(new.into_iter().map(|p| (p, 1)));
             }
             Op::RefAgain(i) if !self.referenced.is_empty() => {
@@ -321,6 +327,7 @@ impl World {
         assert_eq!((c.held, c.queued, c.in_flight), (0, 0, 0));
         assert_eq!(e.injection_handle_count(), 0);
         assert_eq!(e.injection_stats().completions, self.accepted);
+        assert_eq!(e.injection_stats().referenced, self.references);
         assert_eq!(e.pending_operations_of_flow(0).len(), 0);
         assert_eq!(e.classify_handle_count(), 0);
     }
