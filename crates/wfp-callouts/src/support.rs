@@ -34,11 +34,22 @@ impl NetworkHandles {
         let mut handles = self.0.lock();
         let slot = handles.get_mut(i)?;
         if slot.is_none() {
-            *slot = engine
-                .create_injection_handle(family, InjectionTypes::NETWORK)
-                .ok();
+            // Network and transport injection (§10.4) through one handle per family.
+            let types = InjectionTypes(InjectionTypes::NETWORK.0 | InjectionTypes::TRANSPORT.0);
+            *slot = engine.create_injection_handle(family, types).ok();
         }
         *slot
+    }
+
+    /// The handle for the family of `layer` (a `_V4` / `_V6` layer).
+    pub(crate) fn for_family(&self, engine: &Engine, layer: LayerId) -> Option<InjectionHandle> {
+        let name = wfp_core::catalogue::layer(layer)?.name;
+        let probe: &[u8] = if name.ends_with("_V6") {
+            &[0x60]
+        } else {
+            &[0x45]
+        };
+        self.for_packet(engine, probe)
     }
 }
 

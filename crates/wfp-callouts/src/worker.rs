@@ -47,6 +47,11 @@ pub struct Inspection {
     pub remote_port: u16,
     /// The inspector's configured decision ([`Worker::run`] applies it).
     pub proposed: Decision,
+    /// At ALE_AUTH_RECV_ACCEPT: the clone of the pended packet (retreated to its IP header) and
+    /// the injection handle to re-inject it with. §10.1: completing a RECV_ACCEPT pend triggers no
+    /// reauthorization — [`Worker::decide`] re-injects the clone (FwpsInjectTransportReceiveAsync0)
+    /// when allowing, and its classify authorizes the connection; when blocking it frees it.
+    pub packet: Option<(InjectionHandle, PacketId)>,
 }
 
 /// One out-of-band stream edit (§9.2): a clone of blocked stream bytes to edit and inject.
@@ -74,6 +79,8 @@ pub struct WorkerStats {
     pub late: u64,
     /// Out-of-band edits injected.
     pub edits: u64,
+    /// Clones of pended RECV_ACCEPT packets re-injected after an Allow decision.
+    pub reinjected: u64,
     /// Out-of-band edits whose injection failed (the clone was freed).
     pub edits_failed: u64,
 }
@@ -90,6 +97,9 @@ struct State {
 #[derive(Default)]
 pub struct Worker {
     state: Mutex<State>,
+    /// The pending inspector's injection handles (network + transport, one per family), shared
+    /// by its instances at every layer.
+    pub(crate) inspector_handles: crate::support::NetworkHandles,
 }
 
 impl Worker {
@@ -114,7 +124,10 @@ impl Worker {
         n
     }
 
-    /// Takes the inspections waiting for a decision (a host that decides itself).
+    /// Takes the inspections waiting for a decision (a host that decides itself). Decide every one
+    /// with [`Worker::decide`]: besides completing the pended operation, it re-injects or frees the
+    /// inspection's cloned packet ([`Inspection::packet`]), which otherwise stays in the engine's
+    /// ledger.
     pub fn take_inspections(&self) -> Vec<Inspection> {
         self.state.lock().inspections.drain(..).collect()
     }
@@ -123,6 +136,43 @@ impl Worker {
     /// (`FwpsCompleteOperation0`). The engine's status: STATUS_FWP_NOT_FOUND when the operation
     /// is no longer pending (decided twice, or dropped by the data path's deadline).
     pub fn decide(&self, engine: &Engine, inspection: &Inspection, decision: Decision) -> Status {
+        let status = self.complete(engine, inspection, decision);
+        if let Some((handle, packet)) = inspection.packet {
+            self.reinject(
+                engine,
+                handle,
+                packet,
+                status == Status::SUCCESS && decision == Decision::Allow,
+            );
+        }
+        status
+    }
+
+    /// The clone of a RECV_ACCEPT pend after completion: re-injected at the bottom of the inbound
+    /// path when `allow`, else freed (a second decision finds it gone and changes nothing).
+    fn reinject(&self, engine: &Engine, handle: InjectionHandle, packet: PacketId, allow: bool) {
+        if allow {
+            let kind = InjectionKind::TransportReceive {
+                compartment: 1,
+                interface: 0,
+                sub_interface: 0,
+            };
+            let st = engine.inject(Inject {
+                handle,
+                context: 0,
+                kind,
+                packet,
+                completion: None,
+            });
+            if st == Status::SUCCESS {
+                self.state.lock().stats.reinjected += 1;
+                return;
+            }
+        }
+        let _ = engine.free_packet(packet);
+    }
+
+    fn complete(&self, engine: &Engine, inspection: &Inspection, decision: Decision) -> Status {
         if !engine.is_operation_pending(inspection.context) {
             self.state.lock().stats.late += 1;
             return Status::FWP_NOT_FOUND;

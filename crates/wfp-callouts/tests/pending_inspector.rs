@@ -136,3 +136,84 @@ fn other_connections_pass_and_a_host_can_decide_itself() {
         .any(|o| matches!(o.origin, OutputOrigin::Injected { .. })
             && o.verdict.verdict == Verdict::Permit));
 }
+
+/// An inspector for inbound connections from the client address at RECV_ACCEPT and
+/// INBOUND_TRANSPORT (the server side of CLIENT → SERVER).
+fn inbound_inspector(decision: &str) -> Net {
+    let n = Net::new();
+    let params = [("remote", "10.0.0.1"), ("decision", decision)];
+    for layer in [
+        layers::ALE_AUTH_RECV_ACCEPT_V4,
+        layers::INBOUND_TRANSPORT_V4,
+    ] {
+        n.install(
+            "wfp.pending-inspector",
+            layer,
+            ActionType::CALLOUT_TERMINATING,
+            &params,
+        );
+    }
+    n
+}
+
+/// §10.1 RECV_ACCEPT + §10.4: the inbound SYN is pended and cloned (its layerData is the payload:
+/// the clone is retreated to the IP header); allowing re-injects the clone with
+/// FwpsInjectTransportReceiveAsync0, whose classify authorizes the connection; later inbound
+/// packets come out as re-injected whole-packet clones with the original bytes.
+#[test]
+fn inbound_connection_is_pended_and_its_packets_reinjected_as_retreated_clones() {
+    let mut n = inbound_inspector("allow");
+    let syn = tcp(CLIENT, SERVER, 1000, 0, SYN, b"");
+    let v = n.recv(&syn);
+    assert_eq!((v.verdict, v.reason), (Verdict::Absorb, Reason::Pended));
+    assert_eq!(n.engine.ledger_counts().held, 1, "the SYN's clone waits");
+    let out = n.work();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(matches!(
+        out[0].origin,
+        OutputOrigin::Injected {
+            kind: wfp_shim::InjectKind::TransportReceive,
+            ..
+        }
+    ));
+    assert_eq!(out[0].verdict.verdict, Verdict::Permit);
+    assert_eq!(
+        out[0].bytes, syn,
+        "the whole SYN, IP and TCP headers included"
+    );
+    assert_eq!(n.host.worker.stats().reinjected, 1);
+    // The connection is authorized; its inbound data is absorbed and re-injected as a clone.
+    assert_eq!(
+        n.send(&tcp(SERVER, CLIENT, 5000, 1001, SYN | ACK, b""))
+            .verdict,
+        Verdict::Permit
+    );
+    let data = tcp(CLIENT, SERVER, 1001, 5001, PSH_ACK, b"GET /");
+    assert_eq!(n.recv(&data).verdict, Verdict::Absorb);
+    let out = n.work();
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].verdict.verdict, &out[0].bytes),
+        (Verdict::Permit, &data)
+    );
+    let inj = n.engine.injection_stats();
+    assert_eq!((inj.injected, inj.delivered), (2, 2));
+    assert_eq!(n.engine.ledger_counts(), Default::default());
+}
+
+/// Blocking an inbound connection frees the SYN's clone and refuses the retransmission.
+#[test]
+fn blocked_inbound_connection_frees_its_clone() {
+    let mut n = inbound_inspector("block");
+    let syn = tcp(CLIENT, SERVER, 1000, 0, SYN, b"");
+    assert_eq!(n.recv(&syn).reason, Reason::Pended);
+    assert!(n.work().is_empty());
+    assert_eq!(n.engine.ledger_counts(), Default::default(), "clone freed");
+    let st = n.engine.injection_stats();
+    assert_eq!((st.created, st.freed, st.injected), (1, 1, 0));
+    assert_eq!(
+        n.recv(&syn).verdict,
+        Verdict::Block,
+        "the retransmitted SYN"
+    );
+}

@@ -233,6 +233,14 @@ pub struct Metadata {
     /// Set by the data path when it classifies a packet it took from
     /// [`Engine::poll_injection`](crate::Engine::poll_injection); not a `currentMetadataValues` bit.
     pub injection: Option<Arc<crate::inject::Provenance>>,
+    /// The bytes of the packet before the layer's data offset — at the inbound layers whose
+    /// layerData starts at the transport payload, the IP and transport headers
+    /// (`ipHeaderSize + transportHeaderSize` bytes). Not a `currentMetadataValues` field: WFP keeps
+    /// them in the NET_BUFFER behind its data start, where `NdisRetreatNetBufferDataStart` reaches
+    /// them; here a clone ([`ClassifyContext::clone_packet`]) or reference
+    /// ([`ClassifyContext::reference_packet`]) of the indicated packet carries them, and
+    /// [`Engine::retreat_packet`](crate::Engine::retreat_packet) reaches them. Set by the data path.
+    pub header_bytes: Option<Arc<[u8]>>,
 }
 
 impl Metadata {

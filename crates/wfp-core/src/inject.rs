@@ -256,6 +256,31 @@ pub struct InjectionRequest {
     pub reentry: Reentry,
 }
 
+/// The arguments of `FwpsConstructIpHeaderForTransportPacket0` besides the packet
+/// ([`Engine::construct_ip_header_for_transport_packet`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IpHeaderArgs {
+    /// `headerIncludeHeaderLength`: 0 when the packet's data starts at the transport header;
+    /// else the size of the IP header it starts with (`ipHeaderSize` of the classify).
+    pub header_include_header_length: u32,
+    /// `addressFamily` (AF_INET or AF_INET6).
+    pub family: AddressFamily,
+    /// `sourceAddress`.
+    pub source: std::net::IpAddr,
+    /// `remoteAddress`.
+    pub remote: std::net::IpAddr,
+    /// `nextProtocol` (IPPROTO).
+    pub next_protocol: u8,
+    /// `endpointHandle` (informational here: no socket options are applied).
+    pub endpoint: u64,
+    /// `controlData` (informational here: no ancillary data is applied).
+    pub control_data: Option<Arc<[u8]>>,
+    /// `interfaceIndex`.
+    pub interface: u32,
+    /// `subInterfaceIndex`.
+    pub sub_interface: u32,
+}
+
 /// How the data path finished an injection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InjectionOutcome {
@@ -299,6 +324,9 @@ pub struct InjectionStats {
     pub loop_drops: u64,
     /// Completion callbacks run.
     pub completions: u64,
+    /// Of `created`: indicated packets kept with FwpsReferenceNetBufferList0 (they leave the
+    /// ledger through `freed` at their last dereference).
+    pub referenced: u64,
 }
 
 /// A snapshot of the ledger for accounting checks.
@@ -325,10 +353,34 @@ struct HandleEntry {
     pending: usize,
 }
 
+/// A ledger packet: one NET_BUFFER_LIST with one NET_BUFFER.
 struct Packet {
-    data: Arc<[u8]>,
+    /// The buffer: the bytes before the data start (what a retreat reaches) and the data.
+    full: Arc<[u8]>,
+    /// The data start in `full` (the NET_BUFFER's DataOffset).
+    start: usize,
     provenance: Arc<Provenance>,
     owner: Option<CalloutId>,
+    /// `Some(refs)` for an indicated packet kept with FwpsReferenceNetBufferList0: the data path's
+    /// packet, valid until the last FwpsDereferenceNetBufferList0 (never injected or freed
+    /// itself: a callout clones it). `None` for clones and allocations (the callout's own).
+    referenced: Option<Referenced>,
+}
+
+#[derive(Clone, Copy)]
+struct Referenced {
+    refs: u32,
+    intend_to_modify: bool,
+}
+
+impl Packet {
+    /// The bytes from the data start.
+    fn data(&self) -> Arc<[u8]> {
+        if self.start == 0 {
+            return self.full.clone();
+        }
+        self.full.get(self.start..).unwrap_or_default().into()
+    }
 }
 
 struct Queued {
@@ -431,24 +483,31 @@ impl Engine {
 
     /// `FwpsAllocateNetBufferAndNetBufferList0` over `data`: a new ledger packet without provenance.
     pub fn allocate_packet(&self, data: impl Into<Arc<[u8]>>) -> PacketId {
-        self.ledger_insert(data.into(), Arc::default(), None)
+        self.ledger_insert(Packet {
+            full: data.into(),
+            start: 0,
+            provenance: Arc::default(),
+            owner: None,
+            referenced: None,
+        })
     }
 
-    /// The bytes of a held packet.
+    /// The bytes of a held packet, from its data start.
     pub fn packet_data(&self, p: PacketId) -> Option<Arc<[u8]>> {
-        self.inject
-            .state
-            .lock()
-            .held
-            .get(&p)
-            .map(|k| k.data.clone())
+        self.inject.state.lock().held.get(&p).map(Packet::data)
     }
 
-    /// Replaces the bytes of a held packet (editing a clone). STATUS_FWP_NOT_FOUND when not held.
+    /// Replaces the bytes of a held packet (editing a clone); the data starts at the new bytes and
+    /// nothing is behind them. STATUS_FWP_NOT_FOUND when not held; STATUS_INVALID_PARAMETER for a
+    /// referenced indicated packet not referenced with `intend_to_modify`.
     pub fn set_packet_data(&self, p: PacketId, data: impl Into<Arc<[u8]>>) -> Status {
         match self.inject.state.lock().held.get_mut(&p) {
+            Some(k) if k.referenced.is_some_and(|r| !r.intend_to_modify) => {
+                Status::INVALID_PARAMETER
+            }
             Some(k) => {
-                k.data = data.into();
+                k.full = data.into();
+                k.start = 0;
                 Status::SUCCESS
             }
             None => Status::FWP_NOT_FOUND,
@@ -457,14 +516,142 @@ impl Engine {
 
     /// `FwpsFreeCloneNetBufferList0` / `FwpsFreeNetBufferList0` /
     /// `FwpsDiscardClonedStreamData0`: a held packet leaves the ledger. STATUS_FWP_NOT_FOUND for a
-    /// packet that is not held (a double free, or one handed to an injection).
+    /// packet that is not held (a double free, or one handed to an injection);
+    /// STATUS_INVALID_PARAMETER for a referenced indicated packet (it is the data path's: end it
+    /// with [`Engine::dereference_packet`]).
     pub fn free_packet(&self, p: PacketId) -> Status {
         let mut st = self.inject.state.lock();
-        if st.held.remove(&p).is_none() {
-            return Status::FWP_NOT_FOUND;
+        match st.held.get(&p) {
+            None => return Status::FWP_NOT_FOUND,
+            Some(k) if k.referenced.is_some() => return Status::INVALID_PARAMETER,
+            Some(_) => {}
         }
+        st.held.remove(&p);
         st.stats.freed += 1;
         Status::SUCCESS
+    }
+
+    /// `FwpsReferenceNetBufferList0` again on an indicated packet a callout already referenced
+    /// ([`ClassifyContext::reference_packet`]): one more reference, each ended by one
+    /// [`Engine::dereference_packet`]. STATUS_FWP_NOT_FOUND when not held;
+    /// STATUS_INVALID_PARAMETER for a clone or allocation (the callout owns those outright).
+    pub fn reference_packet(&self, p: PacketId) -> Status {
+        let mut st = self.inject.state.lock();
+        match st.held.get_mut(&p).map(|k| k.referenced.as_mut()) {
+            None => Status::FWP_NOT_FOUND,
+            Some(None) => Status::INVALID_PARAMETER,
+            Some(Some(r)) => {
+                r.refs = r.refs.saturating_add(1);
+                Status::SUCCESS
+            }
+        }
+    }
+
+    /// `FwpsDereferenceNetBufferList0`: drops one reference of a referenced indicated packet; with
+    /// the last one it leaves the ledger (counted in `freed`) and its id is dead.
+    /// STATUS_FWP_NOT_FOUND when not held (a dereference too many); STATUS_INVALID_PARAMETER for a
+    /// clone or allocation.
+    pub fn dereference_packet(&self, p: PacketId) -> Status {
+        let mut st = self.inject.state.lock();
+        let last = match st.held.get_mut(&p).map(|k| k.referenced.as_mut()) {
+            None => return Status::FWP_NOT_FOUND,
+            Some(None) => return Status::INVALID_PARAMETER,
+            Some(Some(r)) => {
+                r.refs -= 1;
+                r.refs == 0
+            }
+        };
+        if last {
+            st.held.remove(&p);
+            st.stats.freed += 1;
+        }
+        Status::SUCCESS
+    }
+
+    /// `FwpsAllocateCloneNetBufferList0` outside classifyFn, of a held packet (typically a
+    /// referenced indicated packet whose verdict the callout decided later): a new packet the
+    /// callout owns, with the same bytes, data start and provenance. STATUS_FWP_NOT_FOUND when
+    /// `p` is not held.
+    pub fn clone_held_packet(&self, p: PacketId) -> Result<PacketId, Status> {
+        let copy = {
+            let st = self.inject.state.lock();
+            let k = st.held.get(&p).ok_or(Status::FWP_NOT_FOUND)?;
+            Packet {
+                full: k.full.clone(),
+                start: k.start,
+                provenance: k.provenance.clone(),
+                owner: k.owner,
+                referenced: None,
+            }
+        };
+        Ok(self.ledger_insert(copy))
+    }
+
+    /// `NdisRetreatNetBufferDataStart` on a held packet: the data starts `delta` bytes earlier —
+    /// over the bytes the packet carries before its data start (the headers behind an inbound
+    /// layer's data offset), and, past them, over `delta` new zeroed bytes (NDIS allocates a new
+    /// MDL). STATUS_FWP_NOT_FOUND when not held; STATUS_INVALID_PARAMETER over 64 KiB.
+    pub fn retreat_packet(&self, p: PacketId, delta: usize) -> Status {
+        let mut st = self.inject.state.lock();
+        let Some(k) = st.held.get_mut(&p) else {
+            return Status::FWP_NOT_FOUND;
+        };
+        if delta <= k.start {
+            k.start -= delta;
+            return Status::SUCCESS;
+        }
+        let grow = delta - k.start;
+        if k.full.len() - k.start + delta > usize::from(u16::MAX) {
+            return Status::INVALID_PARAMETER;
+        }
+        let mut v = vec![0u8; grow];
+        v.extend_from_slice(&k.full);
+        k.full = v.into();
+        k.start = 0;
+        Status::SUCCESS
+    }
+
+    /// `NdisAdvanceNetBufferDataStart` on a held packet: the data starts `delta` bytes later (the
+    /// bytes stay behind it, reachable by a retreat). STATUS_FWP_NOT_FOUND when not held;
+    /// STATUS_INVALID_PARAMETER past the end of the data.
+    pub fn advance_packet(&self, p: PacketId, delta: usize) -> Status {
+        let mut st = self.inject.state.lock();
+        let Some(k) = st.held.get_mut(&p) else {
+            return Status::FWP_NOT_FOUND;
+        };
+        if delta > k.full.len() - k.start {
+            return Status::INVALID_PARAMETER;
+        }
+        k.start += delta;
+        Status::SUCCESS
+    }
+
+    /// `FwpsConstructIpHeaderForTransportPacket0` (§10.4) on a held packet whose data starts at
+    /// its transport header (`header_include_header_length` 0: a new IP header is put in front) or
+    /// at an existing IP header of that many bytes (rebuilt): the addresses and protocol of
+    /// `args`; IPv4 options of an existing header kept, IPv6 extension headers removed; the IP
+    /// and TCP / UDP / ICMP checksums computed. The data then starts at the IP header.
+    /// STATUS_FWP_NOT_FOUND when not held; STATUS_INVALID_PARAMETER for an unspecified or mixed
+    /// family, an existing header that is not an IP header of the family and length given, or a
+    /// packet over 64 KiB.
+    pub fn construct_ip_header_for_transport_packet(
+        &self,
+        p: PacketId,
+        args: &IpHeaderArgs,
+    ) -> Status {
+        let mut st = self.inject.state.lock();
+        let Some(k) = st.held.get_mut(&p) else {
+            return Status::FWP_NOT_FOUND;
+        };
+        let data = k.data();
+        match build_ip_header(&data, args) {
+            Ok(bytes) => {
+                k.full = bytes.into();
+                k.start = 0;
+                Status::SUCCESS
+            }
+            Err(s) => s,
+        }
     }
 
     /// Any `FwpsInject*Async0` / `FwpsStreamInjectAsync0`: queues the request for the data path.
@@ -473,7 +660,9 @@ impl Engine {
     /// STATUS_FWP_INJECT_HANDLE_STALE (unknown handle), STATUS_FWP_INJECT_HANDLE_CLOSING
     /// (destroyed with injections pending), STATUS_FWP_INVALID_PARAMETER (the handle lacks the
     /// injection type; a stream injection outside the stream layers or with RECEIVE_DISCONNECT
-    /// but not RECEIVE), STATUS_FWP_NOT_FOUND (the packet is not held).
+    /// but not RECEIVE), STATUS_FWP_NOT_FOUND (the packet is not held), STATUS_INVALID_PARAMETER
+    /// (a referenced indicated packet: inject a clone of it). The data injected is the packet's
+    /// from its data start.
     pub fn inject(&self, req: Inject) -> Status {
         if let InjectionKind::Stream { layer, flags, .. } = &req.kind {
             let bad_flags = flags.contains(StreamFlags::RECEIVE_DISCONNECT)
@@ -492,9 +681,16 @@ impl Engine {
             }
             Some(e) => e.family,
         };
+        match st.held.get(&req.packet) {
+            None => return Status::FWP_NOT_FOUND,
+            // The data path's own packet: a callout injects a clone of it.
+            Some(k) if k.referenced.is_some() => return Status::INVALID_PARAMETER,
+            Some(_) => {}
+        }
         let Some(packet) = st.held.remove(&req.packet) else {
             return Status::FWP_NOT_FOUND;
         };
+        let data = packet.data();
         let id = InjectionId(st.next_id());
         let mut provenance = (*packet.provenance).clone();
         provenance.hops.push(Hop {
@@ -511,7 +707,7 @@ impl Engine {
                 family,
                 kind: req.kind,
                 packet: req.packet,
-                data: packet.data,
+                data,
                 provenance: Arc::new(provenance),
                 reentry,
             },
@@ -616,22 +812,13 @@ impl Engine {
         all.into_iter().skip(after).collect()
     }
 
-    fn ledger_insert(
-        &self,
-        data: Arc<[u8]>,
-        provenance: Arc<Provenance>,
-        owner: Option<CalloutId>,
-    ) -> PacketId {
+    fn ledger_insert(&self, packet: Packet) -> PacketId {
         let mut st = self.inject.state.lock();
         let id = PacketId(st.next_id());
-        st.held.insert(
-            id,
-            Packet {
-                data,
-                provenance,
-                owner,
-            },
-        );
+        if packet.referenced.is_some() {
+            st.stats.referenced += 1;
+        }
+        st.held.insert(id, packet);
         st.stats.created += 1;
         id
     }
@@ -683,7 +870,44 @@ impl ClassifyContext<'_> {
     /// `FwpsAllocateCloneNetBufferList0` of the indicated packet `data` (with its `meta` for the
     /// provenance of an injected original). STATUS_INVALID_PARAMETER for a callout registered with
     /// FWP_CALLOUT_FLAG_ALLOW_L2_BATCH_CLASSIFY (§1.1).
+    ///
+    /// The clone keeps what is behind the layer's data offset (`Metadata::header_bytes`, the IP
+    /// and transport headers at the inbound layers whose data starts at the payload): a callout
+    /// reaches the whole packet with [`Engine::retreat_packet`] by `ipHeaderSize +
+    /// transportHeaderSize`, as WFP callouts retreat the NET_BUFFER_LIST before cloning.
     pub fn clone_packet(&self, meta: &Metadata, data: &[u8]) -> Result<PacketId, Status> {
+        self.refuse_l2_batch()?;
+        Ok(self.engine.ledger_insert(self.indicated(meta, data, None)))
+    }
+
+    /// `FwpsReferenceNetBufferList0` on the indicated packet `data` (with its `meta`): it stays
+    /// valid after classifyFn returns, until [`Engine::dereference_packet`] (once per reference;
+    /// [`Engine::reference_packet`] adds more). It is the data path's packet: the callout reads it
+    /// ([`Engine::packet_data`]), clones it ([`Engine::clone_held_packet`]) and, with
+    /// `intend_to_modify`, may change it ([`Engine::set_packet_data`]; rule 2.6-2(c): it then
+    /// clears the write right), but never injects or frees it. Like WFP's, the reference does not
+    /// decide the packet's verdict: a callout that keeps it to re-inject a clone later absorbs it.
+    /// STATUS_INVALID_PARAMETER for a callout registered with FWP_CALLOUT_FLAG_ALLOW_L2_BATCH_CLASSIFY
+    /// (§1.1: such callouts may not reference or clone).
+    pub fn reference_packet(
+        &self,
+        meta: &Metadata,
+        data: &[u8],
+        intend_to_modify: bool,
+    ) -> Result<PacketId, Status> {
+        self.refuse_l2_batch()?;
+        let r = Referenced {
+            refs: 1,
+            intend_to_modify,
+        };
+        Ok(self
+            .engine
+            .ledger_insert(self.indicated(meta, data, Some(r))))
+    }
+
+    /// §1.1: a callout registered with FWP_CALLOUT_FLAG_ALLOW_L2_BATCH_CLASSIFY may not use
+    /// FwpsReference/Dereference/AllocateClone/FreeClone NBL: STATUS_INVALID_PARAMETER.
+    fn refuse_l2_batch(&self) -> Result<(), Status> {
         let batch = self
             .engine
             .registry
@@ -692,16 +916,128 @@ impl ClassifyContext<'_> {
         if batch {
             return Err(Status::INVALID_PARAMETER);
         }
-        let provenance = meta.injection.clone().unwrap_or_default();
-        Ok(self
-            .engine
-            .ledger_insert(data.into(), provenance, Some(self.callout_id)))
+        Ok(())
     }
 
     /// `FwpsCloneStreamData0`: the indicated stream bytes as a held ledger packet (free it with
     /// [`Engine::free_packet`] = `FwpsDiscardClonedStreamData0`, or hand it to a stream injection).
     pub fn clone_stream_data(&self, data: &crate::callout::StreamData<'_>) -> PacketId {
-        self.engine
-            .ledger_insert(data.data.into(), Arc::default(), Some(self.callout_id))
+        self.engine.ledger_insert(Packet {
+            full: data.data.into(),
+            start: 0,
+            provenance: Arc::default(),
+            owner: Some(self.callout_id),
+            referenced: None,
+        })
     }
+
+    /// The indicated packet as a ledger packet: the headers behind the data offset, then `data`.
+    fn indicated(&self, meta: &Metadata, data: &[u8], referenced: Option<Referenced>) -> Packet {
+        let headers = meta.header_bytes.as_deref().unwrap_or_default();
+        let mut full = Vec::with_capacity(headers.len() + data.len());
+        full.extend_from_slice(headers);
+        full.extend_from_slice(data);
+        Packet {
+            full: full.into(),
+            start: headers.len(),
+            provenance: meta.injection.clone().unwrap_or_default(),
+            owner: Some(self.callout_id),
+            referenced,
+        }
+    }
+}
+
+/// Ones'-complement sum of `data` (RFC 1071) added to `acc`.
+fn csum_add(data: &[u8], mut acc: u64) -> u64 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    acc
+}
+
+fn csum_fold(mut acc: u64) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+/// The IP packet [`Engine::construct_ip_header_for_transport_packet`] makes of `data` (§10.4).
+fn build_ip_header(data: &[u8], a: &IpHeaderArgs) -> Result<Vec<u8>, Status> {
+    use std::net::IpAddr;
+    let bad = Status::INVALID_PARAMETER;
+    let hil = usize::try_from(a.header_include_header_length).map_err(|_| bad)?;
+    let (old, transport) = (data.get(..hil).ok_or(bad)?, data.get(hil..).ok_or(bad)?);
+    let mut t = transport.to_vec();
+    let (mut ip, proto_sum) = match (a.family, a.source, a.remote) {
+        (AddressFamily::Inet, IpAddr::V4(s), IpAddr::V4(d)) => {
+            // An existing IPv4 header keeps its options, TOS, identification and TTL.
+            let (opts, tos, id, ttl) = match old {
+                [] => (&[][..], 0, [0, 0], 64),
+                [0x45..=0x4f, tos, _, _, i0, i1, _, _, ttl, ..]
+                    if usize::from(old[0] & 0x0f) * 4 == hil =>
+                {
+                    (&old[20..], *tos, [*i0, *i1], *ttl)
+                }
+                _ => return Err(bad),
+            };
+            let hl = 20 + opts.len();
+            let total = u16::try_from(hl + t.len()).map_err(|_| bad)?;
+            let mut h = vec![0x40 | (hl / 4) as u8, tos];
+            h.extend_from_slice(&total.to_be_bytes());
+            h.extend_from_slice(&[id[0], id[1], 0x40, 0, ttl, a.next_protocol, 0, 0]);
+            h.extend_from_slice(&s.octets());
+            h.extend_from_slice(&d.octets());
+            h.extend_from_slice(opts);
+            let c = csum_fold(csum_add(&h, 0));
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            (h, csum_add(&s.octets(), csum_add(&d.octets(), 0)))
+        }
+        (AddressFamily::Inet6, IpAddr::V6(s), IpAddr::V6(d)) => {
+            // An existing IPv6 header keeps its traffic class, flow label and hop limit; its
+            // extension headers (inside `hil`) are removed.
+            let (first, hop) = match old {
+                [] => ([0x60, 0, 0, 0], 64),
+                [v @ 0x60..=0x6f, b1, b2, b3, _, _, _, hop, ..] if hil >= 40 => {
+                    ([*v, *b1, *b2, *b3], *hop)
+                }
+                _ => return Err(bad),
+            };
+            let len = u16::try_from(t.len()).map_err(|_| bad)?;
+            let mut h = first.to_vec();
+            h.extend_from_slice(&len.to_be_bytes());
+            h.extend_from_slice(&[a.next_protocol, hop]);
+            h.extend_from_slice(&s.octets());
+            h.extend_from_slice(&d.octets());
+            (h, csum_add(&s.octets(), csum_add(&d.octets(), 0)))
+        }
+        _ => return Err(bad),
+    };
+    // TCP / UDP / ICMPv6 over the pseudo-header; ICMPv4 over its own bytes.
+    let at = match a.next_protocol {
+        6 => Some(16),
+        17 => Some(6),
+        1 | 58 => Some(2),
+        _ => None,
+    };
+    if let Some(at) = at.filter(|at| t.len() >= at + 2) {
+        t[at] = 0;
+        t[at + 1] = 0;
+        let pseudo = if a.next_protocol == 1 {
+            0
+        } else {
+            proto_sum + u64::from(a.next_protocol) + t.len() as u64
+        };
+        let mut c = csum_fold(csum_add(&t, pseudo));
+        if a.next_protocol == 17 && c == 0 {
+            c = 0xffff;
+        }
+        t[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    ip.extend_from_slice(&t);
+    Ok(ip)
 }

@@ -30,7 +30,7 @@ use crate::callout::{ClassifyContext, ClassifyOut, Metadata};
 use crate::catalogue::{self, LayerId};
 use crate::constants::{ActionType, ClassifyOutFlags, MetadataFields, ReauthorizeReason};
 use crate::engine::Engine;
-use crate::filter::FilterId;
+use crate::filter::{CalloutId, FilterId};
 use crate::redirect::RedirectRequest;
 use crate::status::Status;
 
@@ -148,15 +148,20 @@ struct OpInClassify {
     flow: Option<u64>,
     reauthorize: bool,
     pended: Option<CompletionContext>,
+    /// The callout that pended it (when it pended through its [`ClassifyContext`]).
+    by: Option<CalloutId>,
 }
 
 struct PendedOp {
     handle: CompletionHandle,
     layer: LayerId,
     flow: Option<u64>,
+    by: Option<CalloutId>,
 }
 
 pub(crate) struct HandleEntry {
+    /// The callout that acquired it.
+    callout: CalloutId,
     pub(crate) layer: LayerId,
     pub(crate) flow: Option<u64>,
     pub(crate) token: u64,
@@ -257,8 +262,18 @@ impl Engine {
     /// The callout then answers BLOCK+ABSORB. Errors: STATUS_FWP_NULL_POINTER for handle 0,
     /// STATUS_FWP_NOT_FOUND when no classify with that handle is running, STATUS_FWP_CANNOT_PEND
     /// in a reauthorization or at a layer that cannot pend, STATUS_FWP_ALREADY_EXISTS when it is
-    /// already pended.
+    /// already pended. An operation pended here (rather than through
+    /// [`ClassifyContext::pend_operation`]) names no callout, so unregistering the callout does
+    /// not complete it ([`Engine::unregister_callout`]).
     pub fn pend_operation(&self, handle: CompletionHandle) -> Result<CompletionContext, Status> {
+        self.pend_operation_by(handle, None)
+    }
+
+    fn pend_operation_by(
+        &self,
+        handle: CompletionHandle,
+        by: Option<CalloutId>,
+    ) -> Result<CompletionContext, Status> {
         if handle.0 == 0 {
             return Err(Status::FWP_NULL_POINTER);
         }
@@ -275,6 +290,7 @@ impl Engine {
         }
         let ctx = CompletionContext(self.pend.next_id());
         op.pended = Some(ctx);
+        op.by = by;
         Ok(ctx)
     }
 
@@ -288,29 +304,86 @@ impl Engine {
         packet: Option<crate::inject::PacketId>,
     ) -> Status {
         let mut st = self.pend.state.lock();
-        let Some(op) = st.pended.remove(&context) else {
-            return Status::FWP_NOT_FOUND;
-        };
-        let next = if base_name(op.layer) == Some("ALE_AUTH_RECV_ACCEPT") {
-            AfterCompletion::AwaitReinjection
-        } else {
-            AfterCompletion::Reauthorize {
-                layer: op.layer,
-                reason: ReauthorizeReason::CLASSIFY_COMPLETION,
-            }
-        };
-        st.stats.operations_completed += 1;
-        st.events.push_back(PendEvent::OperationCompleted {
-            handle: op.handle,
-            context,
-            layer: op.layer,
-            flow: op.flow,
-            next,
-            packet,
-        });
-        Status::SUCCESS
+        complete_op(&mut st, context, packet)
     }
 
+    /// §5.3 (brief decision 6): a callout being unregistered can no longer complete what it
+    /// pended, so the engine completes it on its behalf — every ALE operation it pended
+    /// (`FwpsCompleteOperation0`: the data path reauthorizes, where the callout is gone and its
+    /// filters act as §5.4 says) and every classify it pended (`FwpsCompleteClassify0` with NULL:
+    /// reauthorized) — and drops the classify handles it still held. Returns how many pends it
+    /// completed. Called by unregister once the callout's in-flight calls drained.
+    pub(crate) fn complete_pends_of(&self, callout: CalloutId) -> usize {
+        let mut st = self.pend.state.lock();
+        let mut ops: Vec<CompletionContext> = st
+            .pended
+            .iter()
+            .filter(|(_, p)| p.by == Some(callout))
+            .map(|(c, _)| *c)
+            .collect();
+        ops.sort();
+        let mut n = 0;
+        for c in ops {
+            n += usize::from(complete_op(&mut st, c, None) == Status::SUCCESS);
+        }
+        let mut handles: Vec<ClassifyHandle> = st
+            .handles
+            .iter()
+            .filter(|(_, e)| e.callout == callout)
+            .map(|(h, _)| *h)
+            .collect();
+        handles.sort();
+        for h in handles {
+            let Some(mut e) = st.handles.remove(&h) else {
+                continue;
+            };
+            if e.pended.take().is_some() {
+                n += 1;
+                st.stats.classifies_completed += 1;
+                st.events.push_back(PendEvent::ClassifyCompleted {
+                    handle: h,
+                    layer: e.layer,
+                    flow: e.flow,
+                    decision: None,
+                    request: e.request.take(),
+                });
+            }
+            st.stats.handles_freed += 1;
+        }
+        n
+    }
+}
+
+/// `FwpsCompleteOperation0` on the locked state.
+fn complete_op(
+    st: &mut State,
+    context: CompletionContext,
+    packet: Option<crate::inject::PacketId>,
+) -> Status {
+    let Some(op) = st.pended.remove(&context) else {
+        return Status::FWP_NOT_FOUND;
+    };
+    let next = if base_name(op.layer) == Some("ALE_AUTH_RECV_ACCEPT") {
+        AfterCompletion::AwaitReinjection
+    } else {
+        AfterCompletion::Reauthorize {
+            layer: op.layer,
+            reason: ReauthorizeReason::CLASSIFY_COMPLETION,
+        }
+    };
+    st.stats.operations_completed += 1;
+    st.events.push_back(PendEvent::OperationCompleted {
+        handle: op.handle,
+        context,
+        layer: op.layer,
+        flow: op.flow,
+        next,
+        packet,
+    });
+    Status::SUCCESS
+}
+
+impl Engine {
     /// True while `context` names a pended, not yet completed operation.
     pub fn is_operation_pending(&self, context: CompletionContext) -> bool {
         self.pend.state.lock().pended.contains_key(&context)
@@ -462,6 +535,7 @@ impl Engine {
                 flow,
                 reauthorize: reauth,
                 pended: None,
+                by: None,
             },
         );
     }
@@ -483,6 +557,7 @@ impl Engine {
                     handle,
                     layer: op.layer,
                     flow: op.flow,
+                    by: op.by,
                 },
             );
             st.stats.operations_pended += 1;
@@ -507,6 +582,7 @@ impl ClassifyContext<'_> {
         st.handles.insert(
             h,
             HandleEntry {
+                callout: self.callout_id,
                 layer: self.layer,
                 flow: self.flow,
                 token: self.token,
@@ -526,7 +602,9 @@ impl ClassifyContext<'_> {
         if !meta.has(MetadataFields::COMPLETION_HANDLE) {
             return Err(Status::FWP_NULL_POINTER);
         }
-        self.engine
-            .pend_operation(CompletionHandle(meta.completion_handle))
+        self.engine.pend_operation_by(
+            CompletionHandle(meta.completion_handle),
+            Some(self.callout_id),
+        )
     }
 }

@@ -1,6 +1,7 @@
 //! Property test of the asynchronous machinery at the engine level (wfp-reference §10, §9.2):
 //! random sequences of clone / free / inject / poll / complete / destroy-handle / pend / complete /
-//! flow abort never lose or duplicate a packet, run every completion exactly once and leak nothing:
+//! flow abort / reference / dereference / clone of a held packet / retreat and advance never lose
+//! or duplicate a packet, run every completion exactly once and leak nothing:
 //! every packet ends in exactly one of delivered / dropped / freed (absorbed), and the counters
 //! reconcile after every step.
 
@@ -29,6 +30,11 @@ enum Op {
     Pend,
     Finish(usize),
     Abort(u8),
+    Reference,
+    RefAgain(usize),
+    Deref(usize),
+    CloneHeld(usize),
+    Retreat(usize, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -43,6 +49,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Pend),
         1 => any::<usize>().prop_map(Op::Finish),
         1 => (0u8..4).prop_map(Op::Abort),
+        2 => Just(Op::Reference),
+        1 => any::<usize>().prop_map(Op::RefAgain),
+        2 => any::<usize>().prop_map(Op::Deref),
+        1 => any::<usize>().prop_map(Op::CloneHeld),
+        1 => (any::<usize>(), 0u8..48).prop_map(|(p, n)| Op::Retreat(p, n)),
     ]
 }
 
@@ -56,6 +67,11 @@ struct World {
     completions: Arc<Mutex<HashMap<InjectionId, u32>>>,
     accepted: u64,
     pends: Arc<Mutex<Vec<CompletionContext>>>,
+    /// Indicated packets referenced (FwpsReferenceNetBufferList0) and their reference counts.
+    referenced: Vec<(PacketId, u32)>,
+    refs_in: Arc<Mutex<Vec<PacketId>>>,
+    /// Indicated packets referenced so far (each Reference op makes one).
+    references: u64,
 }
 
 impl World {
@@ -84,6 +100,25 @@ impl World {
             ActionType::CALLOUT_TERMINATING,
             &c,
         );
+        // A callout that references the indicated packet at INBOUND_TRANSPORT (layerData = the
+        // payload, the headers behind it in the metadata).
+        let refs_in: Arc<Mutex<Vec<PacketId>>> = Arc::default();
+        let r2 = refs_in.clone();
+        let r = ScriptedCallout::new(move |call, _| {
+            let p = call
+                .ctx
+                .reference_packet(call.meta, b"payload", false)
+                .unwrap();
+            r2.lock().unwrap().push(p);
+        })
+        .build();
+        h.callout_filter(
+            layers::INBOUND_TRANSPORT_V4,
+            sl,
+            1,
+            ActionType::CALLOUT_INSPECTION,
+            &r,
+        );
         for f in 0..4 {
             h.engine().flow_created(100 + f);
         }
@@ -96,6 +131,9 @@ impl World {
             completions: Arc::default(),
             accepted: 0,
             pends,
+            referenced: Vec::new(),
+            refs_in,
+            references: 0,
         }
     }
 
@@ -170,9 +208,72 @@ impl World {
             Op::Abort(f) => {
                 e.flow_abort(100 + u64::from(f));
             }
-            _ => {}
+            _ => self.step_packets(op),
         }
         self.check();
+    }
+
+    /// The referenced-packet and data-start operations (wdk-runtime §6–7).
+    fn step_packets(&mut self, op: &Op) {
+        let e = self.h.engine().clone();
+        match *op {
+            Op::Reference => {
+                let meta = Metadata {
+                    header_bytes: Some(vec![0x45u8; 28].into()),
+                    ..Metadata::default()
+                };
+                self.h
+                    .classify_meta(layers::INBOUND_TRANSPORT_V4, TCP_TEMPL, &meta);
+                let new = self.refs_in.lock().unwrap().drain(..).collect::<Vec<_>>();
+                assert_eq!(new.len(), 1, "the callout referenced the indicated packet");
+                assert_eq!(e.packet_data(new[0]).as_deref(), Some(&b"payload"[..]));
+                self.references += 1;
+                self.referenced.extend(new.into_iter().map(|p| (p, 1)));
+            }
+            Op::RefAgain(i) if !self.referenced.is_empty() => {
+                let k = i % self.referenced.len();
+                assert_eq!(e.reference_packet(self.referenced[k].0), Status::SUCCESS);
+                self.referenced[k].1 += 1;
+            }
+            Op::Deref(i) if !self.referenced.is_empty() => {
+                let k = i % self.referenced.len();
+                let p = self.referenced[k].0;
+                assert_eq!(
+                    e.free_packet(p),
+                    Status::INVALID_PARAMETER,
+                    "not the callout's"
+                );
+                assert_eq!(e.dereference_packet(p), Status::SUCCESS);
+                self.referenced[k].1 -= 1;
+                if self.referenced[k].1 == 0 {
+                    self.referenced.swap_remove(k);
+                    assert_eq!(e.dereference_packet(p), Status::FWP_NOT_FOUND);
+                }
+            }
+            Op::CloneHeld(i) => {
+                let all: Vec<PacketId> = self
+                    .referenced
+                    .iter()
+                    .map(|r| r.0)
+                    .chain(self.packets.iter().copied())
+                    .collect();
+                if let Some(p) = all.get(i % all.len().max(1)) {
+                    self.packets.push(e.clone_held_packet(*p).unwrap());
+                }
+            }
+            Op::Retreat(i, n) if !self.packets.is_empty() => {
+                let p = self.packets[i % self.packets.len()];
+                let before = e.packet_data(p).unwrap();
+                assert_eq!(e.retreat_packet(p, usize::from(n)), Status::SUCCESS);
+                assert_eq!(
+                    e.packet_data(p).unwrap().len(),
+                    before.len() + usize::from(n)
+                );
+                assert_eq!(e.advance_packet(p, usize::from(n)), Status::SUCCESS);
+                assert_eq!(e.packet_data(p).unwrap(), before);
+            }
+            _ => {}
+        }
     }
 
     fn check(&self) {
@@ -187,7 +288,7 @@ impl World {
         );
         assert_eq!(s.completions, s.delivered + s.dropped);
         assert_eq!(s.injected, self.accepted);
-        assert_eq!(c.held, self.packets.len());
+        assert_eq!(c.held, self.packets.len() + self.referenced.len());
         let comps = self.completions.lock().unwrap();
         assert!(comps.values().all(|n| *n == 1), "a completion ran twice");
         assert_eq!(comps.len() as u64, s.completions);
@@ -203,6 +304,11 @@ impl World {
         let e = self.h.engine().clone();
         for p in self.packets.drain(..) {
             assert_eq!(e.free_packet(p), Status::SUCCESS);
+        }
+        for (p, refs) in self.referenced.drain(..) {
+            for _ in 0..refs {
+                assert_eq!(e.dereference_packet(p), Status::SUCCESS);
+            }
         }
         for id in self.in_flight.drain(..) {
             e.complete_injection(id, InjectionOutcome::Delivered);
@@ -221,6 +327,7 @@ impl World {
         assert_eq!((c.held, c.queued, c.in_flight), (0, 0, 0));
         assert_eq!(e.injection_handle_count(), 0);
         assert_eq!(e.injection_stats().completions, self.accepted);
+        assert_eq!(e.injection_stats().referenced, self.references);
         assert_eq!(e.pending_operations_of_flow(0).len(), 0);
         assert_eq!(e.classify_handle_count(), 0);
     }

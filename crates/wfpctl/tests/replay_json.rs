@@ -188,7 +188,11 @@ fn elements(a: &Json) -> Vec<&Json> {
 
 /// The objects every documented section describes, from a run with every field filled in (`j`)
 /// and one that ended with a capture error (`cut`).
-fn described<'a>(j: &'a Json, cut: &'a Json) -> BTreeMap<&'static str, Vec<&'a Json>> {
+fn described<'a>(
+    j: &'a Json,
+    cut: &'a Json,
+    monitored: &'a Json,
+) -> BTreeMap<&'static str, Vec<&'a Json>> {
     let a = &j["anomalies"];
     let mut examples = elements(&a["malformed_examples"]);
     examples.extend(elements(&a["link_error_examples"]));
@@ -213,6 +217,10 @@ fn described<'a>(j: &'a Json, cut: &'a Json) -> BTreeMap<&'static str, Vec<&'a J
         ("anomalies.*_examples[]", examples),
         ("flow_log[]", elements(&j["flow_log"])),
         ("stream_monitor[]", elements(&j["stream_monitor"])),
+        (
+            "connection_monitor[]",
+            elements(&monitored["connection_monitor"]),
+        ),
         ("outputs", vec![&j["outputs"]]),
         (
             "outputs.permitted",
@@ -248,8 +256,16 @@ fn every_documented_key_is_there_and_no_other() {
     let cut = run("keys-cut", &truncated_capture(), &[]);
     assert_eq!(cut.code, 4, "a capture error");
 
+    let monitored = run_policy(
+        "keys-monitor",
+        &root().join(CAPTURE),
+        &monitor_policy(),
+        &[],
+    );
+    assert_eq!(monitored.code, 0, "{}", monitored.raw);
+
     let doc = documented_keys();
-    let objects = described(&full.json, &cut.json);
+    let objects = described(&full.json, &cut.json, &monitored.json);
     assert_eq!(
         doc.keys().map(String::as_str).collect::<BTreeSet<_>>(),
         objects.keys().copied().chain(["Count"]).collect(),
@@ -668,6 +684,24 @@ fn output_counts_reconcile_with_the_verdicts() {
         "raw IP into the pcap's link type"
     );
     reconcile("outputs", &r);
+}
+
+/// The example policy with `wfp.connection-monitor` watching every established flow.
+fn monitor_policy() -> PathBuf {
+    let mut policy = fs::read_to_string(root().join(POLICY)).expect("example policy");
+    for layer in [
+        "ALE_FLOW_ESTABLISHED_V4",
+        "ALE_FLOW_ESTABLISHED_V6",
+        "STREAM_V4",
+    ] {
+        policy.push_str(&format!(
+            "\n[[filter]]\nname = \"monitor {layer}\"\nlayer = \"{layer}\"\n\
+             action = \"CALLOUT_INSPECTION\"\ncallout = \"wfp.connection-monitor\"\n"
+        ));
+    }
+    let path = tmp("monitor.toml");
+    fs::write(&path, policy).expect("write policy");
+    path
 }
 
 /// The example policy with `wfp.pending-inspector` holding the connections to the lab web server

@@ -265,15 +265,22 @@ impl Engine {
 
     /// `FwpsCalloutUnregisterById0`: stops new invocations at once, waits for in-flight ones, and
     /// answers STATUS_DEVICE_BUSY while flow contexts for the callout exist (call again after
-    /// removing them). Never call it from inside a callback of the same callout.
+    /// removing them). Never call it from inside a callback of the same callout. Once its
+    /// in-flight calls drained, the operations and classifies the callout pended and never
+    /// completed are completed on its behalf (reauthorized: its filters then act as §5.4 says)
+    /// and its classify handles released (§5.3, [`crate::pend`]).
     pub fn unregister_callout(&self, id: CalloutId) -> Status {
-        self.registry.unregister(id)
+        let status = self.registry.unregister(id);
+        if status == Status::SUCCESS || status == Status::DEVICE_BUSY {
+            self.complete_pends_of(id);
+        }
+        status
     }
 
     /// `FwpsCalloutUnregisterByKey0`.
     pub fn unregister_callout_by_key(&self, key: &Guid) -> Status {
         match self.registry.key_to_id(key) {
-            Some(id) => self.registry.unregister(id),
+            Some(id) => self.unregister_callout(id),
             None => Status::FWP_CALLOUT_NOT_FOUND,
         }
     }

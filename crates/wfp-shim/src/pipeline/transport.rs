@@ -26,6 +26,7 @@ impl Shim {
         if pkt.dir != Direction::Inbound {
             return Continue(());
         }
+        self.add_header_bytes(pkt);
         // A flow not authorized yet: ALE_CLASSIFY_REQUIRED.
         let required;
         let meta = if pkt.needs_auth {
@@ -66,6 +67,35 @@ impl Shim {
             LayerData::Packet(pkt.bytes),
         );
         self.classify_flow_step(pkt.flow(), step, pkt.verdict)
+    }
+
+    /// §8.2: the inbound layers from INBOUND_TRANSPORT up see the transport payload; the headers
+    /// behind it go with the metadata (`Metadata::header_bytes`), so a callout's clone can be
+    /// retreated to the whole packet (`Engine::retreat_packet`) and injected with
+    /// FwpsInjectTransportReceiveAsync0, as WFP callouts retreat the NET_BUFFER_LIST. Copied only
+    /// when one of those layers has filters.
+    fn add_header_bytes(&self, pkt: &mut Packet<'_>) {
+        let v6 = pkt.v6();
+        let payload_layers = if v6 {
+            [
+                layers::INBOUND_TRANSPORT_V6,
+                layers::ALE_AUTH_RECV_ACCEPT_V6,
+                layers::ALE_FLOW_ESTABLISHED_V6,
+                layers::DATAGRAM_DATA_V6,
+            ]
+        } else {
+            [
+                layers::INBOUND_TRANSPORT_V4,
+                layers::ALE_AUTH_RECV_ACCEPT_V4,
+                layers::ALE_FLOW_ESTABLISHED_V4,
+                layers::DATAGRAM_DATA_V4,
+            ]
+        };
+        if pkt.meta.header_bytes.is_some() || !payload_layers.iter().any(|l| self.has_filters(*l)) {
+            return;
+        }
+        let start = pkt.parsed.payload().map_or(pkt.bytes.len(), |r| r.start);
+        pkt.meta.header_bytes = pkt.bytes.get(..start).map(Into::into);
     }
 
     /// A packet blocked before its new flow was authorized leaves no flow behind.

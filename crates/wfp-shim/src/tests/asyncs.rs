@@ -491,3 +491,74 @@ fn t_st_7_defer_then_stream_continue_resumes_through_the_shim() {
     let st = h.engine.stream_stats();
     assert_eq!((st.defers, st.continues), (1, 1));
 }
+
+/// §8.2 + §10.4: INBOUND_TRANSPORT's layerData is the payload; a clone of it carries the headers
+/// behind its data start, so retreating by ipHeaderSize + transportHeaderSize gives the whole
+/// packet, which FwpsInjectTransportReceiveAsync0 re-injects at the bottom of the inbound path.
+#[test]
+fn inbound_transport_clone_retreats_to_the_whole_packet_and_reinjects() {
+    let mut h = H::new();
+    let handle = h
+        .engine
+        .create_injection_handle(AddressFamily::Inet, InjectionTypes::TRANSPORT)
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    full(
+        &mut h,
+        layers::INBOUND_TRANSPORT_V4,
+        ActionType::CALLOUT_TERMINATING,
+        Box::new(move |ctx, _, meta, ld, out| {
+            out.action_type = ActionType::PERMIT;
+            let e = ctx.engine();
+            let (state, _) = e.query_packet_injection_state(handle, meta.injection.as_deref());
+            let LayerData::Packet(p) = ld else { return };
+            s.lock().unwrap().push((state, p.to_vec()));
+            if state != InjectionState::NotInjected {
+                return;
+            }
+            let clone = ctx.clone_packet(meta, p).unwrap();
+            let back = (meta.ip_header_size + meta.transport_header_size) as usize;
+            assert_eq!(e.retreat_packet(clone, back), wfp_core::Status::SUCCESS);
+            let st = e.inject(Inject {
+                handle,
+                context: 1,
+                kind: InjectionKind::TransportReceive {
+                    compartment: 1,
+                    interface: 0,
+                    sub_interface: 0,
+                },
+                packet: clone,
+                completion: None,
+            });
+            assert_eq!(st, wfp_core::Status::SUCCESS);
+            out.action_type = ActionType::BLOCK;
+            out.flags |= ClassifyOutFlags::ABSORB;
+            out.clear_write();
+        }),
+    );
+    let pkt = testutil::udp_packet(&V4.reply(), 53, 40000, b"answer");
+    let v = h.packet(PacketDirection::Inbound, &pkt);
+    assert_eq!(v.verdict, Verdict::Absorb);
+    h.shim.handle_async(h.now);
+    let out = h.shim.poll_output().expect("the re-injected clone");
+    assert_eq!(out.bytes, pkt, "the whole packet, headers included");
+    assert_eq!(out.verdict.verdict, Verdict::Permit);
+    assert!(matches!(
+        out.origin,
+        OutputOrigin::Injected {
+            kind: crate::pipeline::InjectKind::TransportReceive,
+            ..
+        }
+    ));
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        *seen,
+        vec![
+            (InjectionState::NotInjected, b"answer".to_vec()),
+            (InjectionState::InjectedBySelf, b"answer".to_vec()),
+        ],
+        "the layer shows the payload both times"
+    );
+    assert_eq!(h.engine.ledger_counts(), Default::default());
+}

@@ -1,6 +1,7 @@
 //! Cross-module tests: builders from `testutil`, conversations driven by a fake clock, and
 //! property tests against naive models.
 
+mod async_prop;
 mod asyncs;
 mod conversation;
 mod flow;

@@ -2,17 +2,20 @@
 //! vector (named after it). Each test cites the section it checks and asserts the specific outcome:
 //! final action, hardness, deciding filter, invocation counts and the rights callouts saw.
 //!
-//! Vectors that need the data paths (packets, discard layers, fragments, injection) live with
-//! `wfp-shim`; the ones that cannot apply to the engine alone say so in their module's doc.
+//! Vectors that need a data path (packets, fragments, the stream waterfall) drive `wfp-shim`
+//! (`s14_6_data_path`, `s14_7_stream_waterfall`); the shim's own tests cover them too.
 
+mod s10_4_packets;
 mod s14_1_arbitration;
 mod s14_2_weights;
 mod s14_3_conditions;
 mod s14_4_registration;
 mod s14_5_flows;
 mod s14_6_classify_contract;
+mod s14_6_data_path;
 mod s14_6_injection;
 mod s14_7_stream;
+mod s14_7_stream_waterfall;
 mod s14_8_pend;
 mod s14_9_mgmt;
 mod s14_9_net_events;

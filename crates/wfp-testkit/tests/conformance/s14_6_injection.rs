@@ -251,8 +251,8 @@ fn mutual_reinjection_ends_in_a_counted_drop() {
     assert_eq!(st.created, st.delivered + st.dropped + st.freed);
 }
 
-/// §1.1: a callout registered with ALLOW_L2_BATCH_CLASSIFY cannot clone (STATUS_INVALID_PARAMETER);
-/// reserved callout flags are refused at registration.
+/// §1.1: a callout registered with ALLOW_L2_BATCH_CLASSIFY can neither clone nor reference the
+/// indicated packet (STATUS_INVALID_PARAMETER); reserved callout flags are refused at registration.
 #[test]
 fn callout_flags_l2_batch_refuses_clone_and_reserved_flags_are_refused() {
     let h = Harness::new();
@@ -260,9 +260,9 @@ fn callout_flags_l2_batch_refuses_clone_and_reserved_flags_are_refused() {
     let got: Arc<Mutex<Vec<Result<wfp_core::inject::PacketId, Status>>>> = Arc::default();
     let g2 = got.clone();
     let c = ScriptedCallout::new(move |call, _| {
-        g2.lock()
-            .unwrap()
-            .push(call.ctx.clone_packet(call.meta, &[1]))
+        let mut g = g2.lock().unwrap();
+        g.push(call.ctx.clone_packet(call.meta, &[1]));
+        g.push(call.ctx.reference_packet(call.meta, &[1], false));
     })
     .with_flags(CalloutFlags::ALLOW_L2_BATCH_CLASSIFY)
     .build();
@@ -274,7 +274,15 @@ fn callout_flags_l2_batch_refuses_clone_and_reserved_flags_are_refused() {
         &c,
     );
     h.classify(layers::INBOUND_TRANSPORT_V4, TCP_TEMPL);
-    assert_eq!(*got.lock().unwrap(), vec![Err(Status::INVALID_PARAMETER)]);
+    assert_eq!(
+        *got.lock().unwrap(),
+        vec![
+            Err(Status::INVALID_PARAMETER),
+            Err(Status::INVALID_PARAMETER)
+        ],
+        "neither clone nor reference under ALLOW_L2_BATCH_CLASSIFY"
+    );
+    assert_eq!(h.engine().ledger_counts().held, 0);
     let handle = h.management_callout(layers::INBOUND_TRANSPORT_V4);
     let r = ScriptedCallout::passive()
         .with_flags(CalloutFlags::RESERVED1)

@@ -462,3 +462,83 @@ fn t_pend_1_recv_accept_completion_awaits_reinjection() {
         })
     ));
 }
+
+/// §5.3 with §10.1/§10.2: unregistering a callout completes what it pended and never completed —
+/// its ALE operation (the data path is asked to reauthorize, and with the callout gone its
+/// TERMINATING filter blocks, §5.4) and its pended classify (completed with NULL: reauthorized) —
+/// and releases the classify handles it still held. Its own late completion is refused.
+#[test]
+fn unregister_completes_the_callouts_pended_operations_and_classifies() {
+    let h = Harness::new();
+    let sl = h.sublayer("pend", 1);
+    let (c, log) = pender(ActionType::PERMIT);
+    let (_, connect_callout) =
+        h.callout_filter(CONNECT, sl, 1, ActionType::CALLOUT_TERMINATING, &c);
+    h.classify_meta(CONNECT, TCP_TEMPL, &pend_meta(&h));
+    let ctx = log.lock().unwrap()[0].expect("pended");
+    // A second callout pends a classify at ENDPOINT_CLOSURE and keeps an extra handle reference.
+    let closure = layers::ALE_ENDPOINT_CLOSURE_V4;
+    let kept: Arc<Mutex<Vec<ClassifyHandleT>>> = Arc::default();
+    let k2 = kept.clone();
+    let c2 = ScriptedCallout::new(move |call, out| {
+        let ch = call.ctx.acquire_classify_handle();
+        let _extra = call.ctx.acquire_classify_handle();
+        assert_eq!(
+            call.ctx
+                .engine()
+                .pend_classify(ch, call.filter.filter_id(), out),
+            Status::SUCCESS
+        );
+        k2.lock().unwrap().push(ch);
+    })
+    .build();
+    let (_, closure_callout) =
+        h.callout_filter(closure, sl, 2, ActionType::CALLOUT_TERMINATING, &c2);
+    h.classify(closure, TCP_TEMPL);
+    while h.engine().poll_pend_event().is_some() {}
+    assert_eq!(h.engine().classify_handle_count(), 2);
+
+    assert_eq!(h.unregister(connect_callout), Status::SUCCESS);
+    let Some(PendEvent::OperationCompleted { context, next, .. }) = h.engine().poll_pend_event()
+    else {
+        panic!("the pended operation is completed by unregister");
+    };
+    assert_eq!(context, ctx);
+    assert!(matches!(next, AfterCompletion::Reauthorize { layer, .. } if layer == CONNECT));
+    assert!(!h.engine().is_operation_pending(ctx));
+    assert_eq!(
+        h.engine().complete_operation(ctx, None),
+        Status::FWP_NOT_FOUND
+    );
+    // The data path's reauthorization: the callout is gone, its TERMINATING filter blocks.
+    let v = flags_value(
+        CONNECT,
+        wfp_core::constants::ConditionFlags::IS_REAUTHORIZE.0,
+    );
+    let (r, _) = h.classify_meta(CONNECT, v, &Metadata::default());
+    assert_eq!(Verdict::of(&r), Block(Hard));
+
+    assert_eq!(h.unregister(closure_callout), Status::SUCCESS);
+    let ch = kept.lock().unwrap()[0];
+    assert!(matches!(
+        h.engine().poll_pend_event(),
+        Some(PendEvent::ClassifyCompleted { handle, decision: None, .. }) if handle == ch
+    ));
+    assert_eq!(
+        h.engine().classify_handle_count(),
+        0,
+        "both references dropped"
+    );
+    assert_eq!(
+        h.engine().complete_classify(ch, None),
+        Status::FWP_NOT_FOUND
+    );
+    assert_eq!(
+        h.engine().release_classify_handle(ch),
+        Status::FWP_NOT_FOUND
+    );
+    let st = h.engine().pend_stats();
+    assert_eq!((st.operations_completed, st.classifies_completed), (1, 1));
+    assert_eq!(st.handles_acquired, st.handles_freed);
+    assert!(h.engine().poll_pend_event().is_none());
+}

@@ -270,6 +270,7 @@ impl Replayer {
         // A host used before: drop what an earlier run left behind.
         let _stale = host.flow_log.drain();
         let _stale = host.stream_log.drain();
+        let _stale = host.connections.drain();
         let max_id = filters.keys().map(|f| f.0).max().unwrap_or(0);
         Self {
             summary: summary::Summary::new(max_id),
@@ -496,6 +497,7 @@ impl Replayer {
             verdict_file,
             flow_log: self.host.flow_log.drain(),
             stream_reports: self.host.stream_log.drain(),
+            connections: self.host.connections.drain(),
             capture_error,
         }))
     }

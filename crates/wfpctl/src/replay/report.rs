@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 use serde_json::Value as Json;
-use wfp_callouts::{FlowRecord, StreamReport};
+use wfp_callouts::{Connection, FlowRecord, StreamReport};
 use wfp_core::{ActionType, FilterId, LayerId};
 use wfp_pcap::{CaptureError, CaptureFormat, LinkType};
 
@@ -318,6 +318,10 @@ pub struct Report {
     pub flow_log: Vec<FlowRecord>,
     /// Reports of the built-in `wfp.stream-monitor`, when the policy uses it.
     pub stream_reports: Vec<StreamReport>,
+    /// Connections of the built-in `wfp.connection-monitor` (process, user, bytes each way), when
+    /// the policy uses it: every connection it saw, finished through flowDeleteFn by the end of
+    /// the capture.
+    pub connections: Vec<Connection>,
     /// The pcap outputs written: ("permitted" | "blocked", what was written).
     pub outputs: Vec<(&'static str, SinkReport)>,
     /// The `--verdicts` file and its line count.
@@ -372,6 +376,7 @@ impl Report {
                 packets: self.packets.packets,
                 path: self.capture.as_deref(),
             },
+            connection_monitor: self.connections.iter().map(ConnectionEntry::new).collect(),
             encapsulations: &self.encapsulations,
             error: self.capture_error.as_ref().map(|e| ErrorView {
                 message: e.to_string(),
@@ -421,6 +426,7 @@ pub(crate) struct ReportView<'a> {
     #[serde(rename = "async")]
     pub(crate) asynchronous: &'a AsyncCounts,
     pub(crate) capture: CaptureView<'a>,
+    pub(crate) connection_monitor: Vec<ConnectionEntry>,
     pub(crate) encapsulations: &'a EncapsulationCounts,
     /// Why reading stopped early, or null.
     pub(crate) error: Option<ErrorView>,
@@ -516,6 +522,60 @@ impl FlowLogEntry {
                 port: r.tuple.remote_port,
             },
             start: r.start,
+        }
+    }
+}
+
+/// One `wfp.connection-monitor` connection: who owned it (ALE metadata) and the bytes it moved.
+#[derive(Debug, Serialize)]
+pub(crate) struct ConnectionEntry {
+    /// Who initiated it (`Inbound` / `Outbound`), if known.
+    pub(crate) direction: Option<String>,
+    #[serde(serialize_with = "ser_secs")]
+    pub(crate) duration_s: Duration,
+    pub(crate) flow: u64,
+    /// Stream bytes (TCP) or UDP payload bytes received.
+    pub(crate) inbound_bytes: u64,
+    #[serde(serialize_with = "ser_layer")]
+    pub(crate) layer: LayerId,
+    pub(crate) local: Endpoint,
+    /// Bytes sent.
+    pub(crate) outbound_bytes: u64,
+    /// `processId`, when the data path knew the socket owner.
+    pub(crate) process_id: Option<u64>,
+    /// `processPath`, when known.
+    pub(crate) process_path: Option<String>,
+    pub(crate) protocol: u8,
+    pub(crate) remote: Endpoint,
+    /// Host time when it was established.
+    #[serde(serialize_with = "ser_duration_time")]
+    pub(crate) start: Duration,
+    /// The user (`token`: the uid on Linux), when known.
+    pub(crate) user: Option<u64>,
+}
+
+impl ConnectionEntry {
+    fn new(c: &Connection) -> Self {
+        Self {
+            direction: c.direction.map(|d| format!("{d:?}")),
+            duration_s: c.duration(),
+            flow: c.flow_handle,
+            inbound_bytes: c.inbound.bytes,
+            layer: c.layer,
+            local: Endpoint {
+                addr: c.tuple.local_addr,
+                port: c.tuple.local_port,
+            },
+            outbound_bytes: c.outbound.bytes,
+            process_id: c.process_id,
+            process_path: c.process_path.as_deref().map(str::to_string),
+            protocol: c.tuple.protocol,
+            remote: Endpoint {
+                addr: c.tuple.remote_addr,
+                port: c.tuple.remote_port,
+            },
+            start: c.start,
+            user: c.user,
         }
     }
 }
@@ -662,6 +722,7 @@ mod tests {
             traced: None,
             flow_log: Vec::new(),
             stream_reports: Vec::new(),
+            connections: Vec::new(),
             outputs: Vec::new(),
             verdict_file: None,
             capture_error: None,
@@ -672,6 +733,7 @@ mod tests {
         assert_eq!(r.to_json()["version"], Report::JSON_VERSION);
         assert_eq!(r.to_json()["capture"]["duration_s"], 0.0);
         assert_eq!(r.to_json()["async"]["pend_expired"], 0);
+        assert_eq!(r.to_json()["connection_monitor"], serde_json::json!([]));
         assert!(r.to_json()["async"]["injected"]
             .as_object()
             .is_some_and(serde_json::Map::is_empty));

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use wfp_callouts::{FlowRecord, StreamReport};
+use wfp_callouts::{Connection, FlowRecord, StreamReport};
 use wfp_core::{ActionType, Engine, FilterId, LayerId};
 use wfp_pcap::{CaptureError, LinkError, LinkType, NetworkProtocol, PacketRef};
 use wfp_shim::flow::EndReason;
@@ -70,6 +70,7 @@ pub(crate) struct Finish<'a> {
     pub(crate) verdict_file: Option<(PathBuf, u64)>,
     pub(crate) flow_log: Vec<FlowRecord>,
     pub(crate) stream_reports: Vec<StreamReport>,
+    pub(crate) connections: Vec<Connection>,
     pub(crate) capture_error: Option<CaptureError>,
 }
 
@@ -263,6 +264,7 @@ impl Summary {
             traced: fin.traced,
             flow_log: fin.flow_log,
             stream_reports: fin.stream_reports,
+            connections: fin.connections,
             outputs: fin.outputs,
             verdict_file: fin.verdict_file,
             capture_error: fin.capture_error,

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use super::display::{proto_name, secs, since, Head};
 use super::layer_name;
 use super::report::{
-    Anomalies, AsyncCounts, Count, FlowLogEntry, ReportView, SinkView, StreamEntry,
+    Anomalies, AsyncCounts, ConnectionEntry, Count, FlowLogEntry, ReportView, SinkView, StreamEntry,
 };
 
 /// Filters listed in the text table.
@@ -28,6 +28,7 @@ pub(crate) fn write(r: &ReportView<'_>, out: &mut dyn Write) -> io::Result<()> {
     write_async(r.asynchronous, out)?;
     write_flow_log(r, out)?;
     write_stream_monitor(&r.stream_monitor, out)?;
+    write_connection_monitor(r, out)?;
     write_outputs(r, out)?;
     if let Some(t) = r.trace {
         writeln!(out)?;
@@ -358,6 +359,54 @@ fn write_stream_monitor(reports: &[StreamEntry<'_>], out: &mut dyn Write) -> io:
     }
     write_more(out, reports.len(), LOG_LINES)?;
     writeln!(out)
+}
+
+/// The first [`LOG_LINES`] `wfp.connection-monitor` connections: process path, user, bytes each
+/// way (nothing when there are none).
+fn write_connection_monitor(r: &ReportView<'_>, out: &mut dyn Write) -> io::Result<()> {
+    let list = &r.connection_monitor;
+    if list.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "connection monitor (wfp.connection-monitor): {} connections",
+        list.len()
+    )?;
+    let mut rows = vec![[
+        "proto", "local", "", "remote", "dir", "process", "user", "out B", "in B",
+    ]
+    .map(String::from)
+    .to_vec()];
+    rows.extend(list.iter().take(LOG_LINES).map(connection_row));
+    table(
+        out,
+        &rows,
+        &[false, true, false, false, false, false, true, true, true],
+        "  ",
+    )?;
+    write_more(out, list.len(), LOG_LINES)?;
+    writeln!(out)
+}
+
+fn connection_row(c: &ConnectionEntry) -> Vec<String> {
+    let process = match (&c.process_path, c.process_id) {
+        (Some(p), Some(id)) => format!("{p} ({id})"),
+        (Some(p), None) => p.clone(),
+        (None, Some(id)) => format!("pid {id}"),
+        (None, None) => "-".into(),
+    };
+    vec![
+        proto_name(c.protocol),
+        c.local.to_string(),
+        "<->".into(),
+        c.remote.to_string(),
+        c.direction.as_deref().unwrap_or("-").to_lowercase(),
+        process,
+        c.user.map_or_else(|| "-".into(), |u| u.to_string()),
+        c.outbound_bytes.to_string(),
+        c.inbound_bytes.to_string(),
+    ]
 }
 
 /// The files written: `--permitted`, `--blocked`, `--verdicts`.
