@@ -1,0 +1,273 @@
+//! The asynchronous example drivers (examples/drivers/{dgramredirect,streamedit,pendinspect}),
+//! built with `wfp_ffi::compile::build` (what `wfpctl driver build` runs), loaded into a host over
+//! a real engine and replayed through the real packet pipeline (wfp-shim) the way
+//! `wfpctl replay --driver` does: every packet, then `handle_async` (completions, reauthorizations,
+//! injections). The permitted output is written to a pcap (LINKTYPE_RAW), read back and checked:
+//! edited bytes present, addresses rewritten, IP/TCP/UDP checksums valid.
+//!
+//! Parameters are compile-time `-D` defines (`--driver-param` plumbing is not in this crate).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wfp_core::Engine;
+use wfp_ffi::compile::{build, BuildOptions};
+use wfp_ffi::{DriverHost, HostConfig};
+use wfp_pcap::{CaptureReader, CaptureWriter, LinkType, NetworkProtocol};
+use wfp_shim::{PacketContext, PacketDirection, Shim, ShimConfig, Timestamp, Verdict};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
+}
+
+/// Builds an example driver with `-D` defines (and extra compiler flags).
+fn build_example(driver: &str, tag: &str, defines: &[&str], flags: &[&str]) -> PathBuf {
+    let out = tmp(&format!("{driver}-{tag}.so"));
+    build(&BuildOptions {
+        sources: vec![root().join(format!("examples/drivers/{driver}/{driver}.c"))],
+        output: out.clone(),
+        defines: defines.iter().map(|d| (*d).to_string()).collect(),
+        extra_flags: flags.iter().map(|f| (*f).to_string()).collect(),
+        ..BuildOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("building {driver}: {e}"));
+    out
+}
+
+/// One packet to replay: capture time, direction, IP bytes.
+struct Input {
+    ns: u64,
+    dir: PacketDirection,
+    bytes: Vec<u8>,
+}
+
+/// What a replay produced, in output order (captured packets' verdicts and async outputs).
+#[derive(Default)]
+struct Replay {
+    permitted: Vec<Vec<u8>>,
+    blocked: usize,
+    absorbed: usize,
+    injected: usize,
+    released: usize,
+}
+
+/// Replays `inputs` through `engine` like `wfpctl replay`: after every packet the data path's
+/// asynchronous point. Permitted packets go to `pcap` (LINKTYPE_RAW).
+fn replay(engine: &Arc<Engine>, host: &DriverHost, inputs: &[Input], pcap: &Path) -> Replay {
+    let mut config = ShimConfig {
+        local_networks: vec![("10.77.0.1".parse().unwrap(), 32), ("fd77::1".parse().unwrap(), 128)],
+        ..ShimConfig::default()
+    };
+    config.parse.verify_ipv4_checksum = false;
+    let mut shim = Shim::new(engine.clone(), config);
+    let mut out = Replay::default();
+    let mut writer = CaptureWriter::create(pcap, LinkType::RAW).unwrap();
+    for p in inputs {
+        host.set_time(p.ns);
+        let now = Timestamp::from_nanos(p.ns);
+        if shim.poll_timeout().is_some_and(|t| t <= now) {
+            shim.handle_timeout(now);
+        }
+        let v = shim.handle_packet(now, p.dir, &p.bytes, &PacketContext::default());
+        match v.verdict {
+            Verdict::Permit => {
+                let b = v.edited.as_ref().map_or(&p.bytes, |e| &e.bytes).clone();
+                writer.write_packet(p.ns, b.len() as u32, &b).unwrap();
+                out.permitted.push(b);
+            }
+            Verdict::Block => out.blocked += 1,
+            Verdict::Absorb => out.absorbed += 1,
+        }
+        shim.handle_async(now);
+        while let Some(o) = shim.poll_output() {
+            match o.origin {
+                wfp_shim::OutputOrigin::Injected { .. } => out.injected += 1,
+                wfp_shim::OutputOrigin::Released { .. } => out.released += 1,
+            }
+            if o.verdict.verdict == Verdict::Permit {
+                let b = o.verdict.edited.as_ref().map_or(o.bytes.clone(), |e| e.bytes.clone());
+                writer.write_packet(p.ns, b.len() as u32, &b).unwrap();
+                out.permitted.push(b);
+            }
+        }
+    }
+    shim.abort_all();
+    shim.handle_async(Timestamp::from_nanos(inputs.last().map_or(0, |p| p.ns)));
+    writer.finish().unwrap();
+    out
+}
+
+/// The IP packets of a pcap.
+fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let mut r = CaptureReader::open(path).unwrap();
+    let mut v = Vec::new();
+    while let Some(p) = r.next_packet_ref().unwrap() {
+        if let Ok(l3) = p.decode_link() {
+            if matches!(l3.protocol, NetworkProtocol::Ipv4 | NetworkProtocol::Ipv6) {
+                v.push(l3.network.to_vec());
+            }
+        }
+    }
+    v
+}
+
+/// The example capture's IP packets with their directions (10.77.0.1 / fd77::1 is this host).
+fn example_capture() -> Vec<Input> {
+    let mut r = CaptureReader::open(root().join("examples/replay/capture.pcap")).unwrap();
+    let mut v = Vec::new();
+    while let Some(p) = r.next_packet_ref().unwrap() {
+        let Ok(l3) = p.decode_link() else { continue };
+        if matches!(l3.protocol, NetworkProtocol::Ipv4 | NetworkProtocol::Ipv6) {
+            v.push(Input {
+                ns: p.timestamp_ns,
+                dir: PacketDirection::Infer,
+                bytes: l3.network.to_vec(),
+            });
+        }
+    }
+    v
+}
+
+fn sum16(mut acc: u32, data: &[u8]) -> u32 {
+    for c in data.chunks(2) {
+        acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    acc
+}
+
+fn folds_to_zero(mut acc: u32) -> bool {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xFFFF) + (acc >> 16);
+    }
+    acc == 0xFFFF
+}
+
+/// IPv4 header and TCP/UDP checksums of `p` verify (UDP checksum 0 = none).
+fn checksums_valid(p: &[u8]) -> bool {
+    if p.first().map(|b| b >> 4) != Some(4) {
+        return true;
+    }
+    let ihl = usize::from(p[0] & 0xF) * 4;
+    let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+    if !folds_to_zero(sum16(0, &p[..ihl])) || total > p.len() {
+        return false;
+    }
+    let t = &p[ihl..total];
+    let proto = p[9];
+    if proto == 17 && t.get(6..8) == Some(&[0, 0]) {
+        return true;
+    }
+    if proto != 6 && proto != 17 {
+        return true;
+    }
+    let acc = sum16(0, &p[12..20]) + u32::from(proto) + t.len() as u32;
+    folds_to_zero(sum16(acc, t))
+}
+
+/// An IPv4/UDP datagram with valid checksums.
+fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let ulen = 8 + payload.len();
+    let total = 20 + ulen;
+    let mut p = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0];
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let c = !fold(sum16(0, &p));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&(ulen as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    let acc = sum16(sum16(0, &src), &dst) + 17 + ulen as u32;
+    let c = !fold(sum16(acc, &u));
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&u);
+    p
+}
+
+fn fold(mut acc: u32) -> u16 {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xFFFF) + (acc >> 16);
+    }
+    acc as u16
+}
+
+fn load(so: &Path) -> (Arc<Engine>, DriverHost, wfp_ffi::Driver) {
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let driver = host.load(so).unwrap();
+    (engine, host, driver)
+}
+
+fn log_of(host: &DriverHost) -> Vec<String> {
+    host.drain_log().into_iter().map(|l| l.text).collect()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// dgramredirect: a query to 10.77.0.9:53 goes to 10.77.0.2:5353; the reply from there comes back
+/// as from 10.77.0.9:53; a query to another peer is untouched. Every injection completes and the
+/// driver frees its lists, MDLs and pool in the completion function (no Verifier finding).
+#[test]
+fn dgramredirect_redirects_udp_and_rewrites_replies_back() {
+    let so = build_example(
+        "dgramredirect",
+        "t",
+        &["DGRAMREDIRECT_TO_PORT=5353"],
+        &[],
+    );
+    let (engine, host, driver) = load(&so);
+    let client = [10, 77, 0, 1];
+    let inputs = vec![
+        Input {
+            ns: 1_000,
+            dir: PacketDirection::Outbound,
+            bytes: udp4(client, 40000, [10, 77, 0, 9], 53, b"query-one"),
+        },
+        Input {
+            ns: 2_000,
+            dir: PacketDirection::Inbound,
+            bytes: udp4([10, 77, 0, 2], 5353, client, 40000, b"answer-one"),
+        },
+        Input {
+            ns: 3_000,
+            dir: PacketDirection::Outbound,
+            bytes: udp4(client, 40001, [10, 77, 0, 2], 53, b"direct"),
+        },
+    ];
+    let pcap = tmp("dgramredirect-out.pcap");
+    let r = replay(&engine, &host, &inputs, &pcap);
+    assert_eq!(r.absorbed, 2, "the query and the reply were absorbed");
+    assert_eq!(r.injected, 2);
+    let out = read_pcap(&pcap);
+    assert_eq!(out.len(), 3, "two injected packets and the direct query");
+    for p in &out {
+        assert!(checksums_valid(p), "{p:02x?}");
+    }
+    let query = out.iter().find(|p| find(p, b"query-one")).unwrap();
+    assert_eq!(&query[12..20], &[10, 77, 0, 1, 10, 77, 0, 2], "sent to the target");
+    assert_eq!(u16::from_be_bytes([query[22], query[23]]), 5353);
+    let answer = out.iter().find(|p| find(p, b"answer-one")).unwrap();
+    assert_eq!(&answer[12..20], &[10, 77, 0, 9, 10, 77, 0, 1], "seen from the peer addressed");
+    assert_eq!(u16::from_be_bytes([answer[20], answer[21]]), 53);
+    let direct = out.iter().find(|p| find(p, b"direct")).unwrap();
+    assert_eq!(direct, &inputs[2].bytes);
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    let log = log_of(&host);
+    assert!(
+        log.iter().any(|l| l == "dgramredirect: unloaded, redirected=1 rewritten=1 completed=2 failed=0"),
+        "{log:#?}"
+    );
+    assert!(engine.filters().is_empty());
+    assert_eq!(engine.injection_handle_count(), 0);
+    assert_eq!(engine.ledger_counts(), Default::default());
+}
