@@ -360,3 +360,87 @@ fn streamedit_out_of_band_clones_blocks_and_reinjects_edited_data() {
     );
     assert!(last.contains(" failed=0 "), "{last}");
 }
+
+/// TCP destination port of an IPv4 packet.
+fn tcp4_dport(p: &[u8]) -> Option<u16> {
+    if p.first()? >> 4 != 4 || *p.get(9)? != 6 {
+        return None;
+    }
+    let ihl = usize::from(p[0] & 0xF) * 4;
+    Some(u16::from_be_bytes([*p.get(ihl + 2)?, *p.get(ihl + 3)?]))
+}
+
+/// pendinspect, allow: both IPv4 connections to 8080 are pended at ALE_AUTH_CONNECT, completed at
+/// the next indication, reauthorized; their outbound packets are cloned, absorbed and re-injected
+/// (network send) — the requests reach the output pcap as injected packets.
+#[test]
+fn pendinspect_pends_completes_and_reinjects_clones() {
+    let so = build_example("pendinspect", "allow", &[], &[]);
+    let (engine, host, driver) = load(&so);
+    let inputs = example_capture();
+    let pcap = tmp("pendinspect-allow-out.pcap");
+    let r = replay(&engine, &host, &inputs, &pcap);
+    assert!(
+        r.released > 0,
+        "held packets were released after the completion"
+    );
+    assert!(r.injected >= 10, "clones re-injected: {}", r.injected);
+    let out = read_pcap(&pcap);
+    assert!(out.iter().any(|p| find(p, b"GET /file.txt HTTP/1.1")));
+    assert!(out.iter().any(|p| find(p, b"GET / HTTP/1.1")));
+    // Every outbound packet to 8080 is in the output (as the clone), unchanged.
+    let sent: Vec<&Vec<u8>> = inputs
+        .iter()
+        .map(|p| &p.bytes)
+        .filter(|p| tcp4_dport(p) == Some(8080))
+        .collect();
+    for p in &sent {
+        assert!(out.contains(p), "missing {p:02x?}");
+    }
+    let stats = engine.pend_stats();
+    assert_eq!(
+        (stats.operations_pended, stats.operations_completed),
+        (2, 2)
+    );
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    let log = log_of(&host);
+    let last = log
+        .iter()
+        .find(|l| l.starts_with("pendinspect: unloaded"))
+        .unwrap();
+    assert_eq!(
+        last,
+        &format!(
+            "pendinspect: unloaded, pended=2 completed=2 cloned={n} injected={n} failed=0",
+            n = sent.len()
+        )
+    );
+    assert_eq!(engine.ledger_counts(), Default::default());
+}
+
+/// pendinspect, block (-D PENDINSPECT_BLOCK=1): the reauthorization blocks both connections; no
+/// IPv4 packet to 8080 leaves, the IPv6 download (no V6 callouts) and other traffic pass.
+#[test]
+fn pendinspect_blocks_by_parameter() {
+    let so = build_example("pendinspect", "block", &["PENDINSPECT_BLOCK=1"], &[]);
+    let (engine, host, driver) = load(&so);
+    let pcap = tmp("pendinspect-block-out.pcap");
+    let r = replay(&engine, &host, &example_capture(), &pcap);
+    assert_eq!(r.injected, 0);
+    let out = read_pcap(&pcap);
+    assert!(!out.iter().any(|p| tcp4_dport(p) == Some(8080)));
+    assert!(out
+        .iter()
+        .any(|p| p[0] >> 4 == 6 && find(p, b"GET /file.txt")));
+    assert!(
+        out.iter().any(|p| tcp4_dport(p) == Some(23)),
+        "telnet SYN passes"
+    );
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    let log = log_of(&host);
+    assert!(log
+        .iter()
+        .any(|l| l == "pendinspect: unloaded, pended=2 completed=2 cloned=0 injected=0 failed=0"));
+}
