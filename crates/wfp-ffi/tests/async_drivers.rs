@@ -444,3 +444,165 @@ fn pendinspect_blocks_by_parameter() {
         .iter()
         .any(|l| l == "pendinspect: unloaded, pended=2 completed=2 cloned=0 injected=0 failed=0"));
 }
+
+/// The UDP exchange dgramredirect rewrites (a query to 10.77.0.9:53 and the target's reply).
+fn dgram_inputs() -> Vec<Input> {
+    let client = [10, 77, 0, 1];
+    vec![
+        Input {
+            ns: 1_000,
+            dir: PacketDirection::Outbound,
+            bytes: udp4(client, 40000, [10, 77, 0, 9], 53, b"query-one"),
+        },
+        Input {
+            ns: 2_000,
+            dir: PacketDirection::Inbound,
+            bytes: udp4([10, 77, 0, 2], 53, client, 40000, b"answer-one"),
+        },
+    ]
+}
+
+/// Every example driver: (name, -D defines).
+const EXAMPLES: &[(&str, &[&str])] = &[
+    ("flowmon", &[]),
+    ("vetonotify", &[]),
+    ("pendinspect", &[]),
+    ("pendinspect", &["PENDINSPECT_BLOCK=1"]),
+    ("streamedit", &[]),
+    ("streamedit", &["STREAMEDIT_OOB=1"]),
+    ("dgramredirect", &[]),
+];
+
+/// Builds every example driver with `flags`; returns `name=path` entries for the inner test.
+fn build_examples(tag: &str, flags: &[&str]) -> String {
+    EXAMPLES
+        .iter()
+        .enumerate()
+        .map(|(i, (name, defines))| {
+            let so = build_example(name, &format!("{tag}{i}"), defines, flags);
+            format!("{name}={}", so.display())
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// The body the memory checkers run (in a child process, see below): a full replay of every
+/// driver listed in `WFP_FFI_MEMCHECK_DRIVERS`, unload, no Verifier finding.
+#[test]
+#[ignore = "run by the valgrind and AddressSanitizer tests in a child process"]
+fn memcheck_inner_full_replay_of_every_example_driver() {
+    let Ok(list) = std::env::var("WFP_FFI_MEMCHECK_DRIVERS") else {
+        return;
+    };
+    for entry in list.split(';') {
+        let (name, path) = entry.split_once('=').unwrap();
+        let (engine, host, driver) = load(Path::new(path));
+        let inputs = if name == "dgramredirect" {
+            dgram_inputs()
+        } else {
+            example_capture()
+        };
+        let pcap = tmp(&format!("memcheck-{}.pcap", std::process::id()));
+        let r = replay(&engine, &host, &inputs, &pcap);
+        assert!(!r.permitted.is_empty(), "{name}");
+        let report = driver.unload().unwrap();
+        assert!(report.findings.is_empty(), "{name}: {:?}", report.findings);
+        println!("memcheck: {name} replayed {} packets", inputs.len());
+        let _ = std::fs::remove_file(&pcap);
+    }
+}
+
+/// Runs the inner test in a child process (`wrapper` first: valgrind, or nothing).
+fn run_inner(wrapper: &[&str], drivers: &str, env: &[(&str, String)]) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd =
+        std::process::Command::new(wrapper.first().copied().unwrap_or(exe.to_str().unwrap()));
+    if !wrapper.is_empty() {
+        cmd.args(&wrapper[1..]).arg(&exe);
+    }
+    cmd.args([
+        "--ignored",
+        "--exact",
+        "memcheck_inner_full_replay_of_every_example_driver",
+        "--test-threads=1",
+        "--nocapture",
+    ])
+    .env("WFP_FFI_MEMCHECK_DRIVERS", drivers);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+    assert_eq!(text.matches("memcheck: ").count(), EXAMPLES.len(), "{text}");
+    text
+}
+
+/// Every example driver, a full replay each, under valgrind memcheck: 0 errors, 0 bytes
+/// definitely lost (skipped with a note when valgrind is absent).
+#[test]
+fn example_drivers_full_replay_under_valgrind() {
+    if std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "note: valgrind not installed; skipping the memcheck replay (apt-get install valgrind)"
+        );
+        return;
+    }
+    let drivers = build_examples("vg", &["-O0", "-g"]);
+    let text = run_inner(
+        &[
+            "valgrind",
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "--show-leak-kinds=definite",
+        ],
+        &drivers,
+        &[],
+    );
+    assert!(text.contains("ERROR SUMMARY: 0 errors"), "{text}");
+    assert!(
+        text.contains("definitely lost: 0 bytes") || text.contains("All heap blocks were freed"),
+        "{text}"
+    );
+}
+
+/// Every example driver built with -fsanitize=address (the runtime preloaded), a full replay each.
+#[test]
+fn example_drivers_full_replay_with_address_sanitizer() {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let lib = std::process::Command::new(&cc)
+        .arg("-print-file-name=libasan.so")
+        .output()
+        .unwrap();
+    let lib = String::from_utf8_lossy(&lib.stdout).trim().to_string();
+    if !Path::new(&lib).is_absolute() {
+        eprintln!("note: {cc} has no libasan.so; skipping the AddressSanitizer replay");
+        return;
+    }
+    let drivers = build_examples(
+        "asan",
+        &["-fsanitize=address", "-fno-omit-frame-pointer", "-g"],
+    );
+    let text = run_inner(
+        &[],
+        &drivers,
+        &[
+            ("LD_PRELOAD", lib),
+            (
+                "ASAN_OPTIONS",
+                "detect_leaks=1:abort_on_error=0:exitcode=98".into(),
+            ),
+        ],
+    );
+    assert!(!text.contains("AddressSanitizer"), "{text}");
+}
