@@ -173,6 +173,10 @@ struct Scratch {
     values: Vec<FwpValue0>,
     meta: FwpsIncomingMetadataValues0,
     path_key: (usize, usize),
+    /// The layer of the last conversion, its field count and ALE_APP_ID mask.
+    layer: Option<LayerId>,
+    field_count: Option<usize>,
+    app_ids: u64,
     path: Vec<u16>,
     path_blob: FwpByteBlob,
     bufs: Box<PacketBufs>,
@@ -202,6 +206,9 @@ impl Scratch {
             values: Vec::new(),
             meta: zeroed_meta(),
             path_key: (0, 0),
+            layer: None,
+            field_count: None,
+            app_ids: 0,
             path: Vec::new(),
             path_blob: FwpByteBlob {
                 size: 0,
@@ -238,18 +245,46 @@ impl Scratch {
         &self.filters[slot].filter
     }
 
+    /// `FWPS_INCOMING_VALUES0`: the layer's field count and app-id mask are cached per layer;
+    /// values of inline types (integers, FWP_EMPTY — most fields) are written straight into the
+    /// reused array, and only a set holding pointer types reserves the arena first.
     fn values(&mut self, values: &IncomingValues<'_>) -> FwpsIncomingValues0 {
-        let def = catalogue::layer(values.layer);
-        let mask = app_id_fields(values.layer);
+        if self.layer != Some(values.layer) {
+            self.layer = Some(values.layer);
+            self.field_count = catalogue::layer(values.layer).map(|d| d.fields.len());
+            self.app_ids = app_id_fields(values.layer);
+        }
+        let mask = self.app_ids;
         let utf16 = |i: usize| i < 64 && mask & (1 << i) != 0;
-        let count = def.map_or(values.values.len(), |d| d.fields.len());
-        self.arena.reserve_values(values.values, utf16);
+        let count = self.field_count.unwrap_or(values.values.len());
         self.values.clear();
         self.values.reserve(count);
-        for i in 0..count {
-            let v = self.arena.value(values.get(i), utf16(i));
-            self.values.push(v);
+        // Fast path: every value inline (app-id fields are blobs, so never here).
+        let given = &values.values[..values.values.len().min(count)];
+        for v in given {
+            match Arena::inline_value(v) {
+                Some(c) => self.values.push(c),
+                None => break,
+            }
         }
+        if self.values.len() < given.len() {
+            self.values.clear();
+            self.arena.reserve_values(values.values, utf16);
+            for v in given
+                .iter()
+                .enumerate()
+                .map(|(i, v)| self.arena.value(v, utf16(i)))
+            {
+                self.values.push(v);
+            }
+        }
+        self.values.resize(
+            count,
+            FwpValue0 {
+                data_type: 0,
+                value: 0,
+            },
+        );
         FwpsIncomingValues0 {
             layer_id: values.layer.0,
             value_count: u32::try_from(count).unwrap_or(u32::MAX),
