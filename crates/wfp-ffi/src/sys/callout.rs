@@ -257,34 +257,33 @@ impl Scratch {
         let mask = self.app_ids;
         let utf16 = |i: usize| i < 64 && mask & (1 << i) != 0;
         let count = self.field_count.unwrap_or(values.values.len());
-        self.values.clear();
-        self.values.reserve(count);
-        // Fast path: every value inline (app-id fields are blobs, so never here).
+        const EMPTY: FwpValue0 = FwpValue0 {
+            data_type: 0,
+            value: 0,
+        };
+        // The array keeps its length between calls of the same layer: values are written in place.
+        self.values.resize(count, EMPTY);
         let given = &values.values[..values.values.len().min(count)];
-        for v in given {
+        // Fast path: every value inline (app-id fields are blobs, so never here).
+        let mut inline = true;
+        for (dst, v) in self.values.iter_mut().zip(given) {
             match Arena::inline_value(v) {
-                Some(c) => self.values.push(c),
-                None => break,
+                Some(c) => *dst = c,
+                None => {
+                    inline = false;
+                    break;
+                }
             }
         }
-        if self.values.len() < given.len() {
-            self.values.clear();
+        if !inline {
             self.arena.reserve_values(values.values, utf16);
-            for v in given
-                .iter()
-                .enumerate()
-                .map(|(i, v)| self.arena.value(v, utf16(i)))
-            {
-                self.values.push(v);
+            for (i, (dst, v)) in self.values.iter_mut().zip(given).enumerate() {
+                *dst = self.arena.value(v, utf16(i));
             }
         }
-        self.values.resize(
-            count,
-            FwpValue0 {
-                data_type: 0,
-                value: 0,
-            },
-        );
+        for dst in self.values.iter_mut().skip(given.len()) {
+            *dst = EMPTY;
+        }
         FwpsIncomingValues0 {
             layer_id: values.layer.0,
             value_count: u32::try_from(count).unwrap_or(u32::MAX),
