@@ -27,8 +27,10 @@ const SOURCE: &str = r#"
 DEFINE_GUID(K_CONNECT, 0xa1a1a1a1, 0x0001, 0x4000, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01);
 DEFINE_GUID(K_BIND, 0xa1a1a1a1, 0x0001, 0x4000, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02);
 DEFINE_GUID(K_PACKET, 0xa1a1a1a1, 0x0001, 0x4000, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03);
+DEFINE_GUID(K_AUTH, 0xa1a1a1a1, 0x0001, 0x4000, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04);
 static PDEVICE_OBJECT dev;
-static UINT32 ids[3];
+static UINT32 ids[4];
+static HANDLE operation;
 static HANDLE inj;
 static UINT64 pended;
 static NET_BUFFER_LIST *kept;
@@ -74,6 +76,34 @@ static void NTAPI Bind(const FWPS_INCOMING_VALUES0 *v, const FWPS_INCOMING_METAD
     pended = h;
 }
 
+static void NTAPI Auth(const FWPS_INCOMING_VALUES0 *v, const FWPS_INCOMING_METADATA_VALUES0 *m, void *d,
+                       const void *cc, const FWPS_FILTER3 *f, UINT64 fc, FWPS_CLASSIFY_OUT0 *out)
+{
+    NTSTATUS s = FwpsPendOperation0(m->completionHandle, &operation);
+    DbgPrint("api: pend operation %#x present %u\n", s,
+             FWPS_IS_METADATA_FIELD_PRESENT(m, FWPS_METADATA_FIELD_COMPLETION_HANDLE));
+    out->actionType = FWP_ACTION_BLOCK;
+    out->flags |= FWPS_CLASSIFY_OUT_FLAG_ABSORB;
+    out->rights &= ~FWPS_RIGHT_ACTION_WRITE;
+}
+
+/* Completes the pended operation handing it a list over a pool buffer (the engine takes the
+ * bytes; the driver keeps and frees its MDL and buffer). */
+static void CompleteWithList(void)
+{
+    static const char text[] = "held-by-driver";
+    PUCHAR buf = (PUCHAR)ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof(text), 'ipaT');
+    RtlCopyMemory(buf, text, sizeof(text));
+    PMDL mdl = IoAllocateMdl(buf, sizeof(text), FALSE, FALSE, NULL);
+    MmBuildMdlForNonPagedPool(mdl);
+    NET_BUFFER_LIST *nbl = NULL;
+    NTSTATUS s = FwpsAllocateNetBufferAndNetBufferList0(NULL, 0, 0, mdl, 5, sizeof(text) - 5, &nbl);
+    DbgPrint("api: allocate %#x length %lu\n", s, NET_BUFFER_DATA_LENGTH(NET_BUFFER_LIST_FIRST_NB(nbl)));
+    FwpsCompleteOperation0(operation, nbl);
+    IoFreeMdl(mdl);
+    ExFreePoolWithTag(buf, 'ipaT');
+}
+
 static NTSTATUS Clone(NET_BUFFER_LIST *nbl, NET_BUFFER_LIST **c)
 {
     NTSTATUS s = FwpsAllocateCloneNetBufferList0(nbl, NULL, NULL, 0, c);
@@ -108,6 +138,7 @@ static void FirstRound(const FWPS_INCOMING_METADATA_VALUES0 *m, NET_BUFFER_LIST 
     FWPS_CLASSIFY_OUT0 decision = { 0 };
     decision.actionType = FWP_ACTION_PERMIT;
     if (pended) FwpsCompleteClassify0(pended, 0, &decision);
+    if (operation) CompleteWithList();
     HANDLE ctx = NULL;
     DbgPrint("api: pend bogus operation %#x\n", FwpsPendOperation0((HANDLE)77, &ctx));
     DbgPrint("api: continue %#x\n", FwpsStreamContinue0(1, ids[2], FWPS_LAYER_STREAM_V4, FWPS_STREAM_FLAG_RECEIVE));
@@ -146,7 +177,7 @@ static NTSTATUS Reg(const GUID *k, FWPS_CALLOUT_CLASSIFY_FN3 fn, UINT32 *id)
 }
 static void Unload(PDRIVER_OBJECT d)
 {
-    for (int i = 0; i < 3; i++) FwpsCalloutUnregisterById0(ids[i]);
+    for (int i = 0; i < 4; i++) FwpsCalloutUnregisterById0(ids[i]);
     IoDeleteDevice(dev);
 }
 NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
@@ -160,6 +191,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
     if (NT_SUCCESS(s)) s = Reg(&K_CONNECT, Connect, &ids[0]);
     if (NT_SUCCESS(s)) s = Reg(&K_BIND, Bind, &ids[1]);
     if (NT_SUCCESS(s)) s = Reg(&K_PACKET, Packet, &ids[2]);
+    if (NT_SUCCESS(s)) s = Reg(&K_AUTH, Auth, &ids[3]);
     return s;
 }
 "#;
@@ -258,6 +290,26 @@ fn async_fwps_functions_from_c_on_the_engine() {
         engine.poll_pend_event(),
         Some(PendEvent::ClassifyPended { .. })
     ));
+    // §10.1: an ALE_AUTH_CONNECT classify with a completion handle, pended by the driver.
+    add(&engine, 4, layers::ALE_AUTH_CONNECT_V4);
+    let handle = engine.new_completion_handle();
+    let meta = Metadata {
+        completion_handle: handle.0,
+        present: wfp_core::constants::MetadataFields::COMPLETION_HANDLE,
+        ..Metadata::default()
+    };
+    let auth = engine.classify(
+        layers::ALE_AUTH_CONNECT_V4,
+        &[],
+        &meta,
+        &mut LayerData::None,
+        None,
+    );
+    assert_eq!(auth.action, ActionType::BLOCK);
+    assert!(matches!(
+        engine.poll_pend_event(),
+        Some(PendEvent::OperationPended { handle: h, .. }) if h == handle
+    ));
     let packet: Vec<u8> = vec![
         0x45, 0, 0, 28, 1, 2, 0, 0, 64, 17, 0, 0, 10, 77, 0, 1, 10, 77, 0, 2,
     ]
@@ -272,6 +324,18 @@ fn async_fwps_functions_from_c_on_the_engine() {
         other => panic!("{other:?}"),
     }
     assert_eq!(engine.classify_handle_count(), 0);
+    match engine.poll_pend_event() {
+        Some(PendEvent::OperationCompleted {
+            handle: h,
+            packet: Some(p),
+            ..
+        }) => {
+            assert_eq!(h, handle);
+            assert_eq!(engine.packet_data(p).as_deref(), Some(&b"by-driver\0"[..]));
+            assert_eq!(engine.free_packet(p), Status::SUCCESS);
+        }
+        other => panic!("{other:?}"),
+    }
 
     // §10.4: four injections queued, each with its own function and arguments.
     let mut requests = Vec::new();
@@ -336,6 +400,7 @@ fn async_fwps_functions_from_c_on_the_engine() {
         "api: original port 8080 family 2",
         "api: pend classify 0x0 action 0x1001 absorb 1",
         "api: pend again 0xc0220009",
+        "api: pend operation 0x0 present 1",
         "api: security 0x0 reinjected 0 secure 0",
         "api: both directions 0xc000000d",
         "api: injection state 0",
@@ -344,6 +409,7 @@ fn async_fwps_functions_from_c_on_the_engine() {
         "api: forward 0x0",
         "api: transport receive 0x0",
         "api: network receive 0x0",
+        "api: allocate 0x0 length 10",
         "api: pend bogus operation 0xc0220008",
         "api: continue 0xc0220008",
         "api: completion tsend status 0x0 dispatch 1",

@@ -13,7 +13,7 @@ use wfp_core::{ActionType, ClassifyOut, ClassifyOutFlags, FilterId, Rights, Stat
 
 use super::ctx;
 use super::invocation;
-use super::nbl::NblState;
+use super::nbl::{list_bytes, NblState};
 use super::types::{FwpsBindRequest0, FwpsClassifyOut0, FwpsConnectRequest0, SockaddrStorage};
 use super::{boundary, nt, NtStatus, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER};
 
@@ -117,17 +117,33 @@ pub(crate) extern "C" fn FwpsCompleteOperation0(
 ) {
     boundary("FwpsCompleteOperation0", (), || {
         ctx::with_host(|h| {
-            // The optional list travels with the completion (the data path owns it from here).
+            // The optional list travels with the completion: the engine owns its bytes from here
+            // (the data path frees the ledger packet); the runtime's list goes now.
             let packet = if nbl.is_null() {
                 None
             } else {
-                let mut st = h.asyncs.lock();
-                match st.nbls.get_mut(&(nbl as usize)) {
-                    Some((_, r)) if r.state == NblState::Held => {
-                        r.state = NblState::Injected;
-                        r.packet
+                let taken = {
+                    let mut st = h.asyncs.lock();
+                    match st.nbls.get(&(nbl as usize)) {
+                        Some((_, r)) if r.state == NblState::Held => {
+                            st.nbls.remove(&(nbl as usize))
+                        }
+                        _ => None,
                     }
-                    _ => None,
+                };
+                match taken {
+                    Some((b, r)) => Some(r.packet.unwrap_or_else(|| {
+                        // SAFETY: a list this runtime built (our buffer or the caller's MDLs).
+                        h.engine
+                            .allocate_packet(unsafe { list_bytes(&b.nbl, usize::MAX) })
+                    })),
+                    None => {
+                        h.finding(crate::verifier::Finding::Assertion {
+                            message: "FwpsCompleteOperation0: the list is not one the driver holds"
+                                .into(),
+                        });
+                        None
+                    }
                 }
             };
             let s = h
