@@ -422,3 +422,58 @@ fn async_fwps_functions_from_c_on_the_engine() {
     ];
     assert_eq!(log, expect, "{log:#?}");
 }
+
+const UNLOADED: &str = r#"
+#include <ntddk.h>
+#include <fwpsk.h>
+static HANDLE inj;
+static PMDL mdl;
+static UCHAR packet[28] = { 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0, 1, 0, 2, 0, 8, 0, 0 };
+static void NTAPI Done(void *c, NET_BUFFER_LIST *nbl, BOOLEAN d) { DbgPrint("must not run\n"); }
+static void Unload(PDRIVER_OBJECT d)
+{
+    DbgPrint("destroy %#x\n", FwpsInjectionHandleDestroy0(inj));
+    IoFreeMdl(mdl);
+}
+NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
+{
+    d->DriverUnload = Unload;
+    NTSTATUS s = FwpsInjectionHandleCreate0(AF_INET, FWPS_INJECTION_TYPE_NETWORK, &inj);
+    mdl = IoAllocateMdl(packet, sizeof(packet), FALSE, FALSE, NULL);
+    NET_BUFFER_LIST *nbl = NULL;
+    if (NT_SUCCESS(s)) s = FwpsAllocateNetBufferAndNetBufferList0(NULL, 0, 0, mdl, 0, sizeof(packet), &nbl);
+    if (NT_SUCCESS(s)) s = FwpsInjectNetworkSendAsync0(inj, NULL, 0, 0, nbl, Done, NULL);
+    DbgPrint("inject %#x\n", s);
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// An injection still pending when its driver is unloaded: the completion function (now unmapped)
+/// is not called when the data path finishes it, and nothing crashes.
+#[test]
+fn completion_after_unload_does_not_call_into_the_unmapped_image() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let src = dir.join("unloaded_inject.c");
+    std::fs::write(&src, UNLOADED).unwrap();
+    let so = dir.join("unloaded_inject.so");
+    build(&BuildOptions {
+        sources: vec![src],
+        output: so.clone(),
+        ..BuildOptions::default()
+    })
+    .unwrap();
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let driver = host.load(&so).unwrap();
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    let req = engine.poll_injection().expect("the injection is queued");
+    assert_eq!(req.data.len(), 28);
+    assert_eq!(
+        engine.complete_injection(req.id, InjectionOutcome::Delivered),
+        Status::SUCCESS
+    );
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    assert_eq!(log, ["inject 0x0", "destroy 0x0"]);
+    assert_eq!(engine.injection_handle_count(), 0);
+}

@@ -184,11 +184,27 @@ fn completion(
             b.nbl.status = done.status.0 as i32;
         }
         let _bound = ctx::bind(&h, driver, DISPATCH_LEVEL, "completionFn");
-        // SAFETY: the driver's FWPS_INJECT_COMPLETE0 (its image is loaded while it has injections
-        // pending: unload waits for the injection handles it destroys) with its own context and
-        // the list it injected (still recorded; the driver frees it here or later).
+        if !image_loaded(f) {
+            // The driver was unloaded with this injection pending: its code is gone.
+            h.finding(crate::verifier::Finding::Assertion {
+                message: "an injection completed after its driver was unloaded (completion function not called)".into(),
+            });
+            return;
+        }
+        // SAFETY: the driver's FWPS_INJECT_COMPLETE0, in an image still mapped (checked above),
+        // with its own context and the list it injected (still recorded; the driver frees it here
+        // or later).
         unsafe { f(context as *mut c_void, nbl as *mut NetBufferList, 1) };
     })
+}
+
+/// Whether `f` lies in a mapped image (dladdr finds the object containing it).
+fn image_loaded(f: InjectCompleteFn) -> bool {
+    // SAFETY: dladdr only reads the loader's tables; `info` is a valid out-structure.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        libc::dladdr(f as *const c_void, &mut info) != 0
+    }
 }
 
 impl Call {
