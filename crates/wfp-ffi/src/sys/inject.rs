@@ -237,6 +237,9 @@ fn inject_on(h: &HostInner, call: Call) -> NtStatus {
         }
         // SAFETY: a list this runtime built (its MDLs: our buffer or the caller's chain).
         let bytes = unsafe { list_bytes(&b.nbl, call.length.unwrap_or(usize::MAX)) };
+        // Marked before the engine sees it: the completion may run on the data path's thread
+        // before this call returns (it sets Completed).
+        r.state = NblState::Injected;
         match r.packet {
             Some(p) if engine.set_packet_data(p, bytes.clone()) == Status::SUCCESS => (p, false),
             _ => {
@@ -256,16 +259,17 @@ fn inject_on(h: &HostInner, call: Call) -> NtStatus {
         packet,
         completion,
     });
-    let mut st = h.asyncs.lock();
-    let record = st.nbls.get_mut(&(call.nbl as usize)).map(|(_, r)| r);
-    if s == Status::SUCCESS {
-        if let Some(r) = record {
-            r.state = NblState::Injected;
+    if s != Status::SUCCESS {
+        // Nothing changed: the driver still holds the list.
+        let mut st = h.asyncs.lock();
+        if let Some((_, r)) = st.nbls.get_mut(&(call.nbl as usize)) {
+            r.state = NblState::Held;
+            if fresh {
+                r.packet = None;
+            }
         }
-    } else if fresh {
-        let _ = engine.free_packet(packet);
-        if let Some(r) = record {
-            r.packet = None;
+        if fresh {
+            let _ = engine.free_packet(packet);
         }
     }
     nt(s)
