@@ -94,8 +94,26 @@ fn engine_with_filter(key: Guid) -> Arc<Engine> {
     e
 }
 
-fn measure(engine: &Engine, values: &[Value], packet: &[u8], iterations: u32) -> f64 {
+/// This thread's CPU time in ns (`/proc/thread-self/schedstat`, first field): unlike wall time it
+/// leaves out the time other processes held the CPU (this machine is shared).
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// ns per classify: (wall time, thread CPU time when readable).
+fn measure(
+    engine: &Engine,
+    values: &[Value],
+    packet: &[u8],
+    iterations: u32,
+) -> (f64, Option<f64>) {
     let meta = Metadata::default();
+    let cpu = thread_cpu_ns();
     let start = Instant::now();
     for _ in 0..iterations {
         let mut data = LayerData::Packet(packet);
@@ -108,7 +126,16 @@ fn measure(engine: &Engine, values: &[Value], packet: &[u8], iterations: u32) ->
         );
         std::hint::black_box(r);
     }
-    start.elapsed().as_nanos() as f64 / f64::from(iterations)
+    let wall = start.elapsed().as_nanos() as f64 / f64::from(iterations);
+    let cpu = cpu
+        .zip(thread_cpu_ns())
+        .map(|(a, b)| b.saturating_sub(a) as f64 / f64::from(iterations));
+    (wall, cpu)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn main() {
@@ -154,15 +181,16 @@ fn main() {
     // Warm up both, then alternate rounds so drift hits both equally.
     measure(&c_engine, &values, &packet, n / 10);
     measure(&rust_engine, &values, &packet, n / 10);
-    let mut c = Vec::new();
-    let mut r = Vec::new();
+    let (mut c, mut r, mut c_cpu, mut r_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..5 {
-        c.push(measure(&c_engine, &values, &packet, n));
-        r.push(measure(&rust_engine, &values, &packet, n));
+        let (wall, cpu) = measure(&c_engine, &values, &packet, n);
+        c.push(wall);
+        c_cpu.extend(cpu);
+        let (wall, cpu) = measure(&rust_engine, &values, &packet, n);
+        r.push(wall);
+        r_cpu.extend(cpu);
     }
-    c.sort_by(f64::total_cmp);
-    r.sort_by(f64::total_cmp);
-    let (cm, rm) = (c[2], r[2]);
+    let (cm, rm) = (median(c), median(r));
     println!("classify through a Rust callout: {rm:.1} ns (median of 5 x {n})");
     println!("classify through a C callout:    {cm:.1} ns (median of 5 x {n})");
     println!(
@@ -170,6 +198,14 @@ fn main() {
         cm - rm,
         cm / rm
     );
+    if c_cpu.len() == 5 && r_cpu.len() == 5 {
+        let (cc, rc) = (median(c_cpu), median(r_cpu));
+        println!(
+            "thread CPU time: Rust {rc:.1} ns, C {cc:.1} ns, added {:.1} ns (ratio {:.2})",
+            cc - rc,
+            cc / rc
+        );
+    }
     drop(driver);
     flowmon_throughput();
 }
