@@ -9,11 +9,25 @@ use std::cell::{Cell, RefCell};
 use crate::host::HostInner;
 use crate::verifier::Finding;
 
+/// What is bound to a thread: one cell, so entering and leaving a callback is one TLS access each.
+#[derive(Clone, Copy)]
+struct Binding {
+    host: *const HostInner,
+    driver: usize,
+    irql: u8,
+}
+
 thread_local! {
-    static HOST: Cell<*const HostInner> = const { Cell::new(std::ptr::null()) };
-    static DRIVER: Cell<usize> = const { Cell::new(usize::MAX) };
-    static IRQL: Cell<u8> = const { Cell::new(0) };
+    static BINDING: Cell<Binding> = const {
+        Cell::new(Binding {
+            host: std::ptr::null(),
+            driver: usize::MAX,
+            irql: 0,
+        })
+    };
     static LOCKS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    /// `LOCKS.len()`, kept in a plain cell for the per-callback balance check.
+    static LOCK_COUNT: Cell<usize> = const { Cell::new(0) };
 }
 
 pub(crate) const PASSIVE_LEVEL: u8 = 0;
@@ -21,9 +35,7 @@ pub(crate) const DISPATCH_LEVEL: u8 = 2;
 
 /// Restores the previous binding when dropped.
 pub(crate) struct Bound {
-    prev_host: *const HostInner,
-    prev_driver: usize,
-    prev_irql: u8,
+    prev: Binding,
     irql: u8,
     locks: usize,
     callback: &'static str,
@@ -33,13 +45,15 @@ pub(crate) struct Bound {
 ///
 /// The caller keeps `host` alive until the guard is dropped.
 pub(crate) fn bind(host: &HostInner, driver: usize, irql: u8, callback: &'static str) -> Bound {
-    let prev_host = HOST.with(|h| h.replace(host));
-    let prev_driver = DRIVER.with(|d| d.replace(driver));
-    let prev_irql = IRQL.with(|i| i.replace(irql));
+    let prev = BINDING.with(|b| {
+        b.replace(Binding {
+            host: std::ptr::from_ref(host),
+            driver,
+            irql,
+        })
+    });
     Bound {
-        prev_host,
-        prev_driver,
-        prev_irql,
+        prev,
         irql,
         locks: lock_count(),
         callback,
@@ -48,13 +62,15 @@ pub(crate) fn bind(host: &HostInner, driver: usize, irql: u8, callback: &'static
 
 impl Drop for Bound {
     fn drop(&mut self) {
-        let exit = IRQL.with(Cell::get);
+        let exit = irql();
         let held = lock_count();
         if exit != self.irql || held != self.locks {
             let extra: Vec<usize> = LOCKS.with(|l| {
                 let mut l = l.borrow_mut();
                 let keep = self.locks.min(l.len());
-                l.split_off(keep)
+                let extra = l.split_off(keep);
+                LOCK_COUNT.with(|c| c.set(l.len()));
+                extra
             });
             for lock in &extra {
                 super::kernel::force_release(*lock);
@@ -68,15 +84,13 @@ impl Drop for Bound {
                 });
             });
         }
-        HOST.with(|h| h.set(self.prev_host));
-        DRIVER.with(|d| d.set(self.prev_driver));
-        IRQL.with(|i| i.set(self.prev_irql));
+        BINDING.with(|b| b.set(self.prev));
     }
 }
 
 /// Runs `f` with the host bound to this thread, if any.
 pub(crate) fn with_host<R>(f: impl FnOnce(&HostInner) -> R) -> Option<R> {
-    let p = HOST.with(Cell::get);
+    let p = BINDING.with(Cell::get).host;
     if p.is_null() {
         return None;
     }
@@ -87,23 +101,33 @@ pub(crate) fn with_host<R>(f: impl FnOnce(&HostInner) -> R) -> Option<R> {
 
 /// The driver index bound to this thread.
 pub(crate) fn current_driver() -> usize {
-    DRIVER.with(Cell::get)
+    BINDING.with(Cell::get).driver
 }
 
 pub(crate) fn irql() -> u8 {
-    IRQL.with(Cell::get)
+    BINDING.with(Cell::get).irql
 }
 
 pub(crate) fn set_irql(v: u8) -> u8 {
-    IRQL.with(|i| i.replace(v))
+    BINDING.with(|b| {
+        let mut cur = b.get();
+        let old = cur.irql;
+        cur.irql = v;
+        b.set(cur);
+        old
+    })
 }
 
 pub(crate) fn lock_count() -> usize {
-    LOCKS.with(|l| l.borrow().len())
+    LOCK_COUNT.with(Cell::get)
 }
 
 pub(crate) fn push_lock(lock: usize) {
-    LOCKS.with(|l| l.borrow_mut().push(lock));
+    LOCKS.with(|l| {
+        let mut l = l.borrow_mut();
+        l.push(lock);
+        LOCK_COUNT.with(|c| c.set(l.len()));
+    });
 }
 
 /// Forgets a held lock; false when this thread did not hold it.
@@ -113,6 +137,7 @@ pub(crate) fn pop_lock(lock: usize) -> bool {
         match l.iter().rposition(|x| *x == lock) {
             Some(i) => {
                 l.remove(i);
+                LOCK_COUNT.with(|c| c.set(l.len()));
                 true
             }
             None => false,
