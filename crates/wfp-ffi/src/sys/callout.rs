@@ -538,7 +538,7 @@ impl Callout for CCallout {
                 let _entered = invocation::enter(&inv);
                 self.call_classify(
                     (&c_values, meta_ref, data_ptr),
-                    invocation::current_address(),
+                    std::ptr::from_ref(&inv).cast(),
                     c_filter,
                     flow_context,
                     &mut c_out,

@@ -15,6 +15,8 @@ struct Binding {
     host: *const HostInner,
     driver: usize,
     irql: u8,
+    /// `LOCKS.len()`, mirrored here for the per-callback balance check.
+    locks: usize,
 }
 
 thread_local! {
@@ -23,11 +25,10 @@ thread_local! {
             host: std::ptr::null(),
             driver: usize::MAX,
             irql: 0,
+            locks: 0,
         })
     };
     static LOCKS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
-    /// `LOCKS.len()`, kept in a plain cell for the per-callback balance check.
-    static LOCK_COUNT: Cell<usize> = const { Cell::new(0) };
 }
 
 pub(crate) const PASSIVE_LEVEL: u8 = 0;
@@ -46,30 +47,34 @@ pub(crate) struct Bound {
 /// The caller keeps `host` alive until the guard is dropped.
 pub(crate) fn bind(host: &HostInner, driver: usize, irql: u8, callback: &'static str) -> Bound {
     let prev = BINDING.with(|b| {
-        b.replace(Binding {
+        let prev = b.get();
+        b.set(Binding {
             host: std::ptr::from_ref(host),
             driver,
             irql,
-        })
+            locks: prev.locks,
+        });
+        prev
     });
     Bound {
         prev,
         irql,
-        locks: lock_count(),
+        locks: prev.locks,
         callback,
     }
 }
 
 impl Drop for Bound {
     fn drop(&mut self) {
-        let exit = irql();
-        let held = lock_count();
+        let now = BINDING.with(Cell::get);
+        let (exit, held) = (now.irql, now.locks);
+        let mut locks = held;
         if exit != self.irql || held != self.locks {
             let extra: Vec<usize> = LOCKS.with(|l| {
                 let mut l = l.borrow_mut();
                 let keep = self.locks.min(l.len());
                 let extra = l.split_off(keep);
-                LOCK_COUNT.with(|c| c.set(l.len()));
+                set_lock_count(l.len());
                 extra
             });
             for lock in &extra {
@@ -83,8 +88,12 @@ impl Drop for Bound {
                     locks_held: extra.len(),
                 });
             });
+            locks = lock_count();
         }
-        BINDING.with(|b| b.set(self.prev));
+        // Restore the caller's binding; the held-lock count is the thread's, not the binding's.
+        BINDING.with(|b| {
+            b.set(Binding { locks, ..self.prev });
+        });
     }
 }
 
@@ -119,14 +128,22 @@ pub(crate) fn set_irql(v: u8) -> u8 {
 }
 
 pub(crate) fn lock_count() -> usize {
-    LOCK_COUNT.with(Cell::get)
+    BINDING.with(Cell::get).locks
+}
+
+fn set_lock_count(n: usize) {
+    BINDING.with(|b| {
+        let mut cur = b.get();
+        cur.locks = n;
+        b.set(cur);
+    });
 }
 
 pub(crate) fn push_lock(lock: usize) {
     LOCKS.with(|l| {
         let mut l = l.borrow_mut();
         l.push(lock);
-        LOCK_COUNT.with(|c| c.set(l.len()));
+        set_lock_count(l.len());
     });
 }
 
@@ -137,7 +154,7 @@ pub(crate) fn pop_lock(lock: usize) -> bool {
         match l.iter().rposition(|x| *x == lock) {
             Some(i) => {
                 l.remove(i);
-                LOCK_COUNT.with(|c| c.set(l.len()));
+                set_lock_count(l.len());
                 true
             }
             None => false,
