@@ -12,7 +12,9 @@
  *      edited copy is injected and the clone discarded (FwpsDiscardClonedStreamData0). The
  *      injection happens in classifyFn (allowed for a callout that clones and blocks all data).
  *
- * Patterns split across two indications are not found (no NEED_MORE_DATA accumulation here).
+ * Patterns split across two indications are not found: NEED_MORE_DATA would not help inline on
+ * this data path, which has already forwarded the packet that carried the pattern's first part
+ * (wfp-shim's stream module: bytes cannot be held across packets inline).
  * Parameters (compile time): STREAMEDIT_PATTERN, STREAMEDIT_REPLACEMENT (string literals),
  * STREAMEDIT_OOB (0/1).
  */
