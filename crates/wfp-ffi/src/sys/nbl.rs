@@ -155,8 +155,10 @@ pub(crate) unsafe fn list_bytes(mut nbl: *const NetBufferList, limit: usize) -> 
             let mut nb = l.first_net_buffer.cast_const();
             while let Some(b) = nb.as_ref() {
                 let d = &b.data;
+                // Never more than the MDLs describe (a bogus DataLength must not allocate).
                 let want = usize::try_from(d.data_length)
                     .unwrap_or(usize::MAX)
+                    .min(chain_bytes(d.current_mdl, d.current_mdl_offset as usize))
                     .min(limit.saturating_sub(out.len()));
                 let start = out.len();
                 out.resize(start + want, 0);
@@ -172,6 +174,25 @@ pub(crate) unsafe fn list_bytes(mut nbl: *const NetBufferList, limit: usize) -> 
         }
     }
     out
+}
+
+/// Bytes an MDL chain describes from `offset` into its first MDL.
+///
+/// # Safety
+/// `mdl` must be null or the head of a valid MDL chain.
+unsafe fn chain_bytes(mut mdl: *const Mdl, offset: usize) -> usize {
+    let mut total = 0usize;
+    let mut skip = offset;
+    // SAFETY: per the contract.
+    unsafe {
+        while let Some(m) = mdl.as_ref() {
+            let count = m.byte_count as usize;
+            total = total.saturating_add(count.saturating_sub(skip));
+            skip = skip.saturating_sub(count);
+            mdl = m.next;
+        }
+    }
+    total
 }
 
 /// What the Fwps asynchronous functions keep per host: the lists handed out, detached referenced
