@@ -23,7 +23,9 @@ use wfp_core::{CalloutId, LayerId, Status};
 use super::ctx::{self, DISPATCH_LEVEL};
 use super::invocation;
 use super::nbl::{list_bytes, NblState};
-use super::types::{FwpsPacketListInformation0, FwpsTransportSendParams1, NetBufferList};
+use super::types::{
+    FwpsPacketListInformation0, FwpsTransportSendParams0, FwpsTransportSendParams1, NetBufferList,
+};
 use super::{boundary, nt, NtStatus, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER};
 use crate::host::HostInner;
 
@@ -401,38 +403,48 @@ pub(crate) unsafe extern "C" fn FwpsInjectTransportReceiveAsync0(
 /// FWPS_TRANSPORT_SEND_PARAMS0/1 → engine send parameters (deep copies).
 ///
 /// # Safety
-/// `p` must be null or valid; its pointers valid for their lengths; `v1` says whether the
-/// headerInclude members exist.
+/// `p` must be null or point to a FWPS_TRANSPORT_SEND_PARAMS1 when `v1`, a
+/// FWPS_TRANSPORT_SEND_PARAMS0 (its prefix) otherwise; its pointers valid for their lengths.
 unsafe fn send_params(p: *const FwpsTransportSendParams1, af: u16, v1: bool) -> Option<SendParams> {
-    // SAFETY: per the contract.
-    let p = unsafe { p.as_ref() }?;
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: per the contract; PARAMS0 is the PARAMS1 prefix, so only its members are read
+    // through the PARAMS0 view, and the headerInclude members only when `v1`.
+    let base = unsafe { &*p.cast::<FwpsTransportSendParams0>() };
     let copy = |ptr: *const u8, len: u32| -> Option<Arc<[u8]>> {
         // SAFETY: per the contract, `ptr` is valid for `len` bytes when non-null.
         (!ptr.is_null() && len > 0)
             .then(|| unsafe { std::slice::from_raw_parts(ptr, len as usize) }.into())
     };
-    let remote_address = if p.remote_address.is_null() {
+    let remote_address = if base.remote_address.is_null() {
         None
     } else if af == 23 {
         let mut o = [0u8; 16];
         // SAFETY: an IPv6 remote address is 16 bytes.
-        o.copy_from_slice(unsafe { std::slice::from_raw_parts(p.remote_address, 16) });
+        o.copy_from_slice(unsafe { std::slice::from_raw_parts(base.remote_address, 16) });
         Some(IpAddr::V6(Ipv6Addr::from(o)))
     } else {
         let mut o = [0u8; 4];
         // SAFETY: an IPv4 remote address is 4 bytes.
-        o.copy_from_slice(unsafe { std::slice::from_raw_parts(p.remote_address, 4) });
+        o.copy_from_slice(unsafe { std::slice::from_raw_parts(base.remote_address, 4) });
         Some(IpAddr::V4(Ipv4Addr::from(o)))
+    };
+    let header_include_header = if v1 {
+        // SAFETY: `v1`: the caller passed a whole FWPS_TRANSPORT_SEND_PARAMS1.
+        let full = unsafe { &*p };
+        copy(
+            full.header_include_header,
+            full.header_include_header_length,
+        )
+    } else {
+        None
     };
     Some(SendParams {
         remote_address,
-        remote_scope_id: p.remote_scope_id,
-        control_data: copy(p.control_data, p.control_data_length),
-        header_include_header: if v1 {
-            copy(p.header_include_header, p.header_include_header_length)
-        } else {
-            None
-        },
+        remote_scope_id: base.remote_scope_id,
+        control_data: copy(base.control_data, base.control_data_length),
+        header_include_header,
     })
 }
 

@@ -495,6 +495,16 @@ pub(crate) struct FwpsBindRequest0 {
     pub(crate) modifier_filter_id: u64,
 }
 
+/// `FWPS_TRANSPORT_SEND_PARAMS0`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FwpsTransportSendParams0 {
+    pub(crate) remote_address: *mut u8,
+    pub(crate) remote_scope_id: u32,
+    pub(crate) control_data: *mut u8,
+    pub(crate) control_data_length: u32,
+}
+
 /// `FWPS_TRANSPORT_SEND_PARAMS1` (PARAMS0 is its prefix).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -916,6 +926,7 @@ pub(crate) fn layout_table() -> Vec<(String, usize)> {
         "modifierFilterId",
         modifier_filter_id
     );
+    size!("FWPS_TRANSPORT_SEND_PARAMS0", FwpsTransportSendParams0);
     size!("FWPS_TRANSPORT_SEND_PARAMS1", FwpsTransportSendParams1);
     type Sp = FwpsTransportSendParams1;
     off!(
