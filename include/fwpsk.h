@@ -1,6 +1,8 @@
 /* wfp-ddk fwpsk.h: the run-time callout API (wfp-reference.md §1–§6, §9). Layer and field ids
  * (FWPS_BUILTIN_LAYERS, FWPS_FIELDS_*) are generated from the engine's catalogue into
- * wfp/fwps_builtin.h. Only functions the runtime implements are declared (docs/c-abi.md). */
+ * wfp/fwps_builtin.h. Only functions the runtime implements are declared (docs/c-abi.md), including
+ * the asynchronous ones (pend/complete, classify handles, writable layer data, injection, NBL
+ * cloning and allocation, stream clone/inject/continue; §9–§10). */
 #ifndef WFP_DDK_FWPSK_H
 #define WFP_DDK_FWPSK_H
 #include "ndis.h"
@@ -218,6 +220,159 @@ NTSTATUS FwpsFlowAbort0(UINT64 flowId);
 /* ---- stream data (§9) ---- */
 void FwpsCopyStreamDataToBuffer0(const FWPS_STREAM_DATA0 *streamData, PVOID buffer, SIZE_T bytesToCopy, SIZE_T *bytesCopied);
 
+/* ---- asynchronous classification (§10.1–§10.2) ---- */
+NTSTATUS FwpsPendOperation0(HANDLE completionHandle, HANDLE *completionContext);
+void FwpsCompleteOperation0(HANDLE completionContext, PNET_BUFFER_LIST netBufferList);
+NTSTATUS FwpsAcquireClassifyHandle0(void *classifyContext, UINT32 flags, UINT64 *classifyHandle);
+void FwpsReleaseClassifyHandle0(UINT64 classifyHandle);
+NTSTATUS FwpsPendClassify0(UINT64 classifyHandle, UINT64 filterId, UINT32 flags, FWPS_CLASSIFY_OUT0 *classifyOut);
+void FwpsCompleteClassify0(UINT64 classifyHandle, UINT32 flags, const FWPS_CLASSIFY_OUT0 *classifyOut);
+
+/* ---- writable layer data at the redirect layers (§10.3) ---- */
+typedef struct FWPS_CONNECT_REQUEST0_ {
+    SOCKADDR_STORAGE localAddressAndPort;
+    SOCKADDR_STORAGE remoteAddressAndPort;
+    UINT64 portReservationToken;
+    DWORD localRedirectTargetPID;
+    struct FWPS_CONNECT_REQUEST0_ *previousVersion;
+    UINT64 modifierFilterId;
+    HANDLE localRedirectHandle;
+    void *localRedirectContext;
+    SIZE_T localRedirectContextSize;
+} FWPS_CONNECT_REQUEST0;
+typedef struct FWPS_BIND_REQUEST0_ {
+    SOCKADDR_STORAGE localAddressAndPort;
+    UINT64 portReservationToken;
+    struct FWPS_BIND_REQUEST0_ *previousVersion;
+    UINT64 modifierFilterId;
+} FWPS_BIND_REQUEST0;
+#define FWPS_CONNECT_REQUEST FWPS_CONNECT_REQUEST0
+#define FWPS_BIND_REQUEST FWPS_BIND_REQUEST0
+#define FWPS_CLASSIFY_FLAG_REAUTHORIZE_IF_MODIFIED_BY_OTHERS 0x00000001
+NTSTATUS FwpsAcquireWritableLayerDataPointer0(UINT64 classifyHandle, UINT64 filterId, UINT32 flags,
+    PVOID *writableLayerData, FWPS_CLASSIFY_OUT0 *classifyOut);
+void FwpsApplyModifiedLayerData0(UINT64 classifyHandle, PVOID modifiedLayerData, UINT32 flags);
+
+/* ---- packet injection (§10.4) ---- */
+#define FWPS_INJECTION_TYPE_STREAM 0x00000001
+#define FWPS_INJECTION_TYPE_TRANSPORT 0x00000002
+#define FWPS_INJECTION_TYPE_NETWORK 0x00000004
+#define FWPS_INJECTION_TYPE_FORWARD 0x00000008
+#define FWPS_INJECTION_TYPE_L2 0x00000010
+#define FWPS_INJECTION_TYPE_VSWITCH_TRANSPORT 0x00000020
+#define FWPS_SEND_INJECT_PRESERVE_IPID 0x00000001
+typedef enum FWPS_PACKET_INJECTION_STATE_ {
+    FWPS_PACKET_NOT_INJECTED = 0,
+    FWPS_PACKET_INJECTED_BY_SELF = 1,
+    FWPS_PACKET_INJECTED_BY_OTHER = 2,
+    FWPS_PACKET_PREVIOUSLY_INJECTED_BY_SELF = 3,
+    FWPS_PACKET_INJECTION_STATE_MAX = 4
+} FWPS_PACKET_INJECTION_STATE;
+typedef void(NTAPI FWPS_INJECT_COMPLETE0_)(void *context, NET_BUFFER_LIST *netBufferList, BOOLEAN dispatchLevel);
+typedef FWPS_INJECT_COMPLETE0_ *FWPS_INJECT_COMPLETE0;
+#define FWPS_INJECT_COMPLETE FWPS_INJECT_COMPLETE0
+typedef struct FWPS_TRANSPORT_SEND_PARAMS0_ {
+    UCHAR *remoteAddress;
+    SCOPE_ID remoteScopeId;
+    WSACMSGHDR *controlData;
+    ULONG controlDataLength;
+} FWPS_TRANSPORT_SEND_PARAMS0;
+typedef struct FWPS_TRANSPORT_SEND_PARAMS1_ {
+    UCHAR *remoteAddress;
+    SCOPE_ID remoteScopeId;
+    WSACMSGHDR *controlData;
+    ULONG controlDataLength;
+    UCHAR *headerIncludeHeader;
+    ULONG headerIncludeHeaderLength;
+} FWPS_TRANSPORT_SEND_PARAMS1;
+NTSTATUS FwpsInjectionHandleCreate0(ADDRESS_FAMILY addressFamily, UINT32 flags, HANDLE *injectionHandle);
+NTSTATUS FwpsInjectionHandleDestroy0(HANDLE injectionHandle);
+FWPS_PACKET_INJECTION_STATE FwpsQueryPacketInjectionState0(HANDLE injectionHandle, const NET_BUFFER_LIST *netBufferList,
+    HANDLE *injectionContext);
+NTSTATUS FwpsInjectTransportSendAsync0(HANDLE injectionHandle, HANDLE injectionContext, UINT64 endpointHandle, UINT32 flags,
+    FWPS_TRANSPORT_SEND_PARAMS0 *sendArgs, ADDRESS_FAMILY addressFamily, COMPARTMENT_ID compartmentId,
+    NET_BUFFER_LIST *netBufferList, FWPS_INJECT_COMPLETE0 completionFn, HANDLE completionContext);
+NTSTATUS FwpsInjectTransportSendAsync1(HANDLE injectionHandle, HANDLE injectionContext, UINT64 endpointHandle, UINT32 flags,
+    FWPS_TRANSPORT_SEND_PARAMS1 *sendArgs, ADDRESS_FAMILY addressFamily, COMPARTMENT_ID compartmentId,
+    NET_BUFFER_LIST *netBufferList, FWPS_INJECT_COMPLETE0 completionFn, HANDLE completionContext);
+NTSTATUS FwpsInjectTransportReceiveAsync0(HANDLE injectionHandle, HANDLE injectionContext, PVOID reserved, UINT32 flags,
+    ADDRESS_FAMILY addressFamily, COMPARTMENT_ID compartmentId, IF_INDEX interfaceIndex, IF_INDEX subInterfaceIndex,
+    NET_BUFFER_LIST *netBufferList, FWPS_INJECT_COMPLETE0 completionFn, HANDLE completionContext);
+NTSTATUS FwpsInjectNetworkSendAsync0(HANDLE injectionHandle, HANDLE injectionContext, UINT32 flags,
+    COMPARTMENT_ID compartmentId, NET_BUFFER_LIST *netBufferList, FWPS_INJECT_COMPLETE0 completionFn,
+    HANDLE completionContext);
+NTSTATUS FwpsInjectNetworkReceiveAsync0(HANDLE injectionHandle, HANDLE injectionContext, UINT32 flags,
+    COMPARTMENT_ID compartmentId, IF_INDEX interfaceIndex, IF_INDEX subInterfaceIndex, NET_BUFFER_LIST *netBufferList,
+    FWPS_INJECT_COMPLETE0 completionFn, HANDLE completionContext);
+NTSTATUS FwpsInjectForwardAsync0(HANDLE injectionHandle, HANDLE injectionContext, UINT32 flags,
+    ADDRESS_FAMILY addressFamily, COMPARTMENT_ID compartmentId, IF_INDEX interfaceIndex, NET_BUFFER_LIST *netBufferList,
+    FWPS_INJECT_COMPLETE0 completionFn, HANDLE completionContext);
+
+/* ---- NET_BUFFER_LISTs (wdk-runtime.md §7): pool handles may be NULL here ---- */
+NTSTATUS FwpsAllocateNetBufferAndNetBufferList0(NDIS_HANDLE poolHandle, USHORT contextSize, USHORT contextBackFill,
+    MDL *mdlChain, ULONG dataOffset, SIZE_T dataLength, NET_BUFFER_LIST **netBufferList);
+void FwpsFreeNetBufferList0(NET_BUFFER_LIST *netBufferList);
+NTSTATUS FwpsAllocateCloneNetBufferList0(NET_BUFFER_LIST *originalNetBufferList, NDIS_HANDLE netBufferListPoolHandle,
+    NDIS_HANDLE netBufferPoolHandle, ULONG allocateCloneFlags, NET_BUFFER_LIST **netBufferList);
+void FwpsFreeCloneNetBufferList0(NET_BUFFER_LIST *netBufferList, ULONG freeCloneFlags);
+void FwpsReferenceNetBufferList0(NET_BUFFER_LIST *netBufferList, BOOLEAN intendToModify);
+void FwpsDereferenceNetBufferList0(NET_BUFFER_LIST *netBufferList, BOOLEAN dispatchLevel);
+NTSTATUS FwpsConstructIpHeaderForTransportPacket0(NET_BUFFER_LIST *netBufferList, ULONG headerIncludeHeaderLength,
+    ADDRESS_FAMILY addressFamily, const UCHAR *sourceAddress, const UCHAR *remoteAddress, IPPROTO nextProtocol,
+    UINT64 endpointHandle, const WSACMSGHDR *controlData, ULONG controlDataLength, UINT32 flags, PVOID reserved,
+    IF_INDEX interfaceIndex, IF_INDEX subInterfaceIndex);
+typedef struct FWPS_PACKET_LIST_INBOUND_IPSEC_INFORMATION0_ {
+    UINT32 isSecure : 1;
+    UINT32 isTransportMode : 1;
+    UINT32 isTunnelMode : 1;
+    UINT32 isTransportModeVerified : 1;
+    UINT32 isTunnelModeVerified : 1;
+    UINT32 isDeTunneled : 1;
+    UINT32 reserved : 26;
+} FWPS_PACKET_LIST_INBOUND_IPSEC_INFORMATION0;
+typedef struct FWPS_PACKET_LIST_OUTBOUND_IPSEC_INFORMATION0_ {
+    UINT32 isIPsecPolicyMatch : 1;
+    UINT32 isTransportPolicyMatch : 1;
+    UINT32 isTunnelPolicyMatch : 1;
+    UINT32 isTunnelIPinIP : 1;
+    UINT32 reserved : 28;
+} FWPS_PACKET_LIST_OUTBOUND_IPSEC_INFORMATION0;
+typedef struct FWPS_PACKET_LIST_IPSEC_INFORMATION0_ {
+    union {
+        FWPS_PACKET_LIST_INBOUND_IPSEC_INFORMATION0 inbound;
+        FWPS_PACKET_LIST_OUTBOUND_IPSEC_INFORMATION0 outbound;
+        UINT32 flags;
+    };
+} FWPS_PACKET_LIST_IPSEC_INFORMATION0;
+typedef struct FWPS_PACKET_LIST_FWP_INFORMATION0_ {
+    UINT32 isReinjected : 1;
+    UINT32 reserved : 31;
+} FWPS_PACKET_LIST_FWP_INFORMATION0;
+typedef struct FWPS_PACKET_LIST_INFORMATION0_ {
+    FWPS_PACKET_LIST_IPSEC_INFORMATION0 ipsecInformation;
+    FWPS_PACKET_LIST_FWP_INFORMATION0 fwpInformation;
+} FWPS_PACKET_LIST_INFORMATION0;
+#define FWPS_PACKET_LIST_INFORMATION FWPS_PACKET_LIST_INFORMATION0
+#define FWPS_PACKET_LIST_INFORMATION_QUERY_INBOUND 0x00000001
+#define FWPS_PACKET_LIST_INFORMATION_QUERY_OUTBOUND 0x00000002
+#define FWPS_PACKET_LIST_INFORMATION_QUERY_IPSEC 0x00000004
+#define FWPS_PACKET_LIST_INFORMATION_QUERY_FWP 0x00000008
+#define FWPS_PACKET_LIST_INFORMATION_QUERY_ALL_INBOUND 0xFFFFFFFD
+#define FWPS_PACKET_LIST_INFORMATION_QUERY_ALL_OUTBOUND 0xFFFFFFFE
+#define FWPS_PACKET_LIST_INFORMATION_QUERY_INVALID_MASK 0x00000003
+NTSTATUS FwpsGetPacketListSecurityInformation0(NET_BUFFER_LIST *packetList, UINT32 queryFlags,
+    FWPS_PACKET_LIST_INFORMATION0 *packetInformation);
+
+/* ---- stream cloning, injection, continue (§9.2) ---- */
+NTSTATUS FwpsCloneStreamData0(FWPS_STREAM_DATA0 *calloutStreamData, NDIS_HANDLE netBufferListPoolHandle,
+    NDIS_HANDLE netBufferPoolHandle, ULONG allocateCloneFlags, NET_BUFFER_LIST **netBufferListChain);
+void FwpsDiscardClonedStreamData0(NET_BUFFER_LIST *clonedNetBufferListChain, UINT32 allocateCloneFlags,
+    BOOLEAN dispatchLevel);
+NTSTATUS FwpsStreamInjectAsync0(HANDLE injectionHandle, HANDLE injectionContext, UINT32 flags, UINT64 flowId,
+    UINT32 calloutId, UINT16 layerId, UINT32 streamFlags, NET_BUFFER_LIST *netBufferList, SIZE_T dataLength,
+    FWPS_INJECT_COMPLETE0 completionFn, HANDLE completionContext);
+NTSTATUS FwpsStreamContinue0(UINT64 flowId, UINT32 calloutId, UINT16 layerId, UINT32 streamFlags);
+
 /* ---- version-independent names (fwpvi.h, wdk-runtime.md §7) ---- */
 #if NTDDI_VERSION >= NTDDI_WIN10_RS3
 #define FwpsCalloutRegister FwpsCalloutRegister3
@@ -245,6 +400,13 @@ void FwpsCopyStreamDataToBuffer0(const FWPS_STREAM_DATA0 *streamData, PVOID buff
 #define FWPS_FILTER FWPS_FILTER0
 #endif
 #define FWPS_CALLOUT_FLOW_DELETE_NOTIFY_FN FWPS_CALLOUT_FLOW_DELETE_NOTIFY_FN0
+#if NTDDI_VERSION >= NTDDI_WIN7
+#define FWPS_TRANSPORT_SEND_PARAMS FWPS_TRANSPORT_SEND_PARAMS1
+#define FwpsInjectTransportSendAsync FwpsInjectTransportSendAsync1
+#else
+#define FWPS_TRANSPORT_SEND_PARAMS FWPS_TRANSPORT_SEND_PARAMS0
+#define FwpsInjectTransportSendAsync FwpsInjectTransportSendAsync0
+#endif
 
 WFP_END_DECLS
 #endif

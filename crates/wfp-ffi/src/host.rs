@@ -91,6 +91,8 @@ pub(crate) struct HostInner {
     pub(crate) sessions: Mutex<crate::sys::Sessions>,
     /// Driver names by index (the index is stored in DRIVER_OBJECT.DriverSection).
     pub(crate) drivers: Mutex<Vec<String>>,
+    /// Lists, referenced packets and writable layer data the asynchronous Fwps functions handed out.
+    pub(crate) asyncs: Mutex<crate::sys::AsyncState>,
 }
 
 impl Drop for HostInner {
@@ -170,6 +172,7 @@ impl DriverHost {
                 flows: Mutex::new(HashMap::new()),
                 sessions: Mutex::new(crate::sys::Sessions::default()),
                 drivers: Mutex::new(Vec::new()),
+                asyncs: Mutex::new(crate::sys::AsyncState::default()),
             }),
         }
     }

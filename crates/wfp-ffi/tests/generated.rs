@@ -39,3 +39,24 @@ fn every_layer_and_field_id_is_in_the_header() {
     assert!(g.contains("DEFINE_GUID(FWPM_LAYER_INBOUND_IPPACKET_V4, 0xc86fd1bf, 0x21cd, 0x497e, 0xa0, 0xbb, 0x17, 0x42, 0x5c, 0x88, 0x5c, 0x58);"));
     assert!(g.contains("FWPM_CONDITION_IP_REMOTE_PORT"));
 }
+
+#[test]
+fn every_exported_function_is_in_the_porting_guide_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/c-abi.md")).unwrap();
+    let missing: Vec<&str> = wfp_ffi::exported_functions()
+        .into_iter()
+        .filter(|name| {
+            // Versioned names are listed as `Name0/1/2/3`, families as `FwpmTransactionBegin0/
+            // Commit0/Abort0` (the last word after a slash).
+            let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
+            let last = name
+                .rfind(|c: char| c.is_ascii_uppercase())
+                .map_or(*name, |i| &name[i..]);
+            !doc.contains(name)
+                && !doc.contains(&format!("{base}0/"))
+                && !doc.contains(&format!("/{last}"))
+        })
+        .collect();
+    assert!(missing.is_empty(), "not in docs/c-abi.md: {missing:?}");
+}

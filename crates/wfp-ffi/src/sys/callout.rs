@@ -4,8 +4,8 @@
 //! filter and `layerData` (a NET_BUFFER_LIST over the packet, or an FWPS_STREAM_CALLOUT_IO_PACKET0)
 //! in a per-thread scratch area reused across calls (no allocation once it has grown), binds the
 //! host to the thread at DISPATCH_LEVEL, calls classifyFn and copies the outputs back.
-//! `classifyContext` is NULL: classify handles, pending and writable layer data arrive with the
-//! asynchronous machinery (the slot is [`classify_context`]).
+//! `classifyContext` is the address of this call's [`Invocation`] (what FwpsAcquireClassifyHandle0,
+//! cloning and the injection-state query need); it is valid only during the call.
 
 use std::cell::RefCell;
 use std::ffi::c_void;
@@ -20,6 +20,7 @@ use wfp_core::{
 
 use super::convert::Arena;
 use super::ctx::{self, DISPATCH_LEVEL};
+use super::invocation::{self, Invocation};
 use super::ndis::mdl_for;
 use super::types::{
     CGuid, FwpByteBlob, FwpValue0, FwpsAction0, FwpsClassifyOut0, FwpsFilter, FwpsFilterCondition0,
@@ -64,11 +65,6 @@ pub(crate) struct CCallout {
     pub(crate) classify: ClassifyFn,
     pub(crate) notify: Option<NotifyFn>,
     pub(crate) flow_delete: Option<FlowDeleteFn>,
-}
-
-/// The `classifyContext` handed to FN1+ (NULL until classify handles exist).
-pub(crate) fn classify_context(_ctx: &ClassifyContext<'_>) -> *const c_void {
-    std::ptr::null()
 }
 
 /// A run-time filter as C sees it, cached per thread by (filter id, address, context).
@@ -130,17 +126,60 @@ fn filter_image(f: &RtFilter) -> Box<FilterImage> {
 
 const FILTER_CACHE: usize = 8;
 
+/// The indicated NET_BUFFER_LIST → NET_BUFFER → MDL, boxed so that a referenced list can leave the
+/// scratch without moving ([`Scratch::detach`]).
+pub(crate) struct PacketBufs {
+    nbl: NetBufferList,
+    nb: NetBuffer,
+    mdl: Mdl,
+    /// The bytes of a detached (referenced) list; empty in the scratch.
+    copy: Vec<u8>,
+}
+
+impl PacketBufs {
+    fn new() -> Box<Self> {
+        let (nbl, nb) = super::nbl::zeroed_lists();
+        Box::new(Self {
+            nbl,
+            nb,
+            mdl: mdl_for(std::ptr::null_mut(), 0),
+            copy: Vec::new(),
+        })
+    }
+
+    /// Describes `len` bytes at `data` (read-only).
+    fn point_at(&mut self, data: *const u8, len: usize) {
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        self.mdl = mdl_for(data.cast_mut().cast(), len);
+        self.mdl.mdl_flags |= 0x1 | 0x4;
+        self.nb.data = NetBufferData {
+            next: std::ptr::null_mut(),
+            current_mdl: &mut self.mdl,
+            current_mdl_offset: 0,
+            data_length: u64::from(len),
+            mdl_chain: &mut self.mdl,
+            data_offset: 0,
+        };
+        self.nbl.next = std::ptr::null_mut();
+        self.nbl.first_net_buffer = &mut self.nb;
+        self.nbl.nbl_flags = 0x1 | 0x2;
+        self.nbl.status = 0;
+    }
+}
+
 /// What one classify builds for C; boxed so the addresses handed to C do not move.
 struct Scratch {
     arena: Arena,
     values: Vec<FwpValue0>,
     meta: FwpsIncomingMetadataValues0,
     path_key: (usize, usize),
+    /// The layer of the last conversion, its field count and ALE_APP_ID mask.
+    layer: Option<LayerId>,
+    field_count: Option<usize>,
+    app_ids: u64,
     path: Vec<u16>,
     path_blob: FwpByteBlob,
-    nbl: NetBufferList,
-    nb: NetBuffer,
-    mdl: Mdl,
+    bufs: Box<PacketBufs>,
     stream: FwpsStreamData0,
     io: FwpsStreamCalloutIoPacket0,
     #[expect(
@@ -161,27 +200,21 @@ impl Scratch {
     fn new() -> Box<Self> {
         // SAFETY: NET_BUFFER_LIST / NET_BUFFER / stream structs are plain C data; zero is a valid
         // (empty) value for each.
-        let (nbl, nb, stream, io) = unsafe {
-            (
-                std::mem::zeroed(),
-                std::mem::zeroed(),
-                std::mem::zeroed(),
-                std::mem::zeroed(),
-            )
-        };
+        let (stream, io) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
         Box::new(Self {
             arena: Arena::default(),
             values: Vec::new(),
             meta: zeroed_meta(),
             path_key: (0, 0),
+            layer: None,
+            field_count: None,
+            app_ids: 0,
             path: Vec::new(),
             path_blob: FwpByteBlob {
                 size: 0,
                 data: std::ptr::null_mut(),
             },
-            nbl,
-            nb,
-            mdl: mdl_for(std::ptr::null_mut(), 0),
+            bufs: PacketBufs::new(),
             stream,
             io,
             filters: Vec::with_capacity(FILTER_CACHE),
@@ -212,17 +245,44 @@ impl Scratch {
         &self.filters[slot].filter
     }
 
+    /// `FWPS_INCOMING_VALUES0`: the layer's field count and app-id mask are cached per layer;
+    /// values of inline types (integers, FWP_EMPTY — most fields) are written straight into the
+    /// reused array, and only a set holding pointer types reserves the arena first.
     fn values(&mut self, values: &IncomingValues<'_>) -> FwpsIncomingValues0 {
-        let def = catalogue::layer(values.layer);
-        let mask = app_id_fields(values.layer);
+        if self.layer != Some(values.layer) {
+            self.layer = Some(values.layer);
+            self.field_count = catalogue::layer(values.layer).map(|d| d.fields.len());
+            self.app_ids = app_id_fields(values.layer);
+        }
+        let mask = self.app_ids;
         let utf16 = |i: usize| i < 64 && mask & (1 << i) != 0;
-        let count = def.map_or(values.values.len(), |d| d.fields.len());
-        self.arena.reserve_values(values.values, utf16);
-        self.values.clear();
-        self.values.reserve(count);
-        for i in 0..count {
-            let v = self.arena.value(values.get(i), utf16(i));
-            self.values.push(v);
+        let count = self.field_count.unwrap_or(values.values.len());
+        const EMPTY: FwpValue0 = FwpValue0 {
+            data_type: 0,
+            value: 0,
+        };
+        // The array keeps its length between calls of the same layer: values are written in place.
+        self.values.resize(count, EMPTY);
+        let given = &values.values[..values.values.len().min(count)];
+        // Fast path: every value inline (app-id fields are blobs, so never here).
+        let mut inline = true;
+        for (dst, v) in self.values.iter_mut().zip(given) {
+            match Arena::inline_value(v) {
+                Some(c) => *dst = c,
+                None => {
+                    inline = false;
+                    break;
+                }
+            }
+        }
+        if !inline {
+            self.arena.reserve_values(values.values, utf16);
+            for (i, (dst, v)) in self.values.iter_mut().zip(given).enumerate() {
+                *dst = self.arena.value(v, utf16(i));
+            }
+        }
+        for dst in self.values.iter_mut().skip(given.len()) {
+            *dst = EMPTY;
         }
         FwpsIncomingValues0 {
             layer_id: values.layer.0,
@@ -233,9 +293,12 @@ impl Scratch {
 
     fn metadata(&mut self, m: &Metadata) {
         let mut present = m.present;
-        // No completion handle until pending exists (issue 12).
-        present.0 &= !MetadataFields::COMPLETION_HANDLE.0;
+        if m.completion_handle == 0 {
+            present.0 &= !MetadataFields::COMPLETION_HANDLE.0;
+        }
         let c = &mut self.meta;
+        c.completion_handle = m.completion_handle as *mut c_void;
+        c.transport_endpoint_handle = m.transport_endpoint_handle;
         c.current_metadata_values = present.0;
         c.discard_metadata.filter_id = m.discard_filter_id;
         c.flow_handle = m.flow_handle;
@@ -272,22 +335,22 @@ impl Scratch {
 
     /// An NBL → NB → MDL chain over `data` (read-only: NDIS_NBL_FLAGS_*_READ_ONLY).
     fn packet(&mut self, data: &[u8]) -> *mut NetBufferList {
-        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        self.mdl = mdl_for(data.as_ptr().cast_mut().cast(), len);
-        self.mdl.mdl_flags |= 0x1 | 0x4;
-        self.nb.data = NetBufferData {
-            next: std::ptr::null_mut(),
-            current_mdl: &mut self.mdl,
-            current_mdl_offset: 0,
-            data_length: u64::from(len),
-            mdl_chain: &mut self.mdl,
-            data_offset: 0,
-        };
-        self.nbl.next = std::ptr::null_mut();
-        self.nbl.first_net_buffer = &mut self.nb;
-        self.nbl.nbl_flags = 0x1 | 0x2;
-        self.nbl.status = 0;
-        &mut self.nbl
+        self.bufs.point_at(data.as_ptr(), data.len());
+        &mut self.bufs.nbl
+    }
+
+    /// FwpsReferenceNetBufferList0 kept the indicated list: it leaves the scratch (over a copy of
+    /// its bytes) for the host, which frees it at the last dereference.
+    fn detach(&mut self, host: &HostInner, data: &[u8], references: u32) {
+        let mut kept = std::mem::replace(&mut self.bufs, PacketBufs::new());
+        kept.copy = data.to_vec();
+        let (ptr, len) = (kept.copy.as_ptr(), kept.copy.len());
+        kept.point_at(ptr, len);
+        let key = std::ptr::from_mut(&mut kept.nbl) as usize;
+        host.asyncs
+            .lock()
+            .referenced
+            .insert(key, (kept, references));
     }
 
     fn stream(&mut self, io: &StreamIoPacket<'_>) -> *mut FwpsStreamCalloutIoPacket0 {
@@ -296,8 +359,8 @@ impl Scratch {
             flags: io.stream_data.flags.0,
             data_offset: FwpsStreamDataOffset0 {
                 net_buffer_list: nbl,
-                net_buffer: &mut self.nb,
-                mdl: &mut self.mdl,
+                net_buffer: &mut self.bufs.nb,
+                mdl: &mut self.bufs.mdl,
                 mdl_offset: 0,
                 net_buffer_offset: 0,
                 stream_data_offset: 0,
@@ -318,16 +381,16 @@ impl Scratch {
     /// After classifyFn: the NET_BUFFER must be back where it was (a retreat must be advanced
     /// back before returning, wdk-runtime.md §6). Restores it and reports when it is not.
     fn check_packet_restored(&mut self, host: &HostInner, len: u64) {
-        let d = &self.nb.data;
+        let d = &self.bufs.nb.data;
         if d.data_offset == 0
             && d.data_length == len
-            && d.mdl_chain == std::ptr::from_mut(&mut self.mdl)
+            && d.mdl_chain == std::ptr::from_mut(&mut self.bufs.mdl)
         {
             return;
         }
         // Free what a retreat left at the head of the chain.
-        let mut m = self.nb.data.mdl_chain;
-        let own: *mut Mdl = &mut self.mdl;
+        let mut m = self.bufs.nb.data.mdl_chain;
+        let own: *mut Mdl = &mut self.bufs.mdl;
         while !m.is_null() && m != own {
             // SAFETY: every MDL before our own in the chain was allocated by
             // NdisRetreatNetBufferDataStart (Box + calloc) and recorded in the tracker.
@@ -434,10 +497,30 @@ impl Callout for CCallout {
         with_scratch(|s| {
             let c_values = s.values(values);
             s.metadata(meta);
-            let (data_ptr, packet_len): (*mut c_void, Option<u64>) = match layer_data {
+            let (data_ptr, packet): (*mut c_void, Option<&[u8]>) = match layer_data {
                 LayerData::None => (std::ptr::null_mut(), None),
-                LayerData::Packet(p) => (s.packet(p).cast(), Some(p.len() as u64)),
+                LayerData::Packet(p) => (s.packet(p).cast(), Some(*p)),
                 LayerData::Stream(io) => (s.stream(io).cast(), None),
+            };
+            let stream = match layer_data {
+                LayerData::Stream(io) => Some(io.stream_data),
+                _ => None,
+            };
+            let inv = Invocation {
+                ctx,
+                meta,
+                stream,
+                nbl: if packet.is_some() {
+                    data_ptr.cast()
+                } else {
+                    std::ptr::null_mut()
+                },
+                stream_data: if stream.is_some() {
+                    &raw const s.stream
+                } else {
+                    std::ptr::null()
+                },
+                references: std::cell::Cell::new(0),
             };
             let c_filter = s.filter(filter);
             let mut c_out = FwpsClassifyOut0 {
@@ -451,18 +534,24 @@ impl Callout for CCallout {
             let meta_ptr: *const FwpsIncomingMetadataValues0 = &s.meta;
             // SAFETY: `meta_ptr` points into the boxed scratch, alive for the call.
             let meta_ref = unsafe { &*meta_ptr };
-            self.call_classify(
-                (&c_values, meta_ref, data_ptr),
-                classify_context(ctx),
-                c_filter,
-                flow_context,
-                &mut c_out,
-            );
+            {
+                let _entered = invocation::enter(&inv);
+                self.call_classify(
+                    (&c_values, meta_ref, data_ptr),
+                    std::ptr::from_ref(&inv).cast(),
+                    c_filter,
+                    flow_context,
+                    &mut c_out,
+                );
+            }
             out.action_type.0 = c_out.action_type;
             out.rights = Rights(c_out.rights);
             out.flags = ClassifyOutFlags(c_out.flags);
-            if let Some(len) = packet_len {
-                s.check_packet_restored(&self.host, len);
+            if let Some(p) = packet {
+                s.check_packet_restored(&self.host, p.len() as u64);
+                if inv.references.get() > 0 {
+                    s.detach(&self.host, p, inv.references.get());
+                }
             }
             if let LayerData::Stream(io) = layer_data {
                 io.count_bytes_required = s.io.count_bytes_required;

@@ -9,10 +9,25 @@ use std::cell::{Cell, RefCell};
 use crate::host::HostInner;
 use crate::verifier::Finding;
 
+/// What is bound to a thread: one cell, so entering and leaving a callback is one TLS access each.
+#[derive(Clone, Copy)]
+struct Binding {
+    host: *const HostInner,
+    driver: usize,
+    irql: u8,
+    /// `LOCKS.len()`, mirrored here for the per-callback balance check.
+    locks: usize,
+}
+
 thread_local! {
-    static HOST: Cell<*const HostInner> = const { Cell::new(std::ptr::null()) };
-    static DRIVER: Cell<usize> = const { Cell::new(usize::MAX) };
-    static IRQL: Cell<u8> = const { Cell::new(0) };
+    static BINDING: Cell<Binding> = const {
+        Cell::new(Binding {
+            host: std::ptr::null(),
+            driver: usize::MAX,
+            irql: 0,
+            locks: 0,
+        })
+    };
     static LOCKS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -21,9 +36,7 @@ pub(crate) const DISPATCH_LEVEL: u8 = 2;
 
 /// Restores the previous binding when dropped.
 pub(crate) struct Bound {
-    prev_host: *const HostInner,
-    prev_driver: usize,
-    prev_irql: u8,
+    prev: Binding,
     irql: u8,
     locks: usize,
     callback: &'static str,
@@ -33,28 +46,36 @@ pub(crate) struct Bound {
 ///
 /// The caller keeps `host` alive until the guard is dropped.
 pub(crate) fn bind(host: &HostInner, driver: usize, irql: u8, callback: &'static str) -> Bound {
-    let prev_host = HOST.with(|h| h.replace(host));
-    let prev_driver = DRIVER.with(|d| d.replace(driver));
-    let prev_irql = IRQL.with(|i| i.replace(irql));
+    let prev = BINDING.with(|b| {
+        let prev = b.get();
+        b.set(Binding {
+            host: std::ptr::from_ref(host),
+            driver,
+            irql,
+            locks: prev.locks,
+        });
+        prev
+    });
     Bound {
-        prev_host,
-        prev_driver,
-        prev_irql,
+        prev,
         irql,
-        locks: lock_count(),
+        locks: prev.locks,
         callback,
     }
 }
 
 impl Drop for Bound {
     fn drop(&mut self) {
-        let exit = IRQL.with(Cell::get);
-        let held = lock_count();
+        let now = BINDING.with(Cell::get);
+        let (exit, held) = (now.irql, now.locks);
+        let mut locks = held;
         if exit != self.irql || held != self.locks {
             let extra: Vec<usize> = LOCKS.with(|l| {
                 let mut l = l.borrow_mut();
                 let keep = self.locks.min(l.len());
-                l.split_off(keep)
+                let extra = l.split_off(keep);
+                set_lock_count(l.len());
+                extra
             });
             for lock in &extra {
                 super::kernel::force_release(*lock);
@@ -67,16 +88,18 @@ impl Drop for Bound {
                     locks_held: extra.len(),
                 });
             });
+            locks = lock_count();
         }
-        HOST.with(|h| h.set(self.prev_host));
-        DRIVER.with(|d| d.set(self.prev_driver));
-        IRQL.with(|i| i.set(self.prev_irql));
+        // Restore the caller's binding; the held-lock count is the thread's, not the binding's.
+        BINDING.with(|b| {
+            b.set(Binding { locks, ..self.prev });
+        });
     }
 }
 
 /// Runs `f` with the host bound to this thread, if any.
 pub(crate) fn with_host<R>(f: impl FnOnce(&HostInner) -> R) -> Option<R> {
-    let p = HOST.with(Cell::get);
+    let p = BINDING.with(Cell::get).host;
     if p.is_null() {
         return None;
     }
@@ -87,23 +110,41 @@ pub(crate) fn with_host<R>(f: impl FnOnce(&HostInner) -> R) -> Option<R> {
 
 /// The driver index bound to this thread.
 pub(crate) fn current_driver() -> usize {
-    DRIVER.with(Cell::get)
+    BINDING.with(Cell::get).driver
 }
 
 pub(crate) fn irql() -> u8 {
-    IRQL.with(Cell::get)
+    BINDING.with(Cell::get).irql
 }
 
 pub(crate) fn set_irql(v: u8) -> u8 {
-    IRQL.with(|i| i.replace(v))
+    BINDING.with(|b| {
+        let mut cur = b.get();
+        let old = cur.irql;
+        cur.irql = v;
+        b.set(cur);
+        old
+    })
 }
 
 pub(crate) fn lock_count() -> usize {
-    LOCKS.with(|l| l.borrow().len())
+    BINDING.with(Cell::get).locks
+}
+
+fn set_lock_count(n: usize) {
+    BINDING.with(|b| {
+        let mut cur = b.get();
+        cur.locks = n;
+        b.set(cur);
+    });
 }
 
 pub(crate) fn push_lock(lock: usize) {
-    LOCKS.with(|l| l.borrow_mut().push(lock));
+    LOCKS.with(|l| {
+        let mut l = l.borrow_mut();
+        l.push(lock);
+        set_lock_count(l.len());
+    });
 }
 
 /// Forgets a held lock; false when this thread did not hold it.
@@ -113,6 +154,7 @@ pub(crate) fn pop_lock(lock: usize) -> bool {
         match l.iter().rposition(|x| *x == lock) {
             Some(i) => {
                 l.remove(i);
+                set_lock_count(l.len());
                 true
             }
             None => false,

@@ -224,6 +224,122 @@ pub(crate) static EXPORTS: &[Export] = &[
         "WfpRtFatalListEntryError",
         super::kernel::WfpRtFatalListEntryError as *const c_void,
     ),
+    Export(
+        "FwpsPendOperation0",
+        super::pend::FwpsPendOperation0 as *const c_void,
+    ),
+    Export(
+        "FwpsCompleteOperation0",
+        super::pend::FwpsCompleteOperation0 as *const c_void,
+    ),
+    Export(
+        "FwpsAcquireClassifyHandle0",
+        super::pend::FwpsAcquireClassifyHandle0 as *const c_void,
+    ),
+    Export(
+        "FwpsReleaseClassifyHandle0",
+        super::pend::FwpsReleaseClassifyHandle0 as *const c_void,
+    ),
+    Export(
+        "FwpsPendClassify0",
+        super::pend::FwpsPendClassify0 as *const c_void,
+    ),
+    Export(
+        "FwpsCompleteClassify0",
+        super::pend::FwpsCompleteClassify0 as *const c_void,
+    ),
+    Export(
+        "FwpsAcquireWritableLayerDataPointer0",
+        super::pend::FwpsAcquireWritableLayerDataPointer0 as *const c_void,
+    ),
+    Export(
+        "FwpsApplyModifiedLayerData0",
+        super::pend::FwpsApplyModifiedLayerData0 as *const c_void,
+    ),
+    Export(
+        "FwpsInjectionHandleCreate0",
+        super::inject::FwpsInjectionHandleCreate0 as *const c_void,
+    ),
+    Export(
+        "FwpsInjectionHandleDestroy0",
+        super::inject::FwpsInjectionHandleDestroy0 as *const c_void,
+    ),
+    Export(
+        "FwpsQueryPacketInjectionState0",
+        super::inject::FwpsQueryPacketInjectionState0 as *const c_void,
+    ),
+    Export(
+        "FwpsInjectTransportSendAsync0",
+        super::inject::FwpsInjectTransportSendAsync0 as *const c_void,
+    ),
+    Export(
+        "FwpsInjectTransportSendAsync1",
+        super::inject::FwpsInjectTransportSendAsync1 as *const c_void,
+    ),
+    Export(
+        "FwpsInjectTransportReceiveAsync0",
+        super::inject::FwpsInjectTransportReceiveAsync0 as *const c_void,
+    ),
+    Export(
+        "FwpsInjectNetworkSendAsync0",
+        super::inject::FwpsInjectNetworkSendAsync0 as *const c_void,
+    ),
+    Export(
+        "FwpsInjectNetworkReceiveAsync0",
+        super::inject::FwpsInjectNetworkReceiveAsync0 as *const c_void,
+    ),
+    Export(
+        "FwpsInjectForwardAsync0",
+        super::inject::FwpsInjectForwardAsync0 as *const c_void,
+    ),
+    Export(
+        "FwpsGetPacketListSecurityInformation0",
+        super::inject::FwpsGetPacketListSecurityInformation0 as *const c_void,
+    ),
+    Export(
+        "FwpsStreamInjectAsync0",
+        super::inject::FwpsStreamInjectAsync0 as *const c_void,
+    ),
+    Export(
+        "FwpsStreamContinue0",
+        super::inject::FwpsStreamContinue0 as *const c_void,
+    ),
+    Export(
+        "FwpsAllocateNetBufferAndNetBufferList0",
+        super::nblapi::FwpsAllocateNetBufferAndNetBufferList0 as *const c_void,
+    ),
+    Export(
+        "FwpsFreeNetBufferList0",
+        super::nblapi::FwpsFreeNetBufferList0 as *const c_void,
+    ),
+    Export(
+        "FwpsAllocateCloneNetBufferList0",
+        super::nblapi::FwpsAllocateCloneNetBufferList0 as *const c_void,
+    ),
+    Export(
+        "FwpsFreeCloneNetBufferList0",
+        super::nblapi::FwpsFreeCloneNetBufferList0 as *const c_void,
+    ),
+    Export(
+        "FwpsReferenceNetBufferList0",
+        super::nblapi::FwpsReferenceNetBufferList0 as *const c_void,
+    ),
+    Export(
+        "FwpsDereferenceNetBufferList0",
+        super::nblapi::FwpsDereferenceNetBufferList0 as *const c_void,
+    ),
+    Export(
+        "FwpsConstructIpHeaderForTransportPacket0",
+        super::nblapi::FwpsConstructIpHeaderForTransportPacket0 as *const c_void,
+    ),
+    Export(
+        "FwpsCloneStreamData0",
+        super::nblapi::FwpsCloneStreamData0 as *const c_void,
+    ),
+    Export(
+        "FwpsDiscardClonedStreamData0",
+        super::nblapi::FwpsDiscardClonedStreamData0 as *const c_void,
+    ),
 ];
 
 /// The exported names, sorted.

@@ -10,20 +10,27 @@
 )]
 
 mod callout;
+mod checksum;
 mod convert;
 mod ctx;
 mod exports;
 mod fwpm;
 mod fwps;
+mod inject;
+mod invocation;
 mod kernel;
 mod loader;
+mod nbl;
+mod nblapi;
 mod ndis;
+mod pend;
 pub(crate) mod types;
 
 pub(crate) use ctx::current_driver;
 pub(crate) use exports::{names as exports_names, EXPORTS};
 pub(crate) use fwpm::Sessions;
 pub use loader::{Driver, LoadError, UnloadError, UnloadReport};
+pub(crate) use nbl::AsyncState;
 
 /// Runs `body`, turning a panic into `fallback` and a Verifier finding (the panic boundary every
 /// exported function has).

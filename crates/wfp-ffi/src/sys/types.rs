@@ -463,6 +463,68 @@ pub(crate) struct DeviceObject {
     pub(crate) stack_size: i8,
 }
 
+/// `SOCKADDR_STORAGE` (128 bytes, 8-aligned).
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SockaddrStorage {
+    pub(crate) bytes: [u8; 128],
+}
+
+/// `FWPS_CONNECT_REQUEST0` (Windows 8+ layout).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FwpsConnectRequest0 {
+    pub(crate) local_address_and_port: SockaddrStorage,
+    pub(crate) remote_address_and_port: SockaddrStorage,
+    pub(crate) port_reservation_token: u64,
+    pub(crate) local_redirect_target_pid: u32,
+    pub(crate) previous_version: *mut Self,
+    pub(crate) modifier_filter_id: u64,
+    pub(crate) local_redirect_handle: *mut c_void,
+    pub(crate) local_redirect_context: *mut c_void,
+    pub(crate) local_redirect_context_size: usize,
+}
+
+/// `FWPS_BIND_REQUEST0`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FwpsBindRequest0 {
+    pub(crate) local_address_and_port: SockaddrStorage,
+    pub(crate) port_reservation_token: u64,
+    pub(crate) previous_version: *mut Self,
+    pub(crate) modifier_filter_id: u64,
+}
+
+/// `FWPS_TRANSPORT_SEND_PARAMS0`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FwpsTransportSendParams0 {
+    pub(crate) remote_address: *mut u8,
+    pub(crate) remote_scope_id: u32,
+    pub(crate) control_data: *mut u8,
+    pub(crate) control_data_length: u32,
+}
+
+/// `FWPS_TRANSPORT_SEND_PARAMS1` (PARAMS0 is its prefix).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FwpsTransportSendParams1 {
+    pub(crate) remote_address: *mut u8,
+    pub(crate) remote_scope_id: u32,
+    pub(crate) control_data: *mut u8,
+    pub(crate) control_data_length: u32,
+    pub(crate) header_include_header: *mut u8,
+    pub(crate) header_include_header_length: u32,
+}
+
+/// `FWPS_PACKET_LIST_INFORMATION0` (ipsecInformation flags word, fwpInformation flags word).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FwpsPacketListInformation0 {
+    pub(crate) ipsec_information: u32,
+    pub(crate) fwp_information: u32,
+}
+
 /// Sizes and offsets checked against the C headers (name, value): generated into
 /// `tests/c/layout_expected.h` by `tests/layout.rs`.
 pub(crate) fn layout_table() -> Vec<(String, usize)> {
@@ -794,5 +856,115 @@ pub(crate) fn layout_table() -> Vec<(String, usize)> {
         device_extension
     );
     off!("DEVICE_OBJECT", DeviceObject, "DeviceType", device_type);
+    size!("SOCKADDR_STORAGE", SockaddrStorage);
+    size!("FWPS_CONNECT_REQUEST0", FwpsConnectRequest0);
+    type Cr = FwpsConnectRequest0;
+    off!(
+        "FWPS_CONNECT_REQUEST0",
+        Cr,
+        "remoteAddressAndPort",
+        remote_address_and_port
+    );
+    off!(
+        "FWPS_CONNECT_REQUEST0",
+        Cr,
+        "portReservationToken",
+        port_reservation_token
+    );
+    off!(
+        "FWPS_CONNECT_REQUEST0",
+        Cr,
+        "localRedirectTargetPID",
+        local_redirect_target_pid
+    );
+    off!(
+        "FWPS_CONNECT_REQUEST0",
+        Cr,
+        "previousVersion",
+        previous_version
+    );
+    off!(
+        "FWPS_CONNECT_REQUEST0",
+        Cr,
+        "modifierFilterId",
+        modifier_filter_id
+    );
+    off!(
+        "FWPS_CONNECT_REQUEST0",
+        Cr,
+        "localRedirectHandle",
+        local_redirect_handle
+    );
+    off!(
+        "FWPS_CONNECT_REQUEST0",
+        Cr,
+        "localRedirectContext",
+        local_redirect_context
+    );
+    off!(
+        "FWPS_CONNECT_REQUEST0",
+        Cr,
+        "localRedirectContextSize",
+        local_redirect_context_size
+    );
+    size!("FWPS_BIND_REQUEST0", FwpsBindRequest0);
+    off!(
+        "FWPS_BIND_REQUEST0",
+        FwpsBindRequest0,
+        "portReservationToken",
+        port_reservation_token
+    );
+    off!(
+        "FWPS_BIND_REQUEST0",
+        FwpsBindRequest0,
+        "previousVersion",
+        previous_version
+    );
+    off!(
+        "FWPS_BIND_REQUEST0",
+        FwpsBindRequest0,
+        "modifierFilterId",
+        modifier_filter_id
+    );
+    size!("FWPS_TRANSPORT_SEND_PARAMS0", FwpsTransportSendParams0);
+    size!("FWPS_TRANSPORT_SEND_PARAMS1", FwpsTransportSendParams1);
+    type Sp = FwpsTransportSendParams1;
+    off!(
+        "FWPS_TRANSPORT_SEND_PARAMS1",
+        Sp,
+        "remoteScopeId",
+        remote_scope_id
+    );
+    off!(
+        "FWPS_TRANSPORT_SEND_PARAMS1",
+        Sp,
+        "controlData",
+        control_data
+    );
+    off!(
+        "FWPS_TRANSPORT_SEND_PARAMS1",
+        Sp,
+        "controlDataLength",
+        control_data_length
+    );
+    off!(
+        "FWPS_TRANSPORT_SEND_PARAMS1",
+        Sp,
+        "headerIncludeHeader",
+        header_include_header
+    );
+    off!(
+        "FWPS_TRANSPORT_SEND_PARAMS1",
+        Sp,
+        "headerIncludeHeaderLength",
+        header_include_header_length
+    );
+    size!("FWPS_PACKET_LIST_INFORMATION0", FwpsPacketListInformation0);
+    off!(
+        "FWPS_PACKET_LIST_INFORMATION0",
+        FwpsPacketListInformation0,
+        "fwpInformation",
+        fwp_information
+    );
     t
 }

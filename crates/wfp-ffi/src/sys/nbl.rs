@@ -1,0 +1,222 @@
+//! NET_BUFFER_LISTs the runtime hands out (wdk-runtime.md §6–§7): clones of indicated packets
+//! (`FwpsAllocateCloneNetBufferList0`), lists over caller MDLs
+//! (`FwpsAllocateNetBufferAndNetBufferList0`), stream clones (`FwpsCloneStreamData0`), references on
+//! indicated lists (`FwpsReferenceNetBufferList0`) and IP headers built for transport packets
+//! (`FwpsConstructIpHeaderForTransportPacket0`).
+//!
+//! ```text
+//!  indicated NBL (per-thread scratch, read-only) ──clone──► OwnedNbl { NBL → NB → MDL → copy }
+//!                                                            + ledger packet (engine, provenance)
+//!  caller MDL chain ──FwpsAllocateNetBufferAndNetBufferList0──► OwnedNbl { NBL → NB → caller MDLs }
+//!  OwnedNbl ──inject──► bytes read through the MDLs at that moment → ledger → data path
+//!           ◄─completion (NET_BUFFER_LIST_STATUS set)── the driver frees it
+//! ```
+//!
+//! Every list is recorded in the host ([`AsyncState`]); a free of a list the runtime does not know
+//! (or one still owned by an injection) is a Verifier finding, never a crash.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+
+use wfp_core::inject::PacketId;
+
+use super::ndis::{copy_from_chain, mdl_for};
+use super::types::{Mdl, NetBuffer, NetBufferData, NetBufferList};
+
+/// What made an [`OwnedNbl`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NblKind {
+    /// FwpsAllocateCloneNetBufferList0.
+    Clone,
+    /// FwpsAllocateNetBufferAndNetBufferList0.
+    Allocated,
+    /// FwpsCloneStreamData0.
+    StreamClone,
+}
+
+/// Where an [`OwnedNbl`] is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NblState {
+    /// The driver holds it.
+    Held,
+    /// Handed to an injection (or FwpsCompleteOperation0): not the driver's until completion.
+    Injected,
+    /// Its injection completed: the driver frees it.
+    Completed,
+}
+
+/// The runtime's record of a list it handed out.
+#[derive(Debug)]
+pub(crate) struct NblRecord {
+    pub(crate) kind: NblKind,
+    pub(crate) packet: Option<PacketId>,
+    pub(crate) state: NblState,
+    pub(crate) refs: u32,
+}
+
+/// NET_BUFFER_LIST → NET_BUFFER → MDL over a buffer the runtime owns (or over caller MDLs), boxed
+/// so the addresses C holds never move; the NBL is the first member (its address is the box's).
+#[repr(C)]
+pub(crate) struct OwnedNbl {
+    pub(crate) nbl: NetBufferList,
+    pub(crate) nb: NetBuffer,
+    pub(crate) mdl: Mdl,
+    /// Storage behind `mdl` (empty when the list describes caller MDLs).
+    pub(crate) buf: Vec<u8>,
+}
+
+/// An empty (all-zero) NET_BUFFER_LIST / NET_BUFFER pair.
+pub(crate) fn zeroed_lists() -> (NetBufferList, NetBuffer) {
+    // SAFETY: both are plain C data (integers and raw pointers); all-zero is a valid empty value.
+    unsafe { (std::mem::zeroed(), std::mem::zeroed()) }
+}
+
+impl OwnedNbl {
+    /// A list over a private copy of `bytes`.
+    pub(crate) fn over_copy(bytes: &[u8]) -> Box<Self> {
+        let (nbl, nb) = zeroed_lists();
+        let mut b = Box::new(Self {
+            nbl,
+            nb,
+            mdl: mdl_for(std::ptr::null_mut(), 0),
+            buf: bytes.to_vec(),
+        });
+        b.point_at_buf();
+        b
+    }
+
+    /// A list over the caller's MDL chain: `len` bytes from `offset` into it.
+    pub(crate) fn over_mdls(chain: *mut Mdl, offset: u32, len: u64) -> Box<Self> {
+        let (nbl, nb) = zeroed_lists();
+        let mut b = Box::new(Self {
+            nbl,
+            nb,
+            mdl: mdl_for(std::ptr::null_mut(), 0),
+            buf: Vec::new(),
+        });
+        let (current, current_offset) = locate(chain, offset);
+        b.nb.data = NetBufferData {
+            next: std::ptr::null_mut(),
+            current_mdl: current,
+            current_mdl_offset: current_offset,
+            data_length: len,
+            mdl_chain: chain,
+            data_offset: offset,
+        };
+        b.nbl.first_net_buffer = &mut b.nb;
+        b
+    }
+
+    /// Points the NB at `buf` (whole buffer, offset 0).
+    pub(crate) fn point_at_buf(&mut self) {
+        let len = u32::try_from(self.buf.len()).unwrap_or(u32::MAX);
+        self.mdl = mdl_for(self.buf.as_mut_ptr().cast::<c_void>(), len);
+        self.mdl.mdl_flags |= 0x1 | 0x4;
+        self.nb.data = NetBufferData {
+            next: std::ptr::null_mut(),
+            current_mdl: &mut self.mdl,
+            current_mdl_offset: 0,
+            data_length: u64::from(len),
+            mdl_chain: &mut self.mdl,
+            data_offset: 0,
+        };
+        self.nbl.first_net_buffer = &mut self.nb;
+    }
+}
+
+/// The MDL and offset inside it where byte `offset` of a chain is (the last MDL when past the
+/// end).
+fn locate(chain: *mut Mdl, offset: u32) -> (*mut Mdl, u32) {
+    let mut m = chain;
+    let mut rest = offset;
+    // SAFETY: the caller's MDL chain (wdk contract: valid MDLs linked through Next).
+    unsafe {
+        while let Some(md) = m.as_ref() {
+            if rest < md.byte_count || md.next.is_null() {
+                break;
+            }
+            rest -= md.byte_count;
+            m = md.next;
+        }
+    }
+    (m, rest)
+}
+
+/// The data bytes of every NET_BUFFER of the list chain starting at `nbl` (each NB's DataLength
+/// bytes from its current MDL and offset), at most `limit` bytes.
+///
+/// # Safety
+/// `nbl` must be null or a valid NBL chain whose NBs and MDLs are readable.
+pub(crate) unsafe fn list_bytes(mut nbl: *const NetBufferList, limit: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    // SAFETY: per the contract.
+    unsafe {
+        while let Some(l) = nbl.as_ref() {
+            let mut nb = l.first_net_buffer.cast_const();
+            while let Some(b) = nb.as_ref() {
+                let d = &b.data;
+                // Never more than the MDLs describe (a bogus DataLength must not allocate).
+                let want = usize::try_from(d.data_length)
+                    .unwrap_or(usize::MAX)
+                    .min(chain_bytes(d.current_mdl, d.current_mdl_offset as usize))
+                    .min(limit.saturating_sub(out.len()));
+                let start = out.len();
+                out.resize(start + want, 0);
+                let got = copy_from_chain(
+                    d.current_mdl,
+                    d.current_mdl_offset as usize,
+                    &mut out[start..],
+                );
+                out.truncate(start + got);
+                nb = d.next;
+            }
+            nbl = l.next;
+        }
+    }
+    out
+}
+
+/// Bytes an MDL chain describes from `offset` into its first MDL.
+///
+/// # Safety
+/// `mdl` must be null or the head of a valid MDL chain.
+unsafe fn chain_bytes(mut mdl: *const Mdl, offset: usize) -> usize {
+    let mut total = 0usize;
+    let mut skip = offset;
+    // SAFETY: per the contract.
+    unsafe {
+        while let Some(m) = mdl.as_ref() {
+            let count = m.byte_count as usize;
+            total = total.saturating_add(count.saturating_sub(skip));
+            skip = skip.saturating_sub(count);
+            mdl = m.next;
+        }
+    }
+    total
+}
+
+/// What the Fwps asynchronous functions keep per host: the lists handed out, detached referenced
+/// lists, the writable layer data handed out.
+#[derive(Default)]
+pub(crate) struct AsyncState {
+    /// Lists handed out (address → record). The box is owned here; C holds its address.
+    pub(crate) nbls: HashMap<usize, (Box<OwnedNbl>, NblRecord)>,
+    /// Indicated lists kept alive by FwpsReferenceNetBufferList0 (address → list, references).
+    pub(crate) referenced: HashMap<usize, (Box<super::callout::PacketBufs>, u32)>,
+    /// Writable layer data handed out (address → record).
+    pub(crate) writable: HashMap<usize, super::pend::Writable>,
+}
+
+// SAFETY: the raw pointers inside point into boxes this state owns (moved with it) or into driver
+// memory (MDL chains, buffers) that a driver shares across threads as in the kernel; the state is
+// only reached through the host's mutex.
+unsafe impl Send for AsyncState {}
+
+impl AsyncState {
+    /// Records a new list and returns its address.
+    pub(crate) fn insert(&mut self, mut b: Box<OwnedNbl>, record: NblRecord) -> *mut NetBufferList {
+        let p: *mut NetBufferList = &mut b.nbl;
+        self.nbls.insert(p as usize, (b, record));
+        p
+    }
+}

@@ -1,0 +1,422 @@
+//! Asynchronous classification from C (wfp-reference §10.1–§10.3): FwpsPendOperation0 /
+//! FwpsCompleteOperation0, classify handles, FwpsPendClassify0 / FwpsCompleteClassify0, and the
+//! writable layer data of the redirect layers (FWPS_CONNECT_REQUEST0 / FWPS_BIND_REQUEST0).
+//! Each is the engine's own machinery ([`wfp_core::Engine::pend_operation`] and friends); this
+//! module converts handles and structures only.
+
+use std::ffi::c_void;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use wfp_core::pend::{ClassifyHandle, CompletionContext, CompletionHandle};
+use wfp_core::redirect::{RedirectHandle, RedirectRequest, RequestKind};
+use wfp_core::{ActionType, ClassifyOut, ClassifyOutFlags, FilterId, Rights, Status};
+
+use super::ctx;
+use super::invocation;
+use super::nbl::{list_bytes, NblState};
+use super::types::{FwpsBindRequest0, FwpsClassifyOut0, FwpsConnectRequest0, SockaddrStorage};
+use super::{boundary, nt, NtStatus, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 23;
+
+/// Writable layer data handed out by FwpsAcquireWritableLayerDataPointer0, until applied.
+pub(crate) struct Writable {
+    handle: ClassifyHandle,
+    filter: FilterId,
+    original: RedirectRequest,
+    /// The C image and its previousVersion chain (heap entries that never move while recorded).
+    connect: Vec<FwpsConnectRequest0>,
+    bind: Vec<FwpsBindRequest0>,
+}
+
+pub(crate) fn out_from_c(c: &FwpsClassifyOut0) -> ClassifyOut {
+    ClassifyOut {
+        action_type: ActionType(c.action_type),
+        out_context: c.out_context,
+        filter_id: c.filter_id,
+        rights: Rights(c.rights),
+        flags: ClassifyOutFlags(c.flags),
+    }
+}
+
+fn out_to_c(o: &ClassifyOut, c: &mut FwpsClassifyOut0) {
+    c.action_type = o.action_type.0;
+    c.rights = o.rights.0;
+    c.flags = o.flags.0;
+}
+
+/// `SOCKADDR_STORAGE` for an address and port (SOCKADDR_IN / SOCKADDR_IN6, port in network order).
+pub(crate) fn sockaddr_to_c(a: SocketAddr) -> SockaddrStorage {
+    let mut s = SockaddrStorage { bytes: [0; 128] };
+    let port = a.port().to_be_bytes();
+    match a.ip() {
+        IpAddr::V4(v4) => {
+            s.bytes[0..2].copy_from_slice(&AF_INET.to_le_bytes());
+            s.bytes[2..4].copy_from_slice(&port);
+            s.bytes[4..8].copy_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            s.bytes[0..2].copy_from_slice(&AF_INET6.to_le_bytes());
+            s.bytes[2..4].copy_from_slice(&port);
+            s.bytes[8..24].copy_from_slice(&v6.octets());
+        }
+    }
+    s
+}
+
+/// The address in a `SOCKADDR_STORAGE`; `None` for another family.
+pub(crate) fn sockaddr_from_c(s: &SockaddrStorage) -> Option<SocketAddr> {
+    let b = &s.bytes;
+    let family = u16::from_le_bytes([b[0], b[1]]);
+    let port = u16::from_be_bytes([b[2], b[3]]);
+    match family {
+        AF_INET => Some(SocketAddr::new(
+            Ipv4Addr::new(b[4], b[5], b[6], b[7]).into(),
+            port,
+        )),
+        AF_INET6 => {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(&b[8..24]);
+            Some(SocketAddr::new(Ipv6Addr::from(o).into(), port))
+        }
+        _ => None,
+    }
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn FwpsPendOperation0(
+    completion_handle: *mut c_void,
+    completion_context: *mut *mut c_void,
+) -> NtStatus {
+    boundary("FwpsPendOperation0", STATUS_INVALID_PARAMETER, || {
+        if completion_context.is_null() {
+            return nt(Status::FWP_NULL_POINTER);
+        }
+        ctx::with_host(|h| {
+            match h
+                .engine
+                .pend_operation(CompletionHandle(completion_handle as u64))
+            {
+                Ok(c) => {
+                    // SAFETY: the caller's out-pointer (checked non-null).
+                    unsafe { *completion_context = c.0 as *mut c_void };
+                    super::STATUS_SUCCESS
+                }
+                Err(s) => nt(s),
+            }
+        })
+        .unwrap_or(STATUS_INVALID_DEVICE_STATE)
+    })
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn FwpsCompleteOperation0(
+    completion_context: *mut c_void,
+    nbl: *mut super::types::NetBufferList,
+) {
+    boundary("FwpsCompleteOperation0", (), || {
+        ctx::with_host(|h| {
+            // The optional list travels with the completion: the engine owns its bytes from here
+            // (the data path frees the ledger packet); the runtime's list goes now.
+            let packet = if nbl.is_null() {
+                None
+            } else {
+                let taken = {
+                    let mut st = h.asyncs.lock();
+                    match st.nbls.get(&(nbl as usize)) {
+                        Some((_, r)) if r.state == NblState::Held => {
+                            st.nbls.remove(&(nbl as usize))
+                        }
+                        _ => None,
+                    }
+                };
+                match taken {
+                    Some((b, r)) => Some(r.packet.unwrap_or_else(|| {
+                        // SAFETY: a list this runtime built (our buffer or the caller's MDLs).
+                        h.engine
+                            .allocate_packet(unsafe { list_bytes(&b.nbl, usize::MAX) })
+                    })),
+                    None => {
+                        h.finding(crate::verifier::Finding::Assertion {
+                            message: "FwpsCompleteOperation0: the list is not one the driver holds"
+                                .into(),
+                        });
+                        None
+                    }
+                }
+            };
+            let s = h
+                .engine
+                .complete_operation(CompletionContext(completion_context as u64), packet);
+            if s != Status::SUCCESS {
+                h.finding(crate::verifier::Finding::Assertion {
+                    message: format!(
+                        "FwpsCompleteOperation0: completion context {:#x} is not pended ({:#010x})",
+                        completion_context as u64, s.0
+                    ),
+                });
+            }
+        });
+    });
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn FwpsAcquireClassifyHandle0(
+    classify_context: *mut c_void,
+    _flags: u32,
+    classify_handle: *mut u64,
+) -> NtStatus {
+    boundary(
+        "FwpsAcquireClassifyHandle0",
+        STATUS_INVALID_PARAMETER,
+        || {
+            if classify_handle.is_null()
+                || classify_context.is_null()
+                || classify_context.cast_const() != invocation::current_address()
+            {
+                return STATUS_INVALID_PARAMETER;
+            }
+            match invocation::with_current(|inv| inv.ctx.acquire_classify_handle()) {
+                Some(h) => {
+                    // SAFETY: the caller's out-pointer (checked non-null).
+                    unsafe { *classify_handle = h.0 };
+                    super::STATUS_SUCCESS
+                }
+                None => STATUS_INVALID_PARAMETER,
+            }
+        },
+    )
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn FwpsReleaseClassifyHandle0(classify_handle: u64) {
+    boundary("FwpsReleaseClassifyHandle0", (), || {
+        ctx::with_host(|h| {
+            let s = h
+                .engine
+                .release_classify_handle(ClassifyHandle(classify_handle));
+            if s != Status::SUCCESS {
+                h.finding(crate::verifier::Finding::DoubleFree {
+                    what: "FwpsReleaseClassifyHandle0",
+                    address: classify_handle as usize,
+                });
+            }
+        });
+    });
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn FwpsPendClassify0(
+    classify_handle: u64,
+    filter_id: u64,
+    _flags: u32,
+    classify_out: *mut FwpsClassifyOut0,
+) -> NtStatus {
+    boundary("FwpsPendClassify0", STATUS_INVALID_PARAMETER, || {
+        // SAFETY: the caller's classifyOut (checked non-null).
+        let Some(c) = (unsafe { classify_out.as_mut() }) else {
+            return nt(Status::FWP_NULL_POINTER);
+        };
+        ctx::with_host(|h| {
+            let mut out = out_from_c(c);
+            let s = h.engine.pend_classify(
+                ClassifyHandle(classify_handle),
+                FilterId(filter_id),
+                &mut out,
+            );
+            out_to_c(&out, c);
+            nt(s)
+        })
+        .unwrap_or(STATUS_INVALID_DEVICE_STATE)
+    })
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn FwpsCompleteClassify0(
+    classify_handle: u64,
+    _flags: u32,
+    classify_out: *const FwpsClassifyOut0,
+) {
+    boundary("FwpsCompleteClassify0", (), || {
+        // SAFETY: the optional classifyOut (NULL = reauthorize).
+        let decision = unsafe { classify_out.as_ref() }.map(out_from_c);
+        ctx::with_host(|h| {
+            let s = h
+                .engine
+                .complete_classify(ClassifyHandle(classify_handle), decision);
+            if s != Status::SUCCESS {
+                h.finding(crate::verifier::Finding::Assertion {
+                    message: format!(
+                        "FwpsCompleteClassify0: classify handle {classify_handle} is not pended"
+                    ),
+                });
+            }
+        });
+    });
+}
+
+/// The C image of a connect request and its previous versions; the head is the first box.
+fn connect_image(r: &RedirectRequest) -> Vec<FwpsConnectRequest0> {
+    let mut chain = Vec::new();
+    let mut cur = Some(r);
+    while let Some(req) = cur {
+        chain.push(FwpsConnectRequest0 {
+            local_address_and_port: sockaddr_to_c(req.local),
+            remote_address_and_port: req
+                .remote
+                .map_or(SockaddrStorage { bytes: [0; 128] }, sockaddr_to_c),
+            port_reservation_token: req.port_reservation_token,
+            local_redirect_target_pid: req.local_redirect_target_pid,
+            previous_version: std::ptr::null_mut(),
+            modifier_filter_id: req.modifier_filter_id,
+            local_redirect_handle: req.redirect_handle.map_or(0, |h| h.0) as *mut c_void,
+            local_redirect_context: req.redirect_context as *mut c_void,
+            local_redirect_context_size: 0,
+        });
+        cur = req.previous_version.as_deref();
+    }
+    link(&mut chain, |b, p| b.previous_version = p);
+    chain
+}
+
+fn bind_image(r: &RedirectRequest) -> Vec<FwpsBindRequest0> {
+    let mut chain = Vec::new();
+    let mut cur = Some(r);
+    while let Some(req) = cur {
+        chain.push(FwpsBindRequest0 {
+            local_address_and_port: sockaddr_to_c(req.local),
+            port_reservation_token: req.port_reservation_token,
+            previous_version: std::ptr::null_mut(),
+            modifier_filter_id: req.modifier_filter_id,
+        });
+        cur = req.previous_version.as_deref();
+    }
+    link(&mut chain, |b, p| b.previous_version = p);
+    chain
+}
+
+/// Links each entry to the next one (its previous version). The vector is never grown after
+/// this, so the addresses stay valid while it lives.
+fn link<T>(chain: &mut [T], set: impl Fn(&mut T, *mut T)) {
+    for i in 0..chain.len().saturating_sub(1) {
+        let next: *mut T = &mut chain[i + 1];
+        set(&mut chain[i], next);
+    }
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn FwpsAcquireWritableLayerDataPointer0(
+    classify_handle: u64,
+    filter_id: u64,
+    _flags: u32,
+    writable: *mut *mut c_void,
+    classify_out: *mut FwpsClassifyOut0,
+) -> NtStatus {
+    boundary(
+        "FwpsAcquireWritableLayerDataPointer0",
+        STATUS_INVALID_PARAMETER,
+        || {
+            // SAFETY: the caller's classifyOut (checked non-null).
+            let Some(c) = (unsafe { classify_out.as_mut() }) else {
+                return nt(Status::FWP_NULL_POINTER);
+            };
+            if writable.is_null() {
+                return nt(Status::FWP_NULL_POINTER);
+            }
+            ctx::with_host(|h| {
+                let handle = ClassifyHandle(classify_handle);
+                let filter = FilterId(filter_id);
+                let mut out = out_from_c(c);
+                let req = match h
+                    .engine
+                    .acquire_writable_layer_data(handle, filter, &mut out)
+                {
+                    Ok(r) => r,
+                    Err(s) => return nt(s),
+                };
+                out_to_c(&out, c);
+                let mut w = Writable {
+                    handle,
+                    filter,
+                    connect: Vec::new(),
+                    bind: Vec::new(),
+                    original: req,
+                };
+                let addr: *mut c_void = match w.original.kind {
+                    RequestKind::Connect => {
+                        w.connect = connect_image(&w.original);
+                        std::ptr::from_mut::<FwpsConnectRequest0>(&mut w.connect[0]).cast()
+                    }
+                    RequestKind::Bind => {
+                        w.bind = bind_image(&w.original);
+                        std::ptr::from_mut::<FwpsBindRequest0>(&mut w.bind[0]).cast()
+                    }
+                };
+                h.asyncs.lock().writable.insert(addr as usize, w);
+                // SAFETY: the caller's out-pointer (checked non-null).
+                unsafe { *writable = addr };
+                super::STATUS_SUCCESS
+            })
+            .unwrap_or(STATUS_INVALID_DEVICE_STATE)
+        },
+    )
+}
+
+/// The request as the driver left it in the C image.
+fn modified_request(w: &Writable) -> RedirectRequest {
+    let mut req = w.original.clone();
+    if let Some(c) = w.connect.first() {
+        if let Some(a) = sockaddr_from_c(&c.local_address_and_port) {
+            req.local = a;
+        }
+        req.remote = sockaddr_from_c(&c.remote_address_and_port).or(req.remote);
+        req.local_redirect_target_pid = c.local_redirect_target_pid;
+        req.redirect_handle = (!c.local_redirect_handle.is_null())
+            .then_some(RedirectHandle(c.local_redirect_handle as u64));
+        req.redirect_context = c.local_redirect_context as u64;
+    }
+    if let Some(b) = w.bind.first() {
+        if let Some(a) = sockaddr_from_c(&b.local_address_and_port) {
+            req.local = a;
+        }
+    }
+    req
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn FwpsApplyModifiedLayerData0(
+    classify_handle: u64,
+    modified: *mut c_void,
+    flags: u32,
+) {
+    boundary("FwpsApplyModifiedLayerData0", (), || {
+        ctx::with_host(|h| {
+            let w = h.asyncs.lock().writable.remove(&(modified as usize));
+            let Some(w) = w else {
+                h.finding(crate::verifier::Finding::DoubleFree {
+                    what: "FwpsApplyModifiedLayerData0",
+                    address: modified as usize,
+                });
+                return;
+            };
+            if w.handle.0 != classify_handle {
+                h.finding(crate::verifier::Finding::Assertion {
+                    message: format!(
+                        "FwpsApplyModifiedLayerData0: data acquired on classify handle {} applied on {classify_handle}",
+                        w.handle.0
+                    ),
+                });
+            }
+            let req = modified_request(&w);
+            let s = h
+                .engine
+                .apply_modified_layer_data(w.handle, w.filter, req, flags);
+            if s != Status::SUCCESS && s != Status::PENDING {
+                h.finding(crate::verifier::Finding::Assertion {
+                    message: format!("FwpsApplyModifiedLayerData0 failed: {:#010x}", s.0),
+                });
+            }
+        });
+    });
+}

@@ -1,0 +1,358 @@
+/*
+ * pendinspect: a WFP callout driver that holds new IPv4 connections to one port until it has
+ * decided about them, then re-injects their outbound packets itself (written for this project
+ * against the WDK-named headers, after the WDK "inspect" sample; builds with `wfpctl driver build`).
+ *
+ *  ALE_AUTH_CONNECT_V4 (remote port PORT): FwpsPendOperation0 → BLOCK + ABSORB, queued
+ *  next packet indication (INBOUND/OUTBOUND_IPPACKET_V4 inspection callouts): the queue is decided
+ *        (allow, or block with -D PENDINSPECT_BLOCK=1) and FwpsCompleteOperation0 runs
+ *  ALE_AUTH_CONNECT_V4 again (FWP_CONDITION_FLAG_IS_REAUTHORIZE): PERMIT or BLOCK as decided
+ *  OUTBOUND_TRANSPORT_V4: packets of an allowed connection are cloned
+ *        (FwpsAllocateCloneNetBufferList0), the original absorbed, the clone injected
+ *        (FwpsInjectNetworkSendAsync0) and freed in the completion; the clone comes back injected
+ *        by self (FwpsQueryPacketInjectionState0) and is permitted
+ *  INBOUND_TRANSPORT_V4: packets of a blocked connection are blocked
+ *
+ * The inspect sample decides on a worker thread; this driver decides at the next packet the
+ * engine indicates to it (a deterministic point of a replay) and, at unload, completes whatever is
+ * still pended (wfp-reference §5.3). The data path here indicates OUTBOUND_TRANSPORT from the IP
+ * header (docs/c-abi.md), so the clone is a whole IP packet and goes out through network send.
+ *
+ * Parameters (compile time): PENDINSPECT_PORT (remote port, default 8080), PENDINSPECT_BLOCK (0/1).
+ */
+#include <ntddk.h>
+#include <initguid.h>
+#include <fwpsk.h>
+#include <fwpmk.h>
+
+#ifndef PENDINSPECT_PORT
+#define PENDINSPECT_PORT 8080
+#endif
+#ifndef PENDINSPECT_BLOCK
+#define PENDINSPECT_BLOCK 0
+#endif
+
+#define PI_TAG 'IPdp'
+#define PI_MAX 32
+
+/* {9c4f6e32-2e77-4f20-ab73-7f4d1063c001} .. */
+DEFINE_GUID(PI_CONNECT_CALLOUT, 0x9c4f6e32, 0x2e77, 0x4f20, 0xab, 0x73, 0x7f, 0x4d, 0x10, 0x63, 0xc0, 0x01);
+DEFINE_GUID(PI_OUT_CALLOUT, 0x9c4f6e32, 0x2e77, 0x4f20, 0xab, 0x73, 0x7f, 0x4d, 0x10, 0x63, 0xc0, 0x02);
+DEFINE_GUID(PI_IN_CALLOUT, 0x9c4f6e32, 0x2e77, 0x4f20, 0xab, 0x73, 0x7f, 0x4d, 0x10, 0x63, 0xc0, 0x03);
+DEFINE_GUID(PI_PUMP_IN_CALLOUT, 0x9c4f6e32, 0x2e77, 0x4f20, 0xab, 0x73, 0x7f, 0x4d, 0x10, 0x63, 0xc0, 0x04);
+DEFINE_GUID(PI_PUMP_OUT_CALLOUT, 0x9c4f6e32, 0x2e77, 0x4f20, 0xab, 0x73, 0x7f, 0x4d, 0x10, 0x63, 0xc0, 0x05);
+DEFINE_GUID(PI_SUBLAYER, 0x9c4f6e32, 0x2e77, 0x4f20, 0xab, 0x73, 0x7f, 0x4d, 0x10, 0x63, 0xc0, 0x10);
+
+typedef enum { PI_FREE, PI_PENDED, PI_ALLOWED, PI_BLOCKED } PI_STATE;
+
+typedef struct _PI_CONN {
+    PI_STATE State;
+    UINT16 LocalPort;
+    UINT32 RemoteAddress;
+    UINT16 RemotePort;
+    HANDLE CompletionContext;
+} PI_CONN;
+
+static PDEVICE_OBJECT gDevice;
+static HANDLE gEngine, gInjection;
+static UINT32 gIds[5];
+static KSPIN_LOCK gLock;
+static PI_CONN gConns[PI_MAX];
+static LONG gPended, gCompleted, gCloned, gInjectedOk, gInjectFailed;
+
+static PI_CONN *Lookup(UINT16 localPort, UINT32 remote, UINT16 remotePort)
+{
+    for (int i = 0; i < PI_MAX; i++) {
+        PI_CONN *c = &gConns[i];
+        if (c->State != PI_FREE && c->LocalPort == localPort && c->RemoteAddress == remote && c->RemotePort == remotePort)
+            return c;
+    }
+    return NULL;
+}
+
+static PI_STATE StateOf(UINT16 localPort, UINT32 remote, UINT16 remotePort)
+{
+    KLOCK_QUEUE_HANDLE lh;
+    KeAcquireInStackQueuedSpinLock(&gLock, &lh);
+    PI_CONN *c = Lookup(localPort, remote, remotePort);
+    PI_STATE s = c ? c->State : PI_FREE;
+    KeReleaseInStackQueuedSpinLock(&lh);
+    return s;
+}
+
+/* Decides every pended connection and completes its operation (outside the lock). */
+static void DecidePending(void)
+{
+    HANDLE done[PI_MAX];
+    int n = 0;
+    KLOCK_QUEUE_HANDLE lh;
+    KeAcquireInStackQueuedSpinLock(&gLock, &lh);
+    for (int i = 0; i < PI_MAX; i++) {
+        if (gConns[i].State != PI_PENDED) continue;
+        gConns[i].State = PENDINSPECT_BLOCK ? PI_BLOCKED : PI_ALLOWED;
+        done[n++] = gConns[i].CompletionContext;
+        gConns[i].CompletionContext = NULL;
+    }
+    KeReleaseInStackQueuedSpinLock(&lh);
+    for (int i = 0; i < n; i++) {
+        FwpsCompleteOperation0(done[i], NULL);
+        InterlockedIncrement(&gCompleted);
+    }
+}
+
+static void Absorb(FWPS_CLASSIFY_OUT0 *out)
+{
+    out->actionType = FWP_ACTION_BLOCK;
+    out->flags |= FWPS_CLASSIFY_OUT_FLAG_ABSORB;
+    out->rights &= ~FWPS_RIGHT_ACTION_WRITE;
+}
+
+static void Decide(FWPS_CLASSIFY_OUT0 *out, BOOLEAN block)
+{
+    out->actionType = block ? FWP_ACTION_BLOCK : FWP_ACTION_PERMIT;
+    if (block) out->rights &= ~FWPS_RIGHT_ACTION_WRITE;
+}
+
+static void NTAPI ConnectClassify(const FWPS_INCOMING_VALUES0 *inFixedValues,
+                                  const FWPS_INCOMING_METADATA_VALUES0 *inMetaValues, void *layerData,
+                                  const void *classifyContext, const FWPS_FILTER3 *filter, UINT64 flowContext,
+                                  FWPS_CLASSIFY_OUT0 *classifyOut)
+{
+    UNREFERENCED_PARAMETER(layerData);
+    UNREFERENCED_PARAMETER(classifyContext);
+    UNREFERENCED_PARAMETER(filter);
+    UNREFERENCED_PARAMETER(flowContext);
+    if (!(classifyOut->rights & FWPS_RIGHT_ACTION_WRITE)) return;
+    const FWPS_INCOMING_VALUE0 *v = inFixedValues->incomingValue;
+    UINT16 lport = v[FWPS_FIELD_ALE_AUTH_CONNECT_V4_IP_LOCAL_PORT].value.uint16;
+    UINT32 raddr = v[FWPS_FIELD_ALE_AUTH_CONNECT_V4_IP_REMOTE_ADDRESS].value.uint32;
+    UINT16 rport = v[FWPS_FIELD_ALE_AUTH_CONNECT_V4_IP_REMOTE_PORT].value.uint16;
+    UINT32 flags = v[FWPS_FIELD_ALE_AUTH_CONNECT_V4_FLAGS].value.uint32;
+    PI_STATE s = StateOf(lport, raddr, rport);
+    if ((flags & FWP_CONDITION_FLAG_IS_REAUTHORIZE) || s == PI_ALLOWED || s == PI_BLOCKED) {
+        /* The reauthorization the completion triggered: the decision. */
+        Decide(classifyOut, s == PI_BLOCKED || (s == PI_FREE && PENDINSPECT_BLOCK));
+        return;
+    }
+    if (s == PI_PENDED || !FWPS_IS_METADATA_FIELD_PRESENT(inMetaValues, FWPS_METADATA_FIELD_COMPLETION_HANDLE)) {
+        Decide(classifyOut, PENDINSPECT_BLOCK);
+        return;
+    }
+    KLOCK_QUEUE_HANDLE lh;
+    KeAcquireInStackQueuedSpinLock(&gLock, &lh);
+    PI_CONN *c = NULL;
+    for (int i = 0; i < PI_MAX && c == NULL; i++)
+        if (gConns[i].State == PI_FREE) c = &gConns[i];
+    NTSTATUS status = STATUS_INSUFFICIENT_RESOURCES;
+    if (c != NULL) {
+        status = FwpsPendOperation0(inMetaValues->completionHandle, &c->CompletionContext);
+        if (NT_SUCCESS(status)) {
+            c->State = PI_PENDED;
+            c->LocalPort = lport;
+            c->RemoteAddress = raddr;
+            c->RemotePort = rport;
+        }
+    }
+    KeReleaseInStackQueuedSpinLock(&lh);
+    if (!NT_SUCCESS(status)) {
+        DbgPrint("pendinspect: cannot pend (%#x): deciding now\n", status);
+        Decide(classifyOut, PENDINSPECT_BLOCK);
+        return;
+    }
+    InterlockedIncrement(&gPended);
+    DbgPrint("pendinspect: pended connection to port %u from local port %u\n", rport, lport);
+    Absorb(classifyOut);
+}
+
+static void NTAPI CloneComplete(void *context, NET_BUFFER_LIST *nbl, BOOLEAN dispatchLevel)
+{
+    UNREFERENCED_PARAMETER(context);
+    UNREFERENCED_PARAMETER(dispatchLevel);
+    if (NT_SUCCESS(NET_BUFFER_LIST_STATUS(nbl))) InterlockedIncrement(&gInjectedOk);
+    else InterlockedIncrement(&gInjectFailed);
+    FwpsFreeCloneNetBufferList0(nbl, 0);
+}
+
+static void NTAPI OutboundClassify(const FWPS_INCOMING_VALUES0 *inFixedValues,
+                                   const FWPS_INCOMING_METADATA_VALUES0 *inMetaValues, void *layerData,
+                                   const void *classifyContext, const FWPS_FILTER3 *filter, UINT64 flowContext,
+                                   FWPS_CLASSIFY_OUT0 *classifyOut)
+{
+    UNREFERENCED_PARAMETER(classifyContext);
+    UNREFERENCED_PARAMETER(filter);
+    UNREFERENCED_PARAMETER(flowContext);
+    if (!(classifyOut->rights & FWPS_RIGHT_ACTION_WRITE)) return;
+    const FWPS_INCOMING_VALUE0 *v = inFixedValues->incomingValue;
+    PI_STATE s = StateOf(v[FWPS_FIELD_OUTBOUND_TRANSPORT_V4_IP_LOCAL_PORT].value.uint16,
+                         v[FWPS_FIELD_OUTBOUND_TRANSPORT_V4_IP_REMOTE_ADDRESS].value.uint32,
+                         v[FWPS_FIELD_OUTBOUND_TRANSPORT_V4_IP_REMOTE_PORT].value.uint16);
+    NET_BUFFER_LIST *nbl = (NET_BUFFER_LIST *)layerData;
+    if (s == PI_BLOCKED) { Decide(classifyOut, TRUE); return; }
+    FWPS_PACKET_INJECTION_STATE inj = nbl ? FwpsQueryPacketInjectionState0(gInjection, nbl, NULL) : FWPS_PACKET_NOT_INJECTED;
+    if (s != PI_ALLOWED || nbl == NULL || inj == FWPS_PACKET_INJECTED_BY_SELF || inj == FWPS_PACKET_PREVIOUSLY_INJECTED_BY_SELF) {
+        Decide(classifyOut, FALSE);
+        return;
+    }
+    NET_BUFFER_LIST *clone = NULL;
+    NTSTATUS status = FwpsAllocateCloneNetBufferList0(nbl, NULL, NULL, 0, &clone);
+    if (NT_SUCCESS(status)) {
+        InterlockedIncrement(&gCloned);
+        status = FwpsInjectNetworkSendAsync0(gInjection, NULL, 0, inMetaValues->compartmentId, clone, CloneComplete, NULL);
+        if (!NT_SUCCESS(status)) FwpsFreeCloneNetBufferList0(clone, 0);
+    }
+    if (!NT_SUCCESS(status)) {
+        DbgPrint("pendinspect: clone/inject failed %#x: permitting the original\n", status);
+        Decide(classifyOut, FALSE);
+        return;
+    }
+    Absorb(classifyOut);
+}
+
+static void NTAPI InboundClassify(const FWPS_INCOMING_VALUES0 *inFixedValues,
+                                  const FWPS_INCOMING_METADATA_VALUES0 *inMetaValues, void *layerData,
+                                  const void *classifyContext, const FWPS_FILTER3 *filter, UINT64 flowContext,
+                                  FWPS_CLASSIFY_OUT0 *classifyOut)
+{
+    UNREFERENCED_PARAMETER(inMetaValues);
+    UNREFERENCED_PARAMETER(layerData);
+    UNREFERENCED_PARAMETER(classifyContext);
+    UNREFERENCED_PARAMETER(filter);
+    UNREFERENCED_PARAMETER(flowContext);
+    if (!(classifyOut->rights & FWPS_RIGHT_ACTION_WRITE)) return;
+    const FWPS_INCOMING_VALUE0 *v = inFixedValues->incomingValue;
+    PI_STATE s = StateOf(v[FWPS_FIELD_INBOUND_TRANSPORT_V4_IP_LOCAL_PORT].value.uint16,
+                         v[FWPS_FIELD_INBOUND_TRANSPORT_V4_IP_REMOTE_ADDRESS].value.uint32,
+                         v[FWPS_FIELD_INBOUND_TRANSPORT_V4_IP_REMOTE_PORT].value.uint16);
+    Decide(classifyOut, s == PI_BLOCKED);
+}
+
+/* Inspection callouts at the IP-packet layers: every packet is a chance to decide. */
+static void NTAPI PumpClassify(const FWPS_INCOMING_VALUES0 *inFixedValues,
+                               const FWPS_INCOMING_METADATA_VALUES0 *inMetaValues, void *layerData,
+                               const void *classifyContext, const FWPS_FILTER3 *filter, UINT64 flowContext,
+                               FWPS_CLASSIFY_OUT0 *classifyOut)
+{
+    UNREFERENCED_PARAMETER(inFixedValues);
+    UNREFERENCED_PARAMETER(inMetaValues);
+    UNREFERENCED_PARAMETER(layerData);
+    UNREFERENCED_PARAMETER(classifyContext);
+    UNREFERENCED_PARAMETER(filter);
+    UNREFERENCED_PARAMETER(flowContext);
+    UNREFERENCED_PARAMETER(classifyOut);
+    DecidePending();
+}
+
+static NTSTATUS NTAPI Notify(FWPS_CALLOUT_NOTIFY_TYPE notifyType, const GUID *filterKey, FWPS_FILTER3 *filter)
+{
+    UNREFERENCED_PARAMETER(notifyType);
+    UNREFERENCED_PARAMETER(filterKey);
+    UNREFERENCED_PARAMETER(filter);
+    return STATUS_SUCCESS;
+}
+
+static NTSTATUS AddFilter(const GUID *callout, const GUID *layer, FWP_ACTION_TYPE action, BOOLEAN byPort, const wchar_t *name)
+{
+    FWPM_CALLOUT0 mc = { 0 };
+    mc.calloutKey = *callout;
+    mc.displayData.name = (wchar_t *)name;
+    mc.applicableLayer = *layer;
+    NTSTATUS status = FwpmCalloutAdd0(gEngine, &mc, NULL, NULL);
+    if (!NT_SUCCESS(status)) return status;
+    FWPM_FILTER_CONDITION0 cond = { 0 };
+    cond.fieldKey = FWPM_CONDITION_IP_REMOTE_PORT;
+    cond.matchType = FWP_MATCH_EQUAL;
+    cond.conditionValue.type = FWP_UINT16;
+    cond.conditionValue.uint16 = PENDINSPECT_PORT;
+    FWPM_FILTER0 f = { 0 };
+    f.displayData.name = (wchar_t *)name;
+    f.layerKey = *layer;
+    f.subLayerKey = PI_SUBLAYER;
+    f.weight.type = FWP_EMPTY;
+    f.numFilterConditions = byPort ? 1 : 0;
+    f.filterCondition = byPort ? &cond : NULL;
+    f.action.type = action;
+    f.action.calloutKey = *callout;
+    return FwpmFilterAdd0(gEngine, &f, NULL, NULL);
+}
+
+static NTSTATUS AddPolicy(void)
+{
+    FWPM_SESSION0 session = { 0 };
+    session.flags = FWPM_SESSION_FLAG_DYNAMIC;
+    NTSTATUS status = FwpmEngineOpen0(NULL, RPC_C_AUTHN_WINNT, NULL, &session, &gEngine);
+    if (!NT_SUCCESS(status)) return status;
+    status = FwpmTransactionBegin0(gEngine, 0);
+    if (!NT_SUCCESS(status)) return status;
+    FWPM_SUBLAYER0 sl = { 0 };
+    sl.subLayerKey = PI_SUBLAYER;
+    sl.displayData.name = L"pendinspect sublayer";
+    sl.weight = 0x400;
+    status = FwpmSubLayerAdd0(gEngine, &sl, NULL);
+    if (NT_SUCCESS(status))
+        status = AddFilter(&PI_CONNECT_CALLOUT, &FWPM_LAYER_ALE_AUTH_CONNECT_V4, FWP_ACTION_CALLOUT_TERMINATING, TRUE, L"pendinspect connect");
+    if (NT_SUCCESS(status))
+        status = AddFilter(&PI_OUT_CALLOUT, &FWPM_LAYER_OUTBOUND_TRANSPORT_V4, FWP_ACTION_CALLOUT_TERMINATING, TRUE, L"pendinspect out");
+    if (NT_SUCCESS(status))
+        status = AddFilter(&PI_IN_CALLOUT, &FWPM_LAYER_INBOUND_TRANSPORT_V4, FWP_ACTION_CALLOUT_TERMINATING, TRUE, L"pendinspect in");
+    if (NT_SUCCESS(status))
+        status = AddFilter(&PI_PUMP_IN_CALLOUT, &FWPM_LAYER_INBOUND_IPPACKET_V4, FWP_ACTION_CALLOUT_INSPECTION, FALSE, L"pendinspect pump in");
+    if (NT_SUCCESS(status))
+        status = AddFilter(&PI_PUMP_OUT_CALLOUT, &FWPM_LAYER_OUTBOUND_IPPACKET_V4, FWP_ACTION_CALLOUT_INSPECTION, FALSE, L"pendinspect pump out");
+    if (!NT_SUCCESS(status)) {
+        FwpmTransactionAbort0(gEngine);
+        return status;
+    }
+    return FwpmTransactionCommit0(gEngine);
+}
+
+DRIVER_UNLOAD DriverUnload;
+void DriverUnload(PDRIVER_OBJECT DriverObject)
+{
+    UNREFERENCED_PARAMETER(DriverObject);
+    if (gEngine) FwpmEngineClose0(gEngine);
+    gEngine = NULL;
+    /* Pended operations must be completed before the callouts go (wfp-reference §5.3). */
+    DecidePending();
+    for (int i = 0; i < 5; i++) {
+        if (gIds[i]) FwpsCalloutUnregisterById0(gIds[i]);
+        gIds[i] = 0;
+    }
+    if (gInjection) FwpsInjectionHandleDestroy0(gInjection);
+    gInjection = NULL;
+    DbgPrint("pendinspect: unloaded, pended=%ld completed=%ld cloned=%ld injected=%ld failed=%ld\n", gPended,
+             gCompleted, gCloned, gInjectedOk, gInjectFailed);
+    IoDeleteDevice(gDevice);
+}
+
+static NTSTATUS Register(const GUID *key, FWPS_CALLOUT_CLASSIFY_FN3 fn, UINT32 *id)
+{
+    FWPS_CALLOUT3 c = { 0 };
+    c.calloutKey = *key;
+    c.classifyFn = fn;
+    c.notifyFn = Notify;
+    return FwpsCalloutRegister3(gDevice, &c, id);
+}
+
+DRIVER_INITIALIZE DriverEntry;
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    UNREFERENCED_PARAMETER(RegistryPath);
+    KeInitializeSpinLock(&gLock);
+    NTSTATUS status = IoCreateDevice(DriverObject, 0, NULL, FILE_DEVICE_NETWORK, FILE_DEVICE_SECURE_OPEN, FALSE, &gDevice);
+    if (!NT_SUCCESS(status)) return status;
+    DriverObject->DriverUnload = DriverUnload;
+    status = FwpsInjectionHandleCreate0(AF_INET, FWPS_INJECTION_TYPE_NETWORK, &gInjection);
+    if (NT_SUCCESS(status)) status = Register(&PI_CONNECT_CALLOUT, ConnectClassify, &gIds[0]);
+    if (NT_SUCCESS(status)) status = Register(&PI_OUT_CALLOUT, OutboundClassify, &gIds[1]);
+    if (NT_SUCCESS(status)) status = Register(&PI_IN_CALLOUT, InboundClassify, &gIds[2]);
+    if (NT_SUCCESS(status)) status = Register(&PI_PUMP_IN_CALLOUT, PumpClassify, &gIds[3]);
+    if (NT_SUCCESS(status)) status = Register(&PI_PUMP_OUT_CALLOUT, PumpClassify, &gIds[4]);
+    if (NT_SUCCESS(status)) status = AddPolicy();
+    if (!NT_SUCCESS(status)) {
+        DbgPrint("pendinspect: DriverEntry failed %#x\n", status);
+        DriverUnload(DriverObject);
+        return status;
+    }
+    DbgPrint("pendinspect: loaded (port %u, %s)\n", PENDINSPECT_PORT, PENDINSPECT_BLOCK ? "block" : "allow");
+    return STATUS_SUCCESS;
+}
