@@ -6,6 +6,7 @@ mod conversation;
 mod flow;
 mod frag;
 mod host;
+mod offload;
 mod outer;
 mod pipeline;
 mod reasm;
