@@ -50,6 +50,8 @@
 //! * [`worker`] — the engine as the per-queue loop's handler ([`worker::ShimHandler`], run by
 //!   [`wfp_nfqueue::run_worker`]) and the counters a worker shares ([`worker::WorkerShared`]).
 //! * [`identity`] — socket owner → ALE process identity.
+//! * [`offload`] — flow offload: marks for decided flows, revocation on commit, flow end from
+//!   conntrack (`docs/offload.md`).
 //! * [`watchdog`] — the hung posture.
 //! * [`stats`] — the statistics snapshot.
 //! * [`api`] — the local management API (HTTP/1.1 + JSON on a Unix socket, `docs/api.md`):
@@ -59,6 +61,7 @@ pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod identity;
+pub mod offload;
 pub mod stats;
 pub mod watchdog;
 pub mod worker;

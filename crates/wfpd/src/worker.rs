@@ -79,6 +79,8 @@ pub struct ShimHandler {
     shared: Arc<WorkerShared>,
     /// Reused for every packet (no allocation per packet).
     outcome: PacketVerdict,
+    /// Flow offload (`[offload]`), when on.
+    offload: Option<crate::offload::WorkerOffload>,
 }
 
 impl ShimHandler {
@@ -103,7 +105,13 @@ impl ShimHandler {
             truncated,
             shared,
             outcome: PacketVerdict::new(PacketDirection::Infer),
+            offload: None,
         }
+    }
+
+    /// Turns flow offload on for this worker (`crate::offload`).
+    pub fn set_offload(&mut self, offload: crate::offload::WorkerOffload) {
+        self.offload = Some(offload);
     }
 
     /// The shim's verdict for one packet: hook → direction, identity, `Shim::handle_packet`,
@@ -184,19 +192,30 @@ impl PacketHandler for ShimHandler {
     }
 
     fn handle(&mut self, now: Duration, packet: &QueuedPacket) -> Decision {
+        let before = self.offload.as_ref().map(|o| o.before(&self.engine));
         let verdict = match self.decide(Timestamp::from_duration(now), packet) {
             Verdict::Permit => NfVerdict::Accept,
             Verdict::Block | Verdict::Absorb => NfVerdict::Drop,
         };
-        Decision::from(verdict)
+        let mut decision = Decision::from(verdict);
+        if let (Some(o), Some(b)) = (&self.offload, before) {
+            decision.mark = o.mark(b, &self.engine, packet, &self.outcome);
+        }
+        decision
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
+        if self.offload.as_ref().is_some_and(|o| o.due()) {
+            return Some(Duration::ZERO);
+        }
         self.shim.poll_timeout().map(Timestamp::as_duration)
     }
 
     fn handle_timeout(&mut self, now: Duration) {
         self.callout_clock.set(now);
+        if let Some(o) = &self.offload {
+            o.end_flows(&mut self.shim);
+        }
         self.shim.handle_timeout(Timestamp::from_duration(now));
         self.drain_events();
     }
