@@ -229,6 +229,13 @@ impl ConntrackSocket {
         Ok(tuples.len())
     }
 
+    /// Dumps the connections whose mark has `value` under `mask` and returns how many there
+    /// are. A dump also makes the kernel reap the expired entries it walks past (their destroy
+    /// events follow at once), where its garbage collector may take up to a minute.
+    pub fn scan(&mut self, value: u32, mask: u32) -> Result<usize, NfqError> {
+        Ok(self.dump_tuples(value, mask)?.len())
+    }
+
     /// Reads (and drops) error answers queued on the socket: updates of connections that ended
     /// meanwhile answer ENOENT.
     fn drain_errors(&mut self) -> Result<(), NfqError> {

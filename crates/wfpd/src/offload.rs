@@ -107,6 +107,8 @@ pub struct OffloadStats {
     pub flows_ended: AtomicU64,
     /// Packets the kernel carried for flows ended that way.
     pub carried_packets: AtomicU64,
+    /// Bytes (both directions, the kernel's counts) of the flows ended that way.
+    pub ended_bytes: AtomicU64,
 }
 
 /// What the daemon and its workers share.
@@ -236,6 +238,8 @@ impl WorkerOffload {
                         e.carried_packets[0] + e.carried_packets[1],
                         Ordering::Relaxed,
                     );
+                    s.ended_bytes
+                        .fetch_add(e.bytes[0] + e.bytes[1], Ordering::Relaxed);
                     tracing::debug!(
                         flow = e.flow.get(),
                         packets = ?e.packets,
@@ -374,6 +378,15 @@ impl OffloadControl {
         }
         if !self.epochs.upcoming_is_clean() {
             self.clean_upcoming();
+        }
+        if self.flow_end {
+            // Expired offloaded connections are reaped now, their destroy events sent (the
+            // kernel's garbage collector may wait up to a minute).
+            let m = self.shared.marks;
+            let current = m.epoch_bits(self.epochs.current());
+            if let Err(e) = self.conntrack.scan(current, m.epoch_mask()) {
+                tracing::debug!(error = %e, "conntrack scan failed");
+            }
         }
     }
 
