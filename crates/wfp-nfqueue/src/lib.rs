@@ -67,6 +67,7 @@ pub mod conntrack;
 mod error;
 mod kstats;
 mod netns;
+mod nft;
 pub mod offload;
 pub mod owner;
 mod packet;

@@ -38,7 +38,8 @@
 //! moved: `P_OEP` then clears the reserved field and the packet is queued like any other.
 //!
 //! **Revocation** ([`OffloadRules::switch_epoch`]) replaces `P_OEP`'s single rule in each family
-//! (the families in parallel): O(1) in the number of offloaded connections. Epochs cycle through
+//! (one nf_tables transaction over netlink for all families; `iptables-restore` as the fallback):
+//! O(1) in the number of offloaded connections. Epochs cycle through
 //! the values the field holds; a connection idle through a whole cycle would carry a current
 //! epoch again, so before an epoch value is reused its stale connection marks are cleared through
 //! conntrack ([`crate::conntrack::ConntrackSocket::clear_marks`]); [`Epochs`] tracks which values
@@ -220,6 +221,8 @@ pub struct OffloadRules {
     pub queue: RuleSet,
     /// The mark layout.
     pub marks: OffloadMarks,
+    /// The nf_tables socket of the epoch switch, once opened.
+    nft: std::sync::Arc<std::sync::Mutex<Option<crate::nft::NftSocket>>>,
 }
 
 /// Runs a command line with optional standard input (the test seam).
@@ -322,7 +325,11 @@ const HOOKS: [(ChainHook, SlotHook); 2] = [
 impl OffloadRules {
     /// Offload rules beside `queue`'s chains with `marks`.
     pub fn new(queue: RuleSet, marks: OffloadMarks) -> Self {
-        Self { queue, marks }
+        Self {
+            queue,
+            marks,
+            nft: std::sync::Arc::default(),
+        }
     }
 
     /// Installs (or updates) the chains with `epoch` current, and puts the jumps first in their
@@ -335,10 +342,46 @@ impl OffloadRules {
     /// Makes `epoch` current: one rule replaced per family, the families at once. Every
     /// connection offloaded under another epoch is queued again from its next packet. Returns how
     /// long the update took.
+    ///
+    /// In the calling thread's namespace (no [`RuleSet::netns`]) the rule is replaced over
+    /// nf_tables netlink ([`crate::nft`]: no program started); otherwise, or if that fails,
+    /// with `iptables-restore`.
     pub fn switch_epoch(&self, epoch: Epoch) -> Result<Duration, OffloadError> {
         let start = Instant::now();
+        if self.queue.netns.is_none() && self.switch_nft(epoch).is_ok() {
+            return Ok(start.elapsed());
+        }
         self.switch_with(&mut System, epoch)?;
         Ok(start.elapsed())
+    }
+
+    /// The epoch switch over nf_tables netlink: every family in one transaction, on a socket
+    /// kept open between switches (opened in the calling thread's namespace at the first).
+    fn switch_nft(&self, epoch: Epoch) -> Result<(), crate::nft::NftError> {
+        let mut slot = self
+            .nft
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let socket = match slot.as_mut() {
+            Some(s) => s,
+            None => slot.insert(crate::nft::NftSocket::open()?),
+        };
+        let chain = self.chain("OEP");
+        let targets: Vec<(u8, &str, &str)> = self
+            .queue
+            .families
+            .iter()
+            .map(|f| match f {
+                Family::Ipv4 => (2, "filter", chain.as_str()),
+                Family::Ipv6 => (10, "filter", chain.as_str()),
+            })
+            .collect();
+        let result = socket.set_cmp_values(&targets, self.marks.epoch_bits(epoch));
+        if result.is_err() {
+            // A fresh socket next time (a failed exchange may leave answers behind).
+            *slot = None;
+        }
+        result
     }
 
     /// Removes the jumps and chains. Idempotent. The connections' marks stay; the next install
