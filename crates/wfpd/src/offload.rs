@@ -268,7 +268,12 @@ pub struct OffloadControl {
     events: Option<(Arc<std::sync::atomic::AtomicBool>, JoinHandle<()>)>,
     flow_end: bool,
     installed: bool,
+    /// When [`OffloadControl::tick`] last dumped the offloaded connections.
+    last_scan: std::time::Instant,
 }
+
+/// How often [`OffloadControl::tick`] dumps the offloaded connections (reaping expired ones).
+const SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
 impl OffloadControl {
     /// Prepares offload beside `queue`'s rules: old offload rules removed and every
@@ -304,6 +309,7 @@ impl OffloadControl {
             events: None,
             flow_end: config.flow_end,
             installed: false,
+            last_scan: std::time::Instant::now(),
         })
     }
 
@@ -379,7 +385,8 @@ impl OffloadControl {
         if !self.epochs.upcoming_is_clean() {
             self.clean_upcoming();
         }
-        if self.flow_end {
+        if self.flow_end && self.last_scan.elapsed() >= SCAN_INTERVAL {
+            self.last_scan = std::time::Instant::now();
             // Expired offloaded connections are reaped now, their destroy events sent (the
             // kernel's garbage collector may wait up to a minute).
             let m = self.shared.marks;
