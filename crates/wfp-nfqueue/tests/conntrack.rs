@@ -1,5 +1,5 @@
 //! Conntrack netlink on a real kernel: creating entries, clearing marks by filter, destroy events
-//! with counters (expired entries reaped by a dump). Each test runs in its own namespace (`wfpct-<pid>-<n>`); no packet is sent.
+//! with counters (expired entries reaped by a dump). Each test runs in its own namespace (`offload-ct-<pid>-<n>`); no packet is sent.
 //! Skipped, with a printed reason, unless running as root with `ip`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -14,7 +14,7 @@ fn in_netns(test: &str, body: impl FnOnce() + Send) {
         eprintln!("skipping {test}: not running as root");
         return;
     }
-    let ns = TempNetns::create("wfpct").expect("netns");
+    let ns = TempNetns::create("offload-ct").expect("netns");
     let result = std::thread::scope(|scope| {
         scope
             .spawn(|| {

@@ -1,6 +1,6 @@
 //! Flow offload on a real kernel (issue 16, `docs/offload.md`).
 //!
-//! Each test creates its own network namespace (`wfpoff-<pid>-<n>`, deleted also when the test
+//! Each test creates its own network namespace (`offload-<pid>-<n>`, deleted also when the test
 //! panics), enters it on a fresh thread, and runs the daemon in-process there (queues, rules and
 //! conntrack are per namespace). Traffic is TCP or UDP over `lo` (IPv4 127.0.0.1 and IPv6 ::1)
 //! inside the namespace only. Every socket has a timeout and every loop a deadline; transfers are
@@ -54,7 +54,7 @@ fn in_netns(test: &str, body: impl FnOnce(&TempNetns) + Send) {
         return;
     }
     let _serial = serial();
-    let ns = TempNetns::create("wfpoff").expect("netns");
+    let ns = TempNetns::create("offload").expect("netns");
     let result = std::thread::scope(|scope| {
         scope
             .spawn(|| {
