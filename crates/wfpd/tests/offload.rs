@@ -123,6 +123,7 @@ enabled = true
 "#,
         policy.display()
     );
+    dir.write("config.toml", &config);
     let config = Config::parse(&config, "test").expect("config");
     let d = Daemon::start(config).expect("start");
     // Accounting (byte counts in destroy events) and short TIME_WAIT, per namespace.
@@ -157,7 +158,7 @@ condition = [ {{ field = "IP_REMOTE_PORT", value = {port} }} ]
 }
 
 /// A TCP server that accepts one connection, optionally says `hello` first, and counts what it
-/// reads until EOF, an error or a quiet second.
+/// reads until EOF, an error or three quiet seconds (a daemon restart takes a moment).
 struct Sink {
     addr: SocketAddr,
     received: Arc<AtomicU64>,
@@ -174,7 +175,7 @@ impl Sink {
             let Ok((mut s, _)) = listener.accept() else {
                 return;
             };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+            let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
             if hello {
                 let _ = s.write_all(b"hello, not TLS\n");
             }
@@ -604,5 +605,57 @@ fn revoking_ten_thousand_offloaded_flows_queues_the_first_packet_of_each() {
         let queued = d.packets_decided() - before;
         assert_eq!(queued, want, "the first packet of each was queued");
         d.shutdown().expect("shutdown");
+    });
+}
+
+#[test]
+fn a_restart_under_a_blocking_policy_requeues_and_blocks_offloaded_connections() {
+    in_netns("restart_requeues", |_| {
+        for ip in LOCALHOSTS {
+            let dir = TempDir::new();
+            let d = daemon(&dir, PERMIT_ALL);
+            let sink = Sink::start(ip, false);
+            let mut c = client(sink.addr);
+            assert_eq!(send(&mut c, 2 * MB), 2 * MB);
+            let queued = d.packets_decided();
+            assert_eq!(send(&mut c, 20 * MB), 20 * MB, "{ip}: offloaded");
+            assert!(d.packets_decided() - queued < 40, "{ip}: offloaded");
+            // Stop (rules removed: the connection goes on without wfpd), then start again under a
+            // policy that blocks it: its marks are cleared at start, so its next segment is
+            // queued, picked up mid-stream, authorized (MID_STREAM_INSPECTION) and blocked.
+            d.shutdown().expect("shutdown");
+            // (Segments in flight at the stop were dropped with the queue: TCP retransmits.)
+            let mut sent = 0;
+            for _ in 0..20 {
+                sent += send(&mut c, 4 * MB - sent);
+                if sent == 4 * MB {
+                    break;
+                }
+            }
+            assert_eq!(sent, 4 * MB, "{ip}: no rules while stopped");
+            dir.write("policy.toml", &block_port(sink.addr.port()));
+            let mut d = Daemon::start(
+                Config::parse(
+                    &std::fs::read_to_string(dir.0.join("config.toml")).expect("config"),
+                    "test",
+                )
+                .expect("config"),
+            )
+            .expect("restart");
+            let before = d.packets_decided();
+            let after = send(&mut c, 40 * MB);
+            assert!(
+                after < 40 * MB,
+                "{ip}: the connection went on after the restart"
+            );
+            assert!(
+                d.packets_decided() > before,
+                "{ip}: its packets were queued again"
+            );
+            let _ = d.tick();
+            drop(c);
+            sink.join();
+            d.shutdown().expect("shutdown");
+        }
     });
 }
