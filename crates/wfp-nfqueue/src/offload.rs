@@ -344,7 +344,7 @@ impl OffloadRules {
     /// long the update took.
     ///
     /// In the calling thread's namespace (no [`RuleSet::netns`]) the rule is replaced over
-    /// nf_tables netlink ([`crate::nft`]: no program started); otherwise, or if that fails,
+    /// nf_tables netlink (the `nft` module: no program started); otherwise, or if that fails,
     /// with `iptables-restore`.
     pub fn switch_epoch(&self, epoch: Epoch) -> Result<Duration, OffloadError> {
         let start = Instant::now();
