@@ -53,6 +53,8 @@
 //!   packets; the rules skip the mark, [`rules::RuleSet::self_mark`]).
 //! * `kstats` — the kernel's own per-queue counters ([`kernel_queue_stats`]).
 //! * [`sockdiag`] — socket diagnostics (`NETLINK_SOCK_DIAG`): the local socket of a 5-tuple.
+//! * [`offload`] — flow offload rules: marks, the epoch rule, revocation (`docs/offload.md`).
+//! * [`conntrack`] — conntrack netlink: destroy events with counters, clearing offload marks.
 //! * [`owner`] — [`owner::OwnerResolver`]: socket → process (`/proc`), cached, for the ALE
 //!   layers' process identity.
 //!
@@ -65,9 +67,12 @@
 #![deny(unsafe_code)]
 
 mod config;
+pub mod conntrack;
 mod error;
 mod kstats;
 mod netns;
+mod nft;
+pub mod offload;
 pub mod owner;
 mod packet;
 mod queue;

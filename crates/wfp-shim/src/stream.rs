@@ -137,6 +137,12 @@ impl StreamDirection {
         }
     }
 
+    /// True when the callout of `filter` answered ALLOW_CONNECTION for this direction (it is not
+    /// called again; flow offload reads it).
+    pub fn allowed(&self, filter: FilterId) -> bool {
+        self.callouts.get(&filter).is_some_and(|c| c.allowed)
+    }
+
     /// True when some callout still holds bytes (NEED_MORE_DATA / DEFER).
     pub fn holds_data(&self) -> bool {
         self.callouts.values().any(|c| !c.pending.is_empty())

@@ -36,7 +36,16 @@
 //! median and the spread (min..max), ratios of medians, and the median of the per-round ratios
 //! (each from samples of the same round). Default run time is about 3 minutes.
 //!
-//! Other knobs: `WFP_BENCH_CASES` (comma-separated subset of `noqueue,bare,wfpd10,wfpd10k`, plus
+//! **Flow offload** (issue 16, `docs/offload.md`): the case `wfpd 10 offload` is wfpd with the
+//! 10-filter policy and `[offload] enabled = true`. Every case also measures UDP
+//! request/response (an echo server, 16 requests in flight, one flow: the flow the shim can
+//! establish and offload) and the new-connection rate (TCP connect, close, one at a time); the
+//! offload case also times a policy reload per round (the commit with its revocation: one rule
+//! update) and the rule switch alone. Offload targets: bulk TCP >= 0.95 of no queue, UDP
+//! request/response >= 0.90 of no queue, new connections >= 0.90 of the bare reader, revocation
+//! commit <= 10 ms.
+//!
+//! Other knobs: `WFP_BENCH_CASES` (comma-separated subset of `noqueue,bare,wfpd10,wfpd10k,wfpdoff`, plus
 //! the diagnostic cases `bare1` — the bare reader with every verdict in a message of its own —
 //! and `loop` — the worker loop with wfpd's options and an accept-all handler instead of the
 //! shim), e.g. to profile one case; `WFP_BENCH_COALESCE=0` (verdict coalescing off for the bare
@@ -62,6 +71,8 @@ use wfpd::{Config, Daemon};
 
 const UDP_PORT: u16 = 40_200;
 const TCP_PORT: u16 = 40_201;
+const ECHO_PORT: u16 = 40_202;
+const RR_WINDOW: usize = 16;
 const PAYLOAD: usize = 64;
 const WINDOW: usize = 64;
 const WARM_UP: Duration = Duration::from_millis(200);
@@ -344,6 +355,65 @@ fn tcp_sink(stop: Arc<AtomicBool>, received: Arc<AtomicU64>) -> std::thread::Joi
     })
 }
 
+/// Answers every datagram on `ECHO_PORT` to its sender, until `stop`.
+fn udp_echo(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let sock = UdpSocket::bind(("127.0.0.1", ECHO_PORT)).expect("bind echo");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(&buf[..n], from);
+            }
+        }
+    })
+}
+
+/// UDP request/response exchanges per second over one flow (`RR_WINDOW` requests in flight).
+fn udp_rr(client: &UdpSocket, duration: Duration, running: &Running) -> Measured {
+    let run = |duration: Duration| {
+        let payload = [0x3cu8; PAYLOAD];
+        let mut buf = [0u8; 2048];
+        let (mut answered, mut lost) = (0u64, 0u64);
+        let probe = Probe::start(running);
+        while probe.start.elapsed() < duration {
+            let mut sent = 0;
+            for _ in 0..RR_WINDOW {
+                if client.send(&payload).is_ok() {
+                    sent += 1;
+                }
+            }
+            for i in 0..sent {
+                if client.recv(&mut buf).is_err() {
+                    lost += sent - i;
+                    break;
+                }
+                answered += 1;
+            }
+        }
+        probe.finish(answered, lost)
+    };
+    let _ = run(WARM_UP);
+    run(duration)
+}
+
+/// New TCP connections per second: connect, close, one at a time (the sink reads to EOF).
+fn tcp_cps(duration: Duration, running: &Running) -> Measured {
+    let probe = Probe::start(running);
+    let (mut made, mut failed) = (0u64, 0u64);
+    while probe.start.elapsed() < duration {
+        match TcpStream::connect(("127.0.0.1", TCP_PORT)) {
+            Ok(c) => {
+                made += 1;
+                drop(c);
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    probe.finish(made, failed)
+}
+
 /// A policy of `n` filters that the bench traffic never matches, spread over the layers it
 /// crosses.
 fn policy(n: usize) -> String {
@@ -381,11 +451,16 @@ fn policy(n: usize) -> String {
 /// wfpd's configuration for the bench: queue 0, the two loopback hooks, everything else default
 /// (accounting mark, MSS clamp, conntrack and uid/gid attributes, identity lookups).
 fn wfpd_config(policy_path: &Path) -> Config {
+    wfpd_config_with(policy_path, false)
+}
+
+/// [`wfpd_config`], with flow offload on or off.
+fn wfpd_config_with(policy_path: &Path, offload: bool) -> Config {
     // Diagnostic: WFP_BENCH_COALESCE=0 sends every verdict as a message of its own (bare reader
     // and wfpd alike).
     let coalesce = std::env::var("WFP_BENCH_COALESCE").map_or(true, |v| v != "0");
     let text = format!(
-        "[policy]\nfiles = [{:?}]\n\n[queues]\ncoalesce_verdicts = {coalesce}\n\n[rules]\nhooks = [ {{ hook = \"OUTPUT\", matches = [\"-o\", \"lo\"] }}, {{ hook = \"INPUT\", matches = [\"-i\", \"lo\"] }} ]\n\n[stats]\ninterval_secs = 0\n\n[log]\nflows = false\n",
+        "[policy]\nfiles = [{:?}]\n\n[queues]\ncoalesce_verdicts = {coalesce}\n\n[rules]\nhooks = [ {{ hook = \"OUTPUT\", matches = [\"-o\", \"lo\"] }}, {{ hook = \"INPUT\", matches = [\"-i\", \"lo\"] }} ]\n\n[stats]\ninterval_secs = 0\n\n[log]\nflows = false\n\n[offload]\nenabled = {offload}\n",
         policy_path.display().to_string()
     );
     Config::parse(&text, "b4.toml").expect("config")
@@ -402,14 +477,17 @@ enum Case {
     /// accept-all handler.
     Loop,
     Wfpd(usize),
+    /// wfpd with the 10-filter policy and flow offload on.
+    Offload,
 }
 
 impl Case {
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 5] = [
         Self::NoQueue,
         Self::Bare,
         Self::Wfpd(10),
         Self::Wfpd(10_000),
+        Self::Offload,
     ];
 
     fn name(self) -> String {
@@ -419,6 +497,7 @@ impl Case {
             Self::BareUncoalesced => "bare, uncoalesced".to_owned(),
             Self::Loop => "wfpd loop, no shim".to_owned(),
             Self::Wfpd(n) => format!("wfpd {n} filters"),
+            Self::Offload => "wfpd 10 offload".to_owned(),
         }
     }
 
@@ -430,6 +509,7 @@ impl Case {
             Self::Loop => "loop".to_owned(),
             Self::Wfpd(10_000) => "wfpd10k".to_owned(),
             Self::Wfpd(n) => format!("wfpd{n}"),
+            Self::Offload => "wfpdoff".to_owned(),
         }
     }
 }
@@ -577,6 +657,12 @@ impl Running {
                     Daemon::start(wfpd_config(path)).expect("start wfpd"),
                 ))
             }
+            Case::Offload => {
+                let path = &policies.first().expect("policy written").1;
+                Self::Wfpd(Box::new(
+                    Daemon::start(wfpd_config_with(path, true)).expect("start wfpd"),
+                ))
+            }
         }
     }
 
@@ -662,6 +748,30 @@ impl Running {
 struct Sample {
     udp: Measured,
     tcp: Measured,
+    /// UDP request/response exchanges.
+    rr: Measured,
+    /// New TCP connections.
+    conn: Measured,
+    /// Offload case: the reload (commit with revocation) and its rule switch, in ms.
+    revoke: Option<(f64, f64)>,
+}
+
+/// The offload case's commit: reloads the policy (revoking every offload first) and returns
+/// (whole reload, rule switch) in ms.
+fn revoke(running: &mut Running) -> Option<(f64, f64)> {
+    let Running::Wfpd(daemon) = running else {
+        return None;
+    };
+    let start = Instant::now();
+    daemon.reload().expect("reload");
+    let whole = start.elapsed().as_secs_f64() * 1e3;
+    let switch = daemon
+        .offload()?
+        .stats()
+        .last_revocation_us
+        .load(Ordering::Relaxed) as f64
+        / 1e3;
+    Some((whole, switch))
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -763,6 +873,18 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let received = Arc::new(AtomicU64::new(0));
     let sink = tcp_sink(Arc::clone(&stop), Arc::clone(&received));
+    let echo = udp_echo(Arc::clone(&stop));
+    let rr = UdpSocket::bind("127.0.0.1:0").expect("bind rr client");
+    rr.connect(("127.0.0.1", ECHO_PORT)).expect("connect rr");
+    rr.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    // The connection-rate samples open many connections: reuse TIME_WAIT ports, and let
+    // conntrack forget closed connections after a second (every case alike).
+    let _ = std::fs::write("/proc/sys/net/ipv4/tcp_tw_reuse", "1");
+    let _ = std::fs::write(
+        "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait",
+        "1",
+    );
 
     let queue = bare_config.queue_config(0);
     println!(
@@ -821,12 +943,34 @@ fn main() {
             };
             let udp = clean("UDP", false, &|| udp_pps(&tx, &rx, duration, &running));
             let tcp = clean("TCP", true, &|| tcp_bps(&received, duration, &running));
+            let rr_m = clean("UDP r/r", false, &|| udp_rr(&rr, duration, &running));
+            let conn = clean("conn/s", false, &|| tcp_cps(duration, &running));
+            let mut running = running;
+            let revoked = if case == Case::Offload {
+                let r = revoke(&mut running);
+                if let Some((whole, switch)) = r {
+                    println!(
+                        "  {:<18} commit with revocation {whole:.1} ms (rule switch {switch:.1} ms)",
+                        case.name()
+                    );
+                }
+                r
+            } else {
+                None
+            };
             totals[index] += running.stop();
-            samples[index].push(Sample { udp, tcp });
+            samples[index].push(Sample {
+                udp,
+                tcp,
+                rr: rr_m,
+                conn,
+                revoke: revoked,
+            });
         }
     }
     stop.store(true, Ordering::Relaxed);
     let _ = sink.join();
+    let _ = echo.join();
     let _ = std::fs::remove_dir_all(&dir);
 
     println!();
@@ -970,5 +1114,63 @@ fn main() {
             ok(u),
             ok(t)
         );
+    }
+
+    offload_summary(&cases, &samples);
+}
+
+/// The offload targets: bulk TCP and UDP request/response against no queue, new connections
+/// against the bare reader, the commit with its revocation.
+fn offload_summary(cases: &[Case], samples: &[Vec<Sample>]) {
+    let find = |c: Case| cases.iter().position(|&x| x == c);
+    let (Some(off), Some(noq)) = (find(Case::Offload), find(Case::NoQueue)) else {
+        return;
+    };
+    let med = |i: usize, f: fn(&Sample) -> f64| {
+        let mut v: Vec<f64> = samples[i].iter().map(f).collect();
+        median(&mut v)
+    };
+    println!();
+    println!("flow offload (medians):");
+    for (i, c) in cases.iter().enumerate() {
+        println!(
+            "  {:<18} UDP r/r {:>8.0}/s   conn {:>6.0}/s   TCP {:>7.1} MB/s",
+            c.name(),
+            med(i, |s| s.rr.rate),
+            med(i, |s| s.conn.rate),
+            med(i, |s| s.tcp.rate) / 1e6
+        );
+    }
+    let ok = |v: f64, goal: f64| if v >= goal { "ok" } else { "MISSED" };
+    let tcp = med(off, |s| s.tcp.rate) / med(noq, |s| s.tcp.rate);
+    let rr = med(off, |s| s.rr.rate) / med(noq, |s| s.rr.rate);
+    println!("Offload targets (ratio of medians):");
+    println!(
+        "  bulk TCP offload / no queue >= 0.95      {tcp:.3} {}",
+        ok(tcp, 0.95)
+    );
+    println!(
+        "  UDP r/r offload / no queue >= 0.90       {rr:.3} {}",
+        ok(rr, 0.90)
+    );
+    if let Some(bare) = find(Case::Bare) {
+        let conn = med(off, |s| s.conn.rate) / med(bare, |s| s.conn.rate);
+        println!(
+            "  new connections offload / bare >= 0.90  {conn:.3} {}",
+            ok(conn, 0.90)
+        );
+    }
+    let mut whole: Vec<f64> = samples[off]
+        .iter()
+        .filter_map(|s| s.revoke.map(|r| r.0))
+        .collect();
+    let mut switch: Vec<f64> = samples[off]
+        .iter()
+        .filter_map(|s| s.revoke.map(|r| r.1))
+        .collect();
+    if !whole.is_empty() {
+        let (w, sw) = (median(&mut whole), median(&mut switch));
+        let verdict = if w <= 10.0 { "ok" } else { "MISSED" };
+        println!("  commit with revocation <= 10 ms          {w:.1} ms (rule switch {sw:.1} ms) {verdict}");
     }
 }

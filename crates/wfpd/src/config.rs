@@ -162,6 +162,9 @@ pub struct Config {
     /// Persistent objects.
     #[serde(default)]
     pub store: crate::api::StoreConfig,
+    /// Flow offload (`docs/offload.md`).
+    #[serde(default)]
+    pub offload: crate::offload::OffloadConfig,
 }
 
 /// `[policy]`.
@@ -573,11 +576,15 @@ impl Config {
 
     /// The shim's configuration (default verdicts).
     pub fn shim_config(&self) -> ShimConfig {
-        ShimConfig {
+        let mut config = ShimConfig {
             no_match: self.verdicts.no_match.shim(),
             malformed: self.verdicts.malformed.shim(),
             ..ShimConfig::default()
+        };
+        if self.offload.enabled {
+            crate::offload::lengthen_timeouts(&mut config);
         }
+        config
     }
 
     /// The log level.

@@ -61,6 +61,8 @@ pub struct Daemon {
     /// Connections the connection monitor finished (drained from its log).
     connections_closed: u64,
     last_stats_write: Instant,
+    /// Flow offload (`[offload]`), when on.
+    offload: Option<crate::offload::OffloadControl>,
 }
 
 /// Parses every policy file.
@@ -124,7 +126,14 @@ impl Daemon {
             stream_reports: 0,
             connections_closed: 0,
             last_stats_write: Instant::now(),
+            offload: None,
         };
+        if daemon.config.offload.enabled {
+            let queue = daemon.config.rule_set();
+            let control =
+                crate::offload::OffloadControl::new(&daemon.config.offload, queue, &daemon.engine)?;
+            daemon.offload = Some(control);
+        }
         let mut watched = Vec::new();
         for queue in queues {
             let sender = queue
@@ -148,6 +157,12 @@ impl Daemon {
                 daemon.rules = None;
                 return Err(anyhow::Error::from(e).context("installing the iptables rules"));
             }
+        }
+        if let Some(Err(e)) = daemon.offload.as_mut().map(|o| o.install(&daemon.engine)) {
+            if let Some(rules) = daemon.rules.take() {
+                let _ = rules.remove();
+            }
+            return Err(e);
         }
         if daemon.config.api.socket.is_some() {
             let api = crate::api::Server::start(
@@ -205,6 +220,8 @@ impl Daemon {
             ..WorkerOptions::default()
         };
         let clock = self.clock;
+        let offload =
+            (self.offload.as_ref()).map(|o| crate::offload::WorkerOffload::new(o.shared()));
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name(format!("wfpd-queue-{num}"))
@@ -236,6 +253,9 @@ impl Daemon {
                     special,
                     Arc::clone(&thread_shared),
                 );
+                if let Some(o) = offload {
+                    handler.set_offload(o);
+                }
                 let result = run_worker(
                     &mut queue,
                     &mut handler,
@@ -281,6 +301,11 @@ impl Daemon {
             .sum()
     }
 
+    /// Flow offload, when on.
+    pub fn offload(&self) -> Option<&crate::offload::OffloadControl> {
+        self.offload.as_ref()
+    }
+
     /// The engine (shared with the workers).
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
@@ -304,9 +329,16 @@ impl Daemon {
                 tracing::warn!("[engine] options changed: they take effect at the next start");
             }
             let refs: Vec<&Policy> = policies.iter().collect();
+            // Offloaded flows are revoked before the commit (`crate::offload`).
+            if let Some(o) = self.offload.as_mut() {
+                o.begin_commit()?;
+            }
             let applied = replace_all(&self.engine, &self.applied, &refs, &self.host)?;
             Ok::<_, anyhow::Error>((applied, policies.iter().map(Policy::filter_count).sum()))
         })();
+        if let Some(o) = self.offload.as_mut() {
+            o.end_commit(&self.engine);
+        }
         match result {
             Ok((applied, filters)) => {
                 self.applied = applied;
@@ -327,6 +359,9 @@ impl Daemon {
     /// events, writes the stats file when due. Fails if a worker ended on its own.
     pub fn tick(&mut self) -> anyhow::Result<()> {
         self.drain_reports();
+        if let Some(o) = self.offload.as_mut() {
+            o.tick(&self.engine);
+        }
         let interval = self.config.stats.interval_secs;
         if interval > 0
             && self.config.stats.file.is_some()
@@ -537,6 +572,14 @@ impl Daemon {
     /// workers (their flows end: flowDeleteFn), writes the final statistics.
     pub fn shutdown(mut self) -> anyhow::Result<Snapshot> {
         let mut failure = None;
+        if let Some(Err(e)) = self
+            .offload
+            .as_mut()
+            .map(crate::offload::OffloadControl::stop)
+        {
+            tracing::error!("{e:#}");
+            failure = Some(e);
+        }
         if let Some(rules) = self.rules.as_ref() {
             if self.config.rules.keep_on_stop {
                 tracing::info!(

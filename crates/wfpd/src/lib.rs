@@ -53,6 +53,8 @@
 //!   (raw sockets with the self mark).
 //! * [`connections`] — `GET /v1/connections`: the connection monitor's live flows.
 //! * [`identity`] — socket owner → ALE process identity.
+//! * [`offload`] — flow offload: marks for decided flows, revocation on commit, flow end from
+//!   conntrack (`docs/offload.md`).
 //! * [`watchdog`] — the hung posture.
 //! * [`stats`] — the statistics snapshot.
 //! * [`api`] — the local management API (HTTP/1.1 + JSON on a Unix socket, `docs/api.md`):
@@ -64,6 +66,7 @@ pub mod config;
 pub mod connections;
 pub mod daemon;
 pub mod identity;
+pub mod offload;
 pub mod stats;
 pub mod watchdog;
 pub mod worker;

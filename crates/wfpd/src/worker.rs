@@ -95,6 +95,8 @@ pub struct ShimHandler {
     shared: Arc<WorkerShared>,
     /// Reused for every packet (no allocation per packet).
     outcome: PacketVerdict,
+    /// Flow offload (`[offload]`), when on.
+    offload: Option<crate::offload::WorkerOffload>,
 }
 
 impl ShimHandler {
@@ -121,12 +123,14 @@ impl ShimHandler {
             truncated,
             shared,
             outcome: PacketVerdict::new(PacketDirection::Infer),
+            offload: None,
         }
     }
 
     /// The answer for one packet: held while its classify is pended, accepted with new bytes
-    /// when edited, else the verdict.
+    /// when edited, else the verdict (carrying the offload mark when the flow is offloaded).
     fn respond(&mut self, now: Duration, packet: &QueuedPacket) -> Answer {
+        let before = self.offload.as_ref().map(|o| o.before(&self.engine));
         let verdict = self.decide(Timestamp::from_duration(now), packet);
         let nf = match verdict {
             Verdict::Permit => NfVerdict::Accept,
@@ -140,17 +144,23 @@ impl ShimHandler {
                 .hold(now, (packet.id, packet.mark, flow), &packet.payload);
             return Answer::Hold;
         }
-        match (&o.edited, verdict) {
+        let mut decision = Decision::from(nf);
+        if let (Some(off), Some(b)) = (&self.offload, before) {
+            decision.mark = off.mark(b, &self.engine, packet, &self.outcome);
+        }
+        match (&self.outcome.edited, verdict) {
             (Some(e), Verdict::Permit) => {
                 let payload = e.bytes.clone();
                 self.asyncs.note_edited();
-                Answer::Replace {
-                    decision: Decision::from(nf),
-                    payload,
-                }
+                Answer::Replace { decision, payload }
             }
-            _ => Answer::Now(Decision::from(nf)),
+            _ => Answer::Now(decision),
         }
+    }
+
+    /// Turns flow offload on for this worker (`crate::offload`).
+    pub fn set_offload(&mut self, offload: crate::offload::WorkerOffload) {
+        self.offload = Some(offload);
     }
 
     /// The shim's verdict for one packet: hook → direction, identity, `Shim::handle_packet`,
@@ -270,6 +280,9 @@ impl PacketHandler for ShimHandler {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
+        if self.offload.as_ref().is_some_and(|o| o.due()) {
+            return Some(Duration::ZERO);
+        }
         let shim = self.shim.poll_timeout().map(Timestamp::as_duration);
         let asyncs = self.asyncs.poll_timeout(self.last_async);
         shim.into_iter().chain(asyncs).min()
@@ -277,6 +290,9 @@ impl PacketHandler for ShimHandler {
 
     fn handle_timeout(&mut self, now: Duration) {
         self.host.clock.set(now);
+        if let Some(o) = &self.offload {
+            o.end_flows(&mut self.shim);
+        }
         // Held packets first, with the `pended` posture; the shim drops the same operations.
         self.asyncs.expire(now);
         self.shim.handle_timeout(Timestamp::from_duration(now));

@@ -15,6 +15,7 @@
     reason = "the syscall boundary: libc calls need unsafe; every block carries a SAFETY argument"
 )]
 
+pub(crate) mod conntrack;
 #[cfg(test)]
 pub(crate) mod fake;
 
@@ -22,7 +23,7 @@ use std::io;
 use std::os::fd::RawFd;
 
 /// `SOL_NETLINK` (from `bits/socket.h`; not exported by every libc version).
-const SOL_NETLINK: libc::c_int = 270;
+pub(crate) const SOL_NETLINK: libc::c_int = 270;
 /// `NETLINK_NO_ENOBUFS`.
 const NETLINK_NO_ENOBUFS: libc::c_int = 5;
 /// `NETLINK_CAP_ACK`.

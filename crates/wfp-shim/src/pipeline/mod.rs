@@ -71,6 +71,7 @@ mod icmp;
 mod inject;
 mod ip;
 mod meta;
+mod offload;
 mod packet;
 mod pend;
 mod stream;
@@ -95,6 +96,7 @@ use flows::{FlowExtra, FlowIdHasher};
 use packet::{Packet, Seen, Way};
 
 pub use inject::{InjectKind, OutputOrigin, SeqTranslation, ShimOutput};
+pub use offload::{CarriedCounts, KeepReason, Offload, OffloadedEnd};
 pub use verdict::{
     EditedPacket, FragmentDrop, LayerVisit, Malformed, PacketVerdict, Reason, Verdict,
 };
@@ -369,6 +371,8 @@ pub struct Shim {
     ended: HashMap<FlowKey, (Reason, LayerId, Option<FilterId>)>,
     /// Pended operations, held packets, injections, outputs ([`Shim::handle_async`]).
     asyncs: pend::AsyncState,
+    /// Flows with an offloaded direction (`offload.rs`).
+    offload: offload::OffloadTable,
 }
 
 impl Shim {
@@ -396,6 +400,7 @@ impl Shim {
             },
             scratch: Vec::new(),
             asyncs: pend::AsyncState::default(),
+            offload: offload::OffloadTable::default(),
         }
     }
 
@@ -573,6 +578,7 @@ impl Shim {
     /// they caused.
     fn upper(&mut self, pkt: &mut Packet<'_>) {
         let _ = self.upper_layers(pkt);
+        self.decide_offload(pkt);
         self.drain_flow_events();
     }
 
@@ -581,6 +587,7 @@ impl Shim {
         // ICMP errors: the ICMP_ERROR layer with the embedded packet's fields, no flow.
         self.icmp_error(pkt)?;
         self.track(pkt)?;
+        self.resume_offloaded(pkt);
         if !self.asyncs.pended.is_empty() {
             self.hold_if_pending(pkt)?;
         }
@@ -632,7 +639,11 @@ impl Shim {
 
     /// Takes the next event.
     pub fn poll_event(&mut self) -> Option<ShimEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if let Some(ShimEvent::FlowEnded { flow, .. }) = &event {
+            self.offload.forget(*flow);
+        }
+        event
     }
 
     /// When [`Shim::handle_timeout`] next has work.

@@ -208,6 +208,9 @@ pub struct PacketVerdict {
     /// injected others inline, §9.2), or an earlier length-changing edit of its connection moved
     /// its sequence / acknowledgement numbers. The data path sends these bytes instead.
     pub edited: Option<EditedPacket>,
+    /// Whether the later packets of the flow in this direction could get another answer
+    /// (`docs/offload.md`): [`super::Offload::Eligible`] lets the data path carry them.
+    pub offload: super::Offload,
 }
 
 /// The bytes to send instead of a packet ([`PacketVerdict::edited`]): a whole IP packet with
@@ -234,6 +237,7 @@ impl PacketVerdict {
             direction,
             visits: Vec::new(),
             edited: None,
+            offload: super::Offload::Keep(super::KeepReason::NoFlow),
         }
     }
 
@@ -248,6 +252,7 @@ impl PacketVerdict {
         self.direction = direction;
         self.visits.clear();
         self.edited = None;
+        self.offload = super::Offload::Keep(super::KeepReason::NoFlow);
     }
 
     /// Blocks the packet for `reason`.

@@ -7,6 +7,7 @@ mod conversation;
 mod flow;
 mod frag;
 mod host;
+mod offload;
 mod outer;
 mod pipeline;
 mod reasm;

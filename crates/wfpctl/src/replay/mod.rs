@@ -73,6 +73,7 @@
 //! | `filter_id`, `filter` | the deciding filter's id and name, or null |
 //! | `layers` | every classify in order (of every pass, in the order they ran): `layer`, `action`, `decision` (`hard`/`soft`/`none`), `filter_id`, `filter`, `vetoed` |
 //! | `tunnels` | the tunnels the frame was taken out of, outermost first: `kind` (`GRE`, `VXLAN`...), `ifindex` (the tunnel interface), `key` (GRE key / VNI, or null); empty for a plain frame |
+//! | `offload` | only on classified packets: `offload` when no later packet of the flow in this direction could get another answer (the kernel may carry them, `docs/offload.md`), else `keep:` and why (`keep:callout@LAYER`, `keep:not-established`, ...) |
 //! | `origin` | only on packets a callout changed or produced: `kind` `edited` (a captured packet a stream edit rewrote; written to `--permitted` with its edited bytes), `injected` or `released` (lines the `asyncs` module writes after the packet that made them due), `function`, `handles`, `depth` |
 
 mod asyncs;
@@ -535,6 +536,7 @@ impl Replayer {
             filter: None,
             layers: Vec::new(),
             tunnels: Vec::new(),
+            offload: None,
             origin: None,
         };
         emit(
@@ -597,6 +599,7 @@ impl Replayer {
             filter: name(v.filter),
             layers,
             tunnels,
+            offload: Some(v.offload.label()),
             origin: v
                 .edited
                 .as_ref()
@@ -652,6 +655,9 @@ struct VerdictLine<'a> {
     filter: Option<&'a str>,
     layers: Vec<LayerLine<'a>>,
     tunnels: Vec<TunnelLine>,
+    /// The flow offload answer (`docs/offload.md`), for classified packets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offload: Option<String>,
     /// Set for a packet a stream edit rewrote (see `asyncs.rs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     origin: Option<asyncs::OriginLine>,

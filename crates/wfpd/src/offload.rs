@@ -1,0 +1,530 @@
+//! Flow offload in the daemon (`[offload]`, `docs/offload.md`): decided flows are carried by the
+//! kernel, a commit revokes them before it returns, and their end still reaches the shim.
+//!
+//! ```text
+//!  worker: shim verdict PERMIT + Offload::Eligible ─► verdict mark (epoch + slot) ─► security:
+//!          CONNMARK --save-mark; later packets of that slot: accepted before the queue rule
+//!  daemon reload:  OffloadControl::begin_commit (rules → next epoch: every offload revoked)
+//!                  ─► commit ─► OffloadControl::end_commit (workers mark with the new epoch)
+//!  API commits:    OffloadControl::tick sees the policy move ─► revoke (after the commit)
+//!  flow end:       conntrack destroy events (counters) ─► each worker ─► Shim::end_offloaded
+//!                  (ENDPOINT_CLOSURE, flowDeleteFn once, totals with the kernel's counts)
+//! ```
+//!
+//! A worker marks a packet only when the engine's policy epoch was the same before and after its
+//! decision and the offload epoch it read before deciding is still the rules' epoch, so a mark
+//! never carries a decision made under another policy than the epoch it names.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+use wfp_core::catalogue::layers;
+use wfp_core::{Engine, LayerId};
+use wfp_nfqueue::conntrack::{ConnEnd, ConntrackSocket};
+use wfp_nfqueue::offload::{
+    CtDir, Epoch, Epochs, OffloadMarks, OffloadRules, Slot, SlotHook, DEFAULT_MASK,
+};
+use wfp_nfqueue::rules::RuleSet;
+use wfp_nfqueue::{Hook, QueuedPacket};
+use wfp_shim::flow::{FlowKey, Side};
+use wfp_shim::pipeline::{CarriedCounts, Offload};
+use wfp_shim::{PacketVerdict, Shim, ShimConfig, Verdict};
+
+/// `[offload]`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct OffloadConfig {
+    /// Let the kernel carry flows whose later packets cannot get another answer. Default false.
+    pub enabled: bool,
+    /// The packet/connection mark bits reserved for offload (one run of at least 6 bits; bits
+    /// outside it are left to other software). Default `0x00ff0000`.
+    pub mask: u32,
+    /// Follow conntrack destroy events so offloaded flows end in the shim (flowDeleteFn) with
+    /// the kernel's counters (set `net.netfilter.nf_conntrack_acct = 1` for byte counts).
+    /// Default true.
+    pub flow_end: bool,
+}
+
+impl Default for OffloadConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            mask: DEFAULT_MASK,
+            flow_end: true,
+        }
+    }
+}
+
+/// The layers whose filters decide an offloaded flow's answer: a commit that changes any of
+/// them revokes every offload.
+const DECIDING_LAYERS: [LayerId; 18] = [
+    layers::ALE_AUTH_CONNECT_V4,
+    layers::ALE_AUTH_CONNECT_V6,
+    layers::ALE_AUTH_RECV_ACCEPT_V4,
+    layers::ALE_AUTH_RECV_ACCEPT_V6,
+    layers::INBOUND_IPPACKET_V4,
+    layers::INBOUND_IPPACKET_V6,
+    layers::OUTBOUND_IPPACKET_V4,
+    layers::OUTBOUND_IPPACKET_V6,
+    layers::INBOUND_TRANSPORT_V4,
+    layers::INBOUND_TRANSPORT_V6,
+    layers::OUTBOUND_TRANSPORT_V4,
+    layers::OUTBOUND_TRANSPORT_V6,
+    layers::STREAM_V4,
+    layers::STREAM_V6,
+    layers::DATAGRAM_DATA_V4,
+    layers::DATAGRAM_DATA_V6,
+    layers::ALE_FLOW_ESTABLISHED_V4,
+    layers::ALE_FLOW_ESTABLISHED_V6,
+];
+
+/// A value that changes whenever the filters of a deciding layer change.
+fn deciding_generation(engine: &Engine) -> u64 {
+    DECIDING_LAYERS
+        .iter()
+        .map(|l| engine.layer_generation(*l))
+        .fold(0u64, |a, g| a.wrapping_mul(31).wrapping_add(g))
+}
+
+/// Counters (shared by the workers and the daemon).
+#[derive(Debug, Default)]
+pub struct OffloadStats {
+    /// Packets whose verdict carried an offload mark.
+    pub marked: AtomicU64,
+    /// Eligible packets not marked because the policy moved during their decision.
+    pub raced: AtomicU64,
+    /// Revocations (epoch switches).
+    pub revocations: AtomicU64,
+    /// The last revocation's rule update, in microseconds.
+    pub last_revocation_us: AtomicU64,
+    /// Offloaded flows ended from conntrack destroy events.
+    pub flows_ended: AtomicU64,
+    /// Packets the kernel carried for flows ended that way.
+    pub carried_packets: AtomicU64,
+    /// Bytes (both directions, the kernel's counts) of the flows ended that way.
+    pub ended_bytes: AtomicU64,
+}
+
+/// What the daemon and its workers share.
+#[derive(Debug)]
+pub struct OffloadShared {
+    marks: OffloadMarks,
+    /// The epoch workers mark with (0: offload off).
+    epoch: AtomicU32,
+    /// Counters.
+    pub stats: OffloadStats,
+    /// Conntrack destroy events for each worker.
+    ends: Mutex<Vec<(Sender<ConnEnd>, Arc<AtomicUsize>)>>,
+}
+
+impl OffloadShared {
+    /// The epoch workers mark with now (`None`: not marking).
+    pub fn epoch(&self) -> Option<Epoch> {
+        match self.epoch.load(Ordering::Acquire) {
+            0 => None,
+            e => Some(Epoch(e)),
+        }
+    }
+}
+
+/// A worker's side of offload (held by [`crate::worker::ShimHandler`]).
+#[derive(Debug)]
+pub struct WorkerOffload {
+    shared: Arc<OffloadShared>,
+    ends: Receiver<ConnEnd>,
+    pending: Arc<AtomicUsize>,
+}
+
+/// What a worker read before deciding a packet.
+#[derive(Clone, Copy, Debug)]
+pub struct Before {
+    epoch: Option<Epoch>,
+    policy: u64,
+}
+
+impl WorkerOffload {
+    /// A worker's handle on `shared`.
+    pub fn new(shared: &Arc<OffloadShared>) -> Self {
+        let (tx, rx) = mpsc::channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        if let Ok(mut ends) = shared.ends.lock() {
+            ends.push((tx, Arc::clone(&pending)));
+        }
+        Self {
+            shared: Arc::clone(shared),
+            ends: rx,
+            pending,
+        }
+    }
+
+    /// Read before deciding: the offload epoch, then the engine's policy epoch.
+    pub fn before(&self, engine: &Engine) -> Before {
+        Before {
+            epoch: self.shared.epoch(),
+            policy: engine.policy_summary().epoch,
+        }
+    }
+
+    /// The verdict mark for `packet` after the shim's `outcome`, if its flow direction may be
+    /// offloaded and nothing moved since `before`.
+    pub fn mark(
+        &self,
+        before: Before,
+        engine: &Engine,
+        packet: &QueuedPacket,
+        outcome: &PacketVerdict,
+    ) -> Option<u32> {
+        let Offload::Eligible { sender } = outcome.offload else {
+            return None;
+        };
+        if packet.is_truncated() {
+            // Not decided by the shim (the outcome is an earlier packet's).
+            return None;
+        }
+        if outcome.verdict != Verdict::Permit {
+            return None;
+        }
+        let epoch = before.epoch?;
+        if engine.policy_summary().epoch != before.policy || self.shared.epoch() != Some(epoch) {
+            self.shared.stats.raced.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let hook = match packet.hook {
+            Hook::LocalIn => SlotHook::Input,
+            Hook::LocalOut => SlotHook::Output,
+            _ => return None,
+        };
+        let dir = match sender {
+            Side::Initiator => CtDir::Original,
+            Side::Responder => CtDir::Reply,
+        };
+        self.shared.stats.marked.fetch_add(1, Ordering::Relaxed);
+        let incoming = packet.mark.unwrap_or(0);
+        Some(self.shared.marks.mark(incoming, epoch, Slot { dir, hook }))
+    }
+
+    /// Whether conntrack ends wait for [`WorkerOffload::end_flows`].
+    pub fn due(&self) -> bool {
+        self.pending.load(Ordering::Acquire) > 0
+    }
+
+    /// Ends the shim's flows of the connections the kernel destroyed (both orientations: a
+    /// loopback connection is two flows, the sender's and the receiver's). Returns how many
+    /// flows ended.
+    pub fn end_flows(&self, shim: &mut Shim) -> usize {
+        let mut n = 0;
+        while let Ok(end) = self.ends.try_recv() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            let t = end.tuple;
+            // Local side first (outbound-initiated), then the receiving side (inbound-initiated).
+            let out_key = FlowKey::new(t.protocol, t.src, t.sport, t.dst, t.dport);
+            let in_key = FlowKey::new(t.protocol, t.dst, t.dport, t.src, t.sport);
+            let kernel = CarriedCounts {
+                packets: [end.original.packets, end.reply.packets],
+                bytes: [end.original.bytes, end.reply.bytes],
+            };
+            for key in [out_key, in_key] {
+                if let Some(e) = shim.end_offloaded(&key, kernel) {
+                    n += 1;
+                    let s = &self.shared.stats;
+                    s.flows_ended.fetch_add(1, Ordering::Relaxed);
+                    s.carried_packets.fetch_add(
+                        e.carried_packets[0] + e.carried_packets[1],
+                        Ordering::Relaxed,
+                    );
+                    s.ended_bytes
+                        .fetch_add(e.bytes[0] + e.bytes[1], Ordering::Relaxed);
+                    tracing::debug!(
+                        flow = e.flow.get(),
+                        packets = ?e.packets,
+                        bytes = ?e.bytes,
+                        carried = ?e.carried_packets,
+                        contexts = e.contexts,
+                        "offloaded flow ended (conntrack)"
+                    );
+                }
+            }
+        }
+        n
+    }
+}
+
+/// The daemon's side: rules, epochs, revocation, the conntrack event thread.
+pub struct OffloadControl {
+    shared: Arc<OffloadShared>,
+    rules: OffloadRules,
+    epochs: Epochs,
+    conntrack: ConntrackSocket,
+    /// [`deciding_generation`] under the current epoch.
+    generation: u64,
+    /// A revocation begun by [`OffloadControl::begin_commit`].
+    begun: bool,
+    events: Option<(Arc<std::sync::atomic::AtomicBool>, JoinHandle<()>)>,
+    flow_end: bool,
+    installed: bool,
+    /// When [`OffloadControl::tick`] last dumped the offloaded connections.
+    last_scan: std::time::Instant,
+}
+
+/// How often [`OffloadControl::tick`] dumps the offloaded connections (reaping expired ones).
+const SCAN_INTERVAL: Duration = Duration::from_secs(1);
+
+impl OffloadControl {
+    /// Prepares offload beside `queue`'s rules: old offload rules removed and every
+    /// connection's offload marks cleared (nothing offloaded before survives a restart). Workers
+    /// take their [`WorkerOffload`] from [`OffloadControl::shared`]; then
+    /// [`OffloadControl::install`] once the queue rules are in place.
+    pub fn new(config: &OffloadConfig, queue: RuleSet, engine: &Engine) -> anyhow::Result<Self> {
+        let marks = OffloadMarks::new(config.mask).context("[offload] mask")?;
+        let rules = OffloadRules::new(queue, marks);
+        rules.remove().context("removing old offload rules")?;
+        let mut conntrack = ConntrackSocket::open().context("opening conntrack netlink")?;
+        let cleared = conntrack
+            .clear_marks(0, 0, marks.mask())
+            .context("clearing old offload marks")?;
+        let first = Epoch(1);
+        let mut epochs = Epochs::new(marks, first);
+        // Every mark was cleared: the next value is clean too.
+        epochs.cleaned();
+        let shared = Arc::new(OffloadShared {
+            marks,
+            epoch: AtomicU32::new(0),
+            stats: OffloadStats::default(),
+            ends: Mutex::new(Vec::new()),
+        });
+        tracing::debug!(cleared, "old offload marks cleared");
+        Ok(Self {
+            shared,
+            rules,
+            epochs,
+            conntrack,
+            generation: deciding_generation(engine),
+            begun: false,
+            events: None,
+            flow_end: config.flow_end,
+            installed: false,
+            last_scan: std::time::Instant::now(),
+        })
+    }
+
+    /// Installs the offload rules (after the queue rules: their jumps go first), starts the
+    /// conntrack event thread, and lets the workers mark.
+    pub fn install(&mut self, engine: &Engine) -> anyhow::Result<()> {
+        let epoch = self.epochs.current();
+        self.installed = true;
+        self.rules
+            .install(epoch)
+            .context("installing the offload rules")?;
+        if self.flow_end {
+            self.events = Some(spawn_events(Arc::clone(&self.shared))?);
+        }
+        self.generation = deciding_generation(engine);
+        self.shared.epoch.store(epoch.0, Ordering::Release);
+        tracing::info!(
+            mask = format!("{:#x}", self.shared.marks.mask()),
+            "flow offload on"
+        );
+        Ok(())
+    }
+
+    /// What the workers share.
+    pub fn shared(&self) -> &Arc<OffloadShared> {
+        &self.shared
+    }
+
+    /// Before a commit: the rules switch to the next epoch, so every offloaded connection is
+    /// queued again from its next packet, while workers still mark with the old one (their
+    /// marks match no rule). Returns the rule update's duration.
+    pub fn begin_commit(&mut self) -> anyhow::Result<Duration> {
+        if !self.epochs.upcoming_is_clean() {
+            self.clean_upcoming();
+        }
+        let next = self.epochs.upcoming();
+        let took = self
+            .rules
+            .switch_epoch(next)
+            .context("switching the offload epoch")?;
+        self.epochs.advance();
+        self.begun = true;
+        let s = &self.shared.stats;
+        s.revocations.fetch_add(1, Ordering::Relaxed);
+        s.last_revocation_us.store(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        Ok(took)
+    }
+
+    /// After the commit (or its failure): workers mark with the new epoch.
+    pub fn end_commit(&mut self, engine: &Engine) {
+        if std::mem::take(&mut self.begun) {
+            self.shared
+                .epoch
+                .store(self.epochs.current().0, Ordering::Release);
+        }
+        self.generation = deciding_generation(engine);
+    }
+
+    /// A whole revocation (begin + end) for a commit made elsewhere (the management API), when
+    /// the deciding layers changed since the last one; and the upcoming epoch's stale marks
+    /// cleared ahead of time. Call periodically.
+    pub fn tick(&mut self, engine: &Engine) {
+        if deciding_generation(engine) != self.generation {
+            match self.begin_commit() {
+                Ok(took) => tracing::info!(?took, "policy changed: offloaded flows revoked"),
+                Err(e) => tracing::error!("offload revocation failed: {e:#}"),
+            }
+            self.end_commit(engine);
+        }
+        if !self.epochs.upcoming_is_clean() {
+            self.clean_upcoming();
+        }
+        if self.flow_end && self.last_scan.elapsed() >= SCAN_INTERVAL {
+            self.last_scan = std::time::Instant::now();
+            // Expired offloaded connections are reaped now, their destroy events sent (the
+            // kernel's garbage collector may wait up to a minute).
+            let m = self.shared.marks;
+            let current = m.epoch_bits(self.epochs.current());
+            if let Err(e) = self.conntrack.scan(current, m.epoch_mask()) {
+                tracing::debug!(error = %e, "conntrack scan failed");
+            }
+        }
+    }
+
+    /// Clears the connection marks that still carry the upcoming epoch (left from its last use a
+    /// whole cycle ago).
+    fn clean_upcoming(&mut self) {
+        let m = self.shared.marks;
+        let value = m.epoch_bits(self.epochs.upcoming());
+        match self.conntrack.clear_marks(value, m.epoch_mask(), m.mask()) {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::debug!(n, "stale offload marks cleared");
+                }
+                self.epochs.cleaned();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot clear stale offload marks"),
+        }
+    }
+
+    /// Stops: workers stop marking, the rules go (offloaded connections are queued again, or
+    /// meet the queue rules' absent posture), the event thread ends.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.shared.epoch.store(0, Ordering::Release);
+        self.stop_events();
+        self.installed = false;
+        self.rules.remove().context("removing the offload rules")
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &OffloadStats {
+        &self.shared.stats
+    }
+
+    fn stop_events(&mut self) {
+        if let Some((stop, thread)) = self.events.take() {
+            stop.store(true, Ordering::Release);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for OffloadControl {
+    fn drop(&mut self) {
+        if self.installed {
+            let _ = self.stop();
+        }
+        self.stop_events();
+    }
+}
+
+/// The conntrack destroy-event thread: every event goes to every worker.
+fn spawn_events(
+    shared: Arc<OffloadShared>,
+) -> anyhow::Result<(Arc<std::sync::atomic::AtomicBool>, JoinHandle<()>)> {
+    let mut socket = ConntrackSocket::subscribe_destroy().context("conntrack events")?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let thread_stop = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("wfpd-conntrack".into())
+        .spawn(move || {
+            let mut batch = Vec::new();
+            while !thread_stop.load(Ordering::Acquire) {
+                batch.clear();
+                if let Err(e) = socket.recv_ends(Duration::from_millis(100), &mut batch) {
+                    tracing::warn!(error = %e, "conntrack events lost");
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+                if let Ok(ends) = shared.ends.lock() {
+                    for end in &batch {
+                        for (tx, pending) in ends.iter() {
+                            pending.fetch_add(1, Ordering::AcqRel);
+                            let _ = tx.send(*end);
+                        }
+                    }
+                }
+            }
+        })
+        .context("starting the conntrack event thread")?;
+    Ok((stop, thread))
+}
+
+/// The shim's flow timeouts with offload: at least conntrack's, so the kernel's end of a
+/// connection (a destroy event) ends an offloaded flow, not an idle timeout of the shim that
+/// saw none of its packets.
+pub fn lengthen_timeouts(config: &mut ShimConfig) {
+    let read = |name: &str| -> Option<Duration> {
+        let path = format!("/proc/sys/net/netfilter/{name}");
+        let secs: u64 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+        Some(Duration::from_secs(secs + 5))
+    };
+    let t = &mut config.flow.timeouts;
+    let extend = |slot: &mut Duration, name: &str| {
+        if let Some(d) = read(name) {
+            *slot = (*slot).max(d);
+        }
+    };
+    extend(
+        &mut t.tcp_established,
+        "nf_conntrack_tcp_timeout_established",
+    );
+    extend(&mut t.tcp_closing, "nf_conntrack_tcp_timeout_fin_wait");
+    extend(&mut t.tcp_time_wait, "nf_conntrack_tcp_timeout_time_wait");
+    extend(&mut t.datagram_idle, "nf_conntrack_udp_timeout_stream");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_section_parses_with_defaults() {
+        let c: OffloadConfig = toml::from_str("enabled = true").expect("parse");
+        assert!(c.enabled);
+        assert_eq!(c.mask, 0x00ff_0000);
+        assert!(c.flow_end);
+        assert!(toml::from_str::<OffloadConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn any_filter_change_at_a_deciding_layer_moves_the_generation() {
+        let engine = Engine::default();
+        let before = deciding_generation(&engine);
+        engine
+            .add_filter(wfp_core::FilterSpec::new(
+                "f",
+                layers::INBOUND_TRANSPORT_V4,
+                wfp_core::ActionType::BLOCK,
+            ))
+            .expect("add");
+        assert_ne!(deciding_generation(&engine), before);
+    }
+}
