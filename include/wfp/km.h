@@ -366,5 +366,7 @@ FORCEINLINE PVOID MmGetSystemAddressForMdlSafe(PMDL Mdl, ULONG Priority)
     return (PVOID)((PCHAR)Mdl->StartVa + Mdl->ByteOffset);
 }
 
+#include "kmrt.h"
+
 WFP_END_DECLS
 #endif

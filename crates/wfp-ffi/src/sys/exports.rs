@@ -224,6 +224,129 @@ pub(crate) static EXPORTS: &[Export] = &[
         "WfpRtFatalListEntryError",
         super::kernel::WfpRtFatalListEntryError as *const c_void,
     ),
+    // ---- cabirt: kernel runtime (events, threads, work items, lookaside lists, strings, WDF,
+    // NDIS pools). Kept as one block at the end of the list for merging; `names()` sorts. ----
+    Export(
+        "KeInitializeEvent",
+        super::sync::KeInitializeEvent as *const c_void,
+    ),
+    Export("KeSetEvent", super::sync::KeSetEvent as *const c_void),
+    Export("KeResetEvent", super::sync::KeResetEvent as *const c_void),
+    Export("KeClearEvent", super::sync::KeClearEvent as *const c_void),
+    Export(
+        "KeReadStateEvent",
+        super::sync::KeReadStateEvent as *const c_void,
+    ),
+    Export(
+        "KeWaitForSingleObject",
+        super::sync::KeWaitForSingleObject as *const c_void,
+    ),
+    Export(
+        "KeDelayExecutionThread",
+        super::sync::KeDelayExecutionThread as *const c_void,
+    ),
+    Export(
+        "WfpRtCreateSystemThread",
+        super::thread::WfpRtCreateSystemThread as *const c_void,
+    ),
+    Export(
+        "WfpRtThreadSetExit",
+        super::thread::WfpRtThreadSetExit as *const c_void,
+    ),
+    Export(
+        "WfpRtThreadExit",
+        super::thread::WfpRtThreadExit as *const c_void,
+    ),
+    Export(
+        "ObReferenceObjectByHandle",
+        super::thread::ObReferenceObjectByHandle as *const c_void,
+    ),
+    Export(
+        "ObfReferenceObject",
+        super::thread::ObfReferenceObject as *const c_void,
+    ),
+    Export(
+        "ObfDereferenceObject",
+        super::thread::ObfDereferenceObject as *const c_void,
+    ),
+    Export("ZwClose", super::thread::ZwClose as *const c_void),
+    Export(
+        "PsGetCurrentProcessId",
+        super::thread::PsGetCurrentProcessId as *const c_void,
+    ),
+    Export(
+        "PsGetCurrentThreadId",
+        super::thread::PsGetCurrentThreadId as *const c_void,
+    ),
+    Export(
+        "IoSizeofWorkItem",
+        super::thread::IoSizeofWorkItem as *const c_void,
+    ),
+    Export(
+        "IoAllocateWorkItem",
+        super::thread::IoAllocateWorkItem as *const c_void,
+    ),
+    Export(
+        "IoInitializeWorkItem",
+        super::thread::IoInitializeWorkItem as *const c_void,
+    ),
+    Export(
+        "IoFreeWorkItem",
+        super::thread::IoFreeWorkItem as *const c_void,
+    ),
+    Export(
+        "IoUninitializeWorkItem",
+        super::thread::IoUninitializeWorkItem as *const c_void,
+    ),
+    Export(
+        "IoQueueWorkItem",
+        super::thread::IoQueueWorkItem as *const c_void,
+    ),
+    Export(
+        "IoQueueWorkItemEx",
+        super::thread::IoQueueWorkItemEx as *const c_void,
+    ),
+    Export(
+        "ExInitializeLookasideListEx",
+        super::lookaside::ExInitializeLookasideListEx as *const c_void,
+    ),
+    Export(
+        "ExAllocateFromLookasideListEx",
+        super::lookaside::ExAllocateFromLookasideListEx as *const c_void,
+    ),
+    Export(
+        "ExFreeToLookasideListEx",
+        super::lookaside::ExFreeToLookasideListEx as *const c_void,
+    ),
+    Export(
+        "ExFlushLookasideListEx",
+        super::lookaside::ExFlushLookasideListEx as *const c_void,
+    ),
+    Export(
+        "ExDeleteLookasideListEx",
+        super::lookaside::ExDeleteLookasideListEx as *const c_void,
+    ),
+    Export(
+        "ExInitializeNPagedLookasideList",
+        super::lookaside::ExInitializeNPagedLookasideList as *const c_void,
+    ),
+    Export(
+        "ExAllocateFromNPagedLookasideList",
+        super::lookaside::ExAllocateFromNPagedLookasideList as *const c_void,
+    ),
+    Export(
+        "ExFreeToNPagedLookasideList",
+        super::lookaside::ExFreeToNPagedLookasideList as *const c_void,
+    ),
+    Export(
+        "ExDeleteNPagedLookasideList",
+        super::lookaside::ExDeleteNPagedLookasideList as *const c_void,
+    ),
+    Export(
+        "PsThreadType",
+        std::ptr::addr_of!(super::thread::PsThreadType).cast(),
+    ),
+    // ---- end cabirt ----
 ];
 
 /// The exported names, sorted.

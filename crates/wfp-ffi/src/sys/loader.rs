@@ -248,6 +248,10 @@ impl Driver {
     pub fn unload(self) -> Result<UnloadReport, UnloadError> {
         let timeout = self.host.config.unload_timeout;
         let name = self.name.clone();
+        let hung = || UnloadError::Hung {
+            name: name.clone(),
+            timeout,
+        };
         let boxed = Box::into_raw(Box::new(self));
         let ptr = SendPtr(boxed);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -263,22 +267,26 @@ impl Driver {
         if spawned.is_err() {
             // SAFETY: no thread took the pointer; reclaim and unload here.
             let mut d = unsafe { Box::from_raw(boxed) };
-            return Ok(d.finish(timeout));
+            return d.finish(timeout).ok_or_else(hung);
         }
         match rx.recv_timeout(timeout + Duration::from_secs(1)) {
-            Ok(report) => {
+            Ok(Some(report)) => {
                 // SAFETY: the thread finished with the driver.
                 drop(unsafe { Box::from_raw(boxed) });
                 Ok(report)
             }
-            Err(_) => Err(UnloadError::Hung { name, timeout }),
+            // Threads or work items still run the driver's code: the image stays mapped and the
+            // driver is leaked on purpose.
+            Ok(None) | Err(_) => Err(hung()),
         }
     }
 
-    /// The unload routine, the host's cleanup, the leak report and `dlclose`.
-    fn finish(&mut self, timeout: Duration) -> UnloadReport {
+    /// The unload routine, a bounded wait for the driver's threads and work items, the host's
+    /// cleanup, the leak report and `dlclose`. `None` when the driver's code was still running at
+    /// the deadline (the image then stays mapped).
+    fn finish(&mut self, timeout: Duration) -> Option<UnloadReport> {
         if !self.loaded {
-            return UnloadReport::default();
+            return Some(UnloadReport::default());
         }
         let deadline = Instant::now() + timeout;
         let host = self.host.clone();
@@ -287,6 +295,14 @@ impl Driver {
             if let Some(unload) = self.object.driver_unload {
                 // SAFETY: the driver's unload routine, called once with its own object.
                 unsafe { unload(&mut *self.object) };
+            }
+            // Queued work items hold the device object (the driver cannot go before they ran);
+            // system threads must have ended (the unload routine waits for them on Windows).
+            let running = host.rt.activity.wait_idle(self.index, deadline);
+            if running > 0 {
+                host.finding(Finding::StillRunning { count: running });
+                self.loaded = false;
+                return None;
             }
             self.cleanup(&host, deadline);
             self.report_leaks(&host);
@@ -306,7 +322,7 @@ impl Driver {
                 true
             }
         });
-        UnloadReport { findings }
+        Some(UnloadReport { findings })
     }
 
     /// What the driver left: engine handles, flow contexts, callouts.
@@ -369,6 +385,18 @@ impl Driver {
     }
 
     fn report_leaks(&self, host: &HostInner) {
+        let (handles, threads, items) = host.rt.objects.lock().left_by(self.index);
+        let lists = super::lookaside::left_by(&host.rt.lookasides.lock(), self.index);
+        for (what, count) in [
+            ("open handle(s)", handles),
+            ("referenced thread object(s)", threads),
+            ("work item(s) never freed", items),
+            ("lookaside list(s) never deleted", lists),
+        ] {
+            if count > 0 {
+                host.finding(Finding::ObjectsLeft { what, count });
+            }
+        }
         let mut t = host.tracker.lock();
         let mut leaks: Vec<Finding> = t
             .pool

@@ -17,13 +17,26 @@ mod fwpm;
 mod fwps;
 mod kernel;
 mod loader;
+mod lookaside;
 mod ndis;
+mod sync;
+mod thread;
 pub(crate) mod types;
 
 pub(crate) use ctx::current_driver;
 pub(crate) use exports::{names as exports_names, EXPORTS};
 pub(crate) use fwpm::Sessions;
 pub use loader::{Driver, LoadError, UnloadError, UnloadReport};
+
+/// The kernel-runtime state of one host beyond the engine: handles and thread objects, work
+/// items and the worker threads, lookaside lists, and each driver's running activity.
+#[derive(Debug, Default)]
+pub(crate) struct RtState {
+    pub(crate) objects: parking_lot::Mutex<thread::Objects>,
+    pub(crate) activity: thread::Activity,
+    pub(crate) workers: thread::Workers,
+    pub(crate) lookasides: parking_lot::Mutex<lookaside::Lists>,
+}
 
 /// Runs `body`, turning a panic into `fallback` and a Verifier finding (the panic boundary every
 /// exported function has).
