@@ -107,13 +107,25 @@ pub const CFLAGS: &[&str] = &[
 ];
 
 /// Symbols a driver may import from the C library besides the runtime's exports (compiler-emitted
-/// memory and string calls, stack protector, ELF start-up hooks).
+/// memory and string calls, the narrow string functions ntoskrnl also exports, stack protector,
+/// ELF start-up hooks). Formatting functions are not among them: glibc's `%l` is 64-bit.
 const LIBC_IMPORTS: &[&str] = &[
     "memcpy",
     "memmove",
     "memset",
     "memcmp",
+    "memchr",
     "strlen",
+    "strnlen",
+    "strcmp",
+    "strncmp",
+    "strchr",
+    "strrchr",
+    "strstr",
+    "strcpy",
+    "strncpy",
+    "strcat",
+    "strncat",
     "__stack_chk_fail",
     "__cxa_finalize",
     "__memcpy_chk",

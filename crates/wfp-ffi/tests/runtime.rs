@@ -190,3 +190,15 @@ fn a_driver_whose_thread_never_ends_is_reported_hung_and_stays_mapped() {
     let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
     assert_eq!(log, vec!["unload routine ran".to_string()]);
 }
+
+#[test]
+fn ntstrsafe_intsafe_and_ip2string_from_a_driver() {
+    let so = build_driver("rt_strings", &c_dir().join("rt_strings.c"));
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    passed(&log, 45);
+    assert_eq!(log.last().map(String::as_str), Some("done"));
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}

@@ -346,6 +346,70 @@ pub(crate) static EXPORTS: &[Export] = &[
         "PsThreadType",
         std::ptr::addr_of!(super::thread::PsThreadType).cast(),
     ),
+    Export(
+        "RtlIpv4StringToAddressA",
+        super::ip2string::RtlIpv4StringToAddressA as *const c_void,
+    ),
+    Export(
+        "RtlIpv6StringToAddressA",
+        super::ip2string::RtlIpv6StringToAddressA as *const c_void,
+    ),
+    Export(
+        "RtlIpv4AddressToStringA",
+        super::ip2string::RtlIpv4AddressToStringA as *const c_void,
+    ),
+    Export(
+        "RtlIpv6AddressToStringA",
+        super::ip2string::RtlIpv6AddressToStringA as *const c_void,
+    ),
+    Export(
+        "RtlIpv4StringToAddressExA",
+        super::ip2string::RtlIpv4StringToAddressExA as *const c_void,
+    ),
+    Export(
+        "RtlIpv6StringToAddressExA",
+        super::ip2string::RtlIpv6StringToAddressExA as *const c_void,
+    ),
+    Export(
+        "RtlIpv4AddressToStringExA",
+        super::ip2string::RtlIpv4AddressToStringExA as *const c_void,
+    ),
+    Export(
+        "RtlIpv6AddressToStringExA",
+        super::ip2string::RtlIpv6AddressToStringExA as *const c_void,
+    ),
+    Export(
+        "RtlIpv4StringToAddressW",
+        super::ip2string::RtlIpv4StringToAddressW as *const c_void,
+    ),
+    Export(
+        "RtlIpv6StringToAddressW",
+        super::ip2string::RtlIpv6StringToAddressW as *const c_void,
+    ),
+    Export(
+        "RtlIpv4AddressToStringW",
+        super::ip2string::RtlIpv4AddressToStringW as *const c_void,
+    ),
+    Export(
+        "RtlIpv6AddressToStringW",
+        super::ip2string::RtlIpv6AddressToStringW as *const c_void,
+    ),
+    Export(
+        "RtlIpv4StringToAddressExW",
+        super::ip2string::RtlIpv4StringToAddressExW as *const c_void,
+    ),
+    Export(
+        "RtlIpv6StringToAddressExW",
+        super::ip2string::RtlIpv6StringToAddressExW as *const c_void,
+    ),
+    Export(
+        "RtlIpv4AddressToStringExW",
+        super::ip2string::RtlIpv4AddressToStringExW as *const c_void,
+    ),
+    Export(
+        "RtlIpv6AddressToStringExW",
+        super::ip2string::RtlIpv6AddressToStringExW as *const c_void,
+    ),
     // ---- end cabirt ----
 ];
 

@@ -15,6 +15,7 @@ mod ctx;
 mod exports;
 mod fwpm;
 mod fwps;
+mod ip2string;
 mod kernel;
 mod loader;
 mod lookaside;
