@@ -410,6 +410,143 @@ pub(crate) static EXPORTS: &[Export] = &[
         "RtlIpv6AddressToStringExW",
         super::ip2string::RtlIpv6AddressToStringExW as *const c_void,
     ),
+    Export(
+        "WdfDriverCreate",
+        super::wdf::WdfDriverCreate as *const c_void,
+    ),
+    Export(
+        "WdfDriverWdmGetDriverObject",
+        super::wdf::WdfDriverWdmGetDriverObject as *const c_void,
+    ),
+    Export(
+        "WdfWdmDriverGetWdfDriverHandle",
+        super::wdf::WdfWdmDriverGetWdfDriverHandle as *const c_void,
+    ),
+    Export("WdfGetDriver", super::wdf::WdfGetDriver as *const c_void),
+    Export(
+        "WdfControlDeviceInitAllocate",
+        super::wdf::WdfControlDeviceInitAllocate as *const c_void,
+    ),
+    Export(
+        "WdfDeviceInitSetDeviceType",
+        super::wdf::WdfDeviceInitSetDeviceType as *const c_void,
+    ),
+    Export(
+        "WdfDeviceInitSetCharacteristics",
+        super::wdf::WdfDeviceInitSetCharacteristics as *const c_void,
+    ),
+    Export(
+        "WdfDeviceInitSetDeviceClass",
+        super::wdf::WdfDeviceInitSetDeviceClass as *const c_void,
+    ),
+    Export(
+        "WdfDeviceInitSetIoType",
+        super::wdf::WdfDeviceInitSetIoType as *const c_void,
+    ),
+    Export(
+        "WdfDeviceInitSetExclusive",
+        super::wdf::WdfDeviceInitSetExclusive as *const c_void,
+    ),
+    Export(
+        "WdfDeviceInitAssignName",
+        super::wdf::WdfDeviceInitAssignName as *const c_void,
+    ),
+    Export(
+        "WdfDeviceInitFree",
+        super::wdf::WdfDeviceInitFree as *const c_void,
+    ),
+    Export(
+        "WdfDeviceCreate",
+        super::wdf::WdfDeviceCreate as *const c_void,
+    ),
+    Export(
+        "WdfDeviceCreateSymbolicLink",
+        super::wdf::WdfDeviceCreateSymbolicLink as *const c_void,
+    ),
+    Export(
+        "WdfControlFinishInitializing",
+        super::wdf::WdfControlFinishInitializing as *const c_void,
+    ),
+    Export(
+        "WdfDeviceWdmGetDeviceObject",
+        super::wdf::WdfDeviceWdmGetDeviceObject as *const c_void,
+    ),
+    Export(
+        "WdfDeviceGetDriver",
+        super::wdf::WdfDeviceGetDriver as *const c_void,
+    ),
+    Export(
+        "WdfObjectDelete",
+        super::wdf::WdfObjectDelete as *const c_void,
+    ),
+    Export(
+        "WdfObjectGetTypedContextWorker",
+        super::wdf::WdfObjectGetTypedContextWorker as *const c_void,
+    ),
+    Export(
+        "WdfObjectAllocateContext",
+        super::wdf::WdfObjectAllocateContext as *const c_void,
+    ),
+    Export(
+        "WdfDriverOpenParametersRegistryKey",
+        super::wdf::WdfDriverOpenParametersRegistryKey as *const c_void,
+    ),
+    Export(
+        "WdfRegistryQueryULong",
+        super::wdf::WdfRegistryQueryULong as *const c_void,
+    ),
+    Export(
+        "WdfRegistryQueryUnicodeString",
+        super::wdf::WdfRegistryQueryUnicodeString as *const c_void,
+    ),
+    Export(
+        "WdfRegistryQueryValue",
+        super::wdf::WdfRegistryQueryValue as *const c_void,
+    ),
+    Export(
+        "WdfRegistryClose",
+        super::wdf::WdfRegistryClose as *const c_void,
+    ),
+    Export(
+        "WdfIoQueueCreate",
+        super::wdf::WdfIoQueueCreate as *const c_void,
+    ),
+    Export(
+        "WdfRequestRetrieveInputBuffer",
+        super::wdf::WdfRequestRetrieveInputBuffer as *const c_void,
+    ),
+    Export(
+        "WdfRequestRetrieveOutputBuffer",
+        super::wdf::WdfRequestRetrieveOutputBuffer as *const c_void,
+    ),
+    Export(
+        "WdfRequestRetrieveInputMemory",
+        super::wdf::WdfRequestRetrieveInputMemory as *const c_void,
+    ),
+    Export(
+        "WdfRequestRetrieveOutputMemory",
+        super::wdf::WdfRequestRetrieveOutputMemory as *const c_void,
+    ),
+    Export(
+        "WdfMemoryGetBuffer",
+        super::wdf::WdfMemoryGetBuffer as *const c_void,
+    ),
+    Export(
+        "WdfRequestGetIoQueue",
+        super::wdf::WdfRequestGetIoQueue as *const c_void,
+    ),
+    Export(
+        "WdfRequestSetInformation",
+        super::wdf::WdfRequestSetInformation as *const c_void,
+    ),
+    Export(
+        "WdfRequestComplete",
+        super::wdf::WdfRequestComplete as *const c_void,
+    ),
+    Export(
+        "WdfRequestCompleteWithInformation",
+        super::wdf::WdfRequestCompleteWithInformation as *const c_void,
+    ),
     // ---- end cabirt ----
 ];
 

@@ -114,9 +114,22 @@ fn keep_exports() {
     }
 }
 
+/// How to load a driver.
+#[derive(Clone, Debug, Default)]
+pub struct DriverOptions {
+    /// The driver's parameters (`NAME`, value): what WdfRegistryQuery* read from the
+    /// Parameters key (`--driver-param NAME=VALUE`; see [`super::ParamValue::parse`]).
+    pub params: Vec<(String, super::ParamValue)>,
+}
+
 impl DriverHost {
     /// Loads a driver image and runs its `DriverEntry` at PASSIVE_LEVEL on this thread.
     pub fn load(&self, path: &Path) -> Result<Driver, LoadError> {
+        self.load_with(path, &DriverOptions::default())
+    }
+
+    /// [`DriverHost::load`] with parameters.
+    pub fn load_with(&self, path: &Path, options: &DriverOptions) -> Result<Driver, LoadError> {
         keep_exports();
         let name = path
             .file_stem()
@@ -126,6 +139,13 @@ impl DriverHost {
             d.push(name.clone());
             d.len() - 1
         };
+        self.inner
+            .rt
+            .wdf
+            .state
+            .lock()
+            .params
+            .insert(index, options.params.clone());
         let open_err = |reason| LoadError::Open {
             path: path.to_path_buf(),
             reason,
@@ -231,6 +251,23 @@ impl Driver {
         &self.path
     }
 
+    /// Sends a device-control request (EvtIoDeviceControl of the driver's default queue) and
+    /// waits for its completion, bounded by the host's unload timeout. `output_len` is the
+    /// caller's output buffer size; METHOD_BUFFERED shares one buffer for input and output.
+    pub fn ioctl(
+        &self,
+        code: u32,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<super::IoctlOutput, super::IoctlError> {
+        super::wdf::ioctl(&self.host, self.index, &self.name, code, input, output_len)
+    }
+
+    /// The WDF devices the driver created.
+    pub fn devices(&self) -> Vec<super::DeviceInfo> {
+        super::wdf::devices(&self.host, self.index)
+    }
+
     /// The Verifier's findings for this driver so far.
     pub fn findings(&self) -> Vec<Finding> {
         self.host
@@ -307,6 +344,7 @@ impl Driver {
             self.cleanup(&host, deadline);
             self.report_leaks(&host);
         }
+        host.rt.wdf.state.lock().forget(self.index);
         self.delete_devices();
         // SAFETY: every callout of the image is unregistered and no thread runs its code; the
         // handle is closed once.
@@ -392,7 +430,10 @@ impl Driver {
             ("referenced thread object(s)", threads),
             ("work item(s) never freed", items),
             ("lookaside list(s) never deleted", lists),
-        ] {
+        ]
+        .into_iter()
+        .chain(host.rt.wdf.state.lock().left_by(self.index))
+        {
             if count > 0 {
                 host.finding(Finding::ObjectsLeft { what, count });
             }

@@ -23,11 +23,13 @@ mod ndis;
 mod sync;
 mod thread;
 pub(crate) mod types;
+mod wdf;
 
 pub(crate) use ctx::current_driver;
 pub(crate) use exports::{names as exports_names, EXPORTS};
 pub(crate) use fwpm::Sessions;
-pub use loader::{Driver, LoadError, UnloadError, UnloadReport};
+pub use loader::{Driver, DriverOptions, LoadError, UnloadError, UnloadReport};
+pub use wdf::{DeviceInfo, IoctlError, IoctlOutput, ParamValue};
 
 /// The kernel-runtime state of one host beyond the engine: handles and thread objects, work
 /// items and the worker threads, lookaside lists, and each driver's running activity.
@@ -37,6 +39,7 @@ pub(crate) struct RtState {
     pub(crate) activity: thread::Activity,
     pub(crate) workers: thread::Workers,
     pub(crate) lookasides: parking_lot::Mutex<lookaside::Lists>,
+    pub(crate) wdf: wdf::Wdf,
 }
 
 /// Runs `body`, turning a panic into `fallback` and a Verifier finding (the panic boundary every
