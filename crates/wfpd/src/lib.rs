@@ -58,6 +58,7 @@
 pub mod api;
 pub mod config;
 pub mod daemon;
+pub mod drivers;
 pub mod identity;
 pub mod stats;
 pub mod watchdog;
