@@ -202,3 +202,42 @@ fn ntstrsafe_intsafe_and_ip2string_from_a_driver() {
     let report = driver.unload().unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
 }
+
+#[test]
+fn ndis_pools_nbls_and_generic_objects_from_a_driver() {
+    let so = build_driver("rt_ndis", &c_dir().join("rt_ndis.c"));
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    passed(&log, 13);
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
+#[test]
+fn ndis_objects_left_at_unload_are_reported() {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rt_ndis_leak.so");
+    build(&BuildOptions {
+        sources: vec![c_dir().join("rt_ndis.c")],
+        output: out.clone(),
+        defines: vec!["LEAK".into()],
+        ..BuildOptions::default()
+    })
+    .unwrap();
+    let host = host();
+    let driver = host.load(&out).unwrap();
+    let report = driver.unload().unwrap();
+    for what in [
+        "NBL pool(s) never freed",
+        "NET_BUFFER_LIST(s) from NDIS pools never freed",
+        "NDIS generic object(s) never freed",
+    ] {
+        assert!(
+            report
+                .findings
+                .contains(&Finding::ObjectsLeft { what, count: 1 }),
+            "{what}: {:?}",
+            report.findings
+        );
+    }
+}

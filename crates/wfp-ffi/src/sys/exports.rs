@@ -547,6 +547,34 @@ pub(crate) static EXPORTS: &[Export] = &[
         "WdfRequestCompleteWithInformation",
         super::wdf::WdfRequestCompleteWithInformation as *const c_void,
     ),
+    Export(
+        "NdisAllocateNetBufferListPool",
+        super::ndispool::NdisAllocateNetBufferListPool as *const c_void,
+    ),
+    Export(
+        "NdisFreeNetBufferListPool",
+        super::ndispool::NdisFreeNetBufferListPool as *const c_void,
+    ),
+    Export(
+        "NdisAllocateNetBufferList",
+        super::ndispool::NdisAllocateNetBufferList as *const c_void,
+    ),
+    Export(
+        "NdisAllocateNetBufferAndNetBufferList",
+        super::ndispool::NdisAllocateNetBufferAndNetBufferList as *const c_void,
+    ),
+    Export(
+        "NdisFreeNetBufferList",
+        super::ndispool::NdisFreeNetBufferList as *const c_void,
+    ),
+    Export(
+        "NdisAllocateGenericObject",
+        super::ndispool::NdisAllocateGenericObject as *const c_void,
+    ),
+    Export(
+        "NdisFreeGenericObject",
+        super::ndispool::NdisFreeGenericObject as *const c_void,
+    ),
     // ---- end cabirt ----
 ];
 

@@ -433,6 +433,7 @@ impl Driver {
         ]
         .into_iter()
         .chain(host.rt.wdf.state.lock().left_by(self.index))
+        .chain(host.rt.ndis.lock().left_by(self.index))
         {
             if count > 0 {
                 host.finding(Finding::ObjectsLeft { what, count });

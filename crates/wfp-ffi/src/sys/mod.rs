@@ -20,6 +20,7 @@ mod kernel;
 mod loader;
 mod lookaside;
 mod ndis;
+mod ndispool;
 mod sync;
 mod thread;
 pub(crate) mod types;
@@ -40,6 +41,7 @@ pub(crate) struct RtState {
     pub(crate) workers: thread::Workers,
     pub(crate) lookasides: parking_lot::Mutex<lookaside::Lists>,
     pub(crate) wdf: wdf::Wdf,
+    pub(crate) ndis: parking_lot::Mutex<ndispool::State>,
 }
 
 /// Runs `body`, turning a panic into `fallback` and a Verifier finding (the panic boundary every
