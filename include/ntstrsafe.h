@@ -62,7 +62,7 @@ typedef const WCHAR *NTSTRSAFE_PCWSTR;
     FORCEINLINE NTSTATUS RtlStringCchVPrintf##SUF(CH *d, size_t cch, const CH *fmt, va_list ap) \
     { \
         if (cch == 0 || cch > NTSTRSAFE_MAX_CCH) return STATUS_INVALID_PARAMETER; \
-        WFP_FMT_SINK s = { d, cch, 0, 0, WIDE }; \
+        WFP_FMT_SINK s = { d, cch, 0, 0, WIDE, NULL }; \
         WfpFmtV(&s, fmt, WIDE, ap); \
         return s.needed > s.len ? STATUS_BUFFER_OVERFLOW : STATUS_SUCCESS; \
     } \
@@ -134,7 +134,7 @@ FORCEINLINE NTSTATUS RtlUnicodeStringCatString(PUNICODE_STRING d, NTSTRSAFE_PCWS
 FORCEINLINE NTSTATUS RtlUnicodeStringVPrintf(PUNICODE_STRING d, NTSTRSAFE_PCWSTR fmt, va_list ap)
 {
     if (d == NULL || d->Buffer == NULL || d->MaximumLength < sizeof(WCHAR)) return STATUS_INVALID_PARAMETER;
-    WFP_FMT_SINK s = { d->Buffer, d->MaximumLength / sizeof(WCHAR), 0, 0, 1 };
+    WFP_FMT_SINK s = { d->Buffer, d->MaximumLength / sizeof(WCHAR), 0, 0, 1, NULL };
     WfpFmtV(&s, fmt, 1, ap);
     d->Length = (USHORT)(s.len * sizeof(WCHAR));
     return s.needed > s.len ? STATUS_BUFFER_OVERFLOW : STATUS_SUCCESS;

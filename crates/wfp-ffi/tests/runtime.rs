@@ -241,3 +241,30 @@ fn ndis_objects_left_at_unload_are_reported() {
         );
     }
 }
+
+#[test]
+fn wpp_trace_messages_reach_the_host_log_with_extended_conversions() {
+    let so = build_driver("rt_wpp", &c_dir().join("rt_wpp.c"));
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    let log = host.drain_log();
+    let texts: Vec<&str> = log.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        vec![
+            "plain 5 wide",
+            "status 0x00000102 in DriverEntry",
+            "guid {01020304-0506-0708-090a-0b0c0d0e0f10} ip 127.0.0.1 port 80 TRUE n=9",
+            "fixed level ok STATUS_SUCCESS",
+        ]
+    );
+    // TRACE_LEVEL_ERROR maps to DPFLTR_ERROR_LEVEL, the others to DPFLTR_INFO_LEVEL.
+    let levels: Vec<u32> = log.iter().map(|l| l.level).collect();
+    assert_eq!(
+        levels,
+        vec![3, 0, 3, 3],
+        "TraceInit{{LEVEL=TRACE_LEVEL_VERBOSE}} is informational"
+    );
+    assert!(log.iter().all(|l| l.component == 80));
+    driver.unload().unwrap();
+}
