@@ -107,6 +107,14 @@ pub enum Finding {
         /// How many remained when the host stopped waiting (0 = they finished while it waited).
         count: usize,
     },
+    /// The unload could not finish by its deadline (the image stays mapped; the driver is
+    /// reported hung).
+    UnloadIncomplete {
+        /// What was left.
+        what: &'static str,
+        /// How many.
+        count: usize,
+    },
     /// NT_ASSERT / ASSERT failed, or a list entry was corrupt.
     Assertion {
         /// The text.
@@ -167,6 +175,9 @@ impl fmt::Display for Finding {
                 f,
                 "{count} system thread(s) or work item(s) still running when the unload wait ended"
             ),
+            Self::UnloadIncomplete { what, count } => {
+                write!(f, "unload incomplete: {count} {what}")
+            }
             Self::Assertion { message } => write!(f, "assertion: {message}"),
         }
     }

@@ -268,3 +268,29 @@ fn wpp_trace_messages_reach_the_host_log_with_extended_conversions() {
     assert!(log.iter().all(|l| l.component == 80));
     driver.unload().unwrap();
 }
+
+const UNLOAD_HANGS: &str = r#"
+#include <ntddk.h>
+static KEVENT Never;
+static void Unload(PDRIVER_OBJECT d) { KeWaitForSingleObject(&Never, Executive, KernelMode, FALSE, NULL); }
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    KeInitializeEvent(&Never, NotificationEvent, FALSE);
+    DriverObject->DriverUnload = Unload;
+    return STATUS_SUCCESS;
+}
+"#;
+
+#[test]
+fn an_unload_routine_that_never_returns_is_reported_hung() {
+    let so = build_driver("unload_hangs", &write_source("unload_hangs", UNLOAD_HANGS));
+    let host = DriverHost::new(
+        Arc::new(Engine::default()),
+        HostConfig {
+            unload_timeout: Duration::from_millis(100),
+            ..HostConfig::default()
+        },
+    );
+    let driver = host.load(&so).unwrap();
+    assert!(matches!(driver.unload(), Err(UnloadError::Hung { .. })));
+}

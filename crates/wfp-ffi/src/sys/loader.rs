@@ -341,7 +341,10 @@ impl Driver {
                 self.loaded = false;
                 return None;
             }
-            self.cleanup(&host, deadline);
+            if !self.cleanup(&host, deadline) {
+                self.loaded = false;
+                return None;
+            }
             self.report_leaks(&host);
         }
         host.rt.wdf.state.lock().forget(self.index);
@@ -363,8 +366,9 @@ impl Driver {
         Some(UnloadReport { findings })
     }
 
-    /// What the driver left: engine handles, flow contexts, callouts.
-    fn cleanup(&self, host: &HostInner, deadline: Instant) {
+    /// What the driver left: engine handles, flow contexts, callouts (§5.3: unregister retried
+    /// while STATUS_DEVICE_BUSY, bounded). False when a callout could not be unregistered in time.
+    fn cleanup(&self, host: &HostInner, deadline: Instant) -> bool {
         let handles = host.sessions.lock().of_driver(self.index);
         if !handles.is_empty() {
             host.finding(Finding::EngineHandlesLeftOpen {
@@ -412,14 +416,28 @@ impl Driver {
                 count: registered.len(),
             });
         }
+        let mut busy = 0;
         for id in registered {
-            while host.engine.unregister_callout(CalloutId(id)) == Status::DEVICE_BUSY
-                && Instant::now() < deadline
-            {
+            let mut st = host.engine.unregister_callout(CalloutId(id));
+            while st == Status::DEVICE_BUSY && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
+                st = host.engine.unregister_callout(CalloutId(id));
             }
-            host.callouts.lock().remove(&id);
+            if st == Status::DEVICE_BUSY {
+                busy += 1;
+            } else {
+                host.callouts.lock().remove(&id);
+            }
         }
+        if busy > 0 {
+            // The engine may still call into the image: it must stay mapped.
+            host.finding(Finding::UnloadIncomplete {
+                what: "callout(s) still busy (flow contexts) at the unload deadline",
+                count: busy,
+            });
+            return false;
+        }
+        true
     }
 
     fn report_leaks(&self, host: &HostInner) {
