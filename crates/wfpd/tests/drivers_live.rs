@@ -72,11 +72,9 @@ fn a_configured_driver_is_loaded_at_start_sees_traffic_and_is_unloaded_at_stop()
     let config = dir.join("wfpd.toml");
     std::fs::write(
         &config,
-        format!(
-            "[policy]\nfiles = [\"policy.toml\"]\n\n[log]\nlevel = \"debug\"\n\n\
-             [rules]\nhooks = [ {{ hook = \"OUTPUT\", matches = [\"-o\", \"lo\"] }}, {{ hook = \"INPUT\", matches = [\"-i\", \"lo\"] }} ]\n\n\
-             [[driver]]\npath = \"flowmon.so\"\nparams = {{ Verbose = 1 }}\n"
-        ),
+        "[policy]\nfiles = [\"policy.toml\"]\n\n[log]\nlevel = \"debug\"\n\n\
+         [rules]\nhooks = [ { hook = \"OUTPUT\", matches = [\"-o\", \"lo\"] }, { hook = \"INPUT\", matches = [\"-i\", \"lo\"] } ]\n\n\
+         [[driver]]\npath = \"flowmon.so\"\nparams = { Verbose = 1 }\n",
     )
     .unwrap();
 
