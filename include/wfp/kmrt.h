@@ -192,6 +192,42 @@ PVOID ExAllocateFromNPagedLookasideList(PNPAGED_LOOKASIDE_LIST Lookaside);
 void ExFreeToNPagedLookasideList(PNPAGED_LOOKASIDE_LIST Lookaside, PVOID Entry);
 void ExDeleteNPagedLookasideList(PNPAGED_LOOKASIDE_LIST Lookaside);
 
+/* ---- the driver's own service key (§8): ZwOpenKey on RegistryPath or RegistryPath\Parameters,
+ * ZwQueryValueKey on Parameters (the driver's configured parameters); other keys do not exist ---- */
+#define KEY_QUERY_VALUE 0x0001
+#define KEY_SET_VALUE 0x0002
+#define KEY_ENUMERATE_SUB_KEYS 0x0008
+#define KEY_NOTIFY 0x0010
+#define KEY_READ ((READ_CONTROL | KEY_QUERY_VALUE | KEY_ENUMERATE_SUB_KEYS | KEY_NOTIFY) & ~SYNCHRONIZE)
+#define REG_NONE 0
+#define REG_SZ 1
+#define REG_EXPAND_SZ 2
+#define REG_BINARY 3
+#define REG_DWORD 4
+typedef enum _KEY_VALUE_INFORMATION_CLASS {
+    KeyValueBasicInformation = 0, KeyValueFullInformation = 1, KeyValuePartialInformation = 2
+} KEY_VALUE_INFORMATION_CLASS;
+typedef struct _KEY_VALUE_FULL_INFORMATION {
+    ULONG TitleIndex;
+    ULONG Type;
+    ULONG DataOffset;
+    ULONG DataLength;
+    ULONG NameLength;
+    WCHAR Name[1];
+} KEY_VALUE_FULL_INFORMATION, *PKEY_VALUE_FULL_INFORMATION;
+typedef struct _KEY_VALUE_PARTIAL_INFORMATION {
+    ULONG TitleIndex;
+    ULONG Type;
+    ULONG DataLength;
+    UCHAR Data[1];
+} KEY_VALUE_PARTIAL_INFORMATION, *PKEY_VALUE_PARTIAL_INFORMATION;
+NTSTATUS ZwOpenKey(PHANDLE KeyHandle, ACCESS_MASK DesiredAccess, POBJECT_ATTRIBUTES ObjectAttributes);
+/* Full and Partial information (Basic: STATUS_INVALID_PARAMETER). A buffer shorter than the
+ * header: STATUS_BUFFER_TOO_SMALL; shorter than the record: STATUS_BUFFER_OVERFLOW (header written);
+ * *ResultLength = the record's size either way. */
+NTSTATUS ZwQueryValueKey(HANDLE KeyHandle, PUNICODE_STRING ValueName, KEY_VALUE_INFORMATION_CLASS KeyValueInformationClass,
+                         PVOID KeyValueInformation, ULONG Length, PULONG ResultLength);
+
 _Static_assert(sizeof(KEVENT) == 24, "KEVENT is 24 bytes on x64");
 _Static_assert(sizeof(LOOKASIDE_LIST_EX) == 96, "LOOKASIDE_LIST_EX is 0x60 bytes on x64");
 _Static_assert(sizeof(NPAGED_LOOKASIDE_LIST) == 192, "NPAGED_LOOKASIDE_LIST is 0xC0 bytes on x64");

@@ -146,3 +146,77 @@ fn parameter_values_are_typed_by_prefix_or_inferred() {
     );
     assert_eq!(ParamValue::parse("a=b"), ParamValue::String("a=b".into()));
 }
+
+const ZW_REGISTRY: &str = r#"
+#include <ntddk.h>
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    OBJECT_ATTRIBUTES oa;
+    HANDLE service, params, other;
+    UNICODE_STRING name, mode, rule, missing, bogus;
+    UCHAR buf[64];
+    ULONG got = 0;
+    RtlInitUnicodeString(&name, L"Parameters");
+    RtlInitUnicodeString(&mode, L"mode");
+    RtlInitUnicodeString(&rule, L"Rule");
+    RtlInitUnicodeString(&missing, L"Missing");
+    RtlInitUnicodeString(&bogus, L"\\REGISTRY\\MACHINE\\SOFTWARE\\Other");
+    InitializeObjectAttributes(&oa, RegistryPath, OBJ_KERNEL_HANDLE | OBJ_CASE_INSENSITIVE, NULL, NULL);
+    DbgPrint("open service %x\n", ZwOpenKey(&service, KEY_READ, &oa));
+    InitializeObjectAttributes(&oa, &name, OBJ_KERNEL_HANDLE | OBJ_CASE_INSENSITIVE, service, NULL);
+    DbgPrint("open parameters %x\n", ZwOpenKey(&params, KEY_READ, &oa));
+    InitializeObjectAttributes(&oa, &bogus, OBJ_KERNEL_HANDLE, NULL, NULL);
+    DbgPrint("open other %x\n", ZwOpenKey(&other, KEY_READ, &oa));
+    NTSTATUS st = ZwQueryValueKey(params, &mode, KeyValuePartialInformation, buf, sizeof(buf), &got);
+    PKEY_VALUE_PARTIAL_INFORMATION p = (PKEY_VALUE_PARTIAL_INFORMATION)buf;
+    DbgPrint("mode %x type %u len %u value %u got %u\n", st, p->Type, p->DataLength, *(ULONG *)p->Data, got);
+    st = ZwQueryValueKey(params, &rule, KeyValuePartialInformation, buf, 14, &got);
+    DbgPrint("rule short %x len %u got %u\n", st, p->DataLength, got);
+    st = ZwQueryValueKey(params, &rule, KeyValuePartialInformation, buf, 4, &got);
+    DbgPrint("rule tiny %x got %u\n", st, got);
+    st = ZwQueryValueKey(params, &rule, KeyValueFullInformation, buf, sizeof(buf), &got);
+    PKEY_VALUE_FULL_INFORMATION f = (PKEY_VALUE_FULL_INFORMATION)buf;
+    DbgPrint("rule full %x type %u name %u data %ws\n", st, f->Type, f->NameLength, (PWCHAR)(buf + f->DataOffset));
+    DbgPrint("missing %x\n", ZwQueryValueKey(params, &missing, KeyValuePartialInformation, buf, sizeof(buf), &got));
+    DbgPrint("close %x %x\n", ZwClose(params), ZwClose(service));
+    return STATUS_SUCCESS;
+}
+"#;
+
+#[test]
+fn zw_registry_calls_read_the_parameters_key() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let src = dir.join("zwreg.c");
+    std::fs::write(&src, ZW_REGISTRY).unwrap();
+    let out = dir.join("zwreg.so");
+    build(&BuildOptions {
+        sources: vec![src],
+        output: out.clone(),
+        ..BuildOptions::default()
+    })
+    .unwrap();
+    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let options = DriverOptions {
+        params: vec![
+            ("Mode".into(), ParamValue::Dword(9)),
+            ("Rule".into(), ParamValue::String("abc".into())),
+        ],
+    };
+    let driver = host.load_with(&out, &options).unwrap();
+    assert_eq!(
+        log(&host),
+        vec![
+            "open service 0",
+            "open parameters 0",
+            "open other c0000034",
+            "mode 0 type 4 len 4 value 9 got 16",
+            "rule short 80000005 len 8 got 20",
+            "rule tiny c0000023 got 20",
+            "rule full 0 type 1 name 8 data abc",
+            "missing c0000034",
+            "close 0 0",
+        ]
+    );
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}

@@ -575,6 +575,11 @@ pub(crate) static EXPORTS: &[Export] = &[
         "NdisFreeGenericObject",
         super::ndispool::NdisFreeGenericObject as *const c_void,
     ),
+    Export("ZwOpenKey", super::registry::ZwOpenKey as *const c_void),
+    Export(
+        "ZwQueryValueKey",
+        super::registry::ZwQueryValueKey as *const c_void,
+    ),
     // ---- end cabirt ----
 ];
 

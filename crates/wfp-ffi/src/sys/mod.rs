@@ -21,6 +21,7 @@ mod loader;
 mod lookaside;
 mod ndis;
 mod ndispool;
+mod registry;
 mod sync;
 mod thread;
 pub(crate) mod types;

@@ -67,6 +67,11 @@ pub(crate) struct ThreadObject {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum HandleTarget {
     Thread(usize),
+    /// A registry key of the driver's service (ZwOpenKey): the service key or its Parameters.
+    Key {
+        /// The Parameters subkey (holding the driver's parameters).
+        parameters: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -378,6 +383,7 @@ pub(crate) unsafe extern "C" fn ObReferenceObjectByHandle(
                     }
                     Ok(t)
                 }
+                Some(HandleTarget::Key { .. }) => Err(STATUS_OBJECT_TYPE_MISMATCH),
                 None => Err(STATUS_INVALID_HANDLE),
             }
         });
@@ -452,6 +458,7 @@ pub(crate) extern "C" fn ZwClose(handle: *mut c_void) -> NtStatus {
                     o.deref_thread(t);
                     true
                 }
+                Some((HandleTarget::Key { .. }, _)) => true,
                 None => false,
             }
         });
