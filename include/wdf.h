@@ -219,7 +219,8 @@ FORCEINLINE void WDF_IO_QUEUE_CONFIG_INIT_DEFAULT_QUEUE(PWDF_IO_QUEUE_CONFIG Con
     WDF_IO_QUEUE_CONFIG_INIT(Config, DispatchType);
     Config->DefaultQueue = TRUE;
 }
-/* Requests reach EvtIoDeviceControl on the thread of the host's ioctl caller; only the device
+/* Requests reach EvtIoDeviceControl on the thread of the host's ioctl caller (a Sequential queue
+ * presents the next one only after the previous one was completed); only the device
  * control callback is dispatched (read/write/internal requests never arrive on this host). */
 NTSTATUS WdfIoQueueCreate(WDFDEVICE Device, PWDF_IO_QUEUE_CONFIG Config, PWDF_OBJECT_ATTRIBUTES QueueAttributes, WDFQUEUE *Queue);
 NTSTATUS WdfRequestRetrieveInputBuffer(WDFREQUEST Request, size_t MinimumRequiredLength, PVOID *Buffer, size_t *Length);

@@ -95,9 +95,33 @@ fn kmdf_control_device_parameters_and_device_control_requests() {
     let empty = driver.ioctl(ctl(0x800, 0), &[], 16).unwrap();
     assert_eq!(empty.status, 0xC000_0023, "no input: BUFFER_TOO_SMALL");
 
+    // Sequential dispatch: the next request waits until the held one is completed (later, from a
+    // work item), so it sees the completion.
+    let driver = Arc::new(driver);
+    let held = {
+        let d = driver.clone();
+        std::thread::spawn(move || d.ioctl(ctl(0x805, 0), &[], 0))
+    };
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !host.drain_log().iter().any(|l| l.text == "held") {
+        assert!(
+            std::time::Instant::now() < end,
+            "the held request was never presented"
+        );
+        std::thread::yield_now();
+    }
+    let check = driver.ioctl(ctl(0x806, 0), &[], 4).unwrap();
+    assert_eq!(
+        check.output,
+        1u32.to_le_bytes(),
+        "presented only after the held request completed"
+    );
+    assert_eq!(held.join().unwrap().unwrap().status, 0);
+
+    let driver = Arc::try_unwrap(driver).ok().unwrap();
     let report = driver.unload().unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
-    assert_eq!(log(&host), vec!["EvtDriverUnload 8 requests"]);
+    assert_eq!(log(&host), vec!["EvtDriverUnload 10 requests"]);
 }
 
 #[test]

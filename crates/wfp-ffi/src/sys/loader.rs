@@ -234,6 +234,15 @@ impl DriverHost {
     }
 }
 
+// SAFETY: a Driver owns its boxed DRIVER_OBJECT/extension/strings and the dlopen handle; `&self`
+// methods (name, path, findings, ioctl, devices) only read plain fields and go through the host's
+// locks, and everything that touches the raw pointers takes `self` / `&mut self` (unload, Drop),
+// so sharing or moving it between threads is sound. Driver code it runs binds the host to the
+// calling thread for each call.
+unsafe impl Send for Driver {}
+// SAFETY: as above.
+unsafe impl Sync for Driver {}
+
 /// Moves a raw pointer to the unload thread.
 struct SendPtr(*mut Driver);
 // SAFETY: the driver is used by the unload thread only while the caller waits for it (or, on

@@ -164,6 +164,10 @@ struct WdfDevice {
 #[derive(Debug)]
 struct Queue {
     device_control: Option<EvtIoDeviceControl>,
+    /// WdfIoQueueDispatchSequential: one request presented at a time.
+    sequential: bool,
+    /// A request of a sequential queue is presented and not yet completed.
+    busy: bool,
 }
 
 #[derive(Debug)]
@@ -1071,6 +1075,8 @@ pub(crate) unsafe extern "C" fn WdfIoQueueCreate(
             }
             let q = s.insert(Object::Queue(Queue {
                 device_control: cfg.evt_io_device_control,
+                sequential: cfg.dispatch_type == 1,
+                busy: false,
             }));
             allocate_context(s, q, attrs);
             if cfg.default_queue != 0 {
@@ -1310,9 +1316,15 @@ fn complete(request: *mut c_void, status: NtStatus, information: Option<usize>) 
                     rq.information = i;
                 }
                 rq.completed = Some(status);
-                Ok(())
+                Ok(rq.queue)
             }
         };
+        if let Ok(q) = r {
+            // The sequential queue may present its next request.
+            if let Some(q) = get!(s, q, Queue) {
+                q.busy = false;
+            }
+        }
         drop(s);
         h.rt.wdf.completed.notify_all();
         r
@@ -1426,6 +1438,31 @@ pub(crate) fn devices(host: &HostInner, index: usize) -> Vec<DeviceInfo> {
     v
 }
 
+/// Waits (until `deadline`) for a sequential queue to have no request in flight and claims it;
+/// parallel queues are always free.
+fn claim_queue(host: &HostInner, queue: usize, deadline: Instant) -> bool {
+    let mut s = host.rt.wdf.state.lock();
+    loop {
+        match get!(s, queue, Queue) {
+            Some(q) if q.sequential && q.busy => {}
+            Some(q) => {
+                q.busy = q.sequential;
+                return true;
+            }
+            None => return false,
+        }
+        if host
+            .rt
+            .wdf
+            .completed
+            .wait_until(&mut s, deadline)
+            .timed_out()
+        {
+            return false;
+        }
+    }
+}
+
 /// Presents a device-control request to driver `index`'s default queue and waits (bounded) for
 /// its completion.
 pub(crate) fn ioctl(
@@ -1443,6 +1480,7 @@ pub(crate) fn ioctl(
                 match s.objects.get(&q).map(|b| &**b) {
                     Some(Object::Queue(Queue {
                         device_control: Some(f),
+                        ..
                     })) => {
                         // SAFETY: a live device's DEVICE_OBJECT (deleted with the WDF device).
                         let flags = unsafe { (*d.object).flags };
@@ -1462,6 +1500,14 @@ pub(crate) fn ioctl(
     if flags & DO_DEVICE_INITIALIZING != 0 {
         return Err(IoctlError::NotReady {
             driver: name.into(),
+        });
+    }
+    let timeout = host.config.unload_timeout;
+    let deadline = Instant::now() + timeout;
+    if !claim_queue(host, queue, deadline) {
+        return Err(IoctlError::NotCompleted {
+            driver: name.into(),
+            timeout,
         });
     }
     let method = code & 3;
@@ -1504,8 +1550,6 @@ pub(crate) fn ioctl(
             );
         }
     }
-    let timeout = host.config.unload_timeout;
-    let deadline = Instant::now() + timeout;
     let mut s = host.rt.wdf.state.lock();
     loop {
         let done = match s.objects.get(&request).map(|b| &**b) {

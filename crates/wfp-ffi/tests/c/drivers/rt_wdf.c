@@ -12,12 +12,16 @@ DEFINE_GUID(TEST_DEVICE_CLASS, 0x11223344, 0x5566, 0x7788, 0x99, 0xaa, 0xbb, 0xc
 #define IOCTL_PARAMS CTL_CODE(FILE_DEVICE_NETWORK, 0x802, METHOD_BUFFERED, FILE_ANY_ACCESS)
 #define IOCTL_DEFERRED CTL_CODE(FILE_DEVICE_NETWORK, 0x803, METHOD_BUFFERED, FILE_ANY_ACCESS)
 #define IOCTL_OUT_DIRECT CTL_CODE(FILE_DEVICE_NETWORK, 0x804, METHOD_OUT_DIRECT, FILE_ANY_ACCESS)
+#define IOCTL_HOLD CTL_CODE(FILE_DEVICE_NETWORK, 0x805, METHOD_BUFFERED, FILE_ANY_ACCESS)
+#define IOCTL_CHECK CTL_CODE(FILE_DEVICE_NETWORK, 0x806, METHOD_BUFFERED, FILE_ANY_ACCESS)
 
 typedef struct _DEVICE_CONTEXT {
     ULONG Mode;
     WCHAR Rule[32];
     ULONG Requests;
     PIO_WORKITEM Item;
+    PIO_WORKITEM HoldItem;
+    LONG HeldCompleted;
 } DEVICE_CONTEXT;
 WDF_DECLARE_CONTEXT_TYPE_WITH_NAME(DEVICE_CONTEXT, GetDeviceContext)
 
@@ -28,6 +32,16 @@ static void Deferred(PDEVICE_OBJECT dev, PVOID request)
     UNREFERENCED_PARAMETER(dev);
     /* Completed later, from a worker thread at PASSIVE_LEVEL. */
     WdfRequestCompleteWithInformation((WDFREQUEST)request, STATUS_SUCCESS, 0);
+}
+
+static void CompleteHeld(PDEVICE_OBJECT dev, PVOID request)
+{
+    LARGE_INTEGER delay;
+    UNREFERENCED_PARAMETER(dev);
+    delay.QuadPart = -10000LL * 50; /* the sequential queue holds the next request meanwhile */
+    KeDelayExecutionThread(KernelMode, FALSE, &delay);
+    InterlockedExchange(&GetDeviceContext(Device)->HeldCompleted, 1);
+    WdfRequestComplete((WDFREQUEST)request, STATUS_SUCCESS);
 }
 
 static void EvtIoDeviceControl(WDFQUEUE Queue, WDFREQUEST Request, size_t OutLen, size_t InLen, ULONG Code)
@@ -70,6 +84,16 @@ static void EvtIoDeviceControl(WDFQUEUE Queue, WDFREQUEST Request, size_t OutLen
     case IOCTL_DEFERRED:
         IoQueueWorkItem(ctx->Item, Deferred, DelayedWorkQueue, Request);
         return;
+    case IOCTL_HOLD:
+        DbgPrint("held\n");
+        IoQueueWorkItem(ctx->HoldItem, CompleteHeld, DelayedWorkQueue, Request);
+        return;
+    case IOCTL_CHECK:
+        st = WdfRequestRetrieveOutputBuffer(Request, 4, &out, &outLen);
+        if (!NT_SUCCESS(st)) { WdfRequestComplete(Request, st); return; }
+        *(LONG *)out = ctx->HeldCompleted;
+        WdfRequestCompleteWithInformation(Request, STATUS_SUCCESS, 4);
+        return;
     case IOCTL_OUT_DIRECT:
         st = WdfRequestRetrieveOutputBuffer(Request, 4, &out, &outLen);
         if (!NT_SUCCESS(st)) { WdfRequestComplete(Request, st); return; }
@@ -88,6 +112,7 @@ static void EvtDriverUnload(WDFDRIVER Driver)
     DEVICE_CONTEXT *ctx = GetDeviceContext(Device);
     DbgPrint("EvtDriverUnload %d requests\n", ctx->Requests);
     IoFreeWorkItem(ctx->Item);
+    IoFreeWorkItem(ctx->HoldItem);
     UNREFERENCED_PARAMETER(Driver);
 }
 
@@ -160,6 +185,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     PDEVICE_OBJECT wdm = WdfDeviceWdmGetDeviceObject(Device);
     if (wdm == NULL || wdm->DriverObject != DriverObject || WdfDeviceGetDriver(Device) != driver) return STATUS_UNSUCCESSFUL;
     ctx->Item = IoAllocateWorkItem(wdm);
+    ctx->HoldItem = IoAllocateWorkItem(wdm);
     ReadParameters(driver, ctx);
 
     WDF_IO_QUEUE_CONFIG_INIT_DEFAULT_QUEUE(&qconfig, WdfIoQueueDispatchSequential);
