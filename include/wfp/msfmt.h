@@ -118,7 +118,12 @@ static inline void WfpFmtV(WFP_FMT_SINK *s, const void *fmt, int wide_fmt, va_li
             i++;
             while (WFP_FC(i) && WFP_FC(i) != '!' && n < 23) name[n++] = (char)WFP_FC(i++);
             name[n] = 0;
-            if (WFP_FC(i) == '!') i++;
+            if (WFP_FC(i) != '!') {
+                /* Not a %!NAME! conversion: copy it through, consume nothing. */
+                for (SIZE_T k = start; k < i; k++) WfpFmtPut(s, WFP_FC(k));
+                continue;
+            }
+            i++;
             const WFP_WPP_SITE *site = s->site;
             if (WfpFmtIs(name, "FUNC")) WfpFmtAscii(s, site ? site->func : "");
             else if (WfpFmtIs(name, "FILE")) WfpFmtAscii(s, site ? site->file : "");
