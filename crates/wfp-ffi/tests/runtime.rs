@@ -74,6 +74,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     KeAcquireSpinLock(&Lock, &old);
     NTSTATUS a = KeWaitForSingleObject(&ev, Executive, KernelMode, FALSE, &zero);
     NTSTATUS b = KeWaitForSingleObject(&ev, Executive, KernelMode, FALSE, &t);
+    ZwClose(NULL); /* PASSIVE_LEVEL only */
     KeReleaseSpinLock(&Lock, old);
     DbgPrint("%x %x\n", a, b);
     return STATUS_SUCCESS;
@@ -81,7 +82,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 "#;
 
 #[test]
-fn a_wait_at_dispatch_level_is_a_verifier_finding_a_poll_is_not() {
+fn a_wait_or_a_passive_only_call_at_dispatch_level_is_a_verifier_finding_a_poll_is_not() {
     let so = build_driver("raised_wait", &write_source("raised_wait", RAISED_WAIT));
     let host = host();
     let driver = host.load(&so).unwrap();
@@ -89,10 +90,19 @@ fn a_wait_at_dispatch_level_is_a_verifier_finding_a_poll_is_not() {
     let report = driver.unload().unwrap();
     assert_eq!(
         report.findings,
-        vec![Finding::WaitAtRaisedIrql {
-            function: "KeWaitForSingleObject",
-            irql: 2
-        }]
+        vec![
+            Finding::WaitAtRaisedIrql {
+                function: "KeWaitForSingleObject",
+                irql: 2
+            },
+            Finding::IrqlTooHigh {
+                function: "ZwClose",
+                irql: 2
+            },
+            Finding::BadHandle {
+                function: "ZwClose"
+            },
+        ]
     );
 }
 

@@ -9,9 +9,10 @@ use wfp_core::Engine;
 use wfp_ffi::compile::{build, BuildOptions};
 use wfp_ffi::{DriverHost, DriverOptions, HostConfig, IoctlError, ParamValue};
 
-fn build_driver(name: &str) -> PathBuf {
+/// Builds `tests/c/drivers/{name}.c` into `{image}.so` (one image per test: tests run in parallel).
+fn build_driver(name: &str, image: &str) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/drivers/{name}.c"));
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.so"));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{image}.so"));
     build(&BuildOptions {
         sources: vec![src],
         output: out.clone(),
@@ -31,7 +32,7 @@ fn log(host: &DriverHost) -> Vec<String> {
 
 #[test]
 fn kmdf_control_device_parameters_and_device_control_requests() {
-    let so = build_driver("rt_wdf");
+    let so = build_driver("rt_wdf", "rt_wdf");
     let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
     let options = DriverOptions {
         params: vec![
@@ -126,7 +127,7 @@ fn kmdf_control_device_parameters_and_device_control_requests() {
 
 #[test]
 fn without_parameters_the_driver_falls_back_to_its_defaults() {
-    let so = build_driver("rt_wdf");
+    let so = build_driver("rt_wdf", "rt_wdf_defaults");
     let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
     let driver = host.load(&so).unwrap();
     assert_eq!(log(&host)[0], "Mode c0000034 7");

@@ -258,6 +258,7 @@ pub(crate) unsafe extern "C" fn ExInitializeLookasideListEx(
         "ExInitializeLookasideListEx",
         STATUS_INVALID_PARAMETER,
         || {
+            super::ctx::check_irql("ExInitializeLookasideListEx", 2);
             let routines = if allocate.is_none() && free.is_none() {
                 Routines::Pool
             } else {
@@ -273,13 +274,17 @@ pub(crate) extern "C" fn ExAllocateFromLookasideListEx(list: *mut c_void) -> *mu
     boundary(
         "ExAllocateFromLookasideListEx",
         std::ptr::null_mut(),
-        || allocate(list, "ExAllocateFromLookasideListEx"),
+        || {
+            super::ctx::check_irql("ExAllocateFromLookasideListEx", 2);
+            allocate(list, "ExAllocateFromLookasideListEx")
+        },
     )
 }
 
 #[no_mangle]
 pub(crate) extern "C" fn ExFreeToLookasideListEx(list: *mut c_void, entry: *mut c_void) {
     boundary("ExFreeToLookasideListEx", (), || {
+        super::ctx::check_irql("ExFreeToLookasideListEx", 2);
         free_to(list, entry, "ExFreeToLookasideListEx");
     });
 }
@@ -294,6 +299,7 @@ pub(crate) extern "C" fn ExFlushLookasideListEx(list: *mut c_void) {
 #[no_mangle]
 pub(crate) extern "C" fn ExDeleteLookasideListEx(list: *mut c_void) {
     boundary("ExDeleteLookasideListEx", (), || {
+        super::ctx::check_irql("ExDeleteLookasideListEx", 2);
         flush(list, true, "ExDeleteLookasideListEx");
     });
 }

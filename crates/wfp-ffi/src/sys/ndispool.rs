@@ -95,6 +95,7 @@ pub(crate) unsafe extern "C" fn NdisAllocateNetBufferListPool(
         "NdisAllocateNetBufferListPool",
         std::ptr::null_mut(),
         || {
+            super::ctx::check_irql("NdisAllocateNetBufferListPool", 0);
             // SAFETY: the caller's parameters (checked non-null).
             let Some(p) = (unsafe { params.as_ref() }) else {
                 return std::ptr::null_mut();
@@ -126,6 +127,7 @@ pub(crate) unsafe extern "C" fn NdisAllocateNetBufferListPool(
 #[no_mangle]
 pub(crate) extern "C" fn NdisFreeNetBufferListPool(pool: *mut c_void) {
     boundary("NdisFreeNetBufferListPool", (), || {
+        super::ctx::check_irql("NdisFreeNetBufferListPool", 0);
         let r = ctx::with_host(|h| h.rt.ndis.lock().pools.remove(&(pool as usize))).flatten();
         match r {
             Some(p) => {
@@ -264,6 +266,7 @@ pub(crate) extern "C" fn NdisAllocateNetBufferList(
     backfill: u16,
 ) -> *mut NetBufferList {
     boundary("NdisAllocateNetBufferList", std::ptr::null_mut(), || {
+        super::ctx::check_irql("NdisAllocateNetBufferList", 2);
         allocate_nbl(
             pool,
             context_size,
@@ -287,6 +290,7 @@ pub(crate) unsafe extern "C" fn NdisAllocateNetBufferAndNetBufferList(
         "NdisAllocateNetBufferAndNetBufferList",
         std::ptr::null_mut(),
         || {
+            super::ctx::check_irql("NdisAllocateNetBufferAndNetBufferList", 2);
             allocate_nbl(
                 pool,
                 context_size,
@@ -301,6 +305,7 @@ pub(crate) unsafe extern "C" fn NdisAllocateNetBufferAndNetBufferList(
 #[no_mangle]
 pub(crate) extern "C" fn NdisFreeNetBufferList(nbl: *mut NetBufferList) {
     boundary("NdisFreeNetBufferList", (), || {
+        super::ctx::check_irql("NdisFreeNetBufferList", 2);
         let r = ctx::with_host(|h| {
             let mut s = h.rt.ndis.lock();
             let n = s.nbls.remove(&(nbl as usize))?;
@@ -334,6 +339,7 @@ pub(crate) extern "C" fn NdisAllocateGenericObject(
     size: u16,
 ) -> *mut c_void {
     boundary("NdisAllocateGenericObject", std::ptr::null_mut(), || {
+        super::ctx::check_irql("NdisAllocateGenericObject", 2);
         // SAFETY: calloc has no preconditions; NULL is returned as the failure value.
         let p = unsafe { libc::calloc(1, GENERIC_OBJECT_SIZE + usize::from(size)) }.cast::<u8>();
         if p.is_null() {
@@ -362,6 +368,7 @@ pub(crate) extern "C" fn NdisAllocateGenericObject(
 #[no_mangle]
 pub(crate) extern "C" fn NdisFreeGenericObject(object: *mut c_void) {
     boundary("NdisFreeGenericObject", (), || {
+        super::ctx::check_irql("NdisFreeGenericObject", 2);
         let known = ctx::with_host(|h| h.rt.ndis.lock().generic.remove(&(object as usize)))
             .flatten()
             .is_some();

@@ -186,6 +186,7 @@ pub(crate) unsafe extern "C" fn KeInitializeEvent(event: *mut c_void, kind: i32,
 #[no_mangle]
 pub(crate) unsafe extern "C" fn KeSetEvent(event: *mut c_void, _increment: i32, _wait: u8) -> i32 {
     boundary("KeSetEvent", 0, || {
+        super::ctx::check_irql("KeSetEvent", 2);
         let Some(h) = header(event) else { return 0 };
         let old = h.signal_state.swap(1, Ordering::AcqRel);
         futex_wake_all(&h.signal_state);
@@ -196,6 +197,7 @@ pub(crate) unsafe extern "C" fn KeSetEvent(event: *mut c_void, _increment: i32, 
 #[no_mangle]
 pub(crate) unsafe extern "C" fn KeResetEvent(event: *mut c_void) -> i32 {
     boundary("KeResetEvent", 0, || {
+        super::ctx::check_irql("KeResetEvent", 2);
         header(event).map_or(0, |h| h.signal_state.swap(0, Ordering::AcqRel))
     })
 }
@@ -203,6 +205,7 @@ pub(crate) unsafe extern "C" fn KeResetEvent(event: *mut c_void) -> i32 {
 #[no_mangle]
 pub(crate) unsafe extern "C" fn KeClearEvent(event: *mut c_void) {
     boundary("KeClearEvent", (), || {
+        super::ctx::check_irql("KeClearEvent", 2);
         if let Some(h) = header(event) {
             h.signal_state.store(0, Ordering::Release);
         }

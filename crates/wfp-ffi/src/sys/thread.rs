@@ -366,6 +366,7 @@ pub(crate) unsafe extern "C" fn ObReferenceObjectByHandle(
     _info: *mut c_void,
 ) -> NtStatus {
     boundary("ObReferenceObjectByHandle", STATUS_INVALID_HANDLE, || {
+        super::ctx::check_irql("ObReferenceObjectByHandle", 0);
         if object.is_null() {
             return STATUS_INVALID_PARAMETER;
         }
@@ -451,6 +452,7 @@ pub(crate) extern "C" fn ObfDereferenceObject(object: *mut c_void) -> isize {
 #[no_mangle]
 pub(crate) extern "C" fn ZwClose(handle: *mut c_void) -> NtStatus {
     boundary("ZwClose", STATUS_INVALID_HANDLE, || {
+        super::ctx::check_irql("ZwClose", 0);
         let r = ctx::with_host(|h| {
             let mut o = h.rt.objects.lock();
             match o.handles.remove(&(handle as usize)) {
@@ -507,6 +509,7 @@ fn register_item(item: usize, io_object: usize, allocated: bool) {
 #[no_mangle]
 pub(crate) extern "C" fn IoAllocateWorkItem(device: *mut c_void) -> *mut c_void {
     boundary("IoAllocateWorkItem", std::ptr::null_mut(), || {
+        super::ctx::check_irql("IoAllocateWorkItem", 2);
         if device.is_null() {
             return std::ptr::null_mut();
         }
@@ -560,6 +563,7 @@ fn retire_item(item: *mut c_void, function: &'static str, want_allocated: bool) 
 #[no_mangle]
 pub(crate) extern "C" fn IoFreeWorkItem(item: *mut c_void) {
     boundary("IoFreeWorkItem", (), || {
+        super::ctx::check_irql("IoFreeWorkItem", 2);
         retire_item(item, "IoFreeWorkItem", true);
     });
 }
@@ -646,6 +650,7 @@ pub(crate) extern "C" fn IoQueueWorkItem(
     context: *mut c_void,
 ) {
     boundary("IoQueueWorkItem", (), || {
+        super::ctx::check_irql("IoQueueWorkItem", 2);
         if let Some(r) = routine {
             queue_item(item, Routine::Classic(r), context);
         }
@@ -660,6 +665,7 @@ pub(crate) extern "C" fn IoQueueWorkItemEx(
     context: *mut c_void,
 ) {
     boundary("IoQueueWorkItemEx", (), || {
+        super::ctx::check_irql("IoQueueWorkItemEx", 2);
         if let Some(r) = routine {
             queue_item(item, Routine::Ex(r), context);
         }

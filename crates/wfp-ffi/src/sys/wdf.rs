@@ -439,6 +439,7 @@ pub(crate) unsafe extern "C" fn WdfDriverCreate(
     out: *mut *mut c_void,
 ) -> NtStatus {
     boundary("WdfDriverCreate", STATUS_INSUFFICIENT_RESOURCES, || {
+        super::ctx::check_irql("WdfDriverCreate", 0);
         // SAFETY: the caller's WDF_DRIVER_CONFIG (checked non-null).
         let (Some(cfg), false) = (unsafe { config.as_ref() }, object.is_null()) else {
             return STATUS_INVALID_PARAMETER;
@@ -530,6 +531,7 @@ pub(crate) extern "C" fn WdfControlDeviceInitAllocate(
     _sddl: *const UnicodeString,
 ) -> *mut c_void {
     boundary("WdfControlDeviceInitAllocate", std::ptr::null_mut(), || {
+        super::ctx::check_irql("WdfControlDeviceInitAllocate", 0);
         let h = with_state(|s| {
             get!(s, driver, Driver)?;
             Some(s.insert(Object::DeviceInit(DeviceInit {
@@ -645,6 +647,7 @@ pub(crate) unsafe extern "C" fn WdfDeviceCreate(
     out: *mut *mut c_void,
 ) -> NtStatus {
     boundary("WdfDeviceCreate", STATUS_INSUFFICIENT_RESOURCES, || {
+        super::ctx::check_irql("WdfDeviceCreate", 0);
         if init.is_null() || out.is_null() {
             return STATUS_INVALID_PARAMETER;
         }
@@ -724,6 +727,7 @@ pub(crate) extern "C" fn WdfDeviceCreateSymbolicLink(
         "WdfDeviceCreateSymbolicLink",
         STATUS_INVALID_PARAMETER,
         || {
+            super::ctx::check_irql("WdfDeviceCreateSymbolicLink", 0);
             let Some(n) = read_unicode(name) else {
                 return STATUS_INVALID_PARAMETER;
             };
@@ -1058,6 +1062,7 @@ pub(crate) unsafe extern "C" fn WdfIoQueueCreate(
     out: *mut *mut c_void,
 ) -> NtStatus {
     boundary("WdfIoQueueCreate", STATUS_INSUFFICIENT_RESOURCES, || {
+        super::ctx::check_irql("WdfIoQueueCreate", 2);
         // SAFETY: the caller's WDF_IO_QUEUE_CONFIG (checked non-null).
         let Some(cfg) = (unsafe { config.as_ref() }) else {
             return STATUS_INVALID_PARAMETER;
@@ -1343,7 +1348,10 @@ fn complete(request: *mut c_void, status: NtStatus, information: Option<usize>) 
 
 #[no_mangle]
 pub(crate) extern "C" fn WdfRequestComplete(request: *mut c_void, status: NtStatus) {
-    boundary("WdfRequestComplete", (), || complete(request, status, None));
+    boundary("WdfRequestComplete", (), || {
+        super::ctx::check_irql("WdfRequestComplete", 2);
+        complete(request, status, None);
+    });
 }
 
 #[no_mangle]
@@ -1353,6 +1361,7 @@ pub(crate) extern "C" fn WdfRequestCompleteWithInformation(
     information: usize,
 ) {
     boundary("WdfRequestCompleteWithInformation", (), || {
+        super::ctx::check_irql("WdfRequestCompleteWithInformation", 2);
         complete(request, status, Some(information));
     });
 }
