@@ -55,14 +55,23 @@ fn driver_params_go_to_the_preceding_driver() {
             .arg(so)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let out = wfpctl()
         .arg("replay")
         .arg(root().join("examples/replay/capture.pcap"))
         .arg("--driver")
         .arg(&a)
-        .args(["--driver-param", "Mode=0x10", "--driver-param", "Tag=sz:first"])
+        .args([
+            "--driver-param",
+            "Mode=0x10",
+            "--driver-param",
+            "Tag=sz:first",
+        ])
         .arg(format!("--driver={}", b.display()))
         .arg("--driver-param=mode=3")
         .arg("--verify")
@@ -70,8 +79,14 @@ fn driver_params_go_to_the_preceding_driver() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("[params_a] params mode=16 (0) tag=first (0)"), "{err}");
-    assert!(err.contains("[params_b] params mode=3 (0) tag= (c0000034)"), "{err}");
+    assert!(
+        err.contains("[params_a] params mode=16 (0) tag=first (0)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("[params_b] params mode=3 (0) tag= (c0000034)"),
+        "{err}"
+    );
 
     let bad = wfpctl()
         .arg("replay")
