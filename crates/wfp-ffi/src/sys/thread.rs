@@ -651,8 +651,9 @@ pub(crate) extern "C" fn IoQueueWorkItem(
 ) {
     boundary("IoQueueWorkItem", (), || {
         super::ctx::check_irql("IoQueueWorkItem", 2);
-        if let Some(r) = routine {
-            queue_item(item, Routine::Classic(r), context);
+        match routine {
+            Some(r) => queue_item(item, Routine::Classic(r), context),
+            None => bad("IoQueueWorkItem (NULL routine)"),
         }
     });
 }
@@ -666,8 +667,9 @@ pub(crate) extern "C" fn IoQueueWorkItemEx(
 ) {
     boundary("IoQueueWorkItemEx", (), || {
         super::ctx::check_irql("IoQueueWorkItemEx", 2);
-        if let Some(r) = routine {
-            queue_item(item, Routine::Ex(r), context);
+        match routine {
+            Some(r) => queue_item(item, Routine::Ex(r), context),
+            None => bad("IoQueueWorkItemEx (NULL routine)"),
         }
     });
 }
