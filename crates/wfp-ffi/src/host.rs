@@ -93,6 +93,8 @@ pub(crate) struct HostInner {
     pub(crate) drivers: Mutex<Vec<String>>,
     /// Lists, referenced packets and writable layer data the asynchronous Fwps functions handed out.
     pub(crate) asyncs: Mutex<crate::sys::AsyncState>,
+    /// Events, threads, handles, work items, lookaside lists, WDF objects, NDIS pools.
+    pub(crate) rt: crate::sys::RtState,
 }
 
 impl Drop for HostInner {
@@ -173,6 +175,7 @@ impl DriverHost {
                 sessions: Mutex::new(crate::sys::Sessions::default()),
                 drivers: Mutex::new(Vec::new()),
                 asyncs: Mutex::new(crate::sys::AsyncState::default()),
+                rt: crate::sys::RtState::default(),
             }),
         }
     }

@@ -1,10 +1,13 @@
 //! # wfp-ffi — Windows callout drivers written in C, hosted by the wfp-engine
 //!
 //! This crate is the C side of the engine: the headers in `include/` (named as in the WDK:
-//! `fwpsk.h`, `fwpmk.h`, `ndis.h`, `wdm.h`, ...), the kernel-runtime layer those headers declare
-//! (pool, spin locks and IRQL, time, debug output, MDLs and NET_BUFFERs, the Fwps run-time callout
-//! API, Fwpm management on the hosting engine), the loader (`DriverEntry`, the unload protocol of
-//! wfp-reference §5.3) and a user-space Driver Verifier.
+//! `fwpsk.h`, `fwpmk.h`, `ndis.h`, `wdm.h`, `wdf.h`, `ntstrsafe.h`, ...), the kernel-runtime layer
+//! those headers declare (pool and lookaside lists, spin locks and per-thread IRQL, events and
+//! waits, system threads, work items on host worker threads, time, debug output and WPP, strings
+//! and ip2string, MDLs, NET_BUFFERs and NBL pools, the Fwps run-time callout API, Fwpm management
+//! on the hosting engine, a KMDF control device with its parameters and device-control queue), the
+//! loader (`DriverEntry`, the unload protocol of wfp-reference §5.3) and a user-space Driver
+//! Verifier.
 //!
 //! ```text
 //!   driver.so (C, built by `wfpctl driver build`)
@@ -14,8 +17,10 @@
 //!   wfp-shim ─► Engine::classify ─► CCallout::classify ─► FWPS_INCOMING_VALUES0, metadata,
 //!                                      (per-thread scratch,   NET_BUFFER_LIST / stream packet,
 //!                                       host bound, IRQL 2)   FWPS_FILTER3 ─► classifyFn (C)
-//!   Driver::unload ─► DriverUnload ─► host cleanup (sessions, flow contexts, callouts) ─►
-//!                     Verifier report (leaks by tag and call site, IRQL, locks) ─► dlclose
+//!   Driver::ioctl ─► default queue's EvtIoDeviceControl (KMDF) ─► WdfRequestComplete
+//!   Driver::unload ─► DriverUnload ─► wait for the driver's threads / work items (bounded) ─►
+//!                     host cleanup (sessions, flow contexts, callouts) ─► Verifier report (leaks
+//!                     by tag and call site, objects left, IRQL, locks) ─► dlclose
 //! ```
 //!
 //! What it never does: run driver code without a host bound to the thread, let a panic cross into
@@ -35,7 +40,10 @@ mod sys;
 pub mod verifier;
 
 pub use host::{DriverHost, HostConfig, LogLine, TimeSource};
-pub use sys::{Driver, LoadError, UnloadError, UnloadReport};
+pub use sys::{
+    DeviceInfo, Driver, DriverOptions, IoctlError, IoctlOutput, LoadError, ParamValue, UnloadError,
+    UnloadReport,
+};
 pub use verifier::Finding;
 
 /// The C names of every function the runtime exports, sorted.

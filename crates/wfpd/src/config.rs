@@ -165,6 +165,9 @@ pub struct Config {
     /// Flow offload (`docs/offload.md`).
     #[serde(default)]
     pub offload: crate::offload::OffloadConfig,
+    /// C callout drivers loaded at start (`[[driver]]`).
+    #[serde(default, rename = "driver")]
+    pub drivers: Vec<crate::drivers::DriverConfig>,
 }
 
 /// `[policy]`.
@@ -436,6 +439,7 @@ impl Config {
                     *file = dir.join(&*file);
                 }
             }
+            config.drivers.iter_mut().for_each(|d| d.resolve(dir));
         }
         Ok(config)
     }

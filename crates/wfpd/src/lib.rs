@@ -65,6 +65,7 @@ pub mod asyncs;
 pub mod config;
 pub mod connections;
 pub mod daemon;
+pub mod drivers;
 pub mod identity;
 pub mod offload;
 pub mod stats;

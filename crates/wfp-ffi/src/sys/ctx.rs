@@ -117,6 +117,15 @@ pub(crate) fn irql() -> u8 {
     BINDING.with(Cell::get).irql
 }
 
+/// Reports a call above the IRQL `function` allows (wdk-runtime.md: P = 0, ≤D = 2); the call
+/// still proceeds, as a checked build of Windows would have bugchecked here.
+pub(crate) fn check_irql(function: &'static str, max: u8) {
+    let irql = irql();
+    if irql > max {
+        with_host(|h| h.finding(Finding::IrqlTooHigh { function, irql }));
+    }
+}
+
 pub(crate) fn set_irql(v: u8) -> u8 {
     BINDING.with(|b| {
         let mut cur = b.get();
