@@ -167,6 +167,8 @@ pub struct Engine {
     pub(crate) invocation_seq: AtomicU64,
     /// Open management sessions and the owners of dynamic objects (§11.1).
     pub(crate) sessions: session::Sessions,
+    /// The thread holding the writer lock (`mgmt`), so a second begin on it fails (§11.2).
+    pub(crate) writer_thread: Mutex<Option<std::thread::ThreadId>>,
 }
 
 impl Default for Engine {
@@ -198,6 +200,7 @@ impl Engine {
             teardown: teardown::Teardown::default(),
             invocation_seq: AtomicU64::new(0),
             sessions: session::Sessions::default(),
+            writer_thread: Mutex::new(None),
         }
     }
 
