@@ -381,15 +381,9 @@ impl Engine {
             Err(_) => {
                 self.stats.callback_panics.fetch_add(1, Ordering::Relaxed);
                 self.push_event(NetEvent {
-                    kind: NetEventKind::CallbackPanic,
-                    layer: filter.layer,
                     filter_id: Some(filter.filter_id),
-                    overridden_filter_id: None,
                     callout_id: Some(callout),
-                    flow: None,
-                    seq: 0,
-                    time: None,
-                    decision: None,
+                    ..NetEvent::new(NetEventKind::CallbackPanic, filter.layer)
                 });
                 Some(Status::UNSUCCESSFUL)
             }

@@ -33,7 +33,10 @@ pub use enumerate::{
 };
 pub use live::{FlowEvent, FlowStatus, FlowTracking, Reauthorization};
 pub use mgmt::{CalloutObject, ProviderObject, SublayerObject, Transaction};
-pub use netevents::{DecisionSummary, NetEvent, NetEventEnumTemplate, NetEventKind};
+pub use netevents::{
+    header_flag, DecisionSummary, NetEvent, NetEventDetail, NetEventEnumTemplate, NetEventHeader,
+    NetEventKind, Posture,
+};
 pub use session::{
     ObjectRef, PersistHook, PersistentChange, Session, SessionInfo, SessionOwner, SessionSpec,
     DEFAULT_TXN_WAIT, SESSION_FLAG_DYNAMIC, TXN_READ_ONLY,
@@ -399,15 +402,8 @@ impl Engine {
             if r.is_err() {
                 self.stats.callback_panics.fetch_add(1, Ordering::Relaxed);
                 self.push_event(NetEvent {
-                    kind: NetEventKind::CallbackPanic,
-                    layer,
-                    filter_id: None,
-                    overridden_filter_id: None,
                     callout_id: Some(callout),
-                    flow: None,
-                    seq: 0,
-                    time: None,
-                    decision: None,
+                    ..NetEvent::new(NetEventKind::CallbackPanic, layer)
                 });
             }
         }
