@@ -206,9 +206,20 @@ pub fn reason(status: u16) -> &'static str {
 
 /// Writes a JSON answer with `Content-Length`; `close` adds `Connection: close`.
 pub fn write_response(w: &mut impl Write, status: u16, body: &[u8], close: bool) -> io::Result<()> {
+    write_response_typed(w, status, "application/json", body, close)
+}
+
+/// Writes an answer of `content_type` with `Content-Length`; `close` adds `Connection: close`.
+pub fn write_response_typed(
+    w: &mut impl Write,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    close: bool,
+) -> io::Result<()> {
     write!(
         w,
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{}\r\n",
         reason(status),
         body.len(),
         if close { "Connection: close\r\n" } else { "" }
