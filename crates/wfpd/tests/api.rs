@@ -259,7 +259,7 @@ fn malformed_oversized_and_slow_requests_get_errors_while_others_continue() {
 #[test]
 fn net_events_stream_to_subscribers() {
     let dir = tempdir();
-    let (_engine, server) = start(&dir, None);
+    let (engine, server) = start(&dir, None);
     let stream = Client::connect(server.path()).unwrap().events().unwrap();
     let reader = std::thread::spawn(move || stream.take(2).collect::<Vec<_>>());
     let event = NetEvent {
@@ -270,7 +270,8 @@ fn net_events_stream_to_subscribers() {
     };
     // Publish until the subscription is in place, then once more.
     let got = loop {
-        server.publish(std::slice::from_ref(&event));
+        engine.report_net_event(event.clone());
+        server.publish(&engine.drain_net_events());
         std::thread::sleep(Duration::from_millis(20));
         if reader.is_finished() {
             break reader.join().unwrap();

@@ -28,6 +28,41 @@ pub struct ApiConfig {
     pub idle_timeout_ms: u64,
     /// Connections served at once (503 beyond).
     pub max_connections: usize,
+    /// Time a pended authorization (`/v1/pending`, `wfp.interactive`) waits for a decision.
+    pub pending_deadline_ms: u64,
+    /// What applies at that deadline: `"permit"` or `"block"`.
+    pub pending_default: PendingDefault,
+    /// Pended authorizations waiting at once; beyond, the default applies at once.
+    pub pending_max: usize,
+    /// Also serve `/v1/metrics` on this TCP address (`"127.0.0.1:9464"`); absent: socket only.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Allow a `metrics_listen` address that is not loopback.
+    pub metrics_allow_remote: bool,
+}
+
+/// `[api] pending_default`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PendingDefault {
+    /// Permit the connection.
+    Permit,
+    /// Block it (the default).
+    #[default]
+    Block,
+}
+
+impl ApiConfig {
+    /// The prompts' policy these keys give.
+    pub fn prompt_policy(&self) -> wfp_callouts::interactive::PromptPolicy {
+        wfp_callouts::interactive::PromptPolicy {
+            deadline: std::time::Duration::from_millis(self.pending_deadline_ms),
+            default: match self.pending_default {
+                PendingDefault::Permit => wfp_callouts::Decision::Allow,
+                PendingDefault::Block => wfp_callouts::Decision::Block,
+            },
+            max_waiting: self.pending_max,
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -40,6 +75,11 @@ impl Default for ApiConfig {
             request_timeout_ms: 5_000,
             idle_timeout_ms: 300_000,
             max_connections: 64,
+            pending_deadline_ms: 30_000,
+            pending_default: PendingDefault::Block,
+            pending_max: 1024,
+            metrics_listen: None,
+            metrics_allow_remote: false,
         }
     }
 }
