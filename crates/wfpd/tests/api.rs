@@ -396,6 +396,29 @@ fn curl_works_and_unprivileged_peers_are_refused() {
         text.ends_with("403") && text.contains("E_ACCESSDENIED"),
         "{text}"
     );
+    // Nor decide pended authorizations, begin transactions or delete; metrics are readable.
+    for args in [
+        &[
+            "-X",
+            "POST",
+            "-d",
+            "{\"decision\":\"permit\"}",
+            "http://wfpd/v1/pending/1",
+        ][..],
+        &["-X", "POST", "http://wfpd/v1/txn/begin"][..],
+        &["-X", "DELETE", "http://wfpd/v1/filters/1"][..],
+        &["-X", "POST", "-d", "{}", "http://wfpd/v1/session"][..],
+    ] {
+        let out = curl(&sock, Some((65534, 100)), args).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.ends_with("403"), "{args:?}: {text}");
+    }
+    let out = curl(&sock, Some((65534, 100)), &["http://wfpd/v1/metrics"]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.ends_with("200") && text.contains("wfp_filters 0"),
+        "{text}"
+    );
     // With the file mode opened up, the peer check alone still refuses nobody/nogroup.
     std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
     let out = curl(&sock, Some((65534, 65534)), &["http://wfpd/v1/filters"]).unwrap();
