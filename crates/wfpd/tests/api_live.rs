@@ -554,3 +554,47 @@ fn metrics_are_prometheus_text_on_the_socket_and_on_tcp() {
     assert!(Server::start(Arc::new(Engine::default()), None, cfg).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn flows_come_from_the_data_paths_flow_source() {
+    let dir = tempdir();
+    let rig = Rig::new();
+    let server = Server::start(Arc::clone(&rig.engine), None, config(&dir)).unwrap();
+    let mut c = Client::connect(server.path()).unwrap();
+    let none: Vec<wfp_api::FlowDto> = c.call::<(), _>("GET", "/v1/flows", None).unwrap();
+    assert!(none.is_empty(), "no data path attached");
+    let board = Arc::new(wfpd::api::FlowBoard::default());
+    let mut data = rig.data_path();
+    data.flows = Some(Arc::clone(&board) as Arc<dyn wfpd::api::FlowSource>);
+    server.attach(data);
+    let flow = wfp_api::FlowDto {
+        flow: 5,
+        queue: 3,
+        ip_version: 4,
+        protocol: 6,
+        local_addr: CLIENT.ip(),
+        local_port: CLIENT.port(),
+        remote_addr: SERVER.ip(),
+        remote_port: SERVER.port(),
+        direction: "outbound".into(),
+        state: "established".into(),
+        layer_ids: vec![layers::ALE_AUTH_CONNECT_V4.0],
+        app_id: Some("/usr/bin/curl".into()),
+        bytes_out: 100,
+        bytes_in: 2000,
+        packets_out: 3,
+        packets_in: 4,
+        age_ms: 1500,
+        idle_ms: 10,
+    };
+    board.publish(3, vec![flow.clone()]);
+    let got: Vec<wfp_api::FlowDto> = c.call::<(), _>("GET", "/v1/flows", None).unwrap();
+    assert_eq!(got, [flow]);
+    let (_, metrics) = raw_get(server.path(), "/v1/metrics");
+    assert!(metrics.contains("\nwfp_flows 1\n"), "{metrics}");
+    board.publish(3, Vec::new());
+    let got: Vec<wfp_api::FlowDto> = c.call::<(), _>("GET", "/v1/flows", None).unwrap();
+    assert!(got.is_empty());
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

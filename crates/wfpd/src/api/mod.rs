@@ -101,6 +101,36 @@ pub trait FlowSource: Send + Sync {
     fn flows(&self) -> Vec<FlowDto>;
 }
 
+/// A [`FlowSource`] the queue workers publish into: each worker replaces its queue's rows (for
+/// example from its shim's flow table, in its timeout handler); readers see the latest rows of
+/// every queue.
+#[derive(Default)]
+pub struct FlowBoard {
+    rows: std::sync::Mutex<std::collections::BTreeMap<u16, Vec<FlowDto>>>,
+}
+
+impl FlowBoard {
+    /// Replaces queue `queue`'s flows.
+    pub fn publish(&self, queue: u16, flows: Vec<FlowDto>) {
+        self.rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(queue, flows);
+    }
+}
+
+impl FlowSource for FlowBoard {
+    fn flows(&self) -> Vec<FlowDto> {
+        self.rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
 /// What the data path shares with the API ([`Server::attach`]).
 pub struct DataPath {
     /// The queue workers' counters (metrics, posture events).
