@@ -902,9 +902,18 @@ mod tests {
             e.add_filter(spec.clone()),
             Err(FwpError::TxnInProgress)
         ));
-        // A session on the same thread too (without waiting for its 15 s limit).
-        let mut s = e.open_session(SessionSpec::default(), None).unwrap();
-        assert!(matches!(s.begin(0), Err(FwpError::TxnInProgress)));
+        // A session is its own unit (§11.1), not the thread: one on the same thread waits for
+        // the lock up to its wait limit (T-MGMT-5), never forever.
+        let mut s = e
+            .open_session(
+                SessionSpec {
+                    txn_wait_timeout: std::time::Duration::from_millis(20),
+                    ..SessionSpec::default()
+                },
+                None,
+            )
+            .unwrap();
+        assert!(matches!(s.begin(0), Err(FwpError::Timeout { .. })));
         drop(s);
         outer.commit();
         // Released: the next begin works and sees the committed filter.

@@ -411,9 +411,6 @@ impl<'e> Session<'e> {
     fn lock(&self, read_only: bool) -> Result<OpenTxn<'e>, FwpError> {
         let engine = self.cx.engine;
         let wait = self.spec.txn_wait_timeout;
-        if engine.writer_is_current_thread() {
-            return Err(FwpError::TxnInProgress);
-        }
         let guard = engine
             .mgmt
             .try_lock_for(wait)
