@@ -535,6 +535,14 @@ fn metrics_are_prometheus_text_on_the_socket_and_on_tcp() {
     );
     assert!(get("wfp_api_connections") >= 1.0);
     assert!(samples.contains_key("wfp_net_events_total{kind=\"CLASSIFY_DROP\"}"));
+    // A client's open transaction holds the writer lock: a scrape does not wait for it.
+    let mut holder = Client::connect(server.path()).unwrap();
+    holder.begin(false).unwrap();
+    let t = Instant::now();
+    let (status, _) = raw_get(server.path(), "/v1/metrics");
+    assert_eq!(status, 200);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    holder.abort().unwrap();
     // The same over TCP.
     let addr = server.metrics_addr().unwrap();
     assert!(addr.ip().is_loopback() && addr.port() != 0);

@@ -240,6 +240,18 @@ impl Engine {
         }
     }
 
+    /// Filters in the published policy (what classify sees), counted from the snapshot without
+    /// the writer lock — a reader that must not wait for an open transaction (metrics).
+    pub fn published_filter_count(&self) -> usize {
+        self.snapshot
+            .load()
+            .layers
+            .iter()
+            .flat_map(|l| l.sublayers.iter())
+            .map(|s| s.filters.len())
+            .sum()
+    }
+
     /// Which incoming values classify at `layer` can read: bit `i` for field `i` (`FWPS_FIELD_*`
     /// order), all ones when a callout filter is present. A data path may leave the other fields
     /// FWP_EMPTY without changing any result.

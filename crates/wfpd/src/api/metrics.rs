@@ -177,11 +177,12 @@ fn classify_families(e: &mut Exposition, m: &ClassifyMetrics) {
 fn engine_families(e: &mut Exposition, shared: &Shared) {
     let engine = &shared.engine;
     let stats = engine.stats();
+    // From the published snapshot: a scrape never waits for a client's open transaction.
     e.single(
         "wfp_filters",
         "gauge",
-        "Filters in the engine.",
-        f(engine.filters().len() as u64),
+        "Filters in the published policy.",
+        f(engine.published_filter_count() as u64),
     );
     e.single(
         "wfp_vetoes_total",
