@@ -29,7 +29,8 @@ const PAIRS: [(Posture, bool); 6] = [
     (Posture::InternalError, false),
 ];
 
-/// Cumulative packet counts per [`PAIRS`] entry.
+/// Cumulative packet counts, in this order: absent/accept, overload/drop, hang/accept, hang/drop,
+/// internal_error/accept, internal_error/drop.
 pub type Readings = [u64; PAIRS.len()];
 
 /// The last readings and the totals reported.
