@@ -142,6 +142,8 @@ struct HeaderFields {
     remote_port: Option<usize>,
     direction: Option<usize>,
     app_id: Option<usize>,
+    /// The FWP_DIRECTION the layer implies (inbound / outbound layers, RECV_ACCEPT / CONNECT).
+    implied_direction: Option<u32>,
 }
 
 fn header_fields(layer: LayerId) -> HeaderFields {
@@ -157,6 +159,15 @@ fn header_fields(layer: LayerId) -> HeaderFields {
                 remote_port: l.field_index_by_name("IP_REMOTE_PORT"),
                 direction: l.field_index_by_name("DIRECTION"),
                 app_id: l.field_index_by_name("ALE_APP_ID"),
+                implied_direction: if l.name.starts_with("INBOUND")
+                    || l.name.contains("RECV_ACCEPT")
+                {
+                    Some(1)
+                } else if l.name.starts_with("OUTBOUND") || l.name.contains("AUTH_CONNECT") {
+                    Some(0)
+                } else {
+                    None
+                },
             })
             .collect()
     });
@@ -177,14 +188,6 @@ impl NetEventHeader {
         let f = header_fields(layer);
         let get = |i: Option<usize>| i.and_then(|i| values.get(i));
         let small = |i: Option<usize>| get(i).and_then(Value::as_u64);
-        let name = catalogue::layer(layer).map_or("", |l| l.name);
-        let implied = if name.starts_with("INBOUND") || name.contains("RECV_ACCEPT") {
-            Some(1)
-        } else if name.starts_with("OUTBOUND") || name.contains("AUTH_CONNECT") {
-            Some(0)
-        } else {
-            None
-        };
         Self {
             ip_protocol: small(f.protocol).and_then(|p| u8::try_from(p).ok()),
             local_addr: ip_of(get(f.local_addr)),
@@ -193,7 +196,7 @@ impl NetEventHeader {
             remote_port: small(f.remote_port).and_then(|p| u16::try_from(p).ok()),
             direction: small(f.direction)
                 .and_then(|d| u32::try_from(d).ok())
-                .or(implied),
+                .or(f.implied_direction),
             app_id: match get(f.app_id) {
                 Some(Value::ByteBlob(b)) if !b.is_empty() => Some(Arc::clone(b)),
                 _ => None,

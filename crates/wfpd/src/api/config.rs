@@ -126,4 +126,36 @@ mod tests {
         assert!(Config::parse(&format!("{base}[api]\nsockt = \"x\"\n"), "t").is_err());
         assert!(Config::parse(&format!("{base}[store]\nfile = \"x\"\n"), "t").is_err());
     }
+
+    #[test]
+    fn pending_and_metrics_keys_parse() {
+        let base = "[policy]\nfiles = [\"p.toml\"]\n";
+        let c = Config::parse(
+            &format!(
+                "{base}[api]\nsocket = \"/run/wfpd/wfpd.sock\"\npending_deadline_ms = 1500\n\
+                 pending_default = \"permit\"\npending_max = 3\nmetrics_listen = \"127.0.0.1:9464\"\n"
+            ),
+            "t",
+        )
+        .unwrap();
+        let p = c.api.prompt_policy();
+        assert_eq!(p.deadline, std::time::Duration::from_millis(1500));
+        assert_eq!(p.default, wfp_callouts::Decision::Allow);
+        assert_eq!(p.max_waiting, 3);
+        assert_eq!(
+            c.api.metrics_listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        let d = Config::parse(base, "t").unwrap().api.prompt_policy();
+        assert_eq!(
+            (d.default, d.deadline),
+            (
+                wfp_callouts::Decision::Block,
+                std::time::Duration::from_secs(30)
+            )
+        );
+        assert!(
+            Config::parse(&format!("{base}[api]\npending_default = \"maybe\"\n"), "t").is_err()
+        );
+    }
 }
