@@ -209,3 +209,33 @@ fn hostile_requests_through_the_server_get_answers_and_never_stop_it() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// A streaming client that goes away is noticed even when nothing is streamed: its thread and
+// connection slot are freed (else max_connections abandoned streams would lock everyone out).
+#[test]
+fn abandoned_streams_free_their_connection() {
+    let dir = tempdir();
+    let (_engine, server) = start(&dir);
+    for target in ["/v1/events", "/v1/pending/stream", "/v1/events?kind=VETO"] {
+        let mut s = UnixStream::connect(server.path()).unwrap();
+        write!(s, "GET {target} HTTP/1.1\r\nHost: w\r\n\r\n").unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200", "{target}");
+        let start = std::time::Instant::now();
+        while server.connections() == 0 {
+            assert!(start.elapsed() < Duration::from_secs(3));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(s);
+        while server.connections() != 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(3),
+                "{target}: the stream outlived its client"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

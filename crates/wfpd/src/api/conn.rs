@@ -350,9 +350,30 @@ fn stream_pending(shared: &Shared, w: &mut UnixStream) {
                 return;
             }
         }
+        if peer_gone(w) {
+            return;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = http::write_chunk(w, b"");
+}
+
+/// True when a streaming client closed its end (EOF) or its socket failed — a stream that has
+/// nothing to send would otherwise never notice and keep its thread and connection slot. Bytes
+/// the client sends on a stream are discarded.
+fn peer_gone(s: &mut UnixStream) -> bool {
+    if s.set_read_timeout(Some(Duration::from_millis(1))).is_err() {
+        return true;
+    }
+    let mut buf = [0u8; 256];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+        ),
+    }
 }
 
 /// `GET /v1/events`: one JSON line per net event matching `template` until the client goes away
@@ -371,7 +392,11 @@ fn stream_events(shared: &Shared, w: &mut UnixStream, template: NetEventEnumTemp
                     return;
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                if peer_gone(w) {
+                    return;
+                }
+            }
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }
