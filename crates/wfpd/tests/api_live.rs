@@ -184,6 +184,30 @@ fn netevents_are_enumerated_and_streamed_with_conditions() {
         .unwrap();
     assert_eq!(limited.len(), 2);
     assert_eq!(limited[1].seq, all.last().unwrap().seq, "the newest ones");
+    // A watcher resuming after a seq gets the ring's later events first, then live ones.
+    let resume_from = all[all.len() - 2].seq;
+    let resumed = Client::connect(server.path())
+        .unwrap()
+        .events_with_query(&format!("after_seq={resume_from}"))
+        .unwrap();
+    let reader = std::thread::spawn(move || resumed.take(3).collect::<Vec<_>>());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !reader.is_finished() && Instant::now() < deadline {
+        classify(Ipv4Addr::new(192, 0, 2, 8), 25);
+        server.publish(&engine.drain_net_events());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let seqs: Vec<u64> = reader
+        .join()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.unwrap().seq)
+        .collect();
+    assert_eq!(seqs[0], resume_from + 1, "{seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "no gap, no repeat: {seqs:?}"
+    );
     let bad = c.call::<(), Vec<NetEventDto>>("GET", "/v1/netevents?kind=NOPE", None);
     assert!(matches!(
         bad,

@@ -379,16 +379,35 @@ fn peer_gone(s: &mut UnixStream) -> bool {
 /// `GET /v1/events`: one JSON line per net event matching `template` until the client goes away
 /// or the server stops.
 fn stream_events(shared: &Shared, w: &mut UnixStream, template: NetEventEnumTemplate) {
+    // With `after_seq`, the ring's events after it come first (a watcher resumes where it
+    // stopped); subscribing before reading the ring and skipping seqs already sent loses none
+    // and repeats none.
+    let replay = template
+        .after_seq
+        .map(|_| shared.engine.enum_net_events(&template));
     let rx = shared.events.subscribe(template);
     if http::write_stream_head(w).is_err() {
         return;
     }
+    let mut last_sent = 0;
+    let mut send = |w: &mut UnixStream, event: &wfp_api::NetEventDto| {
+        if event.seq != 0 && event.seq <= last_sent {
+            return true;
+        }
+        last_sent = last_sent.max(event.seq);
+        let mut line = serde_json::to_vec(event).unwrap_or_default();
+        line.push(b'\n');
+        http::write_chunk(w, &line).is_ok()
+    };
+    for e in replay.unwrap_or_default() {
+        if !send(w, &wfp_api::NetEventDto::from(&e)) {
+            return;
+        }
+    }
     while !shared.stop.load(Ordering::Relaxed) {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(event) => {
-                let mut line = serde_json::to_vec(&event).unwrap_or_default();
-                line.push(b'\n');
-                if http::write_chunk(w, &line).is_err() {
+                if !send(w, &event) {
                     return;
                 }
             }
