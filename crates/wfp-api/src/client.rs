@@ -236,9 +236,20 @@ impl Client {
     }
 
     /// `GET /v1/events`: the live net-event stream (the connection is used for nothing else).
-    pub fn events(mut self) -> Result<EventStream, ClientError> {
+    pub fn events(self) -> Result<EventStream, ClientError> {
+        self.events_with_query("")
+    }
+
+    /// `GET /v1/events?QUERY`: the live stream of the net events matching the query conditions
+    /// (`kind=CLASSIFY_DROP&port=22`, see `docs/api.md`; empty: all).
+    pub fn events_with_query(mut self, query: &str) -> Result<EventStream, ClientError> {
         self.set_timeout(None)?;
-        http::write_request(&mut self.writer, "GET", "/v1/events", None)?;
+        let target = if query.is_empty() {
+            "/v1/events".to_string()
+        } else {
+            format!("/v1/events?{query}")
+        };
+        http::write_request(&mut self.writer, "GET", &target, None)?;
         let head = http::read_message(&mut self.reader, &self.limits)?;
         let status = head.status()?;
         if status != 200 || !head.is_chunked() {

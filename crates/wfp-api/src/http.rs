@@ -175,12 +175,15 @@ pub fn write_request(
     body: Option<&[u8]>,
 ) -> io::Result<()> {
     let body = body.unwrap_or_default();
+    // One buffer, one write: a formatted write straight to a socket costs a syscall per piece.
+    let mut out = Vec::with_capacity(128 + body.len());
     write!(
-        w,
+        out,
         "{method} {target} HTTP/1.1\r\nHost: wfpd\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )?;
-    w.write_all(body)?;
+    out.extend_from_slice(body);
+    w.write_all(&out)?;
     w.flush()
 }
 
@@ -206,14 +209,27 @@ pub fn reason(status: u16) -> &'static str {
 
 /// Writes a JSON answer with `Content-Length`; `close` adds `Connection: close`.
 pub fn write_response(w: &mut impl Write, status: u16, body: &[u8], close: bool) -> io::Result<()> {
+    write_response_typed(w, status, "application/json", body, close)
+}
+
+/// Writes an answer of `content_type` with `Content-Length`; `close` adds `Connection: close`.
+pub fn write_response_typed(
+    w: &mut impl Write,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    close: bool,
+) -> io::Result<()> {
+    let mut out = Vec::with_capacity(128 + body.len());
     write!(
-        w,
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
+        out,
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{}\r\n",
         reason(status),
         body.len(),
         if close { "Connection: close\r\n" } else { "" }
     )?;
-    w.write_all(body)?;
+    out.extend_from_slice(body);
+    w.write_all(&out)?;
     w.flush()
 }
 
@@ -227,9 +243,11 @@ pub fn write_stream_head(w: &mut impl Write) -> io::Result<()> {
 
 /// Writes one chunk (an empty `data` ends the stream).
 pub fn write_chunk(w: &mut impl Write, data: &[u8]) -> io::Result<()> {
-    write!(w, "{:x}\r\n", data.len())?;
-    w.write_all(data)?;
-    w.write_all(b"\r\n")?;
+    let mut out = Vec::with_capacity(data.len() + 12);
+    write!(out, "{:x}\r\n", data.len())?;
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    w.write_all(&out)?;
     w.flush()
 }
 

@@ -18,15 +18,19 @@
 //! Modules:
 //! * [`types`] — request/answer bodies and object DTOs with their conversions.
 //! * [`value`] — typed values (`FWP_VALUE0`, `FWP_CONDITION_VALUE0`) as tagged JSON.
+//! * [`live`] — what the data path produces: net events and their query, pended
+//!   authorizations and decisions, flows.
 //! * [`http`] — reading and writing HTTP/1.1 messages with size limits.
 //! * [`client`] — the blocking client.
 
 pub mod client;
 pub mod http;
+pub mod live;
 pub mod types;
 pub mod value;
 
 pub use client::{Client, ClientError};
+pub use live::*;
 pub use types::*;
 pub use value::ValueDto;
 

@@ -18,6 +18,7 @@ use wfp_core::{
     ProviderSpec, RtFilter, SublayerSpec, Value, WeightSpec,
 };
 
+pub use crate::live::NetEventDto;
 use crate::value::ValueDto;
 
 /// A DTO that does not describe a valid engine object (HTTP 400 with the matching `FWP_E_*`).
@@ -713,31 +714,6 @@ pub struct StateView {
     pub policy_epoch: u64,
     /// Net events dropped because the ring was full.
     pub net_events_dropped: u64,
-}
-
-/// A net event as streamed by `GET /v1/events` (one JSON object per line).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetEventDto {
-    /// Sequence number (gaps: events dropped for a slow reader).
-    pub seq: u64,
-    /// The kind (`VETO`, `CALLOUT_PANIC`, `CALLBACK_PANIC`, ...).
-    pub kind: String,
-    /// The layer name.
-    pub layer: String,
-    /// The layer's run-time id.
-    pub layer_id: u16,
-    /// The filter involved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter_id: Option<u64>,
-    /// The hard permit a veto overrode.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub overridden_filter_id: Option<u64>,
-    /// The callout involved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub callout_id: Option<u32>,
-    /// The flow handle.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flow: Option<u64>,
 }
 
 #[cfg(test)]

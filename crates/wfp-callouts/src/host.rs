@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use crate::interactive::Prompts;
 use crate::{Clock, ConnectionLog, FlowLog, RedirectTable, StreamMonitorLog, Worker};
 
 /// What built-in callouts read time from and report to; owned by the host of an engine.
@@ -37,6 +38,8 @@ pub struct Host {
     /// The redirections `wfp.datagram-redirector` made, so its instance at the inbound layer
     /// rewrites the replies its outbound instance caused.
     pub redirects: Arc<RedirectTable>,
+    /// Where `wfp.interactive` publishes the connections it pended for someone to decide.
+    pub prompts: Arc<Prompts>,
 }
 
 impl Host {
@@ -49,6 +52,7 @@ impl Host {
             connections: Arc::new(ConnectionLog::new(Arc::clone(&clock))),
             worker: Arc::new(Worker::new()),
             redirects: Arc::new(RedirectTable::default()),
+            prompts: Arc::new(Prompts::new(Arc::clone(&clock))),
             clock,
         }
     }

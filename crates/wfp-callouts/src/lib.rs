@@ -53,6 +53,7 @@ pub mod datagram_redirector;
 pub mod dns;
 pub mod flow_logger;
 pub mod host;
+pub mod interactive;
 pub mod names;
 pub mod pattern;
 pub mod pending_inspector;
@@ -259,7 +260,7 @@ const fn key(n: u16) -> Guid {
     g
 }
 
-static BUILTINS: [Builtin; 15] = [
+static BUILTINS: [Builtin; 16] = [
     test::PERMIT,
     test::BLOCK,
     test::BLOCK_SOFT,
@@ -352,6 +353,7 @@ static BUILTINS: [Builtin; 15] = [
         description: "OUTBOUND_TRANSPORT / IPPACKET + INBOUND_IPPACKET: sends UDP datagrams for one address:port to another (clone, rewrite, inject) and rewrites the replies back",
         make: make_datagram_redirector,
     },
+    interactive::BUILTIN,
 ];
 
 fn make_datagram_redirector(host: &Host) -> Arc<dyn Callout> {

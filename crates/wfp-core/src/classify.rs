@@ -16,7 +16,7 @@ use crate::catalogue::{self, LayerId};
 use crate::constants::{
     ActionType, CalloutFlags, ClassifyOutFlags, ConditionFlags, Rights, RtFilterFlags, StreamAction,
 };
-use crate::engine::{DecisionSummary, Engine, NetEvent, NetEventKind, Registered};
+use crate::engine::{DecisionSummary, Engine, NetEvent, NetEventHeader, NetEventKind, Registered};
 use crate::filter::{CalloutId, FilterId, RtFilter};
 use crate::guid::Guid;
 use crate::redirect::RedirectSlot;
@@ -404,7 +404,7 @@ impl Engine {
                 // A PERMIT/BLOCK ends the sublayer even when a hard decision ignores it (§7.3, §7.5).
                 let ends_sublayer = !matches!(eval, Eval::Continue(_));
                 let stream_stop = matches!(eval, Eval::Stream(_));
-                let outcome = self.apply(&mut st, f, eval, layer, flow);
+                let outcome = self.apply(&mut st, f, eval, &call);
                 if let Some(t) = trace.as_deref_mut() {
                     t.steps.push(TraceStep {
                         sublayer: sub.key,
@@ -431,7 +431,7 @@ impl Engine {
             }
         }
         // A veto or a classify net event is not something a cached answer would repeat.
-        let recorded = self.record_classify(&st, layer, flow);
+        let recorded = self.record_classify(&st, &incoming, flow);
         let reusable = (pure && !st.vetoed && !recorded).then_some(epoch);
         (finish(st), reusable)
     }
@@ -682,15 +682,11 @@ impl Engine {
             reg.panics.fetch_add(1, Ordering::Relaxed);
             self.stats.callout_panics.fetch_add(1, Ordering::Relaxed);
             self.push_event(NetEvent {
-                kind: NetEventKind::CalloutPanic,
-                layer: f.layer,
                 filter_id: Some(f.filter_id),
-                overridden_filter_id: None,
                 callout_id: Some(reg.id),
                 flow,
-                seq: 0,
-                time: None,
-                decision: None,
+                header: NetEventHeader::from_values(f.layer, call.values.values),
+                ..NetEvent::new(NetEventKind::CalloutPanic, f.layer)
             });
             return Invocation::Panicked;
         }
@@ -728,21 +724,14 @@ impl Engine {
         }
     }
 
-    fn apply(
-        &self,
-        st: &mut State,
-        f: &RtFilter,
-        eval: Eval,
-        layer: LayerId,
-        flow: Option<u64>,
-    ) -> StepOutcome {
+    fn apply(&self, st: &mut State, f: &RtFilter, eval: Eval, call: &Call<'_>) -> StepOutcome {
         match eval {
             Eval::Continue(o) => o,
             Eval::Stream(v) => {
                 st.stream = Some(v);
                 StepOutcome::StreamAction(v.action)
             }
-            Eval::Veto(flags) => self.veto(st, f, flags, layer, flow),
+            Eval::Veto(flags) => self.veto(st, f, flags, call),
             Eval::Decision(res, clears, flags, origin) => {
                 if st.write || st.action == ActionType::NONE_NO_MATCH {
                     st.action = res;
@@ -772,7 +761,7 @@ impl Engine {
                     && !f.action.is_callout()
                     && self.options.static_veto
                 {
-                    self.veto(st, f, flags, layer, flow)
+                    self.veto(st, f, flags, call)
                 } else {
                     StepOutcome::Overridden { action: res }
                 }
@@ -785,8 +774,7 @@ impl Engine {
         st: &mut State,
         f: &RtFilter,
         flags: ClassifyOutFlags,
-        layer: LayerId,
-        flow: Option<u64>,
+        call: &Call<'_>,
     ) -> StepOutcome {
         let overridden = st.deciding;
         st.action = ActionType::BLOCK;
@@ -801,16 +789,14 @@ impl Engine {
         if flags.contains(ClassifyOutFlags::ABSORB) {
             return StepOutcome::Veto;
         }
+        let layer = call.values.layer;
         self.push_event(NetEvent {
-            kind: NetEventKind::Veto,
-            layer,
             filter_id: Some(f.filter_id),
             overridden_filter_id: overridden,
             callout_id: f.callout_id,
-            flow,
-            seq: 0,
-            time: None,
-            decision: None,
+            flow: call.flow,
+            header: NetEventHeader::from_values(layer, call.values.values),
+            ..NetEvent::new(NetEventKind::Veto, layer)
         });
         StepOutcome::Veto
     }
@@ -820,7 +806,13 @@ impl Engine {
     /// §11.5 / T-MGMT-13: a classify ending in a BLOCK records FWPM_NET_EVENT_TYPE_CLASSIFY_DROP
     /// with the blocking filter and layer, unless the BLOCK carries ABSORB (silent, T-ARB-15);
     /// a PERMIT records CLASSIFY_ALLOW only with the CLASSIFY_ALLOW keyword. True when recorded.
-    fn record_classify(&self, st: &State, layer: LayerId, flow: Option<u64>) -> bool {
+    fn record_classify(
+        &self,
+        st: &State,
+        incoming: &IncomingValues<'_>,
+        flow: Option<u64>,
+    ) -> bool {
+        let layer = incoming.layer;
         let kind = if st.action == ActionType::BLOCK {
             if st.flags.contains(ClassifyOutFlags::ABSORB) {
                 return false;
@@ -848,6 +840,7 @@ impl Engine {
                 vetoed: st.vetoed,
                 filters_considered: st.considered,
             }),
+            header: NetEventHeader::from_values(layer, incoming.values),
             ..NetEvent::new(kind, layer)
         });
         true

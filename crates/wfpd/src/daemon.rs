@@ -176,6 +176,21 @@ impl Daemon {
             )
             .context("starting the management API")?;
             api.set_connection_log(Arc::clone(&daemon.host.connections));
+            api.attach(crate::api::DataPath {
+                workers: daemon
+                    .workers
+                    .iter()
+                    .map(|w| Arc::clone(&w.shared))
+                    .collect(),
+                prompts: Some(Arc::clone(&daemon.host.prompts)),
+                now: Arc::new(move || clock.now()),
+                flows: None,
+                absent_accepted: daemon
+                    .rules
+                    .as_ref()
+                    .and_then(|r| r.uninspected_packets().ok().flatten())
+                    .unwrap_or(0),
+            });
             daemon.api = Some(api);
         }
         if daemon.config.queue_numbers().count() > 1 {

@@ -259,7 +259,7 @@ fn malformed_oversized_and_slow_requests_get_errors_while_others_continue() {
 #[test]
 fn net_events_stream_to_subscribers() {
     let dir = tempdir();
-    let (_engine, server) = start(&dir, None);
+    let (engine, server) = start(&dir, None);
     let stream = Client::connect(server.path()).unwrap().events().unwrap();
     let reader = std::thread::spawn(move || stream.take(2).collect::<Vec<_>>());
     let event = NetEvent {
@@ -270,7 +270,8 @@ fn net_events_stream_to_subscribers() {
     };
     // Publish until the subscription is in place, then once more.
     let got = loop {
-        server.publish(std::slice::from_ref(&event));
+        engine.report_net_event(event.clone());
+        server.publish(&engine.drain_net_events());
         std::thread::sleep(Duration::from_millis(20));
         if reader.is_finished() {
             break reader.join().unwrap();
@@ -393,6 +394,29 @@ fn curl_works_and_unprivileged_peers_are_refused() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.ends_with("403") && text.contains("E_ACCESSDENIED"),
+        "{text}"
+    );
+    // Nor decide pended authorizations, begin transactions or delete; metrics are readable.
+    for args in [
+        &[
+            "-X",
+            "POST",
+            "-d",
+            "{\"decision\":\"permit\"}",
+            "http://wfpd/v1/pending/1",
+        ][..],
+        &["-X", "POST", "http://wfpd/v1/txn/begin"][..],
+        &["-X", "DELETE", "http://wfpd/v1/filters/1"][..],
+        &["-X", "POST", "-d", "{}", "http://wfpd/v1/session"][..],
+    ] {
+        let out = curl(&sock, Some((65534, 100)), args).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.ends_with("403"), "{args:?}: {text}");
+    }
+    let out = curl(&sock, Some((65534, 100)), &["http://wfpd/v1/metrics"]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.ends_with("200") && text.contains("wfp_filters 0"),
         "{text}"
     );
     // With the file mode opened up, the peer check alone still refuses nobody/nogroup.

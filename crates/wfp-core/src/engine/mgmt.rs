@@ -218,14 +218,33 @@ pub struct Transaction<'e> {
 }
 
 impl Engine {
-    /// `FwpmTransactionBegin0`: waits for the writer lock (classify never takes it).
+    /// `FwpmTransactionBegin0`: waits for the writer lock (classify never takes it). §11.2: one
+    /// transaction at a time — when the calling thread already holds one this returns at once with
+    /// FWP_E_TXN_IN_PROGRESS instead of waiting on its own lock (a deadlock).
+    pub fn try_begin(&self) -> Result<Transaction<'_>, FwpError> {
+        if self.writer_is_current_thread() {
+            return Err(FwpError::TxnInProgress);
+        }
+        Ok(self.begin_locked(self.mgmt.lock()))
+    }
+
+    /// [`Engine::try_begin`] for callers that report errors per operation: when the calling thread
+    /// already holds a transaction, the returned one is refused — every operation in it fails with
+    /// FWP_E_TXN_IN_PROGRESS and its commit changes nothing (never a deadlock).
     pub fn begin(&self) -> Transaction<'_> {
-        self.begin_locked(self.mgmt.lock())
+        self.try_begin()
+            .unwrap_or_else(|_| Transaction::refused(self))
+    }
+
+    /// True when the calling thread holds the writer lock through a transaction.
+    pub(super) fn writer_is_current_thread(&self) -> bool {
+        *self.writer_thread.lock() == Some(std::thread::current().id())
     }
 
     /// A transaction over the already-taken writer lock (engine/session.rs takes it with a wait
     /// limit, §11.2).
     pub(super) fn begin_locked<'e>(&'e self, guard: MutexGuard<'e, Mgmt>) -> Transaction<'e> {
+        *self.writer_thread.lock() = Some(std::thread::current().id());
         Transaction {
             engine: self,
             mgmt: Some(guard),
@@ -362,18 +381,27 @@ impl Engine {
             Err(_) => {
                 self.stats.callback_panics.fetch_add(1, Ordering::Relaxed);
                 self.push_event(NetEvent {
-                    kind: NetEventKind::CallbackPanic,
-                    layer: filter.layer,
                     filter_id: Some(filter.filter_id),
-                    overridden_filter_id: None,
                     callout_id: Some(callout),
-                    flow: None,
-                    seq: 0,
-                    time: None,
-                    decision: None,
+                    ..NetEvent::new(NetEventKind::CallbackPanic, filter.layer)
                 });
                 Some(Status::UNSUCCESSFUL)
             }
+        }
+    }
+}
+
+impl<'e> Transaction<'e> {
+    /// A transaction that holds no lock: every operation fails with FWP_E_TXN_IN_PROGRESS.
+    fn refused(engine: &'e Engine) -> Self {
+        Transaction {
+            engine,
+            mgmt: None,
+            undo: Vec::new(),
+            dirty: BTreeSet::new(),
+            added: Vec::new(),
+            notified_add: Vec::new(),
+            deleted: Vec::new(),
         }
     }
 }
@@ -384,11 +412,10 @@ impl Transaction<'_> {
         self.mgmt.as_deref()
     }
 
-    fn m(&mut self) -> &mut Mgmt {
-        // The guard is only taken out by commit/abort, which consume the transaction.
-        self.mgmt
-            .as_deref_mut()
-            .unwrap_or_else(|| unreachable!("transaction already finished"))
+    fn m(&mut self) -> Result<&mut Mgmt, FwpError> {
+        // The guard is only taken out by commit/abort, which consume the transaction, so no guard
+        // means a refused transaction ([`Engine::begin`]).
+        self.mgmt.as_deref_mut().ok_or(FwpError::TxnInProgress)
     }
 
     /// `FwpmProviderAdd0`.
@@ -396,7 +423,7 @@ impl Transaction<'_> {
         if spec.name.is_empty() {
             return Err(FwpError::NullDisplayName("provider"));
         }
-        let m = self.m();
+        let m = self.m()?;
         if spec.key.is_null() {
             spec.key = Guid::from_name("provider", &format!("{}#{}", spec.name, m.next_order));
         }
@@ -418,7 +445,7 @@ impl Transaction<'_> {
         if spec.name.is_empty() {
             return Err(FwpError::NullDisplayName("sublayer"));
         }
-        let m = self.m();
+        let m = self.m()?;
         if spec.key.is_null() {
             spec.key = Guid::from_name("sublayer", &format!("{}#{}", spec.name, m.next_order));
         }
@@ -457,7 +484,7 @@ impl Transaction<'_> {
             return Err(FwpError::LayerNotFound(spec.applicable_layer.to_string()));
         }
         let engine = self.engine;
-        let m = self.m();
+        let m = self.m()?;
         if spec.key.is_null() {
             spec.key = Guid::from_name("callout", &format!("{}#{}", spec.name, m.next_order));
         }
@@ -500,7 +527,7 @@ impl Transaction<'_> {
                 self.notified_add.push(filter.filter_id);
             }
         }
-        let m = self.m();
+        let m = self.m()?;
         m.next_filter_id += 1;
         let id = filter.filter_id;
         let layer = filter.layer;
@@ -525,7 +552,7 @@ impl Transaction<'_> {
         check_action(spec.action)?;
         check_flags(spec.flags, spec.action)?;
         let persistent = spec.flags.contains(FilterFlags::PERSISTENT);
-        let m = self.m();
+        let m = self.m()?;
         let sublayer_key = if spec.sublayer.is_null() {
             SUBLAYER_UNIVERSAL
         } else {
@@ -620,7 +647,7 @@ impl Transaction<'_> {
 
     /// `FwpmFilterDeleteById0`.
     pub fn delete_filter(&mut self, id: FilterId) -> Result<(), FwpError> {
-        let m = self.m();
+        let m = self.m()?;
         let f = m
             .filters
             .remove(&id)
@@ -638,7 +665,7 @@ impl Transaction<'_> {
     /// `FwpmFilterDeleteByKey0`.
     pub fn delete_filter_by_key(&mut self, key: &Guid) -> Result<(), FwpError> {
         let id = *self
-            .m()
+            .m()?
             .filter_keys
             .get(key)
             .ok_or_else(|| FwpError::FilterNotFound(key.to_string()))?;
@@ -648,7 +675,7 @@ impl Transaction<'_> {
     /// `FwpmSubLayerDeleteByKey0`: FWP_E_IN_USE while filters use it, FWP_E_BUILTIN_OBJECT for
     /// built-in sublayers.
     pub fn delete_sublayer(&mut self, key: &Guid) -> Result<(), FwpError> {
-        let m = self.m();
+        let m = self.m()?;
         let s = m
             .sublayers
             .get(key)
@@ -673,7 +700,7 @@ impl Transaction<'_> {
 
     /// `FwpmCalloutDeleteByKey0`: FWP_E_IN_USE while a filter references it.
     pub fn delete_callout(&mut self, key: &Guid) -> Result<(), FwpError> {
-        let m = self.m();
+        let m = self.m()?;
         if !m.callouts.contains_key(key) {
             return Err(FwpError::CalloutNotFound(key.to_string()));
         }
@@ -694,7 +721,7 @@ impl Transaction<'_> {
 
     /// `FwpmProviderDeleteByKey0`: FWP_E_IN_USE while anything references it.
     pub fn delete_provider(&mut self, key: &Guid) -> Result<(), FwpError> {
-        let m = self.m();
+        let m = self.m()?;
         if !m.providers.contains_key(key) {
             return Err(FwpError::ProviderNotFound(key.to_string()));
         }
@@ -752,6 +779,7 @@ impl Transaction<'_> {
                     .snapshot
                     .store(Arc::new(Snapshot::new(layers, current.epoch + 1)));
             }
+            *engine.writer_thread.lock() = None;
             drop(m);
         }
         self.undo.clear();
@@ -822,6 +850,7 @@ impl Transaction<'_> {
                 }
             }
         }
+        *engine.writer_thread.lock() = None;
         drop(m);
         let notified = std::mem::take(&mut self.notified_add);
         for f in std::mem::take(&mut self.added) {
@@ -837,5 +866,72 @@ impl Transaction<'_> {
 impl Drop for Transaction<'_> {
     fn drop(&mut self) {
         self.rollback();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::layers;
+    use crate::constants::ActionType;
+    use crate::engine::SessionSpec;
+
+    // §11.2 / T-MGMT-3 outside a session: a second begin on the thread holding the writer lock
+    // fails at once with FWP_E_TXN_IN_PROGRESS (it used to wait on its own lock forever).
+    #[test]
+    fn t_mgmt_3_second_begin_on_the_same_thread_is_txn_in_progress_not_a_deadlock() {
+        let e = Engine::default();
+        let mut outer = e.begin();
+        outer
+            .add_filter(FilterSpec::new(
+                "a",
+                layers::INBOUND_TRANSPORT_V4,
+                ActionType::BLOCK,
+            ))
+            .unwrap();
+        assert!(matches!(e.try_begin(), Err(FwpError::TxnInProgress)));
+        // The infallible form answers the same error from every operation and commits nothing.
+        let mut inner = e.begin();
+        let spec = FilterSpec::new("b", layers::INBOUND_TRANSPORT_V4, ActionType::PERMIT);
+        assert!(matches!(
+            inner.add_filter(spec.clone()),
+            Err(FwpError::TxnInProgress)
+        ));
+        inner.commit();
+        assert!(matches!(
+            e.add_filter(spec.clone()),
+            Err(FwpError::TxnInProgress)
+        ));
+        // A session is its own unit (§11.1), not the thread: one on the same thread waits for
+        // the lock up to its wait limit (T-MGMT-5), never forever.
+        let mut s = e
+            .open_session(
+                SessionSpec {
+                    txn_wait_timeout: std::time::Duration::from_millis(20),
+                    ..SessionSpec::default()
+                },
+                None,
+            )
+            .unwrap();
+        assert!(matches!(s.begin(0), Err(FwpError::Timeout { .. })));
+        drop(s);
+        outer.commit();
+        // Released: the next begin works and sees the committed filter.
+        let mut again = e.try_begin().unwrap();
+        again.add_filter(spec).unwrap();
+        again.commit();
+        assert_eq!(e.filters().len(), 2);
+    }
+
+    #[test]
+    fn another_thread_waits_for_the_writer_instead_of_failing() {
+        let e = Engine::default();
+        let t = e.begin();
+        std::thread::scope(|sc| {
+            let h = sc.spawn(|| e.try_begin().map(Transaction::commit).is_ok());
+            t.abort();
+            assert!(h.join().unwrap());
+        });
+        assert!(e.try_begin().is_ok());
     }
 }

@@ -33,7 +33,10 @@ pub use enumerate::{
 };
 pub use live::{FlowEvent, FlowStatus, FlowTracking, Reauthorization};
 pub use mgmt::{CalloutObject, ProviderObject, SublayerObject, Transaction};
-pub use netevents::{DecisionSummary, NetEvent, NetEventEnumTemplate, NetEventKind};
+pub use netevents::{
+    header_flag, DecisionSummary, NetEvent, NetEventDetail, NetEventEnumTemplate, NetEventHeader,
+    NetEventKind, Posture,
+};
 pub use session::{
     ObjectRef, PersistHook, PersistentChange, Session, SessionInfo, SessionOwner, SessionSpec,
     DEFAULT_TXN_WAIT, SESSION_FLAG_DYNAMIC, TXN_READ_ONLY,
@@ -167,6 +170,8 @@ pub struct Engine {
     pub(crate) invocation_seq: AtomicU64,
     /// Open management sessions and the owners of dynamic objects (§11.1).
     pub(crate) sessions: session::Sessions,
+    /// The thread holding the writer lock (`mgmt`), so a second begin on it fails (§11.2).
+    pub(crate) writer_thread: Mutex<Option<std::thread::ThreadId>>,
 }
 
 impl Default for Engine {
@@ -198,6 +203,7 @@ impl Engine {
             teardown: teardown::Teardown::default(),
             invocation_seq: AtomicU64::new(0),
             sessions: session::Sessions::default(),
+            writer_thread: Mutex::new(None),
         }
     }
 
@@ -232,6 +238,18 @@ impl Engine {
             nonempty_layers: s.nonempty,
             epoch: s.epoch,
         }
+    }
+
+    /// Filters in the published policy (what classify sees), counted from the snapshot without
+    /// the writer lock — a reader that must not wait for an open transaction (metrics).
+    pub fn published_filter_count(&self) -> usize {
+        self.snapshot
+            .load()
+            .layers
+            .iter()
+            .flat_map(|l| l.sublayers.iter())
+            .map(|s| s.filters.len())
+            .sum()
     }
 
     /// Which incoming values classify at `layer` can read: bit `i` for field `i` (`FWPS_FIELD_*`
@@ -403,15 +421,8 @@ impl Engine {
             if r.is_err() {
                 self.stats.callback_panics.fetch_add(1, Ordering::Relaxed);
                 self.push_event(NetEvent {
-                    kind: NetEventKind::CallbackPanic,
-                    layer,
-                    filter_id: None,
-                    overridden_filter_id: None,
                     callout_id: Some(callout),
-                    flow: None,
-                    seq: 0,
-                    time: None,
-                    decision: None,
+                    ..NetEvent::new(NetEventKind::CallbackPanic, layer)
                 });
             }
         }

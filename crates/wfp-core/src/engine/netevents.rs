@@ -1,20 +1,26 @@
 //! Net events (§11.5): a bounded ring of what the engine dropped (CLASSIFY_DROP), optionally what it
-//! allowed (CLASSIFY_ALLOW), vetoes and contained callout panics; enumeration with a time window and
-//! conditions; a drain cursor for a consumer that streams them.
+//! allowed (CLASSIFY_ALLOW), vetoes and contained callout panics, plus what the host reports
+//! ([`Engine::report_net_event`]: failure-posture events, pend timeouts); each carries the
+//! FWPM_NET_EVENT_HEADER0 fields the classify's incoming values give (addresses, ports, protocol,
+//! direction, app id); enumeration with a time window and conditions; a drain cursor for a
+//! consumer that streams them.
 //!
 //! The engine has no clock (sans-IO): every event carries an engine-wide monotonic `seq`, plus the
 //! last time the data path passed in with [`Engine::set_net_event_time`] (any unit the caller
 //! chooses, for example milliseconds since the epoch or a FILETIME).
 
 use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
-use crate::catalogue::LayerId;
+use crate::catalogue::{self, LayerId};
 use crate::classify::Hardness;
 use crate::constants::{net_event_keyword, net_event_type};
 use crate::filter::{CalloutId, FilterId};
+use crate::value::Value;
 
 use super::Engine;
 
@@ -34,6 +40,12 @@ pub enum NetEventKind {
     /// FWPM_NET_EVENT_TYPE_CLASSIFY_ALLOW (6): a classify ended in a PERMIT (only with the
     /// CLASSIFY_ALLOW keyword in [`EngineOptions::net_event_keywords`](super::EngineOptions)).
     ClassifyAllow,
+    /// The host's failure posture decided packets without inspection ([`NetEventDetail::Posture`];
+    /// reported by the host, brief "reliability promises": every fail-open event is counted).
+    Posture,
+    /// A pended operation reached its deadline and the host applied its default
+    /// ([`NetEventDetail::PendTimeout`]).
+    PendTimeout,
 }
 
 impl NetEventKind {
@@ -42,7 +54,11 @@ impl NetEventKind {
         match self {
             Self::ClassifyDrop => Some(net_event_type::CLASSIFY_DROP),
             Self::ClassifyAllow => Some(net_event_type::CLASSIFY_ALLOW),
-            Self::Veto | Self::CalloutPanic | Self::CallbackPanic => None,
+            Self::Veto
+            | Self::CalloutPanic
+            | Self::CallbackPanic
+            | Self::Posture
+            | Self::PendTimeout => None,
         }
     }
 
@@ -54,8 +70,215 @@ impl NetEventKind {
             Self::CallbackPanic => "CALLBACK_PANIC",
             Self::ClassifyDrop => "CLASSIFY_DROP",
             Self::ClassifyAllow => "CLASSIFY_ALLOW",
+            Self::Posture => "POSTURE",
+            Self::PendTimeout => "PEND_TIMEOUT",
         }
     }
+
+    /// Every kind, for parsing names and labelling metrics.
+    pub const ALL: [Self; 7] = [
+        Self::ClassifyDrop,
+        Self::ClassifyAllow,
+        Self::Veto,
+        Self::CalloutPanic,
+        Self::CallbackPanic,
+        Self::Posture,
+        Self::PendTimeout,
+    ];
+
+    /// The kind named `name` (as [`NetEventKind::name`] gives it; any case).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// `FWPM_NET_EVENT_FLAG_*` bits of [`NetEventHeader::flags`] (§11.5).
+pub mod header_flag {
+    /// FWPM_NET_EVENT_FLAG_IP_PROTOCOL_SET.
+    pub const IP_PROTOCOL_SET: u32 = 0x1;
+    /// FWPM_NET_EVENT_FLAG_LOCAL_ADDR_SET.
+    pub const LOCAL_ADDR_SET: u32 = 0x2;
+    /// FWPM_NET_EVENT_FLAG_REMOTE_ADDR_SET.
+    pub const REMOTE_ADDR_SET: u32 = 0x4;
+    /// FWPM_NET_EVENT_FLAG_LOCAL_PORT_SET.
+    pub const LOCAL_PORT_SET: u32 = 0x8;
+    /// FWPM_NET_EVENT_FLAG_REMOTE_PORT_SET.
+    pub const REMOTE_PORT_SET: u32 = 0x10;
+    /// FWPM_NET_EVENT_FLAG_APP_ID_SET.
+    pub const APP_ID_SET: u32 = 0x20;
+    /// FWPM_NET_EVENT_FLAG_IP_VERSION_SET.
+    pub const IP_VERSION_SET: u32 = 0x100;
+}
+
+/// FWPM_NET_EVENT_HEADER0 (§11.5): what the classify's incoming values said about the packet or
+/// connection. Absent fields were not available at the layer (FWP_EMPTY or no such field).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetEventHeader {
+    /// `ipProtocol`.
+    pub ip_protocol: Option<u8>,
+    /// `localAddrV4/V6`.
+    pub local_addr: Option<IpAddr>,
+    /// `remoteAddrV4/V6`.
+    pub remote_addr: Option<IpAddr>,
+    /// `localPort`.
+    pub local_port: Option<u16>,
+    /// `remotePort`.
+    pub remote_port: Option<u16>,
+    /// FWP_DIRECTION (0 outbound, 1 inbound) from the DIRECTION field, or implied by the layer.
+    pub direction: Option<u32>,
+    /// `appId` (ALE_APP_ID).
+    pub app_id: Option<Arc<[u8]>>,
+}
+
+/// Field indices of the header fields at one layer.
+#[derive(Clone, Copy, Default)]
+struct HeaderFields {
+    protocol: Option<usize>,
+    local_addr: Option<usize>,
+    remote_addr: Option<usize>,
+    local_port: Option<usize>,
+    remote_port: Option<usize>,
+    direction: Option<usize>,
+    app_id: Option<usize>,
+    /// The FWP_DIRECTION the layer implies (inbound / outbound layers, RECV_ACCEPT / CONNECT).
+    implied_direction: Option<u32>,
+}
+
+fn header_fields(layer: LayerId) -> HeaderFields {
+    static TABLE: OnceLock<Vec<HeaderFields>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        catalogue::all_layers()
+            .iter()
+            .map(|l| HeaderFields {
+                protocol: l.field_index_by_name("IP_PROTOCOL"),
+                local_addr: l.field_index_by_name("IP_LOCAL_ADDRESS"),
+                remote_addr: l.field_index_by_name("IP_REMOTE_ADDRESS"),
+                local_port: l.field_index_by_name("IP_LOCAL_PORT"),
+                remote_port: l.field_index_by_name("IP_REMOTE_PORT"),
+                direction: l.field_index_by_name("DIRECTION"),
+                app_id: l.field_index_by_name("ALE_APP_ID"),
+                implied_direction: if l.name.starts_with("INBOUND")
+                    || l.name.contains("RECV_ACCEPT")
+                {
+                    Some(1)
+                } else if l.name.starts_with("OUTBOUND") || l.name.contains("AUTH_CONNECT") {
+                    Some(0)
+                } else {
+                    None
+                },
+            })
+            .collect()
+    });
+    table.get(usize::from(layer.0)).copied().unwrap_or_default()
+}
+
+fn ip_of(v: Option<&Value>) -> Option<IpAddr> {
+    match v? {
+        Value::Uint32(a) => Some(IpAddr::V4(Ipv4Addr::from(*a))),
+        Value::ByteArray16(b) => Some(IpAddr::V6(Ipv6Addr::from(*b))),
+        _ => None,
+    }
+}
+
+impl NetEventHeader {
+    /// The header from a classify's incoming values at `layer` (FWPS_FIELD order).
+    pub fn from_values(layer: LayerId, values: &[Value]) -> Self {
+        let f = header_fields(layer);
+        let get = |i: Option<usize>| i.and_then(|i| values.get(i));
+        let small = |i: Option<usize>| get(i).and_then(Value::as_u64);
+        Self {
+            ip_protocol: small(f.protocol).and_then(|p| u8::try_from(p).ok()),
+            local_addr: ip_of(get(f.local_addr)),
+            remote_addr: ip_of(get(f.remote_addr)),
+            local_port: small(f.local_port).and_then(|p| u16::try_from(p).ok()),
+            remote_port: small(f.remote_port).and_then(|p| u16::try_from(p).ok()),
+            direction: small(f.direction)
+                .and_then(|d| u32::try_from(d).ok())
+                .or(f.implied_direction),
+            app_id: match get(f.app_id) {
+                Some(Value::ByteBlob(b)) if !b.is_empty() => Some(Arc::clone(b)),
+                _ => None,
+            },
+        }
+    }
+
+    /// The FWPM_NET_EVENT_FLAG_* bits of the fields present ([`header_flag`]).
+    pub fn flags(&self) -> u32 {
+        use header_flag as h;
+        let addr = self.local_addr.or(self.remote_addr);
+        [
+            (self.ip_protocol.is_some(), h::IP_PROTOCOL_SET),
+            (self.local_addr.is_some(), h::LOCAL_ADDR_SET),
+            (self.remote_addr.is_some(), h::REMOTE_ADDR_SET),
+            (self.local_port.is_some(), h::LOCAL_PORT_SET),
+            (self.remote_port.is_some(), h::REMOTE_PORT_SET),
+            (self.app_id.is_some(), h::APP_ID_SET),
+            (addr.is_some(), h::IP_VERSION_SET),
+        ]
+        .into_iter()
+        .filter(|(set, _)| *set)
+        .fold(0, |m, (_, bit)| m | bit)
+    }
+
+    /// 4 or 6, from the addresses.
+    pub fn ip_version(&self) -> Option<u8> {
+        self.local_addr
+            .or(self.remote_addr)
+            .map(|a| if a.is_ipv4() { 4 } else { 6 })
+    }
+}
+
+/// A failure posture of the host (wfpd's `[posture]`): why packets were decided without the
+/// engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Posture {
+    /// The host was not running (the queue was bypassed, seen at the next start).
+    Absent,
+    /// The queue was full.
+    Overload,
+    /// A worker was stuck past its verdict deadline.
+    Hang,
+    /// The host failed internally deciding a packet.
+    InternalError,
+}
+
+impl Posture {
+    /// The name (`absent`, `overload`, `hang`, `internal_error`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Absent => "absent",
+            Self::Overload => "overload",
+            Self::Hang => "hang",
+            Self::InternalError => "internal_error",
+        }
+    }
+}
+
+/// What the host-reported kinds add to an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NetEventDetail {
+    /// [`NetEventKind::Posture`]: `count` packets were accepted (fail-open) or dropped
+    /// (fail-closed) by `posture` since the previous such event.
+    Posture {
+        /// The posture.
+        posture: Posture,
+        /// Fail-open (accepted) or fail-closed (dropped).
+        accepted: bool,
+        /// Packets.
+        count: u64,
+    },
+    /// [`NetEventKind::PendTimeout`]: pended operation `pending_id` timed out; the default
+    /// (`permitted` or blocked) applied.
+    PendTimeout {
+        /// The host's id of the pended operation.
+        pending_id: u64,
+        /// The default that applied.
+        permitted: bool,
+    },
 }
 
 /// The decision trace in brief, carried by CLASSIFY_DROP / CLASSIFY_ALLOW events (the full trace
@@ -91,6 +314,10 @@ pub struct NetEvent {
     pub time: Option<u64>,
     /// For CLASSIFY_DROP / CLASSIFY_ALLOW: the decision in brief.
     pub decision: Option<DecisionSummary>,
+    /// Addresses, ports, protocol, direction, app id (FWPM_NET_EVENT_HEADER0).
+    pub header: NetEventHeader,
+    /// What the host-reported kinds add.
+    pub detail: Option<NetEventDetail>,
 }
 
 impl NetEvent {
@@ -106,6 +333,8 @@ impl NetEvent {
             seq: 0,
             time: None,
             decision: None,
+            header: NetEventHeader::default(),
+            detail: None,
         }
     }
 }
@@ -126,6 +355,12 @@ pub struct NetEventEnumTemplate {
     pub filter_id: Option<FilterId>,
     /// Events of these kinds (empty: any kind).
     pub kinds: Vec<NetEventKind>,
+    /// Events whose local or remote address is this one.
+    pub addr: Option<IpAddr>,
+    /// Events whose local or remote port is this one.
+    pub port: Option<u16>,
+    /// Events with this IP protocol.
+    pub ip_protocol: Option<u8>,
 }
 
 impl NetEventEnumTemplate {
@@ -144,6 +379,15 @@ impl NetEventEnumTemplate {
                 .filter_id
                 .is_none_or(|f| e.filter_id == Some(f) || e.overridden_filter_id == Some(f))
             && (self.kinds.is_empty() || self.kinds.contains(&e.kind))
+            && self
+                .addr
+                .is_none_or(|a| e.header.local_addr == Some(a) || e.header.remote_addr == Some(a))
+            && self
+                .port
+                .is_none_or(|p| e.header.local_port == Some(p) || e.header.remote_port == Some(p))
+            && self
+                .ip_protocol
+                .is_none_or(|p| e.header.ip_protocol == Some(p))
     }
 }
 
@@ -196,6 +440,18 @@ impl Engine {
                 .net_events_dropped
                 .fetch_add(lost, Ordering::Relaxed);
         }
+    }
+
+    /// Records an event the host observed (§11.5 "fail-open/posture events", pend timeouts:
+    /// [`NetEventKind::Posture`], [`NetEventKind::PendTimeout`]), stamped and counted like the
+    /// engine's own; nothing is recorded while collection is off.
+    pub fn report_net_event(&self, e: NetEvent) {
+        self.push_event(e);
+    }
+
+    /// The `seq` of the newest event recorded so far (0 before any).
+    pub fn net_event_seq(&self) -> u64 {
+        self.net_events.inner.lock().last_seq
     }
 
     /// The events recorded since the previous drain, oldest first. They stay in the ring for
@@ -284,6 +540,99 @@ mod tests {
         };
         assert!(t.matches(&veto));
         assert!(!t.matches(&drop_at(layers::INBOUND_TRANSPORT_V4, 1)));
+    }
+
+    // §11.5 FWPM_NET_EVENT_HEADER0: a CLASSIFY_DROP carries the packet's addresses, ports,
+    // protocol and direction from the incoming values; enumeration filters on them.
+    #[test]
+    fn classify_drop_carries_the_header_and_enumerates_by_address_and_port() {
+        use crate::callout::{LayerData, Metadata};
+        use crate::constants::ActionType;
+        use crate::filter::FilterSpec;
+        let e = Engine::default();
+        let l = layers::INBOUND_TRANSPORT_V4;
+        let id = e
+            .add_filter(FilterSpec::new("drop", l, ActionType::BLOCK))
+            .unwrap();
+        let def = catalogue::layer(l).unwrap();
+        let mut values = vec![Value::Empty; def.fields.len()];
+        let mut set = |name: &str, v: Value| {
+            let i = def.field_index_by_name(name).unwrap();
+            values[i] = v;
+        };
+        set("IP_PROTOCOL", Value::Uint8(17));
+        set("IP_LOCAL_ADDRESS", Value::Uint32(0x0a00_0001));
+        set("IP_REMOTE_ADDRESS", Value::Uint32(0xc000_0207));
+        set("IP_LOCAL_PORT", Value::Uint16(53));
+        set("IP_REMOTE_PORT", Value::Uint16(40000));
+        e.set_net_event_time(1_700_000_000_000);
+        let r = e.classify(l, &values, &Metadata::default(), &mut LayerData::None, None);
+        assert_eq!(r.action, ActionType::BLOCK);
+        let got = e.drain_net_events();
+        assert_eq!(got.len(), 1);
+        let h = &got[0].header;
+        assert_eq!(got[0].filter_id, Some(id));
+        assert_eq!(got[0].time, Some(1_700_000_000_000));
+        assert_eq!(h.ip_protocol, Some(17));
+        assert_eq!(h.local_addr, Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(h.remote_addr, Some("192.0.2.7".parse().unwrap()));
+        assert_eq!((h.local_port, h.remote_port), (Some(53), Some(40000)));
+        assert_eq!(h.direction, Some(1), "implied by the inbound layer");
+        assert_eq!(h.ip_version(), Some(4));
+        assert_eq!(h.flags(), 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x100);
+        let by = |addr: Option<&str>, port: Option<u16>| {
+            e.enum_net_events(&NetEventEnumTemplate {
+                addr: addr.map(|a| a.parse().unwrap()),
+                port,
+                ..NetEventEnumTemplate::default()
+            })
+            .len()
+        };
+        assert_eq!(by(Some("192.0.2.7"), None), 1);
+        assert_eq!(by(Some("10.0.0.1"), Some(53)), 1);
+        assert_eq!(by(Some("192.0.2.8"), None), 0);
+        assert_eq!(by(None, Some(80)), 0);
+    }
+
+    #[test]
+    fn host_reported_posture_and_pend_timeout_events_are_stamped_and_enumerable() {
+        let e = Engine::default();
+        e.set_net_event_time(5);
+        e.report_net_event(NetEvent {
+            detail: Some(NetEventDetail::Posture {
+                posture: Posture::Hang,
+                accepted: true,
+                count: 3,
+            }),
+            ..NetEvent::new(NetEventKind::Posture, layers::INBOUND_IPPACKET_V4)
+        });
+        e.report_net_event(NetEvent {
+            detail: Some(NetEventDetail::PendTimeout {
+                pending_id: 9,
+                permitted: false,
+            }),
+            ..NetEvent::new(NetEventKind::PendTimeout, layers::ALE_AUTH_CONNECT_V4)
+        });
+        assert_eq!(e.net_event_seq(), 2);
+        let t = NetEventEnumTemplate {
+            kinds: vec![NetEventKind::from_name("posture").unwrap()],
+            start_time: Some(5),
+            ..NetEventEnumTemplate::default()
+        };
+        let got = e.enum_net_events(&t);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].seq, 1);
+        assert_eq!(NetEventKind::PendTimeout.fwpm_type(), None);
+        assert_eq!(NetEventKind::from_name("nope"), None);
+        let off = Engine::new(EngineOptions {
+            collect_net_events: false,
+            ..EngineOptions::default()
+        });
+        off.report_net_event(NetEvent::new(
+            NetEventKind::Posture,
+            layers::INBOUND_IPPACKET_V4,
+        ));
+        assert!(off.drain_net_events().is_empty());
     }
 
     #[test]

@@ -28,6 +28,41 @@ pub struct ApiConfig {
     pub idle_timeout_ms: u64,
     /// Connections served at once (503 beyond).
     pub max_connections: usize,
+    /// Time a pended authorization (`/v1/pending`, `wfp.interactive`) waits for a decision.
+    pub pending_deadline_ms: u64,
+    /// What applies at that deadline: `"permit"` or `"block"`.
+    pub pending_default: PendingDefault,
+    /// Pended authorizations waiting at once; beyond, the default applies at once.
+    pub pending_max: usize,
+    /// Also serve `/v1/metrics` on this TCP address (`"127.0.0.1:9464"`); absent: socket only.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Allow a `metrics_listen` address that is not loopback.
+    pub metrics_allow_remote: bool,
+}
+
+/// `[api] pending_default`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PendingDefault {
+    /// Permit the connection.
+    Permit,
+    /// Block it (the default).
+    #[default]
+    Block,
+}
+
+impl ApiConfig {
+    /// The prompts' policy these keys give.
+    pub fn prompt_policy(&self) -> wfp_callouts::interactive::PromptPolicy {
+        wfp_callouts::interactive::PromptPolicy {
+            deadline: std::time::Duration::from_millis(self.pending_deadline_ms),
+            default: match self.pending_default {
+                PendingDefault::Permit => wfp_callouts::Decision::Allow,
+                PendingDefault::Block => wfp_callouts::Decision::Block,
+            },
+            max_waiting: self.pending_max,
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -40,6 +75,11 @@ impl Default for ApiConfig {
             request_timeout_ms: 5_000,
             idle_timeout_ms: 300_000,
             max_connections: 64,
+            pending_deadline_ms: 30_000,
+            pending_default: PendingDefault::Block,
+            pending_max: 1024,
+            metrics_listen: None,
+            metrics_allow_remote: false,
         }
     }
 }
@@ -85,5 +125,37 @@ mod tests {
         assert!(none.api.socket.is_none() && none.store.path.is_none());
         assert!(Config::parse(&format!("{base}[api]\nsockt = \"x\"\n"), "t").is_err());
         assert!(Config::parse(&format!("{base}[store]\nfile = \"x\"\n"), "t").is_err());
+    }
+
+    #[test]
+    fn pending_and_metrics_keys_parse() {
+        let base = "[policy]\nfiles = [\"p.toml\"]\n";
+        let c = Config::parse(
+            &format!(
+                "{base}[api]\nsocket = \"/run/wfpd/wfpd.sock\"\npending_deadline_ms = 1500\n\
+                 pending_default = \"permit\"\npending_max = 3\nmetrics_listen = \"127.0.0.1:9464\"\n"
+            ),
+            "t",
+        )
+        .unwrap();
+        let p = c.api.prompt_policy();
+        assert_eq!(p.deadline, std::time::Duration::from_millis(1500));
+        assert_eq!(p.default, wfp_callouts::Decision::Allow);
+        assert_eq!(p.max_waiting, 3);
+        assert_eq!(
+            c.api.metrics_listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        let d = Config::parse(base, "t").unwrap().api.prompt_policy();
+        assert_eq!(
+            (d.default, d.deadline),
+            (
+                wfp_callouts::Decision::Block,
+                std::time::Duration::from_secs(30)
+            )
+        );
+        assert!(
+            Config::parse(&format!("{base}[api]\npending_default = \"maybe\"\n"), "t").is_err()
+        );
     }
 }

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wfp_api::http::{self, HttpError, Limits, Message};
 use wfp_api::{ErrorBody, ErrorInfo};
-use wfp_core::engine::{PersistHook, Session, SessionSpec};
+use wfp_core::engine::{NetEventEnumTemplate, PersistHook, Session, SessionSpec};
 use wfp_core::FwpError;
 
 use super::peer::{self, Peer, Role};
@@ -236,8 +236,30 @@ pub(crate) fn serve(shared: &Shared, stream: UnixStream) {
                 break;
             }
         };
-        if request.start.starts_with("GET /v1/events ") && conn.authorize(false).is_ok() {
-            stream_events(shared, &mut writer);
+        if let Some(stream) = streaming(&request) {
+            if let Err(f) = conn.authorize(false) {
+                let _ = write_failure(&mut writer, &f, true);
+                break;
+            }
+            match stream {
+                Stream::Events(query) => match wfp_api::NetEventQuery::parse(&query) {
+                    Ok(q) => stream_events(shared, &mut writer, q.template),
+                    Err(e) => {
+                        let _ = write_failure(&mut writer, &Failure::from(e), true);
+                    }
+                },
+                Stream::Pending => stream_pending(shared, &mut writer),
+                Stream::Metrics => {
+                    let body = super::metrics::render(shared);
+                    let _ = http::write_response_typed(
+                        &mut writer,
+                        200,
+                        super::metrics::CONTENT_TYPE,
+                        body.as_bytes(),
+                        true,
+                    );
+                }
+            }
             break;
         }
         let close = request
@@ -288,22 +310,112 @@ fn wait_for_request(
     false
 }
 
-/// `GET /v1/events`: one JSON line per net event until the client goes away or the server stops.
-fn stream_events(shared: &Shared, w: &mut UnixStream) {
-    let rx = shared.events.subscribe();
+/// Answers that are not one JSON body (the connection ends after them).
+enum Stream {
+    /// `GET /v1/events?QUERY`.
+    Events(String),
+    /// `GET /v1/pending/stream`.
+    Pending,
+    /// `GET /v1/metrics` (text, then the connection closes).
+    Metrics,
+}
+
+fn streaming(m: &Message) -> Option<Stream> {
+    let (method, target) = m.request_line().ok()?;
+    if method != "GET" {
+        return None;
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    match path.trim_end_matches('/') {
+        "/v1/events" => Some(Stream::Events(query.to_string())),
+        "/v1/pending/stream" => Some(Stream::Pending),
+        "/v1/metrics" => Some(Stream::Metrics),
+        _ => None,
+    }
+}
+
+/// `GET /v1/pending/stream`: the waiting prompts, then each new one, one JSON line each, until the
+/// client goes away or the server stops.
+fn stream_pending(shared: &Shared, w: &mut UnixStream) {
     if http::write_stream_head(w).is_err() {
         return;
+    }
+    let mut cursor = 0;
+    while !shared.stop.load(Ordering::Relaxed) {
+        for p in super::pending::after(shared, cursor) {
+            cursor = cursor.max(p.id);
+            let mut line = serde_json::to_vec(&p).unwrap_or_default();
+            line.push(b'\n');
+            if http::write_chunk(w, &line).is_err() {
+                return;
+            }
+        }
+        if peer_gone(w) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = http::write_chunk(w, b"");
+}
+
+/// True when a streaming client closed its end (EOF) or its socket failed — a stream that has
+/// nothing to send would otherwise never notice and keep its thread and connection slot. Bytes
+/// the client sends on a stream are discarded.
+fn peer_gone(s: &mut UnixStream) -> bool {
+    if s.set_read_timeout(Some(Duration::from_millis(1))).is_err() {
+        return true;
+    }
+    let mut buf = [0u8; 256];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+        ),
+    }
+}
+
+/// `GET /v1/events`: one JSON line per net event matching `template` until the client goes away
+/// or the server stops.
+fn stream_events(shared: &Shared, w: &mut UnixStream, template: NetEventEnumTemplate) {
+    // With `after_seq`, the ring's events after it come first (a watcher resumes where it
+    // stopped); subscribing before reading the ring and skipping seqs already sent loses none
+    // and repeats none.
+    let replay = template
+        .after_seq
+        .map(|_| shared.engine.enum_net_events(&template));
+    let rx = shared.events.subscribe(template);
+    if http::write_stream_head(w).is_err() {
+        return;
+    }
+    let mut last_sent = 0;
+    let mut send = |w: &mut UnixStream, event: &wfp_api::NetEventDto| {
+        if event.seq != 0 && event.seq <= last_sent {
+            return true;
+        }
+        last_sent = last_sent.max(event.seq);
+        let mut line = serde_json::to_vec(event).unwrap_or_default();
+        line.push(b'\n');
+        http::write_chunk(w, &line).is_ok()
+    };
+    for e in replay.unwrap_or_default() {
+        if !send(w, &wfp_api::NetEventDto::from(&e)) {
+            return;
+        }
     }
     while !shared.stop.load(Ordering::Relaxed) {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(event) => {
-                let mut line = serde_json::to_vec(&event).unwrap_or_default();
-                line.push(b'\n');
-                if http::write_chunk(w, &line).is_err() {
+                if !send(w, &event) {
                     return;
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                if peer_gone(w) {
+                    return;
+                }
+            }
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }

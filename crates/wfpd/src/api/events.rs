@@ -1,64 +1,76 @@
 //! Net events to live subscribers (`GET /v1/events`): the daemon publishes what it drains from
-//! the engine; each subscriber has a bounded queue, and a subscriber that does not keep up loses
-//! events (visible as gaps in `seq`, counted) instead of slowing anyone down.
+//! the engine; each subscriber has its query conditions and a bounded queue, and a subscriber that
+//! does not keep up loses events (visible as gaps in `seq`, counted) instead of slowing anyone
+//! down.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Mutex;
 
 use wfp_api::NetEventDto;
-use wfp_core::NetEvent;
+use wfp_core::engine::NetEventEnumTemplate;
+use wfp_core::{NetEvent, NetEventKind};
 
 /// Events a subscriber may have queued before it loses new ones.
 pub const SUBSCRIBER_QUEUE: usize = 1024;
 
-/// The subscribers and the event sequence.
+struct Subscriber {
+    tx: SyncSender<NetEventDto>,
+    template: NetEventEnumTemplate,
+}
+
+/// The subscribers, and counters of what was published.
 #[derive(Default)]
 pub struct EventHub {
-    subscribers: Mutex<Vec<SyncSender<NetEventDto>>>,
-    seq: AtomicU64,
+    subscribers: Mutex<Vec<Subscriber>>,
     /// Events a slow subscriber lost.
     pub lost: AtomicU64,
+    /// Events published, by kind ([`NetEventKind::ALL`] order).
+    pub published: [AtomicU64; NetEventKind::ALL.len()],
 }
 
 impl EventHub {
-    /// A new subscription.
-    pub fn subscribe(&self) -> Receiver<NetEventDto> {
+    /// A new subscription to the events matching `template`.
+    pub fn subscribe(&self, template: NetEventEnumTemplate) -> Receiver<NetEventDto> {
         let (tx, rx) = mpsc::sync_channel(SUBSCRIBER_QUEUE);
         self.subscribers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(tx);
+            .push(Subscriber { tx, template });
         rx
     }
 
-    /// Hands `events` to every subscriber; drops subscribers that went away.
+    /// Hands `events` to every subscriber whose conditions they match; drops subscribers that
+    /// went away.
     pub fn publish(&self, events: &[NetEvent]) {
-        if events.is_empty() {
-            return;
+        for e in events {
+            if let Some(i) = NetEventKind::ALL.iter().position(|k| *k == e.kind) {
+                if let Some(c) = self.published.get(i) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
         let mut subs = self
             .subscribers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if subs.is_empty() {
+            return;
+        }
         for e in events {
-            let dto = NetEventDto {
-                seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
-                kind: e.kind.name().to_string(),
-                layer: e.layer.to_string(),
-                layer_id: e.layer.0,
-                filter_id: e.filter_id.map(|f| f.0),
-                overridden_filter_id: e.overridden_filter_id.map(|f| f.0),
-                callout_id: e.callout_id.map(|c| c.0),
-                flow: e.flow,
-            };
-            subs.retain(|s| match s.try_send(dto.clone()) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_)) => {
-                    self.lost.fetch_add(1, Ordering::Relaxed);
-                    true
+            let dto = NetEventDto::from(e);
+            subs.retain(|s| {
+                if !s.template.matches(e) {
+                    return true;
                 }
-                Err(TrySendError::Disconnected(_)) => false,
+                match s.tx.try_send(dto.clone()) {
+                    Ok(()) => true,
+                    Err(TrySendError::Full(_)) => {
+                        self.lost.fetch_add(1, Ordering::Relaxed);
+                        true
+                    }
+                    Err(TrySendError::Disconnected(_)) => false,
+                }
             });
         }
     }

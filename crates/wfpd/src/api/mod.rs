@@ -10,6 +10,9 @@
 //!                                                                     ▼
 //!                                                                  Store (wfp-store)
 //!  Daemon::tick ─► engine net events ─► EventHub ─► GET /v1/events subscribers
+//!  accept thread, every pass: engine net-event time (Unix ms), expired prompts (/v1/pending),
+//!                  posture counters ─► POSTURE net events
+//!  Server::attach(DataPath): workers, prompts, flows, classify metrics (/v1/metrics, /v1/flows)
 //! ```
 //!
 //! A slow, malformed or hostile client costs only its own thread: requests are bounded in size
@@ -20,7 +23,10 @@
 pub mod config;
 mod conn;
 pub mod events;
+pub mod metrics;
 pub mod peer;
+mod pending;
+pub mod posture;
 mod routes;
 
 use std::io;
@@ -28,12 +34,16 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use wfp_api::FlowDto;
+use wfp_callouts::interactive::Prompts;
 use wfp_core::{Engine, NetEvent};
 use wfp_store::Store;
+
+use crate::worker::WorkerShared;
 
 pub use config::{ApiConfig, StoreConfig};
 use events::EventHub;
@@ -52,6 +62,9 @@ pub enum ApiError {
     /// The path exists and is not a socket (never removed).
     #[error("{0} exists and is not a socket")]
     NotASocket(PathBuf),
+    /// `metrics_listen` is not a loopback address and `metrics_allow_remote` is off.
+    #[error("metrics_listen {0} is not a loopback address (set metrics_allow_remote = true)")]
+    MetricsNotLoopback(std::net::SocketAddr),
     /// Creating, binding or securing the socket failed.
     #[error("{what} {path}: {source}")]
     Socket {
@@ -73,9 +86,82 @@ pub(crate) struct Shared {
     pub(crate) config: ApiConfig,
     pub(crate) groups: Groups,
     pub(crate) stop: AtomicBool,
-    connections: AtomicUsize,
+    pub(crate) connections: AtomicUsize,
     /// The connection monitor's log (`GET /v1/connections`), set once by the daemon.
-    pub(crate) monitor: std::sync::OnceLock<Arc<wfp_callouts::ConnectionLog>>,
+    pub(crate) monitor: OnceLock<Arc<wfp_callouts::ConnectionLog>>,
+    /// What the data path handed over ([`Server::attach`]).
+    pub(crate) attached: OnceLock<DataPath>,
+    /// Classify results and latency, fed by the data path.
+    pub(crate) classify: Arc<metrics::ClassifyMetrics>,
+    /// Posture counters already reported.
+    pub(crate) postures: posture::PostureWatch,
+    /// Housekeeping passes so far.
+    pub(crate) passes: std::sync::atomic::AtomicU64,
+}
+
+/// The live flow table of a data path (`GET /v1/flows`).
+pub trait FlowSource: Send + Sync {
+    /// The flows now.
+    fn flows(&self) -> Vec<FlowDto>;
+}
+
+/// A [`FlowSource`] the queue workers publish into: each worker replaces its queue's rows (for
+/// example from its shim's flow table, in its timeout handler); readers see the latest rows of
+/// every queue.
+#[derive(Default)]
+pub struct FlowBoard {
+    rows: std::sync::Mutex<std::collections::BTreeMap<u16, Vec<FlowDto>>>,
+}
+
+impl FlowBoard {
+    /// Replaces queue `queue`'s flows.
+    pub fn publish(&self, queue: u16, flows: Vec<FlowDto>) {
+        self.rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(queue, flows);
+    }
+}
+
+impl FlowSource for FlowBoard {
+    fn flows(&self) -> Vec<FlowDto> {
+        self.rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
+/// What the data path shares with the API ([`Server::attach`]).
+pub struct DataPath {
+    /// The queue workers' counters (metrics, posture events).
+    pub workers: Vec<Arc<WorkerShared>>,
+    /// `wfp.interactive`'s prompts (the host's), served at `/v1/pending`.
+    pub prompts: Option<Arc<Prompts>>,
+    /// The host clock the prompts are timed by (the workers' clock).
+    pub now: Arc<dyn Fn() -> Duration + Send + Sync>,
+    /// The live flow table.
+    pub flows: Option<Arc<dyn FlowSource>>,
+    /// Packets the accounting rules saw pass without wfpd's mark before this start (the absent
+    /// posture; one POSTURE event).
+    pub absent_accepted: u64,
+}
+
+impl DataPath {
+    /// The host clock now.
+    pub(crate) fn host_now(&self) -> Duration {
+        (self.now)()
+    }
+}
+
+/// Unix time in milliseconds (0 before 1970).
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A running API server. Dropping it stops accepting and ends the connections (their sessions
@@ -84,6 +170,7 @@ pub struct Server {
     shared: Arc<Shared>,
     path: PathBuf,
     accept: Option<JoinHandle<()>>,
+    metrics: Option<(std::net::SocketAddr, JoinHandle<()>)>,
 }
 
 fn resolve(group: Option<&String>) -> Result<Option<u32>, ApiError> {
@@ -129,6 +216,11 @@ impl Server {
             admin: resolve(config.admin_group.as_ref())?,
             viewer: resolve(config.viewer_group.as_ref())?,
         };
+        if let Some(addr) = config.metrics_listen {
+            if !addr.ip().is_loopback() && !config.metrics_allow_remote {
+                return Err(ApiError::MetricsNotLoopback(addr));
+            }
+        }
         let listener = bind(&path, groups.viewer.or(groups.admin))?;
         let shared = Arc::new(Shared {
             engine,
@@ -138,8 +230,13 @@ impl Server {
             groups,
             stop: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
-            monitor: std::sync::OnceLock::new(),
+            monitor: OnceLock::new(),
+            attached: OnceLock::new(),
+            classify: Arc::default(),
+            postures: posture::PostureWatch::default(),
+            passes: std::sync::atomic::AtomicU64::new(0),
         });
+        shared.engine.set_net_event_time(unix_ms());
         let thread_shared = Arc::clone(&shared);
         let accept = std::thread::Builder::new()
             .name("wfpd-api".into())
@@ -150,11 +247,31 @@ impl Server {
                 source,
             })?;
         tracing::info!(socket = %path.display(), ?groups, "management API listening");
-        Ok(Self {
+        let mut server = Self {
             shared,
             path,
             accept: Some(accept),
-        })
+            metrics: None,
+        };
+        if let Some(addr) = server.shared.config.metrics_listen {
+            let sock_err = |what: &'static str| {
+                let path = PathBuf::from(addr.to_string());
+                move |source| ApiError::Socket { what, path, source }
+            };
+            let tcp = std::net::TcpListener::bind(addr).map_err(sock_err("binding"))?;
+            let local = tcp
+                .local_addr()
+                .map_err(sock_err("reading the address of"))?;
+            tcp.set_nonblocking(true).map_err(sock_err("configuring"))?;
+            let shared = Arc::clone(&server.shared);
+            let thread = std::thread::Builder::new()
+                .name("wfpd-metrics".into())
+                .spawn(move || metrics::serve_tcp(&shared, &tcp))
+                .map_err(sock_err("starting the thread for"))?;
+            tracing::info!(%local, "metrics listening");
+            server.metrics = Some((local, thread));
+        }
+        Ok(server)
     }
 
     /// Lists `log`'s live connections at `GET /v1/connections` (the first call wins).
@@ -165,6 +282,32 @@ impl Server {
     /// Hands net events to the `GET /v1/events` subscribers.
     pub fn publish(&self, events: &[NetEvent]) {
         self.shared.events.publish(events);
+    }
+
+    /// Connects the data path: its counters, prompts and flows become visible; the prompts get
+    /// the configured deadline and default. Only the first call counts (false afterwards).
+    pub fn attach(&self, data: DataPath) -> bool {
+        if let Some(p) = &data.prompts {
+            p.set_policy(self.shared.config.prompt_policy());
+        }
+        self.shared.attached.set(data).is_ok()
+    }
+
+    /// Where a data path reports classify results and their latency (`/v1/metrics`).
+    pub fn classify_metrics(&self) -> Arc<metrics::ClassifyMetrics> {
+        Arc::clone(&self.shared.classify)
+    }
+
+    /// The periodic duties of the accept thread, also callable directly (tests): stamps the
+    /// engine's net-event time, applies the default to expired prompts, reports posture changes
+    /// (every 25th pass).
+    pub fn housekeeping(&self) {
+        housekeeping(&self.shared);
+    }
+
+    /// The TCP address `/v1/metrics` is also served on (`metrics_listen`, port 0 resolved).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(|(a, _)| *a)
     }
 
     /// The socket path.
@@ -184,9 +327,15 @@ impl Drop for Server {
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
+        if let Some((_, t)) = self.metrics.take() {
+            let _ = t.join();
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+/// How often the accept thread does its [`Server::housekeeping`] (net-event time resolution).
+const HOUSEKEEPING: Duration = Duration::from_millis(20);
 
 /// Counts a connection for as long as it lives.
 struct Counted<'a>(&'a AtomicUsize);
@@ -197,10 +346,33 @@ impl Drop for Counted<'_> {
     }
 }
 
+fn housekeeping(shared: &Shared) {
+    shared.engine.set_net_event_time(unix_ms());
+    let Some(data) = shared.attached.get() else {
+        return;
+    };
+    if let Some(p) = &data.prompts {
+        p.expire(&shared.engine, data.host_now());
+    }
+    // The posture counters include a /proc read: every POSTURE_EVERY passes.
+    if shared.passes.fetch_add(1, Ordering::Relaxed) % POSTURE_EVERY == 0 {
+        let readings = posture::read(&data.workers, data.absent_accepted);
+        shared.postures.observe(&shared.engine, &readings);
+    }
+}
+
+/// Housekeeping passes between two posture reads (25 × 20 ms = 0.5 s).
+const POSTURE_EVERY: u64 = 25;
+
 fn accept_loop(shared: &Arc<Shared>, listener: &UnixListener) {
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    let mut last_housekeeping = Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
         threads.retain(|t| !t.is_finished());
+        if last_housekeeping.elapsed() >= HOUSEKEEPING {
+            last_housekeeping = Instant::now();
+            housekeeping(shared);
+        }
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use wfp_api::http::Message;
 use wfp_api::{
-    Added, BeginRequest, CalloutDto, CalloutView, FilterDto, FilterEnumRequest, FilterView, Key,
-    ProviderDto, SessionRequest, SessionView, StateView, SublayerDto, SublayerView, API_VERSION,
+    Added, BeginRequest, CalloutDto, CalloutView, FilterDto, FilterEnumRequest, FilterView,
+    FlowDto, Key, NetEventDto, NetEventQuery, ProviderDto, SessionRequest, SessionView, StateView,
+    SublayerDto, SublayerView, API_VERSION,
 };
 use wfp_core::engine::{
     FilterEnumTemplate, ObjectEnumTemplate, ObjectRef, SessionSpec, SESSION_FLAG_DYNAMIC,
@@ -53,6 +54,10 @@ pub(crate) fn route(c: &mut Conn<'_>, method: &str, rest: &[&str], m: &Message) 
         (_, ["sublayers" | "providers" | "callouts", ..]) => objects(c, method, rest, m),
         (_, ["session" | "sessions"]) => session(c, method, rest, m),
         ("POST", ["txn", op]) => txn(c, op, m),
+        ("GET", ["netevents"]) => netevents(c, m),
+        ("GET", ["pending"]) => super::pending::list(c.shared),
+        ("POST", ["pending", id]) => super::pending::decide(c, id, m),
+        ("GET", ["flows"]) => flows(c),
         _ => Err(Failure::not_found(&format!(
             "{method} /v1/{}",
             rest.join("/")
@@ -260,4 +265,32 @@ fn txn(c: &mut Conn<'_>, op: &str, m: &Message) -> Answer {
         _ => return Err(Failure::not_found(&format!("POST /v1/txn/{op}"))),
     }
     Ok(OK.to_vec())
+}
+
+/// `GET /v1/netevents?QUERY`: the engine's ring, filtered (`docs/api.md`).
+fn netevents(c: &mut Conn<'_>, m: &Message) -> Answer {
+    let query = m
+        .request_line()
+        .ok()
+        .and_then(|(_, target)| target.split_once('?'))
+        .map_or("", |(_, q)| q);
+    let q = NetEventQuery::parse(query)?;
+    let events = c.shared.engine.enum_net_events(&q.template);
+    let skip = q
+        .limit
+        .map_or(0, |limit| events.len().saturating_sub(limit));
+    let list: Vec<NetEventDto> = events.iter().skip(skip).map(NetEventDto::from).collect();
+    json(&list)
+}
+
+/// `GET /v1/flows`: the data path's flow table (empty without one).
+fn flows(c: &mut Conn<'_>) -> Answer {
+    let list: Vec<FlowDto> = c
+        .shared
+        .attached
+        .get()
+        .and_then(|d| d.flows.as_ref())
+        .map(|s| s.flows())
+        .unwrap_or_default();
+    json(&list)
 }
