@@ -164,10 +164,10 @@ impl Mgmt {
                 filters.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.filter_id.cmp(&b.filter_id)));
                 let index = match catalogue::layer(layer) {
                     Some(def) => match prev.sublayers.iter().find(|p| p.key == key) {
-                        Some(p) => crate::index::SublayerIndex::rebuild(def, &filters, &p.index),
+                        Some(p) => crate::index::SublayerIndex::rebuild(def, filters, &p.index),
                         None => crate::index::SublayerIndex::build(def, &filters),
                     },
-                    None => crate::index::SublayerIndex::scan(),
+                    None => crate::index::SublayerIndex::scan(filters),
                 };
                 Some((
                     s.order,
@@ -175,7 +175,6 @@ impl Mgmt {
                         key,
                         name: s.spec.name.as_str().into(),
                         weight: s.spec.weight,
-                        filters,
                         index,
                     },
                 ))
@@ -183,21 +182,9 @@ impl Mgmt {
             .collect();
         // §7.4 + brief decision 2: sublayer weight descending, then creation order.
         sublayers.sort_by(|(oa, a), (ob, b)| b.weight.cmp(&a.weight).then(oa.cmp(ob)));
-        let fields_used =
-            sublayers
-                .iter()
-                .flat_map(|(_, s)| s.filters.iter())
-                .fold(0u64, |m, f| {
-                    if f.action.is_callout() {
-                        return u64::MAX;
-                    }
-                    f.conditions.conditions().iter().fold(m, |m, c| {
-                        match 1u64.checked_shl(u32::from(c.field_index)) {
-                            Some(bit) => m | bit,
-                            None => u64::MAX,
-                        }
-                    })
-                });
+        let fields_used = sublayers
+            .iter()
+            .fold(0u64, |m, (_, s)| m | s.index.fields_used());
         LayerView {
             sublayers: sublayers.into_iter().map(|(_, s)| s).collect(),
             generation,
@@ -745,7 +732,11 @@ impl Transaction<'_> {
                     }
                     let generation = m.generations.get(i).copied().unwrap_or(0);
                     if let Some(slot) = layers.get_mut(i) {
-                        *slot = Arc::new(m.build_layer(*layer, generation, slot));
+                        // Issue 15 (B2): only the touched sublayers change (index/layer.rs).
+                        let (a, d) = (&self.added, &self.deleted);
+                        let view = crate::index::layer::apply(slot, *layer, generation, a, d)
+                            .unwrap_or_else(|| m.build_layer(*layer, generation, slot));
+                        *slot = Arc::new(view);
                     }
                 }
                 engine

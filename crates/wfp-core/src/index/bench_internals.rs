@@ -100,7 +100,7 @@ impl Index {
         filters: &[Arc<RtFilter>],
         values: &[Value],
     ) -> (Option<usize>, [usize; 3]) {
-        match &self.0.inner {
+        match &self.0.base.inner {
             super::Inner::Tuples(t, _) => {
                 let (r, c) = t.probe_counts(filters, values);
                 (r, [c.tables, c.slots, c.boxes])
@@ -134,6 +134,11 @@ pub fn sublayer_filters(engine: &Engine, layer: LayerId) -> Vec<Vec<Arc<RtFilter
     let snap = engine.snapshot.load();
     snap.layers
         .get(usize::from(layer.0))
-        .map(|l| l.sublayers.iter().map(|s| s.filters.clone()).collect())
+        .map(|l| {
+            l.sublayers
+                .iter()
+                .map(|s| s.index.filters().cloned().collect())
+                .collect()
+        })
         .unwrap_or_default()
 }

@@ -24,22 +24,16 @@ use crate::catalogue::LayerDef;
 use crate::filter::RtFilter;
 
 use super::compile::{self, Compiled, Dim};
+use super::eval_order;
 
 /// Per filter (in evaluation order): its votes and its boxes over `dims`.
 #[derive(Debug)]
 pub(super) struct Cache {
     pub(super) dims: Vec<Dim>,
-    filters: Vec<Arc<RtFilter>>,
     /// The fields each filter constrains with an indexable group ([`compile::indexable_fields`]).
     votes: Vec<Box<[u8]>>,
     /// Each filter's boxes over `dims`.
     pub(super) compiled: Vec<Arc<Compiled>>,
-}
-
-/// Evaluation order inside a sublayer (§7.3 + brief decision 2): effective weight descending, then
-/// lower filter id first — the order `engine/mgmt.rs` sorts a sublayer's filters in.
-fn eval_order(a: &RtFilter, b: &RtFilter) -> Ordering {
-    b.weight.cmp(&a.weight).then(a.filter_id.cmp(&b.filter_id))
 }
 
 /// For every filter of `next`, the position in `prev` of the same object, if there. Both lists are
@@ -66,16 +60,18 @@ fn same_objects(prev: &[Arc<RtFilter>], next: &[Arc<RtFilter>]) -> Vec<Option<us
 
 impl Cache {
     /// The votes, dimensions and boxes of `filters` (in evaluation order), reusing what `prev`
-    /// computed for the same filter objects. `None` when no field is indexable.
+    /// (the previous base's filters and cache) computed for the same filter objects. `None` when
+    /// no field is indexable.
     pub(super) fn build(
         layer: &LayerDef,
         filters: &[Arc<RtFilter>],
-        prev: Option<&Self>,
+        prev: Option<(&[Arc<RtFilter>], &Self)>,
     ) -> Option<Self> {
         let hits = match prev {
-            Some(p) => same_objects(&p.filters, filters),
+            Some((old, _)) => same_objects(old, filters),
             None => vec![None; filters.len()],
         };
+        let prev = prev.map(|(_, c)| c);
         let votes: Vec<Box<[u8]>> = filters
             .iter()
             .zip(&hits)
@@ -111,7 +107,6 @@ impl Cache {
             .collect();
         Some(Self {
             dims,
-            filters: filters.to_vec(),
             votes,
             compiled,
         })
@@ -119,8 +114,12 @@ impl Cache {
 
     /// The boxes kept for this very filter object.
     #[cfg(test)]
-    pub(super) fn compiled_of(&self, filter: &Arc<RtFilter>) -> Option<Arc<Compiled>> {
-        let at = self.filters.iter().position(|f| Arc::ptr_eq(f, filter))?;
+    pub(super) fn compiled_of(
+        &self,
+        filters: &[Arc<RtFilter>],
+        filter: &Arc<RtFilter>,
+    ) -> Option<Arc<Compiled>> {
+        let at = filters.iter().position(|f| Arc::ptr_eq(f, filter))?;
         self.compiled.get(at).cloned()
     }
 
@@ -133,8 +132,7 @@ impl Cache {
             .map(|c| std::mem::size_of::<Compiled>() + 16 + c.boxes.capacity() * 16)
             .sum();
         let votes: usize = self.votes.iter().map(|v| v.len()).sum();
-        self.filters.capacity() * 8
-            + self.votes.capacity() * std::mem::size_of::<Box<[u8]>>()
+        self.votes.capacity() * std::mem::size_of::<Box<[u8]>>()
             + votes
             + self.compiled.capacity() * 8
             + boxes

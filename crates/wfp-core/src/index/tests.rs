@@ -911,8 +911,8 @@ fn numbered(filters: Vec<Arc<RtFilter>>, first: u64) -> Vec<Arc<RtFilter>> {
 
 /// The boxes of `filter` kept by `index`, if it keeps them.
 fn cached_boxes(index: &SublayerIndex, filter: &Arc<RtFilter>) -> Option<Arc<compile::Compiled>> {
-    match &index.inner {
-        super::Inner::Tuples(_, c) => c.compiled_of(filter),
+    match &index.base.inner {
+        super::Inner::Tuples(_, c) => c.compiled_of(&index.base.filters, filter),
         super::Inner::Scan => None,
     }
 }
@@ -941,12 +941,12 @@ proptest! {
         let mut next: Vec<Arc<RtFilter>> =
             old.iter().zip(&keep).filter(|(_, k)| **k).map(|(f, _)| Arc::clone(f)).collect();
         next.extend(numbered(make(&added), 1000));
-        let index = SublayerIndex::build_from(l, &next, Params::default(), 0, Some(&prev));
+        let index = SublayerIndex::build_from(l, next.clone(), Params::default(), 0, Some(&prev));
         for raw in &inputs {
             let values = make_values(l, raw);
             prop_assert_eq!(all_matches(&index, &next, &values), scan_all(&next, &values));
         }
-        let same_dims = match (&prev.inner, &index.inner) {
+        let same_dims = match (&prev.base.inner, &index.base.inner) {
             (super::Inner::Tuples(_, a), super::Inner::Tuples(_, b)) => a.dims == b.dims,
             _ => false,
         };
@@ -957,5 +957,119 @@ proptest! {
             };
             prop_assert_eq!(reused, same_dims, "filter {:?}", f.filter_id);
         }
+    }
+}
+
+// ----- commits applied as deltas (index/delta.rs) ---------------------------------------------
+
+/// One commit of a random history: filters to add (conditions, weight choice) and live filters
+/// to delete (picked modulo the live count).
+#[derive(Clone, Debug)]
+struct RawCommit {
+    add: Vec<(RawFilter, u8)>,
+    delete: Vec<usize>,
+}
+
+fn raw_commit() -> impl Strategy<Value = RawCommit> {
+    (
+        prop::collection::vec((raw_filter(), 0..4u8), 0..3),
+        prop::collection::vec(any::<usize>(), 0..3),
+    )
+        .prop_map(|(add, delete)| RawCommit { add, delete })
+}
+
+/// A filter with these conditions, few distinct weights (ties broken by id) and id `id`.
+fn weighted(t: &RtFilter, conds: Vec<Condition>, weight: u8, id: u64) -> Arc<RtFilter> {
+    let mut f = t.clone();
+    f.conditions = ConditionSet::new(conds);
+    f.weight = u64::from(weight);
+    f.filter_id = crate::filter::FilterId(id);
+    Arc::new(f)
+}
+
+/// Every walk of `index` (and its rank, length, filter list and field use) against the live
+/// filters sorted in evaluation order.
+fn check_delta_index(
+    index: &SublayerIndex,
+    live: &[Arc<RtFilter>],
+    inputs: &[Vec<Value>],
+) -> Result<(), TestCaseError> {
+    let ids = |fs: &mut dyn Iterator<Item = &Arc<RtFilter>>| -> Vec<u64> {
+        fs.map(|f| f.filter_id.0).collect()
+    };
+    prop_assert_eq!(index.len(), live.len());
+    prop_assert_eq!(ids(&mut index.filters()), ids(&mut live.iter()));
+    let fields = live.iter().fold(0u64, |m, f| {
+        f.conditions()
+            .conditions()
+            .iter()
+            .fold(m, |m, c| m | (1u64 << c.field_index))
+    });
+    prop_assert_eq!(index.fields_used(), fields);
+    for values in inputs {
+        let mut cursor = super::Cursor::default();
+        let mut got = Vec::new();
+        while let Some(f) = index.next(values, &mut cursor) {
+            let at = live.iter().position(|l| Arc::ptr_eq(l, f));
+            prop_assert_eq!(Some(index.rank(f)), at.map(|i| i + 1), "rank");
+            got.push(f.filter_id.0);
+        }
+        let expected: Vec<u64> = live
+            .iter()
+            .filter(|f| f.conditions().matches(values))
+            .map(|f| f.filter_id.0)
+            .collect();
+        prop_assert_eq!(got, expected, "values {:?}", values);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Random histories of commits (adds with tied weights, deletes of base and of added
+    /// filters, several per commit) applied with `with_changes`, through compactions and
+    /// scanned bases: every snapshot yields exactly the live filters that match, in evaluation
+    /// order, and an earlier snapshot is unchanged by later commits.
+    #[test]
+    fn delta_histories_equal_scan_of_live_filters(
+        policy in prop::collection::vec((raw_filter(), 0..4u8), 0..90),
+        commits in prop::collection::vec(raw_commit(), 1..60),
+        inputs in prop::collection::vec(raw_values(), 1..6),
+    ) {
+        let l = layer("INBOUND_TRANSPORT_V4");
+        let t = template();
+        let inputs: Vec<Vec<Value>> = inputs.iter().map(|r| make_values(l, r)).collect();
+        let mut live: Vec<Arc<RtFilter>> = (0u64..)
+            .zip(&policy)
+            .map(|(id, (f, w))| weighted(&t, make_filter(l, &FIELDS, f), *w, id))
+            .collect();
+        live.sort_by(|a, b| super::eval_order(a, b));
+        let mut index = SublayerIndex::build(l, &live);
+        let first = (SublayerIndex::build(l, &live), live.clone());
+        let mut next_id = 10_000;
+        for c in &commits {
+            let mut deleted = Vec::new();
+            for &d in &c.delete {
+                if !live.is_empty() {
+                    deleted.push(live.remove(d % live.len()));
+                }
+            }
+            let mut added = Vec::new();
+            for (f, w) in &c.add {
+                next_id += 1;
+                let f = weighted(&t, make_filter(l, &FIELDS, f), *w, next_id);
+                live.push(Arc::clone(&f));
+                added.push(f);
+            }
+            live.sort_by(|a, b| super::eval_order(a, b));
+            index = index.with_changes(l, &added, &deleted);
+            check_delta_index(&index, &live, &inputs)?;
+        }
+        check_delta_index(&first.0, &first.1, &inputs)?;
     }
 }
