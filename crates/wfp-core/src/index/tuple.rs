@@ -7,6 +7,11 @@
 //! bounds; the first box lives in the hash slot itself (one cache line for IPv4-sized keys), the
 //! others in an overflow array.
 //!
+//! When the boxes have more distinct tuples than `max_tables` (rule sets where nearly every rule
+//! has its own combination of prefix lengths and port ranges), tables are *merged* instead
+//! (`merge_tuples`, after TupleMerge): a table keys on fewer leading bits than its boxes fix, and
+//! a new table is opened only when a bucket would hold more than a couple of boxes.
+//!
 //! A lookup does not probe every table:
 //! 1. for every dimension where it discriminates, a [`Prune`] map turns the key's leading bits into
 //!    the set of tables that can hold a box containing it; the AND over the dimensions gives the
@@ -41,8 +46,8 @@ const MAX_TABLES: usize = MAX_WORDS * 64;
 /// Build parameters.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Params {
-    /// Tuples are rounded down to multiples of this (1 = exact tuples); doubled until the
-    /// tables fit in `max_tables`.
+    /// Tuples are rounded down to multiples of this (1 = exact tuples); when the tuples still
+    /// outnumber `max_tables`, they are merged (`merge_tuples`).
     pub(super) tuple_step: u32,
     /// Upper bound on tables (at most 1024).
     pub(super) max_tables: usize,
@@ -220,23 +225,23 @@ impl TupleIndex {
             return Self::empty(dims);
         };
 
-        // Group the boxes by (rounded) tuple; coarsen until the tables fit. At step 128 every
-        // tuple is all zeros: one table.
+        // Group the boxes by (rounded) tuple; when there are more tuples than tables, merge them
+        // (`merge_tuples`).
         let max_tables = params.max_tables.clamp(1, MAX_TABLES);
-        let mut step = u8::try_from(params.tuple_step.clamp(1, 128)).unwrap_or(1);
-        let groups = loop {
-            let mut by_tuple: HashMap<[u8; MAX_DIMS], Vec<u32>> = HashMap::new();
-            for (i, r) in (0..nboxes).zip(&refs) {
-                let mut t = r.lens;
-                for l in &mut t {
-                    *l -= *l % step;
-                }
-                by_tuple.entry(t).or_default().push(i);
+        let step = u8::try_from(params.tuple_step.clamp(1, 128)).unwrap_or(1);
+        let mut by_tuple: HashMap<[u8; MAX_DIMS], Vec<u32>> = HashMap::new();
+        for (i, r) in (0..nboxes).zip(&refs) {
+            let mut t = r.lens;
+            for l in &mut t {
+                *l -= *l % step;
             }
-            if by_tuple.len() <= max_tables || step > 64 {
-                break by_tuple;
-            }
-            step = step.saturating_mul(2);
+            by_tuple.entry(t).or_default().push(i);
+        }
+        let groups: Vec<([u8; MAX_DIMS], Vec<u32>)> = if by_tuple.len() <= max_tables {
+            by_tuple.into_iter().collect()
+        } else {
+            drop(by_tuple);
+            merge_tuples(&refs, &dims, max_tables)
         };
         let pos_of = |i: u32| refs.get(i as usize).map_or(u32::MAX, |r| r.pos);
 
@@ -607,6 +612,98 @@ impl TupleIndex {
             bytes,
         }
     }
+}
+
+/// Boxes that share a bucket of a merged table before a new table is opened.
+const MERGE_COLLISIONS: u32 = 2;
+
+/// Tuple merging (after Daly & Torng's TupleMerge) for sets with more distinct tuples than tables:
+/// boxes, in evaluation order, go to the first table whose tuple is no longer than theirs on every
+/// dimension (so the table's masked key is common to every point of the box) and whose bucket for
+/// them holds fewer than [`MERGE_COLLISIONS`] boxes; otherwise they open a table with a relaxed
+/// tuple (lengths rounded down to a coarse grid, so later boxes of nearby shapes fit it). Past
+/// `max_tables - 1` tables, the rest go to one all-wildcard table.
+fn merge_tuples(
+    refs: &[BoxRef<'_>],
+    dims: &[Dim],
+    max_tables: usize,
+) -> Vec<([u8; MAX_DIMS], Vec<u32>)> {
+    struct Merged {
+        tuple: [u8; MAX_DIMS],
+        masks: [u64; MAX_DIMS],
+        counts: HashMap<u64, u32>,
+        ids: Vec<u32>,
+    }
+    // A new table keys on the box's most selective dimension only (largest share of its width
+    // fixed), rounded down to a grid: few tables, each with few collisions.
+    let relax = |lens: &[u8; MAX_DIMS]| {
+        let mut t = [0u8; MAX_DIMS];
+        let best = lens
+            .iter()
+            .zip(dims)
+            .enumerate()
+            .max_by_key(|(d, (l, dim))| (u32::from(**l) * 64 / dim.width.max(1), usize::MAX - d));
+        if let Some((d, (l, dim))) = best {
+            let grid: u8 = match dim.width {
+                0..=8 => 1,
+                9..=16 => 4,
+                _ => 8,
+            };
+            if let Some(slot) = t.get_mut(d) {
+                *slot = l - l % grid;
+            }
+        }
+        t
+    };
+    let masks_of = |tuple: &[u8; MAX_DIMS]| {
+        let mut masks = [0u64; MAX_DIMS];
+        for ((m, l), d) in masks.iter_mut().zip(tuple).zip(dims) {
+            *m = mask_of(d.width, u32::from(*l));
+        }
+        masks
+    };
+    let mut tables: Vec<Merged> = Vec::new();
+    let mut wild: Vec<u32> = Vec::new();
+    for (i, r) in (0u32..).zip(refs) {
+        let mut key = [0u64; MAX_DIMS];
+        for (k, (lo, _)) in key.iter_mut().zip(r.bounds) {
+            *k = *lo;
+        }
+        let fits = |t: &Merged| t.tuple.iter().zip(&r.lens).all(|(a, b)| a <= b);
+        let mut placed = false;
+        for t in tables.iter_mut().filter(|t| fits(t)) {
+            let c = t.counts.entry(hash(&key, &t.masks)).or_default();
+            if *c < MERGE_COLLISIONS {
+                *c += 1;
+                t.ids.push(i);
+                placed = true;
+                break;
+            }
+        }
+        if placed {
+            continue;
+        }
+        if tables.len() + 1 >= max_tables {
+            wild.push(i);
+            continue;
+        }
+        let tuple = relax(&r.lens);
+        let masks = masks_of(&tuple);
+        let mut counts = HashMap::new();
+        counts.insert(hash(&key, &masks), 1);
+        tables.push(Merged {
+            tuple,
+            masks,
+            counts,
+            ids: vec![i],
+        });
+    }
+    let mut out: Vec<([u8; MAX_DIMS], Vec<u32>)> =
+        tables.into_iter().map(|t| (t.tuple, t.ids)).collect();
+    if !wild.is_empty() {
+        out.push(([0; MAX_DIMS], wild));
+    }
+    out
 }
 
 /// Work counters of one lookup; `()` counts nothing (and compiles to nothing).

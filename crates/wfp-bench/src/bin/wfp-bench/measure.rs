@@ -101,6 +101,10 @@ pub(crate) struct Report {
     pub(crate) load_ms: f64,
     pub(crate) build_ms: f64,
     pub(crate) tables: usize,
+    /// Largest hash bucket (boxes).
+    pub(crate) max_bucket: usize,
+    /// Mean work per lookup: tables probed, slots read, boxes checked.
+    pub(crate) probes: [f64; 3],
     pub(crate) index_bytes: usize,
     pub(crate) bytes_per_filter: f64,
     pub(crate) lookup_ns: Dist,
@@ -127,6 +131,10 @@ impl Report {
         println!(
             "  load {:.1} ms (one transaction), index build {:.1} ms, {} tables, {} bytes = {:.1} bytes/filter",
             self.load_ms, self.build_ms, self.tables, self.index_bytes, self.bytes_per_filter
+        );
+        println!(
+            "  per lookup: {:.1} tables probed, {:.1} slots read, {:.1} boxes checked; largest bucket {}",
+            self.probes[0], self.probes[1], self.probes[2], self.max_bucket
         );
         println!(
             "  lookup ns: {} (mean {:.1}); {:.2} M lookups/s",
@@ -229,6 +237,8 @@ pub(crate) fn run(input: &Input, opts: &Options) -> Result<Report, String> {
         load_ms,
         build_ms,
         tables: stats.tables,
+        max_bucket: stats.max_bucket,
+        probes: probes(&index, filters, &values),
         index_bytes: stats.bytes,
         bytes_per_filter: stats.bytes as f64 / n.max(1) as f64,
         ratio: tight_ns.median / lookup_ns.median.max(1.0),
@@ -243,6 +253,18 @@ pub(crate) fn run(input: &Input, opts: &Options) -> Result<Report, String> {
         tx_1000_ms,
         concurrent,
     })
+}
+
+/// Mean (tables probed, slots read, boxes checked) per first-match lookup.
+fn probes(index: &Index, filters: &[Arc<RtFilter>], values: &[Vec<Value>]) -> [f64; 3] {
+    let mut sum = [0usize; 3];
+    for v in values {
+        let (_, c) = index.probe_counts(filters, v);
+        for (s, c) in sum.iter_mut().zip(c) {
+            *s += c;
+        }
+    }
+    sum.map(|s| s as f64 / values.len().max(1) as f64)
 }
 
 fn ms(t0: Instant) -> f64 {
