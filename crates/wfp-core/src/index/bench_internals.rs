@@ -100,12 +100,12 @@ impl Index {
         filters: &[Arc<RtFilter>],
         values: &[Value],
     ) -> (Option<usize>, [usize; 3]) {
-        match &self.0.base.inner {
-            super::Inner::Tuples(t, _) => {
+        match self.0.main().map(|b| &b.inner) {
+            Some(super::Inner::Tuples(t, _)) => {
                 let (r, c) = t.probe_counts(filters, values);
                 (r, [c.tables, c.slots, c.boxes])
             }
-            super::Inner::Scan => (super::scan(filters, values, 0), [0; 3]),
+            _ => (super::scan(filters, values, 0), [0; 3]),
         }
     }
 

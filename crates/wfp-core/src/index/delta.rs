@@ -118,21 +118,75 @@ struct Keys<'a> {
     values: &'a [Value],
 }
 
-/// Tombstones and added filters (see the module doc).
+/// Tombstones of one immutable run: bit `i` set when its position `i` was deleted.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Dead {
+    /// Empty when nothing was deleted.
+    bits: Vec<u64>,
+    /// Set bits.
+    pub(super) count: usize,
+}
+
+impl Dead {
+    /// Marks position `i` (of a run of `len`) deleted; false when it already was.
+    pub(super) fn kill(&mut self, i: usize, len: usize) -> bool {
+        if self.bits.is_empty() {
+            self.bits = vec![0; len.div_ceil(64)];
+        }
+        let Some(w) = self.bits.get_mut(i / 64) else {
+            return false;
+        };
+        let bit = 1u64 << (i % 64);
+        if *w & bit != 0 {
+            return false;
+        }
+        *w |= bit;
+        self.count += 1;
+        true
+    }
+
+    #[inline]
+    pub(super) fn is_dead(&self, i: usize) -> bool {
+        self.count != 0
+            && self
+                .bits
+                .get(i / 64)
+                .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// Tombstones at positions below `n`.
+    pub(super) fn below(&self, n: usize) -> usize {
+        let full: usize = self
+            .bits
+            .iter()
+            .take(n / 64)
+            .map(|w| w.count_ones() as usize)
+            .sum();
+        let part = match (n % 64, self.bits.get(n / 64)) {
+            (0, _) | (_, None) => 0,
+            (r, Some(w)) => (w & ((1u64 << r) - 1)).count_ones() as usize,
+        };
+        full + part
+    }
+
+    /// Approximate heap bytes.
+    #[cfg(any(test, feature = "bench-internals"))]
+    pub(super) fn bytes(&self) -> usize {
+        self.bits.capacity() * 8
+    }
+}
+
+/// Added filters and the field use of every live filter (see the module doc).
 #[derive(Clone, Debug, Default)]
 pub(super) struct Delta {
     /// Added filters, in evaluation order.
     pub(super) added: Vec<Added>,
-    /// Bit `i` set when base position `i` was deleted; empty when none was.
-    dead_bits: Vec<u64>,
-    /// Set bits in `dead_bits`.
-    pub(super) dead: usize,
-    /// Field use of the live filters (base and added).
+    /// Field use of the live filters (runs and added).
     pub(super) fields: FieldUse,
 }
 
 impl Delta {
-    /// The empty delta of a base holding `filters`.
+    /// The empty delta of runs holding `filters`.
     pub(super) fn for_base(filters: &[Arc<RtFilter>]) -> Self {
         let mut fields = FieldUse::default();
         for f in filters {
@@ -167,44 +221,9 @@ impl Delta {
         true
     }
 
-    /// Marks base position `i` (of `base_len`) deleted, once; `f` is its filter.
-    pub(super) fn kill(&mut self, i: usize, base_len: usize, f: &RtFilter) {
-        if self.dead_bits.is_empty() {
-            self.dead_bits = vec![0; base_len.div_ceil(64)];
-        }
-        let Some(w) = self.dead_bits.get_mut(i / 64) else {
-            return;
-        };
-        let bit = 1u64 << (i % 64);
-        if *w & bit == 0 {
-            *w |= bit;
-            self.dead += 1;
-            self.fields.update(f, false);
-        }
-    }
-
-    #[inline]
-    pub(super) fn is_dead(&self, i: usize) -> bool {
-        self.dead != 0
-            && self
-                .dead_bits
-                .get(i / 64)
-                .is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
-
-    /// Tombstones at base positions below `n`.
-    pub(super) fn dead_below(&self, n: usize) -> usize {
-        let full: usize = self
-            .dead_bits
-            .iter()
-            .take(n / 64)
-            .map(|w| w.count_ones() as usize)
-            .sum();
-        let part = match (n % 64, self.dead_bits.get(n / 64)) {
-            (0, _) | (_, None) => 0,
-            (r, Some(w)) => (w & ((1u64 << r) - 1)).count_ones() as usize,
-        };
-        full + part
+    /// A filter of a run was deleted.
+    pub(super) fn forget(&mut self, f: &RtFilter) {
+        self.fields.update(f, false);
     }
 
     /// The first added filter at or after `from` that matches `values`; `dims`: the base's
@@ -238,6 +257,6 @@ impl Delta {
     /// Approximate heap bytes.
     #[cfg(any(test, feature = "bench-internals"))]
     pub(super) fn bytes(&self) -> usize {
-        self.added.capacity() * std::mem::size_of::<Added>() + self.dead_bits.capacity() * 8
+        self.added.capacity() * std::mem::size_of::<Added>()
     }
 }

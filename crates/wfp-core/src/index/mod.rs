@@ -63,29 +63,42 @@ use crate::catalogue::LayerDef;
 use crate::filter::RtFilter;
 use crate::value::Value;
 
-use delta::{Added, Delta};
+use delta::{Added, Dead, Delta};
 use tuple::{Params, TupleIndex};
 
 /// Sublayers with fewer filters than this are scanned linearly (the index would not pay off).
 pub(crate) const SCAN_BELOW: usize = 32;
 
-/// A delta holds at most this many added filters before it is compacted into a new base (each
-/// costs a few nanoseconds per lookup while it waits).
-const MAX_ADDED: usize = 64;
+/// A delta holds at most this many added filters before they become a run (each costs a few
+/// nanoseconds per lookup while it waits). Tiny in unit tests, so that their random histories go
+/// through every spill and compaction.
+const MAX_ADDED: usize = if cfg!(test) { 3 } else { 64 };
 
-/// Tombstones are compacted away past this many, or past a quarter of the base (each costs only
-/// a bit test on a candidate).
-const MAX_DEAD: usize = 1024;
+/// Tombstones of a run are compacted away past this many, or past a quarter of the run (each
+/// costs only a bit test on a candidate).
+const MAX_DEAD: usize = if cfg!(test) { 8 } else { 1024 };
 
-/// The index of one sublayer's filters: an immutable base shared between snapshots, and the
-/// changes committed since it was built.
+/// Immutable runs per index: the main one and at most one smaller one (made of added filters).
+const MAX_RUNS: usize = 2;
+
+/// The index of one sublayer's filters: immutable runs shared between snapshots (the main base and
+/// at most one smaller run of filters added since), and the changes committed since they were
+/// built.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SublayerIndex {
-    base: Arc<Base>,
+    /// The main run first; never empty once built.
+    runs: Vec<Run>,
     delta: Delta,
 }
 
-/// The filters of a sublayer when the base was built, in evaluation order, and their index.
+/// An immutable run and its tombstones.
+#[derive(Clone, Debug, Default)]
+struct Run {
+    base: Arc<Base>,
+    dead: Dead,
+}
+
+/// The filters of a run in evaluation order, and their index.
 #[derive(Debug, Default)]
 struct Base {
     filters: Vec<Arc<RtFilter>>,
@@ -94,10 +107,10 @@ struct Base {
 
 #[derive(Debug, Default)]
 enum Inner {
-    /// Scanned: too few filters (`small`), or none with an indexable condition.
+    /// Scanned: too few filters, or none with an indexable condition.
     #[default]
     Scan,
-    /// The index, and what the next build of the sublayer reuses ([`cache`]).
+    /// The index, and what the next build of the run reuses ([`cache`]).
     Tuples(TupleIndex, Box<cache::Cache>),
 }
 
@@ -105,8 +118,8 @@ enum Inner {
 /// `Cursor::default()`.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Cursor {
-    /// Next base position to consider.
-    base: usize,
+    /// Next position to consider, per run.
+    runs: [usize; MAX_RUNS],
     /// Next added filter to consider.
     added: usize,
 }
@@ -121,7 +134,7 @@ impl SublayerIndex {
     /// An index that scans `filters` (given in evaluation order; always correct).
     pub(crate) fn scan(filters: Vec<Arc<RtFilter>>) -> Self {
         let delta = Delta::for_base(&filters);
-        Self::scanned(filters, delta)
+        Self::single(Base::scanned(filters), delta)
     }
 
     /// Builds the index of `filters`, given in evaluation order; `layer` gives the field types.
@@ -133,7 +146,8 @@ impl SublayerIndex {
     /// per-filter work of every filter still there (the same object) is reused ([`cache`]). The
     /// answers are those of a fresh build.
     pub(crate) fn rebuild(layer: &LayerDef, filters: Vec<Arc<RtFilter>>, prev: &Self) -> Self {
-        Self::build_from(layer, filters, Params::default(), SCAN_BELOW, Some(prev))
+        let prev = prev.runs.first().map(|r| &*r.base);
+        Self::build_from(layer, filters, Params::default(), SCAN_BELOW, prev)
     }
 
     #[cfg(any(test, feature = "bench-internals"))]
@@ -151,144 +165,182 @@ impl SublayerIndex {
         filters: Vec<Arc<RtFilter>>,
         params: Params,
         scan_below: usize,
-        prev: Option<&Self>,
+        prev: Option<&Base>,
     ) -> Self {
         let delta = Delta::for_base(&filters);
-        if filters.len() < scan_below || u32::try_from(filters.len()).is_err() {
-            return Self::scanned(filters, delta);
-        }
-        let prev = prev.and_then(|p| match &p.base.inner {
-            Inner::Tuples(_, c) => Some((p.base.filters.as_slice(), &**c)),
-            Inner::Scan => None,
-        });
-        let Some(cache) = cache::Cache::build(layer, &filters, prev) else {
-            return Self::scanned(filters, delta);
-        };
-        let index = TupleIndex::build(cache.dims.clone(), &cache.compiled, params);
+        Self::single(Base::build(layer, filters, params, scan_below, prev), delta)
+    }
+
+    fn single(base: Base, delta: Delta) -> Self {
         Self {
-            base: Arc::new(Base {
-                filters,
-                inner: Inner::Tuples(index, Box::new(cache)),
-            }),
+            runs: vec![Run {
+                base: Arc::new(base),
+                dead: Dead::default(),
+            }],
             delta,
         }
     }
 
-    fn scanned(filters: Vec<Arc<RtFilter>>, delta: Delta) -> Self {
-        Self {
-            base: Arc::new(Base {
-                filters,
-                inner: Inner::Scan,
-            }),
-            delta,
+    /// The main run (tests and bench: the index as built, before any change).
+    #[cfg(any(test, feature = "bench-internals"))]
+    fn main(&self) -> Option<&Base> {
+        self.runs.first().map(|r| &*r.base)
+    }
+
+    /// The main run's dimensions, on which added filters are compiled (`None`: scanned).
+    fn dims(&self) -> Option<&[compile::Dim]> {
+        match &self.runs.first()?.base.inner {
+            Inner::Tuples(_, c) => Some(c.dims.as_slice()),
+            Inner::Scan => None,
         }
     }
 
     /// The index after a commit that added `added` and deleted `deleted` (filters of this
-    /// sublayer; a deleted filter not in the sublayer is ignored). Shares the base with `self`;
-    /// costs about the size of the delta, except when the delta is compacted into a new base.
+    /// sublayer; a deleted filter not in the sublayer is ignored). Shares the runs with `self`;
+    /// costs about the size of the delta, except when added filters become a run (about the cost
+    /// of building an index of the smaller run) or everything is compacted into one run.
     pub(crate) fn with_changes(
         &self,
         layer: &LayerDef,
         added: &[Arc<RtFilter>],
         deleted: &[Arc<RtFilter>],
     ) -> Self {
-        let mut delta = self.delta.clone();
-        let dims = match &self.base.inner {
-            Inner::Tuples(_, c) => Some(c.dims.as_slice()),
-            Inner::Scan => None,
-        };
+        let mut next = self.clone();
         for f in deleted {
-            if delta.remove_added(f) {
+            if next.delta.remove_added(f) {
                 continue;
             }
-            if let Some(i) = self.base.position(f) {
-                delta.kill(i, self.base.filters.len(), f);
+            for run in &mut next.runs {
+                if let Some(i) = run.base.position(f) {
+                    if run.dead.kill(i, run.base.filters.len()) {
+                        next.delta.forget(f);
+                    }
+                    break;
+                }
             }
         }
+        let dims = self.dims();
         for f in added {
-            delta.add(Added::new(f, dims));
+            next.delta.add(Added::new(f, dims));
         }
-        let next = Self {
-            base: Arc::clone(&self.base),
-            delta,
-        };
-        let base_len = self.base.filters.len();
-        let small_scan = matches!(self.base.inner, Inner::Scan) && base_len < SCAN_BELOW;
-        let compact = next.delta.added.len() > MAX_ADDED
-            || next.delta.dead > MAX_DEAD.min(base_len / 4).max(MAX_ADDED)
-            || (small_scan && next.len() >= SCAN_BELOW);
-        if compact {
-            let filters: Vec<Arc<RtFilter>> = next.filters().cloned().collect();
-            return Self::rebuild(layer, filters, &next);
+        let main_len = next.runs.first().map_or(0, |r| r.base.filters.len());
+        let small_scan = next
+            .runs
+            .first()
+            .is_none_or(|r| matches!(r.base.inner, Inner::Scan) && main_len < SCAN_BELOW);
+        let too_dead = next.runs.iter().any(|r| {
+            let limit = MAX_DEAD.min(r.base.filters.len() / 4).max(MAX_ADDED);
+            r.dead.count > limit
+        });
+        if too_dead || (small_scan && next.len() >= SCAN_BELOW) {
+            return next.compact(layer);
+        }
+        if next.delta.added.len() > MAX_ADDED {
+            return next.spill(layer, main_len);
         }
         next
+    }
+
+    /// Everything into one new run.
+    fn compact(&self, layer: &LayerDef) -> Self {
+        let filters: Vec<Arc<RtFilter>> = self.filters().cloned().collect();
+        let mut out = Self::rebuild(layer, filters, self);
+        out.delta.fields = self.delta.fields.clone();
+        out
+    }
+
+    /// The added filters (with the live filters of the smaller run) into a new smaller run; or,
+    /// when that run would grow past a quarter of the main one, everything into one run.
+    fn spill(self, layer: &LayerDef, main_len: usize) -> Self {
+        let small = self.runs.get(1);
+        let old = small.map_or(0, |r| r.base.filters.len() - r.dead.count);
+        if old + self.delta.added.len() > (main_len / 4).max(4 * MAX_ADDED) {
+            return self.compact(layer);
+        }
+        let mut filters: Vec<Arc<RtFilter>> = Vec::with_capacity(old + self.delta.added.len());
+        if let Some(r) = small {
+            filters.extend(r.live().cloned());
+            filters.extend(self.delta.added.iter().map(|a| &a.filter).cloned());
+            filters.sort_by(|a, b| eval_order(a, b));
+        } else {
+            filters.extend(self.delta.added.iter().map(|a| &a.filter).cloned());
+        }
+        let prev = small.map(|r| &*r.base);
+        let base = Base::build(layer, filters, Params::default(), SCAN_BELOW, prev);
+        let mut runs = self.runs;
+        runs.truncate(1);
+        runs.push(Run {
+            base: Arc::new(base),
+            dead: Dead::default(),
+        });
+        Self {
+            runs,
+            delta: Delta {
+                added: Vec::new(),
+                fields: self.delta.fields,
+            },
+        }
     }
 
     /// The next matching filter after `cursor`, in evaluation order; advances `cursor` past it.
     #[inline]
     pub(crate) fn next(&self, values: &[Value], cursor: &mut Cursor) -> Option<&Arc<RtFilter>> {
-        let base = self.base_next(values, cursor.base);
-        if self.delta.added.is_empty() {
-            let i = base?;
-            cursor.base = i + 1;
-            return self.base.filters.get(i);
+        if let ([run], true) = (self.runs.as_slice(), self.delta.added.is_empty()) {
+            let i = run.next_live(values, cursor.runs[0])?;
+            cursor.runs[0] = i + 1;
+            return run.base.filters.get(i);
         }
-        let dims = match &self.base.inner {
-            Inner::Tuples(_, c) => Some(c.dims.as_slice()),
-            Inner::Scan => None,
-        };
-        let added = self.delta.next_match(dims, values, cursor.added);
-        let bf = base.and_then(|i| self.base.filters.get(i));
-        let af = added
-            .and_then(|j| self.delta.added.get(j))
-            .map(|a| &a.filter);
-        match (bf, af, base, added) {
-            (Some(b), Some(a), Some(i), Some(j)) => {
-                if eval_order(b, a) == Ordering::Less {
-                    cursor.base = i + 1;
-                    Some(b)
-                } else {
-                    cursor.added = j + 1;
-                    Some(a)
+        // (run, position, filter); run MAX_RUNS: the added filters.
+        let mut best: Option<(usize, usize, &Arc<RtFilter>)> = None;
+        for ((r, run), from) in self.runs.iter().enumerate().zip(cursor.runs) {
+            let Some(i) = run.next_live(values, from) else {
+                continue;
+            };
+            let Some(f) = run.base.filters.get(i) else {
+                continue;
+            };
+            if best.is_none_or(|(_, _, b)| eval_order(f, b).is_lt()) {
+                best = Some((r, i, f));
+            }
+        }
+        if let Some(j) = self.delta.next_match(self.dims(), values, cursor.added) {
+            if let Some(a) = self.delta.added.get(j) {
+                if best.is_none_or(|(_, _, b)| eval_order(&a.filter, b).is_lt()) {
+                    best = Some((MAX_RUNS, j, &a.filter));
                 }
             }
-            (Some(b), None, Some(i), _) => {
-                cursor.base = i + 1;
-                Some(b)
-            }
-            (None, Some(a), _, Some(j)) => {
-                cursor.added = j + 1;
-                Some(a)
-            }
-            _ => None,
         }
-    }
-
-    /// The first live base position at or after `from` whose filter matches.
-    #[inline]
-    fn base_next(&self, values: &[Value], mut from: usize) -> Option<usize> {
-        loop {
-            let i = self.base.next_match(values, from)?;
-            if !self.delta.is_dead(i) {
-                return Some(i);
-            }
-            from = i + 1;
+        let (r, i, f) = best?;
+        match cursor.runs.get_mut(r) {
+            Some(c) => *c = i + 1,
+            None => cursor.added = i + 1,
         }
+        Some(f)
     }
 
     /// Live filters up to and including `f` in evaluation order (matching or not): with
     /// [`SublayerIndex::len`], what a trace counts as not matched.
     pub(crate) fn rank(&self, f: &RtFilter) -> usize {
         let upto = |p: &RtFilter| eval_order(p, f) != Ordering::Greater;
-        let base = self.base.filters.partition_point(|p| upto(p));
-        let added = self.delta.added.partition_point(|a| upto(&a.filter));
-        base - self.delta.dead_below(base) + added
+        let runs: usize = self
+            .runs
+            .iter()
+            .map(|r| {
+                let n = r.base.filters.partition_point(|p| upto(p));
+                n - r.dead.below(n)
+            })
+            .sum();
+        runs + self.delta.added.partition_point(|a| upto(&a.filter))
     }
 
     /// Live filters in the sublayer.
     pub(crate) fn len(&self) -> usize {
-        self.base.filters.len() - self.delta.dead + self.delta.added.len()
+        let runs: usize = self
+            .runs
+            .iter()
+            .map(|r| r.base.filters.len() - r.dead.count)
+            .sum();
+        runs + self.delta.added.len()
     }
 
     /// Whether the sublayer holds no filter.
@@ -298,19 +350,28 @@ impl SublayerIndex {
 
     /// The live filters, in evaluation order.
     pub(crate) fn filters(&self) -> impl Iterator<Item = &Arc<RtFilter>> + '_ {
-        let mut base = self
-            .base
-            .filters
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !self.delta.is_dead(*i))
-            .map(|(_, f)| f)
-            .peekable();
+        let mut first = self.runs.first().into_iter().flat_map(Run::live).peekable();
+        let mut second = self.runs.get(1).into_iter().flat_map(Run::live).peekable();
         let mut added = self.delta.added.iter().map(|a| &a.filter).peekable();
-        std::iter::from_fn(move || match (base.peek(), added.peek()) {
-            (Some(b), Some(a)) if eval_order(b, a) != Ordering::Less => added.next(),
-            (Some(_), _) => base.next(),
-            (None, _) => added.next(),
+        std::iter::from_fn(move || {
+            let heads = [
+                first.peek().copied(),
+                second.peek().copied(),
+                added.peek().copied(),
+            ];
+            let mut pick: Option<(usize, &Arc<RtFilter>)> = None;
+            for (k, h) in heads.into_iter().enumerate() {
+                if let Some(f) = h {
+                    if pick.is_none_or(|(_, b)| eval_order(f, b).is_lt()) {
+                        pick = Some((k, f));
+                    }
+                }
+            }
+            match pick?.0 {
+                0 => first.next(),
+                1 => second.next(),
+                _ => added.next(),
+            }
         })
     }
 
@@ -331,9 +392,9 @@ impl SublayerIndex {
         values: &[Value],
         from: usize,
     ) -> Option<usize> {
-        match &self.base.inner {
-            Inner::Scan => scan(filters, values, from),
-            Inner::Tuples(t, _) => t.next_match(filters, values, from),
+        match self.runs.first().map(|r| &r.base.inner) {
+            Some(Inner::Tuples(t, _)) => t.next_match(filters, values, from),
+            _ => scan(filters, values, from),
         }
     }
 
@@ -355,20 +416,81 @@ impl SublayerIndex {
 
     #[cfg(any(test, feature = "bench-internals"))]
     fn stats(&self) -> tuple::Stats {
-        let mut s = match &self.base.inner {
-            Inner::Scan => tuple::Stats::default(),
-            Inner::Tuples(t, c) => {
-                let mut s = t.stats();
-                s.bytes += c.bytes();
-                s
+        let mut s = tuple::Stats::default();
+        for r in &self.runs {
+            if let Inner::Tuples(t, c) = &r.base.inner {
+                let one = t.stats();
+                s.dims = s.dims.max(one.dims);
+                s.tables += one.tables;
+                s.boxes += one.boxes;
+                s.buckets += one.buckets;
+                s.max_bucket = s.max_bucket.max(one.max_bucket);
+                s.bytes += one.bytes + c.bytes();
             }
-        };
-        s.bytes += self.base.filters.capacity() * 8 + self.delta.bytes();
+            s.bytes += r.base.filters.capacity() * 8 + r.dead.bytes();
+        }
+        s.bytes += self.delta.bytes();
         s
     }
 }
 
+impl Run {
+    /// The live filters, in evaluation order.
+    fn live(&self) -> impl Iterator<Item = &Arc<RtFilter>> + '_ {
+        self.base
+            .filters
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.dead.is_dead(*i))
+            .map(|(_, f)| f)
+    }
+
+    /// The first live position at or after `from` whose filter matches.
+    #[inline]
+    fn next_live(&self, values: &[Value], mut from: usize) -> Option<usize> {
+        loop {
+            let i = self.base.next_match(values, from)?;
+            if !self.dead.is_dead(i) {
+                return Some(i);
+            }
+            from = i + 1;
+        }
+    }
+}
+
 impl Base {
+    fn scanned(filters: Vec<Arc<RtFilter>>) -> Self {
+        Self {
+            filters,
+            inner: Inner::Scan,
+        }
+    }
+
+    /// The run of `filters` (in evaluation order), reusing the per-filter work of `prev`.
+    fn build(
+        layer: &LayerDef,
+        filters: Vec<Arc<RtFilter>>,
+        params: Params,
+        scan_below: usize,
+        prev: Option<&Self>,
+    ) -> Self {
+        if filters.len() < scan_below || u32::try_from(filters.len()).is_err() {
+            return Self::scanned(filters);
+        }
+        let prev = prev.and_then(|p| match &p.inner {
+            Inner::Tuples(_, c) => Some((p.filters.as_slice(), &**c)),
+            Inner::Scan => None,
+        });
+        let Some(cache) = cache::Cache::build(layer, &filters, prev) else {
+            return Self::scanned(filters);
+        };
+        let index = TupleIndex::build(cache.dims.clone(), &cache.compiled, params);
+        Self {
+            filters,
+            inner: Inner::Tuples(index, Box::new(cache)),
+        }
+    }
+
     /// The position of `f` in the base (found by evaluation order, confirmed by filter id).
     fn position(&self, f: &RtFilter) -> Option<usize> {
         let i = self.filters.binary_search_by(|p| eval_order(p, f)).ok()?;

@@ -911,9 +911,9 @@ fn numbered(filters: Vec<Arc<RtFilter>>, first: u64) -> Vec<Arc<RtFilter>> {
 
 /// The boxes of `filter` kept by `index`, if it keeps them.
 fn cached_boxes(index: &SublayerIndex, filter: &Arc<RtFilter>) -> Option<Arc<compile::Compiled>> {
-    match &index.base.inner {
-        super::Inner::Tuples(_, c) => c.compiled_of(&index.base.filters, filter),
-        super::Inner::Scan => None,
+    match index.main().map(|b| (&b.inner, &b.filters)) {
+        Some((super::Inner::Tuples(_, c), filters)) => c.compiled_of(filters, filter),
+        _ => None,
     }
 }
 
@@ -941,13 +941,13 @@ proptest! {
         let mut next: Vec<Arc<RtFilter>> =
             old.iter().zip(&keep).filter(|(_, k)| **k).map(|(f, _)| Arc::clone(f)).collect();
         next.extend(numbered(make(&added), 1000));
-        let index = SublayerIndex::build_from(l, next.clone(), Params::default(), 0, Some(&prev));
+        let index = SublayerIndex::build_from(l, next.clone(), Params::default(), 0, prev.main());
         for raw in &inputs {
             let values = make_values(l, raw);
             prop_assert_eq!(all_matches(&index, &next, &values), scan_all(&next, &values));
         }
-        let same_dims = match (&prev.base.inner, &index.base.inner) {
-            (super::Inner::Tuples(_, a), super::Inner::Tuples(_, b)) => a.dims == b.dims,
+        let same_dims = match (prev.main().map(|b| &b.inner), index.main().map(|b| &b.inner)) {
+            (Some(super::Inner::Tuples(_, a)), Some(super::Inner::Tuples(_, b))) => a.dims == b.dims,
             _ => false,
         };
         for f in next.iter().filter(|f| f.filter_id.0 < 1000) {

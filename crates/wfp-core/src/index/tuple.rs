@@ -137,13 +137,6 @@ pub(super) struct TupleIndex {
 
 /// Sizes, for the bench and tests.
 #[cfg(any(test, feature = "bench-internals"))]
-#[cfg_attr(
-    not(feature = "bench-internals"),
-    expect(
-        dead_code,
-        reason = "the unit tests read only `tables`; the bench reads every size"
-    )
-)]
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Stats {
     pub(super) dims: usize,
