@@ -146,8 +146,8 @@ impl Mgmt {
         Ok(())
     }
 
-    /// `prev`: the layer's published view, whose sublayer indexes the new ones reuse work from.
-    fn build_layer(&self, layer: LayerId, generation: u64, prev: &LayerView) -> LayerView {
+    /// The layer's view built from every filter (index/layer.rs applies most commits instead).
+    fn build_layer(&self, layer: LayerId, generation: u64) -> LayerView {
         let mut groups: BTreeMap<Guid, Vec<Arc<RtFilter>>> = BTreeMap::new();
         if let Some(ids) = self.by_layer.get(usize::from(layer.0)) {
             for id in ids {
@@ -163,10 +163,7 @@ impl Mgmt {
                 // §7.3 + brief decision 2: weight descending, then lower filter id first.
                 filters.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.filter_id.cmp(&b.filter_id)));
                 let index = match catalogue::layer(layer) {
-                    Some(def) => match prev.sublayers.iter().find(|p| p.key == key) {
-                        Some(p) => crate::index::SublayerIndex::rebuild(def, filters, &p.index),
-                        None => crate::index::SublayerIndex::build(def, &filters),
-                    },
+                    Some(def) => crate::index::SublayerIndex::build(def, &filters),
                     None => crate::index::SublayerIndex::scan(filters),
                 };
                 Some((
@@ -735,7 +732,7 @@ impl Transaction<'_> {
                         // Issue 15 (B2): only the touched sublayers change (index/layer.rs).
                         let (a, d) = (&self.added, &self.deleted);
                         let view = crate::index::layer::apply(slot, *layer, generation, a, d)
-                            .unwrap_or_else(|| m.build_layer(*layer, generation, slot));
+                            .unwrap_or_else(|| m.build_layer(*layer, generation));
                         *slot = Arc::new(view);
                     }
                 }

@@ -101,7 +101,7 @@ impl Index {
         values: &[Value],
     ) -> (Option<usize>, [usize; 3]) {
         match self.0.main().map(|b| &b.inner) {
-            Some(super::Inner::Tuples(t, _)) => {
+            Some(super::Inner::Tuples(t)) => {
                 let (r, c) = t.probe_counts(filters, values);
                 (r, [c.tables, c.slots, c.boxes])
             }

@@ -242,6 +242,31 @@ pub(super) fn dims_from_counts(layer: &LayerDef, counts: BTreeMap<usize, usize>)
     dims
 }
 
+/// The dimensions for `filters` (the fields most often constrained by an indexable group) and every
+/// filter's boxes over them, in order; `None` when no field is indexable. Nothing of it is kept
+/// once the tuple index is built (issue 15: at most 64 bytes of index per filter), so a later
+/// build compiles again.
+pub(super) fn compile_all(
+    layer: &LayerDef,
+    filters: &[std::sync::Arc<RtFilter>],
+) -> Option<(Vec<Dim>, Vec<Compiled>)> {
+    let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+    for f in filters {
+        for field in indexable_fields(layer, f) {
+            *counts.entry(field).or_default() += 1;
+        }
+    }
+    let dims = dims_from_counts(layer, counts);
+    if dims.is_empty() {
+        return None;
+    }
+    let compiled = filters
+        .iter()
+        .map(|f| compile(&dims, f.conditions().conditions()))
+        .collect();
+    Some((dims, compiled))
+}
+
 /// A filter reduced to boxes over the dimensions.
 #[derive(Debug)]
 pub(super) struct Compiled {

@@ -18,7 +18,8 @@
 //!    base (Arc, shared with the previous snapshot) + tombstones (bitset over base positions)
 //!    + added filters (sorted by evaluation order, boxes compiled on the base's dimensions)
 //!    lookup: first live base match and first added match, the earlier in evaluation order wins
-//!    compaction (a rebuild reusing every compiled filter) once the delta outgrows its bounds
+//!    added filters past a bound become a second, smaller run; everything is compacted into one
+//!    run (a fresh build) only when that run or the tombstones outgrow their bounds
 //! ```
 //!
 //! The algorithm (tuple-space search with priority-ordered tables and early termination, plus
@@ -40,7 +41,6 @@
 //! The module performs no I/O, reads no clock, starts no threads, and allocates only at build and
 //! at commit.
 
-mod cache;
 mod compile;
 mod delta;
 pub(crate) mod layer;
@@ -110,8 +110,8 @@ enum Inner {
     /// Scanned: too few filters, or none with an indexable condition.
     #[default]
     Scan,
-    /// The index, and what the next build of the run reuses ([`cache`]).
-    Tuples(TupleIndex, Box<cache::Cache>),
+    /// The tuple index.
+    Tuples(TupleIndex),
 }
 
 /// Where a walk over a sublayer's matches stands ([`SublayerIndex::next`]); start with
@@ -139,15 +139,7 @@ impl SublayerIndex {
 
     /// Builds the index of `filters`, given in evaluation order; `layer` gives the field types.
     pub(crate) fn build(layer: &LayerDef, filters: &[Arc<RtFilter>]) -> Self {
-        Self::build_from(layer, filters.to_vec(), Params::default(), SCAN_BELOW, None)
-    }
-
-    /// [`SublayerIndex::build`] for the next commit of a sublayer whose index was `prev`: the
-    /// per-filter work of every filter still there (the same object) is reused ([`cache`]). The
-    /// answers are those of a fresh build.
-    pub(crate) fn rebuild(layer: &LayerDef, filters: Vec<Arc<RtFilter>>, prev: &Self) -> Self {
-        let prev = prev.runs.first().map(|r| &*r.base);
-        Self::build_from(layer, filters, Params::default(), SCAN_BELOW, prev)
+        Self::build_from(layer, filters.to_vec(), Params::default(), SCAN_BELOW)
     }
 
     #[cfg(any(test, feature = "bench-internals"))]
@@ -157,7 +149,7 @@ impl SublayerIndex {
         params: Params,
         scan_below: usize,
     ) -> Self {
-        Self::build_from(layer, filters.to_vec(), params, scan_below, None)
+        Self::build_from(layer, filters.to_vec(), params, scan_below)
     }
 
     fn build_from(
@@ -165,10 +157,9 @@ impl SublayerIndex {
         filters: Vec<Arc<RtFilter>>,
         params: Params,
         scan_below: usize,
-        prev: Option<&Base>,
     ) -> Self {
         let delta = Delta::for_base(&filters);
-        Self::single(Base::build(layer, filters, params, scan_below, prev), delta)
+        Self::single(Base::build(layer, filters, params, scan_below), delta)
     }
 
     fn single(base: Base, delta: Delta) -> Self {
@@ -181,8 +172,8 @@ impl SublayerIndex {
         }
     }
 
-    /// The main run (tests and bench: the index as built, before any change).
-    #[cfg(any(test, feature = "bench-internals"))]
+    /// The main run (for the bench: the index as built, before any change).
+    #[cfg(feature = "bench-internals")]
     fn main(&self) -> Option<&Base> {
         self.runs.first().map(|r| &*r.base)
     }
@@ -190,7 +181,7 @@ impl SublayerIndex {
     /// The main run's dimensions, on which added filters are compiled (`None`: scanned).
     fn dims(&self) -> Option<&[compile::Dim]> {
         match &self.runs.first()?.base.inner {
-            Inner::Tuples(_, c) => Some(c.dims.as_slice()),
+            Inner::Tuples(t) => Some(t.dims()),
             Inner::Scan => None,
         }
     }
@@ -244,7 +235,7 @@ impl SublayerIndex {
     /// Everything into one new run.
     fn compact(&self, layer: &LayerDef) -> Self {
         let filters: Vec<Arc<RtFilter>> = self.filters().cloned().collect();
-        let mut out = Self::rebuild(layer, filters, self);
+        let mut out = Self::build_from(layer, filters, Params::default(), SCAN_BELOW);
         out.delta.fields = self.delta.fields.clone();
         out
     }
@@ -265,8 +256,7 @@ impl SublayerIndex {
         } else {
             filters.extend(self.delta.added.iter().map(|a| &a.filter).cloned());
         }
-        let prev = small.map(|r| &*r.base);
-        let base = Base::build(layer, filters, Params::default(), SCAN_BELOW, prev);
+        let base = Base::build(layer, filters, Params::default(), SCAN_BELOW);
         let mut runs = self.runs;
         runs.truncate(1);
         runs.push(Run {
@@ -393,7 +383,7 @@ impl SublayerIndex {
         from: usize,
     ) -> Option<usize> {
         match self.runs.first().map(|r| &r.base.inner) {
-            Some(Inner::Tuples(t, _)) => t.next_match(filters, values, from),
+            Some(Inner::Tuples(t)) => t.next_match(filters, values, from),
             _ => scan(filters, values, from),
         }
     }
@@ -418,14 +408,14 @@ impl SublayerIndex {
     fn stats(&self) -> tuple::Stats {
         let mut s = tuple::Stats::default();
         for r in &self.runs {
-            if let Inner::Tuples(t, c) = &r.base.inner {
+            if let Inner::Tuples(t) = &r.base.inner {
                 let one = t.stats();
                 s.dims = s.dims.max(one.dims);
                 s.tables += one.tables;
                 s.boxes += one.boxes;
                 s.buckets += one.buckets;
                 s.max_bucket = s.max_bucket.max(one.max_bucket);
-                s.bytes += one.bytes + c.bytes();
+                s.bytes += one.bytes;
             }
             s.bytes += r.base.filters.capacity() * 8 + r.dead.bytes();
         }
@@ -466,28 +456,23 @@ impl Base {
         }
     }
 
-    /// The run of `filters` (in evaluation order), reusing the per-filter work of `prev`.
+    /// The run of `filters` (in evaluation order).
     fn build(
         layer: &LayerDef,
         filters: Vec<Arc<RtFilter>>,
         params: Params,
         scan_below: usize,
-        prev: Option<&Self>,
     ) -> Self {
         if filters.len() < scan_below || u32::try_from(filters.len()).is_err() {
             return Self::scanned(filters);
         }
-        let prev = prev.and_then(|p| match &p.inner {
-            Inner::Tuples(_, c) => Some((p.filters.as_slice(), &**c)),
-            Inner::Scan => None,
-        });
-        let Some(cache) = cache::Cache::build(layer, &filters, prev) else {
+        let Some((dims, compiled)) = compile::compile_all(layer, &filters) else {
             return Self::scanned(filters);
         };
-        let index = TupleIndex::build(cache.dims.clone(), &cache.compiled, params);
+        let index = TupleIndex::build(dims, &compiled, params);
         Self {
             filters,
-            inner: Inner::Tuples(index, Box::new(cache)),
+            inner: Inner::Tuples(index),
         }
     }
 
@@ -504,7 +489,7 @@ impl Base {
     fn next_match(&self, values: &[Value], from: usize) -> Option<usize> {
         match &self.inner {
             Inner::Scan => scan(&self.filters, values, from),
-            Inner::Tuples(t, _) => t.next_match(&self.filters, values, from),
+            Inner::Tuples(t) => t.next_match(&self.filters, values, from),
         }
     }
 }

@@ -194,7 +194,7 @@ struct Planned {
 
 impl TupleIndex {
     /// Builds from compiled filters (index = position in evaluation order).
-    pub(super) fn build(dims: Vec<Dim>, compiled: &[Arc<Compiled>], params: Params) -> Self {
+    pub(super) fn build(dims: Vec<Dim>, compiled: &[Compiled], params: Params) -> Self {
         let nd = dims.len().max(1);
         let mut refs: Vec<BoxRef<'_>> = Vec::new();
         for (pos, c) in compiled.iter().enumerate() {
@@ -397,6 +397,11 @@ impl TupleIndex {
             prunes,
             words,
         }
+    }
+
+    /// The indexed dimensions.
+    pub(super) fn dims(&self) -> &[Dim] {
+        &self.dims
     }
 
     /// An index with no tables (matches nothing).
