@@ -46,6 +46,8 @@ pub(crate) struct Options {
     pub(crate) updates: Option<usize>,
     /// Run the concurrent reader/writer measurement.
     pub(crate) concurrent: bool,
+    /// Run the fallback (application-id) measurement.
+    pub(crate) fallback: bool,
     /// Print progress on stderr.
     pub(crate) progress: bool,
 }
@@ -88,6 +90,22 @@ pub(crate) struct Concurrent {
     pub(crate) commits_per_s: f64,
 }
 
+/// The fallback set ([`wfp_bench::fallback`]): index lookups with half the filters carrying an
+/// application-id condition, against the same rules without it, at the same layer.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub(crate) struct Fallback {
+    /// Index ns, no application-id condition.
+    pub(crate) indexed_ns: Dist,
+    /// Index ns, every other filter with an application-id condition.
+    pub(crate) half_app_ns: Dist,
+    /// `half_app_ns.median / indexed_ns.median` (target ≤ 2).
+    pub(crate) ratio: f64,
+    /// The tight linear scan over pre-decoded rules and application numbers, on the app set.
+    pub(crate) tight_app_ns: Dist,
+    /// Index answers differing from the tight scan (both sets).
+    pub(crate) mismatches: usize,
+}
+
 /// Everything measured on one set (`--json` prints it as is).
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Report {
@@ -121,6 +139,7 @@ pub(crate) struct Report {
     /// The commit (publishing) part of `tx_1000_ms`.
     pub(crate) tx_1000_commit_ms: f64,
     pub(crate) concurrent: Option<Concurrent>,
+    pub(crate) fallback: Option<Fallback>,
 }
 
 impl Report {
@@ -169,6 +188,16 @@ impl Report {
             "  1,000-filter transaction: {:.2} ms (commit {:.2} ms)",
             self.tx_1000_ms, self.tx_1000_commit_ms
         );
+        if let Some(f) = &self.fallback {
+            println!(
+                "  fallback: half the filters with an app-id condition {}, none {} (ratio {:.2}x); tight scan with app ids {}{}",
+                d(&f.half_app_ns),
+                d(&f.indexed_ns),
+                f.ratio,
+                d(&f.tight_app_ns),
+                if f.mismatches == 0 { String::new() } else { format!("; {} answers DIFFER", f.mismatches) }
+            );
+        }
         if let Some(c) = &self.concurrent {
             println!(
                 "  classify ns idle: {}; under {:.0} commits/s: {} (p99 {:+.0}%)",
@@ -227,6 +256,12 @@ pub(crate) fn run(input: &Input, opts: &Options) -> Result<Report, String> {
     let updates = opts.updates.unwrap_or(if n > 20_000 { 30 } else { 300 });
     let (add_us, delete_us) = time_updates(&engine, &input.rules, updates);
     let (tx_1000_ms, tx_1000_commit_ms) = time_tx(&engine, &input.rules)?;
+    let fallback = if opts.fallback {
+        note("fallback set (application ids)");
+        Some(fallback(input, overhead)?)
+    } else {
+        None
+    };
     let concurrent = if opts.concurrent {
         note("reader with and without a writer");
         Some(concurrent(&engine, &values, &input.rules))
@@ -258,6 +293,7 @@ pub(crate) fn run(input: &Input, opts: &Options) -> Result<Report, String> {
         tx_1000_ms,
         tx_1000_commit_ms,
         concurrent,
+        fallback,
     })
 }
 
@@ -271,6 +307,85 @@ fn probes(index: &Index, filters: &[Arc<RtFilter>], values: &[Vec<Value>]) -> [f
         }
     }
     sum.map(|s| s as f64 / values.len().max(1) as f64)
+}
+
+/// Loads the rules at the fallback layer (every other filter with an application id when
+/// `with_apps`); the committed filters in evaluation order and their index.
+fn load_fallback(rules: &[Rule], with_apps: bool) -> Result<(Vec<Arc<RtFilter>>, Index), String> {
+    use wfp_bench::fallback;
+    let engine = Engine::default();
+    let mut tx = engine.begin();
+    for (i, r) in rules.iter().enumerate() {
+        tx.add_filter(fallback::filter_spec(r, i, rules.len(), with_apps))
+            .map_err(|e| format!("rule {i}: {e}"))?;
+    }
+    tx.commit();
+    let mut subs = sublayer_filters(&engine, fallback::LAYER);
+    let filters = if subs.is_empty() {
+        Vec::new()
+    } else {
+        subs.swap_remove(0)
+    };
+    let index = Index::build(fallback::LAYER, &filters).ok_or("unknown layer")?;
+    Ok((filters, index))
+}
+
+/// Index lookups on the fallback sets (without, then with application ids), best of three
+/// rounds each, every answer checked against the tight scan with application numbers.
+fn fallback(input: &Input, overhead: f64) -> Result<Fallback, String> {
+    use wfp_bench::fallback::{header_app, header_values, rule_app};
+    let n = input.rules.len();
+    let headers: Vec<&Header> = input.headers.iter().take(50_000).collect();
+    let mut out = [Dist::default(); 2];
+    let mut mismatches = 0;
+    let mut tight_app_ns = Dist::default();
+    for (slot, with_apps) in out.iter_mut().zip([false, true]) {
+        let (filters, index) = load_fallback(&input.rules, with_apps)?;
+        let apps: Vec<u8> = (0..n).map(|i| rule_app(i, with_apps)).collect();
+        let tight = TightScan::with_apps(&input.rules, &apps);
+        let values: Vec<Vec<Value>> = (0..)
+            .zip(&headers)
+            .map(|(k, h)| header_values(h, header_app(k)))
+            .collect();
+        for ((k, h), v) in (0..).zip(&headers).zip(&values) {
+            if index.next_match(&filters, v, 0) != tight.first_match_app(h, header_app(k)) {
+                mismatches += 1;
+            }
+        }
+        for _ in 0..3 {
+            let mut ns = Vec::with_capacity(values.len());
+            for v in &values {
+                touch(v);
+                let t = Instant::now();
+                black_box(index.next_match(&filters, black_box(v), 0));
+                ns.push(t.elapsed().as_nanos() as f64 - overhead);
+            }
+            let d = Dist::of(&mut ns);
+            if slot.samples == 0 || d.median < slot.median {
+                *slot = d;
+            }
+        }
+        if with_apps {
+            let mut ns: Vec<f64> = (0..)
+                .zip(&headers)
+                .take(20_000)
+                .map(|(k, h)| {
+                    let t = Instant::now();
+                    black_box(tight.first_match_app(black_box(h), header_app(k)));
+                    t.elapsed().as_nanos() as f64 - overhead
+                })
+                .collect();
+            tight_app_ns = Dist::of(&mut ns);
+        }
+    }
+    let [indexed_ns, half_app_ns] = out;
+    Ok(Fallback {
+        indexed_ns,
+        half_app_ns,
+        ratio: half_app_ns.median / indexed_ns.median.max(1.0),
+        tight_app_ns,
+        mismatches,
+    })
 }
 
 fn ms(t0: Instant) -> f64 {
