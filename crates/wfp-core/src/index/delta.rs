@@ -106,7 +106,12 @@ impl Added {
                 .zip(b)
                 .all(|(k, (lo, hi))| *lo <= *k && *k <= *hi)
         });
-        inside && (!c.verify || self.filter.conditions().matches(q.values))
+        inside
+            && (!c.verify
+                || self
+                    .filter
+                    .conditions()
+                    .matches_groups(q.values, c.residual))
     }
 }
 

@@ -85,8 +85,10 @@ fn filter_probe(h: u64, word_mask: usize) -> (usize, u64) {
 }
 
 /// Box header word: position in the low 32 bits, required-dimension mask in bits 32..48, the
-/// verify flag in bit 63. `EMPTY` (never a valid header) marks a free slot.
+/// residual-group mask (`Compiled::residual`, 15 bits) in bits 48..63, the verify flag in bit 63.
+/// `EMPTY` (never a valid header: no position is `u32::MAX`) marks a free slot.
 const HEAD_POS_BITS: u32 = 32;
+const HEAD_RESIDUAL_SHIFT: u32 = 48;
 const HEAD_VERIFY: u64 = 1 << 63;
 const EMPTY: u64 = u64::MAX;
 
@@ -164,6 +166,7 @@ struct BoxRef<'a> {
     pos: u32,
     required: u16,
     verify: bool,
+    residual: u16,
     /// `[lo, hi]` per dimension.
     bounds: &'a [(u64, u64)],
     /// The tuple: common prefix length of the bounds, per dimension.
@@ -172,7 +175,9 @@ struct BoxRef<'a> {
 
 impl BoxRef<'_> {
     fn head(&self) -> u64 {
-        let mut head = u64::from(self.pos) | (u64::from(self.required) << HEAD_POS_BITS);
+        let mut head = u64::from(self.pos)
+            | (u64::from(self.required) << HEAD_POS_BITS)
+            | (u64::from(self.residual & 0x7FFF) << HEAD_RESIDUAL_SHIFT);
         if self.verify {
             head |= HEAD_VERIFY;
         }
@@ -209,6 +214,7 @@ impl TupleIndex {
                     pos,
                     required: c.required,
                     verify: c.verify,
+                    residual: c.residual,
                     bounds,
                     lens,
                 });
@@ -783,11 +789,13 @@ impl Query<'_> {
         if !inside {
             return Check::No;
         }
+        // Only the residual groups: the box matched the others exactly.
+        let residual = ((head >> HEAD_RESIDUAL_SHIFT) & 0x7FFF) as u16;
         if head & HEAD_VERIFY != 0
             && !self
                 .filters
                 .get(pos as usize)
-                .is_some_and(|f| f.conditions().matches(self.values))
+                .is_some_and(|f| f.conditions().matches_groups(self.values, residual))
         {
             return Check::No;
         }
