@@ -76,6 +76,12 @@ fn hash(keys: &[u64; MAX_DIMS], masks: &[u64; MAX_DIMS]) -> u64 {
     h ^ (h >> 29)
 }
 
+/// The home slot of key hash `h` in a table of `cap` slots (multiply-shift onto any capacity).
+#[inline]
+fn home(h: u64, cap: usize) -> usize {
+    ((u128::from(h) * cap as u128) >> 64) as usize
+}
+
 /// A presence filter's word (under `word_mask`) and the two bits it sets for key hash `h`: a
 /// blocked Bloom filter, about 8 bits per bucket, one load per probe (~5% false positives).
 #[inline]
@@ -107,10 +113,10 @@ struct Table {
     /// Presence filter: first word in [`TupleIndex::filter_bits`] and word-index mask.
     filter_start: u32,
     filter_mask: u32,
-    /// Slots: first slot number in [`TupleIndex::slots`], `slot = (hash >> shift) & slot_mask`.
+    /// Slots: first slot number in [`TupleIndex::slots`].
     slot_start: usize,
-    shift: u32,
-    slot_mask: usize,
+    /// Slots of the table (`slot = home(hash, cap)`, linear probing).
+    cap: usize,
 }
 
 /// The tuple-space index of one sublayer.
@@ -269,7 +275,9 @@ impl TupleIndex {
                 let buckets = keyed.chunk_by(|a, b| a.0 == b.0).count();
                 // Load factor at most 0.8 (the presence filter keeps most absent keys away), and
                 // always a free slot: probing for an absent key ends at one.
-                let cap = (buckets + buckets / 4 + 1).next_power_of_two().max(2);
+                // Load factor about 0.87 (any capacity: `home` maps the hash onto it), and always a
+                // free slot: probing for an absent key ends at one.
+                let cap = buckets + buckets / 8 + 2;
                 Planned {
                     masks,
                     keyed,
@@ -308,7 +316,6 @@ impl TupleIndex {
         let mut slot_start = 0usize;
         let mut line = Vec::with_capacity(slot_stride);
         for (t, p) in (0u32..).zip(&planned) {
-            let bits = p.cap.trailing_zeros();
             let filter_words = (p.buckets * 8).div_ceil(64).next_power_of_two();
             let filter_start = filter_bits.len();
             filter_bits.resize(filter_start + filter_words, 0);
@@ -320,10 +327,10 @@ impl TupleIndex {
                 if let Some(w) = filter_bits.get_mut(filter_start + word) {
                     *w |= mask;
                 }
-                let mut s = usize::try_from(h >> (64 - bits)).unwrap_or(0) & (p.cap - 1);
+                let mut s = home(h, p.cap);
                 let word = |s: usize| slot_base + (slot_start + s) * slot_stride;
                 while slots.get(word(s) + SLOT_HEAD).is_some_and(|&w| w != EMPTY) {
-                    s = (s + 1) & (p.cap - 1);
+                    s = if s + 1 == p.cap { 0 } else { s + 1 };
                 }
                 let mut boxes = bucket.iter().filter_map(|&(_, i)| {
                     if let Some(slot) = table_of.get_mut(i as usize) {
@@ -353,8 +360,7 @@ impl TupleIndex {
                 filter_start: u32::try_from(filter_start).unwrap_or(u32::MAX),
                 filter_mask: u32::try_from(filter_words - 1).unwrap_or(0),
                 slot_start,
-                shift: 64 - bits,
-                slot_mask: p.cap - 1,
+                cap: p.cap,
             });
             slot_start += p.cap;
         }
@@ -566,8 +572,8 @@ impl TupleIndex {
     /// The slot of the bucket with key hash `h` in `table`, if any.
     #[inline]
     fn slot(&self, table: &Table, h: u64) -> Option<&[u64]> {
-        let mut s = usize::try_from(h >> table.shift).unwrap_or(0) & table.slot_mask;
-        for _ in 0..=table.slot_mask {
+        let mut s = home(h, table.cap);
+        for _ in 0..table.cap {
             let start = self.slot_base + (table.slot_start + s) * self.slot_stride;
             let slot = self.slots.get(start..start + self.slot_stride)?;
             let (&hash, &head) = (slot.get(SLOT_HASH)?, slot.get(SLOT_HEAD)?);
@@ -577,7 +583,7 @@ impl TupleIndex {
             if hash == h {
                 return Some(slot);
             }
-            s = (s + 1) & table.slot_mask;
+            s = if s + 1 == table.cap { 0 } else { s + 1 };
         }
         None
     }
@@ -587,7 +593,7 @@ impl TupleIndex {
         let mut buckets = 0;
         let mut max_bucket = 0;
         for t in &self.tables {
-            for s in 0..=t.slot_mask {
+            for s in 0..t.cap {
                 let start = self.slot_base + (t.slot_start + s) * self.slot_stride;
                 let (Some(&head), Some(&more)) = (
                     self.slots.get(start + SLOT_HEAD),
