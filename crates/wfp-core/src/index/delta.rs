@@ -1,15 +1,15 @@
-//! The changes committed to a sublayer since its base index was built (issue 15, B2).
+//! The changes committed to a sublayer since its runs were built (issue 15, B2).
 //!
-//! A snapshot's [`super::SublayerIndex`] is an `Arc`'d base (filters in evaluation order and their
-//! tuple index, never modified) plus a [`Delta`]: tombstones for deleted base filters (a bitset over
-//! base positions) and the added filters, kept sorted by evaluation order with their boxes compiled
-//! on the base's dimensions. A commit copies only the delta (a few hundred bytes to a few KB), so
-//! the previous snapshot — still read by in-flight classifies — stays untouched and shares the base.
+//! A snapshot's [`super::SublayerIndex`] is one or two `Arc`'d runs (filters in evaluation order and
+//! their tuple index, never modified), a [`Dead`] bitset per run for deleted filters, and a
+//! [`Delta`]: the added filters, kept sorted by evaluation order with their boxes compiled on the
+//! main run's dimensions. A commit copies only these (a few hundred bytes to a few KB), so the
+//! previous snapshot — still read by in-flight classifies — stays untouched and shares the runs.
 //!
 //! ```text
-//!  commit: prev delta ──clone──► + kill(base position) / remove added / insert added (sorted)
+//!  commit: prev tombstones + delta ──clone──► kill(run position) / remove added / insert added
 //!  lookup: keys extracted once ─► added filters from the cursor on: required dims present,
-//!          key inside a box, residual groups by ConditionSet::matches ─► first match
+//!          key inside a box, residual groups by ConditionSet::matches_groups ─► first match
 //! ```
 //!
 //! It also counts, per condition field, the live filters reading it, so a layer's

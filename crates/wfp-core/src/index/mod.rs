@@ -15,17 +15,20 @@
 //!                                                     stop when no table left can do better
 //!
 //!  a commit changing a few filters (`with_changes`)
-//!    base (Arc, shared with the previous snapshot) + tombstones (bitset over base positions)
-//!    + added filters (sorted by evaluation order, boxes compiled on the base's dimensions)
-//!    lookup: first live base match and first added match, the earlier in evaluation order wins
-//!    added filters past a bound become a second, smaller run; everything is compacted into one
-//!    run (a fresh build) only when that run or the tombstones outgrow their bounds
+//!    runs (Arc'd, immutable, shared with the previous snapshot: the main one and at most one
+//!    smaller one) + tombstones per run (bitsets over run positions) + added filters (sorted by
+//!    evaluation order, boxes compiled on the main run's dimensions)
+//!    lookup: the first live match of each run and of the added filters; the earliest in
+//!    evaluation order wins
+//!    more than MAX_ADDED added filters become the smaller run (an index of those alone);
+//!    everything is compacted into one run (a fresh build) only when that run passes a quarter
+//!    of the main one or the tombstones pile up
 //! ```
 //!
 //! The algorithm (tuple-space search with priority-ordered tables and early termination, plus
 //! per-dimension table pruning) is described in `tuple.rs`; `compile.rs` turns conditions into
-//! boxes; `prune.rs` builds the pruning maps; `delta.rs` holds the added filters of a snapshot
-//! (`layer.rs` applies a transaction's filter changes to a layer's published view).
+//! boxes; `prune.rs` builds the pruning maps; `delta.rs` holds tombstones and the added filters of
+//! a snapshot (`layer.rs` applies a transaction's filter changes to a layer's published view).
 //!
 //! Contract: [`SublayerIndex::next`] yields exactly what a linear scan over the sublayer's filters
 //! in evaluation order (effective weight descending, then filter id; §7.3) yields —
