@@ -230,24 +230,26 @@ impl TupleIndex {
             return Self::empty(dims);
         };
 
-        // Group the boxes by (rounded) tuple; when there are more tuples than tables, merge them
-        // (`merge_tuples`).
+        // Group the boxes by (rounded) tuple, coarsening the rounding at most twice; when there
+        // are still more tuples than tables, merge them (`merge_tuples`).
         let max_tables = params.max_tables.clamp(1, MAX_TABLES);
-        let step = u8::try_from(params.tuple_step.clamp(1, 128)).unwrap_or(1);
-        let mut by_tuple: HashMap<[u8; MAX_DIMS], Vec<u32>> = HashMap::new();
-        for (i, r) in (0..nboxes).zip(&refs) {
-            let mut t = r.lens;
-            for l in &mut t {
-                *l -= *l % step;
+        let first = u8::try_from(params.tuple_step.clamp(1, 128)).unwrap_or(1);
+        let mut groups: Option<Vec<([u8; MAX_DIMS], Vec<u32>)>> = None;
+        for step in [first, first.saturating_mul(2), first.saturating_mul(4)] {
+            let mut by_tuple: HashMap<[u8; MAX_DIMS], Vec<u32>> = HashMap::new();
+            for (i, r) in (0..nboxes).zip(&refs) {
+                let mut t = r.lens;
+                for l in &mut t {
+                    *l -= *l % step;
+                }
+                by_tuple.entry(t).or_default().push(i);
             }
-            by_tuple.entry(t).or_default().push(i);
+            if by_tuple.len() <= max_tables {
+                groups = Some(by_tuple.into_iter().collect());
+                break;
+            }
         }
-        let groups: Vec<([u8; MAX_DIMS], Vec<u32>)> = if by_tuple.len() <= max_tables {
-            by_tuple.into_iter().collect()
-        } else {
-            drop(by_tuple);
-            merge_tuples(&refs, &dims, max_tables)
-        };
+        let groups = groups.unwrap_or_else(|| merge_tuples(&refs, &dims, max_tables));
         let pos_of = |i: u32| refs.get(i as usize).map_or(u32::MAX, |r| r.pos);
 
         // Tables, in order of their best position (boxes are numbered in evaluation order, so
@@ -631,8 +633,9 @@ const MERGE_COLLISIONS: u32 = 2;
 /// boxes, in evaluation order, go to the first table whose tuple is no longer than theirs on every
 /// dimension (so the table's masked key is common to every point of the box) and whose bucket for
 /// them holds fewer than [`MERGE_COLLISIONS`] boxes; otherwise they open a table with a relaxed
-/// tuple (lengths rounded down to a coarse grid, so later boxes of nearby shapes fit it). Past
-/// `max_tables - 1` tables, the rest go to one all-wildcard table.
+/// tuple (its most selective dimension only, rounded down to a coarse grid, so later boxes of
+/// other shapes fit it). Past `max_tables - 1` tables, a box goes to the fitting table where its
+/// bucket is smallest (or, when none fits, to one all-wildcard table).
 fn merge_tuples(
     refs: &[BoxRef<'_>],
     dims: &[Dim],
@@ -694,7 +697,23 @@ fn merge_tuples(
             continue;
         }
         if tables.len() + 1 >= max_tables {
-            wild.push(i);
+            // No table left to open: the fitting table whose bucket for this box is smallest.
+            let least = tables
+                .iter_mut()
+                .filter(|t| fits(t))
+                .map(|t| {
+                    let h = hash(&key, &t.masks);
+                    let c = t.counts.get(&h).copied().unwrap_or(0);
+                    (c, h, t)
+                })
+                .min_by_key(|(c, _, _)| *c);
+            match least {
+                Some((_, h, t)) => {
+                    *t.counts.entry(h).or_default() += 1;
+                    t.ids.push(i);
+                }
+                None => wild.push(i),
+            }
             continue;
         }
         let tuple = relax(&r.lens);
