@@ -37,7 +37,7 @@ pub struct IndexStats {
 pub struct BuildParams {
     /// Tuples are rounded down to multiples of this (1: exact tuples).
     pub tuple_step: u32,
-    /// Upper bound on tuple tables (at most 1024).
+    /// Upper bound on tuple tables (at most 1024; merged tuples may use four times as many).
     pub max_tables: usize,
 }
 

@@ -49,7 +49,8 @@ pub(super) struct Params {
     /// Tuples are rounded down to multiples of this (1 = exact tuples); when the tuples still
     /// outnumber `max_tables`, they are merged (`merge_tuples`).
     pub(super) tuple_step: u32,
-    /// Upper bound on tables (at most 1024).
+    /// Upper bound on tables of exact or rounded tuples (at most 1024); merged tables
+    /// (`merge_tuples`) may use four times as many (still at most 1024): each holds fewer boxes.
     pub(super) max_tables: usize,
 }
 
@@ -249,7 +250,8 @@ impl TupleIndex {
                 break;
             }
         }
-        let groups = groups.unwrap_or_else(|| merge_tuples(&refs, &dims, max_tables));
+        let groups =
+            groups.unwrap_or_else(|| merge_tuples(&refs, &dims, MAX_TABLES.min(max_tables * 4)));
         let pos_of = |i: u32| refs.get(i as usize).map_or(u32::MAX, |r| r.pos);
 
         // Tables, in order of their best position (boxes are numbered in evaluation order, so
