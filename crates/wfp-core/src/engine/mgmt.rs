@@ -721,6 +721,10 @@ impl Transaction<'_> {
         if let Some(mut m) = self.mgmt.take() {
             if !self.dirty.is_empty() {
                 let current = engine.snapshot.load_full();
+                let sublayers_changed = self
+                    .undo
+                    .iter()
+                    .any(|u| matches!(u, Undo::AddSublayer(_) | Undo::DelSublayer(_)));
                 let mut layers = current.layers.clone();
                 for layer in &self.dirty {
                     let i = usize::from(layer.0);
@@ -729,9 +733,12 @@ impl Transaction<'_> {
                     }
                     let generation = m.generations.get(i).copied().unwrap_or(0);
                     if let Some(slot) = layers.get_mut(i) {
-                        // Issue 15 (B2): only the touched sublayers change (index/layer.rs).
+                        // Issue 15 (B2): only the touched sublayers change (index/layer.rs),
+                        // unless sublayers themselves changed (their order is rebuilt).
                         let (a, d) = (&self.added, &self.deleted);
-                        let view = crate::index::layer::apply(slot, *layer, generation, a, d)
+                        let view = (!sublayers_changed)
+                            .then(|| crate::index::layer::apply(slot, *layer, generation, a, d))
+                            .flatten()
                             .unwrap_or_else(|| m.build_layer(*layer, generation));
                         *slot = Arc::new(view);
                     }

@@ -1008,3 +1008,51 @@ proptest! {
         check_delta_index(&first.0, &first.1, &inputs)?;
     }
 }
+
+/// A transaction that re-creates a sublayer under the same key with another weight (its old
+/// filters deleted, a new one added): the published view takes the new weight, so the layer's
+/// order is the reference order — the incremental commit path must not keep the old sublayer.
+#[test]
+fn recreated_sublayer_takes_its_new_weight() {
+    use crate::filter::SublayerSpec;
+    let engine = Engine::default();
+    let spec = |weight: u16| SublayerSpec {
+        key: crate::guid::Guid::from_name("test", "recreated"),
+        name: "recreated".into(),
+        description: String::new(),
+        flags: 0,
+        provider: None,
+        weight,
+    };
+    let key = engine.add_sublayer(spec(0x9000)).expect("sublayer");
+    let l = catalogue::layers::INBOUND_TRANSPORT_V4;
+    let add = |tx: &mut crate::engine::Transaction<'_>, in_sublayer: bool| {
+        let mut f = FilterSpec::new("f", l, ActionType::PERMIT);
+        if in_sublayer {
+            f.sublayer = key;
+        }
+        tx.add_filter(f).expect("filter")
+    };
+    let mut tx = engine.begin();
+    let old: Vec<_> = (0..40).map(|_| add(&mut tx, true)).collect();
+    (0..40).for_each(|_| {
+        add(&mut tx, false);
+    });
+    tx.commit();
+    let mut tx = engine.begin();
+    for id in old {
+        tx.delete_filter(id).expect("delete");
+    }
+    tx.delete_sublayer(&key).expect("delete sublayer");
+    tx.add_sublayer(spec(0x1000)).expect("re-add sublayer");
+    add(&mut tx, true);
+    tx.commit();
+    let v = values(layer("INBOUND_TRANSPORT_V4"), &[]);
+    let got: Vec<u64> = engine
+        .matching_filters(l, &v)
+        .iter()
+        .map(|f| f.filter_id.0)
+        .collect();
+    assert_eq!(got.len(), 41);
+    assert_eq!(got, reference_matches(&engine, &v));
+}
