@@ -22,6 +22,7 @@
 //!
 //! Module map:
 //! - [`classbench`] — ClassBench rule and trace files, as WFP filters and incoming values.
+//! - [`fallback`] — the same rules with an application-id condition on every other filter.
 //! - [`hard`] — the generator of hard sets (nearly every rule its own prefix-length/range shape).
 //! - [`linear`] — the benchmark baseline: a tight linear scan over pre-decoded rules.
 //!
@@ -30,5 +31,6 @@
 //! committing writer (`cargo run --release -p wfp-bench -- classbench RULES [TRACE] [--json]`).
 
 pub mod classbench;
+pub mod fallback;
 pub mod hard;
 pub mod linear;

@@ -26,6 +26,8 @@ struct Packed {
     dport_span: u16,
     proto_lo: u8,
     proto_span: u8,
+    /// Application id number (pre-decoded ALE_APP_ID), 0 for any application.
+    app: u8,
 }
 
 /// Pre-decoded rules in priority order.
@@ -37,13 +39,20 @@ pub struct TightScan {
 impl TightScan {
     /// Decodes `rules` (index = priority, 0 first).
     pub fn new(rules: &[Rule]) -> Self {
+        Self::with_apps(rules, &[])
+    }
+
+    /// [`TightScan::new`] with an application number per rule (`apps[i]`, 0 or missing: any
+    /// application), the application ids pre-decoded to small numbers.
+    pub fn with_apps(rules: &[Rule], apps: &[u8]) -> Self {
         let prefix = |(a, len): (u32, u8)| {
             let host = u32::MAX.checked_shr(u32::from(len)).unwrap_or(0);
             (a & !host, host)
         };
         let rules = rules
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
                 let (src_lo, src_span) = prefix(r.src);
                 let (dst_lo, dst_span) = prefix(r.dst);
                 let (proto_lo, proto_span) = r.proto.map_or((0, u8::MAX), |p| (p, 0));
@@ -58,6 +67,7 @@ impl TightScan {
                     dport_span: r.dport.1.wrapping_sub(r.dport.0),
                     proto_lo,
                     proto_span,
+                    app: apps.get(i).copied().unwrap_or(0),
                 }
             })
             .collect();
@@ -73,6 +83,19 @@ impl TightScan {
                 & (h.sport.wrapping_sub(r.sport_lo) <= r.sport_span)
                 & (h.dport.wrapping_sub(r.dport_lo) <= r.dport_span)
                 & (h.proto.wrapping_sub(r.proto_lo) <= r.proto_span)
+        })
+    }
+
+    /// The first rule (priority order) containing `h` for application number `app` (≥ 1).
+    #[inline]
+    pub fn first_match_app(&self, h: &Header, app: u8) -> Option<usize> {
+        self.rules.iter().position(|r| {
+            (h.src.wrapping_sub(r.src_lo) <= r.src_span)
+                & (h.dst.wrapping_sub(r.dst_lo) <= r.dst_span)
+                & (h.sport.wrapping_sub(r.sport_lo) <= r.sport_span)
+                & (h.dport.wrapping_sub(r.dport_lo) <= r.dport_span)
+                & (h.proto.wrapping_sub(r.proto_lo) <= r.proto_span)
+                & ((r.app == 0) | (r.app == app))
         })
     }
 

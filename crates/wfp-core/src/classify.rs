@@ -379,13 +379,15 @@ impl Engine {
         let incoming = IncomingValues { layer, values };
         'sublayers: for sub in &view.sublayers {
             // The index yields exactly the filters a linear scan would match, in order.
-            let mut from = 0;
-            while let Some(i) = sub.index.next_match(&sub.filters, values, from) {
+            let mut cursor = crate::index::Cursor::default();
+            // Filters of the sublayer walked past so far (for the trace).
+            let mut walked = 0;
+            while let Some(f) = sub.index.next(values, &mut cursor) {
                 if let Some(t) = trace.as_deref_mut() {
-                    t.not_matched += i - from;
+                    let rank = sub.index.rank(f);
+                    t.not_matched += rank.saturating_sub(walked + 1);
+                    walked = rank;
                 }
-                from = i + 1;
-                let Some(f) = sub.filters.get(i) else { break };
                 st.considered = st.considered.saturating_add(1);
                 let before = (st.action, st.write);
                 let table: &[Option<Arc<Registered>>] = if f.action.is_callout() {
@@ -427,7 +429,7 @@ impl Engine {
                 }
             }
             if let Some(t) = trace.as_deref_mut() {
-                t.not_matched += sub.filters.len().saturating_sub(from);
+                t.not_matched += sub.index.len().saturating_sub(walked);
             }
         }
         // A veto or a classify net event is not something a cached answer would repeat.
@@ -593,12 +595,8 @@ impl Engine {
         view.sublayers
             .iter()
             .flat_map(|s| {
-                let mut from = 0;
-                std::iter::from_fn(move || {
-                    let i = s.index.next_match(&s.filters, values, from)?;
-                    from = i + 1;
-                    s.filters.get(i)
-                })
+                let mut cursor = crate::index::Cursor::default();
+                std::iter::from_fn(move || s.index.next(values, &mut cursor))
             })
             .cloned()
             .collect()

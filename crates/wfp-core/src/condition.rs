@@ -352,8 +352,18 @@ impl ConditionSet {
     /// Evaluates against a layer's incoming values. Zero conditions match everything; a missing
     /// incoming value counts as FWP_EMPTY.
     pub fn matches(&self, values: &[Value]) -> bool {
+        self.matches_groups(values, u16::MAX)
+    }
+
+    /// [`ConditionSet::matches`] restricted to the groups whose bit is set in `groups` (group `i`
+    /// for `i < 15`; groups from 15 on are always checked): what the filter index confirms after
+    /// its boxes have matched the other groups exactly (issue 15, fallback path).
+    pub(crate) fn matches_groups(&self, values: &[Value], groups: u16) -> bool {
         let n = self.conditions.len();
         for (gi, &start) in self.groups.iter().enumerate() {
+            if gi < 15 && groups & (1 << gi) == 0 {
+                continue;
+            }
             let end = self.groups.get(gi + 1).map_or(n, |&e| usize::from(e));
             let group = &self.conditions[usize::from(start)..end];
             let hit = group.iter().any(|c| {

@@ -200,7 +200,7 @@ impl crate::Engine {
         at.iter()
             .filter_map(|l| snap.layers.get(usize::from(l.0)))
             .flat_map(|v| v.sublayers.iter())
-            .flat_map(|s| s.filters.iter())
+            .flat_map(|s| s.index.filters())
             .map(|f| f.filter_id)
             .max()
             .unwrap_or(FilterId(0))

@@ -146,8 +146,8 @@ impl Mgmt {
         Ok(())
     }
 
-    /// `prev`: the layer's published view, whose sublayer indexes the new ones reuse work from.
-    fn build_layer(&self, layer: LayerId, generation: u64, prev: &LayerView) -> LayerView {
+    /// The layer's view built from every filter (index/layer.rs applies most commits instead).
+    fn build_layer(&self, layer: LayerId, generation: u64) -> LayerView {
         let mut groups: BTreeMap<Guid, Vec<Arc<RtFilter>>> = BTreeMap::new();
         if let Some(ids) = self.by_layer.get(usize::from(layer.0)) {
             for id in ids {
@@ -163,11 +163,8 @@ impl Mgmt {
                 // §7.3 + brief decision 2: weight descending, then lower filter id first.
                 filters.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.filter_id.cmp(&b.filter_id)));
                 let index = match catalogue::layer(layer) {
-                    Some(def) => match prev.sublayers.iter().find(|p| p.key == key) {
-                        Some(p) => crate::index::SublayerIndex::rebuild(def, &filters, &p.index),
-                        None => crate::index::SublayerIndex::build(def, &filters),
-                    },
-                    None => crate::index::SublayerIndex::scan(),
+                    Some(def) => crate::index::SublayerIndex::build(def, &filters),
+                    None => crate::index::SublayerIndex::scan(filters),
                 };
                 Some((
                     s.order,
@@ -175,7 +172,6 @@ impl Mgmt {
                         key,
                         name: s.spec.name.as_str().into(),
                         weight: s.spec.weight,
-                        filters,
                         index,
                     },
                 ))
@@ -183,21 +179,9 @@ impl Mgmt {
             .collect();
         // §7.4 + brief decision 2: sublayer weight descending, then creation order.
         sublayers.sort_by(|(oa, a), (ob, b)| b.weight.cmp(&a.weight).then(oa.cmp(ob)));
-        let fields_used =
-            sublayers
-                .iter()
-                .flat_map(|(_, s)| s.filters.iter())
-                .fold(0u64, |m, f| {
-                    if f.action.is_callout() {
-                        return u64::MAX;
-                    }
-                    f.conditions.conditions().iter().fold(m, |m, c| {
-                        match 1u64.checked_shl(u32::from(c.field_index)) {
-                            Some(bit) => m | bit,
-                            None => u64::MAX,
-                        }
-                    })
-                });
+        let fields_used = sublayers
+            .iter()
+            .fold(0u64, |m, (_, s)| m | s.index.fields_used());
         LayerView {
             sublayers: sublayers.into_iter().map(|(_, s)| s).collect(),
             generation,
@@ -764,6 +748,10 @@ impl Transaction<'_> {
         if let Some(mut m) = self.mgmt.take() {
             if !self.dirty.is_empty() {
                 let current = engine.snapshot.load_full();
+                let sublayers_changed = self
+                    .undo
+                    .iter()
+                    .any(|u| matches!(u, Undo::AddSublayer(_) | Undo::DelSublayer(_)));
                 let mut layers = current.layers.clone();
                 for layer in &self.dirty {
                     let i = usize::from(layer.0);
@@ -772,7 +760,14 @@ impl Transaction<'_> {
                     }
                     let generation = m.generations.get(i).copied().unwrap_or(0);
                     if let Some(slot) = layers.get_mut(i) {
-                        *slot = Arc::new(m.build_layer(*layer, generation, slot));
+                        // Issue 15 (B2): only the touched sublayers change (index/layer.rs),
+                        // unless sublayers themselves changed (their order is rebuilt).
+                        let (a, d) = (&self.added, &self.deleted);
+                        let view = (!sublayers_changed)
+                            .then(|| crate::index::layer::apply(slot, *layer, generation, a, d))
+                            .flatten()
+                            .unwrap_or_else(|| m.build_layer(*layer, generation));
+                        *slot = Arc::new(view);
                     }
                 }
                 engine

@@ -44,7 +44,7 @@ pub use session::{
 
 use crate::callout::CalloutRegistration;
 use crate::catalogue::{self, LayerId};
-use crate::filter::{CalloutId, RtFilter};
+use crate::filter::CalloutId;
 use crate::guid::Guid;
 use crate::status::Status;
 pub(crate) use flows::FlowContexts;
@@ -111,8 +111,8 @@ pub(crate) struct SublayerView {
     pub(crate) key: Guid,
     pub(crate) name: Arc<str>,
     pub(crate) weight: u16,
-    pub(crate) filters: Vec<Arc<RtFilter>>,
-    /// Finds the next matching filter without scanning them all (built at commit).
+    /// The sublayer's filters in evaluation order and the index that finds the next matching one
+    /// without scanning them all (updated at commit, sharing what did not change).
     pub(crate) index: crate::index::SublayerIndex,
 }
 

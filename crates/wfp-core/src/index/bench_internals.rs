@@ -37,7 +37,7 @@ pub struct IndexStats {
 pub struct BuildParams {
     /// Tuples are rounded down to multiples of this (1: exact tuples).
     pub tuple_step: u32,
-    /// Upper bound on tuple tables (at most 1024).
+    /// Upper bound on tuple tables (at most 1024; merged tuples may use four times as many).
     pub max_tables: usize,
 }
 
@@ -100,12 +100,12 @@ impl Index {
         filters: &[Arc<RtFilter>],
         values: &[Value],
     ) -> (Option<usize>, [usize; 3]) {
-        match &self.0.inner {
-            super::Inner::Tuples(t, _) => {
+        match self.0.main().map(|b| &b.inner) {
+            Some(super::Inner::Tuples(t)) => {
                 let (r, c) = t.probe_counts(filters, values);
                 (r, [c.tables, c.slots, c.boxes])
             }
-            super::Inner::Scan => (super::scan(filters, values, 0), [0; 3]),
+            _ => (super::scan(filters, values, 0), [0; 3]),
         }
     }
 
@@ -134,6 +134,11 @@ pub fn sublayer_filters(engine: &Engine, layer: LayerId) -> Vec<Vec<Arc<RtFilter
     let snap = engine.snapshot.load();
     snap.layers
         .get(usize::from(layer.0))
-        .map(|l| l.sublayers.iter().map(|s| s.filters.clone()).collect())
+        .map(|l| {
+            l.sublayers
+                .iter()
+                .map(|s| s.index.filters().cloned().collect())
+                .collect()
+        })
         .unwrap_or_default()
 }

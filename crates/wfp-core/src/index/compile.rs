@@ -242,6 +242,31 @@ pub(super) fn dims_from_counts(layer: &LayerDef, counts: BTreeMap<usize, usize>)
     dims
 }
 
+/// The dimensions for `filters` (the fields most often constrained by an indexable group) and every
+/// filter's boxes over them, in order; `None` when no field is indexable. Nothing of it is kept
+/// once the tuple index is built (issue 15: at most 64 bytes of index per filter), so a later
+/// build compiles again.
+pub(super) fn compile_all(
+    layer: &LayerDef,
+    filters: &[std::sync::Arc<RtFilter>],
+) -> Option<(Vec<Dim>, Vec<Compiled>)> {
+    let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+    for f in filters {
+        for field in indexable_fields(layer, f) {
+            *counts.entry(field).or_default() += 1;
+        }
+    }
+    let dims = dims_from_counts(layer, counts);
+    if dims.is_empty() {
+        return None;
+    }
+    let compiled = filters
+        .iter()
+        .map(|f| compile(&dims, f.conditions().conditions()))
+        .collect();
+    Some((dims, compiled))
+}
+
 /// A filter reduced to boxes over the dimensions.
 #[derive(Debug)]
 pub(super) struct Compiled {
@@ -252,6 +277,9 @@ pub(super) struct Compiled {
     pub(super) required: u16,
     /// Some group is residual: candidates must be confirmed by the full matcher.
     pub(super) verify: bool,
+    /// The residual groups (bit `i`: group `i`; groups from 15 on are always checked), for
+    /// `ConditionSet::matches_groups`.
+    pub(super) residual: u16,
 }
 
 /// One constrained field's boxes over its one or two dimensions.
@@ -259,20 +287,28 @@ type FieldBoxes = Vec<[(u64, u64); 2]>;
 
 /// Compiles one filter's conditions against `dims`.
 pub(super) fn compile(dims: &[Dim], conditions: &[Condition]) -> Compiled {
-    let mut verify = false;
-    // Per constrained field: its first dimension and its boxes over its 1 or 2 dimensions.
-    let mut fields: Vec<(usize, FieldBoxes)> = Vec::new();
+    // Group `gi` becomes residual: the candidates' check must cover it.
+    let mut residual = 0u16;
+    let mut mark = |gi: usize| {
+        residual |= if gi < 15 { 1 << gi } else { 0 };
+    };
+    // Per constrained field: its first dimension, its group, and its boxes over its 1 or 2
+    // dimensions.
+    let mut fields: Vec<(usize, usize, FieldBoxes)> = Vec::new();
     let mut done: Vec<usize> = Vec::new();
-    for g in groups(conditions) {
+    let mut any_residual = false;
+    for (gi, g) in groups(conditions).enumerate() {
         let Some(first) = g.first() else { continue };
         let field = usize::from(first.field_index);
         let Some(d0) = dims.iter().position(|d| d.field == field) else {
-            verify = true;
+            mark(gi);
+            any_residual = true;
             continue;
         };
         if done.contains(&field) {
             // A second group on the same field (non-consecutive conditions): AND-ed, residual.
-            verify = true;
+            mark(gi);
+            any_residual = true;
             continue;
         }
         let kind = dims.get(d0).map_or(FieldKind::U8, |d| d.kind);
@@ -288,7 +324,8 @@ pub(super) fn compile(dims: &[Dim], conditions: &[Condition]) -> Compiled {
             }
         }
         if !indexable {
-            verify = true;
+            mark(gi);
+            any_residual = true;
             continue;
         }
         done.push(field);
@@ -306,15 +343,16 @@ pub(super) fn compile(dims: &[Dim], conditions: &[Condition]) -> Compiled {
                 boxes: Vec::new(),
                 required: 0,
                 verify: false,
+                residual: 0,
             };
         }
-        fields.push((d0, boxes));
+        fields.push((d0, gi, boxes));
     }
     // Bound the cross product: the widest OR groups become residual.
     loop {
         let product = fields
             .iter()
-            .try_fold(1usize, |acc, (_, b)| acc.checked_mul(b.len()))
+            .try_fold(1usize, |acc, (_, _, b)| acc.checked_mul(b.len()))
             .unwrap_or(usize::MAX);
         if product <= MAX_BOXES_PER_FILTER {
             break;
@@ -322,12 +360,13 @@ pub(super) fn compile(dims: &[Dim], conditions: &[Condition]) -> Compiled {
         let widest = fields
             .iter()
             .enumerate()
-            .max_by_key(|(_, (_, b))| b.len())
+            .max_by_key(|(_, (_, _, b))| b.len())
             .map(|(i, _)| i);
         match widest {
             Some(i) => {
-                fields.swap_remove(i);
-                verify = true;
+                let (_, gi, _) = fields.swap_remove(i);
+                mark(gi);
+                any_residual = true;
             }
             None => break,
         }
@@ -338,7 +377,7 @@ pub(super) fn compile(dims: &[Dim], conditions: &[Condition]) -> Compiled {
     }
     let mut boxes = vec![full];
     let mut required = 0u16;
-    for (d0, fboxes) in &fields {
+    for (d0, _, fboxes) in &fields {
         let n = dims.get(*d0).map_or(1, |d| d.kind.dims());
         for k in 0..n {
             required |= 1 << (d0 + k);
@@ -363,7 +402,8 @@ pub(super) fn compile(dims: &[Dim], conditions: &[Condition]) -> Compiled {
             .flat_map(|b| b.iter().take(dims.len()).copied())
             .collect(),
         required,
-        verify,
+        verify: any_residual,
+        residual,
     }
 }
 

@@ -1,8 +1,9 @@
 //! Per-sublayer filter index: finds the next filter, in evaluation order, whose conditions match
-//! the incoming values, without scanning every filter.
+//! the incoming values, without scanning every filter — and takes single-filter changes without a
+//! rebuild (issue 15, B2).
 //!
 //! ```text
-//!  build (at commit, per sublayer)                  lookup (per classify, allocation-free)
+//!  build (per sublayer)                             lookup (per classify, allocation-free)
 //!  filters in evaluation order                      incoming values
 //!    │ compile: every condition group → exact          │ one key per dimension (absent when
 //!    │ intervals on ≤ 8 dimensions, or "residual"      │ missing or of another type)
@@ -12,26 +13,40 @@
 //!        ─► prune maps (per dimension: key block     → presence filter → hash slot → bounds
 //!           → set of tables reaching it)              → residual check (only when needed)
 //!                                                     stop when no table left can do better
+//!
+//!  a commit changing a few filters (`with_changes`)
+//!    runs (Arc'd, immutable, shared with the previous snapshot: the main one and at most one
+//!    smaller one) + tombstones per run (bitsets over run positions) + added filters (sorted by
+//!    evaluation order, boxes compiled on the main run's dimensions)
+//!    lookup: the first live match of each run and of the added filters; the earliest in
+//!    evaluation order wins
+//!    more than MAX_ADDED added filters become the smaller run (an index of those alone);
+//!    everything is compacted into one run (a fresh build) only when that run passes a quarter
+//!    of the main one or the tombstones pile up
 //! ```
 //!
 //! The algorithm (tuple-space search with priority-ordered tables and early termination, plus
 //! per-dimension table pruning) is described in `tuple.rs`; `compile.rs` turns conditions into
-//! boxes; `prune.rs` builds the pruning maps.
+//! boxes; `prune.rs` builds the pruning maps; `delta.rs` holds tombstones and the added filters of
+//! a snapshot (`layer.rs` applies a transaction's filter changes to a layer's published view).
 //!
-//! Contract: `SublayerIndex::next_match` returns exactly what a linear scan
-//! (`filters[from..].iter().position(|f| f.conditions().matches(values))`) returns, for every
-//! policy and every incoming value vector. Only conditions whose accepted set is exactly a union of
-//! intervals over one typed field are indexed (EQUAL, NOT_EQUAL, GREATER…, RANGE on integers, MACs
-//! and IPv6 addresses; V4 masks with contiguous masks; V6 prefixes); every other group — FLAGS_*,
-//! strings, blobs, SIDs, FWP_EMPTY values, non-contiguous masks, second groups on one field, very
-//! wide OR groups — is a wildcard in the index and confirmed by `ConditionSet::matches` on the
-//! candidates. Small sublayers (fewer than `SCAN_BELOW` filters) or sublayers with no indexable
-//! condition are scanned.
+//! Contract: [`SublayerIndex::next`] yields exactly what a linear scan over the sublayer's filters
+//! in evaluation order (effective weight descending, then filter id; §7.3) yields —
+//! `filters.iter().filter(|f| f.conditions().matches(values))` — for every policy, every history
+//! of changes and every incoming value vector. Only conditions whose accepted set is exactly a
+//! union of intervals over one typed field are indexed (EQUAL, NOT_EQUAL, GREATER…, RANGE on
+//! integers, MACs and IPv6 addresses; V4 masks with contiguous masks; V6 prefixes); every other
+//! group — FLAGS_*, strings, blobs, SIDs, FWP_EMPTY values, non-contiguous masks, second groups on
+//! one field, very wide OR groups — is a wildcard in the index and confirmed by
+//! `ConditionSet::matches` on the candidates. Small sublayers (fewer than `SCAN_BELOW` filters) or
+//! sublayers with no indexable condition are scanned.
 //!
-//! The module performs no I/O, reads no clock, starts no threads, and allocates only at build.
+//! The module performs no I/O, reads no clock, starts no threads, and allocates only at build and
+//! at commit.
 
-mod cache;
 mod compile;
+mod delta;
+pub(crate) mod layer;
 mod prune;
 mod tuple;
 
@@ -44,53 +59,90 @@ pub mod bench_internals;
 #[cfg(test)]
 mod tests;
 
+use std::cmp::Ordering;
 use std::sync::Arc;
 
 use crate::catalogue::LayerDef;
 use crate::filter::RtFilter;
 use crate::value::Value;
 
+use delta::{Added, Dead, Delta};
 use tuple::{Params, TupleIndex};
 
 /// Sublayers with fewer filters than this are scanned linearly (the index would not pay off).
 pub(crate) const SCAN_BELOW: usize = 32;
 
-/// The index of one sublayer's filters (built from the `Vec<Arc<RtFilter>>` in evaluation order,
-/// queried with that same slice).
-#[derive(Debug)]
+/// A delta holds at most this many added filters before they become a run (each costs a few
+/// nanoseconds per lookup while it waits). Tiny in unit tests, so that their random histories go
+/// through every spill and compaction.
+const MAX_ADDED: usize = if cfg!(test) { 3 } else { 64 };
+
+/// Tombstones of a run are compacted away past this many, or past a quarter of the run (each
+/// costs only a bit test on a candidate).
+const MAX_DEAD: usize = if cfg!(test) { 8 } else { 1024 };
+
+/// Immutable runs per index: the main one and at most one smaller one (made of added filters).
+const MAX_RUNS: usize = 2;
+
+/// The index of one sublayer's filters: immutable runs shared between snapshots (the main base and
+/// at most one smaller run of filters added since), and the changes committed since they were
+/// built.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct SublayerIndex {
+    /// The main run first; never empty once built.
+    runs: Vec<Run>,
+    delta: Delta,
+}
+
+/// An immutable run and its tombstones.
+#[derive(Clone, Debug, Default)]
+struct Run {
+    base: Arc<Base>,
+    dead: Dead,
+}
+
+/// The filters of a run in evaluation order, and their index.
+#[derive(Debug, Default)]
+struct Base {
+    filters: Vec<Arc<RtFilter>>,
     inner: Inner,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 enum Inner {
+    /// Scanned: too few filters, or none with an indexable condition.
+    #[default]
     Scan,
-    /// The index, and what the next build of the sublayer reuses ([`cache`]).
-    Tuples(TupleIndex, Box<cache::Cache>),
+    /// The tuple index.
+    Tuples(TupleIndex),
 }
 
-impl Default for SublayerIndex {
-    fn default() -> Self {
-        Self::scan()
-    }
+/// Where a walk over a sublayer's matches stands ([`SublayerIndex::next`]); start with
+/// `Cursor::default()`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Cursor {
+    /// Next position to consider, per run.
+    runs: [usize; MAX_RUNS],
+    /// Next added filter to consider.
+    added: usize,
+}
+
+/// Evaluation order inside a sublayer (§7.3 + brief decision 2): effective weight descending, then
+/// lower filter id first — the order `engine/mgmt.rs` sorts a sublayer's filters in.
+pub(crate) fn eval_order(a: &RtFilter, b: &RtFilter) -> Ordering {
+    b.weight.cmp(&a.weight).then(a.filter_id.cmp(&b.filter_id))
 }
 
 impl SublayerIndex {
-    /// An index that scans (always correct, for any filter slice).
-    pub(crate) fn scan() -> Self {
-        Self { inner: Inner::Scan }
+    /// An index that scans `filters` (given in evaluation order; always correct).
+    pub(crate) fn scan(filters: Vec<Arc<RtFilter>>) -> Self {
+        let delta = Delta::for_base(&filters);
+        Self::single(Base::scanned(filters), delta)
     }
 
     /// Builds the index of `filters`, given in evaluation order; `layer` gives the field types.
     pub(crate) fn build(layer: &LayerDef, filters: &[Arc<RtFilter>]) -> Self {
-        Self::build_from(layer, filters, Params::default(), SCAN_BELOW, None)
-    }
-
-    /// [`SublayerIndex::build`] for the next commit of a sublayer whose index was `prev`: the
-    /// per-filter work of every filter still there (the same object) is reused ([`cache`]). The
-    /// answers are those of a fresh build.
-    pub(crate) fn rebuild(layer: &LayerDef, filters: &[Arc<RtFilter>], prev: &Self) -> Self {
-        Self::build_from(layer, filters, Params::default(), SCAN_BELOW, Some(prev))
+        Self::build_from(layer, filters.to_vec(), Params::default(), SCAN_BELOW)
     }
 
     #[cfg(any(test, feature = "bench-internals"))]
@@ -100,35 +152,232 @@ impl SublayerIndex {
         params: Params,
         scan_below: usize,
     ) -> Self {
-        Self::build_from(layer, filters, params, scan_below, None)
+        Self::build_from(layer, filters.to_vec(), params, scan_below)
     }
 
     fn build_from(
         layer: &LayerDef,
-        filters: &[Arc<RtFilter>],
+        filters: Vec<Arc<RtFilter>>,
         params: Params,
         scan_below: usize,
-        prev: Option<&Self>,
     ) -> Self {
-        if filters.len() < scan_below || u32::try_from(filters.len()).is_err() {
-            return Self::scan();
-        }
-        let prev = prev.and_then(|p| match &p.inner {
-            Inner::Tuples(_, c) => Some(&**c),
-            Inner::Scan => None,
-        });
-        let Some(cache) = cache::Cache::build(layer, filters, prev) else {
-            return Self::scan();
-        };
-        let index = TupleIndex::build(cache.dims.clone(), &cache.compiled, params);
+        let delta = Delta::for_base(&filters);
+        Self::single(Base::build(layer, filters, params, scan_below), delta)
+    }
+
+    fn single(base: Base, delta: Delta) -> Self {
         Self {
-            inner: Inner::Tuples(index, Box::new(cache)),
+            runs: vec![Run {
+                base: Arc::new(base),
+                dead: Dead::default(),
+            }],
+            delta,
         }
     }
 
-    /// The position (in `filters`) of the first filter at or after `from` whose conditions all match
-    /// `values`. `filters` must be the slice the index was built from (a different slice gives
+    /// The main run (for the bench: the index as built, before any change).
+    #[cfg(feature = "bench-internals")]
+    fn main(&self) -> Option<&Base> {
+        self.runs.first().map(|r| &*r.base)
+    }
+
+    /// The main run's dimensions, on which added filters are compiled (`None`: scanned).
+    fn dims(&self) -> Option<&[compile::Dim]> {
+        match &self.runs.first()?.base.inner {
+            Inner::Tuples(t) => Some(t.dims()),
+            Inner::Scan => None,
+        }
+    }
+
+    /// The index after a commit that added `added` and deleted `deleted` (filters of this
+    /// sublayer; a deleted filter not in the sublayer is ignored). Shares the runs with `self`;
+    /// costs about the size of the delta, except when added filters become a run (about the cost
+    /// of building an index of the smaller run) or everything is compacted into one run.
+    pub(crate) fn with_changes(
+        &self,
+        layer: &LayerDef,
+        added: &[Arc<RtFilter>],
+        deleted: &[Arc<RtFilter>],
+    ) -> Self {
+        let mut next = self.clone();
+        for f in deleted {
+            if next.delta.remove_added(f) {
+                continue;
+            }
+            for run in &mut next.runs {
+                if let Some(i) = run.base.position(f) {
+                    if run.dead.kill(i, run.base.filters.len()) {
+                        next.delta.forget(f);
+                    }
+                    break;
+                }
+            }
+        }
+        let dims = self.dims();
+        for f in added {
+            next.delta.add(Added::new(f, dims));
+        }
+        let main_len = next.runs.first().map_or(0, |r| r.base.filters.len());
+        let small_scan = next
+            .runs
+            .first()
+            .is_none_or(|r| matches!(r.base.inner, Inner::Scan) && main_len < SCAN_BELOW);
+        let too_dead = next.runs.iter().any(|r| {
+            let limit = MAX_DEAD.min(r.base.filters.len() / 4).max(MAX_ADDED);
+            r.dead.count > limit
+        });
+        if too_dead || (small_scan && next.len() >= SCAN_BELOW) {
+            return next.compact(layer);
+        }
+        if next.delta.added.len() > MAX_ADDED {
+            return next.spill(layer, main_len);
+        }
+        next
+    }
+
+    /// Everything into one new run.
+    fn compact(&self, layer: &LayerDef) -> Self {
+        let filters: Vec<Arc<RtFilter>> = self.filters().cloned().collect();
+        let mut out = Self::build_from(layer, filters, Params::default(), SCAN_BELOW);
+        out.delta.fields = self.delta.fields.clone();
+        out
+    }
+
+    /// The added filters (with the live filters of the smaller run) into a new smaller run; or,
+    /// when that run would grow past a quarter of the main one, everything into one run.
+    fn spill(self, layer: &LayerDef, main_len: usize) -> Self {
+        let small = self.runs.get(1);
+        let old = small.map_or(0, |r| r.base.filters.len() - r.dead.count);
+        if old + self.delta.added.len() > (main_len / 4).max(4 * MAX_ADDED) {
+            return self.compact(layer);
+        }
+        let mut filters: Vec<Arc<RtFilter>> = Vec::with_capacity(old + self.delta.added.len());
+        if let Some(r) = small {
+            filters.extend(r.live().cloned());
+            filters.extend(self.delta.added.iter().map(|a| &a.filter).cloned());
+            filters.sort_by(|a, b| eval_order(a, b));
+        } else {
+            filters.extend(self.delta.added.iter().map(|a| &a.filter).cloned());
+        }
+        let base = Base::build(layer, filters, Params::default(), SCAN_BELOW);
+        let mut runs = self.runs;
+        runs.truncate(1);
+        runs.push(Run {
+            base: Arc::new(base),
+            dead: Dead::default(),
+        });
+        Self {
+            runs,
+            delta: Delta {
+                added: Vec::new(),
+                fields: self.delta.fields,
+            },
+        }
+    }
+
+    /// The next matching filter after `cursor`, in evaluation order; advances `cursor` past it.
+    #[inline]
+    pub(crate) fn next(&self, values: &[Value], cursor: &mut Cursor) -> Option<&Arc<RtFilter>> {
+        if let ([run], true) = (self.runs.as_slice(), self.delta.added.is_empty()) {
+            let i = run.next_live(values, cursor.runs[0])?;
+            cursor.runs[0] = i + 1;
+            return run.base.filters.get(i);
+        }
+        // (run, position, filter); run MAX_RUNS: the added filters.
+        let mut best: Option<(usize, usize, &Arc<RtFilter>)> = None;
+        for ((r, run), from) in self.runs.iter().enumerate().zip(cursor.runs) {
+            let Some(i) = run.next_live(values, from) else {
+                continue;
+            };
+            let Some(f) = run.base.filters.get(i) else {
+                continue;
+            };
+            if best.is_none_or(|(_, _, b)| eval_order(f, b).is_lt()) {
+                best = Some((r, i, f));
+            }
+        }
+        if let Some(j) = self.delta.next_match(self.dims(), values, cursor.added) {
+            if let Some(a) = self.delta.added.get(j) {
+                if best.is_none_or(|(_, _, b)| eval_order(&a.filter, b).is_lt()) {
+                    best = Some((MAX_RUNS, j, &a.filter));
+                }
+            }
+        }
+        let (r, i, f) = best?;
+        match cursor.runs.get_mut(r) {
+            Some(c) => *c = i + 1,
+            None => cursor.added = i + 1,
+        }
+        Some(f)
+    }
+
+    /// Live filters up to and including `f` in evaluation order (matching or not): with
+    /// [`SublayerIndex::len`], what a trace counts as not matched.
+    pub(crate) fn rank(&self, f: &RtFilter) -> usize {
+        let upto = |p: &RtFilter| eval_order(p, f) != Ordering::Greater;
+        let runs: usize = self
+            .runs
+            .iter()
+            .map(|r| {
+                let n = r.base.filters.partition_point(|p| upto(p));
+                n - r.dead.below(n)
+            })
+            .sum();
+        runs + self.delta.added.partition_point(|a| upto(&a.filter))
+    }
+
+    /// Live filters in the sublayer.
+    pub(crate) fn len(&self) -> usize {
+        let runs: usize = self
+            .runs
+            .iter()
+            .map(|r| r.base.filters.len() - r.dead.count)
+            .sum();
+        runs + self.delta.added.len()
+    }
+
+    /// Whether the sublayer holds no filter.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The live filters, in evaluation order.
+    pub(crate) fn filters(&self) -> impl Iterator<Item = &Arc<RtFilter>> + '_ {
+        let mut first = self.runs.first().into_iter().flat_map(Run::live).peekable();
+        let mut second = self.runs.get(1).into_iter().flat_map(Run::live).peekable();
+        let mut added = self.delta.added.iter().map(|a| &a.filter).peekable();
+        std::iter::from_fn(move || {
+            let heads = [
+                first.peek().copied(),
+                second.peek().copied(),
+                added.peek().copied(),
+            ];
+            let mut pick: Option<(usize, &Arc<RtFilter>)> = None;
+            for (k, h) in heads.into_iter().enumerate() {
+                if let Some(f) = h {
+                    if pick.is_none_or(|(_, b)| eval_order(f, b).is_lt()) {
+                        pick = Some((k, f));
+                    }
+                }
+            }
+            match pick?.0 {
+                0 => first.next(),
+                1 => second.next(),
+                _ => added.next(),
+            }
+        })
+    }
+
+    /// Bit `i` set when some filter's condition reads field `i`; all ones when a callout filter is
+    /// present (callouts see every value) or a field number is past 63.
+    pub(crate) fn fields_used(&self) -> u64 {
+        self.delta.fields.mask()
+    }
+
+    /// The position (in `filters`) of the first filter at or after `from` whose conditions all
+    /// match `values`, for an index with no delta built from `filters` (a different slice gives
     /// wrong answers, never a panic).
+    #[cfg(any(test, feature = "bench-internals"))]
     #[inline]
     pub(crate) fn next_match(
         &self,
@@ -136,13 +385,14 @@ impl SublayerIndex {
         values: &[Value],
         from: usize,
     ) -> Option<usize> {
-        match &self.inner {
-            Inner::Scan => scan(filters, values, from),
-            Inner::Tuples(t, _) => t.next_match(filters, values, from),
+        match self.runs.first().map(|r| &r.base.inner) {
+            Some(Inner::Tuples(t)) => t.next_match(filters, values, from),
+            _ => scan(filters, values, from),
         }
     }
 
-    /// All matching positions, in evaluation order, computed lazily.
+    /// All matching positions, in evaluation order, computed lazily (no delta: see
+    /// [`SublayerIndex::next_match`]).
     #[cfg(any(test, feature = "bench-internals"))]
     pub(crate) fn matches<'a>(
         &'a self,
@@ -159,13 +409,90 @@ impl SublayerIndex {
 
     #[cfg(any(test, feature = "bench-internals"))]
     fn stats(&self) -> tuple::Stats {
-        match &self.inner {
-            Inner::Scan => tuple::Stats::default(),
-            Inner::Tuples(t, c) => {
-                let mut s = t.stats();
-                s.bytes += c.bytes();
-                s
+        let mut s = tuple::Stats::default();
+        for r in &self.runs {
+            if let Inner::Tuples(t) = &r.base.inner {
+                let one = t.stats();
+                s.dims = s.dims.max(one.dims);
+                s.tables += one.tables;
+                s.boxes += one.boxes;
+                s.buckets += one.buckets;
+                s.max_bucket = s.max_bucket.max(one.max_bucket);
+                s.bytes += one.bytes;
             }
+            s.bytes += r.base.filters.capacity() * 8 + r.dead.bytes();
+        }
+        s.bytes += self.delta.bytes();
+        s
+    }
+}
+
+impl Run {
+    /// The live filters, in evaluation order.
+    fn live(&self) -> impl Iterator<Item = &Arc<RtFilter>> + '_ {
+        self.base
+            .filters
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.dead.is_dead(*i))
+            .map(|(_, f)| f)
+    }
+
+    /// The first live position at or after `from` whose filter matches.
+    #[inline]
+    fn next_live(&self, values: &[Value], mut from: usize) -> Option<usize> {
+        loop {
+            let i = self.base.next_match(values, from)?;
+            if !self.dead.is_dead(i) {
+                return Some(i);
+            }
+            from = i + 1;
+        }
+    }
+}
+
+impl Base {
+    fn scanned(filters: Vec<Arc<RtFilter>>) -> Self {
+        Self {
+            filters,
+            inner: Inner::Scan,
+        }
+    }
+
+    /// The run of `filters` (in evaluation order).
+    fn build(
+        layer: &LayerDef,
+        filters: Vec<Arc<RtFilter>>,
+        params: Params,
+        scan_below: usize,
+    ) -> Self {
+        if filters.len() < scan_below || u32::try_from(filters.len()).is_err() {
+            return Self::scanned(filters);
+        }
+        let Some((dims, compiled)) = compile::compile_all(layer, &filters) else {
+            return Self::scanned(filters);
+        };
+        let index = TupleIndex::build(dims, &compiled, params);
+        Self {
+            filters,
+            inner: Inner::Tuples(index),
+        }
+    }
+
+    /// The position of `f` in the base (found by evaluation order, confirmed by filter id).
+    fn position(&self, f: &RtFilter) -> Option<usize> {
+        let i = self.filters.binary_search_by(|p| eval_order(p, f)).ok()?;
+        self.filters
+            .get(i)
+            .is_some_and(|p| p.filter_id == f.filter_id)
+            .then_some(i)
+    }
+
+    #[inline]
+    fn next_match(&self, values: &[Value], from: usize) -> Option<usize> {
+        match &self.inner {
+            Inner::Scan => scan(&self.filters, values, from),
+            Inner::Tuples(t) => t.next_match(&self.filters, values, from),
         }
     }
 }

@@ -7,6 +7,11 @@
 //! bounds; the first box lives in the hash slot itself (one cache line for IPv4-sized keys), the
 //! others in an overflow array.
 //!
+//! When the boxes have more distinct tuples than `max_tables` (rule sets where nearly every rule
+//! has its own combination of prefix lengths and port ranges), tables are *merged* instead
+//! (`merge_tuples`, after TupleMerge): a table keys on fewer leading bits than its boxes fix, and
+//! a new table is opened only when a bucket would hold more than a couple of boxes.
+//!
 //! A lookup does not probe every table:
 //! 1. for every dimension where it discriminates, a [`Prune`] map turns the key's leading bits into
 //!    the set of tables that can hold a box containing it; the AND over the dimensions gives the
@@ -41,10 +46,11 @@ const MAX_TABLES: usize = MAX_WORDS * 64;
 /// Build parameters.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Params {
-    /// Tuples are rounded down to multiples of this (1 = exact tuples); doubled until the
-    /// tables fit in `max_tables`.
+    /// Tuples are rounded down to multiples of this (1 = exact tuples); when the tuples still
+    /// outnumber `max_tables`, they are merged (`merge_tuples`).
     pub(super) tuple_step: u32,
-    /// Upper bound on tables (at most 1024).
+    /// Upper bound on tables of exact or rounded tuples (at most 1024); merged tables
+    /// (`merge_tuples`) may use four times as many (still at most 1024): each holds fewer boxes.
     pub(super) max_tables: usize,
 }
 
@@ -71,6 +77,12 @@ fn hash(keys: &[u64; MAX_DIMS], masks: &[u64; MAX_DIMS]) -> u64 {
     h ^ (h >> 29)
 }
 
+/// The home slot of key hash `h` in a table of `cap` slots (multiply-shift onto any capacity).
+#[inline]
+fn home(h: u64, cap: usize) -> usize {
+    ((u128::from(h) * cap as u128) >> 64) as usize
+}
+
 /// A presence filter's word (under `word_mask`) and the two bits it sets for key hash `h`: a
 /// blocked Bloom filter, about 8 bits per bucket, one load per probe (~5% false positives).
 #[inline]
@@ -80,8 +92,10 @@ fn filter_probe(h: u64, word_mask: usize) -> (usize, u64) {
 }
 
 /// Box header word: position in the low 32 bits, required-dimension mask in bits 32..48, the
-/// verify flag in bit 63. `EMPTY` (never a valid header) marks a free slot.
+/// residual-group mask (`Compiled::residual`, 15 bits) in bits 48..63, the verify flag in bit 63.
+/// `EMPTY` (never a valid header: no position is `u32::MAX`) marks a free slot.
 const HEAD_POS_BITS: u32 = 32;
+const HEAD_RESIDUAL_SHIFT: u32 = 48;
 const HEAD_VERIFY: u64 = 1 << 63;
 const EMPTY: u64 = u64::MAX;
 
@@ -100,10 +114,10 @@ struct Table {
     /// Presence filter: first word in [`TupleIndex::filter_bits`] and word-index mask.
     filter_start: u32,
     filter_mask: u32,
-    /// Slots: first slot number in [`TupleIndex::slots`], `slot = (hash >> shift) & slot_mask`.
+    /// Slots: first slot number in [`TupleIndex::slots`].
     slot_start: usize,
-    shift: u32,
-    slot_mask: usize,
+    /// Slots of the table (`slot = home(hash, cap)`, linear probing).
+    cap: usize,
 }
 
 /// The tuple-space index of one sublayer.
@@ -132,13 +146,6 @@ pub(super) struct TupleIndex {
 
 /// Sizes, for the bench and tests.
 #[cfg(any(test, feature = "bench-internals"))]
-#[cfg_attr(
-    not(feature = "bench-internals"),
-    expect(
-        dead_code,
-        reason = "the unit tests read only `tables`; the bench reads every size"
-    )
-)]
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Stats {
     pub(super) dims: usize,
@@ -166,6 +173,7 @@ struct BoxRef<'a> {
     pos: u32,
     required: u16,
     verify: bool,
+    residual: u16,
     /// `[lo, hi]` per dimension.
     bounds: &'a [(u64, u64)],
     /// The tuple: common prefix length of the bounds, per dimension.
@@ -174,7 +182,9 @@ struct BoxRef<'a> {
 
 impl BoxRef<'_> {
     fn head(&self) -> u64 {
-        let mut head = u64::from(self.pos) | (u64::from(self.required) << HEAD_POS_BITS);
+        let mut head = u64::from(self.pos)
+            | (u64::from(self.required) << HEAD_POS_BITS)
+            | (u64::from(self.residual & 0x7FFF) << HEAD_RESIDUAL_SHIFT);
         if self.verify {
             head |= HEAD_VERIFY;
         }
@@ -196,7 +206,7 @@ struct Planned {
 
 impl TupleIndex {
     /// Builds from compiled filters (index = position in evaluation order).
-    pub(super) fn build(dims: Vec<Dim>, compiled: &[Arc<Compiled>], params: Params) -> Self {
+    pub(super) fn build(dims: Vec<Dim>, compiled: &[Compiled], params: Params) -> Self {
         let nd = dims.len().max(1);
         let mut refs: Vec<BoxRef<'_>> = Vec::new();
         for (pos, c) in compiled.iter().enumerate() {
@@ -211,6 +221,7 @@ impl TupleIndex {
                     pos,
                     required: c.required,
                     verify: c.verify,
+                    residual: c.residual,
                     bounds,
                     lens,
                 });
@@ -220,11 +231,12 @@ impl TupleIndex {
             return Self::empty(dims);
         };
 
-        // Group the boxes by (rounded) tuple; coarsen until the tables fit. At step 128 every
-        // tuple is all zeros: one table.
+        // Group the boxes by (rounded) tuple, coarsening the rounding at most twice; when there
+        // are still more tuples than tables, merge them (`merge_tuples`).
         let max_tables = params.max_tables.clamp(1, MAX_TABLES);
-        let mut step = u8::try_from(params.tuple_step.clamp(1, 128)).unwrap_or(1);
-        let groups = loop {
+        let first = u8::try_from(params.tuple_step.clamp(1, 128)).unwrap_or(1);
+        let mut groups: Option<Vec<([u8; MAX_DIMS], Vec<u32>)>> = None;
+        for step in [first, first.saturating_mul(2), first.saturating_mul(4)] {
             let mut by_tuple: HashMap<[u8; MAX_DIMS], Vec<u32>> = HashMap::new();
             for (i, r) in (0..nboxes).zip(&refs) {
                 let mut t = r.lens;
@@ -233,11 +245,13 @@ impl TupleIndex {
                 }
                 by_tuple.entry(t).or_default().push(i);
             }
-            if by_tuple.len() <= max_tables || step > 64 {
-                break by_tuple;
+            if by_tuple.len() <= max_tables {
+                groups = Some(by_tuple.into_iter().collect());
+                break;
             }
-            step = step.saturating_mul(2);
-        };
+        }
+        let groups =
+            groups.unwrap_or_else(|| merge_tuples(&refs, &dims, MAX_TABLES.min(max_tables * 4)));
         let pos_of = |i: u32| refs.get(i as usize).map_or(u32::MAX, |r| r.pos);
 
         // Tables, in order of their best position (boxes are numbered in evaluation order, so
@@ -265,7 +279,9 @@ impl TupleIndex {
                 let buckets = keyed.chunk_by(|a, b| a.0 == b.0).count();
                 // Load factor at most 0.8 (the presence filter keeps most absent keys away), and
                 // always a free slot: probing for an absent key ends at one.
-                let cap = (buckets + buckets / 4 + 1).next_power_of_two().max(2);
+                // Load factor about 0.87 (any capacity: `home` maps the hash onto it), and always a
+                // free slot: probing for an absent key ends at one.
+                let cap = buckets + buckets / 8 + 2;
                 Planned {
                     masks,
                     keyed,
@@ -304,7 +320,6 @@ impl TupleIndex {
         let mut slot_start = 0usize;
         let mut line = Vec::with_capacity(slot_stride);
         for (t, p) in (0u32..).zip(&planned) {
-            let bits = p.cap.trailing_zeros();
             let filter_words = (p.buckets * 8).div_ceil(64).next_power_of_two();
             let filter_start = filter_bits.len();
             filter_bits.resize(filter_start + filter_words, 0);
@@ -316,10 +331,10 @@ impl TupleIndex {
                 if let Some(w) = filter_bits.get_mut(filter_start + word) {
                     *w |= mask;
                 }
-                let mut s = usize::try_from(h >> (64 - bits)).unwrap_or(0) & (p.cap - 1);
+                let mut s = home(h, p.cap);
                 let word = |s: usize| slot_base + (slot_start + s) * slot_stride;
                 while slots.get(word(s) + SLOT_HEAD).is_some_and(|&w| w != EMPTY) {
-                    s = (s + 1) & (p.cap - 1);
+                    s = if s + 1 == p.cap { 0 } else { s + 1 };
                 }
                 let mut boxes = bucket.iter().filter_map(|&(_, i)| {
                     if let Some(slot) = table_of.get_mut(i as usize) {
@@ -349,8 +364,7 @@ impl TupleIndex {
                 filter_start: u32::try_from(filter_start).unwrap_or(u32::MAX),
                 filter_mask: u32::try_from(filter_words - 1).unwrap_or(0),
                 slot_start,
-                shift: 64 - bits,
-                slot_mask: p.cap - 1,
+                cap: p.cap,
             });
             slot_start += p.cap;
         }
@@ -399,6 +413,11 @@ impl TupleIndex {
             prunes,
             words,
         }
+    }
+
+    /// The indexed dimensions.
+    pub(super) fn dims(&self) -> &[Dim] {
+        &self.dims
     }
 
     /// An index with no tables (matches nothing).
@@ -557,8 +576,8 @@ impl TupleIndex {
     /// The slot of the bucket with key hash `h` in `table`, if any.
     #[inline]
     fn slot(&self, table: &Table, h: u64) -> Option<&[u64]> {
-        let mut s = usize::try_from(h >> table.shift).unwrap_or(0) & table.slot_mask;
-        for _ in 0..=table.slot_mask {
+        let mut s = home(h, table.cap);
+        for _ in 0..table.cap {
             let start = self.slot_base + (table.slot_start + s) * self.slot_stride;
             let slot = self.slots.get(start..start + self.slot_stride)?;
             let (&hash, &head) = (slot.get(SLOT_HASH)?, slot.get(SLOT_HEAD)?);
@@ -568,7 +587,7 @@ impl TupleIndex {
             if hash == h {
                 return Some(slot);
             }
-            s = (s + 1) & table.slot_mask;
+            s = if s + 1 == table.cap { 0 } else { s + 1 };
         }
         None
     }
@@ -578,7 +597,7 @@ impl TupleIndex {
         let mut buckets = 0;
         let mut max_bucket = 0;
         for t in &self.tables {
-            for s in 0..=t.slot_mask {
+            for s in 0..t.cap {
                 let start = self.slot_base + (t.slot_start + s) * self.slot_stride;
                 let (Some(&head), Some(&more)) = (
                     self.slots.get(start + SLOT_HEAD),
@@ -607,6 +626,115 @@ impl TupleIndex {
             bytes,
         }
     }
+}
+
+/// Boxes that share a bucket of a merged table before a new table is opened.
+const MERGE_COLLISIONS: u32 = 2;
+
+/// Tuple merging (after Daly & Torng's TupleMerge) for sets with more distinct tuples than tables:
+/// boxes, in evaluation order, go to the first table whose tuple is no longer than theirs on every
+/// dimension (so the table's masked key is common to every point of the box) and whose bucket for
+/// them holds fewer than [`MERGE_COLLISIONS`] boxes; otherwise they open a table with a relaxed
+/// tuple (its most selective dimension only, rounded down to a coarse grid, so later boxes of
+/// other shapes fit it). Past `max_tables - 1` tables, a box goes to the fitting table where its
+/// bucket is smallest (or, when none fits, to one all-wildcard table).
+fn merge_tuples(
+    refs: &[BoxRef<'_>],
+    dims: &[Dim],
+    max_tables: usize,
+) -> Vec<([u8; MAX_DIMS], Vec<u32>)> {
+    struct Merged {
+        tuple: [u8; MAX_DIMS],
+        masks: [u64; MAX_DIMS],
+        counts: HashMap<u64, u32>,
+        ids: Vec<u32>,
+    }
+    // A new table keys on the box's most selective dimension only (largest share of its width
+    // fixed), rounded down to a grid: few tables, each with few collisions.
+    let relax = |lens: &[u8; MAX_DIMS]| {
+        let mut t = [0u8; MAX_DIMS];
+        let best = lens
+            .iter()
+            .zip(dims)
+            .enumerate()
+            .max_by_key(|(d, (l, dim))| (u32::from(**l) * 64 / dim.width.max(1), usize::MAX - d));
+        if let Some((d, (l, dim))) = best {
+            let grid: u8 = match dim.width {
+                0..=8 => 1,
+                9..=16 => 4,
+                _ => 8,
+            };
+            if let Some(slot) = t.get_mut(d) {
+                *slot = l - l % grid;
+            }
+        }
+        t
+    };
+    let masks_of = |tuple: &[u8; MAX_DIMS]| {
+        let mut masks = [0u64; MAX_DIMS];
+        for ((m, l), d) in masks.iter_mut().zip(tuple).zip(dims) {
+            *m = mask_of(d.width, u32::from(*l));
+        }
+        masks
+    };
+    let mut tables: Vec<Merged> = Vec::new();
+    let mut wild: Vec<u32> = Vec::new();
+    for (i, r) in (0u32..).zip(refs) {
+        let mut key = [0u64; MAX_DIMS];
+        for (k, (lo, _)) in key.iter_mut().zip(r.bounds) {
+            *k = *lo;
+        }
+        let fits = |t: &Merged| t.tuple.iter().zip(&r.lens).all(|(a, b)| a <= b);
+        let mut placed = false;
+        for t in tables.iter_mut().filter(|t| fits(t)) {
+            let c = t.counts.entry(hash(&key, &t.masks)).or_default();
+            if *c < MERGE_COLLISIONS {
+                *c += 1;
+                t.ids.push(i);
+                placed = true;
+                break;
+            }
+        }
+        if placed {
+            continue;
+        }
+        if tables.len() + 1 >= max_tables {
+            // No table left to open: the fitting table whose bucket for this box is smallest.
+            let least = tables
+                .iter_mut()
+                .filter(|t| fits(t))
+                .map(|t| {
+                    let h = hash(&key, &t.masks);
+                    let c = t.counts.get(&h).copied().unwrap_or(0);
+                    (c, h, t)
+                })
+                .min_by_key(|(c, _, _)| *c);
+            match least {
+                Some((_, h, t)) => {
+                    *t.counts.entry(h).or_default() += 1;
+                    t.ids.push(i);
+                }
+                None => wild.push(i),
+            }
+            continue;
+        }
+        let tuple = relax(&r.lens);
+        let masks = masks_of(&tuple);
+        let mut counts = HashMap::new();
+        counts.insert(hash(&key, &masks), 1);
+        tables.push(Merged {
+            tuple,
+            masks,
+            counts,
+            ids: vec![i],
+        });
+    }
+    let mut out: Vec<([u8; MAX_DIMS], Vec<u32>)> =
+        tables.into_iter().map(|t| (t.tuple, t.ids)).collect();
+    if !wild.is_empty() {
+        out.push(([0; MAX_DIMS], wild));
+    }
+    out
 }
 
 /// Work counters of one lookup; `()` counts nothing (and compiles to nothing).
@@ -688,11 +816,13 @@ impl Query<'_> {
         if !inside {
             return Check::No;
         }
+        // Only the residual groups: the box matched the others exactly.
+        let residual = ((head >> HEAD_RESIDUAL_SHIFT) & 0x7FFF) as u16;
         if head & HEAD_VERIFY != 0
             && !self
                 .filters
                 .get(pos as usize)
-                .is_some_and(|f| f.conditions().matches(self.values))
+                .is_some_and(|f| f.conditions().matches_groups(self.values, residual))
         {
             return Check::No;
         }

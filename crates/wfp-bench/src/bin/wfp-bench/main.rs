@@ -2,9 +2,9 @@
 //! the engine's classifier on it, every answer checked against a linear scan.
 //!
 //! ```text
-//! wfp-bench classbench RULES [TRACE] [--json] [--updates N] [--no-concurrent]
+//! wfp-bench classbench RULES [TRACE] [--json] [--updates N] [--no-concurrent] [--no-fallback]
 //! wfp-bench generate N [--seed S] [--out RULES] [--trace TRACE]   write a hard set (ClassBench format)
-//! wfp-bench hard N [--seed S] [--json] [--updates N] [--no-concurrent]   measure a hard set directly
+//! wfp-bench hard N [--seed S] [--json] [--updates N] [--no-concurrent] [--no-fallback]   measure a hard set directly
 //! ```
 //!
 //! Without TRACE, headers are drawn from rule corners (`hard::corner_headers`, ten per rule).
@@ -18,9 +18,9 @@ use std::process::ExitCode;
 use wfp_bench::{classbench, hard};
 
 const USAGE: &str = "usage:
-  wfp-bench classbench RULES [TRACE] [--json] [--updates N] [--no-concurrent]
+  wfp-bench classbench RULES [TRACE] [--json] [--updates N] [--no-concurrent] [--no-fallback]
   wfp-bench generate N [--seed S] [--out RULES] [--trace TRACE]
-  wfp-bench hard N [--seed S] [--json] [--updates N] [--no-concurrent]";
+  wfp-bench hard N [--seed S] [--json] [--updates N] [--no-concurrent] [--no-fallback]";
 
 /// Parsed command line.
 struct Args {
@@ -28,6 +28,7 @@ struct Args {
     positional: Vec<String>,
     json: bool,
     concurrent: bool,
+    fallback: bool,
     updates: Option<usize>,
     seed: u64,
     out: Option<String>,
@@ -42,6 +43,7 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
         positional: Vec::new(),
         json: false,
         concurrent: true,
+        fallback: true,
         updates: None,
         seed: 1,
         out: None,
@@ -56,6 +58,7 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
         match x.as_str() {
             "--json" => a.json = true,
             "--no-concurrent" => a.concurrent = false,
+            "--no-fallback" => a.fallback = false,
             "--updates" => a.updates = Some(number(&value("--updates")?)?),
             "--seed" => a.seed = number(&value("--seed")?)? as u64,
             "--out" => a.out = Some(value("--out")?),
@@ -127,6 +130,7 @@ fn run(a: &Args) -> Result<bool, String> {
     let opts = measure::Options {
         updates: a.updates,
         concurrent: a.concurrent,
+        fallback: a.fallback,
         progress: !a.json,
     };
     let report = measure::run(&input, &opts)?;

@@ -46,6 +46,8 @@ pub(crate) struct Options {
     pub(crate) updates: Option<usize>,
     /// Run the concurrent reader/writer measurement.
     pub(crate) concurrent: bool,
+    /// Run the fallback (application-id) measurement.
+    pub(crate) fallback: bool,
     /// Print progress on stderr.
     pub(crate) progress: bool,
 }
@@ -88,6 +90,22 @@ pub(crate) struct Concurrent {
     pub(crate) commits_per_s: f64,
 }
 
+/// The fallback set ([`wfp_bench::fallback`]): index lookups with half the filters carrying an
+/// application-id condition, against the same rules without it, at the same layer.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub(crate) struct Fallback {
+    /// Index ns, no application-id condition.
+    pub(crate) indexed_ns: Dist,
+    /// Index ns, every other filter with an application-id condition.
+    pub(crate) half_app_ns: Dist,
+    /// `half_app_ns.median / indexed_ns.median` (target ≤ 2).
+    pub(crate) ratio: f64,
+    /// The tight linear scan over pre-decoded rules and application numbers, on the app set.
+    pub(crate) tight_app_ns: Dist,
+    /// Index answers differing from the tight scan (both sets).
+    pub(crate) mismatches: usize,
+}
+
 /// Everything measured on one set (`--json` prints it as is).
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Report {
@@ -101,6 +119,10 @@ pub(crate) struct Report {
     pub(crate) load_ms: f64,
     pub(crate) build_ms: f64,
     pub(crate) tables: usize,
+    /// Largest hash bucket (boxes).
+    pub(crate) max_bucket: usize,
+    /// Mean work per lookup: tables probed, slots read, boxes checked.
+    pub(crate) probes: [f64; 3],
     pub(crate) index_bytes: usize,
     pub(crate) bytes_per_filter: f64,
     pub(crate) lookup_ns: Dist,
@@ -114,7 +136,10 @@ pub(crate) struct Report {
     pub(crate) add_us: Dist,
     pub(crate) delete_us: Dist,
     pub(crate) tx_1000_ms: f64,
+    /// The commit (publishing) part of `tx_1000_ms`.
+    pub(crate) tx_1000_commit_ms: f64,
     pub(crate) concurrent: Option<Concurrent>,
+    pub(crate) fallback: Option<Fallback>,
 }
 
 impl Report {
@@ -127,6 +152,10 @@ impl Report {
         println!(
             "  load {:.1} ms (one transaction), index build {:.1} ms, {} tables, {} bytes = {:.1} bytes/filter",
             self.load_ms, self.build_ms, self.tables, self.index_bytes, self.bytes_per_filter
+        );
+        println!(
+            "  per lookup: {:.1} tables probed, {:.1} slots read, {:.1} boxes checked; largest bucket {}",
+            self.probes[0], self.probes[1], self.probes[2], self.max_bucket
         );
         println!(
             "  lookup ns: {} (mean {:.1}); {:.2} M lookups/s",
@@ -155,7 +184,20 @@ impl Report {
             self.add_us.samples,
             d(&self.delete_us)
         );
-        println!("  1,000-filter transaction: {:.2} ms", self.tx_1000_ms);
+        println!(
+            "  1,000-filter transaction: {:.2} ms (commit {:.2} ms)",
+            self.tx_1000_ms, self.tx_1000_commit_ms
+        );
+        if let Some(f) = &self.fallback {
+            println!(
+                "  fallback: half the filters with an app-id condition {}, none {} (ratio {:.2}x); tight scan with app ids {}{}",
+                d(&f.half_app_ns),
+                d(&f.indexed_ns),
+                f.ratio,
+                d(&f.tight_app_ns),
+                if f.mismatches == 0 { String::new() } else { format!("; {} answers DIFFER", f.mismatches) }
+            );
+        }
         if let Some(c) = &self.concurrent {
             println!(
                 "  classify ns idle: {}; under {:.0} commits/s: {} (p99 {:+.0}%)",
@@ -213,7 +255,13 @@ pub(crate) fn run(input: &Input, opts: &Options) -> Result<Report, String> {
     note("timing updates");
     let updates = opts.updates.unwrap_or(if n > 20_000 { 30 } else { 300 });
     let (add_us, delete_us) = time_updates(&engine, &input.rules, updates);
-    let tx_1000_ms = time_tx(&engine, &input.rules)?;
+    let (tx_1000_ms, tx_1000_commit_ms) = time_tx(&engine, &input.rules)?;
+    let fallback = if opts.fallback {
+        note("fallback set (application ids)");
+        Some(fallback(input, overhead)?)
+    } else {
+        None
+    };
     let concurrent = if opts.concurrent {
         note("reader with and without a writer");
         Some(concurrent(&engine, &values, &input.rules))
@@ -229,6 +277,8 @@ pub(crate) fn run(input: &Input, opts: &Options) -> Result<Report, String> {
         load_ms,
         build_ms,
         tables: stats.tables,
+        max_bucket: stats.max_bucket,
+        probes: probes(&index, filters, &values),
         index_bytes: stats.bytes,
         bytes_per_filter: stats.bytes as f64 / n.max(1) as f64,
         ratio: tight_ns.median / lookup_ns.median.max(1.0),
@@ -241,7 +291,100 @@ pub(crate) fn run(input: &Input, opts: &Options) -> Result<Report, String> {
         add_us,
         delete_us,
         tx_1000_ms,
+        tx_1000_commit_ms,
         concurrent,
+        fallback,
+    })
+}
+
+/// Mean (tables probed, slots read, boxes checked) per first-match lookup.
+fn probes(index: &Index, filters: &[Arc<RtFilter>], values: &[Vec<Value>]) -> [f64; 3] {
+    let mut sum = [0usize; 3];
+    for v in values {
+        let (_, c) = index.probe_counts(filters, v);
+        for (s, c) in sum.iter_mut().zip(c) {
+            *s += c;
+        }
+    }
+    sum.map(|s| s as f64 / values.len().max(1) as f64)
+}
+
+/// Loads the rules at the fallback layer (every other filter with an application id when
+/// `with_apps`); the committed filters in evaluation order and their index.
+fn load_fallback(rules: &[Rule], with_apps: bool) -> Result<(Vec<Arc<RtFilter>>, Index), String> {
+    use wfp_bench::fallback;
+    let engine = Engine::default();
+    let mut tx = engine.begin();
+    for (i, r) in rules.iter().enumerate() {
+        tx.add_filter(fallback::filter_spec(r, i, rules.len(), with_apps))
+            .map_err(|e| format!("rule {i}: {e}"))?;
+    }
+    tx.commit();
+    let mut subs = sublayer_filters(&engine, fallback::LAYER);
+    let filters = if subs.is_empty() {
+        Vec::new()
+    } else {
+        subs.swap_remove(0)
+    };
+    let index = Index::build(fallback::LAYER, &filters).ok_or("unknown layer")?;
+    Ok((filters, index))
+}
+
+/// Index lookups on the fallback sets (without, then with application ids), best of three
+/// rounds each, every answer checked against the tight scan with application numbers.
+fn fallback(input: &Input, overhead: f64) -> Result<Fallback, String> {
+    use wfp_bench::fallback::{header_app, header_values, rule_app};
+    let n = input.rules.len();
+    let headers: Vec<&Header> = input.headers.iter().take(50_000).collect();
+    let mut out = [Dist::default(); 2];
+    let mut mismatches = 0;
+    let mut tight_app_ns = Dist::default();
+    for (slot, with_apps) in out.iter_mut().zip([false, true]) {
+        let (filters, index) = load_fallback(&input.rules, with_apps)?;
+        let apps: Vec<u8> = (0..n).map(|i| rule_app(i, with_apps)).collect();
+        let tight = TightScan::with_apps(&input.rules, &apps);
+        let values: Vec<Vec<Value>> = (0..)
+            .zip(&headers)
+            .map(|(k, h)| header_values(h, header_app(k)))
+            .collect();
+        for ((k, h), v) in (0..).zip(&headers).zip(&values) {
+            if index.next_match(&filters, v, 0) != tight.first_match_app(h, header_app(k)) {
+                mismatches += 1;
+            }
+        }
+        for _ in 0..3 {
+            let mut ns = Vec::with_capacity(values.len());
+            for v in &values {
+                touch(v);
+                let t = Instant::now();
+                black_box(index.next_match(&filters, black_box(v), 0));
+                ns.push(t.elapsed().as_nanos() as f64 - overhead);
+            }
+            let d = Dist::of(&mut ns);
+            if slot.samples == 0 || d.median < slot.median {
+                *slot = d;
+            }
+        }
+        if with_apps {
+            let mut ns: Vec<f64> = (0..)
+                .zip(&headers)
+                .take(20_000)
+                .map(|(k, h)| {
+                    let t = Instant::now();
+                    black_box(tight.first_match_app(black_box(h), header_app(k)));
+                    t.elapsed().as_nanos() as f64 - overhead
+                })
+                .collect();
+            tight_app_ns = Dist::of(&mut ns);
+        }
+    }
+    let [indexed_ns, half_app_ns] = out;
+    Ok(Fallback {
+        indexed_ns,
+        half_app_ns,
+        ratio: half_app_ns.median / indexed_ns.median.max(1.0),
+        tight_app_ns,
+        mismatches,
     })
 }
 
@@ -384,8 +527,9 @@ fn time_updates(engine: &Engine, rules: &[Rule], count: usize) -> (Dist, Dist) {
     (Dist::of(&mut add), Dist::of(&mut del))
 }
 
-/// One transaction adding 1,000 filters (ms, begin to commit); they are deleted afterwards.
-fn time_tx(engine: &Engine, rules: &[Rule]) -> Result<f64, String> {
+/// One transaction adding 1,000 filters (ms, begin to end of commit; and the commit alone); they
+/// are deleted afterwards.
+fn time_tx(engine: &Engine, rules: &[Rule]) -> Result<(f64, f64), String> {
     let t0 = Instant::now();
     let mut tx = engine.begin();
     let mut ids: Vec<FilterId> = Vec::with_capacity(1_000);
@@ -397,8 +541,9 @@ fn time_tx(engine: &Engine, rules: &[Rule]) -> Result<f64, String> {
         spec.name = format!("tx-{k}");
         ids.push(tx.add_filter(spec).map_err(|e| e.to_string())?);
     }
+    let t1 = Instant::now();
     tx.commit();
-    let took = ms(t0);
+    let took = (ms(t0), ms(t1));
     let mut tx = engine.begin();
     for id in ids {
         tx.delete_filter(id).map_err(|e| e.to_string())?;
