@@ -248,7 +248,7 @@ impl Engine {
             .layers
             .iter()
             .flat_map(|l| l.sublayers.iter())
-            .map(|s| s.filters.len())
+            .map(|s| s.index.len())
             .sum()
     }
 
