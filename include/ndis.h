@@ -209,6 +209,42 @@ FORCEINLINE void NdisAdvanceNetBufferListDataStart(NET_BUFFER_LIST *l, ULONG Del
 {
     for (NET_BUFFER *nb = l->FirstNetBuffer; nb; nb = nb->Next) NdisAdvanceNetBufferDataStart(nb, Delta, FreeMdl, Free);
 }
+/* ---- NBL pools and generic objects (runtime; leaks are Verifier findings) ---- */
+#define NDIS_PROTOCOL_ID_DEFAULT 0x00
+#define NDIS_PROTOCOL_ID_TCP_IP 0x02
+#define NDIS_PROTOCOL_ID_IPX 0x06
+#define NDIS_PROTOCOL_ID_NBF 0x07
+#define NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1 1
+typedef struct _NET_BUFFER_LIST_POOL_PARAMETERS {
+    NDIS_OBJECT_HEADER Header;
+    UCHAR ProtocolId;
+    BOOLEAN fAllocateNetBuffer;
+    USHORT ContextSize;
+    ULONG PoolTag;
+    ULONG DataSize;
+} NET_BUFFER_LIST_POOL_PARAMETERS, *PNET_BUFFER_LIST_POOL_PARAMETERS;
+#define NDIS_SIZEOF_NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1 \
+    RTL_SIZEOF_THROUGH_FIELD(NET_BUFFER_LIST_POOL_PARAMETERS, DataSize)
+typedef struct _NDIS_GENERIC_OBJECT {
+    NDIS_OBJECT_HEADER Header;
+    PVOID Caller;
+    PVOID CallersCaller;
+    PDRIVER_OBJECT DriverObject;
+} NDIS_GENERIC_OBJECT, *PNDIS_GENERIC_OBJECT;
+_Static_assert(sizeof(NET_BUFFER_LIST_POOL_PARAMETERS) == 16, "NET_BUFFER_LIST_POOL_PARAMETERS");
+_Static_assert(sizeof(NDIS_GENERIC_OBJECT) == 32, "NDIS_GENERIC_OBJECT");
+/* NULL on a bad header (Type NDIS_OBJECT_TYPE_DEFAULT, Revision 1, Size), or PoolTag 0. */
+NDIS_HANDLE NdisAllocateNetBufferListPool(NDIS_HANDLE NdisHandle, PNET_BUFFER_LIST_POOL_PARAMETERS Parameters);
+void NdisFreeNetBufferListPool(NDIS_HANDLE PoolHandle);
+/* ContextSize bytes of NET_BUFFER_LIST_CONTEXT data after ContextBackFill unused bytes. */
+PNET_BUFFER_LIST NdisAllocateNetBufferList(NDIS_HANDLE PoolHandle, USHORT ContextSize, USHORT ContextBackFill);
+/* One NET_BUFFER over MdlChain (DataOffset/DataLength); needs a pool with fAllocateNetBuffer. */
+PNET_BUFFER_LIST NdisAllocateNetBufferAndNetBufferList(NDIS_HANDLE PoolHandle, USHORT ContextSize, USHORT ContextBackFill,
+                                                       PMDL MdlChain, ULONG DataOffset, SIZE_T DataLength);
+void NdisFreeNetBufferList(PNET_BUFFER_LIST NetBufferList);
+PNDIS_GENERIC_OBJECT NdisAllocateGenericObject(PDRIVER_OBJECT DriverObject, ULONG Tag, USHORT Size);
+void NdisFreeGenericObject(PNDIS_GENERIC_OBJECT NdisObject);
+
 #define NdisQueryMdl(m, va, len, prio) \
     do { if ((va) != NULL) *(PVOID *)(va) = MmGetSystemAddressForMdlSafe((m), (prio) | MdlMappingNoExecute); *(len) = (m)->ByteCount; } while (0)
 #define NdisQueryMdlOffset(m, off, len) do { *(off) = (m)->ByteOffset; *(len) = (m)->ByteCount; } while (0)

@@ -44,10 +44,22 @@ DECLSPEC_NORETURN void WfpRtAssertFailed(const char *Expression, const char *Fil
 static inline ULONG vDbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, va_list ap)
 {
     char text[1024];
-    WFP_FMT_SINK s = { text, sizeof(text), 0, 0, 0 };
+    WFP_FMT_SINK s = { text, sizeof(text), 0, 0, 0, NULL };
     WfpFmtV(&s, Format, 0, ap);
     WfpRtDebugPrint(ComponentId, Level, text, s.len);
     return STATUS_SUCCESS;
+}
+/* WPP trace messages (the generated name.tmh): formatted with the call site for %!FUNC! etc. */
+static inline __attribute__((unused)) void WfpRtWppPrint(int Level, const char *Func, const char *File, int Line, PCSTR Format, ...)
+{
+    char text[1024];
+    WFP_WPP_SITE site = { Func, File, Line, Level };
+    WFP_FMT_SINK s = { text, sizeof(text), 0, 0, 0, &site };
+    va_list ap;
+    va_start(ap, Format);
+    WfpFmtV(&s, Format, 0, ap);
+    va_end(ap);
+    WfpRtDebugPrint(DPFLTR_IHVNETWORK_ID, Level <= 2 ? DPFLTR_ERROR_LEVEL : DPFLTR_INFO_LEVEL, text, s.len);
 }
 static inline __attribute__((unused)) ULONG DbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, ...)
 {
@@ -248,7 +260,7 @@ FORCEINLINE BOOLEAN RtlEqualUnicodeString(PCUNICODE_STRING a, PCUNICODE_STRING b
 /* UTF-16 to UTF-8 (this emulation's "ANSI" code page). STATUS_BUFFER_OVERFLOW when it did not fit. */
 FORCEINLINE NTSTATUS RtlUnicodeToMultiByteN(PCHAR Out, ULONG MaxBytes, PULONG BytesOut, PCWCH In, ULONG BytesIn)
 {
-    WFP_FMT_SINK s = { Out, (SIZE_T)MaxBytes + 1, 0, 0, 0 };
+    WFP_FMT_SINK s = { Out, (SIZE_T)MaxBytes + 1, 0, 0, 0, NULL };
     CHAR tmp[1];
     if (MaxBytes == 0) { s.buf = tmp; s.cap = 1; }
     WfpFmtText(&s, In, 1, BytesIn / 2, 0, -1, 0);
@@ -365,6 +377,8 @@ FORCEINLINE PVOID MmGetSystemAddressForMdlSafe(PMDL Mdl, ULONG Priority)
     if (Mdl->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL)) return Mdl->MappedSystemVa;
     return (PVOID)((PCHAR)Mdl->StartVa + Mdl->ByteOffset);
 }
+
+#include "kmrt.h"
 
 WFP_END_DECLS
 #endif

@@ -7,12 +7,21 @@
 #define WFP_DDK_MSFMT_H
 #include "wdkbase.h"
 
+/* Where a WPP trace message was written (%!FUNC! %!FILE! %!LINE! %!LEVEL!); NULL elsewhere. */
+typedef struct _WFP_WPP_SITE {
+    const char *func;
+    const char *file;
+    int line;
+    int level;
+} WFP_WPP_SITE;
+
 typedef struct _WFP_FMT_SINK {
     void *buf;        /* CHAR* or WCHAR* */
     SIZE_T cap;       /* elements, including the terminator */
     SIZE_T len;       /* elements written (excluding the terminator) */
     SIZE_T needed;    /* elements the whole output needs */
     int wide;
+    const WFP_WPP_SITE *site;
 } WFP_FMT_SINK;
 
 static inline void WfpFmtUnit(WFP_FMT_SINK *s, unsigned u)
@@ -86,7 +95,14 @@ static inline void WfpFmtNumber(WFP_FMT_SINK *s, ULONGLONG v, int neg, unsigned 
     if (left) WfpFmtPad(s, width - total, ' ');
 }
 
-/* fmt is CHAR* (wide_fmt 0) or WCHAR* (wide_fmt 1); output goes to the sink. */
+static inline void WfpFmtAscii(WFP_FMT_SINK *s, const char *t) { while (t && *t) WfpFmtPut(s, (unsigned char)*t++); }
+static inline int WfpFmtIs(const char *a, const char *b) { return strcmp(a, b) == 0; }
+
+/* fmt is CHAR* (wide_fmt 0) or WCHAR* (wide_fmt 1); output goes to the sink. WPP's extended
+ * %!NAME! conversions (wdk-runtime.md §9) are understood: FUNC FILE LINE LEVEL (from the sink's
+ * site), STATUS/HRESULT/WINERROR (32-bit, hex), GUID/CLSID/IID/LIBID (GUID*), IPADDR (32-bit,
+ * network order), PORT (16-bit, network order), bool/BOOLEAN, irql, the 64-bit time types, and any
+ * other name (a CUSTOM_TYPE enum) as a 32-bit number. */
 static inline void WfpFmtV(WFP_FMT_SINK *s, const void *fmt, int wide_fmt, va_list ap)
 {
     SIZE_T i = 0;
@@ -96,6 +112,61 @@ static inline void WfpFmtV(WFP_FMT_SINK *s, const void *fmt, int wide_fmt, va_li
         if (c == 0) break;
         if (c != '%') { WfpFmtPut(s, c); i++; continue; }
         SIZE_T start = i++;
+        if (WFP_FC(i) == '!') {
+            char name[24];
+            int n = 0;
+            i++;
+            while (WFP_FC(i) && WFP_FC(i) != '!' && n < 23) name[n++] = (char)WFP_FC(i++);
+            name[n] = 0;
+            if (WFP_FC(i) != '!') {
+                /* Not a %!NAME! conversion: copy it through, consume nothing. */
+                for (SIZE_T k = start; k < i; k++) WfpFmtPut(s, WFP_FC(k));
+                continue;
+            }
+            i++;
+            const WFP_WPP_SITE *site = s->site;
+            if (WfpFmtIs(name, "FUNC")) WfpFmtAscii(s, site ? site->func : "");
+            else if (WfpFmtIs(name, "FILE")) WfpFmtAscii(s, site ? site->file : "");
+            else if (WfpFmtIs(name, "LINE")) WfpFmtNumber(s, site ? (ULONGLONG)site->line : 0, 0, 10, 0, 0, -1, 0, 0, 0, 0, 0);
+            else if (WfpFmtIs(name, "LEVEL")) WfpFmtNumber(s, site ? (ULONGLONG)site->level : 0, 0, 10, 0, 0, -1, 0, 0, 0, 0, 0);
+            else if (WfpFmtIs(name, "SPACE")) WfpFmtPut(s, ' ');
+            else if (WfpFmtIs(name, "FLAGS") || WfpFmtIs(name, "COMPNAME") || WfpFmtIs(name, "STDPREFIX")) {}
+            else if (WfpFmtIs(name, "STATUS") || WfpFmtIs(name, "HRESULT") || WfpFmtIs(name, "WINERROR")) {
+                unsigned v = va_arg(ap, unsigned);
+                if (v == 0) WfpFmtAscii(s, name[0] == 'S' ? "STATUS_SUCCESS" : name[0] == 'H' ? "S_OK" : "ERROR_SUCCESS");
+                else { WfpFmtAscii(s, "0x"); WfpFmtNumber(s, v, 0, 16, 0, 8, -1, 0, 1, 0, 0, 0); }
+            } else if (WfpFmtIs(name, "GUID") || WfpFmtIs(name, "CLSID") || WfpFmtIs(name, "IID") || WfpFmtIs(name, "LIBID")) {
+                const UCHAR *g = va_arg(ap, const UCHAR *);
+                static const int order[16] = { 3, 2, 1, 0, -1, 5, 4, -1, 7, 6, -1, 8, 9, -1, 10, 11 };
+                if (!g) { WfpFmtAscii(s, "(null)"); continue; }
+                WfpFmtPut(s, '{');
+                for (int k = 0; k < 16; k++) {
+                    if (order[k] < 0) { WfpFmtPut(s, '-'); continue; }
+                    WfpFmtNumber(s, g[order[k]], 0, 16, 0, 2, -1, 0, 1, 0, 0, 0);
+                }
+                for (int k = 12; k < 16; k++) WfpFmtNumber(s, g[k], 0, 16, 0, 2, -1, 0, 1, 0, 0, 0);
+                WfpFmtPut(s, '}');
+            } else if (WfpFmtIs(name, "IPADDR")) {
+                unsigned v = va_arg(ap, unsigned);
+                const UCHAR *b = (const UCHAR *)&v;
+                for (int k = 0; k < 4; k++) {
+                    if (k) WfpFmtPut(s, '.');
+                    WfpFmtNumber(s, b[k], 0, 10, 0, 0, -1, 0, 0, 0, 0, 0);
+                }
+            } else if (WfpFmtIs(name, "PORT")) {
+                unsigned v = (unsigned)va_arg(ap, int) & 0xFFFF;
+                WfpFmtNumber(s, ((v & 0xFF) << 8) | (v >> 8), 0, 10, 0, 0, -1, 0, 0, 0, 0, 0);
+            } else if (WfpFmtIs(name, "bool") || WfpFmtIs(name, "BOOLEAN")) {
+                WfpFmtAscii(s, va_arg(ap, int) ? "TRUE" : "FALSE");
+            } else if (WfpFmtIs(name, "TIMESTAMP") || WfpFmtIs(name, "datetime") || WfpFmtIs(name, "TIME")
+                       || WfpFmtIs(name, "delta") || WfpFmtIs(name, "WAITTIME") || WfpFmtIs(name, "due")) {
+                long long v = va_arg(ap, long long);
+                WfpFmtNumber(s, v < 0 ? 0ull - (ULONGLONG)v : (ULONGLONG)v, v < 0, 10, 0, 0, -1, 0, 0, 0, 0, 0);
+            } else {
+                WfpFmtNumber(s, (unsigned)va_arg(ap, int), 0, 10, 0, 0, -1, 0, 0, 0, 0, 0);
+            }
+            continue;
+        }
         int left = 0, zero = 0, plus = 0, space = 0, alt = 0, width = 0, prec = -1;
         for (;; i++) {
             c = WFP_FC(i);

@@ -107,13 +107,25 @@ pub const CFLAGS: &[&str] = &[
 ];
 
 /// Symbols a driver may import from the C library besides the runtime's exports (compiler-emitted
-/// memory and string calls, stack protector, ELF start-up hooks).
+/// memory and string calls, the narrow string functions ntoskrnl also exports, stack protector,
+/// ELF start-up hooks). Formatting functions are not among them: glibc's `%l` is 64-bit.
 const LIBC_IMPORTS: &[&str] = &[
     "memcpy",
     "memmove",
     "memset",
     "memcmp",
+    "memchr",
     "strlen",
+    "strnlen",
+    "strcmp",
+    "strncmp",
+    "strchr",
+    "strrchr",
+    "strstr",
+    "strcpy",
+    "strncpy",
+    "strcat",
+    "strncat",
     "__stack_chk_fail",
     "__cxa_finalize",
     "__memcpy_chk",
@@ -261,12 +273,24 @@ fn wpp_funcs(source: &str) -> Vec<(String, Vec<String>)> {
             .take_while(|c| c.is_alphanumeric() || *c == '_')
             .collect();
         let args = args.split(')').next().unwrap_or("");
+        // Fixed values in braces (`Name{LEVEL=X, FLAGS=Y}(MSG, ...)`) become `LEVEL=X` entries.
+        let fixed = decl
+            .split_once('{')
+            .and_then(|(_, b)| b.split_once('}'))
+            .map(|(b, _)| b)
+            .unwrap_or("");
+        let mut fixed_args: Vec<String> = fixed
+            .split(',')
+            .map(|a| a.trim().to_string())
+            .filter(|a| a.starts_with("LEVEL="))
+            .collect();
         let args: Vec<String> = args
             .split(',')
             .map(|a| a.trim().to_string())
             .filter(|a| !a.starts_with('{'))
             .collect();
-        out.push((name, args));
+        fixed_args.extend(args);
+        out.push((name, fixed_args));
     }
     out
 }
@@ -280,11 +304,23 @@ fn tmh_body(source: &str) -> String {
          #define TRACE_LEVEL_VERBOSE 5\n\
          #define WPP_INIT_TRACING(DriverObject, RegistryPath) ((void)(DriverObject), (void)(RegistryPath))\n\
          #define WPP_CLEANUP(DriverObject) ((void)(DriverObject))\n\
-         #define WFP_WPP_PRINT(level, fmt, ...) DbgPrintEx(DPFLTR_IHVNETWORK_ID, (level) <= TRACE_LEVEL_ERROR ? DPFLTR_ERROR_LEVEL : DPFLTR_INFO_LEVEL, fmt, ##__VA_ARGS__)\n\
+         #define WPP_DEFINE_CONTROL_GUID(name, guid, bits) \n\
+         #define WPP_DEFINE_BIT(name) \n\
+         #define WPP_LEVEL_ENABLED(flag) 1\n\
+         #define WPP_FLAG_ENABLED(flag) 1\n\
+         #define WPP_LEVEL_LOGGER(flag) 0\n\
+         #define WFP_WPP_PRINT(level, fmt, ...) WfpRtWppPrint((level), __func__, __FILE__, __LINE__, fmt, ##__VA_ARGS__)\n\
          #define DoTraceMessage(flag, fmt, ...) WFP_WPP_PRINT(TRACE_LEVEL_INFORMATION, fmt, ##__VA_ARGS__)\n\
          #define DoTraceLevelMessage(level, flag, fmt, ...) WFP_WPP_PRINT(level, fmt, ##__VA_ARGS__)\n",
     );
     for (name, args) in wpp_funcs(source) {
+        let fixed_level = args
+            .iter()
+            .find_map(|a| a.strip_prefix("LEVEL=").map(str::to_string));
+        let args: Vec<String> = args
+            .into_iter()
+            .filter(|a| !a.starts_with("LEVEL="))
+            .collect();
         let Some(msg) = args.iter().position(|a| a == "MSG") else {
             continue;
         };
@@ -294,7 +330,7 @@ fn tmh_body(source: &str) -> String {
             .position(|a| a == "LEVEL")
             .filter(|i| *i < msg)
             .map_or_else(
-                || "TRACE_LEVEL_INFORMATION".to_string(),
+                || fixed_level.unwrap_or_else(|| "TRACE_LEVEL_INFORMATION".to_string()),
                 |i| format!("(a{i})"),
             );
         let mut list = params.join(", ");
@@ -325,5 +361,11 @@ mod tests {
         assert!(files[0].1.contains(
             "#define TraceInfo(...) WFP_WPP_PRINT(TRACE_LEVEL_INFORMATION, __VA_ARGS__)"
         ));
+        let fixed = tmh_files(
+            "// begin_wpp config\n// FUNC TraceErr{LEVEL=TRACE_LEVEL_ERROR, FLAGS=X}(MSG, ...);\n// end_wpp\n#include \"d.tmh\"\n",
+        );
+        assert!(fixed[0]
+            .1
+            .contains("#define TraceErr(...) WFP_WPP_PRINT(TRACE_LEVEL_ERROR, __VA_ARGS__)"));
     }
 }

@@ -91,6 +91,8 @@ pub(crate) struct HostInner {
     pub(crate) sessions: Mutex<crate::sys::Sessions>,
     /// Driver names by index (the index is stored in DRIVER_OBJECT.DriverSection).
     pub(crate) drivers: Mutex<Vec<String>>,
+    /// Events, threads, handles, work items, lookaside lists, WDF objects, NDIS pools.
+    pub(crate) rt: crate::sys::RtState,
 }
 
 impl Drop for HostInner {
@@ -170,6 +172,7 @@ impl DriverHost {
                 flows: Mutex::new(HashMap::new()),
                 sessions: Mutex::new(crate::sys::Sessions::default()),
                 drivers: Mutex::new(Vec::new()),
+                rt: crate::sys::RtState::default(),
             }),
         }
     }

@@ -35,7 +35,10 @@ mod sys;
 pub mod verifier;
 
 pub use host::{DriverHost, HostConfig, LogLine, TimeSource};
-pub use sys::{Driver, LoadError, UnloadError, UnloadReport};
+pub use sys::{
+    DeviceInfo, Driver, DriverOptions, IoctlError, IoctlOutput, LoadError, ParamValue, UnloadError,
+    UnloadReport,
+};
 pub use verifier::Finding;
 
 /// The C names of every function the runtime exports, sorted.

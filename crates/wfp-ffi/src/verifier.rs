@@ -84,6 +84,37 @@ pub enum Finding {
         /// The function.
         function: &'static str,
     },
+    /// A wait (KeWaitForSingleObject with a nonzero timeout, KeDelayExecutionThread) at an IRQL
+    /// above APC_LEVEL (a bugcheck on Windows; the wait is still performed).
+    WaitAtRaisedIrql {
+        /// The function.
+        function: &'static str,
+        /// The IRQL it was called at.
+        irql: u8,
+    },
+    /// Kernel objects the driver still held after its unload routine: open handles, referenced
+    /// thread objects, work items never freed, lookaside lists never deleted, NBL pools, NBLs,
+    /// generic objects, WDF objects.
+    ObjectsLeft {
+        /// What kind of object.
+        what: &'static str,
+        /// How many.
+        count: usize,
+    },
+    /// System threads or work items of the driver still running after its unload routine: the
+    /// host waited for them (bounded by the unload timeout).
+    StillRunning {
+        /// How many remained when the host stopped waiting (0 = they finished while it waited).
+        count: usize,
+    },
+    /// The unload could not finish by its deadline (the image stays mapped; the driver is
+    /// reported hung).
+    UnloadIncomplete {
+        /// What was left.
+        what: &'static str,
+        /// How many.
+        count: usize,
+    },
     /// NT_ASSERT / ASSERT failed, or a list entry was corrupt.
     Assertion {
         /// The text.
@@ -130,6 +161,23 @@ impl fmt::Display for Finding {
                 "{count} engine handle(s) still open after the unload routine (closed by the host)"
             ),
             Self::BadHandle { function } => write!(f, "{function}: a handle the runtime never gave out"),
+            Self::WaitAtRaisedIrql { function, irql } => {
+                write!(f, "{function} waited at IRQL {irql} (only a zero-timeout poll is allowed above APC_LEVEL)")
+            }
+            Self::ObjectsLeft { what, count } => {
+                write!(f, "{count} {what} still held after the unload routine")
+            }
+            Self::StillRunning { count: 0 } => write!(
+                f,
+                "system threads or work items were still running after the unload routine (the host waited for them)"
+            ),
+            Self::StillRunning { count } => write!(
+                f,
+                "{count} system thread(s) or work item(s) still running when the unload wait ended"
+            ),
+            Self::UnloadIncomplete { what, count } => {
+                write!(f, "unload incomplete: {count} {what}")
+            }
             Self::Assertion { message } => write!(f, "assertion: {message}"),
         }
     }

@@ -96,6 +96,10 @@ fn every_header_compiles_alone_at_two_ntddi_versions() {
         "initguid.h",
         "ws2ipdef.h",
         "in6addr.h",
+        "ntstrsafe.h",
+        "intsafe.h",
+        "ntintsafe.h",
+        "ip2string.h",
     ];
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     for ntddi in ["0x0A00000C", "0x0A000000"] {

@@ -162,6 +162,9 @@ pub struct Config {
     /// Persistent objects.
     #[serde(default)]
     pub store: crate::api::StoreConfig,
+    /// C callout drivers loaded at start (`[[driver]]`).
+    #[serde(default, rename = "driver")]
+    pub drivers: Vec<crate::drivers::DriverConfig>,
 }
 
 /// `[policy]`.
@@ -433,6 +436,7 @@ impl Config {
                     *file = dir.join(&*file);
                 }
             }
+            config.drivers.iter_mut().for_each(|d| d.resolve(dir));
         }
         Ok(config)
     }

@@ -55,6 +55,8 @@ pub struct Daemon {
     rules: Option<RuleSet>,
     /// The management API (`[api] socket`), started last, stopped with the daemon.
     api: Option<crate::api::Server>,
+    /// `[[driver]]`: loaded before the queues, unloaded after the workers.
+    drivers: Option<crate::drivers::Drivers>,
     generation: u64,
     flow_records: u64,
     stream_reports: u64,
@@ -92,6 +94,7 @@ impl Daemon {
         let host = Host::new();
         let applied = replace_all(&engine, &[], &refs, &host).context("applying the policy")?;
         let filters = policies.iter().map(Policy::filter_count).sum();
+        let drivers = Some(crate::drivers::Drivers::start(&config.drivers, &engine)?);
 
         let stop = StopHandle::new().context("creating the stop handle")?;
         let mut queues = Vec::new();
@@ -106,6 +109,7 @@ impl Daemon {
         let mut daemon = Self {
             rules: config.rules.manage.then(|| config.rule_set()),
             api: None,
+            drivers,
             config,
             clock,
             started: Instant::now(),
@@ -548,6 +552,9 @@ impl Daemon {
             }
         }
         self.stop_workers();
+        if let Some(d) = self.drivers.take() {
+            d.stop();
+        }
         self.drain_reports();
         let snapshot = self.write_stats();
         tracing::info!("wfpd stopped");

@@ -63,6 +63,7 @@ pub mod asyncs;
 pub mod config;
 pub mod connections;
 pub mod daemon;
+pub mod drivers;
 pub mod identity;
 pub mod stats;
 pub mod watchdog;

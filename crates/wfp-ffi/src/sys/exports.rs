@@ -224,6 +224,363 @@ pub(crate) static EXPORTS: &[Export] = &[
         "WfpRtFatalListEntryError",
         super::kernel::WfpRtFatalListEntryError as *const c_void,
     ),
+    // ---- cabirt: kernel runtime (events, threads, work items, lookaside lists, strings, WDF,
+    // NDIS pools). Kept as one block at the end of the list for merging; `names()` sorts. ----
+    Export(
+        "KeInitializeEvent",
+        super::sync::KeInitializeEvent as *const c_void,
+    ),
+    Export("KeSetEvent", super::sync::KeSetEvent as *const c_void),
+    Export("KeResetEvent", super::sync::KeResetEvent as *const c_void),
+    Export("KeClearEvent", super::sync::KeClearEvent as *const c_void),
+    Export(
+        "KeReadStateEvent",
+        super::sync::KeReadStateEvent as *const c_void,
+    ),
+    Export(
+        "KeWaitForSingleObject",
+        super::sync::KeWaitForSingleObject as *const c_void,
+    ),
+    Export(
+        "KeDelayExecutionThread",
+        super::sync::KeDelayExecutionThread as *const c_void,
+    ),
+    Export(
+        "WfpRtCreateSystemThread",
+        super::thread::WfpRtCreateSystemThread as *const c_void,
+    ),
+    Export(
+        "WfpRtThreadSetExit",
+        super::thread::WfpRtThreadSetExit as *const c_void,
+    ),
+    Export(
+        "WfpRtThreadExit",
+        super::thread::WfpRtThreadExit as *const c_void,
+    ),
+    Export(
+        "ObReferenceObjectByHandle",
+        super::thread::ObReferenceObjectByHandle as *const c_void,
+    ),
+    Export(
+        "ObfReferenceObject",
+        super::thread::ObfReferenceObject as *const c_void,
+    ),
+    Export(
+        "ObfDereferenceObject",
+        super::thread::ObfDereferenceObject as *const c_void,
+    ),
+    Export("ZwClose", super::thread::ZwClose as *const c_void),
+    Export(
+        "PsGetCurrentProcessId",
+        super::thread::PsGetCurrentProcessId as *const c_void,
+    ),
+    Export(
+        "PsGetCurrentThreadId",
+        super::thread::PsGetCurrentThreadId as *const c_void,
+    ),
+    Export(
+        "IoSizeofWorkItem",
+        super::thread::IoSizeofWorkItem as *const c_void,
+    ),
+    Export(
+        "IoAllocateWorkItem",
+        super::thread::IoAllocateWorkItem as *const c_void,
+    ),
+    Export(
+        "IoInitializeWorkItem",
+        super::thread::IoInitializeWorkItem as *const c_void,
+    ),
+    Export(
+        "IoFreeWorkItem",
+        super::thread::IoFreeWorkItem as *const c_void,
+    ),
+    Export(
+        "IoUninitializeWorkItem",
+        super::thread::IoUninitializeWorkItem as *const c_void,
+    ),
+    Export(
+        "IoQueueWorkItem",
+        super::thread::IoQueueWorkItem as *const c_void,
+    ),
+    Export(
+        "IoQueueWorkItemEx",
+        super::thread::IoQueueWorkItemEx as *const c_void,
+    ),
+    Export(
+        "ExInitializeLookasideListEx",
+        super::lookaside::ExInitializeLookasideListEx as *const c_void,
+    ),
+    Export(
+        "ExAllocateFromLookasideListEx",
+        super::lookaside::ExAllocateFromLookasideListEx as *const c_void,
+    ),
+    Export(
+        "ExFreeToLookasideListEx",
+        super::lookaside::ExFreeToLookasideListEx as *const c_void,
+    ),
+    Export(
+        "ExFlushLookasideListEx",
+        super::lookaside::ExFlushLookasideListEx as *const c_void,
+    ),
+    Export(
+        "ExDeleteLookasideListEx",
+        super::lookaside::ExDeleteLookasideListEx as *const c_void,
+    ),
+    Export(
+        "ExInitializeNPagedLookasideList",
+        super::lookaside::ExInitializeNPagedLookasideList as *const c_void,
+    ),
+    Export(
+        "ExAllocateFromNPagedLookasideList",
+        super::lookaside::ExAllocateFromNPagedLookasideList as *const c_void,
+    ),
+    Export(
+        "ExFreeToNPagedLookasideList",
+        super::lookaside::ExFreeToNPagedLookasideList as *const c_void,
+    ),
+    Export(
+        "ExDeleteNPagedLookasideList",
+        super::lookaside::ExDeleteNPagedLookasideList as *const c_void,
+    ),
+    Export(
+        "PsThreadType",
+        std::ptr::addr_of!(super::thread::PsThreadType).cast(),
+    ),
+    Export(
+        "RtlIpv4StringToAddressA",
+        super::ip2string::RtlIpv4StringToAddressA as *const c_void,
+    ),
+    Export(
+        "RtlIpv6StringToAddressA",
+        super::ip2string::RtlIpv6StringToAddressA as *const c_void,
+    ),
+    Export(
+        "RtlIpv4AddressToStringA",
+        super::ip2string::RtlIpv4AddressToStringA as *const c_void,
+    ),
+    Export(
+        "RtlIpv6AddressToStringA",
+        super::ip2string::RtlIpv6AddressToStringA as *const c_void,
+    ),
+    Export(
+        "RtlIpv4StringToAddressExA",
+        super::ip2string::RtlIpv4StringToAddressExA as *const c_void,
+    ),
+    Export(
+        "RtlIpv6StringToAddressExA",
+        super::ip2string::RtlIpv6StringToAddressExA as *const c_void,
+    ),
+    Export(
+        "RtlIpv4AddressToStringExA",
+        super::ip2string::RtlIpv4AddressToStringExA as *const c_void,
+    ),
+    Export(
+        "RtlIpv6AddressToStringExA",
+        super::ip2string::RtlIpv6AddressToStringExA as *const c_void,
+    ),
+    Export(
+        "RtlIpv4StringToAddressW",
+        super::ip2string::RtlIpv4StringToAddressW as *const c_void,
+    ),
+    Export(
+        "RtlIpv6StringToAddressW",
+        super::ip2string::RtlIpv6StringToAddressW as *const c_void,
+    ),
+    Export(
+        "RtlIpv4AddressToStringW",
+        super::ip2string::RtlIpv4AddressToStringW as *const c_void,
+    ),
+    Export(
+        "RtlIpv6AddressToStringW",
+        super::ip2string::RtlIpv6AddressToStringW as *const c_void,
+    ),
+    Export(
+        "RtlIpv4StringToAddressExW",
+        super::ip2string::RtlIpv4StringToAddressExW as *const c_void,
+    ),
+    Export(
+        "RtlIpv6StringToAddressExW",
+        super::ip2string::RtlIpv6StringToAddressExW as *const c_void,
+    ),
+    Export(
+        "RtlIpv4AddressToStringExW",
+        super::ip2string::RtlIpv4AddressToStringExW as *const c_void,
+    ),
+    Export(
+        "RtlIpv6AddressToStringExW",
+        super::ip2string::RtlIpv6AddressToStringExW as *const c_void,
+    ),
+    Export(
+        "WdfDriverCreate",
+        super::wdf::WdfDriverCreate as *const c_void,
+    ),
+    Export(
+        "WdfDriverWdmGetDriverObject",
+        super::wdf::WdfDriverWdmGetDriverObject as *const c_void,
+    ),
+    Export(
+        "WdfWdmDriverGetWdfDriverHandle",
+        super::wdf::WdfWdmDriverGetWdfDriverHandle as *const c_void,
+    ),
+    Export("WdfGetDriver", super::wdf::WdfGetDriver as *const c_void),
+    Export(
+        "WdfControlDeviceInitAllocate",
+        super::wdf::WdfControlDeviceInitAllocate as *const c_void,
+    ),
+    Export(
+        "WdfDeviceInitSetDeviceType",
+        super::wdf::WdfDeviceInitSetDeviceType as *const c_void,
+    ),
+    Export(
+        "WdfDeviceInitSetCharacteristics",
+        super::wdf::WdfDeviceInitSetCharacteristics as *const c_void,
+    ),
+    Export(
+        "WdfDeviceInitSetDeviceClass",
+        super::wdf::WdfDeviceInitSetDeviceClass as *const c_void,
+    ),
+    Export(
+        "WdfDeviceInitSetIoType",
+        super::wdf::WdfDeviceInitSetIoType as *const c_void,
+    ),
+    Export(
+        "WdfDeviceInitSetExclusive",
+        super::wdf::WdfDeviceInitSetExclusive as *const c_void,
+    ),
+    Export(
+        "WdfDeviceInitAssignName",
+        super::wdf::WdfDeviceInitAssignName as *const c_void,
+    ),
+    Export(
+        "WdfDeviceInitFree",
+        super::wdf::WdfDeviceInitFree as *const c_void,
+    ),
+    Export(
+        "WdfDeviceCreate",
+        super::wdf::WdfDeviceCreate as *const c_void,
+    ),
+    Export(
+        "WdfDeviceCreateSymbolicLink",
+        super::wdf::WdfDeviceCreateSymbolicLink as *const c_void,
+    ),
+    Export(
+        "WdfControlFinishInitializing",
+        super::wdf::WdfControlFinishInitializing as *const c_void,
+    ),
+    Export(
+        "WdfDeviceWdmGetDeviceObject",
+        super::wdf::WdfDeviceWdmGetDeviceObject as *const c_void,
+    ),
+    Export(
+        "WdfDeviceGetDriver",
+        super::wdf::WdfDeviceGetDriver as *const c_void,
+    ),
+    Export(
+        "WdfObjectDelete",
+        super::wdf::WdfObjectDelete as *const c_void,
+    ),
+    Export(
+        "WdfObjectGetTypedContextWorker",
+        super::wdf::WdfObjectGetTypedContextWorker as *const c_void,
+    ),
+    Export(
+        "WdfObjectAllocateContext",
+        super::wdf::WdfObjectAllocateContext as *const c_void,
+    ),
+    Export(
+        "WdfDriverOpenParametersRegistryKey",
+        super::wdf::WdfDriverOpenParametersRegistryKey as *const c_void,
+    ),
+    Export(
+        "WdfRegistryQueryULong",
+        super::wdf::WdfRegistryQueryULong as *const c_void,
+    ),
+    Export(
+        "WdfRegistryQueryUnicodeString",
+        super::wdf::WdfRegistryQueryUnicodeString as *const c_void,
+    ),
+    Export(
+        "WdfRegistryQueryValue",
+        super::wdf::WdfRegistryQueryValue as *const c_void,
+    ),
+    Export(
+        "WdfRegistryClose",
+        super::wdf::WdfRegistryClose as *const c_void,
+    ),
+    Export(
+        "WdfIoQueueCreate",
+        super::wdf::WdfIoQueueCreate as *const c_void,
+    ),
+    Export(
+        "WdfRequestRetrieveInputBuffer",
+        super::wdf::WdfRequestRetrieveInputBuffer as *const c_void,
+    ),
+    Export(
+        "WdfRequestRetrieveOutputBuffer",
+        super::wdf::WdfRequestRetrieveOutputBuffer as *const c_void,
+    ),
+    Export(
+        "WdfRequestRetrieveInputMemory",
+        super::wdf::WdfRequestRetrieveInputMemory as *const c_void,
+    ),
+    Export(
+        "WdfRequestRetrieveOutputMemory",
+        super::wdf::WdfRequestRetrieveOutputMemory as *const c_void,
+    ),
+    Export(
+        "WdfMemoryGetBuffer",
+        super::wdf::WdfMemoryGetBuffer as *const c_void,
+    ),
+    Export(
+        "WdfRequestGetIoQueue",
+        super::wdf::WdfRequestGetIoQueue as *const c_void,
+    ),
+    Export(
+        "WdfRequestSetInformation",
+        super::wdf::WdfRequestSetInformation as *const c_void,
+    ),
+    Export(
+        "WdfRequestComplete",
+        super::wdf::WdfRequestComplete as *const c_void,
+    ),
+    Export(
+        "WdfRequestCompleteWithInformation",
+        super::wdf::WdfRequestCompleteWithInformation as *const c_void,
+    ),
+    Export(
+        "NdisAllocateNetBufferListPool",
+        super::ndispool::NdisAllocateNetBufferListPool as *const c_void,
+    ),
+    Export(
+        "NdisFreeNetBufferListPool",
+        super::ndispool::NdisFreeNetBufferListPool as *const c_void,
+    ),
+    Export(
+        "NdisAllocateNetBufferList",
+        super::ndispool::NdisAllocateNetBufferList as *const c_void,
+    ),
+    Export(
+        "NdisAllocateNetBufferAndNetBufferList",
+        super::ndispool::NdisAllocateNetBufferAndNetBufferList as *const c_void,
+    ),
+    Export(
+        "NdisFreeNetBufferList",
+        super::ndispool::NdisFreeNetBufferList as *const c_void,
+    ),
+    Export(
+        "NdisAllocateGenericObject",
+        super::ndispool::NdisAllocateGenericObject as *const c_void,
+    ),
+    Export(
+        "NdisFreeGenericObject",
+        super::ndispool::NdisFreeGenericObject as *const c_void,
+    ),
+    Export("ZwOpenKey", super::registry::ZwOpenKey as *const c_void),
+    Export(
+        "ZwQueryValueKey",
+        super::registry::ZwQueryValueKey as *const c_void,
+    ),
+    // ---- end cabirt ----
 ];
 
 /// The exported names, sorted.

@@ -57,6 +57,16 @@ fn allocate(size: usize, tag: u32, zero: bool, site: (usize, i32)) -> *mut c_voi
     p
 }
 
+/// Tracked pool for runtime-internal allocations on the driver's behalf (lookaside entries).
+pub(crate) fn pool_alloc(size: usize, tag: u32) -> *mut c_void {
+    allocate(size, tag, false, (0, 0))
+}
+
+/// Frees what [`pool_alloc`] (or any pool function) returned.
+pub(crate) fn pool_free(p: *mut c_void) {
+    free(p, None);
+}
+
 fn pool2(flags: u64, size: usize, tag: u32, site: (usize, i32)) -> *mut c_void {
     if tag == 0 || flags & 0xFFFF_FFFF & !POOL_FLAGS_KNOWN != 0 {
         if flags & POOL_FLAG_RAISE_ON_FAILURE != 0 {

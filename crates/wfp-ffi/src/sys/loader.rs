@@ -114,9 +114,22 @@ fn keep_exports() {
     }
 }
 
+/// How to load a driver.
+#[derive(Clone, Debug, Default)]
+pub struct DriverOptions {
+    /// The driver's parameters (`NAME`, value): what WdfRegistryQuery* read from the
+    /// Parameters key (`--driver-param NAME=VALUE`; see [`super::ParamValue::parse`]).
+    pub params: Vec<(String, super::ParamValue)>,
+}
+
 impl DriverHost {
     /// Loads a driver image and runs its `DriverEntry` at PASSIVE_LEVEL on this thread.
     pub fn load(&self, path: &Path) -> Result<Driver, LoadError> {
+        self.load_with(path, &DriverOptions::default())
+    }
+
+    /// [`DriverHost::load`] with parameters.
+    pub fn load_with(&self, path: &Path, options: &DriverOptions) -> Result<Driver, LoadError> {
         keep_exports();
         let name = path
             .file_stem()
@@ -126,6 +139,13 @@ impl DriverHost {
             d.push(name.clone());
             d.len() - 1
         };
+        self.inner
+            .rt
+            .wdf
+            .state
+            .lock()
+            .params
+            .insert(index, options.params.clone());
         let open_err = |reason| LoadError::Open {
             path: path.to_path_buf(),
             reason,
@@ -214,6 +234,15 @@ impl DriverHost {
     }
 }
 
+// SAFETY: a Driver owns its boxed DRIVER_OBJECT/extension/strings and the dlopen handle; `&self`
+// methods (name, path, findings, ioctl, devices) only read plain fields and go through the host's
+// locks, and everything that touches the raw pointers takes `self` / `&mut self` (unload, Drop),
+// so sharing or moving it between threads is sound. Driver code it runs binds the host to the
+// calling thread for each call.
+unsafe impl Send for Driver {}
+// SAFETY: as above.
+unsafe impl Sync for Driver {}
+
 /// Moves a raw pointer to the unload thread.
 struct SendPtr(*mut Driver);
 // SAFETY: the driver is used by the unload thread only while the caller waits for it (or, on
@@ -229,6 +258,23 @@ impl Driver {
     /// The image path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Sends a device-control request (EvtIoDeviceControl of the driver's default queue) and
+    /// waits for its completion, bounded by the host's unload timeout. `output_len` is the
+    /// caller's output buffer size; METHOD_BUFFERED shares one buffer for input and output.
+    pub fn ioctl(
+        &self,
+        code: u32,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<super::IoctlOutput, super::IoctlError> {
+        super::wdf::ioctl(&self.host, self.index, &self.name, code, input, output_len)
+    }
+
+    /// The WDF devices the driver created.
+    pub fn devices(&self) -> Vec<super::DeviceInfo> {
+        super::wdf::devices(&self.host, self.index)
     }
 
     /// The Verifier's findings for this driver so far.
@@ -248,6 +294,10 @@ impl Driver {
     pub fn unload(self) -> Result<UnloadReport, UnloadError> {
         let timeout = self.host.config.unload_timeout;
         let name = self.name.clone();
+        let hung = || UnloadError::Hung {
+            name: name.clone(),
+            timeout,
+        };
         let boxed = Box::into_raw(Box::new(self));
         let ptr = SendPtr(boxed);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -263,22 +313,26 @@ impl Driver {
         if spawned.is_err() {
             // SAFETY: no thread took the pointer; reclaim and unload here.
             let mut d = unsafe { Box::from_raw(boxed) };
-            return Ok(d.finish(timeout));
+            return d.finish(timeout).ok_or_else(hung);
         }
         match rx.recv_timeout(timeout + Duration::from_secs(1)) {
-            Ok(report) => {
+            Ok(Some(report)) => {
                 // SAFETY: the thread finished with the driver.
                 drop(unsafe { Box::from_raw(boxed) });
                 Ok(report)
             }
-            Err(_) => Err(UnloadError::Hung { name, timeout }),
+            // Threads or work items still run the driver's code: the image stays mapped and the
+            // driver is leaked on purpose.
+            Ok(None) | Err(_) => Err(hung()),
         }
     }
 
-    /// The unload routine, the host's cleanup, the leak report and `dlclose`.
-    fn finish(&mut self, timeout: Duration) -> UnloadReport {
+    /// The unload routine, a bounded wait for the driver's threads and work items, the host's
+    /// cleanup, the leak report and `dlclose`. `None` when the driver's code was still running at
+    /// the deadline (the image then stays mapped).
+    fn finish(&mut self, timeout: Duration) -> Option<UnloadReport> {
         if !self.loaded {
-            return UnloadReport::default();
+            return Some(UnloadReport::default());
         }
         let deadline = Instant::now() + timeout;
         let host = self.host.clone();
@@ -288,9 +342,21 @@ impl Driver {
                 // SAFETY: the driver's unload routine, called once with its own object.
                 unsafe { unload(&mut *self.object) };
             }
-            self.cleanup(&host, deadline);
+            // Queued work items hold the device object (the driver cannot go before they ran);
+            // system threads must have ended (the unload routine waits for them on Windows).
+            let running = host.rt.activity.wait_idle(self.index, deadline);
+            if running > 0 {
+                host.finding(Finding::StillRunning { count: running });
+                self.loaded = false;
+                return None;
+            }
+            if !self.cleanup(&host, deadline) {
+                self.loaded = false;
+                return None;
+            }
             self.report_leaks(&host);
         }
+        host.rt.wdf.state.lock().forget(self.index);
         self.delete_devices();
         // SAFETY: every callout of the image is unregistered and no thread runs its code; the
         // handle is closed once.
@@ -306,11 +372,12 @@ impl Driver {
                 true
             }
         });
-        UnloadReport { findings }
+        Some(UnloadReport { findings })
     }
 
-    /// What the driver left: engine handles, flow contexts, callouts.
-    fn cleanup(&self, host: &HostInner, deadline: Instant) {
+    /// What the driver left: engine handles, flow contexts, callouts (§5.3: unregister retried
+    /// while STATUS_DEVICE_BUSY, bounded). False when a callout could not be unregistered in time.
+    fn cleanup(&self, host: &HostInner, deadline: Instant) -> bool {
         let handles = host.sessions.lock().of_driver(self.index);
         if !handles.is_empty() {
             host.finding(Finding::EngineHandlesLeftOpen {
@@ -358,17 +425,47 @@ impl Driver {
                 count: registered.len(),
             });
         }
+        let mut busy = 0;
         for id in registered {
-            while host.engine.unregister_callout(CalloutId(id)) == Status::DEVICE_BUSY
-                && Instant::now() < deadline
-            {
+            let mut st = host.engine.unregister_callout(CalloutId(id));
+            while st == Status::DEVICE_BUSY && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
+                st = host.engine.unregister_callout(CalloutId(id));
             }
-            host.callouts.lock().remove(&id);
+            if st == Status::DEVICE_BUSY {
+                busy += 1;
+            } else {
+                host.callouts.lock().remove(&id);
+            }
         }
+        if busy > 0 {
+            // The engine may still call into the image: it must stay mapped.
+            host.finding(Finding::UnloadIncomplete {
+                what: "callout(s) still busy (flow contexts) at the unload deadline",
+                count: busy,
+            });
+            return false;
+        }
+        true
     }
 
     fn report_leaks(&self, host: &HostInner) {
+        let (handles, threads, items) = host.rt.objects.lock().left_by(self.index);
+        let lists = super::lookaside::left_by(&host.rt.lookasides.lock(), self.index);
+        for (what, count) in [
+            ("open handle(s)", handles),
+            ("referenced thread object(s)", threads),
+            ("work item(s) never freed", items),
+            ("lookaside list(s) never deleted", lists),
+        ]
+        .into_iter()
+        .chain(host.rt.wdf.state.lock().left_by(self.index))
+        .chain(host.rt.ndis.lock().left_by(self.index))
+        {
+            if count > 0 {
+                host.finding(Finding::ObjectsLeft { what, count });
+            }
+        }
         let mut t = host.tracker.lock();
         let mut leaks: Vec<Finding> = t
             .pool

@@ -15,15 +15,35 @@ mod ctx;
 mod exports;
 mod fwpm;
 mod fwps;
+mod ip2string;
 mod kernel;
 mod loader;
+mod lookaside;
 mod ndis;
+mod ndispool;
+mod registry;
+mod sync;
+mod thread;
 pub(crate) mod types;
+mod wdf;
 
 pub(crate) use ctx::current_driver;
 pub(crate) use exports::{names as exports_names, EXPORTS};
 pub(crate) use fwpm::Sessions;
-pub use loader::{Driver, LoadError, UnloadError, UnloadReport};
+pub use loader::{Driver, DriverOptions, LoadError, UnloadError, UnloadReport};
+pub use wdf::{DeviceInfo, IoctlError, IoctlOutput, ParamValue};
+
+/// The kernel-runtime state of one host beyond the engine: handles and thread objects, work
+/// items and the worker threads, lookaside lists, and each driver's running activity.
+#[derive(Debug, Default)]
+pub(crate) struct RtState {
+    pub(crate) objects: parking_lot::Mutex<thread::Objects>,
+    pub(crate) activity: thread::Activity,
+    pub(crate) workers: thread::Workers,
+    pub(crate) lookasides: parking_lot::Mutex<lookaside::Lists>,
+    pub(crate) wdf: wdf::Wdf,
+    pub(crate) ndis: parking_lot::Mutex<ndispool::State>,
+}
 
 /// Runs `body`, turning a panic into `fallback` and a Verifier finding (the panic boundary every
 /// exported function has).

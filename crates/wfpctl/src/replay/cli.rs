@@ -65,6 +65,11 @@ pub struct Args {
     /// the replay, the unload routine after it; the Verifier's findings go to standard error.
     #[arg(long = "driver", value_name = "DRIVER.so")]
     drivers: Vec<PathBuf>,
+    /// A parameter of the preceding --driver (repeatable): NAME=VALUE, what the driver reads from
+    /// its Parameters key (WdfRegistryQueryULong / QueryUnicodeString); VALUE is `dword:N`,
+    /// `sz:TEXT`, or a number (DWORD) or text (string).
+    #[arg(long = "driver-param", value_name = "NAME=VALUE", requires = "drivers")]
+    driver_params: Vec<String>,
     /// Make any Driver Verifier finding an error (exit code 5).
     #[arg(long, requires = "drivers")]
     verify: bool,
@@ -185,7 +190,12 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             ..EngineOptions::default()
         })),
     };
-    let drivers = crate::driver::load(&args.drivers, &engine, &host)?;
+    let params = crate::driver::params_per_driver(
+        &std::env::args().collect::<Vec<_>>(),
+        args.drivers.len(),
+        &args.driver_params,
+    )?;
+    let drivers = crate::driver::load(&args.drivers, &params, &engine, &host)?;
     let mut reader =
         CaptureReader::open(&args.capture).map_err(|source| ReplayError::CaptureOpen {
             path: args.capture.clone(),

@@ -1,0 +1,378 @@
+//! NDIS pools and generic objects (wdk-runtime.md §6): NdisAllocateNetBufferListPool with
+//! NET_BUFFER_LIST_POOL_PARAMETERS, NdisAllocateNetBufferList / NdisAllocateNetBufferAndNetBufferList
+//! (with NET_BUFFER_LIST_CONTEXT space), NdisFreeNetBufferList, NdisFreeNetBufferListPool,
+//! NdisAllocateGenericObject / NdisFreeGenericObject. Every pool, NBL and generic object is
+//! recorded per driver: frees of unknown ones and what is left at unload are Verifier findings.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+
+use super::boundary;
+use super::ctx;
+use super::types::{Mdl, NetBuffer, NetBufferList};
+use crate::verifier::Finding;
+
+const NDIS_OBJECT_TYPE_DEFAULT: u8 = 0x80;
+const NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1: u8 = 1;
+/// `NDIS_SIZEOF_NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1`.
+const POOL_PARAMETERS_SIZE: u16 = 16;
+/// `sizeof(NET_BUFFER_LIST_CONTEXT)` (its data is 16-aligned).
+const CONTEXT_HEADER: usize = 16;
+/// `sizeof(NDIS_GENERIC_OBJECT)`.
+const GENERIC_OBJECT_SIZE: usize = 32;
+
+/// `NET_BUFFER_LIST_POOL_PARAMETERS`.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct PoolParameters {
+    header_type: u8,
+    header_revision: u8,
+    header_size: u16,
+    protocol_id: u8,
+    allocate_net_buffer: u8,
+    context_size: u16,
+    pool_tag: u32,
+    data_size: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<PoolParameters>() == 16);
+
+#[derive(Debug)]
+struct Pool {
+    driver: usize,
+    allocate_net_buffer: bool,
+    protocol_id: u8,
+    outstanding: usize,
+}
+
+#[derive(Debug)]
+struct Nbl {
+    driver: usize,
+    pool: usize,
+    context: usize,
+    net_buffer: usize,
+}
+
+/// NDIS objects of one host.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pools: HashMap<usize, Pool>,
+    nbls: HashMap<usize, Nbl>,
+    /// Generic object → driver.
+    generic: HashMap<usize, usize>,
+}
+
+impl State {
+    /// (pools, NBLs, generic objects) driver `index` still holds.
+    pub(crate) fn left_by(&self, index: usize) -> Vec<(&'static str, usize)> {
+        vec![
+            (
+                "NBL pool(s) never freed",
+                self.pools.values().filter(|p| p.driver == index).count(),
+            ),
+            (
+                "NET_BUFFER_LIST(s) from NDIS pools never freed",
+                self.nbls.values().filter(|n| n.driver == index).count(),
+            ),
+            (
+                "NDIS generic object(s) never freed",
+                self.generic.values().filter(|d| **d == index).count(),
+            ),
+        ]
+    }
+}
+
+fn finding(f: Finding) {
+    ctx::with_host(|h| h.finding(f));
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn NdisAllocateNetBufferListPool(
+    _ndis_handle: *mut c_void,
+    params: *const PoolParameters,
+) -> *mut c_void {
+    boundary(
+        "NdisAllocateNetBufferListPool",
+        std::ptr::null_mut(),
+        || {
+            // SAFETY: the caller's parameters (checked non-null).
+            let Some(p) = (unsafe { params.as_ref() }) else {
+                return std::ptr::null_mut();
+            };
+            if p.header_type != NDIS_OBJECT_TYPE_DEFAULT
+                || p.header_revision < NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1
+                || p.header_size < POOL_PARAMETERS_SIZE
+                || p.pool_tag == 0
+            {
+                return std::ptr::null_mut();
+            }
+            let handle = Box::into_raw(Box::new(0u64)) as usize;
+            ctx::with_host(|h| {
+                h.rt.ndis.lock().pools.insert(
+                    handle,
+                    Pool {
+                        driver: ctx::current_driver(),
+                        allocate_net_buffer: p.allocate_net_buffer != 0,
+                        protocol_id: p.protocol_id,
+                        outstanding: 0,
+                    },
+                );
+            });
+            handle as *mut c_void
+        },
+    )
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn NdisFreeNetBufferListPool(pool: *mut c_void) {
+    boundary("NdisFreeNetBufferListPool", (), || {
+        let r = ctx::with_host(|h| h.rt.ndis.lock().pools.remove(&(pool as usize))).flatten();
+        match r {
+            Some(p) => {
+                if p.outstanding > 0 {
+                    finding(Finding::Assertion {
+                        message: format!(
+                            "NdisFreeNetBufferListPool with {} NET_BUFFER_LIST(s) still allocated from it",
+                            p.outstanding
+                        ),
+                    });
+                }
+                // SAFETY: the pool handle came from Box::into_raw above and was just forgotten.
+                drop(unsafe { Box::from_raw(pool.cast::<u64>()) });
+            }
+            None => finding(Finding::BadHandle {
+                function: "NdisFreeNetBufferListPool",
+            }),
+        }
+    });
+}
+
+/// Allocates zeroed, 16-aligned memory for `T` with the system allocator.
+fn zeroed<T>() -> *mut T {
+    // SAFETY: calloc has no preconditions; NULL is checked by the callers. calloc memory is
+    // aligned for any fundamental type (16 on x86-64/aarch64 glibc).
+    unsafe { libc::calloc(1, std::mem::size_of::<T>()).cast::<T>() }
+}
+
+/// Points a NET_BUFFER at `offset` into an MDL chain (CurrentMdl / CurrentMdlOffset).
+///
+/// # Safety
+/// `nb` is a live NET_BUFFER; `chain` is NULL or a valid MDL chain.
+unsafe fn set_data(nb: *mut NetBuffer, chain: *mut Mdl, offset: u32, length: u64) {
+    // SAFETY: per the contract.
+    unsafe {
+        let d = &mut (*nb).data;
+        d.mdl_chain = chain;
+        d.data_offset = offset;
+        d.data_length = length;
+        let mut m = chain;
+        let mut rest = offset;
+        while let Some(mm) = m.as_ref() {
+            if rest < mm.byte_count || mm.next.is_null() {
+                break;
+            }
+            rest -= mm.byte_count;
+            m = mm.next;
+        }
+        d.current_mdl = m;
+        d.current_mdl_offset = rest;
+    }
+}
+
+fn allocate_nbl(
+    pool: *mut c_void,
+    context_size: u16,
+    backfill: u16,
+    with_nb: Option<(*mut Mdl, u32, u64)>,
+    function: &'static str,
+) -> *mut NetBufferList {
+    let known = ctx::with_host(|h| {
+        h.rt.ndis
+            .lock()
+            .pools
+            .get(&(pool as usize))
+            .map(|p| (p.allocate_net_buffer, p.protocol_id))
+    })
+    .flatten();
+    let Some((can_nb, protocol)) = known else {
+        finding(Finding::BadHandle { function });
+        return std::ptr::null_mut();
+    };
+    if with_nb.is_some() && !can_nb {
+        return std::ptr::null_mut();
+    }
+    let nbl = zeroed::<NetBufferList>();
+    if nbl.is_null() {
+        return std::ptr::null_mut();
+    }
+    let total = usize::from(context_size) + usize::from(backfill);
+    let context = if total > 0 {
+        // SAFETY: calloc has no preconditions.
+        let c = unsafe { libc::calloc(1, CONTEXT_HEADER + total) }.cast::<u8>();
+        if !c.is_null() {
+            // SAFETY: the NET_BUFFER_LIST_CONTEXT header just allocated: Next (8), Size, Offset.
+            unsafe {
+                c.add(8).cast::<u16>().write(context_size);
+                c.add(10).cast::<u16>().write(backfill);
+            }
+        }
+        c as usize
+    } else {
+        0
+    };
+    let mut nb = std::ptr::null_mut::<NetBuffer>();
+    if let Some((chain, offset, length)) = with_nb {
+        nb = zeroed::<NetBuffer>();
+        if !nb.is_null() {
+            // SAFETY: a fresh NET_BUFFER and the caller's MDL chain.
+            unsafe {
+                set_data(nb, chain, offset, length);
+                (*nb).ndis_pool_handle = pool;
+            }
+        }
+    }
+    // SAFETY: the fresh, zeroed NET_BUFFER_LIST.
+    unsafe {
+        (*nbl).first_net_buffer = nb;
+        (*nbl).context = context as *mut c_void;
+        (*nbl).ndis_pool_handle = pool;
+        // NdisSetNetBufferListProtocolId: the low byte of the ProtocolId info slot.
+        (*nbl).net_buffer_list_info[7] = usize::from(protocol) as *mut c_void;
+    }
+    ctx::with_host(|h| {
+        let mut s = h.rt.ndis.lock();
+        if let Some(p) = s.pools.get_mut(&(pool as usize)) {
+            p.outstanding += 1;
+        }
+        s.nbls.insert(
+            nbl as usize,
+            Nbl {
+                driver: ctx::current_driver(),
+                pool: pool as usize,
+                context,
+                net_buffer: nb as usize,
+            },
+        );
+    });
+    nbl
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn NdisAllocateNetBufferList(
+    pool: *mut c_void,
+    context_size: u16,
+    backfill: u16,
+) -> *mut NetBufferList {
+    boundary("NdisAllocateNetBufferList", std::ptr::null_mut(), || {
+        allocate_nbl(
+            pool,
+            context_size,
+            backfill,
+            None,
+            "NdisAllocateNetBufferList",
+        )
+    })
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn NdisAllocateNetBufferAndNetBufferList(
+    pool: *mut c_void,
+    context_size: u16,
+    backfill: u16,
+    chain: *mut Mdl,
+    data_offset: u32,
+    data_length: usize,
+) -> *mut NetBufferList {
+    boundary(
+        "NdisAllocateNetBufferAndNetBufferList",
+        std::ptr::null_mut(),
+        || {
+            allocate_nbl(
+                pool,
+                context_size,
+                backfill,
+                Some((chain, data_offset, data_length as u64)),
+                "NdisAllocateNetBufferAndNetBufferList",
+            )
+        },
+    )
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn NdisFreeNetBufferList(nbl: *mut NetBufferList) {
+    boundary("NdisFreeNetBufferList", (), || {
+        let r = ctx::with_host(|h| {
+            let mut s = h.rt.ndis.lock();
+            let n = s.nbls.remove(&(nbl as usize))?;
+            if let Some(p) = s.pools.get_mut(&n.pool) {
+                p.outstanding = p.outstanding.saturating_sub(1);
+            }
+            Some(n)
+        })
+        .flatten();
+        let Some(n) = r else {
+            finding(Finding::DoubleFree {
+                what: "NdisFreeNetBufferList",
+                address: nbl as usize,
+            });
+            return;
+        };
+        // SAFETY: the NBL, its context and its NET_BUFFER were calloc'ed by allocate_nbl and
+        // were still recorded, so each is freed once. The caller's MDLs are not ours to free.
+        unsafe {
+            libc::free(n.context as *mut c_void);
+            libc::free(n.net_buffer as *mut c_void);
+            libc::free(nbl.cast());
+        }
+    });
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn NdisAllocateGenericObject(
+    driver_object: *mut c_void,
+    _tag: u32,
+    size: u16,
+) -> *mut c_void {
+    boundary("NdisAllocateGenericObject", std::ptr::null_mut(), || {
+        // SAFETY: calloc has no preconditions; NULL is returned as the failure value.
+        let p = unsafe { libc::calloc(1, GENERIC_OBJECT_SIZE + usize::from(size)) }.cast::<u8>();
+        if p.is_null() {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the NDIS_GENERIC_OBJECT just allocated: Header {Type, Revision, Size}, Caller,
+        // CallersCaller, DriverObject.
+        unsafe {
+            p.write(NDIS_OBJECT_TYPE_DEFAULT);
+            p.add(1).write(1);
+            p.add(2)
+                .cast::<u16>()
+                .write(u16::try_from(GENERIC_OBJECT_SIZE).unwrap_or(0));
+            p.add(24).cast::<*mut c_void>().write(driver_object);
+        }
+        ctx::with_host(|h| {
+            h.rt.ndis
+                .lock()
+                .generic
+                .insert(p as usize, ctx::current_driver());
+        });
+        p.cast()
+    })
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn NdisFreeGenericObject(object: *mut c_void) {
+    boundary("NdisFreeGenericObject", (), || {
+        let known = ctx::with_host(|h| h.rt.ndis.lock().generic.remove(&(object as usize)))
+            .flatten()
+            .is_some();
+        if known {
+            // SAFETY: allocated by NdisAllocateGenericObject (calloc) and just forgotten.
+            unsafe { libc::free(object) };
+        } else {
+            finding(Finding::DoubleFree {
+                what: "NdisFreeGenericObject",
+                address: object as usize,
+            });
+        }
+    });
+}

@@ -1,0 +1,1596 @@
+//! KMDF, the part a callout driver's entry point uses (wdk-runtime.md §8): a non-PnP driver
+//! object, a control device with a name and symbolic links, the Parameters registry key (values
+//! from the driver's configured parameters), object contexts, and a default I/O queue whose
+//! EvtIoDeviceControl the host reaches through [`crate::Driver::ioctl`].
+//!
+//! Every WDF handle is a pointer to a runtime object registered in the host's [`State`]; a handle
+//! the runtime never gave out (or already deleted) is a Verifier finding, never a dereference.
+//! Driver callbacks run with no runtime lock held.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::ctx::{self, PASSIVE_LEVEL};
+use super::kernel::{delete_device, IoCreateDevice};
+use super::types::{DeviceObject, DriverObject, UnicodeString};
+use super::{
+    boundary, NtStatus, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_STATE,
+    STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+};
+use crate::host::HostInner;
+use crate::verifier::Finding;
+
+const STATUS_BUFFER_OVERFLOW: NtStatus = 0x8000_0005_u32 as i32;
+const STATUS_BUFFER_TOO_SMALL: NtStatus = 0xC000_0023_u32 as i32;
+const STATUS_OBJECT_NAME_NOT_FOUND: NtStatus = 0xC000_0034_u32 as i32;
+const STATUS_OBJECT_TYPE_MISMATCH: NtStatus = 0xC000_0024_u32 as i32;
+const STATUS_ACCESS_DENIED: NtStatus = 0xC000_0022_u32 as i32;
+const STATUS_INVALID_DEVICE_REQUEST: NtStatus = 0xC000_0010_u32 as i32;
+const STATUS_INTERNAL_ERROR: NtStatus = 0xC000_00E5_u32 as i32;
+const STATUS_NOT_SUPPORTED: NtStatus = 0xC000_00BB_u32 as i32;
+const STATUS_INFO_LENGTH_MISMATCH: NtStatus = 0xC000_0004_u32 as i32;
+const WDF_DRIVER_INIT_NON_PNP: u32 = 0x1;
+const DO_DEVICE_INITIALIZING: u32 = 0x80;
+const KEY_QUERY_VALUE: u32 = 0x1;
+const GENERIC_READ: u32 = 0x8000_0000;
+const GENERIC_ALL: u32 = 0x1000_0000;
+const REG_SZ: u32 = 1;
+const REG_DWORD: u32 = 4;
+const METHOD_NEITHER: u32 = 3;
+const METHOD_BUFFERED: u32 = 0;
+
+/// A driver parameter's value (what `--driver-param NAME=VALUE` gives a driver).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParamValue {
+    /// REG_DWORD (WdfRegistryQueryULong).
+    Dword(u32),
+    /// REG_SZ (WdfRegistryQueryUnicodeString).
+    String(String),
+}
+
+impl ParamValue {
+    /// `dword:N`, `sz:TEXT`, or inferred: a decimal or `0x` hex number that fits 32 bits is a
+    /// DWORD, anything else a string.
+    pub fn parse(text: &str) -> Self {
+        if let Some(s) = text.strip_prefix("sz:") {
+            return Self::String(s.to_string());
+        }
+        let num = text.strip_prefix("dword:").unwrap_or(text);
+        let n = num
+            .strip_prefix("0x")
+            .or_else(|| num.strip_prefix("0X"))
+            .map_or_else(
+                || num.parse::<u32>().ok(),
+                |h| u32::from_str_radix(h, 16).ok(),
+            );
+        n.map_or_else(|| Self::String(text.to_string()), Self::Dword)
+    }
+}
+
+type EvtDriverUnload = unsafe extern "C" fn(*mut c_void);
+type EvtCleanup = unsafe extern "C" fn(*mut c_void);
+type EvtIoDeviceControl = unsafe extern "C" fn(*mut c_void, *mut c_void, usize, usize, u32);
+
+/// `WDF_DRIVER_CONFIG`.
+#[repr(C)]
+pub(crate) struct DriverConfig {
+    size: u32,
+    device_add: *const c_void,
+    unload: Option<EvtDriverUnload>,
+    init_flags: u32,
+    pool_tag: u32,
+}
+
+/// `WDF_OBJECT_ATTRIBUTES`.
+#[repr(C)]
+pub(crate) struct ObjectAttributes {
+    size: u32,
+    cleanup: Option<EvtCleanup>,
+    destroy: Option<EvtCleanup>,
+    execution_level: i32,
+    synchronization_scope: i32,
+    parent: *mut c_void,
+    context_size_override: usize,
+    context_type: *const ContextTypeInfo,
+}
+
+/// `WDF_OBJECT_CONTEXT_TYPE_INFO`.
+#[repr(C)]
+pub(crate) struct ContextTypeInfo {
+    size: u32,
+    name: *const c_void,
+    context_size: usize,
+    unique: *const Self,
+    get_unique: *const c_void,
+}
+
+/// `WDF_IO_QUEUE_CONFIG`.
+#[repr(C)]
+pub(crate) struct QueueConfig {
+    size: u32,
+    dispatch_type: i32,
+    power_managed: i32,
+    allow_zero_length: u8,
+    default_queue: u8,
+    evt_io_default: *const c_void,
+    evt_io_read: *const c_void,
+    evt_io_write: *const c_void,
+    evt_io_device_control: Option<EvtIoDeviceControl>,
+    evt_io_internal: *const c_void,
+    evt_io_stop: *const c_void,
+    evt_io_resume: *const c_void,
+    evt_io_canceled: *const c_void,
+    parallel: u32,
+    driver: *mut c_void,
+}
+
+const _: () = assert!(std::mem::size_of::<DriverConfig>() == 32);
+const _: () = assert!(std::mem::size_of::<ObjectAttributes>() == 56);
+const _: () = assert!(std::mem::size_of::<ContextTypeInfo>() == 40);
+const _: () = assert!(std::mem::size_of::<QueueConfig>() == 96);
+
+#[derive(Debug)]
+struct WdfDriver {
+    index: usize,
+    object: *mut DriverObject,
+    unload: Option<EvtDriverUnload>,
+    cleanup: Option<EvtCleanup>,
+}
+
+#[derive(Debug, Default)]
+struct DeviceInit {
+    driver: usize,
+    device_type: u32,
+    characteristics: u32,
+    class: Option<[u8; 16]>,
+    name: Option<String>,
+}
+
+#[derive(Debug)]
+struct WdfDevice {
+    driver: usize,
+    index: usize,
+    object: *mut DeviceObject,
+    name: Option<String>,
+    links: Vec<String>,
+    class: Option<[u8; 16]>,
+    queue: Option<usize>,
+    cleanup: Option<EvtCleanup>,
+}
+
+#[derive(Debug)]
+struct Queue {
+    device_control: Option<EvtIoDeviceControl>,
+    /// WdfIoQueueDispatchSequential: one request presented at a time.
+    sequential: bool,
+    /// A request of a sequential queue is presented and not yet completed.
+    busy: bool,
+}
+
+#[derive(Debug)]
+struct Request {
+    queue: usize,
+    method: u32,
+    system: Vec<u8>,
+    output: Vec<u8>,
+    in_len: usize,
+    out_len: usize,
+    information: usize,
+    completed: Option<NtStatus>,
+}
+
+#[derive(Debug)]
+struct Memory {
+    request: usize,
+    ptr: usize,
+    len: usize,
+}
+
+#[derive(Debug)]
+struct Key {
+    index: usize,
+    access: u32,
+}
+
+#[derive(Debug)]
+enum Object {
+    Driver(WdfDriver),
+    DeviceInit(DeviceInit),
+    Device(WdfDevice),
+    Queue(Queue),
+    Request(Request),
+    Memory(Memory),
+    Key(Key),
+}
+
+// SAFETY: the raw DRIVER_OBJECT / DEVICE_OBJECT pointers inside are only dereferenced under
+// the state's mutex or by the driver's own thread calls; the objects live as long as the driver.
+unsafe impl Send for State {}
+
+/// WDF objects and driver parameters of one host.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// Handle (a unique heap address) → object.
+    objects: HashMap<usize, Box<Object>>,
+    /// Handle → (unique context type, context memory).
+    contexts: HashMap<usize, Vec<(usize, usize)>>,
+    /// Driver index → parameters (case-insensitive names, as the registry).
+    pub(crate) params: HashMap<usize, Vec<(String, ParamValue)>>,
+}
+
+/// The WDF state and the condition variable request completion signals.
+#[derive(Debug, Default)]
+pub(crate) struct Wdf {
+    pub(crate) state: Mutex<State>,
+    completed: Condvar,
+}
+
+impl State {
+    fn insert(&mut self, o: Object) -> usize {
+        let b = Box::new(o);
+        let h = std::ptr::from_ref::<Object>(&b) as usize;
+        self.objects.insert(h, b);
+        h
+    }
+
+    fn remove(&mut self, h: usize) -> Option<Object> {
+        if let Some(ctxs) = self.contexts.remove(&h) {
+            for (_, mem) in ctxs {
+                // SAFETY: context memory from calloc in allocate_context, freed once here.
+                unsafe { libc::free(mem as *mut c_void) };
+            }
+        }
+        self.objects.remove(&h).map(|b| *b)
+    }
+
+    fn driver_of_index(&self, index: usize) -> Option<usize> {
+        self.objects.iter().find_map(|(h, o)| match &**o {
+            Object::Driver(d) if d.index == index => Some(*h),
+            _ => None,
+        })
+    }
+
+    /// WDF objects a driver still holds, by kind (device inits, keys, pending requests).
+    pub(crate) fn left_by(&self, index: usize) -> Vec<(&'static str, usize)> {
+        let mut inits = 0;
+        let mut keys = 0;
+        for o in self.objects.values() {
+            match &**o {
+                Object::DeviceInit(i) if self.driver_index(i.driver) == Some(index) => inits += 1,
+                Object::Key(k) if k.index == index => keys += 1,
+                _ => {}
+            }
+        }
+        vec![
+            ("WDFDEVICE_INIT(s) never freed", inits),
+            ("WDF registry key(s) never closed", keys),
+        ]
+    }
+
+    /// Forgets every WDF object of driver `index` (after its unload; the loader deletes the
+    /// DEVICE_OBJECTs still linked to the driver object).
+    pub(crate) fn forget(&mut self, index: usize) {
+        let mut gone: Vec<usize> = Vec::new();
+        for (h, o) in &self.objects {
+            let mine = match &**o {
+                Object::Driver(d) => d.index == index,
+                Object::DeviceInit(i) => self.driver_index(i.driver) == Some(index),
+                Object::Device(d) => {
+                    gone.extend(d.queue);
+                    d.index == index
+                }
+                Object::Key(k) => k.index == index,
+                _ => false,
+            };
+            if mine {
+                gone.push(*h);
+            }
+        }
+        for h in gone {
+            self.remove(h);
+        }
+        self.params.remove(&index);
+    }
+
+    fn driver_index(&self, driver: usize) -> Option<usize> {
+        match self.objects.get(&driver).map(|b| &**b) {
+            Some(Object::Driver(d)) => Some(d.index),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! get {
+    ($state:expr, $h:expr, $kind:ident) => {
+        match $state.objects.get_mut(&($h as usize)).map(|b| &mut **b) {
+            Some(Object::$kind(x)) => Some(x),
+            _ => None,
+        }
+    };
+}
+
+fn bad(function: &'static str) {
+    ctx::with_host(|h| h.finding(Finding::BadHandle { function }));
+}
+
+/// Runs `f` on the bound host's WDF state.
+fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> Option<R> {
+    ctx::with_host(|h| f(&mut h.rt.wdf.state.lock()))
+}
+
+fn read_unicode(s: *const UnicodeString) -> Option<String> {
+    // SAFETY: the caller's UNICODE_STRING (checked non-null) and its Length bytes.
+    let s = unsafe { s.as_ref()? };
+    if s.buffer.is_null() {
+        return Some(String::new());
+    }
+    // SAFETY: as above.
+    let units = unsafe { std::slice::from_raw_parts(s.buffer, usize::from(s.length) / 2) };
+    Some(String::from_utf16_lossy(units))
+}
+
+/// Allocates the context an object's attributes ask for.
+fn allocate_context(state: &mut State, handle: usize, attrs: *const ObjectAttributes) -> bool {
+    // SAFETY: the caller's optional WDF_OBJECT_ATTRIBUTES.
+    let Some(a) = (unsafe { attrs.as_ref() }) else {
+        return true;
+    };
+    // SAFETY: the driver's static WDF_OBJECT_CONTEXT_TYPE_INFO (WDF_DECLARE_CONTEXT_TYPE).
+    let Some(info) = (unsafe { a.context_type.as_ref() }) else {
+        return true;
+    };
+    let unique = if info.unique.is_null() {
+        a.context_type as usize
+    } else {
+        info.unique as usize
+    };
+    let size = if a.context_size_override > info.context_size {
+        a.context_size_override
+    } else {
+        info.context_size
+    };
+    // SAFETY: calloc has no preconditions; NULL is checked.
+    let mem = unsafe { libc::calloc(1, size.max(1)) };
+    if mem.is_null() {
+        return false;
+    }
+    state
+        .contexts
+        .entry(handle)
+        .or_default()
+        .push((unique, mem as usize));
+    true
+}
+
+fn cleanup_of(attrs: *const ObjectAttributes) -> Option<EvtCleanup> {
+    // SAFETY: the caller's optional WDF_OBJECT_ATTRIBUTES.
+    unsafe { attrs.as_ref() }.and_then(|a| a.cleanup)
+}
+
+// ---- driver --------------------------------------------------------------------------------
+
+/// The DRIVER_OBJECT's unload routine for a KMDF driver: EvtDriverUnload, then the framework
+/// deletes the driver's devices, queues and the driver object (cleanup callbacks run).
+unsafe extern "C" fn wdf_driver_unload(object: *mut DriverObject) {
+    boundary("WdfDriverUnload", (), || {
+        let index = ctx::current_driver();
+        let Some(driver) = with_state(|s| s.driver_of_index(index)).flatten() else {
+            return;
+        };
+        let (unload, cleanup) =
+            with_state(|s| get!(s, driver, Driver).map_or((None, None), |d| (d.unload, d.cleanup)))
+                .unwrap_or((None, None));
+        if let Some(u) = unload {
+            // SAFETY: the driver's EvtDriverUnload with its own WDFDRIVER.
+            unsafe { u(driver as *mut c_void) };
+        }
+        let devices: Vec<usize> = with_state(|s| {
+            s.objects
+                .iter()
+                .filter(|(_, o)| matches!(&***o, Object::Device(d) if d.driver == driver))
+                .map(|(h, _)| *h)
+                .collect()
+        })
+        .unwrap_or_default();
+        for d in devices {
+            delete_wdf_device(d);
+        }
+        if let Some(c) = cleanup {
+            // SAFETY: the driver's EvtCleanupCallback for its WDFDRIVER.
+            unsafe { c(driver as *mut c_void) };
+        }
+        with_state(|s| s.remove(driver));
+        let _ = object;
+    });
+}
+
+fn delete_wdf_device(h: usize) {
+    let cleanup = with_state(|s| get!(s, h, Device).and_then(|d| d.cleanup)).flatten();
+    if let Some(c) = cleanup {
+        // SAFETY: the driver's EvtCleanupCallback for its WDFDEVICE, before the device goes.
+        unsafe { c(h as *mut c_void) };
+    }
+    let removed = with_state(|s| {
+        let dev = s.remove(h);
+        if let Some(Object::Device(d)) = &dev {
+            if let Some(q) = d.queue {
+                s.remove(q);
+            }
+        }
+        dev
+    })
+    .flatten();
+    if let Some(Object::Device(d)) = removed {
+        // SAFETY: the DEVICE_OBJECT WdfDeviceCreate made with IoCreateDevice, deleted once (the
+        // loader only deletes devices still linked to the driver object).
+        unsafe { delete_device(d.object) };
+    }
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn WdfDriverCreate(
+    object: *mut DriverObject,
+    _registry_path: *const UnicodeString,
+    attrs: *const ObjectAttributes,
+    config: *const DriverConfig,
+    out: *mut *mut c_void,
+) -> NtStatus {
+    boundary("WdfDriverCreate", STATUS_INSUFFICIENT_RESOURCES, || {
+        // SAFETY: the caller's WDF_DRIVER_CONFIG (checked non-null).
+        let (Some(cfg), false) = (unsafe { config.as_ref() }, object.is_null()) else {
+            return STATUS_INVALID_PARAMETER;
+        };
+        if cfg.size as usize != std::mem::size_of::<DriverConfig>() {
+            return STATUS_INFO_LENGTH_MISMATCH;
+        }
+        if !cfg.device_add.is_null() && cfg.init_flags & WDF_DRIVER_INIT_NON_PNP == 0 {
+            // No PnP manager here: EvtDriverDeviceAdd would never be called.
+            return STATUS_NOT_SUPPORTED;
+        }
+        let index = ctx::current_driver();
+        let r = with_state(|s| {
+            if s.driver_of_index(index).is_some() {
+                return Err(STATUS_INVALID_DEVICE_STATE);
+            }
+            let h = s.insert(Object::Driver(WdfDriver {
+                index,
+                object,
+                unload: cfg.unload,
+                cleanup: cleanup_of(attrs),
+            }));
+            if !allocate_context(s, h, attrs) {
+                s.remove(h);
+                return Err(STATUS_INSUFFICIENT_RESOURCES);
+            }
+            Ok(h)
+        });
+        let h = match r {
+            Some(Ok(h)) => h,
+            Some(Err(e)) => return e,
+            None => return STATUS_INVALID_DEVICE_STATE,
+        };
+        // SAFETY: the loader's DRIVER_OBJECT (non-null); `out` is optional.
+        unsafe {
+            (*object).driver_unload = Some(wdf_driver_unload);
+            if let Some(o) = out.as_mut() {
+                *o = h as *mut c_void;
+            }
+        }
+        STATUS_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfDriverWdmGetDriverObject(driver: *mut c_void) -> *mut DriverObject {
+    boundary("WdfDriverWdmGetDriverObject", std::ptr::null_mut(), || {
+        let o = with_state(|s| get!(s, driver, Driver).map(|d| d.object)).flatten();
+        o.unwrap_or_else(|| {
+            bad("WdfDriverWdmGetDriverObject");
+            std::ptr::null_mut()
+        })
+    })
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfWdmDriverGetWdfDriverHandle(object: *mut DriverObject) -> *mut c_void {
+    boundary(
+        "WdfWdmDriverGetWdfDriverHandle",
+        std::ptr::null_mut(),
+        || {
+            with_state(|s| {
+                s.objects.iter().find_map(|(h, o)| match &**o {
+                    Object::Driver(d) if d.object == object => Some(*h as *mut c_void),
+                    _ => None,
+                })
+            })
+            .flatten()
+            .unwrap_or(std::ptr::null_mut())
+        },
+    )
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfGetDriver() -> *mut c_void {
+    boundary("WdfGetDriver", std::ptr::null_mut(), || {
+        let index = ctx::current_driver();
+        with_state(|s| s.driver_of_index(index))
+            .flatten()
+            .map_or(std::ptr::null_mut(), |h| h as *mut c_void)
+    })
+}
+
+// ---- device init and devices ---------------------------------------------------------------
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfControlDeviceInitAllocate(
+    driver: *mut c_void,
+    _sddl: *const UnicodeString,
+) -> *mut c_void {
+    boundary("WdfControlDeviceInitAllocate", std::ptr::null_mut(), || {
+        let h = with_state(|s| {
+            get!(s, driver, Driver)?;
+            Some(s.insert(Object::DeviceInit(DeviceInit {
+                driver: driver as usize,
+                device_type: 0x22,
+                ..DeviceInit::default()
+            })))
+        })
+        .flatten();
+        h.map_or_else(
+            || {
+                bad("WdfControlDeviceInitAllocate");
+                std::ptr::null_mut()
+            },
+            |h| h as *mut c_void,
+        )
+    })
+}
+
+/// Applies `f` to a WDFDEVICE_INIT, or reports a bad handle.
+fn with_init(init: *mut c_void, function: &'static str, f: impl FnOnce(&mut DeviceInit)) {
+    if with_state(|s| get!(s, init, DeviceInit).map(f))
+        .flatten()
+        .is_none()
+    {
+        bad(function);
+    }
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfDeviceInitSetDeviceType(init: *mut c_void, device_type: u32) {
+    boundary("WdfDeviceInitSetDeviceType", (), || {
+        with_init(init, "WdfDeviceInitSetDeviceType", |i| {
+            i.device_type = device_type;
+        });
+    });
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfDeviceInitSetCharacteristics(init: *mut c_void, chars: u32, or_in: u8) {
+    boundary("WdfDeviceInitSetCharacteristics", (), || {
+        with_init(init, "WdfDeviceInitSetCharacteristics", |i| {
+            i.characteristics = if or_in != 0 {
+                i.characteristics | chars
+            } else {
+                chars
+            };
+        });
+    });
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn WdfDeviceInitSetDeviceClass(
+    init: *mut c_void,
+    guid: *const [u8; 16],
+) {
+    boundary("WdfDeviceInitSetDeviceClass", (), || {
+        // SAFETY: the caller's GUID (checked non-null).
+        let g = unsafe { guid.as_ref() }.copied();
+        with_init(init, "WdfDeviceInitSetDeviceClass", |i| i.class = g);
+    });
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfDeviceInitSetIoType(init: *mut c_void, _io_type: i32) {
+    boundary("WdfDeviceInitSetIoType", (), || {
+        // Buffered I/O is what this host offers; the type is accepted for the device init.
+        with_init(init, "WdfDeviceInitSetIoType", |_| {});
+    });
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfDeviceInitSetExclusive(init: *mut c_void, _exclusive: u8) {
+    boundary("WdfDeviceInitSetExclusive", (), || {
+        with_init(init, "WdfDeviceInitSetExclusive", |_| {});
+    });
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfDeviceInitAssignName(
+    init: *mut c_void,
+    name: *const UnicodeString,
+) -> NtStatus {
+    boundary("WdfDeviceInitAssignName", STATUS_INVALID_PARAMETER, || {
+        let n = read_unicode(name);
+        let found = with_state(|s| get!(s, init, DeviceInit).map(|i| i.name = n)).flatten();
+        if found.is_none() {
+            bad("WdfDeviceInitAssignName");
+            return STATUS_INVALID_PARAMETER;
+        }
+        STATUS_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfDeviceInitFree(init: *mut c_void) {
+    boundary("WdfDeviceInitFree", (), || {
+        let ok = with_state(|s| {
+            get!(s, init, DeviceInit)?;
+            s.remove(init as usize)
+        })
+        .flatten();
+        if ok.is_none() {
+            bad("WdfDeviceInitFree");
+        }
+    });
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn WdfDeviceCreate(
+    init: *mut *mut c_void,
+    attrs: *const ObjectAttributes,
+    out: *mut *mut c_void,
+) -> NtStatus {
+    boundary("WdfDeviceCreate", STATUS_INSUFFICIENT_RESOURCES, || {
+        if init.is_null() || out.is_null() {
+            return STATUS_INVALID_PARAMETER;
+        }
+        // SAFETY: the caller's PWDFDEVICE_INIT* (checked non-null).
+        let ih = unsafe { *init } as usize;
+        let taken = with_state(|s| {
+            get!(s, ih, DeviceInit)?;
+            match s.remove(ih) {
+                Some(Object::DeviceInit(i)) => Some(i),
+                _ => None,
+            }
+        })
+        .flatten();
+        let Some(i) = taken else {
+            bad("WdfDeviceCreate");
+            return STATUS_INVALID_PARAMETER;
+        };
+        let object = with_state(|s| get!(s, i.driver, Driver).map(|d| d.object)).flatten();
+        let Some(object) = object else {
+            return STATUS_INVALID_DEVICE_STATE;
+        };
+        let mut dev: *mut DeviceObject = std::ptr::null_mut();
+        // SAFETY: the driver's own DRIVER_OBJECT and a local out-pointer.
+        let st = unsafe {
+            IoCreateDevice(
+                object,
+                0,
+                std::ptr::null(),
+                i.device_type,
+                i.characteristics,
+                0,
+                &mut dev,
+            )
+        };
+        if st != STATUS_SUCCESS {
+            // A failed create leaves the init with the caller (WdfDeviceInitFree).
+            with_state(|s| {
+                let h = s.insert(Object::DeviceInit(i));
+                // SAFETY: the caller's PWDFDEVICE_INIT* (checked non-null).
+                unsafe { *init = h as *mut c_void };
+            });
+            return st;
+        }
+        let index = ctx::current_driver();
+        let h = with_state(|s| {
+            let h = s.insert(Object::Device(WdfDevice {
+                driver: i.driver,
+                index,
+                object: dev,
+                name: i.name.clone(),
+                links: Vec::new(),
+                class: i.class,
+                queue: None,
+                cleanup: cleanup_of(attrs),
+            }));
+            allocate_context(s, h, attrs);
+            h
+        });
+        let Some(h) = h else {
+            return STATUS_INVALID_DEVICE_STATE;
+        };
+        // SAFETY: the caller's out-pointers (checked non-null).
+        unsafe {
+            *init = std::ptr::null_mut();
+            *out = h as *mut c_void;
+        }
+        STATUS_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfDeviceCreateSymbolicLink(
+    device: *mut c_void,
+    name: *const UnicodeString,
+) -> NtStatus {
+    boundary(
+        "WdfDeviceCreateSymbolicLink",
+        STATUS_INVALID_PARAMETER,
+        || {
+            let Some(n) = read_unicode(name) else {
+                return STATUS_INVALID_PARAMETER;
+            };
+            match with_state(|s| get!(s, device, Device).map(|d| d.links.push(n))).flatten() {
+                Some(()) => STATUS_SUCCESS,
+                None => {
+                    bad("WdfDeviceCreateSymbolicLink");
+                    STATUS_INVALID_PARAMETER
+                }
+            }
+        },
+    )
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfControlFinishInitializing(device: *mut c_void) {
+    boundary("WdfControlFinishInitializing", (), || {
+        match with_state(|s| get!(s, device, Device).map(|d| d.object)).flatten() {
+            // SAFETY: the device's live DEVICE_OBJECT.
+            Some(o) => unsafe { (*o).flags &= !DO_DEVICE_INITIALIZING },
+            None => bad("WdfControlFinishInitializing"),
+        }
+    });
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfDeviceWdmGetDeviceObject(device: *mut c_void) -> *mut DeviceObject {
+    boundary("WdfDeviceWdmGetDeviceObject", std::ptr::null_mut(), || {
+        with_state(|s| get!(s, device, Device).map(|d| d.object))
+            .flatten()
+            .unwrap_or_else(|| {
+                bad("WdfDeviceWdmGetDeviceObject");
+                std::ptr::null_mut()
+            })
+    })
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfDeviceGetDriver(device: *mut c_void) -> *mut c_void {
+    boundary("WdfDeviceGetDriver", std::ptr::null_mut(), || {
+        with_state(|s| get!(s, device, Device).map(|d| d.driver as *mut c_void))
+            .flatten()
+            .unwrap_or_else(|| {
+                bad("WdfDeviceGetDriver");
+                std::ptr::null_mut()
+            })
+    })
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfObjectDelete(object: *mut c_void) {
+    boundary("WdfObjectDelete", (), || {
+        let kind = with_state(|s| {
+            s.objects.get(&(object as usize)).map(|o| match &**o {
+                Object::Device(_) => 1,
+                Object::Key(_) | Object::Queue(_) => 2,
+                _ => 0,
+            })
+        })
+        .flatten();
+        match kind {
+            Some(1) => delete_wdf_device(object as usize),
+            Some(2) => {
+                with_state(|s| s.remove(object as usize));
+            }
+            Some(_) => ctx::with_host(|h| {
+                h.finding(Finding::Assertion {
+                    message: "WdfObjectDelete on an object the framework deletes itself".into(),
+                });
+            })
+            .unwrap_or(()),
+            None => bad("WdfObjectDelete"),
+        }
+    });
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn WdfObjectGetTypedContextWorker(
+    object: *mut c_void,
+    info: *const ContextTypeInfo,
+) -> *mut c_void {
+    boundary(
+        "WdfObjectGetTypedContextWorker",
+        std::ptr::null_mut(),
+        || {
+            // SAFETY: the driver's static type info (checked non-null).
+            let unique = match unsafe { info.as_ref() } {
+                Some(i) if !i.unique.is_null() => i.unique as usize,
+                Some(_) => info as usize,
+                None => return std::ptr::null_mut(),
+            };
+            with_state(|s| {
+                s.contexts
+                    .get(&(object as usize))
+                    .and_then(|v| v.iter().find(|(u, _)| *u == unique))
+                    .map(|(_, m)| *m as *mut c_void)
+            })
+            .flatten()
+            .unwrap_or(std::ptr::null_mut())
+        },
+    )
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn WdfObjectAllocateContext(
+    object: *mut c_void,
+    attrs: *const ObjectAttributes,
+    context: *mut *mut c_void,
+) -> NtStatus {
+    boundary(
+        "WdfObjectAllocateContext",
+        STATUS_INSUFFICIENT_RESOURCES,
+        || {
+            let r = with_state(|s| {
+                if !s.objects.contains_key(&(object as usize)) {
+                    return None;
+                }
+                let before = s.contexts.get(&(object as usize)).map_or(0, Vec::len);
+                allocate_context(s, object as usize, attrs);
+                s.contexts
+                    .get(&(object as usize))
+                    .filter(|v| v.len() > before)
+                    .and_then(|v| v.last())
+                    .map(|(_, m)| *m)
+            })
+            .flatten();
+            match r {
+                Some(m) => {
+                    // SAFETY: the caller's optional out-pointer.
+                    if let Some(c) = unsafe { context.as_mut() } {
+                        *c = m as *mut c_void;
+                    }
+                    STATUS_SUCCESS
+                }
+                None => STATUS_INVALID_PARAMETER,
+            }
+        },
+    )
+}
+
+// ---- registry (driver parameters) ----------------------------------------------------------
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn WdfDriverOpenParametersRegistryKey(
+    driver: *mut c_void,
+    access: u32,
+    _attrs: *const ObjectAttributes,
+    key: *mut *mut c_void,
+) -> NtStatus {
+    boundary(
+        "WdfDriverOpenParametersRegistryKey",
+        STATUS_INVALID_PARAMETER,
+        || {
+            if key.is_null() {
+                return STATUS_INVALID_PARAMETER;
+            }
+            if ctx::irql() != PASSIVE_LEVEL {
+                return STATUS_INVALID_DEVICE_REQUEST;
+            }
+            let h = with_state(|s| {
+                let index = get!(s, driver, Driver)?.index;
+                Some(s.insert(Object::Key(Key { index, access })))
+            })
+            .flatten();
+            let Some(h) = h else {
+                bad("WdfDriverOpenParametersRegistryKey");
+                return STATUS_INVALID_PARAMETER;
+            };
+            // SAFETY: the caller's out-pointer (checked non-null).
+            unsafe { *key = h as *mut c_void };
+            STATUS_SUCCESS
+        },
+    )
+}
+
+/// Looks a value up under a key: Err(status) for a bad key, no access or a missing value.
+fn query(
+    key: *mut c_void,
+    name: *const UnicodeString,
+    function: &'static str,
+) -> Result<ParamValue, NtStatus> {
+    if ctx::irql() != PASSIVE_LEVEL {
+        return Err(STATUS_INVALID_DEVICE_REQUEST);
+    }
+    let name = read_unicode(name).ok_or(STATUS_INVALID_PARAMETER)?;
+    let r = with_state(|s| {
+        let k = get!(s, key, Key)?;
+        let (index, access) = (k.index, k.access);
+        if access & (KEY_QUERY_VALUE | GENERIC_READ | GENERIC_ALL) == 0 {
+            return Some(Err(STATUS_ACCESS_DENIED));
+        }
+        let v = s
+            .params
+            .get(&index)
+            .and_then(|p| p.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name)))
+            .map(|(_, v)| v.clone());
+        Some(v.ok_or(STATUS_OBJECT_NAME_NOT_FOUND))
+    })
+    .flatten();
+    r.unwrap_or_else(|| {
+        bad(function);
+        Err(STATUS_INVALID_PARAMETER)
+    })
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn WdfRegistryQueryULong(
+    key: *mut c_void,
+    name: *const UnicodeString,
+    value: *mut u32,
+) -> NtStatus {
+    boundary("WdfRegistryQueryULong", STATUS_INVALID_PARAMETER, || {
+        match query(key, name, "WdfRegistryQueryULong") {
+            Ok(ParamValue::Dword(v)) => {
+                // SAFETY: the caller's out-pointer (checked non-null).
+                match unsafe { value.as_mut() } {
+                    Some(o) => {
+                        *o = v;
+                        STATUS_SUCCESS
+                    }
+                    None => STATUS_INVALID_PARAMETER,
+                }
+            }
+            Ok(ParamValue::String(_)) => STATUS_OBJECT_TYPE_MISMATCH,
+            Err(e) => e,
+        }
+    })
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn WdfRegistryQueryUnicodeString(
+    key: *mut c_void,
+    name: *const UnicodeString,
+    byte_length: *mut u16,
+    value: *mut UnicodeString,
+) -> NtStatus {
+    boundary(
+        "WdfRegistryQueryUnicodeString",
+        STATUS_INVALID_PARAMETER,
+        || {
+            let text = match query(key, name, "WdfRegistryQueryUnicodeString") {
+                Ok(ParamValue::String(t)) => t,
+                Ok(ParamValue::Dword(_)) => return STATUS_OBJECT_TYPE_MISMATCH,
+                Err(e) => return e,
+            };
+            let units: Vec<u16> = text.encode_utf16().collect();
+            let bytes = units.len() * 2;
+            // SAFETY: the caller's optional out-pointers.
+            unsafe {
+                if let Some(b) = byte_length.as_mut() {
+                    *b = u16::try_from(bytes + 2).unwrap_or(u16::MAX);
+                }
+                let Some(v) = value.as_mut() else {
+                    return STATUS_SUCCESS;
+                };
+                if usize::from(v.maximum_length) < bytes || v.buffer.is_null() {
+                    return STATUS_BUFFER_OVERFLOW;
+                }
+                std::ptr::copy_nonoverlapping(units.as_ptr(), v.buffer, units.len());
+                if usize::from(v.maximum_length) >= bytes + 2 {
+                    *v.buffer.add(units.len()) = 0;
+                }
+                v.length = u16::try_from(bytes).unwrap_or(u16::MAX);
+            }
+            STATUS_SUCCESS
+        },
+    )
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn WdfRegistryQueryValue(
+    key: *mut c_void,
+    name: *const UnicodeString,
+    length: u32,
+    value: *mut c_void,
+    queried: *mut u32,
+    value_type: *mut u32,
+) -> NtStatus {
+    boundary("WdfRegistryQueryValue", STATUS_INVALID_PARAMETER, || {
+        let v = match query(key, name, "WdfRegistryQueryValue") {
+            Ok(v) => v,
+            Err(e) => return e,
+        };
+        let (ty, data): (u32, Vec<u8>) = match v {
+            ParamValue::Dword(d) => (REG_DWORD, d.to_le_bytes().to_vec()),
+            ParamValue::String(s) => (
+                REG_SZ,
+                s.encode_utf16()
+                    .chain([0])
+                    .flat_map(u16::to_le_bytes)
+                    .collect(),
+            ),
+        };
+        // SAFETY: the caller's optional out-pointers and a buffer of `length` bytes.
+        unsafe {
+            if let Some(t) = value_type.as_mut() {
+                *t = ty;
+            }
+            if let Some(q) = queried.as_mut() {
+                *q = u32::try_from(data.len()).unwrap_or(u32::MAX);
+            }
+            if value.is_null() || (length as usize) < data.len() {
+                return STATUS_BUFFER_OVERFLOW;
+            }
+            std::ptr::copy_nonoverlapping(data.as_ptr(), value.cast::<u8>(), data.len());
+        }
+        STATUS_SUCCESS
+    })
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfRegistryClose(key: *mut c_void) {
+    boundary("WdfRegistryClose", (), || {
+        let ok = with_state(|s| {
+            get!(s, key, Key)?;
+            s.remove(key as usize)
+        })
+        .flatten();
+        if ok.is_none() {
+            bad("WdfRegistryClose");
+        }
+    });
+}
+
+// ---- I/O queue and requests ----------------------------------------------------------------
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn WdfIoQueueCreate(
+    device: *mut c_void,
+    config: *const QueueConfig,
+    attrs: *const ObjectAttributes,
+    out: *mut *mut c_void,
+) -> NtStatus {
+    boundary("WdfIoQueueCreate", STATUS_INSUFFICIENT_RESOURCES, || {
+        // SAFETY: the caller's WDF_IO_QUEUE_CONFIG (checked non-null).
+        let Some(cfg) = (unsafe { config.as_ref() }) else {
+            return STATUS_INVALID_PARAMETER;
+        };
+        if cfg.size as usize != std::mem::size_of::<QueueConfig>() {
+            return STATUS_INFO_LENGTH_MISMATCH;
+        }
+        if !(1..=3).contains(&cfg.dispatch_type) {
+            return STATUS_INVALID_PARAMETER;
+        }
+        let r = with_state(|s| {
+            let has_default = get!(s, device, Device)?.queue.is_some();
+            if cfg.default_queue != 0 && has_default {
+                return Some(Err(STATUS_INVALID_DEVICE_STATE));
+            }
+            let q = s.insert(Object::Queue(Queue {
+                device_control: cfg.evt_io_device_control,
+                sequential: cfg.dispatch_type == 1,
+                busy: false,
+            }));
+            allocate_context(s, q, attrs);
+            if cfg.default_queue != 0 {
+                if let Some(d) = get!(s, device, Device) {
+                    d.queue = Some(q);
+                }
+            }
+            Some(Ok(q))
+        })
+        .flatten();
+        match r {
+            Some(Ok(q)) => {
+                // SAFETY: the caller's optional out-pointer.
+                if let Some(o) = unsafe { out.as_mut() } {
+                    *o = q as *mut c_void;
+                }
+                STATUS_SUCCESS
+            }
+            Some(Err(e)) => e,
+            None => {
+                bad("WdfIoQueueCreate");
+                STATUS_INVALID_PARAMETER
+            }
+        }
+    })
+}
+
+/// (pointer, length) of a request's input or output buffer, or the failure status.
+fn request_buffer(
+    request: *mut c_void,
+    output: bool,
+    min: usize,
+    function: &'static str,
+) -> Result<(usize, usize), NtStatus> {
+    let r = with_state(|s| {
+        let rq = get!(s, request, Request)?;
+        if rq.completed.is_some() {
+            return Some(Err(STATUS_INTERNAL_ERROR));
+        }
+        if rq.method == METHOD_NEITHER {
+            return Some(Err(STATUS_INVALID_DEVICE_REQUEST));
+        }
+        let len = if output { rq.out_len } else { rq.in_len };
+        if len == 0 || len < min {
+            return Some(Err(STATUS_BUFFER_TOO_SMALL));
+        }
+        // METHOD_BUFFERED: one system buffer for input and output (output overwrites input).
+        let ptr = if output && rq.method != METHOD_BUFFERED {
+            rq.output.as_mut_ptr() as usize
+        } else {
+            rq.system.as_mut_ptr() as usize
+        };
+        Some(Ok((ptr, len)))
+    })
+    .flatten();
+    r.unwrap_or_else(|| {
+        bad(function);
+        Err(STATUS_INVALID_PARAMETER)
+    })
+}
+
+fn retrieve_buffer(
+    request: *mut c_void,
+    output: bool,
+    min: usize,
+    buf: *mut *mut c_void,
+    len: *mut usize,
+    function: &'static str,
+) -> NtStatus {
+    if buf.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    match request_buffer(request, output, min, function) {
+        Ok((p, n)) => {
+            // SAFETY: the caller's out-pointers (buf checked, len optional).
+            unsafe {
+                *buf = p as *mut c_void;
+                if let Some(l) = len.as_mut() {
+                    *l = n;
+                }
+            }
+            STATUS_SUCCESS
+        }
+        Err(e) => e,
+    }
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfRequestRetrieveInputBuffer(
+    request: *mut c_void,
+    min: usize,
+    buf: *mut *mut c_void,
+    len: *mut usize,
+) -> NtStatus {
+    boundary(
+        "WdfRequestRetrieveInputBuffer",
+        STATUS_INVALID_PARAMETER,
+        || {
+            retrieve_buffer(
+                request,
+                false,
+                min,
+                buf,
+                len,
+                "WdfRequestRetrieveInputBuffer",
+            )
+        },
+    )
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfRequestRetrieveOutputBuffer(
+    request: *mut c_void,
+    min: usize,
+    buf: *mut *mut c_void,
+    len: *mut usize,
+) -> NtStatus {
+    boundary(
+        "WdfRequestRetrieveOutputBuffer",
+        STATUS_INVALID_PARAMETER,
+        || {
+            retrieve_buffer(
+                request,
+                true,
+                min,
+                buf,
+                len,
+                "WdfRequestRetrieveOutputBuffer",
+            )
+        },
+    )
+}
+
+fn retrieve_memory(
+    request: *mut c_void,
+    output: bool,
+    out: *mut *mut c_void,
+    function: &'static str,
+) -> NtStatus {
+    if out.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let (ptr, len) = match request_buffer(request, output, 0, function) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let h = with_state(|s| {
+        s.insert(Object::Memory(Memory {
+            request: request as usize,
+            ptr,
+            len,
+        }))
+    });
+    let Some(h) = h else {
+        return STATUS_INVALID_DEVICE_STATE;
+    };
+    // SAFETY: the caller's out-pointer (checked non-null).
+    unsafe { *out = h as *mut c_void };
+    STATUS_SUCCESS
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfRequestRetrieveInputMemory(
+    request: *mut c_void,
+    out: *mut *mut c_void,
+) -> NtStatus {
+    boundary(
+        "WdfRequestRetrieveInputMemory",
+        STATUS_INVALID_PARAMETER,
+        || retrieve_memory(request, false, out, "WdfRequestRetrieveInputMemory"),
+    )
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfRequestRetrieveOutputMemory(
+    request: *mut c_void,
+    out: *mut *mut c_void,
+) -> NtStatus {
+    boundary(
+        "WdfRequestRetrieveOutputMemory",
+        STATUS_INVALID_PARAMETER,
+        || retrieve_memory(request, true, out, "WdfRequestRetrieveOutputMemory"),
+    )
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfMemoryGetBuffer(memory: *mut c_void, size: *mut usize) -> *mut c_void {
+    boundary("WdfMemoryGetBuffer", std::ptr::null_mut(), || {
+        match with_state(|s| get!(s, memory, Memory).map(|m| (m.ptr, m.len))).flatten() {
+            Some((p, n)) => {
+                // SAFETY: the caller's optional out-pointer.
+                if let Some(s) = unsafe { size.as_mut() } {
+                    *s = n;
+                }
+                p as *mut c_void
+            }
+            None => {
+                bad("WdfMemoryGetBuffer");
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfRequestGetIoQueue(request: *mut c_void) -> *mut c_void {
+    boundary("WdfRequestGetIoQueue", std::ptr::null_mut(), || {
+        with_state(|s| get!(s, request, Request).map(|r| r.queue as *mut c_void))
+            .flatten()
+            .unwrap_or_else(|| {
+                bad("WdfRequestGetIoQueue");
+                std::ptr::null_mut()
+            })
+    })
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfRequestSetInformation(request: *mut c_void, information: usize) {
+    boundary("WdfRequestSetInformation", (), || {
+        if with_state(|s| get!(s, request, Request).map(|r| r.information = information))
+            .flatten()
+            .is_none()
+        {
+            bad("WdfRequestSetInformation");
+        }
+    });
+}
+
+fn complete(request: *mut c_void, status: NtStatus, information: Option<usize>) {
+    let r = ctx::with_host(|h| {
+        let mut s = h.rt.wdf.state.lock();
+        let r = match get!(s, request, Request) {
+            None => Err(false),
+            Some(rq) if rq.completed.is_some() => Err(true),
+            Some(rq) => {
+                if let Some(i) = information {
+                    rq.information = i;
+                }
+                rq.completed = Some(status);
+                Ok(rq.queue)
+            }
+        };
+        if let Ok(q) = r {
+            // The sequential queue may present its next request.
+            if let Some(q) = get!(s, q, Queue) {
+                q.busy = false;
+            }
+        }
+        drop(s);
+        h.rt.wdf.completed.notify_all();
+        r
+    });
+    match r {
+        Some(Err(false)) => bad("WdfRequestComplete"),
+        Some(Err(true)) => ctx::with_host(|h| {
+            h.finding(Finding::Assertion {
+                message: "WdfRequestComplete on a request already completed".into(),
+            });
+        })
+        .unwrap_or(()),
+        _ => {}
+    }
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfRequestComplete(request: *mut c_void, status: NtStatus) {
+    boundary("WdfRequestComplete", (), || complete(request, status, None));
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn WdfRequestCompleteWithInformation(
+    request: *mut c_void,
+    status: NtStatus,
+    information: usize,
+) {
+    boundary("WdfRequestCompleteWithInformation", (), || {
+        complete(request, status, Some(information));
+    });
+}
+
+// ---- the host side -------------------------------------------------------------------------
+
+/// What a device-control request returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IoctlOutput {
+    /// The NTSTATUS the driver completed the request with.
+    pub status: u32,
+    /// `Information` (bytes returned).
+    pub information: usize,
+    /// The output bytes (`min(information, output capacity)` of them).
+    pub output: Vec<u8>,
+}
+
+/// Why a device-control request could not be delivered or did not finish.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IoctlError {
+    /// The driver has no WDF device with a default queue handling EvtIoDeviceControl.
+    #[error("driver {driver} has no device-control queue")]
+    NoQueue {
+        /// The driver.
+        driver: String,
+    },
+    /// The device is still initializing (no WdfControlFinishInitializing yet).
+    #[error("driver {driver}: the device is still initializing")]
+    NotReady {
+        /// The driver.
+        driver: String,
+    },
+    /// The driver did not complete the request within the host's unload timeout.
+    #[error("driver {driver} did not complete the request within {timeout:?}")]
+    NotCompleted {
+        /// The driver.
+        driver: String,
+        /// The bound.
+        timeout: Duration,
+    },
+}
+
+/// One device a driver created (for tests and the management API).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// `\Device\Name` from WdfDeviceInitAssignName, if any.
+    pub name: Option<String>,
+    /// Symbolic links (WdfDeviceCreateSymbolicLink).
+    pub links: Vec<String>,
+    /// DEVICE_OBJECT.DeviceType.
+    pub device_type: u32,
+    /// DEVICE_OBJECT.Characteristics.
+    pub characteristics: u32,
+    /// The device class GUID bytes, if set.
+    pub class: Option<[u8; 16]>,
+    /// Whether the device still has DO_DEVICE_INITIALIZING.
+    pub initializing: bool,
+}
+
+/// The WDF devices of driver `index`.
+pub(crate) fn devices(host: &HostInner, index: usize) -> Vec<DeviceInfo> {
+    let s = host.rt.wdf.state.lock();
+    let mut v: Vec<DeviceInfo> = s
+        .objects
+        .values()
+        .filter_map(|o| match &**o {
+            // SAFETY: a live device's DEVICE_OBJECT (deleted together with the WDF object).
+            Object::Device(d) if d.index == index => Some(unsafe {
+                DeviceInfo {
+                    name: d.name.clone(),
+                    links: d.links.clone(),
+                    device_type: (*d.object).device_type,
+                    characteristics: (*d.object).characteristics,
+                    class: d.class,
+                    initializing: (*d.object).flags & DO_DEVICE_INITIALIZING != 0,
+                }
+            }),
+            _ => None,
+        })
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// Waits (until `deadline`) for a sequential queue to have no request in flight and claims it;
+/// parallel queues are always free.
+fn claim_queue(host: &HostInner, queue: usize, deadline: Instant) -> bool {
+    let mut s = host.rt.wdf.state.lock();
+    loop {
+        match get!(s, queue, Queue) {
+            Some(q) if q.sequential && q.busy => {}
+            Some(q) => {
+                q.busy = q.sequential;
+                return true;
+            }
+            None => return false,
+        }
+        if host
+            .rt
+            .wdf
+            .completed
+            .wait_until(&mut s, deadline)
+            .timed_out()
+        {
+            return false;
+        }
+    }
+}
+
+/// Presents a device-control request to driver `index`'s default queue and waits (bounded) for
+/// its completion.
+pub(crate) fn ioctl(
+    host: &HostInner,
+    index: usize,
+    name: &str,
+    code: u32,
+    input: &[u8],
+    output_len: usize,
+) -> Result<IoctlOutput, IoctlError> {
+    let target = {
+        let s = host.rt.wdf.state.lock();
+        s.objects.iter().find_map(|(_, o)| match &**o {
+            Object::Device(d) if d.index == index => d.queue.and_then(|q| {
+                match s.objects.get(&q).map(|b| &**b) {
+                    Some(Object::Queue(Queue {
+                        device_control: Some(f),
+                        ..
+                    })) => {
+                        // SAFETY: a live device's DEVICE_OBJECT (deleted with the WDF device).
+                        let flags = unsafe { (*d.object).flags };
+                        Some((q, *f, flags))
+                    }
+                    _ => None,
+                }
+            }),
+            _ => None,
+        })
+    };
+    let Some((queue, evt, flags)) = target else {
+        return Err(IoctlError::NoQueue {
+            driver: name.into(),
+        });
+    };
+    if flags & DO_DEVICE_INITIALIZING != 0 {
+        return Err(IoctlError::NotReady {
+            driver: name.into(),
+        });
+    }
+    let timeout = host.config.unload_timeout;
+    let deadline = Instant::now() + timeout;
+    if !claim_queue(host, queue, deadline) {
+        return Err(IoctlError::NotCompleted {
+            driver: name.into(),
+            timeout,
+        });
+    }
+    let method = code & 3;
+    let mut system = vec![
+        0u8;
+        if method == METHOD_BUFFERED {
+            input.len().max(output_len)
+        } else {
+            input.len()
+        }
+    ];
+    system[..input.len()].copy_from_slice(input);
+    let request = host.rt.wdf.state.lock().insert(Object::Request(Request {
+        queue,
+        method,
+        system,
+        output: vec![
+            0u8;
+            if method == METHOD_BUFFERED {
+                0
+            } else {
+                output_len
+            }
+        ],
+        in_len: input.len(),
+        out_len: output_len,
+        information: 0,
+        completed: None,
+    }));
+    {
+        let _bound = ctx::bind(host, index, PASSIVE_LEVEL, "EvtIoDeviceControl");
+        // SAFETY: the driver's EvtIoDeviceControl with its queue, a live request and the lengths.
+        unsafe {
+            evt(
+                queue as *mut c_void,
+                request as *mut c_void,
+                output_len,
+                input.len(),
+                code,
+            );
+        }
+    }
+    let mut s = host.rt.wdf.state.lock();
+    loop {
+        let done = match s.objects.get(&request).map(|b| &**b) {
+            Some(Object::Request(r)) => r.completed,
+            _ => None,
+        };
+        if let Some(status) = done {
+            let Some(Object::Request(r)) = s.remove(request) else {
+                break;
+            };
+            s.objects
+                .retain(|_, o| !matches!(&**o, Object::Memory(m) if m.request == request));
+            let n = r.information.min(output_len);
+            let src = if method == METHOD_BUFFERED {
+                &r.system
+            } else {
+                &r.output
+            };
+            return Ok(IoctlOutput {
+                status: status as u32,
+                information: r.information,
+                output: src.get(..n).unwrap_or(&[]).to_vec(),
+            });
+        }
+        if host
+            .rt
+            .wdf
+            .completed
+            .wait_until(&mut s, deadline)
+            .timed_out()
+        {
+            break;
+        }
+    }
+    drop(s);
+    let _bound = ctx::bind(host, index, PASSIVE_LEVEL, "EvtIoDeviceControl");
+    host.finding(Finding::Assertion {
+        message: format!("device-control request {code:#x} not completed within {timeout:?}"),
+    });
+    Err(IoctlError::NotCompleted {
+        driver: name.into(),
+        timeout,
+    })
+}

@@ -1,0 +1,296 @@
+//! The kernel runtime exercised from C: drivers under `tests/c/drivers/` built by
+//! `wfp_ffi::compile::build`, loaded into a host, their DriverEntry running checks that print
+//! "ok NAME" / "FAIL NAME" lines to the host's log.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wfp_core::Engine;
+use wfp_ffi::compile::{build, BuildOptions};
+use wfp_ffi::{DriverHost, Finding, HostConfig, UnloadError};
+
+fn c_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/drivers")
+}
+
+fn build_driver(name: &str, source: &Path) -> PathBuf {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.so"));
+    build(&BuildOptions {
+        sources: vec![source.to_path_buf()],
+        output: out.clone(),
+        ..BuildOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("building {name}: {e}"));
+    out
+}
+
+fn write_source(name: &str, text: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.c"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn host() -> DriverHost {
+    DriverHost::new(Arc::new(Engine::default()), HostConfig::default())
+}
+
+/// Asserts every check passed and returns the log.
+fn passed(log: &[String], expect_at_least: usize) {
+    let fails: Vec<&String> = log.iter().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(fails.is_empty(), "{fails:#?}\n{log:#?}");
+    let oks = log.iter().filter(|l| l.starts_with("ok ")).count();
+    assert!(oks >= expect_at_least, "{oks} checks ran\n{log:#?}");
+}
+
+#[test]
+fn kernel_runtime_pool_lookaside_events_threads_work_items_inline_helpers() {
+    let so = build_driver("rt_kernel", &c_dir().join("rt_kernel.c"));
+    let host = host();
+    // 2026-01-01T00:00:00Z: KeQuerySystemTime reads the host's clock.
+    let ns = 1_767_225_600_000_000_000u64;
+    host.set_time(ns);
+    let driver = host.load(&so).unwrap();
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    passed(&log, 58);
+    assert!(log.iter().any(|l| l == "done"), "{log:#?}");
+    let systime = format!("systime {}", ns / 100 + 116_444_736_000_000_000);
+    assert!(log.contains(&systime), "{log:#?}");
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
+const RAISED_WAIT: &str = r#"
+#include <ntddk.h>
+static KSPIN_LOCK Lock;
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    KEVENT ev;
+    LARGE_INTEGER zero = {0}, t;
+    KIRQL old;
+    t.QuadPart = -1;
+    KeInitializeEvent(&ev, NotificationEvent, TRUE);
+    KeInitializeSpinLock(&Lock);
+    KeAcquireSpinLock(&Lock, &old);
+    NTSTATUS a = KeWaitForSingleObject(&ev, Executive, KernelMode, FALSE, &zero);
+    NTSTATUS b = KeWaitForSingleObject(&ev, Executive, KernelMode, FALSE, &t);
+    KeReleaseSpinLock(&Lock, old);
+    DbgPrint("%x %x\n", a, b);
+    return STATUS_SUCCESS;
+}
+"#;
+
+#[test]
+fn a_wait_at_dispatch_level_is_a_verifier_finding_a_poll_is_not() {
+    let so = build_driver("raised_wait", &write_source("raised_wait", RAISED_WAIT));
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    assert_eq!(host.drain_log()[0].text, "0 0");
+    let report = driver.unload().unwrap();
+    assert_eq!(
+        report.findings,
+        vec![Finding::WaitAtRaisedIrql {
+            function: "KeWaitForSingleObject",
+            irql: 2
+        }]
+    );
+}
+
+const LEFTOVERS: &str = r#"
+#include <ntddk.h>
+static KEVENT Stop;
+static void Loop(PVOID p) { KeWaitForSingleObject(&Stop, Executive, KernelMode, FALSE, NULL); }
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    HANDLE h, h2;
+    PVOID t;
+    PDEVICE_OBJECT dev;
+    LOOKASIDE_LIST_EX l;
+    static LOOKASIDE_LIST_EX kept;
+    KeInitializeEvent(&Stop, NotificationEvent, FALSE);
+    PsCreateSystemThread(&h, THREAD_ALL_ACCESS, NULL, NULL, NULL, Loop, NULL);
+    ObReferenceObjectByHandle(h, THREAD_ALL_ACCESS, *PsThreadType, KernelMode, &t, NULL);
+    PsCreateSystemThread(&h2, THREAD_ALL_ACCESS, NULL, NULL, NULL, Loop, NULL);
+    KeSetEvent(&Stop, 0, FALSE);
+    KeWaitForSingleObject(t, Executive, KernelMode, FALSE, NULL);
+    IoCreateDevice(DriverObject, 0, NULL, FILE_DEVICE_NETWORK, 0, FALSE, &dev);
+    PIO_WORKITEM w = IoAllocateWorkItem(dev);
+    (void)w;
+    ExInitializeLookasideListEx(&kept, NULL, NULL, NonPagedPoolNx, 0, 40, 'peeK', 0);
+    ExFreeToLookasideListEx(&kept, ExAllocateFromLookasideListEx(&kept));
+    DbgPrint("bad close %x\n", ZwClose((HANDLE)0x1234));
+    (void)l;
+    return STATUS_SUCCESS;
+}
+"#;
+
+#[test]
+fn handles_thread_objects_work_items_and_lookaside_lists_left_behind_are_reported() {
+    let so = build_driver("leftovers", &write_source("leftovers", LEFTOVERS));
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    assert_eq!(host.drain_log()[0].text, "bad close c0000008");
+    let report = driver.unload().unwrap();
+    let f = &report.findings;
+    for (what, count) in [
+        ("open handle(s)", 2),
+        ("referenced thread object(s)", 2),
+        ("work item(s) never freed", 1),
+        ("lookaside list(s) never deleted", 1),
+    ] {
+        assert!(
+            f.contains(&Finding::ObjectsLeft { what, count }),
+            "{what}: {f:#?}"
+        );
+    }
+    assert!(
+        f.contains(&Finding::BadHandle {
+            function: "ZwClose"
+        }),
+        "{f:#?}"
+    );
+    assert!(
+        f.iter()
+            .any(|x| matches!(x, Finding::LeakedPool { tag, size: 40, .. } if tag == "Keep")),
+        "the list's cached entry is leaked pool: {f:#?}"
+    );
+}
+
+const NEVER_ENDS: &str = r#"
+#include <ntddk.h>
+static KEVENT Never;
+static void Loop(PVOID p) { KeWaitForSingleObject(&Never, Executive, KernelMode, FALSE, NULL); }
+static void Unload(PDRIVER_OBJECT d) { DbgPrint("unload routine ran\n"); }
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    HANDLE h;
+    DriverObject->DriverUnload = Unload;
+    KeInitializeEvent(&Never, NotificationEvent, FALSE);
+    PsCreateSystemThread(&h, THREAD_ALL_ACCESS, NULL, NULL, NULL, Loop, NULL);
+    ZwClose(h);
+    return STATUS_SUCCESS;
+}
+"#;
+
+#[test]
+fn a_driver_whose_thread_never_ends_is_reported_hung_and_stays_mapped() {
+    let so = build_driver("never_ends", &write_source("never_ends", NEVER_ENDS));
+    let host = DriverHost::new(
+        Arc::new(Engine::default()),
+        HostConfig {
+            unload_timeout: Duration::from_millis(200),
+            ..HostConfig::default()
+        },
+    );
+    let driver = host.load(&so).unwrap();
+    match driver.unload() {
+        Err(UnloadError::Hung { name, .. }) => assert_eq!(name, "never_ends"),
+        other => panic!("expected Hung, got {other:?}"),
+    }
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    assert_eq!(log, vec!["unload routine ran".to_string()]);
+}
+
+#[test]
+fn ntstrsafe_intsafe_and_ip2string_from_a_driver() {
+    let so = build_driver("rt_strings", &c_dir().join("rt_strings.c"));
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    passed(&log, 45);
+    assert_eq!(log.last().map(String::as_str), Some("done"));
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
+#[test]
+fn ndis_pools_nbls_and_generic_objects_from_a_driver() {
+    let so = build_driver("rt_ndis", &c_dir().join("rt_ndis.c"));
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    passed(&log, 13);
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
+#[test]
+fn ndis_objects_left_at_unload_are_reported() {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rt_ndis_leak.so");
+    build(&BuildOptions {
+        sources: vec![c_dir().join("rt_ndis.c")],
+        output: out.clone(),
+        defines: vec!["LEAK".into()],
+        ..BuildOptions::default()
+    })
+    .unwrap();
+    let host = host();
+    let driver = host.load(&out).unwrap();
+    let report = driver.unload().unwrap();
+    for what in [
+        "NBL pool(s) never freed",
+        "NET_BUFFER_LIST(s) from NDIS pools never freed",
+        "NDIS generic object(s) never freed",
+    ] {
+        assert!(
+            report
+                .findings
+                .contains(&Finding::ObjectsLeft { what, count: 1 }),
+            "{what}: {:?}",
+            report.findings
+        );
+    }
+}
+
+#[test]
+fn wpp_trace_messages_reach_the_host_log_with_extended_conversions() {
+    let so = build_driver("rt_wpp", &c_dir().join("rt_wpp.c"));
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    let log = host.drain_log();
+    let texts: Vec<&str> = log.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        vec![
+            "plain 5 wide",
+            "status 0x00000102 in DriverEntry",
+            "guid {01020304-0506-0708-090a-0b0c0d0e0f10} ip 127.0.0.1 port 80 TRUE n=9",
+            "fixed level ok STATUS_SUCCESS",
+        ]
+    );
+    // TRACE_LEVEL_ERROR maps to DPFLTR_ERROR_LEVEL, the others to DPFLTR_INFO_LEVEL.
+    let levels: Vec<u32> = log.iter().map(|l| l.level).collect();
+    assert_eq!(
+        levels,
+        vec![3, 0, 3, 3],
+        "TraceInit{{LEVEL=TRACE_LEVEL_VERBOSE}} is informational"
+    );
+    assert!(log.iter().all(|l| l.component == 80));
+    driver.unload().unwrap();
+}
+
+const UNLOAD_HANGS: &str = r#"
+#include <ntddk.h>
+static KEVENT Never;
+static void Unload(PDRIVER_OBJECT d) { KeWaitForSingleObject(&Never, Executive, KernelMode, FALSE, NULL); }
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    KeInitializeEvent(&Never, NotificationEvent, FALSE);
+    DriverObject->DriverUnload = Unload;
+    return STATUS_SUCCESS;
+}
+"#;
+
+#[test]
+fn an_unload_routine_that_never_returns_is_reported_hung() {
+    let so = build_driver("unload_hangs", &write_source("unload_hangs", UNLOAD_HANGS));
+    let host = DriverHost::new(
+        Arc::new(Engine::default()),
+        HostConfig {
+            unload_timeout: Duration::from_millis(100),
+            ..HostConfig::default()
+        },
+    );
+    let driver = host.load(&so).unwrap();
+    assert!(matches!(driver.unload(), Err(UnloadError::Hung { .. })));
+}

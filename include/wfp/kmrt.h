@@ -1,0 +1,235 @@
+/* wfp-ddk: dispatcher objects, waits, system threads, object references, work items and lookaside
+ * lists (wdk-runtime.md §2, §3, §4), included by wfp/km.h. Implemented by the wfp-ffi runtime
+ * (docs/c-abi.md): events are the driver's own KEVENT memory (futex-backed), threads are real host
+ * threads, work items run on the host's worker threads at PASSIVE_LEVEL. */
+#ifndef WFP_DDK_KMRT_H
+#define WFP_DDK_KMRT_H
+
+/* ---- access rights, object attributes ---- */
+#define DELETE 0x00010000L
+#define READ_CONTROL 0x00020000L
+#define SYNCHRONIZE 0x00100000L
+#define STANDARD_RIGHTS_REQUIRED 0x000F0000L
+#define STANDARD_RIGHTS_READ READ_CONTROL
+#define STANDARD_RIGHTS_ALL 0x001F0000L
+#define GENERIC_READ 0x80000000L
+#define GENERIC_WRITE 0x40000000L
+#define GENERIC_EXECUTE 0x20000000L
+#define GENERIC_ALL 0x10000000L
+#define THREAD_ALL_ACCESS (STANDARD_RIGHTS_REQUIRED | SYNCHRONIZE | 0xFFFF)
+#define OBJ_INHERIT 0x00000002L
+#define OBJ_PERMANENT 0x00000010L
+#define OBJ_EXCLUSIVE 0x00000020L
+#define OBJ_CASE_INSENSITIVE 0x00000040L
+#define OBJ_OPENIF 0x00000080L
+#define OBJ_KERNEL_HANDLE 0x00000200L
+typedef struct _OBJECT_ATTRIBUTES {
+    ULONG Length;
+    HANDLE RootDirectory;
+    PUNICODE_STRING ObjectName;
+    ULONG Attributes;
+    PVOID SecurityDescriptor;
+    PVOID SecurityQualityOfService;
+} OBJECT_ATTRIBUTES, *POBJECT_ATTRIBUTES;
+typedef const OBJECT_ATTRIBUTES *PCOBJECT_ATTRIBUTES;
+#define InitializeObjectAttributes(p, n, a, r, s) do { \
+        (p)->Length = sizeof(OBJECT_ATTRIBUTES); (p)->RootDirectory = (r); (p)->Attributes = (a); \
+        (p)->ObjectName = (n); (p)->SecurityDescriptor = (s); (p)->SecurityQualityOfService = NULL; \
+    } while (0)
+typedef struct _CLIENT_ID {
+    HANDLE UniqueProcess;
+    HANDLE UniqueThread;
+} CLIENT_ID, *PCLIENT_ID;
+typedef struct _OBJECT_HANDLE_INFORMATION {
+    ULONG HandleAttributes;
+    ACCESS_MASK GrantedAccess;
+} OBJECT_HANDLE_INFORMATION, *POBJECT_HANDLE_INFORMATION;
+typedef struct _OBJECT_TYPE *POBJECT_TYPE;
+#define NtCurrentProcess() ((HANDLE)(LONG_PTR)-1)
+#define ZwCurrentProcess() NtCurrentProcess()
+
+/* ---- events and waits (§3) ---- */
+typedef struct _DISPATCHER_HEADER {
+    UCHAR Type;
+    UCHAR Signalling;
+    UCHAR Size;
+    UCHAR Reserved1;
+    LONG SignalState;
+    LIST_ENTRY WaitListHead;
+} DISPATCHER_HEADER;
+typedef struct _KEVENT {
+    DISPATCHER_HEADER Header;
+} KEVENT, *PKEVENT, *PRKEVENT;
+typedef enum _EVENT_TYPE { NotificationEvent = 0, SynchronizationEvent = 1 } EVENT_TYPE;
+typedef enum _KWAIT_REASON {
+    Executive = 0, FreePage = 1, PageIn = 2, PoolAllocation = 3, DelayExecution = 4, Suspended = 5,
+    UserRequest = 6, WrExecutive = 7, WrFreePage = 8, WrPageIn = 9, WrPoolAllocation = 10,
+    WrDelayExecution = 11, WrSuspended = 12, WrUserRequest = 13
+} KWAIT_REASON;
+#define IO_NO_INCREMENT 0
+#define EVENT_INCREMENT 1
+void KeInitializeEvent(PRKEVENT Event, EVENT_TYPE Type, BOOLEAN State);
+LONG KeSetEvent(PRKEVENT Event, KPRIORITY Increment, BOOLEAN Wait);
+LONG KeResetEvent(PRKEVENT Event);
+void KeClearEvent(PRKEVENT Event);
+LONG KeReadStateEvent(PRKEVENT Event);
+/* Timeout: NULL = forever; negative = relative, 100-ns units; positive = absolute system time;
+ * 0 = poll. Returns STATUS_SUCCESS or STATUS_TIMEOUT. Waitable: KEVENT, thread objects. */
+NTSTATUS KeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason, KPROCESSOR_MODE WaitMode,
+                               BOOLEAN Alertable, PLARGE_INTEGER Timeout);
+NTSTATUS KeDelayExecutionThread(KPROCESSOR_MODE WaitMode, BOOLEAN Alertable, PLARGE_INTEGER Interval);
+
+/* ---- system threads and object references (§3) ---- */
+typedef void KSTART_ROUTINE(PVOID StartContext);
+typedef KSTART_ROUTINE *PKSTART_ROUTINE;
+extern POBJECT_TYPE *PsThreadType;
+NTSTATUS WfpRtCreateSystemThread(PHANDLE ThreadHandle, ULONG DesiredAccess, POBJECT_ATTRIBUTES ObjectAttributes,
+                                 HANDLE ProcessHandle, PCLIENT_ID ClientId,
+                                 void (*Trampoline)(PKSTART_ROUTINE, PVOID), PKSTART_ROUTINE StartRoutine,
+                                 PVOID StartContext);
+void WfpRtThreadSetExit(void **JumpBuffer);
+void **WfpRtThreadExit(NTSTATUS ExitStatus);
+/* Runs in the new thread: PsTerminateSystemThread unwinds (C frames only) back to here. */
+static inline __attribute__((unused)) void WfpRtThreadMain(PKSTART_ROUTINE StartRoutine, PVOID StartContext)
+{
+    void *jump[5];
+    if (__builtin_setjmp(jump) == 0) {
+        WfpRtThreadSetExit(jump);
+        StartRoutine(StartContext);
+    }
+}
+static inline __attribute__((unused)) NTSTATUS PsCreateSystemThread(
+    PHANDLE ThreadHandle, ULONG DesiredAccess, POBJECT_ATTRIBUTES ObjectAttributes, HANDLE ProcessHandle,
+    PCLIENT_ID ClientId, PKSTART_ROUTINE StartRoutine, PVOID StartContext)
+{
+    return WfpRtCreateSystemThread(ThreadHandle, DesiredAccess, ObjectAttributes, ProcessHandle, ClientId,
+                                   WfpRtThreadMain, StartRoutine, StartContext);
+}
+/* Ends the calling system thread; STATUS_INVALID_PARAMETER (and no effect) on any other thread. */
+static inline __attribute__((unused)) NTSTATUS PsTerminateSystemThread(NTSTATUS ExitStatus)
+{
+    void **jump = WfpRtThreadExit(ExitStatus);
+    if (jump) __builtin_longjmp(jump, 1);
+    return STATUS_INVALID_PARAMETER;
+}
+NTSTATUS ObReferenceObjectByHandle(HANDLE Handle, ACCESS_MASK DesiredAccess, POBJECT_TYPE ObjectType,
+                                   KPROCESSOR_MODE AccessMode, PVOID *Object,
+                                   POBJECT_HANDLE_INFORMATION HandleInformation);
+LONG_PTR ObfReferenceObject(PVOID Object);
+LONG_PTR ObfDereferenceObject(PVOID Object);
+#define ObReferenceObject(o) ObfReferenceObject(o)
+#define ObDereferenceObject(o) ObfDereferenceObject(o)
+NTSTATUS ZwClose(HANDLE Handle);
+HANDLE PsGetCurrentProcessId(void);
+HANDLE PsGetCurrentThreadId(void);
+
+/* ---- work items (§4): host worker threads, PASSIVE_LEVEL ---- */
+typedef struct _IO_WORKITEM IO_WORKITEM, *PIO_WORKITEM;
+typedef void IO_WORKITEM_ROUTINE(PDEVICE_OBJECT DeviceObject, PVOID Context);
+typedef IO_WORKITEM_ROUTINE *PIO_WORKITEM_ROUTINE;
+typedef void IO_WORKITEM_ROUTINE_EX(PVOID IoObject, PVOID Context, PIO_WORKITEM IoWorkItem);
+typedef IO_WORKITEM_ROUTINE_EX *PIO_WORKITEM_ROUTINE_EX;
+typedef enum _WORK_QUEUE_TYPE {
+    CriticalWorkQueue = 0, DelayedWorkQueue = 1, HyperCriticalWorkQueue = 2, NormalWorkQueue = 3,
+    BackgroundWorkQueue = 4, RealTimeWorkQueue = 5, SuperCriticalWorkQueue = 6, MaximumWorkQueue = 7,
+    CustomPriorityWorkQueue = 32
+} WORK_QUEUE_TYPE;
+PIO_WORKITEM IoAllocateWorkItem(PDEVICE_OBJECT DeviceObject);
+void IoFreeWorkItem(PIO_WORKITEM IoWorkItem);
+ULONG IoSizeofWorkItem(void);
+void IoInitializeWorkItem(PVOID IoObject, PIO_WORKITEM IoWorkItem);
+void IoUninitializeWorkItem(PIO_WORKITEM IoWorkItem);
+void IoQueueWorkItem(PIO_WORKITEM IoWorkItem, PIO_WORKITEM_ROUTINE WorkerRoutine, WORK_QUEUE_TYPE QueueType, PVOID Context);
+void IoQueueWorkItemEx(PIO_WORKITEM IoWorkItem, PIO_WORKITEM_ROUTINE_EX WorkerRoutine, WORK_QUEUE_TYPE QueueType, PVOID Context);
+
+/* ---- lookaside lists (§2) ---- */
+typedef struct _LOOKASIDE_LIST_EX LOOKASIDE_LIST_EX, *PLOOKASIDE_LIST_EX;
+typedef PVOID ALLOCATE_FUNCTION_EX(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag, PLOOKASIDE_LIST_EX Lookaside);
+typedef ALLOCATE_FUNCTION_EX *PALLOCATE_FUNCTION_EX;
+typedef void FREE_FUNCTION_EX(PVOID Buffer, PLOOKASIDE_LIST_EX Lookaside);
+typedef FREE_FUNCTION_EX *PFREE_FUNCTION_EX;
+typedef PVOID ALLOCATE_FUNCTION(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag);
+typedef ALLOCATE_FUNCTION *PALLOCATE_FUNCTION;
+typedef void FREE_FUNCTION(PVOID Buffer);
+typedef FREE_FUNCTION *PFREE_FUNCTION;
+#define WFP_GENERAL_LOOKASIDE_LAYOUT \
+    SLIST_HEADER ListHead; \
+    USHORT Depth; \
+    USHORT MaximumDepth; \
+    ULONG TotalAllocates; \
+    union { ULONG AllocateMisses; ULONG AllocateHits; }; \
+    ULONG TotalFrees; \
+    union { ULONG FreeMisses; ULONG FreeHits; }; \
+    POOL_TYPE Type; \
+    ULONG Tag; \
+    ULONG Size; \
+    union { PALLOCATE_FUNCTION_EX AllocateEx; PALLOCATE_FUNCTION Allocate; }; \
+    union { PFREE_FUNCTION_EX FreeEx; PFREE_FUNCTION Free; }; \
+    LIST_ENTRY ListEntry; \
+    ULONG LastTotalAllocates; \
+    union { ULONG LastAllocateMisses; ULONG LastAllocateHits; }; \
+    ULONG Future[2];
+typedef struct DECLSPEC_ALIGN(16) _GENERAL_LOOKASIDE_POOL { WFP_GENERAL_LOOKASIDE_LAYOUT } GENERAL_LOOKASIDE_POOL, *PGENERAL_LOOKASIDE_POOL;
+typedef struct DECLSPEC_CACHEALIGN _GENERAL_LOOKASIDE { WFP_GENERAL_LOOKASIDE_LAYOUT } GENERAL_LOOKASIDE, *PGENERAL_LOOKASIDE;
+struct _LOOKASIDE_LIST_EX { GENERAL_LOOKASIDE_POOL L; };
+typedef struct _NPAGED_LOOKASIDE_LIST {
+    GENERAL_LOOKASIDE L;
+    KSPIN_LOCK Lock__ObsoleteButDoNotDelete;
+} NPAGED_LOOKASIDE_LIST, *PNPAGED_LOOKASIDE_LIST;
+#define EX_LOOKASIDE_LIST_EX_FLAGS_RAISE_ON_FAIL 0x00000001UL
+#define EX_LOOKASIDE_LIST_EX_FLAGS_FAIL_NO_RAISE 0x00000002UL
+#define LOOKASIDE_MINIMUM_BLOCK_SIZE (RTL_SIZEOF_THROUGH_FIELD(SLIST_ENTRY, Next))
+/* Depth 0: the runtime picks the depth (256 cached entries). Entries are not zeroed. */
+NTSTATUS ExInitializeLookasideListEx(PLOOKASIDE_LIST_EX Lookaside, PALLOCATE_FUNCTION_EX Allocate, PFREE_FUNCTION_EX Free,
+                                     POOL_TYPE PoolType, ULONG Flags, SIZE_T Size, ULONG Tag, USHORT Depth);
+PVOID ExAllocateFromLookasideListEx(PLOOKASIDE_LIST_EX Lookaside);
+void ExFreeToLookasideListEx(PLOOKASIDE_LIST_EX Lookaside, PVOID Entry);
+void ExFlushLookasideListEx(PLOOKASIDE_LIST_EX Lookaside);
+void ExDeleteLookasideListEx(PLOOKASIDE_LIST_EX Lookaside);
+void ExInitializeNPagedLookasideList(PNPAGED_LOOKASIDE_LIST Lookaside, PALLOCATE_FUNCTION Allocate, PFREE_FUNCTION Free,
+                                     ULONG Flags, SIZE_T Size, ULONG Tag, USHORT Depth);
+PVOID ExAllocateFromNPagedLookasideList(PNPAGED_LOOKASIDE_LIST Lookaside);
+void ExFreeToNPagedLookasideList(PNPAGED_LOOKASIDE_LIST Lookaside, PVOID Entry);
+void ExDeleteNPagedLookasideList(PNPAGED_LOOKASIDE_LIST Lookaside);
+
+/* ---- the driver's own service key (§8): ZwOpenKey on RegistryPath or RegistryPath\Parameters,
+ * ZwQueryValueKey on Parameters (the driver's configured parameters); other keys do not exist ---- */
+#define KEY_QUERY_VALUE 0x0001
+#define KEY_SET_VALUE 0x0002
+#define KEY_ENUMERATE_SUB_KEYS 0x0008
+#define KEY_NOTIFY 0x0010
+#define KEY_READ ((READ_CONTROL | KEY_QUERY_VALUE | KEY_ENUMERATE_SUB_KEYS | KEY_NOTIFY) & ~SYNCHRONIZE)
+#define REG_NONE 0
+#define REG_SZ 1
+#define REG_EXPAND_SZ 2
+#define REG_BINARY 3
+#define REG_DWORD 4
+typedef enum _KEY_VALUE_INFORMATION_CLASS {
+    KeyValueBasicInformation = 0, KeyValueFullInformation = 1, KeyValuePartialInformation = 2
+} KEY_VALUE_INFORMATION_CLASS;
+typedef struct _KEY_VALUE_FULL_INFORMATION {
+    ULONG TitleIndex;
+    ULONG Type;
+    ULONG DataOffset;
+    ULONG DataLength;
+    ULONG NameLength;
+    WCHAR Name[1];
+} KEY_VALUE_FULL_INFORMATION, *PKEY_VALUE_FULL_INFORMATION;
+typedef struct _KEY_VALUE_PARTIAL_INFORMATION {
+    ULONG TitleIndex;
+    ULONG Type;
+    ULONG DataLength;
+    UCHAR Data[1];
+} KEY_VALUE_PARTIAL_INFORMATION, *PKEY_VALUE_PARTIAL_INFORMATION;
+NTSTATUS ZwOpenKey(PHANDLE KeyHandle, ACCESS_MASK DesiredAccess, POBJECT_ATTRIBUTES ObjectAttributes);
+/* Full and Partial information (Basic: STATUS_INVALID_PARAMETER). A buffer shorter than the
+ * header: STATUS_BUFFER_TOO_SMALL; shorter than the record: STATUS_BUFFER_OVERFLOW (header written);
+ * *ResultLength = the record's size either way. */
+NTSTATUS ZwQueryValueKey(HANDLE KeyHandle, PUNICODE_STRING ValueName, KEY_VALUE_INFORMATION_CLASS KeyValueInformationClass,
+                         PVOID KeyValueInformation, ULONG Length, PULONG ResultLength);
+
+_Static_assert(sizeof(KEVENT) == 24, "KEVENT is 24 bytes on x64");
+_Static_assert(sizeof(LOOKASIDE_LIST_EX) == 96, "LOOKASIDE_LIST_EX is 0x60 bytes on x64");
+_Static_assert(sizeof(NPAGED_LOOKASIDE_LIST) == 192, "NPAGED_LOOKASIDE_LIST is 0xC0 bytes on x64");
+_Static_assert(sizeof(OBJECT_ATTRIBUTES) == 48, "OBJECT_ATTRIBUTES is 0x30 bytes on x64");
+#endif
