@@ -17,16 +17,19 @@
 //!
 //! Modules:
 //! * [`types`] — request/answer bodies and object DTOs with their conversions.
+//! * [`drivers`] — the `/v1/drivers` bodies (C callout drivers in the daemon) and base64.
 //! * [`value`] — typed values (`FWP_VALUE0`, `FWP_CONDITION_VALUE0`) as tagged JSON.
 //! * [`http`] — reading and writing HTTP/1.1 messages with size limits.
 //! * [`client`] — the blocking client.
 
 pub mod client;
+pub mod drivers;
 pub mod http;
 pub mod types;
 pub mod value;
 
 pub use client::{Client, ClientError};
+pub use drivers::{DriverUnloaded, DriverView, IoctlAnswer, IoctlRequest, LoadDriverRequest};
 pub use types::*;
 pub use value::ValueDto;
 

@@ -19,6 +19,7 @@
 
 pub mod config;
 mod conn;
+mod drivers;
 pub mod events;
 pub mod peer;
 mod routes;
@@ -76,6 +77,8 @@ pub(crate) struct Shared {
     connections: AtomicUsize,
     /// The connection monitor's log (`GET /v1/connections`), set once by the daemon.
     pub(crate) monitor: std::sync::OnceLock<Arc<wfp_callouts::ConnectionLog>>,
+    /// The daemon's C callout drivers (`/v1/drivers`), set once by the daemon.
+    pub(crate) drivers: std::sync::OnceLock<crate::drivers::Drivers>,
 }
 
 /// A running API server. Dropping it stops accepting and ends the connections (their sessions
@@ -139,6 +142,7 @@ impl Server {
             stop: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             monitor: std::sync::OnceLock::new(),
+            drivers: std::sync::OnceLock::new(),
         });
         let thread_shared = Arc::clone(&shared);
         let accept = std::thread::Builder::new()
@@ -160,6 +164,12 @@ impl Server {
     /// Lists `log`'s live connections at `GET /v1/connections` (the first call wins).
     pub fn set_connection_log(&self, log: Arc<wfp_callouts::ConnectionLog>) {
         let _ = self.shared.monitor.set(log);
+    }
+
+    /// Serves `drivers` at `/v1/drivers` (the first call wins; without it the list is empty and
+    /// loads are refused).
+    pub fn set_drivers(&self, drivers: crate::drivers::Drivers) {
+        let _ = self.shared.drivers.set(drivers);
     }
 
     /// Hands net events to the `GET /v1/events` subscribers.
