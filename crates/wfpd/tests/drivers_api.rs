@@ -282,3 +282,116 @@ fn a_viewer_may_list_but_not_load_unload_or_ioctl() {
     assert!(d.drivers.stop().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A child killed and reaped on drop.
+struct Guarded(std::process::Child);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_log(log: &Path, needle: &str) -> String {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "no {needle:?} in the log:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The real `wfpd` binary in its own network namespace (`drvapi-PID-N`, only `lo`, no traffic
+/// sent): a `[[driver]]` table and the API socket; a driver loaded through the socket by a
+/// path relative to the configuration directory, reached, unloaded; the configured one
+/// unloaded at stop.
+#[test]
+fn the_real_daemon_serves_its_configured_and_loaded_drivers() {
+    let root = rustix::process::geteuid().is_root();
+    let tools = ["ip", "iptables"]
+        .iter()
+        .all(|p| std::process::Command::new(p).arg("-V").output().is_ok());
+    if !root || !tools {
+        eprintln!("note: needs root, ip and iptables (a network namespace); skipping");
+        return;
+    }
+    let dir = tempdir("netns");
+    build(&dir, "flowmon");
+    let drv = dir.join("drv");
+    std::fs::create_dir_all(&drv).unwrap();
+    build(&drv, "ioctlecho");
+    std::fs::write(dir.join("policy.toml"), "").unwrap();
+    let config = dir.join("wfpd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[policy]\nfiles = [\"policy.toml\"]\n\n[api]\nsocket = {:?}\n\n\
+             [rules]\nhooks = [ {{ hook = \"OUTPUT\", matches = [\"-o\", \"lo\"] }} ]\n\n\
+             [[driver]]\npath = \"flowmon.so\"\n",
+            dir.join("wfpd.sock").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let ns = wfp_nfqueue::TempNetns::create("drvapi").expect("netns");
+    let log = dir.join("wfpd.log");
+    let child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns.name(),
+            env!("CARGO_BIN_EXE_wfpd"),
+            "--config",
+        ])
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start wfpd");
+    let mut daemon = Guarded(child);
+    wait_for_log(&log, "wfpd started");
+
+    let mut c = Client::connect(&dir.join("wfpd.sock")).unwrap();
+    let list: Vec<DriverView> = c.drivers().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (list[0].name.as_str(), list[0].origin.as_str()),
+        ("flowmon", "config")
+    );
+    let loaded: DriverView = c.load_driver("drv/ioctlecho.so", &BTreeMap::new()).unwrap();
+    assert_eq!(loaded.path, drv.join("ioctlecho.so").display().to_string());
+    assert_eq!(
+        ioctl(&mut c, "ioctlecho", IOCTL_UPPER, b"netns"),
+        (0, b"NETNS".to_vec())
+    );
+    assert!(c.unload_driver("ioctlecho").unwrap().findings.is_empty());
+    assert_eq!(c.drivers::<DriverView>().unwrap().len(), 1);
+    drop(c);
+
+    let status = std::process::Command::new("kill")
+        .args(["-s", "TERM", &daemon.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while daemon.0.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < end, "wfpd did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let text = wait_for_log(&log, "wfpd stopped");
+    assert!(
+        text.contains("[ioctlecho] ioctlecho: unloaded after 1 requests"),
+        "{text}"
+    );
+    assert!(text.contains("[flowmon] flowmon: unloaded"), "{text}");
+    assert!(!text.contains("driver verifier"), "{text}");
+    drop(ns);
+    let _ = std::fs::remove_dir_all(&dir);
+}
