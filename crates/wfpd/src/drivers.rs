@@ -549,4 +549,56 @@ path = "/abs/b.so"
         };
         assert!(Drivers::start(&[missing], None, &engine).is_err());
     }
+
+    #[test]
+    fn errors_map_to_documented_status_codes() {
+        use std::io::{Error, ErrorKind};
+        let io = |kind| DriverError::NoImage {
+            path: "/x.so".into(),
+            source: Error::from(kind),
+        };
+        let cases = [
+            (DriverError::NotLoaded("a".into()), 404, 0xC000_0225),
+            (io(ErrorKind::NotFound), 404, 0xC000_0034),
+            (io(ErrorKind::PermissionDenied), 400, 0xC000_0022),
+            (
+                DriverError::Load(wfp_ffi::LoadError::EntryFailed {
+                    path: "/x.so".into(),
+                    status: 0xC000_009A,
+                }),
+                500,
+                0xC000_009A,
+            ),
+            (
+                DriverError::Ioctl(wfp_ffi::IoctlError::NotCompleted {
+                    driver: "a".into(),
+                    timeout: std::time::Duration::from_secs(1),
+                }),
+                504,
+                0xC000_00B5,
+            ),
+            (DriverError::Stopping, 503, 0xC000_00A3),
+        ];
+        for (e, status, code) in cases {
+            let (s, c, name) = e.code();
+            assert_eq!((s, c), (status, code), "{e}");
+            assert!(name.starts_with("STATUS_"), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_stopped_registry_refuses_loads_from_every_handle() {
+        let engine = Arc::new(Engine::default());
+        let drivers = Drivers::start(&[], Some(Path::new("/")), &engine).unwrap();
+        let other = drivers.clone();
+        assert!(drivers.stop().is_empty());
+        // /proc/self/exe resolves to a regular file: only the stop refuses it.
+        let e = other
+            .load("proc/self/exe", &BTreeMap::new())
+            .expect_err("stopped");
+        assert!(matches!(e, DriverError::Stopping), "{e}");
+        assert!(other.list().is_empty());
+        let e = other.unload("exe").expect_err("nothing loaded");
+        assert!(matches!(e, DriverError::NotLoaded(_)), "{e}");
+    }
 }
