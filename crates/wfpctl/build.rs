@@ -4,5 +4,7 @@
 //! libraries).
 fn main() {
     println!("cargo:rustc-link-arg-bins=-rdynamic");
+    // tests/driver_daemon.rs hosts wfpd's driver registry (and so the drivers) in the test.
+    println!("cargo:rustc-link-arg-tests=-rdynamic");
     println!("cargo:rerun-if-changed=build.rs");
 }

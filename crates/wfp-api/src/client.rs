@@ -370,12 +370,12 @@ impl Client {
         Ok(self.writer.try_clone()?)
     }
 
-    /// `GET /v1/drivers`: C callout drivers loaded in the daemon (proposed endpoint).
+    /// `GET /v1/drivers`: C callout drivers loaded in the daemon.
     pub fn drivers<T: DeserializeOwned>(&mut self) -> Result<Vec<T>, ClientError> {
         self.get("/v1/drivers")
     }
 
-    /// `POST /v1/drivers` `{"path", "params"}`: loads a driver (proposed endpoint).
+    /// `POST /v1/drivers` `{"path", "params"}`: loads a driver.
     pub fn load_driver<R: DeserializeOwned>(
         &mut self,
         path: &str,
@@ -388,14 +388,14 @@ impl Client {
         )
     }
 
-    /// `DELETE /v1/drivers/{name}`: unloads a driver (proposed endpoint).
-    pub fn unload_driver(&mut self, name: &str) -> Result<(), ClientError> {
+    /// `DELETE /v1/drivers/{name}`: unloads a driver (§5.3, bounded); the Verifier's findings.
+    pub fn unload_driver(&mut self, name: &str) -> Result<crate::DriverUnloaded, ClientError> {
         let target = format!("/v1/drivers/{}", percent_encode(name));
-        self.command::<()>("DELETE", &target, None)
+        self.call::<(), _>("DELETE", &target, None)
     }
 
     /// `POST /v1/drivers/{name}/ioctl` `{"code", "input_b64"}` → `{"status", "output_b64"}`: a
-    /// device-control request to the driver's queue (proposed endpoint).
+    /// device-control request to the driver's queue.
     pub fn driver_ioctl<R: DeserializeOwned>(
         &mut self,
         name: &str,

@@ -17,6 +17,7 @@
 //!
 //! Modules:
 //! * [`types`] — request/answer bodies and object DTOs with their conversions.
+//! * [`drivers`] — the `/v1/drivers` bodies (C callout drivers in the daemon) and base64.
 //! * [`value`] — typed values (`FWP_VALUE0`, `FWP_CONDITION_VALUE0`) as tagged JSON.
 //! * [`live`] — what the data path produces: net events and their query, pended
 //!   authorizations and decisions, flows.
@@ -24,6 +25,7 @@
 //! * [`client`] — the blocking client.
 
 pub mod client;
+pub mod drivers;
 pub mod http;
 pub mod live;
 pub mod types;
@@ -31,6 +33,7 @@ pub mod value;
 
 pub use client::{Client, ClientError};
 pub use live::*;
+pub use drivers::{DriverUnloaded, DriverView, IoctlAnswer, IoctlRequest, LoadDriverRequest};
 pub use types::*;
 pub use value::ValueDto;
 

@@ -1,6 +1,6 @@
 //! `wfpctl driver load|unload|list|ioctl`: C callout drivers in the **running daemon**, beside
-//! the offline `wfpctl driver build` of [`crate::driver`]. Client side of a proposed API (the
-//! daemon side belongs to the C-driver work):
+//! the offline `wfpctl driver build` of [`crate::driver`], over wfpd's `/v1/drivers` endpoints
+//! (`docs/api.md` "Drivers"; bodies in [`wfp_api::drivers`]):
 //!
 //! ```text
 //!   wfpctl driver load DRIVER.so [--param NAME=VALUE]...   POST   /v1/drivers {"path","params"}
@@ -23,10 +23,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{ArgMatches, FromArgMatches, Subcommand};
+use wfp_api::drivers::{b64_decode, b64_encode};
+use wfp_api::{DriverView, IoctlAnswer};
 
 use crate::driver;
 use crate::mgmt::{print_json, table, Connect};
-use crate::views::{DriverView, IoctlAnswer};
 
 /// `wfpctl driver ...`: `build` (offline) or one of the daemon's driver commands.
 #[derive(Debug)]
@@ -157,8 +158,15 @@ pub fn run(a: &DriverArgs) -> anyhow::Result<ExitCode> {
         DriverArgs::Build(b) => driver::run(b),
         DriverArgs::Daemon(DaemonDriver::Load(l)) => load(l),
         DriverArgs::Daemon(DaemonDriver::Unload(u)) => {
-            u.connect.client()?.unload_driver(&u.name)?;
-            println!("unloaded {}", u.name);
+            let report = u.connect.client()?.unload_driver(&u.name)?;
+            println!(
+                "unloaded {}, {} verifier findings",
+                report.name,
+                report.findings.len()
+            );
+            for f in &report.findings {
+                println!("  {f}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         DriverArgs::Daemon(DaemonDriver::List(l)) => list(l),
@@ -192,13 +200,21 @@ fn list(l: &ListArgs) -> anyhow::Result<ExitCode> {
             vec![
                 d.name.clone(),
                 d.path.clone(),
-                d.callouts.map_or_else(|| "-".into(), |n| n.to_string()),
-                d.device.clone().unwrap_or_else(|| "-".into()),
+                d.origin.clone(),
+                if d.devices.is_empty() {
+                    "-".into()
+                } else {
+                    d.devices.join(" ")
+                },
+                d.findings.to_string(),
                 params.join(" "),
             ]
         })
         .collect();
-    table(&["NAME", "PATH", "CALLOUTS", "DEVICE", "PARAMS"], &rows);
+    table(
+        &["NAME", "PATH", "ORIGIN", "DEVICES", "FINDINGS", "PARAMS"],
+        &rows,
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -219,8 +235,7 @@ fn ioctl(i: &IoctlArgs) -> anyhow::Result<ExitCode> {
     }
     let answer: IoctlAnswer = serde_json::from_value(raw).context("the ioctl answer")?;
     let output = b64_decode(&answer.output_b64).context("the ioctl answer's output_b64")?;
-    // NT_SUCCESS: severity bits 00 (success) or 01 (informational).
-    let success = answer.status >> 30 <= 1;
+    let success = answer.success();
     eprintln!(
         "{} ioctl {:#010x}: status {:#010x}{}, {} output bytes",
         i.driver,
@@ -267,69 +282,9 @@ fn hex_dump(bytes: &[u8]) -> String {
     out
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// RFC 4648 base64 with padding.
-fn b64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(B64[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// RFC 4648 base64 (padding optional, whitespace ignored); `None` on any other character.
-fn b64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes().filter(|c| !c.is_ascii_whitespace()) {
-        if c == b'=' {
-            break;
-        }
-        let v = B64.iter().position(|x| *x == c)?;
-        acc = acc << 6 | u32::try_from(v).ok()?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from(acc >> bits & 0xff).ok()?);
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_rfc4648_vectors() {
-        for (plain, coded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(b64_encode(plain.as_bytes()), coded);
-            assert_eq!(b64_decode(coded).unwrap(), plain.as_bytes());
-        }
-        assert_eq!(b64_decode("Zm9v\nYg"), Some(b"foob".to_vec()));
-        assert_eq!(b64_decode("Zm9*"), None);
-    }
 
     #[test]
     fn codes_params_and_dumps() {

@@ -174,32 +174,6 @@ pub struct DecisionResult {
     pub filter_id: Option<u64>,
 }
 
-/// One C callout driver loaded in the daemon (`GET /v1/drivers`, proposed).
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(default)]
-pub struct DriverView {
-    /// The driver's name (its image's file stem unless the daemon says otherwise).
-    pub name: String,
-    /// The image it was loaded from.
-    pub path: String,
-    /// Callouts it registered.
-    pub callouts: Option<u64>,
-    /// Its device object, when it created one.
-    pub device: Option<String>,
-    /// Load parameters.
-    pub params: BTreeMap<String, String>,
-}
-
-/// The answer of `POST /v1/drivers/{name}/ioctl` (proposed).
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(default)]
-pub struct IoctlAnswer {
-    /// The NTSTATUS the driver completed the request with.
-    pub status: u32,
-    /// The output buffer, base64.
-    pub output_b64: String,
-}
-
 /// A layer for people: the name when given, else the catalogue's name for the run-time id.
 pub fn layer_name(name: &str, id: Option<u16>) -> String {
     if !name.is_empty() {

@@ -1,14 +1,16 @@
-//! `wfpctl driver load|unload|list|ioctl` against a canned API (`fake_api`) speaking the
-//! proposed `/v1/drivers` endpoints (the daemon side belongs to the C-driver work): the requests
-//! sent (paths, JSON bodies, base64 buffers) and the rendering of the answers are checked.
-//! `driver build` keeps working beside them.
-
-mod fake_api;
+//! `wfpctl driver load|unload|list|ioctl` against wfpd's real management socket (its API server
+//! and driver registry in process, no queues): the `ioctlecho` and `flowmon` example drivers,
+//! compiled with wfp-ffi's build helper, are loaded by the CLI, listed, reached through the
+//! device-control queue (`--in`/`--out` files, hex dumps, a failure NTSTATUS → exit code 1) and
+//! unloaded. `driver build` keeps working beside them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
 
-use fake_api::{FakeApi, Reply};
+use wfp_core::Engine;
+use wfpd::api::{ApiConfig, Server};
+use wfpd::drivers::Drivers;
 
 fn dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("wfpctl-drv-{tag}-{}", std::process::id()));
@@ -17,8 +19,21 @@ fn dir(tag: &str) -> PathBuf {
     d
 }
 
-fn wfpctl(socket: &Path, args: &[&str]) -> Output {
+fn build(dir: &Path, name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = dir.join(format!("{name}.so"));
+    wfp_ffi::compile::build(&wfp_ffi::compile::BuildOptions {
+        sources: vec![root.join(format!("examples/drivers/{name}/{name}.c"))],
+        output: out.clone(),
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("building {name}: {e}"));
+    out
+}
+
+fn wfpctl_in(cwd: &Path, socket: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wfpctl"))
+        .current_dir(cwd)
         .args(args)
         .arg("--socket")
         .arg(socket)
@@ -35,104 +50,70 @@ fn text(o: &Output) -> String {
 }
 
 #[test]
-fn load_list_ioctl_unload_send_the_proposed_requests() {
+fn load_list_ioctl_unload_against_the_daemon() {
     let d = dir("all");
-    let api = FakeApi::start(&d);
-    api.route(
-        "POST /v1/drivers",
-        Reply::Body(
-            200,
-            r#"{"name":"flowmon","path":"/x/flowmon.so","callouts":2}"#.into(),
-        ),
-    );
-    api.route(
-        "GET /v1/drivers",
-        Reply::Body(
-            200,
-            r#"[{"name":"flowmon","path":"/x/flowmon.so","callouts":2,"device":"\\Device\\FlowMon",
-                 "params":{"Mode":"2"}}]"#
-                .into(),
-        ),
-    );
-    // "pong" back, STATUS_SUCCESS.
-    api.route(
-        "POST /v1/drivers/flowmon/ioctl",
-        Reply::Body(200, r#"{"status":0,"output_b64":"cG9uZw=="}"#.into()),
-    );
-    api.route(
-        "POST /v1/drivers/broken/ioctl",
-        Reply::Body(200, r#"{"status":3221225485,"output_b64":""}"#.into()),
-    );
-    api.route(
-        "DELETE /v1/drivers/flowmon",
-        Reply::Body(200, r#"{"ok":true}"#.into()),
-    );
+    build(&d, "ioctlecho");
+    build(&d, "flowmon");
+    let engine = Arc::new(Engine::default());
+    // The daemon's configuration directory is elsewhere: wfpctl sends absolute paths.
+    let drivers = Drivers::start(&[], Some(Path::new("/nonexistent")), &engine).unwrap();
+    let mut config = ApiConfig::default();
+    config.socket = Some(d.join("wfpd.sock"));
+    let server = Server::start(Arc::clone(&engine), None, config).unwrap();
+    server.set_drivers(drivers.clone());
+    let sock = server.path().to_path_buf();
+    let run = |args: &[&str]| wfpctl_in(&d, &sock, args);
 
-    let image = d.join("flowmon.so");
-    std::fs::write(
-        &image,
-        b"not really an ELF: the fake daemon does not load it",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_wfpctl"))
-        .current_dir(&d)
-        .args([
-            "driver",
-            "load",
-            "flowmon.so",
-            "--param",
-            "Mode=2",
-            "--param",
-            "Name=a=b",
-        ])
-        .arg("--socket")
-        .arg(api.path())
-        .output()
-        .unwrap();
+    let out = run(&["driver", "load", "ioctlecho.so", "--param", "Tag=9"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("loaded flowmon from /x/flowmon.so"),
-        "{}",
-        text(&out)
-    );
+    let loaded = format!("loaded ioctlecho from {}", d.join("ioctlecho.so").display());
+    assert!(text(&out).contains(&loaded), "{}", text(&out));
+    let out = run(&["driver", "load", "flowmon.so"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(engine.filters().len(), 3, "flowmon's DriverEntry ran");
 
-    let out = wfpctl(api.path(), &["driver", "list"]);
+    let out = run(&["driver", "list"]);
     let t = text(&out);
     assert!(
-        t.contains("flowmon") && t.contains("\\Device\\FlowMon") && t.contains("Mode=2"),
+        t.contains("ioctlecho") && t.contains("\\Device\\IoctlEcho") && t.contains("Tag=9"),
         "{t}"
     );
+    assert!(t.contains("flowmon") && t.contains("api"), "{t}");
+    let out = run(&["driver", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["name"], "ioctlecho");
+    assert_eq!(list[1]["findings"], 0);
 
-    let input = d.join("ping.bin");
+    // IOCTL_IOCTLECHO_UPPER = CTL_CODE(FILE_DEVICE_NETWORK, 0x901, METHOD_BUFFERED, 0).
+    let input = d.join("in.bin");
     std::fs::write(&input, b"ping").unwrap();
-    let output = d.join("pong.bin");
-    let out = wfpctl(
-        api.path(),
-        &[
-            "driver",
-            "ioctl",
-            "flowmon",
-            "0x222003",
-            "--in",
-            input.to_str().unwrap(),
-            "--out",
-            output.to_str().unwrap(),
-        ],
-    );
+    let output = d.join("out.bin");
+    let out = run(&[
+        "driver",
+        "ioctl",
+        "ioctlecho",
+        "0x122404",
+        "--in",
+        input.to_str().unwrap(),
+        "--out",
+        output.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(std::fs::read(&output).unwrap(), b"pong");
+    assert_eq!(std::fs::read(&output).unwrap(), b"PING");
     assert!(
         text(&out).contains("status 0x00000000, 4 output bytes"),
         "{}",
         text(&out)
     );
-    let out = wfpctl(api.path(), &["driver", "ioctl", "flowmon", "16"]);
+    // IOCTL_IOCTLECHO_STATS (decimal): {Requests = 2, Tag = 9} as a hex dump.
+    let out = run(&["driver", "ioctl", "ioctlecho", &(0x12_2408).to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
     assert!(
-        text(&out).contains("70 6f 6e 67") && text(&out).contains("|pong|"),
+        text(&out).contains("02 00 00 00 09 00 00 00"),
         "{}",
         text(&out)
     );
-    let out = wfpctl(api.path(), &["driver", "ioctl", "broken", "1"]);
+    let out = run(&["driver", "ioctl", "ioctlecho", "1", "--json"]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -140,39 +121,47 @@ fn load_list_ioctl_unload_send_the_proposed_requests() {
         text(&out)
     );
     assert!(
-        text(&out).contains("0xc000000d (failure)"),
+        text(&out).contains("0xc0000010 (failure)"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&["driver", "ioctl", "flowmon", "1"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("STATUS_INVALID_DEVICE_REQUEST"),
         "{}",
         text(&out)
     );
 
-    let out = wfpctl(api.path(), &["driver", "unload", "flowmon"]);
+    let out = run(&["driver", "unload", "ioctlecho"]);
     assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("unloaded ioctlecho, 0 verifier findings"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&["driver", "unload", "flowmon"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(engine.filters().is_empty());
+    let out = run(&["driver", "list", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    let out = run(&["driver", "unload", "flowmon"]);
+    assert!(
+        !out.status.success() && text(&out).contains("STATUS_NOT_FOUND"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&["driver", "load", "missing.so"]);
+    assert!(
+        !out.status.success() && text(&out).contains("STATUS_OBJECT_NAME_NOT_FOUND"),
+        "{}",
+        text(&out)
+    );
 
-    let seen = api.seen();
-    let load = seen.iter().find(|s| s.line == "POST /v1/drivers").unwrap();
-    let body: serde_json::Value = serde_json::from_str(&load.body).unwrap();
-    assert_eq!(
-        body["path"],
-        image.to_str().unwrap(),
-        "sent as an absolute path"
-    );
-    assert_eq!(
-        body["params"],
-        serde_json::json!({"Mode": "2", "Name": "a=b"})
-    );
-    let ioctl = seen
-        .iter()
-        .find(|s| s.line == "POST /v1/drivers/flowmon/ioctl")
-        .unwrap();
-    let body: serde_json::Value = serde_json::from_str(&ioctl.body).unwrap();
-    assert_eq!(
-        body,
-        serde_json::json!({"code": 0x22_2003, "input_b64": "cGluZw=="})
-    );
-    assert!(seen.iter().any(|s| s.line == "DELETE /v1/drivers/flowmon"));
-
-    let out = wfpctl(api.path(), &["driver", "ioctl", "flowmon", "0xnope"]);
+    let out = run(&["driver", "ioctl", "ioctlecho", "0xnope"]);
     assert_eq!(out.status.code(), Some(2));
+    drop(server);
+    assert!(drivers.stop().is_empty());
     let _ = std::fs::remove_dir_all(&d);
 }
 

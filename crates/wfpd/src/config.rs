@@ -168,6 +168,10 @@ pub struct Config {
     /// C callout drivers loaded at start (`[[driver]]`).
     #[serde(default, rename = "driver")]
     pub drivers: Vec<crate::drivers::DriverConfig>,
+    /// The configuration file's directory (set by [`Config::load`]): relative driver paths given
+    /// to the management API are relative to it.
+    #[serde(skip)]
+    pub dir: Option<PathBuf>,
 }
 
 /// `[policy]`.
@@ -440,6 +444,7 @@ impl Config {
                 }
             }
             config.drivers.iter_mut().for_each(|d| d.resolve(dir));
+            config.dir = std::path::absolute(dir).ok();
         }
         Ok(config)
     }

@@ -96,7 +96,11 @@ impl Daemon {
         let host = Host::new();
         let applied = replace_all(&engine, &[], &refs, &host).context("applying the policy")?;
         let filters = policies.iter().map(Policy::filter_count).sum();
-        let drivers = Some(crate::drivers::Drivers::start(&config.drivers, &engine)?);
+        let drivers = Some(crate::drivers::Drivers::start(
+            &config.drivers,
+            config.dir.as_deref(),
+            &engine,
+        )?);
 
         let stop = StopHandle::new().context("creating the stop handle")?;
         let mut queues = Vec::new();
@@ -191,6 +195,9 @@ impl Daemon {
                     .and_then(|r| r.uninspected_packets().ok().flatten())
                     .unwrap_or(0),
             });
+            if let Some(d) = &daemon.drivers {
+                api.set_drivers(d.clone());
+            }
             daemon.api = Some(api);
         }
         if daemon.config.queue_numbers().count() > 1 {

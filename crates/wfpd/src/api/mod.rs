@@ -22,6 +22,7 @@
 
 pub mod config;
 mod conn;
+mod drivers;
 pub mod events;
 pub mod metrics;
 pub mod peer;
@@ -89,6 +90,8 @@ pub(crate) struct Shared {
     pub(crate) connections: AtomicUsize,
     /// The connection monitor's log (`GET /v1/connections`), set once by the daemon.
     pub(crate) monitor: OnceLock<Arc<wfp_callouts::ConnectionLog>>,
+    /// The daemon's C callout drivers (`/v1/drivers`), set once by the daemon.
+    pub(crate) drivers: OnceLock<crate::drivers::Drivers>,
     /// What the data path handed over ([`Server::attach`]).
     pub(crate) attached: OnceLock<DataPath>,
     /// Classify results and latency, fed by the data path.
@@ -231,6 +234,7 @@ impl Server {
             stop: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             monitor: OnceLock::new(),
+            drivers: OnceLock::new(),
             attached: OnceLock::new(),
             classify: Arc::default(),
             postures: posture::PostureWatch::default(),
@@ -277,6 +281,12 @@ impl Server {
     /// Lists `log`'s live connections at `GET /v1/connections` (the first call wins).
     pub fn set_connection_log(&self, log: Arc<wfp_callouts::ConnectionLog>) {
         let _ = self.shared.monitor.set(log);
+    }
+
+    /// Serves `drivers` at `/v1/drivers` (the first call wins; without it the list is empty and
+    /// loads are refused).
+    pub fn set_drivers(&self, drivers: crate::drivers::Drivers) {
+        let _ = self.shared.drivers.set(drivers);
     }
 
     /// Hands net events to the `GET /v1/events` subscribers.

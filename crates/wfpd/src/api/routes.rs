@@ -53,6 +53,7 @@ pub(crate) fn route(c: &mut Conn<'_>, method: &str, rest: &[&str], m: &Message) 
         (_, ["filters", ..]) => filters(c, method, rest.get(1..).unwrap_or_default(), m),
         (_, ["sublayers" | "providers" | "callouts", ..]) => objects(c, method, rest, m),
         (_, ["session" | "sessions"]) => session(c, method, rest, m),
+        (_, ["drivers", ..]) => super::drivers::route(c, method, rest, m),
         ("POST", ["txn", op]) => txn(c, op, m),
         ("GET", ["netevents"]) => netevents(c, m),
         ("GET", ["pending"]) => super::pending::list(c.shared),
