@@ -11,5 +11,6 @@ mod outer;
 mod pipeline;
 mod reasm;
 mod reuse;
+mod shares;
 mod stream;
 mod wire;
