@@ -254,6 +254,11 @@ pub struct InjectionRequest {
     pub provenance: Arc<Provenance>,
     /// Where it re-enters.
     pub reentry: Reentry,
+    /// The flow the data belongs to: a stream injection's flow, or the flow of the classify
+    /// that cloned or referenced the packet (`None` for packets a callout allocated). A data
+    /// path of several takes the injections of its own flows
+    /// ([`Engine::poll_injection_where`]).
+    pub flow: Option<u64>,
 }
 
 /// The arguments of `FwpsConstructIpHeaderForTransportPacket0` besides the packet
@@ -361,6 +366,8 @@ struct Packet {
     start: usize,
     provenance: Arc<Provenance>,
     owner: Option<CalloutId>,
+    /// The flow of the classify it came from (cloned / referenced / stream data).
+    flow: Option<u64>,
     /// `Some(refs)` for an indicated packet kept with FwpsReferenceNetBufferList0: the data path's
     /// packet, valid until the last FwpsDereferenceNetBufferList0 (never injected or freed
     /// itself: a callout clones it). `None` for clones and allocations (the callout's own).
@@ -488,6 +495,7 @@ impl Engine {
             start: 0,
             provenance: Arc::default(),
             owner: None,
+            flow: None,
             referenced: None,
         })
     }
@@ -581,6 +589,7 @@ impl Engine {
                 start: k.start,
                 provenance: k.provenance.clone(),
                 owner: k.owner,
+                flow: k.flow,
                 referenced: None,
             }
         };
@@ -700,6 +709,10 @@ impl Engine {
         });
         let loop_drop = provenance.depth() > max_depth;
         let reentry = req.kind.reentry();
+        let flow = match &req.kind {
+            InjectionKind::Stream { flow, .. } => Some(*flow),
+            _ => packet.flow,
+        };
         st.queue.push_back(Queued {
             request: InjectionRequest {
                 id,
@@ -710,6 +723,7 @@ impl Engine {
                 data,
                 provenance: Arc::new(provenance),
                 reentry,
+                flow,
             },
             completion: req.completion,
             loop_drop,
@@ -725,9 +739,20 @@ impl Engine {
     /// [`Engine::complete_injection`]). Requests over the depth bound are completed as loop drops
     /// here and never returned.
     pub fn poll_injection(&self) -> Option<InjectionRequest> {
+        self.poll_injection_where(|_| true)
+    }
+
+    /// [`Engine::poll_injection`] taking only the oldest request `mine` accepts (the others stay
+    /// queued, in order): each data path of several takes the injections of its own flows
+    /// ([`InjectionRequest::flow`]).
+    pub fn poll_injection_where(
+        &self,
+        mut mine: impl FnMut(&InjectionRequest) -> bool,
+    ) -> Option<InjectionRequest> {
         loop {
             let mut st = self.inject.state.lock();
-            let q = st.queue.pop_front()?;
+            let i = st.queue.iter().position(|q| mine(&q.request))?;
+            let q = st.queue.remove(i)?;
             if q.loop_drop {
                 st.stats.loop_drops += 1;
                 drop(st);
@@ -927,6 +952,7 @@ impl ClassifyContext<'_> {
             start: 0,
             provenance: Arc::default(),
             owner: Some(self.callout_id),
+            flow: self.flow,
             referenced: None,
         })
     }
@@ -942,6 +968,13 @@ impl ClassifyContext<'_> {
             start: headers.len(),
             provenance: meta.injection.clone().unwrap_or_default(),
             owner: Some(self.callout_id),
+            // A data path may leave `flow_handle` set without its flag where WFP has no flow
+            // handle (the IP-packet layers): not a metadata value, only the packet's flow for
+            // routing its injection back to the data path of that flow.
+            flow: meta
+                .flow()
+                .or(self.flow)
+                .or((meta.flow_handle != 0).then_some(meta.flow_handle)),
             referenced,
         }
     }

@@ -50,6 +50,56 @@ pub struct CompletionContext(pub u64);
 #[repr(transparent)]
 pub struct ClassifyHandle(pub u64);
 
+/// One data path's share of the id space of an engine that several data paths feed (one shim
+/// per NFQUEUE queue): the ids `base`, `base + stride`, `base + 2·stride`, … Every data path of
+/// an engine uses the same `stride` (the number of data paths) and its own `base` (1..=stride),
+/// so the flow ids and completion handles they mint never collide, and each engine event names
+/// the data path it belongs to (the flow or completion handle it carries is in that share).
+/// [`IdShare::ALL`] (base 1, stride 1) is the whole space: a single data path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IdShare {
+    /// The first id (1..=stride).
+    pub base: u64,
+    /// The step between ids: the number of data paths (at least 1).
+    pub stride: u64,
+}
+
+impl IdShare {
+    /// Every id: one data path.
+    pub const ALL: Self = Self { base: 1, stride: 1 };
+
+    /// Data path `index` (0-based) of `count`; `None` unless `index < count`.
+    pub fn of(index: u64, count: u64) -> Option<Self> {
+        (index < count).then_some(Self {
+            base: index + 1,
+            stride: count,
+        })
+    }
+
+    /// True when `id` is in this share.
+    pub fn contains(self, id: u64) -> bool {
+        let (base, stride) = (self.base.max(1), self.stride.max(1));
+        id >= base && (id - base).is_multiple_of(stride)
+    }
+
+    /// The `seq`-th id of the share (from 0), saturating; never 0.
+    pub fn nth(self, seq: u64) -> u64 {
+        seq.saturating_mul(self.stride.max(1))
+            .saturating_add(self.base.max(1))
+    }
+
+    /// True for the share that takes events naming no flow or handle (the first data path).
+    pub fn is_first(self) -> bool {
+        self.base <= 1
+    }
+}
+
+impl Default for IdShare {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
 /// What the data path does once a pended ALE operation completes (§10.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AfterCompletion {
@@ -191,6 +241,8 @@ struct State {
 pub(crate) struct PendTable {
     state: Mutex<State>,
     next: AtomicU64,
+    /// Sequence of completion handles (spread over [`IdShare`]s).
+    next_completion: AtomicU64,
 }
 
 impl PendTable {
@@ -255,7 +307,14 @@ impl Engine {
     /// Mints a fresh completion handle for an ALE classify the data path is about to run; put it
     /// in `Metadata::completion_handle` with `MetadataFields::COMPLETION_HANDLE`.
     pub fn new_completion_handle(&self) -> CompletionHandle {
-        CompletionHandle(self.pend.next_id())
+        self.new_completion_handle_in(IdShare::ALL)
+    }
+
+    /// [`Engine::new_completion_handle`] for the data path owning `share`: the handle is in it,
+    /// so the pend events naming it go to that data path ([`Engine::poll_pend_event_where`]).
+    pub fn new_completion_handle_in(&self, share: IdShare) -> CompletionHandle {
+        let seq = self.pend.next_completion.fetch_add(1, Ordering::Relaxed);
+        CompletionHandle(share.nth(seq))
     }
 
     /// `FwpsPendOperation0` (§10.1): pends the ALE classify named by `handle` (it must be running).
@@ -488,6 +547,18 @@ impl Engine {
     /// Takes the oldest pend event.
     pub fn poll_pend_event(&self) -> Option<PendEvent> {
         self.pend.state.lock().events.pop_front()
+    }
+
+    /// Takes the oldest pend event `mine` accepts, leaving the others queued in order: how each
+    /// of several data paths takes only its own (by [`IdShare`] of the completion handle or
+    /// flow the event names).
+    pub fn poll_pend_event_where(
+        &self,
+        mut mine: impl FnMut(&PendEvent) -> bool,
+    ) -> Option<PendEvent> {
+        let mut st = self.pend.state.lock();
+        let i = st.events.iter().position(&mut mine)?;
+        st.events.remove(i)
     }
 
     /// Counters of the pend machinery.

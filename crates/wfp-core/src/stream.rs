@@ -129,6 +129,17 @@ impl Engine {
         self.stream.state.lock().events.pop_front()
     }
 
+    /// Takes the oldest stream event `mine` accepts (the others stay queued, in order): each
+    /// data path of several takes the events of its own flows.
+    pub fn poll_stream_event_where(
+        &self,
+        mut mine: impl FnMut(&StreamEvent) -> bool,
+    ) -> Option<StreamEvent> {
+        let mut st = self.stream.state.lock();
+        let i = st.events.iter().position(&mut mine)?;
+        st.events.remove(i)
+    }
+
     /// Counters.
     pub fn stream_stats(&self) -> StreamStats {
         self.stream.state.lock().stats

@@ -68,7 +68,7 @@ mod tests;
 #[cfg(test)]
 mod testutil;
 
-pub use flow::{Direction, FlowId};
+pub use flow::{Direction, FlowId, IdShare};
 pub use pipeline::{
     EditedPacket, FragmentDrop, InjectKind, InterfaceInfo, LayerVisit, Malformed, OutputOrigin,
     Owner, PacketContext, PacketDirection, PacketVerdict, Reason, Shim, ShimConfig, ShimEvent,

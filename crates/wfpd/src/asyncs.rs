@@ -30,9 +30,11 @@
 //! side.
 //!
 //! Limits:
-//! * One queue. Each queue has its own shim with its own flow numbering, and the engine's
-//!   completions and injections go to whichever worker drains them first; with more than one
-//!   queue the daemon warns at start.
+//! * Several queues: each has its own shim, with its own share of flow ids and completion
+//!   handles ([`wfp_shim::IdShare`]), and takes only the engine's events and injections of its
+//!   own flows (an injection of a packet a callout allocated, of no flow, goes to the first
+//!   queue's worker). The kernel's fanout keeps a connection on one queue; a packet injected
+//!   into a connection another queue sees is classified by the injecting flow's shim.
 //! * Work a callout does on its own threads (a completion, an injection) is picked up every
 //!   [`ASYNC_TICK`] while packets are held, otherwise after the next batch or timer (at most
 //!   the worker's idle wait, 500 ms).

@@ -23,6 +23,7 @@ use wfp_nfqueue::{
     WorkerClock, WorkerOptions,
 };
 use wfp_policy::{replace_all, Applied, Policy};
+use wfp_shim::IdShare;
 
 use crate::asyncs::AsyncPath;
 use crate::config::Config;
@@ -143,11 +144,15 @@ impl Daemon {
             daemon.offload = Some(control);
         }
         let mut watched = Vec::new();
-        for queue in queues {
+        let count = queues.len() as u64;
+        for (index, queue) in (0u64..).zip(queues) {
             let sender = queue
                 .verdict_sender()
                 .context("duplicating the queue socket")?;
-            let shared = daemon.spawn_worker(queue)?;
+            // Each queue's shim takes its own share of flow ids and completion handles, and
+            // with it the engine's events for its flows (§6 flow contexts, §10 async).
+            let ids = IdShare::of(index, count).unwrap_or(IdShare::ALL);
+            let shared = daemon.spawn_worker(queue, ids)?;
             watched.push(Watched { shared, sender });
         }
         daemon.watchdog = Some(
@@ -200,14 +205,6 @@ impl Daemon {
             }
             daemon.api = Some(api);
         }
-        if daemon.config.queue_numbers().count() > 1 {
-            // Each queue has its own shim, and flow handles are numbered per shim; the engine's
-            // completions and injections go to whichever shim drains them first.
-            tracing::warn!(
-                "more than one queue: callouts that pend, inject or edit (and flow contexts) \
-                 need a single queue ([queues] last = first)"
-            );
-        }
         tracing::info!(
             queues = ?daemon.config.queue_numbers(),
             filters = daemon.filters,
@@ -218,7 +215,11 @@ impl Daemon {
         Ok(daemon)
     }
 
-    fn spawn_worker(&mut self, mut queue: Queue) -> anyhow::Result<Arc<WorkerShared>> {
+    fn spawn_worker(
+        &mut self,
+        mut queue: Queue,
+        ids: IdShare,
+    ) -> anyhow::Result<Arc<WorkerShared>> {
         let num = queue.queue_num();
         let shared = Arc::new(WorkerShared::new(num));
         let engine = Arc::clone(&self.engine);
@@ -229,6 +230,7 @@ impl Daemon {
         // deadline, like the packets it holds.
         shim_config.seq_translation = wfp_shim::pipeline::SeqTranslation::Inline;
         shim_config.pend_deadline = Some(deadline);
+        shim_config.flow.ids = ids;
         let pended = (deadline, self.config.posture.pended);
         let raw_mark = self.raw_mark();
         let identity_config = self.config.identity;

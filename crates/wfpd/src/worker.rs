@@ -19,8 +19,10 @@
 //! passes; an edited packet is accepted with its new bytes ([`wfp_nfqueue::Answer::Replace`]).
 //!
 //! Each worker owns its `Queue` and its handler (one `Shim` per queue: flows are per queue,
-//! since `--queue-balance` hashes each flow to one queue). It shares only atomics
-//! ([`WorkerShared`]) with the rest of the daemon.
+//! since `--queue-balance` hashes each flow to one queue). Each shim numbers its flows and mints
+//! its completion handles in its own `wfp_shim::IdShare`, and takes only the engine's events and
+//! injections of its own flows (`crate::asyncs`). It shares only atomics ([`WorkerShared`]) with
+//! the rest of the daemon.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};

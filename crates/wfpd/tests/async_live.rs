@@ -14,6 +14,7 @@
 //! | `wfp.datagram-redirector` | a UDP client addresses port 6000, the server listens on 6001 only, the replies come from the address and port the client addressed |
 //! | `wfp.pending-inspector` | a connection to the inspected port completes only through the worker's decision (held, released, re-injected through the raw socket); a blocked one fails |
 //! | `wfp.connection-monitor` | `GET /v1/connections` lists the open flows with process path, user and byte counts; they leave the list when they end |
+//! | `wfp.pending-inspector` + `wfp.stream-editor` on two queues | `[queues]` 0..1 (`--queue-balance`): connections to eight server addresses per family spread over both workers; each pend, re-injection and out-of-band edit is completed by the worker whose shim owns the flow |
 //!
 //! Skipped, with a printed reason, unless running as root with `ip`, `iptables`, `ip6tables`.
 
@@ -69,8 +70,13 @@ struct Lab {
 
 impl Lab {
     fn new() -> Self {
-        let client = TempNetns::create("inlinec").expect("client netns");
-        let server = TempNetns::create("inlines").expect("server netns");
+        Self::named("inline")
+    }
+
+    /// The lab with namespaces `{prefix}c-PID-N` and `{prefix}s-PID-N`.
+    fn named(prefix: &str) -> Self {
+        let client = TempNetns::create(&format!("{prefix}c")).expect("client netns");
+        let server = TempNetns::create(&format!("{prefix}s")).expect("server netns");
         let (c, s) = (client.name(), server.name());
         ip(&[
             "-n", c, "link", "add", "vc", "type", "veth", "peer", "name", "vs", "netns", s,
@@ -794,4 +800,99 @@ fn held_packets_past_the_verdict_deadline_follow_the_pended_posture_over_v4_and_
     );
     assert_eq!(count(&open.shared.status.accepted), 6);
     assert_eq!(open.kernel_errors, 0);
+}
+
+// ------------------------------------------------------------------------------------------
+// Two queues (issue 12: multi-queue wfpd)
+// ------------------------------------------------------------------------------------------
+
+/// The server addresses of the two-queue test: `--queue-balance` hashes a packet's addresses
+/// (not its ports), so connections to several addresses are what spreads flows over the queues.
+const SPREAD: std::ops::RangeInclusive<u8> = 2..=9;
+
+/// Both families' extra server addresses (10.77.0.2..=9, fd77::2..=9).
+fn spread_addresses(lab: &Lab) {
+    for n in SPREAD.skip(1) {
+        let s = lab.server.name();
+        ip(&[
+            "-n",
+            s,
+            "addr",
+            "add",
+            &format!("10.77.0.{n}/24"),
+            "dev",
+            "vs",
+        ]);
+        ip(&[
+            "-n",
+            s,
+            "addr",
+            "add",
+            &format!("fd77::{n}/64"),
+            "dev",
+            "vs",
+            "nodad",
+        ]);
+    }
+}
+
+/// §10.1 pend/complete, §10.4 re-injection and §9.2 out-of-band stream injection with
+/// `[queues]` spanning two queues: every conversation through either worker works (its
+/// completion, clones and injected segments were taken by the worker whose shim owns the
+/// flow), both queues carried connections, and every packet got exactly one verdict.
+#[test]
+fn pend_inject_and_edit_work_on_two_queues_over_v4_and_v6() {
+    skip_unless_lab!("pend_inject_and_edit_work_on_two_queues_over_v4_and_v6");
+    let _serial = serial();
+    let lab = Lab::named("i12fix");
+    spread_addresses(&lab);
+    let dir = TempDir::new("i12fix-queues");
+    let policy = format!("{}{}", inspector_policy(), editor_policy());
+    let daemon = lab.daemon(&dir, &policy, "[queues]\nfirst = 0\nlast = 1\n");
+    for n in SPREAD {
+        let v4: &'static str = Box::leak(format!("10.77.0.{n}").into_boxed_str());
+        let v6: &'static str = Box::leak(format!("fd77::{n}").into_boxed_str());
+        for server_ip in [v4, v6] {
+            let replies = converse(&lab, (server_ip, 7100), "inspected and allowed");
+            let want: Vec<String> = (1..=3)
+                .map(|k| format!("reply {k}: inspected and allowed\n"))
+                .collect();
+            assert_eq!(
+                replies,
+                want,
+                "{server_ip} inspected:\n{}",
+                daemon.log_text()
+            );
+            let replies = converse(&lab, (server_ip, 7001), TEXT);
+            let want: Vec<String> = (1..=3)
+                .map(|k| format!("reply {k}: hello X-Ed world\n"))
+                .collect();
+            assert_eq!(replies, want, "{server_ip} edited:\n{}", daemon.log_text());
+        }
+    }
+    let stats = daemon.stats();
+    let queues = stats["queues"].as_array().expect("queues");
+    assert_eq!(queues.len(), 2, "{stats}");
+    let sum = |field: &str| -> u64 { queues.iter().filter_map(|q| q[field].as_u64()).sum() };
+    for q in queues {
+        every_packet_answered_once(q, &stats);
+        assert!(q["held"].as_u64() >= Some(1), "each queue pended: {stats}");
+        assert_eq!(q["held_expired"].as_u64(), Some(0), "{stats}");
+        assert_eq!(q["injected_failed"].as_u64(), Some(0), "{stats}");
+    }
+    let conversations = 2 * SPREAD.count() as u64;
+    assert!(
+        sum("held") >= conversations,
+        "a SYN per inspected connection: {stats}"
+    );
+    assert!(sum("released") >= conversations, "{stats}");
+    assert!(
+        sum("injected_sent") >= 2 * conversations,
+        "clones and out-of-band segments: {stats}"
+    );
+    assert!(
+        !daemon.log_text().contains("more than one queue"),
+        "no single-queue warning any more"
+    );
+    assert!(daemon.stop().success(), "clean stop");
 }

@@ -129,6 +129,17 @@ impl crate::Engine {
         self.live.events.lock().pop_front()
     }
 
+    /// Takes the oldest flow event `mine` accepts (the others stay queued, in order): each data
+    /// path of several takes the events of its own flows.
+    pub fn poll_flow_event_where(
+        &self,
+        mut mine: impl FnMut(&FlowEvent) -> bool,
+    ) -> Option<FlowEvent> {
+        let mut ev = self.live.events.lock();
+        let i = ev.iter().position(&mut mine)?;
+        ev.remove(i)
+    }
+
     /// A flow was authorized at `layer` (AUTH_CONNECT / AUTH_RECV_ACCEPT) under the current policy.
     pub fn flow_authorized(&self, flow: u64, layer: LayerId) {
         let generation = self.layer_generation(layer);

@@ -14,7 +14,8 @@
 //!   the same flow. ICMP query/informational exchanges are flows keyed by type/code/identifier
 //!   (a reply shares its request's flow); ICMP errors are not flows (they refer to one, see
 //!   [`FlowKey::from_icmp_error`]).
-//! * **Flow ids** ([`FlowId`]) start at 1, increase, and are never reused or 0.
+//! * **Flow ids** ([`FlowId`]) are the table's [`IdShare`] in order (default 1, 2, 3, …), never
+//!   reused or 0.
 //! * **Initiator**: the direction of a flow's first packet — except a SYN-ACK seen first (a
 //!   flow picked up from the responder's side), whose sender is the responder. Counters are kept
 //!   per [`Side`].
@@ -70,6 +71,8 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::num::NonZeroU64;
 use std::time::Duration;
+
+pub use wfp_core::pend::IdShare;
 
 pub use key::{FlowHashBuilder, FlowHasher, FlowKey};
 
@@ -230,6 +233,10 @@ pub struct FlowConfig {
     pub timeouts: FlowTimeouts,
     /// Treatment of TCP segments that match no flow and are not a bare SYN.
     pub midstream: Midstream,
+    /// The flow ids this table hands out (default [`IdShare::ALL`]: 1, 2, 3, …). Several tables
+    /// over one engine (one per queue) each take their own share, so their flow handles never
+    /// collide in the engine (flow contexts, §6).
+    pub ids: IdShare,
 }
 
 impl Default for FlowConfig {
@@ -239,6 +246,7 @@ impl Default for FlowConfig {
             hash_seed: 0,
             timeouts: FlowTimeouts::default(),
             midstream: Midstream::default(),
+            ids: IdShare::ALL,
         }
     }
 }
@@ -576,6 +584,7 @@ pub struct FlowTable {
     free: Vec<u32>,
     lists: [List; 7],
     events: VecDeque<FlowEvent>,
+    /// The sequence number of the next id in `config.ids`.
     next_id: u64,
     last_now: Timestamp,
     counters: FlowCounters,
@@ -595,7 +604,7 @@ impl FlowTable {
             free: Vec::new(),
             lists: [EMPTY_LIST; 7],
             events: VecDeque::new(),
-            next_id: 1,
+            next_id: 0,
             last_now: Timestamp::ZERO,
             counters: FlowCounters::default(),
         }
@@ -657,7 +666,7 @@ impl FlowTable {
                 return Err(NotTracked::Full);
             }
         }
-        let id = self.next_id;
+        let id = self.config.ids.nth(self.next_id);
         self.next_id += 1;
         let flow = Flow {
             key: *key,

@@ -206,6 +206,7 @@ impl Shim {
     /// aborted, and injections (run at their re-entry point). Call it after every packet and
     /// whenever a callout may have completed something; then drain [`Shim::poll_output`].
     pub fn handle_async(&mut self, now: Timestamp) {
+        let ids = self.config.flow.ids;
         for _ in 0..MAX_ROUNDS {
             let mut any = self.apply_pend_events(now);
             any |= self.apply_stream_events();
@@ -213,7 +214,7 @@ impl Shim {
                 .asyncs
                 .stash
                 .pop_front()
-                .or_else(|| self.engine.poll_injection())
+                .or_else(|| self.engine.poll_injection_where(|r| owns_injection(ids, r)))
             {
                 any = true;
                 self.run_injection(now, req);
@@ -608,6 +609,13 @@ fn tcp_seq(p: &[u8]) -> Option<u32> {
     };
     let s = p.get(ihl + 4..ihl + 8)?;
     Some(u32::from_be_bytes(s.try_into().ok()?))
+}
+
+/// Several shims over one engine (one per queue) each run only the injections of their own
+/// flows ([`InjectionRequest::flow`] in their [`IdShare`]); injections of no flow (packets a
+/// callout allocated) go to the first shim.
+pub(super) fn owns_injection(ids: crate::flow::IdShare, r: &InjectionRequest) -> bool {
+    r.flow.map_or(ids.is_first(), |f| ids.contains(f))
 }
 
 #[cfg(test)]

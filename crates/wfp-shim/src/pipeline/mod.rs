@@ -235,6 +235,10 @@ pub struct ShimConfig {
     /// captured peer acknowledged the original bytes; [`SeqTranslation::Inline`] for a live
     /// data path, where the real peer acknowledges the edited bytes.
     pub seq_translation: SeqTranslation,
+    /// Fragment grouping at IPFORWARD (§8.2, T-CL-8; Windows' `groupforwardedfragments`,
+    /// default off as there): on, a forwarded fragment is indicated as a fragment and, once its
+    /// datagram's fragments are all seen, once more inside the group (IS_FRAGMENT_GROUP).
+    pub group_forwarded_fragments: bool,
 }
 
 impl Default for ShimConfig {
@@ -255,6 +259,7 @@ impl Default for ShimConfig {
             pend_deadline: None,
             max_held_packets: 64,
             seq_translation: SeqTranslation::Replay,
+            group_forwarded_fragments: false,
         }
     }
 }
@@ -433,7 +438,7 @@ impl Shim {
         ctx: &PacketContext,
         v: &mut PacketVerdict,
     ) {
-        let Some(parsed) = self.start(direction, bytes, ctx, v) else {
+        let Some(parsed) = self.start(now, direction, bytes, ctx, v) else {
             return;
         };
         let (dir, loopback) = match self.direction_of(direction, &parsed) {
@@ -479,7 +484,7 @@ impl Shim {
         ctx: &PacketContext,
         v: &mut PacketVerdict,
     ) {
-        let Some(parsed) = self.start(direction, bytes, ctx, v) else {
+        let Some(parsed) = self.start(now, direction, bytes, ctx, v) else {
             return;
         };
         let (sides, loopback): (&[Direction], bool) = match self.direction_of(direction, &parsed) {
@@ -514,6 +519,7 @@ impl Shim {
     /// decided already (malformed, or routed through: IPFORWARD).
     fn start(
         &mut self,
+        now: Timestamp,
         direction: PacketDirection,
         bytes: &[u8],
         ctx: &PacketContext,
@@ -528,7 +534,7 @@ impl Shim {
             }
         };
         if direction == PacketDirection::Forward {
-            self.forward(&parsed, bytes, ctx, v);
+            self.forward(now, &parsed, bytes, ctx, v);
             return None;
         }
         Some(parsed)

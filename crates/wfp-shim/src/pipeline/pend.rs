@@ -34,7 +34,7 @@ use super::flows::flow_facts;
 use super::inject::ShimOutput;
 use super::packet::Packet;
 use super::{PacketContext, PacketDirection, PacketVerdict, Reason, Shim, Verdict};
-use crate::flow::{FlowId, FlowKey};
+use crate::flow::{FlowId, FlowKey, IdShare};
 use crate::time::Timestamp;
 
 /// A packet held while its flow's operation is pended.
@@ -91,7 +91,7 @@ impl Shim {
         if !self.has_filters(layer) {
             return None;
         }
-        let h = self.engine.new_completion_handle();
+        let h = self.engine.new_completion_handle_in(self.config.flow.ids);
         let mut m = meta.clone();
         m.completion_handle = h.0;
         m.present |= MetadataFields::COMPLETION_HANDLE;
@@ -102,7 +102,11 @@ impl Shim {
     /// `OperationPended` for `handle`)? Other pend events are kept for [`Shim::handle_async`].
     pub(super) fn was_pended(&mut self, handle: CompletionHandle) -> bool {
         let mut found = false;
-        while let Some(e) = self.engine.poll_pend_event() {
+        let ids = self.config.flow.ids;
+        while let Some(e) = self
+            .engine
+            .poll_pend_event_where(|e| owns_pend_event(ids, e))
+        {
             match e {
                 PendEvent::OperationPended { handle: h, .. } if h == handle => found = true,
                 other => self.asyncs.events.push_back(other),
@@ -221,7 +225,11 @@ impl Shim {
     /// Applies the pend events and flow aborts queued so far (see the module doc).
     pub(super) fn apply_pend_events(&mut self, now: Timestamp) -> bool {
         let mut any = false;
-        while let Some(e) = self.engine.poll_pend_event() {
+        let ids = self.config.flow.ids;
+        while let Some(e) = self
+            .engine
+            .poll_pend_event_where(|e| owns_pend_event(ids, e))
+        {
             self.asyncs.events.push_back(e);
         }
         while let Some(e) = self.asyncs.events.pop_front() {
@@ -356,7 +364,13 @@ impl Shim {
     /// packets are blocked. True when something was aborted.
     fn apply_flow_aborts(&mut self) -> bool {
         let mut any = false;
-        while let Some(EngineFlowEvent::Aborted { flow }) = self.engine.poll_flow_event() {
+        let ids = self.config.flow.ids;
+        let mine = |e: &EngineFlowEvent| match e {
+            EngineFlowEvent::Aborted { flow } => ids.contains(*flow),
+            _ => ids.is_first(),
+        };
+        while let Some(EngineFlowEvent::Aborted { flow }) = self.engine.poll_flow_event_where(mine)
+        {
             any = true;
             let Some(id) = FlowId::from_handle(flow).filter(|id| self.extra.contains_key(id))
             else {
@@ -375,5 +389,19 @@ impl Shim {
         }
         self.drain_flow_events();
         any
+    }
+}
+
+/// Several shims over one engine (one per queue) each take only their own pend events: those
+/// naming a completion handle the shim minted, or a flow of its share; events naming neither go
+/// to the first shim.
+pub(super) fn owns_pend_event(ids: IdShare, e: &PendEvent) -> bool {
+    match e {
+        PendEvent::OperationPended { handle, .. }
+        | PendEvent::OperationCompleted { handle, .. } => ids.contains(handle.0),
+        PendEvent::ClassifyPended { flow, .. } | PendEvent::ClassifyCompleted { flow, .. } => {
+            flow.map_or(ids.is_first(), |f| ids.contains(f))
+        }
+        _ => ids.is_first(),
     }
 }

@@ -254,7 +254,14 @@ impl Shim {
     /// more (the stream already holds the bytes). True when there was an event.
     pub(super) fn apply_stream_events(&mut self) -> bool {
         let mut any = false;
-        while let Some(e) = self.engine.poll_stream_event() {
+        let ids = self.config.flow.ids;
+        let mine = |e: &StreamEvent| match e {
+            StreamEvent::Deferred { flow, .. } | StreamEvent::Continued { flow, .. } => {
+                ids.contains(*flow)
+            }
+            _ => ids.is_first(),
+        };
+        while let Some(e) = self.engine.poll_stream_event_where(mine) {
             any = true;
             if let StreamEvent::Continued { flow, callout, .. } = e {
                 if let Some(id) = FlowId::from_handle(flow) {
@@ -439,7 +446,9 @@ fn splice(
     stash: &RefCell<Vec<InjectionRequest>>,
 ) -> Spliced {
     let mut out = Vec::new();
-    while let Some(req) = engine.poll_injection() {
+    // Only this flow's injections by `c`: others (other flows, other shims') stay queued.
+    let this = |r: &InjectionRequest| matches!(r.kind, InjectionKind::Stream { flow, callout, .. } if flow == id.get() && callout == c);
+    while let Some(req) = engine.poll_injection_where(this) {
         match req.kind {
             InjectionKind::Stream { flow, callout, .. } if flow == id.get() && callout == c => {
                 let _ = engine.complete_injection(req.id, InjectionOutcome::Delivered);

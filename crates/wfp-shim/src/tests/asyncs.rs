@@ -21,7 +21,7 @@ use crate::pipeline::{OutputOrigin, PacketDirection, Reason, ShimConfig, Verdict
 use crate::testutil::{self, TCP, V4};
 use crate::wire;
 
-type Script = dyn Fn(&ClassifyContext<'_>, &IncomingValues<'_>, &Metadata, &mut LayerData<'_>, &mut ClassifyOut)
+pub(super) type Script = dyn Fn(&ClassifyContext<'_>, &IncomingValues<'_>, &Metadata, &mut LayerData<'_>, &mut ClassifyOut)
     + Send
     + Sync;
 
@@ -43,7 +43,7 @@ impl Callout for Full {
     }
 }
 
-fn announced() -> Arc<Engine> {
+pub(super) fn announced() -> Arc<Engine> {
     Arc::new(Engine::new(EngineOptions {
         flow_tracking: FlowTracking::Announced,
         ..EngineOptions::default()
@@ -56,7 +56,7 @@ fn flags(values: &IncomingValues<'_>) -> u32 {
 
 /// Registers `f` at `layer` through the recording harness (its `Rec` wraps nothing: the
 /// harness only needs a registration).
-fn full(
+pub(super) fn full(
     h: &mut H,
     layer: wfp_core::LayerId,
     action: ActionType,
@@ -67,7 +67,7 @@ fn full(
 }
 
 /// The pending inspector shape: pend the initial AUTH_CONNECT, answer on reauthorization.
-fn pender(h: &mut H, permit: bool) -> Arc<Mutex<(Vec<CompletionContext>, Vec<u32>)>> {
+pub(super) fn pender(h: &mut H, permit: bool) -> Arc<Mutex<(Vec<CompletionContext>, Vec<u32>)>> {
     let seen = Arc::new(Mutex::new((Vec::new(), Vec::new())));
     let s = seen.clone();
     full(

@@ -335,3 +335,50 @@ proptest! {
         prop_assert!(first.is_some(), "never reassembled");
     }
 }
+
+/// §14.6 T-CL-8 over IPv6, grouping on: a forwarded datagram in three fragments (arriving out of
+/// order) is indicated at IPFORWARD_V6 four times — each fragment once with IS_FRAGMENT, then
+/// the group (IS_FRAGMENT_GROUP) when the last one arrives; grouping off, three times.
+#[test]
+fn t_cl_8_forwarded_ipv6_fragments_grouped_at_ipforward_v6() {
+    use wfp_core::catalogue::layers;
+    use wfp_core::constants::ConditionFlags;
+    use wfp_core::{ActionType, CalloutFlags};
+
+    use super::pipeline::{Rec, H};
+    use crate::pipeline::{PacketDirection, Reason, ShimConfig, Verdict};
+
+    let packet = udp6(300);
+    let mut frags = testutil::fragment(&packet, &[104, 208], 0x0a0b_0c0d, 40);
+    frags.swap(0, 2);
+    for group in [true, false] {
+        let mut h = H::with(ShimConfig {
+            group_forwarded_fragments: group,
+            ..ShimConfig::default()
+        });
+        let rec = Rec::new(|_, out, _, _| out.action_type = ActionType::PERMIT);
+        h.callout(
+            layers::IPFORWARD_V6,
+            ActionType::CALLOUT_TERMINATING,
+            CalloutFlags::default(),
+            &rec,
+            vec![],
+        );
+        let verdicts: Vec<_> = frags
+            .iter()
+            .map(|f| h.packet(PacketDirection::Forward, f))
+            .collect();
+        assert!(verdicts.iter().all(|v| v.verdict == Verdict::Permit));
+        let flags: Vec<u32> = rec.calls().iter().map(|c| c.flags).collect();
+        let (frag, grp) = (
+            ConditionFlags::IS_FRAGMENT.0,
+            ConditionFlags::IS_FRAGMENT_GROUP.0,
+        );
+        if group {
+            assert_eq!(verdicts[0].reason, Reason::FragmentHeld);
+            assert_eq!(flags, [frag, frag, frag, grp], "grouping on");
+        } else {
+            assert_eq!(flags, [frag, frag, frag], "grouping off");
+        }
+    }
+}

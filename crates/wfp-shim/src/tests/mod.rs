@@ -12,5 +12,6 @@ mod outer;
 mod pipeline;
 mod reasm;
 mod reuse;
+mod shares;
 mod stream;
 mod wire;

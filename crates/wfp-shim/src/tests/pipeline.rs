@@ -42,7 +42,7 @@ type Script =
 /// Records every call; `script` decides.
 pub(super) struct Rec {
     calls: Mutex<Vec<Call>>,
-    deletes: Mutex<Vec<(LayerId, CalloutId, u64)>>,
+    pub(super) deletes: Mutex<Vec<(LayerId, CalloutId, u64)>>,
     script: Box<Script>,
 }
 

@@ -128,8 +128,11 @@ struct Path {
 
 impl Path {
     fn new(h: &Harness) -> Self {
+        Self::with(h, ShimConfig::default())
+    }
+    fn with(h: &Harness, config: ShimConfig) -> Self {
         Self {
-            shim: Shim::new(h.engine().clone(), ShimConfig::default()),
+            shim: Shim::new(h.engine().clone(), config),
             now: Timestamp::from_secs(10),
         }
     }
@@ -234,10 +237,9 @@ fn t_cl_7_four_fragments_give_nine_ippacket_classifications() {
     }
 }
 
-/// §14.6 T-CL-8 (§8.2 IPFORWARD) with fragment grouping off — the only mode this data path has
-/// (it forwards what it is given, one indication per packet): a forwarded fragment is indicated
-/// once at IPFORWARD, without FWP_CONDITION_FLAG_IS_FRAGMENT_GROUP. Grouping on (the same
-/// fragment indicated a second time inside its group) is not implemented.
+/// §14.6 T-CL-8 (§8.2 IPFORWARD) with fragment grouping off (the default, as Windows'
+/// `groupforwardedfragments`): a forwarded fragment is indicated once at IPFORWARD, without
+/// FWP_CONDITION_FLAG_IS_FRAGMENT_GROUP.
 #[test]
 fn t_cl_8_forwarded_fragment_indicated_once_without_grouping() {
     let h = Harness::new();
@@ -257,4 +259,89 @@ fn t_cl_8_forwarded_fragment_indicated_once_without_grouping() {
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].layer, layers::IPFORWARD_V4);
     assert_eq!(seen[0].flags & ConditionFlags::IS_FRAGMENT_GROUP.0, 0);
+}
+
+fn grouping() -> ShimConfig {
+    ShimConfig {
+        group_forwarded_fragments: true,
+        ..ShimConfig::default()
+    }
+}
+
+/// §14.6 T-CL-8 with fragment grouping on: each forwarded fragment is indicated at IPFORWARD as
+/// a fragment (IS_FRAGMENT), and once all of its datagram's fragments were seen, inside their
+/// group (FWP_CONDITION_FLAG_IS_FRAGMENT_GROUP) — so the fragment completing the group is
+/// indicated twice, and the others are held (passed) meanwhile.
+#[test]
+fn t_cl_8_forwarded_fragment_indicated_twice_with_grouping() {
+    let h = Harness::new();
+    let r = recorder(ActionType::PERMIT);
+    install(
+        &h,
+        layers::IPFORWARD_V4,
+        ActionType::CALLOUT_TERMINATING,
+        &r,
+    );
+    let mut p = Path::with(&h, grouping());
+    let whole = udp(CLIENT, SERVER, &[1u8; 64]);
+    let frags = fragments(&whole, &[32], 9);
+    let first = p.packet(PacketDirection::Forward, &frags[0]);
+    assert_eq!(
+        (first.verdict, first.reason),
+        (wfp_shim::Verdict::Permit, Reason::FragmentHeld)
+    );
+    let flags =
+        |r: &Recorder| -> Vec<u32> { r.seen.lock().unwrap().iter().map(|s| s.flags).collect() };
+    let (frag, group) = (
+        ConditionFlags::IS_FRAGMENT.0,
+        ConditionFlags::IS_FRAGMENT_GROUP.0,
+    );
+    assert_eq!(flags(&r), [frag], "the first fragment: once, as a fragment");
+    let last = p.packet(PacketDirection::Forward, &frags[1]);
+    assert_eq!(last.verdict, wfp_shim::Verdict::Permit);
+    assert_eq!(
+        flags(&r),
+        [frag, frag, group],
+        "the completing fragment: as a fragment, then inside the group"
+    );
+    let seen = r.seen.lock().unwrap().clone();
+    assert!(seen.iter().all(|s| s.layer == layers::IPFORWARD_V4));
+    // A packet that is no fragment is indicated once, grouping or not.
+    let before = seen.len();
+    p.packet(PacketDirection::Forward, &whole);
+    assert_eq!(r.seen.lock().unwrap().len(), before + 1);
+}
+
+/// T-CL-8, grouping on: a filter on FLAGS IS_FRAGMENT_GROUP decides the group — the fragment
+/// completing it is blocked (its datagram never completes downstream); the fragments alone are
+/// not matched.
+#[test]
+fn t_cl_8_group_indication_is_matched_by_the_fragment_group_flag() {
+    let h = Harness::new();
+    let r = recorder(ActionType::BLOCK);
+    install_with(
+        &h,
+        layers::IPFORWARD_V4,
+        ActionType::CALLOUT_TERMINATING,
+        &r,
+        |b| {
+            b.condition(
+                "FLAGS",
+                MatchType::FlagsAllSet,
+                Value::Uint32(ConditionFlags::IS_FRAGMENT_GROUP.0),
+            )
+        },
+    );
+    let mut p = Path::with(&h, grouping());
+    let whole = udp(CLIENT, SERVER, &[2u8; 96]);
+    let frags = fragments(&whole, &[32, 64], 10);
+    let verdicts: Vec<_> = frags
+        .iter()
+        .map(|f| p.packet(PacketDirection::Forward, f).verdict)
+        .collect();
+    use wfp_shim::Verdict::{Block, Permit};
+    assert_eq!(verdicts, [Permit, Permit, Block]);
+    let seen = r.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "only the group matched: {seen:?}");
+    assert_ne!(seen[0].flags & ConditionFlags::IS_FRAGMENT_GROUP.0, 0);
 }
