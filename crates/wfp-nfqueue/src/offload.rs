@@ -17,6 +17,10 @@
 //!
 //! # Rules ([`OffloadRules`], per family, beside the queue chains of [`crate::rules::RuleSet`])
 //!
+//! With an accounting mark and `nft` present, the test of an offloaded packet is native nf_tables
+//! in a table of its own and only queued packets meet compatibility expressions (the `native`
+//! submodule documents that form). Otherwise, the compatibility form:
+//!
 //! ```text
 //!  mangle   INPUT/OUTPUT  -j P_ORS   P_ORS: CONNMARK --restore-mark (mask)       packet ← connection
 //!  filter   INPUT  [matches] -m conntrack --ctstate ESTABLISHED -j P_OFF_IN   (before -j P_IN)
