@@ -17,6 +17,10 @@
 //!
 //! # Rules ([`OffloadRules`], per family, beside the queue chains of [`crate::rules::RuleSet`])
 //!
+//! With an accounting mark and `nft` present, the test of an offloaded packet is native nf_tables
+//! in a table of its own and only queued packets meet compatibility expressions (the `native`
+//! submodule documents that form). Otherwise, the compatibility form:
+//!
 //! ```text
 //!  mangle   INPUT/OUTPUT  -j P_ORS   P_ORS: CONNMARK --restore-mark (mask)       packet ← connection
 //!  filter   INPUT  [matches] -m conntrack --ctstate ESTABLISHED -j P_OFF_IN   (before -j P_IN)
@@ -50,6 +54,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::rules::{ChainHook, Family, RuleSet, RulesError};
+
+mod native;
 
 /// The default reserved mask.
 pub const DEFAULT_MASK: u32 = 0x00ff_0000;
@@ -223,6 +229,8 @@ pub struct OffloadRules {
     pub marks: OffloadMarks,
     /// The nf_tables socket of the epoch switch, once opened.
     nft: std::sync::Arc<std::sync::Mutex<Option<crate::nft::NftSocket>>>,
+    /// Whether the installed rules are the native nf_tables ones (see [`OffloadRules::install`]).
+    native: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Runs a command line with optional standard input (the test seam).
@@ -329,6 +337,7 @@ impl OffloadRules {
             queue,
             marks,
             nft: std::sync::Arc::default(),
+            native: std::sync::Arc::default(),
         }
     }
 
@@ -348,24 +357,28 @@ impl OffloadRules {
     /// with `iptables-restore`.
     pub fn switch_epoch(&self, epoch: Epoch) -> Result<Duration, OffloadError> {
         let start = Instant::now();
-        if self.queue.netns.is_none() && self.switch_nft(epoch).is_ok() {
-            return Ok(start.elapsed());
+        let native = self.is_native();
+        if self.queue.netns.is_none() {
+            let done = if native {
+                self.switch_native_nft(epoch)
+            } else {
+                self.switch_nft(epoch)
+            };
+            if done.is_ok() {
+                return Ok(start.elapsed());
+            }
         }
-        self.switch_with(&mut System, epoch)?;
+        if native {
+            self.switch_native_with(&mut System, epoch)?;
+        } else {
+            self.switch_with(&mut System, epoch)?;
+        }
         Ok(start.elapsed())
     }
 
     /// The epoch switch over nf_tables netlink: every family in one transaction, on a socket
     /// kept open between switches (opened in the calling thread's namespace at the first).
     fn switch_nft(&self, epoch: Epoch) -> Result<(), crate::nft::NftError> {
-        let mut slot = self
-            .nft
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let socket = match slot.as_mut() {
-            Some(s) => s,
-            None => slot.insert(crate::nft::NftSocket::open()?),
-        };
         let chain = self.chain("OEP");
         let targets: Vec<(u8, &str, &str)> = self
             .queue
@@ -376,7 +389,23 @@ impl OffloadRules {
                 Family::Ipv6 => (10, "filter", chain.as_str()),
             })
             .collect();
-        let result = socket.set_cmp_values(&targets, self.marks.epoch_bits(epoch));
+        self.with_nft(|socket| socket.set_cmp_values(&targets, self.marks.epoch_bits(epoch)))
+    }
+
+    /// Runs `f` on the kept-open nf_tables socket (opening it first); a failure drops the socket.
+    fn with_nft(
+        &self,
+        f: impl FnOnce(&mut crate::nft::NftSocket) -> Result<(), crate::nft::NftError>,
+    ) -> Result<(), crate::nft::NftError> {
+        let mut slot = self
+            .nft
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let socket = match slot.as_mut() {
+            Some(s) => s,
+            None => slot.insert(crate::nft::NftSocket::open()?),
+        };
+        let result = f(socket);
         if result.is_err() {
             // A fresh socket next time (a failed exchange may leave answers behind).
             *slot = None;
@@ -505,6 +534,11 @@ impl OffloadRules {
         epoch: Epoch,
     ) -> Result<(), OffloadError> {
         self.queue.check()?;
+        if let Some(acct) = self.queue.accounting_mark {
+            if self.install_native_with(exec, epoch, acct)? {
+                return Ok(());
+            }
+        }
         let script = self.chains_script(epoch);
         for &family in &self.queue.families {
             let argv = self.argv(Self::restore_program(family), &["--noflush"]);
@@ -513,14 +547,7 @@ impl OffloadRules {
                 return Err(command_error(&argv, &err).into());
             }
             for (table, builtin, args) in self.jumps() {
-                self.delete_jump(exec, family, (table, builtin), &args)?;
-                let mut insert: Vec<&str> = vec!["-t", table, "-I", builtin, "1"];
-                insert.extend(args.iter().map(String::as_str));
-                let argv = self.argv(Self::program(family), &insert);
-                let (ok, err) = exec.run(&argv, None)?;
-                if !ok {
-                    return Err(command_error(&argv, &err).into());
-                }
+                self.insert_first(exec, family, (table, builtin), &args)?;
             }
         }
         Ok(())
@@ -569,6 +596,7 @@ impl OffloadRules {
 
     pub(crate) fn remove_with(&self, exec: &mut dyn Exec) -> Result<(), OffloadError> {
         self.queue.check()?;
+        self.remove_native_with(exec)?;
         for &family in &self.queue.families {
             for (table, builtin, args) in self.jumps() {
                 self.delete_jump(exec, family, (table, builtin), &args)?;
@@ -687,10 +715,12 @@ mod tests {
         assert_eq!(OffloadMarks::new(DEFAULT_MASK).expect("default"), m);
     }
 
-    /// Records command lines and standard inputs; fails `-D` (nothing to delete).
+    /// Records command lines and standard inputs; fails `-D` (nothing to delete), and `nft` when
+    /// `no_nft`.
     #[derive(Default)]
     struct Fake {
         log: Vec<(String, Option<String>)>,
+        no_nft: bool,
     }
 
     impl Exec for Fake {
@@ -700,7 +730,8 @@ mod tests {
             stdin: Option<&str>,
         ) -> Result<(bool, String), RulesError> {
             let line = argv.join(" ");
-            let ok = !line.contains(" -D ");
+            let refused = line.contains(" -D ") || (self.no_nft && line.contains("nft "));
+            let ok = !refused;
             self.log.push((line, stdin.map(str::to_owned)));
             Ok((ok, String::new()))
         }
@@ -720,9 +751,14 @@ mod tests {
 
     #[test]
     fn install_places_the_chains_and_jumps_and_a_switch_replaces_one_rule_per_family() {
+        // Without `nft`, the compatibility form.
         let r = rules();
-        let mut fake = Fake::default();
+        let mut fake = Fake {
+            no_nft: true,
+            ..Fake::default()
+        };
         r.install_with(&mut fake, Epoch(1)).expect("install");
+        assert!(!r.is_native());
         let script = r.chains_script(Epoch(1));
         assert!(script.contains(
             "-A WFP_OEP -m mark ! --mark 0x100000/0xf00000 -j MARK --set-xmark 0x0/0xff0000"
@@ -771,6 +807,74 @@ mod tests {
             .log
             .iter()
             .any(|(l, _)| l.ends_with("-t security -X WFP_OSV")));
+    }
+
+    #[test]
+    fn native_form_tests_offloaded_packets_natively_and_switches_two_rules() {
+        let r = rules();
+        let mut fake = Fake::default();
+        r.install_with(&mut fake, Epoch(1)).expect("install");
+        assert!(r.is_native());
+        let (first, table) = fake.log.first().expect("nft first");
+        assert_eq!(first, "nsenter --net=/run/netns/wfpoff-1 nft -f -");
+        let table = table.as_deref().expect("script");
+        assert!(table.starts_with(
+            "table inet WFP_OFFLOAD\ndelete table inet WFP_OFFLOAD\ntable inet WFP_OFFLOAD {"
+        ));
+        for line in [
+            "type filter hook input priority -5; policy accept;",
+            "meta mark set meta mark and 0xbfffffff\n  ct state established goto oep_in",
+            "chain oep_out {\n  ct mark and 0xf00000 == 0x100000 goto ok_out\n }",
+            "ct direction original ct mark and 0x10000 != 0 meta mark set meta mark or 0x40000000 return",
+            "ct direction reply ct mark and 0x80000 != 0 meta mark set meta mark or 0x40000000\n",
+        ] {
+            assert!(table.contains(line), "{line}\n{table}");
+        }
+        let inserts: Vec<&str> = fake
+            .log
+            .iter()
+            .map(|(l, _)| l.as_str())
+            .filter(|l| l.contains(" -I "))
+            .collect();
+        assert_eq!(inserts.len(), 12, "3 jumps x 2 hooks x 2 families");
+        // The accept jump is inserted after (so ends before) the restore jump.
+        assert!(inserts[0].ends_with("iptables -w 5 -t filter -I INPUT 1 -i lo -j WFP_ORF"));
+        assert!(inserts[1].ends_with(
+            "iptables -w 5 -t filter -I INPUT 1 -i lo -m mark --mark 0x40000000/0x40000000 -j ACCEPT"
+        ));
+        let restore = fake
+            .log
+            .get(1)
+            .and_then(|(_, i)| i.as_deref())
+            .expect("chains");
+        assert!(restore.contains("-A WFP_ORF -j CONNMARK --restore-mark --nfmask 0xff0000"));
+        assert!(restore.contains("-A WFP_OSV -m mark ! --mark 0x0/0xf00000 -j CONNMARK --save"));
+        assert!(!fake.log.iter().any(|(l, _)| l.contains("conntrack")));
+
+        let mut fake = Fake::default();
+        r.switch_native_with(&mut fake, Epoch(2)).expect("switch");
+        assert_eq!(fake.log.len(), 1, "one transaction for both families");
+        assert_eq!(
+            fake.log[0].1.as_deref(),
+            Some(
+                "flush chain inet WFP_OFFLOAD oep_in\n\
+                 add rule inet WFP_OFFLOAD oep_in ct mark and 0xf00000 == 0x200000 goto ok_in\n\
+                 flush chain inet WFP_OFFLOAD oep_out\n\
+                 add rule inet WFP_OFFLOAD oep_out ct mark and 0xf00000 == 0x200000 goto ok_out\n"
+            )
+        );
+
+        let mut fake = Fake::default();
+        r.remove_with(&mut fake).expect("remove");
+        assert!(!r.is_native());
+        assert!(fake
+            .log
+            .iter()
+            .any(|(l, _)| l.ends_with("nft delete table inet WFP_OFFLOAD")));
+        assert!(fake
+            .log
+            .iter()
+            .any(|(l, _)| l.ends_with("-t filter -X WFP_ORF")));
     }
 
     #[test]

@@ -417,6 +417,23 @@ fn ipt(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// With `nft` present and the accounting mark on (the default), the offload test runs natively
+/// in wfpd's own table (docs/offload.md), not as iptables compatibility expressions.
+fn assert_native_rules() {
+    let Ok(out) = Command::new("nft")
+        .args(["list", "chain", "inet", "WFP_OFFLOAD", "oep_out"])
+        .output()
+    else {
+        println!("nft not installed: the compatibility form is in use");
+        return;
+    };
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && listing.contains("ct mark & 0x00f00000 == 0x00100000"),
+        "{listing}"
+    );
+}
+
 /// The packet counter of the first rule of `chain` in `table` (`-S -v` `-c PACKETS BYTES`).
 fn first_counter(program: &str, table: &str, chain: &str, nth: usize) -> u64 {
     let listing = ipt(program, &["-t", table, "-S", chain, "-v"]);
@@ -440,6 +457,7 @@ fn marks_of_other_software_outside_the_mask_survive() {
         ] {
             let dir = TempDir::new();
             let d = daemon(&dir, PERMIT_ALL);
+            assert_native_rules();
             // Other software: a packet-mark bit and a connection-mark bit outside 0x00ff0000.
             ipt(
                 program,
