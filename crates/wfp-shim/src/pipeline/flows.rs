@@ -286,3 +286,33 @@ impl Hasher for FlowIdHasher {
         self.0 = (n ^ 0x5851_F42D_4C95_7F2D).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
+
+/// One tracked flow as a management plane lists it (read-only): the flow table's entry (5-tuple,
+/// state, packets and bytes per side, first and last packet) and what the layers know of it.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowRow<'a> {
+    /// The flow table's entry.
+    pub flow: &'a crate::flow::Flow,
+    /// The layer that authorized the flow (ALE_AUTH_CONNECT or ALE_AUTH_RECV_ACCEPT), once it did.
+    pub auth_layer: Option<LayerId>,
+    /// ALE_FLOW_ESTABLISHED was classified.
+    pub established: bool,
+    /// ALE_APP_ID of the socket owner, when known.
+    pub app_id: Option<&'a [u8]>,
+}
+
+impl Shim {
+    /// The flows tracked now (ended TCP connections still held as tombstones included), for a
+    /// read-only listing; no flow state changes.
+    pub fn flow_rows(&self) -> impl Iterator<Item = FlowRow<'_>> + '_ {
+        self.flows.iter().map(move |flow| {
+            let extra = self.extra.get(&flow.id());
+            FlowRow {
+                flow,
+                auth_layer: extra.and_then(|e| e.auth_layer),
+                established: extra.is_some_and(|e| e.established),
+                app_id: extra.and_then(|e| e.owner.app_id.as_deref()),
+            }
+        })
+    }
+}

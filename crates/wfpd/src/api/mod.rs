@@ -23,6 +23,7 @@
 pub mod config;
 mod conn;
 pub mod events;
+pub mod feeds;
 pub mod metrics;
 pub mod peer;
 mod pending;
@@ -47,6 +48,7 @@ use crate::worker::WorkerShared;
 
 pub use config::{ApiConfig, StoreConfig};
 use events::EventHub;
+pub use feeds::Feeds;
 use peer::Groups;
 
 /// Why the API could not start.
