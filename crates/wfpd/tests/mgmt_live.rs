@@ -356,3 +356,112 @@ fn m14fix_flows_and_packet_metrics_come_from_the_live_data_path() {
     );
     assert!(daemon.stop().success(), "clean stop");
 }
+
+const ASK_PERMIT: u16 = 7400;
+const ASK_BLOCK: u16 = 7401;
+
+/// `wfp.interactive` at ALE_AUTH_CONNECT for two ports (the filter's conditions are the template).
+fn interactive_policy() -> String {
+    let mut p = String::new();
+    for port in [ASK_PERMIT, ASK_BLOCK] {
+        p.push_str(&format!(
+            r#"
+[[filter]]
+name = "ask {port}"
+layer = "ALE_AUTH_CONNECT_V4"
+action = "CALLOUT_TERMINATING"
+callout = "wfp.interactive"
+condition = [ {{ field = "IP_REMOTE_PORT", value = {port} }} ]
+"#
+        ));
+    }
+    p
+}
+
+/// Polls `GET /v1/pending` until a prompt for `port` appears; its id.
+fn wait_prompt(socket: &Path, port: u16) -> u64 {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let body = get(socket, "/v1/pending");
+        let list: Vec<wfp_api::PendingDto> =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad pending {body}: {e}"));
+        if let Some(p) = list.iter().find(|p| p.remote_port == Some(port)) {
+            assert_eq!(p.layer, "ALE_AUTH_CONNECT_V4", "{p:?}");
+            assert_eq!(p.direction, "outbound", "{p:?}");
+            return p.id;
+        }
+        assert!(Instant::now() < end, "no prompt for port {port}: {list:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Connects to `port` on the server side (which accepts for a while); whether it completed.
+fn ask_and_connect(lab: &Lab, socket: &Path, port: u16, decision: &str) -> (bool, bool) {
+    let listener = spawn_in(&lab.server, move || {
+        let l = TcpListener::bind(addr(S4, port)).expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        let end = Instant::now() + Duration::from_millis(2500);
+        while Instant::now() < end {
+            if l.accept().is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let client = spawn_in(&lab.client, move || {
+        TcpStream::connect_timeout(&addr(S4, port), Duration::from_millis(1500)).is_ok()
+    });
+    let id = wait_prompt(socket, port);
+    // Held: the SYN waits in the queue, the connect cannot have completed before the answer.
+    assert!(!client.is_finished(), "connected before the decision");
+    let mut c = wfp_api::Client::connect(socket).expect("client");
+    let r: wfp_api::DecisionResult = c
+        .call(
+            "POST",
+            &format!("/v1/pending/{id}"),
+            Some(&wfp_api::DecisionRequest {
+                decision: decision.into(),
+                persist: false,
+            }),
+        )
+        .expect("decide");
+    assert_eq!(r.id, id);
+    (
+        client.join().expect("client"),
+        listener.join().expect("listener"),
+    )
+}
+
+/// §10.1 through the management plane: the running daemon holds a connection the
+/// `wfp.interactive` template matches (its SYN's NFQUEUE verdict kept) until a client answers
+/// `POST /v1/pending/{id}`: permitted, the connection completes; blocked, it fails and nothing
+/// reaches the server.
+#[test]
+fn m14fix_interactive_prompts_hold_live_connections_until_decided() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipping m14fix_interactive_prompts: {reason}");
+        return;
+    }
+    let _serial = serial();
+    let lab = Lab::new();
+    let dir = TempDir::new("m14fix-interactive");
+    let socket = dir.path("wfpd.sock");
+    let daemon = lab.daemon(&dir, &interactive_policy(), &socket);
+    let (connected, accepted) = ask_and_connect(&lab, &socket, ASK_PERMIT, "permit");
+    assert!(connected && accepted, "permitted: {}", daemon.log_text());
+    let (connected, accepted) = ask_and_connect(&lab, &socket, ASK_BLOCK, "block");
+    assert!(!connected, "blocked: the connection fails");
+    assert!(!accepted, "blocked: nothing reached the server");
+    let stats = daemon.stats();
+    let q = &stats["queues"][0];
+    assert!(q["held"].as_u64() >= Some(2), "{stats}");
+    assert!(q["released"].as_u64() >= Some(1), "{stats}");
+    assert_eq!(
+        q["held_expired"].as_u64(),
+        Some(0),
+        "decided in time: {stats}"
+    );
+    assert!(daemon.stop().success(), "clean stop");
+}
