@@ -316,3 +316,65 @@ impl Shim {
         })
     }
 }
+
+#[cfg(test)]
+mod row_tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+
+    use wfp_core::Engine;
+
+    use crate::flow::{Direction, Side};
+    use crate::wire::build::ip_packet;
+    use crate::{PacketContext, PacketDirection, Shim, ShimConfig, Timestamp};
+
+    fn udp(src: (IpAddr, u16), dst: (IpAddr, u16), payload: usize) -> Vec<u8> {
+        let len = u16::try_from(8 + payload).unwrap();
+        let mut seg = Vec::new();
+        seg.extend_from_slice(&src.1.to_be_bytes());
+        seg.extend_from_slice(&dst.1.to_be_bytes());
+        seg.extend_from_slice(&len.to_be_bytes());
+        seg.extend_from_slice(&[0, 0]);
+        seg.resize(usize::from(len), b'u');
+        ip_packet(src.0, dst.0, 17, &seg).unwrap()
+    }
+
+    #[test]
+    fn flow_rows_list_each_flow_with_its_traffic_each_way() {
+        let mut shim = Shim::new(Arc::new(Engine::default()), ShimConfig::default());
+        let local = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 4000);
+        let remote = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 53);
+        let ctx = PacketContext::default();
+        let out = udp(local, remote, 10);
+        let back = udp(remote, local, 30);
+        shim.handle_packet(
+            Timestamp::from_secs(1),
+            PacketDirection::Outbound,
+            &out,
+            &ctx,
+        );
+        shim.handle_packet(
+            Timestamp::from_secs(2),
+            PacketDirection::Inbound,
+            &back,
+            &ctx,
+        );
+        let rows: Vec<_> = shim.flow_rows().collect();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let f = rows[0].flow;
+        assert_eq!(f.initiator(), Direction::Outbound);
+        assert_eq!((f.key().local_port(), f.key().remote_port()), (4000, 53));
+        assert_eq!(
+            (f.packets(Side::Initiator), f.bytes(Side::Initiator)),
+            (1, 38)
+        );
+        assert_eq!(
+            (f.packets(Side::Responder), f.bytes(Side::Responder)),
+            (1, 58)
+        );
+        assert_eq!(f.first_seen(), Timestamp::from_secs(1));
+        assert_eq!(f.last_seen(), Timestamp::from_secs(2));
+        assert!(rows[0].auth_layer.is_some(), "authorized: {rows:?}");
+        assert_eq!(rows[0].app_id, None);
+    }
+}
