@@ -242,28 +242,15 @@ impl Client {
 
     /// `GET /v1/events?QUERY`: the live stream of the net events matching the query conditions
     /// (`kind=CLASSIFY_DROP&port=22`, see `docs/api.md`; empty: all).
-    pub fn events_with_query(mut self, query: &str) -> Result<EventStream, ClientError> {
-        self.set_timeout(None)?;
+    pub fn events_with_query(self, query: &str) -> Result<EventStream, ClientError> {
+        // One stream path: the generic `GET /v1/events?...` of [`Client::events_matching`].
         let target = if query.is_empty() {
             "/v1/events".to_string()
         } else {
             format!("/v1/events?{query}")
         };
-        http::write_request(&mut self.writer, "GET", &target, None)?;
-        let head = http::read_message(&mut self.reader, &self.limits)?;
-        let status = head.status()?;
-        if status != 200 || !head.is_chunked() {
-            let error = serde_json::from_slice::<ErrorBody>(&head.body)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| ErrorInfo {
-                    code: 0,
-                    name: format!("HTTP_{status}"),
-                    message: "not an event stream".into(),
-                });
-            return Err(ClientError::Api { status, error });
-        }
         Ok(EventStream {
-            lines: BufReader::new(ChunkedReader::new(self.reader)),
+            inner: self.stream(&target)?,
         })
     }
 
@@ -407,20 +394,16 @@ impl Client {
     }
 }
 
-/// Net events as they happen (one per line of the chunked answer).
+/// Net events as they happen (one per line of the chunked answer; blank keep-alive lines
+/// skipped): [`JsonStream`] of [`NetEventDto`].
 pub struct EventStream {
-    lines: BufReader<ChunkedReader<BufReader<UnixStream>>>,
+    inner: JsonStream<NetEventDto>,
 }
 
 impl EventStream {
     /// Blocks for the next event; `None` when the daemon ended the stream.
     pub fn next_event(&mut self) -> Option<Result<NetEventDto, ClientError>> {
-        let mut line = String::new();
-        match self.lines.read_line(&mut line) {
-            Ok(0) => None,
-            Ok(_) => Some(serde_json::from_str(line.trim_end()).map_err(ClientError::from)),
-            Err(e) => Some(Err(e.into())),
-        }
+        self.inner.next_item()
     }
 }
 

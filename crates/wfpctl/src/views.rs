@@ -2,9 +2,9 @@
 //! `/v1/pending`, `/v1/drivers`) and of the Prometheus text of `/v1/metrics`.
 //!
 //! These are **lenient** serde structs written from `docs/api.md` (`FlowDto`, `NetEventDto`,
-//! `PendingDto`, `DecisionResult`; the driver endpoints are a proposal): every field but the
-//! identity is optional and unknown fields are ignored, so `wfpctl` keeps working while the daemon's DTOs grow. (When the
-//! server-side types in `wfp-api` settle, these can become re-exports of them.) Rendering helpers
+//! `PendingDto`; the driver endpoints are a proposal): every field but the identity is optional
+//! and unknown fields are ignored, so `wfpctl` keeps working while the daemon's DTOs grow.
+//! `DecisionResult` is `wfp_api`'s own (all its fields are always sent). Rendering helpers
 //! turn numbers into WFP names (layers by run-time id, IP protocols, addresses).
 
 use std::collections::BTreeMap;
@@ -162,17 +162,8 @@ pub struct PendingView {
     pub default: Option<String>,
 }
 
-/// The answer of `POST /v1/pending/{id}` (docs/api.md `DecisionResult`).
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(default)]
-pub struct DecisionResult {
-    /// The pended authorization.
-    pub id: u64,
-    /// `permit` | `block`.
-    pub decision: String,
-    /// The persistent filter added (with `persist`).
-    pub filter_id: Option<u64>,
-}
+/// The answer of `POST /v1/pending/{id}`: the daemon's own type (every field is always sent).
+pub use wfp_api::DecisionResult;
 
 /// A layer for people: the name when given, else the catalogue's name for the run-time id.
 pub fn layer_name(name: &str, id: Option<u16>) -> String {

@@ -185,6 +185,13 @@ impl Daemon {
             )
             .context("starting the management API")?;
             api.set_connection_log(Arc::clone(&daemon.host.connections));
+            let board = Arc::new(crate::api::FlowBoard::default());
+            for w in &daemon.workers {
+                let _ = w.shared.feeds.set(crate::api::Feeds {
+                    classify: api.classify_metrics(),
+                    flows: Arc::clone(&board),
+                });
+            }
             api.attach(crate::api::DataPath {
                 workers: daemon
                     .workers
@@ -193,7 +200,7 @@ impl Daemon {
                     .collect(),
                 prompts: Some(Arc::clone(&daemon.host.prompts)),
                 now: Arc::new(move || clock.now()),
-                flows: None,
+                flows: Some(board),
                 absent_accepted: daemon
                     .rules
                     .as_ref()

@@ -67,6 +67,8 @@ pub struct WorkerShared {
     pub identity: Arc<IdentityStats>,
     /// The asynchronous path: held, released, expired, edited, injected packets.
     pub asyncs: Arc<AsyncCounters>,
+    /// The management API's sinks (classify metrics, flow table), once it is up.
+    pub feeds: std::sync::OnceLock<crate::api::Feeds>,
 }
 
 impl WorkerShared {
@@ -99,6 +101,9 @@ pub struct ShimHandler {
     outcome: PacketVerdict,
     /// Flow offload (`[offload]`), when on.
     offload: Option<crate::offload::WorkerOffload>,
+    /// When the flows were last published to the API (`crate::api::feeds`), and whether
+    /// packets or timers changed them since.
+    published: (Option<Duration>, bool),
 }
 
 impl ShimHandler {
@@ -126,6 +131,7 @@ impl ShimHandler {
             shared,
             outcome: PacketVerdict::new(PacketDirection::Infer),
             offload: None,
+            published: (None, false),
         }
     }
 
@@ -133,7 +139,9 @@ impl ShimHandler {
     /// when edited, else the verdict (carrying the offload mark when the flow is offloaded).
     fn respond(&mut self, now: Duration, packet: &QueuedPacket) -> Answer {
         let before = self.offload.as_ref().map(|o| o.before(&self.engine));
+        let started = self.shared.feeds.get().map(|_| std::time::Instant::now());
         let verdict = self.decide(Timestamp::from_duration(now), packet);
+        self.observe(started, verdict);
         let nf = match verdict {
             Verdict::Permit => NfVerdict::Accept,
             Verdict::Block | Verdict::Absorb => NfVerdict::Drop,
@@ -157,6 +165,58 @@ impl ShimHandler {
                 Answer::Replace { decision, payload }
             }
             _ => Answer::Now(decision),
+        }
+    }
+
+    /// Feeds the API's classify metrics (`wfp_packets_total`, the latency histogram): the
+    /// deciding layer (the blocking one, else the last visited), the verdict, and how long the
+    /// packet's classification took. Packets no layer classified are not counted.
+    fn observe(&mut self, started: Option<std::time::Instant>, verdict: Verdict) {
+        self.published.1 = true;
+        let (Some(feeds), Some(started)) = (self.shared.feeds.get(), started) else {
+            return;
+        };
+        let Some(layer) = self.outcome.layer else {
+            return;
+        };
+        let action = match verdict {
+            Verdict::Permit => wfp_core::ActionType::PERMIT,
+            Verdict::Block => wfp_core::ActionType::BLOCK,
+            // Pended or absorbed: neither (the "none" verdict label).
+            Verdict::Absorb => wfp_core::ActionType(0),
+        };
+        feeds.classify.observe(layer, action, started.elapsed());
+    }
+
+    /// Publishes this queue's flows to the API's flow board when they changed and the last
+    /// publication is at least [`crate::api::feeds::PUBLISH_EVERY`] old.
+    fn publish_flows(&mut self, now: Duration) {
+        let Some(feeds) = self.shared.feeds.get() else {
+            return;
+        };
+        let (last, dirty) = self.published;
+        let due = last.is_none_or(|l| now.saturating_sub(l) >= crate::api::feeds::PUBLISH_EVERY);
+        if !dirty || !due {
+            return;
+        }
+        let stamp = Timestamp::from_duration(now);
+        let queue = self.shared.queue;
+        let rows = self
+            .shim
+            .flow_rows()
+            .map(|r| crate::api::feeds::flow_dto(queue, stamp, &r))
+            .collect();
+        feeds.flows.publish(queue, rows);
+        self.published = (Some(now), false);
+    }
+
+    /// When the next flow publication is due (changes not yet published).
+    fn publish_due(&self) -> Option<Duration> {
+        match self.published {
+            (Some(last), true) if self.shared.feeds.get().is_some() => {
+                Some(last + crate::api::feeds::PUBLISH_EVERY)
+            }
+            _ => None,
         }
     }
 
@@ -246,6 +306,7 @@ impl ShimHandler {
         self.host.clock.set(now);
         self.asyncs.run(now, &mut self.shim, &self.host);
         self.drain_events();
+        self.publish_flows(now);
     }
 }
 
@@ -287,7 +348,10 @@ impl PacketHandler for ShimHandler {
         }
         let shim = self.shim.poll_timeout().map(Timestamp::as_duration);
         let asyncs = self.asyncs.poll_timeout(self.last_async);
-        shim.into_iter().chain(asyncs).min()
+        shim.into_iter()
+            .chain(asyncs)
+            .chain(self.publish_due())
+            .min()
     }
 
     fn handle_timeout(&mut self, now: Duration) {
@@ -299,6 +363,7 @@ impl PacketHandler for ShimHandler {
         self.asyncs.expire(now);
         self.shim.handle_timeout(Timestamp::from_duration(now));
         self.drain_events();
+        self.published.1 = true;
         // The worker loop runs end_batch (the asynchronous step) right after.
     }
 

@@ -289,3 +289,95 @@ impl Hasher for FlowIdHasher {
         self.0 = (n ^ 0x5851_F42D_4C95_7F2D).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
+
+/// One tracked flow as a management plane lists it (read-only): the flow table's entry (5-tuple,
+/// state, packets and bytes per side, first and last packet) and what the layers know of it.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowRow<'a> {
+    /// The flow table's entry.
+    pub flow: &'a crate::flow::Flow,
+    /// The layer that authorized the flow (ALE_AUTH_CONNECT or ALE_AUTH_RECV_ACCEPT), once it did.
+    pub auth_layer: Option<LayerId>,
+    /// ALE_FLOW_ESTABLISHED was classified.
+    pub established: bool,
+    /// ALE_APP_ID of the socket owner, when known.
+    pub app_id: Option<&'a [u8]>,
+}
+
+impl Shim {
+    /// The flows tracked now (ended TCP connections still held as tombstones included), for a
+    /// read-only listing; no flow state changes.
+    pub fn flow_rows(&self) -> impl Iterator<Item = FlowRow<'_>> + '_ {
+        self.flows.iter().map(move |flow| {
+            let extra = self.extra.get(&flow.id());
+            FlowRow {
+                flow,
+                auth_layer: extra.and_then(|e| e.auth_layer),
+                established: extra.is_some_and(|e| e.established),
+                app_id: extra.and_then(|e| e.owner.app_id.as_deref()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod row_tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+
+    use wfp_core::Engine;
+
+    use crate::flow::{Direction, Side};
+    use crate::wire::build::ip_packet;
+    use crate::{PacketContext, PacketDirection, Shim, ShimConfig, Timestamp};
+
+    fn udp(src: (IpAddr, u16), dst: (IpAddr, u16), payload: usize) -> Vec<u8> {
+        let len = u16::try_from(8 + payload).unwrap();
+        let mut seg = Vec::new();
+        seg.extend_from_slice(&src.1.to_be_bytes());
+        seg.extend_from_slice(&dst.1.to_be_bytes());
+        seg.extend_from_slice(&len.to_be_bytes());
+        seg.extend_from_slice(&[0, 0]);
+        seg.resize(usize::from(len), b'u');
+        ip_packet(src.0, dst.0, 17, &seg).unwrap()
+    }
+
+    #[test]
+    fn flow_rows_list_each_flow_with_its_traffic_each_way() {
+        let mut shim = Shim::new(Arc::new(Engine::default()), ShimConfig::default());
+        let local = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 4000);
+        let remote = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 53);
+        let ctx = PacketContext::default();
+        let out = udp(local, remote, 10);
+        let back = udp(remote, local, 30);
+        shim.handle_packet(
+            Timestamp::from_secs(1),
+            PacketDirection::Outbound,
+            &out,
+            &ctx,
+        );
+        shim.handle_packet(
+            Timestamp::from_secs(2),
+            PacketDirection::Inbound,
+            &back,
+            &ctx,
+        );
+        let rows: Vec<_> = shim.flow_rows().collect();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let f = rows[0].flow;
+        assert_eq!(f.initiator(), Direction::Outbound);
+        assert_eq!((f.key().local_port(), f.key().remote_port()), (4000, 53));
+        assert_eq!(
+            (f.packets(Side::Initiator), f.bytes(Side::Initiator)),
+            (1, 38)
+        );
+        assert_eq!(
+            (f.packets(Side::Responder), f.bytes(Side::Responder)),
+            (1, 58)
+        );
+        assert_eq!(f.first_seen(), Timestamp::from_secs(1));
+        assert_eq!(f.last_seen(), Timestamp::from_secs(2));
+        assert!(rows[0].auth_layer.is_some(), "authorized: {rows:?}");
+        assert_eq!(rows[0].app_id, None);
+    }
+}

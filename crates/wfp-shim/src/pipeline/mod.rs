@@ -95,6 +95,7 @@ use crate::wire::{ParseConfig, ParsedPacket, Transport};
 use flows::{FlowExtra, FlowIdHasher};
 use packet::{Packet, Seen, Way};
 
+pub use flows::FlowRow;
 pub use inject::{InjectKind, OutputOrigin, SeqTranslation, ShimOutput};
 pub use offload::{CarriedCounts, KeepReason, Offload, OffloadedEnd};
 pub use verdict::{

@@ -24,6 +24,7 @@ pub mod config;
 mod conn;
 mod drivers;
 pub mod events;
+pub mod feeds;
 pub mod metrics;
 pub mod peer;
 mod pending;
@@ -48,6 +49,7 @@ use crate::worker::WorkerShared;
 
 pub use config::{ApiConfig, StoreConfig};
 use events::EventHub;
+pub use feeds::Feeds;
 use peer::Groups;
 
 /// Why the API could not start.
