@@ -262,9 +262,15 @@ fn verdict_lines_follow_the_documented_schema() {
         "layers",
         "tunnels",
     ];
+    // Present only where they apply (classified packets; asynchronous outputs).
+    let optional = ["offload", "origin"];
     for (i, l) in verdict_lines(&verdicts).iter().enumerate() {
         let o = l.as_object().expect("object");
-        assert_eq!(o.len(), keys.len(), "{l}");
+        let extra: Vec<&String> = o
+            .keys()
+            .filter(|k| !keys.contains(&k.as_str()) && !optional.contains(&k.as_str()))
+            .collect();
+        assert!(extra.is_empty(), "line {i} has undocumented keys {extra:?}: {l}");
         for k in keys {
             assert!(o.contains_key(k), "line {i} lacks {k}: {l}");
         }
@@ -277,6 +283,8 @@ fn verdict_lines_follow_the_documented_schema() {
             .is_some_and(|n| n > 0 && Some(n) <= l["len"].as_u64()));
         let action = l["action"].as_str().expect("action");
         assert!(["PERMIT", "BLOCK", "ABSORB", "SKIPPED"].contains(&action));
+        // Every classified packet says whether its flow could be offloaded (docs/offload.md).
+        assert_eq!(action != "SKIPPED", o.contains_key("offload"), "{l}");
         if action == "SKIPPED" {
             assert!(l["direction"].is_null() && l["layers"] == Json::Array(vec![]));
             continue;
