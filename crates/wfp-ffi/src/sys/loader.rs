@@ -1,7 +1,8 @@
 //! Loading a driver: `dlopen`, `DriverEntry(DRIVER_OBJECT*, UNICODE_STRING* RegistryPath)`, and
 //! the unload protocol (wfp-reference §5.3): the driver's unload routine, then the host removes
-//! what the driver left (engine handles, flow contexts, callouts — retrying unregister while busy,
-//! each a Verifier finding), reports leaks, and `dlclose`s the image; bounded in time.
+//! what the driver left (pended operations and classifies it never completed, lists and clones it
+//! still holds, engine handles, flow contexts, callouts — retrying unregister while busy, each a
+//! Verifier finding), reports leaks, and `dlclose`s the image; bounded in time.
 
 use std::ffi::{c_void, CStr, CString};
 use std::path::{Path, PathBuf};
@@ -350,6 +351,7 @@ impl Driver {
                 self.loaded = false;
                 return None;
             }
+            self.release_async(&host);
             if !self.cleanup(&host, deadline) {
                 self.loaded = false;
                 return None;
@@ -447,6 +449,25 @@ impl Driver {
             return false;
         }
         true
+    }
+
+    /// §5.3 with §10: what the driver left asynchronous. Its pended operations and classifies are
+    /// completed by the host (reauthorize), and the lists, clones and referenced lists it still
+    /// holds are reclaimed; each kind left is a Verifier finding.
+    fn release_async(&self, host: &HostInner) {
+        let (ops, classifies) = super::pend::complete_left(host, self.index);
+        let lists = super::nbl::reclaim_left(host, self.index);
+        for (what, count) in [
+            ("pended operation(s) (the host completed them)", ops),
+            ("pended classify(s) (the host completed them)", classifies),
+        ]
+        .into_iter()
+        .chain(lists.pairs())
+        {
+            if count > 0 {
+                host.finding(Finding::ObjectsLeft { what, count });
+            }
+        }
     }
 
     fn report_leaks(&self, host: &HostInner) {

@@ -23,6 +23,7 @@ fn record(kind: NblKind, packet: Option<wfp_core::inject::PacketId>) -> NblRecor
         packet,
         state: NblState::Held,
         refs: 0,
+        driver: ctx::current_driver(),
     }
 }
 
@@ -191,7 +192,7 @@ pub(crate) extern "C" fn FwpsReferenceNetBufferList0(nbl: *mut NetBufferList, _m
             let key = nbl as usize;
             if let Some((_, r)) = st.nbls.get_mut(&key) {
                 r.refs += 1;
-            } else if let Some((_, n)) = st.referenced.get_mut(&key) {
+            } else if let Some((_, n, _)) = st.referenced.get_mut(&key) {
                 *n += 1;
             } else {
                 drop(st);
@@ -220,7 +221,7 @@ pub(crate) extern "C" fn FwpsDereferenceNetBufferList0(nbl: *mut NetBufferList, 
         ctx::with_host(|h| {
             let mut st = h.asyncs.lock();
             let key = nbl as usize;
-            if let Some((_, n)) = st.referenced.get_mut(&key) {
+            if let Some((_, n, _)) = st.referenced.get_mut(&key) {
                 *n -= 1;
                 if *n == 0 {
                     let gone = st.referenced.remove(&key);
