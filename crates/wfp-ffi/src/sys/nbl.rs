@@ -54,6 +54,8 @@ pub(crate) struct NblRecord {
     pub(crate) refs: u32,
     /// The driver that made it (reported at that driver's unload when still held).
     pub(crate) driver: usize,
+    /// The NDIS pool it was allocated from (0: none); it counts against that pool until freed.
+    pub(crate) pool: usize,
 }
 
 /// NET_BUFFER_LIST → NET_BUFFER → MDL over a buffer the runtime owns (or over caller MDLs), boxed
@@ -290,6 +292,9 @@ pub(crate) fn reclaim_left(h: &crate::host::HostInner, driver: usize) -> ListsLe
         (lists, refs)
     };
     for (_, r) in &lists {
+        if r.pool != 0 {
+            h.rt.ndis.lock().give_back(r.pool);
+        }
         match r.kind {
             NblKind::Clone => left.clones += 1,
             NblKind::Allocated => left.allocated += 1,
