@@ -273,6 +273,17 @@ impl Driver {
         super::wdf::ioctl(&self.host, self.index, &self.name, code, input, output_len)
     }
 
+    /// How the driver's POOL_TYPE requests were served (its ExInitializeDriverRuntime opt-in).
+    pub fn pool_types(&self) -> super::PoolTypeCounts {
+        self.host
+            .rt
+            .pool_types
+            .lock()
+            .get(&self.index)
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// The WDF devices the driver created.
     pub fn devices(&self) -> Vec<super::DeviceInfo> {
         super::wdf::devices(&self.host, self.index)
@@ -359,6 +370,7 @@ impl Driver {
             self.report_leaks(&host);
         }
         host.rt.wdf.state.lock().forget(self.index);
+        host.rt.pool_types.lock().remove(&self.index);
         self.delete_devices();
         // SAFETY: every callout of the image is unregistered and no thread runs its code; the
         // handle is closed once.
