@@ -5,8 +5,8 @@
 //! injections). The permitted output is written to a pcap (LINKTYPE_RAW), read back and checked:
 //! edited bytes present, addresses rewritten, IP/TCP/UDP checksums valid.
 //!
-//! pendinspect reads driver parameters (`DriverOptions`, what `--driver-param` gives); streamedit
-//! and dgramredirect still take compile-time `-D` defines.
+//! pendinspect and dgramredirect read driver parameters (`DriverOptions`, what `--driver-param`
+//! gives); streamedit still takes compile-time `-D` defines.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -239,8 +239,8 @@ fn find(hay: &[u8], needle: &[u8]) -> bool {
 /// driver frees its lists, MDLs and pool in the completion function (no Verifier finding).
 #[test]
 fn dgramredirect_redirects_udp_and_rewrites_replies_back() {
-    let so = build_example("dgramredirect", "t", &["DGRAMREDIRECT_TO_PORT=5353"], &[]);
-    let (engine, host, driver) = load(&so);
+    let so = build_example("dgramredirect", "t", &[], &[]);
+    let (engine, host, driver) = load_with(&so, "ToPort=5353,ToAddress=sz:10.77.0.2");
     let client = [10, 77, 0, 1];
     let inputs = vec![
         Input {
