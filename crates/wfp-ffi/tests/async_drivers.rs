@@ -5,8 +5,8 @@
 //! injections). The permitted output is written to a pcap (LINKTYPE_RAW), read back and checked:
 //! edited bytes present, addresses rewritten, IP/TCP/UDP checksums valid.
 //!
-//! pendinspect and dgramredirect read driver parameters (`DriverOptions`, what `--driver-param`
-//! gives); streamedit still takes compile-time `-D` defines.
+//! The drivers read driver parameters (`DriverOptions`, what `--driver-param` gives) with
+//! WdfDriverOpenParametersRegistryKey / WdfRegistryQuery*.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -300,9 +300,9 @@ fn dgramredirect_redirects_udp_and_rewrites_replies_back() {
 /// Replays the example capture through streamedit built in `mode` and checks the output pcap:
 /// both IPv4 HTTP responses carry the (longer) replacement, no IPv4 packet keeps the pattern, the
 /// IPv6 download (no V6 callout) is untouched, every IPv4 checksum verifies.
-fn streamedit_replay(tag: &str, defines: &[&str]) -> Vec<String> {
-    let so = build_example("streamedit", tag, defines, &[]);
-    let (engine, host, driver) = load(&so);
+fn streamedit_replay(tag: &str, params: &str) -> Vec<String> {
+    let so = build_example("streamedit", tag, &[], &[]);
+    let (engine, host, driver) = load_with(&so, params);
     let pcap = tmp(&format!("streamedit-{tag}-out.pcap"));
     let inputs = example_capture();
     let r = replay(&engine, &host, &inputs, &pcap);
@@ -349,7 +349,10 @@ fn streamedit_replay(tag: &str, defines: &[&str]) -> Vec<String> {
 /// streamedit inline (the WDK worked example: PERMIT n, inject + BLOCK p, PERMIT m).
 #[test]
 fn streamedit_inline_replaces_the_pattern_with_a_longer_one() {
-    let log = streamedit_replay("inline", &[]);
+    let log = streamedit_replay(
+        "inline",
+        "Pattern=sz:HTTP/1.0 200 OK,Replacement=sz:HTTP/1.0 200 Edited-by-streamedit",
+    );
     let last = log
         .iter()
         .find(|l| l.starts_with("streamedit: unloaded"))
@@ -363,7 +366,7 @@ fn streamedit_inline_replaces_the_pattern_with_a_longer_one() {
 /// streamedit out-of-band (clone everything, block it, inject the clone or an edited copy).
 #[test]
 fn streamedit_out_of_band_clones_blocks_and_reinjects_edited_data() {
-    let log = streamedit_replay("oob", &["STREAMEDIT_OOB=1"]);
+    let log = streamedit_replay("oob", "Oob=1");
     let last = log
         .iter()
         .find(|l| l.starts_with("streamedit: unloaded"))
@@ -483,7 +486,7 @@ const EXAMPLES: &[(&str, &[&str], &str)] = &[
     ("pendinspect", &[], ""),
     ("pendinspect", &[], "Block=1"),
     ("streamedit", &[], ""),
-    ("streamedit", &["STREAMEDIT_OOB=1"], ""),
+    ("streamedit", &[], "Oob=1"),
     ("dgramredirect", &[], ""),
 ];
 
