@@ -187,12 +187,12 @@ fn unload_completes_pended_work_and_reports_lists_still_held() {
     let report = driver.unload().unwrap();
     let f = &report.findings;
     assert_eq!(
-        left(f, "pended operation(s) (the host completed them)"),
+        left(f, "pended operation(s) the driver never completed"),
         1,
         "{f:?}"
     );
     assert_eq!(
-        left(f, "pended classify(s) (the host completed them)"),
+        left(f, "pended classify(s) the driver never completed"),
         1,
         "{f:?}"
     );

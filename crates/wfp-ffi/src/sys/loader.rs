@@ -470,8 +470,8 @@ impl Driver {
         let (ops, classifies) = super::pend::complete_left(host, self.index);
         let lists = super::nbl::reclaim_left(host, self.index);
         for (what, count) in [
-            ("pended operation(s) (the host completed them)", ops),
-            ("pended classify(s) (the host completed them)", classifies),
+            ("pended operation(s) the driver never completed", ops),
+            ("pended classify(s) the driver never completed", classifies),
         ]
         .into_iter()
         .chain(lists.pairs())

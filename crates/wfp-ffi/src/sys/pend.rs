@@ -448,13 +448,16 @@ pub(crate) fn complete_left(h: &crate::host::HostInner, driver: usize) -> (usize
         let classifies = take_owned(&mut st.pended_classifies, driver);
         (ops, classifies)
     };
+    // Every one the driver left counts; the host completes those the engine still holds (the
+    // engine may have ended some itself, e.g. a classify whose callout was unregistered).
     for c in &ops {
         let _ = h.engine.complete_operation(CompletionContext(*c), None);
     }
     for c in &classifies {
         let _ = h.engine.complete_classify(ClassifyHandle(*c), None);
     }
-    (ops.len(), classifies.len())
+    let (ops, classifies) = (ops.len(), classifies.len());
+    (ops, classifies)
 }
 
 /// Removes and returns the keys recorded for `driver`, in order.
