@@ -127,6 +127,10 @@ typedef enum _POOL_TYPE {
 #if defined(POOL_NX_OPTIN_AUTO) && POOL_NX_OPTIN_AUTO
 #define NonPagedPool NonPagedPoolNx
 #define NonPagedPoolCacheAligned NonPagedPoolNxCacheAligned
+#elif defined(POOL_NX_OPTIN) && POOL_NX_OPTIN
+/* One per driver image (the WDK's selectany variable); ExInitializeDriverRuntime switches it. */
+__attribute__((weak)) POOL_TYPE ExDefaultNonPagedPoolType = NonPagedPoolExecute;
+#define NonPagedPool ExDefaultNonPagedPoolType
 #else
 #define NonPagedPool NonPagedPoolExecute
 #endif
@@ -136,7 +140,17 @@ typedef enum _POOL_TYPE {
 #define POOL_NX_ALLOCATION 512
 #define POOL_ZERO_ALLOCATION 1024
 typedef enum _DRIVER_RUNTIME_INIT_FLAGS { DrvRtPoolNxOptIn = 0x1 } DRIVER_RUNTIME_INIT_FLAGS;
-FORCEINLINE void ExInitializeDriverRuntime(ULONG RuntimeFlags) { (void)RuntimeFlags; }
+/* Records the driver's NX opt-in with the host (which counts executable non-paged requests);
+ * under POOL_NX_OPTIN it also switches NonPagedPool to NonPagedPoolNx, as the WDK's does. */
+void ExInitializeDriverRuntime(ULONG RuntimeFlags);
+#if !(defined(POOL_NX_OPTIN_AUTO) && POOL_NX_OPTIN_AUTO) && defined(POOL_NX_OPTIN) && POOL_NX_OPTIN
+FORCEINLINE void WfpRtInitializeDriverRuntime(ULONG RuntimeFlags)
+{
+    if (RuntimeFlags & DrvRtPoolNxOptIn) ExDefaultNonPagedPoolType = NonPagedPoolNx;
+    (ExInitializeDriverRuntime)(RuntimeFlags);
+}
+#define ExInitializeDriverRuntime WfpRtInitializeDriverRuntime
+#endif
 
 PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag);
 PVOID ExAllocatePoolWithTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag);

@@ -41,8 +41,8 @@ pub mod verifier;
 
 pub use host::{DriverHost, HostConfig, LogLine, TimeSource};
 pub use sys::{
-    DeviceInfo, Driver, DriverOptions, IoctlError, IoctlOutput, LoadError, ParamValue, UnloadError,
-    UnloadReport,
+    DeviceInfo, Driver, DriverOptions, IoctlError, IoctlOutput, LoadError, ParamValue,
+    PoolTypeCounts, UnloadError, UnloadReport,
 };
 pub use verifier::Finding;
 

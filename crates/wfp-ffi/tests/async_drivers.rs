@@ -5,14 +5,15 @@
 //! injections). The permitted output is written to a pcap (LINKTYPE_RAW), read back and checked:
 //! edited bytes present, addresses rewritten, IP/TCP/UDP checksums valid.
 //!
-//! Parameters are compile-time `-D` defines (`--driver-param` plumbing is not in this crate).
+//! The drivers read driver parameters (`DriverOptions`, what `--driver-param` gives) with
+//! WdfDriverOpenParametersRegistryKey / WdfRegistryQuery*.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use wfp_core::Engine;
 use wfp_ffi::compile::{build, BuildOptions};
-use wfp_ffi::{DriverHost, HostConfig};
+use wfp_ffi::{DriverHost, DriverOptions, HostConfig, ParamValue};
 use wfp_pcap::{CaptureReader, CaptureWriter, LinkType, NetworkProtocol};
 use wfp_shim::{PacketContext, PacketDirection, Shim, ShimConfig, Timestamp, Verdict};
 
@@ -206,9 +207,22 @@ fn fold(mut acc: u32) -> u16 {
 }
 
 fn load(so: &Path) -> (Arc<Engine>, DriverHost, wfp_ffi::Driver) {
+    load_with(so, "")
+}
+
+/// Loads with driver parameters `NAME=VALUE,NAME=VALUE` (what `--driver-param` gives; read with
+/// WdfRegistryQuery* from the Parameters key).
+fn load_with(so: &Path, params: &str) -> (Arc<Engine>, DriverHost, wfp_ffi::Driver) {
     let engine = Arc::new(Engine::default());
     let host = DriverHost::new(engine.clone(), HostConfig::default());
-    let driver = host.load(so).unwrap();
+    let options = DriverOptions {
+        params: params
+            .split(',')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_string(), ParamValue::parse(v)))
+            .collect(),
+    };
+    let driver = host.load_with(so, &options).unwrap();
     (engine, host, driver)
 }
 
@@ -225,8 +239,8 @@ fn find(hay: &[u8], needle: &[u8]) -> bool {
 /// driver frees its lists, MDLs and pool in the completion function (no Verifier finding).
 #[test]
 fn dgramredirect_redirects_udp_and_rewrites_replies_back() {
-    let so = build_example("dgramredirect", "t", &["DGRAMREDIRECT_TO_PORT=5353"], &[]);
-    let (engine, host, driver) = load(&so);
+    let so = build_example("dgramredirect", "t", &[], &[]);
+    let (engine, host, driver) = load_with(&so, "ToPort=5353,ToAddress=sz:10.77.0.2");
     let client = [10, 77, 0, 1];
     let inputs = vec![
         Input {
@@ -286,9 +300,9 @@ fn dgramredirect_redirects_udp_and_rewrites_replies_back() {
 /// Replays the example capture through streamedit built in `mode` and checks the output pcap:
 /// both IPv4 HTTP responses carry the (longer) replacement, no IPv4 packet keeps the pattern, the
 /// IPv6 download (no V6 callout) is untouched, every IPv4 checksum verifies.
-fn streamedit_replay(tag: &str, defines: &[&str]) -> Vec<String> {
-    let so = build_example("streamedit", tag, defines, &[]);
-    let (engine, host, driver) = load(&so);
+fn streamedit_replay(tag: &str, params: &str) -> Vec<String> {
+    let so = build_example("streamedit", tag, &[], &[]);
+    let (engine, host, driver) = load_with(&so, params);
     let pcap = tmp(&format!("streamedit-{tag}-out.pcap"));
     let inputs = example_capture();
     let r = replay(&engine, &host, &inputs, &pcap);
@@ -335,7 +349,10 @@ fn streamedit_replay(tag: &str, defines: &[&str]) -> Vec<String> {
 /// streamedit inline (the WDK worked example: PERMIT n, inject + BLOCK p, PERMIT m).
 #[test]
 fn streamedit_inline_replaces_the_pattern_with_a_longer_one() {
-    let log = streamedit_replay("inline", &[]);
+    let log = streamedit_replay(
+        "inline",
+        "Pattern=sz:HTTP/1.0 200 OK,Replacement=sz:HTTP/1.0 200 Edited-by-streamedit",
+    );
     let last = log
         .iter()
         .find(|l| l.starts_with("streamedit: unloaded"))
@@ -349,7 +366,7 @@ fn streamedit_inline_replaces_the_pattern_with_a_longer_one() {
 /// streamedit out-of-band (clone everything, block it, inject the clone or an edited copy).
 #[test]
 fn streamedit_out_of_band_clones_blocks_and_reinjects_edited_data() {
-    let log = streamedit_replay("oob", &["STREAMEDIT_OOB=1"]);
+    let log = streamedit_replay("oob", "Oob=1");
     let last = log
         .iter()
         .find(|l| l.starts_with("streamedit: unloaded"))
@@ -419,12 +436,12 @@ fn pendinspect_pends_completes_and_reinjects_clones() {
     assert_eq!(engine.ledger_counts(), Default::default());
 }
 
-/// pendinspect, block (-D PENDINSPECT_BLOCK=1): the reauthorization blocks both connections; no
+/// pendinspect, block (driver parameter Block=1): the reauthorization blocks both connections; no
 /// IPv4 packet to 8080 leaves, the IPv6 download (no V6 callouts) and other traffic pass.
 #[test]
 fn pendinspect_blocks_by_parameter() {
-    let so = build_example("pendinspect", "block", &["PENDINSPECT_BLOCK=1"], &[]);
-    let (engine, host, driver) = load(&so);
+    let so = build_example("pendinspect", "block", &[], &[]);
+    let (engine, host, driver) = load_with(&so, "Block=1");
     let pcap = tmp("pendinspect-block-out.pcap");
     let r = replay(&engine, &host, &example_capture(), &pcap);
     assert_eq!(r.injected, 0);
@@ -462,15 +479,15 @@ fn dgram_inputs() -> Vec<Input> {
     ]
 }
 
-/// Every example driver: (name, -D defines).
-const EXAMPLES: &[(&str, &[&str])] = &[
-    ("flowmon", &[]),
-    ("vetonotify", &[]),
-    ("pendinspect", &[]),
-    ("pendinspect", &["PENDINSPECT_BLOCK=1"]),
-    ("streamedit", &[]),
-    ("streamedit", &["STREAMEDIT_OOB=1"]),
-    ("dgramredirect", &[]),
+/// Every example driver: (name, -D defines, driver parameters `NAME=VALUE,...`).
+const EXAMPLES: &[(&str, &[&str], &str)] = &[
+    ("flowmon", &[], ""),
+    ("vetonotify", &[], ""),
+    ("pendinspect", &[], ""),
+    ("pendinspect", &[], "Block=1"),
+    ("streamedit", &[], ""),
+    ("streamedit", &[], "Oob=1"),
+    ("dgramredirect", &[], ""),
 ];
 
 /// Builds every example driver with `flags`; returns `name=path` entries for the inner test.
@@ -478,9 +495,9 @@ fn build_examples(tag: &str, flags: &[&str]) -> String {
     EXAMPLES
         .iter()
         .enumerate()
-        .map(|(i, (name, defines))| {
+        .map(|(i, (name, defines, params))| {
             let so = build_example(name, &format!("{tag}{i}"), defines, flags);
-            format!("{name}={}", so.display())
+            format!("{name}={}|{params}", so.display())
         })
         .collect::<Vec<_>>()
         .join(";")
@@ -495,8 +512,9 @@ fn memcheck_inner_full_replay_of_every_example_driver() {
         return;
     };
     for entry in list.split(';') {
-        let (name, path) = entry.split_once('=').unwrap();
-        let (engine, host, driver) = load(Path::new(path));
+        let (name, rest) = entry.split_once('=').unwrap();
+        let (path, params) = rest.split_once('|').unwrap_or((rest, ""));
+        let (engine, host, driver) = load_with(Path::new(path), params);
         let inputs = if name == "dgramredirect" {
             dgram_inputs()
         } else {

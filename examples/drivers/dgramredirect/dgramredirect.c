@@ -13,8 +13,10 @@
  * them and they are permitted. Every injected list is freed in the completion function (NBL, MDL,
  * pool buffer), whatever the data path did with it.
  *
- * Parameters (compile time, `wfpctl driver build -D NAME=VALUE`; host-order IPv4 addresses):
- * DGRAMREDIRECT_ADDRESS, DGRAMREDIRECT_PORT, DGRAMREDIRECT_TO_ADDRESS, DGRAMREDIRECT_TO_PORT.
+ * Parameters (the service's Parameters key, read with WdfDriverOpenParametersRegistryKey /
+ * WdfRegistryQueryUnicodeString / WdfRegistryQueryULong; `--driver-param NAME=VALUE` here):
+ * Address (REG_SZ dotted IPv4, default 10.77.0.9), Port (REG_DWORD, 53), ToAddress (REG_SZ,
+ * 10.77.0.2), ToPort (REG_DWORD, 53).
  *
  * Data model of this engine (docs/c-abi.md): the IP-packet layers indicate the packet from its IP
  * header in both directions.
@@ -23,19 +25,18 @@
 #include <initguid.h>
 #include <fwpsk.h>
 #include <fwpmk.h>
+#include <ip2string.h>
+#include <wdf.h>
 
-#ifndef DGRAMREDIRECT_ADDRESS
-#define DGRAMREDIRECT_ADDRESS 0x0A4D0009u /* 10.77.0.9 */
-#endif
-#ifndef DGRAMREDIRECT_PORT
-#define DGRAMREDIRECT_PORT 53
-#endif
-#ifndef DGRAMREDIRECT_TO_ADDRESS
-#define DGRAMREDIRECT_TO_ADDRESS 0x0A4D0002u /* 10.77.0.2 */
-#endif
-#ifndef DGRAMREDIRECT_TO_PORT
-#define DGRAMREDIRECT_TO_PORT 53
-#endif
+/* Parameters (host order; DriverEntry reads them, defaults when absent). */
+static UINT32 gAddress = 0x0A4D0009u;   /* 10.77.0.9 */
+static UINT16 gPort = 53;
+static UINT32 gToAddress = 0x0A4D0002u; /* 10.77.0.2 */
+static UINT16 gToPort = 53;
+#define DGRAMREDIRECT_ADDRESS gAddress
+#define DGRAMREDIRECT_PORT gPort
+#define DGRAMREDIRECT_TO_ADDRESS gToAddress
+#define DGRAMREDIRECT_TO_PORT gToPort
 
 #define DR_TAG 'RDgd'
 #define DR_CLIENTS 64
@@ -300,14 +301,73 @@ void DriverUnload(PDRIVER_OBJECT DriverObject)
     IoDeleteDevice(gDevice);
 }
 
+static void EvtDriverUnload(WDFDRIVER Driver)
+{
+    DriverUnload(WdfDriverWdmGetDriverObject(Driver));
+}
+
+/* A REG_SZ dotted IPv4 address into *out (host order); absent keeps the default. */
+static NTSTATUS QueryAddress(WDFKEY key, PCUNICODE_STRING name, UINT32 *out)
+{
+    WCHAR buf[32];
+    UNICODE_STRING text = { 0, sizeof(buf) - sizeof(WCHAR), buf };
+    struct in_addr a;
+    PCWSTR end = NULL;
+    NTSTATUS status = WdfRegistryQueryUnicodeString(key, name, NULL, &text);
+    if (status == STATUS_OBJECT_NAME_NOT_FOUND) return STATUS_SUCCESS;
+    if (!NT_SUCCESS(status)) return status;
+    buf[text.Length / sizeof(WCHAR)] = L'\0';
+    status = RtlIpv4StringToAddressW(buf, TRUE, &end, &a);
+    if (NT_SUCCESS(status) && *end != L'\0') status = STATUS_INVALID_PARAMETER;
+    if (NT_SUCCESS(status)) *out = RtlUlongByteSwap(a.S_un.S_addr);
+    return status;
+}
+
+/* A REG_DWORD port into *out; absent keeps the default. */
+static NTSTATUS QueryPort(WDFKEY key, PCUNICODE_STRING name, UINT16 *out)
+{
+    ULONG v = 0;
+    NTSTATUS status = WdfRegistryQueryULong(key, name, &v);
+    if (status == STATUS_OBJECT_NAME_NOT_FOUND) return STATUS_SUCCESS;
+    if (NT_SUCCESS(status) && (v == 0 || v > 65535)) status = STATUS_INVALID_PARAMETER;
+    if (NT_SUCCESS(status)) *out = (UINT16)v;
+    return status;
+}
+
+static NTSTATUS ReadParameters(WDFDRIVER Driver)
+{
+    DECLARE_CONST_UNICODE_STRING(addressName, L"Address");
+    DECLARE_CONST_UNICODE_STRING(portName, L"Port");
+    DECLARE_CONST_UNICODE_STRING(toAddressName, L"ToAddress");
+    DECLARE_CONST_UNICODE_STRING(toPortName, L"ToPort");
+    WDFKEY key = NULL;
+    NTSTATUS status = WdfDriverOpenParametersRegistryKey(Driver, KEY_READ, WDF_NO_OBJECT_ATTRIBUTES, &key);
+    if (!NT_SUCCESS(status)) return status;
+    status = QueryAddress(key, &addressName, &gAddress);
+    if (NT_SUCCESS(status)) status = QueryPort(key, &portName, &gPort);
+    if (NT_SUCCESS(status)) status = QueryAddress(key, &toAddressName, &gToAddress);
+    if (NT_SUCCESS(status)) status = QueryPort(key, &toPortName, &gToPort);
+    WdfRegistryClose(key);
+    return status;
+}
+
 DRIVER_INITIALIZE DriverEntry;
 NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 {
-    UNREFERENCED_PARAMETER(RegistryPath);
+    WDF_DRIVER_CONFIG config;
+    WDFDRIVER driver = NULL;
     KeInitializeSpinLock(&gLock);
-    NTSTATUS status = IoCreateDevice(DriverObject, 0, NULL, FILE_DEVICE_NETWORK, FILE_DEVICE_SECURE_OPEN, FALSE, &gDevice);
+    WDF_DRIVER_CONFIG_INIT(&config, WDF_NO_EVENT_CALLBACK);
+    config.DriverInitFlags |= WdfDriverInitNonPnpDriver;
+    config.EvtDriverUnload = EvtDriverUnload;
+    NTSTATUS status = WdfDriverCreate(DriverObject, RegistryPath, WDF_NO_OBJECT_ATTRIBUTES, &config, &driver);
+    if (NT_SUCCESS(status)) status = ReadParameters(driver);
+    if (!NT_SUCCESS(status)) {
+        DbgPrint("dgramredirect: parameters failed %#x\n", status);
+        return status;
+    }
+    status = IoCreateDevice(DriverObject, 0, NULL, FILE_DEVICE_NETWORK, FILE_DEVICE_SECURE_OPEN, FALSE, &gDevice);
     if (!NT_SUCCESS(status)) return status;
-    DriverObject->DriverUnload = DriverUnload;
     status = FwpsInjectionHandleCreate0(AF_INET, FWPS_INJECTION_TYPE_NETWORK, &gInjection);
     if (NT_SUCCESS(status)) status = Register(&DR_OUT_CALLOUT, OutboundClassify, &gOutId);
     if (NT_SUCCESS(status)) status = Register(&DR_IN_CALLOUT, InboundClassify, &gInId);

@@ -5,7 +5,7 @@
  *
  *  ALE_AUTH_CONNECT_V4 (remote port PORT): FwpsPendOperation0 → BLOCK + ABSORB, queued
  *  next packet indication (INBOUND/OUTBOUND_IPPACKET_V4 inspection callouts): the queue is decided
- *        (allow, or block with -D PENDINSPECT_BLOCK=1) and FwpsCompleteOperation0 runs
+ *        (allow, or block with the Block parameter) and FwpsCompleteOperation0 runs
  *  ALE_AUTH_CONNECT_V4 again (FWP_CONDITION_FLAG_IS_REAUTHORIZE): PERMIT or BLOCK as decided
  *  OUTBOUND_TRANSPORT_V4: packets of an allowed connection are cloned
  *        (FwpsAllocateCloneNetBufferList0), the original absorbed, the clone injected
@@ -18,19 +18,15 @@
  * still pended (wfp-reference §5.3). The data path here indicates OUTBOUND_TRANSPORT from the IP
  * header (docs/c-abi.md), so the clone is a whole IP packet and goes out through network send.
  *
- * Parameters (compile time): PENDINSPECT_PORT (remote port, default 8080), PENDINSPECT_BLOCK (0/1).
+ * Parameters (the service's Parameters key, read with WdfDriverOpenParametersRegistryKey /
+ * WdfRegistryQueryULong; `--driver-param NAME=VALUE` here): Port (REG_DWORD remote port, default
+ * 8080), Block (REG_DWORD 0/1, default 0).
  */
 #include <ntddk.h>
 #include <initguid.h>
 #include <fwpsk.h>
 #include <fwpmk.h>
-
-#ifndef PENDINSPECT_PORT
-#define PENDINSPECT_PORT 8080
-#endif
-#ifndef PENDINSPECT_BLOCK
-#define PENDINSPECT_BLOCK 0
-#endif
+#include <wdf.h>
 
 #define PI_TAG 'IPdp'
 #define PI_MAX 32
@@ -58,6 +54,9 @@ static HANDLE gEngine, gInjection;
 static UINT32 gIds[5];
 static KSPIN_LOCK gLock;
 static PI_CONN gConns[PI_MAX];
+/* Parameters (DriverEntry reads them; defaults when absent). */
+static ULONG gPort = 8080;
+static ULONG gBlock = 0;
 static LONG gPended, gCompleted, gCloned, gInjectedOk, gInjectFailed;
 
 static PI_CONN *Lookup(UINT16 localPort, UINT32 remote, UINT16 remotePort)
@@ -89,7 +88,7 @@ static void DecidePending(void)
     KeAcquireInStackQueuedSpinLock(&gLock, &lh);
     for (int i = 0; i < PI_MAX; i++) {
         if (gConns[i].State != PI_PENDED) continue;
-        gConns[i].State = PENDINSPECT_BLOCK ? PI_BLOCKED : PI_ALLOWED;
+        gConns[i].State = gBlock ? PI_BLOCKED : PI_ALLOWED;
         done[n++] = gConns[i].CompletionContext;
         gConns[i].CompletionContext = NULL;
     }
@@ -131,11 +130,11 @@ static void NTAPI ConnectClassify(const FWPS_INCOMING_VALUES0 *inFixedValues,
     PI_STATE s = StateOf(lport, raddr, rport);
     if ((flags & FWP_CONDITION_FLAG_IS_REAUTHORIZE) || s == PI_ALLOWED || s == PI_BLOCKED) {
         /* The reauthorization the completion triggered: the decision. */
-        Decide(classifyOut, s == PI_BLOCKED || (s == PI_FREE && PENDINSPECT_BLOCK));
+        Decide(classifyOut, s == PI_BLOCKED || (s == PI_FREE && gBlock));
         return;
     }
     if (s == PI_PENDED || !FWPS_IS_METADATA_FIELD_PRESENT(inMetaValues, FWPS_METADATA_FIELD_COMPLETION_HANDLE)) {
-        Decide(classifyOut, PENDINSPECT_BLOCK);
+        Decide(classifyOut, gBlock);
         return;
     }
     KLOCK_QUEUE_HANDLE lh;
@@ -156,7 +155,7 @@ static void NTAPI ConnectClassify(const FWPS_INCOMING_VALUES0 *inFixedValues,
     KeReleaseInStackQueuedSpinLock(&lh);
     if (!NT_SUCCESS(status)) {
         DbgPrint("pendinspect: cannot pend (%#x): deciding now\n", status);
-        Decide(classifyOut, PENDINSPECT_BLOCK);
+        Decide(classifyOut, gBlock);
         return;
     }
     InterlockedIncrement(&gPended);
@@ -262,7 +261,7 @@ static NTSTATUS AddFilter(const GUID *callout, const GUID *layer, FWP_ACTION_TYP
     cond.fieldKey = FWPM_CONDITION_IP_REMOTE_PORT;
     cond.matchType = FWP_MATCH_EQUAL;
     cond.conditionValue.type = FWP_UINT16;
-    cond.conditionValue.uint16 = PENDINSPECT_PORT;
+    cond.conditionValue.uint16 = (UINT16)gPort;
     FWPM_FILTER0 f = { 0 };
     f.displayData.name = (wchar_t *)name;
     f.layerKey = *layer;
@@ -333,14 +332,46 @@ static NTSTATUS Register(const GUID *key, FWPS_CALLOUT_CLASSIFY_FN3 fn, UINT32 *
     return FwpsCalloutRegister3(gDevice, &c, id);
 }
 
+static void EvtDriverUnload(WDFDRIVER Driver)
+{
+    DriverUnload(WdfDriverWdmGetDriverObject(Driver));
+}
+
+/* Port and Block from the Parameters key; a missing value keeps its default. */
+static NTSTATUS ReadParameters(WDFDRIVER Driver)
+{
+    DECLARE_CONST_UNICODE_STRING(portName, L"Port");
+    DECLARE_CONST_UNICODE_STRING(blockName, L"Block");
+    WDFKEY key = NULL;
+    ULONG v = 0;
+    NTSTATUS status = WdfDriverOpenParametersRegistryKey(Driver, KEY_READ, WDF_NO_OBJECT_ATTRIBUTES, &key);
+    if (!NT_SUCCESS(status)) return status;
+    if (NT_SUCCESS(WdfRegistryQueryULong(key, &portName, &v))) {
+        if (v == 0 || v > 65535) status = STATUS_INVALID_PARAMETER;
+        else gPort = v;
+    }
+    if (NT_SUCCESS(WdfRegistryQueryULong(key, &blockName, &v))) gBlock = v != 0;
+    WdfRegistryClose(key);
+    return status;
+}
+
 DRIVER_INITIALIZE DriverEntry;
 NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 {
-    UNREFERENCED_PARAMETER(RegistryPath);
+    WDF_DRIVER_CONFIG config;
+    WDFDRIVER driver = NULL;
     KeInitializeSpinLock(&gLock);
-    NTSTATUS status = IoCreateDevice(DriverObject, 0, NULL, FILE_DEVICE_NETWORK, FILE_DEVICE_SECURE_OPEN, FALSE, &gDevice);
+    WDF_DRIVER_CONFIG_INIT(&config, WDF_NO_EVENT_CALLBACK);
+    config.DriverInitFlags |= WdfDriverInitNonPnpDriver;
+    config.EvtDriverUnload = EvtDriverUnload;
+    NTSTATUS status = WdfDriverCreate(DriverObject, RegistryPath, WDF_NO_OBJECT_ATTRIBUTES, &config, &driver);
+    if (NT_SUCCESS(status)) status = ReadParameters(driver);
+    if (!NT_SUCCESS(status)) {
+        DbgPrint("pendinspect: parameters failed %#x\n", status);
+        return status;
+    }
+    status = IoCreateDevice(DriverObject, 0, NULL, FILE_DEVICE_NETWORK, FILE_DEVICE_SECURE_OPEN, FALSE, &gDevice);
     if (!NT_SUCCESS(status)) return status;
-    DriverObject->DriverUnload = DriverUnload;
     status = FwpsInjectionHandleCreate0(AF_INET, FWPS_INJECTION_TYPE_NETWORK, &gInjection);
     if (NT_SUCCESS(status)) status = Register(&PI_CONNECT_CALLOUT, ConnectClassify, &gIds[0]);
     if (NT_SUCCESS(status)) status = Register(&PI_OUT_CALLOUT, OutboundClassify, &gIds[1]);
@@ -353,6 +384,6 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
         DriverUnload(DriverObject);
         return status;
     }
-    DbgPrint("pendinspect: loaded (port %u, %s)\n", PENDINSPECT_PORT, PENDINSPECT_BLOCK ? "block" : "allow");
+    DbgPrint("pendinspect: loaded (port %u, %s)\n", gPort, gBlock ? "block" : "allow");
     return STATUS_SUCCESS;
 }

@@ -7,7 +7,7 @@
  *      answered PERMIT for the n bytes before the pattern (countBytesEnforced = n); the engine
  *      indicates p + m again: the replacement is injected (FwpsStreamInjectAsync0 of a list over a
  *      pool buffer) and the p pattern bytes are BLOCKed; then m is permitted.
- *  out-of-band (-D STREAMEDIT_OOB=1) — every indication is cloned (FwpsCloneStreamData0) and
+ *  out-of-band (parameter Oob=1) — every indication is cloned (FwpsCloneStreamData0) and
  *      blocked whole; the clone is injected back unchanged, or, when it holds the pattern, an
  *      edited copy is injected and the clone discarded (FwpsDiscardClonedStreamData0). The
  *      injection happens in classifyFn (allowed for a callout that clones and blocks all data).
@@ -15,23 +15,17 @@
  * Patterns split across two indications are not found: NEED_MORE_DATA would not help inline on
  * this data path, which has already forwarded the packet that carried the pattern's first part
  * (wfp-shim's stream module: bytes cannot be held across packets inline).
- * Parameters (compile time): STREAMEDIT_PATTERN, STREAMEDIT_REPLACEMENT (string literals),
- * STREAMEDIT_OOB (0/1).
+ * Parameters (the service's Parameters key, read with WdfDriverOpenParametersRegistryKey /
+ * WdfRegistryQueryUnicodeString / WdfRegistryQueryULong; `--driver-param NAME=VALUE` here):
+ * Pattern and Replacement (REG_SZ, ASCII, 1..127 characters; defaults "HTTP/1.0 200 OK" and
+ * "HTTP/1.0 200 Edited-by-streamedit"), Oob (REG_DWORD 0/1, default 0).
  */
 #include <ntddk.h>
 #include <initguid.h>
 #include <fwpsk.h>
 #include <fwpmk.h>
 
-#ifndef STREAMEDIT_PATTERN
-#define STREAMEDIT_PATTERN "HTTP/1.0 200 OK"
-#endif
-#ifndef STREAMEDIT_REPLACEMENT
-#define STREAMEDIT_REPLACEMENT "HTTP/1.0 200 Edited-by-streamedit"
-#endif
-#ifndef STREAMEDIT_OOB
-#define STREAMEDIT_OOB 0
-#endif
+#include <wdf.h>
 
 #define SE_TAG 'EStS'
 
@@ -39,10 +33,16 @@
 DEFINE_GUID(SE_CALLOUT, 0x8b3e5d21, 0x1d66, 0x4e1f, 0x9a, 0x62, 0x6e, 0x3c, 0x0f, 0x52, 0xb0, 0x01);
 DEFINE_GUID(SE_SUBLAYER, 0x8b3e5d21, 0x1d66, 0x4e1f, 0x9a, 0x62, 0x6e, 0x3c, 0x0f, 0x52, 0xb0, 0x10);
 
-static const char gPattern[] = STREAMEDIT_PATTERN;
-static const char gReplacement[] = STREAMEDIT_REPLACEMENT;
-#define PLEN (sizeof(gPattern) - 1)
-#define RLEN (sizeof(gReplacement) - 1)
+/* Parameters (DriverEntry reads them; defaults when absent). */
+#define SE_TEXT_MAX 128
+static char gPattern[SE_TEXT_MAX] = "HTTP/1.0 200 OK";
+static char gReplacement[SE_TEXT_MAX] = "HTTP/1.0 200 Edited-by-streamedit";
+static SIZE_T gPatternLength = sizeof("HTTP/1.0 200 OK") - 1;
+static SIZE_T gReplacementLength = sizeof("HTTP/1.0 200 Edited-by-streamedit") - 1;
+static ULONG gOob = 0;
+#define PLEN gPatternLength
+#define RLEN gReplacementLength
+#define STREAMEDIT_OOB gOob
 
 typedef struct _SE_SEND {
     PMDL Mdl;
@@ -253,13 +253,62 @@ void DriverUnload(PDRIVER_OBJECT DriverObject)
     IoDeleteDevice(gDevice);
 }
 
+static void EvtDriverUnload(WDFDRIVER Driver)
+{
+    DriverUnload(WdfDriverWdmGetDriverObject(Driver));
+}
+
+/* A REG_SZ ASCII text into out/length; absent keeps the default. */
+static NTSTATUS QueryText(WDFKEY key, PCUNICODE_STRING name, char *out, SIZE_T *length)
+{
+    WCHAR buf[SE_TEXT_MAX];
+    UNICODE_STRING text = { 0, sizeof(buf), buf };
+    NTSTATUS status = WdfRegistryQueryUnicodeString(key, name, NULL, &text);
+    if (status == STATUS_OBJECT_NAME_NOT_FOUND) return STATUS_SUCCESS;
+    if (!NT_SUCCESS(status)) return status;
+    SIZE_T n = text.Length / sizeof(WCHAR);
+    if (n == 0 || n >= SE_TEXT_MAX) return STATUS_INVALID_PARAMETER;
+    for (SIZE_T i = 0; i < n; i++) {
+        if (buf[i] == 0 || buf[i] > 0x7F) return STATUS_INVALID_PARAMETER;
+        out[i] = (char)buf[i];
+    }
+    out[n] = '\0';
+    *length = n;
+    return STATUS_SUCCESS;
+}
+
+static NTSTATUS ReadParameters(WDFDRIVER Driver)
+{
+    DECLARE_CONST_UNICODE_STRING(patternName, L"Pattern");
+    DECLARE_CONST_UNICODE_STRING(replacementName, L"Replacement");
+    DECLARE_CONST_UNICODE_STRING(oobName, L"Oob");
+    WDFKEY key = NULL;
+    ULONG v = 0;
+    NTSTATUS status = WdfDriverOpenParametersRegistryKey(Driver, KEY_READ, WDF_NO_OBJECT_ATTRIBUTES, &key);
+    if (!NT_SUCCESS(status)) return status;
+    status = QueryText(key, &patternName, gPattern, &gPatternLength);
+    if (NT_SUCCESS(status)) status = QueryText(key, &replacementName, gReplacement, &gReplacementLength);
+    if (NT_SUCCESS(status) && NT_SUCCESS(WdfRegistryQueryULong(key, &oobName, &v))) gOob = v != 0;
+    WdfRegistryClose(key);
+    return status;
+}
+
 DRIVER_INITIALIZE DriverEntry;
 NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 {
-    UNREFERENCED_PARAMETER(RegistryPath);
-    NTSTATUS status = IoCreateDevice(DriverObject, 0, NULL, FILE_DEVICE_NETWORK, FILE_DEVICE_SECURE_OPEN, FALSE, &gDevice);
+    WDF_DRIVER_CONFIG config;
+    WDFDRIVER driver = NULL;
+    WDF_DRIVER_CONFIG_INIT(&config, WDF_NO_EVENT_CALLBACK);
+    config.DriverInitFlags |= WdfDriverInitNonPnpDriver;
+    config.EvtDriverUnload = EvtDriverUnload;
+    NTSTATUS status = WdfDriverCreate(DriverObject, RegistryPath, WDF_NO_OBJECT_ATTRIBUTES, &config, &driver);
+    if (NT_SUCCESS(status)) status = ReadParameters(driver);
+    if (!NT_SUCCESS(status)) {
+        DbgPrint("streamedit: parameters failed %#x\n", status);
+        return status;
+    }
+    status = IoCreateDevice(DriverObject, 0, NULL, FILE_DEVICE_NETWORK, FILE_DEVICE_SECURE_OPEN, FALSE, &gDevice);
     if (!NT_SUCCESS(status)) return status;
-    DriverObject->DriverUnload = DriverUnload;
     status = FwpsInjectionHandleCreate0(AF_UNSPEC, FWPS_INJECTION_TYPE_STREAM, &gInjection);
     if (NT_SUCCESS(status)) {
         FWPS_CALLOUT3 c = { 0 };

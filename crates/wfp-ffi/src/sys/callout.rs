@@ -341,7 +341,7 @@ impl Scratch {
 
     /// FwpsReferenceNetBufferList0 kept the indicated list: it leaves the scratch (over a copy of
     /// its bytes) for the host, which frees it at the last dereference.
-    fn detach(&mut self, host: &HostInner, data: &[u8], references: u32) {
+    fn detach(&mut self, host: &HostInner, driver: usize, data: &[u8], references: u32) {
         let mut kept = std::mem::replace(&mut self.bufs, PacketBufs::new());
         kept.copy = data.to_vec();
         let (ptr, len) = (kept.copy.as_ptr(), kept.copy.len());
@@ -350,7 +350,7 @@ impl Scratch {
         host.asyncs
             .lock()
             .referenced
-            .insert(key, (kept, references));
+            .insert(key, (kept, references, driver));
     }
 
     fn stream(&mut self, io: &StreamIoPacket<'_>) -> *mut FwpsStreamCalloutIoPacket0 {
@@ -550,7 +550,7 @@ impl Callout for CCallout {
             if let Some(p) = packet {
                 s.check_packet_restored(&self.host, p.len() as u64);
                 if inv.references.get() > 0 {
-                    s.detach(&self.host, p, inv.references.get());
+                    s.detach(&self.host, self.driver, p, inv.references.get());
                 }
             }
             if let LayerData::Stream(io) = layer_data {

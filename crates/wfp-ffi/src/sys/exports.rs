@@ -19,6 +19,10 @@ pub(crate) static EXPORTS: &[Export] = &[
         "ExAllocatePoolWithTag",
         super::kernel::ExAllocatePoolWithTag as *const c_void,
     ),
+    Export(
+        "ExInitializeDriverRuntime",
+        super::kernel::ExInitializeDriverRuntime as *const c_void,
+    ),
     Export("ExFreePool", super::kernel::ExFreePool as *const c_void),
     Export(
         "ExFreePoolWithTag",

@@ -84,7 +84,70 @@ fn pool2(flags: u64, size: usize, tag: u32, site: (usize, i32)) -> *mut c_void {
 }
 
 fn with_tag(pool_type: i32, size: usize, tag: u32, site: (usize, i32)) -> *mut c_void {
+    note_pool_type(pool_type);
     allocate(size, tag, pool_type & POOL_ZERO_ALLOCATION != 0, site)
+}
+
+/// `DrvRtPoolNxOptIn` (ExInitializeDriverRuntime).
+const DRV_RT_POOL_NX_OPT_IN: u32 = 0x1;
+/// The NX bit of POOL_TYPE (NonPagedPoolNx = 512 = POOL_NX_ALLOCATION).
+const POOL_NX_ALLOCATION: i32 = 512;
+
+/// A driver's non-executable-pool state (wdk-runtime.md §2, ExInitializeDriverRuntime).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolTypeCounts {
+    /// The driver called `ExInitializeDriverRuntime(DrvRtPoolNxOptIn)` (with `POOL_NX_OPTIN`
+    /// its `NonPagedPool` then names NonPagedPoolNx, as in the WDK).
+    pub nx_opt_in: bool,
+    /// Requests for executable non-paged pool (NonPagedPoolExecute and the other non-paged types
+    /// without the NX bit, through ExAllocatePoolWithTag or a lookaside list). They are served
+    /// from the non-executable heap all the same: this host has no executable pool.
+    pub executable: u64,
+}
+
+/// Per-driver pool-type state of a host.
+pub(crate) type PoolTypes = std::collections::HashMap<usize, PoolTypeCounts>;
+
+/// A non-paged type without the NX bit (NonPagedPoolExecute, ...MustSucceed, ...CacheAligned,
+/// ...Session): the executable ones. Paged types are odd.
+fn is_executable(pool_type: i32) -> bool {
+    pool_type & 1 == 0 && pool_type & POOL_NX_ALLOCATION == 0
+}
+
+/// Counts an executable non-paged request of the calling driver.
+pub(crate) fn note_pool_type(pool_type: i32) {
+    if is_executable(pool_type) {
+        ctx::with_host(|h| {
+            h.rt.pool_types
+                .lock()
+                .entry(ctx::current_driver())
+                .or_default()
+                .executable += 1;
+        });
+    }
+}
+
+/// `ExInitializeDriverRuntime(RuntimeFlags)`: records the driver's NX opt-in (the header switches
+/// the driver's `ExDefaultNonPagedPoolType` under POOL_NX_OPTIN); unknown flag bits are a finding
+/// (the WDK defines only DrvRtPoolNxOptIn).
+#[no_mangle]
+pub(crate) extern "C" fn ExInitializeDriverRuntime(flags: u32) {
+    boundary("ExInitializeDriverRuntime", (), || {
+        ctx::with_host(|h| {
+            if flags & !DRV_RT_POOL_NX_OPT_IN != 0 {
+                h.finding(Finding::Assertion {
+                    message: format!("ExInitializeDriverRuntime: unknown flags {flags:#x}"),
+                });
+            }
+            if flags & DRV_RT_POOL_NX_OPT_IN != 0 {
+                h.rt.pool_types
+                    .lock()
+                    .entry(ctx::current_driver())
+                    .or_default()
+                    .nx_opt_in = true;
+            }
+        });
+    });
 }
 
 /// Prints why and aborts the process: what a bugcheck is to the emulation.

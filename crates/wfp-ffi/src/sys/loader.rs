@@ -1,7 +1,8 @@
 //! Loading a driver: `dlopen`, `DriverEntry(DRIVER_OBJECT*, UNICODE_STRING* RegistryPath)`, and
 //! the unload protocol (wfp-reference §5.3): the driver's unload routine, then the host removes
-//! what the driver left (engine handles, flow contexts, callouts — retrying unregister while busy,
-//! each a Verifier finding), reports leaks, and `dlclose`s the image; bounded in time.
+//! what the driver left (pended operations and classifies it never completed, lists and clones it
+//! still holds, engine handles, flow contexts, callouts — retrying unregister while busy, each a
+//! Verifier finding), reports leaks, and `dlclose`s the image; bounded in time.
 
 use std::ffi::{c_void, CStr, CString};
 use std::path::{Path, PathBuf};
@@ -272,6 +273,17 @@ impl Driver {
         super::wdf::ioctl(&self.host, self.index, &self.name, code, input, output_len)
     }
 
+    /// How the driver's POOL_TYPE requests were served (its ExInitializeDriverRuntime opt-in).
+    pub fn pool_types(&self) -> super::PoolTypeCounts {
+        self.host
+            .rt
+            .pool_types
+            .lock()
+            .get(&self.index)
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// The WDF devices the driver created.
     pub fn devices(&self) -> Vec<super::DeviceInfo> {
         super::wdf::devices(&self.host, self.index)
@@ -350,6 +362,7 @@ impl Driver {
                 self.loaded = false;
                 return None;
             }
+            self.release_async(&host);
             if !self.cleanup(&host, deadline) {
                 self.loaded = false;
                 return None;
@@ -357,6 +370,7 @@ impl Driver {
             self.report_leaks(&host);
         }
         host.rt.wdf.state.lock().forget(self.index);
+        host.rt.pool_types.lock().remove(&self.index);
         self.delete_devices();
         // SAFETY: every callout of the image is unregistered and no thread runs its code; the
         // handle is closed once.
@@ -447,6 +461,25 @@ impl Driver {
             return false;
         }
         true
+    }
+
+    /// §5.3 with §10: what the driver left asynchronous. Its pended operations and classifies are
+    /// completed by the host (reauthorize), and the lists, clones and referenced lists it still
+    /// holds are reclaimed; each kind left is a Verifier finding.
+    fn release_async(&self, host: &HostInner) {
+        let (ops, classifies) = super::pend::complete_left(host, self.index);
+        let lists = super::nbl::reclaim_left(host, self.index);
+        for (what, count) in [
+            ("pended operation(s) the driver never completed", ops),
+            ("pended classify(s) the driver never completed", classifies),
+        ]
+        .into_iter()
+        .chain(lists.pairs())
+        {
+            if count > 0 {
+                host.finding(Finding::ObjectsLeft { what, count });
+            }
+        }
     }
 
     fn report_leaks(&self, host: &HostInner) {

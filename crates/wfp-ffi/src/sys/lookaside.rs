@@ -85,6 +85,7 @@ fn init(
     if size == 0 {
         return STATUS_INVALID_PARAMETER;
     }
+    super::kernel::note_pool_type(pool_type);
     let depth = if depth == 0 {
         DEFAULT_DEPTH
     } else {

@@ -36,6 +36,7 @@ mod wdf;
 pub(crate) use ctx::current_driver;
 pub(crate) use exports::{names as exports_names, EXPORTS};
 pub(crate) use fwpm::Sessions;
+pub use kernel::PoolTypeCounts;
 pub use loader::{Driver, DriverOptions, LoadError, UnloadError, UnloadReport};
 pub(crate) use nbl::AsyncState;
 pub use wdf::{DeviceInfo, IoctlError, IoctlOutput, ParamValue};
@@ -50,6 +51,7 @@ pub(crate) struct RtState {
     pub(crate) lookasides: parking_lot::Mutex<lookaside::Lists>,
     pub(crate) wdf: wdf::Wdf,
     pub(crate) ndis: parking_lot::Mutex<ndispool::State>,
+    pub(crate) pool_types: parking_lot::Mutex<kernel::PoolTypes>,
 }
 
 /// Runs `body`, turning a panic into `fallback` and a Verifier finding (the panic boundary every

@@ -23,12 +23,17 @@ fn record(kind: NblKind, packet: Option<wfp_core::inject::PacketId>) -> NblRecor
         packet,
         state: NblState::Held,
         refs: 0,
+        driver: ctx::current_driver(),
+        pool: 0,
     }
 }
 
+/// FwpsAllocateNetBufferAndNetBufferList0 (wfp-reference §9.2): `pool` is NULL or a handle from
+/// NdisAllocateNetBufferListPool (WDK); the list then carries it in NdisPoolHandle, takes the
+/// pool's protocol id and counts against the pool until FwpsFreeNetBufferList0.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn FwpsAllocateNetBufferAndNetBufferList0(
-    _pool: *mut c_void,
+    pool: *mut c_void,
     context_size: u16,
     _context_backfill: u16,
     mdl_chain: *mut Mdl,
@@ -53,7 +58,22 @@ pub(crate) unsafe extern "C" fn FwpsAllocateNetBufferAndNetBufferList0(
                 OwnedNbl::over_mdls(mdl_chain, data_offset, data_length as u64)
             };
             ctx::with_host(|h| {
-                let p = h.asyncs.lock().insert(b, record(NblKind::Allocated, None));
+                let mut b = b;
+                let mut r = record(NblKind::Allocated, None);
+                if !pool.is_null() {
+                    let Some(protocol) = h.rt.ndis.lock().lend(pool as usize) else {
+                        h.finding(Finding::BadHandle {
+                            function: "FwpsAllocateNetBufferAndNetBufferList0",
+                        });
+                        return STATUS_INVALID_PARAMETER;
+                    };
+                    r.pool = pool as usize;
+                    b.nbl.ndis_pool_handle = pool;
+                    b.nb.ndis_pool_handle = pool;
+                    // NdisSetNetBufferListProtocolId: the low byte of the ProtocolId info slot.
+                    b.nbl.net_buffer_list_info[7] = usize::from(protocol) as *mut c_void;
+                }
+                let p = h.asyncs.lock().insert(b, r);
                 // SAFETY: the caller's out-pointer (checked non-null).
                 unsafe { *nbl = p };
                 STATUS_SUCCESS
@@ -69,6 +89,15 @@ fn free_list(h: &HostInner, what: &'static str, nbl: *mut NetBufferList, expect:
     let mut st = h.asyncs.lock();
     let key = nbl as usize;
     match st.nbls.get(&key).map(|(_, r)| (r.state, r.kind)) {
+        None if h.rt.ndis.lock().owns(key) => {
+            // One owner per list: NdisAllocateNetBufferList* lists go back through
+            // NdisFreeNetBufferList; the wrong free is a finding and the right one is done.
+            drop(st);
+            h.finding(Finding::Assertion {
+                message: format!("{what}: list {key:#x} was allocated by NdisAllocateNetBufferList* (free it with NdisFreeNetBufferList)"),
+            });
+            super::ndispool::free_ndis_list(nbl);
+        }
         None => {
             drop(st);
             h.finding(Finding::DoubleFree { what, address: key });
@@ -84,6 +113,9 @@ fn free_list(h: &HostInner, what: &'static str, nbl: *mut NetBufferList, expect:
                 return;
             };
             drop(st);
+            if r.pool != 0 {
+                h.rt.ndis.lock().give_back(r.pool);
+            }
             if let Some(p) = r.packet {
                 let _ = h.engine.free_packet(p);
             }
@@ -191,7 +223,7 @@ pub(crate) extern "C" fn FwpsReferenceNetBufferList0(nbl: *mut NetBufferList, _m
             let key = nbl as usize;
             if let Some((_, r)) = st.nbls.get_mut(&key) {
                 r.refs += 1;
-            } else if let Some((_, n)) = st.referenced.get_mut(&key) {
+            } else if let Some((_, n, _)) = st.referenced.get_mut(&key) {
                 *n += 1;
             } else {
                 drop(st);
@@ -220,7 +252,7 @@ pub(crate) extern "C" fn FwpsDereferenceNetBufferList0(nbl: *mut NetBufferList, 
         ctx::with_host(|h| {
             let mut st = h.asyncs.lock();
             let key = nbl as usize;
-            if let Some((_, n)) = st.referenced.get_mut(&key) {
+            if let Some((_, n, _)) = st.referenced.get_mut(&key) {
                 *n -= 1;
                 if *n == 0 {
                     let gone = st.referenced.remove(&key);

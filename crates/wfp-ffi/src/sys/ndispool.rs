@@ -82,6 +82,29 @@ impl State {
     }
 }
 
+impl State {
+    /// NBL interop (wdk-runtime.md §6; FwpsAllocateNetBufferAndNetBufferList0 takes a pool from
+    /// NdisAllocateNetBufferListPool): a list another allocator made from `pool` counts against
+    /// it until freed. The pool's protocol id; `None` for a handle that is not a live pool.
+    pub(crate) fn lend(&mut self, pool: usize) -> Option<u8> {
+        let p = self.pools.get_mut(&pool)?;
+        p.outstanding += 1;
+        Some(p.protocol_id)
+    }
+
+    /// The matching return of [`State::lend`] (the pool may already be gone).
+    pub(crate) fn give_back(&mut self, pool: usize) {
+        if let Some(p) = self.pools.get_mut(&pool) {
+            p.outstanding = p.outstanding.saturating_sub(1);
+        }
+    }
+
+    /// Whether `nbl` came from NdisAllocateNetBufferList / NdisAllocateNetBufferAndNetBufferList.
+    pub(crate) fn owns(&self, nbl: usize) -> bool {
+        self.nbls.contains_key(&nbl)
+    }
+}
+
 fn finding(f: Finding) {
     ctx::with_host(|h| h.finding(f));
 }
@@ -306,6 +329,23 @@ pub(crate) unsafe extern "C" fn NdisAllocateNetBufferAndNetBufferList(
 pub(crate) extern "C" fn NdisFreeNetBufferList(nbl: *mut NetBufferList) {
     boundary("NdisFreeNetBufferList", (), || {
         super::ctx::check_irql("NdisFreeNetBufferList", 2);
+        // One owner per list: a list FwpsAllocateNetBufferAndNetBufferList0 made is freed by
+        // FwpsFreeNetBufferList0 (WDK); the wrong free is a finding and the right one is done.
+        let fwps = ctx::with_host(|h| h.asyncs.lock().nbls.contains_key(&(nbl as usize)));
+        if fwps == Some(true) {
+            finding(Finding::Assertion {
+                message: format!("NdisFreeNetBufferList: list {:#x} was allocated by FwpsAllocateNetBufferAndNetBufferList0 (free it with FwpsFreeNetBufferList0)", nbl as usize),
+            });
+            super::nblapi::FwpsFreeNetBufferList0(nbl);
+            return;
+        }
+        free_ndis_list(nbl);
+    });
+}
+
+/// Frees a list NdisAllocateNetBufferList* made (an unknown one is a double free).
+pub(crate) fn free_ndis_list(nbl: *mut NetBufferList) {
+    {
         let r = ctx::with_host(|h| {
             let mut s = h.rt.ndis.lock();
             let n = s.nbls.remove(&(nbl as usize))?;
@@ -329,7 +369,7 @@ pub(crate) extern "C" fn NdisFreeNetBufferList(nbl: *mut NetBufferList) {
             libc::free(n.net_buffer as *mut c_void);
             libc::free(nbl.cast());
         }
-    });
+    }
 }
 
 #[no_mangle]

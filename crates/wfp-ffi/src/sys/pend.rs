@@ -99,6 +99,11 @@ pub(crate) unsafe extern "C" fn FwpsPendOperation0(
                 .pend_operation(CompletionHandle(completion_handle as u64))
             {
                 Ok(c) => {
+                    // Remembered so the driver's unload completes it if the driver does not.
+                    h.asyncs
+                        .lock()
+                        .pended_operations
+                        .insert(c.0, ctx::current_driver());
                     // SAFETY: the caller's out-pointer (checked non-null).
                     unsafe { *completion_context = c.0 as *mut c_void };
                     super::STATUS_SUCCESS
@@ -146,6 +151,10 @@ pub(crate) extern "C" fn FwpsCompleteOperation0(
                     }
                 }
             };
+            h.asyncs
+                .lock()
+                .pended_operations
+                .remove(&(completion_context as u64));
             let s = h
                 .engine
                 .complete_operation(CompletionContext(completion_context as u64), packet);
@@ -226,6 +235,12 @@ pub(crate) unsafe extern "C" fn FwpsPendClassify0(
                 &mut out,
             );
             out_to_c(&out, c);
+            if s == Status::SUCCESS {
+                h.asyncs
+                    .lock()
+                    .pended_classifies
+                    .insert(classify_handle, ctx::current_driver());
+            }
             nt(s)
         })
         .unwrap_or(STATUS_INVALID_DEVICE_STATE)
@@ -242,6 +257,7 @@ pub(crate) unsafe extern "C" fn FwpsCompleteClassify0(
         // SAFETY: the optional classifyOut (NULL = reauthorize).
         let decision = unsafe { classify_out.as_ref() }.map(out_from_c);
         ctx::with_host(|h| {
+            h.asyncs.lock().pended_classifies.remove(&classify_handle);
             let s = h
                 .engine
                 .complete_classify(ClassifyHandle(classify_handle), decision);
@@ -419,4 +435,41 @@ pub(crate) extern "C" fn FwpsApplyModifiedLayerData0(
             }
         });
     });
+}
+
+/// Unload protocol (wfp-reference §5.3, §10.1–§10.2): the operations and classifies `driver`
+/// pended and never completed. The host completes each with "reauthorize" (the engine re-runs the
+/// classify; with the callout gone, §5.4 decides) so no connection stays absorbed forever, and
+/// returns the counts (operations, classifies) for the Verifier.
+pub(crate) fn complete_left(h: &crate::host::HostInner, driver: usize) -> (usize, usize) {
+    let (ops, classifies) = {
+        let mut st = h.asyncs.lock();
+        let ops = take_owned(&mut st.pended_operations, driver);
+        let classifies = take_owned(&mut st.pended_classifies, driver);
+        (ops, classifies)
+    };
+    // Every one the driver left counts; the host completes those the engine still holds (the
+    // engine may have ended some itself, e.g. a classify whose callout was unregistered).
+    for c in &ops {
+        let _ = h.engine.complete_operation(CompletionContext(*c), None);
+    }
+    for c in &classifies {
+        let _ = h.engine.complete_classify(ClassifyHandle(*c), None);
+    }
+    let (ops, classifies) = (ops.len(), classifies.len());
+    (ops, classifies)
+}
+
+/// Removes and returns the keys recorded for `driver`, in order.
+fn take_owned(m: &mut std::collections::HashMap<u64, usize>, driver: usize) -> Vec<u64> {
+    let mut keys: Vec<u64> = m
+        .iter()
+        .filter(|(_, d)| **d == driver)
+        .map(|(k, _)| *k)
+        .collect();
+    keys.sort_unstable();
+    for k in &keys {
+        m.remove(k);
+    }
+    keys
 }
