@@ -32,8 +32,8 @@ pub mod types;
 pub mod value;
 
 pub use client::{Client, ClientError};
-pub use live::*;
 pub use drivers::{DriverUnloaded, DriverView, IoctlAnswer, IoctlRequest, LoadDriverRequest};
+pub use live::*;
 pub use types::*;
 pub use value::ValueDto;
 

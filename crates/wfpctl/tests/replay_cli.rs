@@ -270,7 +270,10 @@ fn verdict_lines_follow_the_documented_schema() {
             .keys()
             .filter(|k| !keys.contains(&k.as_str()) && !optional.contains(&k.as_str()))
             .collect();
-        assert!(extra.is_empty(), "line {i} has undocumented keys {extra:?}: {l}");
+        assert!(
+            extra.is_empty(),
+            "line {i} has undocumented keys {extra:?}: {l}"
+        );
         for k in keys {
             assert!(o.contains_key(k), "line {i} lacks {k}: {l}");
         }
