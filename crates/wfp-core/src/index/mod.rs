@@ -30,7 +30,7 @@
 //! boxes; `prune.rs` builds the pruning maps; `delta.rs` holds tombstones and the added filters of
 //! a snapshot (`layer.rs` applies a transaction's filter changes to a layer's published view).
 //!
-//! Contract: [`SublayerIndex::next`] yields exactly what a linear scan over the sublayer's filters
+//! Contract: `SublayerIndex::next` yields exactly what a linear scan over the sublayer's filters
 //! in evaluation order (effective weight descending, then filter id; §7.3) yields —
 //! `filters.iter().filter(|f| f.conditions().matches(values))` — for every policy, every history
 //! of changes and every incoming value vector. Only conditions whose accepted set is exactly a
