@@ -678,24 +678,35 @@ fn a_restart_under_a_blocking_policy_requeues_and_blocks_offloaded_connections()
     });
 }
 
-/// A blocking filter at the connect layer of `ip`'s family for remote `port`.
-fn connect_block(ip: IpAddr, port: u16) -> wfp_core::FilterSpec {
-    use wfp_core::catalogue::{condition_by_name, layers};
+/// A blocking filter at the connect layer of `ip`'s family for remote `port`, as an API client
+/// sends it.
+fn connect_block(ip: IpAddr, port: u16) -> wfp_api::FilterDto {
     let layer = match ip {
-        IpAddr::V4(_) => layers::ALE_AUTH_CONNECT_V4,
-        IpAddr::V6(_) => layers::ALE_AUTH_CONNECT_V6,
+        IpAddr::V4(_) => "ALE_AUTH_CONNECT_V4",
+        IpAddr::V6(_) => "ALE_AUTH_CONNECT_V6",
     };
-    let mut f = wfp_core::FilterSpec::new("api block", layer, wfp_core::ActionType::BLOCK);
-    f.conditions.push(wfp_core::ConditionSpec {
-        field: condition_by_name("IP_REMOTE_PORT").expect("field"),
-        match_type: wfp_core::MatchType::Equal,
-        value: wfp_core::Value::Uint16(port).into(),
-    });
-    f
+    wfp_api::FilterDto {
+        key: None,
+        name: "api block".into(),
+        description: String::new(),
+        flags: Vec::new(),
+        provider: None,
+        layer: layer.into(),
+        sublayer: None,
+        weight: wfp_api::WeightDto::Auto,
+        conditions: vec![wfp_api::ConditionDto {
+            field: "IP_REMOTE_PORT".into(),
+            match_type: "EQUAL".into(),
+            value: wfp_api::ValueDto::Uint16 { value: port },
+        }],
+        action: "BLOCK".into(),
+        callout: None,
+        raw_context: 0,
+    }
 }
 
-/// Issue 16 (o16b): a commit made through the management API (the engine's own transaction, as
-/// the API server makes it; no reload, no daemon tick) revokes the offloaded flows before it
+/// Issue 16 (o16b): a commit made through the management API socket (`wfp_api::Client`; no
+/// reload, no daemon tick) revokes the offloaded flows before it
 /// returns, so the very next segment of the offloaded connection is queued and blocked.
 #[test]
 fn an_api_commit_revokes_offloaded_flows_before_it_returns_o16b() {
@@ -740,9 +751,14 @@ fn api_commit_body() {
         );
         let revoked = stats.revocations.load(Ordering::Relaxed);
 
-        // The commit, and no tick after it: the revocation happened inside it.
-        d.engine()
-            .add_filter(connect_block(ip, sink.addr.port()))
+        // The commit through the socket, and no tick after it: the revocation happened inside
+        // it, before the reply.
+        let mut config = wfpd::api::ApiConfig::default();
+        config.socket = Some(dir.0.join("api.sock"));
+        config.request_timeout_ms = 2000;
+        let server = wfpd::api::Server::start(Arc::clone(d.engine()), None, config).expect("api");
+        let mut api = wfp_api::Client::connect(server.path()).expect("api client");
+        api.add_filter(&connect_block(ip, sink.addr.port()))
             .expect("add filter");
         assert_eq!(
             stats.revocations.load(Ordering::Relaxed),
@@ -763,7 +779,7 @@ fn api_commit_body() {
             settled - before
         );
         assert!(d.stats().queues.iter().map(|q| q.blocked).sum::<u64>() > 0);
-        drop(c);
+        drop((c, api, server));
         sink.join();
         d.shutdown().expect("shutdown");
     }
