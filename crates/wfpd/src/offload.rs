@@ -17,13 +17,14 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
 use wfp_core::catalogue::layers;
+use wfp_core::engine::{CommitObserver, CommitPhase};
 use wfp_core::{Engine, LayerId};
 use wfp_nfqueue::conntrack::{ConnEnd, ConntrackSocket};
 use wfp_nfqueue::offload::{
@@ -255,8 +256,114 @@ impl WorkerOffload {
     }
 }
 
-/// The daemon's side: rules, epochs, revocation, the conntrack event thread.
+/// The daemon's side: rules, epochs, revocation, the conntrack event thread. Shared with the
+/// engine's commit observer, which revokes on the committing thread (issue 16).
 pub struct OffloadControl {
+    shared: Arc<OffloadShared>,
+    inner: Arc<Mutex<Control>>,
+}
+
+impl OffloadControl {
+    /// Prepares offload beside `queue`'s rules: old offload rules removed and every
+    /// connection's offload marks cleared (nothing offloaded before survives a restart). Workers
+    /// take their [`WorkerOffload`] from [`OffloadControl::shared`]; then
+    /// [`OffloadControl::install`] once the queue rules are in place.
+    pub fn new(config: &OffloadConfig, queue: RuleSet, engine: &Engine) -> anyhow::Result<Self> {
+        let control = Control::new(config, queue, engine)?;
+        Ok(Self {
+            shared: Arc::clone(&control.shared),
+            inner: Arc::new(Mutex::new(control)),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Installs the offload rules (after the queue rules: their jumps go first), starts the
+    /// conntrack event thread, lets the workers mark, and sets `engine`'s commit observer so a
+    /// commit made through the management API revokes before it returns.
+    pub fn install(&mut self, engine: &Engine) -> anyhow::Result<()> {
+        self.lock().install(engine)?;
+        engine.set_commit_observer(Some(commit_observer(Arc::downgrade(&self.inner))));
+        Ok(())
+    }
+
+    /// What the workers share.
+    pub fn shared(&self) -> &Arc<OffloadShared> {
+        &self.shared
+    }
+
+    /// Before a commit: the rules switch to the next epoch, so every offloaded connection is
+    /// queued again from its next packet, while workers still mark with the old one (their
+    /// marks match no rule). Returns the rule update's duration.
+    pub fn begin_commit(&mut self) -> anyhow::Result<Duration> {
+        self.lock().begin_commit()
+    }
+
+    /// After the commit (or its failure): workers mark with the new epoch.
+    pub fn end_commit(&mut self, engine: &Engine) {
+        self.lock().end_commit(engine);
+    }
+
+    /// A whole revocation for a deciding-layer change the commit observer missed (its
+    /// revocation failed), and the upcoming epoch's stale marks cleared ahead of time; reaps
+    /// expired offloaded connections. Call periodically.
+    pub fn tick(&mut self, engine: &Engine) {
+        self.lock().tick(engine);
+    }
+
+    /// Stops: workers stop marking, the rules go (offloaded connections are queued again, or
+    /// meet the queue rules' absent posture), the event thread ends.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.lock().stop()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &OffloadStats {
+        &self.shared.stats
+    }
+
+    /// Revocations (epoch switches) so far.
+    pub fn revocations(&self) -> u64 {
+        self.shared.stats.revocations.load(Ordering::Relaxed)
+    }
+}
+
+/// The engine's commit observer: a commit changing a deciding layer switches the rules' epoch
+/// before its snapshot is published, and workers mark with the new epoch once it is, so the
+/// commit returns to its caller (a management API client) with every offload revoked. A
+/// revocation already begun (by [`Daemon::reload`](crate::daemon::Daemon::reload)) is not
+/// repeated.
+fn commit_observer(control: Weak<Mutex<Control>>) -> CommitObserver {
+    Arc::new(move |engine: &Engine, phase: CommitPhase<'_>| {
+        let Some(control) = control.upgrade() else {
+            return;
+        };
+        let mut c = control.lock().unwrap_or_else(PoisonError::into_inner);
+        if !c.installed {
+            return;
+        }
+        match phase {
+            CommitPhase::Publishing { layers } => {
+                if !c.begun && layers.iter().any(|l| DECIDING_LAYERS.contains(l)) {
+                    match c.begin_commit() {
+                        Ok(took) => tracing::info!(?took, "policy commit: offloaded flows revoked"),
+                        Err(e) => tracing::error!("offload revocation failed: {e:#}"),
+                    }
+                }
+            }
+            CommitPhase::Published => {
+                if c.begun {
+                    c.end_commit(engine);
+                }
+            }
+        }
+    })
+}
+
+/// [`OffloadControl`]'s state.
+struct Control {
     shared: Arc<OffloadShared>,
     rules: OffloadRules,
     epochs: Epochs,
@@ -275,12 +382,12 @@ pub struct OffloadControl {
 /// How often [`OffloadControl::tick`] dumps the offloaded connections (reaping expired ones).
 const SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
-impl OffloadControl {
+impl Control {
     /// Prepares offload beside `queue`'s rules: old offload rules removed and every
     /// connection's offload marks cleared (nothing offloaded before survives a restart). Workers
     /// take their [`WorkerOffload`] from [`OffloadControl::shared`]; then
     /// [`OffloadControl::install`] once the queue rules are in place.
-    pub fn new(config: &OffloadConfig, queue: RuleSet, engine: &Engine) -> anyhow::Result<Self> {
+    fn new(config: &OffloadConfig, queue: RuleSet, engine: &Engine) -> anyhow::Result<Self> {
         let marks = OffloadMarks::new(config.mask).context("[offload] mask")?;
         let rules = OffloadRules::new(queue, marks);
         rules.remove().context("removing old offload rules")?;
@@ -315,7 +422,7 @@ impl OffloadControl {
 
     /// Installs the offload rules (after the queue rules: their jumps go first), starts the
     /// conntrack event thread, and lets the workers mark.
-    pub fn install(&mut self, engine: &Engine) -> anyhow::Result<()> {
+    fn install(&mut self, engine: &Engine) -> anyhow::Result<()> {
         let epoch = self.epochs.current();
         self.installed = true;
         self.rules
@@ -333,15 +440,10 @@ impl OffloadControl {
         Ok(())
     }
 
-    /// What the workers share.
-    pub fn shared(&self) -> &Arc<OffloadShared> {
-        &self.shared
-    }
-
     /// Before a commit: the rules switch to the next epoch, so every offloaded connection is
     /// queued again from its next packet, while workers still mark with the old one (their
     /// marks match no rule). Returns the rule update's duration.
-    pub fn begin_commit(&mut self) -> anyhow::Result<Duration> {
+    fn begin_commit(&mut self) -> anyhow::Result<Duration> {
         if !self.epochs.upcoming_is_clean() {
             self.clean_upcoming();
         }
@@ -362,7 +464,7 @@ impl OffloadControl {
     }
 
     /// After the commit (or its failure): workers mark with the new epoch.
-    pub fn end_commit(&mut self, engine: &Engine) {
+    fn end_commit(&mut self, engine: &Engine) {
         if std::mem::take(&mut self.begun) {
             self.shared
                 .epoch
@@ -374,7 +476,7 @@ impl OffloadControl {
     /// A whole revocation (begin + end) for a commit made elsewhere (the management API), when
     /// the deciding layers changed since the last one; and the upcoming epoch's stale marks
     /// cleared ahead of time. Call periodically.
-    pub fn tick(&mut self, engine: &Engine) {
+    fn tick(&mut self, engine: &Engine) {
         if deciding_generation(engine) != self.generation {
             match self.begin_commit() {
                 Ok(took) => tracing::info!(?took, "policy changed: offloaded flows revoked"),
@@ -415,16 +517,11 @@ impl OffloadControl {
 
     /// Stops: workers stop marking, the rules go (offloaded connections are queued again, or
     /// meet the queue rules' absent posture), the event thread ends.
-    pub fn stop(&mut self) -> anyhow::Result<()> {
+    fn stop(&mut self) -> anyhow::Result<()> {
         self.shared.epoch.store(0, Ordering::Release);
         self.stop_events();
         self.installed = false;
         self.rules.remove().context("removing the offload rules")
-    }
-
-    /// The counters.
-    pub fn stats(&self) -> &OffloadStats {
-        &self.shared.stats
     }
 
     fn stop_events(&mut self) {
@@ -435,7 +532,7 @@ impl OffloadControl {
     }
 }
 
-impl Drop for OffloadControl {
+impl Drop for Control {
     fn drop(&mut self) {
         if self.installed {
             let _ = self.stop();

@@ -677,3 +677,110 @@ fn a_restart_under_a_blocking_policy_requeues_and_blocks_offloaded_connections()
         }
     });
 }
+
+/// A blocking filter at the connect layer of `ip`'s family for remote `port`, as an API client
+/// sends it.
+fn connect_block(ip: IpAddr, port: u16) -> wfp_api::FilterDto {
+    let layer = match ip {
+        IpAddr::V4(_) => "ALE_AUTH_CONNECT_V4",
+        IpAddr::V6(_) => "ALE_AUTH_CONNECT_V6",
+    };
+    wfp_api::FilterDto {
+        key: None,
+        name: "api block".into(),
+        description: String::new(),
+        flags: Vec::new(),
+        provider: None,
+        layer: layer.into(),
+        sublayer: None,
+        weight: wfp_api::WeightDto::Auto,
+        conditions: vec![wfp_api::ConditionDto {
+            field: "IP_REMOTE_PORT".into(),
+            match_type: "EQUAL".into(),
+            value: wfp_api::ValueDto::Uint16 { value: port },
+        }],
+        action: "BLOCK".into(),
+        callout: None,
+        raw_context: 0,
+    }
+}
+
+/// Issue 16 (o16b): a commit made through the management API socket (`wfp_api::Client`; no
+/// reload, no daemon tick) revokes the offloaded flows before it
+/// returns, so the very next segment of the offloaded connection is queued and blocked.
+#[test]
+fn an_api_commit_revokes_offloaded_flows_before_it_returns_o16b() {
+    if let Some(reason) = skip_reason() {
+        eprintln!(
+            "skipping an_api_commit_revokes_offloaded_flows_before_it_returns_o16b: {reason}"
+        );
+        return;
+    }
+    let _serial = serial();
+    // The namespace name carries this helper's name and the pid (TempNetns adds pid and counter).
+    let ns = TempNetns::create("offload-o16b").expect("netns");
+    let result = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                ns.enter().expect("enter netns");
+                api_commit_body();
+            })
+            .join()
+    });
+    drop(ns);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn api_commit_body() {
+    for ip in LOCALHOSTS {
+        let dir = TempDir::new();
+        let mut d = daemon(&dir, PERMIT_ALL);
+        let sink = Sink::start(ip, false);
+        let mut c = client(sink.addr);
+        assert_eq!(send(&mut c, 2 * MB), 2 * MB, "{ip}: warm-up");
+        let queued = d.packets_decided();
+        assert_eq!(send(&mut c, 40 * MB), 40 * MB, "{ip}: bulk");
+        assert!(d.packets_decided() - queued < 40, "{ip}: not offloaded");
+        let shared = Arc::clone(d.offload().expect("offload").shared());
+        let stats = &shared.stats;
+        assert!(
+            stats.marked.load(Ordering::Relaxed) > 0,
+            "{ip}: nothing marked"
+        );
+        let revoked = stats.revocations.load(Ordering::Relaxed);
+
+        // The commit through the socket, and no tick after it: the revocation happened inside
+        // it, before the reply.
+        let mut config = wfpd::api::ApiConfig::default();
+        config.socket = Some(dir.0.join("api.sock"));
+        config.request_timeout_ms = 2000;
+        let server = wfpd::api::Server::start(Arc::clone(d.engine()), None, config).expect("api");
+        let mut api = wfp_api::Client::connect(server.path()).expect("api client");
+        api.add_filter(&connect_block(ip, sink.addr.port()))
+            .expect("add filter");
+        assert_eq!(
+            stats.revocations.load(Ordering::Relaxed),
+            revoked + 1,
+            "{ip}: the commit returned before revoking"
+        );
+        let before = sink.received();
+        let after_commit = send(&mut c, 40 * MB);
+        assert!(
+            after_commit < 40 * MB,
+            "{ip}: the transfer went on after the blocking commit"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        let settled = sink.received();
+        assert!(
+            settled - before < 8 * MB as u64,
+            "{ip}: {} bytes arrived after the commit",
+            settled - before
+        );
+        assert!(d.stats().queues.iter().map(|q| q.blocked).sum::<u64>() > 0);
+        drop((c, api, server));
+        sink.join();
+        d.shutdown().expect("shutdown");
+    }
+}

@@ -770,9 +770,12 @@ impl Transaction<'_> {
                         *slot = Arc::new(view);
                     }
                 }
+                let changed: Vec<LayerId> = self.dirty.iter().copied().collect();
+                engine.observe_commit(super::CommitPhase::Publishing { layers: &changed });
                 engine
                     .snapshot
                     .store(Arc::new(Snapshot::new(layers, current.epoch + 1)));
+                engine.observe_commit(super::CommitPhase::Published);
             }
             *engine.writer_thread.lock() = None;
             drop(m);

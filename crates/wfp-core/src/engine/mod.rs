@@ -16,6 +16,7 @@ mod flows;
 mod live;
 mod mgmt;
 mod netevents;
+mod observer;
 mod registry;
 mod session;
 mod teardown;
@@ -37,6 +38,7 @@ pub use netevents::{
     header_flag, DecisionSummary, NetEvent, NetEventDetail, NetEventEnumTemplate, NetEventHeader,
     NetEventKind, Posture,
 };
+pub use observer::{CommitObserver, CommitPhase};
 pub use session::{
     ObjectRef, PersistHook, PersistentChange, Session, SessionInfo, SessionOwner, SessionSpec,
     DEFAULT_TXN_WAIT, SESSION_FLAG_DYNAMIC, TXN_READ_ONLY,
@@ -172,6 +174,8 @@ pub struct Engine {
     pub(crate) sessions: session::Sessions,
     /// The thread holding the writer lock (`mgmt`), so a second begin on it fails (§11.2).
     pub(crate) writer_thread: Mutex<Option<std::thread::ThreadId>>,
+    /// Told around every filter-changing commit's publication (`observer.rs`).
+    pub(crate) commit_observer: Mutex<Option<CommitObserver>>,
 }
 
 impl Default for Engine {
@@ -204,6 +208,7 @@ impl Engine {
             invocation_seq: AtomicU64::new(0),
             sessions: session::Sessions::default(),
             writer_thread: Mutex::new(None),
+            commit_observer: Mutex::new(None),
         }
     }
 
