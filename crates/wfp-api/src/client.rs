@@ -237,20 +237,8 @@ impl Client {
 
     /// `GET /v1/events`: the live net-event stream (the connection is used for nothing else).
     pub fn events(self) -> Result<EventStream, ClientError> {
-        self.events_with_query("")
-    }
-
-    /// `GET /v1/events?QUERY`: the live stream of the net events matching the query conditions
-    /// (`kind=CLASSIFY_DROP&port=22`, see `docs/api.md`; empty: all).
-    pub fn events_with_query(self, query: &str) -> Result<EventStream, ClientError> {
-        // One stream path: the generic `GET /v1/events?...` of [`Client::events_matching`].
-        let target = if query.is_empty() {
-            "/v1/events".to_string()
-        } else {
-            format!("/v1/events?{query}")
-        };
         Ok(EventStream {
-            inner: self.stream(&target)?,
+            inner: self.events_matching(&[])?,
         })
     }
 

@@ -1,8 +1,9 @@
 //! The C test suite: `tests/c/layout.c` (every struct's size and offsets as `_Static_assert`s, the
-//! header-only helpers at run time) built with the driver flags and run plain, with
-//! AddressSanitizer, and under valgrind memcheck (0 errors, 0 bytes definitely lost; skipped with a
-//! note when valgrind is absent); and every WDK-named header preprocessed and compiled on its own
-//! at two NTDDI versions with -Wall -Wextra -Werror.
+//! header-only helpers at run time) and `tests/c/strsafe.c` (ntstrsafe.h, intsafe.h and the
+//! formatter with WPP conversions at the edges of their buffers), each built with the driver flags
+//! and run plain, with AddressSanitizer + UBSan, and under valgrind memcheck (0 errors, 0 bytes
+//! definitely lost; skipped with a note when valgrind is absent); and every WDK-named header
+//! preprocessed and compiled on its own at two NTDDI versions with -Wall -Wextra -Werror.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +12,8 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn gcc(extra: &[&str], out: &Path) {
+/// Builds `tests/c/{source}` with the driver flags and `extra` into `out`.
+fn gcc(source: &str, extra: &[&str], out: &Path) {
     let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
         .args(
             wfp_ffi::compile::CFLAGS
@@ -26,12 +28,12 @@ fn gcc(extra: &[&str], out: &Path) {
             root().join("crates/wfp-ffi/tests/c").display()
         ))
         .args(extra)
-        .arg(root().join("crates/wfp-ffi/tests/c/layout.c"))
+        .arg(root().join("crates/wfp-ffi/tests/c").join(source))
         .arg("-o")
         .arg(out)
         .status()
         .expect("a C compiler (cc)");
-    assert!(status.success(), "compiling layout.c {extra:?}");
+    assert!(status.success(), "compiling {source} {extra:?}");
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -46,30 +48,38 @@ fn run(cmd: &mut Command) -> String {
     text
 }
 
-#[test]
-fn layout_and_header_helpers_plain_and_with_address_sanitizer() {
+/// Runs `tests/c/{source}` plain and with AddressSanitizer + UBSan; each must report
+/// "1 passed, 0 failed".
+fn plain_and_sanitized(source: &str) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let plain = dir.join("layout_plain");
-    gcc(&[], &plain);
+    let stem = source.trim_end_matches(".c");
+    let plain = dir.join(format!("{stem}_plain"));
+    gcc(source, &[], &plain);
     run(&mut Command::new(&plain));
-    let asan = dir.join("layout_asan");
+    let asan = dir.join(format!("{stem}_asan"));
     gcc(
-        &["-fsanitize=address,undefined", "-fno-omit-frame-pointer"],
+        source,
+        &[
+            "-fsanitize=address,undefined",
+            "-fno-omit-frame-pointer",
+            "-fno-sanitize-recover=all",
+        ],
         &asan,
     );
     run(Command::new(&asan).env("ASAN_OPTIONS", "detect_leaks=1"));
 }
 
-#[test]
-fn layout_and_header_helpers_under_valgrind() {
+/// Runs `tests/c/{source}` under valgrind memcheck: 0 errors, no definite leak.
+fn under_valgrind(source: &str) {
     if Command::new("valgrind").arg("--version").output().is_err() {
         eprintln!(
             "note: valgrind not installed; skipping the memcheck run (apt-get install valgrind)"
         );
         return;
     }
-    let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("layout_valgrind");
-    gcc(&["-O0"], &bin);
+    let stem = source.trim_end_matches(".c");
+    let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{stem}_valgrind"));
+    gcc(source, &["-O0"], &bin);
     let text = run(Command::new("valgrind")
         .args([
             "--error-exitcode=1",
@@ -78,6 +88,26 @@ fn layout_and_header_helpers_under_valgrind() {
         ])
         .arg(&bin));
     assert!(text.contains("ERROR SUMMARY: 0 errors"), "{text}");
+}
+
+#[test]
+fn layout_and_header_helpers_plain_and_with_address_sanitizer() {
+    plain_and_sanitized("layout.c");
+}
+
+#[test]
+fn layout_and_header_helpers_under_valgrind() {
+    under_valgrind("layout.c");
+}
+
+#[test]
+fn string_helpers_plain_and_with_sanitizers() {
+    plain_and_sanitized("strsafe.c");
+}
+
+#[test]
+fn string_helpers_under_valgrind() {
+    under_valgrind("strsafe.c");
 }
 
 #[test]

@@ -93,7 +93,7 @@ fn netevents_are_enumerated_and_streamed_with_conditions() {
     let mut c = Client::connect(server.path()).unwrap();
     let stream = Client::connect(server.path())
         .unwrap()
-        .events_with_query("kind=CLASSIFY_DROP&port=22")
+        .events_matching::<NetEventDto>(&[("kind", "CLASSIFY_DROP".into()), ("port", "22".into())])
         .unwrap();
     let reader = std::thread::spawn(move || stream.take(1).collect::<Vec<_>>());
     let id = engine
@@ -188,7 +188,7 @@ fn netevents_are_enumerated_and_streamed_with_conditions() {
     let resume_from = all[all.len() - 2].seq;
     let resumed = Client::connect(server.path())
         .unwrap()
-        .events_with_query(&format!("after_seq={resume_from}"))
+        .events_matching::<NetEventDto>(&[("after_seq", resume_from.to_string())])
         .unwrap();
     let reader = std::thread::spawn(move || resumed.take(3).collect::<Vec<_>>());
     let deadline = Instant::now() + Duration::from_secs(10);

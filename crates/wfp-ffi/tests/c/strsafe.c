@@ -1,6 +1,6 @@
 /* Header-only string helpers run standalone (no runtime): ntstrsafe.h, intsafe.h and the
  * Microsoft-rules formatter with WPP's %!NAME! conversions, at the edges of their buffers. Built
- * and run by tests/c_headers.rs plain, with AddressSanitizer + UBSan, and under valgrind. */
+ * and run by tests/c_suite.rs plain, with AddressSanitizer + UBSan, and under valgrind. */
 #include <ntddk.h>
 #include <ntstrsafe.h>
 #include <ntintsafe.h>
