@@ -8,7 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wfp_api::{Client, ClientError, FilterDto, SessionRequest, ValueDto, WeightDto};
@@ -100,7 +101,7 @@ fn filter(txn: u64, i: u32) -> FilterDto {
 
 /// Streams transactions of FILTERS persistent filters until the daemon goes away; returns the
 /// ids of the transactions whose commit was answered OK, and the next id to use.
-fn stream_transactions(socket: &Path, mut next: u64) -> (Vec<u64>, u64) {
+fn stream_transactions(socket: &Path, mut next: u64, progress: &AtomicU64) -> (Vec<u64>, u64) {
     let mut committed = Vec::new();
     let Ok(mut c) = Client::connect(socket) else {
         return (committed, next);
@@ -123,6 +124,7 @@ fn stream_transactions(socket: &Path, mut next: u64) -> (Vec<u64>, u64) {
                     eprintln!("txn {txn} committed in {:?}", t0.elapsed());
                 }
                 committed.push(txn);
+                progress.fetch_add(1, Ordering::Release);
             }
             Err(e) => {
                 if std::env::var_os("API_CRASH_DEBUG").is_some() {
@@ -145,8 +147,16 @@ fn kill_9_in_a_loop_loses_no_committed_transaction_and_leaves_none_partial() {
     for round in 0..KILLS {
         let mut daemon = start_daemon(&ns, &config, &socket);
         let path = socket.clone();
-        let streamer = std::thread::spawn(move || stream_transactions(&path, next));
-        // Kill at a different point of the stream each round (10..=59 ms in).
+        let progress = Arc::new(AtomicU64::new(0));
+        let seen = Arc::clone(&progress);
+        let streamer = std::thread::spawn(move || stream_transactions(&path, next, &seen));
+        // Kill only once this round has committed something, so every round tests a kill during
+        // a stream of commits however loaded the machine is (bounded).
+        let first = Instant::now();
+        while progress.load(Ordering::Acquire) == 0 && first.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Then kill at a different point of the stream each round (10..=59 ms later).
         let pause = std::env::var("API_CRASH_PAUSE_MS")
             .ok()
             .and_then(|v| v.parse().ok())

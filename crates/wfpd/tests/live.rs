@@ -731,6 +731,7 @@ fn run_in_process(
         )
         .expect("watchdog");
         let worker_shared = Arc::clone(&shared);
+        let stalls = !handler.stall.is_zero();
         let worker = std::thread::spawn(move || {
             let mut handler = handler;
             run_worker(
@@ -746,6 +747,14 @@ fn run_in_process(
         rx.set_read_timeout(Some(Duration::from_millis(700)))
             .expect("timeout");
         udp_send(fam, port, 0..5);
+        if !stalls {
+            // A handler that never stalls decides all five: wait for that (bounded) rather than
+            // trusting the drain window, which a loaded machine can outlast before the worker runs.
+            let end = Instant::now() + DEADLINE;
+            while shared.status.progress.load(Ordering::Acquire) < 5 && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let seen = udp_drain(&rx);
         // Let a stalled handler finish before stopping.
         let end = Instant::now() + DEADLINE;
