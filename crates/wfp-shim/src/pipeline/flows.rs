@@ -302,6 +302,9 @@ pub struct FlowRow<'a> {
     pub established: bool,
     /// ALE_APP_ID of the socket owner, when known.
     pub app_id: Option<&'a [u8]>,
+    /// What the kernel counted for the flow's connection while a direction of it is offloaded
+    /// (latest [`Shim::note_carried`]; per side, like [`crate::flow::Flow::bytes`]).
+    pub carried: Option<super::CarriedCounts>,
 }
 
 impl Shim {
@@ -315,6 +318,7 @@ impl Shim {
                 auth_layer: extra.and_then(|e| e.auth_layer),
                 established: extra.is_some_and(|e| e.established),
                 app_id: extra.and_then(|e| e.owner.app_id.as_deref()),
+                carried: self.offload.carried(flow.id()),
             }
         })
     }
