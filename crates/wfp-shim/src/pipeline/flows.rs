@@ -302,8 +302,9 @@ pub struct FlowRow<'a> {
     pub established: bool,
     /// ALE_APP_ID of the socket owner, when known.
     pub app_id: Option<&'a [u8]>,
-    /// What the kernel counted for the flow's connection while a direction of it is offloaded
-    /// (latest [`Shim::note_carried`]; per side, like [`crate::flow::Flow::bytes`]).
+    /// What the kernel carried for the flow without the shim while a direction of it was
+    /// offloaded (as of the latest [`Shim::note_carried`]; per side, like
+    /// [`crate::flow::Flow::bytes`]): the flow's totals are its counts plus these.
     pub carried: Option<super::CarriedCounts>,
 }
 

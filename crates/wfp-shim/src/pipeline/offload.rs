@@ -196,7 +196,8 @@ pub struct Withdrawal {
 #[derive(Debug, Default)]
 pub(super) struct OffloadTable {
     sides: HashMap<FlowId, [bool; 2]>,
-    /// The kernel's latest counts of offloaded flows' connections ([`Shim::note_carried`]).
+    /// What the kernel carried for offloaded flows without the shim, as of the latest
+    /// [`Shim::note_carried`].
     kernel: HashMap<FlowId, CarriedCounts>,
     /// Offloads to withdraw ([`Shim::take_withdrawals`]).
     withdrawn: Vec<Withdrawal>,
@@ -209,7 +210,7 @@ impl OffloadTable {
         self.kernel.remove(&flow);
     }
 
-    /// The kernel's latest counts for `flow`, while it has an offloaded direction.
+    /// What the kernel carried for `flow` without the shim, as of the latest refresh.
     pub(super) fn carried(&self, flow: FlowId) -> Option<CarriedCounts> {
         self.kernel.get(&flow).copied()
     }
@@ -475,23 +476,28 @@ impl Shim {
     }
 
     /// The kernel's counts for the connection of the flow with key `key` while it is open
-    /// (conntrack accounting, refreshed by the data path): listed with the flow
-    /// ([`super::FlowRow::carried`]), whose totals are the larger of what the shim classified
-    /// and what the kernel counted, as at its end ([`Shim::end_offloaded`]). False when no
+    /// (conntrack accounting: everything the connection carried, queued or not; refreshed by
+    /// the data path). What exceeds the shim's own counts now is what the kernel carried
+    /// without it: listed with the flow ([`super::FlowRow::carried`]) and added to its counts,
+    /// which stay right after the offload is revoked and the shim counts again. False when no
     /// such flow has an offloaded direction.
     pub fn note_carried(&mut self, key: &FlowKey, kernel: CarriedCounts) -> bool {
-        let Some(id) = self
-            .flows
-            .lookup(key)
-            .and_then(|h| self.flows.flow(h))
-            .map(|f| f.id())
-        else {
+        let Some(flow) = self.flows.lookup(key).and_then(|h| self.flows.flow(h)) else {
             return false;
+        };
+        let id = flow.id();
+        let sides = [Side::Initiator, Side::Responder];
+        let beyond = |kernel: [u64; 2], seen: &dyn Fn(Side) -> u64| {
+            sides.map(|s| kernel[s.index()].saturating_sub(seen(s)))
+        };
+        let carried = CarriedCounts {
+            packets: beyond(kernel.packets, &|s| flow.packets(s)),
+            bytes: beyond(kernel.bytes, &|s| flow.bytes(s)),
         };
         if !self.is_offloaded(id) {
             return false;
         }
-        self.offload.kernel.insert(id, kernel);
+        self.offload.kernel.insert(id, carried);
         true
     }
 

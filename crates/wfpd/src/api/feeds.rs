@@ -82,11 +82,11 @@ pub fn flow_dto(queue: u16, now: Timestamp, row: &FlowRow<'_>) -> FlowDto {
         state: state_name(f.state()),
         layer_ids: row.auth_layer.map(|l| l.0).into_iter().collect(),
         app_id: row.app_id.map(|a| String::from_utf8_lossy(a).into_owned()),
-        // With an offloaded direction, the kernel's counts (conntrack accounting) when larger.
-        bytes_out: f.bytes(out).max(carried.bytes[out.index()]),
-        bytes_in: f.bytes(inb).max(carried.bytes[inb.index()]),
-        packets_out: f.packets(out).max(carried.packets[out.index()]),
-        packets_in: f.packets(inb).max(carried.packets[inb.index()]),
+        // Plus what the kernel carried without the shim while the flow was offloaded.
+        bytes_out: f.bytes(out) + carried.bytes[out.index()],
+        bytes_in: f.bytes(inb) + carried.bytes[inb.index()],
+        packets_out: f.packets(out) + carried.packets[out.index()],
+        packets_in: f.packets(inb) + carried.packets[inb.index()],
         age_ms: ms(now.saturating_duration_since(f.first_seen())),
         idle_ms: ms(now.saturating_duration_since(f.last_seen())),
     }
