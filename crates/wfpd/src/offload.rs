@@ -266,7 +266,7 @@ impl WorkerOffload {
     /// packet is queued and meets the action's effect (a blocked packet after `FwpsFlowAbort0`).
     /// A packet of such a flow decided earlier in this batch may still carry an offload mark
     /// that the kernel saves when its verdict goes out: each is cleared again once the batch's
-    /// verdicts are out (`now` + [`AGAIN_AFTER`], at the next batch or timer).
+    /// verdicts are out (2 ms after `now`, at the next batch or timer).
     pub fn withdraw(&mut self, shim: &mut Shim, now: Duration) {
         let tuples: Vec<CtTuple> = shim.take_withdrawals().iter().map(original).collect();
         if tuples.is_empty() {
