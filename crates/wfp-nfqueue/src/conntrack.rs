@@ -88,7 +88,8 @@ pub struct CtCounters {
     pub bytes: u64,
 }
 
-/// A connection the kernel destroyed.
+/// A connection as conntrack reports it: destroyed (a destroy event) or still open (a
+/// [`ConntrackSocket::dump`] entry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnEnd {
     /// Its original tuple.
@@ -246,13 +247,47 @@ impl ConntrackSocket {
     /// The raw `CTA_TUPLE_ORIG` attributes (with their family) of connections whose mark has
     /// `value` under `mask`.
     fn dump_tuples(&mut self, value: u32, mask: u32) -> Result<Vec<(u8, Vec<u8>)>, NfqError> {
+        let mut out = Vec::new();
+        let mut malformed = 0;
+        self.dump_each(value, mask, |family, payload| {
+            match find_raw(payload, CTA_TUPLE_ORIG) {
+                Some(raw) => out.push((family, raw.to_vec())),
+                None => malformed += 1,
+            }
+        })?;
+        self.malformed += malformed;
+        Ok(out)
+    }
+
+    /// The connections whose mark has `value` under `mask`, with their accounting counters
+    /// (zero without `nf_conntrack_acct`) and marks: one dump, whose cost grows with the
+    /// connections it returns (the kernel walks its table, filtering by mark). Like
+    /// [`ConntrackSocket::scan`], it makes the kernel reap expired entries it walks past.
+    pub fn dump(&mut self, value: u32, mask: u32) -> Result<Vec<ConnEnd>, NfqError> {
+        let mut out = Vec::new();
+        let mut malformed = 0;
+        self.dump_each(value, mask, |_, payload| match parse_conn(payload) {
+            Some(conn) => out.push(conn),
+            None => malformed += 1,
+        })?;
+        self.malformed += malformed;
+        Ok(out)
+    }
+
+    /// Dumps the connections whose mark has `value` under `mask`; `each` gets every entry's
+    /// family and attributes.
+    fn dump_each(
+        &mut self,
+        value: u32,
+        mask: u32,
+        mut each: impl FnMut(u8, &[u8]),
+    ) -> Result<(), NfqError> {
         let seq = self.next_seq();
         let mut m = Msg::new(MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, 0);
         m.u32_be(CTA_MARK, value);
         m.u32_be(CTA_MARK_MASK, mask);
         self.send(&m.finish())?;
         let deadline = Instant::now() + Duration::from_secs(5);
-        let mut out = Vec::new();
         loop {
             if Instant::now() > deadline {
                 return Err(NfqError::Syscall {
@@ -270,7 +305,7 @@ impl ConntrackSocket {
             let data = self.buf.get(..len).unwrap_or(&[]).to_vec();
             for (kind, family, payload) in messages(&data) {
                 match kind {
-                    NLMSG_DONE => return Ok(out),
+                    NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR => {
                         let errno = payload
                             .get(..4)
@@ -283,12 +318,32 @@ impl ConntrackSocket {
                             });
                         }
                     }
-                    _ => match find_raw(payload, CTA_TUPLE_ORIG) {
-                        Some(raw) => out.push((family, raw.to_vec())),
-                        None => self.malformed += 1,
-                    },
+                    _ => each(family, payload),
                 }
             }
+        }
+    }
+
+    /// Changes the bits `mask` of the mark of the one connection whose original tuple is
+    /// `tuple` to those of `mark` (an update by tuple, acknowledged). `Ok(false)` when conntrack
+    /// has no such connection (it ended, or was never tracked).
+    pub fn set_mark(&mut self, tuple: &CtTuple, mark: u32, mask: u32) -> Result<bool, NfqError> {
+        let seq = self.next_seq();
+        let family = if tuple.src.is_ipv4() { 2 } else { 10 };
+        let mut m = Msg::new(MSG_CT_NEW, NLM_F_REQUEST | NLM_F_ACK, seq, family);
+        m.tuple(CTA_TUPLE_ORIG, tuple);
+        // The kernel computes (mark & ~MASK) ^ MARK: MARK must stay inside the mask.
+        m.u32_be(CTA_MARK, mark & mask);
+        m.u32_be(CTA_MARK_MASK, mask);
+        self.send(&m.finish())?;
+        match self.ack(seq, "conntrack update") {
+            Ok(()) => Ok(true),
+            Err(NfqError::Syscall { source, .. })
+                if source.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -331,11 +386,11 @@ impl ConntrackSocket {
             m.end(p);
         }
         self.send(&m.finish())?;
-        self.ack(seq)
+        self.ack(seq, "conntrack create")
     }
 
-    /// Waits for the acknowledgement of request `seq`.
-    fn ack(&mut self, seq: u32) -> Result<(), NfqError> {
+    /// Waits for the acknowledgement of request `seq` (`what`: the request, for errors).
+    fn ack(&mut self, seq: u32, what: &'static str) -> Result<(), NfqError> {
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
             let _ = sys::call(Op::PollIn {
@@ -358,13 +413,13 @@ impl ConntrackSocket {
                     return Ok(());
                 }
                 return Err(NfqError::Syscall {
-                    call: "conntrack create",
+                    call: what,
                     source: std::io::Error::from_raw_os_error(-errno),
                 });
             }
         }
         Err(NfqError::Syscall {
-            call: "conntrack create",
+            call: what,
             source: std::io::Error::from(std::io::ErrorKind::TimedOut),
         })
     }

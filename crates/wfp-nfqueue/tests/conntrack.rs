@@ -138,3 +138,51 @@ fn the_epoch_switch_replaces_the_epoch_rule_in_both_families() {
         assert!(show("iptables").is_empty(), "chain removed");
     });
 }
+
+/// Issue 16 (counts while open, withdrawal of one connection): a dump filtered by mark returns
+/// the open connections with their marks (counters included when accounting is on); an update by
+/// tuple changes only the masked bits of that one connection, and says when there is none.
+#[test]
+fn open_connections_dump_by_mark_and_one_mark_changes_by_tuple() {
+    in_netns("conntrack_dump_set_mark", || {
+        let mut ct = ConntrackSocket::open().expect("open");
+        let v4 = (
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+        );
+        let v6 = (
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2)),
+        );
+        let a = tuple(v4.0, v4.1, 2000);
+        let b = tuple(v6.0, v6.1, 2001);
+        let c = tuple(v4.0, v4.1, 2002);
+        let life = Duration::from_secs(30);
+        ct.create(&a, 0x1031_0001, life).expect("create a");
+        ct.create(&b, 0x0033_0000, life).expect("create b");
+        ct.create(&c, 0x0041_0000, life).expect("create c");
+        let mut epoch3 = ct.dump(0x0030_0000, 0x00f0_0000).expect("dump");
+        epoch3.sort_by_key(|e| e.tuple.sport);
+        let got: Vec<_> = epoch3.iter().map(|e| (e.tuple, e.mark)).collect();
+        assert_eq!(
+            got,
+            vec![(a, Some(0x1031_0001)), (b, Some(0x0033_0000))],
+            "only epoch 3's entries, v4 and v6"
+        );
+        // Clear the offload field of `a` only: its foreign bits stay, `b` is untouched.
+        assert!(ct.set_mark(&a, 0, 0x00ff_0000).expect("update a"));
+        let all = ct.dump(0, 0).expect("dump all");
+        let mark_of = |t: &CtTuple| all.iter().find(|e| e.tuple == *t).and_then(|e| e.mark);
+        assert_eq!(mark_of(&a), Some(0x1000_0001));
+        assert_eq!(mark_of(&b), Some(0x0033_0000));
+        // Set bits inside the mask only (a value outside it is ignored).
+        assert!(ct.set_mark(&c, 0xff52_0000, 0x00ff_0000).expect("update c"));
+        let all = ct.dump(0, 0).expect("dump all");
+        let mark_of = |t: &CtTuple| all.iter().find(|e| e.tuple == *t).and_then(|e| e.mark);
+        assert_eq!(mark_of(&c), Some(0x0052_0000));
+        // No such connection.
+        let none = tuple(v4.0, v4.1, 2999);
+        assert!(!ct.set_mark(&none, 0, 0x00ff_0000).expect("update none"));
+        assert_eq!(ct.malformed(), 0);
+    });
+}

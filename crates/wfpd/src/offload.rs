@@ -9,6 +9,12 @@
 //!  API commits:    OffloadControl::tick sees the policy move ─► revoke (after the commit)
 //!  flow end:       conntrack destroy events (counters) ─► each worker ─► Shim::end_offloaded
 //!                  (ENDPOINT_CLOSURE, flowDeleteFn once, totals with the kernel's counts)
+//!  open flows:     OffloadControl::tick, once a second: a dump of the current epoch's connections
+//!                  (counters) ─► each worker ─► Shim::note_carried (`show flows`, /v1/flows)
+//!  async actions:  Shim::take_withdrawals after the asynchronous step (FwpsFlowAbort0, stream
+//!                  continuation or injection from outside classifyFn) ─► that connection's
+//!                  offload bits cleared by tuple (conntrack update), again once the batch's
+//!                  verdicts are out ─► its next packet is queued
 //! ```
 //!
 //! A worker marks a packet only when the engine's policy epoch was the same before and after its
@@ -26,14 +32,14 @@ use serde::Deserialize;
 use wfp_core::catalogue::layers;
 use wfp_core::engine::{CommitObserver, CommitPhase};
 use wfp_core::{Engine, LayerId};
-use wfp_nfqueue::conntrack::{ConnEnd, ConntrackSocket};
+use wfp_nfqueue::conntrack::{ConnEnd, ConntrackSocket, CtTuple};
 use wfp_nfqueue::offload::{
     CtDir, Epoch, Epochs, OffloadMarks, OffloadRules, Slot, SlotHook, DEFAULT_MASK,
 };
 use wfp_nfqueue::rules::RuleSet;
 use wfp_nfqueue::{Hook, QueuedPacket};
-use wfp_shim::flow::{FlowKey, Side};
-use wfp_shim::pipeline::{CarriedCounts, Offload};
+use wfp_shim::flow::{Direction, FlowKey, Side};
+use wfp_shim::pipeline::{CarriedCounts, Offload, Withdrawal};
 use wfp_shim::{PacketVerdict, Shim, ShimConfig, Verdict};
 
 /// `[offload]`.
@@ -110,6 +116,21 @@ pub struct OffloadStats {
     pub carried_packets: AtomicU64,
     /// Bytes (both directions, the kernel's counts) of the flows ended that way.
     pub ended_bytes: AtomicU64,
+    /// Offloaded connections whose kernel counts were refreshed (open flows).
+    pub counts_refreshed: AtomicU64,
+    /// Offloads withdrawn from one connection after an asynchronous action on its flow.
+    pub withdrawn: AtomicU64,
+    /// Withdrawals that failed (conntrack update errors; the next revocation covers them).
+    pub withdraw_failed: AtomicU64,
+}
+
+/// What conntrack reports to a worker about an offloaded connection.
+#[derive(Clone, Copy, Debug)]
+enum CtReport {
+    /// It ended (a destroy event).
+    Ended(ConnEnd),
+    /// It is open; its counters now (a dump).
+    Open(ConnEnd),
 }
 
 /// What the daemon and its workers share.
@@ -120,8 +141,8 @@ pub struct OffloadShared {
     epoch: AtomicU32,
     /// Counters.
     pub stats: OffloadStats,
-    /// Conntrack destroy events for each worker.
-    ends: Mutex<Vec<(Sender<ConnEnd>, Arc<AtomicUsize>)>>,
+    /// Conntrack reports for each worker.
+    ends: Mutex<Vec<(Sender<CtReport>, Arc<AtomicUsize>)>>,
 }
 
 impl OffloadShared {
@@ -132,14 +153,31 @@ impl OffloadShared {
             e => Some(Epoch(e)),
         }
     }
+
+    /// Hands `reports` to every worker.
+    fn broadcast(&self, reports: impl Iterator<Item = CtReport> + Clone) {
+        if let Ok(ends) = self.ends.lock() {
+            for (tx, pending) in ends.iter() {
+                for r in reports.clone() {
+                    pending.fetch_add(1, Ordering::AcqRel);
+                    let _ = tx.send(r);
+                }
+            }
+        }
+    }
 }
 
 /// A worker's side of offload (held by [`crate::worker::ShimHandler`]).
 #[derive(Debug)]
 pub struct WorkerOffload {
     shared: Arc<OffloadShared>,
-    ends: Receiver<ConnEnd>,
+    ends: Receiver<CtReport>,
     pending: Arc<AtomicUsize>,
+    /// For withdrawals (opened at the first).
+    conntrack: Option<ConntrackSocket>,
+    /// Connections withdrawn at the end of a batch, cleared again once its verdicts are out
+    /// ([`WorkerOffload::withdraw_again`]), and when that is due.
+    again: (Vec<CtTuple>, Option<Duration>),
 }
 
 /// What a worker read before deciding a packet.
@@ -161,6 +199,8 @@ impl WorkerOffload {
             shared: Arc::clone(shared),
             ends: rx,
             pending,
+            conntrack: None,
+            again: (Vec::new(), None),
         }
     }
 
@@ -210,27 +250,98 @@ impl WorkerOffload {
         Some(self.shared.marks.mark(incoming, epoch, Slot { dir, hook }))
     }
 
-    /// Whether conntrack ends wait for [`WorkerOffload::end_flows`].
+    /// Whether conntrack reports wait for [`WorkerOffload::end_flows`].
     pub fn due(&self) -> bool {
         self.pending.load(Ordering::Acquire) > 0
     }
 
-    /// Ends the shim's flows of the connections the kernel destroyed (both orientations: a
-    /// loopback connection is two flows, the sender's and the receiver's). Returns how many
-    /// flows ended.
+    /// When [`WorkerOffload::withdraw_again`] has work.
+    pub fn again_due(&self) -> Option<Duration> {
+        self.again.1
+    }
+
+    /// Withdraws the kernel offload of the flows an asynchronous action touched
+    /// ([`Shim::take_withdrawals`]; call after the asynchronous step): the reserved bits of
+    /// each one's connection are cleared through conntrack (an update by tuple), so its next
+    /// packet is queued and meets the action's effect (a blocked packet after `FwpsFlowAbort0`).
+    /// A packet of such a flow decided earlier in this batch may still carry an offload mark
+    /// that the kernel saves when its verdict goes out: each is cleared again once the batch's
+    /// verdicts are out (2 ms after `now`, at the next batch or timer).
+    pub fn withdraw(&mut self, shim: &mut Shim, now: Duration) {
+        let tuples: Vec<CtTuple> = shim.take_withdrawals().iter().map(original).collect();
+        if tuples.is_empty() {
+            return;
+        }
+        let s = &self.shared.stats;
+        s.withdrawn
+            .fetch_add(tuples.len() as u64, Ordering::Relaxed);
+        self.clear(&tuples);
+        self.again.0.extend(tuples);
+        self.again.1 = Some(now + AGAIN_AFTER);
+    }
+
+    /// The second clear of [`WorkerOffload::withdraw`], when due (`batch`: at the start of a
+    /// batch, which comes after the previous verdicts went out).
+    pub fn withdraw_again(&mut self, now: Duration, batch: bool) {
+        let Some(due) = self.again.1 else {
+            return;
+        };
+        if !batch && now < due {
+            return;
+        }
+        let tuples = std::mem::take(&mut self.again.0);
+        self.again.1 = None;
+        self.clear(&tuples);
+    }
+
+    /// Clears the reserved mark bits of each connection (counted; errors logged).
+    fn clear(&mut self, tuples: &[CtTuple]) {
+        let mask = self.shared.marks.mask();
+        let stats = &self.shared.stats;
+        for t in tuples {
+            let socket = match &mut self.conntrack {
+                Some(s) => s,
+                None => match ConntrackSocket::open() {
+                    Ok(s) => self.conntrack.insert(s),
+                    Err(e) => {
+                        stats.withdraw_failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "offload withdrawal: no conntrack socket");
+                        return;
+                    }
+                },
+            };
+            match socket.set_mark(t, 0, mask) {
+                Ok(found) => tracing::debug!(?t, found, "offload withdrawn (asynchronous action)"),
+                Err(e) => {
+                    stats.withdraw_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, ?t, "offload withdrawal failed");
+                }
+            }
+        }
+    }
+
+    /// Applies conntrack's reports: the shim's flows of the connections the kernel destroyed
+    /// end, the kernel's counts of open ones are noted (both orientations: a loopback
+    /// connection is two flows, the sender's and the receiver's). Returns how many flows ended.
     pub fn end_flows(&self, shim: &mut Shim) -> usize {
         let mut n = 0;
-        while let Ok(end) = self.ends.try_recv() {
+        while let Ok(report) = self.ends.try_recv() {
             self.pending.fetch_sub(1, Ordering::AcqRel);
-            let t = end.tuple;
-            // Local side first (outbound-initiated), then the receiving side (inbound-initiated).
-            let out_key = FlowKey::new(t.protocol, t.src, t.sport, t.dst, t.dport);
-            let in_key = FlowKey::new(t.protocol, t.dst, t.dport, t.src, t.sport);
-            let kernel = CarriedCounts {
-                packets: [end.original.packets, end.reply.packets],
-                bytes: [end.original.bytes, end.reply.bytes],
+            let end = match report {
+                CtReport::Ended(end) => end,
+                CtReport::Open(open) => {
+                    let (keys, kernel) = flow_keys(&open);
+                    for key in keys {
+                        if shim.note_carried(&key, kernel) {
+                            let s = &self.shared.stats;
+                            s.counts_refreshed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    continue;
+                }
             };
-            for key in [out_key, in_key] {
+            let (keys, kernel) = flow_keys(&end);
+            for key in keys {
                 if let Some(e) = shim.end_offloaded(&key, kernel) {
                     n += 1;
                     let s = &self.shared.stats;
@@ -254,6 +365,45 @@ impl WorkerOffload {
         }
         n
     }
+}
+
+/// How long after a batch's end its verdicts are surely out (the worker loop sends them before
+/// it next waits): the second clear of a withdrawal ([`WorkerOffload::withdraw`]).
+const AGAIN_AFTER: Duration = Duration::from_millis(2);
+
+/// The connection of a withdrawn flow: its original tuple (from the flow's initiator).
+fn original(w: &Withdrawal) -> CtTuple {
+    let k = &w.key;
+    let (local, remote) = (
+        (k.local_addr(), k.local_port()),
+        (k.remote_addr(), k.remote_port()),
+    );
+    let (src, dst) = match w.initiator {
+        Direction::Outbound => (local, remote),
+        Direction::Inbound => (remote, local),
+    };
+    CtTuple {
+        protocol: k.protocol(),
+        src: src.0,
+        dst: dst.0,
+        sport: src.1,
+        dport: dst.1,
+    }
+}
+
+/// The shim flow keys of a connection (the local side's, outbound-initiated, then the receiving
+/// side's, inbound-initiated) and its counters per side of those flows.
+fn flow_keys(c: &ConnEnd) -> ([FlowKey; 2], CarriedCounts) {
+    let t = c.tuple;
+    let keys = [
+        FlowKey::new(t.protocol, t.src, t.sport, t.dst, t.dport),
+        FlowKey::new(t.protocol, t.dst, t.dport, t.src, t.sport),
+    ];
+    let kernel = CarriedCounts {
+        packets: [c.original.packets, c.reply.packets],
+        bytes: [c.original.bytes, c.reply.bytes],
+    };
+    (keys, kernel)
 }
 
 /// The daemon's side: rules, epochs, revocation, the conntrack event thread. Shared with the
@@ -492,9 +642,12 @@ impl Control {
             // Expired offloaded connections are reaped now, their destroy events sent (the
             // kernel's garbage collector may wait up to a minute).
             let m = self.shared.marks;
+            // Their counters refresh the open offloaded flows' counts (bounded: one dump of the
+            // current epoch's connections, filtered by the kernel).
             let current = m.epoch_bits(self.epochs.current());
-            if let Err(e) = self.conntrack.scan(current, m.epoch_mask()) {
-                tracing::debug!(error = %e, "conntrack scan failed");
+            match self.conntrack.dump(current, m.epoch_mask()) {
+                Ok(open) => self.shared.broadcast(open.into_iter().map(CtReport::Open)),
+                Err(e) => tracing::debug!(error = %e, "conntrack scan failed"),
             }
         }
     }
@@ -560,14 +713,7 @@ fn spawn_events(
                 if batch.is_empty() {
                     continue;
                 }
-                if let Ok(ends) = shared.ends.lock() {
-                    for end in &batch {
-                        for (tx, pending) in ends.iter() {
-                            pending.fetch_add(1, Ordering::AcqRel);
-                            let _ = tx.send(*end);
-                        }
-                    }
-                }
+                shared.broadcast(batch.iter().copied().map(CtReport::Ended));
             }
         })
         .context("starting the conntrack event thread")?;

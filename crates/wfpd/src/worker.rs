@@ -305,6 +305,9 @@ impl ShimHandler {
         self.last_async = now;
         self.host.clock.set(now);
         self.asyncs.run(now, &mut self.shim, &self.host);
+        if let Some(o) = &mut self.offload {
+            o.withdraw(&mut self.shim, now);
+        }
         self.drain_events();
         self.publish_flows(now);
     }
@@ -314,6 +317,9 @@ impl PacketHandler for ShimHandler {
     fn begin_batch(&mut self, now: Duration) {
         // The built-in callouts that time flows read this clock (wfp-callouts reads none).
         self.host.clock.set(now);
+        if let Some(o) = &mut self.offload {
+            o.withdraw_again(now, true);
+        }
     }
 
     fn handle(&mut self, now: Duration, packet: &QueuedPacket) -> Decision {
@@ -348,16 +354,19 @@ impl PacketHandler for ShimHandler {
         }
         let shim = self.shim.poll_timeout().map(Timestamp::as_duration);
         let asyncs = self.asyncs.poll_timeout(self.last_async);
+        let again = self.offload.as_ref().and_then(|o| o.again_due());
         shim.into_iter()
             .chain(asyncs)
             .chain(self.publish_due())
+            .chain(again)
             .min()
     }
 
     fn handle_timeout(&mut self, now: Duration) {
         self.host.clock.set(now);
-        if let Some(o) = &self.offload {
+        if let Some(o) = &mut self.offload {
             o.end_flows(&mut self.shim);
+            o.withdraw_again(now, false);
         }
         // Held packets first, with the `pended` posture; the shim drops the same operations.
         self.asyncs.expire(now);

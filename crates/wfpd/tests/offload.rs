@@ -105,6 +105,11 @@ fn sysctl(name: &str, value: &str) {
 
 /// The daemon with `policy`, IPv4+IPv6 loopback hooks and offload on (mask 0x00ff0000).
 fn daemon(dir: &TempDir, policy: &str) -> Daemon {
+    daemon_with(dir, policy, "")
+}
+
+/// [`daemon`], with `extra` appended to its configuration.
+fn daemon_with(dir: &TempDir, policy: &str, extra: &str) -> Daemon {
     let policy = dir.write("policy.toml", policy);
     let config = format!(
         r#"
@@ -120,6 +125,7 @@ resolve = false
 
 [offload]
 enabled = true
+{extra}
 "#,
         policy.display()
     );
@@ -783,4 +789,126 @@ fn api_commit_body() {
         sink.join();
         d.shutdown().expect("shutdown");
     }
+}
+
+/// The client's flow (the outbound-initiated one, from `local` to the sink) in `/v1/flows`.
+fn client_flow(
+    api: &mut wfp_api::Client,
+    local: SocketAddr,
+    sink: SocketAddr,
+) -> Option<wfp_api::FlowDto> {
+    let flows: Vec<wfp_api::FlowDto> = api.flows().ok()?;
+    flows.into_iter().find(|f| {
+        f.direction == "outbound"
+            && f.local_port == local.port()
+            && f.remote_port == sink.port()
+            && f.remote_addr == sink.ip()
+    })
+}
+
+/// Issue 16: while an offloaded connection is still open, `/v1/flows` lists the bytes the
+/// kernel carried for it (conntrack accounting, refreshed by the daemon's tick), not only the
+/// few packets the shim classified.
+#[test]
+fn an_open_offloaded_flow_lists_the_kernel_bytes_before_it_closes() {
+    in_netns("offloaded_counts_open", |_| {
+        for ip in LOCALHOSTS {
+            let dir = TempDir::new();
+            let socket = dir.0.join("api.sock");
+            let extra = format!("\n[api]\nsocket = {:?}\n", socket.display().to_string());
+            let mut d = daemon_with(&dir, PERMIT_ALL, &extra);
+            let sink = Sink::start(ip, false);
+            let mut c = client(sink.addr);
+            let local = c.local_addr().expect("local");
+            const TOTAL: usize = 24 * MB;
+            assert_eq!(send(&mut c, TOTAL), TOTAL, "{ip}: transfer");
+            let queued = d.packets_decided();
+            assert!(queued < 200, "{ip}: {queued} packets queued: not offloaded");
+            let mut api = wfp_api::Client::connect(&socket).expect("api client");
+            let mut last = None;
+            let listed = wait(&mut d, |_| {
+                last = client_flow(&mut api, local, sink.addr);
+                last.as_ref().is_some_and(|f| f.bytes_out >= TOTAL as u64)
+            });
+            assert!(listed, "{ip}: the open flow lists {last:?}");
+            let f = last.expect("flow");
+            assert_eq!(f.state, "established", "{ip}: still open");
+            assert!(f.packets_out > queued, "{ip}: {f:?}");
+            // Payload plus headers: not more than a few percent above what was sent.
+            assert!(
+                f.bytes_out < TOTAL as u64 + TOTAL as u64 / 20,
+                "{ip}: {f:?}"
+            );
+            let refreshed = d.offload().expect("offload").stats();
+            assert!(refreshed.counts_refreshed.load(Ordering::Relaxed) > 0);
+            drop((c, api));
+            sink.join();
+            d.shutdown().expect("shutdown");
+        }
+    });
+}
+
+/// Issue 16: `FwpsFlowAbort0` from outside classifyFn (here the management side calls
+/// `Engine::flow_abort` on the client's flow while its transfer is offloaded) takes effect on
+/// the connection's next packet, not at the next revocation: the worker clears that one
+/// connection's offload bits through conntrack, the next segment is queued and blocked.
+#[test]
+fn an_abort_from_outside_classify_stops_an_offloaded_transfer() {
+    in_netns("offloaded_abort", |_| {
+        for ip in LOCALHOSTS {
+            let dir = TempDir::new();
+            let socket = dir.0.join("api.sock");
+            let extra = format!("\n[api]\nsocket = {:?}\n", socket.display().to_string());
+            let mut d = daemon_with(&dir, PERMIT_ALL, &extra);
+            let sink = Sink::start(ip, false);
+            let mut c = client(sink.addr);
+            let local = c.local_addr().expect("local");
+            assert_eq!(send(&mut c, 2 * MB), 2 * MB, "{ip}: warm-up");
+            let queued = d.packets_decided();
+            assert_eq!(send(&mut c, 24 * MB), 24 * MB, "{ip}: bulk");
+            assert!(d.packets_decided() - queued < 40, "{ip}: not offloaded");
+            let mut api = wfp_api::Client::connect(&socket).expect("api client");
+            let mut flow = None;
+            assert!(
+                wait(&mut d, |_| {
+                    flow = client_flow(&mut api, local, sink.addr);
+                    flow.is_some()
+                }),
+                "{ip}: the client's flow is not listed"
+            );
+            let flow = flow.expect("flow").flow;
+            let shared = Arc::clone(d.offload().expect("offload").shared());
+            let stats = &shared.stats;
+            let revocations = stats.revocations.load(Ordering::Relaxed);
+            d.engine().flow_abort(flow);
+            // The worker applies the abort at its next asynchronous step (a timer or a batch).
+            assert!(
+                wait(&mut d, |_| stats.withdrawn.load(Ordering::Relaxed) >= 1),
+                "{ip}: the offload was not withdrawn"
+            );
+            assert_eq!(stats.withdraw_failed.load(Ordering::Relaxed), 0, "{ip}");
+            let before = sink.received();
+            let after_abort = send(&mut c, 24 * MB);
+            assert!(
+                after_abort < 24 * MB,
+                "{ip}: the transfer went on after the abort"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+            let settled = sink.received();
+            assert!(
+                settled - before < 8 * MB as u64,
+                "{ip}: {} bytes arrived after the abort",
+                settled - before
+            );
+            assert_eq!(
+                stats.revocations.load(Ordering::Relaxed),
+                revocations,
+                "{ip}: no revocation was needed"
+            );
+            assert!(d.stats().queues.iter().map(|q| q.blocked).sum::<u64>() > 0);
+            drop((c, api));
+            sink.join();
+            d.shutdown().expect("shutdown");
+        }
+    });
 }

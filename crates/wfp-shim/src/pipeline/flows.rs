@@ -302,6 +302,10 @@ pub struct FlowRow<'a> {
     pub established: bool,
     /// ALE_APP_ID of the socket owner, when known.
     pub app_id: Option<&'a [u8]>,
+    /// What the kernel carried for the flow without the shim while a direction of it was
+    /// offloaded (as of the latest [`Shim::note_carried`]; per side, like
+    /// [`crate::flow::Flow::bytes`]): the flow's totals are its counts plus these.
+    pub carried: Option<super::CarriedCounts>,
 }
 
 impl Shim {
@@ -315,6 +319,7 @@ impl Shim {
                 auth_layer: extra.and_then(|e| e.auth_layer),
                 established: extra.is_some_and(|e| e.established),
                 app_id: extra.and_then(|e| e.owner.app_id.as_deref()),
+                carried: self.offload.carried(flow.id()),
             }
         })
     }

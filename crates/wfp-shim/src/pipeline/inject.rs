@@ -268,6 +268,15 @@ impl Shim {
                 ..
             } => self.stream_out_of_band(*flow, *flags, *callout, &req.data, req.handle),
         };
+        // An injection into an offloaded flow (from outside classifyFn, §10.4): its later packets
+        // come back to the shim (a stream injection shifts sequence numbers, for one).
+        let touched = match &req.kind {
+            InjectionKind::Stream { flow, .. } => FlowId::from_handle(*flow),
+            _ => ran.as_ref().and_then(|(_, v)| v.flow),
+        };
+        if let Some(id) = touched {
+            self.withdraw_offload(id);
+        }
         let callout = match req.kind {
             InjectionKind::Stream { callout, .. } => Some(callout),
             _ => None,

@@ -97,7 +97,7 @@ use packet::{Packet, Seen, Way};
 
 pub use flows::FlowRow;
 pub use inject::{InjectKind, OutputOrigin, SeqTranslation, ShimOutput};
-pub use offload::{CarriedCounts, KeepReason, Offload, OffloadedEnd};
+pub use offload::{CarriedCounts, KeepReason, Offload, OffloadedEnd, Withdrawal};
 pub use verdict::{
     EditedPacket, FragmentDrop, LayerVisit, Malformed, PacketVerdict, Reason, Verdict,
 };

@@ -177,16 +177,42 @@ pub struct OffloadedEnd {
     pub contexts: usize,
 }
 
+/// An offloaded flow that an asynchronous action touched (`FwpsFlowAbort0`, a stream
+/// continuation or injection from outside classifyFn, any injection into the flow): the data
+/// path must withdraw its kernel offload now, so its next packet comes back to the shim
+/// ([`Shim::take_withdrawals`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Withdrawal {
+    /// The flow.
+    pub flow: FlowId,
+    /// Its key.
+    pub key: FlowKey,
+    /// Who sent its first packet: the connection's original direction is from the local side
+    /// when [`Direction::Outbound`].
+    pub initiator: Direction,
+}
+
 /// The flows with an offloaded direction (per [`Side`]), beside the flow table.
 #[derive(Debug, Default)]
 pub(super) struct OffloadTable {
     sides: HashMap<FlowId, [bool; 2]>,
+    /// What the kernel carried for offloaded flows without the shim, as of the latest
+    /// [`Shim::note_carried`].
+    kernel: HashMap<FlowId, CarriedCounts>,
+    /// Offloads to withdraw ([`Shim::take_withdrawals`]).
+    withdrawn: Vec<Withdrawal>,
 }
 
 impl OffloadTable {
     /// Forgets an ended flow.
     pub(super) fn forget(&mut self, flow: FlowId) {
         self.sides.remove(&flow);
+        self.kernel.remove(&flow);
+    }
+
+    /// What the kernel carried for `flow` without the shim, as of the latest refresh.
+    pub(super) fn carried(&self, flow: FlowId) -> Option<CarriedCounts> {
+        self.kernel.get(&flow).copied()
     }
 }
 
@@ -423,6 +449,56 @@ impl Shim {
             ],
             contexts,
         })
+    }
+
+    /// An asynchronous action touched flow `id` (issue 16): when a direction of it is offloaded,
+    /// its offload is to be withdrawn ([`Shim::take_withdrawals`]), so the effect of the action
+    /// (a block after `FwpsFlowAbort0`, a stream edit, a later pend) reaches its next packet
+    /// rather than the next revocation. The offloaded sides stay noted: that packet resumes the
+    /// flow ([`Shim::resume_offloaded`]: carried bytes are missed bytes).
+    pub(super) fn withdraw_offload(&mut self, id: FlowId) {
+        if !self.is_offloaded(id) || self.offload.withdrawn.iter().any(|w| w.flow == id) {
+            return;
+        }
+        let Some(e) = self.extra.get(&id) else {
+            return;
+        };
+        self.offload.withdrawn.push(Withdrawal {
+            flow: id,
+            key: e.key,
+            initiator: e.initiator,
+        });
+    }
+
+    /// The offloads to withdraw now (see [`Withdrawal`]); call after [`Shim::handle_async`].
+    pub fn take_withdrawals(&mut self) -> Vec<Withdrawal> {
+        std::mem::take(&mut self.offload.withdrawn)
+    }
+
+    /// The kernel's counts for the connection of the flow with key `key` while it is open
+    /// (conntrack accounting: everything the connection carried, queued or not; refreshed by
+    /// the data path). What exceeds the shim's own counts now is what the kernel carried
+    /// without it: listed with the flow ([`super::FlowRow::carried`]) and added to its counts,
+    /// which stay right after the offload is revoked and the shim counts again. False when no
+    /// such flow has an offloaded direction.
+    pub fn note_carried(&mut self, key: &FlowKey, kernel: CarriedCounts) -> bool {
+        let Some(flow) = self.flows.lookup(key).and_then(|h| self.flows.flow(h)) else {
+            return false;
+        };
+        let id = flow.id();
+        let sides = [Side::Initiator, Side::Responder];
+        let beyond = |kernel: [u64; 2], seen: &dyn Fn(Side) -> u64| {
+            sides.map(|s| kernel[s.index()].saturating_sub(seen(s)))
+        };
+        let carried = CarriedCounts {
+            packets: beyond(kernel.packets, &|s| flow.packets(s)),
+            bytes: beyond(kernel.bytes, &|s| flow.bytes(s)),
+        };
+        if !self.is_offloaded(id) {
+            return false;
+        }
+        self.offload.kernel.insert(id, carried);
+        true
     }
 
     /// Whether flow `id` has an offloaded direction.

@@ -377,6 +377,8 @@ impl Shim {
                 continue;
             };
             self.stats.flows_aborted += 1;
+            // Its later packets are blocked: an offloaded direction must come back to see it.
+            self.withdraw_offload(id);
             self.drop_pending(id);
             if let Some(e) = self.extra.get(&id) {
                 let layer = e

@@ -265,6 +265,7 @@ impl Shim {
             any = true;
             if let StreamEvent::Continued { flow, callout, .. } = e {
                 if let Some(id) = FlowId::from_handle(flow) {
+                    self.withdraw_offload(id);
                     self.stream_continue(id, callout);
                 }
             }

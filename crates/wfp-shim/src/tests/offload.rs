@@ -321,3 +321,100 @@ fn flow_delete_runs_once_at_the_end_of_an_offloaded_flow_with_the_kernel_counts(
     assert!(h.shim.end_offloaded(&key, kernel).is_none(), "ended once");
     assert_eq!(ctx.deletes.load(Ordering::SeqCst), 1);
 }
+
+/// Issue 16: `FwpsFlowAbort0` from outside classifyFn on a flow whose directions are offloaded:
+/// the data path is told to withdraw the offload of that one connection (its original direction
+/// from the flow's initiator), and the next packet, back in the shim, is blocked.
+#[test]
+fn an_abort_from_outside_classify_withdraws_the_offload_of_that_flow() {
+    use crate::flow::Direction;
+    use crate::pipeline::Reason;
+    use crate::ShimConfig;
+    let mut h = H::with_engine(super::asyncs::announced(), ShimConfig::default());
+    handshake(&mut h, &V4);
+    let v = send(&mut h, &V4, 1001, b"request");
+    assert_eq!(v.offload, eligible(Side::Initiator));
+    assert!(h.shim.take_withdrawals().is_empty(), "nothing touched yet");
+    let flow = v.flow.expect("flow");
+    h.shim.handle_async(h.now);
+    assert!(
+        h.shim.take_withdrawals().is_empty(),
+        "no action, nothing withdrawn"
+    );
+    assert!(h.engine.flow_abort(flow.get()) <= 1);
+    h.shim.handle_async(h.now);
+    let w = h.shim.take_withdrawals();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].flow, flow);
+    assert_eq!(w[0].initiator, Direction::Outbound);
+    assert_eq!(
+        w[0].key,
+        FlowKey::new(6, V4.src, TCP.sport, V4.dst, TCP.dport)
+    );
+    assert!(h.shim.take_withdrawals().is_empty(), "taken once");
+    let next = send(&mut h, &V4, 1008, b"more");
+    assert_eq!(
+        (next.verdict, next.reason),
+        (Verdict::Block, Reason::FlowAborted)
+    );
+}
+
+/// Issue 16: an abort of a flow with no offloaded direction withdraws nothing, and no kernel
+/// counts are noted for it.
+#[test]
+fn an_abort_of_a_queued_flow_withdraws_nothing() {
+    use crate::ShimConfig;
+    // Tracing keeps every flow queued (`keep:tracing`).
+    let config = ShimConfig {
+        trace: true,
+        ..ShimConfig::default()
+    };
+    let mut h = H::with_engine(super::asyncs::announced(), config);
+    handshake(&mut h, &V4);
+    assert_eq!(
+        send(&mut h, &V4, 1001, b"x").offload,
+        Offload::Keep(KeepReason::Tracing)
+    );
+    let key = FlowKey::new(6, V4.src, TCP.sport, V4.dst, TCP.dport);
+    let kernel = CarriedCounts::default();
+    assert!(!h.shim.note_carried(&key, kernel), "not offloaded");
+    let flow = h
+        .shim
+        .flow_rows()
+        .next()
+        .map(|r| r.flow.id())
+        .expect("flow");
+    assert!(!h.shim.is_offloaded(flow));
+    h.engine.flow_abort(flow.get());
+    h.shim.handle_async(h.now);
+    assert!(h.shim.take_withdrawals().is_empty());
+}
+
+/// Issue 16: the kernel's counts for an open offloaded flow are listed with it, and only for
+/// flows with an offloaded direction.
+#[test]
+fn kernel_counts_of_an_open_offloaded_flow_are_listed_with_it() {
+    let mut h = H::new();
+    handshake(&mut h, &V4);
+    let key = FlowKey::new(6, V4.src, TCP.sport, V4.dst, TCP.dport);
+    let kernel = CarriedCounts {
+        packets: [40, 20],
+        bytes: [50_000, 1_040],
+    };
+    assert!(h.shim.flow_rows().all(|r| r.carried.is_none()));
+    assert!(send(&mut h, &V4, 1001, b"x").offload.is_eligible());
+    assert!(h.shim.note_carried(&key, kernel));
+    let other = FlowKey::new(6, V4.src, 1, V4.dst, TCP.dport);
+    assert!(!h.shim.note_carried(&other, kernel), "no such flow");
+    let rows: Vec<_> = h.shim.flow_rows().collect();
+    assert_eq!(rows.len(), 1);
+    let (f, carried) = (rows[0].flow, rows[0].carried.expect("carried"));
+    // The shim classified 3 packets from the initiator (SYN, ACK, data), 1 from the responder:
+    // the rest the kernel carried; the flow's counts plus those are the kernel's.
+    assert_eq!(carried.packets, [37, 19]);
+    for side in [Side::Initiator, Side::Responder] {
+        let i = side.index();
+        assert_eq!(f.packets(side) + carried.packets[i], kernel.packets[i]);
+        assert_eq!(f.bytes(side) + carried.bytes[i], kernel.bytes[i]);
+    }
+}

@@ -65,6 +65,7 @@ pub fn flow_dto(queue: u16, now: Timestamp, row: &FlowRow<'_>) -> FlowDto {
         Direction::Inbound => (Side::Responder, Side::Initiator),
     };
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let carried = row.carried.unwrap_or_default();
     FlowDto {
         flow: f.id().get(),
         queue,
@@ -81,10 +82,11 @@ pub fn flow_dto(queue: u16, now: Timestamp, row: &FlowRow<'_>) -> FlowDto {
         state: state_name(f.state()),
         layer_ids: row.auth_layer.map(|l| l.0).into_iter().collect(),
         app_id: row.app_id.map(|a| String::from_utf8_lossy(a).into_owned()),
-        bytes_out: f.bytes(out),
-        bytes_in: f.bytes(inb),
-        packets_out: f.packets(out),
-        packets_in: f.packets(inb),
+        // Plus what the kernel carried without the shim while the flow was offloaded.
+        bytes_out: f.bytes(out) + carried.bytes[out.index()],
+        bytes_in: f.bytes(inb) + carried.bytes[inb.index()],
+        packets_out: f.packets(out) + carried.packets[out.index()],
+        packets_in: f.packets(inb) + carried.packets[inb.index()],
         age_ms: ms(now.saturating_duration_since(f.first_seen())),
         idle_ms: ms(now.saturating_duration_since(f.last_seen())),
     }
