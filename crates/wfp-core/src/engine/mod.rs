@@ -11,6 +11,7 @@
 //! A writer never blocks classify: classify loads the current snapshot with one atomic operation and
 //! keeps it for the whole call, so it sees either all of a transaction or none of it.
 
+mod enum_match;
 mod enumerate;
 mod flows;
 mod live;
@@ -28,9 +29,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
+pub use enum_match::FilterEnumType;
 pub use enumerate::{
     FilterEnumTemplate, ObjectEnumTemplate, ACTION_MASK_ANY,
-    FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH, FILTER_ENUM_FLAG_SORTED,
+    FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH, FILTER_ENUM_FLAG_BOOTTIME_ONLY,
+    FILTER_ENUM_FLAG_INCLUDE_BOOTTIME, FILTER_ENUM_FLAG_INCLUDE_DISABLED, FILTER_ENUM_FLAG_SORTED,
 };
 pub use live::{FlowEvent, FlowStatus, FlowTracking, Reauthorization};
 pub use mgmt::{CalloutObject, ProviderObject, SublayerObject, Transaction};
