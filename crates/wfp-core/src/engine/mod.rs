@@ -38,8 +38,8 @@ pub use enumerate::{
 pub use live::{FlowEvent, FlowStatus, FlowTracking, Reauthorization};
 pub use mgmt::{CalloutObject, ProviderObject, SublayerObject, Transaction};
 pub use netevents::{
-    header_flag, DecisionSummary, NetEvent, NetEventDetail, NetEventEnumTemplate, NetEventHeader,
-    NetEventKind, Posture,
+    header_flag, ContractViolation, DecisionSummary, NetEvent, NetEventDetail,
+    NetEventEnumTemplate, NetEventHeader, NetEventKind, Posture,
 };
 pub use observer::{CommitObserver, CommitPhase};
 pub use session::{
@@ -96,6 +96,8 @@ pub struct EngineStats {
     pub callout_panics: AtomicU64,
     /// notifyFn / flowDeleteFn panics contained.
     pub callback_panics: AtomicU64,
+    /// Callout contract violations (§2.6), each also a CALLOUT_CONTRACT net event.
+    pub contract_violations: AtomicU64,
     /// Net events lost: pushed out of the full ring (or refused by a zero-capacity one) before
     /// [`Engine::drain_net_events`] returned them.
     pub net_events_dropped: AtomicU64,

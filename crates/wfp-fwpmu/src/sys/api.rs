@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use wfp_api::{FilterEnumRequest, SessionRequest};
 
 use super::convert::{
-    callout_c, callout_dto, filter_c, filter_dto, key, key_ptr, provider_c, provider_dto,
-    sublayer_c, sublayer_dto, wide,
+    callout_c, callout_dto, conditions_dto, filter_c, filter_dto, key, key_ptr, provider_c,
+    provider_dto, sublayer_c, sublayer_dto, wide,
 };
 use super::{
     boundary, free_block, into_block, Arena, CGuid, Callout0, CalloutEnumTemplate0, ClassifyDrop0,
@@ -30,7 +30,10 @@ const FWPM_SESSION_FLAG_DYNAMIC: u32 = 0x1;
 const FWPM_TXN_READ_ONLY: u32 = 0x1;
 const FWP_FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH: u32 = 0x1;
 const FWP_FILTER_ENUM_FLAG_SORTED: u32 = 0x2;
-/// E_NOTIMPL: a template condition this library does not carry.
+const FWP_FILTER_ENUM_FLAG_BOOTTIME_ONLY: u32 = 0x4;
+const FWP_FILTER_ENUM_FLAG_INCLUDE_BOOTTIME: u32 = 0x8;
+const FWP_FILTER_ENUM_FLAG_INCLUDE_DISABLED: u32 = 0x10;
+/// E_NOTIMPL: a template part this library does not carry (a provider-context template).
 const NOT_IMPLEMENTED: u32 = 0x8000_4001;
 
 /// An engine handle.
@@ -367,9 +370,14 @@ unsafe fn new_enum(out: *mut *mut c_void, listing: Result<Listing, u32>) -> u32 
 /// # Safety
 /// `t` is a valid `FWPM_FILTER_ENUM_TEMPLATE0`.
 unsafe fn filter_template(t: &FilterEnumTemplate0) -> Result<FilterEnumRequest, u32> {
-    if t.num_conditions != 0 {
+    if !t.provider_context_template.is_null() {
         return Err(NOT_IMPLEMENTED);
     }
+    let enum_type = match t.enum_type {
+        0 => wfp_api::FilterEnumTypeDto::FullyContained,
+        1 => wfp_api::FilterEnumTypeDto::Overlapping,
+        _ => return Err(INVALID_ENUMERATOR),
+    };
     let layer = wfp_core::catalogue::layer_by_key(&t.layer_key.into()).map(|l| l.name.to_string());
     Ok(FilterEnumRequest {
         // SAFETY: per the contract.
@@ -380,6 +388,12 @@ unsafe fn filter_template(t: &FilterEnumTemplate0) -> Result<FilterEnumRequest, 
         callout: unsafe { key_ptr(t.callout_key) },
         best_terminating_match: t.flags & FWP_FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH != 0,
         sorted: t.flags & FWP_FILTER_ENUM_FLAG_SORTED != 0,
+        boottime_only: t.flags & FWP_FILTER_ENUM_FLAG_BOOTTIME_ONLY != 0,
+        include_boottime: t.flags & FWP_FILTER_ENUM_FLAG_INCLUDE_BOOTTIME != 0,
+        include_disabled: t.flags & FWP_FILTER_ENUM_FLAG_INCLUDE_DISABLED != 0,
+        // SAFETY: per the contract the array holds `num_conditions` entries.
+        conditions: unsafe { conditions_dto(t.num_conditions, t.conditions) }?,
+        enum_type,
         ..FilterEnumRequest::default()
     })
 }

@@ -171,6 +171,57 @@ static int count_our_filters(HANDLE h, UINT64 filter_id) {
     return ours;
 }
 
+/* How many times our filter (port 23 to 10.0.0.0/8) is enumerated by a template with conditions
+ * (section 11.4 FWP_FILTER_ENUM_TYPE). */
+static int count_by_template(HANDLE h, FWP_FILTER_ENUM_TYPE type, UINT16 port, UINT32 *addr) {
+    FWPM_FILTER_CONDITION0 c[2];
+    memset(c, 0, sizeof(c));
+    c[0].fieldKey = FWPM_CONDITION_IP_REMOTE_PORT;
+    c[0].matchType = FWP_MATCH_EQUAL;
+    c[0].conditionValue.type = FWP_UINT16;
+    c[0].conditionValue.uint16 = port;
+    c[1].fieldKey = FWPM_CONDITION_IP_REMOTE_ADDRESS;
+    c[1].matchType = FWP_MATCH_EQUAL;
+    c[1].conditionValue.type = FWP_UINT32;
+    c[1].conditionValue.uint32 = addr ? *addr : 0;
+    FWPM_FILTER_ENUM_TEMPLATE0 t = {0};
+    t.layerKey = FWPM_LAYER_ALE_AUTH_CONNECT_V4;
+    t.actionMask = 0xFFFFFFFF;
+    t.enumType = type;
+    t.numFilterConditions = addr ? 2 : 1;
+    t.filterCondition = c;
+    HANDLE e = NULL;
+    OK(FwpmFilterCreateEnumHandle0(h, &t, &e));
+    FWPM_FILTER0 **entries = NULL;
+    UINT32 n = 0;
+    OK(FwpmFilterEnum0(h, e, 100, &entries, &n));
+    int ours = 0;
+    for (UINT32 i = 0; i < n; i++) {
+        if (IsEqualGUID(&entries[i]->filterKey, &FILTER)) ours++;
+    }
+    FwpmFreeMemory0((void **)&entries);
+    OK(FwpmFilterDestroyEnumHandle0(h, e));
+    return ours;
+}
+
+static void check_templates(HANDLE h) {
+    UINT32 inside = 0x0A010203; /* 10.1.2.3 */
+    UINT32 outside = 0xC0A80001; /* 192.168.0.1 */
+    CHECK(count_by_template(h, FWP_FILTER_ENUM_FULLY_CONTAINED, 23, &inside) == 1, "contained");
+    CHECK(count_by_template(h, FWP_FILTER_ENUM_FULLY_CONTAINED, 23, &outside) == 0, "outside");
+    /* Only the port: the filter also restricts the address, so it overlaps but does not contain. */
+    CHECK(count_by_template(h, FWP_FILTER_ENUM_FULLY_CONTAINED, 23, NULL) == 0, "port only, contained");
+    CHECK(count_by_template(h, FWP_FILTER_ENUM_OVERLAPPING, 23, NULL) == 1, "port only, overlapping");
+    CHECK(count_by_template(h, FWP_FILTER_ENUM_OVERLAPPING, 80, NULL) == 0, "other port");
+    FWPM_FILTER_ENUM_TEMPLATE0 bad = {0};
+    bad.layerKey = FWPM_LAYER_ALE_AUTH_CONNECT_V4;
+    bad.enumType = FWP_FILTER_ENUM_TYPE_MAX;
+    bad.actionMask = 0xFFFFFFFF;
+    HANDLE e = NULL;
+    DWORD r = FwpmFilterCreateEnumHandle0(h, &bad, &e);
+    CHECK(r == FWP_E_INVALID_ENUMERATOR, "enumType MAX = 0x%08x", (unsigned)r);
+}
+
 static void check_other_listings(HANDLE h, UINT32 callout_id) {
     HANDLE e = NULL;
     UINT32 n = 0;
@@ -249,6 +300,7 @@ int main(void) {
     printf("FILTER %llu\n", (unsigned long long)filter_id);
     fflush(stdout);
     CHECK(count_our_filters(h, filter_id) == 1, "our filter is not enumerated once");
+    check_templates(h);
     check_other_listings(h, callout_id);
     wait_for_event(h, filter_id);
 

@@ -20,4 +20,5 @@ mod s14_7_stream_waterfall;
 mod s14_8_pend;
 mod s14_9_mgmt;
 mod s14_9_net_events;
+mod s2_6_contract_events;
 mod teardown;
