@@ -17,7 +17,8 @@
  *   traffic the conditions describe) or OVERLAPPING (some of it); docs/api.md gives the exact
  *   rule. A providerContextTemplate answers E_NOTIMPL. Sublayer
  *   templates filter by providerKey, callout templates by providerKey and layerKey (GUID_NULL:
- *   any); provider templates are not read (every provider is enumerated).
+ *   any); FWPM_PROVIDER_ENUM_TEMPLATE0 has only a `reserved` member on Windows as well, so it is
+ *   not read (every provider is enumerated).
  * - Net events: the callback receives FWPM_NET_EVENT0 (header + classifyDrop record) on a
  *   library thread, for CLASSIFY_DROP and CLASSIFY_ALLOW events; the subscription template is not
  *   read. No callback runs after FwpmNetEventUnsubscribe0 returns. */

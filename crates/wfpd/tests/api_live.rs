@@ -320,6 +320,7 @@ impl Rig {
             now: Arc::new(move || clock.now()),
             flows: None,
             absent_accepted: 0,
+            uninspected: None,
         }
     }
 }
