@@ -20,8 +20,11 @@
  *   any); FWPM_PROVIDER_ENUM_TEMPLATE0 has only a `reserved` member on Windows as well, so it is
  *   not read (every provider is enumerated).
  * - Net events: the callback receives FWPM_NET_EVENT0 (header + classifyDrop record) on a
- *   library thread, for CLASSIFY_DROP and CLASSIFY_ALLOW events; the subscription template is not
- *   read. No callback runs after FwpmNetEventUnsubscribe0 returns. */
+ *   library thread, for CLASSIFY_DROP and CLASSIFY_ALLOW events. The subscription's enumTemplate
+ *   selects them: startTime / endTime (0: unbounded) and EQUAL conditions on IP_PROTOCOL,
+ *   IP_LOCAL_ADDRESS, IP_REMOTE_ADDRESS, IP_LOCAL_PORT, IP_REMOTE_PORT (several on one field are
+ *   OR-ed); other conditions answer E_NOTIMPL. No callback runs after FwpmNetEventUnsubscribe0
+ *   returns. */
 #ifndef WFP_DDK_FWPMU_H
 #define WFP_DDK_FWPMU_H
 #include "fwpmtypes.h"
@@ -117,7 +120,12 @@ typedef struct FWPM_NET_EVENT0_ {
         FWPM_NET_EVENT_CLASSIFY_DROP0 *classifyDrop;
     };
 } FWPM_NET_EVENT0;
-typedef struct FWPM_NET_EVENT_ENUM_TEMPLATE0_ FWPM_NET_EVENT_ENUM_TEMPLATE0;
+typedef struct FWPM_NET_EVENT_ENUM_TEMPLATE0_ {
+    FILETIME startTime;
+    FILETIME endTime;
+    UINT32 numFilterConditions;
+    FWPM_FILTER_CONDITION0 *filterCondition;
+} FWPM_NET_EVENT_ENUM_TEMPLATE0;
 typedef struct FWPM_NET_EVENT_SUBSCRIPTION0_ {
     FWPM_NET_EVENT_ENUM_TEMPLATE0 *enumTemplate;
     UINT32 flags;

@@ -18,10 +18,10 @@ use super::convert::{
 use super::{
     boundary, free_block, into_block, Arena, CGuid, Callout0, CalloutEnumTemplate0, ClassifyDrop0,
     EventAddr, Filter0, FilterEnumTemplate0, NetEvent0, NetEventCallback, NetEventHeader0,
-    Provider0, Session0, Sublayer0, SublayerEnumTemplate0,
+    NetEventSubscription0, Provider0, Session0, Sublayer0, SublayerEnumTemplate0,
 };
 use crate::status::{INVALID_ENUMERATOR, INVALID_HANDLE, NULL_POINTER, SUCCESS};
-use crate::{default_socket, Cursor, NetEvent, Session, Subscription};
+use crate::{default_socket, Cursor, EventFilter, NetEvent, Session, Subscription};
 
 const ENGINE_MAGIC: u64 = 0x5746_504D_454E_4731;
 const ENUM_MAGIC: u64 = 0x5746_504D_454E_554D;
@@ -33,8 +33,6 @@ const FWP_FILTER_ENUM_FLAG_SORTED: u32 = 0x2;
 const FWP_FILTER_ENUM_FLAG_BOOTTIME_ONLY: u32 = 0x4;
 const FWP_FILTER_ENUM_FLAG_INCLUDE_BOOTTIME: u32 = 0x8;
 const FWP_FILTER_ENUM_FLAG_INCLUDE_DISABLED: u32 = 0x10;
-/// E_NOTIMPL: a template part this library does not carry (a provider-context template).
-const NOT_IMPLEMENTED: u32 = 0x8000_4001;
 
 /// An engine handle.
 struct Engine {
@@ -371,7 +369,7 @@ unsafe fn new_enum(out: *mut *mut c_void, listing: Result<Listing, u32>) -> u32 
 /// `t` is a valid `FWPM_FILTER_ENUM_TEMPLATE0`.
 unsafe fn filter_template(t: &FilterEnumTemplate0) -> Result<FilterEnumRequest, u32> {
     if !t.provider_context_template.is_null() {
-        return Err(NOT_IMPLEMENTED);
+        return Err(crate::status::NOT_IMPLEMENTED);
     }
     let enum_type = match t.enum_type {
         0 => wfp_api::FilterEnumTypeDto::FullyContained,
@@ -805,13 +803,40 @@ fn deliver(cb: &Callback, e: &NetEvent) {
     unsafe { (cb.f)(cb.context, &event) };
 }
 
+/// FILETIME (100 ns ticks since 1601) as Unix milliseconds; 0 means "no bound".
+fn filetime_ms(low: u32, high: u32) -> Option<u64> {
+    const UNIX_EPOCH_MS: u64 = 11_644_473_600_000;
+    let ticks = (u64::from(high) << 32) | u64::from(low);
+    (ticks != 0).then(|| (ticks / 10_000).saturating_sub(UNIX_EPOCH_MS))
+}
+
+/// The events a subscription asks for: its `enumTemplate` (NULL: every event).
+///
 /// # Safety
-/// `h` as for [`engine`]; `callback` a function callable from another thread with `context`;
-/// `out` writable. The subscription template is not read (every classify event is delivered).
+/// `s` NULL or a valid `FWPM_NET_EVENT_SUBSCRIPTION0` whose template, when non-NULL, is valid.
+unsafe fn subscription_filter(s: *const NetEventSubscription0) -> Result<EventFilter, u32> {
+    // SAFETY: per the contract.
+    let Some(t) = (unsafe { s.as_ref() }).and_then(|s| unsafe { s.enum_template.as_ref() }) else {
+        return Ok(EventFilter::default());
+    };
+    // SAFETY: per the contract the array holds `num_conditions` entries.
+    let conditions = unsafe { conditions_dto(t.num_conditions, t.conditions) }?;
+    EventFilter::from_conditions(
+        filetime_ms(t.start_low, t.start_high),
+        filetime_ms(t.end_low, t.end_high),
+        &conditions,
+    )
+}
+
+/// # Safety
+/// `h` as for [`engine`]; `subscription` NULL or valid; `callback` a function callable from
+/// another thread with `context`; `out` writable. The subscription's `enumTemplate` (time
+/// window; EQUAL conditions on IP_PROTOCOL, IP_LOCAL/REMOTE_ADDRESS, IP_LOCAL/REMOTE_PORT)
+/// selects the events delivered.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn FwpmNetEventSubscribe0(
     h: *mut c_void,
-    _subscription: *const c_void,
+    subscription: *const NetEventSubscription0,
     callback: NetEventCallback,
     context: *mut c_void,
     out: *mut *mut c_void,
@@ -825,9 +850,14 @@ pub(crate) unsafe extern "C" fn FwpmNetEventSubscribe0(
         let (Some(f), false) = (callback, out.is_null()) else {
             return NULL_POINTER;
         };
+        // SAFETY: per the contract.
+        let filter = match unsafe { subscription_filter(subscription) } {
+            Ok(f) => f,
+            Err(s) => return s,
+        };
         let cb = Callback { f, context };
         let socket = e.session.socket().to_path_buf();
-        match Subscription::start(&socket, move |event| deliver(&cb, &event)) {
+        match Subscription::start_filtered(&socket, filter, move |event| deliver(&cb, &event)) {
             Ok(s) => {
                 let sub = Box::new(SubHandle {
                     magic: SUB_MAGIC,

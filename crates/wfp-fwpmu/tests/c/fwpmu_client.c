@@ -20,6 +20,7 @@ _Static_assert(sizeof(FWPM_SUBLAYER0) == 72, "FWPM_SUBLAYER0 layout");
 _Static_assert(sizeof(FWPM_CALLOUT0) == 88, "FWPM_CALLOUT0 layout");
 _Static_assert(sizeof(FWPM_SESSION0) == 72, "FWPM_SESSION0 layout");
 _Static_assert(sizeof(FWPM_NET_EVENT_HEADER0) == 88, "FWPM_NET_EVENT_HEADER0 layout");
+_Static_assert(sizeof(FWPM_NET_EVENT_ENUM_TEMPLATE0) == 32, "FWPM_NET_EVENT_ENUM_TEMPLATE0 layout");
 _Static_assert(sizeof(FWPM_NET_EVENT0) == 104, "FWPM_NET_EVENT0 layout");
 
 #define CHECK(cond, ...)                                                                          \
@@ -267,16 +268,54 @@ static void check_other_listings(HANDLE h, UINT32 callout_id) {
     CHECK(found == 1, "callout listed %d times", found);
 }
 
+/* A subscription whose enumTemplate asks for one remote port (section 11.5). */
+static DWORD subscribe_port(HANDLE h, UINT16 port, struct seen *seen, HANDLE *sub) {
+    FWPM_FILTER_CONDITION0 c;
+    memset(&c, 0, sizeof c);
+    c.fieldKey = FWPM_CONDITION_IP_REMOTE_PORT;
+    c.matchType = FWP_MATCH_EQUAL;
+    c.conditionValue.type = FWP_UINT16;
+    c.conditionValue.uint16 = port;
+    FWPM_NET_EVENT_ENUM_TEMPLATE0 t;
+    memset(&t, 0, sizeof t);
+    t.numFilterConditions = 1;
+    t.filterCondition = &c;
+    FWPM_NET_EVENT_SUBSCRIPTION0 subscription = {0};
+    subscription.enumTemplate = &t;
+    return FwpmNetEventSubscribe0(h, &subscription, on_event, seen, sub);
+}
+
 static void wait_for_event(HANDLE h, UINT64 filter_id) {
     static struct seen seen;
+    static struct seen other;
     HANDLE sub = NULL;
-    FWPM_NET_EVENT_SUBSCRIPTION0 subscription = {0};
-    OK(FwpmNetEventSubscribe0(h, &subscription, on_event, &seen, &sub));
+    HANDLE other_sub = NULL;
+    /* Our filter blocks port 23: a template for 23 sees its drop, one for 80 sees nothing. */
+    OK(subscribe_port(h, 23, &seen, &sub));
+    OK(subscribe_port(h, 80, &other, &other_sub));
+    /* A condition the library does not carry is refused. */
+    FWPM_FILTER_CONDITION0 app;
+    memset(&app, 0, sizeof app);
+    app.fieldKey = FWPM_CONDITION_ALE_APP_ID;
+    app.matchType = FWP_MATCH_EQUAL;
+    app.conditionValue.type = FWP_UINT16;
+    FWPM_NET_EVENT_ENUM_TEMPLATE0 t;
+    memset(&t, 0, sizeof t);
+    t.numFilterConditions = 1;
+    t.filterCondition = &app;
+    FWPM_NET_EVENT_SUBSCRIPTION0 bad = {0};
+    bad.enumTemplate = &t;
+    HANDLE none = NULL;
+    DWORD r = FwpmNetEventSubscribe0(h, &bad, on_event, &other, &none);
+    CHECK(r == 0x80004001, "ALE_APP_ID template = 0x%08x", (unsigned)r);
     printf("SUBSCRIBED\n");
     fflush(stdout);
     for (int i = 0; i < 1000 && atomic_load(&seen.count) == 0; i++) usleep(10 * 1000);
     OK(FwpmNetEventUnsubscribe0(h, sub));
+    OK(FwpmNetEventUnsubscribe0(h, other_sub));
     CHECK(atomic_load(&seen.count) > 0, "no net event arrived");
+    CHECK(atomic_load(&other.count) == 0, "the port-80 subscription got %d events",
+          atomic_load(&other.count));
     CHECK(seen.type == FWPM_NET_EVENT_TYPE_CLASSIFY_DROP, "event type %u", seen.type);
     CHECK(seen.filter_id == filter_id, "event filter %llu", (unsigned long long)seen.filter_id);
     printf("EVENT type=%u filter=%llu layer=%u\n", seen.type, (unsigned long long)seen.filter_id, seen.layer_id);
