@@ -468,4 +468,56 @@ mod tests {
         assert_eq!(c.take(10), &[3, 4, 5]);
         assert!(c.take(1).is_empty());
     }
+
+    /// §11.5 subscription templates: the daemon query narrows, `matches` decides exactly
+    /// (local vs remote, OR inside a field, the time window).
+    #[test]
+    fn event_filters_narrow_the_query_and_match_exactly() {
+        use wfp_api::{ConditionDto, ValueDto};
+        let cond = |field: &str, value: ValueDto| ConditionDto {
+            field: field.into(),
+            match_type: "EQUAL".into(),
+            value,
+        };
+        let f = EventFilter::from_conditions(
+            Some(1_000),
+            None,
+            &[
+                cond("IP_REMOTE_PORT", ValueDto::Uint16 { value: 23 }),
+                cond("IP_REMOTE_ADDRESS", ValueDto::Uint32 { value: 0x0A00_0001 }),
+                cond("IP_REMOTE_ADDRESS", ValueDto::Uint32 { value: 0x0A00_0002 }),
+            ],
+        )
+        .unwrap();
+        assert_eq!(f.query(), "start_ms=1000&port=23");
+        let event = NetEvent {
+            kind: "CLASSIFY_DROP".into(),
+            time_ms: Some(2_000),
+            remote_addr: Some("10.0.0.2".into()),
+            remote_port: Some(23),
+            ..NetEvent::default()
+        };
+        assert!(f.matches(&event));
+        let local = NetEvent {
+            local_port: Some(23),
+            remote_port: Some(80),
+            ..event.clone()
+        };
+        assert!(!f.matches(&local), "a local port 23 is not a remote one");
+        let early = NetEvent {
+            time_ms: Some(999),
+            ..event
+        };
+        assert!(!f.matches(&early));
+        let app = cond("ALE_APP_ID", ValueDto::Uint16 { value: 1 });
+        assert_eq!(
+            EventFilter::from_conditions(None, None, &[app]),
+            Err(status::NOT_IMPLEMENTED)
+        );
+        let bad = cond("IP_REMOTE_PORT", ValueDto::Uint8 { value: 1 });
+        assert_eq!(
+            EventFilter::from_conditions(None, None, &[bad]),
+            Err(status::TYPE_MISMATCH)
+        );
+    }
 }

@@ -30,7 +30,13 @@ use crate::index::group_intervals;
 use crate::status::FwpError;
 use crate::value::{ConditionValue, Value};
 
-/// `FWP_FILTER_ENUM_TYPE`: how template conditions are compared with a filter's.
+/// `FWP_FILTER_ENUM_TYPE`: how template conditions are compared with a filter's (§11.4).
+///
+/// A condition list stands for the traffic it matches. OVERLAPPING keeps the filters matching
+/// some of the template's traffic, FULLY_CONTAINED those matching all of it (the fwptypes.h
+/// wording; the Windows Embedded page says the opposite inclusion). Exact for interval-typed
+/// fields (integers, address masks and prefixes, MACs) and for templates of EQUAL values;
+/// otherwise containment is syntactic and overlap assumed (`docs/api.md`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum FilterEnumType {

@@ -68,7 +68,7 @@ pub struct FilterEnumTemplate {
     pub values: Vec<(ConditionId, Value)>,
     /// `enumType`: how `conditions` select filters.
     pub enum_type: FilterEnumType,
-    /// `filterCondition`: distinct conditions at `layer` (see [`super::enum_match`]).
+    /// `filterCondition`: distinct conditions at `layer`, selecting per [`FilterEnumType`].
     pub conditions: Vec<ConditionSpec>,
 }
 
