@@ -11,13 +11,20 @@
  *   ERROR_INVALID_HANDLE, FWP_E_NULL_POINTER, FWP_E_TYPE_MISMATCH, EPT_S_NOT_REGISTERED (daemon
  *   unreachable), RPC_S_CALL_FAILED, E_NOTIMPL, E_FAIL.
  * - Enumerations return blocks freed with FwpmFreeMemory0 (one call frees the whole array).
- *   FWPM_FILTER_ENUM_TEMPLATE0 supports providerKey, layerKey, actionMask, calloutKey and the
- *   BEST_TERMINATING_MATCH / SORTED flags; template conditions answer E_NOTIMPL. Sublayer
+ *   FWPM_FILTER_ENUM_TEMPLATE0 supports providerKey, layerKey, actionMask, calloutKey, the
+ *   BEST_TERMINATING_MATCH / SORTED / BOOTTIME_ONLY / INCLUDE_BOOTTIME / INCLUDE_DISABLED flags
+ *   and conditions (they need layerKey) with enumType FULLY_CONTAINED (filters matching all the
+ *   traffic the conditions describe) or OVERLAPPING (some of it); docs/api.md gives the exact
+ *   rule. A providerContextTemplate answers E_NOTIMPL. Sublayer
  *   templates filter by providerKey, callout templates by providerKey and layerKey (GUID_NULL:
- *   any); provider templates are not read (every provider is enumerated).
+ *   any); FWPM_PROVIDER_ENUM_TEMPLATE0 has only a `reserved` member on Windows as well, so it is
+ *   not read (every provider is enumerated).
  * - Net events: the callback receives FWPM_NET_EVENT0 (header + classifyDrop record) on a
- *   library thread, for CLASSIFY_DROP and CLASSIFY_ALLOW events; the subscription template is not
- *   read. No callback runs after FwpmNetEventUnsubscribe0 returns. */
+ *   library thread, for CLASSIFY_DROP and CLASSIFY_ALLOW events. The subscription's enumTemplate
+ *   selects them: startTime / endTime (0: unbounded) and EQUAL conditions on IP_PROTOCOL,
+ *   IP_LOCAL_ADDRESS, IP_REMOTE_ADDRESS, IP_LOCAL_PORT, IP_REMOTE_PORT (several on one field are
+ *   OR-ed); other conditions answer E_NOTIMPL. No callback runs after FwpmNetEventUnsubscribe0
+ *   returns. */
 #ifndef WFP_DDK_FWPMU_H
 #define WFP_DDK_FWPMU_H
 #include "fwpmtypes.h"
@@ -53,6 +60,9 @@ typedef enum FWP_FILTER_ENUM_TYPE_ {
 } FWP_FILTER_ENUM_TYPE;
 #define FWP_FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH 0x00000001
 #define FWP_FILTER_ENUM_FLAG_SORTED 0x00000002
+#define FWP_FILTER_ENUM_FLAG_BOOTTIME_ONLY 0x00000004
+#define FWP_FILTER_ENUM_FLAG_INCLUDE_BOOTTIME 0x00000008
+#define FWP_FILTER_ENUM_FLAG_INCLUDE_DISABLED 0x00000010
 typedef struct FWPM_FILTER_ENUM_TEMPLATE0_ {
     GUID *providerKey;
     GUID layerKey;
@@ -110,7 +120,12 @@ typedef struct FWPM_NET_EVENT0_ {
         FWPM_NET_EVENT_CLASSIFY_DROP0 *classifyDrop;
     };
 } FWPM_NET_EVENT0;
-typedef struct FWPM_NET_EVENT_ENUM_TEMPLATE0_ FWPM_NET_EVENT_ENUM_TEMPLATE0;
+typedef struct FWPM_NET_EVENT_ENUM_TEMPLATE0_ {
+    FILETIME startTime;
+    FILETIME endTime;
+    UINT32 numFilterConditions;
+    FWPM_FILTER_CONDITION0 *filterCondition;
+} FWPM_NET_EVENT_ENUM_TEMPLATE0;
 typedef struct FWPM_NET_EVENT_SUBSCRIPTION0_ {
     FWPM_NET_EVENT_ENUM_TEMPLATE0 *enumTemplate;
     UINT32 flags;

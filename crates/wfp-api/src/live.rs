@@ -18,7 +18,7 @@ pub struct NetEventDto {
     /// The engine's event sequence number (gaps in an unfiltered stream: lost events).
     pub seq: u64,
     /// The kind (`CLASSIFY_DROP`, `CLASSIFY_ALLOW`, `VETO`, `CALLOUT_PANIC`, `CALLBACK_PANIC`,
-    /// `POSTURE`, `PEND_TIMEOUT`).
+    /// `POSTURE`, `PEND_TIMEOUT`, `CALLOUT_CONTRACT`).
     pub kind: String,
     /// FWPM_NET_EVENT_TYPE number (CLASSIFY_DROP 3, CLASSIFY_ALLOW 6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +90,13 @@ pub struct NetEventDto {
     /// PEND_TIMEOUT: the `/v1/pending` id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_id: Option<u64>,
+    /// CALLOUT_CONTRACT: the broken rule (`WRITE_WITHOUT_RIGHT`, `INVALID_ACTION_TYPE`,
+    /// `ABSORB_WITHOUT_BLOCK`, `BLOCK_KEEPS_RIGHT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violation: Option<String>,
+    /// CALLOUT_CONTRACT: the action the callout returned (a name, or the number in hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returned_action: Option<String>,
 }
 
 // serde's skip_serializing_if passes a reference.
@@ -157,6 +164,10 @@ impl From<&NetEvent> for NetEventDto {
             }) => {
                 dto.pending_id = Some(pending_id);
                 dto.verdict = Some(if permitted { "permit" } else { "block" }.to_string());
+            }
+            Some(NetEventDetail::CalloutContract(v)) => {
+                dto.violation = Some(v.name().to_string());
+                dto.returned_action = v.action().map(|a| a.name());
             }
             _ => {}
         }

@@ -9,8 +9,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use wfp_core::catalogue::{self, ConditionId};
 use wfp_core::engine::{
-    CalloutObject, FilterEnumTemplate, ProviderObject, SessionInfo, SublayerObject,
-    ACTION_MASK_ANY, FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH, FILTER_ENUM_FLAG_SORTED,
+    CalloutObject, FilterEnumTemplate, FilterEnumType, ProviderObject, SessionInfo, SublayerObject,
+    ACTION_MASK_ANY, FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH, FILTER_ENUM_FLAG_BOOTTIME_ONLY,
+    FILTER_ENUM_FLAG_INCLUDE_BOOTTIME, FILTER_ENUM_FLAG_INCLUDE_DISABLED, FILTER_ENUM_FLAG_SORTED,
     SESSION_FLAG_DYNAMIC,
 };
 use wfp_core::{
@@ -585,26 +586,79 @@ pub struct FilterEnumRequest {
     /// Incoming values the filters must match.
     #[serde(default)]
     pub values: Vec<FieldValueDto>,
+    /// `filterCondition`: template conditions (need `layer`), compared per `enum_type`.
+    #[serde(default)]
+    pub conditions: Vec<ConditionDto>,
+    /// `enumType` (absent → `FULLY_CONTAINED`, WFP's 0).
+    #[serde(default)]
+    pub enum_type: FilterEnumTypeDto,
+    /// FWP_FILTER_ENUM_FLAG_BOOTTIME_ONLY.
+    #[serde(default)]
+    pub boottime_only: bool,
+    /// FWP_FILTER_ENUM_FLAG_INCLUDE_BOOTTIME.
+    #[serde(default)]
+    pub include_boottime: bool,
+    /// FWP_FILTER_ENUM_FLAG_INCLUDE_DISABLED.
+    #[serde(default)]
+    pub include_disabled: bool,
+}
+
+/// `FWP_FILTER_ENUM_TYPE` on the wire (`"FULLY_CONTAINED"` / `"OVERLAPPING"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FilterEnumTypeDto {
+    /// FWP_FILTER_ENUM_FULLY_CONTAINED: filters matching all the template's traffic.
+    #[default]
+    FullyContained,
+    /// FWP_FILTER_ENUM_OVERLAPPING: filters matching some of it.
+    Overlapping,
+}
+
+impl From<FilterEnumTypeDto> for FilterEnumType {
+    fn from(t: FilterEnumTypeDto) -> Self {
+        match t {
+            FilterEnumTypeDto::FullyContained => Self::FullyContained,
+            FilterEnumTypeDto::Overlapping => Self::Overlapping,
+        }
+    }
+}
+
+impl FilterEnumRequest {
+    /// The `FWP_FILTER_ENUM_FLAG_*` bits the request's booleans stand for.
+    pub fn flags(&self) -> u32 {
+        [
+            (
+                self.best_terminating_match,
+                FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH,
+            ),
+            (self.sorted, FILTER_ENUM_FLAG_SORTED),
+            (self.boottime_only, FILTER_ENUM_FLAG_BOOTTIME_ONLY),
+            (self.include_boottime, FILTER_ENUM_FLAG_INCLUDE_BOOTTIME),
+            (self.include_disabled, FILTER_ENUM_FLAG_INCLUDE_DISABLED),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |a, (_, bit)| a | bit)
+    }
 }
 
 impl TryFrom<&FilterEnumRequest> for FilterEnumTemplate {
     type Error = ConvertError;
 
     fn try_from(r: &FilterEnumRequest) -> Result<Self, ConvertError> {
-        let mut flags = 0;
-        if r.best_terminating_match {
-            flags |= FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH;
-        }
-        if r.sorted {
-            flags |= FILTER_ENUM_FLAG_SORTED;
-        }
         Ok(Self {
             provider: r.provider.map(|k| k.0),
             layer: r.layer.as_deref().map(layer_id).transpose()?,
             sublayer: r.sublayer.map(|k| k.0),
             action_mask: r.action_mask.unwrap_or(ACTION_MASK_ANY),
             callout: r.callout.map(|k| k.0),
-            flags,
+            flags: r.flags(),
+            enum_type: r.enum_type.into(),
+            conditions: r
+                .conditions
+                .iter()
+                .map(ConditionSpec::try_from)
+                .collect::<Result<_, _>>()?,
             values: r
                 .values
                 .iter()

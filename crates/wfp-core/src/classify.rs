@@ -16,7 +16,10 @@ use crate::catalogue::{self, LayerId};
 use crate::constants::{
     ActionType, CalloutFlags, ClassifyOutFlags, ConditionFlags, Rights, RtFilterFlags, StreamAction,
 };
-use crate::engine::{DecisionSummary, Engine, NetEvent, NetEventHeader, NetEventKind, Registered};
+use crate::engine::{
+    ContractViolation, DecisionSummary, Engine, NetEvent, NetEventDetail, NetEventHeader,
+    NetEventKind, Registered,
+};
 use crate::filter::{CalloutId, FilterId, RtFilter};
 use crate::guid::Guid;
 use crate::redirect::RedirectSlot;
@@ -514,6 +517,12 @@ impl Engine {
                 return Eval::Stream(v);
             }
         }
+        if !matches!(layer_data, LayerData::Stream(_)) {
+            // §2.6 rule 8: the stream layer has its own protocol; elsewhere the contract holds.
+            if let Some(v) = contract_violation(st, f, &out) {
+                self.report_contract(f, v, call);
+            }
+        }
         if !st.write {
             // Brief decision 11: without the right only a BLOCK over a (hard) PERMIT counts — a veto.
             if out.action_type == ActionType::BLOCK
@@ -801,6 +810,23 @@ impl Engine {
 }
 
 impl Engine {
+    /// Brief decision 4 / §2.6: a callout contract violation is counted and recorded as a
+    /// CALLOUT_CONTRACT net event naming the filter, the callout and the broken rule.
+    fn report_contract(&self, f: &RtFilter, v: ContractViolation, call: &Call<'_>) {
+        self.stats
+            .contract_violations
+            .fetch_add(1, Ordering::Relaxed);
+        let layer = call.values.layer;
+        self.push_event(NetEvent {
+            filter_id: Some(f.filter_id),
+            callout_id: f.callout_id,
+            flow: call.flow,
+            header: NetEventHeader::from_values(layer, call.values.values),
+            detail: Some(NetEventDetail::CalloutContract(v)),
+            ..NetEvent::new(NetEventKind::CalloutContract, layer)
+        });
+    }
+
     /// §11.5 / T-MGMT-13: a classify ending in a BLOCK records FWPM_NET_EVENT_TYPE_CLASSIFY_DROP
     /// with the blocking filter and layer, unless the BLOCK carries ABSORB (silent, T-ARB-15);
     /// a PERMIT records CLASSIFY_ALLOW only with the CLASSIFY_ALLOW keyword. True when recorded.
@@ -843,6 +869,37 @@ impl Engine {
         });
         true
     }
+}
+
+/// §2.5 / §2.6: the contract rule a callout's answer breaks, if any (the first that applies):
+/// an action type outside BLOCK/PERMIT/CONTINUE/NONE, ABSORB without BLOCK, a PERMIT written
+/// without the write right (rule 1; BLOCK is the allowed veto), a BLOCK that keeps the right (rule 2a; not for
+/// INSPECTION filters, whose result is CONTINUE whatever it says).
+fn contract_violation(st: &State, f: &RtFilter, out: &ClassifyOut) -> Option<ContractViolation> {
+    let a = out.action_type;
+    let valid = [
+        ActionType::BLOCK,
+        ActionType::PERMIT,
+        ActionType::CONTINUE,
+        ActionType::NONE,
+        ActionType::NONE_NO_MATCH,
+    ];
+    if !valid.contains(&a) {
+        return Some(ContractViolation::InvalidActionType { returned: a });
+    }
+    if out.flags.contains(ClassifyOutFlags::ABSORB) && a != ActionType::BLOCK {
+        return Some(ContractViolation::AbsorbWithoutBlock { returned: a });
+    }
+    if !st.write {
+        // Writing CONTINUE / NONE contributes nothing (what `wfp.test.continue` does); a PERMIT
+        // over a decision that is not one is the write rule 1 forbids (T-CL-2).
+        return (a == ActionType::PERMIT && st.action != ActionType::PERMIT)
+            .then_some(ContractViolation::WriteWithoutRight { written: a });
+    }
+    (a == ActionType::BLOCK
+        && out.rights.contains(Rights::ACTION_WRITE)
+        && f.action != ActionType::CALLOUT_INSPECTION)
+        .then_some(ContractViolation::BlockKeepsRight)
 }
 
 /// Brief decision 4 / §5.4: an unregistered callout's filter acts as a static hard BLOCK, as a static

@@ -53,6 +53,8 @@ pub mod status {
     pub const NULL_POINTER: u32 = 0x8032_001C;
     /// FWP_E_INVALID_ENUMERATOR.
     pub const INVALID_ENUMERATOR: u32 = 0x8032_001D;
+    /// E_NOTIMPL: a template part this library does not carry.
+    pub const NOT_IMPLEMENTED: u32 = 0x8000_4001;
     /// FWP_E_TYPE_MISMATCH: a value type this library does not carry.
     pub const TYPE_MISMATCH: u32 = 0x8032_0027;
     /// FWP_E_LAYER_NOT_FOUND.
@@ -286,6 +288,115 @@ impl NetEvent {
     }
 }
 
+/// What an `FWPM_NET_EVENT_ENUM_TEMPLATE0` asks of events (§11.5): a time window and, per
+/// header field, the accepted values (OR inside a field, AND across fields; empty: any).
+/// The daemon's query narrows the stream (`/v1/events?...`, where addresses and ports match
+/// either side); [`EventFilter::matches`] then checks each event exactly.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// `startTime` as Unix milliseconds.
+    pub start_ms: Option<u64>,
+    /// `endTime` as Unix milliseconds.
+    pub end_ms: Option<u64>,
+    /// FWPM_CONDITION_IP_PROTOCOL values.
+    pub protocols: Vec<u8>,
+    /// FWPM_CONDITION_IP_LOCAL_ADDRESS values.
+    pub local_addrs: Vec<std::net::IpAddr>,
+    /// FWPM_CONDITION_IP_REMOTE_ADDRESS values.
+    pub remote_addrs: Vec<std::net::IpAddr>,
+    /// FWPM_CONDITION_IP_LOCAL_PORT values.
+    pub local_ports: Vec<u16>,
+    /// FWPM_CONDITION_IP_REMOTE_PORT values.
+    pub remote_ports: Vec<u16>,
+}
+
+impl EventFilter {
+    /// From the template's conditions (EQUAL on IP_PROTOCOL, IP_LOCAL/REMOTE_ADDRESS,
+    /// IP_LOCAL/REMOTE_PORT); any other condition answers E_NOTIMPL, a value of the wrong type
+    /// FWP_E_TYPE_MISMATCH.
+    pub fn from_conditions(
+        start_ms: Option<u64>,
+        end_ms: Option<u64>,
+        conditions: &[wfp_api::ConditionDto],
+    ) -> Result<Self, u32> {
+        use wfp_api::ValueDto as V;
+        let mut f = Self {
+            start_ms,
+            end_ms,
+            ..Self::default()
+        };
+        for c in conditions {
+            if !c.match_type.eq_ignore_ascii_case("EQUAL") {
+                return Err(status::NOT_IMPLEMENTED);
+            }
+            let addr = |v: &V| match v {
+                V::Uint32 { value } => Ok(std::net::IpAddr::from(std::net::Ipv4Addr::from(*value))),
+                V::ByteArray16 { value } => Ok(std::net::IpAddr::V6(*value)),
+                _ => Err(status::TYPE_MISMATCH),
+            };
+            let port = |v: &V| match v {
+                V::Uint16 { value } => Ok(*value),
+                _ => Err(status::TYPE_MISMATCH),
+            };
+            match (c.field.as_str(), &c.value) {
+                ("IP_PROTOCOL", V::Uint8 { value }) => f.protocols.push(*value),
+                ("IP_PROTOCOL", _) => return Err(status::TYPE_MISMATCH),
+                ("IP_LOCAL_ADDRESS", v) => f.local_addrs.push(addr(v)?),
+                ("IP_REMOTE_ADDRESS", v) => f.remote_addrs.push(addr(v)?),
+                ("IP_LOCAL_PORT", v) => f.local_ports.push(port(v)?),
+                ("IP_REMOTE_PORT", v) => f.remote_ports.push(port(v)?),
+                _ => return Err(status::NOT_IMPLEMENTED),
+            }
+        }
+        Ok(f)
+    }
+
+    /// The `/v1/events` query narrowing the stream (a single value per key only).
+    pub fn query(&self) -> String {
+        let one = |v: &[String]| (v.len() == 1).then(|| v[0].clone());
+        let addrs: Vec<String> = self
+            .local_addrs
+            .iter()
+            .chain(&self.remote_addrs)
+            .map(ToString::to_string)
+            .collect();
+        let ports: Vec<String> = self
+            .local_ports
+            .iter()
+            .chain(&self.remote_ports)
+            .map(ToString::to_string)
+            .collect();
+        let protocols: Vec<String> = self.protocols.iter().map(ToString::to_string).collect();
+        [
+            ("start_ms", self.start_ms.map(|t| t.to_string())),
+            ("end_ms", self.end_ms.map(|t| t.to_string())),
+            ("protocol", one(&protocols)),
+            ("addr", one(&addrs)),
+            ("port", one(&ports)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+        .collect::<Vec<_>>()
+        .join("&")
+    }
+
+    /// Whether `e` satisfies the template.
+    pub fn matches(&self, e: &NetEvent) -> bool {
+        fn any<T: PartialEq>(want: &[T], got: Option<T>) -> bool {
+            want.is_empty() || got.is_some_and(|g| want.contains(&g))
+        }
+        let ip = |t: &Option<String>| t.as_deref().and_then(|t| t.parse().ok());
+        let time = e.time_ms;
+        self.start_ms.is_none_or(|s| time.is_some_and(|t| t >= s))
+            && self.end_ms.is_none_or(|s| time.is_some_and(|t| t <= s))
+            && any(&self.protocols, e.protocol)
+            && any(&self.local_addrs, ip(&e.local_addr))
+            && any(&self.remote_addrs, ip(&e.remote_addr))
+            && any(&self.local_ports, e.local_port)
+            && any(&self.remote_ports, e.remote_port)
+    }
+}
+
 /// A live net-event subscription: a connection reading `GET /v1/events` on its own thread.
 pub struct Subscription {
     socket: UnixStream,
@@ -297,19 +408,35 @@ impl Subscription {
     /// event until [`Subscription::stop`].
     pub fn start(
         socket: &Path,
+        deliver: impl FnMut(NetEvent) + Send + 'static,
+    ) -> Result<Self, u32> {
+        Self::start_filtered(socket, EventFilter::default(), deliver)
+    }
+
+    /// [`Subscription::start`] for the events `filter` accepts (a subscription's template).
+    pub fn start_filtered(
+        socket: &Path,
+        filter: EventFilter,
         mut deliver: impl FnMut(NetEvent) + Send + 'static,
     ) -> Result<Self, u32> {
         let client = Client::connect(socket).map_err(|e| status_of(&e))?;
         let handle = client.socket_handle().map_err(|e| status_of(&e))?;
+        let query = filter.query();
+        let path = if query.is_empty() {
+            "/v1/events".to_string()
+        } else {
+            format!("/v1/events?{query}")
+        };
         let stream = client
-            .stream::<NetEvent>("/v1/events")
+            .stream::<NetEvent>(&path)
             .map_err(|e| status_of(&e))?;
         let thread = std::thread::Builder::new()
             .name("fwpmu-events".into())
             .spawn(move || {
                 for event in stream {
                     match event {
-                        Ok(e) => deliver(e),
+                        Ok(e) if filter.matches(&e) => deliver(e),
+                        Ok(_) => {}
                         Err(_) => break,
                     }
                 }
@@ -340,5 +467,57 @@ mod tests {
         assert_eq!(c.take(2), &[1, 2]);
         assert_eq!(c.take(10), &[3, 4, 5]);
         assert!(c.take(1).is_empty());
+    }
+
+    /// §11.5 subscription templates: the daemon query narrows, `matches` decides exactly
+    /// (local vs remote, OR inside a field, the time window).
+    #[test]
+    fn event_filters_narrow_the_query_and_match_exactly() {
+        use wfp_api::{ConditionDto, ValueDto};
+        let cond = |field: &str, value: ValueDto| ConditionDto {
+            field: field.into(),
+            match_type: "EQUAL".into(),
+            value,
+        };
+        let f = EventFilter::from_conditions(
+            Some(1_000),
+            None,
+            &[
+                cond("IP_REMOTE_PORT", ValueDto::Uint16 { value: 23 }),
+                cond("IP_REMOTE_ADDRESS", ValueDto::Uint32 { value: 0x0A00_0001 }),
+                cond("IP_REMOTE_ADDRESS", ValueDto::Uint32 { value: 0x0A00_0002 }),
+            ],
+        )
+        .unwrap();
+        assert_eq!(f.query(), "start_ms=1000&port=23");
+        let event = NetEvent {
+            kind: "CLASSIFY_DROP".into(),
+            time_ms: Some(2_000),
+            remote_addr: Some("10.0.0.2".into()),
+            remote_port: Some(23),
+            ..NetEvent::default()
+        };
+        assert!(f.matches(&event));
+        let local = NetEvent {
+            local_port: Some(23),
+            remote_port: Some(80),
+            ..event.clone()
+        };
+        assert!(!f.matches(&local), "a local port 23 is not a remote one");
+        let early = NetEvent {
+            time_ms: Some(999),
+            ..event
+        };
+        assert!(!f.matches(&early));
+        let app = cond("ALE_APP_ID", ValueDto::Uint16 { value: 1 });
+        assert_eq!(
+            EventFilter::from_conditions(None, None, &[app]),
+            Err(status::NOT_IMPLEMENTED)
+        );
+        let bad = cond("IP_REMOTE_PORT", ValueDto::Uint8 { value: 1 });
+        assert_eq!(
+            EventFilter::from_conditions(None, None, &[bad]),
+            Err(status::TYPE_MISMATCH)
+        );
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //!   wfpctl show state|filters|sublayers|providers|callouts|sessions|flows|netevents [--json]
+//!   wfpctl show filters --layer L [--where FIELD=VALUE]... [--contained]   (a §11.4 template)
 //!   wfpctl add filter --layer L --action A [--name N] [--sublayer KEY] [--weight N]
 //!                     [--condition FIELD=VALUE]... [--persistent]   |  add filter --json FILE|-
 //!   wfpctl delete filter ID|KEY  |  delete sublayer|provider|callout KEY
@@ -18,7 +19,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
-use wfp_api::{Client, ConditionDto, FilterDto, Key, ValueDto, WeightDto};
+use wfp_api::{
+    Client, ConditionDto, FilterDto, FilterEnumRequest, FilterEnumTypeDto, Key, ValueDto, WeightDto,
+};
 use wfp_core::catalogue;
 use wfp_policy::lit::{condition_value, Lit};
 
@@ -69,11 +72,57 @@ pub struct ShowArgs {
     /// Print the API's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Conditions of `show netevents`.
+    /// Conditions of `show netevents` (`--layer` also narrows `show filters`).
     #[command(flatten, next_help_heading = "Net event conditions (show netevents)")]
     pub query: NetEventQuery,
+    /// The filter template of `show filters`.
+    #[command(flatten, next_help_heading = "Filter template (show filters)")]
+    pub template: FilterTemplateArgs,
     #[command(flatten)]
     connect: Connect,
+}
+
+/// `show filters` with an enumeration template (`FWPM_FILTER_ENUM_TEMPLATE0`, §11.4).
+#[derive(clap::Args, Debug, Default)]
+pub struct FilterTemplateArgs {
+    /// Template condition `FIELD=VALUE` at `--layer` (values as in policy files: `10.0.0.0/8`,
+    /// `tcp`, `443`); several on one field are OR-ed. Lists the filters that overlap them.
+    #[arg(long = "where", value_name = "FIELD=VALUE")]
+    pub conditions: Vec<String>,
+    /// Only filters that match all the traffic the conditions describe
+    /// (FWP_FILTER_ENUM_FULLY_CONTAINED) instead of some of it (OVERLAPPING).
+    #[arg(long)]
+    pub contained: bool,
+}
+
+/// The template request `show filters` sends; `None` for a plain listing.
+fn filter_template(
+    layer: Option<&str>,
+    t: &FilterTemplateArgs,
+) -> anyhow::Result<Option<FilterEnumRequest>> {
+    let Some(layer) = layer else {
+        if t.conditions.is_empty() {
+            return Ok(None);
+        }
+        bail!("--where needs --layer");
+    };
+    let conditions = t
+        .conditions
+        .iter()
+        .map(|text| condition(layer, text))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Some(FilterEnumRequest {
+        layer: Some(layer.to_string()),
+        conditions,
+        enum_type: if t.contained {
+            FilterEnumTypeDto::FullyContained
+        } else {
+            FilterEnumTypeDto::Overlapping
+        },
+        include_boottime: true,
+        include_disabled: true,
+        ..FilterEnumRequest::default()
+    }))
 }
 
 /// `wfpctl add`.
@@ -175,8 +224,19 @@ fn value_text(v: &ValueDto) -> String {
 
 /// `wfpctl show`.
 pub fn show(a: &ShowArgs) -> anyhow::Result<ExitCode> {
-    if a.what != What::Netevents && !a.query.pairs().is_empty() {
+    // `--layer` is shared: it also narrows `show filters` (a §11.4 template).
+    let layer_only = a.what == What::Filters
+        && NetEventQuery {
+            layer: None,
+            ..a.query.clone()
+        }
+        .pairs()
+        .is_empty();
+    if a.what != What::Netevents && !a.query.pairs().is_empty() && !layer_only {
         bail!("--kind, --layer, --filter-id, --addr, ... apply to `show netevents` only");
+    }
+    if a.what != What::Filters && (!a.template.conditions.is_empty() || a.template.contained) {
+        bail!("--where and --contained apply to `show filters` only");
     }
     let mut c = a.connect.client()?;
     match a.what {
@@ -211,7 +271,10 @@ pub fn show(a: &ShowArgs) -> anyhow::Result<ExitCode> {
             );
         }
         What::Filters => {
-            let list = c.filters()?;
+            let list = match filter_template(a.query.layer.as_deref(), &a.template)? {
+                Some(t) => c.enum_filters(&t)?,
+                None => c.filters()?,
+            };
             if a.json {
                 return print_json(&list).map(|()| ExitCode::SUCCESS);
             }

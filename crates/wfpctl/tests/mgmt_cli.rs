@@ -87,6 +87,38 @@ fn show_add_delete_and_apply_through_the_socket() {
     let out = wfpctl(&sock, &["show", "filters", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json[0]["id"], id);
+    // §11.4 templates: `--where` lists overlapping filters, `--contained` the containing ones.
+    let listed = |args: &[&str]| -> Vec<u64> {
+        let mut all = vec![
+            "show",
+            "filters",
+            "--json",
+            "--layer",
+            "ALE_AUTH_CONNECT_V4",
+        ];
+        all.extend_from_slice(args);
+        let out = wfpctl(&sock, &all);
+        assert!(out.status.success(), "{}", text(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        json.as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_u64().unwrap())
+            .collect()
+    };
+    let host = "IP_REMOTE_ADDRESS=10.1.2.3";
+    assert_eq!(listed(&["--where", host]), vec![id]);
+    assert_eq!(listed(&["--where", host, "--contained"]), Vec::<u64>::new());
+    assert_eq!(
+        listed(&["--where", host, "--where", "IP_PROTOCOL=tcp", "--contained"]),
+        vec![id]
+    );
+    assert_eq!(
+        listed(&["--where", "IP_REMOTE_ADDRESS=192.168.1.1"]),
+        Vec::<u64>::new()
+    );
+    let out = wfpctl(&sock, &["show", "filters", "--where", host]);
+    assert!(!out.status.success() && text(&out).contains("--layer"));
     let out = wfpctl(
         &sock,
         &["add", "filter", "--layer", "NOPE", "--action", "BLOCK"],

@@ -206,6 +206,7 @@ impl Daemon {
                     .as_ref()
                     .and_then(|r| r.uninspected_packets().ok().flatten())
                     .unwrap_or(0),
+                uninspected: fail_open_counter(&daemon),
             });
             if let Some(d) = &daemon.drivers {
                 api.set_drivers(d.clone());
@@ -661,6 +662,17 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop_workers();
     }
+}
+
+/// The accounting counter the API's posture watch reads for fail-open overload (`None` unless
+/// `[posture] overloaded = "fail-open"` and wfpd manages rules with an accounting mark).
+fn fail_open_counter(daemon: &Daemon) -> Option<Arc<dyn Fn() -> Option<u64> + Send + Sync>> {
+    if daemon.config.posture.overloaded != crate::config::Posture::FailOpen {
+        return None;
+    }
+    let rules = daemon.rules.clone()?;
+    rules.accounting_mark?;
+    Some(Arc::new(move || rules.uninspected_packets().ok().flatten()))
 }
 
 fn endpoint(addr: Option<std::net::IpAddr>, port: u16) -> String {

@@ -442,3 +442,65 @@ fn a_damaged_store_stops_the_start_and_is_left_untouched() {
     assert!(engine.filters().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// §11.4 template conditions over the API: `conditions` + `enum_type` (FULLY_CONTAINED, the
+/// default, vs OVERLAPPING), and INCLUDE_BOOTTIME; errors come back as FWP codes.
+#[test]
+fn filter_enum_template_conditions_through_the_client() {
+    let dir = tempdir();
+    let (_engine, server) = start(&dir, None);
+    let mut c = Client::connect(server.path()).unwrap();
+    let web = c.add_filter(&block_port("web", 80)).unwrap().id;
+    let mut low = block_port("low ports", 0);
+    low.conditions[0].match_type = "RANGE".into();
+    low.conditions[0].value = ValueDto::Range {
+        low: Box::new(ValueDto::Uint16 { value: 1 }),
+        high: Box::new(ValueDto::Uint16 { value: 1024 }),
+    };
+    let low = c.add_filter(&low).unwrap().id;
+    let mut boot = block_port("boot", 80);
+    boot.flags = vec!["BOOTTIME".into()];
+    let boot = c.add_filter(&boot).unwrap().id;
+    let range = |enum_type| wfp_api::FilterEnumRequest {
+        layer: Some("ALE_AUTH_CONNECT_V4".into()),
+        conditions: vec![wfp_api::ConditionDto {
+            field: "IP_REMOTE_PORT".into(),
+            match_type: "RANGE".into(),
+            value: ValueDto::Range {
+                low: Box::new(ValueDto::Uint16 { value: 70 }),
+                high: Box::new(ValueDto::Uint16 { value: 90 }),
+            },
+        }],
+        enum_type,
+        ..Default::default()
+    };
+    let ids = |v: Vec<wfp_api::FilterView>| v.iter().map(|f| f.id).collect::<Vec<_>>();
+    let contained = c
+        .enum_filters(&range(wfp_api::FilterEnumTypeDto::FullyContained))
+        .unwrap();
+    assert_eq!(ids(contained), vec![low.unwrap()]);
+    let overlapping = c
+        .enum_filters(&range(wfp_api::FilterEnumTypeDto::Overlapping))
+        .unwrap();
+    assert_eq!(ids(overlapping), vec![web.unwrap(), low.unwrap()]);
+    let with_boot = c
+        .enum_filters(&wfp_api::FilterEnumRequest {
+            include_boottime: true,
+            ..range(wfp_api::FilterEnumTypeDto::Overlapping)
+        })
+        .unwrap();
+    assert_eq!(
+        ids(with_boot),
+        vec![web.unwrap(), low.unwrap(), boot.unwrap()]
+    );
+    // The plain listing (a NULL template) shows every filter, boot-time ones included.
+    assert_eq!(c.filters().unwrap().len(), 3);
+    let no_layer = wfp_api::FilterEnumRequest {
+        layer: None,
+        ..range(wfp_api::FilterEnumTypeDto::Overlapping)
+    };
+    let err = c.enum_filters(&no_layer).unwrap_err();
+    assert_eq!(err.fwp_name(), Some("FWP_E_INVALID_PARAMETER"));
+    let wire = serde_json::to_value(range(wfp_api::FilterEnumTypeDto::Overlapping)).unwrap();
+    assert_eq!(wire["enum_type"], "OVERLAPPING");
+}

@@ -293,7 +293,17 @@ impl Rig {
             self.now,
             PacketDirection::Outbound,
             bytes,
-            &PacketContext::default(),
+            &PacketContext {
+                // The socket owner as the data path's identity resolver gives it (uid 1000).
+                owner: Some(wfp_shim::Owner {
+                    user: Some(Arc::new(wfp_core::security::Token {
+                        uid: 1000,
+                        gids: vec![1000],
+                    })),
+                    ..wfp_shim::Owner::default()
+                }),
+                ..PacketContext::default()
+            },
         )
     }
 
@@ -310,6 +320,7 @@ impl Rig {
             now: Arc::new(move || clock.now()),
             flows: None,
             absent_accepted: 0,
+            uninspected: None,
         }
     }
 }
@@ -348,6 +359,8 @@ fn pended_connections_are_listed_streamed_and_decided_through_the_socket() {
         ("outbound", "block")
     );
     assert_eq!(p.deadline_ms - p.created_ms, 5_000);
+    // Issue 14: the flow owner's uid (ALE_USER_ID) reaches the prompt.
+    assert_eq!(p.user_id, Some(1000));
     // The stream sends it too (after the chunked head, one JSON line in a chunk).
     let streamed = loop {
         let mut line = String::new();

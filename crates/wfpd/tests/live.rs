@@ -559,6 +559,33 @@ fn overloaded_posture_over_v6() {
     overloaded_posture(Fam::V6);
 }
 
+/// The packets POSTURE overload/accept events report through the daemon's API, once they add up
+/// to something (polled: the posture watch reads every half second), or 0 at the deadline.
+fn overload_accepted_events(sock: &std::path::Path) -> u64 {
+    let start = Instant::now();
+    loop {
+        let total = wfp_api::Client::connect(sock)
+            .and_then(|mut c| {
+                c.net_events::<wfp_api::NetEventDto>(&[("kind", "POSTURE".to_string())])
+            })
+            .map(|events| {
+                events
+                    .iter()
+                    .filter(|e| {
+                        e.posture.as_deref() == Some("overload")
+                            && e.verdict.as_deref() == Some("accept")
+                    })
+                    .filter_map(|e| e.count)
+                    .sum::<u64>()
+            })
+            .unwrap_or(0);
+        if total > 0 || start.elapsed() > DEADLINE {
+            return total;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn overloaded_posture(fam: Fam) {
     skip_unless_live!("overloaded_posture", fam);
     let _serial = serial();
@@ -576,10 +603,14 @@ fn overloaded_posture(fam: Fam) {
 
     // Fail-open queue: while the daemon is stopped (SIGSTOP: hung as a whole), the queue holds
     // MAX_LEN packets and accepts the rest at once; the kernel accounting counts them.
+    let sock = dir.path("wfpd.sock");
     let cfg = config(
         &dir,
         &[&policy],
-        &format!("{base}\n[posture]\noverloaded = \"fail-open\"\n"),
+        &format!(
+            "{base}\n[posture]\noverloaded = \"fail-open\"\n\n[api]\nsocket = {:?}\n",
+            sock.display().to_string()
+        ),
     );
     let daemon = Daemon::start(&ns, &dir, &cfg);
     signal(daemon.pid(), "STOP");
@@ -600,6 +631,13 @@ fn overloaded_posture(fam: Fam) {
         stats["fail_open"]["uninspected_accepted"].as_u64(),
         Some(u64::from(COUNT - MAX_LEN)),
         "{stats}"
+    );
+    // Issue 14: the accepted overflow is a POSTURE net event (overload, accept, the count) seen
+    // through the API, and a metric.
+    assert_eq!(
+        overload_accepted_events(&sock),
+        u64::from(COUNT - MAX_LEN),
+        "POSTURE overload/accept events"
     );
     assert!(daemon.stop().success());
 

@@ -12,13 +12,21 @@
 //!   then sublayer creation order, then filter weight descending, then filter id (brief decision
 //!   2). Narrow `sublayer` to get the per-sublayer answer.
 //! * Without SORTED the order is by filter id; with it, evaluation order (as above).
+//! * `conditions` with `enum_type` (FULLY_CONTAINED / OVERLAPPING) compare condition *sets*, see
+//!   [`super::enum_match`] for the exact meaning and where it is approximate.
+//! * Boot-time filters (FWPM_FILTER_FLAG_BOOTTIME) are left out unless INCLUDE_BOOTTIME is set;
+//!   BOOTTIME_ONLY keeps only them (and ignores INCLUDE_BOOTTIME / INCLUDE_DISABLED). Disabled
+//!   filters (FWPM_FILTER_FLAG_DISABLED) are left out unless INCLUDE_DISABLED is set; this
+//!   engine never disables a filter itself, so the flag changes nothing today.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
 
+use super::enum_match::{FilterEnumType, TemplateConditions};
 use super::mgmt::Mgmt;
 use crate::catalogue::{self, ConditionId, LayerId};
-use crate::constants::ActionType;
+use crate::condition::ConditionSpec;
+use crate::constants::{ActionType, FilterFlags};
 use crate::filter::RtFilter;
 use crate::guid::Guid;
 use crate::status::FwpError;
@@ -28,6 +36,14 @@ use crate::value::Value;
 pub const FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH: u32 = 0x1;
 /// `FWP_FILTER_ENUM_FLAG_SORTED`: in evaluation order (highest weight first).
 pub const FILTER_ENUM_FLAG_SORTED: u32 = 0x2;
+/// `FWP_FILTER_ENUM_FLAG_BOOTTIME_ONLY`: only boot-time filters.
+pub const FILTER_ENUM_FLAG_BOOTTIME_ONLY: u32 = 0x4;
+/// `FWP_FILTER_ENUM_FLAG_INCLUDE_BOOTTIME`: boot-time filters too.
+pub const FILTER_ENUM_FLAG_INCLUDE_BOOTTIME: u32 = 0x8;
+/// `FWP_FILTER_ENUM_FLAG_INCLUDE_DISABLED`: disabled filters too.
+pub const FILTER_ENUM_FLAG_INCLUDE_DISABLED: u32 = 0x10;
+/// Every `FWP_FILTER_ENUM_FLAG_*` bit; others are refused (FWP_E_INVALID_FLAGS).
+const FILTER_ENUM_FLAGS_KNOWN: u32 = 0x1F;
 /// Every action type (`actionMask` = 0xFFFFFFFF).
 pub const ACTION_MASK_ANY: u32 = 0xFFFF_FFFF;
 
@@ -45,10 +61,36 @@ pub struct FilterEnumTemplate {
     pub action_mask: u32,
     /// `calloutKey`: only filters invoking this callout.
     pub callout: Option<Guid>,
-    /// `FWP_FILTER_ENUM_FLAG_*` (BEST_TERMINATING_MATCH, SORTED).
+    /// `FWP_FILTER_ENUM_FLAG_*` (BEST_TERMINATING_MATCH, SORTED, BOOTTIME_ONLY,
+    /// INCLUDE_BOOTTIME, INCLUDE_DISABLED).
     pub flags: u32,
     /// Incoming values (condition, value): only filters whose conditions match them.
     pub values: Vec<(ConditionId, Value)>,
+    /// `enumType`: how `conditions` select filters.
+    pub enum_type: FilterEnumType,
+    /// `filterCondition`: distinct conditions at `layer`, selecting per [`FilterEnumType`].
+    pub conditions: Vec<ConditionSpec>,
+}
+
+impl FilterEnumTemplate {
+    /// Every filter, boot-time and disabled ones included (what a NULL template enumerates).
+    pub fn everything() -> Self {
+        Self {
+            flags: FILTER_ENUM_FLAG_INCLUDE_BOOTTIME | FILTER_ENUM_FLAG_INCLUDE_DISABLED,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the boot-time / disabled flags keep a filter with management flags `f`.
+    fn keeps_lifetime(&self, f: FilterFlags) -> bool {
+        let boot = f.contains(FilterFlags::BOOTTIME);
+        if self.flags & FILTER_ENUM_FLAG_BOOTTIME_ONLY != 0 {
+            return boot && !f.contains(FilterFlags::DISABLED);
+        }
+        (!boot || self.flags & FILTER_ENUM_FLAG_INCLUDE_BOOTTIME != 0)
+            && (!f.contains(FilterFlags::DISABLED)
+                || self.flags & FILTER_ENUM_FLAG_INCLUDE_DISABLED != 0)
+    }
 }
 
 impl Default for FilterEnumTemplate {
@@ -61,6 +103,8 @@ impl Default for FilterEnumTemplate {
             callout: None,
             flags: 0,
             values: Vec::new(),
+            enum_type: FilterEnumType::default(),
+            conditions: Vec::new(),
         }
     }
 }
@@ -104,6 +148,21 @@ fn template_values(template: &FilterEnumTemplate) -> Result<Option<Vec<Value>>, 
     Ok(Some(values))
 }
 
+/// The template's conditions bound to its layer; `None` when it has none.
+fn template_conditions(
+    template: &FilterEnumTemplate,
+) -> Result<Option<TemplateConditions>, FwpError> {
+    if template.conditions.is_empty() {
+        return Ok(None);
+    }
+    let layer_id = template
+        .layer
+        .ok_or_else(|| FwpError::InvalidParameter("template conditions need a layer".into()))?;
+    let layer =
+        catalogue::layer(layer_id).ok_or_else(|| FwpError::LayerNotFound(layer_id.to_string()))?;
+    TemplateConditions::bind(layer, &template.conditions, template.enum_type).map(Some)
+}
+
 /// The evaluation-order key of a filter: sublayer weight desc, sublayer order, weight desc, id.
 fn evaluation_order(m: &Mgmt, a: &RtFilter, b: &RtFilter) -> Ordering {
     let order = |f: &RtFilter| m.sublayers.get(&f.sublayer).map_or(u64::MAX, |s| s.order);
@@ -119,7 +178,14 @@ pub(super) fn filters(
     m: &Mgmt,
     template: &FilterEnumTemplate,
 ) -> Result<Vec<Arc<RtFilter>>, FwpError> {
+    if template.flags & !FILTER_ENUM_FLAGS_KNOWN != 0 {
+        return Err(FwpError::InvalidFlags(format!(
+            "unknown filter enumeration flag bits {:#x}",
+            template.flags & !FILTER_ENUM_FLAGS_KNOWN
+        )));
+    }
     let values = template_values(template)?;
+    let conditions = template_conditions(template)?;
     let mut out: Vec<Arc<RtFilter>> = m
         .filters
         .values()
@@ -129,6 +195,12 @@ pub(super) fn filters(
         .filter(|f| template.callout.is_none_or(|c| f.callout_key == Some(c)))
         .filter(|f| f.action.0 & template.action_mask != 0)
         .filter(|f| values.as_ref().is_none_or(|v| f.conditions.matches(v)))
+        .filter(|f| template.keeps_lifetime(f.mgmt_flags))
+        .filter(|f| {
+            conditions
+                .as_ref()
+                .is_none_or(|c| c.selects(f.conditions.conditions()))
+        })
         .cloned()
         .collect();
     let best = template.flags & FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH != 0;

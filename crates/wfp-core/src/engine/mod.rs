@@ -11,6 +11,7 @@
 //! A writer never blocks classify: classify loads the current snapshot with one atomic operation and
 //! keeps it for the whole call, so it sees either all of a transaction or none of it.
 
+mod enum_match;
 mod enumerate;
 mod flows;
 mod live;
@@ -28,15 +29,17 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
+pub use enum_match::FilterEnumType;
 pub use enumerate::{
     FilterEnumTemplate, ObjectEnumTemplate, ACTION_MASK_ANY,
-    FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH, FILTER_ENUM_FLAG_SORTED,
+    FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH, FILTER_ENUM_FLAG_BOOTTIME_ONLY,
+    FILTER_ENUM_FLAG_INCLUDE_BOOTTIME, FILTER_ENUM_FLAG_INCLUDE_DISABLED, FILTER_ENUM_FLAG_SORTED,
 };
 pub use live::{FlowEvent, FlowStatus, FlowTracking, Reauthorization};
 pub use mgmt::{CalloutObject, ProviderObject, SublayerObject, Transaction};
 pub use netevents::{
-    header_flag, DecisionSummary, NetEvent, NetEventDetail, NetEventEnumTemplate, NetEventHeader,
-    NetEventKind, Posture,
+    header_flag, ContractViolation, DecisionSummary, NetEvent, NetEventDetail,
+    NetEventEnumTemplate, NetEventHeader, NetEventKind, Posture,
 };
 pub use observer::{CommitObserver, CommitPhase};
 pub use session::{
@@ -93,6 +96,8 @@ pub struct EngineStats {
     pub callout_panics: AtomicU64,
     /// notifyFn / flowDeleteFn panics contained.
     pub callback_panics: AtomicU64,
+    /// Callout contract violations (§2.6), each also a CALLOUT_CONTRACT net event.
+    pub contract_violations: AtomicU64,
     /// Net events lost: pushed out of the full ring (or refused by a zero-capacity one) before
     /// [`Engine::drain_net_events`] returned them.
     pub net_events_dropped: AtomicU64,

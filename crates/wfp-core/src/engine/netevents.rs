@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 
 use crate::catalogue::{self, LayerId};
 use crate::classify::Hardness;
-use crate::constants::{net_event_keyword, net_event_type};
+use crate::constants::{net_event_keyword, net_event_type, ActionType};
 use crate::filter::{CalloutId, FilterId};
 use crate::value::Value;
 
@@ -46,6 +46,9 @@ pub enum NetEventKind {
     /// A pended operation reached its deadline and the host applied its default
     /// ([`NetEventDetail::PendTimeout`]).
     PendTimeout,
+    /// A callout broke the classify contract of §2.5/§2.6 ([`NetEventDetail::CalloutContract`]);
+    /// the engine applied its documented coercion (brief decision 11) and went on.
+    CalloutContract,
 }
 
 impl NetEventKind {
@@ -58,7 +61,8 @@ impl NetEventKind {
             | Self::CalloutPanic
             | Self::CallbackPanic
             | Self::Posture
-            | Self::PendTimeout => None,
+            | Self::PendTimeout
+            | Self::CalloutContract => None,
         }
     }
 
@@ -72,11 +76,12 @@ impl NetEventKind {
             Self::ClassifyAllow => "CLASSIFY_ALLOW",
             Self::Posture => "POSTURE",
             Self::PendTimeout => "PEND_TIMEOUT",
+            Self::CalloutContract => "CALLOUT_CONTRACT",
         }
     }
 
     /// Every kind, for parsing names and labelling metrics.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::ClassifyDrop,
         Self::ClassifyAllow,
         Self::Veto,
@@ -84,6 +89,7 @@ impl NetEventKind {
         Self::CallbackPanic,
         Self::Posture,
         Self::PendTimeout,
+        Self::CalloutContract,
     ];
 
     /// The kind named `name` (as [`NetEventKind::name`] gives it; any case).
@@ -130,6 +136,9 @@ pub struct NetEventHeader {
     pub direction: Option<u32>,
     /// `appId` (ALE_APP_ID).
     pub app_id: Option<Arc<[u8]>>,
+    /// The owner's uid from ALE_USER_ID (WFP's `userId` is a SID; this engine carries the uid as
+    /// an extension and does not set FWPM_NET_EVENT_FLAG_USER_ID_SET for it).
+    pub user_id: Option<u32>,
 }
 
 /// Field indices of the header fields at one layer.
@@ -142,6 +151,7 @@ struct HeaderFields {
     remote_port: Option<usize>,
     direction: Option<usize>,
     app_id: Option<usize>,
+    user_id: Option<usize>,
     /// The FWP_DIRECTION the layer implies (inbound / outbound layers, RECV_ACCEPT / CONNECT).
     implied_direction: Option<u32>,
 }
@@ -159,6 +169,7 @@ fn header_fields(layer: LayerId) -> HeaderFields {
                 remote_port: l.field_index_by_name("IP_REMOTE_PORT"),
                 direction: l.field_index_by_name("DIRECTION"),
                 app_id: l.field_index_by_name("ALE_APP_ID"),
+                user_id: l.field_index_by_name("ALE_USER_ID"),
                 implied_direction: if l.name.starts_with("INBOUND")
                     || l.name.contains("RECV_ACCEPT")
                 {
@@ -199,6 +210,10 @@ impl NetEventHeader {
                 .or(f.implied_direction),
             app_id: match get(f.app_id) {
                 Some(Value::ByteBlob(b)) if !b.is_empty() => Some(Arc::clone(b)),
+                _ => None,
+            },
+            user_id: match get(f.user_id) {
+                Some(Value::TokenInformation(t)) => Some(t.uid),
                 _ => None,
             },
         }
@@ -279,6 +294,56 @@ pub enum NetEventDetail {
         /// The default that applied.
         permitted: bool,
     },
+    /// [`NetEventKind::CalloutContract`]: what the callout did wrong.
+    CalloutContract(ContractViolation),
+}
+
+/// A rule of the callout contract (§2.5, §2.6) a classifyFn broke, and what it returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ContractViolation {
+    /// §2.6 rule 1: without FWPS_RIGHT_ACTION_WRITE the callout changed `actionType` to
+    /// `written` (only a BLOCK veto is allowed); the write was ignored.
+    WriteWithoutRight {
+        /// The action it wrote.
+        written: ActionType,
+    },
+    /// §2.5: `actionType` is not BLOCK, PERMIT, CONTINUE or NONE (a CALLOUT_* type or an
+    /// undefined number); the filter's action type coerced it.
+    InvalidActionType {
+        /// The action it returned.
+        returned: ActionType,
+    },
+    /// §2.6 rule 3: FWPS_CLASSIFY_OUT_FLAG_ABSORB with an action other than BLOCK.
+    AbsorbWithoutBlock {
+        /// The action it returned.
+        returned: ActionType,
+    },
+    /// §2.6 rule 2a: BLOCK returned with the write right still set (the block stays soft).
+    BlockKeepsRight,
+}
+
+impl ContractViolation {
+    /// The violation's name (`WRITE_WITHOUT_RIGHT`, `INVALID_ACTION_TYPE`,
+    /// `ABSORB_WITHOUT_BLOCK`, `BLOCK_KEEPS_RIGHT`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::WriteWithoutRight { .. } => "WRITE_WITHOUT_RIGHT",
+            Self::InvalidActionType { .. } => "INVALID_ACTION_TYPE",
+            Self::AbsorbWithoutBlock { .. } => "ABSORB_WITHOUT_BLOCK",
+            Self::BlockKeepsRight => "BLOCK_KEEPS_RIGHT",
+        }
+    }
+
+    /// The action the callout returned, when the violation is about it.
+    pub fn action(self) -> Option<ActionType> {
+        match self {
+            Self::WriteWithoutRight { written: a }
+            | Self::InvalidActionType { returned: a }
+            | Self::AbsorbWithoutBlock { returned: a } => Some(a),
+            Self::BlockKeepsRight => None,
+        }
+    }
 }
 
 /// The decision trace in brief, carried by CLASSIFY_DROP / CLASSIFY_ALLOW events (the full trace
@@ -641,5 +706,23 @@ mod tests {
         assert_eq!(NetEventKind::ClassifyAllow.fwpm_type(), Some(6));
         assert_eq!(NetEventKind::Veto.fwpm_type(), None);
         assert_eq!(NetEventKind::ClassifyDrop.name(), "CLASSIFY_DROP");
+    }
+
+    /// Issue 14: the owner's uid from ALE_USER_ID reaches the header (an extension: WFP's userId
+    /// is a SID, so FWPM_NET_EVENT_FLAG_USER_ID_SET stays clear).
+    #[test]
+    fn header_carries_the_owner_uid_from_ale_user_id() {
+        let layer = layers::ALE_AUTH_CONNECT_V4;
+        let def = catalogue::layer(layer).expect("layer");
+        let mut values = vec![Value::Empty; def.fields.len()];
+        let i = def.field_index_by_name("ALE_USER_ID").expect("field");
+        values[i] = Value::TokenInformation(Arc::new(crate::security::Token {
+            uid: 1000,
+            gids: vec![1000],
+        }));
+        let h = NetEventHeader::from_values(layer, &values);
+        assert_eq!(h.user_id, Some(1000));
+        assert_eq!(h.flags() & 0x40, 0);
+        assert_eq!(NetEventHeader::from_values(layer, &[]).user_id, None);
     }
 }

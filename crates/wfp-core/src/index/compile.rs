@@ -413,6 +413,19 @@ pub(super) fn groups(conditions: &[Condition]) -> impl Iterator<Item = &[Conditi
     conditions.chunk_by(|a, b| a.field_index == b.field_index)
 }
 
+/// The exact set of `t`-typed values one OR group of conditions accepts, as sorted, disjoint
+/// inclusive intervals over order-preserving keys; `None` when the type has no key order here or
+/// some condition is not exactly an interval set. Enumeration templates compare filters with it
+/// (§11.4 `FWP_FILTER_ENUM_TYPE`, `engine/enum_match.rs`).
+pub(crate) fn group_intervals(group: &[Condition], t: DataType) -> Option<Vec<(u128, u128)>> {
+    let kind = FieldKind::of(t)?;
+    let mut all = Vec::new();
+    for c in group {
+        all.extend(intervals(c, kind)?);
+    }
+    Some(merge(all))
+}
+
 /// The exact set of `kind`-typed keys a condition accepts, as inclusive intervals; `None` when the
 /// condition is not exactly an interval set over typed values (it then stays residual).
 fn intervals(c: &Condition, kind: FieldKind) -> Option<Vec<(u128, u128)>> {

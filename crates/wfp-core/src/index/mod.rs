@@ -45,6 +45,7 @@
 //! at commit.
 
 mod compile;
+pub(crate) use compile::group_intervals;
 mod delta;
 pub(crate) mod layer;
 mod prune;

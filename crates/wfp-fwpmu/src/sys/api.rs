@@ -12,16 +12,16 @@ use std::path::PathBuf;
 use wfp_api::{FilterEnumRequest, SessionRequest};
 
 use super::convert::{
-    callout_c, callout_dto, filter_c, filter_dto, key, key_ptr, provider_c, provider_dto,
-    sublayer_c, sublayer_dto, wide,
+    callout_c, callout_dto, conditions_dto, filter_c, filter_dto, key, key_ptr, provider_c,
+    provider_dto, sublayer_c, sublayer_dto, wide,
 };
 use super::{
     boundary, free_block, into_block, Arena, CGuid, Callout0, CalloutEnumTemplate0, ClassifyDrop0,
     EventAddr, Filter0, FilterEnumTemplate0, NetEvent0, NetEventCallback, NetEventHeader0,
-    Provider0, Session0, Sublayer0, SublayerEnumTemplate0,
+    NetEventSubscription0, Provider0, Session0, Sublayer0, SublayerEnumTemplate0,
 };
 use crate::status::{INVALID_ENUMERATOR, INVALID_HANDLE, NULL_POINTER, SUCCESS};
-use crate::{default_socket, Cursor, NetEvent, Session, Subscription};
+use crate::{default_socket, Cursor, EventFilter, NetEvent, Session, Subscription};
 
 const ENGINE_MAGIC: u64 = 0x5746_504D_454E_4731;
 const ENUM_MAGIC: u64 = 0x5746_504D_454E_554D;
@@ -30,8 +30,9 @@ const FWPM_SESSION_FLAG_DYNAMIC: u32 = 0x1;
 const FWPM_TXN_READ_ONLY: u32 = 0x1;
 const FWP_FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH: u32 = 0x1;
 const FWP_FILTER_ENUM_FLAG_SORTED: u32 = 0x2;
-/// E_NOTIMPL: a template condition this library does not carry.
-const NOT_IMPLEMENTED: u32 = 0x8000_4001;
+const FWP_FILTER_ENUM_FLAG_BOOTTIME_ONLY: u32 = 0x4;
+const FWP_FILTER_ENUM_FLAG_INCLUDE_BOOTTIME: u32 = 0x8;
+const FWP_FILTER_ENUM_FLAG_INCLUDE_DISABLED: u32 = 0x10;
 
 /// An engine handle.
 struct Engine {
@@ -367,9 +368,14 @@ unsafe fn new_enum(out: *mut *mut c_void, listing: Result<Listing, u32>) -> u32 
 /// # Safety
 /// `t` is a valid `FWPM_FILTER_ENUM_TEMPLATE0`.
 unsafe fn filter_template(t: &FilterEnumTemplate0) -> Result<FilterEnumRequest, u32> {
-    if t.num_conditions != 0 {
-        return Err(NOT_IMPLEMENTED);
+    if !t.provider_context_template.is_null() {
+        return Err(crate::status::NOT_IMPLEMENTED);
     }
+    let enum_type = match t.enum_type {
+        0 => wfp_api::FilterEnumTypeDto::FullyContained,
+        1 => wfp_api::FilterEnumTypeDto::Overlapping,
+        _ => return Err(INVALID_ENUMERATOR),
+    };
     let layer = wfp_core::catalogue::layer_by_key(&t.layer_key.into()).map(|l| l.name.to_string());
     Ok(FilterEnumRequest {
         // SAFETY: per the contract.
@@ -380,6 +386,12 @@ unsafe fn filter_template(t: &FilterEnumTemplate0) -> Result<FilterEnumRequest, 
         callout: unsafe { key_ptr(t.callout_key) },
         best_terminating_match: t.flags & FWP_FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH != 0,
         sorted: t.flags & FWP_FILTER_ENUM_FLAG_SORTED != 0,
+        boottime_only: t.flags & FWP_FILTER_ENUM_FLAG_BOOTTIME_ONLY != 0,
+        include_boottime: t.flags & FWP_FILTER_ENUM_FLAG_INCLUDE_BOOTTIME != 0,
+        include_disabled: t.flags & FWP_FILTER_ENUM_FLAG_INCLUDE_DISABLED != 0,
+        // SAFETY: per the contract the array holds `num_conditions` entries.
+        conditions: unsafe { conditions_dto(t.num_conditions, t.conditions) }?,
+        enum_type,
         ..FilterEnumRequest::default()
     })
 }
@@ -791,13 +803,40 @@ fn deliver(cb: &Callback, e: &NetEvent) {
     unsafe { (cb.f)(cb.context, &event) };
 }
 
+/// FILETIME (100 ns ticks since 1601) as Unix milliseconds; 0 means "no bound".
+fn filetime_ms(low: u32, high: u32) -> Option<u64> {
+    const UNIX_EPOCH_MS: u64 = 11_644_473_600_000;
+    let ticks = (u64::from(high) << 32) | u64::from(low);
+    (ticks != 0).then(|| (ticks / 10_000).saturating_sub(UNIX_EPOCH_MS))
+}
+
+/// The events a subscription asks for: its `enumTemplate` (NULL: every event).
+///
 /// # Safety
-/// `h` as for [`engine`]; `callback` a function callable from another thread with `context`;
-/// `out` writable. The subscription template is not read (every classify event is delivered).
+/// `s` NULL or a valid `FWPM_NET_EVENT_SUBSCRIPTION0` whose template, when non-NULL, is valid.
+unsafe fn subscription_filter(s: *const NetEventSubscription0) -> Result<EventFilter, u32> {
+    // SAFETY: per the contract.
+    let Some(t) = (unsafe { s.as_ref() }).and_then(|s| unsafe { s.enum_template.as_ref() }) else {
+        return Ok(EventFilter::default());
+    };
+    // SAFETY: per the contract the array holds `num_conditions` entries.
+    let conditions = unsafe { conditions_dto(t.num_conditions, t.conditions) }?;
+    EventFilter::from_conditions(
+        filetime_ms(t.start_low, t.start_high),
+        filetime_ms(t.end_low, t.end_high),
+        &conditions,
+    )
+}
+
+/// # Safety
+/// `h` as for [`engine`]; `subscription` NULL or valid; `callback` a function callable from
+/// another thread with `context`; `out` writable. The subscription's `enumTemplate` (time
+/// window; EQUAL conditions on IP_PROTOCOL, IP_LOCAL/REMOTE_ADDRESS, IP_LOCAL/REMOTE_PORT)
+/// selects the events delivered.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn FwpmNetEventSubscribe0(
     h: *mut c_void,
-    _subscription: *const c_void,
+    subscription: *const NetEventSubscription0,
     callback: NetEventCallback,
     context: *mut c_void,
     out: *mut *mut c_void,
@@ -811,9 +850,14 @@ pub(crate) unsafe extern "C" fn FwpmNetEventSubscribe0(
         let (Some(f), false) = (callback, out.is_null()) else {
             return NULL_POINTER;
         };
+        // SAFETY: per the contract.
+        let filter = match unsafe { subscription_filter(subscription) } {
+            Ok(f) => f,
+            Err(s) => return s,
+        };
         let cb = Callback { f, context };
         let socket = e.session.socket().to_path_buf();
-        match Subscription::start(&socket, move |event| deliver(&cb, &event)) {
+        match Subscription::start_filtered(&socket, filter, move |event| deliver(&cb, &event)) {
             Ok(s) => {
                 let sub = Box::new(SubHandle {
                     magic: SUB_MAGIC,

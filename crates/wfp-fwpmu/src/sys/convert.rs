@@ -292,18 +292,21 @@ pub(crate) unsafe fn callout_dto(c: &Callout0) -> Result<CalloutDto, u32> {
     })
 }
 
+/// A C `FWPM_FILTER_CONDITION0` array as DTOs (filters and filter enumeration templates).
+///
 /// # Safety
-/// `f` is a valid `FWPM_FILTER0` (conditions array of `num_conditions`, pointer arms valid).
-pub(crate) unsafe fn filter_dto(f: &Filter0) -> Result<FilterDto, u32> {
-    // SAFETY: per the contract.
-    let (name, description) = unsafe { names(&f.display) };
-    let conditions: &[Condition0] = match (f.num_conditions, f.conditions.is_null()) {
+/// `conditions` is NULL with `n` 0, or points to `n` valid conditions (pointer arms valid).
+pub(crate) unsafe fn conditions_dto(
+    n: u32,
+    conditions: *const Condition0,
+) -> Result<Vec<ConditionDto>, u32> {
+    let conditions: &[Condition0] = match (n, conditions.is_null()) {
         (0, _) => &[],
         (_, true) => return Err(status::NULL_POINTER),
-        // SAFETY: per the contract the array holds `num_conditions` entries.
-        (n, false) => unsafe { std::slice::from_raw_parts(f.conditions, n as usize) },
+        // SAFETY: per the contract the array holds `n` entries.
+        (n, false) => unsafe { std::slice::from_raw_parts(conditions, n as usize) },
     };
-    let conditions = conditions
+    conditions
         .iter()
         .map(|c| {
             let field = catalogue::condition_by_key(&Guid::from(c.field_key))
@@ -320,7 +323,16 @@ pub(crate) unsafe fn filter_dto(f: &Filter0) -> Result<FilterDto, u32> {
                 value: unsafe { value_dto(&c.value)? },
             })
         })
-        .collect::<Result<Vec<_>, u32>>()?;
+        .collect()
+}
+
+/// # Safety
+/// `f` is a valid `FWPM_FILTER0` (conditions array of `num_conditions`, pointer arms valid).
+pub(crate) unsafe fn filter_dto(f: &Filter0) -> Result<FilterDto, u32> {
+    // SAFETY: per the contract.
+    let (name, description) = unsafe { names(&f.display) };
+    // SAFETY: per the contract.
+    let conditions = unsafe { conditions_dto(f.num_conditions, f.conditions) }?;
     let weight = match f.weight.data_type {
         0 => WeightDto::Auto,
         1 => WeightDto::Range(f.weight.value as u8),

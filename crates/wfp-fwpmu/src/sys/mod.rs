@@ -171,6 +171,25 @@ pub(crate) struct FilterEnumTemplate0 {
     pub(crate) callout_key: *mut CGuid,
 }
 
+/// `FWPM_NET_EVENT_ENUM_TEMPLATE0`.
+#[repr(C)]
+pub(crate) struct NetEventEnumTemplate0 {
+    pub(crate) start_low: u32,
+    pub(crate) start_high: u32,
+    pub(crate) end_low: u32,
+    pub(crate) end_high: u32,
+    pub(crate) num_conditions: u32,
+    pub(crate) conditions: *mut Condition0,
+}
+
+/// `FWPM_NET_EVENT_SUBSCRIPTION0`.
+#[repr(C)]
+pub(crate) struct NetEventSubscription0 {
+    pub(crate) enum_template: *mut NetEventEnumTemplate0,
+    pub(crate) flags: u32,
+    pub(crate) session_key: CGuid,
+}
+
 /// `FWPM_SUBLAYER_ENUM_TEMPLATE0`.
 #[repr(C)]
 pub(crate) struct SublayerEnumTemplate0 {

@@ -20,6 +20,7 @@ _Static_assert(sizeof(FWPM_SUBLAYER0) == 72, "FWPM_SUBLAYER0 layout");
 _Static_assert(sizeof(FWPM_CALLOUT0) == 88, "FWPM_CALLOUT0 layout");
 _Static_assert(sizeof(FWPM_SESSION0) == 72, "FWPM_SESSION0 layout");
 _Static_assert(sizeof(FWPM_NET_EVENT_HEADER0) == 88, "FWPM_NET_EVENT_HEADER0 layout");
+_Static_assert(sizeof(FWPM_NET_EVENT_ENUM_TEMPLATE0) == 32, "FWPM_NET_EVENT_ENUM_TEMPLATE0 layout");
 _Static_assert(sizeof(FWPM_NET_EVENT0) == 104, "FWPM_NET_EVENT0 layout");
 
 #define CHECK(cond, ...)                                                                          \
@@ -171,6 +172,57 @@ static int count_our_filters(HANDLE h, UINT64 filter_id) {
     return ours;
 }
 
+/* How many times our filter (port 23 to 10.0.0.0/8) is enumerated by a template with conditions
+ * (section 11.4 FWP_FILTER_ENUM_TYPE). */
+static int count_by_template(HANDLE h, FWP_FILTER_ENUM_TYPE type, UINT16 port, UINT32 *addr) {
+    FWPM_FILTER_CONDITION0 c[2];
+    memset(c, 0, sizeof(c));
+    c[0].fieldKey = FWPM_CONDITION_IP_REMOTE_PORT;
+    c[0].matchType = FWP_MATCH_EQUAL;
+    c[0].conditionValue.type = FWP_UINT16;
+    c[0].conditionValue.uint16 = port;
+    c[1].fieldKey = FWPM_CONDITION_IP_REMOTE_ADDRESS;
+    c[1].matchType = FWP_MATCH_EQUAL;
+    c[1].conditionValue.type = FWP_UINT32;
+    c[1].conditionValue.uint32 = addr ? *addr : 0;
+    FWPM_FILTER_ENUM_TEMPLATE0 t = {0};
+    t.layerKey = FWPM_LAYER_ALE_AUTH_CONNECT_V4;
+    t.actionMask = 0xFFFFFFFF;
+    t.enumType = type;
+    t.numFilterConditions = addr ? 2 : 1;
+    t.filterCondition = c;
+    HANDLE e = NULL;
+    OK(FwpmFilterCreateEnumHandle0(h, &t, &e));
+    FWPM_FILTER0 **entries = NULL;
+    UINT32 n = 0;
+    OK(FwpmFilterEnum0(h, e, 100, &entries, &n));
+    int ours = 0;
+    for (UINT32 i = 0; i < n; i++) {
+        if (IsEqualGUID(&entries[i]->filterKey, &FILTER)) ours++;
+    }
+    FwpmFreeMemory0((void **)&entries);
+    OK(FwpmFilterDestroyEnumHandle0(h, e));
+    return ours;
+}
+
+static void check_templates(HANDLE h) {
+    UINT32 inside = 0x0A010203; /* 10.1.2.3 */
+    UINT32 outside = 0xC0A80001; /* 192.168.0.1 */
+    CHECK(count_by_template(h, FWP_FILTER_ENUM_FULLY_CONTAINED, 23, &inside) == 1, "contained");
+    CHECK(count_by_template(h, FWP_FILTER_ENUM_FULLY_CONTAINED, 23, &outside) == 0, "outside");
+    /* Only the port: the filter also restricts the address, so it overlaps but does not contain. */
+    CHECK(count_by_template(h, FWP_FILTER_ENUM_FULLY_CONTAINED, 23, NULL) == 0, "port only, contained");
+    CHECK(count_by_template(h, FWP_FILTER_ENUM_OVERLAPPING, 23, NULL) == 1, "port only, overlapping");
+    CHECK(count_by_template(h, FWP_FILTER_ENUM_OVERLAPPING, 80, NULL) == 0, "other port");
+    FWPM_FILTER_ENUM_TEMPLATE0 bad = {0};
+    bad.layerKey = FWPM_LAYER_ALE_AUTH_CONNECT_V4;
+    bad.enumType = FWP_FILTER_ENUM_TYPE_MAX;
+    bad.actionMask = 0xFFFFFFFF;
+    HANDLE e = NULL;
+    DWORD r = FwpmFilterCreateEnumHandle0(h, &bad, &e);
+    CHECK(r == FWP_E_INVALID_ENUMERATOR, "enumType MAX = 0x%08x", (unsigned)r);
+}
+
 static void check_other_listings(HANDLE h, UINT32 callout_id) {
     HANDLE e = NULL;
     UINT32 n = 0;
@@ -216,16 +268,54 @@ static void check_other_listings(HANDLE h, UINT32 callout_id) {
     CHECK(found == 1, "callout listed %d times", found);
 }
 
+/* A subscription whose enumTemplate asks for one remote port (section 11.5). */
+static DWORD subscribe_port(HANDLE h, UINT16 port, struct seen *seen, HANDLE *sub) {
+    FWPM_FILTER_CONDITION0 c;
+    memset(&c, 0, sizeof c);
+    c.fieldKey = FWPM_CONDITION_IP_REMOTE_PORT;
+    c.matchType = FWP_MATCH_EQUAL;
+    c.conditionValue.type = FWP_UINT16;
+    c.conditionValue.uint16 = port;
+    FWPM_NET_EVENT_ENUM_TEMPLATE0 t;
+    memset(&t, 0, sizeof t);
+    t.numFilterConditions = 1;
+    t.filterCondition = &c;
+    FWPM_NET_EVENT_SUBSCRIPTION0 subscription = {0};
+    subscription.enumTemplate = &t;
+    return FwpmNetEventSubscribe0(h, &subscription, on_event, seen, sub);
+}
+
 static void wait_for_event(HANDLE h, UINT64 filter_id) {
     static struct seen seen;
+    static struct seen other;
     HANDLE sub = NULL;
-    FWPM_NET_EVENT_SUBSCRIPTION0 subscription = {0};
-    OK(FwpmNetEventSubscribe0(h, &subscription, on_event, &seen, &sub));
+    HANDLE other_sub = NULL;
+    /* Our filter blocks port 23: a template for 23 sees its drop, one for 80 sees nothing. */
+    OK(subscribe_port(h, 23, &seen, &sub));
+    OK(subscribe_port(h, 80, &other, &other_sub));
+    /* A condition the library does not carry is refused. */
+    FWPM_FILTER_CONDITION0 app;
+    memset(&app, 0, sizeof app);
+    app.fieldKey = FWPM_CONDITION_ALE_APP_ID;
+    app.matchType = FWP_MATCH_EQUAL;
+    app.conditionValue.type = FWP_UINT16;
+    FWPM_NET_EVENT_ENUM_TEMPLATE0 t;
+    memset(&t, 0, sizeof t);
+    t.numFilterConditions = 1;
+    t.filterCondition = &app;
+    FWPM_NET_EVENT_SUBSCRIPTION0 bad = {0};
+    bad.enumTemplate = &t;
+    HANDLE none = NULL;
+    DWORD r = FwpmNetEventSubscribe0(h, &bad, on_event, &other, &none);
+    CHECK(r == 0x80004001, "ALE_APP_ID template = 0x%08x", (unsigned)r);
     printf("SUBSCRIBED\n");
     fflush(stdout);
     for (int i = 0; i < 1000 && atomic_load(&seen.count) == 0; i++) usleep(10 * 1000);
     OK(FwpmNetEventUnsubscribe0(h, sub));
+    OK(FwpmNetEventUnsubscribe0(h, other_sub));
     CHECK(atomic_load(&seen.count) > 0, "no net event arrived");
+    CHECK(atomic_load(&other.count) == 0, "the port-80 subscription got %d events",
+          atomic_load(&other.count));
     CHECK(seen.type == FWPM_NET_EVENT_TYPE_CLASSIFY_DROP, "event type %u", seen.type);
     CHECK(seen.filter_id == filter_id, "event filter %llu", (unsigned long long)seen.filter_id);
     printf("EVENT type=%u filter=%llu layer=%u\n", seen.type, (unsigned long long)seen.filter_id, seen.layer_id);
@@ -249,6 +339,7 @@ int main(void) {
     printf("FILTER %llu\n", (unsigned long long)filter_id);
     fflush(stdout);
     CHECK(count_our_filters(h, filter_id) == 1, "our filter is not enumerated once");
+    check_templates(h);
     check_other_listings(h, callout_id);
     wait_for_event(h, filter_id);
 

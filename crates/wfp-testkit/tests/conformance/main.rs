@@ -6,6 +6,7 @@
 //! (`s14_6_data_path`, `s14_7_stream_waterfall`); the shim's own tests cover them too.
 
 mod s10_4_packets;
+mod s11_4_enum_templates;
 mod s14_1_arbitration;
 mod s14_2_weights;
 mod s14_3_conditions;
@@ -19,4 +20,5 @@ mod s14_7_stream_waterfall;
 mod s14_8_pend;
 mod s14_9_mgmt;
 mod s14_9_net_events;
+mod s2_6_contract_events;
 mod teardown;

@@ -197,6 +197,12 @@ fn engine_families(e: &mut Exposition, shared: &Shared) {
         f(load(&stats.callout_panics)),
     );
     e.single(
+        "wfp_callout_contract_violations_total",
+        "counter",
+        "Callout classify contract violations (CALLOUT_CONTRACT net events).",
+        f(load(&stats.contract_violations)),
+    );
+    e.single(
         "wfp_net_events_dropped_total",
         "counter",
         "Net events lost to a full ring.",

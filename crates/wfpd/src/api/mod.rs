@@ -153,6 +153,11 @@ pub struct DataPath {
     /// Packets the accounting rules saw pass without wfpd's mark before this start (the absent
     /// posture; one POSTURE event).
     pub absent_accepted: u64,
+    /// Reads the accounting rules' cumulative count of packets accepted without wfpd's verdict
+    /// (`None` without accounting rules). Set when `[posture] overloaded = "fail-open"`: growth
+    /// beyond `absent_accepted` while attached is a full queue's FAIL_OPEN acceptance (overload
+    /// posture, verdict accept), which the kernel itself counts nowhere.
+    pub uninspected: Option<Arc<dyn Fn() -> Option<u64> + Send + Sync>>,
 }
 
 impl DataPath {
@@ -368,7 +373,8 @@ fn housekeeping(shared: &Shared) {
     }
     // The posture counters include a /proc read: every POSTURE_EVERY passes.
     if shared.passes.fetch_add(1, Ordering::Relaxed) % POSTURE_EVERY == 0 {
-        let readings = posture::read(&data.workers, data.absent_accepted);
+        let uninspected = data.uninspected.as_ref().and_then(|read| read());
+        let readings = posture::read(&data.workers, data.absent_accepted, uninspected);
         shared.postures.observe(&shared.engine, &readings);
     }
 }

@@ -52,7 +52,7 @@ pub(crate) fn dto(p: &Prompt, data: &DataPath) -> PendingDto {
             .app_id
             .as_deref()
             .map(|a| String::from_utf8_lossy(a).into_owned()),
-        user_id: None,
+        user_id: h.user_id,
         created_ms: unix(p.created),
         deadline_ms: unix(p.deadline),
         default: decision_name(p.default).to_string(),

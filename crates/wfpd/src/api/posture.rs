@@ -8,6 +8,7 @@
 //! | `internal_error` | accept / drop | the worker's contained handler panics (`internal_error` posture) |
 //! | `hang` | accept / drop | the watchdog's verdicts for a stuck worker (`hung` posture) |
 //! | `overload` | drop | the kernel queue's `queue_dropped` (queue full, fail-closed) |
+//! | `overload` | accept | with `overloaded = "fail-open"`: growth of the accounting rules' count of packets accepted without wfpd's mark since attach (a full FAIL_OPEN queue accepts them; the kernel counts them nowhere) |
 //! | `absent` | accept | at attach: packets the accounting rules saw pass without wfpd's mark (the queue bypassed while wfpd was down) |
 
 use std::sync::atomic::Ordering;
@@ -20,17 +21,18 @@ use super::metrics::Exposition;
 use crate::worker::WorkerShared;
 
 /// The (posture, accepted) pairs reported, in metric order.
-const PAIRS: [(Posture, bool); 6] = [
+const PAIRS: [(Posture, bool); 7] = [
     (Posture::Absent, true),
     (Posture::Overload, false),
+    (Posture::Overload, true),
     (Posture::Hang, true),
     (Posture::Hang, false),
     (Posture::InternalError, true),
     (Posture::InternalError, false),
 ];
 
-/// Cumulative packet counts, in this order: absent/accept, overload/drop, hang/accept, hang/drop,
-/// internal_error/accept, internal_error/drop.
+/// Cumulative packet counts, in this order: absent/accept, overload/drop, overload/accept,
+/// hang/accept, hang/drop, internal_error/accept, internal_error/drop.
 pub type Readings = [u64; PAIRS.len()];
 
 /// The last readings and the totals reported.
@@ -45,8 +47,13 @@ fn posture_layer() -> LayerId {
     wfp_core::layers::INBOUND_IPPACKET_V4
 }
 
-/// Reads the counters of `workers` (and the kernel's queue-full drops).
-pub fn read(workers: &[std::sync::Arc<WorkerShared>], absent: u64) -> Readings {
+/// Reads the counters of `workers` (and the kernel's queue-full drops); `uninspected` is the
+/// accounting rules' cumulative count now (fail-open overload: its growth beyond `absent`).
+pub fn read(
+    workers: &[std::sync::Arc<WorkerShared>],
+    absent: u64,
+    uninspected: Option<u64>,
+) -> Readings {
     let sum = |f: &dyn Fn(&WorkerShared) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
     let kernel = if workers.is_empty() {
         Vec::new()
@@ -63,6 +70,7 @@ pub fn read(workers: &[std::sync::Arc<WorkerShared>], absent: u64) -> Readings {
     [
         absent,
         overload,
+        uninspected.map_or(0, |n| n.saturating_sub(absent)),
         sum(&|w| w.hung_accepted.load(Ordering::Relaxed)),
         sum(&|w| w.hung_dropped.load(Ordering::Relaxed)),
         accepted,
@@ -139,9 +147,9 @@ mod tests {
     fn each_increase_is_one_event_with_the_delta() {
         let engine = Engine::default();
         let w = PostureWatch::default();
-        assert_eq!(w.observe(&engine, &[0; 6]), 0);
-        assert_eq!(w.observe(&engine, &[5, 0, 2, 0, 0, 0]), 2);
-        assert_eq!(w.observe(&engine, &[5, 0, 3, 0, 0, 1]), 2);
+        assert_eq!(w.observe(&engine, &[0; 7]), 0);
+        assert_eq!(w.observe(&engine, &[5, 0, 0, 2, 0, 0, 0]), 2);
+        assert_eq!(w.observe(&engine, &[5, 0, 0, 3, 0, 0, 1]), 2);
         let events = engine.drain_net_events();
         let details: Vec<_> = events.iter().filter_map(|e| e.detail).collect();
         assert_eq!(
@@ -176,5 +184,34 @@ mod tests {
         assert!(
             text.contains("wfp_posture_events_total{posture=\"absent\",verdict=\"accept\"} 5\n")
         );
+    }
+
+    /// Issue 14: with fail-open overload, packets the accounting rules count beyond those of the
+    /// absent period become POSTURE overload/accept events, each with the increase.
+    #[test]
+    fn fail_open_overload_is_counted_from_the_accounting_rules() {
+        let engine = Engine::default();
+        let w = PostureWatch::default();
+        let r = read(&[], 4, Some(4));
+        assert_eq!(r, [4, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(w.observe(&engine, &r), 1);
+        let r = read(&[], 4, Some(10));
+        assert_eq!(r[2], 6);
+        assert_eq!(w.observe(&engine, &r), 1);
+        assert_eq!(read(&[], 4, None)[2], 0);
+        let last = engine.drain_net_events().pop().and_then(|e| e.detail);
+        assert_eq!(
+            last,
+            Some(NetEventDetail::Posture {
+                posture: Posture::Overload,
+                accepted: true,
+                count: 6
+            })
+        );
+        let mut e = Exposition::default();
+        w.write_metrics(&mut e);
+        assert!(e
+            .finish()
+            .contains("wfp_posture_events_total{posture=\"overload\",verdict=\"accept\"} 6\n"));
     }
 }

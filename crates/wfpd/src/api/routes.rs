@@ -69,7 +69,7 @@ pub(crate) fn route(c: &mut Conn<'_>, method: &str, rest: &[&str], m: &Message) 
 fn state(c: &mut Conn<'_>) -> Answer {
     let shared = c.shared;
     let s = c.session()?;
-    let all = FilterEnumTemplate::default();
+    let all = FilterEnumTemplate::everything();
     let view = StateView {
         version: env!("CARGO_PKG_VERSION").to_string(),
         api: API_VERSION.to_string(),
@@ -101,7 +101,9 @@ fn filter_views(list: &[std::sync::Arc<wfp_core::RtFilter>]) -> Vec<FilterView> 
 fn filters(c: &mut Conn<'_>, method: &str, rest: &[&str], m: &Message) -> Answer {
     let s = c.session()?;
     match (method, rest) {
-        ("GET", []) => json(&filter_views(&s.filters(&FilterEnumTemplate::default())?)),
+        ("GET", []) => json(&filter_views(
+            &s.filters(&FilterEnumTemplate::everything())?,
+        )),
         ("POST", ["enum"]) => {
             let t = FilterEnumTemplate::try_from(&body::<FilterEnumRequest>(m)?)?;
             json(&filter_views(&s.filters(&t)?))
