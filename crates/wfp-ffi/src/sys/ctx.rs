@@ -5,6 +5,7 @@
 //! (Verifier). Threads that never entered a driver have no host.
 
 use std::cell::{Cell, RefCell};
+use std::ffi::c_void;
 
 use crate::host::HostInner;
 use crate::verifier::Finding;
@@ -14,6 +15,9 @@ use crate::verifier::Finding;
 struct Binding {
     host: *const HostInner,
     driver: usize,
+    /// The classifyFn invocation running on this thread (null outside classifyFn); see
+    /// [`super::invocation`]. Callbacks entered from inside classifyFn keep it.
+    invocation: *const c_void,
     irql: u8,
     /// `LOCKS.len()`, mirrored here for the per-callback balance check.
     locks: usize,
@@ -24,6 +28,7 @@ thread_local! {
         Cell::new(Binding {
             host: std::ptr::null(),
             driver: usize::MAX,
+            invocation: std::ptr::null(),
             irql: 0,
             locks: 0,
         })
@@ -46,11 +51,30 @@ pub(crate) struct Bound {
 ///
 /// The caller keeps `host` alive until the guard is dropped.
 pub(crate) fn bind(host: &HostInner, driver: usize, irql: u8, callback: &'static str) -> Bound {
+    enter(host, driver, irql, None, callback)
+}
+
+/// [`bind`] for classifyFn: DISPATCH_LEVEL, and `invocation` (the address of the call's
+/// [`super::invocation::Invocation`], which the caller keeps alive and unmoved until the guard is
+/// dropped) becomes the thread's current invocation — one TLS write for both.
+pub(crate) fn bind_classify(host: &HostInner, driver: usize, invocation: *const c_void) -> Bound {
+    enter(host, driver, DISPATCH_LEVEL, Some(invocation), "classifyFn")
+}
+
+#[inline]
+fn enter(
+    host: &HostInner,
+    driver: usize,
+    irql: u8,
+    invocation: Option<*const c_void>,
+    callback: &'static str,
+) -> Bound {
     let prev = BINDING.with(|b| {
         let prev = b.get();
         b.set(Binding {
             host: std::ptr::from_ref(host),
             driver,
+            invocation: invocation.unwrap_or(prev.invocation),
             irql,
             locks: prev.locks,
         });
@@ -64,33 +88,54 @@ pub(crate) fn bind(host: &HostInner, driver: usize, irql: u8, callback: &'static
     }
 }
 
+/// The address of the classifyFn invocation running on this thread (null outside classifyFn).
+pub(crate) fn current_invocation() -> *const c_void {
+    BINDING.with(Cell::get).invocation
+}
+
 impl Drop for Bound {
+    #[inline]
     fn drop(&mut self) {
-        let now = BINDING.with(Cell::get);
-        let (exit, held) = (now.irql, now.locks);
-        let mut locks = held;
-        if exit != self.irql || held != self.locks {
-            let extra: Vec<usize> = LOCKS.with(|l| {
-                let mut l = l.borrow_mut();
-                let keep = self.locks.min(l.len());
-                let extra = l.split_off(keep);
-                set_lock_count(l.len());
-                extra
-            });
-            for lock in &extra {
-                super::kernel::force_release(*lock);
-            }
-            with_host(|h| {
-                h.finding(Finding::UnbalancedIrql {
-                    callback: self.callback,
-                    entry: self.irql,
-                    exit,
-                    locks_held: extra.len(),
+        BINDING.with(|b| {
+            let now = b.get();
+            if now.irql == self.irql && now.locks == self.locks {
+                // Balanced (the common case): restore the caller's binding in place.
+                b.set(Binding {
+                    locks: now.locks,
+                    ..self.prev
                 });
-            });
-            locks = lock_count();
+            } else {
+                self.unbalanced(now);
+            }
+        });
+    }
+}
+
+impl Bound {
+    /// The callback returned at another IRQL or holding spin locks (Verifier): releases what it
+    /// left held, reports it, and restores the caller's binding.
+    #[cold]
+    fn unbalanced(&self, now: Binding) {
+        let extra: Vec<usize> = LOCKS.with(|l| {
+            let mut l = l.borrow_mut();
+            let keep = self.locks.min(l.len());
+            let extra = l.split_off(keep);
+            set_lock_count(l.len());
+            extra
+        });
+        for lock in &extra {
+            super::kernel::force_release(*lock);
         }
+        with_host(|h| {
+            h.finding(Finding::UnbalancedIrql {
+                callback: self.callback,
+                entry: self.irql,
+                exit: now.irql,
+                locks_held: extra.len(),
+            });
+        });
         // Restore the caller's binding; the held-lock count is the thread's, not the binding's.
+        let locks = lock_count();
         BINDING.with(|b| {
             b.set(Binding { locks, ..self.prev });
         });
