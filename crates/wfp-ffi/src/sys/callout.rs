@@ -434,8 +434,9 @@ const EMPTY: FwpValue0 = FwpValue0 {
 };
 
 /// Writes the `FWP_VALUE0` of each of `src` into `dst` while the values hold themselves; false at
-/// the first one that needs arena storage. Empty fields and 8–32-bit unsigned integers (most
-/// fields of most layers) are tested first, each by its tag alone, before the general conversion.
+/// the first one that needs arena storage. Empty fields and 16/32-bit integers (most fields of most
+/// layers) are tested first by their tag alone — a few compares rather than an indirect jump per
+/// value — before the general conversion.
 #[inline]
 fn fill_inline(dst: &mut [FwpValue0], src: &[Value]) -> bool {
     for (d, v) in dst.iter_mut().zip(src) {
@@ -449,17 +450,20 @@ fn fill_inline(dst: &mut [FwpValue0], src: &[Value]) -> bool {
                 data_type: 2,
                 value: u64::from(*x),
             },
-            Value::Uint8(x) => FwpValue0 {
-                data_type: 1,
-                value: u64::from(*x),
-            },
-            other => match Arena::inline_value(other) {
+            other => match other_inline(other) {
                 Some(c) => c,
                 None => return false,
             },
         };
     }
     true
+}
+
+/// [`Arena::inline_value`] out of line, so [`fill_inline`]'s test of the common tags stays a few
+/// compares.
+#[inline(never)]
+fn other_inline(v: &Value) -> Option<FwpValue0> {
+    Arena::inline_value(v)
 }
 
 /// Bit `i` set when field `i` of the layer is an application path (ALE_APP_ID,
