@@ -10,7 +10,7 @@ use std::ffi::c_void;
 use crate::host::HostInner;
 use crate::verifier::Finding;
 
-/// What is bound to a thread: one cell, so entering and leaving a callback is one TLS access each.
+/// What is bound to a thread (a guard's saved copy of [`Slots`]).
 #[derive(Clone, Copy)]
 struct Binding {
     host: *const HostInner,
@@ -23,15 +23,47 @@ struct Binding {
     locks: usize,
 }
 
+/// The thread's binding: one thread-local (one address computation per callback entry and exit),
+/// a cell per field, so the return check reads just the IRQL and lock count — field-sized loads of
+/// what entry stored, which the CPU forwards from its store buffer (a whole-struct copy would not
+/// be forwarded when the callback is short).
+struct Slots {
+    host: Cell<*const HostInner>,
+    driver: Cell<usize>,
+    invocation: Cell<*const c_void>,
+    irql: Cell<u8>,
+    locks: Cell<usize>,
+}
+
+impl Slots {
+    fn get(&self) -> Binding {
+        Binding {
+            host: self.host.get(),
+            driver: self.driver.get(),
+            invocation: self.invocation.get(),
+            irql: self.irql.get(),
+            locks: self.locks.get(),
+        }
+    }
+
+    fn set(&self, b: Binding) {
+        self.host.set(b.host);
+        self.driver.set(b.driver);
+        self.invocation.set(b.invocation);
+        self.irql.set(b.irql);
+        self.locks.set(b.locks);
+    }
+}
+
 thread_local! {
-    static BINDING: Cell<Binding> = const {
-        Cell::new(Binding {
-            host: std::ptr::null(),
-            driver: usize::MAX,
-            invocation: std::ptr::null(),
-            irql: 0,
-            locks: 0,
-        })
+    static BINDING: Slots = const {
+        Slots {
+            host: Cell::new(std::ptr::null()),
+            driver: Cell::new(usize::MAX),
+            invocation: Cell::new(std::ptr::null()),
+            irql: Cell::new(0),
+            locks: Cell::new(0),
+        }
     };
     static LOCKS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
@@ -90,22 +122,22 @@ fn enter(
 
 /// The address of the classifyFn invocation running on this thread (null outside classifyFn).
 pub(crate) fn current_invocation() -> *const c_void {
-    BINDING.with(Cell::get).invocation
+    BINDING.with(|b| b.invocation.get())
 }
 
 impl Drop for Bound {
     #[inline]
     fn drop(&mut self) {
         BINDING.with(|b| {
-            let now = b.get();
-            if now.irql == self.irql && now.locks == self.locks {
+            let (exit, locks) = (b.irql.get(), b.locks.get());
+            if exit == self.irql && locks == self.locks {
                 // Balanced (the common case): restore the caller's binding in place.
-                b.set(Binding {
-                    locks: now.locks,
-                    ..self.prev
-                });
+                b.host.set(self.prev.host);
+                b.driver.set(self.prev.driver);
+                b.invocation.set(self.prev.invocation);
+                b.irql.set(self.prev.irql);
             } else {
-                self.unbalanced(now);
+                self.unbalanced(exit);
             }
         });
     }
@@ -115,7 +147,7 @@ impl Bound {
     /// The callback returned at another IRQL or holding spin locks (Verifier): releases what it
     /// left held, reports it, and restores the caller's binding.
     #[cold]
-    fn unbalanced(&self, now: Binding) {
+    fn unbalanced(&self, exit: u8) {
         let extra: Vec<usize> = LOCKS.with(|l| {
             let mut l = l.borrow_mut();
             let keep = self.locks.min(l.len());
@@ -130,7 +162,7 @@ impl Bound {
             h.finding(Finding::UnbalancedIrql {
                 callback: self.callback,
                 entry: self.irql,
-                exit: now.irql,
+                exit,
                 locks_held: extra.len(),
             });
         });
@@ -144,7 +176,7 @@ impl Bound {
 
 /// Runs `f` with the host bound to this thread, if any.
 pub(crate) fn with_host<R>(f: impl FnOnce(&HostInner) -> R) -> Option<R> {
-    let p = BINDING.with(Cell::get).host;
+    let p = BINDING.with(|b| b.host.get());
     if p.is_null() {
         return None;
     }
@@ -155,11 +187,11 @@ pub(crate) fn with_host<R>(f: impl FnOnce(&HostInner) -> R) -> Option<R> {
 
 /// The driver index bound to this thread.
 pub(crate) fn current_driver() -> usize {
-    BINDING.with(Cell::get).driver
+    BINDING.with(|b| b.driver.get())
 }
 
 pub(crate) fn irql() -> u8 {
-    BINDING.with(Cell::get).irql
+    BINDING.with(|b| b.irql.get())
 }
 
 /// Reports a call above the IRQL `function` allows (wdk-runtime.md: P = 0, ≤D = 2); the call
@@ -172,25 +204,15 @@ pub(crate) fn check_irql(function: &'static str, max: u8) {
 }
 
 pub(crate) fn set_irql(v: u8) -> u8 {
-    BINDING.with(|b| {
-        let mut cur = b.get();
-        let old = cur.irql;
-        cur.irql = v;
-        b.set(cur);
-        old
-    })
+    BINDING.with(|b| b.irql.replace(v))
 }
 
 pub(crate) fn lock_count() -> usize {
-    BINDING.with(Cell::get).locks
+    BINDING.with(|b| b.locks.get())
 }
 
 fn set_lock_count(n: usize) {
-    BINDING.with(|b| {
-        let mut cur = b.get();
-        cur.locks = n;
-        b.set(cur);
-    });
+    BINDING.with(|b| b.locks.set(n));
 }
 
 pub(crate) fn push_lock(lock: usize) {
