@@ -15,12 +15,12 @@ use wfp_core::catalogue::{self, LayerId};
 use wfp_core::constants::MetadataFields;
 use wfp_core::{
     Callout, CalloutId, ClassifyContext, ClassifyOut, ClassifyOutFlags, IncomingValues, LayerData,
-    Metadata, NotifyType, Rights, RtFilter, Status, StreamAction, StreamIoPacket,
+    Metadata, NotifyType, Rights, RtFilter, Status, StreamAction, StreamIoPacket, Value,
 };
 
 use super::convert::Arena;
-use super::ctx::{self, DISPATCH_LEVEL};
-use super::invocation::{self, Invocation};
+use super::ctx;
+use super::invocation::Invocation;
 use super::ndis::mdl_for;
 use super::types::{
     CGuid, FwpByteBlob, FwpValue0, FwpsAction0, FwpsClassifyOut0, FwpsFilter, FwpsFilterCondition0,
@@ -188,6 +188,8 @@ struct Scratch {
     )]
     filters: Vec<Box<FilterImage>>,
     next_slot: usize,
+    /// The slot the last lookup found (checked first: consecutive classifies mostly hit one filter).
+    last_slot: usize,
 }
 
 fn zeroed_meta() -> FwpsIncomingMetadataValues0 {
@@ -219,19 +221,28 @@ impl Scratch {
             io,
             filters: Vec::with_capacity(FILTER_CACHE),
             next_slot: 0,
+            last_slot: 0,
         })
     }
 
+    #[inline]
     fn filter(&mut self, f: &RtFilter) -> *const FwpsFilter {
         let addr = std::ptr::from_ref(f) as usize;
         let id = f.filter_id().0;
-        if let Some(img) = self
-            .filters
-            .iter()
-            .find(|i| i.id == id && i.addr == addr && i.context == f.context)
-        {
+        let hit = |i: &FilterImage| i.id == id && i.addr == addr && i.context == f.context;
+        if let Some(img) = self.filters.get(self.last_slot).filter(|i| hit(i)) {
             return &img.filter;
         }
+        if let Some(slot) = self.filters.iter().position(|i| hit(i)) {
+            self.last_slot = slot;
+            return &self.filters[slot].filter;
+        }
+        self.add_filter(f)
+    }
+
+    /// Builds and caches the image of a filter not in the cache (evicting round-robin when full).
+    #[cold]
+    fn add_filter(&mut self, f: &RtFilter) -> *const FwpsFilter {
         let img = filter_image(f);
         let slot = if self.filters.len() < FILTER_CACHE {
             self.filters.push(img);
@@ -242,12 +253,14 @@ impl Scratch {
             self.filters[s] = img;
             s
         };
+        self.last_slot = slot;
         &self.filters[slot].filter
     }
 
     /// `FWPS_INCOMING_VALUES0`: the layer's field count and app-id mask are cached per layer;
     /// values of inline types (integers, FWP_EMPTY — most fields) are written straight into the
     /// reused array, and only a set holding pointer types reserves the arena first.
+    #[inline]
     fn values(&mut self, values: &IncomingValues<'_>) -> FwpsIncomingValues0 {
         if self.layer != Some(values.layer) {
             self.layer = Some(values.layer);
@@ -257,25 +270,11 @@ impl Scratch {
         let mask = self.app_ids;
         let utf16 = |i: usize| i < 64 && mask & (1 << i) != 0;
         let count = self.field_count.unwrap_or(values.values.len());
-        const EMPTY: FwpValue0 = FwpValue0 {
-            data_type: 0,
-            value: 0,
-        };
         // The array keeps its length between calls of the same layer: values are written in place.
         self.values.resize(count, EMPTY);
         let given = &values.values[..values.values.len().min(count)];
         // Fast path: every value inline (app-id fields are blobs, so never here).
-        let mut inline = true;
-        for (dst, v) in self.values.iter_mut().zip(given) {
-            match Arena::inline_value(v) {
-                Some(c) => *dst = c,
-                None => {
-                    inline = false;
-                    break;
-                }
-            }
-        }
-        if !inline {
+        if !fill_inline(&mut self.values, given) {
             self.arena.reserve_values(values.values, utf16);
             for (i, (dst, v)) in self.values.iter_mut().zip(given).enumerate() {
                 *dst = self.arena.value(v, utf16(i));
@@ -291,6 +290,10 @@ impl Scratch {
         }
     }
 
+    /// `FWPS_INCOMING_METADATA_VALUES0` (wfp-reference §2.3): the scalar fields and processPath; the
+    /// other pointer fields (controlData, headerIncludeHeader, destinationPrefix,
+    /// originalDestination, redirectRecords) stay NULL.
+    #[inline]
     fn metadata(&mut self, m: &Metadata) {
         let mut present = m.present;
         if m.completion_handle == 0 {
@@ -300,7 +303,16 @@ impl Scratch {
         c.completion_handle = m.completion_handle as *mut c_void;
         c.transport_endpoint_handle = m.transport_endpoint_handle;
         c.current_metadata_values = present.0;
+        c.flags = m.incoming_flags;
+        c.discard_metadata.discard_module = m.discard_module;
+        c.discard_metadata.discard_reason = m.discard_reason;
         c.discard_metadata.filter_id = m.discard_filter_id;
+        c.token = m.token;
+        c.path_mtu = m.path_mtu;
+        c.remote_scope_id = m.remote_scope_id;
+        c.parent_endpoint_handle = m.parent_endpoint_handle;
+        c.local_redirect_target_pid = m.local_redirect_target_pid;
+        c.sub_process_tag = m.sub_process_tag as *mut c_void;
         c.flow_handle = m.flow_handle;
         c.ip_header_size = m.ip_header_size;
         c.transport_header_size = m.transport_header_size;
@@ -334,6 +346,7 @@ impl Scratch {
     }
 
     /// An NBL → NB → MDL chain over `data` (read-only: NDIS_NBL_FLAGS_*_READ_ONLY).
+    #[inline]
     fn packet(&mut self, data: &[u8]) -> *mut NetBufferList {
         self.bufs.point_at(data.as_ptr(), data.len());
         &mut self.bufs.nbl
@@ -380,14 +393,19 @@ impl Scratch {
 
     /// After classifyFn: the NET_BUFFER must be back where it was (a retreat must be advanced
     /// back before returning, wdk-runtime.md §6). Restores it and reports when it is not.
+    #[inline]
     fn check_packet_restored(&mut self, host: &HostInner, len: u64) {
         let d = &self.bufs.nb.data;
-        if d.data_offset == 0
-            && d.data_length == len
-            && d.mdl_chain == std::ptr::from_mut(&mut self.bufs.mdl)
+        if d.data_offset != 0
+            || d.data_length != len
+            || d.mdl_chain != std::ptr::from_mut(&mut self.bufs.mdl)
         {
-            return;
+            self.restore_packet(host);
         }
+    }
+
+    #[cold]
+    fn restore_packet(&mut self, host: &HostInner) {
         // Free what a retreat left at the head of the chain.
         let mut m = self.bufs.nb.data.mdl_chain;
         let own: *mut Mdl = &mut self.bufs.mdl;
@@ -408,6 +426,44 @@ impl Scratch {
                 .into(),
         });
     }
+}
+
+const EMPTY: FwpValue0 = FwpValue0 {
+    data_type: 0,
+    value: 0,
+};
+
+/// Writes the `FWP_VALUE0` of each of `src` into `dst` while the values hold themselves; false at
+/// the first one that needs arena storage. Empty fields and 16/32-bit integers (most fields of most
+/// layers) are tested first by their tag alone — a few compares rather than an indirect jump per
+/// value — before the general conversion.
+#[inline]
+fn fill_inline(dst: &mut [FwpValue0], src: &[Value]) -> bool {
+    for (d, v) in dst.iter_mut().zip(src) {
+        *d = match v {
+            Value::Empty => EMPTY,
+            Value::Uint32(x) => FwpValue0 {
+                data_type: 3,
+                value: u64::from(*x),
+            },
+            Value::Uint16(x) => FwpValue0 {
+                data_type: 2,
+                value: u64::from(*x),
+            },
+            other => match other_inline(other) {
+                Some(c) => c,
+                None => return false,
+            },
+        };
+    }
+    true
+}
+
+/// [`Arena::inline_value`] out of line, so [`fill_inline`]'s test of the common tags stays a few
+/// compares.
+#[inline(never)]
+fn other_inline(v: &Value) -> Option<FwpValue0> {
+    Arena::inline_value(v)
 }
 
 /// Bit `i` set when field `i` of the layer is an application path (ALE_APP_ID,
@@ -469,7 +525,7 @@ impl CCallout {
         out: &mut FwpsClassifyOut0,
     ) {
         let (values, meta, layer_data) = args;
-        let _bound = ctx::bind(&self.host, self.driver, DISPATCH_LEVEL, "classifyFn");
+        let _bound = ctx::bind_classify(&self.host, self.driver, context);
         // SAFETY: the function pointer was registered by the driver (still loaded: callouts are
         // unregistered before it is unloaded); every pointer passed is valid for the call.
         unsafe {
@@ -534,16 +590,13 @@ impl Callout for CCallout {
             let meta_ptr: *const FwpsIncomingMetadataValues0 = &s.meta;
             // SAFETY: `meta_ptr` points into the boxed scratch, alive for the call.
             let meta_ref = unsafe { &*meta_ptr };
-            {
-                let _entered = invocation::enter(&inv);
-                self.call_classify(
-                    (&c_values, meta_ref, data_ptr),
-                    std::ptr::from_ref(&inv).cast(),
-                    c_filter,
-                    flow_context,
-                    &mut c_out,
-                );
-            }
+            self.call_classify(
+                (&c_values, meta_ref, data_ptr),
+                std::ptr::from_ref(&inv).cast(),
+                c_filter,
+                flow_context,
+                &mut c_out,
+            );
             out.action_type.0 = c_out.action_type;
             out.rights = Rights(c_out.rights);
             out.flags = ClassifyOutFlags(c_out.flags);

@@ -5,28 +5,65 @@
 //! (Verifier). Threads that never entered a driver have no host.
 
 use std::cell::{Cell, RefCell};
+use std::ffi::c_void;
 
 use crate::host::HostInner;
 use crate::verifier::Finding;
 
-/// What is bound to a thread: one cell, so entering and leaving a callback is one TLS access each.
+/// What is bound to a thread (a guard's saved copy of [`Slots`]).
 #[derive(Clone, Copy)]
 struct Binding {
     host: *const HostInner,
     driver: usize,
+    /// The classifyFn invocation running on this thread (null outside classifyFn); see
+    /// [`super::invocation`]. Callbacks entered from inside classifyFn keep it.
+    invocation: *const c_void,
     irql: u8,
     /// `LOCKS.len()`, mirrored here for the per-callback balance check.
     locks: usize,
 }
 
+/// The thread's binding: one thread-local (one address computation per callback entry and exit),
+/// a cell per field, so the return check reads just the IRQL and lock count — field-sized loads of
+/// what entry stored, which the CPU forwards from its store buffer (a whole-struct copy would not
+/// be forwarded when the callback is short).
+struct Slots {
+    host: Cell<*const HostInner>,
+    driver: Cell<usize>,
+    invocation: Cell<*const c_void>,
+    irql: Cell<u8>,
+    locks: Cell<usize>,
+}
+
+impl Slots {
+    fn get(&self) -> Binding {
+        Binding {
+            host: self.host.get(),
+            driver: self.driver.get(),
+            invocation: self.invocation.get(),
+            irql: self.irql.get(),
+            locks: self.locks.get(),
+        }
+    }
+
+    fn set(&self, b: Binding) {
+        self.host.set(b.host);
+        self.driver.set(b.driver);
+        self.invocation.set(b.invocation);
+        self.irql.set(b.irql);
+        self.locks.set(b.locks);
+    }
+}
+
 thread_local! {
-    static BINDING: Cell<Binding> = const {
-        Cell::new(Binding {
-            host: std::ptr::null(),
-            driver: usize::MAX,
-            irql: 0,
-            locks: 0,
-        })
+    static BINDING: Slots = const {
+        Slots {
+            host: Cell::new(std::ptr::null()),
+            driver: Cell::new(usize::MAX),
+            invocation: Cell::new(std::ptr::null()),
+            irql: Cell::new(0),
+            locks: Cell::new(0),
+        }
     };
     static LOCKS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
@@ -46,11 +83,30 @@ pub(crate) struct Bound {
 ///
 /// The caller keeps `host` alive until the guard is dropped.
 pub(crate) fn bind(host: &HostInner, driver: usize, irql: u8, callback: &'static str) -> Bound {
+    enter(host, driver, irql, None, callback)
+}
+
+/// [`bind`] for classifyFn: DISPATCH_LEVEL, and `invocation` (the address of the call's
+/// [`super::invocation::Invocation`], which the caller keeps alive and unmoved until the guard is
+/// dropped) becomes the thread's current invocation — one TLS write for both.
+pub(crate) fn bind_classify(host: &HostInner, driver: usize, invocation: *const c_void) -> Bound {
+    enter(host, driver, DISPATCH_LEVEL, Some(invocation), "classifyFn")
+}
+
+#[inline]
+fn enter(
+    host: &HostInner,
+    driver: usize,
+    irql: u8,
+    invocation: Option<*const c_void>,
+    callback: &'static str,
+) -> Bound {
     let prev = BINDING.with(|b| {
         let prev = b.get();
         b.set(Binding {
             host: std::ptr::from_ref(host),
             driver,
+            invocation: invocation.unwrap_or(prev.invocation),
             irql,
             locks: prev.locks,
         });
@@ -64,33 +120,54 @@ pub(crate) fn bind(host: &HostInner, driver: usize, irql: u8, callback: &'static
     }
 }
 
+/// The address of the classifyFn invocation running on this thread (null outside classifyFn).
+pub(crate) fn current_invocation() -> *const c_void {
+    BINDING.with(|b| b.invocation.get())
+}
+
 impl Drop for Bound {
+    #[inline]
     fn drop(&mut self) {
-        let now = BINDING.with(Cell::get);
-        let (exit, held) = (now.irql, now.locks);
-        let mut locks = held;
-        if exit != self.irql || held != self.locks {
-            let extra: Vec<usize> = LOCKS.with(|l| {
-                let mut l = l.borrow_mut();
-                let keep = self.locks.min(l.len());
-                let extra = l.split_off(keep);
-                set_lock_count(l.len());
-                extra
-            });
-            for lock in &extra {
-                super::kernel::force_release(*lock);
+        BINDING.with(|b| {
+            let (exit, locks) = (b.irql.get(), b.locks.get());
+            if exit == self.irql && locks == self.locks {
+                // Balanced (the common case): restore the caller's binding in place.
+                b.host.set(self.prev.host);
+                b.driver.set(self.prev.driver);
+                b.invocation.set(self.prev.invocation);
+                b.irql.set(self.prev.irql);
+            } else {
+                self.unbalanced(exit);
             }
-            with_host(|h| {
-                h.finding(Finding::UnbalancedIrql {
-                    callback: self.callback,
-                    entry: self.irql,
-                    exit,
-                    locks_held: extra.len(),
-                });
-            });
-            locks = lock_count();
+        });
+    }
+}
+
+impl Bound {
+    /// The callback returned at another IRQL or holding spin locks (Verifier): releases what it
+    /// left held, reports it, and restores the caller's binding.
+    #[cold]
+    fn unbalanced(&self, exit: u8) {
+        let extra: Vec<usize> = LOCKS.with(|l| {
+            let mut l = l.borrow_mut();
+            let keep = self.locks.min(l.len());
+            let extra = l.split_off(keep);
+            set_lock_count(l.len());
+            extra
+        });
+        for lock in &extra {
+            super::kernel::force_release(*lock);
         }
+        with_host(|h| {
+            h.finding(Finding::UnbalancedIrql {
+                callback: self.callback,
+                entry: self.irql,
+                exit,
+                locks_held: extra.len(),
+            });
+        });
         // Restore the caller's binding; the held-lock count is the thread's, not the binding's.
+        let locks = lock_count();
         BINDING.with(|b| {
             b.set(Binding { locks, ..self.prev });
         });
@@ -99,7 +176,7 @@ impl Drop for Bound {
 
 /// Runs `f` with the host bound to this thread, if any.
 pub(crate) fn with_host<R>(f: impl FnOnce(&HostInner) -> R) -> Option<R> {
-    let p = BINDING.with(Cell::get).host;
+    let p = BINDING.with(|b| b.host.get());
     if p.is_null() {
         return None;
     }
@@ -110,11 +187,11 @@ pub(crate) fn with_host<R>(f: impl FnOnce(&HostInner) -> R) -> Option<R> {
 
 /// The driver index bound to this thread.
 pub(crate) fn current_driver() -> usize {
-    BINDING.with(Cell::get).driver
+    BINDING.with(|b| b.driver.get())
 }
 
 pub(crate) fn irql() -> u8 {
-    BINDING.with(Cell::get).irql
+    BINDING.with(|b| b.irql.get())
 }
 
 /// Reports a call above the IRQL `function` allows (wdk-runtime.md: P = 0, ≤D = 2); the call
@@ -127,25 +204,15 @@ pub(crate) fn check_irql(function: &'static str, max: u8) {
 }
 
 pub(crate) fn set_irql(v: u8) -> u8 {
-    BINDING.with(|b| {
-        let mut cur = b.get();
-        let old = cur.irql;
-        cur.irql = v;
-        b.set(cur);
-        old
-    })
+    BINDING.with(|b| b.irql.replace(v))
 }
 
 pub(crate) fn lock_count() -> usize {
-    BINDING.with(Cell::get).locks
+    BINDING.with(|b| b.locks.get())
 }
 
 fn set_lock_count(n: usize) {
-    BINDING.with(|b| {
-        let mut cur = b.get();
-        cur.locks = n;
-        b.set(cur);
-    });
+    BINDING.with(|b| b.locks.set(n));
 }
 
 pub(crate) fn push_lock(lock: usize) {

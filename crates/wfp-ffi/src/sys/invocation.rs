@@ -28,42 +28,21 @@ pub(crate) struct Invocation<'c, 'a> {
     pub(crate) references: Cell<u32>,
 }
 
-thread_local! {
-    static CURRENT: Cell<*const c_void> = const { Cell::new(std::ptr::null()) };
-}
-
-/// Restores the previous invocation when dropped.
-pub(crate) struct Entered {
-    prev: *const c_void,
-}
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        CURRENT.with(|c| c.set(self.prev));
-    }
-}
-
-/// Makes `inv` this thread's current invocation until the guard is dropped (the caller keeps
-/// `inv` alive and unmoved that long).
-pub(crate) fn enter(inv: &Invocation<'_, '_>) -> Entered {
-    let p = std::ptr::from_ref(inv).cast::<c_void>();
-    Entered {
-        prev: CURRENT.with(|c| c.replace(p)),
-    }
-}
-
-/// The current invocation's address (the `classifyContext` handed to C).
+/// The current invocation's address (the `classifyContext` handed to C); null outside classifyFn.
+/// It is set with the thread's host binding ([`super::ctx::bind_classify`]), whose guard restores
+/// the previous one.
 pub(crate) fn current_address() -> *const c_void {
-    CURRENT.with(Cell::get)
+    super::ctx::current_invocation()
 }
 
 /// Runs `f` with the current invocation, if a classifyFn is running on this thread.
 pub(crate) fn with_current<R>(f: impl FnOnce(&Invocation<'_, '_>) -> R) -> Option<R> {
-    let p = CURRENT.with(Cell::get);
+    let p = current_address();
     if p.is_null() {
         return None;
     }
-    // SAFETY: a non-null pointer was set by `enter` from a live invocation whose guard has not
-    // been dropped (the guard lives in the frame that owns the invocation and calls classifyFn).
+    // SAFETY: a non-null pointer was set by `ctx::bind_classify` from a live invocation whose
+    // guard has not been dropped (the guard lives in the frame that owns the invocation and calls
+    // classifyFn).
     Some(f(unsafe { &*p.cast::<Invocation<'_, '_>>() }))
 }
