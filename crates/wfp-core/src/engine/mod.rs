@@ -17,6 +17,8 @@ mod live;
 mod mgmt;
 mod netevents;
 mod observer;
+#[cfg(test)]
+mod pctx_tests;
 mod registry;
 mod session;
 mod teardown;
@@ -29,7 +31,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 pub use enumerate::{
-    FilterEnumTemplate, ObjectEnumTemplate, ACTION_MASK_ANY,
+    FilterEnumTemplate, ObjectEnumTemplate, ProviderContextEnumTemplate, ACTION_MASK_ANY,
     FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH, FILTER_ENUM_FLAG_SORTED,
 };
 pub use live::{FlowEvent, FlowStatus, FlowTracking, Reauthorization};
