@@ -489,6 +489,21 @@ impl Transaction<'_> {
         self.mgmt.as_deref()
     }
 
+    /// A provider context as this transaction sees it (its own adds and deletes included).
+    pub fn provider_context(&self, key: &Guid) -> Option<Arc<ProviderContext>> {
+        self.mgmt.as_deref()?.provider_contexts.get(key).cloned()
+    }
+
+    /// The key of the provider context `id`, as this transaction sees it.
+    pub fn provider_context_key(&self, id: ProviderContextId) -> Option<Guid> {
+        self.mgmt
+            .as_deref()?
+            .provider_contexts
+            .values()
+            .find(|pc| pc.id == id)
+            .map(|pc| pc.spec.key)
+    }
+
     fn m(&mut self) -> Result<&mut Mgmt, FwpError> {
         // The guard is only taken out by commit/abort, which consume the transaction, so no guard
         // means a refused transaction ([`Engine::begin`]).
