@@ -548,6 +548,7 @@ pub struct ApplyArgs {
 enum Change {
     Sublayer(wfp_api::SublayerDto),
     Provider(wfp_api::ProviderDto),
+    ProviderContext(ProviderContextDto),
     Filter(FilterDto),
 }
 
@@ -571,6 +572,9 @@ fn policy_objects(path: &std::path::Path) -> anyhow::Result<Vec<Change>> {
             .filter(|s| !s.builtin)
             .map(|s| Change::Sublayer(wfp_api::SublayerView::from(s).sublayer)),
     );
+    out.extend(engine.provider_contexts().iter().map(|pc| {
+        Change::ProviderContext(wfp_api::ProviderContextView::from(&**pc).provider_context)
+    }));
     out.extend(
         engine
             .filters()
@@ -580,7 +584,8 @@ fn policy_objects(path: &std::path::Path) -> anyhow::Result<Vec<Change>> {
     Ok(out)
 }
 
-/// `wfpctl apply POLICY.toml [--dry-run]`: adds the policy's providers, sublayers and filters
+/// `wfpctl apply POLICY.toml [--dry-run]`: adds the policy's providers, sublayers, provider
+/// contexts and filters
 /// that the daemon lacks and replaces the ones that differ (same key), in **one transaction**
 /// (all or nothing). Objects of the daemon the policy does not name are left alone.
 pub fn apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
@@ -589,6 +594,7 @@ pub fn apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let filters = c.filters()?;
     let sublayers = c.sublayers()?;
     let providers = c.providers()?;
+    let contexts = c.provider_contexts()?;
     let mut plan: Vec<(&'static str, &Change)> = Vec::new();
     for w in &wanted {
         let (exists, same) = match w {
@@ -599,6 +605,13 @@ pub fn apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
             Change::Sublayer(s) => {
                 let found = sublayers.iter().find(|x| x.sublayer.key == s.key);
                 (found.is_some(), found.is_some_and(|x| &x.sublayer == s))
+            }
+            Change::ProviderContext(pc) => {
+                let found = contexts.iter().find(|x| x.provider_context.key == pc.key);
+                (
+                    found.is_some(),
+                    found.is_some_and(|x| &x.provider_context == pc),
+                )
             }
             Change::Filter(f) => {
                 let found = filters.iter().find(|x| x.filter.key == f.key);
@@ -615,6 +628,7 @@ pub fn apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
         let (kind, name, key) = match change {
             Change::Provider(p) => ("provider", &p.name, p.key),
             Change::Sublayer(s) => ("sublayer", &s.name, s.key),
+            Change::ProviderContext(pc) => ("providercontext", &pc.name, pc.key),
             Change::Filter(f) => ("filter", &f.name, f.key),
         };
         let key = key.map_or_else(String::new, |k| k.to_string());
@@ -657,6 +671,12 @@ fn execute(c: &mut Client, what: &str, change: &Change) -> anyhow::Result<()> {
                 c.delete_object("sublayers", k)?;
             }
             c.add_sublayer(s)?;
+        }
+        Change::ProviderContext(pc) => {
+            if let (true, Some(k)) = (replace, pc.key) {
+                c.delete_object("providercontexts", k)?;
+            }
+            c.add_provider_context(pc)?;
         }
         Change::Filter(f) => {
             if let (true, Some(k)) = (replace, f.key) {
