@@ -22,6 +22,18 @@ NTSTATUS FwpmCalloutDeleteByKey0(HANDLE engineHandle, const GUID *key);
 NTSTATUS FwpmFilterAdd0(HANDLE engineHandle, const FWPM_FILTER0 *filter, PSECURITY_DESCRIPTOR sd, UINT64 *id);
 NTSTATUS FwpmFilterDeleteById0(HANDLE engineHandle, UINT64 id);
 NTSTATUS FwpmFilterDeleteByKey0(HANDLE engineHandle, const GUID *key);
+NTSTATUS FwpmProviderContextAdd0(HANDLE engineHandle, const FWPM_PROVIDER_CONTEXT0 *providerContext,
+                                 PSECURITY_DESCRIPTOR sd, UINT64 *id);
+NTSTATUS FwpmProviderContextAdd1(HANDLE engineHandle, const FWPM_PROVIDER_CONTEXT1 *providerContext,
+                                 PSECURITY_DESCRIPTOR sd, UINT64 *id);
+NTSTATUS FwpmProviderContextAdd2(HANDLE engineHandle, const FWPM_PROVIDER_CONTEXT2 *providerContext,
+                                 PSECURITY_DESCRIPTOR sd, UINT64 *id);
+NTSTATUS FwpmProviderContextAdd3(HANDLE engineHandle, const FWPM_PROVIDER_CONTEXT3 *providerContext,
+                                 PSECURITY_DESCRIPTOR sd, UINT64 *id);
+NTSTATUS FwpmProviderContextDeleteById0(HANDLE engineHandle, UINT64 id);
+NTSTATUS FwpmProviderContextDeleteByKey0(HANDLE engineHandle, const GUID *key);
+NTSTATUS FwpmProviderContextGetByKey0(HANDLE engineHandle, const GUID *key,
+                                      FWPM_PROVIDER_CONTEXT0 **providerContext);
 void FwpmFreeMemory0(void **p);
 #define FwpmEngineOpen FwpmEngineOpen0
 #define FwpmEngineClose FwpmEngineClose0
@@ -38,5 +50,8 @@ void FwpmFreeMemory0(void **p);
 #define FwpmFilterDeleteById FwpmFilterDeleteById0
 #define FwpmFilterDeleteByKey FwpmFilterDeleteByKey0
 #define FwpmFreeMemory FwpmFreeMemory0
+#define FwpmProviderContextAdd FwpmProviderContextAdd3
+#define FwpmProviderContextDeleteById FwpmProviderContextDeleteById0
+#define FwpmProviderContextDeleteByKey FwpmProviderContextDeleteByKey0
 WFP_END_DECLS
 #endif

@@ -104,6 +104,111 @@ typedef struct FWPM_FILTER0_ {
 #define FWPM_FILTER_FLAG_SILENT_MODE 0x00000400
 #define FWPM_FILTER_FLAG_IPSEC_NO_ACQUIRE_INITIATE 0x00000800
 #define FWPM_WEIGHT_RANGE_MAX 15
+
+/* Provider contexts (wfp-reference §11.4). FWPM_GENERAL_CONTEXT's dataBuffer is supported; the
+ * other types' union members point to structures this project does not define (IPsec/IKE
+ * policies, classify options): they are declared so WDK sources compile, and are NULL when the
+ * engine hands such a provider context to a driver (docs/c-abi.md). */
+typedef enum FWPM_PROVIDER_CONTEXT_TYPE_ {
+    FWPM_IPSEC_KEYING_CONTEXT = 0,
+    FWPM_IPSEC_IKE_QM_TRANSPORT_CONTEXT = 1,
+    FWPM_IPSEC_IKE_QM_TUNNEL_CONTEXT = 2,
+    FWPM_IPSEC_AUTHIP_QM_TRANSPORT_CONTEXT = 3,
+    FWPM_IPSEC_AUTHIP_QM_TUNNEL_CONTEXT = 4,
+    FWPM_IPSEC_IKE_MM_CONTEXT = 5,
+    FWPM_IPSEC_AUTHIP_MM_CONTEXT = 6,
+    FWPM_CLASSIFY_OPTIONS_CONTEXT = 7,
+    FWPM_GENERAL_CONTEXT = 8,
+    FWPM_IPSEC_IKEV2_QM_TUNNEL_CONTEXT = 9,
+    FWPM_IPSEC_IKEV2_MM_CONTEXT = 10,
+    FWPM_IPSEC_DOSP_CONTEXT = 11,
+    FWPM_IPSEC_IKEV2_QM_TRANSPORT_CONTEXT = 12,
+    FWPM_NETWORK_CONNECTION_POLICY_CONTEXT = 13,
+    FWPM_PROVIDER_CONTEXT_TYPE_MAX = 14
+} FWPM_PROVIDER_CONTEXT_TYPE;
+#define FWPM_PROVIDER_CONTEXT_FLAG_PERSISTENT 0x00000001
+#define FWPM_PROVIDER_CONTEXT_FLAG_DOWNLEVEL 0x00000002
+
+#define WFP_FWPM_PROVIDER_CONTEXT_HEAD \
+    GUID providerContextKey; \
+    FWPM_DISPLAY_DATA0 displayData; \
+    UINT32 flags; \
+    GUID *providerKey; \
+    FWP_BYTE_BLOB providerData; \
+    FWPM_PROVIDER_CONTEXT_TYPE type;
+typedef struct FWPM_PROVIDER_CONTEXT0_ {
+    WFP_FWPM_PROVIDER_CONTEXT_HEAD
+    union {
+        struct IPSEC_KEYING_POLICY0_ *keyingPolicy;
+        struct IPSEC_TRANSPORT_POLICY0_ *ikeQmTransportPolicy;
+        struct IPSEC_TUNNEL_POLICY0_ *ikeQmTunnelPolicy;
+        struct IPSEC_TRANSPORT_POLICY0_ *authipQmTransportPolicy;
+        struct IPSEC_TUNNEL_POLICY0_ *authipQmTunnelPolicy;
+        struct IKEEXT_POLICY0_ *ikeMmPolicy;
+        struct IKEEXT_POLICY0_ *authIpMmPolicy;
+        FWP_BYTE_BLOB *dataBuffer;
+        struct FWPM_CLASSIFY_OPTIONS0_ *classifyOptions;
+    };
+    UINT64 providerContextId;
+} FWPM_PROVIDER_CONTEXT0;
+typedef struct FWPM_PROVIDER_CONTEXT1_ {
+    WFP_FWPM_PROVIDER_CONTEXT_HEAD
+    union {
+        struct IPSEC_KEYING_POLICY0_ *keyingPolicy;
+        struct IPSEC_TRANSPORT_POLICY1_ *ikeQmTransportPolicy;
+        struct IPSEC_TUNNEL_POLICY1_ *ikeQmTunnelPolicy;
+        struct IPSEC_TRANSPORT_POLICY1_ *authipQmTransportPolicy;
+        struct IPSEC_TUNNEL_POLICY1_ *authipQmTunnelPolicy;
+        struct IKEEXT_POLICY1_ *ikeMmPolicy;
+        struct IKEEXT_POLICY1_ *authIpMmPolicy;
+        FWP_BYTE_BLOB *dataBuffer;
+        struct FWPM_CLASSIFY_OPTIONS0_ *classifyOptions;
+        struct IPSEC_TUNNEL_POLICY1_ *ikeV2QmTunnelPolicy;
+        struct IKEEXT_POLICY1_ *ikeV2MmPolicy;
+        struct IPSEC_DOSP_OPTIONS0_ *idpOptions;
+    };
+    UINT64 providerContextId;
+} FWPM_PROVIDER_CONTEXT1;
+typedef struct FWPM_PROVIDER_CONTEXT2_ {
+    WFP_FWPM_PROVIDER_CONTEXT_HEAD
+    union {
+        struct IPSEC_KEYING_POLICY1_ *keyingPolicy;
+        struct IPSEC_TRANSPORT_POLICY2_ *ikeQmTransportPolicy;
+        struct IPSEC_TUNNEL_POLICY2_ *ikeQmTunnelPolicy;
+        struct IPSEC_TRANSPORT_POLICY2_ *authipQmTransportPolicy;
+        struct IPSEC_TUNNEL_POLICY2_ *authipQmTunnelPolicy;
+        struct IKEEXT_POLICY2_ *ikeMmPolicy;
+        struct IKEEXT_POLICY2_ *authIpMmPolicy;
+        FWP_BYTE_BLOB *dataBuffer;
+        struct FWPM_CLASSIFY_OPTIONS0_ *classifyOptions;
+        struct IPSEC_TUNNEL_POLICY2_ *ikeV2QmTunnelPolicy;
+        struct IPSEC_TRANSPORT_POLICY2_ *ikeV2QmTransportPolicy;
+        struct IKEEXT_POLICY2_ *ikeV2MmPolicy;
+        struct IPSEC_DOSP_OPTIONS0_ *idpOptions;
+    };
+    UINT64 providerContextId;
+} FWPM_PROVIDER_CONTEXT2;
+typedef struct FWPM_PROVIDER_CONTEXT3_ {
+    WFP_FWPM_PROVIDER_CONTEXT_HEAD
+    union {
+        struct IPSEC_KEYING_POLICY1_ *keyingPolicy;
+        struct IPSEC_TRANSPORT_POLICY2_ *ikeQmTransportPolicy;
+        struct IPSEC_TUNNEL_POLICY3_ *ikeQmTunnelPolicy;
+        struct IPSEC_TRANSPORT_POLICY2_ *authipQmTransportPolicy;
+        struct IPSEC_TUNNEL_POLICY3_ *authipQmTunnelPolicy;
+        struct IKEEXT_POLICY2_ *ikeMmPolicy;
+        struct IKEEXT_POLICY2_ *authIpMmPolicy;
+        FWP_BYTE_BLOB *dataBuffer;
+        struct FWPM_CLASSIFY_OPTIONS0_ *classifyOptions;
+        struct IPSEC_TUNNEL_POLICY3_ *ikeV2QmTunnelPolicy;
+        struct IPSEC_TRANSPORT_POLICY2_ *ikeV2QmTransportPolicy;
+        struct IKEEXT_POLICY2_ *ikeV2MmPolicy;
+        struct IPSEC_DOSP_OPTIONS0_ *idpOptions;
+        struct FWPM_NETWORK_CONNECTION_POLICY_SETTINGS0_ *networkConnectionPolicy;
+    };
+    UINT64 providerContextId;
+} FWPM_PROVIDER_CONTEXT3;
+#undef WFP_FWPM_PROVIDER_CONTEXT_HEAD
 #define FWPM_SESSION FWPM_SESSION0
 #define FWPM_PROVIDER FWPM_PROVIDER0
 #define FWPM_SUBLAYER FWPM_SUBLAYER0
@@ -112,4 +217,5 @@ typedef struct FWPM_FILTER0_ {
 #define FWPM_FILTER_CONDITION FWPM_FILTER_CONDITION0
 #define FWPM_DISPLAY_DATA FWPM_DISPLAY_DATA0
 #define FWPM_ACTION FWPM_ACTION0
+#define FWPM_PROVIDER_CONTEXT FWPM_PROVIDER_CONTEXT3
 #endif

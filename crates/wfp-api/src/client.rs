@@ -230,7 +230,50 @@ impl Client {
         self.call("POST", "/v1/callouts", Some(c))
     }
 
-    /// `DELETE /v1/{kind}/{key}` for `kind` = `sublayers`, `providers` or `callouts`.
+    /// `GET /v1/providercontexts`.
+    pub fn provider_contexts(&mut self) -> Result<Vec<crate::ProviderContextView>, ClientError> {
+        self.get("/v1/providercontexts")
+    }
+
+    /// `POST /v1/providercontexts/enum` (`FWPM_PROVIDER_CONTEXT_ENUM_TEMPLATE0`).
+    pub fn enum_provider_contexts(
+        &mut self,
+        t: &crate::ProviderContextEnumRequest,
+    ) -> Result<Vec<crate::ProviderContextView>, ClientError> {
+        self.call("POST", "/v1/providercontexts/enum", Some(t))
+    }
+
+    /// `GET /v1/providercontexts/{key}` (`FwpmProviderContextGetByKey0`).
+    pub fn provider_context(
+        &mut self,
+        key: Key,
+    ) -> Result<crate::ProviderContextView, ClientError> {
+        self.get(&format!("/v1/providercontexts/{key}"))
+    }
+
+    /// `GET /v1/providercontexts/id/{id}` (`FwpmProviderContextGetById0`).
+    pub fn provider_context_by_id(
+        &mut self,
+        id: u64,
+    ) -> Result<crate::ProviderContextView, ClientError> {
+        self.get(&format!("/v1/providercontexts/id/{id}"))
+    }
+
+    /// `POST /v1/providercontexts` (`FwpmProviderContextAdd`): the key and `providerContextId`.
+    pub fn add_provider_context(
+        &mut self,
+        p: &crate::ProviderContextDto,
+    ) -> Result<Added, ClientError> {
+        self.call("POST", "/v1/providercontexts", Some(p))
+    }
+
+    /// `DELETE /v1/providercontexts/id/{id}` (`FwpmProviderContextDeleteById0`).
+    pub fn delete_provider_context_by_id(&mut self, id: u64) -> Result<(), ClientError> {
+        self.command::<()>("DELETE", &format!("/v1/providercontexts/id/{id}"), None)
+    }
+
+    /// `DELETE /v1/{kind}/{key}` for `kind` = `sublayers`, `providers`, `callouts` or
+    /// `providercontexts`.
     pub fn delete_object(&mut self, kind: &str, key: Key) -> Result<(), ClientError> {
         self.command::<()>("DELETE", &format!("/v1/{kind}/{key}"), None)
     }

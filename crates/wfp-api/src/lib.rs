@@ -21,6 +21,7 @@
 //! * [`value`] — typed values (`FWP_VALUE0`, `FWP_CONDITION_VALUE0`) as tagged JSON.
 //! * [`live`] — what the data path produces: net events and their query, pended
 //!   authorizations and decisions, flows.
+//! * [`provider_context`] — provider contexts (`/v1/providercontexts`).
 //! * [`http`] — reading and writing HTTP/1.1 messages with size limits.
 //! * [`client`] — the blocking client.
 
@@ -28,12 +29,14 @@ pub mod client;
 pub mod drivers;
 pub mod http;
 pub mod live;
+pub mod provider_context;
 pub mod types;
 pub mod value;
 
 pub use client::{Client, ClientError};
 pub use drivers::{DriverUnloaded, DriverView, IoctlAnswer, IoctlRequest, LoadDriverRequest};
 pub use live::*;
+pub use provider_context::{ProviderContextDto, ProviderContextEnumRequest, ProviderContextView};
 pub use types::*;
 pub use value::ValueDto;
 

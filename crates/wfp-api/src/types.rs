@@ -44,6 +44,9 @@ pub enum ConvertError {
     /// A value that cannot be built (FWP_E_INVALID_PARAMETER).
     #[error("bad value: {0}")]
     BadValue(String),
+    /// Not an `FWPM_PROVIDER_CONTEXT_TYPE` name or number (FWP_E_INVALID_PARAMETER).
+    #[error("unknown provider context type {0:?}")]
+    UnknownContextType(String),
 }
 
 impl ConvertError {
@@ -54,7 +57,7 @@ impl ConvertError {
             Self::UnknownCondition(_) => (0x8032_0002, "FWP_E_CONDITION_NOT_FOUND"),
             Self::UnknownAction(_) => (0x8032_0024, "FWP_E_INVALID_ACTION_TYPE"),
             Self::UnknownFlag(_) => (0x8032_001E, "FWP_E_INVALID_FLAGS"),
-            Self::UnknownMatchType(_) | Self::BadValue(_) => {
+            Self::UnknownMatchType(_) | Self::BadValue(_) | Self::UnknownContextType(_) => {
                 (0x8032_0035, "FWP_E_INVALID_PARAMETER")
             }
         }
@@ -96,11 +99,11 @@ impl fmt::Display for Key {
     }
 }
 
-fn key_or_null(k: Option<Key>) -> Guid {
+pub(crate) fn key_or_null(k: Option<Key>) -> Guid {
     k.map_or(Guid::NULL, |k| k.0)
 }
 
-fn non_null(g: Guid) -> Option<Key> {
+pub(crate) fn non_null(g: Guid) -> Option<Key> {
     (!g.is_null()).then_some(Key(g))
 }
 
@@ -400,6 +403,9 @@ pub struct FilterDto {
     /// `rawContext`.
     #[serde(default)]
     pub raw_context: u64,
+    /// `providerContextKey` (with the flag `HAS_PROVIDER_CONTEXT`; `raw_context` then 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_context: Option<Key>,
 }
 
 fn layer_id(name: &str) -> Result<wfp_core::LayerId, ConvertError> {
@@ -471,6 +477,7 @@ impl TryFrom<&FilterDto> for FilterSpec {
                 .ok_or_else(|| ConvertError::UnknownAction(d.action.clone()))?,
             callout: d.callout.map(|k| k.0),
             raw_context: d.raw_context,
+            provider_context: d.provider_context.map(|k| k.0),
         })
     }
 }
@@ -494,6 +501,7 @@ impl From<&FilterSpec> for FilterDto {
             action: s.action.name(),
             callout: s.callout.map(Key),
             raw_context: s.raw_context,
+            provider_context: s.provider_context.map(Key),
         }
     }
 }
@@ -542,7 +550,14 @@ impl From<&RtFilter> for FilterView {
                     .collect(),
                 action: f.action().name(),
                 callout: f.callout_key().map(Key),
-                raw_context: f.context,
+                // The union: a filter with a provider context has no rawContext (its `context`
+                // is the provider context's LUID, shown by GET /v1/providercontexts).
+                raw_context: if f.provider_context_key().is_some() {
+                    0
+                } else {
+                    f.context
+                },
+                provider_context: f.provider_context_key().map(Key),
             },
         }
     }
@@ -601,6 +616,9 @@ pub struct FilterEnumRequest {
     /// FWP_FILTER_ENUM_FLAG_INCLUDE_DISABLED.
     #[serde(default)]
     pub include_disabled: bool,
+    /// `providerContextTemplate`: only filters whose provider context matches it.
+    #[serde(default)]
+    pub provider_context: Option<crate::ProviderContextEnumRequest>,
 }
 
 /// `FWP_FILTER_ENUM_TYPE` on the wire (`"FULLY_CONTAINED"` / `"OVERLAPPING"`).
@@ -664,6 +682,11 @@ impl TryFrom<&FilterEnumRequest> for FilterEnumTemplate {
                 .iter()
                 .map(|v| Ok((condition_id(&v.field)?, Value::try_from(&v.value)?)))
                 .collect::<Result<_, ConvertError>>()?,
+            provider_context: r
+                .provider_context
+                .as_ref()
+                .map(TryFrom::try_from)
+                .transpose()?,
         })
     }
 }
@@ -760,6 +783,9 @@ pub struct StateView {
     pub providers: usize,
     /// Management callouts.
     pub callouts: usize,
+    /// Provider contexts.
+    #[serde(default)]
+    pub provider_contexts: usize,
     /// Open sessions.
     pub sessions: usize,
     /// Persistent objects in the store.

@@ -138,11 +138,11 @@ pub enum ValueDto {
     },
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Result<Vec<u8>, ConvertError> {
+pub(crate) fn unhex(s: &str) -> Result<Vec<u8>, ConvertError> {
     let bad = || ConvertError::BadValue(format!("{s:?} is not hex"));
     if s.len() & 1 == 1 {
         return Err(bad());

@@ -9,6 +9,7 @@ use crate::catalogue::LayerId;
 use crate::condition::{Condition, ConditionSet, ConditionSpec, MatchType};
 use crate::constants::{weight, ActionType, FilterFlags, RtFilterFlags};
 use crate::guid::Guid;
+use crate::provider_context::ProviderContext;
 use crate::status::FwpError;
 use crate::value::{ConditionValue, Value};
 
@@ -118,8 +119,11 @@ pub struct FilterSpec {
     pub action: ActionType,
     /// `action.calloutKey` (callout action types only).
     pub callout: Option<Guid>,
-    /// `rawContext`.
+    /// `rawContext` (zero with HAS_PROVIDER_CONTEXT: the union holds the key instead).
     pub raw_context: u64,
+    /// `providerContextKey`: required with `FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT`, refused
+    /// without it (§11.4).
+    pub provider_context: Option<Guid>,
 }
 
 impl FilterSpec {
@@ -138,6 +142,7 @@ impl FilterSpec {
             action,
             callout: None,
             raw_context: 0,
+            provider_context: None,
         }
     }
 }
@@ -160,7 +165,13 @@ pub struct RtFilter {
     pub(crate) callout_id: Option<CalloutId>,
     pub(crate) callout_key: Option<Guid>,
     pub(crate) provider: Option<Guid>,
-    /// `context`: the filter's `rawContext`, or what the callout stored at ADD_FILTER.
+    /// The provider context the filter references (HAS_PROVIDER_CONTEXT).
+    pub(crate) provider_context_key: Option<Guid>,
+    /// The provider context delivered to the callout (`FWPS_FILTER3.providerContext`): set when
+    /// the filter references one and its callout has FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT.
+    pub(crate) provider_context: Option<Arc<ProviderContext>>,
+    /// `context`: the filter's `rawContext` (or its provider context's LUID, §11.4), or what the
+    /// callout stored at ADD_FILTER.
     pub context: u64,
 }
 
@@ -221,6 +232,15 @@ impl RtFilter {
     pub fn provider(&self) -> Option<Guid> {
         self.provider
     }
+    /// The key of the provider context the filter references (HAS_PROVIDER_CONTEXT).
+    pub fn provider_context_key(&self) -> Option<Guid> {
+        self.provider_context_key
+    }
+    /// `providerContext` (§11.4): the whole provider context, present only when the filter
+    /// references one and its callout was added with FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT.
+    pub fn provider_context(&self) -> Option<&Arc<ProviderContext>> {
+        self.provider_context.as_ref()
+    }
 }
 
 /// Validates the filter flags at add (§11.4): PERSISTENT and BOOTTIME are exclusive, DISABLED is
@@ -241,11 +261,6 @@ pub(crate) fn check_flags(flags: FilterFlags, action: ActionType) -> Result<(), 
     if flags.contains(FilterFlags::DISABLED) {
         return Err(FwpError::InvalidFlags(
             "DISABLED is an output-only flag".into(),
-        ));
-    }
-    if flags.contains(FilterFlags::HAS_PROVIDER_CONTEXT) {
-        return Err(FwpError::InvalidFlags(
-            "provider contexts are not supported".into(),
         ));
     }
     if flags.contains(FilterFlags::PERMIT_IF_CALLOUT_UNREGISTERED)

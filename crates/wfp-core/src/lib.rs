@@ -23,6 +23,7 @@
 //! - [`catalogue`] — layers, fields (`FWPS_FIELD_*` order), conditions; the single source of truth.
 //! - [`condition`] — match types and the AND-of-ORs combination rule.
 //! - [`filter`] — management object specs, weights, the run-time filter.
+//! - [`provider_context`] — provider contexts (typed data filters carry to callouts, §11.4).
 //! - [`engine`] — the engine: transactions, snapshots, callout registry, flow contexts, net events.
 //! - [`classify`] — arbitration and the decision trace.
 //! - `index` — the per-sublayer filter index (tuple-space search with pruning) classify uses to
@@ -51,6 +52,7 @@ mod index;
 pub mod inject;
 pub mod manual;
 pub mod pend;
+pub mod provider_context;
 pub mod redirect;
 pub mod security;
 pub mod status;
@@ -76,5 +78,8 @@ pub use filter::{
     CalloutId, CalloutSpec, FilterId, FilterSpec, ProviderSpec, RtFilter, SublayerSpec, WeightSpec,
 };
 pub use guid::Guid;
+pub use provider_context::{
+    ProviderContext, ProviderContextId, ProviderContextSpec, ProviderContextType,
+};
 pub use status::{FwpError, Status};
 pub use value::{ConditionValue, DataType, Value};

@@ -119,6 +119,9 @@ pub enum FwpError {
     /// FWP_E_PROVIDER_NOT_FOUND.
     #[error("FWP_E_PROVIDER_NOT_FOUND: provider {0} does not exist")]
     ProviderNotFound(String),
+    /// FWP_E_PROVIDER_CONTEXT_NOT_FOUND: no provider context with that key or id.
+    #[error("FWP_E_PROVIDER_CONTEXT_NOT_FOUND: provider context {0} does not exist")]
+    ProviderContextNotFound(String),
     /// FWP_E_SUBLAYER_NOT_FOUND.
     #[error("FWP_E_SUBLAYER_NOT_FOUND: sublayer {0} does not exist")]
     SublayerNotFound(String),
@@ -254,6 +257,7 @@ impl FwpError {
             Self::FilterNotFound(_) => 0x8032_0003,
             Self::LayerNotFound(_) => 0x8032_0004,
             Self::ProviderNotFound(_) => 0x8032_0005,
+            Self::ProviderContextNotFound(_) => 0x8032_0006,
             Self::SublayerNotFound(_) => 0x8032_0007,
             Self::NotFound(_) => 0x8032_0008,
             Self::AlreadyExists { .. } => 0x8032_0009,
@@ -288,6 +292,7 @@ impl FwpError {
             Self::FilterNotFound(_) => "FILTER_NOT_FOUND",
             Self::LayerNotFound(_) => "LAYER_NOT_FOUND",
             Self::ProviderNotFound(_) => "PROVIDER_NOT_FOUND",
+            Self::ProviderContextNotFound(_) => "PROVIDER_CONTEXT_NOT_FOUND",
             Self::SublayerNotFound(_) => "SUBLAYER_NOT_FOUND",
             Self::NotFound(_) => "NOT_FOUND",
             Self::AlreadyExists { .. } => "ALREADY_EXISTS",

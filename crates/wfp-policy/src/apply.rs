@@ -232,6 +232,10 @@ fn add_objects(
             .map_err(rejected(&c.origin))?;
         applied.callouts.push(c.spec.key);
     }
+    for (pc, o) in &policy.provider_contexts {
+        txn.add_provider_context(pc.clone()).map_err(rejected(o))?;
+        applied.provider_contexts.push(pc.key);
+    }
     for (f, o) in &policy.filters {
         applied
             .filters
@@ -257,6 +261,9 @@ fn delete_previous(txn: &mut Transaction<'_>, previous: &[Applied]) -> Result<()
     for id in previous.iter().flat_map(|a| &a.filters) {
         unless_gone("filter", txn.delete_filter(*id))?;
     }
+    for key in previous.iter().flat_map(|a| &a.provider_contexts) {
+        unless_gone("provider context", txn.delete_provider_context(key))?;
+    }
     for key in previous.iter().flat_map(|a| &a.callouts) {
         unless_gone("callout", txn.delete_callout(key))?;
     }
@@ -276,7 +283,8 @@ fn unless_gone<T>(object: &'static str, result: Result<T, FwpError>) -> Result<(
             FwpError::FilterNotFound(_)
             | FwpError::CalloutNotFound(_)
             | FwpError::SublayerNotFound(_)
-            | FwpError::ProviderNotFound(_),
+            | FwpError::ProviderNotFound(_)
+            | FwpError::ProviderContextNotFound(_),
         )
         | Ok(_) => Ok(()),
         Err(error) => Err(PolicyError::RemovePrevious {

@@ -55,6 +55,8 @@ pub enum Constant {
     FilterFlag,
     /// `FWP_MATCH_*` (a condition's `match`).
     MatchType,
+    /// `FWPM_PROVIDER_CONTEXT_TYPE` (a provider context's `type`).
+    ProviderContextType,
 }
 
 impl fmt::Display for Constant {
@@ -65,6 +67,7 @@ impl fmt::Display for Constant {
             Self::DataType => "FWP data type",
             Self::FilterFlag => "FWPM_FILTER_FLAG",
             Self::MatchType => "FWP_MATCH type",
+            Self::ProviderContextType => "FWPM_PROVIDER_CONTEXT_TYPE",
         })
     }
 }
@@ -333,6 +336,16 @@ pub enum PolicyError {
         /// The name as written.
         name: String,
     },
+    /// A provider context reference that is neither a `[[provider_context]]` name nor a GUID.
+    #[error("{span}: {field}: no provider context named {name:?}")]
+    UnknownProviderContext {
+        /// The reference.
+        span: Span,
+        /// `filter[i].provider_context`.
+        field: String,
+        /// The name as written.
+        name: String,
+    },
     /// A sublayer reference that is neither a `[[sublayer]]` name, a built-in sublayer nor a GUID.
     #[error("{span}: {field}: no sublayer named {name:?}")]
     UnknownSublayer {
@@ -373,6 +386,7 @@ impl PolicyError {
             | Self::UnknownConstant { span, .. }
             | Self::UnknownLayer { span, .. }
             | Self::UnknownProvider { span, .. }
+            | Self::UnknownProviderContext { span, .. }
             | Self::UnknownSublayer { span, .. } => span,
         }
     }
@@ -405,6 +419,7 @@ impl PolicyError {
             | Self::UnknownConstant { field, .. }
             | Self::UnknownLayer { field, .. }
             | Self::UnknownProvider { field, .. }
+            | Self::UnknownProviderContext { field, .. }
             | Self::UnknownSublayer { field, .. } => field,
         }
     }

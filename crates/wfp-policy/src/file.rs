@@ -16,7 +16,7 @@ use std::sync::Arc;
 use wfp_callouts::{Builtin, Host};
 use wfp_core::{
     CalloutFlags, CalloutId, CalloutSpec, Engine, EngineOptions, FilterId, FilterSpec, Guid,
-    ProviderSpec, SublayerSpec,
+    ProviderContextSpec, ProviderSpec, SublayerSpec,
 };
 
 pub use crate::apply::replace_all;
@@ -32,6 +32,7 @@ pub struct Policy {
     pub(crate) providers: Vec<(ProviderSpec, Origin)>,
     pub(crate) sublayers: Vec<(SublayerSpec, Origin)>,
     pub(crate) callouts: Vec<CalloutEntry>,
+    pub(crate) provider_contexts: Vec<(ProviderContextSpec, Origin)>,
     pub(crate) filters: Vec<(FilterSpec, Origin)>,
     /// `[builtin."NAME"]` tables, by built-in name, in file order.
     pub(crate) builtin_params: Vec<(&'static str, Params)>,
@@ -50,6 +51,8 @@ pub struct Applied {
     pub providers: Vec<Guid>,
     /// Management callout keys in file order.
     pub callouts: Vec<Guid>,
+    /// Provider context keys in file order.
+    pub provider_contexts: Vec<Guid>,
     /// The parameters of every built-in callout of the policy (canonical text), by callout key:
     /// how a replace tells a reconfiguration from a reuse.
     pub(crate) builtin_params: Vec<(Guid, String)>,
@@ -112,6 +115,7 @@ impl Policy {
             providers: Vec::new(),
             sublayers: Vec::new(),
             callouts: Vec::new(),
+            provider_contexts: Vec::new(),
             filters: Vec::new(),
             builtin_params: Vec::new(),
         }

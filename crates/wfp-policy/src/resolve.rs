@@ -5,7 +5,8 @@
 //!
 //! ```text
 //!  text ─ toml ─► FileT ─► Resolver ─ [builtin."NAME"] tables (params checked by wfp-callouts)
-//!                            │ providers → sublayers → callouts → filters, in file order
+//!                            │ providers → sublayers → callouts → provider contexts → filters,
+//!                            │   in file order
 //!                            │   (a name must be defined before it is used)
 //!                            ▼
 //!                          Policy { specs + Origin (line, column, field) }
@@ -23,18 +24,21 @@ use wfp_callouts::Builtin;
 use wfp_core::catalogue::{self, layer_by_name, ConditionId, FieldDef, LayerDef};
 use wfp_core::condition::ConditionSpec;
 use wfp_core::filter::{
-    CALLOUT_FLAG_PERSISTENT, PROVIDER_FLAG_PERSISTENT, SUBLAYER_FLAG_PERSISTENT,
+    CALLOUT_FLAG_PERSISTENT, CALLOUT_FLAG_USES_PROVIDER_CONTEXT, PROVIDER_FLAG_PERSISTENT,
+    SUBLAYER_FLAG_PERSISTENT,
 };
+use wfp_core::provider_context::PROVIDER_CONTEXT_FLAG_PERSISTENT;
 use wfp_core::{
     ActionType, CalloutFlags, CalloutSpec, ConditionValue, DataType, EngineOptions, FilterFlags,
-    FilterSpec, Guid, MatchType, ProviderSpec, SublayerSpec, WeightSpec,
+    FilterSpec, Guid, MatchType, ProviderContextSpec, ProviderContextType, ProviderSpec,
+    SublayerSpec, WeightSpec,
 };
 
 use crate::error::{Constant, PolicyError, Span};
 use crate::file::{CalloutEntry, Origin, Policy};
 use crate::lit::{condition_value, incoming_value, Lit};
 use crate::params::{has_tables, parse_params, Params, ParamsT};
-use crate::schema::{CalloutT, ConditionT, FileT, FilterT, ProviderT, SublayerT};
+use crate::schema::{CalloutT, ConditionT, FileT, FilterT, ProviderContextT, ProviderT, SublayerT};
 
 /// Parses policy text; `origin` names it in errors.
 pub(crate) fn parse(src: &str, origin: &str) -> Result<Policy, PolicyError> {
@@ -54,6 +58,7 @@ pub(crate) fn parse(src: &str, origin: &str) -> Result<Policy, PolicyError> {
         policy: Policy::empty(origin, options),
         providers: Vec::new(),
         sublayers: Vec::new(),
+        provider_contexts: Vec::new(),
     };
     r.builtin_tables(&file.builtin)?;
     for (i, t) in file.provider.iter().enumerate() {
@@ -64,6 +69,9 @@ pub(crate) fn parse(src: &str, origin: &str) -> Result<Policy, PolicyError> {
     }
     for (i, t) in file.callout.iter().enumerate() {
         r.callout(i, t)?;
+    }
+    for (i, t) in file.provider_context.iter().enumerate() {
+        r.provider_context(i, t)?;
     }
     for (i, t) in file.filter.iter().enumerate() {
         r.filter(i, t)?;
@@ -156,6 +164,8 @@ struct Resolver<'c, 'a> {
     providers: Vec<(String, Guid)>,
     /// `[[sublayer]]` names and keys, in file order.
     sublayers: Vec<(String, Guid)>,
+    /// `[[provider_context]]` names and keys, in file order.
+    provider_contexts: Vec<(String, Guid)>,
 }
 
 impl Resolver<'_, '_> {
@@ -250,7 +260,8 @@ impl Resolver<'_, '_> {
             key,
             name: v.name.get_ref().clone(),
             description: v.description.clone(),
-            flags: flag_if(v.persistent, CALLOUT_FLAG_PERSISTENT),
+            flags: flag_if(v.persistent, CALLOUT_FLAG_PERSISTENT)
+                | flag_if(v.uses_provider_context, CALLOUT_FLAG_USES_PROVIDER_CONTEXT),
             provider,
             applicable_layer: layer.layer_id(),
         };
@@ -314,6 +325,12 @@ impl Resolver<'_, '_> {
             Some(c) => self.uint(c, format!("{f}.context"), u64::MAX)?,
             None => 0,
         };
+        let provider_context = self.filter_provider_context(v, &f)?;
+        let flags = if provider_context.is_some() {
+            flags | FilterFlags::HAS_PROVIDER_CONTEXT
+        } else {
+            flags
+        };
         let key = self.key(v.key.as_ref(), &f, || Guid::NULL)?;
         let conditions = v
             .condition
@@ -334,10 +351,99 @@ impl Resolver<'_, '_> {
             action,
             callout,
             raw_context,
+            provider_context,
         };
         let origin = self.ctx.origin_of(t.span(), f);
         self.policy.filters.push((spec, origin));
         Ok(())
+    }
+
+    /// One `[[provider_context]]` (§11.4): its type (GENERAL by default) and data.
+    fn provider_context(
+        &mut self,
+        i: usize,
+        t: &Spanned<ProviderContextT>,
+    ) -> Result<(), PolicyError> {
+        let f = format!("provider_context[{i}]");
+        let v = t.get_ref();
+        let key = self.key(v.key.as_ref(), &f, || {
+            Guid::from_name("provider-context", v.name.get_ref())
+        })?;
+        let context_type = match &v.context_type {
+            Some(s) => self.constant(
+                s,
+                format!("{f}.type"),
+                Constant::ProviderContextType,
+                ProviderContextType::from_name,
+            )?,
+            None => ProviderContextType::GENERAL,
+        };
+        let provider = self.provider_ref(v.provider.as_ref(), &f)?;
+        self.provider_contexts.push((v.name.get_ref().clone(), key));
+        let spec = ProviderContextSpec {
+            key,
+            name: v.name.get_ref().clone(),
+            description: v.description.clone(),
+            flags: flag_if(v.persistent, PROVIDER_CONTEXT_FLAG_PERSISTENT),
+            provider,
+            provider_data: Vec::new(),
+            context_type,
+            data: self.context_data(v, &f)?,
+        };
+        let origin = self.ctx.origin_of(t.span(), f);
+        self.policy.provider_contexts.push((spec, origin));
+        Ok(())
+    }
+
+    /// A provider context's bytes: `data` (UTF-8) or `data_hex`, not both; none is empty.
+    fn context_data(&self, v: &ProviderContextT, f: &str) -> Result<Vec<u8>, PolicyError> {
+        match (&v.data, &v.data_hex) {
+            (Some(_), Some(h)) => Err(PolicyError::BadValue {
+                span: self.ctx.span(h.span()),
+                field: format!("{f}.data_hex"),
+                reason: "give `data` (a string) or `data_hex`, not both".into(),
+            }),
+            (Some(s), None) => Ok(s.get_ref().as_bytes().to_vec()),
+            (None, Some(h)) => unhex(h.get_ref()).ok_or_else(|| PolicyError::BadValue {
+                span: self.ctx.span(h.span()),
+                field: format!("{f}.data_hex"),
+                reason: "expected an even number of hex digits (`_`, spaces and `:` allowed)"
+                    .into(),
+            }),
+            (None, None) => Ok(Vec::new()),
+        }
+    }
+
+    /// A filter's `provider_context`: a `[[provider_context]]` name or a key; refused together
+    /// with `context` (FWPM_FILTER0 holds one or the other in a union).
+    fn filter_provider_context(&self, v: &FilterT, f: &str) -> Result<Option<Guid>, PolicyError> {
+        let Some(s) = &v.provider_context else {
+            return Ok(None);
+        };
+        let field = format!("{f}.provider_context");
+        if v.context.is_some() {
+            return Err(PolicyError::BadValue {
+                span: self.ctx.span(s.span()),
+                field,
+                reason: "a filter has `context` (rawContext) or `provider_context`, not both"
+                    .into(),
+            });
+        }
+        if let Some((_, k)) = self
+            .provider_contexts
+            .iter()
+            .find(|(n, _)| n == s.get_ref())
+        {
+            return Ok(Some(*k));
+        }
+        s.get_ref()
+            .parse::<Guid>()
+            .map(Some)
+            .map_err(|_| PolicyError::UnknownProviderContext {
+                span: self.ctx.span(s.span()),
+                field,
+                name: s.get_ref().clone(),
+            })
     }
 
     /// A filter weight: an integer or `"0x..."` string (UINT64), or `{ range = N }` (UINT8).
@@ -712,4 +818,19 @@ impl Resolver<'_, '_> {
                 max,
             })
     }
+}
+
+/// Hex digits to bytes, ignoring `_`, `:` and whitespace; `None` when malformed.
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = text
+        .bytes()
+        .filter(|b| !matches!(b, b'_' | b':') && !b.is_ascii_whitespace())
+        .collect();
+    if digits.len() % 2 == 1 {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+        .collect()
 }

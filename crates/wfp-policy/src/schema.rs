@@ -7,6 +7,7 @@
 //!        ├ provider[]      ProviderT
 //!        ├ sublayer[]      SublayerT
 //!        ├ callout[]       CalloutT ── params: ParamsT
+//!        ├ provider_context[] ProviderContextT
 //!        ├ filter[]        FilterT ─── condition[]: ConditionT
 //!        └ builtin."NAME"  ParamsT
 //! ```
@@ -30,6 +31,8 @@ pub(crate) struct FileT {
     pub(crate) sublayer: Vec<Spanned<SublayerT>>,
     #[serde(default)]
     pub(crate) callout: Vec<Spanned<CalloutT>>,
+    #[serde(default)]
+    pub(crate) provider_context: Vec<Spanned<ProviderContextT>>,
     #[serde(default)]
     pub(crate) filter: Vec<Spanned<FilterT>>,
     /// `[builtin."NAME"]`: parameters of a built-in wherever this file uses it.
@@ -90,6 +93,27 @@ pub(crate) struct CalloutT {
     pub(crate) flags: Vec<Spanned<String>>,
     #[serde(default)]
     pub(crate) persistent: bool,
+    /// FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT: its filters hand it their provider context.
+    #[serde(default)]
+    pub(crate) uses_provider_context: bool,
+}
+
+/// One `[[provider_context]]` (§11.4): `type` defaults to GENERAL; the data is `data` (a
+/// string's UTF-8 bytes) or `data_hex`, not both.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProviderContextT {
+    pub(crate) name: Spanned<String>,
+    pub(crate) key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) description: String,
+    pub(crate) provider: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) persistent: bool,
+    #[serde(rename = "type")]
+    pub(crate) context_type: Option<Spanned<String>>,
+    pub(crate) data: Option<Spanned<String>>,
+    pub(crate) data_hex: Option<Spanned<String>>,
 }
 
 /// `registered` defaults to true.
@@ -113,6 +137,8 @@ pub(crate) struct FilterT {
     #[serde(default)]
     pub(crate) flags: Vec<Spanned<String>>,
     pub(crate) context: Option<Spanned<toml::Value>>,
+    /// A `[[provider_context]]` name or key: sets FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT.
+    pub(crate) provider_context: Option<Spanned<String>>,
     pub(crate) provider: Option<Spanned<String>>,
     #[serde(default, alias = "conditions")]
     pub(crate) condition: Vec<Spanned<ConditionT>>,

@@ -25,14 +25,19 @@ use std::path::Path;
 use redb::{Database, ReadableTable, ReadableTableMetadata, StorageBackend, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use wfp_api::{CalloutDto, FilterDto, ProviderDto, SublayerDto};
+use wfp_api::{CalloutDto, FilterDto, ProviderContextDto, ProviderDto, SublayerDto};
 use wfp_core::engine::{ObjectRef, PersistHook, PersistentChange};
-use wfp_core::{CalloutSpec, Engine, FilterSpec, FwpError, Guid, ProviderSpec, SublayerSpec};
+use wfp_core::{
+    CalloutSpec, Engine, FilterSpec, FwpError, Guid, ProviderContextSpec, ProviderSpec,
+    SublayerSpec,
+};
 
 use record::{Kind, Record};
 
 /// The store format version this build writes and the newest it opens (`meta["version"]`).
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added provider context records (kind 5); a version-1 store is upgraded in place
+/// when opened (its contents are valid version 2).
+pub const FORMAT_VERSION: u32 = 2;
 /// `meta["format"]`: what marks a redb file as a wfp store.
 pub const FORMAT_NAME: &[u8] = b"wfp-store";
 
@@ -106,6 +111,8 @@ pub struct Contents {
     pub sublayers: Vec<SublayerSpec>,
     /// Management callouts.
     pub callouts: Vec<CalloutSpec>,
+    /// Provider contexts.
+    pub provider_contexts: Vec<ProviderContextSpec>,
     /// Filters.
     pub filters: Vec<FilterSpec>,
 }
@@ -113,7 +120,11 @@ pub struct Contents {
 impl Contents {
     /// Number of objects.
     pub fn len(&self) -> usize {
-        self.providers.len() + self.sublayers.len() + self.callouts.len() + self.filters.len()
+        self.providers.len()
+            + self.sublayers.len()
+            + self.callouts.len()
+            + self.provider_contexts.len()
+            + self.filters.len()
     }
 
     /// True when there are none.
@@ -121,8 +132,8 @@ impl Contents {
         self.len() == 0
     }
 
-    /// Adds everything to `engine` in one transaction (providers, sublayers, callouts, then
-    /// filters, each in commit order); on any error nothing is added.
+    /// Adds everything to `engine` in one transaction (providers, sublayers, callouts, provider
+    /// contexts, then filters, each in commit order); on any error nothing is added.
     pub fn install(&self, engine: &Engine) -> Result<usize, FwpError> {
         let mut txn = engine.begin();
         for p in &self.providers {
@@ -133,6 +144,9 @@ impl Contents {
         }
         for c in &self.callouts {
             txn.add_callout(c.clone())?;
+        }
+        for pc in &self.provider_contexts {
+            txn.add_provider_context(pc.clone())?;
         }
         for f in &self.filters {
             txn.add_filter(f.clone())?;
@@ -214,6 +228,11 @@ impl Store {
                         supported: FORMAT_VERSION,
                     });
                 }
+                if version < FORMAT_VERSION {
+                    drop(meta);
+                    drop(read);
+                    Self::upgrade(&db)?;
+                }
             }
             None => {
                 if read.list_tables().map_err(db_err)?.next().is_some() {
@@ -236,6 +255,17 @@ impl Store {
             }
         }
         Ok(Self { db })
+    }
+
+    /// Marks an older store as this version (every older format's contents are valid in it), so
+    /// a build that only knows the older format refuses it once it may hold newer records.
+    fn upgrade(db: &Database) -> Result<(), StoreError> {
+        let w = db.begin_write().map_err(db_err)?;
+        w.open_table(META)
+            .map_err(db_err)?
+            .insert("version", FORMAT_VERSION.to_le_bytes().as_slice())
+            .map_err(db_err)?;
+        w.commit().map_err(db_err)
     }
 
     /// Applies one engine commit's persistent changes in one durable transaction.
@@ -263,12 +293,18 @@ impl Store {
                     PersistentChange::AddFilter(s) => {
                         (Kind::Filter, s.key, json(&FilterDto::from(s))?)
                     }
+                    PersistentChange::AddProviderContext(s) => (
+                        Kind::ProviderContext,
+                        s.key,
+                        json(&ProviderContextDto::from(s))?,
+                    ),
                     PersistentChange::Delete(object) => {
                         let (kind, key) = match object {
                             ObjectRef::Provider(k) => (Kind::Provider, k),
                             ObjectRef::Sublayer(k) => (Kind::Sublayer, k),
                             ObjectRef::Callout(k) => (Kind::Callout, k),
                             ObjectRef::Filter(k) => (Kind::Filter, k),
+                            ObjectRef::ProviderContext(k) => (Kind::ProviderContext, k),
                         };
                         objects
                             .remove(object_key(kind, key).as_slice())
@@ -318,6 +354,9 @@ impl Store {
                 Kind::Sublayer => c.sublayers.push((&parse::<SublayerDto>(r)?).into()),
                 Kind::Callout => c.callouts.push(convert(&parse::<CalloutDto>(r)?)?),
                 Kind::Filter => c.filters.push(convert(&parse::<FilterDto>(r)?)?),
+                Kind::ProviderContext => c
+                    .provider_contexts
+                    .push(convert(&parse::<ProviderContextDto>(r)?)?),
             }
         }
         Ok(c)

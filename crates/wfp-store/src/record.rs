@@ -16,8 +16,9 @@ pub const RECORD_VERSION: u16 = 1;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 20;
 
-/// Which object a record holds (byte 6 of the record, byte 0 of the table key). The numbers are
-/// also the load order: an object only references kinds with smaller numbers.
+/// Which object a record holds (byte 6 of the record, byte 0 of the table key). The load order
+/// is [`crate::Contents::install`]'s (providers, sublayers, callouts, provider contexts, filters),
+/// not the numbers: kind 5 came with store format version 2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum Kind {
@@ -29,6 +30,8 @@ pub enum Kind {
     Callout = 3,
     /// `FWPM_FILTER0` (payload: `FilterDto`).
     Filter = 4,
+    /// `FWPM_PROVIDER_CONTEXT3` (payload: `ProviderContextDto`; store format 2).
+    ProviderContext = 5,
 }
 
 impl Kind {
@@ -39,6 +42,7 @@ impl Kind {
             2 => Some(Self::Sublayer),
             3 => Some(Self::Callout),
             4 => Some(Self::Filter),
+            5 => Some(Self::ProviderContext),
             _ => None,
         }
     }

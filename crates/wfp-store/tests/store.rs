@@ -128,20 +128,20 @@ fn damaged_foreign_and_newer_stores_are_refused() {
 
     let newer = dir.join("newer.redb");
     drop(Store::open(&newer).unwrap());
-    set_meta(&newer, "version", &2u32.to_le_bytes());
+    set_meta(&newer, "version", &3u32.to_le_bytes());
     let err = Store::open(&newer).err().unwrap();
     assert!(
         matches!(
             err,
             StoreError::NewerFormat {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("version 2"));
+    assert!(err.to_string().contains("version 3"));
 
     let damaged = dir.join("damaged.redb");
     {
@@ -312,4 +312,80 @@ fn a_write_interrupted_at_any_point_reopens_to_the_last_committed_state() {
         crashes >= 20,
         "the countdown must actually interrupt writes ({crashes})"
     );
+}
+
+// Store format 2: persistent provider contexts survive a restart, are installed before the
+// filters that reference them (the restarted filter's context is the new LUID), and their
+// records go with a delete. A version-1 store is upgraded in place when opened.
+#[test]
+fn persistent_provider_contexts_survive_a_restart() {
+    use wfp_core::provider_context::PROVIDER_CONTEXT_FLAG_PERSISTENT;
+    use wfp_core::ProviderContextSpec;
+    let dir = tempdir();
+    let path = dir.join("pctx.redb");
+    drop(Store::open(&path).unwrap());
+    set_meta(&path, "version", &1u32.to_le_bytes());
+    let engine = Engine::default();
+    let pc_key = Guid::from_name("store-test", "pc");
+    {
+        let store = Store::open(&path).unwrap();
+        let (p, sl) = populate(&engine, &store);
+        let mut s = engine
+            .open_session(SessionSpec::default(), Some(&store))
+            .unwrap();
+        s.add_provider_context(ProviderContextSpec {
+            key: pc_key,
+            flags: PROVIDER_CONTEXT_FLAG_PERSISTENT,
+            provider: Some(p),
+            provider_data: vec![9],
+            ..ProviderContextSpec::general("acme ctx", b"\x00blob\xff".to_vec())
+        })
+        .unwrap();
+        let mut f = persistent_filter("with ctx", sl, 9);
+        f.flags = FilterFlags::PERSISTENT | FilterFlags::HAS_PROVIDER_CONTEXT;
+        f.provider_context = Some(pc_key);
+        s.add_filter(f).unwrap();
+        assert_eq!(store.count().unwrap(), 6);
+    }
+    let db = redb::Database::create(&path).unwrap();
+    let version = db
+        .begin_read()
+        .unwrap()
+        .open_table(TableDefinition::<&str, &[u8]>::new("meta"))
+        .unwrap()
+        .get("version")
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec();
+    assert_eq!(version, 2u32.to_le_bytes(), "upgraded to format 2");
+    drop(db);
+    let store = Store::open(&path).unwrap();
+    let contents = store.load().unwrap();
+    assert_eq!(contents.provider_contexts.len(), 1);
+    assert_eq!(contents.provider_contexts[0].data, b"\x00blob\xff");
+    assert_eq!(contents.provider_contexts[0].provider_data, vec![9]);
+    let restarted = Engine::default();
+    contents.install(&restarted).unwrap();
+    let pc = restarted.provider_context(&pc_key).unwrap();
+    let f = restarted
+        .filters()
+        .into_iter()
+        .find(|f| f.name() == "with ctx")
+        .unwrap();
+    assert_eq!(f.provider_context_key(), Some(pc_key));
+    assert_eq!(f.context, pc.id.0);
+    let mut s = restarted
+        .open_session(SessionSpec::default(), Some(&store))
+        .unwrap();
+    assert_eq!(
+        s.delete(ObjectRef::ProviderContext(pc_key))
+            .unwrap_err()
+            .code(),
+        0x8032_000A
+    );
+    s.delete(ObjectRef::Filter(f.key())).unwrap();
+    s.delete(ObjectRef::ProviderContext(pc_key)).unwrap();
+    assert_eq!(store.count().unwrap(), 4);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,11 +1,14 @@
 //! Management through wfpd's socket (`wfp-api`): `show`, `add`, `delete`, `watch`, `apply`.
 //!
 //! ```text
-//!   wfpctl show state|filters|sublayers|providers|callouts|sessions|flows|netevents [--json]
+//!   wfpctl show state|filters|sublayers|providers|callouts|providercontexts|sessions|flows|
+//!               netevents [--json]
 //!   wfpctl show filters --layer L [--where FIELD=VALUE]... [--contained]   (a §11.4 template)
 //!   wfpctl add filter --layer L --action A [--name N] [--sublayer KEY] [--weight N]
-//!                     [--condition FIELD=VALUE]... [--persistent]   |  add filter --json FILE|-
-//!   wfpctl delete filter ID|KEY  |  delete sublayer|provider|callout KEY
+//!                     [--condition FIELD=VALUE]... [--provider-context KEY] [--persistent]
+//!   wfpctl add providercontext --name N [--data TEXT | --data-hex HEX] [--context-type T]
+//!                     [--persistent]   |  add filter|providercontext --json FILE|-
+//!   wfpctl delete filter|providercontext ID|KEY  |  delete sublayer|provider|callout KEY
 //!   wfpctl watch [--json] [--kind K]... [--layer L] ...   (net events as they happen)
 //!   wfpctl apply POLICY.toml [--dry-run]   (one transaction; the diff with --dry-run)
 //! ```
@@ -20,7 +23,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use serde::Serialize;
 use wfp_api::{
-    Client, ConditionDto, FilterDto, FilterEnumRequest, FilterEnumTypeDto, Key, ValueDto, WeightDto,
+    Client, ConditionDto, FilterDto, FilterEnumRequest, FilterEnumTypeDto, Key, ProviderContextDto,
+    ValueDto, WeightDto,
 };
 use wfp_core::catalogue;
 use wfp_policy::lit::{condition_value, Lit};
@@ -56,6 +60,8 @@ pub enum What {
     Providers,
     /// Management callouts.
     Callouts,
+    /// Provider contexts (§11.4: typed data filters carry to callouts).
+    Providercontexts,
     /// Open management sessions and their owners.
     Sessions,
     /// The data path's live flows (5-tuple, layers, application, packets and bytes each way).
@@ -128,10 +134,10 @@ fn filter_template(
 /// `wfpctl add`.
 #[derive(clap::Args, Debug)]
 pub struct AddArgs {
-    /// Only filters can be added from the command line (`filter`).
-    #[arg(value_parser = ["filter"])]
+    /// What to add: `filter` or `providercontext`.
+    #[arg(value_parser = ["filter", "providercontext"])]
     pub kind: String,
-    /// The filter as `wfp-api` JSON (a file or `-`); replaces the options below.
+    /// The object as `wfp-api` JSON (a file or `-`); replaces the options below.
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Layer (WFP name, e.g. ALE_AUTH_CONNECT_V4).
@@ -152,7 +158,19 @@ pub struct AddArgs {
     /// `FIELD=VALUE` (FWP_MATCH_EQUAL; values as in policy files: `10.0.0.0/8`, `tcp`, `443`).
     #[arg(long = "condition")]
     pub conditions: Vec<String>,
-    /// FWPM_FILTER_FLAG_PERSISTENT: kept across daemon restarts.
+    /// A filter's provider context (key): sets FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT.
+    #[arg(long)]
+    pub provider_context: Option<Key>,
+    /// A provider context's data, as text (its UTF-8 bytes).
+    #[arg(long, conflicts_with = "data_hex")]
+    pub data: Option<String>,
+    /// A provider context's data, as hex digits.
+    #[arg(long)]
+    pub data_hex: Option<String>,
+    /// A provider context's FWPM_PROVIDER_CONTEXT_TYPE (default GENERAL).
+    #[arg(long, default_value = "GENERAL")]
+    pub context_type: String,
+    /// PERSISTENT flag: kept across daemon restarts.
     #[arg(long)]
     pub persistent: bool,
     #[command(flatten)]
@@ -162,10 +180,10 @@ pub struct AddArgs {
 /// `wfpctl delete`.
 #[derive(clap::Args, Debug)]
 pub struct DeleteArgs {
-    /// filter, sublayer, provider or callout.
-    #[arg(value_parser = ["filter", "sublayer", "provider", "callout"])]
+    /// filter, sublayer, provider, callout or providercontext.
+    #[arg(value_parser = ["filter", "sublayer", "provider", "callout", "providercontext"])]
     pub kind: String,
-    /// A filter id, or a key (GUID).
+    /// A filter or provider context id, or a key (GUID).
     pub id: String,
     #[command(flatten)]
     connect: Connect,
@@ -373,6 +391,22 @@ fn show_objects(c: &mut Client, what: What, json: bool) -> anyhow::Result<()> {
         What::Providers => listing(&c.providers()?, json, &["KEY", "NAME", "FLAGS"], |p| {
             vec![opt(p.key), p.name.clone(), format!("{:#x}", p.flags)]
         }),
+        What::Providercontexts => listing(
+            &c.provider_contexts()?,
+            json,
+            &["ID", "KEY", "NAME", "TYPE", "FLAGS", "DATA"],
+            |v| {
+                let pc = &v.provider_context;
+                vec![
+                    v.id.to_string(),
+                    opt(pc.key),
+                    pc.name.clone(),
+                    pc.context_type.clone(),
+                    format!("{:#x}", pc.flags),
+                    pc.data_hex.clone(),
+                ]
+            },
+        ),
         What::Callouts => listing(
             &c.callouts()?,
             json,
@@ -433,27 +467,23 @@ fn condition(layer: &str, text: &str) -> anyhow::Result<ConditionDto> {
 
 fn filter_from_args(a: &AddArgs) -> anyhow::Result<FilterDto> {
     if let Some(path) = &a.json {
-        let mut text = String::new();
-        if path.as_os_str() == "-" {
-            std::io::stdin().read_to_string(&mut text)?;
-        } else {
-            text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-        }
-        return serde_json::from_str(&text).context("the filter JSON");
+        return serde_json::from_str(&read_json(path)?).context("the filter JSON");
     }
     let (Some(layer), Some(action)) = (&a.layer, &a.action) else {
         bail!("add filter needs --layer and --action (or --json)");
     };
+    let mut flags = Vec::new();
+    if a.persistent {
+        flags.push("PERSISTENT".to_string());
+    }
+    if a.provider_context.is_some() {
+        flags.push("HAS_PROVIDER_CONTEXT".to_string());
+    }
     Ok(FilterDto {
         key: None,
         name: a.name.clone(),
         description: String::new(),
-        flags: if a.persistent {
-            vec!["PERSISTENT".into()]
-        } else {
-            Vec::new()
-        },
+        flags,
         provider: None,
         layer: layer.clone(),
         sublayer: a.sublayer,
@@ -466,13 +496,53 @@ fn filter_from_args(a: &AddArgs) -> anyhow::Result<FilterDto> {
         action: action.clone(),
         callout: None,
         raw_context: 0,
+        provider_context: a.provider_context,
+    })
+}
+
+/// A JSON document from a file or `-` (stdin).
+fn read_json(path: &std::path::Path) -> anyhow::Result<String> {
+    let mut text = String::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text)?;
+    } else {
+        text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    }
+    Ok(text)
+}
+
+/// `add providercontext`: the options (or `--json`) as a `FWPM_PROVIDER_CONTEXT3` DTO.
+fn provider_context_from_args(a: &AddArgs) -> anyhow::Result<ProviderContextDto> {
+    if let Some(path) = &a.json {
+        return serde_json::from_str(&read_json(path)?).context("the provider context JSON");
+    }
+    let data_hex = match (&a.data, &a.data_hex) {
+        (Some(text), _) => text.bytes().map(|b| format!("{b:02x}")).collect(),
+        (None, Some(hex)) => hex.clone(),
+        (None, None) => String::new(),
+    };
+    Ok(ProviderContextDto {
+        key: None,
+        name: a.name.clone(),
+        description: String::new(),
+        flags: u32::from(a.persistent),
+        provider: None,
+        provider_data_hex: String::new(),
+        context_type: a.context_type.clone(),
+        data_hex,
     })
 }
 
 /// `wfpctl add filter`: prints the new filter's id and key.
 pub fn add(a: &AddArgs) -> anyhow::Result<ExitCode> {
-    let filter = filter_from_args(a)?;
-    let added = a.connect.client()?.add_filter(&filter)?;
+    let added = if a.kind == "providercontext" {
+        let pc = provider_context_from_args(a)?;
+        a.connect.client()?.add_provider_context(&pc)?
+    } else {
+        let filter = filter_from_args(a)?;
+        a.connect.client()?.add_filter(&filter)?
+    };
     println!("{} {}", added.id.unwrap_or_default(), added.key);
     Ok(ExitCode::SUCCESS)
 }
@@ -485,6 +555,10 @@ pub fn delete(a: &DeleteArgs) -> anyhow::Result<ExitCode> {
         "filter" => match a.id.parse::<u64>() {
             Ok(id) => c.delete_filter(id)?,
             Err(_) => c.delete_filter_by_key(key()?)?,
+        },
+        "providercontext" => match a.id.parse::<u64>() {
+            Ok(id) => c.delete_provider_context_by_id(id)?,
+            Err(_) => c.delete_object("providercontexts", key()?)?,
         },
         kind => c.delete_object(&format!("{kind}s"), key()?)?,
     }
@@ -538,6 +612,7 @@ pub struct ApplyArgs {
 enum Change {
     Sublayer(wfp_api::SublayerDto),
     Provider(wfp_api::ProviderDto),
+    ProviderContext(ProviderContextDto),
     Filter(FilterDto),
 }
 
@@ -561,6 +636,9 @@ fn policy_objects(path: &std::path::Path) -> anyhow::Result<Vec<Change>> {
             .filter(|s| !s.builtin)
             .map(|s| Change::Sublayer(wfp_api::SublayerView::from(s).sublayer)),
     );
+    out.extend(engine.provider_contexts().iter().map(|pc| {
+        Change::ProviderContext(wfp_api::ProviderContextView::from(&**pc).provider_context)
+    }));
     out.extend(
         engine
             .filters()
@@ -570,7 +648,8 @@ fn policy_objects(path: &std::path::Path) -> anyhow::Result<Vec<Change>> {
     Ok(out)
 }
 
-/// `wfpctl apply POLICY.toml [--dry-run]`: adds the policy's providers, sublayers and filters
+/// `wfpctl apply POLICY.toml [--dry-run]`: adds the policy's providers, sublayers, provider
+/// contexts and filters
 /// that the daemon lacks and replaces the ones that differ (same key), in **one transaction**
 /// (all or nothing). Objects of the daemon the policy does not name are left alone.
 pub fn apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
@@ -579,6 +658,7 @@ pub fn apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let filters = c.filters()?;
     let sublayers = c.sublayers()?;
     let providers = c.providers()?;
+    let contexts = c.provider_contexts()?;
     let mut plan: Vec<(&'static str, &Change)> = Vec::new();
     for w in &wanted {
         let (exists, same) = match w {
@@ -589,6 +669,13 @@ pub fn apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
             Change::Sublayer(s) => {
                 let found = sublayers.iter().find(|x| x.sublayer.key == s.key);
                 (found.is_some(), found.is_some_and(|x| &x.sublayer == s))
+            }
+            Change::ProviderContext(pc) => {
+                let found = contexts.iter().find(|x| x.provider_context.key == pc.key);
+                (
+                    found.is_some(),
+                    found.is_some_and(|x| &x.provider_context == pc),
+                )
             }
             Change::Filter(f) => {
                 let found = filters.iter().find(|x| x.filter.key == f.key);
@@ -605,6 +692,7 @@ pub fn apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
         let (kind, name, key) = match change {
             Change::Provider(p) => ("provider", &p.name, p.key),
             Change::Sublayer(s) => ("sublayer", &s.name, s.key),
+            Change::ProviderContext(pc) => ("providercontext", &pc.name, pc.key),
             Change::Filter(f) => ("filter", &f.name, f.key),
         };
         let key = key.map_or_else(String::new, |k| k.to_string());
@@ -647,6 +735,12 @@ fn execute(c: &mut Client, what: &str, change: &Change) -> anyhow::Result<()> {
                 c.delete_object("sublayers", k)?;
             }
             c.add_sublayer(s)?;
+        }
+        Change::ProviderContext(pc) => {
+            if let (true, Some(k)) = (replace, pc.key) {
+                c.delete_object("providercontexts", k)?;
+            }
+            c.add_provider_context(pc)?;
         }
         Change::Filter(f) => {
             if let (true, Some(k)) = (replace, f.key) {

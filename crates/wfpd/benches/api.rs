@@ -52,6 +52,7 @@ fn dto(i: u32) -> FilterDto {
         action: "BLOCK".into(),
         callout: None,
         raw_context: 0,
+        provider_context: None,
     }
 }
 

@@ -56,6 +56,7 @@ fn block_port(name: &str, port: u16) -> FilterDto {
         action: "BLOCK".into(),
         callout: None,
         raw_context: 0,
+        provider_context: None,
     }
 }
 

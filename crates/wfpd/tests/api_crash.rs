@@ -96,6 +96,7 @@ fn filter(txn: u64, i: u32) -> FilterDto {
         action: "BLOCK".into(),
         callout: None,
         raw_context: 0,
+        provider_context: None,
     }
 }
 

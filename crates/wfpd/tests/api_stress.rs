@@ -57,6 +57,7 @@ fn filter(name: String, port: u16) -> FilterDto {
         action: "BLOCK".into(),
         callout: None,
         raw_context: 0,
+        provider_context: None,
     }
 }
 

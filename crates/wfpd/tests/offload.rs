@@ -708,6 +708,7 @@ fn connect_block(ip: IpAddr, port: u16) -> wfp_api::FilterDto {
         action: "BLOCK".into(),
         callout: None,
         raw_context: 0,
+        provider_context: None,
     }
 }
 

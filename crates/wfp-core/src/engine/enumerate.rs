@@ -29,6 +29,7 @@ use crate::condition::ConditionSpec;
 use crate::constants::{ActionType, FilterFlags};
 use crate::filter::RtFilter;
 use crate::guid::Guid;
+use crate::provider_context::{ProviderContext, ProviderContextType};
 use crate::status::FwpError;
 use crate::value::Value;
 
@@ -70,6 +71,8 @@ pub struct FilterEnumTemplate {
     pub enum_type: FilterEnumType,
     /// `filterCondition`: distinct conditions at `layer`, selecting per [`FilterEnumType`].
     pub conditions: Vec<ConditionSpec>,
+    /// `providerContextTemplate`: only filters referencing a provider context that matches it.
+    pub provider_context: Option<ProviderContextEnumTemplate>,
 }
 
 impl FilterEnumTemplate {
@@ -105,6 +108,7 @@ impl Default for FilterEnumTemplate {
             values: Vec::new(),
             enum_type: FilterEnumType::default(),
             conditions: Vec::new(),
+            provider_context: None,
         }
     }
 }
@@ -117,6 +121,35 @@ pub struct ObjectEnumTemplate {
     pub provider: Option<Guid>,
     /// `layerKey` (callouts: `applicableLayer`; ignored for sublayers).
     pub layer: Option<LayerId>,
+}
+
+/// `FWPM_PROVIDER_CONTEXT_ENUM_TEMPLATE0`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProviderContextEnumTemplate {
+    /// `providerKey`.
+    pub provider: Option<Guid>,
+    /// `providerContextType` (`None` = FWPM_PROVIDER_CONTEXT_TYPE_MAX, any type).
+    pub context_type: Option<ProviderContextType>,
+}
+
+impl ProviderContextEnumTemplate {
+    /// True when `pc` satisfies the template.
+    pub fn matches(&self, pc: &ProviderContext) -> bool {
+        self.provider.is_none_or(|p| pc.spec.provider == Some(p))
+            && self.context_type.is_none_or(|t| pc.spec.context_type == t)
+    }
+}
+
+/// True when `f` references a provider context matching `t` (no template: every filter).
+fn provider_context_matches(
+    m: &Mgmt,
+    t: Option<&ProviderContextEnumTemplate>,
+    f: &RtFilter,
+) -> bool {
+    let Some(t) = t else { return true };
+    f.provider_context_key
+        .and_then(|k| m.provider_contexts.get(&k))
+        .is_some_and(|pc| t.matches(pc))
 }
 
 /// The incoming values `template.values` stand for at its layer; `None` when it gives none.
@@ -201,6 +234,7 @@ pub(super) fn filters(
                 .as_ref()
                 .is_none_or(|c| c.selects(f.conditions.conditions()))
         })
+        .filter(|f| provider_context_matches(m, template.provider_context.as_ref(), f))
         .cloned()
         .collect();
     let best = template.flags & FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH != 0;

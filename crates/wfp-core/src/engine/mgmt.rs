@@ -25,9 +25,12 @@ use crate::constants::{CalloutFlags, FilterFlags, NotifyType, RtFilterFlags};
 use crate::filter::{
     check_action, check_flags, effective_weight, CalloutId, CalloutSpec, FilterId, FilterSpec,
     ProviderSpec, RtFilter, SublayerSpec, CALLOUT_FLAG_PERSISTENT, CALLOUT_FLAG_REGISTERED,
-    PROVIDER_FLAG_PERSISTENT, SUBLAYER_FLAG_PERSISTENT,
+    CALLOUT_FLAG_USES_PROVIDER_CONTEXT, PROVIDER_FLAG_PERSISTENT, SUBLAYER_FLAG_PERSISTENT,
 };
 use crate::guid::Guid;
+use crate::provider_context::{
+    ProviderContext, ProviderContextId, ProviderContextSpec, PROVIDER_CONTEXT_FLAG_PERSISTENT,
+};
 use crate::status::{FwpError, Status};
 
 /// A provider as stored.
@@ -61,10 +64,12 @@ pub(crate) struct Mgmt {
     pub(super) providers: BTreeMap<Guid, ProviderObject>,
     pub(super) sublayers: BTreeMap<Guid, SublayerObject>,
     pub(super) callouts: BTreeMap<Guid, CalloutObject>,
+    pub(super) provider_contexts: BTreeMap<Guid, Arc<ProviderContext>>,
     pub(super) filters: BTreeMap<FilterId, Arc<RtFilter>>,
     pub(super) filter_keys: HashMap<Guid, FilterId>,
     pub(super) by_layer: Vec<BTreeSet<FilterId>>,
     next_filter_id: u64,
+    next_provider_context_id: u64,
     next_order: u64,
     generations: Vec<u64>,
 }
@@ -76,6 +81,8 @@ enum Undo {
     DelSublayer(SublayerObject),
     AddCallout(Guid),
     DelCallout(CalloutObject),
+    AddProviderContext(Guid),
+    DelProviderContext(Arc<ProviderContext>),
     AddFilter(FilterId),
     DelFilter(Arc<RtFilter>),
 }
@@ -86,10 +93,12 @@ impl Mgmt {
             providers: BTreeMap::new(),
             sublayers: BTreeMap::new(),
             callouts: BTreeMap::new(),
+            provider_contexts: BTreeMap::new(),
             filters: BTreeMap::new(),
             filter_keys: HashMap::new(),
             by_layer: vec![BTreeSet::new(); catalogue::all_layers().len()],
             next_filter_id: 1,
+            next_provider_context_id: 1,
             next_order: 0,
             generations: vec![0; catalogue::all_layers().len()],
         };
@@ -146,6 +155,49 @@ impl Mgmt {
         Ok(())
     }
 
+    /// §11.4 "Filter context": `rawContext`, or with HAS_PROVIDER_CONTEXT the provider context's
+    /// LUID — plus the whole provider context when the callout uses provider contexts. A
+    /// persistent filter may only reference a persistent provider context (§11.3).
+    fn filter_context(
+        &self,
+        spec: &FilterSpec,
+        callout_uses_context: bool,
+    ) -> Result<BoundContext, FwpError> {
+        if !spec.flags.contains(FilterFlags::HAS_PROVIDER_CONTEXT) {
+            if let Some(k) = spec.provider_context {
+                return Err(FwpError::InvalidParameter(format!(
+                    "provider context {k} given without FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT"
+                )));
+            }
+            return Ok(BoundContext {
+                context: spec.raw_context,
+                key: None,
+                delivered: None,
+            });
+        }
+        if spec.raw_context != 0 {
+            return Err(FwpError::InvalidParameter(
+                "rawContext and providerContextKey share a union: give one".into(),
+            ));
+        }
+        let key = spec.provider_context.unwrap_or(Guid::NULL);
+        let pc = self
+            .provider_contexts
+            .get(&key)
+            .ok_or_else(|| FwpError::ProviderContextNotFound(key.to_string()))?;
+        if spec.flags.contains(FilterFlags::PERSISTENT) && !pc.spec.is_persistent() {
+            return Err(FwpError::LifetimeMismatch {
+                kind: "filter",
+                target: format!("provider context {}", pc.spec.name),
+            });
+        }
+        Ok(BoundContext {
+            context: pc.id.0,
+            key: Some(key),
+            delivered: callout_uses_context.then(|| pc.clone()),
+        })
+    }
+
     /// The layer's view built from every filter (index/layer.rs applies most commits instead).
     fn build_layer(&self, layer: LayerId, generation: u64) -> LayerView {
         let mut groups: BTreeMap<Guid, Vec<Arc<RtFilter>>> = BTreeMap::new();
@@ -188,6 +240,13 @@ impl Mgmt {
             fields_used,
         }
     }
+}
+
+/// What [`Mgmt::filter_context`] binds a filter to.
+struct BoundContext {
+    context: u64,
+    key: Option<Guid>,
+    delivered: Option<Arc<ProviderContext>>,
 }
 
 /// A management transaction (`FwpmTransactionBegin0` … `Commit0`/`Abort0`). Dropping it aborts.
@@ -312,6 +371,40 @@ impl Engine {
         Ok(())
     }
 
+    /// `FwpmProviderContextAdd0..3` in an implicit transaction: returns `providerContextId`.
+    pub fn add_provider_context(
+        &self,
+        spec: ProviderContextSpec,
+    ) -> Result<ProviderContextId, FwpError> {
+        let mut t = self.begin();
+        let id = t.add_provider_context(spec)?;
+        t.commit();
+        Ok(id)
+    }
+
+    /// `FwpmProviderContextDeleteByKey0` in an implicit transaction.
+    pub fn delete_provider_context(&self, key: &Guid) -> Result<(), FwpError> {
+        let mut t = self.begin();
+        t.delete_provider_context(key)?;
+        t.commit();
+        Ok(())
+    }
+
+    /// All provider contexts, by key (`FwpmProviderContextEnum0` without a template).
+    pub fn provider_contexts(&self) -> Vec<Arc<ProviderContext>> {
+        self.mgmt
+            .lock()
+            .provider_contexts
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// `FwpmProviderContextGetByKey0`.
+    pub fn provider_context(&self, key: &Guid) -> Option<Arc<ProviderContext>> {
+        self.mgmt.lock().provider_contexts.get(key).cloned()
+    }
+
     /// All filters, by id (`FwpmFilterEnum0` without a template).
     pub fn filters(&self) -> Vec<Arc<RtFilter>> {
         self.mgmt.lock().filters.values().cloned().collect()
@@ -394,6 +487,21 @@ impl Transaction<'_> {
     /// The management state as this transaction sees it (reads inside a session's transaction).
     pub(super) fn state(&self) -> Option<&Mgmt> {
         self.mgmt.as_deref()
+    }
+
+    /// A provider context as this transaction sees it (its own adds and deletes included).
+    pub fn provider_context(&self, key: &Guid) -> Option<Arc<ProviderContext>> {
+        self.mgmt.as_deref()?.provider_contexts.get(key).cloned()
+    }
+
+    /// The key of the provider context `id`, as this transaction sees it.
+    pub fn provider_context_key(&self, id: ProviderContextId) -> Option<Guid> {
+        self.mgmt
+            .as_deref()?
+            .provider_contexts
+            .values()
+            .find(|pc| pc.id == id)
+            .map(|pc| pc.spec.key)
     }
 
     fn m(&mut self) -> Result<&mut Mgmt, FwpError> {
@@ -492,6 +600,85 @@ impl Transaction<'_> {
         Ok(id)
     }
 
+    /// `FwpmProviderContextAdd0..3` (§11.4): returns `providerContextId`. A persistent provider
+    /// context may only reference a persistent provider (§11.3).
+    pub fn add_provider_context(
+        &mut self,
+        mut spec: ProviderContextSpec,
+    ) -> Result<ProviderContextId, FwpError> {
+        if spec.name.is_empty() {
+            return Err(FwpError::NullDisplayName("provider context"));
+        }
+        let unknown = spec.flags & !PROVIDER_CONTEXT_FLAG_PERSISTENT;
+        if unknown != 0 {
+            return Err(FwpError::InvalidFlags(format!(
+                "unknown or reserved provider context flag bits {unknown:#x}"
+            )));
+        }
+        if !spec.context_type.is_valid() {
+            return Err(FwpError::InvalidParameter(format!(
+                "{} is not an FWPM_PROVIDER_CONTEXT_TYPE",
+                spec.context_type.0
+            )));
+        }
+        let m = self.m()?;
+        if spec.key.is_null() {
+            let n = m.next_provider_context_id;
+            spec.key = Guid::from_name("provider-context", &format!("{}#{n}", spec.name));
+        }
+        if m.provider_contexts.contains_key(&spec.key) {
+            return Err(FwpError::AlreadyExists {
+                kind: "provider context",
+                key: spec.key,
+            });
+        }
+        m.check_provider(spec.provider, spec.is_persistent(), "provider context")?;
+        let id = ProviderContextId(m.next_provider_context_id);
+        m.next_provider_context_id += 1;
+        let key = spec.key;
+        m.provider_contexts
+            .insert(key, Arc::new(ProviderContext { spec, id }));
+        self.undo.push(Undo::AddProviderContext(key));
+        Ok(id)
+    }
+
+    /// `FwpmProviderContextDeleteByKey0`: FWP_E_IN_USE while a filter references it (§11.3).
+    pub fn delete_provider_context(&mut self, key: &Guid) -> Result<(), FwpError> {
+        let m = self.m()?;
+        if !m.provider_contexts.contains_key(key) {
+            return Err(FwpError::ProviderContextNotFound(key.to_string()));
+        }
+        if let Some(f) = m
+            .filters
+            .values()
+            .find(|f| f.provider_context_key == Some(*key))
+        {
+            return Err(FwpError::InUse {
+                kind: "provider context",
+                key: *key,
+                by: format!("filter {} ({})", f.filter_id.0, f.name),
+            });
+        }
+        let pc = m
+            .provider_contexts
+            .remove(key)
+            .ok_or_else(|| FwpError::ProviderContextNotFound(key.to_string()))?;
+        self.undo.push(Undo::DelProviderContext(pc));
+        Ok(())
+    }
+
+    /// `FwpmProviderContextDeleteById0`.
+    pub fn delete_provider_context_by_id(&mut self, id: ProviderContextId) -> Result<(), FwpError> {
+        let key = self
+            .m()?
+            .provider_contexts
+            .values()
+            .find(|pc| pc.id == id)
+            .map(|pc| pc.spec.key)
+            .ok_or_else(|| FwpError::ProviderContextNotFound(format!("id {}", id.0)))?;
+        self.delete_provider_context(&key)
+    }
+
     /// `FwpmFilterAdd0`: validates the filter (§11.4 errors), sends ADD_FILTER to a registered
     /// callout (which may refuse it), and returns the new `filterId`.
     pub fn add_filter(&mut self, spec: FilterSpec) -> Result<FilterId, FwpError> {
@@ -553,7 +740,7 @@ impl Transaction<'_> {
             });
         }
         m.check_provider(spec.provider, persistent, "filter")?;
-        let (callout_id, callout_key) = if spec.action.is_callout() {
+        let (callout_id, callout_key, uses_context) = if spec.action.is_callout() {
             let key = spec
                 .callout
                 .ok_or_else(|| FwpError::CalloutNotFound("(none given)".into()))?;
@@ -574,10 +761,12 @@ impl Transaction<'_> {
                     target: format!("callout {}", c.spec.name),
                 });
             }
-            (Some(c.id), Some(key))
+            let uses = c.spec.flags & CALLOUT_FLAG_USES_PROVIDER_CONTEXT != 0;
+            (Some(c.id), Some(key), uses)
         } else {
-            (None, None)
+            (None, None, false)
         };
+        let bound = m.filter_context(spec, uses_context)?;
         let conditions = spec
             .conditions
             .iter()
@@ -625,7 +814,9 @@ impl Transaction<'_> {
             callout_id,
             callout_key,
             provider: spec.provider,
-            context: spec.raw_context,
+            provider_context_key: bound.key,
+            provider_context: bound.delivered,
+            context: bound.context,
         })
     }
 
@@ -719,6 +910,12 @@ impl Transaction<'_> {
                     .values()
                     .find(|c| c.spec.provider == Some(*key))
                     .map(|c| format!("callout {}", c.spec.name))
+            })
+            .or_else(|| {
+                m.provider_contexts
+                    .values()
+                    .find(|pc| pc.spec.provider == Some(*key))
+                    .map(|pc| format!("provider context {}", pc.spec.name))
             })
             .or_else(|| {
                 m.filters
@@ -830,6 +1027,12 @@ impl Transaction<'_> {
                 }
                 Undo::DelCallout(c) => {
                     m.callouts.insert(c.spec.key, c);
+                }
+                Undo::AddProviderContext(k) => {
+                    m.provider_contexts.remove(&k);
+                }
+                Undo::DelProviderContext(pc) => {
+                    m.provider_contexts.insert(pc.spec.key, pc);
                 }
                 Undo::AddFilter(id) => {
                     if let Some(f) = m.filters.remove(&id) {

@@ -18,6 +18,8 @@ mod live;
 mod mgmt;
 mod netevents;
 mod observer;
+#[cfg(test)]
+mod pctx_tests;
 mod registry;
 mod session;
 mod teardown;
@@ -31,7 +33,7 @@ use parking_lot::Mutex;
 
 pub use enum_match::FilterEnumType;
 pub use enumerate::{
-    FilterEnumTemplate, ObjectEnumTemplate, ACTION_MASK_ANY,
+    FilterEnumTemplate, ObjectEnumTemplate, ProviderContextEnumTemplate, ACTION_MASK_ANY,
     FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH, FILTER_ENUM_FLAG_BOOTTIME_ONLY,
     FILTER_ENUM_FLAG_INCLUDE_BOOTTIME, FILTER_ENUM_FLAG_INCLUDE_DISABLED, FILTER_ENUM_FLAG_SORTED,
 };

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::enumerate::{self, FilterEnumTemplate, ObjectEnumTemplate};
+use super::enumerate::{self, FilterEnumTemplate, ObjectEnumTemplate, ProviderContextEnumTemplate};
 use super::mgmt::Mgmt;
 use super::{CalloutObject, Engine, ProviderObject, SublayerObject, Transaction};
 use crate::constants::FilterFlags;
@@ -45,6 +45,7 @@ use crate::filter::{
     SUBLAYER_FLAG_PERSISTENT,
 };
 use crate::guid::Guid;
+use crate::provider_context::{ProviderContext, ProviderContextId, ProviderContextSpec};
 use crate::status::FwpError;
 
 /// `FWPM_SESSION_FLAG_DYNAMIC`.
@@ -99,6 +100,9 @@ pub struct SessionInfo {
 pub enum ObjectRef {
     /// A filter (`filterKey`); ordered first so cleanup deletes filters before what they use.
     Filter(Guid),
+    /// A provider context (`providerContextKey`); after filters (they reference it), before
+    /// providers (it references one).
+    ProviderContext(Guid),
     /// A management callout.
     Callout(Guid),
     /// A sublayer.
@@ -111,6 +115,7 @@ impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Filter(k) => write!(f, "filter {k}"),
+            Self::ProviderContext(k) => write!(f, "provider context {k}"),
             Self::Callout(k) => write!(f, "callout {k}"),
             Self::Sublayer(k) => write!(f, "sublayer {k}"),
             Self::Provider(k) => write!(f, "provider {k}"),
@@ -130,6 +135,8 @@ pub enum PersistentChange {
     AddCallout(CalloutSpec),
     /// A persistent filter was added (its spec with the key the engine assigned).
     AddFilter(FilterSpec),
+    /// A persistent provider context was added (key filled in).
+    AddProviderContext(ProviderContextSpec),
     /// A persistent object was deleted.
     Delete(ObjectRef),
 }
@@ -275,6 +282,7 @@ impl Engine {
             .iter()
             .filter(|o| match o {
                 ObjectRef::Filter(k) => txn.delete_filter_by_key(k).is_ok(),
+                ObjectRef::ProviderContext(k) => txn.delete_provider_context(k).is_ok(),
                 ObjectRef::Callout(k) => txn.delete_callout(k).is_ok(),
                 ObjectRef::Sublayer(k) => txn.delete_sublayer(k).is_ok(),
                 ObjectRef::Provider(k) => txn.delete_provider(k).is_ok(),
@@ -530,12 +538,40 @@ impl<'e> Session<'e> {
             if !spec.sublayer.is_null() {
                 refs.push(ObjectRef::Sublayer(spec.sublayer));
             }
+            if spec.flags.contains(FilterFlags::HAS_PROVIDER_CONTEXT) {
+                refs.extend(spec.provider_context.map(ObjectRef::ProviderContext));
+            }
             cx.check_lifetime("filter", persistent, &refs)?;
             let id = open.txn.add_filter(spec.clone())?;
             let key = open.state()?.filters.get(&id).map_or(spec.key, |f| f.key);
             let change =
                 persistent.then_some(PersistentChange::AddFilter(FilterSpec { key, ..spec }));
             cx.added(open, ObjectRef::Filter(key), change);
+            Ok(id)
+        })
+    }
+
+    /// `FwpmProviderContextAdd0..3`: returns `providerContextId`.
+    pub fn add_provider_context(
+        &mut self,
+        spec: ProviderContextSpec,
+    ) -> Result<ProviderContextId, FwpError> {
+        self.run(true, |cx, open| {
+            let persistent = spec.is_persistent();
+            cx.check_lifetime("provider context", persistent, &provider_ref(spec.provider))?;
+            let id = open.txn.add_provider_context(spec.clone())?;
+            let key = open
+                .state()?
+                .provider_contexts
+                .values()
+                .find(|pc| pc.id == id)
+                .map_or(spec.key, |pc| pc.spec.key);
+            let change =
+                persistent.then_some(PersistentChange::AddProviderContext(ProviderContextSpec {
+                    key,
+                    ..spec
+                }));
+            cx.added(open, ObjectRef::ProviderContext(key), change);
             Ok(id)
         })
     }
@@ -550,6 +586,10 @@ impl<'e> Session<'e> {
                     .get(&k)
                     .and_then(|id| m.filters.get(id))
                     .is_some_and(|f| f.mgmt_flags.contains(FilterFlags::PERSISTENT)),
+                ObjectRef::ProviderContext(k) => m
+                    .provider_contexts
+                    .get(&k)
+                    .is_some_and(|pc| pc.spec.is_persistent()),
                 ObjectRef::Callout(k) => m
                     .callouts
                     .get(&k)
@@ -565,6 +605,7 @@ impl<'e> Session<'e> {
             };
             match object {
                 ObjectRef::Filter(k) => open.txn.delete_filter_by_key(&k)?,
+                ObjectRef::ProviderContext(k) => open.txn.delete_provider_context(&k)?,
                 ObjectRef::Callout(k) => open.txn.delete_callout(&k)?,
                 ObjectRef::Sublayer(k) => open.txn.delete_sublayer(&k)?,
                 ObjectRef::Provider(k) => open.txn.delete_provider(&k)?,
@@ -598,6 +639,56 @@ impl<'e> Session<'e> {
                 .ok_or_else(|| FwpError::CalloutNotFound(format!("id {}", id.0)))
         })?;
         self.delete(ObjectRef::Callout(key))
+    }
+
+    /// `FwpmProviderContextDeleteById0`.
+    pub fn delete_provider_context_by_id(&mut self, id: ProviderContextId) -> Result<(), FwpError> {
+        let key = self.read(|m| {
+            m.provider_contexts
+                .values()
+                .find(|pc| pc.id == id)
+                .map(|pc| pc.spec.key)
+                .ok_or_else(|| FwpError::ProviderContextNotFound(format!("id {}", id.0)))
+        })?;
+        self.delete(ObjectRef::ProviderContext(key))
+    }
+
+    /// `FwpmProviderContextGetByKey0`.
+    pub fn provider_context(&mut self, key: &Guid) -> Result<Arc<ProviderContext>, FwpError> {
+        self.read(|m| {
+            m.provider_contexts
+                .get(key)
+                .cloned()
+                .ok_or_else(|| FwpError::ProviderContextNotFound(key.to_string()))
+        })
+    }
+
+    /// `FwpmProviderContextGetById0`.
+    pub fn provider_context_by_id(
+        &mut self,
+        id: ProviderContextId,
+    ) -> Result<Arc<ProviderContext>, FwpError> {
+        self.read(|m| {
+            m.provider_contexts
+                .values()
+                .find(|pc| pc.id == id)
+                .cloned()
+                .ok_or_else(|| FwpError::ProviderContextNotFound(format!("id {}", id.0)))
+        })
+    }
+
+    /// `FwpmProviderContextEnum0` with a template, by key.
+    pub fn provider_contexts(
+        &mut self,
+        t: &ProviderContextEnumTemplate,
+    ) -> Result<Vec<Arc<ProviderContext>>, FwpError> {
+        self.read(|m| {
+            Ok(m.provider_contexts
+                .values()
+                .filter(|pc| t.matches(pc))
+                .cloned()
+                .collect())
+        })
     }
 
     fn read<R>(&mut self, f: impl FnOnce(&Mgmt) -> Result<R, FwpError>) -> Result<R, FwpError> {

@@ -75,6 +75,8 @@ struct FilterImage {
     _weight: Box<u64>,
     _conds: Vec<FwpsFilterCondition0>,
     _arena: Arena,
+    /// `providerContext` (§11.4): the filter's provider context when its callout uses them.
+    _provider_context: Option<Box<super::pctx::ProviderContextImage>>,
     filter: FwpsFilter,
 }
 
@@ -92,6 +94,9 @@ fn filter_image(f: &RtFilter) -> Box<FilterImage> {
         })
         .collect();
     let mut weight = Box::new(f.weight());
+    let mut pc = f
+        .provider_context()
+        .map(|pc| super::pctx::ProviderContextImage::new(pc));
     let filter = FwpsFilter {
         filter_id: f.filter_id().0,
         weight: FwpValue0 {
@@ -111,7 +116,9 @@ fn filter_image(f: &RtFilter) -> Box<FilterImage> {
             callout_id: f.callout_id().map_or(0, |c| c.0),
         },
         context: f.context,
-        provider_context: std::ptr::null_mut(),
+        provider_context: pc
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |pc| pc.as_mut_ptr().cast()),
     };
     Box::new(FilterImage {
         id: f.filter_id().0,
@@ -120,6 +127,7 @@ fn filter_image(f: &RtFilter) -> Box<FilterImage> {
         _weight: weight,
         _conds: c_conds,
         _arena: arena,
+        _provider_context: pc,
         filter,
     })
 }

@@ -69,6 +69,34 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::fwpm::FwpmProviderAdd0 as *const c_void,
     ),
     Export(
+        "FwpmProviderContextAdd0",
+        super::fwpm::FwpmProviderContextAdd0 as *const c_void,
+    ),
+    Export(
+        "FwpmProviderContextAdd1",
+        super::fwpm::FwpmProviderContextAdd1 as *const c_void,
+    ),
+    Export(
+        "FwpmProviderContextAdd2",
+        super::fwpm::FwpmProviderContextAdd2 as *const c_void,
+    ),
+    Export(
+        "FwpmProviderContextAdd3",
+        super::fwpm::FwpmProviderContextAdd3 as *const c_void,
+    ),
+    Export(
+        "FwpmProviderContextDeleteById0",
+        super::fwpm::FwpmProviderContextDeleteById0 as *const c_void,
+    ),
+    Export(
+        "FwpmProviderContextDeleteByKey0",
+        super::fwpm::FwpmProviderContextDeleteByKey0 as *const c_void,
+    ),
+    Export(
+        "FwpmProviderContextGetByKey0",
+        super::fwpm::FwpmProviderContextGetByKey0 as *const c_void,
+    ),
+    Export(
         "FwpmSubLayerAdd0",
         super::fwpm::FwpmSubLayerAdd0 as *const c_void,
     ),

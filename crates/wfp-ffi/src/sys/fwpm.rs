@@ -11,13 +11,15 @@ use wfp_core::condition::ConditionSpec;
 use wfp_core::constants::FilterFlags;
 use wfp_core::{
     ActionType, CalloutId, CalloutSpec, FilterId, FilterSpec, FwpError, Guid, MatchType,
-    ProviderSpec, Status, SublayerSpec, Transaction, WeightSpec,
+    ProviderContextId, ProviderSpec, Status, SublayerSpec, Transaction, WeightSpec,
 };
 
 use super::convert::{condition_from_c, wide_to_string};
 use super::ctx;
+use super::pctx::{spec_from_c, ProviderContextImage};
 use super::types::{
-    CGuid, FwpmCallout0, FwpmDisplayData0, FwpmFilter0, FwpmProvider0, FwpmSession0, FwpmSublayer0,
+    CGuid, FwpmCallout0, FwpmDisplayData0, FwpmFilter0, FwpmProvider0, FwpmProviderContext,
+    FwpmSession0, FwpmSublayer0,
 };
 use super::{
     boundary, nt, NtStatus, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_HANDLE,
@@ -46,6 +48,7 @@ enum Added {
     Provider(Guid),
     Sublayer(Guid),
     Callout(Guid),
+    ProviderContext(Guid),
     Filter(FilterId),
 }
 
@@ -70,6 +73,8 @@ pub(crate) struct Session {
 pub(crate) struct Sessions {
     map: HashMap<usize, Option<Session>>,
     next: usize,
+    /// What Fwpm*Get* handed out, by address, until FwpmFreeMemory0.
+    allocations: HashMap<usize, Box<ProviderContextImage>>,
 }
 
 impl Sessions {
@@ -224,13 +229,15 @@ pub(crate) fn close(h: &HostInner, handle: usize) -> bool {
         // Filters first, then what they reference.
         objects.sort_by_key(|a| match a {
             Added::Filter(_) => 0,
-            Added::Callout(_) => 1,
-            Added::Sublayer(_) => 2,
-            Added::Provider(_) => 3,
+            Added::ProviderContext(_) => 1,
+            Added::Callout(_) => 2,
+            Added::Sublayer(_) => 3,
+            Added::Provider(_) => 4,
         });
         for a in objects {
             let _ignored = match a {
                 Added::Filter(id) => h.engine.delete_filter(id),
+                Added::ProviderContext(k) => h.engine.delete_provider_context(&k),
                 Added::Callout(k) => h.engine.delete_callout(&k),
                 Added::Sublayer(k) => h.engine.delete_sublayer(&k),
                 Added::Provider(k) => h.engine.delete_provider(&k),
@@ -490,7 +497,12 @@ unsafe fn filter_spec(f: &FwpmFilter0) -> Result<FilterSpec, NtStatus> {
     if action.is_callout() {
         spec.callout = Some(guid(&f.action.key));
     }
-    spec.raw_context = u64::from_le_bytes(f.context.bytes[..8].try_into().unwrap_or([0; 8]));
+    // The union (§11.4): providerContextKey with HAS_PROVIDER_CONTEXT, else rawContext.
+    if spec.flags.contains(FilterFlags::HAS_PROVIDER_CONTEXT) {
+        spec.provider_context = Some(Guid::from_windows_bytes(f.context.bytes));
+    } else {
+        spec.raw_context = u64::from_le_bytes(f.context.bytes[..8].try_into().unwrap_or([0; 8]));
+    }
     let n = f.num_filter_conditions as usize;
     if n > 0 && f.filter_condition.is_null() {
         return Err(STATUS_FWP_NULL_POINTER);
@@ -582,8 +594,149 @@ pub(crate) unsafe extern "C" fn FwpmFilterDeleteByKey0(
     })
 }
 
-/// `FwpmFreeMemory0`: no function this runtime exports returns engine-allocated memory yet, so
-/// any non-NULL pointer is a driver bug (reported); `*p` is set to NULL either way.
+/// `FwpmProviderContextAdd0..3` (§11.4; the four versions share the layout this reads):
+/// FWPM_GENERAL_CONTEXT only (others: STATUS_NOT_SUPPORTED, `pctx.rs`); `*id` gets
+/// `providerContextId`.
+///
+/// # Safety
+/// `p` is NULL or a valid provider context; `id` is NULL or writable.
+unsafe fn provider_context_add(
+    function: &'static str,
+    handle: *mut c_void,
+    p: *const FwpmProviderContext,
+    id: *mut u64,
+) -> NtStatus {
+    boundary(function, STATUS_INVALID_PARAMETER, || {
+        // SAFETY: the caller's structure (checked non-null).
+        let Some(p) = (unsafe { p.as_ref() }) else {
+            return STATUS_FWP_NULL_POINTER;
+        };
+        // SAFETY: as above.
+        let spec = match unsafe { spec_from_c(p) } {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
+        let key = spec.key;
+        with_session(function, handle, |h, s| {
+            let added = in_txn(h, s, |t| {
+                let i = t.add_provider_context(spec)?;
+                let key = t.provider_context_key(i).unwrap_or(key);
+                Ok((i, Some(Added::ProviderContext(key))))
+            });
+            match added {
+                Ok(i) => {
+                    // SAFETY: optional out-pointer.
+                    if let Some(o) = unsafe { id.as_mut() } {
+                        *o = i.0;
+                    }
+                    STATUS_SUCCESS
+                }
+                Err(e) => e,
+            }
+        })
+    })
+}
+
+macro_rules! provider_context_add {
+    ($($name:ident),*) => {$(
+        #[no_mangle]
+        pub(crate) unsafe extern "C" fn $name(
+            handle: *mut c_void,
+            p: *const FwpmProviderContext,
+            _sd: *mut c_void,
+            id: *mut u64,
+        ) -> NtStatus {
+            // SAFETY: the caller's arguments, forwarded under the same contract.
+            unsafe { provider_context_add(stringify!($name), handle, p, id) }
+        }
+    )*};
+}
+
+provider_context_add!(
+    FwpmProviderContextAdd0,
+    FwpmProviderContextAdd1,
+    FwpmProviderContextAdd2,
+    FwpmProviderContextAdd3
+);
+
+#[no_mangle]
+pub(crate) extern "C" fn FwpmProviderContextDeleteById0(handle: *mut c_void, id: u64) -> NtStatus {
+    boundary(
+        "FwpmProviderContextDeleteById0",
+        STATUS_INVALID_PARAMETER,
+        || {
+            with_session("FwpmProviderContextDeleteById0", handle, |h, s| {
+                status_of(in_txn(h, s, |t| {
+                    t.delete_provider_context_by_id(ProviderContextId(id))
+                        .map(|()| ((), None))
+                }))
+            })
+        },
+    )
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn FwpmProviderContextDeleteByKey0(
+    handle: *mut c_void,
+    key: *const CGuid,
+) -> NtStatus {
+    boundary(
+        "FwpmProviderContextDeleteByKey0",
+        STATUS_INVALID_PARAMETER,
+        || {
+            // SAFETY: the caller's GUID.
+            let Some(k) = (unsafe { opt_guid(key) }) else {
+                return STATUS_FWP_NULL_POINTER;
+            };
+            with_session("FwpmProviderContextDeleteByKey0", handle, |h, s| {
+                status_of(in_txn(h, s, |t| {
+                    t.delete_provider_context(&k).map(|()| ((), None))
+                }))
+            })
+        },
+    )
+}
+
+/// `FwpmProviderContextGetByKey0`: a copy the driver frees with FwpmFreeMemory0.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn FwpmProviderContextGetByKey0(
+    handle: *mut c_void,
+    key: *const CGuid,
+    out: *mut *mut FwpmProviderContext,
+) -> NtStatus {
+    boundary(
+        "FwpmProviderContextGetByKey0",
+        STATUS_INVALID_PARAMETER,
+        || {
+            // SAFETY: the caller's GUID.
+            let Some(k) = (unsafe { opt_guid(key) }) else {
+                return STATUS_FWP_NULL_POINTER;
+            };
+            if out.is_null() {
+                return STATUS_FWP_NULL_POINTER;
+            }
+            with_session("FwpmProviderContextGetByKey0", handle, |h, s| {
+                // Inside the session's transaction, read through it (the writer lock is held).
+                let found = match &s.txn {
+                    Some(t) => t.txn.provider_context(&k),
+                    None => h.engine.provider_context(&k),
+                };
+                let Some(pc) = found else {
+                    return nt(FwpError::ProviderContextNotFound(k.to_string()).kernel_status());
+                };
+                let mut image = ProviderContextImage::new(&pc);
+                let p = image.as_mut_ptr();
+                h.sessions.lock().allocations.insert(p as usize, image);
+                // SAFETY: checked non-null above.
+                unsafe { *out = p };
+                STATUS_SUCCESS
+            })
+        },
+    )
+}
+
+/// `FwpmFreeMemory0`: frees what a Get function returned; any other non-NULL pointer is a driver
+/// bug (reported); `*p` is set to NULL either way.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn FwpmFreeMemory0(p: *mut *mut c_void) {
     boundary("FwpmFreeMemory0", (), || {
@@ -593,9 +746,12 @@ pub(crate) unsafe extern "C" fn FwpmFreeMemory0(p: *mut *mut c_void) {
         };
         if !slot.is_null() {
             ctx::with_host(|h| {
-                h.finding(Finding::BadHandle {
-                    function: "FwpmFreeMemory0",
-                })
+                let freed = h.sessions.lock().allocations.remove(&(*slot as usize));
+                if freed.is_none() {
+                    h.finding(Finding::BadHandle {
+                        function: "FwpmFreeMemory0",
+                    });
+                }
             });
         }
         *slot = std::ptr::null_mut();

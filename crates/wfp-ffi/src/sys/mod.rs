@@ -26,6 +26,7 @@ mod nbl;
 mod nblapi;
 mod ndis;
 mod ndispool;
+mod pctx;
 mod pend;
 mod registry;
 mod sync;

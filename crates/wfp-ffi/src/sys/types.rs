@@ -364,6 +364,21 @@ pub(crate) struct FwpmAction0 {
     pub(crate) key: CGuid,
 }
 
+/// `FWPM_PROVIDER_CONTEXT0..3` (one layout: the type-dependent union is one pointer; for
+/// FWPM_GENERAL_CONTEXT it is `FWP_BYTE_BLOB *dataBuffer`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FwpmProviderContext {
+    pub(crate) provider_context_key: CGuid,
+    pub(crate) display_data: FwpmDisplayData0,
+    pub(crate) flags: u32,
+    pub(crate) provider_key: *mut CGuid,
+    pub(crate) provider_data: FwpByteBlob,
+    pub(crate) context_type: u32,
+    pub(crate) data: *mut FwpByteBlob,
+    pub(crate) provider_context_id: u64,
+}
+
 /// `union { UINT64 rawContext; GUID providerContextKey; }` (8-aligned).
 #[repr(C, align(8))]
 #[derive(Clone, Copy, Debug)]
@@ -591,6 +606,50 @@ pub(crate) fn layout_table() -> Vec<(String, usize)> {
         FwpsFilter,
         "providerContext",
         provider_context
+    );
+    size!("FWPM_PROVIDER_CONTEXT0", FwpmProviderContext);
+    size!("FWPM_PROVIDER_CONTEXT3", FwpmProviderContext);
+    off!(
+        "FWPM_PROVIDER_CONTEXT3",
+        FwpmProviderContext,
+        "displayData",
+        display_data
+    );
+    off!(
+        "FWPM_PROVIDER_CONTEXT3",
+        FwpmProviderContext,
+        "flags",
+        flags
+    );
+    off!(
+        "FWPM_PROVIDER_CONTEXT3",
+        FwpmProviderContext,
+        "providerKey",
+        provider_key
+    );
+    off!(
+        "FWPM_PROVIDER_CONTEXT3",
+        FwpmProviderContext,
+        "providerData",
+        provider_data
+    );
+    off!(
+        "FWPM_PROVIDER_CONTEXT3",
+        FwpmProviderContext,
+        "type",
+        context_type
+    );
+    off!(
+        "FWPM_PROVIDER_CONTEXT3",
+        FwpmProviderContext,
+        "dataBuffer",
+        data
+    );
+    off!(
+        "FWPM_PROVIDER_CONTEXT3",
+        FwpmProviderContext,
+        "providerContextId",
+        provider_context_id
     );
     size!("FWPS_INCOMING_VALUES0", FwpsIncomingValues0);
     off!(

@@ -344,6 +344,7 @@ pub(crate) unsafe fn filter_dto(f: &Filter0) -> Result<FilterDto, u32> {
         _ => return Err(status::TYPE_MISMATCH),
     };
     let callout_action = f.action.action_type & ActionType::FLAG_CALLOUT != 0;
+    let has_pc = FilterFlags(f.flags).contains(FilterFlags::HAS_PROVIDER_CONTEXT);
     Ok(FilterDto {
         key: key(f.key),
         name,
@@ -361,8 +362,15 @@ pub(crate) unsafe fn filter_dto(f: &Filter0) -> Result<FilterDto, u32> {
         } else {
             None
         },
-        // SAFETY: reading the union's u64 arm is valid for either arm (8 of its 16 bytes).
-        raw_context: unsafe { f.context.raw },
+        // The union (§11.4): providerContextKey with HAS_PROVIDER_CONTEXT, else rawContext.
+        raw_context: if has_pc {
+            0
+        } else {
+            // SAFETY: reading the union's u64 arm is valid for either arm (8 of its 16 bytes).
+            unsafe { f.context.raw }
+        },
+        // SAFETY: both arms are plain bytes; the flag says the GUID arm was written.
+        provider_context: has_pc.then(|| Key(Guid::from(unsafe { f.context.key }))),
     })
 }
 
@@ -480,7 +488,12 @@ pub(crate) fn filter_c(v: &FilterView, arena: &mut Arena) -> *mut Filter0 {
             action_type: ActionType::from_name(&f.action).map_or(0, |a| a.0),
             key: key_or_null(f.callout),
         },
-        context: FilterContext { raw: f.raw_context },
+        context: match f.provider_context {
+            Some(k) => FilterContext {
+                key: CGuid::from(k.0),
+            },
+            None => FilterContext { raw: f.raw_context },
+        },
         reserved: std::ptr::null_mut(),
         filter_id: v.id,
         effective_weight: value_c(&weight, arena),

@@ -5,14 +5,18 @@ use std::time::Duration;
 use wfp_api::http::Message;
 use wfp_api::{
     Added, BeginRequest, CalloutDto, CalloutView, FilterDto, FilterEnumRequest, FilterView,
-    FlowDto, Key, NetEventDto, NetEventQuery, ProviderDto, SessionRequest, SessionView, StateView,
-    SublayerDto, SublayerView, API_VERSION,
+    FlowDto, Key, NetEventDto, NetEventQuery, ProviderContextDto, ProviderContextEnumRequest,
+    ProviderContextView, ProviderDto, SessionRequest, SessionView, StateView, SublayerDto,
+    SublayerView, API_VERSION,
 };
 use wfp_core::engine::{
-    FilterEnumTemplate, ObjectEnumTemplate, ObjectRef, SessionSpec, SESSION_FLAG_DYNAMIC,
-    TXN_READ_ONLY,
+    FilterEnumTemplate, ObjectEnumTemplate, ObjectRef, ProviderContextEnumTemplate, SessionSpec,
+    SESSION_FLAG_DYNAMIC, TXN_READ_ONLY,
 };
-use wfp_core::{CalloutSpec, FilterId, FilterSpec, Guid, ProviderSpec, SublayerSpec};
+use wfp_core::{
+    CalloutSpec, FilterId, FilterSpec, Guid, ProviderContextId, ProviderContextSpec, ProviderSpec,
+    SublayerSpec,
+};
 
 use super::conn::{body, json, Answer, Conn, Failure};
 
@@ -52,6 +56,9 @@ pub(crate) fn route(c: &mut Conn<'_>, method: &str, rest: &[&str], m: &Message) 
         ),
         (_, ["filters", ..]) => filters(c, method, rest.get(1..).unwrap_or_default(), m),
         (_, ["sublayers" | "providers" | "callouts", ..]) => objects(c, method, rest, m),
+        (_, ["providercontexts", ..]) => {
+            provider_contexts(c, method, rest.get(1..).unwrap_or_default(), m)
+        }
         (_, ["session" | "sessions"]) => session(c, method, rest, m),
         (_, ["drivers", ..]) => super::drivers::route(c, method, rest, m),
         ("POST", ["txn", op]) => txn(c, op, m),
@@ -77,6 +84,9 @@ fn state(c: &mut Conn<'_>) -> Answer {
         sublayers: s.sublayers(&ObjectEnumTemplate::default())?.len(),
         providers: s.providers()?.len(),
         callouts: s.callouts(&ObjectEnumTemplate::default())?.len(),
+        provider_contexts: s
+            .provider_contexts(&ProviderContextEnumTemplate::default())?
+            .len(),
         sessions: shared.engine.sessions().len(),
         persistent_objects: match &shared.store {
             Some(store) => store
@@ -128,6 +138,61 @@ fn filters(c: &mut Conn<'_>, method: &str, rest: &[&str], m: &Message) -> Answer
         }
         _ => Err(Failure::not_found(&format!(
             "{method} /v1/filters/{}",
+            rest.join("/")
+        ))),
+    }
+}
+
+fn context_id(s: &str) -> Result<ProviderContextId, Failure> {
+    s.parse().map(ProviderContextId).map_err(|_| {
+        Failure::new(
+            400,
+            0x8032_0035,
+            "FWP_E_INVALID_PARAMETER",
+            format!("bad provider context id {s:?}"),
+        )
+    })
+}
+
+/// `/v1/providercontexts[/...]` (§11.4 provider contexts).
+fn provider_contexts(c: &mut Conn<'_>, method: &str, rest: &[&str], m: &Message) -> Answer {
+    let s = c.session()?;
+    let views = |list: Vec<std::sync::Arc<wfp_core::ProviderContext>>| {
+        list.iter()
+            .map(|pc| ProviderContextView::from(&**pc))
+            .collect::<Vec<_>>()
+    };
+    match (method, rest) {
+        ("GET", []) => json(&views(
+            s.provider_contexts(&ProviderContextEnumTemplate::default())?,
+        )),
+        ("POST", ["enum"]) => {
+            let t = ProviderContextEnumTemplate::try_from(&body::<ProviderContextEnumRequest>(m)?)?;
+            json(&views(s.provider_contexts(&t)?))
+        }
+        ("GET", ["id", id]) => json(&ProviderContextView::from(
+            &*s.provider_context_by_id(context_id(id)?)?,
+        )),
+        ("GET", [k]) => json(&ProviderContextView::from(&*s.provider_context(&key(k)?)?)),
+        ("POST", []) => {
+            let spec = ProviderContextSpec::try_from(&body::<ProviderContextDto>(m)?)?;
+            let id = s.add_provider_context(spec)?;
+            let k = s.provider_context_by_id(id)?.spec.key;
+            json(&Added {
+                key: Key(k),
+                id: Some(id.0),
+            })
+        }
+        ("DELETE", ["id", id]) => {
+            s.delete_provider_context_by_id(context_id(id)?)?;
+            Ok(OK.to_vec())
+        }
+        ("DELETE", [k]) => {
+            s.delete(ObjectRef::ProviderContext(key(k)?))?;
+            Ok(OK.to_vec())
+        }
+        _ => Err(Failure::not_found(&format!(
+            "{method} /v1/providercontexts/{}",
             rest.join("/")
         ))),
     }
