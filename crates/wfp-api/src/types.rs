@@ -10,8 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use wfp_core::catalogue::{self, ConditionId};
 use wfp_core::engine::{
     CalloutObject, FilterEnumTemplate, ProviderObject, SessionInfo, SublayerObject,
-    ACTION_MASK_ANY, FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH, FILTER_ENUM_FLAG_SORTED,
-    SESSION_FLAG_DYNAMIC,
+    ACTION_MASK_ANY, FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH, FILTER_ENUM_FLAG_BOOTTIME_ONLY,
+    FILTER_ENUM_FLAG_INCLUDE_BOOTTIME, FILTER_ENUM_FLAG_SORTED, SESSION_FLAG_DYNAMIC,
 };
 use wfp_core::{
     ActionType, CalloutSpec, ConditionSpec, FilterFlags, FilterSpec, FwpError, Guid, MatchType,
@@ -582,6 +582,12 @@ pub struct FilterEnumRequest {
     /// FWP_FILTER_ENUM_FLAG_SORTED.
     #[serde(default)]
     pub sorted: bool,
+    /// FWP_FILTER_ENUM_FLAG_INCLUDE_BOOTTIME: boot-time filters too (§11.3).
+    #[serde(default)]
+    pub include_boottime: bool,
+    /// FWP_FILTER_ENUM_FLAG_BOOTTIME_ONLY: only boot-time filters.
+    #[serde(default)]
+    pub boottime_only: bool,
     /// Incoming values the filters must match.
     #[serde(default)]
     pub values: Vec<FieldValueDto>,
@@ -597,6 +603,12 @@ impl TryFrom<&FilterEnumRequest> for FilterEnumTemplate {
         }
         if r.sorted {
             flags |= FILTER_ENUM_FLAG_SORTED;
+        }
+        if r.include_boottime {
+            flags |= FILTER_ENUM_FLAG_INCLUDE_BOOTTIME;
+        }
+        if r.boottime_only {
+            flags |= FILTER_ENUM_FLAG_BOOTTIME_ONLY;
         }
         Ok(Self {
             provider: r.provider.map(|k| k.0),

@@ -27,12 +27,16 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wfp_api::{CalloutDto, FilterDto, ProviderDto, SublayerDto};
 use wfp_core::engine::{ObjectRef, PersistHook, PersistentChange};
-use wfp_core::{CalloutSpec, Engine, FilterSpec, FwpError, Guid, ProviderSpec, SublayerSpec};
+use wfp_core::{
+    CalloutSpec, Engine, FilterFlags, FilterSpec, FwpError, Guid, ProviderSpec, SublayerSpec,
+};
 
 use record::{Kind, Record};
 
 /// The store format version this build writes and the newest it opens (`meta["version"]`).
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added record kind 5 (boot-time filters); a version-1 store is upgraded in place at
+/// open (it holds nothing a version-2 reader reads differently).
+pub const FORMAT_VERSION: u32 = 2;
 /// `meta["format"]`: what marks a redb file as a wfp store.
 pub const FORMAT_NAME: &[u8] = b"wfp-store";
 
@@ -108,12 +112,18 @@ pub struct Contents {
     pub callouts: Vec<CalloutSpec>,
     /// Filters.
     pub filters: Vec<FilterSpec>,
+    /// Boot-time filters (§11.3 FWPM_FILTER_FLAG_BOOTTIME).
+    pub boottime_filters: Vec<FilterSpec>,
 }
 
 impl Contents {
     /// Number of objects.
     pub fn len(&self) -> usize {
-        self.providers.len() + self.sublayers.len() + self.callouts.len() + self.filters.len()
+        self.providers.len()
+            + self.sublayers.len()
+            + self.callouts.len()
+            + self.filters.len()
+            + self.boottime_filters.len()
     }
 
     /// True when there are none.
@@ -121,8 +131,8 @@ impl Contents {
         self.len() == 0
     }
 
-    /// Adds everything to `engine` in one transaction (providers, sublayers, callouts, then
-    /// filters, each in commit order); on any error nothing is added.
+    /// Adds everything to `engine` in one transaction (providers, sublayers, callouts, filters,
+    /// then boot-time filters, each in commit order); on any error nothing is added.
     pub fn install(&self, engine: &Engine) -> Result<usize, FwpError> {
         let mut txn = engine.begin();
         for p in &self.providers {
@@ -134,7 +144,7 @@ impl Contents {
         for c in &self.callouts {
             txn.add_callout(c.clone())?;
         }
-        for f in &self.filters {
+        for f in self.filters.iter().chain(&self.boottime_filters) {
             txn.add_filter(f.clone())?;
         }
         txn.commit();
@@ -214,6 +224,11 @@ impl Store {
                         supported: FORMAT_VERSION,
                     });
                 }
+                if version < FORMAT_VERSION {
+                    drop(meta);
+                    drop(read);
+                    Self::upgrade(&db)?;
+                }
             }
             None => {
                 if read.list_tables().map_err(db_err)?.next().is_some() {
@@ -236,6 +251,18 @@ impl Store {
             }
         }
         Ok(Self { db })
+    }
+
+    /// Marks an older store as the current format (docs/store-format.md "Compatibility": every
+    /// older version is a subset of the current one, so only `meta["version"]` changes).
+    fn upgrade(db: &Database) -> Result<(), StoreError> {
+        let w = db.begin_write().map_err(db_err)?;
+        {
+            let mut meta = w.open_table(META).map_err(db_err)?;
+            meta.insert("version", FORMAT_VERSION.to_le_bytes().as_slice())
+                .map_err(db_err)?;
+        }
+        w.commit().map_err(db_err)
     }
 
     /// Applies one engine commit's persistent changes in one durable transaction.
@@ -261,18 +288,26 @@ impl Store {
                         (Kind::Callout, s.key, json(&CalloutDto::from(s))?)
                     }
                     PersistentChange::AddFilter(s) => {
-                        (Kind::Filter, s.key, json(&FilterDto::from(s))?)
+                        let kind = if s.flags.contains(FilterFlags::BOOTTIME) {
+                            Kind::BoottimeFilter
+                        } else {
+                            Kind::Filter
+                        };
+                        (kind, s.key, json(&FilterDto::from(s))?)
                     }
                     PersistentChange::Delete(object) => {
-                        let (kind, key) = match object {
-                            ObjectRef::Provider(k) => (Kind::Provider, k),
-                            ObjectRef::Sublayer(k) => (Kind::Sublayer, k),
-                            ObjectRef::Callout(k) => (Kind::Callout, k),
-                            ObjectRef::Filter(k) => (Kind::Filter, k),
+                        let (kinds, key): (&[Kind], _) = match object {
+                            ObjectRef::Provider(k) => (&[Kind::Provider], k),
+                            ObjectRef::Sublayer(k) => (&[Kind::Sublayer], k),
+                            ObjectRef::Callout(k) => (&[Kind::Callout], k),
+                            // Filter keys are unique across both kinds; one of them holds it.
+                            ObjectRef::Filter(k) => (&[Kind::Filter, Kind::BoottimeFilter], k),
                         };
-                        objects
-                            .remove(object_key(kind, key).as_slice())
-                            .map_err(db_err)?;
+                        for kind in kinds {
+                            objects
+                                .remove(object_key(*kind, key).as_slice())
+                                .map_err(db_err)?;
+                        }
                         continue;
                     }
                     _ => continue,
@@ -317,7 +352,8 @@ impl Store {
                 Kind::Provider => c.providers.push((&parse::<ProviderDto>(r)?).into()),
                 Kind::Sublayer => c.sublayers.push((&parse::<SublayerDto>(r)?).into()),
                 Kind::Callout => c.callouts.push(convert(&parse::<CalloutDto>(r)?)?),
-                Kind::Filter => c.filters.push(convert(&parse::<FilterDto>(r)?)?),
+                Kind::Filter => c.filters.push(filter(r, false)?),
+                Kind::BoottimeFilter => c.boottime_filters.push(filter(r, true)?),
             }
         }
         Ok(c)
@@ -345,6 +381,19 @@ fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
 fn parse<T: DeserializeOwned>(r: &Record) -> Result<T, StoreError> {
     serde_json::from_slice(&r.payload)
         .map_err(|e| StoreError::BadPayload(format!("{:?} seq {}: {e}", r.kind, r.seq)))
+}
+
+/// A filter record's spec; its BOOTTIME flag must agree with its kind (a record moved between
+/// kinds would change what is enforced).
+fn filter(r: &Record, boottime: bool) -> Result<FilterSpec, StoreError> {
+    let spec: FilterSpec = convert(&parse::<FilterDto>(r)?)?;
+    if spec.flags.contains(FilterFlags::BOOTTIME) != boottime {
+        return Err(StoreError::BadPayload(format!(
+            "{:?} seq {}: the BOOTTIME flag disagrees with the record kind",
+            r.kind, r.seq
+        )));
+    }
+    Ok(spec)
 }
 
 fn convert<D, S>(dto: &D) -> Result<S, StoreError>

@@ -29,6 +29,9 @@ pub enum Kind {
     Callout = 3,
     /// `FWPM_FILTER0` (payload: `FilterDto`).
     Filter = 4,
+    /// `FWPM_FILTER0` with FWPM_FILTER_FLAG_BOOTTIME (payload: `FilterDto`; store format 2).
+    /// A kind of its own so that no reader mistakes it for a filter to enforce at run time.
+    BoottimeFilter = 5,
 }
 
 impl Kind {
@@ -39,6 +42,7 @@ impl Kind {
             2 => Some(Self::Sublayer),
             3 => Some(Self::Callout),
             4 => Some(Self::Filter),
+            5 => Some(Self::BoottimeFilter),
             _ => None,
         }
     }

@@ -28,6 +28,10 @@ use crate::value::Value;
 pub const FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH: u32 = 0x1;
 /// `FWP_FILTER_ENUM_FLAG_SORTED`: in evaluation order (highest weight first).
 pub const FILTER_ENUM_FLAG_SORTED: u32 = 0x2;
+/// `FWP_FILTER_ENUM_FLAG_BOOTTIME_ONLY`: only boot-time filters (§11.3).
+pub const FILTER_ENUM_FLAG_BOOTTIME_ONLY: u32 = 0x4;
+/// `FWP_FILTER_ENUM_FLAG_INCLUDE_BOOTTIME`: boot-time filters as well as the others.
+pub const FILTER_ENUM_FLAG_INCLUDE_BOOTTIME: u32 = 0x8;
 /// Every action type (`actionMask` = 0xFFFFFFFF).
 pub const ACTION_MASK_ANY: u32 = 0xFFFF_FFFF;
 
@@ -45,7 +49,8 @@ pub struct FilterEnumTemplate {
     pub action_mask: u32,
     /// `calloutKey`: only filters invoking this callout.
     pub callout: Option<Guid>,
-    /// `FWP_FILTER_ENUM_FLAG_*` (BEST_TERMINATING_MATCH, SORTED).
+    /// `FWP_FILTER_ENUM_FLAG_*` (BEST_TERMINATING_MATCH, SORTED, BOOTTIME_ONLY,
+    /// INCLUDE_BOOTTIME).
     pub flags: u32,
     /// Incoming values (condition, value): only filters whose conditions match them.
     pub values: Vec<(ConditionId, Value)>,
@@ -120,9 +125,19 @@ pub(super) fn filters(
     template: &FilterEnumTemplate,
 ) -> Result<Vec<Arc<RtFilter>>, FwpError> {
     let values = template_values(template)?;
+    // §11.4: boot-time filters only with INCLUDE_BOOTTIME, or alone with BOOTTIME_ONLY.
+    let only_boot = template.flags & FILTER_ENUM_FLAG_BOOTTIME_ONLY != 0;
+    let with_boot = only_boot || template.flags & FILTER_ENUM_FLAG_INCLUDE_BOOTTIME != 0;
     let mut out: Vec<Arc<RtFilter>> = m
         .filters
         .values()
+        .filter(|f| {
+            if f.is_boottime() {
+                with_boot
+            } else {
+                !only_boot
+            }
+        })
         .filter(|f| template.layer.is_none_or(|l| f.layer == l))
         .filter(|f| template.provider.is_none_or(|p| f.provider == Some(p)))
         .filter(|f| template.sublayer.is_none_or(|s| f.sublayer == s))

@@ -312,9 +312,32 @@ impl Engine {
         Ok(())
     }
 
-    /// All filters, by id (`FwpmFilterEnum0` without a template).
+    /// All filters the engine enforces, by id (`FwpmFilterEnum0` without a template: boot-time
+    /// filters are left out, as without FWP_FILTER_ENUM_FLAG_INCLUDE_BOOTTIME).
     pub fn filters(&self) -> Vec<Arc<RtFilter>> {
-        self.mgmt.lock().filters.values().cloned().collect()
+        let m = self.mgmt.lock();
+        m.filters
+            .values()
+            .filter(|f| !f.is_boottime())
+            .cloned()
+            .collect()
+    }
+
+    /// The boot-time filters (§11.3 FWPM_FILTER_FLAG_BOOTTIME), by id: kept and enumerable but
+    /// never classified by the running engine; the host enforces them before it starts.
+    pub fn boottime_filters(&self) -> Vec<Arc<RtFilter>> {
+        let m = self.mgmt.lock();
+        m.filters
+            .values()
+            .filter(|f| f.is_boottime())
+            .cloned()
+            .collect()
+    }
+
+    /// The weight and creation order of a sublayer (the arbitration order of its filters, §7.4).
+    pub fn sublayer_rank(&self, key: &Guid) -> Option<(u16, u64)> {
+        let m = self.mgmt.lock();
+        m.sublayers.get(key).map(|s| (s.spec.weight, s.order))
     }
 
     /// A filter by id (`FwpmFilterGetById0`).
@@ -497,7 +520,7 @@ impl Transaction<'_> {
     pub fn add_filter(&mut self, spec: FilterSpec) -> Result<FilterId, FwpError> {
         let engine = self.engine;
         let mut filter = self.validate_filter(&spec)?;
-        if let Some(cid) = filter.callout_id {
+        if let (Some(cid), false) = (filter.callout_id, filter.is_boottime()) {
             let key = filter.key;
             if let Some(status) = engine.notify(cid, NotifyType::AddFilter, Some(&key), &mut filter)
             {
@@ -517,11 +540,17 @@ impl Transaction<'_> {
         let layer = filter.layer;
         let f = Arc::new(filter);
         m.filter_keys.insert(f.key, id);
-        if let Some(set) = m.by_layer.get_mut(usize::from(layer.0)) {
+        m.filters.insert(id, f.clone());
+        // §11.3: a boot-time filter is enforced only before the engine runs (by the host's boot
+        // ruleset); the running engine keeps it as an object and never classifies with it.
+        let boottime = f.is_boottime();
+        if let (Some(set), false) = (m.by_layer.get_mut(usize::from(layer.0)), boottime) {
             set.insert(id);
         }
-        m.filters.insert(id, f.clone());
         self.undo.push(Undo::AddFilter(id));
+        if boottime {
+            return Ok(id);
+        }
         self.dirty.insert(layer);
         self.added.push(f);
         Ok(id)
@@ -535,7 +564,10 @@ impl Transaction<'_> {
             .ok_or_else(|| FwpError::LayerNotFound(spec.layer.to_string()))?;
         check_action(spec.action)?;
         check_flags(spec.flags, spec.action)?;
-        let persistent = spec.flags.contains(FilterFlags::PERSISTENT);
+        // §11.3: a boot-time filter outlives the engine's start like a persistent one, so it
+        // may only reference persistent or built-in objects.
+        let persistent = spec.flags.contains(FilterFlags::PERSISTENT)
+            || spec.flags.contains(FilterFlags::BOOTTIME);
         let m = self.m()?;
         let sublayer_key = if spec.sublayer.is_null() {
             SUBLAYER_UNIVERSAL
@@ -639,6 +671,10 @@ impl Transaction<'_> {
         m.filter_keys.remove(&f.key);
         if let Some(set) = m.by_layer.get_mut(usize::from(f.layer.0)) {
             set.remove(&id);
+        }
+        if f.is_boottime() {
+            self.undo.push(Undo::DelFilter(f));
+            return Ok(());
         }
         self.dirty.insert(f.layer);
         self.deleted.push(f.clone());
@@ -841,7 +877,9 @@ impl Transaction<'_> {
                 }
                 Undo::DelFilter(f) => {
                     m.filter_keys.insert(f.key, f.filter_id);
-                    if let Some(set) = m.by_layer.get_mut(usize::from(f.layer.0)) {
+                    if let (Some(set), false) =
+                        (m.by_layer.get_mut(usize::from(f.layer.0)), f.is_boottime())
+                    {
                         set.insert(f.filter_id);
                     }
                     m.filters.insert(f.filter_id, f);

@@ -30,7 +30,8 @@ use parking_lot::Mutex;
 
 pub use enumerate::{
     FilterEnumTemplate, ObjectEnumTemplate, ACTION_MASK_ANY,
-    FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH, FILTER_ENUM_FLAG_SORTED,
+    FILTER_ENUM_FLAG_BEST_TERMINATING_MATCH, FILTER_ENUM_FLAG_BOOTTIME_ONLY,
+    FILTER_ENUM_FLAG_INCLUDE_BOOTTIME, FILTER_ENUM_FLAG_SORTED,
 };
 pub use live::{FlowEvent, FlowStatus, FlowTracking, Reauthorization};
 pub use mgmt::{CalloutObject, ProviderObject, SublayerObject, Transaction};
