@@ -110,7 +110,7 @@ fn template_values(template: &FilterEnumTemplate) -> Result<Option<Vec<Value>>, 
 }
 
 /// The evaluation-order key of a filter: sublayer weight desc, sublayer order, weight desc, id.
-fn evaluation_order(m: &Mgmt, a: &RtFilter, b: &RtFilter) -> Ordering {
+pub(super) fn evaluation_order(m: &Mgmt, a: &RtFilter, b: &RtFilter) -> Ordering {
     let order = |f: &RtFilter| m.sublayers.get(&f.sublayer).map_or(u64::MAX, |s| s.order);
     b.sublayer_weight
         .cmp(&a.sublayer_weight)

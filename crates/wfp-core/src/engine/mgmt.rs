@@ -146,6 +146,20 @@ impl Mgmt {
         Ok(())
     }
 
+    /// Publishes the boot-time filters in evaluation order (§11.3, §7.4).
+    fn publish_boottime(&self, engine: &Engine) {
+        let mut list: Vec<Arc<RtFilter>> = self
+            .filters
+            .values()
+            .filter(|f| f.is_boottime())
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| super::enumerate::evaluation_order(self, a, b));
+        let mut set = engine.boottime.lock();
+        set.generation += 1;
+        set.filters = list.into();
+    }
+
     /// The layer's view built from every filter (index/layer.rs applies most commits instead).
     fn build_layer(&self, layer: LayerId, generation: u64) -> LayerView {
         let mut groups: BTreeMap<Guid, Vec<Arc<RtFilter>>> = BTreeMap::new();
@@ -199,6 +213,8 @@ pub struct Transaction<'e> {
     added: Vec<Arc<RtFilter>>,
     notified_add: Vec<FilterId>,
     deleted: Vec<Arc<RtFilter>>,
+    /// A boot-time filter was added or deleted (the commit republishes [`super::BoottimeSet`]).
+    boottime_changed: bool,
 }
 
 impl Engine {
@@ -237,6 +253,7 @@ impl Engine {
             added: Vec::new(),
             notified_add: Vec::new(),
             deleted: Vec::new(),
+            boottime_changed: false,
         }
     }
 
@@ -323,23 +340,6 @@ impl Engine {
             .collect()
     }
 
-    /// The boot-time filters (§11.3 FWPM_FILTER_FLAG_BOOTTIME), by id: kept and enumerable but
-    /// never classified by the running engine; the host enforces them before it starts.
-    pub fn boottime_filters(&self) -> Vec<Arc<RtFilter>> {
-        let m = self.mgmt.lock();
-        m.filters
-            .values()
-            .filter(|f| f.is_boottime())
-            .cloned()
-            .collect()
-    }
-
-    /// The weight and creation order of a sublayer (the arbitration order of its filters, §7.4).
-    pub fn sublayer_rank(&self, key: &Guid) -> Option<(u16, u64)> {
-        let m = self.mgmt.lock();
-        m.sublayers.get(key).map(|s| (s.spec.weight, s.order))
-    }
-
     /// A filter by id (`FwpmFilterGetById0`).
     pub fn filter(&self, id: FilterId) -> Option<Arc<RtFilter>> {
         self.mgmt.lock().filters.get(&id).cloned()
@@ -409,6 +409,7 @@ impl<'e> Transaction<'e> {
             added: Vec::new(),
             notified_add: Vec::new(),
             deleted: Vec::new(),
+            boottime_changed: false,
         }
     }
 }
@@ -549,6 +550,7 @@ impl Transaction<'_> {
         }
         self.undo.push(Undo::AddFilter(id));
         if boottime {
+            self.boottime_changed = true;
             return Ok(id);
         }
         self.dirty.insert(layer);
@@ -674,6 +676,7 @@ impl Transaction<'_> {
         }
         if f.is_boottime() {
             self.undo.push(Undo::DelFilter(f));
+            self.boottime_changed = true;
             return Ok(());
         }
         self.dirty.insert(f.layer);
@@ -812,6 +815,9 @@ impl Transaction<'_> {
                     .snapshot
                     .store(Arc::new(Snapshot::new(layers, current.epoch + 1)));
                 engine.observe_commit(super::CommitPhase::Published);
+            }
+            if self.boottime_changed {
+                m.publish_boottime(engine);
             }
             *engine.writer_thread.lock() = None;
             drop(m);
@@ -969,5 +975,104 @@ mod tests {
             assert!(h.join().unwrap());
         });
         assert!(e.try_begin().is_ok());
+    }
+
+    fn boot(name: &str, weight: u8) -> FilterSpec {
+        let mut f = FilterSpec::new(name, layers::INBOUND_TRANSPORT_V4, ActionType::BLOCK);
+        f.flags = FilterFlags::BOOTTIME;
+        f.weight = crate::WeightSpec::Range(weight);
+        f
+    }
+
+    // §11.3: a boot-time filter is kept, published in evaluation order and enumerable with the
+    // §11.4 flags, but the running engine never classifies with it.
+    #[test]
+    fn boottime_filters_are_published_never_classified() {
+        let e = Engine::default();
+        let l = layers::INBOUND_TRANSPORT_V4;
+        let before = e.layer_generation(l);
+        let low = e.add_filter(boot("low", 1)).unwrap();
+        let high = e.add_filter(boot("high", 9)).unwrap();
+        let normal = e
+            .add_filter(FilterSpec::new("n", l, ActionType::PERMIT))
+            .unwrap();
+        let set = e.boottime();
+        assert_eq!(set.generation, 2);
+        let order: Vec<FilterId> = set.filters.iter().map(|f| f.filter_id()).collect();
+        assert_eq!(order, vec![high, low], "weight descending");
+        assert_eq!(e.filters().len(), 1, "only the run-time filter");
+        assert_eq!(e.filters()[0].filter_id(), normal);
+        assert_eq!(
+            e.layer_generation(l),
+            before + 1,
+            "boot-time adds publish no layer"
+        );
+        let mut s = e.open_session(SessionSpec::default(), None).unwrap();
+        let count = |s: &mut crate::engine::Session<'_>, flags: u32| {
+            let t = crate::engine::FilterEnumTemplate {
+                flags,
+                ..Default::default()
+            };
+            s.filters(&t).unwrap().len()
+        };
+        assert_eq!(count(&mut s, 0), 1);
+        assert_eq!(
+            count(&mut s, crate::engine::FILTER_ENUM_FLAG_INCLUDE_BOOTTIME),
+            3
+        );
+        assert_eq!(
+            count(&mut s, crate::engine::FILTER_ENUM_FLAG_BOOTTIME_ONLY),
+            2
+        );
+        s.delete_filter(low).unwrap();
+        assert_eq!(e.boottime().filters.len(), 1);
+        assert_eq!(e.boottime().generation, 3);
+    }
+
+    #[test]
+    fn an_aborted_boottime_add_publishes_nothing() {
+        let e = Engine::default();
+        let mut t = e.begin();
+        t.add_filter(boot("a", 1)).unwrap();
+        t.abort();
+        assert_eq!(e.boottime().generation, 0);
+        assert!(e.boottime().filters.is_empty());
+        assert!(e.filter_id_by_key(&Guid::NULL).is_none());
+    }
+
+    // §11.3 reference rules: a boot-time filter outlives the engine's start, so a static
+    // sublayer is a lifetime mismatch, and a dynamic session cannot add one.
+    #[test]
+    fn boottime_filters_follow_the_persistent_reference_rules() {
+        let e = Engine::default();
+        let sub = e
+            .add_sublayer(SublayerSpec {
+                key: Guid::NULL,
+                name: "static".into(),
+                description: String::new(),
+                flags: 0,
+                provider: None,
+                weight: 5,
+            })
+            .unwrap();
+        let mut f = boot("f", 1);
+        f.sublayer = sub;
+        assert!(matches!(
+            e.add_filter(f),
+            Err(FwpError::LifetimeMismatch { .. })
+        ));
+        let mut s = e
+            .open_session(
+                SessionSpec {
+                    flags: crate::engine::SESSION_FLAG_DYNAMIC,
+                    ..SessionSpec::default()
+                },
+                None,
+            )
+            .unwrap();
+        assert!(matches!(
+            s.add_filter(boot("g", 1)),
+            Err(FwpError::DynamicSessionInProgress(_))
+        ));
     }
 }
