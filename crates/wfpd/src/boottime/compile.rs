@@ -580,3 +580,340 @@ fn hook_chains(out: &mut String, by_layer: &[(LayerId, Vec<Vec<&BootFilter<'_>>>
         out.push_str("\t}\n");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wfp_core::catalogue::condition_by_name;
+    use wfp_core::{ConditionSpec, Engine, FilterSpec, SublayerSpec, WeightSpec};
+
+    fn cond(field: &str, match_type: MatchType, value: ConditionValue) -> ConditionSpec {
+        ConditionSpec {
+            field: condition_by_name(field).expect(field),
+            match_type,
+            value,
+        }
+    }
+
+    fn port(p: u16) -> ConditionValue {
+        ConditionValue::Value(Value::Uint16(p))
+    }
+
+    fn boot(
+        layer: LayerId,
+        action: ActionType,
+        weight: u64,
+        conds: Vec<ConditionSpec>,
+    ) -> FilterSpec {
+        let mut f = FilterSpec::new("b", layer, action);
+        f.flags = FilterFlags::BOOTTIME;
+        f.weight = WeightSpec::Exact(weight);
+        f.conditions = conds;
+        f
+    }
+
+    fn script_of(e: &Engine) -> Result<String, BootError> {
+        let set = e.boottime();
+        let filters: Vec<BootFilter<'_>> =
+            set.filters.iter().map(|f| BootFilter::from(&**f)).collect();
+        script(&filters)
+    }
+
+    fn compile_one(spec: FilterSpec) -> Result<Vec<String>, BootError> {
+        let layer = catalogue::layer(spec.layer).unwrap();
+        let conditions: Vec<Condition> = spec
+            .conditions
+            .iter()
+            .map(|c| Condition::bind(layer, c).unwrap())
+            .collect();
+        matches(&BootFilter {
+            id: 1,
+            layer: spec.layer,
+            sublayer: spec.sublayer,
+            action: spec.action,
+            flags: spec.flags,
+            conditions: &conditions,
+        })
+    }
+
+    #[test]
+    fn no_filters_only_remove_the_table() {
+        let text = script_of(&Engine::default()).unwrap();
+        assert!(text.contains("table inet wfp_boottime\ndelete table inet wfp_boottime\n"));
+        assert!(!text.contains("chain"));
+    }
+
+    // §11.3 + §8.2: an inbound transport block on a local port is a drop in the input hook;
+    // the local port is the destination port inbound, and ICMP (type in the local port) cannot
+    // reach 7000.
+    #[test]
+    fn an_inbound_port_block_is_a_drop_at_input() {
+        let e = Engine::default();
+        let c = vec![cond("IP_LOCAL_PORT", MatchType::Equal, port(7000))];
+        e.add_filter(boot(layers::INBOUND_TRANSPORT_V4, ActionType::BLOCK, 5, c))
+            .unwrap();
+        let text = script_of(&e).unwrap();
+        assert!(
+            text.contains("type filter hook input priority -1; policy accept;"),
+            "{text}"
+        );
+        assert!(text.contains("meta nfproto ipv4 jump l12_s0"), "{text}");
+        assert!(
+            text.contains("meta l4proto { tcp, udp } th dport 7000 drop comment \"wfp filter 1\""),
+            "{text}"
+        );
+        assert!(!text.contains("icmp type"), "{text}");
+        assert!(!text.contains("hook output"), "{text}");
+    }
+
+    // §7.4/§7.5: sublayers by weight, filters by weight; a soft permit goes on to the next
+    // sublayer (where a block still wins), a hard permit ends the layer.
+    #[test]
+    fn arbitration_order_is_first_match_per_sublayer() {
+        let e = Engine::default();
+        let high = e
+            .add_sublayer(SublayerSpec {
+                key: wfp_core::Guid::NULL,
+                name: "high".into(),
+                description: String::new(),
+                flags: wfp_core::filter::SUBLAYER_FLAG_PERSISTENT,
+                provider: None,
+                weight: 0xF000,
+            })
+            .unwrap();
+        let l = layers::OUTBOUND_TRANSPORT_V4;
+        let p22 = || vec![cond("IP_REMOTE_PORT", MatchType::Equal, port(22))];
+        e.add_filter(boot(l, ActionType::BLOCK, 1, vec![])).unwrap(); // universal, id 1
+        let mut soft = boot(l, ActionType::PERMIT, 2, p22());
+        soft.sublayer = high;
+        e.add_filter(soft).unwrap(); // id 2
+        let mut hard = boot(l, ActionType::PERMIT, 9, p22());
+        hard.flags |= FilterFlags::CLEAR_ACTION_RIGHT;
+        e.add_filter(hard).unwrap(); // id 3, universal, heavier than id 1
+        let text = script_of(&e).unwrap();
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle}\n{text}"))
+        };
+        // The high sublayer is the first chain; its soft permit goes on to the universal one.
+        assert!(at("chain l16_s0") < at("th dport 22 goto l16_s1 comment \"wfp filter 2\""));
+        assert!(at("chain l16_s1") > at("goto l16_s1 comment"));
+        // Outbound, the remote port is the destination port; the hard permit (weight 9) is
+        // before the block (weight 1) and returns.
+        let hard_at = at("th dport 22 return comment \"wfp filter 3\"");
+        assert!(hard_at > at("chain l16_s1"));
+        assert!(hard_at < at("drop comment \"wfp filter 1\""));
+        assert!(text.contains("type filter hook output priority -1;"));
+    }
+
+    // §8.5: a run of conditions on one field is an OR (one rule each), runs are ANDed; prefixes,
+    // ranges and the per-direction address fields.
+    #[test]
+    fn or_groups_prefixes_ranges_and_directions() {
+        let l = layers::ALE_AUTH_CONNECT_V4;
+        let rules = compile_one(boot(
+            l,
+            ActionType::BLOCK,
+            1,
+            vec![
+                cond(
+                    "IP_REMOTE_ADDRESS",
+                    MatchType::Equal,
+                    ConditionValue::v4_prefix(Ipv4Addr::new(10, 1, 2, 3), 16),
+                ),
+                cond(
+                    "IP_REMOTE_ADDRESS",
+                    MatchType::Equal,
+                    ConditionValue::Value(Value::Uint32(0xC0A8_0001)),
+                ),
+                cond(
+                    "IP_REMOTE_PORT",
+                    MatchType::Range,
+                    ConditionValue::Range(Value::Uint16(1000), Value::Uint16(2000)),
+                ),
+                cond(
+                    "IP_PROTOCOL",
+                    MatchType::Equal,
+                    ConditionValue::Value(Value::Uint8(6)),
+                ),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(rules.len(), 2, "{rules:?}");
+        assert_eq!(
+            rules[0],
+            "ip daddr 10.1.0.0/16 meta l4proto { tcp, udp } th dport 1000-2000 meta l4proto 6"
+        );
+        assert_eq!(
+            rules[1],
+            "ip daddr 192.168.0.1 meta l4proto { tcp, udp } th dport 1000-2000 meta l4proto 6"
+        );
+        let v6 = compile_one(boot(
+            layers::INBOUND_IPPACKET_V6,
+            ActionType::BLOCK,
+            1,
+            vec![cond(
+                "IP_REMOTE_ADDRESS",
+                MatchType::NotEqual,
+                ConditionValue::V6AddrMask {
+                    addr: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1).octets(),
+                    prefix_len: 8,
+                },
+            )],
+        ))
+        .unwrap();
+        assert_eq!(v6, vec!["ip6 saddr != fd00::/8".to_owned()]);
+    }
+
+    // ICMP carries its type in the local port and its code in the remote port (§8.4).
+    #[test]
+    fn small_port_values_also_match_icmp_type_and_code() {
+        let l = layers::INBOUND_TRANSPORT_V4;
+        let rules = compile_one(boot(
+            l,
+            ActionType::BLOCK,
+            1,
+            vec![cond("IP_LOCAL_PORT", MatchType::Equal, port(8))],
+        ))
+        .unwrap();
+        assert_eq!(rules[1], "meta l4proto icmp icmp type 8");
+        let rules = compile_one(boot(
+            l,
+            ActionType::BLOCK,
+            1,
+            vec![cond("IP_REMOTE_PORT", MatchType::NotEqual, port(300))],
+        ))
+        .unwrap();
+        assert_eq!(rules[0], "meta l4proto { tcp, udp } th sport != 300");
+        assert_eq!(
+            rules[1], "meta l4proto icmp",
+            "every ICMP code differs from 300"
+        );
+    }
+
+    #[test]
+    fn what_a_kernel_rule_cannot_express_is_refused_with_a_wfp_status() {
+        let stream = compile_one(boot(layers::STREAM_V4, ActionType::BLOCK, 1, vec![]));
+        assert_eq!(stream.unwrap_err().code(), 0x8032_0014);
+        let mut callout = boot(
+            layers::INBOUND_TRANSPORT_V4,
+            ActionType::CALLOUT_TERMINATING,
+            1,
+            vec![],
+        );
+        callout.callout = Some(wfp_core::Guid::NULL);
+        assert!(matches!(
+            compile_one(callout),
+            Err(BootError::Action { .. })
+        ));
+        let app = cond(
+            "ALE_APP_ID",
+            MatchType::Equal,
+            ConditionValue::Value(Value::ByteBlob(std::sync::Arc::from(&b"/bin/x"[..]))),
+        );
+        let e = compile_one(boot(
+            layers::ALE_AUTH_CONNECT_V4,
+            ActionType::BLOCK,
+            1,
+            vec![app],
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (e.code(), e.name()),
+            (0x8032_0002, "FWP_E_CONDITION_NOT_FOUND")
+        );
+        let flags = cond(
+            "IP_PROTOCOL",
+            MatchType::FlagsAnySet,
+            ConditionValue::Value(Value::Uint8(6)),
+        );
+        let e = compile_one(boot(
+            layers::ALE_AUTH_CONNECT_V4,
+            ActionType::BLOCK,
+            1,
+            vec![flags],
+        ));
+        assert!(matches!(e, Err(BootError::Condition { .. })), "{e:?}");
+        // 9 ports OR 9 addresses → 2·9 × 9 rules.
+        let mut many: Vec<ConditionSpec> = (1..10)
+            .map(|p| cond("IP_LOCAL_PORT", MatchType::Equal, port(p)))
+            .collect();
+        many.extend((1..10).map(|a| {
+            cond(
+                "IP_REMOTE_ADDRESS",
+                MatchType::Equal,
+                ConditionValue::Value(Value::Uint32(a)),
+            )
+        }));
+        let e = compile_one(boot(
+            layers::INBOUND_TRANSPORT_V4,
+            ActionType::BLOCK,
+            1,
+            many,
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(e, BootError::TooManyRules { rules: 162, .. }),
+            "{e}"
+        );
+    }
+
+    /// The kernel's own parser accepts the scripts (`nft -c`: checked, never applied). Skipped
+    /// without `nft` or privileges.
+    #[test]
+    fn nft_accepts_the_generated_script() {
+        let e = Engine::default();
+        e.add_filter(boot(
+            layers::INBOUND_TRANSPORT_V4,
+            ActionType::BLOCK,
+            3,
+            vec![cond("IP_LOCAL_PORT", MatchType::Equal, port(8))],
+        ))
+        .unwrap();
+        let mut hard = boot(layers::ALE_AUTH_CONNECT_V6, ActionType::PERMIT, 2, vec![]);
+        hard.flags |= FilterFlags::CLEAR_ACTION_RIGHT;
+        e.add_filter(hard).unwrap();
+        e.add_filter(boot(
+            layers::IPFORWARD_V4,
+            ActionType::BLOCK,
+            1,
+            vec![cond(
+                "IP_SOURCE_ADDRESS",
+                MatchType::Equal,
+                ConditionValue::V4AddrMask {
+                    addr: 0x0A00_0001,
+                    mask: 0xFF00_FF00,
+                },
+            )],
+        ))
+        .unwrap();
+        let text = script_of(&e).unwrap();
+        assert!(
+            text.contains("ip saddr & 255.0.255.0 == 10.0.0.0"),
+            "{text}"
+        );
+        let check = std::process::Command::new("nft")
+            .args(["-c", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = check else {
+            eprintln!("skipped: no nft");
+            return;
+        };
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("Operation not permitted") {
+            eprintln!("skipped: {err}");
+            return;
+        }
+        assert!(out.status.success(), "{err}\n{text}");
+    }
+}
