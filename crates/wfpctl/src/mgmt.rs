@@ -2,8 +2,10 @@
 //!
 //! ```text
 //!   wfpctl show state|filters|sublayers|providers|callouts|sessions|flows|netevents [--json]
+//!   wfpctl show filters --boottime | --boottime-only   (FWP_FILTER_ENUM_FLAG_*_BOOTTIME)
 //!   wfpctl add filter --layer L --action A [--name N] [--sublayer KEY] [--weight N]
-//!                     [--condition FIELD=VALUE]... [--persistent]   |  add filter --json FILE|-
+//!                     [--condition FIELD=VALUE]... [--persistent | --boottime]
+//!                     |  add filter --json FILE|-
 //!   wfpctl delete filter ID|KEY  |  delete sublayer|provider|callout KEY
 //!   wfpctl watch [--json] [--kind K]... [--layer L] ...   (net events as they happen)
 //!   wfpctl apply POLICY.toml [--dry-run]   (one transaction; the diff with --dry-run)
@@ -18,7 +20,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
-use wfp_api::{Client, ConditionDto, FilterDto, Key, ValueDto, WeightDto};
+use wfp_api::{Client, ConditionDto, FilterDto, FilterEnumRequest, Key, ValueDto, WeightDto};
 use wfp_core::catalogue;
 use wfp_policy::lit::{condition_value, Lit};
 
@@ -69,6 +71,12 @@ pub struct ShowArgs {
     /// Print the API's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// `show filters`: boot-time filters too (FWP_FILTER_ENUM_FLAG_INCLUDE_BOOTTIME).
+    #[arg(long)]
+    pub boottime: bool,
+    /// `show filters`: only boot-time filters (FWP_FILTER_ENUM_FLAG_BOOTTIME_ONLY).
+    #[arg(long, conflicts_with = "boottime")]
+    pub boottime_only: bool,
     /// Conditions of `show netevents`.
     #[command(flatten, next_help_heading = "Net event conditions (show netevents)")]
     pub query: NetEventQuery,
@@ -106,6 +114,10 @@ pub struct AddArgs {
     /// FWPM_FILTER_FLAG_PERSISTENT: kept across daemon restarts.
     #[arg(long)]
     pub persistent: bool,
+    /// FWPM_FILTER_FLAG_BOOTTIME: enforced by the kernel from boot until wfpd has loaded its
+    /// store (never by the running daemon).
+    #[arg(long, conflicts_with = "persistent")]
+    pub boottime: bool,
     #[command(flatten)]
     connect: Connect,
 }
@@ -211,7 +223,15 @@ pub fn show(a: &ShowArgs) -> anyhow::Result<ExitCode> {
             );
         }
         What::Filters => {
-            let list = c.filters()?;
+            let list = if a.boottime || a.boottime_only {
+                c.enum_filters(&FilterEnumRequest {
+                    include_boottime: a.boottime,
+                    boottime_only: a.boottime_only,
+                    ..FilterEnumRequest::default()
+                })?
+            } else {
+                c.filters()?
+            };
             if a.json {
                 return print_json(&list).map(|()| ExitCode::SUCCESS);
             }
@@ -386,11 +406,11 @@ fn filter_from_args(a: &AddArgs) -> anyhow::Result<FilterDto> {
         key: None,
         name: a.name.clone(),
         description: String::new(),
-        flags: if a.persistent {
-            vec!["PERSISTENT".into()]
-        } else {
-            Vec::new()
-        },
+        flags: [(a.persistent, "PERSISTENT"), (a.boottime, "BOOTTIME")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, name)| (*name).to_owned())
+            .collect(),
         provider: None,
         layer: layer.clone(),
         sublayer: a.sublayer,
