@@ -7,7 +7,7 @@ use crate::boottime::{BootError, BootRulesError};
 
 impl From<BootError> for Failure {
     fn from(e: BootError) -> Self {
-        Failure::new(400, e.code(), e.name(), e.to_string())
+        Self::new(400, e.code(), e.name(), e.to_string())
     }
 }
 
