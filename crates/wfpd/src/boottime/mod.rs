@@ -23,6 +23,7 @@ pub mod compile;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use wfp_core::catalogue;
@@ -128,6 +129,8 @@ pub struct BootRules {
     path: PathBuf,
     /// The engine's boot-time generation last written (`None`: not yet this run).
     written: Mutex<Option<u64>>,
+    /// [`BootRules::enforce`] loaded the table (so [`BootRules::lift_logged`] removes it).
+    loaded: AtomicBool,
 }
 
 impl BootRules {
@@ -136,6 +139,7 @@ impl BootRules {
         Self {
             path,
             written: Mutex::new(None),
+            loaded: AtomicBool::new(false),
         }
     }
 
@@ -153,12 +157,15 @@ impl BootRules {
             path: self.path.clone(),
             source,
         })?;
+        // The unit may have loaded it even if this load fails: lift it either way.
+        self.loaded.store(true, Ordering::Relaxed);
         nft("loading the boot-time table", &text)?;
         Ok(true)
     }
 
     /// Rewrites the file when the engine's boot-time filters changed since the last write
-    /// (write to a temporary file, fsync, rename). Ok(true) when it wrote.
+    /// (write to a temporary file, fsync, rename); without boot-time filters the file is removed
+    /// (the boot unit then does nothing). Ok(true) when it changed the file.
     pub fn refresh(&self, engine: &Engine) -> Result<bool, BootRulesError> {
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         let generation = engine.boottime().generation;
@@ -166,7 +173,12 @@ impl BootRules {
             return Ok(false);
         }
         let (generation, text) = script_of(engine)?;
-        write_atomic(&self.path, &text).map_err(|source| BootRulesError::Write {
+        let result = if engine.boottime().filters.is_empty() {
+            remove_durably(&self.path)
+        } else {
+            write_atomic(&self.path, &text)
+        };
+        result.map_err(|source| BootRulesError::Write {
             path: self.path.clone(),
             source,
         })?;
@@ -185,7 +197,7 @@ impl BootRules {
     /// wfpd's rules are in place: lifts the table, logging a failure (the table then stays,
     /// which is never more permissive).
     pub fn lift_logged(&self) {
-        if !Self::is_enforced() {
+        if !self.loaded.load(Ordering::Relaxed) {
             return;
         }
         match self.lift() {
@@ -213,6 +225,21 @@ impl BootRules {
     }
 }
 
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+fn remove_durably(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => sync_parent(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
     let tmp = path.with_extension("nft.tmp");
     {
@@ -221,10 +248,7 @@ fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    sync_parent(path)
 }
 
 /// Runs `nft -f -` with `script` on stdin (one kernel transaction).
