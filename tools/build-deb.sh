@@ -6,6 +6,7 @@
 #   /usr/lib/<multiarch>/pkgconfig/wfp-ddk.pc  pkg-config for callout-driver builds
 #   /usr/lib/<multiarch>/libwfp_fwpmu.{so,a} + pkgconfig/wfp-fwpmu.pc  fwpmu.h's user-mode library
 #   /usr/lib/systemd/system/wfpd.service     dist/wfpd.service with the packaged paths
+#   /usr/lib/systemd/system/wfpd-boottime.service  boot-time filters before the network (§11.3)
 #   /etc/wfpd/wfpd.toml, /etc/wfpd/policy.toml   default configuration (conffiles, dist/)
 #   /etc/profile.d/wfp-ddk.sh                WFP_DDK_INCLUDE for `wfpctl driver build`
 #   /usr/share/man/man1/wfpctl*.1.gz, /usr/share/man/man8/wfpd.8.gz
@@ -94,6 +95,7 @@ sed -e 's|/usr/local/sbin/wfpd|/usr/sbin/wfpd|g' \
   -e 's|^# \[policy\] files next to it), this file.*|# Enable with:|' \
   -e 's|^#   systemctl daemon-reload && systemctl enable --now wfpd|#   systemctl enable --now wfpd|' \
   dist/wfpd.service > "$root/usr/lib/systemd/system/wfpd.service"
+install -m 0644 dist/wfpd-boottime.service "$root/usr/lib/systemd/system/wfpd-boottime.service"
 install -D -m 0644 dist/wfpd.toml "$root/etc/wfpd/wfpd.toml"
 install -D -m 0644 dist/policy.toml "$root/etc/wfpd/policy.toml"
 
@@ -110,6 +112,7 @@ gzip -9n "$man1"/*.1 "$root/usr/share/man/man8/wfpd.8"
 doc="$root/usr/share/doc/wfp-engine"
 install -D -m 0644 README.md "$doc/README.md"
 install -D -m 0644 docs/api.md "$doc/api.md"
+install -D -m 0644 docs/boottime.md "$doc/boottime.md"
 install -D -m 0644 /dev/stdin "$doc/copyright" <<EOF
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: wfp-engine
@@ -127,7 +130,7 @@ Maintainer: wfp-engine developers <wfp-engine@example.invalid>
 Section: net
 Priority: optional
 Installed-Size: $size
-Depends: libc6, iptables
+Depends: libc6, iptables, nftables
 Recommends: gcc, pkg-config
 Description: Windows Filtering Platform filter engine and callout model for Linux
  wfpd applies WFP policy (layers, sublayers, weighted filters, hard/soft arbitration, veto,
@@ -146,6 +149,9 @@ if [ "$1" = configure ]; then
   ldconfig
   if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || true
+    # Boot-time filters (§11.3) load before the network on every boot once enabled; the unit
+    # does nothing until wfpd has written a boot-time ruleset.
+    systemctl enable wfpd-boottime.service >/dev/null 2>&1 || true
   fi
 fi
 EOF

@@ -23,7 +23,8 @@ echo "ci-deb: built $deb"
 dpkg-deb --info "$deb" | sed -n '/Package:/,/Description:/p'
 contents=$(dpkg-deb --contents "$deb")
 for path in ./usr/sbin/wfpd ./usr/bin/wfpctl ./usr/include/wfp-ddk/fwpsk.h ./usr/include/wfp-ddk/wfp/km.h \
-  ./usr/lib/systemd/system/wfpd.service ./etc/wfpd/wfpd.toml ./etc/wfpd/policy.toml \
+  ./usr/lib/systemd/system/wfpd.service ./usr/lib/systemd/system/wfpd-boottime.service \
+  ./usr/share/doc/wfp-engine/boottime.md ./etc/wfpd/wfpd.toml ./etc/wfpd/policy.toml \
   ./usr/share/man/man1/wfpctl.1.gz ./usr/share/man/man1/wfpctl-top.1.gz ./usr/share/man/man8/wfpd.8.gz \
   ./usr/share/bash-completion/completions/wfpctl ./usr/share/zsh/vendor-completions/_wfpctl \
   ./usr/share/fish/vendor_completions.d/wfpctl.fish; do
@@ -53,6 +54,7 @@ echo "ci-deb: $got"
 
 # The unit runs the installed binary; headers and pkg-config agree.
 grep -q '^ExecStart=/usr/sbin/wfpd --config /etc/wfpd/wfpd.toml$' /usr/lib/systemd/system/wfpd.service
+grep -q '^ExecStart=/usr/sbin/nft -f /var/lib/wfpd/boottime.nft$' /usr/lib/systemd/system/wfpd-boottime.service
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
 pc=/usr/lib/$multiarch/pkgconfig/wfp-ddk.pc
 grep -q '^includedir=${prefix}/include/wfp-ddk$' "$pc"

@@ -212,6 +212,11 @@ impl RtFilter {
     pub fn mgmt_flags(&self) -> FilterFlags {
         self.mgmt_flags
     }
+    /// True for a boot-time filter (§11.3 FWPM_FILTER_FLAG_BOOTTIME): kept by the engine but
+    /// never classified by it.
+    pub fn is_boottime(&self) -> bool {
+        self.mgmt_flags.contains(FilterFlags::BOOTTIME)
+    }
     /// The conditions.
     pub fn conditions(&self) -> &ConditionSet {
         &self.conditions

@@ -28,15 +28,15 @@ use serde::Serialize;
 use wfp_api::{CalloutDto, FilterDto, ProviderContextDto, ProviderDto, SublayerDto};
 use wfp_core::engine::{ObjectRef, PersistHook, PersistentChange};
 use wfp_core::{
-    CalloutSpec, Engine, FilterSpec, FwpError, Guid, ProviderContextSpec, ProviderSpec,
-    SublayerSpec,
+    CalloutSpec, Engine, FilterFlags, FilterSpec, FwpError, Guid, ProviderContextSpec,
+    ProviderSpec, SublayerSpec,
 };
 
 use record::{Kind, Record};
 
 /// The store format version this build writes and the newest it opens (`meta["version"]`).
-/// Version 2 added provider context records (kind 5); a version-1 store is upgraded in place
-/// when opened (its contents are valid version 2).
+/// Version 2 added provider context records (kind 5) and boot-time filter records (kind 6); a
+/// version-1 store is upgraded in place when opened (its contents are valid version 2).
 pub const FORMAT_VERSION: u32 = 2;
 /// `meta["format"]`: what marks a redb file as a wfp store.
 pub const FORMAT_NAME: &[u8] = b"wfp-store";
@@ -115,6 +115,8 @@ pub struct Contents {
     pub provider_contexts: Vec<ProviderContextSpec>,
     /// Filters.
     pub filters: Vec<FilterSpec>,
+    /// Boot-time filters (§11.3 FWPM_FILTER_FLAG_BOOTTIME).
+    pub boottime_filters: Vec<FilterSpec>,
 }
 
 impl Contents {
@@ -125,6 +127,7 @@ impl Contents {
             + self.callouts.len()
             + self.provider_contexts.len()
             + self.filters.len()
+            + self.boottime_filters.len()
     }
 
     /// True when there are none.
@@ -133,7 +136,8 @@ impl Contents {
     }
 
     /// Adds everything to `engine` in one transaction (providers, sublayers, callouts, provider
-    /// contexts, then filters, each in commit order); on any error nothing is added.
+    /// contexts, filters, then boot-time filters, each in commit order); on any error nothing is
+    /// added.
     pub fn install(&self, engine: &Engine) -> Result<usize, FwpError> {
         let mut txn = engine.begin();
         for p in &self.providers {
@@ -148,7 +152,7 @@ impl Contents {
         for pc in &self.provider_contexts {
             txn.add_provider_context(pc.clone())?;
         }
-        for f in &self.filters {
+        for f in self.filters.iter().chain(&self.boottime_filters) {
             txn.add_filter(f.clone())?;
         }
         txn.commit();
@@ -257,14 +261,15 @@ impl Store {
         Ok(Self { db })
     }
 
-    /// Marks an older store as this version (every older format's contents are valid in it), so
-    /// a build that only knows the older format refuses it once it may hold newer records.
+    /// Marks an older store as the current format (docs/store-format.md "Compatibility": every
+    /// older version is a subset of the current one, so only `meta["version"]` changes).
     fn upgrade(db: &Database) -> Result<(), StoreError> {
         let w = db.begin_write().map_err(db_err)?;
-        w.open_table(META)
-            .map_err(db_err)?
-            .insert("version", FORMAT_VERSION.to_le_bytes().as_slice())
-            .map_err(db_err)?;
+        {
+            let mut meta = w.open_table(META).map_err(db_err)?;
+            meta.insert("version", FORMAT_VERSION.to_le_bytes().as_slice())
+                .map_err(db_err)?;
+        }
         w.commit().map_err(db_err)
     }
 
@@ -291,7 +296,12 @@ impl Store {
                         (Kind::Callout, s.key, json(&CalloutDto::from(s))?)
                     }
                     PersistentChange::AddFilter(s) => {
-                        (Kind::Filter, s.key, json(&FilterDto::from(s))?)
+                        let kind = if s.flags.contains(FilterFlags::BOOTTIME) {
+                            Kind::BoottimeFilter
+                        } else {
+                            Kind::Filter
+                        };
+                        (kind, s.key, json(&FilterDto::from(s))?)
                     }
                     PersistentChange::AddProviderContext(s) => (
                         Kind::ProviderContext,
@@ -299,16 +309,19 @@ impl Store {
                         json(&ProviderContextDto::from(s))?,
                     ),
                     PersistentChange::Delete(object) => {
-                        let (kind, key) = match object {
-                            ObjectRef::Provider(k) => (Kind::Provider, k),
-                            ObjectRef::Sublayer(k) => (Kind::Sublayer, k),
-                            ObjectRef::Callout(k) => (Kind::Callout, k),
-                            ObjectRef::Filter(k) => (Kind::Filter, k),
-                            ObjectRef::ProviderContext(k) => (Kind::ProviderContext, k),
+                        let (kinds, key): (&[Kind], _) = match object {
+                            ObjectRef::Provider(k) => (&[Kind::Provider], k),
+                            ObjectRef::Sublayer(k) => (&[Kind::Sublayer], k),
+                            ObjectRef::Callout(k) => (&[Kind::Callout], k),
+                            // Filter keys are unique across both kinds; one of them holds it.
+                            ObjectRef::Filter(k) => (&[Kind::Filter, Kind::BoottimeFilter], k),
+                            ObjectRef::ProviderContext(k) => (&[Kind::ProviderContext], k),
                         };
-                        objects
-                            .remove(object_key(kind, key).as_slice())
-                            .map_err(db_err)?;
+                        for kind in kinds {
+                            objects
+                                .remove(object_key(*kind, key).as_slice())
+                                .map_err(db_err)?;
+                        }
                         continue;
                     }
                     _ => continue,
@@ -353,7 +366,8 @@ impl Store {
                 Kind::Provider => c.providers.push((&parse::<ProviderDto>(r)?).into()),
                 Kind::Sublayer => c.sublayers.push((&parse::<SublayerDto>(r)?).into()),
                 Kind::Callout => c.callouts.push(convert(&parse::<CalloutDto>(r)?)?),
-                Kind::Filter => c.filters.push(convert(&parse::<FilterDto>(r)?)?),
+                Kind::Filter => c.filters.push(filter(r, false)?),
+                Kind::BoottimeFilter => c.boottime_filters.push(filter(r, true)?),
                 Kind::ProviderContext => c
                     .provider_contexts
                     .push(convert(&parse::<ProviderContextDto>(r)?)?),
@@ -384,6 +398,19 @@ fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
 fn parse<T: DeserializeOwned>(r: &Record) -> Result<T, StoreError> {
     serde_json::from_slice(&r.payload)
         .map_err(|e| StoreError::BadPayload(format!("{:?} seq {}: {e}", r.kind, r.seq)))
+}
+
+/// A filter record's spec; its BOOTTIME flag must agree with its kind (a record moved between
+/// kinds would change what is enforced).
+fn filter(r: &Record, boottime: bool) -> Result<FilterSpec, StoreError> {
+    let spec: FilterSpec = convert(&parse::<FilterDto>(r)?)?;
+    if spec.flags.contains(FilterFlags::BOOTTIME) != boottime {
+        return Err(StoreError::BadPayload(format!(
+            "{:?} seq {}: the BOOTTIME flag disagrees with the record kind",
+            r.kind, r.seq
+        )));
+    }
+    Ok(spec)
 }
 
 fn convert<D, S>(dto: &D) -> Result<S, StoreError>

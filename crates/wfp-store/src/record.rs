@@ -17,8 +17,8 @@ pub const RECORD_VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 20;
 
 /// Which object a record holds (byte 6 of the record, byte 0 of the table key). The load order
-/// is [`crate::Contents::install`]'s (providers, sublayers, callouts, provider contexts, filters),
-/// not the numbers: kind 5 came with store format version 2.
+/// is [`crate::Contents::install`]'s (providers, sublayers, callouts, provider contexts, filters, boot-time filters),
+/// not the numbers: kinds 5 and 6 came with store format version 2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum Kind {
@@ -32,6 +32,9 @@ pub enum Kind {
     Filter = 4,
     /// `FWPM_PROVIDER_CONTEXT3` (payload: `ProviderContextDto`; store format 2).
     ProviderContext = 5,
+    /// `FWPM_FILTER0` with FWPM_FILTER_FLAG_BOOTTIME (payload: `FilterDto`; store format 2).
+    /// A kind of its own so that no reader mistakes it for a filter to enforce at run time.
+    BoottimeFilter = 6,
 }
 
 impl Kind {
@@ -43,6 +46,7 @@ impl Kind {
             3 => Some(Self::Callout),
             4 => Some(Self::Filter),
             5 => Some(Self::ProviderContext),
+            6 => Some(Self::BoottimeFilter),
             _ => None,
         }
     }

@@ -175,6 +175,104 @@ fn damaged_foreign_and_newer_stores_are_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+fn boottime_filter(name: &str, port: u16) -> FilterSpec {
+    let mut f = FilterSpec::new(name, layers::INBOUND_TRANSPORT_V4, ActionType::BLOCK);
+    f.flags = FilterFlags::BOOTTIME;
+    f.conditions = vec![wfp_core::ConditionSpec {
+        field: wfp_core::catalogue::condition_by_name("IP_LOCAL_PORT").unwrap(),
+        match_type: wfp_core::MatchType::Equal,
+        value: wfp_core::ConditionValue::Value(wfp_core::Value::Uint16(port)),
+    }];
+    f
+}
+
+/// §11.3: boot-time filters are stored as record kind 6, come back as boot-time filters (never
+/// classified, published for the boot ruleset), and a delete removes them; the record's kind
+/// and its BOOTTIME flag must agree.
+#[test]
+fn boottime_filters_survive_a_restart_as_their_own_kind() {
+    let dir = tempdir();
+    let path = dir.join("boot.redb");
+    let gone = {
+        let store = Store::open(&path).unwrap();
+        let engine = Engine::default();
+        let mut s = engine
+            .open_session(SessionSpec::default(), Some(&store))
+            .unwrap();
+        s.add_filter(boottime_filter("keep", 7000)).unwrap();
+        let gone = s.add_filter(boottime_filter("gone", 7001)).unwrap();
+        let key = engine.boottime().filters[1].key();
+        s.delete(ObjectRef::Filter(key)).unwrap();
+        assert!(engine
+            .boottime()
+            .filters
+            .iter()
+            .all(|f| f.filter_id() != gone));
+        key
+    };
+    let store = Store::open(&path).unwrap();
+    let contents = store.load().unwrap();
+    assert!(contents.filters.is_empty());
+    assert_eq!(contents.boottime_filters.len(), 1);
+    assert_eq!(contents.boottime_filters[0].name, "keep");
+    let engine = Engine::default();
+    contents.install(&engine).unwrap();
+    assert!(engine.filters().is_empty(), "never a run-time filter");
+    assert_eq!(engine.boottime().filters.len(), 1);
+    assert_ne!(engine.boottime().filters[0].key(), gone);
+    drop(store);
+    // A boot-time payload under kind 4 (a filter to enforce at run time) is refused.
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let w = db.begin_write().unwrap();
+        {
+            let mut t = w
+                .open_table(TableDefinition::<&[u8], &[u8]>::new("objects"))
+                .unwrap();
+            let (k, v) = {
+                let first = t.iter().unwrap().next().unwrap().unwrap();
+                (first.0.value().to_vec(), first.1.value().to_vec())
+            };
+            assert_eq!(k[0], 5);
+            let (mut k4, mut v4) = (k.clone(), v.clone());
+            k4[0] = 4;
+            v4[6] = 4;
+            t.remove(k.as_slice()).unwrap();
+            t.insert(k4.as_slice(), v4.as_slice()).unwrap();
+        }
+        w.commit().unwrap();
+    }
+    let err = Store::open(&path).unwrap().load().unwrap_err();
+    assert!(err.to_string().contains("BOOTTIME"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A version-1 store opens (a subset of version 2) and is marked version 2.
+#[test]
+fn a_version_1_store_is_upgraded_in_place() {
+    let dir = tempdir();
+    let path = dir.join("v1.redb");
+    {
+        let store = Store::open(&path).unwrap();
+        populate(&Engine::default(), &store);
+    }
+    set_meta(&path, "version", &1u32.to_le_bytes());
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.load().unwrap().len(), 4);
+    drop(store);
+    let db = redb::Database::create(&path).unwrap();
+    let r = db.begin_read().unwrap();
+    let meta = r
+        .open_table(TableDefinition::<&str, &[u8]>::new("meta"))
+        .unwrap();
+    let v = meta.get("version").unwrap().unwrap().value().to_vec();
+    assert_eq!(v, 2u32.to_le_bytes());
+    drop(meta);
+    drop(r);
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn set_meta(path: &std::path::Path, key: &str, value: &[u8]) {
     let db = redb::Database::create(path).unwrap();
     let w = db.begin_write().unwrap();

@@ -5,10 +5,12 @@
 //!               netevents [--json]
 //!   wfpctl show filters --layer L [--where FIELD=VALUE]... [--contained]   (a §11.4 template)
 //!   wfpctl add filter --layer L --action A [--name N] [--sublayer KEY] [--weight N]
-//!                     [--condition FIELD=VALUE]... [--provider-context KEY] [--persistent]
+//!                     [--condition FIELD=VALUE]... [--provider-context KEY]
+//!                     [--persistent | --boottime]
 //!   wfpctl add providercontext --name N [--data TEXT | --data-hex HEX] [--context-type T]
 //!                     [--persistent]   |  add filter|providercontext --json FILE|-
 //!   wfpctl delete filter|providercontext ID|KEY  |  delete sublayer|provider|callout KEY
+//!   wfpctl show filters --boottime | --boottime-only   (FWP_FILTER_ENUM_FLAG_*_BOOTTIME)
 //!   wfpctl watch [--json] [--kind K]... [--layer L] ...   (net events as they happen)
 //!   wfpctl apply POLICY.toml [--dry-run]   (one transaction; the diff with --dry-run)
 //! ```
@@ -78,6 +80,12 @@ pub struct ShowArgs {
     /// Print the API's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// `show filters`: boot-time filters too (FWP_FILTER_ENUM_FLAG_INCLUDE_BOOTTIME).
+    #[arg(long)]
+    pub boottime: bool,
+    /// `show filters`: only boot-time filters (FWP_FILTER_ENUM_FLAG_BOOTTIME_ONLY).
+    #[arg(long, conflicts_with = "boottime")]
+    pub boottime_only: bool,
     /// Conditions of `show netevents` (`--layer` also narrows `show filters`).
     #[command(flatten, next_help_heading = "Net event conditions (show netevents)")]
     pub query: NetEventQuery,
@@ -125,7 +133,6 @@ fn filter_template(
         } else {
             FilterEnumTypeDto::Overlapping
         },
-        include_boottime: true,
         include_disabled: true,
         ..FilterEnumRequest::default()
     }))
@@ -173,6 +180,10 @@ pub struct AddArgs {
     /// PERSISTENT flag: kept across daemon restarts.
     #[arg(long)]
     pub persistent: bool,
+    /// FWPM_FILTER_FLAG_BOOTTIME: enforced by the kernel from boot until wfpd has loaded its
+    /// store (never by the running daemon).
+    #[arg(long, conflicts_with = "persistent")]
+    pub boottime: bool,
     #[command(flatten)]
     connect: Connect,
 }
@@ -289,7 +300,13 @@ pub fn show(a: &ShowArgs) -> anyhow::Result<ExitCode> {
             );
         }
         What::Filters => {
-            let list = match filter_template(a.query.layer.as_deref(), &a.template)? {
+            let mut template = filter_template(a.query.layer.as_deref(), &a.template)?;
+            if a.boottime || a.boottime_only {
+                let t = template.get_or_insert_with(FilterEnumRequest::default);
+                t.include_boottime = a.boottime;
+                t.boottime_only = a.boottime_only;
+            }
+            let list = match template {
                 Some(t) => c.enum_filters(&t)?,
                 None => c.filters()?,
             };
@@ -475,6 +492,9 @@ fn filter_from_args(a: &AddArgs) -> anyhow::Result<FilterDto> {
     let mut flags = Vec::new();
     if a.persistent {
         flags.push("PERSISTENT".to_string());
+    }
+    if a.boottime {
+        flags.push("BOOTTIME".to_string());
     }
     if a.provider_context.is_some() {
         flags.push("HAS_PROVIDER_CONTEXT".to_string());

@@ -92,7 +92,13 @@ impl Daemon {
         let engine = Arc::new(Engine::new(options));
         // Persistent objects first (§11.3), before any queue admits traffic; a store that
         // cannot be read fails the start (the absent posture applies).
-        let store = crate::api::open_store(&config.store, &engine)?;
+        // §11.3: the boot-time filters hold from here until wfpd's own rules are in place.
+        let boot = crate::boottime::at_start(&config.store);
+        let store = crate::api::open_store(&config.store, &engine)
+            .with_context(|| crate::boottime::held_note(boot.as_deref()))?;
+        if let Some(b) = &boot {
+            b.after_store(&engine);
+        }
         let refs: Vec<&Policy> = policies.iter().collect();
         let host = Host::new();
         let applied = replace_all(&engine, &[], &refs, &host).context("applying the policy")?;
@@ -177,6 +183,9 @@ impl Daemon {
             }
             return Err(e);
         }
+        if let Some(b) = &boot {
+            b.lift_logged();
+        }
         if daemon.config.api.socket.is_some() {
             let api = crate::api::Server::start(
                 Arc::clone(&daemon.engine),
@@ -210,6 +219,9 @@ impl Daemon {
             });
             if let Some(d) = &daemon.drivers {
                 api.set_drivers(d.clone());
+            }
+            if let Some(b) = boot {
+                api.set_boottime(b);
             }
             daemon.api = Some(api);
         }

@@ -62,6 +62,7 @@
 
 pub mod api;
 pub mod asyncs;
+pub mod boottime;
 pub mod config;
 pub mod connections;
 pub mod daemon;

@@ -197,7 +197,7 @@ fn template_conditions(
 }
 
 /// The evaluation-order key of a filter: sublayer weight desc, sublayer order, weight desc, id.
-fn evaluation_order(m: &Mgmt, a: &RtFilter, b: &RtFilter) -> Ordering {
+pub(super) fn evaluation_order(m: &Mgmt, a: &RtFilter, b: &RtFilter) -> Ordering {
     let order = |f: &RtFilter| m.sublayers.get(&f.sublayer).map_or(u64::MAX, |s| s.order);
     b.sublayer_weight
         .cmp(&a.sublayer_weight)

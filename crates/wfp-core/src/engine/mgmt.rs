@@ -198,6 +198,20 @@ impl Mgmt {
         })
     }
 
+    /// Publishes the boot-time filters in evaluation order (§11.3, §7.4).
+    fn publish_boottime(&self, engine: &Engine) {
+        let mut list: Vec<Arc<RtFilter>> = self
+            .filters
+            .values()
+            .filter(|f| f.is_boottime())
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| super::enumerate::evaluation_order(self, a, b));
+        let mut set = engine.boottime.lock();
+        set.generation += 1;
+        set.filters = list.into();
+    }
+
     /// The layer's view built from every filter (index/layer.rs applies most commits instead).
     fn build_layer(&self, layer: LayerId, generation: u64) -> LayerView {
         let mut groups: BTreeMap<Guid, Vec<Arc<RtFilter>>> = BTreeMap::new();
@@ -258,6 +272,8 @@ pub struct Transaction<'e> {
     added: Vec<Arc<RtFilter>>,
     notified_add: Vec<FilterId>,
     deleted: Vec<Arc<RtFilter>>,
+    /// A boot-time filter was added or deleted (the commit republishes [`super::BoottimeSet`]).
+    boottime_changed: bool,
 }
 
 impl Engine {
@@ -296,6 +312,7 @@ impl Engine {
             added: Vec::new(),
             notified_add: Vec::new(),
             deleted: Vec::new(),
+            boottime_changed: false,
         }
     }
 
@@ -405,9 +422,15 @@ impl Engine {
         self.mgmt.lock().provider_contexts.get(key).cloned()
     }
 
-    /// All filters, by id (`FwpmFilterEnum0` without a template).
+    /// All filters the engine enforces, by id (`FwpmFilterEnum0` without a template: boot-time
+    /// filters are left out, as without FWP_FILTER_ENUM_FLAG_INCLUDE_BOOTTIME).
     pub fn filters(&self) -> Vec<Arc<RtFilter>> {
-        self.mgmt.lock().filters.values().cloned().collect()
+        let m = self.mgmt.lock();
+        m.filters
+            .values()
+            .filter(|f| !f.is_boottime())
+            .cloned()
+            .collect()
     }
 
     /// A filter by id (`FwpmFilterGetById0`).
@@ -479,6 +502,7 @@ impl<'e> Transaction<'e> {
             added: Vec::new(),
             notified_add: Vec::new(),
             deleted: Vec::new(),
+            boottime_changed: false,
         }
     }
 }
@@ -684,7 +708,7 @@ impl Transaction<'_> {
     pub fn add_filter(&mut self, spec: FilterSpec) -> Result<FilterId, FwpError> {
         let engine = self.engine;
         let mut filter = self.validate_filter(&spec)?;
-        if let Some(cid) = filter.callout_id {
+        if let (Some(cid), false) = (filter.callout_id, filter.is_boottime()) {
             let key = filter.key;
             if let Some(status) = engine.notify(cid, NotifyType::AddFilter, Some(&key), &mut filter)
             {
@@ -704,11 +728,18 @@ impl Transaction<'_> {
         let layer = filter.layer;
         let f = Arc::new(filter);
         m.filter_keys.insert(f.key, id);
-        if let Some(set) = m.by_layer.get_mut(usize::from(layer.0)) {
+        m.filters.insert(id, f.clone());
+        // §11.3: a boot-time filter is enforced only before the engine runs (by the host's boot
+        // ruleset); the running engine keeps it as an object and never classifies with it.
+        let boottime = f.is_boottime();
+        if let (Some(set), false) = (m.by_layer.get_mut(usize::from(layer.0)), boottime) {
             set.insert(id);
         }
-        m.filters.insert(id, f.clone());
         self.undo.push(Undo::AddFilter(id));
+        if boottime {
+            self.boottime_changed = true;
+            return Ok(id);
+        }
         self.dirty.insert(layer);
         self.added.push(f);
         Ok(id)
@@ -722,7 +753,10 @@ impl Transaction<'_> {
             .ok_or_else(|| FwpError::LayerNotFound(spec.layer.to_string()))?;
         check_action(spec.action)?;
         check_flags(spec.flags, spec.action)?;
-        let persistent = spec.flags.contains(FilterFlags::PERSISTENT);
+        // §11.3: a boot-time filter outlives the engine's start like a persistent one, so it
+        // may only reference persistent or built-in objects.
+        let persistent = spec.flags.contains(FilterFlags::PERSISTENT)
+            || spec.flags.contains(FilterFlags::BOOTTIME);
         let m = self.m()?;
         let sublayer_key = if spec.sublayer.is_null() {
             SUBLAYER_UNIVERSAL
@@ -830,6 +864,11 @@ impl Transaction<'_> {
         m.filter_keys.remove(&f.key);
         if let Some(set) = m.by_layer.get_mut(usize::from(f.layer.0)) {
             set.remove(&id);
+        }
+        if f.is_boottime() {
+            self.undo.push(Undo::DelFilter(f));
+            self.boottime_changed = true;
+            return Ok(());
         }
         self.dirty.insert(f.layer);
         self.deleted.push(f.clone());
@@ -974,6 +1013,9 @@ impl Transaction<'_> {
                     .store(Arc::new(Snapshot::new(layers, current.epoch + 1)));
                 engine.observe_commit(super::CommitPhase::Published);
             }
+            if self.boottime_changed {
+                m.publish_boottime(engine);
+            }
             *engine.writer_thread.lock() = None;
             drop(m);
         }
@@ -1044,7 +1086,9 @@ impl Transaction<'_> {
                 }
                 Undo::DelFilter(f) => {
                     m.filter_keys.insert(f.key, f.filter_id);
-                    if let Some(set) = m.by_layer.get_mut(usize::from(f.layer.0)) {
+                    if let (Some(set), false) =
+                        (m.by_layer.get_mut(usize::from(f.layer.0)), f.is_boottime())
+                    {
                         set.insert(f.filter_id);
                     }
                     m.filters.insert(f.filter_id, f);
@@ -1134,5 +1178,104 @@ mod tests {
             assert!(h.join().unwrap());
         });
         assert!(e.try_begin().is_ok());
+    }
+
+    fn boot(name: &str, weight: u8) -> FilterSpec {
+        let mut f = FilterSpec::new(name, layers::INBOUND_TRANSPORT_V4, ActionType::BLOCK);
+        f.flags = FilterFlags::BOOTTIME;
+        f.weight = crate::WeightSpec::Range(weight);
+        f
+    }
+
+    // §11.3: a boot-time filter is kept, published in evaluation order and enumerable with the
+    // §11.4 flags, but the running engine never classifies with it.
+    #[test]
+    fn boottime_filters_are_published_never_classified() {
+        let e = Engine::default();
+        let l = layers::INBOUND_TRANSPORT_V4;
+        let before = e.layer_generation(l);
+        let low = e.add_filter(boot("low", 1)).unwrap();
+        let high = e.add_filter(boot("high", 9)).unwrap();
+        let normal = e
+            .add_filter(FilterSpec::new("n", l, ActionType::PERMIT))
+            .unwrap();
+        let set = e.boottime();
+        assert_eq!(set.generation, 2);
+        let order: Vec<FilterId> = set.filters.iter().map(|f| f.filter_id()).collect();
+        assert_eq!(order, vec![high, low], "weight descending");
+        assert_eq!(e.filters().len(), 1, "only the run-time filter");
+        assert_eq!(e.filters()[0].filter_id(), normal);
+        assert_eq!(
+            e.layer_generation(l),
+            before + 1,
+            "boot-time adds publish no layer"
+        );
+        let mut s = e.open_session(SessionSpec::default(), None).unwrap();
+        let count = |s: &mut crate::engine::Session<'_>, flags: u32| {
+            let t = crate::engine::FilterEnumTemplate {
+                flags,
+                ..Default::default()
+            };
+            s.filters(&t).unwrap().len()
+        };
+        assert_eq!(count(&mut s, 0), 1);
+        assert_eq!(
+            count(&mut s, crate::engine::FILTER_ENUM_FLAG_INCLUDE_BOOTTIME),
+            3
+        );
+        assert_eq!(
+            count(&mut s, crate::engine::FILTER_ENUM_FLAG_BOOTTIME_ONLY),
+            2
+        );
+        s.delete_filter(low).unwrap();
+        assert_eq!(e.boottime().filters.len(), 1);
+        assert_eq!(e.boottime().generation, 3);
+    }
+
+    #[test]
+    fn an_aborted_boottime_add_publishes_nothing() {
+        let e = Engine::default();
+        let mut t = e.begin();
+        t.add_filter(boot("a", 1)).unwrap();
+        t.abort();
+        assert_eq!(e.boottime().generation, 0);
+        assert!(e.boottime().filters.is_empty());
+        assert!(e.filter_id_by_key(&Guid::NULL).is_none());
+    }
+
+    // §11.3 reference rules: a boot-time filter outlives the engine's start, so a static
+    // sublayer is a lifetime mismatch, and a dynamic session cannot add one.
+    #[test]
+    fn boottime_filters_follow_the_persistent_reference_rules() {
+        let e = Engine::default();
+        let sub = e
+            .add_sublayer(SublayerSpec {
+                key: Guid::NULL,
+                name: "static".into(),
+                description: String::new(),
+                flags: 0,
+                provider: None,
+                weight: 5,
+            })
+            .unwrap();
+        let mut f = boot("f", 1);
+        f.sublayer = sub;
+        assert!(matches!(
+            e.add_filter(f),
+            Err(FwpError::LifetimeMismatch { .. })
+        ));
+        let mut s = e
+            .open_session(
+                SessionSpec {
+                    flags: crate::engine::SESSION_FLAG_DYNAMIC,
+                    ..SessionSpec::default()
+                },
+                None,
+            )
+            .unwrap();
+        assert!(matches!(
+            s.add_filter(boot("g", 1)),
+            Err(FwpError::DynamicSessionInProgress(_))
+        ));
     }
 }

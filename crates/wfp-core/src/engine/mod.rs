@@ -51,7 +51,7 @@ pub use session::{
 
 use crate::callout::CalloutRegistration;
 use crate::catalogue::{self, LayerId};
-use crate::filter::CalloutId;
+use crate::filter::{CalloutId, RtFilter};
 use crate::guid::Guid;
 use crate::status::Status;
 pub(crate) use flows::FlowContexts;
@@ -183,6 +183,20 @@ pub struct Engine {
     pub(crate) writer_thread: Mutex<Option<std::thread::ThreadId>>,
     /// Told around every filter-changing commit's publication (`observer.rs`).
     pub(crate) commit_observer: Mutex<Option<CommitObserver>>,
+    /// The boot-time filters as of the last commit that changed them (§11.3).
+    pub(crate) boottime: Mutex<BoottimeSet>,
+}
+
+/// The boot-time filters (§11.3 FWPM_FILTER_FLAG_BOOTTIME) as last committed, in evaluation
+/// order (sublayer weight descending, sublayer creation order, filter weight descending, filter
+/// id): what a host compiles into the rules it enforces before the engine runs. Published at
+/// commit, so reading it never waits for the writer lock.
+#[derive(Clone, Debug, Default)]
+pub struct BoottimeSet {
+    /// Bumped by every commit that added or deleted a boot-time filter.
+    pub generation: u64,
+    /// The filters.
+    pub filters: Arc<[Arc<RtFilter>]>,
 }
 
 impl Default for Engine {
@@ -216,7 +230,13 @@ impl Engine {
             sessions: session::Sessions::default(),
             writer_thread: Mutex::new(None),
             commit_observer: Mutex::new(None),
+            boottime: Mutex::new(BoottimeSet::default()),
         }
+    }
+
+    /// The boot-time filters as last committed (never classified by this engine).
+    pub fn boottime(&self) -> BoottimeSet {
+        self.boottime.lock().clone()
     }
 
     /// The options the engine was built with.

@@ -532,7 +532,10 @@ impl<'e> Session<'e> {
     /// `FwpmFilterAdd0`: GUID_NULL as sublayer → FWPM_SUBLAYER_UNIVERSAL (T-MGMT-10).
     pub fn add_filter(&mut self, spec: FilterSpec) -> Result<FilterId, FwpError> {
         self.run(true, |cx, open| {
-            let persistent = spec.flags.contains(FilterFlags::PERSISTENT);
+            // §11.3: boot-time filters are stored like persistent ones (they must survive
+            // until the next start) and cannot come from a dynamic session either.
+            let persistent = spec.flags.contains(FilterFlags::PERSISTENT)
+                || spec.flags.contains(FilterFlags::BOOTTIME);
             let mut refs = provider_ref(spec.provider);
             refs.extend(spec.callout.map(ObjectRef::Callout));
             if !spec.sublayer.is_null() {
@@ -585,7 +588,9 @@ impl<'e> Session<'e> {
                     .filter_keys
                     .get(&k)
                     .and_then(|id| m.filters.get(id))
-                    .is_some_and(|f| f.mgmt_flags.contains(FilterFlags::PERSISTENT)),
+                    .is_some_and(|f| {
+                        f.mgmt_flags.contains(FilterFlags::PERSISTENT) || f.is_boottime()
+                    }),
                 ObjectRef::ProviderContext(k) => m
                     .provider_contexts
                     .get(&k)

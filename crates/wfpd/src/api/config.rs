@@ -92,6 +92,19 @@ impl Default for ApiConfig {
 pub struct StoreConfig {
     /// The redb file.
     pub path: Option<PathBuf>,
+    /// The boot-time ruleset file (§11.3; `nft -f` input, loaded at boot by
+    /// `wfpd-boottime.service` and by wfpd before it opens the store). Default: `boottime.nft`
+    /// beside `path`.
+    pub boottime_rules: Option<PathBuf>,
+}
+
+impl StoreConfig {
+    /// The boot-time ruleset file: `boottime_rules`, else `boottime.nft` beside the store; none
+    /// without a store (boot-time filters then last only as long as the daemon).
+    pub fn boottime_rules_path(&self) -> Option<PathBuf> {
+        let beside = || self.path.as_ref().map(|p| p.with_file_name("boottime.nft"));
+        self.boottime_rules.clone().or_else(beside)
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! held inside operations and explicit transactions (other sessions wait at most their own
 //! `txn_wait_ms`, then get FWP_E_TIMEOUT).
 
+mod boottime;
 pub mod config;
 mod conn;
 mod drivers;
@@ -102,6 +103,8 @@ pub(crate) struct Shared {
     pub(crate) postures: posture::PostureWatch,
     /// Housekeeping passes so far.
     pub(crate) passes: std::sync::atomic::AtomicU64,
+    /// The boot-time ruleset file, rewritten after commits that change boot-time filters.
+    pub(crate) boottime: OnceLock<Arc<crate::boottime::BootRules>>,
 }
 
 /// The live flow table of a data path (`GET /v1/flows`).
@@ -246,6 +249,7 @@ impl Server {
             classify: Arc::default(),
             postures: posture::PostureWatch::default(),
             passes: std::sync::atomic::AtomicU64::new(0),
+            boottime: OnceLock::new(),
         });
         shared.engine.set_net_event_time(unix_ms());
         let thread_shared = Arc::clone(&shared);
@@ -294,6 +298,12 @@ impl Server {
     /// loads are refused).
     pub fn set_drivers(&self, drivers: crate::drivers::Drivers) {
         let _ = self.shared.drivers.set(drivers);
+    }
+
+    /// Keeps `rules` (the boot-time ruleset file) in step with the boot-time filters the API
+    /// commits (the first call wins).
+    pub fn set_boottime(&self, rules: Arc<crate::boottime::BootRules>) {
+        let _ = self.shared.boottime.set(rules);
     }
 
     /// Hands net events to the `GET /v1/events` subscribers.

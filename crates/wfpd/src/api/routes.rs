@@ -109,7 +109,22 @@ fn filter_views(list: &[std::sync::Arc<wfp_core::RtFilter>]) -> Vec<FilterView> 
 }
 
 fn filters(c: &mut Conn<'_>, method: &str, rest: &[&str], m: &Message) -> Answer {
+    let shared = c.shared;
     let s = c.session()?;
+    let answer = filters_in(s, method, rest, m)?;
+    // §11.3: a committed change to boot-time filters rewrites the boot-time ruleset file.
+    if method != "GET" && !s.in_transaction() {
+        super::boottime::refresh(shared)?;
+    }
+    Ok(answer)
+}
+
+fn filters_in(
+    s: &mut wfp_core::engine::Session<'_>,
+    method: &str,
+    rest: &[&str],
+    m: &Message,
+) -> Answer {
     match (method, rest) {
         ("GET", []) => json(&filter_views(
             &s.filters(&FilterEnumTemplate::everything())?,
@@ -121,6 +136,7 @@ fn filters(c: &mut Conn<'_>, method: &str, rest: &[&str], m: &Message) -> Answer
         ("GET", [id]) => json(&FilterView::from(&*s.filter(filter_id(id)?)?)),
         ("POST", []) => {
             let spec = FilterSpec::try_from(&body::<FilterDto>(m)?)?;
+            crate::boottime::check(&spec)?;
             let id = s.add_filter(spec)?;
             let key = s.filter(id)?.key();
             json(&Added {
@@ -318,6 +334,7 @@ fn session_view(c: &Conn<'_>, key: Guid) -> Answer {
 }
 
 fn txn(c: &mut Conn<'_>, op: &str, m: &Message) -> Answer {
+    let shared = c.shared;
     let s = c.session()?;
     match op {
         "begin" => {
@@ -328,7 +345,10 @@ fn txn(c: &mut Conn<'_>, op: &str, m: &Message) -> Answer {
             };
             s.begin(if req.read_only { TXN_READ_ONLY } else { 0 })?;
         }
-        "commit" => s.commit()?,
+        "commit" => {
+            s.commit()?;
+            super::boottime::refresh(shared)?;
+        }
         "abort" => s.abort()?,
         _ => return Err(Failure::not_found(&format!("POST /v1/txn/{op}"))),
     }
