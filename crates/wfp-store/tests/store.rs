@@ -233,7 +233,7 @@ fn boottime_filters_survive_a_restart_as_their_own_kind() {
                 let first = t.iter().unwrap().next().unwrap().unwrap();
                 (first.0.value().to_vec(), first.1.value().to_vec())
             };
-            assert_eq!(k[0], 5);
+            assert_eq!(k[0], 6);
             let (mut k4, mut v4) = (k.clone(), v.clone());
             k4[0] = 4;
             v4[6] = 4;
