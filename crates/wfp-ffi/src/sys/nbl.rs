@@ -214,6 +214,9 @@ pub(crate) struct AsyncState {
     pub(crate) pended_classifies: HashMap<u64, usize>,
     /// Writable layer data handed out (address → record).
     pub(crate) writable: HashMap<usize, super::pend::Writable>,
+    /// Injections accepted and not yet completed, per injection handle
+    /// (FwpsInjectionHandleDestroy0 waits for them).
+    pub(crate) injecting: HashMap<u64, usize>,
 }
 
 // SAFETY: the raw pointers inside point into boxes this state owns (moved with it) or into driver
@@ -221,7 +224,33 @@ pub(crate) struct AsyncState {
 // only reached through the host's mutex.
 unsafe impl Send for AsyncState {}
 
+/// One piece of asynchronous work a driver has started and not finished (see
+/// [`AsyncState::in_progress`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum InProgress {
+    /// An operation pended with FwpsPendOperation0 (its completion context).
+    Operation(u64),
+    /// A classify pended with FwpsPendClassify0 (its classify handle).
+    Classify(u64),
+    /// A FwpsAllocateCloneNetBufferList0 clone the driver holds (its address): not yet injected
+    /// or freed.
+    Clone(usize),
+}
+
 impl AsyncState {
+    /// Pended operations and classifies not yet completed and clones neither injected nor freed:
+    /// what a driver's own threads may still be deciding about.
+    pub(crate) fn in_progress(&self) -> Vec<InProgress> {
+        let ops = self.pended_operations.keys().map(|c| InProgress::Operation(*c));
+        let classifies = self.pended_classifies.keys().map(|h| InProgress::Classify(*h));
+        let clones = self
+            .nbls
+            .iter()
+            .filter(|(_, (_, r))| r.kind == NblKind::Clone && r.state == NblState::Held)
+            .map(|(a, _)| InProgress::Clone(*a));
+        ops.chain(classifies).chain(clones).collect()
+    }
+
     /// Records a new list and returns its address.
     pub(crate) fn insert(&mut self, mut b: Box<OwnedNbl>, record: NblRecord) -> *mut NetBufferList {
         let p: *mut NetBufferList = &mut b.nbl;

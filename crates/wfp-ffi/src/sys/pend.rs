@@ -151,13 +151,13 @@ pub(crate) extern "C" fn FwpsCompleteOperation0(
                     }
                 }
             };
-            h.asyncs
+            let recorded = h
+                .asyncs
                 .lock()
                 .pended_operations
-                .remove(&(completion_context as u64));
-            let s = h
-                .engine
-                .complete_operation(CompletionContext(completion_context as u64), packet);
+                .remove(&(completion_context as u64))
+                .is_some();
+            let s = complete_when_pended(h, CompletionContext(completion_context as u64), packet, recorded);
             if s != Status::SUCCESS {
                 h.finding(crate::verifier::Finding::Assertion {
                     message: format!(
@@ -168,6 +168,31 @@ pub(crate) extern "C" fn FwpsCompleteOperation0(
             }
         });
     });
+}
+
+/// Completes `context`. A driver thread may complete an operation while the classifyFn that
+/// pended it is still running on another thread (the WDK "inspect" sample queues the work before
+/// returning): the engine knows the operation as pended only once that classify returned, so a
+/// completion of an operation this runtime saw pended is retried, bounded by
+/// [`crate::HostConfig::unload_timeout`], until it does. Inside a classifyFn (this thread's own
+/// classify cannot return meanwhile) it is not retried.
+fn complete_when_pended(
+    h: &crate::host::HostInner,
+    context: CompletionContext,
+    packet: Option<wfp_core::inject::PacketId>,
+    recorded: bool,
+) -> Status {
+    let deadline = std::time::Instant::now() + h.config.unload_timeout;
+    let retry = recorded && invocation::current_address().is_null();
+    let mut pause = std::time::Duration::from_micros(20);
+    loop {
+        let s = h.engine.complete_operation(context, packet);
+        if s != Status::FWP_NOT_FOUND || !retry || std::time::Instant::now() >= deadline {
+            return s;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(1));
+    }
 }
 
 #[no_mangle]
