@@ -448,25 +448,44 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
 }
 "#;
 
-/// An injection still pending when its driver is unloaded: the completion function (now unmapped)
-/// is not called when the data path finishes it, and nothing crashes.
-#[test]
-fn completion_after_unload_does_not_call_into_the_unmapped_image() {
+/// Builds `source` (a C driver) as `name.so` in the test's temporary directory.
+fn build_source(name: &str, source: &str) -> std::path::PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let src = dir.join("unloaded_inject.c");
-    std::fs::write(&src, UNLOADED).unwrap();
-    let so = dir.join("unloaded_inject.so");
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let so = dir.join(format!("{name}.so"));
     build(&BuildOptions {
         sources: vec![src],
         output: so.clone(),
         ..BuildOptions::default()
     })
     .unwrap();
+    so
+}
+
+/// An injection still pending when its driver is unloaded and nothing finishes it: the unload
+/// routine's FwpsInjectionHandleDestroy0 waits its bound (`unload_timeout`) and returns, the
+/// Verifier reports the injection it could not wait for; the completion function (now unmapped)
+/// is not called when the data path finishes it later, and nothing crashes.
+#[test]
+fn completion_after_unload_does_not_call_into_the_unmapped_image() {
+    let so = build_source("unloaded_inject", UNLOADED);
     let engine = Arc::new(Engine::default());
-    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let config = HostConfig {
+        unload_timeout: std::time::Duration::from_millis(300),
+        ..HostConfig::default()
+    };
+    let host = DriverHost::new(engine.clone(), config);
     let driver = host.load(&so).unwrap();
     let report = driver.unload().unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(
+        report.findings,
+        [wfp_ffi::Finding::Assertion {
+            message: "FwpsInjectionHandleDestroy0: 1 injection(s) on the handle still not \
+                      completed after 300ms"
+                .into()
+        }]
+    );
     let req = engine.poll_injection().expect("the injection is queued");
     assert_eq!(req.data.len(), 28);
     assert_eq!(
@@ -476,4 +495,68 @@ fn completion_after_unload_does_not_call_into_the_unmapped_image() {
     let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
     assert_eq!(log, ["inject 0x0", "destroy 0x0"]);
     assert_eq!(engine.injection_handle_count(), 0);
+}
+
+const DESTROY_WAITS: &str = r#"
+#include <ntddk.h>
+#include <fwpsk.h>
+static HANDLE inj;
+static PMDL mdl;
+static NET_BUFFER_LIST *nbl;
+static UCHAR packet[28] = { 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0, 1, 0, 2, 0, 8, 0, 0 };
+static void NTAPI Done(void *c, NET_BUFFER_LIST *l, BOOLEAN d)
+{
+    DbgPrint("completion %#x\n", NET_BUFFER_LIST_STATUS(l));
+    FwpsFreeNetBufferList0(l);
+}
+static void Unload(PDRIVER_OBJECT d)
+{
+    DbgPrint("destroy %#x\n", FwpsInjectionHandleDestroy0(inj));
+    DbgPrint("destroyed\n");
+    IoFreeMdl(mdl);
+}
+NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
+{
+    d->DriverUnload = Unload;
+    NTSTATUS s = FwpsInjectionHandleCreate0(AF_INET, FWPS_INJECTION_TYPE_NETWORK, &inj);
+    mdl = IoAllocateMdl(packet, sizeof(packet), FALSE, FALSE, NULL);
+    if (NT_SUCCESS(s)) s = FwpsAllocateNetBufferAndNetBufferList0(NULL, 0, 0, mdl, 0, sizeof(packet), &nbl);
+    if (NT_SUCCESS(s)) s = FwpsInjectNetworkSendAsync0(inj, NULL, 0, 0, nbl, Done, NULL);
+    DbgPrint("inject %#x\n", s);
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// FwpsInjectionHandleDestroy0 (WDK: "waits until all pending injections ... have completed")
+/// called at PASSIVE_LEVEL with an injection outstanding returns only after the data path (here
+/// another thread, 300 ms later) finished it and the completion function ran: the log has the
+/// completion before "destroy", the unload took at least that long, the handle is gone and the
+/// Verifier has nothing to report.
+#[test]
+fn injection_handle_destroy_waits_for_outstanding_completions() {
+    let so = build_source("destroy_waits", DESTROY_WAITS);
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let driver = host.load(&so).unwrap();
+    let req = engine.poll_injection().expect("the injection is queued");
+    let data_path = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            engine.complete_injection(req.id, InjectionOutcome::Dropped(Status::FWP_DROP_NOICMP))
+        })
+    };
+    let started = std::time::Instant::now();
+    let report = driver.unload().unwrap();
+    let waited = started.elapsed();
+    assert_eq!(data_path.join().unwrap(), Status::SUCCESS);
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert!(waited >= std::time::Duration::from_millis(250), "{waited:?}");
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    assert_eq!(
+        log,
+        ["inject 0x0", "completion 0xc0220104", "destroy 0x0", "destroyed"]
+    );
+    assert_eq!(engine.injection_handle_count(), 0);
+    assert_eq!(engine.ledger_counts(), Default::default());
 }
