@@ -551,12 +551,177 @@ fn injection_handle_destroy_waits_for_outstanding_completions() {
     let waited = started.elapsed();
     assert_eq!(data_path.join().unwrap(), Status::SUCCESS);
     assert!(report.findings.is_empty(), "{:?}", report.findings);
-    assert!(waited >= std::time::Duration::from_millis(250), "{waited:?}");
+    assert!(
+        waited >= std::time::Duration::from_millis(250),
+        "{waited:?}"
+    );
     let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
     assert_eq!(
         log,
-        ["inject 0x0", "completion 0xc0220104", "destroy 0x0", "destroyed"]
+        [
+            "inject 0x0",
+            "completion 0xc0220104",
+            "destroy 0x0",
+            "destroyed"
+        ]
     );
     assert_eq!(engine.injection_handle_count(), 0);
     assert_eq!(engine.ledger_counts(), Default::default());
+}
+
+const REDIRECT_CONTEXT: &str = r#"
+#include <ntddk.h>
+#include <initguid.h>
+#include <fwpsk.h>
+DEFINE_GUID(K_RCTX, 0xa1a1a1a1, 0x0001, 0x4000, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x21);
+static PDEVICE_OBJECT dev;
+static UINT32 id;
+static UCHAR notpool[8];
+static int calls;
+static void NTAPI Connect(const FWPS_INCOMING_VALUES0 *v, const FWPS_INCOMING_METADATA_VALUES0 *m, void *d,
+                          const void *cc, const FWPS_FILTER3 *f, UINT64 fc, FWPS_CLASSIFY_OUT0 *out)
+{
+    UINT64 h = 0;
+    FWPS_CONNECT_REQUEST0 *req = NULL;
+    NTSTATUS s = FwpsAcquireClassifyHandle0((void *)cc, 0, &h);
+    if (NT_SUCCESS(s)) s = FwpsAcquireWritableLayerDataPointer0(h, f->filterId, 0, (PVOID *)&req, out);
+    if (!NT_SUCCESS(s)) { DbgPrint("rctx: acquire %#x\n", s); return; }
+    SOCKADDR_IN *r = (SOCKADDR_IN *)&req->remoteAddressAndPort;
+    r->sin_port = RtlUshortByteSwap((USHORT)(9000 + calls));
+    if (calls++ == 0) {
+        /* The original destination, for the proxy: the filter engine frees it. */
+        char *c = (char *)ExAllocatePool2(POOL_FLAG_NON_PAGED, 32, 'xtcR');
+        if (c != NULL) RtlCopyMemory(c, "original 10.77.0.2:8080", 24);
+        req->localRedirectContext = c;
+        req->localRedirectContextSize = 32;
+    } else {
+        req->localRedirectContext = notpool;
+        req->localRedirectContextSize = sizeof(notpool);
+    }
+    FwpsApplyModifiedLayerData0(h, req, 0);
+    FwpsReleaseClassifyHandle0(h);
+    out->actionType = FWP_ACTION_PERMIT;
+}
+static NTSTATUS NTAPI Notify(FWPS_CALLOUT_NOTIFY_TYPE t, const GUID *k, FWPS_FILTER3 *f) { return STATUS_SUCCESS; }
+static void Unload(PDRIVER_OBJECT d)
+{
+    FwpsCalloutUnregisterById0(id);
+    IoDeleteDevice(dev);
+}
+NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
+{
+    FWPS_CALLOUT3 c = { 0 };
+    d->DriverUnload = Unload;
+    NTSTATUS s = IoCreateDevice(d, 0, NULL, FILE_DEVICE_NETWORK, 0, FALSE, &dev);
+    c.calloutKey = K_RCTX;
+    c.classifyFn = Connect;
+    c.notifyFn = Notify;
+    if (NT_SUCCESS(s)) s = FwpsCalloutRegister3(dev, &c, &id);
+    return s;
+}
+"#;
+
+/// The body of the localRedirectContext tests (plain and under valgrind): returns the findings.
+fn redirect_context_scenario(so: &Path) -> Vec<wfp_ffi::Finding> {
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let driver = host.load(so).unwrap();
+    add(&engine, 0x21, layer("ALE_CONNECT_REDIRECT_V4"));
+    let local: SocketAddr = "10.77.0.1:40000".parse().unwrap();
+    let remote: SocketAddr = "10.77.0.2:8080".parse().unwrap();
+    let connect = || {
+        engine.classify_redirect(
+            layer("ALE_CONNECT_REDIRECT_V4"),
+            &[],
+            &Metadata::default(),
+            RedirectRequest::connect(local, remote),
+        )
+    };
+    let first = connect();
+    assert_eq!(first.request.remote.map(|a| a.port()), Some(9000));
+    assert_ne!(first.request.redirect_context, 0);
+    let owner = first.request.redirect_context_owner.clone().expect("owned");
+    assert_eq!(Arc::strong_count(&owner), 2, "the request and this test");
+    drop(owner);
+    let second = connect();
+    assert_eq!(second.request.remote.map(|a| a.port()), Some(9001));
+    assert!(second.request.redirect_context_owner.is_none());
+    // The connection's record goes: the engine frees the first context (ExFreePool).
+    drop(first);
+    drop(second);
+    let report = driver.unload().unwrap();
+    report.findings
+}
+
+/// localRedirectContext (wfp-reference §10.3; WDK: "The filter engine frees this memory"): pool
+/// memory a driver hands over in FWPS_CONNECT_REQUEST0 is the engine's — freed when the request
+/// carrying it goes — and never a leak of the driver; a pointer the pool never handed out is a
+/// finding (and not freed). Under valgrind (below) 0 bytes are definitely lost: it was freed.
+#[test]
+fn local_redirect_context_is_freed_by_the_engine() {
+    let so = build_source("redirect_context", REDIRECT_CONTEXT);
+    let findings = redirect_context_scenario(&so);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(
+        matches!(&findings[0], wfp_ffi::Finding::Assertion { message }
+            if message.contains("localRedirectContext") && message.contains("not memory from ExAllocatePool")),
+        "{findings:?}"
+    );
+}
+
+/// The scenario the valgrind test runs in a child process.
+#[test]
+#[ignore = "run by local_redirect_context_under_valgrind in a child process"]
+fn redirect_context_inner() {
+    let Ok(so) = std::env::var("WFP_FFI_REDIRECT_CONTEXT_SO") else {
+        return;
+    };
+    let findings = redirect_context_scenario(Path::new(&so));
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    println!("redirect-context: done");
+}
+
+/// The same under valgrind memcheck: 0 errors, 0 bytes definitely lost (the context was freed,
+/// once). Skipped with a note when valgrind is absent.
+#[test]
+fn local_redirect_context_under_valgrind() {
+    if std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("note: valgrind not installed; skipping");
+        return;
+    }
+    let so = build_source("redirect_context_vg", REDIRECT_CONTEXT);
+    let out = std::process::Command::new("valgrind")
+        .args([
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "--show-leak-kinds=definite",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "redirect_context_inner",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env("WFP_FFI_REDIRECT_CONTEXT_SO", &so)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("redirect-context: done"), "{text}");
+    assert!(text.contains("ERROR SUMMARY: 0 errors"), "{text}");
+    assert!(
+        text.contains("definitely lost: 0 bytes") || text.contains("All heap blocks were freed"),
+        "{text}"
+    );
 }

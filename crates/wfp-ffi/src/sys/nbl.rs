@@ -241,8 +241,14 @@ impl AsyncState {
     /// Pended operations and classifies not yet completed and clones neither injected nor freed:
     /// what a driver's own threads may still be deciding about.
     pub(crate) fn in_progress(&self) -> Vec<InProgress> {
-        let ops = self.pended_operations.keys().map(|c| InProgress::Operation(*c));
-        let classifies = self.pended_classifies.keys().map(|h| InProgress::Classify(*h));
+        let ops = self
+            .pended_operations
+            .keys()
+            .map(|c| InProgress::Operation(*c));
+        let classifies = self
+            .pended_classifies
+            .keys()
+            .map(|h| InProgress::Classify(*h));
         let clones = self
             .nbls
             .iter()
