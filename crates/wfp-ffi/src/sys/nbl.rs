@@ -67,6 +67,37 @@ pub(crate) struct OwnedNbl {
     pub(crate) mdl: Mdl,
     /// Storage behind `mdl` (empty when the list describes caller MDLs).
     pub(crate) buf: Vec<u8>,
+    /// The preallocated NET_BUFFER_LIST_CONTEXT block (FwpsAllocateNetBufferAndNetBufferList0
+    /// with contextSize), NULL when none; freed with the list.
+    pub(crate) context: *mut u8,
+}
+
+impl OwnedNbl {
+    /// Gives the list a preallocated context block of `size + backfill` bytes, `size` in use.
+    pub(crate) fn preallocate_context(&mut self, size: u16, backfill: u16) -> bool {
+        let total = usize::from(size) + usize::from(backfill);
+        if total == 0 {
+            return true;
+        }
+        self.context = super::ndispool::new_context_block(total, usize::from(size));
+        self.nbl.context = self.context.cast();
+        !self.context.is_null()
+    }
+}
+
+impl Drop for OwnedNbl {
+    fn drop(&mut self) {
+        // SAFETY: this list is live until the end of this call; its chain ends in the block it
+        // preallocated (or NULL), which was calloc'ed by new_context_block and is freed once.
+        unsafe {
+            super::ndispool::release_added_contexts(
+                &mut self.nbl,
+                self.context,
+                "FwpsFreeNetBufferList0",
+            );
+            libc::free(self.context.cast());
+        }
+    }
 }
 
 /// An empty (all-zero) NET_BUFFER_LIST / NET_BUFFER pair.
@@ -84,6 +115,7 @@ impl OwnedNbl {
             nb,
             mdl: mdl_for(std::ptr::null_mut(), 0),
             buf: bytes.to_vec(),
+            context: std::ptr::null_mut(),
         });
         b.point_at_buf();
         b
@@ -97,6 +129,7 @@ impl OwnedNbl {
             nb,
             mdl: mdl_for(std::ptr::null_mut(), 0),
             buf: Vec::new(),
+            context: std::ptr::null_mut(),
         });
         let (current, current_offset) = locate(chain, offset);
         b.nb.data = NetBufferData {
