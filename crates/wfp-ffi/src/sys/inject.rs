@@ -295,14 +295,18 @@ fn inject_on(h: &HostInner, call: Call) -> NtStatus {
         // Marked before the engine sees it: the completion may run on the data path's thread
         // before this call returns (it sets Completed).
         r.state = NblState::Injected;
-        match r.packet {
+        let packet = match r.packet {
             Some(p) if engine.set_packet_data(p, bytes.clone()) == Status::SUCCESS => (p, false),
             _ => {
                 let p = engine.allocate_packet(bytes);
                 r.packet = Some(p);
                 (p, true)
             }
-        }
+        };
+        // DriverHost::settle waits while the engine has not answered (still under the lock
+        // that made the list Injected).
+        st.inject_calls += 1;
+        packet
     };
     let completion = Some(completion(h.me.clone(), ctx::current_driver(), &call));
     // Counted before the engine sees it: the completion may run before this call returns.
@@ -314,6 +318,10 @@ fn inject_on(h: &HostInner, call: Call) -> NtStatus {
         packet,
         completion,
     });
+    if !call.nbl.is_null() {
+        let mut st = h.asyncs.lock();
+        st.inject_calls = st.inject_calls.saturating_sub(1);
+    }
     if s != Status::SUCCESS {
         count_injection(h, call.handle as u64, false);
         // Nothing changed: the driver still holds the list.

@@ -250,6 +250,8 @@ pub(crate) struct AsyncState {
     /// Injections accepted and not yet completed, per injection handle
     /// (FwpsInjectionHandleDestroy0 waits for them).
     pub(crate) injecting: HashMap<u64, usize>,
+    /// FwpsInject* calls between marking their list Injected and the engine's answer.
+    pub(crate) inject_calls: usize,
 }
 
 // SAFETY: the raw pointers inside point into boxes this state owns (moved with it) or into driver
@@ -268,6 +270,8 @@ pub(crate) enum InProgress {
     /// A FwpsAllocateCloneNetBufferList0 clone the driver holds (its address): not yet injected
     /// or freed.
     Clone(usize),
+    /// FwpsInject* calls the engine has not answered yet.
+    InjectCalls,
 }
 
 impl AsyncState {
@@ -287,7 +291,8 @@ impl AsyncState {
             .iter()
             .filter(|(_, (_, r))| r.kind == NblKind::Clone && r.state == NblState::Held)
             .map(|(a, _)| InProgress::Clone(*a));
-        ops.chain(classifies).chain(clones).collect()
+        let calls = (self.inject_calls > 0).then_some(InProgress::InjectCalls);
+        ops.chain(classifies).chain(clones).chain(calls).collect()
     }
 
     /// Records a new list and returns its address.

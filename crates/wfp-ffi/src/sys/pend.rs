@@ -152,18 +152,16 @@ pub(crate) extern "C" fn FwpsCompleteOperation0(
                     }
                 }
             };
-            let recorded = h
-                .asyncs
-                .lock()
-                .pended_operations
-                .remove(&(completion_context as u64))
-                .is_some();
+            let key = completion_context as u64;
+            let recorded = h.asyncs.lock().pended_operations.contains_key(&key);
             let s = complete_when_pended(
                 h,
                 CompletionContext(completion_context as u64),
                 packet,
                 recorded,
             );
+            // Forgotten only now: DriverHost::settle waits while it is recorded.
+            h.asyncs.lock().pended_operations.remove(&key);
             if s != Status::SUCCESS {
                 h.finding(crate::verifier::Finding::Assertion {
                     message: format!(
