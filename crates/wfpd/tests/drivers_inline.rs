@@ -125,8 +125,7 @@ fn tcp_exchange(ns: &TempNetns, port: u16, message: &[u8]) -> Result<(Vec<u8>, V
     in_ns(ns, || {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("listen");
         let server = std::thread::spawn(move || -> Option<Vec<u8>> {
-            listener.set_nonblocking(false).ok()?;
-            let (mut s, _) = listener.accept().ok()?;
+            let mut s = accept_within(&listener, 2 * IO_TIMEOUT)?;
             s.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
             let mut got = Vec::new();
             s.read_to_end(&mut got).ok()?;
@@ -151,13 +150,33 @@ fn tcp_exchange(ns: &TempNetns, port: u16, message: &[u8]) -> Result<(Vec<u8>, V
                 Ok((got, back))
             }
             Err(e) => {
-                // Unblock the accept (a connection the daemon lets through) and reap the thread.
-                let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(200));
+                // The accept gives up at its deadline.
                 let _ = server.join();
                 Err(e)
             }
         }
     })
+}
+
+/// The next connection on `listener`, or `None` after `within`.
+fn accept_within(listener: &TcpListener, within: Duration) -> Option<TcpStream> {
+    listener.set_nonblocking(true).ok()?;
+    let end = std::time::Instant::now() + within;
+    loop {
+        match listener.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).ok()?;
+                return Some(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= end {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(_) => return None,
+        }
+    }
 }
 
 /// pendinspect, Block=0: the connect is pended, decided on the worker thread and permitted; the
