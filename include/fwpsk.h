@@ -308,7 +308,8 @@ NTSTATUS FwpsInjectForwardAsync0(HANDLE injectionHandle, HANDLE injectionContext
     ADDRESS_FAMILY addressFamily, COMPARTMENT_ID compartmentId, IF_INDEX interfaceIndex, NET_BUFFER_LIST *netBufferList,
     FWPS_INJECT_COMPLETE0 completionFn, HANDLE completionContext);
 
-/* ---- NET_BUFFER_LISTs (wdk-runtime.md §7): pool handles may be NULL here ---- */
+/* ---- NET_BUFFER_LISTs (wdk-runtime.md §7): pool handles may be NULL here; contextSize /
+ * contextBackFill (multiples of sizeof(void*)) preallocate a NET_BUFFER_LIST_CONTEXT ---- */
 NTSTATUS FwpsAllocateNetBufferAndNetBufferList0(NDIS_HANDLE poolHandle, USHORT contextSize, USHORT contextBackFill,
     MDL *mdlChain, ULONG dataOffset, SIZE_T dataLength, NET_BUFFER_LIST **netBufferList);
 void FwpsFreeNetBufferList0(NET_BUFFER_LIST *netBufferList);

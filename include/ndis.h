@@ -236,12 +236,20 @@ _Static_assert(sizeof(NDIS_GENERIC_OBJECT) == 32, "NDIS_GENERIC_OBJECT");
 /* NULL on a bad header (Type NDIS_OBJECT_TYPE_DEFAULT, Revision 1, Size), or PoolTag 0. */
 NDIS_HANDLE NdisAllocateNetBufferListPool(NDIS_HANDLE NdisHandle, PNET_BUFFER_LIST_POOL_PARAMETERS Parameters);
 void NdisFreeNetBufferListPool(NDIS_HANDLE PoolHandle);
-/* ContextSize bytes of NET_BUFFER_LIST_CONTEXT data after ContextBackFill unused bytes. */
+/* A NET_BUFFER_LIST_CONTEXT of max(pool ContextSize, ContextSize + ContextBackFill) bytes, the last
+ * ContextSize in use (NET_BUFFER_LIST_CONTEXT_DATA_START; DATA_SIZE is the whole block's Size). */
 PNET_BUFFER_LIST NdisAllocateNetBufferList(NDIS_HANDLE PoolHandle, USHORT ContextSize, USHORT ContextBackFill);
 /* One NET_BUFFER over MdlChain (DataOffset/DataLength); needs a pool with fAllocateNetBuffer. */
 PNET_BUFFER_LIST NdisAllocateNetBufferAndNetBufferList(NDIS_HANDLE PoolHandle, USHORT ContextSize, USHORT ContextBackFill,
                                                        PMDL MdlChain, ULONG DataOffset, SIZE_T DataLength);
 void NdisFreeNetBufferList(PNET_BUFFER_LIST NetBufferList);
+/* NET_BUFFER_LIST_CONTEXT space (sizes multiples of sizeof(void*)): ContextSize more bytes in use,
+ * from the unused front (Offset) of the current block or from a new block of ContextSize +
+ * ContextBackFill put in front of the chain (NDIS_STATUS_RESOURCES when it cannot be allocated).
+ * Free what was allocated, in reverse order, before the list goes (else a Verifier finding). */
+NDIS_STATUS NdisAllocateNetBufferListContext(PNET_BUFFER_LIST NetBufferList, USHORT ContextSize,
+                                             USHORT ContextBackFill, ULONG PoolTag);
+void NdisFreeNetBufferListContext(PNET_BUFFER_LIST NetBufferList, USHORT ContextSize);
 PNDIS_GENERIC_OBJECT NdisAllocateGenericObject(PDRIVER_OBJECT DriverObject, ULONG Tag, USHORT Size);
 void NdisFreeGenericObject(PNDIS_GENERIC_OBJECT NdisObject);
 

@@ -80,6 +80,9 @@ NTSTATUS KeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason, KPROCESSOR
 NTSTATUS KeDelayExecutionThread(KPROCESSOR_MODE WaitMode, BOOLEAN Alertable, PLARGE_INTEGER Interval);
 
 /* ---- system threads and object references (§3) ---- */
+/* Thread objects are opaque (ObReferenceObjectByHandle gives one; KeWaitForSingleObject waits). */
+typedef struct _KTHREAD *PKTHREAD, *PRKTHREAD;
+typedef struct _ETHREAD *PETHREAD;
 typedef void KSTART_ROUTINE(PVOID StartContext);
 typedef KSTART_ROUTINE *PKSTART_ROUTINE;
 extern POBJECT_TYPE *PsThreadType;

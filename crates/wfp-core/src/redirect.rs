@@ -62,7 +62,50 @@ pub enum RedirectState {
 pub struct RedirectRecords {
     /// (redirect handle, redirect context), oldest first.
     pub chain: Vec<(RedirectHandle, u64)>,
+    /// The owners of the contexts in `chain` that came with one: released with the last copy of
+    /// these records.
+    pub owners: Vec<Arc<RedirectContextOwner>>,
 }
+
+/// The owner of a `localRedirectContext` (§10.3: "the filter engine frees this memory"): what
+/// the host gives the engine with the context, run once when the engine drops it — when the
+/// redirect record holding the context is destroyed (the connection's last record goes), or at
+/// once when the modification carrying it is not recorded.
+pub struct RedirectContextOwner {
+    release: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl RedirectContextOwner {
+    /// An owner that runs `release` when dropped.
+    pub fn new(release: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Self {
+            release: Some(Box::new(release)),
+        }
+    }
+}
+
+impl Drop for RedirectContextOwner {
+    fn drop(&mut self) {
+        if let Some(f) = self.release.take() {
+            f();
+        }
+    }
+}
+
+impl std::fmt::Debug for RedirectContextOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedirectContextOwner")
+    }
+}
+
+/// Owners compare by identity (one owner per context).
+impl PartialEq for RedirectContextOwner {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for RedirectContextOwner {}
 
 /// Which request a redirect layer carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +133,9 @@ pub struct RedirectRequest {
     pub redirect_handle: Option<RedirectHandle>,
     /// `localRedirectContext`: returned by the redirect-state query to the same redirector.
     pub redirect_context: u64,
+    /// Who frees `redirect_context` (a C driver's pool block), moved into the records when the
+    /// modification is recorded, dropped with the request otherwise.
+    pub redirect_context_owner: Option<Arc<RedirectContextOwner>>,
     /// `modifierFilterId`: the filter whose callout produced this version (0 for the original).
     pub modifier_filter_id: u64,
     /// `previousVersion`: the version before this modification.
@@ -118,6 +164,7 @@ impl RedirectRequest {
             local_redirect_target_pid: 0,
             redirect_handle: None,
             redirect_context: 0,
+            redirect_context_owner: None,
             modifier_filter_id: 0,
             previous_version: None,
             records: Arc::default(),
@@ -314,6 +361,9 @@ fn chain(
     let mut records = (*current.records).clone();
     if let Some(h) = modified.redirect_handle {
         records.chain.push((h, modified.redirect_context));
+        records
+            .owners
+            .extend(modified.redirect_context_owner.take());
     }
     modified.kind = current.kind;
     modified.records = Arc::new(records);

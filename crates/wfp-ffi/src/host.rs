@@ -8,10 +8,10 @@
 //! thread with no host bound fails with STATUS_INVALID_DEVICE_STATE. There is no process-global
 //! state: two hosts in one process (two replays) never see each other's drivers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use wfp_core::Engine;
@@ -95,6 +95,8 @@ pub(crate) struct HostInner {
     pub(crate) asyncs: Mutex<crate::sys::AsyncState>,
     /// Events, threads, handles, work items, lookaside lists, WDF objects, NDIS pools.
     pub(crate) rt: crate::sys::RtState,
+    /// Work [`DriverHost::settle`] already waited a full bound for (not waited for again).
+    pub(crate) given_up: Mutex<HashSet<crate::sys::InProgress>>,
 }
 
 impl Drop for HostInner {
@@ -153,7 +155,9 @@ impl HostInner {
 }
 
 /// Hosts C callout drivers on one engine: loads them ([`DriverHost::load`]), gives them the clock
-/// ([`DriverHost::set_time`]) and collects what they print ([`DriverHost::drain_log`]).
+/// ([`DriverHost::set_time`]) and collects what they print ([`DriverHost::drain_log`]). A clone
+/// is another handle on the same host.
+#[derive(Clone)]
 pub struct DriverHost {
     pub(crate) inner: Arc<HostInner>,
 }
@@ -176,6 +180,7 @@ impl DriverHost {
                 drivers: Mutex::new(Vec::new()),
                 asyncs: Mutex::new(crate::sys::AsyncState::default()),
                 rt: crate::sys::RtState::default(),
+                given_up: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -189,6 +194,33 @@ impl DriverHost {
     /// sets it to each packet's capture time. Until it is set, drivers read the system clock.
     pub fn set_time(&self, ns_since_epoch: u64) {
         self.inner.time_ns.store(ns_since_epoch, Ordering::Relaxed);
+    }
+
+    /// Waits, at most `bound`, until the drivers' asynchronous work in progress is done: operations
+    /// pended with FwpsPendOperation0 and classifies pended with FwpsPendClassify0 completed,
+    /// clones from FwpsAllocateCloneNetBufferList0 injected or freed (wfp-reference §10.1, §10.2,
+    /// §10.4). A replay calls it at each asynchronous point, so decisions a driver takes on its own
+    /// threads land at the same point of the replay every run. Work still in progress when the
+    /// bound expires is not waited for again (a driver that holds a clone for good costs one
+    /// bound, not one per packet). True when nothing was left to wait for.
+    pub fn settle(&self, bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        let mut pause = Duration::from_micros(50);
+        let mut given_up = self.inner.given_up.lock();
+        loop {
+            let now = self.inner.asyncs.lock().in_progress();
+            given_up.retain(|w| now.contains(w));
+            let waiting: Vec<_> = now.into_iter().filter(|w| !given_up.contains(w)).collect();
+            if waiting.is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                given_up.extend(waiting);
+                return false;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(2));
+        }
     }
 
     /// Takes the lines the drivers printed so far.

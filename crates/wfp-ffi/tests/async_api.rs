@@ -448,25 +448,44 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
 }
 "#;
 
-/// An injection still pending when its driver is unloaded: the completion function (now unmapped)
-/// is not called when the data path finishes it, and nothing crashes.
-#[test]
-fn completion_after_unload_does_not_call_into_the_unmapped_image() {
+/// Builds `source` (a C driver) as `name.so` in the test's temporary directory.
+fn build_source(name: &str, source: &str) -> std::path::PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let src = dir.join("unloaded_inject.c");
-    std::fs::write(&src, UNLOADED).unwrap();
-    let so = dir.join("unloaded_inject.so");
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let so = dir.join(format!("{name}.so"));
     build(&BuildOptions {
         sources: vec![src],
         output: so.clone(),
         ..BuildOptions::default()
     })
     .unwrap();
+    so
+}
+
+/// An injection still pending when its driver is unloaded and nothing finishes it: the unload
+/// routine's FwpsInjectionHandleDestroy0 waits its bound (`unload_timeout`) and returns, the
+/// Verifier reports the injection it could not wait for; the completion function (now unmapped)
+/// is not called when the data path finishes it later, and nothing crashes.
+#[test]
+fn completion_after_unload_does_not_call_into_the_unmapped_image() {
+    let so = build_source("unloaded_inject", UNLOADED);
     let engine = Arc::new(Engine::default());
-    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let config = HostConfig {
+        unload_timeout: std::time::Duration::from_millis(300),
+        ..HostConfig::default()
+    };
+    let host = DriverHost::new(engine.clone(), config);
     let driver = host.load(&so).unwrap();
     let report = driver.unload().unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(
+        report.findings,
+        [wfp_ffi::Finding::Assertion {
+            message: "FwpsInjectionHandleDestroy0: 1 injection(s) on the handle still not \
+                      completed after 300ms"
+                .into()
+        }]
+    );
     let req = engine.poll_injection().expect("the injection is queued");
     assert_eq!(req.data.len(), 28);
     assert_eq!(
@@ -476,4 +495,233 @@ fn completion_after_unload_does_not_call_into_the_unmapped_image() {
     let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
     assert_eq!(log, ["inject 0x0", "destroy 0x0"]);
     assert_eq!(engine.injection_handle_count(), 0);
+}
+
+const DESTROY_WAITS: &str = r#"
+#include <ntddk.h>
+#include <fwpsk.h>
+static HANDLE inj;
+static PMDL mdl;
+static NET_BUFFER_LIST *nbl;
+static UCHAR packet[28] = { 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0, 1, 0, 2, 0, 8, 0, 0 };
+static void NTAPI Done(void *c, NET_BUFFER_LIST *l, BOOLEAN d)
+{
+    DbgPrint("completion %#x\n", NET_BUFFER_LIST_STATUS(l));
+    FwpsFreeNetBufferList0(l);
+}
+static void Unload(PDRIVER_OBJECT d)
+{
+    DbgPrint("destroy %#x\n", FwpsInjectionHandleDestroy0(inj));
+    DbgPrint("destroyed\n");
+    IoFreeMdl(mdl);
+}
+NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
+{
+    d->DriverUnload = Unload;
+    NTSTATUS s = FwpsInjectionHandleCreate0(AF_INET, FWPS_INJECTION_TYPE_NETWORK, &inj);
+    mdl = IoAllocateMdl(packet, sizeof(packet), FALSE, FALSE, NULL);
+    if (NT_SUCCESS(s)) s = FwpsAllocateNetBufferAndNetBufferList0(NULL, 0, 0, mdl, 0, sizeof(packet), &nbl);
+    if (NT_SUCCESS(s)) s = FwpsInjectNetworkSendAsync0(inj, NULL, 0, 0, nbl, Done, NULL);
+    DbgPrint("inject %#x\n", s);
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// FwpsInjectionHandleDestroy0 (WDK: "waits until all pending injections ... have completed")
+/// called at PASSIVE_LEVEL with an injection outstanding returns only after the data path (here
+/// another thread, 300 ms later) finished it and the completion function ran: the log has the
+/// completion before "destroy", the unload took at least that long, the handle is gone and the
+/// Verifier has nothing to report.
+#[test]
+fn injection_handle_destroy_waits_for_outstanding_completions() {
+    let so = build_source("destroy_waits", DESTROY_WAITS);
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let driver = host.load(&so).unwrap();
+    let req = engine.poll_injection().expect("the injection is queued");
+    let data_path = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            engine.complete_injection(req.id, InjectionOutcome::Dropped(Status::FWP_DROP_NOICMP))
+        })
+    };
+    let started = std::time::Instant::now();
+    let report = driver.unload().unwrap();
+    let waited = started.elapsed();
+    assert_eq!(data_path.join().unwrap(), Status::SUCCESS);
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert!(
+        waited >= std::time::Duration::from_millis(250),
+        "{waited:?}"
+    );
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    assert_eq!(
+        log,
+        [
+            "inject 0x0",
+            "completion 0xc0220104",
+            "destroy 0x0",
+            "destroyed"
+        ]
+    );
+    assert_eq!(engine.injection_handle_count(), 0);
+    assert_eq!(engine.ledger_counts(), Default::default());
+}
+
+const REDIRECT_CONTEXT: &str = r#"
+#include <ntddk.h>
+#include <initguid.h>
+#include <fwpsk.h>
+DEFINE_GUID(K_RCTX, 0xa1a1a1a1, 0x0001, 0x4000, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x21);
+static PDEVICE_OBJECT dev;
+static UINT32 id;
+static UCHAR notpool[8];
+static int calls;
+static void NTAPI Connect(const FWPS_INCOMING_VALUES0 *v, const FWPS_INCOMING_METADATA_VALUES0 *m, void *d,
+                          const void *cc, const FWPS_FILTER3 *f, UINT64 fc, FWPS_CLASSIFY_OUT0 *out)
+{
+    UINT64 h = 0;
+    FWPS_CONNECT_REQUEST0 *req = NULL;
+    NTSTATUS s = FwpsAcquireClassifyHandle0((void *)cc, 0, &h);
+    if (NT_SUCCESS(s)) s = FwpsAcquireWritableLayerDataPointer0(h, f->filterId, 0, (PVOID *)&req, out);
+    if (!NT_SUCCESS(s)) { DbgPrint("rctx: acquire %#x\n", s); return; }
+    SOCKADDR_IN *r = (SOCKADDR_IN *)&req->remoteAddressAndPort;
+    r->sin_port = RtlUshortByteSwap((USHORT)(9000 + calls));
+    if (calls++ == 0) {
+        /* The original destination, for the proxy: the filter engine frees it. */
+        char *c = (char *)ExAllocatePool2(POOL_FLAG_NON_PAGED, 32, 'xtcR');
+        if (c != NULL) RtlCopyMemory(c, "original 10.77.0.2:8080", 24);
+        req->localRedirectContext = c;
+        req->localRedirectContextSize = 32;
+    } else {
+        req->localRedirectContext = notpool;
+        req->localRedirectContextSize = sizeof(notpool);
+    }
+    FwpsApplyModifiedLayerData0(h, req, 0);
+    FwpsReleaseClassifyHandle0(h);
+    out->actionType = FWP_ACTION_PERMIT;
+}
+static NTSTATUS NTAPI Notify(FWPS_CALLOUT_NOTIFY_TYPE t, const GUID *k, FWPS_FILTER3 *f) { return STATUS_SUCCESS; }
+static void Unload(PDRIVER_OBJECT d)
+{
+    FwpsCalloutUnregisterById0(id);
+    IoDeleteDevice(dev);
+}
+NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
+{
+    FWPS_CALLOUT3 c = { 0 };
+    d->DriverUnload = Unload;
+    NTSTATUS s = IoCreateDevice(d, 0, NULL, FILE_DEVICE_NETWORK, 0, FALSE, &dev);
+    c.calloutKey = K_RCTX;
+    c.classifyFn = Connect;
+    c.notifyFn = Notify;
+    if (NT_SUCCESS(s)) s = FwpsCalloutRegister3(dev, &c, &id);
+    return s;
+}
+"#;
+
+/// The body of the localRedirectContext tests (plain and under valgrind): returns the findings.
+fn redirect_context_scenario(so: &Path) -> Vec<wfp_ffi::Finding> {
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let driver = host.load(so).unwrap();
+    add(&engine, 0x21, layer("ALE_CONNECT_REDIRECT_V4"));
+    let local: SocketAddr = "10.77.0.1:40000".parse().unwrap();
+    let remote: SocketAddr = "10.77.0.2:8080".parse().unwrap();
+    let connect = || {
+        engine.classify_redirect(
+            layer("ALE_CONNECT_REDIRECT_V4"),
+            &[],
+            &Metadata::default(),
+            RedirectRequest::connect(local, remote),
+        )
+    };
+    let first = connect();
+    assert_eq!(first.request.remote.map(|a| a.port()), Some(9000));
+    assert_ne!(first.request.redirect_context, 0);
+    let owner = first.request.redirect_context_owner.clone().expect("owned");
+    assert_eq!(Arc::strong_count(&owner), 2, "the request and this test");
+    drop(owner);
+    let second = connect();
+    assert_eq!(second.request.remote.map(|a| a.port()), Some(9001));
+    assert!(second.request.redirect_context_owner.is_none());
+    // The connection's record goes: the engine frees the first context (ExFreePool).
+    drop(first);
+    drop(second);
+    let report = driver.unload().unwrap();
+    report.findings
+}
+
+/// localRedirectContext (wfp-reference §10.3; WDK: "The filter engine frees this memory"): pool
+/// memory a driver hands over in FWPS_CONNECT_REQUEST0 is the engine's — freed when the request
+/// carrying it goes — and never a leak of the driver; a pointer the pool never handed out is a
+/// finding (and not freed). Under valgrind (below) 0 bytes are definitely lost: it was freed.
+#[test]
+fn local_redirect_context_is_freed_by_the_engine() {
+    let so = build_source("redirect_context", REDIRECT_CONTEXT);
+    let findings = redirect_context_scenario(&so);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(
+        matches!(&findings[0], wfp_ffi::Finding::Assertion { message }
+            if message.contains("localRedirectContext") && message.contains("not memory from ExAllocatePool")),
+        "{findings:?}"
+    );
+}
+
+/// The scenario the valgrind test runs in a child process.
+#[test]
+#[ignore = "run by local_redirect_context_under_valgrind in a child process"]
+fn redirect_context_inner() {
+    let Ok(so) = std::env::var("WFP_FFI_REDIRECT_CONTEXT_SO") else {
+        return;
+    };
+    let findings = redirect_context_scenario(Path::new(&so));
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    println!("redirect-context: done");
+}
+
+/// The same under valgrind memcheck: 0 errors, 0 bytes definitely lost (the context was freed,
+/// once). Skipped with a note when valgrind is absent.
+#[test]
+fn local_redirect_context_under_valgrind() {
+    if std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("note: valgrind not installed; skipping");
+        return;
+    }
+    let so = build_source("redirect_context_vg", REDIRECT_CONTEXT);
+    let out = std::process::Command::new("valgrind")
+        .args([
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "--show-leak-kinds=definite",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "redirect_context_inner",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env("WFP_FFI_REDIRECT_CONTEXT_SO", &so)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("redirect-context: done"), "{text}");
+    assert!(text.contains("ERROR SUMMARY: 0 errors"), "{text}");
+    assert!(
+        text.contains("definitely lost: 0 bytes") || text.contains("All heap blocks were freed"),
+        "{text}"
+    );
 }

@@ -86,6 +86,9 @@ fn replay(engine: &Arc<Engine>, host: &DriverHost, inputs: &[Input], pcap: &Path
             Verdict::Block => out.blocked += 1,
             Verdict::Absorb => out.absorbed += 1,
         }
+        // The asynchronous point: first what driver threads are deciding (bounded), as
+        // `wfpctl replay` does.
+        host.settle(std::time::Duration::from_secs(5));
         shim.handle_async(now);
         while let Some(o) = shim.poll_output() {
             match o.origin {
@@ -387,9 +390,11 @@ fn tcp4_dport(p: &[u8]) -> Option<u16> {
     Some(u16::from_be_bytes([*p.get(ihl + 2)?, *p.get(ihl + 3)?]))
 }
 
-/// pendinspect, allow: both IPv4 connections to 8080 are pended at ALE_AUTH_CONNECT, completed at
-/// the next indication, reauthorized; their outbound packets are cloned, absorbed and re-injected
-/// (network send) — the requests reach the output pcap as injected packets.
+/// pendinspect, allow: both IPv4 connections to 8080 are pended at ALE_AUTH_CONNECT, decided and
+/// completed by the driver's worker thread (`on_worker=2`: FwpsCompleteOperation0 ran on the
+/// thread PsCreateSystemThread made), reauthorized; their outbound packets are cloned, absorbed,
+/// queued and re-injected by the worker (network send) — the requests reach the output pcap as
+/// injected packets.
 #[test]
 fn pendinspect_pends_completes_and_reinjects_clones() {
     let so = build_example("pendinspect", "allow", &[], &[]);
@@ -429,14 +434,15 @@ fn pendinspect_pends_completes_and_reinjects_clones() {
     assert_eq!(
         last,
         &format!(
-            "pendinspect: unloaded, pended=2 completed=2 cloned={n} injected={n} failed=0",
+            "pendinspect: unloaded, pended=2 completed=2 on_worker=2 cloned={n} injected={n} failed=0 dropped=0",
             n = sent.len()
         )
     );
     assert_eq!(engine.ledger_counts(), Default::default());
 }
 
-/// pendinspect, block (driver parameter Block=1): the reauthorization blocks both connections; no
+/// pendinspect, block (driver parameter Block=1): the worker decides "block" for both connections
+/// and the reauthorization blocks them; no
 /// IPv4 packet to 8080 leaves, the IPv6 download (no V6 callouts) and other traffic pass.
 #[test]
 fn pendinspect_blocks_by_parameter() {
@@ -459,7 +465,7 @@ fn pendinspect_blocks_by_parameter() {
     let log = log_of(&host);
     assert!(log
         .iter()
-        .any(|l| l == "pendinspect: unloaded, pended=2 completed=2 cloned=0 injected=0 failed=0"));
+        .any(|l| l == "pendinspect: unloaded, pended=2 completed=2 on_worker=2 cloned=0 injected=0 failed=0 dropped=0"));
 }
 
 /// The UDP exchange dgramredirect rewrites (a query to 10.77.0.9:53 and the target's reply).

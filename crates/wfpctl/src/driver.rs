@@ -179,7 +179,20 @@ pub fn load(
     Ok(Loaded { host, drivers })
 }
 
+/// How long a replay's asynchronous point waits for one piece of driver work (a pended
+/// operation, a clone) that a driver thread is deciding about.
+pub const SETTLE_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Loaded {
+    /// What the replay runs at each asynchronous point: [`DriverHost::settle`] with
+    /// [`SETTLE_BOUND`].
+    pub fn settler(&self) -> Box<dyn FnMut() + Send> {
+        let host = self.host.clone();
+        Box::new(move || {
+            host.settle(SETTLE_BOUND);
+        })
+    }
+
     /// Unloads every driver (last loaded first) and prints the Verifier's findings; returns how
     /// many there were.
     pub fn unload(self) -> Result<usize> {

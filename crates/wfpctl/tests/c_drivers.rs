@@ -127,8 +127,9 @@ fn tcp4_dport(p: &[u8]) -> Option<u16> {
 }
 
 /// pendinspect (Port=8080): both IPv4 connections to 8080 of the bundled capture are pended at
-/// ALE_AUTH_CONNECT, completed, reauthorized; their outbound packets are cloned, absorbed and
-/// re-injected — every one reaches the permitted capture unchanged.
+/// ALE_AUTH_CONNECT, decided and completed on the driver's worker thread (`on_worker=2`; the
+/// replay's asynchronous point waits for it), reauthorized; their outbound packets are cloned,
+/// absorbed and re-injected by the worker — every one reaches the permitted capture unchanged.
 #[test]
 fn pendinspect_via_wfpctl_pends_and_reinjects_clones() {
     let capture = example_capture();
@@ -148,13 +149,14 @@ fn pendinspect_via_wfpctl_pends_and_reinjects_clones() {
     assert_eq!(
         unload_line(&run.stderr, "pendinspect: unloaded"),
         format!(
-            "pendinspect: unloaded, pended=2 completed=2 cloned={n} injected={n} failed=0",
+            "pendinspect: unloaded, pended=2 completed=2 on_worker=2 cloned={n} injected={n} failed=0 dropped=0",
             n = sent.len()
         )
     );
 }
 
-/// pendinspect with Block=1: the reauthorization blocks both connections; no IPv4 packet to 8080
+/// pendinspect with Block=1: the worker decides "block", the reauthorization blocks both
+/// connections; no IPv4 packet to 8080
 /// leaves, the IPv6 download (no V6 callouts) and the telnet SYN pass.
 #[test]
 fn pendinspect_via_wfpctl_blocks_by_parameter() {
@@ -165,7 +167,7 @@ fn pendinspect_via_wfpctl_blocks_by_parameter() {
     assert!(out.iter().any(|p| tcp4_dport(p) == Some(23)));
     assert_eq!(
         unload_line(&run.stderr, "pendinspect: unloaded"),
-        "pendinspect: unloaded, pended=2 completed=2 cloned=0 injected=0 failed=0"
+        "pendinspect: unloaded, pended=2 completed=2 on_worker=2 cloned=0 injected=0 failed=0 dropped=0"
     );
 }
 

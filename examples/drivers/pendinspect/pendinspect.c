@@ -1,26 +1,31 @@
 /*
- * pendinspect: a WFP callout driver that holds new IPv4 connections to one port until it has
- * decided about them, then re-injects their outbound packets itself (written for this project
- * against the WDK-named headers, after the WDK "inspect" sample; builds with `wfpctl driver build`).
+ * pendinspect: a WFP callout driver that holds new IPv4 connections to one port until a worker
+ * thread has decided about them, and has that thread decide about (and re-inject) their outbound
+ * packets too (written for this project against the WDK-named headers, after the WDK "inspect"
+ * sample; builds with `wfpctl driver build`).
  *
- *  ALE_AUTH_CONNECT_V4 (remote port PORT): FwpsPendOperation0 → BLOCK + ABSORB, queued
- *  next packet indication (INBOUND/OUTBOUND_IPPACKET_V4 inspection callouts): the queue is decided
- *        (allow, or block with the Block parameter) and FwpsCompleteOperation0 runs
+ *  ALE_AUTH_CONNECT_V4 (remote port PORT): FwpsPendOperation0 → BLOCK + ABSORB; the connection is
+ *        queued for the worker
+ *  worker (PsCreateSystemThread; a spin-locked LIST_ENTRY queue and a KEVENT): decides (allow, or
+ *        block with the Block parameter) and calls FwpsCompleteOperation0
  *  ALE_AUTH_CONNECT_V4 again (FWP_CONDITION_FLAG_IS_REAUTHORIZE): PERMIT or BLOCK as decided
  *  OUTBOUND_TRANSPORT_V4: packets of an allowed connection are cloned
- *        (FwpsAllocateCloneNetBufferList0), the original absorbed, the clone injected
- *        (FwpsInjectNetworkSendAsync0) and freed in the completion; the clone comes back injected
- *        by self (FwpsQueryPacketInjectionState0) and is permitted
+ *        (FwpsAllocateCloneNetBufferList0), the original absorbed and the clone queued; the worker
+ *        injects it (FwpsInjectNetworkSendAsync0) and the completion function frees it; the clone
+ *        comes back injected by self (FwpsQueryPacketInjectionState0) and is permitted
  *  INBOUND_TRANSPORT_V4: packets of a blocked connection are blocked
  *
- * The inspect sample decides on a worker thread; this driver decides at the next packet the
- * engine indicates to it (a deterministic point of a replay) and, at unload, completes whatever is
- * still pended (wfp-reference §5.3). The data path here indicates OUTBOUND_TRANSPORT from the IP
- * header (docs/c-abi.md), so the clone is a whole IP packet and goes out through network send.
+ * Unload (wfp-reference §5.3): the dynamic session closes (no new classifies), the worker is told
+ * to stop, finishes the queue (pended connections are completed, queued clones are freed: their
+ * packets are dropped) and ends; the unload routine waits for it, completes whatever was queued
+ * after it stopped, unregisters the callouts and destroys the injection handle (which waits for
+ * the outstanding completions). The data path here indicates OUTBOUND_TRANSPORT from the IP header
+ * (docs/c-abi.md), so the clone is a whole IP packet and goes out through network send.
  *
  * Parameters (the service's Parameters key, read with WdfDriverOpenParametersRegistryKey /
  * WdfRegistryQueryULong; `--driver-param NAME=VALUE` here): Port (REG_DWORD remote port, default
- * 8080), Block (REG_DWORD 0/1, default 0).
+ * 8080), Block (REG_DWORD 0/1, default 0). The unload line reports how many decisions the worker
+ * thread took (`on_worker=`).
  */
 #include <ntddk.h>
 #include <initguid.h>
@@ -35,8 +40,6 @@
 DEFINE_GUID(PI_CONNECT_CALLOUT, 0x9c4f6e32, 0x2e77, 0x4f20, 0xab, 0x73, 0x7f, 0x4d, 0x10, 0x63, 0xc0, 0x01);
 DEFINE_GUID(PI_OUT_CALLOUT, 0x9c4f6e32, 0x2e77, 0x4f20, 0xab, 0x73, 0x7f, 0x4d, 0x10, 0x63, 0xc0, 0x02);
 DEFINE_GUID(PI_IN_CALLOUT, 0x9c4f6e32, 0x2e77, 0x4f20, 0xab, 0x73, 0x7f, 0x4d, 0x10, 0x63, 0xc0, 0x03);
-DEFINE_GUID(PI_PUMP_IN_CALLOUT, 0x9c4f6e32, 0x2e77, 0x4f20, 0xab, 0x73, 0x7f, 0x4d, 0x10, 0x63, 0xc0, 0x04);
-DEFINE_GUID(PI_PUMP_OUT_CALLOUT, 0x9c4f6e32, 0x2e77, 0x4f20, 0xab, 0x73, 0x7f, 0x4d, 0x10, 0x63, 0xc0, 0x05);
 DEFINE_GUID(PI_SUBLAYER, 0x9c4f6e32, 0x2e77, 0x4f20, 0xab, 0x73, 0x7f, 0x4d, 0x10, 0x63, 0xc0, 0x10);
 
 typedef enum { PI_FREE, PI_PENDED, PI_ALLOWED, PI_BLOCKED } PI_STATE;
@@ -49,15 +52,32 @@ typedef struct _PI_CONN {
     HANDLE CompletionContext;
 } PI_CONN;
 
+/* One entry of the worker's queue: a pended connection or a cloned outbound packet. */
+typedef enum { PI_WORK_CONNECT, PI_WORK_PACKET } PI_WORK_KIND;
+typedef struct _PI_WORK {
+    LIST_ENTRY Link;
+    PI_WORK_KIND Kind;
+    PI_CONN *Conn;
+    NET_BUFFER_LIST *Clone;
+    COMPARTMENT_ID Compartment;
+} PI_WORK;
+
 static PDEVICE_OBJECT gDevice;
 static HANDLE gEngine, gInjection;
-static UINT32 gIds[5];
+static UINT32 gIds[3];
 static KSPIN_LOCK gLock;
 static PI_CONN gConns[PI_MAX];
+/* The worker: its queue (gQueueLock), the event that wakes it, the stop flag, its thread. */
+static LIST_ENTRY gQueue;
+static KSPIN_LOCK gQueueLock;
+static KEVENT gWorkEvent;
+static LONG gStopping;
+static PETHREAD gWorker;
+static HANDLE gWorkerId;
 /* Parameters (DriverEntry reads them; defaults when absent). */
 static ULONG gPort = 8080;
 static ULONG gBlock = 0;
-static LONG gPended, gCompleted, gCloned, gInjectedOk, gInjectFailed;
+static LONG gPended, gCompleted, gOnWorker, gCloned, gInjectedOk, gInjectFailed, gDropped;
 
 static PI_CONN *Lookup(UINT16 localPort, UINT32 remote, UINT16 remotePort)
 {
@@ -79,24 +99,117 @@ static PI_STATE StateOf(UINT16 localPort, UINT32 remote, UINT16 remotePort)
     return s;
 }
 
-/* Decides every pended connection and completes its operation (outside the lock). */
-static void DecidePending(void)
+/* Queues work for the worker; FALSE once it is stopping (the caller decides itself). */
+static BOOLEAN Queue(PI_WORK_KIND kind, PI_CONN *conn, NET_BUFFER_LIST *clone, COMPARTMENT_ID compartment)
 {
-    HANDLE done[PI_MAX];
-    int n = 0;
+    if (InterlockedCompareExchange(&gStopping, 0, 0)) return FALSE;
+    PI_WORK *w = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof(PI_WORK), PI_TAG);
+    if (w == NULL) return FALSE;
+    w->Kind = kind;
+    w->Conn = conn;
+    w->Clone = clone;
+    w->Compartment = compartment;
+    ExInterlockedInsertTailList(&gQueue, &w->Link, &gQueueLock);
+    KeSetEvent(&gWorkEvent, IO_NO_INCREMENT, FALSE);
+    return TRUE;
+}
+
+static BOOLEAN OnWorker(void)
+{
+    return gWorkerId != NULL && PsGetCurrentThreadId() == gWorkerId;
+}
+
+/* The decision about a pended connection: record it, then complete the operation (the engine
+ * reauthorizes at ALE_AUTH_CONNECT, where ConnectClassify answers with the decision). */
+static void DecideConnection(PI_CONN *c)
+{
     KLOCK_QUEUE_HANDLE lh;
     KeAcquireInStackQueuedSpinLock(&gLock, &lh);
-    for (int i = 0; i < PI_MAX; i++) {
-        if (gConns[i].State != PI_PENDED) continue;
-        gConns[i].State = gBlock ? PI_BLOCKED : PI_ALLOWED;
-        done[n++] = gConns[i].CompletionContext;
-        gConns[i].CompletionContext = NULL;
-    }
+    HANDLE done = c->CompletionContext;
+    c->CompletionContext = NULL;
+    if (c->State == PI_PENDED) c->State = gBlock ? PI_BLOCKED : PI_ALLOWED;
     KeReleaseInStackQueuedSpinLock(&lh);
-    for (int i = 0; i < n; i++) {
-        FwpsCompleteOperation0(done[i], NULL);
-        InterlockedIncrement(&gCompleted);
+    if (done == NULL) return;
+    FwpsCompleteOperation0(done, NULL);
+    InterlockedIncrement(&gCompleted);
+    if (OnWorker()) InterlockedIncrement(&gOnWorker);
+}
+
+static void NTAPI CloneComplete(void *context, NET_BUFFER_LIST *nbl, BOOLEAN dispatchLevel)
+{
+    UNREFERENCED_PARAMETER(context);
+    UNREFERENCED_PARAMETER(dispatchLevel);
+    if (NT_SUCCESS(NET_BUFFER_LIST_STATUS(nbl))) InterlockedIncrement(&gInjectedOk);
+    else InterlockedIncrement(&gInjectFailed);
+    FwpsFreeCloneNetBufferList0(nbl, 0);
+}
+
+/* The decision about a cloned outbound packet: re-inject it, or drop it (blocked, stopping). */
+static void DecidePacket(PI_WORK *w, BOOLEAN stopping)
+{
+    NTSTATUS status = STATUS_UNSUCCESSFUL;
+    if (!stopping && !gBlock)
+        status = FwpsInjectNetworkSendAsync0(gInjection, NULL, 0, w->Compartment, w->Clone, CloneComplete, NULL);
+    if (!NT_SUCCESS(status)) {
+        FwpsFreeCloneNetBufferList0(w->Clone, 0);
+        InterlockedIncrement(&gDropped);
     }
+}
+
+static void Process(PI_WORK *w, BOOLEAN stopping)
+{
+    if (w->Kind == PI_WORK_CONNECT) DecideConnection(w->Conn);
+    else DecidePacket(w, stopping);
+    ExFreePoolWithTag(w, PI_TAG);
+}
+
+/* Takes and processes every queued entry. */
+static void DrainQueue(BOOLEAN stopping)
+{
+    PLIST_ENTRY e;
+    while ((e = ExInterlockedRemoveHeadList(&gQueue, &gQueueLock)) != NULL)
+        Process(CONTAINING_RECORD(e, PI_WORK, Link), stopping);
+}
+
+static KSTART_ROUTINE WorkerMain;
+static void WorkerMain(PVOID context)
+{
+    UNREFERENCED_PARAMETER(context);
+    gWorkerId = PsGetCurrentThreadId();
+    for (;;) {
+        KeWaitForSingleObject(&gWorkEvent, Executive, KernelMode, FALSE, NULL);
+        BOOLEAN stopping = InterlockedCompareExchange(&gStopping, 0, 0) != 0;
+        DrainQueue(stopping);
+        if (stopping) break;
+    }
+    PsTerminateSystemThread(STATUS_SUCCESS);
+}
+
+static NTSTATUS StartWorker(void)
+{
+    HANDLE h = NULL;
+    InitializeListHead(&gQueue);
+    KeInitializeSpinLock(&gQueueLock);
+    KeInitializeEvent(&gWorkEvent, SynchronizationEvent, FALSE);
+    NTSTATUS status = PsCreateSystemThread(&h, THREAD_ALL_ACCESS, NULL, NULL, NULL, WorkerMain, NULL);
+    if (!NT_SUCCESS(status)) return status;
+    status = ObReferenceObjectByHandle(h, THREAD_ALL_ACCESS, *PsThreadType, KernelMode, (PVOID *)&gWorker, NULL);
+    ZwClose(h);
+    return status;
+}
+
+/* Stops the worker (it finishes the queue first), waits for it, then completes what was queued
+ * after it ended. */
+static void StopWorker(void)
+{
+    InterlockedExchange(&gStopping, 1);
+    if (gWorker != NULL) {
+        KeSetEvent(&gWorkEvent, IO_NO_INCREMENT, FALSE);
+        KeWaitForSingleObject(gWorker, Executive, KernelMode, FALSE, NULL);
+        ObDereferenceObject(gWorker);
+        gWorker = NULL;
+    }
+    if (gQueue.Flink != NULL) DrainQueue(TRUE);
 }
 
 static void Absorb(FWPS_CLASSIFY_OUT0 *out)
@@ -110,6 +223,32 @@ static void Decide(FWPS_CLASSIFY_OUT0 *out, BOOLEAN block)
 {
     out->actionType = block ? FWP_ACTION_BLOCK : FWP_ACTION_PERMIT;
     if (block) out->rights &= ~FWPS_RIGHT_ACTION_WRITE;
+}
+
+/* A free slot, pended for this connection (under gLock); NULL when none or the pend failed. */
+static PI_CONN *PendConnection(const FWPS_INCOMING_METADATA_VALUES0 *meta, UINT16 lport, UINT32 raddr, UINT16 rport)
+{
+    KLOCK_QUEUE_HANDLE lh;
+    KeAcquireInStackQueuedSpinLock(&gLock, &lh);
+    PI_CONN *c = NULL;
+    for (int i = 0; i < PI_MAX && c == NULL; i++)
+        if (gConns[i].State == PI_FREE) c = &gConns[i];
+    NTSTATUS status = STATUS_INSUFFICIENT_RESOURCES;
+    if (c != NULL) {
+        status = FwpsPendOperation0(meta->completionHandle, &c->CompletionContext);
+        if (NT_SUCCESS(status)) {
+            c->State = PI_PENDED;
+            c->LocalPort = lport;
+            c->RemoteAddress = raddr;
+            c->RemotePort = rport;
+        }
+    }
+    KeReleaseInStackQueuedSpinLock(&lh);
+    if (!NT_SUCCESS(status)) {
+        DbgPrint("pendinspect: cannot pend (%#x): deciding now\n", status);
+        return NULL;
+    }
+    return c;
 }
 
 static void NTAPI ConnectClassify(const FWPS_INCOMING_VALUES0 *inFixedValues,
@@ -137,39 +276,15 @@ static void NTAPI ConnectClassify(const FWPS_INCOMING_VALUES0 *inFixedValues,
         Decide(classifyOut, gBlock);
         return;
     }
-    KLOCK_QUEUE_HANDLE lh;
-    KeAcquireInStackQueuedSpinLock(&gLock, &lh);
-    PI_CONN *c = NULL;
-    for (int i = 0; i < PI_MAX && c == NULL; i++)
-        if (gConns[i].State == PI_FREE) c = &gConns[i];
-    NTSTATUS status = STATUS_INSUFFICIENT_RESOURCES;
-    if (c != NULL) {
-        status = FwpsPendOperation0(inMetaValues->completionHandle, &c->CompletionContext);
-        if (NT_SUCCESS(status)) {
-            c->State = PI_PENDED;
-            c->LocalPort = lport;
-            c->RemoteAddress = raddr;
-            c->RemotePort = rport;
-        }
-    }
-    KeReleaseInStackQueuedSpinLock(&lh);
-    if (!NT_SUCCESS(status)) {
-        DbgPrint("pendinspect: cannot pend (%#x): deciding now\n", status);
+    PI_CONN *c = PendConnection(inMetaValues, lport, raddr, rport);
+    if (c == NULL) {
         Decide(classifyOut, gBlock);
         return;
     }
     InterlockedIncrement(&gPended);
     DbgPrint("pendinspect: pended connection to port %u from local port %u\n", rport, lport);
+    if (!Queue(PI_WORK_CONNECT, c, NULL, 0)) DecideConnection(c);
     Absorb(classifyOut);
-}
-
-static void NTAPI CloneComplete(void *context, NET_BUFFER_LIST *nbl, BOOLEAN dispatchLevel)
-{
-    UNREFERENCED_PARAMETER(context);
-    UNREFERENCED_PARAMETER(dispatchLevel);
-    if (NT_SUCCESS(NET_BUFFER_LIST_STATUS(nbl))) InterlockedIncrement(&gInjectedOk);
-    else InterlockedIncrement(&gInjectFailed);
-    FwpsFreeCloneNetBufferList0(nbl, 0);
 }
 
 static void NTAPI OutboundClassify(const FWPS_INCOMING_VALUES0 *inFixedValues,
@@ -196,11 +311,13 @@ static void NTAPI OutboundClassify(const FWPS_INCOMING_VALUES0 *inFixedValues,
     NTSTATUS status = FwpsAllocateCloneNetBufferList0(nbl, NULL, NULL, 0, &clone);
     if (NT_SUCCESS(status)) {
         InterlockedIncrement(&gCloned);
-        status = FwpsInjectNetworkSendAsync0(gInjection, NULL, 0, inMetaValues->compartmentId, clone, CloneComplete, NULL);
-        if (!NT_SUCCESS(status)) FwpsFreeCloneNetBufferList0(clone, 0);
+        if (!Queue(PI_WORK_PACKET, NULL, clone, inMetaValues->compartmentId)) {
+            FwpsFreeCloneNetBufferList0(clone, 0);
+            status = STATUS_INSUFFICIENT_RESOURCES;
+        }
     }
     if (!NT_SUCCESS(status)) {
-        DbgPrint("pendinspect: clone/inject failed %#x: permitting the original\n", status);
+        DbgPrint("pendinspect: clone/queue failed %#x: permitting the original\n", status);
         Decide(classifyOut, FALSE);
         return;
     }
@@ -225,22 +342,6 @@ static void NTAPI InboundClassify(const FWPS_INCOMING_VALUES0 *inFixedValues,
     Decide(classifyOut, s == PI_BLOCKED);
 }
 
-/* Inspection callouts at the IP-packet layers: every packet is a chance to decide. */
-static void NTAPI PumpClassify(const FWPS_INCOMING_VALUES0 *inFixedValues,
-                               const FWPS_INCOMING_METADATA_VALUES0 *inMetaValues, void *layerData,
-                               const void *classifyContext, const FWPS_FILTER3 *filter, UINT64 flowContext,
-                               FWPS_CLASSIFY_OUT0 *classifyOut)
-{
-    UNREFERENCED_PARAMETER(inFixedValues);
-    UNREFERENCED_PARAMETER(inMetaValues);
-    UNREFERENCED_PARAMETER(layerData);
-    UNREFERENCED_PARAMETER(classifyContext);
-    UNREFERENCED_PARAMETER(filter);
-    UNREFERENCED_PARAMETER(flowContext);
-    UNREFERENCED_PARAMETER(classifyOut);
-    DecidePending();
-}
-
 static NTSTATUS NTAPI Notify(FWPS_CALLOUT_NOTIFY_TYPE notifyType, const GUID *filterKey, FWPS_FILTER3 *filter)
 {
     UNREFERENCED_PARAMETER(notifyType);
@@ -249,7 +350,7 @@ static NTSTATUS NTAPI Notify(FWPS_CALLOUT_NOTIFY_TYPE notifyType, const GUID *fi
     return STATUS_SUCCESS;
 }
 
-static NTSTATUS AddFilter(const GUID *callout, const GUID *layer, FWP_ACTION_TYPE action, BOOLEAN byPort, const wchar_t *name)
+static NTSTATUS AddFilter(const GUID *callout, const GUID *layer, const wchar_t *name)
 {
     FWPM_CALLOUT0 mc = { 0 };
     mc.calloutKey = *callout;
@@ -267,9 +368,9 @@ static NTSTATUS AddFilter(const GUID *callout, const GUID *layer, FWP_ACTION_TYP
     f.layerKey = *layer;
     f.subLayerKey = PI_SUBLAYER;
     f.weight.type = FWP_EMPTY;
-    f.numFilterConditions = byPort ? 1 : 0;
-    f.filterCondition = byPort ? &cond : NULL;
-    f.action.type = action;
+    f.numFilterConditions = 1;
+    f.filterCondition = &cond;
+    f.action.type = FWP_ACTION_CALLOUT_TERMINATING;
     f.action.calloutKey = *callout;
     return FwpmFilterAdd0(gEngine, &f, NULL, NULL);
 }
@@ -288,15 +389,11 @@ static NTSTATUS AddPolicy(void)
     sl.weight = 0x400;
     status = FwpmSubLayerAdd0(gEngine, &sl, NULL);
     if (NT_SUCCESS(status))
-        status = AddFilter(&PI_CONNECT_CALLOUT, &FWPM_LAYER_ALE_AUTH_CONNECT_V4, FWP_ACTION_CALLOUT_TERMINATING, TRUE, L"pendinspect connect");
+        status = AddFilter(&PI_CONNECT_CALLOUT, &FWPM_LAYER_ALE_AUTH_CONNECT_V4, L"pendinspect connect");
     if (NT_SUCCESS(status))
-        status = AddFilter(&PI_OUT_CALLOUT, &FWPM_LAYER_OUTBOUND_TRANSPORT_V4, FWP_ACTION_CALLOUT_TERMINATING, TRUE, L"pendinspect out");
+        status = AddFilter(&PI_OUT_CALLOUT, &FWPM_LAYER_OUTBOUND_TRANSPORT_V4, L"pendinspect out");
     if (NT_SUCCESS(status))
-        status = AddFilter(&PI_IN_CALLOUT, &FWPM_LAYER_INBOUND_TRANSPORT_V4, FWP_ACTION_CALLOUT_TERMINATING, TRUE, L"pendinspect in");
-    if (NT_SUCCESS(status))
-        status = AddFilter(&PI_PUMP_IN_CALLOUT, &FWPM_LAYER_INBOUND_IPPACKET_V4, FWP_ACTION_CALLOUT_INSPECTION, FALSE, L"pendinspect pump in");
-    if (NT_SUCCESS(status))
-        status = AddFilter(&PI_PUMP_OUT_CALLOUT, &FWPM_LAYER_OUTBOUND_IPPACKET_V4, FWP_ACTION_CALLOUT_INSPECTION, FALSE, L"pendinspect pump out");
+        status = AddFilter(&PI_IN_CALLOUT, &FWPM_LAYER_INBOUND_TRANSPORT_V4, L"pendinspect in");
     if (!NT_SUCCESS(status)) {
         FwpmTransactionAbort0(gEngine);
         return status;
@@ -311,15 +408,17 @@ void DriverUnload(PDRIVER_OBJECT DriverObject)
     if (gEngine) FwpmEngineClose0(gEngine);
     gEngine = NULL;
     /* Pended operations must be completed before the callouts go (wfp-reference §5.3). */
-    DecidePending();
-    for (int i = 0; i < 5; i++) {
+    StopWorker();
+    for (int i = 0; i < 3; i++) {
         if (gIds[i]) FwpsCalloutUnregisterById0(gIds[i]);
         gIds[i] = 0;
     }
+    /* Returns once every injection made on it has had its completion function called. */
     if (gInjection) FwpsInjectionHandleDestroy0(gInjection);
     gInjection = NULL;
-    DbgPrint("pendinspect: unloaded, pended=%ld completed=%ld cloned=%ld injected=%ld failed=%ld\n", gPended,
-             gCompleted, gCloned, gInjectedOk, gInjectFailed);
+    DbgPrint("pendinspect: unloaded, pended=%ld completed=%ld on_worker=%ld cloned=%ld injected=%ld failed=%ld "
+             "dropped=%ld\n",
+             gPended, gCompleted, gOnWorker, gCloned, gInjectedOk, gInjectFailed, gDropped);
     IoDeleteDevice(gDevice);
 }
 
@@ -373,11 +472,10 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     status = IoCreateDevice(DriverObject, 0, NULL, FILE_DEVICE_NETWORK, FILE_DEVICE_SECURE_OPEN, FALSE, &gDevice);
     if (!NT_SUCCESS(status)) return status;
     status = FwpsInjectionHandleCreate0(AF_INET, FWPS_INJECTION_TYPE_NETWORK, &gInjection);
+    if (NT_SUCCESS(status)) status = StartWorker();
     if (NT_SUCCESS(status)) status = Register(&PI_CONNECT_CALLOUT, ConnectClassify, &gIds[0]);
     if (NT_SUCCESS(status)) status = Register(&PI_OUT_CALLOUT, OutboundClassify, &gIds[1]);
     if (NT_SUCCESS(status)) status = Register(&PI_IN_CALLOUT, InboundClassify, &gIds[2]);
-    if (NT_SUCCESS(status)) status = Register(&PI_PUMP_IN_CALLOUT, PumpClassify, &gIds[3]);
-    if (NT_SUCCESS(status)) status = Register(&PI_PUMP_OUT_CALLOUT, PumpClassify, &gIds[4]);
     if (NT_SUCCESS(status)) status = AddPolicy();
     if (!NT_SUCCESS(status)) {
         DbgPrint("pendinspect: DriverEntry failed %#x\n", status);

@@ -716,6 +716,14 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::ndispool::NdisFreeNetBufferList as *const c_void,
     ),
     Export(
+        "NdisAllocateNetBufferListContext",
+        super::ndispool::NdisAllocateNetBufferListContext as *const c_void,
+    ),
+    Export(
+        "NdisFreeNetBufferListContext",
+        super::ndispool::NdisFreeNetBufferListContext as *const c_void,
+    ),
+    Export(
         "NdisAllocateGenericObject",
         super::ndispool::NdisAllocateGenericObject as *const c_void,
     ),

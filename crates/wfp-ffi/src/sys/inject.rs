@@ -72,10 +72,13 @@ pub(crate) unsafe extern "C" fn FwpsInjectionHandleCreate0(
     )
 }
 
-/// `FwpsInjectionHandleDestroy0`: new injections on the handle fail at once; injections already
-/// accepted still complete (their completion functions run when the data path finishes them), and
-/// the handle goes with the last one. STATUS_SUCCESS either way (the call cannot wait for the data
-/// path, which may be this very thread); STATUS_FWP_INJECT_HANDLE_STALE for an unknown handle.
+/// `FwpsInjectionHandleDestroy0` (wdk-runtime.md §7, wfp-reference §10.4): new injections on the
+/// handle fail at once with STATUS_FWP_INJECT_HANDLE_CLOSING; the call then waits until every
+/// injection already accepted on the handle has had its completion function called (and returned),
+/// as the WDK documents, bounded by [`crate::HostConfig::unload_timeout`] (a Verifier finding when
+/// the bound expires). Above PASSIVE_LEVEL (a completion function or classifyFn destroying its
+/// handle) it cannot wait: the handle goes with its last completion. STATUS_SUCCESS either way;
+/// STATUS_FWP_INJECT_HANDLE_STALE for an unknown handle.
 #[no_mangle]
 pub(crate) extern "C" fn FwpsInjectionHandleDestroy0(handle: *mut c_void) -> NtStatus {
     boundary(
@@ -87,13 +90,57 @@ pub(crate) extern "C" fn FwpsInjectionHandleDestroy0(handle: *mut c_void) -> NtS
                     .engine
                     .destroy_injection_handle(InjectionHandle(handle as u64))
                 {
-                    Status::SUCCESS | Status::PENDING => super::STATUS_SUCCESS,
+                    Status::SUCCESS => super::STATUS_SUCCESS,
+                    Status::PENDING => {
+                        if ctx::irql() == 0 {
+                            wait_for_completions(h, handle as u64);
+                        }
+                        super::STATUS_SUCCESS
+                    }
                     s => nt(s),
                 }
             })
             .unwrap_or(STATUS_INVALID_DEVICE_STATE)
         },
     )
+}
+
+/// Waits (bounded) until no injection on `handle` is outstanding.
+fn wait_for_completions(h: &HostInner, handle: u64) {
+    let deadline = std::time::Instant::now() + h.config.unload_timeout;
+    let mut pause = std::time::Duration::from_micros(50);
+    loop {
+        let left = h.asyncs.lock().injecting.get(&handle).copied().unwrap_or(0);
+        if left == 0 {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            h.finding(crate::verifier::Finding::Assertion {
+                message: format!(
+                    "FwpsInjectionHandleDestroy0: {left} injection(s) on the handle still not \
+                     completed after {:?}",
+                    h.config.unload_timeout
+                ),
+            });
+            return;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Counts an injection accepted on `handle` (`+1`) or finished or refused (`-1`).
+fn count_injection(h: &HostInner, handle: u64, accepted: bool) {
+    let mut st = h.asyncs.lock();
+    let n = st.injecting.entry(handle).or_insert(0);
+    if accepted {
+        *n += 1;
+    } else {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            st.injecting.remove(&handle);
+        }
+    }
 }
 
 /// FWPS_PACKET_INJECTION_STATE of `nbl` relative to `handle`: the indicated list carries the
@@ -169,15 +216,13 @@ struct Call {
     completion_context: *mut c_void,
 }
 
-/// Runs the driver's completion function once, with the list's status set.
-fn completion(
-    host: Weak<HostInner>,
-    driver: usize,
-    f: InjectCompleteFn,
-    call: &Call,
-) -> InjectCompletion {
+/// The engine's completion of one injection: runs the driver's completion function (if it gave
+/// one) once, with the list's status set, then counts the injection finished on its handle.
+fn completion(host: Weak<HostInner>, driver: usize, call: &Call) -> InjectCompletion {
     let context = call.context_for_completion();
     let nbl = call.nbl as usize;
+    let f = call.completion;
+    let handle = call.handle as u64;
     Box::new(move |done: &InjectionCompleted| {
         let Some(h) = host.upgrade() else { return };
         if let Some((b, r)) = h.asyncs.lock().nbls.get_mut(&nbl) {
@@ -185,19 +230,27 @@ fn completion(
             r.packet = None;
             b.nbl.status = done.status.0 as i32;
         }
-        let _bound = ctx::bind(&h, driver, DISPATCH_LEVEL, "completionFn");
-        if !image_loaded(f) {
-            // The driver was unloaded with this injection pending: its code is gone.
-            h.finding(crate::verifier::Finding::Assertion {
-                message: "an injection completed after its driver was unloaded (completion function not called)".into(),
-            });
-            return;
+        if let Some(f) = f {
+            call_completion(&h, driver, f, (context, nbl));
         }
-        // SAFETY: the driver's FWPS_INJECT_COMPLETE0, in an image still mapped (checked above),
-        // with its own context and the list it injected (still recorded; the driver frees it here
-        // or later).
-        unsafe { f(context as *mut c_void, nbl as *mut NetBufferList, 1) };
+        count_injection(&h, handle, false);
     })
+}
+
+/// Calls the driver's FWPS_INJECT_COMPLETE0 with (context, list), unless its image is gone.
+fn call_completion(h: &Arc<HostInner>, driver: usize, f: InjectCompleteFn, args: (usize, usize)) {
+    let _bound = ctx::bind(h, driver, DISPATCH_LEVEL, "completionFn");
+    if !image_loaded(f) {
+        // The driver was unloaded with this injection pending: its code is gone.
+        h.finding(crate::verifier::Finding::Assertion {
+            message: "an injection completed after its driver was unloaded (completion function not called)".into(),
+        });
+        return;
+    }
+    // SAFETY: the driver's FWPS_INJECT_COMPLETE0, in an image still mapped (checked above), with
+    // its own context and the list it injected (still recorded; the driver frees it here or
+    // later).
+    unsafe { f(args.0 as *mut c_void, args.1 as *mut NetBufferList, 1) };
 }
 
 /// Whether `f` lies in a mapped image (dladdr finds the object containing it).
@@ -242,18 +295,22 @@ fn inject_on(h: &HostInner, call: Call) -> NtStatus {
         // Marked before the engine sees it: the completion may run on the data path's thread
         // before this call returns (it sets Completed).
         r.state = NblState::Injected;
-        match r.packet {
+        let packet = match r.packet {
             Some(p) if engine.set_packet_data(p, bytes.clone()) == Status::SUCCESS => (p, false),
             _ => {
                 let p = engine.allocate_packet(bytes);
                 r.packet = Some(p);
                 (p, true)
             }
-        }
+        };
+        // DriverHost::settle waits while the engine has not answered (still under the lock
+        // that made the list Injected).
+        st.inject_calls += 1;
+        packet
     };
-    let completion = call
-        .completion
-        .map(|f| completion(h.me.clone(), ctx::current_driver(), f, &call));
+    let completion = Some(completion(h.me.clone(), ctx::current_driver(), &call));
+    // Counted before the engine sees it: the completion may run before this call returns.
+    count_injection(h, call.handle as u64, true);
     let s = engine.inject(Inject {
         handle: InjectionHandle(call.handle as u64),
         context: call.context as u64,
@@ -261,7 +318,12 @@ fn inject_on(h: &HostInner, call: Call) -> NtStatus {
         packet,
         completion,
     });
+    if !call.nbl.is_null() {
+        let mut st = h.asyncs.lock();
+        st.inject_calls = st.inject_calls.saturating_sub(1);
+    }
     if s != Status::SUCCESS {
+        count_injection(h, call.handle as u64, false);
         // Nothing changed: the driver still holds the list.
         let mut st = h.asyncs.lock();
         if let Some((_, r)) = st.nbls.get_mut(&(call.nbl as usize)) {

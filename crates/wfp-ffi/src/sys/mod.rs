@@ -39,7 +39,7 @@ pub(crate) use exports::{names as exports_names, EXPORTS};
 pub(crate) use fwpm::Sessions;
 pub use kernel::PoolTypeCounts;
 pub use loader::{Driver, DriverOptions, LoadError, UnloadError, UnloadReport};
-pub(crate) use nbl::AsyncState;
+pub(crate) use nbl::{AsyncState, InProgress};
 pub use wdf::{DeviceInfo, IoctlError, IoctlOutput, ParamValue};
 
 /// The kernel-runtime state of one host beyond the engine: handles and thread objects, work

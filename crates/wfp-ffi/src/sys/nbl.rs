@@ -67,6 +67,37 @@ pub(crate) struct OwnedNbl {
     pub(crate) mdl: Mdl,
     /// Storage behind `mdl` (empty when the list describes caller MDLs).
     pub(crate) buf: Vec<u8>,
+    /// The preallocated NET_BUFFER_LIST_CONTEXT block (FwpsAllocateNetBufferAndNetBufferList0
+    /// with contextSize), NULL when none; freed with the list.
+    pub(crate) context: *mut u8,
+}
+
+impl OwnedNbl {
+    /// Gives the list a preallocated context block of `size + backfill` bytes, `size` in use.
+    pub(crate) fn preallocate_context(&mut self, size: u16, backfill: u16) -> bool {
+        let total = usize::from(size) + usize::from(backfill);
+        if total == 0 {
+            return true;
+        }
+        self.context = super::ndispool::new_context_block(total, usize::from(size));
+        self.nbl.context = self.context.cast();
+        !self.context.is_null()
+    }
+}
+
+impl Drop for OwnedNbl {
+    fn drop(&mut self) {
+        // SAFETY: this list is live until the end of this call; its chain ends in the block it
+        // preallocated (or NULL), which was calloc'ed by new_context_block and is freed once.
+        unsafe {
+            super::ndispool::release_added_contexts(
+                &mut self.nbl,
+                self.context,
+                "FwpsFreeNetBufferList0",
+            );
+            libc::free(self.context.cast());
+        }
+    }
 }
 
 /// An empty (all-zero) NET_BUFFER_LIST / NET_BUFFER pair.
@@ -84,6 +115,7 @@ impl OwnedNbl {
             nb,
             mdl: mdl_for(std::ptr::null_mut(), 0),
             buf: bytes.to_vec(),
+            context: std::ptr::null_mut(),
         });
         b.point_at_buf();
         b
@@ -97,6 +129,7 @@ impl OwnedNbl {
             nb,
             mdl: mdl_for(std::ptr::null_mut(), 0),
             buf: Vec::new(),
+            context: std::ptr::null_mut(),
         });
         let (current, current_offset) = locate(chain, offset);
         b.nb.data = NetBufferData {
@@ -214,6 +247,11 @@ pub(crate) struct AsyncState {
     pub(crate) pended_classifies: HashMap<u64, usize>,
     /// Writable layer data handed out (address → record).
     pub(crate) writable: HashMap<usize, super::pend::Writable>,
+    /// Injections accepted and not yet completed, per injection handle
+    /// (FwpsInjectionHandleDestroy0 waits for them).
+    pub(crate) injecting: HashMap<u64, usize>,
+    /// FwpsInject* calls between marking their list Injected and the engine's answer.
+    pub(crate) inject_calls: usize,
 }
 
 // SAFETY: the raw pointers inside point into boxes this state owns (moved with it) or into driver
@@ -221,7 +259,42 @@ pub(crate) struct AsyncState {
 // only reached through the host's mutex.
 unsafe impl Send for AsyncState {}
 
+/// One piece of asynchronous work a driver has started and not finished (see
+/// [`AsyncState::in_progress`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum InProgress {
+    /// An operation pended with FwpsPendOperation0 (its completion context).
+    Operation(u64),
+    /// A classify pended with FwpsPendClassify0 (its classify handle).
+    Classify(u64),
+    /// A FwpsAllocateCloneNetBufferList0 clone the driver holds (its address): not yet injected
+    /// or freed.
+    Clone(usize),
+    /// FwpsInject* calls the engine has not answered yet.
+    InjectCalls,
+}
+
 impl AsyncState {
+    /// Pended operations and classifies not yet completed and clones neither injected nor freed:
+    /// what a driver's own threads may still be deciding about.
+    pub(crate) fn in_progress(&self) -> Vec<InProgress> {
+        let ops = self
+            .pended_operations
+            .keys()
+            .map(|c| InProgress::Operation(*c));
+        let classifies = self
+            .pended_classifies
+            .keys()
+            .map(|h| InProgress::Classify(*h));
+        let clones = self
+            .nbls
+            .iter()
+            .filter(|(_, (_, r))| r.kind == NblKind::Clone && r.state == NblState::Held)
+            .map(|(a, _)| InProgress::Clone(*a));
+        let calls = (self.inject_calls > 0).then_some(InProgress::InjectCalls);
+        ops.chain(classifies).chain(clones).chain(calls).collect()
+    }
+
     /// Records a new list and returns its address.
     pub(crate) fn insert(&mut self, mut b: Box<OwnedNbl>, record: NblRecord) -> *mut NetBufferList {
         let p: *mut NetBufferList = &mut b.nbl;

@@ -35,7 +35,7 @@ fn record(kind: NblKind, packet: Option<wfp_core::inject::PacketId>) -> NblRecor
 pub(crate) unsafe extern "C" fn FwpsAllocateNetBufferAndNetBufferList0(
     pool: *mut c_void,
     context_size: u16,
-    _context_backfill: u16,
+    context_backfill: u16,
     mdl_chain: *mut Mdl,
     data_offset: u32,
     data_length: usize,
@@ -45,11 +45,12 @@ pub(crate) unsafe extern "C" fn FwpsAllocateNetBufferAndNetBufferList0(
         "FwpsAllocateNetBufferAndNetBufferList0",
         STATUS_INVALID_PARAMETER,
         || {
-            // NET_BUFFER_LIST_CONTEXT areas are not offered (docs/c-abi.md): contextSize must be 0.
-            if nbl.is_null() || context_size != 0 {
+            // contextSize / contextBackFill: a preallocated NET_BUFFER_LIST_CONTEXT (multiples
+            // of sizeof(void*), as NdisAllocateNetBufferListContext asks).
+            if nbl.is_null() || context_size % 8 != 0 || context_backfill % 8 != 0 {
                 return STATUS_INVALID_PARAMETER;
             }
-            let b = if mdl_chain.is_null() {
+            let mut b = if mdl_chain.is_null() {
                 if data_length != 0 {
                     return STATUS_INVALID_PARAMETER;
                 }
@@ -57,6 +58,9 @@ pub(crate) unsafe extern "C" fn FwpsAllocateNetBufferAndNetBufferList0(
             } else {
                 OwnedNbl::over_mdls(mdl_chain, data_offset, data_length as u64)
             };
+            if !b.preallocate_context(context_size, context_backfill) {
+                return super::STATUS_INSUFFICIENT_RESOURCES;
+            }
             ctx::with_host(|h| {
                 let mut b = b;
                 let mut r = record(NblKind::Allocated, None);

@@ -42,6 +42,8 @@ struct Pool {
     driver: usize,
     allocate_net_buffer: bool,
     protocol_id: u8,
+    /// NET_BUFFER_LIST_POOL_PARAMETERS.ContextSize: context space preallocated with each list.
+    context_size: u16,
     outstanding: usize,
 }
 
@@ -60,6 +62,8 @@ pub(crate) struct State {
     nbls: HashMap<usize, Nbl>,
     /// Generic object → driver.
     generic: HashMap<usize, usize>,
+    /// NET_BUFFER_LIST_CONTEXT blocks NdisAllocateNetBufferListContext added → driver.
+    contexts: HashMap<usize, usize>,
 }
 
 impl State {
@@ -77,6 +81,10 @@ impl State {
             (
                 "NDIS generic object(s) never freed",
                 self.generic.values().filter(|d| **d == index).count(),
+            ),
+            (
+                "NET_BUFFER_LIST_CONTEXT space from NdisAllocateNetBufferListContext never freed",
+                self.contexts.values().filter(|d| **d == index).count(),
             ),
         ]
     }
@@ -138,6 +146,7 @@ pub(crate) unsafe extern "C" fn NdisAllocateNetBufferListPool(
                         driver: ctx::current_driver(),
                         allocate_net_buffer: p.allocate_net_buffer != 0,
                         protocol_id: p.protocol_id,
+                        context_size: p.context_size,
                         outstanding: 0,
                     },
                 );
@@ -216,10 +225,10 @@ fn allocate_nbl(
             .lock()
             .pools
             .get(&(pool as usize))
-            .map(|p| (p.allocate_net_buffer, p.protocol_id))
+            .map(|p| (p.allocate_net_buffer, p.protocol_id, p.context_size))
     })
     .flatten();
-    let Some((can_nb, protocol)) = known else {
+    let Some((can_nb, protocol, preallocated)) = known else {
         finding(Finding::BadHandle { function });
         return std::ptr::null_mut();
     };
@@ -230,16 +239,15 @@ fn allocate_nbl(
     if nbl.is_null() {
         return std::ptr::null_mut();
     }
-    let total = usize::from(context_size) + usize::from(backfill);
+    // The pool's preallocated space, or more when this call asks for more (Size: all of it;
+    // Offset: the unused part in front of the ContextSize bytes in use).
+    let total = (usize::from(context_size) + usize::from(backfill)).max(usize::from(preallocated));
     let context = if total > 0 {
-        // SAFETY: calloc has no preconditions.
-        let c = unsafe { libc::calloc(1, CONTEXT_HEADER + total) }.cast::<u8>();
-        if !c.is_null() {
-            // SAFETY: the NET_BUFFER_LIST_CONTEXT header just allocated: Next (8), Size, Offset.
-            unsafe {
-                c.add(8).cast::<u16>().write(context_size);
-                c.add(10).cast::<u16>().write(backfill);
-            }
+        let c = new_context_block(total, usize::from(context_size));
+        if c.is_null() {
+            // SAFETY: the NBL calloc'ed above, not yet handed out.
+            unsafe { libc::free(nbl.cast()) };
+            return std::ptr::null_mut();
         }
         c as usize
     } else {
@@ -362,6 +370,8 @@ pub(crate) fn free_ndis_list(nbl: *mut NetBufferList) {
             });
             return;
         };
+        // SAFETY: a live list this runtime made; `n.context` is its preallocated block.
+        unsafe { release_added_contexts(nbl, n.context as *mut u8, "NdisFreeNetBufferList") };
         // SAFETY: the NBL, its context and its NET_BUFFER were calloc'ed by allocate_nbl and
         // were still recorded, so each is freed once. The caller's MDLs are not ours to free.
         unsafe {
@@ -420,6 +430,153 @@ pub(crate) extern "C" fn NdisFreeGenericObject(object: *mut c_void) {
                 what: "NdisFreeGenericObject",
                 address: object as usize,
             });
+        }
+    });
+}
+
+// ---- NET_BUFFER_LIST_CONTEXT (wdk-runtime.md §6) --------------------------------------------
+// A block is {Next (8 bytes), Size (u16), Offset (u16), padding to 16, ContextData[Size]}: Size is
+// all of the data space, Offset its unused front part (the used data starts at ContextData +
+// Offset, where NET_BUFFER_LIST_CONTEXT_DATA_START points).
+
+/// A zeroed context block with `total` bytes of data space, `used` of them in use (at its end).
+pub(crate) fn new_context_block(total: usize, used: usize) -> *mut u8 {
+    let (Ok(size), Ok(offset)) = (u16::try_from(total), u16::try_from(total - used.min(total)))
+    else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: calloc has no preconditions; NULL is returned to the caller.
+    let c = unsafe { libc::calloc(1, CONTEXT_HEADER + total) }.cast::<u8>();
+    if !c.is_null() {
+        // SAFETY: the header of the block just allocated: Next (NULL), Size, Offset.
+        unsafe {
+            c.add(8).cast::<u16>().write(size);
+            c.add(10).cast::<u16>().write(offset);
+        }
+    }
+    c
+}
+
+/// Frees the blocks NdisAllocateNetBufferListContext put in front of `preallocated` in the list's
+/// context chain (a driver that frees a list without NdisFreeNetBufferListContext first: a
+/// finding) and leaves the chain at `preallocated`.
+///
+/// # Safety
+/// `nbl` is a live NET_BUFFER_LIST whose context chain ends in `preallocated` (or NULL).
+pub(crate) unsafe fn release_added_contexts(
+    nbl: *mut NetBufferList,
+    preallocated: *mut u8,
+    what: &'static str,
+) {
+    let mut freed = 0;
+    // SAFETY: per the contract; every block before `preallocated` was added (calloc'ed) by
+    // NdisAllocateNetBufferListContext and is linked once.
+    unsafe {
+        let mut c = (*nbl).context.cast::<u8>();
+        while !c.is_null() && c != preallocated {
+            let next = c.cast::<*mut u8>().read();
+            ctx::with_host(|h| h.rt.ndis.lock().contexts.remove(&(c as usize)));
+            libc::free(c.cast());
+            freed += 1;
+            c = next;
+        }
+        (*nbl).context = preallocated.cast();
+    }
+    if freed > 0 {
+        finding(Finding::Assertion {
+            message: format!("{what}: {freed} NET_BUFFER_LIST_CONTEXT block(s) from NdisAllocateNetBufferListContext not freed with NdisFreeNetBufferListContext first"),
+        });
+    }
+}
+
+/// `NdisAllocateNetBufferListContext`: `size` more bytes of context in use — taken from the
+/// unused front of the current block (Offset decreases) or from a new block of `size + backfill`
+/// bytes put in front of the chain. Sizes must be multiples of sizeof(void*).
+#[no_mangle]
+pub(crate) unsafe extern "C" fn NdisAllocateNetBufferListContext(
+    nbl: *mut NetBufferList,
+    size: u16,
+    backfill: u16,
+    _tag: u32,
+) -> i32 {
+    boundary(
+        "NdisAllocateNetBufferListContext",
+        super::STATUS_INVALID_PARAMETER,
+        || {
+            super::ctx::check_irql("NdisAllocateNetBufferListContext", 2);
+            if nbl.is_null() || size == 0 || size % 8 != 0 || backfill % 8 != 0 {
+                return super::STATUS_INVALID_PARAMETER;
+            }
+            // SAFETY: the caller's live NET_BUFFER_LIST and its context chain.
+            unsafe {
+                let c = (*nbl).context.cast::<u8>();
+                if !c.is_null() {
+                    let offset = c.add(10).cast::<u16>();
+                    if offset.read() >= size {
+                        offset.write(offset.read() - size);
+                        return super::STATUS_SUCCESS;
+                    }
+                }
+                let total = usize::from(size) + usize::from(backfill);
+                let n = new_context_block(total, usize::from(size));
+                if n.is_null() {
+                    return super::STATUS_INSUFFICIENT_RESOURCES;
+                }
+                n.cast::<*mut u8>().write(c);
+                (*nbl).context = n.cast();
+                ctx::with_host(|h| {
+                    h.rt.ndis
+                        .lock()
+                        .contexts
+                        .insert(n as usize, ctx::current_driver())
+                });
+            }
+            super::STATUS_SUCCESS
+        },
+    )
+}
+
+/// `NdisFreeNetBufferListContext`: `size` bytes of context no longer in use (Offset increases);
+/// a block NdisAllocateNetBufferListContext added goes once none of it is in use. Freeing more
+/// than is in use is a finding (nothing changes).
+#[no_mangle]
+pub(crate) unsafe extern "C" fn NdisFreeNetBufferListContext(nbl: *mut NetBufferList, size: u16) {
+    boundary("NdisFreeNetBufferListContext", (), || {
+        super::ctx::check_irql("NdisFreeNetBufferListContext", 2);
+        // SAFETY: the caller's live NET_BUFFER_LIST and its context chain.
+        unsafe {
+            let c = if nbl.is_null() {
+                std::ptr::null_mut()
+            } else {
+                (*nbl).context.cast::<u8>()
+            };
+            if c.is_null() {
+                finding(Finding::Assertion {
+                    message: "NdisFreeNetBufferListContext: the list has no context".into(),
+                });
+                return;
+            }
+            let total = c.add(8).cast::<u16>().read();
+            let offset = c.add(10).cast::<u16>();
+            let used = total - offset.read().min(total);
+            if size > used {
+                finding(Finding::Assertion {
+                    message: format!(
+                        "NdisFreeNetBufferListContext: {size} bytes freed, {used} in use"
+                    ),
+                });
+                return;
+            }
+            offset.write(offset.read() + size);
+            if size == used {
+                let added = ctx::with_host(|h| h.rt.ndis.lock().contexts.remove(&(c as usize)))
+                    .flatten()
+                    .is_some();
+                if added {
+                    (*nbl).context = c.cast::<*mut c_void>().read();
+                    libc::free(c.cast());
+                }
+            }
         }
     });
 }

@@ -6,9 +6,10 @@
 
 use std::ffi::c_void;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use wfp_core::pend::{ClassifyHandle, CompletionContext, CompletionHandle};
-use wfp_core::redirect::{RedirectHandle, RedirectRequest, RequestKind};
+use wfp_core::redirect::{RedirectContextOwner, RedirectHandle, RedirectRequest, RequestKind};
 use wfp_core::{ActionType, ClassifyOut, ClassifyOutFlags, FilterId, Rights, Status};
 
 use super::ctx;
@@ -151,13 +152,16 @@ pub(crate) extern "C" fn FwpsCompleteOperation0(
                     }
                 }
             };
-            h.asyncs
-                .lock()
-                .pended_operations
-                .remove(&(completion_context as u64));
-            let s = h
-                .engine
-                .complete_operation(CompletionContext(completion_context as u64), packet);
+            let key = completion_context as u64;
+            let recorded = h.asyncs.lock().pended_operations.contains_key(&key);
+            let s = complete_when_pended(
+                h,
+                CompletionContext(completion_context as u64),
+                packet,
+                recorded,
+            );
+            // Forgotten only now: DriverHost::settle waits while it is recorded.
+            h.asyncs.lock().pended_operations.remove(&key);
             if s != Status::SUCCESS {
                 h.finding(crate::verifier::Finding::Assertion {
                     message: format!(
@@ -168,6 +172,31 @@ pub(crate) extern "C" fn FwpsCompleteOperation0(
             }
         });
     });
+}
+
+/// Completes `context`. A driver thread may complete an operation while the classifyFn that
+/// pended it is still running on another thread (the WDK "inspect" sample queues the work before
+/// returning): the engine knows the operation as pended only once that classify returned, so a
+/// completion of an operation this runtime saw pended is retried, bounded by
+/// [`crate::HostConfig::unload_timeout`], until it does. Inside a classifyFn (this thread's own
+/// classify cannot return meanwhile) it is not retried.
+fn complete_when_pended(
+    h: &crate::host::HostInner,
+    context: CompletionContext,
+    packet: Option<wfp_core::inject::PacketId>,
+    recorded: bool,
+) -> Status {
+    let deadline = std::time::Instant::now() + h.config.unload_timeout;
+    let retry = recorded && invocation::current_address().is_null();
+    let mut pause = std::time::Duration::from_micros(20);
+    loop {
+        let s = h.engine.complete_operation(context, packet);
+        if s != Status::FWP_NOT_FOUND || !retry || std::time::Instant::now() >= deadline {
+            return s;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(1));
+    }
 }
 
 #[no_mangle]
@@ -424,7 +453,10 @@ pub(crate) extern "C" fn FwpsApplyModifiedLayerData0(
                     ),
                 });
             }
-            let req = modified_request(&w);
+            let mut req = modified_request(&w);
+            if req.redirect_context != 0 && req.redirect_context != w.original.redirect_context {
+                req.redirect_context_owner = context_owner(h, req.redirect_context);
+            }
             let s = h
                 .engine
                 .apply_modified_layer_data(w.handle, w.filter, req, flags);
@@ -435,6 +467,27 @@ pub(crate) extern "C" fn FwpsApplyModifiedLayerData0(
             }
         });
     });
+}
+
+/// `localRedirectContext` (wfp-reference §10.3; WDK: "The filter engine frees this memory"): the
+/// pool block goes from the driver to the engine — out of the driver's pool accounting (so it is
+/// never reported as leaked) — and is freed with ExFreePool semantics when the engine drops it
+/// (its redirect record destroyed). A pointer the pool never handed out is a finding and stays
+/// the driver's (an opaque value the engine never frees).
+fn context_owner(h: &crate::host::HostInner, context: u64) -> Option<Arc<RedirectContextOwner>> {
+    if h.tracker.lock().pool.remove(&(context as usize)).is_none() {
+        h.finding(crate::verifier::Finding::Assertion {
+            message: format!(
+                "FwpsApplyModifiedLayerData0: localRedirectContext {context:#x} is not memory from ExAllocatePool*"
+            ),
+        });
+        return None;
+    }
+    Some(Arc::new(RedirectContextOwner::new(move || {
+        // SAFETY: a live pool block (posix_memalign) taken out of the tracker above, so nothing
+        // else frees it; the engine runs this once, when it drops the owner.
+        unsafe { libc::free(context as usize as *mut c_void) };
+    })))
 }
 
 /// Unload protocol (wfp-reference §5.3, §10.1–§10.2): the operations and classifies `driver`

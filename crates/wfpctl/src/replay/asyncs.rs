@@ -88,6 +88,10 @@ struct OutputLine<'a> {
 impl Replayer {
     /// Applies what callouts did since the last packet, at `now`, and writes the outputs.
     pub(super) fn apply_async(&mut self, now: Timestamp) -> Result<(), ReplayError> {
+        // Decisions C drivers take on their own threads (bounded wait), so they land here.
+        if let Some(settle) = self.settle.as_mut() {
+            settle();
+        }
         // The built-ins' worker first (pend decisions, out-of-band stream edits): what it
         // completes and injects is applied by this same `handle_async`.
         self.host.worker.run(self.shim.engine());

@@ -201,7 +201,10 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             path: args.capture.clone(),
             source,
         })?;
-    let replayer = replayer(args, engine, host)?;
+    let mut replayer = replayer(args, engine, host)?;
+    if !args.drivers.is_empty() {
+        replayer.settle_with(drivers.settler());
+    }
 
     let size = std::fs::metadata(&args.capture).map_or(0, |m| m.len());
     let bar = progress_bar(args, size);

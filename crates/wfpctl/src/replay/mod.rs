@@ -247,6 +247,9 @@ pub struct Replayer {
     tunnels: decap::TunnelInterfaces,
     /// Packets released or injected asynchronously ([`asyncs`]).
     async_outputs: u64,
+    /// Runs first at every asynchronous point: waits (bounded) for work C drivers do on their
+    /// own threads ([`wfp_ffi::DriverHost::settle`]).
+    settle: Option<Box<dyn FnMut() + Send>>,
 }
 
 impl Replayer {
@@ -290,7 +293,14 @@ impl Replayer {
             order: Vec::with_capacity(wfp_pcap::MAX_ENCAP_DEPTH + 1),
             tunnels: decap::TunnelInterfaces::default(),
             async_outputs: 0,
+            settle: None,
         }
+    }
+
+    /// Runs `settle` at the start of every asynchronous point (after each packet), before the
+    /// completions and injections made since are applied.
+    pub fn settle_with(&mut self, settle: Box<dyn FnMut() + Send>) {
+        self.settle = Some(settle);
     }
 
     /// Writes one JSON line per packet to `out` (`path` names it in errors).
