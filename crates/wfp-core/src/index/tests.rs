@@ -944,7 +944,12 @@ fn check_delta_index(
     for values in inputs {
         let mut cursor = super::Cursor::default();
         let mut got = Vec::new();
-        while let Some(f) = index.next(values, &mut cursor) {
+        while let Some(hit) = index.next(values, &mut cursor) {
+            let f = hit.filter;
+            // The head is the filter's, whichever run (or the added filters) it came from.
+            prop_assert_eq!(hit.head.filter_id, f.filter_id);
+            prop_assert_eq!(hit.head.action, f.action);
+            prop_assert_eq!(hit.callout_id(), f.callout_id);
             let at = live.iter().position(|l| Arc::ptr_eq(l, f));
             prop_assert_eq!(Some(index.rank(f)), at.map(|i| i + 1), "rank");
             got.push(f.filter_id.0);
