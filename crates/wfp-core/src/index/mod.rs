@@ -9,7 +9,8 @@
 //!    │ intervals on ≤ 8 dimensions, or "residual"      │ missing or of another type)
 //!    ▼                                                 ▼
 //!  boxes ─► tuple tables (boxes with equal prefix   prune maps: AND of per-dimension table sets
-//!           lengths, hashed on those prefixes)        → candidate tables, best position first
+//!           lengths — or merged, for hard sets —      → candidate tables, best position first
+//!           hashed on those prefixes)
 //!        ─► prune maps (per dimension: key block     → presence filter → hash slot → bounds
 //!           → set of tables reaching it)              → residual check (only when needed)
 //!                                                     stop when no table left can do better
@@ -29,6 +30,11 @@
 //! per-dimension table pruning) is described in `tuple.rs`; `compile.rs` turns conditions into
 //! boxes; `prune.rs` builds the pruning maps; `delta.rs` holds tombstones and the added filters of
 //! a snapshot (`layer.rs` applies a transaction's filter changes to a layer's published view).
+//!
+//! Each run also keeps a 16-byte *head* per position (filter id, action, clear-right flag): a
+//! classify that ends at a static filter decides from the head ([`Hit`]) without reading the
+//! filter object. Application ids (byte blobs) are keyed on a hash, confirmed by the full matcher
+//! (`compile.rs`).
 //!
 //! Contract: `SublayerIndex::next` yields exactly what a linear scan over the sublayer's filters
 //! in evaluation order (effective weight descending, then filter id; §7.3) yields —
