@@ -32,7 +32,7 @@
 //! a snapshot (`layer.rs` applies a transaction's filter changes to a layer's published view).
 //!
 //! Each run also keeps a 16-byte *head* per position (filter id, action, clear-right flag): a
-//! classify that ends at a static filter decides from the head ([`Hit`]) without reading the
+//! classify that ends at a static filter decides from the head (`Hit`) without reading the
 //! filter object. Application ids (byte blobs) are keyed on a hash, confirmed by the full matcher
 //! (`compile.rs`).
 //!

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use crate::filter::RtFilter;
 use crate::value::Value;
 
-use super::compile::{Compiled, Dim, MAX_DIMS};
+use super::compile::{Compiled, Dim, FieldKind, MAX_DIMS};
 use super::prune::{MapShape, Prune, MERGED_PRUNE_BITS, PRUNE_BITS};
 
 /// At most this many tables (one bit each in the pruning sets).
@@ -697,7 +697,11 @@ fn key_bits(tuple: &[u8; MAX_DIMS]) -> u32 {
 fn relax(lens: &[u8; MAX_DIMS], dims: &[Dim]) -> [u8; MAX_DIMS] {
     let mut rounded = [0u8; MAX_DIMS];
     for ((r, &l), d) in rounded.iter_mut().zip(lens).zip(dims) {
-        *r = merge_round(d.width, l);
+        // Hashed blobs (application ids) take a handful of values: keying on them alone would
+        // pile every box of one application into one bucket.
+        if d.kind != FieldKind::Blob {
+            *r = merge_round(d.width, l);
+        }
     }
     let mut order: Vec<usize> = (0..dims.len().min(MAX_DIMS)).collect();
     order.sort_by_key(|&d| (std::cmp::Reverse(rounded.get(d).copied().unwrap_or(0)), d));
