@@ -132,3 +132,33 @@ fn a_hard_set_equals_the_scans() {
         }
     }
 }
+
+/// The worst case the merged tables guard: a generated hard set large enough for several merge
+/// epochs (4,096 boxes and more; see `tuple.rs`), with the first and the continued answers (as
+/// for CONTINUE) compared with both scans.
+#[test]
+fn a_hard_set_over_several_merge_epochs_equals_the_scans() {
+    use wfp_bench::{hard, linear::TightScan};
+    let rules = hard::generate(8_500, 21);
+    let headers = hard::corner_headers(&rules, 1, 22);
+    let filters = &load(&rules);
+    let index = Index::build(classbench::LAYER, filters).expect("layer");
+    assert!(
+        index.stats().tables > 64,
+        "merged tables, one set per epoch"
+    );
+    let tight = TightScan::new(&rules);
+    for (k, h) in headers.iter().enumerate().step_by(2) {
+        let v = classbench::header_values(h);
+        let got = index.next_match(filters, &v, 0);
+        assert_eq!(got, tight.first_match(h), "{h:?}");
+        if k % 20 == 0 {
+            let mut from = 0;
+            for _ in 0..4 {
+                let next = index.next_match(filters, &v, from);
+                assert_eq!(next, scan(filters, &v, from), "{h:?} from {from}");
+                from = next.map_or(filters.len(), |i| i + 1);
+            }
+        }
+    }
+}

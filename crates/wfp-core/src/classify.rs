@@ -22,6 +22,7 @@ use crate::engine::{
 };
 use crate::filter::{CalloutId, FilterId, RtFilter};
 use crate::guid::Guid;
+use crate::index::Hit;
 use crate::redirect::RedirectSlot;
 use crate::value::Value;
 
@@ -385,7 +386,8 @@ impl Engine {
             let mut cursor = crate::index::Cursor::default();
             // Filters of the sublayer walked past so far (for the trace).
             let mut walked = 0;
-            while let Some(f) = sub.index.next(values, &mut cursor) {
+            while let Some(hit) = sub.index.next(values, &mut cursor) {
+                let f = hit.filter;
                 if let Some(t) = trace.as_deref_mut() {
                     let rank = sub.index.rank(f);
                     t.not_matched += rank.saturating_sub(walked + 1);
@@ -393,7 +395,7 @@ impl Engine {
                 }
                 st.considered = st.considered.saturating_add(1);
                 let before = (st.action, st.write);
-                let table: &[Option<Arc<Registered>>] = if f.action.is_callout() {
+                let table: &[Option<Arc<Registered>>] = if hit.head.action.is_callout() {
                     pure = false;
                     registry.get_or_insert_with(|| self.registry.snapshot())
                 } else {
@@ -405,11 +407,11 @@ impl Engine {
                     flow,
                     extras,
                 };
-                let eval = self.evaluate(f, &st, table, &call, layer_data);
+                let eval = self.evaluate(&hit, &st, table, &call, layer_data);
                 // A PERMIT/BLOCK ends the sublayer even when a hard decision ignores it (§7.3, §7.5).
                 let ends_sublayer = !matches!(eval, Eval::Continue(_));
                 let stream_stop = matches!(eval, Eval::Stream(_));
-                let outcome = self.apply(&mut st, f, eval, &call);
+                let outcome = self.apply(&mut st, &hit, eval, &call);
                 if let Some(t) = trace.as_deref_mut() {
                     t.steps.push(TraceStep {
                         sublayer: sub.key,
@@ -443,15 +445,16 @@ impl Engine {
 
     fn evaluate(
         &self,
-        f: &RtFilter,
+        hit: &Hit<'_>,
         st: &State,
         registry: &[Option<Arc<Registered>>],
         call: &Call<'_>,
         layer_data: &mut LayerData<'_>,
     ) -> Eval {
-        match f.action {
+        // Static filters from the index's head alone (the filter object is not read).
+        match hit.head.action {
             ActionType::PERMIT => {
-                let clears = f.flags.contains(RtFilterFlags::CLEAR_ACTION_RIGHT);
+                let clears = hit.head.clears;
                 return Eval::Decision(
                     ActionType::PERMIT,
                     clears,
@@ -469,6 +472,7 @@ impl Engine {
             }
             _ => {}
         }
+        let f: &RtFilter = hit.filter;
         let reg = f
             .callout_id
             .and_then(|id| registry.get(id.0 as usize))
@@ -605,7 +609,7 @@ impl Engine {
             .iter()
             .flat_map(|s| {
                 let mut cursor = crate::index::Cursor::default();
-                std::iter::from_fn(move || s.index.next(values, &mut cursor))
+                std::iter::from_fn(move || s.index.next(values, &mut cursor).map(|h| h.filter))
             })
             .cloned()
             .collect()
@@ -731,7 +735,8 @@ impl Engine {
         }
     }
 
-    fn apply(&self, st: &mut State, f: &RtFilter, eval: Eval, call: &Call<'_>) -> StepOutcome {
+    fn apply(&self, st: &mut State, hit: &Hit<'_>, eval: Eval, call: &Call<'_>) -> StepOutcome {
+        let f = hit.filter;
         match eval {
             Eval::Continue(o) => o,
             Eval::Stream(v) => {
@@ -743,8 +748,8 @@ impl Engine {
                 if st.write || st.action == ActionType::NONE_NO_MATCH {
                     st.action = res;
                     st.write = !clears;
-                    st.deciding = Some(f.filter_id);
-                    st.deciding_callout = f.callout_id;
+                    st.deciding = Some(hit.head.filter_id);
+                    st.deciding_callout = hit.callout_id();
                     st.flags = if res == ActionType::BLOCK {
                         flags
                     } else {
@@ -765,7 +770,7 @@ impl Engine {
                     }
                 } else if st.action == ActionType::PERMIT
                     && res == ActionType::BLOCK
-                    && !f.action.is_callout()
+                    && !hit.head.action.is_callout()
                     && self.options.static_veto
                 {
                     self.veto(st, f, flags, call)

@@ -7,6 +7,11 @@
 //! FWP_EMPTY. Such a group becomes a set of boxes; every other group stays *residual* and is checked
 //! afterwards by the real matcher ([`crate::condition::ConditionSet::matches`]).
 //!
+//! Byte blobs (application ids) are the one exception to exactness: an EQUAL group on a blob
+//! field is keyed on a hash of the bytes (a superset of the matching values) *and* stays residual,
+//! so candidates are confirmed by the full matcher — but only candidates with the right hash,
+//! instead of every filter carrying such a condition (issue 15, fallback path).
+//!
 //! Invariant (what makes the index exact): for a compiled filter `f` and any incoming values `v`,
 //! `f.conditions().matches(v)` ⇔ ∃ box `b` of `f`: every required dimension of `v` is present and
 //! inside `b`, and (when `f` has residual groups) the full matcher accepts `v`.
@@ -37,6 +42,25 @@ pub(super) enum FieldKind {
     I64,
     Mac,
     V6,
+    /// FWP_BYTE_BLOB_TYPE (application ids): keyed on a 32-bit hash of the bytes. Only EQUAL is
+    /// keyed, and only as a superset (equal bytes have equal hashes): the group also stays
+    /// residual, so the full matcher confirms every candidate (issue 15, fallback path).
+    Blob,
+}
+
+/// The 32-bit key of a byte blob (a fixed multiply-xor hash over 8-byte words; no per-process
+/// seed, so equal bytes always give equal keys).
+fn blob_key(b: &[u8]) -> u128 {
+    let mut h = 0x9E37_79B9_7F4A_7C15u64 ^ b.len() as u64;
+    for chunk in b.chunks(8) {
+        let mut w = [0u8; 8];
+        if let Some(dst) = w.get_mut(..chunk.len()) {
+            dst.copy_from_slice(chunk);
+        }
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        h ^= h >> 32;
+    }
+    u128::from(h as u32)
 }
 
 impl FieldKind {
@@ -53,6 +77,7 @@ impl FieldKind {
             DataType::Int64 => Self::I64,
             DataType::ByteArray6 => Self::Mac,
             DataType::ByteArray16 => Self::V6,
+            DataType::ByteBlob => Self::Blob,
             _ => return None,
         })
     }
@@ -62,7 +87,7 @@ impl FieldKind {
         match self {
             Self::U8 | Self::I8 => 8,
             Self::U16 | Self::I16 => 16,
-            Self::U32 | Self::I32 => 32,
+            Self::U32 | Self::I32 | Self::Blob => 32,
             Self::U64 | Self::I64 => 64,
             Self::Mac => 48,
             Self::V6 => 128,
@@ -106,6 +131,7 @@ impl FieldKind {
                 m.iter().fold(0u128, |a, b| (a << 8) | u128::from(*b))
             }
             (Self::V6, Value::ByteArray16(b)) => u128::from_be_bytes(*b),
+            (Self::Blob, Value::ByteBlob(b)) => blob_key(b),
             _ => return None,
         })
     }
@@ -329,6 +355,11 @@ pub(super) fn compile(dims: &[Dim], conditions: &[Condition]) -> Compiled {
             continue;
         }
         done.push(field);
+        if kind == FieldKind::Blob {
+            // Hashed keys: the boxes hold every matching value but maybe others: confirmed.
+            mark(gi);
+            any_residual = true;
+        }
         let set = merge(set);
         let boxes: FieldBoxes = if kind == FieldKind::V6 {
             set.iter().flat_map(|&(lo, hi)| v6_boxes(lo, hi)).collect()
@@ -429,6 +460,13 @@ pub(crate) fn group_intervals(group: &[Condition], t: DataType) -> Option<Vec<(u
 /// The exact set of `kind`-typed keys a condition accepts, as inclusive intervals; `None` when the
 /// condition is not exactly an interval set over typed values (it then stays residual).
 fn intervals(c: &Condition, kind: FieldKind) -> Option<Vec<(u128, u128)>> {
+    if kind == FieldKind::Blob {
+        // Hash keys keep only equality: one key per EQUAL value (a superset, see `compile`).
+        return match (&c.value, c.match_type) {
+            (ConditionValue::Value(v), MatchType::Equal) => kind.key(v).map(|k| vec![(k, k)]),
+            _ => None,
+        };
+    }
     let max = kind.max();
     let complement = |lo: u128, hi: u128| -> Vec<(u128, u128)> {
         let mut out = Vec::with_capacity(2);

@@ -9,7 +9,8 @@
 //!    │ intervals on ≤ 8 dimensions, or "residual"      │ missing or of another type)
 //!    ▼                                                 ▼
 //!  boxes ─► tuple tables (boxes with equal prefix   prune maps: AND of per-dimension table sets
-//!           lengths, hashed on those prefixes)        → candidate tables, best position first
+//!           lengths — or merged, for hard sets —      → candidate tables, best position first
+//!           hashed on those prefixes)
 //!        ─► prune maps (per dimension: key block     → presence filter → hash slot → bounds
 //!           → set of tables reaching it)              → residual check (only when needed)
 //!                                                     stop when no table left can do better
@@ -29,6 +30,11 @@
 //! per-dimension table pruning) is described in `tuple.rs`; `compile.rs` turns conditions into
 //! boxes; `prune.rs` builds the pruning maps; `delta.rs` holds tombstones and the added filters of
 //! a snapshot (`layer.rs` applies a transaction's filter changes to a layer's published view).
+//!
+//! Each run also keeps a 16-byte *head* per position (filter id, action, clear-right flag): a
+//! classify that ends at a static filter decides from the head (`Hit`) without reading the
+//! filter object. Application ids (byte blobs) are keyed on a hash, confirmed by the full matcher
+//! (`compile.rs`).
 //!
 //! Contract: `SublayerIndex::next` yields exactly what a linear scan over the sublayer's filters
 //! in evaluation order (effective weight descending, then filter id; §7.3) yields —
@@ -64,7 +70,8 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use crate::catalogue::LayerDef;
-use crate::filter::RtFilter;
+use crate::constants::{ActionType, RtFilterFlags};
+use crate::filter::{CalloutId, FilterId, RtFilter};
 use crate::value::Value;
 
 use delta::{Added, Dead, Delta};
@@ -102,11 +109,54 @@ struct Run {
     dead: Dead,
 }
 
-/// The filters of a run in evaluation order, and their index.
+/// The filters of a run in evaluation order, their heads (same positions) and their index.
 #[derive(Debug, Default)]
 struct Base {
     filters: Vec<Arc<RtFilter>>,
+    heads: Vec<Head>,
     inner: Inner,
+}
+
+/// What arbitration needs of a static (PERMIT/BLOCK) filter, kept next to the index so that a
+/// classify ending at a static filter does not touch the filter object — a cache miss or two on
+/// large policies (issue 15: `Engine::classify` cost against the index's).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Head {
+    pub(crate) filter_id: FilterId,
+    pub(crate) action: ActionType,
+    /// FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT.
+    pub(crate) clears: bool,
+    /// The filter has a callout id (read from the filter when set).
+    has_callout: bool,
+}
+
+impl Head {
+    fn of(f: &RtFilter) -> Self {
+        Self {
+            filter_id: f.filter_id,
+            action: f.action,
+            clears: f.flags.contains(RtFilterFlags::CLEAR_ACTION_RIGHT),
+            has_callout: f.callout_id.is_some(),
+        }
+    }
+}
+
+/// A matching filter: the filter and its head.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hit<'a> {
+    pub(crate) filter: &'a Arc<RtFilter>,
+    pub(crate) head: Head,
+}
+
+impl Hit<'_> {
+    /// The filter's callout id (the filter is read only when it has one).
+    pub(crate) fn callout_id(&self) -> Option<CalloutId> {
+        if self.head.has_callout {
+            self.filter.callout_id
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -278,11 +328,14 @@ impl SublayerIndex {
 
     /// The next matching filter after `cursor`, in evaluation order; advances `cursor` past it.
     #[inline]
-    pub(crate) fn next(&self, values: &[Value], cursor: &mut Cursor) -> Option<&Arc<RtFilter>> {
+    pub(crate) fn next(&self, values: &[Value], cursor: &mut Cursor) -> Option<Hit<'_>> {
         if let ([run], true) = (self.runs.as_slice(), self.delta.added.is_empty()) {
             let i = run.next_live(values, cursor.runs[0])?;
             cursor.runs[0] = i + 1;
-            return run.base.filters.get(i);
+            return Some(Hit {
+                filter: run.base.filters.get(i)?,
+                head: *run.base.heads.get(i)?,
+            });
         }
         // (run, position, filter); run MAX_RUNS: the added filters.
         let mut best: Option<(usize, usize, &Arc<RtFilter>)> = None;
@@ -309,7 +362,10 @@ impl SublayerIndex {
             Some(c) => *c = i + 1,
             None => cursor.added = i + 1,
         }
-        Some(f)
+        Some(Hit {
+            filter: f,
+            head: Head::of(f),
+        })
     }
 
     /// Live filters up to and including `f` in evaluation order (matching or not): with
@@ -421,7 +477,9 @@ impl SublayerIndex {
                 s.max_bucket = s.max_bucket.max(one.max_bucket);
                 s.bytes += one.bytes;
             }
-            s.bytes += r.base.filters.capacity() * 8 + r.dead.bytes();
+            s.bytes += r.base.filters.capacity() * 8
+                + r.base.heads.capacity() * std::mem::size_of::<Head>()
+                + r.dead.bytes();
         }
         s.bytes += self.delta.bytes();
         s
@@ -454,9 +512,14 @@ impl Run {
 
 impl Base {
     fn scanned(filters: Vec<Arc<RtFilter>>) -> Self {
+        Self::with_inner(filters, Inner::Scan)
+    }
+
+    fn with_inner(filters: Vec<Arc<RtFilter>>, inner: Inner) -> Self {
         Self {
+            heads: filters.iter().map(|f| Head::of(f)).collect(),
             filters,
-            inner: Inner::Scan,
+            inner,
         }
     }
 
@@ -474,10 +537,7 @@ impl Base {
             return Self::scanned(filters);
         };
         let index = TupleIndex::build(dims, &compiled, params);
-        Self {
-            filters,
-            inner: Inner::Tuples(index),
-        }
+        Self::with_inner(filters, Inner::Tuples(index))
     }
 
     /// The position of `f` in the base (found by evaluation order, confirmed by filter id).

@@ -10,8 +10,23 @@ use std::collections::HashMap;
 
 use super::compile::Dim;
 
-/// Keys are pruned on at most this many leading bits.
-const PRUNE_BITS: u32 = 16;
+/// Keys are pruned on at most this many leading bits (exact-tuple indexes: few tables, so small
+/// sets).
+pub(super) const PRUNE_BITS: u32 = 16;
+
+/// Keys of indexes with merged tables are pruned on fewer bits: they have several times more
+/// tables (so longer sets), and 16-bit blocks would give nearly every block its own set — a map
+/// larger than the tables and a cache miss per dimension (measured on the hard sets of
+/// `wfp-bench`: 10 bits halves the lookup time of 16).
+pub(super) const MERGED_PRUNE_BITS: u32 = 10;
+
+/// The shape of a dimension's map: tables, words per set, leading key bits per block.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct MapShape {
+    pub(super) tables: usize,
+    pub(super) words: usize,
+    pub(super) block_bits: u32,
+}
 
 /// A top-array entry pointing to a leaf (otherwise it is a set id).
 const LEAF: u32 = 1 << 31;
@@ -76,17 +91,20 @@ impl Prune {
     }
 
     /// The map of dimension `d` for `boxes` — (table, whether the box requires the dimension,
-    /// `lo`, `hi`) — over `tables` tables, `words` words per set: a sweep over the boxes' block
-    /// ranges. `None` when it would prune nothing (every block and absence allow every table), or
+    /// `lo`, `hi`) — in the given `shape`: a sweep over the boxes' block ranges. `None` when it would prune nothing (every block and absence allow every table), or
     /// would need more than 2^16 distinct sets.
     pub(super) fn build(
         d: usize,
         dim: &Dim,
         boxes: impl Iterator<Item = (u32, bool, u64, u64)>,
-        tables: usize,
-        words: usize,
+        shape: MapShape,
     ) -> Option<Self> {
-        let bits = dim.width.min(PRUNE_BITS);
+        let MapShape {
+            tables,
+            words,
+            block_bits,
+        } = shape;
+        let bits = dim.width.min(block_bits);
         let shift = dim.width - bits;
         let blocks = 1usize << bits;
         // Events: (block, table, +1 at the first block / -1 past the last).

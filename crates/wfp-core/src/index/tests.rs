@@ -944,7 +944,12 @@ fn check_delta_index(
     for values in inputs {
         let mut cursor = super::Cursor::default();
         let mut got = Vec::new();
-        while let Some(f) = index.next(values, &mut cursor) {
+        while let Some(hit) = index.next(values, &mut cursor) {
+            let f = hit.filter;
+            // The head is the filter's, whichever run (or the added filters) it came from.
+            prop_assert_eq!(hit.head.filter_id, f.filter_id);
+            prop_assert_eq!(hit.head.action, f.action);
+            prop_assert_eq!(hit.callout_id(), f.callout_id);
             let at = live.iter().position(|l| Arc::ptr_eq(l, f));
             prop_assert_eq!(Some(index.rank(f)), at.map(|i| i + 1), "rank");
             got.push(f.filter_id.0);
@@ -1055,4 +1060,83 @@ fn recreated_sublayer_takes_its_new_weight() {
         .collect();
     assert_eq!(got.len(), 41);
     assert_eq!(got, reference_matches(&engine, &v));
+}
+
+/// Application ids (FWP_BYTE_BLOB) are keyed on a hash, as a superset confirmed by the full
+/// matcher: EQUAL (alone or OR-ed), NOT_EQUAL and PREFIX conditions, blobs that differ in one
+/// byte or in length, values of another type and FWP_EMPTY all answer like the scan, from every
+/// start position, for every parameter set.
+#[test]
+fn app_id_blobs_are_hashed_supersets_confirmed_by_the_matcher() {
+    let l = layer("ALE_AUTH_CONNECT_V4");
+    let t = template();
+    let blob = |s: &str| Value::ByteBlob(Arc::from(s.as_bytes().to_vec()));
+    let apps = [
+        "\\device\\a.exe",
+        "\\device\\b.exe",
+        "\\device\\a.exf",
+        "\\device\\a.ex",
+        "",
+    ];
+    let app = |i: usize| {
+        cond(
+            l,
+            "ALE_APP_ID",
+            MatchType::Equal,
+            blob(apps[i % apps.len()]).into(),
+        )
+    };
+    let port = |p: u16| {
+        cond(
+            l,
+            "IP_REMOTE_PORT",
+            MatchType::Equal,
+            Value::Uint16(p).into(),
+        )
+    };
+    let policy: Vec<Vec<Condition>> = (0..96usize)
+        .map(|i| match i % 6 {
+            0 => vec![app(i), port(80)],
+            1 => vec![app(i), app(i + 1), port(443)],
+            2 => vec![cond(
+                l,
+                "ALE_APP_ID",
+                MatchType::NotEqual,
+                blob(apps[i % 5]).into(),
+            )],
+            3 => vec![
+                port(80),
+                cond(l, "ALE_APP_ID", MatchType::Prefix, blob(".exe").into()),
+            ],
+            4 => vec![app(i)],
+            _ => vec![port(u16::try_from(i).unwrap_or(0))],
+        })
+        .collect();
+    let filters = filters_from(&t, policy);
+    let mut inputs: Vec<Vec<Value>> = Vec::new();
+    for a in apps
+        .iter()
+        .map(|s| blob(s))
+        .chain([Value::Empty, Value::Uint32(7)])
+    {
+        for p in [80u16, 443, 5, 9] {
+            inputs.push(values(
+                l,
+                &[
+                    ("ALE_APP_ID", a.clone()),
+                    ("IP_REMOTE_PORT", Value::Uint16(p)),
+                ],
+            ));
+        }
+    }
+    let index = SublayerIndex::build(l, &filters);
+    assert!(index.stats().tables > 0, "indexed");
+    for v in &inputs {
+        assert_eq!(
+            all_matches(&index, &filters, v),
+            scan_all(&filters, v),
+            "{v:?}"
+        );
+    }
+    check_equivalent(l, &filters, &inputs).expect("the index equals the scan");
 }
