@@ -11,7 +11,7 @@ use wfp_api::{
 };
 use wfp_core::engine::{
     FilterEnumTemplate, ObjectEnumTemplate, ObjectRef, ProviderContextEnumTemplate, SessionSpec,
-    SESSION_FLAG_DYNAMIC, TXN_READ_ONLY,
+    FILTER_ENUM_FLAG_INCLUDE_DISABLED, SESSION_FLAG_DYNAMIC, TXN_READ_ONLY,
 };
 use wfp_core::{
     CalloutSpec, FilterId, FilterSpec, Guid, ProviderContextId, ProviderContextSpec, ProviderSpec,
@@ -76,7 +76,7 @@ pub(crate) fn route(c: &mut Conn<'_>, method: &str, rest: &[&str], m: &Message) 
 fn state(c: &mut Conn<'_>) -> Answer {
     let shared = c.shared;
     let s = c.session()?;
-    let all = FilterEnumTemplate::everything();
+    let all = enforced_filters();
     let view = StateView {
         version: env!("CARGO_PKG_VERSION").to_string(),
         api: API_VERSION.to_string(),
@@ -119,6 +119,16 @@ fn filters(c: &mut Conn<'_>, method: &str, rest: &[&str], m: &Message) -> Answer
     Ok(answer)
 }
 
+/// What `GET /v1/filters` and the state count list: the filters the engine enforces — boot-time
+/// filters only through `POST /v1/filters/enum` with INCLUDE_BOOTTIME / BOOTTIME_ONLY (§11.3,
+/// docs/boottime.md).
+fn enforced_filters() -> FilterEnumTemplate {
+    FilterEnumTemplate {
+        flags: FILTER_ENUM_FLAG_INCLUDE_DISABLED,
+        ..FilterEnumTemplate::default()
+    }
+}
+
 fn filters_in(
     s: &mut wfp_core::engine::Session<'_>,
     method: &str,
@@ -126,9 +136,7 @@ fn filters_in(
     m: &Message,
 ) -> Answer {
     match (method, rest) {
-        ("GET", []) => json(&filter_views(
-            &s.filters(&FilterEnumTemplate::everything())?,
-        )),
+        ("GET", []) => json(&filter_views(&s.filters(&enforced_filters())?)),
         ("POST", ["enum"]) => {
             let t = FilterEnumTemplate::try_from(&body::<FilterEnumRequest>(m)?)?;
             json(&filter_views(&s.filters(&t)?))
