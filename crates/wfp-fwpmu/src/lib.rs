@@ -2,7 +2,8 @@
 //!
 //! Management programs written for Windows' `fwpuclnt` (FwpmEngineOpen0, FwpmTransaction*0,
 //! FwpmProviderAdd0, FwpmSubLayerAdd0, FwpmCalloutAdd0, FwpmFilterAdd0, their Delete and Enum
-//! counterparts, FwpmNetEventSubscribe0, FwpmFreeMemory0) compile against `include/fwpmu.h` and
+//! counterparts, FwpmNetEventCreateEnumHandle0 / Enum0 / DestroyEnumHandle0,
+//! FwpmNetEventSubscribe0, FwpmFreeMemory0) compile against `include/fwpmu.h` and
 //! link this library (`-lwfp_fwpmu`, a cdylib or staticlib). Each call becomes a request of
 //! wfpd's management API (`docs/api.md`) through the [`wfp_api::Client`]; one engine handle is
 //! one connection and so one management session (§11.1): a dynamic session's objects die with
@@ -191,6 +192,18 @@ impl Session {
         list.map(Cursor::new).map_err(|e| status_of(&e))
     }
 
+    /// FwpmNetEventCreateEnumHandle0 (§11.5): a snapshot of the daemon's stored net events that
+    /// `filter` accepts (the same template rules as a subscription's) and that have an
+    /// FWPM_NET_EVENT_TYPE (the engine's own kinds have no number a WFP client knows).
+    pub fn enum_net_events(&mut self, filter: &EventFilter) -> Result<Cursor<NetEvent>, u32> {
+        let mut list: Vec<NetEvent> = self
+            .client
+            .net_events(&filter.query_pairs())
+            .map_err(|e| status_of(&e))?;
+        list.retain(|e| e.fwpm_type().is_some() && filter.matches(e));
+        Ok(Cursor::new(list))
+    }
+
     /// FwpmProviderCreateEnumHandle0.
     pub fn enum_providers(&mut self) -> Result<Cursor<ProviderDto>, u32> {
         self.client
@@ -351,8 +364,9 @@ impl EventFilter {
         Ok(f)
     }
 
-    /// The `/v1/events` query narrowing the stream (a single value per key only).
-    pub fn query(&self) -> String {
+    /// The `/v1/netevents` / `/v1/events` query conditions narrowing what the daemon sends (a
+    /// single value per key only; [`EventFilter::matches`] decides exactly).
+    pub fn query_pairs(&self) -> Vec<(&'static str, String)> {
         let one = |v: &[String]| (v.len() == 1).then(|| v[0].clone());
         let addrs: Vec<String> = self
             .local_addrs
@@ -375,9 +389,17 @@ impl EventFilter {
             ("port", one(&ports)),
         ]
         .into_iter()
-        .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
-        .collect::<Vec<_>>()
-        .join("&")
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+
+    /// [`EventFilter::query_pairs`] as a query string (`start_ms=1000&port=23`).
+    pub fn query(&self) -> String {
+        self.query_pairs()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")
     }
 
     /// Whether `e` satisfies the template.
@@ -421,14 +443,8 @@ impl Subscription {
     ) -> Result<Self, u32> {
         let client = Client::connect(socket).map_err(|e| status_of(&e))?;
         let handle = client.socket_handle().map_err(|e| status_of(&e))?;
-        let query = filter.query();
-        let path = if query.is_empty() {
-            "/v1/events".to_string()
-        } else {
-            format!("/v1/events?{query}")
-        };
         let stream = client
-            .stream::<NetEvent>(&path)
+            .events_matching::<NetEvent>(&filter.query_pairs())
             .map_err(|e| status_of(&e))?;
         let thread = std::thread::Builder::new()
             .name("fwpmu-events".into())
