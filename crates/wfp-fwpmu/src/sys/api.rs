@@ -21,7 +21,8 @@ use super::{
     NetEventHeader0, NetEventSubscription0, Provider0, Session0, Sublayer0, SublayerEnumTemplate0,
 };
 use crate::status::{INVALID_ENUMERATOR, INVALID_HANDLE, NULL_POINTER, SUCCESS};
-use crate::{default_socket, Cursor, EventFilter, NetEvent, Session, Subscription};
+use crate::{default_socket, fwpm_type, Cursor, EventFilter, Session, Subscription};
+use wfp_api::NetEventDto;
 
 const ENGINE_MAGIC: u64 = 0x5746_504D_454E_4731;
 const ENUM_MAGIC: u64 = 0x5746_504D_454E_554D;
@@ -46,7 +47,7 @@ enum Listing {
     Sublayers(Cursor<wfp_api::SublayerView>),
     Callouts(Cursor<wfp_api::CalloutView>),
     Filters(Cursor<wfp_api::FilterView>),
-    NetEvents(Cursor<NetEvent>),
+    NetEvents(Cursor<NetEventDto>),
 }
 
 struct EnumHandle {
@@ -731,9 +732,14 @@ fn filetime(ms: u64) -> u64 {
     ms.saturating_add(11_644_473_600_000).saturating_mul(10_000)
 }
 
-/// The header address of `text` (flags bit `bit` and the IP version when it parses).
-fn event_addr(text: Option<&str>, bit: u32, flags: &mut u32, ip_version: &mut u32) -> EventAddr {
-    match text.and_then(|t| t.parse::<std::net::IpAddr>().ok()) {
+/// The header address of `a` (flags bit `bit` and the IP version when present).
+fn event_addr(
+    a: Option<std::net::IpAddr>,
+    bit: u32,
+    flags: &mut u32,
+    ip_version: &mut u32,
+) -> EventAddr {
+    match a {
         Some(std::net::IpAddr::V4(a)) => {
             *flags |= bit | 0x100;
             *ip_version = 0;
@@ -750,11 +756,11 @@ fn event_addr(text: Option<&str>, bit: u32, flags: &mut u32, ip_version: &mut u3
 
 /// The event as `FWPM_NET_EVENT0` (+ its classify record and app id) kept in `arena`; `None`
 /// for kinds without an FWPM_NET_EVENT_TYPE (§11.5).
-fn net_event_c(e: &NetEvent, arena: &mut Arena) -> Option<*mut NetEvent0> {
-    let event_type = e.fwpm_type()?;
+fn net_event_c(e: &NetEventDto, arena: &mut Arena) -> Option<*mut NetEvent0> {
+    let event_type = fwpm_type(e)?;
     let (mut flags, mut ip_version) = (0u32, 2u32);
-    let local = event_addr(e.local_addr.as_deref(), 0x2, &mut flags, &mut ip_version);
-    let remote = event_addr(e.remote_addr.as_deref(), 0x4, &mut flags, &mut ip_version);
+    let local = event_addr(e.local_addr, 0x2, &mut flags, &mut ip_version);
+    let remote = event_addr(e.remote_addr, 0x4, &mut flags, &mut ip_version);
     let app_id = match e.app_id.as_deref() {
         Some(app) => {
             let bytes: Vec<u8> = app
@@ -774,7 +780,7 @@ fn net_event_c(e: &NetEvent, arena: &mut Arena) -> Option<*mut NetEvent0> {
     };
     let classify = arena.keep(ClassifyDrop0 {
         filter_id: e.filter_id.unwrap_or(0),
-        layer_id: e.layer_id.unwrap_or(0),
+        layer_id: e.layer_id,
     });
     let ft = filetime(e.time_ms.unwrap_or(0));
     let header = NetEventHeader0 {
@@ -803,7 +809,7 @@ fn net_event_c(e: &NetEvent, arena: &mut Arena) -> Option<*mut NetEvent0> {
 }
 
 /// The event as `FWPM_NET_EVENT0`, handed to `cb` (kinds without a WFP number are skipped).
-fn deliver(cb: &Callback, e: &NetEvent) {
+fn deliver(cb: &Callback, e: &NetEventDto) {
     let mut arena = Arena::default();
     let Some(event) = net_event_c(e, &mut arena) else {
         return;
