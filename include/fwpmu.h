@@ -27,7 +27,7 @@
  *   returns. FwpmNetEventCreateEnumHandle0 takes a snapshot of the daemon's stored net events
  *   (its bounded ring, oldest first) that the same template rules accept (NULL: every
  *   CLASSIFY_DROP / CLASSIFY_ALLOW event); FwpmNetEventEnum0 pages through it, each block freed
- *   with FwpmFreeMemory0. */
+ *   with FwpmFreeMemory0. Inside a transaction it answers FWP_E_TXN_IN_PROGRESS, as on Windows. */
 #ifndef WFP_DDK_FWPMU_H
 #define WFP_DDK_FWPMU_H
 #include "fwpmtypes.h"

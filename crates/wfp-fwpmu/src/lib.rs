@@ -61,6 +61,8 @@ pub mod status {
     pub const LAYER_NOT_FOUND: u32 = 0x8032_0004;
     /// FWP_E_CONDITION_NOT_FOUND.
     pub const CONDITION_NOT_FOUND: u32 = 0x8032_0002;
+    /// FWP_E_TXN_IN_PROGRESS: a call Windows refuses inside a transaction.
+    pub const TXN_IN_PROGRESS: u32 = 0x8032_000E;
 }
 
 /// The `DWORD` a failed call returns.
@@ -84,6 +86,9 @@ pub fn default_socket() -> PathBuf {
 pub struct Session {
     client: Client,
     socket: PathBuf,
+    /// A transaction this handle began is open (commit and abort end it, failed or not, as
+    /// the daemon's session does).
+    in_txn: bool,
 }
 
 impl Session {
@@ -97,6 +102,7 @@ impl Session {
         Ok(Self {
             client,
             socket: socket.to_path_buf(),
+            in_txn: false,
         })
     }
 
@@ -107,16 +113,20 @@ impl Session {
 
     /// FwpmTransactionBegin0 (`read_only`: FWPM_TXN_READ_ONLY).
     pub fn begin(&mut self, read_only: bool) -> Result<(), u32> {
-        self.client.begin(read_only).map_err(|e| status_of(&e))
+        self.client.begin(read_only).map_err(|e| status_of(&e))?;
+        self.in_txn = true;
+        Ok(())
     }
 
     /// FwpmTransactionCommit0.
     pub fn commit(&mut self) -> Result<(), u32> {
+        self.in_txn = false;
         self.client.commit().map_err(|e| status_of(&e))
     }
 
     /// FwpmTransactionAbort0.
     pub fn abort(&mut self) -> Result<(), u32> {
+        self.in_txn = false;
         self.client.abort().map_err(|e| status_of(&e))
     }
 
@@ -193,8 +203,12 @@ impl Session {
 
     /// FwpmNetEventCreateEnumHandle0 (§11.5): a snapshot of the daemon's stored net events that
     /// `filter` accepts (the same template rules as a subscription's) and that have an
-    /// FWPM_NET_EVENT_TYPE (the engine's own kinds have no number a WFP client knows).
+    /// FWPM_NET_EVENT_TYPE (the engine's own kinds have no number a WFP client knows). Inside
+    /// a transaction: FWP_E_TXN_IN_PROGRESS, as on Windows.
     pub fn enum_net_events(&mut self, filter: &EventFilter) -> Result<Cursor<NetEventDto>, u32> {
+        if self.in_txn {
+            return Err(status::TXN_IN_PROGRESS);
+        }
         let mut list: Vec<NetEventDto> = self
             .client
             .net_events(&filter.query_pairs())

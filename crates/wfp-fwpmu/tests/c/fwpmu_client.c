@@ -381,6 +381,11 @@ static void check_event_enum(HANDLE h, UINT64 filter_id) {
     HANDLE e = NULL;
     OK(FwpmNetEventCreateEnumHandle0(h, NULL, &e));
     OK(FwpmNetEventDestroyEnumHandle0(h, e));
+    /* Not inside a transaction (as on Windows). */
+    OK(FwpmTransactionBegin0(h, FWPM_TXN_READ_ONLY));
+    DWORD r = FwpmNetEventCreateEnumHandle0(h, NULL, &e);
+    CHECK(r == FWP_E_TXN_IN_PROGRESS, "enum in a transaction = 0x%08x", (unsigned)r);
+    OK(FwpmTransactionAbort0(h));
     CHECK(FwpmNetEventCreateEnumHandle0(NULL, NULL, &e) == ERROR_INVALID_HANDLE, "NULL engine");
     CHECK(FwpmNetEventCreateEnumHandle0(h, NULL, NULL) == FWP_E_NULL_POINTER, "NULL out");
     printf("ENUMERATED %u\n", all);
