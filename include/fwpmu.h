@@ -24,7 +24,10 @@
  *   selects them: startTime / endTime (0: unbounded) and EQUAL conditions on IP_PROTOCOL,
  *   IP_LOCAL_ADDRESS, IP_REMOTE_ADDRESS, IP_LOCAL_PORT, IP_REMOTE_PORT (several on one field are
  *   OR-ed); other conditions answer E_NOTIMPL. No callback runs after FwpmNetEventUnsubscribe0
- *   returns. */
+ *   returns. FwpmNetEventCreateEnumHandle0 takes a snapshot of the daemon's stored net events
+ *   (its bounded ring, oldest first) that the same template rules accept (NULL: every
+ *   CLASSIFY_DROP / CLASSIFY_ALLOW event); FwpmNetEventEnum0 pages through it, each block freed
+ *   with FwpmFreeMemory0. Inside a transaction it answers FWP_E_TXN_IN_PROGRESS, as on Windows. */
 #ifndef WFP_DDK_FWPMU_H
 #define WFP_DDK_FWPMU_H
 #include "fwpmtypes.h"
@@ -175,6 +178,11 @@ DWORD WINAPI FwpmFilterEnum0(HANDLE engineHandle, HANDLE enumHandle, UINT32 numE
                              FWPM_FILTER0 ***entries, UINT32 *numEntriesReturned);
 DWORD WINAPI FwpmFilterDestroyEnumHandle0(HANDLE engineHandle, HANDLE enumHandle);
 
+DWORD WINAPI FwpmNetEventCreateEnumHandle0(HANDLE engineHandle, const FWPM_NET_EVENT_ENUM_TEMPLATE0 *enumTemplate,
+                                           HANDLE *enumHandle);
+DWORD WINAPI FwpmNetEventEnum0(HANDLE engineHandle, HANDLE enumHandle, UINT32 numEntriesRequested,
+                               FWPM_NET_EVENT0 ***entries, UINT32 *numEntriesReturned);
+DWORD WINAPI FwpmNetEventDestroyEnumHandle0(HANDLE engineHandle, HANDLE enumHandle);
 DWORD WINAPI FwpmNetEventSubscribe0(HANDLE engineHandle, const FWPM_NET_EVENT_SUBSCRIPTION0 *subscription,
                                     FWPM_NET_EVENT_CALLBACK0 callback, void *context, HANDLE *eventsHandle);
 DWORD WINAPI FwpmNetEventUnsubscribe0(HANDLE engineHandle, HANDLE eventsHandle);
@@ -191,6 +199,9 @@ void WINAPI FwpmFreeMemory0(void **p);
 #define FwpmCalloutAdd FwpmCalloutAdd0
 #define FwpmFilterAdd FwpmFilterAdd0
 #define FwpmFilterEnum FwpmFilterEnum0
+#define FwpmNetEventCreateEnumHandle FwpmNetEventCreateEnumHandle0
+#define FwpmNetEventEnum FwpmNetEventEnum0
+#define FwpmNetEventDestroyEnumHandle FwpmNetEventDestroyEnumHandle0
 #define FwpmFreeMemory FwpmFreeMemory0
 WFP_END_DECLS
 #endif

@@ -12,8 +12,10 @@ use wfp_core::{FilterId, LayerId, NetEvent, NetEventKind};
 
 use crate::types::ConvertError;
 
-/// A net event (`GET /v1/netevents`, one line of `GET /v1/events`).
+/// A net event (`GET /v1/netevents`, one line of `GET /v1/events`). Reading is lenient (a field
+/// an older daemon leaves out takes its default), so clients keep working as the type grows.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NetEventDto {
     /// The engine's event sequence number (gaps in an unfiltered stream: lost events).
     pub seq: u64,
@@ -249,8 +251,10 @@ impl NetEventQuery {
     }
 }
 
-/// A pended ALE authorization waiting for a decision (`GET /v1/pending`).
+/// A pended ALE authorization waiting for a decision (`GET /v1/pending`); read leniently as
+/// [`NetEventDto`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PendingDto {
     /// The id to answer with `POST /v1/pending/{id}`.
     pub id: u64,
@@ -317,8 +321,10 @@ pub struct DecisionResult {
     pub filter_id: Option<u64>,
 }
 
-/// One flow of the data path's flow table (`GET /v1/flows`).
+/// One flow of the data path's flow table (`GET /v1/flows`); read leniently as [`NetEventDto`]
+/// (a missing address is the unspecified IPv4 address).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FlowDto {
     /// The flow handle.
     pub flow: u64,
@@ -341,7 +347,6 @@ pub struct FlowDto {
     /// The flow's state (`new`, `established`, `closing`, ...).
     pub state: String,
     /// Run-time ids of the layers that classified it.
-    #[serde(default)]
     pub layer_ids: Vec<u16>,
     /// ALE_APP_ID (lossy UTF-8), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -358,6 +363,32 @@ pub struct FlowDto {
     pub age_ms: u64,
     /// Time since its last packet.
     pub idle_ms: u64,
+}
+
+impl Default for FlowDto {
+    fn default() -> Self {
+        let unspecified = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        Self {
+            flow: 0,
+            queue: 0,
+            ip_version: 0,
+            protocol: 0,
+            local_addr: unspecified,
+            local_port: 0,
+            remote_addr: unspecified,
+            remote_port: 0,
+            direction: String::new(),
+            state: String::new(),
+            layer_ids: Vec::new(),
+            app_id: None,
+            bytes_out: 0,
+            bytes_in: 0,
+            packets_out: 0,
+            packets_in: 0,
+            age_ms: 0,
+            idle_ms: 0,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! Management programs written for Windows' `fwpuclnt` (FwpmEngineOpen0, FwpmTransaction*0,
 //! FwpmProviderAdd0, FwpmSubLayerAdd0, FwpmCalloutAdd0, FwpmFilterAdd0, their Delete and Enum
-//! counterparts, FwpmNetEventSubscribe0, FwpmFreeMemory0) compile against `include/fwpmu.h` and
+//! counterparts, FwpmNetEventCreateEnumHandle0 / Enum0 / DestroyEnumHandle0,
+//! FwpmNetEventSubscribe0, FwpmFreeMemory0) compile against `include/fwpmu.h` and
 //! link this library (`-lwfp_fwpmu`, a cdylib or staticlib). Each call becomes a request of
 //! wfpd's management API (`docs/api.md`) through the [`wfp_api::Client`]; one engine handle is
 //! one connection and so one management session (§11.1): a dynamic session's objects die with
@@ -26,10 +27,9 @@
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use wfp_api::{
     CalloutDto, CalloutView, Client, ClientError, FilterDto, FilterEnumRequest, FilterView, Key,
-    ProviderDto, SessionRequest, SublayerDto, SublayerView,
+    NetEventDto, ProviderDto, SessionRequest, SublayerDto, SublayerView,
 };
 
 mod sys;
@@ -61,6 +61,8 @@ pub mod status {
     pub const LAYER_NOT_FOUND: u32 = 0x8032_0004;
     /// FWP_E_CONDITION_NOT_FOUND.
     pub const CONDITION_NOT_FOUND: u32 = 0x8032_0002;
+    /// FWP_E_TXN_IN_PROGRESS: a call Windows refuses inside a transaction.
+    pub const TXN_IN_PROGRESS: u32 = 0x8032_000E;
 }
 
 /// The `DWORD` a failed call returns.
@@ -84,6 +86,9 @@ pub fn default_socket() -> PathBuf {
 pub struct Session {
     client: Client,
     socket: PathBuf,
+    /// A transaction this handle began is open (commit and abort end it, failed or not, as
+    /// the daemon's session does).
+    in_txn: bool,
 }
 
 impl Session {
@@ -97,6 +102,7 @@ impl Session {
         Ok(Self {
             client,
             socket: socket.to_path_buf(),
+            in_txn: false,
         })
     }
 
@@ -107,16 +113,20 @@ impl Session {
 
     /// FwpmTransactionBegin0 (`read_only`: FWPM_TXN_READ_ONLY).
     pub fn begin(&mut self, read_only: bool) -> Result<(), u32> {
-        self.client.begin(read_only).map_err(|e| status_of(&e))
+        self.client.begin(read_only).map_err(|e| status_of(&e))?;
+        self.in_txn = true;
+        Ok(())
     }
 
     /// FwpmTransactionCommit0.
     pub fn commit(&mut self) -> Result<(), u32> {
+        self.in_txn = false;
         self.client.commit().map_err(|e| status_of(&e))
     }
 
     /// FwpmTransactionAbort0.
     pub fn abort(&mut self) -> Result<(), u32> {
+        self.in_txn = false;
         self.client.abort().map_err(|e| status_of(&e))
     }
 
@@ -191,6 +201,22 @@ impl Session {
         list.map(Cursor::new).map_err(|e| status_of(&e))
     }
 
+    /// FwpmNetEventCreateEnumHandle0 (§11.5): a snapshot of the daemon's stored net events that
+    /// `filter` accepts (the same template rules as a subscription's) and that have an
+    /// FWPM_NET_EVENT_TYPE (the engine's own kinds have no number a WFP client knows). Inside
+    /// a transaction: FWP_E_TXN_IN_PROGRESS, as on Windows.
+    pub fn enum_net_events(&mut self, filter: &EventFilter) -> Result<Cursor<NetEventDto>, u32> {
+        if self.in_txn {
+            return Err(status::TXN_IN_PROGRESS);
+        }
+        let mut list: Vec<NetEventDto> = self
+            .client
+            .net_events(&filter.query_pairs())
+            .map_err(|e| status_of(&e))?;
+        list.retain(|e| fwpm_type(e).is_some() && filter.matches(e));
+        Ok(Cursor::new(list))
+    }
+
     /// FwpmProviderCreateEnumHandle0.
     pub fn enum_providers(&mut self) -> Result<Cursor<ProviderDto>, u32> {
         self.client
@@ -245,47 +271,15 @@ impl<T> Cursor<T> {
     }
 }
 
-/// A net event as `GET /v1/events` streams it (docs/api.md `NetEventDto`; fields the daemon
-/// leaves out stay unset).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct NetEvent {
-    /// Sequence number.
-    pub seq: u64,
-    /// `CLASSIFY_DROP`, `CLASSIFY_ALLOW`, `VETO`, ...
-    pub kind: String,
-    /// FWPM_NET_EVENT_TYPE, when the kind is one of WFP's.
-    pub fwpm_type: Option<u32>,
-    /// Run-time layer id.
-    pub layer_id: Option<u16>,
-    /// The deciding filter.
-    pub filter_id: Option<u64>,
-    /// Unix milliseconds.
-    pub time_ms: Option<u64>,
-    /// IP protocol.
-    pub protocol: Option<u8>,
-    /// Local address (text).
-    pub local_addr: Option<String>,
-    /// Remote address (text).
-    pub remote_addr: Option<String>,
-    /// Local port.
-    pub local_port: Option<u16>,
-    /// Remote port.
-    pub remote_port: Option<u16>,
-    /// ALE_APP_ID as text.
-    pub app_id: Option<String>,
-}
-
-impl NetEvent {
-    /// FWPM_NET_EVENT_TYPE: CLASSIFY_DROP 3, CLASSIFY_ALLOW 6; `None` for the engine's own kinds
-    /// (a WFP client has no number for them, so they are not delivered).
-    pub fn fwpm_type(&self) -> Option<u32> {
-        self.fwpm_type.or(match self.kind.as_str() {
-            "CLASSIFY_DROP" => Some(3),
-            "CLASSIFY_ALLOW" => Some(6),
-            _ => None,
-        })
-    }
+/// FWPM_NET_EVENT_TYPE of `e`: its `fwpm_type`, else CLASSIFY_DROP 3 / CLASSIFY_ALLOW 6 by
+/// kind; `None` for the engine's own kinds (a WFP client has no number for them, so they are
+/// not delivered).
+pub fn fwpm_type(e: &NetEventDto) -> Option<u32> {
+    e.fwpm_type.or(match e.kind.as_str() {
+        "CLASSIFY_DROP" => Some(3),
+        "CLASSIFY_ALLOW" => Some(6),
+        _ => None,
+    })
 }
 
 /// What an `FWPM_NET_EVENT_ENUM_TEMPLATE0` asks of events (§11.5): a time window and, per
@@ -351,8 +345,9 @@ impl EventFilter {
         Ok(f)
     }
 
-    /// The `/v1/events` query narrowing the stream (a single value per key only).
-    pub fn query(&self) -> String {
+    /// The `/v1/netevents` / `/v1/events` query conditions narrowing what the daemon sends (a
+    /// single value per key only; [`EventFilter::matches`] decides exactly).
+    pub fn query_pairs(&self) -> Vec<(&'static str, String)> {
         let one = |v: &[String]| (v.len() == 1).then(|| v[0].clone());
         let addrs: Vec<String> = self
             .local_addrs
@@ -375,23 +370,30 @@ impl EventFilter {
             ("port", one(&ports)),
         ]
         .into_iter()
-        .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
-        .collect::<Vec<_>>()
-        .join("&")
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+
+    /// [`EventFilter::query_pairs`] as a query string (`start_ms=1000&port=23`).
+    pub fn query(&self) -> String {
+        self.query_pairs()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")
     }
 
     /// Whether `e` satisfies the template.
-    pub fn matches(&self, e: &NetEvent) -> bool {
+    pub fn matches(&self, e: &NetEventDto) -> bool {
         fn any<T: PartialEq>(want: &[T], got: Option<T>) -> bool {
             want.is_empty() || got.is_some_and(|g| want.contains(&g))
         }
-        let ip = |t: &Option<String>| t.as_deref().and_then(|t| t.parse().ok());
         let time = e.time_ms;
         self.start_ms.is_none_or(|s| time.is_some_and(|t| t >= s))
             && self.end_ms.is_none_or(|s| time.is_some_and(|t| t <= s))
             && any(&self.protocols, e.protocol)
-            && any(&self.local_addrs, ip(&e.local_addr))
-            && any(&self.remote_addrs, ip(&e.remote_addr))
+            && any(&self.local_addrs, e.local_addr)
+            && any(&self.remote_addrs, e.remote_addr)
             && any(&self.local_ports, e.local_port)
             && any(&self.remote_ports, e.remote_port)
     }
@@ -408,7 +410,7 @@ impl Subscription {
     /// event until [`Subscription::stop`].
     pub fn start(
         socket: &Path,
-        deliver: impl FnMut(NetEvent) + Send + 'static,
+        deliver: impl FnMut(NetEventDto) + Send + 'static,
     ) -> Result<Self, u32> {
         Self::start_filtered(socket, EventFilter::default(), deliver)
     }
@@ -417,18 +419,12 @@ impl Subscription {
     pub fn start_filtered(
         socket: &Path,
         filter: EventFilter,
-        mut deliver: impl FnMut(NetEvent) + Send + 'static,
+        mut deliver: impl FnMut(NetEventDto) + Send + 'static,
     ) -> Result<Self, u32> {
         let client = Client::connect(socket).map_err(|e| status_of(&e))?;
         let handle = client.socket_handle().map_err(|e| status_of(&e))?;
-        let query = filter.query();
-        let path = if query.is_empty() {
-            "/v1/events".to_string()
-        } else {
-            format!("/v1/events?{query}")
-        };
         let stream = client
-            .stream::<NetEvent>(&path)
+            .events_matching::<NetEventDto>(&filter.query_pairs())
             .map_err(|e| status_of(&e))?;
         let thread = std::thread::Builder::new()
             .name("fwpmu-events".into())
@@ -490,21 +486,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.query(), "start_ms=1000&port=23");
-        let event = NetEvent {
+        let event = NetEventDto {
             kind: "CLASSIFY_DROP".into(),
             time_ms: Some(2_000),
-            remote_addr: Some("10.0.0.2".into()),
+            remote_addr: "10.0.0.2".parse().ok(),
             remote_port: Some(23),
-            ..NetEvent::default()
+            ..NetEventDto::default()
         };
         assert!(f.matches(&event));
-        let local = NetEvent {
+        let local = NetEventDto {
             local_port: Some(23),
             remote_port: Some(80),
             ..event.clone()
         };
         assert!(!f.matches(&local), "a local port 23 is not a remote one");
-        let early = NetEvent {
+        let early = NetEventDto {
             time_ms: Some(999),
             ..event
         };

@@ -3,8 +3,9 @@
 //! socket): it opens a session, adds a provider, sublayer, callout and filter in one
 //! transaction, enumerates and deletes them. While it is subscribed to net events this test
 //! classifies a connection its filter blocks, drains the engine's CLASSIFY_DROP event and
-//! publishes it as wfpd's daemon loop does; the C callback must receive it. The program runs
-//! under valgrind when it is installed.
+//! publishes it as wfpd's daemon loop does; the C callback must receive it, and the program
+//! then enumerates the stored event (FwpmNetEventCreateEnumHandle0 with a matching and a
+//! non-matching template). The program runs under valgrind when it is installed.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -184,6 +185,8 @@ fn c_program_manages_wfpd_through_fwpmu() {
         transcript.contains(&format!("EVENT type=3 filter={filter_id}")),
         "{transcript}"
     );
+    // FwpmNetEventCreateEnumHandle0 / Enum0 found the published drop in the ring (§11.5).
+    assert!(transcript.contains("ENUMERATED "), "{transcript}");
     assert!(transcript.trim_end().ends_with("OK"), "{transcript}");
     assert!(
         engine.filters().is_empty(),

@@ -25,8 +25,7 @@ use wfp_api::Client;
 
 use crate::live::time_text;
 use crate::mgmt::{print_json, table, Connect};
-use crate::views::DecisionResult;
-use crate::views::{endpoint, layer_name, opt, protocol_name, PendingView};
+use crate::views::{endpoint, layer_name, protocol_name, text_or_dash, DecisionResult, PendingDto};
 
 /// `wfpctl decide`.
 #[derive(clap::Args, Debug)]
@@ -71,7 +70,7 @@ pub enum Answer {
 /// Reads one answer for `p` from `input`, prompting on `out`; asks again on anything
 /// unrecognised; `Quit` at end of input.
 pub fn ask(
-    p: &PendingView,
+    p: &PendingDto,
     input: &mut impl BufRead,
     out: &mut impl Write,
 ) -> std::io::Result<Answer> {
@@ -116,14 +115,14 @@ pub fn ask(
 }
 
 /// One line for people: `#ID LAYER PROTO LOCAL -> REMOTE app=... uid=... (DEFAULT at TIME UTC)`.
-pub fn describe(p: &PendingView) -> String {
+pub fn describe(p: &PendingDto) -> String {
     let mut s = format!(
         "#{} {} {} {} -> {}",
         p.id,
-        layer_name(&p.layer, p.layer_id),
-        protocol_name(p.protocol.as_ref()),
-        endpoint(p.local_addr.as_ref(), p.local_port),
-        endpoint(p.remote_addr.as_ref(), p.remote_port),
+        layer_name(&p.layer, Some(p.layer_id)),
+        protocol_name(p.protocol),
+        endpoint(p.local_addr, p.local_port),
+        endpoint(p.remote_addr, p.remote_port),
     );
     if let Some(app) = &p.app_id {
         s.push_str(&format!(" app={app}"));
@@ -131,10 +130,11 @@ pub fn describe(p: &PendingView) -> String {
     if let Some(uid) = p.user_id {
         s.push_str(&format!(" uid={uid}"));
     }
-    if let (Some(deadline), Some(default)) = (p.deadline_ms, &p.default) {
+    if p.deadline_ms != 0 && !p.default.is_empty() {
         s.push_str(&format!(
-            " ({default} at {} UTC)",
-            time_text(Some(deadline))
+            " ({} at {} UTC)",
+            p.default,
+            time_text(Some(p.deadline_ms))
         ));
     }
     s
@@ -145,18 +145,18 @@ pub const PENDING_HEADER: [&str; 8] = [
     "ID", "LAYER", "PROTO", "LOCAL", "REMOTE", "APP", "DEADLINE", "DEFAULT",
 ];
 
-fn pending_rows(list: &[PendingView]) -> Vec<Vec<String>> {
+fn pending_rows(list: &[PendingDto]) -> Vec<Vec<String>> {
     list.iter()
         .map(|p| {
             vec![
                 p.id.to_string(),
-                layer_name(&p.layer, p.layer_id),
-                protocol_name(p.protocol.as_ref()),
-                endpoint(p.local_addr.as_ref(), p.local_port),
-                endpoint(p.remote_addr.as_ref(), p.remote_port),
+                layer_name(&p.layer, Some(p.layer_id)),
+                protocol_name(p.protocol),
+                endpoint(p.local_addr, p.local_port),
+                endpoint(p.remote_addr, p.remote_port),
                 p.app_id.clone().unwrap_or_else(|| "-".into()),
-                time_text(p.deadline_ms),
-                opt(p.default.as_ref()),
+                time_text((p.deadline_ms != 0).then_some(p.deadline_ms)),
+                text_or_dash(&p.default),
             ]
         })
         .collect()
@@ -165,7 +165,7 @@ fn pending_rows(list: &[PendingView]) -> Vec<Vec<String>> {
 /// Prompts for `p` and sends the answer; `false` when the person quit.
 fn answer_one(
     c: &mut Client,
-    p: &PendingView,
+    p: &PendingDto,
     input: &mut impl BufRead,
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
@@ -211,14 +211,14 @@ pub fn run(a: &DecideArgs) -> anyhow::Result<ExitCode> {
         if a.json {
             print_json(&c.pending::<serde_json::Value>()?)?;
         } else {
-            table(&PENDING_HEADER, &pending_rows(&c.pending::<PendingView>()?));
+            table(&PENDING_HEADER, &pending_rows(&c.pending::<PendingDto>()?));
         }
         return Ok(ExitCode::SUCCESS);
     }
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut out = std::io::stdout().lock();
-    let pending: Vec<PendingView> = c.pending()?;
+    let pending: Vec<PendingDto> = c.pending()?;
     if pending.is_empty() && !a.follow {
         writeln!(out, "nothing is pending")?;
     }
@@ -228,7 +228,7 @@ pub fn run(a: &DecideArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if a.follow {
-        let stream = a.connect.client()?.pending_stream::<PendingView>()?;
+        let stream = a.connect.client()?.pending_stream::<PendingDto>()?;
         for p in stream {
             if !answer_one(&mut c, &p?, &mut input, &mut out)? {
                 break;
@@ -242,7 +242,7 @@ pub fn run(a: &DecideArgs) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::*;
 
-    fn pending() -> PendingView {
+    fn pending() -> PendingDto {
         serde_json::from_str(
             r#"{"id":4,"layer":"ALE_AUTH_CONNECT_V4","protocol":6,"local_addr":"10.0.0.2",
                 "local_port":40000,"remote_addr":"10.0.0.1","remote_port":443,

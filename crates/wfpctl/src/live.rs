@@ -9,7 +9,7 @@
 //!                         [--limit N] [--json]
 //! ```
 
-use crate::views::{endpoint, layer_name, opt, protocol_name, FlowView, NetEventView};
+use crate::views::{endpoint, layer_name, opt, protocol_name, text_or_dash, FlowDto, NetEventDto};
 
 /// Query conditions of `GET /v1/netevents` and `GET /v1/events` (FWPM_NET_EVENT_ENUM_TEMPLATE0's
 /// time window and conditions; every given condition must hold).
@@ -100,7 +100,7 @@ pub const FLOW_HEADER: [&str; 9] = [
 ];
 
 /// One row per flow.
-pub fn flow_rows(flows: &[FlowView]) -> Vec<Vec<String>> {
+pub fn flow_rows(flows: &[FlowDto]) -> Vec<Vec<String>> {
     flows
         .iter()
         .map(|f| {
@@ -110,19 +110,19 @@ pub fn flow_rows(flows: &[FlowView]) -> Vec<Vec<String>> {
                 .map(|id| layer_name("", Some(*id)))
                 .collect();
             vec![
-                opt(f.flow),
-                protocol_name(f.protocol.as_ref()),
-                endpoint(f.local_addr.as_ref(), f.local_port),
-                endpoint(f.remote_addr.as_ref(), f.remote_port),
-                opt(f.direction.as_ref()),
+                f.flow.to_string(),
+                protocol_name(Some(f.protocol)),
+                endpoint(Some(f.local_addr), Some(f.local_port)),
+                endpoint(Some(f.remote_addr), Some(f.remote_port)),
+                text_or_dash(&f.direction),
                 if layers.is_empty() {
                     "-".into()
                 } else {
                     layers.join(",")
                 },
                 f.app_id.clone().unwrap_or_else(|| "-".into()),
-                format!("{}/{}", opt(f.packets_out), opt(f.packets_in)),
-                format!("{}/{}", opt(f.bytes_out), opt(f.bytes_in)),
+                format!("{}/{}", f.packets_out, f.packets_in),
+                format!("{}/{}", f.bytes_out, f.bytes_in),
             ]
         })
         .collect()
@@ -134,7 +134,7 @@ pub const EVENT_HEADER: [&str; 9] = [
 ];
 
 /// One row per net event.
-pub fn event_rows(events: &[NetEventView]) -> Vec<Vec<String>> {
+pub fn event_rows(events: &[NetEventDto]) -> Vec<Vec<String>> {
     events
         .iter()
         .map(|e| {
@@ -146,11 +146,11 @@ pub fn event_rows(events: &[NetEventView]) -> Vec<Vec<String>> {
                 e.seq.to_string(),
                 time_text(e.time_ms),
                 e.kind.clone(),
-                layer_name(&e.layer, e.layer_id),
+                layer_name(&e.layer, Some(e.layer_id)),
                 filter,
-                protocol_name(e.protocol.as_ref()),
-                endpoint(e.local_addr.as_ref(), e.local_port),
-                endpoint(e.remote_addr.as_ref(), e.remote_port),
+                protocol_name(e.protocol),
+                endpoint(e.local_addr, e.local_port),
+                endpoint(e.remote_addr, e.remote_port),
                 detail(e),
             ]
         })
@@ -159,7 +159,7 @@ pub fn event_rows(events: &[NetEventView]) -> Vec<Vec<String>> {
 
 /// What else the event says: the application, a posture and its verdict, a pend timeout's
 /// request.
-fn detail(e: &NetEventView) -> String {
+fn detail(e: &NetEventDto) -> String {
     let mut parts = Vec::new();
     if let Some(dir) = &e.direction {
         parts.push(dir.clone());

@@ -32,7 +32,7 @@ use wfp_core::catalogue;
 use wfp_policy::lit::{condition_value, Lit};
 
 use crate::live::{event_rows, flow_rows, NetEventQuery, EVENT_HEADER, FLOW_HEADER};
-use crate::views::{FlowView, NetEventView};
+use crate::views::{FlowDto, NetEventDto};
 
 /// Where the daemon listens.
 #[derive(clap::Args, Debug, Clone)]
@@ -358,7 +358,7 @@ fn show_flows(c: &mut Client, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&c.flows::<serde_json::Value>()?);
     }
-    let flows: Vec<FlowView> = c.flows()?;
+    let flows: Vec<FlowDto> = c.flows()?;
     table(&FLOW_HEADER, &flow_rows(&flows));
     Ok(())
 }
@@ -369,7 +369,7 @@ fn show_net_events(c: &mut Client, q: &NetEventQuery, json: bool) -> anyhow::Res
     if json {
         return print_json(&c.net_events::<serde_json::Value>(&pairs)?);
     }
-    let events: Vec<NetEventView> = c.net_events(&pairs)?;
+    let events: Vec<NetEventDto> = c.net_events(&pairs)?;
     table(&EVENT_HEADER, &event_rows(&events));
     Ok(())
 }
@@ -599,7 +599,7 @@ pub fn watch(a: &WatchArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&raw)?);
             continue;
         }
-        let e: NetEventView = serde_json::from_value(raw)?;
+        let e: NetEventDto = serde_json::from_value(raw)?;
         let id = |v: Option<u64>| v.map_or_else(|| "-".into(), |v| v.to_string());
         println!(
             "#{} {} layer={} filter={} overridden={} callout={} flow={}",

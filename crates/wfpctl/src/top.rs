@@ -28,7 +28,7 @@ use wfp_api::{Client, StateView};
 
 use crate::live::{event_rows, flow_rows, EVENT_HEADER, FLOW_HEADER};
 use crate::mgmt::Connect;
-use crate::views::{parse_metrics, FlowView, NetEventView};
+use crate::views::{parse_metrics, FlowDto, NetEventDto};
 
 /// `wfpctl top`.
 #[derive(clap::Args, Debug)]
@@ -62,11 +62,11 @@ pub struct Model {
     /// `GET /v1/state`.
     pub state: Result<StateView, String>,
     /// `GET /v1/flows`.
-    pub flows: Result<Vec<FlowView>, String>,
+    pub flows: Result<Vec<FlowDto>, String>,
     /// Verdict rates from `GET /v1/metrics`, busiest first.
     pub rates: Result<Vec<Rate>, String>,
     /// The newest net events, oldest first.
-    pub events: Result<Vec<NetEventView>, String>,
+    pub events: Result<Vec<NetEventDto>, String>,
     /// Refreshes so far.
     pub refreshes: u64,
 }
@@ -371,7 +371,7 @@ mod tests {
 
     #[test]
     fn every_pane_renders_or_shows_its_error() {
-        let flow: FlowView = serde_json::from_str(
+        let flow: FlowDto = serde_json::from_str(
             r#"{"flow":3,"protocol":17,"local_addr":"10.0.0.2","local_port":53,
                 "remote_addr":"10.0.0.9","remote_port":999,"bytes_out":1,"bytes_in":2}"#,
         )

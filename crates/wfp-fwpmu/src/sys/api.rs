@@ -17,11 +17,12 @@ use super::convert::{
 };
 use super::{
     boundary, free_block, into_block, Arena, CGuid, Callout0, CalloutEnumTemplate0, ClassifyDrop0,
-    EventAddr, Filter0, FilterEnumTemplate0, NetEvent0, NetEventCallback, NetEventHeader0,
-    NetEventSubscription0, Provider0, Session0, Sublayer0, SublayerEnumTemplate0,
+    EventAddr, Filter0, FilterEnumTemplate0, NetEvent0, NetEventCallback, NetEventEnumTemplate0,
+    NetEventHeader0, NetEventSubscription0, Provider0, Session0, Sublayer0, SublayerEnumTemplate0,
 };
 use crate::status::{INVALID_ENUMERATOR, INVALID_HANDLE, NULL_POINTER, SUCCESS};
-use crate::{default_socket, Cursor, EventFilter, NetEvent, Session, Subscription};
+use crate::{default_socket, fwpm_type, Cursor, EventFilter, Session, Subscription};
+use wfp_api::NetEventDto;
 
 const ENGINE_MAGIC: u64 = 0x5746_504D_454E_4731;
 const ENUM_MAGIC: u64 = 0x5746_504D_454E_554D;
@@ -46,6 +47,7 @@ enum Listing {
     Sublayers(Cursor<wfp_api::SublayerView>),
     Callouts(Cursor<wfp_api::CalloutView>),
     Filters(Cursor<wfp_api::FilterView>),
+    NetEvents(Cursor<NetEventDto>),
 }
 
 struct EnumHandle {
@@ -529,6 +531,12 @@ fn next_block(listing: &mut Listing, n: usize) -> (*mut *mut c_void, u32) {
             .iter()
             .map(|f| filter_c(f, &mut arena).cast())
             .collect(),
+        Listing::NetEvents(c) => c
+            .take(n)
+            .iter()
+            .filter_map(|e| net_event_c(e, &mut arena))
+            .map(<*mut NetEvent0>::cast)
+            .collect(),
     };
     let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
     if entries.is_empty() {
@@ -724,45 +732,56 @@ fn filetime(ms: u64) -> u64 {
     ms.saturating_add(11_644_473_600_000).saturating_mul(10_000)
 }
 
-/// The event as `FWPM_NET_EVENT0` (+ its classify record), handed to `cb`.
-fn deliver(cb: &Callback, e: &NetEvent) {
-    let Some(event_type) = e.fwpm_type() else {
-        return;
-    };
-    let (mut flags, mut ip_version) = (0u32, 2u32);
-    let mut addr = |text: &Option<String>, bit: u32| -> EventAddr {
-        match text
-            .as_deref()
-            .and_then(|t| t.parse::<std::net::IpAddr>().ok())
-        {
-            Some(std::net::IpAddr::V4(a)) => {
-                flags |= bit | 0x100;
-                ip_version = 0;
-                EventAddr { v4: u32::from(a) }
-            }
-            Some(std::net::IpAddr::V6(a)) => {
-                flags |= bit | 0x100;
-                ip_version = 1;
-                EventAddr { v6: a.octets() }
-            }
-            None => EventAddr { v6: [0; 16] },
+/// The header address of `a` (flags bit `bit` and the IP version when present).
+fn event_addr(
+    a: Option<std::net::IpAddr>,
+    bit: u32,
+    flags: &mut u32,
+    ip_version: &mut u32,
+) -> EventAddr {
+    match a {
+        Some(std::net::IpAddr::V4(a)) => {
+            *flags |= bit | 0x100;
+            *ip_version = 0;
+            EventAddr { v4: u32::from(a) }
         }
+        Some(std::net::IpAddr::V6(a)) => {
+            *flags |= bit | 0x100;
+            *ip_version = 1;
+            EventAddr { v6: a.octets() }
+        }
+        None => EventAddr { v6: [0; 16] },
+    }
+}
+
+/// The event as `FWPM_NET_EVENT0` (+ its classify record and app id) kept in `arena`; `None`
+/// for kinds without an FWPM_NET_EVENT_TYPE (§11.5).
+fn net_event_c(e: &NetEventDto, arena: &mut Arena) -> Option<*mut NetEvent0> {
+    let event_type = fwpm_type(e)?;
+    let (mut flags, mut ip_version) = (0u32, 2u32);
+    let local = event_addr(e.local_addr, 0x2, &mut flags, &mut ip_version);
+    let remote = event_addr(e.remote_addr, 0x4, &mut flags, &mut ip_version);
+    let app_id = match e.app_id.as_deref() {
+        Some(app) => {
+            let bytes: Vec<u8> = app
+                .encode_utf16()
+                .chain([0])
+                .flat_map(u16::to_le_bytes)
+                .collect();
+            super::ByteBlob {
+                size: u32::try_from(bytes.len()).unwrap_or(0),
+                data: arena.array(bytes),
+            }
+        }
+        None => super::ByteBlob {
+            size: 0,
+            data: std::ptr::null_mut(),
+        },
     };
-    let local = addr(&e.local_addr, 0x2);
-    let remote = addr(&e.remote_addr, 0x4);
-    let app: Vec<u8> = e
-        .app_id
-        .as_deref()
-        .unwrap_or("")
-        .encode_utf16()
-        .chain([0])
-        .flat_map(u16::to_le_bytes)
-        .collect();
-    let mut app = app;
-    let mut classify = ClassifyDrop0 {
+    let classify = arena.keep(ClassifyDrop0 {
         filter_id: e.filter_id.unwrap_or(0),
-        layer_id: e.layer_id.unwrap_or(0),
-    };
+        layer_id: e.layer_id,
+    });
     let ft = filetime(e.time_ms.unwrap_or(0));
     let header = NetEventHeader0 {
         time_low: ft as u32,
@@ -779,28 +798,25 @@ fn deliver(cb: &Callback, e: &NetEvent) {
         local_port: e.local_port.unwrap_or(0),
         remote_port: e.remote_port.unwrap_or(0),
         scope_id: 0,
-        app_id: super::ByteBlob {
-            size: if e.app_id.is_some() {
-                u32::try_from(app.len()).unwrap_or(0)
-            } else {
-                0
-            },
-            data: if e.app_id.is_some() {
-                app.as_mut_ptr()
-            } else {
-                std::ptr::null_mut()
-            },
-        },
+        app_id,
         user_id: std::ptr::null_mut(),
     };
-    let event = NetEvent0 {
+    Some(arena.keep(NetEvent0 {
         header,
         event_type,
-        classify: &mut classify,
+        classify,
+    }))
+}
+
+/// The event as `FWPM_NET_EVENT0`, handed to `cb` (kinds without a WFP number are skipped).
+fn deliver(cb: &Callback, e: &NetEventDto) {
+    let mut arena = Arena::default();
+    let Some(event) = net_event_c(e, &mut arena) else {
+        return;
     };
-    // SAFETY: `event` and what it points to live until the callback returns (WFP's contract:
-    // the callback copies what it keeps).
-    unsafe { (cb.f)(cb.context, &event) };
+    // SAFETY: `event` and what it points to live in `arena` until the callback returns (WFP's
+    // contract: the callback copies what it keeps).
+    unsafe { (cb.f)(cb.context, event) };
 }
 
 /// FILETIME (100 ns ticks since 1601) as Unix milliseconds; 0 means "no bound".
@@ -810,13 +826,14 @@ fn filetime_ms(low: u32, high: u32) -> Option<u64> {
     (ticks != 0).then(|| (ticks / 10_000).saturating_sub(UNIX_EPOCH_MS))
 }
 
-/// The events a subscription asks for: its `enumTemplate` (NULL: every event).
+/// The events an `FWPM_NET_EVENT_ENUM_TEMPLATE0` asks for (NULL: every event), for
+/// enumeration handles and subscriptions alike (§11.5).
 ///
 /// # Safety
-/// `s` NULL or a valid `FWPM_NET_EVENT_SUBSCRIPTION0` whose template, when non-NULL, is valid.
-unsafe fn subscription_filter(s: *const NetEventSubscription0) -> Result<EventFilter, u32> {
+/// `t` NULL or a valid template.
+unsafe fn template_filter(t: *const NetEventEnumTemplate0) -> Result<EventFilter, u32> {
     // SAFETY: per the contract.
-    let Some(t) = (unsafe { s.as_ref() }).and_then(|s| unsafe { s.enum_template.as_ref() }) else {
+    let Some(t) = (unsafe { t.as_ref() }) else {
         return Ok(EventFilter::default());
     };
     // SAFETY: per the contract the array holds `num_conditions` entries.
@@ -826,6 +843,64 @@ unsafe fn subscription_filter(s: *const NetEventSubscription0) -> Result<EventFi
         filetime_ms(t.end_low, t.end_high),
         &conditions,
     )
+}
+
+/// The events a subscription asks for: its `enumTemplate` (NULL: every event).
+///
+/// # Safety
+/// `s` NULL or a valid `FWPM_NET_EVENT_SUBSCRIPTION0` whose template, when non-NULL, is valid.
+unsafe fn subscription_filter(s: *const NetEventSubscription0) -> Result<EventFilter, u32> {
+    // SAFETY: per the contract.
+    let template = unsafe { s.as_ref() }.map_or(std::ptr::null(), |s| s.enum_template.cast_const());
+    // SAFETY: per the contract.
+    unsafe { template_filter(template) }
+}
+
+/// # Safety
+/// `h` as for [`engine`]; `t` NULL or a valid template; `out` writable. A snapshot of the
+/// daemon's stored CLASSIFY_DROP / CLASSIFY_ALLOW events the template accepts (the rules of
+/// [`FwpmNetEventSubscribe0`]'s template).
+#[no_mangle]
+pub(crate) unsafe extern "C" fn FwpmNetEventCreateEnumHandle0(
+    h: *mut c_void,
+    t: *const NetEventEnumTemplate0,
+    out: *mut *mut c_void,
+) -> u32 {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let listing = unsafe { engine(h) }.and_then(|e| {
+            // SAFETY: per the contract.
+            let filter = unsafe { template_filter(t) }?;
+            e.session.enum_net_events(&filter).map(Listing::NetEvents)
+        });
+        // SAFETY: per the contract.
+        unsafe { new_enum(out, listing) }
+    })
+}
+
+/// # Safety
+/// As for [`enumerate`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn FwpmNetEventEnum0(
+    h: *mut c_void,
+    eh: *mut c_void,
+    n: u32,
+    entries: *mut *mut *mut NetEvent0,
+    returned: *mut u32,
+) -> u32 {
+    // SAFETY: per the contract.
+    unsafe { enumerate(h, eh, n, entries.cast(), returned) }
+}
+
+/// # Safety
+/// As for [`destroy_enum`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn FwpmNetEventDestroyEnumHandle0(
+    h: *mut c_void,
+    eh: *mut c_void,
+) -> u32 {
+    // SAFETY: per the contract.
+    unsafe { destroy_enum(h, eh) }
 }
 
 /// # Safety

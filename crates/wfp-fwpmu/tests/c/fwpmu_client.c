@@ -2,7 +2,9 @@
  * API socket ($WFPD_SOCKET) by tests/c_client.rs: opens a session, adds a provider, sublayer,
  * callout and filter in one transaction, checks the transaction rules, enumerates what it added
  * (templates, chunks, FwpmFreeMemory0), receives a net event through FwpmNetEventSubscribe0,
- * deletes everything and checks it is gone. Prints "FILTER <id>", "SUBSCRIBED", "EVENT ..." and
+ * enumerates it (FwpmNetEventCreateEnumHandle0 with matching and non-matching templates),
+ * deletes everything and checks it is gone. Prints "FILTER <id>", "SUBSCRIBED", "EVENT ...",
+ * "ENUMERATED <n>" and
  * finally "OK"; any failed check prints "FAIL ..." and exits 1. */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -268,18 +270,24 @@ static void check_other_listings(HANDLE h, UINT32 callout_id) {
     CHECK(found == 1, "callout listed %d times", found);
 }
 
-/* A subscription whose enumTemplate asks for one remote port (section 11.5). */
-static DWORD subscribe_port(HANDLE h, UINT16 port, struct seen *seen, HANDLE *sub) {
-    FWPM_FILTER_CONDITION0 c;
-    memset(&c, 0, sizeof c);
-    c.fieldKey = FWPM_CONDITION_IP_REMOTE_PORT;
-    c.matchType = FWP_MATCH_EQUAL;
-    c.conditionValue.type = FWP_UINT16;
-    c.conditionValue.uint16 = port;
+/* A net-event template asking for one remote port (section 11.5); `c` holds its condition. */
+static FWPM_NET_EVENT_ENUM_TEMPLATE0 port_template(UINT16 port, FWPM_FILTER_CONDITION0 *c) {
+    memset(c, 0, sizeof *c);
+    c->fieldKey = FWPM_CONDITION_IP_REMOTE_PORT;
+    c->matchType = FWP_MATCH_EQUAL;
+    c->conditionValue.type = FWP_UINT16;
+    c->conditionValue.uint16 = port;
     FWPM_NET_EVENT_ENUM_TEMPLATE0 t;
     memset(&t, 0, sizeof t);
     t.numFilterConditions = 1;
-    t.filterCondition = &c;
+    t.filterCondition = c;
+    return t;
+}
+
+/* A subscription whose enumTemplate asks for one remote port (section 11.5). */
+static DWORD subscribe_port(HANDLE h, UINT16 port, struct seen *seen, HANDLE *sub) {
+    FWPM_FILTER_CONDITION0 c;
+    FWPM_NET_EVENT_ENUM_TEMPLATE0 t = port_template(port, &c);
     FWPM_NET_EVENT_SUBSCRIPTION0 subscription = {0};
     subscription.enumTemplate = &t;
     return FwpmNetEventSubscribe0(h, &subscription, on_event, seen, sub);
@@ -324,6 +332,65 @@ static void wait_for_event(HANDLE h, UINT64 filter_id) {
     CHECK(atomic_load(&seen.count) == after, "a callback ran after FwpmNetEventUnsubscribe0");
 }
 
+/* Enumerates the stored net events `t` accepts, `page` at a time; counts the CLASSIFY_DROPs of
+ * `filter_id` (port 23 remote) in *ours and returns how many events there were. */
+static UINT32 enum_events(HANDLE h, const FWPM_NET_EVENT_ENUM_TEMPLATE0 *t, UINT32 page, UINT64 filter_id,
+                          UINT32 *ours) {
+    HANDLE e = NULL;
+    UINT32 total = 0;
+    *ours = 0;
+    OK(FwpmNetEventCreateEnumHandle0(h, t, &e));
+    for (int round = 0; round < 10000; round++) {
+        FWPM_NET_EVENT0 **events = NULL;
+        UINT32 n = 0;
+        OK(FwpmNetEventEnum0(h, e, page, &events, &n));
+        CHECK(n <= page, "%u events for a page of %u", n, page);
+        for (UINT32 i = 0; i < n; i++) {
+            const FWPM_NET_EVENT0 *ev = events[i];
+            *ours += ev->type == FWPM_NET_EVENT_TYPE_CLASSIFY_DROP && ev->classifyDrop &&
+                     ev->classifyDrop->filterId == filter_id && ev->header.remotePort == 23 &&
+                     ev->header.ipProtocol == 6 && ev->header.remoteAddrV4 == 0x0A000001;
+        }
+        FwpmFreeMemory0((void **)&events);
+        CHECK(events == NULL, "FwpmFreeMemory0 did not clear the pointer");
+        total += n;
+        if (n == 0) break;
+    }
+    OK(FwpmNetEventDestroyEnumHandle0(h, e));
+    return total;
+}
+
+/* After the drop: enumeration finds it with a matching template, page by page, and not with a
+ * template for another port; a closed enumeration handle is refused. */
+static void check_event_enum(HANDLE h, UINT64 filter_id) {
+    FWPM_FILTER_CONDITION0 c;
+    FWPM_NET_EVENT_ENUM_TEMPLATE0 t = port_template(23, &c);
+    UINT32 ours = 0;
+    UINT32 total = enum_events(h, &t, 1, filter_id, &ours);
+    CHECK(ours >= 1 && total == ours, "port 23: %u of ours in %u events", ours, total);
+    UINT32 all = enum_events(h, NULL, 100, filter_id, &ours);
+    CHECK(ours >= 1 && all >= total, "no template: %u of ours in %u events", ours, all);
+    t = port_template(80, &c);
+    total = enum_events(h, &t, 100, filter_id, &ours);
+    CHECK(total == 0, "port 80: %u events", total);
+    FWPM_NET_EVENT_ENUM_TEMPLATE0 future;
+    memset(&future, 0, sizeof future);
+    future.startTime.dwHighDateTime = 0x7FFFFFFF; /* far in the future: nothing in the window */
+    total = enum_events(h, &future, 100, filter_id, &ours);
+    CHECK(total == 0, "future window: %u events", total);
+    HANDLE e = NULL;
+    OK(FwpmNetEventCreateEnumHandle0(h, NULL, &e));
+    OK(FwpmNetEventDestroyEnumHandle0(h, e));
+    /* Not inside a transaction (as on Windows). */
+    OK(FwpmTransactionBegin0(h, FWPM_TXN_READ_ONLY));
+    DWORD r = FwpmNetEventCreateEnumHandle0(h, NULL, &e);
+    CHECK(r == FWP_E_TXN_IN_PROGRESS, "enum in a transaction = 0x%08x", (unsigned)r);
+    OK(FwpmTransactionAbort0(h));
+    CHECK(FwpmNetEventCreateEnumHandle0(NULL, NULL, &e) == ERROR_INVALID_HANDLE, "NULL engine");
+    CHECK(FwpmNetEventCreateEnumHandle0(h, NULL, NULL) == FWP_E_NULL_POINTER, "NULL out");
+    printf("ENUMERATED %u\n", all);
+}
+
 int main(void) {
     HANDLE h = NULL;
     FWPM_SESSION0 session = {0};
@@ -342,6 +409,7 @@ int main(void) {
     check_templates(h);
     check_other_listings(h, callout_id);
     wait_for_event(h, filter_id);
+    check_event_enum(h, filter_id);
 
     OK(FwpmFilterDeleteById0(h, filter_id));
     DWORD gone = FwpmFilterDeleteByKey0(h, &FILTER);
