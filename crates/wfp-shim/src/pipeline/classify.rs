@@ -180,8 +180,10 @@ impl Shim {
         Continue(())
     }
 
+    /// The fields `layer`'s filters read, as of the current packet's policy (all ones when a
+    /// callout filter is there).
     #[inline]
-    fn field_mask(&self, layer: LayerId) -> u64 {
+    pub(super) fn field_mask(&self, layer: LayerId) -> u64 {
         self.field_masks
             .get(usize::from(layer.0))
             .copied()

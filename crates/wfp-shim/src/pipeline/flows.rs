@@ -104,9 +104,12 @@ impl Shim {
                 }
             }
         }
-        pkt.update = key.and_then(|k| self.flow_update(pkt, k));
+        // One probe of the flow table and one of the flows' layer state: the update comes back
+        // with the flow's [`FlowExtra`] (no second lookup by id).
+        let tracked = key.and_then(|k| self.flow_update(pkt, k));
+        pkt.update = tracked.as_ref().map(|(u, _)| *u);
         pkt.verdict.flow = pkt.flow();
-        let extra = pkt.flow().and_then(|id| self.extra.get(&id));
+        let extra = tracked.map(|(_, e)| e);
         pkt.needs_auth = extra.is_some_and(|e| e.auth_layer.is_none());
         if let Some(id) = pkt.flow() {
             super::meta::add_flow(&mut pkt.meta, id);
@@ -122,8 +125,9 @@ impl Shim {
         Continue(())
     }
 
-    /// The flow table's update for `pkt` (flow `key`), its [`FlowExtra`] created with the flow.
-    fn flow_update(&mut self, pkt: &Packet<'_>, key: FlowKey) -> Option<FlowUpdate> {
+    /// The flow table's update for `pkt` (flow `key`) and the flow's [`FlowExtra`] (created with
+    /// the flow).
+    fn flow_update(&mut self, pkt: &Packet<'_>, key: FlowKey) -> Option<(FlowUpdate, &FlowExtra)> {
         let meta = PacketMeta::from_parsed(pkt.parsed);
         let Ok(u) = self.flows.handle_packet(pkt.now, &key, pkt.dir, &meta) else {
             self.stats.untracked += 1;
@@ -142,7 +146,8 @@ impl Shim {
         if u.created && self.announced() {
             let _ = self.engine.flow_created(u.handle.id().get());
         }
-        self.extra
+        let extra = self
+            .extra
             .entry(u.handle.id())
             .or_insert_with(|| FlowExtra {
                 key,
@@ -161,7 +166,7 @@ impl Shim {
                 pending: None,
                 edit: Default::default(),
             });
-        Some(u)
+        Some((u, extra))
     }
 
     /// Remembers a TCP connection that ended by policy: its late segments get `reason`, `layer`

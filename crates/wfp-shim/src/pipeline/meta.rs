@@ -62,9 +62,15 @@ pub(super) fn ip_layer_meta(p: &ParsedPacket, seen: &Seen<'_>) -> Metadata {
     m
 }
 
-/// The metadata of the transport layers and above, before flow tracking adds the flow's fields.
-pub(super) fn transport_layer_meta(p: &ParsedPacket, seen: &Seen<'_>, mtu: u32) -> Metadata {
-    let mut m = ip_layer_meta(p, seen);
+/// The metadata of the transport layers and above, before flow tracking adds the flow's fields:
+/// `ip` (the packet's [`ip_layer_meta`], built once per packet) plus the transport fields.
+pub(super) fn transport_layer_meta(
+    ip: &Metadata,
+    p: &ParsedPacket,
+    seen: &Seen<'_>,
+    mtu: u32,
+) -> Metadata {
+    let mut m = ip.clone();
     let header = match &p.transport {
         Transport::Tcp(t) => Some(t.header_len),
         Transport::Udp(_) => Some(8),

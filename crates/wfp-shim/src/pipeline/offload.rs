@@ -34,11 +34,13 @@
 //! carried bytes as `missedBytes` ([`Shim::resume_offloaded`]).
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::OnceLock;
 
 use wfp_core::catalogue::{self, layers};
 use wfp_core::{ActionType, FilterId, LayerId};
 
+use super::flows::FlowIdHasher;
 use super::packet::Packet;
 use super::{Shim, Verdict};
 use crate::flow::{Direction, FlowId, FlowKey, FlowState, Side, TcpState};
@@ -195,7 +197,8 @@ pub struct Withdrawal {
 /// The flows with an offloaded direction (per [`Side`]), beside the flow table.
 #[derive(Debug, Default)]
 pub(super) struct OffloadTable {
-    sides: HashMap<FlowId, [bool; 2]>,
+    /// Keyed with the pipeline's flow-id hasher: probed for every packet of a tracked flow.
+    sides: HashMap<FlowId, [bool; 2], BuildHasherDefault<FlowIdHasher>>,
     /// What the kernel carried for offloaded flows without the shim, as of the latest
     /// [`Shim::note_carried`].
     kernel: HashMap<FlowId, CarriedCounts>,

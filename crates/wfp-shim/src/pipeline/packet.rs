@@ -92,7 +92,7 @@ impl<'a> Packet<'a> {
     ) -> Self {
         let ip = ip_facts(parsed, &seen);
         let ip_meta = ip_layer_meta(parsed, &seen);
-        let meta = transport_layer_meta(parsed, &seen, seen.mtu);
+        let meta = transport_layer_meta(&ip_meta, parsed, &seen, seen.mtu);
         Self {
             now: seen.now,
             dir: seen.dir,

@@ -73,7 +73,7 @@ impl Shim {
     /// behind it go with the metadata (`Metadata::header_bytes`), so a callout's clone can be
     /// retreated to the whole packet (`Engine::retreat_packet`) and injected with
     /// FwpsInjectTransportReceiveAsync0, as WFP callouts retreat the NET_BUFFER_LIST. Copied only
-    /// when one of those layers has filters.
+    /// when one of those layers has a callout filter (no per-packet allocation otherwise).
     fn add_header_bytes(&self, pkt: &mut Packet<'_>) {
         let v6 = pkt.v6();
         let payload_layers = if v6 {
@@ -91,7 +91,10 @@ impl Shim {
                 layers::DATAGRAM_DATA_V4,
             ]
         };
-        if pkt.meta.header_bytes.is_some() || !payload_layers.iter().any(|l| self.has_filters(*l)) {
+        // Only a callout reads metadata: static filters alone never see the copy, so a layer
+        // whose filters are all static (its field mask is not all ones) needs none.
+        let callout_at = |l: &LayerId| self.has_filters(*l) && self.field_mask(*l) == u64::MAX;
+        if pkt.meta.header_bytes.is_some() || !payload_layers.iter().any(callout_at) {
             return;
         }
         let start = pkt.parsed.payload().map_or(pkt.bytes.len(), |r| r.start);

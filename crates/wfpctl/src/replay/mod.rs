@@ -94,7 +94,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use wfp_callouts::Host;
-use wfp_core::{ActionType, Engine, FilterId, LayerId};
+use wfp_core::{ActionType, Engine, FilterId, LayerId, RtFilter};
 use wfp_pcap::{CaptureError, CaptureReader, LinkType, NetworkProtocol, PacketRef, WriteError};
 use wfp_policy::PolicyError;
 use wfp_shim::{
@@ -211,12 +211,27 @@ struct Frame {
     wire: u64,
 }
 
-/// What the replay knows about a filter (from the engine, once at the start).
+/// What the replay knows about a filter (from the engine, once at the start): the engine's own
+/// filter object, shared rather than copied (no per-filter allocation when a replay starts).
 #[derive(Clone, Debug)]
-pub(crate) struct FilterInfo {
-    pub(crate) name: Arc<str>,
-    pub(crate) layer: LayerId,
-    pub(crate) action: ActionType,
+pub(crate) struct FilterInfo(Arc<RtFilter>);
+
+impl FilterInfo {
+    pub(crate) fn new(filter: Arc<RtFilter>) -> Self {
+        Self(filter)
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    pub(crate) fn layer(&self) -> LayerId {
+        self.0.layer()
+    }
+
+    pub(crate) fn action(&self) -> ActionType {
+        self.0.action()
+    }
 }
 
 /// Replays packets through a [`Shim`] and accumulates the [`Report`].
@@ -259,17 +274,8 @@ impl Replayer {
     pub fn new(engine: Arc<Engine>, host: Host, config: ReplayConfig) -> Self {
         let filters: HashMap<FilterId, FilterInfo> = engine
             .filters()
-            .iter()
-            .map(|f| {
-                (
-                    f.filter_id(),
-                    FilterInfo {
-                        name: Arc::from(f.name()),
-                        layer: f.layer(),
-                        action: f.action(),
-                    },
-                )
-            })
+            .into_iter()
+            .map(|f| (f.filter_id(), FilterInfo::new(f)))
             .collect();
         // A host used before: drop what an earlier run left behind.
         let _stale = host.flow_log.drain();
@@ -566,7 +572,7 @@ impl Replayer {
         levels: &decap::Levels<'_>,
     ) -> Result<(), ReplayError> {
         let filters = &self.filters;
-        let name = |id: Option<FilterId>| id.and_then(|id| filters.get(&id)).map(|f| &*f.name);
+        let name = |id: Option<FilterId>| id.and_then(|id| filters.get(&id)).map(FilterInfo::name);
         let passes = &self.passes;
         let layers = self
             .order

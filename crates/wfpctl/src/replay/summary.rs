@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use wfp_callouts::{Connection, FlowRecord, StreamReport};
 use wfp_core::{ActionType, Engine, FilterId, LayerId};
@@ -339,22 +338,19 @@ impl Summary {
         let mut filters: Vec<FilterRow> = counts
             .filter(|(_, c)| c.permits + c.blocks + c.final_packets > 0)
             .map(|(id, c)| {
-                let info = known.get(&id).cloned().or_else(|| {
-                    engine.filter(id).map(|f| FilterInfo {
-                        name: Arc::from(f.name()),
-                        layer: f.layer(),
-                        action: f.action(),
-                    })
-                });
+                let info = known
+                    .get(&id)
+                    .cloned()
+                    .or_else(|| engine.filter(id).map(FilterInfo::new));
                 FilterRow {
-                    action: info.as_ref().map_or(ActionType::NONE, |i| i.action),
+                    action: info.as_ref().map_or(ActionType::NONE, FilterInfo::action),
                     blocks: c.blocks,
                     final_packets: c.final_packets,
                     id,
-                    layer: info.as_ref().map_or(LayerId(u16::MAX), |i| i.layer),
+                    layer: info.as_ref().map_or(LayerId(u16::MAX), FilterInfo::layer),
                     name: info
                         .as_ref()
-                        .map_or_else(String::new, |i| i.name.to_string()),
+                        .map_or_else(String::new, |i| i.name().to_owned()),
                     permits: c.permits,
                     vetoes: c.vetoes,
                 }

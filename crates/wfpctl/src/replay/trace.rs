@@ -43,7 +43,7 @@ impl TracedPacket {
             .iter()
             .filter_map(|v| v.filter)
             .chain(verdict.filter)
-            .filter_map(|id| filters.get(&id).map(|f| (id, f.name.clone())))
+            .filter_map(|id| filters.get(&id).map(|f| (id, Arc::from(f.name()))))
             .collect();
         Self {
             index: p.index,
