@@ -368,3 +368,56 @@ fn an_unload_routine_that_never_returns_is_reported_hung() {
     let driver = host.load(&so).unwrap();
     assert!(matches!(driver.unload(), Err(UnloadError::Hung { .. })));
 }
+
+const DELETE_IN_TXN: &str = r#"
+#include <ntddk.h>
+#include <initguid.h>
+#include <fwpsk.h>
+#include <fwpmk.h>
+DEFINE_GUID(TXN_CALLOUT, 0x7a1d0c4b, 0x1212, 0x3434, 0x56, 0x56, 0x78, 0x78, 0x9a, 0x9a, 0xbc, 0xbc);
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    HANDLE engine;
+    FWPM_SESSION0 session = { 0 };
+    FWPM_CALLOUT0 c = { 0 };
+    UINT32 id = 0;
+    session.flags = FWPM_SESSION_FLAG_DYNAMIC;
+    NTSTATUS s = FwpmEngineOpen0(NULL, RPC_C_AUTHN_WINNT, NULL, &session, &engine);
+    if (!NT_SUCCESS(s)) return s;
+    s = FwpmTransactionBegin0(engine, 0);
+    c.calloutKey = TXN_CALLOUT;
+    c.displayData.name = L"deleted in its transaction";
+    c.applicableLayer = FWPM_LAYER_ALE_AUTH_CONNECT_V4;
+    if (NT_SUCCESS(s)) s = FwpmCalloutAdd0(engine, &c, NULL, &id);
+    /* Inside the session's own transaction: answered from it, never a wait on its own lock. */
+    if (NT_SUCCESS(s)) s = FwpmCalloutDeleteById0(engine, id);
+    DbgPrint("delete 0x%08x\n", s);
+    DbgPrint("again 0x%08x\n", FwpmCalloutDeleteById0(engine, id));
+    DbgPrint("commit 0x%08x\n", FwpmTransactionCommit0(engine));
+    return FwpmEngineClose0(engine);
+}
+"#;
+
+/// FwpmCalloutDeleteById0 inside the driver's own transaction finds the callout through that
+/// transaction (it used to wait for the writer lock the transaction holds: a self-deadlock).
+#[test]
+fn callout_delete_by_id_inside_the_drivers_own_transaction() {
+    let so = build_driver(
+        "delete_in_txn",
+        &write_source("delete_in_txn", DELETE_IN_TXN),
+    );
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    assert_eq!(
+        log,
+        vec![
+            "delete 0x00000000".to_string(),
+            // STATUS_FWP_CALLOUT_NOT_FOUND: the delete is visible to the transaction.
+            "again 0xc0220001".to_string(),
+            "commit 0x00000000".to_string(),
+        ]
+    );
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}

@@ -518,6 +518,17 @@ impl Transaction<'_> {
         self.mgmt.as_deref()?.provider_contexts.get(key).cloned()
     }
 
+    /// The key of the management callout `id` (`calloutId`), as this transaction sees it (reads
+    /// inside a session's transaction must not wait for the lock the transaction holds).
+    pub fn callout_key(&self, id: CalloutId) -> Option<Guid> {
+        self.mgmt
+            .as_deref()?
+            .callouts
+            .values()
+            .find(|c| c.id == id)
+            .map(|c| c.spec.key)
+    }
+
     /// The key of the provider context `id`, as this transaction sees it.
     pub fn provider_context_key(&self, id: ProviderContextId) -> Option<Guid> {
         self.mgmt

@@ -445,7 +445,12 @@ fn callout_key_by_id(h: &HostInner, id: u32) -> Option<Guid> {
 pub(crate) extern "C" fn FwpmCalloutDeleteById0(handle: *mut c_void, id: u32) -> NtStatus {
     boundary("FwpmCalloutDeleteById0", STATUS_INVALID_PARAMETER, || {
         with_session("FwpmCalloutDeleteById0", handle, |h, s| {
-            let Some(k) = callout_key_by_id(h, id) else {
+            // Inside the session's transaction, read through it (the writer lock is held).
+            let found = match &s.txn {
+                Some(t) => t.txn.callout_key(CalloutId(id)),
+                None => callout_key_by_id(h, id),
+            };
+            let Some(k) = found else {
                 return nt(Status::FWP_CALLOUT_NOT_FOUND);
             };
             status_of(in_txn(h, s, |t| t.delete_callout(&k).map(|()| ((), None))))
