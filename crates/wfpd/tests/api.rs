@@ -494,8 +494,8 @@ fn filter_enum_template_conditions_through_the_client() {
         ids(with_boot),
         vec![web.unwrap(), low.unwrap(), boot.unwrap()]
     );
-    // The plain listing (a NULL template) shows every filter, boot-time ones included.
-    assert_eq!(c.filters().unwrap().len(), 3);
+    // The plain listing shows the filters the engine enforces: boot-time ones only when asked.
+    assert_eq!(c.filters().unwrap().len(), 2);
     let no_layer = wfp_api::FilterEnumRequest {
         layer: None,
         ..range(wfp_api::FilterEnumTypeDto::Overlapping)
