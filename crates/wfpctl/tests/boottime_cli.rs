@@ -1,36 +1,12 @@
 //! `wfpctl add filter --boottime` and `wfpctl show filters --boottime[-only]` against wfpd's API
 //! server in process (§11.3, §11.4 FWP_FILTER_ENUM_FLAG_INCLUDE_BOOTTIME / BOOTTIME_ONLY).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::Arc;
+mod support;
 
-use wfp_core::Engine;
-use wfpd::api::{ApiConfig, Server};
+use std::path::Path;
+use std::process::Output;
 
-fn wfpctl(socket: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wfpctl"))
-        .args(args)
-        .arg("--socket")
-        .arg(socket)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wfpctl-boottime-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use support::{text, wfpctl, InProcessApi};
 
 fn add(sock: &Path, name: &str, extra: &[&str]) -> Output {
     let mut args = vec![
@@ -51,12 +27,8 @@ fn add(sock: &Path, name: &str, extra: &[&str]) -> Output {
 
 #[test]
 fn boottime_filters_are_added_and_shown_only_when_asked_for() {
-    let d = dir();
-    let engine = Arc::new(Engine::default());
-    let mut config = ApiConfig::default();
-    config.socket = Some(d.join("wfpd.sock"));
-    let server = Server::start(Arc::clone(&engine), None, config).unwrap();
-    let sock = server.path().to_path_buf();
+    let api = InProcessApi::start("boottime");
+    let (engine, sock) = (&api.engine, api.sock.clone());
 
     let out = add(&sock, "at boot", &["--boottime"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -111,6 +83,4 @@ fn boottime_filters_are_added_and_shown_only_when_asked_for() {
         "{}",
         text(&out)
     );
-    drop(server);
-    let _ = std::fs::remove_dir_all(&d);
 }

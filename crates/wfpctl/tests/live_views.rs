@@ -4,13 +4,15 @@
 //! live daemon's answers are checked in crates/wfpd/tests/mgmt_live.rs (`show flows --json`).
 
 mod fake_api;
+mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use fake_api::{FakeApi, Reply};
+use support::{text, wfpctl};
 
 const FLOWS: &str = r#"[
  {"flow":11,"queue":0,"ip_version":4,"protocol":6,"local_addr":"10.0.0.2","local_port":40000,
@@ -42,30 +44,6 @@ const PENDING: &str = r#"[
   "deadline_ms":1700000030500,"default":"block"}
 ]"#;
 
-fn dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wfpctl-live-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn wfpctl(socket: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wfpctl"))
-        .args(args)
-        .arg("--socket")
-        .arg(socket)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn connect_v4_id() -> u16 {
     wfp_core::catalogue::layer_by_name("ALE_AUTH_CONNECT_V4")
         .unwrap()
@@ -75,7 +53,7 @@ fn connect_v4_id() -> u16 {
 
 #[test]
 fn show_flows_renders_wfp_names_and_json_passes_through() {
-    let d = dir("flows");
+    let d = support::dir("live-flows");
     let api = FakeApi::start(&d);
     let flows = FLOWS.replace("LAYER", &connect_v4_id().to_string());
     api.route("GET /v1/flows", Reply::Body(200, flows));
@@ -113,7 +91,7 @@ fn show_flows_renders_wfp_names_and_json_passes_through() {
 
 #[test]
 fn show_netevents_sends_the_query_conditions() {
-    let d = dir("events");
+    let d = support::dir("live-events");
     let api = FakeApi::start(&d);
     api.route("GET /v1/netevents", Reply::Body(200, EVENTS.into()));
     let out = wfpctl(
@@ -169,7 +147,7 @@ fn show_netevents_sends_the_query_conditions() {
 
 #[test]
 fn watch_streams_with_conditions() {
-    let d = dir("watch");
+    let d = support::dir("live-watch");
     let api = FakeApi::start(&d);
     let events: Vec<serde_json::Value> = serde_json::from_str(EVENTS).unwrap();
     let lines = events.iter().map(|e| e.to_string()).collect();
@@ -198,7 +176,7 @@ fn watch_streams_with_conditions() {
 
 #[test]
 fn decide_prompts_per_request_and_posts_the_answers() {
-    let d = dir("decide");
+    let d = support::dir("live-decide");
     let api = FakeApi::start(&d);
     api.route("GET /v1/pending", Reply::Body(200, PENDING.into()));
     api.route(
@@ -280,7 +258,7 @@ fn decide_prompts_per_request_and_posts_the_answers() {
 
 #[test]
 fn decide_follow_answers_streamed_requests() {
-    let d = dir("follow");
+    let d = support::dir("live-follow");
     let api = FakeApi::start(&d);
     api.route("GET /v1/pending", Reply::Body(200, "[]".into()));
     let pending: Vec<serde_json::Value> = serde_json::from_str(PENDING).unwrap();
@@ -319,7 +297,7 @@ fn decide_follow_answers_streamed_requests() {
 
 #[test]
 fn show_flows_against_a_daemon_with_no_data_path_prints_an_empty_table() {
-    let d = dir("real");
+    let d = support::dir("live-real");
     let mut config = wfpd::api::ApiConfig::default();
     config.socket = Some(d.join("wfpd.sock"));
     let engine = Arc::new(wfp_core::Engine::default());

@@ -1,36 +1,9 @@
 //! `wfpctl show|add|delete|apply` against a real management socket (wfpd's API server in
 //! process, no queues).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::Arc;
+mod support;
 
-use wfp_core::Engine;
-use wfpd::api::{ApiConfig, Server};
-
-fn wfpctl(socket: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wfpctl"))
-        .args(args)
-        .arg("--socket")
-        .arg(socket)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wfpctl-mgmt-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use support::{text, wfpctl, InProcessApi};
 
 const POLICY: &str = r#"
 [[sublayer]]
@@ -47,12 +20,8 @@ conditions = [ { field = "IP_REMOTE_PORT", value = 23 } ]
 
 #[test]
 fn show_add_delete_and_apply_through_the_socket() {
-    let d = dir();
-    let engine = Arc::new(Engine::default());
-    let mut config = ApiConfig::default();
-    config.socket = Some(d.join("wfpd.sock"));
-    let server = Server::start(Arc::clone(&engine), None, config).unwrap();
-    let sock = server.path().to_path_buf();
+    let api = InProcessApi::start("mgmt");
+    let (engine, d, sock) = (&api.engine, &api.dir, api.sock.clone());
 
     let out = wfpctl(
         &sock,
@@ -158,6 +127,4 @@ fn show_add_delete_and_apply_through_the_socket() {
         "{}",
         text(&out)
     );
-    drop(server);
-    let _ = std::fs::remove_dir_all(&d);
 }

@@ -2,36 +2,9 @@
 //! policy with `[[provider_context]]` tables, against a real management socket (wfpd's API
 //! server in process).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::Arc;
+mod support;
 
-use wfp_core::Engine;
-use wfpd::api::{ApiConfig, Server};
-
-fn wfpctl(socket: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wfpctl"))
-        .args(args)
-        .arg("--socket")
-        .arg(socket)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wfpctl-pctx-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use support::{text, wfpctl, InProcessApi};
 
 const POLICY: &str = r#"
 [[provider_context]]
@@ -48,12 +21,8 @@ provider_context = "applied"
 
 #[test]
 fn provider_contexts_from_the_command_line() {
-    let d = dir();
-    let engine = Arc::new(Engine::default());
-    let mut config = ApiConfig::default();
-    config.socket = Some(d.join("wfpd.sock"));
-    let server = Server::start(Arc::clone(&engine), None, config).unwrap();
-    let sock = server.path().to_path_buf();
+    let api = InProcessApi::start("pctx");
+    let (engine, d, sock) = (&api.engine, &api.dir, api.sock.clone());
 
     let out = wfpctl(
         &sock,
@@ -120,6 +89,4 @@ fn provider_contexts_from_the_command_line() {
     let out = wfpctl(&sock, &["delete", "providercontext", &key]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(engine.provider_contexts().len(), 1);
-    drop(server);
-    let _ = std::fs::remove_dir_all(&d);
 }

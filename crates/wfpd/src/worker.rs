@@ -92,7 +92,6 @@ pub struct ShimHandler {
     asyncs: AsyncPath,
     /// When the asynchronous path last ran.
     last_async: Duration,
-    config: ShimConfig,
     identity: Identity,
     other_hook: Verdict,
     truncated: Verdict,
@@ -119,12 +118,11 @@ impl ShimHandler {
         shared: Arc<WorkerShared>,
     ) -> Self {
         Self {
-            shim: Shim::new(Arc::clone(&engine), config.clone()),
+            shim: Shim::new(Arc::clone(&engine), config),
             engine,
             host: host.clone(),
             asyncs,
             last_async: Duration::ZERO,
-            config,
             identity,
             other_hook,
             truncated,
@@ -390,7 +388,7 @@ impl PacketHandler for ShimHandler {
         // The shim may be half-way through a packet: replace it. Its flows end (flowDeleteFn for
         // their contexts) as far as it can still do that; new packets start new flows. The
         // packets it held get the same posture.
-        let fresh = Shim::new(Arc::clone(&self.engine), self.config.clone());
+        let fresh = self.shim.successor();
         let mut old = std::mem::replace(&mut self.shim, fresh);
         let _ = catch_unwind(AssertUnwindSafe(|| old.abort_all()));
         self.asyncs.abandon(verdict);

@@ -610,6 +610,11 @@ impl FlowTable {
         }
     }
 
+    /// Continues `prev`'s id sequence: a table replacing another never reissues its ids.
+    pub fn continue_ids_from(&mut self, prev: &Self) {
+        self.next_id = self.next_id.max(prev.next_id);
+    }
+
     /// Account one packet of `key` travelling in `direction`: find or create its flow, update the
     /// TCP state machine and counters.
     pub fn handle_packet(

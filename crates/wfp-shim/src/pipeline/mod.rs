@@ -382,6 +382,15 @@ pub struct Shim {
 }
 
 impl Shim {
+    /// A fresh pipeline to replace this one (after a contained panic): same engine and
+    /// configuration, no flows, and flow ids continuing this one's sequence, so an id already
+    /// handed out (to a callout's flow context, `show flows`, an event) is never reissued.
+    pub fn successor(&self) -> Self {
+        let mut next = Self::new(Arc::clone(&self.engine), self.config.clone());
+        next.flows.continue_ids_from(&self.flows);
+        next
+    }
+
     /// A pipeline feeding `engine`.
     pub fn new(engine: Arc<Engine>, config: ShimConfig) -> Self {
         let mut flow = config.flow;

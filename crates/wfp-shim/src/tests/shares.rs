@@ -227,3 +227,17 @@ fn injections_run_in_the_shim_of_the_cloned_packets_flow() {
     assert_eq!(out[0].verdict.flow.map(|f| f.get()), Some(2));
     assert_eq!(a.engine.ledger_counts(), Default::default());
 }
+
+/// A shim replaced after a contained panic (wfpd's `recover`) continues the old one's id sequence
+/// within its share: a flow id already handed to a callout's flow context is never reissued.
+#[test]
+fn a_successor_never_reissues_flow_ids() {
+    let (mut a, _b) = pair(None);
+    handshake(&mut a, &V4);
+    let first = send(&mut a, &V4, 1001, b"x").flow.unwrap().get();
+    assert_eq!(first, 1);
+    a.shim = a.shim.successor();
+    handshake(&mut a, &V4);
+    let second = send(&mut a, &V4, 1001, b"y").flow.unwrap().get();
+    assert_eq!(second, 3, "the next id of share 0 of 2, not 1 again");
+}
