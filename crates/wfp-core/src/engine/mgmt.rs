@@ -300,6 +300,18 @@ impl Engine {
         *self.writer_thread.lock() == Some(std::thread::current().id())
     }
 
+    /// One change in an implicit transaction (§11.2: a management call outside an explicit
+    /// transaction commits on success and changes nothing on failure).
+    fn implicit<T>(
+        &self,
+        change: impl FnOnce(&mut Transaction<'_>) -> Result<T, FwpError>,
+    ) -> Result<T, FwpError> {
+        let mut t = self.begin();
+        let out = change(&mut t)?;
+        t.commit();
+        Ok(out)
+    }
+
     /// A transaction over the already-taken writer lock (engine/session.rs takes it with a wait
     /// limit, §11.2).
     pub(super) fn begin_locked<'e>(&'e self, guard: MutexGuard<'e, Mgmt>) -> Transaction<'e> {
@@ -318,74 +330,47 @@ impl Engine {
 
     /// `FwpmProviderAdd0` in an implicit transaction.
     pub fn add_provider(&self, spec: ProviderSpec) -> Result<Guid, FwpError> {
-        let mut t = self.begin();
-        let k = t.add_provider(spec)?;
-        t.commit();
-        Ok(k)
+        self.implicit(|t| t.add_provider(spec))
     }
 
     /// `FwpmSubLayerAdd0` in an implicit transaction.
     pub fn add_sublayer(&self, spec: SublayerSpec) -> Result<Guid, FwpError> {
-        let mut t = self.begin();
-        let k = t.add_sublayer(spec)?;
-        t.commit();
-        Ok(k)
+        self.implicit(|t| t.add_sublayer(spec))
     }
 
     /// `FwpmCalloutAdd0` in an implicit transaction.
     pub fn add_callout(&self, spec: CalloutSpec) -> Result<CalloutId, FwpError> {
-        let mut t = self.begin();
-        let k = t.add_callout(spec)?;
-        t.commit();
-        Ok(k)
+        self.implicit(|t| t.add_callout(spec))
     }
 
     /// `FwpmFilterAdd0` in an implicit transaction.
     pub fn add_filter(&self, spec: FilterSpec) -> Result<FilterId, FwpError> {
-        let mut t = self.begin();
-        let id = t.add_filter(spec)?;
-        t.commit();
-        Ok(id)
+        self.implicit(|t| t.add_filter(spec))
     }
 
     /// `FwpmFilterDeleteById0` in an implicit transaction.
     pub fn delete_filter(&self, id: FilterId) -> Result<(), FwpError> {
-        let mut t = self.begin();
-        t.delete_filter(id)?;
-        t.commit();
-        Ok(())
+        self.implicit(|t| t.delete_filter(id))
     }
 
     /// `FwpmFilterDeleteByKey0` in an implicit transaction.
     pub fn delete_filter_by_key(&self, key: &Guid) -> Result<(), FwpError> {
-        let mut t = self.begin();
-        t.delete_filter_by_key(key)?;
-        t.commit();
-        Ok(())
+        self.implicit(|t| t.delete_filter_by_key(key))
     }
 
     /// `FwpmSubLayerDeleteByKey0` in an implicit transaction.
     pub fn delete_sublayer(&self, key: &Guid) -> Result<(), FwpError> {
-        let mut t = self.begin();
-        t.delete_sublayer(key)?;
-        t.commit();
-        Ok(())
+        self.implicit(|t| t.delete_sublayer(key))
     }
 
     /// `FwpmCalloutDeleteByKey0` in an implicit transaction.
     pub fn delete_callout(&self, key: &Guid) -> Result<(), FwpError> {
-        let mut t = self.begin();
-        t.delete_callout(key)?;
-        t.commit();
-        Ok(())
+        self.implicit(|t| t.delete_callout(key))
     }
 
     /// `FwpmProviderDeleteByKey0` in an implicit transaction.
     pub fn delete_provider(&self, key: &Guid) -> Result<(), FwpError> {
-        let mut t = self.begin();
-        t.delete_provider(key)?;
-        t.commit();
-        Ok(())
+        self.implicit(|t| t.delete_provider(key))
     }
 
     /// `FwpmProviderContextAdd0..3` in an implicit transaction: returns `providerContextId`.
@@ -393,18 +378,12 @@ impl Engine {
         &self,
         spec: ProviderContextSpec,
     ) -> Result<ProviderContextId, FwpError> {
-        let mut t = self.begin();
-        let id = t.add_provider_context(spec)?;
-        t.commit();
-        Ok(id)
+        self.implicit(|t| t.add_provider_context(spec))
     }
 
     /// `FwpmProviderContextDeleteByKey0` in an implicit transaction.
     pub fn delete_provider_context(&self, key: &Guid) -> Result<(), FwpError> {
-        let mut t = self.begin();
-        t.delete_provider_context(key)?;
-        t.commit();
-        Ok(())
+        self.implicit(|t| t.delete_provider_context(key))
     }
 
     /// All provider contexts, by key (`FwpmProviderContextEnum0` without a template).
