@@ -2,6 +2,8 @@
 //! `wfp_ffi::compile::build`, loaded into a host, their DriverEntry running checks that print
 //! "ok NAME" / "FAIL NAME" lines to the host's log.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -246,45 +248,8 @@ fn rt_ndis_inner() {
 /// note when valgrind is absent.
 #[test]
 fn ndis_context_space_under_valgrind() {
-    if std::process::Command::new("valgrind")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("note: valgrind not installed; skipping");
-        return;
-    }
     let so = build_driver("rt_ndis_vg", &c_dir().join("rt_ndis.c"));
-    let out = std::process::Command::new("valgrind")
-        .args([
-            "--error-exitcode=99",
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite",
-            "--show-leak-kinds=definite",
-        ])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "rt_ndis_inner",
-            "--test-threads=1",
-            "--nocapture",
-        ])
-        .env("WFP_FFI_RT_NDIS_SO", &so)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("rt_ndis: done"), "{text}");
-    assert!(text.contains("ERROR SUMMARY: 0 errors"), "{text}");
-    assert!(
-        text.contains("definitely lost: 0 bytes") || text.contains("All heap blocks were freed"),
-        "{text}"
-    );
+    support::run_inner_under_valgrind("rt_ndis_inner", "WFP_FFI_RT_NDIS_SO", &so, "rt_ndis: done");
 }
 
 #[test]
