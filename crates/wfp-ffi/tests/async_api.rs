@@ -743,10 +743,12 @@ fn redirect_handles_and_metadata_pointers() {
     );
 
     // 1. A new connection, no records and no pointer fields (even with their bits claimed).
-    let mut bare = Metadata::default();
-    bare.present = MetadataFields(
-        MetadataFields::REDIRECT_RECORD_HANDLE.0 | MetadataFields::ORIGINAL_DESTINATION.0,
-    );
+    let bare = Metadata {
+        present: MetadataFields(
+            MetadataFields::REDIRECT_RECORD_HANDLE.0 | MetadataFields::ORIGINAL_DESTINATION.0,
+        ),
+        ..Metadata::default()
+    };
     let first = connect(&bare);
     assert_eq!(first.request.remote.map(|a| a.port()), Some(9100));
     let chain = first.request.records.chain.clone();
@@ -774,12 +776,14 @@ fn redirect_handles_and_metadata_pointers() {
     cmsg.extend_from_slice(&[1, 2, 3, 4]);
     let mut ip_header = vec![0u8; 20];
     ip_header[0] = 0x45;
-    let mut full = Metadata::default();
-    full.redirect_records = Some(first.request.records.clone());
-    full.control_data = Some(cmsg.into());
-    full.header_include_header = Some(ip_header.into());
-    full.destination_prefix = Some(("10.77.0.0".parse().unwrap(), 16));
-    full.original_destination = Some(remote);
+    let full = Metadata {
+        redirect_records: Some(first.request.records.clone()),
+        control_data: Some(cmsg.into()),
+        header_include_header: Some(ip_header.into()),
+        destination_prefix: Some(("10.77.0.0".parse().unwrap(), 16)),
+        original_destination: Some(remote),
+        ..Metadata::default()
+    };
     let second = connect(&full);
     assert!(!second.request.is_modified(), "not redirected again");
     assert_eq!(

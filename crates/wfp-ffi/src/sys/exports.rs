@@ -289,6 +289,10 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::pend::FwpsApplyModifiedLayerData0 as *const c_void,
     ),
     Export(
+        "WfpRtWppControl",
+        super::registry::WfpRtWppControl as *const c_void,
+    ),
+    Export(
         "FwpsRedirectHandleCreate0",
         super::redirect::FwpsRedirectHandleCreate0 as *const c_void,
     ),

@@ -7,7 +7,12 @@ use std::process::Command;
 /// Runs the ignored test `inner` of this test binary under valgrind memcheck with `env_name` set
 /// to `so`, and asserts: the child succeeded, printed `done_marker`, 0 errors and 0 bytes
 /// definitely lost. Returns false (with a note) when valgrind is not installed.
-pub fn run_inner_under_valgrind(inner: &str, env_name: &str, so: &Path, done_marker: &str) -> bool {
+pub(crate) fn run_inner_under_valgrind(
+    inner: &str,
+    env_name: &str,
+    so: &Path,
+    done_marker: &str,
+) -> bool {
     if Command::new("valgrind").arg("--version").output().is_err() {
         eprintln!("note: valgrind not installed; skipping");
         return false;
