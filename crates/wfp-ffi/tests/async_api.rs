@@ -733,14 +733,19 @@ fn redirect_handles_and_metadata_pointers() {
         host.drain_log().into_iter().map(|l| l.text).collect()
     };
     let null_status = format!("create null {:#x}", Status::FWP_NULL_POINTER.0);
+    let entry = log(&host);
     assert_eq!(
-        log(&host),
+        entry[..3],
         [
             null_status.as_str(),
             "create flags 0xc000000d",
             "create 0x0 1"
         ]
     );
+    let leaked = entry[3]
+        .strip_prefix("leaked ")
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .expect("the leaked handle");
 
     // 1. A new connection, no records and no pointer fields (even with their bits claimed).
     let bare = Metadata {
@@ -843,6 +848,19 @@ fn redirect_handles_and_metadata_pointers() {
         "{:?}",
         report.findings
     );
-    assert_eq!(report.findings.len(), 2, "{:?}", report.findings);
+    assert!(
+        report.findings.contains(&wfp_ffi::Finding::ObjectsLeft {
+            what: "redirect handle(s) never destroyed",
+            count: 1
+        }),
+        "{:?}",
+        report.findings
+    );
+    assert_eq!(report.findings.len(), 3, "{:?}", report.findings);
     assert_eq!(engine.destroy_redirect_handle(mine), Status::FWP_NOT_FOUND);
+    // The host destroyed the handle the driver left.
+    assert_eq!(
+        engine.destroy_redirect_handle(wfp_core::redirect::RedirectHandle(leaked)),
+        Status::FWP_NOT_FOUND
+    );
 }

@@ -37,6 +37,10 @@ pub(crate) unsafe extern "C" fn FwpsRedirectHandleCreate0(
             }
             ctx::with_host(|h| {
                 let rh = h.engine.create_redirect_handle();
+                h.asyncs
+                    .lock()
+                    .redirect_handles
+                    .insert(rh.0, ctx::current_driver());
                 // SAFETY: the caller's out-pointer (checked non-null).
                 unsafe { *redirect_handle = rh.0 as *mut c_void };
                 STATUS_SUCCESS
@@ -52,6 +56,10 @@ pub(crate) unsafe extern "C" fn FwpsRedirectHandleCreate0(
 pub(crate) extern "C" fn FwpsRedirectHandleDestroy0(redirect_handle: *mut c_void) {
     boundary("FwpsRedirectHandleDestroy0", (), || {
         ctx::with_host(|h| {
+            h.asyncs
+                .lock()
+                .redirect_handles
+                .remove(&(redirect_handle as u64));
             let s = h
                 .engine
                 .destroy_redirect_handle(RedirectHandle(redirect_handle as u64));
@@ -119,4 +127,26 @@ pub(crate) unsafe extern "C" fn FwpsQueryConnectionRedirectState0(
             state as u32
         },
     )
+}
+
+/// Unload (wfp-reference §5.3): destroys the redirect handles `driver` left and returns how many
+/// (a Verifier finding, `ObjectsLeft`).
+pub(crate) fn destroy_left(h: &crate::host::HostInner, driver: usize) -> usize {
+    let left: Vec<u64> = {
+        let mut st = h.asyncs.lock();
+        let keys: Vec<u64> = st
+            .redirect_handles
+            .iter()
+            .filter(|(_, d)| **d == driver)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &keys {
+            st.redirect_handles.remove(k);
+        }
+        keys
+    };
+    for k in &left {
+        let _ = h.engine.destroy_redirect_handle(RedirectHandle(*k));
+    }
+    left.len()
 }

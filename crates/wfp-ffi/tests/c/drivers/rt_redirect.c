@@ -88,6 +88,9 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
     DbgPrint("create flags %#x\n", FwpsRedirectHandleCreate0(&K_PROVIDER, 1, &none));
     NTSTATUS s = FwpsRedirectHandleCreate0(&K_PROVIDER, 0, &rh);
     DbgPrint("create %#x %d\n", s, rh != NULL);
+    HANDLE leaked = NULL; /* never destroyed: the host destroys it at unload (a finding) */
+    if (NT_SUCCESS(s)) s = FwpsRedirectHandleCreate0(&K_PROVIDER, 0, &leaked);
+    DbgPrint("leaked %I64x\n", (UINT64)(ULONG_PTR)leaked);
     if (NT_SUCCESS(s)) s = IoCreateDevice(d, 0, NULL, FILE_DEVICE_NETWORK, 0, FALSE, &dev);
     c.calloutKey = K_REDIR;
     c.classifyFn = Connect;
