@@ -815,7 +815,17 @@ fn redirect_handles_and_metadata_pointers() {
     assert!(third.request.is_modified(), "redirected by this driver too");
     let fourth = connect(&by(vec![(mine, my_context), (other, 0)]));
     assert!(!fourth.request.is_modified());
-    let states: Vec<String> = log(&host)
+    let lines = log(&host);
+    // The pointer fields of the earlier classify do not linger.
+    for gone in [
+        "control none 0 1",
+        "hdrincl none 0 1",
+        "prefix none 0",
+        "original none 0 1",
+    ] {
+        assert_eq!(lines.iter().filter(|l| *l == gone).count(), 2, "{lines:?}");
+    }
+    let states: Vec<String> = lines
         .into_iter()
         .filter(|l| l.starts_with("state"))
         .collect();

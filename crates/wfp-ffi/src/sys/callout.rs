@@ -190,6 +190,8 @@ struct Scratch {
     path_blob: FwpByteBlob,
     /// `originalDestination`'s SOCKADDR (metadata_pointers).
     original_destination: SockaddrStorage,
+    /// Whether the last metadata_pointers call set any pointer field (else they are all clear).
+    pointers_set: bool,
     bufs: Box<PacketBufs>,
     stream: FwpsStreamData0,
     io: FwpsStreamCalloutIoPacket0,
@@ -228,6 +230,7 @@ impl Scratch {
                 data: std::ptr::null_mut(),
             },
             original_destination: SockaddrStorage { bytes: [0; 128] },
+            pointers_set: false,
             bufs: PacketBufs::new(),
             stream,
             io,
@@ -369,8 +372,18 @@ impl Scratch {
             | MetadataFields::DESTINATION_PREFIX.0
             | MetadataFields::ORIGINAL_DESTINATION.0
             | MetadataFields::REDIRECT_RECORD_HANDLE.0;
+        self.meta.current_metadata_values &= !FIELDS;
+        let none = m.control_data.is_none()
+            && m.header_include_header.is_none()
+            && m.destination_prefix.is_none()
+            && m.original_destination.is_none()
+            && m.redirect_records.is_none();
+        // Fast path (most classifies): nothing to set and nothing left from the last call.
+        if none && !self.pointers_set {
+            return;
+        }
+        self.pointers_set = !none;
         let c = &mut self.meta;
-        c.current_metadata_values &= !FIELDS;
         let mut present = 0;
         let blob = |b: &Option<Arc<[u8]>>| match b {
             Some(b) => (
