@@ -253,6 +253,20 @@ NTSTATUS FwpsAcquireWritableLayerDataPointer0(UINT64 classifyHandle, UINT64 filt
     PVOID *writableLayerData, FWPS_CLASSIFY_OUT0 *classifyOut);
 void FwpsApplyModifiedLayerData0(UINT64 classifyHandle, PVOID modifiedLayerData, UINT32 flags);
 
+/* ---- redirection loop prevention (§10.3, Win8+): the handle goes in localRedirectHandle; the
+ * connection's later classifies carry inMetaValues->redirectRecords (valid during classifyFn) ---- */
+typedef enum FWPS_CONNECTION_REDIRECT_STATE_ {
+    FWPS_CONNECTION_NOT_REDIRECTED = 0,
+    FWPS_CONNECTION_REDIRECTED_BY_SELF = 1,
+    FWPS_CONNECTION_REDIRECTED_BY_OTHER = 2,
+    FWPS_CONNECTION_PREVIOUSLY_REDIRECTED_BY_SELF = 3,
+    FWPS_CONNECTION_REDIRECT_STATE_MAX = 4
+} FWPS_CONNECTION_REDIRECT_STATE;
+NTSTATUS FwpsRedirectHandleCreate0(const GUID *providerGuid, UINT32 flags, HANDLE *redirectHandle);
+void FwpsRedirectHandleDestroy0(HANDLE redirectHandle);
+FWPS_CONNECTION_REDIRECT_STATE FwpsQueryConnectionRedirectState0(HANDLE redirectRecords, HANDLE redirectHandle,
+    void **redirectContext);
+
 /* ---- packet injection (§10.4) ---- */
 #define FWPS_INJECTION_TYPE_STREAM 0x00000001
 #define FWPS_INJECTION_TYPE_TRANSPORT 0x00000002

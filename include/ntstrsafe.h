@@ -22,13 +22,19 @@ typedef const WCHAR *NTSTRSAFE_PCWSTR;
 
 /* One family per character type: SUF is A or W, CH the character, WIDE 0 or 1. */
 #define WFP_STRSAFE_FAMILY(SUF, CH, WIDE) \
-    FORCEINLINE NTSTATUS WfpStrCopy##SUF(CH *d, size_t cch, const CH *s, size_t max) \
+    FORCEINLINE NTSTATUS WfpStrCopyCount##SUF(CH *d, size_t cch, const CH *s, size_t max, size_t *copied) \
     { \
         if (cch == 0 || cch > NTSTRSAFE_MAX_CCH) return STATUS_INVALID_PARAMETER; \
         size_t i = 0; \
         while (i + 1 < cch && i < max && s[i]) { d[i] = s[i]; i++; } \
         d[i] = 0; \
+        *copied = i; \
         return (i < max && s[i]) ? STATUS_BUFFER_OVERFLOW : STATUS_SUCCESS; \
+    } \
+    FORCEINLINE NTSTATUS WfpStrCopy##SUF(CH *d, size_t cch, const CH *s, size_t max) \
+    { \
+        size_t copied; \
+        return WfpStrCopyCount##SUF(d, cch, s, max, &copied); \
     } \
     FORCEINLINE NTSTATUS RtlStringCchLength##SUF(const CH *s, size_t max, size_t *len) \
     { \
@@ -95,9 +101,197 @@ typedef const WCHAR *NTSTRSAFE_PCWSTR;
         return st; \
     }
 
+/* The Ex forms (ntstrsafe.h's documented behaviour): ppszDestEnd gets the address of the NUL,
+ * pcchRemaining the unused characters including it (both only on success or
+ * STATUS_BUFFER_OVERFLOW). dwFlags: low byte = fill byte; STRSAFE_IGNORE_NULLS (NULL source or
+ * format = "", NULL destination allowed with size 0), STRSAFE_FILL_BEHIND_NULL (success: fill
+ * after the NUL), on failure STRSAFE_FILL_ON_FAILURE (fill the whole buffer; a nonzero fill keeps
+ * a NUL in the last character), STRSAFE_NULL_ON_FAILURE (empty string), STRSAFE_NO_TRUNCATION
+ * (Copy: empty string; Cat: the original text). Other flag bits: STATUS_INVALID_PARAMETER.
+ * A NULL source without STRSAFE_IGNORE_NULLS is STATUS_INVALID_PARAMETER here (undefined in the
+ * WDK). Cb forms: sizes in bytes; *pcbRemaining = remaining characters * sizeof + cbDest % sizeof. */
+#define STRSAFE_VALID_FLAGS (0x000000FF | STRSAFE_IGNORE_NULLS | STRSAFE_FILL_BEHIND_NULL | \
+    STRSAFE_FILL_ON_FAILURE | STRSAFE_NULL_ON_FAILURE | STRSAFE_NO_TRUNCATION)
+#define WFP_STRSAFE_FILL(f) ((int)((f) & 0xFF))
+#define WFP_STRSAFE_EX_FAMILY(SUF, CH, WIDE) \
+    FORCEINLINE NTSTATUS WfpStrExValidate##SUF(const CH *d, size_t cch, DWORD flags) \
+    { \
+        if (flags & STRSAFE_IGNORE_NULLS) \
+            return ((d == NULL && cch != 0) || cch > NTSTRSAFE_MAX_CCH) ? STATUS_INVALID_PARAMETER : STATUS_SUCCESS; \
+        return (d == NULL || cch == 0 || cch > NTSTRSAFE_MAX_CCH) ? STATUS_INVALID_PARAMETER : STATUS_SUCCESS; \
+    } \
+    /* The source / format: NULL is "" with STRSAFE_IGNORE_NULLS, else NULL (refused). */ \
+    FORCEINLINE const CH *WfpStrExSource##SUF(const CH *s, DWORD flags, const CH *empty) \
+    { \
+        return (s == NULL && (flags & STRSAFE_IGNORE_NULLS)) ? empty : s; \
+    } \
+    /* Failure flags (orig = the length to keep for STRSAFE_NO_TRUNCATION). */ \
+    FORCEINLINE void WfpStrExOnFailure##SUF(CH *d, size_t cch, size_t orig, CH **end, size_t *rem, DWORD flags) \
+    { \
+        if (flags & STRSAFE_NO_TRUNCATION) { *end = d + orig; *rem = cch - orig; d[orig] = 0; } \
+        if (flags & STRSAFE_FILL_ON_FAILURE) { \
+            memset(d, WFP_STRSAFE_FILL(flags), cch * sizeof(CH)); \
+            if (WFP_STRSAFE_FILL(flags) == 0) { *end = d; *rem = cch; } \
+            else { *end = d + cch - 1; *rem = 1; d[cch - 1] = 0; } \
+        } \
+        if (flags & STRSAFE_NULL_ON_FAILURE) { *end = d; *rem = cch; d[0] = 0; } \
+    } \
+    FORCEINLINE NTSTATUS WfpStrExFinish##SUF(NTSTATUS st, CH *d, size_t cch, size_t orig, CH *end, size_t rem, \
+                                             CH **pend, size_t *prem, DWORD flags) \
+    { \
+        if (NT_SUCCESS(st) && (flags & STRSAFE_FILL_BEHIND_NULL) && rem > 1) \
+            memset(end + 1, WFP_STRSAFE_FILL(flags), (rem - 1) * sizeof(CH)); \
+        if (!NT_SUCCESS(st) && cch != 0 && \
+            (flags & (STRSAFE_NO_TRUNCATION | STRSAFE_FILL_ON_FAILURE | STRSAFE_NULL_ON_FAILURE))) \
+            WfpStrExOnFailure##SUF(d, cch, orig, &end, &rem, flags); \
+        if (NT_SUCCESS(st) || st == STATUS_BUFFER_OVERFLOW) { \
+            if (pend) *pend = end; \
+            if (prem) *prem = rem; \
+        } \
+        return st; \
+    } \
+    /* Nothing fits (cch or room 0): overflow only when there was something to write. */ \
+    FORCEINLINE NTSTATUS WfpStrExNoRoom##SUF(const CH *d, int more) \
+    { \
+        return !more ? STATUS_SUCCESS : d == NULL ? STATUS_INVALID_PARAMETER : STATUS_BUFFER_OVERFLOW; \
+    } \
+    FORCEINLINE NTSTATUS RtlStringCchCopyNEx##SUF(CH *d, size_t cch, const CH *src, size_t n, CH **pend, \
+                                                  size_t *prem, DWORD flags) \
+    { \
+        const CH empty[1] = { 0 }; \
+        NTSTATUS st = WfpStrExValidate##SUF(d, cch, flags); \
+        if (!NT_SUCCESS(st)) return st; \
+        CH *end = d; \
+        size_t rem = cch, copied = 0; \
+        const CH *s = WfpStrExSource##SUF(src, flags, empty); \
+        if (s == NULL || (flags & ~STRSAFE_VALID_FLAGS) || n > NTSTRSAFE_MAX_CCH) { \
+            st = STATUS_INVALID_PARAMETER; \
+            if (cch != 0) d[0] = 0; \
+        } else if (cch == 0) { \
+            st = WfpStrExNoRoom##SUF(d, n != 0 && s[0] != 0); \
+        } else { \
+            st = WfpStrCopyCount##SUF(d, cch, s, n, &copied); \
+            end = d + copied; \
+            rem = cch - copied; \
+        } \
+        return WfpStrExFinish##SUF(st, d, cch, 0, end, rem, pend, prem, flags); \
+    } \
+    FORCEINLINE NTSTATUS RtlStringCchCopyEx##SUF(CH *d, size_t cch, const CH *s, CH **pend, size_t *prem, DWORD flags) \
+    { \
+        return RtlStringCchCopyNEx##SUF(d, cch, s, NTSTRSAFE_MAX_CCH, pend, prem, flags); \
+    } \
+    FORCEINLINE NTSTATUS RtlStringCchCatNEx##SUF(CH *d, size_t cch, const CH *src, size_t n, CH **pend, \
+                                                 size_t *prem, DWORD flags) \
+    { \
+        const CH empty[1] = { 0 }; \
+        size_t used = 0, copied = 0; \
+        NTSTATUS st = WfpStrExValidate##SUF(d, cch, flags); \
+        if (NT_SUCCESS(st) && cch != 0) st = RtlStringCchLength##SUF(d, cch, &used); \
+        if (!NT_SUCCESS(st)) return st; \
+        CH *end = d + used; \
+        size_t rem = cch - used; \
+        const CH *s = WfpStrExSource##SUF(src, flags, empty); \
+        if (s == NULL || (flags & ~STRSAFE_VALID_FLAGS) || n > NTSTRSAFE_MAX_CCH) { \
+            st = STATUS_INVALID_PARAMETER; \
+        } else if (rem <= 1) { \
+            st = WfpStrExNoRoom##SUF(d, n != 0 && s[0] != 0); \
+        } else { \
+            st = WfpStrCopyCount##SUF(end, rem, s, n, &copied); \
+            end += copied; \
+            rem -= copied; \
+        } \
+        return WfpStrExFinish##SUF(st, d, cch, used, end, rem, pend, prem, flags); \
+    } \
+    FORCEINLINE NTSTATUS RtlStringCchCatEx##SUF(CH *d, size_t cch, const CH *s, CH **pend, size_t *prem, DWORD flags) \
+    { \
+        return RtlStringCchCatNEx##SUF(d, cch, s, NTSTRSAFE_MAX_CCH, pend, prem, flags); \
+    } \
+    FORCEINLINE NTSTATUS RtlStringCchVPrintfEx##SUF(CH *d, size_t cch, CH **pend, size_t *prem, DWORD flags, \
+                                                    const CH *format, va_list ap) \
+    { \
+        const CH empty[1] = { 0 }; \
+        NTSTATUS st = WfpStrExValidate##SUF(d, cch, flags); \
+        if (!NT_SUCCESS(st)) return st; \
+        CH *end = d; \
+        size_t rem = cch; \
+        const CH *fmt = WfpStrExSource##SUF(format, flags, empty); \
+        if (fmt == NULL || (flags & ~STRSAFE_VALID_FLAGS)) { \
+            st = STATUS_INVALID_PARAMETER; \
+            if (cch != 0) d[0] = 0; \
+        } else if (cch == 0) { \
+            st = WfpStrExNoRoom##SUF(d, fmt[0] != 0); \
+        } else { \
+            WFP_FMT_SINK sink = { d, cch, 0, 0, WIDE, NULL }; \
+            WfpFmtV(&sink, fmt, WIDE, ap); \
+            st = sink.needed > sink.len ? STATUS_BUFFER_OVERFLOW : STATUS_SUCCESS; \
+            end = d + sink.len; \
+            rem = cch - sink.len; \
+        } \
+        return WfpStrExFinish##SUF(st, d, cch, 0, end, rem, pend, prem, flags); \
+    } \
+    static inline __attribute__((unused)) NTSTATUS RtlStringCchPrintfEx##SUF(CH *d, size_t cch, CH **pend, \
+        size_t *prem, DWORD flags, const CH *fmt, ...) \
+    { \
+        va_list ap; \
+        va_start(ap, fmt); \
+        NTSTATUS st = RtlStringCchVPrintfEx##SUF(d, cch, pend, prem, flags, fmt, ap); \
+        va_end(ap); \
+        return st; \
+    } \
+    /* Byte-count forms: the remaining space back in bytes. */ \
+    FORCEINLINE NTSTATUS WfpStrCbRemaining##SUF(NTSTATUS st, size_t cb, size_t rem, size_t *prem) \
+    { \
+        if (prem && (NT_SUCCESS(st) || st == STATUS_BUFFER_OVERFLOW)) *prem = rem * sizeof(CH) + cb % sizeof(CH); \
+        return st; \
+    } \
+    FORCEINLINE NTSTATUS RtlStringCbCopyEx##SUF(CH *d, size_t cb, const CH *s, CH **pend, size_t *prem, DWORD flags) \
+    { \
+        size_t rem = 0; \
+        NTSTATUS st = RtlStringCchCopyEx##SUF(d, cb / sizeof(CH), s, pend, &rem, flags); \
+        return WfpStrCbRemaining##SUF(st, cb, rem, prem); \
+    } \
+    FORCEINLINE NTSTATUS RtlStringCbCopyNEx##SUF(CH *d, size_t cb, const CH *s, size_t cbSrc, CH **pend, \
+                                                 size_t *prem, DWORD flags) \
+    { \
+        size_t rem = 0; \
+        NTSTATUS st = RtlStringCchCopyNEx##SUF(d, cb / sizeof(CH), s, cbSrc / sizeof(CH), pend, &rem, flags); \
+        return WfpStrCbRemaining##SUF(st, cb, rem, prem); \
+    } \
+    FORCEINLINE NTSTATUS RtlStringCbCatEx##SUF(CH *d, size_t cb, const CH *s, CH **pend, size_t *prem, DWORD flags) \
+    { \
+        size_t rem = 0; \
+        NTSTATUS st = RtlStringCchCatEx##SUF(d, cb / sizeof(CH), s, pend, &rem, flags); \
+        return WfpStrCbRemaining##SUF(st, cb, rem, prem); \
+    } \
+    FORCEINLINE NTSTATUS RtlStringCbCatNEx##SUF(CH *d, size_t cb, const CH *s, size_t cbSrc, CH **pend, \
+                                                size_t *prem, DWORD flags) \
+    { \
+        size_t rem = 0; \
+        NTSTATUS st = RtlStringCchCatNEx##SUF(d, cb / sizeof(CH), s, cbSrc / sizeof(CH), pend, &rem, flags); \
+        return WfpStrCbRemaining##SUF(st, cb, rem, prem); \
+    } \
+    FORCEINLINE NTSTATUS RtlStringCbVPrintfEx##SUF(CH *d, size_t cb, CH **pend, size_t *prem, DWORD flags, \
+                                                   const CH *fmt, va_list ap) \
+    { \
+        size_t rem = 0; \
+        NTSTATUS st = RtlStringCchVPrintfEx##SUF(d, cb / sizeof(CH), pend, &rem, flags, fmt, ap); \
+        return WfpStrCbRemaining##SUF(st, cb, rem, prem); \
+    } \
+    static inline __attribute__((unused)) NTSTATUS RtlStringCbPrintfEx##SUF(CH *d, size_t cb, CH **pend, \
+        size_t *prem, DWORD flags, const CH *fmt, ...) \
+    { \
+        va_list ap; \
+        va_start(ap, fmt); \
+        NTSTATUS st = RtlStringCbVPrintfEx##SUF(d, cb, pend, prem, flags, fmt, ap); \
+        va_end(ap); \
+        return st; \
+    }
+
 WFP_BEGIN_DECLS
 WFP_STRSAFE_FAMILY(A, CHAR, 0)
 WFP_STRSAFE_FAMILY(W, WCHAR, 1)
+WFP_STRSAFE_EX_FAMILY(A, CHAR, 0)
+WFP_STRSAFE_EX_FAMILY(W, WCHAR, 1)
 
 /* UNICODE_STRING forms: counted, never NUL-terminated by these functions. */
 FORCEINLINE NTSTATUS WfpUStrAppend(PUNICODE_STRING d, const WCHAR *s, size_t n)

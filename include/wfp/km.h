@@ -49,6 +49,13 @@ static inline ULONG vDbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, va
     WfpRtDebugPrint(ComponentId, Level, text, s.len);
     return STATUS_SUCCESS;
 }
+/* The driver's WPP session (its WPP_LEVEL / WPP_FLAGS parameters), checked by the generated
+ * name.tmh before a message is formatted. */
+typedef struct _WFP_WPP_CONTROL {
+    ULONG Level;
+    ULONG Flags;
+} WFP_WPP_CONTROL;
+WFP_WPP_CONTROL WfpRtWppControl(void);
 /* WPP trace messages (the generated name.tmh): formatted with the call site for %!FUNC! etc. */
 static inline __attribute__((unused)) void WfpRtWppPrint(int Level, const char *Func, const char *File, int Line, PCSTR Format, ...)
 {

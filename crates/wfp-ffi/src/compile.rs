@@ -147,7 +147,10 @@ fn build_in(opts: &BuildOptions, work: &Path) -> Result<(), BuildError> {
         move |source| BuildError::Io { path, source }
     };
     for src in &opts.sources {
-        let text = std::fs::read_to_string(src).map_err(io(src))?;
+        let mut text = std::fs::read_to_string(src).map_err(io(src))?;
+        // WPP scans the headers a source includes too (trace.h usually holds the control GUID,
+        // its flags and the config block).
+        text.push_str(&local_headers(&text, src, &opts.include_dirs));
         for (name, body) in tmh_files(&text) {
             let p = work.join(name);
             std::fs::write(&p, body).map_err(io(&p))?;
@@ -233,6 +236,36 @@ fn tempdir() -> Result<PathBuf, BuildError> {
     })
 }
 
+/// The text of the headers `source` includes with quotes (`#include "trace.h"`, not `.tmh`),
+/// looked up beside the source and in the include directories, one level deep.
+fn local_headers(source: &str, path: &Path, include_dirs: &[PathBuf]) -> String {
+    let dirs: Vec<&Path> = path
+        .parent()
+        .into_iter()
+        .chain(include_dirs.iter().map(PathBuf::as_path))
+        .collect();
+    let mut out = String::new();
+    for line in source.lines() {
+        let Some(name) = line
+            .trim()
+            .strip_prefix("#include")
+            .and_then(|r| r.trim().strip_prefix('"'))
+            .and_then(|r| r.split('"').next())
+            .filter(|n| !n.ends_with(".tmh"))
+        else {
+            continue;
+        };
+        if let Some(text) = dirs
+            .iter()
+            .find_map(|d| std::fs::read_to_string(d.join(name)).ok())
+        {
+            out.push('\n');
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 /// The `.tmh` headers a source includes (`#include "name.tmh"`), generated from its WPP
 /// configuration: `WPP_CONTROL_GUIDS` flags, `FUNC` declarations in `begin_wpp config` blocks.
 pub fn tmh_files(source: &str) -> Vec<(String, String)> {
@@ -248,98 +281,147 @@ pub fn tmh_files(source: &str) -> Vec<(String, String)> {
     names.into_iter().map(|n| (n, tmh_body(source))).collect()
 }
 
-/// One `FUNC Name(ARG, ..., MSG, ...)` declaration: its name, the argument names, and where MSG is.
-fn wpp_funcs(source: &str) -> Vec<(String, Vec<String>)> {
+/// One `FUNC Name{LEVEL=X, FLAGS=Y}(ARG, ..., MSG, ...)` declaration of a `begin_wpp config`
+/// block: its name, the argument names, and the fixed values in braces.
+struct WppFunc {
+    name: String,
+    args: Vec<String>,
+    fixed_level: Option<String>,
+    fixed_flags: Option<String>,
+}
+
+fn wpp_func(decl: &str) -> Option<WppFunc> {
+    let (name, args) = decl.split_once('(')?;
+    let name: String = name
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    let fixed = decl
+        .split_once('{')
+        .and_then(|(_, b)| b.split_once('}'))
+        .map_or("", |(b, _)| b);
+    let fixed_value = |keys: &[&str]| {
+        fixed.split(',').find_map(|a| {
+            let (k, v) = a.split_once('=')?;
+            keys.contains(&k.trim()).then(|| v.trim().to_string())
+        })
+    };
+    // The argument list is after the braces when there are fixed values.
+    let args = decl
+        .rsplit_once('}')
+        .map_or(args, |(_, rest)| rest.trim_start_matches('('))
+        .split(')')
+        .next()
+        .unwrap_or("");
+    Some(WppFunc {
+        name,
+        args: args.split(',').map(|a| a.trim().to_string()).collect(),
+        fixed_level: fixed_value(&["LEVEL"]),
+        fixed_flags: fixed_value(&["FLAGS", "FLAG"]),
+    })
+}
+
+/// The `FUNC` declarations of every `begin_wpp config` block in `source`.
+fn wpp_funcs(source: &str) -> Vec<WppFunc> {
     let mut out = Vec::new();
     let mut in_config = false;
     for line in source.lines() {
         let t = line.trim().trim_start_matches("//").trim();
         if t.starts_with("begin_wpp config") {
             in_config = true;
-            continue;
-        }
-        if t.starts_with("end_wpp") {
+        } else if t.starts_with("end_wpp") {
             in_config = false;
-            continue;
+        } else if let Some(f) = t
+            .strip_prefix("FUNC ")
+            .filter(|_| in_config)
+            .and_then(wpp_func)
+        {
+            out.push(f);
         }
-        let Some(decl) = t.strip_prefix("FUNC ").filter(|_| in_config) else {
-            continue;
-        };
-        let Some((name, args)) = decl.split_once('(') else {
-            continue;
-        };
-        let name: String = name
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect();
-        let args = args.split(')').next().unwrap_or("");
-        // Fixed values in braces (`Name{LEVEL=X, FLAGS=Y}(MSG, ...)`) become `LEVEL=X` entries.
-        let fixed = decl
-            .split_once('{')
-            .and_then(|(_, b)| b.split_once('}'))
-            .map(|(b, _)| b)
-            .unwrap_or("");
-        let mut fixed_args: Vec<String> = fixed
-            .split(',')
-            .map(|a| a.trim().to_string())
-            .filter(|a| a.starts_with("LEVEL="))
-            .collect();
-        let args: Vec<String> = args
-            .split(',')
-            .map(|a| a.trim().to_string())
-            .filter(|a| !a.starts_with('{'))
-            .collect();
-        fixed_args.extend(args);
-        out.push((name, fixed_args));
     }
     out
 }
 
-fn tmh_body(source: &str) -> String {
-    let mut s = String::from(
-        "/* Generated by wfp-ffi (wfpctl driver build): WPP tracing to the host's log. */\n\
-         #pragma once\n#include <ntddk.h>\n\
-         #define TRACE_LEVEL_NONE 0\n#define TRACE_LEVEL_CRITICAL 1\n#define TRACE_LEVEL_FATAL 1\n\
-         #define TRACE_LEVEL_ERROR 2\n#define TRACE_LEVEL_WARNING 3\n#define TRACE_LEVEL_INFORMATION 4\n\
-         #define TRACE_LEVEL_VERBOSE 5\n\
-         #define WPP_INIT_TRACING(DriverObject, RegistryPath) ((void)(DriverObject), (void)(RegistryPath))\n\
-         #define WPP_CLEANUP(DriverObject) ((void)(DriverObject))\n\
-         #define WPP_DEFINE_CONTROL_GUID(name, guid, bits) \n\
-         #define WPP_DEFINE_BIT(name) \n\
-         #define WPP_LEVEL_ENABLED(flag) 1\n\
-         #define WPP_FLAG_ENABLED(flag) 1\n\
-         #define WPP_LEVEL_LOGGER(flag) 0\n\
-         #define WFP_WPP_PRINT(level, fmt, ...) WfpRtWppPrint((level), __func__, __FILE__, __LINE__, fmt, ##__VA_ARGS__)\n\
-         #define DoTraceMessage(flag, fmt, ...) WFP_WPP_PRINT(TRACE_LEVEL_INFORMATION, fmt, ##__VA_ARGS__)\n\
-         #define DoTraceLevelMessage(level, flag, fmt, ...) WFP_WPP_PRINT(level, fmt, ##__VA_ARGS__)\n",
-    );
-    for (name, args) in wpp_funcs(source) {
-        let fixed_level = args
-            .iter()
-            .find_map(|a| a.strip_prefix("LEVEL=").map(str::to_string));
-        let args: Vec<String> = args
-            .into_iter()
-            .filter(|a| !a.starts_with("LEVEL="))
+/// The flag names of `WPP_DEFINE_BIT(NAME)` in order: the n-th (0-based) is `1 << n`
+/// (wdk-runtime.md §9).
+fn wpp_bits(source: &str) -> Vec<String> {
+    let mut bits: Vec<String> = Vec::new();
+    for part in source.split("WPP_DEFINE_BIT(").skip(1) {
+        let name: String = part
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
             .collect();
-        let Some(msg) = args.iter().position(|a| a == "MSG") else {
+        if !name.is_empty() && !bits.contains(&name) && bits.len() < 32 {
+            bits.push(name);
+        }
+    }
+    bits
+}
+
+const TMH_PRELUDE: &str = "/* Generated by wfp-ffi (wfpctl driver build): WPP tracing to the host's log. */\n\
+     #pragma once\n#include <ntddk.h>\n\
+     #define TRACE_LEVEL_NONE 0\n#define TRACE_LEVEL_CRITICAL 1\n#define TRACE_LEVEL_FATAL 1\n\
+     #define TRACE_LEVEL_ERROR 2\n#define TRACE_LEVEL_WARNING 3\n#define TRACE_LEVEL_INFORMATION 4\n\
+     #define TRACE_LEVEL_VERBOSE 5\n\
+     #define WPP_INIT_TRACING(DriverObject, RegistryPath) ((void)(DriverObject), (void)(RegistryPath))\n\
+     #define WPP_CLEANUP(DriverObject) ((void)(DriverObject))\n\
+     #define WPP_DEFINE_CONTROL_GUID(name, guid, bits) \n\
+     #define WPP_DEFINE_BIT(name) \n\
+     /* The driver's trace session: level and flags from its WPP_LEVEL / WPP_FLAGS parameters. */\n\
+     #define WPP_CONTROL(bit) WfpRtWppControl()\n\
+     #define WPP_LEVEL_ENABLED(flag) ((WfpRtWppControl().Flags & (WPP_BIT_##flag)) != 0)\n\
+     #define WPP_FLAG_ENABLED(flag) WPP_LEVEL_ENABLED(flag)\n\
+     #define WPP_LEVEL_LOGGER(flag) 0\n\
+     #ifndef WPP_LEVEL_FLAGS_ENABLED\n\
+     #define WPP_LEVEL_FLAGS_ENABLED(lvl, flags) (WPP_LEVEL_ENABLED(flags) && WPP_CONTROL(WPP_BIT_##flags).Level >= (ULONG)(lvl))\n\
+     #endif\n\
+     #define WFP_WPP_LEVEL_ONLY_ENABLED(lvl) (WfpRtWppControl().Level >= (ULONG)(lvl))\n\
+     #define WFP_WPP_PRINT(level, fmt, ...) WfpRtWppPrint((level), __func__, __FILE__, __LINE__, fmt, ##__VA_ARGS__)\n\
+     #define DoTraceMessage(flag, fmt, ...) do { if (WPP_FLAG_ENABLED(flag)) WFP_WPP_PRINT(TRACE_LEVEL_INFORMATION, fmt, ##__VA_ARGS__); } while (0)\n\
+     #define DoTraceLevelMessage(level, flag, fmt, ...) do { if (WPP_LEVEL_FLAGS_ENABLED(level, flag)) WFP_WPP_PRINT(level, fmt, ##__VA_ARGS__); } while (0)\n";
+
+/// The `.tmh` body: the prelude, `WPP_BIT_<flag>` masks, and one macro per `FUNC` that checks
+/// the session's level and flags (wdk-runtime.md §9: a message fires when its flag is enabled
+/// and the level is at or below the session's) before formatting anything.
+fn tmh_body(source: &str) -> String {
+    let mut s = String::from(TMH_PRELUDE);
+    for (i, bit) in wpp_bits(source).iter().enumerate() {
+        let _ = writeln!(s, "#define WPP_BIT_{bit} 0x{:08x}u", 1u32 << i);
+    }
+    for f in wpp_funcs(source) {
+        let Some(msg) = f.args.iter().position(|a| a == "MSG") else {
             continue;
         };
-        let params: Vec<String> = (0..msg).map(|i| format!("a{i}")).collect();
-        let level = args
-            .iter()
-            .position(|a| a == "LEVEL")
-            .filter(|i| *i < msg)
-            .map_or_else(
-                || fixed_level.unwrap_or_else(|| "TRACE_LEVEL_INFORMATION".to_string()),
-                |i| format!("(a{i})"),
-            );
-        let mut list = params.join(", ");
+        let param = |names: &[&str]| {
+            f.args[..msg]
+                .iter()
+                .position(|a| names.contains(&a.as_str()))
+                .map(|i| format!("a{i}"))
+        };
+        let level = param(&["LEVEL"]).or(f.fixed_level.clone());
+        let flags = param(&["FLAGS", "FLAG"]).or(f.fixed_flags.clone());
+        let enabled = match (&level, &flags) {
+            (Some(l), Some(fl)) => format!("WPP_LEVEL_FLAGS_ENABLED({l}, {fl})"),
+            (None, Some(fl)) => format!("WPP_FLAG_ENABLED({fl})"),
+            (Some(l), None) => format!("WFP_WPP_LEVEL_ONLY_ENABLED({l})"),
+            (None, None) => "1".to_string(),
+        };
+        let level = level.map_or_else(
+            || "TRACE_LEVEL_INFORMATION".to_string(),
+            |l| format!("({l})"),
+        );
+        let mut list = (0..msg)
+            .map(|i| format!("a{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         if !list.is_empty() {
             list.push_str(", ");
         }
         let _ = writeln!(
             s,
-            "#define {name}({list}...) WFP_WPP_PRINT({level}, __VA_ARGS__)"
+            "#define {}({list}...) do {{ if ({enabled}) WFP_WPP_PRINT({level}, __VA_ARGS__); }} while (0)",
+            f.name
         );
     }
     s
@@ -351,21 +433,24 @@ mod tests {
 
     #[test]
     fn tmh_maps_func_declarations_to_the_log() {
-        let src = "// begin_wpp config\n// FUNC TraceEvents(LEVEL, FLAGS, MSG, ...);\n// FUNC TraceInfo{FLAG=X}(MSG, ...);\n// end_wpp\n#include \"driver.tmh\"\n";
+        let src = "#define WPP_CONTROL_GUIDS WPP_DEFINE_CONTROL_GUID(G, (1,2,3,4,5), WPP_DEFINE_BIT(A) WPP_DEFINE_BIT(X))\n// begin_wpp config\n// FUNC TraceEvents(LEVEL, FLAGS, MSG, ...);\n// FUNC TraceInfo{FLAG=X}(MSG, ...);\n// FUNC TraceAny(MSG, ...);\n// end_wpp\n#include \"driver.tmh\"\n";
         let files = tmh_files(src);
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].0, "driver.tmh");
-        assert!(files[0]
-            .1
-            .contains("#define TraceEvents(a0, a1, ...) WFP_WPP_PRINT((a0), __VA_ARGS__)"));
-        assert!(files[0].1.contains(
-            "#define TraceInfo(...) WFP_WPP_PRINT(TRACE_LEVEL_INFORMATION, __VA_ARGS__)"
-        ));
+        let tmh = &files[0].1;
+        assert!(tmh.contains("#define WPP_BIT_A 0x00000001u\n#define WPP_BIT_X 0x00000002u\n"));
+        assert!(tmh.contains("#define TraceEvents(a0, a1, ...) do { if (WPP_LEVEL_FLAGS_ENABLED(a0, a1)) WFP_WPP_PRINT((a0), __VA_ARGS__); } while (0)"), "{tmh}");
+        assert!(tmh.contains(
+            "#define TraceInfo(...) do { if (WPP_FLAG_ENABLED(X)) WFP_WPP_PRINT(TRACE_LEVEL_INFORMATION, __VA_ARGS__); } while (0)"
+        ), "{tmh}");
+        assert!(tmh.contains(
+            "#define TraceAny(...) do { if (1) WFP_WPP_PRINT(TRACE_LEVEL_INFORMATION, __VA_ARGS__); } while (0)"
+        ), "{tmh}");
         let fixed = tmh_files(
             "// begin_wpp config\n// FUNC TraceErr{LEVEL=TRACE_LEVEL_ERROR, FLAGS=X}(MSG, ...);\n// end_wpp\n#include \"d.tmh\"\n",
         );
-        assert!(fixed[0]
-            .1
-            .contains("#define TraceErr(...) WFP_WPP_PRINT(TRACE_LEVEL_ERROR, __VA_ARGS__)"));
+        assert!(fixed[0].1.contains(
+            "#define TraceErr(...) do { if (WPP_LEVEL_FLAGS_ENABLED(TRACE_LEVEL_ERROR, X)) WFP_WPP_PRINT((TRACE_LEVEL_ERROR), __VA_ARGS__); } while (0)"
+        ), "{}", fixed[0].1);
     }
 }

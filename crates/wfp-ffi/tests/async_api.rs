@@ -4,6 +4,8 @@
 //! list, every packet-injection function with its completion (delivered and dropped), a
 //! destroyed injection handle, the security and injection-state queries, and the error answers.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -685,43 +687,190 @@ fn redirect_context_inner() {
 /// once). Skipped with a note when valgrind is absent.
 #[test]
 fn local_redirect_context_under_valgrind() {
-    if std::process::Command::new("valgrind")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("note: valgrind not installed; skipping");
-        return;
-    }
     let so = build_source("redirect_context_vg", REDIRECT_CONTEXT);
-    let out = std::process::Command::new("valgrind")
-        .args([
-            "--error-exitcode=99",
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite",
-            "--show-leak-kinds=definite",
-        ])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "redirect_context_inner",
-            "--test-threads=1",
-            "--nocapture",
-        ])
-        .env("WFP_FFI_REDIRECT_CONTEXT_SO", &so)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    support::run_inner_under_valgrind(
+        "redirect_context_inner",
+        "WFP_FFI_REDIRECT_CONTEXT_SO",
+        &so,
+        "redirect-context: done",
     );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("redirect-context: done"), "{text}");
-    assert!(text.contains("ERROR SUMMARY: 0 errors"), "{text}");
+}
+
+/// The C side of redirection loop prevention and the metadata pointers (wfp-reference §2.3,
+/// §10.3), `tests/c/drivers/rt_redirect.c` at ALE_CONNECT_REDIRECT_V4 on a real engine: the
+/// driver's redirect handle lands in the connection's redirect records; FwpsQueryConnectionRedirectState0
+/// on `inMetaValues->redirectRecords` answers NOT_REDIRECTED / BY_SELF (with the driver's
+/// localRedirectContext) / BY_OTHER / PREVIOUSLY_BY_SELF, and the driver does not redirect its own
+/// connection again; controlData, headerIncludeHeader, destinationPrefix and originalDestination
+/// reach C with their FWPS_METADATA_FIELD_* bits exactly when the engine's metadata has them.
+#[test]
+fn redirect_handles_and_metadata_pointers() {
+    use wfp_core::constants::MetadataFields;
+    use wfp_core::redirect::RedirectRecords;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/drivers");
+    let so = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rt_redirect.so");
+    build(&BuildOptions {
+        sources: vec![dir.join("rt_redirect.c")],
+        output: so.clone(),
+        ..BuildOptions::default()
+    })
+    .unwrap();
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let driver = host.load(&so).unwrap();
+    add(&engine, 0x31, layer("ALE_CONNECT_REDIRECT_V4"));
+    let local: SocketAddr = "10.77.0.1:40000".parse().unwrap();
+    let remote: SocketAddr = "10.77.0.2:8080".parse().unwrap();
+    let connect = |meta: &Metadata| {
+        engine.classify_redirect(
+            layer("ALE_CONNECT_REDIRECT_V4"),
+            &[],
+            meta,
+            RedirectRequest::connect(local, remote),
+        )
+    };
+    let log = |host: &DriverHost| -> Vec<String> {
+        host.drain_log().into_iter().map(|l| l.text).collect()
+    };
+    let null_status = format!("create null {:#x}", Status::FWP_NULL_POINTER.0);
+    let entry = log(&host);
+    assert_eq!(
+        entry[..3],
+        [
+            null_status.as_str(),
+            "create flags 0xc000000d",
+            "create 0x0 1"
+        ]
+    );
+    let leaked = entry[3]
+        .strip_prefix("leaked ")
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .expect("the leaked handle");
+
+    // 1. A new connection, no records and no pointer fields (even with their bits claimed).
+    let bare = Metadata {
+        present: MetadataFields(
+            MetadataFields::REDIRECT_RECORD_HANDLE.0 | MetadataFields::ORIGINAL_DESTINATION.0,
+        ),
+        ..Metadata::default()
+    };
+    let first = connect(&bare);
+    assert_eq!(first.request.remote.map(|a| a.port()), Some(9100));
+    let chain = first.request.records.chain.clone();
+    assert_eq!(chain.len(), 1, "the driver's handle is recorded");
+    let (mine, my_context) = chain[0];
+    assert_ne!(mine.0, 0);
+    assert_ne!(my_context, 0);
+    assert_eq!(
+        log(&host),
+        [
+            "state 0 records 0 0 context -",
+            "control none 0 1",
+            "hdrincl none 0 1",
+            "prefix none 0",
+            "original none 0 1",
+            "forged 0",
+        ]
+    );
+
+    // 2. The same connection again (its records): BY_SELF, with the context; every pointer field.
+    let mut cmsg = Vec::new();
+    cmsg.extend_from_slice(&20u64.to_le_bytes());
+    cmsg.extend_from_slice(&41i32.to_le_bytes());
+    cmsg.extend_from_slice(&50i32.to_le_bytes());
+    cmsg.extend_from_slice(&[1, 2, 3, 4]);
+    let mut ip_header = vec![0u8; 20];
+    ip_header[0] = 0x45;
+    let full = Metadata {
+        redirect_records: Some(first.request.records.clone()),
+        control_data: Some(cmsg.into()),
+        header_include_header: Some(ip_header.into()),
+        destination_prefix: Some(("10.77.0.0".parse().unwrap(), 16)),
+        original_destination: Some(remote),
+        ..Metadata::default()
+    };
+    let second = connect(&full);
+    assert!(!second.request.is_modified(), "not redirected again");
+    assert_eq!(
+        log(&host),
+        [
+            "state 1 records 1 1 context mine",
+            "control 20 len 20 level 41 type 50",
+            "hdrincl 20 first 0x45",
+            "prefix 2 10.77.0.0/16",
+            "original 10.77.0.2:8080",
+        ]
+    );
+
+    // 3. Redirected by another redirector only; 4. by another after this one.
+    let other = engine.create_redirect_handle();
+    let by = |chain: Vec<_>| Metadata {
+        redirect_records: Some(Arc::new(RedirectRecords {
+            chain,
+            owners: Vec::new(),
+        })),
+        ..Metadata::default()
+    };
+    let third = connect(&by(vec![(other, 0)]));
+    assert!(third.request.is_modified(), "redirected by this driver too");
+    let fourth = connect(&by(vec![(mine, my_context), (other, 0)]));
+    assert!(!fourth.request.is_modified());
+    let lines = log(&host);
+    // The pointer fields of the earlier classify do not linger.
+    for gone in [
+        "control none 0 1",
+        "hdrincl none 0 1",
+        "prefix none 0",
+        "original none 0 1",
+    ] {
+        assert_eq!(lines.iter().filter(|l| *l == gone).count(), 2, "{lines:?}");
+    }
+    let states: Vec<String> = lines
+        .into_iter()
+        .filter(|l| l.starts_with("state"))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "state 2 records 1 1 context -",
+            "state 3 records 1 1 context mine",
+        ]
+    );
+    drop((first, second, third, fourth));
+    assert_eq!(engine.destroy_redirect_handle(other), Status::SUCCESS);
+
+    // The forged records handle and the second destroy are findings; the first destroy worked.
+    let report = driver.unload().unwrap();
+    let bad: Vec<_> = report
+        .findings
+        .iter()
+        .filter_map(|f| match f {
+            wfp_ffi::Finding::BadHandle { function } => Some(*function),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        bad,
+        [
+            "FwpsQueryConnectionRedirectState0",
+            "FwpsRedirectHandleDestroy0"
+        ],
+        "{:?}",
+        report.findings
+    );
     assert!(
-        text.contains("definitely lost: 0 bytes") || text.contains("All heap blocks were freed"),
-        "{text}"
+        report.findings.contains(&wfp_ffi::Finding::ObjectsLeft {
+            what: "redirect handle(s) never destroyed",
+            count: 1
+        }),
+        "{:?}",
+        report.findings
+    );
+    assert_eq!(report.findings.len(), 3, "{:?}", report.findings);
+    assert_eq!(engine.destroy_redirect_handle(mine), Status::FWP_NOT_FOUND);
+    // The host destroyed the handle the driver left.
+    assert_eq!(
+        engine.destroy_redirect_handle(wfp_core::redirect::RedirectHandle(leaked)),
+        Status::FWP_NOT_FOUND
     );
 }

@@ -2,6 +2,8 @@
 //! `wfp_ffi::compile::build`, loaded into a host, their DriverEntry running checks that print
 //! "ok NAME" / "FAIL NAME" lines to the host's log.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -246,45 +248,8 @@ fn rt_ndis_inner() {
 /// note when valgrind is absent.
 #[test]
 fn ndis_context_space_under_valgrind() {
-    if std::process::Command::new("valgrind")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("note: valgrind not installed; skipping");
-        return;
-    }
     let so = build_driver("rt_ndis_vg", &c_dir().join("rt_ndis.c"));
-    let out = std::process::Command::new("valgrind")
-        .args([
-            "--error-exitcode=99",
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite",
-            "--show-leak-kinds=definite",
-        ])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "rt_ndis_inner",
-            "--test-threads=1",
-            "--nocapture",
-        ])
-        .env("WFP_FFI_RT_NDIS_SO", &so)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("rt_ndis: done"), "{text}");
-    assert!(text.contains("ERROR SUMMARY: 0 errors"), "{text}");
-    assert!(
-        text.contains("definitely lost: 0 bytes") || text.contains("All heap blocks were freed"),
-        "{text}"
-    );
+    support::run_inner_under_valgrind("rt_ndis_inner", "WFP_FFI_RT_NDIS_SO", &so, "rt_ndis: done");
 }
 
 #[test]
@@ -323,6 +288,7 @@ fn wpp_trace_messages_reach_the_host_log_with_extended_conversions() {
     let driver = host.load(&so).unwrap();
     let log = host.drain_log();
     let texts: Vec<&str> = log.iter().map(|l| l.text.as_str()).collect();
+    // No WPP_LEVEL / WPP_FLAGS parameter: every message fires.
     assert_eq!(
         texts,
         vec![
@@ -330,16 +296,58 @@ fn wpp_trace_messages_reach_the_host_log_with_extended_conversions() {
             "status 0x00000102 in DriverEntry",
             "guid {01020304-0506-0708-090a-0b0c0d0e0f10} ip 127.0.0.1 port 80 TRUE n=9",
             "fixed level ok STATUS_SUCCESS",
+            "verbose classify 1",
+            "warning classify 2",
+            "error classify 3",
+            "classify flag 4",
+            "evaluated 4",
         ]
     );
     // TRACE_LEVEL_ERROR maps to DPFLTR_ERROR_LEVEL, the others to DPFLTR_INFO_LEVEL.
-    let levels: Vec<u32> = log.iter().map(|l| l.level).collect();
+    let levels: Vec<u32> = log.iter().take(4).map(|l| l.level).collect();
     assert_eq!(
         levels,
         vec![3, 0, 3, 3],
         "TraceInit{{LEVEL=TRACE_LEVEL_VERBOSE}} is informational"
     );
-    assert!(log.iter().all(|l| l.component == 80));
+    assert!(log.iter().take(8).all(|l| l.component == 80));
+    driver.unload().unwrap();
+}
+
+/// WPP level and flag filtering (wdk-runtime.md §9: a message fires when its flag is enabled and
+/// its level is at or below the session's): the driver's WPP_LEVEL / WPP_FLAGS parameters are
+/// its session. Level WARNING with only TRACE_CLASSIFY (the second flag, 0x2) enabled: the
+/// TRACE_INIT messages and the INFORMATION / VERBOSE ones are not emitted, and their arguments are
+/// not evaluated.
+#[test]
+fn wpp_messages_above_the_configured_level_or_flags_are_not_emitted() {
+    let so = build_driver("rt_wpp_filtered", &c_dir().join("rt_wpp.c"));
+    let host = host();
+    let options = wfp_ffi::DriverOptions {
+        params: vec![
+            ("WPP_LEVEL".into(), wfp_ffi::ParamValue::Dword(3)),
+            ("wpp_flags".into(), wfp_ffi::ParamValue::Dword(0x2)),
+        ],
+    };
+    let driver = host.load_with(&so, &options).unwrap();
+    let texts: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    assert_eq!(
+        texts,
+        [
+            "warning classify 1",
+            "error classify 2",
+            "classify flag 3",
+            "evaluated 3"
+        ]
+    );
+    driver.unload().unwrap();
+    // Level NONE: nothing fires (DoTraceMessage checks the flag only).
+    let options = wfp_ffi::DriverOptions {
+        params: vec![("WPP_LEVEL".into(), wfp_ffi::ParamValue::Dword(0))],
+    };
+    let driver = host.load_with(&so, &options).unwrap();
+    let texts: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    assert_eq!(texts, ["plain 5 wide", "classify flag 1", "evaluated 1"]);
     driver.unload().unwrap();
 }
 

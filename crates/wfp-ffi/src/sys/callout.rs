@@ -25,7 +25,8 @@ use super::ndis::mdl_for;
 use super::types::{
     CGuid, FwpByteBlob, FwpValue0, FwpsAction0, FwpsClassifyOut0, FwpsFilter, FwpsFilterCondition0,
     FwpsIncomingMetadataValues0, FwpsIncomingValues0, FwpsStreamCalloutIoPacket0, FwpsStreamData0,
-    FwpsStreamDataOffset0, Mdl, NetBuffer, NetBufferData, NetBufferList,
+    FwpsStreamDataOffset0, IpAddressPrefix, Mdl, NetBuffer, NetBufferData, NetBufferList,
+    SockaddrStorage,
 };
 use crate::host::HostInner;
 use crate::verifier::Finding;
@@ -187,6 +188,10 @@ struct Scratch {
     app_ids: u64,
     path: Vec<u16>,
     path_blob: FwpByteBlob,
+    /// `originalDestination`'s SOCKADDR (metadata_pointers).
+    original_destination: SockaddrStorage,
+    /// Whether the last metadata_pointers call set any pointer field (else they are all clear).
+    pointers_set: bool,
     bufs: Box<PacketBufs>,
     stream: FwpsStreamData0,
     io: FwpsStreamCalloutIoPacket0,
@@ -224,6 +229,8 @@ impl Scratch {
                 size: 0,
                 data: std::ptr::null_mut(),
             },
+            original_destination: SockaddrStorage { bytes: [0; 128] },
+            pointers_set: false,
             bufs: PacketBufs::new(),
             stream,
             io,
@@ -298,9 +305,8 @@ impl Scratch {
         }
     }
 
-    /// `FWPS_INCOMING_METADATA_VALUES0` (wfp-reference §2.3): the scalar fields and processPath; the
-    /// other pointer fields (controlData, headerIncludeHeader, destinationPrefix,
-    /// originalDestination, redirectRecords) stay NULL.
+    /// `FWPS_INCOMING_METADATA_VALUES0` (wfp-reference §2.3): the scalar fields and processPath;
+    /// the other pointer fields in [`Self::metadata_pointers`].
     #[inline]
     fn metadata(&mut self, m: &Metadata) {
         let mut present = m.present;
@@ -351,6 +357,71 @@ impl Scratch {
             }
             None => std::ptr::null_mut(),
         };
+        self.metadata_pointers(m);
+    }
+
+    /// wfp-reference §2.3: controlData/controlDataLength, headerIncludeHeader/Length,
+    /// destinationPrefix, originalDestination and redirectRecords, each present (with its
+    /// FWPS_METADATA_FIELD_* bit) exactly when the engine's metadata has it. The pointers are into
+    /// the metadata's own buffers (valid for the classifyFn call); redirectRecords is the address
+    /// of the records, which FwpsQueryConnectionRedirectState0 recognises.
+    #[inline]
+    fn metadata_pointers(&mut self, m: &Metadata) {
+        const FIELDS: u32 = MetadataFields::TRANSPORT_CONTROL_DATA.0
+            | MetadataFields::TRANSPORT_HEADER_INCLUDE_HEADER.0
+            | MetadataFields::DESTINATION_PREFIX.0
+            | MetadataFields::ORIGINAL_DESTINATION.0
+            | MetadataFields::REDIRECT_RECORD_HANDLE.0;
+        self.meta.current_metadata_values &= !FIELDS;
+        let none = m.control_data.is_none()
+            && m.header_include_header.is_none()
+            && m.destination_prefix.is_none()
+            && m.original_destination.is_none()
+            && m.redirect_records.is_none();
+        // Fast path (most classifies): nothing to set and nothing left from the last call.
+        if none && !self.pointers_set {
+            return;
+        }
+        self.pointers_set = !none;
+        let c = &mut self.meta;
+        let mut present = 0;
+        let blob = |b: &Option<Arc<[u8]>>| match b {
+            Some(b) => (
+                b.as_ptr().cast_mut().cast::<c_void>(),
+                u32::try_from(b.len()).unwrap_or(u32::MAX),
+            ),
+            None => (std::ptr::null_mut(), 0),
+        };
+        (c.control_data, c.control_data_length) = blob(&m.control_data);
+        if m.control_data.is_some() {
+            present |= MetadataFields::TRANSPORT_CONTROL_DATA.0;
+        }
+        (c.header_include_header, c.header_include_header_length) = blob(&m.header_include_header);
+        if m.header_include_header.is_some() {
+            present |= MetadataFields::TRANSPORT_HEADER_INCLUDE_HEADER.0;
+        }
+        c.destination_prefix =
+            m.destination_prefix
+                .map_or_else(IpAddressPrefix::default, |(a, len)| {
+                    present |= MetadataFields::DESTINATION_PREFIX.0;
+                    prefix_to_c(a, len)
+                });
+        c.original_destination = match m.original_destination {
+            Some(a) => {
+                present |= MetadataFields::ORIGINAL_DESTINATION.0;
+                self.original_destination = super::pend::sockaddr_to_c(a);
+                std::ptr::from_mut(&mut self.original_destination).cast()
+            }
+            None => std::ptr::null_mut(),
+        };
+        c.redirect_records = match &m.redirect_records {
+            Some(r) => {
+                present |= MetadataFields::REDIRECT_RECORD_HANDLE.0;
+                Arc::as_ptr(r).cast_mut().cast()
+            }
+            None => std::ptr::null_mut(),
+        };
+        c.current_metadata_values |= present;
     }
 
     /// An NBL → NB → MDL chain over `data` (read-only: NDIS_NBL_FLAGS_*_READ_ONLY).
@@ -673,3 +744,16 @@ impl Callout for CCallout {
 }
 
 use wfp_core::Guid;
+
+/// `IP_ADDRESS_PREFIX` (SOCKADDR_INET + prefix length; wfp-reference §2.3 destinationPrefix).
+fn prefix_to_c(addr: std::net::IpAddr, len: u8) -> IpAddressPrefix {
+    let sa = super::pend::sockaddr_to_c(std::net::SocketAddr::new(addr, 0));
+    let mut prefix = [0u32; 7];
+    for (dst, b) in prefix.iter_mut().zip(sa.bytes.chunks_exact(4)) {
+        *dst = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+    }
+    IpAddressPrefix {
+        prefix,
+        prefix_length: len,
+    }
+}

@@ -289,6 +289,22 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::pend::FwpsApplyModifiedLayerData0 as *const c_void,
     ),
     Export(
+        "WfpRtWppControl",
+        super::registry::WfpRtWppControl as *const c_void,
+    ),
+    Export(
+        "FwpsRedirectHandleCreate0",
+        super::redirect::FwpsRedirectHandleCreate0 as *const c_void,
+    ),
+    Export(
+        "FwpsRedirectHandleDestroy0",
+        super::redirect::FwpsRedirectHandleDestroy0 as *const c_void,
+    ),
+    Export(
+        "FwpsQueryConnectionRedirectState0",
+        super::redirect::FwpsQueryConnectionRedirectState0 as *const c_void,
+    ),
+    Export(
         "FwpsInjectionHandleCreate0",
         super::inject::FwpsInjectionHandleCreate0 as *const c_void,
     ),

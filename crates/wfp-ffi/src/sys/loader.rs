@@ -469,9 +469,11 @@ impl Driver {
     fn release_async(&self, host: &HostInner) {
         let (ops, classifies) = super::pend::complete_left(host, self.index);
         let lists = super::nbl::reclaim_left(host, self.index);
+        let redirects = super::redirect::destroy_left(host, self.index);
         for (what, count) in [
             ("pended operation(s) the driver never completed", ops),
             ("pended classify(s) the driver never completed", classifies),
+            ("redirect handle(s) never destroyed", redirects),
         ]
         .into_iter()
         .chain(lists.pairs())

@@ -28,6 +28,7 @@ mod ndis;
 mod ndispool;
 mod pctx;
 mod pend;
+mod redirect;
 mod registry;
 mod sync;
 mod thread;

@@ -252,6 +252,8 @@ pub(crate) struct AsyncState {
     pub(crate) injecting: HashMap<u64, usize>,
     /// FwpsInject* calls between marking their list Injected and the engine's answer.
     pub(crate) inject_calls: usize,
+    /// Redirect handles from FwpsRedirectHandleCreate0 not yet destroyed (handle → driver).
+    pub(crate) redirect_handles: HashMap<u64, usize>,
 }
 
 // SAFETY: the raw pointers inside point into boxes this state owns (moved with it) or into driver

@@ -7,7 +7,7 @@ use std::ffi::c_void;
 
 use super::ctx::{self, PASSIVE_LEVEL};
 use super::thread::HandleTarget;
-use super::types::UnicodeString;
+use super::types::{UnicodeString, WppControl};
 use super::wdf::ParamValue;
 use super::{boundary, NtStatus, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER, STATUS_SUCCESS};
 use crate::verifier::Finding;
@@ -202,5 +202,34 @@ pub(crate) unsafe extern "C" fn ZwQueryValueKey(
         } else {
             STATUS_SUCCESS
         }
+    })
+}
+
+/// `WfpRtWppControl()`: the calling driver's `WPP_LEVEL` and `WPP_FLAGS` parameters (REG_DWORD;
+/// names case-insensitive). Without a parameter every level (0xFFFFFFFF) resp. every flag is
+/// enabled, as before a session was configured; with no host bound, nothing is.
+#[no_mangle]
+pub(crate) extern "C" fn WfpRtWppControl() -> WppControl {
+    let none = WppControl { level: 0, flags: 0 };
+    boundary("WfpRtWppControl", none, || {
+        ctx::with_host(|h| {
+            let driver = ctx::current_driver();
+            let s = h.rt.wdf.state.lock();
+            let param = |name: &str| {
+                s.params.get(&driver).and_then(|p| {
+                    p.iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                        .and_then(|(_, v)| match v {
+                            ParamValue::Dword(d) => Some(*d),
+                            ParamValue::String(_) => None,
+                        })
+                })
+            };
+            WppControl {
+                level: param("WPP_LEVEL").unwrap_or(u32::MAX),
+                flags: param("WPP_FLAGS").unwrap_or(u32::MAX),
+            }
+        })
+        .unwrap_or(none)
     })
 }

@@ -540,6 +540,15 @@ pub(crate) struct FwpsPacketListInformation0 {
     pub(crate) fwp_information: u32,
 }
 
+/// `WFP_WPP_CONTROL` (include/wfp/km.h): the driver's WPP trace session (wdk-runtime.md §9), what
+/// the generated `.tmh` macros check before formatting a message.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WppControl {
+    pub(crate) level: u32,
+    pub(crate) flags: u32,
+}
+
 /// Sizes and offsets checked against the C headers (name, value): generated into
 /// `tests/c/layout_expected.h` by `tests/layout.rs`.
 pub(crate) fn layout_table() -> Vec<(String, usize)> {
@@ -556,6 +565,8 @@ pub(crate) fn layout_table() -> Vec<(String, usize)> {
         };
     }
     size!("GUID", CGuid);
+    size!("WFP_WPP_CONTROL", WppControl);
+    off!("WFP_WPP_CONTROL", WppControl, "Flags", flags);
     size!("UNICODE_STRING", UnicodeString);
     size!("FWP_BYTE_BLOB", FwpByteBlob);
     size!("FWP_VALUE0", FwpValue0);
