@@ -528,11 +528,12 @@ fn marks_of_other_software_outside_the_mask_survive() {
             );
             let sink = Sink::start(ip, false);
             let mut c = client(sink.addr);
-            assert_eq!(send(&mut t.client, 2 * MB), 2 * MB);
+            assert_eq!(send(&mut c, 2 * MB), 2 * MB);
             let queued = d.packets_decided();
-            assert_eq!(send(&mut t.client, 20 * MB), 20 * MB);
+            assert_eq!(send(&mut c, 20 * MB), 20 * MB);
             assert!(d.packets_decided() - queued < 40, "{ip}: offloaded");
-            t.finish();
+            drop(c);
+            sink.join();
             // Rule 0 of OUTPUT is wfpd's OSV jump; then the two counters.
             let all = first_counter(program, "security", "OUTPUT", 1);
             let kept = first_counter(program, "security", "OUTPUT", 2);
@@ -637,7 +638,12 @@ fn a_restart_under_a_blocking_policy_requeues_and_blocks_offloaded_connections()
         for ip in LOCALHOSTS {
             let dir = TempDir::new();
             let d = daemon(&dir, PERMIT_ALL);
-            let mut t = Transfer::offloaded(&d, ip, 20 * MB);
+            let sink = Sink::start(ip, false);
+            let mut c = client(sink.addr);
+            assert_eq!(send(&mut c, 2 * MB), 2 * MB);
+            let queued = d.packets_decided();
+            assert_eq!(send(&mut c, 20 * MB), 20 * MB, "{ip}: offloaded");
+            assert!(d.packets_decided() - queued < 40, "{ip}: offloaded");
             // Stop (rules removed: the connection goes on without wfpd), then start again under a
             // policy that blocks it: its marks are cleared at start, so its next segment is
             // queued, picked up mid-stream, authorized (MID_STREAM_INSPECTION) and blocked.
@@ -645,13 +651,13 @@ fn a_restart_under_a_blocking_policy_requeues_and_blocks_offloaded_connections()
             // (Segments in flight at the stop were dropped with the queue: TCP retransmits.)
             let mut sent = 0;
             for _ in 0..20 {
-                sent += send(&mut t.client, 4 * MB - sent);
+                sent += send(&mut c, 4 * MB - sent);
                 if sent == 4 * MB {
                     break;
                 }
             }
             assert_eq!(sent, 4 * MB, "{ip}: no rules while stopped");
-            dir.write("policy.toml", &block_port(t.sink.addr.port()));
+            dir.write("policy.toml", &block_port(sink.addr.port()));
             let mut d = Daemon::start(
                 Config::parse(
                     &std::fs::read_to_string(dir.0.join("config.toml")).expect("config"),
@@ -661,7 +667,7 @@ fn a_restart_under_a_blocking_policy_requeues_and_blocks_offloaded_connections()
             )
             .expect("restart");
             let before = d.packets_decided();
-            let after = send(&mut t.client, 40 * MB);
+            let after = send(&mut c, 40 * MB);
             assert!(
                 after < 40 * MB,
                 "{ip}: the connection went on after the restart"
@@ -671,7 +677,8 @@ fn a_restart_under_a_blocking_policy_requeues_and_blocks_offloaded_connections()
                 "{ip}: its packets were queued again"
             );
             let _ = d.tick();
-            t.finish();
+            drop(c);
+            sink.join();
             d.shutdown().expect("shutdown");
         }
     });
