@@ -290,10 +290,7 @@ impl Scratch {
         // The array keeps its length between calls of the same layer: values are written in place.
         self.values.resize(count, EMPTY);
         let given = &values.values[..values.values.len().min(count)];
-        let live = given
-            .iter()
-            .rposition(|v| !matches!(v, Value::Empty))
-            .map_or(0, |i| i + 1);
+        let live = set_prefix(given);
         let given = &given[..live];
         // Fast path: every value inline (app-id fields are blobs, so never here).
         if !fill_inline(&mut self.values, given) {
@@ -450,6 +447,17 @@ impl Scratch {
                 .into(),
         });
     }
+}
+
+/// The length of `values` without its trailing FWP_EMPTY values (a tag test per value).
+#[inline]
+fn set_prefix(values: &[Value]) -> usize {
+    let empty = values
+        .iter()
+        .rev()
+        .take_while(|v| matches!(v, Value::Empty))
+        .count();
+    values.len() - empty
 }
 
 const EMPTY: FwpValue0 = FwpValue0 {
@@ -702,3 +710,51 @@ impl Callout for CCallout {
 }
 
 use wfp_core::Guid;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wfp_core::catalogue::layers;
+
+    /// The C array as (type, value) pairs.
+    fn c_values(s: &mut Scratch, values: &[Value]) -> Vec<(u32, u64)> {
+        let v = s.values(&IncomingValues {
+            layer: layers::OUTBOUND_TRANSPORT_V4,
+            values,
+        });
+        assert_eq!(v.value_count as usize, s.values.len());
+        s.values.iter().map(|x| (x.data_type, x.value)).collect()
+    }
+
+    #[test]
+    fn values_left_by_an_earlier_classify_are_cleared() {
+        let mut s = Scratch::new();
+        let set = [
+            Value::Uint8(6),
+            Value::Uint32(0x0a4d_0001),
+            Value::Empty,
+            Value::Uint16(443),
+            Value::Int8(-1),
+        ];
+        let first = c_values(&mut s, &set);
+        assert!(first.len() >= set.len());
+        assert_eq!(
+            &first[..5],
+            &[(1, 6), (3, 0x0a4d_0001), (0, 0), (2, 443), (5, 0xff)]
+        );
+        assert!(first[5..].iter().all(|v| *v == (0, 0)));
+        // Fewer values set, then none: nothing of the earlier call may remain.
+        let second = c_values(&mut s, &[Value::Uint16(7)]);
+        assert_eq!(second[0], (2, 7));
+        assert!(second[1..].iter().all(|v| *v == (0, 0)), "{second:?}");
+        let third = c_values(&mut s, &[Value::Empty, Value::Empty]);
+        assert!(third.iter().all(|v| *v == (0, 0)), "{third:?}");
+        // A value needing arena storage after trailing empties.
+        let fourth = c_values(&mut s, &[Value::Empty, Value::Uint64(9)]);
+        assert_eq!(fourth[0], (0, 0));
+        assert_eq!(fourth[1].0, 4);
+        // SAFETY: an FWP_UINT64 value points at the scratch arena's u64, alive until the next call.
+        assert_eq!(unsafe { *(fourth[1].1 as *const u64) }, 9);
+        assert!(fourth[2..].iter().all(|v| *v == (0, 0)));
+    }
+}
