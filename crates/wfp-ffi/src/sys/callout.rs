@@ -7,7 +7,7 @@
 //! `classifyContext` is the address of this call's [`Invocation`] (what FwpsAcquireClassifyHandle0,
 //! cloning and the injection-state query need); it is valid only during the call.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::sync::Arc;
 
@@ -180,6 +180,8 @@ impl PacketBufs {
 struct Scratch {
     arena: Arena,
     values: Vec<FwpValue0>,
+    /// How many leading entries of `values` the last call wrote (the rest are FWP_EMPTY).
+    set_len: usize,
     meta: FwpsIncomingMetadataValues0,
     path_key: (usize, usize),
     /// The layer of the last conversion, its field count and ALE_APP_ID mask.
@@ -212,6 +214,10 @@ fn zeroed_meta() -> FwpsIncomingMetadataValues0 {
 }
 
 impl Scratch {
+    /// Once per thread (and for a nested classify): kept out of line so the classify frame stays
+    /// small.
+    #[cold]
+    #[inline(never)]
     fn new() -> Box<Self> {
         // SAFETY: NET_BUFFER_LIST / NET_BUFFER / stream structs are plain C data; zero is a valid
         // (empty) value for each.
@@ -219,6 +225,7 @@ impl Scratch {
         Box::new(Self {
             arena: Arena::default(),
             values: Vec::new(),
+            set_len: 0,
             meta: zeroed_meta(),
             path_key: (0, 0),
             layer: None,
@@ -272,9 +279,11 @@ impl Scratch {
         &self.filters[slot].filter
     }
 
-    /// `FWPS_INCOMING_VALUES0`: the layer's field count and app-id mask are cached per layer;
-    /// values of inline types (integers, FWP_EMPTY — most fields) are written straight into the
-    /// reused array, and only a set holding pointer types reserves the arena first.
+    /// `FWPS_INCOMING_VALUES0` (wfp-reference §2.2): the layer's field count and app-id mask are
+    /// cached per layer; values of inline types (integers, FWP_EMPTY — most fields) are written
+    /// straight into the reused array, and only a set holding pointer types reserves the arena
+    /// first. Trailing FWP_EMPTY values are found by a tag scan and not converted: the array
+    /// beyond the last value set is FWP_EMPTY already, except what the previous call set there.
     #[inline]
     fn values(&mut self, values: &IncomingValues<'_>) -> FwpsIncomingValues0 {
         if self.layer != Some(values.layer) {
@@ -288,16 +297,20 @@ impl Scratch {
         // The array keeps its length between calls of the same layer: values are written in place.
         self.values.resize(count, EMPTY);
         let given = &values.values[..values.values.len().min(count)];
+        let live = set_prefix(given);
+        let given = &given[..live];
         // Fast path: every value inline (app-id fields are blobs, so never here).
         if !fill_inline(&mut self.values, given) {
-            self.arena.reserve_values(values.values, utf16);
+            self.arena.reserve_values(given, utf16);
             for (i, (dst, v)) in self.values.iter_mut().zip(given).enumerate() {
                 *dst = self.arena.value(v, utf16(i));
             }
         }
-        for dst in self.values.iter_mut().skip(given.len()) {
+        let stale = self.set_len.clamp(live, count);
+        for dst in &mut self.values[live..stale] {
             *dst = EMPTY;
         }
+        self.set_len = live;
         FwpsIncomingValues0 {
             layer_id: values.layer.0,
             value_count: u32::try_from(count).unwrap_or(u32::MAX),
@@ -507,32 +520,43 @@ impl Scratch {
     }
 }
 
+/// The length of `values` without its trailing FWP_EMPTY values (a tag test per value).
+#[inline]
+fn set_prefix(values: &[Value]) -> usize {
+    let empty = values
+        .iter()
+        .rev()
+        .take_while(|v| matches!(v, Value::Empty))
+        .count();
+    values.len() - empty
+}
+
 const EMPTY: FwpValue0 = FwpValue0 {
     data_type: 0,
     value: 0,
 };
 
 /// Writes the `FWP_VALUE0` of each of `src` into `dst` while the values hold themselves; false at
-/// the first one that needs arena storage. Empty fields and 16/32-bit integers (most fields of most
-/// layers) are tested first by their tag alone — a few compares rather than an indirect jump per
-/// value — before the general conversion.
+/// the first one that needs arena storage. Empty fields and 8/16/32-bit unsigned integers (most
+/// fields of most layers) are tested first by their tag alone — a few compares rather than an
+/// indirect jump per value — with one store site, before the general conversion.
 #[inline]
 fn fill_inline(dst: &mut [FwpValue0], src: &[Value]) -> bool {
-    for (d, v) in dst.iter_mut().zip(src) {
-        *d = match v {
-            Value::Empty => EMPTY,
-            Value::Uint32(x) => FwpValue0 {
-                data_type: 3,
-                value: u64::from(*x),
-            },
-            Value::Uint16(x) => FwpValue0 {
-                data_type: 2,
-                value: u64::from(*x),
-            },
+    let n = dst.len().min(src.len());
+    for (d, v) in dst[..n].iter_mut().zip(&src[..n]) {
+        let (t, x) = match v {
+            Value::Empty => (0, 0),
+            Value::Uint8(x) => (1, u64::from(*x)),
+            Value::Uint16(x) => (2, u64::from(*x)),
+            Value::Uint32(x) => (3, u64::from(*x)),
             other => match other_inline(other) {
-                Some(c) => c,
+                Some(c) => (c.data_type, c.value),
                 None => return false,
             },
+        };
+        *d = FwpValue0 {
+            data_type: t,
+            value: x,
         };
     }
     true
@@ -568,15 +592,27 @@ fn app_id_fields(layer: LayerId) -> u64 {
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Option<Box<Scratch>>> = const { RefCell::new(None) };
+    /// This thread's scratch; taken out for the duration of a classify (a nested classify on the
+    /// same thread finds it empty and uses a fresh one).
+    static SCRATCH: Cell<Option<Box<Scratch>>> = const { Cell::new(None) };
 }
 
-/// Runs `f` with this thread's scratch (a fresh one if a nested classify is using it).
+/// Runs `f` with this thread's scratch (a fresh one if a nested classify is using it). Taking the
+/// box out of a `Cell` and putting it back is two TLS stores, cheaper than a `RefCell` borrow.
+#[inline]
 fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut slot) => f(slot.get_or_insert_with(Scratch::new)),
-        Err(_) => f(&mut Scratch::new()),
-    })
+    let mut s = SCRATCH.take().unwrap_or_else(Scratch::new);
+    let r = f(&mut s);
+    // A nested classify that left its fresh scratch here is dropped in favour of this one.
+    if let Some(nested) = SCRATCH.replace(Some(s)) {
+        drop_nested(nested);
+    }
+    r
+}
+
+#[cold]
+fn drop_nested(s: Box<Scratch>) {
+    drop(s);
 }
 
 fn stream_action(v: u32) -> Option<StreamAction> {
@@ -591,6 +627,7 @@ fn stream_action(v: u32) -> Option<StreamAction> {
 }
 
 impl CCallout {
+    #[inline(always)]
     fn call_classify(
         &self,
         args: (
@@ -755,5 +792,53 @@ fn prefix_to_c(addr: std::net::IpAddr, len: u8) -> IpAddressPrefix {
     IpAddressPrefix {
         prefix,
         prefix_length: len,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wfp_core::catalogue::layers;
+
+    /// The C array as (type, value) pairs.
+    fn c_values(s: &mut Scratch, values: &[Value]) -> Vec<(u32, u64)> {
+        let v = s.values(&IncomingValues {
+            layer: layers::OUTBOUND_TRANSPORT_V4,
+            values,
+        });
+        assert_eq!(v.value_count as usize, s.values.len());
+        s.values.iter().map(|x| (x.data_type, x.value)).collect()
+    }
+
+    #[test]
+    fn values_left_by_an_earlier_classify_are_cleared() {
+        let mut s = Scratch::new();
+        let set = [
+            Value::Uint8(6),
+            Value::Uint32(0x0a4d_0001),
+            Value::Empty,
+            Value::Uint16(443),
+            Value::Int8(-1),
+        ];
+        let first = c_values(&mut s, &set);
+        assert!(first.len() >= set.len());
+        assert_eq!(
+            &first[..5],
+            &[(1, 6), (3, 0x0a4d_0001), (0, 0), (2, 443), (5, 0xff)]
+        );
+        assert!(first[5..].iter().all(|v| *v == (0, 0)));
+        // Fewer values set, then none: nothing of the earlier call may remain.
+        let second = c_values(&mut s, &[Value::Uint16(7)]);
+        assert_eq!(second[0], (2, 7));
+        assert!(second[1..].iter().all(|v| *v == (0, 0)), "{second:?}");
+        let third = c_values(&mut s, &[Value::Empty, Value::Empty]);
+        assert!(third.iter().all(|v| *v == (0, 0)), "{third:?}");
+        // A value needing arena storage after trailing empties.
+        let fourth = c_values(&mut s, &[Value::Empty, Value::Uint64(9)]);
+        assert_eq!(fourth[0], (0, 0));
+        assert_eq!(fourth[1].0, 4);
+        // SAFETY: an FWP_UINT64 value points at the scratch arena's u64, alive until the next call.
+        assert_eq!(unsafe { *(fourth[1].1 as *const u64) }, 9);
+        assert!(fourth[2..].iter().all(|v| *v == (0, 0)));
     }
 }
