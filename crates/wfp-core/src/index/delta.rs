@@ -212,6 +212,19 @@ impl Delta {
         self.added.insert(at, a);
     }
 
+    /// Adds `filters` uncompiled (`Added::matches` would scan them): only for filters that
+    /// become a run before the snapshot is published (`SublayerIndex::with_changes`).
+    pub(super) fn extend_raw(&mut self, filters: &[&Arc<RtFilter>]) {
+        for f in filters {
+            self.fields.update(f, true);
+        }
+        self.added.extend(filters.iter().map(|f| Added {
+            filter: Arc::clone(f),
+            compiled: None,
+        }));
+        self.added.sort_by(|a, b| eval_order(&a.filter, &b.filter));
+    }
+
     /// Removes `f` from the added filters; false when it is not one of them.
     pub(super) fn remove_added(&mut self, f: &RtFilter) -> bool {
         let Some(at) = self

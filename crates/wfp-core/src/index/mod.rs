@@ -247,28 +247,24 @@ impl SublayerIndex {
     pub(crate) fn with_changes(
         &self,
         layer: &LayerDef,
-        added: &[Arc<RtFilter>],
-        deleted: &[Arc<RtFilter>],
+        added: &[&Arc<RtFilter>],
+        deleted: &[&Arc<RtFilter>],
     ) -> Self {
         let mut next = self.clone();
         for f in deleted {
-            if next.delta.remove_added(f) {
-                continue;
-            }
-            for run in &mut next.runs {
-                if let Some(i) = run.base.position(f) {
-                    if run.dead.kill(i, run.base.filters.len()) {
-                        next.delta.forget(f);
-                    }
-                    break;
-                }
-            }
-        }
-        let dims = self.dims();
-        for f in added {
-            next.delta.add(Added::new(f, dims));
+            next.delete(f);
         }
         let main_len = next.runs.first().map_or(0, |r| r.base.filters.len());
+        if next.delta.added.len() + added.len() > MAX_ADDED {
+            // They become a run (or part of one) right below: not compiled on the main run's
+            // dimensions, nor inserted one by one.
+            next.delta.extend_raw(added);
+        } else {
+            let dims = self.dims();
+            for f in added {
+                next.delta.add(Added::new(f, dims));
+            }
+        }
         let small_scan = next
             .runs
             .first()
@@ -284,6 +280,21 @@ impl SublayerIndex {
             return next.spill(layer, main_len);
         }
         next
+    }
+
+    /// Deletes `f` (an added filter, or a tombstone in the run holding it; ignored when absent).
+    fn delete(&mut self, f: &RtFilter) {
+        if self.delta.remove_added(f) {
+            return;
+        }
+        for run in &mut self.runs {
+            if let Some(i) = run.base.position(f) {
+                if run.dead.kill(i, run.base.filters.len()) {
+                    self.delta.forget(f);
+                }
+                return;
+            }
+        }
     }
 
     /// Everything into one new run.

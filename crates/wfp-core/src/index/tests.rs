@@ -964,6 +964,57 @@ fn check_delta_index(
     Ok(())
 }
 
+/// Big commits: up to 40 adds and 40 deletes each (past `MAX_ADDED`, so most go straight into a
+/// run, through spills and compactions).
+fn raw_big_commit() -> impl Strategy<Value = RawCommit> {
+    (
+        prop::collection::vec((raw_filter(), 0..4u8), 0..40),
+        prop::collection::vec(any::<usize>(), 0..40),
+    )
+        .prop_map(|(add, delete)| RawCommit { add, delete })
+}
+
+/// Applies `commits` to an index of `policy` with `with_changes`, checking every snapshot against
+/// the live filters, and the first snapshot again at the end (later commits leave it unchanged).
+fn run_history(
+    policy: &[(RawFilter, u8)],
+    commits: &[RawCommit],
+    inputs: &[Vec<RawValue>],
+) -> Result<(), TestCaseError> {
+    let l = layer("INBOUND_TRANSPORT_V4");
+    let t = template();
+    let inputs: Vec<Vec<Value>> = inputs.iter().map(|r| make_values(l, r)).collect();
+    let mut live: Vec<Arc<RtFilter>> = (0u64..)
+        .zip(policy)
+        .map(|(id, (f, w))| weighted(&t, make_filter(l, &FIELDS, f), *w, id))
+        .collect();
+    live.sort_by(|a, b| super::eval_order(a, b));
+    let mut index = SublayerIndex::build(l, &live);
+    let first = (SublayerIndex::build(l, &live), live.clone());
+    let mut next_id = 10_000;
+    for c in commits {
+        let mut deleted = Vec::new();
+        for &d in &c.delete {
+            if !live.is_empty() {
+                deleted.push(live.remove(d % live.len()));
+            }
+        }
+        let mut added = Vec::new();
+        for (f, w) in &c.add {
+            next_id += 1;
+            let f = weighted(&t, make_filter(l, &FIELDS, f), *w, next_id);
+            live.push(Arc::clone(&f));
+            added.push(f);
+        }
+        live.sort_by(|a, b| super::eval_order(a, b));
+        let added: Vec<&Arc<RtFilter>> = added.iter().collect();
+        let deleted: Vec<&Arc<RtFilter>> = deleted.iter().collect();
+        index = index.with_changes(l, &added, &deleted);
+        check_delta_index(&index, &live, &inputs)?;
+    }
+    check_delta_index(&first.0, &first.1, &inputs)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 64,
@@ -981,36 +1032,19 @@ proptest! {
         commits in prop::collection::vec(raw_commit(), 1..60),
         inputs in prop::collection::vec(raw_values(), 1..6),
     ) {
-        let l = layer("INBOUND_TRANSPORT_V4");
-        let t = template();
-        let inputs: Vec<Vec<Value>> = inputs.iter().map(|r| make_values(l, r)).collect();
-        let mut live: Vec<Arc<RtFilter>> = (0u64..)
-            .zip(&policy)
-            .map(|(id, (f, w))| weighted(&t, make_filter(l, &FIELDS, f), *w, id))
-            .collect();
-        live.sort_by(|a, b| super::eval_order(a, b));
-        let mut index = SublayerIndex::build(l, &live);
-        let first = (SublayerIndex::build(l, &live), live.clone());
-        let mut next_id = 10_000;
-        for c in &commits {
-            let mut deleted = Vec::new();
-            for &d in &c.delete {
-                if !live.is_empty() {
-                    deleted.push(live.remove(d % live.len()));
-                }
-            }
-            let mut added = Vec::new();
-            for (f, w) in &c.add {
-                next_id += 1;
-                let f = weighted(&t, make_filter(l, &FIELDS, f), *w, next_id);
-                live.push(Arc::clone(&f));
-                added.push(f);
-            }
-            live.sort_by(|a, b| super::eval_order(a, b));
-            index = index.with_changes(l, &added, &deleted);
-            check_delta_index(&index, &live, &inputs)?;
-        }
-        check_delta_index(&first.0, &first.1, &inputs)?;
+        run_history(&policy, &commits, &inputs)?;
+    }
+
+    /// The same with big transactions mixing adds and deletes (issue 15: a 1,000-filter
+    /// transaction publishes once, its added filters built as a run).
+    #[test]
+    fn big_mixed_transactions_equal_scan_of_live_filters(
+        policy in prop::collection::vec((raw_filter(), 0..4u8), 0..200),
+        commits in prop::collection::vec(
+            prop_oneof![raw_commit(), raw_big_commit()], 1..24),
+        inputs in prop::collection::vec(raw_values(), 1..6),
+    ) {
+        run_history(&policy, &commits, &inputs)?;
     }
 }
 
