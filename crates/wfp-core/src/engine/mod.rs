@@ -155,20 +155,34 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     /// The snapshot of `layers` (a view per run-time layer id, with its generation).
     pub(crate) fn new(layers: Vec<(Option<Arc<LayerView>>, u64)>, epoch: u64) -> Self {
-        let (layers, generations): (Vec<_>, Vec<_>) = layers
-            .into_iter()
-            .map(|(view, generation)| (view.filter(|v| !v.sublayers.is_empty()), generation))
-            .unzip();
-        let nonempty = layers
-            .iter()
-            .enumerate()
-            .filter(|(i, l)| *i < 128 && l.is_some())
-            .fold(0u128, |m, (i, _)| m | (1u128 << i));
-        Self {
+        let (layers, generations) = layers.into_iter().unzip();
+        let mut s = Self {
             layers,
             generations,
-            nonempty,
+            nonempty: 0,
             epoch,
+        };
+        for i in 0..s.layers.len() {
+            s.set_nonempty(i);
+        }
+        s
+    }
+
+    /// Recomputes bit `i` of `nonempty` (an empty view is stored as `None`).
+    fn set_nonempty(&mut self, i: usize) {
+        let Some(slot) = self.layers.get_mut(i) else {
+            return;
+        };
+        if slot.as_ref().is_some_and(|v| v.sublayers.is_empty()) {
+            *slot = None;
+        }
+        if i < 128 {
+            let bit = 1u128 << i;
+            self.nonempty = if slot.is_some() {
+                self.nonempty | bit
+            } else {
+                self.nonempty & !bit
+            };
         }
     }
 
@@ -189,23 +203,25 @@ impl Snapshot {
     }
 
     /// This snapshot with the views of the layers in `changed` (id, new view, new generation)
-    /// replaced, every other layer shared.
+    /// replaced, every other layer shared; the epoch moves on.
     pub(crate) fn with_layers(
         &self,
         changed: impl IntoIterator<Item = (usize, LayerView, u64)>,
     ) -> Self {
-        let mut layers: Vec<(Option<Arc<LayerView>>, u64)> = self
-            .layers
-            .iter()
-            .cloned()
-            .zip(self.generations.iter().copied())
-            .collect();
+        let mut next = Self {
+            layers: self.layers.clone(),
+            generations: self.generations.clone(),
+            nonempty: self.nonempty,
+            epoch: self.epoch + 1,
+        };
         for (i, view, generation) in changed {
-            if let Some(slot) = layers.get_mut(i) {
-                *slot = (Some(Arc::new(view)), generation);
+            if let (Some(slot), Some(g)) = (next.layers.get_mut(i), next.generations.get_mut(i)) {
+                *slot = Some(Arc::new(view));
+                *g = generation;
             }
+            next.set_nonempty(i);
         }
-        Self::new(layers, self.epoch + 1)
+        next
     }
 }
 

@@ -31,11 +31,15 @@ pub(crate) fn apply(
     let def = catalogue::layer(layer)?;
     // Net changes: a filter added and deleted in the same transaction never became visible (a
     // set, not a scan per added filter: transactions may hold thousands of each).
-    let gone: HashSet<FilterId> = deleted
-        .iter()
-        .filter(|f| f.layer == layer)
-        .map(|f| f.filter_id)
-        .collect();
+    let gone: HashSet<FilterId> = if added.is_empty() {
+        HashSet::new()
+    } else {
+        deleted
+            .iter()
+            .filter(|f| f.layer == layer)
+            .map(|f| f.filter_id)
+            .collect()
+    };
     let mut added: Vec<&Arc<RtFilter>> = added
         .iter()
         .filter(|f| f.layer == layer && !gone.contains(&f.filter_id))
@@ -46,9 +50,10 @@ pub(crate) fn apply(
     deleted.sort_by_key(|f| f.sublayer);
     // Every touched sublayer must already be listed.
     let listed = |key: &Guid| prev.sublayers.iter().any(|s| s.key == *key);
-    let mut keys: Vec<&Guid> = added.iter().map(|f| &f.sublayer).collect();
-    keys.dedup();
-    if !keys.into_iter().all(listed) {
+    let all_listed = added
+        .chunk_by(|a, b| a.sublayer == b.sublayer)
+        .all(|c| c.first().is_none_or(|f| listed(&f.sublayer)));
+    if !all_listed {
         return None;
     }
     let sublayers: Vec<SublayerView> = prev
@@ -83,6 +88,9 @@ pub(crate) fn apply(
 /// The filters of sublayer `key` in `sorted` (sorted by sublayer key).
 fn of_sublayer<'a>(sorted: &'a [&'a Arc<RtFilter>], key: &Guid) -> &'a [&'a Arc<RtFilter>] {
     let lo = sorted.partition_point(|f| f.sublayer < *key);
-    let hi = lo + sorted.get(lo..).map_or(0, |r| r.partition_point(|f| f.sublayer == *key));
+    let hi = lo
+        + sorted
+            .get(lo..)
+            .map_or(0, |r| r.partition_point(|f| f.sublayer == *key));
     sorted.get(lo..hi).unwrap_or(&[])
 }
