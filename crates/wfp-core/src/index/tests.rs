@@ -914,6 +914,31 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 8,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Single-filter adds in a row: the delta spills into a small run, then a second one while
+    /// the first is past `SMALL_RUN` (three runs), then everything is compacted — every snapshot
+    /// on the way equals the scan of the live filters.
+    #[test]
+    fn consecutive_adds_spill_into_tiered_runs(
+        policy in prop::collection::vec((raw_filter(), 0..4u8), 160..200),
+        adds in prop::collection::vec((raw_filter(), 0..4u8), 40..60),
+        inputs in prop::collection::vec(raw_values(), 1..4),
+    ) {
+        let commits: Vec<RawCommit> = adds
+            .into_iter()
+            .map(|a| RawCommit { add: vec![a], delete: Vec::new() })
+            .collect();
+        let most = run_history(&policy, &commits, &inputs)?;
+        prop_assert_eq!(most, super::MAX_RUNS);
+    }
+}
+
 // ----- commits applied as deltas (index/delta.rs) ---------------------------------------------
 
 /// One commit of a random history: filters to add (conditions, weight choice) and live filters
@@ -995,11 +1020,12 @@ fn raw_big_commit() -> impl Strategy<Value = RawCommit> {
 
 /// Applies `commits` to an index of `policy` with `with_changes`, checking every snapshot against
 /// the live filters, and the first snapshot again at the end (later commits leave it unchanged).
+/// Returns the most runs an index had.
 fn run_history(
     policy: &[(RawFilter, u8)],
     commits: &[RawCommit],
     inputs: &[Vec<RawValue>],
-) -> Result<(), TestCaseError> {
+) -> Result<usize, TestCaseError> {
     let l = layer("INBOUND_TRANSPORT_V4");
     let t = template();
     let inputs: Vec<Vec<Value>> = inputs.iter().map(|r| make_values(l, r)).collect();
@@ -1011,6 +1037,7 @@ fn run_history(
     let mut index = SublayerIndex::build(l, &live);
     let first = (SublayerIndex::build(l, &live), live.clone());
     let mut next_id = 10_000;
+    let mut most_runs = index.runs.len();
     for c in commits {
         let mut deleted = Vec::new();
         for &d in &c.delete {
@@ -1029,9 +1056,11 @@ fn run_history(
         let added: Vec<&Arc<RtFilter>> = added.iter().collect();
         let deleted: Vec<&Arc<RtFilter>> = deleted.iter().collect();
         index = index.with_changes(l, &added, &deleted);
+        most_runs = most_runs.max(index.runs.len());
         check_delta_index(&index, &live, &inputs)?;
     }
-    check_delta_index(&first.0, &first.1, &inputs)
+    check_delta_index(&first.0, &first.1, &inputs)?;
+    Ok(most_runs)
 }
 
 proptest! {
