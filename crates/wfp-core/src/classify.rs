@@ -367,7 +367,7 @@ impl Engine {
         let snapshot = self.snapshot.load();
         let epoch = snapshot.epoch;
         let mut st = State::new();
-        let Some(view) = snapshot.layers.get(usize::from(layer.0)) else {
+        let Some(view) = snapshot.layer(usize::from(layer.0)) else {
             return (finish(st), Some(epoch));
         };
         if view.sublayers.is_empty() {
@@ -602,7 +602,7 @@ impl Engine {
     /// filters by weight) — what [`Engine::classify`] would consider.
     pub fn matching_filters(&self, layer: LayerId, values: &[Value]) -> Vec<Arc<RtFilter>> {
         let snapshot = self.snapshot.load();
-        let Some(view) = snapshot.layers.get(usize::from(layer.0)) else {
+        let Some(view) = snapshot.layer(usize::from(layer.0)) else {
             return Vec::new();
         };
         view.sublayers

@@ -209,7 +209,7 @@ impl crate::Engine {
     fn max_filter_id_at(&self, at: &[LayerId]) -> FilterId {
         let snap = self.snapshot.load();
         at.iter()
-            .filter_map(|l| snap.layers.get(usize::from(l.0)))
+            .filter_map(|l| snap.layer(usize::from(l.0)))
             .flat_map(|v| v.sublayers.iter())
             .flat_map(|s| s.index.filters())
             .map(|f| f.filter_id)

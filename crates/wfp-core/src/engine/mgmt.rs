@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use parking_lot::MutexGuard;
 
-use super::{Engine, LayerView, NetEvent, NetEventKind, Snapshot, SublayerView};
+use super::{Engine, LayerView, NetEvent, NetEventKind, SublayerView};
 use crate::catalogue::{self, LayerId, SUBLAYER_INSPECTION, SUBLAYER_UNIVERSAL};
 use crate::condition::{Condition, ConditionSet};
 use crate::constants::{CalloutFlags, FilterFlags, NotifyType, RtFilterFlags};
@@ -213,7 +213,7 @@ impl Mgmt {
     }
 
     /// The layer's view built from every filter (index/layer.rs applies most commits instead).
-    fn build_layer(&self, layer: LayerId, generation: u64) -> LayerView {
+    fn build_layer(&self, layer: LayerId) -> LayerView {
         let mut groups: BTreeMap<Guid, Vec<Arc<RtFilter>>> = BTreeMap::new();
         if let Some(ids) = self.by_layer.get(usize::from(layer.0)) {
             for id in ids {
@@ -250,7 +250,6 @@ impl Mgmt {
             .fold(0u64, |m, (_, s)| m | s.index.fields_used());
         LayerView {
             sublayers: sublayers.into_iter().map(|(_, s)| s).collect(),
-            generation,
             fields_used,
         }
     }
@@ -978,29 +977,28 @@ impl Transaction<'_> {
                     .undo
                     .iter()
                     .any(|u| matches!(u, Undo::AddSublayer(_) | Undo::DelSublayer(_)));
-                let mut layers = current.layers.clone();
+                let empty = LayerView::default();
+                let mut views = Vec::with_capacity(self.dirty.len());
                 for layer in &self.dirty {
                     let i = usize::from(layer.0);
                     if let Some(g) = m.generations.get_mut(i) {
                         *g += 1;
                     }
                     let generation = m.generations.get(i).copied().unwrap_or(0);
-                    if let Some(slot) = layers.get_mut(i) {
-                        // Issue 15 (B2): only the touched sublayers change (index/layer.rs),
-                        // unless sublayers themselves changed (their order is rebuilt).
-                        let (a, d) = (&self.added, &self.deleted);
-                        let view = (!sublayers_changed)
-                            .then(|| crate::index::layer::apply(slot, *layer, generation, a, d))
-                            .flatten()
-                            .unwrap_or_else(|| m.build_layer(*layer, generation));
-                        *slot = Arc::new(view);
-                    }
+                    // Issue 15 (B2): only the touched sublayers change (index/layer.rs),
+                    // unless sublayers themselves changed (their order is rebuilt).
+                    let (a, d) = (&self.added, &self.deleted);
+                    let prev = current.layer(i).unwrap_or(&empty);
+                    let view = (!sublayers_changed)
+                        .then(|| crate::index::layer::apply(prev, *layer, a, d))
+                        .flatten()
+                        .unwrap_or_else(|| m.build_layer(*layer));
+                    views.push((i, view, generation));
                 }
+                let next = current.with_layers(views);
                 let changed: Vec<LayerId> = self.dirty.iter().copied().collect();
                 engine.observe_commit(super::CommitPhase::Publishing { layers: &changed });
-                engine
-                    .snapshot
-                    .store(Arc::new(Snapshot::new(layers, current.epoch + 1)));
+                engine.snapshot.store(Arc::new(next));
                 engine.observe_commit(super::CommitPhase::Published);
             }
             if self.boottime_changed {

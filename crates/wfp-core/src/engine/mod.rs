@@ -129,16 +129,23 @@ pub(crate) struct SublayerView {
 #[derive(Debug, Default)]
 pub(crate) struct LayerView {
     pub(crate) sublayers: Vec<SublayerView>,
-    pub(crate) generation: u64,
     /// Bit `i` set when some filter's condition reads field `i`; all ones when a callout filter
     /// exists (callouts see every value).
     pub(crate) fields_used: u64,
 }
 
 /// The immutable policy classify reads.
+///
+/// Issue 15 (B2): a commit copies this per-layer table (sharing every untouched layer), so a
+/// layer without filters is `None` rather than an `Arc` of an empty view — copying and dropping
+/// the table then touches a reference count per *non-empty* layer only, not one per layer of
+/// the catalogue.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
-    pub(crate) layers: Vec<Arc<LayerView>>,
+    /// Per run-time layer id: its policy, `None` while it holds no filter.
+    layers: Vec<Option<Arc<LayerView>>>,
+    /// Per run-time layer id: the layer's generation ([`Engine::layer_generation`]).
+    generations: Vec<u64>,
     /// Bit `i` set when layer `i` holds at least one filter.
     pub(crate) nonempty: u128,
     /// Incremented by every commit that changed filters.
@@ -146,17 +153,75 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    pub(crate) fn new(layers: Vec<Arc<LayerView>>, epoch: u64) -> Self {
-        let nonempty = layers
-            .iter()
-            .enumerate()
-            .filter(|(i, l)| *i < 128 && !l.sublayers.is_empty())
-            .fold(0u128, |m, (i, _)| m | (1u128 << i));
-        Self {
+    /// The snapshot of `layers` (a view per run-time layer id, with its generation).
+    pub(crate) fn new(layers: Vec<(Option<Arc<LayerView>>, u64)>, epoch: u64) -> Self {
+        let (layers, generations) = layers.into_iter().unzip();
+        let mut s = Self {
             layers,
-            nonempty,
+            generations,
+            nonempty: 0,
             epoch,
+        };
+        for i in 0..s.layers.len() {
+            s.set_nonempty(i);
         }
+        s
+    }
+
+    /// Recomputes bit `i` of `nonempty` (an empty view is stored as `None`).
+    fn set_nonempty(&mut self, i: usize) {
+        let Some(slot) = self.layers.get_mut(i) else {
+            return;
+        };
+        if slot.as_ref().is_some_and(|v| v.sublayers.is_empty()) {
+            *slot = None;
+        }
+        if i < 128 {
+            let bit = 1u128 << i;
+            self.nonempty = if slot.is_some() {
+                self.nonempty | bit
+            } else {
+                self.nonempty & !bit
+            };
+        }
+    }
+
+    /// The policy of layer `i` (`None`: no filter, or no such layer).
+    #[inline]
+    pub(crate) fn layer(&self, i: usize) -> Option<&LayerView> {
+        self.layers.get(i)?.as_deref()
+    }
+
+    /// The generation of layer `i` (0 for no such layer).
+    pub(crate) fn generation(&self, i: usize) -> u64 {
+        self.generations.get(i).copied().unwrap_or(0)
+    }
+
+    /// The non-empty layers.
+    pub(crate) fn views(&self) -> impl Iterator<Item = &LayerView> + '_ {
+        self.layers.iter().flatten().map(|l| &**l)
+    }
+
+    /// This snapshot with the views of the layers in `changed` (id, new view, new generation)
+    /// replaced, every other layer shared; the epoch moves on.
+    pub(crate) fn with_layers(
+        &self,
+        changed: impl IntoIterator<Item = (usize, LayerView, u64)>,
+    ) -> Self {
+        let mut next = Self {
+            layers: self.layers.clone(),
+            generations: self.generations.clone(),
+            nonempty: self.nonempty,
+            epoch: self.epoch + 1,
+        };
+        for (i, view, generation) in changed {
+            if let (Some(slot), Some(g)) = (next.layers.get_mut(i), next.generations.get_mut(i)) {
+                *slot = Some(Arc::new(view));
+                *g = generation;
+            }
+            next.set_nonempty(i);
+        }
+        next
     }
 }
 
@@ -208,10 +273,7 @@ impl Default for Engine {
 impl Engine {
     /// An engine holding only the built-in objects (the layers and the built-in sublayers).
     pub fn new(options: EngineOptions) -> Self {
-        let layers = catalogue::all_layers()
-            .iter()
-            .map(|_| Arc::new(LayerView::default()))
-            .collect();
+        let layers = catalogue::all_layers().iter().map(|_| (None, 0)).collect();
         Self {
             options,
             snapshot: ArcSwap::from_pointee(Snapshot::new(layers, 0)),
@@ -277,8 +339,7 @@ impl Engine {
     pub fn published_filter_count(&self) -> usize {
         self.snapshot
             .load()
-            .layers
-            .iter()
+            .views()
             .flat_map(|l| l.sublayers.iter())
             .map(|s| s.index.len())
             .sum()
@@ -290,19 +351,14 @@ impl Engine {
     pub fn layer_fields_used(&self, layer: LayerId) -> u64 {
         self.snapshot
             .load()
-            .layers
-            .get(usize::from(layer.0))
+            .layer(usize::from(layer.0))
             .map_or(0, |l| l.fields_used)
     }
 
     /// A counter that changes whenever the filters at `layer` change (the shims use it to
     /// reauthorize ALE flows after a policy change, §8.2).
     pub fn layer_generation(&self, layer: LayerId) -> u64 {
-        self.snapshot
-            .load()
-            .layers
-            .get(usize::from(layer.0))
-            .map_or(0, |l| l.generation)
+        self.snapshot.load().generation(usize::from(layer.0))
     }
 
     // ----- run-time callout API (§5) ---------------------------------------------------------

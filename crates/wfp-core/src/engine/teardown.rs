@@ -32,6 +32,13 @@ impl crate::Engine {
     /// Queues DELETE_FILTER for filters deleted by a commit; delivers at once those no classify
     /// holds. The caller must have dropped its own strong references.
     pub(crate) fn defer_delete_notifies(&self, deleted: Vec<Arc<RtFilter>>) {
+        // Nothing to queue nor waiting (only commits, under the writer lock, add to the queue):
+        // a single-filter commit skips the lock (issue 15, B2).
+        if self.teardown.pending.load(Ordering::SeqCst) == 0
+            && deleted.iter().all(|f| f.callout_id.is_none())
+        {
+            return;
+        }
         {
             let mut q = self.teardown.queue.lock();
             for f in deleted {

@@ -132,8 +132,7 @@ pub fn scan(filters: &[Arc<RtFilter>], values: &[Value], from: usize) -> Option<
 /// The published filters of every sublayer at `layer`, each in evaluation order.
 pub fn sublayer_filters(engine: &Engine, layer: LayerId) -> Vec<Vec<Arc<RtFilter>>> {
     let snap = engine.snapshot.load();
-    snap.layers
-        .get(usize::from(layer.0))
+    snap.layer(usize::from(layer.0))
         .map(|l| {
             l.sublayers
                 .iter()

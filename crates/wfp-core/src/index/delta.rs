@@ -185,7 +185,9 @@ impl Dead {
 #[derive(Clone, Debug, Default)]
 pub(super) struct Delta {
     /// Added filters, in evaluation order.
-    pub(super) added: Vec<Added>,
+    /// One reference count each, so that a commit's copy of the delta costs one increment per
+    /// added filter (issue 15, B2).
+    pub(super) added: Vec<Arc<Added>>,
     /// Field use of the live filters (runs and added).
     pub(super) fields: FieldUse,
 }
@@ -205,11 +207,27 @@ impl Delta {
 
     /// Inserts an added filter at its place in evaluation order.
     pub(super) fn add(&mut self, a: Added) {
+        let a = Arc::new(a);
         let at = self
             .added
             .partition_point(|x| eval_order(&x.filter, &a.filter).is_lt());
         self.fields.update(&a.filter, true);
         self.added.insert(at, a);
+    }
+
+    /// Adds `filters` uncompiled (`Added::matches` would scan them): only for filters that
+    /// become a run before the snapshot is published (`SublayerIndex::with_changes`).
+    pub(super) fn extend_raw(&mut self, filters: &[&Arc<RtFilter>]) {
+        for f in filters {
+            self.fields.update(f, true);
+        }
+        self.added.extend(filters.iter().map(|f| {
+            Arc::new(Added {
+                filter: Arc::clone(f),
+                compiled: None,
+            })
+        }));
+        self.added.sort_by(|a, b| eval_order(&a.filter, &b.filter));
     }
 
     /// Removes `f` from the added filters; false when it is not one of them.
@@ -262,6 +280,6 @@ impl Delta {
     /// Approximate heap bytes.
     #[cfg(any(test, feature = "bench-internals"))]
     pub(super) fn bytes(&self) -> usize {
-        self.added.capacity() * std::mem::size_of::<Added>()
+        self.added.capacity() * 8 + self.added.len() * std::mem::size_of::<Added>()
     }
 }

@@ -16,14 +16,16 @@
 //!                                                     stop when no table left can do better
 //!
 //!  a commit changing a few filters (`with_changes`)
-//!    runs (Arc'd, immutable, shared with the previous snapshot: the main one and at most one
-//!    smaller one) + tombstones per run (bitsets over run positions) + added filters (sorted by
+//!    runs (Arc'd, immutable, shared with the previous snapshot: the main one and at most two
+//!    smaller ones) + tombstones per run (bitsets over run positions) + added filters (sorted by
 //!    evaluation order, boxes compiled on the main run's dimensions)
 //!    lookup: the first live match of each run and of the added filters; the earliest in
 //!    evaluation order wins
-//!    more than MAX_ADDED added filters become the smaller run (an index of those alone);
-//!    everything is compacted into one run (a fresh build) only when that run passes a quarter
-//!    of the main one or the tombstones pile up
+//!    more than MAX_ADDED added filters become a run (an index of those alone), folding in the
+//!    smallest run while it is under SMALL_RUN or not larger than what is folded (so a big run
+//!    is rebuilt about once per doubling, not at every spill); a transaction adding more than
+//!    MAX_ADDED goes straight to such a run; everything is compacted into one run (a fresh
+//!    build) only when the smaller runs pass a quarter of the main one or tombstones pile up
 //! ```
 //!
 //! The algorithm (tuple-space search with priority-ordered tables and early termination, plus
@@ -89,8 +91,15 @@ const MAX_ADDED: usize = if cfg!(test) { 3 } else { 64 };
 /// costs only a bit test on a candidate).
 const MAX_DEAD: usize = if cfg!(test) { 8 } else { 1024 };
 
-/// Immutable runs per index: the main one and at most one smaller one (made of added filters).
-const MAX_RUNS: usize = 2;
+/// Immutable runs per index: the main one and at most two smaller ones (made of added filters).
+const MAX_RUNS: usize = 3;
+
+/// A run of added filters smaller than this takes the next spill into it (it is rebuilt with
+/// them); a larger one stays as it is until a spill of about its size or the run limit folds it
+/// in. So the frequent spills rebuild at most this many filters, and a big run is rebuilt about
+/// once per doubling (issue 15, B2: a spill into one growing run rebuilt up to a quarter of the
+/// main run every `MAX_ADDED` adds).
+const SMALL_RUN: usize = if cfg!(test) { 10 } else { 512 };
 
 /// The index of one sublayer's filters: immutable runs shared between snapshots (the main base and
 /// at most one smaller run of filters added since), and the changes committed since they were
@@ -247,28 +256,24 @@ impl SublayerIndex {
     pub(crate) fn with_changes(
         &self,
         layer: &LayerDef,
-        added: &[Arc<RtFilter>],
-        deleted: &[Arc<RtFilter>],
+        added: &[&Arc<RtFilter>],
+        deleted: &[&Arc<RtFilter>],
     ) -> Self {
         let mut next = self.clone();
         for f in deleted {
-            if next.delta.remove_added(f) {
-                continue;
-            }
-            for run in &mut next.runs {
-                if let Some(i) = run.base.position(f) {
-                    if run.dead.kill(i, run.base.filters.len()) {
-                        next.delta.forget(f);
-                    }
-                    break;
-                }
-            }
-        }
-        let dims = self.dims();
-        for f in added {
-            next.delta.add(Added::new(f, dims));
+            next.delete(f);
         }
         let main_len = next.runs.first().map_or(0, |r| r.base.filters.len());
+        if next.delta.added.len() + added.len() > MAX_ADDED {
+            // They become a run (or part of one) right below: not compiled on the main run's
+            // dimensions, nor inserted one by one.
+            next.delta.extend_raw(added);
+        } else {
+            let dims = self.dims();
+            for f in added {
+                next.delta.add(Added::new(f, dims));
+            }
+        }
         let small_scan = next
             .runs
             .first()
@@ -286,6 +291,21 @@ impl SublayerIndex {
         next
     }
 
+    /// Deletes `f` (an added filter, or a tombstone in the run holding it; ignored when absent).
+    fn delete(&mut self, f: &RtFilter) {
+        if self.delta.remove_added(f) {
+            return;
+        }
+        for run in &mut self.runs {
+            if let Some(i) = run.base.position(f) {
+                if run.dead.kill(i, run.base.filters.len()) {
+                    self.delta.forget(f);
+                }
+                return;
+            }
+        }
+    }
+
     /// Everything into one new run.
     fn compact(&self, layer: &LayerDef) -> Self {
         let filters: Vec<Arc<RtFilter>> = self.filters().cloned().collect();
@@ -294,25 +314,36 @@ impl SublayerIndex {
         out
     }
 
-    /// The added filters (with the live filters of the smaller run) into a new smaller run; or,
-    /// when that run would grow past a quarter of the main one, everything into one run.
+    /// The added filters into a new run, folding in the smaller runs that are small (below
+    /// [`SMALL_RUN`]), no larger than what is folded so far, or one too many; or, when the runs
+    /// of added filters together would pass a quarter of the main one, everything into one run.
     fn spill(self, layer: &LayerDef, main_len: usize) -> Self {
-        let small = self.runs.get(1);
-        let old = small.map_or(0, |r| r.base.filters.len() - r.dead.count);
-        if old + self.delta.added.len() > (main_len / 4).max(4 * MAX_ADDED) {
+        let added = self.delta.added.len();
+        let extra: usize = self.runs.iter().skip(1).map(Run::live_len).sum();
+        if extra + added > (main_len / 4).max(4 * MAX_ADDED) {
             return self.compact(layer);
         }
-        let mut filters: Vec<Arc<RtFilter>> = Vec::with_capacity(old + self.delta.added.len());
-        if let Some(r) = small {
+        let mut runs = self.runs;
+        let mut folded: Vec<Run> = Vec::new();
+        let mut size = added;
+        while runs.len() > 1 {
+            let Some(last) = runs.last() else { break };
+            let l = last.live_len();
+            if l >= SMALL_RUN && l > size && runs.len() < MAX_RUNS {
+                break;
+            }
+            size += l;
+            folded.extend(runs.pop());
+        }
+        let mut filters: Vec<Arc<RtFilter>> = Vec::with_capacity(size);
+        for r in &folded {
             filters.extend(r.live().cloned());
-            filters.extend(self.delta.added.iter().map(|a| &a.filter).cloned());
+        }
+        filters.extend(self.delta.added.iter().map(|a| &a.filter).cloned());
+        if !folded.is_empty() {
             filters.sort_by(|a, b| eval_order(a, b));
-        } else {
-            filters.extend(self.delta.added.iter().map(|a| &a.filter).cloned());
         }
         let base = Base::build(layer, filters, Params::default(), SCAN_BELOW);
-        let mut runs = self.runs;
-        runs.truncate(1);
         runs.push(Run {
             base: Arc::new(base),
             dead: Dead::default(),
@@ -400,28 +431,26 @@ impl SublayerIndex {
 
     /// The live filters, in evaluation order.
     pub(crate) fn filters(&self) -> impl Iterator<Item = &Arc<RtFilter>> + '_ {
-        let mut first = self.runs.first().into_iter().flat_map(Run::live).peekable();
-        let mut second = self.runs.get(1).into_iter().flat_map(Run::live).peekable();
-        let mut added = self.delta.added.iter().map(|a| &a.filter).peekable();
+        type Source<'a> = std::iter::Peekable<Box<dyn Iterator<Item = &'a Arc<RtFilter>> + 'a>>;
+        let mut sources: Vec<Source<'_>> = self
+            .runs
+            .iter()
+            .map(|r| (Box::new(r.live()) as Box<dyn Iterator<Item = _>>).peekable())
+            .collect();
+        sources.push(
+            (Box::new(self.delta.added.iter().map(|a| &a.filter)) as Box<dyn Iterator<Item = _>>)
+                .peekable(),
+        );
         std::iter::from_fn(move || {
-            let heads = [
-                first.peek().copied(),
-                second.peek().copied(),
-                added.peek().copied(),
-            ];
             let mut pick: Option<(usize, &Arc<RtFilter>)> = None;
-            for (k, h) in heads.into_iter().enumerate() {
-                if let Some(f) = h {
+            for (k, s) in sources.iter_mut().enumerate() {
+                if let Some(&f) = s.peek() {
                     if pick.is_none_or(|(_, b)| eval_order(f, b).is_lt()) {
                         pick = Some((k, f));
                     }
                 }
             }
-            match pick?.0 {
-                0 => first.next(),
-                1 => second.next(),
-                _ => added.next(),
-            }
+            sources.get_mut(pick?.0)?.next()
         })
     }
 
@@ -487,6 +516,11 @@ impl SublayerIndex {
 }
 
 impl Run {
+    /// Live filters in the run.
+    fn live_len(&self) -> usize {
+        self.base.filters.len() - self.dead.count
+    }
+
     /// The live filters, in evaluation order.
     fn live(&self) -> impl Iterator<Item = &Arc<RtFilter>> + '_ {
         self.base

@@ -792,7 +792,13 @@ fn reference_matches(engine: &Engine, values: &[Value]) -> Vec<u64> {
     all.iter().map(|f| f.filter_id.0).collect()
 }
 
-fn run_engine_ops(initial: &[EngineOp], ops: &[EngineOp]) -> Result<(), TestCaseError> {
+/// `initial` in one transaction, then `ops` in transactions of `per_tx` operations each (deletes
+/// may hit filters added in the same transaction); classify probes are checked after each commit.
+fn run_engine_ops(
+    initial: &[EngineOp],
+    ops: &[EngineOp],
+    per_tx: usize,
+) -> Result<(), TestCaseError> {
     use crate::filter::{SublayerSpec, WeightSpec};
     let engine = Engine::default();
     let extra = engine
@@ -860,17 +866,18 @@ fn run_engine_ops(initial: &[EngineOp], ops: &[EngineOp]) -> Result<(), TestCase
         apply(&mut tx, op);
     }
     tx.commit();
-    for op in ops {
+    for chunk in ops.chunks(per_tx.max(1)) {
         let mut tx = engine.begin();
-        let probe = apply(&mut tx, op);
+        let probes: Vec<Vec<Value>> = chunk.iter().filter_map(|op| apply(&mut tx, op)).collect();
         tx.commit();
-        let Some(v) = probe else { continue };
-        let got: Vec<u64> = engine
-            .matching_filters(catalogue::layers::INBOUND_TRANSPORT_V4, &v)
-            .iter()
-            .map(|f| f.filter_id.0)
-            .collect();
-        prop_assert_eq!(got, reference_matches(&engine, &v), "values {:?}", v);
+        for v in probes {
+            let got: Vec<u64> = engine
+                .matching_filters(catalogue::layers::INBOUND_TRANSPORT_V4, &v)
+                .iter()
+                .map(|f| f.filter_id.0)
+                .collect();
+            prop_assert_eq!(got, reference_matches(&engine, &v), "values {:?}", v);
+        }
     }
     Ok(())
 }
@@ -891,7 +898,44 @@ proptest! {
         initial in prop::collection::vec(engine_op(), 40..120),
         ops in prop::collection::vec(engine_op(), 1..80),
     ) {
-        run_engine_ops(&initial, &ops)?;
+        run_engine_ops(&initial, &ops, 1)?;
+    }
+
+    /// The same with multi-filter transactions (up to 120 operations, adds and deletes mixed,
+    /// some deleting what the same transaction added): the published view of each commit equals
+    /// the reference.
+    #[test]
+    fn engine_transactions_equal_reference(
+        initial in prop::collection::vec(engine_op(), 40..120),
+        ops in prop::collection::vec(engine_op(), 1..240),
+        per_tx in 2usize..120,
+    ) {
+        run_engine_ops(&initial, &ops, per_tx)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 8,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Single-filter adds in a row: the delta spills into a small run, then a second one while
+    /// the first is past `SMALL_RUN` (three runs), then everything is compacted — every snapshot
+    /// on the way equals the scan of the live filters.
+    #[test]
+    fn consecutive_adds_spill_into_tiered_runs(
+        policy in prop::collection::vec((raw_filter(), 0..4u8), 160..200),
+        adds in prop::collection::vec((raw_filter(), 0..4u8), 40..60),
+        inputs in prop::collection::vec(raw_values(), 1..4),
+    ) {
+        let commits: Vec<RawCommit> = adds
+            .into_iter()
+            .map(|a| RawCommit { add: vec![a], delete: Vec::new() })
+            .collect();
+        let most = run_history(&policy, &commits, &inputs)?;
+        prop_assert_eq!(most, super::MAX_RUNS);
     }
 }
 
@@ -964,6 +1008,61 @@ fn check_delta_index(
     Ok(())
 }
 
+/// Big commits: up to 40 adds and 40 deletes each (past `MAX_ADDED`, so most go straight into a
+/// run, through spills and compactions).
+fn raw_big_commit() -> impl Strategy<Value = RawCommit> {
+    (
+        prop::collection::vec((raw_filter(), 0..4u8), 0..40),
+        prop::collection::vec(any::<usize>(), 0..40),
+    )
+        .prop_map(|(add, delete)| RawCommit { add, delete })
+}
+
+/// Applies `commits` to an index of `policy` with `with_changes`, checking every snapshot against
+/// the live filters, and the first snapshot again at the end (later commits leave it unchanged).
+/// Returns the most runs an index had.
+fn run_history(
+    policy: &[(RawFilter, u8)],
+    commits: &[RawCommit],
+    inputs: &[Vec<RawValue>],
+) -> Result<usize, TestCaseError> {
+    let l = layer("INBOUND_TRANSPORT_V4");
+    let t = template();
+    let inputs: Vec<Vec<Value>> = inputs.iter().map(|r| make_values(l, r)).collect();
+    let mut live: Vec<Arc<RtFilter>> = (0u64..)
+        .zip(policy)
+        .map(|(id, (f, w))| weighted(&t, make_filter(l, &FIELDS, f), *w, id))
+        .collect();
+    live.sort_by(|a, b| super::eval_order(a, b));
+    let mut index = SublayerIndex::build(l, &live);
+    let first = (SublayerIndex::build(l, &live), live.clone());
+    let mut next_id = 10_000;
+    let mut most_runs = index.runs.len();
+    for c in commits {
+        let mut deleted = Vec::new();
+        for &d in &c.delete {
+            if !live.is_empty() {
+                deleted.push(live.remove(d % live.len()));
+            }
+        }
+        let mut added = Vec::new();
+        for (f, w) in &c.add {
+            next_id += 1;
+            let f = weighted(&t, make_filter(l, &FIELDS, f), *w, next_id);
+            live.push(Arc::clone(&f));
+            added.push(f);
+        }
+        live.sort_by(|a, b| super::eval_order(a, b));
+        let added: Vec<&Arc<RtFilter>> = added.iter().collect();
+        let deleted: Vec<&Arc<RtFilter>> = deleted.iter().collect();
+        index = index.with_changes(l, &added, &deleted);
+        most_runs = most_runs.max(index.runs.len());
+        check_delta_index(&index, &live, &inputs)?;
+    }
+    check_delta_index(&first.0, &first.1, &inputs)?;
+    Ok(most_runs)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 64,
@@ -981,36 +1080,19 @@ proptest! {
         commits in prop::collection::vec(raw_commit(), 1..60),
         inputs in prop::collection::vec(raw_values(), 1..6),
     ) {
-        let l = layer("INBOUND_TRANSPORT_V4");
-        let t = template();
-        let inputs: Vec<Vec<Value>> = inputs.iter().map(|r| make_values(l, r)).collect();
-        let mut live: Vec<Arc<RtFilter>> = (0u64..)
-            .zip(&policy)
-            .map(|(id, (f, w))| weighted(&t, make_filter(l, &FIELDS, f), *w, id))
-            .collect();
-        live.sort_by(|a, b| super::eval_order(a, b));
-        let mut index = SublayerIndex::build(l, &live);
-        let first = (SublayerIndex::build(l, &live), live.clone());
-        let mut next_id = 10_000;
-        for c in &commits {
-            let mut deleted = Vec::new();
-            for &d in &c.delete {
-                if !live.is_empty() {
-                    deleted.push(live.remove(d % live.len()));
-                }
-            }
-            let mut added = Vec::new();
-            for (f, w) in &c.add {
-                next_id += 1;
-                let f = weighted(&t, make_filter(l, &FIELDS, f), *w, next_id);
-                live.push(Arc::clone(&f));
-                added.push(f);
-            }
-            live.sort_by(|a, b| super::eval_order(a, b));
-            index = index.with_changes(l, &added, &deleted);
-            check_delta_index(&index, &live, &inputs)?;
-        }
-        check_delta_index(&first.0, &first.1, &inputs)?;
+        run_history(&policy, &commits, &inputs)?;
+    }
+
+    /// The same with big transactions mixing adds and deletes (issue 15: a 1,000-filter
+    /// transaction publishes once, its added filters built as a run).
+    #[test]
+    fn big_mixed_transactions_equal_scan_of_live_filters(
+        policy in prop::collection::vec((raw_filter(), 0..4u8), 0..200),
+        commits in prop::collection::vec(
+            prop_oneof![raw_commit(), raw_big_commit()], 1..24),
+        inputs in prop::collection::vec(raw_values(), 1..6),
+    ) {
+        run_history(&policy, &commits, &inputs)?;
     }
 }
 

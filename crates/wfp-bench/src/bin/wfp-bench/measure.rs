@@ -16,7 +16,10 @@
 //!    the index's median.
 //! 5. Updates (B2): on the loaded engine, single-filter `add_filter` and `delete_filter` calls —
 //!    each an implicit transaction that publishes a snapshot — timed one by one (median, p99);
-//!    then one transaction adding 1,000 filters, timed from begin to commit.
+//!    then `burst` single-filter adds in a row (the added filters pile up: every spill of the
+//!    delta into a run, every compaction is in the sample), then their deletes (median, p99);
+//!    then one transaction adding 1,000 filters, timed from begin to commit (the specs are built
+//!    before the timer starts, as for the single-filter calls).
 //! 6. Concurrency (B2): one thread classifies (`Engine::classify`) for a fixed time alone, then
 //!    again while another thread commits single-filter add/delete transactions at up to 10,000
 //!    per second; p99 of each, and the commit rate reached.
@@ -135,9 +138,16 @@ pub(crate) struct Report {
     pub(crate) mismatches: usize,
     pub(crate) add_us: Dist,
     pub(crate) delete_us: Dist,
+    /// Consecutive single-filter adds (then deletes) without deleting in between.
+    pub(crate) burst_add_us: Dist,
+    pub(crate) burst_delete_us: Dist,
     pub(crate) tx_1000_ms: f64,
     /// The commit (publishing) part of `tx_1000_ms`.
     pub(crate) tx_1000_commit_ms: f64,
+    /// Of `tx_1000_ms`, the time the thread waited for a CPU (runnable, not running: the run
+    /// queue delay of `/proc/thread-self/schedstat`; 0 where unavailable) — on a loaded machine a
+    /// millisecond-long region is often preempted.
+    pub(crate) tx_1000_wait_ms: f64,
     pub(crate) concurrent: Option<Concurrent>,
     pub(crate) fallback: Option<Fallback>,
 }
@@ -185,8 +195,14 @@ impl Report {
             d(&self.delete_us)
         );
         println!(
-            "  1,000-filter transaction: {:.2} ms (commit {:.2} ms)",
-            self.tx_1000_ms, self.tx_1000_commit_ms
+            "  burst of {} single-filter adds us: {}; then their deletes {}",
+            self.burst_add_us.samples,
+            d(&self.burst_add_us),
+            d(&self.burst_delete_us)
+        );
+        println!(
+            "  1,000-filter transaction: {:.2} ms (commit {:.2} ms; {:.2} ms of it waiting for a CPU)",
+            self.tx_1000_ms, self.tx_1000_commit_ms, self.tx_1000_wait_ms
         );
         if let Some(f) = &self.fallback {
             println!(
@@ -255,7 +271,8 @@ pub(crate) fn run(input: &Input, opts: &Options) -> Result<Report, String> {
     note("timing updates");
     let updates = opts.updates.unwrap_or(if n > 20_000 { 30 } else { 300 });
     let (add_us, delete_us) = time_updates(&engine, &input.rules, updates);
-    let (tx_1000_ms, tx_1000_commit_ms) = time_tx(&engine, &input.rules)?;
+    let (burst_add_us, burst_delete_us) = time_burst(&engine, &input.rules, 1_000.min(n));
+    let (tx_1000_ms, tx_1000_commit_ms, tx_1000_wait_ms) = time_tx(&engine, &input.rules)?;
     let fallback = if opts.fallback {
         note("fallback set (application ids)");
         Some(fallback(input, overhead)?)
@@ -290,8 +307,11 @@ pub(crate) fn run(input: &Input, opts: &Options) -> Result<Report, String> {
         mismatches,
         add_us,
         delete_us,
+        burst_add_us,
+        burst_delete_us,
         tx_1000_ms,
         tx_1000_commit_ms,
+        tx_1000_wait_ms,
         concurrent,
         fallback,
     })
@@ -527,23 +547,65 @@ fn time_updates(engine: &Engine, rules: &[Rule], count: usize) -> (Dist, Dist) {
     (Dist::of(&mut add), Dist::of(&mut del))
 }
 
-/// One transaction adding 1,000 filters (ms, begin to end of commit; and the commit alone); they
-/// are deleted afterwards.
-fn time_tx(engine: &Engine, rules: &[Rule]) -> Result<(f64, f64), String> {
-    let t0 = Instant::now();
-    let mut tx = engine.begin();
-    let mut ids: Vec<FilterId> = Vec::with_capacity(1_000);
+/// `count` single-filter adds in a row, then their deletes (µs each).
+fn time_burst(engine: &Engine, rules: &[Rule], count: usize) -> (Dist, Dist) {
+    let (mut add, mut del) = (Vec::new(), Vec::new());
+    let mut rng = hard::XorShift::new(7);
+    let mut ids = Vec::with_capacity(count);
+    for k in 0..count {
+        let Some(r) = rules.get(rng.below(rules.len() as u64) as usize) else {
+            break;
+        };
+        let mut spec = classbench::filter_spec(r, k, rules.len());
+        spec.name = format!("burst-{k}");
+        let t = Instant::now();
+        let Ok(id) = engine.add_filter(spec) else {
+            break;
+        };
+        add.push(t.elapsed().as_secs_f64() * 1e6);
+        ids.push(id);
+    }
+    for id in ids {
+        let t = Instant::now();
+        if engine.delete_filter(id).is_err() {
+            break;
+        }
+        del.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    (Dist::of(&mut add), Dist::of(&mut del))
+}
+
+/// Nanoseconds this thread has spent runnable but waiting for a CPU (0 where unavailable).
+fn run_queue_wait_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One transaction adding 1,000 filters (ms, begin to end of commit; the commit alone; the time
+/// spent waiting for a CPU); they are deleted afterwards.
+fn time_tx(engine: &Engine, rules: &[Rule]) -> Result<(f64, f64, f64), String> {
+    let mut specs = Vec::with_capacity(1_000);
     for k in 0..1_000 {
         let Some(r) = rules.get(k % rules.len().max(1)) else {
             break;
         };
         let mut spec = classbench::filter_spec(r, k, rules.len());
         spec.name = format!("tx-{k}");
+        specs.push(spec);
+    }
+    let wait0 = run_queue_wait_ns();
+    let t0 = Instant::now();
+    let mut tx = engine.begin();
+    let mut ids: Vec<FilterId> = Vec::with_capacity(1_000);
+    for spec in specs {
         ids.push(tx.add_filter(spec).map_err(|e| e.to_string())?);
     }
     let t1 = Instant::now();
     tx.commit();
-    let took = (ms(t0), ms(t1));
+    let waited = run_queue_wait_ns().saturating_sub(wait0) as f64 / 1e6;
+    let took = (ms(t0), ms(t1), waited);
     let mut tx = engine.begin();
     for id in ids {
         tx.delete_filter(id).map_err(|e| e.to_string())?;
