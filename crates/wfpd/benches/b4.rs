@@ -47,7 +47,8 @@
 //!
 //! Other knobs: `WFP_BENCH_CASES` (comma-separated subset of `noqueue,bare,wfpd10,wfpd10k,wfpdoff`, plus
 //! the diagnostic cases `noqueuect` — no queue, but conntrack hooked in (one native base chain per
-//! hook accepting established packets: the kernel path an offloaded packet keeps) —, `bare1` — the bare reader with every verdict in a message of its own —
+//! hook accepting established packets: the kernel path an offloaded packet keeps;
+//! `WFP_BENCH_CT_CHAINS=N` for N such base chains) —, `bare1` — the bare reader with every verdict in a message of its own —
 //! and `loop` — the worker loop with wfpd's options and an accept-all handler instead of the
 //! shim), e.g. to profile one case; `WFP_BENCH_COALESCE=0` (verdict coalescing off for the bare
 //! reader and wfpd alike); `WFP_BENCH_QUEUES=N` (wfpd on N queues, `--queue-balance`, one worker
@@ -567,12 +568,21 @@ enum Running {
     Wfpd(Box<Daemon>),
 }
 
-/// The `noqueuect` case's table: conntrack in the path, every established packet accepted.
-const CT_ONLY_TABLE: &str = "table inet b4_ct {
-  chain out { type filter hook output priority 0; ct state established accept; }
-  chain in { type filter hook input priority 0; ct state established accept; }
+/// The `noqueuect` case's table: conntrack in the path, every established packet accepted, in
+/// `WFP_BENCH_CT_CHAINS` base chains per hook (default 1; more show what each base chain a packet
+/// crosses costs).
+fn ct_only_table() -> String {
+    let chains = env_number("WFP_BENCH_CT_CHAINS", 1.0, 8.0).max(1.0) as usize;
+    let mut t = "table inet b4_ct {\n".to_owned();
+    for i in 0..chains {
+        for hook in ["output", "input"] {
+            t += &format!(
+                "  chain {hook}{i} {{ type filter hook {hook} priority {i}; ct state established accept; }}\n"
+            );
+        }
+    }
+    t + "}\n"
 }
-";
 
 /// Runs `nft -f -` with `script` in the calling thread's namespace.
 fn nft(script: &str) {
@@ -651,7 +661,7 @@ impl Running {
         match case {
             Case::NoQueue => Self::NoQueue,
             Case::NoQueueConntrack => {
-                nft(CT_ONLY_TABLE);
+                nft(&ct_only_table());
                 Self::NoQueueConntrack
             }
             Case::Bare | Case::BareUncoalesced => {

@@ -769,7 +769,7 @@ fn an_api_commit_revokes_offloaded_flows_before_it_returns_o16b() {
 fn api_commit_body() {
     for ip in LOCALHOSTS {
         let dir = TempDir::new();
-        let d = daemon(&dir, PERMIT_ALL);
+        let mut d = daemon(&dir, PERMIT_ALL);
         let mut t = Transfer::offloaded(&d, ip, 40 * MB);
         let shared = Arc::clone(d.offload().expect("offload").shared());
         let stats = &shared.stats;
