@@ -981,6 +981,14 @@ fn main() {
         bare_config.rule_set().clamp_mss,
         bare_config.rule_set().accounting_mark
     );
+    let tuned = wfpd_config_with(&policies[0].1, false, true);
+    if tuned.queue_numbers().count() > 1 || tuned.queues.gso {
+        println!(
+            "    wfpd (not the bare reader): queues {:?} (one worker each), gso {}",
+            tuned.queue_numbers(),
+            tuned.queues.gso
+        );
+    }
     // A short untimed warm-up of the traffic path itself.
     let _ = udp_pps(&tx, &rx, Duration::from_millis(300), &Running::NoQueue);
 
