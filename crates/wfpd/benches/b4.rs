@@ -46,10 +46,14 @@
 //! commit <= 10 ms.
 //!
 //! Other knobs: `WFP_BENCH_CASES` (comma-separated subset of `noqueue,bare,wfpd10,wfpd10k,wfpdoff`, plus
-//! the diagnostic cases `bare1` — the bare reader with every verdict in a message of its own —
+//! the diagnostic cases `noqueuect` — no queue, but conntrack hooked in (one native base chain per
+//! hook accepting established packets: the kernel path an offloaded packet keeps;
+//! `WFP_BENCH_CT_CHAINS=N` for N such base chains) —, `bare1` — the bare reader with every verdict in a message of its own —
 //! and `loop` — the worker loop with wfpd's options and an accept-all handler instead of the
 //! shim), e.g. to profile one case; `WFP_BENCH_COALESCE=0` (verdict coalescing off for the bare
-//! reader and wfpd alike); `WFP_BENCH_LOG=1` (wfpd's debug log on stderr). Needs root, `ip` and
+//! reader and wfpd alike); `WFP_BENCH_QUEUES=N` (wfpd on N queues, `--queue-balance`, one worker
+//! each) and `WFP_BENCH_GSO=1` (wfpd with `[queues] gso`), for the queued path; the bare reader
+//! keeps one queue; `WFP_BENCH_LOG=1` (wfpd's debug log on stderr). Needs root, `ip` and
 //! `iptables`; otherwise prints why it skipped. Run: `cargo bench -p wfpd --bench b4`.
 
 use std::collections::HashMap;
@@ -73,6 +77,8 @@ const UDP_PORT: u16 = 40_200;
 const TCP_PORT: u16 = 40_201;
 const ECHO_PORT: u16 = 40_202;
 const RR_WINDOW: usize = 16;
+/// The echo thread's name (its CPU time is read per sample).
+const ECHO_THREAD: &str = "b4-echo";
 const PAYLOAD: usize = 64;
 const WINDOW: usize = 64;
 const WARM_UP: Duration = Duration::from_millis(200);
@@ -100,6 +106,8 @@ struct Measured {
     queued: u64,
     worker_cpu_ns: u64,
     sender_cpu_ns: u64,
+    /// CPU time of the UDP echo thread (request/response samples; 0 otherwise).
+    echo_cpu_ns: u64,
     elapsed: f64,
     /// CPU time of everything outside this process (other processes, steal), as a share of
     /// all CPUs: interference from the rest of the machine.
@@ -120,6 +128,13 @@ impl Measured {
     /// Fraction of the sample the sending thread was on a CPU.
     fn sender_busy(&self) -> f64 {
         self.sender_cpu_ns as f64 / (self.elapsed * 1e9)
+    }
+
+    /// CPU time (ns) of the exchanging threads — the sender and the echo thread, whose system
+    /// time includes the kernel path of their packets on loopback — per unit (exchange). Load
+    /// from other programs stretches a rate much more than this.
+    fn exchange_cpu_ns(&self) -> f64 {
+        (self.sender_cpu_ns + self.echo_cpu_ns) as f64 / (self.rate * self.elapsed).max(1.0)
     }
 }
 
@@ -235,6 +250,7 @@ struct Probe<'a> {
     queued: u64,
     worker: u64,
     sender: u64,
+    echo: u64,
     machine: MachineCpu,
     start: Instant,
 }
@@ -245,6 +261,7 @@ impl<'a> Probe<'a> {
             queued: running.queued(),
             worker: threads_cpu_ns(running.worker_thread()),
             sender: own_cpu_ns(),
+            echo: threads_cpu_ns(ECHO_THREAD),
             machine: MachineCpu::now(),
             start: Instant::now(),
             running,
@@ -260,6 +277,7 @@ impl<'a> Probe<'a> {
             queued: self.running.queued().saturating_sub(self.queued),
             worker_cpu_ns: threads_cpu_ns(self.running.worker_thread()).saturating_sub(self.worker),
             sender_cpu_ns: own_cpu_ns().saturating_sub(self.sender),
+            echo_cpu_ns: threads_cpu_ns(ECHO_THREAD).saturating_sub(self.echo),
             elapsed,
         }
     }
@@ -360,14 +378,17 @@ fn udp_echo(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     let sock = UdpSocket::bind(("127.0.0.1", ECHO_PORT)).expect("bind echo");
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .expect("timeout");
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 2048];
-        while !stop.load(Ordering::Relaxed) {
-            if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                let _ = sock.send_to(&buf[..n], from);
+    std::thread::Builder::new()
+        .name(ECHO_THREAD.to_owned())
+        .spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    let _ = sock.send_to(&buf[..n], from);
+                }
             }
-        }
-    })
+        })
+        .expect("spawn echo")
 }
 
 /// UDP request/response exchanges per second over one flow (`RR_WINDOW` requests in flight).
@@ -451,16 +472,24 @@ fn policy(n: usize) -> String {
 /// wfpd's configuration for the bench: queue 0, the two loopback hooks, everything else default
 /// (accounting mark, MSS clamp, conntrack and uid/gid attributes, identity lookups).
 fn wfpd_config(policy_path: &Path) -> Config {
-    wfpd_config_with(policy_path, false)
+    wfpd_config_with(policy_path, false, false)
 }
 
-/// [`wfpd_config`], with flow offload on or off.
-fn wfpd_config_with(policy_path: &Path, offload: bool) -> Config {
+/// wfpd's configuration; `daemon`: with the queued-path knobs `WFP_BENCH_QUEUES` (number of
+/// queues, `--queue-balance`, one worker each; default 1) and `WFP_BENCH_GSO=1` (`[queues] gso`),
+/// which the bare reader (one reader on queue 0) does not take.
+fn wfpd_config_with(policy_path: &Path, offload: bool, daemon: bool) -> Config {
     // Diagnostic: WFP_BENCH_COALESCE=0 sends every verdict as a message of its own (bare reader
     // and wfpd alike).
     let coalesce = std::env::var("WFP_BENCH_COALESCE").map_or(true, |v| v != "0");
+    let mut queues = format!("coalesce_verdicts = {coalesce}\n");
+    if daemon {
+        let n = env_number("WFP_BENCH_QUEUES", 1.0, 16.0).max(1.0) as u16;
+        let gso = std::env::var("WFP_BENCH_GSO").is_ok_and(|v| v == "1");
+        queues += &format!("first = 0\nlast = {}\ngso = {gso}\n", n - 1);
+    }
     let text = format!(
-        "[policy]\nfiles = [{:?}]\n\n[queues]\ncoalesce_verdicts = {coalesce}\n\n[rules]\nhooks = [ {{ hook = \"OUTPUT\", matches = [\"-o\", \"lo\"] }}, {{ hook = \"INPUT\", matches = [\"-i\", \"lo\"] }} ]\n\n[stats]\ninterval_secs = 0\n\n[log]\nflows = false\n\n[offload]\nenabled = {offload}\n",
+        "[policy]\nfiles = [{:?}]\n\n[queues]\n{queues}\n[rules]\nhooks = [ {{ hook = \"OUTPUT\", matches = [\"-o\", \"lo\"] }}, {{ hook = \"INPUT\", matches = [\"-i\", \"lo\"] }} ]\n\n[stats]\ninterval_secs = 0\n\n[log]\nflows = false\n\n[offload]\nenabled = {offload}\n",
         policy_path.display().to_string()
     );
     Config::parse(&text, "b4.toml").expect("config")
@@ -469,6 +498,10 @@ fn wfpd_config_with(policy_path: &Path, offload: bool) -> Config {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Case {
     NoQueue,
+    /// Diagnostic, not in the default set: no queue, but conntrack hooked in (one native
+    /// `ct state established accept` base chain at OUTPUT and INPUT) — the kernel path an
+    /// offloaded packet cannot avoid here (offload keeps its state in conntrack).
+    NoQueueConntrack,
     Bare,
     /// Diagnostic, not in the default set: the bare reader with every verdict in a message of
     /// its own (`coalesce_verdicts = false`).
@@ -493,6 +526,7 @@ impl Case {
     fn name(self) -> String {
         match self {
             Self::NoQueue => "no queue".to_owned(),
+            Self::NoQueueConntrack => "no queue, ct".to_owned(),
             Self::Bare => "bare reader".to_owned(),
             Self::BareUncoalesced => "bare, uncoalesced".to_owned(),
             Self::Loop => "wfpd loop, no shim".to_owned(),
@@ -504,6 +538,7 @@ impl Case {
     fn key(self) -> String {
         match self {
             Self::NoQueue => "noqueue".to_owned(),
+            Self::NoQueueConntrack => "noqueuect".to_owned(),
             Self::Bare => "bare".to_owned(),
             Self::BareUncoalesced => "bare1".to_owned(),
             Self::Loop => "loop".to_owned(),
@@ -517,6 +552,7 @@ impl Case {
 /// A case set up and carrying traffic.
 enum Running {
     NoQueue,
+    NoQueueConntrack,
     Bare {
         thread: std::thread::JoinHandle<Result<QueueStats, NfqError>>,
         stop: StopHandle,
@@ -530,6 +566,38 @@ enum Running {
         status: Arc<WorkerStatus>,
     },
     Wfpd(Box<Daemon>),
+}
+
+/// The `noqueuect` case's table: conntrack in the path, every established packet accepted, in
+/// `WFP_BENCH_CT_CHAINS` base chains per hook (default 1; more show what each base chain a packet
+/// crosses costs).
+fn ct_only_table() -> String {
+    let chains = env_number("WFP_BENCH_CT_CHAINS", 1.0, 8.0).max(1.0) as usize;
+    let mut t = "table inet b4_ct {\n".to_owned();
+    for i in 0..chains {
+        for hook in ["output", "input"] {
+            t += &format!(
+                "  chain {hook}{i} {{ type filter hook {hook} priority {i}; ct state established accept; }}\n"
+            );
+        }
+    }
+    t + "}\n"
+}
+
+/// Runs `nft -f -` with `script` in the calling thread's namespace.
+fn nft(script: &str) {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("nft script");
+    assert!(child.wait().expect("nft").success(), "nft -f: {script}");
 }
 
 /// The B4 reference: the least an NFQUEUE reader does — receive a batch, accept every packet
@@ -592,6 +660,10 @@ impl Running {
     fn start(case: Case, bare_config: &Config, policies: &[(usize, PathBuf)]) -> Self {
         match case {
             Case::NoQueue => Self::NoQueue,
+            Case::NoQueueConntrack => {
+                nft(&ct_only_table());
+                Self::NoQueueConntrack
+            }
             Case::Bare | Case::BareUncoalesced => {
                 // wfpd's kernel setup, wfp_nfqueue's accept-all reader.
                 let rules = bare_config.rule_set();
@@ -654,13 +726,13 @@ impl Running {
                     .map(|(_, p)| p)
                     .expect("policy written");
                 Self::Wfpd(Box::new(
-                    Daemon::start(wfpd_config(path)).expect("start wfpd"),
+                    Daemon::start(wfpd_config_with(path, false, true)).expect("start wfpd"),
                 ))
             }
             Case::Offload => {
                 let path = &policies.first().expect("policy written").1;
                 Self::Wfpd(Box::new(
-                    Daemon::start(wfpd_config_with(path, true)).expect("start wfpd"),
+                    Daemon::start(wfpd_config_with(path, true, true)).expect("start wfpd"),
                 ))
             }
         }
@@ -669,7 +741,7 @@ impl Running {
     /// Packets decided so far.
     fn queued(&self) -> u64 {
         match self {
-            Self::NoQueue => 0,
+            Self::NoQueue | Self::NoQueueConntrack => 0,
             Self::Bare { handled, .. } => handled.load(Ordering::Relaxed),
             Self::Loop { status, .. } => status.progress.load(Ordering::Relaxed),
             Self::Wfpd(daemon) => daemon.packets_decided(),
@@ -679,7 +751,7 @@ impl Running {
     /// The name prefix of the worker threads.
     fn worker_thread(&self) -> &'static str {
         match self {
-            Self::NoQueue => "\u{0}",
+            Self::NoQueue | Self::NoQueueConntrack => "\u{0}",
             Self::Bare { .. } => "wfp-nfq-",
             Self::Loop { .. } | Self::Wfpd(_) => "wfpd-queue-",
         }
@@ -688,6 +760,10 @@ impl Running {
     fn stop(self) -> QueueTotals {
         match self {
             Self::NoQueue => QueueTotals::default(),
+            Self::NoQueueConntrack => {
+                nft("delete table inet b4_ct\n");
+                QueueTotals::default()
+            }
             Self::Bare {
                 thread,
                 stop,
@@ -837,7 +913,7 @@ fn main() {
     let rounds = env_number("WFP_BENCH_ROUNDS", 9.0, 100.0) as usize;
     let duration = Duration::from_secs_f64(secs);
     let cases: Vec<Case> = match std::env::var("WFP_BENCH_CASES") {
-        Ok(list) => [Case::BareUncoalesced, Case::Loop]
+        Ok(list) => [Case::NoQueueConntrack, Case::BareUncoalesced, Case::Loop]
             .into_iter()
             .chain(Case::ALL)
             .filter(|c| list.split(',').any(|k| k.trim() == c.key()))
@@ -905,6 +981,14 @@ fn main() {
         bare_config.rule_set().clamp_mss,
         bare_config.rule_set().accounting_mark
     );
+    let tuned = wfpd_config_with(&policies[0].1, false, true);
+    if tuned.queue_numbers().count() > 1 || tuned.queues.gso {
+        println!(
+            "    wfpd (not the bare reader): queues {:?} (one worker each), gso {}",
+            tuned.queue_numbers(),
+            tuned.queues.gso
+        );
+    }
     // A short untimed warm-up of the traffic path itself.
     let _ = udp_pps(&tx, &rx, Duration::from_millis(300), &Running::NoQueue);
 
@@ -924,7 +1008,7 @@ fn main() {
             let started = Instant::now();
             let running = Running::start(case, &bare_config, &policies);
             start_ms[index].push(started.elapsed().as_secs_f64() * 1e3);
-            let queued = case != Case::NoQueue;
+            let queued = !matches!(case, Case::NoQueue | Case::NoQueueConntrack);
             let mut clean = |kind: &str, tcp: bool, measure: &dyn Fn() -> Measured| {
                 let mut m = measure();
                 while m.foreign > max_foreign && retakes_left > 0 {
@@ -982,7 +1066,7 @@ fn main() {
     );
     for (i, case) in cases.iter().enumerate() {
         let t = totals[i];
-        if *case == Case::NoQueue {
+        if matches!(case, Case::NoQueue | Case::NoQueueConntrack) {
             continue;
         }
         println!(
@@ -1032,7 +1116,7 @@ fn main() {
                 |b| format!("{:.3}", med(i, f) / med(b, f)),
             )
         };
-        let queued = *case != Case::NoQueue;
+        let queued = !matches!(case, Case::NoQueue | Case::NoQueueConntrack);
         println!(
             "{:<18} {:>9.0} {:>15} {:>6} {:>8.1} {:>11} {:>6} {:>9} {:>10}",
             case.name(),
@@ -1119,6 +1203,35 @@ fn main() {
     offload_summary(&cases, &samples);
 }
 
+/// UDP request/response per exchange: CPU time of the exchanging threads (less disturbed by other
+/// programs than the rate), and the rate and CPU ratios of each round, against no queue and, when
+/// run, against no queue with conntrack (`noqueuect`: the part of the gap conntrack accounts for).
+fn rr_cpu_summary(cases: &[Case], samples: &[Vec<Sample>], off: usize, noq: usize) {
+    let per_round = |a: usize, b: usize, f: fn(&Measured) -> f64| {
+        let mut v: Vec<f64> = samples[a]
+            .iter()
+            .zip(&samples[b])
+            .map(|(x, y)| f(&x.rr) / f(&y.rr))
+            .collect();
+        median(&mut v)
+    };
+    println!("  UDP r/r CPU per exchange (sender + echo threads, medians):");
+    for (i, c) in cases.iter().enumerate() {
+        let mut v: Vec<f64> = samples[i].iter().map(|s| s.rr.exchange_cpu_ns()).collect();
+        println!("    {:<18} {:>7.0} ns", c.name(), median(&mut v));
+    }
+    let mut bases = vec![noq];
+    bases.extend(cases.iter().position(|&c| c == Case::NoQueueConntrack));
+    for base in bases {
+        println!(
+            "  UDP r/r offload / {:<13} per-round medians: rate {:.3}, CPU per exchange {:.3}",
+            cases[base].name(),
+            per_round(off, base, |m| m.rate),
+            per_round(off, base, Measured::exchange_cpu_ns)
+        );
+    }
+}
+
 /// The offload targets: bulk TCP and UDP request/response against no queue, new connections
 /// against the bare reader, the commit with its revocation.
 fn offload_summary(cases: &[Case], samples: &[Vec<Sample>]) {
@@ -1153,6 +1266,7 @@ fn offload_summary(cases: &[Case], samples: &[Vec<Sample>]) {
         "  UDP r/r offload / no queue >= 0.90       {rr:.3} {}",
         ok(rr, 0.90)
     );
+    rr_cpu_summary(cases, samples, off, noq);
     if let Some(bare) = find(Case::Bare) {
         let conn = med(off, |s| s.conn.rate) / med(bare, |s| s.conn.rate);
         println!(

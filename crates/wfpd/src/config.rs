@@ -210,11 +210,14 @@ pub struct QueuesConfig {
     /// Send consecutive identical verdicts as one batch verdict where that decides exactly the
     /// same packets (see `wfp_nfqueue::QueueConfig::coalesce_verdicts`). Default true.
     pub coalesce_verdicts: bool,
-    /// Queue GSO super-packets without segmenting them (`NFQA_CFG_F_GSO`): a TCP segment of up
-    /// to 64 KiB reaches the shim whole (accepted and counted as a super-segment, its checksum
-    /// possibly unfilled) and gets one verdict. Default false: the kernel segments such packets
-    /// before queueing them (slower, every segment classified on its own). The kernel never
-    /// drops this flag silently (`wfp_nfqueue::QueueConfig::require_flags`).
+    /// Queue GSO super-packets without segmenting them (`NFQA_CFG_F_GSO`): a super-segment
+    /// NFQUEUE can copy whole (at most 65531 bytes) reaches the shim whole (accepted and counted
+    /// as a super-segment, its checksum possibly unfilled) and gets one verdict; a longer one
+    /// (TSO devices build them up to their `tso_max_size`: 512 KiB on loopback) is not inspected
+    /// and gets `[verdicts] truncated` (block by default: measured, bulk TCP on loopback then
+    /// stalls; wfpd warns at start). Default false: the kernel segments such packets before
+    /// queueing them (every segment classified on its own). The kernel never drops this flag
+    /// silently (`wfp_nfqueue::QueueConfig::require_flags`).
     pub gso: bool,
 }
 

@@ -110,6 +110,15 @@ impl Daemon {
         )?);
 
         let stop = StopHandle::new().context("creating the stop handle")?;
+        if config.queues.gso {
+            // NFQUEUE copies at most 65531 bytes; a super-segment of a TSO device (loopback:
+            // up to its tso_max_size, 512 KiB) is longer and gets the truncated verdict.
+            tracing::warn!(
+                truncated = ?config.verdicts.truncated,
+                "[queues] gso: super-segments longer than NFQUEUE's copy range are not inspected \
+                 and get the [verdicts] truncated action (measured on loopback: bulk TCP is blocked)"
+            );
+        }
         let mut queues = Vec::new();
         for num in config.queue_numbers() {
             let queue = Queue::open_with_stop(config.queue_config(num), stop.clone())

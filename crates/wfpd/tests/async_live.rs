@@ -19,16 +19,17 @@
 //! Skipped, with a printed reason, unless running as root with `ip`, `iptables`, `ip6tables`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use wfp_nfqueue::{enter_netns, TempNetns};
+use wfp_nfqueue::TempNetns;
 
 mod support;
 
-use support::{config, serial, skip_reason, Daemon, TempDir, DEADLINE};
+use support::lab::{addr, api_section, run_in, spawn_in, Lab, LabSpec};
+use support::{serial, skip_reason, TempDir, DEADLINE};
 
 const C4: &str = "10.77.0.1";
 const S4: &str = "10.77.0.2";
@@ -52,101 +53,19 @@ fn no_ip6tables() -> Option<String> {
     }
 }
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The client namespace (wfpd, clients) and the server namespace, joined by a veth pair.
-struct Lab {
-    client: TempNetns,
-    server: TempNetns,
-}
-
-impl Lab {
-    fn new() -> Self {
-        Self::named("inline")
-    }
-
-    /// The lab with namespaces `{prefix}c-PID-N` and `{prefix}s-PID-N`.
-    fn named(prefix: &str) -> Self {
-        let client = TempNetns::create(&format!("{prefix}c")).expect("client netns");
-        let server = TempNetns::create(&format!("{prefix}s")).expect("server netns");
-        let (c, s) = (client.name(), server.name());
-        ip(&[
-            "-n", c, "link", "add", "vc", "type", "veth", "peer", "name", "vs", "netns", s,
-        ]);
-        ip(&["-n", c, "addr", "add", "10.77.0.1/24", "dev", "vc"]);
-        ip(&["-n", c, "addr", "add", "fd77::1/64", "dev", "vc", "nodad"]);
-        ip(&["-n", s, "addr", "add", "10.77.0.2/24", "dev", "vs"]);
-        ip(&["-n", s, "addr", "add", "fd77::2/64", "dev", "vs", "nodad"]);
-        ip(&["-n", c, "link", "set", "vc", "up"]);
-        ip(&["-n", s, "link", "set", "vs", "up"]);
-        Self { client, server }
-    }
-
-    /// wfpd on the client side, queueing what crosses the veth (IPv4 and IPv6), with `policy`.
-    fn daemon(&self, dir: &TempDir, policy: &str, extra: &str) -> Daemon {
-        let policy = dir.write("policy.toml", policy);
-        let hooks = format!(
-            "[rules]\nipv6 = true\nhooks = [ {{ hook = \"OUTPUT\", matches = [\"-o\", \"vc\"] }}, \
-             {{ hook = \"INPUT\", matches = [\"-i\", \"vc\"] }} ]\n\n{extra}"
-        );
-        let cfg = config(dir, &[&policy], &hooks);
-        Daemon::start(&self.client, dir, &cfg)
-    }
-
-    /// The server side's TCP retransmissions so far (`/proc/net/snmp`, per namespace).
-    fn server_retransmissions(&self) -> u64 {
-        let out = Command::new("ip")
-            .args(["netns", "exec", self.server.name(), "cat", "/proc/net/snmp"])
-            .output()
-            .expect("snmp");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
-        let (names, values) = (tcp.next().unwrap_or(""), tcp.next().unwrap_or(""));
-        names
-            .split_whitespace()
-            .zip(values.split_whitespace())
-            .find(|(n, _)| *n == "RetransSegs")
-            .and_then(|(_, v)| v.parse().ok())
-            .expect("RetransSegs")
-    }
-}
+/// Client `10.77.0.1`/`fd77::1` on `vc`, server `10.77.0.2`/`fd77::2` on `vs`.
+const LAB: LabSpec = LabSpec {
+    client_dev: "vc",
+    server_dev: "vs",
+    v4: ("10.77.0.1/24", "10.77.0.2/24"),
+    v6: Some(("fd77::1/64", "fd77::2/64")),
+};
 
 /// Nothing leaked and nothing was answered twice: no packet waits in the kernel's queue and the
 /// kernel refused no verdict (a second verdict for an id is answered with ENOENT).
 fn every_packet_answered_once(q: &serde_json::Value, stats: &serde_json::Value) {
     assert_eq!(q["kernel_errors"].as_u64(), Some(0), "{stats}");
     assert_eq!(q["kernel_waiting"].as_u64(), Some(0), "{stats}");
-}
-
-fn addr(ip: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.parse::<IpAddr>().expect("address"), port)
-}
-
-/// Runs `body` on a new thread inside namespace `ns` (a server: it runs while the test goes on).
-fn spawn_in<T: Send + 'static>(
-    ns: &TempNetns,
-    body: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let name = ns.name().to_owned();
-    std::thread::spawn(move || {
-        enter_netns(&name).expect("enter netns");
-        body()
-    })
-}
-
-/// Runs `body` inside namespace `ns` and waits for it.
-fn run_in<T: Send + 'static>(ns: &TempNetns, body: impl FnOnce() -> T + Send + 'static) -> T {
-    spawn_in(ns, body)
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// A TCP listener on `at` (in the calling namespace) with a deadline for its accept.
@@ -268,7 +187,7 @@ condition = [ {{ field = "IP_REMOTE_PORT", value = {port} }} ]
 fn stream_editor_inline_and_out_of_band_edit_live_tcp_over_v4_and_v6() {
     skip_unless_lab!("stream_editor_inline_and_out_of_band_edit_live_tcp_over_v4_and_v6");
     let _serial = serial();
-    let lab = Lab::new();
+    let lab = Lab::new("inline", LAB);
     let dir = TempDir::new("inline-editor");
     let daemon = lab.daemon(&dir, &editor_policy(), "");
     let before = lab.server_retransmissions();
@@ -355,7 +274,7 @@ fn udp_echo(at: SocketAddr, count: usize) -> usize {
 fn datagram_redirector_redirects_live_udp_and_rewrites_the_replies_over_v4_and_v6() {
     skip_unless_lab!("datagram_redirector_redirects_live_udp");
     let _serial = serial();
-    let lab = Lab::new();
+    let lab = Lab::new("inline", LAB);
     let dir = TempDir::new("inline-redirector");
     let daemon = lab.daemon(&dir, &redirector_policy(), "");
     for (server_ip, client_ip) in [(S4, C4), (S6, C6)] {
@@ -443,7 +362,7 @@ condition = [ {{ field = "IP_REMOTE_PORT", value = {port} }} ]
 fn pending_inspector_holds_live_connections_until_the_worker_decides_over_v4_and_v6() {
     skip_unless_lab!("pending_inspector_holds_live_connections");
     let _serial = serial();
-    let lab = Lab::new();
+    let lab = Lab::new("inline", LAB);
     let dir = TempDir::new("inline-inspector");
     let daemon = lab.daemon(&dir, &inspector_policy(), "");
     for server_ip in [S4, S6] {
@@ -550,10 +469,10 @@ fn wait_connections(
 fn connection_monitor_lists_live_flows_with_owner_and_bytes_over_v4_and_v6() {
     skip_unless_lab!("connection_monitor_lists_live_flows");
     let _serial = serial();
-    let lab = Lab::new();
+    let lab = Lab::new("inline", LAB);
     let dir = TempDir::new("inline-monitor");
     let socket = dir.path("wfpd.sock");
-    let api = format!("[api]\nsocket = {:?}\n", socket.display().to_string());
+    let api = api_section(&socket);
     let daemon = lab.daemon(&dir, MONITOR, &api);
     let exe = std::env::current_exe().expect("exe");
     let exe_name = exe
@@ -813,26 +732,8 @@ const SPREAD: std::ops::RangeInclusive<u8> = 2..=9;
 /// Both families' extra server addresses (10.77.0.2..=9, fd77::2..=9).
 fn spread_addresses(lab: &Lab) {
     for n in SPREAD.skip(1) {
-        let s = lab.server.name();
-        ip(&[
-            "-n",
-            s,
-            "addr",
-            "add",
-            &format!("10.77.0.{n}/24"),
-            "dev",
-            "vs",
-        ]);
-        ip(&[
-            "-n",
-            s,
-            "addr",
-            "add",
-            &format!("fd77::{n}/64"),
-            "dev",
-            "vs",
-            "nodad",
-        ]);
+        lab.add_server_addr(&format!("10.77.0.{n}/24"));
+        lab.add_server_addr(&format!("fd77::{n}/64"));
     }
 }
 
@@ -844,7 +745,7 @@ fn spread_addresses(lab: &Lab) {
 fn pend_inject_and_edit_work_on_two_queues_over_v4_and_v6() {
     skip_unless_lab!("pend_inject_and_edit_work_on_two_queues_over_v4_and_v6");
     let _serial = serial();
-    let lab = Lab::named("i12fix");
+    let lab = Lab::new("i12fix", LAB);
     spread_addresses(&lab);
     let dir = TempDir::new("i12fix-queues");
     let policy = format!("{}{}", inspector_policy(), editor_policy());

@@ -12,18 +12,18 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use wfp_api::FlowDto;
 use wfp_core::catalogue::layers;
-use wfp_nfqueue::{enter_netns, TempNetns};
 
 mod support;
 
-use support::{config, serial, skip_reason, Daemon, TempDir, DEADLINE};
+use support::lab::{addr, api_section, spawn_in, Lab, LabSpec};
+use support::{serial, skip_reason, TempDir, DEADLINE};
 
 const C4: &str = "10.78.0.1";
 const S4: &str = "10.78.0.2";
@@ -32,50 +32,13 @@ const TCP_PORT: u16 = 7300;
 const UDP_PORT: u16 = 7301;
 const UDP_BLOCKED: u16 = 7302;
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The client namespace (wfpd, clients) and the server namespace, joined by a veth pair.
-struct Lab {
-    client: TempNetns,
-    server: TempNetns,
-}
-
-impl Lab {
-    fn new() -> Self {
-        let client = TempNetns::create("m14fixc").expect("client netns");
-        let server = TempNetns::create("m14fixs").expect("server netns");
-        let (c, s) = (client.name(), server.name());
-        ip(&[
-            "-n", c, "link", "add", "mc", "type", "veth", "peer", "name", "ms", "netns", s,
-        ]);
-        ip(&["-n", c, "addr", "add", "10.78.0.1/24", "dev", "mc"]);
-        ip(&["-n", s, "addr", "add", "10.78.0.2/24", "dev", "ms"]);
-        ip(&["-n", c, "link", "set", "mc", "up"]);
-        ip(&["-n", s, "link", "set", "ms", "up"]);
-        Self { client, server }
-    }
-
-    /// wfpd on the client side, queueing what crosses the veth, with `policy` and its API on
-    /// `socket`.
-    fn daemon(&self, dir: &TempDir, policy: &str, socket: &Path) -> Daemon {
-        let policy = dir.write("policy.toml", policy);
-        let extra = format!(
-            "[rules]\nhooks = [ {{ hook = \"OUTPUT\", matches = [\"-o\", \"mc\"] }}, \
-             {{ hook = \"INPUT\", matches = [\"-i\", \"mc\"] }} ]\n\n[api]\nsocket = {:?}\n",
-            socket.display().to_string()
-        );
-        let cfg = config(dir, &[&policy], &extra);
-        Daemon::start(&self.client, dir, &cfg)
-    }
-}
+/// Client `10.78.0.1` on `mc`, server `10.78.0.2` on `ms` (IPv4 only).
+const LAB: LabSpec = LabSpec {
+    client_dev: "mc",
+    server_dev: "ms",
+    v4: ("10.78.0.1/24", "10.78.0.2/24"),
+    v6: None,
+};
 
 /// A permit at ALE_AUTH_CONNECT (the flows' authorizing layer) and a block of one UDP port.
 const POLICY: &str = r#"
@@ -92,22 +55,6 @@ action = "BLOCK"
 weight = 5
 condition = [ { field = "IP_REMOTE_PORT", value = 7302 } ]
 "#;
-
-fn addr(ip: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.parse::<IpAddr>().expect("address"), port)
-}
-
-/// Runs `body` on a new thread inside namespace `ns`.
-fn spawn_in<T: Send + 'static>(
-    ns: &TempNetns,
-    body: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let name = ns.name().to_owned();
-    std::thread::spawn(move || {
-        enter_netns(&name).expect("enter netns");
-        body()
-    })
-}
 
 /// One raw HTTP GET on the API socket: the body.
 fn get(socket: &Path, target: &str) -> String {
@@ -287,10 +234,10 @@ fn m14fix_flows_and_packet_metrics_come_from_the_live_data_path() {
         return;
     }
     let _serial = serial();
-    let lab = Lab::new();
+    let lab = Lab::new("m14fix", LAB);
     let dir = TempDir::new("m14fix-flows");
     let socket = dir.path("wfpd.sock");
-    let daemon = lab.daemon(&dir, POLICY, &socket);
+    let daemon = lab.daemon(&dir, POLICY, &api_section(&socket));
 
     let (done, client, server) = tcp_exchange(&lab);
     let tcp = wait_flow(&socket, "the open TCP flow with its bytes", |f| {
@@ -445,10 +392,10 @@ fn m14fix_interactive_prompts_hold_live_connections_until_decided() {
         return;
     }
     let _serial = serial();
-    let lab = Lab::new();
+    let lab = Lab::new("m14fix", LAB);
     let dir = TempDir::new("m14fix-interactive");
     let socket = dir.path("wfpd.sock");
-    let daemon = lab.daemon(&dir, &interactive_policy(), &socket);
+    let daemon = lab.daemon(&dir, &interactive_policy(), &api_section(&socket));
     let (connected, accepted) = ask_and_connect(&lab, &socket, ASK_PERMIT, "permit");
     assert!(connected && accepted, "permitted: {}", daemon.log_text());
     let (connected, accepted) = ask_and_connect(&lab, &socket, ASK_BLOCK, "block");

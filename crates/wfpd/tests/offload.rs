@@ -234,6 +234,58 @@ fn send(c: &mut TcpStream, total: usize) -> usize {
     sent
 }
 
+/// A TCP transfer from a client to a [`Sink`], offloaded: its first 2 MiB are queued (the
+/// handshake, the authorization), then `bulk` more bytes go through with fewer than 40 packets
+/// queued, i.e. the kernel carries them.
+struct Transfer {
+    sink: Sink,
+    client: TcpStream,
+    local: SocketAddr,
+}
+
+impl Transfer {
+    fn offloaded(d: &Daemon, ip: IpAddr, bulk: usize) -> Self {
+        let sink = Sink::start(ip, false);
+        let mut client = client(sink.addr);
+        let local = client.local_addr().expect("local");
+        assert_eq!(send(&mut client, 2 * MB), 2 * MB, "{ip}: warm-up");
+        let queued = d.packets_decided();
+        assert_eq!(send(&mut client, bulk), bulk, "{ip}: bulk");
+        let during = d.packets_decided() - queued;
+        assert!(
+            during < 40,
+            "{ip}: {during} packets of an offloaded {bulk}-byte transfer were queued"
+        );
+        Self {
+            sink,
+            client,
+            local,
+        }
+    }
+
+    /// After `what` (a blocking commit, an abort): the next 40 MiB cannot be sent, and at most
+    /// what was in flight (socket buffers) arrives; then nothing more.
+    fn assert_stopped(&mut self, ip: IpAddr, what: &str) {
+        let before = self.sink.received();
+        let after = send(&mut self.client, 40 * MB);
+        assert!(after < 40 * MB, "{ip}: the transfer went on after {what}");
+        std::thread::sleep(Duration::from_millis(500));
+        let settled = self.sink.received();
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(self.sink.received(), settled, "{ip}: bytes still arrive");
+        assert!(
+            settled - before < 8 * MB as u64,
+            "{ip}: {} bytes arrived after {what}",
+            settled - before
+        );
+    }
+
+    fn finish(self) {
+        drop(self.client);
+        self.sink.join();
+    }
+}
+
 /// Waits until `cond` holds (bounded by `DEADLINE`), calling the daemon's tick.
 fn wait(d: &mut Daemon, mut cond: impl FnMut(&mut Daemon) -> bool) -> bool {
     let end = Instant::now() + DEADLINE;
@@ -258,45 +310,19 @@ fn an_offloaded_tcp_transfer_is_blocked_mid_stream_after_a_policy_change() {
         for ip in LOCALHOSTS {
             let dir = TempDir::new();
             let mut d = daemon(&dir, PERMIT_ALL);
-            let sink = Sink::start(ip, false);
-            let mut c = client(sink.addr);
-            // The handshake and the first segments are queued; then the kernel carries the flow.
-            assert_eq!(send(&mut c, 2 * MB), 2 * MB, "{ip}: warm-up");
-            let queued = d.packets_decided();
-            assert_eq!(send(&mut c, 40 * MB), 40 * MB, "{ip}: bulk");
-            let during = d.packets_decided() - queued;
-            assert!(
-                during < 40,
-                "{ip}: {during} packets of an offloaded 40 MB transfer were queued"
-            );
+            let mut t = Transfer::offloaded(&d, ip, 40 * MB);
             let shared = Arc::clone(d.offload().expect("offload").shared());
             let stats = &shared.stats;
             assert!(stats.marked.load(Ordering::Relaxed) > 0);
 
             // A commit that blocks the connection: revoked before reload returns, the next
             // segment is queued, reauthorized (POLICY_CHANGE) and blocked.
-            dir.write("policy.toml", &block_port(sink.addr.port()));
+            dir.write("policy.toml", &block_port(t.sink.addr.port()));
             d.reload().expect("reload");
             assert_eq!(stats.revocations.load(Ordering::Relaxed), 1);
-            let before = sink.received();
-            let after_commit = send(&mut c, 40 * MB);
-            assert!(
-                after_commit < 40 * MB,
-                "{ip}: the transfer went on after the blocking commit"
-            );
-            std::thread::sleep(Duration::from_millis(500));
-            let settled = sink.received();
-            std::thread::sleep(Duration::from_millis(700));
-            assert_eq!(sink.received(), settled, "{ip}: bytes still arrive");
-            // At most what was in flight (socket buffers) when the commit returned.
-            assert!(
-                settled - before < 8 * MB as u64,
-                "{ip}: {} bytes arrived after the commit",
-                settled - before
-            );
+            t.assert_stopped(ip, "the blocking commit");
             assert!(d.stats().queues.iter().map(|q| q.blocked).sum::<u64>() > 0);
-            drop(c);
-            sink.join();
+            t.finish();
             d.shutdown().expect("shutdown");
         }
     });
@@ -744,12 +770,7 @@ fn api_commit_body() {
     for ip in LOCALHOSTS {
         let dir = TempDir::new();
         let mut d = daemon(&dir, PERMIT_ALL);
-        let sink = Sink::start(ip, false);
-        let mut c = client(sink.addr);
-        assert_eq!(send(&mut c, 2 * MB), 2 * MB, "{ip}: warm-up");
-        let queued = d.packets_decided();
-        assert_eq!(send(&mut c, 40 * MB), 40 * MB, "{ip}: bulk");
-        assert!(d.packets_decided() - queued < 40, "{ip}: not offloaded");
+        let mut t = Transfer::offloaded(&d, ip, 40 * MB);
         let shared = Arc::clone(d.offload().expect("offload").shared());
         let stats = &shared.stats;
         assert!(
@@ -765,29 +786,17 @@ fn api_commit_body() {
         config.request_timeout_ms = 2000;
         let server = wfpd::api::Server::start(Arc::clone(d.engine()), None, config).expect("api");
         let mut api = wfp_api::Client::connect(server.path()).expect("api client");
-        api.add_filter(&connect_block(ip, sink.addr.port()))
+        api.add_filter(&connect_block(ip, t.sink.addr.port()))
             .expect("add filter");
         assert_eq!(
             stats.revocations.load(Ordering::Relaxed),
             revoked + 1,
             "{ip}: the commit returned before revoking"
         );
-        let before = sink.received();
-        let after_commit = send(&mut c, 40 * MB);
-        assert!(
-            after_commit < 40 * MB,
-            "{ip}: the transfer went on after the blocking commit"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-        let settled = sink.received();
-        assert!(
-            settled - before < 8 * MB as u64,
-            "{ip}: {} bytes arrived after the commit",
-            settled - before
-        );
+        t.assert_stopped(ip, "the blocking commit");
         assert!(d.stats().queues.iter().map(|q| q.blocked).sum::<u64>() > 0);
-        drop((c, api, server));
-        sink.join();
+        drop((api, server));
+        t.finish();
         d.shutdown().expect("shutdown");
     }
 }
@@ -861,18 +870,13 @@ fn an_abort_from_outside_classify_stops_an_offloaded_transfer() {
             let socket = dir.0.join("api.sock");
             let extra = format!("\n[api]\nsocket = {:?}\n", socket.display().to_string());
             let mut d = daemon_with(&dir, PERMIT_ALL, &extra);
-            let sink = Sink::start(ip, false);
-            let mut c = client(sink.addr);
-            let local = c.local_addr().expect("local");
-            assert_eq!(send(&mut c, 2 * MB), 2 * MB, "{ip}: warm-up");
-            let queued = d.packets_decided();
-            assert_eq!(send(&mut c, 24 * MB), 24 * MB, "{ip}: bulk");
-            assert!(d.packets_decided() - queued < 40, "{ip}: not offloaded");
+            let mut t = Transfer::offloaded(&d, ip, 24 * MB);
+            let (local, sink_addr) = (t.local, t.sink.addr);
             let mut api = wfp_api::Client::connect(&socket).expect("api client");
             let mut flow = None;
             assert!(
                 wait(&mut d, |_| {
-                    flow = client_flow(&mut api, local, sink.addr);
+                    flow = client_flow(&mut api, local, sink_addr);
                     flow.is_some()
                 }),
                 "{ip}: the client's flow is not listed"
@@ -888,27 +892,15 @@ fn an_abort_from_outside_classify_stops_an_offloaded_transfer() {
                 "{ip}: the offload was not withdrawn"
             );
             assert_eq!(stats.withdraw_failed.load(Ordering::Relaxed), 0, "{ip}");
-            let before = sink.received();
-            let after_abort = send(&mut c, 24 * MB);
-            assert!(
-                after_abort < 24 * MB,
-                "{ip}: the transfer went on after the abort"
-            );
-            std::thread::sleep(Duration::from_millis(500));
-            let settled = sink.received();
-            assert!(
-                settled - before < 8 * MB as u64,
-                "{ip}: {} bytes arrived after the abort",
-                settled - before
-            );
+            t.assert_stopped(ip, "the abort");
             assert_eq!(
                 stats.revocations.load(Ordering::Relaxed),
                 revocations,
                 "{ip}: no revocation was needed"
             );
             assert!(d.stats().queues.iter().map(|q| q.blocked).sum::<u64>() > 0);
-            drop((c, api));
-            sink.join();
+            drop(api);
+            t.finish();
             d.shutdown().expect("shutdown");
         }
     });

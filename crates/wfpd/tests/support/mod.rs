@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use wfp_nfqueue::TempNetns;
 
+pub(crate) mod lab;
+
 pub(crate) const WFPD: &str = env!("CARGO_BIN_EXE_wfpd");
 pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
 pub(crate) const SOCKET_TIMEOUT: Duration = Duration::from_millis(300);
