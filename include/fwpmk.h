@@ -5,7 +5,12 @@
 #ifndef WFP_DDK_FWPMK_H
 #define WFP_DDK_FWPMK_H
 #include "fwpmtypes.h"
+/* The WDK resolves the FWPM_* GUIDs without INITGUID from fwpkclnt.lib; here each image gets
+ * weak (selectany) copies, whether or not the source defines INITGUID. */
+#define WFP_DDK_DEFINE_GUIDS
 #include "wfp/fwpm_guids.h"
+#undef WFP_DDK_DEFINE_GUIDS
+#include "guiddef.h"
 WFP_BEGIN_DECLS
 NTSTATUS FwpmEngineOpen0(const WCHAR *serverName, UINT32 authnService, SEC_WINNT_AUTH_IDENTITY_W *authIdentity,
                          const FWPM_SESSION0 *session, HANDLE *engineHandle);

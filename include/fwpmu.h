@@ -31,7 +31,12 @@
 #ifndef WFP_DDK_FWPMU_H
 #define WFP_DDK_FWPMU_H
 #include "fwpmtypes.h"
+/* The WDK resolves the FWPM_* GUIDs without INITGUID from fwpkclnt.lib; here each image gets
+ * weak (selectany) copies, whether or not the source defines INITGUID. */
+#define WFP_DDK_DEFINE_GUIDS
 #include "wfp/fwpm_guids.h"
+#undef WFP_DDK_DEFINE_GUIDS
+#include "guiddef.h"
 WFP_BEGIN_DECLS
 
 #define ERROR_SUCCESS 0L

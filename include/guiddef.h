@@ -16,7 +16,7 @@ FORCEINLINE BOOLEAN IsEqualGUID(const GUID *a, const GUID *b) { return (BOOLEAN)
 DECLSPEC_SELECTANY const GUID WfpRtGuidNull = { 0, 0, 0, { 0, 0, 0, 0, 0, 0, 0, 0 } };
 #endif
 #undef DEFINE_GUID
-#ifdef INITGUID
+#if defined(INITGUID) || defined(WFP_DDK_DEFINE_GUIDS)
 #define DEFINE_GUID(name, l, w1, w2, b1, b2, b3, b4, b5, b6, b7, b8) \
     DECLSPEC_SELECTANY const GUID name = { l, w1, w2, { b1, b2, b3, b4, b5, b6, b7, b8 } }
 #else

@@ -229,6 +229,35 @@ ULONGLONG KeQueryInterruptTime(void);
 ULONG KeGetCurrentProcessorIndex(void);
 #define KeGetCurrentProcessorNumber() KeGetCurrentProcessorIndex()
 ULONG KeQueryActiveProcessorCount(PKAFFINITY ActiveProcessors);
+ULONG KeQueryMaximumProcessorCount(void);
+#define ALL_PROCESSOR_GROUPS 0xffff
+ULONG KeQueryMaximumProcessorCountEx(USHORT GroupNumber);
+ULONG KeQueryActiveProcessorCountEx(USHORT GroupNumber);
+
+/* ---- DPCs (§4): a queued DPC runs once on a host worker thread at DISPATCH_LEVEL, where
+ * KeGetCurrentProcessorNumber() is the processor it was queued on. The runtime owns the
+ * contents (the WDK's x64 layout); drivers only provide the storage. ---- */
+struct _KDPC;
+typedef void KDEFERRED_ROUTINE(struct _KDPC *Dpc, PVOID DeferredContext, PVOID SystemArgument1, PVOID SystemArgument2);
+typedef KDEFERRED_ROUTINE *PKDEFERRED_ROUTINE;
+typedef struct _KDPC {
+    union {
+        ULONG TargetInfoAsUlong;
+        struct { UCHAR Type; UCHAR Importance; volatile USHORT Number; };
+    };
+    SINGLE_LIST_ENTRY DpcListEntry;
+    KAFFINITY ProcessorHistory;
+    PKDEFERRED_ROUTINE DeferredRoutine;
+    PVOID DeferredContext;
+    PVOID SystemArgument1;
+    PVOID SystemArgument2;
+    volatile PVOID DpcData;
+} KDPC, *PKDPC, *PRKDPC;
+_Static_assert(sizeof(KDPC) == 64, "KDPC is 64 bytes on x64");
+void KeInitializeDpc(PRKDPC Dpc, PKDEFERRED_ROUTINE DeferredRoutine, PVOID DeferredContext);
+void KeInitializeThreadedDpc(PRKDPC Dpc, PKDEFERRED_ROUTINE DeferredRoutine, PVOID DeferredContext);
+BOOLEAN KeInsertQueueDpc(PRKDPC Dpc, PVOID SystemArgument1, PVOID SystemArgument2);
+BOOLEAN KeRemoveQueueDpc(PRKDPC Dpc);
 
 /* ---- Rtl strings (§5) ---- */
 FORCEINLINE void RtlInitUnicodeString(PUNICODE_STRING Destination, PCWSTR Source)

@@ -69,9 +69,37 @@
 #define DECLSPEC_CACHEALIGN __attribute__((aligned(64)))
 #define FORCEINLINE static inline __attribute__((always_inline))
 #define __forceinline static inline __attribute__((always_inline))
-#define __inline inline
+/* MSVC emits an `__inline` function that is not inlined as a COMDAT: one copy per image even when
+ * a header defining it is included by several .c files. Here: GNU89 inline semantics (each
+ * translation unit emits the definition) and `wfpctl driver build` weakens the duplicates when it
+ * links, so they merge like COMDATs; `static __inline` stays file-local. */
+#define __inline inline __attribute__((__gnu_inline__))
+/* `__declspec(x)` (wdk-runtime.md §10): selectany → weak, align(n) → aligned(n), noinline,
+ * noreturn, thread → __thread; dllimport/dllexport, restrict, nothrow, novtable and others are
+ * no-ops. An unknown specifier is a compile error naming __WFP_DECLSPEC_<x>. */
+#define __declspec(x) __WFP_DECLSPEC_##x
+#define __WFP_DECLSPEC_selectany __attribute__((weak))
+#define __WFP_DECLSPEC_align(n) __attribute__((aligned(n)))
+#define __WFP_DECLSPEC_noinline __attribute__((noinline))
+#define __WFP_DECLSPEC_noreturn __attribute__((noreturn))
+#define __WFP_DECLSPEC_thread __thread
+#define __WFP_DECLSPEC_deprecated __attribute__((deprecated))
+#define __WFP_DECLSPEC_noalias
+#define __WFP_DECLSPEC_dllimport
+#define __WFP_DECLSPEC_dllexport
+#define __WFP_DECLSPEC_restrict
+#define __WFP_DECLSPEC_nothrow
+#define __WFP_DECLSPEC_novtable
+#define __WFP_DECLSPEC_allocator
+#define __WFP_DECLSPEC_safebuffers
+#define __WFP_DECLSPEC_code_seg(s)
+#define __WFP_DECLSPEC_allocate(s)
 #define CONST const
 #define VOID void
+#define UNICODE_NULL ((WCHAR)0)
+#define ANSI_NULL ((CHAR)0)
+#define UNICODE_STRING_MAX_BYTES ((USHORT)65534)
+#define UNICODE_STRING_MAX_CHARS (32767)
 #define DUMMYSTRUCTNAME
 #define DUMMYSTRUCTNAME2
 #define DUMMYUNIONNAME

@@ -102,6 +102,7 @@ pub const CFLAGS: &[&str] = &[
     "-Wno-unused-parameter",
     "-Wno-unused-local-typedefs",
     "-Wno-unused-function",
+    "-Werror=implicit-function-declaration",
     "-g",
     "-O2",
 ];
@@ -159,33 +160,132 @@ fn build_in(opts: &BuildOptions, work: &Path) -> Result<(), BuildError> {
     let script = work.join("exports.map");
     std::fs::write(&script, "{ global: DriverEntry; local: *; };\n").map_err(io(&script))?;
     let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let objects = compile_sources(opts, work, &compiler)?;
+    weaken_duplicates(&objects)?;
     let mut cmd = Command::new(&compiler);
-    cmd.args(CFLAGS)
-        .args(DEFINES.iter().map(|d| format!("-D{d}")))
-        .arg(format!("-I{}", work.display()))
-        .arg(format!("-I{}", include_dir().display()))
-        .args(
-            opts.include_dirs
-                .iter()
-                .map(|d| format!("-I{}", d.display())),
-        )
-        .args(opts.defines.iter().map(|d| format!("-D{d}")))
-        .args(&opts.extra_flags)
-        .args(&opts.sources)
+    cmd.args(&opts.extra_flags)
+        .args(&objects)
         .arg("-shared")
         .arg(format!("-Wl,--version-script={}", script.display()))
         .arg("-o")
         .arg(&opts.output);
+    run(&mut cmd, &compiler)?;
+    check_imports(&opts.output)
+}
+
+/// Runs a compiler or tool command; its diagnostics go to standard error as they are.
+fn run(cmd: &mut Command, tool: &str) -> Result<(), BuildError> {
     let status = cmd.status().map_err(|source| BuildError::Compiler {
-        compiler: compiler.clone(),
+        compiler: tool.to_string(),
         source,
     })?;
-    if !status.success() {
-        return Err(BuildError::CompileFailed {
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BuildError::CompileFailed {
             status: status.code().unwrap_or(-1),
-        });
+        })
     }
-    check_imports(&opts.output)
+}
+
+/// Flags that turn GCC 14 / Clang 16 errors back into the warnings MSVC gives for the same code
+/// (wdk-runtime.md §10: mismatched function-pointer types, pointer/integer conversions, `return x;`
+/// in a void function); each only where `compiler` knows it.
+fn leniency_flags(compiler: &str) -> Vec<&'static str> {
+    const CANDIDATES: &[&str] = &[
+        "-Wno-error=incompatible-pointer-types",
+        "-Wno-error=int-conversion",
+        "-Wno-error=return-mismatch",
+        "-Wno-error=incompatible-function-pointer-types",
+        "-Wno-error=return-type",
+    ];
+    CANDIDATES
+        .iter()
+        .copied()
+        .filter(|flag| {
+            Command::new(compiler)
+                .args([flag, "-Werror", "-fsyntax-only", "-x", "c", "/dev/null"])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect()
+}
+
+/// Compiles each source to its own object (as the WDK's build does), in `work`.
+fn compile_sources(
+    opts: &BuildOptions,
+    work: &Path,
+    compiler: &str,
+) -> Result<Vec<PathBuf>, BuildError> {
+    let lenient = leniency_flags(compiler);
+    let mut objects = Vec::new();
+    for (i, src) in opts.sources.iter().enumerate() {
+        let stem = src
+            .file_stem()
+            .map_or_else(|| "source".into(), |s| s.to_string_lossy().into_owned());
+        let obj = work.join(format!("{i}-{stem}.o"));
+        let mut cmd = Command::new(compiler);
+        cmd.args(CFLAGS)
+            .args(&lenient)
+            .args(DEFINES.iter().map(|d| format!("-D{d}")))
+            .arg(format!("-I{}", work.display()))
+            .arg(format!("-I{}", include_dir().display()))
+            .args(
+                opts.include_dirs
+                    .iter()
+                    .map(|d| format!("-I{}", d.display())),
+            )
+            .args(opts.defines.iter().map(|d| format!("-D{d}")))
+            .args(&opts.extra_flags)
+            .arg("-c")
+            .arg(src)
+            .arg("-o")
+            .arg(&obj);
+        run(&mut cmd, compiler)?;
+        objects.push(obj);
+    }
+    Ok(objects)
+}
+
+/// Global functions defined in more than one object: MSVC keeps one copy of an `__inline`
+/// function defined in several translation units (a COMDAT); the GNU89 inline definitions the
+/// headers ask for are made weak here to the same effect.
+fn weaken_duplicates(objects: &[PathBuf]) -> Result<(), BuildError> {
+    if objects.len() < 2 {
+        return Ok(());
+    }
+    let mut seen: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for obj in objects {
+        let out = Command::new("nm")
+            .args(["--defined-only", "-g"])
+            .arg(obj)
+            .output()
+            .map_err(|source| BuildError::Compiler {
+                compiler: "nm".into(),
+                source,
+            })?;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut it = line.split_whitespace().rev();
+            if let (Some(name), Some(kind)) = (it.next(), it.next()) {
+                if kind == "T" {
+                    *seen.entry(name.to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    let dups: Vec<String> = seen
+        .into_iter()
+        .filter(|(n, c)| *c > 1 && n != "DriverEntry")
+        .map(|(n, _)| format!("--weaken-symbol={n}"))
+        .collect();
+    if dups.is_empty() {
+        return Ok(());
+    }
+    for obj in objects {
+        run(Command::new("objcopy").args(&dups).arg(obj), "objcopy")?;
+    }
+    Ok(())
 }
 
 /// Every undefined function of the image must be a runtime export or an allowed libc symbol.

@@ -12,6 +12,34 @@ unsafe impl Sync for Export {}
 /// Every export.
 pub(crate) static EXPORTS: &[Export] = &[
     Export(
+        "KeInitializeDpc",
+        super::dpc::KeInitializeDpc as *const c_void,
+    ),
+    Export(
+        "KeInitializeThreadedDpc",
+        super::dpc::KeInitializeThreadedDpc as *const c_void,
+    ),
+    Export(
+        "KeInsertQueueDpc",
+        super::dpc::KeInsertQueueDpc as *const c_void,
+    ),
+    Export(
+        "KeRemoveQueueDpc",
+        super::dpc::KeRemoveQueueDpc as *const c_void,
+    ),
+    Export(
+        "KeQueryMaximumProcessorCount",
+        super::dpc::KeQueryMaximumProcessorCount as *const c_void,
+    ),
+    Export(
+        "KeQueryMaximumProcessorCountEx",
+        super::dpc::KeQueryMaximumProcessorCountEx as *const c_void,
+    ),
+    Export(
+        "KeQueryActiveProcessorCountEx",
+        super::dpc::KeQueryActiveProcessorCountEx as *const c_void,
+    ),
+    Export(
         "ExAllocatePool2",
         super::kernel::ExAllocatePool2 as *const c_void,
     ),

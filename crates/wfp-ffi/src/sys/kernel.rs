@@ -468,15 +468,11 @@ pub(crate) extern "C" fn KeQueryInterruptTime() -> u64 {
     })
 }
 
-fn processors() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
-}
+use super::dpc::processors;
 
 #[no_mangle]
 pub(crate) extern "C" fn KeGetCurrentProcessorIndex() -> u32 {
-    // SAFETY: sched_getcpu has no preconditions.
-    let cpu = unsafe { libc::sched_getcpu() };
-    u32::try_from(cpu).unwrap_or(0) % processors()
+    super::dpc::current_processor()
 }
 
 #[no_mangle]

@@ -13,6 +13,7 @@ mod callout;
 mod checksum;
 mod convert;
 mod ctx;
+mod dpc;
 mod exports;
 mod fwpm;
 mod fwps;

@@ -145,11 +145,11 @@ pub(crate) struct Activity {
 }
 
 impl Activity {
-    fn enter(&self, driver: usize) {
+    pub(crate) fn enter(&self, driver: usize) {
         *self.counts.lock().entry(driver).or_default() += 1;
     }
 
-    fn leave(&self, driver: usize) {
+    pub(crate) fn leave(&self, driver: usize) {
         let mut c = self.counts.lock();
         if let Some(n) = c.get_mut(&driver) {
             *n = n.saturating_sub(1);
@@ -169,7 +169,7 @@ impl Activity {
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
 /// The host's worker threads (started on the first work item; they end with the host).
 #[derive(Default)]
@@ -184,7 +184,7 @@ impl std::fmt::Debug for Workers {
 }
 
 impl Workers {
-    fn submit(&self, job: Job) -> bool {
+    pub(crate) fn submit(&self, job: Job) -> bool {
         let mut tx = self.tx.lock();
         if tx.is_none() {
             let (s, r) = mpsc::channel::<Job>();

@@ -301,7 +301,17 @@ impl Shim {
         facts.direction = None;
         facts.flags |= ConditionFlags::IS_REAUTHORIZE.0;
         facts.reauth_reason = Some(reason.0);
-        let mut meta = Metadata::default();
+        // The completion's reauthorization carries the connection's direction and compartment,
+        // as WFP's does (callouts assert both to find the connection they pended).
+        let mut meta = Metadata {
+            compartment_id: super::meta::DEFAULT_COMPARTMENT,
+            present: MetadataFields::COMPARTMENT_ID | MetadataFields::PACKET_DIRECTION,
+            packet_direction: Some(match e.initiator {
+                crate::flow::Direction::Inbound => wfp_core::constants::Direction::Inbound,
+                crate::flow::Direction::Outbound => wfp_core::constants::Direction::Outbound,
+            }),
+            ..Metadata::default()
+        };
         super::meta::add_flow(&mut meta, id);
         super::meta::add_owner(&mut meta, &e.owner);
         self.stats.reauthorizations += 1;
