@@ -74,6 +74,7 @@ mod meta;
 mod offload;
 mod packet;
 mod pend;
+mod redirect;
 mod stream;
 mod transport;
 mod verdict;
@@ -99,7 +100,8 @@ pub use flows::FlowRow;
 pub use inject::{InjectKind, OutputOrigin, SeqTranslation, ShimOutput};
 pub use offload::{CarriedCounts, KeepReason, Offload, OffloadedEnd, Withdrawal};
 pub use verdict::{
-    EditedPacket, FragmentDrop, LayerVisit, Malformed, PacketVerdict, Reason, Verdict,
+    EditedPacket, FragmentDrop, LayerVisit, Malformed, PacketVerdict, Reason, Redirected,
+    Redirection, Verdict,
 };
 
 /// How the data path saw the packet travel.
@@ -352,6 +354,14 @@ pub struct ShimStats {
     pub edited: u64,
     /// Flows a callout aborted (`FwpsFlowAbort0`): their later packets are blocked.
     pub flows_aborted: u64,
+    /// Connections a callout redirected at ALE_BIND_REDIRECT / ALE_CONNECT_REDIRECT (§10.3):
+    /// their packets are rewritten ([`PacketVerdict::redirected`]).
+    pub redirected: u64,
+    /// Redirect classifies a callout pended (`FwpsPendClassify0`): the connect's packets are
+    /// held.
+    pub redirects_pended: u64,
+    /// Pended redirect classifies completed and applied.
+    pub redirects_completed: u64,
 }
 
 /// The sans-IO packet pipeline. See the module doc for the layer order and call order.
@@ -379,6 +389,8 @@ pub struct Shim {
     asyncs: pend::AsyncState,
     /// Flows with an offloaded direction (`offload.rs`).
     offload: offload::OffloadTable,
+    /// Redirected connections and pended redirect classifies (`redirect.rs`).
+    redirects: redirect::RedirectTable,
 }
 
 impl Shim {
@@ -416,6 +428,7 @@ impl Shim {
             scratch: Vec::new(),
             asyncs: pend::AsyncState::default(),
             offload: offload::OffloadTable::default(),
+            redirects: redirect::RedirectTable::default(),
         }
     }
 
@@ -448,9 +461,17 @@ impl Shim {
         ctx: &PacketContext,
         v: &mut PacketVerdict,
     ) {
-        let Some(parsed) = self.start(now, direction, bytes, ctx, v) else {
+        let Some(mut parsed) = self.start(now, direction, bytes, ctx, v) else {
             return;
         };
+        // Connect / bind redirection (§10.3): a redirected connection's packets are rewritten
+        // before any layer sees them.
+        let rewritten = match self.redirect(now, direction, &mut parsed, (bytes, ctx), v) {
+            Continue(redirect::Stage::Unchanged) => None,
+            Continue(redirect::Stage::Rewritten(b)) => Some(b),
+            ControlFlow::Break(()) => return,
+        };
+        let bytes = rewritten.as_deref().unwrap_or(bytes);
         let (dir, loopback) = match self.direction_of(direction, &parsed) {
             Way::One(d) => (d, false),
             Way::Loopback => (Direction::Outbound, true),
@@ -478,6 +499,14 @@ impl Shim {
             }
         } else {
             v.direction = dir.into();
+        }
+        if let Some(b) = rewritten {
+            if v.verdict == Verdict::Permit && v.edited.is_none() {
+                v.edited = Some(EditedPacket {
+                    bytes: b,
+                    injectors: Vec::new(),
+                });
+            }
         }
     }
 
@@ -672,6 +701,11 @@ impl Shim {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Connections currently redirected (their packets rewritten, §10.3).
+    pub fn redirected_connections(&self) -> usize {
+        self.redirects.len()
     }
 
     /// The ids of the flows the shim tracks.
