@@ -4,7 +4,7 @@
 //! | direction | layers, in order (a BLOCK at any layer stops the packet there) |
 //! |---|---|
 //! | inbound | INBOUND_IPPACKET → INBOUND_ICMP_ERROR (ICMP errors, then stop) → INBOUND_TRANSPORT → ALE_AUTH_RECV_ACCEPT / ALE_AUTH_CONNECT (new or reauthorized flow) → ALE_FLOW_ESTABLISHED (once) → DATAGRAM_DATA or STREAM |
-//! | outbound | ALE_AUTH_CONNECT / ALE_AUTH_RECV_ACCEPT (new or reauthorized flow) → ALE_FLOW_ESTABLISHED (once) → DATAGRAM_DATA or STREAM → OUTBOUND_TRANSPORT (OUTBOUND_ICMP_ERROR for ICMP errors) → OUTBOUND_IPPACKET |
+//! | outbound | ALE_BIND_REDIRECT → ALE_CONNECT_REDIRECT (a connect, when they hold filters; a changed request rewrites the connection, `redirect.rs`) → ALE_AUTH_CONNECT / ALE_AUTH_RECV_ACCEPT (new or reauthorized flow) → ALE_FLOW_ESTABLISHED (once) → DATAGRAM_DATA or STREAM → OUTBOUND_TRANSPORT (OUTBOUND_ICMP_ERROR for ICMP errors) → OUTBOUND_IPPACKET |
 //! | forward | IPFORWARD |
 //!
 //! * **Fragments** (§14.6 T-CL-7): every fragment is classified at the IP-packet layer twice — as the
@@ -48,6 +48,8 @@
 //! ```text
 //!  handle_packet_into
 //!    ├─ ip: parse                          (malformed: verdict, stop)
+//!    ├─ redirect: rewrite a redirected connection's packet; a new connect: BIND_REDIRECT,
+//!    │            CONNECT_REDIRECT (held when pended, stop when blocked)
 //!    ├─ forwarded ──► icmp: IPFORWARD
 //!    ├─ fragment ───► ip: IPPACKET raw, IS_FRAGMENT ──► reassembly ──► whole datagram:
 //!    │                    ip: INBOUND_IPPACKET (IS_REASSEMBLED) ──► upper
