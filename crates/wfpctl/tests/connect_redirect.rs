@@ -66,7 +66,8 @@ struct Run {
     stderr: String,
 }
 
-fn replay(packets: &[Vec<u8>], params: &[&str]) -> Run {
+fn replay(tag: &str, packets: &[Vec<u8>], params: &[&str]) -> Run {
+    let tmp = |n: &str| tmp(&format!("{tag}-{n}"));
     let so = tmp("connredirect.so");
     let out = Command::new(env!("CARGO_BIN_EXE_wfpctl"))
         .args(["driver", "build"])
@@ -138,7 +139,11 @@ fn connections_to_port_80_go_to_the_proxy_and_its_own_leg_is_left_alone() {
         tcp(leg, server, 0x02, 7000, 0, b""),
         tcp(client, other, 0x02, 9000, 0, b""),
     ];
-    let r = replay(&packets, &["ToAddress=10.0.0.5", "ToPort=3128", "Port=80"]);
+    let r = replay(
+        "inline",
+        &packets,
+        &["ToAddress=10.0.0.5", "ToPort=3128", "Port=80"],
+    );
     let got: Vec<_> = r.permitted.iter().map(|p| ends(p)).collect();
     let want = vec![
         (client, proxy, Vec::new()),
@@ -183,7 +188,57 @@ fn connections_to_port_80_go_to_the_proxy_and_its_own_leg_is_left_alone() {
     );
     assert!(
         r.stderr
-            .contains("connredirect: unloaded, redirected=1 left-alone=1 failed=0"),
+            .contains("connredirect: unloaded, redirected=1 left-alone=1 pended=0 failed=0"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// The same redirect pended (`Pend=1`, §10.2): the SYN is held (ABSORB, `pended`), the driver's
+/// work item redirects through the classify handle and completes with PERMIT, and the SYN comes
+/// out rewritten as a `released` line before the next captured packet.
+#[test]
+fn a_pended_redirect_completed_on_a_work_item_releases_the_connect_rewritten() {
+    let client = addr("10.0.0.1:40000");
+    let server = addr("192.0.2.7:80");
+    let proxy = addr("10.0.0.5:3128");
+    let packets = [
+        tcp(client, server, 0x02, 1000, 0, b""),
+        tcp(server, client, 0x12, 5000, 1001, b""),
+        tcp(client, server, 0x10, 1001, 5001, b""),
+    ];
+    let r = replay(
+        "pended",
+        &packets,
+        &["ToAddress=10.0.0.5", "ToPort=3128", "Pend=1"],
+    );
+    let got: Vec<_> = r.permitted.iter().map(|p| ends(p)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (client, proxy, Vec::new()),
+            (proxy, client, Vec::new()),
+            (client, proxy, Vec::new()),
+        ],
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.lines[0]["action"], "ABSORB", "{}", r.lines[0]);
+    assert_eq!(r.lines[0]["reason"], "pended");
+    let released = &r.lines[1];
+    assert_eq!(released["origin"]["kind"], "released", "{released}");
+    assert_eq!(released["action"], "PERMIT");
+    assert_eq!(released["redirected_to"]["remote"], "10.0.0.5:3128");
+    let a = &r.summary["async"];
+    assert_eq!(
+        (a["redirects_pended"].as_u64(), a["redirected"].as_u64()),
+        (Some(1), Some(1)),
+        "{a}"
+    );
+    assert_eq!(a["held_released"], 1, "{a}");
+    assert!(
+        r.stderr
+            .contains("connredirect: unloaded, redirected=1 left-alone=0 pended=1 failed=0"),
         "{}",
         r.stderr
     );

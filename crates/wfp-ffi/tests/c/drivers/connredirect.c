@@ -9,12 +9,15 @@
  *        otherwise -> FwpsAcquireClassifyHandle0, FwpsAcquireWritableLayerDataPointer0,
  *                     remoteAddressAndPort := ToAddress:ToPort, localRedirectHandle := ours,
  *                     FwpsApplyModifiedLayerData0, FwpsReleaseClassifyHandle0, PERMIT
+ *      With Pend=1 the redirect is asynchronous (§10.2): FwpsAcquireClassifyHandle0 +
+ *      FwpsPendClassify0 in classifyFn, then a work item (IoQueueWorkItem) acquires the writable
+ *      data through the handle, redirects, applies, FwpsCompleteClassify0(PERMIT) and releases it.
  *  ALE_AUTH_CONNECT_V4 (inspection): logs what the connection looks like after the redirect —
  *      its remote address and port, the ORIGINAL_DESTINATION metadata and the redirect state.
  *
  * Parameters (`--driver-param NAME=VALUE`, read with WdfRegistryQuery*): Port (REG_DWORD, the
  * remote port to redirect, default 80), ToAddress (REG_SZ dotted IPv4, default 127.0.0.1),
- * ToPort (REG_DWORD, default 3128).
+ * ToPort (REG_DWORD, default 3128), Pend (REG_DWORD, 0 or 1, default 0).
  */
 #include <ntddk.h>
 #include <initguid.h>
@@ -31,11 +34,79 @@ DEFINE_GUID(CR_PROVIDER, 0x5e1ec7ed, 0x13c0, 0x4a11, 0x9d, 0x2e, 0x0b, 0xad, 0xc
 static UINT16 gPort = 80;
 static UINT32 gToAddress = 0x7F000001u; /* host order */
 static UINT16 gToPort = 3128;
+static UINT16 gPend = 0;
+
+#define CR_TAG 'RdnC'
+
+/* A pended redirect, completed by a work item. */
+typedef struct _CR_PENDED {
+    PIO_WORKITEM Item;
+    UINT64 ClassifyHandle;
+    UINT64 FilterId;
+} CR_PENDED;
 
 static PDEVICE_OBJECT gDevice;
 static HANDLE gEngine, gRedirect;
 static UINT32 gConnectId, gAuthId;
-static LONG gRedirected, gLeftAlone, gFailed;
+static LONG gRedirected, gLeftAlone, gFailed, gPended;
+
+/* Points the request at ToAddress:ToPort and names us as its redirector. */
+static void Redirect(FWPS_CONNECT_REQUEST0 *request)
+{
+    SOCKADDR_IN *remote = (SOCKADDR_IN *)&request->remoteAddressAndPort;
+    remote->sin_addr.S_un.S_addr = RtlUlongByteSwap(gToAddress);
+    remote->sin_port = RtlUshortByteSwap(gToPort);
+    request->localRedirectHandle = gRedirect;
+}
+
+/* The work item of a pended redirect: modify through the classify handle, complete, release. */
+static void CompletePended(PDEVICE_OBJECT device, PVOID context)
+{
+    CR_PENDED *p = (CR_PENDED *)context;
+    FWPS_CONNECT_REQUEST0 *request = NULL;
+    FWPS_CLASSIFY_OUT0 out = { 0 };
+    UNREFERENCED_PARAMETER(device);
+    out.rights = FWPS_RIGHT_ACTION_WRITE;
+    NTSTATUS status = FwpsAcquireWritableLayerDataPointer0(p->ClassifyHandle, p->FilterId, 0, (PVOID *)&request, &out);
+    if (NT_SUCCESS(status)) {
+        Redirect(request);
+        FwpsApplyModifiedLayerData0(p->ClassifyHandle, request, 0);
+        InterlockedIncrement(&gRedirected);
+        out.actionType = FWP_ACTION_PERMIT;
+    } else {
+        InterlockedIncrement(&gFailed);
+        DbgPrint("connredirect: pended acquire failed %#x\n", status);
+        out.actionType = FWP_ACTION_BLOCK;
+    }
+    FwpsCompleteClassify0(p->ClassifyHandle, 0, &out);
+    FwpsReleaseClassifyHandle0(p->ClassifyHandle);
+    IoFreeWorkItem(p->Item);
+    ExFreePoolWithTag(p, CR_TAG);
+}
+
+/* Pends the classify (§10.2) and queues its completion. */
+static void PendRedirect(UINT64 handle, const FWPS_FILTER3 *filter, FWPS_CLASSIFY_OUT0 *classifyOut)
+{
+    CR_PENDED *p = (CR_PENDED *)ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof(*p), CR_TAG);
+    NTSTATUS status = p != NULL ? STATUS_SUCCESS : STATUS_INSUFFICIENT_RESOURCES;
+    if (NT_SUCCESS(status)) {
+        p->Item = IoAllocateWorkItem(gDevice);
+        p->ClassifyHandle = handle;
+        p->FilterId = filter->filterId;
+        if (p->Item == NULL) status = STATUS_INSUFFICIENT_RESOURCES;
+    }
+    if (NT_SUCCESS(status)) status = FwpsPendClassify0(handle, filter->filterId, 0, classifyOut);
+    if (!NT_SUCCESS(status)) {
+        InterlockedIncrement(&gFailed);
+        DbgPrint("connredirect: pend failed %#x\n", status);
+        if (p != NULL && p->Item != NULL) IoFreeWorkItem(p->Item);
+        if (p != NULL) ExFreePoolWithTag(p, CR_TAG);
+        FwpsReleaseClassifyHandle0(handle);
+        return;
+    }
+    InterlockedIncrement(&gPended);
+    IoQueueWorkItem(p->Item, CompletePended, DelayedWorkQueue, p);
+}
 
 static void NTAPI ConnectClassify(const FWPS_INCOMING_VALUES0 *values, const FWPS_INCOMING_METADATA_VALUES0 *meta,
                                   void *layerData, const void *classifyContext, const FWPS_FILTER3 *filter,
@@ -55,6 +126,10 @@ static void NTAPI ConnectClassify(const FWPS_INCOMING_VALUES0 *values, const FWP
         return;
     }
     NTSTATUS status = FwpsAcquireClassifyHandle0((void *)classifyContext, 0, &handle);
+    if (NT_SUCCESS(status) && gPend) {
+        PendRedirect(handle, filter, classifyOut);
+        return;
+    }
     if (NT_SUCCESS(status))
         status = FwpsAcquireWritableLayerDataPointer0(handle, filter->filterId, 0, (PVOID *)&request, classifyOut);
     if (!NT_SUCCESS(status)) {
@@ -63,10 +138,7 @@ static void NTAPI ConnectClassify(const FWPS_INCOMING_VALUES0 *values, const FWP
         if (handle != 0) FwpsReleaseClassifyHandle0(handle);
         return;
     }
-    SOCKADDR_IN *remote = (SOCKADDR_IN *)&request->remoteAddressAndPort;
-    remote->sin_addr.S_un.S_addr = RtlUlongByteSwap(gToAddress);
-    remote->sin_port = RtlUshortByteSwap(gToPort);
-    request->localRedirectHandle = gRedirect;
+    Redirect(request);
     FwpsApplyModifiedLayerData0(handle, request, 0);
     FwpsReleaseClassifyHandle0(handle);
     InterlockedIncrement(&gRedirected);
@@ -178,7 +250,8 @@ void DriverUnload(PDRIVER_OBJECT DriverObject)
     gConnectId = gAuthId = 0;
     if (gRedirect) FwpsRedirectHandleDestroy0(gRedirect);
     gRedirect = NULL;
-    DbgPrint("connredirect: unloaded, redirected=%ld left-alone=%ld failed=%ld\n", gRedirected, gLeftAlone, gFailed);
+    DbgPrint("connredirect: unloaded, redirected=%ld left-alone=%ld pended=%ld failed=%ld\n", gRedirected, gLeftAlone,
+             gPended, gFailed);
     if (gDevice) IoDeleteDevice(gDevice);
     gDevice = NULL;
 }
@@ -221,12 +294,15 @@ static NTSTATUS ReadParameters(WDFDRIVER Driver)
     DECLARE_CONST_UNICODE_STRING(portName, L"Port");
     DECLARE_CONST_UNICODE_STRING(toAddressName, L"ToAddress");
     DECLARE_CONST_UNICODE_STRING(toPortName, L"ToPort");
+    DECLARE_CONST_UNICODE_STRING(pendName, L"Pend");
     WDFKEY key = NULL;
     NTSTATUS status = WdfDriverOpenParametersRegistryKey(Driver, KEY_READ, WDF_NO_OBJECT_ATTRIBUTES, &key);
     if (!NT_SUCCESS(status)) return status;
     status = QueryPort(key, &portName, &gPort);
     if (NT_SUCCESS(status)) status = QueryAddress(key, &toAddressName, &gToAddress);
     if (NT_SUCCESS(status)) status = QueryPort(key, &toPortName, &gToPort);
+    ULONG pend = 0;
+    if (NT_SUCCESS(status) && NT_SUCCESS(WdfRegistryQueryULong(key, &pendName, &pend))) gPend = pend != 0;
     WdfRegistryClose(key);
     return status;
 }
