@@ -437,11 +437,11 @@ fn refuse_redirected(engine: &wfp_core::Engine, queue: u16, r: &wfp_shim::Redire
         filter_id = c.filter.map(|f| f.0),
         filter = filter.as_ref().map(|f| f.name()),
         callout = callout.as_deref(),
-        "connection {} -> {} redirected to {} -> {}: dropped (wfpd cannot redirect a connection \
-         through NFQUEUE)",
+        "connection {} -> {} redirected to {} (local endpoint {}): dropped (wfpd cannot redirect \
+         a connection through NFQUEUE)",
         c.original_local,
         c.original_remote,
-        c.local,
         c.remote,
+        c.local,
     );
 }
