@@ -17,10 +17,11 @@ use wfp_core::{ActionType, FilterId, LayerId, Status};
 use super::asyncs::full;
 use super::pipeline::{tcp, ACK, H, RST, SYN, SYNACK};
 use crate::pipeline::{PacketDirection, PacketVerdict, Reason, Verdict};
-use crate::testutil::{self, Tcp, TCP, V4};
+use crate::testutil::{self, Tcp, TCP, V4, V6};
 use crate::wire::{self, Transport};
 
 const CONNECT_V4: LayerId = LayerId(66);
+const CONNECT_V6: LayerId = LayerId(67);
 const BIND_V4: LayerId = LayerId(68);
 
 fn proxy() -> SocketAddr {
@@ -498,4 +499,84 @@ fn no_redirect_filters_no_redirect_classify() {
         .visits
         .iter()
         .all(|l| l.layer != CONNECT_V4 && l.layer != BIND_V4));
+}
+
+/// §14.8 T-PEND-5 on the data path: FwpsAcquireWritableLayerDataPointer0 at ALE_CONNECT_REDIRECT
+/// sets BLOCK and clears the write right; a callout that applies without writing PERMIT leaves
+/// that BLOCK, which fails the connect (docs/semantics.md: the layer's verdict is a verdict).
+#[test]
+fn t_pend_5_acquire_at_connect_redirect_sets_block_and_the_block_stands_on_the_data_path() {
+    let mut h = H::new();
+    let seen: Arc<Mutex<Vec<(bool, bool)>>> = Arc::default();
+    let s = seen.clone();
+    full(
+        &mut h,
+        CONNECT_V4,
+        ActionType::CALLOUT_TERMINATING,
+        Box::new(move |ctx, _, _, _, out| {
+            let e = ctx.engine();
+            let ch = ctx.acquire_classify_handle();
+            let w = e
+                .acquire_writable_layer_data(ch, ctx.filter_id(), out)
+                .expect("acquire");
+            s.lock()
+                .unwrap()
+                .push((out.action_type == ActionType::BLOCK, out.can_write()));
+            assert_eq!(
+                e.apply_modified_layer_data(ch, ctx.filter_id(), w, 0),
+                Status::SUCCESS
+            );
+            e.release_classify_handle(ch);
+        }),
+    );
+    let v = syn(&mut h, TCP.sport);
+    assert_eq!(*seen.lock().unwrap(), vec![(true, false)]);
+    assert_eq!((v.verdict, v.layer), (Verdict::Block, Some(CONNECT_V4)));
+    assert!(
+        v.redirected.is_none(),
+        "an unchanged request redirects nothing"
+    );
+    assert_eq!(h.engine.classify_handle_count(), 0);
+}
+
+#[test]
+fn ipv6_connect_redirect_rewrites_the_connection() {
+    let mut h = H::new();
+    let to: SocketAddr = "[2001:db8:9::9]:8443".parse().unwrap();
+    full(
+        &mut h,
+        CONNECT_V6,
+        ActionType::CALLOUT_TERMINATING,
+        Box::new(move |ctx, _, _, _, out| {
+            let e = ctx.engine();
+            let ch = ctx.acquire_classify_handle();
+            let mut w = e
+                .acquire_writable_layer_data(ch, ctx.filter_id(), out)
+                .expect("acquire");
+            w.remote = Some(to);
+            assert_eq!(
+                e.apply_modified_layer_data(ch, ctx.filter_id(), w, 0),
+                Status::SUCCESS
+            );
+            e.release_classify_handle(ch);
+            out.action_type = ActionType::PERMIT;
+        }),
+    );
+    let v = h.packet(
+        PacketDirection::Outbound,
+        &testutil::tcp_packet(&V6, &tcp(SYN, 1000, 0), b""),
+    );
+    assert_eq!(v.visits[0].layer, CONNECT_V6);
+    assert_eq!(ends(&v.edited.expect("rewritten").bytes).1, to);
+    let back = Tcp {
+        sport: TCP.dport,
+        dport: TCP.sport,
+        ..tcp(SYNACK, 5000, 1001)
+    };
+    let b = h.packet(
+        PacketDirection::Inbound,
+        &testutil::tcp_packet(&V6.reply(), &back, b""),
+    );
+    assert_eq!(b.flow, v.flow);
+    assert_eq!(ends(&b.edited.expect("rewritten").bytes).0, to);
 }
