@@ -36,7 +36,7 @@
 //!   BIND_REDIRECT completes the whole redirect (CONNECT_REDIRECT is not classified after it);
 //!   with several queues, redirect pends are applied by the first queue's shim.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
@@ -127,13 +127,16 @@ pub(super) struct RedirectTable {
     pending: HashMap<ClassifyHandle, PendingRedirect>,
     /// The tuples of pended connects (both ways) → their handle.
     pending_tuples: HashMap<Tuple, ClassifyHandle>,
+    /// Connects whose pended redirect classify completed with a decision and no change: their
+    /// released packet goes on without another redirect classify (taken once).
+    decided: HashSet<Tuple>,
 }
 
 impl RedirectTable {
     /// Nothing redirected and nothing pended (the per-packet fast path).
     #[inline]
     pub(super) fn is_empty(&self) -> bool {
-        self.rewrite.is_empty() && self.pending_tuples.is_empty()
+        self.rewrite.is_empty() && self.pending_tuples.is_empty() && self.decided.is_empty()
     }
 
     /// The redirection of the flow whose (rewritten) key is `key`.
@@ -180,8 +183,15 @@ impl Shim {
         (bytes, ctx): (&[u8], &PacketContext),
         v: &mut PacketVerdict,
     ) -> ControlFlow<(), Stage> {
+        let known = !self.redirects.is_empty();
+        if !known && !self.redirect_layers_have_filters(parsed) {
+            return Continue(Stage::Unchanged);
+        }
         let tuple = Tuple::of(parsed);
-        if let (Some(t), false) = (tuple, self.redirects.is_empty()) {
+        if let (Some(t), true) = (tuple, known) {
+            if self.redirects.decided.remove(&t) {
+                return Continue(Stage::Unchanged);
+            }
             if let Some(h) = self.redirects.pending_tuples.get(&t).copied() {
                 self.hold_redirect(h, HeldPacket::new(now, given, ctx, bytes), v);
                 return Break(());
@@ -463,9 +473,9 @@ impl Shim {
 
     /// A pended redirect classify completed (`FwpsCompleteClassify0`): a BLOCK decision refuses
     /// the connect and drops its held packets; otherwise the final request's translation (if it
-    /// changed the tuple) is installed and the held packets go through the layers again — when
-    /// nothing changed, that classifies the connect at the redirect layers again (the
-    /// indication is reauthorized, §10.2).
+    /// changed the tuple) is installed and the held packets go through the layers again. With no
+    /// decision (NULL classifyOut) and no change, that classifies the connect at the redirect
+    /// layers again (the indication is reauthorized, §10.2); with a decision, it goes on.
     pub(super) fn redirect_completed(
         &mut self,
         now: Timestamp,
@@ -488,8 +498,14 @@ impl Shim {
             self.connect_refused(p.tuple, p.layer, filter);
             return;
         }
-        if let Some(r) = &request {
-            let _ = self.install(p.tuple, p.layer, r);
+        let installed = request
+            .as_ref()
+            .and_then(|r| self.install(p.tuple, p.layer, r))
+            .is_some();
+        if decision.is_some() && !installed {
+            // Decided without a change: the connect goes on (not classified at the redirect
+            // layers again).
+            self.redirects.decided.insert(p.tuple);
         }
         self.release(now, p.held);
     }

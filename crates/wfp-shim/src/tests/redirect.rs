@@ -580,3 +580,49 @@ fn ipv6_connect_redirect_rewrites_the_connection() {
     assert_eq!(b.flow, v.flow);
     assert_eq!(ends(&b.edited.expect("rewritten").bytes).0, to);
 }
+
+/// A pended redirect completed with PERMIT and no change lets the connect go on, unchanged,
+/// without another redirect classify; completed with no decision (NULL classifyOut) and no
+/// change, the connect is classified at the redirect layer again (reauthorized, §10.2).
+#[test]
+fn a_pended_redirect_completed_without_a_change_goes_on_or_is_reauthorized() {
+    for decision in [Some(ActionType::PERMIT), None] {
+        let mut h = H::new();
+        let pended: Arc<Mutex<Vec<ClassifyHandle>>> = Arc::default();
+        let p = pended.clone();
+        full(
+            &mut h,
+            CONNECT_V4,
+            ActionType::CALLOUT_TERMINATING,
+            Box::new(move |ctx, _, _, _, out| {
+                let mut g = p.lock().unwrap();
+                if !g.is_empty() {
+                    out.action_type = ActionType::PERMIT;
+                    g.push(ClassifyHandle(0));
+                    return;
+                }
+                let ch = ctx.acquire_classify_handle();
+                assert_eq!(
+                    ctx.engine().pend_classify(ch, ctx.filter_id(), out),
+                    Status::SUCCESS
+                );
+                g.push(ch);
+            }),
+        );
+        let _ = syn(&mut h, TCP.sport);
+        let ch = pended.lock().unwrap()[0];
+        let out = decision.map(out_of);
+        assert_eq!(h.engine.complete_classify(ch, out), Status::SUCCESS);
+        h.engine.release_classify_handle(ch);
+        h.shim.handle_async(h.now);
+        let o = h.shim.poll_output().expect("the held SYN released");
+        assert_eq!(o.verdict.verdict, Verdict::Permit, "{decision:?}");
+        assert!(o.verdict.redirected.is_none() && o.verdict.edited.is_none());
+        let calls = pended.lock().unwrap().len();
+        assert_eq!(
+            calls,
+            if decision.is_some() { 1 } else { 2 },
+            "{decision:?}"
+        );
+    }
+}
