@@ -188,6 +188,7 @@ fn connect_redirect_rewrites_the_connection_both_ways_and_later_layers_see_the_n
     let redirects = redirector(&mut h, mine, proxy());
     let auth = watcher(&mut h, layers::ALE_AUTH_CONNECT_V4, mine);
     let established = watcher(&mut h, layers::ALE_FLOW_ESTABLISHED_V4, mine);
+    let transport = watcher(&mut h, layers::OUTBOUND_TRANSPORT_V4, mine);
 
     let v = syn(&mut h, TCP.sport);
     assert_eq!(v.verdict, Verdict::Permit);
@@ -241,7 +242,19 @@ fn connect_redirect_rewrites_the_connection_both_ways_and_later_layers_see_the_n
         state: RedirectState::RedirectedBySelf,
     };
     assert_eq!(*auth.lock().unwrap(), vec![want.clone()]);
-    assert_eq!(*established.lock().unwrap(), vec![want]);
+    assert_eq!(*established.lock().unwrap(), vec![want.clone()]);
+    // The transport layer: the new remote and the metadata (no IS_CONNECTION_REDIRECTED there).
+    let t = transport.lock().unwrap().clone();
+    assert_eq!(t.len(), 2, "SYN and ACK");
+    for saw in t {
+        assert_eq!(
+            saw,
+            Saw {
+                redirected_flag: false,
+                ..want.clone()
+            }
+        );
+    }
     assert_eq!(h.shim.stats().redirected, 1);
     assert_eq!(
         h.shim.redirected_connections(),
@@ -288,7 +301,18 @@ fn chained_redirectors_see_the_previous_version_and_the_proxy_leg_is_not_redirec
     let by_first = redirector_as(&mut h, first, proxy(), ActionType::CALLOUT_INSPECTION);
     let later: SocketAddr = "203.0.113.10:3128".parse().unwrap();
     let by_second = redirector(&mut h, second, later);
+    let stranger = h.engine.create_redirect_handle();
+    let as_first = watcher(&mut h, layers::ALE_AUTH_CONNECT_V4, first);
+    let as_stranger = watcher(&mut h, layers::ALE_AUTH_CONNECT_V4, stranger);
     let v = syn(&mut h, TCP.sport);
+    assert_eq!(
+        as_first.lock().unwrap()[0].state,
+        RedirectState::PreviouslyRedirectedBySelf
+    );
+    assert_eq!(
+        as_stranger.lock().unwrap()[0].state,
+        RedirectState::RedirectedByOther
+    );
     let c = v.redirected.expect("redirected").connection;
     assert_eq!(c.remote, later, "the last version decides");
     assert_eq!(
