@@ -71,7 +71,7 @@ mod testutil;
 pub use flow::{Direction, FlowId, IdShare};
 pub use pipeline::{
     EditedPacket, FragmentDrop, InjectKind, InterfaceInfo, LayerVisit, Malformed, OutputOrigin,
-    Owner, PacketContext, PacketDirection, PacketVerdict, Reason, Shim, ShimConfig, ShimEvent,
-    ShimOutput, ShimStats, Verdict,
+    Owner, PacketContext, PacketDirection, PacketVerdict, Reason, Redirected, Redirection, Shim,
+    ShimConfig, ShimEvent, ShimOutput, ShimStats, Verdict,
 };
 pub use time::Timestamp;

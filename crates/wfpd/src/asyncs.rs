@@ -254,7 +254,8 @@ impl AsyncPath {
 
     /// One output of `Shim::handle_async`.
     fn output(&mut self, o: &ShimOutput) {
-        let permit = o.verdict.verdict == Verdict::Permit;
+        // A redirected connection's packet is dropped (`worker.rs`, `refuse_redirected`).
+        let permit = o.verdict.verdict == Verdict::Permit && o.verdict.redirected.is_none();
         let edited = o.verdict.edited.as_ref().map(|e| e.bytes.clone());
         if let OutputOrigin::Released { .. } = o.origin {
             if let Some(at) = self.held.iter().position(|h| h.bytes == o.bytes) {
@@ -446,6 +447,40 @@ mod tests {
         assert_eq!(count(&c.edited), 1);
         assert_eq!(count(&c.injected_failed), 1);
         assert_eq!(p.held_count(), 0);
+    }
+
+    /// §10.3: a held connect a pended redirect released rewritten is dropped, never replaced
+    /// (docs/semantics.md, "Redirection").
+    #[test]
+    fn a_released_packet_of_a_redirected_connection_is_dropped() {
+        let (mut p, _) = path(Posture::FailOpen);
+        p.hold(ms(0), (PacketId(9), None, flow(1)), b"syn");
+        let mut o = output(
+            b"syn",
+            Verdict::Permit,
+            OutputOrigin::Released { flow: flow(1) },
+        );
+        o.verdict.edited = Some(EditedPacket {
+            bytes: b"SYN to the proxy".to_vec(),
+            injectors: Vec::new(),
+        });
+        let a = "192.0.2.1:1".parse().expect("address");
+        o.verdict.redirected = Some(wfp_shim::Redirected {
+            connection: Arc::new(wfp_shim::Redirection {
+                protocol: 6,
+                original_local: a,
+                original_remote: a,
+                local: a,
+                remote: "192.0.2.2:2".parse().expect("address"),
+                filter: None,
+                layer: wfp_core::LayerId(66),
+                local_redirect_target_pid: 0,
+                records: Arc::default(),
+            }),
+            first: false,
+        });
+        p.output(&o);
+        assert_eq!(drain(&mut p), [(9, NfVerdict::Drop, None)]);
     }
 }
 

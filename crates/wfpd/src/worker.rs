@@ -250,6 +250,15 @@ impl ShimHandler {
         let outcome = &mut self.outcome;
         self.shim
             .handle_packet_into(now, direction, &packet.payload, &ctx, outcome);
+        if outcome.verdict == Verdict::Permit {
+            if let Some(r) = outcome.redirected.take() {
+                // §10.3: NFQUEUE cannot send a connection elsewhere (docs/semantics.md).
+                refuse_redirected(&self.engine, self.shared.queue, &r);
+                outcome.verdict = Verdict::Block;
+                outcome.edited = None;
+                outcome.redirected = Some(r);
+            }
+        }
         if outcome.verdict != Verdict::Permit {
             tracing::debug!(
                 queue = self.shared.queue,
@@ -402,4 +411,37 @@ impl Drop for ShimHandler {
         let _ = catch_unwind(AssertUnwindSafe(|| self.shim.abort_all()));
         self.drain_events();
     }
+}
+
+/// A packet of a connection a callout redirected (ALE_CONNECT_REDIRECT / ALE_BIND_REDIRECT,
+/// wfp-reference §10.3) is dropped: NFQUEUE can accept, drop or replace a packet, but the
+/// kernel's socket and conntrack entry still belong to the original destination, so sending the
+/// rewritten packet would leave a connection whose answers the application never matches (and a
+/// replaced packet would bypass the kernel's own NAT state). The connection fails as if refused;
+/// its first packet logs a warning naming the redirecting filter and its callout.
+fn refuse_redirected(engine: &wfp_core::Engine, queue: u16, r: &wfp_shim::Redirected) {
+    if !r.first {
+        return;
+    }
+    let c = &r.connection;
+    let filter = c.filter.and_then(|f| engine.filter(f));
+    let callout = filter.as_ref().and_then(|f| f.callout_key()).and_then(|k| {
+        engine
+            .callouts()
+            .into_iter()
+            .find(|o| o.spec.key == k)
+            .map(|o| o.spec.name)
+    });
+    tracing::warn!(
+        queue,
+        filter_id = c.filter.map(|f| f.0),
+        filter = filter.as_ref().map(|f| f.name()),
+        callout = callout.as_deref(),
+        "connection {} -> {} redirected to {} (local endpoint {}): dropped (wfpd cannot redirect \
+         a connection through NFQUEUE)",
+        c.original_local,
+        c.original_remote,
+        c.remote,
+        c.local,
+    );
 }

@@ -10,7 +10,9 @@
 //! * streamedit (Pattern, Replacement): a pattern in a TCP stream is replaced by a longer text,
 //!   as the real receiving socket reads it;
 //! * dgramredirect (Address, Port, ToAddress, ToPort): a UDP datagram sent to one local port is
-//!   received on another, and the reply comes back from the port the client sent to.
+//!   received on another, and the reply comes back from the port the client sent to;
+//! * connredirect (the test driver `crates/wfp-ffi/tests/c/drivers/connredirect.c`): a
+//!   connection redirected at ALE_CONNECT_REDIRECT is dropped with a warning (§10.3).
 //!
 //! Each daemon is stopped (SIGTERM): the driver is unloaded with no Verifier finding. A few
 //! packets, every wait bounded. Skipped with a note unless root with `ip`, `iptables`, `python3`.
@@ -43,7 +45,15 @@ fn wfpctl_binary() -> Option<PathBuf> {
 
 /// Builds `examples/drivers/NAME/NAME.c` into `dir` with `wfpctl driver build`.
 fn build_driver(dir: &TempDir, name: &str) -> PathBuf {
-    let src = root().join(format!("examples/drivers/{name}/{name}.c"));
+    build_source(
+        dir,
+        name,
+        root().join(format!("examples/drivers/{name}/{name}.c")),
+    )
+}
+
+/// Builds the C source `src` into `dir/NAME.so` with `wfpctl driver build`.
+fn build_source(dir: &TempDir, name: &str, src: PathBuf) -> PathBuf {
     let out = dir.path(&format!("{name}.so"));
     if let Some(wfpctl) = wfpctl_binary() {
         let run = Command::new(&wfpctl)
@@ -74,6 +84,11 @@ fn build_driver(dir: &TempDir, name: &str) -> PathBuf {
 fn start(tag: &str, driver: &str, params: &str) -> (TempNetns, TempDir, Daemon) {
     let dir = TempDir::new(&format!("c13-{tag}"));
     let so = build_driver(&dir, driver);
+    start_with(dir, &so, params)
+}
+
+/// [`start`] with the driver image `so` built into `dir` already.
+fn start_with(dir: TempDir, so: &Path, params: &str) -> (TempNetns, TempDir, Daemon) {
     let policy = dir.write("policy.toml", "");
     let extra = format!(
         "{RULES}[[driver]]\npath = {:?}\nparams = {{ {params} }}\n",
@@ -279,4 +294,41 @@ fn dgramredirect_inline_redirects_to_another_local_port() {
     assert_eq!(reply.0, b"answer");
     assert_eq!(reply.1, SocketAddr::from((Ipv4Addr::LOCALHOST, 18084)));
     stop(daemon);
+}
+
+/// connredirect (crates/wfp-ffi/tests/c/drivers/connredirect.c; Port, ToAddress, ToPort): a
+/// connection a callout redirects at ALE_CONNECT_REDIRECT is dropped by wfpd (NFQUEUE cannot
+/// redirect it, docs/semantics.md): the connect fails, neither the original destination nor the
+/// redirect target sees it, and the log names the connection, the target, the filter and the
+/// callout.
+#[test]
+fn connredirect_inline_connections_are_dropped_with_a_warning() {
+    skip_unless_live!("connredirect_inline_connections_are_dropped_with_a_warning");
+    let _serial = serial();
+    let dir = TempDir::new("c13-cr");
+    let src = root().join("crates/wfp-ffi/tests/c/drivers/connredirect.c");
+    let so = build_source(&dir, "connredirect", src);
+    let (ns, _dir, daemon) = start_with(
+        dir,
+        &so,
+        "Port = 18086, ToAddress = \"sz:127.0.0.1\", ToPort = 18087",
+    );
+    daemon.wait_log("connredirect: loaded");
+    let (connected, accepted) = in_ns(&ns, || {
+        let original = TcpListener::bind((Ipv4Addr::LOCALHOST, 18086)).expect("listen");
+        let target = TcpListener::bind((Ipv4Addr::LOCALHOST, 18087)).expect("listen");
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 18086));
+        let connected = TcpStream::connect_timeout(&addr, Duration::from_millis(1500));
+        let quick = Duration::from_millis(100);
+        let accepted = [&original, &target].map(|l| accept_within(l, quick).is_some());
+        (connected.map(|_| ()).map_err(|e| e.kind()), accepted)
+    });
+    assert!(connected.is_err(), "the connect must fail: {connected:?}");
+    assert_eq!(accepted, [false, false], "no listener saw a connection");
+    let log = stop(daemon);
+    let warning = line_with(&log, "redirected to 127.0.0.1:18087");
+    assert!(warning.contains("127.0.0.1:18086"), "{warning}");
+    assert!(warning.contains("connredirect redirect"), "{warning}");
+    let line = line_with(&log, "connredirect: unloaded");
+    assert!(counter(line, "redirected") >= 1, "{line}");
 }

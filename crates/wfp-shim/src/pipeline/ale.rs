@@ -118,6 +118,9 @@ impl Shim {
     fn authorize(&mut self, pkt: &mut Packet<'_>, work: &AleWork, auth: Auth) -> ControlFlow<()> {
         let (id, layer) = (work.id, auth.layer);
         let mut f = work.facts.clone();
+        if pkt.redirected {
+            f.flags |= ConditionFlags::IS_CONNECTION_REDIRECTED.0;
+        }
         if let Some(reason) = auth.reauthorize {
             f.flags |= ConditionFlags::IS_REAUTHORIZE.0;
             f.reauth_reason = Some(reason.0);
@@ -187,6 +190,9 @@ impl Shim {
         };
         let mut f = work.facts;
         f.direction = Some(connection_direction(work.initiator));
+        if pkt.redirected {
+            f.flags |= ConditionFlags::IS_CONNECTION_REDIRECTED.0;
+        }
         let step = Step::new(layer, &f, &pkt.meta, LayerData::Packet(pkt.payload()));
         if self.classify_step(step, pkt.verdict).is_break() {
             self.end_flow_now(id);

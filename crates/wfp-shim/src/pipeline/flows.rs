@@ -110,6 +110,7 @@ impl Shim {
         pkt.update = tracked.as_ref().map(|(u, _)| *u);
         pkt.verdict.flow = pkt.flow();
         let extra = tracked.map(|(_, e)| e);
+        let tracked_flow = extra.is_some();
         pkt.needs_auth = extra.is_some_and(|e| e.auth_layer.is_none());
         if let Some(id) = pkt.flow() {
             super::meta::add_flow(&mut pkt.meta, id);
@@ -121,6 +122,14 @@ impl Shim {
             pkt.transport.app_id = o.app_id.clone();
             pkt.transport.user = o.user.clone();
             super::meta::add_owner(&mut pkt.meta, o);
+        }
+        // A redirected connection (§10.3): ORIGINAL_DESTINATION and the redirect records.
+        if let Some(c) = key
+            .filter(|_| tracked_flow)
+            .and_then(|k| self.redirects.of_flow(&k))
+        {
+            Self::redirect_meta(c, &mut pkt.meta);
+            pkt.redirected = true;
         }
         Continue(())
     }
@@ -191,6 +200,7 @@ impl Shim {
             return;
         }
         if let Some(e) = self.extra.remove(&id) {
+            self.redirect_flow_ended(&e.key);
             let contexts = self.engine_flow_end(id);
             self.events.push_back(ShimEvent::FlowEnded {
                 flow: id,
@@ -231,6 +241,7 @@ impl Shim {
                     self.endpoint_closure(&key, &e);
                 }
             }
+            self.redirect_flow_ended(&key);
             let contexts = self.engine_flow_end(flow_id);
             self.events.push_back(ShimEvent::FlowEnded {
                 flow: flow_id,

@@ -4,7 +4,7 @@
 //! | direction | layers, in order (a BLOCK at any layer stops the packet there) |
 //! |---|---|
 //! | inbound | INBOUND_IPPACKET → INBOUND_ICMP_ERROR (ICMP errors, then stop) → INBOUND_TRANSPORT → ALE_AUTH_RECV_ACCEPT / ALE_AUTH_CONNECT (new or reauthorized flow) → ALE_FLOW_ESTABLISHED (once) → DATAGRAM_DATA or STREAM |
-//! | outbound | ALE_AUTH_CONNECT / ALE_AUTH_RECV_ACCEPT (new or reauthorized flow) → ALE_FLOW_ESTABLISHED (once) → DATAGRAM_DATA or STREAM → OUTBOUND_TRANSPORT (OUTBOUND_ICMP_ERROR for ICMP errors) → OUTBOUND_IPPACKET |
+//! | outbound | ALE_BIND_REDIRECT → ALE_CONNECT_REDIRECT (a connect, when they hold filters; a changed request rewrites the connection, `redirect.rs`) → ALE_AUTH_CONNECT / ALE_AUTH_RECV_ACCEPT (new or reauthorized flow) → ALE_FLOW_ESTABLISHED (once) → DATAGRAM_DATA or STREAM → OUTBOUND_TRANSPORT (OUTBOUND_ICMP_ERROR for ICMP errors) → OUTBOUND_IPPACKET |
 //! | forward | IPFORWARD |
 //!
 //! * **Fragments** (§14.6 T-CL-7): every fragment is classified at the IP-packet layer twice — as the
@@ -48,6 +48,8 @@
 //! ```text
 //!  handle_packet_into
 //!    ├─ ip: parse                          (malformed: verdict, stop)
+//!    ├─ redirect: rewrite a redirected connection's packet; a new connect: BIND_REDIRECT,
+//!    │            CONNECT_REDIRECT (held when pended, stop when blocked)
 //!    ├─ forwarded ──► icmp: IPFORWARD
 //!    ├─ fragment ───► ip: IPPACKET raw, IS_FRAGMENT ──► reassembly ──► whole datagram:
 //!    │                    ip: INBOUND_IPPACKET (IS_REASSEMBLED) ──► upper
@@ -74,6 +76,7 @@ mod meta;
 mod offload;
 mod packet;
 mod pend;
+mod redirect;
 mod stream;
 mod transport;
 mod verdict;
@@ -99,7 +102,8 @@ pub use flows::FlowRow;
 pub use inject::{InjectKind, OutputOrigin, SeqTranslation, ShimOutput};
 pub use offload::{CarriedCounts, KeepReason, Offload, OffloadedEnd, Withdrawal};
 pub use verdict::{
-    EditedPacket, FragmentDrop, LayerVisit, Malformed, PacketVerdict, Reason, Verdict,
+    EditedPacket, FragmentDrop, LayerVisit, Malformed, PacketVerdict, Reason, Redirected,
+    Redirection, Verdict,
 };
 
 /// How the data path saw the packet travel.
@@ -352,6 +356,14 @@ pub struct ShimStats {
     pub edited: u64,
     /// Flows a callout aborted (`FwpsFlowAbort0`): their later packets are blocked.
     pub flows_aborted: u64,
+    /// Connections a callout redirected at ALE_BIND_REDIRECT / ALE_CONNECT_REDIRECT (§10.3):
+    /// their packets are rewritten ([`PacketVerdict::redirected`]).
+    pub redirected: u64,
+    /// Redirect classifies a callout pended (`FwpsPendClassify0`): the connect's packets are
+    /// held.
+    pub redirects_pended: u64,
+    /// Pended redirect classifies completed and applied.
+    pub redirects_completed: u64,
 }
 
 /// The sans-IO packet pipeline. See the module doc for the layer order and call order.
@@ -379,6 +391,8 @@ pub struct Shim {
     asyncs: pend::AsyncState,
     /// Flows with an offloaded direction (`offload.rs`).
     offload: offload::OffloadTable,
+    /// Redirected connections and pended redirect classifies (`redirect.rs`).
+    redirects: redirect::RedirectTable,
 }
 
 impl Shim {
@@ -416,6 +430,7 @@ impl Shim {
             scratch: Vec::new(),
             asyncs: pend::AsyncState::default(),
             offload: offload::OffloadTable::default(),
+            redirects: redirect::RedirectTable::default(),
         }
     }
 
@@ -448,9 +463,17 @@ impl Shim {
         ctx: &PacketContext,
         v: &mut PacketVerdict,
     ) {
-        let Some(parsed) = self.start(now, direction, bytes, ctx, v) else {
+        let Some(mut parsed) = self.start(now, direction, bytes, ctx, v) else {
             return;
         };
+        // Connect / bind redirection (§10.3): a redirected connection's packets are rewritten
+        // before any layer sees them.
+        let rewritten = match self.redirect(now, direction, &mut parsed, (bytes, ctx), v) {
+            Continue(redirect::Stage::Unchanged) => None,
+            Continue(redirect::Stage::Rewritten(b)) => Some(b),
+            ControlFlow::Break(()) => return,
+        };
+        let bytes = rewritten.as_deref().unwrap_or(bytes);
         let (dir, loopback) = match self.direction_of(direction, &parsed) {
             Way::One(d) => (d, false),
             Way::Loopback => (Direction::Outbound, true),
@@ -478,6 +501,14 @@ impl Shim {
             }
         } else {
             v.direction = dir.into();
+        }
+        if let Some(b) = rewritten {
+            if v.verdict == Verdict::Permit && v.edited.is_none() {
+                v.edited = Some(EditedPacket {
+                    bytes: b,
+                    injectors: Vec::new(),
+                });
+            }
         }
     }
 
@@ -672,6 +703,11 @@ impl Shim {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Connections currently redirected (their packets rewritten, §10.3).
+    pub fn redirected_connections(&self) -> usize {
+        self.redirects.len()
     }
 
     /// The ids of the flows the shim tracks.

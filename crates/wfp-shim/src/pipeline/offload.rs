@@ -310,7 +310,8 @@ impl Shim {
         if pkt.ctx.injection.is_some() {
             return keep(K::Injected);
         }
-        if pkt.verdict.edited.is_some() {
+        // A redirected connection's packets are rewritten by the shim (the kernel would not).
+        if pkt.verdict.edited.is_some() || pkt.redirected {
             return keep(K::Edited);
         }
         let (Some(id), Some(u)) = (pkt.flow(), pkt.update) else {

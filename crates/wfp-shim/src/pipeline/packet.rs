@@ -77,6 +77,9 @@ pub(super) struct Packet<'a> {
     pub(super) update: Option<FlowUpdate>,
     /// The new flow has not been authorized yet (INBOUND_TRANSPORT's ALE_CLASSIFY_REQUIRED).
     pub(super) needs_auth: bool,
+    /// The packet's flow is a redirected connection (§10.3, `redirect.rs`): flow tracking added
+    /// its metadata; AUTH_CONNECT and FLOW_ESTABLISHED add IS_CONNECTION_REDIRECTED.
+    pub(super) redirected: bool,
     /// The verdict being filled.
     pub(super) verdict: &'a mut PacketVerdict,
 }
@@ -108,6 +111,7 @@ impl<'a> Packet<'a> {
             meta,
             update: None,
             needs_auth: false,
+            redirected: false,
             verdict,
         }
     }

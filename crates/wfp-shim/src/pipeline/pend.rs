@@ -37,7 +37,7 @@ use super::{PacketContext, PacketDirection, PacketVerdict, Reason, Shim, Verdict
 use crate::flow::{FlowId, FlowKey, IdShare};
 use crate::time::Timestamp;
 
-/// A packet held while its flow's operation is pended.
+/// A packet held while its flow's operation (or its connect's redirect classify) is pended.
 pub(super) struct HeldPacket {
     /// When it was seen.
     now: Timestamp,
@@ -47,6 +47,23 @@ pub(super) struct HeldPacket {
     ctx: PacketContext,
     /// Its bytes, from the IP header.
     bytes: Vec<u8>,
+}
+
+impl HeldPacket {
+    /// A copy of `bytes`, seen at `now` travelling `direction` with `ctx`.
+    pub(super) fn new(
+        now: Timestamp,
+        direction: PacketDirection,
+        ctx: &PacketContext,
+        bytes: &[u8],
+    ) -> Self {
+        Self {
+            now,
+            direction,
+            ctx: ctx.clone(),
+            bytes: bytes.to_vec(),
+        }
+    }
 }
 
 /// A flow whose authorization a callout pended.
@@ -144,12 +161,7 @@ impl Shim {
         } else {
             pkt.dir.into()
         };
-        let held = HeldPacket {
-            now: pkt.now,
-            direction,
-            ctx: pkt.ctx.clone(),
-            bytes: pkt.bytes.to_vec(),
-        };
+        let held = HeldPacket::new(pkt.now, direction, pkt.ctx, pkt.bytes);
         pkt.verdict.verdict = Verdict::Absorb;
         pkt.verdict.reason = Reason::Pended;
         match self.extra.get_mut(&id).and_then(|e| e.pending.as_mut()) {
@@ -234,18 +246,28 @@ impl Shim {
         }
         while let Some(e) = self.asyncs.events.pop_front() {
             any = true;
-            if let PendEvent::OperationCompleted {
-                handle,
-                next,
-                packet,
-                ..
-            } = e
-            {
-                if let Some(p) = packet {
-                    // The NET_BUFFER_LIST handed to FwpsCompleteOperation0: the engine's now.
-                    let _ = self.engine.free_packet(p);
+            match e {
+                PendEvent::OperationCompleted {
+                    handle,
+                    next,
+                    packet,
+                    ..
+                } => {
+                    if let Some(p) = packet {
+                        // The NET_BUFFER_LIST handed to FwpsCompleteOperation0: the engine's now.
+                        let _ = self.engine.free_packet(p);
+                    }
+                    self.completed(now, handle, next);
                 }
-                self.completed(now, handle, next);
+                // A pended redirect classify (`redirect.rs`); other layers' are not the data
+                // path's business.
+                PendEvent::ClassifyCompleted {
+                    handle,
+                    decision,
+                    request,
+                    ..
+                } => self.redirect_completed(now, handle, decision, request),
+                _ => {}
             }
         }
         any |= self.apply_flow_aborts();
@@ -354,7 +376,7 @@ impl Shim {
     }
 
     /// Classifies held packets again, in order, as [`super::OutputOrigin::Released`] outputs.
-    fn release(&mut self, now: Timestamp, held: Vec<HeldPacket>) {
+    pub(super) fn release(&mut self, now: Timestamp, held: Vec<HeldPacket>) {
         for h in held {
             self.stats.held_released += 1;
             let mut v = PacketVerdict::new(h.direction);

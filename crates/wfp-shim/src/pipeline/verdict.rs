@@ -53,12 +53,17 @@ pub enum Reason {
     /// A later packet of a flow a callout aborted (`FwpsFlowAbort0`, §6). `layer` and `filter`
     /// of the verdict are those of the flow's last decision.
     FlowAborted,
+    /// A packet of a connection a callout redirected (ALE_CONNECT_REDIRECT / ALE_BIND_REDIRECT,
+    /// §10.3) that the shim could not rewrite (an IPv6 packet with extension headers): blocked
+    /// rather than sent to the original destination.
+    RedirectFailed,
 }
 
 impl Reason {
     /// The reason's stable snake_case name (for counters, logs and machine-readable output):
     /// `filter`, `no_match`, `malformed`, `fragment_dropped`, `fragment_held`, `stream_blocked`,
-    /// `connection_dropped`, `connection_refused`, `stream_overlap`, `pended`, `flow_aborted`.
+    /// `connection_dropped`, `connection_refused`, `stream_overlap`, `pended`, `flow_aborted`,
+    /// `redirect_failed`.
     pub const fn name(&self) -> &'static str {
         match self {
             Self::Filter => "filter",
@@ -72,6 +77,7 @@ impl Reason {
             Self::StreamOverlap => "stream_overlap",
             Self::Pended => "pended",
             Self::FlowAborted => "flow_aborted",
+            Self::RedirectFailed => "redirect_failed",
         }
     }
 }
@@ -211,6 +217,44 @@ pub struct PacketVerdict {
     /// Whether the later packets of the flow in this direction could get another answer
     /// (`docs/offload.md`): [`super::Offload::Eligible`] lets the data path carry them.
     pub offload: super::Offload,
+    /// A packet of a connection a callout redirected (§10.3): the connection's addresses before
+    /// and after. The packet was classified with the new addresses and `edited` holds it
+    /// rewritten (when permitted).
+    pub redirected: Option<Redirected>,
+}
+
+/// A connection a callout redirected at ALE_BIND_REDIRECT / ALE_CONNECT_REDIRECT
+/// (wfp-reference §10.3): what its endpoints were and what the final request made them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirection {
+    /// IP protocol (6 or 17).
+    pub protocol: u8,
+    /// The local endpoint the application used.
+    pub original_local: std::net::SocketAddr,
+    /// The destination the application connected to (`originalDestination`).
+    pub original_remote: std::net::SocketAddr,
+    /// The local endpoint after the bind redirect (`original_local` when none changed it).
+    pub local: std::net::SocketAddr,
+    /// The destination after the connect redirect (`original_remote` when none changed it).
+    pub remote: std::net::SocketAddr,
+    /// `modifierFilterId` of the final request: the filter whose callout made the last change.
+    pub filter: Option<FilterId>,
+    /// The layer of that change (ALE_CONNECT_REDIRECT_V4/V6 or ALE_BIND_REDIRECT_V4/V6).
+    pub layer: LayerId,
+    /// `localRedirectTargetPID` of the final request (0: not set).
+    pub local_redirect_target_pid: u32,
+    /// The redirect records (who redirected the connection, oldest first).
+    pub records: std::sync::Arc<wfp_core::redirect::RedirectRecords>,
+}
+
+/// [`PacketVerdict::redirected`]: the connection's redirection, and whether this packet is the
+/// one whose redirect classify made it (the connection's first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirected {
+    /// The redirection.
+    pub connection: std::sync::Arc<Redirection>,
+    /// This packet's classify at the redirect layers made the redirection.
+    pub first: bool,
 }
 
 /// The bytes to send instead of a packet ([`PacketVerdict::edited`]): a whole IP packet with
@@ -238,6 +282,7 @@ impl PacketVerdict {
             visits: Vec::new(),
             edited: None,
             offload: super::Offload::Keep(super::KeepReason::NoFlow),
+            redirected: None,
         }
     }
 
@@ -253,6 +298,7 @@ impl PacketVerdict {
         self.visits.clear();
         self.edited = None;
         self.offload = super::Offload::Keep(super::KeepReason::NoFlow);
+        self.redirected = None;
     }
 
     /// Blocks the packet for `reason`.

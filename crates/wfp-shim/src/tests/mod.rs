@@ -11,6 +11,7 @@ mod offload;
 mod outer;
 mod pipeline;
 mod reasm;
+mod redirect;
 mod reuse;
 mod shares;
 mod stream;

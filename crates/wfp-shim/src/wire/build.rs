@@ -21,6 +21,10 @@ pub enum BuildError {
     /// The bytes are not a whole IPv4/IPv6 packet carrying a TCP header.
     #[error("not a whole TCP packet")]
     NotTcp,
+    /// The bytes are not a whole, unfragmented IPv4/IPv6 packet (no IPv6 extension headers)
+    /// carrying a TCP or UDP header.
+    #[error("not a whole TCP or UDP packet")]
+    NotTcpOrUdp,
 }
 
 /// The pseudo-header sum of `src`/`dst`/`protocol`/`len` (RFC 793, RFC 8200 §8.1).
@@ -141,6 +145,64 @@ pub fn rewrite_tcp(packet: &[u8], edit: &TcpEdit<'_>) -> Result<Vec<u8>, BuildEr
     let mut out = ip_packet(src, dst, 6, &t)?;
     keep_ip_fields(packet, &mut out);
     Ok(out)
+}
+
+/// `packet` (a whole IPv4 / IPv6 packet carrying TCP or UDP, unfragmented, no IPv6 extension
+/// headers) sent from `src` to `dst` instead of its own addresses and ports: the IPv4 header
+/// checksum and the transport checksum fixed (a UDP-over-IPv4 checksum of 0, "none", stays 0).
+/// What a connect / bind redirect (wfp-reference §10.3) does to a connection's packets.
+pub fn rewrite_endpoints(
+    packet: &[u8],
+    src: std::net::SocketAddr,
+    dst: std::net::SocketAddr,
+) -> Result<Vec<u8>, BuildError> {
+    let (protocol, ihl) = transport_of(packet).ok_or(BuildError::NotTcpOrUdp)?;
+    let mut out = packet.to_vec();
+    match (src.ip(), dst.ip(), packet.first().map(|b| b >> 4)) {
+        (IpAddr::V4(s), IpAddr::V4(d), Some(4)) => {
+            out[12..16].copy_from_slice(&s.octets());
+            out[16..20].copy_from_slice(&d.octets());
+            out[10] = 0;
+            out[11] = 0;
+            let c = !fold(sum(&out[..ihl], 0));
+            out[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d), Some(6)) => {
+            out[8..24].copy_from_slice(&s.octets());
+            out[24..40].copy_from_slice(&d.octets());
+        }
+        _ => return Err(BuildError::MixedFamilies),
+    }
+    let seg = out.get_mut(ihl..).ok_or(BuildError::NotTcpOrUdp)?;
+    let min = if protocol == 6 { 20 } else { 8 };
+    if seg.len() < min {
+        return Err(BuildError::NotTcpOrUdp);
+    }
+    seg[0..2].copy_from_slice(&src.port().to_be_bytes());
+    seg[2..4].copy_from_slice(&dst.port().to_be_bytes());
+    let no_udp_checksum = protocol == 17 && src.is_ipv4() && seg[6] == 0 && seg[7] == 0;
+    if !no_udp_checksum {
+        fix_transport_checksum(src.ip(), dst.ip(), protocol, seg);
+    }
+    Ok(out)
+}
+
+/// The transport protocol (TCP or UDP) and IP header length of a whole, unfragmented IPv4 /
+/// IPv6 (no extension headers) packet.
+fn transport_of(p: &[u8]) -> Option<(u8, usize)> {
+    let (protocol, ihl) = match p.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(p.first()? & 0x0f) * 4;
+            let frag = u16::from_be_bytes([*p.get(6)?, *p.get(7)?]) & 0x3fff;
+            if ihl < 20 || frag != 0 {
+                return None;
+            }
+            (*p.get(9)?, ihl)
+        }
+        6 => (*p.get(6)?, 40),
+        _ => return None,
+    };
+    (matches!(protocol, 6 | 17) && p.len() >= ihl).then_some((protocol, ihl))
 }
 
 /// Copies the fields of the original IP header the rewrite keeps: IPv4 TOS, identification,

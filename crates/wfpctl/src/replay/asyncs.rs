@@ -81,6 +81,9 @@ struct OutputLine<'a> {
     filter_id: Option<u64>,
     origin: OriginLine,
     len: usize,
+    /// Set for a packet of a redirected connection (as on a captured packet's line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redirected_to: Option<super::RedirectLine<'a>>,
     #[serde(skip)]
     _p: std::marker::PhantomData<&'a ()>,
 }
@@ -137,6 +140,10 @@ impl Replayer {
             filter_id: v.filter.map(|f| f.0),
             origin: OriginLine::of(o),
             len: bytes.len(),
+            redirected_to: v
+                .redirected
+                .as_ref()
+                .map(|r| super::RedirectLine::new(r, &self.filters)),
             _p: std::marker::PhantomData,
         };
         let Some((path, out)) = self.verdicts.as_mut() else {

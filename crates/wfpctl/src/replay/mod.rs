@@ -75,6 +75,7 @@
 //! | `tunnels` | the tunnels the frame was taken out of, outermost first: `kind` (`GRE`, `VXLAN`...), `ifindex` (the tunnel interface), `key` (GRE key / VNI, or null); empty for a plain frame |
 //! | `offload` | only on classified packets: `offload` when no later packet of the flow in this direction could get another answer (the kernel may carry them, `docs/offload.md`), else `keep:` and why (`keep:callout@LAYER`, `keep:not-established`, ...) |
 //! | `origin` | only on packets a callout changed or produced: `kind` `edited` (a captured packet a stream edit rewrote; written to `--permitted` with its edited bytes), `injected` or `released` (lines the `asyncs` module writes after the packet that made them due), `function`, `handles`, `depth` |
+//! | `redirected_to` | only on packets of a connection a callout redirected at ALE_CONNECT_REDIRECT / ALE_BIND_REDIRECT (§10.3): `remote`, `local` (`"address:port"` after the redirect), `original_remote`, `original_local`, `layer`, `filter_id`, `filter` (the last change), `first` (this packet's classify made the redirect). The packet was classified with the new addresses and, when permitted, is written to `--permitted` rewritten: to the new remote, or for the peer's answers, from it |
 
 mod asyncs;
 mod cli;
@@ -554,6 +555,7 @@ impl Replayer {
             tunnels: Vec::new(),
             offload: None,
             origin: None,
+            redirected_to: None,
         };
         emit(
             &mut self.verdicts,
@@ -619,7 +621,9 @@ impl Replayer {
             origin: v
                 .edited
                 .as_ref()
+                .filter(|e| v.redirected.is_none() || !e.injectors.is_empty())
                 .map(|e| asyncs::OriginLine::edited(&e.injectors)),
+            redirected_to: v.redirected.as_ref().map(|r| RedirectLine::new(r, filters)),
         };
         emit(
             &mut self.verdicts,
@@ -677,6 +681,49 @@ struct VerdictLine<'a> {
     /// Set for a packet a stream edit rewrote (see `asyncs.rs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     origin: Option<asyncs::OriginLine>,
+    /// Set for a packet of a connection a callout redirected (§10.3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redirected_to: Option<RedirectLine<'a>>,
+}
+
+/// A `--verdicts` line's `redirected_to`: where the engine sent a redirected connection.
+#[derive(Serialize)]
+pub(super) struct RedirectLine<'a> {
+    /// `"address:port"` the connection goes to now (`[v6]:port` for IPv6).
+    remote: String,
+    /// `"address:port"` of the local endpoint (changed by a bind redirect).
+    local: String,
+    /// The destination the application connected to.
+    original_remote: String,
+    /// The local endpoint the application used.
+    original_local: String,
+    /// The redirect layer that made the last change.
+    layer: &'static str,
+    /// The filter whose callout made the last change, and its name.
+    filter_id: Option<u64>,
+    filter: Option<&'a str>,
+    /// This packet's redirect classify redirected the connection (its first packet).
+    first: bool,
+}
+
+impl<'a> RedirectLine<'a> {
+    /// The line of `r`, filter names from `filters`.
+    pub(super) fn new(
+        r: &wfp_shim::Redirected,
+        filters: &'a HashMap<FilterId, FilterInfo>,
+    ) -> Self {
+        let c = &r.connection;
+        Self {
+            remote: c.remote.to_string(),
+            local: c.local.to_string(),
+            original_remote: c.original_remote.to_string(),
+            original_local: c.original_local.to_string(),
+            layer: layer_name(c.layer),
+            filter_id: c.filter.map(|f| f.0),
+            filter: c.filter.and_then(|f| filters.get(&f)).map(FilterInfo::name),
+            first: r.first,
+        }
+    }
 }
 
 /// One tunnel a `--verdicts` line's frame was taken out of.
@@ -770,6 +817,7 @@ pub(crate) fn reason_string(r: &Reason) -> String {
         Reason::ConnectionRefused => "segment of a connection refused at authorization".into(),
         Reason::Pended => "pended".into(),
         Reason::FlowAborted => "flow aborted by a callout".into(),
+        Reason::RedirectFailed => "redirected connection's packet could not be rewritten".into(),
     }
 }
 

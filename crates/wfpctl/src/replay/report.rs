@@ -268,6 +268,11 @@ pub struct AsyncCounts {
     pub pend_expired: u64,
     /// ALE operations a callout pended.
     pub pended: u64,
+    /// Connections a callout redirected at ALE_CONNECT_REDIRECT / ALE_BIND_REDIRECT (§10.3).
+    pub redirected: u64,
+    /// Redirect classifies a callout pended (`FwpsPendClassify0`); their packets are counted in
+    /// `held`.
+    pub redirects_pended: u64,
 }
 
 impl AsyncCounts {

@@ -300,6 +300,8 @@ impl Summary {
         x.injected_delivered = s.injected_delivered;
         x.injected_dropped = s.injected_dropped;
         x.edited = s.edited;
+        x.redirected = s.redirected;
+        x.redirects_pended = s.redirects_pended;
     }
 
     /// Every layer that classified a packet, in run-time layer id order.

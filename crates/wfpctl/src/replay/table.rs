@@ -282,6 +282,8 @@ fn write_async(a: &AsyncCounts, out: &mut dyn Write) -> io::Result<()> {
         ("injections delivered", a.injected_delivered),
         ("injections dropped", a.injected_dropped),
         ("packets edited", a.edited),
+        ("connections redirected", a.redirected),
+        ("redirect classifies pended", a.redirects_pended),
     ]
     .iter()
     .map(|(k, n)| vec![(*k).to_string(), n.to_string()])

@@ -1,0 +1,572 @@
+//! Connect and bind redirection: ALE_BIND_REDIRECT_V4/V6 and ALE_CONNECT_REDIRECT_V4/V6
+//! (wfp-reference §10.3; §8.2 "TCP client connect: (BIND_REDIRECT) → RESOURCE_ASSIGNMENT →
+//! (CONNECT_REDIRECT) → AUTH_CONNECT"; §8.3 field order).
+//!
+//! ```text
+//!  handle_packet_into
+//!    parse ─► known redirected tuple? ─► rewrite (both ways) ─► the layers see the new tuple
+//!          └► a pended redirect's tuple? ─► held (ABSORB, Reason::Pended)
+//!    direction ─► outbound connect (TCP SYN, a UDP flow's first packet) and a redirect layer
+//!                 has filters:
+//!        BIND_REDIRECT (FWPS_BIND_REQUEST0) ─► CONNECT_REDIRECT (FWPS_CONNECT_REQUEST0)
+//!        ├─ BLOCK: the connect fails (TCP: remembered as refused)
+//!        ├─ pended (FwpsPendClassify0): packets held until FwpsCompleteClassify0
+//!        └─ request changed: the connection's packets are rewritten from now on, both ways
+//! ```
+//!
+//! * **What is rewritten**: a redirected connection is a translation of its 5-tuple, like a NAT:
+//!   the application's packets to the original destination leave to the new one (and from the
+//!   new local endpoint after a bind redirect), the peer's answers come back as if from the
+//!   original destination. The flow is tracked, authorized and indicated with the new tuple, so
+//!   AUTH_CONNECT, FLOW_ESTABLISHED, STREAM/DATAGRAM_DATA and the transport and IP layers see the
+//!   new remote address and port; the packet's [`super::PacketVerdict::edited`] holds the
+//!   rewritten bytes.
+//! * **Metadata**: the redirected flow's ALE, stream/datagram and transport classifies carry
+//!   ORIGINAL_DESTINATION, REDIRECT_RECORD_HANDLE (the records, for
+//!   `FwpsQueryConnectionRedirectState0`) and LOCAL_REDIRECT_TARGET_PID when the request set it;
+//!   AUTH_CONNECT and FLOW_ESTABLISHED add FWP_CONDITION_FLAG_IS_CONNECTION_REDIRECTED.
+//! * **Loop prevention** (the proxy's own connection): a new outbound connection to the original
+//!   destination of a live redirected connection is the proxy's leg (what
+//!   SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS tells Windows): its redirect classifies carry that
+//!   connection's records, so the redirector's query answers REDIRECTED_BY_SELF and it lets the
+//!   connection go.
+//! * **Chaining**: the engine passes each callout the version the ones before it applied
+//!   (`previousVersion`, `modifierFilterId`); the final request decides the new tuple.
+//! * **Not modelled**: fragments of a redirected connection are not rewritten; a pend at
+//!   BIND_REDIRECT completes the whole redirect (CONNECT_REDIRECT is not classified after it);
+//!   with several queues, redirect pends are applied by the first queue's shim.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::ops::ControlFlow::{self, Break, Continue};
+use std::sync::Arc;
+
+use wfp_core::callout::{ClassifyOut, Metadata};
+use wfp_core::constants::{ActionType, MetadataFields};
+use wfp_core::pend::{ClassifyHandle, PendEvent};
+use wfp_core::redirect::{RedirectRecords, RedirectRequest};
+use wfp_core::{LayerId, Value};
+
+use super::meta::{add_owner, ip_layer_meta, transport_layer_meta};
+use super::packet::{ip_facts, Seen};
+use super::pend::HeldPacket;
+use super::transport::transport_facts;
+use super::{
+    LayerVisit, PacketContext, PacketDirection, PacketVerdict, Reason, Redirected, Redirection,
+    Shim,
+};
+use crate::flow::{Direction, FlowKey};
+use crate::time::Timestamp;
+use crate::values::PacketFacts;
+use crate::wire::{self, build, IpVersion, ParseConfig, ParsedPacket, Transport};
+
+/// FWPS_LAYER_ALE_CONNECT_REDIRECT_V4 (§8.1 run-time id 66).
+pub(super) const CONNECT_REDIRECT_V4: LayerId = LayerId(66);
+/// FWPS_LAYER_ALE_CONNECT_REDIRECT_V6 (67).
+pub(super) const CONNECT_REDIRECT_V6: LayerId = LayerId(67);
+/// FWPS_LAYER_ALE_BIND_REDIRECT_V4 (68).
+pub(super) const BIND_REDIRECT_V4: LayerId = LayerId(68);
+/// FWPS_LAYER_ALE_BIND_REDIRECT_V6 (69).
+pub(super) const BIND_REDIRECT_V6: LayerId = LayerId(69);
+
+/// A packet's addresses and ports as sent (not oriented by direction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Tuple {
+    protocol: u8,
+    src: SocketAddr,
+    dst: SocketAddr,
+}
+
+impl Tuple {
+    /// The tuple of a whole TCP / UDP packet.
+    fn of(p: &ParsedPacket) -> Option<Self> {
+        if p.ip.fragment.is_some() {
+            return None;
+        }
+        let (sp, dp) = match &p.transport {
+            Transport::Tcp(t) => (t.src_port, t.dst_port),
+            Transport::Udp(u) => (u.src_port, u.dst_port),
+            _ => return None,
+        };
+        Some(Self {
+            protocol: p.ip.protocol,
+            src: SocketAddr::new(p.ip.src, sp),
+            dst: SocketAddr::new(p.ip.dst, dp),
+        })
+    }
+
+    fn reversed(self) -> Self {
+        Self {
+            src: self.dst,
+            dst: self.src,
+            ..self
+        }
+    }
+}
+
+/// A redirect classify a callout pended: the connection's packets wait for its completion.
+struct PendingRedirect {
+    /// The connect's tuple as the application sent it.
+    tuple: Tuple,
+    /// The layer that pended.
+    layer: LayerId,
+    /// The packets held, oldest first.
+    held: Vec<HeldPacket>,
+}
+
+/// The shim's redirect state (see the module doc).
+#[derive(Default)]
+pub(super) struct RedirectTable {
+    /// A tuple as sent → the tuple it becomes, with its connection.
+    rewrite: HashMap<Tuple, (Tuple, Arc<Redirection>)>,
+    /// The redirected flow's key (as rewritten, local/remote oriented) → its connection.
+    by_flow: HashMap<FlowKey, Arc<Redirection>>,
+    /// (protocol, original destination) of live redirected connections → their records.
+    by_destination: HashMap<(u8, SocketAddr), Arc<RedirectRecords>>,
+    /// Pended redirect classifies.
+    pending: HashMap<ClassifyHandle, PendingRedirect>,
+    /// The tuples of pended connects (both ways) → their handle.
+    pending_tuples: HashMap<Tuple, ClassifyHandle>,
+    /// Connects whose pended redirect classify completed with a decision and no change: their
+    /// released packet goes on without another redirect classify (taken once).
+    decided: HashSet<Tuple>,
+}
+
+impl RedirectTable {
+    /// Nothing redirected and nothing pended (the per-packet fast path).
+    #[inline]
+    pub(super) fn is_empty(&self) -> bool {
+        self.rewrite.is_empty() && self.pending_tuples.is_empty() && self.decided.is_empty()
+    }
+
+    /// The redirection of the flow whose (rewritten) key is `key`.
+    #[inline]
+    pub(super) fn of_flow(&self, key: &FlowKey) -> Option<&Arc<Redirection>> {
+        if self.by_flow.is_empty() {
+            return None;
+        }
+        self.by_flow.get(key)
+    }
+
+    /// Redirected connections currently translated.
+    pub(super) fn len(&self) -> usize {
+        self.by_flow.len()
+    }
+}
+
+/// What the redirect stage did to a packet.
+pub(super) enum Stage {
+    /// Nothing: classify the packet as it is.
+    Unchanged,
+    /// Classify these bytes (the packet rewritten) instead; `parsed` was replaced.
+    Rewritten(Vec<u8>),
+}
+
+/// The connect a new outbound packet makes, with what the redirect classifies need.
+struct Connect<'a> {
+    now: Timestamp,
+    given: PacketDirection,
+    loopback: bool,
+    ctx: &'a PacketContext,
+    bytes: &'a [u8],
+    tuple: Tuple,
+}
+
+impl Shim {
+    /// The redirect stage (module doc), before the packet's layers: `Break` when the packet is
+    /// decided here (held, blocked at a redirect layer, not rewritable).
+    pub(super) fn redirect(
+        &mut self,
+        now: Timestamp,
+        given: PacketDirection,
+        parsed: &mut ParsedPacket,
+        (bytes, ctx): (&[u8], &PacketContext),
+        v: &mut PacketVerdict,
+    ) -> ControlFlow<(), Stage> {
+        let known = !self.redirects.is_empty();
+        if !known && !self.redirect_layers_have_filters(parsed) {
+            return Continue(Stage::Unchanged);
+        }
+        let tuple = Tuple::of(parsed);
+        if let (Some(t), true) = (tuple, known) {
+            if self.redirects.decided.remove(&t) {
+                return Continue(Stage::Unchanged);
+            }
+            if let Some(h) = self.redirects.pending_tuples.get(&t).copied() {
+                self.hold_redirect(h, HeldPacket::new(now, given, ctx, bytes), v);
+                return Break(());
+            }
+            if let Some((to, c)) = self.redirects.rewrite.get(&t).cloned() {
+                v.redirected = Some(Redirected {
+                    connection: c,
+                    first: false,
+                });
+                return self.rewrite_to(parsed, bytes, ctx, to, v);
+            }
+        }
+        let Some(tuple) = tuple.filter(|_| self.redirect_layers_have_filters(parsed)) else {
+            return Continue(Stage::Unchanged);
+        };
+        let (dir, loopback) = match self.direction_of(given, parsed) {
+            super::packet::Way::One(d) => (d, false),
+            super::packet::Way::Loopback => (Direction::Outbound, true),
+        };
+        if dir != Direction::Outbound || !self.is_connect(parsed, ctx) {
+            return Continue(Stage::Unchanged);
+        }
+        let c = Connect {
+            now,
+            given,
+            loopback,
+            ctx,
+            bytes,
+            tuple,
+        };
+        self.classify_connect(&c, parsed, v)
+    }
+
+    /// Whether ALE_BIND_REDIRECT or ALE_CONNECT_REDIRECT of the packet's family has filters.
+    fn redirect_layers_have_filters(&self, p: &ParsedPacket) -> bool {
+        let (bind, connect) = layers_of(p);
+        self.has_filters(bind) || self.has_filters(connect)
+    }
+
+    /// A packet that opens a connection: a TCP SYN or a UDP packet of no tracked flow, not
+    /// injected.
+    fn is_connect(&self, p: &ParsedPacket, ctx: &PacketContext) -> bool {
+        if ctx.injection.is_some() {
+            return false;
+        }
+        let opens = match &p.transport {
+            Transport::Tcp(t) => t.flags.syn() && !t.flags.ack(),
+            Transport::Udp(_) => true,
+            _ => false,
+        };
+        opens
+            && FlowKey::from_packet(Direction::Outbound, p)
+                .is_some_and(|k| self.flows.lookup(&k).is_none())
+    }
+
+    /// BIND_REDIRECT then CONNECT_REDIRECT for the connect `c`.
+    fn classify_connect(
+        &mut self,
+        c: &Connect<'_>,
+        parsed: &mut ParsedPacket,
+        v: &mut PacketVerdict,
+    ) -> ControlFlow<(), Stage> {
+        let seen = Seen {
+            now: c.now,
+            dir: Direction::Outbound,
+            ctx: c.ctx,
+            loopback: c.loopback,
+            mtu: self.config.mtu,
+        };
+        let mut facts = transport_facts(&ip_facts(parsed, &seen), parsed, Direction::Outbound);
+        let mut meta = transport_layer_meta(&ip_layer_meta(parsed, &seen), parsed, &seen, seen.mtu);
+        if let Some(o) = &c.ctx.owner {
+            facts.app_id = o.app_id.clone();
+            facts.user = o.user.clone();
+            add_owner(&mut meta, o);
+        }
+        // The proxy's own connection to a redirected connection's original destination
+        // carries that connection's records (loop prevention).
+        let records = self
+            .redirects
+            .by_destination
+            .get(&(c.tuple.protocol, c.tuple.dst))
+            .cloned();
+        if let Some(r) = &records {
+            meta.redirect_records = Some(Arc::clone(r));
+            meta.present |= MetadataFields::REDIRECT_RECORD_HANDLE;
+        }
+        let (bind, connect) = layers_of(parsed);
+        let request = RedirectRequest::bind(c.tuple.src).with_records(records);
+        let bound = self.redirect_layer(c, (bind, &facts, &meta), request, v)?;
+        facts.local_port = Some(bound.local.port());
+        facts.local = Some(bound.local.ip());
+        let request = RedirectRequest::connect(bound.local, c.tuple.dst)
+            .with_records(Some(Arc::clone(&bound.records)));
+        let mut last = self.redirect_layer(c, (connect, &facts, &meta), request, v)?;
+        if !bound.is_modified() || last.is_modified() {
+            return self.redirected(c.tuple, connect, last, parsed, (c.bytes, c.ctx), v);
+        }
+        // Only the bind changed the connection.
+        last.modifier_filter_id = bound.modifier_filter_id;
+        self.redirected(c.tuple, bind, last, parsed, (c.bytes, c.ctx), v)
+    }
+
+    /// One redirect layer's classify of `request`: the final request, or `Break` when it blocked
+    /// or pended the connect.
+    fn redirect_layer(
+        &mut self,
+        c: &Connect<'_>,
+        (layer, facts, meta): (LayerId, &PacketFacts, &Metadata),
+        request: RedirectRequest,
+        v: &mut PacketVerdict,
+    ) -> ControlFlow<(), RedirectRequest> {
+        if !self.has_filters(layer) {
+            return Continue(request);
+        }
+        let mut values: Vec<Value> = Vec::new();
+        crate::values::fill(layer, facts, &mut values);
+        let out = self.engine.classify_redirect(layer, &values, meta, request);
+        let visit = LayerVisit::of(layer, &out.result, None);
+        if self.record(visit, out.result.absorbed(), v).is_continue() {
+            return Continue(out.request);
+        }
+        if out.pended {
+            if let Some(h) = self.pended_redirect(layer) {
+                self.stats.redirects_pended += 1;
+                let p = PendingRedirect {
+                    tuple: c.tuple,
+                    layer,
+                    held: Vec::new(),
+                };
+                self.redirects.pending.insert(h, p);
+                self.redirects.pending_tuples.insert(c.tuple, h);
+                self.redirects.pending_tuples.insert(c.tuple.reversed(), h);
+                let held = HeldPacket::new(c.now, c.given, c.ctx, c.bytes);
+                self.hold_redirect(h, held, v);
+                return Break(());
+            }
+        }
+        self.connect_refused(c.tuple, layer, v.filter);
+        Break(())
+    }
+
+    /// The classify handle `FwpsPendClassify0` pended at `layer` during the classify that just
+    /// ran (other pend events are kept for [`Shim::handle_async`]).
+    fn pended_redirect(&mut self, layer: LayerId) -> Option<ClassifyHandle> {
+        let mut found = None;
+        let ids = self.config.flow.ids;
+        while let Some(e) = self
+            .engine
+            .poll_pend_event_where(|e| super::pend::owns_pend_event(ids, e))
+        {
+            match e {
+                PendEvent::ClassifyPended {
+                    handle,
+                    layer: l,
+                    flow: None,
+                    ..
+                } if l == layer && found.is_none() => found = Some(handle),
+                other => self.asyncs.events.push_back(other),
+            }
+        }
+        found
+    }
+
+    /// Holds a packet of the connect pended under `h`: ABSORB, [`Reason::Pended`].
+    fn hold_redirect(&mut self, h: ClassifyHandle, held: HeldPacket, v: &mut PacketVerdict) {
+        v.verdict = super::Verdict::Absorb;
+        v.reason = Reason::Pended;
+        let max = self.config.max_held_packets;
+        match self.redirects.pending.get_mut(&h) {
+            Some(p) if p.held.len() < max => {
+                p.held.push(held);
+                self.stats.held += 1;
+            }
+            _ => self.stats.held_dropped += 1,
+        }
+    }
+
+    /// A connect blocked at a redirect layer: a TCP connection is remembered as refused.
+    fn connect_refused(&mut self, t: Tuple, layer: LayerId, filter: Option<wfp_core::FilterId>) {
+        if t.protocol == 6 {
+            let key = FlowKey::new(6, t.src.ip(), t.src.port(), t.dst.ip(), t.dst.port());
+            self.remember_ended(key, Reason::ConnectionRefused, layer, filter);
+        }
+    }
+
+    /// The final request `last` of the connect `t`: when it changed the tuple, the translation
+    /// is installed and the packet rewritten.
+    fn redirected(
+        &mut self,
+        t: Tuple,
+        layer: LayerId,
+        last: RedirectRequest,
+        parsed: &mut ParsedPacket,
+        (bytes, ctx): (&[u8], &PacketContext),
+        v: &mut PacketVerdict,
+    ) -> ControlFlow<(), Stage> {
+        let Some((to, c)) = self.install(t, layer, &last) else {
+            return Continue(Stage::Unchanged);
+        };
+        v.redirected = Some(Redirected {
+            connection: c,
+            first: true,
+        });
+        self.rewrite_to(parsed, bytes, ctx, to, v)
+    }
+
+    /// Installs the translation `t` → the endpoints of `last` (both ways); `None` when the
+    /// request did not change them.
+    fn install(
+        &mut self,
+        t: Tuple,
+        layer: LayerId,
+        last: &RedirectRequest,
+    ) -> Option<(Tuple, Arc<Redirection>)> {
+        let remote = last.remote.unwrap_or(t.dst);
+        if last.local == t.src && remote == t.dst {
+            return None;
+        }
+        let to = Tuple {
+            protocol: t.protocol,
+            src: last.local,
+            dst: remote,
+        };
+        let c = Arc::new(Redirection {
+            protocol: t.protocol,
+            original_local: t.src,
+            original_remote: t.dst,
+            local: to.src,
+            remote: to.dst,
+            filter: (last.modifier_filter_id != 0)
+                .then_some(wfp_core::FilterId(last.modifier_filter_id)),
+            layer,
+            local_redirect_target_pid: last.local_redirect_target_pid,
+            records: Arc::clone(&last.records),
+        });
+        self.stats.redirected += 1;
+        let r = &mut self.redirects;
+        r.rewrite.insert(t, (to, Arc::clone(&c)));
+        r.rewrite
+            .insert(t.reversed(), (to.reversed(), Arc::clone(&c)));
+        let key = FlowKey::new(
+            t.protocol,
+            to.src.ip(),
+            to.src.port(),
+            to.dst.ip(),
+            to.dst.port(),
+        );
+        r.by_flow.insert(key, Arc::clone(&c));
+        r.by_destination
+            .insert((t.protocol, t.dst), Arc::clone(&last.records));
+        Some((to, c))
+    }
+
+    /// `parsed` (from `bytes`) sent as `to` instead: the rewritten bytes, `parsed` replaced.
+    /// `Break` (blocked, [`Reason::RedirectFailed`]) when the packet cannot be rewritten.
+    fn rewrite_to(
+        &mut self,
+        parsed: &mut ParsedPacket,
+        bytes: &[u8],
+        ctx: &PacketContext,
+        to: Tuple,
+        v: &mut PacketVerdict,
+    ) -> ControlFlow<(), Stage> {
+        let config = ParseConfig {
+            truncated: self.config.parse.truncated || ctx.truncated,
+            ..self.config.parse
+        };
+        let out = build::rewrite_endpoints(bytes, to.src, to.dst)
+            .ok()
+            .and_then(|b| Some((wire::parse_with(&b, &config).ok()?, b)));
+        let Some((p, b)) = out else {
+            v.block(Reason::RedirectFailed);
+            return Break(());
+        };
+        *parsed = p;
+        Continue(Stage::Rewritten(b))
+    }
+
+    /// A pended redirect classify completed (`FwpsCompleteClassify0`): a BLOCK decision refuses
+    /// the connect and drops its held packets; otherwise the final request's translation (if it
+    /// changed the tuple) is installed and the held packets go through the layers again. With no
+    /// decision (NULL classifyOut) and no change, that classifies the connect at the redirect
+    /// layers again (the indication is reauthorized, §10.2); with a decision, it goes on.
+    pub(super) fn redirect_completed(
+        &mut self,
+        now: Timestamp,
+        handle: ClassifyHandle,
+        decision: Option<ClassifyOut>,
+        request: Option<RedirectRequest>,
+    ) {
+        let Some(p) = self.redirects.pending.remove(&handle) else {
+            return;
+        };
+        self.redirects.pending_tuples.remove(&p.tuple);
+        self.redirects.pending_tuples.remove(&p.tuple.reversed());
+        self.stats.redirects_completed += 1;
+        if decision.is_some_and(|d| d.action_type == ActionType::BLOCK) {
+            self.stats.held_dropped += p.held.len() as u64;
+            let filter = request
+                .as_ref()
+                .filter(|r| r.modifier_filter_id != 0)
+                .map(|r| wfp_core::FilterId(r.modifier_filter_id));
+            self.connect_refused(p.tuple, p.layer, filter);
+            return;
+        }
+        let installed = request
+            .as_ref()
+            .and_then(|r| self.install(p.tuple, p.layer, r))
+            .is_some();
+        if decision.is_some() && !installed {
+            // Decided without a change: the connect goes on (not classified at the redirect
+            // layers again).
+            self.redirects.decided.insert(p.tuple);
+        }
+        self.release(now, p.held);
+    }
+
+    /// Flow `key` ended: its translation goes.
+    pub(super) fn redirect_flow_ended(&mut self, key: &FlowKey) {
+        let Some(c) = self.redirects.by_flow.remove(key) else {
+            return;
+        };
+        let from = Tuple {
+            protocol: c.protocol,
+            src: c.original_local,
+            dst: c.original_remote,
+        };
+        let r = &mut self.redirects;
+        r.rewrite.remove(&from);
+        r.rewrite.remove(&from.reversed());
+        let dest = (c.protocol, c.original_remote);
+        if r.by_destination
+            .get(&dest)
+            .is_some_and(|x| Arc::ptr_eq(x, &c.records))
+        {
+            r.by_destination.remove(&dest);
+        }
+    }
+
+    /// The metadata and flags a redirected flow's classifies carry (see the module doc).
+    pub(super) fn redirect_meta(c: &Redirection, meta: &mut Metadata) {
+        meta.original_destination = Some(c.original_remote);
+        meta.redirect_records = Some(Arc::clone(&c.records));
+        meta.present |=
+            MetadataFields::ORIGINAL_DESTINATION | MetadataFields::REDIRECT_RECORD_HANDLE;
+        if c.local_redirect_target_pid != 0 {
+            meta.local_redirect_target_pid = c.local_redirect_target_pid;
+            meta.present |= MetadataFields::LOCAL_REDIRECT_TARGET_PID;
+        }
+    }
+}
+
+/// ALE_BIND_REDIRECT and ALE_CONNECT_REDIRECT of `p`'s family.
+fn layers_of(p: &ParsedPacket) -> (LayerId, LayerId) {
+    match p.ip.version {
+        IpVersion::V4 => (BIND_REDIRECT_V4, CONNECT_REDIRECT_V4),
+        IpVersion::V6 => (BIND_REDIRECT_V6, CONNECT_REDIRECT_V6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_layer_ids_are_the_catalogue_ones() {
+        for (id, name) in [
+            (CONNECT_REDIRECT_V4, "ALE_CONNECT_REDIRECT_V4"),
+            (CONNECT_REDIRECT_V6, "ALE_CONNECT_REDIRECT_V6"),
+            (BIND_REDIRECT_V4, "ALE_BIND_REDIRECT_V4"),
+            (BIND_REDIRECT_V6, "ALE_BIND_REDIRECT_V6"),
+        ] {
+            let l = wfp_core::catalogue::layer_by_name(name).expect(name);
+            assert_eq!(l.id, id.0, "{name}");
+        }
+    }
+}
