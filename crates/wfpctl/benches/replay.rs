@@ -35,6 +35,12 @@ use wfpctl::replay::{replay_quiet, ReplayConfig};
 const FLOWS: usize = 1000;
 const DEFAULT_PACKETS: usize = 200_000;
 const ROUNDS: usize = 5;
+const CASES: [&str; 4] = [
+    "replay, no filters",
+    "replay, 10 filters/layer",
+    "replay, 10k filters/layer",
+    "replay, 10k filters/layer, no reuse",
+];
 
 #[derive(Clone, Copy)]
 struct Rule {
@@ -101,12 +107,16 @@ fn main() {
     // The last case classifies every packet in full (no per-flow reuse of static answers): what
     // the index alone delivers.
     for (label, n, reuse) in [
-        ("replay, no filters", 0, true),
-        ("replay, 10 filters/layer", 10, true),
-        ("replay, 10k filters/layer", rules.len(), true),
-        ("replay, 10k filters/layer, no reuse", rules.len(), false),
+        (CASES[0], 0, true),
+        (CASES[1], 10, true),
+        (CASES[2], rules.len(), true),
+        (CASES[3], rules.len(), false),
     ] {
-        if only.as_ref().is_some_and(|o| !label.contains(o.as_str())) {
+        // `--only` names one case exactly, or any whose label contains the text.
+        if only
+            .as_ref()
+            .is_some_and(|o| !label.contains(o.as_str()) || exact_other(o, label))
+        {
             continue;
         }
         let t0 = Instant::now();
@@ -147,12 +157,17 @@ fn main() {
     if let [_, ten, tenk, _] = results[..] {
         let mpps = pps(packets, tenk) / 1e6;
         println!(
-            "  10k vs 10 filters: {:.2}x the time; B5 target >= 3 Mpps at 10k filters: {} ({mpps:.2} Mpps)",
+            "  10k vs 10 filters: {:.2}x the time; B5 target >= 5 Mpps at 10k filters: {} ({mpps:.2} Mpps)",
             tenk / ten,
-            if mpps >= 3.0 { "met" } else { "MISSED" }
+            if mpps >= 5.0 { "met" } else { "MISSED" }
         );
     }
     println!("  (best of {ROUNDS} runs each; pps = packets / wall time of the replay loop)");
+}
+
+/// `o` is exactly the label of another case than `label`.
+fn exact_other(o: &str, label: &str) -> bool {
+    o != label && CASES.contains(&o)
 }
 
 fn best(mut f: impl FnMut() -> f64) -> f64 {

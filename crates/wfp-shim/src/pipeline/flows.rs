@@ -28,6 +28,11 @@ use crate::wire::Transport;
 /// How many ended connections are remembered (the map is cleared when full).
 const MAX_DROPPED: usize = 4096;
 
+/// The most bytes a [`FlowExtra`] may take (a test holds it): every packet of a flow reads its
+/// record, so with many flows the records' size is the cache footprint of the packet path.
+pub(super) const FLOW_EXTRA_MAX_BYTES: usize = 448;
+const _: () = assert!(std::mem::size_of::<FlowExtra>() <= FLOW_EXTRA_MAX_BYTES);
+
 /// What the layers keep per flow, beside the flow table's entry.
 pub(super) struct FlowExtra {
     /// The flow's 5-tuple (local/remote oriented).
@@ -44,8 +49,9 @@ pub(super) struct FlowExtra {
     pub(super) established: bool,
     /// The socket owner.
     pub(super) owner: Owner,
-    /// TCP stream reassembly per [`Side`].
-    pub(super) reasm: [Option<StreamReassembler>; 2],
+    /// TCP stream reassembly per [`Side`], boxed: a reassembler is large and only TCP flows have
+    /// one, so the record every packet touches stays small ([`FLOW_EXTRA_MAX_BYTES`]).
+    pub(super) reasm: [Option<Box<StreamReassembler>>; 2],
     /// The stream callouts per [`Side`].
     pub(super) stream: [StreamDirection; 2],
     /// A stream callout dropped the connection.
@@ -350,6 +356,15 @@ mod row_tests {
         seg.extend_from_slice(&[0, 0]);
         seg.resize(usize::from(len), b'u');
         ip_packet(src.0, dst.0, 17, &seg).unwrap()
+    }
+
+    #[test]
+    fn the_per_flow_record_stays_small() {
+        let size = std::mem::size_of::<super::FlowExtra>();
+        assert!(
+            size <= super::FLOW_EXTRA_MAX_BYTES,
+            "FlowExtra is {size} bytes"
+        );
     }
 
     #[test]

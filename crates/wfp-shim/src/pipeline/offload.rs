@@ -404,7 +404,7 @@ impl Shim {
         let Some(e) = self.extra.get_mut(&id) else {
             return;
         };
-        let Some(r) = e.reasm.get(i).and_then(Option::as_ref) else {
+        let Some(r) = e.reasm.get(i).and_then(Option::as_deref) else {
             return;
         };
         let ahead = t.seq.wrapping_sub(r.next_seq()) as i32;
