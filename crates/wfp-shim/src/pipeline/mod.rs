@@ -527,6 +527,7 @@ impl Shim {
 
     /// The start every packet shares: counters, parsing and forwarding. `None` when the packet is
     /// decided already (malformed, or routed through: IPFORWARD).
+    #[inline]
     fn start(
         &mut self,
         now: Timestamp,

@@ -349,7 +349,8 @@ impl Shim {
         if stream {
             return self.stream_is_constant(id, side);
         }
-        let used = self.engine.layer_fields_used(layer);
+        // As of the packet's policy (the masks its classifies used; no snapshot load).
+        let used = self.field_mask(layer);
         if used == u64::MAX {
             // A callout filter is present (its callout may read anything, every packet).
             return Err(KeepReason::Callout { layer });
