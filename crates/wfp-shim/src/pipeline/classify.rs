@@ -81,10 +81,8 @@ impl Shim {
         v: &mut PacketVerdict,
     ) -> ControlFlow<()> {
         let layer = step.layer;
-        // Fast path: a layer without filters classifies to NONE_NO_MATCH whatever the values are.
-        if !self.config.trace && !self.has_filters(layer) {
-            let visit = LayerVisit::plain(layer, ActionType::NONE_NO_MATCH, Hardness::Soft, None);
-            return self.record(visit, false, v);
+        if let Some(step) = self.unfiltered(layer, v) {
+            return step;
         }
         let mut values = std::mem::take(&mut self.scratch);
         let mask = if self.config.trace {
@@ -99,6 +97,22 @@ impl Shim {
             .classify(layer, &values, step.meta, &mut step.data, trace.as_mut());
         self.scratch = values;
         self.record(LayerVisit::of(layer, &r, trace), r.absorbed(), v)
+    }
+
+    /// The fast path of [`Shim::classify_step`]: a layer without filters classifies to
+    /// NONE_NO_MATCH whatever the values are. `Some` (the visit recorded) when it applies (no
+    /// filters at `layer`, no trace), so a caller can skip building the classify's inputs.
+    #[inline]
+    pub(super) fn unfiltered(
+        &mut self,
+        layer: LayerId,
+        v: &mut PacketVerdict,
+    ) -> Option<ControlFlow<()>> {
+        if self.config.trace || self.has_filters(layer) {
+            return None;
+        }
+        let visit = LayerVisit::plain(layer, ActionType::NONE_NO_MATCH, Hardness::Soft, None);
+        Some(self.record(visit, false, v))
     }
 
     /// [`Shim::classify_step`] at one of flow `flow`'s per-packet layers: answers from the flow's

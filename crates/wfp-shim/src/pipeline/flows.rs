@@ -118,10 +118,8 @@ impl Shim {
         let extra = tracked.map(|(_, e)| e);
         pkt.needs_auth = extra.is_some_and(|e| e.auth_layer.is_none());
         if let Some(id) = pkt.flow() {
+            // (The IP-packet layers' metadata gets the id too, without its flag: `ip_meta`.)
             super::meta::add_flow(&mut pkt.meta, id);
-            // The IP-packet layers have no FLOW_HANDLE (§8.2): the value without its flag is
-            // only the engine's hint of which data path a packet cloned there belongs to.
-            pkt.ip_meta.flow_handle = id.get();
         }
         if let Some(o) = pkt.ctx.owner.as_ref().or(extra.map(|e| &e.owner)) {
             pkt.transport.app_id = o.app_id.clone();
