@@ -17,6 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use wfp_core::inject::{Inject, InjectionHandle, InjectionKind, PacketId};
@@ -97,6 +98,9 @@ struct State {
 #[derive(Default)]
 pub struct Worker {
     state: Mutex<State>,
+    /// Inspections plus edits queued, changed only with `state` locked (so it equals their
+    /// count whenever the lock is free): [`Worker::is_idle`] reads it without locking.
+    queued: AtomicUsize,
     /// The pending inspector's injection handles (network + transport, one per family), shared
     /// by its instances at every layer.
     pub(crate) inspector_handles: crate::support::NetworkHandles,
@@ -121,7 +125,11 @@ impl Worker {
         for i in inspections {
             let _ = self.decide(engine, &i, i.proposed);
         }
-        let edits: Vec<Edit> = self.state.lock().edits.drain(..).collect();
+        let edits: Vec<Edit> = {
+            let mut st = self.state.lock();
+            self.queued.fetch_sub(st.edits.len(), Ordering::Release);
+            st.edits.drain(..).collect()
+        };
         n += edits.len();
         for e in edits {
             self.run_edit(engine, e);
@@ -131,8 +139,8 @@ impl Worker {
 
     /// Nothing queued: no inspection waiting for a decision, no out-of-band edit.
     pub fn is_idle(&self) -> bool {
-        let s = self.state.lock();
-        s.inspections.is_empty() && s.edits.is_empty()
+        // A data path asks after every packet: one atomic load, no lock.
+        self.queued.load(Ordering::Acquire) == 0
     }
 
     /// Takes the inspections waiting for a decision (a host that decides itself). Decide every one
@@ -140,7 +148,10 @@ impl Worker {
     /// inspection's cloned packet ([`Inspection::packet`]), which otherwise stays in the engine's
     /// ledger.
     pub fn take_inspections(&self) -> Vec<Inspection> {
-        self.state.lock().inspections.drain(..).collect()
+        let mut st = self.state.lock();
+        self.queued
+            .fetch_sub(st.inspections.len(), Ordering::Release);
+        st.inspections.drain(..).collect()
     }
 
     /// Decides `inspection`: records the decision for its flow and completes the pended operation
@@ -227,10 +238,13 @@ impl Worker {
         let mut st = self.state.lock();
         st.stats.inspections += 1;
         st.inspections.push_back(i);
+        self.queued.fetch_add(1, Ordering::Release);
     }
 
     pub(crate) fn queue_edit(&self, e: Edit) {
-        self.state.lock().edits.push_back(e);
+        let mut st = self.state.lock();
+        st.edits.push_back(e);
+        self.queued.fetch_add(1, Ordering::Release);
     }
 
     /// The decision for `flow`, if one was made.

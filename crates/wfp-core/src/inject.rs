@@ -732,6 +732,8 @@ impl Engine {
             e.pending += 1;
         }
         st.stats.injected += 1;
+        drop(st);
+        self.note_async();
         Status::SUCCESS
     }
 

@@ -363,7 +363,10 @@ impl Engine {
         packet: Option<crate::inject::PacketId>,
     ) -> Status {
         let mut st = self.pend.state.lock();
-        complete_op(&mut st, context, packet)
+        let status = complete_op(&mut st, context, packet);
+        drop(st);
+        self.note_async();
+        status
     }
 
     /// §5.3 (brief decision 6): a callout being unregistered can no longer complete what it
@@ -409,6 +412,8 @@ impl Engine {
             }
             st.stats.handles_freed += 1;
         }
+        drop(st);
+        self.note_async();
         n
     }
 }
@@ -508,6 +513,8 @@ impl Engine {
         };
         st.stats.classifies_pended += 1;
         st.events.push_back(event);
+        drop(st);
+        self.note_async();
         absorb(out);
         Status::SUCCESS
     }
@@ -541,6 +548,8 @@ impl Engine {
         }
         st.stats.classifies_completed += 1;
         st.events.push_back(event);
+        drop(st);
+        self.note_async();
         Status::SUCCESS
     }
 
@@ -638,6 +647,8 @@ impl Engine {
                 layer: op.layer,
                 flow: op.flow,
             });
+            drop(st);
+            self.note_async();
         }
     }
 }

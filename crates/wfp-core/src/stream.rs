@@ -112,6 +112,8 @@ impl Engine {
             layer,
             flags,
         });
+        drop(st);
+        self.note_async();
         Status::SUCCESS
     }
 
@@ -169,6 +171,8 @@ impl Engine {
                     callout: v.callout,
                     layer,
                 });
+                drop(st);
+                self.note_async();
             }
             _ => {
                 st.stats.invalid_defers += 1;

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  packet of flow F at layer L, facts X, policy epoch E
-//!     │ F's entry (L, E, X) ──hit──► the stored ClassifyResult (no value vector, no classify)
+//!     │ F's entry (L, E, X) ──hit──► the stored Answer (no value vector, no classify, no copy
+//!     │                              of a ClassifyResult)
 //!     │ miss
 //!     ▼
 //!  Engine::classify_cacheable ──Some(E')──► store (L, E', X) in F's entries
@@ -15,7 +16,7 @@
 //! the epoch). Callout filters therefore still see every packet, and any commit changes the epoch,
 //! so an answer never outlives the policy it came from. Not used while tracing.
 
-use wfp_core::{ClassifyResult, LayerId};
+use wfp_core::{ActionType, ClassifyResult, FilterId, Hardness, LayerId};
 
 use crate::values::PacketFacts;
 
@@ -23,13 +24,42 @@ use crate::values::PacketFacts;
 /// outbound IPPACKET (a flow whose facts vary, e.g. by interface, replaces its oldest answers).
 const PER_FLOW: usize = 6;
 
+/// What a layer visit needs of a reusable [`ClassifyResult`] (a static filter decided, so there
+/// is no stream verdict and no callout flag but ABSORB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// The action.
+    pub(crate) action: ActionType,
+    /// Hard or soft.
+    pub(crate) hardness: Hardness,
+    /// The deciding filter.
+    pub(crate) filter: Option<FilterId>,
+    /// A veto of a hard permit.
+    pub(crate) vetoed: bool,
+    /// A BLOCK with FWPS_CLASSIFY_OUT_FLAG_ABSORB.
+    pub(crate) absorbed: bool,
+}
+
+impl Answer {
+    /// The answer of `r`.
+    pub(crate) fn of(r: &ClassifyResult) -> Self {
+        Self {
+            action: r.action,
+            hardness: r.hardness,
+            filter: r.deciding_filter,
+            vetoed: r.vetoed,
+            absorbed: r.absorbed(),
+        }
+    }
+}
+
 /// One reusable answer.
 #[derive(Debug)]
 struct Entry {
     layer: LayerId,
     epoch: u64,
     facts: PacketFacts,
-    result: ClassifyResult,
+    answer: Answer,
 }
 
 /// A flow's reusable answers (empty, and unallocated, until its first reusable classify).
@@ -42,16 +72,12 @@ pub(crate) struct FlowDecisions {
 
 impl FlowDecisions {
     /// The stored answer for `facts` at `layer` under policy `epoch`.
-    pub(crate) fn get(
-        &self,
-        layer: LayerId,
-        epoch: u64,
-        facts: &PacketFacts,
-    ) -> Option<&ClassifyResult> {
+    #[inline]
+    pub(crate) fn get(&self, layer: LayerId, epoch: u64, facts: &PacketFacts) -> Option<Answer> {
         self.entries
             .iter()
             .find(|e| e.layer == layer && e.epoch == epoch && e.facts == *facts)
-            .map(|e| &e.result)
+            .map(|e| e.answer)
     }
 
     /// Stores an answer the engine called reusable under `epoch`, replacing the same (layer,
@@ -67,7 +93,7 @@ impl FlowDecisions {
             layer,
             epoch,
             facts: facts.clone(),
-            result: result.clone(),
+            answer: Answer::of(result),
         };
         let slot = self
             .entries

@@ -200,6 +200,7 @@ impl crate::Engine {
             .events
             .lock()
             .push_back(FlowEvent::Aborted { flow });
+        self.note_async();
         true
     }
 }

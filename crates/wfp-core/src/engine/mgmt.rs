@@ -998,7 +998,9 @@ impl Transaction<'_> {
                 let next = current.with_layers(views);
                 let changed: Vec<LayerId> = self.dirty.iter().copied().collect();
                 engine.observe_commit(super::CommitPhase::Publishing { layers: &changed });
+                let epoch = next.epoch;
                 engine.snapshot.store(Arc::new(next));
+                engine.note_published(epoch);
                 engine.observe_commit(super::CommitPhase::Published);
             }
             if self.boottime_changed {

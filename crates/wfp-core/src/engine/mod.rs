@@ -242,6 +242,10 @@ pub struct Engine {
     pub(crate) teardown: teardown::Teardown,
     /// Numbers classifyFn invocations ([`crate::ClassifyContext`] tokens).
     pub(crate) invocation_seq: AtomicU64,
+    /// Bumped after anything is queued for a data path ([`Engine::async_generation`]).
+    pub(crate) async_generation: AtomicU64,
+    /// The epoch of the published snapshot, stored after it ([`Engine::policy_epoch`]).
+    pub(crate) published_epoch: AtomicU64,
     /// Open management sessions and the owners of dynamic objects (§11.1).
     pub(crate) sessions: session::Sessions,
     /// The thread holding the writer lock (`mgmt`), so a second begin on it fails (§11.2).
@@ -289,11 +293,43 @@ impl Engine {
             live: live::LiveFlows::default(),
             teardown: teardown::Teardown::default(),
             invocation_seq: AtomicU64::new(0),
+            async_generation: AtomicU64::new(0),
+            published_epoch: AtomicU64::new(0),
             sessions: session::Sessions::default(),
             writer_thread: Mutex::new(None),
             commit_observer: Mutex::new(None),
             boottime: Mutex::new(BoottimeSet::default()),
         }
+    }
+
+    /// A counter bumped after every pend event, stream event, flow event or injection request
+    /// is queued for a data path (§10.1, §9.2, §10.4). A data path that drained those queues
+    /// after reading the counter, and reads it unchanged later, knows they hold nothing new for
+    /// it without taking their locks (one atomic load per packet).
+    pub fn async_generation(&self) -> u64 {
+        self.async_generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// [`PolicySummary::epoch`] of the published policy, from one atomic (no snapshot load): a
+    /// data path that cached what it needs of a summary per epoch checks it per packet. Stored
+    /// after the snapshot is published, so a snapshot loaded after reading an epoch is at least
+    /// that new.
+    pub fn policy_epoch(&self) -> u64 {
+        self.published_epoch
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Publishes `epoch` as the current snapshot's (after storing the snapshot).
+    pub(crate) fn note_published(&self, epoch: u64) {
+        self.published_epoch
+            .store(epoch, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Marks that something was queued for a data path (after queueing it).
+    pub(crate) fn note_async(&self) {
+        self.async_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     /// The boot-time filters as last committed (never classified by this engine).

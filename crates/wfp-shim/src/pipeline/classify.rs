@@ -46,11 +46,23 @@ impl Shim {
     /// Starts a packet: the policy as of now (which layers hold filters, its epoch, the fields
     /// each layer's filters read), the packet counter, `v` reset for `direction`.
     pub(super) fn start_packet(&mut self, direction: PacketDirection, v: &mut PacketVerdict) {
+        // One atomic load per packet while the policy is unchanged; the snapshot only after a
+        // commit (its epoch is then at least the one read here).
+        if self.masks_epoch != Some(self.engine.policy_epoch()) {
+            self.refresh_policy();
+        }
+        self.stats.packets += 1;
+        v.reset(direction);
+    }
+
+    /// The policy changed: which layers hold filters, its epoch, which fields each layer's
+    /// filters read.
+    #[cold]
+    fn refresh_policy(&mut self) {
         let summary = self.engine.policy_summary();
         self.layer_mask = summary.nonempty_layers;
         self.policy_epoch = summary.epoch;
         if self.masks_epoch != Some(summary.epoch) {
-            // Policy changed: refresh which fields each layer's filters read.
             let n = wfp_core::catalogue::all_layers().len();
             self.field_masks = (0..n)
                 .map(|l| {
@@ -59,8 +71,6 @@ impl Shim {
                 .collect();
             self.masks_epoch = Some(summary.epoch);
         }
-        self.stats.packets += 1;
-        v.reset(direction);
     }
 
     /// Classifies `step`, records the visit, applies the no-match default. `Break` when the
@@ -71,10 +81,8 @@ impl Shim {
         v: &mut PacketVerdict,
     ) -> ControlFlow<()> {
         let layer = step.layer;
-        // Fast path: a layer without filters classifies to NONE_NO_MATCH whatever the values are.
-        if !self.config.trace && !self.has_filters(layer) {
-            let visit = LayerVisit::plain(layer, ActionType::NONE_NO_MATCH, Hardness::Soft, None);
-            return self.record(visit, false, v);
+        if let Some(step) = self.unfiltered(layer, v) {
+            return step;
         }
         let mut values = std::mem::take(&mut self.scratch);
         let mask = if self.config.trace {
@@ -89,6 +97,22 @@ impl Shim {
             .classify(layer, &values, step.meta, &mut step.data, trace.as_mut());
         self.scratch = values;
         self.record(LayerVisit::of(layer, &r, trace), r.absorbed(), v)
+    }
+
+    /// The fast path of [`Shim::classify_step`]: a layer without filters classifies to
+    /// NONE_NO_MATCH whatever the values are. `Some` (the visit recorded) when it applies (no
+    /// filters at `layer`, no trace), so a caller can skip building the classify's inputs.
+    #[inline]
+    pub(super) fn unfiltered(
+        &mut self,
+        layer: LayerId,
+        v: &mut PacketVerdict,
+    ) -> Option<ControlFlow<()>> {
+        if self.config.trace || self.has_filters(layer) {
+            return None;
+        }
+        let visit = LayerVisit::plain(layer, ActionType::NONE_NO_MATCH, Hardness::Soft, None);
+        Some(self.record(visit, false, v))
     }
 
     /// [`Shim::classify_step`] at one of flow `flow`'s per-packet layers: answers from the flow's
@@ -106,29 +130,25 @@ impl Shim {
             return self.classify_step(step, v);
         };
         let epoch = self.policy_epoch;
-        let stored = self
-            .extra
-            .get(&id)
-            .and_then(|e| e.decisions.get(layer, epoch, step.facts))
-            .cloned();
-        let r = match stored {
-            Some(r) => r,
-            None => {
-                let mut values = std::mem::take(&mut self.scratch);
-                let mask = self.field_mask(layer);
-                fill_masked(layer, step.facts, mask, &mut values);
-                let (r, reusable) =
-                    self.engine
-                        .classify_cacheable(layer, &values, step.meta, &mut step.data);
-                self.scratch = values;
-                // Only an answer from the policy this packet's field masks came from: a commit
-                // between the two could have made a field matter that the mask left empty.
-                if let (Some(e), true) = (self.extra.get_mut(&id), reusable == Some(epoch)) {
-                    e.decisions.put(layer, epoch, step.facts, &r);
-                }
-                r
-            }
-        };
+        // The hit path: one probe of the flow's answers, a visit built from a small copy.
+        let hit = self.extra.get(&id);
+        if let Some(a) = hit.and_then(|e| e.decisions.get(layer, epoch, step.facts)) {
+            let mut visit = LayerVisit::plain(layer, a.action, a.hardness, a.filter);
+            visit.vetoed = a.vetoed;
+            return self.record(visit, a.absorbed, v);
+        }
+        let mut values = std::mem::take(&mut self.scratch);
+        let mask = self.field_mask(layer);
+        fill_masked(layer, step.facts, mask, &mut values);
+        let (r, reusable) =
+            self.engine
+                .classify_cacheable(layer, &values, step.meta, &mut step.data);
+        self.scratch = values;
+        // Only an answer from the policy this packet's field masks came from: a commit between
+        // the two could have made a field matter that the mask left empty.
+        if let (Some(e), true) = (self.extra.get_mut(&id), reusable == Some(epoch)) {
+            e.decisions.put(layer, epoch, step.facts, &r);
+        }
         self.record(LayerVisit::of(layer, &r, None), r.absorbed(), v)
     }
 

@@ -28,6 +28,11 @@ use crate::wire::Transport;
 /// How many ended connections are remembered (the map is cleared when full).
 const MAX_DROPPED: usize = 4096;
 
+/// The most bytes a [`FlowExtra`] may take (a test holds it): every packet of a flow reads its
+/// record, so with many flows the records' size is the cache footprint of the packet path.
+pub(super) const FLOW_EXTRA_MAX_BYTES: usize = 448;
+const _: () = assert!(std::mem::size_of::<FlowExtra>() <= FLOW_EXTRA_MAX_BYTES);
+
 /// What the layers keep per flow, beside the flow table's entry.
 pub(super) struct FlowExtra {
     /// The flow's 5-tuple (local/remote oriented).
@@ -44,8 +49,9 @@ pub(super) struct FlowExtra {
     pub(super) established: bool,
     /// The socket owner.
     pub(super) owner: Owner,
-    /// TCP stream reassembly per [`Side`].
-    pub(super) reasm: [Option<StreamReassembler>; 2],
+    /// TCP stream reassembly per [`Side`], boxed: a reassembler is large and only TCP flows have
+    /// one, so the record every packet touches stays small ([`FLOW_EXTRA_MAX_BYTES`]).
+    pub(super) reasm: [Option<Box<StreamReassembler>>; 2],
     /// The stream callouts per [`Side`].
     pub(super) stream: [StreamDirection; 2],
     /// A stream callout dropped the connection.
@@ -113,10 +119,8 @@ impl Shim {
         let tracked_flow = extra.is_some();
         pkt.needs_auth = extra.is_some_and(|e| e.auth_layer.is_none());
         if let Some(id) = pkt.flow() {
+            // (The IP-packet layers' metadata gets the id too, without its flag: `ip_meta`.)
             super::meta::add_flow(&mut pkt.meta, id);
-            // The IP-packet layers have no FLOW_HANDLE (§8.2): the value without its flag is
-            // only the engine's hint of which data path a packet cloned there belongs to.
-            pkt.ip_meta.flow_handle = id.get();
         }
         if let Some(o) = pkt.ctx.owner.as_ref().or(extra.map(|e| &e.owner)) {
             pkt.transport.app_id = o.app_id.clone();
@@ -361,6 +365,15 @@ mod row_tests {
         seg.extend_from_slice(&[0, 0]);
         seg.resize(usize::from(len), b'u');
         ip_packet(src.0, dst.0, 17, &seg).unwrap()
+    }
+
+    #[test]
+    fn the_per_flow_record_stays_small() {
+        let size = std::mem::size_of::<super::FlowExtra>();
+        assert!(
+            size <= super::FLOW_EXTRA_MAX_BYTES,
+            "FlowExtra is {size} bytes"
+        );
     }
 
     #[test]

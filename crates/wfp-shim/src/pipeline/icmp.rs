@@ -52,7 +52,7 @@ impl Shim {
             (Direction::Outbound, false) => layers::OUTBOUND_ICMP_ERROR_V4,
             (Direction::Outbound, true) => layers::OUTBOUND_ICMP_ERROR_V6,
         };
-        let meta = pkt.ip_meta.clone();
+        let meta = pkt.ip_meta();
         let data = LayerData::Packet(pkt.bytes);
         if self
             .classify_step(Step::new(layer, &f, &meta, data), pkt.verdict)

@@ -206,6 +206,14 @@ impl Shim {
     /// aborted, and injections (run at their re-entry point). Call it after every packet and
     /// whenever a callout may have completed something; then drain [`Shim::poll_output`].
     pub fn handle_async(&mut self, now: Timestamp) {
+        // Nothing queued since the last pass drained everything: no engine queue is locked
+        // (`Engine::async_generation` is read before draining, so what is queued during or
+        // after a pass bumps it past the value recorded).
+        let generation = self.engine.async_generation();
+        if self.asyncs.drained_at == Some(generation) && self.asyncs.is_idle() {
+            return;
+        }
+        self.asyncs.drained_at = None;
         let ids = self.config.flow.ids;
         for _ in 0..MAX_ROUNDS {
             let mut any = self.apply_pend_events(now);
@@ -220,6 +228,7 @@ impl Shim {
                 self.run_injection(now, req);
             }
             if !any {
+                self.asyncs.drained_at = Some(generation);
                 break;
             }
         }

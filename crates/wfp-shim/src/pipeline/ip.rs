@@ -65,6 +65,9 @@ impl Shim {
             return Continue(());
         }
         let layer = ip_layer(pkt.dir, pkt.parsed);
+        if let Some(step) = self.unfiltered(layer, pkt.verdict) {
+            return step;
+        }
         // The IP-packet layer runs before flow tracking; a flow already known for this packet
         // keeps reusable answers for it too (the answers depend on the facts, not the flow). A
         // reassembled datagram is classified afresh.
@@ -73,7 +76,8 @@ impl Shim {
         } else {
             self.known_flow(layer, pkt.parsed)
         };
-        let step = Step::new(layer, &pkt.ip, &pkt.ip_meta, LayerData::Packet(pkt.bytes));
+        let meta = pkt.ip_meta();
+        let step = Step::new(layer, &pkt.ip, &meta, LayerData::Packet(pkt.bytes));
         self.classify_flow_step(known, step, pkt.verdict)
     }
 
@@ -83,7 +87,11 @@ impl Shim {
             return Continue(());
         }
         let layer = ip_layer(pkt.dir, pkt.parsed);
-        let step = Step::new(layer, &pkt.ip, &pkt.ip_meta, LayerData::Packet(pkt.bytes));
+        if let Some(step) = self.unfiltered(layer, pkt.verdict) {
+            return step;
+        }
+        let meta = pkt.ip_meta();
+        let step = Step::new(layer, &pkt.ip, &meta, LayerData::Packet(pkt.bytes));
         self.classify_flow_step(pkt.flow(), step, pkt.verdict)
     }
 
@@ -91,7 +99,7 @@ impl Shim {
     /// completes goes on through the layers with this fragment's verdict.
     pub(super) fn fragment(&mut self, pkt: &mut Packet<'_>) {
         let layer = ip_layer(pkt.dir, pkt.parsed);
-        let meta = &pkt.ip_meta;
+        let meta = &pkt.ip_meta();
         let raw = Step::new(layer, &pkt.ip, meta, LayerData::Packet(pkt.bytes));
         if self.classify_step(raw, pkt.verdict).is_break() {
             return;

@@ -63,14 +63,14 @@ pub(super) fn ip_layer_meta(p: &ParsedPacket, seen: &Seen<'_>) -> Metadata {
 }
 
 /// The metadata of the transport layers and above, before flow tracking adds the flow's fields:
-/// `ip` (the packet's [`ip_layer_meta`], built once per packet) plus the transport fields.
+/// `ip` (the packet's [`ip_layer_meta`]) plus the transport fields.
 pub(super) fn transport_layer_meta(
-    ip: &Metadata,
+    ip: Metadata,
     p: &ParsedPacket,
     seen: &Seen<'_>,
     mtu: u32,
 ) -> Metadata {
-    let mut m = ip.clone();
+    let mut m = ip;
     let header = match &p.transport {
         Transport::Tcp(t) => Some(t.header_len),
         Transport::Udp(_) => Some(8),

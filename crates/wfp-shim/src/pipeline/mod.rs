@@ -94,7 +94,7 @@ use crate::flow::{Direction, EndReason, FlowConfig, FlowId, FlowKey, FlowTable, 
 use crate::frag::{FragConfig, FragReassembler};
 use crate::reasm::ReasmConfig;
 use crate::time::Timestamp;
-use crate::wire::{ParseConfig, ParsedPacket, Transport};
+use crate::wire::{ParseConfig, ParseError, ParsedPacket, Transport};
 use flows::{FlowExtra, FlowIdHasher};
 use packet::{Packet, Seen, Way};
 
@@ -463,22 +463,26 @@ impl Shim {
         ctx: &PacketContext,
         v: &mut PacketVerdict,
     ) {
-        let Some(mut parsed) = self.start(now, direction, bytes, ctx, v) else {
+        self.start_packet(direction, v);
+        // The parsed headers stay where parsing wrote them (no copy of the 168-byte value).
+        let mut result = self.parse(bytes, ctx);
+        let Some(parsed) = self.start(now, direction, (bytes, &mut result), ctx, v) else {
             return;
         };
         // Connect / bind redirection (§10.3): a redirected connection's packets are rewritten
         // before any layer sees them.
-        let rewritten = match self.redirect(now, direction, &mut parsed, (bytes, ctx), v) {
+        let rewritten = match self.redirect(now, direction, parsed, (bytes, ctx), v) {
             Continue(redirect::Stage::Unchanged) => None,
             Continue(redirect::Stage::Rewritten(b)) => Some(b),
             ControlFlow::Break(()) => return,
         };
+        let parsed: &ParsedPacket = parsed;
         let bytes = rewritten.as_deref().unwrap_or(bytes);
-        let (dir, loopback) = match self.direction_of(direction, &parsed) {
+        let (dir, loopback) = match self.direction_of(direction, parsed) {
             Way::One(d) => (d, false),
             Way::Loopback => (Direction::Outbound, true),
         };
-        self.count_offload(&parsed, ctx, loopback);
+        self.count_offload(parsed, ctx, loopback);
         let seen = Seen {
             now,
             dir,
@@ -486,7 +490,7 @@ impl Shim {
             loopback,
             mtu: self.config.mtu,
         };
-        self.through(seen, &parsed, bytes, v);
+        self.through(seen, parsed, bytes, v);
         if loopback {
             self.stats.loopback += 1;
             v.direction = PacketDirection::Loopback;
@@ -497,7 +501,7 @@ impl Shim {
                     dir: Direction::Inbound,
                     ..seen
                 };
-                self.receiver_side(receiver, (&parsed, bytes), false, v);
+                self.receiver_side(receiver, (parsed, bytes), false, v);
             }
         } else {
             v.direction = dir.into();
@@ -525,10 +529,12 @@ impl Shim {
         ctx: &PacketContext,
         v: &mut PacketVerdict,
     ) {
-        let Some(parsed) = self.start(now, direction, bytes, ctx, v) else {
+        self.start_packet(direction, v);
+        let mut result = self.parse(bytes, ctx);
+        let Some(parsed) = self.start(now, direction, (bytes, &mut result), ctx, v) else {
             return;
         };
-        let (sides, loopback): (&[Direction], bool) = match self.direction_of(direction, &parsed) {
+        let (sides, loopback): (&[Direction], bool) = match self.direction_of(direction, parsed) {
             Way::One(Direction::Inbound) => (&[Direction::Inbound], false),
             Way::One(Direction::Outbound) => (&[Direction::Outbound], false),
             Way::Loopback => (&[Direction::Outbound, Direction::Inbound], true),
@@ -541,7 +547,7 @@ impl Shim {
                 loopback,
                 mtu: self.config.mtu,
             };
-            let mut pkt = Packet::new(seen, &parsed, bytes, v);
+            let mut pkt = Packet::new(seen, parsed, bytes, v);
             let step = match dir {
                 Direction::Inbound => self.inbound_ip_packet(&mut pkt),
                 Direction::Outbound => self.outbound_ip_packet(&mut pkt),
@@ -556,26 +562,27 @@ impl Shim {
         };
     }
 
-    /// The start every packet shares: counters, parsing and forwarding. `None` when the packet is
-    /// decided already (malformed, or routed through: IPFORWARD).
-    fn start(
+    /// The start every packet shares after `start_packet` and parsing (`parsed`, from `bytes`):
+    /// malformed packets and forwarding. `None` when the packet is decided already (malformed,
+    /// or routed through: IPFORWARD).
+    #[inline]
+    fn start<'p>(
         &mut self,
         now: Timestamp,
         direction: PacketDirection,
-        bytes: &[u8],
+        (bytes, parsed): (&[u8], &'p mut Result<ParsedPacket, ParseError>),
         ctx: &PacketContext,
         v: &mut PacketVerdict,
-    ) -> Option<ParsedPacket> {
-        self.start_packet(direction, v);
-        let parsed = match self.parse(bytes, ctx) {
+    ) -> Option<&'p mut ParsedPacket> {
+        let parsed = match parsed {
             Ok(p) => p,
             Err(e) => {
-                self.malformed_packet(bytes, e, v);
+                self.malformed_packet(bytes, *e, v);
                 return None;
             }
         };
         if direction == PacketDirection::Forward {
-            self.forward(now, &parsed, bytes, ctx, v);
+            self.forward(now, parsed, bytes, ctx, v);
             return None;
         }
         Some(parsed)

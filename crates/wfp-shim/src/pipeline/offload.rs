@@ -350,7 +350,8 @@ impl Shim {
         if stream {
             return self.stream_is_constant(id, side);
         }
-        let used = self.engine.layer_fields_used(layer);
+        // As of the packet's policy (the masks its classifies used; no snapshot load).
+        let used = self.field_mask(layer);
         if used == u64::MAX {
             // A callout filter is present (its callout may read anything, every packet).
             return Err(KeepReason::Callout { layer });
@@ -405,7 +406,7 @@ impl Shim {
         let Some(e) = self.extra.get_mut(&id) else {
             return;
         };
-        let Some(r) = e.reasm.get(i).and_then(Option::as_ref) else {
+        let Some(r) = e.reasm.get(i).and_then(Option::as_deref) else {
             return;
         };
         let ahead = t.seq.wrapping_sub(r.next_seq()) as i32;

@@ -68,10 +68,9 @@ pub(super) struct Packet<'a> {
     /// What the transport, ALE and data layers see: `ip` plus ports
     /// ([`super::transport::transport_facts`]), then the socket owner (flow tracking).
     pub(super) transport: PacketFacts,
-    /// The IP-packet layers' metadata ([`super::meta`]).
-    pub(super) ip_meta: Metadata,
     /// The transport and upper layers' metadata ([`super::meta`]), then the flow's fields (flow
-    /// tracking).
+    /// tracking). The IP-packet layers' metadata is built when one of them classifies
+    /// ([`Packet::ip_meta`]): most packets cross those layers without filters.
     pub(super) meta: Metadata,
     /// The flow-table update of the packet's flow, once tracked.
     pub(super) update: Option<FlowUpdate>,
@@ -94,8 +93,7 @@ impl<'a> Packet<'a> {
         verdict: &'a mut PacketVerdict,
     ) -> Self {
         let ip = ip_facts(parsed, &seen);
-        let ip_meta = ip_layer_meta(parsed, &seen);
-        let meta = transport_layer_meta(&ip_meta, parsed, &seen, seen.mtu);
+        let meta = transport_layer_meta(ip_layer_meta(parsed, &seen), parsed, &seen, seen.mtu);
         Self {
             now: seen.now,
             dir: seen.dir,
@@ -107,7 +105,6 @@ impl<'a> Packet<'a> {
             mtu: seen.mtu,
             transport: transport_facts(&ip, parsed, seen.dir),
             ip,
-            ip_meta,
             meta,
             update: None,
             needs_auth: false,
@@ -145,6 +142,17 @@ impl<'a> Packet<'a> {
         self.reassembled = true;
         self.ip.flags |= ConditionFlags::IS_REASSEMBLED.0;
         self.transport.flags |= ConditionFlags::IS_REASSEMBLED.0;
+    }
+
+    /// The IP-packet layers' metadata ([`super::meta`]). Once the packet's flow is tracked its
+    /// id is the FLOW_HANDLE value without the flag (the IP-packet layers have no FLOW_HANDLE,
+    /// §8.2): only the engine's hint of which data path a packet cloned there belongs to.
+    pub(super) fn ip_meta(&self) -> Metadata {
+        let mut m = ip_layer_meta(self.parsed, &self.seen());
+        if let Some(id) = self.flow() {
+            m.flow_handle = id.get();
+        }
+        m
     }
 
     /// The packet's flow, once tracked.

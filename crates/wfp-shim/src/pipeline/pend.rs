@@ -90,6 +90,17 @@ pub(super) struct AsyncState {
     pub(super) outputs: VecDeque<ShimOutput>,
     /// Injection requests taken from the engine while splicing stream injections, to run next.
     pub(super) stash: VecDeque<wfp_core::inject::InjectionRequest>,
+    /// `Engine::async_generation` read before the last [`Shim::handle_async`] pass that found
+    /// nothing left to do: while it is unchanged (and the local queues are empty) the engine
+    /// has queued nothing new, so the next pass is skipped without locking its queues.
+    pub(super) drained_at: Option<u64>,
+}
+
+impl AsyncState {
+    /// The shim's own queues hold nothing (events taken from the engine, stashed injections).
+    pub(super) fn is_idle(&self) -> bool {
+        self.events.is_empty() && self.stash.is_empty()
+    }
 }
 
 impl Shim {

@@ -324,7 +324,7 @@ const MAX_EARLY_BYTES: usize = 64 << 10;
 fn hold(e: &mut FlowExtra, side: Side, seg: Segment<'_>, config: ReasmConfig) -> u64 {
     if seg.syn {
         if let Some(slot) = e.reasm.get_mut(side.index()) {
-            slot.get_or_insert_with(|| StreamReassembler::after_syn(seg.seq, config));
+            slot.get_or_insert_with(|| Box::new(StreamReassembler::after_syn(seg.seq, config)));
         }
     }
     if seg.rst || (seg.payload.is_empty() && !seg.fin && seg.cut == 0) {
@@ -358,11 +358,11 @@ fn reassemble<'p>(
         return Ok(InOrder::default());
     };
     let r = slot.get_or_insert_with(|| {
-        if seg.syn {
+        Box::new(if seg.syn {
             StreamReassembler::after_syn(seg.seq, config)
         } else {
             StreamReassembler::new(seg.seq, config)
-        }
+        })
     });
     let out = r.push(seg);
     if out.anomaly.is_some() {

@@ -58,10 +58,13 @@ pub const TUNNEL_TYPE_OTHER: u32 = 1;
 /// Windows `TUNNEL_TYPE_DIRECT`: IP directly inside IP, no tunnel header.
 pub const TUNNEL_TYPE_DIRECT: u32 = 2;
 
-/// The packets of one frame: the outermost (index 0) to the innermost.
+/// The packets of one frame: the outermost (index 0) to the innermost. The outermost is held
+/// inline and the packets inside tunnels in a vector, so the common frame (no tunnel) is built
+/// without allocating and without initialising room for MAX_ENCAP_DEPTH levels.
 pub(crate) struct Levels<'a> {
-    items: [Option<Level<'a>>; MAX_ENCAP_DEPTH + 1],
-    len: usize,
+    outer: Level<'a>,
+    /// The packets inside tunnels, outermost first (at most MAX_ENCAP_DEPTH).
+    inner: Vec<Level<'a>>,
 }
 
 /// One packet of a frame and the interface it arrives on.
@@ -98,23 +101,25 @@ impl TunnelIf {
 impl<'a> Levels<'a> {
     /// The levels, outermost first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Level<'a>> + '_ {
-        self.items.iter().take(self.len).flatten()
+        std::iter::once(&self.outer).chain(self.inner.iter())
     }
 
     /// How many packets the frame holds.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        1 + self.inner.len()
     }
 
     /// Level `i`.
     pub(crate) fn get(&self, i: usize) -> Option<&Level<'a>> {
-        self.items.get(i).and_then(Option::as_ref)
+        match i {
+            0 => Some(&self.outer),
+            _ => self.inner.get(i - 1),
+        }
     }
 
     fn push(&mut self, level: Level<'a>) {
-        if let Some(slot) = self.items.get_mut(self.len) {
-            *slot = Some(level);
-            self.len += 1;
+        if self.inner.len() < MAX_ENCAP_DEPTH {
+            self.inner.push(level);
         }
     }
 }
@@ -204,11 +209,10 @@ pub(crate) fn levels<'a>(
     found: &mut Found,
 ) -> Levels<'a> {
     let mut levels = Levels {
-        items: [None; MAX_ENCAP_DEPTH + 1],
-        len: 0,
+        outer: Level { l3, tunnel: None },
+        inner: Vec::new(),
     };
     found.link(&l3);
-    levels.push(Level { l3, tunnel: None });
     let mut cur = l3;
     for _ in 0..MAX_ENCAP_DEPTH {
         match decapsulate(&cur) {
