@@ -2,9 +2,9 @@
 //!
 //! The same rules as a ClassBench set, at `ALE_AUTH_CONNECT_V4` (which has the five-tuple and
 //! `ALE_APP_ID`); every other filter (odd rule index) also requires `ALE_APP_ID` EQUAL to one of
-//! [`APPS`] application paths (an `FWP_BYTE_BLOB`, which the index never keys on: the filter is a
-//! wildcard on that field in the index and its candidates are confirmed by the full matcher). Each
-//! header gets one of those applications. The baseline is
+//! [`APPS`] application paths (an `FWP_BYTE_BLOB`: the index keys it through its dictionary of
+//! the blobs the conditions name, `wfp-core` `index/compile.rs`). Each header gets one of those
+//! applications. The baseline is
 //! [`crate::linear::TightScan::with_apps`], the application ids pre-decoded to small numbers.
 //!
 //! ```text

@@ -7,16 +7,19 @@
 //! FWP_EMPTY. Such a group becomes a set of boxes; every other group stays *residual* and is checked
 //! afterwards by the real matcher ([`crate::condition::ConditionSet::matches`]).
 //!
-//! Byte blobs (application ids) are the one exception to exactness: an EQUAL group on a blob
-//! field is keyed on a hash of the bytes (a superset of the matching values) *and* stays residual,
-//! so candidates are confirmed by the full matcher — but only candidates with the right hash,
-//! instead of every filter carrying such a condition (issue 15, fallback path).
+//! Byte blobs (application ids) are keyed through a per-index dictionary ([`Blobs`]): the distinct
+//! blobs the conditions name, in byte order, get the odd keys 1, 3, 5, …; an incoming blob gets
+//! its member's key, or — when no condition names it — the even key between its neighbours. The
+//! keys keep the byte order, so EQUAL, NOT_EQUAL, GREATER… and RANGE groups on a blob field are
+//! exact intervals like any other: no candidate goes to the full matcher for them (issue 15,
+//! fallback path: the application id is a pre-decoded dimension, not a residual scan).
 //!
 //! Invariant (what makes the index exact): for a compiled filter `f` and any incoming values `v`,
 //! `f.conditions().matches(v)` ⇔ ∃ box `b` of `f`: every required dimension of `v` is present and
 //! inside `b`, and (when `f` has residual groups) the full matcher accepts `v`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::catalogue::LayerDef;
 use crate::condition::{Condition, MatchType};
@@ -42,15 +45,13 @@ pub(super) enum FieldKind {
     I64,
     Mac,
     V6,
-    /// FWP_BYTE_BLOB_TYPE (application ids): keyed on a 32-bit hash of the bytes. Only EQUAL is
-    /// keyed, and only as a superset (equal bytes have equal hashes): the group also stays
-    /// residual, so the full matcher confirms every candidate (issue 15, fallback path).
+    /// FWP_BYTE_BLOB_TYPE (application ids): keyed through the index's [`Blobs`] dictionary (32
+    /// bits; the bytes' order is kept).
     Blob,
 }
 
-/// The 32-bit key of a byte blob (a fixed multiply-xor hash over 8-byte words; no per-process
-/// seed, so equal bytes always give equal keys).
-fn blob_key(b: &[u8]) -> u128 {
+/// A 64-bit hash of a byte blob (a fixed multiply-xor over 8-byte words; no per-process seed).
+fn blob_hash(b: &[u8]) -> u64 {
     let mut h = 0x9E37_79B9_7F4A_7C15u64 ^ b.len() as u64;
     for chunk in b.chunks(8) {
         let mut w = [0u8; 8];
@@ -60,7 +61,116 @@ fn blob_key(b: &[u8]) -> u128 {
         h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
         h ^= h >> 32;
     }
-    u128::from(h as u32)
+    h
+}
+
+/// The byte blobs an index's conditions name, interned in byte order (issue 15, fallback path):
+/// member `i` (0-based, sorted) has key `2i + 1`; a blob no condition names has key `2r`, `r` the
+/// number of members below it. So `a < b` ⇔ `key(a) < key(b)` whenever one of them is a member,
+/// and `key(a) == key(m)` ⇔ `a == m` for a member `m`: intervals between member keys are exact.
+#[derive(Debug, Default)]
+pub(super) struct Blobs {
+    /// Distinct member blobs, sorted.
+    sorted: Vec<Arc<[u8]>>,
+    /// Open addressing on [`blob_hash`]: (hash, member key); key 0 marks a free slot. Length a
+    /// power of two, at least twice the members.
+    slots: Vec<(u64, u32)>,
+}
+
+impl Blobs {
+    /// The dictionary of `all` (any order, repeats allowed); members past 2^31 are dropped (their
+    /// conditions then stay residual).
+    fn new(mut all: Vec<Arc<[u8]>>) -> Self {
+        all.sort_unstable();
+        all.dedup();
+        all.truncate(1 << 30);
+        if all.is_empty() {
+            return Self::default();
+        }
+        let cap = (all.len() * 2).next_power_of_two();
+        let mut slots = vec![(0u64, 0u32); cap];
+        for (i, b) in (0u32..).zip(&all) {
+            let h = blob_hash(b);
+            let mut s = (h as usize) & (cap - 1);
+            while slots.get(s).is_some_and(|e| e.1 != 0) {
+                s = (s + 1) & (cap - 1);
+            }
+            if let Some(e) = slots.get_mut(s) {
+                *e = (h, 2 * i + 1);
+            }
+        }
+        Self { sorted: all, slots }
+    }
+
+    /// The key of member `b`; `None` when no condition of the index names it.
+    #[inline]
+    fn member(&self, b: &[u8]) -> Option<u32> {
+        let mask = self.slots.len().checked_sub(1)?;
+        let h = blob_hash(b);
+        let mut s = (h as usize) & mask;
+        loop {
+            let &(eh, key) = self.slots.get(s)?;
+            if key == 0 {
+                return None;
+            }
+            if eh == h
+                && self
+                    .sorted
+                    .get((key / 2) as usize)
+                    .is_some_and(|m| **m == *b)
+            {
+                return Some(key);
+            }
+            s = (s + 1) & mask;
+        }
+    }
+
+    /// The key of any incoming blob.
+    #[inline]
+    fn key(&self, b: &[u8]) -> u32 {
+        self.member(b).unwrap_or_else(|| {
+            let r = self.sorted.partition_point(|m| **m < *b);
+            u32::try_from(2 * r).unwrap_or(u32::MAX)
+        })
+    }
+
+    /// Approximate heap bytes.
+    #[cfg(any(test, feature = "bench-internals"))]
+    pub(super) fn bytes(&self) -> usize {
+        self.sorted.capacity() * 16 + self.slots.capacity() * 16
+    }
+}
+
+/// An index's key space: its dimensions and the blob dictionary they key through.
+#[derive(Debug, Default)]
+pub(super) struct Space {
+    pub(super) dims: Vec<Dim>,
+    /// Boxed: most indexes name no blob, and the index stays small next to `Inner::Scan`.
+    pub(super) blobs: Box<Blobs>,
+}
+
+impl Space {
+    /// The key of every dimension for the incoming values, and the mask of those present.
+    #[inline]
+    pub(super) fn keys(&self, values: &[Value]) -> ([u64; MAX_DIMS], u16) {
+        let mut keys = [0u64; MAX_DIMS];
+        let mut present = 0u16;
+        for ((k, dim), d) in keys.iter_mut().zip(&self.dims).zip(0..) {
+            let v = if dim.kind == FieldKind::Blob {
+                match values.get(dim.field) {
+                    Some(Value::ByteBlob(b)) => Some(u64::from(self.blobs.key(b))),
+                    _ => None,
+                }
+            } else {
+                dim.extract(values)
+            };
+            if let Some(v) = v {
+                *k = v;
+                present |= 1 << d;
+            }
+        }
+        (keys, present)
+    }
 }
 
 impl FieldKind {
@@ -110,7 +220,8 @@ impl FieldKind {
     }
 
     /// The order-preserving key of `v`, only when `v` has exactly this kind's type (WFP never
-    /// converts between types, so a value of any other type matches no indexable condition).
+    /// converts between types, so a value of any other type matches no indexable condition);
+    /// `None` for blobs, which are keyed through a dictionary ([`Blobs`]).
     pub(super) fn key(self, v: &Value) -> Option<u128> {
         Some(match (self, v) {
             (Self::U8, Value::Uint8(x)) => u128::from(*x),
@@ -131,7 +242,6 @@ impl FieldKind {
                 m.iter().fold(0u128, |a, b| (a << 8) | u128::from(*b))
             }
             (Self::V6, Value::ByteArray16(b)) => u128::from_be_bytes(*b),
-            (Self::Blob, Value::ByteBlob(b)) => blob_key(b),
             _ => return None,
         })
     }
@@ -196,9 +306,10 @@ fn split(k: u128, part: Part) -> u64 {
 /// until [`MAX_DIMS`] dimensions are used.
 #[cfg(test)]
 pub(super) fn choose_dims(layer: &LayerDef, filters: &[std::sync::Arc<RtFilter>]) -> Vec<Dim> {
+    let blobs = blob_dictionary(layer, filters);
     let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
     for f in filters {
-        for field in indexable_fields(layer, f) {
+        for field in indexable_fields(layer, f, &blobs) {
             *counts.entry(field).or_default() += 1;
         }
     }
@@ -207,7 +318,7 @@ pub(super) fn choose_dims(layer: &LayerDef, filters: &[std::sync::Arc<RtFilter>]
 
 /// The fields one filter constrains with an indexable group (each once): its votes in
 /// [`dims_from_counts`].
-pub(super) fn indexable_fields(layer: &LayerDef, filter: &RtFilter) -> Vec<usize> {
+pub(super) fn indexable_fields(layer: &LayerDef, filter: &RtFilter, blobs: &Blobs) -> Vec<usize> {
     let conds = filter.conditions().conditions();
     let mut seen: Vec<usize> = Vec::new();
     for g in groups(conds) {
@@ -223,7 +334,7 @@ pub(super) fn indexable_fields(layer: &LayerDef, filter: &RtFilter) -> Vec<usize
         else {
             continue;
         };
-        if g.iter().all(|c| intervals(c, kind).is_some()) {
+        if g.iter().all(|c| intervals(c, kind, blobs).is_some()) {
             seen.push(field);
         }
     }
@@ -275,10 +386,11 @@ pub(super) fn dims_from_counts(layer: &LayerDef, counts: BTreeMap<usize, usize>)
 pub(super) fn compile_all(
     layer: &LayerDef,
     filters: &[std::sync::Arc<RtFilter>],
-) -> Option<(Vec<Dim>, Vec<Compiled>)> {
+) -> Option<(Space, Vec<Compiled>)> {
+    let blobs = blob_dictionary(layer, filters);
     let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
     for f in filters {
-        for field in indexable_fields(layer, f) {
+        for field in indexable_fields(layer, f, &blobs) {
             *counts.entry(field).or_default() += 1;
         }
     }
@@ -286,11 +398,39 @@ pub(super) fn compile_all(
     if dims.is_empty() {
         return None;
     }
+    let space = Space {
+        dims,
+        blobs: Box::new(blobs),
+    };
     let compiled = filters
         .iter()
-        .map(|f| compile(&dims, f.conditions().conditions()))
+        .map(|f| compile(&space, f.conditions().conditions()))
         .collect();
-    Some((dims, compiled))
+    Some((space, compiled))
+}
+
+/// The dictionary of every blob the conditions of `filters` name on blob-typed fields.
+fn blob_dictionary(layer: &LayerDef, filters: &[std::sync::Arc<RtFilter>]) -> Blobs {
+    let mut all: Vec<Arc<[u8]>> = Vec::new();
+    for f in filters {
+        for c in f.conditions().conditions() {
+            let is_blob = layer
+                .fields
+                .get(usize::from(c.field_index))
+                .is_some_and(|fd| fd.data_type == DataType::ByteBlob);
+            if !is_blob {
+                continue;
+            }
+            match &c.value {
+                ConditionValue::Value(Value::ByteBlob(b)) => all.push(Arc::clone(b)),
+                ConditionValue::Range(Value::ByteBlob(lo), Value::ByteBlob(hi)) => {
+                    all.extend([Arc::clone(lo), Arc::clone(hi)]);
+                }
+                _ => {}
+            }
+        }
+    }
+    Blobs::new(all)
 }
 
 /// A filter reduced to boxes over the dimensions.
@@ -311,8 +451,10 @@ pub(super) struct Compiled {
 /// One constrained field's boxes over its one or two dimensions.
 type FieldBoxes = Vec<[(u64, u64); 2]>;
 
-/// Compiles one filter's conditions against `dims`.
-pub(super) fn compile(dims: &[Dim], conditions: &[Condition]) -> Compiled {
+/// Compiles one filter's conditions against `space` (a blob its dictionary lacks leaves its group
+/// residual).
+pub(super) fn compile(space: &Space, conditions: &[Condition]) -> Compiled {
+    let dims = space.dims.as_slice();
     // Group `gi` becomes residual: the candidates' check must cover it.
     let mut residual = 0u16;
     let mut mark = |gi: usize| {
@@ -341,7 +483,7 @@ pub(super) fn compile(dims: &[Dim], conditions: &[Condition]) -> Compiled {
         let mut set: Vec<(u128, u128)> = Vec::new();
         let mut indexable = true;
         for c in g {
-            match intervals(c, kind) {
+            match intervals(c, kind, &space.blobs) {
                 Some(iv) => set.extend(iv),
                 None => {
                     indexable = false;
@@ -355,11 +497,6 @@ pub(super) fn compile(dims: &[Dim], conditions: &[Condition]) -> Compiled {
             continue;
         }
         done.push(field);
-        if kind == FieldKind::Blob {
-            // Hashed keys: the boxes hold every matching value but maybe others: confirmed.
-            mark(gi);
-            any_residual = true;
-        }
         let set = merge(set);
         let boxes: FieldBoxes = if kind == FieldKind::V6 {
             set.iter().flat_map(|&(lo, hi)| v6_boxes(lo, hi)).collect()
@@ -450,23 +587,26 @@ pub(super) fn groups(conditions: &[Condition]) -> impl Iterator<Item = &[Conditi
 /// (§11.4 `FWP_FILTER_ENUM_TYPE`, `engine/enum_match.rs`).
 pub(crate) fn group_intervals(group: &[Condition], t: DataType) -> Option<Vec<(u128, u128)>> {
     let kind = FieldKind::of(t)?;
+    if kind == FieldKind::Blob {
+        // Keys of blobs are only ordered within one index's dictionary.
+        return None;
+    }
     let mut all = Vec::new();
     for c in group {
-        all.extend(intervals(c, kind)?);
+        all.extend(intervals(c, kind, &Blobs::default())?);
     }
     Some(merge(all))
 }
 
 /// The exact set of `kind`-typed keys a condition accepts, as inclusive intervals; `None` when the
 /// condition is not exactly an interval set over typed values (it then stays residual).
-fn intervals(c: &Condition, kind: FieldKind) -> Option<Vec<(u128, u128)>> {
-    if kind == FieldKind::Blob {
-        // Hash keys keep only equality: one key per EQUAL value (a superset, see `compile`).
-        return match (&c.value, c.match_type) {
-            (ConditionValue::Value(v), MatchType::Equal) => kind.key(v).map(|k| vec![(k, k)]),
-            _ => None,
-        };
-    }
+fn intervals(c: &Condition, kind: FieldKind, blobs: &Blobs) -> Option<Vec<(u128, u128)>> {
+    // Blobs through the dictionary: only members have exact keys (see [`Blobs`]).
+    let key = |v: &Value| match (kind, v) {
+        (FieldKind::Blob, Value::ByteBlob(b)) => blobs.member(b).map(u128::from),
+        (FieldKind::Blob, _) => None,
+        _ => kind.key(v),
+    };
     let max = kind.max();
     let complement = |lo: u128, hi: u128| -> Vec<(u128, u128)> {
         let mut out = Vec::with_capacity(2);
@@ -480,7 +620,7 @@ fn intervals(c: &Condition, kind: FieldKind) -> Option<Vec<(u128, u128)>> {
     };
     match &c.value {
         ConditionValue::Value(v) => {
-            let k = kind.key(v)?;
+            let k = key(v)?;
             Some(match c.match_type {
                 MatchType::Equal => vec![(k, k)],
                 MatchType::NotEqual => complement(k, k),
@@ -507,7 +647,7 @@ fn intervals(c: &Condition, kind: FieldKind) -> Option<Vec<(u128, u128)>> {
             if c.match_type != MatchType::Range {
                 return None;
             }
-            let (lo, hi) = (kind.key(lo)?, kind.key(hi)?);
+            let (lo, hi) = (key(lo)?, key(hi)?);
             Some(if lo <= hi { vec![(lo, hi)] } else { Vec::new() })
         }
         ConditionValue::V4AddrMask { addr, mask } => {

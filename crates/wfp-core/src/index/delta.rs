@@ -20,7 +20,7 @@ use std::sync::Arc;
 use crate::filter::RtFilter;
 use crate::value::Value;
 
-use super::compile::{self, Compiled, Dim, MAX_DIMS};
+use super::compile::{self, Compiled, Space, MAX_DIMS};
 use super::eval_order;
 
 /// Field-use counts of the live filters of a sublayer.
@@ -82,11 +82,12 @@ pub(super) struct Added {
 }
 
 impl Added {
-    /// `filter` compiled on `dims` (the base's), if the base is indexed.
-    pub(super) fn new(filter: &Arc<RtFilter>, dims: Option<&[Dim]>) -> Self {
+    /// `filter` compiled on `space` (the base's), if the base is indexed.
+    pub(super) fn new(filter: &Arc<RtFilter>, space: Option<&Space>) -> Self {
         Self {
             filter: Arc::clone(filter),
-            compiled: dims.map(|d| Arc::new(compile::compile(d, filter.conditions().conditions()))),
+            compiled: space
+                .map(|sp| Arc::new(compile::compile(sp, filter.conditions().conditions()))),
         }
     }
 
@@ -249,12 +250,12 @@ impl Delta {
         self.fields.update(f, false);
     }
 
-    /// The first added filter at or after `from` that matches `values`; `dims`: the base's
-    /// dimensions (`None`: scanned base).
+    /// The first added filter at or after `from` that matches `values`; `space`: the base's
+    /// (`None`: scanned base).
     #[inline]
     pub(super) fn next_match(
         &self,
-        dims: Option<&[Dim]>,
+        space: Option<&Space>,
         values: &[Value],
         from: usize,
     ) -> Option<usize> {
@@ -265,14 +266,9 @@ impl Delta {
             nd: 0,
             values,
         };
-        if let Some(dims) = dims {
-            q.nd = dims.len().min(MAX_DIMS);
-            for ((k, dim), d) in q.keys.iter_mut().zip(dims).zip(0..) {
-                if let Some(v) = dim.extract(values) {
-                    *k = v;
-                    q.present |= 1 << d;
-                }
-            }
+        if let Some(space) = space {
+            q.nd = space.dims.len().min(MAX_DIMS);
+            (q.keys, q.present) = space.keys(values);
         }
         rest.iter().position(|a| a.matches(&q)).map(|i| i + from)
     }

@@ -35,16 +35,16 @@
 //!
 //! Each run also keeps a 16-byte *head* per position (filter id, action, clear-right flag): a
 //! classify that ends at a static filter decides from the head (`Hit`) without reading the
-//! filter object. Application ids (byte blobs) are keyed on a hash, confirmed by the full matcher
-//! (`compile.rs`).
+//! filter object. Application ids (byte blobs) are keyed through a per-run dictionary of the blobs
+//! the conditions name, in byte order, so their groups are exact intervals too (`compile.rs`).
 //!
 //! Contract: `SublayerIndex::next` yields exactly what a linear scan over the sublayer's filters
 //! in evaluation order (effective weight descending, then filter id; §7.3) yields —
 //! `filters.iter().filter(|f| f.conditions().matches(values))` — for every policy, every history
 //! of changes and every incoming value vector. Only conditions whose accepted set is exactly a
 //! union of intervals over one typed field are indexed (EQUAL, NOT_EQUAL, GREATER…, RANGE on
-//! integers, MACs and IPv6 addresses; V4 masks with contiguous masks; V6 prefixes); every other
-//! group — FLAGS_*, strings, blobs, SIDs, FWP_EMPTY values, non-contiguous masks, second groups on
+//! integers, MACs and IPv6 addresses, byte blobs; V4 masks with contiguous masks; V6 prefixes); every
+//! other group — FLAGS_*, strings, blob PREFIX, SIDs, FWP_EMPTY values, non-contiguous masks, second groups on
 //! one field, very wide OR groups — is a wildcard in the index and confirmed by
 //! `ConditionSet::matches` on the candidates. Small sublayers (fewer than `SCAN_BELOW` filters) or
 //! sublayers with no indexable condition are scanned.
@@ -241,10 +241,10 @@ impl SublayerIndex {
         self.runs.first().map(|r| &*r.base)
     }
 
-    /// The main run's dimensions, on which added filters are compiled (`None`: scanned).
-    fn dims(&self) -> Option<&[compile::Dim]> {
+    /// The main run's key space, on which added filters are compiled (`None`: scanned).
+    fn space(&self) -> Option<&compile::Space> {
         match &self.runs.first()?.base.inner {
-            Inner::Tuples(t) => Some(t.dims()),
+            Inner::Tuples(t) => Some(t.space()),
             Inner::Scan => None,
         }
     }
@@ -269,9 +269,9 @@ impl SublayerIndex {
             // dimensions, nor inserted one by one.
             next.delta.extend_raw(added);
         } else {
-            let dims = self.dims();
+            let space = self.space();
             for f in added {
-                next.delta.add(Added::new(f, dims));
+                next.delta.add(Added::new(f, space));
             }
         }
         let small_scan = next
@@ -381,7 +381,7 @@ impl SublayerIndex {
                 best = Some((r, i, f));
             }
         }
-        if let Some(j) = self.delta.next_match(self.dims(), values, cursor.added) {
+        if let Some(j) = self.delta.next_match(self.space(), values, cursor.added) {
             if let Some(a) = self.delta.added.get(j) {
                 if best.is_none_or(|(_, _, b)| eval_order(&a.filter, b).is_lt()) {
                     best = Some((MAX_RUNS, j, &a.filter));
@@ -567,10 +567,10 @@ impl Base {
         if filters.len() < scan_below || u32::try_from(filters.len()).is_err() {
             return Self::scanned(filters);
         }
-        let Some((dims, compiled)) = compile::compile_all(layer, &filters) else {
+        let Some((space, compiled)) = compile::compile_all(layer, &filters) else {
             return Self::scanned(filters);
         };
-        let index = TupleIndex::build(dims, &compiled, params);
+        let index = TupleIndex::build(space, &compiled, params);
         Self::with_inner(filters, Inner::Tuples(index))
     }
 

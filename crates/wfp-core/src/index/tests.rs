@@ -682,8 +682,13 @@ fn intervals_cover_the_value_domains() {
         ),
     );
     assert_eq!(dims.len(), 2, "an IPv6 address is two dimensions");
+    let nd = dims.len();
+    let space = compile::Space {
+        dims,
+        blobs: Box::default(),
+    };
     let c = compile::compile(
-        &dims,
+        &space,
         &[cond(
             l,
             "IP_LOCAL_ADDRESS",
@@ -691,11 +696,11 @@ fn intervals_cover_the_value_domains() {
             Value::ByteArray16([0xAB; 16]).into(),
         )],
     );
-    assert_eq!(c.boxes.len(), 2 * dims.len(), "two boxes");
+    assert_eq!(c.boxes.len(), 2 * nd, "two boxes");
     assert!(!c.verify);
     assert_eq!(c.required, 0b11);
     let never = compile::compile(
-        &dims,
+        &space,
         &[cond(
             l,
             "IP_LOCAL_ADDRESS",
@@ -1144,12 +1149,12 @@ fn recreated_sublayer_takes_its_new_weight() {
     assert_eq!(got, reference_matches(&engine, &v));
 }
 
-/// Application ids (FWP_BYTE_BLOB) are keyed on a hash, as a superset confirmed by the full
-/// matcher: EQUAL (alone or OR-ed), NOT_EQUAL and PREFIX conditions, blobs that differ in one
-/// byte or in length, values of another type and FWP_EMPTY all answer like the scan, from every
-/// start position, for every parameter set.
+/// Application ids (FWP_BYTE_BLOB) are keyed through the index's blob dictionary, exactly:
+/// EQUAL (alone or OR-ed), NOT_EQUAL and PREFIX conditions, blobs that differ in one byte or in
+/// length, values of another type and FWP_EMPTY all answer like the scan, from every start
+/// position, for every parameter set.
 #[test]
-fn app_id_blobs_are_hashed_supersets_confirmed_by_the_matcher() {
+fn app_id_blobs_are_dictionary_keys_equal_to_the_scan() {
     let l = layer("ALE_AUTH_CONNECT_V4");
     let t = template();
     let blob = |s: &str| Value::ByteBlob(Arc::from(s.as_bytes().to_vec()));
@@ -1221,4 +1226,140 @@ fn app_id_blobs_are_hashed_supersets_confirmed_by_the_matcher() {
         );
     }
     check_equivalent(l, &filters, &inputs).expect("the index equals the scan");
+}
+
+// ----- application ids: the blob dictionary (compile.rs `Blobs`) --------------------------------
+
+/// Blobs conditions name (indices 0..8) and incoming blobs no condition names (8..).
+const BLOBS: [&str; 13] = [
+    "",
+    "a",
+    "ab",
+    "abc",
+    "b",
+    "\\device\\a.exe",
+    "\\device\\a.exf",
+    "\\device\\b.exe",
+    "aa",
+    "abd",
+    "\\device\\a.ex",
+    "zz",
+    "\\device\\c.exe",
+];
+
+fn blob(i: usize) -> Value {
+    Value::ByteBlob(Arc::from(BLOBS[i % BLOBS.len()].as_bytes().to_vec()))
+}
+
+/// One blob condition: match type choice and value choices (two for RANGE).
+type RawBlobCond = (u8, usize, usize);
+
+/// A filter: a group of 0..3 OR-ed app-id conditions, maybe a port, and its weight.
+type RawBlobFilter = (Vec<RawBlobCond>, Option<u16>, u8);
+
+fn raw_blob_filter(values: usize) -> impl Strategy<Value = RawBlobFilter> {
+    (
+        prop::collection::vec((0..8u8, 0..values, 0..values), 0..3),
+        prop::option::of(prop::sample::select(vec![80u16, 443])),
+        0..4u8,
+    )
+}
+
+fn make_blob_filter(l: &LayerDef, r: &RawBlobFilter) -> Vec<Condition> {
+    let mut out: Vec<Condition> =
+        r.0.iter()
+            .map(|&(mt, a, b)| {
+                let (match_type, value) = match mt {
+                    0 => (MatchType::Equal, blob(a).into()),
+                    1 => (MatchType::NotEqual, blob(a).into()),
+                    2 => (MatchType::Greater, blob(a).into()),
+                    3 => (MatchType::Less, blob(a).into()),
+                    4 => (MatchType::GreaterOrEqual, blob(a).into()),
+                    5 => (MatchType::LessOrEqual, blob(a).into()),
+                    6 => (MatchType::Range, ConditionValue::Range(blob(a), blob(b))),
+                    _ => (MatchType::Prefix, blob(a).into()),
+                };
+                cond(l, "ALE_APP_ID", match_type, value)
+            })
+            .collect();
+    if let Some(p) = r.1 {
+        out.push(cond(
+            l,
+            "IP_REMOTE_PORT",
+            MatchType::Equal,
+            Value::Uint16(p).into(),
+        ));
+    }
+    out
+}
+
+/// Incoming values: every blob (named or not), FWP_EMPTY and another type, with two ports.
+fn blob_inputs(l: &LayerDef) -> Vec<Vec<Value>> {
+    let mut out = Vec::new();
+    for a in (0..BLOBS.len())
+        .map(blob)
+        .chain([Value::Empty, Value::Uint32(7)])
+    {
+        for p in [80u16, 9] {
+            out.push(values(
+                l,
+                &[
+                    ("ALE_APP_ID", a.clone()),
+                    ("IP_REMOTE_PORT", Value::Uint16(p)),
+                ],
+            ));
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Random app-id policies (EQUAL, NOT_EQUAL, ordered comparisons, RANGE, PREFIX, OR-ed)
+    /// built in full, then changed commit by commit with filters naming blobs the base's
+    /// dictionary lacks: every answer equals the scan, for named and unnamed incoming blobs.
+    #[test]
+    fn app_id_dictionary_keys_equal_scan_through_histories(
+        policy in prop::collection::vec(raw_blob_filter(8), 0..80),
+        commits in prop::collection::vec(
+            (prop::collection::vec(raw_blob_filter(BLOBS.len()), 0..4),
+             prop::collection::vec(any::<usize>(), 0..3)), 1..20),
+    ) {
+        let l = layer("ALE_AUTH_CONNECT_V4");
+        let t = template();
+        let inputs = blob_inputs(l);
+        let mut live: Vec<Arc<RtFilter>> = (0u64..)
+            .zip(&policy)
+            .map(|(id, r)| weighted(&t, make_blob_filter(l, r), r.2, id))
+            .collect();
+        live.sort_by(|a, b| super::eval_order(a, b));
+        check_equivalent(l, &live, &inputs)?;
+        let mut index = SublayerIndex::build(l, &live);
+        let mut next_id = 10_000;
+        for (add, del) in &commits {
+            let mut deleted = Vec::new();
+            for &d in del {
+                if !live.is_empty() {
+                    deleted.push(live.remove(d % live.len()));
+                }
+            }
+            let mut added = Vec::new();
+            for r in add {
+                next_id += 1;
+                let f = weighted(&t, make_blob_filter(l, r), r.2, next_id);
+                live.push(Arc::clone(&f));
+                added.push(f);
+            }
+            live.sort_by(|a, b| super::eval_order(a, b));
+            let added: Vec<&Arc<RtFilter>> = added.iter().collect();
+            let deleted: Vec<&Arc<RtFilter>> = deleted.iter().collect();
+            index = index.with_changes(l, &added, &deleted);
+            check_delta_index(&index, &live, &inputs)?;
+        }
+    }
 }

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use crate::filter::RtFilter;
 use crate::value::Value;
 
-use super::compile::{Compiled, Dim, FieldKind, MAX_DIMS};
+use super::compile::{Compiled, Dim, FieldKind, Space, MAX_DIMS};
 use super::prune::{MapShape, Prune, MERGED_PRUNE_BITS, PRUNE_BITS};
 
 /// At most this many tables (one bit each in the pruning sets).
@@ -129,7 +129,7 @@ struct Table {
 /// The tuple-space index of one sublayer.
 #[derive(Debug)]
 pub(super) struct TupleIndex {
-    dims: Vec<Dim>,
+    space: Space,
     tables: Vec<Table>,
     /// Hash slots of all tables, `slot_stride` words each, starting at word `slot_base` (aligned to
     /// 64 bytes).
@@ -212,14 +212,15 @@ struct Planned {
 
 impl TupleIndex {
     /// Builds from compiled filters (index = position in evaluation order).
-    pub(super) fn build(dims: Vec<Dim>, compiled: &[Compiled], params: Params) -> Self {
+    pub(super) fn build(space: Space, compiled: &[Compiled], params: Params) -> Self {
+        let dims = space.dims.as_slice();
         let nd = dims.len().max(1);
         let mut refs: Vec<BoxRef<'_>> = Vec::new();
         for (pos, c) in compiled.iter().enumerate() {
             let Ok(pos) = u32::try_from(pos) else { break };
             for bounds in c.boxes.chunks_exact(nd) {
                 let mut lens = [0u8; MAX_DIMS];
-                for ((l, dim), (lo, hi)) in lens.iter_mut().zip(&dims).zip(bounds) {
+                for ((l, dim), (lo, hi)) in lens.iter_mut().zip(dims).zip(bounds) {
                     let len = dim.width - (64 - (lo ^ hi).leading_zeros()).min(dim.width);
                     *l = u8::try_from(len).unwrap_or(0);
                 }
@@ -234,20 +235,33 @@ impl TupleIndex {
             }
         }
         let Ok(nboxes) = u32::try_from(refs.len()) else {
-            return Self::empty(dims);
+            return Self::empty(space);
         };
 
-        // Group the boxes by (rounded) tuple, coarsening the rounding at most twice; when there
-        // are still more tuples than tables, merge them (`merge_tuples`).
+        // Group the boxes by (rounded) tuple, coarsening the rounding at most twice — and at
+        // each rounding, when the tuples outnumber the tables, trying again with application ids
+        // (blob dimensions) left out of the tuples (their boxes still check them exactly: a
+        // policy where half the filters name an application would otherwise double its tuples
+        // and go to merged tables, ~4x slower on ipc1_10k); when there are still more tuples
+        // than tables, merge them (`merge_tuples`).
         let max_tables = params.max_tables.clamp(1, MAX_TABLES);
         let first = u8::try_from(params.tuple_step.clamp(1, 128)).unwrap_or(1);
+        let has_blob = dims.iter().any(|d| d.kind == FieldKind::Blob);
         let mut groups: Option<Vec<([u8; MAX_DIMS], Vec<u32>)>> = None;
-        for step in [first, first.saturating_mul(2), first.saturating_mul(4)] {
+        let attempts = [first, first.saturating_mul(2), first.saturating_mul(4)]
+            .into_iter()
+            .flat_map(|step| [(step, true), (step, false)])
+            .filter(|&(_, blobs)| blobs || has_blob);
+        for (step, blobs) in attempts {
             let mut by_tuple: HashMap<[u8; MAX_DIMS], Vec<u32>> = HashMap::new();
             for (i, r) in (0..nboxes).zip(&refs) {
                 let mut t = r.lens;
-                for l in &mut t {
-                    *l -= *l % step;
+                for (l, d) in t.iter_mut().zip(dims) {
+                    *l = if blobs || d.kind != FieldKind::Blob {
+                        *l - *l % step
+                    } else {
+                        0
+                    };
                 }
                 by_tuple.entry(t).or_default().push(i);
             }
@@ -258,7 +272,7 @@ impl TupleIndex {
         }
         let merged = groups.is_none();
         let groups =
-            groups.unwrap_or_else(|| merge_tuples(&refs, &dims, MAX_TABLES.min(max_tables * 4)));
+            groups.unwrap_or_else(|| merge_tuples(&refs, dims, MAX_TABLES.min(max_tables * 4)));
         let pos_of = |i: u32| refs.get(i as usize).map_or(u32::MAX, |r| r.pos);
 
         // Tables, in order of their best position (boxes are numbered in evaluation order, so
@@ -267,7 +281,7 @@ impl TupleIndex {
             .into_iter()
             .map(|(tuple, ids)| {
                 let mut masks = [0u64; MAX_DIMS];
-                for ((m, l), d) in masks.iter_mut().zip(&tuple).zip(&dims) {
+                for ((m, l), d) in masks.iter_mut().zip(&tuple).zip(dims) {
                     *m = mask_of(d.width, u32::from(*l));
                 }
                 let mut keyed: Vec<(u64, u32)> = ids
@@ -417,7 +431,7 @@ impl TupleIndex {
             .collect();
 
         Self {
-            dims,
+            space,
             tables,
             slots,
             slot_base,
@@ -432,14 +446,14 @@ impl TupleIndex {
     }
 
     /// The indexed dimensions.
-    pub(super) fn dims(&self) -> &[Dim] {
-        &self.dims
+    pub(super) fn space(&self) -> &Space {
+        &self.space
     }
 
     /// An index with no tables (matches nothing).
-    fn empty(dims: Vec<Dim>) -> Self {
+    fn empty(space: Space) -> Self {
         Self {
-            dims,
+            space,
             tables: Vec::new(),
             slots: Vec::new(),
             slot_base: 0,
@@ -493,14 +507,8 @@ impl TupleIndex {
         from: usize,
     ) -> Option<usize> {
         let from = u32::try_from(from).ok()?;
-        let mut keys = [0u64; MAX_DIMS];
-        let mut present = 0u64;
-        for ((k, dim), d) in keys.iter_mut().zip(&self.dims).zip(0..) {
-            if let Some(v) = dim.extract(values) {
-                *k = v;
-                present |= 1 << d;
-            }
-        }
+        let (keys, present) = self.space.keys(values);
+        let present = u64::from(present);
 
         // Candidate tables.
         let words = self.words;
@@ -515,7 +523,7 @@ impl TupleIndex {
         let q = Query {
             keys: &keys,
             missing: (!present & 0xFFFF) << HEAD_POS_BITS,
-            nd: self.dims.len(),
+            nd: self.space.dims.len(),
             from,
             filters,
             values,
@@ -632,9 +640,10 @@ impl TupleIndex {
             + self.filter_bits.capacity() * 8
             + self.tables.capacity() * std::mem::size_of::<Table>()
             + self.prunes.iter().map(Prune::bytes).sum::<usize>()
-            + self.dims.capacity() * std::mem::size_of::<Dim>();
+            + self.space.dims.capacity() * std::mem::size_of::<Dim>()
+            + self.space.blobs.bytes();
         Stats {
-            dims: self.dims.len(),
+            dims: self.space.dims.len(),
             tables: self.tables.len(),
             boxes: buckets + self.overflow.len() / (1 + self.bound_words),
             buckets,

@@ -107,6 +107,13 @@ pub(crate) struct Fallback {
     pub(crate) tight_app_ns: Dist,
     /// Index answers differing from the tight scan (both sets).
     pub(crate) mismatches: usize,
+    /// Tables of the index without, then with application ids.
+    pub(crate) tables: [usize; 2],
+    /// Mean work per lookup without, then with application ids: tables probed, slots read,
+    /// boxes checked.
+    pub(crate) probes: [[f64; 3]; 2],
+    /// Index bytes per filter without, then with application ids.
+    pub(crate) bytes_per_filter: [f64; 2],
 }
 
 /// Everything measured on one set (`--json` prints it as is).
@@ -213,6 +220,13 @@ impl Report {
                 d(&f.tight_app_ns),
                 if f.mismatches == 0 { String::new() } else { format!("; {} answers DIFFER", f.mismatches) }
             );
+            for (k, name) in ["none", "half"].iter().enumerate() {
+                let p = f.probes[k];
+                println!(
+                    "    fallback index ({name}): {} tables, {:.1} bytes/filter; per lookup {:.1} tables probed, {:.1} slots read, {:.1} boxes checked",
+                    f.tables[k], f.bytes_per_filter[k], p[0], p[1], p[2]
+                );
+            }
         }
         if let Some(c) = &self.concurrent {
             println!(
@@ -359,7 +373,10 @@ fn fallback(input: &Input, overhead: f64) -> Result<Fallback, String> {
     let mut out = [Dist::default(); 2];
     let mut mismatches = 0;
     let mut tight_app_ns = Dist::default();
-    for (slot, with_apps) in out.iter_mut().zip([false, true]) {
+    let mut tables = [0usize; 2];
+    let mut probe = [[0f64; 3]; 2];
+    let mut bytes_per_filter = [0f64; 2];
+    for (k, (slot, with_apps)) in out.iter_mut().zip([false, true]).enumerate() {
         let (filters, index) = load_fallback(&input.rules, with_apps)?;
         let apps: Vec<u8> = (0..n).map(|i| rule_app(i, with_apps)).collect();
         let tight = TightScan::with_apps(&input.rules, &apps);
@@ -367,6 +384,10 @@ fn fallback(input: &Input, overhead: f64) -> Result<Fallback, String> {
             .zip(&headers)
             .map(|(k, h)| header_values(h, header_app(k)))
             .collect();
+        let stats = index.stats();
+        tables[k] = stats.tables;
+        bytes_per_filter[k] = stats.bytes as f64 / n.max(1) as f64;
+        probe[k] = probes(&index, &filters, &values);
         for ((k, h), v) in (0..).zip(&headers).zip(&values) {
             if index.next_match(&filters, v, 0) != tight.first_match_app(h, header_app(k)) {
                 mismatches += 1;
@@ -405,6 +426,9 @@ fn fallback(input: &Input, overhead: f64) -> Result<Fallback, String> {
         ratio: half_app_ns.median / indexed_ns.median.max(1.0),
         tight_app_ns,
         mismatches,
+        tables,
+        probes: probe,
+        bytes_per_filter,
     })
 }
 
