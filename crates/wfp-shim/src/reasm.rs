@@ -399,6 +399,17 @@ impl StreamReassembler {
                 .unwrap_or(&[])
         };
 
+        // In order with nothing buffered (nearly every segment): the new part is the one gap and
+        // it starts the stream, so it is delivered as it is, with no list of gaps to build.
+        if self.ooo.is_empty() && new_start == self.next {
+            let data = slice(new_start, new_end);
+            self.advance(data);
+            out.delivered = Some(Delivery {
+                offset: new_start,
+                data: Cow::Borrowed(data),
+            });
+            return self.finish_push(out, diff, anomaly_after_fin, anomaly_fin);
+        }
         // Compare with buffered runs and find the gaps this segment fills.
         let mut gaps: Vec<(u64, u64)> = Vec::new();
         let mut cursor = new_start;

@@ -263,13 +263,16 @@ fn orient<T>(direction: Direction, src: T, dst: T) -> (T, T) {
     }
 }
 
+#[inline]
 fn split(addr: IpAddr) -> (u64, u64) {
-    let v6 = match addr {
-        IpAddr::V4(a) => a.to_ipv6_mapped(),
-        IpAddr::V6(a) => a,
-    };
-    let bits = u128::from(v6);
-    ((bits >> 64) as u64, bits as u64)
+    match addr {
+        // ::ffff:a.b.c.d, the IPv4-mapped address, without going through 128-bit byte swaps.
+        IpAddr::V4(a) => (0, 0xffff_u64 << 32 | u64::from(u32::from(a))),
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            ((bits >> 64) as u64, bits as u64)
+        }
+    }
 }
 
 fn join(version: IpVersion, hi: u64, lo: u64) -> IpAddr {
@@ -364,4 +367,26 @@ impl Hasher for FlowHasher {
 fn folded_multiply(a: u64, b: u64) -> u64 {
     let product = u128::from(a) * u128::from(b);
     (product as u64) ^ ((product >> 64) as u64)
+}
+
+#[cfg(test)]
+mod split_tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    #[test]
+    fn an_ipv4_address_splits_as_its_ipv4_mapped_ipv6_address() {
+        for a in [
+            Ipv4Addr::new(10, 1, 2, 3),
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::BROADCAST,
+        ] {
+            let bits = u128::from(a.to_ipv6_mapped());
+            let mapped = ((bits >> 64) as u64, bits as u64);
+            assert_eq!(super::split(IpAddr::V4(a)), mapped);
+            assert_eq!(
+                super::join(super::IpVersion::V4, mapped.0, mapped.1),
+                IpAddr::V4(a)
+            );
+        }
+    }
 }

@@ -588,6 +588,8 @@ pub struct FlowTable {
     next_id: u64,
     last_now: Timestamp,
     counters: FlowCounters,
+    /// Per class (by `Class::index`): its idle timeout plus the slack, in nanoseconds.
+    waits: [u64; 7],
 }
 
 impl FlowTable {
@@ -596,7 +598,7 @@ impl FlowTable {
         let hasher = FlowHashBuilder::new(config.hash_seed);
         let mut config = config;
         config.max_flows = config.max_flows.min(NIL as usize - 1);
-        Self {
+        let mut table = Self {
             config,
             index: HashMap::with_hasher(hasher),
             by_id: HashMap::with_hasher(FlowHashBuilder::new(config.hash_seed ^ 0x5bd1_e995)),
@@ -607,7 +609,15 @@ impl FlowTable {
             next_id: 0,
             last_now: Timestamp::ZERO,
             counters: FlowCounters::default(),
+            waits: [0; 7],
+        };
+        for class in CLASSES {
+            let wait = table.timeout(class).saturating_add(config.timeouts.slack);
+            if let Some(w) = table.waits.get_mut(class.index()) {
+                *w = Timestamp::from_duration(wait).as_nanos();
+            }
         }
+        table
     }
 
     /// Continues `prev`'s id sequence: a table replacing another never reissues its ids.
@@ -756,20 +766,20 @@ impl FlowTable {
         }
     }
 
-    /// When [`FlowTable::handle_timeout`] next has work, if any flow is held.
+    /// When [`FlowTable::handle_timeout`] next has work, if any flow is held. (A data path asks
+    /// before every packet: the waits per class are computed once, at construction.)
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        CLASSES
-            .iter()
-            .filter_map(|&class| {
-                let head = self.lists[class.index()].head;
-                (head != NIL).then(|| {
-                    let wait = self
-                        .timeout(class)
-                        .saturating_add(self.config.timeouts.slack);
-                    self.slab[head as usize].queued.saturating_add(wait)
-                })
-            })
-            .min()
+        let mut next: Option<u64> = None;
+        for (list, wait) in self.lists.iter().zip(self.waits) {
+            if list.head == NIL {
+                continue;
+            }
+            if let Some(flow) = self.slab.get(list.head as usize) {
+                let due = flow.queued.as_nanos().saturating_add(wait);
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        next.map(Timestamp::from_nanos)
     }
 
     /// The flow of `key`, without touching it.
