@@ -28,12 +28,8 @@ pub struct IndexStats {
     pub buckets: usize,
     /// Largest bucket.
     pub max_bucket: usize,
-    /// Approximate heap bytes of the index: tables, hash slots, boxes, presence filters,
-    /// pruning maps, the per-filter heads (id, action, flags) and tombstones.
+    /// Approximate heap bytes of the index.
     pub bytes: usize,
-    /// Heap bytes of the sublayer's filter list (one pointer per filter object), which a scan
-    /// needs as well: not counted in `bytes`.
-    pub filter_list_bytes: usize,
 }
 
 /// Build parameters (defaults are what the engine uses).
@@ -123,7 +119,6 @@ impl Index {
             buckets: s.buckets,
             max_bucket: s.max_bucket,
             bytes: s.bytes,
-            filter_list_bytes: s.list_bytes,
         }
     }
 }

@@ -506,9 +506,9 @@ impl SublayerIndex {
                 s.max_bucket = s.max_bucket.max(one.max_bucket);
                 s.bytes += one.bytes;
             }
-            // The filter list (one pointer per filter) apart: a scan needs it too.
-            s.list_bytes += r.base.filters.capacity() * 8;
-            s.bytes += r.base.heads.capacity() * std::mem::size_of::<Head>() + r.dead.bytes();
+            s.bytes += r.base.filters.capacity() * 8
+                + r.base.heads.capacity() * std::mem::size_of::<Head>()
+                + r.dead.bytes();
         }
         s.bytes += self.delta.bytes();
         s

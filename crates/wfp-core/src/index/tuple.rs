@@ -3,11 +3,9 @@
 //! Every box (see [`super::compile`]) has a *tuple*: per dimension, the length of the common
 //! prefix of its bounds — all keys inside the box share those leading bits. Boxes with the same
 //! tuple (after optional rounding, see [`Params`]) share a *table*: an open-addressing hash table
-//! keyed on those leading bits. A bucket holds the boxes of one masked key in evaluation order
-//! with their exact bounds, packed to the dimensions' widths (`lo` and `hi - lo` in 1, 2, 4 or 8
-//! bytes: 34 bytes for an IPv4 five-tuple, with the header word; issue 15, at most 64 bytes of
-//! index per filter): the first box lives in the hash slot itself (which is recognised by its
-//! masked bounds, no stored hash), the others in an overflow array.
+//! keyed on those leading bits. A bucket holds its boxes in evaluation order with their exact
+//! bounds; the first box lives in the hash slot itself (one cache line for IPv4-sized keys), the
+//! others in an overflow array.
 //!
 //! When the boxes have more distinct tuples than `max_tables` (rule sets where nearly every rule
 //! has its own combination of prefix lengths and port ranges — `wfp-bench hard N`), tables are
@@ -99,129 +97,19 @@ fn filter_probe(h: u64, word_mask: usize) -> (usize, u64) {
     (word, (1 << (h & 63)) | (1 << ((h >> 6) & 63)))
 }
 
-/// Box header word: position in the low 32 bits, required-dimension mask in bits 32..40, the
-/// last-box-of-its-bucket flag in bit 40, the residual-group mask (`Compiled::residual`, 15 bits)
-/// in bits 48..63, the verify flag in bit 63.
+/// Box header word: position in the low 32 bits, required-dimension mask in bits 32..48, the
+/// residual-group mask (`Compiled::residual`, 15 bits) in bits 48..63, the verify flag in bit 63.
+/// `EMPTY` (never a valid header: no position is `u32::MAX`) marks a free slot.
 const HEAD_POS_BITS: u32 = 32;
-const HEAD_LAST: u64 = 1 << 40;
 const HEAD_RESIDUAL_SHIFT: u32 = 48;
 const HEAD_VERIFY: u64 = 1 << 63;
-/// The header of a free hash slot (no position is `u32::MAX`).
 const EMPTY: u64 = u64::MAX;
-/// A slot's overflow start when its bucket has one box.
-const NO_MORE: u64 = u32::MAX as u64;
 
-/// How a box's bounds are packed: per dimension, `lo` then `hi - lo`, each in `bytes[d]` bytes
-/// (little-endian), after the 8-byte header. A hash slot is a box followed by the 4-byte number
-/// of its bucket's first overflow box ([`NO_MORE`]: none).
-#[derive(Clone, Copy, Debug)]
-struct Layout {
-    nd: usize,
-    bytes: [u8; MAX_DIMS],
-    /// Per dimension: offset of `lo` in the box (`hi - lo` follows); a check reads every bound
-    /// with one unaligned 8-byte load, masked to the width, no branch on widths (the arrays end
-    /// with [`PAD`] spare bytes).
-    off: [u8; MAX_DIMS],
-    /// Bytes per box, header included.
-    rec: usize,
-}
-
-/// Spare bytes after the last slot and box: the 8-byte loads of [`Layout`] stay inside.
-const PAD: usize = 8;
-
-impl Layout {
-    fn of(dims: &[Dim]) -> Self {
-        let mut bytes = [0u8; MAX_DIMS];
-        for (b, d) in bytes.iter_mut().zip(dims) {
-            *b = match d.width {
-                0..=8 => 1,
-                9..=16 => 2,
-                17..=32 => 4,
-                _ => 8,
-            };
-        }
-        let nd = dims.len().min(MAX_DIMS);
-        let mut off = [0u8; MAX_DIMS];
-        let mut at = 8u8;
-        for (o, &b) in off.iter_mut().zip(&bytes) {
-            *o = at;
-            // At most 8 + 8 * 16 bytes.
-            at += 2 * b;
-        }
-        Self {
-            nd,
-            bytes,
-            off,
-            rec: usize::from(at),
-        }
-    }
-
-    /// Bytes per hash slot.
-    fn slot(&self) -> usize {
-        self.rec + 4
-    }
-
-    /// Whether the box `rec` (with [`PAD`] bytes after it) has the masked key of `keys` (its
-    /// `lo`s under `masks`).
-    #[inline]
-    fn same_key(&self, rec: &[u8], keys: &[u64; MAX_DIMS], masks: &[u64; MAX_DIMS]) -> bool {
-        let mut same = true;
-        for ((k, m), &at) in keys.iter().zip(masks).zip(&self.off).take(self.nd) {
-            same &= (load(rec, usize::from(at)) ^ k) & m == 0;
-        }
-        same
-    }
-
-    /// Whether every key lies inside the box `rec` (with [`PAD`] bytes after it).
-    #[inline]
-    fn inside(&self, rec: &[u8], keys: &[u64; MAX_DIMS]) -> bool {
-        let mut inside = true;
-        for ((k, &at), &n) in keys.iter().zip(&self.off).zip(&self.bytes).take(self.nd) {
-            let m = u64::MAX >> (64 - 8 * u32::from(n.clamp(1, 8)));
-            let at = usize::from(at);
-            let lo = load(rec, at) & m;
-            let span = load(rec, at + usize::from(n)) & m;
-            inside &= k.wrapping_sub(lo) <= span;
-        }
-        inside
-    }
-
-    /// Appends a box.
-    fn push(&self, out: &mut Vec<u8>, head: u64, bounds: &[(u64, u64)]) {
-        out.extend_from_slice(&head.to_le_bytes());
-        for (&(lo, hi), &n) in bounds.iter().zip(&self.bytes) {
-            let n = usize::from(n);
-            out.extend_from_slice(lo.to_le_bytes().get(..n).unwrap_or(&[]));
-            out.extend_from_slice((hi - lo).to_le_bytes().get(..n).unwrap_or(&[]));
-        }
-    }
-}
-
-/// The 8-byte little-endian word at `at` of `rec` (0 past its end).
-#[inline]
-fn load(rec: &[u8], at: usize) -> u64 {
-    rec.get(at..at + 8)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u64::from_le_bytes)
-}
-
-/// The `n`-byte little-endian word at `at` of `rec` (0 past its end).
-#[inline]
-fn read(rec: &[u8], at: usize, n: u8) -> u64 {
-    let word = |k: usize| rec.get(at..at + k);
-    match n {
-        1 => rec.get(at).map_or(0, |&b| u64::from(b)),
-        2 => word(2)
-            .and_then(|s| s.try_into().ok())
-            .map_or(0, |a| u64::from(u16::from_le_bytes(a))),
-        4 => word(4)
-            .and_then(|s| s.try_into().ok())
-            .map_or(0, |a| u64::from(u32::from_le_bytes(a))),
-        _ => word(8)
-            .and_then(|s| s.try_into().ok())
-            .map_or(0, u64::from_le_bytes),
-    }
-}
+/// Slot layout: `[hash, first box header, overflow (start << 32 | count), first box bounds..]`.
+const SLOT_HASH: usize = 0;
+const SLOT_HEAD: usize = 1;
+const SLOT_MORE: usize = 2;
+const SLOT_BOUNDS: usize = 3;
 
 #[derive(Debug)]
 struct Table {
@@ -243,13 +131,17 @@ struct Table {
 pub(super) struct TupleIndex {
     space: Space,
     tables: Vec<Table>,
-    /// Hash slots of all tables, [`Layout::slot`] bytes each (header [`EMPTY`]: free).
-    slots: Vec<u8>,
-    /// The first slot's offset in `slots` (aligned to 64 bytes).
+    /// Hash slots of all tables, `slot_stride` words each, starting at word `slot_base` (aligned to
+    /// 64 bytes).
+    slots: Vec<u64>,
     slot_base: usize,
-    /// Overflow boxes, [`Layout::rec`] bytes each, a bucket's consecutive (the last flagged).
-    boxes: Vec<u8>,
-    layout: Layout,
+    slot_stride: usize,
+    /// Boxes after the first of each bucket: header then bounds, `1 + bound_words` words each.
+    overflow: Vec<u64>,
+    /// Words of bounds per box: one per dimension (`lo | (hi - lo) << 32`) when every dimension is
+    /// at most 32 bits wide (`narrow`), else two (`lo`, `hi - lo`).
+    bound_words: usize,
+    narrow: bool,
     /// Presence filters of all tables.
     filter_bits: Vec<u64>,
     /// Pruning maps, for the dimensions where they discriminate.
@@ -267,10 +159,7 @@ pub(super) struct Stats {
     pub(super) boxes: usize,
     pub(super) buckets: usize,
     pub(super) max_bucket: usize,
-    /// The index: tables, slots, boxes, presence filters, pruning maps, heads, tombstones.
     pub(super) bytes: usize,
-    /// The filter list (pointers to the filter objects, in evaluation order).
-    pub(super) list_bytes: usize,
 }
 
 fn mask_of(width: u32, len: u32) -> u64 {
@@ -300,7 +189,7 @@ struct BoxRef<'a> {
 impl BoxRef<'_> {
     fn head(&self) -> u64 {
         let mut head = u64::from(self.pos)
-            | (u64::from(self.required & 0xFF) << HEAD_POS_BITS)
+            | (u64::from(self.required) << HEAD_POS_BITS)
             | (u64::from(self.residual & 0x7FFF) << HEAD_RESIDUAL_SHIFT);
         if self.verify {
             head |= HEAD_VERIFY;
@@ -309,11 +198,12 @@ impl BoxRef<'_> {
     }
 }
 
-/// A table being built: its masks, and its boxes as (key hash, masked key, box number) sorted —
-/// each run of equal masked keys is a bucket.
+/// A table being built: its masks, and its boxes as (key hash, box number) sorted by hash then
+/// position — each run of equal hashes is a bucket (distinct keys with equal hashes share one:
+/// still exact, since every box is checked against its bounds).
 struct Planned {
     masks: [u64; MAX_DIMS],
-    keyed: Vec<(u64, [u64; MAX_DIMS], u32)>,
+    keyed: Vec<(u64, u32)>,
     buckets: usize,
     cap: usize,
     min_pos: u32,
@@ -394,20 +284,20 @@ impl TupleIndex {
                 for ((m, l), d) in masks.iter_mut().zip(&tuple).zip(dims) {
                     *m = mask_of(d.width, u32::from(*l));
                 }
-                let mut keyed: Vec<(u64, [u64; MAX_DIMS], u32)> = ids
+                let mut keyed: Vec<(u64, u32)> = ids
                     .iter()
                     .map(|&i| {
                         let mut key = [0u64; MAX_DIMS];
                         if let Some(r) = refs.get(i as usize) {
-                            for ((k, (lo, _)), m) in key.iter_mut().zip(r.bounds).zip(&masks) {
-                                *k = *lo & m;
+                            for (k, (lo, _)) in key.iter_mut().zip(r.bounds) {
+                                *k = *lo;
                             }
                         }
-                        (hash(&key, &masks), key, i)
+                        (hash(&key, &masks), i)
                     })
                     .collect();
                 keyed.sort_unstable();
-                let buckets = keyed.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)).count();
+                let buckets = keyed.chunk_by(|a, b| a.0 == b.0).count();
                 // Load factor at most 0.8 (the presence filter keeps most absent keys away), and
                 // always a free slot: probing for an absent key ends at one.
                 // Load factor about 0.87 (any capacity: `home` maps the hash onto it), and always a
@@ -425,25 +315,37 @@ impl TupleIndex {
             .collect();
         planned.sort_by_key(|p| (p.min_pos, p.max_pos, p.masks));
 
-        let layout = Layout::of(dims);
-        let srec = layout.slot();
+        let narrow = dims.iter().all(|d| d.width <= 32);
+        let bound_words = if narrow { nd } else { 2 * nd };
+        let slot_stride = (SLOT_BOUNDS + bound_words).next_multiple_of(8);
+        let push_bounds = |out: &mut Vec<u64>, bounds: &[(u64, u64)]| {
+            for &(lo, hi) in bounds {
+                if narrow {
+                    out.push(lo | ((hi - lo) << 32));
+                } else {
+                    out.push(lo);
+                    out.push(hi - lo);
+                }
+            }
+        };
+
         let total_slots: usize = planned.iter().map(|p| p.cap).sum();
-        let mut slots: Vec<u8> = Vec::with_capacity(total_slots * srec + PAD + 64);
-        let slot_base = slots.as_ptr().align_offset(64).min(63);
-        slots.resize(slot_base + total_slots * srec + PAD, 0xFF);
-        let mut boxes: Vec<u8> = Vec::new();
+        let mut slots: Vec<u64> = Vec::with_capacity(total_slots * slot_stride + 8);
+        let slot_base = slots.as_ptr().align_offset(64).min(7);
+        slots.resize(slot_base + total_slots * slot_stride, EMPTY);
+        let mut overflow: Vec<u64> = Vec::new();
         let mut filter_bits: Vec<u64> = Vec::new();
         let mut tables: Vec<Table> = Vec::with_capacity(planned.len());
         // The table of every box, for the pruning maps.
         let mut table_of = vec![0u32; refs.len()];
         let mut slot_start = 0usize;
-        let mut line: Vec<u8> = Vec::with_capacity(srec);
+        let mut line = Vec::with_capacity(slot_stride);
         for (t, p) in (0u32..).zip(&planned) {
             let filter_words = (p.buckets * 8).div_ceil(64).next_power_of_two();
             let filter_start = filter_bits.len();
             filter_bits.resize(filter_start + filter_words, 0);
-            for bucket in p.keyed.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
-                let Some(&(h, _, _)) = bucket.first() else {
+            for bucket in p.keyed.chunk_by(|a, b| a.0 == b.0) {
+                let Some(&(h, _)) = bucket.first() else {
                     continue;
                 };
                 let (word, mask) = filter_probe(h, filter_words - 1);
@@ -451,33 +353,28 @@ impl TupleIndex {
                     *w |= mask;
                 }
                 let mut s = home(h, p.cap);
-                let at = |s: usize| slot_base + (slot_start + s) * srec;
-                while slots
-                    .get(at(s)..at(s) + 8)
-                    .is_some_and(|w| read(w, 0, 8) != EMPTY)
-                {
+                let word = |s: usize| slot_base + (slot_start + s) * slot_stride;
+                while slots.get(word(s) + SLOT_HEAD).is_some_and(|&w| w != EMPTY) {
                     s = if s + 1 == p.cap { 0 } else { s + 1 };
                 }
-                let mut rs = bucket.iter().filter_map(|&(_, _, i)| {
+                let mut boxes = bucket.iter().filter_map(|&(_, i)| {
                     if let Some(slot) = table_of.get_mut(i as usize) {
                         *slot = t;
                     }
                     refs.get(i as usize)
                 });
-                let Some(first) = rs.next() else { continue };
-                let more = if bucket.len() > 1 {
-                    (boxes.len() / layout.rec) as u64
-                } else {
-                    NO_MORE
-                };
-                for (k, r) in (2..).zip(rs) {
-                    let last = if k == bucket.len() { HEAD_LAST } else { 0 };
-                    layout.push(&mut boxes, r.head() | last, r.bounds);
+                let Some(first) = boxes.next() else { continue };
+                let rest_start = overflow.len() / (1 + bound_words);
+                let mut rest = 0u64;
+                for r in boxes {
+                    overflow.push(r.head());
+                    push_bounds(&mut overflow, r.bounds);
+                    rest += 1;
                 }
                 line.clear();
-                layout.push(&mut line, first.head(), first.bounds);
-                line.extend_from_slice(&(more as u32).to_le_bytes());
-                if let Some(dst) = slots.get_mut(at(s)..at(s) + line.len()) {
+                line.extend([h, first.head(), ((rest_start as u64) << 32) | rest]);
+                push_bounds(&mut line, first.bounds);
+                if let Some(dst) = slots.get_mut(word(s)..word(s) + line.len()) {
                     dst.copy_from_slice(&line);
                 }
             }
@@ -493,9 +390,6 @@ impl TupleIndex {
             slot_start += p.cap;
         }
         drop(planned);
-        boxes.extend_from_slice(&[0; PAD]);
-        boxes.shrink_to_fit();
-        filter_bits.shrink_to_fit();
 
         let words = tables.len().div_ceil(64).max(1);
         // Keep the maps that discriminate: on keys sampled from the boxes themselves, a map must
@@ -541,8 +435,10 @@ impl TupleIndex {
             tables,
             slots,
             slot_base,
-            boxes,
-            layout,
+            slot_stride,
+            overflow,
+            bound_words,
+            narrow,
             filter_bits,
             prunes,
             words,
@@ -561,8 +457,10 @@ impl TupleIndex {
             tables: Vec::new(),
             slots: Vec::new(),
             slot_base: 0,
-            boxes: Vec::new(),
-            layout: Layout::of(&[]),
+            slot_stride: 8,
+            overflow: Vec::new(),
+            bound_words: 0,
+            narrow: true,
             filter_bits: Vec::new(),
             prunes: Vec::new(),
             words: 1,
@@ -577,7 +475,11 @@ impl TupleIndex {
         values: &[Value],
         from: usize,
     ) -> Option<usize> {
-        self.search(&mut (), filters, values, from)
+        if self.narrow {
+            self.search::<true, ()>(&mut (), filters, values, from)
+        } else {
+            self.search::<false, ()>(&mut (), filters, values, from)
+        }
     }
 
     /// [`TupleIndex::next_match`] from position 0, counting the work done (for the bench).
@@ -588,12 +490,16 @@ impl TupleIndex {
         values: &[Value],
     ) -> (Option<usize>, ProbeCounts) {
         let mut c = ProbeCounts::default();
-        let r = self.search(&mut c, filters, values, 0);
+        let r = if self.narrow {
+            self.search::<true, _>(&mut c, filters, values, 0)
+        } else {
+            self.search::<false, _>(&mut c, filters, values, 0)
+        };
         (r, c)
     }
 
     #[inline]
-    fn search<C: Counter>(
+    fn search<const NARROW: bool, C: Counter>(
         &self,
         counter: &mut C,
         filters: &[Arc<RtFilter>],
@@ -616,8 +522,8 @@ impl TupleIndex {
 
         let q = Query {
             keys: &keys,
-            missing: (!present & 0xFF) << HEAD_POS_BITS,
-            layout: &self.layout,
+            missing: (!present & 0xFFFF) << HEAD_POS_BITS,
+            nd: self.space.dims.len(),
             from,
             filters,
             values,
@@ -648,12 +554,18 @@ impl TupleIndex {
                     continue;
                 }
                 counter.slot();
-                let Some(slot) = self.slot(table, h, &keys) else {
+                let Some(slot) = self.slot(table, h) else {
                     continue;
                 };
                 counter.boxed();
-                let head = read(slot, 0, 8);
-                match q.check(head, slot, best) {
+                let (Some(&head), Some(&more), Some(bounds)) = (
+                    slot.get(SLOT_HEAD),
+                    slot.get(SLOT_MORE),
+                    slot.get(SLOT_BOUNDS..SLOT_BOUNDS + self.bound_words),
+                ) else {
+                    continue;
+                };
+                match q.check::<NARROW>(head, bounds, best) {
                     Check::Match(pos) => {
                         best = pos;
                         continue;
@@ -661,16 +573,17 @@ impl TupleIndex {
                     Check::Later => continue,
                     Check::No => {}
                 }
-                let more = read(slot, self.layout.rec, 4);
-                if more == NO_MORE {
+                let ew = 1 + self.bound_words;
+                let (start, count) = ((more >> 32) as usize, (more & 0xFFFF_FFFF) as usize);
+                let Some(run) = self.overflow.get(start * ew..(start + count) * ew) else {
                     continue;
-                }
-                let rec = self.layout.rec;
-                let mut b = more as usize;
-                while let Some(r) = self.boxes.get(b * rec..(b + 1) * rec + PAD) {
+                };
+                for e in run.chunks_exact(ew) {
                     counter.boxed();
-                    let head = read(r, 0, 8);
-                    match q.check(head, r, best) {
+                    let Some((&head, bounds)) = e.split_first() else {
+                        continue;
+                    };
+                    match q.check::<NARROW>(head, bounds, best) {
                         Check::Match(pos) => {
                             best = pos;
                             break;
@@ -678,28 +591,24 @@ impl TupleIndex {
                         Check::Later => break,
                         Check::No => {}
                     }
-                    if head & HEAD_LAST != 0 {
-                        break;
-                    }
-                    b += 1;
                 }
             }
         }
         (best != u32::MAX).then_some(best as usize)
     }
 
-    /// The slot of the bucket of `keys` (key hash `h`) in `table`, if any.
+    /// The slot of the bucket with key hash `h` in `table`, if any.
     #[inline]
-    fn slot(&self, table: &Table, h: u64, keys: &[u64; MAX_DIMS]) -> Option<&[u8]> {
-        let srec = self.layout.slot();
+    fn slot(&self, table: &Table, h: u64) -> Option<&[u64]> {
         let mut s = home(h, table.cap);
         for _ in 0..table.cap {
-            let at = self.slot_base + (table.slot_start + s) * srec;
-            let slot = self.slots.get(at..at + srec + PAD)?;
-            if read(slot, 0, 8) == EMPTY {
+            let start = self.slot_base + (table.slot_start + s) * self.slot_stride;
+            let slot = self.slots.get(start..start + self.slot_stride)?;
+            let (&hash, &head) = (slot.get(SLOT_HASH)?, slot.get(SLOT_HEAD)?);
+            if head == EMPTY {
                 return None;
             }
-            if self.layout.same_key(slot, keys, &table.masks) {
+            if hash == h {
                 return Some(slot);
             }
             s = if s + 1 == table.cap { 0 } else { s + 1 };
@@ -711,33 +620,23 @@ impl TupleIndex {
     pub(super) fn stats(&self) -> Stats {
         let mut buckets = 0;
         let mut max_bucket = 0;
-        let rec = self.layout.rec;
-        for slot in self
-            .slots
-            .get(self.slot_base..)
-            .unwrap_or(&[])
-            .chunks_exact(self.layout.slot())
-        {
-            if read(slot, 0, 8) == EMPTY {
-                continue;
-            }
-            buckets += 1;
-            let mut n = 1;
-            let more = read(slot, rec, 4);
-            if more != NO_MORE {
-                let mut b = more as usize;
-                while let Some(r) = self.boxes.get(b * rec..(b + 1) * rec) {
-                    n += 1;
-                    if read(r, 0, 8) & HEAD_LAST != 0 {
-                        break;
-                    }
-                    b += 1;
+        for t in &self.tables {
+            for s in 0..t.cap {
+                let start = self.slot_base + (t.slot_start + s) * self.slot_stride;
+                let (Some(&head), Some(&more)) = (
+                    self.slots.get(start + SLOT_HEAD),
+                    self.slots.get(start + SLOT_MORE),
+                ) else {
+                    continue;
+                };
+                if head != EMPTY {
+                    buckets += 1;
+                    max_bucket = max_bucket.max(1 + (more & 0xFFFF_FFFF) as usize);
                 }
             }
-            max_bucket = max_bucket.max(n);
         }
-        let bytes = self.slots.capacity()
-            + self.boxes.capacity()
+        let bytes = self.slots.capacity() * 8
+            + self.overflow.capacity() * 8
             + self.filter_bits.capacity() * 8
             + self.tables.capacity() * std::mem::size_of::<Table>()
             + self.prunes.iter().map(Prune::bytes).sum::<usize>()
@@ -746,11 +645,10 @@ impl TupleIndex {
         Stats {
             dims: self.space.dims.len(),
             tables: self.tables.len(),
-            boxes: buckets + self.boxes.len() / rec.max(1),
+            boxes: buckets + self.overflow.len() / (1 + self.bound_words),
             buckets,
             max_bucket,
             bytes,
-            list_bytes: 0,
         }
     }
 }
@@ -992,7 +890,7 @@ struct Query<'a> {
     keys: &'a [u64; MAX_DIMS],
     /// Header bits of required dimensions whose value is absent.
     missing: u64,
-    layout: &'a Layout,
+    nd: usize,
     from: u32,
     filters: &'a [Arc<RtFilter>],
     values: &'a [Value],
@@ -1009,16 +907,26 @@ enum Check {
 
 impl Query<'_> {
     #[inline]
-    /// Checks box record `rec` (header `head`).
-    fn check(&self, head: u64, rec: &[u8], best: u32) -> Check {
+    fn check<const NARROW: bool>(&self, head: u64, bounds: &[u64], best: u32) -> Check {
         let pos = head as u32;
-        if pos >= best {
+        if head == EMPTY || pos >= best {
             return Check::Later;
         }
         if pos < self.from || head & self.missing != 0 {
             return Check::No;
         }
-        let inside = self.layout.inside(rec, self.keys);
+        let mut inside = true;
+        if NARROW {
+            for (k, b) in self.keys.iter().take(self.nd).zip(bounds) {
+                inside &= (k.wrapping_sub(*b) as u32) <= (b >> 32) as u32;
+            }
+        } else {
+            for (k, lb) in self.keys.iter().take(self.nd).zip(bounds.chunks_exact(2)) {
+                if let [lo, span] = lb {
+                    inside &= k.wrapping_sub(*lo) <= *span;
+                }
+            }
+        }
         if !inside {
             return Check::No;
         }

@@ -3,9 +3,7 @@
 //! 1. Load: every rule becomes a filter (`classbench::filter_spec`: weight = rules − line, so the
 //!    filter at position `i` of the sublayer is rule `i`), added in one transaction (`load_ms`).
 //! 2. Build: the sublayer index of the committed filters, built as a commit builds it (`build_ms`,
-//!    `index_bytes`, `bytes_per_filter` — the index alone: tables, slots, boxes, maps and the
-//!    per-filter heads; the filter objects and the list of pointers to them apart, the list
-//!    printed as `list_bytes_per_filter`).
+//!    `index_bytes`, `bytes_per_filter` — the index alone, filter objects apart).
 //! 3. Answers: every header's index answer is compared with the tight linear scan
 //!    (`linear::TightScan`); on a sample (up to 2,000 headers) also with the engine's reference
 //!    scan (`ConditionSet::matches` on every filter), which checks the tight scan too, and the
@@ -137,8 +135,6 @@ pub(crate) struct Report {
     pub(crate) probes: [f64; 3],
     pub(crate) index_bytes: usize,
     pub(crate) bytes_per_filter: f64,
-    /// The sublayer's filter list (pointers to the filter objects), per filter.
-    pub(crate) list_bytes_per_filter: f64,
     pub(crate) lookup_ns: Dist,
     pub(crate) lookups_per_s: f64,
     pub(crate) tight_scan_ns: Dist,
@@ -171,8 +167,8 @@ impl Report {
             self.set, self.filters, self.lookups, self.shapes, self.tuples
         );
         println!(
-            "  load {:.1} ms (one transaction), index build {:.1} ms, {} tables, {} bytes = {:.1} bytes/filter of index (+ {:.1} of filter list)",
-            self.load_ms, self.build_ms, self.tables, self.index_bytes, self.bytes_per_filter, self.list_bytes_per_filter
+            "  load {:.1} ms (one transaction), index build {:.1} ms, {} tables, {} bytes = {:.1} bytes/filter",
+            self.load_ms, self.build_ms, self.tables, self.index_bytes, self.bytes_per_filter
         );
         println!(
             "  per lookup: {:.1} tables probed, {:.1} slots read, {:.1} boxes checked; largest bucket {}",
@@ -316,7 +312,6 @@ pub(crate) fn run(input: &Input, opts: &Options) -> Result<Report, String> {
         probes: probes(&index, filters, &values),
         index_bytes: stats.bytes,
         bytes_per_filter: stats.bytes as f64 / n.max(1) as f64,
-        list_bytes_per_filter: stats.filter_list_bytes as f64 / n.max(1) as f64,
         ratio: tight_ns.median / lookup_ns.median.max(1.0),
         lookup_ns,
         lookups_per_s,
