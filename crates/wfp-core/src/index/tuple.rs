@@ -392,6 +392,10 @@ impl TupleIndex {
         drop(planned);
 
         let words = tables.len().div_ceil(64).max(1);
+        // A small run (a spill of added filters, issue 15 B2) prunes on about twice as many
+        // blocks as it has boxes, not on 2^16: its maps cost a few KB to build, not a few
+        // hundred (a burst of single adds spills every `MAX_ADDED`).
+        let small_bits = (usize::BITS - refs.len().leading_zeros() + 1).clamp(8, PRUNE_BITS);
         // Keep the maps that discriminate: on keys sampled from the boxes themselves, a map must
         // leave at most 3/4 of the tables on average to be worth its lookup.
         let samples: Vec<&BoxRef<'_>> = refs.iter().step_by((refs.len() / 2048).max(1)).collect();
@@ -408,9 +412,9 @@ impl TupleIndex {
                     tables: tables.len(),
                     words,
                     block_bits: if merged {
-                        MERGED_PRUNE_BITS
+                        MERGED_PRUNE_BITS.min(small_bits)
                     } else {
-                        PRUNE_BITS
+                        PRUNE_BITS.min(small_bits)
                     },
                 };
                 Prune::build(d, dim, boxes, shape)
