@@ -73,6 +73,9 @@ impl Default for Params {
 /// 8-bit ones in between (distinct keys may still share a hash; buckets stay exact, see below).
 const ROT: [u32; MAX_DIMS] = [0, 32, 16, 48, 8, 40, 24, 56];
 
+///
+/// The result is determined by its low 32 bits (the *tag* a hash slot stores): equal tags mean
+/// equal hashes, hence one bucket, one home slot, the same presence bits.
 #[inline]
 fn hash(keys: &[u64; MAX_DIMS], masks: &[u64; MAX_DIMS]) -> u64 {
     let mut h = 0u64;
@@ -80,7 +83,9 @@ fn hash(keys: &[u64; MAX_DIMS], masks: &[u64; MAX_DIMS]) -> u64 {
         h ^= (keys[i] & masks[i]).rotate_left(ROT[i]);
     }
     h = (h ^ (h >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    h ^ (h >> 29)
+    let t = (h ^ (h >> 29)) >> 32;
+    // An odd multiplier: the product's low 32 bits determine `t`, hence the product.
+    t.wrapping_mul(0xD6E8_FEB8_6659_FD93)
 }
 
 /// The home slot of key hash `h` in a table of `cap` slots (multiply-shift onto any capacity).
@@ -97,19 +102,24 @@ fn filter_probe(h: u64, word_mask: usize) -> (usize, u64) {
     (word, (1 << (h & 63)) | (1 << ((h >> 6) & 63)))
 }
 
-/// Box header word: position in the low 32 bits, required-dimension mask in bits 32..48, the
-/// residual-group mask (`Compiled::residual`, 15 bits) in bits 48..63, the verify flag in bit 63.
-/// `EMPTY` (never a valid header: no position is `u32::MAX`) marks a free slot.
+/// Box header word: position in the low 32 bits, required-dimension mask in bits 32..40, the
+/// last-overflow-box-of-its-bucket flag in bit 40, the residual-group mask
+/// (`Compiled::residual`, 15 bits) in bits 48..63, the verify flag in bit 63. `EMPTY` (never a
+/// valid header: no position is `u32::MAX`) marks a free slot.
 const HEAD_POS_BITS: u32 = 32;
+const HEAD_LAST: u64 = 1 << 40;
 const HEAD_RESIDUAL_SHIFT: u32 = 48;
 const HEAD_VERIFY: u64 = 1 << 63;
 const EMPTY: u64 = u64::MAX;
 
-/// Slot layout: `[hash, first box header, overflow (start << 32 | count), first box bounds..]`.
-const SLOT_HASH: usize = 0;
+/// Slot layout: `[hash tag << 32 | first overflow box (NO_MORE: none), first box header, first
+/// box bounds..]` — two words before the bounds, so six narrow dimensions (a five-tuple and an
+/// application id) still fit one 64-byte line. A bucket's overflow boxes are consecutive, the
+/// last one flagged [`HEAD_LAST`].
+const SLOT_TAG: usize = 0;
 const SLOT_HEAD: usize = 1;
-const SLOT_MORE: usize = 2;
-const SLOT_BOUNDS: usize = 3;
+const SLOT_BOUNDS: usize = 2;
+const NO_MORE: u64 = 0xFFFF_FFFF;
 
 #[derive(Debug)]
 struct Table {
@@ -189,7 +199,7 @@ struct BoxRef<'a> {
 impl BoxRef<'_> {
     fn head(&self) -> u64 {
         let mut head = u64::from(self.pos)
-            | (u64::from(self.required) << HEAD_POS_BITS)
+            | (u64::from(self.required & 0xFF) << HEAD_POS_BITS)
             | (u64::from(self.residual & 0x7FFF) << HEAD_RESIDUAL_SHIFT);
         if self.verify {
             head |= HEAD_VERIFY;
@@ -364,15 +374,18 @@ impl TupleIndex {
                     refs.get(i as usize)
                 });
                 let Some(first) = boxes.next() else { continue };
-                let rest_start = overflow.len() / (1 + bound_words);
-                let mut rest = 0u64;
-                for r in boxes {
-                    overflow.push(r.head());
+                let more = if bucket.len() > 1 {
+                    (overflow.len() / (1 + bound_words)) as u64
+                } else {
+                    NO_MORE
+                };
+                for (k, r) in (2..).zip(boxes) {
+                    let last = if k == bucket.len() { HEAD_LAST } else { 0 };
+                    overflow.push(r.head() | last);
                     push_bounds(&mut overflow, r.bounds);
-                    rest += 1;
                 }
                 line.clear();
-                line.extend([h, first.head(), ((rest_start as u64) << 32) | rest]);
+                line.extend([(h << 32) | (more & NO_MORE), first.head()]);
                 push_bounds(&mut line, first.bounds);
                 if let Some(dst) = slots.get_mut(word(s)..word(s) + line.len()) {
                     dst.copy_from_slice(&line);
@@ -392,6 +405,10 @@ impl TupleIndex {
         drop(planned);
 
         let words = tables.len().div_ceil(64).max(1);
+        // A small run (a spill of added filters, issue 15 B2) prunes on about twice as many
+        // blocks as it has boxes, not on 2^16: its maps cost a few KB to build, not a few
+        // hundred (a burst of single adds spills every `MAX_ADDED`).
+        let small_bits = (usize::BITS - refs.len().leading_zeros() + 1).clamp(8, PRUNE_BITS);
         // Keep the maps that discriminate: on keys sampled from the boxes themselves, a map must
         // leave at most 3/4 of the tables on average to be worth its lookup.
         let samples: Vec<&BoxRef<'_>> = refs.iter().step_by((refs.len() / 2048).max(1)).collect();
@@ -408,9 +425,9 @@ impl TupleIndex {
                     tables: tables.len(),
                     words,
                     block_bits: if merged {
-                        MERGED_PRUNE_BITS
+                        MERGED_PRUNE_BITS.min(small_bits)
                     } else {
-                        PRUNE_BITS
+                        PRUNE_BITS.min(small_bits)
                     },
                 };
                 Prune::build(d, dim, boxes, shape)
@@ -522,7 +539,7 @@ impl TupleIndex {
 
         let q = Query {
             keys: &keys,
-            missing: (!present & 0xFFFF) << HEAD_POS_BITS,
+            missing: (!present & 0xFF) << HEAD_POS_BITS,
             nd: self.space.dims.len(),
             from,
             filters,
@@ -558,9 +575,9 @@ impl TupleIndex {
                     continue;
                 };
                 counter.boxed();
-                let (Some(&head), Some(&more), Some(bounds)) = (
+                let (Some(&tag), Some(&head), Some(bounds)) = (
+                    slot.get(SLOT_TAG),
                     slot.get(SLOT_HEAD),
-                    slot.get(SLOT_MORE),
                     slot.get(SLOT_BOUNDS..SLOT_BOUNDS + self.bound_words),
                 ) else {
                     continue;
@@ -573,15 +590,18 @@ impl TupleIndex {
                     Check::Later => continue,
                     Check::No => {}
                 }
+                let more = tag & NO_MORE;
+                if more == NO_MORE {
+                    continue;
+                }
                 let ew = 1 + self.bound_words;
-                let (start, count) = ((more >> 32) as usize, (more & 0xFFFF_FFFF) as usize);
-                let Some(run) = self.overflow.get(start * ew..(start + count) * ew) else {
+                let Some(run) = self.overflow.get(more as usize * ew..) else {
                     continue;
                 };
                 for e in run.chunks_exact(ew) {
                     counter.boxed();
                     let Some((&head, bounds)) = e.split_first() else {
-                        continue;
+                        break;
                     };
                     match q.check::<NARROW>(head, bounds, best) {
                         Check::Match(pos) => {
@@ -590,6 +610,9 @@ impl TupleIndex {
                         }
                         Check::Later => break,
                         Check::No => {}
+                    }
+                    if head & HEAD_LAST != 0 {
+                        break;
                     }
                 }
             }
@@ -604,11 +627,11 @@ impl TupleIndex {
         for _ in 0..table.cap {
             let start = self.slot_base + (table.slot_start + s) * self.slot_stride;
             let slot = self.slots.get(start..start + self.slot_stride)?;
-            let (&hash, &head) = (slot.get(SLOT_HASH)?, slot.get(SLOT_HEAD)?);
+            let (&tag, &head) = (slot.get(SLOT_TAG)?, slot.get(SLOT_HEAD)?);
             if head == EMPTY {
                 return None;
             }
-            if hash == h {
+            if tag >> 32 == h & 0xFFFF_FFFF {
                 return Some(slot);
             }
             s = if s + 1 == table.cap { 0 } else { s + 1 };
@@ -623,16 +646,28 @@ impl TupleIndex {
         for t in &self.tables {
             for s in 0..t.cap {
                 let start = self.slot_base + (t.slot_start + s) * self.slot_stride;
-                let (Some(&head), Some(&more)) = (
+                let (Some(&tag), Some(&head)) = (
+                    self.slots.get(start + SLOT_TAG),
                     self.slots.get(start + SLOT_HEAD),
-                    self.slots.get(start + SLOT_MORE),
                 ) else {
                     continue;
                 };
-                if head != EMPTY {
-                    buckets += 1;
-                    max_bucket = max_bucket.max(1 + (more & 0xFFFF_FFFF) as usize);
+                if head == EMPTY {
+                    continue;
                 }
+                buckets += 1;
+                let ew = 1 + self.bound_words;
+                let more = tag & NO_MORE;
+                let n = if more == NO_MORE {
+                    1
+                } else {
+                    let run = self.overflow.get(more as usize * ew..).unwrap_or(&[]);
+                    1 + run
+                        .chunks_exact(ew)
+                        .position(|e| e.first().is_none_or(|h| h & HEAD_LAST != 0))
+                        .map_or(0, |i| i + 1)
+                };
+                max_bucket = max_bucket.max(n);
             }
         }
         let bytes = self.slots.capacity() * 8
