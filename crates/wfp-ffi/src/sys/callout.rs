@@ -287,34 +287,63 @@ impl Scratch {
     #[inline]
     fn values(&mut self, values: &IncomingValues<'_>) -> FwpsIncomingValues0 {
         if self.layer != Some(values.layer) {
-            self.layer = Some(values.layer);
-            self.field_count = catalogue::layer(values.layer).map(|d| d.fields.len());
-            self.app_ids = app_id_fields(values.layer);
+            self.switch_layer(values.layer);
         }
-        let mask = self.app_ids;
-        let utf16 = |i: usize| i < 64 && mask & (1 << i) != 0;
+        // An uncatalogued layer takes the array's length from each call.
         let count = self.field_count.unwrap_or(values.values.len());
-        // The array keeps its length between calls of the same layer: values are written in place.
-        self.values.resize(count, EMPTY);
+        if self.values.len() != count {
+            self.resize_values(count);
+        }
         let given = &values.values[..values.values.len().min(count)];
         let live = set_prefix(given);
         let given = &given[..live];
         // Fast path: every value inline (app-id fields are blobs, so never here).
-        if !fill_inline(&mut self.values, given) {
-            self.arena.reserve_values(given, utf16);
-            for (i, (dst, v)) in self.values.iter_mut().zip(given).enumerate() {
-                *dst = self.arena.value(v, utf16(i));
-            }
+        if !fill_inline(&mut self.values[..live], given) {
+            self.fill_arena(given);
         }
-        let stale = self.set_len.clamp(live, count);
-        for dst in &mut self.values[live..stale] {
-            *dst = EMPTY;
+        if self.set_len > live {
+            // What the previous call set beyond this call's last value (`set_len <= count`).
+            let stale = self.set_len.min(count);
+            self.values[live..stale].fill(EMPTY);
         }
         self.set_len = live;
         FwpsIncomingValues0 {
             layer_id: values.layer.0,
             value_count: u32::try_from(count).unwrap_or(u32::MAX),
             incoming_value: self.values.as_mut_ptr(),
+        }
+    }
+
+    /// A classify at another layer than the last: its field count and app-id mask, and an array
+    /// of that many FWP_EMPTY values.
+    #[cold]
+    #[inline(never)]
+    fn switch_layer(&mut self, layer: LayerId) {
+        self.layer = Some(layer);
+        self.field_count = catalogue::layer(layer).map(|d| d.fields.len());
+        self.app_ids = app_id_fields(layer);
+        self.values.clear();
+        self.set_len = 0;
+    }
+
+    /// The array at `count` values (a layer switch, or an uncatalogued layer's call with another
+    /// length); what it held beyond `set_len` is FWP_EMPTY, so growing keeps that true.
+    #[cold]
+    #[inline(never)]
+    fn resize_values(&mut self, count: usize) {
+        self.values.resize(count, EMPTY);
+        self.set_len = self.set_len.min(count);
+    }
+
+    /// The general conversion of `given` (some value needs arena storage).
+    #[cold]
+    #[inline(never)]
+    fn fill_arena(&mut self, given: &[Value]) {
+        let mask = self.app_ids;
+        let utf16 = |i: usize| i < 64 && mask & (1 << i) != 0;
+        self.arena.reserve_values(given, utf16);
+        for (i, (dst, v)) in self.values.iter_mut().zip(given).enumerate() {
+            *dst = self.arena.value(v, utf16(i));
         }
     }
 
@@ -520,15 +549,19 @@ impl Scratch {
     }
 }
 
-/// The length of `values` without its trailing FWP_EMPTY values (a tag test per value).
+/// The length of `values` without its trailing FWP_EMPTY values: a tag test per value, four per
+/// loop step while they are all empty (most layers leave many trailing fields unset).
 #[inline]
 fn set_prefix(values: &[Value]) -> usize {
-    let empty = values
-        .iter()
-        .rev()
-        .take_while(|v| matches!(v, Value::Empty))
-        .count();
-    values.len() - empty
+    use Value::Empty;
+    let mut rest = values;
+    while let [head @ .., Empty, Empty, Empty, Empty] = rest {
+        rest = head;
+    }
+    while let [head @ .., Empty] = rest {
+        rest = head;
+    }
+    rest.len()
 }
 
 const EMPTY: FwpValue0 = FwpValue0 {
@@ -536,23 +569,31 @@ const EMPTY: FwpValue0 = FwpValue0 {
     value: 0,
 };
 
-/// Writes the `FWP_VALUE0` of each of `src` into `dst` while the values hold themselves; false at
-/// the first one that needs arena storage. Empty fields and 8/16/32-bit unsigned integers (most
-/// fields of most layers) are tested first by their tag alone — a few compares rather than an
-/// indirect jump per value — with one store site, before the general conversion.
+/// Writes the `FWP_VALUE0` of each of `src` into `dst` while the values hold themselves
+/// (integers, float, FWP_EMPTY and the types with no C form, as [`Arena::value`] converts them); false at
+/// the first one that needs arena storage. Every variant is named, so the match is one indexed
+/// jump on the tag with no range check.
 #[inline]
 fn fill_inline(dst: &mut [FwpValue0], src: &[Value]) -> bool {
-    let n = dst.len().min(src.len());
-    for (d, v) in dst[..n].iter_mut().zip(&src[..n]) {
-        let (t, x) = match v {
-            Value::Empty => (0, 0),
+    for (d, v) in dst.iter_mut().zip(src) {
+        let (t, x): (u32, u64) = match v {
+            Value::Empty | Value::SecurityDescriptor(_) | Value::TokenInformation(_) => (0, 0),
             Value::Uint8(x) => (1, u64::from(*x)),
             Value::Uint16(x) => (2, u64::from(*x)),
             Value::Uint32(x) => (3, u64::from(*x)),
-            other => match other_inline(other) {
-                Some(c) => (c.data_type, c.value),
-                None => return false,
-            },
+            Value::Int8(x) => (5, u64::from(*x as u8)),
+            Value::Int16(x) => (6, u64::from(*x as u16)),
+            Value::Int32(x) => (7, u64::from(*x as u32)),
+            Value::Float(x) => (9, u64::from(x.to_bits())),
+            Value::Uint64(_)
+            | Value::Int64(_)
+            | Value::Double(_)
+            | Value::ByteArray16(_)
+            | Value::ByteBlob(_)
+            | Value::Sid(_)
+            | Value::TokenAccessInformation(_)
+            | Value::UnicodeString(_)
+            | Value::ByteArray6(_) => return false,
         };
         *d = FwpValue0 {
             data_type: t,
@@ -560,13 +601,6 @@ fn fill_inline(dst: &mut [FwpValue0], src: &[Value]) -> bool {
         };
     }
     true
-}
-
-/// [`Arena::inline_value`] out of line, so [`fill_inline`]'s test of the common tags stays a few
-/// compares.
-#[inline(never)]
-fn other_inline(v: &Value) -> Option<FwpValue0> {
-    Arena::inline_value(v)
 }
 
 /// Bit `i` set when field `i` of the layer is an application path (ALE_APP_ID,
