@@ -16,6 +16,9 @@
 //!
 //! Run: `cargo bench -p wfp-ffi --bench c_classify`. `WFP_BENCH_PROFILE=c` (or `rust`, `c-dense`,
 //! `rust-dense`) runs only that side's loop, for `perf stat` / `perf record` / cachegrind.
+//! `WFP_BENCH_INSTRUCTIONS=1` prints instructions per classify instead (each side's loop run under
+//! `valgrind --tool=cachegrind` at two lengths, the difference divided by the extra iterations):
+//! a figure that does not move with the machine's load.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -241,7 +244,8 @@ fn verdict(verdict: f64) {
 }
 
 /// `WFP_BENCH_PROFILE=c|rust|c-dense|rust-dense`: only that side's loop (`-dense`: every field
-/// set), long, for `perf stat` / `perf record` / `valgrind --tool=cachegrind`.
+/// set), long (`WFP_BENCH_ITERATIONS`, default 3,000,000), for `perf stat` / `perf record` /
+/// `valgrind --tool=cachegrind`.
 fn profile_only(w: [&Workload<'_>; 4]) -> bool {
     let w = match std::env::var("WFP_BENCH_PROFILE").as_deref() {
         Ok("c") => w[0],
@@ -250,7 +254,11 @@ fn profile_only(w: [&Workload<'_>; 4]) -> bool {
         Ok("rust-dense") => w[3],
         _ => return false,
     };
-    let s = w.measure(ITERATIONS * 10);
+    let iterations = std::env::var("WFP_BENCH_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(ITERATIONS * 10);
+    let s = w.measure(iterations);
     println!(
         "profile loop: {:.1} ns wall, {:?} ns CPU per classify",
         s.wall, s.cpu
@@ -327,10 +335,72 @@ fn main() {
     if profile_only([&c, &rust, &dense_c, &dense_rust]) {
         return;
     }
+    if std::env::var_os("WFP_BENCH_INSTRUCTIONS").is_some() {
+        instructions::report();
+        return;
+    }
     verdict(compare("5 of 16 fields set", &c, &rust));
     compare("all 16 fields set", &dense_c, &dense_rust);
     drop(driver);
     flowmon_throughput();
+}
+
+/// Instructions per classify under cachegrind (load-independent).
+mod instructions {
+    use std::process::Command;
+
+    /// The two loop lengths: their difference cancels start-up (building the driver, the engines).
+    const SHORT: u64 = 100_000;
+    const LONG: u64 = 300_000;
+
+    /// Cachegrind's `I refs` for this executable running `profile`'s loop `iterations` times.
+    fn irefs(profile: &str, iterations: u64) -> Option<u64> {
+        let exe = std::env::current_exe().ok()?;
+        let out = Command::new("valgrind")
+            .args([
+                "--tool=cachegrind",
+                "--cache-sim=no",
+                "--cachegrind-out-file=/dev/null",
+            ])
+            .arg(exe)
+            .env("WFP_BENCH_PROFILE", profile)
+            .env("WFP_BENCH_ITERATIONS", iterations.to_string())
+            .env_remove("WFP_BENCH_INSTRUCTIONS")
+            .output()
+            .ok()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err.lines().find(|l| l.contains("I   refs:"))?;
+        let digits: String = line
+            .rsplit(':')
+            .next()?
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    }
+
+    /// Instructions per classify of `profile`'s loop.
+    fn per_classify(profile: &str) -> Option<f64> {
+        let short = irefs(profile, SHORT)?;
+        let long = irefs(profile, LONG)?;
+        Some(long.saturating_sub(short) as f64 / (LONG - SHORT) as f64)
+    }
+
+    /// Prints C, Rust and added instructions per classify for both value sets.
+    pub(super) fn report() {
+        for (label, c, rust) in [
+            ("5 of 16 fields set", "c", "rust"),
+            ("all 16 fields set", "c-dense", "rust-dense"),
+        ] {
+            match per_classify(c).zip(per_classify(rust)) {
+                Some((c, r)) => println!(
+                    "instructions per classify ({label}): Rust {r:.1}, C {c:.1}, added {:.1} (cachegrind, {LONG} - {SHORT} iterations)",
+                    c - r
+                ),
+                None => println!("instructions per classify ({label}): valgrind not available"),
+            }
+        }
+    }
 }
 
 /// The example capture's IP packets and timestamps.

@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::ffi::c_void;
 use std::sync::Arc;
 
+use wfp_core::callout::StreamData;
 use wfp_core::catalogue::{self, LayerId};
 use wfp_core::constants::MetadataFields;
 use wfp_core::{
@@ -183,7 +184,8 @@ struct Scratch {
     /// How many leading entries of `values` the last call wrote (the rest are FWP_EMPTY).
     set_len: usize,
     meta: FwpsIncomingMetadataValues0,
-    path_key: (usize, usize),
+    /// The processPath `path` holds (kept alive: compared by address).
+    path_src: Option<Arc<str>>,
     /// The layer of the last conversion, its field count and ALE_APP_ID mask.
     layer: Option<LayerId>,
     field_count: Option<usize>,
@@ -227,7 +229,7 @@ impl Scratch {
             values: Vec::new(),
             set_len: 0,
             meta: zeroed_meta(),
-            path_key: (0, 0),
+            path_src: None,
             layer: None,
             field_count: None,
             app_ids: 0,
@@ -287,34 +289,63 @@ impl Scratch {
     #[inline]
     fn values(&mut self, values: &IncomingValues<'_>) -> FwpsIncomingValues0 {
         if self.layer != Some(values.layer) {
-            self.layer = Some(values.layer);
-            self.field_count = catalogue::layer(values.layer).map(|d| d.fields.len());
-            self.app_ids = app_id_fields(values.layer);
+            self.switch_layer(values.layer);
         }
-        let mask = self.app_ids;
-        let utf16 = |i: usize| i < 64 && mask & (1 << i) != 0;
+        // An uncatalogued layer takes the array's length from each call.
         let count = self.field_count.unwrap_or(values.values.len());
-        // The array keeps its length between calls of the same layer: values are written in place.
-        self.values.resize(count, EMPTY);
+        if self.values.len() != count {
+            self.resize_values(count);
+        }
         let given = &values.values[..values.values.len().min(count)];
         let live = set_prefix(given);
         let given = &given[..live];
         // Fast path: every value inline (app-id fields are blobs, so never here).
-        if !fill_inline(&mut self.values, given) {
-            self.arena.reserve_values(given, utf16);
-            for (i, (dst, v)) in self.values.iter_mut().zip(given).enumerate() {
-                *dst = self.arena.value(v, utf16(i));
-            }
+        if !fill_inline(&mut self.values[..live], given) {
+            self.fill_arena(given);
         }
-        let stale = self.set_len.clamp(live, count);
-        for dst in &mut self.values[live..stale] {
-            *dst = EMPTY;
+        if self.set_len > live {
+            // What the previous call set beyond this call's last value (`set_len <= count`).
+            let stale = self.set_len.min(count);
+            self.values[live..stale].fill(EMPTY);
         }
         self.set_len = live;
         FwpsIncomingValues0 {
             layer_id: values.layer.0,
             value_count: u32::try_from(count).unwrap_or(u32::MAX),
             incoming_value: self.values.as_mut_ptr(),
+        }
+    }
+
+    /// A classify at another layer than the last: its field count and app-id mask, and an array
+    /// of that many FWP_EMPTY values.
+    #[cold]
+    #[inline(never)]
+    fn switch_layer(&mut self, layer: LayerId) {
+        self.layer = Some(layer);
+        self.field_count = catalogue::layer(layer).map(|d| d.fields.len());
+        self.app_ids = app_id_fields(layer);
+        self.values.clear();
+        self.set_len = 0;
+    }
+
+    /// The array at `count` values (a layer switch, or an uncatalogued layer's call with another
+    /// length); what it held beyond `set_len` is FWP_EMPTY, so growing keeps that true.
+    #[cold]
+    #[inline(never)]
+    fn resize_values(&mut self, count: usize) {
+        self.values.resize(count, EMPTY);
+        self.set_len = self.set_len.min(count);
+    }
+
+    /// The general conversion of `given` (some value needs arena storage).
+    #[cold]
+    #[inline(never)]
+    fn fill_arena(&mut self, given: &[Value]) {
+        let mask = self.app_ids;
+        let utf16 = |i: usize| i < 64 && mask & (1 << i) != 0;
+        self.arena.reserve_values(given, utf16);
+        for (i, (dst, v)) in self.values.iter_mut().zip(given).enumerate() {
+            *dst = self.arena.value(v, utf16(i));
         }
     }
 
@@ -353,24 +384,31 @@ impl Scratch {
         c.packet_direction = m.packet_direction.map_or(0, |d| d as u32);
         c.icmp_id_and_sequence = m.icmp_id_and_sequence;
         c.frame_length = m.frame_length;
-        c.process_path = match &m.process_path {
+        self.meta.process_path = match &m.process_path {
             Some(p) => {
-                let key = (p.as_ptr() as usize, p.len());
-                if key != self.path_key {
-                    self.path.clear();
-                    self.path.extend(p.encode_utf16());
-                    self.path.push(0);
-                    self.path_key = key;
+                if !self.path_src.as_ref().is_some_and(|k| Arc::ptr_eq(k, p)) {
+                    self.set_process_path(p);
                 }
-                self.path_blob = FwpByteBlob {
-                    size: u32::try_from(self.path.len() * 2).unwrap_or(u32::MAX),
-                    data: self.path.as_mut_ptr().cast(),
-                };
                 &mut self.path_blob
             }
             None => std::ptr::null_mut(),
         };
         self.metadata_pointers(m);
+    }
+
+    /// processPath (wfp-reference §2.3) as UTF-16 with a NUL, converted when the path is not the
+    /// one the last call converted. The path's `Arc` is kept, so its address cannot be reused by
+    /// another path while it is the cache key.
+    #[inline(never)]
+    fn set_process_path(&mut self, p: &Arc<str>) {
+        self.path.clear();
+        self.path.extend(p.encode_utf16());
+        self.path.push(0);
+        self.path_src = Some(p.clone());
+        self.path_blob = FwpByteBlob {
+            size: u32::try_from(self.path.len() * 2).unwrap_or(u32::MAX),
+            data: self.path.as_mut_ptr().cast(),
+        };
     }
 
     /// wfp-reference §2.3: controlData/controlDataLength, headerIncludeHeader/Length,
@@ -395,6 +433,12 @@ impl Scratch {
         if none && !self.pointers_set {
             return;
         }
+        self.set_metadata_pointers(m, none);
+    }
+
+    /// [`Self::metadata_pointers`] when some pointer is set now or was by the last call.
+    #[inline(never)]
+    fn set_metadata_pointers(&mut self, m: &Metadata, none: bool) {
         self.pointers_set = !none;
         let c = &mut self.meta;
         let mut present = 0;
@@ -446,6 +490,8 @@ impl Scratch {
 
     /// FwpsReferenceNetBufferList0 kept the indicated list: it leaves the scratch (over a copy of
     /// its bytes) for the host, which frees it at the last dereference.
+    #[cold]
+    #[inline(never)]
     fn detach(&mut self, host: &HostInner, driver: usize, data: &[u8], references: u32) {
         let mut kept = std::mem::replace(&mut self.bufs, PacketBufs::new());
         kept.copy = data.to_vec();
@@ -456,6 +502,33 @@ impl Scratch {
             .lock()
             .referenced
             .insert(key, (kept, references, driver));
+    }
+
+    /// The stream layers' layerData (FWPS_STREAM_CALLOUT_IO_PACKET0), the invocation's stream
+    /// data and the FWPS_STREAM_DATA0 address; out of line, off the packet layers' path.
+    #[inline(never)]
+    fn stream_args<'s>(
+        &mut self,
+        io: &StreamIoPacket<'s>,
+    ) -> (*mut c_void, Option<StreamData<'s>>, *const FwpsStreamData0) {
+        let ptr = self.stream(io).cast();
+        (ptr, Some(io.stream_data), &raw const self.stream)
+    }
+
+    /// What classifyFn wrote into the stream layers' I/O packet, back into the engine's.
+    #[inline(never)]
+    fn stream_result(&self, host: &HostInner, io: &mut StreamIoPacket<'_>) {
+        io.count_bytes_required = self.io.count_bytes_required;
+        io.count_bytes_enforced = self.io.count_bytes_enforced as u64;
+        io.stream_action = stream_action(self.io.stream_action).unwrap_or_else(|| {
+            host.finding(Finding::Assertion {
+                message: format!(
+                    "classifyFn set an unknown streamAction {}",
+                    self.io.stream_action
+                ),
+            });
+            StreamAction::None
+        });
     }
 
     fn stream(&mut self, io: &StreamIoPacket<'_>) -> *mut FwpsStreamCalloutIoPacket0 {
@@ -520,15 +593,19 @@ impl Scratch {
     }
 }
 
-/// The length of `values` without its trailing FWP_EMPTY values (a tag test per value).
+/// The length of `values` without its trailing FWP_EMPTY values: a tag test per value, four per
+/// loop step while they are all empty (most layers leave many trailing fields unset).
 #[inline]
 fn set_prefix(values: &[Value]) -> usize {
-    let empty = values
-        .iter()
-        .rev()
-        .take_while(|v| matches!(v, Value::Empty))
-        .count();
-    values.len() - empty
+    use Value::Empty;
+    let mut rest = values;
+    while let [head @ .., Empty, Empty, Empty, Empty] = rest {
+        rest = head;
+    }
+    while let [head @ .., Empty] = rest {
+        rest = head;
+    }
+    rest.len()
 }
 
 const EMPTY: FwpValue0 = FwpValue0 {
@@ -536,23 +613,31 @@ const EMPTY: FwpValue0 = FwpValue0 {
     value: 0,
 };
 
-/// Writes the `FWP_VALUE0` of each of `src` into `dst` while the values hold themselves; false at
-/// the first one that needs arena storage. Empty fields and 8/16/32-bit unsigned integers (most
-/// fields of most layers) are tested first by their tag alone — a few compares rather than an
-/// indirect jump per value — with one store site, before the general conversion.
+/// Writes the `FWP_VALUE0` of each of `src` into `dst` while the values hold themselves
+/// (integers, float, FWP_EMPTY and the types with no C form, as [`Arena::value`] converts them); false at
+/// the first one that needs arena storage. Every variant is named, so the match is one indexed
+/// jump on the tag with no range check.
 #[inline]
 fn fill_inline(dst: &mut [FwpValue0], src: &[Value]) -> bool {
-    let n = dst.len().min(src.len());
-    for (d, v) in dst[..n].iter_mut().zip(&src[..n]) {
-        let (t, x) = match v {
-            Value::Empty => (0, 0),
+    for (d, v) in dst.iter_mut().zip(src) {
+        let (t, x): (u32, u64) = match v {
+            Value::Empty | Value::SecurityDescriptor(_) | Value::TokenInformation(_) => (0, 0),
             Value::Uint8(x) => (1, u64::from(*x)),
             Value::Uint16(x) => (2, u64::from(*x)),
             Value::Uint32(x) => (3, u64::from(*x)),
-            other => match other_inline(other) {
-                Some(c) => (c.data_type, c.value),
-                None => return false,
-            },
+            Value::Int8(x) => (5, u64::from(*x as u8)),
+            Value::Int16(x) => (6, u64::from(*x as u16)),
+            Value::Int32(x) => (7, u64::from(*x as u32)),
+            Value::Float(x) => (9, u64::from(x.to_bits())),
+            Value::Uint64(_)
+            | Value::Int64(_)
+            | Value::Double(_)
+            | Value::ByteArray16(_)
+            | Value::ByteBlob(_)
+            | Value::Sid(_)
+            | Value::TokenAccessInformation(_)
+            | Value::UnicodeString(_)
+            | Value::ByteArray6(_) => return false,
         };
         *d = FwpValue0 {
             data_type: t,
@@ -560,13 +645,6 @@ fn fill_inline(dst: &mut [FwpValue0], src: &[Value]) -> bool {
         };
     }
     true
-}
-
-/// [`Arena::inline_value`] out of line, so [`fill_inline`]'s test of the common tags stays a few
-/// compares.
-#[inline(never)]
-fn other_inline(v: &Value) -> Option<FwpValue0> {
-    Arena::inline_value(v)
 }
 
 /// Bit `i` set when field `i` of the layer is an application path (ALE_APP_ID,
@@ -669,29 +747,23 @@ impl Callout for CCallout {
         with_scratch(|s| {
             let c_values = s.values(values);
             s.metadata(meta);
-            let (data_ptr, packet): (*mut c_void, Option<&[u8]>) = match layer_data {
-                LayerData::None => (std::ptr::null_mut(), None),
-                LayerData::Packet(p) => (s.packet(p).cast(), Some(*p)),
-                LayerData::Stream(io) => (s.stream(io).cast(), None),
-            };
-            let stream = match layer_data {
-                LayerData::Stream(io) => Some(io.stream_data),
-                _ => None,
+            // One match on the layer data: packet layers (most classifies) inline, the stream
+            // layers' conversion out of line.
+            let (data_ptr, stream, stream_data) = match layer_data {
+                LayerData::Packet(p) => (s.packet(p).cast(), None, std::ptr::null()),
+                LayerData::None => (std::ptr::null_mut(), None, std::ptr::null()),
+                LayerData::Stream(io) => s.stream_args(io),
             };
             let inv = Invocation {
                 ctx,
                 meta,
                 stream,
-                nbl: if packet.is_some() {
+                nbl: if matches!(layer_data, LayerData::Packet(_)) {
                     data_ptr.cast()
                 } else {
                     std::ptr::null_mut()
                 },
-                stream_data: if stream.is_some() {
-                    &raw const s.stream
-                } else {
-                    std::ptr::null()
-                },
+                stream_data,
                 references: std::cell::Cell::new(0),
             };
             let c_filter = s.filter(filter);
@@ -716,24 +788,15 @@ impl Callout for CCallout {
             out.action_type.0 = c_out.action_type;
             out.rights = Rights(c_out.rights);
             out.flags = ClassifyOutFlags(c_out.flags);
-            if let Some(p) = packet {
-                s.check_packet_restored(&self.host, p.len() as u64);
-                if inv.references.get() > 0 {
-                    s.detach(&self.host, self.driver, p, inv.references.get());
+            match layer_data {
+                LayerData::Packet(p) => {
+                    s.check_packet_restored(&self.host, p.len() as u64);
+                    if inv.references.get() > 0 {
+                        s.detach(&self.host, self.driver, p, inv.references.get());
+                    }
                 }
-            }
-            if let LayerData::Stream(io) = layer_data {
-                io.count_bytes_required = s.io.count_bytes_required;
-                io.count_bytes_enforced = s.io.count_bytes_enforced as u64;
-                io.stream_action = stream_action(s.io.stream_action).unwrap_or_else(|| {
-                    self.host.finding(Finding::Assertion {
-                        message: format!(
-                            "classifyFn set an unknown streamAction {}",
-                            s.io.stream_action
-                        ),
-                    });
-                    StreamAction::None
-                });
+                LayerData::None => {}
+                LayerData::Stream(io) => s.stream_result(&self.host, io),
             }
         });
     }
@@ -840,5 +903,37 @@ mod tests {
         // SAFETY: an FWP_UINT64 value points at the scratch arena's u64, alive until the next call.
         assert_eq!(unsafe { *(fourth[1].1 as *const u64) }, 9);
         assert!(fourth[2..].iter().all(|v| *v == (0, 0)));
+    }
+
+    /// processPath as C reads it: UTF-16 text without the NUL.
+    fn c_path(s: &Scratch) -> String {
+        let p = s.meta.process_path;
+        assert!(!p.is_null());
+        // SAFETY: a non-null processPath points at the scratch's blob over its UTF-16 buffer.
+        let units = unsafe {
+            let b = &*p;
+            std::slice::from_raw_parts(b.data.cast::<u16>(), b.size as usize / 2)
+        };
+        String::from_utf16_lossy(&units[..units.len() - 1])
+    }
+
+    #[test]
+    fn process_path_is_converted_again_for_another_path() {
+        let mut s = Scratch::new();
+        let a: Arc<str> = Arc::from("\\device\\a.exe");
+        let meta = |p: &Arc<str>| Metadata {
+            process_path: Some(p.clone()),
+            ..Metadata::default()
+        };
+        s.metadata(&meta(&a));
+        assert_eq!(c_path(&s), "\\device\\a.exe");
+        // The same path again (cached), then another of the same length, then none.
+        s.metadata(&meta(&a));
+        assert_eq!(c_path(&s), "\\device\\a.exe");
+        let b: Arc<str> = Arc::from("\\device\\b.exe");
+        s.metadata(&meta(&b));
+        assert_eq!(c_path(&s), "\\device\\b.exe");
+        s.metadata(&Metadata::default());
+        assert!(s.meta.process_path.is_null());
     }
 }

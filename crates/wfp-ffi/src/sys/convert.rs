@@ -116,27 +116,6 @@ impl Arena {
         self.reserve(&n);
     }
 
-    /// The FWP_VALUE0 of a value that holds itself (integers, float, FWP_EMPTY and the types
-    /// with no C form); `None` for the types that need arena storage.
-    #[inline]
-    pub(crate) fn inline_value(v: &Value) -> Option<FwpValue0> {
-        let (t, x): (u32, u64) = match v {
-            Value::Empty | Value::SecurityDescriptor(_) | Value::TokenInformation(_) => (0, 0),
-            Value::Uint8(x) => (1, u64::from(*x)),
-            Value::Uint16(x) => (2, u64::from(*x)),
-            Value::Uint32(x) => (3, u64::from(*x)),
-            Value::Int8(x) => (5, u64::from(*x as u8)),
-            Value::Int16(x) => (6, u64::from(*x as u16)),
-            Value::Int32(x) => (7, u64::from(*x as u32)),
-            Value::Float(x) => (9, u64::from(x.to_bits())),
-            _ => return None,
-        };
-        Some(FwpValue0 {
-            data_type: t,
-            value: x,
-        })
-    }
-
     fn wide_str(&mut self, units: impl Iterator<Item = u16>) -> *mut u16 {
         let start = self.wide.len();
         for u in units {

@@ -88,9 +88,70 @@ pub(crate) fn bind(host: &HostInner, driver: usize, irql: u8, callback: &'static
 
 /// [`bind`] for classifyFn: DISPATCH_LEVEL, and `invocation` (the address of the call's
 /// [`super::invocation::Invocation`], which the caller keeps alive and unmoved until the guard is
-/// dropped) becomes the thread's current invocation — one TLS write for both.
-pub(crate) fn bind_classify(host: &HostInner, driver: usize, invocation: *const c_void) -> Bound {
-    enter(host, driver, DISPATCH_LEVEL, Some(invocation), "classifyFn")
+/// dropped) becomes the thread's current invocation — one TLS write for both. Its guard keeps only
+/// the caller's binding (the entry IRQL and callback name are constants; the lock count is not
+/// rewritten): this runs on every classify through a C callout.
+#[inline]
+pub(crate) fn bind_classify(
+    host: &HostInner,
+    driver: usize,
+    invocation: *const c_void,
+) -> ClassifyBound {
+    BINDING.with(|b| ClassifyBound {
+        host: b.host.replace(std::ptr::from_ref(host)),
+        driver: b.driver.replace(driver),
+        invocation: b.invocation.replace(invocation),
+        irql: b.irql.replace(DISPATCH_LEVEL),
+        locks: b.locks.get(),
+    })
+}
+
+/// [`bind_classify`]'s guard: the caller's binding, restored when dropped.
+pub(crate) struct ClassifyBound {
+    host: *const HostInner,
+    driver: usize,
+    invocation: *const c_void,
+    irql: u8,
+    locks: usize,
+}
+
+impl Drop for ClassifyBound {
+    #[inline]
+    fn drop(&mut self) {
+        BINDING.with(|b| {
+            if b.irql.get() == DISPATCH_LEVEL && b.locks.get() == self.locks {
+                b.host.set(self.host);
+                b.driver.set(self.driver);
+                b.invocation.set(self.invocation);
+                b.irql.set(self.irql);
+            } else {
+                self.unbalanced(b.irql.get());
+            }
+        });
+    }
+}
+
+impl ClassifyBound {
+    /// classifyFn returned at another IRQL or holding spin locks: [`Bound::unbalanced`].
+    #[cold]
+    #[inline(never)]
+    fn unbalanced(&self, exit: u8) {
+        let bound = Bound {
+            prev: Binding {
+                host: self.host,
+                driver: self.driver,
+                invocation: self.invocation,
+                irql: self.irql,
+                locks: self.locks,
+            },
+            irql: DISPATCH_LEVEL,
+            locks: self.locks,
+            callback: "classifyFn",
+        };
+        bound.unbalanced(exit);
+        // Its work is done (the caller's binding restored): its own drop must not check again.
+        std::mem::forget(bound);
+    }
 }
 
 #[inline]
