@@ -9,7 +9,7 @@ use wfp_core::constants::StreamFlags;
 
 use super::ctx;
 use super::invocation;
-use super::nbl::{list_bytes, NblKind, NblRecord, NblState, OwnedNbl};
+use super::nbl::{bytes_behind, list_bytes, NblKind, NblRecord, NblState, OwnedNbl};
 use super::types::{FwpsStreamData0, Mdl, NetBufferList};
 use super::{boundary, NtStatus, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER};
 use crate::host::HostInner;
@@ -189,7 +189,11 @@ fn clone_list(
             (unsafe { list_bytes(original, usize::MAX) }, None)
         }
     };
-    let mut b = OwnedNbl::over_copy(&bytes);
+    // The clone inherits the original's data offset over the same bytes (NDIS clones share the
+    // MDLs): what is behind the start stays reachable by NdisRetreatNetBufferDataStart.
+    // SAFETY: `original` is the indicated list or one this runtime built or keeps (checked).
+    let behind = unsafe { bytes_behind(original) };
+    let mut b = OwnedNbl::over_copy_behind(&behind, &bytes);
     b.nbl.parent_net_buffer_list = original;
     let p = h.asyncs.lock().insert(b, record(NblKind::Clone, packet));
     // SAFETY: the caller's out-pointer (checked non-null by the export).
