@@ -303,8 +303,8 @@ pub(crate) enum InProgress {
     Operation(u64),
     /// A classify pended with FwpsPendClassify0 (its classify handle).
     Classify(u64),
-    /// A FwpsAllocateCloneNetBufferList0 clone the driver holds (its address): not yet injected
-    /// or freed.
+    /// A FwpsAllocateCloneNetBufferList0 or FwpsCloneStreamData0 clone the driver holds (its
+    /// address): not yet injected or freed.
     Clone(usize),
     /// FwpsInject* calls the engine has not answered yet.
     InjectCalls,
@@ -328,7 +328,11 @@ impl AsyncState {
         let clones = self
             .nbls
             .iter()
-            .filter(|(_, (_, r))| r.kind == NblKind::Clone && r.state == NblState::Held)
+            .filter(|(_, (_, r))| {
+                // FwpsCloneStreamData0 clones too: stmedit's out-of-band editor clones the
+                // indicated stream data and re-injects it from a work item.
+                matches!(r.kind, NblKind::Clone | NblKind::StreamClone) && r.state == NblState::Held
+            })
             .map(|(a, _)| InProgress::Clone(*a));
         let calls = (self.inject_calls > 0).then_some(InProgress::InjectCalls);
         // An indicated list a driver referenced and absorbed (ddproxy's reference-drop-clone-

@@ -205,7 +205,10 @@ fn clone_list(
 pub(crate) extern "C" fn FwpsFreeCloneNetBufferList0(clone: *mut NetBufferList, _flags: u32) {
     boundary("FwpsFreeCloneNetBufferList0", (), || {
         ctx::with_host(|h| {
-            free_list(h, "FwpsFreeCloneNetBufferList0", clone, &[NblKind::Clone]);
+            // A list of a FwpsCloneStreamData0 chain that was injected is freed one list at a
+            // time in the injection's completion function (the WDK stmedit sample does so).
+            let kinds = [NblKind::Clone, NblKind::StreamClone];
+            free_list(h, "FwpsFreeCloneNetBufferList0", clone, &kinds);
         });
     });
 }
