@@ -16,7 +16,12 @@
 #include <stdint.h>
 #include <stdarg.h>
 #include <string.h>
+#include <strings.h>
 #include "sal.h"
+
+/* The ASCII case-insensitive comparisons ntoskrnl exports (the C library's, in the C locale). */
+#define _stricmp strcasecmp
+#define _strnicmp strncasecmp
 
 #ifndef NTDDI_VERSION
 #define NTDDI_VERSION 0x0A00000C /* NTDDI_WIN10_NI, the WDK's default */

@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod msvc;
+
 /// What to build.
 #[derive(Clone, Debug, Default)]
 pub struct BuildOptions {
@@ -127,6 +129,8 @@ const LIBC_IMPORTS: &[&str] = &[
     "strncpy",
     "strcat",
     "strncat",
+    "strcasecmp",
+    "strncasecmp",
     "__stack_chk_fail",
     "__cxa_finalize",
     "__memcpy_chk",
@@ -225,6 +229,7 @@ fn compile_sources(
             .file_stem()
             .map_or_else(|| "source".into(), |s| s.to_string_lossy().into_owned());
         let obj = work.join(format!("{i}-{stem}.o"));
+        let input = msvc_rewritten(src, work, &format!("{i}-{stem}.c"))?;
         let mut cmd = Command::new(compiler);
         cmd.args(CFLAGS)
             .args(&lenient)
@@ -238,14 +243,42 @@ fn compile_sources(
             )
             .args(opts.defines.iter().map(|d| format!("-D{d}")))
             .args(&opts.extra_flags)
+            .args(input.iter().flat_map(|_| quote_dir(src)))
             .arg("-c")
-            .arg(src)
+            .arg(input.as_deref().unwrap_or(src))
             .arg("-o")
             .arg(&obj);
         run(&mut cmd, compiler)?;
         objects.push(obj);
     }
     Ok(objects)
+}
+
+/// When `src` uses an MSVC extension GCC/Clang reject (see `msvc`), a rewritten copy in `work`
+/// named `name` (with a `#line` so diagnostics name the original); else `None`.
+fn msvc_rewritten(src: &Path, work: &Path, name: &str) -> Result<Option<PathBuf>, BuildError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BuildError::Io { path, source }
+    };
+    let text = std::fs::read_to_string(src).map_err(io(src))?;
+    let Some(fixed) = msvc::rewrite_lvalue_casts(&text) else {
+        return Ok(None);
+    };
+    let copy = work.join(name);
+    let line = format!("#line 1 \"{}\"\n", src.display());
+    std::fs::write(&copy, line + &fixed).map_err(io(&copy))?;
+    Ok(Some(copy))
+}
+
+/// `-iquote DIR` for the directory of `src`, so a rewritten copy still finds the headers next
+/// to the original (`#include "driver.h"`).
+fn quote_dir(src: &Path) -> [String; 2] {
+    let dir = src
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    ["-iquote".into(), dir.display().to_string()]
 }
 
 /// Global functions defined in more than one object: MSVC keeps one copy of an `__inline`

@@ -10,11 +10,12 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use wfp_core::Engine;
+use wfp_core::catalogue::layers;
+use wfp_core::{ActionType, CalloutSpec, Engine, FilterSpec, Guid};
 use wfp_ffi::compile::{build, BuildOptions};
 use wfp_ffi::{DriverHost, DriverOptions, HostConfig, ParamValue};
 use wfp_pcap::{CaptureReader, NetworkProtocol};
-use wfp_shim::{PacketContext, PacketDirection, Shim, ShimConfig, Timestamp, Verdict};
+use wfp_shim::{Owner, PacketContext, PacketDirection, Shim, ShimConfig, Timestamp, Verdict};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -152,76 +153,259 @@ fn samples() -> Option<PathBuf> {
     }
 }
 
-/// Replays examples/captures/loopback.pcap (one TCP connection and two UDP exchanges on
-/// 127.0.0.1); returns (permitted, not permitted).
-fn replay_loopback(engine: &Arc<Engine>, host: &DriverHost) -> (usize, usize) {
-    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
+/// What a replay of examples/captures/loopback.pcap (one TCP connection 44548 → 8000 carrying
+/// "request over loopback" / "reply to request over loopback", and a UDP exchange 41494 ↔ 9000 on
+/// 127.0.0.1) let through: the packets permitted, the packets released or injected later, and
+/// the count of the others.
+struct Replayed {
+    permitted: Vec<Vec<u8>>,
+    other: usize,
+}
+
+/// Replays loopback.pcap through `shim` with `ctx` for every packet; the driver threads' work is
+/// applied at every asynchronous point, as `wfpctl replay` does.
+fn replay_loopback(shim: &mut Shim, host: &DriverHost, ctx: &PacketContext) -> Replayed {
     let mut reader = CaptureReader::open(root().join("examples/captures/loopback.pcap")).unwrap();
-    let (mut permitted, mut other) = (0, 0);
+    let mut out = Replayed {
+        permitted: Vec::new(),
+        other: 0,
+    };
+    let mut now = Timestamp::from_nanos(0);
     while let Some(p) = reader.next_packet_ref().unwrap() {
         let Ok(l3) = p.decode_link() else { continue };
         if !matches!(l3.protocol, NetworkProtocol::Ipv4 | NetworkProtocol::Ipv6) {
             continue;
         }
         host.set_time(p.timestamp_ns);
-        let now = Timestamp::from_nanos(p.timestamp_ns);
-        let v = shim.handle_packet(
-            now,
-            PacketDirection::Infer,
-            l3.network,
-            &PacketContext::default(),
-        );
+        now = Timestamp::from_nanos(p.timestamp_ns);
+        let v = shim.handle_packet(now, PacketDirection::Infer, l3.network, ctx);
         if matches!(v.verdict, Verdict::Permit) {
-            permitted += 1;
+            let bytes = v.edited.as_ref().map_or(l3.network, |e| &e.bytes[..]);
+            out.permitted.push(bytes.to_vec());
         } else {
-            other += 1;
+            out.other += 1;
         }
-        // The asynchronous point, as `wfpctl replay` has it: what driver threads and DPCs are
-        // deciding (bounded), then the shim's completions and the driver's injections.
-        host.settle(std::time::Duration::from_secs(5));
-        shim.handle_async(now);
-        while let Some(o) = shim.poll_output() {
-            if o.verdict.verdict == Verdict::Permit {
-                permitted += 1;
-            }
-        }
+        apply_async(shim, host, now, &mut out);
     }
     shim.abort_all();
-    (permitted, other)
+    apply_async(shim, host, now, &mut out);
+    out
 }
 
+/// The asynchronous point, as `wfpctl replay` has it: what driver threads and DPCs are
+/// deciding (bounded), then the shim's completions and the drivers' injections.
+fn apply_async(shim: &mut Shim, host: &DriverHost, now: Timestamp, out: &mut Replayed) {
+    host.settle(std::time::Duration::from_secs(5));
+    shim.handle_async(now);
+    while let Some(o) = shim.poll_output() {
+        if o.verdict.verdict == Verdict::Permit {
+            let bytes = o.verdict.edited.as_ref().map_or(&o.bytes, |e| &e.bytes);
+            out.permitted.push(bytes.clone());
+        }
+    }
+}
+
+/// Unloads `driver` on its own thread while `shim` keeps applying what it completes and
+/// injects (stmedit injects the end of its streams while unloading); its findings.
+fn unload_applying(
+    driver: wfp_ffi::Driver,
+    shim: &mut Shim,
+    host: &DriverHost,
+    out: &mut Replayed,
+) -> Vec<wfp_ffi::Finding> {
+    let t = std::thread::spawn(move || driver.unload().unwrap());
+    let now = Timestamp::from_nanos(0);
+    while !t.is_finished() {
+        apply_async(shim, host, now, out);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    apply_async(shim, host, now, out);
+    t.join().unwrap().findings
+}
+
+fn params(list: &[(&str, &str)]) -> DriverOptions {
+    DriverOptions {
+        params: list
+            .iter()
+            .map(|(n, v)| ((*n).to_string(), ParamValue::parse(v)))
+            .collect(),
+    }
+}
+
+/// IPv4 packets of `protocol` among `packets`.
+fn of_protocol(packets: &[Vec<u8>], protocol: u8) -> Vec<&Vec<u8>> {
+    packets
+        .iter()
+        .filter(|p| p.first().is_some_and(|b| b >> 4 == 4) && p.get(9) == Some(&protocol))
+        .collect()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// inspect: the connection to the configured remote address is pended and, with
+/// BlockTraffic=1, refused; every packet of it is blocked; the unload is clean.
+fn check_inspect(so: &Path) {
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let opts = params(&[
+        ("RemoteAddressToInspect", "sz:127.0.0.1"),
+        ("BlockTraffic", "dword:1"),
+    ]);
+    let driver = host.load_with(so, &opts).unwrap();
+    assert_eq!(engine.filters().len(), 4, "inspect adds 4 IPv4 filters");
+    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
+    let mut out = replay_loopback(&mut shim, &host, &PacketContext::default());
+    assert!(out.permitted.is_empty(), "{} not permitted", out.other);
+    let findings = unload_applying(driver, &mut shim, &host, &mut out);
+    assert!(findings.is_empty(), "{findings:?}");
+    assert!(engine.filters().is_empty());
+}
+
+/// ddproxy (DatagramData proxy): outbound UDP to the intercepted port is absorbed at
+/// DATAGRAM_DATA, cloned by the worker thread, its destination port rewritten in the clone's UDP
+/// header and sent with FwpsInjectTransportSendAsync: it leaves for the new port.
+fn check_ddproxy(so: &Path) {
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let opts = params(&[
+        ("DestinationPortToIntercept", "dword:9000"),
+        ("NewDestinationPort", "dword:9001"),
+    ]);
+    let driver = host.load_with(so, &opts).unwrap();
+    assert_eq!(
+        engine.filters().len(),
+        8,
+        "2 flow-established + 2 datagram filters per family"
+    );
+    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
+    let mut out = replay_loopback(&mut shim, &host, &PacketContext::default());
+    let findings = unload_applying(driver, &mut shim, &host, &mut out);
+    assert!(findings.is_empty(), "{findings:?}");
+    let udp = of_protocol(&out.permitted, 17);
+    let dst = |p: &Vec<u8>| u16::from_be_bytes([p[22], p[23]]);
+    let src = |p: &Vec<u8>| u16::from_be_bytes([p[20], p[21]]);
+    let redirected: Vec<_> = udp.iter().filter(|p| src(p) == 41494).collect();
+    assert_eq!(redirected.len(), 1, "{udp:?}");
+    assert_eq!(dst(redirected[0]), 9001, "re-sent to the new port");
+    assert!(contains(redirected[0], b"datagram over loopback"));
+    // The reply (from 9000, not the proxied port 9001) is not the proxy flow's: untouched.
+    assert!(udp.iter().any(|p| src(p) == 9000));
+    assert!(engine.filters().is_empty());
+}
+
+/// stmedit, out-of-band editor (MultipleCallouts=0): every TCP segment to/from the inspected
+/// remote port is blocked and cloned; the work-item worker re-injects the stream with
+/// StringToFind replaced by StringX (FwpsStreamInjectAsync), FIN last.
+fn check_stmedit(so: &Path) {
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let opts = params(&[
+        ("InspectionLocalPort", "dword:0"),
+        ("InspectionRemotePort", "dword:8000"),
+        ("StringToFind", "sz:loopback"),
+        ("StringX", "sz:LOOPBACK"),
+        ("MultipleCallouts", "dword:0"),
+    ]);
+    let driver = host.load_with(so, &opts).unwrap();
+    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
+    let mut out = replay_loopback(&mut shim, &host, &PacketContext::default());
+    let findings = unload_applying(driver, &mut shim, &host, &mut out);
+    assert!(findings.is_empty(), "{findings:?}");
+    let tcp = of_protocol(&out.permitted, 6);
+    let edited = tcp.iter().filter(|p| contains(p, b"LOOPBACK")).count();
+    assert_eq!(edited, 2, "one replacement per direction");
+    assert!(!tcp.iter().any(|p| contains(p, b"loopback")), "{tcp:?}");
+    assert!(tcp.iter().any(|p| contains(p, b"request over ")));
+    // UDP is not inspected.
+    assert!(of_protocol(&out.permitted, 17)
+        .iter()
+        .any(|p| contains(p, b"datagram over loopback")));
+    assert!(engine.filters().is_empty());
+}
+
+/// msnmntr: the filters come from user mode (its monitor.exe adds them with FwpmFilterAdd; here
+/// the engine API), monitoring is enabled with its IOCTL; flow-established associates a flow
+/// context (with the process path) with the stream layer, the stream callout logs the bytes each
+/// way, flowDeleteFn frees the context.
+fn check_msnmntr(so: &Path) {
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let driver = host.load(so).unwrap();
+    let guid = |s: &str| s.parse::<Guid>().unwrap();
+    for (key, layer) in [
+        (
+            "3aaccbc0-2c29-455f-bb91-0e801c8994a4",
+            layers::ALE_FLOW_ESTABLISHED_V4,
+        ),
+        ("cea0131a-6ed3-4ed6-b40c-8a8fe8434b0a", layers::STREAM_V4),
+    ] {
+        engine
+            .add_callout(CalloutSpec {
+                key: guid(key),
+                name: "msnmntr".into(),
+                description: String::new(),
+                flags: 0,
+                provider: None,
+                applicable_layer: layer,
+            })
+            .unwrap();
+        let mut f = FilterSpec::new("monitor", layer, ActionType::CALLOUT_INSPECTION);
+        f.callout = Some(guid(key));
+        engine.add_filter(f).unwrap();
+    }
+    // MONITOR_IOCTL_ENABLE_MONITOR = CTL_CODE(FILE_DEVICE_NETWORK, 1, METHOD_BUFFERED, ANY).
+    let settings = [1u32.to_le_bytes(), 0u32.to_le_bytes()].concat();
+    let r = driver.ioctl(0x0012_0004, &settings, 0).unwrap();
+    assert_eq!(r.status, 0, "enable monitoring");
+    let path: Vec<u8> = "\\device\\harddiskvolume1\\client.exe\0"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let ctx = PacketContext {
+        owner: Some(Owner {
+            app_id: Some(path.into()),
+            ..Owner::default()
+        }),
+        ..PacketContext::default()
+    };
+    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
+    let mut out = replay_loopback(&mut shim, &host, &ctx);
+    assert_eq!(out.other, 0, "a monitor permits everything");
+    let findings = unload_applying(driver, &mut shim, &host, &mut out);
+    assert!(findings.is_empty(), "{findings:?}");
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    let has = |t: &str| log.iter().any(|l| l.contains(t));
+    assert!(has("Creating flow for traffic"), "{log:#?}");
+    assert!(
+        has("22 bytes sent. Local Port: 44548 Remote Port: 8000."),
+        "{log:#?}"
+    );
+    assert!(
+        has("31 bytes received. Local Port: 44548 Remote Port: 8000."),
+        "{log:#?}"
+    );
+}
+
+/// A sample's behavioural check, given its built image.
+type Check = fn(&Path);
+
 #[test]
-fn wdk_samples_build_unchanged_and_load() {
+fn wdk_samples_build_unchanged_and_behave() {
     let Some(dir) = samples() else { return };
-    for sample in ["inspect", "ddproxy", "stmedit", "msnmntr"] {
+    let checks: [(&str, Check); 4] = [
+        ("inspect", check_inspect),
+        ("ddproxy", check_ddproxy),
+        ("stmedit", check_stmedit),
+        ("msnmntr", check_msnmntr),
+    ];
+    for (sample, check) in checks {
         let sources = c_sources(&dir.join(sample));
         if sources.is_empty() {
             eprintln!("note: sample {sample} not in {}; skipping", dir.display());
             continue;
         }
-        let so = build_all(sample, sources);
-        if sample != "inspect" {
-            continue;
-        }
-        // inspect: the connection to the configured remote address is pended and, with
-        // BlockTraffic=1, refused; every packet of it is blocked; the unload is clean.
-        let engine = Arc::new(Engine::default());
-        let host = DriverHost::new(engine.clone(), HostConfig::default());
-        let opts = DriverOptions {
-            params: vec![
-                (
-                    "RemoteAddressToInspect".into(),
-                    ParamValue::parse("sz:127.0.0.1"),
-                ),
-                ("BlockTraffic".into(), ParamValue::parse("dword:1")),
-            ],
-        };
-        let driver = host.load_with(&so, &opts).unwrap();
-        assert_eq!(engine.filters().len(), 4, "inspect adds 4 IPv4 filters");
-        let (permitted, other) = replay_loopback(&engine, &host);
-        assert_eq!(permitted, 0, "{other} not permitted");
-        let report = driver.unload().unwrap();
-        assert!(report.findings.is_empty(), "{:?}", report.findings);
-        assert!(engine.filters().is_empty());
+        check(&build_all(sample, sources));
     }
 }

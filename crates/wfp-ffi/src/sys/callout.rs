@@ -12,8 +12,9 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use wfp_core::callout::StreamData;
+use wfp_core::catalogue::layers;
 use wfp_core::catalogue::{self, LayerId};
-use wfp_core::constants::MetadataFields;
+use wfp_core::constants::{Direction, MetadataFields};
 use wfp_core::{
     Callout, CalloutId, ClassifyContext, ClassifyOut, ClassifyOutFlags, IncomingValues, LayerData,
     Metadata, NotifyType, Rights, RtFilter, Status, StreamAction, StreamIoPacket, Value,
@@ -142,8 +143,11 @@ pub(crate) struct PacketBufs {
     nbl: NetBufferList,
     nb: NetBuffer,
     mdl: Mdl,
-    /// The bytes of a detached (referenced) list; empty in the scratch.
+    /// The bytes of a detached (referenced) list, or, in the scratch, of an indicated list with
+    /// headers behind its data start.
     copy: Vec<u8>,
+    /// The data offset the list was indicated at (the headers' length).
+    start: u32,
 }
 
 impl PacketBufs {
@@ -154,7 +158,26 @@ impl PacketBufs {
             nb,
             mdl: mdl_for(std::ptr::null_mut(), 0),
             copy: Vec::new(),
+            start: 0,
         })
+    }
+
+    /// Describes `data` with `behind` (the bytes before the layer's data offset, §8.2: the IP and
+    /// transport headers at the inbound layers whose data starts at the payload) in front of it
+    /// in the same MDL, the data starting after them: NdisRetreatNetBufferDataStart by
+    /// `ipHeaderSize + transportHeaderSize` reaches the real headers, as on Windows.
+    fn over_copy_with(&mut self, (behind, lead): View<'_>, data: &[u8]) {
+        self.copy.clear();
+        self.copy.extend_from_slice(behind);
+        self.copy.extend_from_slice(lead);
+        self.copy.extend_from_slice(data);
+        let (ptr, len) = (self.copy.as_ptr(), self.copy.len());
+        self.point_at(ptr, len);
+        let off = u32::try_from(behind.len()).unwrap_or(0);
+        self.nb.data.current_mdl_offset = off;
+        self.nb.data.data_offset = off;
+        self.nb.data.data_length = (lead.len() + data.len()) as u64;
+        self.start = off;
     }
 
     /// Describes `len` bytes at `data` (read-only).
@@ -170,6 +193,7 @@ impl PacketBufs {
             mdl_chain: &mut self.mdl,
             data_offset: 0,
         };
+        self.start = 0;
         self.nbl.next = std::ptr::null_mut();
         self.nbl.first_net_buffer = &mut self.nb;
         self.nbl.nbl_flags = 0x1 | 0x2;
@@ -483,8 +507,12 @@ impl Scratch {
 
     /// An NBL → NB → MDL chain over `data` (read-only: NDIS_NBL_FLAGS_*_READ_ONLY).
     #[inline]
-    fn packet(&mut self, data: &[u8]) -> *mut NetBufferList {
-        self.bufs.point_at(data.as_ptr(), data.len());
+    fn packet(&mut self, data: &[u8], view: View<'_>) -> *mut NetBufferList {
+        if view.0.is_empty() && view.1.is_empty() {
+            self.bufs.point_at(data.as_ptr(), data.len());
+        } else {
+            self.bufs.over_copy_with(view, data);
+        }
         &mut self.bufs.nbl
     }
 
@@ -492,16 +520,14 @@ impl Scratch {
     /// its bytes) for the host, which frees it at the last dereference.
     #[cold]
     #[inline(never)]
-    fn detach(&mut self, host: &HostInner, driver: usize, data: &[u8], references: u32) {
+    fn detach(&mut self, host: &HostInner, driver: usize, data: (&[u8], View<'_>), refs: u32) {
         let mut kept = std::mem::replace(&mut self.bufs, PacketBufs::new());
-        kept.copy = data.to_vec();
-        let (ptr, len) = (kept.copy.as_ptr(), kept.copy.len());
-        kept.point_at(ptr, len);
+        kept.over_copy_with(data.1, data.0);
         let key = std::ptr::from_mut(&mut kept.nbl) as usize;
         host.asyncs
             .lock()
             .referenced
-            .insert(key, (kept, references, driver));
+            .insert(key, (kept, refs, driver));
     }
 
     /// The stream layers' layerData (FWPS_STREAM_CALLOUT_IO_PACKET0), the invocation's stream
@@ -532,7 +558,7 @@ impl Scratch {
     }
 
     fn stream(&mut self, io: &StreamIoPacket<'_>) -> *mut FwpsStreamCalloutIoPacket0 {
-        let nbl = self.packet(io.stream_data.data);
+        let nbl = self.packet(io.stream_data.data, (&[], &[]));
         self.stream = FwpsStreamData0 {
             flags: io.stream_data.flags.0,
             data_offset: FwpsStreamDataOffset0 {
@@ -561,7 +587,7 @@ impl Scratch {
     #[inline]
     fn check_packet_restored(&mut self, host: &HostInner, len: u64) {
         let d = &self.bufs.nb.data;
-        if d.data_offset != 0
+        if d.data_offset != self.bufs.start
             || d.data_length != len
             || d.mdl_chain != std::ptr::from_mut(&mut self.bufs.mdl)
         {
@@ -590,6 +616,26 @@ impl Scratch {
             message: "classifyFn returned with the NET_BUFFER retreated or advanced (data start not restored)"
                 .into(),
         });
+    }
+}
+
+/// The bytes before the engine's layerData (`Metadata::header_bytes`), split into those behind
+/// the indicated list's data start and those leading its data.
+type View<'a> = (&'a [u8], &'a [u8]);
+
+/// §8.2 "Data offset positions": WFP indicates an outbound datagram (DATAGRAM_DATA) at its
+/// transport header, where this engine's layerData is the payload, so the transport header
+/// leads the list's data there; everywhere else the headers are behind its start, where
+/// NdisRetreatNetBufferDataStart reaches them.
+#[inline]
+fn view(layer: LayerId, meta: &Metadata) -> View<'_> {
+    let h = meta.header_bytes.as_deref().unwrap_or_default();
+    let datagram = layer == layers::DATAGRAM_DATA_V4 || layer == layers::DATAGRAM_DATA_V6;
+    if datagram && meta.packet_direction == Some(Direction::Outbound) {
+        let t = (meta.transport_header_size as usize).min(h.len());
+        h.split_at(h.len() - t)
+    } else {
+        (h, &[])
     }
 }
 
@@ -750,7 +796,11 @@ impl Callout for CCallout {
             // One match on the layer data: packet layers (most classifies) inline, the stream
             // layers' conversion out of line.
             let (data_ptr, stream, stream_data) = match layer_data {
-                LayerData::Packet(p) => (s.packet(p).cast(), None, std::ptr::null()),
+                LayerData::Packet(p) => (
+                    s.packet(p, view(values.layer, meta)).cast(),
+                    None,
+                    std::ptr::null(),
+                ),
                 LayerData::None => (std::ptr::null_mut(), None, std::ptr::null()),
                 LayerData::Stream(io) => s.stream_args(io),
             };
@@ -790,9 +840,10 @@ impl Callout for CCallout {
             out.flags = ClassifyOutFlags(c_out.flags);
             match layer_data {
                 LayerData::Packet(p) => {
-                    s.check_packet_restored(&self.host, p.len() as u64);
+                    let v = view(values.layer, meta);
+                    s.check_packet_restored(&self.host, (v.1.len() + p.len()) as u64);
                     if inv.references.get() > 0 {
-                        s.detach(&self.host, self.driver, p, inv.references.get());
+                        s.detach(&self.host, self.driver, (p, v), inv.references.get());
                     }
                 }
                 LayerData::None => {}

@@ -121,6 +121,20 @@ impl OwnedNbl {
         b
     }
 
+    /// A list over a copy of `behind` then `bytes`, its data starting at `bytes` (a clone keeps
+    /// the bytes behind the original's data start in its MDL, where a retreat reaches them).
+    pub(crate) fn over_copy_behind(behind: &[u8], bytes: &[u8]) -> Box<Self> {
+        let mut all = Vec::with_capacity(behind.len() + bytes.len());
+        all.extend_from_slice(behind);
+        all.extend_from_slice(bytes);
+        let mut b = Self::over_copy(&all);
+        let off = u32::try_from(behind.len()).unwrap_or(0);
+        b.nb.data.current_mdl_offset = off;
+        b.nb.data.data_offset = off;
+        b.nb.data.data_length = bytes.len() as u64;
+        b
+    }
+
     /// A list over the caller's MDL chain: `len` bytes from `offset` into it.
     pub(crate) fn over_mdls(chain: *mut Mdl, offset: u32, len: u64) -> Box<Self> {
         let (nbl, nb) = zeroed_lists();
@@ -213,6 +227,26 @@ pub(crate) unsafe fn list_bytes(mut nbl: *const NetBufferList, limit: usize) -> 
     out
 }
 
+/// The bytes of the first NET_BUFFER's current MDL before its data start (what a retreat of
+/// `nbl` would reach without a new MDL), at most 64 KiB.
+///
+/// # Safety
+/// `nbl` must be null or a valid NBL whose NB and MDLs are readable.
+pub(crate) unsafe fn bytes_behind(nbl: *const NetBufferList) -> Vec<u8> {
+    // SAFETY: per the contract.
+    unsafe {
+        let Some(nb) = nbl.as_ref().and_then(|l| l.first_net_buffer.as_ref()) else {
+            return Vec::new();
+        };
+        let d = &nb.data;
+        let want = (d.current_mdl_offset as usize).min(usize::from(u16::MAX));
+        let mut out = vec![0u8; want];
+        let got = copy_from_chain(d.current_mdl, 0, &mut out);
+        out.truncate(got);
+        out
+    }
+}
+
 /// Bytes an MDL chain describes from `offset` into its first MDL.
 ///
 /// # Safety
@@ -269,11 +303,14 @@ pub(crate) enum InProgress {
     Operation(u64),
     /// A classify pended with FwpsPendClassify0 (its classify handle).
     Classify(u64),
-    /// A FwpsAllocateCloneNetBufferList0 clone the driver holds (its address): not yet injected
-    /// or freed.
+    /// A FwpsAllocateCloneNetBufferList0 or FwpsCloneStreamData0 clone the driver holds (its
+    /// address): not yet injected or freed.
     Clone(usize),
     /// FwpsInject* calls the engine has not answered yet.
     InjectCalls,
+    /// An indicated list referenced with FwpsReferenceNetBufferList0 (its address) while no
+    /// injection is outstanding.
+    Referenced(usize),
 }
 
 impl AsyncState {
@@ -291,10 +328,28 @@ impl AsyncState {
         let clones = self
             .nbls
             .iter()
-            .filter(|(_, (_, r))| r.kind == NblKind::Clone && r.state == NblState::Held)
+            .filter(|(_, (_, r))| {
+                // FwpsCloneStreamData0 clones too: stmedit's out-of-band editor clones the
+                // indicated stream data and re-injects it from a work item.
+                matches!(r.kind, NblKind::Clone | NblKind::StreamClone) && r.state == NblState::Held
+            })
             .map(|(a, _)| InProgress::Clone(*a));
         let calls = (self.inject_calls > 0).then_some(InProgress::InjectCalls);
-        ops.chain(classifies).chain(clones).chain(calls).collect()
+        // An indicated list a driver referenced and absorbed (ddproxy's reference-drop-clone-
+        // modify-reinject, §9.4) is being decided about on the driver's own thread until it
+        // injects something: once an injection is outstanding, the data path's next asynchronous
+        // point (which delivers it, and whose completion drops the reference) moves it on.
+        let idle = self.injecting.is_empty() && self.inject_calls == 0;
+        let referenced = self
+            .referenced
+            .iter()
+            .filter(|(_, (_, refs, _))| idle && *refs > 0)
+            .map(|(a, _)| InProgress::Referenced(*a));
+        ops.chain(classifies)
+            .chain(clones)
+            .chain(calls)
+            .chain(referenced)
+            .collect()
     }
 
     /// Records a new list and returns its address.

@@ -9,7 +9,7 @@ use wfp_core::constants::StreamFlags;
 
 use super::ctx;
 use super::invocation;
-use super::nbl::{list_bytes, NblKind, NblRecord, NblState, OwnedNbl};
+use super::nbl::{bytes_behind, list_bytes, NblKind, NblRecord, NblState, OwnedNbl};
 use super::types::{FwpsStreamData0, Mdl, NetBufferList};
 use super::{boundary, NtStatus, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER};
 use crate::host::HostInner;
@@ -189,7 +189,11 @@ fn clone_list(
             (unsafe { list_bytes(original, usize::MAX) }, None)
         }
     };
-    let mut b = OwnedNbl::over_copy(&bytes);
+    // The clone inherits the original's data offset over the same bytes (NDIS clones share the
+    // MDLs): what is behind the start stays reachable by NdisRetreatNetBufferDataStart.
+    // SAFETY: `original` is the indicated list or one this runtime built or keeps (checked).
+    let behind = unsafe { bytes_behind(original) };
+    let mut b = OwnedNbl::over_copy_behind(&behind, &bytes);
     b.nbl.parent_net_buffer_list = original;
     let p = h.asyncs.lock().insert(b, record(NblKind::Clone, packet));
     // SAFETY: the caller's out-pointer (checked non-null by the export).
@@ -201,7 +205,10 @@ fn clone_list(
 pub(crate) extern "C" fn FwpsFreeCloneNetBufferList0(clone: *mut NetBufferList, _flags: u32) {
     boundary("FwpsFreeCloneNetBufferList0", (), || {
         ctx::with_host(|h| {
-            free_list(h, "FwpsFreeCloneNetBufferList0", clone, &[NblKind::Clone]);
+            // A list of a FwpsCloneStreamData0 chain that was injected is freed one list at a
+            // time in the injection's completion function (the WDK stmedit sample does so).
+            let kinds = [NblKind::Clone, NblKind::StreamClone];
+            free_list(h, "FwpsFreeCloneNetBufferList0", clone, &kinds);
         });
     });
 }

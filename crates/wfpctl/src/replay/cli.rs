@@ -202,8 +202,16 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             source,
         })?;
     let mut replayer = replayer(args, engine, host)?;
+    // The drivers unload at the capture's end while the replay still applies what they do.
+    let unloaded = Arc::new(std::sync::Mutex::new(None));
     if !args.drivers.is_empty() {
         replayer.settle_with(drivers.settler());
+        let slot = unloaded.clone();
+        replayer.unload_with(Box::new(move || {
+            if let Ok(mut s) = slot.lock() {
+                *s = Some(drivers.unload());
+            }
+        }));
     }
 
     let size = std::fs::metadata(&args.capture).map_or(0, |m| m.len());
@@ -220,7 +228,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     }
     report.capture = Some(args.capture.clone());
     report.policy.clone_from(&args.policy);
-    let findings = drivers.unload()?;
+    let findings = unloaded
+        .lock()
+        .map_or(None, |mut s| s.take())
+        .transpose()?
+        .unwrap_or(0);
     print(args, &report, summary_to_stderr)?;
 
     if let Some(e) = &report.capture_error {

@@ -266,6 +266,11 @@ pub struct Replayer {
     /// Runs first at every asynchronous point: waits (bounded) for work C drivers do on their
     /// own threads ([`wfp_ffi::DriverHost::settle`]).
     settle: Option<Box<dyn FnMut() + Send>>,
+    /// The drivers' unload, run at the end of the capture while the data path keeps applying
+    /// what they complete and inject (§5.3: the stack runs on during an unload).
+    unload: Option<Box<dyn FnOnce() + Send>>,
+    /// The capture time of the last frame (the asynchronous points after the capture's end).
+    last_now: Timestamp,
 }
 
 impl Replayer {
@@ -301,6 +306,8 @@ impl Replayer {
             tunnels: decap::TunnelInterfaces::default(),
             async_outputs: 0,
             settle: None,
+            unload: None,
+            last_now: Timestamp::from_nanos(0),
         }
     }
 
@@ -308,6 +315,13 @@ impl Replayer {
     /// completions and injections made since are applied.
     pub fn settle_with(&mut self, settle: Box<dyn FnMut() + Send>) {
         self.settle = Some(settle);
+    }
+
+    /// Runs `unload` at the end of the capture, after every flow ended, on its own thread while
+    /// this replay keeps applying completions and injections (a driver that flushes and injects
+    /// from its unload routine, or waits in FwpsInjectionHandleDestroy0, finishes).
+    pub fn unload_with(&mut self, unload: Box<dyn FnOnce() + Send>) {
+        self.unload = Some(unload);
     }
 
     /// Writes one JSON line per packet to `out` (`path` names it in errors).
@@ -416,6 +430,7 @@ impl Replayer {
     /// counted. Returns the time and the frame's bytes on the wire.
     fn begin_frame(&mut self, p: &PacketRef<'_>) -> (Timestamp, u64) {
         let now = Timestamp::from_nanos(p.timestamp_ns);
+        self.last_now = now;
         if self.shim.poll_timeout().is_some_and(|t| t <= now) {
             self.shim.handle_timeout(now);
         }
@@ -487,6 +502,7 @@ impl Replayer {
         self.drain_events(false);
         self.shim.abort_all();
         self.drain_events(true);
+        self.unload_while_applying()?;
         let fallback = self.first_link_type.unwrap_or(LinkType::RAW);
         let mut outputs = Vec::new();
         if let Some(s) = self.permitted.take() {
@@ -518,6 +534,25 @@ impl Replayer {
             connections: self.host.connections.drain(),
             capture_error,
         }))
+    }
+
+    /// What flowDeleteFn started is applied; then the unload (if any) runs on its own thread
+    /// while the completions and injections it causes are applied, until it returned.
+    fn unload_while_applying(&mut self) -> Result<(), ReplayError> {
+        let now = self.last_now;
+        self.apply_async(now)?;
+        let Some(unload) = self.unload.take() else {
+            return Ok(());
+        };
+        let t = std::thread::spawn(unload);
+        while !t.is_finished() {
+            self.apply_async(now)?;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let _ = t.join();
+        self.apply_async(now)?;
+        self.drain_events(true);
+        Ok(())
     }
 
     fn drain_events(&mut self, at_end: bool) {
