@@ -413,6 +413,11 @@ impl Scratch {
                 if !self.path_src.as_ref().is_some_and(|k| Arc::ptr_eq(k, p)) {
                     self.set_process_path(p);
                 }
+                // Rewritten every call, as every other field (classifyFn may not keep changes).
+                self.path_blob = FwpByteBlob {
+                    size: u32::try_from(self.path.len() * 2).unwrap_or(u32::MAX),
+                    data: self.path.as_mut_ptr().cast(),
+                };
                 &mut self.path_blob
             }
             None => std::ptr::null_mut(),
@@ -429,10 +434,6 @@ impl Scratch {
         self.path.extend(p.encode_utf16());
         self.path.push(0);
         self.path_src = Some(p.clone());
-        self.path_blob = FwpByteBlob {
-            size: u32::try_from(self.path.len() * 2).unwrap_or(u32::MAX),
-            data: self.path.as_mut_ptr().cast(),
-        };
     }
 
     /// wfp-reference §2.3: controlData/controlDataLength, headerIncludeHeader/Length,
