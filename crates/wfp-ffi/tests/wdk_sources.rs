@@ -435,3 +435,26 @@ fn wdk_samples_build_unchanged_and_behave() {
         check(&build_all(sample, sources));
     }
 }
+
+/// §10.1: FwpsCompleteOperation0 from a driver thread returns only after the reauthorization it
+/// causes, which runs as on the completer's processor (tests/c/drivers/rt_syncreauth.c).
+#[test]
+fn completion_from_a_driver_thread_reauthorizes_inside_the_call_on_its_processor() {
+    let c = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/drivers/rt_syncreauth.c");
+    let so = build_all("rt_syncreauth", vec![c]);
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let driver = host.load(&so).unwrap();
+    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
+    let mut out = replay_loopback(&mut shim, &host, &PacketContext::default());
+    let findings = unload_applying(driver, &mut shim, &host, &mut out);
+    assert!(findings.is_empty(), "{findings:?}");
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("syncreauth: completed inside=1 same_processor=1")),
+        "{log:#?}"
+    );
+    let tcp = of_protocol(&out.permitted, 6);
+    assert!(tcp.iter().any(|p| contains(p, b"request over loopback")));
+}
