@@ -97,6 +97,9 @@ pub(crate) struct HostInner {
     pub(crate) rt: crate::sys::RtState,
     /// Work [`DriverHost::settle`] already waited a full bound for (not waited for again).
     pub(crate) given_up: Mutex<HashSet<crate::sys::InProgress>>,
+    /// A reauthorization classify released a driver thread waiting in FwpsCompleteOperation0
+    /// since [`DriverHost::wants_another_pass`] last looked.
+    pub(crate) reauthorized: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for HostInner {
@@ -181,6 +184,7 @@ impl DriverHost {
                 asyncs: Mutex::new(crate::sys::AsyncState::default()),
                 rt: crate::sys::RtState::default(),
                 given_up: Mutex::new(HashSet::new()),
+                reauthorized: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -208,7 +212,18 @@ impl DriverHost {
         let mut pause = Duration::from_micros(50);
         let mut given_up = self.inner.given_up.lock();
         loop {
-            let now = self.inner.asyncs.lock().in_progress();
+            let (now, waiting_for_us) = {
+                let st = self.inner.asyncs.lock();
+                (
+                    st.in_progress(),
+                    st.reauth_waiters.values().any(|w| !w.done),
+                )
+            };
+            // A driver thread waits inside FwpsCompleteOperation0 for the reauthorization the
+            // data path runs next: its other work cannot finish before that pass.
+            if waiting_for_us {
+                return true;
+            }
             given_up.retain(|w| now.contains(w));
             let waiting: Vec<_> = now.into_iter().filter(|w| !given_up.contains(w)).collect();
             if waiting.is_empty() {
@@ -221,6 +236,17 @@ impl DriverHost {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(2));
         }
+    }
+
+    /// Whether the data path should run another asynchronous pass now ([`DriverHost::settle`],
+    /// then its completions and injections): a reauthorization it just ran released a driver
+    /// thread that waited for it inside FwpsCompleteOperation0 (wfp-reference §10.1: on Windows
+    /// that classify runs inside the call), and what the thread does next belongs to this
+    /// point. Reading clears it.
+    pub fn wants_another_pass(&self) -> bool {
+        self.inner
+            .reauthorized
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
     }
 
     /// Takes the lines the drivers printed so far.

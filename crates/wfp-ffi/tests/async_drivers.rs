@@ -88,8 +88,14 @@ fn replay(engine: &Arc<Engine>, host: &DriverHost, inputs: &[Input], pcap: &Path
         }
         // The asynchronous point: first what driver threads are deciding (bounded), as
         // `wfpctl replay` does.
-        host.settle(std::time::Duration::from_secs(5));
-        shim.handle_async(now);
+        // A driver thread the reauthorization released: its work lands at this point too.
+        for _ in 0..8 {
+            host.settle(std::time::Duration::from_secs(5));
+            shim.handle_async(now);
+            if !host.wants_another_pass() {
+                break;
+            }
+        }
         while let Some(o) = shim.poll_output() {
             match o.origin {
                 wfp_shim::OutputOrigin::Injected { .. } => out.injected += 1,
@@ -107,6 +113,7 @@ fn replay(engine: &Arc<Engine>, host: &DriverHost, inputs: &[Input], pcap: &Path
         }
     }
     shim.abort_all();
+    host.settle(std::time::Duration::from_secs(5));
     shim.handle_async(Timestamp::from_nanos(inputs.last().map_or(0, |p| p.ns)));
     writer.finish().unwrap();
     out

@@ -195,8 +195,14 @@ fn replay_loopback(shim: &mut Shim, host: &DriverHost, ctx: &PacketContext) -> R
 /// The asynchronous point, as `wfpctl replay` has it: what driver threads and DPCs are
 /// deciding (bounded), then the shim's completions and the drivers' injections.
 fn apply_async(shim: &mut Shim, host: &DriverHost, now: Timestamp, out: &mut Replayed) {
-    host.settle(std::time::Duration::from_secs(5));
-    shim.handle_async(now);
+    // A driver thread the reauthorization released (inspect's DPC): its work lands here too.
+    for _ in 0..8 {
+        host.settle(std::time::Duration::from_secs(5));
+        shim.handle_async(now);
+        if !host.wants_another_pass() {
+            break;
+        }
+    }
     while let Some(o) = shim.poll_output() {
         if o.verdict.verdict == Verdict::Permit {
             let bytes = o.verdict.edited.as_ref().map_or(&o.bytes, |e| &e.bytes);
@@ -245,7 +251,8 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// inspect: the connection to the configured remote address is pended and, with
-/// BlockTraffic=1, refused; every packet of it is blocked; the unload is clean.
+/// BlockTraffic=1, refused; every packet of it is blocked; the unload is clean. With
+/// BlockTraffic=0 it goes through.
 fn check_inspect(so: &Path) {
     let engine = Arc::new(Engine::default());
     let host = DriverHost::new(engine.clone(), HostConfig::default());
@@ -261,6 +268,25 @@ fn check_inspect(so: &Path) {
     let findings = unload_applying(driver, &mut shim, &host, &mut out);
     assert!(findings.is_empty(), "{findings:?}");
     assert!(engine.filters().is_empty());
+
+    // BlockTraffic=0: the connect is pended, the DPC completes it and the reauthorization runs
+    // inside FwpsCompleteOperation0 as on Windows (on the completer's processor, while the
+    // connection is on that processor's "classified" list): permitted. Every segment is then
+    // absorbed at the transport layers and re-injected by the DPC.
+    let opts = params(&[
+        ("RemoteAddressToInspect", "sz:127.0.0.1"),
+        ("BlockTraffic", "dword:0"),
+    ]);
+    let driver = host.load_with(so, &opts).unwrap();
+    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
+    let mut out = replay_loopback(&mut shim, &host, &PacketContext::default());
+    let findings = unload_applying(driver, &mut shim, &host, &mut out);
+    assert!(findings.is_empty(), "{findings:?}");
+    let tcp = of_protocol(&out.permitted, 6);
+    assert!(
+        tcp.iter().any(|p| contains(p, b"request over loopback")),
+        "{tcp:?}"
+    );
 }
 
 /// ddproxy (DatagramData proxy): outbound UDP to the intercepted port is absorbed at
@@ -408,4 +434,27 @@ fn wdk_samples_build_unchanged_and_behave() {
         }
         check(&build_all(sample, sources));
     }
+}
+
+/// §10.1: FwpsCompleteOperation0 from a driver thread returns only after the reauthorization it
+/// causes, which runs as on the completer's processor (tests/c/drivers/rt_syncreauth.c).
+#[test]
+fn completion_from_a_driver_thread_reauthorizes_inside_the_call_on_its_processor() {
+    let c = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/drivers/rt_syncreauth.c");
+    let so = build_all("rt_syncreauth", vec![c]);
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let driver = host.load(&so).unwrap();
+    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
+    let mut out = replay_loopback(&mut shim, &host, &PacketContext::default());
+    let findings = unload_applying(driver, &mut shim, &host, &mut out);
+    assert!(findings.is_empty(), "{findings:?}");
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("syncreauth: completed inside=1 same_processor=1")),
+        "{log:#?}"
+    );
+    let tcp = of_protocol(&out.permitted, 6);
+    assert!(tcp.iter().any(|p| contains(p, b"request over loopback")));
 }

@@ -185,11 +185,12 @@ pub const SETTLE_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Loaded {
     /// What the replay runs at each asynchronous point: [`DriverHost::settle`] with
-    /// [`SETTLE_BOUND`].
-    pub fn settler(&self) -> Box<dyn FnMut() + Send> {
+    /// [`SETTLE_BOUND`]; answers [`DriverHost::wants_another_pass`].
+    pub fn settler(&self) -> Box<dyn FnMut() -> bool + Send> {
         let host = self.host.clone();
         Box::new(move || {
             host.settle(SETTLE_BOUND);
+            host.wants_another_pass()
         })
     }
 

@@ -166,17 +166,17 @@ impl PacketBufs {
     /// transport headers at the inbound layers whose data starts at the payload) in front of it
     /// in the same MDL, the data starting after them: NdisRetreatNetBufferDataStart by
     /// `ipHeaderSize + transportHeaderSize` reaches the real headers, as on Windows.
-    fn over_copy_with(&mut self, (behind, lead): View<'_>, data: &[u8]) {
+    fn over_copy_with(&mut self, v: View<'_>, data: &[u8]) {
         self.copy.clear();
-        self.copy.extend_from_slice(behind);
-        self.copy.extend_from_slice(lead);
+        self.copy.extend_from_slice(v.behind);
+        self.copy.extend_from_slice(v.lead);
         self.copy.extend_from_slice(data);
         let (ptr, len) = (self.copy.as_ptr(), self.copy.len());
         self.point_at(ptr, len);
-        let off = u32::try_from(behind.len()).unwrap_or(0);
+        let off = u32::try_from(v.behind.len() + v.skip).unwrap_or(0);
         self.nb.data.current_mdl_offset = off;
         self.nb.data.data_offset = off;
-        self.nb.data.data_length = (lead.len() + data.len()) as u64;
+        self.nb.data.data_length = v.data_len(data.len());
         self.start = off;
     }
 
@@ -509,7 +509,7 @@ impl Scratch {
     /// An NBL → NB → MDL chain over `data` (read-only: NDIS_NBL_FLAGS_*_READ_ONLY).
     #[inline]
     fn packet(&mut self, data: &[u8], view: View<'_>) -> *mut NetBufferList {
-        if view.0.is_empty() && view.1.is_empty() {
+        if view.is_plain() {
             self.bufs.point_at(data.as_ptr(), data.len());
         } else {
             self.bufs.over_copy_with(view, data);
@@ -559,7 +559,12 @@ impl Scratch {
     }
 
     fn stream(&mut self, io: &StreamIoPacket<'_>) -> *mut FwpsStreamCalloutIoPacket0 {
-        let nbl = self.packet(io.stream_data.data, (&[], &[]));
+        let plain = View {
+            behind: &[],
+            lead: &[],
+            skip: 0,
+        };
+        let nbl = self.packet(io.stream_data.data, plain);
         self.stream = FwpsStreamData0 {
             flags: io.stream_data.flags.0,
             data_offset: FwpsStreamDataOffset0 {
@@ -620,25 +625,89 @@ impl Scratch {
     }
 }
 
-/// The bytes before the engine's layerData (`Metadata::header_bytes`), split into those behind
-/// the indicated list's data start and those leading its data.
-type View<'a> = (&'a [u8], &'a [u8]);
-
-/// §8.2 "Data offset positions": WFP indicates an outbound datagram (DATAGRAM_DATA) at its
-/// transport header, where this engine's layerData is the payload, so the transport header
-/// leads the list's data there; everywhere else the headers are behind its start, where
-/// NdisRetreatNetBufferDataStart reaches them.
+/// A reauthorization classify of a flow whose FwpsCompleteOperation0 a driver thread is waiting
+/// in (see pend.rs): the flow and the completer's processor.
 #[inline]
-fn view(layer: LayerId, meta: &Metadata) -> View<'_> {
-    let h = meta.header_bytes.as_deref().unwrap_or_default();
-    let datagram = layer == layers::DATAGRAM_DATA_V4 || layer == layers::DATAGRAM_DATA_V6;
-    if datagram && meta.packet_direction == Some(Direction::Outbound) {
-        let t = (meta.transport_header_size as usize).min(h.len());
-        h.split_at(h.len() - t)
-    } else {
-        (h, &[])
+fn reauth_waiter(host: &HostInner, ctx: &ClassifyContext<'_>) -> Option<(u64, u32)> {
+    if !ctx.is_reauthorization() {
+        return None;
+    }
+    let flow = ctx.flow()?;
+    let st = host.asyncs.lock();
+    let w = st.reauth_waiters.get(&flow).filter(|w| !w.done)?;
+    Some((flow, w.processor))
+}
+
+/// How the indicated list's MDL lays out around the engine's layerData: `behind` (bytes before
+/// it, from `Metadata::header_bytes`) behind the data start, `lead` (more of them) leading the
+/// data, or the first `skip` bytes of the layerData behind the data start (`lead` is then empty).
+#[derive(Clone, Copy)]
+struct View<'a> {
+    behind: &'a [u8],
+    lead: &'a [u8],
+    skip: usize,
+}
+
+impl View<'_> {
+    /// The list is the layerData itself.
+    fn is_plain(&self) -> bool {
+        self.behind.is_empty() && self.lead.is_empty() && self.skip == 0
+    }
+
+    /// DataLength of the list over `len` bytes of layerData.
+    fn data_len(&self, len: usize) -> u64 {
+        (self.lead.len() + len.saturating_sub(self.skip)) as u64
     }
 }
+
+/// §8.2 "Data offset positions", where this engine's layerData differs from WFP's NBL offset.
+/// At the layers whose layerData is the payload (INBOUND_TRANSPORT, the ALE layers,
+/// DATAGRAM_DATA) the headers the data path passes (`Metadata::header_bytes`) go behind the data
+/// start — except that outbound, WFP indicates at the transport header, which then leads the
+/// data. (OUTBOUND_TRANSPORT and the IP-packet layers stay indicated from the IP header, the
+/// documented difference in docs/c-abi.md.) NdisRetreatNetBufferDataStart by `ipHeaderSize`
+/// (+ `transportHeaderSize`) reaches the real headers, as on Windows.
+#[inline]
+fn view<'a>(layer: LayerId, meta: &'a Metadata, data: &[u8]) -> View<'a> {
+    let plain = View {
+        behind: &[],
+        lead: &[],
+        skip: 0,
+    };
+    let _ = data;
+    if !PAYLOAD_LAYERS.contains(&layer) {
+        return plain;
+    }
+    let h = meta.header_bytes.as_deref().unwrap_or_default();
+    if meta.packet_direction != Some(Direction::Outbound)
+        || layer == layers::INBOUND_TRANSPORT_V4
+        || layer == layers::INBOUND_TRANSPORT_V6
+    {
+        return View { behind: h, ..plain };
+    }
+    let t = (meta.transport_header_size as usize).min(h.len());
+    let (behind, lead) = h.split_at(h.len() - t);
+    View {
+        behind,
+        lead,
+        skip: 0,
+    }
+}
+
+/// The layers whose layerData is the transport payload here (the data path passes the headers
+/// in `Metadata::header_bytes`).
+const PAYLOAD_LAYERS: [LayerId; 10] = [
+    layers::INBOUND_TRANSPORT_V4,
+    layers::INBOUND_TRANSPORT_V6,
+    layers::ALE_AUTH_RECV_ACCEPT_V4,
+    layers::ALE_AUTH_RECV_ACCEPT_V6,
+    layers::ALE_AUTH_CONNECT_V4,
+    layers::ALE_AUTH_CONNECT_V6,
+    layers::ALE_FLOW_ESTABLISHED_V4,
+    layers::ALE_FLOW_ESTABLISHED_V6,
+    layers::DATAGRAM_DATA_V4,
+    layers::DATAGRAM_DATA_V6,
+];
 
 /// The length of `values` without its trailing FWP_EMPTY values: a tag test per value, four per
 /// loop step while they are all empty (most layers leave many trailing fields unset).
@@ -798,7 +867,7 @@ impl Callout for CCallout {
             // layers' conversion out of line.
             let (data_ptr, stream, stream_data) = match layer_data {
                 LayerData::Packet(p) => (
-                    s.packet(p, view(values.layer, meta)).cast(),
+                    s.packet(p, view(values.layer, meta, p)).cast(),
                     None,
                     std::ptr::null(),
                 ),
@@ -829,20 +898,35 @@ impl Callout for CCallout {
             let meta_ptr: *const FwpsIncomingMetadataValues0 = &s.meta;
             // SAFETY: `meta_ptr` points into the boxed scratch, alive for the call.
             let meta_ref = unsafe { &*meta_ptr };
-            self.call_classify(
-                (&c_values, meta_ref, data_ptr),
-                std::ptr::from_ref(&inv).cast(),
-                c_filter,
-                flow_context,
-                &mut c_out,
-            );
+            let waiter = reauth_waiter(&self.host, ctx);
+            let mut call = || {
+                self.call_classify(
+                    (&c_values, meta_ref, data_ptr),
+                    std::ptr::from_ref(&inv).cast(),
+                    c_filter,
+                    flow_context,
+                    &mut c_out,
+                );
+            };
+            match waiter {
+                None => call(),
+                Some((flow, processor)) => {
+                    super::dpc::with_processor(processor, call);
+                    if let Some(w) = self.host.asyncs.lock().reauth_waiters.get_mut(&flow) {
+                        w.done = true;
+                    }
+                    self.host
+                        .reauthorized
+                        .store(true, std::sync::atomic::Ordering::Release);
+                }
+            }
             out.action_type.0 = c_out.action_type;
             out.rights = Rights(c_out.rights);
             out.flags = ClassifyOutFlags(c_out.flags);
             match layer_data {
                 LayerData::Packet(p) => {
-                    let v = view(values.layer, meta);
-                    s.check_packet_restored(&self.host, (v.1.len() + p.len()) as u64);
+                    let v = view(values.layer, meta, p);
+                    s.check_packet_restored(&self.host, v.data_len(p.len()));
                     if inv.references.get() > 0 {
                         s.detach(&self.host, self.driver, (p, v), inv.references.get());
                     }

@@ -67,6 +67,16 @@ pub(crate) fn current_processor() -> u32 {
     u32::try_from(cpu).unwrap_or(0) % processors()
 }
 
+/// Runs `f` as if on `processor` (KeGetCurrentProcessorNumber/Index answer it): the
+/// reauthorization FwpsCompleteOperation0 runs synchronously for a driver thread, on that
+/// thread's processor on Windows (see pend.rs).
+pub(crate) fn with_processor<R>(processor: u32, f: impl FnOnce() -> R) -> R {
+    let old = DPC_PROCESSOR.with(|p| p.replace(processor));
+    let r = f();
+    DPC_PROCESSOR.with(|p| p.set(old));
+    r
+}
+
 fn init(dpc: *mut Kdpc, routine: Option<DeferredRoutine>, context: *mut c_void, kind: u8) {
     // SAFETY: the caller's KDPC storage (64 bytes, the header's type); writing it whole is what
     // KeInitializeDpc does.

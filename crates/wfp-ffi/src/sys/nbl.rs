@@ -286,8 +286,22 @@ pub(crate) struct AsyncState {
     pub(crate) injecting: HashMap<u64, usize>,
     /// FwpsInject* calls between marking their list Injected and the engine's answer.
     pub(crate) inject_calls: usize,
+    /// The flow each operation pended by FwpsPendOperation0 belongs to (context → flow handle).
+    pub(crate) pended_flows: HashMap<u64, u64>,
+    /// Flows whose FwpsCompleteOperation0 waits on a driver thread for the reauthorization
+    /// classify it causes (flow handle → waiter).
+    pub(crate) reauth_waiters: HashMap<u64, ReauthWaiter>,
     /// Redirect handles from FwpsRedirectHandleCreate0 not yet destroyed (handle → driver).
     pub(crate) redirect_handles: HashMap<u64, usize>,
+}
+
+/// A driver thread inside FwpsCompleteOperation0 waiting for the reauthorization of its flow.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReauthWaiter {
+    /// The processor the completing thread runs on (the reauthorization runs "there").
+    pub(crate) processor: u32,
+    /// The reauthorization classifyFn returned.
+    pub(crate) done: bool,
 }
 
 // SAFETY: the raw pointers inside point into boxes this state owns (moved with it) or into driver

@@ -100,11 +100,16 @@ pub(crate) unsafe extern "C" fn FwpsPendOperation0(
                 .pend_operation(CompletionHandle(completion_handle as u64))
             {
                 Ok(c) => {
-                    // Remembered so the driver's unload completes it if the driver does not.
-                    h.asyncs
-                        .lock()
-                        .pended_operations
-                        .insert(c.0, ctx::current_driver());
+                    // Remembered so the driver's unload completes it if the driver does not,
+                    // with its flow (a completion from a driver thread waits for its
+                    // reauthorization).
+                    let flow = invocation::with_current(|inv| inv.ctx.flow()).flatten();
+                    let mut st = h.asyncs.lock();
+                    st.pended_operations.insert(c.0, ctx::current_driver());
+                    if let Some(f) = flow {
+                        st.pended_flows.insert(c.0, f);
+                    }
+                    drop(st);
                     // SAFETY: the caller's out-pointer (checked non-null).
                     unsafe { *completion_context = c.0 as *mut c_void };
                     super::STATUS_SUCCESS
@@ -154,6 +159,7 @@ pub(crate) extern "C" fn FwpsCompleteOperation0(
             };
             let key = completion_context as u64;
             let recorded = h.asyncs.lock().pended_operations.contains_key(&key);
+            let waiter = sync_reauth_waiter(h, key, recorded);
             let s = complete_when_pended(
                 h,
                 CompletionContext(completion_context as u64),
@@ -162,6 +168,9 @@ pub(crate) extern "C" fn FwpsCompleteOperation0(
             );
             // Forgotten only now: DriverHost::settle waits while it is recorded.
             h.asyncs.lock().pended_operations.remove(&key);
+            if let Some(flow) = waiter {
+                wait_for_reauthorization(h, flow, s == Status::SUCCESS);
+            }
             if s != Status::SUCCESS {
                 h.finding(crate::verifier::Finding::Assertion {
                     message: format!(
@@ -172,6 +181,55 @@ pub(crate) extern "C" fn FwpsCompleteOperation0(
             }
         });
     });
+}
+
+/// §10.1 / §6: on Windows the reauthorization a completed ALE operation causes runs inside
+/// FwpsCompleteOperation0, on the calling thread and processor — the WDK inspect sample puts the
+/// connection on a per-processor "classified" list, completes, and takes it off right after; its
+/// reauthorization classify looks for it there. Here the data path runs that classify on its own
+/// thread, so a driver thread (not a classifyFn) completing an operation it pended waits until
+/// the flow's reauthorization classify returned (it runs as on the completer's processor, see
+/// callout.rs), bounded by `HostConfig::unload_timeout` capped at 2 s. Registers the waiter;
+/// returns the flow to wait for.
+fn sync_reauth_waiter(h: &crate::host::HostInner, context: u64, recorded: bool) -> Option<u64> {
+    let mut st = h.asyncs.lock();
+    let flow = st.pended_flows.remove(&context)?;
+    if !recorded || !invocation::current_address().is_null() {
+        return None;
+    }
+    let processor = super::dpc::current_processor();
+    st.reauth_waiters.insert(
+        flow,
+        super::nbl::ReauthWaiter {
+            processor,
+            done: false,
+        },
+    );
+    Some(flow)
+}
+
+/// Waits (bounded) until the reauthorization classify of `flow` returned, then forgets the
+/// waiter. Not at all when the completion failed.
+fn wait_for_reauthorization(h: &crate::host::HostInner, flow: u64, completed: bool) {
+    let bound = h
+        .config
+        .unload_timeout
+        .min(std::time::Duration::from_secs(2));
+    let deadline = std::time::Instant::now() + bound;
+    let mut pause = std::time::Duration::from_micros(20);
+    while completed && std::time::Instant::now() < deadline {
+        if h.asyncs
+            .lock()
+            .reauth_waiters
+            .get(&flow)
+            .is_none_or(|w| w.done)
+        {
+            break;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(1));
+    }
+    h.asyncs.lock().reauth_waiters.remove(&flow);
 }
 
 /// Completes `context`. A driver thread may complete an operation while the classifyFn that

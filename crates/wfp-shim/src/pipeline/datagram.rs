@@ -38,16 +38,6 @@ impl Shim {
         let mut meta = pkt.meta.clone();
         meta.packet_direction = Some(direction);
         meta.present |= MetadataFields::PACKET_DIRECTION;
-        // Copied only when a callout filter is at the layer (static filters never see it).
-        let callout = self.has_filters(layer) && self.field_mask(layer) == u64::MAX;
-        if callout && pkt.dir == Direction::Outbound && meta.header_bytes.is_none() {
-            // §8.2: WFP indicates an outbound datagram at its transport header, with the IP
-            // header behind it. The payload stays this engine's layerData; the headers go with
-            // the metadata (as inbound, `Metadata::header_bytes`) so a C callout's NET_BUFFER_LIST
-            // can start at the transport header (wfp-ffi) and clones reach them.
-            let start = pkt.parsed.payload().map_or(pkt.bytes.len(), |r| r.start);
-            meta.header_bytes = pkt.bytes.get(..start).map(Into::into);
-        }
         let step = Step::new(layer, &facts, &meta, LayerData::Packet(pkt.payload()));
         self.classify_flow_step(pkt.flow(), step, pkt.verdict)
     }

@@ -24,6 +24,7 @@ impl Shim {
     /// INBOUND_TRANSPORT (inbound packets only), the layerData being the transport payload.
     pub(super) fn inbound_transport(&mut self, pkt: &mut Packet<'_>) -> ControlFlow<()> {
         if pkt.dir != Direction::Inbound {
+            self.add_outbound_header_bytes(pkt);
             return Continue(());
         }
         self.add_header_bytes(pkt);
@@ -95,6 +96,34 @@ impl Shim {
         // whose filters are all static (its field mask is not all ones) needs none.
         let callout_at = |l: &LayerId| self.has_filters(*l) && self.field_mask(*l) == u64::MAX;
         if pkt.meta.header_bytes.is_some() || !payload_layers.iter().any(callout_at) {
+            return;
+        }
+        let start = pkt.parsed.payload().map_or(pkt.bytes.len(), |r| r.start);
+        pkt.meta.header_bytes = pkt.bytes.get(..start).map(Into::into);
+    }
+
+    /// §8.2: outbound, ALE_AUTH_CONNECT (non-TCP), ALE_FLOW_ESTABLISHED and DATAGRAM_DATA
+    /// indicate the packet at its transport header, the IP header behind; this engine's layerData
+    /// there is the payload. The headers go with the metadata as inbound (`header_bytes`), so a
+    /// C callout's NET_BUFFER_LIST can start at the transport header (wfp-ffi) and a clone can be
+    /// sent with FwpsInjectTransportSendAsync0 (the WDK inspect and ddproxy samples). Copied only
+    /// when one of those layers has a callout filter.
+    fn add_outbound_header_bytes(&self, pkt: &mut Packet<'_>) {
+        let at = if pkt.v6() {
+            [
+                layers::ALE_AUTH_CONNECT_V6,
+                layers::ALE_FLOW_ESTABLISHED_V6,
+                layers::DATAGRAM_DATA_V6,
+            ]
+        } else {
+            [
+                layers::ALE_AUTH_CONNECT_V4,
+                layers::ALE_FLOW_ESTABLISHED_V4,
+                layers::DATAGRAM_DATA_V4,
+            ]
+        };
+        let callout_at = |l: &LayerId| self.has_filters(*l) && self.field_mask(*l) == u64::MAX;
+        if pkt.meta.header_bytes.is_some() || !at.iter().any(callout_at) {
             return;
         }
         let start = pkt.parsed.payload().map_or(pkt.bytes.len(), |r| r.start);

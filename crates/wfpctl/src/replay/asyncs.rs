@@ -91,18 +91,26 @@ struct OutputLine<'a> {
 impl Replayer {
     /// Applies what callouts did since the last packet, at `now`, and writes the outputs.
     pub(super) fn apply_async(&mut self, now: Timestamp) -> Result<(), ReplayError> {
-        // Decisions C drivers take on their own threads (bounded wait), so they land here.
-        if let Some(settle) = self.settle.as_mut() {
-            settle();
-        }
-        // The built-ins' worker first (pend decisions, out-of-band stream edits): what it
-        // completes and injects is applied by this same `handle_async`.
-        self.host.worker.run(self.shim.engine());
-        self.shim.handle_async(now);
-        while let Some(o) = self.shim.poll_output() {
-            self.async_outputs += 1;
-            self.summary.async_output(&o);
-            self.write_output(&o)?;
+        // Another pass while a C driver's thread resumed from FwpsCompleteOperation0 after the
+        // reauthorization the last pass ran (bounded).
+        for pass in 0..8 {
+            // Decisions C drivers take on their own threads (bounded wait), so they land here.
+            let again = match self.settle.as_mut() {
+                Some(settle) => settle(),
+                None => false,
+            };
+            if pass > 0 && !again {
+                break;
+            }
+            // The built-ins' worker first (pend decisions, out-of-band stream edits): what it
+            // completes and injects is applied by this same `handle_async`.
+            self.host.worker.run(self.shim.engine());
+            self.shim.handle_async(now);
+            while let Some(o) = self.shim.poll_output() {
+                self.async_outputs += 1;
+                self.summary.async_output(&o);
+                self.write_output(&o)?;
+            }
         }
         Ok(())
     }

@@ -265,7 +265,7 @@ pub struct Replayer {
     async_outputs: u64,
     /// Runs first at every asynchronous point: waits (bounded) for work C drivers do on their
     /// own threads ([`wfp_ffi::DriverHost::settle`]).
-    settle: Option<Box<dyn FnMut() + Send>>,
+    settle: Option<Box<dyn FnMut() -> bool + Send>>,
     /// The drivers' unload, run at the end of the capture while the data path keeps applying
     /// what they complete and inject (§5.3: the stack runs on during an unload).
     unload: Option<Box<dyn FnOnce() + Send>>,
@@ -313,7 +313,9 @@ impl Replayer {
 
     /// Runs `settle` at the start of every asynchronous point (after each packet), before the
     /// completions and injections made since are applied.
-    pub fn settle_with(&mut self, settle: Box<dyn FnMut() + Send>) {
+    /// `settle` answers whether the last pass released a driver thread (another pass is due,
+    /// [`wfp_ffi::DriverHost::wants_another_pass`]).
+    pub fn settle_with(&mut self, settle: Box<dyn FnMut() -> bool + Send>) {
         self.settle = Some(settle);
     }
 
