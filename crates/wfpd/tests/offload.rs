@@ -674,13 +674,12 @@ fn a_restart_under_a_blocking_policy_requeues_and_blocks_offloaded_connections()
             // policy that blocks it: its marks are cleared at start, so its next segment is
             // queued, picked up mid-stream, authorized (MID_STREAM_INSPECTION) and blocked.
             d.shutdown().expect("shutdown");
-            // (Segments in flight at the stop were dropped with the queue: TCP retransmits.)
+            // (Segments in flight at the stop were dropped with the queue: TCP retransmits, with
+            // exponential backoff — up to 30 s on a loaded machine.)
             let mut sent = 0;
-            for _ in 0..20 {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while sent < 4 * MB && Instant::now() < deadline {
                 sent += send(&mut c, 4 * MB - sent);
-                if sent == 4 * MB {
-                    break;
-                }
             }
             assert_eq!(sent, 4 * MB, "{ip}: no rules while stopped");
             dir.write("policy.toml", &block_port(sink.addr.port()));
