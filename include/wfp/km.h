@@ -226,6 +226,10 @@ FORCEINLINE PLIST_ENTRY ExInterlockedRemoveHeadList(PLIST_ENTRY Head, PKSPIN_LOC
 void KeQuerySystemTimePrecise(PLARGE_INTEGER CurrentTime);
 #define KeQuerySystemTime(t) KeQuerySystemTimePrecise(t)
 ULONGLONG KeQueryInterruptTime(void);
+/* The interrupt-time clock in 100-ns ticks; *PerformanceFrequency = 10 MHz. */
+LARGE_INTEGER KeQueryPerformanceCounter(PLARGE_INTEGER PerformanceFrequency);
+/* A random (version 4) UUID. */
+NTSTATUS ExUuidCreate(UUID *Uuid);
 ULONG KeGetCurrentProcessorIndex(void);
 #define KeGetCurrentProcessorNumber() KeGetCurrentProcessorIndex()
 ULONG KeQueryActiveProcessorCount(PKAFFINITY ActiveProcessors);

@@ -216,7 +216,7 @@ impl DriverHost {
                 let st = self.inner.asyncs.lock();
                 (
                     st.in_progress(),
-                    st.reauth_waiters.values().any(|w| !w.done),
+                    st.reauth_waiters.values().any(|w| w.armed && !w.done),
                 )
             };
             // A driver thread waits inside FwpsCompleteOperation0 for the reauthorization the

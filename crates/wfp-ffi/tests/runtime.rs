@@ -429,3 +429,39 @@ fn callout_delete_by_id_inside_the_drivers_own_transaction() {
     let report = driver.unload().unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
 }
+
+const PERF_UUID: &str = r#"
+#include <ntddk.h>
+#define CHECK(name, cond) DbgPrint("%s %s\n", (cond) ? "ok" : "FAIL", name)
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    LARGE_INTEGER f = {0}, a, b;
+    UUID u1, u2;
+    UNREFERENCED_PARAMETER(DriverObject);
+    UNREFERENCED_PARAMETER(RegistryPath);
+    a = KeQueryPerformanceCounter(&f);
+    b = KeQueryPerformanceCounter(NULL);
+    CHECK("perf frequency 10MHz", f.QuadPart == 10000000);
+    CHECK("perf counter monotonic", b.QuadPart >= a.QuadPart);
+    CHECK("perf counter is interrupt time", b.QuadPart <= (LONGLONG)KeQueryInterruptTime());
+    CHECK("uuid created", NT_SUCCESS(ExUuidCreate(&u1)) && NT_SUCCESS(ExUuidCreate(&u2)));
+    CHECK("uuids differ", !IsEqualGUID(&u1, &u2));
+    CHECK("uuid version 4", (u1.Data3 >> 12) == 4 && (u2.Data3 >> 12) == 4);
+    CHECK("uuid variant", (u1.Data4[0] & 0xC0) == 0x80);
+    CHECK("uuid null", ExUuidCreate(NULL) == STATUS_INVALID_PARAMETER);
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// KeQueryPerformanceCounter (10 MHz, the interrupt-time clock) and ExUuidCreate (version 4).
+#[test]
+fn perf_counter_and_uuid_create() {
+    let so = build_driver("rt_perf_uuid", &write_source("rt_perf_uuid", PERF_UUID));
+    let host = host();
+    host.set_time(1_767_225_600_000_000_000);
+    let driver = host.load(&so).unwrap();
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    passed(&log, 8);
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}

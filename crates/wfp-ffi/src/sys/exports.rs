@@ -228,6 +228,11 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::kernel::KeQueryInterruptTime as *const c_void,
     ),
     Export(
+        "KeQueryPerformanceCounter",
+        super::kernel::KeQueryPerformanceCounter as *const c_void,
+    ),
+    Export("ExUuidCreate", super::kernel::ExUuidCreate as *const c_void),
+    Export(
         "KeQuerySystemTimePrecise",
         super::kernel::KeQuerySystemTimePrecise as *const c_void,
     ),

@@ -468,6 +468,45 @@ pub(crate) extern "C" fn KeQueryInterruptTime() -> u64 {
     })
 }
 
+/// `KeQueryPerformanceCounter` (wdk-runtime.md, time): the interrupt-time clock (the host's
+/// clock, capture time in a replay) in 100-ns ticks; `*PerformanceFrequency` (optional) is
+/// 10 MHz.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn KeQueryPerformanceCounter(frequency: *mut i64) -> i64 {
+    boundary("KeQueryPerformanceCounter", 0, || {
+        // SAFETY: the caller's optional out-pointer (LARGE_INTEGER, 8 bytes).
+        if let Some(f) = unsafe { frequency.as_mut() } {
+            *f = 10_000_000;
+        }
+        i64::try_from(KeQueryInterruptTime()).unwrap_or(i64::MAX)
+    })
+}
+
+/// `ExUuidCreate`: a random (version 4, RFC 4122 variant) UUID in the GUID layout.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn ExUuidCreate(uuid: *mut u8) -> NtStatus {
+    boundary("ExUuidCreate", STATUS_INVALID_PARAMETER, || {
+        if uuid.is_null() {
+            return STATUS_INVALID_PARAMETER;
+        }
+        let mut b = [0u8; 16];
+        // SAFETY: `b` is 16 writable bytes.
+        let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+        if n != 16 {
+            return STATUS_UNSUCCESSFUL;
+        }
+        // Data3 (bytes 6..8, little-endian): version 4; Data4[0]: variant 10xxxxxx.
+        b[7] = (b[7] & 0x0F) | 0x40;
+        b[8] = (b[8] & 0x3F) | 0x80;
+        // SAFETY: the caller's UUID (16 bytes, checked non-null).
+        unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), uuid, b.len()) };
+        STATUS_SUCCESS
+    })
+}
+
+/// STATUS_UNSUCCESSFUL.
+const STATUS_UNSUCCESSFUL: NtStatus = 0xC000_0001_u32 as NtStatus;
+
 use super::dpc::processors;
 
 #[no_mangle]

@@ -300,6 +300,8 @@ pub(crate) struct AsyncState {
 pub(crate) struct ReauthWaiter {
     /// The processor the completing thread runs on (the reauthorization runs "there").
     pub(crate) processor: u32,
+    /// The completion is queued (the data path can run the reauthorization now).
+    pub(crate) armed: bool,
     /// The reauthorization classifyFn returned.
     pub(crate) done: bool,
 }

@@ -166,8 +166,16 @@ pub(crate) extern "C" fn FwpsCompleteOperation0(
                 packet,
                 recorded,
             );
-            // Forgotten only now: DriverHost::settle waits while it is recorded.
-            h.asyncs.lock().pended_operations.remove(&key);
+            // Forgotten only now: DriverHost::settle waits while it is recorded — and, once the
+            // waiter is armed (the completion queued), no longer: the data path must run the
+            // reauthorization this thread waits for.
+            {
+                let mut st = h.asyncs.lock();
+                if let Some(w) = waiter.and_then(|f| st.reauth_waiters.get_mut(&f)) {
+                    w.armed = true;
+                }
+                st.pended_operations.remove(&key);
+            }
             if let Some(flow) = waiter {
                 wait_for_reauthorization(h, flow, s == Status::SUCCESS);
             }
@@ -202,6 +210,7 @@ fn sync_reauth_waiter(h: &crate::host::HostInner, context: u64, recorded: bool) 
         flow,
         super::nbl::ReauthWaiter {
             processor,
+            armed: false,
             done: false,
         },
     );
