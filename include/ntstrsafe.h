@@ -68,7 +68,7 @@ typedef const WCHAR *NTSTRSAFE_PCWSTR;
     FORCEINLINE NTSTATUS RtlStringCchVPrintf##SUF(CH *d, size_t cch, const CH *fmt, va_list ap) \
     { \
         if (cch == 0 || cch > NTSTRSAFE_MAX_CCH) return STATUS_INVALID_PARAMETER; \
-        WFP_FMT_SINK s = { d, cch, 0, 0, WIDE, NULL }; \
+        WFP_FMT_SINK s = { d, cch, 0, 0, WIDE, NULL, 0 }; \
         WfpFmtV(&s, fmt, WIDE, ap); \
         return s.needed > s.len ? STATUS_BUFFER_OVERFLOW : STATUS_SUCCESS; \
     } \
@@ -221,7 +221,7 @@ typedef const WCHAR *NTSTRSAFE_PCWSTR;
         } else if (cch == 0) { \
             st = WfpStrExNoRoom##SUF(d, fmt[0] != 0); \
         } else { \
-            WFP_FMT_SINK sink = { d, cch, 0, 0, WIDE, NULL }; \
+            WFP_FMT_SINK sink = { d, cch, 0, 0, WIDE, NULL, 0 }; \
             WfpFmtV(&sink, fmt, WIDE, ap); \
             st = sink.needed > sink.len ? STATUS_BUFFER_OVERFLOW : STATUS_SUCCESS; \
             end = d + sink.len; \
@@ -293,42 +293,83 @@ WFP_STRSAFE_FAMILY(W, WCHAR, 1)
 WFP_STRSAFE_EX_FAMILY(A, CHAR, 0)
 WFP_STRSAFE_EX_FAMILY(W, WCHAR, 1)
 
-/* UNICODE_STRING forms: counted, never NUL-terminated by these functions. */
+/* UNICODE_STRING forms (ntstrsafe.h, wdk-runtime.md §5): counted, never NUL-terminated by these
+ * functions; Length/MaximumLength in bytes. A string is valid when both counts are even, Length <=
+ * MaximumLength <= NTSTRSAFE_UNICODE_STRING_MAX_CCH characters and Buffer is non-NULL unless
+ * MaximumLength is 0; an invalid one is STATUS_INVALID_PARAMETER. Truncation keeps what fits and
+ * returns STATUS_BUFFER_OVERFLOW. */
+FORCEINLINE BOOLEAN WfpUStrValid(PCUNICODE_STRING u)
+{
+    return (BOOLEAN)(u != NULL && !(u->Length & 1) && !(u->MaximumLength & 1) && u->Length <= u->MaximumLength &&
+                     u->MaximumLength <= NTSTRSAFE_UNICODE_STRING_MAX_CCH * sizeof(WCHAR) &&
+                     (u->Buffer != NULL || u->MaximumLength == 0));
+}
+/* A NUL-terminated source's length, refused above NTSTRSAFE_UNICODE_STRING_MAX_CCH characters. */
+FORCEINLINE NTSTATUS WfpUStrSourceLen(NTSTRSAFE_PCWSTR s, size_t *n)
+{
+    size_t k = 0;
+    if (s == NULL) return STATUS_INVALID_PARAMETER;
+    while (s[k]) {
+        if (++k > NTSTRSAFE_UNICODE_STRING_MAX_CCH) return STATUS_INVALID_PARAMETER;
+    }
+    *n = k;
+    return STATUS_SUCCESS;
+}
 FORCEINLINE NTSTATUS WfpUStrAppend(PUNICODE_STRING d, const WCHAR *s, size_t n)
 {
     size_t room = (d->MaximumLength - d->Length) / sizeof(WCHAR), k = n < room ? n : room;
-    memcpy((PUCHAR)d->Buffer + d->Length, s, k * sizeof(WCHAR));
+    if (k) memmove((PUCHAR)d->Buffer + d->Length, s, k * sizeof(WCHAR));
     d->Length = (USHORT)(d->Length + k * sizeof(WCHAR));
     return k < n ? STATUS_BUFFER_OVERFLOW : STATUS_SUCCESS;
 }
+/* Points the string at Source (not copied): Length = its bytes, MaximumLength = Length + the NUL.
+ * NULL Source: an empty string. Longer than NTSTRSAFE_UNICODE_STRING_MAX_CCH: invalid (zeroed). */
+FORCEINLINE NTSTATUS RtlUnicodeStringInit(PUNICODE_STRING d, NTSTRSAFE_PCWSTR s)
+{
+    size_t n = 0;
+    if (d == NULL) return STATUS_INVALID_PARAMETER;
+    d->Length = d->MaximumLength = 0;
+    d->Buffer = NULL;
+    if (s == NULL) return STATUS_SUCCESS;
+    if (!NT_SUCCESS(WfpUStrSourceLen(s, &n))) return STATUS_INVALID_PARAMETER;
+    d->Length = (USHORT)(n * sizeof(WCHAR));
+    d->MaximumLength = (USHORT)(n < NTSTRSAFE_UNICODE_STRING_MAX_CCH ? d->Length + sizeof(WCHAR) : d->Length);
+    d->Buffer = (PWCH)s;
+    return STATUS_SUCCESS;
+}
+FORCEINLINE NTSTATUS RtlUnicodeStringValidate(PCUNICODE_STRING s)
+{
+    return WfpUStrValid(s) ? STATUS_SUCCESS : STATUS_INVALID_PARAMETER;
+}
 FORCEINLINE NTSTATUS RtlUnicodeStringCopy(PUNICODE_STRING d, PCUNICODE_STRING s)
 {
-    if (d == NULL || s == NULL || d->Length > d->MaximumLength) return STATUS_INVALID_PARAMETER;
+    if (!WfpUStrValid(d) || !WfpUStrValid(s)) return STATUS_INVALID_PARAMETER;
     d->Length = 0;
     return WfpUStrAppend(d, s->Buffer, s->Length / sizeof(WCHAR));
 }
 FORCEINLINE NTSTATUS RtlUnicodeStringCat(PUNICODE_STRING d, PCUNICODE_STRING s)
 {
-    if (d == NULL || s == NULL || d->Length > d->MaximumLength) return STATUS_INVALID_PARAMETER;
+    if (!WfpUStrValid(d) || !WfpUStrValid(s)) return STATUS_INVALID_PARAMETER;
     return WfpUStrAppend(d, s->Buffer, s->Length / sizeof(WCHAR));
 }
 FORCEINLINE NTSTATUS RtlUnicodeStringCopyString(PUNICODE_STRING d, NTSTRSAFE_PCWSTR s)
 {
-    if (d == NULL || s == NULL) return STATUS_INVALID_PARAMETER;
+    size_t n = 0;
+    if (!WfpUStrValid(d) || !NT_SUCCESS(WfpUStrSourceLen(s, &n))) return STATUS_INVALID_PARAMETER;
     d->Length = 0;
-    return WfpUStrAppend(d, s, WfpRtWcslen(s));
+    return WfpUStrAppend(d, s, n);
 }
 FORCEINLINE NTSTATUS RtlUnicodeStringCatString(PUNICODE_STRING d, NTSTRSAFE_PCWSTR s)
 {
-    if (d == NULL || s == NULL || d->Length > d->MaximumLength) return STATUS_INVALID_PARAMETER;
-    return WfpUStrAppend(d, s, WfpRtWcslen(s));
+    size_t n = 0;
+    if (!WfpUStrValid(d) || !NT_SUCCESS(WfpUStrSourceLen(s, &n))) return STATUS_INVALID_PARAMETER;
+    return WfpUStrAppend(d, s, n);
 }
-/* Formats into the counted string; one character of MaximumLength stays reserved for the
- * formatter's terminator (never counted in Length). */
+/* Formats into the whole of MaximumLength (no terminator); Length = the characters written. */
 FORCEINLINE NTSTATUS RtlUnicodeStringVPrintf(PUNICODE_STRING d, NTSTRSAFE_PCWSTR fmt, va_list ap)
 {
-    if (d == NULL || d->Buffer == NULL || d->MaximumLength < sizeof(WCHAR)) return STATUS_INVALID_PARAMETER;
-    WFP_FMT_SINK s = { d->Buffer, d->MaximumLength / sizeof(WCHAR), 0, 0, 1, NULL };
+    if (!WfpUStrValid(d) || fmt == NULL) return STATUS_INVALID_PARAMETER;
+    WFP_FMT_SINK s = { d->Buffer, d->MaximumLength / sizeof(WCHAR) + 1, 0, 0, 1, NULL, 1 };
     WfpFmtV(&s, fmt, 1, ap);
     d->Length = (USHORT)(s.len * sizeof(WCHAR));
     return s.needed > s.len ? STATUS_BUFFER_OVERFLOW : STATUS_SUCCESS;

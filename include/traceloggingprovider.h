@@ -113,7 +113,7 @@ typedef struct _WFP_TLG_FIELD {
 static inline __attribute__((unused)) void WfpTlgWrite(TraceLoggingHProvider p, const char *event, const WFP_TLG_FIELD *f, SIZE_T n)
 {
     char text[1024];
-    WFP_FMT_SINK s = { text, sizeof(text), 0, 0, 0, NULL };
+    WFP_FMT_SINK s = { text, sizeof(text), 0, 0, 0, NULL, 0 };
     if (!TraceLoggingProviderEnabled(p, 0, 0)) return;
     WfpFmtAscii(&s, p->Name);
     WfpFmtAscii(&s, ": ");

@@ -44,7 +44,7 @@ DECLSPEC_NORETURN void WfpRtAssertFailed(const char *Expression, const char *Fil
 static inline ULONG vDbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, va_list ap)
 {
     char text[1024];
-    WFP_FMT_SINK s = { text, sizeof(text), 0, 0, 0, NULL };
+    WFP_FMT_SINK s = { text, sizeof(text), 0, 0, 0, NULL, 0 };
     WfpFmtV(&s, Format, 0, ap);
     WfpRtDebugPrint(ComponentId, Level, text, s.len);
     return STATUS_SUCCESS;
@@ -61,7 +61,7 @@ static inline __attribute__((unused)) void WfpRtWppPrint(int Level, const char *
 {
     char text[1024];
     WFP_WPP_SITE site = { Func, File, Line, Level };
-    WFP_FMT_SINK s = { text, sizeof(text), 0, 0, 0, &site };
+    WFP_FMT_SINK s = { text, sizeof(text), 0, 0, 0, &site, 0 };
     va_list ap;
     va_start(ap, Format);
     WfpFmtV(&s, Format, 0, ap);
@@ -311,12 +311,29 @@ FORCEINLINE BOOLEAN RtlEqualUnicodeString(PCUNICODE_STRING a, PCUNICODE_STRING b
 {
     return (BOOLEAN)(a->Length == b->Length && RtlCompareUnicodeString(a, b, CaseInSensitive) == 0);
 }
+/* Appends (wdk-runtime.md §5, ntifs.h): all or nothing, STATUS_BUFFER_TOO_SMALL when the text does
+ * not fit; a NUL follows the text when MaximumLength has room for it (not counted in Length). */
+FORCEINLINE NTSTATUS WfpRtAppendW(PUNICODE_STRING d, PCWCH s, SIZE_T bytes)
+{
+    if (bytes == 0) return STATUS_SUCCESS;
+    if (bytes > (SIZE_T)(d->MaximumLength - d->Length) || d->Length > d->MaximumLength) return STATUS_BUFFER_TOO_SMALL;
+    memmove((PUCHAR)d->Buffer + d->Length, s, bytes);
+    d->Length = (USHORT)(d->Length + bytes);
+    if (d->Length + sizeof(WCHAR) <= d->MaximumLength) d->Buffer[d->Length / sizeof(WCHAR)] = 0;
+    return STATUS_SUCCESS;
+}
+FORCEINLINE NTSTATUS RtlAppendUnicodeToString(PUNICODE_STRING Destination, PCWSTR Source)
+{
+    return Source ? WfpRtAppendW(Destination, Source, WfpRtWcslen(Source) * sizeof(WCHAR)) : STATUS_SUCCESS;
+}
+FORCEINLINE NTSTATUS RtlAppendUnicodeStringToString(PUNICODE_STRING Destination, PCUNICODE_STRING Source)
+{
+    return WfpRtAppendW(Destination, Source->Buffer, Source->Length & ~1u);
+}
 /* UTF-16 to UTF-8 (this emulation's "ANSI" code page). STATUS_BUFFER_OVERFLOW when it did not fit. */
 FORCEINLINE NTSTATUS RtlUnicodeToMultiByteN(PCHAR Out, ULONG MaxBytes, PULONG BytesOut, PCWCH In, ULONG BytesIn)
 {
-    WFP_FMT_SINK s = { Out, (SIZE_T)MaxBytes + 1, 0, 0, 0, NULL };
-    CHAR tmp[1];
-    if (MaxBytes == 0) { s.buf = tmp; s.cap = 1; }
+    WFP_FMT_SINK s = { Out, (SIZE_T)MaxBytes + 1, 0, 0, 0, NULL, 1 };
     WfpFmtText(&s, In, 1, BytesIn / 2, 0, -1, 0);
     if (BytesOut) *BytesOut = (ULONG)s.len;
     return s.needed > s.len ? STATUS_BUFFER_OVERFLOW : STATUS_SUCCESS;

@@ -22,6 +22,7 @@ typedef struct _WFP_FMT_SINK {
     SIZE_T needed;    /* elements the whole output needs */
     int wide;
     const WFP_WPP_SITE *site;
+    int counted;      /* 1: a counted string (UNICODE_STRING): no terminator is written */
 } WFP_FMT_SINK;
 
 static inline void WfpFmtUnit(WFP_FMT_SINK *s, unsigned u)
@@ -241,7 +242,7 @@ static inline void WfpFmtV(WFP_FMT_SINK *s, const void *fmt, int wide_fmt, va_li
         }
     }
 #undef WFP_FC
-    if (s->cap) {
+    if (s->cap && !s->counted) {
         if (s->wide) ((WCHAR *)s->buf)[s->len] = 0;
         else ((CHAR *)s->buf)[s->len] = 0;
     }

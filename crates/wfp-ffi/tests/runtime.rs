@@ -215,6 +215,19 @@ fn ntstrsafe_intsafe_and_ip2string_from_a_driver() {
     assert!(report.findings.is_empty(), "{:?}", report.findings);
 }
 
+/// RtlUnicodeString* (ntstrsafe.h) and RtlCopy/Equal/Compare/Append UNICODE_STRING forms.
+#[test]
+fn unicode_string_helpers_from_a_driver() {
+    let so = build_driver("rt_ustrings", &c_dir().join("rt_ustrings.c"));
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    passed(&log, 33);
+    assert_eq!(log.last().map(String::as_str), Some("done"));
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
 #[test]
 fn ndis_pools_nbls_and_generic_objects_from_a_driver() {
     let so = build_driver("rt_ndis", &c_dir().join("rt_ndis.c"));

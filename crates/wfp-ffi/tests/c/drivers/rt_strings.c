@@ -41,7 +41,7 @@ static void StrSafe(void)
     CHECK("RtlStringCbPrintfW", RtlStringCbPrintfW(wp, sizeof(wp), L"%S", "narrow") == STATUS_SUCCESS && WEq(wp, L"narrow"));
     WCHAR ub[4];
     UNICODE_STRING us = { 0, sizeof(ub), ub };
-    CHECK("RtlUnicodeStringPrintf truncates", RtlUnicodeStringPrintf(&us, L"%d", 123456) == STATUS_BUFFER_OVERFLOW && us.Length == 6);
+    CHECK("RtlUnicodeStringPrintf truncates", RtlUnicodeStringPrintf(&us, L"%d", 123456) == STATUS_BUFFER_OVERFLOW && us.Length == 8 && ub[3] == L'4');
 }
 
 static void IntSafe(void)
