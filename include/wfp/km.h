@@ -262,6 +262,8 @@ void KeInitializeDpc(PRKDPC Dpc, PKDEFERRED_ROUTINE DeferredRoutine, PVOID Defer
 void KeInitializeThreadedDpc(PRKDPC Dpc, PKDEFERRED_ROUTINE DeferredRoutine, PVOID DeferredContext);
 BOOLEAN KeInsertQueueDpc(PRKDPC Dpc, PVOID SystemArgument1, PVOID SystemArgument2);
 BOOLEAN KeRemoveQueueDpc(PRKDPC Dpc);
+/* PASSIVE_LEVEL: returns once every DPC queued before the call has run. */
+void KeFlushQueuedDpcs(void);
 
 /* ---- Rtl strings (§5) ---- */
 FORCEINLINE void RtlInitUnicodeString(PUNICODE_STRING Destination, PCWSTR Source)

@@ -478,3 +478,51 @@ fn perf_counter_and_uuid_create() {
     let report = driver.unload().unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
 }
+
+const FLUSH_DPCS: &str = r#"
+#include <ntddk.h>
+#define CHECK(name, cond) DbgPrint("%s %s\n", (cond) ? "ok" : "FAIL", name)
+static KDPC dpcs[4];
+static volatile LONG ran;
+static void Slow(PKDPC Dpc, PVOID Context, PVOID A1, PVOID A2)
+{
+    ULONGLONG until = KeQueryInterruptTime() + 20 * 10000; /* 20 ms of busy work at DISPATCH */
+    UNREFERENCED_PARAMETER(Dpc);
+    UNREFERENCED_PARAMETER(Context);
+    UNREFERENCED_PARAMETER(A1);
+    UNREFERENCED_PARAMETER(A2);
+    while (KeQueryInterruptTime() < until) { }
+    InterlockedIncrement(&ran);
+}
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    int i, queued = 0;
+    UNREFERENCED_PARAMETER(DriverObject);
+    UNREFERENCED_PARAMETER(RegistryPath);
+    KeFlushQueuedDpcs();
+    CHECK("flush with nothing queued returns", ran == 0);
+    for (i = 0; i < 4; i++) {
+        KeInitializeDpc(&dpcs[i], Slow, NULL);
+        queued += KeInsertQueueDpc(&dpcs[i], NULL, NULL);
+    }
+    CHECK("four queued", queued == 4);
+    KeFlushQueuedDpcs();
+    CHECK("flush waited for every queued DPC", ran == 4);
+    CHECK("queue again after flush", KeInsertQueueDpc(&dpcs[0], NULL, NULL) && KeRemoveQueueDpc(&dpcs[0]));
+    KeFlushQueuedDpcs();
+    CHECK("a removed DPC does not run", ran == 4);
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// KeFlushQueuedDpcs waits for every DPC queued before it (each busy for 20 ms), not for none.
+#[test]
+fn flush_queued_dpcs_waits_for_every_queued_dpc() {
+    let so = build_driver("rt_flush_dpcs", &write_source("rt_flush_dpcs", FLUSH_DPCS));
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    passed(&log, 5);
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}

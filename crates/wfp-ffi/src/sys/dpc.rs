@@ -1,6 +1,6 @@
 //! Deferred procedure calls (wdk-runtime.md §4 "DPCs"): `KeInitializeDpc`,
-//! `KeInitializeThreadedDpc`, `KeInsertQueueDpc`, `KeRemoveQueueDpc`, and the processor numbering
-//! they depend on.
+//! `KeInitializeThreadedDpc`, `KeInsertQueueDpc`, `KeRemoveQueueDpc`, `KeFlushQueuedDpcs`, and
+//! the processor numbering they depend on.
 //!
 //! A queued DPC runs once on one of the host's worker threads at DISPATCH_LEVEL (a threaded DPC
 //! too: its routine must be correct at DISPATCH anyway), with `KeGetCurrentProcessorNumber()`
@@ -11,8 +11,11 @@
 //! DPC holds the driver like a work item: unload waits for it.
 
 use std::cell::Cell;
+use std::collections::BTreeSet;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::{Condvar, Mutex};
 
 use super::boundary;
 use super::ctx::{self, DISPATCH_LEVEL};
@@ -45,6 +48,38 @@ const _: () = assert!(std::mem::size_of::<Kdpc>() == 64);
 thread_local! {
     /// The processor a DPC running on this thread was queued on (`u32::MAX`: none).
     static DPC_PROCESSOR: Cell<u32> = const { Cell::new(u32::MAX) };
+}
+
+/// The DPC runs a host has submitted and not finished, by submission number
+/// (`KeFlushQueuedDpcs` waits for those submitted before it was called).
+#[derive(Debug, Default)]
+pub(crate) struct Queued {
+    state: Mutex<(u64, BTreeSet<u64>)>,
+    cv: Condvar,
+}
+
+impl Queued {
+    fn begin(&self) -> u64 {
+        let mut s = self.state.lock();
+        s.0 += 1;
+        let n = s.0;
+        s.1.insert(n);
+        n
+    }
+
+    fn end(&self, n: u64) {
+        self.state.lock().1.remove(&n);
+        self.cv.notify_all();
+    }
+
+    /// Waits until every run submitted so far has finished (later ones are not waited for).
+    fn flush(&self) {
+        let mut s = self.state.lock();
+        let upto = s.0;
+        while s.1.first().is_some_and(|&first| first <= upto) {
+            self.cv.wait(&mut s);
+        }
+    }
 }
 
 /// Tokens for queued DPCs (never 0).
@@ -161,20 +196,39 @@ fn insert(dpc: *mut Kdpc, arg1: *mut c_void, arg2: *mut c_void) -> bool {
     let driver = ctx::current_driver();
     let processor = current_processor();
     host.rt.activity.enter(driver);
+    let seq = host.rt.dpcs.begin();
     let (h, addr) = (host.clone(), dpc as usize);
     let job = Box::new(move || {
         {
             let _bound = ctx::bind(&h, driver, DISPATCH_LEVEL, "KDEFERRED_ROUTINE");
             run(addr, token, processor);
         }
+        h.rt.dpcs.end(seq);
         h.rt.activity.leave(driver);
     });
     if !host.rt.workers.submit(job) {
         d.dpc_data.store(0, Ordering::Release);
+        host.rt.dpcs.end(seq);
         host.rt.activity.leave(driver);
         return false;
     }
     true
+}
+
+/// `KeFlushQueuedDpcs` (PASSIVE_LEVEL): returns once every DPC queued before the call has run or
+/// been removed. Above PASSIVE it is a Verifier finding and returns at once (waiting inside a DPC
+/// would deadlock the worker it needs).
+#[no_mangle]
+pub(crate) extern "C" fn KeFlushQueuedDpcs() {
+    boundary("KeFlushQueuedDpcs", (), || {
+        ctx::check_irql("KeFlushQueuedDpcs", 0);
+        if ctx::irql() > 0 {
+            return;
+        }
+        if let Some(host) = ctx::with_host(|h| h.me.upgrade()).flatten() {
+            host.rt.dpcs.flush();
+        }
+    });
 }
 
 #[no_mangle]

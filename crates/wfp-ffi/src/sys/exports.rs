@@ -28,6 +28,10 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::dpc::KeRemoveQueueDpc as *const c_void,
     ),
     Export(
+        "KeFlushQueuedDpcs",
+        super::dpc::KeFlushQueuedDpcs as *const c_void,
+    ),
+    Export(
         "KeQueryMaximumProcessorCount",
         super::dpc::KeQueryMaximumProcessorCount as *const c_void,
     ),

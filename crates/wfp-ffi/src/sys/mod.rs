@@ -51,6 +51,7 @@ pub(crate) struct RtState {
     pub(crate) objects: parking_lot::Mutex<thread::Objects>,
     pub(crate) activity: thread::Activity,
     pub(crate) workers: thread::Workers,
+    pub(crate) dpcs: dpc::Queued,
     pub(crate) lookasides: parking_lot::Mutex<lookaside::Lists>,
     pub(crate) wdf: wdf::Wdf,
     pub(crate) ndis: parking_lot::Mutex<ndispool::State>,
