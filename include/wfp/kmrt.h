@@ -74,10 +74,33 @@ LONG KeResetEvent(PRKEVENT Event);
 void KeClearEvent(PRKEVENT Event);
 LONG KeReadStateEvent(PRKEVENT Event);
 /* Timeout: NULL = forever; negative = relative, 100-ns units; positive = absolute system time;
- * 0 = poll. Returns STATUS_SUCCESS or STATUS_TIMEOUT. Waitable: KEVENT, thread objects. */
+ * 0 = poll. Returns STATUS_SUCCESS or STATUS_TIMEOUT. Waitable: KEVENT, KTIMER, thread objects. */
 NTSTATUS KeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason, KPROCESSOR_MODE WaitMode,
                                BOOLEAN Alertable, PLARGE_INTEGER Timeout);
 NTSTATUS KeDelayExecutionThread(KPROCESSOR_MODE WaitMode, BOOLEAN Alertable, PLARGE_INTEGER Interval);
+
+/* ---- timers (KTIMER, x64 layout; docs/c-abi.md) ----
+ * DueTime: negative = relative in 100-ns units, positive = absolute system time (the host's
+ * clock), 0 = now. Period in ms (0 = one-shot). When it fires the timer is signalled (a
+ * synchronization timer's signal is consumed by one wait) and the optional KDPC is queued (it runs
+ * at DISPATCH_LEVEL on a host thread). KeSetTimer[Ex] / KeCancelTimer return whether the timer
+ * was set. Timers still set after the unload routine are cancelled and reported. */
+typedef enum _TIMER_TYPE { NotificationTimer = 0, SynchronizationTimer = 1 } TIMER_TYPE;
+typedef struct _KTIMER {
+    DISPATCHER_HEADER Header;
+    ULARGE_INTEGER DueTime;
+    LIST_ENTRY TimerListEntry;
+    struct _KDPC *Dpc;
+    ULONG Processor;
+    ULONG Period;
+} KTIMER, *PKTIMER, *PRKTIMER;
+_Static_assert(sizeof(KTIMER) == 64, "KTIMER is 64 bytes on x64");
+void KeInitializeTimer(PKTIMER Timer);
+void KeInitializeTimerEx(PKTIMER Timer, TIMER_TYPE Type);
+BOOLEAN KeSetTimer(PKTIMER Timer, LARGE_INTEGER DueTime, PKDPC Dpc);
+BOOLEAN KeSetTimerEx(PKTIMER Timer, LARGE_INTEGER DueTime, LONG Period, PKDPC Dpc);
+BOOLEAN KeCancelTimer(PKTIMER Timer);
+BOOLEAN KeReadStateTimer(PKTIMER Timer);
 
 /* ---- system threads and object references (§3) ---- */
 /* Thread objects are opaque (ObReferenceObjectByHandle gives one; KeWaitForSingleObject waits). */

@@ -94,7 +94,7 @@ pub enum Finding {
     },
     /// Kernel objects the driver still held after its unload routine: open handles, referenced
     /// thread objects, work items never freed, lookaside lists never deleted, NBL pools, NBLs,
-    /// generic objects, WDF objects.
+    /// generic objects, WDF objects, timers still set (cancelled by the host).
     ObjectsLeft {
         /// What kind of object.
         what: &'static str,

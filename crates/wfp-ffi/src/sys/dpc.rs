@@ -174,7 +174,7 @@ fn run(dpc: usize, token: usize, processor: u32) {
     }
 }
 
-fn insert(dpc: *mut Kdpc, arg1: *mut c_void, arg2: *mut c_void) -> bool {
+pub(crate) fn insert(dpc: *mut Kdpc, arg1: *mut c_void, arg2: *mut c_void) -> bool {
     ctx::check_irql("KeInsertQueueDpc", 15);
     // SAFETY: the caller's initialized KDPC.
     let Some(d) = (unsafe { dpc.as_mut() }) else {

@@ -28,6 +28,24 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::dpc::KeRemoveQueueDpc as *const c_void,
     ),
     Export(
+        "KeInitializeTimer",
+        super::timer::KeInitializeTimer as *const c_void,
+    ),
+    Export(
+        "KeInitializeTimerEx",
+        super::timer::KeInitializeTimerEx as *const c_void,
+    ),
+    Export("KeSetTimer", super::timer::KeSetTimer as *const c_void),
+    Export("KeSetTimerEx", super::timer::KeSetTimerEx as *const c_void),
+    Export(
+        "KeCancelTimer",
+        super::timer::KeCancelTimer as *const c_void,
+    ),
+    Export(
+        "KeReadStateTimer",
+        super::timer::KeReadStateTimer as *const c_void,
+    ),
+    Export(
         "KeFlushQueuedDpcs",
         super::dpc::KeFlushQueuedDpcs as *const c_void,
     ),

@@ -356,6 +356,14 @@ impl Driver {
             }
             // Queued work items hold the device object (the driver cannot go before they ran);
             // system threads must have ended (the unload routine waits for them on Windows).
+            // Timers left set would queue DPCs into an unmapped image: cancelled and reported.
+            let timers = host.rt.timers.cancel_driver(self.index);
+            if timers > 0 {
+                host.finding(Finding::ObjectsLeft {
+                    what: "timer(s) still set at unload (cancelled)",
+                    count: timers,
+                });
+            }
             let running = host.rt.activity.wait_idle(self.index, deadline);
             if running > 0 {
                 host.finding(Finding::StillRunning { count: running });

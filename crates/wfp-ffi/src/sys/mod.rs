@@ -33,6 +33,7 @@ mod redirect;
 mod registry;
 mod sync;
 mod thread;
+mod timer;
 pub(crate) mod types;
 mod wdf;
 
@@ -52,6 +53,7 @@ pub(crate) struct RtState {
     pub(crate) activity: thread::Activity,
     pub(crate) workers: thread::Workers,
     pub(crate) dpcs: dpc::Queued,
+    pub(crate) timers: timer::Timers,
     pub(crate) lookasides: parking_lot::Mutex<lookaside::Lists>,
     pub(crate) wdf: wdf::Wdf,
     pub(crate) ndis: parking_lot::Mutex<ndispool::State>,

@@ -50,14 +50,14 @@ impl DispatcherHeader {
 
 /// How long a wait may block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Timeout {
+pub(crate) enum Timeout {
     Forever,
     Until(Instant),
 }
 
 /// Decodes a `PLARGE_INTEGER Timeout`: NULL = forever, negative = relative in 100-ns units,
 /// positive = absolute system time (100 ns since 1601, on the host's clock), zero = poll.
-fn decode_timeout(timeout: *const i64) -> Timeout {
+pub(crate) fn decode_timeout(timeout: *const i64) -> Timeout {
     // SAFETY: the caller's optional LARGE_INTEGER.
     let Some(&t) = (unsafe { timeout.as_ref() }) else {
         return Timeout::Forever;
@@ -131,19 +131,20 @@ fn header<'a>(object: *mut c_void) -> Option<&'a DispatcherHeader> {
 
 /// Waits for a dispatcher object; `true` if it was signaled (and, for a synchronization event,
 /// consumed), `false` on timeout.
-fn wait_header(h: &DispatcherHeader, timeout: Timeout) -> bool {
+pub(crate) fn wait_header(h: &DispatcherHeader, timeout: Timeout) -> bool {
     let until = match timeout {
         Timeout::Forever => None,
         Timeout::Until(t) => Some(t),
     };
     loop {
-        let signaled = if h.kind == SYNCHRONIZATION_EVENT {
-            h.signal_state
-                .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        } else {
-            h.signal_state.load(Ordering::Acquire) != 0
-        };
+        let signaled =
+            if h.kind == SYNCHRONIZATION_EVENT || h.kind == super::timer::TIMER_SYNCHRONIZATION {
+                h.signal_state
+                    .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            } else {
+                h.signal_state.load(Ordering::Acquire) != 0
+            };
         if signaled {
             return true;
         }
@@ -232,7 +233,14 @@ pub(crate) unsafe extern "C" fn KeWaitForSingleObject(
         let Some(h) = header(object) else {
             return STATUS_INVALID_PARAMETER;
         };
-        if ![NOTIFICATION_EVENT, SYNCHRONIZATION_EVENT, THREAD_OBJECT].contains(&h.kind) {
+        let waitable = [
+            NOTIFICATION_EVENT,
+            SYNCHRONIZATION_EVENT,
+            THREAD_OBJECT,
+            super::timer::TIMER_NOTIFICATION,
+            super::timer::TIMER_SYNCHRONIZATION,
+        ];
+        if !waitable.contains(&h.kind) {
             ctx::with_host(|host| {
                 host.finding(Finding::BadHandle {
                     function: "KeWaitForSingleObject (not a waitable object)",
