@@ -100,6 +100,9 @@ pub(crate) struct HostInner {
     /// A reauthorization classify released a driver thread waiting in FwpsCompleteOperation0
     /// since [`DriverHost::wants_another_pass`] last looked.
     pub(crate) reauthorized: std::sync::atomic::AtomicBool,
+    /// How many driver threads wait in FwpsCompleteOperation0 for a reauthorization
+    /// (`AsyncState::reauth_waiters`): classify looks further only when nonzero.
+    pub(crate) reauth_waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl Drop for HostInner {
@@ -185,6 +188,7 @@ impl DriverHost {
                 rt: crate::sys::RtState::default(),
                 given_up: Mutex::new(HashSet::new()),
                 reauthorized: std::sync::atomic::AtomicBool::new(false),
+                reauth_waiting: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }

@@ -629,7 +629,13 @@ impl Scratch {
 /// in (see pend.rs): the flow and the completer's processor.
 #[inline]
 fn reauth_waiter(host: &HostInner, ctx: &ClassifyContext<'_>) -> Option<(u64, u32)> {
-    if !ctx.is_reauthorization() {
+    // No driver thread waits (nearly always): no scan of the FLAGS value.
+    if host
+        .reauth_waiting
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+        || !ctx.is_reauthorization()
+    {
         return None;
     }
     let flow = ctx.flow()?;

@@ -6,6 +6,7 @@
 
 use std::ffi::c_void;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use wfp_core::pend::{ClassifyHandle, CompletionContext, CompletionHandle};
@@ -206,14 +207,14 @@ fn sync_reauth_waiter(h: &crate::host::HostInner, context: u64, recorded: bool) 
         return None;
     }
     let processor = super::dpc::current_processor();
-    st.reauth_waiters.insert(
-        flow,
-        super::nbl::ReauthWaiter {
-            processor,
-            armed: false,
-            done: false,
-        },
-    );
+    let waiter = super::nbl::ReauthWaiter {
+        processor,
+        armed: false,
+        done: false,
+    };
+    if st.reauth_waiters.insert(flow, waiter).is_none() {
+        h.reauth_waiting.fetch_add(1, Ordering::SeqCst);
+    }
     Some(flow)
 }
 
@@ -238,7 +239,9 @@ fn wait_for_reauthorization(h: &crate::host::HostInner, flow: u64, completed: bo
         std::thread::sleep(pause);
         pause = (pause * 2).min(std::time::Duration::from_millis(1));
     }
-    h.asyncs.lock().reauth_waiters.remove(&flow);
+    if h.asyncs.lock().reauth_waiters.remove(&flow).is_some() {
+        h.reauth_waiting.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Completes `context`. A driver thread may complete an operation while the classifyFn that
