@@ -8,6 +8,9 @@
 //! The drivers read driver parameters (`DriverOptions`, what `--driver-param` gives) with
 //! WdfDriverOpenParametersRegistryKey / WdfRegistryQuery*.
 
+#[path = "support/asan.rs"]
+mod asan;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -610,16 +613,9 @@ fn example_drivers_full_replay_under_valgrind() {
 /// Every example driver built with -fsanitize=address (the runtime preloaded), a full replay each.
 #[test]
 fn example_drivers_full_replay_with_address_sanitizer() {
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let lib = std::process::Command::new(&cc)
-        .arg("-print-file-name=libasan.so")
-        .output()
-        .unwrap();
-    let lib = String::from_utf8_lossy(&lib.stdout).trim().to_string();
-    if !Path::new(&lib).is_absolute() {
-        eprintln!("note: {cc} has no libasan.so; skipping the AddressSanitizer replay");
+    let Some(lib) = asan::runtime("the AddressSanitizer replay") else {
         return;
-    }
+    };
     let drivers = build_examples(
         "asan",
         &["-fsanitize=address", "-fno-omit-frame-pointer", "-g"],

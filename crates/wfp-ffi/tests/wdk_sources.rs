@@ -5,6 +5,8 @@
 //! `stmedit/`, `msnmntr/`, each holding that sample's `sys/` files) — those samples built
 //! unchanged with `wfp_ffi::compile::build` and loaded. Absent samples are skipped with a note.
 
+#[path = "support/asan.rs"]
+mod asan;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -103,16 +105,9 @@ fn wdkc_under_valgrind() {
 
 #[test]
 fn wdkc_with_address_sanitizer() {
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let lib = std::process::Command::new(&cc)
-        .arg("-print-file-name=libasan.so")
-        .output()
-        .unwrap();
-    let lib = String::from_utf8_lossy(&lib.stdout).trim().to_string();
-    if !Path::new(&lib).is_absolute() {
-        eprintln!("note: {cc} has no libasan.so; skipping the AddressSanitizer run");
+    let Some(lib) = asan::runtime("the AddressSanitizer run") else {
         return;
-    }
+    };
     let so = build_with(
         "wdkc_asan",
         wdkc_sources(),

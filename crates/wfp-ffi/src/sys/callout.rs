@@ -674,13 +674,12 @@ impl View<'_> {
 /// documented difference in docs/c-abi.md.) NdisRetreatNetBufferDataStart by `ipHeaderSize`
 /// (+ `transportHeaderSize`) reaches the real headers, as on Windows.
 #[inline]
-fn view<'a>(layer: LayerId, meta: &'a Metadata, data: &[u8]) -> View<'a> {
+fn view(layer: LayerId, meta: &Metadata) -> View<'_> {
     let plain = View {
         behind: &[],
         lead: &[],
         skip: 0,
     };
-    let _ = data;
     if !PAYLOAD_LAYERS.contains(&layer) {
         return plain;
     }
@@ -871,12 +870,10 @@ impl Callout for CCallout {
             s.metadata(meta);
             // One match on the layer data: packet layers (most classifies) inline, the stream
             // layers' conversion out of line.
+            // How the list lays out around the layerData (used again after the call).
+            let pv = view(values.layer, meta);
             let (data_ptr, stream, stream_data) = match layer_data {
-                LayerData::Packet(p) => (
-                    s.packet(p, view(values.layer, meta, p)).cast(),
-                    None,
-                    std::ptr::null(),
-                ),
+                LayerData::Packet(p) => (s.packet(p, pv).cast(), None, std::ptr::null()),
                 LayerData::None => (std::ptr::null_mut(), None, std::ptr::null()),
                 LayerData::Stream(io) => s.stream_args(io),
             };
@@ -931,10 +928,9 @@ impl Callout for CCallout {
             out.flags = ClassifyOutFlags(c_out.flags);
             match layer_data {
                 LayerData::Packet(p) => {
-                    let v = view(values.layer, meta, p);
-                    s.check_packet_restored(&self.host, v.data_len(p.len()));
+                    s.check_packet_restored(&self.host, pv.data_len(p.len()));
                     if inv.references.get() > 0 {
-                        s.detach(&self.host, self.driver, (p, v), inv.references.get());
+                        s.detach(&self.host, self.driver, (p, pv), inv.references.get());
                     }
                 }
                 LayerData::None => {}
