@@ -342,10 +342,7 @@ FORCEINLINE NTSTATUS RtlUnicodeToMultiByteN(PCHAR Out, ULONG MaxBytes, PULONG By
 }
 
 /* ---- driver and device objects (§8, WDM entry) ---- */
-#define IRP_MJ_CREATE 0x00
-#define IRP_MJ_CLOSE 0x02
-#define IRP_MJ_DEVICE_CONTROL 0x0e
-#define IRP_MJ_CLEANUP 0x12
+/* The other IRP_MJ_* codes, IRP and IO_STACK_LOCATION: wfp/irp.h (below). */
 #define IRP_MJ_MAXIMUM_FUNCTION 0x1b
 #define DO_BUFFERED_IO 0x00000004
 #define DO_DIRECT_IO 0x00000010
@@ -450,6 +447,8 @@ FORCEINLINE PVOID MmGetSystemAddressForMdlSafe(PMDL Mdl, ULONG Priority)
     if (Mdl->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL)) return Mdl->MappedSystemVa;
     return (PVOID)((PCHAR)Mdl->StartVa + Mdl->ByteOffset);
 }
+
+#include "irp.h"
 
 #include "kmrt.h"
 

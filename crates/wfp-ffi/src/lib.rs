@@ -18,6 +18,7 @@
 //!                                      (per-thread scratch,   NET_BUFFER_LIST / stream packet,
 //!                                       host bound, IRQL 2)   FWPS_FILTER3 ─► classifyFn (C)
 //!   Driver::ioctl ─► default queue's EvtIoDeviceControl (KMDF) ─► WdfRequestComplete
+//!             or ─► IRPs to MajorFunction[CREATE, DEVICE_CONTROL, CLEANUP, CLOSE] (WDM) ─► IoCompleteRequest
 //!   Driver::unload ─► DriverUnload ─► wait for the driver's threads / work items (bounded) ─►
 //!                     host cleanup (sessions, flow contexts, callouts) ─► Verifier report (leaks
 //!                     by tag and call site, objects left, IRQL, locks) ─► dlclose

@@ -215,6 +215,18 @@ pub(crate) static EXPORTS: &[Export] = &[
         "IoDeleteDevice",
         super::kernel::IoDeleteDevice as *const c_void,
     ),
+    Export(
+        "IoCreateSymbolicLink",
+        super::wdm::IoCreateSymbolicLink as *const c_void,
+    ),
+    Export(
+        "IoDeleteSymbolicLink",
+        super::wdm::IoDeleteSymbolicLink as *const c_void,
+    ),
+    Export(
+        "IofCompleteRequest",
+        super::wdm::IofCompleteRequest as *const c_void,
+    ),
     Export("IoFreeMdl", super::ndis::IoFreeMdl as *const c_void),
     Export(
         "KeAcquireInStackQueuedSpinLock",

@@ -584,7 +584,7 @@ pub(crate) extern "C" fn WfpRtFatalListEntryError(entry: *const c_void) -> ! {
 pub(crate) unsafe extern "C" fn IoCreateDevice(
     driver: *mut DriverObject,
     extension_size: u32,
-    _name: *const c_void,
+    name: *const super::types::UnicodeString,
     device_type: u32,
     characteristics: u32,
     _exclusive: u8,
@@ -594,6 +594,14 @@ pub(crate) unsafe extern "C" fn IoCreateDevice(
         if driver.is_null() || out.is_null() {
             return STATUS_INVALID_PARAMETER;
         }
+        ctx::check_irql("IoCreateDevice", 0);
+        // wdk-runtime.md §8: a named device lives in the host's object namespace.
+        let claimed = ctx::with_host(|h| super::wdm::claim_name(h, name, characteristics));
+        let name = match claimed {
+            Some(Ok(n)) => n,
+            Some(Err(st)) => return st,
+            None => return super::STATUS_INVALID_DEVICE_STATE,
+        };
         let ext = if extension_size == 0 {
             std::ptr::null_mut()
         } else {
@@ -622,6 +630,7 @@ pub(crate) unsafe extern "C" fn IoCreateDevice(
             device_type,
             stack_size: 1,
         }));
+        ctx::with_host(|h| super::wdm::add_device(h, dev, name));
         // SAFETY: as above; `out` is the caller's out-pointer (non-null).
         unsafe {
             (*driver).device_object = dev;
@@ -647,6 +656,7 @@ pub(crate) unsafe extern "C" fn IoDeleteDevice(dev: *mut DeviceObject) {
 /// # Safety
 /// `dev` must come from [`IoCreateDevice`] and not be freed yet.
 pub(crate) unsafe fn delete_device(dev: *mut DeviceObject) {
+    super::wdm::remove_device(dev);
     // SAFETY: per the contract, `dev` is live and its driver object outlives it.
     unsafe {
         let driver = (*dev).driver_object;

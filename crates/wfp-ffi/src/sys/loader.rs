@@ -222,6 +222,9 @@ impl DriverHost {
             // SAFETY: the driver object and registry path live as long as the driver.
             unsafe { entry(&mut *driver.object, &mut *driver.registry_path) }
         };
+        if status >= 0 {
+            super::wdm::entry_returned(&driver.host, &raw mut *driver.object);
+        }
         if status < 0 {
             // A failed DriverEntry: no unload routine; the host removes what it left.
             driver.object.driver_unload = None;
@@ -261,16 +264,32 @@ impl Driver {
         &self.path
     }
 
-    /// Sends a device-control request (EvtIoDeviceControl of the driver's default queue) and
-    /// waits for its completion, bounded by the host's unload timeout. `output_len` is the
-    /// caller's output buffer size; METHOD_BUFFERED shares one buffer for input and output.
+    /// Sends a device-control request and waits for its completion, bounded by the host's
+    /// unload timeout: to EvtIoDeviceControl of the driver's KMDF default queue, or, for a WDM
+    /// driver (no such queue, `MajorFunction[IRP_MJ_DEVICE_CONTROL]` set), as IRPs to its
+    /// device — IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, IRP_MJ_CLEANUP, IRP_MJ_CLOSE. `output_len`
+    /// is the caller's output buffer size; METHOD_BUFFERED shares one buffer for input and output.
     pub fn ioctl(
         &self,
         code: u32,
         input: &[u8],
         output_len: usize,
     ) -> Result<super::IoctlOutput, super::IoctlError> {
-        super::wdf::ioctl(&self.host, self.index, &self.name, code, input, output_len)
+        let object = &raw const *self.object;
+        match super::wdf::ioctl(&self.host, self.index, &self.name, code, input, output_len) {
+            Err(super::IoctlError::NoQueue { .. })
+                if super::wdm_io::handles_device_control(object) =>
+            {
+                let target = super::wdm_io::Target {
+                    host: &self.host,
+                    index: self.index,
+                    name: &self.name,
+                    object,
+                };
+                super::wdm_io::ioctl(&target, code, input, output_len)
+            }
+            r => r,
+        }
     }
 
     /// How the driver's POOL_TYPE requests were served (its ExInitializeDriverRuntime opt-in).
@@ -284,9 +303,12 @@ impl Driver {
             .unwrap_or_default()
     }
 
-    /// The WDF devices the driver created.
+    /// The devices the driver created: its KMDF devices, then its WDM devices
+    /// (IoCreateDevice; `links` from IoCreateSymbolicLink).
     pub fn devices(&self) -> Vec<super::DeviceInfo> {
-        super::wdf::devices(&self.host, self.index)
+        let mut v = super::wdf::devices(&self.host, self.index);
+        v.extend(super::wdm::devices(&self.host, &raw const *self.object));
+        v
     }
 
     /// The Verifier's findings for this driver so far.
@@ -380,6 +402,7 @@ impl Driver {
         host.rt.wdf.state.lock().forget(self.index);
         host.rt.pool_types.lock().remove(&self.index);
         self.delete_devices();
+        super::wdm::forget(&host, self.index);
         // SAFETY: every callout of the image is unregistered and no thread runs its code; the
         // handle is closed once.
         unsafe { libc::dlclose(self.image) };
@@ -503,6 +526,11 @@ impl Driver {
         ]
         .into_iter()
         .chain(host.rt.wdf.state.lock().left_by(self.index))
+        .chain(super::wdm::left_by(
+            host,
+            self.index,
+            &raw const *self.object,
+        ))
         .chain(host.rt.ndis.lock().left_by(self.index))
         {
             if count > 0 {

@@ -36,6 +36,8 @@ mod thread;
 mod timer;
 pub(crate) mod types;
 mod wdf;
+mod wdm;
+mod wdm_io;
 
 pub(crate) use ctx::current_driver;
 pub(crate) use exports::{names as exports_names, EXPORTS};
@@ -56,6 +58,7 @@ pub(crate) struct RtState {
     pub(crate) timers: timer::Timers,
     pub(crate) lookasides: parking_lot::Mutex<lookaside::Lists>,
     pub(crate) wdf: wdf::Wdf,
+    pub(crate) wdm: wdm::Wdm,
     pub(crate) ndis: parking_lot::Mutex<ndispool::State>,
     pub(crate) pool_types: parking_lot::Mutex<kernel::PoolTypes>,
 }

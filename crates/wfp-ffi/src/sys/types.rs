@@ -926,6 +926,7 @@ pub(crate) fn layout_table() -> Vec<(String, usize)> {
         device_extension
     );
     off!("DEVICE_OBJECT", DeviceObject, "DeviceType", device_type);
+    super::wdm::layout(&mut t);
     size!("SOCKADDR_STORAGE", SockaddrStorage);
     size!("FWPS_CONNECT_REQUEST0", FwpsConnectRequest0);
     type Cr = FwpsConnectRequest0;

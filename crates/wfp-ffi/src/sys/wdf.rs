@@ -1380,7 +1380,8 @@ pub struct IoctlOutput {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IoctlError {
-    /// The driver has no WDF device with a default queue handling EvtIoDeviceControl.
+    /// The driver has no WDF device with a default queue handling EvtIoDeviceControl, and no
+    /// WDM device with a MajorFunction[IRP_MJ_DEVICE_CONTROL] routine.
     #[error("driver {driver} has no device-control queue")]
     NoQueue {
         /// The driver.
@@ -1391,6 +1392,15 @@ pub enum IoctlError {
     NotReady {
         /// The driver.
         driver: String,
+    },
+    /// A WDM driver's IRP_MJ_CREATE failed (or it has none: STATUS_INVALID_DEVICE_REQUEST), so
+    /// its device could not be opened for the request.
+    #[error("driver {driver}: opening its device failed with status {status:#010x}")]
+    OpenFailed {
+        /// The driver.
+        driver: String,
+        /// The NTSTATUS of IRP_MJ_CREATE.
+        status: u32,
     },
     /// The driver did not complete the request within the host's unload timeout.
     #[error("driver {driver} did not complete the request within {timeout:?}")]
@@ -1417,6 +1427,18 @@ pub struct DeviceInfo {
     pub class: Option<[u8; 16]>,
     /// Whether the device still has DO_DEVICE_INITIALIZING.
     pub initializing: bool,
+}
+
+/// The DEVICE_OBJECTs of every WDF device of the host (as addresses).
+pub(crate) fn device_objects(host: &HostInner) -> Vec<usize> {
+    let s = host.rt.wdf.state.lock();
+    s.objects
+        .values()
+        .filter_map(|o| match &**o {
+            Object::Device(d) => Some(d.object as usize),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The WDF devices of driver `index`.

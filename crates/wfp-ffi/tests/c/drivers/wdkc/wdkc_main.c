@@ -113,10 +113,10 @@ static NTSTATUS RegisterWithVersionlessNames(PDEVICE_OBJECT device)
 _Use_decl_annotations_
 void WdkcUnload(PDRIVER_OBJECT DriverObject)
 {
-   UNREFERENCED_PARAMETER(DriverObject);
    FwpmEngineClose(gEngine);
    FwpsCalloutUnregisterById(gCalloutId);
    TraceLoggingUnregister(gWdkcTrace);
+   IoDeleteDevice(DriverObject->DeviceObject);
 }
 
 _Use_decl_annotations_

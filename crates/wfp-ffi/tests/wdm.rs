@@ -1,0 +1,263 @@
+//! WDM from C (`tests/c/drivers/rt_wdm.c`, no KMDF): IoCreateDevice with a name and a device
+//! extension, IoCreateSymbolicLink / IoDeleteSymbolicLink, MajorFunction[] dispatch of the IRPs
+//! `Driver::ioctl` sends (IRP_MJ_CREATE, DEVICE_CONTROL, CLEANUP, CLOSE) with the buffers of each
+//! transfer method, STATUS_PENDING completed from a work item, DriverUnload; the Verifier's IRP
+//! checks; the same driver under valgrind memcheck and AddressSanitizer.
+
+#[path = "support/asan.rs"]
+mod asan;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wfp_core::Engine;
+use wfp_ffi::compile::{build, BuildOptions};
+use wfp_ffi::{DriverHost, Finding, HostConfig, IoctlError};
+
+fn build_driver(image: &str, flags: &[&str]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/drivers/rt_wdm.c");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{image}.so"));
+    build(&BuildOptions {
+        sources: vec![src],
+        output: out.clone(),
+        extra_flags: flags.iter().map(|f| (*f).to_string()).collect(),
+        ..BuildOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("building rt_wdm: {e}"));
+    out
+}
+
+const fn ctl(function: u32, method: u32, access: u32) -> u32 {
+    (0x12 << 16) | (access << 14) | (function << 2) | method
+}
+
+fn log(host: &DriverHost) -> Vec<String> {
+    host.drain_log().into_iter().map(|l| l.text).collect()
+}
+
+fn le32(b: &[u8], i: usize) -> i32 {
+    i32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().unwrap())
+}
+
+/// Loads the driver, sends every well-behaved request, unloads; asserts all of it.
+fn check_requests(so: &Path) {
+    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let driver = host.load(so).unwrap();
+    let entry = log(&host);
+    assert!(!entry.iter().any(|l| l.starts_with("FAIL")), "{entry:#?}");
+    assert_eq!(entry.iter().filter(|l| l.starts_with("ok ")).count(), 7);
+    let devices = driver.devices();
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    assert_eq!(devices[0].name.as_deref(), Some("\\Device\\RtWdm"));
+    assert_eq!(devices[0].links, vec!["\\DosDevices\\RtWdm".to_string()]);
+    assert_eq!(
+        (devices[0].device_type, devices[0].characteristics),
+        (0x12, 0x100)
+    );
+    assert!(
+        !devices[0].initializing,
+        "cleared when DriverEntry returned"
+    );
+
+    let echo = driver.ioctl(ctl(0x800, 0, 0), b"hello", 16).unwrap();
+    assert_eq!((echo.status, echo.information), (0, 5));
+    assert_eq!(echo.output, b"hello");
+    let short = driver.ioctl(ctl(0x800, 0, 0), b"hello", 2).unwrap();
+    assert_eq!((short.status, short.information), (0xC000_0023, 0));
+    let rev = driver.ioctl(ctl(0x802, 2, 0), b"abc", 8).unwrap();
+    assert_eq!((rev.status, rev.output.as_slice()), (0, &b"cba"[..]));
+    let upper = driver.ioctl(ctl(0x803, 3, 0), b"mixed Case", 10).unwrap();
+    assert_eq!(
+        (upper.status, upper.output.as_slice()),
+        (0, &b"MIXED CASE"[..])
+    );
+    let pended = driver.ioctl(ctl(0x804, 0, 0), &[], 1).unwrap();
+    assert_eq!((pended.status, pended.output.as_slice()), (0, &[0x5a][..]));
+    let unknown = driver.ioctl(ctl(0x8ff, 0, 0), &[], 0).unwrap();
+    assert_eq!(unknown.status, 0xC000_0010);
+    // Each request is an open (CREATE), the request, CLEANUP and CLOSE.
+    let stats = driver.ioctl(ctl(0x801, 0, 1), &[], 24).unwrap();
+    assert_eq!((stats.status, stats.information), (0, 24));
+    let s = &stats.output;
+    assert_eq!(
+        (le32(s, 0), le32(s, 1), le32(s, 2), le32(s, 3)),
+        (7, 6, 6, 7),
+        "opens, cleanups, closes, requests"
+    );
+    assert_eq!(
+        (le32(s, 4), le32(s, 5)),
+        (1, 1),
+        "one request per open; UserMode"
+    );
+
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    let unload = log(&host);
+    assert!(!unload.iter().any(|l| l.starts_with("FAIL")), "{unload:#?}");
+    assert!(
+        unload.contains(&"unloaded opens=7 cleanups=7 closes=7".to_string()),
+        "{unload:#?}"
+    );
+}
+
+#[test]
+fn wdm_device_symbolic_link_and_irp_dispatch() {
+    check_requests(&build_driver("rt_wdm", &[]));
+}
+
+/// Completing twice, returning without completing, and an Information beyond the output buffer
+/// are Verifier findings; the request that was never completed is reported and its IRP kept
+/// until the driver is unloaded.
+#[test]
+fn wdm_irp_misuse_is_reported() {
+    let so = build_driver("rt_wdm_misuse", &[]);
+    let host = DriverHost::new(
+        Arc::new(Engine::default()),
+        HostConfig {
+            unload_timeout: std::time::Duration::from_secs(2),
+            ..HostConfig::default()
+        },
+    );
+    let driver = host.load(&so).unwrap();
+    let twice = driver.ioctl(ctl(0x805, 0, 0), &[], 0).unwrap();
+    assert_eq!(twice.status, 0);
+    let over = driver.ioctl(ctl(0x807, 0, 0), &[], 4).unwrap();
+    assert_eq!((over.information, over.output.len()), (12, 4));
+    assert!(matches!(
+        driver.ioctl(ctl(0x806, 0, 0), &[], 0),
+        Err(IoctlError::NotCompleted { .. })
+    ));
+    let findings: Vec<String> = driver.findings().iter().map(ToString::to_string).collect();
+    let has = |t: &str| findings.iter().any(|f| f.contains(t));
+    assert!(has("MULTIPLE_IRP_COMPLETE_REQUESTS"), "{findings:#?}");
+    assert!(has("beyond the 4-byte output buffer"), "{findings:#?}");
+    assert!(has("without completing the IRP"), "{findings:#?}");
+    let report = driver.unload().unwrap();
+    // The open of the forgotten request was never closed: its FsContext stays allocated.
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::LeakedPool { tag, .. } if tag == "RWdm")),
+        "{:?}",
+        report.findings
+    );
+}
+
+const NO_CREATE: &str = r#"
+#include <ntddk.h>
+static UNICODE_STRING name = RTL_CONSTANT_STRING(L"\\Device\\NoCreate");
+static NTSTATUS Control(PDEVICE_OBJECT d, PIRP irp)
+{
+    UNREFERENCED_PARAMETER(d);
+    irp->IoStatus.Status = STATUS_SUCCESS;
+    IoCompleteRequest(irp, IO_NO_INCREMENT);
+    return STATUS_SUCCESS;
+}
+static void Unload(PDRIVER_OBJECT drv) { UNREFERENCED_PARAMETER(drv); }
+NTSTATUS DriverEntry(PDRIVER_OBJECT drv, PUNICODE_STRING reg)
+{
+    PDEVICE_OBJECT dev;
+    UNICODE_STRING link = RTL_CONSTANT_STRING(L"\\??\\NoCreate");
+    UNREFERENCED_PARAMETER(reg);
+    NTSTATUS st = IoCreateDevice(drv, 0, &name, FILE_DEVICE_UNKNOWN, 0, FALSE, &dev);
+    if (NT_SUCCESS(st)) st = IoCreateSymbolicLink(&link, &name);
+    drv->MajorFunction[IRP_MJ_DEVICE_CONTROL] = Control;
+    drv->DriverUnload = Unload;
+    return st;
+}
+"#;
+
+/// A device without IRP_MJ_CREATE cannot be opened (the I/O manager's default routine answers
+/// STATUS_INVALID_DEVICE_REQUEST); a driver that leaves its link and device is reported.
+#[test]
+fn wdm_open_without_create_fails_and_leftovers_are_reported() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let src = dir.join("nocreate.c");
+    std::fs::write(&src, NO_CREATE).unwrap();
+    let out = dir.join("nocreate.so");
+    build(&BuildOptions {
+        sources: vec![src],
+        output: out.clone(),
+        ..BuildOptions::default()
+    })
+    .unwrap();
+    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let driver = host.load(&out).unwrap();
+    assert_eq!(
+        driver.devices()[0].links,
+        vec!["\\??\\NoCreate".to_string()]
+    );
+    assert!(matches!(
+        driver.ioctl(ctl(1, 0, 0), &[], 0),
+        Err(IoctlError::OpenFailed {
+            status: 0xC000_0010,
+            ..
+        })
+    ));
+    let report = driver.unload().unwrap();
+    let left: Vec<&'static str> = report
+        .findings
+        .iter()
+        .filter_map(|f| match f {
+            Finding::ObjectsLeft { what, count: 1 } => Some(*what),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        left,
+        vec![
+            "symbolic link(s) never deleted (IoDeleteSymbolicLink)",
+            "device object(s) never deleted (IoDeleteDevice)"
+        ],
+        "{:?}",
+        report.findings
+    );
+}
+
+/// The body the memory checkers run in a child process (`WFP_FFI_WDM_SO`).
+#[test]
+#[ignore = "run by the valgrind and AddressSanitizer tests in a child process"]
+fn wdm_inner() {
+    let Some(so) = std::env::var_os("WFP_FFI_WDM_SO") else {
+        return;
+    };
+    check_requests(Path::new(&so));
+    println!("wdm: done");
+}
+
+#[test]
+fn wdm_under_valgrind() {
+    let so = build_driver("rt_wdm_vg", &["-O0", "-g"]);
+    support::run_inner_under_valgrind("wdm_inner", "WFP_FFI_WDM_SO", &so, "wdm: done");
+}
+
+#[test]
+fn wdm_with_address_sanitizer() {
+    let Some(lib) = asan::runtime("the AddressSanitizer run") else {
+        return;
+    };
+    let so = build_driver(
+        "rt_wdm_asan",
+        &["-fsanitize=address", "-fno-omit-frame-pointer", "-g"],
+    );
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "wdm_inner", "--nocapture"])
+        .env("WFP_FFI_WDM_SO", &so)
+        .env("LD_PRELOAD", lib)
+        .env(
+            "ASAN_OPTIONS",
+            "detect_leaks=1:abort_on_error=0:exitcode=98",
+        )
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("wdm: done"), "{text}");
+    assert!(!text.contains("AddressSanitizer"), "{text}");
+}
