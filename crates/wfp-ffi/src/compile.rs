@@ -152,7 +152,7 @@ fn build_in(opts: &BuildOptions, work: &Path) -> Result<(), BuildError> {
         move |source| BuildError::Io { path, source }
     };
     for src in &opts.sources {
-        let mut text = std::fs::read_to_string(src).map_err(io(src))?;
+        let mut text = read_source(src).map_err(io(src))?.text;
         // WPP scans the headers a source includes too (trace.h usually holds the control GUID,
         // its flags and the config block).
         text.push_str(&local_headers(&text, src, &opts.include_dirs));
@@ -261,14 +261,49 @@ fn msvc_rewritten(src: &Path, work: &Path, name: &str) -> Result<Option<PathBuf>
         let path = path.to_path_buf();
         move |source| BuildError::Io { path, source }
     };
-    let text = std::fs::read_to_string(src).map_err(io(src))?;
-    let Some(fixed) = msvc::rewrite_lvalue_casts(&text) else {
+    let source = read_source(src).map_err(io(src))?;
+    let Some(fixed) = msvc::rewrite_lvalue_casts(&source.text) else {
         return Ok(None);
     };
     let copy = work.join(name);
     let line = format!("#line 1 \"{}\"\n", src.display());
-    std::fs::write(&copy, line + &fixed).map_err(io(&copy))?;
+    std::fs::write(&copy, source.encode(&(line + &fixed))).map_err(io(&copy))?;
     Ok(Some(copy))
+}
+
+/// A source file's text. WDK sources are often not UTF-8 (MSVC reads a file without a BOM in
+/// the system code page, usually Windows-1252: `’` and `“”` in comments are single bytes); such
+/// a file is read byte for byte as Latin-1, so rewriting it and writing it back keeps every byte.
+struct SourceText {
+    text: String,
+    latin1: bool,
+}
+
+impl SourceText {
+    /// `text` in the file's own encoding.
+    fn encode(&self, text: &str) -> Vec<u8> {
+        if self.latin1 {
+            text.chars()
+                .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+                .collect()
+        } else {
+            text.as_bytes().to_vec()
+        }
+    }
+}
+
+fn read_source(path: &Path) -> std::io::Result<SourceText> {
+    let bytes = std::fs::read(path)?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => SourceText {
+            text,
+            latin1: false,
+        },
+        Err(e) => SourceText {
+            text: e.into_bytes().iter().map(|&b| char::from(b)).collect(),
+            latin1: true,
+        },
+    })
 }
 
 /// `-iquote DIR` for the directory of `src`, so a rewritten copy still finds the headers next
@@ -390,7 +425,7 @@ fn local_headers(source: &str, path: &Path, include_dirs: &[PathBuf]) -> String 
         };
         if let Some(text) = dirs
             .iter()
-            .find_map(|d| std::fs::read_to_string(d.join(name)).ok())
+            .find_map(|d| read_source(&d.join(name)).ok().map(|s| s.text))
         {
             out.push('\n');
             out.push_str(&text);

@@ -453,3 +453,33 @@ fn completion_from_a_driver_thread_reauthorizes_inside_the_call_on_its_processor
     let tcp = of_protocol(&out.permitted, 6);
     assert!(tcp.iter().any(|p| contains(p, b"request over loopback")));
 }
+
+/// WDK sources are often Windows-1252, not UTF-8 (`’`, `“”` in comments as single bytes: the
+/// inspect sample's TL_drv.c): they build, also when the lvalue-cast rewrite copies them, and
+/// the copy keeps every byte.
+#[test]
+fn windows_1252_sources_build() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cp1252");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("cp1252.c");
+    let mut text: Vec<u8> = b"/* Windows Server 2008".to_vec();
+    text.extend_from_slice(b"\x92s IpSec, \x93quoted\x94 */\n");
+    text.extend_from_slice(
+        b"#include <ntddk.h>\n\
+          static struct { ULONG Count; } gCtx;\n\
+          NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)\n\
+          {\n\
+          \x20   UNREFERENCED_PARAMETER(d); UNREFERENCED_PARAMETER(r);\n\
+          \x20   InterlockedIncrement(&(LONG)gCtx.Count); /* an MSVC lvalue cast: rewritten copy */\n\
+          \x20   DbgPrint(\"count %lu\\n\", gCtx.Count);\n\
+          \x20   return STATUS_SUCCESS;\n\
+          }\n",
+    );
+    std::fs::write(&src, &text).unwrap();
+    let so = build_all("cp1252", vec![src]);
+    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let driver = host.load(&so).unwrap();
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    assert_eq!(log, vec!["count 1".to_string()]);
+    assert!(driver.unload().unwrap().findings.is_empty());
+}
