@@ -15,6 +15,9 @@
 #define STRSAFE_FILL_ON_FAILURE 0x00000400
 #define STRSAFE_NULL_ON_FAILURE 0x00000800
 #define STRSAFE_NO_TRUNCATION 0x00001000
+/* The names the UNICODE_STRING Ex forms document for the same bits. */
+#define STRSAFE_FILL_BEHIND STRSAFE_FILL_BEHIND_NULL
+#define STRSAFE_ZERO_LENGTH_ON_FAILURE STRSAFE_NULL_ON_FAILURE
 typedef CHAR *NTSTRSAFE_PSTR;
 typedef const CHAR *NTSTRSAFE_PCSTR;
 typedef WCHAR *NTSTRSAFE_PWSTR;
@@ -379,6 +382,188 @@ static inline __attribute__((unused)) NTSTATUS RtlUnicodeStringPrintf(PUNICODE_S
     va_list ap;
     va_start(ap, fmt);
     NTSTATUS st = RtlUnicodeStringVPrintf(d, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* ---- UNICODE_STRING Ex and N forms (ntstrsafe.h; wdk-runtime.md §5) ----
+ * Cch counts in characters, Cb in bytes (an odd byte count loses its last byte). The N forms copy
+ * at most that many characters (a NUL-terminated source also stops at its NUL; more than
+ * NTSTRSAFE_UNICODE_STRING_MAX_CCH: STATUS_INVALID_PARAMETER). The Ex forms take
+ * RemainingString (on success or STATUS_BUFFER_OVERFLOW: Buffer just after the text, Length 0,
+ * MaximumLength the unused bytes) and dwFlags: low byte = fill byte; STRSAFE_IGNORE_NULLS (a NULL
+ * source, or source Buffer, is ""; a NULL destination is one of no room), STRSAFE_FILL_BEHIND
+ * (success: fill the unused bytes), on failure STRSAFE_NO_TRUNCATION (Length stays what it was:
+ * 0 for Copy/Printf, the original for Cat; no partial copy), STRSAFE_FILL_ON_FAILURE (fill the
+ * whole buffer; Length = MaximumLength, or 0 with fill byte 0), STRSAFE_ZERO_LENGTH_ON_FAILURE
+ * (Length 0). Other flag bits: STATUS_INVALID_PARAMETER, nothing changed. */
+#define WFP_USTR_NO_LIMIT ((size_t)-1)
+/* The flags of a UNICODE_STRING Ex call applied to the outcome: `keep` characters were there
+ * before (Cat), `len` are there now, `st` is the outcome so far. */
+FORCEINLINE NTSTATUS WfpUStrExFinish(PUNICODE_STRING d, size_t keep, size_t len, NTSTATUS st,
+                                     PUNICODE_STRING rem, DWORD flags)
+{
+    size_t cap = d ? d->MaximumLength / sizeof(WCHAR) : 0;
+    int fill = WFP_STRSAFE_FILL(flags);
+    if (NT_SUCCESS(st) && (flags & STRSAFE_FILL_BEHIND) && len < cap)
+        memset(d->Buffer + len, fill, (cap - len) * sizeof(WCHAR));
+    if (!NT_SUCCESS(st) && cap != 0) {
+        if (flags & STRSAFE_NO_TRUNCATION) len = keep;
+        if (flags & STRSAFE_FILL_ON_FAILURE) {
+            memset(d->Buffer, fill, cap * sizeof(WCHAR));
+            len = fill ? cap : 0;
+        }
+        if (flags & STRSAFE_ZERO_LENGTH_ON_FAILURE) len = 0;
+    }
+    if (NT_SUCCESS(st) || st == STATUS_BUFFER_OVERFLOW) {
+        if (d) d->Length = (USHORT)(len * sizeof(WCHAR));
+        if (rem) {
+            rem->Length = 0;
+            rem->MaximumLength = (USHORT)((cap - len) * sizeof(WCHAR));
+            rem->Buffer = d ? d->Buffer + len : NULL;
+        }
+    }
+    return st;
+}
+/* The destination of an Ex call: valid, or NULL with STRSAFE_IGNORE_NULLS; valid flags. */
+FORCEINLINE BOOLEAN WfpUStrExDest(PCUNICODE_STRING d, DWORD flags)
+{
+    if (flags & ~STRSAFE_VALID_FLAGS) return FALSE;
+    return (BOOLEAN)(d == NULL ? (flags & STRSAFE_IGNORE_NULLS) != 0 : WfpUStrValid(d));
+}
+/* Copies (keep 0) or appends (keep = the destination's length) n characters of s. */
+FORCEINLINE NTSTATUS WfpUStrExPut(PUNICODE_STRING d, BOOLEAN cat, const WCHAR *s, size_t n,
+                                  PUNICODE_STRING rem, DWORD flags)
+{
+    size_t cap = d ? d->MaximumLength / sizeof(WCHAR) : 0;
+    size_t keep = (cat && d) ? d->Length / sizeof(WCHAR) : 0;
+    size_t k = n < cap - keep ? n : cap - keep;
+    NTSTATUS st = k < n ? STATUS_BUFFER_OVERFLOW : STATUS_SUCCESS;
+    if (st == STATUS_BUFFER_OVERFLOW && (flags & STRSAFE_NO_TRUNCATION)) k = 0;
+    if (k) memmove(d->Buffer + keep, s, k * sizeof(WCHAR));
+    return WfpUStrExFinish(d, keep, keep + k, st, rem, flags);
+}
+/* A counted source, at most max characters: its characters, or NULL when invalid. */
+FORCEINLINE const WCHAR *WfpUStrExCounted(PCUNICODE_STRING s, size_t max, DWORD flags, size_t *n)
+{
+    static const WCHAR empty[1] = { 0 };
+    *n = 0;
+    if (max != WFP_USTR_NO_LIMIT && max > NTSTRSAFE_UNICODE_STRING_MAX_CCH) return NULL;
+    if (s == NULL) return (flags & STRSAFE_IGNORE_NULLS) ? empty : NULL;
+    if (s->Buffer == NULL && (flags & STRSAFE_IGNORE_NULLS)) return empty;
+    if (!WfpUStrValid(s)) return NULL;
+    *n = s->Length / sizeof(WCHAR);
+    if (*n > max) *n = max;
+    return s->Buffer ? s->Buffer : empty;
+}
+/* A NUL-terminated source, at most max characters. */
+FORCEINLINE const WCHAR *WfpUStrExString(NTSTRSAFE_PCWSTR s, size_t max, DWORD flags, size_t *n)
+{
+    static const WCHAR empty[1] = { 0 };
+    size_t k = 0;
+    *n = 0;
+    if (max != WFP_USTR_NO_LIMIT && max > NTSTRSAFE_UNICODE_STRING_MAX_CCH) return NULL;
+    if (s == NULL) return (flags & STRSAFE_IGNORE_NULLS) ? empty : NULL;
+    while (k < max && s[k]) {
+        if (++k > NTSTRSAFE_UNICODE_STRING_MAX_CCH) return NULL;
+    }
+    *n = k;
+    return s;
+}
+FORCEINLINE NTSTATUS WfpUStrExCountedOp(PUNICODE_STRING d, BOOLEAN cat, PCUNICODE_STRING src, size_t max,
+                                        PUNICODE_STRING rem, DWORD flags)
+{
+    size_t n;
+    const WCHAR *s;
+    if (!WfpUStrExDest(d, flags)) return STATUS_INVALID_PARAMETER;
+    s = WfpUStrExCounted(src, max, flags, &n);
+    if (s == NULL) return WfpUStrExFinish(d, cat && d ? d->Length / sizeof(WCHAR) : 0, 0, STATUS_INVALID_PARAMETER, rem, flags);
+    return WfpUStrExPut(d, cat, s, n, rem, flags);
+}
+FORCEINLINE NTSTATUS WfpUStrExStringOp(PUNICODE_STRING d, BOOLEAN cat, NTSTRSAFE_PCWSTR src, size_t max,
+                                       PUNICODE_STRING rem, DWORD flags)
+{
+    size_t n;
+    const WCHAR *s;
+    if (!WfpUStrExDest(d, flags)) return STATUS_INVALID_PARAMETER;
+    s = WfpUStrExString(src, max, flags, &n);
+    if (s == NULL) return WfpUStrExFinish(d, cat && d ? d->Length / sizeof(WCHAR) : 0, 0, STATUS_INVALID_PARAMETER, rem, flags);
+    return WfpUStrExPut(d, cat, s, n, rem, flags);
+}
+/* Only STRSAFE_IGNORE_NULLS is allowed; Init accepts a NULL source anyway. */
+FORCEINLINE NTSTATUS RtlUnicodeStringInitEx(PUNICODE_STRING d, NTSTRSAFE_PCWSTR s, DWORD flags)
+{
+    if (flags & ~STRSAFE_IGNORE_NULLS) return STATUS_INVALID_PARAMETER;
+    return RtlUnicodeStringInit(d, s);
+}
+FORCEINLINE NTSTATUS RtlUnicodeStringValidateEx(PCUNICODE_STRING s, DWORD flags)
+{
+    if (flags & ~STRSAFE_IGNORE_NULLS) return STATUS_INVALID_PARAMETER;
+    if (s == NULL && (flags & STRSAFE_IGNORE_NULLS)) return STATUS_SUCCESS;
+    return RtlUnicodeStringValidate(s);
+}
+#define WFP_USTR_CB(n) ((n) == WFP_USTR_NO_LIMIT ? (n) : (n) / sizeof(WCHAR))
+FORCEINLINE NTSTATUS RtlUnicodeStringCopyEx(PUNICODE_STRING d, PCUNICODE_STRING s, PUNICODE_STRING rem, DWORD flags)
+{ return WfpUStrExCountedOp(d, FALSE, s, WFP_USTR_NO_LIMIT, rem, flags); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCatEx(PUNICODE_STRING d, PCUNICODE_STRING s, PUNICODE_STRING rem, DWORD flags)
+{ return WfpUStrExCountedOp(d, TRUE, s, WFP_USTR_NO_LIMIT, rem, flags); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCopyStringEx(PUNICODE_STRING d, NTSTRSAFE_PCWSTR s, PUNICODE_STRING rem, DWORD flags)
+{ return WfpUStrExStringOp(d, FALSE, s, WFP_USTR_NO_LIMIT, rem, flags); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCatStringEx(PUNICODE_STRING d, NTSTRSAFE_PCWSTR s, PUNICODE_STRING rem, DWORD flags)
+{ return WfpUStrExStringOp(d, TRUE, s, WFP_USTR_NO_LIMIT, rem, flags); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCchCopyN(PUNICODE_STRING d, PCUNICODE_STRING s, size_t n)
+{ return WfpUStrExCountedOp(d, FALSE, s, n, NULL, 0); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCbCopyN(PUNICODE_STRING d, PCUNICODE_STRING s, size_t cb)
+{ return WfpUStrExCountedOp(d, FALSE, s, WFP_USTR_CB(cb), NULL, 0); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCchCatN(PUNICODE_STRING d, PCUNICODE_STRING s, size_t n)
+{ return WfpUStrExCountedOp(d, TRUE, s, n, NULL, 0); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCbCatN(PUNICODE_STRING d, PCUNICODE_STRING s, size_t cb)
+{ return WfpUStrExCountedOp(d, TRUE, s, WFP_USTR_CB(cb), NULL, 0); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCchCopyStringN(PUNICODE_STRING d, NTSTRSAFE_PCWSTR s, size_t n)
+{ return WfpUStrExStringOp(d, FALSE, s, n, NULL, 0); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCbCopyStringN(PUNICODE_STRING d, NTSTRSAFE_PCWSTR s, size_t cb)
+{ return WfpUStrExStringOp(d, FALSE, s, WFP_USTR_CB(cb), NULL, 0); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCchCatStringN(PUNICODE_STRING d, NTSTRSAFE_PCWSTR s, size_t n)
+{ return WfpUStrExStringOp(d, TRUE, s, n, NULL, 0); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCbCatStringN(PUNICODE_STRING d, NTSTRSAFE_PCWSTR s, size_t cb)
+{ return WfpUStrExStringOp(d, TRUE, s, WFP_USTR_CB(cb), NULL, 0); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCchCopyNEx(PUNICODE_STRING d, PCUNICODE_STRING s, size_t n, PUNICODE_STRING rem, DWORD flags)
+{ return WfpUStrExCountedOp(d, FALSE, s, n, rem, flags); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCbCopyNEx(PUNICODE_STRING d, PCUNICODE_STRING s, size_t cb, PUNICODE_STRING rem, DWORD flags)
+{ return WfpUStrExCountedOp(d, FALSE, s, WFP_USTR_CB(cb), rem, flags); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCchCatNEx(PUNICODE_STRING d, PCUNICODE_STRING s, size_t n, PUNICODE_STRING rem, DWORD flags)
+{ return WfpUStrExCountedOp(d, TRUE, s, n, rem, flags); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCbCatNEx(PUNICODE_STRING d, PCUNICODE_STRING s, size_t cb, PUNICODE_STRING rem, DWORD flags)
+{ return WfpUStrExCountedOp(d, TRUE, s, WFP_USTR_CB(cb), rem, flags); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCchCopyStringNEx(PUNICODE_STRING d, NTSTRSAFE_PCWSTR s, size_t n, PUNICODE_STRING rem, DWORD flags)
+{ return WfpUStrExStringOp(d, FALSE, s, n, rem, flags); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCbCopyStringNEx(PUNICODE_STRING d, NTSTRSAFE_PCWSTR s, size_t cb, PUNICODE_STRING rem, DWORD flags)
+{ return WfpUStrExStringOp(d, FALSE, s, WFP_USTR_CB(cb), rem, flags); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCchCatStringNEx(PUNICODE_STRING d, NTSTRSAFE_PCWSTR s, size_t n, PUNICODE_STRING rem, DWORD flags)
+{ return WfpUStrExStringOp(d, TRUE, s, n, rem, flags); }
+FORCEINLINE NTSTATUS RtlUnicodeStringCbCatStringNEx(PUNICODE_STRING d, NTSTRSAFE_PCWSTR s, size_t cb, PUNICODE_STRING rem, DWORD flags)
+{ return WfpUStrExStringOp(d, TRUE, s, WFP_USTR_CB(cb), rem, flags); }
+/* Formats into the whole of MaximumLength (no terminator), as RtlUnicodeStringVPrintf. */
+FORCEINLINE NTSTATUS RtlUnicodeStringVPrintfEx(PUNICODE_STRING d, PUNICODE_STRING rem, DWORD flags,
+                                               NTSTRSAFE_PCWSTR fmt, va_list ap)
+{
+    static const WCHAR empty[1] = { 0 };
+    size_t cap;
+    if (!WfpUStrExDest(d, flags)) return STATUS_INVALID_PARAMETER;
+    if (fmt == NULL && (flags & STRSAFE_IGNORE_NULLS)) fmt = empty;
+    if (fmt == NULL) return WfpUStrExFinish(d, 0, 0, STATUS_INVALID_PARAMETER, rem, flags);
+    cap = d ? d->MaximumLength / sizeof(WCHAR) : 0;
+    WFP_FMT_SINK s = { d ? d->Buffer : NULL, cap + 1, 0, 0, 1, NULL, 1 };
+    WfpFmtV(&s, fmt, 1, ap);
+    if (s.needed > s.len && (flags & STRSAFE_NO_TRUNCATION)) s.len = 0;
+    return WfpUStrExFinish(d, 0, s.len, s.needed > s.len ? STATUS_BUFFER_OVERFLOW : STATUS_SUCCESS, rem, flags);
+}
+static inline __attribute__((unused)) NTSTATUS RtlUnicodeStringPrintfEx(PUNICODE_STRING d, PUNICODE_STRING rem,
+                                                                        DWORD flags, NTSTRSAFE_PCWSTR fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    NTSTATUS st = RtlUnicodeStringVPrintfEx(d, rem, flags, fmt, ap);
     va_end(ap);
     return st;
 }

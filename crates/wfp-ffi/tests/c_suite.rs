@@ -1,5 +1,6 @@
 //! The C test suite: `tests/c/layout.c` (every struct's size and offsets as `_Static_assert`s, the
-//! header-only helpers at run time) and `tests/c/strsafe.c` (ntstrsafe.h, intsafe.h and the
+//! header-only helpers at run time), `tests/c/ustrsafe.c` (ntstrsafe.h's UNICODE_STRING Ex and N
+//! forms) and `tests/c/strsafe.c` (ntstrsafe.h, intsafe.h and the
 //! formatter with WPP conversions at the edges of their buffers), each built with the driver flags
 //! and run plain, with AddressSanitizer + UBSan, and under valgrind memcheck (0 errors, 0 bytes
 //! definitely lost; skipped with a note when valgrind is absent); and every WDK-named header
@@ -108,6 +109,16 @@ fn string_helpers_plain_and_with_sanitizers() {
 #[test]
 fn string_helpers_under_valgrind() {
     under_valgrind("strsafe.c");
+}
+
+#[test]
+fn unicode_string_ex_and_n_forms_plain_and_with_sanitizers() {
+    plain_and_sanitized("ustrsafe.c");
+}
+
+#[test]
+fn unicode_string_ex_and_n_forms_under_valgrind() {
+    under_valgrind("ustrsafe.c");
 }
 
 #[test]
