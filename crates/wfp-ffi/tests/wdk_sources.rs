@@ -2,8 +2,9 @@
 //! exercising version-less names, `__declspec`, header `__inline` functions, SAL, TraceLogging and
 //! DPCs), and — when a checkout of microsoft/Windows-driver-samples' network/trans samples is at
 //! `$WFP_WDK_SAMPLES` or `/tmp/wdk-samples` (one directory per sample: `inspect/`, `ddproxy/`,
-//! `stmedit/`, `msnmntr/`, each holding that sample's `sys/` files) — those samples built
-//! unchanged with `wfp_ffi::compile::build` and loaded. Absent samples are skipped with a note.
+//! `stmedit/`, `msnmntr/`, each holding that sample's `sys/` files, byte for byte as fetched) —
+//! those samples built unchanged with `wfp_ffi::compile::build`, loaded and replayed (stmedit with
+//! either editor and with both, ddproxy both ways). Absent samples are skipped with a note.
 
 #[path = "support/asan.rs"]
 mod asan;
@@ -133,19 +134,23 @@ fn wdkc_with_address_sanitizer() {
     assert!(!text.contains("AddressSanitizer"), "{text}");
 }
 
-/// The sample checkout, or None (with a note) when absent.
-fn samples() -> Option<PathBuf> {
-    let dir = std::env::var_os("WFP_WDK_SAMPLES")
-        .map_or_else(|| PathBuf::from("/tmp/wdk-samples"), PathBuf::from);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "note: no WDK samples at {} (set WFP_WDK_SAMPLES); skipping",
-            dir.display()
-        );
-        None
+/// The sample directories: `$WFP_WDK_SAMPLES` (a `:`-separated list, searched in order for each
+/// sample: `WFP_WDK_SAMPLES=/tmp/wdk-verbatim:/tmp/wdk-samples`), else `/tmp/wdk-samples`; None
+/// (with a note) when none exists.
+fn samples() -> Option<Vec<PathBuf>> {
+    let dirs: Vec<PathBuf> = std::env::var_os("WFP_WDK_SAMPLES")
+        .map_or_else(
+            || vec![PathBuf::from("/tmp/wdk-samples")],
+            |v| std::env::split_paths(&v).collect(),
+        )
+        .into_iter()
+        .filter(|d| d.is_dir())
+        .collect();
+    if dirs.is_empty() {
+        eprintln!("note: no WDK samples (set WFP_WDK_SAMPLES); skipping");
+        return None;
     }
+    Some(dirs)
 }
 
 /// What a replay of examples/captures/loopback.pcap (one TCP connection 44548 → 8000 carrying
@@ -161,22 +166,35 @@ struct Replayed {
 /// applied at every asynchronous point, as `wfpctl replay` does.
 fn replay_loopback(shim: &mut Shim, host: &DriverHost, ctx: &PacketContext) -> Replayed {
     let mut reader = CaptureReader::open(root().join("examples/captures/loopback.pcap")).unwrap();
+    let mut packets = Vec::new();
+    while let Some(p) = reader.next_packet_ref().unwrap() {
+        let Ok(l3) = p.decode_link() else { continue };
+        if matches!(l3.protocol, NetworkProtocol::Ipv4 | NetworkProtocol::Ipv6) {
+            packets.push((p.timestamp_ns, l3.network.to_vec()));
+        }
+    }
+    replay_packets(shim, host, ctx, &packets)
+}
+
+/// Replays IP packets (capture time in ns, bytes) through `shim` as `replay_loopback` does.
+fn replay_packets(
+    shim: &mut Shim,
+    host: &DriverHost,
+    ctx: &PacketContext,
+    packets: &[(u64, Vec<u8>)],
+) -> Replayed {
     let mut out = Replayed {
         permitted: Vec::new(),
         other: 0,
     };
     let mut now = Timestamp::from_nanos(0);
-    while let Some(p) = reader.next_packet_ref().unwrap() {
-        let Ok(l3) = p.decode_link() else { continue };
-        if !matches!(l3.protocol, NetworkProtocol::Ipv4 | NetworkProtocol::Ipv6) {
-            continue;
-        }
-        host.set_time(p.timestamp_ns);
-        now = Timestamp::from_nanos(p.timestamp_ns);
-        let v = shim.handle_packet(now, PacketDirection::Infer, l3.network, ctx);
+    for (ts, bytes) in packets {
+        host.set_time(*ts);
+        now = Timestamp::from_nanos(*ts);
+        let v = shim.handle_packet(now, PacketDirection::Infer, bytes, ctx);
         if matches!(v.verdict, Verdict::Permit) {
-            let bytes = v.edited.as_ref().map_or(l3.network, |e| &e.bytes[..]);
-            out.permitted.push(bytes.to_vec());
+            let edited = v.edited.as_ref().map_or(&bytes[..], |e| &e.bytes[..]);
+            out.permitted.push(edited.to_vec());
         } else {
             out.other += 1;
         }
@@ -185,6 +203,74 @@ fn replay_loopback(shim: &mut Shim, host: &DriverHost, ctx: &PacketContext) -> R
     shim.abort_all();
     apply_async(shim, host, now, &mut out);
     out
+}
+
+/// The ones' complement sum of `b` (16-bit big-endian words).
+fn ones_sum(b: &[u8]) -> u32 {
+    b.chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum()
+}
+
+fn fold(mut s: u32) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// An IPv4/UDP datagram 127.0.0.1:`sport` → 127.0.0.1:`dport` with valid checksums.
+fn udp4(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let ulen = u16::try_from(8 + payload.len()).unwrap();
+    let mut udp = [
+        sport.to_be_bytes(),
+        dport.to_be_bytes(),
+        ulen.to_be_bytes(),
+        [0, 0],
+    ]
+    .concat();
+    udp.extend_from_slice(payload);
+    let pseudo = [[127, 0, 0, 1], [127, 0, 0, 1], [0, 17, 0, 0]].concat();
+    let sum = fold(ones_sum(&pseudo) + u32::from(ulen) + ones_sum(&udp));
+    udp[6..8].copy_from_slice(&(if sum == 0 { 0xffff } else { sum }).to_be_bytes());
+    let total = (20 + ulen).to_be_bytes();
+    let mut ip = vec![0x45, 0, total[0], total[1], 0, 1, 0x40, 0, 64, 17, 0, 0];
+    ip.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1]);
+    let c = fold(ones_sum(&ip)).to_be_bytes();
+    ip[10..12].copy_from_slice(&c);
+    ip.extend_from_slice(&udp);
+    ip
+}
+
+/// ddproxy's inbound half: a reply from the new port (9001) is absorbed at DATAGRAM_DATA
+/// (inbound filter), its source port rewritten back to the intercepted port (9000) in a clone
+/// and receive-injected — the application sees the reply from the port it sent to.
+fn check_ddproxy_inbound(so: &Path) {
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let opts = params(&[
+        ("DestinationPortToIntercept", "dword:9000"),
+        ("NewDestinationPort", "dword:9001"),
+    ]);
+    let driver = host.load_with(so, &opts).unwrap();
+    let packets = [
+        (1_000_000, udp4(41494, 9000, b"ping to the proxied port")),
+        (2_000_000, udp4(9001, 41494, b"pong from the new port")),
+    ];
+    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
+    let mut out = replay_packets(&mut shim, &host, &PacketContext::default(), &packets);
+    let findings = unload_applying(driver, &mut shim, &host, &mut out);
+    assert!(findings.is_empty(), "{findings:?}");
+    let ports = |p: &Vec<u8>| {
+        (
+            u16::from_be_bytes([p[20], p[21]]),
+            u16::from_be_bytes([p[22], p[23]]),
+        )
+    };
+    let udp = of_protocol(&out.permitted, 17);
+    let seen: Vec<(u16, u16)> = udp.iter().map(|p| ports(p)).collect();
+    assert_eq!(seen, vec![(41494, 9001), (9000, 41494)], "{udp:?}");
+    assert!(contains(udp[1], b"pong from the new port"));
 }
 
 /// The asynchronous point, as `wfpctl replay` has it: what driver threads and DPCs are
@@ -314,6 +400,7 @@ fn check_ddproxy(so: &Path) {
     // The reply (from 9000, not the proxied port 9001) is not the proxy flow's: untouched.
     assert!(udp.iter().any(|p| src(p) == 9000));
     assert!(engine.filters().is_empty());
+    check_ddproxy_inbound(so);
 }
 
 /// stmedit, out-of-band editor (MultipleCallouts=0): every TCP segment to/from the inspected
@@ -343,6 +430,53 @@ fn check_stmedit(so: &Path) {
     assert!(of_protocol(&out.permitted, 17)
         .iter()
         .any(|p| contains(p, b"datagram over loopback")));
+    assert!(engine.filters().is_empty());
+    check_stmedit_both_editors(so);
+}
+
+/// The TCP payload bytes of `packets` from source port `sport`, in order.
+fn tcp_stream(packets: &[&Vec<u8>], sport: u16) -> Vec<u8> {
+    packets
+        .iter()
+        .filter(|p| u16::from_be_bytes([p[20], p[21]]) == sport)
+        .flat_map(|p| p[20 + usize::from(p[32] >> 4) * 4..].to_vec())
+        .collect()
+}
+
+/// stmedit with MultipleCallouts=1 (its default): both editors on every flow — the out-of-band
+/// editor replaces StringToFind with StringX, then the inline editor (FwpsStreamInjectAsync
+/// inside classifyFn, countBytesEnforced) replaces StringX with StringToReplace; each direction's
+/// stream carries the final text.
+fn check_stmedit_both_editors(so: &Path) {
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let opts = params(&[
+        ("InspectionLocalPort", "dword:0"),
+        ("InspectionRemotePort", "dword:8000"),
+        ("StringToFind", "sz:loopback"),
+        ("StringX", "sz:LOOPBACK"),
+        ("StringToReplace", "sz:sunny"),
+        ("MultipleCallouts", "dword:1"),
+    ]);
+    let driver = host.load_with(so, &opts).unwrap();
+    assert_eq!(
+        engine.filters().len(),
+        8,
+        "2 flow-established + 2 stream, per editor"
+    );
+    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
+    let mut out = replay_loopback(&mut shim, &host, &PacketContext::default());
+    let findings = unload_applying(driver, &mut shim, &host, &mut out);
+    assert!(findings.is_empty(), "{findings:?}");
+    let tcp = of_protocol(&out.permitted, 6);
+    assert_eq!(
+        String::from_utf8_lossy(&tcp_stream(&tcp, 44548)),
+        "request over sunny"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&tcp_stream(&tcp, 8000)),
+        "reply to request over sunny"
+    );
     assert!(engine.filters().is_empty());
 }
 
@@ -414,7 +548,7 @@ type Check = fn(&Path);
 
 #[test]
 fn wdk_samples_build_unchanged_and_behave() {
-    let Some(dir) = samples() else { return };
+    let Some(dirs) = samples() else { return };
     let checks: [(&str, Check); 4] = [
         ("inspect", check_inspect),
         ("ddproxy", check_ddproxy),
@@ -422,11 +556,18 @@ fn wdk_samples_build_unchanged_and_behave() {
         ("msnmntr", check_msnmntr),
     ];
     for (sample, check) in checks {
-        let sources = c_sources(&dir.join(sample));
-        if sources.is_empty() {
-            eprintln!("note: sample {sample} not in {}; skipping", dir.display());
+        let Some(sources) = dirs
+            .iter()
+            .map(|d| c_sources(&d.join(sample)))
+            .find(|s| !s.is_empty())
+        else {
+            eprintln!("note: sample {sample} not in {dirs:?}; skipping");
             continue;
-        }
+        };
+        eprintln!(
+            "sample {sample}: {}",
+            sources[0].parent().unwrap().display()
+        );
         check(&build_all(sample, sources));
     }
 }
