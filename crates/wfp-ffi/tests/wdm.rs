@@ -216,6 +216,96 @@ fn wdm_open_without_create_fails_and_leftovers_are_reported() {
     );
 }
 
+const CLASSIC: &str = r#"
+#include <ntddk.h>
+static UNICODE_STRING name = RTL_CONSTANT_STRING(L"\\Device\\Classic");
+static UNICODE_STRING link = RTL_CONSTANT_STRING(L"\\DosDevices\\Classic");
+static PDEVICE_OBJECT gDev;
+DRIVER_DISPATCH Other, Control;
+DRIVER_UNLOAD Unload;
+NTSTATUS Other(IN PDEVICE_OBJECT d, IN PIRP irp)
+{
+    UNREFERENCED_PARAMETER(d);
+    IoCompleteRequest(irp, IO_NO_INCREMENT);
+    return STATUS_SUCCESS;
+}
+NTSTATUS Control(IN PDEVICE_OBJECT d, IN PIRP irp)
+{
+    PIO_STACK_LOCATION sp = IoGetCurrentIrpStackLocation(irp);
+    NTSTATUS st = STATUS_SUCCESS;
+    UNREFERENCED_PARAMETER(d);
+    switch (sp->Parameters.DeviceIoControl.IoControlCode) {
+    case CTL_CODE(FILE_DEVICE_NETWORK, 1, METHOD_BUFFERED, FILE_ANY_ACCESS):
+        break;
+    case CTL_CODE(FILE_DEVICE_NETWORK, 2, METHOD_BUFFERED, FILE_ANY_ACCESS):
+        st = STATUS_UNSUCCESSFUL;
+        break;
+    default:
+        irp->IoStatus.Information = 0L;
+        irp->IoStatus.Status = STATUS_INVALID_PARAMETER;
+        st = irp->IoStatus.Status;
+    }
+    if (st != STATUS_PENDING) IoCompleteRequest(irp, IO_NO_INCREMENT);
+    return st;
+}
+VOID Unload(IN PDRIVER_OBJECT drv)
+{
+    UNREFERENCED_PARAMETER(drv);
+    IoDeleteDevice(gDev);
+    IoDeleteSymbolicLink(&link);
+}
+NTSTATUS DriverEntry(IN PDRIVER_OBJECT drv, IN PUNICODE_STRING reg)
+{
+    long l;
+    NTSTATUS st;
+    UNREFERENCED_PARAMETER(reg);
+    for (l = 0; l < IRP_MJ_MAXIMUM_FUNCTION; l++) drv->MajorFunction[l] = Other;
+    drv->MajorFunction[IRP_MJ_DEVICE_CONTROL] = Control;
+    drv->DriverUnload = Unload;
+    st = IoCreateDevice(drv, 0, &name, FILE_DEVICE_NETWORK, 0, FALSE, &gDev);
+    if (NT_SUCCESS(st)) st = IoCreateSymbolicLink(&link, &name);
+    return st;
+}
+"#;
+
+/// The classic WDM pattern (one routine in every MajorFunction[] entry completing without
+/// setting IoStatus, which the host zeroes; a device-control routine completing synchronously):
+/// the request's status is what the routine returned; a return that differs from
+/// IoStatus.Status is a finding.
+#[test]
+fn wdm_classic_dispatch_returns_the_routine_status() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let src = dir.join("classic.c");
+    std::fs::write(&src, CLASSIC).unwrap();
+    let out = dir.join("classic.so");
+    build(&BuildOptions {
+        sources: vec![src],
+        output: out.clone(),
+        ..BuildOptions::default()
+    })
+    .unwrap();
+    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let driver = host.load(&out).unwrap();
+    assert_eq!(
+        driver.ioctl(ctl(1, 0, 0), &[1, 0, 0, 0], 0).unwrap().status,
+        0
+    );
+    assert_eq!(
+        driver.ioctl(ctl(9, 0, 0), &[], 0).unwrap().status,
+        0xC000_000D
+    );
+    assert!(driver.findings().is_empty(), "{:?}", driver.findings());
+    assert_eq!(
+        driver.ioctl(ctl(2, 0, 0), &[], 0).unwrap().status,
+        0xC000_0001
+    );
+    let report = driver.unload().unwrap();
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    assert!(report.findings[0]
+        .to_string()
+        .contains("returned 0xc0000001 but completed the IRP with 0x00000000"));
+}
+
 /// The body the memory checkers run in a child process (`WFP_FFI_WDM_SO`).
 #[test]
 #[ignore = "run by the valgrind and AddressSanitizer tests in a child process"]

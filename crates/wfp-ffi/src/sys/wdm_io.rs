@@ -418,10 +418,17 @@ fn send(t: &Target<'_>, open: &mut Open, r: &Request<'_>) -> Result<Done, IoctlE
     let control = unsafe { (*b).stack.control };
     check_returned(t, r, returned, control);
     match wait(t, key, returned) {
-        Some((status, information)) => {
+        Some((completed, information)) => {
             t.host.rt.wdm.state.lock().sent.remove(&key);
             // SAFETY: completed and unregistered: the block is the host's again.
             let block = unsafe { Box::from_raw(b) };
+            // The caller of a request its dispatch routine completed synchronously gets the
+            // routine's return value (IoCallDriver's), of a pended one IoStatus.Status.
+            let status = if returned == STATUS_PENDING {
+                completed
+            } else {
+                returned
+            };
             Ok(take_output(t, r, &block, status, information))
         }
         None => {
