@@ -129,7 +129,10 @@ fn tcp4_dport(p: &[u8]) -> Option<u16> {
 /// pendinspect (Port=8080): both IPv4 connections to 8080 of the bundled capture are pended at
 /// ALE_AUTH_CONNECT, decided and completed on the driver's worker thread (`on_worker=2`; the
 /// replay's asynchronous point waits for it), reauthorized; their outbound packets are cloned,
-/// absorbed and re-injected by the worker — every one reaches the permitted capture unchanged.
+/// absorbed and re-sent by the worker (FwpsInjectTransportSendAsync0: the clone starts at the
+/// transport header, the data path builds the IP header) — every one reaches the permitted
+/// capture with its addresses and TCP header and payload unchanged but for the TCP checksum (the
+/// capture's are partial), checksums valid.
 #[test]
 fn pendinspect_via_wfpctl_pends_and_reinjects_clones() {
     let capture = example_capture();
@@ -143,8 +146,14 @@ fn pendinspect_via_wfpctl_pends_and_reinjects_clones() {
         .filter(|p| tcp4_dport(p) == Some(8080))
         .collect();
     assert!(!sent.is_empty());
+    let tcp = |x: &[u8]| {
+        let i = usize::from(x[0] & 0xF) * 4;
+        [&x[12..20], &x[i..i + 16], &x[i + 18..]].concat()
+    };
     for p in &sent {
-        assert!(out.contains(p), "missing {p:02x?}");
+        let o = out.iter().find(|o| is_v4(o) && tcp(o) == tcp(p));
+        let o = o.unwrap_or_else(|| panic!("missing {p:02x?}"));
+        assert_checksums_valid(o);
     }
     assert_eq!(
         unload_line(&run.stderr, "pendinspect: unloaded"),

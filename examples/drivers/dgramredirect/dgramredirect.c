@@ -18,8 +18,9 @@
  * Address (REG_SZ dotted IPv4, default 10.77.0.9), Port (REG_DWORD, 53), ToAddress (REG_SZ,
  * 10.77.0.2), ToPort (REG_DWORD, 53).
  *
- * Data model of this engine (docs/c-abi.md): the IP-packet layers indicate the packet from its IP
- * header in both directions.
+ * Data offsets (wfp-reference §8.2): OUTBOUND_IPPACKET indicates the packet from its IP header;
+ * INBOUND_IPPACKET from the transport header, the IP header (ipHeaderSize bytes) behind the data
+ * start: the inbound classifyFn retreats to it to read the whole datagram and advances back.
  */
 #include <ntddk.h>
 #include <initguid.h>
@@ -199,7 +200,16 @@ static void NTAPI InboundClassify(const FWPS_INCOMING_VALUES0 *inFixedValues,
     if (nbl == NULL || OwnInjection(nbl)) { Permit(classifyOut); return; }
     UCHAR storage[1600];
     ULONG len, ihl;
+    /* The list starts after the IP header here: retreat to it for the whole datagram, then put the
+     * start back (the bytes stay valid for the rest of classifyFn). */
+    NET_BUFFER *nb = NET_BUFFER_LIST_FIRST_NB(nbl);
+    ULONG behind = inMetaValues->ipHeaderSize;
+    if (nb == NULL || NdisRetreatNetBufferDataStart(nb, behind, 0, NULL) != NDIS_STATUS_SUCCESS) {
+        Permit(classifyOut);
+        return;
+    }
     const UCHAR *p = Datagram(nbl, storage, sizeof(storage), &len, &ihl);
+    NdisAdvanceNetBufferDataStart(nb, behind, FALSE, NULL);
     if (p == NULL || Get32(p + 12) != DGRAMREDIRECT_TO_ADDRESS || Get16(p + ihl) != DGRAMREDIRECT_TO_PORT) {
         Permit(classifyOut);
         return;

@@ -10,17 +10,18 @@
  *        block with the Block parameter) and calls FwpsCompleteOperation0
  *  ALE_AUTH_CONNECT_V4 again (FWP_CONDITION_FLAG_IS_REAUTHORIZE): PERMIT or BLOCK as decided
  *  OUTBOUND_TRANSPORT_V4: packets of an allowed connection are cloned
- *        (FwpsAllocateCloneNetBufferList0), the original absorbed and the clone queued; the worker
- *        injects it (FwpsInjectNetworkSendAsync0) and the completion function frees it; the clone
- *        comes back injected by self (FwpsQueryPacketInjectionState0) and is permitted
+ *        (FwpsAllocateCloneNetBufferList0: the list starts at the transport header, wfp-reference
+ *        §8.2), the original absorbed and the clone queued with the endpoint handle and remote
+ *        address; the worker sends it (FwpsInjectTransportSendAsync0, which builds the IP header)
+ *        and the completion function frees it; the clone comes back injected by self
+ *        (FwpsQueryPacketInjectionState0) and is permitted
  *  INBOUND_TRANSPORT_V4: packets of a blocked connection are blocked
  *
  * Unload (wfp-reference §5.3): the dynamic session closes (no new classifies), the worker is told
  * to stop, finishes the queue (pended connections are completed, queued clones are freed: their
  * packets are dropped) and ends; the unload routine waits for it, completes whatever was queued
  * after it stopped, unregisters the callouts and destroys the injection handle (which waits for
- * the outstanding completions). The data path here indicates OUTBOUND_TRANSPORT from the IP header
- * (docs/c-abi.md), so the clone is a whole IP packet and goes out through network send.
+ * the outstanding completions).
  *
  * Parameters (the service's Parameters key, read with WdfDriverOpenParametersRegistryKey /
  * WdfRegistryQueryULong; `--driver-param NAME=VALUE` here): Port (REG_DWORD remote port, default
@@ -60,6 +61,8 @@ typedef struct _PI_WORK {
     PI_CONN *Conn;
     NET_BUFFER_LIST *Clone;
     COMPARTMENT_ID Compartment;
+    UINT64 Endpoint;      /* transportEndpointHandle of the classify that cloned the packet */
+    UINT32 RemoteAddress; /* network order, for FWPS_TRANSPORT_SEND_PARAMS0.remoteAddress */
 } PI_WORK;
 
 static PDEVICE_OBJECT gDevice;
@@ -100,7 +103,8 @@ static PI_STATE StateOf(UINT16 localPort, UINT32 remote, UINT16 remotePort)
 }
 
 /* Queues work for the worker; FALSE once it is stopping (the caller decides itself). */
-static BOOLEAN Queue(PI_WORK_KIND kind, PI_CONN *conn, NET_BUFFER_LIST *clone, COMPARTMENT_ID compartment)
+static BOOLEAN Queue(PI_WORK_KIND kind, PI_CONN *conn, NET_BUFFER_LIST *clone,
+                     const FWPS_INCOMING_METADATA_VALUES0 *meta, UINT32 remote)
 {
     if (InterlockedCompareExchange(&gStopping, 0, 0)) return FALSE;
     PI_WORK *w = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof(PI_WORK), PI_TAG);
@@ -108,7 +112,9 @@ static BOOLEAN Queue(PI_WORK_KIND kind, PI_CONN *conn, NET_BUFFER_LIST *clone, C
     w->Kind = kind;
     w->Conn = conn;
     w->Clone = clone;
-    w->Compartment = compartment;
+    w->Compartment = meta ? meta->compartmentId : 0;
+    w->Endpoint = meta ? meta->transportEndpointHandle : 0;
+    w->RemoteAddress = RtlUlongByteSwap(remote);
     ExInterlockedInsertTailList(&gQueue, &w->Link, &gQueueLock);
     KeSetEvent(&gWorkEvent, IO_NO_INCREMENT, FALSE);
     return TRUE;
@@ -148,8 +154,11 @@ static void NTAPI CloneComplete(void *context, NET_BUFFER_LIST *nbl, BOOLEAN dis
 static void DecidePacket(PI_WORK *w, BOOLEAN stopping)
 {
     NTSTATUS status = STATUS_UNSUCCESSFUL;
+    FWPS_TRANSPORT_SEND_PARAMS0 send = { 0 };
+    send.remoteAddress = (UCHAR *)&w->RemoteAddress;
     if (!stopping && !gBlock)
-        status = FwpsInjectNetworkSendAsync0(gInjection, NULL, 0, w->Compartment, w->Clone, CloneComplete, NULL);
+        status = FwpsInjectTransportSendAsync0(gInjection, NULL, w->Endpoint, 0, &send, AF_INET, w->Compartment,
+                                               w->Clone, CloneComplete, NULL);
     if (!NT_SUCCESS(status)) {
         FwpsFreeCloneNetBufferList0(w->Clone, 0);
         InterlockedIncrement(&gDropped);
@@ -283,7 +292,7 @@ static void NTAPI ConnectClassify(const FWPS_INCOMING_VALUES0 *inFixedValues,
     }
     InterlockedIncrement(&gPended);
     DbgPrint("pendinspect: pended connection to port %u from local port %u\n", rport, lport);
-    if (!Queue(PI_WORK_CONNECT, c, NULL, 0)) DecideConnection(c);
+    if (!Queue(PI_WORK_CONNECT, c, NULL, NULL, 0)) DecideConnection(c);
     Absorb(classifyOut);
 }
 
@@ -311,7 +320,8 @@ static void NTAPI OutboundClassify(const FWPS_INCOMING_VALUES0 *inFixedValues,
     NTSTATUS status = FwpsAllocateCloneNetBufferList0(nbl, NULL, NULL, 0, &clone);
     if (NT_SUCCESS(status)) {
         InterlockedIncrement(&gCloned);
-        if (!Queue(PI_WORK_PACKET, NULL, clone, inMetaValues->compartmentId)) {
+        if (!Queue(PI_WORK_PACKET, NULL, clone, inMetaValues,
+                   v[FWPS_FIELD_OUTBOUND_TRANSPORT_V4_IP_REMOTE_ADDRESS].value.uint32)) {
             FwpsFreeCloneNetBufferList0(clone, 0);
             status = STATUS_INSUFFICIENT_RESOURCES;
         }
@@ -471,7 +481,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     }
     status = IoCreateDevice(DriverObject, 0, NULL, FILE_DEVICE_NETWORK, FILE_DEVICE_SECURE_OPEN, FALSE, &gDevice);
     if (!NT_SUCCESS(status)) return status;
-    status = FwpsInjectionHandleCreate0(AF_INET, FWPS_INJECTION_TYPE_NETWORK, &gInjection);
+    status = FwpsInjectionHandleCreate0(AF_INET, FWPS_INJECTION_TYPE_TRANSPORT, &gInjection);
     if (NT_SUCCESS(status)) status = StartWorker();
     if (NT_SUCCESS(status)) status = Register(&PI_CONNECT_CALLOUT, ConnectClassify, &gIds[0]);
     if (NT_SUCCESS(status)) status = Register(&PI_OUT_CALLOUT, OutboundClassify, &gIds[1]);

@@ -173,10 +173,21 @@ impl PacketBufs {
         self.copy.extend_from_slice(data);
         let (ptr, len) = (self.copy.as_ptr(), self.copy.len());
         self.point_at(ptr, len);
-        let off = u32::try_from(v.behind.len() + v.skip).unwrap_or(0);
+        let off = u32::try_from(v.behind.len() + v.skip.min(data.len())).unwrap_or(0);
         self.nb.data.current_mdl_offset = off;
         self.nb.data.data_offset = off;
         self.nb.data.data_length = v.data_len(data.len());
+        self.start = off;
+    }
+
+    /// Moves the data start `skip` bytes into the MDL (at most its length): the bytes before it
+    /// stay behind the start, reachable by a retreat.
+    fn start_at(&mut self, skip: usize) {
+        let off = u32::try_from(skip).unwrap_or(0);
+        let d = &mut self.nb.data;
+        d.current_mdl_offset = off;
+        d.data_offset = off;
+        d.data_length = d.data_length.saturating_sub(u64::from(off));
         self.start = off;
     }
 
@@ -511,6 +522,9 @@ impl Scratch {
     fn packet(&mut self, data: &[u8], view: View<'_>) -> *mut NetBufferList {
         if view.is_plain() {
             self.bufs.point_at(data.as_ptr(), data.len());
+        } else if view.behind.is_empty() && view.lead.is_empty() {
+            self.bufs.point_at(data.as_ptr(), data.len());
+            self.bufs.start_at(view.skip.min(data.len()));
         } else {
             self.bufs.over_copy_with(view, data);
         }
@@ -670,9 +684,11 @@ impl View<'_> {
 /// At the layers whose layerData is the payload (INBOUND_TRANSPORT, the ALE layers,
 /// DATAGRAM_DATA) the headers the data path passes (`Metadata::header_bytes`) go behind the data
 /// start — except that outbound, WFP indicates at the transport header, which then leads the
-/// data. (OUTBOUND_TRANSPORT and the IP-packet layers stay indicated from the IP header, the
-/// documented difference in docs/c-abi.md.) NdisRetreatNetBufferDataStart by `ipHeaderSize`
-/// (+ `transportHeaderSize`) reaches the real headers, as on Windows.
+/// data. At the layers whose layerData is the whole IP packet here but whose NBL starts further
+/// in on Windows ([`ip_packet_skip`]: INBOUND_IPPACKET and OUTBOUND_TRANSPORT at the transport
+/// header, OUTBOUND_ICMP_ERROR at the ICMP header, INBOUND_ICMP_ERROR at the inner IP header)
+/// the headers before that start stay in the MDL behind it. NdisRetreatNetBufferDataStart by
+/// `ipHeaderSize` (+ `transportHeaderSize`) reaches the real headers, as on Windows.
 #[inline]
 fn view(layer: LayerId, meta: &Metadata) -> View<'_> {
     let plain = View {
@@ -681,7 +697,10 @@ fn view(layer: LayerId, meta: &Metadata) -> View<'_> {
         skip: 0,
     };
     if !PAYLOAD_LAYERS.contains(&layer) {
-        return plain;
+        return View {
+            skip: ip_packet_skip(layer, meta),
+            ..plain
+        };
     }
     let h = meta.header_bytes.as_deref().unwrap_or_default();
     if meta.packet_direction != Some(Direction::Outbound)
@@ -696,6 +715,39 @@ fn view(layer: LayerId, meta: &Metadata) -> View<'_> {
         behind,
         lead,
         skip: 0,
+    }
+}
+
+/// §8.2: how many bytes of an IP packet (the layerData here) lie before WFP's NBL data start at
+/// `layer` or its discard layer: the IP header at INBOUND_IPPACKET (the list starts at the
+/// transport header), OUTBOUND_TRANSPORT (at the transport header) and OUTBOUND_ICMP_ERROR (at
+/// the ICMP header); the IP and ICMP headers at INBOUND_ICMP_ERROR (at the inner IP header);
+/// none elsewhere (OUTBOUND_IPPACKET and IPFORWARD start at the IP header).
+#[inline]
+fn ip_packet_skip(layer: LayerId, meta: &Metadata) -> usize {
+    // FWPS_LAYER_*_DISCARD is its layer's id + 1 below the ALE layers (§8.1).
+    let main = if layer.0 < layers::ALE_RESOURCE_ASSIGNMENT_V4.0 {
+        LayerId(layer.0 & !1)
+    } else {
+        return 0;
+    };
+    let ip = meta.ip_header_size as usize;
+    if [
+        layers::INBOUND_IPPACKET_V4,
+        layers::INBOUND_IPPACKET_V6,
+        layers::OUTBOUND_TRANSPORT_V4,
+        layers::OUTBOUND_TRANSPORT_V6,
+        layers::OUTBOUND_ICMP_ERROR_V4,
+        layers::OUTBOUND_ICMP_ERROR_V6,
+    ]
+    .contains(&main)
+    {
+        ip
+    } else if main == layers::INBOUND_ICMP_ERROR_V4 || main == layers::INBOUND_ICMP_ERROR_V6 {
+        // The ICMP error header (type, code, checksum, 4 bytes unused / MTU) is 8 bytes.
+        ip + 8
+    } else {
+        0
     }
 }
 

@@ -342,10 +342,8 @@ impl Shim {
     ) -> Option<Vec<u8>> {
         let e = FlowId::from_handle(endpoint).and_then(|id| self.extra.get(&id))?;
         let dst = remote.unwrap_or(e.key.remote_addr());
-        // OUTBOUND_TRANSPORT is indicated from the IP header here (docs/c-abi.md): a clone of
-        // it sent with FwpsInjectTransportSendAsync (the WDK inspect sample) carries the flow's
-        // IPv4 header in front of its transport header; the new header replaces it.
-        let transport = strip_own_ipv4_header(transport, e.key.protocol());
+        // §10.4 / wdk-runtime.md §7: a transport send's data starts at the transport header
+        // (every layer it may come from indicates its list there), taken as it is.
         build::ip_packet(e.key.local_addr(), dst, e.key.protocol(), transport).ok()
     }
 
@@ -398,22 +396,6 @@ impl Shim {
         });
         Some((bytes, v))
     }
-}
-
-/// `data` without a leading IPv4 header of `protocol` (its IHL, when it fits): what a transport
-/// send of a packet indicated from its IP header carries.
-fn strip_own_ipv4_header(data: &[u8], protocol: u8) -> &[u8] {
-    let ihl = data.first().map_or(0, |b| usize::from(b & 0xF) * 4);
-    let v4 = data.first().is_some_and(|b| b >> 4 == 4) && ihl >= 20;
-    if v4 && data.get(9) == Some(&protocol) && data.len() >= ihl {
-        let total = data
-            .get(2..4)
-            .map_or(0, |t| usize::from(u16::from_be_bytes([t[0], t[1]])));
-        if total == data.len() {
-            return &data[ihl..];
-        }
-    }
-    data
 }
 
 impl Shim {

@@ -15,9 +15,18 @@
  *  ALE_AUTH_CONNECT_V4 (inspection): logs what the connection looks like after the redirect —
  *      its remote address and port, the ORIGINAL_DESTINATION metadata and the redirect state.
  *
+ * Chaining (several redirectors, §10.3): a request another callout modified first arrives with
+ *      its previousVersion and modifierFilterId, logged ("chained after filter N"). With Soft=1 the
+ *      redirect ends in a soft PERMIT (the write right set again after the apply, which cleared
+ *      it), so redirectors in lower-weight sublayers may redirect the connection further.
+ *
  * Parameters (`--driver-param NAME=VALUE`, read with WdfRegistryQuery*): Port (REG_DWORD, the
  * remote port to redirect, default 80), ToAddress (REG_SZ dotted IPv4, default 127.0.0.1),
- * ToPort (REG_DWORD, default 3128), Pend (REG_DWORD, 0 or 1, default 0).
+ * ToPort (REG_DWORD, default 3128), Pend (REG_DWORD, 0 or 1, default 0), Soft (REG_DWORD, 0 or 1,
+ * default 0), Weight (REG_DWORD, its sublayer's weight, default 0x300).
+ *
+ * Building it twice with different -DCR_INSTANCE=N (1..15) gives two drivers with their own
+ * callout, sublayer and provider keys, logging as "connredirectN".
  */
 #include <ntddk.h>
 #include <initguid.h>
@@ -26,15 +35,26 @@
 #include <ip2string.h>
 #include <wdf.h>
 
-DEFINE_GUID(CR_CONNECT_CALLOUT, 0x5e1ec7ed, 0x13c0, 0x4a11, 0x9d, 0x2e, 0x0b, 0xad, 0xc0, 0xde, 0x00, 0x01);
-DEFINE_GUID(CR_AUTH_CALLOUT, 0x5e1ec7ed, 0x13c0, 0x4a11, 0x9d, 0x2e, 0x0b, 0xad, 0xc0, 0xde, 0x00, 0x02);
-DEFINE_GUID(CR_SUBLAYER, 0x5e1ec7ed, 0x13c0, 0x4a11, 0x9d, 0x2e, 0x0b, 0xad, 0xc0, 0xde, 0x00, 0x10);
-DEFINE_GUID(CR_PROVIDER, 0x5e1ec7ed, 0x13c0, 0x4a11, 0x9d, 0x2e, 0x0b, 0xad, 0xc0, 0xde, 0x00, 0x20);
+#ifndef CR_INSTANCE
+#define CR_INSTANCE 0
+#define CR_NAME "connredirect"
+#else
+#define CR_STR2(x) #x
+#define CR_STR(x) CR_STR2(x)
+#define CR_NAME "connredirect" CR_STR(CR_INSTANCE)
+#endif
+
+DEFINE_GUID(CR_CONNECT_CALLOUT, 0x5e1ec7ed, 0x13c0, 0x4a11, 0x9d, 0x2e, 0x0b, 0xad, 0xc0, 0xde, CR_INSTANCE, 0x01);
+DEFINE_GUID(CR_AUTH_CALLOUT, 0x5e1ec7ed, 0x13c0, 0x4a11, 0x9d, 0x2e, 0x0b, 0xad, 0xc0, 0xde, CR_INSTANCE, 0x02);
+DEFINE_GUID(CR_SUBLAYER, 0x5e1ec7ed, 0x13c0, 0x4a11, 0x9d, 0x2e, 0x0b, 0xad, 0xc0, 0xde, CR_INSTANCE, 0x10);
+DEFINE_GUID(CR_PROVIDER, 0x5e1ec7ed, 0x13c0, 0x4a11, 0x9d, 0x2e, 0x0b, 0xad, 0xc0, 0xde, CR_INSTANCE, 0x20);
 
 static UINT16 gPort = 80;
 static UINT32 gToAddress = 0x7F000001u; /* host order */
 static UINT16 gToPort = 3128;
 static UINT16 gPend = 0;
+static UINT16 gSoft = 0;
+static ULONG gWeight = 0x300;
 
 #define CR_TAG 'RdnC'
 
@@ -50,9 +70,23 @@ static HANDLE gEngine, gRedirect;
 static UINT32 gConnectId, gAuthId;
 static LONG gRedirected, gLeftAlone, gFailed, gPended;
 
+/* Logs a request another redirector modified before us (§10.3 chaining): where it points now,
+ * which filter modified it, where it pointed before. */
+static void LogChain(const FWPS_CONNECT_REQUEST0 *request)
+{
+    if (request->previousVersion == NULL) return;
+    const SOCKADDR_IN *now = (const SOCKADDR_IN *)&request->remoteAddressAndPort;
+    const SOCKADDR_IN *before = (const SOCKADDR_IN *)&request->previousVersion->remoteAddressAndPort;
+    const UCHAR *a = (const UCHAR *)&now->sin_addr, *b = (const UCHAR *)&before->sin_addr;
+    DbgPrint(CR_NAME ": chained after filter %I64u: remote %u.%u.%u.%u:%u, before %u.%u.%u.%u:%u\n",
+             request->modifierFilterId, a[0], a[1], a[2], a[3], RtlUshortByteSwap(now->sin_port), b[0], b[1], b[2],
+             b[3], RtlUshortByteSwap(before->sin_port));
+}
+
 /* Points the request at ToAddress:ToPort and names us as its redirector. */
 static void Redirect(FWPS_CONNECT_REQUEST0 *request)
 {
+    LogChain(request);
     SOCKADDR_IN *remote = (SOCKADDR_IN *)&request->remoteAddressAndPort;
     remote->sin_addr.S_un.S_addr = RtlUlongByteSwap(gToAddress);
     remote->sin_port = RtlUshortByteSwap(gToPort);
@@ -75,7 +109,7 @@ static void CompletePended(PDEVICE_OBJECT device, PVOID context)
         out.actionType = FWP_ACTION_PERMIT;
     } else {
         InterlockedIncrement(&gFailed);
-        DbgPrint("connredirect: pended acquire failed %#x\n", status);
+        DbgPrint(CR_NAME ": pended acquire failed %#x\n", status);
         out.actionType = FWP_ACTION_BLOCK;
     }
     FwpsCompleteClassify0(p->ClassifyHandle, 0, &out);
@@ -98,7 +132,7 @@ static void PendRedirect(UINT64 handle, const FWPS_FILTER3 *filter, FWPS_CLASSIF
     if (NT_SUCCESS(status)) status = FwpsPendClassify0(handle, filter->filterId, 0, classifyOut);
     if (!NT_SUCCESS(status)) {
         InterlockedIncrement(&gFailed);
-        DbgPrint("connredirect: pend failed %#x\n", status);
+        DbgPrint(CR_NAME ": pend failed %#x\n", status);
         if (p != NULL && p->Item != NULL) IoFreeWorkItem(p->Item);
         if (p != NULL) ExFreePoolWithTag(p, CR_TAG);
         FwpsReleaseClassifyHandle0(handle);
@@ -121,7 +155,7 @@ static void NTAPI ConnectClassify(const FWPS_INCOMING_VALUES0 *values, const FWP
     FWPS_CONNECTION_REDIRECT_STATE state = FwpsQueryConnectionRedirectState0(meta->redirectRecords, gRedirect, NULL);
     if (state == FWPS_CONNECTION_REDIRECTED_BY_SELF || state == FWPS_CONNECTION_PREVIOUSLY_REDIRECTED_BY_SELF) {
         InterlockedIncrement(&gLeftAlone);
-        DbgPrint("connredirect: left alone (state %d)\n", state);
+        DbgPrint(CR_NAME ": left alone (state %d)\n", state);
         classifyOut->actionType = FWP_ACTION_PERMIT;
         return;
     }
@@ -134,7 +168,7 @@ static void NTAPI ConnectClassify(const FWPS_INCOMING_VALUES0 *values, const FWP
         status = FwpsAcquireWritableLayerDataPointer0(handle, filter->filterId, 0, (PVOID *)&request, classifyOut);
     if (!NT_SUCCESS(status)) {
         InterlockedIncrement(&gFailed);
-        DbgPrint("connredirect: acquire failed %#x\n", status);
+        DbgPrint(CR_NAME ": acquire failed %#x\n", status);
         if (handle != 0) FwpsReleaseClassifyHandle0(handle);
         return;
     }
@@ -143,6 +177,8 @@ static void NTAPI ConnectClassify(const FWPS_INCOMING_VALUES0 *values, const FWP
     FwpsReleaseClassifyHandle0(handle);
     InterlockedIncrement(&gRedirected);
     classifyOut->actionType = FWP_ACTION_PERMIT;
+    /* The acquire cleared the write right (a hard PERMIT); a soft one lets later redirectors in. */
+    if (gSoft) classifyOut->rights |= FWPS_RIGHT_ACTION_WRITE;
 }
 
 static void NTAPI AuthClassify(const FWPS_INCOMING_VALUES0 *values, const FWPS_INCOMING_METADATA_VALUES0 *meta,
@@ -161,11 +197,11 @@ static void NTAPI AuthClassify(const FWPS_INCOMING_VALUES0 *values, const FWPS_I
         meta->originalDestination != NULL && meta->originalDestination->sa_family == AF_INET) {
         const SOCKADDR_IN *o = (const SOCKADDR_IN *)meta->originalDestination;
         const UCHAR *a = (const UCHAR *)&o->sin_addr;
-        DbgPrint("connredirect: auth remote %u.%u.%u.%u:%u original %u.%u.%u.%u:%u state %d redirected-flag %d\n",
+        DbgPrint(CR_NAME ": auth remote %u.%u.%u.%u:%u original %u.%u.%u.%u:%u state %d redirected-flag %d\n",
                  r >> 24, (r >> 16) & 0xff, (r >> 8) & 0xff, r & 0xff, rp, a[0], a[1], a[2], a[3],
                  RtlUshortByteSwap(o->sin_port), state, (flags & FWP_CONDITION_FLAG_IS_CONNECTION_REDIRECTED) != 0);
     } else {
-        DbgPrint("connredirect: auth remote %u.%u.%u.%u:%u original none state %d\n", r >> 24, (r >> 16) & 0xff,
+        DbgPrint(CR_NAME ": auth remote %u.%u.%u.%u:%u original none state %d\n", r >> 24, (r >> 16) & 0xff,
                  (r >> 8) & 0xff, r & 0xff, rp, state);
     }
     classifyOut->actionType = FWP_ACTION_CONTINUE;
@@ -224,7 +260,7 @@ static NTSTATUS AddPolicy(void)
     FWPM_SUBLAYER0 sl = { 0 };
     sl.subLayerKey = CR_SUBLAYER;
     sl.displayData.name = L"connredirect sublayer";
-    sl.weight = 0x300;
+    sl.weight = (UINT16)gWeight;
     status = FwpmSubLayerAdd0(gEngine, &sl, NULL);
     if (NT_SUCCESS(status))
         status = AddFilter(&CR_CONNECT_CALLOUT, &FWPM_LAYER_ALE_CONNECT_REDIRECT_V4, FWP_ACTION_CALLOUT_TERMINATING,
@@ -250,7 +286,7 @@ void DriverUnload(PDRIVER_OBJECT DriverObject)
     gConnectId = gAuthId = 0;
     if (gRedirect) FwpsRedirectHandleDestroy0(gRedirect);
     gRedirect = NULL;
-    DbgPrint("connredirect: unloaded, redirected=%ld left-alone=%ld pended=%ld failed=%ld\n", gRedirected, gLeftAlone,
+    DbgPrint(CR_NAME ": unloaded, redirected=%ld left-alone=%ld pended=%ld failed=%ld\n", gRedirected, gLeftAlone,
              gPended, gFailed);
     if (gDevice) IoDeleteDevice(gDevice);
     gDevice = NULL;
@@ -295,6 +331,8 @@ static NTSTATUS ReadParameters(WDFDRIVER Driver)
     DECLARE_CONST_UNICODE_STRING(toAddressName, L"ToAddress");
     DECLARE_CONST_UNICODE_STRING(toPortName, L"ToPort");
     DECLARE_CONST_UNICODE_STRING(pendName, L"Pend");
+    DECLARE_CONST_UNICODE_STRING(softName, L"Soft");
+    DECLARE_CONST_UNICODE_STRING(weightName, L"Weight");
     WDFKEY key = NULL;
     NTSTATUS status = WdfDriverOpenParametersRegistryKey(Driver, KEY_READ, WDF_NO_OBJECT_ATTRIBUTES, &key);
     if (!NT_SUCCESS(status)) return status;
@@ -303,6 +341,11 @@ static NTSTATUS ReadParameters(WDFDRIVER Driver)
     if (NT_SUCCESS(status)) status = QueryPort(key, &toPortName, &gToPort);
     ULONG pend = 0;
     if (NT_SUCCESS(status) && NT_SUCCESS(WdfRegistryQueryULong(key, &pendName, &pend))) gPend = pend != 0;
+    ULONG soft = 0;
+    if (NT_SUCCESS(status) && NT_SUCCESS(WdfRegistryQueryULong(key, &softName, &soft))) gSoft = soft != 0;
+    ULONG weight = 0;
+    if (NT_SUCCESS(status) && NT_SUCCESS(WdfRegistryQueryULong(key, &weightName, &weight)) && weight <= 0xFFFF)
+        gWeight = weight;
     WdfRegistryClose(key);
     return status;
 }
@@ -318,7 +361,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     NTSTATUS status = WdfDriverCreate(DriverObject, RegistryPath, WDF_NO_OBJECT_ATTRIBUTES, &config, &driver);
     if (NT_SUCCESS(status)) status = ReadParameters(driver);
     if (!NT_SUCCESS(status)) {
-        DbgPrint("connredirect: parameters failed %#x\n", status);
+        DbgPrint(CR_NAME ": parameters failed %#x\n", status);
         return status;
     }
     status = IoCreateDevice(DriverObject, 0, NULL, FILE_DEVICE_NETWORK, FILE_DEVICE_SECURE_OPEN, FALSE, &gDevice);
@@ -327,11 +370,11 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     if (NT_SUCCESS(status)) status = Register(&CR_AUTH_CALLOUT, AuthClassify, &gAuthId);
     if (NT_SUCCESS(status)) status = AddPolicy();
     if (!NT_SUCCESS(status)) {
-        DbgPrint("connredirect: DriverEntry failed %#x\n", status);
+        DbgPrint(CR_NAME ": DriverEntry failed %#x\n", status);
         DriverUnload(DriverObject);
         return status;
     }
-    DbgPrint("connredirect: loaded, port %u -> %u.%u.%u.%u:%u\n", gPort, gToAddress >> 24, (gToAddress >> 16) & 0xff,
+    DbgPrint(CR_NAME ": loaded, port %u -> %u.%u.%u.%u:%u\n", gPort, gToAddress >> 24, (gToAddress >> 16) & 0xff,
              (gToAddress >> 8) & 0xff, gToAddress & 0xff, gToPort);
     return STATUS_SUCCESS;
 }
