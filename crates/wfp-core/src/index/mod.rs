@@ -270,8 +270,9 @@ impl SublayerIndex {
             next.delta.extend_raw(added);
         } else {
             let space = self.space();
+            let nd = space.map_or(0, |sp| sp.dims.len());
             for f in added {
-                next.delta.add(Added::new(f, space));
+                next.delta.add(Added::new(f, space), nd);
             }
         }
         let small_scan = next
@@ -350,10 +351,7 @@ impl SublayerIndex {
         });
         Self {
             runs,
-            delta: Delta {
-                added: Vec::new(),
-                fields: self.delta.fields,
-            },
+            delta: Delta::with_fields(self.delta.fields),
         }
     }
 
@@ -368,35 +366,37 @@ impl SublayerIndex {
                 head: *run.base.heads.get(i)?,
             });
         }
-        // (run, position, filter); run MAX_RUNS: the added filters.
-        let mut best: Option<(usize, usize, &Arc<RtFilter>)> = None;
+        // (run, position, filter, head); run MAX_RUNS: the added filters. Filter objects are
+        // read (for their weight) only to order two matches: a run's match is decided from its
+        // head, which a classify reads anyway.
+        let mut best: Option<(usize, usize, &Arc<RtFilter>, Head)> = None;
         for ((r, run), from) in self.runs.iter().enumerate().zip(cursor.runs) {
             let Some(i) = run.next_live(values, from) else {
                 continue;
             };
-            let Some(f) = run.base.filters.get(i) else {
+            let (Some(f), Some(h)) = (run.base.filters.get(i), run.base.heads.get(i)) else {
                 continue;
             };
-            if best.is_none_or(|(_, _, b)| eval_order(f, b).is_lt()) {
-                best = Some((r, i, f));
+            if best.is_none_or(|(_, _, b, _)| eval_order(f, b).is_lt()) {
+                best = Some((r, i, f, *h));
             }
         }
-        if let Some(j) = self.delta.next_match(self.space(), values, cursor.added) {
+        if let Some(j) = self
+            .delta
+            .next_match(self.space(), values, cursor.added, usize::MAX)
+        {
             if let Some(a) = self.delta.added.get(j) {
-                if best.is_none_or(|(_, _, b)| eval_order(&a.filter, b).is_lt()) {
-                    best = Some((MAX_RUNS, j, &a.filter));
+                if best.is_none_or(|(_, _, b, _)| eval_order(&a.filter, b).is_lt()) {
+                    best = Some((MAX_RUNS, j, &a.filter, Head::of(&a.filter)));
                 }
             }
         }
-        let (r, i, f) = best?;
+        let (r, i, filter, head) = best?;
         match cursor.runs.get_mut(r) {
             Some(c) => *c = i + 1,
             None => cursor.added = i + 1,
         }
-        Some(Hit {
-            filter: f,
-            head: Head::of(f),
-        })
+        Some(Hit { filter, head })
     }
 
     /// Live filters up to and including `f` in evaluation order (matching or not): with
