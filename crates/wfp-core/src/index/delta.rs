@@ -104,34 +104,149 @@ impl Added {
 }
 
 /// The boxes of the added filters on the base's dimensions, one column per dimension (`lo` and
-/// `hi - lo`), ordered by their filter's place in [`Delta::added`] (issue 15, B2: a lookup over
-/// the added filters cost ~10 ns per filter through their boxes one by one). A lookup tests 64
-/// boxes per dimension at a time and stops at the first dimension that rules them all out, so
-/// it reads about one or two columns.
+/// `hi - lo`, 32-bit when the dimension is that narrow), ordered by their filter's place in
+/// [`Delta::added`] (issue 15, B2: a lookup over the added filters cost ~10 ns per filter through
+/// their boxes one by one). A lookup tests 64 boxes per dimension at a time, widest dimensions
+/// (addresses) first, and stops at the first dimension that rules them all out, so it reads
+/// about one or two columns.
 #[derive(Clone, Debug, Default)]
 struct Packed {
-    nd: usize,
-    lo: [Vec<u64>; MAX_DIMS],
-    span: [Vec<u64>; MAX_DIMS],
+    /// The columns, by dimension width descending.
+    cols: Vec<Col>,
     /// Per box: the number of its filter in [`Delta::added`].
     owner: Vec<u32>,
 }
 
-impl Packed {
-    /// Room for the boxes of a filter inserted as number `at` (the later ones move up by one).
-    fn insert(&mut self, at: u32, nd: usize, boxes: &[(u64, u64)]) {
-        if self.owner.is_empty() {
-            self.nd = nd.min(MAX_DIMS);
+/// One dimension's bounds over all boxes.
+#[derive(Clone, Debug)]
+struct Col {
+    /// The dimension (index into a box's bounds and into the keys).
+    dim: usize,
+    bounds: Bounds,
+}
+
+#[derive(Clone, Debug)]
+enum Bounds {
+    Narrow { lo: Vec<u32>, span: Vec<u32> },
+    Wide { lo: Vec<u64>, span: Vec<u64> },
+}
+
+/// Bit `i` set when byte `i` of `hit` is 1 (bytes are 0 or 1).
+#[inline]
+fn pack(hit: &[u8; 64]) -> u64 {
+    let mut m = 0u64;
+    for (i, c) in hit.chunks_exact(8).enumerate() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        // Gathers the low bit of each byte into the top byte, byte 0 lowest.
+        m |= (u64::from_le_bytes(w).wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * i);
+    }
+    m
+}
+
+impl Bounds {
+    fn insert(&mut self, at: usize, lo: u64, hi: u64) {
+        match self {
+            Self::Narrow { lo: l, span: s } => {
+                l.insert(at, lo as u32);
+                s.insert(at, (hi - lo) as u32);
+            }
+            Self::Wide { lo: l, span: s } => {
+                l.insert(at, lo);
+                s.insert(at, hi - lo);
+            }
         }
+    }
+
+    fn drain(&mut self, from: usize, to: usize) {
+        match self {
+            Self::Narrow { lo, span } => {
+                lo.drain(from..to);
+                span.drain(from..to);
+            }
+            Self::Wide { lo, span } => {
+                lo.drain(from..to);
+                span.drain(from..to);
+            }
+        }
+    }
+
+    /// The boxes among `b..b + n` (n ≤ 64) whose bounds contain `k`.
+    #[inline]
+    fn mask(&self, k: u64, b: usize, n: usize) -> u64 {
+        let mut hit = [0u8; 64];
+        match self {
+            Self::Narrow { lo, span } => {
+                let (Some(lo), Some(span)) = (lo.get(b..b + n), span.get(b..b + n)) else {
+                    return 0;
+                };
+                // A narrow dimension's keys fit 32 bits.
+                let k = k as u32;
+                for ((h, l), s) in hit.iter_mut().zip(lo).zip(span) {
+                    *h = u8::from(k.wrapping_sub(*l) <= *s);
+                }
+            }
+            Self::Wide { lo, span } => {
+                let (Some(lo), Some(span)) = (lo.get(b..b + n), span.get(b..b + n)) else {
+                    return 0;
+                };
+                for ((h, l), s) in hit.iter_mut().zip(lo).zip(span) {
+                    *h = u8::from(k.wrapping_sub(*l) <= *s);
+                }
+            }
+        }
+        pack(&hit)
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Narrow { lo, span } => (lo.capacity() + span.capacity()) * 4,
+            Self::Wide { lo, span } => (lo.capacity() + span.capacity()) * 8,
+        }
+    }
+}
+
+impl Packed {
+    /// Empty columns for dimensions of these widths (a space's, in order).
+    fn new(widths: impl Iterator<Item = u32>) -> Self {
+        let mut dims: Vec<(usize, u32)> = widths.enumerate().take(MAX_DIMS).collect();
+        dims.sort_by_key(|&(d, w)| (std::cmp::Reverse(w), d));
+        let cols = dims
+            .into_iter()
+            .map(|(dim, w)| Col {
+                dim,
+                bounds: if w <= 32 {
+                    Bounds::Narrow {
+                        lo: Vec::new(),
+                        span: Vec::new(),
+                    }
+                } else {
+                    Bounds::Wide {
+                        lo: Vec::new(),
+                        span: Vec::new(),
+                    }
+                },
+            })
+            .collect();
+        Self {
+            cols,
+            owner: Vec::new(),
+        }
+    }
+
+    /// The boxes of a filter inserted as number `at` (the later ones move up by one).
+    fn insert(&mut self, at: u32, boxes: &[(u64, u64)]) {
+        let nd = self.cols.len();
         let b = self.owner.partition_point(|&o| o < at);
         for o in self.owner.get_mut(b..).unwrap_or(&mut []) {
             *o += 1;
         }
-        let count = boxes.len().checked_div(self.nd).unwrap_or(0);
-        for (j, bx) in boxes.chunks_exact(self.nd.max(1)).take(count).enumerate() {
-            for ((lo, span), (l, h)) in self.lo.iter_mut().zip(&mut self.span).zip(bx) {
-                lo.insert(b + j, *l);
-                span.insert(b + j, h - l);
+        let count = boxes.len().checked_div(nd).unwrap_or(0);
+        for (j, bx) in boxes.chunks_exact(nd.max(1)).take(count).enumerate() {
+            for c in &mut self.cols {
+                if let Some(&(lo, hi)) = bx.get(c.dim) {
+                    c.bounds.insert(b + j, lo, hi);
+                }
             }
             self.owner.insert(b + j, at);
         }
@@ -141,9 +256,8 @@ impl Packed {
     fn remove(&mut self, at: u32) {
         let b = self.owner.partition_point(|&o| o < at);
         let e = self.owner.partition_point(|&o| o <= at);
-        for (lo, span) in self.lo.iter_mut().zip(&mut self.span).take(self.nd) {
-            lo.drain(b..e);
-            span.drain(b..e);
+        for c in &mut self.cols {
+            c.bounds.drain(b, e);
         }
         self.owner.drain(b..e);
         for o in self.owner.get_mut(b..).unwrap_or(&mut []) {
@@ -155,15 +269,8 @@ impl Packed {
     #[inline]
     fn inside(&self, keys: &[u64; MAX_DIMS], b: usize, n: usize) -> u64 {
         let mut m = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-        for ((lo, span), &k) in self.lo.iter().zip(&self.span).zip(keys).take(self.nd) {
-            let (Some(lo), Some(span)) = (lo.get(b..b + n), span.get(b..b + n)) else {
-                return 0;
-            };
-            let mut dm = 0u64;
-            for (i, (l, s)) in lo.iter().zip(span).enumerate() {
-                dm |= u64::from(k.wrapping_sub(*l) <= *s) << i;
-            }
-            m &= dm;
+        for c in &self.cols {
+            m &= c.bounds.mask(keys.get(c.dim).copied().unwrap_or(0), b, n);
             if m == 0 {
                 break;
             }
@@ -174,8 +281,7 @@ impl Packed {
     /// Approximate heap bytes.
     #[cfg(any(test, feature = "bench-internals"))]
     fn bytes(&self) -> usize {
-        let cols: usize = self.lo.iter().chain(&self.span).map(Vec::capacity).sum();
-        cols * 8 + self.owner.capacity() * 4
+        self.cols.iter().map(|c| c.bounds.bytes()).sum::<usize>() + self.owner.capacity() * 4
     }
 }
 
@@ -273,15 +379,23 @@ impl Delta {
         }
     }
 
-    /// Inserts an added filter at its place in evaluation order (`nd`: the base's dimensions).
-    pub(super) fn add(&mut self, a: Added, nd: usize) {
+    /// Inserts an added filter at its place in evaluation order (`space`: the base's, the one
+    /// `a` was compiled on).
+    pub(super) fn add(&mut self, a: Added, space: Option<&Space>) {
         let a = Arc::new(a);
         let at = self
             .added
             .partition_point(|x| eval_order(&x.filter, &a.filter).is_lt());
         self.fields.update(&a.filter, true);
         match (&a.compiled, u32::try_from(at)) {
-            (Some(c), Ok(n)) => self.packed.insert(n, nd, &c.boxes),
+            (Some(c), Ok(n)) => {
+                if self.packed.owner.is_empty() {
+                    if let Some(sp) = space {
+                        self.packed = Packed::new(sp.dims.iter().map(|d| d.width));
+                    }
+                }
+                self.packed.insert(n, &c.boxes);
+            }
             _ => self.raw = true,
         }
         self.added.insert(at, a);
@@ -377,5 +491,82 @@ impl Delta {
         self.added.capacity() * 8
             + self.added.len() * std::mem::size_of::<Added>()
             + self.packed.bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{Packed, MAX_DIMS};
+
+    /// A box on dimensions of `widths`: per dimension a seed picking bounds (some wildcards,
+    /// some single values, some ranges).
+    fn make_box(widths: &[u32], seeds: &[(u64, u64, u8)]) -> Vec<(u64, u64)> {
+        widths
+            .iter()
+            .zip(seeds)
+            .map(|(&w, &(a, b, kind))| {
+                let max = if w >= 64 { u64::MAX } else { (1u64 << w) - 1 };
+                let (a, b) = (a & max & 0xFF, b & max & 0xFF);
+                match kind % 3 {
+                    0 => (0, max),
+                    1 => (a, a),
+                    _ => (a.min(b), a.max(b)),
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Packed columns (past 64 boxes, narrow and wide dimensions, filters inserted at any
+        /// place and removed) answer `inside` exactly as a box-by-box check.
+        #[test]
+        fn packed_columns_equal_box_by_box(
+            widths in prop::collection::vec(prop::sample::select(vec![8u32, 16, 32, 64]), 1..=MAX_DIMS),
+            ops in prop::collection::vec((any::<bool>(), any::<u16>(), prop::collection::vec(
+                prop::collection::vec((any::<u64>(), any::<u64>(), any::<u8>()), MAX_DIMS), 1..3)), 1..160),
+            keys in prop::collection::vec(prop::collection::vec(0u64..0x100, MAX_DIMS), 1..8),
+        ) {
+            let mut p = Packed::new(widths.iter().copied());
+            // Per filter (in order): its boxes.
+            let mut model: Vec<Vec<Vec<(u64, u64)>>> = Vec::new();
+            for (add, at, seeds) in &ops {
+                if *add || model.is_empty() {
+                    let at = usize::from(*at) % (model.len() + 1);
+                    let boxes: Vec<Vec<(u64, u64)>> = seeds.iter().map(|s| make_box(&widths, s)).collect();
+                    let flat: Vec<(u64, u64)> = boxes.iter().flatten().copied().collect();
+                    p.insert(at as u32, &flat);
+                    model.insert(at, boxes);
+                } else {
+                    let at = usize::from(*at) % model.len();
+                    p.remove(at as u32);
+                    model.remove(at);
+                }
+            }
+            let flat: Vec<(u32, &Vec<(u64, u64)>)> = (0u32..)
+                .zip(&model)
+                .flat_map(|(o, bs)| bs.iter().map(move |b| (o, b)))
+                .collect();
+            prop_assert_eq!(p.owner.len(), flat.len());
+            for k in &keys {
+                let mut keys = [0u64; MAX_DIMS];
+                keys.copy_from_slice(k);
+                for start in (0..flat.len()).step_by(64) {
+                    let n = (flat.len() - start).min(64);
+                    let got = p.inside(&keys, start, n);
+                    let mut want = 0u64;
+                    for (i, (o, b)) in flat.iter().skip(start).take(n).enumerate() {
+                        prop_assert_eq!(p.owner.get(start + i), Some(o));
+                        if b.iter().zip(&keys).all(|((lo, hi), k)| lo <= k && k <= hi) {
+                            want |= 1 << i;
+                        }
+                    }
+                    prop_assert_eq!(got, want);
+                }
+            }
+        }
     }
 }
