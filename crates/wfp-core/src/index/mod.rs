@@ -55,6 +55,7 @@
 mod compile;
 pub(crate) use compile::group_intervals;
 mod delta;
+mod fast_hash;
 pub(crate) mod layer;
 mod prune;
 mod tuple;

@@ -36,13 +36,13 @@
 //! follow Daly & Torng's TupleMerge/PartitionSort; the pruning sets are the Lakshman–Stiliadis
 //! bit-vector scheme applied to tables rather than rules.)
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::filter::RtFilter;
 use crate::value::Value;
 
 use super::compile::{Compiled, Dim, FieldKind, Space, MAX_DIMS};
+use super::fast_hash::FastMap;
 use super::prune::{MapShape, Prune, MERGED_PRUNE_BITS, PRUNE_BITS};
 
 /// At most this many tables (one bit each in the pruning sets).
@@ -263,7 +263,7 @@ impl TupleIndex {
             .flat_map(|step| [(step, true), (step, false)])
             .filter(|&(_, blobs)| blobs || has_blob);
         for (step, blobs) in attempts {
-            let mut by_tuple: HashMap<[u8; MAX_DIMS], Vec<u32>> = HashMap::new();
+            let mut by_tuple: FastMap<[u8; MAX_DIMS], Vec<u32>> = FastMap::default();
             for (i, r) in (0..nboxes).zip(&refs) {
                 let mut t = r.lens;
                 for (l, d) in t.iter_mut().zip(dims) {
@@ -790,7 +790,7 @@ fn merge_tuples(
         tuple: [u8; MAX_DIMS],
         masks: [u64; MAX_DIMS],
         bits: u32,
-        counts: HashMap<u64, u32>,
+        counts: FastMap<u64, u32>,
         ids: Vec<u32>,
     }
     let masks_of = |tuple: &[u8; MAX_DIMS]| {
@@ -862,7 +862,7 @@ fn merge_tuples(
             }
             _ => {
                 let masks = masks_of(&tuple);
-                let mut counts = HashMap::new();
+                let mut counts = FastMap::default();
                 counts.insert(hash(&key, &masks), 1);
                 let n = tables.len();
                 tables.push(Merged {
