@@ -263,8 +263,7 @@ impl TupleIndex {
             .flat_map(|step| [(step, true), (step, false)])
             .filter(|&(_, blobs)| blobs || has_blob);
         for (step, blobs) in attempts {
-            let mut by_tuple: FastMap<[u8; MAX_DIMS], Vec<u32>> = FastMap::default();
-            for (i, r) in (0..nboxes).zip(&refs) {
+            let tuple_of = |r: &BoxRef<'_>| {
                 let mut t = r.lens;
                 for (l, d) in t.iter_mut().zip(dims) {
                     *l = if blobs || d.kind != FieldKind::Blob {
@@ -273,10 +272,33 @@ impl TupleIndex {
                         0
                     };
                 }
-                by_tuple.entry(t).or_default().push(i);
+                t
+            };
+            // Distinct tuples first, giving up past `max_tables` (hard sets fail every attempt:
+            // no per-tuple lists built for nothing).
+            let mut group_of: FastMap<[u8; MAX_DIMS], usize> = FastMap::default();
+            let mut tuples: Vec<[u8; MAX_DIMS]> = Vec::new();
+            let mut of_box: Vec<usize> = Vec::with_capacity(refs.len());
+            for r in &refs {
+                let t = tuple_of(r);
+                let g = *group_of.entry(t).or_insert_with(|| {
+                    tuples.push(t);
+                    tuples.len() - 1
+                });
+                if tuples.len() > max_tables {
+                    break;
+                }
+                of_box.push(g);
             }
-            if by_tuple.len() <= max_tables {
-                groups = Some(by_tuple.into_iter().collect());
+            if tuples.len() <= max_tables {
+                let mut out: Vec<([u8; MAX_DIMS], Vec<u32>)> =
+                    tuples.into_iter().map(|t| (t, Vec::new())).collect();
+                for (i, g) in (0..nboxes).zip(of_box) {
+                    if let Some((_, ids)) = out.get_mut(g) {
+                        ids.push(i);
+                    }
+                }
+                groups = Some(out);
                 break;
             }
         }
