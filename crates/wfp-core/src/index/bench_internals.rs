@@ -137,7 +137,7 @@ impl Index {
 
     /// Immutable runs and added filters waiting in the delta.
     pub fn shape(&self) -> (usize, usize) {
-        (self.0.runs.len(), self.0.delta.added.len())
+        (self.0.runs.len(), self.0.delta.len())
     }
 
     /// Sizes.

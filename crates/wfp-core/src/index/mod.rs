@@ -267,7 +267,7 @@ impl SublayerIndex {
             next.delete(f);
         }
         let main_len = next.runs.first().map_or(0, |r| r.base.filters.len());
-        if next.delta.added.len() + added.len() > MAX_ADDED {
+        if next.delta.len() + added.len() > MAX_ADDED {
             // They become a run (or part of one) right below: not compiled on the main run's
             // dimensions, nor inserted one by one.
             next.delta.extend_raw(added);
@@ -288,7 +288,7 @@ impl SublayerIndex {
         if too_dead || (small_scan && next.len() >= SCAN_BELOW) {
             return next.compact(layer);
         }
-        if next.delta.added.len() > MAX_ADDED {
+        if next.delta.len() > MAX_ADDED {
             return next.spill(layer, main_len);
         }
         next
@@ -321,7 +321,7 @@ impl SublayerIndex {
     /// [`SMALL_RUN`]), no larger than what is folded so far, or one too many; or, when the runs
     /// of added filters together would pass a quarter of the main one, everything into one run.
     fn spill(self, layer: &LayerDef, main_len: usize) -> Self {
-        let added = self.delta.added.len();
+        let added = self.delta.len();
         let extra: usize = self.runs.iter().skip(1).map(Run::live_len).sum();
         if extra + added > (main_len / 4).max(4 * MAX_ADDED) {
             return self.compact(layer);
@@ -342,7 +342,7 @@ impl SublayerIndex {
         for r in &folded {
             filters.extend(r.live().cloned());
         }
-        filters.extend(self.delta.added.iter().map(|a| &a.filter).cloned());
+        filters.extend(self.delta.iter().cloned());
         if !folded.is_empty() {
             filters.sort_by(|a, b| eval_order(a, b));
         }
@@ -360,7 +360,7 @@ impl SublayerIndex {
     /// The next matching filter after `cursor`, in evaluation order; advances `cursor` past it.
     #[inline]
     pub(crate) fn next(&self, values: &[Value], cursor: &mut Cursor) -> Option<Hit<'_>> {
-        if let ([run], true) = (self.runs.as_slice(), self.delta.added.is_empty()) {
+        if let ([run], true) = (self.runs.as_slice(), self.delta.is_empty()) {
             let i = run.next_live(values, cursor.runs[0])?;
             cursor.runs[0] = i + 1;
             return Some(Hit {
@@ -383,13 +383,10 @@ impl SublayerIndex {
                 best = Some((r, i, f, *h));
             }
         }
-        if let Some(j) = self
-            .delta
-            .next_match(self.space(), values, cursor.added, usize::MAX)
-        {
-            if let Some(a) = self.delta.added.get(j) {
-                if best.is_none_or(|(_, _, b, _)| eval_order(&a.filter, b).is_lt()) {
-                    best = Some((MAX_RUNS, j, &a.filter, Head::of(&a.filter)));
+        if let Some(j) = self.delta.next_match(self.space(), values, cursor.added) {
+            if let Some(a) = self.delta.get(j) {
+                if best.is_none_or(|(_, _, b, _)| eval_order(a, b).is_lt()) {
+                    best = Some((MAX_RUNS, j, a, Head::of(a)));
                 }
             }
         }
@@ -413,7 +410,7 @@ impl SublayerIndex {
                 n - r.dead.below(n)
             })
             .sum();
-        runs + self.delta.added.partition_point(|a| upto(&a.filter))
+        runs + self.delta.partition_point(upto)
     }
 
     /// Live filters in the sublayer.
@@ -423,7 +420,7 @@ impl SublayerIndex {
             .iter()
             .map(|r| r.base.filters.len() - r.dead.count)
             .sum();
-        runs + self.delta.added.len()
+        runs + self.delta.len()
     }
 
     /// Whether the sublayer holds no filter.
@@ -439,10 +436,7 @@ impl SublayerIndex {
             .iter()
             .map(|r| (Box::new(r.live()) as Box<dyn Iterator<Item = _>>).peekable())
             .collect();
-        sources.push(
-            (Box::new(self.delta.added.iter().map(|a| &a.filter)) as Box<dyn Iterator<Item = _>>)
-                .peekable(),
-        );
+        sources.push((Box::new(self.delta.iter()) as Box<dyn Iterator<Item = _>>).peekable());
         std::iter::from_fn(move || {
             let mut pick: Option<(usize, &Arc<RtFilter>)> = None;
             for (k, s) in sources.iter_mut().enumerate() {
