@@ -109,6 +109,37 @@ impl Index {
         }
     }
 
+    /// This index after one commit per filter of `added` (each a single-filter transaction, as
+    /// the engine applies it: the filters wait in the delta, spill into runs, or compact); `None`
+    /// for an unknown layer.
+    pub fn with_added(&self, layer: LayerId, added: &[Arc<RtFilter>]) -> Option<Self> {
+        let def = catalogue::layer(layer)?;
+        let mut ix = self.0.clone();
+        for f in added {
+            ix = ix.with_changes(def, &[f], &[]);
+        }
+        Some(Self(ix))
+    }
+
+    /// This index after one commit deleting `deleted`.
+    pub fn with_deleted(&self, layer: LayerId, deleted: &[Arc<RtFilter>]) -> Option<Self> {
+        let def = catalogue::layer(layer)?;
+        let refs: Vec<&Arc<RtFilter>> = deleted.iter().collect();
+        Some(Self(self.0.with_changes(def, &[], &refs)))
+    }
+
+    /// The first matching live filter in evaluation order, as classify walks it (runs, delta).
+    #[inline]
+    pub fn first(&self, values: &[Value]) -> Option<&Arc<RtFilter>> {
+        let mut cursor = super::Cursor::default();
+        self.0.next(values, &mut cursor).map(|h| h.filter)
+    }
+
+    /// Immutable runs and added filters waiting in the delta.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.0.runs.len(), self.0.delta.len())
+    }
+
     /// Sizes.
     pub fn stats(&self) -> IndexStats {
         let s = self.0.stats();

@@ -1,15 +1,18 @@
 //! The changes committed to a sublayer since its runs were built (issue 15, B2).
 //!
-//! A snapshot's [`super::SublayerIndex`] is one or two `Arc`'d runs (filters in evaluation order and
-//! their tuple index, never modified), a [`Dead`] bitset per run for deleted filters, and a
-//! [`Delta`]: the added filters, kept sorted by evaluation order with their boxes compiled on the
-//! main run's dimensions. A commit copies only these (a few hundred bytes to a few KB), so the
-//! previous snapshot — still read by in-flight classifies — stays untouched and shares the runs.
+//! A snapshot's [`super::SublayerIndex`] is up to three `Arc`'d runs (filters in evaluation order
+//! and their tuple index, never modified), a [`Dead`] bitset per run for deleted filters, and a
+//! [`Delta`]: the added filters, sorted by evaluation order with their boxes compiled on the main
+//! run's dimensions, in `Arc`'d chunks of at most 32 with their boxes packed per dimension. A
+//! commit copies the tombstones, the chunk list and the one chunk it changes, so the previous
+//! snapshot — still read by in-flight classifies — stays untouched and shares the rest.
 //!
 //! ```text
-//!  commit: prev tombstones + delta ──clone──► kill(run position) / remove added / insert added
-//!  lookup: keys extracted once ─► added filters from the cursor on: required dims present,
-//!          key inside a box, residual groups by ConditionSet::matches_groups ─► first match
+//!  commit: prev tombstones + chunk list ──clone──► kill(run position) / copy one chunk:
+//!          remove added / insert added (a chunk past 32 splits in two)
+//!  lookup: keys extracted once ─► per chunk from the cursor on: packed box columns, 64 boxes
+//!          per dimension at a time (bit sets AND-ed, stop when empty) ─► candidates in order:
+//!          required dims present, residual groups by ConditionSet::matches_groups ─► first match
 //! ```
 //!
 //! It also counts, per condition field, the live filters reading it, so a layer's
@@ -74,11 +77,11 @@ impl FieldUse {
 }
 
 /// A filter added since the base was built.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(super) struct Added {
     pub(super) filter: Arc<RtFilter>,
     /// Its boxes on the base's dimensions (`None`: the base is scanned, so is this filter).
-    compiled: Option<Arc<Compiled>>,
+    compiled: Option<Compiled>,
 }
 
 impl Added {
@@ -86,42 +89,234 @@ impl Added {
     pub(super) fn new(filter: &Arc<RtFilter>, space: Option<&Space>) -> Self {
         Self {
             filter: Arc::clone(filter),
-            compiled: space
-                .map(|sp| Arc::new(compile::compile(sp, filter.conditions().conditions()))),
+            compiled: space.map(|sp| compile::compile(sp, filter.conditions().conditions())),
         }
     }
 
-    /// Whether the filter matches: its boxes against the extracted keys (the compile invariant,
-    /// `compile.rs`), the full matcher for residual groups.
+    /// Whether a candidate whose box contains the keys matches: required dimensions present, the
+    /// residual groups by the full matcher (the compile invariant, `compile.rs`).
     #[inline]
-    fn matches(&self, q: &Keys<'_>) -> bool {
+    fn confirm(&self, present: u16, values: &[Value]) -> bool {
         let Some(c) = &self.compiled else {
-            return self.filter.conditions().matches(q.values);
+            return self.filter.conditions().matches(values);
         };
-        if c.required & !q.present != 0 || q.nd == 0 {
-            return false;
-        }
-        let inside = c.boxes.chunks_exact(q.nd).any(|b| {
-            q.keys
-                .iter()
-                .zip(b)
-                .all(|(k, (lo, hi))| *lo <= *k && *k <= *hi)
-        });
-        inside
-            && (!c.verify
-                || self
-                    .filter
-                    .conditions()
-                    .matches_groups(q.values, c.residual))
+        c.required & !present == 0
+            && (!c.verify || self.filter.conditions().matches_groups(values, c.residual))
     }
 }
 
-/// One lookup's keys over the base's dimensions.
-struct Keys<'a> {
-    keys: [u64; MAX_DIMS],
-    present: u16,
-    nd: usize,
-    values: &'a [Value],
+/// The boxes of the added filters on the base's dimensions, one column per dimension (`lo` and
+/// `hi - lo`, 32-bit when the dimension is that narrow), ordered by their filter's place in
+/// [`Delta::added`] (issue 15, B2: a lookup over the added filters cost ~10 ns per filter through
+/// their boxes one by one). A lookup tests 64 boxes per dimension at a time, widest dimensions
+/// (addresses) first, and stops at the first dimension that rules them all out, so it reads
+/// about one or two columns.
+#[derive(Clone, Debug, Default)]
+struct Packed {
+    /// The columns, by dimension width descending.
+    cols: Vec<Col>,
+    /// Per box: the number of its filter in [`Delta::added`].
+    owner: Vec<u32>,
+}
+
+/// One dimension's bounds over all boxes.
+#[derive(Clone, Debug)]
+struct Col {
+    /// The dimension (index into a box's bounds and into the keys).
+    dim: usize,
+    bounds: Bounds,
+}
+
+#[derive(Clone, Debug)]
+enum Bounds {
+    Narrow { lo: Vec<u32>, span: Vec<u32> },
+    Wide { lo: Vec<u64>, span: Vec<u64> },
+}
+
+/// Bit `i` set when byte `i` of `hit` is 1 (bytes are 0 or 1).
+#[inline]
+fn pack(hit: &[u8; 64]) -> u64 {
+    let mut m = 0u64;
+    for (i, c) in hit.chunks_exact(8).enumerate() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        // Gathers the low bit of each byte into the top byte, byte 0 lowest.
+        m |= (u64::from_le_bytes(w).wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * i);
+    }
+    m
+}
+
+impl Bounds {
+    fn insert(&mut self, at: usize, lo: u64, hi: u64) {
+        match self {
+            Self::Narrow { lo: l, span: s } => {
+                l.insert(at, lo as u32);
+                s.insert(at, (hi - lo) as u32);
+            }
+            Self::Wide { lo: l, span: s } => {
+                l.insert(at, lo);
+                s.insert(at, hi - lo);
+            }
+        }
+    }
+
+    fn split_off(&mut self, at: usize) -> Self {
+        match self {
+            Self::Narrow { lo, span } => Self::Narrow {
+                lo: lo.split_off(at.min(lo.len())),
+                span: span.split_off(at.min(span.len())),
+            },
+            Self::Wide { lo, span } => Self::Wide {
+                lo: lo.split_off(at.min(lo.len())),
+                span: span.split_off(at.min(span.len())),
+            },
+        }
+    }
+
+    fn drain(&mut self, from: usize, to: usize) {
+        match self {
+            Self::Narrow { lo, span } => {
+                lo.drain(from..to);
+                span.drain(from..to);
+            }
+            Self::Wide { lo, span } => {
+                lo.drain(from..to);
+                span.drain(from..to);
+            }
+        }
+    }
+
+    /// The boxes among `b..b + n` (n ≤ 64) whose bounds contain `k`.
+    #[inline]
+    fn mask(&self, k: u64, b: usize, n: usize) -> u64 {
+        let mut hit = [0u8; 64];
+        match self {
+            Self::Narrow { lo, span } => {
+                let (Some(lo), Some(span)) = (lo.get(b..b + n), span.get(b..b + n)) else {
+                    return 0;
+                };
+                // A narrow dimension's keys fit 32 bits.
+                let k = k as u32;
+                for ((h, l), s) in hit.iter_mut().zip(lo).zip(span) {
+                    *h = u8::from(k.wrapping_sub(*l) <= *s);
+                }
+            }
+            Self::Wide { lo, span } => {
+                let (Some(lo), Some(span)) = (lo.get(b..b + n), span.get(b..b + n)) else {
+                    return 0;
+                };
+                for ((h, l), s) in hit.iter_mut().zip(lo).zip(span) {
+                    *h = u8::from(k.wrapping_sub(*l) <= *s);
+                }
+            }
+        }
+        pack(&hit)
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Narrow { lo, span } => (lo.capacity() + span.capacity()) * 4,
+            Self::Wide { lo, span } => (lo.capacity() + span.capacity()) * 8,
+        }
+    }
+}
+
+impl Packed {
+    /// Empty columns for dimensions of these widths (a space's, in order).
+    fn new(widths: impl Iterator<Item = u32>) -> Self {
+        let mut dims: Vec<(usize, u32)> = widths.enumerate().take(MAX_DIMS).collect();
+        dims.sort_by_key(|&(d, w)| (std::cmp::Reverse(w), d));
+        let cols = dims
+            .into_iter()
+            .map(|(dim, w)| Col {
+                dim,
+                bounds: if w <= 32 {
+                    Bounds::Narrow {
+                        lo: Vec::new(),
+                        span: Vec::new(),
+                    }
+                } else {
+                    Bounds::Wide {
+                        lo: Vec::new(),
+                        span: Vec::new(),
+                    }
+                },
+            })
+            .collect();
+        Self {
+            cols,
+            owner: Vec::new(),
+        }
+    }
+
+    /// The boxes of a filter inserted as number `at` (the later ones move up by one).
+    fn insert(&mut self, at: u32, boxes: &[(u64, u64)]) {
+        let nd = self.cols.len();
+        let b = self.owner.partition_point(|&o| o < at);
+        for o in self.owner.get_mut(b..).unwrap_or(&mut []) {
+            *o += 1;
+        }
+        let count = boxes.len().checked_div(nd).unwrap_or(0);
+        for (j, bx) in boxes.chunks_exact(nd.max(1)).take(count).enumerate() {
+            for c in &mut self.cols {
+                if let Some(&(lo, hi)) = bx.get(c.dim) {
+                    c.bounds.insert(b + j, lo, hi);
+                }
+            }
+            self.owner.insert(b + j, at);
+        }
+    }
+
+    /// The boxes of filters `at..` (numbered from 0), taken out of `self`.
+    fn split_off(&mut self, at: usize) -> Self {
+        let at = u32::try_from(at).unwrap_or(u32::MAX);
+        let b = self.owner.partition_point(|&o| o < at);
+        let cols = self
+            .cols
+            .iter_mut()
+            .map(|c| Col {
+                dim: c.dim,
+                bounds: c.bounds.split_off(b),
+            })
+            .collect();
+        let mut owner = self.owner.split_off(b);
+        for o in &mut owner {
+            *o -= at;
+        }
+        Self { cols, owner }
+    }
+
+    /// Drops the boxes of filter number `at` (the later ones move down by one).
+    fn remove(&mut self, at: u32) {
+        let b = self.owner.partition_point(|&o| o < at);
+        let e = self.owner.partition_point(|&o| o <= at);
+        for c in &mut self.cols {
+            c.bounds.drain(b, e);
+        }
+        self.owner.drain(b..e);
+        for o in self.owner.get_mut(b..).unwrap_or(&mut []) {
+            *o -= 1;
+        }
+    }
+
+    /// The boxes among `b..b + n` (at most 64) containing `keys`, as a bit set.
+    #[inline]
+    fn inside(&self, keys: &[u64; MAX_DIMS], b: usize, n: usize) -> u64 {
+        let mut m = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        for c in &self.cols {
+            m &= c.bounds.mask(keys.get(c.dim).copied().unwrap_or(0), b, n);
+            if m == 0 {
+                break;
+            }
+        }
+        m
+    }
+
+    /// Approximate heap bytes.
+    #[cfg(any(test, feature = "bench-internals"))]
+    fn bytes(&self) -> usize {
+        self.cols.iter().map(|c| c.bounds.bytes()).sum::<usize>() + self.owner.capacity() * 4
+    }
 }
 
 /// Tombstones of one immutable run: bit `i` set when its position `i` was deleted.
@@ -183,14 +378,56 @@ impl Dead {
 }
 
 /// Added filters and the field use of every live filter (see the module doc).
+///
+/// The added filters are cut into chunks of at most [`CHUNK_MAX`], each `Arc`'d with its packed
+/// boxes: a commit copies the chunk list (a few pointers) and the one chunk it changes, not every
+/// added filter (issue 15, B2: copying a delta of 126 filters cost a single add 3.4 µs).
 #[derive(Clone, Debug, Default)]
 pub(super) struct Delta {
-    /// Added filters, in evaluation order.
-    /// One reference count each, so that a commit's copy of the delta costs one increment per
-    /// added filter (issue 15, B2).
-    pub(super) added: Vec<Arc<Added>>,
+    /// Chunks of added filters, in evaluation order (every filter of a chunk before the next
+    /// chunk's); never an empty chunk.
+    chunks: Vec<Arc<Chunk>>,
+    /// Filters before each chunk.
+    starts: Vec<usize>,
+    /// Added filters.
+    len: usize,
     /// Field use of the live filters (runs and added).
     pub(super) fields: FieldUse,
+    /// Some added filter is not compiled (`extend_raw`): lookups scan them.
+    raw: bool,
+}
+
+/// A chunk splits in two past this many filters. Tiny in unit tests, so that their histories go
+/// through several chunks.
+const CHUNK_MAX: usize = if cfg!(test) { 2 } else { 32 };
+
+/// Consecutive added filters (in evaluation order) and their packed boxes.
+#[derive(Clone, Debug, Default)]
+struct Chunk {
+    /// One reference count each, so that copying a chunk costs one increment per filter.
+    added: Vec<Arc<Added>>,
+    packed: Packed,
+}
+
+impl Chunk {
+    /// Inserts `a` at `at` (`space`: the base's, `a` compiled on it); false when `a` is not
+    /// compiled.
+    fn insert(&mut self, at: usize, a: Arc<Added>, space: Option<&Space>) -> bool {
+        let packed = match (&a.compiled, u32::try_from(at)) {
+            (Some(c), Ok(n)) => {
+                if self.packed.owner.is_empty() {
+                    if let Some(sp) = space {
+                        self.packed = Packed::new(sp.dims.iter().map(|d| d.width));
+                    }
+                }
+                self.packed.insert(n, &c.boxes);
+                true
+            }
+            _ => false,
+        };
+        self.added.insert(at, a);
+        packed
+    }
 }
 
 impl Delta {
@@ -206,42 +443,161 @@ impl Delta {
         }
     }
 
-    /// Inserts an added filter at its place in evaluation order.
-    pub(super) fn add(&mut self, a: Added) {
-        let a = Arc::new(a);
-        let at = self
-            .added
-            .partition_point(|x| eval_order(&x.filter, &a.filter).is_lt());
-        self.fields.update(&a.filter, true);
-        self.added.insert(at, a);
+    /// No added filter; `fields`: the field use of the runs' live filters.
+    pub(super) fn with_fields(fields: FieldUse) -> Self {
+        Self {
+            fields,
+            ..Self::default()
+        }
     }
 
-    /// Adds `filters` uncompiled (`Added::matches` would scan them): only for filters that
-    /// become a run before the snapshot is published (`SublayerIndex::with_changes`).
+    /// Added filters.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no filter was added.
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The added filters, in evaluation order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Arc<RtFilter>> + '_ {
+        self.chunks
+            .iter()
+            .flat_map(|c| c.added.iter().map(|a| &a.filter))
+    }
+
+    /// Added filter number `j` (in evaluation order).
+    pub(super) fn get(&self, j: usize) -> Option<&Arc<RtFilter>> {
+        let c = self.starts.partition_point(|&s| s <= j).checked_sub(1)?;
+        let a = self.chunks.get(c)?.added.get(j - self.starts.get(c)?)?;
+        Some(&a.filter)
+    }
+
+    /// Added filters for which `pred` holds (a prefix, in evaluation order).
+    pub(super) fn partition_point(&self, pred: impl Fn(&RtFilter) -> bool) -> usize {
+        let c = self
+            .chunks
+            .partition_point(|ch| ch.added.first().is_some_and(|a| pred(&a.filter)));
+        let Some(prev) = c.checked_sub(1) else {
+            return 0;
+        };
+        let (Some(ch), Some(&start)) = (self.chunks.get(prev), self.starts.get(prev)) else {
+            return 0;
+        };
+        start + ch.added.partition_point(|a| pred(&a.filter))
+    }
+
+    fn restart(&mut self) {
+        self.starts.clear();
+        let mut n = 0;
+        for c in &self.chunks {
+            self.starts.push(n);
+            n += c.added.len();
+        }
+        self.len = n;
+    }
+
+    /// Inserts an added filter at its place in evaluation order (`space`: the base's, the one
+    /// `a` was compiled on). Copies one chunk.
+    pub(super) fn add(&mut self, a: Added, space: Option<&Space>) {
+        let a = Arc::new(a);
+        self.fields.update(&a.filter, true);
+        // The last chunk whose first filter comes before `a` (or the first chunk).
+        let c = self
+            .chunks
+            .partition_point(|ch| {
+                ch.added
+                    .first()
+                    .is_some_and(|x| eval_order(&x.filter, &a.filter).is_lt())
+            })
+            .saturating_sub(1);
+        if self.chunks.is_empty() {
+            self.chunks.push(Arc::new(Chunk::default()));
+        }
+        let Some(chunk) = self.chunks.get_mut(c) else {
+            return;
+        };
+        let chunk = Arc::make_mut(chunk);
+        let at = chunk
+            .added
+            .partition_point(|x| eval_order(&x.filter, &a.filter).is_lt());
+        if !chunk.insert(at, a, space) {
+            self.raw = true;
+        }
+        if chunk.added.len() > CHUNK_MAX {
+            let half = chunk.added.len() / 2;
+            let hi = Chunk {
+                added: chunk.added.split_off(half),
+                packed: chunk.packed.split_off(half),
+            };
+            self.chunks.insert(c + 1, Arc::new(hi));
+        }
+        self.restart();
+    }
+
+    /// Adds `filters` uncompiled (lookups would scan them): only for filters that become a run
+    /// before the snapshot is published (`SublayerIndex::with_changes`).
     pub(super) fn extend_raw(&mut self, filters: &[&Arc<RtFilter>]) {
         for f in filters {
             self.fields.update(f, true);
         }
-        self.added.extend(filters.iter().map(|f| {
+        let mut all: Vec<Arc<Added>> = self
+            .chunks
+            .iter()
+            .flat_map(|c| c.added.iter().cloned())
+            .collect();
+        all.extend(filters.iter().map(|f| {
             Arc::new(Added {
                 filter: Arc::clone(f),
                 compiled: None,
             })
         }));
-        self.added.sort_by(|a, b| eval_order(&a.filter, &b.filter));
+        all.sort_by(|a, b| eval_order(&a.filter, &b.filter));
+        self.chunks = vec![Arc::new(Chunk {
+            added: all,
+            packed: Packed::default(),
+        })];
+        self.raw = true;
+        self.restart();
     }
 
-    /// Removes `f` from the added filters; false when it is not one of them.
+    /// Removes `f` from the added filters; false when it is not one of them. Copies one chunk.
     pub(super) fn remove_added(&mut self, f: &RtFilter) -> bool {
-        let Some(at) = self
-            .added
-            .iter()
-            .position(|a| a.filter.filter_id == f.filter_id)
-        else {
+        let c = self
+            .chunks
+            .partition_point(|ch| {
+                ch.added
+                    .first()
+                    .is_some_and(|x| eval_order(&x.filter, f).is_le())
+            })
+            .saturating_sub(1);
+        let Some(at) = self.chunks.get(c).and_then(|ch| {
+            let at = ch
+                .added
+                .binary_search_by(|a| eval_order(&a.filter, f))
+                .ok()?;
+            ch.added
+                .get(at)
+                .is_some_and(|a| a.filter.filter_id == f.filter_id)
+                .then_some(at)
+        }) else {
             return false;
         };
-        let a = self.added.remove(at);
+        let Some(chunk) = self.chunks.get_mut(c) else {
+            return false;
+        };
+        let chunk = Arc::make_mut(chunk);
+        let a = chunk.added.remove(at);
+        if let (Some(_), Ok(n)) = (&a.compiled, u32::try_from(at)) {
+            chunk.packed.remove(n);
+        }
+        if chunk.added.is_empty() {
+            self.chunks.remove(c);
+        }
         self.fields.update(&a.filter, false);
+        self.restart();
         true
     }
 
@@ -259,23 +615,164 @@ impl Delta {
         values: &[Value],
         from: usize,
     ) -> Option<usize> {
-        let rest = self.added.get(from..)?;
-        let mut q = Keys {
-            keys: [0; MAX_DIMS],
-            present: 0,
-            nd: 0,
-            values,
+        let first = self.starts.partition_point(|&s| s <= from).checked_sub(1)?;
+        let Some(space) = space.filter(|_| !self.raw) else {
+            return self
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, f)| f.conditions().matches(values))
+                .map(|(i, _)| i);
         };
-        if let Some(space) = space {
-            q.nd = space.dims.len().min(MAX_DIMS);
-            (q.keys, q.present) = space.keys(values);
+        let (keys, present) = space.keys(values);
+        for (ch, &start) in self.chunks.iter().zip(&self.starts).skip(first) {
+            let local = u32::try_from(from.saturating_sub(start)).ok()?;
+            if let Some(i) = ch.next_match(&keys, present, values, local) {
+                return Some(start + i);
+            }
         }
-        rest.iter().position(|a| a.matches(&q)).map(|i| i + from)
+        None
     }
 
     /// Approximate heap bytes.
     #[cfg(any(test, feature = "bench-internals"))]
     pub(super) fn bytes(&self) -> usize {
-        self.added.capacity() * 8 + self.added.len() * std::mem::size_of::<Added>()
+        self.chunks
+            .iter()
+            .map(|c| {
+                c.added.capacity() * 8
+                    + c.added.len() * std::mem::size_of::<Added>()
+                    + c.packed.bytes()
+            })
+            .sum::<usize>()
+            + self.chunks.capacity() * 8
+            + self.starts.capacity() * 8
+    }
+}
+
+impl Chunk {
+    /// The first filter of the chunk at or after `from` whose box contains the keys and that
+    /// matches.
+    #[inline]
+    fn next_match(
+        &self,
+        keys: &[u64; MAX_DIMS],
+        present: u16,
+        values: &[Value],
+        from: u32,
+    ) -> Option<usize> {
+        let p = &self.packed;
+        let mut b = p.owner.partition_point(|&o| o < from);
+        let end = p.owner.len();
+        while b < end {
+            let n = (end - b).min(64);
+            let mut m = p.inside(keys, b, n);
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                m &= m - 1;
+                let Some(&o) = p.owner.get(b + i) else { break };
+                if self
+                    .added
+                    .get(o as usize)
+                    .is_some_and(|a| a.confirm(present, values))
+                {
+                    return Some(o as usize);
+                }
+            }
+            b += n;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{Packed, MAX_DIMS};
+
+    /// A box on dimensions of `widths`: per dimension a seed picking bounds (some wildcards,
+    /// some single values, some ranges).
+    fn make_box(widths: &[u32], seeds: &[(u64, u64, u8)]) -> Vec<(u64, u64)> {
+        widths
+            .iter()
+            .zip(seeds)
+            .map(|(&w, &(a, b, kind))| {
+                let max = if w >= 64 { u64::MAX } else { (1u64 << w) - 1 };
+                let (a, b) = (a & max & 0xFF, b & max & 0xFF);
+                match kind % 3 {
+                    0 => (0, max),
+                    1 => (a, a),
+                    _ => (a.min(b), a.max(b)),
+                }
+            })
+            .collect()
+    }
+
+    /// `p` against the boxes of `model` (per filter, in order) on every key vector.
+    fn check(
+        p: &Packed,
+        model: &[Vec<Vec<(u64, u64)>>],
+        keys: &[Vec<u64>],
+    ) -> Result<(), TestCaseError> {
+        let flat: Vec<(u32, &Vec<(u64, u64)>)> = (0u32..)
+            .zip(model)
+            .flat_map(|(o, bs)| bs.iter().map(move |b| (o, b)))
+            .collect();
+        prop_assert_eq!(p.owner.len(), flat.len());
+        for k in keys {
+            let mut keys = [0u64; MAX_DIMS];
+            keys.copy_from_slice(k);
+            for start in (0..flat.len()).step_by(64) {
+                let n = (flat.len() - start).min(64);
+                let got = p.inside(&keys, start, n);
+                let mut want = 0u64;
+                for (i, (o, b)) in flat.iter().skip(start).take(n).enumerate() {
+                    prop_assert_eq!(p.owner.get(start + i), Some(o));
+                    if b.iter().zip(&keys).all(|((lo, hi), k)| lo <= k && k <= hi) {
+                        want |= 1 << i;
+                    }
+                }
+                prop_assert_eq!(got, want);
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Packed columns (past 64 boxes, narrow and wide dimensions, filters inserted at any
+        /// place and removed, then split in two) answer `inside` exactly as a box-by-box check.
+        #[test]
+        fn packed_columns_equal_box_by_box(
+            widths in prop::collection::vec(prop::sample::select(vec![8u32, 16, 32, 64]), 1..=MAX_DIMS),
+            ops in prop::collection::vec((any::<bool>(), any::<u16>(), prop::collection::vec(
+                prop::collection::vec((any::<u64>(), any::<u64>(), any::<u8>()), MAX_DIMS), 1..3)), 1..160),
+            keys in prop::collection::vec(prop::collection::vec(0u64..0x100, MAX_DIMS), 1..8),
+        ) {
+            let mut p = Packed::new(widths.iter().copied());
+            // Per filter (in order): its boxes.
+            let mut model: Vec<Vec<Vec<(u64, u64)>>> = Vec::new();
+            for (add, at, seeds) in &ops {
+                if *add || model.is_empty() {
+                    let at = usize::from(*at) % (model.len() + 1);
+                    let boxes: Vec<Vec<(u64, u64)>> = seeds.iter().map(|s| make_box(&widths, s)).collect();
+                    let flat: Vec<(u64, u64)> = boxes.iter().flatten().copied().collect();
+                    p.insert(at as u32, &flat);
+                    model.insert(at, boxes);
+                } else {
+                    let at = usize::from(*at) % model.len();
+                    p.remove(at as u32);
+                    model.remove(at);
+                }
+            }
+            let half = model.len() / 2;
+            let mut lo = p.clone();
+            let hi = lo.split_off(half);
+            check(&p, &model, &keys)?;
+            check(&lo, model.get(..half).unwrap_or(&[]), &keys)?;
+            check(&hi, model.get(half..).unwrap_or(&[]), &keys)?;
+        }
     }
 }

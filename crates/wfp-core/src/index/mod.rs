@@ -55,6 +55,7 @@
 mod compile;
 pub(crate) use compile::group_intervals;
 mod delta;
+mod fast_hash;
 pub(crate) mod layer;
 mod prune;
 mod tuple;
@@ -82,10 +83,12 @@ use tuple::{Params, TupleIndex};
 /// Sublayers with fewer filters than this are scanned linearly (the index would not pay off).
 pub(crate) const SCAN_BELOW: usize = 32;
 
-/// A delta holds at most this many added filters before they become a run (each costs a few
-/// nanoseconds per lookup while it waits). Tiny in unit tests, so that their random histories go
-/// through every spill and compaction.
-const MAX_ADDED: usize = if cfg!(test) { 3 } else { 64 };
+/// A delta holds at most this many added filters before they become a run (each costs about a
+/// nanosecond per lookup while it waits, `delta.rs`'s packed columns). A spill builds an index
+/// (0.1–0.5 ms), so it is kept to fewer than 1% of single-filter commits (issue 15, B2: at 64,
+/// 1.6% of a burst of adds spilled and set the burst's p99 at 200–370 µs). Tiny in unit tests,
+/// so that their random histories go through every spill and compaction.
+const MAX_ADDED: usize = if cfg!(test) { 3 } else { 128 };
 
 /// Tombstones of a run are compacted away past this many, or past a quarter of the run (each
 /// costs only a bit test on a candidate).
@@ -264,14 +267,14 @@ impl SublayerIndex {
             next.delete(f);
         }
         let main_len = next.runs.first().map_or(0, |r| r.base.filters.len());
-        if next.delta.added.len() + added.len() > MAX_ADDED {
+        if next.delta.len() + added.len() > MAX_ADDED {
             // They become a run (or part of one) right below: not compiled on the main run's
             // dimensions, nor inserted one by one.
             next.delta.extend_raw(added);
         } else {
             let space = self.space();
             for f in added {
-                next.delta.add(Added::new(f, space));
+                next.delta.add(Added::new(f, space), space);
             }
         }
         let small_scan = next
@@ -285,7 +288,7 @@ impl SublayerIndex {
         if too_dead || (small_scan && next.len() >= SCAN_BELOW) {
             return next.compact(layer);
         }
-        if next.delta.added.len() > MAX_ADDED {
+        if next.delta.len() > MAX_ADDED {
             return next.spill(layer, main_len);
         }
         next
@@ -318,7 +321,7 @@ impl SublayerIndex {
     /// [`SMALL_RUN`]), no larger than what is folded so far, or one too many; or, when the runs
     /// of added filters together would pass a quarter of the main one, everything into one run.
     fn spill(self, layer: &LayerDef, main_len: usize) -> Self {
-        let added = self.delta.added.len();
+        let added = self.delta.len();
         let extra: usize = self.runs.iter().skip(1).map(Run::live_len).sum();
         if extra + added > (main_len / 4).max(4 * MAX_ADDED) {
             return self.compact(layer);
@@ -339,7 +342,7 @@ impl SublayerIndex {
         for r in &folded {
             filters.extend(r.live().cloned());
         }
-        filters.extend(self.delta.added.iter().map(|a| &a.filter).cloned());
+        filters.extend(self.delta.iter().cloned());
         if !folded.is_empty() {
             filters.sort_by(|a, b| eval_order(a, b));
         }
@@ -350,17 +353,14 @@ impl SublayerIndex {
         });
         Self {
             runs,
-            delta: Delta {
-                added: Vec::new(),
-                fields: self.delta.fields,
-            },
+            delta: Delta::with_fields(self.delta.fields),
         }
     }
 
     /// The next matching filter after `cursor`, in evaluation order; advances `cursor` past it.
     #[inline]
     pub(crate) fn next(&self, values: &[Value], cursor: &mut Cursor) -> Option<Hit<'_>> {
-        if let ([run], true) = (self.runs.as_slice(), self.delta.added.is_empty()) {
+        if let ([run], true) = (self.runs.as_slice(), self.delta.is_empty()) {
             let i = run.next_live(values, cursor.runs[0])?;
             cursor.runs[0] = i + 1;
             return Some(Hit {
@@ -368,35 +368,34 @@ impl SublayerIndex {
                 head: *run.base.heads.get(i)?,
             });
         }
-        // (run, position, filter); run MAX_RUNS: the added filters.
-        let mut best: Option<(usize, usize, &Arc<RtFilter>)> = None;
+        // (run, position, filter, head); run MAX_RUNS: the added filters. Filter objects are
+        // read (for their weight) only to order two matches: a run's match is decided from its
+        // head, which a classify reads anyway.
+        let mut best: Option<(usize, usize, &Arc<RtFilter>, Head)> = None;
         for ((r, run), from) in self.runs.iter().enumerate().zip(cursor.runs) {
             let Some(i) = run.next_live(values, from) else {
                 continue;
             };
-            let Some(f) = run.base.filters.get(i) else {
+            let (Some(f), Some(h)) = (run.base.filters.get(i), run.base.heads.get(i)) else {
                 continue;
             };
-            if best.is_none_or(|(_, _, b)| eval_order(f, b).is_lt()) {
-                best = Some((r, i, f));
+            if best.is_none_or(|(_, _, b, _)| eval_order(f, b).is_lt()) {
+                best = Some((r, i, f, *h));
             }
         }
         if let Some(j) = self.delta.next_match(self.space(), values, cursor.added) {
-            if let Some(a) = self.delta.added.get(j) {
-                if best.is_none_or(|(_, _, b)| eval_order(&a.filter, b).is_lt()) {
-                    best = Some((MAX_RUNS, j, &a.filter));
+            if let Some(a) = self.delta.get(j) {
+                if best.is_none_or(|(_, _, b, _)| eval_order(a, b).is_lt()) {
+                    best = Some((MAX_RUNS, j, a, Head::of(a)));
                 }
             }
         }
-        let (r, i, f) = best?;
+        let (r, i, filter, head) = best?;
         match cursor.runs.get_mut(r) {
             Some(c) => *c = i + 1,
             None => cursor.added = i + 1,
         }
-        Some(Hit {
-            filter: f,
-            head: Head::of(f),
-        })
+        Some(Hit { filter, head })
     }
 
     /// Live filters up to and including `f` in evaluation order (matching or not): with
@@ -411,7 +410,7 @@ impl SublayerIndex {
                 n - r.dead.below(n)
             })
             .sum();
-        runs + self.delta.added.partition_point(|a| upto(&a.filter))
+        runs + self.delta.partition_point(upto)
     }
 
     /// Live filters in the sublayer.
@@ -421,7 +420,7 @@ impl SublayerIndex {
             .iter()
             .map(|r| r.base.filters.len() - r.dead.count)
             .sum();
-        runs + self.delta.added.len()
+        runs + self.delta.len()
     }
 
     /// Whether the sublayer holds no filter.
@@ -437,10 +436,7 @@ impl SublayerIndex {
             .iter()
             .map(|r| (Box::new(r.live()) as Box<dyn Iterator<Item = _>>).peekable())
             .collect();
-        sources.push(
-            (Box::new(self.delta.added.iter().map(|a| &a.filter)) as Box<dyn Iterator<Item = _>>)
-                .peekable(),
-        );
+        sources.push((Box::new(self.delta.iter()) as Box<dyn Iterator<Item = _>>).peekable());
         std::iter::from_fn(move || {
             let mut pick: Option<(usize, &Arc<RtFilter>)> = None;
             for (k, s) in sources.iter_mut().enumerate() {

@@ -6,9 +6,8 @@
 //! dimensions never loses a match. The blocks are resolved through a 256-entry top array whose
 //! entries are a set id for uniform runs, or point to a leaf of per-block set ids.
 
-use std::collections::HashMap;
-
 use super::compile::Dim;
+use super::fast_hash::FastMap;
 
 /// Keys are pruned on at most this many leading bits (exact-tuple indexes: few tables, so small
 /// sets).
@@ -119,9 +118,11 @@ impl Prune {
             events.push((b0, t, 1));
             events.push((b1 + 1, t, -1));
         }
-        events.sort_unstable();
+        // By block (a counting sort: blocks are few; the order inside a block does not matter,
+        // every event of a block is applied before its set is read).
+        let events = by_block(&events, blocks);
         let mut sets = Vec::new();
-        let mut set_ids = HashMap::new();
+        let mut set_ids = FastMap::default();
         let mut counts = vec![0i32; tables];
         let mut current = vec![0u64; words];
         let mut flat = vec![0u16; blocks];
@@ -186,11 +187,38 @@ impl Prune {
     }
 }
 
+/// `events` ordered by block (their first field, at most `blocks`; larger ones last).
+fn by_block(events: &[(u32, u32, i32)], blocks: usize) -> Vec<(u32, u32, i32)> {
+    let mut start = vec![0u32; blocks + 2];
+    let slot = |b: u32| (b as usize).min(blocks) + 1;
+    for &(b, _, _) in events {
+        if let Some(c) = start.get_mut(slot(b)) {
+            *c += 1;
+        }
+    }
+    for i in 1..start.len() {
+        let prev = start.get(i - 1).copied().unwrap_or(0);
+        if let Some(c) = start.get_mut(i) {
+            *c += prev;
+        }
+    }
+    let mut out = vec![(0u32, 0u32, 0i32); events.len()];
+    for &e in events {
+        if let Some(c) = start.get_mut(slot(e.0) - 1) {
+            if let Some(o) = out.get_mut(*c as usize) {
+                *o = e;
+            }
+            *c += 1;
+        }
+    }
+    out
+}
+
 /// Interns a table set, returning its id (`None` past `u16` ids).
 fn intern(
     set: &[u64],
     sets: &mut Vec<u64>,
-    ids: &mut HashMap<Vec<u64>, u16>,
+    ids: &mut FastMap<Vec<u64>, u16>,
     words: usize,
 ) -> Option<u16> {
     if let Some(&id) = ids.get(set) {

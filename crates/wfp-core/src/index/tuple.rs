@@ -36,13 +36,13 @@
 //! follow Daly & Torng's TupleMerge/PartitionSort; the pruning sets are the Lakshman–Stiliadis
 //! bit-vector scheme applied to tables rather than rules.)
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::filter::RtFilter;
 use crate::value::Value;
 
 use super::compile::{Compiled, Dim, FieldKind, Space, MAX_DIMS};
+use super::fast_hash::FastMap;
 use super::prune::{MapShape, Prune, MERGED_PRUNE_BITS, PRUNE_BITS};
 
 /// At most this many tables (one bit each in the pruning sets).
@@ -263,8 +263,7 @@ impl TupleIndex {
             .flat_map(|step| [(step, true), (step, false)])
             .filter(|&(_, blobs)| blobs || has_blob);
         for (step, blobs) in attempts {
-            let mut by_tuple: HashMap<[u8; MAX_DIMS], Vec<u32>> = HashMap::new();
-            for (i, r) in (0..nboxes).zip(&refs) {
+            let tuple_of = |r: &BoxRef<'_>| {
                 let mut t = r.lens;
                 for (l, d) in t.iter_mut().zip(dims) {
                     *l = if blobs || d.kind != FieldKind::Blob {
@@ -273,10 +272,33 @@ impl TupleIndex {
                         0
                     };
                 }
-                by_tuple.entry(t).or_default().push(i);
+                t
+            };
+            // Distinct tuples first, giving up past `max_tables` (hard sets fail every attempt:
+            // no per-tuple lists built for nothing).
+            let mut group_of: FastMap<[u8; MAX_DIMS], usize> = FastMap::default();
+            let mut tuples: Vec<[u8; MAX_DIMS]> = Vec::new();
+            let mut of_box: Vec<usize> = Vec::with_capacity(refs.len());
+            for r in &refs {
+                let t = tuple_of(r);
+                let g = *group_of.entry(t).or_insert_with(|| {
+                    tuples.push(t);
+                    tuples.len() - 1
+                });
+                if tuples.len() > max_tables {
+                    break;
+                }
+                of_box.push(g);
             }
-            if by_tuple.len() <= max_tables {
-                groups = Some(by_tuple.into_iter().collect());
+            if tuples.len() <= max_tables {
+                let mut out: Vec<([u8; MAX_DIMS], Vec<u32>)> =
+                    tuples.into_iter().map(|t| (t, Vec::new())).collect();
+                for (i, g) in (0..nboxes).zip(of_box) {
+                    if let Some((_, ids)) = out.get_mut(g) {
+                        ids.push(i);
+                    }
+                }
+                groups = Some(out);
                 break;
             }
         }
@@ -790,7 +812,7 @@ fn merge_tuples(
         tuple: [u8; MAX_DIMS],
         masks: [u64; MAX_DIMS],
         bits: u32,
-        counts: HashMap<u64, u32>,
+        counts: FastMap<u64, u32>,
         ids: Vec<u32>,
     }
     let masks_of = |tuple: &[u8; MAX_DIMS]| {
@@ -862,7 +884,7 @@ fn merge_tuples(
             }
             _ => {
                 let masks = masks_of(&tuple);
-                let mut counts = HashMap::new();
+                let mut counts = FastMap::default();
                 counts.insert(hash(&key, &masks), 1);
                 let n = tables.len();
                 tables.push(Merged {
