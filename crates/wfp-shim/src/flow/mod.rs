@@ -769,17 +769,20 @@ impl FlowTable {
     /// When [`FlowTable::handle_timeout`] next has work, if any flow is held. (A data path asks
     /// before every packet: the waits per class are computed once, at construction.)
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let mut next: Option<u64> = None;
-        for (list, wait) in self.lists.iter().zip(self.waits) {
+        // Asked before every packet: a plain loop over the seven list heads (no iterator
+        // adapters, no copy of `waits`).
+        let mut next = u64::MAX;
+        let mut any = false;
+        for (list, wait) in self.lists.iter().zip(&self.waits) {
             if list.head == NIL {
                 continue;
             }
             if let Some(flow) = self.slab.get(list.head as usize) {
-                let due = flow.queued.as_nanos().saturating_add(wait);
-                next = Some(next.map_or(due, |n| n.min(due)));
+                next = next.min(flow.queued.as_nanos().saturating_add(*wait));
+                any = true;
             }
         }
-        next.map(Timestamp::from_nanos)
+        any.then(|| Timestamp::from_nanos(next))
     }
 
     /// The flow of `key`, without touching it.

@@ -71,6 +71,7 @@ impl Shim {
                 .collect();
             self.masks_epoch = Some(summary.epoch);
         }
+        self.later = self.later_layer_answers();
     }
 
     /// Classifies `step`, records the visit, applies the no-match default. `Break` when the

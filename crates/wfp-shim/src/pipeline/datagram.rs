@@ -29,16 +29,19 @@ impl Shim {
         } else {
             layers::DATAGRAM_DATA_V4
         };
+        // No filters there: the visit without building the classify's inputs.
+        if let Some(step) = self.unfiltered(layer, pkt.verdict) {
+            return step;
+        }
         let direction = match pkt.dir {
             Direction::Inbound => constants::Direction::Inbound,
             Direction::Outbound => constants::Direction::Outbound,
         };
         let mut facts = pkt.transport.clone();
         facts.direction = Some(direction as u32);
-        let mut meta = pkt.meta.clone();
-        meta.packet_direction = Some(direction);
-        meta.present |= MetadataFields::PACKET_DIRECTION;
-        let step = Step::new(layer, &facts, &meta, LayerData::Packet(pkt.payload()));
+        // The transport layers' metadata carries packetDirection already (`meta.rs`).
+        debug_assert!(pkt.meta.present.contains(MetadataFields::PACKET_DIRECTION));
+        let step = Step::new(layer, &facts, &pkt.meta, LayerData::Packet(pkt.payload()));
         self.classify_flow_step(pkt.flow(), step, pkt.verdict)
     }
 }

@@ -380,6 +380,8 @@ pub struct Shim {
     /// `Engine::layer_fields_used` per layer, as of `masks_epoch`.
     field_masks: Vec<u64>,
     masks_epoch: Option<u64>,
+    /// The offload answer's later layers under the policy of `layer_mask` and `field_masks`.
+    later: offload::LaterLayers,
     events: VecDeque<ShimEvent>,
     stats: ShimStats,
     /// The value array of the current classify, reused from packet to packet.
@@ -411,7 +413,7 @@ impl Shim {
         if config.require_handshake {
             flow.midstream = Midstream::Ignore;
         }
-        Self {
+        let mut shim = Self {
             flows: FlowTable::new(flow),
             frags: FragReassembler::new(config.frag),
             engine,
@@ -421,6 +423,7 @@ impl Shim {
             policy_epoch: 0,
             field_masks: Vec::new(),
             masks_epoch: None,
+            later: [[offload::LaterLayer::Stream; 3]; 8],
             events: VecDeque::new(),
             ended: HashMap::new(),
             stats: ShimStats {
@@ -431,7 +434,9 @@ impl Shim {
             asyncs: pend::AsyncState::default(),
             offload: offload::OffloadTable::default(),
             redirects: redirect::RedirectTable::default(),
-        }
+        };
+        shim.later = shim.later_layer_answers();
+        shim
     }
 
     /// Turns the arbitration trace ([`ShimConfig::trace`]) on or off from the next packet on, so a
@@ -702,14 +707,18 @@ impl Shim {
 
     /// When [`Shim::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        [
-            self.flows.poll_timeout(),
-            self.frags.poll_timeout(),
-            self.pend_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // Called before every packet: the pend deadlines only when an operation is pended.
+        let mut next = self.flows.poll_timeout();
+        let mut earliest = |t: Option<Timestamp>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        earliest(self.frags.poll_timeout());
+        if !self.asyncs.pended.is_empty() {
+            earliest(self.pend_timeout());
+        }
+        next
     }
 
     /// Connections currently redirected (their packets rewritten, §10.3).

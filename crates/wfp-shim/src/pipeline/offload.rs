@@ -278,7 +278,65 @@ fn later_layers(dir: Direction, v6: bool, tcp: bool) -> [LayerId; 3] {
     }
 }
 
+/// One later layer's part of the offload answer under the current policy: it depends only on
+/// which layers hold filters and which fields they read (both fixed per policy epoch), except at
+/// a STREAM layer holding filters, which is asked per flow ([`Shim::stream_is_constant`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LaterLayer {
+    /// Every later classify at the layer gives the same answer, or why not.
+    Static(Result<(), KeepReason>),
+    /// A STREAM layer with filters.
+    Stream,
+}
+
+/// [`LaterLayer`] for each of [`later_layers`]' layers, per (direction, IPv6, TCP)
+/// ([`later_index`]), computed once per policy ([`Shim::later_layer_answers`]) instead of per
+/// packet.
+pub(super) type LaterLayers = [[LaterLayer; 3]; 8];
+
+/// The index of (direction, IPv6, TCP) in [`LaterLayers`].
+#[inline]
+fn later_index(dir: Direction, v6: bool, tcp: bool) -> usize {
+    usize::from(dir == Direction::Inbound) << 2 | usize::from(v6) << 1 | usize::from(tcp)
+}
+
 impl Shim {
+    /// The [`LaterLayers`] of the policy the current masks come from (`refresh_policy`).
+    pub(super) fn later_layer_answers(&self) -> LaterLayers {
+        let mut all = [[LaterLayer::Stream; 3]; 8];
+        for dir in [Direction::Inbound, Direction::Outbound] {
+            for (v6, tcp) in [(false, false), (false, true), (true, false), (true, true)] {
+                let layers = later_layers(dir, v6, tcp);
+                if let Some(slot) = all.get_mut(later_index(dir, v6, tcp)) {
+                    for (answer, layer) in slot.iter_mut().zip(layers) {
+                        *answer = self.layer_answer(layer);
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    /// [`LaterLayer`] of `layer` under the current masks.
+    fn layer_answer(&self, layer: LayerId) -> LaterLayer {
+        if !self.has_filters(layer) {
+            return LaterLayer::Static(Ok(()));
+        }
+        if layer == layers::STREAM_V4 || layer == layers::STREAM_V6 {
+            return LaterLayer::Stream;
+        }
+        // As of the packet's policy (the masks its classifies used; no snapshot load).
+        let used = self.field_mask(layer);
+        if used == u64::MAX {
+            // A callout filter is present (its callout may read anything, every packet).
+            return LaterLayer::Static(Err(KeepReason::Callout { layer }));
+        }
+        if used & per_packet_fields(layer) != 0 {
+            return LaterLayer::Static(Err(KeepReason::PacketField { layer }));
+        }
+        LaterLayer::Static(Ok(()))
+    }
+
     /// The offload answer for a packet the layers permitted (the hook after the upper layers):
     /// written to `pkt.verdict.offload`, and remembered for [`Shim::resume_offloaded`].
     pub(super) fn decide_offload(&mut self, pkt: &mut Packet<'_>) {
@@ -333,33 +391,19 @@ impl Shim {
         if tcp && u.state != FlowState::Tcp(TcpState::Established) {
             return keep(K::Closing);
         }
-        for layer in later_layers(pkt.dir, pkt.v6(), tcp) {
-            if let Err(why) = self.layer_is_constant(layer, id, u.side) {
+        // Whether every later classify at each later layer for this side gives this answer, in
+        // the layers' order (the first that does not is the reason).
+        let later = self.later.get(later_index(pkt.dir, pkt.v6(), tcp));
+        for answer in later.into_iter().flatten() {
+            let constant = match *answer {
+                LaterLayer::Static(r) => r,
+                LaterLayer::Stream => self.stream_is_constant(id, u.side),
+            };
+            if let Err(why) = constant {
                 return keep(why);
             }
         }
         Offload::Eligible { sender: u.side }
-    }
-
-    /// Whether every later classify at `layer` for flow `id`'s side `side` gives this answer.
-    fn layer_is_constant(&self, layer: LayerId, id: FlowId, side: Side) -> Result<(), KeepReason> {
-        if !self.has_filters(layer) {
-            return Ok(());
-        }
-        let stream = layer == layers::STREAM_V4 || layer == layers::STREAM_V6;
-        if stream {
-            return self.stream_is_constant(id, side);
-        }
-        // As of the packet's policy (the masks its classifies used; no snapshot load).
-        let used = self.field_mask(layer);
-        if used == u64::MAX {
-            // A callout filter is present (its callout may read anything, every packet).
-            return Err(KeepReason::Callout { layer });
-        }
-        if used & per_packet_fields(layer) != 0 {
-            return Err(KeepReason::PacketField { layer });
-        }
-        Ok(())
     }
 
     /// The STREAM layer for one side of a flow: every filter matching the connection is a static

@@ -398,7 +398,7 @@ impl Replayer {
             Verdict::Block => Action::Block,
             Verdict::Absorb => Action::Absorb,
         };
-        let (verdict_direction, traced) = (v.direction, tracing.then(|| v.clone()));
+        let verdict_direction = v.direction;
         self.summary.verdict(v, action, wire);
         if self.verdicts.is_some() {
             self.write_verdict_line(p, wire, chosen, action, &levels)?;
@@ -419,7 +419,8 @@ impl Replayer {
             (Some(sink), None) => sink.write(p, &l3, verdict_direction)?,
             (None, _) => {}
         }
-        if let Some(v) = traced {
+        // The traced packet's verdict is copied only for that packet.
+        if let Some(v) = self.passes.get(chosen).filter(|_| tracing).cloned() {
             self.traced = Some(TracedPacket::new(p, wire, v, &self.filters));
         }
         self.drain_events(false);

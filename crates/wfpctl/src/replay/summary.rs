@@ -48,6 +48,9 @@ pub(crate) struct Summary {
     first_ts: Option<u64>,
     last_ts: Option<u64>,
     link_types: BTreeMap<LinkType, u64>,
+    /// Frames of the latest link type not yet added to `link_types` (a capture's frames nearly
+    /// always share one link type: one map update per run of them, not per frame).
+    link_run: Option<(LinkType, u64)>,
     verdicts: Verdicts,
     skipped: BTreeMap<String, Count>,
     layers: Vec<LayerCounts>,
@@ -81,6 +84,7 @@ impl Summary {
             first_ts: None,
             last_ts: None,
             link_types: BTreeMap::new(),
+            link_run: None,
             verdicts: Verdicts::default(),
             skipped: BTreeMap::new(),
             layers: vec![LayerCounts::default(); wfp_core::catalogue::all_layers().len()],
@@ -118,7 +122,14 @@ impl Summary {
             self.last_ts
                 .map_or(p.timestamp_ns, |t| t.max(p.timestamp_ns)),
         );
-        *self.link_types.entry(p.link_type).or_default() += 1;
+        match &mut self.link_run {
+            Some((t, n)) if *t == p.link_type => *n += 1,
+            run => {
+                if let Some((t, n)) = run.replace((p.link_type, 1)) {
+                    *self.link_types.entry(t).or_default() += n;
+                }
+            }
+        }
         if (p.data.len() as u64) < u64::from(p.orig_len) {
             self.anomalies.snaplen_truncated += 1;
         }
@@ -240,6 +251,9 @@ impl Summary {
 
     /// The report: these counters, the pipeline's and the engine's, and what `fin` hands over.
     pub(crate) fn into_report(mut self, fin: Finish<'_>) -> Report {
+        if let Some((t, n)) = self.link_run.take() {
+            *self.link_types.entry(t).or_default() += n;
+        }
         self.take_pipeline_counts(fin.shim, fin.engine);
         let layers = self.layer_rows();
         let filters = self.filter_rows(fin.filters, fin.engine);
