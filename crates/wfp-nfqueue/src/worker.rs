@@ -10,6 +10,7 @@
 //!        │                      │ panic  → QueueConfig::panic_verdict, handler.recover(packet, verdict)
 //!        │                      ▼
 //!        │              handler.end_batch(now); handler.poll_verdict() → verdicts of held packets
+//!        │              [handler.wants_verdicts_sent(): flush now, then handler.verdicts_sent(now)]
 //!        └──── verdicts go out in one sendto before the next wait (Queue buffers them, and
 //!              merges consecutive identical ones into one batch verdict where that is exact;
 //!              never across a held packet: it stays the oldest undecided one)
@@ -72,6 +73,15 @@ pub trait PacketHandler {
     }
     /// The worker is stopping: answer every packet still held (through `poll_verdict`).
     fn finish(&mut self, _now: Duration) {}
+    /// Whether [`PacketHandler::verdicts_sent`] has work after this batch: the worker then sends
+    /// the batch's verdicts at once (not just before its next wait) and calls it.
+    fn wants_verdicts_sent(&self) -> bool {
+        false
+    }
+    /// Called once a batch's verdicts (and those `end_batch` released) went out to the kernel,
+    /// when [`PacketHandler::wants_verdicts_sent`] asked for it: work that must follow the
+    /// verdicts (flow offload sets a connection's mark only after its decided packet passed).
+    fn verdicts_sent(&mut self, _now: Duration) {}
 }
 
 impl<F, R> PacketHandler for F
@@ -406,6 +416,13 @@ impl<H: PacketHandler + ?Sized> Worker<'_, H> {
         }
         self.status.busy.store(false, Ordering::Release);
         self.deferred()?;
+        if self.handler.wants_verdicts_sent() {
+            self.queue.flush()?;
+            let handler = &mut *self.handler;
+            if catch_unwind(AssertUnwindSafe(|| handler.verdicts_sent(now))).is_err() {
+                self.contain_async_panic();
+            }
+        }
         if let Ok(mut stats) = self.status.queue_stats.try_lock() {
             *stats = self.queue.stats();
         }
