@@ -597,6 +597,60 @@ mod tests {
         assert_eq!(status.queue_stats(), stats);
     }
 
+    /// Records, at each `verdicts_sent`, how many packets it decided and how many verdicts the
+    /// kernel had received by then.
+    struct AfterVerdicts<'a> {
+        fake: &'a FakeKernel,
+        stop: StopHandle,
+        decided: usize,
+        calls: Vec<(usize, usize)>,
+    }
+
+    impl PacketHandler for AfterVerdicts<'_> {
+        fn handle(&mut self, _now: Duration, p: &QueuedPacket) -> Decision {
+            self.decided += 1;
+            if p.id == PacketId(3) {
+                self.stop.stop();
+            }
+            Verdict::Accept.into()
+        }
+
+        fn wants_verdicts_sent(&self) -> bool {
+            self.decided > self.calls.last().map_or(0, |c| c.0)
+        }
+
+        fn verdicts_sent(&mut self, _now: Duration) {
+            self.calls.push((self.decided, sent(self.fake).len()));
+        }
+    }
+
+    #[test]
+    fn verdicts_sent_runs_once_the_batch_verdicts_reached_the_kernel() {
+        let fake = FakeKernel::install();
+        let packets: Vec<_> = (1..=3).map(|id| PacketMsg::new(2, id)).collect();
+        let mut queue = fake_queue(&fake, fake_config(), &packets);
+        let mut handler = AfterVerdicts {
+            fake: &fake,
+            stop: queue.stop_handle(),
+            decided: 0,
+            calls: Vec::new(),
+        };
+        let options = WorkerOptions {
+            max_idle: None,
+            ..WorkerOptions::default()
+        };
+        let (stats, _) = run(&mut queue, &mut handler, options);
+        assert_eq!(stats.verdicts, 3);
+        assert!(!handler.calls.is_empty());
+        for (decided, sent) in &handler.calls {
+            assert_eq!(
+                decided, sent,
+                "every decided packet's verdict was out first"
+            );
+        }
+        assert_eq!(handler.calls.last().map(|c| c.0), Some(3));
+    }
+
     /// Holds odd packets, releases the oldest held one at each batch end (accept, payload
     /// `[id]`), edits even ones; stops at `stop_on`; whatever is held at the end is dropped.
     struct Holding {
