@@ -1,13 +1,13 @@
 //! nf_tables over netlink, for one thing: the offload epoch switch
 //! ([`crate::offload::OffloadRules::switch_epoch`]) without starting a program.
 //!
-//! iptables-nft stores `-m mark ! --mark E/MASK` as native expressions (`meta load mark`,
-//! `bitwise`, `cmp neq E`). The switch reads the epoch chain's only rule
-//! (`NFT_MSG_GETRULE`), changes the value its `cmp` expression compares with, and replaces the rule
-//! by its handle (`NFT_MSG_NEWRULE` + `NLM_F_REPLACE` in one batch) — every other attribute
-//! (the counter, the `MARK` target, iptables' user data) is sent back as it was read, so
-//! `iptables -S` still shows the rule as iptables wrote it. One dump and one batch per family,
-//! each answered in microseconds; the kernel applies the batch atomically. The socket is kept
+//! iptables-nft stores `-m mark --mark E/MASK` as native expressions (`meta load mark`,
+//! `bitwise`, `cmp eq E`). The switch reads each epoch chain's only rule (`NFT_MSG_GETRULE`),
+//! changes the value its `cmp` expression compares with, and replaces the rule by its handle
+//! (`NFT_MSG_NEWRULE` + `NLM_F_REPLACE`) — every other attribute (the counter, the `goto`,
+//! iptables' user data) is sent back as it was read, so `iptables -S` still shows the rule as
+//! iptables wrote it. One dump per chain (one per hook and family) and one batch for all of
+//! them, each answered in microseconds; the kernel applies the batch atomically. The socket is kept
 //! open between switches: closing an nfnetlink socket waits for an RCU grace period (milliseconds
 //! on a busy machine).
 

@@ -1,5 +1,6 @@
 //! Flow offload in the kernel: connections whose later packets need no decision are accepted by a
-//! rule placed before the queue rule, and one rule update revokes them all (`docs/offload.md`).
+//! rule placed before the queue rule, and one rule update per hook revokes them all
+//! (`docs/offload.md`).
 //!
 //! # Mark encoding ([`OffloadMarks`])
 //!
@@ -15,35 +16,34 @@
 //! A slot is one (conntrack direction, hook) pair: a loopback packet passes OUTPUT (the sender's
 //! flow decides) and then INPUT (the receiver's flow decides), each slot set by its own decision.
 //!
-//! # Rules ([`OffloadRules`], per family, beside the queue chains of [`crate::rules::RuleSet`])
+//! # Rules ([`OffloadRules`], per family, in the queue rules' table `filter`)
 //!
-//! With an accounting mark and `nft` present, the test of an offloaded packet is native nf_tables
-//! in a table of its own and only queued packets meet compatibility expressions (the `native`
-//! submodule documents that form). Otherwise, the compatibility form:
+//! Every nf_tables base chain a packet crosses at a hook costs far more than the expressions in
+//! it, so the offload test lives in iptables' own `filter` chain, the one that holds the queue
+//! jump: an offloaded packet crosses that base chain only. iptables-nft 1.8 encodes `-m mark`
+//! natively but `-m conntrack`/`-m connmark` and every target but verdicts as compatibility
+//! expressions, so the connection's field is copied into the packet mark once and tested there:
 //!
 //! ```text
-//!  mangle   INPUT/OUTPUT  -j P_ORS   P_ORS: CONNMARK --restore-mark (mask)       packet ← connection
-//!  filter   INPUT  [matches] -m conntrack --ctstate ESTABLISHED -j P_OFF_IN   (before -j P_IN)
-//!           OUTPUT [matches] -m conntrack --ctstate ESTABLISHED -j P_OFF_OUT  (before -j P_OUT)
-//!           P_OFF_x: -j P_OEP
-//!                    -m conntrack --ctdir ORIGINAL -m mark --mark SLOT/SLOT -j P_OOK
-//!                    -m conntrack --ctdir REPLY    -m mark --mark SLOT/SLOT -j P_OOK
-//!           P_OEP:   -m mark ! --mark EPOCH/EPOCHMASK -j MARK --set-xmark 0/MASK   ← the epoch
-//!           P_OOK:   [-j MARK --set-xmark ACCT/ACCT] -j ACCEPT
-//!  security INPUT/OUTPUT  -j P_OSV   P_OSV: -m mark ! --mark 0/EPOCHMASK
-//!                                           -j CONNMARK --save-mark (mask)    packet → connection
+//!  filter INPUT/OUTPUT  [matches] -j P_OFF_x                 (first: before the queue jump)
+//!  P_OFF_x:  -j CONNMARK --restore-mark (mask)               packet field ← connection field
+//!            -j P_OEP_x
+//!  P_OEP_x:  -m mark --mark EPOCH/EPOCHMASK -g P_OOK_x        ← the epoch, one rule per hook
+//!  P_OOK_x:  -m mark --mark SLOT/SLOT -m conntrack --ctstate ESTABLISHED --ctdir ORIGINAL -j OK
+//!            -m mark --mark SLOT/SLOT -m conntrack --ctstate ESTABLISHED --ctdir REPLY    -j OK
+//!  OK:       ACCEPT, or with an accounting mark P_OACC: -j MARK --set-xmark ACCT/ACCT; -j ACCEPT
 //! ```
 //!
-//! The reader marks an accepted packet whose flow direction may be offloaded
-//! ([`OffloadMarks::mark`]: the restored field when it carries the current epoch, else a fresh
-//! one, plus the packet's slot); the `security` table (after `filter`) saves it to the
-//! connection. Every later packet of that connection gets the mark back in `mangle`, and in
-//! `filter` the packets of an offloaded slot are accepted before the queue rule — unless the epoch
-//! moved: `P_OEP` then clears the reserved field and the packet is queued like any other.
+//! Nothing saves a packet's mark to its connection: the reader sets the connection's field
+//! itself through conntrack netlink, once per offload decision
+//! ([`crate::conntrack::ConntrackSocket::set_mark`], [`OffloadMarks::mark`] gives the field),
+//! after the decided packet's verdict went out. Only the offloaded packets' own slot rule runs a
+//! compatibility match (the conntrack state and direction); a queued packet leaves the chain
+//! with the connection's field in its mark, which the reader reads.
 //!
-//! **Revocation** ([`OffloadRules::switch_epoch`]) replaces `P_OEP`'s single rule in each family
-//! (one nf_tables transaction over netlink for all families; `iptables-restore` as the fallback):
-//! O(1) in the number of offloaded connections. Epochs cycle through
+//! **Revocation** ([`OffloadRules::switch_epoch`]) replaces `P_OEP_x`'s single rule of each hook
+//! and family (one nf_tables transaction over netlink for all of them; `iptables-restore` as the
+//! fallback): O(1) in the number of offloaded connections. Epochs cycle through
 //! the values the field holds; a connection idle through a whole cycle would carry a current
 //! epoch again, so before an epoch value is reused its stale connection marks are cleared through
 //! conntrack ([`crate::conntrack::ConntrackSocket::clear_marks`]); [`Epochs`] tracks which values
@@ -54,8 +54,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::rules::{ChainHook, Family, RuleSet, RulesError};
-
-mod native;
 
 /// The default reserved mask.
 pub const DEFAULT_MASK: u32 = 0x00ff_0000;
@@ -229,8 +227,6 @@ pub struct OffloadRules {
     pub marks: OffloadMarks,
     /// The nf_tables socket of the epoch switch, once opened.
     nft: std::sync::Arc<std::sync::Mutex<Option<crate::nft::NftSocket>>>,
-    /// Whether the installed rules are the native nf_tables ones (see [`OffloadRules::install`]).
-    native: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Runs a command line with optional standard input (the test seam).
@@ -330,6 +326,24 @@ const HOOKS: [(ChainHook, SlotHook); 2] = [
     (ChainHook::Output, SlotHook::Output),
 ];
 
+/// nfproto of an nf_tables family as iptables-nft uses it.
+fn nfproto(family: Family) -> u8 {
+    match family {
+        Family::Ipv4 => 2,
+        Family::Ipv6 => 10,
+    }
+}
+
+/// Chains of earlier layouts of these rules, removed at install and removal (a daemon started
+/// after an upgrade finds them): (table, chain suffix).
+const LEGACY_CHAINS: [(&str, &str); 5] = [
+    ("filter", "OEP"),
+    ("filter", "OOK"),
+    ("filter", "ORF"),
+    ("mangle", "ORS"),
+    ("security", "OSV"),
+];
+
 impl OffloadRules {
     /// Offload rules beside `queue`'s chains with `marks`.
     pub fn new(queue: RuleSet, marks: OffloadMarks) -> Self {
@@ -337,57 +351,46 @@ impl OffloadRules {
             queue,
             marks,
             nft: std::sync::Arc::default(),
-            native: std::sync::Arc::default(),
         }
     }
 
     /// Installs (or updates) the chains with `epoch` current, and puts the jumps first in their
-    /// built-in chains (the filter jumps before the queue chains' jumps). Idempotent. Install the
-    /// queue rules first.
+    /// built-in chains (before the queue chains' jumps). Idempotent. Install the queue rules
+    /// first.
     pub fn install(&self, epoch: Epoch) -> Result<(), OffloadError> {
         self.install_with(&mut System, epoch)
     }
 
-    /// Makes `epoch` current: one rule replaced per family, the families at once. Every
+    /// Makes `epoch` current: one rule replaced per hook and family, all at once. Every
     /// connection offloaded under another epoch is queued again from its next packet. Returns how
     /// long the update took.
     ///
-    /// In the calling thread's namespace (no [`RuleSet::netns`]) the rule is replaced over
+    /// In the calling thread's namespace (no [`RuleSet::netns`]) the rules are replaced over
     /// nf_tables netlink (the `nft` module: no program started); otherwise, or if that fails,
     /// with `iptables-restore`.
     pub fn switch_epoch(&self, epoch: Epoch) -> Result<Duration, OffloadError> {
         let start = Instant::now();
-        let native = self.is_native();
-        if self.queue.netns.is_none() {
-            let done = if native {
-                self.switch_native_nft(epoch)
-            } else {
-                self.switch_nft(epoch)
-            };
-            if done.is_ok() {
-                return Ok(start.elapsed());
-            }
+        if self.queue.netns.is_none() && self.switch_nft(epoch).is_ok() {
+            return Ok(start.elapsed());
         }
-        if native {
-            self.switch_native_with(&mut System, epoch)?;
-        } else {
-            self.switch_with(&mut System, epoch)?;
-        }
+        self.switch_with(&mut System, epoch)?;
         Ok(start.elapsed())
     }
 
-    /// The epoch switch over nf_tables netlink: every family in one transaction, on a socket
-    /// kept open between switches (opened in the calling thread's namespace at the first).
+    /// The epoch switch over nf_tables netlink: every hook's epoch rule of every family in one
+    /// transaction, on a socket kept open between switches (opened in the calling thread's
+    /// namespace at the first).
     fn switch_nft(&self, epoch: Epoch) -> Result<(), crate::nft::NftError> {
-        let chain = self.chain("OEP");
-        let targets: Vec<(u8, &str, &str)> = self
+        let chains: Vec<(u8, String)> = self
             .queue
             .families
             .iter()
-            .map(|f| match f {
-                Family::Ipv4 => (2, "filter", chain.as_str()),
-                Family::Ipv6 => (10, "filter", chain.as_str()),
-            })
+            .flat_map(|&f| self.hooks().map(move |(hook, _)| (f, hook)))
+            .map(|(f, hook)| (nfproto(f), self.chain(&format!("OEP_{}", suffix(hook)))))
+            .collect();
+        let targets: Vec<(u8, &str, &str)> = chains
+            .iter()
+            .map(|(f, c)| (*f, "filter", c.as_str()))
             .collect();
         self.with_nft(|socket| socket.set_cmp_values(&targets, self.marks.epoch_bits(epoch)))
     }
@@ -413,10 +416,18 @@ impl OffloadRules {
         result
     }
 
-    /// Removes the jumps and chains. Idempotent. The connections' marks stay; the next install
-    /// must use an epoch whose stale marks were cleared.
+    /// Removes the jumps and chains (and those of earlier layouts). Idempotent. The
+    /// connections' marks stay; the next install must use an epoch whose stale marks were
+    /// cleared.
     pub fn remove(&self) -> Result<(), OffloadError> {
         self.remove_with(&mut System)
+    }
+
+    /// The configured hooks among INPUT and OUTPUT, with their slot hook.
+    fn hooks(&self) -> impl Iterator<Item = (ChainHook, SlotHook)> + '_ {
+        HOOKS
+            .into_iter()
+            .filter(|(hook, _)| self.queue.hooks.iter().any(|r| r.hook == *hook))
     }
 
     fn chain(&self, name: &str) -> String {
@@ -450,14 +461,14 @@ impl OffloadRules {
         }
     }
 
-    /// The one rule that carries the epoch (`P_OEP`).
-    fn epoch_rule(&self, epoch: Epoch) -> String {
+    /// The one rule of `P_OEP_x` (`hook`): the epoch test.
+    fn epoch_rule(&self, epoch: Epoch, hook: ChainHook) -> String {
         let m = &self.marks;
         format!(
-            "-m mark ! --mark {:#x}/{:#x} -j MARK --set-xmark 0x0/{:#x}",
+            "-m mark --mark {:#x}/{:#x} -g {}",
             m.epoch_bits(epoch),
             m.epoch_mask(),
-            m.mask()
+            self.chain(&format!("OOK_{}", suffix(hook)))
         )
     }
 
@@ -465,65 +476,85 @@ impl OffloadRules {
     pub(crate) fn chains_script(&self, epoch: Epoch) -> String {
         let m = &self.marks;
         let mask = format!("{:#x}", m.mask());
-        let (oep, ook, ors, osv) = (
-            self.chain("OEP"),
-            self.chain("OOK"),
-            self.chain("ORS"),
-            self.chain("OSV"),
-        );
         let mut s = String::from("*filter\n");
-        s += &format!(":{oep} - [0:0]\n-A {oep} {}\n", self.epoch_rule(epoch));
-        s += &format!(":{ook} - [0:0]\n");
-        if let Some(acct) = self.queue.accounting_mark {
-            s += &format!("-A {ook} -j MARK --set-xmark {acct:#x}/{acct:#x}\n");
-        }
-        s += &format!("-A {ook} -j ACCEPT\n");
-        for (hook, slot_hook) in HOOKS {
-            let c = self.chain(&format!("OFF_{}", suffix(hook)));
-            s += &format!(":{c} - [0:0]\n-A {c} -j {oep}\n");
+        let ok = match self.queue.accounting_mark {
+            Some(acct) => {
+                let oacc = self.chain("OACC");
+                s += &format!(
+                    ":{oacc} - [0:0]\n-A {oacc} -j MARK --set-xmark {acct:#x}/{acct:#x}\n\
+                     -A {oacc} -j ACCEPT\n"
+                );
+                oacc
+            }
+            None => "ACCEPT".to_owned(),
+        };
+        for (hook, slot_hook) in self.hooks() {
+            let x = suffix(hook);
+            let (off, oep, ook) = (
+                self.chain(&format!("OFF_{x}")),
+                self.chain(&format!("OEP_{x}")),
+                self.chain(&format!("OOK_{x}")),
+            );
+            s += &format!(":{off} - [0:0]\n:{oep} - [0:0]\n:{ook} - [0:0]\n");
+            s += &format!(
+                "-A {off} -j CONNMARK --restore-mark --nfmask {mask} --ctmask {mask}\n\
+                 -A {off} -j {oep}\n-A {oep} {}\n",
+                self.epoch_rule(epoch, hook)
+            );
             for (dir, name) in [(CtDir::Original, "ORIGINAL"), (CtDir::Reply, "REPLY")] {
                 let bit = m.slot_bit(Slot {
                     dir,
                     hook: slot_hook,
                 });
                 s += &format!(
-                    "-A {c} -m conntrack --ctdir {name} -m mark --mark {bit:#x}/{bit:#x} -j {ook}\n"
+                    "-A {ook} -m mark --mark {bit:#x}/{bit:#x} -m conntrack --ctstate \
+                     ESTABLISHED --ctdir {name} -j {ok}\n"
                 );
             }
         }
-        s += "COMMIT\n*mangle\n";
-        s += &format!(
-            ":{ors} - [0:0]\n-A {ors} -j CONNMARK --restore-mark --nfmask {mask} --ctmask {mask}\nCOMMIT\n"
-        );
-        s += "*security\n";
-        s += &format!(
-            ":{osv} - [0:0]\n-A {osv} -m mark ! --mark 0x0/{:#x} -j CONNMARK --save-mark --nfmask {mask} --ctmask {mask}\nCOMMIT\n",
-            m.epoch_mask()
-        );
-        s
+        s + "COMMIT\n"
     }
 
-    /// The jumps: (table, built-in chain, rule arguments without `-A CHAIN`).
-    fn jumps(&self) -> Vec<(&'static str, &'static str, Vec<String>)> {
+    /// The jumps: (built-in chain of `filter`, rule arguments without `-A CHAIN`).
+    fn jumps(&self) -> Vec<(&'static str, Vec<String>)> {
+        let mut out = Vec::new();
+        for (hook, _) in self.hooks() {
+            let Some(rule) = self.queue.hooks.iter().find(|r| r.hook == hook) else {
+                continue;
+            };
+            let mut args = rule.matches.clone();
+            args.push("-j".to_owned());
+            args.push(self.chain(&format!("OFF_{}", suffix(hook))));
+            out.push((hook.builtin(), args));
+        }
+        out
+    }
+
+    /// The jumps of earlier layouts: (table, built-in chain, rule arguments).
+    fn legacy_jumps(&self) -> Vec<(&'static str, &'static str, Vec<String>)> {
         let mut out = Vec::new();
         for (hook, _) in HOOKS {
             let Some(rule) = self.queue.hooks.iter().find(|r| r.hook == hook) else {
                 continue;
             };
-            let mut args = rule.matches.clone();
-            args.extend(["-m", "conntrack", "--ctstate", "ESTABLISHED", "-j"].map(str::to_owned));
-            args.push(self.chain(&format!("OFF_{}", suffix(hook))));
-            out.push(("filter", hook.builtin(), args));
-            out.push((
-                "mangle",
-                hook.builtin(),
-                vec!["-j".into(), self.chain("ORS")],
-            ));
-            out.push((
-                "security",
-                hook.builtin(),
-                vec!["-j".into(), self.chain("OSV")],
-            ));
+            let b = hook.builtin();
+            let mut established = rule.matches.clone();
+            established
+                .extend(["-m", "conntrack", "--ctstate", "ESTABLISHED", "-j"].map(str::to_owned));
+            established.push(self.chain(&format!("OFF_{}", suffix(hook))));
+            out.push(("filter", b, established));
+            let mut orf = rule.matches.clone();
+            orf.extend(["-j".to_owned(), self.chain("ORF")]);
+            out.push(("filter", b, orf));
+            if let Some(acct) = self.queue.accounting_mark {
+                let mut accept = rule.matches.clone();
+                accept.extend(["-m", "mark", "--mark"].map(str::to_owned));
+                accept.push(format!("{acct:#x}/{acct:#x}"));
+                accept.extend(["-j".to_owned(), "ACCEPT".to_owned()]);
+                out.push(("filter", b, accept));
+            }
+            out.push(("mangle", b, vec!["-j".into(), self.chain("ORS")]));
+            out.push(("security", b, vec!["-j".into(), self.chain("OSV")]));
         }
         out
     }
@@ -534,11 +565,7 @@ impl OffloadRules {
         epoch: Epoch,
     ) -> Result<(), OffloadError> {
         self.queue.check()?;
-        if let Some(acct) = self.queue.accounting_mark {
-            if self.install_native_with(exec, epoch, acct)? {
-                return Ok(());
-            }
-        }
+        self.remove_legacy(exec)?;
         let script = self.chains_script(epoch);
         for &family in &self.queue.families {
             let argv = self.argv(Self::restore_program(family), &["--noflush"]);
@@ -546,9 +573,28 @@ impl OffloadRules {
             if !ok {
                 return Err(command_error(&argv, &err).into());
             }
-            for (table, builtin, args) in self.jumps() {
-                self.insert_first(exec, family, (table, builtin), &args)?;
+            for (builtin, args) in self.jumps() {
+                self.insert_first(exec, family, ("filter", builtin), &args)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Deletes any copy of `args` in `builtin` and inserts it first.
+    fn insert_first(
+        &self,
+        exec: &mut dyn Exec,
+        family: Family,
+        (table, builtin): (&'static str, &'static str),
+        args: &[String],
+    ) -> Result<(), OffloadError> {
+        self.delete_jump(exec, family, (table, builtin), args)?;
+        let mut insert: Vec<&str> = vec!["-t", table, "-I", builtin, "1"];
+        insert.extend(args.iter().map(String::as_str));
+        let argv = self.argv(Self::program(family), &insert);
+        let (ok, err) = exec.run(&argv, None)?;
+        if !ok {
+            return Err(command_error(&argv, &err).into());
         }
         Ok(())
     }
@@ -577,8 +623,12 @@ impl OffloadRules {
         exec: &mut dyn Exec,
         epoch: Epoch,
     ) -> Result<(), OffloadError> {
-        let oep = self.chain("OEP");
-        let script = format!("*filter\n-R {oep} 1 {}\nCOMMIT\n", self.epoch_rule(epoch));
+        let mut script = String::from("*filter\n");
+        for (hook, _) in self.hooks() {
+            let oep = self.chain(&format!("OEP_{}", suffix(hook)));
+            script += &format!("-R {oep} 1 {}\n", self.epoch_rule(epoch, hook));
+        }
+        script += "COMMIT\n";
         let cmds: Vec<(Vec<String>, String)> = self
             .queue
             .families
@@ -594,25 +644,69 @@ impl OffloadRules {
         Ok(())
     }
 
-    pub(crate) fn remove_with(&self, exec: &mut dyn Exec) -> Result<(), OffloadError> {
-        self.queue.check()?;
-        self.remove_native_with(exec)?;
+    /// Flushes, then deletes, `chains` ((table, chain) pairs) of `family` (missing ones are
+    /// fine; a chain still referenced stays).
+    fn drop_chains(
+        &self,
+        exec: &mut dyn Exec,
+        family: Family,
+        chains: &[(&str, String)],
+    ) -> Result<(), OffloadError> {
+        let p = Self::program(family);
+        for (table, c) in chains {
+            let _ = exec.run(&self.argv(p, &["-t", table, "-F", c]), None)?;
+        }
+        for (table, c) in chains {
+            let _ = exec.run(&self.argv(p, &["-t", table, "-X", c]), None)?;
+        }
+        Ok(())
+    }
+
+    /// Removes what earlier layouts installed (their jumps, chains, and the `inet` table of the
+    /// nf_tables form), if present.
+    fn remove_legacy(&self, exec: &mut dyn Exec) -> Result<(), OffloadError> {
+        let mut nft = Vec::new();
+        if let Some(ns) = &self.queue.netns {
+            nft.extend(["nsenter".to_owned(), format!("--net=/run/netns/{ns}")]);
+        }
+        let table = self.chain("OFFLOAD");
+        nft.extend(["nft", "delete", "table", "inet", &table].map(str::to_owned));
+        // Absent `nft` or table: nothing to remove.
+        let _ = exec.run(&nft, None);
+        let chains: Vec<(&str, String)> = LEGACY_CHAINS
+            .iter()
+            .map(|(t, c)| (*t, self.chain(c)))
+            .collect();
         for &family in &self.queue.families {
-            for (table, builtin, args) in self.jumps() {
+            for (table, builtin, args) in self.legacy_jumps() {
                 self.delete_jump(exec, family, (table, builtin), &args)?;
             }
-            for (table, chains) in [
-                ("filter", vec!["OFF_IN", "OFF_OUT", "OEP", "OOK"]),
-                ("mangle", vec!["ORS"]),
-                ("security", vec!["OSV"]),
-            ] {
-                for c in chains {
-                    let c = self.chain(c);
-                    let p = Self::program(family);
-                    let _ = exec.run(&self.argv(p, &["-t", table, "-F", &c]), None)?;
-                    let _ = exec.run(&self.argv(p, &["-t", table, "-X", &c]), None)?;
-                }
+            self.drop_chains(exec, family, &chains)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn remove_with(&self, exec: &mut dyn Exec) -> Result<(), OffloadError> {
+        self.queue.check()?;
+        self.remove_legacy(exec)?;
+        let mut chains: Vec<(&str, String)> = Vec::new();
+        for (hook, _) in HOOKS {
+            for part in ["OFF", "OEP", "OOK"] {
+                chains.push(("filter", self.chain(&format!("{part}_{}", suffix(hook)))));
             }
+        }
+        chains.push(("filter", self.chain("OACC")));
+        for &family in &self.queue.families {
+            for (hook, _) in HOOKS {
+                let Some(rule) = self.queue.hooks.iter().find(|r| r.hook == hook) else {
+                    continue;
+                };
+                let mut args = rule.matches.clone();
+                args.push("-j".to_owned());
+                args.push(self.chain(&format!("OFF_{}", suffix(hook))));
+                self.delete_jump(exec, family, ("filter", hook.builtin()), &args)?;
+            }
+            self.drop_chains(exec, family, &chains)?;
         }
         Ok(())
     }
@@ -715,12 +809,10 @@ mod tests {
         assert_eq!(OffloadMarks::new(DEFAULT_MASK).expect("default"), m);
     }
 
-    /// Records command lines and standard inputs; fails `-D` (nothing to delete), and `nft` when
-    /// `no_nft`.
+    /// Records command lines and standard inputs; fails `-D` (nothing to delete).
     #[derive(Default)]
     struct Fake {
         log: Vec<(String, Option<String>)>,
-        no_nft: bool,
     }
 
     impl Exec for Fake {
@@ -730,8 +822,7 @@ mod tests {
             stdin: Option<&str>,
         ) -> Result<(bool, String), RulesError> {
             let line = argv.join(" ");
-            let refused = line.contains(" -D ") || (self.no_nft && line.contains("nft "));
-            let ok = !refused;
+            let ok = !line.contains(" -D ");
             self.log.push((line, stdin.map(str::to_owned)));
             Ok((ok, String::new()))
         }
@@ -750,41 +841,48 @@ mod tests {
     }
 
     #[test]
-    fn install_places_the_chains_and_jumps_and_a_switch_replaces_one_rule_per_family() {
-        // Without `nft`, the compatibility form.
+    fn install_places_the_test_in_filter_and_a_switch_replaces_one_rule_per_hook() {
         let r = rules();
-        let mut fake = Fake {
-            no_nft: true,
-            ..Fake::default()
-        };
+        let mut fake = Fake::default();
         r.install_with(&mut fake, Epoch(1)).expect("install");
-        assert!(!r.is_native());
         let script = r.chains_script(Epoch(1));
-        assert!(script.contains(
-            "-A WFP_OEP -m mark ! --mark 0x100000/0xf00000 -j MARK --set-xmark 0x0/0xff0000"
-        ));
-        assert!(script.contains(
-            "-A WFP_OFF_IN -m conntrack --ctdir REPLY -m mark --mark 0x40000/0x40000 -j WFP_OOK"
-        ));
-        assert!(script.contains(
-            "-A WFP_OFF_OUT -m conntrack --ctdir ORIGINAL -m mark --mark 0x20000/0x20000 -j WFP_OOK"
-        ));
-        assert!(script.contains(
-            "-A WFP_OOK -j MARK --set-xmark 0x40000000/0x40000000\n-A WFP_OOK -j ACCEPT"
-        ));
-        assert!(script.contains("CONNMARK --restore-mark --nfmask 0xff0000 --ctmask 0xff0000"));
-        assert!(script.contains("CONNMARK --save-mark --nfmask 0xff0000 --ctmask 0xff0000"));
+        for line in [
+            "-A WFP_OFF_IN -j CONNMARK --restore-mark --nfmask 0xff0000 --ctmask 0xff0000\n\
+             -A WFP_OFF_IN -j WFP_OEP_IN\n\
+             -A WFP_OEP_IN -m mark --mark 0x100000/0xf00000 -g WFP_OOK_IN\n",
+            "-A WFP_OOK_IN -m mark --mark 0x40000/0x40000 -m conntrack --ctstate ESTABLISHED \
+             --ctdir REPLY -j WFP_OACC",
+            "-A WFP_OOK_OUT -m mark --mark 0x20000/0x20000 -m conntrack --ctstate ESTABLISHED \
+             --ctdir ORIGINAL -j WFP_OACC",
+            "-A WFP_OACC -j MARK --set-xmark 0x40000000/0x40000000\n-A WFP_OACC -j ACCEPT",
+        ] {
+            assert!(script.contains(line), "{line}\n{script}");
+        }
+        // Nothing outside `filter`: no save, no restore in another table.
+        assert!(script.starts_with("*filter\n") && script.matches("COMMIT").count() == 1);
+        assert!(!script.contains("save-mark"));
         let inserts: Vec<&str> = fake
             .log
             .iter()
             .map(|(l, _)| l.as_str())
             .filter(|l| l.contains(" -I "))
             .collect();
-        assert_eq!(inserts.len(), 12, "3 tables x 2 hooks x 2 families");
-        assert!(inserts[0].starts_with("nsenter --net=/run/netns/wfpoff-1 iptables -w 5 -t filter -I INPUT 1 -i lo -m conntrack --ctstate ESTABLISHED -j WFP_OFF_IN"));
+        assert_eq!(inserts.len(), 4, "one jump x 2 hooks x 2 families");
+        assert!(inserts[0].ends_with(
+            "nsenter --net=/run/netns/wfpoff-1 iptables -w 5 -t filter -I INPUT 1 -i lo -j WFP_OFF_IN"
+        ));
         assert!(inserts
             .iter()
-            .any(|l| l.contains("ip6tables -w 5 -t security -I OUTPUT 1 -j WFP_OSV")));
+            .any(|l| l.ends_with("ip6tables -w 5 -t filter -I OUTPUT 1 -o lo -j WFP_OFF_OUT")));
+        // Earlier layouts are removed first.
+        assert!(fake
+            .log
+            .iter()
+            .any(|(l, _)| l.ends_with("nft delete table inet WFP_OFFLOAD")));
+        assert!(fake
+            .log
+            .iter()
+            .any(|(l, _)| l.ends_with("-t security -X WFP_OSV")));
 
         let mut fake = Fake::default();
         r.switch_with(&mut fake, Epoch(2)).expect("switch");
@@ -793,88 +891,43 @@ mod tests {
             assert!(line.contains("tables-restore -w 5 --noflush"));
             assert_eq!(
                 input.as_deref(),
-                Some("*filter\n-R WFP_OEP 1 -m mark ! --mark 0x200000/0xf00000 -j MARK --set-xmark 0x0/0xff0000\nCOMMIT\n")
+                Some(
+                    "*filter\n\
+                     -R WFP_OEP_IN 1 -m mark --mark 0x200000/0xf00000 -g WFP_OOK_IN\n\
+                     -R WFP_OEP_OUT 1 -m mark --mark 0x200000/0xf00000 -g WFP_OOK_OUT\n\
+                     COMMIT\n"
+                )
             );
         }
 
         let mut fake = Fake::default();
         r.remove_with(&mut fake).expect("remove");
-        assert!(fake
-            .log
-            .iter()
-            .any(|(l, _)| l.ends_with("-t filter -X WFP_OEP")));
-        assert!(fake
-            .log
-            .iter()
-            .any(|(l, _)| l.ends_with("-t security -X WFP_OSV")));
+        for chain in ["WFP_OFF_IN", "WFP_OEP_OUT", "WFP_OOK_IN", "WFP_OACC"] {
+            let x = format!("-t filter -X {chain}");
+            assert!(fake.log.iter().any(|(l, _)| l.ends_with(&x)), "{chain}");
+        }
     }
 
     #[test]
-    fn native_form_tests_offloaded_packets_natively_and_switches_two_rules() {
-        let r = rules();
-        let mut fake = Fake::default();
-        r.install_with(&mut fake, Epoch(1)).expect("install");
-        assert!(r.is_native());
-        let (first, table) = fake.log.first().expect("nft first");
-        assert_eq!(first, "nsenter --net=/run/netns/wfpoff-1 nft -f -");
-        let table = table.as_deref().expect("script");
-        assert!(table.starts_with(
-            "table inet WFP_OFFLOAD\ndelete table inet WFP_OFFLOAD\ntable inet WFP_OFFLOAD {"
+    fn without_an_accounting_mark_offloaded_packets_are_accepted_at_once() {
+        let mut r = rules();
+        r.queue.accounting_mark = None;
+        r.queue.hooks.retain(|h| h.hook == ChainHook::Output);
+        let script = r.chains_script(Epoch(3));
+        assert!(script.contains(
+            "-A WFP_OOK_OUT -m mark --mark 0x80000/0x80000 -m conntrack --ctstate ESTABLISHED \
+             --ctdir REPLY -j ACCEPT\n"
         ));
-        for line in [
-            "type filter hook input priority -5; policy accept;",
-            "meta mark set meta mark and 0xbfffffff\n  ct state established goto oep_in",
-            "chain oep_out {\n  ct mark and 0xf00000 == 0x100000 goto ok_out\n }",
-            "ct direction original ct mark and 0x10000 != 0 meta mark set meta mark or 0x40000000 return",
-            "ct direction reply ct mark and 0x80000 != 0 meta mark set meta mark or 0x40000000\n",
-        ] {
-            assert!(table.contains(line), "{line}\n{table}");
-        }
-        let inserts: Vec<&str> = fake
-            .log
-            .iter()
-            .map(|(l, _)| l.as_str())
-            .filter(|l| l.contains(" -I "))
-            .collect();
-        assert_eq!(inserts.len(), 12, "3 jumps x 2 hooks x 2 families");
-        // The accept jump is inserted after (so ends before) the restore jump.
-        assert!(inserts[0].ends_with("iptables -w 5 -t filter -I INPUT 1 -i lo -j WFP_ORF"));
-        assert!(inserts[1].ends_with(
-            "iptables -w 5 -t filter -I INPUT 1 -i lo -m mark --mark 0x40000000/0x40000000 -j ACCEPT"
-        ));
-        let restore = fake
-            .log
-            .get(1)
-            .and_then(|(_, i)| i.as_deref())
-            .expect("chains");
-        assert!(restore.contains("-A WFP_ORF -j CONNMARK --restore-mark --nfmask 0xff0000"));
-        assert!(restore.contains("-A WFP_OSV -m mark ! --mark 0x0/0xf00000 -j CONNMARK --save"));
-        assert!(!fake.log.iter().any(|(l, _)| l.contains("conntrack")));
-
+        assert!(
+            !script.contains("OACC") && !script.contains("_IN"),
+            "{script}"
+        );
         let mut fake = Fake::default();
-        r.switch_native_with(&mut fake, Epoch(2)).expect("switch");
-        assert_eq!(fake.log.len(), 1, "one transaction for both families");
+        r.switch_with(&mut fake, Epoch(4)).expect("switch");
         assert_eq!(
             fake.log[0].1.as_deref(),
-            Some(
-                "flush chain inet WFP_OFFLOAD oep_in\n\
-                 add rule inet WFP_OFFLOAD oep_in ct mark and 0xf00000 == 0x200000 goto ok_in\n\
-                 flush chain inet WFP_OFFLOAD oep_out\n\
-                 add rule inet WFP_OFFLOAD oep_out ct mark and 0xf00000 == 0x200000 goto ok_out\n"
-            )
+            Some("*filter\n-R WFP_OEP_OUT 1 -m mark --mark 0x400000/0xf00000 -g WFP_OOK_OUT\nCOMMIT\n")
         );
-
-        let mut fake = Fake::default();
-        r.remove_with(&mut fake).expect("remove");
-        assert!(!r.is_native());
-        assert!(fake
-            .log
-            .iter()
-            .any(|(l, _)| l.ends_with("nft delete table inet WFP_OFFLOAD")));
-        assert!(fake
-            .log
-            .iter()
-            .any(|(l, _)| l.ends_with("-t filter -X WFP_ORF")));
     }
 
     #[test]

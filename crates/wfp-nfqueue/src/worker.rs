@@ -10,6 +10,7 @@
 //!        │                      │ panic  → QueueConfig::panic_verdict, handler.recover(packet, verdict)
 //!        │                      ▼
 //!        │              handler.end_batch(now); handler.poll_verdict() → verdicts of held packets
+//!        │              [handler.wants_verdicts_sent(): flush now, then handler.verdicts_sent(now)]
 //!        └──── verdicts go out in one sendto before the next wait (Queue buffers them, and
 //!              merges consecutive identical ones into one batch verdict where that is exact;
 //!              never across a held packet: it stays the oldest undecided one)
@@ -72,6 +73,15 @@ pub trait PacketHandler {
     }
     /// The worker is stopping: answer every packet still held (through `poll_verdict`).
     fn finish(&mut self, _now: Duration) {}
+    /// Whether [`PacketHandler::verdicts_sent`] has work after this batch: the worker then sends
+    /// the batch's verdicts at once (not just before its next wait) and calls it.
+    fn wants_verdicts_sent(&self) -> bool {
+        false
+    }
+    /// Called once a batch's verdicts (and those `end_batch` released) went out to the kernel,
+    /// when [`PacketHandler::wants_verdicts_sent`] asked for it: work that must follow the
+    /// verdicts (flow offload sets a connection's mark only after its decided packet passed).
+    fn verdicts_sent(&mut self, _now: Duration) {}
 }
 
 impl<F, R> PacketHandler for F
@@ -406,6 +416,13 @@ impl<H: PacketHandler + ?Sized> Worker<'_, H> {
         }
         self.status.busy.store(false, Ordering::Release);
         self.deferred()?;
+        if self.handler.wants_verdicts_sent() {
+            self.queue.flush()?;
+            let handler = &mut *self.handler;
+            if catch_unwind(AssertUnwindSafe(|| handler.verdicts_sent(now))).is_err() {
+                self.contain_async_panic();
+            }
+        }
         if let Ok(mut stats) = self.status.queue_stats.try_lock() {
             *stats = self.queue.stats();
         }
@@ -578,6 +595,60 @@ mod tests {
         assert!(status.exited.load(Ordering::Acquire));
         assert!(!status.busy.load(Ordering::Acquire));
         assert_eq!(status.queue_stats(), stats);
+    }
+
+    /// Records, at each `verdicts_sent`, how many packets it decided and how many verdicts the
+    /// kernel had received by then.
+    struct AfterVerdicts<'a> {
+        fake: &'a FakeKernel,
+        stop: StopHandle,
+        decided: usize,
+        calls: Vec<(usize, usize)>,
+    }
+
+    impl PacketHandler for AfterVerdicts<'_> {
+        fn handle(&mut self, _now: Duration, p: &QueuedPacket) -> Decision {
+            self.decided += 1;
+            if p.id == PacketId(3) {
+                self.stop.stop();
+            }
+            Verdict::Accept.into()
+        }
+
+        fn wants_verdicts_sent(&self) -> bool {
+            self.decided > self.calls.last().map_or(0, |c| c.0)
+        }
+
+        fn verdicts_sent(&mut self, _now: Duration) {
+            self.calls.push((self.decided, sent(self.fake).len()));
+        }
+    }
+
+    #[test]
+    fn verdicts_sent_runs_once_the_batch_verdicts_reached_the_kernel() {
+        let fake = FakeKernel::install();
+        let packets: Vec<_> = (1..=3).map(|id| PacketMsg::new(2, id)).collect();
+        let mut queue = fake_queue(&fake, fake_config(), &packets);
+        let mut handler = AfterVerdicts {
+            fake: &fake,
+            stop: queue.stop_handle(),
+            decided: 0,
+            calls: Vec::new(),
+        };
+        let options = WorkerOptions {
+            max_idle: None,
+            ..WorkerOptions::default()
+        };
+        let (stats, _) = run(&mut queue, &mut handler, options);
+        assert_eq!(stats.verdicts, 3);
+        assert!(!handler.calls.is_empty());
+        for (decided, sent) in &handler.calls {
+            assert_eq!(
+                decided, sent,
+                "every decided packet's verdict was out first"
+            );
+        }
+        assert_eq!(handler.calls.last().map(|c| c.0), Some(3));
     }
 
     /// Holds odd packets, releases the oldest held one at each batch end (accept, payload

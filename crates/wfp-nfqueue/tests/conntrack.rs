@@ -106,7 +106,7 @@ fn created_entries_end_with_destroy_events_and_marks_clear_by_filter() {
 }
 
 /// The offload rules on a real kernel: installed, switched (over nf_tables netlink, no program
-/// started), removed.
+/// started: one rule per hook and family in one transaction), removed.
 #[test]
 fn the_epoch_switch_replaces_the_epoch_rule_in_both_families() {
     use wfp_nfqueue::offload::{Epoch, OffloadMarks, OffloadRules};
@@ -116,9 +116,9 @@ fn the_epoch_switch_replaces_the_epoch_rule_in_both_families() {
         q.families = vec![Family::Ipv4, Family::Ipv6];
         let rules = OffloadRules::new(q, OffloadMarks::default());
         rules.install(Epoch(1)).expect("install");
-        let show = |program: &str| {
+        let show = |program: &str, chain: &str| {
             let out = std::process::Command::new(program)
-                .args(["-w", "5", "-S", "WFP_OEP"])
+                .args(["-w", "5", "-S", chain])
                 .output()
                 .expect("iptables");
             String::from_utf8_lossy(&out.stdout).into_owned()
@@ -126,16 +126,19 @@ fn the_epoch_switch_replaces_the_epoch_rule_in_both_families() {
         let mut took = Vec::new();
         for e in [2, 3, 4, 5] {
             took.push(rules.switch_epoch(Epoch(e)).expect("switch"));
-            let want = format!("! --mark {:#x}/0xf00000 ", e << 20);
             for p in ["iptables", "ip6tables"] {
-                let listing = show(p);
-                assert!(listing.contains(&want), "{p}: {listing}");
-                assert_eq!(listing.lines().filter(|l| l.starts_with("-A")).count(), 1);
+                for x in ["IN", "OUT"] {
+                    let want = format!("-m mark --mark {:#x}/0xf00000 -g WFP_OOK_{x}", e << 20);
+                    let listing = show(p, &format!("WFP_OEP_{x}"));
+                    assert!(listing.contains(&want), "{p}: {listing}");
+                    assert_eq!(listing.lines().filter(|l| l.starts_with("-A")).count(), 1);
+                }
             }
         }
         eprintln!("epoch switches took {took:?}");
         rules.remove().expect("remove");
-        assert!(show("iptables").is_empty(), "chain removed");
+        assert!(show("iptables", "WFP_OEP_IN").is_empty(), "chain removed");
+        assert!(show("iptables", "WFP_OFF_OUT").is_empty(), "chain removed");
     });
 }
 

@@ -511,10 +511,11 @@ impl Config {
                 self.log.level
             )));
         }
-        // Let the rule set validate prefix, table and match arguments now, not at start.
-        self.rule_set()
-            .check()
-            .map_err(|e| invalid(format!("rules: {e}")))?;
+        // Let the rule set validate prefix, table and match arguments now, not at start — with
+        // the accounting mark as configured, installed or not (a posture change installs it).
+        let mut rules = self.rule_set();
+        rules.accounting_mark = Some(self.rules.accounting_mark).filter(|&m| m != 0);
+        rules.check().map_err(|e| invalid(format!("rules: {e}")))?;
         Ok(())
     }
 
@@ -579,11 +580,23 @@ impl Config {
             })
             .collect();
         rules.bypass = self.posture.absent == Posture::FailOpen;
-        rules.accounting_mark =
-            (self.rules.accounting_mark != 0).then_some(self.rules.accounting_mark);
+        rules.accounting_mark = self
+            .kernel_may_accept_unseen()
+            .then_some(self.rules.accounting_mark)
+            .filter(|&m| m != 0);
         rules.clamp_mss = (self.rules.clamp_mss != 0).then_some(self.rules.clamp_mss);
         rules.self_mark = (self.rules.self_mark != 0).then_some(self.rules.self_mark);
         rules
+    }
+
+    /// Whether a posture lets the kernel accept a queued packet without wfpd's verdict:
+    /// `absent = "fail-open"` (`--queue-bypass`) or `overloaded = "fail-open"` (a full
+    /// `FAIL_OPEN` queue). Only then are the accounting chains installed
+    /// ([`RuleSet::accounting_mark`]): otherwise they would count nothing, and every packet at the
+    /// hook — an offloaded one too (`docs/offload.md`) — would cross one more nf_tables base chain
+    /// (`security`) for them.
+    pub fn kernel_may_accept_unseen(&self) -> bool {
+        self.posture.absent == Posture::FailOpen || self.posture.overloaded == Posture::FailOpen
     }
 
     /// The shim's configuration (default verdicts).
@@ -653,9 +666,16 @@ mod tests {
         let rules = c.rule_set();
         assert!(!rules.bypass);
         assert_eq!(rules.hooks.len(), 3);
-        assert_eq!(rules.accounting_mark, Some(0x4000_0000));
+        // Fail-closed everywhere: no packet passes the queue rule unseen, nothing to count.
+        assert!(!c.kernel_may_accept_unseen());
+        assert_eq!(rules.accounting_mark, None);
         assert_eq!(rules.clamp_mss, Some(65000));
         assert_eq!(c.shim_config().no_match, Verdict::Permit);
+        for posture in ["absent", "overloaded"] {
+            let text = format!("[policy]\nfiles = [\"p\"]\n[posture]\n{posture} = \"fail-open\"\n");
+            let c = Config::parse(&text, "c.toml").expect("parse");
+            assert_eq!(c.rule_set().accounting_mark, Some(0x4000_0000), "{posture}");
+        }
     }
 
     #[test]

@@ -551,16 +551,22 @@ impl Daemon {
                 }
             })
             .collect();
-        let uninspected = self
-            .rules
-            .as_ref()
-            .and_then(|r| match r.uninspected_packets() {
+        let uninspected = self.rules.as_ref().and_then(|r| {
+            if r.accounting_mark.is_none()
+                && self.config.rules.accounting_mark != 0
+                && !self.config.kernel_may_accept_unseen()
+            {
+                // No posture lets the kernel accept a queued packet unseen: nothing to count.
+                return Some(0);
+            }
+            match r.uninspected_packets() {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the accounting counters");
                     None
                 }
-            });
+            }
+        });
         Snapshot {
             generation: self.generation,
             uptime_secs: self.started.elapsed().as_secs_f64(),

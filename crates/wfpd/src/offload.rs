@@ -2,8 +2,9 @@
 //! kernel, a commit revokes them before it returns, and their end still reaches the shim.
 //!
 //! ```text
-//!  worker: shim verdict PERMIT + Offload::Eligible ─► verdict mark (epoch + slot) ─► security:
-//!          CONNMARK --save-mark; later packets of that slot: accepted before the queue rule
+//!  worker: shim verdict PERMIT + Offload::Eligible ─► once the batch's verdicts are out: the
+//!          connection's field (epoch + slots) set through conntrack netlink; later packets of
+//!          that slot: accepted in `filter` before the queue jump
 //!  daemon reload:  OffloadControl::begin_commit (rules → next epoch: every offload revoked)
 //!                  ─► commit ─► OffloadControl::end_commit (workers mark with the new epoch)
 //!  API commits:    OffloadControl::tick sees the policy move ─► revoke (after the commit)
@@ -17,10 +18,12 @@
 //!                  verdicts are out ─► its next packet is queued
 //! ```
 //!
-//! A worker marks a packet only when the engine's policy epoch was the same before and after its
-//! decision and the offload epoch it read before deciding is still the rules' epoch, so a mark
-//! never carries a decision made under another policy than the epoch it names.
+//! A worker offloads a connection only when the engine's policy epoch was the same before and
+//! after its decision and the offload epoch it read before deciding is still the rules' epoch
+//! (checked again when the update goes out), so a connection mark never carries a decision made
+//! under another policy than the epoch it names.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -102,8 +105,12 @@ fn deciding_generation(engine: &Engine) -> u64 {
 /// Counters (shared by the workers and the daemon).
 #[derive(Debug, Default)]
 pub struct OffloadStats {
-    /// Packets whose verdict carried an offload mark.
+    /// Packets decided eligible whose connection is offloaded (or already was) for their slot.
     pub marked: AtomicU64,
+    /// Connection marks set through conntrack (one per offload decision that changed one).
+    pub ct_updates: AtomicU64,
+    /// Connection mark updates that failed or found no connection (the slot stays queued).
+    pub ct_update_failed: AtomicU64,
     /// Eligible packets not marked because the policy moved during their decision.
     pub raced: AtomicU64,
     /// Revocations (epoch switches).
@@ -173,8 +180,11 @@ pub struct WorkerOffload {
     shared: Arc<OffloadShared>,
     ends: Receiver<CtReport>,
     pending: Arc<AtomicUsize>,
-    /// For withdrawals (opened at the first).
+    /// For connection mark updates and withdrawals (opened at the first).
     conntrack: Option<ConntrackSocket>,
+    /// Connection fields to set once the batch's verdicts are out: (original tuple, epoch,
+    /// the whole reserved field).
+    updates: Vec<(CtTuple, Epoch, u32)>,
     /// Connections withdrawn at the end of a batch, cleared again once its verdicts are out
     /// ([`WorkerOffload::withdraw_again`]), and when that is due.
     again: (Vec<CtTuple>, Option<Duration>),
@@ -200,6 +210,7 @@ impl WorkerOffload {
             ends: rx,
             pending,
             conntrack: None,
+            updates: Vec::new(),
             again: (Vec::new(), None),
         }
     }
@@ -212,42 +223,105 @@ impl WorkerOffload {
         }
     }
 
-    /// The verdict mark for `packet` after the shim's `outcome`, if its flow direction may be
-    /// offloaded and nothing moved since `before`.
-    pub fn mark(
-        &self,
+    /// Notes `packet`'s connection for offload after the shim's `outcome`, if its flow direction
+    /// may be offloaded and nothing moved since `before`: its field (the restored one in the
+    /// packet's mark plus this slot, [`OffloadMarks::mark`]) is set through conntrack once the
+    /// batch's verdicts are out ([`WorkerOffload::verdicts_sent`]), so no later packet overtakes
+    /// this one.
+    pub fn note(
+        &mut self,
         before: Before,
         engine: &Engine,
         packet: &QueuedPacket,
         outcome: &PacketVerdict,
-    ) -> Option<u32> {
+    ) {
         let Offload::Eligible { sender } = outcome.offload else {
-            return None;
+            return;
         };
-        if packet.is_truncated() {
-            // Not decided by the shim (the outcome is an earlier packet's).
-            return None;
+        if packet.is_truncated() || outcome.verdict != Verdict::Permit {
+            // Truncated: not decided by the shim (the outcome is an earlier packet's).
+            return;
         }
-        if outcome.verdict != Verdict::Permit {
-            return None;
-        }
-        let epoch = before.epoch?;
+        let Some(epoch) = before.epoch else {
+            return;
+        };
         if engine.policy_summary().epoch != before.policy || self.shared.epoch() != Some(epoch) {
             self.shared.stats.raced.fetch_add(1, Ordering::Relaxed);
-            return None;
+            return;
         }
         let hook = match packet.hook {
             Hook::LocalIn => SlotHook::Input,
             Hook::LocalOut => SlotHook::Output,
-            _ => return None,
+            _ => return,
         };
         let dir = match sender {
             Side::Initiator => CtDir::Original,
             Side::Responder => CtDir::Reply,
         };
+        let Some(tuple) = connection_of(&packet.payload, dir) else {
+            return;
+        };
         self.shared.stats.marked.fetch_add(1, Ordering::Relaxed);
-        let incoming = packet.mark.unwrap_or(0);
-        Some(self.shared.marks.mark(incoming, epoch, Slot { dir, hook }))
+        let marks = self.shared.marks;
+        let incoming = packet.mark.unwrap_or(0) & marks.mask();
+        let pending = self.updates.iter_mut().find(|(t, _, _)| *t == tuple);
+        let base = match &pending {
+            Some((_, e, field)) if *e == epoch => *field,
+            _ => incoming,
+        };
+        let field = marks.mark(base, epoch, Slot { dir, hook }) & marks.mask();
+        match pending {
+            Some(p) => *p = (tuple, epoch, field),
+            None if field != incoming => self.updates.push((tuple, epoch, field)),
+            None => {}
+        }
+    }
+
+    /// Whether connection marks wait for [`WorkerOffload::verdicts_sent`].
+    pub fn has_updates(&self) -> bool {
+        !self.updates.is_empty()
+    }
+
+    /// After the batch's verdicts went out: sets the noted connections' fields (those noted
+    /// under the epoch still current; a revocation in between leaves them queued).
+    pub fn verdicts_sent(&mut self) {
+        let updates = std::mem::take(&mut self.updates);
+        let current = self.shared.epoch();
+        let mask = self.shared.marks.mask();
+        let shared = Arc::clone(&self.shared);
+        let stats = &shared.stats;
+        for (tuple, epoch, field) in updates {
+            if current != Some(epoch) {
+                stats.raced.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let Some(socket) = self.socket() else {
+                stats.ct_update_failed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            match socket.set_mark(&tuple, field, mask) {
+                Ok(true) => stats.ct_updates.fetch_add(1, Ordering::Relaxed),
+                Ok(false) => stats.ct_update_failed.fetch_add(1, Ordering::Relaxed),
+                Err(e) => {
+                    tracing::debug!(error = %e, ?tuple, "offload: connection mark not set");
+                    stats.ct_update_failed.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+        }
+    }
+
+    /// The worker's conntrack socket, opened at the first use (`None`: it cannot be opened).
+    fn socket(&mut self) -> Option<&mut ConntrackSocket> {
+        if self.conntrack.is_none() {
+            match ConntrackSocket::open() {
+                Ok(s) => self.conntrack = Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "offload: no conntrack socket");
+                    return None;
+                }
+            }
+        }
+        self.conntrack.as_mut()
     }
 
     /// Whether conntrack reports wait for [`WorkerOffload::end_flows`].
@@ -275,6 +349,9 @@ impl WorkerOffload {
         let s = &self.shared.stats;
         s.withdrawn
             .fetch_add(tuples.len() as u64, Ordering::Relaxed);
+        // Offloads noted in this batch for those connections are not made.
+        self.updates
+            .retain(|(t, _, _)| !tuples.iter().any(|w| w == t || w == &reversed(t)));
         self.clear(&tuples);
         self.again.0.extend(tuples);
         self.again.1 = Some(now + AGAIN_AFTER);
@@ -297,20 +374,15 @@ impl WorkerOffload {
     /// Clears the reserved mark bits of each connection (counted; errors logged).
     fn clear(&mut self, tuples: &[CtTuple]) {
         let mask = self.shared.marks.mask();
-        let stats = &self.shared.stats;
         for t in tuples {
-            let socket = match &mut self.conntrack {
-                Some(s) => s,
-                None => match ConntrackSocket::open() {
-                    Ok(s) => self.conntrack.insert(s),
-                    Err(e) => {
-                        stats.withdraw_failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(error = %e, "offload withdrawal: no conntrack socket");
-                        return;
-                    }
-                },
+            let Some(socket) = self.socket() else {
+                let stats = &self.shared.stats;
+                stats.withdraw_failed.fetch_add(1, Ordering::Relaxed);
+                return;
             };
-            match socket.set_mark(t, 0, mask) {
+            let result = socket.set_mark(t, 0, mask);
+            let stats = &self.shared.stats;
+            match result {
                 Ok(found) => tracing::debug!(?t, found, "offload withdrawn (asynchronous action)"),
                 Err(e) => {
                     stats.withdraw_failed.fetch_add(1, Ordering::Relaxed);
@@ -389,6 +461,60 @@ fn original(w: &Withdrawal) -> CtTuple {
         sport: src.1,
         dport: dst.1,
     }
+}
+
+/// The same connection seen from its other direction.
+fn reversed(t: &CtTuple) -> CtTuple {
+    CtTuple {
+        protocol: t.protocol,
+        src: t.dst,
+        dst: t.src,
+        sport: t.dport,
+        dport: t.sport,
+    }
+}
+
+/// The original tuple of the connection of a TCP or UDP packet (IP header first) sent in
+/// conntrack direction `dir`; `None` for other packets (and IPv6 with extension headers).
+fn connection_of(ip: &[u8], dir: CtDir) -> Option<CtTuple> {
+    let (protocol, src, dst, l4) = match ip.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(ip.first()? & 0x0f) * 4;
+            let fragment = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x1fff;
+            if fragment != 0 || ihl < 20 {
+                return None;
+            }
+            let a = |at: usize| -> Option<IpAddr> {
+                let b: [u8; 4] = ip.get(at..at + 4)?.try_into().ok()?;
+                Some(IpAddr::V4(Ipv4Addr::from(b)))
+            };
+            (*ip.get(9)?, a(12)?, a(16)?, ip.get(ihl..)?)
+        }
+        6 => {
+            let a = |at: usize| -> Option<IpAddr> {
+                let b: [u8; 16] = ip.get(at..at + 16)?.try_into().ok()?;
+                Some(IpAddr::V6(Ipv6Addr::from(b)))
+            };
+            (*ip.get(6)?, a(8)?, a(24)?, ip.get(40..)?)
+        }
+        _ => return None,
+    };
+    if protocol != 6 && protocol != 17 {
+        return None;
+    }
+    let port =
+        |at: usize| -> Option<u16> { Some(u16::from_be_bytes([*l4.get(at)?, *l4.get(at + 1)?])) };
+    let sent = CtTuple {
+        protocol,
+        src,
+        dst,
+        sport: port(0)?,
+        dport: port(2)?,
+    };
+    Some(match dir {
+        CtDir::Original => sent,
+        CtDir::Reply => reversed(&sent),
+    })
 }
 
 /// The shim flow keys of a connection (the local side's, outbound-initiated, then the receiving
@@ -755,6 +881,37 @@ mod tests {
         assert_eq!(c.mask, 0x00ff_0000);
         assert!(c.flow_end);
         assert!(toml::from_str::<OffloadConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn a_packet_names_its_connection_in_either_direction() {
+        // IPv4 UDP 10.0.0.1:1000 -> 10.0.0.2:53 (DF set).
+        let mut v4 = vec![
+            0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        v4.extend([0x03, 0xe8, 0, 53, 0, 8, 0, 0]);
+        let t = connection_of(&v4, CtDir::Original).expect("v4");
+        assert_eq!((t.protocol, t.sport, t.dport), (17, 1000, 53));
+        assert_eq!(t.src, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(t.dst, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
+        assert_eq!(connection_of(&v4, CtDir::Reply), Some(reversed(&t)));
+        // A later fragment carries no ports.
+        v4[6] = 0;
+        v4[7] = 0x10;
+        assert_eq!(connection_of(&v4, CtDir::Original), None);
+        // IPv6 TCP [::1]:80 -> [::1]:4000, sent in the reply direction.
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 20, 6, 64];
+        v6.extend(Ipv6Addr::LOCALHOST.octets());
+        v6.extend(Ipv6Addr::LOCALHOST.octets());
+        v6.extend([0, 80, 0x0f, 0xa0]);
+        v6.extend([0u8; 16]);
+        let t = connection_of(&v6, CtDir::Reply).expect("v6");
+        assert_eq!((t.protocol, t.sport, t.dport), (6, 4000, 80));
+        // ICMPv6, truncated or empty packets name no connection.
+        v6[6] = 58;
+        assert_eq!(connection_of(&v6, CtDir::Original), None);
+        assert_eq!(connection_of(&v4[..10], CtDir::Original), None);
+        assert_eq!(connection_of(&[], CtDir::Original), None);
     }
 
     #[test]

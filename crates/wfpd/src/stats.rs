@@ -11,7 +11,10 @@
 //!
 //! `uninspected_accepted` is the total of packets that passed a hook's NFQUEUE rule without a
 //! verdict from wfpd, since the rules were installed (it keeps counting while wfpd is down, as long
-//! as the rules stay). It is `null` when wfpd does not manage the rules or accounting is off.
+//! as the rules stay). It is `null` when wfpd does not manage the rules or accounting is off. The
+//! accounting chains are installed only when `absent` or `overloaded` is `"fail-open"`: with both
+//! fail-closed the kernel drops what it cannot queue, no packet passes the NFQUEUE rule unseen,
+//! and the value is 0 without a chain that every packet (an offloaded one too) would cross.
 
 use serde::Serialize;
 

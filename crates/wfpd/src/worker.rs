@@ -134,7 +134,8 @@ impl ShimHandler {
     }
 
     /// The answer for one packet: held while its classify is pended, accepted with new bytes
-    /// when edited, else the verdict (carrying the offload mark when the flow is offloaded).
+    /// when edited, else the verdict (an offloaded flow's connection is marked once the verdicts
+    /// are out: [`PacketHandler::verdicts_sent`]).
     fn respond(&mut self, now: Duration, packet: &QueuedPacket) -> Answer {
         let before = self.offload.as_ref().map(|o| o.before(&self.engine));
         let started = self.shared.feeds.get().map(|_| std::time::Instant::now());
@@ -152,9 +153,9 @@ impl ShimHandler {
                 .hold(now, (packet.id, packet.mark, flow), &packet.payload);
             return Answer::Hold;
         }
-        let mut decision = Decision::from(nf);
-        if let (Some(off), Some(b)) = (&self.offload, before) {
-            decision.mark = off.mark(b, &self.engine, packet, &self.outcome);
+        let decision = Decision::from(nf);
+        if let (Some(off), Some(b)) = (&mut self.offload, before) {
+            off.note(b, &self.engine, packet, &self.outcome);
         }
         match (&self.outcome.edited, verdict) {
             (Some(e), Verdict::Permit) => {
@@ -344,6 +345,16 @@ impl PacketHandler for ShimHandler {
 
     fn end_batch(&mut self, now: Duration) {
         self.run_async(now);
+    }
+
+    fn wants_verdicts_sent(&self) -> bool {
+        self.offload.as_ref().is_some_and(|o| o.has_updates())
+    }
+
+    fn verdicts_sent(&mut self, _now: Duration) {
+        if let Some(o) = &mut self.offload {
+            o.verdicts_sent();
+        }
     }
 
     fn poll_verdict(&mut self) -> Option<Deferred> {
