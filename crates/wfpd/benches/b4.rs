@@ -41,7 +41,7 @@
 //! request/response (an echo server, 16 requests in flight, one flow: the flow the shim can
 //! establish and offload) and the new-connection rate (TCP connect, close, one at a time); the
 //! offload case also times a policy reload per round (the commit with its revocation: one rule
-//! update) and the rule switch alone. Offload targets: bulk TCP >= 0.95 of no queue, UDP
+//! update per hook) and the rule switch alone. Offload targets: bulk TCP >= 0.95 of no queue, UDP
 //! request/response >= 0.90 of no queue, new connections >= 0.90 of the bare reader, revocation
 //! commit <= 10 ms.
 //!

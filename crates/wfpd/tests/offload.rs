@@ -314,6 +314,11 @@ fn an_offloaded_tcp_transfer_is_blocked_mid_stream_after_a_policy_change() {
             let shared = Arc::clone(d.offload().expect("offload").shared());
             let stats = &shared.stats;
             assert!(stats.marked.load(Ordering::Relaxed) > 0);
+            assert!(
+                stats.ct_updates.load(Ordering::Relaxed) > 0,
+                "set by the worker"
+            );
+            assert_one_base_chain_per_hook();
 
             // A commit that blocks the connection: revoked before reload returns, the next
             // segment is queued, reauthorized (POLICY_CHANGE) and blocked.
@@ -465,6 +470,31 @@ fn assert_rules_in_filter(program: &str) {
     if let Ok(out) = Command::new("nft").args(["list", "tables"]).output() {
         let tables = String::from_utf8_lossy(&out.stdout);
         assert!(!tables.contains("WFP_OFFLOAD"), "{tables}");
+    }
+}
+
+/// With the default (fail-closed) postures, an offloaded packet crosses one nf_tables base chain
+/// per hook: iptables' `filter` INPUT and OUTPUT, which hold the offload test and the queue jump
+/// (docs/offload.md) — no `security` accounting chain, no table of wfpd's own.
+fn assert_one_base_chain_per_hook() {
+    let Ok(out) = Command::new("nft").args(["list", "ruleset"]).output() else {
+        println!("nft not installed: base chains not counted");
+        return;
+    };
+    let ruleset = String::from_utf8_lossy(&out.stdout);
+    for hook in ["input", "output"] {
+        let chains = ruleset
+            .lines()
+            .filter(|l| l.contains(&format!("hook {hook} ")))
+            .count();
+        let families = ["table ip filter", "table ip6 filter"]
+            .iter()
+            .filter(|t| ruleset.contains(*t))
+            .count();
+        assert_eq!(
+            chains, families,
+            "one base chain per family at {hook}:\n{ruleset}"
+        );
     }
 }
 
