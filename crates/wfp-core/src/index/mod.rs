@@ -18,7 +18,8 @@
 //!  a commit changing a few filters (`with_changes`)
 //!    runs (Arc'd, immutable, shared with the previous snapshot: the main one and at most two
 //!    smaller ones) + tombstones per run (bitsets over run positions) + added filters (sorted by
-//!    evaluation order, boxes compiled on the main run's dimensions)
+//!    evaluation order, boxes compiled on the main run's dimensions and packed per dimension, in
+//!    Arc'd chunks of at most 32: a commit copies one chunk, `delta.rs`)
 //!    lookup: the first live match of each run and of the added filters; the earliest in
 //!    evaluation order wins
 //!    more than MAX_ADDED added filters become a run (an index of those alone), folding in the
