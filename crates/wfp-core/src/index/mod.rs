@@ -18,7 +18,8 @@
 //!  a commit changing a few filters (`with_changes`)
 //!    runs (Arc'd, immutable, shared with the previous snapshot: the main one and at most two
 //!    smaller ones) + tombstones per run (bitsets over run positions) + added filters (sorted by
-//!    evaluation order, boxes compiled on the main run's dimensions)
+//!    evaluation order, boxes compiled on the main run's dimensions and packed per dimension, in
+//!    Arc'd chunks of at most 32: a commit copies one chunk, `delta.rs`)
 //!    lookup: the first live match of each run and of the added filters; the earliest in
 //!    evaluation order wins
 //!    more than MAX_ADDED added filters become a run (an index of those alone), folding in the
@@ -281,10 +282,8 @@ impl SublayerIndex {
             .runs
             .first()
             .is_none_or(|r| matches!(r.base.inner, Inner::Scan) && main_len < SCAN_BELOW);
-        let too_dead = next.runs.iter().any(|r| {
-            let limit = MAX_DEAD.min(r.base.filters.len() / 4).max(MAX_ADDED);
-            r.dead.count > limit
-        });
+        next.renew_small_runs(layer);
+        let too_dead = next.runs.first().is_some_and(Run::too_dead);
         if too_dead || (small_scan && next.len() >= SCAN_BELOW) {
             return next.compact(layer);
         }
@@ -292,6 +291,30 @@ impl SublayerIndex {
             return next.spill(layer, main_len);
         }
         next
+    }
+
+    /// The smaller runs with too many tombstones dropped (no live filter left) or rebuilt from
+    /// their live filters alone (past three quarters dead) — not a compaction of everything (issue 15, B2: deleting a burst
+    /// of added filters emptied their run and rebuilt the whole layer, 0.28 s at 100k).
+    fn renew_small_runs(&mut self, layer: &LayerDef) {
+        let mut k = 1;
+        while let Some(r) = self.runs.get_mut(k) {
+            if r.live_len() == 0 {
+                self.runs.remove(k);
+                continue;
+            }
+            // A tombstone costs a lookup only a skipped candidate, a rebuild a few hundred
+            // microseconds: a smaller run is rebuilt once three quarters of it are dead (deleting
+            // a burst of added filters one by one then rebuilds each run about three times).
+            if r.dead.count * 4 > r.base.filters.len() * 3 {
+                let live: Vec<Arc<RtFilter>> = r.live().cloned().collect();
+                *r = Run {
+                    base: Arc::new(Base::build(layer, live, Params::default(), SCAN_BELOW)),
+                    dead: Dead::default(),
+                };
+            }
+            k += 1;
+        }
     }
 
     /// Deletes `f` (an added filter, or a tombstone in the run holding it; ignored when absent).
@@ -512,6 +535,12 @@ impl SublayerIndex {
 }
 
 impl Run {
+    /// Tombstones past [`MAX_DEAD`], or past a quarter of the run (at least [`MAX_ADDED`]).
+    fn too_dead(&self) -> bool {
+        let limit = MAX_DEAD.min(self.base.filters.len() / 4).max(MAX_ADDED);
+        self.dead.count > limit
+    }
+
     /// Live filters in the run.
     fn live_len(&self) -> usize {
         self.base.filters.len() - self.dead.count
