@@ -138,11 +138,11 @@ impl Shim {
         };
         // §10.1: an initial authorization can be pended (COMPLETION_HANDLE in the metadata).
         let pend = if auth.reauthorize.is_none() {
-            self.with_completion(layer, &pkt.meta)
+            self.with_completion(layer, pkt.meta.get())
         } else {
             None
         };
-        let meta = pend.as_ref().map_or(&pkt.meta, |(m, _)| m);
+        let meta = pend.as_ref().map_or_else(|| pkt.meta.get(), |(m, _)| m);
         if self
             .classify_step(Step::new(layer, &f, meta, data), pkt.verdict)
             .is_break()

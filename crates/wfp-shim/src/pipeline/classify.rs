@@ -8,6 +8,7 @@ use std::ops::ControlFlow::{self, Break, Continue};
 use wfp_core::callout::{LayerData, Metadata};
 use wfp_core::{ActionType, Hardness, LayerId, Trace};
 
+use super::meta::LazyMeta;
 use super::{LayerVisit, PacketDirection, PacketVerdict, Shim, Verdict};
 use crate::flow::{Direction, FlowId, FlowKey};
 use crate::values::{fill_masked, PacketFacts};
@@ -19,8 +20,8 @@ pub(super) struct Step<'s> {
     pub(super) layer: LayerId,
     /// What the layer's incoming values are filled from.
     pub(super) facts: &'s PacketFacts,
-    /// The incoming metadata.
-    pub(super) meta: &'s Metadata,
+    /// The incoming metadata (built only when the engine is asked).
+    pub(super) meta: MetaRef<'s>,
     /// The layer data.
     pub(super) data: LayerData<'s>,
 }
@@ -30,15 +31,48 @@ impl<'s> Step<'s> {
     pub(super) fn new(
         layer: LayerId,
         facts: &'s PacketFacts,
-        meta: &'s Metadata,
+        meta: impl Into<MetaRef<'s>>,
         data: LayerData<'s>,
     ) -> Self {
         Self {
             layer,
             facts,
-            meta,
+            meta: meta.into(),
             data,
         }
+    }
+}
+
+/// A classify's metadata: built, or a packet's [`LazyMeta`] (built on first use, so a classify
+/// answered from the flow's reusable answers never builds it).
+#[derive(Clone, Copy)]
+pub(super) enum MetaRef<'s> {
+    /// Built.
+    Built(&'s Metadata),
+    /// Built when read.
+    Lazy(&'s LazyMeta<'s>),
+}
+
+impl<'s> MetaRef<'s> {
+    /// The metadata.
+    #[inline]
+    pub(super) fn get(self) -> &'s Metadata {
+        match self {
+            Self::Built(m) => m,
+            Self::Lazy(l) => l.get(),
+        }
+    }
+}
+
+impl<'s> From<&'s Metadata> for MetaRef<'s> {
+    fn from(m: &'s Metadata) -> Self {
+        Self::Built(m)
+    }
+}
+
+impl<'s> From<&'s LazyMeta<'s>> for MetaRef<'s> {
+    fn from(m: &'s LazyMeta<'s>) -> Self {
+        Self::Lazy(m)
     }
 }
 
@@ -72,6 +106,7 @@ impl Shim {
             self.masks_epoch = Some(summary.epoch);
         }
         self.later = self.later_layer_answers();
+        self.header_copy = self.header_copy_layers();
     }
 
     /// Classifies `step`, records the visit, applies the no-match default. `Break` when the
@@ -93,9 +128,13 @@ impl Shim {
         };
         fill_masked(layer, step.facts, mask, &mut values);
         let mut trace = self.config.trace.then(Trace::default);
-        let r = self
-            .engine
-            .classify(layer, &values, step.meta, &mut step.data, trace.as_mut());
+        let r = self.engine.classify(
+            layer,
+            &values,
+            step.meta.get(),
+            &mut step.data,
+            trace.as_mut(),
+        );
         self.scratch = values;
         self.record(LayerVisit::of(layer, &r, trace), r.absorbed(), v)
     }
@@ -143,7 +182,7 @@ impl Shim {
         fill_masked(layer, step.facts, mask, &mut values);
         let (r, reusable) =
             self.engine
-                .classify_cacheable(layer, &values, step.meta, &mut step.data);
+                .classify_cacheable(layer, &values, step.meta.get(), &mut step.data);
         self.scratch = values;
         // Only an answer from the policy this packet's field masks came from: a commit between
         // the two could have made a field matter that the mask left empty.

@@ -40,7 +40,11 @@ impl Shim {
         let mut facts = pkt.transport.clone();
         facts.direction = Some(direction as u32);
         // The transport layers' metadata carries packetDirection already (`meta.rs`).
-        debug_assert!(pkt.meta.present.contains(MetadataFields::PACKET_DIRECTION));
+        debug_assert!(pkt
+            .meta
+            .get()
+            .present
+            .contains(MetadataFields::PACKET_DIRECTION));
         let step = Step::new(layer, &facts, &pkt.meta, LayerData::Packet(pkt.payload()));
         self.classify_flow_step(pkt.flow(), step, pkt.verdict)
     }

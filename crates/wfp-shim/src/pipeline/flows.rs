@@ -120,19 +120,19 @@ impl Shim {
         pkt.needs_auth = extra.is_some_and(|e| e.auth_layer.is_none());
         if let Some(id) = pkt.flow() {
             // (The IP-packet layers' metadata gets the id too, without its flag: `ip_meta`.)
-            super::meta::add_flow(&mut pkt.meta, id);
+            pkt.meta.set_flow(id);
         }
         if let Some(o) = pkt.ctx.owner.as_ref().or(extra.map(|e| &e.owner)) {
             pkt.transport.app_id = o.app_id.clone();
             pkt.transport.user = o.user.clone();
-            super::meta::add_owner(&mut pkt.meta, o);
+            pkt.meta.set_owner(o);
         }
         // A redirected connection (§10.3): ORIGINAL_DESTINATION and the redirect records.
         if let Some(c) = key
             .filter(|_| tracked_flow)
             .and_then(|k| self.redirects.of_flow(&k))
         {
-            Self::redirect_meta(c, &mut pkt.meta);
+            pkt.meta.modify(|m| Self::redirect_meta(c, m));
             pkt.redirected = true;
         }
         Continue(())

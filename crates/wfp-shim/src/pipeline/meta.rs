@@ -16,6 +16,7 @@
 //! An injected packet carries its provenance (`Metadata::injection`, not a `currentMetadataValues`
 //! bit) at every layer it re-enters.
 
+use std::cell::OnceCell;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -107,6 +108,76 @@ pub(super) fn transport_layer_meta(
         m.present |= MetadataFields::PATH_MTU;
     }
     m
+}
+
+/// The transport and upper layers' metadata of one packet, built on first use: a packet whose
+/// classifies are all answered from its flow's reusable answers, or that crosses layers without
+/// filters, never builds (nor drops) it. Flow tracking's additions (flow id, socket owner) are
+/// noted and applied when it is built, or at once when it was built already.
+pub(super) struct LazyMeta<'a> {
+    cell: OnceCell<Metadata>,
+    parsed: &'a ParsedPacket,
+    seen: Seen<'a>,
+    flow: Option<FlowId>,
+    owner: Option<Owner>,
+}
+
+impl<'a> LazyMeta<'a> {
+    /// The metadata of `parsed` seen as `seen` says, not built yet.
+    #[inline]
+    pub(super) fn new(parsed: &'a ParsedPacket, seen: Seen<'a>) -> Self {
+        Self {
+            cell: OnceCell::new(),
+            parsed,
+            seen,
+            flow: None,
+            owner: None,
+        }
+    }
+
+    /// The metadata (built now if it was not).
+    #[inline]
+    pub(super) fn get(&self) -> &Metadata {
+        self.cell.get_or_init(|| self.build())
+    }
+
+    /// Changes the metadata with `f` (built first if it was not).
+    pub(super) fn modify(&mut self, f: impl FnOnce(&mut Metadata)) {
+        let mut m = self.cell.take().unwrap_or_else(|| self.build());
+        f(&mut m);
+        self.cell = OnceCell::from(m);
+    }
+
+    /// The flow's fields ([`add_flow`]).
+    #[inline]
+    pub(super) fn set_flow(&mut self, id: FlowId) {
+        self.flow = Some(id);
+        if let Some(m) = self.cell.get_mut() {
+            add_flow(m, id);
+        }
+    }
+
+    /// The socket owner's fields ([`add_owner`]).
+    #[inline]
+    pub(super) fn set_owner(&mut self, o: &Owner) {
+        match self.cell.get_mut() {
+            Some(m) => add_owner(m, o),
+            None => self.owner = Some(o.clone()),
+        }
+    }
+
+    /// [`transport_layer_meta`] plus what flow tracking noted.
+    fn build(&self) -> Metadata {
+        let (p, seen) = (self.parsed, &self.seen);
+        let mut m = transport_layer_meta(ip_layer_meta(p, seen), p, seen, seen.mtu);
+        if let Some(id) = self.flow {
+            add_flow(&mut m, id);
+        }
+        if let Some(o) = &self.owner {
+            add_owner(&mut m, o);
+        }
+        m
+    }
 }
 
 /// Adds a tracked flow's fields: flow handle and transport endpoint handle (the flow id).

@@ -382,6 +382,9 @@ pub struct Shim {
     masks_epoch: Option<u64>,
     /// The offload answer's later layers under the policy of `layer_mask` and `field_masks`.
     later: offload::LaterLayers,
+    /// Per (direction, IPv6): the headers go with the metadata (`transport.rs`), as of the same
+    /// policy.
+    header_copy: [bool; 4],
     events: VecDeque<ShimEvent>,
     stats: ShimStats,
     /// The value array of the current classify, reused from packet to packet.
@@ -424,6 +427,7 @@ impl Shim {
             field_masks: Vec::new(),
             masks_epoch: None,
             later: [[offload::LaterLayer::Stream; 3]; 8],
+            header_copy: [true; 4],
             events: VecDeque::new(),
             ended: HashMap::new(),
             stats: ShimStats {
@@ -436,6 +440,7 @@ impl Shim {
             redirects: redirect::RedirectTable::default(),
         };
         shim.later = shim.later_layer_answers();
+        shim.header_copy = shim.header_copy_layers();
         shim
     }
 

@@ -393,8 +393,10 @@ impl Shim {
         }
         // Whether every later classify at each later layer for this side gives this answer, in
         // the layers' order (the first that does not is the reason).
-        let later = self.later.get(later_index(pkt.dir, pkt.v6(), tcp));
-        for answer in later.into_iter().flatten() {
+        let Some(later) = self.later.get(later_index(pkt.dir, pkt.v6(), tcp)) else {
+            return keep(K::NoFlow);
+        };
+        for answer in later {
             let constant = match *answer {
                 LaterLayer::Static(r) => r,
                 LaterLayer::Stream => self.stream_is_constant(id, u.side),

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use wfp_core::callout::Metadata;
 use wfp_core::constants::ConditionFlags;
 
-use super::meta::{ip_layer_meta, transport_layer_meta};
+use super::meta::{ip_layer_meta, LazyMeta};
 use super::transport::transport_facts;
 use super::{PacketContext, PacketDirection, PacketVerdict, Shim};
 use crate::flow::{Direction, FlowId, FlowKey, FlowUpdate};
@@ -69,9 +69,10 @@ pub(super) struct Packet<'a> {
     /// ([`super::transport::transport_facts`]), then the socket owner (flow tracking).
     pub(super) transport: PacketFacts,
     /// The transport and upper layers' metadata ([`super::meta`]), then the flow's fields (flow
-    /// tracking). The IP-packet layers' metadata is built when one of them classifies
-    /// ([`Packet::ip_meta`]): most packets cross those layers without filters.
-    pub(super) meta: Metadata,
+    /// tracking), built when a classify needs it ([`LazyMeta`]). The IP-packet layers' metadata
+    /// is built when one of them classifies ([`Packet::ip_meta`]): most packets cross those
+    /// layers without filters.
+    pub(super) meta: LazyMeta<'a>,
     /// The flow-table update of the packet's flow, once tracked.
     pub(super) update: Option<FlowUpdate>,
     /// The new flow has not been authorized yet (INBOUND_TRANSPORT's ALE_CLASSIFY_REQUIRED).
@@ -93,7 +94,6 @@ impl<'a> Packet<'a> {
         verdict: &'a mut PacketVerdict,
     ) -> Self {
         let ip = ip_facts(parsed, &seen);
-        let meta = transport_layer_meta(ip_layer_meta(parsed, &seen), parsed, &seen, seen.mtu);
         Self {
             now: seen.now,
             dir: seen.dir,
@@ -105,7 +105,7 @@ impl<'a> Packet<'a> {
             mtu: seen.mtu,
             transport: transport_facts(&ip, parsed, seen.dir),
             ip,
-            meta,
+            meta: LazyMeta::new(parsed, seen),
             update: None,
             needs_auth: false,
             redirected: false,

@@ -159,7 +159,7 @@ impl Shim {
             engine,
             layer,
             values: &values,
-            meta: &pkt.meta,
+            meta: pkt.meta.get(),
             flags: match sending {
                 Direction::Outbound => StreamFlags::SEND,
                 Direction::Inbound => StreamFlags::RECEIVE,

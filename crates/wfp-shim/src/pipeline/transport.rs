@@ -13,7 +13,7 @@ use wfp_core::catalogue::layers;
 use wfp_core::constants::MetadataFields;
 use wfp_core::LayerId;
 
-use super::classify::Step;
+use super::classify::{MetaRef, Step};
 use super::packet::Packet;
 use super::Shim;
 use crate::flow::{Direction, FlowId};
@@ -31,12 +31,12 @@ impl Shim {
         // A flow not authorized yet: ALE_CLASSIFY_REQUIRED.
         let required;
         let meta = if pkt.needs_auth {
-            let mut m = pkt.meta.clone();
+            let mut m = pkt.meta.get().clone();
             m.present |= MetadataFields::ALE_CLASSIFY_REQUIRED;
             required = m;
-            &required
+            MetaRef::from(&required)
         } else {
-            &pkt.meta
+            MetaRef::from(&pkt.meta)
         };
         let layer = transport_layer(pkt);
         let step = Step::new(
@@ -76,30 +76,9 @@ impl Shim {
     /// FwpsInjectTransportReceiveAsync0, as WFP callouts retreat the NET_BUFFER_LIST. Copied only
     /// when one of those layers has a callout filter (no per-packet allocation otherwise).
     fn add_header_bytes(&self, pkt: &mut Packet<'_>) {
-        let v6 = pkt.v6();
-        let payload_layers = if v6 {
-            [
-                layers::INBOUND_TRANSPORT_V6,
-                layers::ALE_AUTH_RECV_ACCEPT_V6,
-                layers::ALE_FLOW_ESTABLISHED_V6,
-                layers::DATAGRAM_DATA_V6,
-            ]
-        } else {
-            [
-                layers::INBOUND_TRANSPORT_V4,
-                layers::ALE_AUTH_RECV_ACCEPT_V4,
-                layers::ALE_FLOW_ESTABLISHED_V4,
-                layers::DATAGRAM_DATA_V4,
-            ]
-        };
-        // Only a callout reads metadata: static filters alone never see the copy, so a layer
-        // whose filters are all static (its field mask is not all ones) needs none.
-        let callout_at = |l: &LayerId| self.has_filters(*l) && self.field_mask(*l) == u64::MAX;
-        if pkt.meta.header_bytes.is_some() || !payload_layers.iter().any(callout_at) {
-            return;
+        if self.copies_headers(Direction::Inbound, pkt.v6()) {
+            copy_header_bytes(pkt);
         }
-        let start = pkt.parsed.payload().map_or(pkt.bytes.len(), |r| r.start);
-        pkt.meta.header_bytes = pkt.bytes.get(..start).map(Into::into);
     }
 
     /// §8.2: outbound, ALE_AUTH_CONNECT (non-TCP), ALE_FLOW_ESTABLISHED and DATAGRAM_DATA
@@ -109,25 +88,36 @@ impl Shim {
     /// sent with FwpsInjectTransportSendAsync0 (the WDK inspect and ddproxy samples). Copied only
     /// when one of those layers has a callout filter.
     fn add_outbound_header_bytes(&self, pkt: &mut Packet<'_>) {
-        let at = if pkt.v6() {
-            [
-                layers::ALE_AUTH_CONNECT_V6,
-                layers::ALE_FLOW_ESTABLISHED_V6,
-                layers::DATAGRAM_DATA_V6,
-            ]
-        } else {
-            [
-                layers::ALE_AUTH_CONNECT_V4,
-                layers::ALE_FLOW_ESTABLISHED_V4,
-                layers::DATAGRAM_DATA_V4,
-            ]
-        };
-        let callout_at = |l: &LayerId| self.has_filters(*l) && self.field_mask(*l) == u64::MAX;
-        if pkt.meta.header_bytes.is_some() || !at.iter().any(callout_at) {
-            return;
+        if self.copies_headers(Direction::Outbound, pkt.v6()) {
+            copy_header_bytes(pkt);
         }
-        let start = pkt.parsed.payload().map_or(pkt.bytes.len(), |r| r.start);
-        pkt.meta.header_bytes = pkt.bytes.get(..start).map(Into::into);
+    }
+
+    /// Whether packets travelling `dir` carry their headers in the metadata (see
+    /// [`Shim::header_copy_layers`]).
+    #[inline]
+    fn copies_headers(&self, dir: Direction, v6: bool) -> bool {
+        let i = header_copy_index(dir, v6);
+        self.header_copy.get(i).copied().unwrap_or(true)
+    }
+
+    /// Per (direction, IPv6) ([`header_copy_index`]): whether a layer that gets the headers with
+    /// the metadata has a callout filter under the current policy. Only a callout reads
+    /// metadata: static filters alone never see the copy, so a layer whose filters are all
+    /// static (its field mask is not all ones) needs none. Computed once per policy
+    /// (`refresh_policy`), not per packet.
+    pub(super) fn header_copy_layers(&self) -> [bool; 4] {
+        let callout_at = |l: &LayerId| self.has_filters(*l) && self.field_mask(*l) == u64::MAX;
+        let mut copy = [true; 4];
+        for v6 in [false, true] {
+            if let Some(c) = copy.get_mut(header_copy_index(Direction::Inbound, v6)) {
+                *c = inbound_header_layers(v6).iter().any(callout_at);
+            }
+            if let Some(c) = copy.get_mut(header_copy_index(Direction::Outbound, v6)) {
+                *c = outbound_header_layers(v6).iter().any(callout_at);
+            }
+        }
+        copy
     }
 
     /// A packet blocked before its new flow was authorized leaves no flow behind.
@@ -138,6 +128,58 @@ impl Shim {
         }
         self.drain_flow_events();
     }
+}
+
+/// The index of (direction, IPv6) in [`Shim::header_copy_layers`].
+fn header_copy_index(dir: Direction, v6: bool) -> usize {
+    usize::from(dir == Direction::Inbound) << 1 | usize::from(v6)
+}
+
+/// The inbound layers from INBOUND_TRANSPORT up that see the transport payload (§8.2).
+fn inbound_header_layers(v6: bool) -> [LayerId; 4] {
+    if v6 {
+        [
+            layers::INBOUND_TRANSPORT_V6,
+            layers::ALE_AUTH_RECV_ACCEPT_V6,
+            layers::ALE_FLOW_ESTABLISHED_V6,
+            layers::DATAGRAM_DATA_V6,
+        ]
+    } else {
+        [
+            layers::INBOUND_TRANSPORT_V4,
+            layers::ALE_AUTH_RECV_ACCEPT_V4,
+            layers::ALE_FLOW_ESTABLISHED_V4,
+            layers::DATAGRAM_DATA_V4,
+        ]
+    }
+}
+
+/// The outbound layers that indicate the packet at its transport header (§8.2).
+fn outbound_header_layers(v6: bool) -> [LayerId; 3] {
+    if v6 {
+        [
+            layers::ALE_AUTH_CONNECT_V6,
+            layers::ALE_FLOW_ESTABLISHED_V6,
+            layers::DATAGRAM_DATA_V6,
+        ]
+    } else {
+        [
+            layers::ALE_AUTH_CONNECT_V4,
+            layers::ALE_FLOW_ESTABLISHED_V4,
+            layers::DATAGRAM_DATA_V4,
+        ]
+    }
+}
+
+/// The headers before the transport payload into the metadata (`Metadata::header_bytes`), once.
+fn copy_header_bytes(pkt: &mut Packet<'_>) {
+    let start = pkt.parsed.payload().map_or(pkt.bytes.len(), |r| r.start);
+    let bytes = pkt.bytes;
+    pkt.meta.modify(|m| {
+        if m.header_bytes.is_none() {
+            m.header_bytes = bytes.get(..start).map(Into::into);
+        }
+    });
 }
 
 /// The transport facts of `p` travelling `dir`: the IP-packet facts `ip` plus local and remote
