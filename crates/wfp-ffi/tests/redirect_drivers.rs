@@ -163,7 +163,9 @@ fn connection(leg: bool) -> Vec<Vec<u8>> {
 }
 
 /// connredirect at `so`: inline (the proxy's leg left alone, state REDIRECTED_BY_SELF), then
-/// pended (a work item redirects through the classify handle and completes); clean unloads.
+/// pended (a work item redirects through the classify handle and completes), then pended and
+/// completed before classifyFn returns (what a fast work item may do: still a pend, §10.2);
+/// clean unloads.
 fn check_single(so: &Path) {
     let (client, proxy) = (addr("10.0.0.1:40000"), addr("10.0.0.5:3128"));
     let leg = (addr("10.0.0.5:41000"), addr("192.0.2.7:80"), Vec::new());
@@ -177,7 +179,7 @@ fn check_single(so: &Path) {
         w.extend(leg_too.then(|| leg.clone()));
         w
     };
-    for (pend, leg_too) in [("Pend=0", true), ("Pend=1", false)] {
+    for (pend, leg_too) in [("Pend=0", true), ("Pend=1", false), ("Pend=2", false)] {
         let engine = Arc::new(Engine::default());
         let host = DriverHost::new(engine.clone(), HostConfig::default());
         let params = ["ToAddress=sz:10.0.0.5", "ToPort=3128", pend];
