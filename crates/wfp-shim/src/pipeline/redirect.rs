@@ -64,7 +64,7 @@ use super::{
     LayerVisit, PacketContext, PacketDirection, PacketVerdict, Reason, Redirected, Redirection,
     Shim,
 };
-use crate::flow::{Direction, FlowKey};
+use crate::flow::{Direction, FlowId, FlowKey};
 use crate::time::Timestamp;
 use crate::values::PacketFacts;
 use crate::wire::{self, build, IpVersion, ParseConfig, ParsedPacket, Transport};
@@ -144,7 +144,15 @@ pub(super) struct RedirectTable {
     /// `fragment_order` (at most [`FRAGMENT_IDS`]).
     fragments: HashMap<FragmentKey, Tuple>,
     fragment_order: VecDeque<FragmentKey>,
+    /// The keys of the TCP connections closed last (both FINs), by flow id (at most
+    /// [`ENDED_ENDPOINTS`]): a transport send on the endpoint of one that just closed (a
+    /// callout's worker re-sending the connection's last ACK, §10.4) still finds its addresses.
+    ended_endpoints: HashMap<FlowId, FlowKey>,
+    ended_order: VecDeque<FlowId>,
 }
+
+/// How many ended flows' keys [`RedirectTable`] keeps for transport sends.
+const ENDED_ENDPOINTS: usize = 64;
 
 /// A fragmented IPv4 datagram as sent: protocol, source, destination, identification.
 type FragmentKey = (u8, IpAddr, IpAddr, u32);
@@ -623,8 +631,26 @@ impl Shim {
         self.release(now, p.held);
     }
 
-    /// Flow `key` ended: its translation goes.
-    pub(super) fn redirect_flow_ended(&mut self, key: &FlowKey) {
+    /// The key of flow `id`, which ended recently (see `RedirectTable::ended_endpoints`).
+    pub(super) fn ended_endpoint(&self, id: FlowId) -> Option<&FlowKey> {
+        self.redirects.ended_endpoints.get(&id)
+    }
+
+    /// Flow `key` ended: its translation goes. With `closed` (its id: a TCP connection both
+    /// FINs closed — not a refused, reset or aborted one) its key is kept a while for transport
+    /// sends on its endpoint.
+    pub(super) fn redirect_flow_ended(&mut self, closed: Option<FlowId>, key: &FlowKey) {
+        let r = &mut self.redirects;
+        if let Some(id) = closed {
+            if r.ended_endpoints.insert(id, *key).is_none() {
+                r.ended_order.push_back(id);
+            }
+        }
+        while r.ended_order.len() > ENDED_ENDPOINTS {
+            if let Some(old) = r.ended_order.pop_front() {
+                r.ended_endpoints.remove(&old);
+            }
+        }
         let Some(c) = self.redirects.by_flow.remove(key) else {
             return;
         };
