@@ -232,6 +232,9 @@ struct State {
     handles: HashMap<ClassifyHandle, HandleEntry>,
     /// Requests applied by a running classifyFn (token → request), taken when it returns.
     applied: HashMap<u64, RedirectRequest>,
+    /// Running classifyFns (tokens) that pended their classify (§10.2), taken when they return:
+    /// pended even when another thread completed it (and released the handle) before.
+    pended_in: std::collections::HashSet<u64>,
     events: VecDeque<PendEvent>,
     stats: PendStats,
 }
@@ -511,6 +514,8 @@ impl Engine {
             flow: e.flow,
             filter,
         };
+        let token = e.token;
+        st.pended_in.insert(token);
         st.stats.classifies_pended += 1;
         st.events.push_back(event);
         drop(st);
@@ -590,6 +595,10 @@ impl Engine {
             e.running = false;
             pended |= e.pended.is_some();
         }
+        // A pend some thread already completed before the classifyFn returned is still a pend:
+        // its ClassifyPended and ClassifyCompleted events are queued, the data path holds the
+        // packet and applies the completion.
+        pended |= st.pended_in.remove(&token);
         let request = st.applied.remove(&token);
         (request.filter(|_| !pended), pended)
     }

@@ -92,6 +92,14 @@ fn replay(
     host: &DriverHost,
     packets: &[Vec<u8>],
 ) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
+    replay_raw(engine, host, packets)
+        .iter()
+        .map(|p| ends(p))
+        .collect()
+}
+
+/// [`replay`], the permitted packets' bytes.
+fn replay_raw(engine: &Arc<Engine>, host: &DriverHost, packets: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let config = ShimConfig {
         local_networks: vec![
             ("10.0.0.1".parse().unwrap(), 32),
@@ -105,7 +113,7 @@ fn replay(
         let now = Timestamp::from_nanos(1_000_000 * (i as u64 + 1));
         let v = shim.handle_packet(now, PacketDirection::Infer, p, &PacketContext::default());
         if v.verdict == Verdict::Permit {
-            out.push(ends(v.edited.as_ref().map_or(p, |e| &e.bytes)));
+            out.push(v.edited.as_ref().map_or(p, |e| &e.bytes).clone());
         }
         for _ in 0..8 {
             // A generous bound: settle returns as soon as the work item completed (valgrind is slow).
@@ -117,9 +125,13 @@ fn replay(
         }
         while let Some(o) = shim.poll_output() {
             if o.verdict.verdict == Verdict::Permit {
-                out.push(ends(
-                    o.verdict.edited.as_ref().map_or(&o.bytes, |e| &e.bytes),
-                ));
+                out.push(
+                    o.verdict
+                        .edited
+                        .as_ref()
+                        .map_or(&o.bytes, |e| &e.bytes)
+                        .clone(),
+                );
             }
         }
     }
@@ -151,7 +163,9 @@ fn connection(leg: bool) -> Vec<Vec<u8>> {
 }
 
 /// connredirect at `so`: inline (the proxy's leg left alone, state REDIRECTED_BY_SELF), then
-/// pended (a work item redirects through the classify handle and completes); clean unloads.
+/// pended (a work item redirects through the classify handle and completes), then pended and
+/// completed before classifyFn returns (what a fast work item may do: still a pend, §10.2);
+/// clean unloads.
 fn check_single(so: &Path) {
     let (client, proxy) = (addr("10.0.0.1:40000"), addr("10.0.0.5:3128"));
     let leg = (addr("10.0.0.5:41000"), addr("192.0.2.7:80"), Vec::new());
@@ -165,7 +179,7 @@ fn check_single(so: &Path) {
         w.extend(leg_too.then(|| leg.clone()));
         w
     };
-    for (pend, leg_too) in [("Pend=0", true), ("Pend=1", false)] {
+    for (pend, leg_too) in [("Pend=0", true), ("Pend=1", false), ("Pend=2", false)] {
         let engine = Arc::new(Engine::default());
         let host = DriverHost::new(engine.clone(), HostConfig::default());
         let params = ["ToAddress=sz:10.0.0.5", "ToPort=3128", pend];
@@ -321,4 +335,128 @@ fn two_drivers_chain_connect_redirects() {
         );
     }
     assert!(engine.filters().is_empty());
+}
+
+fn sum16(mut acc: u32, data: &[u8]) -> u32 {
+    for c in data.chunks(2) {
+        acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    acc
+}
+
+fn fold(mut acc: u32) -> u16 {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xFFFF) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// An IPv4/UDP packet (header checksum set) carrying `data` at fragment offset `offset` (bytes)
+/// of datagram `id`, `more` fragments following.
+fn ipv4(src: [u8; 4], dst: [u8; 4], id: u16, (offset, more): (u16, bool), data: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0];
+    p[2..4].copy_from_slice(&((20 + data.len()) as u16).to_be_bytes());
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    p[6..8].copy_from_slice(&((offset / 8) | if more { 0x2000 } else { 0 }).to_be_bytes());
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let c = !fold(sum16(0, &p));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(data);
+    p
+}
+
+/// A UDP datagram (header and `payload`, checksum set) from `src` to `dst` (IPv4).
+fn udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
+        panic!("IPv4 only");
+    };
+    let len = (8 + payload.len()) as u16;
+    let mut u = Vec::new();
+    u.extend_from_slice(&src.port().to_be_bytes());
+    u.extend_from_slice(&dst.port().to_be_bytes());
+    u.extend_from_slice(&len.to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    let acc = sum16(sum16(0, &s.octets()), &d.octets()) + 17 + u32::from(len);
+    let c = !fold(sum16(acc, &u));
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    u
+}
+
+/// The datagrams of IPv4 `fragments` put back together per identification: (source,
+/// destination, UDP bytes), every IP header checksum and the UDP checksum (against the addresses
+/// the fragments carry) verified.
+fn reassemble(fragments: &[Vec<u8>]) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let id = |f: &Vec<u8>| u16::from_be_bytes([f[4], f[5]]);
+    let mut ids: Vec<u16> = fragments.iter().map(id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.iter()
+        .map(|i| {
+            let mut parts: Vec<&Vec<u8>> = fragments.iter().filter(|f| id(f) == *i).collect();
+            parts.sort_by_key(|f| u16::from_be_bytes([f[6], f[7]]) & 0x1fff);
+            let data: Vec<u8> = parts.iter().flat_map(|f| f[20..].to_vec()).collect();
+            let (s, d) = (parts[0][12..16].to_vec(), parts[0][16..20].to_vec());
+            for f in &parts {
+                assert_eq!(
+                    fold(sum16(0, &f[..20])),
+                    0xffff,
+                    "IP header checksum {f:02x?}"
+                );
+                assert_eq!(
+                    (&f[12..16], &f[16..20]),
+                    (&s[..], &d[..]),
+                    "one address pair"
+                );
+            }
+            let acc = sum16(sum16(0, &s), &d) + 17 + data.len() as u32;
+            assert_eq!(fold(sum16(acc, &data)), 0xffff, "UDP checksum {data:02x?}");
+            (s, d, data)
+        })
+        .collect()
+}
+
+/// §10.3, fragments of a redirected connection: after its first (whole) datagram redirected a
+/// UDP flow to port 80 to 10.0.0.5:3128, two datagrams of it arrive as IPv4 fragments — in
+/// order, then the last fragment first. Every fragment leaves with the new addresses, the first
+/// fragment with the new ports and a UDP checksum adjusted for the whole datagram: each datagram
+/// reassembles into the redirected one with a valid checksum.
+#[test]
+fn a_redirected_connections_ipv4_fragments_are_rewritten_consistently() {
+    let so = build_connredirect("frag", None, &[]);
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let params = ["ToAddress=sz:10.0.0.5", "ToPort=3128"];
+    let driver = host.load_with(&so, &options(&params)).unwrap();
+    let (client, server) = (addr("10.0.0.1:40000"), addr("192.0.2.7:80"));
+    let (c4, s4) = ([10, 0, 0, 1], [192, 0, 2, 7]);
+    let big: Vec<u8> = (0u8..40).collect();
+    let dgram = udp(client, server, &big);
+    let (head, tail) = dgram.split_at(24);
+    let packets = vec![
+        ipv4(c4, s4, 1, (0, false), &udp(client, server, b"hello")),
+        ipv4(c4, s4, 2, (0, true), head),
+        ipv4(c4, s4, 2, (24, false), tail),
+        ipv4(c4, s4, 3, (24, false), tail),
+        ipv4(c4, s4, 3, (0, true), head),
+    ];
+    let out = replay_raw(&engine, &host, &packets);
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    let whole = out.iter().find(|p| p[6..8] == [0, 0]).unwrap();
+    assert_eq!(&whole[12..20], &[10, 0, 0, 1, 10, 0, 0, 5], "{out:02x?}");
+    let fragments: Vec<Vec<u8>> = out.iter().filter(|p| p[6..8] != [0, 0]).cloned().collect();
+    assert_eq!(fragments.len(), 4, "{out:02x?}");
+    let want = udp(client, addr("10.0.0.5:3128"), &big);
+    let datagrams = reassemble(&fragments);
+    assert_eq!(datagrams.len(), 2);
+    for (s, d, data) in datagrams {
+        assert_eq!(
+            (&s[..], &d[..]),
+            (&c4[..], &[10, 0, 0, 5][..]),
+            "redirected addresses"
+        );
+        assert_eq!(data, want, "the redirected datagram");
+    }
 }

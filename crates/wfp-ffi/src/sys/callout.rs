@@ -520,11 +520,12 @@ impl Scratch {
     /// An NBL → NB → MDL chain over `data` (read-only: NDIS_NBL_FLAGS_*_READ_ONLY).
     #[inline]
     fn packet(&mut self, data: &[u8], view: View<'_>) -> *mut NetBufferList {
-        if view.is_plain() {
+        if view.behind.is_empty() && view.lead.is_empty() {
+            // Over the layerData itself (no copy), the data start `skip` bytes in.
             self.bufs.point_at(data.as_ptr(), data.len());
-        } else if view.behind.is_empty() && view.lead.is_empty() {
-            self.bufs.point_at(data.as_ptr(), data.len());
-            self.bufs.start_at(view.skip.min(data.len()));
+            if view.skip != 0 {
+                self.bufs.start_at(view.skip.min(data.len()));
+            }
         } else {
             self.bufs.over_copy_with(view, data);
         }
@@ -669,11 +670,6 @@ struct View<'a> {
 }
 
 impl View<'_> {
-    /// The list is the layerData itself.
-    fn is_plain(&self) -> bool {
-        self.behind.is_empty() && self.lead.is_empty() && self.skip == 0
-    }
-
     /// DataLength of the list over `len` bytes of layerData.
     fn data_len(&self, len: usize) -> u64 {
         (self.lead.len() + len.saturating_sub(self.skip)) as u64
@@ -696,9 +692,11 @@ fn view(layer: LayerId, meta: &Metadata) -> View<'_> {
         lead: &[],
         skip: 0,
     };
-    if !PAYLOAD_LAYERS.contains(&layer) {
+    // One bit per run-time layer id (§8.1; every layer with packet data is below 64).
+    let bit = 1u64.checked_shl(u32::from(layer.0)).unwrap_or(0);
+    if PAYLOAD_LAYERS & bit == 0 {
         return View {
-            skip: ip_packet_skip(layer, meta),
+            skip: ip_packet_skip(bit, meta),
             ..plain
         };
     }
@@ -723,48 +721,68 @@ fn view(layer: LayerId, meta: &Metadata) -> View<'_> {
 /// transport header), OUTBOUND_TRANSPORT (at the transport header) and OUTBOUND_ICMP_ERROR (at
 /// the ICMP header); the IP and ICMP headers at INBOUND_ICMP_ERROR (at the inner IP header);
 /// none elsewhere (OUTBOUND_IPPACKET and IPFORWARD start at the IP header).
+/// `bit`: the layer's bit (1 << its run-time id).
 #[inline]
-fn ip_packet_skip(layer: LayerId, meta: &Metadata) -> usize {
-    // FWPS_LAYER_*_DISCARD is its layer's id + 1 below the ALE layers (§8.1).
-    let main = if layer.0 < layers::ALE_RESOURCE_ASSIGNMENT_V4.0 {
-        LayerId(layer.0 & !1)
+fn ip_packet_skip(bit: u64, meta: &Metadata) -> usize {
+    if IP_HEADER_BEHIND & bit != 0 {
+        meta.ip_header_size as usize
+    } else if IP_AND_ICMP_HEADERS_BEHIND & bit != 0 {
+        // The ICMP error header (type, code, checksum, 4 bytes unused / MTU) is 8 bytes.
+        meta.ip_header_size as usize + 8
     } else {
-        return 0;
-    };
-    let ip = meta.ip_header_size as usize;
-    if [
+        0
+    }
+}
+
+/// INBOUND_IPPACKET_V4/V6, OUTBOUND_TRANSPORT_V4/V6, OUTBOUND_ICMP_ERROR_V4/V6 and their
+/// discard layers, by run-time id.
+const IP_HEADER_BEHIND: u64 = layer_bits(
+    true,
+    &[
         layers::INBOUND_IPPACKET_V4,
         layers::INBOUND_IPPACKET_V6,
         layers::OUTBOUND_TRANSPORT_V4,
         layers::OUTBOUND_TRANSPORT_V6,
         layers::OUTBOUND_ICMP_ERROR_V4,
         layers::OUTBOUND_ICMP_ERROR_V6,
-    ]
-    .contains(&main)
-    {
-        ip
-    } else if main == layers::INBOUND_ICMP_ERROR_V4 || main == layers::INBOUND_ICMP_ERROR_V6 {
-        // The ICMP error header (type, code, checksum, 4 bytes unused / MTU) is 8 bytes.
-        ip + 8
-    } else {
-        0
+    ],
+);
+
+/// INBOUND_ICMP_ERROR_V4/V6 and their discard layers.
+const IP_AND_ICMP_HEADERS_BEHIND: u64 = layer_bits(
+    true,
+    &[layers::INBOUND_ICMP_ERROR_V4, layers::INBOUND_ICMP_ERROR_V6],
+);
+
+/// The bits of `ids` (all below 64), with `discard`, of their discard layers (id + 1) too.
+const fn layer_bits(discard: bool, ids: &[LayerId]) -> u64 {
+    let each = if discard { 3u64 } else { 1u64 };
+    let mut bits = 0u64;
+    let mut i = 0;
+    while i < ids.len() {
+        bits |= each << ids[i].0;
+        i += 1;
     }
+    bits
 }
 
 /// The layers whose layerData is the transport payload here (the data path passes the headers
 /// in `Metadata::header_bytes`).
-const PAYLOAD_LAYERS: [LayerId; 10] = [
-    layers::INBOUND_TRANSPORT_V4,
-    layers::INBOUND_TRANSPORT_V6,
-    layers::ALE_AUTH_RECV_ACCEPT_V4,
-    layers::ALE_AUTH_RECV_ACCEPT_V6,
-    layers::ALE_AUTH_CONNECT_V4,
-    layers::ALE_AUTH_CONNECT_V6,
-    layers::ALE_FLOW_ESTABLISHED_V4,
-    layers::ALE_FLOW_ESTABLISHED_V6,
-    layers::DATAGRAM_DATA_V4,
-    layers::DATAGRAM_DATA_V6,
-];
+const PAYLOAD_LAYERS: u64 = layer_bits(
+    false,
+    &[
+        layers::INBOUND_TRANSPORT_V4,
+        layers::INBOUND_TRANSPORT_V6,
+        layers::ALE_AUTH_RECV_ACCEPT_V4,
+        layers::ALE_AUTH_RECV_ACCEPT_V6,
+        layers::ALE_AUTH_CONNECT_V4,
+        layers::ALE_AUTH_CONNECT_V6,
+        layers::ALE_FLOW_ESTABLISHED_V4,
+        layers::ALE_FLOW_ESTABLISHED_V6,
+        layers::DATAGRAM_DATA_V4,
+        layers::DATAGRAM_DATA_V6,
+    ],
+);
 
 /// The length of `values` without its trailing FWP_EMPTY values: a tag test per value, four per
 /// loop step while they are all empty (most layers leave many trailing fields unset).
@@ -1061,6 +1079,32 @@ mod tests {
         });
         assert_eq!(v.value_count as usize, s.values.len());
         s.values.iter().map(|x| (x.data_type, x.value)).collect()
+    }
+
+    /// §8.2 "Data offset positions": the bytes of the IP packet behind the list's data start,
+    /// by layer name (discard layers as their layer).
+    #[test]
+    fn data_offsets_of_the_ip_packet_layers() {
+        let meta = Metadata {
+            ip_header_size: 24,
+            ..Metadata::default()
+        };
+        for (name, skip) in [
+            ("INBOUND_IPPACKET_V4", 24),
+            ("INBOUND_IPPACKET_V6_DISCARD", 24),
+            ("OUTBOUND_IPPACKET_V4", 0),
+            ("IPFORWARD_V6", 0),
+            ("OUTBOUND_TRANSPORT_V4", 24),
+            ("OUTBOUND_TRANSPORT_V6_DISCARD", 24),
+            ("INBOUND_ICMP_ERROR_V4", 32),
+            ("INBOUND_ICMP_ERROR_V6_DISCARD", 32),
+            ("OUTBOUND_ICMP_ERROR_V6", 24),
+            ("STREAM_V4", 0),
+            ("ALE_AUTH_CONNECT_V4", 0),
+        ] {
+            let l = wfp_core::catalogue::layer_by_name(name).expect(name);
+            assert_eq!(view(LayerId(l.id), &meta).skip, skip, "{name}");
+        }
     }
 
     #[test]

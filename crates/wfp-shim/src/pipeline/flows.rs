@@ -204,7 +204,7 @@ impl Shim {
             return;
         }
         if let Some(e) = self.extra.remove(&id) {
-            self.redirect_flow_ended(&e.key);
+            self.redirect_flow_ended(None, &e.key);
             let contexts = self.engine_flow_end(id);
             self.events.push_back(ShimEvent::FlowEnded {
                 flow: id,
@@ -245,7 +245,9 @@ impl Shim {
                     self.endpoint_closure(&key, &e);
                 }
             }
-            self.redirect_flow_ended(&key);
+            // A connection closed by FINs keeps its key a while for late transport sends.
+            let closed = (reason == EndReason::Fin).then_some(flow_id);
+            self.redirect_flow_ended(closed, &key);
             let contexts = self.engine_flow_end(flow_id);
             self.events.push_back(ShimEvent::FlowEnded {
                 flow: flow_id,

@@ -340,11 +340,16 @@ impl Shim {
         remote: Option<std::net::IpAddr>,
         transport: &[u8],
     ) -> Option<Vec<u8>> {
-        let e = FlowId::from_handle(endpoint).and_then(|id| self.extra.get(&id))?;
-        let dst = remote.unwrap_or(e.key.remote_addr());
+        let id = FlowId::from_handle(endpoint)?;
+        // The endpoint's flow, or one that ended just now (its last segments re-sent late).
+        let key = match self.extra.get(&id) {
+            Some(e) => &e.key,
+            None => self.ended_endpoint(id)?,
+        };
+        let dst = remote.unwrap_or(key.remote_addr());
         // §10.4 / wdk-runtime.md §7: a transport send's data starts at the transport header
         // (every layer it may come from indicates its list there), taken as it is.
-        build::ip_packet(e.key.local_addr(), dst, e.key.protocol(), transport).ok()
+        build::ip_packet(key.local_addr(), dst, key.protocol(), transport).ok()
     }
 
     /// An out-of-band stream injection into `flow` (§9.2): the stream filters after the

@@ -32,12 +32,21 @@
 //!   connection go.
 //! * **Chaining**: the engine passes each callout the version the ones before it applied
 //!   (`previousVersion`, `modifierFilterId`); the final request decides the new tuple.
-//! * **Not modelled**: fragments of a redirected connection are not rewritten; a pend at
-//!   BIND_REDIRECT completes the whole redirect (CONNECT_REDIRECT is not classified after it);
+//! * **Fragments** (IPv4): a redirected connection's fragments are rewritten like its whole
+//!   packets, so the datagram they reassemble into is the translated one: every fragment gets the
+//!   new addresses (IP header checksum recomputed); the first one (offset 0) also the new ports,
+//!   and its TCP/UDP checksum — which covers the whole datagram — is adjusted incrementally for
+//!   the changed addresses and ports (RFC 1624). Later fragments are matched by (protocol,
+//!   source, destination, identification) learned from their first fragment ([`FRAGMENT_IDS`]
+//!   remembered); one arriving before it is rewritten when every live translation of its address
+//!   pair goes to the same new pair (ports are not in it), else left as is.
+//! * **Not modelled**: IPv6 fragments of a redirected connection are not rewritten; the first
+//!   packet of a connection arriving fragmented is not classified at the redirect layers; a pend
+//!   at BIND_REDIRECT completes the whole redirect (CONNECT_REDIRECT is not classified after it);
 //!   with several queues, redirect pends are applied by the first queue's shim.
 
-use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 
@@ -55,7 +64,7 @@ use super::{
     LayerVisit, PacketContext, PacketDirection, PacketVerdict, Reason, Redirected, Redirection,
     Shim,
 };
-use crate::flow::{Direction, FlowKey};
+use crate::flow::{Direction, FlowId, FlowKey};
 use crate::time::Timestamp;
 use crate::values::PacketFacts;
 use crate::wire::{self, build, IpVersion, ParseConfig, ParsedPacket, Transport};
@@ -130,7 +139,26 @@ pub(super) struct RedirectTable {
     /// Connects whose pended redirect classify completed with a decision and no change: their
     /// released packet goes on without another redirect classify (taken once).
     decided: HashSet<Tuple>,
+    /// IPv4 datagrams of redirected connections seen fragmented: (protocol, source,
+    /// destination, identification) as sent → the tuple they become, oldest first in
+    /// `fragment_order` (at most [`FRAGMENT_IDS`]).
+    fragments: HashMap<FragmentKey, Tuple>,
+    fragment_order: VecDeque<FragmentKey>,
+    /// The keys of the TCP connections closed last (both FINs), by flow id (at most
+    /// [`ENDED_ENDPOINTS`]): a transport send on the endpoint of one that just closed (a
+    /// callout's worker re-sending the connection's last ACK, §10.4) still finds its addresses.
+    ended_endpoints: HashMap<FlowId, FlowKey>,
+    ended_order: VecDeque<FlowId>,
 }
+
+/// How many ended flows' keys [`RedirectTable`] keeps for transport sends.
+const ENDED_ENDPOINTS: usize = 64;
+
+/// A fragmented IPv4 datagram as sent: protocol, source, destination, identification.
+type FragmentKey = (u8, IpAddr, IpAddr, u32);
+
+/// How many fragmented datagrams' translations are remembered (the oldest goes first).
+pub(super) const FRAGMENT_IDS: usize = 256;
 
 impl RedirectTable {
     /// Nothing redirected and nothing pended (the per-packet fast path).
@@ -187,6 +215,9 @@ impl Shim {
         if !known && !self.redirect_layers_have_filters(parsed) {
             return Continue(Stage::Unchanged);
         }
+        if known && parsed.ip.fragment.is_some() {
+            return self.redirect_fragment(parsed, bytes, ctx, v);
+        }
         let tuple = Tuple::of(parsed);
         if let (Some(t), true) = (tuple, known) {
             if self.redirects.decided.remove(&t) {
@@ -223,6 +254,96 @@ impl Shim {
             tuple,
         };
         self.classify_connect(&c, parsed, v)
+    }
+
+    /// A fragment while connections are redirected (module doc, "Fragments"): rewritten when it
+    /// belongs to a redirected connection.
+    fn redirect_fragment(
+        &mut self,
+        parsed: &mut ParsedPacket,
+        bytes: &[u8],
+        ctx: &PacketContext,
+        v: &mut PacketVerdict,
+    ) -> ControlFlow<(), Stage> {
+        let Some(f) = parsed
+            .ip
+            .fragment
+            .as_ref()
+            .filter(|_| parsed.ip.version == IpVersion::V4)
+        else {
+            return Continue(Stage::Unchanged);
+        };
+        let protocol = parsed.ip.protocol;
+        let key = (protocol, parsed.ip.src, parsed.ip.dst, f.id);
+        let ports = (f.offset == 0)
+            .then(|| fragment_ports(bytes, f.data_offset, protocol))
+            .flatten();
+        let to = match ports {
+            Some((sp, dp)) => {
+                let t = Tuple {
+                    protocol,
+                    src: SocketAddr::new(key.1, sp),
+                    dst: SocketAddr::new(key.2, dp),
+                };
+                let Some((to, c)) = self.redirects.rewrite.get(&t).cloned() else {
+                    return Continue(Stage::Unchanged);
+                };
+                self.remember_fragment(key, to);
+                v.redirected = Some(Redirected {
+                    connection: c,
+                    first: false,
+                });
+                to
+            }
+            None => match self.redirects.fragments.get(&key).copied() {
+                Some(to) => to,
+                None => match self.same_address_translation(protocol, key.1, key.2) {
+                    Some(to) => to,
+                    None => return Continue(Stage::Unchanged),
+                },
+            },
+        };
+        let config = ParseConfig {
+            truncated: self.config.parse.truncated || ctx.truncated,
+            ..self.config.parse
+        };
+        let Some((p, b)) = rewrite_ipv4_fragment(bytes, f.data_offset, ports.map(|_| to), to)
+            .and_then(|b| Some((wire::parse_with(&b, &config).ok()?, b)))
+        else {
+            v.block(Reason::RedirectFailed);
+            return Break(());
+        };
+        *parsed = p;
+        Continue(Stage::Rewritten(b))
+    }
+
+    /// Remembers the translation of a fragmented datagram (bounded, oldest out first).
+    fn remember_fragment(&mut self, key: FragmentKey, to: Tuple) {
+        let r = &mut self.redirects;
+        if r.fragments.insert(key, to).is_none() {
+            r.fragment_order.push_back(key);
+        }
+        while r.fragment_order.len() > FRAGMENT_IDS {
+            if let Some(old) = r.fragment_order.pop_front() {
+                r.fragments.remove(&old);
+            }
+        }
+    }
+
+    /// The translation (addresses only) every live redirected connection of `protocol` from
+    /// `src` to `dst` agrees on, if any.
+    fn same_address_translation(&self, protocol: u8, src: IpAddr, dst: IpAddr) -> Option<Tuple> {
+        let mut found: Option<Tuple> = None;
+        for (from, (to, _)) in &self.redirects.rewrite {
+            if from.protocol != protocol || from.src.ip() != src || from.dst.ip() != dst {
+                continue;
+            }
+            match found {
+                Some(f) if f.src.ip() != to.src.ip() || f.dst.ip() != to.dst.ip() => return None,
+                _ => found = Some(*to),
+            }
+        }
+        found
     }
 
     /// Whether ALE_BIND_REDIRECT or ALE_CONNECT_REDIRECT of the packet's family has filters.
@@ -510,8 +631,26 @@ impl Shim {
         self.release(now, p.held);
     }
 
-    /// Flow `key` ended: its translation goes.
-    pub(super) fn redirect_flow_ended(&mut self, key: &FlowKey) {
+    /// The key of flow `id`, which ended recently (see `RedirectTable::ended_endpoints`).
+    pub(super) fn ended_endpoint(&self, id: FlowId) -> Option<&FlowKey> {
+        self.redirects.ended_endpoints.get(&id)
+    }
+
+    /// Flow `key` ended: its translation goes. With `closed` (its id: a TCP connection both
+    /// FINs closed — not a refused, reset or aborted one) its key is kept a while for transport
+    /// sends on its endpoint.
+    pub(super) fn redirect_flow_ended(&mut self, closed: Option<FlowId>, key: &FlowKey) {
+        let r = &mut self.redirects;
+        if let Some(id) = closed {
+            if r.ended_endpoints.insert(id, *key).is_none() {
+                r.ended_order.push_back(id);
+            }
+        }
+        while r.ended_order.len() > ENDED_ENDPOINTS {
+            if let Some(old) = r.ended_order.pop_front() {
+                r.ended_endpoints.remove(&old);
+            }
+        }
         let Some(c) = self.redirects.by_flow.remove(key) else {
             return;
         };
@@ -523,6 +662,14 @@ impl Shim {
         let r = &mut self.redirects;
         r.rewrite.remove(&from);
         r.rewrite.remove(&from.reversed());
+        let to = Tuple {
+            protocol: c.protocol,
+            src: c.local,
+            dst: c.remote,
+        };
+        r.fragments.retain(|_, t| *t != to && *t != to.reversed());
+        let left = &r.fragments;
+        r.fragment_order.retain(|k| left.contains_key(k));
         let dest = (c.protocol, c.original_remote);
         if r.by_destination
             .get(&dest)
@@ -545,6 +692,93 @@ impl Shim {
     }
 }
 
+/// The ports of a first fragment's TCP/UDP header at `data` in `bytes`, when it holds them.
+fn fragment_ports(bytes: &[u8], data: usize, protocol: u8) -> Option<(u16, u16)> {
+    if !matches!(protocol, 6 | 17) {
+        return None;
+    }
+    let h = bytes.get(data..data.checked_add(4)?)?;
+    Some((
+        u16::from_be_bytes([h[0], h[1]]),
+        u16::from_be_bytes([h[2], h[3]]),
+    ))
+}
+
+/// An IPv4 fragment sent as `to` instead: new addresses (header checksum recomputed); with
+/// `ports` (a first fragment), new ports too and its TCP/UDP checksum adjusted for every changed
+/// address and port word (RFC 1624 `HC' = ~(~HC + ~m + m')`: the checksum covers the whole
+/// datagram, most of it in later fragments). `None` when the fragment is too short to rewrite.
+fn rewrite_ipv4_fragment(
+    bytes: &[u8],
+    data: usize,
+    ports: Option<Tuple>,
+    to: Tuple,
+) -> Option<Vec<u8>> {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (to.src.ip(), to.dst.ip()) else {
+        return None;
+    };
+    let ihl = usize::from(bytes.first()? & 0x0f) * 4;
+    if ihl < 20 || data < ihl || bytes.len() < data {
+        return None;
+    }
+    let mut out = bytes.to_vec();
+    let old: Vec<u8> = out.get(12..20)?.to_vec();
+    out[12..16].copy_from_slice(&s.octets());
+    out[16..20].copy_from_slice(&d.octets());
+    out[10..12].copy_from_slice(&[0, 0]);
+    let c = !fold(sum16(&out[..ihl], 0));
+    out[10..12].copy_from_slice(&c.to_be_bytes());
+    let Some(p) = ports else {
+        return Some(out);
+    };
+    let seg = out.get_mut(data..)?;
+    let at = match p.protocol {
+        6 => 16,
+        _ => 6,
+    };
+    let old_ports = seg.get(0..4)?.to_vec();
+    seg[0..2].copy_from_slice(&p.src.port().to_be_bytes());
+    seg[2..4].copy_from_slice(&p.dst.port().to_be_bytes());
+    let Some(check) = seg
+        .get(at..at + 2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+    else {
+        // The checksum is not in this (tiny) first fragment: it cannot be adjusted.
+        return None;
+    };
+    if p.protocol == 17 && check == 0 {
+        return Some(out); // no UDP checksum
+    }
+    let new_words = [&out[12..20], &out[data..data + 4]].concat();
+    let old_words = [&old[..], &old_ports[..]].concat();
+    let mut acc = u32::from(!check);
+    acc = sum16(&new_words, acc);
+    acc = old_words
+        .chunks(2)
+        .fold(acc, |a, w| a + u32::from(!u16::from_be_bytes([w[0], w[1]])));
+    let mut c = !fold(acc);
+    if p.protocol == 17 && c == 0 {
+        c = 0xffff;
+    }
+    out[data + at..data + at + 2].copy_from_slice(&c.to_be_bytes());
+    Some(out)
+}
+
+/// The 16-bit one's complement sum of `data` onto `acc` (not folded).
+fn sum16(data: &[u8], acc: u32) -> u32 {
+    data.chunks(2).fold(acc, |a, c| {
+        a + u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]))
+    })
+}
+
+/// `acc` folded to 16 bits.
+fn fold(mut acc: u32) -> u16 {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
 /// ALE_BIND_REDIRECT and ALE_CONNECT_REDIRECT of `p`'s family.
 fn layers_of(p: &ParsedPacket) -> (LayerId, LayerId) {
     match p.ip.version {
@@ -556,6 +790,54 @@ fn layers_of(p: &ParsedPacket) -> (LayerId, LayerId) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 1624: a TCP datagram split in two IPv4 fragments, both rewritten to another 5-tuple
+    /// (the first with its ports and an adjusted checksum), reassembles into the datagram built
+    /// for the new tuple.
+    #[test]
+    fn fragment_rewrite_adjusts_the_transport_checksum_for_the_whole_datagram() {
+        let from = Tuple {
+            protocol: 6,
+            src: "10.0.0.1:40000".parse().unwrap(),
+            dst: "192.0.2.7:80".parse().unwrap(),
+        };
+        let to = Tuple {
+            protocol: 6,
+            src: "10.0.0.9:41000".parse().unwrap(),
+            dst: "10.0.0.5:3128".parse().unwrap(),
+        };
+        let seg = |t: Tuple| {
+            let mut s = vec![0u8; 20];
+            s[0..2].copy_from_slice(&t.src.port().to_be_bytes());
+            s[2..4].copy_from_slice(&t.dst.port().to_be_bytes());
+            s[12] = 0x50;
+            s.extend((0u8..60).map(|i| i.wrapping_mul(7)));
+            build::ip_packet(t.src.ip(), t.dst.ip(), 6, &s).unwrap()
+        };
+        let (orig, want) = (seg(from), seg(to));
+        // Fragment: 20-byte header + 32 data bytes (MF), then the remaining 48.
+        let frag = |data: &[u8], off: u16, more: bool| {
+            let mut p = orig[..20].to_vec();
+            p[2..4].copy_from_slice(&((20 + data.len()) as u16).to_be_bytes());
+            p[6..8].copy_from_slice(&((off / 8) | if more { 0x2000 } else { 0 }).to_be_bytes());
+            p.extend_from_slice(data);
+            p
+        };
+        let first = frag(&orig[20..52], 0, true);
+        let last = frag(&orig[52..], 32, false);
+        let a = rewrite_ipv4_fragment(&first, 20, Some(to), to).unwrap();
+        let b = rewrite_ipv4_fragment(&last, 20, None, to).unwrap();
+        for f in [&a, &b] {
+            assert_eq!(fold(sum16(&f[..20], 0)), 0xffff, "IP header checksum");
+            assert_eq!(&f[12..20], &want[12..20]);
+        }
+        let data = [&a[20..], &b[20..]].concat();
+        assert_eq!(
+            data,
+            want[20..],
+            "the datagram for the new tuple, checksum included"
+        );
+    }
 
     #[test]
     fn redirect_layer_ids_are_the_catalogue_ones() {

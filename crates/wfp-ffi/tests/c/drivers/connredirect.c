@@ -12,6 +12,8 @@
  *      With Pend=1 the redirect is asynchronous (§10.2): FwpsAcquireClassifyHandle0 +
  *      FwpsPendClassify0 in classifyFn, then a work item (IoQueueWorkItem) acquires the writable
  *      data through the handle, redirects, applies, FwpsCompleteClassify0(PERMIT) and releases it.
+ *      Pend=2 does the same inside classifyFn, right after the pend (the completion a fast work
+ *      item can make before classifyFn returns).
  *  ALE_AUTH_CONNECT_V4 (inspection): logs what the connection looks like after the redirect —
  *      its remote address and port, the ORIGINAL_DESTINATION metadata and the redirect state.
  *
@@ -22,7 +24,7 @@
  *
  * Parameters (`--driver-param NAME=VALUE`, read with WdfRegistryQuery*): Port (REG_DWORD, the
  * remote port to redirect, default 80), ToAddress (REG_SZ dotted IPv4, default 127.0.0.1),
- * ToPort (REG_DWORD, default 3128), Pend (REG_DWORD, 0 or 1, default 0), Soft (REG_DWORD, 0 or 1,
+ * ToPort (REG_DWORD, default 3128), Pend (REG_DWORD, 0, 1 or 2, default 0), Soft (REG_DWORD, 0 or 1,
  * default 0), Weight (REG_DWORD, its sublayer's weight, default 0x300).
  *
  * Building it twice with different -DCR_INSTANCE=N (1..15) gives two drivers with their own
@@ -139,7 +141,8 @@ static void PendRedirect(UINT64 handle, const FWPS_FILTER3 *filter, FWPS_CLASSIF
         return;
     }
     InterlockedIncrement(&gPended);
-    IoQueueWorkItem(p->Item, CompletePended, DelayedWorkQueue, p);
+    if (gPend == 2) CompletePended(gDevice, p); /* completed before classifyFn returns */
+    else IoQueueWorkItem(p->Item, CompletePended, DelayedWorkQueue, p);
 }
 
 static void NTAPI ConnectClassify(const FWPS_INCOMING_VALUES0 *values, const FWPS_INCOMING_METADATA_VALUES0 *meta,
@@ -340,7 +343,7 @@ static NTSTATUS ReadParameters(WDFDRIVER Driver)
     if (NT_SUCCESS(status)) status = QueryAddress(key, &toAddressName, &gToAddress);
     if (NT_SUCCESS(status)) status = QueryPort(key, &toPortName, &gToPort);
     ULONG pend = 0;
-    if (NT_SUCCESS(status) && NT_SUCCESS(WdfRegistryQueryULong(key, &pendName, &pend))) gPend = pend != 0;
+    if (NT_SUCCESS(status) && NT_SUCCESS(WdfRegistryQueryULong(key, &pendName, &pend))) gPend = (UINT16)(pend > 2 ? 1 : pend);
     ULONG soft = 0;
     if (NT_SUCCESS(status) && NT_SUCCESS(WdfRegistryQueryULong(key, &softName, &soft))) gSoft = soft != 0;
     ULONG weight = 0;
