@@ -1381,7 +1381,7 @@ pub struct IoctlOutput {
 #[non_exhaustive]
 pub enum IoctlError {
     /// The driver has no WDF device with a default queue handling EvtIoDeviceControl, and no
-    /// WDM device with a MajorFunction[IRP_MJ_DEVICE_CONTROL] routine.
+    /// WDM device with a `MajorFunction[IRP_MJ_DEVICE_CONTROL]` routine.
     #[error("driver {driver} has no device-control queue")]
     NoQueue {
         /// The driver.
