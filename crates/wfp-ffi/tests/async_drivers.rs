@@ -10,6 +10,7 @@
 
 #[path = "support/asan.rs"]
 mod asan;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -554,90 +555,37 @@ fn memcheck_inner_full_replay_of_every_example_driver() {
     }
 }
 
-/// Runs the inner test in a child process (`wrapper` first: valgrind, or nothing).
-fn run_inner(wrapper: &[&str], drivers: &str, env: &[(&str, String)]) -> String {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd =
-        std::process::Command::new(wrapper.first().copied().unwrap_or(exe.to_str().unwrap()));
-    if !wrapper.is_empty() {
-        cmd.args(&wrapper[1..]).arg(&exe);
-    }
-    cmd.args([
-        "--ignored",
-        "--exact",
-        "memcheck_inner_full_replay_of_every_example_driver",
-        "--test-threads=1",
-        "--nocapture",
-    ])
-    .env("WFP_FFI_MEMCHECK_DRIVERS", drivers);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("1 passed"), "{text}");
-    assert_eq!(text.matches("memcheck: ").count(), EXAMPLES.len(), "{text}");
-    text
-}
-
 /// Every example driver, a full replay each, under valgrind memcheck: 0 errors, 0 bytes
 /// definitely lost (skipped with a note when valgrind is absent).
 #[test]
 fn example_drivers_full_replay_under_valgrind() {
-    if std::process::Command::new("valgrind")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!(
-            "note: valgrind not installed; skipping the memcheck replay (apt-get install valgrind)"
-        );
-        return;
-    }
     let drivers = build_examples("vg", &["-O0", "-g"]);
-    let text = run_inner(
-        &[
-            "valgrind",
-            "--error-exitcode=99",
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite",
-            "--show-leak-kinds=definite",
-        ],
-        &drivers,
-        &[],
-    );
-    assert!(text.contains("ERROR SUMMARY: 0 errors"), "{text}");
-    assert!(
-        text.contains("definitely lost: 0 bytes") || text.contains("All heap blocks were freed"),
-        "{text}"
-    );
+    let Some(text) = support::run_inner_under_valgrind(
+        "memcheck_inner_full_replay_of_every_example_driver",
+        "WFP_FFI_MEMCHECK_DRIVERS",
+        drivers,
+        "1 passed",
+    ) else {
+        return;
+    };
+    assert_eq!(text.matches("memcheck: ").count(), EXAMPLES.len(), "{text}");
 }
 
 /// Every example driver built with -fsanitize=address (the runtime preloaded), a full replay each.
 #[test]
 fn example_drivers_full_replay_with_address_sanitizer() {
-    let Some(lib) = asan::runtime("the AddressSanitizer replay") else {
+    let Some(text) = asan::run_inner(
+        "memcheck_inner_full_replay_of_every_example_driver",
+        "WFP_FFI_MEMCHECK_DRIVERS",
+        "1 passed",
+        || {
+            build_examples(
+                "asan",
+                &["-fsanitize=address", "-fno-omit-frame-pointer", "-g"],
+            )
+        },
+    ) else {
         return;
     };
-    let drivers = build_examples(
-        "asan",
-        &["-fsanitize=address", "-fno-omit-frame-pointer", "-g"],
-    );
-    let text = run_inner(
-        &[],
-        &drivers,
-        &[
-            ("LD_PRELOAD", lib),
-            (
-                "ASAN_OPTIONS",
-                "detect_leaks=1:abort_on_error=0:exitcode=98".into(),
-            ),
-        ],
-    );
-    assert!(!text.contains("AddressSanitizer"), "{text}");
+    assert_eq!(text.matches("memcheck: ").count(), EXAMPLES.len(), "{text}");
 }

@@ -240,32 +240,18 @@ fn connredirect_under_valgrind() {
 /// connredirect inline and pended built with -fsanitize=address (the runtime preloaded).
 #[test]
 fn connredirect_with_address_sanitizer() {
-    let Some(lib) = asan::runtime("the AddressSanitizer run") else {
-        return;
-    };
-    let so = build_connredirect(
-        "asan",
-        None,
-        &["-fsanitize=address", "-fno-omit-frame-pointer", "-g"],
+    asan::run_inner(
+        "connredirect_inner",
+        "WFP_FFI_CONNREDIRECT_SO",
+        "connredirect: done",
+        || {
+            build_connredirect(
+                "asan",
+                None,
+                &["-fsanitize=address", "-fno-omit-frame-pointer", "-g"],
+            )
+        },
     );
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "connredirect_inner", "--nocapture"])
-        .env("WFP_FFI_CONNREDIRECT_SO", &so)
-        .env("LD_PRELOAD", lib)
-        .env(
-            "ASAN_OPTIONS",
-            "detect_leaks=1:abort_on_error=0:exitcode=98",
-        )
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("connredirect: done"), "{text}");
-    assert!(!text.contains("AddressSanitizer"), "{text}");
 }
 
 /// §10.3 chaining: connredirect1 (sublayer weight 0x300, Soft=1: a soft PERMIT after its

@@ -106,32 +106,13 @@ fn wdkc_under_valgrind() {
 
 #[test]
 fn wdkc_with_address_sanitizer() {
-    let Some(lib) = asan::runtime("the AddressSanitizer run") else {
-        return;
-    };
-    let so = build_with(
-        "wdkc_asan",
-        wdkc_sources(),
-        &["-fsanitize=address", "-fno-omit-frame-pointer", "-g"],
-    );
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "wdkc_inner", "--nocapture"])
-        .env("WFP_FFI_WDKC_SO", &so)
-        .env("LD_PRELOAD", lib)
-        .env(
-            "ASAN_OPTIONS",
-            "detect_leaks=1:abort_on_error=0:exitcode=98",
+    asan::run_inner("wdkc_inner", "WFP_FFI_WDKC_SO", "wdkc: done", || {
+        build_with(
+            "wdkc_asan",
+            wdkc_sources(),
+            &["-fsanitize=address", "-fno-omit-frame-pointer", "-g"],
         )
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("wdkc: done"), "{text}");
-    assert!(!text.contains("AddressSanitizer"), "{text}");
+    });
 }
 
 /// The sample directories: `$WFP_WDK_SAMPLES` (a `:`-separated list, searched in order for each

@@ -325,29 +325,10 @@ fn wdm_under_valgrind() {
 
 #[test]
 fn wdm_with_address_sanitizer() {
-    let Some(lib) = asan::runtime("the AddressSanitizer run") else {
-        return;
-    };
-    let so = build_driver(
-        "rt_wdm_asan",
-        &["-fsanitize=address", "-fno-omit-frame-pointer", "-g"],
-    );
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "wdm_inner", "--nocapture"])
-        .env("WFP_FFI_WDM_SO", &so)
-        .env("LD_PRELOAD", lib)
-        .env(
-            "ASAN_OPTIONS",
-            "detect_leaks=1:abort_on_error=0:exitcode=98",
+    asan::run_inner("wdm_inner", "WFP_FFI_WDM_SO", "wdm: done", || {
+        build_driver(
+            "rt_wdm_asan",
+            &["-fsanitize=address", "-fno-omit-frame-pointer", "-g"],
         )
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("wdm: done"), "{text}");
-    assert!(!text.contains("AddressSanitizer"), "{text}");
+    });
 }

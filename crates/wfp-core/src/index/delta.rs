@@ -213,6 +213,7 @@ impl Bounds {
         pack(&hit)
     }
 
+    #[cfg(any(test, feature = "bench-internals"))]
     fn bytes(&self) -> usize {
         match self {
             Self::Narrow { lo, span } => (lo.capacity() + span.capacity()) * 4,

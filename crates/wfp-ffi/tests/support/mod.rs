@@ -1,21 +1,22 @@
 //! Test support shared by the integration tests (`mod support;`): the valgrind re-exec that runs
 //! one `#[ignore]`d test of the current test binary in a child process under memcheck.
 
-use std::path::Path;
+use std::ffi::OsStr;
 use std::process::Command;
 
 /// Runs the ignored test `inner` of this test binary under valgrind memcheck with `env_name` set
-/// to `so`, and asserts: the child succeeded, printed `done_marker`, 0 errors and 0 bytes
-/// definitely lost. Returns false (with a note) when valgrind is not installed.
+/// to `value` (the driver or drivers to load), and asserts: the child succeeded, printed
+/// `done_marker`, 0 errors and 0 bytes definitely lost. Returns the child's output for further
+/// checks, or `None` (with a note) when valgrind is not installed.
 pub(crate) fn run_inner_under_valgrind(
     inner: &str,
     env_name: &str,
-    so: &Path,
+    value: impl AsRef<OsStr>,
     done_marker: &str,
-) -> bool {
+) -> Option<String> {
     if Command::new("valgrind").arg("--version").output().is_err() {
         eprintln!("note: valgrind not installed; skipping");
-        return false;
+        return None;
     }
     let out = Command::new("valgrind")
         .args([
@@ -32,7 +33,7 @@ pub(crate) fn run_inner_under_valgrind(
             "--test-threads=1",
             "--nocapture",
         ])
-        .env(env_name, so)
+        .env(env_name, value)
         .output()
         .expect("run valgrind");
     let text = format!(
@@ -47,5 +48,5 @@ pub(crate) fn run_inner_under_valgrind(
         text.contains("definitely lost: 0 bytes") || text.contains("All heap blocks were freed"),
         "{text}"
     );
-    true
+    Some(text)
 }
