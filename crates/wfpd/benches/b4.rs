@@ -48,7 +48,11 @@
 //! Other knobs: `WFP_BENCH_CASES` (comma-separated subset of `noqueue,bare,wfpd10,wfpd10k,wfpdoff`, plus
 //! the diagnostic cases `noqueuect` — no queue, but conntrack hooked in (one native base chain per
 //! hook accepting established packets: the kernel path an offloaded packet keeps;
-//! `WFP_BENCH_CT_CHAINS=N` for N such base chains) —, `bare1` — the bare reader with every verdict in a message of its own —
+//! `WFP_BENCH_CT_CHAINS=N` for N such base chains) —, `noqueuent` — no queue, the layout for
+//! offloaded UDP flows out of conntrack written by hand (one native base chain per hook, at raw
+//! priority where conntrack would come next: the flow's 5-tuple in a set with per-element
+//! counters, `notrack`, accept; `noqueuent2` the same without the PREROUTING chain, which
+//! loopback packets do not need; `noqueuent0` that without conntrack hooked in at all) —, `bare1` — the bare reader with every verdict in a message of its own —
 //! and `loop` — the worker loop with wfpd's options and an accept-all handler instead of the
 //! shim), e.g. to profile one case; `WFP_BENCH_COALESCE=0` (verdict coalescing off for the bare
 //! reader and wfpd alike); `WFP_BENCH_QUEUES=N` (wfpd on N queues, `--queue-balance`, one worker
@@ -502,6 +506,9 @@ enum Case {
     /// `ct state established accept` base chain at OUTPUT and INPUT) — the kernel path an
     /// offloaded packet cannot avoid here (offload keeps its state in conntrack).
     NoQueueConntrack,
+    /// Diagnostic, not in the default set: no queue, the target layout for offloaded UDP flows
+    /// out of conntrack (`notrack_set_table`).
+    NoQueueNotrack(NtLayout),
     Bare,
     /// Diagnostic, not in the default set: the bare reader with every verdict in a message of
     /// its own (`coalesce_verdicts = false`).
@@ -527,6 +534,9 @@ impl Case {
         match self {
             Self::NoQueue => "no queue".to_owned(),
             Self::NoQueueConntrack => "no queue, ct".to_owned(),
+            Self::NoQueueNotrack(NtLayout::Full) => "no queue, notrack".to_owned(),
+            Self::NoQueueNotrack(NtLayout::NoPrerouting) => "no queue, notrack2".to_owned(),
+            Self::NoQueueNotrack(NtLayout::NoConntrack) => "no queue, notrack0".to_owned(),
             Self::Bare => "bare reader".to_owned(),
             Self::BareUncoalesced => "bare, uncoalesced".to_owned(),
             Self::Loop => "wfpd loop, no shim".to_owned(),
@@ -539,6 +549,9 @@ impl Case {
         match self {
             Self::NoQueue => "noqueue".to_owned(),
             Self::NoQueueConntrack => "noqueuect".to_owned(),
+            Self::NoQueueNotrack(NtLayout::Full) => "noqueuent".to_owned(),
+            Self::NoQueueNotrack(NtLayout::NoPrerouting) => "noqueuent2".to_owned(),
+            Self::NoQueueNotrack(NtLayout::NoConntrack) => "noqueuent0".to_owned(),
             Self::Bare => "bare".to_owned(),
             Self::BareUncoalesced => "bare1".to_owned(),
             Self::Loop => "loop".to_owned(),
@@ -547,12 +560,31 @@ impl Case {
             Self::Offload => "wfpdoff".to_owned(),
         }
     }
+
+    /// Whether the case queues packets (has a reader).
+    fn queued(self) -> bool {
+        !matches!(
+            self,
+            Self::NoQueue | Self::NoQueueConntrack | Self::NoQueueNotrack(_)
+        )
+    }
+}
+
+/// What the cases are set up with.
+struct Setup<'a> {
+    /// wfpd's configuration without the daemon's queued-path knobs (the bare reader's).
+    bare_config: &'a Config,
+    /// The policy files, by number of filters.
+    policies: &'a [(usize, PathBuf)],
+    /// The UDP request/response client's port (the `noqueuent` case's set element).
+    rr_port: u16,
 }
 
 /// A case set up and carrying traffic.
 enum Running {
     NoQueue,
     NoQueueConntrack,
+    NoQueueNotrack,
     Bare {
         thread: std::thread::JoinHandle<Result<QueueStats, NfqError>>,
         stop: StopHandle,
@@ -582,6 +614,48 @@ fn ct_only_table() -> String {
         }
     }
     t + "}\n"
+}
+
+/// The `noqueuent` case's table: the target layout for offloaded UDP flows (issue 16,
+/// docs/offload.md "Offloaded UDP flows out of conntrack"), rules written by hand, no queue. One
+/// native base chain per hook: at OUTPUT and PREROUTING at raw priority (before conntrack), the
+/// flow's 5-tuple looked up in a set with per-element counters -> `notrack`, accept; at INPUT the
+/// same lookup -> accept. Every chain ends with a `ct mark` test standing for the non-offloaded
+/// path (the queue rule and the conntrack-mark test of TCP offload), which also hooks conntrack
+/// into the namespace as wfpd does. See [`NtLayout`] for the variants.
+fn notrack_set_table(rr_port: u16, layout: NtLayout) -> String {
+    let key = "ip saddr . ip daddr . meta l4proto . th sport . th dport";
+    let rest = if layout == NtLayout::NoConntrack {
+        "meta mark 0x00110000 accept"
+    } else {
+        "ct mark and 0x00ff0000 == 0x00110000 accept"
+    };
+    let prerouting = layout == NtLayout::Full;
+    let mut t = format!(
+        "table inet b4_nt {{\n  set flows4 {{ type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service; counter; \
+         elements = {{ 127.0.0.1 . 127.0.0.1 . udp . {rr_port} . {ECHO_PORT}, 127.0.0.1 . 127.0.0.1 . udp . {ECHO_PORT} . {rr_port} }} }}\n\
+         \x20 chain output {{ type filter hook output priority raw; {key} @flows4 notrack accept; {rest}; }}\n\
+         \x20 chain input {{ type filter hook input priority filter; {key} @flows4 accept; {rest}; }}\n"
+    );
+    if prerouting {
+        t += &format!(
+            "  chain prerouting {{ type filter hook prerouting priority raw; {key} @flows4 notrack accept; {rest}; }}\n"
+        );
+    }
+    t + "}\n"
+}
+
+/// Variants of the `noqueuent` layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NtLayout {
+    /// OUTPUT, PREROUTING and INPUT chains (`noqueuent`).
+    Full,
+    /// Without the PREROUTING chain (`noqueuent2`): loopback packets are already untracked at
+    /// OUTPUT; other inbound packets would need it.
+    NoPrerouting,
+    /// As `NoPrerouting`, and no rule refers to conntrack, so it is not hooked into the
+    /// namespace at all (`noqueuent0`): what conntrack's hooks cost an untracked packet.
+    NoConntrack,
 }
 
 /// Runs `nft -f -` with `script` in the calling thread's namespace.
@@ -657,12 +731,17 @@ impl std::ops::AddAssign for QueueTotals {
 }
 
 impl Running {
-    fn start(case: Case, bare_config: &Config, policies: &[(usize, PathBuf)]) -> Self {
+    fn start(case: Case, setup: &Setup<'_>) -> Self {
+        let (bare_config, policies) = (setup.bare_config, setup.policies);
         match case {
             Case::NoQueue => Self::NoQueue,
             Case::NoQueueConntrack => {
                 nft(&ct_only_table());
                 Self::NoQueueConntrack
+            }
+            Case::NoQueueNotrack(layout) => {
+                nft(&notrack_set_table(setup.rr_port, layout));
+                Self::NoQueueNotrack
             }
             Case::Bare | Case::BareUncoalesced => {
                 // wfpd's kernel setup, wfp_nfqueue's accept-all reader.
@@ -741,7 +820,7 @@ impl Running {
     /// Packets decided so far.
     fn queued(&self) -> u64 {
         match self {
-            Self::NoQueue | Self::NoQueueConntrack => 0,
+            Self::NoQueue | Self::NoQueueConntrack | Self::NoQueueNotrack => 0,
             Self::Bare { handled, .. } => handled.load(Ordering::Relaxed),
             Self::Loop { status, .. } => status.progress.load(Ordering::Relaxed),
             Self::Wfpd(daemon) => daemon.packets_decided(),
@@ -751,7 +830,7 @@ impl Running {
     /// The name prefix of the worker threads.
     fn worker_thread(&self) -> &'static str {
         match self {
-            Self::NoQueue | Self::NoQueueConntrack => "\u{0}",
+            Self::NoQueue | Self::NoQueueConntrack | Self::NoQueueNotrack => "\u{0}",
             Self::Bare { .. } => "wfp-nfq-",
             Self::Loop { .. } | Self::Wfpd(_) => "wfpd-queue-",
         }
@@ -762,6 +841,10 @@ impl Running {
             Self::NoQueue => QueueTotals::default(),
             Self::NoQueueConntrack => {
                 nft("delete table inet b4_ct\n");
+                QueueTotals::default()
+            }
+            Self::NoQueueNotrack => {
+                nft("delete table inet b4_nt\n");
                 QueueTotals::default()
             }
             Self::Bare {
@@ -913,11 +996,18 @@ fn main() {
     let rounds = env_number("WFP_BENCH_ROUNDS", 9.0, 100.0) as usize;
     let duration = Duration::from_secs_f64(secs);
     let cases: Vec<Case> = match std::env::var("WFP_BENCH_CASES") {
-        Ok(list) => [Case::NoQueueConntrack, Case::BareUncoalesced, Case::Loop]
-            .into_iter()
-            .chain(Case::ALL)
-            .filter(|c| list.split(',').any(|k| k.trim() == c.key()))
-            .collect(),
+        Ok(list) => [
+            Case::NoQueueConntrack,
+            Case::NoQueueNotrack(NtLayout::Full),
+            Case::NoQueueNotrack(NtLayout::NoPrerouting),
+            Case::NoQueueNotrack(NtLayout::NoConntrack),
+            Case::BareUncoalesced,
+            Case::Loop,
+        ]
+        .into_iter()
+        .chain(Case::ALL)
+        .filter(|c| list.split(',').any(|k| k.trim() == c.key()))
+        .collect(),
         Err(_) => Case::ALL.to_vec(),
     };
     if std::env::var_os("WFP_BENCH_LOG").is_some() {
@@ -954,6 +1044,11 @@ fn main() {
     rr.connect(("127.0.0.1", ECHO_PORT)).expect("connect rr");
     rr.set_read_timeout(Some(Duration::from_millis(100)))
         .expect("timeout");
+    let setup = Setup {
+        bare_config: &bare_config,
+        policies: &policies,
+        rr_port: rr.local_addr().expect("rr client address").port(),
+    };
     // The connection-rate samples open many connections: reuse TIME_WAIT ports, and let
     // conntrack forget closed connections after a second (every case alike).
     let _ = std::fs::write("/proc/sys/net/ipv4/tcp_tw_reuse", "1");
@@ -1006,9 +1101,9 @@ fn main() {
             let index = (k + round) % cases.len();
             let case = cases[index];
             let started = Instant::now();
-            let running = Running::start(case, &bare_config, &policies);
+            let running = Running::start(case, &setup);
             start_ms[index].push(started.elapsed().as_secs_f64() * 1e3);
-            let queued = !matches!(case, Case::NoQueue | Case::NoQueueConntrack);
+            let queued = case.queued();
             let mut clean = |kind: &str, tcp: bool, measure: &dyn Fn() -> Measured| {
                 let mut m = measure();
                 while m.foreign > max_foreign && retakes_left > 0 {
@@ -1066,7 +1161,7 @@ fn main() {
     );
     for (i, case) in cases.iter().enumerate() {
         let t = totals[i];
-        if matches!(case, Case::NoQueue | Case::NoQueueConntrack) {
+        if !case.queued() {
             continue;
         }
         println!(
@@ -1116,7 +1211,7 @@ fn main() {
                 |b| format!("{:.3}", med(i, f) / med(b, f)),
             )
         };
-        let queued = !matches!(case, Case::NoQueue | Case::NoQueueConntrack);
+        let queued = case.queued();
         println!(
             "{:<18} {:>9.0} {:>15} {:>6} {:>8.1} {:>11} {:>6} {:>9} {:>10}",
             case.name(),
@@ -1200,13 +1295,19 @@ fn main() {
         );
     }
 
+    rr_cpu_summary(&cases, &samples);
     offload_summary(&cases, &samples);
 }
 
-/// UDP request/response per exchange: CPU time of the exchanging threads (less disturbed by other
-/// programs than the rate), and the rate and CPU ratios of each round, against no queue and, when
-/// run, against no queue with conntrack (`noqueuect`: the part of the gap conntrack accounts for).
-fn rr_cpu_summary(cases: &[Case], samples: &[Vec<Sample>], off: usize, noq: usize) {
+/// UDP request/response per exchange, every case: CPU time of the exchanging threads (less
+/// disturbed by other programs than the rate) and the medians of the per-round ratios of CPU per
+/// exchange and of rate against no queue and, when run, against no queue with conntrack
+/// (`noqueuect`: the part of the gap conntrack accounts for).
+fn rr_cpu_summary(cases: &[Case], samples: &[Vec<Sample>]) {
+    let Some(noq) = cases.iter().position(|&c| c == Case::NoQueue) else {
+        return;
+    };
+    let ct = cases.iter().position(|&c| c == Case::NoQueueConntrack);
     let per_round = |a: usize, b: usize, f: fn(&Measured) -> f64| {
         let mut v: Vec<f64> = samples[a]
             .iter()
@@ -1215,20 +1316,28 @@ fn rr_cpu_summary(cases: &[Case], samples: &[Vec<Sample>], off: usize, noq: usiz
             .collect();
         median(&mut v)
     };
-    println!("  UDP r/r CPU per exchange (sender + echo threads, medians):");
+    println!();
+    println!(
+        "UDP r/r CPU per exchange (sender + echo threads; medians; per-round ratio medians, CPU \
+         and rate):"
+    );
     for (i, c) in cases.iter().enumerate() {
         let mut v: Vec<f64> = samples[i].iter().map(|s| s.rr.exchange_cpu_ns()).collect();
-        println!("    {:<18} {:>7.0} ns", c.name(), median(&mut v));
-    }
-    let mut bases = vec![noq];
-    bases.extend(cases.iter().position(|&c| c == Case::NoQueueConntrack));
-    for base in bases {
-        println!(
-            "  UDP r/r offload / {:<13} per-round medians: rate {:.3}, CPU per exchange {:.3}",
-            cases[base].name(),
-            per_round(off, base, |m| m.rate),
-            per_round(off, base, Measured::exchange_cpu_ns)
+        let mut line = format!(
+            "  {:<18} {:>7.0} ns   / no queue: CPU {:.3}, rate {:.3}",
+            c.name(),
+            median(&mut v),
+            per_round(i, noq, Measured::exchange_cpu_ns),
+            per_round(i, noq, |m| m.rate)
         );
+        if let Some(ct) = ct {
+            line += &format!(
+                "   / no queue, ct: CPU {:.3}, rate {:.3}",
+                per_round(i, ct, Measured::exchange_cpu_ns),
+                per_round(i, ct, |m| m.rate)
+            );
+        }
+        println!("{line}");
     }
 }
 
@@ -1266,7 +1375,6 @@ fn offload_summary(cases: &[Case], samples: &[Vec<Sample>]) {
         "  UDP r/r offload / no queue >= 0.90       {rr:.3} {}",
         ok(rr, 0.90)
     );
-    rr_cpu_summary(cases, samples, off, noq);
     if let Some(bare) = find(Case::Bare) {
         let conn = med(off, |s| s.conn.rate) / med(bare, |s| s.conn.rate);
         println!(
