@@ -102,6 +102,20 @@ pub struct ConnEnd {
     pub mark: Option<u32>,
 }
 
+/// What one update of [`ConntrackSocket::set_marks`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkOutcome {
+    /// The connection's mark was changed.
+    Set,
+    /// Conntrack has no such connection (it ended, or was never tracked).
+    NoSuchConnection,
+    /// The kernel refused the update (`errno`).
+    Failed {
+        /// The kernel's error number.
+        errno: i32,
+    },
+}
+
 /// A conntrack netlink socket.
 #[derive(Debug)]
 pub struct ConntrackSocket {
@@ -328,23 +342,100 @@ impl ConntrackSocket {
     /// `tuple` to those of `mark` (an update by tuple, acknowledged). `Ok(false)` when conntrack
     /// has no such connection (it ended, or was never tracked).
     pub fn set_mark(&mut self, tuple: &CtTuple, mark: u32, mask: u32) -> Result<bool, NfqError> {
-        let seq = self.next_seq();
-        let family = if tuple.src.is_ipv4() { 2 } else { 10 };
-        let mut m = Msg::new(MSG_CT_NEW, NLM_F_REQUEST | NLM_F_ACK, seq, family);
-        m.tuple(CTA_TUPLE_ORIG, tuple);
-        // The kernel computes (mark & ~MASK) ^ MARK: MARK must stay inside the mask.
-        m.u32_be(CTA_MARK, mark & mask);
-        m.u32_be(CTA_MARK_MASK, mask);
-        self.send(&m.finish())?;
-        match self.ack(seq, "conntrack update") {
-            Ok(()) => Ok(true),
-            Err(NfqError::Syscall { source, .. })
-                if source.raw_os_error() == Some(libc::ENOENT) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e),
+        match self.set_marks(&[(*tuple, mark)], mask)?.first() {
+            Some(MarkOutcome::Set) => Ok(true),
+            Some(MarkOutcome::NoSuchConnection) => Ok(false),
+            Some(MarkOutcome::Failed { errno }) => Err(NfqError::Syscall {
+                call: "conntrack update",
+                source: std::io::Error::from_raw_os_error(*errno),
+            }),
+            None => Err(NfqError::Syscall {
+                call: "conntrack update",
+                source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+            }),
         }
+    }
+
+    /// [`ConntrackSocket::set_mark`] for many connections at once: every update (the bits
+    /// `mask` of each connection's mark set to those of its value) goes out in one datagram
+    /// (one `sendto` per 48 KiB of requests; the kernel handles them in order) and each is
+    /// acknowledged. Returns one outcome per update, in order. `Err` only when the socket fails
+    /// or the kernel does not answer within 2 s.
+    pub fn set_marks(
+        &mut self,
+        updates: &[(CtTuple, u32)],
+        mask: u32,
+    ) -> Result<Vec<MarkOutcome>, NfqError> {
+        let mut out = Vec::with_capacity(updates.len());
+        let mut rest = updates;
+        while !rest.is_empty() {
+            let first = self.seq.wrapping_add(1);
+            let mut batch = Vec::new();
+            let mut n = 0;
+            for (tuple, mark) in rest {
+                let seq = self.next_seq();
+                let family = if tuple.src.is_ipv4() { 2 } else { 10 };
+                let mut m = Msg::new(MSG_CT_NEW, NLM_F_REQUEST | NLM_F_ACK, seq, family);
+                m.tuple(CTA_TUPLE_ORIG, tuple);
+                // The kernel computes (mark & ~MASK) ^ MARK: MARK must stay inside the mask.
+                m.u32_be(CTA_MARK, mark & mask);
+                m.u32_be(CTA_MARK_MASK, mask);
+                batch.extend_from_slice(&m.finish());
+                n += 1;
+                if batch.len() > 48 * 1024 {
+                    break;
+                }
+            }
+            self.send(&batch)?;
+            let mut outcomes = vec![None; n];
+            self.acks(first, &mut outcomes)?;
+            out.extend(outcomes.into_iter().flatten());
+            rest = rest.get(n..).unwrap_or(&[]);
+        }
+        Ok(out)
+    }
+
+    /// Collects the acknowledgements of the requests numbered `first`, `first + 1`, ... (one
+    /// slot of `outcomes` each) until every slot is filled; times out after 2 s.
+    fn acks(&mut self, first: u32, outcomes: &mut [Option<MarkOutcome>]) -> Result<(), NfqError> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut missing = outcomes.len();
+        while missing > 0 {
+            if Instant::now() > deadline {
+                return Err(NfqError::Syscall {
+                    call: "conntrack update",
+                    source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+                });
+            }
+            let _ = sys::call(Op::PollIn {
+                fd: self.fd.raw(),
+                timeout_ms: 100,
+            });
+            let Some(len) = self.recv_one()? else {
+                continue;
+            };
+            let data = self.buf.get(..len).unwrap_or(&[]).to_vec();
+            for (kind, s, payload) in messages_seq(&data) {
+                let index = s.wrapping_sub(first) as usize;
+                let Some(slot) = outcomes.get_mut(index).filter(|o| o.is_none()) else {
+                    continue;
+                };
+                if kind != NLMSG_ERROR {
+                    continue;
+                }
+                let errno = payload
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, i32::from_ne_bytes);
+                *slot = Some(match -errno {
+                    0 => MarkOutcome::Set,
+                    libc::ENOENT => MarkOutcome::NoSuchConnection,
+                    errno => MarkOutcome::Failed { errno },
+                });
+                missing -= 1;
+            }
+        }
+        Ok(())
     }
 
     /// Creates an established connection entry (tests, benchmarks): `tuple` in the original

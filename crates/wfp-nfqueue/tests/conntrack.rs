@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
-use wfp_nfqueue::conntrack::{ConntrackSocket, CtTuple};
+use wfp_nfqueue::conntrack::{ConntrackSocket, CtTuple, MarkOutcome};
 use wfp_nfqueue::TempNetns;
 
 fn in_netns(test: &str, body: impl FnOnce() + Send) {
@@ -186,6 +186,54 @@ fn open_connections_dump_by_mark_and_one_mark_changes_by_tuple() {
         // No such connection.
         let none = tuple(v4.0, v4.1, 2999);
         assert!(!ct.set_mark(&none, 0, 0x00ff_0000).expect("update none"));
+        assert_eq!(ct.malformed(), 0);
+    });
+}
+
+/// Issue 16 (the worker's connection mark updates, one netlink batch per verdict batch): many
+/// updates by tuple in one message batch, v4 and v6 mixed, one connection missing in between;
+/// each gets its own outcome in order, and only the masked bits change.
+#[test]
+fn a_batch_of_mark_updates_answers_each_update_in_order() {
+    in_netns("conntrack_set_marks", || {
+        let mut ct = ConntrackSocket::open().expect("open");
+        let v4 = (
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+        );
+        let v6 = (
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2)),
+        );
+        let life = Duration::from_secs(30);
+        let mut updates = Vec::new();
+        for i in 0..40u16 {
+            let (src, dst) = if i % 2 == 0 { v4 } else { v6 };
+            let t = tuple(src, dst, 3000 + i);
+            if i != 17 {
+                ct.create(&t, 0x1000_0000 | u32::from(i), life)
+                    .expect("create");
+            }
+            updates.push((t, 0x0021_0000 | u32::from(i)));
+        }
+        let outcomes = ct.set_marks(&updates, 0x00ff_0000).expect("set marks");
+        let expected: Vec<MarkOutcome> = (0..40)
+            .map(|i| {
+                if i == 17 {
+                    MarkOutcome::NoSuchConnection
+                } else {
+                    MarkOutcome::Set
+                }
+            })
+            .collect();
+        assert_eq!(outcomes, expected);
+        let all = ct.dump(0, 0).expect("dump all");
+        for (i, (t, _)) in updates.iter().enumerate() {
+            let mark = all.iter().find(|e| e.tuple == *t).and_then(|e| e.mark);
+            let want = (i != 17).then_some(0x1021_0000 | i as u32);
+            assert_eq!(mark, want, "connection {i}");
+        }
+        assert!(ct.set_marks(&[], 0x00ff_0000).expect("empty").is_empty());
         assert_eq!(ct.malformed(), 0);
     });
 }

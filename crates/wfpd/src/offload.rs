@@ -35,7 +35,7 @@ use serde::Deserialize;
 use wfp_core::catalogue::layers;
 use wfp_core::engine::{CommitObserver, CommitPhase};
 use wfp_core::{Engine, LayerId};
-use wfp_nfqueue::conntrack::{ConnEnd, ConntrackSocket, CtTuple};
+use wfp_nfqueue::conntrack::{ConnEnd, ConntrackSocket, CtTuple, MarkOutcome};
 use wfp_nfqueue::offload::{
     CtDir, Epoch, Epochs, OffloadMarks, OffloadRules, Slot, SlotHook, DEFAULT_MASK,
 };
@@ -283,30 +283,52 @@ impl WorkerOffload {
     }
 
     /// After the batch's verdicts went out: sets the noted connections' fields (those noted
-    /// under the epoch still current; a revocation in between leaves them queued).
+    /// under the epoch still current; a revocation in between leaves them queued), all of the
+    /// batch's in one conntrack netlink message batch ([`ConntrackSocket::set_marks`]).
     pub fn verdicts_sent(&mut self) {
         let updates = std::mem::take(&mut self.updates);
         let current = self.shared.epoch();
         let mask = self.shared.marks.mask();
         let shared = Arc::clone(&self.shared);
         let stats = &shared.stats;
-        for (tuple, epoch, field) in updates {
-            if current != Some(epoch) {
-                stats.raced.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let Some(socket) = self.socket() else {
-                stats.ct_update_failed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            match socket.set_mark(&tuple, field, mask) {
-                Ok(true) => stats.ct_updates.fetch_add(1, Ordering::Relaxed),
-                Ok(false) => stats.ct_update_failed.fetch_add(1, Ordering::Relaxed),
-                Err(e) => {
-                    tracing::debug!(error = %e, ?tuple, "offload: connection mark not set");
-                    stats.ct_update_failed.fetch_add(1, Ordering::Relaxed)
+        let fields: Vec<(CtTuple, u32)> = updates
+            .into_iter()
+            .filter_map(|(tuple, epoch, field)| {
+                if current == Some(epoch) {
+                    Some((tuple, field))
+                } else {
+                    stats.raced.fetch_add(1, Ordering::Relaxed);
+                    None
                 }
-            };
+            })
+            .collect();
+        if fields.is_empty() {
+            return;
+        }
+        let n = fields.len() as u64;
+        let Some(socket) = self.socket() else {
+            stats.ct_update_failed.fetch_add(n, Ordering::Relaxed);
+            return;
+        };
+        match socket.set_marks(&fields, mask) {
+            Ok(outcomes) => {
+                for (o, (tuple, _)) in outcomes.iter().zip(&fields) {
+                    match o {
+                        MarkOutcome::Set => stats.ct_updates.fetch_add(1, Ordering::Relaxed),
+                        MarkOutcome::NoSuchConnection => {
+                            stats.ct_update_failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                        MarkOutcome::Failed { errno } => {
+                            tracing::debug!(errno, ?tuple, "offload: connection mark not set");
+                            stats.ct_update_failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "offload: connection marks not set");
+                stats.ct_update_failed.fetch_add(n, Ordering::Relaxed);
+            }
         }
     }
 
@@ -371,23 +393,36 @@ impl WorkerOffload {
         self.clear(&tuples);
     }
 
-    /// Clears the reserved mark bits of each connection (counted; errors logged).
+    /// Clears the reserved mark bits of each connection, in one conntrack netlink message batch
+    /// (counted; errors logged).
     fn clear(&mut self, tuples: &[CtTuple]) {
         let mask = self.shared.marks.mask();
-        for t in tuples {
-            let Some(socket) = self.socket() else {
-                let stats = &self.shared.stats;
-                stats.withdraw_failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            };
-            let result = socket.set_mark(t, 0, mask);
-            let stats = &self.shared.stats;
-            match result {
-                Ok(found) => tracing::debug!(?t, found, "offload withdrawn (asynchronous action)"),
-                Err(e) => {
-                    stats.withdraw_failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, ?t, "offload withdrawal failed");
+        let shared = Arc::clone(&self.shared);
+        let stats = &shared.stats;
+        let Some(socket) = self.socket() else {
+            stats
+                .withdraw_failed
+                .fetch_add(tuples.len() as u64, Ordering::Relaxed);
+            return;
+        };
+        let clears: Vec<(CtTuple, u32)> = tuples.iter().map(|t| (*t, 0)).collect();
+        match socket.set_marks(&clears, mask) {
+            Ok(outcomes) => {
+                for (o, t) in outcomes.iter().zip(tuples) {
+                    if let MarkOutcome::Failed { errno } = o {
+                        stats.withdraw_failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(errno, ?t, "offload withdrawal failed");
+                    } else {
+                        let found = *o == MarkOutcome::Set;
+                        tracing::debug!(?t, found, "offload withdrawn (asynchronous action)");
+                    }
                 }
+            }
+            Err(e) => {
+                stats
+                    .withdraw_failed
+                    .fetch_add(tuples.len() as u64, Ordering::Relaxed);
+                tracing::warn!(error = %e, "offload withdrawal failed");
             }
         }
     }
