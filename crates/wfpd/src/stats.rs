@@ -1,20 +1,28 @@
 //! The statistics snapshot: what SIGUSR1 logs and the stats file holds (JSON).
 //!
-//! Fail-open events, all counted:
+//! Failure postures (the brief's reliability promises; POSTURE net events, `api/posture.rs`):
+//! every packet a posture decides without inspection is counted, accepted or dropped.
 //!
-//! | event | counted by | field |
+//! | posture, verdict | counted by | field |
 //! |---|---|---|
-//! | internal error, `internal_error = "fail-open"` | the worker | `fail_open.internal_error` |
-//! | worker stuck, `hung = "fail-open"` | the watchdog | `fail_open.hung` |
-//! | a pended packet past the verdict deadline, `pended = "fail-open"` | the worker | `fail_open.pended` |
-//! | queue full with `overloaded = "fail-open"`, queue bypassed while wfpd is absent, and the two above | the kernel, in the `security`-table accounting chains (packets accepted without wfpd's mark bit) | `fail_open.uninspected_accepted` |
+//! | internal error, `internal_error = "fail-open"` | the worker (its verdict carries wfpd's accounting bit) | `fail_open.internal_error` |
+//! | internal error, `"fail-closed"` | the worker | `queues[].internal_errors` (all contained panics) minus the above |
+//! | worker stuck, `hung = "fail-open"` | the watchdog (one batch verdict for the waiting packets, without a mark: the kernel also counts them in `uninspected_accepted` when its accounting chains are installed) | `fail_open.hung`, `queues[].hung_accepted` |
+//! | worker stuck, `"fail-closed"` | the watchdog | `queues[].hung_dropped` |
+//! | a pended packet past the verdict deadline, `pended = "fail-open"` | the worker (verdict with the accounting bit) | `fail_open.pended`, `queues[].held_expired_accepted` |
+//! | the same, `"fail-closed"` | the worker | `queues[].held_expired` minus the above |
+//! | queue full, `overloaded = "fail-open"`; queue bypassed while wfpd is absent, `absent = "fail-open"` | the kernel, in the `security`-table accounting chains (packets that passed a hook's NFQUEUE rule without wfpd's accounting bit) | `fail_open.uninspected_accepted` |
+//! | queue full, `overloaded = "fail-closed"` | the kernel queue | `queues[].kernel_queue_dropped` |
+//! | wfpd absent, `absent = "fail-closed"` | nobody: the kernel drops what it cannot queue, uncounted | — |
 //!
 //! `uninspected_accepted` is the total of packets that passed a hook's NFQUEUE rule without a
-//! verdict from wfpd, since the rules were installed (it keeps counting while wfpd is down, as long
-//! as the rules stay). It is `null` when wfpd does not manage the rules or accounting is off. The
-//! accounting chains are installed only when `absent` or `overloaded` is `"fail-open"`: with both
-//! fail-closed the kernel drops what it cannot queue, no packet passes the NFQUEUE rule unseen,
-//! and the value is 0 without a chain that every packet (an offloaded one too) would cross.
+//! verdict carrying wfpd's accounting bit, since the rules were installed (it keeps counting while
+//! wfpd is down, as long as the rules stay). It is `null` when wfpd does not manage the rules or
+//! the accounting mark is 0. The accounting chains are installed only when `absent` or
+//! `overloaded` is `"fail-open"` (`Config::kernel_may_accept_unseen`); with both fail-closed the
+//! value is 0 (no packet passes the NFQUEUE rule unseen; a hung fail-open episode is then counted
+//! by the watchdog only), and no chain is there that every packet — an offloaded one too — would
+//! cross.
 
 use serde::Serialize;
 
