@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | internal error, `internal_error = "fail-open"` | the worker (its verdict carries wfpd's accounting bit) | `fail_open.internal_error` |
 //! | internal error, `"fail-closed"` | the worker | `queues[].internal_errors` (all contained panics) minus the above |
-//! | worker stuck, `hung = "fail-open"` | the watchdog (one batch verdict for the waiting packets, without a mark: the kernel also counts them in `uninspected_accepted` when its accounting chains are installed) | `fail_open.hung`, `queues[].hung_accepted` |
+//! | worker stuck, `hung = "fail-open"` | the watchdog (one batch verdict for the waiting packets, without a mark: the kernel also counts them in `uninspected_accepted` when its accounting chains are installed; the POSTURE events count them as `hang` only) | `fail_open.hung`, `queues[].hung_accepted` |
 //! | worker stuck, `"fail-closed"` | the watchdog | `queues[].hung_dropped` |
 //! | a pended packet past the verdict deadline, `pended = "fail-open"` | the worker (verdict with the accounting bit) | `fail_open.pended`, `queues[].held_expired_accepted` |
 //! | the same, `"fail-closed"` | the worker | `queues[].held_expired` minus the above |

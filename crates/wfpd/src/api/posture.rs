@@ -8,7 +8,7 @@
 //! | `internal_error` | accept / drop | the worker's contained handler panics (`internal_error` posture) |
 //! | `hang` | accept / drop | the watchdog's verdicts for a stuck worker (`hung` posture) |
 //! | `overload` | drop | the kernel queue's `queue_dropped` (queue full, fail-closed) |
-//! | `overload` | accept | with `overloaded = "fail-open"`: growth of the accounting rules' count of packets accepted without wfpd's mark since attach (a full FAIL_OPEN queue accepts them; the kernel counts them nowhere) |
+//! | `overload` | accept | with `overloaded = "fail-open"`: growth of the accounting rules' count of packets accepted without wfpd's mark since attach (a full FAIL_OPEN queue accepts them; the kernel counts them nowhere), less the watchdog's fail-open verdicts (they carry no mark either, and are `hang` events) |
 //! | `absent` | accept | at attach: packets the accounting rules saw pass without wfpd's mark (the queue bypassed while wfpd was down) |
 
 use std::sync::atomic::Ordering;
@@ -48,7 +48,8 @@ fn posture_layer() -> LayerId {
 }
 
 /// Reads the counters of `workers` (and the kernel's queue-full drops); `uninspected` is the
-/// accounting rules' cumulative count now (fail-open overload: its growth beyond `absent`).
+/// accounting rules' cumulative count now (fail-open overload: its growth beyond `absent` and
+/// the watchdog's accepts, which the accounting rules count too: its batch verdict sets no mark).
 pub fn read(
     workers: &[std::sync::Arc<WorkerShared>],
     absent: u64,
@@ -67,11 +68,14 @@ pub fn read(
         .sum();
     let panics = sum(&|w| w.status.handler_panics.load(Ordering::Relaxed));
     let accepted = sum(&|w| w.status.panics_accepted.load(Ordering::Relaxed));
+    let hung_accepted = sum(&|w| w.hung_accepted.load(Ordering::Relaxed));
     [
         absent,
         overload,
-        uninspected.map_or(0, |n| n.saturating_sub(absent)),
-        sum(&|w| w.hung_accepted.load(Ordering::Relaxed)),
+        uninspected.map_or(0, |n| {
+            n.saturating_sub(absent).saturating_sub(hung_accepted)
+        }),
+        hung_accepted,
         sum(&|w| w.hung_dropped.load(Ordering::Relaxed)),
         accepted,
         panics.saturating_sub(accepted),
@@ -199,6 +203,12 @@ mod tests {
         assert_eq!(r[2], 6);
         assert_eq!(w.observe(&engine, &r), 1);
         assert_eq!(read(&[], 4, None)[2], 0);
+        // The watchdog's fail-open verdicts carry no mark: the accounting rules count them, but
+        // they are hang events, not overload ones.
+        let worker = std::sync::Arc::new(WorkerShared::new(0));
+        worker.hung_accepted.store(3, Ordering::Relaxed);
+        let r = read(&[worker], 4, Some(13));
+        assert_eq!((r[2], r[3]), (6, 3));
         let last = engine.drain_net_events().pop().and_then(|e| e.detail);
         assert_eq!(
             last,
