@@ -115,6 +115,18 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::fwpm::FwpmFreeMemory0 as *const c_void,
     ),
     Export(
+        "FwpmBfeStateGet0",
+        super::bfe::FwpmBfeStateGet0 as *const c_void,
+    ),
+    Export(
+        "FwpmBfeStateSubscribeChanges0",
+        super::bfe::FwpmBfeStateSubscribeChanges0 as *const c_void,
+    ),
+    Export(
+        "FwpmBfeStateUnsubscribeChanges0",
+        super::bfe::FwpmBfeStateUnsubscribeChanges0 as *const c_void,
+    ),
+    Export(
         "FwpmProviderAdd0",
         super::fwpm::FwpmProviderAdd0 as *const c_void,
     ),
