@@ -115,6 +115,18 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::fwpm::FwpmFreeMemory0 as *const c_void,
     ),
     Export(
+        "WdfWaitLockCreate",
+        super::wdf::WdfWaitLockCreate as *const c_void,
+    ),
+    Export(
+        "WdfWaitLockAcquire",
+        super::wdf::WdfWaitLockAcquire as *const c_void,
+    ),
+    Export(
+        "WdfWaitLockRelease",
+        super::wdf::WdfWaitLockRelease as *const c_void,
+    ),
+    Export(
         "FwpmBfeStateGet0",
         super::bfe::FwpmBfeStateGet0 as *const c_void,
     ),

@@ -1,8 +1,9 @@
-//! The engine state API WFPSampler's DriverEntry uses (`FwpmBfeStateGet0`,
-//! `FwpmBfeStateSubscribeChanges0`, `FwpmBfeStateUnsubscribeChanges0`) and its processor and
-//! clock helpers, through `tests/c/drivers/rt_bfe.c`: the state is RUNNING, a subscription's
-//! callback never runs (the in-process engine never changes state while a driver is loaded),
-//! handles are checked, and a subscription left at unload is a Verifier finding.
+//! Runtime pieces WFPSampler's DriverEntry uses (docs/c-abi.md "WFPSampler"): the engine state API
+//! (`FwpmBfeStateGet0`, `FwpmBfeStateSubscribeChanges0`, `FwpmBfeStateUnsubscribeChanges0`) and
+//! its processor and clock helpers through `tests/c/drivers/rt_bfe.c` — the state is RUNNING, a
+//! subscription's callback never runs (the in-process engine never changes state while a driver
+//! is loaded), handles are checked, a subscription left at unload is a Verifier finding — and
+//! KMDF wait locks through `tests/c/drivers/rt_waitlock.c`, contended from a system thread.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,9 +13,15 @@ use wfp_ffi::compile::{build, BuildOptions};
 use wfp_ffi::{DriverHost, Finding, HostConfig};
 
 fn build_rt_bfe(name: &str, defines: &[&str]) -> PathBuf {
+    build_driver("rt_bfe.c", name, defines)
+}
+
+fn build_driver(source: &str, name: &str, defines: &[&str]) -> PathBuf {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.so"));
     build(&BuildOptions {
-        sources: vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/drivers/rt_bfe.c")],
+        sources: vec![Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/c/drivers")
+            .join(source)],
         output: out.clone(),
         defines: defines.iter().map(|d| (*d).to_string()).collect(),
         ..BuildOptions::default()
@@ -58,4 +65,17 @@ fn a_subscription_left_at_unload_is_a_finding() {
         )),
         "{findings:?}"
     );
+}
+
+#[test]
+fn wait_locks_exclude_poll_and_time_out_and_go_with_the_driver() {
+    let (log, findings) = run(&build_driver("rt_waitlock.c", "rt_waitlock", &[]));
+    assert!(!log.iter().any(|l| l.starts_with("FAIL")), "{log:#?}");
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("ok ")).count(),
+        7,
+        "{log:#?}"
+    );
+    assert!(log.iter().any(|l| l == "done"), "{log:#?}");
+    assert!(findings.is_empty(), "{findings:?}");
 }
