@@ -3,7 +3,9 @@
 //! its processor and clock helpers through `tests/c/drivers/rt_bfe.c` — the state is RUNNING, a
 //! subscription's callback never runs (the in-process engine never changes state while a driver
 //! is loaded), handles are checked, a subscription left at unload is a Verifier finding — and
-//! KMDF wait locks through `tests/c/drivers/rt_waitlock.c`, contended from a system thread.
+//! KMDF wait locks through `tests/c/drivers/rt_waitlock.c`, contended from a system thread, and
+//! callback objects through `tests/c/drivers/rt_callback.c` (`\Callback\PowerState`, never
+//! notified by the host; a driver's own object notified with ExNotifyCallback).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,4 +80,37 @@ fn wait_locks_exclude_poll_and_time_out_and_go_with_the_driver() {
     );
     assert!(log.iter().any(|l| l == "done"), "{log:#?}");
     assert!(findings.is_empty(), "{findings:?}");
+}
+
+#[test]
+fn callback_objects_power_state_and_own_notifications() {
+    let (log, findings) = run(&build_driver("rt_callback.c", "rt_callback", &[]));
+    assert!(!log.iter().any(|l| l.starts_with("FAIL")), "{log:#?}");
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("ok ")).count(),
+        9,
+        "{log:#?}"
+    );
+    assert!(findings.is_empty(), "{findings:?}");
+}
+
+#[test]
+fn a_callback_registration_and_reference_left_at_unload_are_findings() {
+    let (log, findings) = run(&build_driver(
+        "rt_callback.c",
+        "rt_callback_left",
+        &["RT_CALLBACK_LEAVE"],
+    ));
+    assert!(!log.iter().any(|l| l.starts_with("FAIL")), "{log:#?}");
+    for what in [
+        "callback registration(s) never unregistered",
+        "callback object reference(s) never released",
+    ] {
+        assert!(
+            findings
+                .iter()
+                .any(|f| matches!(f, Finding::ObjectsLeft { what: w, count: 1 } if *w == what)),
+            "{what}: {findings:?}"
+        );
+    }
 }

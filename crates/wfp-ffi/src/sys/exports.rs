@@ -115,6 +115,22 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::fwpm::FwpmFreeMemory0 as *const c_void,
     ),
     Export(
+        "ExCreateCallback",
+        super::callbackobj::ExCreateCallback as *const c_void,
+    ),
+    Export(
+        "ExRegisterCallback",
+        super::callbackobj::ExRegisterCallback as *const c_void,
+    ),
+    Export(
+        "ExUnregisterCallback",
+        super::callbackobj::ExUnregisterCallback as *const c_void,
+    ),
+    Export(
+        "ExNotifyCallback",
+        super::callbackobj::ExNotifyCallback as *const c_void,
+    ),
+    Export(
         "WdfWaitLockCreate",
         super::wdf::WdfWaitLockCreate as *const c_void,
     ),

@@ -536,6 +536,7 @@ impl Driver {
             &raw const *self.object,
         ))
         .chain(host.rt.ndis.lock().left_by(self.index))
+        .chain(super::callbackobj::take_left(host, self.index))
         {
             if count > 0 {
                 host.finding(Finding::ObjectsLeft { what, count });

@@ -10,6 +10,7 @@
 )]
 
 mod bfe;
+mod callbackobj;
 mod callout;
 mod checksum;
 mod convert;
@@ -63,6 +64,7 @@ pub(crate) struct RtState {
     pub(crate) ndis: parking_lot::Mutex<ndispool::State>,
     pub(crate) pool_types: parking_lot::Mutex<kernel::PoolTypes>,
     pub(crate) bfe: parking_lot::Mutex<bfe::Subscriptions>,
+    pub(crate) callbacks: parking_lot::Mutex<callbackobj::Callbacks>,
 }
 
 /// Runs `body`, turning a panic into `fallback` and a Verifier finding (the panic boundary every
