@@ -40,6 +40,18 @@ NTSTATUS FwpmProviderContextDeleteByKey0(HANDLE engineHandle, const GUID *key);
 NTSTATUS FwpmProviderContextGetByKey0(HANDLE engineHandle, const GUID *key,
                                       FWPM_PROVIDER_CONTEXT0 **providerContext);
 void FwpmFreeMemory0(void **p);
+/* The engine runs in the host process for the host's lifetime: FwpmBfeStateGet0 is
+ * FWPM_SERVICE_RUNNING whenever a driver can call it, and a subscriber's callback is never called
+ * (the state never changes while the driver is loaded). A subscription must be ended with
+ * FwpmBfeStateUnsubscribeChanges0; one left at unload is a Verifier finding. */
+typedef void (*FWPM_SERVICE_STATE_CHANGE_CALLBACK0)(void *context, FWPM_SERVICE_STATE newState);
+FWPM_SERVICE_STATE FwpmBfeStateGet0(void);
+NTSTATUS FwpmBfeStateSubscribeChanges0(void *deviceObject, FWPM_SERVICE_STATE_CHANGE_CALLBACK0 callback,
+                                       void *context, HANDLE *changeHandle);
+NTSTATUS FwpmBfeStateUnsubscribeChanges0(HANDLE changeHandle);
+#define FwpmBfeStateGet FwpmBfeStateGet0
+#define FwpmBfeStateSubscribeChanges FwpmBfeStateSubscribeChanges0
+#define FwpmBfeStateUnsubscribeChanges FwpmBfeStateUnsubscribeChanges0
 #define FwpmEngineOpen FwpmEngineOpen0
 #define FwpmEngineClose FwpmEngineClose0
 #define FwpmTransactionBegin FwpmTransactionBegin0

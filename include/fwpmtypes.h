@@ -109,6 +109,14 @@ typedef struct FWPM_FILTER0_ {
  * other types' union members point to structures this project does not define (IPsec/IKE
  * policies, classify options): they are declared so WDK sources compile, and are NULL when the
  * engine hands such a provider context to a driver (docs/c-abi.md). */
+/* The base filtering engine's state (FwpmBfeStateGet0). */
+typedef enum FWPM_SERVICE_STATE_ {
+    FWPM_SERVICE_STOPPED = 0,
+    FWPM_SERVICE_START_PENDING = 1,
+    FWPM_SERVICE_STOP_PENDING = 2,
+    FWPM_SERVICE_RUNNING = 3,
+    FWPM_SERVICE_STATE_MAX = 4
+} FWPM_SERVICE_STATE;
 typedef enum FWPM_PROVIDER_CONTEXT_TYPE_ {
     FWPM_IPSEC_KEYING_CONTEXT = 0,
     FWPM_IPSEC_IKE_QM_TRANSPORT_CONTEXT = 1,

@@ -23,6 +23,7 @@ typedef struct WDFQUEUE__ *WDFQUEUE;
 typedef struct WDFREQUEST__ *WDFREQUEST;
 typedef struct WDFMEMORY__ *WDFMEMORY;
 typedef struct WDFKEY__ *WDFKEY;
+typedef struct WDFWAITLOCK__ *WDFWAITLOCK;
 typedef struct WDFSTRING__ *WDFSTRING;
 typedef void *WDFOBJECT;
 typedef struct WDFDEVICE_INIT *PWDFDEVICE_INIT;
@@ -78,7 +79,7 @@ FORCEINLINE void WDF_OBJECT_ATTRIBUTES_INIT(PWDF_OBJECT_ATTRIBUTES Attributes)
 #define WDF_TYPE_NAME_TO_TYPE_INFO(_contexttype) _WDF_##_contexttype##_TYPE_INFO
 #define WDF_GET_CONTEXT_TYPE_INFO(_contexttype) (&WDF_TYPE_NAME_TO_TYPE_INFO(_contexttype))
 #define WDF_DECLARE_CONTEXT_TYPE_WITH_NAME(_contexttype, _castingfunction) \
-    __attribute__((weak)) const WDF_OBJECT_CONTEXT_TYPE_INFO WDF_TYPE_NAME_TO_TYPE_INFO(_contexttype) = { \
+    WFP_CXX_EXTERN __attribute__((weak)) const WDF_OBJECT_CONTEXT_TYPE_INFO WDF_TYPE_NAME_TO_TYPE_INFO(_contexttype) = { \
         sizeof(WDF_OBJECT_CONTEXT_TYPE_INFO), (PCHAR)#_contexttype, sizeof(_contexttype), \
         &WDF_TYPE_NAME_TO_TYPE_INFO(_contexttype), NULL }; \
     static inline __attribute__((unused)) _contexttype *_castingfunction(WDFOBJECT Handle) \
@@ -156,6 +157,13 @@ NTSTATUS WdfRegistryQueryUnicodeString(WDFKEY Key, PCUNICODE_STRING ValueName, P
 NTSTATUS WdfRegistryQueryValue(WDFKEY Key, PCUNICODE_STRING ValueName, ULONG ValueLength, PVOID Value,
                                PULONG ValueLengthQueried, PULONG ValueType);
 void WdfRegistryClose(WDFKEY Key);
+/* ---- wait locks: a mutex held across calls; parent the driver (deleted with it, or by
+ * WdfObjectDelete). Acquire at PASSIVE_LEVEL, or with *Timeout == 0 (a poll) up to
+ * DISPATCH_LEVEL; Timeout NULL waits forever, negative is relative and positive absolute 100-ns
+ * units. Not recursive: a second acquire by the holder is a Verifier finding (STATUS_TIMEOUT). */
+NTSTATUS WdfWaitLockCreate(PWDF_OBJECT_ATTRIBUTES LockAttributes, WDFWAITLOCK *Lock);
+NTSTATUS WdfWaitLockAcquire(WDFWAITLOCK Lock, PLONGLONG Timeout);
+void WdfWaitLockRelease(WDFWAITLOCK Lock);
 
 /* ---- I/O queue and requests ---- */
 /* CTL_CODE, METHOD_* and FILE_*_ACCESS: wfp/irp.h (wdm.h). */

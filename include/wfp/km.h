@@ -237,6 +237,25 @@ ULONG KeQueryMaximumProcessorCount(void);
 #define ALL_PROCESSOR_GROUPS 0xffff
 ULONG KeQueryMaximumProcessorCountEx(USHORT GroupNumber);
 ULONG KeQueryActiveProcessorCountEx(USHORT GroupNumber);
+/* One processor group (group 0): KeGetCurrentProcessorNumberEx is the index, split as the WDK's
+ * PROCESSOR_NUMBER. */
+typedef struct _PROCESSOR_NUMBER {
+    USHORT Group;
+    UCHAR Number;
+    UCHAR Reserved;
+} PROCESSOR_NUMBER, *PPROCESSOR_NUMBER;
+FORCEINLINE ULONG KeGetCurrentProcessorNumberEx(PPROCESSOR_NUMBER ProcNumber)
+{
+    ULONG index = KeGetCurrentProcessorIndex();
+    if (ProcNumber) {
+        ProcNumber->Group = 0;
+        ProcNumber->Number = (UCHAR)index;
+        ProcNumber->Reserved = 0;
+    }
+    return index;
+}
+/* 100-ns units the interval clock adds per tick: x64's default clock interval (15.625 ms). */
+FORCEINLINE ULONG KeQueryTimeIncrement(void) { return 156250; }
 
 /* ---- DPCs (§4): a queued DPC runs once on a host worker thread at DISPATCH_LEVEL, where
  * KeGetCurrentProcessorNumber() is the processor it was queued on. The runtime owns the

@@ -145,6 +145,25 @@ LONG_PTR ObfReferenceObject(PVOID Object);
 LONG_PTR ObfDereferenceObject(PVOID Object);
 #define ObReferenceObject(o) ObfReferenceObject(o)
 #define ObDereferenceObject(o) ObfDereferenceObject(o)
+/* ---- callback objects (ExCreateCallback ...): the host's own namespace. \Callback\PowerState,
+ * \Callback\SetSystemTime and \Callback\ProcessorAdd exist; the host never notifies them (no
+ * power transitions, clock changes or hot-added processors), so their callbacks run only through
+ * ExNotifyCallback. Registrations and references left at unload are Verifier findings. */
+typedef struct _CALLBACK_OBJECT *PCALLBACK_OBJECT;
+typedef void CALLBACK_FUNCTION(PVOID CallbackContext, PVOID Argument1, PVOID Argument2);
+typedef CALLBACK_FUNCTION *PCALLBACK_FUNCTION;
+NTSTATUS ExCreateCallback(PCALLBACK_OBJECT *CallbackObject, POBJECT_ATTRIBUTES ObjectAttributes, BOOLEAN Create,
+                          BOOLEAN AllowMultipleCallbacks);
+PVOID ExRegisterCallback(PCALLBACK_OBJECT CallbackObject, PCALLBACK_FUNCTION CallbackFunction, PVOID CallbackContext);
+void ExUnregisterCallback(PVOID CallbackRegistration);
+/* Calls every registered function, in registration order, on the caller's thread and IRQL. */
+void ExNotifyCallback(PVOID CallbackObject, PVOID Argument1, PVOID Argument2);
+#define PO_CB_SYSTEM_POWER_POLICY 0
+#define PO_CB_AC_STATUS 1
+#define PO_CB_BUTTON_COLLISION 2
+#define PO_CB_SYSTEM_STATE_LOCK 3
+#define PO_CB_LID_SWITCH_STATE 4
+#define PO_CB_PROCESSOR_POWER_POLICY 5
 NTSTATUS ZwClose(HANDLE Handle);
 HANDLE PsGetCurrentProcessId(void);
 HANDLE PsGetCurrentThreadId(void);

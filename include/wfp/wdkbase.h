@@ -42,10 +42,22 @@
 #define EXTERN_C extern "C"
 #define WFP_BEGIN_DECLS extern "C" {
 #define WFP_END_DECLS }
+#define EXTERN_C_START extern "C" {
+#define EXTERN_C_END }
+/* Before a weak `const` definition in a header: C++ gives a namespace-scope const internal
+ * linkage, which a weak symbol cannot have; `extern` keeps it external (C needs nothing). */
+#define WFP_CXX_EXTERN extern
+/* C++ (docs/c-abi.md "C++ drivers"): C11's _Static_assert is C++'s static_assert. */
+#ifndef _Static_assert
+#define _Static_assert static_assert
+#endif
 #else
 #define EXTERN_C extern
 #define WFP_BEGIN_DECLS
 #define WFP_END_DECLS
+#define EXTERN_C_START
+#define EXTERN_C_END
+#define WFP_CXX_EXTERN
 #endif
 
 /* Calling-convention and linkage decorations: empty on Linux (SysV ABI on both sides). */
@@ -68,7 +80,13 @@
 #define DECLSPEC_NORETURN __attribute__((noreturn))
 #define DECLSPEC_NOINLINE __attribute__((noinline))
 #define DECLSPEC_ALIGN(n) __attribute__((aligned(n)))
+#ifdef __cplusplus
+/* C++: a namespace-scope `const` has internal linkage, which a weak symbol cannot have; an inline
+ * variable (C++17) has external linkage and COMDAT semantics, which is what selectany means. */
+#define DECLSPEC_SELECTANY inline
+#else
 #define DECLSPEC_SELECTANY __attribute__((weak))
+#endif
 #define DECLSPEC_RESTRICT
 #define DECLSPEC_NOTHROW
 #define DECLSPEC_CACHEALIGN __attribute__((aligned(64)))
@@ -78,12 +96,16 @@
  * a header defining it is included by several .c files. Here: GNU89 inline semantics (each
  * translation unit emits the definition) and `wfpctl driver build` weakens the duplicates when it
  * links, so they merge like COMDATs; `static __inline` stays file-local. */
+#ifdef __cplusplus
+#define __inline inline /* C++ inline functions are COMDATs already */
+#else
 #define __inline inline __attribute__((__gnu_inline__))
+#endif
 /* `__declspec(x)` (wdk-runtime.md §10): selectany → weak, align(n) → aligned(n), noinline,
  * noreturn, thread → __thread; dllimport/dllexport, restrict, nothrow, novtable and others are
  * no-ops. An unknown specifier is a compile error naming __WFP_DECLSPEC_<x>. */
 #define __declspec(x) __WFP_DECLSPEC_##x
-#define __WFP_DECLSPEC_selectany __attribute__((weak))
+#define __WFP_DECLSPEC_selectany DECLSPEC_SELECTANY
 #define __WFP_DECLSPEC_align(n) __attribute__((aligned(n)))
 #define __WFP_DECLSPEC_noinline __attribute__((noinline))
 #define __WFP_DECLSPEC_noreturn __attribute__((noreturn))
@@ -120,8 +142,14 @@ typedef unsigned char UCHAR, *PUCHAR, BYTE, *PBYTE;
 typedef UCHAR BOOLEAN, *PBOOLEAN;
 typedef short SHORT, CSHORT, *PSHORT;
 typedef unsigned short USHORT, *PUSHORT, WORD;
+#ifdef __cplusplus
+/* C++: L"..." is const wchar_t[] (16-bit with -fshort-wchar), a type of its own, as on MSVC. */
+typedef wchar_t WCHAR, *PWCHAR, *PWCH, *PWSTR, *LPWSTR, *NWPSTR;
+typedef const wchar_t *PCWSTR, *LPCWSTR, *PCWCH;
+#else
 typedef unsigned short WCHAR, *PWCHAR, *PWCH, *PWSTR, *LPWSTR, *NWPSTR;
 typedef const unsigned short *PCWSTR, *LPCWSTR, *PCWCH;
+#endif
 typedef int INT, *PINT, BOOL, LONG, *PLONG, NTSTATUS, *PNTSTATUS, KPRIORITY, NDIS_STATUS, *PNDIS_STATUS;
 typedef unsigned int UINT, *PUINT, ULONG, *PULONG, DWORD, *PDWORD, ACCESS_MASK, DEVICE_TYPE;
 typedef long long LONGLONG, *PLONGLONG, LONG64, *PLONG64, __int64;
@@ -157,7 +185,9 @@ _Static_assert(sizeof(ULONG) == 4, "ULONG must be 32-bit");
 _Static_assert(sizeof(LONG) == 4, "LONG must be 32-bit");
 _Static_assert(sizeof(BOOLEAN) == 1, "BOOLEAN must be 8-bit");
 _Static_assert(sizeof(PVOID) == 8, "pointers must be 64-bit");
-#if !defined(__cplusplus)
+#if defined(__cplusplus)
+static_assert(sizeof(wchar_t) == 2, "compile with -fshort-wchar: WCHAR and L\"\" must be 16-bit");
+#else
 _Static_assert(sizeof(L'x') == 2 || sizeof(L'x') == 4, "");
 _Static_assert(sizeof(__WCHAR_TYPE__) == 2, "compile with -fshort-wchar: WCHAR and L\"\" must be 16-bit");
 #endif
@@ -247,6 +277,22 @@ _Static_assert(sizeof(__WCHAR_TYPE__) == 2, "compile with -fshort-wchar: WCHAR a
 #define DBG_UNREFERENCED_LOCAL_VARIABLE(V) ((void)(V))
 #define UNREFERENCED_LOCAL_VARIABLE(V) ((void)(V))
 #define C_ASSERT(e) _Static_assert((e), #e)
+/* DEFINE_ENUM_FLAG_OPERATORS(T) (ntdef.h): in C the bitwise operators work on enums already; in
+ * C++ it defines | & ^ ~ |= &= ^= for the enum T on its underlying integer type. */
+#ifdef __cplusplus
+#define DEFINE_ENUM_FLAG_OPERATORS(T) \
+    extern "C++" { \
+    inline constexpr T operator|(T a, T b) noexcept { return T((__underlying_type(T))a | (__underlying_type(T))b); } \
+    inline constexpr T operator&(T a, T b) noexcept { return T((__underlying_type(T))a & (__underlying_type(T))b); } \
+    inline constexpr T operator^(T a, T b) noexcept { return T((__underlying_type(T))a ^ (__underlying_type(T))b); } \
+    inline constexpr T operator~(T a) noexcept { return T(~(__underlying_type(T))a); } \
+    inline T &operator|=(T &a, T b) noexcept { return a = a | b; } \
+    inline T &operator&=(T &a, T b) noexcept { return a = a & b; } \
+    inline T &operator^=(T &a, T b) noexcept { return a = a ^ b; } \
+    }
+#else
+#define DEFINE_ENUM_FLAG_OPERATORS(T)
+#endif
 #define ARGUMENT_PRESENT(p) ((p) != NULL)
 #define FIELD_OFFSET(type, field) ((LONG)offsetof(type, field))
 #define RTL_FIELD_SIZE(type, field) (sizeof(((type *)0)->field))
@@ -296,7 +342,17 @@ typedef struct _STRING {
 } STRING, *PSTRING, ANSI_STRING, *PANSI_STRING, OEM_STRING, *POEM_STRING;
 typedef const STRING *PCANSI_STRING, *PCSTRING;
 
+#ifdef __cplusplus
+/* C++: no implicit conversion from void *; the buffer keeps its character type (as the WDK's
+ * _RTL_CONSTANT_STRING_remove_const_macro does). */
+extern "C++" {
+inline char *WfpRtConstStringBuffer(const char *s) { return const_cast<char *>(s); }
+inline WCHAR *WfpRtConstStringBuffer(const WCHAR *s) { return const_cast<WCHAR *>(s); }
+}
+#define RTL_CONSTANT_STRING(s) { sizeof(s) - sizeof((s)[0]), sizeof(s), WfpRtConstStringBuffer(s) }
+#else
 #define RTL_CONSTANT_STRING(s) { sizeof(s) - sizeof((s)[0]), sizeof(s), (void *)(s) }
+#endif
 #define DECLARE_CONST_UNICODE_STRING(_var, _string) \
     const WCHAR _var##_buffer[] = _string; \
     const UNICODE_STRING _var = { sizeof(_string) - sizeof(WCHAR), sizeof(_string), (PWCH)_var##_buffer }

@@ -1,8 +1,10 @@
-//! `wfpctl driver build`: compiles WDK-style C sources into a driver image with the flags of
-//! wdk-runtime.md §10 against the bundled headers, generating the `name.tmh` headers that WPP-style
-//! sources include, and checks that every function the driver imports is one the runtime exports
-//! (a missing API fails the build, as `-Wl,--no-undefined` against the WDK's import libraries does).
-//! `include/wfp-ddk.pc` documents the same flags for other build systems.
+//! `wfpctl driver build`: compiles WDK-style C and C++ sources into a driver image with the flags
+//! of wdk-runtime.md §10 against the bundled headers, generating the `name.tmh` headers that
+//! WPP-style sources include, and checks that every function the driver imports is one the runtime
+//! exports (a missing API fails the build, as `-Wl,--no-undefined` against the WDK's import
+//! libraries does). C++ sources (`.cpp`, `.cc`, `.cxx`) are compiled by `$CXX` (default `c++`)
+//! with the WDK's kernel-mode C++ settings ([`CXX_ONLY_FLAGS`]); C and C++ sources mix in one
+//! driver. `include/wfp-ddk.pc` documents the same flags for other build systems.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -14,7 +16,7 @@ mod msvc;
 /// What to build.
 #[derive(Clone, Debug, Default)]
 pub struct BuildOptions {
-    /// C sources.
+    /// C and C++ sources (by extension: `.cpp`, `.cc`, `.cxx` are C++, anything else C).
     pub sources: Vec<PathBuf>,
     /// The driver image to write (`DRIVER.so`).
     pub output: PathBuf,
@@ -109,6 +111,66 @@ pub const CFLAGS: &[&str] = &[
     "-O2",
 ];
 
+/// Flags for C++ translation units in place of `-std=gnu11` (the C-only entries of [`CFLAGS`] are
+/// left out for them): what the WDK's `/kernel` switch implies for MSVC — no exceptions, no RTTI,
+/// no thread-safe initialisation of function-local statics (it would call the C++ runtime's
+/// `__cxa_guard_*`, which a driver cannot import).
+pub const CXX_ONLY_FLAGS: &[&str] = &[
+    "-std=gnu++17",
+    "-fno-exceptions",
+    "-fno-rtti",
+    "-fno-threadsafe-statics",
+];
+
+/// [`CFLAGS`] entries that only apply to C.
+const C_ONLY_FLAGS: &[&str] = &["-std=gnu11", "-Werror=implicit-function-declaration"];
+
+/// The compiler flags for a C++ translation unit: [`CFLAGS`] without its C-only entries, then
+/// [`CXX_ONLY_FLAGS`].
+pub fn cxx_flags() -> Vec<&'static str> {
+    CFLAGS
+        .iter()
+        .copied()
+        .filter(|f| !C_ONLY_FLAGS.contains(f))
+        .chain(CXX_ONLY_FLAGS.iter().copied())
+        .collect()
+}
+
+/// The language of a source file, from its extension (as GCC decides it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Language {
+    /// `.c` and anything not C++.
+    C,
+    /// `.cpp`, `.cc`, `.cxx`, `.c++`, `.C`.
+    Cxx,
+}
+
+impl Language {
+    /// The language of `path`.
+    pub fn of(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("cpp" | "cc" | "cxx" | "c++" | "C" | "CPP") => Self::Cxx,
+            _ => Self::C,
+        }
+    }
+
+    /// The compiler for this language: `$CC` (default `cc`) or `$CXX` (default `c++`).
+    fn compiler(self) -> String {
+        match self {
+            Self::C => std::env::var("CC").unwrap_or_else(|_| "cc".into()),
+            Self::Cxx => std::env::var("CXX").unwrap_or_else(|_| "c++".into()),
+        }
+    }
+
+    /// The file extension a rewritten copy keeps.
+    fn extension(self) -> &'static str {
+        match self {
+            Self::C => "c",
+            Self::Cxx => "cpp",
+        }
+    }
+}
+
 /// Symbols a driver may import from the C library besides the runtime's exports (compiler-emitted
 /// memory and string calls, the narrow string functions ntoskrnl also exports, stack protector,
 /// ELF start-up hooks). Formatting functions are not among them: glibc's `%l` is 64-bit.
@@ -133,6 +195,9 @@ const LIBC_IMPORTS: &[&str] = &[
     "strncasecmp",
     "__stack_chk_fail",
     "__cxa_finalize",
+    // C++: a global object's destructor is registered at load and runs when the image is
+    // unloaded (dlclose runs __cxa_finalize for it).
+    "__cxa_atexit",
     "__memcpy_chk",
     "__memset_chk",
     "__memmove_chk",
@@ -163,8 +228,10 @@ fn build_in(opts: &BuildOptions, work: &Path) -> Result<(), BuildError> {
     }
     let script = work.join("exports.map");
     std::fs::write(&script, "{ global: DriverEntry; local: *; };\n").map_err(io(&script))?;
-    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let objects = compile_sources(opts, work, &compiler)?;
+    // The C compiler links C++ objects too: a driver gets no C++ runtime library (what it
+    // imports from one is reported by check_imports), as the WDK links none.
+    let compiler = Language::C.compiler();
+    let objects = compile_sources(opts, work)?;
     weaken_duplicates(&objects)?;
     let mut cmd = Command::new(&compiler);
     cmd.args(&opts.extra_flags)
@@ -216,23 +283,34 @@ fn leniency_flags(compiler: &str) -> Vec<&'static str> {
         .collect()
 }
 
-/// Compiles each source to its own object (as the WDK's build does), in `work`.
-fn compile_sources(
-    opts: &BuildOptions,
-    work: &Path,
-    compiler: &str,
-) -> Result<Vec<PathBuf>, BuildError> {
-    let lenient = leniency_flags(compiler);
+/// Compiles each source to its own object (as the WDK's build does), in `work`: C sources with
+/// `$CC` and [`CFLAGS`] (plus the leniency flags), C++ sources with `$CXX` and [`cxx_flags`].
+fn compile_sources(opts: &BuildOptions, work: &Path) -> Result<Vec<PathBuf>, BuildError> {
+    let c_compiler = Language::C.compiler();
+    let mut lenient: Option<Vec<&str>> = None;
     let mut objects = Vec::new();
     for (i, src) in opts.sources.iter().enumerate() {
+        let lang = Language::of(src);
+        let compiler = lang.compiler();
+        let flags: Vec<&str> = match lang {
+            Language::C => {
+                let lenient = lenient.get_or_insert_with(|| leniency_flags(&c_compiler));
+                CFLAGS
+                    .iter()
+                    .copied()
+                    .chain(lenient.iter().copied())
+                    .collect()
+            }
+            Language::Cxx => cxx_flags(),
+        };
         let stem = src
             .file_stem()
             .map_or_else(|| "source".into(), |s| s.to_string_lossy().into_owned());
         let obj = work.join(format!("{i}-{stem}.o"));
-        let input = msvc_rewritten(src, work, &format!("{i}-{stem}.c"))?;
-        let mut cmd = Command::new(compiler);
-        cmd.args(CFLAGS)
-            .args(&lenient)
+        let copy_name = format!("{i}-{stem}.{}", lang.extension());
+        let input = msvc_rewritten(src, work, &copy_name)?;
+        let mut cmd = Command::new(&compiler);
+        cmd.args(&flags)
             .args(DEFINES.iter().map(|d| format!("-D{d}")))
             .arg(format!("-I{}", work.display()))
             .arg(format!("-I{}", include_dir().display()))
@@ -248,7 +326,7 @@ fn compile_sources(
             .arg(input.as_deref().unwrap_or(src))
             .arg("-o")
             .arg(&obj);
-        run(&mut cmd, compiler)?;
+        run(&mut cmd, &compiler)?;
         objects.push(obj);
     }
     Ok(objects)

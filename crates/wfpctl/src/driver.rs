@@ -37,14 +37,14 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 enum Command {
-    /// Compile WDK-style C sources into a driver image for `wfpctl replay --driver`.
+    /// Compile WDK-style C and C++ sources into a driver image for `wfpctl replay --driver`.
     Build(BuildArgs),
 }
 
 /// Arguments of `wfpctl driver build`.
 #[derive(clap::Args, Debug)]
 pub struct BuildArgs {
-    /// C sources of the driver.
+    /// C and C++ sources of the driver (`.cpp`, `.cc`, `.cxx` are compiled as C++ with `$CXX`).
     #[arg(required = true)]
     sources: Vec<PathBuf>,
     /// The driver image to write.
@@ -56,7 +56,7 @@ pub struct BuildArgs {
     /// Extra definition: NAME or NAME=VALUE.
     #[arg(short = 'D', value_name = "NAME[=V]")]
     define: Vec<String>,
-    /// Extra compiler flag (for example --cflag=-fsanitize=address).
+    /// Extra compiler flag for every source, C or C++ (for example --cflag=-fsanitize=address).
     #[arg(long = "cflag", value_name = "FLAG", allow_hyphen_values = true)]
     cflags: Vec<String>,
 }

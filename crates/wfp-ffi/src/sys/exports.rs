@@ -115,6 +115,46 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::fwpm::FwpmFreeMemory0 as *const c_void,
     ),
     Export(
+        "ExCreateCallback",
+        super::callbackobj::ExCreateCallback as *const c_void,
+    ),
+    Export(
+        "ExRegisterCallback",
+        super::callbackobj::ExRegisterCallback as *const c_void,
+    ),
+    Export(
+        "ExUnregisterCallback",
+        super::callbackobj::ExUnregisterCallback as *const c_void,
+    ),
+    Export(
+        "ExNotifyCallback",
+        super::callbackobj::ExNotifyCallback as *const c_void,
+    ),
+    Export(
+        "WdfWaitLockCreate",
+        super::wdf::WdfWaitLockCreate as *const c_void,
+    ),
+    Export(
+        "WdfWaitLockAcquire",
+        super::wdf::WdfWaitLockAcquire as *const c_void,
+    ),
+    Export(
+        "WdfWaitLockRelease",
+        super::wdf::WdfWaitLockRelease as *const c_void,
+    ),
+    Export(
+        "FwpmBfeStateGet0",
+        super::bfe::FwpmBfeStateGet0 as *const c_void,
+    ),
+    Export(
+        "FwpmBfeStateSubscribeChanges0",
+        super::bfe::FwpmBfeStateSubscribeChanges0 as *const c_void,
+    ),
+    Export(
+        "FwpmBfeStateUnsubscribeChanges0",
+        super::bfe::FwpmBfeStateUnsubscribeChanges0 as *const c_void,
+    ),
+    Export(
         "FwpmProviderAdd0",
         super::fwpm::FwpmProviderAdd0 as *const c_void,
     ),

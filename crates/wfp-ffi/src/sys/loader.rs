@@ -523,6 +523,10 @@ impl Driver {
             ("referenced thread object(s)", threads),
             ("work item(s) never freed", items),
             ("lookaside list(s) never deleted", lists),
+            (
+                "BFE state subscription(s) never unsubscribed",
+                super::bfe::take_left(host, self.index),
+            ),
         ]
         .into_iter()
         .chain(host.rt.wdf.state.lock().left_by(self.index))
@@ -532,6 +536,7 @@ impl Driver {
             &raw const *self.object,
         ))
         .chain(host.rt.ndis.lock().left_by(self.index))
+        .chain(super::callbackobj::take_left(host, self.index))
         {
             if count > 0 {
                 host.finding(Finding::ObjectsLeft { what, count });

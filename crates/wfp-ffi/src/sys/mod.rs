@@ -9,6 +9,8 @@
     reason = "the C ABI of a WDK callout driver: raw pointers from C, dlopen, exported functions"
 )]
 
+mod bfe;
+mod callbackobj;
 mod callout;
 mod checksum;
 mod convert;
@@ -61,6 +63,8 @@ pub(crate) struct RtState {
     pub(crate) wdm: wdm::Wdm,
     pub(crate) ndis: parking_lot::Mutex<ndispool::State>,
     pub(crate) pool_types: parking_lot::Mutex<kernel::PoolTypes>,
+    pub(crate) bfe: parking_lot::Mutex<bfe::Subscriptions>,
+    pub(crate) callbacks: parking_lot::Mutex<callbackobj::Callbacks>,
 }
 
 /// Runs `body`, turning a panic into `fallback` and a Verifier finding (the panic boundary every

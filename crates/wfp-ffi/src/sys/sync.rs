@@ -155,7 +155,7 @@ pub(crate) fn wait_header(h: &DispatcherHeader, timeout: Timeout) -> bool {
     }
 }
 
-fn check_wait_irql(function: &'static str, timeout: *const i64) {
+pub(crate) fn check_wait_irql(function: &'static str, timeout: *const i64) {
     let irql = ctx::irql();
     if irql > APC_LEVEL && !(irql <= DISPATCH_LEVEL && is_poll(timeout)) {
         ctx::with_host(|h| {

@@ -408,6 +408,9 @@ pub(crate) unsafe extern "C" fn ObReferenceObjectByHandle(
 #[no_mangle]
 pub(crate) extern "C" fn ObfReferenceObject(object: *mut c_void) -> isize {
     boundary("ObfReferenceObject", 0, || {
+        if let Some(n) = super::callbackobj::reference(object as usize) {
+            return isize::try_from(n).unwrap_or(isize::MAX);
+        }
         let n = ctx::with_host(|h| {
             h.rt.objects
                 .lock()
@@ -432,6 +435,14 @@ pub(crate) extern "C" fn ObfReferenceObject(object: *mut c_void) -> isize {
 #[no_mangle]
 pub(crate) extern "C" fn ObfDereferenceObject(object: *mut c_void) -> isize {
     boundary("ObfDereferenceObject", 0, || {
+        match super::callbackobj::dereference(object as usize) {
+            Some(true) => return 0,
+            Some(false) => {
+                bad("ObDereferenceObject");
+                return 0;
+            }
+            None => {}
+        }
         let left = ctx::with_host(|h| {
             let mut o = h.rt.objects.lock();
             let n = o.threads.get(&(object as usize)).map(|e| e.refs - 1);

@@ -15,6 +15,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::ctx::{self, PASSIVE_LEVEL};
 use super::kernel::{delete_device, IoCreateDevice};
+use super::sync::STATUS_TIMEOUT;
 use super::types::{DeviceObject, DriverObject, UnicodeString};
 use super::{
     boundary, NtStatus, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_STATE,
@@ -204,6 +205,7 @@ enum Object {
     Request(Request),
     Memory(Memory),
     Key(Key),
+    WaitLock(std::sync::Arc<WaitLock>),
 }
 
 // SAFETY: the raw DRIVER_OBJECT / DEVICE_OBJECT pointers inside are only dereferenced under
@@ -280,6 +282,7 @@ impl State {
                     d.index == index
                 }
                 Object::Key(k) => k.index == index,
+                Object::WaitLock(w) => w.index == index,
                 _ => false,
             };
             if mine {
@@ -780,7 +783,7 @@ pub(crate) extern "C" fn WdfObjectDelete(object: *mut c_void) {
         let kind = with_state(|s| {
             s.objects.get(&(object as usize)).map(|o| match &**o {
                 Object::Device(_) => 1,
-                Object::Key(_) | Object::Queue(_) => 2,
+                Object::Key(_) | Object::Queue(_) | Object::WaitLock(_) => 2,
                 _ => 0,
             })
         })
@@ -1046,6 +1049,138 @@ pub(crate) extern "C" fn WdfRegistryClose(key: *mut c_void) {
         if ok.is_none() {
             bad("WdfRegistryClose");
         }
+    });
+}
+
+// ---- wait locks (KMDF WDFWAITLOCK) -----------------------------------------------------------
+
+/// A WDFWAITLOCK: a mutex a driver holds across calls (acquired at PASSIVE_LEVEL, or polled with
+/// a zero timeout up to DISPATCH_LEVEL), its parent the driver object (deleted with it at unload
+/// or by WdfObjectDelete).
+pub(crate) struct WaitLock {
+    index: usize,
+    raw: parking_lot::RawMutex,
+    /// The thread token of the holder, 0 when free.
+    owner: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Debug for WaitLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitLock")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+fn wait_lock(lock: *mut c_void) -> Option<std::sync::Arc<WaitLock>> {
+    with_state(|s| get!(s, lock, WaitLock).cloned()).flatten()
+}
+
+#[no_mangle]
+pub(crate) unsafe extern "C" fn WdfWaitLockCreate(
+    attrs: *const ObjectAttributes,
+    lock: *mut *mut c_void,
+) -> NtStatus {
+    boundary("WdfWaitLockCreate", STATUS_INVALID_PARAMETER, || {
+        ctx::check_irql("WdfWaitLockCreate", 2);
+        if lock.is_null() {
+            return STATUS_INVALID_PARAMETER;
+        }
+        let index = ctx::current_driver();
+        let h = with_state(|s| {
+            let h = s.insert(Object::WaitLock(std::sync::Arc::new(WaitLock {
+                index,
+                raw: <parking_lot::RawMutex as parking_lot::lock_api::RawMutex>::INIT,
+                owner: std::sync::atomic::AtomicUsize::new(0),
+            })));
+            if allocate_context(s, h, attrs) {
+                Some(h)
+            } else {
+                s.remove(h);
+                None
+            }
+        });
+        match h {
+            Some(Some(h)) => {
+                // SAFETY: checked non-null; the caller's WDFWAITLOCK storage.
+                unsafe { lock.write(h as *mut c_void) };
+                STATUS_SUCCESS
+            }
+            Some(None) => STATUS_INSUFFICIENT_RESOURCES,
+            None => STATUS_INVALID_DEVICE_STATE,
+        }
+    })
+}
+
+/// WdfWaitLockAcquire: STATUS_SUCCESS once held, STATUS_TIMEOUT when `timeout` (relative
+/// negative / absolute positive 100-ns units, 0 = poll, NULL = wait forever) passes first.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn WdfWaitLockAcquire(
+    lock: *mut c_void,
+    timeout: *const i64,
+) -> NtStatus {
+    use parking_lot::lock_api::{RawMutex as _, RawMutexTimed as _};
+    boundary("WdfWaitLockAcquire", STATUS_INVALID_PARAMETER, || {
+        super::sync::check_wait_irql("WdfWaitLockAcquire", timeout);
+        let Some(w) = wait_lock(lock) else {
+            bad("WdfWaitLockAcquire");
+            return STATUS_INVALID_PARAMETER;
+        };
+        let me = ctx::thread_token();
+        if w.owner.load(std::sync::atomic::Ordering::Acquire) == me {
+            // A recursive acquire deadlocks on Windows (wait locks are not recursive).
+            ctx::with_host(|h| {
+                h.finding(Finding::Assertion {
+                    message: "WdfWaitLockAcquire: the thread already holds this wait lock".into(),
+                });
+            });
+            return STATUS_TIMEOUT;
+        }
+        let got = match super::sync::decode_timeout(timeout) {
+            super::sync::Timeout::Forever => {
+                w.raw.lock();
+                true
+            }
+            super::sync::Timeout::Until(t) => w.raw.try_lock_until(t),
+        };
+        if got {
+            w.owner.store(me, std::sync::atomic::Ordering::Release);
+            STATUS_SUCCESS
+        } else {
+            STATUS_TIMEOUT
+        }
+    })
+}
+
+/// WdfWaitLockRelease by the thread that holds the lock; any other call is a finding and
+/// changes nothing.
+#[no_mangle]
+pub(crate) extern "C" fn WdfWaitLockRelease(lock: *mut c_void) {
+    use parking_lot::lock_api::RawMutex as _;
+    boundary("WdfWaitLockRelease", (), || {
+        let Some(w) = wait_lock(lock) else {
+            bad("WdfWaitLockRelease");
+            return;
+        };
+        let me = ctx::thread_token();
+        if w.owner
+            .compare_exchange(
+                me,
+                0,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+            )
+            .is_err()
+        {
+            ctx::with_host(|h| {
+                h.finding(Finding::Assertion {
+                    message: "WdfWaitLockRelease of a wait lock this thread does not hold".into(),
+                });
+            });
+            return;
+        }
+        // SAFETY: this thread acquired the raw mutex in WdfWaitLockAcquire (owner was `me`).
+        unsafe { w.raw.unlock() };
     });
 }
 
