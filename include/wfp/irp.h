@@ -230,6 +230,7 @@ void IofCompleteRequest(PIRP Irp, CCHAR PriorityBoost);
 #define IoCompleteRequest(a, b) IofCompleteRequest(a, b)
 
 /* ---- forwarding IRPs to lower drivers (WDK km/wdm.h) ---- */
+#define STATUS_CONTINUE_COMPLETION STATUS_SUCCESS
 typedef NTSTATUS IO_COMPLETION_ROUTINE(PDEVICE_OBJECT DeviceObject, struct _IRP *Irp, PVOID Context);
 typedef IO_COMPLETION_ROUTINE *PIO_COMPLETION_ROUTINE;
 
