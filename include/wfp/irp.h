@@ -1,8 +1,10 @@
-/* wfp-ddk: WDM I/O requests (wdk-runtime.md §8, "WDM alternative"): IRP, IO_STACK_LOCATION,
- * IO_STATUS_BLOCK, FILE_OBJECT (the members before FileName), symbolic links, IoCompleteRequest
- * and the IOCTL code macros. Included by wfp/km.h (wdm.h / ntddk.h). The host builds each IRP
- * (one stack location, RequestorMode UserMode) and sends it to MajorFunction[] of the driver's
- * device: docs/c-abi.md "WDM drivers". x64 layouts (IRP 0xD0, IO_STACK_LOCATION 0x48 bytes). */
+/* wfp-ddk: WDM I/O requests (wdk-runtime.md §8, "WDM alternative"; WDK km/wdm.h): IRP,
+ * IO_STACK_LOCATION, IO_STATUS_BLOCK, FILE_OBJECT (the members before FileName), symbolic links,
+ * IoCompleteRequest, forwarding (IoCallDriver, stack locations, completion routines, IoAllocateIrp,
+ * IoBuildDeviceIoControlRequest), device stacks, cancel, and the IOCTL code macros. Included by
+ * wfp/km.h (wdm.h / ntddk.h). The host builds each IRP (the top device's StackSize locations,
+ * RequestorMode UserMode) and sends it to the top of the device's stack: docs/c-abi.md "WDM
+ * drivers". x64 layouts (IRP 0xD0, IO_STACK_LOCATION 0x48 bytes). */
 #ifndef WFP_DDK_IRP_H
 #define WFP_DDK_IRP_H
 

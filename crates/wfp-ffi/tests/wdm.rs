@@ -491,3 +491,74 @@ fn wdm_with_address_sanitizer() {
         )
     });
 }
+
+const OPENER: &str = r#"
+#include <ntddk.h>
+#define IOCTL_REVERSE_MEMORY CTL_CODE(FILE_DEVICE_NETWORK, 0x801, METHOD_BUFFERED, FILE_ANY_ACCESS)
+static PFILE_OBJECT gFile;
+static void Unload(PDRIVER_OBJECT d) { UNREFERENCED_PARAMETER(d); ObDereferenceObject(gFile); }
+NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
+{
+    UNICODE_STRING link = RTL_CONSTANT_STRING(L"\\??\\RtWdf");
+    UNICODE_STRING name = RTL_CONSTANT_STRING(L"\\Device\\RtWdf");
+    PDEVICE_OBJECT dev = NULL, mine = NULL;
+    IO_STATUS_BLOCK iosb;
+    KEVENT done;
+    UCHAR buf[16] = "kmdf";
+    PIRP irp;
+    NTSTATUS st;
+    UNREFERENCED_PARAMETER(r);
+    DbgPrint("collision %d\n", IoCreateDevice(d, 0, &name, FILE_DEVICE_NETWORK, 0, FALSE, &mine) ==
+                               STATUS_OBJECT_NAME_COLLISION);
+    st = IoGetDeviceObjectPointer(&link, FILE_READ_DATA, &gFile, &dev);
+    if (!NT_SUCCESS(st)) return st;
+    KeInitializeEvent(&done, NotificationEvent, FALSE);
+    irp = IoBuildDeviceIoControlRequest(IOCTL_REVERSE_MEMORY, dev, buf, 4, buf, sizeof(buf), FALSE, &done, &iosb);
+    IoGetNextIrpStackLocation(irp)->FileObject = gFile;
+    st = IoCallDriver(dev, irp);
+    if (st == STATUS_PENDING) {
+        KeWaitForSingleObject(&done, Executive, KernelMode, FALSE, NULL);
+        st = iosb.Status;
+    }
+    DbgPrint("reverse %x %d %.4s\n", st, (int)iosb.Information, buf);
+    d->DriverUnload = Unload;
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// A KMDF control device's name and link are in the same per-host namespace as WDM names: a
+/// WDM driver cannot take its name, opens it by its link (IoGetDeviceObjectPointer) and sends
+/// it a device-control IRP, which reaches the KMDF driver's EvtIoDeviceControl as a request.
+#[test]
+fn a_wdm_driver_opens_a_kmdf_device_by_name_and_sends_it_an_irp() {
+    let kmdf = build_source("rt_wdf.c", "rt_wdf_for_wdm", &[]);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let src = dir.join("opener.c");
+    std::fs::write(&src, OPENER).unwrap();
+    let out = dir.join("opener.so");
+    build(&BuildOptions {
+        sources: vec![src],
+        output: out.clone(),
+        ..BuildOptions::default()
+    })
+    .unwrap();
+    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let wdf = host.load(&kmdf).unwrap();
+    drop(log(&host));
+    let opener = host
+        .load(&out)
+        .unwrap_or_else(|e| panic!("{e}: {:#?}", log(&host)));
+    let lines = log(&host);
+    assert!(lines.contains(&"collision 1".to_string()), "{lines:#?}");
+    assert!(
+        lines.contains(&"reverse 0 4 fdmk".to_string()),
+        "{lines:#?}"
+    );
+    let report = opener.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    // The host's own requests still reach the queue.
+    let echo = wdf.ioctl(ctl(0x800, 0, 0), b"hi", 8).unwrap();
+    assert_eq!((echo.status, echo.output.as_slice()), (0, &b"hi"[..]));
+    let report = wdf.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}

@@ -186,12 +186,14 @@ struct Device {
     name: Option<String>,
 }
 
-/// A symbolic link: its name as given, its target, the driver that created it.
+/// A symbolic link: its name as given, its target, the driver that created it, whether the
+/// framework made it (WdfDeviceCreateSymbolicLink: it goes with its device).
 #[derive(Debug)]
 struct Link {
     name: String,
     target: String,
     driver: usize,
+    framework: bool,
 }
 
 /// The WDM state of one host.
@@ -287,7 +289,11 @@ pub(crate) fn add_device(host: &HostInner, dev: *mut DeviceObject, name: Option<
 pub(crate) fn remove_device(dev: *mut DeviceObject) {
     ctx::with_host(|h| {
         let mut s = h.rt.wdm.state.lock();
-        s.devices.remove(&(dev as usize));
+        if let Some(name) = s.devices.remove(&(dev as usize)).and_then(|d| d.name) {
+            let key = normalize(&name);
+            s.links
+                .retain(|_, l| !(l.framework && normalize(&l.target) == key));
+        }
         let below = s.attached.remove(&(dev as usize));
         // SAFETY: `dev` is live until its caller frees it; `below` is a live device whose
         // AttachedDevice is `dev` (attach / detach keep both under this mutex).
@@ -344,24 +350,34 @@ pub(crate) extern "C" fn IoCreateSymbolicLink(
             return STATUS_INVALID_PARAMETER;
         }
         let driver = ctx::current_driver();
-        ctx::with_host(|h| {
-            let mut s = h.rt.wdm.state.lock();
-            let key = normalize(&name);
-            if s.links.contains_key(&key) {
-                return STATUS_OBJECT_NAME_COLLISION;
-            }
-            s.links.insert(
-                key,
-                Link {
-                    name,
-                    target,
-                    driver,
-                },
-            );
-            STATUS_SUCCESS
-        })
-        .unwrap_or(super::STATUS_INVALID_DEVICE_STATE)
+        ctx::with_host(|h| add_link(h, &name, &target, driver, false))
+            .unwrap_or(super::STATUS_INVALID_DEVICE_STATE)
     })
+}
+
+/// Adds symbolic link `name` → `target` (STATUS_OBJECT_NAME_COLLISION for a name in use).
+pub(crate) fn add_link(
+    host: &HostInner,
+    name: &str,
+    target: &str,
+    driver: usize,
+    framework: bool,
+) -> NtStatus {
+    let mut s = host.rt.wdm.state.lock();
+    let key = normalize(name);
+    if s.links.contains_key(&key) {
+        return STATUS_OBJECT_NAME_COLLISION;
+    }
+    s.links.insert(
+        key,
+        Link {
+            name: name.into(),
+            target: target.into(),
+            driver,
+            framework,
+        },
+    );
+    STATUS_SUCCESS
 }
 
 #[no_mangle]
@@ -561,7 +577,8 @@ pub(crate) fn left_by(
 ) -> Vec<(&'static str, usize)> {
     let mut s = host.rt.wdm.state.lock();
     let before = s.links.len();
-    s.links.retain(|_, l| l.driver != index);
+    // The framework's links go with their devices (deleted after this report).
+    s.links.retain(|_, l| l.driver != index || l.framework);
     let links = before - s.links.len();
     drop(s);
     let mut devices = 0;

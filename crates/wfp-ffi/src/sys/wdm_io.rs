@@ -138,7 +138,8 @@ struct Sent {
 
 /// Whether driver `object` dispatches device-control requests itself (WDM).
 pub(crate) fn handles_device_control(object: *const DriverObject) -> bool {
-    dispatch_of(object, IRP_MJ_DEVICE_CONTROL).is_some()
+    dispatch_of(object, IRP_MJ_DEVICE_CONTROL)
+        .is_some_and(|f| !super::wdf::is_framework_dispatch(f as *const c_void))
 }
 
 pub(crate) fn dispatch_of(object: *const DriverObject, major: u8) -> Option<Dispatch> {
