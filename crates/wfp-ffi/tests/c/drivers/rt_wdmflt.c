@@ -158,10 +158,16 @@ static NTSTATUS SelfTest(PFLT_EXTENSION ext)
     return STATUS_SUCCESS;
 }
 
-/* Verifier material: an IRP with no location left, an IoAllocateIrp IRP never freed. */
+/* Verifier material: an IRP with no location left, an IoAllocateIrp IRP never freed, a built
+ * request never sent (so never completed), IoFreeIrp of an IRP not from IoAllocateIrp. */
 static void Misuse(PFLT_EXTENSION ext)
 {
-    PIRP irp = IoAllocateIrp(1, FALSE);
+    static KEVENT never;
+    static IO_STATUS_BLOCK iosb;
+    PIRP built, irp = IoAllocateIrp(1, FALSE);
+    KeInitializeEvent(&never, NotificationEvent, FALSE);
+    built = IoBuildDeviceIoControlRequest(IOCTL_RT_ECHO, ext->Lower, NULL, 0, NULL, 0, FALSE, &never, &iosb);
+    if (built != NULL) IoFreeIrp(built);
     if (irp == NULL) return;
     IoGetNextIrpStackLocation(irp)->MajorFunction = IRP_MJ_DEVICE_CONTROL;
     IoSetNextIrpStackLocation(irp);
