@@ -265,6 +265,45 @@ fn wdm_forwarding_misuse_is_reported() {
     assert!(wdm.unload().unwrap().findings.is_empty());
 }
 
+/// A synchronous request left pending past the host's timeout is reported, then cancelled
+/// (IoCancelIrp → the driver's cancel routine): the open is closed normally afterwards.
+#[test]
+fn a_request_pending_past_the_timeout_is_cancelled() {
+    let so = build_driver("rt_wdm_timeout", &[]);
+    let host = DriverHost::new(
+        Arc::new(Engine::default()),
+        HostConfig {
+            unload_timeout: std::time::Duration::from_millis(300),
+            ..HostConfig::default()
+        },
+    );
+    let driver = host.load(&so).unwrap();
+    assert!(matches!(
+        driver.ioctl(ctl(0x809, 0, 0), &[], 1),
+        Err(IoctlError::NotCompleted { .. })
+    ));
+    let findings: Vec<String> = driver.findings().iter().map(ToString::to_string).collect();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.contains("pended IRP not completed")),
+        "{findings:#?}"
+    );
+    let stats = driver.ioctl(ctl(0x801, 0, 1), &[], 32).unwrap();
+    let s = le32s(&stats.output);
+    assert_eq!((s[0], s[1], s[2]), (2, 1, 1), "opens, cleanups, closes");
+    assert_eq!((s[6], s[7]), (0, 1), "nothing queued at cleanup; cancelled");
+    let report = driver.unload().unwrap();
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::LeakedPool { .. })),
+        "{:?}",
+        report.findings
+    );
+}
+
 #[test]
 fn wdm_device_symbolic_link_and_irp_dispatch() {
     check_requests(&build_driver("rt_wdm", &[]));

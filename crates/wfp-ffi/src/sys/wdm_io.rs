@@ -615,6 +615,14 @@ fn finish(t: &Target<'_>, open: &mut Open, sent: Sent) -> Result<Done, IoctlErro
     }
     let key = sent.block.irp as usize;
     let Some(done) = wait(t, &sent) else {
+        if sent.returned == STATUS_PENDING && cancel_late(t, &sent) {
+            // Cancelled and completed: the request still failed, its IRP is the host's again.
+            t.host.rt.wdm.state.lock().irps.remove(&key);
+            return Err(IoctlError::NotCompleted {
+                driver: t.name.into(),
+                timeout: t.host.config.unload_timeout,
+            });
+        }
         open.stuck = true;
         let keep = Abandoned {
             _block: sent.block,
@@ -644,6 +652,34 @@ fn finish(t: &Target<'_>, open: &mut Open, sent: Sent) -> Result<Done, IoctlErro
         sent.returned
     };
     Ok(take_output(t, &sent, status, done.information))
+}
+
+/// A pended request not completed in time is cancelled (IoCancelIrp, as CancelIoEx or closing
+/// the handle does) and waited for once more: whether it completed.
+fn cancel_late(t: &Target<'_>, sent: &Sent) -> bool {
+    {
+        let _bound = ctx::bind(t.host, t.index, PASSIVE_LEVEL, "IoCancelIrp");
+        if !irp::cancel(t.host, sent.block.irp) {
+            return false;
+        }
+    }
+    let deadline = Instant::now() + t.host.config.unload_timeout;
+    let key = sent.block.irp as usize;
+    let mut s = t.host.rt.wdm.state.lock();
+    loop {
+        if s.irps.get(&key).is_some_and(|r| r.done.is_some()) {
+            return true;
+        }
+        if t.host
+            .rt
+            .wdm
+            .completed
+            .wait_until(&mut s, deadline)
+            .timed_out()
+        {
+            return false;
+        }
+    }
 }
 
 /// Waits for the IRP's completion, or None at the deadline (and at once when the routine
