@@ -723,30 +723,35 @@ fn wait(t: &Target<'_>, sent: &Sent) -> Option<Completed> {
             .timed_out()
         {
             drop(s);
-            // SAFETY: the IRP is registered and live; its first location the top device's.
-            let marked = unsafe {
-                let sp = (*sent.block.irp).tail.current_stack_location;
-                std::ptr::read_volatile(&raw const (*sp).control) & SL_PENDING_RETURNED != 0
-            };
-            if !marked {
-                finding(
-                    t,
-                    format!(
-                        "{} returned STATUS_PENDING without IoMarkIrpPending",
-                        callback_name(sent.request.major)
-                    ),
-                );
-            }
-            finding(
-                t,
-                format!(
-                    "pended IRP not completed within {:?}",
-                    t.host.config.unload_timeout
-                ),
-            );
+            report_timeout(t, sent);
             return None;
         }
     }
+}
+
+/// The findings for a pended IRP not completed in time.
+fn report_timeout(t: &Target<'_>, sent: &Sent) {
+    // SAFETY: the IRP is registered and live; its first location the top device's.
+    let marked = unsafe {
+        let sp = (*sent.block.irp).tail.current_stack_location;
+        std::ptr::read_volatile(&raw const (*sp).control) & SL_PENDING_RETURNED != 0
+    };
+    if !marked {
+        finding(
+            t,
+            format!(
+                "{} returned STATUS_PENDING without IoMarkIrpPending",
+                callback_name(sent.request.major)
+            ),
+        );
+    }
+    finding(
+        t,
+        format!(
+            "pended IRP not completed within {:?}",
+            t.host.config.unload_timeout
+        ),
+    );
 }
 
 /// The output bytes of a completed IRP (Information of them, at most the output length).
