@@ -1,8 +1,10 @@
-/* wfp-ddk: WDM I/O requests (wdk-runtime.md §8, "WDM alternative"): IRP, IO_STACK_LOCATION,
- * IO_STATUS_BLOCK, FILE_OBJECT (the members before FileName), symbolic links, IoCompleteRequest
- * and the IOCTL code macros. Included by wfp/km.h (wdm.h / ntddk.h). The host builds each IRP
- * (one stack location, RequestorMode UserMode) and sends it to MajorFunction[] of the driver's
- * device: docs/c-abi.md "WDM drivers". x64 layouts (IRP 0xD0, IO_STACK_LOCATION 0x48 bytes). */
+/* wfp-ddk: WDM I/O requests (wdk-runtime.md §8, "WDM alternative"; WDK km/wdm.h): IRP,
+ * IO_STACK_LOCATION, IO_STATUS_BLOCK, FILE_OBJECT (the members before FileName), symbolic links,
+ * IoCompleteRequest, forwarding (IoCallDriver, stack locations, completion routines, IoAllocateIrp,
+ * IoBuildDeviceIoControlRequest), device stacks, cancel, and the IOCTL code macros. Included by
+ * wfp/km.h (wdm.h / ntddk.h). The host builds each IRP (the top device's StackSize locations,
+ * RequestorMode UserMode) and sends it to the top of the device's stack: docs/c-abi.md "WDM
+ * drivers". x64 layouts (IRP 0xD0, IO_STACK_LOCATION 0x48 bytes). */
 #ifndef WFP_DDK_IRP_H
 #define WFP_DDK_IRP_H
 
@@ -57,6 +59,10 @@
 
 /* IO_STACK_LOCATION.Control */
 #define SL_PENDING_RETURNED 0x01
+#define SL_ERROR_RETURNED 0x02
+#define SL_INVOKE_ON_CANCEL 0x20
+#define SL_INVOKE_ON_SUCCESS 0x40
+#define SL_INVOKE_ON_ERROR 0x80
 /* CREATE dispositions (Parameters.Create.Options >> 24) */
 #define FILE_SUPERSEDE 0x00000000
 #define FILE_OPEN 0x00000001
@@ -216,10 +222,106 @@ FORCEINLINE void IoMarkIrpPending(PIRP Irp)
 {
     IoGetCurrentIrpStackLocation(Irp)->Control |= SL_PENDING_RETURNED;
 }
-/* Completes an IRP the host sent: Irp->IoStatus is the result (Status must not be
- * STATUS_PENDING); completing twice or an IRP the host never sent is a Verifier finding. ≤D. */
+/* Completes an IRP (the host's, IoAllocateIrp's or IoBuildDeviceIoControlRequest's):
+ * Irp->IoStatus is the result (Status must not be STATUS_PENDING). Walks the stack locations
+ * upwards calling each completion routine (as SL_INVOKE_ON_* select) with the upper location's
+ * DeviceObject (NULL for the originator's); a routine returning STATUS_MORE_PROCESSING_REQUIRED
+ * stops the walk. Completing twice, with a cancel routine still set, or an IRP the runtime
+ * does not know is a Verifier finding. ≤D. */
 void IofCompleteRequest(PIRP Irp, CCHAR PriorityBoost);
 #define IoCompleteRequest(a, b) IofCompleteRequest(a, b)
+
+/* ---- forwarding IRPs to lower drivers (WDK km/wdm.h) ---- */
+#define STATUS_CONTINUE_COMPLETION STATUS_SUCCESS
+typedef NTSTATUS IO_COMPLETION_ROUTINE(PDEVICE_OBJECT DeviceObject, struct _IRP *Irp, PVOID Context);
+typedef IO_COMPLETION_ROUTINE *PIO_COMPLETION_ROUTINE;
+
+FORCEINLINE PIO_STACK_LOCATION IoGetNextIrpStackLocation(PIRP Irp)
+{
+    return Irp->Tail.Overlay.CurrentStackLocation - 1;
+}
+FORCEINLINE void IoSkipCurrentIrpStackLocation(PIRP Irp)
+{
+    Irp->CurrentLocation++;
+    Irp->Tail.Overlay.CurrentStackLocation++;
+}
+FORCEINLINE void IoSetNextIrpStackLocation(PIRP Irp)
+{
+    Irp->CurrentLocation--;
+    Irp->Tail.Overlay.CurrentStackLocation--;
+}
+/* Copies the current location to the next one up to (not including) CompletionRoutine; the
+ * next location's Control is cleared. */
+FORCEINLINE void IoCopyCurrentIrpStackLocationToNext(PIRP Irp)
+{
+    PIO_STACK_LOCATION sp = IoGetCurrentIrpStackLocation(Irp), next = IoGetNextIrpStackLocation(Irp);
+    RtlCopyMemory(next, sp, FIELD_OFFSET(IO_STACK_LOCATION, CompletionRoutine));
+    next->Control = 0;
+}
+FORCEINLINE void IoSetCompletionRoutine(PIRP Irp, PIO_COMPLETION_ROUTINE CompletionRoutine, PVOID Context,
+                                        BOOLEAN InvokeOnSuccess, BOOLEAN InvokeOnError, BOOLEAN InvokeOnCancel)
+{
+    PIO_STACK_LOCATION next = IoGetNextIrpStackLocation(Irp);
+    next->CompletionRoutine = (PVOID)CompletionRoutine;
+    next->Context = Context;
+    next->Control = 0;
+    if (InvokeOnSuccess) next->Control = SL_INVOKE_ON_SUCCESS;
+    if (InvokeOnError) next->Control |= SL_INVOKE_ON_ERROR;
+    if (InvokeOnCancel) next->Control |= SL_INVOKE_ON_CANCEL;
+}
+/* IoSetCompletionRoutine that also keeps DeviceObject's driver loaded until the routine has
+ * run (its unload waits, like for a queued work item). STATUS_INSUFFICIENT_RESOURCES → nothing
+ * set. ≤D. */
+NTSTATUS IoSetCompletionRoutineEx(PDEVICE_OBJECT DeviceObject, PIRP Irp, PIO_COMPLETION_ROUTINE CompletionRoutine,
+                                  PVOID Context, BOOLEAN InvokeOnSuccess, BOOLEAN InvokeOnError, BOOLEAN InvokeOnCancel);
+/* Moves to the next stack location, sets its DeviceObject and calls the MajorFunction[] routine
+ * of DeviceObject's driver (a missing one completes with STATUS_INVALID_DEVICE_REQUEST); returns
+ * what the routine returned. No location left (NO_MORE_IRP_STACK_LOCATIONS, bugcheck 0x35 on
+ * Windows) is a Verifier finding and STATUS_INVALID_PARAMETER. ≤D. */
+NTSTATUS IofCallDriver(PDEVICE_OBJECT DeviceObject, PIRP Irp);
+#define IoCallDriver(a, b) IofCallDriver(a, b)
+
+/* An IRP with StackSize locations and no buffers, owned by the caller: it completes it to a
+ * completion routine that returns STATUS_MORE_PROCESSING_REQUIRED and frees it with IoFreeIrp
+ * (never freed at unload: finding). IoFreeIrp of an IRP still with a driver, or of the
+ * host's / a built one: finding. ≤D. */
+PIRP IoAllocateIrp(CCHAR StackSize, BOOLEAN ChargeQuota);
+void IoFreeIrp(PIRP Irp);
+/* A device-control IRP for DeviceObject (IRP_MJ_DEVICE_CONTROL, or INTERNAL_DEVICE_CONTROL when
+ * InternalDeviceIoControl), its next location set up, buffers by the code's method as the I/O
+ * manager lays them out. Once completed, the runtime copies the output back (METHOD_BUFFERED),
+ * stores IoStatus in *IoStatusBlock, signals Event and frees the IRP. P. */
+PIRP IoBuildDeviceIoControlRequest(ULONG IoControlCode, PDEVICE_OBJECT DeviceObject, PVOID InputBuffer,
+                                   ULONG InputBufferLength, PVOID OutputBuffer, ULONG OutputBufferLength,
+                                   BOOLEAN InternalDeviceIoControl, struct _KEVENT *Event, PIO_STATUS_BLOCK IoStatusBlock);
+
+/* ---- device stacks and names ---- */
+/* Opens the named device (device name or symbolic link; IRP_MJ_CREATE sent to the top of its
+ * stack): *FileObject (referenced: ObDereferenceObject closes it — IRP_MJ_CLEANUP and CLOSE)
+ * and the top device of the stack. STATUS_OBJECT_NAME_NOT_FOUND for an unknown name; a failed
+ * create returns its status. P. */
+NTSTATUS IoGetDeviceObjectPointer(PUNICODE_STRING ObjectName, ACCESS_MASK DesiredAccess, PFILE_OBJECT *FileObject,
+                                  PDEVICE_OBJECT *DeviceObject);
+/* Attaches SourceDevice on top of TargetDevice's stack: returns the device it sits on (the
+ * former top; NULL when TargetDevice is being deleted), SourceDevice->StackSize = its + 1. ≤D. */
+PDEVICE_OBJECT IoAttachDeviceToDeviceStack(PDEVICE_OBJECT SourceDevice, PDEVICE_OBJECT TargetDevice);
+/* Detaches whatever device is attached to TargetDevice. ≤D. */
+void IoDetachDevice(PDEVICE_OBJECT TargetDevice);
+/* The top device of DeviceObject's stack. ≤D. */
+PDEVICE_OBJECT IoGetAttachedDevice(PDEVICE_OBJECT DeviceObject);
+
+/* ---- cancel (WDK km/wdm.h, "Cancel Routines") ---- */
+FORCEINLINE PDRIVER_CANCEL IoSetCancelRoutine(PIRP Irp, PDRIVER_CANCEL CancelRoutine)
+{
+    return (PDRIVER_CANCEL)InterlockedExchangePointer((PVOID volatile *)&Irp->CancelRoutine, (PVOID)CancelRoutine);
+}
+/* The host's one cancel spin lock (raises to DISPATCH_LEVEL). ≤D. */
+void IoAcquireCancelSpinLock(PKIRQL Irql);
+void IoReleaseCancelSpinLock(KIRQL Irql);
+/* Sets Irp->Cancel; takes the cancel routine (IoSetCancelRoutine NULL) and, if there was one,
+ * calls it with the cancel spin lock held (Irp->CancelIrql the IRQL to release it to) and
+ * returns TRUE; else FALSE. ≤D. */
+BOOLEAN IoCancelIrp(PIRP Irp);
 
 /* Symbolic links in the host's object namespace (per host; names case-insensitive,
  * "\DosDevices\X" = "\??\X"): STATUS_OBJECT_NAME_COLLISION for a name in use,

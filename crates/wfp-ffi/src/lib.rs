@@ -42,8 +42,8 @@ pub mod verifier;
 
 pub use host::{DriverHost, HostConfig, LogLine, TimeSource};
 pub use sys::{
-    DeviceInfo, Driver, DriverOptions, IoctlError, IoctlOutput, LoadError, ParamValue,
-    PoolTypeCounts, UnloadError, UnloadReport,
+    DeviceHandle, DeviceInfo, Driver, DriverOptions, IoctlError, IoctlOutput, LoadError,
+    ParamValue, PoolTypeCounts, UnloadError, UnloadReport,
 };
 pub use verifier::Finding;
 

@@ -227,21 +227,16 @@ fn udp4(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
 /// (inbound filter), its source port rewritten back to the intercepted port (9000) in a clone
 /// and receive-injected — the application sees the reply from the port it sent to.
 fn check_ddproxy_inbound(so: &Path) {
-    let engine = Arc::new(Engine::default());
-    let host = DriverHost::new(engine.clone(), HostConfig::default());
-    let opts = params(&[
-        ("DestinationPortToIntercept", "dword:9000"),
-        ("NewDestinationPort", "dword:9001"),
-    ]);
-    let driver = host.load_with(so, &opts).unwrap();
     let packets = [
         (1_000_000, udp4(41494, 9000, b"ping to the proxied port")),
         (2_000_000, udp4(9001, 41494, b"pong from the new port")),
     ];
-    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
-    let mut out = replay_packets(&mut shim, &host, &PacketContext::default(), &packets);
-    let findings = unload_applying(driver, &mut shim, &host, &mut out);
-    assert!(findings.is_empty(), "{findings:?}");
+    let setup = Setup {
+        params: DDPROXY_PORTS,
+        packets: Some(&packets),
+        ..Setup::default()
+    };
+    let out = run_sample(so, setup, |_, _| {}).out;
     let ports = |p: &Vec<u8>| {
         (
             u16::from_be_bytes([p[20], p[21]]),
@@ -300,6 +295,40 @@ fn params(list: &[(&str, &str)]) -> DriverOptions {
     }
 }
 
+/// One run of a sample: its engine and host, and what the replay let through.
+struct Run {
+    engine: Arc<Engine>,
+    host: DriverHost,
+    out: Replayed,
+}
+
+/// How a sample is run: its parameters, the packets' context, the packets (loopback.pcap when
+/// `None`).
+#[derive(Default)]
+struct Setup<'a> {
+    params: &'a [(&'a str, &'a str)],
+    ctx: PacketContext,
+    packets: Option<&'a [(u64, Vec<u8>)]>,
+}
+
+/// Loads `so` on a fresh engine with `setup.params`, runs `before` (what the sample expects
+/// from user mode, checks of what its entry point added), replays the packets, unloads while
+/// applying what it injects; the unload must leave no findings.
+fn run_sample(so: &Path, setup: Setup<'_>, before: impl FnOnce(&Engine, &wfp_ffi::Driver)) -> Run {
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let driver = host.load_with(so, &params(setup.params)).unwrap();
+    before(&engine, &driver);
+    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
+    let mut out = match setup.packets {
+        Some(p) => replay_packets(&mut shim, &host, &setup.ctx, p),
+        None => replay_loopback(&mut shim, &host, &setup.ctx),
+    };
+    let findings = unload_applying(driver, &mut shim, &host, &mut out);
+    assert!(findings.is_empty(), "{findings:?}");
+    Run { engine, host, out }
+}
+
 /// IPv4 packets of `protocol` among `packets`.
 fn of_protocol(packets: &[Vec<u8>], protocol: u8) -> Vec<&Vec<u8>> {
     packets
@@ -316,34 +345,35 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// BlockTraffic=1, refused; every packet of it is blocked; the unload is clean. With
 /// BlockTraffic=0 it goes through.
 fn check_inspect(so: &Path) {
-    let engine = Arc::new(Engine::default());
-    let host = DriverHost::new(engine.clone(), HostConfig::default());
-    let opts = params(&[
-        ("RemoteAddressToInspect", "sz:127.0.0.1"),
-        ("BlockTraffic", "dword:1"),
-    ]);
-    let driver = host.load_with(so, &opts).unwrap();
-    assert_eq!(engine.filters().len(), 4, "inspect adds 4 IPv4 filters");
-    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
-    let mut out = replay_loopback(&mut shim, &host, &PacketContext::default());
-    assert!(out.permitted.is_empty(), "{} not permitted", out.other);
-    let findings = unload_applying(driver, &mut shim, &host, &mut out);
-    assert!(findings.is_empty(), "{findings:?}");
-    assert!(engine.filters().is_empty());
+    let setup = Setup {
+        params: &[
+            ("RemoteAddressToInspect", "sz:127.0.0.1"),
+            ("BlockTraffic", "dword:1"),
+        ],
+        ..Setup::default()
+    };
+    let run = run_sample(so, setup, |engine, _| {
+        assert_eq!(engine.filters().len(), 4, "inspect adds 4 IPv4 filters");
+    });
+    assert!(
+        run.out.permitted.is_empty(),
+        "{} not permitted",
+        run.out.other
+    );
+    assert!(run.engine.filters().is_empty());
 
     // BlockTraffic=0: the connect is pended, the DPC completes it and the reauthorization runs
     // inside FwpsCompleteOperation0 as on Windows (on the completer's processor, while the
     // connection is on that processor's "classified" list): permitted. Every segment is then
     // absorbed at the transport layers and re-injected by the DPC.
-    let opts = params(&[
-        ("RemoteAddressToInspect", "sz:127.0.0.1"),
-        ("BlockTraffic", "dword:0"),
-    ]);
-    let driver = host.load_with(so, &opts).unwrap();
-    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
-    let mut out = replay_loopback(&mut shim, &host, &PacketContext::default());
-    let findings = unload_applying(driver, &mut shim, &host, &mut out);
-    assert!(findings.is_empty(), "{findings:?}");
+    let setup = Setup {
+        params: &[
+            ("RemoteAddressToInspect", "sz:127.0.0.1"),
+            ("BlockTraffic", "dword:0"),
+        ],
+        ..Setup::default()
+    };
+    let out = run_sample(so, setup, |_, _| {}).out;
     let tcp = of_protocol(&out.permitted, 6);
     assert!(
         tcp.iter().any(|p| contains(p, b"request over loopback")),
@@ -351,26 +381,27 @@ fn check_inspect(so: &Path) {
     );
 }
 
+const DDPROXY_PORTS: &[(&str, &str)] = &[
+    ("DestinationPortToIntercept", "dword:9000"),
+    ("NewDestinationPort", "dword:9001"),
+];
+
 /// ddproxy (DatagramData proxy): outbound UDP to the intercepted port is absorbed at
 /// DATAGRAM_DATA, cloned by the worker thread, its destination port rewritten in the clone's UDP
 /// header and sent with FwpsInjectTransportSendAsync: it leaves for the new port.
 fn check_ddproxy(so: &Path) {
-    let engine = Arc::new(Engine::default());
-    let host = DriverHost::new(engine.clone(), HostConfig::default());
-    let opts = params(&[
-        ("DestinationPortToIntercept", "dword:9000"),
-        ("NewDestinationPort", "dword:9001"),
-    ]);
-    let driver = host.load_with(so, &opts).unwrap();
-    assert_eq!(
-        engine.filters().len(),
-        8,
-        "2 flow-established + 2 datagram filters per family"
-    );
-    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
-    let mut out = replay_loopback(&mut shim, &host, &PacketContext::default());
-    let findings = unload_applying(driver, &mut shim, &host, &mut out);
-    assert!(findings.is_empty(), "{findings:?}");
+    let setup = Setup {
+        params: DDPROXY_PORTS,
+        ..Setup::default()
+    };
+    let run = run_sample(so, setup, |engine, _| {
+        assert_eq!(
+            engine.filters().len(),
+            8,
+            "2 flow-established + 2 datagram filters per family"
+        );
+    });
+    let (engine, out) = (run.engine, run.out);
     let udp = of_protocol(&out.permitted, 17);
     let dst = |p: &Vec<u8>| u16::from_be_bytes([p[22], p[23]]);
     let src = |p: &Vec<u8>| u16::from_be_bytes([p[20], p[21]]);
@@ -388,20 +419,17 @@ fn check_ddproxy(so: &Path) {
 /// remote port is blocked and cloned; the work-item worker re-injects the stream with
 /// StringToFind replaced by StringX (FwpsStreamInjectAsync), FIN last.
 fn check_stmedit(so: &Path) {
-    let engine = Arc::new(Engine::default());
-    let host = DriverHost::new(engine.clone(), HostConfig::default());
-    let opts = params(&[
-        ("InspectionLocalPort", "dword:0"),
-        ("InspectionRemotePort", "dword:8000"),
-        ("StringToFind", "sz:loopback"),
-        ("StringX", "sz:LOOPBACK"),
-        ("MultipleCallouts", "dword:0"),
-    ]);
-    let driver = host.load_with(so, &opts).unwrap();
-    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
-    let mut out = replay_loopback(&mut shim, &host, &PacketContext::default());
-    let findings = unload_applying(driver, &mut shim, &host, &mut out);
-    assert!(findings.is_empty(), "{findings:?}");
+    let setup = Setup {
+        params: &[
+            ("InspectionLocalPort", "dword:0"),
+            ("InspectionRemotePort", "dword:8000"),
+            ("StringToFind", "sz:loopback"),
+            ("StringX", "sz:LOOPBACK"),
+            ("MultipleCallouts", "dword:0"),
+        ],
+        ..Setup::default()
+    };
+    let Run { engine, out, .. } = run_sample(so, setup, |_, _| {});
     let tcp = of_protocol(&out.permitted, 6);
     let edited = tcp.iter().filter(|p| contains(p, b"LOOPBACK")).count();
     assert_eq!(edited, 2, "one replacement per direction");
@@ -429,26 +457,24 @@ fn tcp_stream(packets: &[&Vec<u8>], sport: u16) -> Vec<u8> {
 /// inside classifyFn, countBytesEnforced) replaces StringX with StringToReplace; each direction's
 /// stream carries the final text.
 fn check_stmedit_both_editors(so: &Path) {
-    let engine = Arc::new(Engine::default());
-    let host = DriverHost::new(engine.clone(), HostConfig::default());
-    let opts = params(&[
-        ("InspectionLocalPort", "dword:0"),
-        ("InspectionRemotePort", "dword:8000"),
-        ("StringToFind", "sz:loopback"),
-        ("StringX", "sz:LOOPBACK"),
-        ("StringToReplace", "sz:sunny"),
-        ("MultipleCallouts", "dword:1"),
-    ]);
-    let driver = host.load_with(so, &opts).unwrap();
-    assert_eq!(
-        engine.filters().len(),
-        8,
-        "2 flow-established + 2 stream, per editor"
-    );
-    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
-    let mut out = replay_loopback(&mut shim, &host, &PacketContext::default());
-    let findings = unload_applying(driver, &mut shim, &host, &mut out);
-    assert!(findings.is_empty(), "{findings:?}");
+    let setup = Setup {
+        params: &[
+            ("InspectionLocalPort", "dword:0"),
+            ("InspectionRemotePort", "dword:8000"),
+            ("StringToFind", "sz:loopback"),
+            ("StringX", "sz:LOOPBACK"),
+            ("StringToReplace", "sz:sunny"),
+            ("MultipleCallouts", "dword:1"),
+        ],
+        ..Setup::default()
+    };
+    let Run { engine, out, .. } = run_sample(so, setup, |engine, _| {
+        assert_eq!(
+            engine.filters().len(),
+            8,
+            "2 flow-established + 2 stream, per editor"
+        );
+    });
     let tcp = of_protocol(&out.permitted, 6);
     assert_eq!(
         String::from_utf8_lossy(&tcp_stream(&tcp, 44548)),
@@ -466,9 +492,38 @@ fn check_stmedit_both_editors(so: &Path) {
 /// context (with the process path) with the stream layer, the stream callout logs the bytes each
 /// way, flowDeleteFn frees the context.
 fn check_msnmntr(so: &Path) {
-    let engine = Arc::new(Engine::default());
-    let host = DriverHost::new(engine.clone(), HostConfig::default());
-    let driver = host.load(so).unwrap();
+    let path: Vec<u8> = "\\device\\harddiskvolume1\\client.exe\0"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let setup = Setup {
+        ctx: PacketContext {
+            owner: Some(Owner {
+                app_id: Some(path.into()),
+                ..Owner::default()
+            }),
+            ..PacketContext::default()
+        },
+        ..Setup::default()
+    };
+    let Run { host, out, .. } = run_sample(so, setup, add_monitor_filters);
+    assert_eq!(out.other, 0, "a monitor permits everything");
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    let has = |t: &str| log.iter().any(|l| l.contains(t));
+    assert!(has("Creating flow for traffic"), "{log:#?}");
+    assert!(
+        has("22 bytes sent. Local Port: 44548 Remote Port: 8000."),
+        "{log:#?}"
+    );
+    assert!(
+        has("31 bytes received. Local Port: 44548 Remote Port: 8000."),
+        "{log:#?}"
+    );
+}
+
+/// What msnmntr's monitor.exe does: its callouts and filters (FwpmFilterAdd; here the engine
+/// API), then monitoring enabled with its IOCTL.
+fn add_monitor_filters(engine: &Engine, driver: &wfp_ffi::Driver) {
     let guid = |s: &str| s.parse::<Guid>().unwrap();
     for (key, layer) in [
         (
@@ -495,33 +550,6 @@ fn check_msnmntr(so: &Path) {
     let settings = [1u32.to_le_bytes(), 0u32.to_le_bytes()].concat();
     let r = driver.ioctl(0x0012_0004, &settings, 0).unwrap();
     assert_eq!(r.status, 0, "enable monitoring");
-    let path: Vec<u8> = "\\device\\harddiskvolume1\\client.exe\0"
-        .encode_utf16()
-        .flat_map(u16::to_le_bytes)
-        .collect();
-    let ctx = PacketContext {
-        owner: Some(Owner {
-            app_id: Some(path.into()),
-            ..Owner::default()
-        }),
-        ..PacketContext::default()
-    };
-    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
-    let mut out = replay_loopback(&mut shim, &host, &ctx);
-    assert_eq!(out.other, 0, "a monitor permits everything");
-    let findings = unload_applying(driver, &mut shim, &host, &mut out);
-    assert!(findings.is_empty(), "{findings:?}");
-    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
-    let has = |t: &str| log.iter().any(|l| l.contains(t));
-    assert!(has("Creating flow for traffic"), "{log:#?}");
-    assert!(
-        has("22 bytes sent. Local Port: 44548 Remote Port: 8000."),
-        "{log:#?}"
-    );
-    assert!(
-        has("31 bytes received. Local Port: 44548 Remote Port: 8000."),
-        "{log:#?}"
-    );
 }
 
 /// A sample's behavioural check, given its built image.
@@ -559,13 +587,7 @@ fn wdk_samples_build_unchanged_and_behave() {
 fn completion_from_a_driver_thread_reauthorizes_inside_the_call_on_its_processor() {
     let c = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/drivers/rt_syncreauth.c");
     let so = build_all("rt_syncreauth", vec![c]);
-    let engine = Arc::new(Engine::default());
-    let host = DriverHost::new(engine.clone(), HostConfig::default());
-    let driver = host.load(&so).unwrap();
-    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
-    let mut out = replay_loopback(&mut shim, &host, &PacketContext::default());
-    let findings = unload_applying(driver, &mut shim, &host, &mut out);
-    assert!(findings.is_empty(), "{findings:?}");
+    let Run { host, out, .. } = run_sample(&so, Setup::default(), |_, _| {});
     let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
     assert!(
         log.iter()

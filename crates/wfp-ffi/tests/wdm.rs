@@ -16,7 +16,24 @@ use wfp_ffi::compile::{build, BuildOptions};
 use wfp_ffi::{DriverHost, Finding, HostConfig, IoctlError};
 
 fn build_driver(image: &str, flags: &[&str]) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/drivers/rt_wdm.c");
+    build_source("rt_wdm.c", image, flags)
+}
+
+/// Builds rt_wdm (`image`) and the filter rt_wdmflt next to it (`image` + `_flt`).
+fn build_pair(image: &str, flags: &[&str]) -> PathBuf {
+    build_source("rt_wdmflt.c", &format!("{image}_flt"), flags);
+    build_source("rt_wdm.c", image, flags)
+}
+
+fn filter_of(so: &Path) -> PathBuf {
+    let stem = so.file_stem().unwrap().to_string_lossy();
+    so.with_file_name(format!("{stem}_flt.so"))
+}
+
+fn build_source(source: &str, image: &str, flags: &[&str]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c/drivers")
+        .join(source);
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{image}.so"));
     build(&BuildOptions {
         sources: vec![src],
@@ -24,7 +41,7 @@ fn build_driver(image: &str, flags: &[&str]) -> PathBuf {
         extra_flags: flags.iter().map(|f| (*f).to_string()).collect(),
         ..BuildOptions::default()
     })
-    .unwrap_or_else(|e| panic!("building rt_wdm: {e}"));
+    .unwrap_or_else(|e| panic!("building {source}: {e}"));
     out
 }
 
@@ -98,6 +115,192 @@ fn check_requests(so: &Path) {
     assert!(
         unload.contains(&"unloaded opens=7 cleanups=7 closes=7".to_string()),
         "{unload:#?}"
+    );
+}
+
+const STATUS_CANCELLED: u32 = 0xC000_0120;
+
+/// rt_wdm alone: IRP_MJ_READ / IRP_MJ_WRITE with each buffering the device's Flags select, and
+/// a handle whose pending request is cancelled (IoCancelIrp → the driver's cancel routine) when
+/// it is closed, before IRP_MJ_CLEANUP.
+fn check_read_write_and_cancel(driver: &wfp_ffi::Driver) {
+    let set_flags = |f: u32| {
+        let r = driver.ioctl(ctl(0x808, 0, 0), &f.to_le_bytes(), 0).unwrap();
+        assert_eq!(r.status, 0);
+    };
+    for (flags, data) in [
+        (0x4, &b"buffered"[..]),
+        (0x10, &b"direct!"[..]),
+        (0, &b"neither"[..]),
+    ] {
+        set_flags(flags);
+        let w = driver.write(data).unwrap();
+        assert_eq!((w.status, w.information), (0, data.len()), "{flags:#x}");
+        let r = driver.read(32).unwrap();
+        assert_eq!((r.status, r.output.as_slice()), (0, data), "{flags:#x}");
+        let short = driver.read(2).unwrap();
+        assert_eq!(short.output, &data[..2], "{flags:#x}");
+    }
+    set_flags(0x4);
+
+    let mut h = driver.open().unwrap();
+    assert!(h.start_ioctl(ctl(0x809, 0, 0), &[], 1).unwrap().is_none());
+    // The handle still works while a request is pending.
+    let stats = h.ioctl(ctl(0x801, 0, 1), &[], 32).unwrap();
+    assert_eq!((stats.status, stats.information), (0, 32));
+    let cancelled = h.close().unwrap();
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(
+        (cancelled[0].status, cancelled[0].information),
+        (STATUS_CANCELLED, 0)
+    );
+    let stats = driver.ioctl(ctl(0x801, 0, 1), &[], 32).unwrap();
+    assert_eq!(
+        (le32(&stats.output, 6), le32(&stats.output, 7)),
+        (0, 1),
+        "nothing queued at IRP_MJ_CLEANUP; one request cancelled"
+    );
+}
+
+fn le32s(b: &[u8]) -> Vec<i32> {
+    (0..b.len() / 4).map(|i| le32(b, i)).collect()
+}
+
+/// rt_wdmflt attached on top of rt_wdm: the host's requests to rt_wdm go through the filter
+/// (pass-down, completion routine, forward-and-wait); the filter's self-test sends IRPs of its
+/// own (IoBuildDeviceIoControlRequest, IoAllocateIrp + IoCancelIrp); unloading the filter
+/// detaches it and closes its file object.
+fn check_forwarding(wdm_so: &Path, flt_so: &Path) {
+    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let wdm = host.load(wdm_so).unwrap();
+    check_read_write_and_cancel(&wdm);
+    let flt = host.load(flt_so).unwrap();
+    let entry = log(&host);
+    assert!(!entry.iter().any(|l| l.starts_with("FAIL")), "{entry:#?}");
+    assert!(entry.contains(&"filter attached".to_string()), "{entry:#?}");
+
+    let echo = wdm.ioctl(ctl(0x800, 0, 0), b"hello", 16).unwrap();
+    assert_eq!((echo.status, echo.output.as_slice()), (0, &b"#ello"[..]));
+    let pended = wdm.ioctl(ctl(0x804, 0, 0), &[], 1).unwrap();
+    assert_eq!((pended.status, pended.output.as_slice()), (0, &b"#"[..]));
+    let rev = wdm.ioctl(ctl(0x802, 2, 0), b"abc", 8).unwrap();
+    assert_eq!((rev.status, rev.output.as_slice()), (0, &b"cba"[..]));
+    assert_eq!(wdm.write(b"through").unwrap().information, 7);
+    assert_eq!(wdm.read(16).unwrap().output, b"through");
+    let selftest = flt.ioctl(ctl(0x900, 0, 0), &[], 0).unwrap();
+    assert_eq!(selftest.status, 0);
+    let stats = flt.ioctl(ctl(0x901, 0, 0), &[], 12).unwrap();
+    let s = le32s(&stats.output);
+    assert_eq!(s[1..], [2, 1], "completions, forward-and-wait");
+    assert!(s[0] >= 12, "passed down: {s:?}");
+    let tested = log(&host);
+    assert!(!tested.iter().any(|l| l.starts_with("FAIL")), "{tested:#?}");
+    assert_eq!(
+        tested.iter().filter(|l| l.starts_with("ok ")).count(),
+        12,
+        "{tested:#?}"
+    );
+    assert!(flt.findings().is_empty(), "{:?}", flt.findings());
+    assert!(wdm.findings().is_empty(), "{:?}", wdm.findings());
+
+    let report = flt.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    let echo = wdm.ioctl(ctl(0x800, 0, 0), b"hello", 16).unwrap();
+    assert_eq!(echo.output, b"hello", "detached");
+    let report = wdm.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    let unload = log(&host);
+    assert!(!unload.iter().any(|l| l.starts_with("FAIL")), "{unload:#?}");
+    let counts = unload
+        .iter()
+        .find(|l| l.starts_with("unloaded"))
+        .expect("rt_wdm's unload line");
+    let n: Vec<&str> = counts
+        .split(' ')
+        .skip(1)
+        .map(|w| &w[w.find('=').unwrap() + 1..])
+        .collect();
+    assert!(
+        n[0] == n[1] && n[1] == n[2],
+        "every open cleaned up and closed: {counts}"
+    );
+}
+
+#[test]
+fn wdm_filter_forwarding_read_write_and_cancel() {
+    let so = build_pair("rt_wdm_fwd", &[]);
+    check_forwarding(&so, &filter_of(&so));
+}
+
+/// IoCallDriver with no stack location left, IoFreeIrp of a built request; at unload an
+/// IoAllocateIrp IRP never freed and a built request never completed.
+#[test]
+fn wdm_forwarding_misuse_is_reported() {
+    let so = build_pair("rt_wdm_fwd_misuse", &[]);
+    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let wdm = host.load(&so).unwrap();
+    let flt = host.load(&filter_of(&so)).unwrap();
+    assert_eq!(flt.ioctl(ctl(0x902, 0, 0), &[], 0).unwrap().status, 0);
+    let findings: Vec<String> = flt.findings().iter().map(ToString::to_string).collect();
+    for expected in [
+        "NO_MORE_IRP_STACK_LOCATIONS",
+        "IoFreeIrp of an IRP the driver did not allocate",
+    ] {
+        assert!(
+            findings.iter().any(|f| f.contains(expected)),
+            "{findings:#?}"
+        );
+    }
+    let report = flt.unload().unwrap();
+    for leaked in ["IoAllocateIrp", "IoBuildDeviceIoControlRequest"] {
+        assert!(
+            report.findings.iter().any(|f| matches!(
+                f,
+                Finding::ObjectsLeft { what, count: 1 } if what.contains(leaked)
+            )),
+            "{:?}",
+            report.findings
+        );
+    }
+    assert!(wdm.unload().unwrap().findings.is_empty());
+}
+
+/// A synchronous request left pending past the host's timeout is reported, then cancelled
+/// (IoCancelIrp → the driver's cancel routine): the open is closed normally afterwards.
+#[test]
+fn a_request_pending_past_the_timeout_is_cancelled() {
+    let so = build_driver("rt_wdm_timeout", &[]);
+    let host = DriverHost::new(
+        Arc::new(Engine::default()),
+        HostConfig {
+            unload_timeout: std::time::Duration::from_millis(300),
+            ..HostConfig::default()
+        },
+    );
+    let driver = host.load(&so).unwrap();
+    assert!(matches!(
+        driver.ioctl(ctl(0x809, 0, 0), &[], 1),
+        Err(IoctlError::NotCompleted { .. })
+    ));
+    let findings: Vec<String> = driver.findings().iter().map(ToString::to_string).collect();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.contains("pended IRP not completed")),
+        "{findings:#?}"
+    );
+    let stats = driver.ioctl(ctl(0x801, 0, 1), &[], 32).unwrap();
+    let s = le32s(&stats.output);
+    assert_eq!((s[0], s[1], s[2]), (2, 1, 1), "opens, cleanups, closes");
+    assert_eq!((s[6], s[7]), (0, 1), "nothing queued at cleanup; cancelled");
+    let report = driver.unload().unwrap();
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::LeakedPool { .. })),
+        "{:?}",
+        report.findings
     );
 }
 
@@ -314,21 +517,93 @@ fn wdm_inner() {
         return;
     };
     check_requests(Path::new(&so));
+    check_forwarding(Path::new(&so), &filter_of(Path::new(&so)));
     println!("wdm: done");
 }
 
 #[test]
 fn wdm_under_valgrind() {
-    let so = build_driver("rt_wdm_vg", &["-O0", "-g"]);
+    let so = build_pair("rt_wdm_vg", &["-O0", "-g"]);
     support::run_inner_under_valgrind("wdm_inner", "WFP_FFI_WDM_SO", &so, "wdm: done");
 }
 
 #[test]
 fn wdm_with_address_sanitizer() {
     asan::run_inner("wdm_inner", "WFP_FFI_WDM_SO", "wdm: done", || {
-        build_driver(
+        build_pair(
             "rt_wdm_asan",
             &["-fsanitize=address", "-fno-omit-frame-pointer", "-g"],
         )
     });
+}
+
+const OPENER: &str = r#"
+#include <ntddk.h>
+#define IOCTL_REVERSE_MEMORY CTL_CODE(FILE_DEVICE_NETWORK, 0x801, METHOD_BUFFERED, FILE_ANY_ACCESS)
+static PFILE_OBJECT gFile;
+static void Unload(PDRIVER_OBJECT d) { UNREFERENCED_PARAMETER(d); ObDereferenceObject(gFile); }
+NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
+{
+    UNICODE_STRING link = RTL_CONSTANT_STRING(L"\\??\\RtWdf");
+    UNICODE_STRING name = RTL_CONSTANT_STRING(L"\\Device\\RtWdf");
+    PDEVICE_OBJECT dev = NULL, mine = NULL;
+    IO_STATUS_BLOCK iosb;
+    KEVENT done;
+    UCHAR buf[16] = "kmdf";
+    PIRP irp;
+    NTSTATUS st;
+    UNREFERENCED_PARAMETER(r);
+    DbgPrint("collision %d\n", IoCreateDevice(d, 0, &name, FILE_DEVICE_NETWORK, 0, FALSE, &mine) ==
+                               STATUS_OBJECT_NAME_COLLISION);
+    st = IoGetDeviceObjectPointer(&link, FILE_READ_DATA, &gFile, &dev);
+    if (!NT_SUCCESS(st)) return st;
+    KeInitializeEvent(&done, NotificationEvent, FALSE);
+    irp = IoBuildDeviceIoControlRequest(IOCTL_REVERSE_MEMORY, dev, buf, 4, buf, sizeof(buf), FALSE, &done, &iosb);
+    IoGetNextIrpStackLocation(irp)->FileObject = gFile;
+    st = IoCallDriver(dev, irp);
+    if (st == STATUS_PENDING) {
+        KeWaitForSingleObject(&done, Executive, KernelMode, FALSE, NULL);
+        st = iosb.Status;
+    }
+    DbgPrint("reverse %x %d %.4s\n", st, (int)iosb.Information, buf);
+    d->DriverUnload = Unload;
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// A KMDF control device's name and link are in the same per-host namespace as WDM names: a
+/// WDM driver cannot take its name, opens it by its link (IoGetDeviceObjectPointer) and sends
+/// it a device-control IRP, which reaches the KMDF driver's EvtIoDeviceControl as a request.
+#[test]
+fn a_wdm_driver_opens_a_kmdf_device_by_name_and_sends_it_an_irp() {
+    let kmdf = build_source("rt_wdf.c", "rt_wdf_for_wdm", &[]);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let src = dir.join("opener.c");
+    std::fs::write(&src, OPENER).unwrap();
+    let out = dir.join("opener.so");
+    build(&BuildOptions {
+        sources: vec![src],
+        output: out.clone(),
+        ..BuildOptions::default()
+    })
+    .unwrap();
+    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let wdf = host.load(&kmdf).unwrap();
+    drop(log(&host));
+    let opener = host
+        .load(&out)
+        .unwrap_or_else(|e| panic!("{e}: {:#?}", log(&host)));
+    let lines = log(&host);
+    assert!(lines.contains(&"collision 1".to_string()), "{lines:#?}");
+    assert!(
+        lines.contains(&"reverse 0 4 fdmk".to_string()),
+        "{lines:#?}"
+    );
+    let report = opener.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    // The host's own requests still reach the queue.
+    let echo = wdf.ioctl(ctl(0x800, 0, 0), b"hi", 8).unwrap();
+    assert_eq!((echo.status, echo.output.as_slice()), (0, &b"hi"[..]));
+    let report = wdf.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
 }

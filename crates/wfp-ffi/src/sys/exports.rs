@@ -268,6 +268,42 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::wdm::IofCompleteRequest as *const c_void,
     ),
     Export("IoFreeMdl", super::ndis::IoFreeMdl as *const c_void),
+    Export("IofCallDriver", super::irp::IofCallDriver as *const c_void),
+    Export(
+        "IoSetCompletionRoutineEx",
+        super::irp::IoSetCompletionRoutineEx as *const c_void,
+    ),
+    Export("IoAllocateIrp", super::irp::IoAllocateIrp as *const c_void),
+    Export("IoFreeIrp", super::irp::IoFreeIrp as *const c_void),
+    Export(
+        "IoBuildDeviceIoControlRequest",
+        super::irp::IoBuildDeviceIoControlRequest as *const c_void,
+    ),
+    Export(
+        "IoAcquireCancelSpinLock",
+        super::irp::IoAcquireCancelSpinLock as *const c_void,
+    ),
+    Export(
+        "IoReleaseCancelSpinLock",
+        super::irp::IoReleaseCancelSpinLock as *const c_void,
+    ),
+    Export("IoCancelIrp", super::irp::IoCancelIrp as *const c_void),
+    Export(
+        "IoGetDeviceObjectPointer",
+        super::wdm_io::IoGetDeviceObjectPointer as *const c_void,
+    ),
+    Export(
+        "IoAttachDeviceToDeviceStack",
+        super::wdm::IoAttachDeviceToDeviceStack as *const c_void,
+    ),
+    Export(
+        "IoDetachDevice",
+        super::wdm::IoDetachDevice as *const c_void,
+    ),
+    Export(
+        "IoGetAttachedDevice",
+        super::wdm::IoGetAttachedDevice as *const c_void,
+    ),
     Export(
         "KeAcquireInStackQueuedSpinLock",
         super::kernel::KeAcquireInStackQueuedSpinLock as *const c_void,

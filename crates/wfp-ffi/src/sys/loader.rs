@@ -280,15 +280,43 @@ impl Driver {
             Err(super::IoctlError::NoQueue { .. })
                 if super::wdm_io::handles_device_control(object) =>
             {
-                let target = super::wdm_io::Target {
-                    host: &self.host,
-                    index: self.index,
-                    name: &self.name,
-                    object,
-                };
-                super::wdm_io::ioctl(&target, code, input, output_len)
+                super::wdm_io::ioctl(&self.wdm_target(), code, input, output_len)
             }
             r => r,
+        }
+    }
+
+    /// Opens the device of a WDM driver (IRP_MJ_CREATE to the top of its device stack) for
+    /// several requests on one FILE_OBJECT: device control, read and write, overlapped device
+    /// control, and a close that cancels what is still pending.
+    pub fn open(&self) -> Result<super::DeviceHandle<'_>, super::IoctlError> {
+        super::wdm_io::open(self.wdm_target())
+    }
+
+    /// ReadFile on the driver's device (IRP_MJ_READ; open, read, close): the bytes read.
+    pub fn read(&self, len: usize) -> Result<super::IoctlOutput, super::IoctlError> {
+        let mut h = self.open()?;
+        let out = h.read(len);
+        let closed = h.close();
+        closed?;
+        out
+    }
+
+    /// WriteFile on the driver's device (IRP_MJ_WRITE; open, write, close).
+    pub fn write(&self, data: &[u8]) -> Result<super::IoctlOutput, super::IoctlError> {
+        let mut h = self.open()?;
+        let out = h.write(data);
+        let closed = h.close();
+        closed?;
+        out
+    }
+
+    fn wdm_target(&self) -> super::wdm_io::Target<'_> {
+        super::wdm_io::Target {
+            host: &self.host,
+            index: self.index,
+            name: &self.name,
+            object: &raw const *self.object,
         }
     }
 

@@ -22,6 +22,7 @@ mod fwps;
 mod inject;
 mod invocation;
 mod ip2string;
+mod irp;
 mod kernel;
 mod loader;
 mod lookaside;
@@ -48,6 +49,7 @@ pub use kernel::PoolTypeCounts;
 pub use loader::{Driver, DriverOptions, LoadError, UnloadError, UnloadReport};
 pub(crate) use nbl::{AsyncState, InProgress};
 pub use wdf::{DeviceInfo, IoctlError, IoctlOutput, ParamValue};
+pub use wdm_io::DeviceHandle;
 
 /// The kernel-runtime state of one host beyond the engine: handles and thread objects, work
 /// items and the worker threads, lookaside lists, and each driver's running activity.

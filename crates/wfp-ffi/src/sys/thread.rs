@@ -412,14 +412,17 @@ pub(crate) extern "C" fn ObfReferenceObject(object: *mut c_void) -> isize {
             return isize::try_from(n).unwrap_or(isize::MAX);
         }
         let n = ctx::with_host(|h| {
-            h.rt.objects
-                .lock()
-                .threads
-                .get_mut(&(object as usize))
-                .map(|e| {
-                    e.refs += 1;
-                    e.refs
-                })
+            let thread =
+                h.rt.objects
+                    .lock()
+                    .threads
+                    .get_mut(&(object as usize))
+                    .map(|e| {
+                        e.refs += 1;
+                        e.refs
+                    });
+            // A file object from IoGetDeviceObjectPointer otherwise.
+            thread.or_else(|| super::wdm_io::reference_file(h, object as usize))
         })
         .flatten();
         n.map_or_else(
@@ -447,7 +450,9 @@ pub(crate) extern "C" fn ObfDereferenceObject(object: *mut c_void) -> isize {
             let mut o = h.rt.objects.lock();
             let n = o.threads.get(&(object as usize)).map(|e| e.refs - 1);
             o.deref_thread(object as usize);
-            n
+            drop(o);
+            // A file object from IoGetDeviceObjectPointer otherwise (closed at zero).
+            n.or_else(|| super::wdm_io::dereference_file(h, object as usize))
         })
         .flatten();
         left.map_or_else(

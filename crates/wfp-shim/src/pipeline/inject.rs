@@ -341,10 +341,11 @@ impl Shim {
         transport: &[u8],
     ) -> Option<Vec<u8>> {
         let id = FlowId::from_handle(endpoint)?;
-        // The endpoint's flow, or one that ended just now (its last segments re-sent late).
+        // The endpoint's flow, or one that ended and is in TIME_WAIT (its tombstone in the flow
+        // table, FlowTimeouts::tcp_time_wait): its last segments re-sent late.
         let key = match self.extra.get(&id) {
             Some(e) => &e.key,
-            None => self.ended_endpoint(id)?,
+            None => self.flows.flow_by_id(id).filter(|f| f.is_ended())?.key(),
         };
         let dst = remote.unwrap_or(key.remote_addr());
         // §10.4 / wdk-runtime.md §7: a transport send's data starts at the transport header

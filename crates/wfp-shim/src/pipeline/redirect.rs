@@ -32,15 +32,22 @@
 //!   connection go.
 //! * **Chaining**: the engine passes each callout the version the ones before it applied
 //!   (`previousVersion`, `modifierFilterId`); the final request decides the new tuple.
-//! * **Fragments** (IPv4): a redirected connection's fragments are rewritten like its whole
-//!   packets, so the datagram they reassemble into is the translated one: every fragment gets the
-//!   new addresses (IP header checksum recomputed); the first one (offset 0) also the new ports,
-//!   and its TCP/UDP checksum — which covers the whole datagram — is adjusted incrementally for
-//!   the changed addresses and ports (RFC 1624). Later fragments are matched by (protocol,
-//!   source, destination, identification) learned from their first fragment ([`FRAGMENT_IDS`]
-//!   remembered); one arriving before it is rewritten when every live translation of its address
-//!   pair goes to the same new pair (ports are not in it), else left as is.
-//! * **Not modelled**: IPv6 fragments of a redirected connection are not rewritten; the first
+//! * **Fragments** (IPv4 and IPv6): a redirected connection's fragments are rewritten like its
+//!   whole packets, so the datagram they reassemble into is the translated one: every fragment
+//!   gets the new addresses (IPv4: header checksum recomputed; IPv6 has none, the fragment header
+//!   and extension headers stay); the first one (offset 0) also the new ports, and its TCP/UDP
+//!   checksum — which covers the whole datagram and the pseudo-header's addresses — is adjusted
+//!   incrementally for the changed addresses and ports (RFC 1624). Later fragments are matched
+//!   by (protocol, source, destination, identification) learned from their first fragment
+//!   ([`FRAGMENT_IDS`] remembered); one arriving before it is rewritten when every live
+//!   translation of its address pair goes to the same new pair (ports are not in it), else left
+//!   as is.
+//! * **TIME_WAIT**: a redirected TCP connection closed by FINs keeps its translation while the
+//!   flow table keeps its tombstone (`FlowTimeouts::tcp_time_wait`, RFC 9293's 2·MSL): late
+//!   retransmissions of its last segments are still rewritten. A bare SYN on the same tuple, or
+//!   the tombstone gone (expired, evicted, replaced), ends it; at most [`TIME_WAIT_REDIRECTS`]
+//!   are kept (the oldest goes first).
+//! * **Not modelled**: the first
 //!   packet of a connection arriving fragmented is not classified at the redirect layers; a pend
 //!   at BIND_REDIRECT completes the whole redirect (CONNECT_REDIRECT is not classified after it);
 //!   with several queues, redirect pends are applied by the first queue's shim.
@@ -139,22 +146,22 @@ pub(super) struct RedirectTable {
     /// Connects whose pended redirect classify completed with a decision and no change: their
     /// released packet goes on without another redirect classify (taken once).
     decided: HashSet<Tuple>,
-    /// IPv4 datagrams of redirected connections seen fragmented: (protocol, source,
+    /// Datagrams of redirected connections seen fragmented: (protocol, source,
     /// destination, identification) as sent → the tuple they become, oldest first in
     /// `fragment_order` (at most [`FRAGMENT_IDS`]).
     fragments: HashMap<FragmentKey, Tuple>,
     fragment_order: VecDeque<FragmentKey>,
-    /// The keys of the TCP connections closed last (both FINs), by flow id (at most
-    /// [`ENDED_ENDPOINTS`]): a transport send on the endpoint of one that just closed (a
-    /// callout's worker re-sending the connection's last ACK, §10.4) still finds its addresses.
-    ended_endpoints: HashMap<FlowId, FlowKey>,
-    ended_order: VecDeque<FlowId>,
+    /// Redirected connections closed by FINs whose translation outlives the flow while its
+    /// TIME_WAIT tombstone lasts (module doc): the application's tuple → (flow id, flow key),
+    /// oldest first in `time_wait_order` (at most [`TIME_WAIT_REDIRECTS`]).
+    time_wait: HashMap<Tuple, (FlowId, FlowKey)>,
+    time_wait_order: VecDeque<Tuple>,
 }
 
-/// How many ended flows' keys [`RedirectTable`] keeps for transport sends.
-const ENDED_ENDPOINTS: usize = 64;
+/// How many closed redirected connections keep their translation through TIME_WAIT.
+pub(super) const TIME_WAIT_REDIRECTS: usize = 1024;
 
-/// A fragmented IPv4 datagram as sent: protocol, source, destination, identification.
+/// A fragmented datagram as sent: protocol, source, destination, identification.
 type FragmentKey = (u8, IpAddr, IpAddr, u32);
 
 /// How many fragmented datagrams' translations are remembered (the oldest goes first).
@@ -227,6 +234,10 @@ impl Shim {
                 self.hold_redirect(h, HeldPacket::new(now, given, ctx, bytes), v);
                 return Break(());
             }
+            if !self.redirects.time_wait.is_empty() {
+                // A translation whose TIME_WAIT is over goes: the packet is a new connection's.
+                self.time_wait_over(t, parsed, ctx);
+            }
             if let Some((to, c)) = self.redirects.rewrite.get(&t).cloned() {
                 v.redirected = Some(Redirected {
                     connection: c,
@@ -265,15 +276,10 @@ impl Shim {
         ctx: &PacketContext,
         v: &mut PacketVerdict,
     ) -> ControlFlow<(), Stage> {
-        let Some(f) = parsed
-            .ip
-            .fragment
-            .as_ref()
-            .filter(|_| parsed.ip.version == IpVersion::V4)
-        else {
+        let Some(f) = parsed.ip.fragment.as_ref() else {
             return Continue(Stage::Unchanged);
         };
-        let protocol = parsed.ip.protocol;
+        let protocol = f.next_header;
         let key = (protocol, parsed.ip.src, parsed.ip.dst, f.id);
         let ports = (f.offset == 0)
             .then(|| fragment_ports(bytes, f.data_offset, protocol))
@@ -307,7 +313,7 @@ impl Shim {
             truncated: self.config.parse.truncated || ctx.truncated,
             ..self.config.parse
         };
-        let Some((p, b)) = rewrite_ipv4_fragment(bytes, f.data_offset, ports.map(|_| to), to)
+        let Some((p, b)) = rewrite_fragment(bytes, f.data_offset, ports.map(|_| to), to)
             .and_then(|b| Some((wire::parse_with(&b, &config).ok()?, b)))
         else {
             v.block(Reason::RedirectFailed);
@@ -631,26 +637,85 @@ impl Shim {
         self.release(now, p.held);
     }
 
-    /// The key of flow `id`, which ended recently (see `RedirectTable::ended_endpoints`).
-    pub(super) fn ended_endpoint(&self, id: FlowId) -> Option<&FlowKey> {
-        self.redirects.ended_endpoints.get(&id)
+    /// Flow `key` ended: its translation goes — unless `closed` (its id: a TCP connection both
+    /// FINs closed, not a refused, reset or aborted one), when it stays through TIME_WAIT
+    /// (module doc). Translations whose TIME_WAIT is over go too.
+    pub(super) fn redirect_flow_ended(&mut self, closed: Option<FlowId>, key: &FlowKey) {
+        self.expire_time_wait();
+        let Some(c) = self.redirects.by_flow.get(key).cloned() else {
+            return;
+        };
+        let Some(id) = closed else {
+            self.forget_redirect(key);
+            return;
+        };
+        let from = Tuple {
+            protocol: c.protocol,
+            src: c.original_local,
+            dst: c.original_remote,
+        };
+        let r = &mut self.redirects;
+        if r.time_wait.insert(from, (id, *key)).is_none() {
+            r.time_wait_order.push_back(from);
+        }
+        while self.redirects.time_wait_order.len() > TIME_WAIT_REDIRECTS {
+            if let Some(old) = self.redirects.time_wait_order.pop_front() {
+                if let Some((_, k)) = self.redirects.time_wait.remove(&old) {
+                    self.forget_redirect(&k);
+                }
+            }
+        }
     }
 
-    /// Flow `key` ended: its translation goes. With `closed` (its id: a TCP connection both
-    /// FINs closed — not a refused, reset or aborted one) its key is kept a while for transport
-    /// sends on its endpoint.
-    pub(super) fn redirect_flow_ended(&mut self, closed: Option<FlowId>, key: &FlowKey) {
+    /// Forgets the translations whose flow's tombstone is gone.
+    fn expire_time_wait(&mut self) {
+        if self.redirects.time_wait.is_empty() {
+            return;
+        }
+        let flows = &self.flows;
+        let over: Vec<Tuple> = self
+            .redirects
+            .time_wait
+            .iter()
+            .filter(|(_, (id, _))| !flows.flow_by_id(*id).is_some_and(|f| f.is_ended()))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in over {
+            self.end_time_wait(t);
+        }
+    }
+
+    /// Whether packet tuple `t` belonged to a connection in TIME_WAIT that is over now (its
+    /// tombstone gone, or a new connect on the tuple): then its translation is forgotten.
+    fn time_wait_over(&mut self, t: Tuple, parsed: &ParsedPacket, ctx: &PacketContext) -> bool {
+        let from = if self.redirects.time_wait.contains_key(&t) {
+            t
+        } else if self.redirects.time_wait.contains_key(&t.reversed()) {
+            t.reversed()
+        } else {
+            return false;
+        };
+        let Some(&(id, _)) = self.redirects.time_wait.get(&from) else {
+            return false;
+        };
+        let alive = self.flows.flow_by_id(id).is_some_and(|f| f.is_ended());
+        if alive && !(from == t && self.is_connect(parsed, ctx)) {
+            return false;
+        }
+        self.end_time_wait(from);
+        true
+    }
+
+    fn end_time_wait(&mut self, from: Tuple) {
         let r = &mut self.redirects;
-        if let Some(id) = closed {
-            if r.ended_endpoints.insert(id, *key).is_none() {
-                r.ended_order.push_back(id);
-            }
+        if let Some((_, key)) = r.time_wait.remove(&from) {
+            r.time_wait_order.retain(|t| *t != from);
+            self.forget_redirect(&key);
         }
-        while r.ended_order.len() > ENDED_ENDPOINTS {
-            if let Some(old) = r.ended_order.pop_front() {
-                r.ended_endpoints.remove(&old);
-            }
-        }
+    }
+
+    /// Removes flow `key`'s translation.
+    fn forget_redirect(&mut self, key: &FlowKey) {
         let Some(c) = self.redirects.by_flow.remove(key) else {
             return;
         };
@@ -704,30 +769,35 @@ fn fragment_ports(bytes: &[u8], data: usize, protocol: u8) -> Option<(u16, u16)>
     ))
 }
 
-/// An IPv4 fragment sent as `to` instead: new addresses (header checksum recomputed); with
-/// `ports` (a first fragment), new ports too and its TCP/UDP checksum adjusted for every changed
-/// address and port word (RFC 1624 `HC' = ~(~HC + ~m + m')`: the checksum covers the whole
-/// datagram, most of it in later fragments). `None` when the fragment is too short to rewrite.
-fn rewrite_ipv4_fragment(
-    bytes: &[u8],
-    data: usize,
-    ports: Option<Tuple>,
-    to: Tuple,
-) -> Option<Vec<u8>> {
-    let (IpAddr::V4(s), IpAddr::V4(d)) = (to.src.ip(), to.dst.ip()) else {
-        return None;
+/// A fragment sent as `to` instead: new addresses (IPv4: header checksum recomputed; IPv6:
+/// the fixed header's, no checksum); with `ports` (a first fragment), new ports too and its
+/// TCP/UDP checksum adjusted for every changed address and port word (RFC 1624
+/// `HC' = ~(~HC + ~m + m')`: the checksum covers the pseudo-header and the whole datagram, most
+/// of it in later fragments). `None` when the fragment is too short to rewrite.
+fn rewrite_fragment(bytes: &[u8], data: usize, ports: Option<Tuple>, to: Tuple) -> Option<Vec<u8>> {
+    let (addrs, new): (std::ops::Range<usize>, Vec<u8>) = match (to.src.ip(), to.dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => (12..20, [s.octets(), d.octets()].concat()),
+        (IpAddr::V6(s), IpAddr::V6(d)) => (8..40, [s.octets(), d.octets()].concat()),
+        _ => return None,
     };
-    let ihl = usize::from(bytes.first()? & 0x0f) * 4;
-    if ihl < 20 || data < ihl || bytes.len() < data {
+    let v4 = addrs.start == 12;
+    let ihl = if v4 {
+        usize::from(bytes.first()? & 0x0f) * 4
+    } else {
+        40
+    };
+    if bytes.first()? >> 4 != if v4 { 4 } else { 6 } || ihl < 20 || data < ihl || bytes.len() < data
+    {
         return None;
     }
     let mut out = bytes.to_vec();
-    let old: Vec<u8> = out.get(12..20)?.to_vec();
-    out[12..16].copy_from_slice(&s.octets());
-    out[16..20].copy_from_slice(&d.octets());
-    out[10..12].copy_from_slice(&[0, 0]);
-    let c = !fold(sum16(&out[..ihl], 0));
-    out[10..12].copy_from_slice(&c.to_be_bytes());
+    let old: Vec<u8> = out.get(addrs.clone())?.to_vec();
+    out[addrs.clone()].copy_from_slice(&new);
+    if v4 {
+        out[10..12].copy_from_slice(&[0, 0]);
+        let c = !fold(sum16(&out[..ihl], 0));
+        out[10..12].copy_from_slice(&c.to_be_bytes());
+    }
     let Some(p) = ports else {
         return Some(out);
     };
@@ -747,9 +817,9 @@ fn rewrite_ipv4_fragment(
         return None;
     };
     if p.protocol == 17 && check == 0 {
-        return Some(out); // no UDP checksum
+        return Some(out); // no UDP checksum (IPv4 only)
     }
-    let new_words = [&out[12..20], &out[data..data + 4]].concat();
+    let new_words = [&out[addrs], &out[data..data + 4]].concat();
     let old_words = [&old[..], &old_ports[..]].concat();
     let mut acc = u32::from(!check);
     acc = sum16(&new_words, acc);
@@ -825,8 +895,8 @@ mod tests {
         };
         let first = frag(&orig[20..52], 0, true);
         let last = frag(&orig[52..], 32, false);
-        let a = rewrite_ipv4_fragment(&first, 20, Some(to), to).unwrap();
-        let b = rewrite_ipv4_fragment(&last, 20, None, to).unwrap();
+        let a = rewrite_fragment(&first, 20, Some(to), to).unwrap();
+        let b = rewrite_fragment(&last, 20, None, to).unwrap();
         for f in [&a, &b] {
             assert_eq!(fold(sum16(&f[..20], 0)), 0xffff, "IP header checksum");
             assert_eq!(&f[12..20], &want[12..20]);

@@ -15,7 +15,7 @@ use wfp_core::redirect::{RedirectHandle, RedirectState};
 use wfp_core::{ActionType, FilterId, LayerId, Status};
 
 use super::asyncs::full;
-use super::pipeline::{tcp, ACK, H, RST, SYN, SYNACK};
+use super::pipeline::{handshake, tcp, ACK, FINACK, H, RST, SYN, SYNACK};
 use crate::pipeline::{PacketDirection, PacketVerdict, Reason, Verdict};
 use crate::testutil::{self, Tcp, TCP, V4, V6};
 use crate::wire::{self, Transport};
@@ -561,6 +561,149 @@ fn t_pend_5_acquire_at_connect_redirect_sets_block_and_the_block_stands_on_the_d
         "an unchanged request redirects nothing"
     );
     assert_eq!(h.engine.classify_handle_count(), 0);
+}
+
+/// A CONNECT_REDIRECT_V6 callout sending every connection to `to`.
+fn redirector_v6(h: &mut H, to: SocketAddr) {
+    full(
+        h,
+        CONNECT_V6,
+        ActionType::CALLOUT_TERMINATING,
+        Box::new(move |ctx, _, _, _, out| {
+            let e = ctx.engine();
+            let ch = ctx.acquire_classify_handle();
+            let mut w = e
+                .acquire_writable_layer_data(ch, ctx.filter_id(), out)
+                .expect("acquire");
+            w.remote = Some(to);
+            assert_eq!(
+                e.apply_modified_layer_data(ch, ctx.filter_id(), w, 0),
+                Status::SUCCESS
+            );
+            e.release_classify_handle(ch);
+            out.action_type = ActionType::PERMIT;
+        }),
+    );
+}
+
+/// IPv6 fragments of a redirected connection are rewritten (module doc, "Fragments"): both get
+/// the new destination, the first the new port and an adjusted checksum; reassembled, they are
+/// the segment as sent to the new remote (checksums verified by the parser).
+#[test]
+fn ipv6_fragments_of_a_redirected_connection_are_rewritten() {
+    let mut h = H::new();
+    let to: SocketAddr = "[2001:db8:9::9]:8443".parse().unwrap();
+    redirector_v6(&mut h, to);
+    let v = h.packet(
+        PacketDirection::Outbound,
+        &testutil::tcp_packet(&V6, &tcp(SYN, 1000, 0), b""),
+    );
+    assert!(v.redirected.is_some());
+    let whole = testutil::tcp_packet(&V6, &tcp(ACK, 1001, 5001), &[0x41; 64]);
+    let frags = testutil::fragment(&whole, &[24], 99, 40);
+    let out: Vec<Vec<u8>> = frags
+        .iter()
+        .map(|f| {
+            let v = h.packet(PacketDirection::Outbound, f);
+            v.edited.expect("fragment rewritten").bytes
+        })
+        .collect();
+    let IpAddr::V6(new) = to.ip() else {
+        unreachable!()
+    };
+    for f in &out {
+        assert_eq!(&f[24..40], &new.octets(), "destination of every fragment");
+        assert_eq!(f[6], 44, "the fragment header stays");
+    }
+    let mut reassembled = out[0][..40].to_vec();
+    reassembled[6] = 6;
+    let data: Vec<u8> = out.iter().flat_map(|f| f[48..].to_vec()).collect();
+    reassembled[4..6].copy_from_slice(&(data.len() as u16).to_be_bytes());
+    reassembled.extend_from_slice(&data);
+    assert_eq!(
+        ends(&reassembled),
+        (SocketAddr::new(testutil::CLIENT6, TCP.sport), to)
+    );
+}
+
+/// A redirected connection closed by FINs keeps its translation through TIME_WAIT (its flow's
+/// tombstone): a late retransmitted FIN is still rewritten; once the tombstone expired, the
+/// tuple is no longer translated.
+#[test]
+fn a_closed_redirected_connection_keeps_its_translation_until_time_wait_ends() {
+    let mut h = H::new();
+    let mine = h.engine.create_redirect_handle();
+    let _ = redirector(&mut h, mine, proxy());
+    handshake(&mut h, &V4);
+    let back = |flags, seq, ack| Tcp {
+        sport: TCP.dport,
+        dport: TCP.sport,
+        ..tcp(flags, seq, ack)
+    };
+    let fin_in = testutil::tcp_packet(&V4.reply(), &back(FINACK, 5001, 1002), b"");
+    for (dir, bytes) in [
+        (
+            PacketDirection::Outbound,
+            testutil::tcp_packet(&V4, &tcp(FINACK, 1001, 5001), b""),
+        ),
+        (PacketDirection::Inbound, fin_in.clone()),
+        (
+            PacketDirection::Outbound,
+            testutil::tcp_packet(&V4, &tcp(ACK, 1002, 5002), b""),
+        ),
+    ] {
+        assert_eq!(h.packet(dir, &bytes).verdict, Verdict::Permit);
+    }
+    assert_eq!(h.shim.redirected_connections(), 1, "in TIME_WAIT");
+    let late = h.packet(PacketDirection::Inbound, &fin_in);
+    let (src, _) = ends(&late.edited.expect("still rewritten").bytes);
+    assert_eq!(src, proxy());
+
+    // Past TIME_WAIT (2 min by default) the tombstone goes, and the translation with it.
+    h.now = h.now + std::time::Duration::from_secs(600);
+    h.shim.handle_timeout(h.now);
+    let after = h.packet(PacketDirection::Inbound, &fin_in);
+    assert!(after.edited.is_none(), "not translated any more");
+    assert_eq!(h.shim.redirected_connections(), 0);
+}
+
+/// A new connect (bare SYN) on the tuple of a redirected connection in TIME_WAIT is a new
+/// connection: classified at CONNECT_REDIRECT again.
+#[test]
+fn a_new_connect_on_a_time_wait_tuple_is_redirected_again() {
+    let mut h = H::new();
+    let mine = h.engine.create_redirect_handle();
+    let seen = redirector(&mut h, mine, proxy());
+    handshake(&mut h, &V4);
+    for (dir, bytes) in [
+        (
+            PacketDirection::Outbound,
+            testutil::tcp_packet(&V4, &tcp(FINACK, 1001, 5001), b""),
+        ),
+        (
+            PacketDirection::Inbound,
+            testutil::tcp_packet(
+                &V4.reply(),
+                &Tcp {
+                    sport: TCP.dport,
+                    dport: TCP.sport,
+                    ..tcp(FINACK, 5001, 1002)
+                },
+                b"",
+            ),
+        ),
+        (
+            PacketDirection::Outbound,
+            testutil::tcp_packet(&V4, &tcp(ACK, 1002, 5002), b""),
+        ),
+    ] {
+        h.packet(dir, &bytes);
+    }
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let again = syn(&mut h, TCP.sport);
+    assert_eq!(seen.lock().unwrap().len(), 2, "classified again");
+    assert!(again.redirected.is_some());
+    assert_eq!(h.shim.redirected_connections(), 1);
 }
 
 #[test]

@@ -13,6 +13,9 @@
 #define IOCTL_RT_COMPLETE_TWICE CTL_CODE(FILE_DEVICE_NETWORK, 0x805, METHOD_BUFFERED, FILE_ANY_ACCESS)
 #define IOCTL_RT_FORGET CTL_CODE(FILE_DEVICE_NETWORK, 0x806, METHOD_BUFFERED, FILE_ANY_ACCESS)
 #define IOCTL_RT_OVERRUN CTL_CODE(FILE_DEVICE_NETWORK, 0x807, METHOD_BUFFERED, FILE_ANY_ACCESS)
+#define IOCTL_RT_SET_IO_FLAGS CTL_CODE(FILE_DEVICE_NETWORK, 0x808, METHOD_BUFFERED, FILE_ANY_ACCESS)
+#define IOCTL_RT_PEND_CANCELABLE CTL_CODE(FILE_DEVICE_NETWORK, 0x809, METHOD_BUFFERED, FILE_ANY_ACCESS)
+#define RT_STORE 64
 
 typedef struct _RT_DEVICE_EXTENSION {
     LONG Opens;
@@ -21,6 +24,11 @@ typedef struct _RT_DEVICE_EXTENSION {
     LONG Requests;
     PIO_WORKITEM WorkItem;
     PIRP Pended;
+    PIRP Queued; /* the cancelable request, guarded by the cancel spin lock */
+    LONG QueuedAtCleanup;
+    LONG Cancelled;
+    ULONG StoreLength;
+    UCHAR Store[RT_STORE];
 } RT_DEVICE_EXTENSION, *PRT_DEVICE_EXTENSION;
 
 /* Per open: the open's sequence number and the requests sent on it. */
@@ -36,6 +44,8 @@ typedef struct _RT_STATS {
     LONG Requests;
     LONG OpenRequests;
     LONG RequestorMode;
+    LONG QueuedAtCleanup;
+    LONG Cancelled;
 } RT_STATS;
 
 DRIVER_UNLOAD RtWdmUnload;
@@ -43,6 +53,8 @@ _Dispatch_type_(IRP_MJ_CREATE) DRIVER_DISPATCH RtWdmCreate;
 _Dispatch_type_(IRP_MJ_CLEANUP) DRIVER_DISPATCH RtWdmCleanup;
 _Dispatch_type_(IRP_MJ_CLOSE) DRIVER_DISPATCH RtWdmClose;
 _Dispatch_type_(IRP_MJ_DEVICE_CONTROL) DRIVER_DISPATCH RtWdmDeviceControl;
+_Dispatch_type_(IRP_MJ_READ) _Dispatch_type_(IRP_MJ_WRITE) DRIVER_DISPATCH RtWdmReadWrite;
+DRIVER_CANCEL RtWdmCancel;
 IO_WORKITEM_ROUTINE RtWdmCompletePended;
 
 static UNICODE_STRING gDeviceName = RTL_CONSTANT_STRING(L"\\Device\\RtWdm");
@@ -76,7 +88,12 @@ NTSTATUS RtWdmCreate(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 NTSTATUS RtWdmCleanup(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
     PRT_DEVICE_EXTENSION ext = (PRT_DEVICE_EXTENSION)DeviceObject->DeviceExtension;
+    KIRQL irql;
     InterlockedIncrement(&ext->Cleanups);
+    /* The host cancels a handle's pending requests before IRP_MJ_CLEANUP. */
+    IoAcquireCancelSpinLock(&irql);
+    if (ext->Queued != NULL) ext->QueuedAtCleanup++;
+    IoReleaseCancelSpinLock(irql);
     return Complete(Irp, STATUS_SUCCESS, 0);
 }
 
@@ -99,6 +116,65 @@ void RtWdmCompletePended(PDEVICE_OBJECT DeviceObject, PVOID Context)
     ext->Pended = NULL;
     buf[0] = 0x5a;
     Complete(irp, STATUS_SUCCESS, 1);
+}
+
+/* Called by IoCancelIrp with the cancel spin lock held. */
+void RtWdmCancel(PDEVICE_OBJECT DeviceObject, PIRP Irp)
+{
+    PRT_DEVICE_EXTENSION ext = (PRT_DEVICE_EXTENSION)DeviceObject->DeviceExtension;
+    CHECK("cancel routine: Irp->Cancel, DISPATCH_LEVEL", Irp->Cancel && KeGetCurrentIrql() == DISPATCH_LEVEL &&
+                                                          Irp->CancelRoutine == NULL);
+    if (ext->Queued == Irp) ext->Queued = NULL;
+    IoReleaseCancelSpinLock(Irp->CancelIrql);
+    InterlockedIncrement(&ext->Cancelled);
+    Complete(Irp, STATUS_CANCELLED, 0);
+}
+
+/* Queues the request until it is cancelled. */
+static NTSTATUS QueueCancelable(PRT_DEVICE_EXTENSION ext, PIRP Irp)
+{
+    KIRQL irql;
+    IoAcquireCancelSpinLock(&irql);
+    if (Irp->Cancel) {
+        IoReleaseCancelSpinLock(irql);
+        return Complete(Irp, STATUS_CANCELLED, 0);
+    }
+    IoSetCancelRoutine(Irp, RtWdmCancel);
+    ext->Queued = Irp;
+    IoMarkIrpPending(Irp);
+    IoReleaseCancelSpinLock(irql);
+    return STATUS_PENDING;
+}
+
+/* The caller's buffer of a read or write as the device's Flags select it. */
+static PUCHAR RwBuffer(PDEVICE_OBJECT DeviceObject, PIRP Irp)
+{
+    if (DeviceObject->Flags & DO_BUFFERED_IO) return (PUCHAR)Irp->AssociatedIrp.SystemBuffer;
+    if (DeviceObject->Flags & DO_DIRECT_IO)
+        return Irp->MdlAddress ? (PUCHAR)MmGetSystemAddressForMdlSafe(Irp->MdlAddress, NormalPagePriority) : NULL;
+    return (PUCHAR)Irp->UserBuffer;
+}
+
+/* IRP_MJ_WRITE keeps up to RT_STORE bytes; IRP_MJ_READ returns them. */
+NTSTATUS RtWdmReadWrite(PDEVICE_OBJECT DeviceObject, PIRP Irp)
+{
+    PRT_DEVICE_EXTENSION ext = (PRT_DEVICE_EXTENSION)DeviceObject->DeviceExtension;
+    PIO_STACK_LOCATION sp = IoGetCurrentIrpStackLocation(Irp);
+    PUCHAR buf = RwBuffer(DeviceObject, Irp);
+    ULONG n;
+    if (KeGetCurrentIrql() != PASSIVE_LEVEL || sp->FileObject == NULL || sp->FileObject->FsContext == NULL)
+        return Complete(Irp, STATUS_INVALID_PARAMETER, 0);
+    if (sp->MajorFunction == IRP_MJ_WRITE) {
+        n = sp->Parameters.Write.Length < RT_STORE ? sp->Parameters.Write.Length : RT_STORE;
+        if (n && buf == NULL) return Complete(Irp, STATUS_INVALID_USER_BUFFER, 0);
+        RtlCopyMemory(ext->Store, buf, n);
+        ext->StoreLength = n;
+        return Complete(Irp, STATUS_SUCCESS, n);
+    }
+    n = sp->Parameters.Read.Length < ext->StoreLength ? sp->Parameters.Read.Length : ext->StoreLength;
+    if (n && buf == NULL) return Complete(Irp, STATUS_INVALID_USER_BUFFER, 0);
+    RtlCopyMemory(buf, ext->Store, n);
+    return Complete(Irp, STATUS_SUCCESS, n);
 }
 
 static NTSTATUS Reverse(PIRP Irp, PIO_STACK_LOCATION sp)
@@ -129,13 +205,18 @@ static NTSTATUS Stats(PDEVICE_OBJECT DeviceObject, PIRP Irp, PIO_STACK_LOCATION 
     PRT_DEVICE_EXTENSION ext = (PRT_DEVICE_EXTENSION)DeviceObject->DeviceExtension;
     PRT_OPEN open = (PRT_OPEN)sp->FileObject->FsContext;
     RT_STATS *out = (RT_STATS *)Irp->AssociatedIrp.SystemBuffer;
-    if (sp->Parameters.DeviceIoControl.OutputBufferLength < sizeof(RT_STATS)) return Complete(Irp, STATUS_BUFFER_TOO_SMALL, 0);
+    ULONG len = sp->Parameters.DeviceIoControl.OutputBufferLength;
+    /* The first six counters, or all of them. */
+    if (len < FIELD_OFFSET(RT_STATS, QueuedAtCleanup)) return Complete(Irp, STATUS_BUFFER_TOO_SMALL, 0);
     out->Opens = ext->Opens;
     out->Cleanups = ext->Cleanups;
     out->Closes = ext->Closes;
     out->Requests = ext->Requests;
     out->OpenRequests = open->Requests;
     out->RequestorMode = Irp->RequestorMode;
+    if (len < sizeof(RT_STATS)) return Complete(Irp, STATUS_SUCCESS, FIELD_OFFSET(RT_STATS, QueuedAtCleanup));
+    out->QueuedAtCleanup = ext->QueuedAtCleanup;
+    out->Cancelled = ext->Cancelled;
     return Complete(Irp, STATUS_SUCCESS, sizeof(RT_STATS));
 }
 
@@ -173,6 +254,13 @@ NTSTATUS RtWdmDeviceControl(PDEVICE_OBJECT DeviceObject, PIRP Irp)
         return STATUS_SUCCESS;
     case IOCTL_RT_OVERRUN:
         return Complete(Irp, STATUS_SUCCESS, out + 8);
+    case IOCTL_RT_SET_IO_FLAGS:
+        if (in < sizeof(ULONG)) return Complete(Irp, STATUS_BUFFER_TOO_SMALL, 0);
+        DeviceObject->Flags &= ~(DO_BUFFERED_IO | DO_DIRECT_IO);
+        DeviceObject->Flags |= *(PULONG)Irp->AssociatedIrp.SystemBuffer & (DO_BUFFERED_IO | DO_DIRECT_IO);
+        return Complete(Irp, STATUS_SUCCESS, 0);
+    case IOCTL_RT_PEND_CANCELABLE:
+        return QueueCancelable(ext, Irp);
     default:
         return Complete(Irp, STATUS_INVALID_DEVICE_REQUEST, 0);
     }
@@ -215,6 +303,8 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     DriverObject->MajorFunction[IRP_MJ_CLEANUP] = RtWdmCleanup;
     DriverObject->MajorFunction[IRP_MJ_CLOSE] = RtWdmClose;
     DriverObject->MajorFunction[IRP_MJ_DEVICE_CONTROL] = RtWdmDeviceControl;
+    DriverObject->MajorFunction[IRP_MJ_READ] = RtWdmReadWrite;
+    DriverObject->MajorFunction[IRP_MJ_WRITE] = RtWdmReadWrite;
     DriverObject->DriverUnload = RtWdmUnload;
     CHECK("CTL_CODE", IOCTL_RT_STATS == 0x126004 && METHOD_FROM_CTL_CODE(IOCTL_RT_UPPER_NEITHER) == METHOD_NEITHER &&
                           DEVICE_TYPE_FROM_CTL_CODE(IOCTL_RT_ECHO) == FILE_DEVICE_NETWORK);
