@@ -156,17 +156,20 @@ impl StreamDirection {
     }
 
     /// Pushes bytes a stream callout `injector` injected out of band (§9.2, T-ST-2): only the
-    /// stream filters after the injector's see them.
+    /// stream filters after the injector's see them. `fin`: the injection carried the
+    /// direction's disconnect (an out-of-band editor re-injects the FIN it blocked), so the
+    /// filters below get their NO_MORE_DATA indication now.
     pub fn push_injected(
         &mut self,
         call: &StreamCall<'_>,
         data: &[u8],
         injector: CalloutId,
+        fin: bool,
     ) -> StreamOutcome {
         let chain = call
             .engine
             .stream_filters_below(call.layer, call.values, injector);
-        self.push_chain(call, &chain, data, false)
+        self.push_chain(call, &chain, data, fin)
     }
 
     fn push_chain(
@@ -180,6 +183,9 @@ impl StreamDirection {
         let mut out = StreamOutcome::default();
         let mut input = data.to_vec();
         let mut blocked_above = 0u64;
+        // §9.2: the disconnect travels with the last indication; a callout that blocks it takes
+        // the FIN out of the stream below it (it may inject its own later: `push_injected`).
+        let mut fin = fin;
         for f in chain {
             let missed_total = self.missed_total;
             let st = self
@@ -202,14 +208,16 @@ impl StreamDirection {
                     block(&mut out, f, input.len());
                     blocked_above += input.len() as u64;
                     input.clear();
+                    fin = false;
                     continue;
                 }
                 _ => {}
             }
             st.pending.extend_from_slice(&input);
             input.clear();
-            let passed = indicate(call, f, st, fin, &mut out);
+            let (passed, fin_passed) = indicate(call, f, st, fin, &mut out);
             input = passed;
+            fin &= fin_passed;
             blocked_above += out.blocked - blocked_before;
             if out.drop_connection {
                 break;
@@ -229,15 +237,17 @@ fn block(out: &mut StreamOutcome, f: &RtFilter, n: usize) {
 }
 
 /// Indicates a callout's pending bytes until it has decided them all or holds them; returns the
-/// bytes it permitted, in order.
+/// bytes it permitted, in order, and whether the disconnect (`fin`) went on: false when the
+/// callout blocked the indication that carried it.
 fn indicate(
     call: &StreamCall<'_>,
     f: &Arc<RtFilter>,
     st: &mut CalloutStream,
     fin: bool,
     out: &mut StreamOutcome,
-) -> Vec<u8> {
+) -> (Vec<u8>, bool) {
     let mut passed = Vec::new();
+    let mut fin_passed = true;
     // Bounded: every round either consumes bytes, holds, or ends (one extra round for an empty FIN).
     let mut fin_round = fin;
     loop {
@@ -270,10 +280,13 @@ fn indicate(
                 out.drop_connection = true;
                 block(out, f, len);
                 st.pending.clear();
-                return passed;
+                return (passed, false);
             }
             Answer::Decide(action, enforced) => (action, enforced),
         };
+        if round.fin && enforced >= len {
+            fin_passed = action != ActionType::BLOCK;
+        }
         st.required = 0;
         let chunk: Vec<u8> = st.pending.drain(..enforced).collect();
         if action == ActionType::BLOCK {
@@ -289,7 +302,7 @@ fn indicate(
             break;
         }
     }
-    passed
+    (passed, fin_passed)
 }
 
 /// One indication round of a callout.

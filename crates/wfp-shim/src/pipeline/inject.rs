@@ -375,7 +375,8 @@ impl Shim {
         } else {
             Side::Responder
         };
-        let delivered = self.stream_below(id, side, injector, data)?;
+        let fin = flags.intersects(StreamFlags::SEND_DISCONNECT | StreamFlags::RECEIVE_DISCONNECT);
+        let delivered = self.stream_below(id, side, injector, data, fin)?;
         let e = self.extra.get_mut(&id)?;
         let translation = self.config.seq_translation;
         let other = e.edit.get(side.other().index()).cloned();
@@ -503,6 +504,7 @@ impl Shim {
         side: Side,
         injector: CalloutId,
         data: &[u8],
+        fin: bool,
     ) -> Option<Vec<u8>> {
         let e = self.extra.get_mut(&id)?;
         let (layer, values, meta) = super::stream::connection_inputs(id, e);
@@ -525,7 +527,7 @@ impl Shim {
         let out = e
             .stream
             .get_mut(side.index())?
-            .push_injected(&call, data, injector);
+            .push_injected(&call, data, injector, fin);
         self.stats.stream_bytes_blocked += out.blocked;
         Some(out.delivered)
     }

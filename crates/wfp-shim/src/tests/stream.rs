@@ -1,5 +1,4 @@
 //! §14.7 stream-layer vectors against the waterfall ([`StreamDirection`]) and a real engine.
-//! T-ST-2 needs stream injection (FwpsStreamInjectAsync0), which this engine does not offer yet.
 
 use std::sync::Arc;
 
@@ -323,4 +322,85 @@ fn t_st_10_stream_callout_that_sets_nothing_is_coerced_to_block() {
     let out = push(&h, &mut s, b"x", false);
     assert_eq!(out.blocked, 1);
     assert!(out.delivered.is_empty());
+}
+
+/// A lower-weight stream callout B below an out-of-band editor A (weight 0 for B).
+fn lower_callout(h: &mut H, rec: &Arc<Rec>) {
+    let key = wfp_core::Guid::from_name("st-fin", "lower");
+    h.engine
+        .register_callout(wfp_core::CalloutRegistration::new(
+            key,
+            CalloutFlags::default(),
+            rec.clone(),
+        ))
+        .unwrap();
+    h.engine
+        .add_callout(wfp_core::CalloutSpec {
+            key,
+            name: "lower".into(),
+            description: String::new(),
+            flags: 0,
+            provider: None,
+            applicable_layer: L,
+        })
+        .unwrap();
+    let mut f = wfp_core::FilterSpec::new("lower", L, ActionType::CALLOUT_TERMINATING);
+    f.callout = Some(key);
+    f.weight = wfp_core::WeightSpec::Exact(0);
+    h.engine.add_filter(f).unwrap();
+}
+
+/// §9.2 / T-ST-2, T-ST-5: an out-of-band editor blocks the FIN's indication, so the callout
+/// below it is not told the stream ended and keeps what it holds; the FIN the editor injects
+/// later (FwpsStreamInjectAsync0 with the DISCONNECT flag) is its NO_MORE_DATA indication, and
+/// what it permits then goes out with the injection.
+#[test]
+fn t_st_2_injected_fin_ends_the_stream_below_the_injector() {
+    let mut h = H::new();
+    let a = scripted(vec![
+        (StreamAction::None, ActionType::BLOCK, 0, 0),
+        (StreamAction::None, ActionType::BLOCK, 0, 0),
+    ]);
+    let a_id = h.callout(
+        L,
+        ActionType::CALLOUT_TERMINATING,
+        CalloutFlags::default(),
+        &a,
+        vec![],
+    );
+    let b = scripted(vec![
+        (StreamAction::None, ActionType::PERMIT, 3, 0),
+        (StreamAction::NeedMoreData, ActionType::NONE, 0, 8),
+        (StreamAction::None, ActionType::PERMIT, 0, 0),
+    ]);
+    lower_callout(&mut h, &b);
+    let mut s = StreamDirection::default();
+    // A blocks the original data and FIN; B sees neither.
+    assert!(push(&h, &mut s, b"abc\n", false).delivered.is_empty());
+    let fin = push(&h, &mut s, b"", true);
+    assert!(fin.delivered.is_empty());
+    assert_eq!(b.calls().len(), 0);
+    // A re-injects the data: B permits "abc" and holds "\n" for more.
+    let (vals, m) = (values(), meta());
+    let c = call(&h, &vals, &m, StreamFlags::SEND);
+    let out = s.push_injected(&c, b"abc\n", a_id, false);
+    assert_eq!(out.delivered, b"abc");
+    assert_eq!(out.held, 1);
+    // A blocked the FIN's indication: the stream below it has not ended.
+    let calls = b.calls();
+    assert!(calls
+        .iter()
+        .all(|c| !c.out_flags.contains(ClassifyOutFlags::NO_MORE_DATA)));
+    // A injects the FIN: B gets NO_MORE_DATA with the held byte and permits it.
+    let out = s.push_injected(&c, b"", a_id, true);
+    assert_eq!(out.delivered, b"\n");
+    let calls = b.calls();
+    let last = calls.last().unwrap();
+    assert!(last.out_flags.contains(ClassifyOutFlags::NO_MORE_DATA));
+    assert_ne!(last.stream_flags & StreamFlags::SEND_DISCONNECT.0, 0);
+    assert_eq!(
+        a.calls().len(),
+        2,
+        "injected data is not indicated to its injector"
+    );
 }
