@@ -140,6 +140,25 @@ fn read_packets(queue: &mut Queue, count: usize) -> Vec<QueuedPacket> {
     all
 }
 
+/// Binds a queue number this process bound a moment ago. The kernel frees the old binding when
+/// the last reference to its socket goes; a command another test spawned at that moment holds a
+/// copy of the descriptor between its fork and its exec (close-on-exec closes it only then), and
+/// the bind fails with EPERM until the copy is gone: retried for up to a second.
+fn reopen(cfg: QueueConfig) -> Result<Queue, wfp_nfqueue::NfqError> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match Queue::open(cfg.clone()) {
+            Err(wfp_nfqueue::NfqError::Config { source, .. })
+                if source.kind() == std::io::ErrorKind::PermissionDenied
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn config(queue_num: u16) -> QueueConfig {
     let mut config = QueueConfig::new(queue_num);
     config.recv_timeout = Some(SOCKET_TIMEOUT);
@@ -265,7 +284,7 @@ fn fail_open_accepts_the_overflow_of_a_full_queue() {
         // Fail-closed (the default): the overflow is dropped and the kernel counts it.
         let mut cfg = config(1);
         cfg.max_len = MAX_LEN;
-        let mut queue = Queue::open(cfg).expect("open fail-closed queue");
+        let mut queue = reopen(cfg).expect("open fail-closed queue");
         send_seqs(PORT, 100..100 + COUNT);
         assert!(
             drain(&rx).is_empty(),
