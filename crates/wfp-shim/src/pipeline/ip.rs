@@ -92,7 +92,7 @@ impl Shim {
         }
         let meta = pkt.ip_meta();
         let step = Step::new(layer, &pkt.ip, &meta, LayerData::Packet(pkt.bytes));
-        self.classify_flow_step(pkt.flow(), step, pkt.verdict)
+        self.classify_flow_step(pkt.extra, step, pkt.verdict)
     }
 
     /// A fragment: raw + IS_FRAGMENT at the IP-packet layer, then reassembly. The datagram it

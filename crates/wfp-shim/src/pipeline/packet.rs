@@ -11,6 +11,7 @@ use wfp_core::callout::Metadata;
 use wfp_core::constants::ConditionFlags;
 
 use super::meta::{ip_layer_meta, LazyMeta};
+use super::slab::ExtraRef;
 use super::transport::transport_facts;
 use super::{PacketContext, PacketDirection, PacketVerdict, Shim};
 use crate::flow::{Direction, FlowId, FlowKey, FlowUpdate};
@@ -75,6 +76,9 @@ pub(super) struct Packet<'a> {
     pub(super) meta: LazyMeta<'a>,
     /// The flow-table update of the packet's flow, once tracked.
     pub(super) update: Option<FlowUpdate>,
+    /// Where the tracked flow's layer state lives (`slab.rs`): every step after flow tracking
+    /// reaches it through this, without another lookup.
+    pub(super) extra: Option<ExtraRef>,
     /// The new flow has not been authorized yet (INBOUND_TRANSPORT's ALE_CLASSIFY_REQUIRED).
     pub(super) needs_auth: bool,
     /// The packet's flow is a redirected connection (§10.3, `redirect.rs`): flow tracking added
@@ -107,6 +111,7 @@ impl<'a> Packet<'a> {
             ip,
             meta: LazyMeta::new(parsed, seen),
             update: None,
+            extra: None,
             needs_auth: false,
             redirected: false,
             verdict,
