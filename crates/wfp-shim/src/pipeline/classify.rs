@@ -3,6 +3,7 @@
 //! per-flow reuse of static answers (`decisions.rs`), and the layer visit applied to the verdict —
 //! PERMIT goes on, BLOCK stops the packet, NONE_NO_MATCH takes [`super::ShimConfig::no_match`].
 
+use std::cell::OnceCell;
 use std::ops::ControlFlow::{self, Break, Continue};
 
 use wfp_core::callout::{LayerData, Metadata};
@@ -52,6 +53,9 @@ pub(super) enum MetaRef<'s> {
     Built(&'s Metadata),
     /// Built when read.
     Lazy(&'s LazyMeta<'s>),
+    /// Built by the function when first read, kept in the cell (the IP-packet layers' metadata:
+    /// a reused answer never builds it).
+    Once(&'s OnceCell<Metadata>, &'s dyn Fn() -> Metadata),
 }
 
 impl<'s> MetaRef<'s> {
@@ -61,6 +65,7 @@ impl<'s> MetaRef<'s> {
         match self {
             Self::Built(m) => m,
             Self::Lazy(l) => l.get(),
+            Self::Once(cell, build) => cell.get_or_init(build),
         }
     }
 }
