@@ -6,9 +6,9 @@
 //! The flow table ([`crate::flow`]) knows 5-tuples and TCP states; the per-flow state of the
 //! layers (authorization, stream reassembly and stream callouts, reusable answers, offloaded
 //! sides) is a [`FlowExtra`] in a slab beside it (`slab.rs`), whose slot the flow-table entry
-//! names: a packet of a tracked flow costs one flow-table probe. A TCP connection that ended by policy (refused at
-//! authorization, dropped by a stream callout) is remembered by key so that its late segments do
-//! not start a new flow mid-stream.
+//! names: a packet of a tracked flow costs one flow-table probe. A TCP connection that ended by
+//! policy (refused at authorization, dropped by a stream callout) is remembered by key so that
+//! its late segments do not start a new flow mid-stream.
 
 use std::hash::Hasher;
 use std::ops::ControlFlow::{self, Break, Continue};
@@ -114,8 +114,8 @@ impl Shim {
                 }
             }
         }
-        // One probe of the flow table and one of the flows' layer state: the update comes back
-        // with the flow's [`FlowExtra`] (no second lookup by id).
+        // One probe of the flow table: the update names the slot of the flow's [`FlowExtra`],
+        // which every later step reaches through `pkt.extra` (no lookup by id).
         let tracked = key.and_then(|k| self.flow_update(pkt, k));
         pkt.update = tracked.map(|(u, _)| u);
         pkt.extra = tracked.map(|(_, r)| r);
