@@ -15,7 +15,18 @@
 //! which are a function of (layer, facts) under one policy epoch (the field masks change only with
 //! the epoch). Callout filters therefore still see every packet, and any commit changes the epoch,
 //! so an answer never outlives the policy it came from. Not used while tracing.
+//!
+//! The key is compact: the facts a flow's packets at one layer share by construction are not
+//! compared. The addresses are the flow key's (both come from the packet's IP header, oriented
+//! by the direction, which the layer fixes — DATAGRAM_DATA carries it in DIRECTION); the
+//! IPFORWARD, ICMP-error and ALE-only facts are empty at these layers. What is compared is what
+//! can differ from packet to packet of one flow: protocol, ports (ICMP type and code), FLAGS,
+//! DIRECTION, interface, loopback, socket owner. Debug builds keep the whole facts and check
+//! that a hit had the same ones.
 
+use std::sync::Arc;
+
+use wfp_core::security::Token;
 use wfp_core::{ActionType, ClassifyResult, FilterId, Hardness, LayerId};
 
 use crate::values::PacketFacts;
@@ -58,8 +69,61 @@ impl Answer {
 struct Entry {
     layer: LayerId,
     epoch: u64,
-    facts: PacketFacts,
+    key: FactsKey,
     answer: Answer,
+    /// The facts the answer came from (checked against a hit's).
+    #[cfg(debug_assertions)]
+    facts: PacketFacts,
+}
+
+/// The facts of a classify at one of a flow's per-packet layers that can differ between the
+/// flow's packets (see the module doc).
+#[derive(Debug)]
+struct FactsKey {
+    protocol: u8,
+    loopback: bool,
+    flags: u32,
+    ports: (Option<u16>, Option<u16>),
+    direction: Option<u32>,
+    ifindex: Option<u32>,
+    app_id: Option<Arc<[u8]>>,
+    user: Option<Arc<Token>>,
+}
+
+impl FactsKey {
+    fn of(f: &PacketFacts) -> Self {
+        Self {
+            protocol: f.protocol,
+            loopback: f.loopback,
+            flags: f.flags,
+            ports: (f.local_port, f.remote_port),
+            direction: f.direction,
+            ifindex: f.ifindex,
+            app_id: f.app_id.clone(),
+            user: f.user.clone(),
+        }
+    }
+
+    /// Whether `f` has these facts (without building a key).
+    #[inline]
+    fn matches(&self, f: &PacketFacts) -> bool {
+        self.flags == f.flags
+            && self.ports == (f.local_port, f.remote_port)
+            && self.protocol == f.protocol
+            && self.loopback == f.loopback
+            && self.direction == f.direction
+            && self.ifindex == f.ifindex
+            && self.app_id == f.app_id
+            && self.user == f.user
+    }
+}
+
+impl Entry {
+    /// Whether this entry answers `facts` at `layer`.
+    #[inline]
+    fn is_for(&self, layer: LayerId, facts: &PacketFacts) -> bool {
+        self.layer == layer && self.key.matches(facts)
+    }
 }
 
 /// A flow's reusable answers (empty, and unallocated, until its first reusable classify).
@@ -74,10 +138,16 @@ impl FlowDecisions {
     /// The stored answer for `facts` at `layer` under policy `epoch`.
     #[inline]
     pub(crate) fn get(&self, layer: LayerId, epoch: u64, facts: &PacketFacts) -> Option<Answer> {
-        self.entries
+        let e = self
+            .entries
             .iter()
-            .find(|e| e.layer == layer && e.epoch == epoch && e.facts == *facts)
-            .map(|e| e.answer)
+            .find(|e| e.epoch == epoch && e.is_for(layer, facts))?;
+        #[cfg(debug_assertions)]
+        debug_assert_eq!(
+            &e.facts, facts,
+            "a flow's facts differ only where the key looks"
+        );
+        Some(e.answer)
     }
 
     /// Stores an answer the engine called reusable under `epoch`, replacing the same (layer,
@@ -92,13 +162,15 @@ impl FlowDecisions {
         let entry = Entry {
             layer,
             epoch,
-            facts: facts.clone(),
+            key: FactsKey::of(facts),
             answer: Answer::of(result),
+            #[cfg(debug_assertions)]
+            facts: facts.clone(),
         };
         let slot = self
             .entries
             .iter()
-            .position(|e| e.layer == layer && e.facts == *facts)
+            .position(|e| e.is_for(layer, facts))
             .or_else(|| self.entries.iter().position(|e| e.epoch != epoch));
         let slot = match slot {
             Some(i) => i,

@@ -248,6 +248,9 @@ pub enum StreamState {
     Reset,
 }
 
+/// The history ring's first allocation (see `StreamReassembler::advance`).
+const HISTORY_START_BYTES: usize = 1024;
+
 /// Reassembles one direction of a TCP connection. See the module doc for the contract.
 ///
 /// Call order: [`StreamReassembler::push`] for every segment of the direction (data, FIN, RST,
@@ -774,6 +777,12 @@ impl StreamReassembler {
         let cap = self.config.history_bytes;
         if cap == 0 {
             return;
+        }
+        if self.history.capacity() == 0 {
+            // Small segments would otherwise regrow the ring from 8 bytes up (a reallocation
+            // every few segments): start at the first kilobyte or the segment, whichever is more.
+            self.history
+                .reserve(data.len().max(HISTORY_START_BYTES).min(cap));
         }
         if data.len() >= cap {
             self.history.clear();

@@ -590,6 +590,9 @@ pub struct FlowTable {
     counters: FlowCounters,
     /// Per class (by `Class::index`): its idle timeout plus the slack, in nanoseconds.
     waits: [u64; 7],
+    /// [`FlowTable::poll_timeout`]'s answer, kept while no list head changes (`None`: to be
+    /// computed again).
+    due: Option<Option<Timestamp>>,
 }
 
 impl FlowTable {
@@ -610,6 +613,7 @@ impl FlowTable {
             last_now: Timestamp::ZERO,
             counters: FlowCounters::default(),
             waits: [0; 7],
+            due: Some(None),
         };
         for class in CLASSES {
             let wait = table.timeout(class).saturating_add(config.timeouts.slack);
@@ -635,13 +639,18 @@ impl FlowTable {
         meta: &PacketMeta,
     ) -> Result<FlowUpdate, NotTracked> {
         let now = self.clamp(now);
-        if let Some(&slot) = self.index.get(key) {
-            if !(self.slab[slot as usize].is_ended() && meta.opens_connection()) {
-                return Ok(self.update(slot, now, direction, meta, false));
+        let r = match self.index.get(key) {
+            Some(&slot) if !(self.slab[slot as usize].is_ended() && meta.opens_connection()) => {
+                Ok(self.update(slot, now, direction, meta, false))
             }
-            self.remove_slot(slot, EndReason::Aborted);
-        }
-        self.create(now, key, direction, meta)
+            Some(&slot) => {
+                self.remove_slot(slot, EndReason::Aborted);
+                self.create(now, key, direction, meta)
+            }
+            None => self.create(now, key, direction, meta),
+        };
+        self.settle_due();
+        r
     }
 
     /// The miss path of [`FlowTable::handle_packet`].
@@ -727,6 +736,7 @@ impl FlowTable {
         match self.by_id.remove(&id.get()) {
             Some(slot) => {
                 self.remove_slot(slot, EndReason::Aborted);
+                self.settle_due();
                 true
             }
             None => false,
@@ -748,6 +758,7 @@ impl FlowTable {
                 self.remove_slot(head, EndReason::IdleTimeout);
             }
         }
+        self.settle_due();
     }
 
     /// The next event, if any. Drain after every `handle_*` call.
@@ -769,8 +780,23 @@ impl FlowTable {
     /// When [`FlowTable::handle_timeout`] next has work, if any flow is held. (A data path asks
     /// before every packet: the waits per class are computed once, at construction.)
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        // Asked before every packet: a plain loop over the seven list heads (no iterator
-        // adapters, no copy of `waits`).
+        // Asked before every packet: the answer kept since the list heads last changed.
+        match self.due {
+            Some(due) => due,
+            None => self.next_due(),
+        }
+    }
+
+    /// Computes [`FlowTable::poll_timeout`]'s answer again when a list head changed.
+    fn settle_due(&mut self) {
+        if self.due.is_none() {
+            self.due = Some(self.next_due());
+        }
+    }
+
+    /// The earliest expiry of the seven list heads.
+    fn next_due(&self) -> Option<Timestamp> {
+        // A plain loop over the seven list heads (no iterator adapters, no copy of `waits`).
         let mut next = u64::MAX;
         let mut any = false;
         for (list, wait) in self.lists.iter().zip(&self.waits) {
@@ -918,6 +944,8 @@ impl FlowTable {
         {
             if self.lists[class.index()].tail == slot {
                 flow.queued = now;
+                // The tail may be the head too: its expiry moved.
+                self.due = None;
             } else {
                 self.unlink(slot);
                 self.link_tail(slot, class, now);
@@ -983,6 +1011,7 @@ impl FlowTable {
     }
 
     fn unlink(&mut self, slot: u32) {
+        self.due = None;
         let flow = &self.slab[slot as usize];
         let (prev, next, class) = (flow.prev, flow.next, flow.class);
         if prev == NIL {
@@ -998,6 +1027,7 @@ impl FlowTable {
     }
 
     fn link_tail(&mut self, slot: u32, class: Class, now: Timestamp) {
+        self.due = None;
         let tail = self.lists[class.index()].tail;
         let flow = &mut self.slab[slot as usize];
         flow.queued = now;

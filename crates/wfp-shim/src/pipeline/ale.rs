@@ -31,6 +31,7 @@ use wfp_core::LayerId;
 use super::classify::Step;
 use super::flows::{connection_direction, flow_facts, FlowExtra};
 use super::packet::Packet;
+use super::slab::ExtraRef;
 use super::{Reason, Shim};
 use crate::flow::{Direction, FlowId, FlowKey, FlowState, TcpState};
 use crate::values::PacketFacts;
@@ -39,6 +40,8 @@ use crate::values::PacketFacts;
 struct AleWork {
     /// The flow.
     id: FlowId,
+    /// Where its state lives.
+    at: ExtraRef,
     /// The transport facts oriented by the connection.
     facts: PacketFacts,
     /// Who initiated the flow.
@@ -61,10 +64,10 @@ impl Shim {
     /// The ALE layers for a tracked flow's packet. `Break` when authorization or FLOW_ESTABLISHED
     /// blocked it: the flow has then ended.
     pub(super) fn ale(&mut self, pkt: &mut Packet<'_>) -> ControlFlow<()> {
-        let Some(id) = pkt.flow() else {
+        let Some(at) = pkt.extra else {
             return Continue(());
         };
-        let Some(work) = self.ale_work(id, pkt) else {
+        let Some(work) = self.ale_work(at, pkt) else {
             return Continue(());
         };
         if let Some(auth) = work.auth {
@@ -75,9 +78,9 @@ impl Shim {
 
     /// The ALE cache: `None` when the flow is authorized under the current filters and
     /// established, else what is left to do.
-    fn ale_work(&mut self, id: FlowId, pkt: &Packet<'_>) -> Option<AleWork> {
+    fn ale_work(&mut self, at: ExtraRef, pkt: &Packet<'_>) -> Option<AleWork> {
         let epoch = self.policy_epoch;
-        let e = self.extra.get_mut(&id)?;
+        let e = self.extra.at_mut(at)?;
         // Nothing to do for an authorized, established flow unless the policy moved (one epoch
         // comparison per packet; the layer's own generation only when it did).
         if e.auth_layer.is_some() && e.established && e.auth_epoch == epoch {
@@ -107,7 +110,8 @@ impl Shim {
             Some(_) => None,
         };
         Some(AleWork {
-            id,
+            id: at.id(),
+            at,
             facts: connection_facts(&pkt.transport, &e.key),
             initiator: e.initiator,
             auth,
@@ -154,7 +158,7 @@ impl Shim {
                 }
             }
             if tcp {
-                if let Some(key) = self.extra.get(&id).map(|e| e.key) {
+                if let Some(key) = self.extra.at(work.at).map(|e| e.key) {
                     let filter = pkt.verdict.filter;
                     self.remember_ended(key, Reason::ConnectionRefused, layer, filter);
                 }
@@ -173,14 +177,14 @@ impl Shim {
             return Continue(());
         };
         let id = work.id;
-        let established_now = self.extra.get(&id).is_some_and(|e| !e.established)
+        let established_now = self.extra.at(work.at).is_some_and(|e| !e.established)
             && (pkt.parsed.ip.protocol != 6
                 || u.established
                 || u.state == FlowState::Tcp(TcpState::Established));
         if !established_now {
             return Continue(());
         }
-        if let Some(e) = self.extra.get_mut(&id) {
+        if let Some(e) = self.extra.at_mut(work.at) {
             e.established = true;
         }
         let layer = if pkt.v6() {

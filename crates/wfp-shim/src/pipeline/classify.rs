@@ -3,14 +3,16 @@
 //! per-flow reuse of static answers (`decisions.rs`), and the layer visit applied to the verdict —
 //! PERMIT goes on, BLOCK stops the packet, NONE_NO_MATCH takes [`super::ShimConfig::no_match`].
 
+use std::cell::OnceCell;
 use std::ops::ControlFlow::{self, Break, Continue};
 
 use wfp_core::callout::{LayerData, Metadata};
 use wfp_core::{ActionType, Hardness, LayerId, Trace};
 
 use super::meta::LazyMeta;
+use super::slab::ExtraRef;
 use super::{LayerVisit, PacketDirection, PacketVerdict, Shim, Verdict};
-use crate::flow::{Direction, FlowId, FlowKey};
+use crate::flow::{Direction, FlowKey};
 use crate::values::{fill_masked, PacketFacts};
 use crate::wire::ParsedPacket;
 
@@ -51,6 +53,9 @@ pub(super) enum MetaRef<'s> {
     Built(&'s Metadata),
     /// Built when read.
     Lazy(&'s LazyMeta<'s>),
+    /// Built by the function when first read, kept in the cell (the IP-packet layers' metadata:
+    /// a reused answer never builds it).
+    Once(&'s OnceCell<Metadata>, &'s dyn Fn() -> Metadata),
 }
 
 impl<'s> MetaRef<'s> {
@@ -60,6 +65,7 @@ impl<'s> MetaRef<'s> {
         match self {
             Self::Built(m) => m,
             Self::Lazy(l) => l.get(),
+            Self::Once(cell, build) => cell.get_or_init(build),
         }
     }
 }
@@ -159,7 +165,7 @@ impl Shim {
     /// stored decisions when the engine said the last answer for these facts is reusable.
     pub(super) fn classify_flow_step(
         &mut self,
-        flow: Option<FlowId>,
+        flow: Option<ExtraRef>,
         mut step: Step<'_>,
         v: &mut PacketVerdict,
     ) -> ControlFlow<()> {
@@ -170,8 +176,9 @@ impl Shim {
             return self.classify_step(step, v);
         };
         let epoch = self.policy_epoch;
-        // The hit path: one probe of the flow's answers, a visit built from a small copy.
-        let hit = self.extra.get(&id);
+        // The hit path: the flow's state by slot, one scan of its answers, a visit built from a
+        // small copy.
+        let hit = self.extra.at(id);
         if let Some(a) = hit.and_then(|e| e.decisions.get(layer, epoch, step.facts)) {
             let mut visit = LayerVisit::plain(layer, a.action, a.hardness, a.filter);
             visit.vetoed = a.vetoed;
@@ -186,7 +193,7 @@ impl Shim {
         self.scratch = values;
         // Only an answer from the policy this packet's field masks came from: a commit between
         // the two could have made a field matter that the mask left empty.
-        if let (Some(e), true) = (self.extra.get_mut(&id), reusable == Some(epoch)) {
+        if let (Some(e), true) = (self.extra.at_mut(id), reusable == Some(epoch)) {
             e.decisions.put(layer, epoch, step.facts, &r);
         }
         self.record(LayerVisit::of(layer, &r, None), r.absorbed(), v)
@@ -195,12 +202,13 @@ impl Shim {
     /// The id of the tracked flow an inbound packet belongs to, when answers at `layer` could be
     /// reused (read-only: the flow table is updated later, by flow tracking).
     #[inline]
-    pub(super) fn known_flow(&self, layer: LayerId, p: &ParsedPacket) -> Option<FlowId> {
+    pub(super) fn known_flow(&self, layer: LayerId, p: &ParsedPacket) -> Option<ExtraRef> {
         if !self.config.reuse_decisions || self.config.trace || !self.has_filters(layer) {
             return None;
         }
         let key = FlowKey::from_packet(Direction::Inbound, p)?;
-        self.flows.lookup(&key).map(|h| h.id())
+        let flow = self.flows.flow(self.flows.lookup(&key)?)?;
+        ExtraRef::from_user(flow.user(), flow.id())
     }
 
     /// Whether `layer` held filters when the current packet started (`layer_mask`).

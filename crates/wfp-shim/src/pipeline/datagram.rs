@@ -46,6 +46,6 @@ impl Shim {
             .present
             .contains(MetadataFields::PACKET_DIRECTION));
         let step = Step::new(layer, &facts, &pkt.meta, LayerData::Packet(pkt.payload()));
-        self.classify_flow_step(pkt.flow(), step, pkt.verdict)
+        self.classify_flow_step(pkt.extra, step, pkt.verdict)
     }
 }

@@ -4,10 +4,11 @@
 //! [`ShimEvent::FlowEnded`].
 //!
 //! The flow table ([`crate::flow`]) knows 5-tuples and TCP states; the per-flow state of the
-//! layers (authorization, stream reassembly and stream callouts, reusable answers) is a
-//! [`FlowExtra`] beside it, keyed by [`FlowId`]. A TCP connection that ended by policy (refused at
-//! authorization, dropped by a stream callout) is remembered by key so that its late segments do
-//! not start a new flow mid-stream.
+//! layers (authorization, stream reassembly and stream callouts, reusable answers, offloaded
+//! sides) is a [`FlowExtra`] in a slab beside it (`slab.rs`), whose slot the flow-table entry
+//! names: a packet of a tracked flow costs one flow-table probe. A TCP connection that ended by
+//! policy (refused at authorization, dropped by a stream callout) is remembered by key so that
+//! its late segments do not start a new flow mid-stream.
 
 use std::hash::Hasher;
 use std::ops::ControlFlow::{self, Break, Continue};
@@ -17,6 +18,7 @@ use wfp_core::constants::MetadataFields;
 use wfp_core::{FilterId, LayerId};
 
 use super::packet::Packet;
+use super::slab::ExtraRef;
 use super::{Owner, Reason, Shim, ShimEvent};
 use crate::decisions::FlowDecisions;
 use crate::flow::{Direction, EndReason, FlowEvent, FlowId, FlowKey, FlowUpdate, PacketMeta, Side};
@@ -68,6 +70,8 @@ pub(super) struct FlowExtra {
     pub(super) pending: Option<Box<super::pend::Pending>>,
     /// Per [`Side`]: where the output stream stands after stream edits (see `inject.rs`).
     pub(super) edit: [super::inject::SideEdit; 2],
+    /// Per [`Side`]: the data path may carry that side's packets without the shim (`offload.rs`).
+    pub(super) offloaded: [bool; 2],
 }
 
 /// A TCP segment's payload held until its connection is established (see `stream.rs`).
@@ -110,12 +114,13 @@ impl Shim {
                 }
             }
         }
-        // One probe of the flow table and one of the flows' layer state: the update comes back
-        // with the flow's [`FlowExtra`] (no second lookup by id).
+        // One probe of the flow table: the update names the slot of the flow's [`FlowExtra`],
+        // which every later step reaches through `pkt.extra` (no lookup by id).
         let tracked = key.and_then(|k| self.flow_update(pkt, k));
-        pkt.update = tracked.as_ref().map(|(u, _)| *u);
+        pkt.update = tracked.map(|(u, _)| u);
+        pkt.extra = tracked.map(|(_, r)| r);
         pkt.verdict.flow = pkt.flow();
-        let extra = tracked.map(|(_, e)| e);
+        let extra = pkt.extra.and_then(|r| self.extra.at(r));
         let tracked_flow = extra.is_some();
         pkt.needs_auth = extra.is_some_and(|e| e.auth_layer.is_none());
         if let Some(id) = pkt.flow() {
@@ -138,14 +143,32 @@ impl Shim {
         Continue(())
     }
 
-    /// The flow table's update for `pkt` (flow `key`) and the flow's [`FlowExtra`] (created with
-    /// the flow).
-    fn flow_update(&mut self, pkt: &Packet<'_>, key: FlowKey) -> Option<(FlowUpdate, &FlowExtra)> {
+    /// The flow table's update for `pkt` (flow `key`) and where the flow's [`FlowExtra`] lives
+    /// (created with the flow). The established-flow fast path: one flow-table probe, whose
+    /// caller word names the state's slot.
+    fn flow_update(&mut self, pkt: &Packet<'_>, key: FlowKey) -> Option<(FlowUpdate, ExtraRef)> {
         let meta = PacketMeta::from_parsed(pkt.parsed);
-        let Ok(u) = self.flows.handle_packet(pkt.now, &key, pkt.dir, &meta) else {
+        let Ok(mut u) = self.flows.handle_packet(pkt.now, &key, pkt.dir, &meta) else {
             self.stats.untracked += 1;
             return None;
         };
+        let id = u.handle.id();
+        if let Some(r) = ExtraRef::from_user(u.user, id).filter(|r| self.extra.at(*r).is_some()) {
+            return Some((u, r));
+        }
+        let r = match self.extra.ref_of(id) {
+            Some(r) => r,
+            None => self.new_extra(pkt, key, &u),
+        };
+        self.flows.set_user(u.handle, r.user());
+        u.user = r.user();
+        Some((u, r))
+    }
+
+    /// The layer state of the flow `u` just created (or a tombstone's, whose state went at its
+    /// end): stored, and where.
+    #[cold]
+    fn new_extra(&mut self, pkt: &Packet<'_>, key: FlowKey, u: &FlowUpdate) -> ExtraRef {
         let initiator = if u.side == Side::Initiator {
             pkt.dir
         } else {
@@ -159,27 +182,25 @@ impl Shim {
         if u.created && self.announced() {
             let _ = self.engine.flow_created(u.handle.id().get());
         }
-        let extra = self
-            .extra
-            .entry(u.handle.id())
-            .or_insert_with(|| FlowExtra {
-                key,
-                initiator,
-                auth_layer: None,
-                auth_generation: 0,
-                auth_epoch: 0,
-                established: false,
-                owner: pkt.ctx.owner.clone().unwrap_or_default(),
-                reasm: [None, None],
-                stream: [StreamDirection::default(), StreamDirection::default()],
-                dropped: false,
-                decisions: FlowDecisions::default(),
-                midstream,
-                early: Vec::new(),
-                pending: None,
-                edit: Default::default(),
-            });
-        Some((u, extra))
+        let extra = FlowExtra {
+            key,
+            initiator,
+            auth_layer: None,
+            auth_generation: 0,
+            auth_epoch: 0,
+            established: false,
+            owner: pkt.ctx.owner.clone().unwrap_or_default(),
+            reasm: [None, None],
+            stream: [StreamDirection::default(), StreamDirection::default()],
+            dropped: false,
+            decisions: FlowDecisions::default(),
+            midstream,
+            early: Vec::new(),
+            pending: None,
+            edit: Default::default(),
+            offloaded: [false; 2],
+        };
+        self.extra.insert(u.handle.id(), extra)
     }
 
     /// Remembers a TCP connection that ended by policy: its late segments get `reason`, `layer`

@@ -6,6 +6,7 @@
 //! raw and as a fragment, then held; the datagram it completes is classified at the inbound
 //! IP-packet layer with IS_REASSEMBLED and goes on through the upper layers.
 
+use std::cell::OnceCell;
 use std::ops::ControlFlow::{self, Continue};
 
 use wfp_core::callout::LayerData;
@@ -13,7 +14,7 @@ use wfp_core::catalogue::layers;
 use wfp_core::constants::ConditionFlags;
 use wfp_core::LayerId;
 
-use super::classify::Step;
+use super::classify::{MetaRef, Step};
 use super::packet::Packet;
 use super::{FragmentDrop, Malformed, PacketContext, PacketVerdict, Reason, Shim};
 use crate::flow::Direction;
@@ -76,8 +77,9 @@ impl Shim {
         } else {
             self.known_flow(layer, pkt.parsed)
         };
-        let meta = pkt.ip_meta();
-        let step = Step::new(layer, &pkt.ip, &meta, LayerData::Packet(pkt.bytes));
+        let (cell, build) = (OnceCell::new(), pkt.ip_meta_fn());
+        let meta = MetaRef::Once(&cell, &build);
+        let step = Step::new(layer, &pkt.ip, meta, LayerData::Packet(pkt.bytes));
         self.classify_flow_step(known, step, pkt.verdict)
     }
 
@@ -90,9 +92,10 @@ impl Shim {
         if let Some(step) = self.unfiltered(layer, pkt.verdict) {
             return step;
         }
-        let meta = pkt.ip_meta();
-        let step = Step::new(layer, &pkt.ip, &meta, LayerData::Packet(pkt.bytes));
-        self.classify_flow_step(pkt.flow(), step, pkt.verdict)
+        let (cell, build) = (OnceCell::new(), pkt.ip_meta_fn());
+        let meta = MetaRef::Once(&cell, &build);
+        let step = Step::new(layer, &pkt.ip, meta, LayerData::Packet(pkt.bytes));
+        self.classify_flow_step(pkt.extra, step, pkt.verdict)
     }
 
     /// A fragment: raw + IS_FRAGMENT at the IP-packet layer, then reassembly. The datagram it

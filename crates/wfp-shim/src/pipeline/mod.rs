@@ -77,12 +77,12 @@ mod offload;
 mod packet;
 mod pend;
 mod redirect;
+mod slab;
 mod stream;
 mod transport;
 mod verdict;
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
 use std::ops::ControlFlow::{self, Continue};
 use std::sync::Arc;
@@ -95,7 +95,6 @@ use crate::frag::{FragConfig, FragReassembler};
 use crate::reasm::ReasmConfig;
 use crate::time::Timestamp;
 use crate::wire::{ParseConfig, ParseError, ParsedPacket, Transport};
-use flows::{FlowExtra, FlowIdHasher};
 use packet::{Packet, Seen, Way};
 
 pub use flows::FlowRow;
@@ -372,7 +371,8 @@ pub struct Shim {
     config: ShimConfig,
     flows: FlowTable,
     frags: FragReassembler,
-    extra: HashMap<FlowId, FlowExtra, BuildHasherDefault<FlowIdHasher>>,
+    /// Every tracked flow's layer state, reached from its flow-table entry (`slab.rs`).
+    extra: slab::FlowExtras,
     /// `Engine::nonempty_layers` as of the current packet (one atomic load per packet).
     layer_mask: u128,
     /// `PolicySummary::epoch` as of the current packet.
@@ -421,7 +421,7 @@ impl Shim {
             frags: FragReassembler::new(config.frag),
             engine,
             config,
-            extra: HashMap::default(),
+            extra: slab::FlowExtras::default(),
             layer_mask: u128::MAX,
             policy_epoch: 0,
             field_masks: Vec::new(),

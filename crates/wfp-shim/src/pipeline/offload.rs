@@ -34,13 +34,11 @@
 //! carried bytes as `missedBytes` ([`Shim::resume_offloaded`]).
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::sync::OnceLock;
 
 use wfp_core::catalogue::{self, layers};
 use wfp_core::{ActionType, FilterId, LayerId};
 
-use super::flows::FlowIdHasher;
 use super::packet::Packet;
 use super::{Shim, Verdict};
 use crate::flow::{Direction, FlowId, FlowKey, FlowState, Side, TcpState};
@@ -194,11 +192,10 @@ pub struct Withdrawal {
     pub initiator: Direction,
 }
 
-/// The flows with an offloaded direction (per [`Side`]), beside the flow table.
+/// What the data path reported of offloaded flows (which sides are offloaded is kept in each
+/// flow's `FlowExtra::offloaded`, reached without a lookup on the packet path).
 #[derive(Debug, Default)]
 pub(super) struct OffloadTable {
-    /// Keyed with the pipeline's flow-id hasher: probed for every packet of a tracked flow.
-    sides: HashMap<FlowId, [bool; 2], BuildHasherDefault<FlowIdHasher>>,
     /// What the kernel carried for offloaded flows without the shim, as of the latest
     /// [`Shim::note_carried`].
     kernel: HashMap<FlowId, CarriedCounts>,
@@ -209,7 +206,6 @@ pub(super) struct OffloadTable {
 impl OffloadTable {
     /// Forgets an ended flow.
     pub(super) fn forget(&mut self, flow: FlowId) {
-        self.sides.remove(&flow);
         self.kernel.remove(&flow);
     }
 
@@ -341,8 +337,12 @@ impl Shim {
     /// written to `pkt.verdict.offload`, and remembered for [`Shim::resume_offloaded`].
     pub(super) fn decide_offload(&mut self, pkt: &mut Packet<'_>) {
         let answer = self.offload_answer(pkt);
-        if let (Offload::Eligible { sender }, Some(id)) = (answer, pkt.flow()) {
-            self.offload.sides.entry(id).or_default()[sender.index()] = true;
+        if let (Offload::Eligible { sender }, Some(e)) =
+            (answer, pkt.extra.and_then(|r| self.extra.at_mut(r)))
+        {
+            if let Some(side) = e.offloaded.get_mut(sender.index()) {
+                *side = true;
+            }
         }
         pkt.verdict.offload = answer;
     }
@@ -372,10 +372,10 @@ impl Shim {
         if pkt.verdict.edited.is_some() || pkt.redirected {
             return keep(K::Edited);
         }
-        let (Some(id), Some(u)) = (pkt.flow(), pkt.update) else {
+        let (Some(at), Some(u)) = (pkt.extra, pkt.update) else {
             return keep(K::NoFlow);
         };
-        let Some(e) = self.extra.get(&id) else {
+        let Some(e) = self.extra.at(at) else {
             return keep(K::NoFlow);
         };
         if e.auth_layer.is_none() || !e.established || e.auth_epoch != self.policy_epoch {
@@ -399,7 +399,7 @@ impl Shim {
         for answer in later {
             let constant = match *answer {
                 LaterLayer::Static(r) => r,
-                LaterLayer::Stream => self.stream_is_constant(id, u.side),
+                LaterLayer::Stream => self.stream_is_constant(at.id(), e, u.side),
             };
             if let Err(why) = constant {
                 return keep(why);
@@ -410,10 +410,12 @@ impl Shim {
 
     /// The STREAM layer for one side of a flow: every filter matching the connection is a static
     /// PERMIT or a callout that allowed the connection (§9.2 ALLOW_CONNECTION), none holds data.
-    fn stream_is_constant(&self, id: FlowId, side: Side) -> Result<(), KeepReason> {
-        let Some(e) = self.extra.get(&id) else {
-            return Err(KeepReason::NoFlow);
-        };
+    fn stream_is_constant(
+        &self,
+        id: FlowId,
+        e: &super::flows::FlowExtra,
+        side: Side,
+    ) -> Result<(), KeepReason> {
         let dir = &e.stream[side.index()];
         let (layer, values, _) = super::stream::connection_inputs(id, e);
         for f in self.engine.matching_filters(layer, &values) {
@@ -436,20 +438,17 @@ impl Shim {
     /// carried bytes in between, the side's stream reassembly restarts at this segment and the
     /// stream callouts are told the carried bytes as missed (§9.2 missedBytes).
     pub(super) fn resume_offloaded(&mut self, pkt: &Packet<'_>) {
-        let (Some(id), Some(u)) = (pkt.flow(), pkt.update) else {
+        let (Some(at), Some(u)) = (pkt.extra, pkt.update) else {
             return;
         };
         let i = u.side.index();
-        let Some(sides) = self.offload.sides.get_mut(&id) else {
+        let Some(e) = self.extra.at_mut(at) else {
             return;
         };
-        if !std::mem::take(&mut sides[i]) {
+        if !e.offloaded.get_mut(i).is_some_and(std::mem::take) {
             return;
         }
         let Transport::Tcp(t) = &pkt.parsed.transport else {
-            return;
-        };
-        let Some(e) = self.extra.get_mut(&id) else {
             return;
         };
         let Some(r) = e.reasm.get(i).and_then(Option::as_deref) else {
@@ -554,9 +553,8 @@ impl Shim {
 
     /// Whether flow `id` has an offloaded direction.
     pub fn is_offloaded(&self, id: FlowId) -> bool {
-        self.offload
-            .sides
+        self.extra
             .get(&id)
-            .is_some_and(|s| s.iter().any(|b| *b))
+            .is_some_and(|e| e.offloaded.iter().any(|b| *b))
     }
 }

@@ -11,6 +11,7 @@ use wfp_core::callout::Metadata;
 use wfp_core::constants::ConditionFlags;
 
 use super::meta::{ip_layer_meta, LazyMeta};
+use super::slab::ExtraRef;
 use super::transport::transport_facts;
 use super::{PacketContext, PacketDirection, PacketVerdict, Shim};
 use crate::flow::{Direction, FlowId, FlowKey, FlowUpdate};
@@ -75,6 +76,9 @@ pub(super) struct Packet<'a> {
     pub(super) meta: LazyMeta<'a>,
     /// The flow-table update of the packet's flow, once tracked.
     pub(super) update: Option<FlowUpdate>,
+    /// Where the tracked flow's layer state lives (`slab.rs`): every step after flow tracking
+    /// reaches it through this, without another lookup.
+    pub(super) extra: Option<ExtraRef>,
     /// The new flow has not been authorized yet (INBOUND_TRANSPORT's ALE_CLASSIFY_REQUIRED).
     pub(super) needs_auth: bool,
     /// The packet's flow is a redirected connection (§10.3, `redirect.rs`): flow tracking added
@@ -107,6 +111,7 @@ impl<'a> Packet<'a> {
             ip,
             meta: LazyMeta::new(parsed, seen),
             update: None,
+            extra: None,
             needs_auth: false,
             redirected: false,
             verdict,
@@ -148,11 +153,14 @@ impl<'a> Packet<'a> {
     /// id is the FLOW_HANDLE value without the flag (the IP-packet layers have no FLOW_HANDLE,
     /// §8.2): only the engine's hint of which data path a packet cloned there belongs to.
     pub(super) fn ip_meta(&self) -> Metadata {
-        let mut m = ip_layer_meta(self.parsed, &self.seen());
-        if let Some(id) = self.flow() {
-            m.flow_handle = id.get();
-        }
-        m
+        ip_meta_of(self.parsed, &self.seen(), self.flow())
+    }
+
+    /// [`Packet::ip_meta`] to build later (it borrows none of the packet's mutable parts), for a
+    /// classify that may be answered without it.
+    pub(super) fn ip_meta_fn(&self) -> impl Fn() -> Metadata + 'a {
+        let (parsed, seen, flow) = (self.parsed, self.seen(), self.flow());
+        move || ip_meta_of(parsed, &seen, flow)
     }
 
     /// The packet's flow, once tracked.
@@ -177,6 +185,15 @@ impl<'a> Packet<'a> {
             .and_then(|r| bytes.get(r))
             .unwrap_or(&[])
     }
+}
+
+/// The IP-packet layers' metadata of `parsed` seen as `seen` (see [`Packet::ip_meta`]).
+fn ip_meta_of(parsed: &ParsedPacket, seen: &Seen<'_>, flow: Option<FlowId>) -> Metadata {
+    let mut m = ip_layer_meta(parsed, seen);
+    if let Some(id) = flow {
+        m.flow_handle = id.get();
+    }
+    m
 }
 
 /// `IF_TYPE_SOFTWARE_LOOPBACK` (IANA ifType 24).

@@ -23,6 +23,7 @@ use wfp_core::{ActionType, CalloutId, Engine, Hardness, LayerId, Value};
 
 use super::flows::{connection_direction, flow_facts, flow_meta, EarlySegment, FlowExtra};
 use super::packet::Packet;
+use super::slab::ExtraRef;
 use super::{LayerVisit, Reason, Shim};
 use crate::flow::{Direction, EndReason, FlowId, Side};
 use crate::reasm::{ReasmConfig, Segment, StreamReassembler};
@@ -61,10 +62,9 @@ impl Shim {
     /// first segment after ALE_FLOW_ESTABLISHED (so a callout that attaches there sees them). A
     /// connection that never establishes (refused, reset) never indicates them.
     pub(super) fn stream(&mut self, pkt: &mut Packet<'_>, t: &TcpInfo) -> ControlFlow<()> {
-        let Some(u) = pkt.update else {
+        let (Some(u), Some(at)) = (pkt.update, pkt.extra) else {
             return Continue(());
         };
-        let id = u.handle.id();
         let payload = pkt.bytes.get(t.payload.clone()).unwrap_or(&[]);
         // Bytes the capture cut (the segment is longer on the wire than its payload here).
         let cut = u32::try_from(t.wire_payload_len.saturating_sub(payload.len())).unwrap_or(0);
@@ -76,7 +76,7 @@ impl Shim {
             rst: t.flags.rst(),
             cut,
         };
-        let Some(e) = self.extra.get_mut(&id) else {
+        let Some(e) = self.extra.at_mut(at) else {
             return Continue(());
         };
         if !e.established {
@@ -84,14 +84,14 @@ impl Shim {
             return Continue(());
         }
         if !e.early.is_empty() {
-            self.release_early(pkt, id)?;
+            self.release_early(pkt, at)?;
         }
-        self.stream_segment(pkt, id, u.side, seg)
+        self.stream_segment(pkt, at, u.side, seg)
     }
 
     /// Indicates the segments held before the connection was established, in arrival order.
-    fn release_early(&mut self, pkt: &mut Packet<'_>, id: FlowId) -> ControlFlow<()> {
-        let early = match self.extra.get_mut(&id) {
+    fn release_early(&mut self, pkt: &mut Packet<'_>, at: ExtraRef) -> ControlFlow<()> {
+        let early = match self.extra.at_mut(at) {
             Some(e) => std::mem::take(&mut e.early),
             None => return Continue(()),
         };
@@ -104,16 +104,17 @@ impl Shim {
                 rst: false,
                 cut: s.cut,
             };
-            self.stream_segment(pkt, id, s.side, seg)?;
+            self.stream_segment(pkt, at, s.side, seg)?;
         }
         Continue(())
     }
 
-    /// One segment `seg` sent by `side` of flow `id` through reassembly and the stream callouts.
+    /// One segment `seg` sent by `side` of the flow at `at` through reassembly and the stream
+    /// callouts.
     fn stream_segment(
         &mut self,
         pkt: &mut Packet<'_>,
-        id: FlowId,
+        at: ExtraRef,
         side: Side,
         seg: Segment<'_>,
     ) -> ControlFlow<()> {
@@ -123,7 +124,8 @@ impl Shim {
             layers::STREAM_V4
         };
         let skip_unfiltered = !self.config.trace && !self.has_filters(layer);
-        let Some(e) = self.extra.get_mut(&id) else {
+        let id = at.id();
+        let Some(e) = self.extra.at_mut(at) else {
             return Continue(());
         };
         let i = side.index();

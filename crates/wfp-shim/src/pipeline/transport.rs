@@ -46,7 +46,7 @@ impl Shim {
             LayerData::Packet(pkt.payload()),
         );
         if self
-            .classify_flow_step(pkt.flow(), step, pkt.verdict)
+            .classify_flow_step(pkt.extra, step, pkt.verdict)
             .is_break()
         {
             self.discard_unauthorized(pkt.flow());
@@ -67,7 +67,7 @@ impl Shim {
             &pkt.meta,
             LayerData::Packet(pkt.bytes),
         );
-        self.classify_flow_step(pkt.flow(), step, pkt.verdict)
+        self.classify_flow_step(pkt.extra, step, pkt.verdict)
     }
 
     /// §8.2: the inbound layers from INBOUND_TRANSPORT up see the transport payload; the headers
