@@ -194,6 +194,10 @@ pub(crate) struct SideEdit {
     /// The latest change of the shift: the original sequence number of the segment where it
     /// changed, and the shift before it (bytes before that segment keep that shift).
     pub(crate) correction: Option<(u32, i64)>,
+    /// A stream callout blocked the side's FIN (the last number before `orig_next`) and no
+    /// injection carrying the disconnect has replaced it: a retransmission of it goes on
+    /// without FIN too (§9.2).
+    pub(crate) fin_withheld: bool,
 }
 
 /// The most rounds of [`Shim::handle_async`] (each may make new events: a re-injected packet a
@@ -444,6 +448,9 @@ impl Shim {
         set_fin(&mut bytes, fin);
         let len = u32::try_from(payload.len()).unwrap_or(0);
         ed.out_next = Some(seq.wrapping_add(len).wrapping_add(u32::from(fin)));
+        if fin {
+            ed.fin_withheld = false;
+        }
         ed.active = true;
         self.stats.edited += 1;
         Some(bytes)
@@ -496,6 +503,9 @@ impl Shim {
         // (`fin_blocked`) is not sent, and the segment goes on without it.
         let fin = t.flags.fin();
         let fin_out = fin && !outcome.fin_blocked;
+        if fin && !fin_out {
+            ed.fin_withheld = true;
+        }
         ed.orig_next = Some(t.seq.wrapping_add(len).wrapping_add(u32::from(fin)));
         ed.out_next = Some(
             seq_out
@@ -551,7 +561,16 @@ impl Shim {
             ack_shift: translation.ack_shift(theirs, t.ack),
             payload: None,
         };
-        if let Ok(bytes) = rewrite_tcp(pkt.bytes, &edit, (theirs, translation)) {
+        // A retransmission of a FIN a callout blocked: still not sent.
+        let len = u32::try_from(t.payload.len()).unwrap_or(0);
+        let strip = t.flags.fin()
+            && e.edit.get(u.side.index()).is_some_and(|s| {
+                s.fin_withheld && s.orig_next == Some(t.seq.wrapping_add(len).wrapping_add(1))
+            });
+        if let Ok(mut bytes) = rewrite_tcp(pkt.bytes, &edit, (theirs, translation)) {
+            if strip {
+                set_fin(&mut bytes, false);
+            }
             self.stats.edited += 1;
             pkt.verdict.edited = Some(EditedPacket {
                 bytes,

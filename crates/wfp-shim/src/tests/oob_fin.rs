@@ -145,6 +145,11 @@ fn t_st_2_out_of_band_fin_goes_on_the_wire_with_the_disconnect_injection_only() 
     assert_eq!(fields(&bare), (1004, 5001, false, Vec::new()));
     let last = *seen.lock().unwrap().indications.last().unwrap();
     assert!(last.0.contains(StreamFlags::SEND_DISCONNECT) && last.1);
+    // A retransmission of the FIN does not put it on the wire either.
+    let again = h.packet(PacketDirection::Outbound, &fin);
+    assert_eq!(again.verdict, Verdict::Permit);
+    let again = again.edited.expect("FIN removed again").bytes;
+    assert!(!fields(&again).2);
     // The server acknowledges the FIN in the capture (1005): the client's FIN is not out yet.
     assert_eq!(fields(&server_ack(&mut h, 1005)).1, 1004);
     // The editor re-injects the FIN: a FIN at 1004 (taking 1004), and the server's next
