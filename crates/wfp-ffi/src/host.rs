@@ -207,7 +207,7 @@ impl DriverHost {
     /// Waits, at most `bound`, until the drivers' asynchronous work in progress is done: operations
     /// pended with FwpsPendOperation0 and classifies pended with FwpsPendClassify0 completed,
     /// clones from FwpsAllocateCloneNetBufferList0 injected or freed (wfp-reference §10.1, §10.2,
-    /// §10.4). A replay calls it at each asynchronous point, so decisions a driver takes on its own
+    /// §10.4), work items queued with IoQueueWorkItem run to their end. A replay calls it at each asynchronous point, so decisions a driver takes on its own
     /// threads land at the same point of the replay every run. Work still in progress when the
     /// bound expires is not waited for again (a driver that holds a clone for good costs one
     /// bound, not one per packet). True when nothing was left to wait for.
@@ -216,13 +216,16 @@ impl DriverHost {
         let mut pause = Duration::from_micros(50);
         let mut given_up = self.inner.given_up.lock();
         loop {
-            let (now, waiting_for_us) = {
+            let (mut now, waiting_for_us) = {
                 let st = self.inner.asyncs.lock();
                 (
                     st.in_progress(),
                     st.reauth_waiters.values().any(|w| w.armed && !w.done),
                 )
             };
+            if self.inner.rt.activity.work_items() > 0 {
+                now.push(crate::sys::InProgress::WorkItems);
+            }
             // A driver thread waits inside FwpsCompleteOperation0 for the reauthorization the
             // data path runs next: its other work cannot finish before that pass.
             if waiting_for_us {

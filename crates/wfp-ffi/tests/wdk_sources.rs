@@ -483,13 +483,43 @@ fn check_stmedit_both_editors(so: &Path) {
         String::from_utf8_lossy(&tcp_stream(&tcp, 8000)),
         "reply to request over sunny\n"
     );
-    // The request's: the replayed connection ends (both FINs and the last ACK are in the capture)
-    // before an injected FIN reaches the inline editor, which still holds the last byte then.
+    // The request's never ends: stmedit keeps one flow context for both directions, and the
+    // reply's FIN (first in the capture) marks it terminating, so the out-of-band editor blocks
+    // the request's FIN ("Received data classified after FIN") without queueing it and never
+    // re-injects it. The inline editor below is not told the request ended and still holds the
+    // "\n" when the replayed connection ends (its held bytes go with the flow, as on Windows).
     assert_eq!(
         String::from_utf8_lossy(&tcp_stream(&tcp, 44548)),
         "request over sunny"
     );
+    // §9.2: the reply's FIN goes on the wire once, with the re-injection, after its last byte;
+    // the request's FIN, blocked for good, never does (its segment goes on as a bare ACK).
+    let reply_fin = syn_seq(&tcp, 8000).wrapping_add(1 + 28);
+    assert_eq!(fin_seqs(&tcp, 8000), vec![reply_fin]);
+    assert_eq!(fin_seqs(&tcp, 44548), Vec::<u32>::new());
     assert!(engine.filters().is_empty());
+}
+
+/// The sequence numbers of the FINs `sport` sent (a FIN's is the one after its segment's
+/// payload), and of its SYN.
+fn fin_seqs(packets: &[&Vec<u8>], sport: u16) -> Vec<u32> {
+    packets
+        .iter()
+        .filter(|p| u16::from_be_bytes([p[20], p[21]]) == sport && p[33] & 0x01 != 0)
+        .map(|p| {
+            let seq = u32::from_be_bytes([p[24], p[25], p[26], p[27]]);
+            let len = p.len() - 20 - usize::from(p[32] >> 4) * 4;
+            seq.wrapping_add(len as u32)
+        })
+        .collect()
+}
+
+/// The sequence number of `sport`'s SYN.
+fn syn_seq(packets: &[&Vec<u8>], sport: u16) -> u32 {
+    packets
+        .iter()
+        .find(|p| u16::from_be_bytes([p[20], p[21]]) == sport && p[33] & 0x02 != 0)
+        .map_or(0, |p| u32::from_be_bytes([p[24], p[25], p[26], p[27]]))
 }
 
 /// msnmntr: the filters come from user mode (its monitor.exe adds them with FwpmFilterAdd; here

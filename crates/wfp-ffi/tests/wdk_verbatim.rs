@@ -111,8 +111,11 @@ fn check_stmedit(_dir: &Path, so: &Path) {
         ("StringX", "sz:LOOPBACK"),
         ("StringToReplace", "sz:sunny"),
     ];
-    // loopback.pcap's payloads end in "\n". With both editors chained the streams come out
-    // without it, as wdk_sources.rs also expects (the cause is not investigated here).
+    // loopback.pcap's payloads end in "\n". stmedit keeps one flow context for both directions:
+    // the reply's FIN (first in the capture) marks it terminating, and the out-of-band editor
+    // then blocks the request's FIN for good (never re-injected; §9.2: it never reaches the
+    // wire). With both editors the inline editor below therefore never gets the request's
+    // NO_MORE_DATA and keeps its "\n" (see wdk_sources.rs).
     for (multiple, request, reply) in [
         (
             "dword:0",
@@ -122,7 +125,7 @@ fn check_stmedit(_dir: &Path, so: &Path) {
         (
             // The inline editor holds each direction's "\n" (NEED_MORE_DATA) until the FIN the
             // out-of-band editor re-injects reaches it (§9.2): the reply's does, the request's
-            // comes after the replayed connection ended (see wdk_sources.rs).
+            // never comes.
             "dword:1",
             "request over sunny",
             "reply to request over sunny\n",
@@ -146,6 +149,16 @@ fn check_stmedit(_dir: &Path, so: &Path) {
         let tcp = of_protocol(&out.permitted, 6);
         assert_eq!(String::from_utf8_lossy(&tcp_stream(&tcp, 44548)), request);
         assert_eq!(String::from_utf8_lossy(&tcp_stream(&tcp, 8000)), reply);
+        let fins = |sport: u16| {
+            tcp.iter()
+                .filter(|p| u16::from_be_bytes([p[20], p[21]]) == sport && p[33] & 0x01 != 0)
+                .count()
+        };
+        assert_eq!(
+            (fins(8000), fins(44548)),
+            (1, 0),
+            "MultipleCallouts={multiple}"
+        );
         assert!(engine.filters().is_empty());
     }
 }

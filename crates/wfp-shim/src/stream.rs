@@ -59,6 +59,10 @@ pub struct StreamOutcome {
     pub injected: u64,
     /// The injection handles of those injections.
     pub injectors: Vec<wfp_core::inject::InjectionHandle>,
+    /// The push carried the direction's FIN and a callout blocked the indication that carried
+    /// it (§9.2): the disconnect does not go on (an out-of-band callout re-injects it later
+    /// with FwpsStreamInjectAsync0 and a DISCONNECT flag, or never).
+    pub fin_blocked: bool,
 }
 
 /// Stream injections a callout made during its classifyFn, taken by [`StreamCall::splice`]: the
@@ -77,6 +81,7 @@ impl StreamOutcome {
         self.indications += next.indications;
         self.injected += next.injected;
         self.injectors.extend(next.injectors);
+        self.fin_blocked |= next.fin_blocked;
     }
 }
 
@@ -185,6 +190,7 @@ impl StreamDirection {
         let mut blocked_above = 0u64;
         // §9.2: the disconnect travels with the last indication; a callout that blocks it takes
         // the FIN out of the stream below it (it may inject its own later: `push_injected`).
+        let fin_in = fin;
         let mut fin = fin;
         for f in chain {
             let missed_total = self.missed_total;
@@ -225,6 +231,7 @@ impl StreamDirection {
         }
         out.held = self.callouts.values().map(|s| s.pending.len() as u64).sum();
         out.delivered = input;
+        out.fin_blocked = fin_in && !fin && !out.drop_connection;
         out
     }
 }

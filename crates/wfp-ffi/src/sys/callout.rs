@@ -972,6 +972,9 @@ impl Callout for CCallout {
             // SAFETY: `meta_ptr` points into the boxed scratch, alive for the call.
             let meta_ref = unsafe { &*meta_ptr };
             let waiter = reauth_waiter(&self.host, ctx);
+            // §9.2: an out-of-band injection into this flow waits for the indication.
+            let _in_classify = matches!(layer_data, LayerData::Stream(_))
+                .then(|| self.host.rt.stream_gate.enter(meta.flow_handle));
             let mut call = || {
                 self.call_classify(
                     (&c_values, meta_ref, data_ptr),

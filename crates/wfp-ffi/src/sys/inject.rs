@@ -568,6 +568,11 @@ pub(crate) unsafe extern "C" fn FwpsStreamInjectAsync0(
     completion_context: *mut c_void,
 ) -> NtStatus {
     boundary("FwpsStreamInjectAsync0", STATUS_INVALID_PARAMETER, || {
+        // Out of band (outside any classifyFn): after the flow's indication in progress, if
+        // one runs on the data path now (§9.2; see `streamgate`).
+        if ctx::current_invocation().is_null() {
+            ctx::with_host(|h| h.rt.stream_gate.wait_clear(flow));
+        }
         inject(Call {
             handle,
             context,

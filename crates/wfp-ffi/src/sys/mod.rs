@@ -34,6 +34,7 @@ mod pctx;
 mod pend;
 mod redirect;
 mod registry;
+mod streamgate;
 mod sync;
 mod thread;
 mod timer;
@@ -67,6 +68,8 @@ pub(crate) struct RtState {
     pub(crate) pool_types: parking_lot::Mutex<kernel::PoolTypes>,
     pub(crate) bfe: parking_lot::Mutex<bfe::Subscriptions>,
     pub(crate) callbacks: parking_lot::Mutex<callbackobj::Callbacks>,
+    /// Stream classifyFns in progress per flow (out-of-band stream injections wait for them).
+    pub(crate) stream_gate: streamgate::StreamGate,
 }
 
 /// Runs `body`, turning a panic into `fallback` and a Verifier finding (the panic boundary every

@@ -327,6 +327,9 @@ pub(crate) enum InProgress {
     /// An indicated list referenced with FwpsReferenceNetBufferList0 (its address) while no
     /// injection is outstanding.
     Referenced(usize),
+    /// Work items queued with IoQueueWorkItem whose routine has not returned (stmedit's
+    /// out-of-band editor re-injects the stream from one).
+    WorkItems,
 }
 
 impl AsyncState {

@@ -142,9 +142,27 @@ impl Objects {
 pub(crate) struct Activity {
     counts: Mutex<HashMap<usize, usize>>,
     cv: Condvar,
+    /// Work items queued or running, every driver's ([`super::InProgress::WorkItems`]).
+    items: std::sync::atomic::AtomicUsize,
 }
 
 impl Activity {
+    /// Work items queued or running (a work item's routine is short work the driver queued at
+    /// this point of the data path: [`crate::DriverHost::settle`] waits for it).
+    pub(crate) fn work_items(&self) -> usize {
+        self.items.load(Ordering::Acquire)
+    }
+
+    fn item_queued(&self, driver: usize) {
+        self.items.fetch_add(1, Ordering::AcqRel);
+        self.enter(driver);
+    }
+
+    fn item_done(&self, driver: usize) {
+        self.items.fetch_sub(1, Ordering::AcqRel);
+        self.leave(driver);
+    }
+
     pub(crate) fn enter(&self, driver: usize) {
         *self.counts.lock().entry(driver).or_default() += 1;
     }
@@ -628,7 +646,7 @@ fn queue_item(item: *mut c_void, routine: Routine, context: *mut c_void) {
             return;
         }
     };
-    host.rt.activity.enter(driver);
+    host.rt.activity.item_queued(driver);
     let (item, context) = (item as usize, context as usize);
     let h = host.clone();
     let job: Job = Box::new(move || {
@@ -651,10 +669,10 @@ fn queue_item(item: *mut c_void, routine: Routine, context: *mut c_void) {
                 }
             }
         }
-        h.rt.activity.leave(driver);
+        h.rt.activity.item_done(driver);
     });
     if !host.rt.workers.submit(job) {
-        host.rt.activity.leave(driver);
+        host.rt.activity.item_done(driver);
     }
 }
 

@@ -11,7 +11,7 @@
 //! | transport send | the outbound layers from the top, behind an IP header the shim builds from the endpoint's flow (remote from the send parameters when given) |
 //! | forward | no WFP layer: delivered as is |
 //! | stream, inside the injector's classifyFn | spliced into the segment at the current point, seen only by the stream filters after the injector's (T-ST-2); the segment is rewritten ([`super::PacketVerdict::edited`]) |
-//! | stream, outside classifyFn (out-of-band) | the stream filters after the injector's, then a new TCP segment of the flow at the output stream's position |
+//! | stream, outside classifyFn (out-of-band) | the stream filters after the injector's, then a new TCP segment of the flow at the output stream's position: none when nothing went on and the injection has no DISCONNECT flag; with FIN set (one sequence number) when it has |
 //!
 //! Every request completes once: delivered when its packet was permitted (or held by a pend),
 //! dropped (STATUS_FWP_DROP_NOICMP) when a layer blocked it or it could not be built.
@@ -194,6 +194,10 @@ pub(crate) struct SideEdit {
     /// The latest change of the shift: the original sequence number of the segment where it
     /// changed, and the shift before it (bytes before that segment keep that shift).
     pub(crate) correction: Option<(u32, i64)>,
+    /// A stream callout blocked the side's FIN (the last number before `orig_next`) and no
+    /// injection carrying the disconnect has replaced it: a retransmission of it goes on
+    /// without FIN too (§9.2).
+    pub(crate) fin_withheld: bool,
 }
 
 /// The most rounds of [`Shim::handle_async`] (each may make new events: a re-injected packet a
@@ -275,7 +279,19 @@ impl Shim {
                 flags,
                 callout,
                 ..
-            } => self.stream_out_of_band(*flow, *flags, *callout, &req.data, req.handle),
+            } => match self.stream_out_of_band(*flow, *flags, *callout, &req.data, req.handle) {
+                OutOfBand::Segment(bytes, v) => Some((bytes, *v)),
+                OutOfBand::Nothing(id) => {
+                    // §9.2: the injection went into the stream; nothing reached the wire.
+                    self.withdraw_offload(id);
+                    self.stats.injected_delivered += 1;
+                    let _ = self
+                        .engine
+                        .complete_injection(req.id, InjectionOutcome::Delivered);
+                    return;
+                }
+                OutOfBand::Failed => None,
+            },
         };
         // An injection into an offloaded flow (from outside classifyFn, §10.4): its later packets
         // come back to the shim (a stream injection shifts sequence numbers, for one).
@@ -355,6 +371,11 @@ impl Shim {
 
     /// An out-of-band stream injection into `flow` (§9.2): the stream filters after the
     /// injector's, then a new segment at the output stream's position.
+    ///
+    /// WFP sends nothing for an injection whose bytes the callouts below all held or blocked,
+    /// unless it carries the disconnect: an injection with FWPS_STREAM_FLAG_*_DISCONNECT (an
+    /// out-of-band editor re-injecting the FIN it blocked) puts a FIN on the wire, after the
+    /// bytes that go with it, and the FIN takes one number of the side's sequence space.
     fn stream_out_of_band(
         &mut self,
         flow: u64,
@@ -362,9 +383,13 @@ impl Shim {
         injector: CalloutId,
         data: &[u8],
         handle: InjectionHandle,
-    ) -> Option<(Vec<u8>, PacketVerdict)> {
-        let id = FlowId::from_handle(flow)?;
-        let e = self.extra.get(&id)?;
+    ) -> OutOfBand {
+        let Some(id) = FlowId::from_handle(flow) else {
+            return OutOfBand::Failed;
+        };
+        let Some(e) = self.extra.get(&id) else {
+            return OutOfBand::Failed;
+        };
         let sending = if flags.contains(StreamFlags::RECEIVE) {
             Direction::Inbound
         } else {
@@ -376,7 +401,34 @@ impl Shim {
             Side::Responder
         };
         let fin = flags.intersects(StreamFlags::SEND_DISCONNECT | StreamFlags::RECEIVE_DISCONNECT);
-        let delivered = self.stream_below(id, side, injector, data, fin)?;
+        let Some(delivered) = self.stream_below(id, side, injector, data, fin) else {
+            return OutOfBand::Failed;
+        };
+        if delivered.is_empty() && !fin {
+            return OutOfBand::Nothing(id);
+        }
+        match self.out_of_band_segment((id, side), &delivered, fin) {
+            Some(bytes) => {
+                let mut v = PacketVerdict::new(sending.into());
+                v.flow = Some(id);
+                v.edited = Some(super::EditedPacket {
+                    bytes: bytes.clone(),
+                    injectors: vec![handle],
+                });
+                OutOfBand::Segment(bytes, Box::new(v))
+            }
+            None => OutOfBand::Failed,
+        }
+    }
+
+    /// The TCP segment carrying `payload` (and a FIN when `fin`) that flow `id`'s `side` sends
+    /// next, built on the side's last segment, at its output position (which it moves on).
+    fn out_of_band_segment(
+        &mut self,
+        (id, side): (FlowId, Side),
+        payload: &[u8],
+        fin: bool,
+    ) -> Option<Vec<u8>> {
         let e = self.extra.get_mut(&id)?;
         let translation = self.config.seq_translation;
         let other = e.edit.get(side.other().index()).cloned();
@@ -389,20 +441,30 @@ impl Shim {
         let edit = TcpEdit {
             seq_shift: i64::from(seq.wrapping_sub(orig_seq)),
             ack_shift,
-            payload: Some(&delivered),
+            payload: Some(payload),
         };
-        let bytes = rewrite_tcp(&template, &edit, (other.as_ref(), translation)).ok()?;
-        ed.out_next = Some(seq.wrapping_add(u32::try_from(delivered.len()).unwrap_or(0)));
+        let mut bytes = rewrite_tcp(&template, &edit, (other.as_ref(), translation)).ok()?;
+        // The template may be the side's original FIN (blocked): the flag is the injection's.
+        set_fin(&mut bytes, fin);
+        let len = u32::try_from(payload.len()).unwrap_or(0);
+        ed.out_next = Some(seq.wrapping_add(len).wrapping_add(u32::from(fin)));
+        if fin {
+            ed.fin_withheld = false;
+        }
         ed.active = true;
         self.stats.edited += 1;
-        let mut v = PacketVerdict::new(sending.into());
-        v.flow = Some(id);
-        v.edited = Some(super::EditedPacket {
-            bytes: bytes.clone(),
-            injectors: vec![handle],
-        });
-        Some((bytes, v))
+        Some(bytes)
     }
+}
+
+/// What an out-of-band stream injection put on the wire.
+enum OutOfBand {
+    /// A new segment of the flow.
+    Segment(Vec<u8>, Box<PacketVerdict>),
+    /// Nothing: the callouts below held or blocked every byte and there was no disconnect.
+    Nothing(FlowId),
+    /// The flow or its side is unknown, or the segment could not be built.
+    Failed,
 }
 
 impl Shim {
@@ -437,21 +499,33 @@ impl Shim {
             (false, true) => 0,
             (false, false) => len,
         };
-        ed.orig_next = Some(t.seq.wrapping_add(len));
-        ed.out_next = Some(seq_out.wrapping_add(out_len));
+        // §9.2: a FIN takes one sequence number on either stream; one a callout blocked
+        // (`fin_blocked`) is not sent, and the segment goes on without it.
+        let fin = t.flags.fin();
+        let fin_out = fin && !outcome.fin_blocked;
+        if fin && !fin_out {
+            ed.fin_withheld = true;
+        }
+        ed.orig_next = Some(t.seq.wrapping_add(len).wrapping_add(u32::from(fin)));
+        ed.out_next = Some(
+            seq_out
+                .wrapping_add(out_len)
+                .wrapping_add(u32::from(fin_out)),
+        );
         if shift_of(ed) != shift {
             ed.correction = Some((t.seq, shift));
         }
-        if !edited {
+        if !edited && fin_out == fin {
             return;
         }
         ed.active = true;
         let edit = TcpEdit {
             seq_shift: shift,
             ack_shift,
-            payload: Some(&outcome.delivered),
+            payload: edited.then_some(&outcome.delivered[..]),
         };
-        if let Ok(bytes) = rewrite_tcp(pkt.bytes, &edit, (other.as_ref(), translation)) {
+        if let Ok(mut bytes) = rewrite_tcp(pkt.bytes, &edit, (other.as_ref(), translation)) {
+            set_fin(&mut bytes, fin_out);
             self.stats.edited += 1;
             pkt.verdict.edited = Some(EditedPacket {
                 bytes,
@@ -487,7 +561,16 @@ impl Shim {
             ack_shift: translation.ack_shift(theirs, t.ack),
             payload: None,
         };
-        if let Ok(bytes) = rewrite_tcp(pkt.bytes, &edit, (theirs, translation)) {
+        // A retransmission of a FIN a callout blocked: still not sent.
+        let len = u32::try_from(t.payload.len()).unwrap_or(0);
+        let strip = t.flags.fin()
+            && e.edit.get(u.side.index()).is_some_and(|s| {
+                s.fin_withheld && s.orig_next == Some(t.seq.wrapping_add(len).wrapping_add(1))
+            });
+        if let Ok(mut bytes) = rewrite_tcp(pkt.bytes, &edit, (theirs, translation)) {
+            if strip {
+                set_fin(&mut bytes, false);
+            }
             self.stats.edited += 1;
             pkt.verdict.edited = Some(EditedPacket {
                 bytes,
@@ -605,6 +688,26 @@ fn addresses(p: &[u8]) -> Option<(std::net::IpAddr, std::net::IpAddr, usize)> {
         }
         _ => None,
     }
+}
+
+/// Sets or clears the FIN flag of a whole IPv4 / IPv6 TCP packet (as [`build::rewrite_tcp`]
+/// builds it) and fixes the TCP checksum.
+fn set_fin(p: &mut [u8], on: bool) {
+    let Some((src, dst, ihl)) = addresses(p) else {
+        return;
+    };
+    let Some(seg) = p.get_mut(ihl..) else {
+        return;
+    };
+    let Some(flags) = seg.get_mut(13) else {
+        return;
+    };
+    let was = *flags & 0x01 != 0;
+    if was == on {
+        return;
+    }
+    *flags ^= 0x01;
+    build::fix_transport_checksum(src, dst, 6, seg);
 }
 
 /// Output minus capture numbering of a side (0 until both are known).

@@ -8,6 +8,7 @@ mod flow;
 mod frag;
 mod host;
 mod offload;
+mod oob_fin;
 mod outer;
 mod pipeline;
 mod reasm;

@@ -379,6 +379,7 @@ fn t_st_2_injected_fin_ends_the_stream_below_the_injector() {
     assert!(push(&h, &mut s, b"abc\n", false).delivered.is_empty());
     let fin = push(&h, &mut s, b"", true);
     assert!(fin.delivered.is_empty());
+    assert!(fin.fin_blocked, "the FIN does not go on");
     assert_eq!(b.calls().len(), 0);
     // A re-injects the data: B permits "abc" and holds "\n" for more.
     let (vals, m) = (values(), meta());
@@ -394,6 +395,7 @@ fn t_st_2_injected_fin_ends_the_stream_below_the_injector() {
     // A injects the FIN: B gets NO_MORE_DATA with the held byte and permits it.
     let out = s.push_injected(&c, b"", a_id, true);
     assert_eq!(out.delivered, b"\n");
+    assert!(!out.fin_blocked, "the injected FIN goes on");
     let calls = b.calls();
     let last = calls.last().unwrap();
     assert!(last.out_flags.contains(ClassifyOutFlags::NO_MORE_DATA));
