@@ -184,6 +184,7 @@ struct Outer {
 
 /// Takes `l3`'s tunnel apart when it is an IPv4 / IPv6 packet of a tunnel in the table of the
 /// module doc; `Ok(None)` for any other packet (including ones too short to tell).
+#[inline]
 pub fn decapsulate<'a>(l3: &L3Packet<'a>) -> Result<Option<Tunnel<'a>>, TunnelError> {
     if !may_be_tunnel(l3) {
         return Ok(None);
@@ -244,6 +245,7 @@ fn parse<'a>(l3: &L3Packet<'a>) -> Result<Option<Tunnel<'a>>, TunnelError> {
 /// packet the full parse below would also answer `Ok(None)` for (a TCP/ICMP/plain UDP packet,
 /// the common case, is not taken apart into addresses). `true` means "parse it": IPv6 extension
 /// headers, tunnel protocols and the VXLAN/Geneve ports.
+#[inline]
 fn may_be_tunnel(l3: &L3Packet<'_>) -> bool {
     let b = l3.network;
     let (protocol, payload) = match l3.protocol {

@@ -118,6 +118,7 @@ impl Replayer {
     }
 
     /// Counts and writes the packets the last `handle_async` produced.
+    #[inline]
     fn write_outputs(&mut self) -> Result<(), ReplayError> {
         while let Some(o) = self.shim.poll_output() {
             self.async_outputs += 1;

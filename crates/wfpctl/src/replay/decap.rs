@@ -180,11 +180,16 @@ impl Found {
         }
     }
 
+    #[inline]
     pub(crate) fn link(&mut self, l3: &L3Packet<'_>) {
-        if l3.encapsulations.is_empty() && l3.protocol.ip_version().is_some() {
-            // A plain IP frame: nothing to name (checked first, it is nearly every frame).
-            return;
+        // A plain IP frame: nothing to name (checked inline first, it is nearly every frame).
+        if !(l3.encapsulations.is_empty() && l3.protocol.ip_version().is_some()) {
+            self.link_slow(l3);
         }
+    }
+
+    #[cold]
+    fn link_slow(&mut self, l3: &L3Packet<'_>) {
         for e in l3.encapsulations.iter() {
             self.decoded(e.name());
         }
