@@ -398,6 +398,10 @@ pub fn decode_link(link_type: LinkType, frame: &[u8]) -> Result<L3Packet<'_>, Li
         LinkType::ETHERNET => {
             let ethertype = be_u16_at(frame, 12).ok_or(cut("Ethernet header", 14))?;
             let mut decoded = plain(frame, ETHERNET_HEADER_LEN, NetworkProtocol::Ipv4);
+            if let Some(ip) = direct_ip(ethertype) {
+                decoded.protocol = ip;
+                return Ok(decoded);
+            }
             ethertype_chain(
                 link_type,
                 frame,
@@ -430,6 +434,10 @@ pub fn decode_link(link_type: LinkType, frame: &[u8]) -> Result<L3Packet<'_>, Li
             let (packet_type, protocol) = fields.ok_or(cut("LINUX_SLL header", 16))?;
             let mut decoded = plain(frame, SLL_HEADER_LEN, NetworkProtocol::Ipv4);
             decoded.linux_packet_type = Some(LinuxPacketType::from_raw(packet_type));
+            if let Some(ip) = direct_ip(protocol) {
+                decoded.protocol = ip;
+                return Ok(decoded);
+            }
             cooked_protocol(link_type, frame, SLL_HEADER_LEN, protocol, &mut decoded)?;
             Ok(decoded)
         }
@@ -527,6 +535,17 @@ fn nflog(frame: &[u8]) -> Result<L3Packet<'_>, LinkError> {
     out.network = network;
     out.link_header_len = start;
     Ok(out)
+}
+
+/// IPv4 / IPv6 straight after the link header: `plain` already put `network` there, so the
+/// ethertype chain (which would end at once with the same offset) is not walked.
+#[inline]
+fn direct_ip(ethertype: u16) -> Option<NetworkProtocol> {
+    match ethertype {
+        ETHERTYPE_IPV4 => Some(NetworkProtocol::Ipv4),
+        ETHERTYPE_IPV6 => Some(NetworkProtocol::Ipv6),
+        _ => None,
+    }
 }
 
 /// A result with `network` starting at `header_len` (clamped to the frame).

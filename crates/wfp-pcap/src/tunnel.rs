@@ -184,7 +184,16 @@ struct Outer {
 
 /// Takes `l3`'s tunnel apart when it is an IPv4 / IPv6 packet of a tunnel in the table of the
 /// module doc; `Ok(None)` for any other packet (including ones too short to tell).
+#[inline]
 pub fn decapsulate<'a>(l3: &L3Packet<'a>) -> Result<Option<Tunnel<'a>>, TunnelError> {
+    if !may_be_tunnel(l3) {
+        return Ok(None);
+    }
+    parse(l3)
+}
+
+/// [`decapsulate`] without the precheck.
+fn parse<'a>(l3: &L3Packet<'a>) -> Result<Option<Tunnel<'a>>, TunnelError> {
     let bytes = l3.network;
     let outer = match l3.protocol {
         NetworkProtocol::Ipv4 => ipv4(bytes),
@@ -230,6 +239,32 @@ pub fn decapsulate<'a>(l3: &L3Packet<'a>) -> Result<Option<Tunnel<'a>>, TunnelEr
         key,
         inner,
     }))
+}
+
+/// A precheck from the protocol byte (and a UDP destination port) alone: `false` only for a
+/// packet the full parse below would also answer `Ok(None)` for (a TCP/ICMP/plain UDP packet,
+/// the common case, is not taken apart into addresses). `true` means "parse it": IPv6 extension
+/// headers, tunnel protocols and the VXLAN/Geneve ports.
+#[inline]
+fn may_be_tunnel(l3: &L3Packet<'_>) -> bool {
+    let b = l3.network;
+    let (protocol, payload) = match l3.protocol {
+        NetworkProtocol::Ipv4 => match (b.first(), b.get(9)) {
+            (Some(vihl), Some(&p)) => (p, usize::from(vihl & 0x0F) * 4),
+            _ => return false,
+        },
+        NetworkProtocol::Ipv6 => match b.get(6) {
+            // Hop-by-hop, routing, fragment, authentication, destination options: walk them.
+            Some(0 | 43 | 44 | 51 | 60) | None => return true,
+            Some(&next) => (next, IPV6_HEADER_LEN),
+        },
+        _ => return false,
+    };
+    match protocol {
+        PROTO_IPIP | PROTO_IPV6 | PROTO_GRE => true,
+        PROTO_UDP => matches!(be_u16_at(b, payload + 2), Some(PORT_VXLAN | PORT_GENEVE)),
+        _ => false,
+    }
 }
 
 /// VXLAN or Geneve by the UDP destination port (and, for VXLAN, the I flag).

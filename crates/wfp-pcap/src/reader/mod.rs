@@ -122,6 +122,7 @@ impl CapturedPacket {
     }
 
     /// Decodes the link-layer header down to the network layer (see [`decode_link`]).
+    #[inline]
     pub fn decode_link(&self) -> Result<L3Packet<'_>, LinkError> {
         decode_link(self.link_type, &self.data)
     }
@@ -161,6 +162,7 @@ impl PacketRef<'_> {
     }
 
     /// Decodes the link-layer header down to the network layer (see [`decode_link`]).
+    #[inline]
     pub fn decode_link(&self) -> Result<L3Packet<'_>, LinkError> {
         decode_link(self.link_type, self.data)
     }

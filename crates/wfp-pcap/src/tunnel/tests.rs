@@ -333,3 +333,28 @@ fn fragments_and_cut_headers_are_errors_not_panics() {
         let _ = decapsulate(&l3(&whole[..n]));
     }
 }
+
+/// The precheck never answers for a packet the full parse would take apart: every protocol
+/// byte, IPv4 and IPv6, every length cut, and UDP to the tunnel ports and others.
+#[test]
+fn precheck_agrees_with_the_full_parse() {
+    let payload = udp(PORT_VXLAN, &[0x08, 0, 0, 0, 0, 0, 1, 0]);
+    let mut packets = Vec::new();
+    for protocol in 0..=u8::MAX {
+        packets.push(outer_v4(protocol, &payload));
+        packets.push(outer_v6(protocol, &payload));
+    }
+    for port in [PORT_VXLAN, PORT_GENEVE, 53, 4790] {
+        packets.push(outer_v4(PROTO_UDP, &udp(port, &[0; 16])));
+        packets.push(outer_v6(PROTO_UDP, &udp(port, &[0x08; 16])));
+    }
+    for p in &packets {
+        for cut in 0..=p.len() {
+            let bytes = p.get(..cut).expect("in range");
+            let Ok(l3) = decode_link(LinkType::RAW, bytes) else {
+                continue;
+            };
+            assert_eq!(decapsulate(&l3), parse(&l3), "{bytes:02x?}");
+        }
+    }
+}

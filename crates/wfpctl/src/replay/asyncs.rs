@@ -91,6 +91,12 @@ struct OutputLine<'a> {
 impl Replayer {
     /// Applies what callouts did since the last packet, at `now`, and writes the outputs.
     pub(super) fn apply_async(&mut self, now: Timestamp) -> Result<(), ReplayError> {
+        // The common case, checked with one atomic load: no C driver to settle and nothing queued
+        // for the built-ins' worker, so one pass of the shim's own (cheap when idle) drain.
+        if self.settle.is_none() && self.host.worker.is_idle() {
+            self.shim.handle_async(now);
+            return self.write_outputs();
+        }
         // Another pass while a C driver's thread resumed from FwpsCompleteOperation0 after the
         // reauthorization the last pass ran (bounded).
         for pass in 0..8 {
@@ -106,11 +112,18 @@ impl Replayer {
             // completes and injects is applied by this same `handle_async`.
             self.host.worker.run(self.shim.engine());
             self.shim.handle_async(now);
-            while let Some(o) = self.shim.poll_output() {
-                self.async_outputs += 1;
-                self.summary.async_output(&o);
-                self.write_output(&o)?;
-            }
+            self.write_outputs()?;
+        }
+        Ok(())
+    }
+
+    /// Counts and writes the packets the last `handle_async` produced.
+    #[inline]
+    fn write_outputs(&mut self) -> Result<(), ReplayError> {
+        while let Some(o) = self.shim.poll_output() {
+            self.async_outputs += 1;
+            self.summary.async_output(&o);
+            self.write_output(&o)?;
         }
         Ok(())
     }

@@ -67,12 +67,31 @@ pub(crate) struct Levels<'a> {
     inner: Vec<Level<'a>>,
 }
 
-/// One packet of a frame and the interface it arrives on.
+/// One packet of a frame and the interface it arrives on: only what a pass reads, not the whole
+/// link-layer result (a small value, built and moved for every frame).
 #[derive(Clone, Copy)]
 pub(crate) struct Level<'a> {
-    pub(crate) l3: L3Packet<'a>,
+    /// The IP packet.
+    pub(crate) network: &'a [u8],
+    /// The interface index: the tunnel interface's, else the one the link type records.
+    pub(crate) ifindex: Option<u32>,
+    /// The interface type: the tunnel's, else PPP for a PPPoE session.
+    pub(crate) interface: Option<InterfaceInfo>,
     /// The tunnel it came out of (`None` for the outermost packet).
     pub(crate) tunnel: Option<TunnelIf>,
+}
+
+impl<'a> Level<'a> {
+    fn new(l3: &L3Packet<'a>, tunnel: Option<TunnelIf>) -> Self {
+        Self {
+            network: l3.network,
+            ifindex: tunnel.map(|t| t.ifindex).or(l3.linux_ifindex),
+            interface: tunnel
+                .map(TunnelIf::interface)
+                .or_else(|| link_interface(l3)),
+            tunnel,
+        }
+    }
 }
 
 /// The tunnel interface a decapsulated packet arrives on.
@@ -161,7 +180,16 @@ impl Found {
         }
     }
 
+    #[inline]
     pub(crate) fn link(&mut self, l3: &L3Packet<'_>) {
+        // A plain IP frame: nothing to name (checked inline first, it is nearly every frame).
+        if !(l3.encapsulations.is_empty() && l3.protocol.ip_version().is_some()) {
+            self.link_slow(l3);
+        }
+    }
+
+    #[cold]
+    fn link_slow(&mut self, l3: &L3Packet<'_>) {
         for e in l3.encapsulations.iter() {
             self.decoded(e.name());
         }
@@ -204,18 +232,19 @@ pub(crate) fn link_interface(l3: &L3Packet<'_>) -> Option<InterfaceInfo> {
 
 /// Takes `l3` (an IP packet) apart into the packets a host would classify.
 pub(crate) fn levels<'a>(
-    l3: L3Packet<'a>,
+    l3: &L3Packet<'a>,
     tunnels: &mut TunnelInterfaces,
     found: &mut Found,
 ) -> Levels<'a> {
+    found.link(l3);
     let mut levels = Levels {
-        outer: Level { l3, tunnel: None },
+        outer: Level::new(l3, None),
         inner: Vec::new(),
     };
-    found.link(&l3);
-    let mut cur = l3;
+    // The common frame, no tunnel: one decapsulation, answered from its precheck.
+    let mut next = decapsulate(l3);
     for _ in 0..MAX_ENCAP_DEPTH {
-        match decapsulate(&cur) {
+        match next {
             Ok(Some(t)) => {
                 found.decoded(t.kind.name());
                 found.link(&t.inner);
@@ -224,11 +253,8 @@ pub(crate) fn levels<'a>(
                     return levels;
                 }
                 let tunnel = Some(tunnels.interface(&t));
-                levels.push(Level {
-                    l3: t.inner,
-                    tunnel,
-                });
-                cur = t.inner;
+                levels.push(Level::new(&t.inner, tunnel));
+                next = decapsulate(&t.inner);
             }
             Ok(None) => return levels,
             Err(e) => {
@@ -237,7 +263,7 @@ pub(crate) fn levels<'a>(
             }
         }
     }
-    if matches!(decapsulate(&cur), Ok(Some(_))) {
+    if matches!(next, Ok(Some(_))) {
         found.unsupported = Some(format!("tunnels nested deeper than {MAX_ENCAP_DEPTH}"));
     }
     levels
@@ -265,7 +291,7 @@ mod tests {
         found: &mut Found,
     ) -> Option<u32> {
         let l3 = decode_link(LinkType::RAW, bytes).ok()?;
-        let l = levels(l3, tunnels, found);
+        let l = levels(&l3, tunnels, found);
         l.get(1).and_then(|x| x.tunnel).map(|t| t.ifindex)
     }
 
@@ -288,7 +314,7 @@ mod tests {
         assert_eq!(inner_ifindex(&a, &mut tunnels, &mut found), Some(first));
         assert_eq!(found.decoded, ["IPIP"]);
         let l3 = decode_link(LinkType::RAW, &a).expect("ip");
-        let l = levels(l3, &mut tunnels, &mut found);
+        let l = levels(&l3, &mut tunnels, &mut found);
         let t = l.get(1).and_then(|x| x.tunnel).expect("tunnel");
         assert_eq!(t.interface().if_type, IF_TYPE_TUNNEL);
         assert_eq!(t.interface().tunnel_type, TUNNEL_TYPE_DIRECT);
@@ -304,7 +330,7 @@ mod tests {
         }
         let mut found = Found::default();
         let l = levels(
-            decode_link(LinkType::RAW, &p).expect("ip"),
+            &decode_link(LinkType::RAW, &p).expect("ip"),
             &mut TunnelInterfaces::default(),
             &mut found,
         );

@@ -370,7 +370,7 @@ impl Replayer {
             Some(wfp_pcap::Direction::Outbound) => PacketDirection::Outbound,
             None => PacketDirection::Infer,
         };
-        let levels = decap::levels(l3, &mut self.tunnels, &mut found);
+        let levels = decap::levels(&l3, &mut self.tunnels, &mut found);
         self.summary.encapsulations(&found, wire);
         let tracing = self.trace_packet == Some(p.index);
         if tracing {
@@ -423,7 +423,8 @@ impl Replayer {
         if let Some(v) = self.passes.get(chosen).filter(|_| tracing).cloned() {
             self.traced = Some(TracedPacket::new(p, wire, v, &self.filters));
         }
-        self.drain_events(false);
+        // One drain for the passes and the asynchronous point (the counters do not depend on
+        // the order the flow ends are seen in).
         self.apply_async(now)?;
         self.drain_events(false);
         Ok(action)
@@ -436,8 +437,9 @@ impl Replayer {
         self.last_now = now;
         if self.shim.poll_timeout().is_some_and(|t| t <= now) {
             self.shim.handle_timeout(now);
+            // Every other shim call is drained after it: only a timeout leaves events here.
+            self.drain_events(false);
         }
-        self.drain_events(false);
         self.host.clock.set(Duration::from_nanos(p.timestamp_ns));
         self.first_link_type.get_or_insert(p.link_type);
         let wire = u64::from(p.orig_len).max(p.data.len() as u64);
@@ -465,15 +467,12 @@ impl Replayer {
                 break;
             };
             let ctx = PacketContext {
-                ifindex: level.tunnel.map(|t| t.ifindex).or(level.l3.linux_ifindex),
+                ifindex: level.ifindex,
                 truncated: frame.truncated,
-                interface: level
-                    .tunnel
-                    .map(decap::TunnelIf::interface)
-                    .or_else(|| decap::link_interface(&level.l3)),
+                interface: level.interface,
                 ..PacketContext::default()
             };
-            let packet = level.l3.network;
+            let packet = level.network;
             if i + 1 < n {
                 // A tunnel's outer packet: the physical interface's IP-packet layer only.
                 self.shim
