@@ -59,6 +59,7 @@ mod delta;
 mod fast_hash;
 pub(crate) mod layer;
 mod prune;
+mod store;
 mod tuple;
 
 // What the benchmarks in `wfp-bench` need from the index: only with the `bench-internals` feature,
@@ -595,8 +596,10 @@ impl Base {
         let Some((space, compiled)) = compile::compile_all(layer, &filters) else {
             return Self::scanned(filters);
         };
-        let index = TupleIndex::build(space, &compiled, params);
-        Self::with_inner(filters, Inner::Tuples(index))
+        match TupleIndex::build(space, &compiled, params) {
+            Some(index) => Self::with_inner(filters, Inner::Tuples(index)),
+            None => Self::scanned(filters),
+        }
     }
 
     /// The position of `f` in the base (found by evaluation order, confirmed by filter id).
