@@ -45,6 +45,69 @@ pub(super) fn tag(h: u64) -> u32 {
     ((h >> 24) & 0xFF) as u32
 }
 
+/// How a record stores one dimension of its box.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Kind {
+    /// Every box of the table is the aligned block the table's mask selects: `lo` (the bucket's
+    /// key), 1 word.
+    #[default]
+    Key32,
+    /// The same past 32 bits: 2 words.
+    Key64,
+    /// An aligned block at least as long as the table's mask (IP prefixes in merged tables): `lo`,
+    /// 1 word, its prefix length a byte of the record's bytes word.
+    Block32,
+    /// Any interval of a dimension at most 8 bits wide (protocols): `lo`, `hi - lo` as two bytes
+    /// of the record's bytes word.
+    Range8,
+    /// Any interval of a dimension at most 16 bits wide: `lo | (hi - lo) << 16`, 1 word.
+    Range16,
+    /// Any interval: `lo`, `hi - lo`, 2 words.
+    Range32,
+    /// Any interval past 32 bits: 4 words.
+    Range64,
+}
+
+impl Kind {
+    fn words(self) -> u8 {
+        match self {
+            Self::Range8 => 0,
+            Self::Key32 | Self::Block32 | Self::Range16 => 1,
+            Self::Key64 | Self::Range32 => 2,
+            Self::Range64 => 4,
+        }
+    }
+
+    /// The kind for a dimension `width` bits wide whose boxes, in a table with mask `mask`, are
+    /// all the table's aligned block (`key`), all aligned blocks (`block`), or neither.
+    fn of(width: u32, key: bool, block: bool, bytes: u8) -> Self {
+        match (width, key, block) {
+            (0..=32, true, _) => Self::Key32,
+            (0..=8, false, _) if bytes <= 2 => Self::Range8,
+            (_, true, _) => Self::Key64,
+            (0..=16, false, _) => Self::Range16,
+            (17..=32, false, true) => Self::Block32,
+            (17..=32, false, false) => Self::Range32,
+            _ => Self::Range64,
+        }
+    }
+}
+
+/// Whether `[lo, hi]` is an aligned block (`hi - lo + 1` a power of two dividing `lo`) in a
+/// dimension of `max`, and its prefix length.
+fn block_len(lo: u64, hi: u64, width: u32) -> Option<u8> {
+    let host = lo ^ hi;
+    let aligned = host & host.wrapping_add(1) == 0 && lo & host == 0 && hi == lo | host;
+    aligned.then(|| (width - (64 - host.leading_zeros())) as u8)
+}
+
+/// The mask of a prefix `len` bits long in a 32-bit (or narrower) dimension `width` bits wide.
+#[inline]
+fn prefix_mask(width: u32, len: u32) -> u64 {
+    let all = u64::MAX >> (64 - width.clamp(1, 64));
+    all & !(all >> len.min(width)) & if len == 0 { 0 } else { u64::MAX }
+}
+
 /// What a table stores of its boxes, per dimension it stores anything of.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Layout {
@@ -54,10 +117,16 @@ pub(super) struct Layout {
     dim: [u8; MAX_DIMS],
     /// Per entry: its first word in a record.
     off: [u8; MAX_DIMS],
-    /// Bit `k`: entry `k` stores a range (`lo`, `hi - lo`), else only `lo`.
-    range: u8,
-    /// Bit `k`: entry `k` is wider than 32 bits (two words per value).
-    wide: u8,
+    /// Per entry: how it is stored.
+    kind: [Kind; MAX_DIMS],
+    /// Per entry of kind `Block32` or `Range8`: its (first) byte in the bytes word.
+    byte: [u8; MAX_DIMS],
+    /// Per entry: the dimension's width.
+    width: [u8; MAX_DIMS],
+    /// Bit `k`: entry `k` is checked by `inside` (not a key).
+    checked: u8,
+    /// The bytes word (when some entry is `Block32` or `Range8`).
+    lens_off: u8,
     /// Words per record.
     words: u8,
 }
@@ -73,26 +142,45 @@ impl Layout {
             words: REC_HEAD as u8,
             ..Self::default()
         };
+        // Bytes of the bytes word taken.
+        let mut blocks = 0u8;
         for (d, (dim, &mask)) in dims.iter().zip(masks).enumerate().take(MAX_DIMS) {
             let host = !mask & dim.max();
-            let block = boxes.clone().all(|b| {
-                b.get(d)
-                    .is_some_and(|&(lo, hi)| lo & host == 0 && hi == lo | host)
-            });
-            if block && mask == 0 {
+            let bounds = boxes.clone().filter_map(|b| b.get(d).copied());
+            let key = bounds
+                .clone()
+                .all(|(lo, hi)| lo & host == 0 && hi == lo | host);
+            if key && mask == 0 {
                 continue;
             }
+            let block = blocks < 4
+                && bounds
+                    .clone()
+                    .all(|(lo, hi)| block_len(lo, hi, dim.width).is_some());
+            let kind = Kind::of(dim.width, key, block, blocks);
             let k = usize::from(l.n);
-            let wide = dim.width > 32;
-            let words = (1 + u8::from(!block)) * (1 + u8::from(wide));
-            if let (Some(dd), Some(o)) = (l.dim.get_mut(k), l.off.get_mut(k)) {
+            if let (Kind::Block32 | Kind::Range8, Some(b)) = (kind, l.byte.get_mut(k)) {
+                *b = blocks;
+                blocks += if kind == Kind::Range8 { 2 } else { 1 };
+            }
+            if let (Some(dd), Some(o), Some(kk), Some(w)) = (
+                l.dim.get_mut(k),
+                l.off.get_mut(k),
+                l.kind.get_mut(k),
+                l.width.get_mut(k),
+            ) {
                 *dd = d as u8;
                 *o = l.words;
+                *kk = kind;
+                *w = dim.width as u8;
             }
-            l.range |= u8::from(!block) << k;
-            l.wide |= u8::from(wide) << k;
-            l.words += words;
+            l.checked |= u8::from(!key) << k;
+            l.words += kind.words();
             l.n += 1;
+        }
+        if blocks > 0 {
+            l.lens_off = l.words;
+            l.words += 1;
         }
         l
     }
@@ -106,28 +194,58 @@ impl Layout {
     /// Appends the record of a box.
     pub(super) fn push(&self, out: &mut Vec<u32>, pos: u32, meta: u32, bounds: &[(u64, u64)]) {
         out.extend([pos, meta]);
+        let mut lens = 0u32;
         for k in 0..usize::from(self.n) {
             let d = usize::from(self.dim.get(k).copied().unwrap_or(0));
             let (lo, hi) = bounds.get(d).copied().unwrap_or((0, 0));
-            let mut values = [lo, hi - lo].into_iter();
-            let count = if self.range & (1 << k) != 0 { 2 } else { 1 };
-            for v in values.by_ref().take(count) {
-                out.push(v as u32);
-                if self.wide & (1 << k) != 0 {
-                    out.push((v >> 32) as u32);
+            let span = hi - lo;
+            match self.kind.get(k).copied().unwrap_or_default() {
+                Kind::Key32 => out.push(lo as u32),
+                Kind::Key64 => out.extend([lo as u32, (lo >> 32) as u32]),
+                Kind::Block32 => {
+                    let width = u32::from(self.width.get(k).copied().unwrap_or(32));
+                    let len = block_len(lo, hi, width).unwrap_or(0);
+                    let byte = u32::from(self.byte.get(k).copied().unwrap_or(0));
+                    lens |= u32::from(len) << (8 * byte);
+                    out.push(lo as u32);
                 }
+                Kind::Range8 => {
+                    let byte = u32::from(self.byte.get(k).copied().unwrap_or(0));
+                    lens |= ((lo | span << 8) as u32 & 0xFFFF) << (8 * byte);
+                }
+                Kind::Range16 => out.push((lo | span << 16) as u32),
+                Kind::Range32 => out.extend([lo as u32, span as u32]),
+                Kind::Range64 => out.extend([
+                    lo as u32,
+                    (lo >> 32) as u32,
+                    span as u32,
+                    (span >> 32) as u32,
+                ]),
             }
+        }
+        if self.lens_off != 0 {
+            out.push(lens);
         }
     }
 
-    /// The value of entry `k` at word offset `o` of `rec` (`lo`, or at `o + width` the span).
+    /// The word at `o` of `rec`, widened.
     #[inline]
-    fn value(rec: &[u32], o: usize, wide: bool) -> u64 {
-        let low = u64::from(rec.get(o).copied().unwrap_or(0));
-        if wide {
-            low | u64::from(rec.get(o + 1).copied().unwrap_or(0)) << 32
-        } else {
-            low
+    fn word(rec: &[u32], o: usize) -> u64 {
+        u64::from(rec.get(o).copied().unwrap_or(0))
+    }
+
+    /// The `lo` of entry `k` in `rec`.
+    #[inline]
+    fn lo(&self, rec: &[u32], k: usize) -> u64 {
+        let o = usize::from(self.off.get(k).copied().unwrap_or(0));
+        match self.kind.get(k).copied().unwrap_or_default() {
+            Kind::Key32 | Kind::Block32 | Kind::Range32 => Self::word(rec, o),
+            Kind::Range8 => {
+                let byte = u32::from(self.byte.get(k).copied().unwrap_or(0));
+                (Self::word(rec, usize::from(self.lens_off)) >> (8 * byte)) & 0xFF
+            }
+            Kind::Range16 => Self::word(rec, o) & 0xFFFF,
+            Kind::Key64 | Kind::Range64 => Self::word(rec, o) | Self::word(rec, o + 1) << 32,
         }
     }
 
@@ -143,30 +261,68 @@ impl Layout {
         let mut eq = true;
         for k in 0..usize::from(self.n) {
             let d = usize::from(self.dim.get(k).copied().unwrap_or(0));
-            let o = usize::from(self.off.get(k).copied().unwrap_or(0));
             let m = masks.get(d).copied().unwrap_or(0);
-            let lo = Self::value(rec, o, self.wide & (1 << k) != 0);
-            eq &= (keys.get(d).copied().unwrap_or(0) ^ lo) & m == 0;
+            eq &= (keys.get(d).copied().unwrap_or(0) ^ self.lo(rec, k)) & m == 0;
         }
         eq
     }
 
-    /// Whether the box of record `rec` (of the bucket of `keys`) contains `keys` on its range
-    /// dimensions (the others are the bucket's key).
+    /// Whether the box of record `rec` (of the bucket of `keys`) contains `keys` on its dimensions
+    /// that are not the bucket's key.
     #[inline]
     pub(super) fn inside(&self, rec: &[u32], keys: &[u64; MAX_DIMS]) -> bool {
-        let mut bits = self.range;
+        let mut bits = self.checked;
         let mut inside = true;
         while bits != 0 {
             let k = bits.trailing_zeros() as usize;
             bits &= bits - 1;
             let d = usize::from(self.dim.get(k).copied().unwrap_or(0));
             let o = usize::from(self.off.get(k).copied().unwrap_or(0));
-            let wide = self.wide & (1 << k) != 0;
-            let lo = Self::value(rec, o, wide);
-            let span = Self::value(rec, o + 1 + usize::from(wide), wide);
-            inside &= keys.get(d).copied().unwrap_or(0).wrapping_sub(lo) <= span;
+            let key = keys.get(d).copied().unwrap_or(0);
+            inside &= match self.kind.get(k).copied().unwrap_or_default() {
+                Kind::Key32 | Kind::Key64 => true,
+                Kind::Block32 => {
+                    let lens = Self::word(rec, usize::from(self.lens_off));
+                    let byte = u32::from(self.byte.get(k).copied().unwrap_or(0));
+                    let len = ((lens >> (8 * byte)) & 0xFF) as u32;
+                    let width = u32::from(self.width.get(k).copied().unwrap_or(32));
+                    (key ^ Self::word(rec, o)) & prefix_mask(width, len) == 0
+                }
+                Kind::Range8 => {
+                    let byte = u32::from(self.byte.get(k).copied().unwrap_or(0));
+                    let w = Self::word(rec, usize::from(self.lens_off)) >> (8 * byte);
+                    key.wrapping_sub(w & 0xFF) <= (w >> 8) & 0xFF
+                }
+                Kind::Range16 => {
+                    let w = Self::word(rec, o);
+                    key.wrapping_sub(w & 0xFFFF) <= w >> 16
+                }
+                Kind::Range32 => key.wrapping_sub(Self::word(rec, o)) <= Self::word(rec, o + 1),
+                Kind::Range64 => {
+                    let lo = Self::word(rec, o) | Self::word(rec, o + 1) << 32;
+                    let span = Self::word(rec, o + 2) | Self::word(rec, o + 3) << 32;
+                    key.wrapping_sub(lo) <= span
+                }
+            };
         }
         inside
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{block_len, prefix_mask};
+
+    #[test]
+    fn blocks_and_prefix_masks() {
+        assert_eq!(block_len(0x0A00_0000, 0x0AFF_FFFF, 32), Some(8));
+        assert_eq!(block_len(0, 0xFFFF_FFFF, 32), Some(0));
+        assert_eq!(block_len(5, 5, 32), Some(32));
+        assert_eq!(block_len(1024, 65535, 16), None);
+        assert_eq!(block_len(4, 11, 16), None);
+        assert_eq!(prefix_mask(32, 0), 0);
+        assert_eq!(prefix_mask(32, 8), 0xFF00_0000);
+        assert_eq!(prefix_mask(32, 32), 0xFFFF_FFFF);
+        assert_eq!(prefix_mask(24, 24), 0xFF_FFFF);
     }
 }
