@@ -11,7 +11,7 @@
 //!  boxes ─► tuple tables (boxes with equal prefix   prune maps: AND of per-dimension table sets
 //!           lengths — or merged, for hard sets —      → candidate tables, best position first
 //!           hashed on those prefixes)
-//!        ─► prune maps (per dimension: key block     → hash slot (tag) → record → bounds
+//!        ─► prune maps (per dimension: key block     → presence filter → slot tag → record
 //!           → set of tables reaching it)              → residual check (only when needed)
 //!                                                     stop when no table left can do better
 //!

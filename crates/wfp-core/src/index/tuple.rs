@@ -25,9 +25,9 @@
 //! 2. tables are numbered in order of their best (lowest) filter position, so candidates are
 //!    visited in that order and the search stops at the first table that cannot beat the best match
 //!    found — the answer is the first matching filter in evaluation order;
-//! 3. a table's hash slots are 4 bytes (an 8-bit tag and a record number, `store.rs`) at a load of
-//!    about 0.75, so a candidate without the key costs about one cache line of slots, and only a
-//!    slot whose tag matches leads to a record.
+//! 3. each table has a small presence filter (a blocked Bloom filter, about 8 bits per bucket,
+//!    cache-resident) consulted before its slots, so a candidate without the key rarely costs a
+//!    cache miss.
 //!
 //! Measured on ClassBench sets (see `wfp-bench/benches/classify.rs`): about one slot read per
 //! lookup, 40–80 ns at 10k filters and about 65 ns at 92k, with exact tuples (`tuple_step` 1).
@@ -76,7 +76,8 @@ impl Default for Params {
 /// 8-bit ones in between (distinct keys may still share a hash; buckets stay exact, see below).
 const ROT: [u32; MAX_DIMS] = [0, 32, 16, 48, 8, 40, 24, 56];
 
-/// The hash of `keys` under a table's `masks` (its home slot and, `store.rs`, its 8-bit tag).
+/// The hash of `keys` under a table's `masks`: its home slot, presence bits and (`store.rs`) 8-bit
+/// slot tag.
 #[inline]
 fn hash(keys: &[u64; MAX_DIMS], masks: &[u64; MAX_DIMS]) -> u64 {
     let mut h = 0u64;
@@ -95,12 +96,23 @@ fn home(h: u64, cap: usize) -> usize {
     ((u128::from(h) * cap as u128) >> 64) as usize
 }
 
+/// A presence filter's word (under `word_mask`) and the two bits it sets for key hash `h`: a
+/// blocked Bloom filter, about 8 bits per bucket, one load per probe (~5% false positives).
+#[inline]
+fn filter_probe(h: u64, word_mask: usize) -> (usize, u64) {
+    let word = usize::try_from(h >> 12).unwrap_or(0) & word_mask;
+    (word, (1 << (h & 63)) | (1 << ((h >> 6) & 63)))
+}
+
 #[derive(Debug)]
 struct Table {
     masks: [u64; MAX_DIMS],
     /// Lowest and highest filter position stored in the table.
     min_pos: u32,
     max_pos: u32,
+    /// Presence filter: first word in [`TupleIndex::filter_bits`] and word-index mask.
+    filter_start: u32,
+    filter_mask: u32,
     /// Slots: first slot number in [`TupleIndex::slots`].
     slot_start: usize,
     /// Slots of the table (`slot = home(hash, cap)`, linear probing).
@@ -120,6 +132,8 @@ pub(super) struct TupleIndex {
     slots: Vec<u32>,
     /// Box records of all tables, by table, bucket and evaluation order (`store.rs`).
     records: Vec<u32>,
+    /// Presence filters of all tables.
+    filter_bits: Vec<u64>,
     /// Pruning maps, for the dimensions where they discriminate.
     prunes: Vec<Prune>,
     /// Words per table set.
@@ -179,6 +193,7 @@ impl BoxRef<'_> {
 struct Planned {
     masks: [u64; MAX_DIMS],
     keyed: Vec<(u64, [u64; MAX_DIMS], u32)>,
+    buckets: usize,
     cap: usize,
     min_pos: u32,
     max_pos: u32,
@@ -296,13 +311,14 @@ impl TupleIndex {
                     .collect();
                 keyed.sort_unstable();
                 let buckets = keyed.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1).count();
-                // Load factor about 0.75 (any capacity: `home` maps the hash onto it), and always
-                // a free slot: probing for an absent key ends at one, after about eight 4-byte
-                // slots (one cache line; no presence filter needed in front of them).
-                let cap = buckets + buckets / 3 + 2;
+                // Load factor about 0.87 (any capacity: `home` maps the hash onto it; the presence
+                // filter keeps most absent keys away), and always a free slot: probing for an
+                // absent key ends at one.
+                let cap = buckets + buckets / 8 + 2;
                 Planned {
                     masks,
                     keyed,
+                    buckets,
                     cap,
                     min_pos: ids.first().map_or(u32::MAX, |&i| pos_of(i)),
                     max_pos: ids.last().map_or(0, |&i| pos_of(i)),
@@ -315,6 +331,7 @@ impl TupleIndex {
             tables,
             slots,
             records,
+            filter_bits,
             table_of,
         } = fill(&planned, &refs, dims);
         drop(planned);
@@ -367,6 +384,7 @@ impl TupleIndex {
             tables,
             slots,
             records,
+            filter_bits,
             prunes,
             words,
         })
@@ -450,6 +468,14 @@ impl TupleIndex {
                 }
                 counter.table();
                 let h = hash(&keys, &table.masks);
+                let (fw, mask) = filter_probe(h, table.filter_mask as usize);
+                let maybe = self
+                    .filter_bits
+                    .get(table.filter_start as usize + fw)
+                    .is_some_and(|w| w & mask == mask);
+                if !maybe {
+                    continue;
+                }
                 counter.slot();
                 let Some(at) = self.bucket(table, h, &keys) else {
                     continue;
@@ -538,6 +564,7 @@ impl TupleIndex {
         }
         let bytes = self.slots.capacity() * 4
             + self.records.capacity() * 4
+            + self.filter_bits.capacity() * 8
             + self.tables.capacity() * std::mem::size_of::<Table>()
             + self.prunes.iter().map(Prune::bytes).sum::<usize>()
             + self.space.dims.capacity() * std::mem::size_of::<Dim>()
@@ -558,11 +585,12 @@ struct Filled {
     tables: Vec<Table>,
     slots: Vec<u32>,
     records: Vec<u32>,
+    filter_bits: Vec<u64>,
     /// The table of every box, for the pruning maps.
     table_of: Vec<u32>,
 }
 
-/// Lays the planned tables out: per table its hash slots and records
+/// Lays the planned tables out: per table its presence filter, hash slots and records
 /// (`store.rs`), a bucket's records consecutive in evaluation order, the last one flagged.
 fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim]) -> Filled {
     let total_slots: usize = planned.iter().map(|p| p.cap).sum();
@@ -570,6 +598,7 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim]) -> Filled {
         tables: Vec::with_capacity(planned.len()),
         slots: vec![EMPTY; total_slots],
         records: Vec::new(),
+        filter_bits: Vec::new(),
         table_of: vec![0u32; refs.len()],
     };
     let layouts: Vec<Layout> = planned
@@ -591,11 +620,18 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim]) -> Filled {
     let mut slot_start = 0usize;
     for ((t, p), &layout) in (0u32..).zip(planned).zip(&layouts) {
         let rec_start = out.records.len();
+        let filter_words = (p.buckets * 8).div_ceil(64).next_power_of_two();
+        let filter_start = out.filter_bits.len();
+        out.filter_bits.resize(filter_start + filter_words, 0);
         let mut rec = 0usize;
         for bucket in p.keyed.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
             let Some(&(h, _, _)) = bucket.first() else {
                 continue;
             };
+            let (word, mask) = filter_probe(h, filter_words - 1);
+            if let Some(w) = out.filter_bits.get_mut(filter_start + word) {
+                *w |= mask;
+            }
             let mut s = home(h, p.cap);
             while out.slots.get(slot_start + s).is_some_and(|&e| e != EMPTY) {
                 s = if s + 1 == p.cap { 0 } else { s + 1 };
@@ -619,6 +655,8 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim]) -> Filled {
             masks: p.masks,
             min_pos: p.min_pos,
             max_pos: p.max_pos,
+            filter_start: u32::try_from(filter_start).unwrap_or(u32::MAX),
+            filter_mask: u32::try_from(filter_words - 1).unwrap_or(0),
             slot_start,
             cap: p.cap,
             rec_start,
@@ -829,9 +867,9 @@ fn merge_tuples(
 
 /// Work counters of one lookup; `()` counts nothing (and compiles to nothing).
 pub(super) trait Counter {
-    /// A candidate table is probed (hash and slots).
+    /// A candidate table is probed (hash and presence filter).
     fn table(&mut self) {}
-    /// A slot's tag matched: a record is read.
+    /// The presence filter passed: a slot is read.
     fn slot(&mut self) {}
     /// A box is checked.
     fn boxed(&mut self) {}
