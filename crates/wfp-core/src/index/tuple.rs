@@ -119,6 +119,12 @@ struct Table {
     cap: usize,
     /// Records: first word in [`TupleIndex::records`].
     rec_start: usize,
+    /// The slots are the buckets' first records (`stride` words each, `EMPTY` position when
+    /// free; then a link word, the first word of the bucket's other records relative to
+    /// `rec_start`, when some bucket has more than one), the other records after them — no
+    /// `slots` of the table (see [`fill`]).
+    inline: bool,
+    stride: usize,
     /// What a record stores (`store.rs`).
     layout: Layout,
 }
@@ -333,7 +339,7 @@ impl TupleIndex {
             records,
             filter_bits,
             table_of,
-        } = fill(&planned, &refs, dims);
+        } = fill(&planned, &refs, dims, !merged);
         drop(planned);
 
         let words = tables.len().div_ceil(64).max(1);
@@ -491,9 +497,23 @@ impl TupleIndex {
     /// The first word of the first record of the bucket of `keys` (hash `h`) in `table`, if any.
     #[inline]
     fn bucket(&self, table: &Table, h: u64, keys: &[u64; MAX_DIMS]) -> Option<usize> {
-        let tag = store::tag(h);
         let words = table.layout.words();
         let mut s = home(h, table.cap);
+        if table.inline {
+            for _ in 0..table.cap {
+                let at = table.rec_start + s * table.stride;
+                let rec = self.records.get(at..at + words)?;
+                if rec.first() == Some(&EMPTY) {
+                    return None;
+                }
+                if table.layout.key_eq(&table.masks, rec, keys) {
+                    return Some(at);
+                }
+                s = if s + 1 == table.cap { 0 } else { s + 1 };
+            }
+            return None;
+        }
+        let tag = store::tag(h);
         for _ in 0..table.cap {
             let e = *self.slots.get(table.slot_start + s)?;
             if e == EMPTY {
@@ -523,6 +543,8 @@ impl TupleIndex {
         best: u32,
     ) -> Option<u32> {
         let words = table.layout.words();
+        // An inline slot's record: the bucket goes on at its link.
+        let mut linked = table.inline;
         loop {
             counter.boxed();
             let rec = self.records.get(at..at + words)?;
@@ -536,7 +558,12 @@ impl TupleIndex {
             if meta & META_LAST != 0 {
                 return None;
             }
-            at += words;
+            at = if linked {
+                table.rec_start + *self.records.get(at + words)? as usize
+            } else {
+                at + words
+            };
+            linked = false;
         }
     }
 
@@ -550,15 +577,29 @@ impl TupleIndex {
                 .tables
                 .get(k + 1)
                 .map_or(self.records.len(), |n| n.rec_start);
-            let recs = self.records.get(t.rec_start..end).unwrap_or(&[]);
+            let mut recs = self.records.get(t.rec_start..end).unwrap_or(&[]);
             let mut n = 0;
+            if t.inline {
+                // Slots: one bucket each (its size counted from the first record alone, the
+                // rest of it below without a bucket).
+                let (slots, rest) = recs.split_at((t.cap * t.stride).min(recs.len()));
+                for rec in slots.chunks_exact(t.stride) {
+                    if rec.first().is_some_and(|&p| p != EMPTY) {
+                        boxes += 1;
+                        buckets += 1;
+                        max_bucket = max_bucket.max(1);
+                    }
+                }
+                recs = rest;
+                n = 1;
+            }
             for rec in recs.chunks_exact(t.layout.words()) {
                 n += 1;
                 boxes += 1;
                 if rec.get(1).is_some_and(|m| m & META_LAST != 0) {
-                    buckets += 1;
+                    buckets += usize::from(!t.inline);
                     max_bucket = max_bucket.max(n);
-                    n = 0;
+                    n = usize::from(t.inline);
                 }
             }
         }
@@ -591,9 +632,17 @@ struct Filled {
 }
 
 /// Lays the planned tables out: per table its presence filter, hash slots and records
-/// (`store.rs`), a bucket's records consecutive in evaluation order, the last one flagged.
-fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim]) -> Filled {
-    let total_slots: usize = planned.iter().map(|p| p.cap).sum();
+/// (`store.rs`), a bucket's records consecutive in evaluation order, the last one flagged. With
+/// `inline` (indexes of exact or rounded tuples, the hot path of ClassBench-like sets), a table's
+/// slots are its buckets' first records ([`Table::inline`]): a lookup reads its record with the
+/// slot, not after it (fw1_100k, measured alternately: see the commit); merged indexes (hard
+/// sets, memory-bound) keep 4-byte slots.
+fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) -> Filled {
+    let total_slots: usize = if inline {
+        0
+    } else {
+        planned.iter().map(|p| p.cap).sum()
+    };
     let mut out = Filled {
         tables: Vec::with_capacity(planned.len()),
         slots: vec![EMPTY; total_slots],
@@ -614,7 +663,13 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim]) -> Filled {
     let words: usize = planned
         .iter()
         .zip(&layouts)
-        .map(|(p, l)| p.keyed.len() * l.words())
+        .map(|(p, l)| {
+            let link = usize::from(p.buckets < p.keyed.len());
+            match inline {
+                true => p.cap * (l.words() + link) + (p.keyed.len() - p.buckets) * l.words(),
+                false => p.keyed.len() * l.words(),
+            }
+        })
         .sum();
     out.records.reserve_exact(words);
     let mut slot_start = 0usize;
@@ -623,34 +678,33 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim]) -> Filled {
         let filter_words = (p.buckets * 8).div_ceil(64).next_power_of_two();
         let filter_start = out.filter_bits.len();
         out.filter_bits.resize(filter_start + filter_words, 0);
-        let mut rec = 0usize;
+        // A link word after an inline slot's record when some bucket has more than one.
+        let stride = layout.words() + usize::from(inline && p.buckets < p.keyed.len());
+        if inline {
+            out.records.resize(rec_start + p.cap * stride, EMPTY);
+        }
+        let mut ctx = FillCtx {
+            out: &mut out,
+            p,
+            refs,
+            layout,
+            t,
+            filter_start,
+            filter_words,
+            slot_start,
+            rec_start,
+            stride,
+            over: Vec::new(),
+        };
         for bucket in p.keyed.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
-            let Some(&(h, _, _)) = bucket.first() else {
-                continue;
-            };
-            let (word, mask) = filter_probe(h, filter_words - 1);
-            if let Some(w) = out.filter_bits.get_mut(filter_start + word) {
-                *w |= mask;
-            }
-            let mut s = home(h, p.cap);
-            while out.slots.get(slot_start + s).is_some_and(|&e| e != EMPTY) {
-                s = if s + 1 == p.cap { 0 } else { s + 1 };
-            }
-            if let Some(e) = out.slots.get_mut(slot_start + s) {
-                *e = slot_entry(h, rec);
-            }
-            for (k, &(_, _, i)) in (1..).zip(bucket) {
-                let Some(r) = refs.get(i as usize) else {
-                    continue;
-                };
-                if let Some(slot) = out.table_of.get_mut(i as usize) {
-                    *slot = t;
-                }
-                let last = if k == bucket.len() { META_LAST } else { 0 };
-                layout.push(&mut out.records, r.pos, r.meta() | last, r.bounds);
-                rec += 1;
+            if inline {
+                ctx.inline_bucket(bucket);
+            } else {
+                ctx.slotted_bucket(bucket);
             }
         }
+        let over = std::mem::take(&mut ctx.over);
+        out.records.extend(over);
         out.tables.push(Table {
             masks: p.masks,
             min_pos: p.min_pos,
@@ -660,11 +714,118 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim]) -> Filled {
             slot_start,
             cap: p.cap,
             rec_start,
+            inline,
+            stride,
             layout,
         });
-        slot_start += p.cap;
+        if !inline {
+            slot_start += p.cap;
+        }
     }
     out
+}
+
+/// One table being laid out by [`fill`].
+struct FillCtx<'a, 'b> {
+    out: &'a mut Filled,
+    p: &'a Planned,
+    refs: &'a [BoxRef<'b>],
+    layout: Layout,
+    t: u32,
+    filter_start: usize,
+    filter_words: usize,
+    slot_start: usize,
+    rec_start: usize,
+    /// Words per slot of an inline table.
+    stride: usize,
+    /// An inline table's records after the first of their bucket.
+    over: Vec<u32>,
+}
+
+impl FillCtx<'_, '_> {
+    /// Sets the presence bits of a bucket of hash `h`.
+    fn presence(&mut self, h: u64) {
+        let (word, mask) = filter_probe(h, self.filter_words - 1);
+        if let Some(w) = self.out.filter_bits.get_mut(self.filter_start + word) {
+            *w |= mask;
+        }
+    }
+
+    /// Appends the record of box `i` (the `k`-th of a bucket of `n`) to `out`.
+    fn push(&mut self, into_over: bool, i: u32, k: usize, n: usize) {
+        let Some(r) = self.refs.get(i as usize) else {
+            return;
+        };
+        if let Some(slot) = self.out.table_of.get_mut(i as usize) {
+            *slot = self.t;
+        }
+        let last = if k == n { META_LAST } else { 0 };
+        let out = if into_over {
+            &mut self.over
+        } else {
+            &mut self.out.records
+        };
+        self.layout.push(out, r.pos, r.meta() | last, r.bounds);
+    }
+
+    /// A bucket of a table of 4-byte slots: its slot, then its records.
+    fn slotted_bucket(&mut self, bucket: &[(u64, [u64; MAX_DIMS], u32)]) {
+        let Some(&(h, _, _)) = bucket.first() else {
+            return;
+        };
+        self.presence(h);
+        let cap = self.p.cap;
+        let mut s = home(h, cap);
+        while self
+            .out
+            .slots
+            .get(self.slot_start + s)
+            .is_some_and(|&e| e != EMPTY)
+        {
+            s = if s + 1 == cap { 0 } else { s + 1 };
+        }
+        let rec = (self.out.records.len() - self.rec_start) / self.layout.words().max(1);
+        if let Some(e) = self.out.slots.get_mut(self.slot_start + s) {
+            *e = slot_entry(h, rec);
+        }
+        for (k, &(_, _, i)) in (1..).zip(bucket) {
+            self.push(false, i, k, bucket.len());
+        }
+    }
+
+    /// A bucket of an inline table: its first record in its slot (with the link to the rest when
+    /// the bucket has more), the rest after the slots.
+    fn inline_bucket(&mut self, bucket: &[(u64, [u64; MAX_DIMS], u32)]) {
+        let Some(&(h, _, first)) = bucket.first() else {
+            return;
+        };
+        self.presence(h);
+        let (cap, stride) = (self.p.cap, self.stride);
+        let mut s = home(h, cap);
+        while self
+            .out
+            .records
+            .get(self.rec_start + s * stride)
+            .is_some_and(|&e| e != EMPTY)
+        {
+            s = if s + 1 == cap { 0 } else { s + 1 };
+        }
+        let link = u32::try_from(cap * stride + self.over.len()).unwrap_or(u32::MAX);
+        let mut rec = Vec::with_capacity(stride);
+        std::mem::swap(&mut rec, &mut self.over);
+        self.push(true, first, 1, bucket.len());
+        std::mem::swap(&mut rec, &mut self.over);
+        if stride > self.layout.words() {
+            rec.push(link);
+        }
+        let at = self.rec_start + s * stride;
+        if let Some(dst) = self.out.records.get_mut(at..at + stride) {
+            dst.copy_from_slice(&rec);
+        }
+        for (k, &(_, _, i)) in (1..).zip(bucket).skip(1) {
+            self.push(true, i, k, bucket.len());
+        }
+    }
 }
 
 /// Boxes that share a bucket of a merged table before a new table is opened.
