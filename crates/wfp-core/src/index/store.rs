@@ -20,6 +20,12 @@
 //! slot holding the first box of its bucket. (The presence filter in front of the slots stays:
 //! without it, ipc1_10k and the fallback sets, whose lookups probe several tables lacking the key,
 //! were measured about 1.5x slower.)
+//!
+//! Tables of exact or rounded tuples (not merged) store *inline* (`tuple.rs`, `fill`): their slots
+//! are the buckets' first records (a free slot's position word `EMPTY`), plus a link word to the
+//! bucket's other records when some bucket has more than one. A lookup then reads its record with
+//! its slot rather than one dependent load later (fw1_100k about 210 -> 110 ns, 51.0 bytes/filter);
+//! merged indexes (hard sets, where memory is tight) keep the 4-byte slots.
 
 use super::compile::{Dim, MAX_DIMS};
 

@@ -4,8 +4,9 @@
 //! prefix of its bounds — all keys inside the box share those leading bits. Boxes with the same
 //! tuple (after optional rounding, see [`Params`]) share a *table*: an open-addressing hash table
 //! keyed on those leading bits. A bucket holds its boxes in evaluation order with their exact
-//! bounds, as compact records next to one another (`store.rs`: a 4-byte slot per bucket; a
-//! record keeps only the bounds the table's masks do not imply).
+//! bounds, as compact records next to one another (`store.rs`: a 4-byte slot per bucket, or in
+//! unmerged tables the bucket's first record in its slot; a record keeps only the bounds the
+//! table's masks do not imply).
 //!
 //! When the boxes have more distinct tuples than `max_tables` (rule sets where nearly every rule
 //! has its own combination of prefix lengths and port ranges — `wfp-bench hard N`), tables are
@@ -124,7 +125,7 @@ struct Table {
     /// `rec_start`, when some bucket has more than one), the other records after them — no
     /// `slots` of the table (see [`fill`]).
     inline: bool,
-    stride: usize,
+    stride: u8,
     /// What a record stores (`store.rs`).
     layout: Layout,
 }
@@ -501,7 +502,7 @@ impl TupleIndex {
         let mut s = home(h, table.cap);
         if table.inline {
             for _ in 0..table.cap {
-                let at = table.rec_start + s * table.stride;
+                let at = table.rec_start + s * usize::from(table.stride);
                 let rec = self.records.get(at..at + words)?;
                 if rec.first() == Some(&EMPTY) {
                     return None;
@@ -582,8 +583,9 @@ impl TupleIndex {
             if t.inline {
                 // Slots: one bucket each (its size counted from the first record alone, the
                 // rest of it below without a bucket).
-                let (slots, rest) = recs.split_at((t.cap * t.stride).min(recs.len()));
-                for rec in slots.chunks_exact(t.stride) {
+                let stride = usize::from(t.stride);
+                let (slots, rest) = recs.split_at((t.cap * stride).min(recs.len()));
+                for rec in slots.chunks_exact(stride) {
                     if rec.first().is_some_and(|&p| p != EMPTY) {
                         boxes += 1;
                         buckets += 1;
@@ -715,7 +717,7 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) ->
             cap: p.cap,
             rec_start,
             inline,
-            stride,
+            stride: u8::try_from(stride).unwrap_or(u8::MAX),
             layout,
         });
         if !inline {
