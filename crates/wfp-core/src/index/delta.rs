@@ -106,31 +106,24 @@ impl Added {
 }
 
 /// The boxes of the added filters on the base's dimensions, one column per dimension (`lo` and
-/// `hi - lo`, 32-bit when the dimension is that narrow), ordered by their filter's place in
-/// [`Delta::added`] (issue 15, B2: a lookup over the added filters cost ~10 ns per filter through
-/// their boxes one by one). A lookup tests 64 boxes per dimension at a time, widest dimensions
-/// (addresses) first, and stops at the first dimension that rules them all out, so it reads
-/// about one or two columns.
+/// `hi - lo`), ordered by their filter's place in [`Delta::added`] (issue 15, B2: a lookup over
+/// the added filters cost ~10 ns per filter through their boxes one by one). A lookup tests 64
+/// boxes per dimension at a time, widest dimensions (addresses) first, and stops at the first
+/// dimension that rules them all out, so it reads about one or two columns.
+///
+/// Everything is one allocation (issue 15, B2: a commit copies the chunk it changes; a vector per
+/// column made that a dozen allocations): `data` holds, per box, its owner (the number of its
+/// filter in [`Delta::added`]), then each column — one word per box (`lo | (hi - lo) << 32`)
+/// when the dimension is at most 32 bits wide, else two (`lo`, `hi - lo`).
 #[derive(Clone, Debug, Default)]
 struct Packed {
-    /// The columns, by dimension width descending.
-    cols: Vec<Col>,
-    /// Per box: the number of its filter in [`Delta::added`].
-    owner: Vec<u32>,
-}
-
-/// One dimension's bounds over all boxes.
-#[derive(Clone, Debug)]
-struct Col {
-    /// The dimension (index into a box's bounds and into the keys).
-    dim: usize,
-    bounds: Bounds,
-}
-
-#[derive(Clone, Debug)]
-enum Bounds {
-    Narrow { lo: Vec<u32>, span: Vec<u32> },
-    Wide { lo: Vec<u64>, span: Vec<u64> },
+    /// Columns: (dimension, words per box), by dimension width descending.
+    cols: [(u8, u8); MAX_DIMS],
+    ncols: u8,
+    /// Boxes.
+    n: usize,
+    /// The owners (`n` words), then the columns.
+    data: Vec<u64>,
 }
 
 /// Bit `i` set when byte `i` of `hit` is 1 (bytes are 0 or 1).
@@ -146,166 +139,132 @@ fn pack(hit: &[u8; 64]) -> u64 {
     m
 }
 
-impl Bounds {
-    fn insert(&mut self, at: usize, lo: u64, hi: u64) {
-        match self {
-            Self::Narrow { lo: l, span: s } => {
-                l.insert(at, lo as u32);
-                s.insert(at, (hi - lo) as u32);
-            }
-            Self::Wide { lo: l, span: s } => {
-                l.insert(at, lo);
-                s.insert(at, hi - lo);
-            }
-        }
-    }
-
-    fn split_off(&mut self, at: usize) -> Self {
-        match self {
-            Self::Narrow { lo, span } => Self::Narrow {
-                lo: lo.split_off(at.min(lo.len())),
-                span: span.split_off(at.min(span.len())),
-            },
-            Self::Wide { lo, span } => Self::Wide {
-                lo: lo.split_off(at.min(lo.len())),
-                span: span.split_off(at.min(span.len())),
-            },
-        }
-    }
-
-    fn drain(&mut self, from: usize, to: usize) {
-        match self {
-            Self::Narrow { lo, span } => {
-                lo.drain(from..to);
-                span.drain(from..to);
-            }
-            Self::Wide { lo, span } => {
-                lo.drain(from..to);
-                span.drain(from..to);
-            }
-        }
-    }
-
-    /// The boxes among `b..b + n` (n ≤ 64) whose bounds contain `k`.
-    #[inline]
-    fn mask(&self, k: u64, b: usize, n: usize) -> u64 {
-        let mut hit = [0u8; 64];
-        match self {
-            Self::Narrow { lo, span } => {
-                let (Some(lo), Some(span)) = (lo.get(b..b + n), span.get(b..b + n)) else {
-                    return 0;
-                };
-                // A narrow dimension's keys fit 32 bits.
-                let k = k as u32;
-                for ((h, l), s) in hit.iter_mut().zip(lo).zip(span) {
-                    *h = u8::from(k.wrapping_sub(*l) <= *s);
-                }
-            }
-            Self::Wide { lo, span } => {
-                let (Some(lo), Some(span)) = (lo.get(b..b + n), span.get(b..b + n)) else {
-                    return 0;
-                };
-                for ((h, l), s) in hit.iter_mut().zip(lo).zip(span) {
-                    *h = u8::from(k.wrapping_sub(*l) <= *s);
-                }
-            }
-        }
-        pack(&hit)
-    }
-
-    #[cfg(any(test, feature = "bench-internals"))]
-    fn bytes(&self) -> usize {
-        match self {
-            Self::Narrow { lo, span } => (lo.capacity() + span.capacity()) * 4,
-            Self::Wide { lo, span } => (lo.capacity() + span.capacity()) * 8,
-        }
-    }
-}
-
 impl Packed {
     /// Empty columns for dimensions of these widths (a space's, in order).
     fn new(widths: impl Iterator<Item = u32>) -> Self {
         let mut dims: Vec<(usize, u32)> = widths.enumerate().take(MAX_DIMS).collect();
         dims.sort_by_key(|&(d, w)| (std::cmp::Reverse(w), d));
-        let cols = dims
-            .into_iter()
-            .map(|(dim, w)| Col {
-                dim,
-                bounds: if w <= 32 {
-                    Bounds::Narrow {
-                        lo: Vec::new(),
-                        span: Vec::new(),
-                    }
-                } else {
-                    Bounds::Wide {
-                        lo: Vec::new(),
-                        span: Vec::new(),
-                    }
-                },
-            })
-            .collect();
-        Self {
-            cols,
-            owner: Vec::new(),
+        let mut p = Self::default();
+        for ((d, w), c) in dims.into_iter().zip(&mut p.cols) {
+            *c = (d as u8, if w <= 32 { 1 } else { 2 });
+            p.ncols += 1;
+        }
+        p
+    }
+
+    /// Words per box: the owner, then the columns'.
+    fn sections(&self) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(1).chain(
+            self.cols
+                .iter()
+                .take(usize::from(self.ncols))
+                .map(|&(_, w)| usize::from(w)),
+        )
+    }
+
+    /// The owners of the boxes.
+    #[inline]
+    fn owners(&self) -> &[u64] {
+        self.data.get(..self.n).unwrap_or(&[])
+    }
+
+    /// A copy with boxes `from..to` replaced by `rows` (per box, its words in section order).
+    fn splice(&self, from: usize, to: usize, rows: &[Vec<u64>]) -> Self {
+        let n = self.n - (to - from) + rows.len();
+        let mut data = Vec::with_capacity(n * self.sections().sum::<usize>());
+        let (mut start, mut first) = (0usize, 0usize);
+        for w in self.sections() {
+            let sec = self.data.get(start..start + self.n * w).unwrap_or(&[]);
+            data.extend_from_slice(sec.get(..from * w).unwrap_or(&[]));
+            for r in rows {
+                data.extend_from_slice(r.get(first..first + w).unwrap_or(&[]));
+            }
+            data.extend_from_slice(sec.get(to * w..).unwrap_or(&[]));
+            start += self.n * w;
+            first += w;
+        }
+        Self { data, n, ..*self }
+    }
+
+    /// Adds `delta` to the owners from box `from` on.
+    fn shift_owners(&mut self, from: usize, delta: i64) {
+        for o in self.data.get_mut(from..self.n).unwrap_or(&mut []) {
+            *o = o.wrapping_add_signed(delta);
         }
     }
 
     /// The boxes of a filter inserted as number `at` (the later ones move up by one).
     fn insert(&mut self, at: u32, boxes: &[(u64, u64)]) {
-        let nd = self.cols.len();
-        let b = self.owner.partition_point(|&o| o < at);
-        for o in self.owner.get_mut(b..).unwrap_or(&mut []) {
-            *o += 1;
+        let nd = usize::from(self.ncols);
+        if nd == 0 {
+            return;
         }
-        let count = boxes.len().checked_div(nd).unwrap_or(0);
-        for (j, bx) in boxes.chunks_exact(nd.max(1)).take(count).enumerate() {
-            for c in &mut self.cols {
-                if let Some(&(lo, hi)) = bx.get(c.dim) {
-                    c.bounds.insert(b + j, lo, hi);
+        let b = self.owners().partition_point(|&o| o < u64::from(at));
+        let rows: Vec<Vec<u64>> = boxes
+            .chunks_exact(nd.max(1))
+            .map(|bx| {
+                let mut row = vec![u64::from(at)];
+                for &(d, w) in self.cols.iter().take(nd) {
+                    let (lo, hi) = bx.get(usize::from(d)).copied().unwrap_or((0, 0));
+                    if w == 1 {
+                        row.push(lo | (hi - lo) << 32);
+                    } else {
+                        row.extend([lo, hi - lo]);
+                    }
                 }
-            }
-            self.owner.insert(b + j, at);
-        }
+                row
+            })
+            .collect();
+        let k = rows.len();
+        *self = self.splice(b, b, &rows);
+        self.shift_owners(b + k, 1);
     }
 
     /// The boxes of filters `at..` (numbered from 0), taken out of `self`.
     fn split_off(&mut self, at: usize) -> Self {
-        let at = u32::try_from(at).unwrap_or(u32::MAX);
-        let b = self.owner.partition_point(|&o| o < at);
-        let cols = self
-            .cols
-            .iter_mut()
-            .map(|c| Col {
-                dim: c.dim,
-                bounds: c.bounds.split_off(b),
-            })
-            .collect();
-        let mut owner = self.owner.split_off(b);
-        for o in &mut owner {
-            *o -= at;
-        }
-        Self { cols, owner }
+        let b = self.owners().partition_point(|&o| o < at as u64);
+        let mut hi = self.splice(0, b, &[]);
+        hi.shift_owners(0, -(at as i64));
+        *self = self.splice(b, self.n, &[]);
+        hi
     }
 
     /// Drops the boxes of filter number `at` (the later ones move down by one).
     fn remove(&mut self, at: u32) {
-        let b = self.owner.partition_point(|&o| o < at);
-        let e = self.owner.partition_point(|&o| o <= at);
-        for c in &mut self.cols {
-            c.bounds.drain(b, e);
-        }
-        self.owner.drain(b..e);
-        for o in self.owner.get_mut(b..).unwrap_or(&mut []) {
-            *o -= 1;
-        }
+        let b = self.owners().partition_point(|&o| o < u64::from(at));
+        let e = self.owners().partition_point(|&o| o <= u64::from(at));
+        *self = self.splice(b, e, &[]);
+        self.shift_owners(b, -1);
     }
 
     /// The boxes among `b..b + n` (at most 64) containing `keys`, as a bit set.
     #[inline]
     fn inside(&self, keys: &[u64; MAX_DIMS], b: usize, n: usize) -> u64 {
         let mut m = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-        for c in &self.cols {
-            m &= c.bounds.mask(keys.get(c.dim).copied().unwrap_or(0), b, n);
+        let mut start = self.n;
+        for &(d, w) in self.cols.iter().take(usize::from(self.ncols)) {
+            let w = usize::from(w);
+            let k = keys.get(usize::from(d)).copied().unwrap_or(0);
+            let sec = self
+                .data
+                .get(start + b * w..start + (b + n) * w)
+                .unwrap_or(&[]);
+            start += self.n * w;
+            let mut hit = [0u8; 64];
+            if w == 1 {
+                // A narrow dimension's keys fit 32 bits.
+                let k = k as u32;
+                for (h, x) in hit.iter_mut().zip(sec) {
+                    *h = u8::from(k.wrapping_sub(*x as u32) <= (x >> 32) as u32);
+                }
+            } else {
+                for (h, x) in hit.iter_mut().zip(sec.chunks_exact(2)) {
+                    if let [lo, span] = x {
+                        *h = u8::from(k.wrapping_sub(*lo) <= *span);
+                    }
+                }
+            }
+            m &= pack(&hit);
             if m == 0 {
                 break;
             }
@@ -316,7 +275,7 @@ impl Packed {
     /// Approximate heap bytes.
     #[cfg(any(test, feature = "bench-internals"))]
     fn bytes(&self) -> usize {
-        self.cols.iter().map(|c| c.bounds.bytes()).sum::<usize>() + self.owner.capacity() * 4
+        self.data.capacity() * 8
     }
 }
 
@@ -416,7 +375,7 @@ impl Chunk {
     fn insert(&mut self, at: usize, a: Arc<Added>, space: Option<&Space>) -> bool {
         let packed = match (&a.compiled, u32::try_from(at)) {
             (Some(c), Ok(n)) => {
-                if self.packed.owner.is_empty() {
+                if self.packed.n == 0 {
                     if let Some(sp) = space {
                         self.packed = Packed::new(sp.dims.iter().map(|d| d.width));
                     }
@@ -663,15 +622,16 @@ impl Chunk {
         from: u32,
     ) -> Option<usize> {
         let p = &self.packed;
-        let mut b = p.owner.partition_point(|&o| o < from);
-        let end = p.owner.len();
+        let owners = p.owners();
+        let mut b = owners.partition_point(|&o| o < u64::from(from));
+        let end = owners.len();
         while b < end {
             let n = (end - b).min(64);
             let mut m = p.inside(keys, b, n);
             while m != 0 {
                 let i = m.trailing_zeros() as usize;
                 m &= m - 1;
-                let Some(&o) = p.owner.get(b + i) else { break };
+                let Some(&o) = owners.get(b + i) else { break };
                 if self
                     .added
                     .get(o as usize)
@@ -720,7 +680,7 @@ mod tests {
             .zip(model)
             .flat_map(|(o, bs)| bs.iter().map(move |b| (o, b)))
             .collect();
-        prop_assert_eq!(p.owner.len(), flat.len());
+        prop_assert_eq!(p.owners().len(), flat.len());
         for k in keys {
             let mut keys = [0u64; MAX_DIMS];
             keys.copy_from_slice(k);
@@ -729,7 +689,7 @@ mod tests {
                 let got = p.inside(&keys, start, n);
                 let mut want = 0u64;
                 for (i, (o, b)) in flat.iter().skip(start).take(n).enumerate() {
-                    prop_assert_eq!(p.owner.get(start + i), Some(o));
+                    prop_assert_eq!(p.owners().get(start + i), Some(&u64::from(*o)));
                     if b.iter().zip(&keys).all(|((lo, hi), k)| lo <= k && k <= hi) {
                         want |= 1 << i;
                     }

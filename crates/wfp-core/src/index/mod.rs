@@ -11,7 +11,7 @@
 //!  boxes ─► tuple tables (boxes with equal prefix   prune maps: AND of per-dimension table sets
 //!           lengths — or merged, for hard sets —      → candidate tables, best position first
 //!           hashed on those prefixes)
-//!        ─► prune maps (per dimension: key block     → presence filter → hash slot → bounds
+//!        ─► prune maps (per dimension: key block     → presence filter → slot tag → record
 //!           → set of tables reaching it)              → residual check (only when needed)
 //!                                                     stop when no table left can do better
 //!
@@ -59,6 +59,7 @@ mod delta;
 mod fast_hash;
 pub(crate) mod layer;
 mod prune;
+mod store;
 mod tuple;
 
 // What the benchmarks in `wfp-bench` need from the index: only with the `bench-internals` feature,
@@ -126,7 +127,7 @@ struct Run {
 #[derive(Debug, Default)]
 struct Base {
     filters: Vec<Arc<RtFilter>>,
-    heads: Vec<Head>,
+    heads: Heads,
     inner: Inner,
 }
 
@@ -151,6 +152,54 @@ impl Head {
             clears: f.flags.contains(RtFilterFlags::CLEAR_ACTION_RIGHT),
             has_callout: f.callout_id.is_some(),
         }
+    }
+}
+
+/// The heads of a run's filters, 12 bytes each plus two flag bits (issue 15: at most 64 bytes of
+/// index per filter; a `Head` is 16).
+#[derive(Debug, Default)]
+struct Heads {
+    /// Per filter: filter id (low, high word), action type.
+    words: Vec<[u32; 3]>,
+    /// Bit `2i`: filter `i` clears the action right; bit `2i + 1`: it has a callout id.
+    flags: Vec<u64>,
+}
+
+impl Heads {
+    fn of(filters: &[Arc<RtFilter>]) -> Self {
+        let mut flags = vec![0u64; (2 * filters.len()).div_ceil(64)];
+        let words = filters
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let h = Head::of(f);
+                let bits = u64::from(h.clears) | u64::from(h.has_callout) << 1;
+                if let Some(w) = flags.get_mut(2 * i / 64) {
+                    *w |= bits << (2 * i % 64);
+                }
+                let id = h.filter_id.0;
+                [id as u32, (id >> 32) as u32, h.action.0]
+            })
+            .collect();
+        Self { words, flags }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> Option<Head> {
+        let &[lo, hi, action] = self.words.get(i)?;
+        let bits = self.flags.get(2 * i / 64)? >> (2 * i % 64);
+        Some(Head {
+            filter_id: FilterId(u64::from(lo) | u64::from(hi) << 32),
+            action: ActionType(action),
+            clears: bits & 1 != 0,
+            has_callout: bits & 2 != 0,
+        })
+    }
+
+    /// Approximate heap bytes.
+    #[cfg(any(test, feature = "bench-internals"))]
+    fn bytes(&self) -> usize {
+        self.words.capacity() * 12 + self.flags.capacity() * 8
     }
 }
 
@@ -388,7 +437,7 @@ impl SublayerIndex {
             cursor.runs[0] = i + 1;
             return Some(Hit {
                 filter: run.base.filters.get(i)?,
-                head: *run.base.heads.get(i)?,
+                head: run.base.heads.get(i)?,
             });
         }
         // (run, position, filter, head); run MAX_RUNS: the added filters. Filter objects are
@@ -403,7 +452,7 @@ impl SublayerIndex {
                 continue;
             };
             if best.is_none_or(|(_, _, b, _)| eval_order(f, b).is_lt()) {
-                best = Some((r, i, f, *h));
+                best = Some((r, i, f, h));
             }
         }
         if let Some(j) = self.delta.next_match(self.space(), values, cursor.added) {
@@ -525,9 +574,7 @@ impl SublayerIndex {
                 s.max_bucket = s.max_bucket.max(one.max_bucket);
                 s.bytes += one.bytes;
             }
-            s.bytes += r.base.filters.capacity() * 8
-                + r.base.heads.capacity() * std::mem::size_of::<Head>()
-                + r.dead.bytes();
+            s.bytes += r.base.filters.capacity() * 8 + r.base.heads.bytes() + r.dead.bytes();
         }
         s.bytes += self.delta.bytes();
         s
@@ -576,7 +623,7 @@ impl Base {
 
     fn with_inner(filters: Vec<Arc<RtFilter>>, inner: Inner) -> Self {
         Self {
-            heads: filters.iter().map(|f| Head::of(f)).collect(),
+            heads: Heads::of(&filters),
             filters,
             inner,
         }
@@ -595,8 +642,10 @@ impl Base {
         let Some((space, compiled)) = compile::compile_all(layer, &filters) else {
             return Self::scanned(filters);
         };
-        let index = TupleIndex::build(space, &compiled, params);
-        Self::with_inner(filters, Inner::Tuples(index))
+        match TupleIndex::build(space, &compiled, params) {
+            Some(index) => Self::with_inner(filters, Inner::Tuples(index)),
+            None => Self::scanned(filters),
+        }
     }
 
     /// The position of `f` in the base (found by evaluation order, confirmed by filter id).

@@ -174,6 +174,10 @@ impl Prune {
                 leaves.extend_from_slice(chunk);
             }
         }
+        // Grown by doubling: half of it could be spare (issue 15: memory per filter).
+        sets.shrink_to_fit();
+        top.shrink_to_fit();
+        leaves.shrink_to_fit();
         Some(Self {
             dim: d,
             shift,

@@ -4,8 +4,9 @@
 //! prefix of its bounds — all keys inside the box share those leading bits. Boxes with the same
 //! tuple (after optional rounding, see [`Params`]) share a *table*: an open-addressing hash table
 //! keyed on those leading bits. A bucket holds its boxes in evaluation order with their exact
-//! bounds; the first box lives in the hash slot itself (one cache line for IPv4-sized keys), the
-//! others in an overflow array.
+//! bounds, as compact records next to one another (`store.rs`: a 4-byte slot per bucket, or in
+//! unmerged tables the bucket's first record in its slot; a record keeps only the bounds the
+//! table's masks do not imply).
 //!
 //! When the boxes have more distinct tuples than `max_tables` (rule sets where nearly every rule
 //! has its own combination of prefix lengths and port ranges — `wfp-bench hard N`), tables are
@@ -44,6 +45,9 @@ use crate::value::Value;
 use super::compile::{Compiled, Dim, FieldKind, Space, MAX_DIMS};
 use super::fast_hash::FastMap;
 use super::prune::{MapShape, Prune, MERGED_PRUNE_BITS, PRUNE_BITS};
+use super::store::{
+    self, slot_entry, Layout, EMPTY, MAX_RECORDS, META_LAST, META_RESIDUAL_SHIFT, META_VERIFY,
+};
 
 /// At most this many tables (one bit each in the pruning sets).
 const MAX_WORDS: usize = 16;
@@ -73,9 +77,8 @@ impl Default for Params {
 /// 8-bit ones in between (distinct keys may still share a hash; buckets stay exact, see below).
 const ROT: [u32; MAX_DIMS] = [0, 32, 16, 48, 8, 40, 24, 56];
 
-///
-/// The result is determined by its low 32 bits (the *tag* a hash slot stores): equal tags mean
-/// equal hashes, hence one bucket, one home slot, the same presence bits.
+/// The hash of `keys` under a table's `masks`: its home slot, presence bits and (`store.rs`) 8-bit
+/// slot tag.
 #[inline]
 fn hash(keys: &[u64; MAX_DIMS], masks: &[u64; MAX_DIMS]) -> u64 {
     let mut h = 0u64;
@@ -102,25 +105,6 @@ fn filter_probe(h: u64, word_mask: usize) -> (usize, u64) {
     (word, (1 << (h & 63)) | (1 << ((h >> 6) & 63)))
 }
 
-/// Box header word: position in the low 32 bits, required-dimension mask in bits 32..40, the
-/// last-overflow-box-of-its-bucket flag in bit 40, the residual-group mask
-/// (`Compiled::residual`, 15 bits) in bits 48..63, the verify flag in bit 63. `EMPTY` (never a
-/// valid header: no position is `u32::MAX`) marks a free slot.
-const HEAD_POS_BITS: u32 = 32;
-const HEAD_LAST: u64 = 1 << 40;
-const HEAD_RESIDUAL_SHIFT: u32 = 48;
-const HEAD_VERIFY: u64 = 1 << 63;
-const EMPTY: u64 = u64::MAX;
-
-/// Slot layout: `[hash tag << 32 | first overflow box (NO_MORE: none), first box header, first
-/// box bounds..]` — two words before the bounds, so six narrow dimensions (a five-tuple and an
-/// application id) still fit one 64-byte line. A bucket's overflow boxes are consecutive, the
-/// last one flagged [`HEAD_LAST`].
-const SLOT_TAG: usize = 0;
-const SLOT_HEAD: usize = 1;
-const SLOT_BOUNDS: usize = 2;
-const NO_MORE: u64 = 0xFFFF_FFFF;
-
 #[derive(Debug)]
 struct Table {
     masks: [u64; MAX_DIMS],
@@ -134,6 +118,16 @@ struct Table {
     slot_start: usize,
     /// Slots of the table (`slot = home(hash, cap)`, linear probing).
     cap: usize,
+    /// Records: first word in [`TupleIndex::records`].
+    rec_start: usize,
+    /// The slots are the buckets' first records (`stride` words each, `EMPTY` position when
+    /// free; then a link word, the first word of the bucket's other records relative to
+    /// `rec_start`, when some bucket has more than one), the other records after them — no
+    /// `slots` of the table (see [`fill`]).
+    inline: bool,
+    stride: u8,
+    /// What a record stores (`store.rs`).
+    layout: Layout,
 }
 
 /// The tuple-space index of one sublayer.
@@ -141,17 +135,10 @@ struct Table {
 pub(super) struct TupleIndex {
     space: Space,
     tables: Vec<Table>,
-    /// Hash slots of all tables, `slot_stride` words each, starting at word `slot_base` (aligned to
-    /// 64 bytes).
-    slots: Vec<u64>,
-    slot_base: usize,
-    slot_stride: usize,
-    /// Boxes after the first of each bucket: header then bounds, `1 + bound_words` words each.
-    overflow: Vec<u64>,
-    /// Words of bounds per box: one per dimension (`lo | (hi - lo) << 32`) when every dimension is
-    /// at most 32 bits wide (`narrow`), else two (`lo`, `hi - lo`).
-    bound_words: usize,
-    narrow: bool,
+    /// Hash slots of all tables (`store.rs`: tag and first record of a bucket, or `EMPTY`).
+    slots: Vec<u32>,
+    /// Box records of all tables, by table, bucket and evaluation order (`store.rs`).
+    records: Vec<u32>,
     /// Presence filters of all tables.
     filter_bits: Vec<u64>,
     /// Pruning maps, for the dimensions where they discriminate.
@@ -197,23 +184,22 @@ struct BoxRef<'a> {
 }
 
 impl BoxRef<'_> {
-    fn head(&self) -> u64 {
-        let mut head = u64::from(self.pos)
-            | (u64::from(self.required & 0xFF) << HEAD_POS_BITS)
-            | (u64::from(self.residual & 0x7FFF) << HEAD_RESIDUAL_SHIFT);
+    /// The record's meta word (`store.rs`), without the last-of-bucket flag.
+    fn meta(&self) -> u32 {
+        let mut meta = u32::from(self.required & 0xFF)
+            | (u32::from(self.residual & 0x7FFF) << META_RESIDUAL_SHIFT);
         if self.verify {
-            head |= HEAD_VERIFY;
+            meta |= META_VERIFY;
         }
-        head
+        meta
     }
 }
 
-/// A table being built: its masks, and its boxes as (key hash, box number) sorted by hash then
-/// position — each run of equal hashes is a bucket (distinct keys with equal hashes share one:
-/// still exact, since every box is checked against its bounds).
+/// A table being built: its masks, and its boxes as (key hash, masked key, box number) sorted —
+/// each run of equal hashes and keys is a bucket, its boxes in evaluation order.
 struct Planned {
     masks: [u64; MAX_DIMS],
-    keyed: Vec<(u64, u32)>,
+    keyed: Vec<(u64, [u64; MAX_DIMS], u32)>,
     buckets: usize,
     cap: usize,
     min_pos: u32,
@@ -222,7 +208,8 @@ struct Planned {
 
 impl TupleIndex {
     /// Builds from compiled filters (index = position in evaluation order).
-    pub(super) fn build(space: Space, compiled: &[Compiled], params: Params) -> Self {
+    /// `None` past [`MAX_RECORDS`] boxes.
+    pub(super) fn build(space: Space, compiled: &[Compiled], params: Params) -> Option<Self> {
         let dims = space.dims.as_slice();
         let nd = dims.len().max(1);
         let mut refs: Vec<BoxRef<'_>> = Vec::new();
@@ -244,9 +231,10 @@ impl TupleIndex {
                 });
             }
         }
-        let Ok(nboxes) = u32::try_from(refs.len()) else {
-            return Self::empty(space);
-        };
+        // A slot numbers records in 24 bits (`store.rs`): a sublayer with more boxes is scanned.
+        let nboxes = u32::try_from(refs.len())
+            .ok()
+            .filter(|&n| n as usize <= MAX_RECORDS)?;
 
         // Group the boxes by (rounded) tuple, coarsening the rounding at most twice — and at
         // each rounding, when the tuples outnumber the tables, trying again with application ids
@@ -316,24 +304,23 @@ impl TupleIndex {
                 for ((m, l), d) in masks.iter_mut().zip(&tuple).zip(dims) {
                     *m = mask_of(d.width, u32::from(*l));
                 }
-                let mut keyed: Vec<(u64, u32)> = ids
+                let mut keyed: Vec<(u64, [u64; MAX_DIMS], u32)> = ids
                     .iter()
                     .map(|&i| {
                         let mut key = [0u64; MAX_DIMS];
                         if let Some(r) = refs.get(i as usize) {
-                            for (k, (lo, _)) in key.iter_mut().zip(r.bounds) {
-                                *k = *lo;
+                            for ((k, (lo, _)), m) in key.iter_mut().zip(r.bounds).zip(&masks) {
+                                *k = *lo & m;
                             }
                         }
-                        (hash(&key, &masks), i)
+                        (hash(&key, &masks), key, i)
                     })
                     .collect();
                 keyed.sort_unstable();
-                let buckets = keyed.chunk_by(|a, b| a.0 == b.0).count();
-                // Load factor at most 0.8 (the presence filter keeps most absent keys away), and
-                // always a free slot: probing for an absent key ends at one.
-                // Load factor about 0.87 (any capacity: `home` maps the hash onto it), and always a
-                // free slot: probing for an absent key ends at one.
+                let buckets = keyed.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1).count();
+                // Load factor about 0.87 (any capacity: `home` maps the hash onto it; the presence
+                // filter keeps most absent keys away), and always a free slot: probing for an
+                // absent key ends at one.
                 let cap = buckets + buckets / 8 + 2;
                 Planned {
                     masks,
@@ -347,83 +334,13 @@ impl TupleIndex {
             .collect();
         planned.sort_by_key(|p| (p.min_pos, p.max_pos, p.masks));
 
-        let narrow = dims.iter().all(|d| d.width <= 32);
-        let bound_words = if narrow { nd } else { 2 * nd };
-        let slot_stride = (SLOT_BOUNDS + bound_words).next_multiple_of(8);
-        let push_bounds = |out: &mut Vec<u64>, bounds: &[(u64, u64)]| {
-            for &(lo, hi) in bounds {
-                if narrow {
-                    out.push(lo | ((hi - lo) << 32));
-                } else {
-                    out.push(lo);
-                    out.push(hi - lo);
-                }
-            }
-        };
-
-        let total_slots: usize = planned.iter().map(|p| p.cap).sum();
-        let mut slots: Vec<u64> = Vec::with_capacity(total_slots * slot_stride + 8);
-        let slot_base = slots.as_ptr().align_offset(64).min(7);
-        slots.resize(slot_base + total_slots * slot_stride, EMPTY);
-        let mut overflow: Vec<u64> = Vec::new();
-        let mut filter_bits: Vec<u64> = Vec::new();
-        let mut tables: Vec<Table> = Vec::with_capacity(planned.len());
-        // The table of every box, for the pruning maps.
-        let mut table_of = vec![0u32; refs.len()];
-        let mut slot_start = 0usize;
-        let mut line = Vec::with_capacity(slot_stride);
-        for (t, p) in (0u32..).zip(&planned) {
-            let filter_words = (p.buckets * 8).div_ceil(64).next_power_of_two();
-            let filter_start = filter_bits.len();
-            filter_bits.resize(filter_start + filter_words, 0);
-            for bucket in p.keyed.chunk_by(|a, b| a.0 == b.0) {
-                let Some(&(h, _)) = bucket.first() else {
-                    continue;
-                };
-                let (word, mask) = filter_probe(h, filter_words - 1);
-                if let Some(w) = filter_bits.get_mut(filter_start + word) {
-                    *w |= mask;
-                }
-                let mut s = home(h, p.cap);
-                let word = |s: usize| slot_base + (slot_start + s) * slot_stride;
-                while slots.get(word(s) + SLOT_HEAD).is_some_and(|&w| w != EMPTY) {
-                    s = if s + 1 == p.cap { 0 } else { s + 1 };
-                }
-                let mut boxes = bucket.iter().filter_map(|&(_, i)| {
-                    if let Some(slot) = table_of.get_mut(i as usize) {
-                        *slot = t;
-                    }
-                    refs.get(i as usize)
-                });
-                let Some(first) = boxes.next() else { continue };
-                let more = if bucket.len() > 1 {
-                    (overflow.len() / (1 + bound_words)) as u64
-                } else {
-                    NO_MORE
-                };
-                for (k, r) in (2..).zip(boxes) {
-                    let last = if k == bucket.len() { HEAD_LAST } else { 0 };
-                    overflow.push(r.head() | last);
-                    push_bounds(&mut overflow, r.bounds);
-                }
-                line.clear();
-                line.extend([(h << 32) | (more & NO_MORE), first.head()]);
-                push_bounds(&mut line, first.bounds);
-                if let Some(dst) = slots.get_mut(word(s)..word(s) + line.len()) {
-                    dst.copy_from_slice(&line);
-                }
-            }
-            tables.push(Table {
-                masks: p.masks,
-                min_pos: p.min_pos,
-                max_pos: p.max_pos,
-                filter_start: u32::try_from(filter_start).unwrap_or(u32::MAX),
-                filter_mask: u32::try_from(filter_words - 1).unwrap_or(0),
-                slot_start,
-                cap: p.cap,
-            });
-            slot_start += p.cap;
-        }
+        let Filled {
+            tables,
+            slots,
+            records,
+            filter_bits,
+            table_of,
+        } = fill(&planned, &refs, dims, !merged);
         drop(planned);
 
         let words = tables.len().div_ceil(64).max(1);
@@ -469,41 +386,20 @@ impl TupleIndex {
             })
             .collect();
 
-        Self {
+        Some(Self {
             space,
             tables,
             slots,
-            slot_base,
-            slot_stride,
-            overflow,
-            bound_words,
-            narrow,
+            records,
             filter_bits,
             prunes,
             words,
-        }
+        })
     }
 
     /// The indexed dimensions.
     pub(super) fn space(&self) -> &Space {
         &self.space
-    }
-
-    /// An index with no tables (matches nothing).
-    fn empty(space: Space) -> Self {
-        Self {
-            space,
-            tables: Vec::new(),
-            slots: Vec::new(),
-            slot_base: 0,
-            slot_stride: 8,
-            overflow: Vec::new(),
-            bound_words: 0,
-            narrow: true,
-            filter_bits: Vec::new(),
-            prunes: Vec::new(),
-            words: 1,
-        }
     }
 
     /// The first position `>= from` whose filter matches `values`.
@@ -514,11 +410,7 @@ impl TupleIndex {
         values: &[Value],
         from: usize,
     ) -> Option<usize> {
-        if self.narrow {
-            self.search::<true, ()>(&mut (), filters, values, from)
-        } else {
-            self.search::<false, ()>(&mut (), filters, values, from)
-        }
+        self.search(&mut (), filters, values, from)
     }
 
     /// [`TupleIndex::next_match`] from position 0, counting the work done (for the bench).
@@ -529,16 +421,26 @@ impl TupleIndex {
         values: &[Value],
     ) -> (Option<usize>, ProbeCounts) {
         let mut c = ProbeCounts::default();
-        let r = if self.narrow {
-            self.search::<true, _>(&mut c, filters, values, 0)
-        } else {
-            self.search::<false, _>(&mut c, filters, values, 0)
-        };
+        let r = self.search(&mut c, filters, values, 0);
         (r, c)
     }
 
+    /// The candidate tables for `keys` (absent dimensions per `present`): the AND of the pruning
+    /// maps' sets.
     #[inline]
-    fn search<const NARROW: bool, C: Counter>(
+    fn candidates(&self, keys: &[u64; MAX_DIMS], present: u64) -> [u64; MAX_WORDS] {
+        let mut cand = [u64::MAX; MAX_WORDS];
+        for p in &self.prunes {
+            let key = (present & (1 << p.dim) != 0).then(|| keys.get(p.dim).copied().unwrap_or(0));
+            for (c, s) in cand.iter_mut().zip(p.tables(key)) {
+                *c &= s;
+            }
+        }
+        cand
+    }
+
+    #[inline]
+    fn search<C: Counter>(
         &self,
         counter: &mut C,
         filters: &[Arc<RtFilter>],
@@ -548,27 +450,16 @@ impl TupleIndex {
         let from = u32::try_from(from).ok()?;
         let (keys, present) = self.space.keys(values);
         let present = u64::from(present);
-
-        // Candidate tables.
-        let words = self.words;
-        let mut cand = [u64::MAX; MAX_WORDS];
-        for p in &self.prunes {
-            let key = (present & (1 << p.dim) != 0).then(|| keys.get(p.dim).copied().unwrap_or(0));
-            for (c, s) in cand.iter_mut().zip(p.tables(key)) {
-                *c &= s;
-            }
-        }
-
+        let cand = self.candidates(&keys, present);
         let q = Query {
             keys: &keys,
-            missing: (!present & 0xFF) << HEAD_POS_BITS,
-            nd: self.space.dims.len(),
+            missing: (!present & 0xFF) as u32,
             from,
             filters,
             values,
         };
         let mut best = u32::MAX;
-        'words: for (w, &word) in cand.iter().take(words).enumerate() {
+        'words: for (w, &word) in cand.iter().take(self.words).enumerate() {
             let mut bits = word;
             while bits != 0 {
                 let t = w * 64 + bits.trailing_zeros() as usize;
@@ -593,107 +484,129 @@ impl TupleIndex {
                     continue;
                 }
                 counter.slot();
-                let Some(slot) = self.slot(table, h) else {
+                let Some(at) = self.bucket(table, h, &keys) else {
                     continue;
                 };
-                counter.boxed();
-                let (Some(&tag), Some(&head), Some(bounds)) = (
-                    slot.get(SLOT_TAG),
-                    slot.get(SLOT_HEAD),
-                    slot.get(SLOT_BOUNDS..SLOT_BOUNDS + self.bound_words),
-                ) else {
-                    continue;
-                };
-                match q.check::<NARROW>(head, bounds, best) {
-                    Check::Match(pos) => {
-                        best = pos;
-                        continue;
-                    }
-                    Check::Later => continue,
-                    Check::No => {}
-                }
-                let more = tag & NO_MORE;
-                if more == NO_MORE {
-                    continue;
-                }
-                let ew = 1 + self.bound_words;
-                let Some(run) = self.overflow.get(more as usize * ew..) else {
-                    continue;
-                };
-                for e in run.chunks_exact(ew) {
-                    counter.boxed();
-                    let Some((&head, bounds)) = e.split_first() else {
-                        break;
-                    };
-                    match q.check::<NARROW>(head, bounds, best) {
-                        Check::Match(pos) => {
-                            best = pos;
-                            break;
-                        }
-                        Check::Later => break,
-                        Check::No => {}
-                    }
-                    if head & HEAD_LAST != 0 {
-                        break;
-                    }
+                if let Some(pos) = self.walk(counter, table, at, &q, best) {
+                    best = pos;
                 }
             }
         }
         (best != u32::MAX).then_some(best as usize)
     }
 
-    /// The slot of the bucket with key hash `h` in `table`, if any.
+    /// The first word of the first record of the bucket of `keys` (hash `h`) in `table`, if any.
     #[inline]
-    fn slot(&self, table: &Table, h: u64) -> Option<&[u64]> {
+    fn bucket(&self, table: &Table, h: u64, keys: &[u64; MAX_DIMS]) -> Option<usize> {
+        let words = table.layout.words();
         let mut s = home(h, table.cap);
+        if table.inline {
+            for _ in 0..table.cap {
+                let at = table.rec_start + s * usize::from(table.stride);
+                let rec = self.records.get(at..at + words)?;
+                if rec.first() == Some(&EMPTY) {
+                    return None;
+                }
+                if table.layout.key_eq(&table.masks, rec, keys) {
+                    return Some(at);
+                }
+                s = if s + 1 == table.cap { 0 } else { s + 1 };
+            }
+            return None;
+        }
+        let tag = store::tag(h);
         for _ in 0..table.cap {
-            let start = self.slot_base + (table.slot_start + s) * self.slot_stride;
-            let slot = self.slots.get(start..start + self.slot_stride)?;
-            let (&tag, &head) = (slot.get(SLOT_TAG)?, slot.get(SLOT_HEAD)?);
-            if head == EMPTY {
+            let e = *self.slots.get(table.slot_start + s)?;
+            if e == EMPTY {
                 return None;
             }
-            if tag >> 32 == h & 0xFFFF_FFFF {
-                return Some(slot);
+            if e >> 24 == tag {
+                let at = table.rec_start + (e & 0x00FF_FFFF) as usize * words;
+                let rec = self.records.get(at..at + words)?;
+                if table.layout.key_eq(&table.masks, rec, keys) {
+                    return Some(at);
+                }
             }
             s = if s + 1 == table.cap { 0 } else { s + 1 };
         }
         None
     }
 
+    /// The first matching box of the bucket whose first record starts at word `at`, if it beats
+    /// `best`.
+    #[inline]
+    fn walk<C: Counter>(
+        &self,
+        counter: &mut C,
+        table: &Table,
+        mut at: usize,
+        q: &Query<'_>,
+        best: u32,
+    ) -> Option<u32> {
+        let words = table.layout.words();
+        // An inline slot's record: the bucket goes on at its link.
+        let mut linked = table.inline;
+        loop {
+            counter.boxed();
+            let rec = self.records.get(at..at + words)?;
+            let (&pos, &meta) = (rec.first()?, rec.get(1)?);
+            if pos >= best {
+                return None;
+            }
+            if q.check(&table.layout, pos, meta, rec) {
+                return Some(pos);
+            }
+            if meta & META_LAST != 0 {
+                return None;
+            }
+            at = if linked {
+                table.rec_start + *self.records.get(at + words)? as usize
+            } else {
+                at + words
+            };
+            linked = false;
+        }
+    }
+
     #[cfg(any(test, feature = "bench-internals"))]
     pub(super) fn stats(&self) -> Stats {
         let mut buckets = 0;
+        let mut boxes = 0;
         let mut max_bucket = 0;
-        for t in &self.tables {
-            for s in 0..t.cap {
-                let start = self.slot_base + (t.slot_start + s) * self.slot_stride;
-                let (Some(&tag), Some(&head)) = (
-                    self.slots.get(start + SLOT_TAG),
-                    self.slots.get(start + SLOT_HEAD),
-                ) else {
-                    continue;
-                };
-                if head == EMPTY {
-                    continue;
+        for (k, t) in self.tables.iter().enumerate() {
+            let end = self
+                .tables
+                .get(k + 1)
+                .map_or(self.records.len(), |n| n.rec_start);
+            let mut recs = self.records.get(t.rec_start..end).unwrap_or(&[]);
+            let mut n = 0;
+            if t.inline {
+                // Slots: one bucket each (its size counted from the first record alone, the
+                // rest of it below without a bucket).
+                let stride = usize::from(t.stride);
+                let (slots, rest) = recs.split_at((t.cap * stride).min(recs.len()));
+                for rec in slots.chunks_exact(stride) {
+                    if rec.first().is_some_and(|&p| p != EMPTY) {
+                        boxes += 1;
+                        buckets += 1;
+                        max_bucket = max_bucket.max(1);
+                    }
                 }
-                buckets += 1;
-                let ew = 1 + self.bound_words;
-                let more = tag & NO_MORE;
-                let n = if more == NO_MORE {
-                    1
-                } else {
-                    let run = self.overflow.get(more as usize * ew..).unwrap_or(&[]);
-                    1 + run
-                        .chunks_exact(ew)
-                        .position(|e| e.first().is_none_or(|h| h & HEAD_LAST != 0))
-                        .map_or(0, |i| i + 1)
-                };
-                max_bucket = max_bucket.max(n);
+                recs = rest;
+                n = 1;
+            }
+            for rec in recs.chunks_exact(t.layout.words()) {
+                n += 1;
+                boxes += 1;
+                if rec.get(1).is_some_and(|m| m & META_LAST != 0) {
+                    buckets += usize::from(!t.inline);
+                    max_bucket = max_bucket.max(n);
+                    n = usize::from(t.inline);
+                }
             }
         }
-        let bytes = self.slots.capacity() * 8
-            + self.overflow.capacity() * 8
+        let bytes = self.slots.capacity() * 4
+            + self.records.capacity() * 4
             + self.filter_bits.capacity() * 8
             + self.tables.capacity() * std::mem::size_of::<Table>()
             + self.prunes.iter().map(Prune::bytes).sum::<usize>()
@@ -702,10 +615,217 @@ impl TupleIndex {
         Stats {
             dims: self.space.dims.len(),
             tables: self.tables.len(),
-            boxes: buckets + self.overflow.len() / (1 + self.bound_words),
+            boxes,
             buckets,
             max_bucket,
             bytes,
+        }
+    }
+}
+
+/// The tables' storage, filled from their plans.
+struct Filled {
+    tables: Vec<Table>,
+    slots: Vec<u32>,
+    records: Vec<u32>,
+    filter_bits: Vec<u64>,
+    /// The table of every box, for the pruning maps.
+    table_of: Vec<u32>,
+}
+
+/// Lays the planned tables out: per table its presence filter, hash slots and records
+/// (`store.rs`), a bucket's records consecutive in evaluation order, the last one flagged. With
+/// `inline` (indexes of exact or rounded tuples, the hot path of ClassBench-like sets), a table's
+/// slots are its buckets' first records ([`Table::inline`]): a lookup reads its record with the
+/// slot, not after it (fw1_100k, measured alternately: see the commit); merged indexes (hard
+/// sets, memory-bound) keep 4-byte slots.
+fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) -> Filled {
+    let total_slots: usize = if inline {
+        0
+    } else {
+        planned.iter().map(|p| p.cap).sum()
+    };
+    let mut out = Filled {
+        tables: Vec::with_capacity(planned.len()),
+        slots: vec![EMPTY; total_slots],
+        records: Vec::new(),
+        filter_bits: Vec::new(),
+        table_of: vec![0u32; refs.len()],
+    };
+    let layouts: Vec<Layout> = planned
+        .iter()
+        .map(|p| {
+            let boxes = p
+                .keyed
+                .iter()
+                .filter_map(|&(_, _, i)| refs.get(i as usize).map(|r| r.bounds));
+            Layout::of(&p.masks, dims, boxes)
+        })
+        .collect();
+    let words: usize = planned
+        .iter()
+        .zip(&layouts)
+        .map(|(p, l)| {
+            let link = usize::from(p.buckets < p.keyed.len());
+            match inline {
+                true => p.cap * (l.words() + link) + (p.keyed.len() - p.buckets) * l.words(),
+                false => p.keyed.len() * l.words(),
+            }
+        })
+        .sum();
+    out.records.reserve_exact(words);
+    let mut slot_start = 0usize;
+    for ((t, p), &layout) in (0u32..).zip(planned).zip(&layouts) {
+        let rec_start = out.records.len();
+        let filter_words = (p.buckets * 8).div_ceil(64).next_power_of_two();
+        let filter_start = out.filter_bits.len();
+        out.filter_bits.resize(filter_start + filter_words, 0);
+        // A link word after an inline slot's record when some bucket has more than one.
+        let stride = layout.words() + usize::from(inline && p.buckets < p.keyed.len());
+        if inline {
+            out.records.resize(rec_start + p.cap * stride, EMPTY);
+        }
+        let mut ctx = FillCtx {
+            out: &mut out,
+            p,
+            refs,
+            layout,
+            t,
+            filter_start,
+            filter_words,
+            slot_start,
+            rec_start,
+            stride,
+            over: Vec::new(),
+        };
+        for bucket in p.keyed.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
+            if inline {
+                ctx.inline_bucket(bucket);
+            } else {
+                ctx.slotted_bucket(bucket);
+            }
+        }
+        let over = std::mem::take(&mut ctx.over);
+        out.records.extend(over);
+        out.tables.push(Table {
+            masks: p.masks,
+            min_pos: p.min_pos,
+            max_pos: p.max_pos,
+            filter_start: u32::try_from(filter_start).unwrap_or(u32::MAX),
+            filter_mask: u32::try_from(filter_words - 1).unwrap_or(0),
+            slot_start,
+            cap: p.cap,
+            rec_start,
+            inline,
+            stride: u8::try_from(stride).unwrap_or(u8::MAX),
+            layout,
+        });
+        if !inline {
+            slot_start += p.cap;
+        }
+    }
+    out
+}
+
+/// One table being laid out by [`fill`].
+struct FillCtx<'a, 'b> {
+    out: &'a mut Filled,
+    p: &'a Planned,
+    refs: &'a [BoxRef<'b>],
+    layout: Layout,
+    t: u32,
+    filter_start: usize,
+    filter_words: usize,
+    slot_start: usize,
+    rec_start: usize,
+    /// Words per slot of an inline table.
+    stride: usize,
+    /// An inline table's records after the first of their bucket.
+    over: Vec<u32>,
+}
+
+impl FillCtx<'_, '_> {
+    /// Sets the presence bits of a bucket of hash `h`.
+    fn presence(&mut self, h: u64) {
+        let (word, mask) = filter_probe(h, self.filter_words - 1);
+        if let Some(w) = self.out.filter_bits.get_mut(self.filter_start + word) {
+            *w |= mask;
+        }
+    }
+
+    /// Appends the record of box `i` (the `k`-th of a bucket of `n`) to `out`.
+    fn push(&mut self, into_over: bool, i: u32, k: usize, n: usize) {
+        let Some(r) = self.refs.get(i as usize) else {
+            return;
+        };
+        if let Some(slot) = self.out.table_of.get_mut(i as usize) {
+            *slot = self.t;
+        }
+        let last = if k == n { META_LAST } else { 0 };
+        let out = if into_over {
+            &mut self.over
+        } else {
+            &mut self.out.records
+        };
+        self.layout.push(out, r.pos, r.meta() | last, r.bounds);
+    }
+
+    /// A bucket of a table of 4-byte slots: its slot, then its records.
+    fn slotted_bucket(&mut self, bucket: &[(u64, [u64; MAX_DIMS], u32)]) {
+        let Some(&(h, _, _)) = bucket.first() else {
+            return;
+        };
+        self.presence(h);
+        let cap = self.p.cap;
+        let mut s = home(h, cap);
+        while self
+            .out
+            .slots
+            .get(self.slot_start + s)
+            .is_some_and(|&e| e != EMPTY)
+        {
+            s = if s + 1 == cap { 0 } else { s + 1 };
+        }
+        let rec = (self.out.records.len() - self.rec_start) / self.layout.words().max(1);
+        if let Some(e) = self.out.slots.get_mut(self.slot_start + s) {
+            *e = slot_entry(h, rec);
+        }
+        for (k, &(_, _, i)) in (1..).zip(bucket) {
+            self.push(false, i, k, bucket.len());
+        }
+    }
+
+    /// A bucket of an inline table: its first record in its slot (with the link to the rest when
+    /// the bucket has more), the rest after the slots.
+    fn inline_bucket(&mut self, bucket: &[(u64, [u64; MAX_DIMS], u32)]) {
+        let Some(&(h, _, first)) = bucket.first() else {
+            return;
+        };
+        self.presence(h);
+        let (cap, stride) = (self.p.cap, self.stride);
+        let mut s = home(h, cap);
+        while self
+            .out
+            .records
+            .get(self.rec_start + s * stride)
+            .is_some_and(|&e| e != EMPTY)
+        {
+            s = if s + 1 == cap { 0 } else { s + 1 };
+        }
+        let link = u32::try_from(cap * stride + self.over.len()).unwrap_or(u32::MAX);
+        let mut rec = Vec::with_capacity(stride);
+        std::mem::swap(&mut rec, &mut self.over);
+        self.push(true, first, 1, bucket.len());
+        std::mem::swap(&mut rec, &mut self.over);
+        if stride > self.layout.words() {
+            rec.push(link);
+        }
+        let at = self.rec_start + s * stride;
+        if let Some(dst) = self.out.records.get_mut(at..at + stride) {
+            dst.copy_from_slice(&rec);
+        }
+        for (k, &(_, _, i)) in (1..).zip(bucket).skip(1) {
+            self.push(true, i, k, bucket.len());
         }
     }
 }
@@ -945,58 +1065,27 @@ impl Counter for ProbeCounts {
 /// What one lookup compares boxes against.
 struct Query<'a> {
     keys: &'a [u64; MAX_DIMS],
-    /// Header bits of required dimensions whose value is absent.
-    missing: u64,
-    nd: usize,
+    /// Meta bits of required dimensions whose value is absent.
+    missing: u32,
     from: u32,
     filters: &'a [Arc<RtFilter>],
     values: &'a [Value],
 }
 
-enum Check {
-    /// The box's filter matches, at this position.
-    Match(u32),
-    /// The box cannot improve on the best match (nor can later boxes of its bucket).
-    Later,
-    /// No match here.
-    No,
-}
-
 impl Query<'_> {
+    /// Whether the box of record `rec` (position `pos`, meta word `meta`; of the bucket of the
+    /// keys, in a table of `layout`) matches.
     #[inline]
-    fn check<const NARROW: bool>(&self, head: u64, bounds: &[u64], best: u32) -> Check {
-        let pos = head as u32;
-        if head == EMPTY || pos >= best {
-            return Check::Later;
-        }
-        if pos < self.from || head & self.missing != 0 {
-            return Check::No;
-        }
-        let mut inside = true;
-        if NARROW {
-            for (k, b) in self.keys.iter().take(self.nd).zip(bounds) {
-                inside &= (k.wrapping_sub(*b) as u32) <= (b >> 32) as u32;
-            }
-        } else {
-            for (k, lb) in self.keys.iter().take(self.nd).zip(bounds.chunks_exact(2)) {
-                if let [lo, span] = lb {
-                    inside &= k.wrapping_sub(*lo) <= *span;
-                }
-            }
-        }
-        if !inside {
-            return Check::No;
+    fn check(&self, layout: &Layout, pos: u32, meta: u32, rec: &[u32]) -> bool {
+        if pos < self.from || meta & self.missing != 0 || !layout.inside(rec, self.keys) {
+            return false;
         }
         // Only the residual groups: the box matched the others exactly.
-        let residual = ((head >> HEAD_RESIDUAL_SHIFT) & 0x7FFF) as u16;
-        if head & HEAD_VERIFY != 0
-            && !self
+        let residual = ((meta >> META_RESIDUAL_SHIFT) & 0x7FFF) as u16;
+        meta & META_VERIFY == 0
+            || self
                 .filters
                 .get(pos as usize)
                 .is_some_and(|f| f.conditions().matches_groups(self.values, residual))
-        {
-            return Check::No;
-        }
-        Check::Match(pos)
     }
 }
