@@ -536,14 +536,17 @@ impl Scratch {
     /// its bytes) for the host, which frees it at the last dereference.
     #[cold]
     #[inline(never)]
-    fn detach(&mut self, host: &HostInner, driver: usize, data: (&[u8], View<'_>), refs: u32) {
+    /// The indicated list `nbl` was referenced during classifyFn: what references are left (a
+    /// worker may already have dropped them) keep it, with a copy of its bytes, in `referenced`.
+    fn detach(&mut self, host: &HostInner, driver: usize, data: (&[u8], View<'_>), nbl: usize) {
+        let mut st = host.asyncs.lock();
+        let Some(refs) = st.inflight.remove(&nbl).filter(|n| *n > 0) else {
+            return;
+        };
         let mut kept = std::mem::replace(&mut self.bufs, PacketBufs::new());
         kept.over_copy_with(data.1, data.0);
         let key = std::ptr::from_mut(&mut kept.nbl) as usize;
-        host.asyncs
-            .lock()
-            .referenced
-            .insert(key, (kept, refs, driver));
+        st.referenced.insert(key, (kept, refs, driver));
     }
 
     /// The stream layers' layerData (FWPS_STREAM_CALLOUT_IO_PACKET0), the invocation's stream
@@ -1003,7 +1006,7 @@ impl Callout for CCallout {
                 LayerData::Packet(p) => {
                     s.check_packet_restored(&self.host, pv.data_len(p.len()));
                     if inv.references.get() > 0 {
-                        s.detach(&self.host, self.driver, (p, pv), inv.references.get());
+                        s.detach(&self.host, self.driver, (p, pv), inv.nbl as usize);
                     }
                 }
                 LayerData::None => {}

@@ -275,6 +275,11 @@ pub(crate) struct AsyncState {
     /// Indicated lists kept alive by FwpsReferenceNetBufferList0 (address → list, references,
     /// the referencing driver).
     pub(crate) referenced: HashMap<usize, (Box<super::callout::PacketBufs>, u32, usize)>,
+    /// References taken on a list still being indicated (its classifyFn has not returned):
+    /// address → count. A driver's worker may drop one from another thread before the classify
+    /// returns (inspect queues the packet and its worker re-injects and dereferences at once);
+    /// the classify's end moves what is left into `referenced` under the same lock.
+    pub(crate) inflight: HashMap<usize, u32>,
     /// Operations pended by FwpsPendOperation0 and not yet completed (context → driver).
     pub(crate) pended_operations: HashMap<u64, usize>,
     /// Classifies pended by FwpsPendClassify0 and not yet completed (handle → driver).

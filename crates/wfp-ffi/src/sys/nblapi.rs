@@ -226,13 +226,12 @@ pub(crate) extern "C" fn FwpsReferenceNetBufferList0(nbl: *mut NetBufferList, _m
             is
         })
         .unwrap_or(false);
-        if indicated {
-            return;
-        }
         ctx::with_host(|h| {
             let mut st = h.asyncs.lock();
             let key = nbl as usize;
-            if let Some((_, r)) = st.nbls.get_mut(&key) {
+            if indicated {
+                *st.inflight.entry(key).or_insert(0) += 1;
+            } else if let Some((_, r)) = st.nbls.get_mut(&key) {
                 r.refs += 1;
             } else if let Some((_, n, _)) = st.referenced.get_mut(&key) {
                 *n += 1;
@@ -249,21 +248,21 @@ pub(crate) extern "C" fn FwpsReferenceNetBufferList0(nbl: *mut NetBufferList, _m
 #[no_mangle]
 pub(crate) extern "C" fn FwpsDereferenceNetBufferList0(nbl: *mut NetBufferList, _dispatch: u8) {
     boundary("FwpsDereferenceNetBufferList0", (), || {
-        let indicated = invocation::with_current(|inv| {
-            let is = inv.nbl == nbl && !nbl.is_null() && inv.references.get() > 0;
-            if is {
+        let _ = invocation::with_current(|inv| {
+            if inv.nbl == nbl && !nbl.is_null() && inv.references.get() > 0 {
                 inv.references.set(inv.references.get() - 1);
             }
-            is
-        })
-        .unwrap_or(false);
-        if indicated {
-            return;
-        }
+        });
         ctx::with_host(|h| {
             let mut st = h.asyncs.lock();
             let key = nbl as usize;
-            if let Some((_, n, _)) = st.referenced.get_mut(&key) {
+            // A list still being indicated, on this thread or (a driver's worker) another one.
+            if let Some(n) = st.inflight.get_mut(&key).filter(|n| **n > 0) {
+                *n -= 1;
+                if *n == 0 {
+                    st.inflight.remove(&key);
+                }
+            } else if let Some((_, n, _)) = st.referenced.get_mut(&key) {
                 *n -= 1;
                 if *n == 0 {
                     let gone = st.referenced.remove(&key);
