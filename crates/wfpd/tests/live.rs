@@ -647,7 +647,8 @@ fn overloaded_posture(fam: Fam) {
     let daemon = Daemon::start(&ns, &dir, &cfg);
     signal(daemon.pid(), "STOP");
     in_ns(&ns, || udp_send(fam, PORT, 100..100 + COUNT));
-    assert!(udp_drain(&rx).is_empty(), "nothing passes while stopped");
+    let early = udp_drain(&rx);
+    assert!(early.is_empty(), "nothing passes while stopped: {early:?}");
     signal(daemon.pid(), "CONT");
     assert_eq!(udp_drain(&rx), (100..100 + MAX_LEN).collect());
     let stats = daemon.stats();

@@ -143,6 +143,32 @@ pub(crate) fn signal(pid: u32, sig: &str) {
         .status()
         .expect("kill");
     assert!(status.success(), "kill -s {sig} {pid}");
+    if sig == "STOP" {
+        wait_stopped(pid);
+    }
+}
+
+/// Waits (bounded) until every thread of `pid` is stopped: `kill` returns once the signal is
+/// sent, while a worker thread running on the other CPU may still read and decide a packet.
+fn wait_stopped(pid: u32) {
+    let start = std::time::Instant::now();
+    let stopped = || {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return true;
+        };
+        tasks.flatten().all(|t| {
+            std::fs::read_to_string(t.path().join("stat"))
+                .ok()
+                .and_then(|st| {
+                    st.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().starts_with('T'))
+                })
+                .unwrap_or(true)
+        })
+    };
+    while !stopped() && start.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 /// The wfpd binary running inside a namespace, its log in a file.
