@@ -8,21 +8,22 @@
 
 #[path = "support/asan.rs"]
 mod asan;
+#[path = "support/samples.rs"]
+mod samples;
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use samples::{
+    build_dir, contains, find_sample, loopback_packets, of_protocol, params, ports, replay,
+    sample_dirs, tcp_stream, udp4, unload_applying, Replayed,
+};
 use wfp_core::catalogue::layers;
 use wfp_core::{ActionType, CalloutSpec, Engine, FilterSpec, Guid};
 use wfp_ffi::compile::{build, BuildOptions};
-use wfp_ffi::{DriverHost, DriverOptions, HostConfig, ParamValue};
-use wfp_pcap::{CaptureReader, NetworkProtocol};
-use wfp_shim::{Owner, PacketContext, PacketDirection, Shim, ShimConfig, Timestamp, Verdict};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use wfp_ffi::{DriverHost, HostConfig};
+use wfp_shim::{Owner, PacketContext, Shim, ShimConfig};
 
 fn build_all(name: &str, sources: Vec<PathBuf>) -> PathBuf {
     build_with(name, sources, &[])
@@ -115,114 +116,6 @@ fn wdkc_with_address_sanitizer() {
     });
 }
 
-/// The sample directories: `$WFP_WDK_SAMPLES` (a `:`-separated list, searched in order for each
-/// sample: `WFP_WDK_SAMPLES=/tmp/wdk-verbatim:/tmp/wdk-samples`), else `/tmp/wdk-samples`; None
-/// (with a note) when none exists.
-fn samples() -> Option<Vec<PathBuf>> {
-    let dirs: Vec<PathBuf> = std::env::var_os("WFP_WDK_SAMPLES")
-        .map_or_else(
-            || vec![PathBuf::from("/tmp/wdk-samples")],
-            |v| std::env::split_paths(&v).collect(),
-        )
-        .into_iter()
-        .filter(|d| d.is_dir())
-        .collect();
-    if dirs.is_empty() {
-        eprintln!("note: no WDK samples (set WFP_WDK_SAMPLES); skipping");
-        return None;
-    }
-    Some(dirs)
-}
-
-/// What a replay of examples/captures/loopback.pcap (one TCP connection 44548 → 8000 carrying
-/// "request over loopback" / "reply to request over loopback", and a UDP exchange 41494 ↔ 9000 on
-/// 127.0.0.1) let through: the packets permitted, the packets released or injected later, and
-/// the count of the others.
-struct Replayed {
-    permitted: Vec<Vec<u8>>,
-    other: usize,
-}
-
-/// Replays loopback.pcap through `shim` with `ctx` for every packet; the driver threads' work is
-/// applied at every asynchronous point, as `wfpctl replay` does.
-fn replay_loopback(shim: &mut Shim, host: &DriverHost, ctx: &PacketContext) -> Replayed {
-    let mut reader = CaptureReader::open(root().join("examples/captures/loopback.pcap")).unwrap();
-    let mut packets = Vec::new();
-    while let Some(p) = reader.next_packet_ref().unwrap() {
-        let Ok(l3) = p.decode_link() else { continue };
-        if matches!(l3.protocol, NetworkProtocol::Ipv4 | NetworkProtocol::Ipv6) {
-            packets.push((p.timestamp_ns, l3.network.to_vec()));
-        }
-    }
-    replay_packets(shim, host, ctx, &packets)
-}
-
-/// Replays IP packets (capture time in ns, bytes) through `shim` as `replay_loopback` does.
-fn replay_packets(
-    shim: &mut Shim,
-    host: &DriverHost,
-    ctx: &PacketContext,
-    packets: &[(u64, Vec<u8>)],
-) -> Replayed {
-    let mut out = Replayed {
-        permitted: Vec::new(),
-        other: 0,
-    };
-    let mut now = Timestamp::from_nanos(0);
-    for (ts, bytes) in packets {
-        host.set_time(*ts);
-        now = Timestamp::from_nanos(*ts);
-        let v = shim.handle_packet(now, PacketDirection::Infer, bytes, ctx);
-        if matches!(v.verdict, Verdict::Permit) {
-            let edited = v.edited.as_ref().map_or(&bytes[..], |e| &e.bytes[..]);
-            out.permitted.push(edited.to_vec());
-        } else {
-            out.other += 1;
-        }
-        apply_async(shim, host, now, &mut out);
-    }
-    shim.abort_all();
-    apply_async(shim, host, now, &mut out);
-    out
-}
-
-/// The ones' complement sum of `b` (16-bit big-endian words).
-fn ones_sum(b: &[u8]) -> u32 {
-    b.chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum()
-}
-
-fn fold(mut s: u32) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
-/// An IPv4/UDP datagram 127.0.0.1:`sport` → 127.0.0.1:`dport` with valid checksums.
-fn udp4(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let ulen = u16::try_from(8 + payload.len()).unwrap();
-    let mut udp = [
-        sport.to_be_bytes(),
-        dport.to_be_bytes(),
-        ulen.to_be_bytes(),
-        [0, 0],
-    ]
-    .concat();
-    udp.extend_from_slice(payload);
-    let pseudo = [[127, 0, 0, 1], [127, 0, 0, 1], [0, 17, 0, 0]].concat();
-    let sum = fold(ones_sum(&pseudo) + u32::from(ulen) + ones_sum(&udp));
-    udp[6..8].copy_from_slice(&(if sum == 0 { 0xffff } else { sum }).to_be_bytes());
-    let total = (20 + ulen).to_be_bytes();
-    let mut ip = vec![0x45, 0, total[0], total[1], 0, 1, 0x40, 0, 64, 17, 0, 0];
-    ip.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1]);
-    let c = fold(ones_sum(&ip)).to_be_bytes();
-    ip[10..12].copy_from_slice(&c);
-    ip.extend_from_slice(&udp);
-    ip
-}
-
 /// ddproxy's inbound half: a reply from the new port (9001) is absorbed at DATAGRAM_DATA
 /// (inbound filter), its source port rewritten back to the intercepted port (9000) in a clone
 /// and receive-injected — the application sees the reply from the port it sent to.
@@ -237,62 +130,10 @@ fn check_ddproxy_inbound(so: &Path) {
         ..Setup::default()
     };
     let out = run_sample(so, setup, |_, _| {}).out;
-    let ports = |p: &Vec<u8>| {
-        (
-            u16::from_be_bytes([p[20], p[21]]),
-            u16::from_be_bytes([p[22], p[23]]),
-        )
-    };
     let udp = of_protocol(&out.permitted, 17);
     let seen: Vec<(u16, u16)> = udp.iter().map(|p| ports(p)).collect();
     assert_eq!(seen, vec![(41494, 9001), (9000, 41494)], "{udp:?}");
     assert!(contains(udp[1], b"pong from the new port"));
-}
-
-/// The asynchronous point, as `wfpctl replay` has it: what driver threads and DPCs are
-/// deciding (bounded), then the shim's completions and the drivers' injections.
-fn apply_async(shim: &mut Shim, host: &DriverHost, now: Timestamp, out: &mut Replayed) {
-    // A driver thread the reauthorization released (inspect's DPC): its work lands here too.
-    for _ in 0..8 {
-        host.settle(std::time::Duration::from_secs(5));
-        shim.handle_async(now);
-        if !host.wants_another_pass() {
-            break;
-        }
-    }
-    while let Some(o) = shim.poll_output() {
-        if o.verdict.verdict == Verdict::Permit {
-            let bytes = o.verdict.edited.as_ref().map_or(&o.bytes, |e| &e.bytes);
-            out.permitted.push(bytes.clone());
-        }
-    }
-}
-
-/// Unloads `driver` on its own thread while `shim` keeps applying what it completes and
-/// injects (stmedit injects the end of its streams while unloading); its findings.
-fn unload_applying(
-    driver: wfp_ffi::Driver,
-    shim: &mut Shim,
-    host: &DriverHost,
-    out: &mut Replayed,
-) -> Vec<wfp_ffi::Finding> {
-    let t = std::thread::spawn(move || driver.unload().unwrap());
-    let now = Timestamp::from_nanos(0);
-    while !t.is_finished() {
-        apply_async(shim, host, now, out);
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    apply_async(shim, host, now, out);
-    t.join().unwrap().findings
-}
-
-fn params(list: &[(&str, &str)]) -> DriverOptions {
-    DriverOptions {
-        params: list
-            .iter()
-            .map(|(n, v)| ((*n).to_string(), ParamValue::parse(v)))
-            .collect(),
-    }
 }
 
 /// One run of a sample: its engine and host, and what the replay let through.
@@ -321,24 +162,12 @@ fn run_sample(so: &Path, setup: Setup<'_>, before: impl FnOnce(&Engine, &wfp_ffi
     before(&engine, &driver);
     let mut shim = Shim::new(engine.clone(), ShimConfig::default());
     let mut out = match setup.packets {
-        Some(p) => replay_packets(&mut shim, &host, &setup.ctx, p),
-        None => replay_loopback(&mut shim, &host, &setup.ctx),
+        Some(p) => replay(&mut shim, &host, &setup.ctx, p),
+        None => replay(&mut shim, &host, &setup.ctx, &loopback_packets()),
     };
     let findings = unload_applying(driver, &mut shim, &host, &mut out);
     assert!(findings.is_empty(), "{findings:?}");
     Run { engine, host, out }
-}
-
-/// IPv4 packets of `protocol` among `packets`.
-fn of_protocol(packets: &[Vec<u8>], protocol: u8) -> Vec<&Vec<u8>> {
-    packets
-        .iter()
-        .filter(|p| p.first().is_some_and(|b| b >> 4 == 4) && p.get(9) == Some(&protocol))
-        .collect()
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// inspect: the connection to the configured remote address is pended and, with
@@ -441,15 +270,6 @@ fn check_stmedit(so: &Path) {
         .any(|p| contains(p, b"datagram over loopback")));
     assert!(engine.filters().is_empty());
     check_stmedit_both_editors(so);
-}
-
-/// The TCP payload bytes of `packets` from source port `sport`, in order.
-fn tcp_stream(packets: &[&Vec<u8>], sport: u16) -> Vec<u8> {
-    packets
-        .iter()
-        .filter(|p| u16::from_be_bytes([p[20], p[21]]) == sport)
-        .flat_map(|p| p[20 + usize::from(p[32] >> 4) * 4..].to_vec())
-        .collect()
 }
 
 /// stmedit with MultipleCallouts=1 (its default): both editors on every flow — the out-of-band
@@ -592,7 +412,7 @@ type Check = fn(&Path);
 
 #[test]
 fn wdk_samples_build_unchanged_and_behave() {
-    let Some(dirs) = samples() else { return };
+    let Some(dirs) = sample_dirs() else { return };
     let checks: [(&str, Check); 4] = [
         ("inspect", check_inspect),
         ("ddproxy", check_ddproxy),
@@ -600,19 +420,12 @@ fn wdk_samples_build_unchanged_and_behave() {
         ("msnmntr", check_msnmntr),
     ];
     for (sample, check) in checks {
-        let Some(sources) = dirs
-            .iter()
-            .map(|d| c_sources(&d.join(sample)))
-            .find(|s| !s.is_empty())
-        else {
+        let Some(dir) = find_sample(&dirs, sample) else {
             eprintln!("note: sample {sample} not in {dirs:?}; skipping");
             continue;
         };
-        eprintln!(
-            "sample {sample}: {}",
-            sources[0].parent().unwrap().display()
-        );
-        check(&build_all(sample, sources));
+        eprintln!("sample {sample}: {}", dir.display());
+        check(&build_dir(sample, &dir));
     }
 }
 
