@@ -355,7 +355,12 @@ fn classify_pending(
     out: &mut StreamOutcome,
 ) -> Option<Reply> {
     let mut ioflags = call.flags;
-    if round.fin {
+    // The stream's last indication: DISCONNECT after a FIN, ABORT (set by the caller) after a
+    // RST or an end without the disconnect — not both.
+    let abort = call
+        .flags
+        .intersects(StreamFlags::SEND_ABORT | StreamFlags::RECEIVE_ABORT);
+    if round.fin && !abort {
         ioflags |= if round.send {
             StreamFlags::SEND_DISCONNECT
         } else {

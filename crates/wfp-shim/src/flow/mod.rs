@@ -743,6 +743,36 @@ impl FlowTable {
         }
     }
 
+    /// A stream callout blocked the FIN `side` of TCP flow `id` sent (`withheld`), or an injected
+    /// FIN replaced it (wfp-reference §9.2): while withheld, the peer's acknowledgement of it does
+    /// not close the connection. Lifting it ends the flow ([`EndReason::Fin`]) when both FINs
+    /// were acknowledged meanwhile.
+    pub fn withhold_fin(&mut self, id: FlowId, side: Side, withheld: bool) {
+        let Some(&slot) = self.by_id.get(&id.get()) else {
+            return;
+        };
+        let flow = &mut self.slab[slot as usize];
+        let (FlowState::Tcp(_), false) = (flow.state, flow.is_ended()) else {
+            return;
+        };
+        let ended = flow.tcp.withhold_fin(side, withheld);
+        flow.state = FlowState::Tcp(flow.tcp.state());
+        let (key, user, class, now) = (flow.key, flow.user, Class::of(flow.state), flow.last_seen);
+        if class != flow.class {
+            self.unlink(slot);
+            self.link_tail(slot, class, now);
+        }
+        if let Some(reason) = ended {
+            self.counters.ended_fin += 1;
+            self.events.push_back(FlowEvent::Ended {
+                flow_id: id,
+                key,
+                reason,
+                user,
+            });
+        }
+    }
+
     /// Expire every flow whose idle timeout has passed at `now`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         let now = self.clamp(now);

@@ -10,6 +10,9 @@ const ESTABLISHED: u16 = 0x100;
 const RESET: u16 = 0x200;
 /// A one-sided flow may be established by its initiator's ACK (`Midstream::Pickup`).
 const ONE_SIDED: u16 = 0x400;
+/// << side: a stream callout blocked that side's FIN (§9.2): the peer never got it, so an
+/// acknowledgement of it does not close the side ([`TcpTrack::withhold_fin`]).
+const FIN_WITHHELD: u16 = 0x800;
 
 /// Handshake and teardown tracking, 18 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -120,12 +123,12 @@ impl TcpTrack {
         let both = |bit: u16| self.has(bit) && self.has(bit << 1);
         if self.has(RESET) {
             TcpState::Closed
-        } else if both(FIN_ACKED) {
+        } else if self.fin_acked(0) && self.fin_acked(1) {
             TcpState::TimeWait
         } else if both(FIN_SEEN) {
             TcpState::LastAck
         } else if self.bits & (FIN_SEEN | FIN_SEEN << 1) != 0 {
-            let acked = (0..2).any(|s| self.has(FIN_SEEN << s) && self.has(FIN_ACKED << s));
+            let acked = (0..2).any(|s| self.has(FIN_SEEN << s) && self.fin_acked(s));
             if acked {
                 TcpState::CloseWait
             } else {
@@ -138,6 +141,28 @@ impl TcpTrack {
         } else {
             TcpState::SynSent
         }
+    }
+
+    /// A stream callout blocked `side`'s FIN (`withheld`), or an injected FIN replaced it: while
+    /// withheld, acknowledgements of it do not close the side. Returns [`EndReason::Fin`] when
+    /// lifting it closes the connection (both FINs were acknowledged meanwhile).
+    pub(crate) fn withhold_fin(&mut self, side: Side, withheld: bool) -> Option<EndReason> {
+        let before = self.state();
+        self.bits = (self.bits & !(FIN_WITHHELD << side.index()))
+            | if withheld {
+                FIN_WITHHELD << side.index()
+            } else {
+                0
+            };
+        (before != TcpState::TimeWait
+            && before != TcpState::Closed
+            && self.state() == TcpState::TimeWait)
+            .then_some(EndReason::Fin)
+    }
+
+    /// `side`'s FIN was acknowledged and not withheld.
+    fn fin_acked(&self, side: usize) -> bool {
+        self.has(FIN_ACKED << side) && !self.has(FIN_WITHHELD << side)
     }
 
     /// A one-sided flow's initiator acknowledging a SYN never seen (see [`TcpTrack::opened`]).
@@ -239,6 +264,28 @@ mod tests {
         );
         // A retransmitted ACK in TIME_WAIT ends nothing again.
         assert_eq!(t.on_segment(I, &seg(ack(), 112, 502, 0)).ended, None);
+    }
+
+    /// §9.2: a FIN a stream callout withheld is not closed by its acknowledgement; the
+    /// connection closes when the withholding ends (an injected FIN replaced it).
+    #[test]
+    fn a_withheld_fin_does_not_close_until_released() {
+        let mut t = TcpTrack::default();
+        t.on_segment(I, &seg(syn(), 100, 0, 0));
+        t.on_segment(R, &seg(syn() | ack(), 500, 101, 0));
+        t.on_segment(I, &seg(ack(), 101, 501, 0));
+        let fin = TcpFlags::FIN | ack();
+        t.on_segment(I, &seg(fin, 101, 501, 0));
+        assert_eq!(t.withhold_fin(I, true), None);
+        assert_eq!(t.state(), TcpState::FinWait);
+        assert_eq!(
+            t.on_segment(R, &seg(fin, 501, 102, 0)).state,
+            TcpState::LastAck
+        );
+        let step = t.on_segment(I, &seg(ack(), 102, 502, 0));
+        assert_eq!((step.state, step.ended), (TcpState::LastAck, None));
+        assert_eq!(t.withhold_fin(I, false), Some(EndReason::Fin));
+        assert_eq!(t.state(), TcpState::TimeWait);
     }
 
     #[test]

@@ -105,10 +105,24 @@ impl SeqTranslation {
     /// Inline, bytes before the latest change of the shift keep the shift they had (a late
     /// acknowledgement of them), bytes after it get the current one — as the kernel's NAT
     /// sequence adjustment does with `correction_pos`, `offset_before`, `offset_after`.
+    ///
+    /// An acknowledgement past a FIN the side's stream callouts withheld (§9.2: the peer never
+    /// got it) moves back by one more: the FIN is not in the output stream.
     fn ack_shift(self, s: Option<&SideEdit>, ack: u32) -> i64 {
         let Some(s) = s.filter(|s| s.active) else {
             return 0;
         };
+        // The withheld FIN's number, in the numbering `ack` is in.
+        let fin = match self {
+            Self::Replay => s.orig_next,
+            Self::Inline => s.out_next,
+        };
+        let past_fin = s.fin_withheld && fin.is_some_and(|f| seq_after(ack, f));
+        self.edit_ack_shift(s, ack) - i64::from(past_fin)
+    }
+
+    /// [`SeqTranslation::ack_shift`] for the side's stream edits alone.
+    fn edit_ack_shift(self, s: &SideEdit, ack: u32) -> i64 {
         let after = shift_of(s);
         match (self, s.correction) {
             (Self::Replay, _) => after,
@@ -194,9 +208,11 @@ pub(crate) struct SideEdit {
     /// The latest change of the shift: the original sequence number of the segment where it
     /// changed, and the shift before it (bytes before that segment keep that shift).
     pub(crate) correction: Option<(u32, i64)>,
-    /// A stream callout blocked the side's FIN (the last number before `orig_next`) and no
-    /// injection carrying the disconnect has replaced it: a retransmission of it goes on
-    /// without FIN too (§9.2).
+    /// A stream callout blocked the side's FIN and no injection carrying the disconnect has
+    /// replaced it (§9.2): the FIN is not in the output stream. It would take number
+    /// `orig_next` (which does not count it); a retransmission of it goes on without FIN too,
+    /// the other side's acknowledgements of it move back by one ([`SeqTranslation::ack_shift`]),
+    /// and the flow table does not close the side ([`crate::flow::FlowTable::withhold_fin`]).
     pub(crate) fin_withheld: bool,
 }
 
@@ -231,6 +247,8 @@ impl Shim {
                 any = true;
                 self.run_injection(now, req);
             }
+            // An injected FIN that replaced a withheld one may have closed its flow.
+            self.drain_flow_events();
             if !any {
                 self.asyncs.drained_at = Some(generation);
                 break;
@@ -448,11 +466,18 @@ impl Shim {
         set_fin(&mut bytes, fin);
         let len = u32::try_from(payload.len()).unwrap_or(0);
         ed.out_next = Some(seq.wrapping_add(len).wrapping_add(u32::from(fin)));
-        if fin {
+        // The injected FIN takes the place of the one the callout withheld: both streams count
+        // it from now on, and the flow table may close the side.
+        let replaces = fin && ed.fin_withheld;
+        if replaces {
+            ed.orig_next = ed.orig_next.map(|n| n.wrapping_add(1));
             ed.fin_withheld = false;
         }
         ed.active = true;
         self.stats.edited += 1;
+        if replaces {
+            self.flows.withhold_fin(id, side, false);
+        }
         Some(bytes)
     }
 }
@@ -500,13 +525,12 @@ impl Shim {
             (false, false) => len,
         };
         // §9.2: a FIN takes one sequence number on either stream; one a callout blocked
-        // (`fin_blocked`) is not sent, and the segment goes on without it.
-        let fin = t.flags.fin();
-        let fin_out = fin && !outcome.fin_blocked;
-        if fin && !fin_out {
-            ed.fin_withheld = true;
-        }
-        ed.orig_next = Some(t.seq.wrapping_add(len).wrapping_add(u32::from(fin)));
+        // (`fin_blocked`) is not sent: the segment goes on without it, and neither numbering
+        // counts it until an injected FIN replaces it (`SideEdit::fin_withheld`).
+        let fin_out = t.flags.fin() && !outcome.fin_blocked;
+        let withheld = t.flags.fin() && outcome.fin_blocked;
+        ed.fin_withheld |= withheld;
+        ed.orig_next = Some(t.seq.wrapping_add(len).wrapping_add(u32::from(fin_out)));
         ed.out_next = Some(
             seq_out
                 .wrapping_add(out_len)
@@ -515,7 +539,10 @@ impl Shim {
         if shift_of(ed) != shift {
             ed.correction = Some((t.seq, shift));
         }
-        if !edited && fin_out == fin {
+        if withheld {
+            // The peer never gets this FIN: the flow does not close on its acknowledgement.
+            self.flows.withhold_fin(id, side, true);
+        } else if !edited {
             return;
         }
         ed.active = true;
@@ -561,12 +588,13 @@ impl Shim {
             ack_shift: translation.ack_shift(theirs, t.ack),
             payload: None,
         };
-        // A retransmission of a FIN a callout blocked: still not sent.
+        // A retransmission of a FIN a callout blocked: still not sent (its number is where the
+        // side's stream ends, `orig_next`).
         let len = u32::try_from(t.payload.len()).unwrap_or(0);
         let strip = t.flags.fin()
-            && e.edit.get(u.side.index()).is_some_and(|s| {
-                s.fin_withheld && s.orig_next == Some(t.seq.wrapping_add(len).wrapping_add(1))
-            });
+            && e.edit
+                .get(u.side.index())
+                .is_some_and(|s| s.fin_withheld && s.orig_next == Some(t.seq.wrapping_add(len)));
         if let Ok(mut bytes) = rewrite_tcp(pkt.bytes, &edit, (theirs, translation)) {
             if strip {
                 set_fin(&mut bytes, false);

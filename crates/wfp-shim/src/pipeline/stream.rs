@@ -5,7 +5,8 @@
 //! ([`crate::stream`]) with SEND or RECEIVE. Spans a capture cut are reported as missed bytes;
 //! an overlap with different bytes blocks the segment (first copy wins); blocked bytes block the
 //! segment; DROP_CONNECTION ends the flow. At flow end, every callout still holding data gets its
-//! NO_MORE_DATA indication (ABORT flags after a RST, §9.1); `FwpsStreamContinue0` resumes deferred
+//! NO_MORE_DATA indication (ABORT flags after a RST or on a side whose FIN a callout withheld,
+//! §9.1; see `inject.rs` `SideEdit::fin_withheld`); `FwpsStreamContinue0` resumes deferred
 //! inbound data ([`Shim::stream_continue`]).
 
 use std::borrow::Cow;
@@ -288,16 +289,16 @@ impl Shim {
             } else {
                 e.initiator.reverse()
             };
-            // A reset connection's last indication carries the ABORT flag (§9.1).
-            let flags = match (sending, reason) {
-                (Direction::Outbound, EndReason::Rst) => {
-                    StreamFlags::SEND | StreamFlags::SEND_ABORT
-                }
-                (Direction::Inbound, EndReason::Rst) => {
-                    StreamFlags::RECEIVE | StreamFlags::RECEIVE_ABORT
-                }
-                (Direction::Outbound, _) => StreamFlags::SEND,
-                (Direction::Inbound, _) => StreamFlags::RECEIVE,
+            // A reset connection's last indication carries the ABORT flag (§9.1), and so does
+            // that of a side whose FIN a callout withheld for good: the callouts below it never
+            // got the disconnect, the side ends without one (docs/semantics.md "Stream end").
+            let abort = reason == EndReason::Rst
+                || e.edit.get(side.index()).is_some_and(|s| s.fin_withheld);
+            let flags = match (sending, abort) {
+                (Direction::Outbound, true) => StreamFlags::SEND | StreamFlags::SEND_ABORT,
+                (Direction::Inbound, true) => StreamFlags::RECEIVE | StreamFlags::RECEIVE_ABORT,
+                (Direction::Outbound, false) => StreamFlags::SEND,
+                (Direction::Inbound, false) => StreamFlags::RECEIVE,
             };
             let s = &mut e.stream[side.index()];
             if s.holds_data() {

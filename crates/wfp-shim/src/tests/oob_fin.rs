@@ -10,11 +10,12 @@ use wfp_core::callout::LayerData;
 use wfp_core::catalogue::layers;
 use wfp_core::constants::{ClassifyOutFlags, StreamFlags};
 use wfp_core::inject::{AddressFamily, Inject, InjectionHandle, InjectionKind, InjectionTypes};
-use wfp_core::{ActionType, CalloutId, Status};
+use wfp_core::{ActionType, CalloutId, Status, StreamAction};
 
 use super::asyncs::full;
 use super::pipeline::{handshake, send, tcp, ACK, FINACK, H};
-use crate::pipeline::{OutputOrigin, PacketDirection, Verdict};
+use crate::flow::EndReason;
+use crate::pipeline::{OutputOrigin, PacketDirection, ShimEvent, Verdict};
 use crate::testutil::{self, Tcp, TCP, V4};
 use crate::wire;
 
@@ -26,7 +27,8 @@ struct Seen {
     indications: Vec<(StreamFlags, bool)>,
 }
 
-/// Registers the out-of-band editor: it blocks every indication (FIN included).
+/// Registers the out-of-band editor: it blocks every indication of the client's stream (FIN
+/// included) and permits the server's.
 fn oob_editor(h: &mut H) -> (CalloutId, Arc<Mutex<Seen>>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let s = seen.clone();
@@ -40,7 +42,11 @@ fn oob_editor(h: &mut H) -> (CalloutId, Arc<Mutex<Seen>>) {
             g.flow = meta.flow().unwrap_or(0);
             let no_more = out.flags.contains(ClassifyOutFlags::NO_MORE_DATA);
             g.indications.push((io.stream_data.flags, no_more));
-            out.action_type = ActionType::BLOCK;
+            out.action_type = if io.stream_data.flags.contains(StreamFlags::RECEIVE) {
+                ActionType::PERMIT
+            } else {
+                ActionType::BLOCK
+            };
         }),
     );
     (id, seen)
@@ -145,11 +151,11 @@ fn t_st_2_out_of_band_fin_goes_on_the_wire_with_the_disconnect_injection_only() 
     assert_eq!(fields(&bare), (1004, 5001, false, Vec::new()));
     let last = *seen.lock().unwrap().indications.last().unwrap();
     assert!(last.0.contains(StreamFlags::SEND_DISCONNECT) && last.1);
-    // A retransmission of the FIN does not put it on the wire either.
+    // A retransmission of the FIN does not put it on the wire either; it keeps its number.
     let again = h.packet(PacketDirection::Outbound, &fin);
     assert_eq!(again.verdict, Verdict::Permit);
     let again = again.edited.expect("FIN removed again").bytes;
-    assert!(!fields(&again).2);
+    assert_eq!(fields(&again), (1004, 5001, false, Vec::new()));
     // The server acknowledges the FIN in the capture (1005): the client's FIN is not out yet.
     assert_eq!(fields(&server_ack(&mut h, 1005)).1, 1004);
     // The editor re-injects the FIN: a FIN at 1004 (taking 1004), and the server's next
@@ -166,4 +172,141 @@ fn t_st_2_out_of_band_fin_goes_on_the_wire_with_the_disconnect_injection_only() 
     assert_eq!(fields(&out[0]), (1004, 5001, true, Vec::new()));
     assert_eq!(fields(&server_ack(&mut h, 1005)).1, 1005);
     assert_eq!(h.engine.injection_stats().delivered, 3);
+}
+
+/// What a callout below the editor saw: per indication, the stream flags and NO_MORE_DATA.
+type Below = Arc<Mutex<Vec<(StreamFlags, bool)>>>;
+
+/// Registers a stream callout below the editor that holds everything it is shown (NEED_MORE_DATA)
+/// until the stream ends, then permits it.
+fn holder(h: &mut H) -> Below {
+    let seen = Below::default();
+    let s = seen.clone();
+    full(
+        h,
+        layers::STREAM_V4,
+        ActionType::CALLOUT_TERMINATING,
+        Box::new(move |_, _, _, ld, out| {
+            let LayerData::Stream(io) = ld else { return };
+            let no_more = out.flags.contains(ClassifyOutFlags::NO_MORE_DATA);
+            s.lock().unwrap().push((io.stream_data.flags, no_more));
+            if no_more {
+                out.action_type = ActionType::PERMIT;
+            } else {
+                io.stream_action = StreamAction::NeedMoreData;
+                io.count_bytes_required = 1000;
+                out.action_type = ActionType::NONE;
+            }
+        }),
+    );
+    seen
+}
+
+/// The client's data blocked and re-injected out of band (the holder keeps it), its FIN blocked;
+/// then the capture closes the connection: the server acknowledges the data and the FIN (1005,
+/// moved back to 1001: nothing after the handshake went on), sends its own FIN, and the client
+/// acknowledges that. Returns the editor's flow and
+/// callout, the injection handle and what the holder below the editor saw.
+fn close_with_fin_withheld(h: &mut H) -> ((u64, CalloutId), InjectionHandle, Below) {
+    let (callout, seen) = oob_editor(h);
+    let below = holder(h);
+    let handle = h
+        .engine
+        .create_injection_handle(AddressFamily::Unspecified, InjectionTypes::STREAM)
+        .unwrap();
+    handshake(h, &V4);
+    assert_eq!(send(h, &V4, 1001, b"abc").verdict, Verdict::Block);
+    let flow = seen.lock().unwrap().flow;
+    inject(h, handle, (flow, callout), b"abc", StreamFlags::SEND);
+    assert!(outputs(h).is_empty(), "the holder keeps the bytes");
+    let fin = testutil::tcp_packet(&V4, &tcp(FINACK, 1004, 5001), b"");
+    let v = h.packet(PacketDirection::Outbound, &fin);
+    assert!(!fields(&v.edited.expect("FIN removed").bytes).2);
+    assert_eq!(fields(&server_ack(h, 1005)).1, 1001);
+    let back = Tcp {
+        sport: TCP.dport,
+        dport: TCP.sport,
+        ..tcp(FINACK, 5001, 1005)
+    };
+    let server_fin = testutil::tcp_packet(&V4.reply(), &back, b"");
+    let v = h.packet(PacketDirection::Inbound, &server_fin);
+    assert_eq!(v.verdict, Verdict::Permit);
+    assert_eq!(
+        fields(&v.edited.expect("ack moved").bytes),
+        (5001, 1001, true, Vec::new())
+    );
+    let last = testutil::tcp_packet(&V4, &tcp(ACK, 1005, 5002), b"");
+    let v = h.packet(PacketDirection::Outbound, &last);
+    assert_eq!(v.verdict, Verdict::Permit);
+    ((flow, callout), handle, below)
+}
+
+/// Issue 13 (stream end model): the connection does not close while a stream callout withholds
+/// a side's FIN — the peer never got it — and closes (EndReason::Fin, flowDeleteFn) when the
+/// injection carrying the disconnect puts the FIN on the wire.
+#[test]
+fn a_withheld_fin_keeps_the_flow_open_until_the_injected_disconnect() {
+    let mut h = H::new();
+    let (editor, handle, below) = close_with_fin_withheld(&mut h);
+    assert!(
+        h.events().is_empty(),
+        "the capture's FINs do not end the flow"
+    );
+    assert_eq!(h.shim.flow_count(), 1);
+    // The client's stream has not ended for the holder (the server's has).
+    let client =
+        |(flags, no_more): &(StreamFlags, bool)| flags.contains(StreamFlags::SEND) && *no_more;
+    assert!(!below.lock().unwrap().iter().any(client));
+    inject(
+        &h,
+        handle,
+        editor,
+        b"",
+        StreamFlags::SEND | StreamFlags::SEND_DISCONNECT,
+    );
+    let out = outputs(&mut h);
+    assert_eq!(out.len(), 1);
+    // The holder lets the bytes go with the disconnect: one segment, data and FIN.
+    assert_eq!(fields(&out[0]), (1001, 5001, true, b"abc".to_vec()));
+    let last = *below.lock().unwrap().last().unwrap();
+    assert!(last.0.contains(StreamFlags::SEND_DISCONNECT) && last.1);
+    let ended: Vec<_> = h
+        .events()
+        .into_iter()
+        .map(|ShimEvent::FlowEnded { reason, .. }| reason)
+        .collect();
+    assert_eq!(ended, vec![EndReason::Fin]);
+}
+
+/// Issue 13 (stream end model): a FIN withheld for good leaves the connection open until the
+/// capture ends or the flow expires; the callouts below the editor never get the disconnect —
+/// their last indication carries ABORT (with NO_MORE_DATA), not DISCONNECT.
+#[test]
+fn a_fin_withheld_for_good_ends_the_stream_below_with_abort_at_flow_end() {
+    for expire in [false, true] {
+        let mut h = H::new();
+        let (_, _, below) = close_with_fin_withheld(&mut h);
+        assert!(h.events().is_empty());
+        let want = if expire {
+            h.shim
+                .handle_timeout(h.now + std::time::Duration::from_secs(3600));
+            EndReason::IdleTimeout
+        } else {
+            h.shim.abort_all();
+            EndReason::Aborted
+        };
+        let ended: Vec<_> = h
+            .events()
+            .into_iter()
+            .map(|ShimEvent::FlowEnded { reason, .. }| reason)
+            .collect();
+        assert_eq!(ended, vec![want]);
+        let last = *below.lock().unwrap().last().unwrap();
+        assert!(
+            last.0.contains(StreamFlags::SEND_ABORT),
+            "{expire}: {last:?}"
+        );
+        assert!(!last.0.contains(StreamFlags::SEND_DISCONNECT), "{expire}");
+        assert!(last.1, "{expire}: NO_MORE_DATA");
+    }
 }

@@ -710,25 +710,7 @@ fn a_new_connect_on_a_time_wait_tuple_is_redirected_again() {
 fn ipv6_connect_redirect_rewrites_the_connection() {
     let mut h = H::new();
     let to: SocketAddr = "[2001:db8:9::9]:8443".parse().unwrap();
-    full(
-        &mut h,
-        CONNECT_V6,
-        ActionType::CALLOUT_TERMINATING,
-        Box::new(move |ctx, _, _, _, out| {
-            let e = ctx.engine();
-            let ch = ctx.acquire_classify_handle();
-            let mut w = e
-                .acquire_writable_layer_data(ch, ctx.filter_id(), out)
-                .expect("acquire");
-            w.remote = Some(to);
-            assert_eq!(
-                e.apply_modified_layer_data(ch, ctx.filter_id(), w, 0),
-                Status::SUCCESS
-            );
-            e.release_classify_handle(ch);
-            out.action_type = ActionType::PERMIT;
-        }),
-    );
+    redirector_v6(&mut h, to);
     let v = h.packet(
         PacketDirection::Outbound,
         &testutil::tcp_packet(&V6, &tcp(SYN, 1000, 0), b""),
