@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use samples::{
-    build_dir, contains, find_sample, loopback_packets, of_protocol, params, ports, replay,
-    sample_dirs, tcp_stream, udp4, unload_applying, Replayed,
+    build_dir, contains, ddproxy_inbound_rewrites_source, find_sample, loopback_packets,
+    of_protocol, params, ports, replay, sample_dirs, tcp_stream, udp4, unload_applying, Replayed,
 };
 use wfp_core::catalogue::layers;
 use wfp_core::{ActionType, CalloutSpec, Engine, FilterSpec, Guid};
@@ -117,9 +117,11 @@ fn wdkc_with_address_sanitizer() {
 }
 
 /// ddproxy's inbound half: a reply from the new port (9001) is absorbed at DATAGRAM_DATA
-/// (inbound filter), its source port rewritten back to the intercepted port (9000) in a clone
-/// and receive-injected — the application sees the reply from the port it sent to.
-fn check_ddproxy_inbound(so: &Path) {
+/// (inbound filter), rewritten in a clone and receive-injected. Upstream's later versions
+/// rewrite its source port back to the intercepted port (9000) — the application sees the reply
+/// from the port it sent to; the first version (97cf5197, as in the one-commit copies) rewrites
+/// its destination port to 9000 instead. Which one `dir` holds is read from its source.
+fn check_ddproxy_inbound(dir: &Path, so: &Path) {
     let packets = [
         (1_000_000, udp4(41494, 9000, b"ping to the proxied port")),
         (2_000_000, udp4(9001, 41494, b"pong from the new port")),
@@ -132,7 +134,12 @@ fn check_ddproxy_inbound(so: &Path) {
     let out = run_sample(so, setup, |_, _| {}).out;
     let udp = of_protocol(&out.permitted, 17);
     let seen: Vec<(u16, u16)> = udp.iter().map(|p| ports(p)).collect();
-    assert_eq!(seen, vec![(41494, 9001), (9000, 41494)], "{udp:?}");
+    let reply = if ddproxy_inbound_rewrites_source(dir) {
+        (9000, 41494)
+    } else {
+        (9001, 9000)
+    };
+    assert_eq!(seen, vec![(41494, 9001), reply], "{udp:?}");
     assert!(contains(udp[1], b"pong from the new port"));
 }
 
@@ -173,7 +180,7 @@ fn run_sample(so: &Path, setup: Setup<'_>, before: impl FnOnce(&Engine, &wfp_ffi
 /// inspect: the connection to the configured remote address is pended and, with
 /// BlockTraffic=1, refused; every packet of it is blocked; the unload is clean. With
 /// BlockTraffic=0 it goes through.
-fn check_inspect(so: &Path) {
+fn check_inspect(_dir: &Path, so: &Path) {
     let setup = Setup {
         params: &[
             ("RemoteAddressToInspect", "sz:127.0.0.1"),
@@ -218,7 +225,7 @@ const DDPROXY_PORTS: &[(&str, &str)] = &[
 /// ddproxy (DatagramData proxy): outbound UDP to the intercepted port is absorbed at
 /// DATAGRAM_DATA, cloned by the worker thread, its destination port rewritten in the clone's UDP
 /// header and sent with FwpsInjectTransportSendAsync: it leaves for the new port.
-fn check_ddproxy(so: &Path) {
+fn check_ddproxy(dir: &Path, so: &Path) {
     let setup = Setup {
         params: DDPROXY_PORTS,
         ..Setup::default()
@@ -241,13 +248,13 @@ fn check_ddproxy(so: &Path) {
     // The reply (from 9000, not the proxied port 9001) is not the proxy flow's: untouched.
     assert!(udp.iter().any(|p| src(p) == 9000));
     assert!(engine.filters().is_empty());
-    check_ddproxy_inbound(so);
+    check_ddproxy_inbound(dir, so);
 }
 
 /// stmedit, out-of-band editor (MultipleCallouts=0): every TCP segment to/from the inspected
 /// remote port is blocked and cloned; the work-item worker re-injects the stream with
 /// StringToFind replaced by StringX (FwpsStreamInjectAsync), FIN last.
-fn check_stmedit(so: &Path) {
+fn check_stmedit(_dir: &Path, so: &Path) {
     let setup = Setup {
         params: &[
             ("InspectionLocalPort", "dword:0"),
@@ -346,7 +353,7 @@ fn syn_seq(packets: &[&Vec<u8>], sport: u16) -> u32 {
 /// the engine API), monitoring is enabled with its IOCTL; flow-established associates a flow
 /// context (with the process path) with the stream layer, the stream callout logs the bytes each
 /// way, flowDeleteFn frees the context.
-fn check_msnmntr(so: &Path) {
+fn check_msnmntr(_dir: &Path, so: &Path) {
     let path: Vec<u8> = "\\device\\harddiskvolume1\\client.exe\0"
         .encode_utf16()
         .flat_map(u16::to_le_bytes)
@@ -407,8 +414,8 @@ fn add_monitor_filters(engine: &Engine, driver: &wfp_ffi::Driver) {
     assert_eq!(r.status, 0, "enable monitoring");
 }
 
-/// A sample's behavioural check, given its built image.
-type Check = fn(&Path);
+/// A sample's behavioural check, given its directory and built image.
+type Check = fn(&Path, &Path);
 
 #[test]
 fn wdk_samples_build_unchanged_and_behave() {
@@ -425,7 +432,7 @@ fn wdk_samples_build_unchanged_and_behave() {
             continue;
         };
         eprintln!("sample {sample}: {}", dir.display());
-        check(&build_dir(sample, &dir));
+        check(&dir, &build_dir(sample, &dir));
     }
 }
 

@@ -18,8 +18,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use samples::{
-    build_dir, contains, find_sample, loopback_packets, of_protocol, params, ports, replay,
-    sample_dirs, tcp_stream, udp4, unload_applying,
+    build_dir, contains, ddproxy_inbound_rewrites_source, find_sample, loopback_packets,
+    of_protocol, params, ports, replay, sample_dirs, tcp_stream, udp4, unload_applying,
 };
 use wfp_core::catalogue::layers;
 use wfp_core::{ActionType, CalloutSpec, Engine, FilterSpec, Guid};
@@ -86,18 +86,6 @@ fn check_ddproxy(dir: &Path, so: &Path) {
         &[0, 0],
         "the clone's UDP checksum is cleared"
     );
-}
-
-/// Whether ddproxy's inbound path (DDProxyCloneModifyReinjectInbound) writes the reply's source
-/// port (upstream's later versions) rather than its destination port (the first version).
-fn ddproxy_inbound_rewrites_source(dir: &Path) -> bool {
-    let text = std::fs::read(dir.join("DD_proxy.c"))
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    text.split("DDProxyCloneModifyReinjectInbound(")
-        .nth(1)
-        .and_then(|body| body.split("DDProxyWorker(").next())
-        .is_some_and(|body| body.contains("udpHeader->srcPort"))
 }
 
 /// stmedit: the out-of-band editor alone (MultipleCallouts=0) replaces StringToFind with StringX

@@ -47,6 +47,19 @@ pub(crate) fn find_sample(dirs: &[PathBuf], sample: &str) -> Option<PathBuf> {
         .find(|d| !sources(d).is_empty())
 }
 
+/// Whether ddproxy's inbound path (DDProxyCloneModifyReinjectInbound) writes the reply's source
+/// port (upstream's later versions) rather than its destination port (the first version, 97cf5197):
+/// read from the sample's `DD_proxy.c` in `dir`, so a check follows the version it builds.
+pub(crate) fn ddproxy_inbound_rewrites_source(dir: &Path) -> bool {
+    let text = std::fs::read(dir.join("DD_proxy.c"))
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    text.split("DDProxyCloneModifyReinjectInbound(")
+        .nth(1)
+        .and_then(|body| body.split("DDProxyWorker(").next())
+        .is_some_and(|body| body.contains("udpHeader->srcPort"))
+}
+
 /// Builds the sources of `dir` into `name.so` in the test's temporary directory.
 pub(crate) fn build_dir(name: &str, dir: &Path) -> PathBuf {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.so"));
