@@ -115,6 +115,16 @@ pub enum Finding {
         /// How many.
         count: usize,
     },
+    /// An out-of-band FwpsStreamInjectAsync0 waited as long as it may for a stream classifyFn of
+    /// its flow to return (wfp-reference §9.2: the injection goes into the stream after the
+    /// indication in progress) and went ahead while it still ran — typically a classifyFn that
+    /// waits for the injecting thread. The injection may land inside that indication.
+    StreamInjectWaitExpired {
+        /// The flow handle (`flowId`) of the injection.
+        flow: u64,
+        /// How long the injection waited, in milliseconds.
+        waited_ms: u64,
+    },
     /// NT_ASSERT / ASSERT failed, or a list entry was corrupt.
     Assertion {
         /// The text.
@@ -178,6 +188,10 @@ impl fmt::Display for Finding {
             Self::UnloadIncomplete { what, count } => {
                 write!(f, "unload incomplete: {count} {what}")
             }
+            Self::StreamInjectWaitExpired { flow, waited_ms } => write!(
+                f,
+                "FwpsStreamInjectAsync0 on flow {flow}: a stream classifyFn of the flow still ran after {waited_ms} ms (does it wait for the injecting thread?); the injection went ahead"
+            ),
             Self::Assertion { message } => write!(f, "assertion: {message}"),
         }
     }

@@ -22,7 +22,7 @@ use samples::{
 use wfp_core::catalogue::layers;
 use wfp_core::{ActionType, CalloutSpec, Engine, FilterSpec, Guid};
 use wfp_ffi::compile::{build, BuildOptions};
-use wfp_ffi::{DriverHost, HostConfig};
+use wfp_ffi::{DriverHost, Finding, HostConfig};
 use wfp_shim::{Owner, PacketContext, Shim, ShimConfig};
 
 fn build_all(name: &str, sources: Vec<PathBuf>) -> PathBuf {
@@ -451,6 +451,36 @@ fn completion_from_a_driver_thread_reauthorizes_inside_the_call_on_its_processor
     );
     let tcp = of_protocol(&out.permitted, 6);
     assert!(tcp.iter().any(|p| contains(p, b"request over loopback")));
+}
+
+/// §9.2: an out-of-band FwpsStreamInjectAsync0 waits for the stream classifyFn of its flow in
+/// progress; one whose classifyFn waits for it (tests/c/drivers/rt_streamgate.c) goes ahead at
+/// the runtime's bound (2 s) and is a Verifier finding naming the flow.
+#[test]
+fn an_out_of_band_stream_injection_that_waits_out_its_bound_is_a_finding() {
+    let c = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/drivers/rt_streamgate.c");
+    let so = build_all("rt_streamgate", vec![c]);
+    let engine = Arc::new(Engine::default());
+    let host = DriverHost::new(engine.clone(), HostConfig::default());
+    let driver = host.load(&so).unwrap();
+    let mut shim = Shim::new(engine.clone(), ShimConfig::default());
+    let packets = loopback_packets();
+    let mut out = replay(&mut shim, &host, &PacketContext::default(), &packets);
+    let findings = unload_applying(driver, &mut shim, &host, &mut out);
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    let flow: u64 = log
+        .iter()
+        .find_map(|l| l.strip_prefix("streamgate: injected flow="))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no injection: {log:#?}"));
+    assert!(
+        findings.contains(&Finding::StreamInjectWaitExpired {
+            flow,
+            waited_ms: 2000
+        }),
+        "{findings:#?}"
+    );
 }
 
 /// WDK sources are often Windows-1252, not UTF-8 (`’`, `“”` in comments as single bytes: the

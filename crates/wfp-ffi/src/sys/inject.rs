@@ -28,6 +28,7 @@ use super::types::{
 };
 use super::{boundary, nt, NtStatus, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER};
 use crate::host::HostInner;
+use crate::verifier::Finding;
 
 /// `FWPS_INJECT_COMPLETE0`.
 pub(crate) type InjectCompleteFn = unsafe extern "C" fn(*mut c_void, *mut NetBufferList, u8);
@@ -570,8 +571,16 @@ pub(crate) unsafe extern "C" fn FwpsStreamInjectAsync0(
     boundary("FwpsStreamInjectAsync0", STATUS_INVALID_PARAMETER, || {
         // Out of band (outside any classifyFn): after the flow's indication in progress, if
         // one runs on the data path now (§9.2; see `streamgate`).
+        // A wait that reaches its bound goes ahead and is a Verifier finding.
         if ctx::current_invocation().is_null() {
-            ctx::with_host(|h| h.rt.stream_gate.wait_clear(flow));
+            ctx::with_host(|h| {
+                if let Err(e) = h.rt.stream_gate.wait_clear(flow) {
+                    h.finding(Finding::StreamInjectWaitExpired {
+                        flow,
+                        waited_ms: u64::try_from(e.waited.as_millis()).unwrap_or(u64::MAX),
+                    });
+                }
+            });
         }
         inject(Call {
             handle,

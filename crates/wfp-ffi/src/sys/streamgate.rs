@@ -7,7 +7,8 @@
 //! FwpsStreamInjectAsync0 while a classifyFn of the same flow runs on the data path — typically the
 //! very indication that queued the work. On Windows that injection goes into the stream after the
 //! indication in progress, never into it; here the call waits until the flow's stream classifyFns
-//! have returned before it reaches the engine.
+//! have returned before it reaches the engine. A wait that reaches its bound (a classifyFn that
+//! waits for the injecting thread) is a Verifier finding ([`crate::Finding::StreamInjectWaitExpired`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,20 +17,39 @@ use parking_lot::{Condvar, Mutex};
 
 /// The most an out-of-band injection waits for a classifyFn of its flow: a driver whose
 /// classifyFn waits for the injecting thread would otherwise deadlock (the injection then goes
-/// ahead, as before this gate existed).
+/// ahead, as before this gate existed, and the Verifier reports it).
 const BOUND: Duration = Duration::from_secs(2);
 
 /// How many stream classifyFns run per flow handle.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct StreamGate {
     running: Mutex<HashMap<u64, usize>>,
     cv: Condvar,
+    /// How long [`StreamGate::wait_clear`] waits at most ([`BOUND`]).
+    bound: Duration,
+}
+
+impl Default for StreamGate {
+    fn default() -> Self {
+        Self {
+            running: Mutex::default(),
+            cv: Condvar::new(),
+            bound: BOUND,
+        }
+    }
 }
 
 /// A stream classifyFn in progress (ends when dropped).
 pub(crate) struct InClassify<'a> {
     gate: &'a StreamGate,
     flow: u64,
+}
+
+/// [`StreamGate::wait_clear`] reached its bound with a classifyFn of the flow still running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WaitExpired {
+    /// How long it waited.
+    pub(crate) waited: Duration,
 }
 
 impl StreamGate {
@@ -39,15 +59,19 @@ impl StreamGate {
         InClassify { gate: self, flow }
     }
 
-    /// Waits (at most [`BOUND`]) until no stream classifyFn of `flow` runs.
-    pub(crate) fn wait_clear(&self, flow: u64) {
-        let deadline = Instant::now() + BOUND;
+    /// Waits (at most [`BOUND`]) until no stream classifyFn of `flow` runs; `Err` when one still
+    /// runs at the bound (the caller goes ahead and reports it).
+    pub(crate) fn wait_clear(&self, flow: u64) -> Result<(), WaitExpired> {
+        let deadline = Instant::now() + self.bound;
         let mut r = self.running.lock();
         while r.get(&flow).is_some_and(|n| *n > 0) {
-            if self.cv.wait_until(&mut r, deadline).timed_out() {
-                return;
+            if self.cv.wait_until(&mut r, deadline).timed_out()
+                && r.get(&flow).is_some_and(|n| *n > 0)
+            {
+                return Err(WaitExpired { waited: self.bound });
             }
         }
+        Ok(())
     }
 }
 
@@ -70,7 +94,9 @@ mod tests {
 
     use parking_lot::Mutex;
 
-    use super::StreamGate;
+    use std::time::Duration;
+
+    use super::{StreamGate, WaitExpired};
 
     /// An out-of-band injection of a flow whose classifyFn runs goes on after it returns; one of
     /// another flow does not wait.
@@ -79,10 +105,10 @@ mod tests {
         let gate = Arc::new(StreamGate::default());
         let order = Arc::new(Mutex::new(Vec::new()));
         let in_classify = gate.enter(7);
-        gate.wait_clear(8);
+        assert_eq!(gate.wait_clear(8), Ok(()));
         let (g, o) = (gate.clone(), order.clone());
         let worker = std::thread::spawn(move || {
-            g.wait_clear(7);
+            assert_eq!(g.wait_clear(7), Ok(()));
             o.lock().push("inject");
         });
         // Gives the worker the time to get past the gate if it did not wait.
@@ -92,5 +118,23 @@ mod tests {
         worker.join().unwrap();
         assert_eq!(*order.lock(), vec!["classify returns", "inject"]);
         assert!(gate.running.lock().is_empty());
+    }
+
+    /// A classifyFn that does not return within the bound: the wait ends with `Err` (reported as
+    /// a Verifier finding by FwpsStreamInjectAsync0).
+    #[test]
+    fn a_wait_that_reaches_its_bound_is_reported() {
+        let gate = StreamGate {
+            bound: Duration::from_millis(5),
+            ..StreamGate::default()
+        };
+        let _in_classify = gate.enter(7);
+        assert_eq!(
+            gate.wait_clear(7),
+            Err(WaitExpired {
+                waited: Duration::from_millis(5)
+            })
+        );
+        assert_eq!(gate.wait_clear(8), Ok(()));
     }
 }
