@@ -324,6 +324,27 @@ fn check_stmedit_both_editors(so: &Path) {
     let reply_fin = syn_seq(&tcp, 8000).wrapping_add(1 + 28);
     assert_eq!(fin_seqs(&tcp, 8000), vec![reply_fin]);
     assert_eq!(fin_seqs(&tcp, 44548), Vec::<u32>::new());
+    // The request's output stream ends after its 18 bytes: no segment of it goes further (the
+    // bare ACK that replaced its FIN, the ACKs after it), and the server acknowledges no more —
+    // it never got the FIN (the capture's numbers count it: moved back by one).
+    let syn = syn_seq(&tcp, 44548);
+    let be32 =
+        |p: &Vec<u8>, at: usize| u32::from_be_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]]);
+    let reach = tcp
+        .iter()
+        .filter(|p| ports(p).0 == 44548)
+        .map(|p| {
+            let len = p.len() - 20 - usize::from(p[32] >> 4) * 4;
+            be32(p, 24).wrapping_sub(syn).wrapping_add(len as u32)
+        })
+        .max();
+    assert_eq!(reach, Some(1 + 18));
+    let acked = tcp
+        .iter()
+        .filter(|p| ports(p).0 == 8000 && p[33] & 0x10 != 0)
+        .map(|p| be32(p, 28).wrapping_sub(syn))
+        .max();
+    assert_eq!(acked, Some(1 + 18));
     assert!(engine.filters().is_empty());
 }
 

@@ -27,7 +27,8 @@
 //!   `SynSent` → `SynReceived` (the responder's SYN seen; simultaneous open included) →
 //!   `Established` (both SYNs seen and acknowledged) → `FinWait` (a FIN seen, not acknowledged) →
 //!   `CloseWait` (one FIN acknowledged) → `LastAck` (both FINs seen) → `TimeWait` (both FINs
-//!   acknowledged). A RST (no sequence check) moves any state to `Closed`. With
+//!   acknowledged; a FIN the shim withholds, [`FlowTable::withhold_fin`], is not acknowledged
+//!   until released). A RST (no sequence check) moves any state to `Closed`. With
 //!   [`Midstream::Pickup`], a one-sided flow (the responder's direction never seen: asymmetric
 //!   routing, a capture of one direction) is established by the initiator's first ACK without
 //!   SYN: it acknowledges a SYN the responder must have sent.

@@ -142,11 +142,16 @@ impl SeqTranslation {
     /// The sequence shift of a segment of a side starting at `seq` (original numbering). A
     /// replay moves every segment by the current shift; inline, a segment that starts at or
     /// before the latest change (a retransmission of earlier bytes) keeps the shift before it.
+    ///
+    /// A segment after a FIN the side's stream callouts withheld (the sender's own numbering
+    /// counts the FIN: its last ACKs) moves back by one more: the FIN is not in the output stream.
     fn seq_shift(self, s: &SideEdit, seq: u32) -> i64 {
-        match (self, s.correction) {
+        let edits = match (self, s.correction) {
             (Self::Inline, Some((pos, before))) if !seq_after(seq, pos) => before,
             _ => shift_of(s),
-        }
+        };
+        let past_fin = s.fin_withheld && s.orig_next.is_some_and(|f| seq_after(seq, f));
+        edits - i64::from(past_fin)
     }
 }
 

@@ -235,9 +235,15 @@ fn close_with_fin_withheld(h: &mut H) -> ((u64, CalloutId), InjectionHandle, Bel
         fields(&v.edited.expect("ack moved").bytes),
         (5001, 1001, true, Vec::new())
     );
+    // The client's last ACK follows its FIN in the capture (1005); on the wire it is where the
+    // client's output stream ends (1001).
     let last = testutil::tcp_packet(&V4, &tcp(ACK, 1005, 5002), b"");
     let v = h.packet(PacketDirection::Outbound, &last);
     assert_eq!(v.verdict, Verdict::Permit);
+    assert_eq!(
+        fields(&v.edited.expect("moved back").bytes),
+        (1001, 5002, false, Vec::new())
+    );
     ((flow, callout), handle, below)
 }
 
