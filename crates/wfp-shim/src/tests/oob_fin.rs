@@ -13,7 +13,7 @@ use wfp_core::inject::{AddressFamily, Inject, InjectionHandle, InjectionKind, In
 use wfp_core::{ActionType, CalloutId, Status, StreamAction};
 
 use super::asyncs::full;
-use super::pipeline::{handshake, send, tcp, ACK, FINACK, H};
+use super::pipeline::{handshake, send, tcp, ACK, FINACK, H, RST};
 use crate::flow::EndReason;
 use crate::pipeline::{OutputOrigin, PacketDirection, ShimEvent, Verdict};
 use crate::testutil::{self, Tcp, TCP, V4};
@@ -315,4 +315,28 @@ fn a_fin_withheld_for_good_ends_the_stream_below_with_abort_at_flow_end() {
         assert!(!last.0.contains(StreamFlags::SEND_DISCONNECT), "{expire}");
         assert!(last.1, "{expire}: NO_MORE_DATA");
     }
+}
+
+/// §9.1: the last indication of a reset connection carries ABORT with NO_MORE_DATA, and no
+/// DISCONNECT (the RST carries no FIN).
+#[test]
+fn a_reset_ends_the_held_stream_with_abort_not_disconnect() {
+    let mut h = H::new();
+    let below = holder(&mut h);
+    handshake(&mut h, &V4);
+    assert_eq!(send(&mut h, &V4, 1001, b"abc").verdict, Verdict::Permit);
+    let rst = testutil::tcp_packet(&V4, &tcp(RST, 1004, 0), b"");
+    h.packet(PacketDirection::Outbound, &rst);
+    let ended: Vec<_> = h
+        .events()
+        .into_iter()
+        .map(|ShimEvent::FlowEnded { reason, .. }| reason)
+        .collect();
+    assert_eq!(ended, vec![EndReason::Rst]);
+    let last = *below.lock().unwrap().last().unwrap();
+    assert!(
+        last.0.contains(StreamFlags::SEND_ABORT) && last.1,
+        "{last:?}"
+    );
+    assert!(!last.0.contains(StreamFlags::SEND_DISCONNECT), "{last:?}");
 }
