@@ -883,6 +883,42 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::ndispool::NdisFreeNetBufferListContext as *const c_void,
     ),
     Export(
+        "NdisAllocateCloneNetBufferList",
+        super::ndisnb::NdisAllocateCloneNetBufferList as *const c_void,
+    ),
+    Export(
+        "NdisFreeCloneNetBufferList",
+        super::ndisnb::NdisFreeCloneNetBufferList as *const c_void,
+    ),
+    Export(
+        "NdisGetPoolFromNetBufferList",
+        super::ndisnb::NdisGetPoolFromNetBufferList as *const c_void,
+    ),
+    Export(
+        "NdisAllocateNetBufferPool",
+        super::ndisnb::NdisAllocateNetBufferPool as *const c_void,
+    ),
+    Export(
+        "NdisFreeNetBufferPool",
+        super::ndisnb::NdisFreeNetBufferPool as *const c_void,
+    ),
+    Export(
+        "NdisAllocateNetBuffer",
+        super::ndisnb::NdisAllocateNetBuffer as *const c_void,
+    ),
+    Export(
+        "NdisAllocateNetBufferMdlAndData",
+        super::ndisnb::NdisAllocateNetBufferMdlAndData as *const c_void,
+    ),
+    Export(
+        "NdisFreeNetBuffer",
+        super::ndisnb::NdisFreeNetBuffer as *const c_void,
+    ),
+    Export(
+        "NdisCopyFromNetBufferToNetBuffer",
+        super::ndisnb::NdisCopyFromNetBufferToNetBuffer as *const c_void,
+    ),
+    Export(
         "NdisAllocateGenericObject",
         super::ndispool::NdisAllocateGenericObject as *const c_void,
     ),

@@ -29,6 +29,7 @@ mod lookaside;
 mod nbl;
 mod nblapi;
 mod ndis;
+mod ndisnb;
 mod ndispool;
 mod pctx;
 mod pend;

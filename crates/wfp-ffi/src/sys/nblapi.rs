@@ -123,6 +123,8 @@ fn free_list(h: &HostInner, what: &'static str, nbl: *mut NetBufferList, expect:
             if let Some(p) = r.packet {
                 let _ = h.engine.free_packet(p);
             }
+            // SAFETY: the list is still alive (its box is `b`).
+            unsafe { super::ndisnb::check_no_children(&b.nbl, what) };
             if !expect.contains(&kind) {
                 h.finding(Finding::Assertion {
                     message: format!("{what}: list {key:#x} was made by {kind:?}"),
