@@ -919,6 +919,35 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::ndisnb::NdisCopyFromNetBufferToNetBuffer as *const c_void,
     ),
     Export(
+        "FwpsOpenToken0",
+        super::fwpstoken::FwpsOpenToken0 as *const c_void,
+    ),
+    Export("NtClose", super::fwpstoken::NtClose as *const c_void),
+    Export(
+        "FwpsQueryConnectionSioFormatRedirectRecords0",
+        super::redirect::FwpsQueryConnectionSioFormatRedirectRecords0 as *const c_void,
+    ),
+    Export(
+        "FwpsNetBufferListGetTagForContext0",
+        super::nbltag::FwpsNetBufferListGetTagForContext0 as *const c_void,
+    ),
+    Export(
+        "FwpsNetBufferListAssociateContext0",
+        super::nbltag::FwpsNetBufferListAssociateContext0 as *const c_void,
+    ),
+    Export(
+        "FwpsNetBufferListAssociateContext1",
+        super::nbltag::FwpsNetBufferListAssociateContext1 as *const c_void,
+    ),
+    Export(
+        "FwpsNetBufferListRetrieveContext0",
+        super::nbltag::FwpsNetBufferListRetrieveContext0 as *const c_void,
+    ),
+    Export(
+        "FwpsNetBufferListRemoveContext0",
+        super::nbltag::FwpsNetBufferListRemoveContext0 as *const c_void,
+    ),
+    Export(
         "NdisAllocateGenericObject",
         super::ndispool::NdisAllocateGenericObject as *const c_void,
     ),

@@ -116,7 +116,9 @@ fn free_list(h: &HostInner, what: &'static str, nbl: *mut NetBufferList, expect:
             let Some((b, r)) = st.nbls.remove(&key) else {
                 return;
             };
+            let removed = st.tags.list_freed(key);
             drop(st);
+            super::nbltag::deliver(h, removed);
             if r.pool != 0 {
                 h.rt.ndis.lock().give_back(r.pool);
             }
@@ -197,9 +199,25 @@ fn clone_list(
     let behind = unsafe { bytes_behind(original) };
     let mut b = OwnedNbl::over_copy_behind(&behind, &bytes);
     b.nbl.parent_net_buffer_list = original;
-    let p = h.asyncs.lock().insert(b, record(NblKind::Clone, packet));
+    // Packet tags of the original (a list the driver holds, or the indicated injected packet)
+    // go with the clone.
+    let provenance = invocation::with_current(|inv| {
+        (inv.nbl == original)
+            .then(|| inv.meta.injection.clone())
+            .flatten()
+    })
+    .flatten();
+    let (p, cloned) = {
+        let mut st = h.asyncs.lock();
+        let p = st.insert(b, record(NblKind::Clone, packet));
+        let ev = st
+            .tags
+            .cloned(original as usize, provenance.as_deref(), p as usize);
+        (p, ev)
+    };
     // SAFETY: the caller's out-pointer (checked non-null by the export).
     unsafe { *out = p };
+    super::nbltag::deliver(h, cloned);
     STATUS_SUCCESS
 }
 

@@ -370,6 +370,7 @@ pub(crate) unsafe extern "C" fn NdisFreeCloneNetBufferList(clone: *mut NetBuffer
             });
             return;
         };
+        super::nbltag::list_freed(clone as usize);
         if (flags ^ rec.flags) & (USE_ORIGINAL_MDLS | CLONE_RESERVED) != 0 {
             finding(Finding::Assertion {
                 message: format!(

@@ -390,6 +390,7 @@ pub(crate) fn free_ndis_list(nbl: *mut NetBufferList) {
             });
             return;
         };
+        super::nbltag::list_freed(nbl as usize);
         // SAFETY: a live list this runtime made; `n.context` is its preallocated block.
         unsafe {
             super::ndisnb::check_no_children(nbl, "NdisFreeNetBufferList");
