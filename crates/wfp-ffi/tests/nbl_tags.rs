@@ -6,6 +6,8 @@
 //! (CLONED_VIA_WFP_API), back on the list in the completion (EXIT_NETIO), and removed with it
 //! (CONTEXT_REMOVED). A packet nobody injected cannot be tagged.
 
+#[path = "support/asan.rs"]
+mod asan;
 #[path = "support/samples.rs"]
 #[expect(
     dead_code,
@@ -63,6 +65,7 @@ const EXPECTED: &[&str] = &[
     "tag: token bad access 0xc000000d",
     "tag: token closed 0x0 0x0",
     "tag: untagged indicated 0xc000000d",
+    "tag: ndis clone of indicated 1 parent 1 children 0 same length 1",
     "tag: clone tagged 0x0 context 1001",
     "tag: event entered context 1001 layer 16 new 0 tag-ok 1 nbl 1",
     "tag: transport again 0x0 context 1001",
@@ -73,6 +76,7 @@ const EXPECTED: &[&str] = &[
     "tag: event exit context 1001 layer 16 new 0 tag-ok 1 nbl 1",
     "tag: completed status 0x0 context 0x0 1001",
     "tag: event removed context 1001 layer 16 new 0 tag-ok 1 nbl 1",
+    "tag: kept ndis clone a216 length 23",
     "tag: unloaded, sent=1",
 ];
 
@@ -85,7 +89,7 @@ fn a_tag_on_an_injected_clone_is_seen_at_the_layers_after_the_injection() {
 
 /// The body the valgrind test runs in a child process.
 #[test]
-#[ignore = "run by nbl_tags_under_valgrind in a child process"]
+#[ignore = "run by the valgrind and AddressSanitizer tests in a child process"]
 fn nbltag_inner() {
     let Some(so) = std::env::var_os("WFP_FFI_NBLTAG_SO") else {
         return;
@@ -100,6 +104,17 @@ fn nbltag_inner() {
 fn nbl_tags_under_valgrind() {
     let so = build_driver("rt_nbltag_vg", &[], &["-O0", "-g"]);
     support::run_inner_under_valgrind("nbltag_inner", "WFP_FFI_NBLTAG_SO", &so, "nbltag: done");
+}
+
+#[test]
+fn nbl_tags_with_address_sanitizer() {
+    asan::run_inner("nbltag_inner", "WFP_FFI_NBLTAG_SO", "nbltag: done", || {
+        build_driver(
+            "rt_nbltag_asan",
+            &[],
+            &["-fsanitize=address", "-fno-omit-frame-pointer", "-g"],
+        )
+    });
 }
 
 /// Verifier: FwpsOpenToken0 on a handle that is not one of the driver's engine sessions, a token

@@ -9,7 +9,8 @@
  *      absorbed. The injected packet comes back: its indicated list carries the context; a clone
  *      of it carries it too (CLONED_VIA_WFP_API) and loses it when freed (CONTEXT_REMOVED).
  *  OUTBOUND_IPPACKET_V4 (inspection): the injected packet's context is still there.
- *  The notify function logs every event; the completion frees the clone (CONTEXT_REMOVED).
+ *  The notify function logs every event; the completion frees the clone (CONTEXT_REMOVED), and
+ *  an NDIS clone of the first indicated list, kept past its classifyFn (a copy of its data).
  */
 #include <ntddk.h>
 #include <initguid.h>
@@ -25,6 +26,7 @@ static HANDLE gEngine, gInjection;
 static UINT32 gOutId, gIpId;
 static UINT64 gTag;
 static LONG gSent;
+static NET_BUFFER_LIST *gKept; /* an NDIS clone of an indicated list, kept past its classifyFn */
 
 static const char *EventName(FWPS_NET_BUFFER_LIST_EVENT_TYPE0 e)
 {
@@ -53,6 +55,14 @@ static void NTAPI SendComplete(void *context, NET_BUFFER_LIST *nbl, BOOLEAN disp
     NTSTATUS s = FwpsNetBufferListRetrieveContext0(nbl, gTag, FALSE, 0, &c);
     DbgPrint("tag: completed status %#x context %#x %llu\n", NET_BUFFER_LIST_STATUS(nbl), s, c);
     FwpsFreeCloneNetBufferList0(nbl, 0);
+    if (gKept != NULL) {
+        UCHAR storage[2];
+        PUCHAR p = (PUCHAR)NdisGetDataBuffer(NET_BUFFER_LIST_FIRST_NB(gKept), 2, storage, 1, 0);
+        DbgPrint("tag: kept ndis clone %02x%02x length %lu\n", p ? p[0] : 0, p ? p[1] : 0,
+                 NET_BUFFER_DATA_LENGTH(NET_BUFFER_LIST_FIRST_NB(gKept)));
+        NdisFreeCloneNetBufferList(gKept, 0);
+        gKept = NULL;
+    }
 }
 
 /* The injected packet back at OUTBOUND_TRANSPORT: its context, and a clone's. */
@@ -88,6 +98,11 @@ static void NTAPI OutClassify(const FWPS_INCOMING_VALUES0 *values, const FWPS_IN
     DbgPrint("tag: untagged indicated %#x\n",
              FwpsNetBufferListAssociateContext1(nbl, FWPS_LAYER_OUTBOUND_TRANSPORT_V4, 1, gTag, NULL, gDevice,
                                                 TagNotify, 0));
+    gKept = NdisAllocateCloneNetBufferList(nbl, NULL, NULL, 0);
+    DbgPrint("tag: ndis clone of indicated %d parent %d children %ld same length %d\n", gKept != NULL,
+             gKept && gKept->ParentNetBufferList == nbl, nbl->ChildRefCount,
+             gKept && NET_BUFFER_DATA_LENGTH(NET_BUFFER_LIST_FIRST_NB(gKept)) ==
+                          NET_BUFFER_DATA_LENGTH(NET_BUFFER_LIST_FIRST_NB(nbl)));
     NET_BUFFER_LIST *clone = NULL;
     NTSTATUS status = FwpsAllocateCloneNetBufferList0(nbl, NULL, NULL, 0, &clone);
     UINT64 mine = 1000 + (UINT64)InterlockedIncrement(&gSent), back = 0;
