@@ -70,7 +70,7 @@ const EXPECTED: &[&str] = &[
     "tag: event entered context 1001 layer 16 new 0 tag-ok 1 nbl 1",
     "tag: transport again 0x0 context 1001",
     "tag: event cloned context 1001 layer 16 new 1 tag-ok 1 nbl 1",
-    "tag: clone of injected 0x0 context 1001",
+    "tag: clone of injected 0x0 context 1001 pool 1 protocol 2",
     "tag: event removed context 1001 layer 16 new 0 tag-ok 1 nbl 1",
     "tag: ippacket 0x0 context 1001",
     "tag: event exit context 1001 layer 16 new 0 tag-ok 1 nbl 1",

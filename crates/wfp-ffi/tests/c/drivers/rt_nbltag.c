@@ -7,7 +7,8 @@
  *  OUTBOUND_TRANSPORT_V4 (terminating): a packet nobody injected cannot be tagged; its clone is
  *      tagged with context 1000 + n and sent with FwpsInjectTransportSendAsync0, the original
  *      absorbed. The injected packet comes back: its indicated list carries the context; a clone
- *      of it carries it too (CLONED_VIA_WFP_API) and loses it when freed (CONTEXT_REMOVED).
+ *      of it (from the driver's NBL pool) carries it too (CLONED_VIA_WFP_API) and loses it when
+ *      freed (CONTEXT_REMOVED).
  *  OUTBOUND_IPPACKET_V4 (inspection): the injected packet's context is still there.
  *  The notify function logs every event; the completion frees the clone (CONTEXT_REMOVED), and
  *  an NDIS clone of the first indicated list, kept past its classifyFn (a copy of its data).
@@ -26,6 +27,7 @@ static HANDLE gEngine, gInjection;
 static UINT32 gOutId, gIpId;
 static UINT64 gTag;
 static LONG gSent;
+static NDIS_HANDLE gGeneric, gPool;
 static NET_BUFFER_LIST *gKept; /* an NDIS clone of an indicated list, kept past its classifyFn */
 
 static const char *EventName(FWPS_NET_BUFFER_LIST_EVENT_TYPE0 e)
@@ -72,10 +74,12 @@ static void Reclassified(NET_BUFFER_LIST *nbl)
     NTSTATUS s = FwpsNetBufferListRetrieveContext0(nbl, gTag, FALSE, 0, &c);
     DbgPrint("tag: transport again %#x context %llu\n", s, c);
     NET_BUFFER_LIST *clone = NULL;
-    if (NT_SUCCESS(FwpsAllocateCloneNetBufferList0(nbl, NULL, NULL, 0, &clone))) {
+    if (NT_SUCCESS(FwpsAllocateCloneNetBufferList0(nbl, gPool, NULL, 0, &clone))) {
         c = 0;
         s = FwpsNetBufferListRetrieveContext0(clone, gTag, FALSE, 0, &c);
-        DbgPrint("tag: clone of injected %#x context %llu\n", s, c);
+        DbgPrint("tag: clone of injected %#x context %llu pool %d protocol %u\n", s, c,
+                 NdisGetPoolFromNetBufferList(clone) == gPool,
+                 *(PUCHAR)&NET_BUFFER_LIST_INFO(clone, NetBufferListProtocolId));
         FwpsFreeCloneNetBufferList0(clone, 0);
     }
 }
@@ -227,6 +231,8 @@ static void Unload(PDRIVER_OBJECT driver)
     if (gOutId) FwpsCalloutUnregisterById0(gOutId);
     if (gIpId) FwpsCalloutUnregisterById0(gIpId);
     if (gInjection) FwpsInjectionHandleDestroy0(gInjection);
+    if (gPool) NdisFreeNetBufferListPool(gPool);
+    if (gGeneric) NdisFreeGenericObject(gGeneric);
     DbgPrint("tag: unloaded, sent=%ld\n", gSent);
     if (gDevice) IoDeleteDevice(gDevice);
 }
@@ -237,6 +243,16 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registryPath)
     driver->DriverUnload = Unload;
     NTSTATUS status = IoCreateDevice(driver, 0, NULL, FILE_DEVICE_NETWORK, FILE_DEVICE_SECURE_OPEN, FALSE, &gDevice);
     if (NT_SUCCESS(status)) status = FwpsNetBufferListGetTagForContext0(&gTag);
+    gGeneric = NdisAllocateGenericObject(driver, 'gaTR', 0);
+    NET_BUFFER_LIST_POOL_PARAMETERS p = { 0 };
+    p.Header.Type = NDIS_OBJECT_TYPE_DEFAULT;
+    p.Header.Revision = NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1;
+    p.Header.Size = NDIS_SIZEOF_NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1;
+    p.ProtocolId = NDIS_PROTOCOL_ID_TCP_IP;
+    p.fAllocateNetBuffer = TRUE;
+    p.PoolTag = 'gaTR';
+    gPool = NdisAllocateNetBufferListPool(gGeneric, &p);
+    if (NT_SUCCESS(status) && gPool == NULL) status = STATUS_INSUFFICIENT_RESOURCES;
     if (NT_SUCCESS(status)) status = FwpsInjectionHandleCreate0(AF_INET, FWPS_INJECTION_TYPE_TRANSPORT, &gInjection);
     if (NT_SUCCESS(status)) status = Register(&TG_OUT_CALLOUT, OutClassify, &gOutId);
     if (NT_SUCCESS(status)) status = Register(&TG_IP_CALLOUT, IpClassify, &gIpId);
