@@ -64,6 +64,12 @@ const EXPECTED: &[&str] = &[
     "tag: token no id 0xc000000d",
     "tag: token bad access 0xc000000d",
     "tag: token closed 0x0 0x0",
+    "tag: second tag 0x0 distinct 1",
+    "tag: list 0x0 retrieve-remove 0x0 55 then 0xc0000225",
+    "tag: notify0 removed context 57 layer 7 tag-ok 1",
+    "tag: removed everywhere 0x0 then 0xc0000225 0xc0000225",
+    "tag: flags refused 0xc000000d",
+    "tag: notify0 removed context 77 layer 8 tag-ok 0",
     "tag: untagged indicated 0xc000000d",
     "tag: ndis clone of indicated 1 parent 1 children 0 same length 1",
     "tag: clone tagged 0x0 context 1001",
@@ -118,7 +124,8 @@ fn nbl_tags_with_address_sanitizer() {
 }
 
 /// Verifier: FwpsOpenToken0 on a handle that is not one of the driver's engine sessions, a token
-/// handle closed twice, and one left open at unload.
+/// handle closed twice, one left open at unload, and a context associated with a tag the driver
+/// was never given.
 #[test]
 fn token_misuse_is_reported() {
     let (log, findings) = run(&build_driver("rt_nbltag_misuse", &["MISUSE"], &[]));
@@ -140,6 +147,16 @@ fn token_misuse_is_reported() {
     assert!(
         findings.contains(&Finding::BadHandle {
             function: "FwpsOpenToken0"
+        }),
+        "{findings:?}"
+    );
+    assert!(
+        log.iter().any(|l| l == "tag: unknown tag 0xc000000d"),
+        "{log:#?}"
+    );
+    assert!(
+        findings.contains(&Finding::BadHandle {
+            function: "FwpsNetBufferListAssociateContext"
         }),
         "{findings:?}"
     );

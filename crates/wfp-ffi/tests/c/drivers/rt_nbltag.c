@@ -183,6 +183,42 @@ static NTSTATUS AddFilter(const GUID *callout, const GUID *layer, FWP_ACTION_TYP
     return FwpmFilterAdd0(gEngine, &f, NULL, NULL);
 }
 
+static void NTAPI TagNotify0(FWPS_NET_BUFFER_LIST_EVENT_TYPE0 e, NET_BUFFER_LIST *nbl, NET_BUFFER_LIST *newNbl,
+                             UINT16 layerId, UINT64 context, UINT64 tag)
+{
+    UNREFERENCED_PARAMETER(nbl);
+    UNREFERENCED_PARAMETER(newNbl);
+    DbgPrint("tag: notify0 %s context %llu layer %u tag-ok %d\n", EventName(e), context, layerId, tag == gTag);
+}
+
+/* Tags on a list the driver allocated: the version-0 notify, retrieve with remove, remove from
+ * every list (NULL), a second tag, freeing a tagged list. */
+static void ListTags(void)
+{
+    NET_BUFFER_LIST *l = NULL;
+    UINT64 other = 0, c = 0;
+    NTSTATUS s = FwpsAllocateNetBufferAndNetBufferList0(NULL, 0, 0, NULL, 0, 0, &l);
+    if (NT_SUCCESS(s)) s = FwpsNetBufferListGetTagForContext0(&other);
+    DbgPrint("tag: second tag %#x distinct %d\n", s, other != gTag && other != 0);
+    if (!NT_SUCCESS(s)) return;
+    s = FwpsNetBufferListAssociateContext0(l, 7, 55, gTag, NULL, gDevice, TagNotify0, 0);
+    NTSTATUS s2 = FwpsNetBufferListRetrieveContext0(l, gTag, TRUE, 0, &c);
+    NTSTATUS s3 = FwpsNetBufferListRetrieveContext0(l, gTag, FALSE, 0, &c);
+    DbgPrint("tag: list %#x retrieve-remove %#x %llu then %#x\n", s, s2, c, s3);
+    FwpsNetBufferListAssociateContext0(l, 7, 56, gTag, NULL, gDevice, TagNotify0, 0);
+    FwpsNetBufferListAssociateContext0(l, 7, 57, gTag, NULL, gDevice, TagNotify0, 0); /* replaces 56 */
+    FwpsNetBufferListAssociateContext0(l, 8, 77, other, NULL, gDevice, TagNotify0, 0);
+    s = FwpsNetBufferListRemoveContext0(NULL, gTag, 0);
+    s2 = FwpsNetBufferListRetrieveContext0(l, gTag, FALSE, 0, &c);
+    s3 = FwpsNetBufferListRemoveContext0(l, gTag, 0);
+    DbgPrint("tag: removed everywhere %#x then %#x %#x\n", s, s2, s3);
+    DbgPrint("tag: flags refused %#x\n", FwpsNetBufferListAssociateContext0(l, 7, 1, gTag, NULL, gDevice, TagNotify0, 1));
+#ifdef MISUSE
+    DbgPrint("tag: unknown tag %#x\n", FwpsNetBufferListAssociateContext0(l, 7, 1, 0x7777, NULL, gDevice, TagNotify0, 0));
+#endif
+    FwpsFreeNetBufferList0(l); /* the other tag goes with it */
+}
+
 /* FwpsOpenToken0 at PASSIVE_LEVEL on the driver's engine session; closed with NtClose and ZwClose. */
 static void Tokens(void)
 {
@@ -210,6 +246,7 @@ static NTSTATUS AddPolicy(void)
     NTSTATUS status = FwpmEngineOpen0(NULL, RPC_C_AUTHN_WINNT, NULL, &session, &gEngine);
     if (!NT_SUCCESS(status)) return status;
     Tokens();
+    ListTags();
     FWPM_SUBLAYER0 sl = { 0 };
     sl.subLayerKey = TG_SUBLAYER;
     sl.displayData.name = L"tag sublayer";
