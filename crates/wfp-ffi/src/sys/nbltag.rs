@@ -108,7 +108,7 @@ impl Tags {
     pub(crate) fn refused(&mut self, packet: PacketId) {
         if let Some(i) = self.flights.iter().position(|f| f.packet == packet) {
             let f = self.flights.remove(i);
-            self.lists.insert(f.nbl, f.assocs);
+            self.lists.entry(f.nbl).or_default().extend(f.assocs);
         }
     }
 
@@ -129,7 +129,8 @@ impl Tags {
         let f = self.flights.remove(i);
         let events = events(NblEvent::ExitNetio, f.nbl, 0, &f.assocs);
         if !f.assocs.is_empty() {
-            self.lists.insert(f.nbl, f.assocs);
+            // Contexts associated with the list while it was away stay too.
+            self.lists.entry(f.nbl).or_default().extend(f.assocs);
         }
         events
     }
