@@ -267,6 +267,67 @@ void FwpsRedirectHandleDestroy0(HANDLE redirectHandle);
 FWPS_CONNECTION_REDIRECT_STATE FwpsQueryConnectionRedirectState0(HANDLE redirectRecords, HANDLE redirectHandle,
     void **redirectContext);
 
+/* Records in the opaque form SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS takes (during classifyFn;
+ * the buffer pointer-aligned; STATUS_BUFFER_TOO_SMALL with the size needed in *bytesTransferred). */
+NTSTATUS FwpsQueryConnectionSioFormatRedirectRecords0(HANDLE redirectRecords, PVOID outputBuffer,
+    SIZE_T outputBufferLength, SIZE_T *bytesTransferred);
+
+/* ---- access tokens (fwpstoken.rs): a handle closed with ZwClose / NtClose ---- */
+NTSTATUS FwpsOpenToken0(HANDLE engineHandle, LUID modifiedId, DWORD desiredAccess, HANDLE *accessToken);
+NTSTATUS NtClose(HANDLE Handle);
+#ifndef TOKEN_QUERY
+#define TOKEN_ASSIGN_PRIMARY 0x0001
+#define TOKEN_DUPLICATE 0x0002
+#define TOKEN_IMPERSONATE 0x0004
+#define TOKEN_QUERY 0x0008
+#define TOKEN_QUERY_SOURCE 0x0010
+#define TOKEN_ADJUST_PRIVILEGES 0x0020
+#define TOKEN_ADJUST_GROUPS 0x0040
+#define TOKEN_ADJUST_DEFAULT 0x0080
+#define TOKEN_ADJUST_SESSIONID 0x0100
+#define TOKEN_ALL_ACCESS (0x000F0000L | 0x01FF)
+#define TOKEN_READ (0x00020000L | TOKEN_QUERY)
+#endif
+#ifndef MAXIMUM_ALLOWED
+#define MAXIMUM_ALLOWED 0x02000000L
+#endif
+
+/* ---- packet tagging (nbltag.rs): contexts on lists the driver holds and on injected packets
+ * (the indicated list of a packet nobody injected cannot be tagged: STATUS_INVALID_PARAMETER) ---- */
+typedef enum FWPS_NET_BUFFER_LIST_EVENT_TYPE0_ {
+    FWPS_NET_BUFFER_LIST_ENTERED_NETIO,
+    FWPS_NET_BUFFER_LIST_CLONED_BY_NETIO,
+    FWPS_NET_BUFFER_LIST_CLONED_VIA_WFP_API,
+    FWPS_NET_BUFFER_LIST_DUPLICATED_BY_NETIO,
+    FWPS_NET_BUFFER_LIST_EXIT_NETIO,
+    FWPS_NET_BUFFER_LIST_CONTEXT_REMOVED,
+    FWPS_NET_BUFFER_LIST_NDIS_SEND_COMPLETE,
+    FWPS_NET_BUFFER_LIST_NDIS_RECV_COMPLETE,
+    FWPS_NET_BUFFER_LIST_NDIS_ETHERNET_SEND_COMPLETE,
+    FWPS_NET_BUFFER_LIST_NDIS_ETHERNET_RECV_COMPLETE,
+    FWPS_NET_BUFFER_LIST_NDIS_NATIVE_SEND_COMPLETE,
+    FWPS_NET_BUFFER_LIST_NDIS_NATIVE_RECV_COMPLETE,
+    FWPS_NET_BUFFER_LIST_NDIS_VSWITCH_INGRESS_COMPLETE,
+    FWPS_NET_BUFFER_LIST_NDIS_VSWITCH_EGRESS_COMPLETE,
+    FWPS_NET_BUFFER_LIST_CLONED_BY_NDIS,
+    FWPS_NET_BUFFER_LIST_REASSEMBLED_FRAGMENT,
+    FWPS_NET_BUFFER_LIST_REASSEMBLY_COMPLETE
+} FWPS_NET_BUFFER_LIST_EVENT_TYPE0;
+typedef void(NTAPI FWPS_NET_BUFFER_LIST_NOTIFY_FN0_)(FWPS_NET_BUFFER_LIST_EVENT_TYPE0 eventType,
+    NET_BUFFER_LIST *netBufferList, NET_BUFFER_LIST *newNetBufferList, UINT16 layerId, UINT64 context, UINT64 contextTag);
+typedef FWPS_NET_BUFFER_LIST_NOTIFY_FN0_ *FWPS_NET_BUFFER_LIST_NOTIFY_FN0;
+typedef NTSTATUS(NTAPI FWPS_NET_BUFFER_LIST_NOTIFY_FN1_)(FWPS_NET_BUFFER_LIST_EVENT_TYPE0 eventType,
+    NET_BUFFER_LIST *netBufferList, NET_BUFFER_LIST *newNetBufferList, UINT16 layerId, UINT64 context, UINT64 contextTag);
+typedef FWPS_NET_BUFFER_LIST_NOTIFY_FN1_ *FWPS_NET_BUFFER_LIST_NOTIFY_FN1;
+NTSTATUS FwpsNetBufferListGetTagForContext0(UINT64 *contextTag);
+NTSTATUS FwpsNetBufferListAssociateContext0(NET_BUFFER_LIST *netBufferList, UINT16 layerId, UINT64 context,
+    UINT64 contextTag, GUID *providerGuid, void *deviceObject, FWPS_NET_BUFFER_LIST_NOTIFY_FN0 notifyFn, UINT32 flags);
+NTSTATUS FwpsNetBufferListAssociateContext1(NET_BUFFER_LIST *netBufferList, UINT16 layerId, UINT64 context,
+    UINT64 contextTag, GUID *providerGuid, void *deviceObject, FWPS_NET_BUFFER_LIST_NOTIFY_FN1 notifyFn, UINT32 flags);
+NTSTATUS FwpsNetBufferListRetrieveContext0(NET_BUFFER_LIST *netBufferList, UINT64 contextTag, BOOLEAN removeContext,
+    UINT32 flags, UINT64 *context);
+NTSTATUS FwpsNetBufferListRemoveContext0(NET_BUFFER_LIST *netBufferList, UINT64 contextTag, UINT32 flags);
+
 /* ---- packet injection (§10.4) ---- */
 #define FWPS_INJECTION_TYPE_STREAM 0x00000001
 #define FWPS_INJECTION_TYPE_TRANSPORT 0x00000002
@@ -415,6 +476,13 @@ NTSTATUS FwpsStreamContinue0(UINT64 flowId, UINT32 calloutId, UINT16 layerId, UI
 #define FWPS_FILTER FWPS_FILTER0
 #endif
 #define FWPS_CALLOUT_FLOW_DELETE_NOTIFY_FN FWPS_CALLOUT_FLOW_DELETE_NOTIFY_FN0
+#if NTDDI_VERSION >= NTDDI_WIN8
+#define FWPS_NET_BUFFER_LIST_NOTIFY_FN FWPS_NET_BUFFER_LIST_NOTIFY_FN1
+#define FwpsNetBufferListAssociateContext FwpsNetBufferListAssociateContext1
+#else
+#define FWPS_NET_BUFFER_LIST_NOTIFY_FN FWPS_NET_BUFFER_LIST_NOTIFY_FN0
+#define FwpsNetBufferListAssociateContext FwpsNetBufferListAssociateContext0
+#endif
 #if NTDDI_VERSION >= NTDDI_WIN7
 #define FWPS_TRANSPORT_SEND_PARAMS FWPS_TRANSPORT_SEND_PARAMS1
 #define FwpsInjectTransportSendAsync FwpsInjectTransportSendAsync1
@@ -471,4 +539,10 @@ WFP_END_DECLS
 #define FwpsReleaseClassifyHandle FwpsReleaseClassifyHandle0
 #define FwpsStreamContinue FwpsStreamContinue0
 #define FwpsStreamInjectAsync FwpsStreamInjectAsync0
+#define FwpsNetBufferListGetTagForContext FwpsNetBufferListGetTagForContext0
+#define FwpsNetBufferListRetrieveContext FwpsNetBufferListRetrieveContext0
+#define FwpsNetBufferListRemoveContext FwpsNetBufferListRemoveContext0
+#define FwpsOpenToken FwpsOpenToken0
+#define FwpsQueryConnectionSioFormatRedirectRecords FwpsQueryConnectionSioFormatRedirectRecords0
+#define FWPS_NET_BUFFER_LIST_EVENT_TYPE FWPS_NET_BUFFER_LIST_EVENT_TYPE0
 #endif

@@ -184,6 +184,44 @@ typedef union _NDIS_TCP_IP_CHECKSUM_NET_BUFFER_LIST_INFO {
     PVOID Value;
 } NDIS_TCP_IP_CHECKSUM_NET_BUFFER_LIST_INFO, *PNDIS_TCP_IP_CHECKSUM_NET_BUFFER_LIST_INFO;
 
+typedef struct _NDIS_TCP_LARGE_SEND_OFFLOAD_NET_BUFFER_LIST_INFO {
+    union {
+        struct {
+            ULONG Unused : 30;
+            ULONG Type : 1;
+            ULONG Reserved2 : 1;
+        } Transmit;
+        struct {
+            ULONG MSS : 20;
+            ULONG TcpHeaderOffset : 10;
+            ULONG Type : 1;
+            ULONG Reserved2 : 1;
+        } LsoV1Transmit;
+        struct {
+            ULONG TcpPayload : 30;
+            ULONG Type : 1;
+            ULONG Reserved2 : 1;
+        } LsoV1TransmitComplete;
+        struct {
+            ULONG MSS : 20;
+            ULONG TcpHeaderOffset : 10;
+            ULONG Type : 1;
+            ULONG IPVersion : 1;
+        } LsoV2Transmit;
+        struct {
+            ULONG Reserved : 30;
+            ULONG Type : 1;
+            ULONG Reserved2 : 1;
+        } LsoV2TransmitComplete;
+        PVOID Value;
+    };
+} NDIS_TCP_LARGE_SEND_OFFLOAD_NET_BUFFER_LIST_INFO, *PNDIS_TCP_LARGE_SEND_OFFLOAD_NET_BUFFER_LIST_INFO;
+#define NDIS_TCP_LARGE_SEND_OFFLOAD_V1_TYPE 0
+#define NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE 1
+#define NDIS_TCP_LARGE_SEND_OFFLOAD_IPv4 0
+#define NDIS_TCP_LARGE_SEND_OFFLOAD_IPv6 1
+_Static_assert(sizeof(NDIS_TCP_LARGE_SEND_OFFLOAD_NET_BUFFER_LIST_INFO) == 8, "LSO info");
+
 typedef MDL *NET_BUFFER_ALLOCATE_MDL(ULONG *BufferSize);
 typedef NET_BUFFER_ALLOCATE_MDL *PNET_BUFFER_ALLOCATE_MDL;
 typedef void NET_BUFFER_FREE_MDL(MDL *Mdl);
@@ -252,6 +290,38 @@ NDIS_STATUS NdisAllocateNetBufferListContext(PNET_BUFFER_LIST NetBufferList, USH
 void NdisFreeNetBufferListContext(PNET_BUFFER_LIST NetBufferList, USHORT ContextSize);
 PNDIS_GENERIC_OBJECT NdisAllocateGenericObject(PDRIVER_OBJECT DriverObject, ULONG Tag, USHORT Size);
 void NdisFreeGenericObject(PNDIS_GENERIC_OBJECT NdisObject);
+
+/* ---- clones, NET_BUFFER pools, copies (runtime; ndisnb.rs) ---- */
+#define NDIS_CLONE_FLAGS_RESERVED 0x00000001
+#define NDIS_CLONE_FLAGS_USE_ORIGINAL_MDLS 0x00000002
+/* A list over the original's data (no copy) from each NET_BUFFER's data start: the original's
+ * MDLs (USE_ORIGINAL_MDLS) or new MDLs over the same buffers. ParentNetBufferList = the original,
+ * whose ChildRefCount grows by one until NdisFreeCloneNetBufferList (same flags). Valid while the
+ * original is. NULL for an unknown pool handle (a Verifier finding). */
+PNET_BUFFER_LIST NdisAllocateCloneNetBufferList(PNET_BUFFER_LIST OriginalNetBufferList, NDIS_HANDLE NetBufferListPoolHandle,
+                                                NDIS_HANDLE NetBufferPoolHandle, ULONG AllocateCloneFlags);
+void NdisFreeCloneNetBufferList(PNET_BUFFER_LIST CloneNetBufferList, ULONG FreeCloneFlags);
+NDIS_HANDLE NdisGetPoolFromNetBufferList(const NET_BUFFER_LIST *NetBufferList);
+#define NET_BUFFER_POOL_PARAMETERS_REVISION_1 1
+typedef struct _NET_BUFFER_POOL_PARAMETERS {
+    NDIS_OBJECT_HEADER Header;
+    ULONG PoolTag;
+    ULONG DataSize;
+} NET_BUFFER_POOL_PARAMETERS, *PNET_BUFFER_POOL_PARAMETERS;
+#define NDIS_SIZEOF_NET_BUFFER_POOL_PARAMETERS_REVISION_1 \
+    RTL_SIZEOF_THROUGH_FIELD(NET_BUFFER_POOL_PARAMETERS, DataSize)
+_Static_assert(sizeof(NET_BUFFER_POOL_PARAMETERS) == 12, "NET_BUFFER_POOL_PARAMETERS");
+NDIS_HANDLE NdisAllocateNetBufferPool(NDIS_HANDLE NdisHandle, const NET_BUFFER_POOL_PARAMETERS *Parameters);
+void NdisFreeNetBufferPool(NDIS_HANDLE PoolHandle);
+PNET_BUFFER NdisAllocateNetBuffer(NDIS_HANDLE PoolHandle, PMDL MdlChain, ULONG DataOffset, SIZE_T DataLength);
+/* A NET_BUFFER with its own MDL over DataSize zeroed bytes of the pool (DataLength = DataSize). */
+PNET_BUFFER NdisAllocateNetBufferMdlAndData(NDIS_HANDLE PoolHandle);
+void NdisFreeNetBuffer(PNET_BUFFER NetBuffer);
+/* Copies up to BytesToCopy bytes from SourceOffset past the source's data start into the
+ * destination's MDLs from DestinationOffset past its data start; *BytesCopied is less when the
+ * source's DataLength or the destination's MDL chain runs out. The destination is not changed. */
+NDIS_STATUS NdisCopyFromNetBufferToNetBuffer(PNET_BUFFER Destination, ULONG DestinationOffset, ULONG BytesToCopy,
+                                             const NET_BUFFER *Source, ULONG SourceOffset, PULONG BytesCopied);
 
 #define NdisQueryMdl(m, va, len, prio) \
     do { if ((va) != NULL) *(PVOID *)(va) = MmGetSystemAddressForMdlSafe((m), (prio) | MdlMappingNoExecute); *(len) = (m)->ByteCount; } while (0)

@@ -883,6 +883,71 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::ndispool::NdisFreeNetBufferListContext as *const c_void,
     ),
     Export(
+        "NdisAllocateCloneNetBufferList",
+        super::ndisnb::NdisAllocateCloneNetBufferList as *const c_void,
+    ),
+    Export(
+        "NdisFreeCloneNetBufferList",
+        super::ndisnb::NdisFreeCloneNetBufferList as *const c_void,
+    ),
+    Export(
+        "NdisGetPoolFromNetBufferList",
+        super::ndisnb::NdisGetPoolFromNetBufferList as *const c_void,
+    ),
+    Export(
+        "NdisAllocateNetBufferPool",
+        super::ndisnb::NdisAllocateNetBufferPool as *const c_void,
+    ),
+    Export(
+        "NdisFreeNetBufferPool",
+        super::ndisnb::NdisFreeNetBufferPool as *const c_void,
+    ),
+    Export(
+        "NdisAllocateNetBuffer",
+        super::ndisnb::NdisAllocateNetBuffer as *const c_void,
+    ),
+    Export(
+        "NdisAllocateNetBufferMdlAndData",
+        super::ndisnb::NdisAllocateNetBufferMdlAndData as *const c_void,
+    ),
+    Export(
+        "NdisFreeNetBuffer",
+        super::ndisnb::NdisFreeNetBuffer as *const c_void,
+    ),
+    Export(
+        "NdisCopyFromNetBufferToNetBuffer",
+        super::ndisnb::NdisCopyFromNetBufferToNetBuffer as *const c_void,
+    ),
+    Export(
+        "FwpsOpenToken0",
+        super::fwpstoken::FwpsOpenToken0 as *const c_void,
+    ),
+    Export("NtClose", super::fwpstoken::NtClose as *const c_void),
+    Export(
+        "FwpsQueryConnectionSioFormatRedirectRecords0",
+        super::redirect::FwpsQueryConnectionSioFormatRedirectRecords0 as *const c_void,
+    ),
+    Export(
+        "FwpsNetBufferListGetTagForContext0",
+        super::nbltag::FwpsNetBufferListGetTagForContext0 as *const c_void,
+    ),
+    Export(
+        "FwpsNetBufferListAssociateContext0",
+        super::nbltag::FwpsNetBufferListAssociateContext0 as *const c_void,
+    ),
+    Export(
+        "FwpsNetBufferListAssociateContext1",
+        super::nbltag::FwpsNetBufferListAssociateContext1 as *const c_void,
+    ),
+    Export(
+        "FwpsNetBufferListRetrieveContext0",
+        super::nbltag::FwpsNetBufferListRetrieveContext0 as *const c_void,
+    ),
+    Export(
+        "FwpsNetBufferListRemoveContext0",
+        super::nbltag::FwpsNetBufferListRemoveContext0 as *const c_void,
+    ),
+    Export(
         "NdisAllocateGenericObject",
         super::ndispool::NdisAllocateGenericObject as *const c_void,
     ),

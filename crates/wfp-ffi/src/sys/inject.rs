@@ -226,11 +226,16 @@ fn completion(host: Weak<HostInner>, driver: usize, call: &Call) -> InjectComple
     let handle = call.handle as u64;
     Box::new(move |done: &InjectionCompleted| {
         let Some(h) = host.upgrade() else { return };
-        if let Some((b, r)) = h.asyncs.lock().nbls.get_mut(&nbl) {
-            r.state = NblState::Completed;
-            r.packet = None;
-            b.nbl.status = done.status.0 as i32;
-        }
+        let exited = {
+            let mut st = h.asyncs.lock();
+            if let Some((b, r)) = st.nbls.get_mut(&nbl) {
+                r.state = NblState::Completed;
+                r.packet = None;
+                b.nbl.status = done.status.0 as i32;
+            }
+            st.tags.completed(done.id, done.packet)
+        };
+        super::nbltag::deliver(&h, exited);
         if let Some(f) = f {
             call_completion(&h, driver, f, (context, nbl));
         }
@@ -276,6 +281,7 @@ fn inject(call: Call) -> NtStatus {
 
 fn inject_on(h: &HostInner, call: Call) -> NtStatus {
     let engine = &h.engine;
+    let mut entered = Vec::new();
     let (packet, fresh) = if call.nbl.is_null() {
         // Only a stream injection may carry no data (a FIN / disconnect injection).
         if !matches!(call.kind, InjectionKind::Stream { .. }) || call.length.unwrap_or(0) != 0 {
@@ -307,6 +313,9 @@ fn inject_on(h: &HostInner, call: Call) -> NtStatus {
         // DriverHost::settle waits while the engine has not answered (still under the lock
         // that made the list Injected).
         st.inject_calls += 1;
+        // Packet tags go with the injection (ENTERED_NETIO once the engine has it).
+        let key = (call.handle as u64, call.context as u64);
+        entered = st.tags.inject(call.nbl as usize, key, packet.0);
         packet
     };
     let completion = Some(completion(h.me.clone(), ctx::current_driver(), &call));
@@ -323,10 +332,13 @@ fn inject_on(h: &HostInner, call: Call) -> NtStatus {
         let mut st = h.asyncs.lock();
         st.inject_calls = st.inject_calls.saturating_sub(1);
     }
-    if s != Status::SUCCESS {
+    if s == Status::SUCCESS {
+        super::nbltag::deliver(h, entered);
+    } else {
         count_injection(h, call.handle as u64, false);
-        // Nothing changed: the driver still holds the list.
+        // Nothing changed: the driver still holds the list (and its tags).
         let mut st = h.asyncs.lock();
+        st.tags.refused(packet);
         if let Some((_, r)) = st.nbls.get_mut(&(call.nbl as usize)) {
             r.state = NblState::Held;
             if fresh {

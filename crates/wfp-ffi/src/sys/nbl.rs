@@ -298,6 +298,8 @@ pub(crate) struct AsyncState {
     pub(crate) reauth_waiters: HashMap<u64, ReauthWaiter>,
     /// Redirect handles from FwpsRedirectHandleCreate0 not yet destroyed (handle → driver).
     pub(crate) redirect_handles: HashMap<u64, usize>,
+    /// Packet tags (FwpsNetBufferListAssociateContext0/1) on lists and injected packets.
+    pub(crate) tags: super::nbltag::Tags,
 }
 
 /// A driver thread inside FwpsCompleteOperation0 waiting for the reauthorization of its flow.
@@ -443,6 +445,7 @@ pub(crate) fn reclaim_left(h: &crate::host::HostInner, driver: usize) -> ListsLe
             .iter()
             .filter_map(|k| st.referenced.remove(k))
             .collect();
+        st.tags.driver_gone(driver);
         (lists, refs)
     };
     for (_, r) in &lists {

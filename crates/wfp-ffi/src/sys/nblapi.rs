@@ -116,13 +116,17 @@ fn free_list(h: &HostInner, what: &'static str, nbl: *mut NetBufferList, expect:
             let Some((b, r)) = st.nbls.remove(&key) else {
                 return;
             };
+            let removed = st.tags.list_freed(key);
             drop(st);
+            super::nbltag::deliver(h, removed);
             if r.pool != 0 {
                 h.rt.ndis.lock().give_back(r.pool);
             }
             if let Some(p) = r.packet {
                 let _ = h.engine.free_packet(p);
             }
+            // SAFETY: the list is still alive (its box is `b`).
+            unsafe { super::ndisnb::check_no_children(&b.nbl, what) };
             if !expect.contains(&kind) {
                 h.finding(Finding::Assertion {
                     message: format!("{what}: list {key:#x} was made by {kind:?}"),
@@ -143,7 +147,7 @@ pub(crate) extern "C" fn FwpsFreeNetBufferList0(nbl: *mut NetBufferList) {
 #[no_mangle]
 pub(crate) unsafe extern "C" fn FwpsAllocateCloneNetBufferList0(
     original: *mut NetBufferList,
-    _nbl_pool: *mut c_void,
+    nbl_pool: *mut c_void,
     _nb_pool: *mut c_void,
     _flags: u32,
     clone: *mut *mut NetBufferList,
@@ -155,7 +159,7 @@ pub(crate) unsafe extern "C" fn FwpsAllocateCloneNetBufferList0(
             if original.is_null() || clone.is_null() {
                 return STATUS_INVALID_PARAMETER;
             }
-            ctx::with_host(|h| clone_list(h, original, clone))
+            ctx::with_host(|h| clone_list(h, original, nbl_pool, clone))
                 .unwrap_or(STATUS_INVALID_DEVICE_STATE)
         },
     )
@@ -164,6 +168,33 @@ pub(crate) unsafe extern "C" fn FwpsAllocateCloneNetBufferList0(
 fn clone_list(
     h: &HostInner,
     original: *mut NetBufferList,
+    pool: *mut c_void,
+    out: *mut *mut NetBufferList,
+) -> NtStatus {
+    // The NBL pool (WDK: NULL or from NdisAllocateNetBufferListPool): the clone carries it and
+    // its protocol id and counts against it until freed, as FwpsAllocateNetBufferAndNetBufferList0.
+    let protocol = if pool.is_null() {
+        None
+    } else {
+        let Some(p) = h.rt.ndis.lock().lend(pool as usize) else {
+            h.finding(Finding::BadHandle {
+                function: "FwpsAllocateCloneNetBufferList0",
+            });
+            return STATUS_INVALID_PARAMETER;
+        };
+        Some(p)
+    };
+    let s = clone_list_from(h, original, (pool, protocol), out);
+    if s != STATUS_SUCCESS && !pool.is_null() {
+        h.rt.ndis.lock().give_back(pool as usize);
+    }
+    s
+}
+
+fn clone_list_from(
+    h: &HostInner,
+    original: *mut NetBufferList,
+    (pool, protocol): (*mut c_void, Option<u8>),
     out: *mut *mut NetBufferList,
 ) -> NtStatus {
     // The indicated list: a ledger packet with the packet's provenance (§10.4).
@@ -195,9 +226,32 @@ fn clone_list(
     let behind = unsafe { bytes_behind(original) };
     let mut b = OwnedNbl::over_copy_behind(&behind, &bytes);
     b.nbl.parent_net_buffer_list = original;
-    let p = h.asyncs.lock().insert(b, record(NblKind::Clone, packet));
+    let mut rec = record(NblKind::Clone, packet);
+    if let Some(protocol) = protocol {
+        rec.pool = pool as usize;
+        b.nbl.ndis_pool_handle = pool;
+        b.nb.ndis_pool_handle = pool;
+        b.nbl.net_buffer_list_info[7] = usize::from(protocol) as *mut c_void;
+    }
+    // Packet tags of the original (a list the driver holds, or the indicated injected packet)
+    // go with the clone.
+    let provenance = invocation::with_current(|inv| {
+        (inv.nbl == original)
+            .then(|| inv.meta.injection.clone())
+            .flatten()
+    })
+    .flatten();
+    let (p, cloned) = {
+        let mut st = h.asyncs.lock();
+        let p = st.insert(b, rec);
+        let ev = st
+            .tags
+            .cloned(original as usize, provenance.as_deref(), p as usize);
+        (p, ev)
+    };
     // SAFETY: the caller's out-pointer (checked non-null by the export).
     unsafe { *out = p };
+    super::nbltag::deliver(h, cloned);
     STATUS_SUCCESS
 }
 

@@ -64,6 +64,8 @@ pub(crate) struct State {
     generic: HashMap<usize, usize>,
     /// NET_BUFFER_LIST_CONTEXT blocks NdisAllocateNetBufferListContext added → driver.
     contexts: HashMap<usize, usize>,
+    /// NdisAllocateCloneNetBufferList clones, NET_BUFFER pools and their NET_BUFFERs.
+    pub(crate) nb: super::ndisnb::NbState,
 }
 
 impl State {
@@ -87,6 +89,9 @@ impl State {
                 self.contexts.values().filter(|d| **d == index).count(),
             ),
         ]
+        .into_iter()
+        .chain(self.nb.left_by(index))
+        .collect()
     }
 }
 
@@ -105,6 +110,11 @@ impl State {
         if let Some(p) = self.pools.get_mut(&pool) {
             p.outstanding = p.outstanding.saturating_sub(1);
         }
+    }
+
+    /// The matching return of a NET_BUFFER taken from NET_BUFFER pool `pool`.
+    pub(crate) fn give_back_nb(&mut self, pool: usize) {
+        self.nb.give_back(pool);
     }
 
     /// Whether `nbl` came from NdisAllocateNetBufferList / NdisAllocateNetBufferAndNetBufferList.
@@ -192,7 +202,7 @@ fn zeroed<T>() -> *mut T {
 ///
 /// # Safety
 /// `nb` is a live NET_BUFFER; `chain` is NULL or a valid MDL chain.
-unsafe fn set_data(nb: *mut NetBuffer, chain: *mut Mdl, offset: u32, length: u64) {
+pub(crate) unsafe fn set_nb_data(nb: *mut NetBuffer, chain: *mut Mdl, offset: u32, length: u64) {
     // SAFETY: per the contract.
     unsafe {
         let d = &mut (*nb).data;
@@ -259,7 +269,7 @@ fn allocate_nbl(
         if !nb.is_null() {
             // SAFETY: a fresh NET_BUFFER and the caller's MDL chain.
             unsafe {
-                set_data(nb, chain, offset, length);
+                set_nb_data(nb, chain, offset, length);
                 (*nb).ndis_pool_handle = pool;
             }
         }
@@ -339,6 +349,16 @@ pub(crate) extern "C" fn NdisFreeNetBufferList(nbl: *mut NetBufferList) {
         super::ctx::check_irql("NdisFreeNetBufferList", 2);
         // One owner per list: a list FwpsAllocateNetBufferAndNetBufferList0 made is freed by
         // FwpsFreeNetBufferList0 (WDK); the wrong free is a finding and the right one is done.
+        let clone = ctx::with_host(|h| h.rt.ndis.lock().nb.is_clone(nbl as usize));
+        if clone == Some(true) {
+            finding(Finding::Assertion {
+                message: format!("NdisFreeNetBufferList: list {:#x} was allocated by NdisAllocateCloneNetBufferList (free it with NdisFreeCloneNetBufferList)", nbl as usize),
+            });
+            // SAFETY: a clone this runtime made (recorded); the flags of its allocation are
+            // unknown here, so the mismatch finding may follow.
+            unsafe { super::ndisnb::NdisFreeCloneNetBufferList(nbl, 0) };
+            return;
+        }
         let fwps = ctx::with_host(|h| h.asyncs.lock().nbls.contains_key(&(nbl as usize)));
         if fwps == Some(true) {
             finding(Finding::Assertion {
@@ -370,8 +390,12 @@ pub(crate) fn free_ndis_list(nbl: *mut NetBufferList) {
             });
             return;
         };
+        super::nbltag::list_freed(nbl as usize);
         // SAFETY: a live list this runtime made; `n.context` is its preallocated block.
-        unsafe { release_added_contexts(nbl, n.context as *mut u8, "NdisFreeNetBufferList") };
+        unsafe {
+            super::ndisnb::check_no_children(nbl, "NdisFreeNetBufferList");
+            release_added_contexts(nbl, n.context as *mut u8, "NdisFreeNetBufferList");
+        }
         // SAFETY: the NBL, its context and its NET_BUFFER were calloc'ed by allocate_nbl and
         // were still recorded, so each is freed once. The caller's MDLs are not ours to free.
         unsafe {

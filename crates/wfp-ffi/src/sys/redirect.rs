@@ -150,3 +150,71 @@ pub(crate) fn destroy_left(h: &crate::host::HostInner, driver: usize) -> usize {
     }
     left.len()
 }
+
+/// `STATUS_BUFFER_TOO_SMALL`.
+const STATUS_BUFFER_TOO_SMALL: NtStatus = 0xC000_0023_u32 as i32;
+/// `STATUS_DATATYPE_MISALIGNMENT`.
+const STATUS_DATATYPE_MISALIGNMENT: NtStatus = 0x8000_0002_u32 as i32;
+/// The first four bytes of the records' SIO form ("WFPR").
+const SIO_RECORDS_MAGIC: u32 = u32::from_le_bytes(*b"WFPR");
+
+/// The redirect records in the opaque form a proxy hands to
+/// SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS (§10.3): "WFPR", the record count (u32), then per
+/// redirection, oldest first, its redirect handle and redirect context (u64 each), little-endian.
+fn sio_format(records: &RedirectRecords) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + 16 * records.chain.len());
+    out.extend_from_slice(&SIO_RECORDS_MAGIC.to_le_bytes());
+    let count = u32::try_from(records.chain.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&count.to_le_bytes());
+    for (handle, context) in &records.chain {
+        out.extend_from_slice(&handle.0.to_le_bytes());
+        out.extend_from_slice(&context.to_le_bytes());
+    }
+    out
+}
+
+/// FwpsQueryConnectionSioFormatRedirectRecords0 (§10.3; WDK fwpsk.h): the connection's redirect
+/// records (`inMetaValues->redirectRecords`, during classifyFn) copied to a pointer-aligned
+/// buffer; STATUS_BUFFER_TOO_SMALL with the size needed in `bytes_transferred` when it does not
+/// fit (a NULL buffer of length 0 asks for the size).
+#[no_mangle]
+pub(crate) unsafe extern "C" fn FwpsQueryConnectionSioFormatRedirectRecords0(
+    redirect_records: *mut c_void,
+    output: *mut c_void,
+    output_length: usize,
+    bytes_transferred: *mut usize,
+) -> NtStatus {
+    boundary(
+        "FwpsQueryConnectionSioFormatRedirectRecords0",
+        STATUS_INVALID_PARAMETER,
+        || {
+            if redirect_records.is_null() {
+                return STATUS_INVALID_PARAMETER;
+            }
+            let Ok(Some(records)) = records_for(redirect_records) else {
+                ctx::with_host(|h| {
+                    h.finding(Finding::BadHandle {
+                        function: "FwpsQueryConnectionSioFormatRedirectRecords0",
+                    });
+                });
+                return STATUS_INVALID_PARAMETER;
+            };
+            let bytes = sio_format(&records);
+            // SAFETY: the optional out-pointer.
+            if let Some(n) = unsafe { bytes_transferred.as_mut() } {
+                *n = bytes.len();
+            }
+            if output_length < bytes.len() || output.is_null() {
+                return STATUS_BUFFER_TOO_SMALL;
+            }
+            if (output as usize) % std::mem::align_of::<*const c_void>() != 0 {
+                return STATUS_DATATYPE_MISALIGNMENT;
+            }
+            // SAFETY: the caller's buffer of `output_length` ≥ bytes.len() bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), output.cast::<u8>(), bytes.len());
+            }
+            STATUS_SUCCESS
+        },
+    )
+}

@@ -72,6 +72,15 @@ pub(crate) enum HandleTarget {
         /// The Parameters subkey (holding the driver's parameters).
         parameters: bool,
     },
+    /// An access token opened by FwpsOpenToken0 (fwpstoken.rs): its id and the access granted.
+    #[expect(
+        dead_code,
+        reason = "recorded for debugging (Debug output); nothing in the host acts on a token yet"
+    )]
+    Token {
+        id: u64,
+        access: u32,
+    },
 }
 
 #[derive(Debug)]
@@ -403,6 +412,7 @@ pub(crate) unsafe extern "C" fn ObReferenceObjectByHandle(
                     Ok(t)
                 }
                 Some(HandleTarget::Key { .. }) => Err(STATUS_OBJECT_TYPE_MISMATCH),
+                Some(HandleTarget::Token { .. }) => Err(STATUS_OBJECT_TYPE_MISMATCH),
                 None => Err(STATUS_INVALID_HANDLE),
             }
         });
@@ -495,6 +505,7 @@ pub(crate) extern "C" fn ZwClose(handle: *mut c_void) -> NtStatus {
                     true
                 }
                 Some((HandleTarget::Key { .. }, _)) => true,
+                Some((HandleTarget::Token { .. }, _)) => true,
                 None => false,
             }
         });
