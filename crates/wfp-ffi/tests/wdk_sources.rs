@@ -64,7 +64,7 @@ fn check_wdkc(so: &Path) {
     assert!(fails.is_empty(), "{fails:#?}\n{log:#?}");
     assert_eq!(
         log.iter().filter(|l| l.starts_with("ok ")).count(),
-        13,
+        14,
         "{log:#?}"
     );
     assert!(log.iter().any(|l| l == "done"), "{log:#?}");

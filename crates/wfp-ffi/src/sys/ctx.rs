@@ -33,6 +33,9 @@ struct Slots {
     invocation: Cell<*const c_void>,
     irql: Cell<u8>,
     locks: Cell<usize>,
+    /// The processor this thread reports while at DISPATCH_LEVEL or above (`u32::MAX`: not
+    /// pinned); see [`pin_processor`].
+    pinned: Cell<u32>,
 }
 
 impl Slots {
@@ -52,6 +55,9 @@ impl Slots {
         self.invocation.set(b.invocation);
         self.irql.set(b.irql);
         self.locks.set(b.locks);
+        if b.irql < DISPATCH_LEVEL {
+            self.pinned.set(u32::MAX);
+        }
     }
 }
 
@@ -63,6 +69,7 @@ thread_local! {
             invocation: Cell::new(std::ptr::null()),
             irql: Cell::new(0),
             locks: Cell::new(0),
+            pinned: Cell::new(u32::MAX),
         }
     };
     static LOCKS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
@@ -124,6 +131,9 @@ impl Drop for ClassifyBound {
                 b.driver.set(self.driver);
                 b.invocation.set(self.invocation);
                 b.irql.set(self.irql);
+                if self.irql < DISPATCH_LEVEL {
+                    b.pinned.set(u32::MAX);
+                }
             } else {
                 self.unbalanced(b.irql.get());
             }
@@ -265,7 +275,32 @@ pub(crate) fn check_irql(function: &'static str, max: u8) {
 }
 
 pub(crate) fn set_irql(v: u8) -> u8 {
-    BINDING.with(|b| b.irql.replace(v))
+    BINDING.with(|b| {
+        if v < DISPATCH_LEVEL {
+            b.pinned.set(u32::MAX);
+        }
+        b.irql.replace(v)
+    })
+}
+
+/// The processor a thread at DISPATCH_LEVEL or above reports: `cpu` (where it runs now) the first
+/// time, the same number after that until its IRQL drops below DISPATCH_LEVEL. On Windows such a
+/// thread is not rescheduled, so KeGetCurrentProcessorNumber is stable there and drivers index
+/// per-processor state (and queue DPCs to "this" processor) by it; host threads can migrate at any
+/// time. Below DISPATCH_LEVEL, `cpu` as it is.
+pub(crate) fn pin_processor(cpu: u32) -> u32 {
+    BINDING.with(|b| {
+        if b.irql.get() < DISPATCH_LEVEL {
+            return cpu;
+        }
+        match b.pinned.get() {
+            u32::MAX => {
+                b.pinned.set(cpu);
+                cpu
+            }
+            pinned => pinned,
+        }
+    })
 }
 
 pub(crate) fn lock_count() -> usize {
@@ -305,4 +340,32 @@ pub(crate) fn thread_token() -> usize {
         static TOKEN: u8 = const { 0 };
     }
     TOKEN.with(|t| std::ptr::from_ref(t) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pin_processor, set_irql, DISPATCH_LEVEL, PASSIVE_LEVEL};
+
+    #[test]
+    fn the_processor_number_is_kept_at_dispatch_level_until_the_irql_drops() {
+        let old = set_irql(PASSIVE_LEVEL);
+        assert_eq!(
+            pin_processor(1),
+            1,
+            "PASSIVE_LEVEL: where the thread runs now"
+        );
+        assert_eq!(pin_processor(0), 0);
+        set_irql(DISPATCH_LEVEL);
+        assert_eq!(pin_processor(1), 1, "the first answer at DISPATCH_LEVEL");
+        assert_eq!(
+            pin_processor(0),
+            1,
+            "kept while the thread stays at DISPATCH_LEVEL"
+        );
+        set_irql(PASSIVE_LEVEL);
+        assert_eq!(pin_processor(0), 0, "released when the IRQL drops");
+        set_irql(DISPATCH_LEVEL);
+        assert_eq!(pin_processor(0), 0, "pinned afresh at the next raise");
+        set_irql(old);
+    }
 }

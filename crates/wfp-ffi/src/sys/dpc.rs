@@ -91,7 +91,8 @@ pub(crate) fn processors() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
 }
 
-/// `KeGetCurrentProcessorIndex`: the DPC's processor inside a DPC, else the CPU this thread runs on.
+/// `KeGetCurrentProcessorIndex`: the DPC's processor inside a DPC, else the CPU this thread runs on
+/// (kept while the thread stays at DISPATCH_LEVEL or above: [`ctx::pin_processor`]).
 pub(crate) fn current_processor() -> u32 {
     let p = DPC_PROCESSOR.with(Cell::get);
     if p != u32::MAX {
@@ -99,7 +100,7 @@ pub(crate) fn current_processor() -> u32 {
     }
     // SAFETY: sched_getcpu has no preconditions.
     let cpu = unsafe { libc::sched_getcpu() };
-    u32::try_from(cpu).unwrap_or(0) % processors()
+    ctx::pin_processor(u32::try_from(cpu).unwrap_or(0) % processors())
 }
 
 /// Runs `f` as if on `processor` (KeGetCurrentProcessorNumber/Index answer it): the

@@ -33,11 +33,18 @@ void WdkcDpc(KDPC* Dpc, PVOID Context, PVOID Arg1, PVOID Arg2)
 static void DpcChecks(void)
 {
    LARGE_INTEGER timeout;
+   KIRQL oldIrql;
    timeout.QuadPart = -10LL * 1000 * 1000 * 5;
    KeInitializeEvent(&gDpcDone, NotificationEvent, FALSE);
    KeInitializeThreadedDpc(&gDpc, WdkcDpc, &gCounters);
+   /* At PASSIVE_LEVEL the thread may move to another processor between two calls; at
+      DISPATCH_LEVEL it stays where it is, so the number read is the one the DPC is queued on. */
+   KeRaiseIrql(DISPATCH_LEVEL, &oldIrql);
    gCounters.queuedProcessor = KeGetCurrentProcessorNumber();
    CHECK("KeInsertQueueDpc queues", KeInsertQueueDpc(&gDpc, (PVOID)1, (PVOID)2));
+   CHECK("the processor number is stable at DISPATCH_LEVEL",
+         KeGetCurrentProcessorNumber() == gCounters.queuedProcessor);
+   KeLowerIrql(oldIrql);
    CHECK("KeWaitForSingleObject on the DPC's event",
          KeWaitForSingleObject(&gDpcDone, Executive, KernelMode, FALSE, &timeout) == STATUS_SUCCESS);
    CHECK("DPC ran once at DISPATCH_LEVEL with its arguments", gCounters.dpcRuns == 1);
