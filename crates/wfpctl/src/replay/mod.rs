@@ -349,19 +349,21 @@ impl Replayer {
     /// Replays one captured packet; returns its final verdict. Errors are output errors only.
     pub fn handle_packet(&mut self, p: &PacketRef<'_>) -> Result<Action, ReplayError> {
         let (now, wire) = self.begin_frame(p);
-        let l3 = match p.decode_link() {
+        // Read where decoding wrote it (matching by reference: no move of the link-layer result).
+        let decoded = p.decode_link();
+        let l3 = match &decoded {
             Ok(l3) => l3,
             Err(e) => {
-                if let Some(name) = decap::unsupported_link(&e) {
+                if let Some(name) = decap::unsupported_link(e) {
                     self.summary.unsupported(&name, wire);
                 }
-                let reason = self.summary.link_error(p.index, &e);
+                let reason = self.summary.link_error(p.index, e);
                 return self.skip(p, wire, &reason);
             }
         };
         let mut found = decap::Found::default();
         if !matches!(l3.protocol, NetworkProtocol::Ipv4 | NetworkProtocol::Ipv6) {
-            found.link(&l3);
+            found.link(l3);
             self.summary.encapsulations(&found, wire);
             return self.skip(p, wire, &summary::not_ip_reason(l3.protocol));
         }
@@ -370,7 +372,7 @@ impl Replayer {
             Some(wfp_pcap::Direction::Outbound) => PacketDirection::Outbound,
             None => PacketDirection::Infer,
         };
-        let levels = decap::levels(&l3, &mut self.tunnels, &mut found);
+        let levels = decap::levels(l3, &mut self.tunnels, &mut found);
         self.summary.encapsulations(&found, wire);
         let tracing = self.trace_packet == Some(p.index);
         if tracing {
@@ -416,7 +418,7 @@ impl Replayer {
             .map(|e| e.bytes.clone());
         match (sink, edited) {
             (Some(sink), Some(bytes)) => asyncs::write_ip(sink, now, &bytes, verdict_direction)?,
-            (Some(sink), None) => sink.write(p, &l3, verdict_direction)?,
+            (Some(sink), None) => sink.write(p, l3, verdict_direction)?,
             (None, _) => {}
         }
         // The traced packet's verdict is copied only for that packet.
@@ -435,7 +437,7 @@ impl Replayer {
     fn begin_frame(&mut self, p: &PacketRef<'_>) -> (Timestamp, u64) {
         let now = Timestamp::from_nanos(p.timestamp_ns);
         self.last_now = now;
-        if self.shim.poll_timeout().is_some_and(|t| t <= now) {
+        if self.shim.timeout_due(now) {
             self.shim.handle_timeout(now);
             // Every other shim call is drained after it: only a timeout leaves events here.
             self.drain_events(false);
