@@ -817,7 +817,9 @@ impl StreamReassembler {
                 .extend(data.get(data.len() - cap..).unwrap_or(&[]));
         } else {
             let excess = (self.history.len() + data.len()).saturating_sub(cap);
-            self.history.drain(..excess);
+            if excess > 0 {
+                self.history.drain(..excess);
+            }
             self.history.extend(data);
         }
     }
