@@ -259,6 +259,9 @@ pub struct Replayer {
     passes: Vec<PacketVerdict>,
     /// The passes of the current frame, in the order they ran.
     order: Vec<usize>,
+    /// The context handed to the shim, rewritten for each pass (it never carries an owner or an
+    /// injection here, so it is never built or dropped per packet).
+    ctx: PacketContext,
     /// Tunnel interfaces seen so far.
     tunnels: decap::TunnelInterfaces,
     /// Packets released or injected asynchronously ([`asyncs`]).
@@ -303,6 +306,7 @@ impl Replayer {
             line: Vec::with_capacity(512),
             passes: vec![PacketVerdict::new(PacketDirection::Infer)],
             order: Vec::with_capacity(wfp_pcap::MAX_ENCAP_DEPTH + 1),
+            ctx: PacketContext::default(),
             tunnels: decap::TunnelInterfaces::default(),
             async_outputs: 0,
             settle: None,
@@ -468,20 +472,17 @@ impl Replayer {
             let (Some(level), Some(v)) = (levels.get(i), self.passes.get_mut(i)) else {
                 break;
             };
-            let ctx = PacketContext {
-                ifindex: level.ifindex,
-                truncated: frame.truncated,
-                interface: level.interface,
-                ..PacketContext::default()
-            };
-            let packet = level.network;
+            self.ctx.ifindex = level.ifindex;
+            self.ctx.truncated = frame.truncated;
+            self.ctx.interface = level.interface;
+            let (ctx, packet) = (&self.ctx, level.network);
             if i + 1 < n {
                 // A tunnel's outer packet: the physical interface's IP-packet layer only.
                 self.shim
-                    .handle_ip_packet_into(frame.now, frame.direction, packet, &ctx, v);
+                    .handle_ip_packet_into(frame.now, frame.direction, packet, ctx, v);
             } else {
                 self.shim
-                    .handle_packet_into(frame.now, frame.direction, packet, &ctx, v);
+                    .handle_packet_into(frame.now, frame.direction, packet, ctx, v);
             }
             self.summary.visits(frame.index, v, frame.wire);
             self.order.push(i);
