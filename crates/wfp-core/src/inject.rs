@@ -713,7 +713,7 @@ impl Engine {
             InjectionKind::Stream { flow, .. } => Some(*flow),
             _ => packet.flow,
         };
-        st.queue.push_back(Queued {
+        let queued = Queued {
             request: InjectionRequest {
                 id,
                 handle: req.handle,
@@ -727,13 +727,12 @@ impl Engine {
             },
             completion: req.completion,
             loop_drop,
-        });
+        };
         if let Some(e) = st.handles.get_mut(&req.handle) {
             e.pending += 1;
         }
         st.stats.injected += 1;
-        drop(st);
-        self.note_async();
+        self.queue_async(st, |s| &mut s.queue, [queued]);
         Status::SUCCESS
     }
 

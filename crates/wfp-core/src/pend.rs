@@ -366,10 +366,11 @@ impl Engine {
         packet: Option<crate::inject::PacketId>,
     ) -> Status {
         let mut st = self.pend.state.lock();
-        let status = complete_op(&mut st, context, packet);
-        drop(st);
-        self.note_async();
-        status
+        let Some(event) = complete_op(&mut st, context, packet) else {
+            return Status::FWP_NOT_FOUND;
+        };
+        self.queue_async(st, |s| &mut s.events, [event]);
+        Status::SUCCESS
     }
 
     /// §5.3 (brief decision 6): a callout being unregistered can no longer complete what it
@@ -387,10 +388,11 @@ impl Engine {
             .map(|(c, _)| *c)
             .collect();
         ops.sort();
-        let mut n = 0;
-        for c in ops {
-            n += usize::from(complete_op(&mut st, c, None) == Status::SUCCESS);
-        }
+        let mut events: Vec<PendEvent> = ops
+            .into_iter()
+            .filter_map(|c| complete_op(&mut st, c, None))
+            .collect();
+        let mut n = events.len();
         let mut handles: Vec<ClassifyHandle> = st
             .handles
             .iter()
@@ -405,7 +407,7 @@ impl Engine {
             if e.pended.take().is_some() {
                 n += 1;
                 st.stats.classifies_completed += 1;
-                st.events.push_back(PendEvent::ClassifyCompleted {
+                events.push(PendEvent::ClassifyCompleted {
                     handle: h,
                     layer: e.layer,
                     flow: e.flow,
@@ -415,8 +417,7 @@ impl Engine {
             }
             st.stats.handles_freed += 1;
         }
-        drop(st);
-        self.note_async();
+        self.queue_async(st, |s| &mut s.events, events);
         n
     }
 }
@@ -426,10 +427,8 @@ fn complete_op(
     st: &mut State,
     context: CompletionContext,
     packet: Option<crate::inject::PacketId>,
-) -> Status {
-    let Some(op) = st.pended.remove(&context) else {
-        return Status::FWP_NOT_FOUND;
-    };
+) -> Option<PendEvent> {
+    let op = st.pended.remove(&context)?;
     let next = if base_name(op.layer) == Some("ALE_AUTH_RECV_ACCEPT") {
         AfterCompletion::AwaitReinjection
     } else {
@@ -439,15 +438,14 @@ fn complete_op(
         }
     };
     st.stats.operations_completed += 1;
-    st.events.push_back(PendEvent::OperationCompleted {
+    Some(PendEvent::OperationCompleted {
         handle: op.handle,
         context,
         layer: op.layer,
         flow: op.flow,
         next,
         packet,
-    });
-    Status::SUCCESS
+    })
 }
 
 impl Engine {
@@ -517,9 +515,7 @@ impl Engine {
         let token = e.token;
         st.pended_in.insert(token);
         st.stats.classifies_pended += 1;
-        st.events.push_back(event);
-        drop(st);
-        self.note_async();
+        self.queue_async(st, |s| &mut s.events, [event]);
         absorb(out);
         Status::SUCCESS
     }
@@ -552,9 +548,7 @@ impl Engine {
             st.stats.handles_freed += 1;
         }
         st.stats.classifies_completed += 1;
-        st.events.push_back(event);
-        drop(st);
-        self.note_async();
+        self.queue_async(st, |s| &mut s.events, [event]);
         Status::SUCCESS
     }
 
@@ -650,14 +644,13 @@ impl Engine {
                 },
             );
             st.stats.operations_pended += 1;
-            st.events.push_back(PendEvent::OperationPended {
+            let event = PendEvent::OperationPended {
                 handle,
                 context,
                 layer: op.layer,
                 flow: op.flow,
-            });
-            drop(st);
-            self.note_async();
+            };
+            self.queue_async(st, |s| &mut s.events, [event]);
         }
     }
 }

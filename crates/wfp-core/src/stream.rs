@@ -106,14 +106,13 @@ impl Engine {
         }
         self.stream.deferred.fetch_sub(1, Ordering::SeqCst);
         st.stats.continues += 1;
-        st.events.push_back(StreamEvent::Continued {
+        let event = StreamEvent::Continued {
             flow,
             callout,
             layer,
             flags,
-        });
-        drop(st);
-        self.note_async();
+        };
+        self.queue_async(st, |s| &mut s.events, [event]);
         Status::SUCCESS
     }
 
@@ -166,13 +165,12 @@ impl Engine {
                     self.stream.deferred.fetch_add(1, Ordering::SeqCst);
                 }
                 st.stats.defers += 1;
-                st.events.push_back(StreamEvent::Deferred {
+                let event = StreamEvent::Deferred {
                     flow,
                     callout: v.callout,
                     layer,
-                });
-                drop(st);
-                self.note_async();
+                };
+                self.queue_async(st, |s| &mut s.events, [event]);
             }
             _ => {
                 st.stats.invalid_defers += 1;

@@ -321,6 +321,18 @@ impl StreamReassembler {
             return out;
         }
         self.counters.segments += 1;
+        if let Some(data) = self.plain_next(&seg) {
+            // The next bytes of an open stream, nothing buffered, no FIN known, no flags, no cut
+            // (nearly every data segment): what the general path below does for it, without its
+            // range arithmetic.
+            let offset = self.next;
+            self.advance(data);
+            out.delivered = Some(Delivery {
+                offset,
+                data: Cow::Borrowed(data),
+            });
+            return out;
+        }
         if seg.rst {
             self.state = StreamState::Reset;
             self.ooo.clear();
@@ -770,6 +782,21 @@ impl StreamReassembler {
         }
     }
 
+    /// `seg`'s payload when it is exactly the next bytes of an open stream with nothing
+    /// buffered and no FIN known, and the segment carries no SYN, FIN, RST or cut span.
+    #[inline]
+    fn plain_next<'a>(&self, seg: &Segment<'a>) -> Option<&'a [u8]> {
+        let plain = !(seg.syn || seg.fin || seg.rst) && seg.cut == 0;
+        (plain
+            && self.state == StreamState::Open
+            && self.fin.is_none()
+            && self.ooo.is_empty()
+            && !seg.payload.is_empty()
+            && seg.payload.len() as u64 <= u64::from(self.config.max_window)
+            && seg.seq == self.next_seq())
+        .then_some(seg.payload)
+    }
+
     /// Mark `data` (starting at `next`) delivered.
     fn advance(&mut self, data: &[u8]) {
         self.next += data.len() as u64;
@@ -790,7 +817,9 @@ impl StreamReassembler {
                 .extend(data.get(data.len() - cap..).unwrap_or(&[]));
         } else {
             let excess = (self.history.len() + data.len()).saturating_sub(cap);
-            self.history.drain(..excess);
+            if excess > 0 {
+                self.history.drain(..excess);
+            }
             self.history.extend(data);
         }
     }

@@ -196,11 +196,11 @@ impl crate::Engine {
             return false;
         }
         r.status = FlowStatus::Aborted;
-        self.live
-            .events
-            .lock()
-            .push_back(FlowEvent::Aborted { flow });
-        self.note_async();
+        self.queue_async(
+            self.live.events.lock(),
+            |q| q,
+            [FlowEvent::Aborted { flow }],
+        );
         true
     }
 }

@@ -326,10 +326,26 @@ impl Engine {
             .store(epoch, std::sync::atomic::Ordering::Release);
     }
 
-    /// Marks that something was queued for a data path (after queueing it).
-    pub(crate) fn note_async(&self) {
-        self.async_generation
-            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    /// The one place asynchronous work is queued for a data path (pend events §10.1, stream
+    /// events §9.2, injection requests §10.4, flow events): `items` go on the queue `queue` picks
+    /// out of the locked state `st`, the lock is released, then [`Engine::async_generation`] is
+    /// bumped (when anything was queued), so a data path that reads it unchanged knows the
+    /// queues hold nothing new for it.
+    pub(crate) fn queue_async<S, T>(
+        &self,
+        mut st: parking_lot::MutexGuard<'_, S>,
+        queue: impl FnOnce(&mut S) -> &mut std::collections::VecDeque<T>,
+        items: impl IntoIterator<Item = T>,
+    ) {
+        let q = queue(&mut st);
+        let before = q.len();
+        q.extend(items);
+        let queued = q.len() != before;
+        drop(st);
+        if queued {
+            self.async_generation
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
     }
 
     /// The boot-time filters as last committed (never classified by this engine).

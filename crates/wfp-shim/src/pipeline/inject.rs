@@ -572,10 +572,11 @@ impl Shim {
         if pkt.verdict.verdict != Verdict::Permit || pkt.verdict.edited.is_some() {
             return;
         }
-        let (Some(u), Transport::Tcp(t)) = (pkt.update, &pkt.parsed.transport) else {
+        let (Some(u), Some(at), Transport::Tcp(t)) = (pkt.update, pkt.extra, &pkt.parsed.transport)
+        else {
             return;
         };
-        let Some(e) = self.extra.get(&u.handle.id()) else {
+        let Some(e) = self.extra.at(at) else {
             return;
         };
         if !e.edit.iter().any(|s| s.active) {

@@ -726,6 +726,17 @@ impl Shim {
         next
     }
 
+    /// Whether [`Shim::handle_timeout`] has work at `now` ([`Shim::poll_timeout`] is at or
+    /// before it), answered without computing the earliest time: a data path asks before
+    /// every packet.
+    #[inline]
+    pub fn timeout_due(&self, now: Timestamp) -> bool {
+        let due = |t: Option<Timestamp>| t.is_some_and(|t| t <= now);
+        due(self.flows.poll_timeout())
+            || due(self.frags.poll_timeout())
+            || (!self.asyncs.pended.is_empty() && due(self.pend_timeout()))
+    }
+
     /// Connections currently redirected (their packets rewritten, §10.3).
     pub fn redirected_connections(&self) -> usize {
         self.redirects.len()

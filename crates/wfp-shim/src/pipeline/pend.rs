@@ -104,6 +104,17 @@ impl AsyncState {
 }
 
 impl Shim {
+    /// Nothing for [`Shim::handle_async`] to do and nothing for [`Shim::poll_output`]: the
+    /// engine queued nothing since the last pass drained everything (one atomic load), and the
+    /// shim's own queues are empty. A data path that asks after every packet skips both calls
+    /// then (`handle_async` would return at once, `poll_output` answer `None`).
+    #[inline]
+    pub fn async_idle(&self) -> bool {
+        self.asyncs.drained_at == Some(self.engine.async_generation())
+            && self.asyncs.is_idle()
+            && self.asyncs.outputs.is_empty()
+    }
+
     /// Whether the engine knows flows only when announced (then the shim announces them).
     pub(super) fn announced(&self) -> bool {
         self.engine.options().flow_tracking == FlowTracking::Announced

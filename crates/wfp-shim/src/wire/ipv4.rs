@@ -163,6 +163,14 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 }
 
 pub(super) fn parse_ip(bytes: &[u8], config: &ParseConfig) -> Result<IpInfo, ParseError> {
+    match parse_plain(bytes, config) {
+        Some(info) => Ok(info),
+        None => parse_general(bytes, config),
+    }
+}
+
+/// Any IPv4 header: options, fragments, unset or cut lengths, errors.
+fn parse_general(bytes: &[u8], config: &ParseConfig) -> Result<IpInfo, ParseError> {
     let packet = Ipv4Packet::new_unchecked(bytes);
     // Total length 0 with bytes beyond a whole header: a segmentation-offload super-packet (or
     // one larger than 64 KiB) whose length the stack left unset; its length is the bytes there,
@@ -224,6 +232,40 @@ pub(super) fn parse_ip(bytes: &[u8], config: &ParseConfig) -> Result<IpInfo, Par
     })
 }
 
+/// The common header (RFC 791 §3.1): version 4 with no options, total length set and within the
+/// bytes, not a fragment, checksum accepted by `config`. Read from one fixed 20-byte array (no
+/// per-field bounds checks); the answer is the one the general path gives such a header.
+/// `None` sends every other header (and every error) to the general path.
+#[inline]
+fn parse_plain(bytes: &[u8], config: &ParseConfig) -> Option<IpInfo> {
+    let h: &[u8; MIN_HEADER_LEN] = bytes.first_chunk()?;
+    let total_len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    let flags_offset = u16::from_be_bytes([h[6], h[7]]);
+    if h[0] != 0x45
+        || total_len < MIN_HEADER_LEN
+        || total_len > bytes.len()
+        || flags_offset & (FLAG_MF | OFFSET_MASK) != 0
+    {
+        return None;
+    }
+    let checksum_ok = checksum::internet_checksum(h) == 0;
+    if config.verify_ipv4_checksum && !checksum_ok {
+        return None;
+    }
+    Some(IpInfo {
+        version: IpVersion::V4,
+        src: IpAddr::V4(std::net::Ipv4Addr::new(h[12], h[13], h[14], h[15])),
+        dst: IpAddr::V4(std::net::Ipv4Addr::new(h[16], h[17], h[18], h[19])),
+        protocol: h[9],
+        hop_limit: h[8],
+        header_len: MIN_HEADER_LEN,
+        total_len,
+        captured_len: total_len,
+        checksum_ok,
+        fragment: None,
+    })
+}
+
 /// The embedded header of an ICMP error: lengths are not checked against the buffer (the embedded
 /// packet is cut short by design). Returns (src, dst, protocol, transport bytes) or None.
 pub(super) fn parse_embedded(bytes: &[u8]) -> Option<(IpAddr, IpAddr, u8, Option<&[u8]>)> {
@@ -248,6 +290,38 @@ pub(super) fn parse_embedded(bytes: &[u8]) -> Option<(IpAddr, IpAddr, u8, Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The fixed-array path answers exactly as the general parser for every header it takes
+        /// (random headers near the common shape: no options, lengths around the buffer's,
+        /// fragment bits, checksum right or wrong), under every configuration.
+        #[test]
+        fn plain_path_answers_as_the_general_parser(
+            mut bytes in proptest::collection::vec(any::<u8>(), 20..48),
+            total in 0u16..56,
+            flags in prop_oneof![Just(0u16), Just(0x4000u16), Just(0x2000u16), 0u16..0xffff],
+            fix_checksum in any::<bool>(),
+            verify in any::<bool>(),
+            cut in any::<bool>(),
+        ) {
+            bytes[0] = 0x45;
+            bytes[2..4].copy_from_slice(&total.to_be_bytes());
+            bytes[6..8].copy_from_slice(&flags.to_be_bytes());
+            if fix_checksum {
+                bytes[10..12].copy_from_slice(&[0, 0]);
+                let c = checksum::internet_checksum(&bytes[..20]);
+                bytes[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            let config = ParseConfig {
+                verify_ipv4_checksum: verify,
+                truncated: cut,
+            };
+            if let Some(info) = parse_plain(&bytes, &config) {
+                prop_assert_eq!(Ok(info), parse_general(&bytes, &config));
+            }
+        }
+    }
 
     // A 20-byte header: total length 28, id 0x1c46, DF, TTL 64, UDP, 10.0.0.1 -> 10.0.0.2.
     fn header() -> Vec<u8> {
@@ -259,6 +333,18 @@ mod tests {
         h[10..12].copy_from_slice(&c.to_be_bytes());
         h.extend_from_slice(&[0; 8]);
         h
+    }
+
+    #[test]
+    fn common_header_takes_the_plain_path() {
+        let bytes = header();
+        let config = ParseConfig::default();
+        let plain = parse_plain(&bytes, &config);
+        assert!(plain.is_some());
+        assert_eq!(
+            plain.ok_or(()),
+            parse_general(&bytes, &config).map_err(|_| ())
+        );
     }
 
     #[test]

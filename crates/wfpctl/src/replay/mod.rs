@@ -259,6 +259,9 @@ pub struct Replayer {
     passes: Vec<PacketVerdict>,
     /// The passes of the current frame, in the order they ran.
     order: Vec<usize>,
+    /// The context handed to the shim, rewritten for each pass (it never carries an owner or an
+    /// injection here, so it is never built or dropped per packet).
+    ctx: PacketContext,
     /// Tunnel interfaces seen so far.
     tunnels: decap::TunnelInterfaces,
     /// Packets released or injected asynchronously ([`asyncs`]).
@@ -303,6 +306,7 @@ impl Replayer {
             line: Vec::with_capacity(512),
             passes: vec![PacketVerdict::new(PacketDirection::Infer)],
             order: Vec::with_capacity(wfp_pcap::MAX_ENCAP_DEPTH + 1),
+            ctx: PacketContext::default(),
             tunnels: decap::TunnelInterfaces::default(),
             async_outputs: 0,
             settle: None,
@@ -349,19 +353,21 @@ impl Replayer {
     /// Replays one captured packet; returns its final verdict. Errors are output errors only.
     pub fn handle_packet(&mut self, p: &PacketRef<'_>) -> Result<Action, ReplayError> {
         let (now, wire) = self.begin_frame(p);
-        let l3 = match p.decode_link() {
+        // Read where decoding wrote it (matching by reference: no move of the link-layer result).
+        let decoded = p.decode_link();
+        let l3 = match &decoded {
             Ok(l3) => l3,
             Err(e) => {
-                if let Some(name) = decap::unsupported_link(&e) {
+                if let Some(name) = decap::unsupported_link(e) {
                     self.summary.unsupported(&name, wire);
                 }
-                let reason = self.summary.link_error(p.index, &e);
+                let reason = self.summary.link_error(p.index, e);
                 return self.skip(p, wire, &reason);
             }
         };
         let mut found = decap::Found::default();
         if !matches!(l3.protocol, NetworkProtocol::Ipv4 | NetworkProtocol::Ipv6) {
-            found.link(&l3);
+            found.link(l3);
             self.summary.encapsulations(&found, wire);
             return self.skip(p, wire, &summary::not_ip_reason(l3.protocol));
         }
@@ -370,7 +376,7 @@ impl Replayer {
             Some(wfp_pcap::Direction::Outbound) => PacketDirection::Outbound,
             None => PacketDirection::Infer,
         };
-        let levels = decap::levels(&l3, &mut self.tunnels, &mut found);
+        let levels = decap::levels(l3, &mut self.tunnels, &mut found);
         self.summary.encapsulations(&found, wire);
         let tracing = self.trace_packet == Some(p.index);
         if tracing {
@@ -416,7 +422,7 @@ impl Replayer {
             .map(|e| e.bytes.clone());
         match (sink, edited) {
             (Some(sink), Some(bytes)) => asyncs::write_ip(sink, now, &bytes, verdict_direction)?,
-            (Some(sink), None) => sink.write(p, &l3, verdict_direction)?,
+            (Some(sink), None) => sink.write(p, l3, verdict_direction)?,
             (None, _) => {}
         }
         // The traced packet's verdict is copied only for that packet.
@@ -435,7 +441,7 @@ impl Replayer {
     fn begin_frame(&mut self, p: &PacketRef<'_>) -> (Timestamp, u64) {
         let now = Timestamp::from_nanos(p.timestamp_ns);
         self.last_now = now;
-        if self.shim.poll_timeout().is_some_and(|t| t <= now) {
+        if self.shim.timeout_due(now) {
             self.shim.handle_timeout(now);
             // Every other shim call is drained after it: only a timeout leaves events here.
             self.drain_events(false);
@@ -466,20 +472,17 @@ impl Replayer {
             let (Some(level), Some(v)) = (levels.get(i), self.passes.get_mut(i)) else {
                 break;
             };
-            let ctx = PacketContext {
-                ifindex: level.ifindex,
-                truncated: frame.truncated,
-                interface: level.interface,
-                ..PacketContext::default()
-            };
-            let packet = level.network;
+            self.ctx.ifindex = level.ifindex;
+            self.ctx.truncated = frame.truncated;
+            self.ctx.interface = level.interface;
+            let (ctx, packet) = (&self.ctx, level.network);
             if i + 1 < n {
                 // A tunnel's outer packet: the physical interface's IP-packet layer only.
                 self.shim
-                    .handle_ip_packet_into(frame.now, frame.direction, packet, &ctx, v);
+                    .handle_ip_packet_into(frame.now, frame.direction, packet, ctx, v);
             } else {
                 self.shim
-                    .handle_packet_into(frame.now, frame.direction, packet, &ctx, v);
+                    .handle_packet_into(frame.now, frame.direction, packet, ctx, v);
             }
             self.summary.visits(frame.index, v, frame.wire);
             self.order.push(i);

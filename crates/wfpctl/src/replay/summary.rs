@@ -114,14 +114,16 @@ impl Summary {
 
     pub(crate) fn packet(&mut self, p: &PacketRef<'_>, wire: u64) {
         self.packets.add(wire);
-        self.first_ts.get_or_insert(p.timestamp_ns);
-        if self.last_ts.is_some_and(|t| p.timestamp_ns < t) {
-            self.anomalies.timestamps_backwards += 1;
+        // `last_ts` is the latest time seen; both are set by the first packet.
+        let ts = p.timestamp_ns;
+        match self.last_ts {
+            Some(t) if ts < t => self.anomalies.timestamps_backwards += 1,
+            Some(_) => self.last_ts = Some(ts),
+            None => {
+                self.first_ts = Some(ts);
+                self.last_ts = Some(ts);
+            }
         }
-        self.last_ts = Some(
-            self.last_ts
-                .map_or(p.timestamp_ns, |t| t.max(p.timestamp_ns)),
-        );
         match &mut self.link_run {
             Some((t, n)) if *t == p.link_type => *n += 1,
             run => {
