@@ -210,6 +210,13 @@ pub(crate) struct SideEdit {
     pub(crate) out_next: Option<u32>,
     /// The last segment the side sent (its headers are the template of an out-of-band segment).
     pub(crate) template: Option<Arc<[u8]>>,
+    /// The side's latest acknowledgement number (capture numbering), from any permitted segment,
+    /// pure ACKs included: an out-of-band segment acknowledges at least that much. Meaningful
+    /// when `acked` (two plain fields rather than an `Option`: they fit in this record's padding,
+    /// which every packet of the flow reads).
+    pub(crate) last_ack: u32,
+    /// `last_ack` was seen.
+    pub(crate) acked: bool,
     /// The latest change of the shift: the original sequence number of the segment where it
     /// changed, and the shift before it (bytes before that segment keep that shift).
     pub(crate) correction: Option<(u32, i64)>,
@@ -457,8 +464,16 @@ impl Shim {
         let other = e.edit.get(side.other().index()).cloned();
         let ed = e.edit.get_mut(side.index())?;
         let template = ed.template.clone()?;
-        // The acknowledgement follows the other side's edits, as for an inline edit.
-        let ack_shift = translation.ack_shift(other.as_ref(), tcp_ack(&template)?);
+        // The segment acknowledges what the side last acknowledged (a pure ACK may have followed
+        // the template), moved with the other side's edits as for an inline edit.
+        let template_ack = tcp_ack(&template)?;
+        let ack = if ed.acked && seq_after(ed.last_ack, template_ack) {
+            ed.last_ack
+        } else {
+            template_ack
+        };
+        let ack_shift =
+            i64::from(ack.wrapping_sub(template_ack)) + translation.ack_shift(other.as_ref(), ack);
         let seq = ed.out_next?;
         let orig_seq = tcp_seq(&template)?;
         let edit = TcpEdit {
@@ -576,9 +591,15 @@ impl Shim {
         else {
             return;
         };
-        let Some(e) = self.extra.at(at) else {
+        let Some(e) = self.extra.at_mut(at) else {
             return;
         };
+        if t.flags.ack() {
+            if let Some(s) = e.edit.get_mut(u.side.index()) {
+                s.last_ack = t.ack;
+                s.acked = true;
+            }
+        }
         if !e.edit.iter().any(|s| s.active) {
             return;
         }

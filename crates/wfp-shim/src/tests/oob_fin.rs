@@ -272,8 +272,9 @@ fn a_withheld_fin_keeps_the_flow_open_until_the_injected_disconnect() {
     );
     let out = outputs(&mut h);
     assert_eq!(out.len(), 1);
-    // The holder lets the bytes go with the disconnect: one segment, data and FIN.
-    assert_eq!(fields(&out[0]), (1001, 5001, true, b"abc".to_vec()));
+    // The holder lets the bytes go with the disconnect: one segment, data and FIN, acknowledging
+    // what the client last acknowledged (the server's FIN: 5002).
+    assert_eq!(fields(&out[0]), (1001, 5002, true, b"abc".to_vec()));
     let last = *below.lock().unwrap().last().unwrap();
     assert!(last.0.contains(StreamFlags::SEND_DISCONNECT) && last.1);
     let ended: Vec<_> = h
