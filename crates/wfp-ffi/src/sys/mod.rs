@@ -15,6 +15,7 @@ mod callout;
 mod checksum;
 mod convert;
 mod ctx;
+mod dispatcher;
 mod dpc;
 mod exports;
 mod fwpm;
@@ -34,6 +35,7 @@ mod pctx;
 mod pend;
 mod redirect;
 mod registry;
+mod resource;
 mod streamgate;
 mod sync;
 mod thread;
@@ -61,6 +63,10 @@ pub(crate) struct RtState {
     pub(crate) workers: thread::Workers,
     pub(crate) dpcs: dpc::Queued,
     pub(crate) timers: timer::Timers,
+    /// Advanced by every dispatcher-object signal (multi-object waits sleep on it).
+    pub(crate) dispatcher: dispatcher::Generation,
+    /// ERESOURCEs initialised and not yet deleted.
+    pub(crate) resources: resource::Resources,
     pub(crate) lookasides: parking_lot::Mutex<lookaside::Lists>,
     pub(crate) wdf: wdf::Wdf,
     pub(crate) wdm: wdm::Wdm,
