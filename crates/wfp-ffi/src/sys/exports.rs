@@ -12,6 +12,22 @@ unsafe impl Sync for Export {}
 /// Every export.
 pub(crate) static EXPORTS: &[Export] = &[
     Export(
+        "WdfWorkItemCreate",
+        super::wdf::workitem::WdfWorkItemCreate as *const c_void,
+    ),
+    Export(
+        "WdfWorkItemEnqueue",
+        super::wdf::workitem::WdfWorkItemEnqueue as *const c_void,
+    ),
+    Export(
+        "WdfWorkItemFlush",
+        super::wdf::workitem::WdfWorkItemFlush as *const c_void,
+    ),
+    Export(
+        "WdfWorkItemGetParentObject",
+        super::wdf::workitem::WdfWorkItemGetParentObject as *const c_void,
+    ),
+    Export(
         "KeWaitForMultipleObjects",
         super::dispatcher::KeWaitForMultipleObjects as *const c_void,
     ),

@@ -153,12 +153,12 @@ impl Activity {
         self.items.load(Ordering::Acquire)
     }
 
-    fn item_queued(&self, driver: usize) {
+    pub(crate) fn item_queued(&self, driver: usize) {
         self.items.fetch_add(1, Ordering::AcqRel);
         self.enter(driver);
     }
 
-    fn item_done(&self, driver: usize) {
+    pub(crate) fn item_done(&self, driver: usize) {
         self.items.fetch_sub(1, Ordering::AcqRel);
         self.leave(driver);
     }

@@ -208,6 +208,7 @@ enum Object {
     Memory(Memory),
     Key(Key),
     WaitLock(std::sync::Arc<WaitLock>),
+    WorkItem(std::sync::Arc<workitem::WorkItem>),
 }
 
 // SAFETY: the raw DRIVER_OBJECT / DEVICE_OBJECT pointers inside are only dereferenced under
@@ -286,6 +287,7 @@ impl State {
                 }
                 Object::Key(k) => k.index == index,
                 Object::WaitLock(w) => w.index == index,
+                Object::WorkItem(w) => w.index == index,
                 _ => false,
             };
             if mine {
@@ -314,6 +316,8 @@ macro_rules! get {
         }
     };
 }
+
+pub(super) mod workitem;
 
 fn bad(function: &'static str) {
     ctx::with_host(|h| h.finding(Finding::BadHandle { function }));
@@ -411,6 +415,10 @@ unsafe extern "C" fn wdf_driver_unload(object: *mut DriverObject) {
 }
 
 fn delete_wdf_device(h: usize) {
+    let queue = with_state(|s| get!(s, h, Device).and_then(|d| d.queue)).flatten();
+    for parent in queue.into_iter().chain([h]) {
+        workitem::delete_children(parent);
+    }
     let cleanup = with_state(|s| get!(s, h, Device).and_then(|d| d.cleanup)).flatten();
     if let Some(c) = cleanup {
         // SAFETY: the driver's EvtCleanupCallback for its WDFDEVICE, before the device goes.
@@ -812,6 +820,7 @@ pub(crate) extern "C" fn WdfObjectDelete(object: *mut c_void) {
             s.objects.get(&(object as usize)).map(|o| match &**o {
                 Object::Device(_) => 1,
                 Object::Key(_) | Object::Queue(_) | Object::WaitLock(_) => 2,
+                Object::WorkItem(_) => 3,
                 _ => 0,
             })
         })
@@ -819,8 +828,10 @@ pub(crate) extern "C" fn WdfObjectDelete(object: *mut c_void) {
         match kind {
             Some(1) => delete_wdf_device(object as usize),
             Some(2) => {
+                workitem::delete_children(object as usize);
                 with_state(|s| s.remove(object as usize));
             }
+            Some(3) => workitem::delete(object as usize),
             Some(_) => ctx::with_host(|h| {
                 h.finding(Finding::Assertion {
                     message: "WdfObjectDelete on an object the framework deletes itself".into(),
