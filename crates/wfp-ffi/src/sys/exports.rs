@@ -12,6 +12,30 @@ unsafe impl Sync for Export {}
 /// Every export.
 pub(crate) static EXPORTS: &[Export] = &[
     Export(
+        "IoCsqInitialize",
+        super::csq::IoCsqInitialize as *const c_void,
+    ),
+    Export(
+        "IoCsqInitializeEx",
+        super::csq::IoCsqInitializeEx as *const c_void,
+    ),
+    Export(
+        "IoCsqInsertIrp",
+        super::csq::IoCsqInsertIrp as *const c_void,
+    ),
+    Export(
+        "IoCsqInsertIrpEx",
+        super::csq::IoCsqInsertIrpEx as *const c_void,
+    ),
+    Export(
+        "IoCsqRemoveIrp",
+        super::csq::IoCsqRemoveIrp as *const c_void,
+    ),
+    Export(
+        "IoCsqRemoveNextIrp",
+        super::csq::IoCsqRemoveNextIrp as *const c_void,
+    ),
+    Export(
         "WdfWorkItemCreate",
         super::wdf::workitem::WdfWorkItemCreate as *const c_void,
     ),

@@ -14,6 +14,7 @@ mod callbackobj;
 mod callout;
 mod checksum;
 mod convert;
+mod csq;
 mod ctx;
 mod dispatcher;
 mod dpc;
