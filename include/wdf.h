@@ -250,9 +250,13 @@ FORCEINLINE void WDF_IO_QUEUE_CONFIG_INIT_DEFAULT_QUEUE(PWDF_IO_QUEUE_CONFIG Con
     WDF_IO_QUEUE_CONFIG_INIT(Config, DispatchType);
     Config->DefaultQueue = TRUE;
 }
-/* Requests reach EvtIoDeviceControl on the thread of the host's ioctl caller (a Sequential queue
- * presents the next one only after the previous one was completed); only the device
- * control callback is dispatched (read/write/internal requests never arrive on this host). */
+/* Requests reach EvtIoDeviceControl, EvtIoRead and EvtIoWrite of the default queue on the thread
+ * of the host's ioctl / read / write caller (a Sequential queue presents the next one only after
+ * the previous one was completed); EvtIoDefault, internal device control and non-default queues'
+ * requests never arrive on this host. A read's buffer is the request's output buffer, a write's
+ * its input buffer (the other direction: STATUS_INVALID_DEVICE_REQUEST), by the device's
+ * WdfDeviceInitSetIoType: buffered (the default) or direct; WdfDeviceIoNeither requests' buffers
+ * cannot be retrieved here (no WdfRequestRetrieveUnsafeUser* functions). */
 NTSTATUS WdfIoQueueCreate(WDFDEVICE Device, PWDF_IO_QUEUE_CONFIG Config, PWDF_OBJECT_ATTRIBUTES QueueAttributes, WDFQUEUE *Queue);
 NTSTATUS WdfRequestRetrieveInputBuffer(WDFREQUEST Request, size_t MinimumRequiredLength, PVOID *Buffer, size_t *Length);
 NTSTATUS WdfRequestRetrieveOutputBuffer(WDFREQUEST Request, size_t MinimumRequiredSize, PVOID *Buffer, size_t *Length);
