@@ -294,6 +294,13 @@ void IoFreeIrp(PIRP Irp);
 PIRP IoBuildDeviceIoControlRequest(ULONG IoControlCode, PDEVICE_OBJECT DeviceObject, PVOID InputBuffer,
                                    ULONG InputBufferLength, PVOID OutputBuffer, ULONG OutputBufferLength,
                                    BOOLEAN InternalDeviceIoControl, struct _KEVENT *Event, PIO_STATUS_BLOCK IoStatusBlock);
+/* A read / write (Length bytes at Buffer, ByteOffset *StartingOffset), flush, shutdown or PnP IRP
+ * for DeviceObject, finished by the runtime like IoBuildDeviceIoControlRequest's: buffered
+ * devices (DO_BUFFERED_IO) get a system buffer (a read's bytes copied back to Buffer), direct ones
+ * (DO_DIRECT_IO) an MDL on Buffer, others UserBuffer; *IoStatusBlock set, Event signalled, the IRP
+ * freed. Other major functions: NULL. P. */
+PIRP IoBuildSynchronousFsdRequest(ULONG MajorFunction, PDEVICE_OBJECT DeviceObject, PVOID Buffer, ULONG Length,
+                                  PLARGE_INTEGER StartingOffset, struct _KEVENT *Event, PIO_STATUS_BLOCK IoStatusBlock);
 
 /* ---- device stacks and names ---- */
 /* Opens the named device (device name or symbolic link; IRP_MJ_CREATE sent to the top of its

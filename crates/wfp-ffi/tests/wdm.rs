@@ -604,3 +604,71 @@ fn a_wdm_driver_opens_a_kmdf_device_by_name_and_sends_it_an_irp() {
     assert_eq!(call(&wdf, ctl(0x800, 0, 0), b"hi", 8), (0, b"hi".to_vec()));
     unload_clean(&host, wdf);
 }
+
+const FSD: &str = r#"
+#include <ntddk.h>
+static PFILE_OBJECT gFile;
+static void Unload(PDRIVER_OBJECT d) { UNREFERENCED_PARAMETER(d); ObDereferenceObject(gFile); }
+/* One synchronous FSD request on the opened device, waited for. */
+static NTSTATUS Send(PDEVICE_OBJECT dev, ULONG major, PVOID buf, ULONG len, PIO_STATUS_BLOCK iosb)
+{
+    KEVENT done;
+    LARGE_INTEGER offset = {0};
+    NTSTATUS st;
+    PIRP irp;
+    KeInitializeEvent(&done, NotificationEvent, FALSE);
+    irp = IoBuildSynchronousFsdRequest(major, dev, buf, len, &offset, &done, iosb);
+    if (!irp) return STATUS_INSUFFICIENT_RESOURCES;
+    IoGetNextIrpStackLocation(irp)->FileObject = gFile;
+    st = IoCallDriver(dev, irp);
+    if (st == STATUS_PENDING) {
+        KeWaitForSingleObject(&done, Executive, KernelMode, FALSE, NULL);
+        st = iosb->Status;
+    }
+    return st;
+}
+NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
+{
+    UNICODE_STRING link = RTL_CONSTANT_STRING(L"\\DosDevices\\RtWdm");
+    PDEVICE_OBJECT dev = NULL;
+    IO_STATUS_BLOCK iosb;
+    CHAR data[8] = "fsd data", back[16] = {0};
+    NTSTATUS st;
+    UNREFERENCED_PARAMETER(r);
+    st = IoGetDeviceObjectPointer(&link, FILE_READ_DATA, &gFile, &dev);
+    if (!NT_SUCCESS(st)) return st;
+    d->DriverUnload = Unload;
+    st = Send(dev, IRP_MJ_WRITE, data, sizeof(data), &iosb);
+    DbgPrint("write %x %d\n", st, (int)iosb.Information);
+    st = Send(dev, IRP_MJ_READ, back, sizeof(back), &iosb);
+    DbgPrint("read %x %d %.8s\n", st, (int)iosb.Information, back);
+    DbgPrint("other %d\n", IoBuildSynchronousFsdRequest(IRP_MJ_CREATE, dev, NULL, 0, NULL, NULL, &iosb) == NULL);
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// IoBuildSynchronousFsdRequest from another driver: a write then a read of rt_wdm through its
+/// file object, for each buffering rt_wdm's device flags select (buffered, direct, neither).
+#[test]
+fn synchronous_fsd_requests_write_and_read_another_drivers_device() {
+    let wdm_so = build_driver("rt_wdm_fsd", &[]);
+    let host = host_with(None);
+    let wdm = host.load(&wdm_so).unwrap();
+    for (flags, image) in [
+        (0x4u32, "fsd_buffered"),
+        (0x10, "fsd_direct"),
+        (0, "fsd_neither"),
+    ] {
+        assert_eq!(call(&wdm, ctl(0x808, 0, 0), &flags.to_le_bytes(), 0).0, 0);
+        drop(log(&host));
+        let fsd = host.load(&build_inline(image, FSD)).unwrap();
+        let lines = log(&host);
+        assert_eq!(
+            lines,
+            ["write 0 8", "read 0 8 fsd data", "other 1"],
+            "{image}"
+        );
+        unload_clean(&host, fsd);
+    }
+    unload_clean(&host, wdm);
+}

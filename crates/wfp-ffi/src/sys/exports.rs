@@ -12,6 +12,10 @@ unsafe impl Sync for Export {}
 /// Every export.
 pub(crate) static EXPORTS: &[Export] = &[
     Export(
+        "IoBuildSynchronousFsdRequest",
+        super::irp::IoBuildSynchronousFsdRequest as *const c_void,
+    ),
+    Export(
         "IoCsqInitialize",
         super::csq::IoCsqInitialize as *const c_void,
     ),

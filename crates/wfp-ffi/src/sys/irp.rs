@@ -584,6 +584,119 @@ fn build_ioctl(host: &HostInner, a: &BuildArgs) -> *mut Irp {
     irp
 }
 
+const IRP_MJ_READ: u32 = 0x03;
+const IRP_MJ_WRITE: u32 = 0x04;
+const IRP_MJ_FLUSH_BUFFERS: u32 = 0x09;
+const IRP_MJ_SHUTDOWN: u32 = 0x10;
+const IRP_MJ_PNP: u32 = 0x1b;
+const DO_BUFFERED_IO: u32 = 0x4;
+const DO_DIRECT_IO: u32 = 0x10;
+
+/// IoBuildSynchronousFsdRequest's arguments.
+struct FsdArgs {
+    major: u32,
+    device: *mut DeviceObject,
+    buffer: *mut u8,
+    length: u32,
+    offset: i64,
+    event: *mut c_void,
+    iosb: *mut IoStatusBlock,
+}
+
+/// IoBuildSynchronousFsdRequest (WDK km/wdm.h): a read, write, flush, shutdown or PnP IRP for
+/// `DeviceObject` that the runtime finishes and frees like IoBuildDeviceIoControlRequest's (the
+/// read's bytes copied back to Buffer for a buffered device, `*IoStatusBlock` set, the event
+/// signalled). Buffers by the device's flags: DO_BUFFERED_IO a system buffer, DO_DIRECT_IO an MDL
+/// on Buffer, neither `UserBuffer`. PASSIVE_LEVEL.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn IoBuildSynchronousFsdRequest(
+    major: u32,
+    device: *mut DeviceObject,
+    buffer: *mut c_void,
+    length: u32,
+    offset: *const i64,
+    event: *mut c_void,
+    iosb: *mut IoStatusBlock,
+) -> *mut Irp {
+    boundary("IoBuildSynchronousFsdRequest", std::ptr::null_mut(), || {
+        ctx::check_irql("IoBuildSynchronousFsdRequest", 0);
+        let known = [
+            IRP_MJ_READ,
+            IRP_MJ_WRITE,
+            IRP_MJ_FLUSH_BUFFERS,
+            IRP_MJ_SHUTDOWN,
+            IRP_MJ_PNP,
+        ];
+        if !known.contains(&major) {
+            return std::ptr::null_mut();
+        }
+        let a = FsdArgs {
+            major,
+            device,
+            buffer: buffer.cast(),
+            length,
+            // SAFETY: the caller's optional StartingOffset.
+            offset: unsafe { offset.as_ref() }.copied().unwrap_or(0),
+            event,
+            iosb,
+        };
+        ctx::with_host(|h| build_fsd(h, &a)).unwrap_or(std::ptr::null_mut())
+    })
+}
+
+fn build_fsd(host: &HostInner, a: &FsdArgs) -> *mut Irp {
+    if super::wdm::driver_of(host, a.device).is_none() {
+        host.finding(Finding::BadHandle {
+            function: "IoBuildSynchronousFsdRequest (unknown device)",
+        });
+        return std::ptr::null_mut();
+    }
+    // SAFETY: a live device of the namespace.
+    let (stack, flags) = unsafe { ((*a.device).stack_size, (*a.device).flags) };
+    let irp = alloc(u8::try_from(stack).unwrap_or(1));
+    if irp.is_null() {
+        return irp;
+    }
+    let rw = matches!(a.major, IRP_MJ_READ | IRP_MJ_WRITE) && !a.buffer.is_null();
+    let len = if rw { a.length as usize } else { 0 };
+    let buffered = rw && flags & DO_BUFFERED_IO != 0;
+    let mut system = vec![0u8; if buffered { len } else { 0 }];
+    if buffered && a.major == IRP_MJ_WRITE {
+        // SAFETY: the caller's Buffer of Length bytes (the function's contract).
+        unsafe { std::ptr::copy_nonoverlapping(a.buffer, system.as_mut_ptr(), len) };
+    }
+    let read = a.major == IRP_MJ_READ;
+    let mut built = Box::new(Built {
+        system,
+        mdl: None,
+        output: if read { a.buffer } else { std::ptr::null_mut() },
+        output_len: if read { len } else { 0 },
+        buffered,
+        iosb: a.iosb,
+        event: a.event,
+    });
+    // SAFETY: the fresh IRP and its next location; the buffers live in `built`, registered with
+    // the IRP until it is freed.
+    unsafe {
+        let sp = next_location(irp);
+        (*sp).major_function = a.major as u8;
+        (*sp).parameters.words = [len, 0, a.offset as usize, 0];
+        (*irp).user_iosb = a.iosb;
+        (*irp).user_event = a.event;
+        if buffered {
+            (*irp).system_buffer = built.system.as_mut_ptr().cast();
+        } else if rw && flags & DO_DIRECT_IO != 0 {
+            let mut mdl = Box::new(output_mdl(a.buffer, len));
+            (*irp).mdl_address = &raw mut *mdl;
+            built.mdl = Some(mdl);
+        } else if rw {
+            (*irp).user_buffer = a.buffer.cast();
+        }
+    }
+    register(host, irp, ctx::current_driver(), Origin::Built(built));
+    irp
+}
+
 /// An MDL describing `len` bytes at `va` (locked, mapped: the host's memory is resident).
 pub(crate) fn output_mdl(va: *mut u8, len: usize) -> Mdl {
     Mdl {
