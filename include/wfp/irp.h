@@ -301,6 +301,10 @@ PIRP IoBuildDeviceIoControlRequest(ULONG IoControlCode, PDEVICE_OBJECT DeviceObj
  * freed. Other major functions: NULL. P. */
 PIRP IoBuildSynchronousFsdRequest(ULONG MajorFunction, PDEVICE_OBJECT DeviceObject, PVOID Buffer, ULONG Length,
                                   PLARGE_INTEGER StartingOffset, struct _KEVENT *Event, PIO_STATUS_BLOCK IoStatusBlock);
+/* An IoAllocateIrp IRP back with its owner starts over (as IoInitializeIrp leaves it; StackCount
+ * and AllocationFlags kept) with IoStatus.Status = Status. Another IRP, one a driver still holds,
+ * or one with a cancel routine set: Verifier finding, unchanged. ≤D. */
+void IoReuseIrp(PIRP Irp, NTSTATUS Status);
 
 /* ---- device stacks and names ---- */
 /* Opens the named device (device name or symbolic link; IRP_MJ_CREATE sent to the top of its

@@ -672,3 +672,69 @@ fn synchronous_fsd_requests_write_and_read_another_drivers_device() {
     }
     unload_clean(&host, wdm);
 }
+
+const REUSE: &str = r#"
+#include <ntddk.h>
+static PFILE_OBJECT gFile;
+static void Unload(PDRIVER_OBJECT d) { UNREFERENCED_PARAMETER(d); ObDereferenceObject(gFile); }
+static NTSTATUS Done(PDEVICE_OBJECT d, PIRP irp, PVOID ev)
+{
+    UNREFERENCED_PARAMETER(d);
+    UNREFERENCED_PARAMETER(irp);
+    KeSetEvent((PKEVENT)ev, IO_NO_INCREMENT, FALSE);
+    return STATUS_MORE_PROCESSING_REQUIRED;
+}
+/* Sends the caller's IRP (UserBuffer: rt_wdm's flags are "neither") and waits for it. */
+static NTSTATUS Send(PDEVICE_OBJECT dev, PIRP irp, UCHAR major, PVOID buf, ULONG len)
+{
+    KEVENT done;
+    PIO_STACK_LOCATION sp = IoGetNextIrpStackLocation(irp);
+    KeInitializeEvent(&done, NotificationEvent, FALSE);
+    sp->MajorFunction = major;
+    sp->FileObject = gFile;
+    sp->Parameters.Write.Length = len;
+    irp->UserBuffer = buf;
+    IoSetCompletionRoutine(irp, Done, &done, TRUE, TRUE, TRUE);
+    if (IoCallDriver(dev, irp) == STATUS_PENDING) KeWaitForSingleObject(&done, Executive, KernelMode, FALSE, NULL);
+    return irp->IoStatus.Status;
+}
+NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
+{
+    UNICODE_STRING link = RTL_CONSTANT_STRING(L"\\DosDevices\\RtWdm");
+    PDEVICE_OBJECT dev = NULL;
+    CHAR data[5] = "reuse", back[8] = {0};
+    NTSTATUS st;
+    PIRP irp;
+    UNREFERENCED_PARAMETER(r);
+    st = IoGetDeviceObjectPointer(&link, FILE_READ_DATA, &gFile, &dev);
+    if (!NT_SUCCESS(st)) return st;
+    d->DriverUnload = Unload;
+    irp = IoAllocateIrp(dev->StackSize, FALSE);
+    st = Send(dev, irp, IRP_MJ_WRITE, data, sizeof(data));
+    DbgPrint("write %x %d\n", st, (int)irp->IoStatus.Information);
+    IoReuseIrp(irp, STATUS_NOT_SUPPORTED);
+    DbgPrint("reused %x %d %d\n", irp->IoStatus.Status, (int)irp->IoStatus.Information,
+             irp->CurrentLocation == irp->StackCount + 1);
+    st = Send(dev, irp, IRP_MJ_READ, back, sizeof(back));
+    DbgPrint("read %x %d %.5s\n", st, (int)irp->IoStatus.Information, back);
+    IoFreeIrp(irp);
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// IoReuseIrp between two requests on one IoAllocateIrp IRP (a write then a read of rt_wdm).
+#[test]
+fn an_allocated_irp_is_reused_for_a_second_request() {
+    let wdm_so = build_driver("rt_wdm_reuse", &[]);
+    let host = host_with(None);
+    let wdm = host.load(&wdm_so).unwrap();
+    assert_eq!(call(&wdm, ctl(0x808, 0, 0), &0u32.to_le_bytes(), 0).0, 0);
+    drop(log(&host));
+    let reuser = host.load(&build_inline("reuse", REUSE)).unwrap();
+    assert_eq!(
+        log(&host),
+        ["write 0 5", "reused c00000bb 0 1", "read 0 5 reuse"]
+    );
+    unload_clean(&host, reuser);
+    unload_clean(&host, wdm);
+}

@@ -11,6 +11,7 @@ unsafe impl Sync for Export {}
 
 /// Every export.
 pub(crate) static EXPORTS: &[Export] = &[
+    Export("IoReuseIrp", super::irp::IoReuseIrp as *const c_void),
     Export(
         "IoBuildSynchronousFsdRequest",
         super::irp::IoBuildSynchronousFsdRequest as *const c_void,
