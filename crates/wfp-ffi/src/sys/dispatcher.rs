@@ -61,14 +61,29 @@ pub(crate) struct Ksemaphore {
 
 const _: () = assert!(std::mem::size_of::<Ksemaphore>() == 32);
 
-/// The host's dispatcher generation: advanced (and its sleepers woken) by every signal.
+/// The host's dispatcher generation: advanced by every signal, which wakes the multi-object
+/// waiters sleeping on it (the wake is skipped when none sleeps: a waiter counts itself in
+/// `sleepers` before it sleeps on the value it read before looking at its objects, so an
+/// advance it did not see makes its sleep return at once).
 #[derive(Debug, Default)]
-pub(crate) struct Generation(AtomicI32);
+pub(crate) struct Generation {
+    word: AtomicI32,
+    sleepers: AtomicUsize,
+}
 
 impl Generation {
     pub(crate) fn advance(&self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
-        futex_wake_all(&self.0);
+        self.word.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            futex_wake_all(&self.word);
+        }
+    }
+
+    /// Sleeps while the generation is still `seen` (at most until `until`).
+    fn sleep(&self, seen: i32, until: Option<Instant>) {
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        futex_wait(&self.word, seen, until);
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -259,15 +274,12 @@ pub(crate) fn wait_objects(objects: &[&DispatcherHeader], all: bool, timeout: Ti
         Timeout::Until(t) => Some(t),
     };
     // The host outlives this call: it is bound to the thread until the driver's callback returns.
-    let gen = ctx::with_host(|h| std::ptr::from_ref(&h.rt.dispatcher.0));
+    let gen = ctx::with_host(|h| std::ptr::from_ref(&h.rt.dispatcher));
+    // SAFETY: the bound host's generation (see above).
+    let gen = gen.map(|g| unsafe { &*g }).filter(|_| objects.len() > 1);
     loop {
-        let word = match (objects, gen) {
-            ([one], _) => &one.signal_state,
-            // SAFETY: the bound host's generation word (see above).
-            (_, Some(g)) => unsafe { &*g },
-            (_, None) => &objects[0].signal_state,
-        };
-        let seen = word.load(Ordering::Acquire);
+        let word = gen.map_or(&objects[0].signal_state, |g| &g.word);
+        let seen = word.load(Ordering::SeqCst);
         let got = if all {
             attempt_all(objects, me)
         } else {
@@ -285,7 +297,10 @@ pub(crate) fn wait_objects(objects: &[&DispatcherHeader], all: bool, timeout: Ti
         } else {
             Some(until.map_or(now + MULTI_WAIT_POLL, |u| u.min(now + MULTI_WAIT_POLL)))
         };
-        futex_wait(word, seen, sleep);
+        match gen {
+            Some(g) => g.sleep(seen, sleep),
+            None => futex_wait(word, seen, sleep),
+        }
     }
 }
 
