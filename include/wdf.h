@@ -93,7 +93,8 @@ FORCEINLINE void WDF_OBJECT_ATTRIBUTES_INIT(PWDF_OBJECT_ATTRIBUTES Attributes)
     ((type *)WdfObjectGetTypedContextWorker((WDFOBJECT)(handle), WDF_GET_CONTEXT_TYPE_INFO(type)))
 PVOID WdfObjectGetTypedContextWorker(WDFOBJECT Handle, PCWDF_OBJECT_CONTEXT_TYPE_INFO TypeInfo);
 NTSTATUS WdfObjectAllocateContext(WDFOBJECT Handle, PWDF_OBJECT_ATTRIBUTES ContextAttributes, PVOID *Context);
-/* Deletes a device (its queue and contexts go with it), a registry key or a queue. */
+/* Deletes a device (its queue, work items and contexts go with it), a registry key, a queue (its
+ * work items go with it) or a work item. */
 void WdfObjectDelete(WDFOBJECT Object);
 
 /* ---- driver ---- */
@@ -165,6 +166,35 @@ NTSTATUS WdfWaitLockCreate(PWDF_OBJECT_ATTRIBUTES LockAttributes, WDFWAITLOCK *L
 NTSTATUS WdfWaitLockAcquire(WDFWAITLOCK Lock, PLONGLONG Timeout);
 void WdfWaitLockRelease(WDFWAITLOCK Lock);
 
+/* ---- work items (wdfworkitem.h): EvtWorkItem runs at PASSIVE_LEVEL on a host worker thread.
+ * The parent (Attributes->ParentObject, required: STATUS_WDF_PARENT_NOT_SPECIFIED) is a device or
+ * a queue (else STATUS_INVALID_DEVICE_REQUEST); the item is deleted with it, or by WdfObjectDelete
+ * (which waits for a queued or running callback, or, called inside the callback, completes when
+ * it returns). Enqueueing an item already queued does nothing (KMDF 1.7+). WdfWorkItemFlush
+ * (PASSIVE_LEVEL) returns once the item's callback ran. No synchronization scopes here:
+ * AutomaticSerialization changes nothing. ---- */
+typedef struct WDFWORKITEM__ *WDFWORKITEM;
+typedef void EVT_WDF_WORKITEM(WDFWORKITEM WorkItem);
+typedef EVT_WDF_WORKITEM *PFN_WDF_WORKITEM;
+typedef struct _WDF_WORKITEM_CONFIG {
+    ULONG Size;
+    PFN_WDF_WORKITEM EvtWorkItemFunc;
+    BOOLEAN AutomaticSerialization;
+} WDF_WORKITEM_CONFIG, *PWDF_WORKITEM_CONFIG;
+_Static_assert(sizeof(WDF_WORKITEM_CONFIG) == 24, "WDF_WORKITEM_CONFIG");
+FORCEINLINE void WDF_WORKITEM_CONFIG_INIT(PWDF_WORKITEM_CONFIG Config, PFN_WDF_WORKITEM EvtWorkItemFunc)
+{
+    memset(Config, 0, sizeof(*Config));
+    Config->Size = sizeof(WDF_WORKITEM_CONFIG);
+    Config->EvtWorkItemFunc = EvtWorkItemFunc;
+    Config->AutomaticSerialization = TRUE;
+}
+#define STATUS_WDF_PARENT_NOT_SPECIFIED ((NTSTATUS)0xC0200212L)
+NTSTATUS WdfWorkItemCreate(PWDF_WORKITEM_CONFIG Config, PWDF_OBJECT_ATTRIBUTES Attributes, WDFWORKITEM *WorkItem);
+void WdfWorkItemEnqueue(WDFWORKITEM WorkItem);
+void WdfWorkItemFlush(WDFWORKITEM WorkItem);
+WDFOBJECT WdfWorkItemGetParentObject(WDFWORKITEM WorkItem);
+
 /* ---- I/O queue and requests ---- */
 /* CTL_CODE, METHOD_* and FILE_*_ACCESS: wfp/irp.h (wdm.h). */
 typedef enum _WDF_IO_QUEUE_DISPATCH_TYPE {
@@ -220,9 +250,13 @@ FORCEINLINE void WDF_IO_QUEUE_CONFIG_INIT_DEFAULT_QUEUE(PWDF_IO_QUEUE_CONFIG Con
     WDF_IO_QUEUE_CONFIG_INIT(Config, DispatchType);
     Config->DefaultQueue = TRUE;
 }
-/* Requests reach EvtIoDeviceControl on the thread of the host's ioctl caller (a Sequential queue
- * presents the next one only after the previous one was completed); only the device
- * control callback is dispatched (read/write/internal requests never arrive on this host). */
+/* Requests reach EvtIoDeviceControl, EvtIoRead and EvtIoWrite of the default queue on the thread
+ * of the host's ioctl / read / write caller (a Sequential queue presents the next one only after
+ * the previous one was completed); EvtIoDefault, internal device control and non-default queues'
+ * requests never arrive on this host. A read's buffer is the request's output buffer, a write's
+ * its input buffer (the other direction: STATUS_INVALID_DEVICE_REQUEST), by the device's
+ * WdfDeviceInitSetIoType: buffered (the default) or direct; WdfDeviceIoNeither requests' buffers
+ * cannot be retrieved here (no WdfRequestRetrieveUnsafeUser* functions). */
 NTSTATUS WdfIoQueueCreate(WDFDEVICE Device, PWDF_IO_QUEUE_CONFIG Config, PWDF_OBJECT_ATTRIBUTES QueueAttributes, WDFQUEUE *Queue);
 NTSTATUS WdfRequestRetrieveInputBuffer(WDFREQUEST Request, size_t MinimumRequiredLength, PVOID *Buffer, size_t *Length);
 NTSTATUS WdfRequestRetrieveOutputBuffer(WDFREQUEST Request, size_t MinimumRequiredSize, PVOID *Buffer, size_t *Length);

@@ -294,6 +294,17 @@ void IoFreeIrp(PIRP Irp);
 PIRP IoBuildDeviceIoControlRequest(ULONG IoControlCode, PDEVICE_OBJECT DeviceObject, PVOID InputBuffer,
                                    ULONG InputBufferLength, PVOID OutputBuffer, ULONG OutputBufferLength,
                                    BOOLEAN InternalDeviceIoControl, struct _KEVENT *Event, PIO_STATUS_BLOCK IoStatusBlock);
+/* A read / write (Length bytes at Buffer, ByteOffset *StartingOffset), flush, shutdown or PnP IRP
+ * for DeviceObject, finished by the runtime like IoBuildDeviceIoControlRequest's: buffered
+ * devices (DO_BUFFERED_IO) get a system buffer (a read's bytes copied back to Buffer), direct ones
+ * (DO_DIRECT_IO) an MDL on Buffer, others UserBuffer; *IoStatusBlock set, Event signalled, the IRP
+ * freed. Other major functions: NULL. P. */
+PIRP IoBuildSynchronousFsdRequest(ULONG MajorFunction, PDEVICE_OBJECT DeviceObject, PVOID Buffer, ULONG Length,
+                                  PLARGE_INTEGER StartingOffset, struct _KEVENT *Event, PIO_STATUS_BLOCK IoStatusBlock);
+/* An IoAllocateIrp IRP back with its owner starts over (as IoInitializeIrp leaves it; StackCount
+ * and AllocationFlags kept) with IoStatus.Status = Status. Another IRP, one a driver still holds,
+ * or one with a cancel routine set: Verifier finding, unchanged. ≤D. */
+void IoReuseIrp(PIRP Irp, NTSTATUS Status);
 
 /* ---- device stacks and names ---- */
 /* Opens the named device (device name or symbolic link; IRP_MJ_CREATE sent to the top of its
@@ -322,6 +333,58 @@ void IoReleaseCancelSpinLock(KIRQL Irql);
  * calls it with the cancel spin lock held (Irp->CancelIrql the IRQL to release it to) and
  * returns TRUE; else FALSE. ≤D. */
 BOOLEAN IoCancelIrp(PIRP Irp);
+
+/* Cancel-safe IRP queues (IO_CSQ, x64 layouts). The queue is the driver's; the runtime calls its
+ * callbacks as the csq library does and owns the IRP's cancel routine while it is queued
+ * (Tail.Overlay.DriverContext[3] holds the IO_CSQ_IRP_CONTEXT, or the IO_CSQ). Insert marks the
+ * IRP pending; an IRP cancelled while queued (IoCancelIrp: handle close, CancelIoEx) is removed
+ * with CsqRemoveIrp under the driver's lock and given to CsqCompleteCanceledIrp; IoCsqRemoveIrp
+ * returns NULL for an IRP already being cancelled. ≤D. */
+#define IO_TYPE_CSQ_IRP_CONTEXT 1
+#define IO_TYPE_CSQ 2
+#define IO_TYPE_CSQ_EX 3
+struct _IO_CSQ;
+typedef struct _IO_CSQ_IRP_CONTEXT {
+    ULONG Type;
+    PIRP Irp;
+    struct _IO_CSQ *Csq;
+} IO_CSQ_IRP_CONTEXT, *PIO_CSQ_IRP_CONTEXT;
+typedef void IO_CSQ_INSERT_IRP(struct _IO_CSQ *Csq, PIRP Irp);
+typedef IO_CSQ_INSERT_IRP *PIO_CSQ_INSERT_IRP;
+typedef NTSTATUS IO_CSQ_INSERT_IRP_EX(struct _IO_CSQ *Csq, PIRP Irp, PVOID InsertContext);
+typedef IO_CSQ_INSERT_IRP_EX *PIO_CSQ_INSERT_IRP_EX;
+typedef void IO_CSQ_REMOVE_IRP(struct _IO_CSQ *Csq, PIRP Irp);
+typedef IO_CSQ_REMOVE_IRP *PIO_CSQ_REMOVE_IRP;
+typedef PIRP IO_CSQ_PEEK_NEXT_IRP(struct _IO_CSQ *Csq, PIRP Irp, PVOID PeekContext);
+typedef IO_CSQ_PEEK_NEXT_IRP *PIO_CSQ_PEEK_NEXT_IRP;
+typedef void IO_CSQ_ACQUIRE_LOCK(struct _IO_CSQ *Csq, PKIRQL Irql);
+typedef IO_CSQ_ACQUIRE_LOCK *PIO_CSQ_ACQUIRE_LOCK;
+typedef void IO_CSQ_RELEASE_LOCK(struct _IO_CSQ *Csq, KIRQL Irql);
+typedef IO_CSQ_RELEASE_LOCK *PIO_CSQ_RELEASE_LOCK;
+typedef void IO_CSQ_COMPLETE_CANCELED_IRP(struct _IO_CSQ *Csq, PIRP Irp);
+typedef IO_CSQ_COMPLETE_CANCELED_IRP *PIO_CSQ_COMPLETE_CANCELED_IRP;
+typedef struct _IO_CSQ {
+    ULONG Type;
+    PIO_CSQ_INSERT_IRP CsqInsertIrp;
+    PIO_CSQ_REMOVE_IRP CsqRemoveIrp;
+    PIO_CSQ_PEEK_NEXT_IRP CsqPeekNextIrp;
+    PIO_CSQ_ACQUIRE_LOCK CsqAcquireLock;
+    PIO_CSQ_RELEASE_LOCK CsqReleaseLock;
+    PIO_CSQ_COMPLETE_CANCELED_IRP CsqCompleteCanceledIrp;
+    PVOID ReservePointer;
+} IO_CSQ, *PIO_CSQ;
+_Static_assert(sizeof(IO_CSQ) == 64, "IO_CSQ is 64 bytes on x64");
+_Static_assert(sizeof(IO_CSQ_IRP_CONTEXT) == 24, "IO_CSQ_IRP_CONTEXT is 24 bytes on x64");
+NTSTATUS IoCsqInitialize(PIO_CSQ Csq, PIO_CSQ_INSERT_IRP CsqInsertIrp, PIO_CSQ_REMOVE_IRP CsqRemoveIrp,
+                         PIO_CSQ_PEEK_NEXT_IRP CsqPeekNextIrp, PIO_CSQ_ACQUIRE_LOCK CsqAcquireLock,
+                         PIO_CSQ_RELEASE_LOCK CsqReleaseLock, PIO_CSQ_COMPLETE_CANCELED_IRP CsqCompleteCanceledIrp);
+NTSTATUS IoCsqInitializeEx(PIO_CSQ Csq, PIO_CSQ_INSERT_IRP_EX CsqInsertIrp, PIO_CSQ_REMOVE_IRP CsqRemoveIrp,
+                           PIO_CSQ_PEEK_NEXT_IRP CsqPeekNextIrp, PIO_CSQ_ACQUIRE_LOCK CsqAcquireLock,
+                           PIO_CSQ_RELEASE_LOCK CsqReleaseLock, PIO_CSQ_COMPLETE_CANCELED_IRP CsqCompleteCanceledIrp);
+void IoCsqInsertIrp(PIO_CSQ Csq, PIRP Irp, PIO_CSQ_IRP_CONTEXT Context);
+NTSTATUS IoCsqInsertIrpEx(PIO_CSQ Csq, PIRP Irp, PIO_CSQ_IRP_CONTEXT Context, PVOID InsertContext);
+PIRP IoCsqRemoveIrp(PIO_CSQ Csq, PIO_CSQ_IRP_CONTEXT Context);
+PIRP IoCsqRemoveNextIrp(PIO_CSQ Csq, PVOID PeekContext);
 
 /* Symbolic links in the host's object namespace (per host; names case-insensitive,
  * "\DosDevices\X" = "\??\X"): STATUS_OBJECT_NAME_COLLISION for a name in use,

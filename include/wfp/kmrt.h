@@ -74,10 +74,109 @@ LONG KeResetEvent(PRKEVENT Event);
 void KeClearEvent(PRKEVENT Event);
 LONG KeReadStateEvent(PRKEVENT Event);
 /* Timeout: NULL = forever; negative = relative, 100-ns units; positive = absolute system time;
- * 0 = poll. Returns STATUS_SUCCESS or STATUS_TIMEOUT. Waitable: KEVENT, KTIMER, thread objects. */
+ * 0 = poll. Returns STATUS_SUCCESS, STATUS_ABANDONED (a mutex) or STATUS_TIMEOUT. Waitable: KEVENT,
+ * KMUTEX, KSEMAPHORE, KTIMER, thread objects. */
 NTSTATUS KeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason, KPROCESSOR_MODE WaitMode,
                                BOOLEAN Alertable, PLARGE_INTEGER Timeout);
 NTSTATUS KeDelayExecutionThread(KPROCESSOR_MODE WaitMode, BOOLEAN Alertable, PLARGE_INTEGER Interval);
+
+/* ---- mutexes, semaphores, multi-object waits (KMUTEX, KSEMAPHORE, x64 layouts; docs/c-abi.md) ----
+ * KMUTEX: recursive by its owner thread (each wait that takes it needs a KeReleaseMutex); a
+ * system thread that ends owning one abandons it (Verifier finding): the next wait that takes it
+ * returns STATUS_ABANDONED_WAIT_0 (+ index). Releasing a mutex the thread does not own, or a
+ * semaphore beyond its Limit, is a Verifier finding and changes nothing. KeWaitForSingleObject
+ * and KeWaitForMultipleObjects wait on events, mutexes, semaphores, timers and thread objects. */
+typedef struct _KMUTANT {
+    DISPATCHER_HEADER Header;
+    LIST_ENTRY MutantListEntry;
+    struct _KTHREAD *OwnerThread;
+    BOOLEAN Abandoned;
+    UCHAR ApcDisable;
+} KMUTANT, *PKMUTANT, *PRKMUTANT, KMUTEX, *PKMUTEX, *PRKMUTEX;
+_Static_assert(sizeof(KMUTEX) == 56, "KMUTEX is 56 bytes on x64");
+typedef struct _KSEMAPHORE {
+    DISPATCHER_HEADER Header;
+    LONG Limit;
+} KSEMAPHORE, *PKSEMAPHORE, *PRKSEMAPHORE;
+_Static_assert(sizeof(KSEMAPHORE) == 32, "KSEMAPHORE is 32 bytes on x64");
+void KeInitializeMutex(PRKMUTEX Mutex, ULONG Level);
+LONG KeReleaseMutex(PRKMUTEX Mutex, BOOLEAN Wait);
+LONG KeReadStateMutex(PRKMUTEX Mutex);
+#define KeWaitForMutexObject KeWaitForSingleObject
+void KeInitializeSemaphore(PRKSEMAPHORE Semaphore, LONG Count, LONG Limit);
+LONG KeReleaseSemaphore(PRKSEMAPHORE Semaphore, KPRIORITY Increment, LONG Adjustment, BOOLEAN Wait);
+LONG KeReadStateSemaphore(PRKSEMAPHORE Semaphore);
+typedef enum _WAIT_TYPE { WaitAll = 0, WaitAny = 1, WaitNotification = 2, WaitDequeue = 3 } WAIT_TYPE;
+#define THREAD_WAIT_OBJECTS 3
+#define MAXIMUM_WAIT_OBJECTS 64
+/* The caller's storage for waits on more than THREAD_WAIT_OBJECTS objects (never read here). */
+typedef struct _KWAIT_BLOCK {
+    LIST_ENTRY WaitListEntry;
+    UCHAR WaitType;
+    UCHAR BlockState;
+    USHORT WaitKey;
+    LONG SpareLong;
+    struct _KTHREAD *Thread;
+    PVOID Object;
+    PVOID SparePtr;
+} KWAIT_BLOCK, *PKWAIT_BLOCK, *PRKWAIT_BLOCK;
+_Static_assert(sizeof(KWAIT_BLOCK) == 48, "KWAIT_BLOCK is 48 bytes on x64");
+#define STATUS_WAIT_1 ((NTSTATUS)0x00000001L)
+#define STATUS_WAIT_2 ((NTSTATUS)0x00000002L)
+#define STATUS_WAIT_3 ((NTSTATUS)0x00000003L)
+#define STATUS_WAIT_63 ((NTSTATUS)0x0000003FL)
+#define STATUS_ABANDONED_WAIT_0 ((NTSTATUS)0x00000080L)
+#define STATUS_ABANDONED_WAIT_63 ((NTSTATUS)0x000000BFL)
+#define STATUS_MUTANT_NOT_OWNED ((NTSTATUS)0xC0000046L)
+#define STATUS_SEMAPHORE_LIMIT_EXCEEDED ((NTSTATUS)0xC0000047L)
+/* WaitAny: STATUS_WAIT_0 + the index of the object that satisfied the wait; WaitAll:
+ * STATUS_SUCCESS; STATUS_ABANDONED_WAIT_0 + index for an abandoned mutex; STATUS_TIMEOUT.
+ * More than THREAD_WAIT_OBJECTS objects need WaitBlockArray (MAXIMUM_WAIT_OBJECTS at most). */
+NTSTATUS KeWaitForMultipleObjects(ULONG Count, PVOID Object[], WAIT_TYPE WaitType, KWAIT_REASON WaitReason,
+                                  KPROCESSOR_MODE WaitMode, BOOLEAN Alertable, PLARGE_INTEGER Timeout,
+                                  PKWAIT_BLOCK WaitBlockArray);
+
+/* ---- fast mutexes, executive resources, critical regions ----
+ * ExAcquireFastMutex (≤ APC_LEVEL) raises to APC_LEVEL and ExReleaseFastMutex restores; not
+ * recursive (a second acquire by the owner is a Verifier finding and returns at once). ERESOURCE
+ * is opaque: shared / exclusive, recursive for its owners, an exclusive waiter holds back new
+ * shared owners; acquire inside KeEnterCriticalRegion (else a finding), delete before unload
+ * (else ObjectsLeft). */
+typedef struct _FAST_MUTEX {
+    volatile LONG Count;
+    PVOID Owner;
+    ULONG Contention;
+    KEVENT Event;
+    ULONG OldIrql;
+} FAST_MUTEX, *PFAST_MUTEX;
+_Static_assert(sizeof(FAST_MUTEX) == 56, "FAST_MUTEX is 56 bytes on x64");
+#define FM_LOCK_BIT 0x1
+static inline __attribute__((unused)) void ExInitializeFastMutex(PFAST_MUTEX FastMutex)
+{
+    FastMutex->Count = FM_LOCK_BIT;
+    FastMutex->Owner = NULL;
+    FastMutex->Contention = 0;
+    KeInitializeEvent(&FastMutex->Event, SynchronizationEvent, FALSE);
+}
+void ExAcquireFastMutex(PFAST_MUTEX FastMutex);
+BOOLEAN ExTryToAcquireFastMutex(PFAST_MUTEX FastMutex);
+void ExReleaseFastMutex(PFAST_MUTEX FastMutex);
+void ExAcquireFastMutexUnsafe(PFAST_MUTEX FastMutex);
+void ExReleaseFastMutexUnsafe(PFAST_MUTEX FastMutex);
+void KeEnterCriticalRegion(void);
+void KeLeaveCriticalRegion(void);
+typedef struct _ERESOURCE {
+    ULONGLONG Opaque[13];
+} ERESOURCE, *PERESOURCE;
+_Static_assert(sizeof(ERESOURCE) == 104, "ERESOURCE is 104 bytes on x64");
+NTSTATUS ExInitializeResourceLite(PERESOURCE Resource);
+NTSTATUS ExDeleteResourceLite(PERESOURCE Resource);
+BOOLEAN ExAcquireResourceSharedLite(PERESOURCE Resource, BOOLEAN Wait);
+BOOLEAN ExAcquireResourceExclusiveLite(PERESOURCE Resource, BOOLEAN Wait);
+void ExReleaseResourceLite(PERESOURCE Resource);
+#define ExReleaseResource ExReleaseResourceLite
+BOOLEAN ExIsResourceAcquiredExclusiveLite(PERESOURCE Resource);
+ULONG ExIsResourceAcquiredSharedLite(PERESOURCE Resource);
 
 /* ---- timers (KTIMER, x64 layout; docs/c-abi.md) ----
  * DueTime: negative = relative in 100-ns units, positive = absolute system time (the host's

@@ -1,6 +1,7 @@
 //! KMDF from C (`tests/c/drivers/rt_wdf.c`): WdfDriverCreate, a control device, parameters from
 //! the host's driver options through WdfRegistryQuery*, and device-control requests the host sends
-//! with `Driver::ioctl` to the default queue's EvtIoDeviceControl.
+//! with `Driver::ioctl` to the default queue's EvtIoDeviceControl; `Driver::read` / `write` to its
+//! EvtIoRead / EvtIoWrite (`tests/c/drivers/rt_wdfrw.c`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,11 +12,17 @@ use wfp_ffi::{DriverHost, DriverOptions, HostConfig, IoctlError, ParamValue};
 
 /// Builds `tests/c/drivers/{name}.c` into `{image}.so` (one image per test: tests run in parallel).
 fn build_driver(name: &str, image: &str) -> PathBuf {
+    build_with(name, image, &[])
+}
+
+/// [`build_driver`] with extra compiler flags.
+fn build_with(name: &str, image: &str, flags: &[&str]) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/drivers/{name}.c"));
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{image}.so"));
     build(&BuildOptions {
         sources: vec![src],
         output: out.clone(),
+        extra_flags: flags.iter().map(|f| (*f).to_string()).collect(),
         ..BuildOptions::default()
     })
     .unwrap_or_else(|e| panic!("building {name}: {e}"));
@@ -244,4 +251,28 @@ fn zw_registry_calls_read_the_parameters_key() {
     );
     let report = driver.unload().unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
+/// rt_wdfrw: `Driver::write` / `Driver::read` reach a KMDF driver's EvtIoWrite / EvtIoRead
+/// (no WDM device: the framework device is the target), buffered and direct.
+fn check_read_write(so: &Path) {
+    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let driver = host.load(so).unwrap();
+    let w = driver.write(b"kmdf write").unwrap();
+    assert_eq!((w.status, w.information), (0, 10));
+    let r = driver.read(32).unwrap();
+    assert_eq!((r.status, r.output.as_slice()), (0, &b"kmdf write"[..]));
+    assert_eq!(driver.read(4).unwrap().output, b"kmdf");
+    let mut h = driver.open().unwrap();
+    assert_eq!(h.write(b"by handle").unwrap().information, 9);
+    assert_eq!(h.read(16).unwrap().output, b"by handle");
+    assert!(h.close().unwrap().is_empty());
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
+#[test]
+fn kmdf_read_and_write_requests_reach_evt_io_read_and_write() {
+    check_read_write(&build_driver("rt_wdfrw", "rt_wdfrw"));
+    check_read_write(&build_with("rt_wdfrw", "rt_wdfrw_direct", &["-DRT_DIRECT"]));
 }

@@ -10,10 +10,11 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use wfp_core::Engine;
 use wfp_ffi::compile::{build, BuildOptions};
-use wfp_ffi::{DriverHost, Finding, HostConfig, IoctlError};
+use wfp_ffi::{Driver, DriverHost, Finding, HostConfig, IoctlError};
 
 fn build_driver(image: &str, flags: &[&str]) -> PathBuf {
     build_source("rt_wdm.c", image, flags)
@@ -57,12 +58,81 @@ fn le32(b: &[u8], i: usize) -> i32 {
     i32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().unwrap())
 }
 
+/// A host with the default configuration, or with `timeout` as its unload timeout.
+fn host_with(timeout: Option<Duration>) -> DriverHost {
+    let mut config = HostConfig::default();
+    if let Some(t) = timeout {
+        config.unload_timeout = t;
+    }
+    DriverHost::new(Arc::new(Engine::default()), config)
+}
+
+/// Writes `text` as `{name}.c` and builds `{name}.so` (the inline test drivers).
+fn build_inline(name: &str, text: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, text).unwrap();
+    let out = dir.join(format!("{name}.so"));
+    build(&BuildOptions {
+        sources: vec![src],
+        output: out.clone(),
+        ..BuildOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("building {name}: {e}"));
+    out
+}
+
+fn assert_no_fail(lines: &[String]) {
+    assert!(!lines.iter().any(|l| l.starts_with("FAIL")), "{lines:#?}");
+}
+
+/// Sends one device-control request (open, request, close): its status and output.
+fn call(d: &Driver, code: u32, input: &[u8], output_len: usize) -> (u32, Vec<u8>) {
+    let o = d.ioctl(code, input, output_len).unwrap();
+    (o.status, o.output)
+}
+
+/// rt_wdm's echo, pended and reverse requests; `marked`: through rt_wdmflt, which overwrites
+/// the first byte of what completes with '#'.
+fn check_echo_pend_reverse(d: &Driver, marked: bool) {
+    let (echo, pended): (&[u8], &[u8]) = if marked {
+        (b"#ello", b"#")
+    } else {
+        (b"hello", &[0x5a])
+    };
+    assert_eq!(call(d, ctl(0x800, 0, 0), b"hello", 16), (0, echo.to_vec()));
+    assert_eq!(call(d, ctl(0x804, 0, 0), &[], 1), (0, pended.to_vec()));
+    assert_eq!(call(d, ctl(0x802, 2, 0), b"abc", 8), (0, b"cba".to_vec()));
+}
+
+/// Unloads `d` expecting no finding; the host's log after it (no FAIL line in it).
+fn unload_clean(host: &DriverHost, d: Driver) -> Vec<String> {
+    let report = d.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    let lines = log(host);
+    assert_no_fail(&lines);
+    lines
+}
+
+/// rt_wdm's "unloaded opens=N cleanups=N closes=N" line: [opens, cleanups, closes].
+fn unload_counts(lines: &[String]) -> Vec<u32> {
+    let counts = lines
+        .iter()
+        .find(|l| l.starts_with("unloaded"))
+        .unwrap_or_else(|| panic!("rt_wdm's unload line: {lines:#?}"));
+    counts
+        .split(' ')
+        .skip(1)
+        .map(|w| w[w.find('=').unwrap() + 1..].parse().unwrap())
+        .collect()
+}
+
 /// Loads the driver, sends every well-behaved request, unloads; asserts all of it.
 fn check_requests(so: &Path) {
-    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let host = host_with(None);
     let driver = host.load(so).unwrap();
     let entry = log(&host);
-    assert!(!entry.iter().any(|l| l.starts_with("FAIL")), "{entry:#?}");
+    assert_no_fail(&entry);
     assert_eq!(entry.iter().filter(|l| l.starts_with("ok ")).count(), 7);
     let devices = driver.devices();
     assert_eq!(devices.len(), 1, "{devices:?}");
@@ -79,27 +149,21 @@ fn check_requests(so: &Path) {
 
     let echo = driver.ioctl(ctl(0x800, 0, 0), b"hello", 16).unwrap();
     assert_eq!((echo.status, echo.information), (0, 5));
-    assert_eq!(echo.output, b"hello");
     let short = driver.ioctl(ctl(0x800, 0, 0), b"hello", 2).unwrap();
     assert_eq!((short.status, short.information), (0xC000_0023, 0));
-    let rev = driver.ioctl(ctl(0x802, 2, 0), b"abc", 8).unwrap();
-    assert_eq!((rev.status, rev.output.as_slice()), (0, &b"cba"[..]));
-    let upper = driver.ioctl(ctl(0x803, 3, 0), b"mixed Case", 10).unwrap();
+    check_echo_pend_reverse(&driver, false);
     assert_eq!(
-        (upper.status, upper.output.as_slice()),
-        (0, &b"MIXED CASE"[..])
+        call(&driver, ctl(0x803, 3, 0), b"mixed Case", 10),
+        (0, b"MIXED CASE".to_vec())
     );
-    let pended = driver.ioctl(ctl(0x804, 0, 0), &[], 1).unwrap();
-    assert_eq!((pended.status, pended.output.as_slice()), (0, &[0x5a][..]));
-    let unknown = driver.ioctl(ctl(0x8ff, 0, 0), &[], 0).unwrap();
-    assert_eq!(unknown.status, 0xC000_0010);
+    assert_eq!(call(&driver, ctl(0x8ff, 0, 0), &[], 0).0, 0xC000_0010);
     // Each request is an open (CREATE), the request, CLEANUP and CLOSE.
     let stats = driver.ioctl(ctl(0x801, 0, 1), &[], 24).unwrap();
     assert_eq!((stats.status, stats.information), (0, 24));
     let s = &stats.output;
     assert_eq!(
         (le32(s, 0), le32(s, 1), le32(s, 2), le32(s, 3)),
-        (7, 6, 6, 7),
+        (8, 7, 7, 8),
         "opens, cleanups, closes, requests"
     );
     assert_eq!(
@@ -108,14 +172,8 @@ fn check_requests(so: &Path) {
         "one request per open; UserMode"
     );
 
-    let report = driver.unload().unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
-    let unload = log(&host);
-    assert!(!unload.iter().any(|l| l.starts_with("FAIL")), "{unload:#?}");
-    assert!(
-        unload.contains(&"unloaded opens=7 cleanups=7 closes=7".to_string()),
-        "{unload:#?}"
-    );
+    let unload = unload_clean(&host, driver);
+    assert_eq!(unload_counts(&unload), [8, 8, 8], "{unload:#?}");
 }
 
 const STATUS_CANCELLED: u32 = 0xC000_0120;
@@ -171,20 +229,15 @@ fn le32s(b: &[u8]) -> Vec<i32> {
 /// own (IoBuildDeviceIoControlRequest, IoAllocateIrp + IoCancelIrp); unloading the filter
 /// detaches it and closes its file object.
 fn check_forwarding(wdm_so: &Path, flt_so: &Path) {
-    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let host = host_with(None);
     let wdm = host.load(wdm_so).unwrap();
     check_read_write_and_cancel(&wdm);
     let flt = host.load(flt_so).unwrap();
     let entry = log(&host);
-    assert!(!entry.iter().any(|l| l.starts_with("FAIL")), "{entry:#?}");
+    assert_no_fail(&entry);
     assert!(entry.contains(&"filter attached".to_string()), "{entry:#?}");
 
-    let echo = wdm.ioctl(ctl(0x800, 0, 0), b"hello", 16).unwrap();
-    assert_eq!((echo.status, echo.output.as_slice()), (0, &b"#ello"[..]));
-    let pended = wdm.ioctl(ctl(0x804, 0, 0), &[], 1).unwrap();
-    assert_eq!((pended.status, pended.output.as_slice()), (0, &b"#"[..]));
-    let rev = wdm.ioctl(ctl(0x802, 2, 0), b"abc", 8).unwrap();
-    assert_eq!((rev.status, rev.output.as_slice()), (0, &b"cba"[..]));
+    check_echo_pend_reverse(&wdm, true);
     assert_eq!(wdm.write(b"through").unwrap().information, 7);
     assert_eq!(wdm.read(16).unwrap().output, b"through");
     let selftest = flt.ioctl(ctl(0x900, 0, 0), &[], 0).unwrap();
@@ -194,7 +247,7 @@ fn check_forwarding(wdm_so: &Path, flt_so: &Path) {
     assert_eq!(s[1..], [2, 1], "completions, forward-and-wait");
     assert!(s[0] >= 12, "passed down: {s:?}");
     let tested = log(&host);
-    assert!(!tested.iter().any(|l| l.starts_with("FAIL")), "{tested:#?}");
+    assert_no_fail(&tested);
     assert_eq!(
         tested.iter().filter(|l| l.starts_with("ok ")).count(),
         12,
@@ -203,26 +256,12 @@ fn check_forwarding(wdm_so: &Path, flt_so: &Path) {
     assert!(flt.findings().is_empty(), "{:?}", flt.findings());
     assert!(wdm.findings().is_empty(), "{:?}", wdm.findings());
 
-    let report = flt.unload().unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
-    let echo = wdm.ioctl(ctl(0x800, 0, 0), b"hello", 16).unwrap();
-    assert_eq!(echo.output, b"hello", "detached");
-    let report = wdm.unload().unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
-    let unload = log(&host);
-    assert!(!unload.iter().any(|l| l.starts_with("FAIL")), "{unload:#?}");
-    let counts = unload
-        .iter()
-        .find(|l| l.starts_with("unloaded"))
-        .expect("rt_wdm's unload line");
-    let n: Vec<&str> = counts
-        .split(' ')
-        .skip(1)
-        .map(|w| &w[w.find('=').unwrap() + 1..])
-        .collect();
+    unload_clean(&host, flt);
+    check_echo_pend_reverse(&wdm, false);
+    let n = unload_counts(&unload_clean(&host, wdm));
     assert!(
         n[0] == n[1] && n[1] == n[2],
-        "every open cleaned up and closed: {counts}"
+        "every open cleaned up and closed: {n:?}"
     );
 }
 
@@ -237,7 +276,7 @@ fn wdm_filter_forwarding_read_write_and_cancel() {
 #[test]
 fn wdm_forwarding_misuse_is_reported() {
     let so = build_pair("rt_wdm_fwd_misuse", &[]);
-    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let host = host_with(None);
     let wdm = host.load(&so).unwrap();
     let flt = host.load(&filter_of(&so)).unwrap();
     assert_eq!(flt.ioctl(ctl(0x902, 0, 0), &[], 0).unwrap().status, 0);
@@ -270,13 +309,7 @@ fn wdm_forwarding_misuse_is_reported() {
 #[test]
 fn a_request_pending_past_the_timeout_is_cancelled() {
     let so = build_driver("rt_wdm_timeout", &[]);
-    let host = DriverHost::new(
-        Arc::new(Engine::default()),
-        HostConfig {
-            unload_timeout: std::time::Duration::from_millis(300),
-            ..HostConfig::default()
-        },
-    );
+    let host = host_with(Some(Duration::from_millis(300)));
     let driver = host.load(&so).unwrap();
     assert!(matches!(
         driver.ioctl(ctl(0x809, 0, 0), &[], 1),
@@ -315,13 +348,7 @@ fn wdm_device_symbolic_link_and_irp_dispatch() {
 #[test]
 fn wdm_irp_misuse_is_reported() {
     let so = build_driver("rt_wdm_misuse", &[]);
-    let host = DriverHost::new(
-        Arc::new(Engine::default()),
-        HostConfig {
-            unload_timeout: std::time::Duration::from_secs(2),
-            ..HostConfig::default()
-        },
-    );
+    let host = host_with(Some(Duration::from_secs(2)));
     let driver = host.load(&so).unwrap();
     let twice = driver.ioctl(ctl(0x805, 0, 0), &[], 0).unwrap();
     assert_eq!(twice.status, 0);
@@ -376,17 +403,8 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT drv, PUNICODE_STRING reg)
 /// STATUS_INVALID_DEVICE_REQUEST); a driver that leaves its link and device is reported.
 #[test]
 fn wdm_open_without_create_fails_and_leftovers_are_reported() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let src = dir.join("nocreate.c");
-    std::fs::write(&src, NO_CREATE).unwrap();
-    let out = dir.join("nocreate.so");
-    build(&BuildOptions {
-        sources: vec![src],
-        output: out.clone(),
-        ..BuildOptions::default()
-    })
-    .unwrap();
-    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let out = build_inline("nocreate", NO_CREATE);
+    let host = host_with(None);
     let driver = host.load(&out).unwrap();
     assert_eq!(
         driver.devices()[0].links,
@@ -477,17 +495,8 @@ NTSTATUS DriverEntry(IN PDRIVER_OBJECT drv, IN PUNICODE_STRING reg)
 /// IoStatus.Status is a finding.
 #[test]
 fn wdm_classic_dispatch_returns_the_routine_status() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let src = dir.join("classic.c");
-    std::fs::write(&src, CLASSIC).unwrap();
-    let out = dir.join("classic.so");
-    build(&BuildOptions {
-        sources: vec![src],
-        output: out.clone(),
-        ..BuildOptions::default()
-    })
-    .unwrap();
-    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let out = build_inline("classic", CLASSIC);
+    let host = host_with(None);
     let driver = host.load(&out).unwrap();
     assert_eq!(
         driver.ioctl(ctl(1, 0, 0), &[1, 0, 0, 0], 0).unwrap().status,
@@ -577,17 +586,8 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
 #[test]
 fn a_wdm_driver_opens_a_kmdf_device_by_name_and_sends_it_an_irp() {
     let kmdf = build_source("rt_wdf.c", "rt_wdf_for_wdm", &[]);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let src = dir.join("opener.c");
-    std::fs::write(&src, OPENER).unwrap();
-    let out = dir.join("opener.so");
-    build(&BuildOptions {
-        sources: vec![src],
-        output: out.clone(),
-        ..BuildOptions::default()
-    })
-    .unwrap();
-    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let out = build_inline("opener", OPENER);
+    let host = host_with(None);
     let wdf = host.load(&kmdf).unwrap();
     drop(log(&host));
     let opener = host
@@ -599,11 +599,142 @@ fn a_wdm_driver_opens_a_kmdf_device_by_name_and_sends_it_an_irp() {
         lines.contains(&"reverse 0 4 fdmk".to_string()),
         "{lines:#?}"
     );
-    let report = opener.unload().unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    unload_clean(&host, opener);
     // The host's own requests still reach the queue.
-    let echo = wdf.ioctl(ctl(0x800, 0, 0), b"hi", 8).unwrap();
-    assert_eq!((echo.status, echo.output.as_slice()), (0, &b"hi"[..]));
-    let report = wdf.unload().unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(call(&wdf, ctl(0x800, 0, 0), b"hi", 8), (0, b"hi".to_vec()));
+    unload_clean(&host, wdf);
+}
+
+const FSD: &str = r#"
+#include <ntddk.h>
+static PFILE_OBJECT gFile;
+static void Unload(PDRIVER_OBJECT d) { UNREFERENCED_PARAMETER(d); ObDereferenceObject(gFile); }
+/* One synchronous FSD request on the opened device, waited for. */
+static NTSTATUS Send(PDEVICE_OBJECT dev, ULONG major, PVOID buf, ULONG len, PIO_STATUS_BLOCK iosb)
+{
+    KEVENT done;
+    LARGE_INTEGER offset = {0};
+    NTSTATUS st;
+    PIRP irp;
+    KeInitializeEvent(&done, NotificationEvent, FALSE);
+    irp = IoBuildSynchronousFsdRequest(major, dev, buf, len, &offset, &done, iosb);
+    if (!irp) return STATUS_INSUFFICIENT_RESOURCES;
+    IoGetNextIrpStackLocation(irp)->FileObject = gFile;
+    st = IoCallDriver(dev, irp);
+    if (st == STATUS_PENDING) {
+        KeWaitForSingleObject(&done, Executive, KernelMode, FALSE, NULL);
+        st = iosb->Status;
+    }
+    return st;
+}
+NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
+{
+    UNICODE_STRING link = RTL_CONSTANT_STRING(L"\\DosDevices\\RtWdm");
+    PDEVICE_OBJECT dev = NULL;
+    IO_STATUS_BLOCK iosb;
+    CHAR data[8] = "fsd data", back[16] = {0};
+    NTSTATUS st;
+    UNREFERENCED_PARAMETER(r);
+    st = IoGetDeviceObjectPointer(&link, FILE_READ_DATA, &gFile, &dev);
+    if (!NT_SUCCESS(st)) return st;
+    d->DriverUnload = Unload;
+    st = Send(dev, IRP_MJ_WRITE, data, sizeof(data), &iosb);
+    DbgPrint("write %x %d\n", st, (int)iosb.Information);
+    st = Send(dev, IRP_MJ_READ, back, sizeof(back), &iosb);
+    DbgPrint("read %x %d %.8s\n", st, (int)iosb.Information, back);
+    DbgPrint("other %d\n", IoBuildSynchronousFsdRequest(IRP_MJ_CREATE, dev, NULL, 0, NULL, NULL, &iosb) == NULL);
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// IoBuildSynchronousFsdRequest from another driver: a write then a read of rt_wdm through its
+/// file object, for each buffering rt_wdm's device flags select (buffered, direct, neither).
+#[test]
+fn synchronous_fsd_requests_write_and_read_another_drivers_device() {
+    let wdm_so = build_driver("rt_wdm_fsd", &[]);
+    let host = host_with(None);
+    let wdm = host.load(&wdm_so).unwrap();
+    for (flags, image) in [
+        (0x4u32, "fsd_buffered"),
+        (0x10, "fsd_direct"),
+        (0, "fsd_neither"),
+    ] {
+        assert_eq!(call(&wdm, ctl(0x808, 0, 0), &flags.to_le_bytes(), 0).0, 0);
+        drop(log(&host));
+        let fsd = host.load(&build_inline(image, FSD)).unwrap();
+        let lines = log(&host);
+        assert_eq!(
+            lines,
+            ["write 0 8", "read 0 8 fsd data", "other 1"],
+            "{image}"
+        );
+        unload_clean(&host, fsd);
+    }
+    unload_clean(&host, wdm);
+}
+
+const REUSE: &str = r#"
+#include <ntddk.h>
+static PFILE_OBJECT gFile;
+static void Unload(PDRIVER_OBJECT d) { UNREFERENCED_PARAMETER(d); ObDereferenceObject(gFile); }
+static NTSTATUS Done(PDEVICE_OBJECT d, PIRP irp, PVOID ev)
+{
+    UNREFERENCED_PARAMETER(d);
+    UNREFERENCED_PARAMETER(irp);
+    KeSetEvent((PKEVENT)ev, IO_NO_INCREMENT, FALSE);
+    return STATUS_MORE_PROCESSING_REQUIRED;
+}
+/* Sends the caller's IRP (UserBuffer: rt_wdm's flags are "neither") and waits for it. */
+static NTSTATUS Send(PDEVICE_OBJECT dev, PIRP irp, UCHAR major, PVOID buf, ULONG len)
+{
+    KEVENT done;
+    PIO_STACK_LOCATION sp = IoGetNextIrpStackLocation(irp);
+    KeInitializeEvent(&done, NotificationEvent, FALSE);
+    sp->MajorFunction = major;
+    sp->FileObject = gFile;
+    sp->Parameters.Write.Length = len;
+    irp->UserBuffer = buf;
+    IoSetCompletionRoutine(irp, Done, &done, TRUE, TRUE, TRUE);
+    if (IoCallDriver(dev, irp) == STATUS_PENDING) KeWaitForSingleObject(&done, Executive, KernelMode, FALSE, NULL);
+    return irp->IoStatus.Status;
+}
+NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
+{
+    UNICODE_STRING link = RTL_CONSTANT_STRING(L"\\DosDevices\\RtWdm");
+    PDEVICE_OBJECT dev = NULL;
+    CHAR data[5] = "reuse", back[8] = {0};
+    NTSTATUS st;
+    PIRP irp;
+    UNREFERENCED_PARAMETER(r);
+    st = IoGetDeviceObjectPointer(&link, FILE_READ_DATA, &gFile, &dev);
+    if (!NT_SUCCESS(st)) return st;
+    d->DriverUnload = Unload;
+    irp = IoAllocateIrp(dev->StackSize, FALSE);
+    st = Send(dev, irp, IRP_MJ_WRITE, data, sizeof(data));
+    DbgPrint("write %x %d\n", st, (int)irp->IoStatus.Information);
+    IoReuseIrp(irp, STATUS_NOT_SUPPORTED);
+    DbgPrint("reused %x %d %d\n", irp->IoStatus.Status, (int)irp->IoStatus.Information,
+             irp->CurrentLocation == irp->StackCount + 1);
+    st = Send(dev, irp, IRP_MJ_READ, back, sizeof(back));
+    DbgPrint("read %x %d %.5s\n", st, (int)irp->IoStatus.Information, back);
+    IoFreeIrp(irp);
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// IoReuseIrp between two requests on one IoAllocateIrp IRP (a write then a read of rt_wdm).
+#[test]
+fn an_allocated_irp_is_reused_for_a_second_request() {
+    let wdm_so = build_driver("rt_wdm_reuse", &[]);
+    let host = host_with(None);
+    let wdm = host.load(&wdm_so).unwrap();
+    assert_eq!(call(&wdm, ctl(0x808, 0, 0), &0u32.to_le_bytes(), 0).0, 0);
+    drop(log(&host));
+    let reuser = host.load(&build_inline("reuse", REUSE)).unwrap();
+    assert_eq!(
+        log(&host),
+        ["write 0 5", "reused c00000bb 0 1", "read 0 5 reuse"]
+    );
+    unload_clean(&host, reuser);
+    unload_clean(&host, wdm);
 }

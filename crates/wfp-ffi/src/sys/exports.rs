@@ -11,6 +11,135 @@ unsafe impl Sync for Export {}
 
 /// Every export.
 pub(crate) static EXPORTS: &[Export] = &[
+    Export("IoReuseIrp", super::irp::IoReuseIrp as *const c_void),
+    Export(
+        "IoBuildSynchronousFsdRequest",
+        super::irp::IoBuildSynchronousFsdRequest as *const c_void,
+    ),
+    Export(
+        "IoCsqInitialize",
+        super::csq::IoCsqInitialize as *const c_void,
+    ),
+    Export(
+        "IoCsqInitializeEx",
+        super::csq::IoCsqInitializeEx as *const c_void,
+    ),
+    Export(
+        "IoCsqInsertIrp",
+        super::csq::IoCsqInsertIrp as *const c_void,
+    ),
+    Export(
+        "IoCsqInsertIrpEx",
+        super::csq::IoCsqInsertIrpEx as *const c_void,
+    ),
+    Export(
+        "IoCsqRemoveIrp",
+        super::csq::IoCsqRemoveIrp as *const c_void,
+    ),
+    Export(
+        "IoCsqRemoveNextIrp",
+        super::csq::IoCsqRemoveNextIrp as *const c_void,
+    ),
+    Export(
+        "WdfWorkItemCreate",
+        super::wdf::workitem::WdfWorkItemCreate as *const c_void,
+    ),
+    Export(
+        "WdfWorkItemEnqueue",
+        super::wdf::workitem::WdfWorkItemEnqueue as *const c_void,
+    ),
+    Export(
+        "WdfWorkItemFlush",
+        super::wdf::workitem::WdfWorkItemFlush as *const c_void,
+    ),
+    Export(
+        "WdfWorkItemGetParentObject",
+        super::wdf::workitem::WdfWorkItemGetParentObject as *const c_void,
+    ),
+    Export(
+        "KeWaitForMultipleObjects",
+        super::dispatcher::KeWaitForMultipleObjects as *const c_void,
+    ),
+    Export(
+        "KeInitializeMutex",
+        super::dispatcher::KeInitializeMutex as *const c_void,
+    ),
+    Export(
+        "KeReleaseMutex",
+        super::dispatcher::KeReleaseMutex as *const c_void,
+    ),
+    Export(
+        "KeReadStateMutex",
+        super::dispatcher::KeReadStateMutex as *const c_void,
+    ),
+    Export(
+        "KeInitializeSemaphore",
+        super::dispatcher::KeInitializeSemaphore as *const c_void,
+    ),
+    Export(
+        "KeReleaseSemaphore",
+        super::dispatcher::KeReleaseSemaphore as *const c_void,
+    ),
+    Export(
+        "KeReadStateSemaphore",
+        super::dispatcher::KeReadStateSemaphore as *const c_void,
+    ),
+    Export(
+        "KeEnterCriticalRegion",
+        super::resource::KeEnterCriticalRegion as *const c_void,
+    ),
+    Export(
+        "KeLeaveCriticalRegion",
+        super::resource::KeLeaveCriticalRegion as *const c_void,
+    ),
+    Export(
+        "ExAcquireFastMutex",
+        super::resource::ExAcquireFastMutex as *const c_void,
+    ),
+    Export(
+        "ExTryToAcquireFastMutex",
+        super::resource::ExTryToAcquireFastMutex as *const c_void,
+    ),
+    Export(
+        "ExReleaseFastMutex",
+        super::resource::ExReleaseFastMutex as *const c_void,
+    ),
+    Export(
+        "ExAcquireFastMutexUnsafe",
+        super::resource::ExAcquireFastMutexUnsafe as *const c_void,
+    ),
+    Export(
+        "ExReleaseFastMutexUnsafe",
+        super::resource::ExReleaseFastMutexUnsafe as *const c_void,
+    ),
+    Export(
+        "ExInitializeResourceLite",
+        super::resource::ExInitializeResourceLite as *const c_void,
+    ),
+    Export(
+        "ExDeleteResourceLite",
+        super::resource::ExDeleteResourceLite as *const c_void,
+    ),
+    Export(
+        "ExAcquireResourceSharedLite",
+        super::resource::ExAcquireResourceSharedLite as *const c_void,
+    ),
+    Export(
+        "ExAcquireResourceExclusiveLite",
+        super::resource::ExAcquireResourceExclusiveLite as *const c_void,
+    ),
+    Export(
+        "ExReleaseResourceLite",
+        super::resource::ExReleaseResourceLite as *const c_void,
+    ),
+    Export(
+        "ExIsResourceAcquiredExclusiveLite",
+        super::resource::ExIsResourceAcquiredExclusiveLite as *const c_void,
+    ),
+    Export(
+        "ExIsResourceAcquiredSharedLite",
+        super::resource::ExIsResourceAcquiredSharedLite as *const c_void,
+    ),
     Export(
         "KeInitializeDpc",
         super::dpc::KeInitializeDpc as *const c_void,

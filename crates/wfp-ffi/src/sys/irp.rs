@@ -84,42 +84,50 @@ pub(crate) fn alloc(stack: u8) -> *mut Irp {
         return irp;
     }
     // SAFETY: a fresh zeroed block large enough for the IRP and its locations.
-    unsafe {
-        irp.write(Irp {
-            object_type: 6,
-            size: u16::try_from(bytes).unwrap_or(u16::MAX),
-            allocation_processor_number: 0,
-            reserved: 0,
-            mdl_address: std::ptr::null_mut(),
-            flags: 0,
-            system_buffer: std::ptr::null_mut(),
-            thread_list_entry: [std::ptr::null_mut(); 2],
-            io_status: IoStatusBlock::default(),
-            requestor_mode: 0,
-            pending_returned: 0,
-            stack_count: i8::try_from(n).unwrap_or(i8::MAX),
-            current_location: i8::try_from(n + 1).unwrap_or(i8::MAX),
-            cancel: 0,
-            cancel_irql: 0,
-            apc_environment: 0,
-            allocation_flags: 0,
-            user_iosb: std::ptr::null_mut(),
-            user_event: std::ptr::null_mut(),
-            overlay: [0; 2],
-            cancel_routine: std::ptr::null(),
-            user_buffer: std::ptr::null_mut(),
-            tail: IrpTail {
-                driver_context: [std::ptr::null_mut(); 4],
-                thread: std::ptr::null_mut(),
-                auxiliary_buffer: std::ptr::null_mut(),
-                list_entry: [std::ptr::null_mut(); 2],
-                current_stack_location: irp.add(1).cast::<IoStackLocation>().add(n),
-                original_file_object: std::ptr::null_mut(),
-                irp_extension: std::ptr::null_mut(),
-            },
-        });
-    }
+    unsafe { irp.write(alloc_layout(irp, n)) };
+    // SAFETY: as above.
+    unsafe { (*irp).size = u16::try_from(bytes).unwrap_or(u16::MAX) };
     irp
+}
+
+/// A fresh IRP value with `n` stack locations behind `irp` (its location pointers computed
+/// from `irp`; Size 0: the caller sets it).
+fn alloc_layout(irp: *mut Irp, n: usize) -> Irp {
+    // SAFETY: only address arithmetic within the IRP's own block (IRP + n locations).
+    let current = unsafe { irp.add(1).cast::<IoStackLocation>().add(n) };
+    Irp {
+        object_type: 6,
+        size: 0,
+        allocation_processor_number: 0,
+        reserved: 0,
+        mdl_address: std::ptr::null_mut(),
+        flags: 0,
+        system_buffer: std::ptr::null_mut(),
+        thread_list_entry: [std::ptr::null_mut(); 2],
+        io_status: IoStatusBlock::default(),
+        requestor_mode: 0,
+        pending_returned: 0,
+        stack_count: i8::try_from(n).unwrap_or(i8::MAX),
+        current_location: i8::try_from(n + 1).unwrap_or(i8::MAX),
+        cancel: 0,
+        cancel_irql: 0,
+        apc_environment: 0,
+        allocation_flags: 0,
+        user_iosb: std::ptr::null_mut(),
+        user_event: std::ptr::null_mut(),
+        overlay: [0; 2],
+        cancel_routine: std::ptr::null(),
+        user_buffer: std::ptr::null_mut(),
+        tail: IrpTail {
+            driver_context: [std::ptr::null_mut(); 4],
+            thread: std::ptr::null_mut(),
+            auxiliary_buffer: std::ptr::null_mut(),
+            list_entry: [std::ptr::null_mut(); 2],
+            current_stack_location: current,
+            original_file_object: std::ptr::null_mut(),
+            irp_extension: std::ptr::null_mut(),
+        },
+    }
 }
 
 /// Frees an IRP from [`alloc`].
@@ -470,6 +478,68 @@ pub(crate) unsafe extern "C" fn IoFreeIrp(irp: *mut Irp) {
     });
 }
 
+/// IoReuseIrp (WDK km/wdm.h): an IoAllocateIrp IRP back with its owner starts over — every
+/// field and stack location zeroed as IoInitializeIrp leaves them (StackCount, Size and
+/// AllocationFlags kept, CurrentLocation at the originator's), then `IoStatus.Status` = Status.
+/// Findings: an IRP not from IoAllocateIrp, one a driver still holds, one with a cancel routine
+/// still set (each left unchanged).
+#[no_mangle]
+pub(crate) unsafe extern "C" fn IoReuseIrp(irp: *mut Irp, status: NtStatus) {
+    boundary("IoReuseIrp", (), || {
+        ctx::with_host(|h| {
+            let mut s = h.rt.wdm.state.lock();
+            let Some(rec) = s.irps.get_mut(&(irp as usize)) else {
+                drop(s);
+                return h.finding(Finding::BadHandle {
+                    function: "IoReuseIrp",
+                });
+            };
+            let problem = if !matches!(rec.origin, Origin::Allocated) {
+                Some("IoReuseIrp of an IRP not allocated with IoAllocateIrp")
+            // SAFETY: registered, so live.
+            } else if unsafe { (*irp).current_location <= (*irp).stack_count } {
+                Some("IoReuseIrp of an IRP a driver still holds (not completed back to its owner)")
+            // SAFETY: as above.
+            } else if unsafe { !(*irp).cancel_routine.is_null() } {
+                Some("IoReuseIrp of an IRP with its cancel routine still set")
+            } else {
+                None
+            };
+            if let Some(p) = problem {
+                drop(s);
+                return finding(h, p.into());
+            }
+            rec.done = None;
+            drop(s);
+            // SAFETY: an IoAllocateIrp IRP back with its owner (checked above): the caller's.
+            unsafe { reinitialize(irp, status) };
+        });
+    });
+}
+
+/// Zeroes an IRP from [`alloc`] and its stack locations as [`alloc`] made them.
+///
+/// # Safety
+/// `irp` came from [`alloc`] and no driver holds it.
+unsafe fn reinitialize(irp: *mut Irp, status: NtStatus) {
+    // SAFETY: per the contract: the block holds the IRP and StackCount locations.
+    unsafe {
+        let n = usize::try_from((*irp).stack_count).unwrap_or(1).max(1);
+        let (size, flags) = ((*irp).size, (*irp).allocation_flags);
+        let first = irp.add(1).cast::<IoStackLocation>();
+        std::ptr::write_bytes(
+            first.cast::<u8>(),
+            0,
+            n * std::mem::size_of::<IoStackLocation>(),
+        );
+        let fresh = alloc_layout(irp, n);
+        irp.write(fresh);
+        (*irp).size = size;
+        (*irp).allocation_flags = flags;
+        (*irp).io_status.status = status;
+    }
+}
+
 /// IoBuildDeviceIoControlRequest's arguments.
 struct BuildArgs {
     code: u32,
@@ -578,6 +648,119 @@ fn build_ioctl(host: &HostInner, a: &BuildArgs) -> *mut Irp {
                 built.mdl = Some(mdl);
             }
             _ => {}
+        }
+    }
+    register(host, irp, ctx::current_driver(), Origin::Built(built));
+    irp
+}
+
+const IRP_MJ_READ: u32 = 0x03;
+const IRP_MJ_WRITE: u32 = 0x04;
+const IRP_MJ_FLUSH_BUFFERS: u32 = 0x09;
+const IRP_MJ_SHUTDOWN: u32 = 0x10;
+const IRP_MJ_PNP: u32 = 0x1b;
+const DO_BUFFERED_IO: u32 = 0x4;
+const DO_DIRECT_IO: u32 = 0x10;
+
+/// IoBuildSynchronousFsdRequest's arguments.
+struct FsdArgs {
+    major: u32,
+    device: *mut DeviceObject,
+    buffer: *mut u8,
+    length: u32,
+    offset: i64,
+    event: *mut c_void,
+    iosb: *mut IoStatusBlock,
+}
+
+/// IoBuildSynchronousFsdRequest (WDK km/wdm.h): a read, write, flush, shutdown or PnP IRP for
+/// `DeviceObject` that the runtime finishes and frees like IoBuildDeviceIoControlRequest's (the
+/// read's bytes copied back to Buffer for a buffered device, `*IoStatusBlock` set, the event
+/// signalled). Buffers by the device's flags: DO_BUFFERED_IO a system buffer, DO_DIRECT_IO an MDL
+/// on Buffer, neither `UserBuffer`. PASSIVE_LEVEL.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn IoBuildSynchronousFsdRequest(
+    major: u32,
+    device: *mut DeviceObject,
+    buffer: *mut c_void,
+    length: u32,
+    offset: *const i64,
+    event: *mut c_void,
+    iosb: *mut IoStatusBlock,
+) -> *mut Irp {
+    boundary("IoBuildSynchronousFsdRequest", std::ptr::null_mut(), || {
+        ctx::check_irql("IoBuildSynchronousFsdRequest", 0);
+        let known = [
+            IRP_MJ_READ,
+            IRP_MJ_WRITE,
+            IRP_MJ_FLUSH_BUFFERS,
+            IRP_MJ_SHUTDOWN,
+            IRP_MJ_PNP,
+        ];
+        if !known.contains(&major) {
+            return std::ptr::null_mut();
+        }
+        let a = FsdArgs {
+            major,
+            device,
+            buffer: buffer.cast(),
+            length,
+            // SAFETY: the caller's optional StartingOffset.
+            offset: unsafe { offset.as_ref() }.copied().unwrap_or(0),
+            event,
+            iosb,
+        };
+        ctx::with_host(|h| build_fsd(h, &a)).unwrap_or(std::ptr::null_mut())
+    })
+}
+
+fn build_fsd(host: &HostInner, a: &FsdArgs) -> *mut Irp {
+    if super::wdm::driver_of(host, a.device).is_none() {
+        host.finding(Finding::BadHandle {
+            function: "IoBuildSynchronousFsdRequest (unknown device)",
+        });
+        return std::ptr::null_mut();
+    }
+    // SAFETY: a live device of the namespace.
+    let (stack, flags) = unsafe { ((*a.device).stack_size, (*a.device).flags) };
+    let irp = alloc(u8::try_from(stack).unwrap_or(1));
+    if irp.is_null() {
+        return irp;
+    }
+    let rw = matches!(a.major, IRP_MJ_READ | IRP_MJ_WRITE) && !a.buffer.is_null();
+    let len = if rw { a.length as usize } else { 0 };
+    let buffered = rw && flags & DO_BUFFERED_IO != 0;
+    let mut system = vec![0u8; if buffered { len } else { 0 }];
+    if buffered && a.major == IRP_MJ_WRITE {
+        // SAFETY: the caller's Buffer of Length bytes (the function's contract).
+        unsafe { std::ptr::copy_nonoverlapping(a.buffer, system.as_mut_ptr(), len) };
+    }
+    let read = a.major == IRP_MJ_READ;
+    let mut built = Box::new(Built {
+        system,
+        mdl: None,
+        output: if read { a.buffer } else { std::ptr::null_mut() },
+        output_len: if read { len } else { 0 },
+        buffered,
+        iosb: a.iosb,
+        event: a.event,
+    });
+    // SAFETY: the fresh IRP and its next location; the buffers live in `built`, registered with
+    // the IRP until it is freed.
+    unsafe {
+        let sp = next_location(irp);
+        (*sp).major_function = a.major as u8;
+        (*sp).parameters.words = [len, 0, a.offset as usize, 0];
+        (*irp).user_iosb = a.iosb;
+        (*irp).user_event = a.event;
+        if buffered {
+            (*irp).system_buffer = built.system.as_mut_ptr().cast();
+        } else if rw && flags & DO_DIRECT_IO != 0 {
+            let mut mdl = Box::new(output_mdl(a.buffer, len));
+            (*irp).mdl_address = &raw mut *mdl;
+            built.mdl = Some(mdl);
+        } else if rw {
+            (*irp).user_buffer = a.buffer.cast();
         }
     }
     register(host, irp, ctx::current_driver(), Origin::Built(built));

@@ -414,6 +414,13 @@ impl Driver {
                     count: timers,
                 });
             }
+            let resources = host.rt.resources.remove_driver(self.index);
+            if resources > 0 {
+                host.finding(Finding::ObjectsLeft {
+                    what: "ERESOURCE(s) not deleted at unload",
+                    count: resources,
+                });
+            }
             let running = host.rt.activity.wait_idle(self.index, deadline);
             if running > 0 {
                 host.finding(Finding::StillRunning { count: running });

@@ -14,7 +14,9 @@ mod callbackobj;
 mod callout;
 mod checksum;
 mod convert;
+mod csq;
 mod ctx;
+mod dispatcher;
 mod dpc;
 mod exports;
 mod fwpm;
@@ -37,6 +39,7 @@ mod pctx;
 mod pend;
 mod redirect;
 mod registry;
+mod resource;
 mod streamgate;
 mod sync;
 mod thread;
@@ -64,6 +67,10 @@ pub(crate) struct RtState {
     pub(crate) workers: thread::Workers,
     pub(crate) dpcs: dpc::Queued,
     pub(crate) timers: timer::Timers,
+    /// Advanced by every dispatcher-object signal (multi-object waits sleep on it).
+    pub(crate) dispatcher: dispatcher::Generation,
+    /// ERESOURCEs initialised and not yet deleted.
+    pub(crate) resources: resource::Resources,
     pub(crate) lookasides: parking_lot::Mutex<lookaside::Lists>,
     pub(crate) wdf: wdf::Wdf,
     pub(crate) wdm: wdm::Wdm,

@@ -1,5 +1,5 @@
 //! Dispatcher objects and waits (wdk-runtime.md §3): KEVENT, KeWaitForSingleObject with
-//! timeouts, KeDelayExecutionThread.
+//! timeouts (over every waitable object: dispatcher.rs), KeDelayExecutionThread.
 //!
 //! An event is the driver's own `KEVENT` memory: its `DISPATCHER_HEADER.SignalState` is the futex
 //! word waiters sleep on, so a wait costs nothing in the host and works across every thread of the
@@ -129,32 +129,6 @@ fn header<'a>(object: *mut c_void) -> Option<&'a DispatcherHeader> {
     unsafe { object.cast::<DispatcherHeader>().as_ref() }
 }
 
-/// Waits for a dispatcher object; `true` if it was signaled (and, for a synchronization event,
-/// consumed), `false` on timeout.
-pub(crate) fn wait_header(h: &DispatcherHeader, timeout: Timeout) -> bool {
-    let until = match timeout {
-        Timeout::Forever => None,
-        Timeout::Until(t) => Some(t),
-    };
-    loop {
-        let signaled =
-            if h.kind == SYNCHRONIZATION_EVENT || h.kind == super::timer::TIMER_SYNCHRONIZATION {
-                h.signal_state
-                    .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-            } else {
-                h.signal_state.load(Ordering::Acquire) != 0
-            };
-        if signaled {
-            return true;
-        }
-        if until.is_some_and(|u| Instant::now() >= u) {
-            return false;
-        }
-        futex_wait(&h.signal_state, 0, until);
-    }
-}
-
 pub(crate) fn check_wait_irql(function: &'static str, timeout: *const i64) {
     let irql = ctx::irql();
     if irql > APC_LEVEL && !(irql <= DISPATCH_LEVEL && is_poll(timeout)) {
@@ -190,7 +164,7 @@ pub(crate) unsafe extern "C" fn KeSetEvent(event: *mut c_void, _increment: i32, 
         super::ctx::check_irql("KeSetEvent", 2);
         let Some(h) = header(event) else { return 0 };
         let old = h.signal_state.swap(1, Ordering::AcqRel);
-        futex_wake_all(&h.signal_state);
+        super::dispatcher::signalled(h);
         old
     })
 }
@@ -230,29 +204,7 @@ pub(crate) unsafe extern "C" fn KeWaitForSingleObject(
 ) -> NtStatus {
     boundary("KeWaitForSingleObject", STATUS_INVALID_PARAMETER, || {
         check_wait_irql("KeWaitForSingleObject", timeout);
-        let Some(h) = header(object) else {
-            return STATUS_INVALID_PARAMETER;
-        };
-        let waitable = [
-            NOTIFICATION_EVENT,
-            SYNCHRONIZATION_EVENT,
-            THREAD_OBJECT,
-            super::timer::TIMER_NOTIFICATION,
-            super::timer::TIMER_SYNCHRONIZATION,
-        ];
-        if !waitable.contains(&h.kind) {
-            ctx::with_host(|host| {
-                host.finding(Finding::BadHandle {
-                    function: "KeWaitForSingleObject (not a waitable object)",
-                });
-            });
-            return STATUS_INVALID_PARAMETER;
-        }
-        if wait_header(h, decode_timeout(timeout)) {
-            STATUS_SUCCESS
-        } else {
-            STATUS_TIMEOUT
-        }
+        super::dispatcher::wait_single(object, timeout)
     })
 }
 

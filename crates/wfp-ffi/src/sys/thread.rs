@@ -162,12 +162,12 @@ impl Activity {
         self.items.load(Ordering::Acquire)
     }
 
-    fn item_queued(&self, driver: usize) {
+    pub(crate) fn item_queued(&self, driver: usize) {
         self.items.fetch_add(1, Ordering::AcqRel);
         self.enter(driver);
     }
 
-    fn item_done(&self, driver: usize) {
+    pub(crate) fn item_done(&self, driver: usize) {
         self.items.fetch_sub(1, Ordering::AcqRel);
         self.leave(driver);
     }
@@ -261,12 +261,14 @@ fn run_system_thread(s: Start) {
         // SAFETY: the header's trampoline, calling the driver's KSTART_ROUTINE with its context;
         // the image stays mapped while this thread runs (unload waits for the activity count).
         unsafe { (s.trampoline)(s.routine as *const c_void, s.context as *mut c_void) };
+        super::dispatcher::abandon_owned();
         SYSTEM_THREAD.with(|t| t.set((0, 0)));
     }
     // SAFETY: the thread holds a reference on its object, dropped below, so it is live here.
     let obj = unsafe { &*(s.object as *const ThreadObject) };
     obj.header.signal_state.store(1, Ordering::Release);
     futex_wake_all(&obj.header.signal_state);
+    s.host.rt.dispatcher.advance();
     s.host.rt.objects.lock().deref_thread(s.object);
     s.host.rt.activity.leave(s.driver);
 }

@@ -104,6 +104,7 @@ fn fire(f: &Firing) {
     let h = header(f.timer);
     h.signal_state.store(1, Ordering::Release);
     futex_wake_all(&h.signal_state);
+    f.host.rt.dispatcher.advance();
 }
 
 /// The timer thread: waits for each due time unless cancelled; fires under the arming's lock.

@@ -117,8 +117,8 @@ pub(crate) struct QueueConfig {
     allow_zero_length: u8,
     default_queue: u8,
     evt_io_default: *const c_void,
-    evt_io_read: *const c_void,
-    evt_io_write: *const c_void,
+    evt_io_read: Option<rw::EvtIoReadWrite>,
+    evt_io_write: Option<rw::EvtIoReadWrite>,
     evt_io_device_control: Option<EvtIoDeviceControl>,
     evt_io_internal: *const c_void,
     evt_io_stop: *const c_void,
@@ -148,6 +148,8 @@ struct DeviceInit {
     characteristics: u32,
     class: Option<[u8; 16]>,
     name: Option<String>,
+    /// WDF_DEVICE_IO_TYPE (0: not set, buffered).
+    io_type: i32,
 }
 
 #[derive(Debug)]
@@ -165,6 +167,8 @@ struct WdfDevice {
 #[derive(Debug)]
 struct Queue {
     device_control: Option<EvtIoDeviceControl>,
+    read: Option<rw::EvtIoReadWrite>,
+    write: Option<rw::EvtIoReadWrite>,
     /// WdfIoQueueDispatchSequential: one request presented at a time.
     sequential: bool,
     /// A request of a sequential queue is presented and not yet completed.
@@ -174,6 +178,8 @@ struct Queue {
 #[derive(Debug)]
 struct Request {
     queue: usize,
+    /// IRP_MJ_DEVICE_CONTROL, IRP_MJ_READ or IRP_MJ_WRITE.
+    major: usize,
     /// The IRP it came from (a WDM driver's request to the device), 0 for the host's.
     irp: usize,
     method: u32,
@@ -208,6 +214,7 @@ enum Object {
     Memory(Memory),
     Key(Key),
     WaitLock(std::sync::Arc<WaitLock>),
+    WorkItem(std::sync::Arc<workitem::WorkItem>),
 }
 
 // SAFETY: the raw DRIVER_OBJECT / DEVICE_OBJECT pointers inside are only dereferenced under
@@ -286,6 +293,7 @@ impl State {
                 }
                 Object::Key(k) => k.index == index,
                 Object::WaitLock(w) => w.index == index,
+                Object::WorkItem(w) => w.index == index,
                 _ => false,
             };
             if mine {
@@ -314,6 +322,9 @@ macro_rules! get {
         }
     };
 }
+
+mod rw;
+pub(super) mod workitem;
 
 fn bad(function: &'static str) {
     ctx::with_host(|h| h.finding(Finding::BadHandle { function }));
@@ -411,6 +422,10 @@ unsafe extern "C" fn wdf_driver_unload(object: *mut DriverObject) {
 }
 
 fn delete_wdf_device(h: usize) {
+    let queue = with_state(|s| get!(s, h, Device).and_then(|d| d.queue)).flatten();
+    for parent in queue.into_iter().chain([h]) {
+        workitem::delete_children(parent);
+    }
     let cleanup = with_state(|s| get!(s, h, Device).and_then(|d| d.cleanup)).flatten();
     if let Some(c) = cleanup {
         // SAFETY: the driver's EvtCleanupCallback for its WDFDEVICE, before the device goes.
@@ -600,10 +615,10 @@ pub(crate) unsafe extern "C" fn WdfDeviceInitSetDeviceClass(
 }
 
 #[no_mangle]
-pub(crate) extern "C" fn WdfDeviceInitSetIoType(init: *mut c_void, _io_type: i32) {
+pub(crate) extern "C" fn WdfDeviceInitSetIoType(init: *mut c_void, io_type: i32) {
     boundary("WdfDeviceInitSetIoType", (), || {
-        // Buffered I/O is what this host offers; the type is accepted for the device init.
-        with_init(init, "WdfDeviceInitSetIoType", |_| {});
+        // The device's DO_BUFFERED_IO / DO_DIRECT_IO (read and write requests' buffers).
+        with_init(init, "WdfDeviceInitSetIoType", |i| i.io_type = io_type);
     });
 }
 
@@ -666,7 +681,10 @@ fn device_object(object: *mut DriverObject, i: &DeviceInit) -> (NtStatus, *mut D
         unsafe { IoCreateDevice(object, 0, name, i.device_type, characteristics, 0, &mut dev) };
     if st == STATUS_SUCCESS {
         // SAFETY: the device IoCreateDevice just made.
-        unsafe { (*dev).characteristics = i.characteristics };
+        unsafe {
+            (*dev).characteristics = i.characteristics;
+            (*dev).flags |= rw::io_flags(i.io_type);
+        }
     }
     (st, dev)
 }
@@ -812,6 +830,7 @@ pub(crate) extern "C" fn WdfObjectDelete(object: *mut c_void) {
             s.objects.get(&(object as usize)).map(|o| match &**o {
                 Object::Device(_) => 1,
                 Object::Key(_) | Object::Queue(_) | Object::WaitLock(_) => 2,
+                Object::WorkItem(_) => 3,
                 _ => 0,
             })
         })
@@ -819,8 +838,10 @@ pub(crate) extern "C" fn WdfObjectDelete(object: *mut c_void) {
         match kind {
             Some(1) => delete_wdf_device(object as usize),
             Some(2) => {
+                workitem::delete_children(object as usize);
                 with_state(|s| s.remove(object as usize));
             }
+            Some(3) => workitem::delete(object as usize),
             Some(_) => ctx::with_host(|h| {
                 h.finding(Finding::Assertion {
                     message: "WdfObjectDelete on an object the framework deletes itself".into(),
@@ -1240,6 +1261,8 @@ pub(crate) unsafe extern "C" fn WdfIoQueueCreate(
             }
             let q = s.insert(Object::Queue(Queue {
                 device_control: cfg.evt_io_device_control,
+                read: cfg.evt_io_read,
+                write: cfg.evt_io_write,
                 sequential: cfg.dispatch_type == 1,
                 busy: false,
             }));
@@ -1281,7 +1304,9 @@ fn request_buffer(
         if rq.completed.is_some() {
             return Some(Err(STATUS_INTERNAL_ERROR));
         }
-        if rq.method == METHOD_NEITHER {
+        let wrong_way =
+            (output && rq.major == rw::IRP_MJ_WRITE) || (!output && rq.major == rw::IRP_MJ_READ);
+        if rq.method == METHOD_NEITHER || wrong_way {
             return Some(Err(STATUS_INVALID_DEVICE_REQUEST));
         }
         let len = if output { rq.out_len } else { rq.in_len };
@@ -1551,7 +1576,7 @@ const STATUS_DEVICE_BUSY: NtStatus = 0x8000_0011_u32 as i32;
 
 /// Sets the framework's dispatch routines in the MajorFunction[] entries the driver left empty.
 fn install_dispatch(object: *mut DriverObject) {
-    let routines: [(usize, *const c_void); 4] = [
+    let routines: [(usize, *const c_void); 6] = [
         (IRP_MJ_CREATE, framework_open_close as *const c_void),
         (IRP_MJ_CLEANUP, framework_open_close as *const c_void),
         (IRP_MJ_CLOSE, framework_open_close as *const c_void),
@@ -1559,6 +1584,8 @@ fn install_dispatch(object: *mut DriverObject) {
             IRP_MJ_DEVICE_CONTROL,
             framework_device_control as *const c_void,
         ),
+        (rw::IRP_MJ_READ, rw::framework_read_write as *const c_void),
+        (rw::IRP_MJ_WRITE, rw::framework_read_write as *const c_void),
     ];
     for (major, f) in routines {
         // SAFETY: the driver's DRIVER_OBJECT (non-null, checked by the caller); 28 entries.
@@ -1573,7 +1600,9 @@ fn install_dispatch(object: *mut DriverObject) {
 
 /// Whether `f` is one of the framework's dispatch routines (not the driver's own).
 pub(crate) fn is_framework_dispatch(f: *const c_void) -> bool {
-    f == framework_open_close as *const c_void || f == framework_device_control as *const c_void
+    f == framework_open_close as *const c_void
+        || f == framework_device_control as *const c_void
+        || f == rw::framework_read_write as *const c_void
 }
 
 fn finish_now(host: &HostInner, irp: *mut super::wdm::Irp, status: NtStatus) -> NtStatus {
@@ -1661,6 +1690,7 @@ fn present_irp(host: &HostInner, dev: *mut DeviceObject, irp: *mut super::wdm::I
     }
     let request = host.rt.wdf.state.lock().insert(Object::Request(Request {
         queue,
+        major: IRP_MJ_DEVICE_CONTROL,
         irp: irp as usize,
         method,
         system,
@@ -1906,6 +1936,7 @@ pub(crate) fn ioctl(
     system[..input.len()].copy_from_slice(input);
     let request = host.rt.wdf.state.lock().insert(Object::Request(Request {
         queue,
+        major: IRP_MJ_DEVICE_CONTROL,
         irp: 0,
         method,
         system,

@@ -175,7 +175,14 @@ fn target_device(t: &Target<'_>) -> Option<*mut DeviceObject> {
         super::wdm::device_name(t.host, *d)
             .is_some_and(|n| !super::wdm::links_to(t.host, &n).is_empty())
     });
-    linked.or_else(|| list.first().copied())
+    // A KMDF-only driver: its first framework device (read / write reach its default queue).
+    linked.or_else(|| list.first().copied()).or_else(|| {
+        framework
+            .iter()
+            .map(|d| *d as *mut DeviceObject)
+            // SAFETY: live framework devices of the host; only their driver object is read.
+            .find(|d| unsafe { (**d).driver_object }.cast_const() == t.object)
+    })
 }
 
 /// A handle on a WDM driver's device ([`super::Driver::open`]): requests on one FILE_OBJECT,
