@@ -118,6 +118,10 @@ struct Table {
     slot_start: usize,
     /// Slots of the table (`slot = home(hash, cap)`, linear probing).
     cap: usize,
+    /// Slots in all (inline tables: buckets that probe past the last home slot take slots after
+    /// it instead of wrapping around; `cap` otherwise; 32 bits: the table stays as small as
+    /// before).
+    nslots: u32,
     /// Records: first word in [`TupleIndex::records`].
     rec_start: usize,
     /// The slots are the buckets' first records (`stride` words each, `EMPTY` position when
@@ -501,16 +505,22 @@ impl TupleIndex {
         let words = table.layout.words();
         let mut s = home(h, table.cap);
         if table.inline {
-            for _ in 0..table.cap {
+            // Ordered linear probing (`store.rs`, `META_DISP`): no wrap-around, `nslots` past
+            // the home range.
+            let mut disp = 0u32;
+            while s < table.nslots as usize {
                 let at = table.rec_start + s * usize::from(table.stride);
                 let rec = self.records.get(at..at + words)?;
-                if rec.first() == Some(&EMPTY) {
+                let (&pos, &meta) = (rec.first()?, rec.get(1)?);
+                let theirs = (meta & store::META_DISP) >> store::META_DISP_SHIFT;
+                if pos == EMPTY || theirs < disp {
                     return None;
                 }
-                if table.layout.key_eq(&table.masks, rec, keys) {
+                if theirs == disp && table.layout.key_eq(&table.masks, rec, keys) {
                     return Some(at);
                 }
-                s = if s + 1 == table.cap { 0 } else { s + 1 };
+                s += 1;
+                disp = (disp + 1).min(store::MAX_DISP);
             }
             return None;
         }
@@ -584,7 +594,7 @@ impl TupleIndex {
                 // Slots: one bucket each (its size counted from the first record alone, the
                 // rest of it below without a bucket).
                 let stride = usize::from(t.stride);
-                let (slots, rest) = recs.split_at((t.cap * stride).min(recs.len()));
+                let (slots, rest) = recs.split_at((t.nslots as usize * stride).min(recs.len()));
                 for rec in slots.chunks_exact(stride) {
                     if rec.first().is_some_and(|&p| p != EMPTY) {
                         boxes += 1;
@@ -668,7 +678,9 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) ->
         .map(|(p, l)| {
             let link = usize::from(p.buckets < p.keyed.len());
             match inline {
-                true => p.cap * (l.words() + link) + (p.keyed.len() - p.buckets) * l.words(),
+                true => {
+                    inline_slots(p) * (l.words() + link) + (p.keyed.len() - p.buckets) * l.words()
+                }
                 false => p.keyed.len() * l.words(),
             }
         })
@@ -682,8 +694,9 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) ->
         out.filter_bits.resize(filter_start + filter_words, 0);
         // A link word after an inline slot's record when some bucket has more than one.
         let stride = layout.words() + usize::from(inline && p.buckets < p.keyed.len());
+        let nslots = if inline { inline_slots(p) } else { p.cap };
         if inline {
-            out.records.resize(rec_start + p.cap * stride, EMPTY);
+            out.records.resize(rec_start + nslots * stride, EMPTY);
         }
         let mut ctx = FillCtx {
             out: &mut out,
@@ -697,6 +710,8 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) ->
             rec_start,
             stride,
             over: Vec::new(),
+            nslots,
+            next_slot: 0,
         };
         for bucket in p.keyed.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
             if inline {
@@ -715,6 +730,7 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) ->
             filter_mask: u32::try_from(filter_words - 1).unwrap_or(0),
             slot_start,
             cap: p.cap,
+            nslots: u32::try_from(nslots).unwrap_or(u32::MAX),
             rec_start,
             inline,
             stride: u8::try_from(stride).unwrap_or(u8::MAX),
@@ -725,6 +741,19 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) ->
         }
     }
     out
+}
+
+/// The slots of an inline table of plan `p`: each bucket, in hash (so home) order, takes the
+/// first slot at or after its home that the previous one left free, with no wrap-around (ordered
+/// linear probing, `store.rs` `META_DISP`): at least `cap`, more when the last buckets run past it.
+fn inline_slots(p: &Planned) -> usize {
+    let mut next = 0;
+    for bucket in p.keyed.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
+        if let Some(&(h, _, _)) = bucket.first() {
+            next = home(h, p.cap).max(next) + 1;
+        }
+    }
+    next.max(p.cap)
 }
 
 /// One table being laid out by [`fill`].
@@ -742,6 +771,9 @@ struct FillCtx<'a, 'b> {
     stride: usize,
     /// An inline table's records after the first of their bucket.
     over: Vec<u32>,
+    /// An inline table's slots, and the first one not taken yet (buckets are laid out in order).
+    nslots: usize,
+    next_slot: usize,
 }
 
 impl FillCtx<'_, '_> {
@@ -803,20 +835,18 @@ impl FillCtx<'_, '_> {
         };
         self.presence(h);
         let (cap, stride) = (self.p.cap, self.stride);
-        let mut s = home(h, cap);
-        while self
-            .out
-            .records
-            .get(self.rec_start + s * stride)
-            .is_some_and(|&e| e != EMPTY)
-        {
-            s = if s + 1 == cap { 0 } else { s + 1 };
-        }
-        let link = u32::try_from(cap * stride + self.over.len()).unwrap_or(u32::MAX);
+        // Buckets come in hash order, so in home order: the first slot at or past the home that
+        // the previous bucket left free (`inline_slots`).
+        let s = home(h, cap).max(self.next_slot);
+        self.next_slot = s + 1;
+        let link = u32::try_from(self.nslots * stride + self.over.len()).unwrap_or(u32::MAX);
         let mut rec = Vec::with_capacity(stride);
         std::mem::swap(&mut rec, &mut self.over);
         self.push(true, first, 1, bucket.len());
         std::mem::swap(&mut rec, &mut self.over);
+        if let Some(meta) = rec.get_mut(1) {
+            *meta |= store::disp_bits(s - home(h, cap));
+        }
         if stride > self.layout.words() {
             rec.push(link);
         }
