@@ -1119,3 +1119,39 @@ impl Query<'_> {
                 .is_some_and(|f| f.conditions().matches_groups(self.values, residual))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{home, inline_slots, Planned, MAX_DIMS};
+
+    /// Buckets homed at the last slots of an inline table take slots past `cap` instead of
+    /// wrapping around to its first ones (ordered linear probing: a lookup stops at the first
+    /// resident homed after its key, which a wrapped bucket would break).
+    #[test]
+    fn inline_buckets_run_past_cap_instead_of_wrapping() {
+        let cap = 4;
+        let hashes = [0u64, 1, u64::MAX - 2, u64::MAX - 1, u64::MAX];
+        let keyed = (0u32..)
+            .zip(hashes)
+            .map(|(i, h)| (h, [u64::from(i); MAX_DIMS], i))
+            .collect();
+        let p = Planned {
+            masks: [0; MAX_DIMS],
+            keyed,
+            buckets: hashes.len(),
+            cap,
+            min_pos: 0,
+            max_pos: 4,
+        };
+        let homes: Vec<usize> = hashes.iter().map(|&h| home(h, cap)).collect();
+        assert_eq!(homes, [0, 0, 3, 3, 3]);
+        // Slots 0, 1, 3, 4, 5.
+        assert_eq!(inline_slots(&p), 6);
+        let spread = Planned {
+            keyed: p.keyed.iter().take(2).cloned().collect(),
+            buckets: 2,
+            ..p
+        };
+        assert_eq!(inline_slots(&spread), cap);
+    }
+}
