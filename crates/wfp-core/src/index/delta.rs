@@ -106,14 +106,14 @@ impl Added {
 }
 
 /// The boxes of the added filters on the base's dimensions, one column per dimension (`lo` and
-/// `hi - lo`), ordered by their filter's place in [`Delta::added`] (issue 15, B2: a lookup over
+/// `hi - lo`), ordered by their filter's place in [`Chunk::added`] (issue 15, B2: a lookup over
 /// the added filters cost ~10 ns per filter through their boxes one by one). A lookup tests 64
 /// boxes per dimension at a time, widest dimensions (addresses) first, and stops at the first
 /// dimension that rules them all out, so it reads about one or two columns.
 ///
 /// Everything is one allocation (issue 15, B2: a commit copies the chunk it changes; a vector per
 /// column made that a dozen allocations): `data` holds, per box, its owner (the number of its
-/// filter in [`Delta::added`]), then each column — one word per box (`lo | (hi - lo) << 32`)
+/// filter in [`Chunk::added`]), then each column — one word per box (`lo | (hi - lo) << 32`)
 /// when the dimension is at most 32 bits wide, else two (`lo`, `hi - lo`).
 #[derive(Clone, Debug, Default)]
 struct Packed {

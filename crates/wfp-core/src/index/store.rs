@@ -35,9 +35,20 @@ pub(super) const EMPTY: u32 = u32::MAX;
 pub(super) const MAX_RECORDS: usize = (1 << 24) - 1;
 
 /// Meta word: the required-dimension mask in bits 0..8, the last-record-of-its-bucket flag, the
-/// verify flag, the residual-group mask (`Compiled::residual`, 15 bits) in bits 16..31.
+/// verify flag, in an inline table's slot record its displacement ([`META_DISP_SHIFT`]), the
+/// residual-group mask (`Compiled::residual`, 15 bits) in bits 16..31.
 pub(super) const META_LAST: u32 = 1 << 8;
 pub(super) const META_VERIFY: u32 = 1 << 9;
+/// An inline slot record's distance from its home slot in bits 10..16, saturated at
+/// [`MAX_DISP`]. Buckets are laid out in home order (ordered linear probing, as Robin Hood
+/// hashing leaves them), so a probe compares keys only with residents of its own home (equal
+/// displacement) and stops at the first resident homed after it (smaller displacement): a
+/// probe for an absent key (a presence-filter false positive) reads about as many slots as one
+/// for a present key, instead of the whole cluster (load about 0.89: ~40 slots; ipc1_10k read
+/// ~10 slots and compared ~10 keys per lookup).
+pub(super) const META_DISP_SHIFT: u32 = 10;
+pub(super) const META_DISP: u32 = 0x3F << META_DISP_SHIFT;
+pub(super) const MAX_DISP: u32 = 0x3F;
 pub(super) const META_RESIDUAL_SHIFT: u32 = 16;
 /// Record words before the bounds: position, meta.
 pub(super) const REC_HEAD: usize = 2;
@@ -52,6 +63,12 @@ pub(super) fn slot_entry(h: u64, rec: usize) -> u32 {
 #[inline]
 pub(super) fn tag(h: u64) -> u32 {
     ((h >> 24) & 0xFF) as u32
+}
+
+/// The meta bits of an inline slot record `disp` slots past its home.
+#[inline]
+pub(super) fn disp_bits(disp: usize) -> u32 {
+    (disp.min(MAX_DISP as usize) as u32) << META_DISP_SHIFT
 }
 
 /// How a record stores one dimension of its box.

@@ -28,7 +28,9 @@
 //!    found — the answer is the first matching filter in evaluation order;
 //! 3. each table has a small presence filter (a blocked Bloom filter, about 8 bits per bucket,
 //!    cache-resident) consulted before its slots, so a candidate without the key rarely costs a
-//!    cache miss.
+//!    cache miss; when it lets one through, an inline table's probe still ends within about one
+//!    home's worth of slots (buckets in home order, displacements in the records: `store.rs`,
+//!    `META_DISP`).
 //!
 //! Measured on ClassBench sets (see `wfp-bench/benches/classify.rs`): about one slot read per
 //! lookup, 40–80 ns at 10k filters and about 65 ns at 92k, with exact tuples (`tuple_step` 1).
@@ -118,6 +120,10 @@ struct Table {
     slot_start: usize,
     /// Slots of the table (`slot = home(hash, cap)`, linear probing).
     cap: usize,
+    /// Slots in all (inline tables: buckets that probe past the last home slot take slots after
+    /// it instead of wrapping around; `cap` otherwise; 32 bits: the table stays as small as
+    /// before).
+    nslots: u32,
     /// Records: first word in [`TupleIndex::records`].
     rec_start: usize,
     /// The slots are the buckets' first records (`stride` words each, `EMPTY` position when
@@ -501,16 +507,22 @@ impl TupleIndex {
         let words = table.layout.words();
         let mut s = home(h, table.cap);
         if table.inline {
-            for _ in 0..table.cap {
+            // Ordered linear probing (`store.rs`, `META_DISP`): no wrap-around, `nslots` past
+            // the home range.
+            let mut disp = 0u32;
+            while s < table.nslots as usize {
                 let at = table.rec_start + s * usize::from(table.stride);
                 let rec = self.records.get(at..at + words)?;
-                if rec.first() == Some(&EMPTY) {
+                let (&pos, &meta) = (rec.first()?, rec.get(1)?);
+                let theirs = (meta & store::META_DISP) >> store::META_DISP_SHIFT;
+                if pos == EMPTY || theirs < disp {
                     return None;
                 }
-                if table.layout.key_eq(&table.masks, rec, keys) {
+                if theirs == disp && table.layout.key_eq(&table.masks, rec, keys) {
                     return Some(at);
                 }
-                s = if s + 1 == table.cap { 0 } else { s + 1 };
+                s += 1;
+                disp = (disp + 1).min(store::MAX_DISP);
             }
             return None;
         }
@@ -584,7 +596,7 @@ impl TupleIndex {
                 // Slots: one bucket each (its size counted from the first record alone, the
                 // rest of it below without a bucket).
                 let stride = usize::from(t.stride);
-                let (slots, rest) = recs.split_at((t.cap * stride).min(recs.len()));
+                let (slots, rest) = recs.split_at((t.nslots as usize * stride).min(recs.len()));
                 for rec in slots.chunks_exact(stride) {
                     if rec.first().is_some_and(|&p| p != EMPTY) {
                         boxes += 1;
@@ -668,7 +680,9 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) ->
         .map(|(p, l)| {
             let link = usize::from(p.buckets < p.keyed.len());
             match inline {
-                true => p.cap * (l.words() + link) + (p.keyed.len() - p.buckets) * l.words(),
+                true => {
+                    inline_slots(p) * (l.words() + link) + (p.keyed.len() - p.buckets) * l.words()
+                }
                 false => p.keyed.len() * l.words(),
             }
         })
@@ -682,8 +696,9 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) ->
         out.filter_bits.resize(filter_start + filter_words, 0);
         // A link word after an inline slot's record when some bucket has more than one.
         let stride = layout.words() + usize::from(inline && p.buckets < p.keyed.len());
+        let nslots = if inline { inline_slots(p) } else { p.cap };
         if inline {
-            out.records.resize(rec_start + p.cap * stride, EMPTY);
+            out.records.resize(rec_start + nslots * stride, EMPTY);
         }
         let mut ctx = FillCtx {
             out: &mut out,
@@ -697,6 +712,8 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) ->
             rec_start,
             stride,
             over: Vec::new(),
+            nslots,
+            next_slot: 0,
         };
         for bucket in p.keyed.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
             if inline {
@@ -715,6 +732,7 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) ->
             filter_mask: u32::try_from(filter_words - 1).unwrap_or(0),
             slot_start,
             cap: p.cap,
+            nslots: u32::try_from(nslots).unwrap_or(u32::MAX),
             rec_start,
             inline,
             stride: u8::try_from(stride).unwrap_or(u8::MAX),
@@ -725,6 +743,19 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) ->
         }
     }
     out
+}
+
+/// The slots of an inline table of plan `p`: each bucket, in hash (so home) order, takes the
+/// first slot at or after its home that the previous one left free, with no wrap-around (ordered
+/// linear probing, `store.rs` `META_DISP`): at least `cap`, more when the last buckets run past it.
+fn inline_slots(p: &Planned) -> usize {
+    let mut next = 0;
+    for bucket in p.keyed.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
+        if let Some(&(h, _, _)) = bucket.first() {
+            next = home(h, p.cap).max(next) + 1;
+        }
+    }
+    next.max(p.cap)
 }
 
 /// One table being laid out by [`fill`].
@@ -742,6 +773,9 @@ struct FillCtx<'a, 'b> {
     stride: usize,
     /// An inline table's records after the first of their bucket.
     over: Vec<u32>,
+    /// An inline table's slots, and the first one not taken yet (buckets are laid out in order).
+    nslots: usize,
+    next_slot: usize,
 }
 
 impl FillCtx<'_, '_> {
@@ -803,20 +837,18 @@ impl FillCtx<'_, '_> {
         };
         self.presence(h);
         let (cap, stride) = (self.p.cap, self.stride);
-        let mut s = home(h, cap);
-        while self
-            .out
-            .records
-            .get(self.rec_start + s * stride)
-            .is_some_and(|&e| e != EMPTY)
-        {
-            s = if s + 1 == cap { 0 } else { s + 1 };
-        }
-        let link = u32::try_from(cap * stride + self.over.len()).unwrap_or(u32::MAX);
+        // Buckets come in hash order, so in home order: the first slot at or past the home that
+        // the previous bucket left free (`inline_slots`).
+        let s = home(h, cap).max(self.next_slot);
+        self.next_slot = s + 1;
+        let link = u32::try_from(self.nslots * stride + self.over.len()).unwrap_or(u32::MAX);
         let mut rec = Vec::with_capacity(stride);
         std::mem::swap(&mut rec, &mut self.over);
         self.push(true, first, 1, bucket.len());
         std::mem::swap(&mut rec, &mut self.over);
+        if let Some(meta) = rec.get_mut(1) {
+            *meta |= store::disp_bits(s - home(h, cap));
+        }
         if stride > self.layout.words() {
             rec.push(link);
         }
@@ -1087,5 +1119,41 @@ impl Query<'_> {
                 .filters
                 .get(pos as usize)
                 .is_some_and(|f| f.conditions().matches_groups(self.values, residual))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{home, inline_slots, Planned, MAX_DIMS};
+
+    /// Buckets homed at the last slots of an inline table take slots past `cap` instead of
+    /// wrapping around to its first ones (ordered linear probing: a lookup stops at the first
+    /// resident homed after its key, which a wrapped bucket would break).
+    #[test]
+    fn inline_buckets_run_past_cap_instead_of_wrapping() {
+        let cap = 4;
+        let hashes = [0u64, 1, u64::MAX - 2, u64::MAX - 1, u64::MAX];
+        let keyed = (0u32..)
+            .zip(hashes)
+            .map(|(i, h)| (h, [u64::from(i); MAX_DIMS], i))
+            .collect();
+        let p = Planned {
+            masks: [0; MAX_DIMS],
+            keyed,
+            buckets: hashes.len(),
+            cap,
+            min_pos: 0,
+            max_pos: 4,
+        };
+        let homes: Vec<usize> = hashes.iter().map(|&h| home(h, cap)).collect();
+        assert_eq!(homes, [0, 0, 3, 3, 3]);
+        // Slots 0, 1, 3, 4, 5.
+        assert_eq!(inline_slots(&p), 6);
+        let spread = Planned {
+            keyed: p.keyed.iter().take(2).cloned().collect(),
+            buckets: 2,
+            ..p
+        };
+        assert_eq!(inline_slots(&spread), cap);
     }
 }
