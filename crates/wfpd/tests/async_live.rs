@@ -213,7 +213,7 @@ fn stream_editor_inline_and_out_of_band_edit_live_tcp_over_v4_and_v6() {
         before,
         "the server retransmitted: acknowledgements were not translated"
     );
-    let stats = daemon.stats();
+    let stats = daemon.settled_stats();
     let q = &stats["queues"][0];
     every_packet_answered_once(q, &stats);
     assert!(q["edited"].as_u64() >= Some(12), "{stats}");
@@ -310,7 +310,7 @@ fn datagram_redirector_redirects_live_udp_and_rewrites_the_replies_over_v4_and_v
             );
         }
     }
-    let stats = daemon.stats();
+    let stats = daemon.settled_stats();
     let q = &stats["queues"][0];
     every_packet_answered_once(q, &stats);
     assert!(
@@ -384,7 +384,7 @@ fn pending_inspector_holds_live_connections_until_the_worker_decides_over_v4_and
             "nothing reached the server"
         );
     }
-    let stats = daemon.stats();
+    let stats = daemon.settled_stats();
     let q = &stats["queues"][0];
     every_packet_answered_once(q, &stats);
     assert!(
@@ -771,7 +771,7 @@ fn pend_inject_and_edit_work_on_two_queues_over_v4_and_v6() {
             assert_eq!(replies, want, "{server_ip} edited:\n{}", daemon.log_text());
         }
     }
-    let stats = daemon.stats();
+    let stats = daemon.settled_stats();
     let queues = stats["queues"].as_array().expect("queues");
     assert_eq!(queues.len(), 2, "{stats}");
     let sum = |field: &str| -> u64 { queues.iter().filter_map(|q| q[field].as_u64()).sum() };

@@ -235,6 +235,24 @@ impl Daemon {
         self.wait_log_n(needle, 1).remove(0)
     }
 
+    /// [`Daemon::stats`] once no packet waits in the kernel's queues, or after a bounded wait:
+    /// a packet that reached a queue just before the snapshot (a late datagram, neighbour
+    /// discovery) is still being read then; one left unanswered keeps waiting and the caller's
+    /// check of `kernel_waiting` fails.
+    pub(crate) fn settled_stats(&self) -> serde_json::Value {
+        let end = Instant::now() + Duration::from_secs(3);
+        loop {
+            let stats = self.stats();
+            let waiting: u64 = stats["queues"].as_array().map_or(0, |qs| {
+                qs.iter().filter_map(|q| q["kernel_waiting"].as_u64()).sum()
+            });
+            if waiting == 0 || Instant::now() >= end {
+                return stats;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// SIGUSR1, then the stats file once it reflects that request.
     pub(crate) fn stats(&self) -> serde_json::Value {
         let before = self
