@@ -30,7 +30,9 @@
 //!    cache-resident) consulted before its slots, so a candidate without the key rarely costs a
 //!    cache miss; when it lets one through, an inline table's probe still ends within about one
 //!    home's worth of slots (buckets in home order, displacements in the records: `store.rs`,
-//!    `META_DISP`).
+//!    `META_DISP`). A box of one exact application id in a table that does not key on it is
+//!    entered with the bucket's hash mixed with that id ([`app_mix`]), so the other
+//!    applications' boxes of a bucket do not let a lookup through to its slot.
 //!
 //! Measured on ClassBench sets (see `wfp-bench/benches/classify.rs`): about one slot read per
 //! lookup, 40–80 ns at 10k filters and about 65 ns at 92k, with exact tuples (`tuple_step` 1).
