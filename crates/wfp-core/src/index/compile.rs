@@ -50,15 +50,36 @@ pub(super) enum FieldKind {
     Blob,
 }
 
-/// A 64-bit hash of a byte blob (a fixed multiply-xor over 8-byte words; no per-process seed).
+/// A 64-bit hash of a byte blob (no per-process seed): its length and at most four 8-byte words —
+/// the first, the middle and the last two — so a lookup hashes an application path in a few
+/// multiplies whatever its length (issue 15, fallback path; the chunked hash over every word
+/// took a good part of a lookup). Blobs sharing those words only share a hash: members are
+/// still compared byte for byte ([`Blobs::member`]).
+#[inline]
 fn blob_hash(b: &[u8]) -> u64 {
-    let mut h = 0x9E37_79B9_7F4A_7C15u64 ^ b.len() as u64;
-    for chunk in b.chunks(8) {
+    let n = b.len();
+    let word = |at: usize| {
+        b.get(at..at + 8)
+            .and_then(|s| <[u8; 8]>::try_from(s).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let words = if n >= 8 {
+        [
+            word(0),
+            word(n / 2 - 4),
+            word(n.saturating_sub(16)),
+            word(n - 8),
+        ]
+    } else {
         let mut w = [0u8; 8];
-        if let Some(dst) = w.get_mut(..chunk.len()) {
-            dst.copy_from_slice(chunk);
+        if let Some(dst) = w.get_mut(..n) {
+            dst.copy_from_slice(b);
         }
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        [u64::from_le_bytes(w), 0, 0, 0]
+    };
+    let mut h = 0x9E37_79B9_7F4A_7C15u64 ^ n as u64;
+    for w in words {
+        h = (h ^ w).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
         h ^= h >> 32;
     }
     h

@@ -30,7 +30,9 @@
 //!    cache-resident) consulted before its slots, so a candidate without the key rarely costs a
 //!    cache miss; when it lets one through, an inline table's probe still ends within about one
 //!    home's worth of slots (buckets in home order, displacements in the records: `store.rs`,
-//!    `META_DISP`).
+//!    `META_DISP`). A box of one exact application id in a table that does not key on it is
+//!    entered with the bucket's hash mixed with that id ([`app_mix`]), so the other
+//!    applications' boxes of a bucket do not let a lookup through to its slot.
 //!
 //! Measured on ClassBench sets (see `wfp-bench/benches/classify.rs`): about one slot read per
 //! lookup, 40–80 ns at 10k filters and about 65 ns at 92k, with exact tuples (`tuple_step` 1).
@@ -107,6 +109,17 @@ fn filter_probe(h: u64, word_mask: usize) -> (usize, u64) {
     (word, (1 << (h & 63)) | (1 << ((h >> 6) & 63)))
 }
 
+/// The presence hash of a box of exact application key `app` in a bucket of hash `h`, in a table
+/// that does not key on the application (issue 15, fallback path): a lookup's presence probe then
+/// lets through a bucket only when it holds an application-less box or one of the lookup's own
+/// application, so the other applications' boxes of the same addresses and ports cost no slot
+/// read.
+#[inline]
+fn app_mix(h: u64, app: u64) -> u64 {
+    let x = (h ^ app.rotate_left(29)).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    x ^ (x >> 31)
+}
+
 #[derive(Debug)]
 struct Table {
     masks: [u64; MAX_DIMS],
@@ -132,6 +145,10 @@ struct Table {
     /// `slots` of the table (see [`fill`]).
     inline: bool,
     stride: u8,
+    /// The presence filter also holds, for boxes of one exact application id that the table
+    /// does not key on, the bucket's hash mixed with that id ([`app_mix`]) instead of the plain
+    /// hash: a lookup probes both.
+    by_app: bool,
     /// What a record stores (`store.rs`).
     layout: Layout,
 }
@@ -151,6 +168,8 @@ pub(super) struct TupleIndex {
     prunes: Vec<Prune>,
     /// Words per table set.
     words: usize,
+    /// The dimension of application ids (the first blob dimension), if any.
+    app_dim: Option<usize>,
 }
 
 /// Sizes, for the bench and tests.
@@ -392,7 +411,9 @@ impl TupleIndex {
             })
             .collect();
 
+        let app_dim = dims.iter().position(|d| d.kind == FieldKind::Blob);
         Some(Self {
+            app_dim,
             space,
             tables,
             slots,
@@ -464,6 +485,10 @@ impl TupleIndex {
             filters,
             values,
         };
+        let app = self
+            .app_dim
+            .filter(|&d| present & (1 << d) != 0)
+            .and_then(|d| keys.get(d).copied());
         let mut best = u32::MAX;
         'words: for (w, &word) in cand.iter().take(self.words).enumerate() {
             let mut bits = word;
@@ -482,10 +507,18 @@ impl TupleIndex {
                 counter.table();
                 let h = hash(&keys, &table.masks);
                 let (fw, mask) = filter_probe(h, table.filter_mask as usize);
-                let maybe = self
-                    .filter_bits
-                    .get(table.filter_start as usize + fw)
-                    .is_some_and(|w| w & mask == mask);
+                let probe = |fw: usize, mask: u64| {
+                    self.filter_bits
+                        .get(table.filter_start as usize + fw)
+                        .is_some_and(|w| w & mask == mask)
+                };
+                let maybe = probe(fw, mask)
+                    || (table.by_app
+                        && app.is_some_and(|a| {
+                            let (fw, mask) =
+                                filter_probe(app_mix(h, a), table.filter_mask as usize);
+                            probe(fw, mask)
+                        }));
                 if !maybe {
                     continue;
                 }
@@ -689,9 +722,23 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) ->
         .sum();
     out.records.reserve_exact(words);
     let mut slot_start = 0usize;
+    let app_dim = dims.iter().position(|d| d.kind == FieldKind::Blob);
     for ((t, p), &layout) in (0u32..).zip(planned).zip(&layouts) {
         let rec_start = out.records.len();
-        let filter_words = (p.buckets * 8).div_ceil(64).next_power_of_two();
+        // Application ids the table does not key on go into its presence filter (`app_mix`).
+        let app = app_dim.filter(|&d| {
+            p.masks.get(d) == Some(&0)
+                && p.keyed.iter().any(|&(_, _, i)| {
+                    refs.get(i as usize)
+                        .is_some_and(|r| exact_app(r, d).is_some())
+                })
+        });
+        let entries = if app.is_some() {
+            p.keyed.len()
+        } else {
+            p.buckets
+        };
+        let filter_words = (entries * 8).div_ceil(64).next_power_of_two();
         let filter_start = out.filter_bits.len();
         out.filter_bits.resize(filter_start + filter_words, 0);
         // A link word after an inline slot's record when some bucket has more than one.
@@ -714,6 +761,7 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) ->
             over: Vec::new(),
             nslots,
             next_slot: 0,
+            app,
         };
         for bucket in p.keyed.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
             if inline {
@@ -736,6 +784,7 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) ->
             rec_start,
             inline,
             stride: u8::try_from(stride).unwrap_or(u8::MAX),
+            by_app: app.is_some(),
             layout,
         });
         if !inline {
@@ -776,9 +825,30 @@ struct FillCtx<'a, 'b> {
     /// An inline table's slots, and the first one not taken yet (buckets are laid out in order).
     nslots: usize,
     next_slot: usize,
+    /// The application dimension when the presence filter holds application-mixed hashes.
+    app: Option<usize>,
+}
+
+/// The key of box `r` on dimension `d` when it requires exactly one value there.
+fn exact_app(r: &BoxRef<'_>, d: usize) -> Option<u64> {
+    let &(lo, hi) = r.bounds.get(d)?;
+    (lo == hi && r.required & (1 << d) != 0).then_some(lo)
 }
 
 impl FillCtx<'_, '_> {
+    /// Sets the presence bits of a bucket of hash `h`: its plain hash, or for each box of one
+    /// exact application id (when the table does not key on it) the hash mixed with that id.
+    fn bucket_presence(&mut self, h: u64, bucket: &[(u64, [u64; MAX_DIMS], u32)]) {
+        let Some(d) = self.app else {
+            self.presence(h);
+            return;
+        };
+        for &(_, _, i) in bucket {
+            let app = self.refs.get(i as usize).and_then(|r| exact_app(r, d));
+            self.presence(app.map_or(h, |a| app_mix(h, a)));
+        }
+    }
+
     /// Sets the presence bits of a bucket of hash `h`.
     fn presence(&mut self, h: u64) {
         let (word, mask) = filter_probe(h, self.filter_words - 1);
@@ -809,7 +879,7 @@ impl FillCtx<'_, '_> {
         let Some(&(h, _, _)) = bucket.first() else {
             return;
         };
-        self.presence(h);
+        self.bucket_presence(h, bucket);
         let cap = self.p.cap;
         let mut s = home(h, cap);
         while self
@@ -835,7 +905,7 @@ impl FillCtx<'_, '_> {
         let Some(&(h, _, first)) = bucket.first() else {
             return;
         };
-        self.presence(h);
+        self.bucket_presence(h, bucket);
         let (cap, stride) = (self.p.cap, self.stride);
         // Buckets come in hash order, so in home order: the first slot at or past the home that
         // the previous bucket left free (`inline_slots`).

@@ -531,11 +531,17 @@ fn time_tight(tight: &TightScan, headers: &[Header], overhead: f64) -> Dist {
     Dist::of(&mut ns)
 }
 
-/// Reads the values (their type tags) outside the timed region, as a classify caller that has
-/// just filled them has them in cache.
+/// Reads the values (their type tags, and the bytes of byte blobs such as application ids)
+/// outside the timed region, as a classify caller that has just filled them has them in cache.
 #[inline]
 fn touch(v: &[Value]) {
-    black_box(v.iter().fold(0u32, |a, x| a ^ x.data_type() as u32));
+    black_box(v.iter().fold(0u32, |a, x| {
+        let bytes = match x {
+            Value::ByteBlob(b) => b.iter().step_by(32).fold(0u8, |c, &y| c ^ y),
+            _ => 0,
+        };
+        a ^ x.data_type() as u32 ^ u32::from(bytes)
+    }));
 }
 
 /// The median cost of an empty timed region.
