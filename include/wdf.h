@@ -255,8 +255,9 @@ FORCEINLINE void WDF_IO_QUEUE_CONFIG_INIT_DEFAULT_QUEUE(PWDF_IO_QUEUE_CONFIG Con
  * the previous one was completed); EvtIoDefault, internal device control and non-default queues'
  * requests never arrive on this host. A read's buffer is the request's output buffer, a write's
  * its input buffer (the other direction: STATUS_INVALID_DEVICE_REQUEST), by the device's
- * WdfDeviceInitSetIoType: buffered (the default) or direct; WdfDeviceIoNeither requests' buffers
- * cannot be retrieved here (no WdfRequestRetrieveUnsafeUser* functions). */
+ * WdfDeviceInitSetIoType: buffered (the default) or direct. WdfDeviceIoNeither reads / writes and
+ * METHOD_NEITHER device controls: the safe retrieve functions fail (STATUS_INVALID_DEVICE_REQUEST);
+ * the device's EvtIoInCallerContext reads the requester's buffers below. */
 NTSTATUS WdfIoQueueCreate(WDFDEVICE Device, PWDF_IO_QUEUE_CONFIG Config, PWDF_OBJECT_ATTRIBUTES QueueAttributes, WDFQUEUE *Queue);
 NTSTATUS WdfRequestRetrieveInputBuffer(WDFREQUEST Request, size_t MinimumRequiredLength, PVOID *Buffer, size_t *Length);
 NTSTATUS WdfRequestRetrieveOutputBuffer(WDFREQUEST Request, size_t MinimumRequiredSize, PVOID *Buffer, size_t *Length);
@@ -267,6 +268,22 @@ WDFQUEUE WdfRequestGetIoQueue(WDFREQUEST Request);
 void WdfRequestSetInformation(WDFREQUEST Request, ULONG_PTR Information);
 void WdfRequestComplete(WDFREQUEST Request, NTSTATUS Status);
 void WdfRequestCompleteWithInformation(WDFREQUEST Request, NTSTATUS Status, ULONG_PTR Information);
+/* In caller context: with WdfDeviceInitSetIoInCallerContextCallback every request of the device
+ * reaches EvtIoInCallerContext first, on the requester's thread, before any queue; the driver
+ * queues it with WdfDeviceEnqueueRequest (the default queue's callback runs then) or completes
+ * it. Only there: WdfRequestRetrieveUnsafeUserInputBuffer / OutputBuffer (the requester's
+ * Type3InputBuffer / UserBuffer of a METHOD_NEITHER device control or WdfDeviceIoNeither write /
+ * read; other requests STATUS_INVALID_DEVICE_REQUEST) and WdfRequestProbeAndLockUserBufferForRead
+ * / ForWrite (a WDFMEMORY on Length bytes at Buffer, valid until the request completes).
+ * Called elsewhere: STATUS_INVALID_DEVICE_REQUEST and a Verifier finding. */
+typedef void EVT_WDF_IO_IN_CALLER_CONTEXT(WDFDEVICE Device, WDFREQUEST Request);
+typedef EVT_WDF_IO_IN_CALLER_CONTEXT *PFN_WDF_IO_IN_CALLER_CONTEXT;
+void WdfDeviceInitSetIoInCallerContextCallback(PWDFDEVICE_INIT DeviceInit, PFN_WDF_IO_IN_CALLER_CONTEXT EvtIoInCallerContext);
+NTSTATUS WdfDeviceEnqueueRequest(WDFDEVICE Device, WDFREQUEST Request);
+NTSTATUS WdfRequestRetrieveUnsafeUserInputBuffer(WDFREQUEST Request, size_t MinimumRequiredLength, PVOID *InputBuffer, size_t *Length);
+NTSTATUS WdfRequestRetrieveUnsafeUserOutputBuffer(WDFREQUEST Request, size_t MinimumRequiredLength, PVOID *OutputBuffer, size_t *Length);
+NTSTATUS WdfRequestProbeAndLockUserBufferForRead(WDFREQUEST Request, PVOID Buffer, size_t Length, WDFMEMORY *MemoryObject);
+NTSTATUS WdfRequestProbeAndLockUserBufferForWrite(WDFREQUEST Request, PVOID Buffer, size_t Length, WDFMEMORY *MemoryObject);
 
 _Static_assert(sizeof(WDF_DRIVER_CONFIG) == 32, "WDF_DRIVER_CONFIG");
 _Static_assert(sizeof(WDF_OBJECT_ATTRIBUTES) == 56, "WDF_OBJECT_ATTRIBUTES");

@@ -301,10 +301,24 @@ PIRP IoBuildDeviceIoControlRequest(ULONG IoControlCode, PDEVICE_OBJECT DeviceObj
  * freed. Other major functions: NULL. P. */
 PIRP IoBuildSynchronousFsdRequest(ULONG MajorFunction, PDEVICE_OBJECT DeviceObject, PVOID Buffer, ULONG Length,
                                   PLARGE_INTEGER StartingOffset, struct _KEVENT *Event, PIO_STATUS_BLOCK IoStatusBlock);
-/* An IoAllocateIrp IRP back with its owner starts over (as IoInitializeIrp leaves it; StackCount
- * and AllocationFlags kept) with IoStatus.Status = Status. Another IRP, one a driver still holds,
- * or one with a cancel routine set: Verifier finding, unchanged. ≤D. */
+/* IoBuildSynchronousFsdRequest's IRP without an event: the caller sends it with a completion
+ * routine that frees it (IoFreeIrp) and returns STATUS_MORE_PROCESSING_REQUIRED. When that routine
+ * runs, a buffered read's bytes are in Buffer and *IoStatusBlock is set; the system buffer and a
+ * direct device's MDL are the runtime's, freed with the IRP (MmUnlockPages is not provided). If no
+ * routine stops the completion, the runtime frees the IRP. ≤D. */
+PIRP IoBuildAsynchronousFsdRequest(ULONG MajorFunction, PDEVICE_OBJECT DeviceObject, PVOID Buffer, ULONG Length,
+                                   PLARGE_INTEGER StartingOffset, PIO_STATUS_BLOCK IoStatusBlock);
+/* An IoAllocateIrp or IoInitializeIrp IRP back with its owner starts over (as IoInitializeIrp
+ * leaves it; StackCount, Size and AllocationFlags kept) with IoStatus.Status = Status. Another IRP,
+ * one a driver still holds, or one with a cancel routine set: Verifier finding, unchanged. ≤D. */
 void IoReuseIrp(PIRP Irp, NTSTATUS Status);
+/* The bytes of an IRP with StackSize locations (for IoInitializeIrp's caller-allocated memory). */
+#define IoSizeOfIrp(StackSize) ((USHORT)(sizeof(IRP) + ((StackSize) * sizeof(IO_STACK_LOCATION))))
+/* Makes the caller's PacketSize bytes an IRP with StackSize locations (zeroed, CurrentLocation at
+ * the originator's), used like an IoAllocateIrp IRP but freed by the caller as it allocated the
+ * memory (IoFreeIrp of it: finding). PacketSize below IoSizeOfIrp(StackSize): finding, nothing
+ * written. ≤D. */
+void IoInitializeIrp(PIRP Irp, USHORT PacketSize, CCHAR StackSize);
 
 /* ---- device stacks and names ---- */
 /* Opens the named device (device name or symbolic link; IRP_MJ_CREATE sent to the top of its

@@ -182,3 +182,39 @@ fn mutex_semaphore_wait_and_resource_misuse_are_verifier_findings() {
         ]
     );
 }
+
+const HELD: &str = r#"
+#include <ntddk.h>
+static KMUTEX Held, Released;
+static void Unload(PDRIVER_OBJECT DriverObject) { UNREFERENCED_PARAMETER(DriverObject); }
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    UNREFERENCED_PARAMETER(RegistryPath);
+    DriverObject->DriverUnload = Unload;
+    KeInitializeMutex(&Held, 0);
+    KeInitializeMutex(&Released, 0);
+    KeWaitForSingleObject(&Held, Executive, KernelMode, FALSE, NULL);
+    KeWaitForSingleObject(&Held, Executive, KernelMode, FALSE, NULL);
+    KeReleaseMutex(&Held, FALSE);
+    KeWaitForSingleObject(&Released, Executive, KernelMode, FALSE, NULL);
+    KeReleaseMutex(&Released, FALSE);
+    return STATUS_SUCCESS;
+}
+"#;
+
+#[test]
+fn a_kmutex_still_held_at_unload_is_a_verifier_finding() {
+    let src = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sync_held.c");
+    std::fs::write(&src, HELD).unwrap();
+    let so = build_c("sync_held", src, &[]);
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    let report = driver.unload().unwrap();
+    assert_eq!(
+        report.findings,
+        vec![Finding::ObjectsLeft {
+            what: "KMUTEX(es) still held",
+            count: 1,
+        }]
+    );
+}

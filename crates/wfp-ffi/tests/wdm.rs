@@ -738,3 +738,122 @@ fn an_allocated_irp_is_reused_for_a_second_request() {
     unload_clean(&host, reuser);
     unload_clean(&host, wdm);
 }
+
+const ASYNC_FSD: &str = r#"
+#include <ntddk.h>
+static PFILE_OBJECT gFile;
+static void Unload(PDRIVER_OBJECT d) { UNREFERENCED_PARAMETER(d); ObDereferenceObject(gFile); }
+typedef struct { KEVENT Done; NTSTATUS Status; ULONG_PTR Information; CHAR Seen[9]; PCHAR Buffer; BOOLEAN Free; } SENT;
+static NTSTATUS Completed(PDEVICE_OBJECT d, PIRP irp, PVOID context)
+{
+    SENT *s = context;
+    UNREFERENCED_PARAMETER(d);
+    s->Status = irp->IoStatus.Status;
+    s->Information = irp->IoStatus.Information;
+    RtlCopyMemory(s->Seen, s->Buffer, 8);
+    if (s->Free) IoFreeIrp(irp);
+    KeSetEvent(&s->Done, IO_NO_INCREMENT, FALSE);
+    return STATUS_MORE_PROCESSING_REQUIRED;
+}
+/* Sends `irp` with the completion routine and waits for it. */
+static void Send(PDEVICE_OBJECT dev, PIRP irp, SENT *s)
+{
+    IoGetNextIrpStackLocation(irp)->FileObject = gFile;
+    KeInitializeEvent(&s->Done, NotificationEvent, FALSE);
+    IoSetCompletionRoutine(irp, Completed, s, TRUE, TRUE, TRUE);
+    IoCallDriver(dev, irp);
+    KeWaitForSingleObject(&s->Done, Executive, KernelMode, FALSE, NULL);
+}
+static void Async(PDEVICE_OBJECT dev, ULONG major, PCHAR buf)
+{
+    IO_STATUS_BLOCK iosb = {0};
+    LARGE_INTEGER offset = {0};
+    SENT s = {0};
+    PIRP irp = IoBuildAsynchronousFsdRequest(major, dev, buf, 8, &offset, &iosb);
+    if (!irp) { DbgPrint("FAIL no irp\n"); return; }
+    s.Buffer = buf;
+    s.Free = TRUE;
+    Send(dev, irp, &s);
+    DbgPrint("%s %x %d %.8s iosb %x %d\n", major == IRP_MJ_READ ? "read" : "write", s.Status,
+             (int)s.Information, s.Seen, iosb.Status, (int)iosb.Information);
+}
+/* A write on the caller's own IRP memory (buffered and neither devices), reused, then freed. */
+static void Initialized(PDEVICE_OBJECT dev)
+{
+    CHAR data[8] = "own irp!";
+    SENT s = {0};
+    USHORT size = IoSizeOfIrp(dev->StackSize);
+    PIRP irp = ExAllocatePool2(POOL_FLAG_NON_PAGED, size, 'pIsT');
+    PIO_STACK_LOCATION sp;
+    if (!irp) return;
+    IoInitializeIrp(irp, size, dev->StackSize);
+    DbgPrint("initialized %d %d %d\n", irp->Size == size, irp->StackCount == dev->StackSize,
+             irp->CurrentLocation == dev->StackSize + 1);
+    irp->AssociatedIrp.SystemBuffer = data;
+    irp->UserBuffer = data;
+    sp = IoGetNextIrpStackLocation(irp);
+    sp->MajorFunction = IRP_MJ_WRITE;
+    sp->Parameters.Write.Length = 8;
+    s.Buffer = data;
+    Send(dev, irp, &s);
+    DbgPrint("own write %x %d\n", s.Status, (int)s.Information);
+    IoReuseIrp(irp, STATUS_SUCCESS);
+    DbgPrint("reused %d\n", irp->CurrentLocation == dev->StackSize + 1);
+    ExFreePoolWithTag(irp, 'pIsT');
+}
+NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
+{
+    UNICODE_STRING link = RTL_CONSTANT_STRING(L"\\DosDevices\\RtWdm");
+    PDEVICE_OBJECT dev = NULL;
+    CHAR data[8] = "fsd data", back[8] = {0};
+    IO_STATUS_BLOCK iosb;
+    NTSTATUS st;
+    SENT s = {0};
+    PIRP irp;
+    UNREFERENCED_PARAMETER(r);
+    st = IoGetDeviceObjectPointer(&link, FILE_READ_DATA, &gFile, &dev);
+    if (!NT_SUCCESS(st)) return st;
+    d->DriverUnload = Unload;
+    Async(dev, IRP_MJ_WRITE, data);
+    Async(dev, IRP_MJ_READ, back);
+    DbgPrint("other %d\n", IoBuildAsynchronousFsdRequest(IRP_MJ_CREATE, dev, NULL, 0, NULL, &iosb) == NULL);
+    if (!(dev->Flags & DO_DIRECT_IO)) Initialized(dev);
+    irp = IoBuildAsynchronousFsdRequest(IRP_MJ_FLUSH_BUFFERS, dev, NULL, 0, NULL, &iosb);
+    s.Buffer = data;
+    Send(dev, irp, &s);
+    IoFreeIrp(irp);
+    DbgPrint("flush freed\n");
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// IoBuildAsynchronousFsdRequest from another driver (write then read of rt_wdm, the IRP freed
+/// in the completion routine, the read's bytes there before it runs) for each buffering, and
+/// IoInitializeIrp on the driver's own pool (sent, reused, freed with ExFreePoolWithTag).
+#[test]
+fn asynchronous_fsd_requests_and_caller_initialized_irps() {
+    let wdm_so = build_driver("rt_wdm_afsd", &[]);
+    let host = host_with(None);
+    let wdm = host.load(&wdm_so).unwrap();
+    for (flags, image) in [
+        (0x4u32, "afsd_buffered"),
+        (0x10, "afsd_direct"),
+        (0, "afsd_neither"),
+    ] {
+        assert_eq!(call(&wdm, ctl(0x808, 0, 0), &flags.to_le_bytes(), 0).0, 0);
+        drop(log(&host));
+        let fsd = host.load(&build_inline(image, ASYNC_FSD)).unwrap();
+        let mut expected = vec![
+            "write 0 8 fsd data iosb 0 8",
+            "read 0 8 fsd data iosb 0 8",
+            "other 1",
+        ];
+        if flags != 0x10 {
+            expected.extend(["initialized 1 1 1", "own write 0 8", "reused 1"]);
+        }
+        expected.push("flush freed");
+        assert_eq!(log(&host), expected, "{image}");
+        unload_clean(&host, fsd);
+    }
+    unload_clean(&host, wdm);
+}

@@ -26,6 +26,7 @@ use super::ctx;
 use super::sync::{self, futex_wait, futex_wake_all, DispatcherHeader, Timeout, STATUS_TIMEOUT};
 use super::timer::{TIMER_NOTIFICATION, TIMER_SYNCHRONIZATION};
 use super::{boundary, NtStatus, STATUS_INVALID_PARAMETER};
+use crate::host::HostInner;
 use crate::verifier::Finding;
 
 /// `DISPATCHER_HEADER.Type` of a mutex (MutantObject) and a semaphore (SemaphoreObject).
@@ -98,6 +99,15 @@ pub(crate) fn signalled(h: &DispatcherHeader) {
     ctx::with_host(|host| host.rt.dispatcher.advance());
 }
 
+/// The KMUTEXes `driver` still owns at its unload (forgotten: the driver's storage is going
+/// away with it). WDK Driver Verifier reports a mutex held past unload.
+pub(crate) fn take_held(host: &HostInner, driver: usize) -> usize {
+    let mut held = host.rt.held_mutexes.lock();
+    let before = held.len();
+    held.retain(|_, d| *d != driver);
+    before - held.len()
+}
+
 fn mutex_of(h: &DispatcherHeader) -> &Kmutex {
     // SAFETY: `h` is the header of an object whose Type is MUTANT_OBJECT, i.e. a KMUTEX the
     // driver initialised with KeInitializeMutex (the header is its first member).
@@ -146,7 +156,9 @@ fn take_mutex(m: &Kmutex, me: usize) -> Taken {
         return Taken::No;
     }
     m.owner.store(me, Ordering::Release);
-    OWNED.with(|o| o.borrow_mut().push(std::ptr::from_ref(m) as usize));
+    let at = std::ptr::from_ref(m) as usize;
+    OWNED.with(|o| o.borrow_mut().push(at));
+    ctx::with_host(|h| h.rt.held_mutexes.lock().insert(at, ctx::current_driver()));
     if m.abandoned.swap(0, Ordering::AcqRel) != 0 {
         Taken::Abandoned
     } else {
@@ -188,6 +200,7 @@ fn release_mutex(m: &Kmutex) -> i32 {
         m.owner.store(0, Ordering::Release);
         let me = std::ptr::from_ref(m) as usize;
         OWNED.with(|o| o.borrow_mut().retain(|x| *x != me));
+        ctx::with_host(|h| h.rt.held_mutexes.lock().remove(&me));
         s.store(1, Ordering::Release);
         signalled(&m.header);
     } else {
@@ -200,6 +213,7 @@ fn release_mutex(m: &Kmutex) -> i32 {
 pub(crate) fn abandon_owned() {
     let owned = OWNED.with(|o| std::mem::take(&mut *o.borrow_mut()));
     for m in owned {
+        ctx::with_host(|h| h.rt.held_mutexes.lock().remove(&m));
         // SAFETY: a KMUTEX this thread took and did not release; the driver keeps it alive.
         let m = unsafe { &*(m as *const Kmutex) };
         m.abandoned.store(1, Ordering::Release);

@@ -13,6 +13,38 @@ unsafe impl Sync for Export {}
 pub(crate) static EXPORTS: &[Export] = &[
     Export("IoReuseIrp", super::irp::IoReuseIrp as *const c_void),
     Export(
+        "WdfDeviceInitSetIoInCallerContextCallback",
+        super::wdf::neither::WdfDeviceInitSetIoInCallerContextCallback as *const c_void,
+    ),
+    Export(
+        "WdfDeviceEnqueueRequest",
+        super::wdf::neither::WdfDeviceEnqueueRequest as *const c_void,
+    ),
+    Export(
+        "WdfRequestRetrieveUnsafeUserInputBuffer",
+        super::wdf::neither::WdfRequestRetrieveUnsafeUserInputBuffer as *const c_void,
+    ),
+    Export(
+        "WdfRequestRetrieveUnsafeUserOutputBuffer",
+        super::wdf::neither::WdfRequestRetrieveUnsafeUserOutputBuffer as *const c_void,
+    ),
+    Export(
+        "WdfRequestProbeAndLockUserBufferForRead",
+        super::wdf::neither::WdfRequestProbeAndLockUserBufferForRead as *const c_void,
+    ),
+    Export(
+        "WdfRequestProbeAndLockUserBufferForWrite",
+        super::wdf::neither::WdfRequestProbeAndLockUserBufferForWrite as *const c_void,
+    ),
+    Export(
+        "IoInitializeIrp",
+        super::irp::IoInitializeIrp as *const c_void,
+    ),
+    Export(
+        "IoBuildAsynchronousFsdRequest",
+        super::irp::IoBuildAsynchronousFsdRequest as *const c_void,
+    ),
+    Export(
         "IoBuildSynchronousFsdRequest",
         super::irp::IoBuildSynchronousFsdRequest as *const c_void,
     ),

@@ -40,8 +40,16 @@ pub(crate) enum Origin {
     Host,
     /// IoAllocateIrp: the caller's completion routine takes it back; IoFreeIrp frees it.
     Allocated,
-    /// IoBuildDeviceIoControlRequest: the runtime finishes and frees it.
+    /// IoBuildDeviceIoControlRequest, IoBuildSynchronousFsdRequest: the runtime finishes and
+    /// frees it.
     Built(Box<Built>),
+    /// IoBuildAsynchronousFsdRequest: its buffers are handed back when the completion reaches
+    /// the originator's level; the caller's completion routine frees it (IoFreeIrp) or, when no
+    /// routine stops the walk, the runtime does.
+    AsyncFsd(Box<Built>),
+    /// IoInitializeIrp on the caller's memory: the caller's completion routine takes it back and
+    /// the caller frees the memory as it allocated it (IoFreeIrp of it is a finding).
+    Initialized,
 }
 
 /// What an IoBuildDeviceIoControlRequest IRP needs at its end.
@@ -288,6 +296,9 @@ unsafe fn unwind(host: &HostInner, irp: *mut Irp) -> bool {
         (*irp).current_location += 1;
         (*irp).tail.current_stack_location = sp.add(1);
         while (*irp).current_location <= count + 1 {
+            if (*irp).current_location == count + 1 {
+                at_originator(host, irp);
+            }
             let control = (*sp).control;
             (*irp).pending_returned = u8::from(control & SL_PENDING_RETURNED != 0);
             let status = (*irp).io_status.status;
@@ -315,6 +326,54 @@ unsafe fn unwind(host: &HostInner, irp: *mut Irp) -> bool {
             (*irp).tail.current_stack_location = sp.add(1);
         }
         true
+    }
+}
+
+/// The I/O manager's part for an IoBuildAsynchronousFsdRequest IRP before its originator's
+/// completion routine runs (choice made here: Windows does it in IopCompleteRequest, after that
+/// routine, which the routine's IoFreeIrp would skip): a successful buffered read's bytes copied
+/// to the caller's Buffer, `*IoStatusBlock` set.
+///
+/// # Safety
+/// `irp` is a registered IRP from [`alloc`].
+unsafe fn at_originator(host: &HostInner, irp: *mut Irp) {
+    let s = host.rt.wdm.state.lock();
+    let Some(Record {
+        origin: Origin::AsyncFsd(b),
+        ..
+    }) = s.irps.get(&(irp as usize))
+    else {
+        return;
+    };
+    // SAFETY: per the contract.
+    let done = unsafe {
+        Completed {
+            status: (*irp).io_status.status,
+            information: (*irp).io_status.information,
+            pending_returned: false,
+        }
+    };
+    // SAFETY: the caller's Buffer and IO_STATUS_BLOCK (IoBuildAsynchronousFsdRequest's
+    // contract), the system buffer owned by the record (the lock held while copying).
+    unsafe { hand_back(b, done) };
+}
+
+/// Copies a buffered request's output to the caller's buffer and stores `*IoStatusBlock`.
+///
+/// # Safety
+/// `b`'s output buffer and IO_STATUS_BLOCK are the caller's, still live.
+unsafe fn hand_back(b: &Built, done: Completed) {
+    if b.buffered && done.status >= 0 && !b.output.is_null() {
+        let n = done.information.min(b.output_len).min(b.system.len());
+        // SAFETY: the caller's output buffer of `output_len` bytes (the IRP's contract).
+        unsafe { std::ptr::copy_nonoverlapping(b.system.as_ptr(), b.output, n) };
+    }
+    if !b.iosb.is_null() {
+        // SAFETY: per the contract.
+        unsafe {
+            (*b.iosb).status = done.status;
+            (*b.iosb).information = done.information;
+        }
     }
 }
 
@@ -370,13 +429,13 @@ fn finish(host: &HostInner, irp: *mut Irp) {
             drop(s);
             host.rt.wdm.completed.notify_all();
         }
-        Origin::Allocated => {
+        Origin::Allocated | Origin::Initialized => {
             rec.done = Some(done);
             drop(s);
             finding(
                 host,
-                "an IRP from IoAllocateIrp was completed past its last stack location (no \
-                 completion routine returned STATUS_MORE_PROCESSING_REQUIRED)"
+                "an IRP from IoAllocateIrp or IoInitializeIrp was completed past its last stack \
+                 location (no completion routine returned STATUS_MORE_PROCESSING_REQUIRED)"
                     .into(),
             );
         }
@@ -392,6 +451,12 @@ fn finish(host: &HostInner, irp: *mut Irp) {
             // SAFETY: unregistered and completed: the IRP and its buffers are the runtime's.
             unsafe { finish_built(&b, done, irp) };
         }
+        Origin::AsyncFsd(_) => {
+            s.irps.remove(&key);
+            drop(s);
+            // SAFETY: unregistered and completed (handed back in `at_originator`): the runtime's.
+            unsafe { free(irp) };
+        }
     }
 }
 
@@ -400,18 +465,10 @@ fn finish(host: &HostInner, irp: *mut Irp) {
 /// # Safety
 /// `irp` is the unregistered IRP of `b`.
 unsafe fn finish_built(b: &Built, done: Completed, irp: *mut Irp) {
-    if b.buffered && done.status >= 0 && !b.output.is_null() {
-        let n = done.information.min(b.output_len).min(b.system.len());
-        // SAFETY: the caller's output buffer of `output_len` bytes (the IRP's contract).
-        unsafe { std::ptr::copy_nonoverlapping(b.system.as_ptr(), b.output, n) };
-    }
-    // SAFETY: the caller's IO_STATUS_BLOCK and KEVENT (IoBuildDeviceIoControlRequest's
+    // SAFETY: the caller's buffers, IO_STATUS_BLOCK and KEVENT (IoBuildDeviceIoControlRequest's
     // contract); the IRP is the runtime's.
     unsafe {
-        if !b.iosb.is_null() {
-            (*b.iosb).status = done.status;
-            (*b.iosb).information = done.information;
-        }
+        hand_back(b, done);
         if !b.event.is_null() {
             super::sync::KeSetEvent(b.event, 0, 0);
         }
@@ -445,12 +502,14 @@ pub(crate) unsafe extern "C" fn IoFreeIrp(irp: *mut Irp) {
             let mut s = h.rt.wdm.state.lock();
             let key = irp as usize;
             match s.irps.get(&key).map(|r| &r.origin) {
-                Some(Origin::Allocated) => {}
+                Some(Origin::Allocated | Origin::AsyncFsd(_)) => {}
                 Some(_) => {
                     drop(s);
                     return finding(
                         h,
-                        "IoFreeIrp of an IRP the driver did not allocate with IoAllocateIrp".into(),
+                        "IoFreeIrp of an IRP the driver did not allocate with IoAllocateIrp or \
+                         IoBuildAsynchronousFsdRequest"
+                            .into(),
                     );
                 }
                 None => {
@@ -494,8 +553,8 @@ pub(crate) unsafe extern "C" fn IoReuseIrp(irp: *mut Irp, status: NtStatus) {
                     function: "IoReuseIrp",
                 });
             };
-            let problem = if !matches!(rec.origin, Origin::Allocated) {
-                Some("IoReuseIrp of an IRP not allocated with IoAllocateIrp")
+            let problem = if !matches!(rec.origin, Origin::Allocated | Origin::Initialized) {
+                Some("IoReuseIrp of an IRP not from IoAllocateIrp or IoInitializeIrp")
             // SAFETY: registered, so live.
             } else if unsafe { (*irp).current_location <= (*irp).stack_count } {
                 Some("IoReuseIrp of an IRP a driver still holds (not completed back to its owner)")
@@ -671,7 +730,18 @@ struct FsdArgs {
     offset: i64,
     event: *mut c_void,
     iosb: *mut IoStatusBlock,
+    /// IoBuildAsynchronousFsdRequest (no event; the caller frees the IRP).
+    asynchronous: bool,
+    function: &'static str,
 }
+
+const FSD_MAJORS: [u32; 5] = [
+    IRP_MJ_READ,
+    IRP_MJ_WRITE,
+    IRP_MJ_FLUSH_BUFFERS,
+    IRP_MJ_SHUTDOWN,
+    IRP_MJ_PNP,
+];
 
 /// IoBuildSynchronousFsdRequest (WDK km/wdm.h): a read, write, flush, shutdown or PnP IRP for
 /// `DeviceObject` that the runtime finishes and frees like IoBuildDeviceIoControlRequest's (the
@@ -690,14 +760,7 @@ pub(crate) unsafe extern "C" fn IoBuildSynchronousFsdRequest(
 ) -> *mut Irp {
     boundary("IoBuildSynchronousFsdRequest", std::ptr::null_mut(), || {
         ctx::check_irql("IoBuildSynchronousFsdRequest", 0);
-        let known = [
-            IRP_MJ_READ,
-            IRP_MJ_WRITE,
-            IRP_MJ_FLUSH_BUFFERS,
-            IRP_MJ_SHUTDOWN,
-            IRP_MJ_PNP,
-        ];
-        if !known.contains(&major) {
+        if !FSD_MAJORS.contains(&major) {
             return std::ptr::null_mut();
         }
         let a = FsdArgs {
@@ -709,15 +772,58 @@ pub(crate) unsafe extern "C" fn IoBuildSynchronousFsdRequest(
             offset: unsafe { offset.as_ref() }.copied().unwrap_or(0),
             event,
             iosb,
+            asynchronous: false,
+            function: "IoBuildSynchronousFsdRequest (unknown device)",
         };
         ctx::with_host(|h| build_fsd(h, &a)).unwrap_or(std::ptr::null_mut())
     })
 }
 
+/// IoBuildAsynchronousFsdRequest (WDK km/wdm.h): the IRP IoBuildSynchronousFsdRequest builds,
+/// without an event, that the caller sends with a completion routine and frees there with
+/// IoFreeIrp (returning STATUS_MORE_PROCESSING_REQUIRED). Before that routine runs, a buffered
+/// read's bytes are in Buffer and `*IoStatusBlock` is set; the system buffer and the MDL of a
+/// direct device are the runtime's, freed with the IRP (MmUnlockPages / IoFreeMdl of them is not
+/// the driver's to do here). When no routine stops the walk, the runtime frees the IRP.
+/// IRQL <= DISPATCH_LEVEL.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn IoBuildAsynchronousFsdRequest(
+    major: u32,
+    device: *mut DeviceObject,
+    buffer: *mut c_void,
+    length: u32,
+    offset: *const i64,
+    iosb: *mut IoStatusBlock,
+) -> *mut Irp {
+    boundary(
+        "IoBuildAsynchronousFsdRequest",
+        std::ptr::null_mut(),
+        || {
+            ctx::check_irql("IoBuildAsynchronousFsdRequest", DISPATCH_LEVEL);
+            if !FSD_MAJORS.contains(&major) {
+                return std::ptr::null_mut();
+            }
+            let a = FsdArgs {
+                major,
+                device,
+                buffer: buffer.cast(),
+                length,
+                // SAFETY: the caller's optional StartingOffset.
+                offset: unsafe { offset.as_ref() }.copied().unwrap_or(0),
+                event: std::ptr::null_mut(),
+                iosb,
+                asynchronous: true,
+                function: "IoBuildAsynchronousFsdRequest (unknown device)",
+            };
+            ctx::with_host(|h| build_fsd(h, &a)).unwrap_or(std::ptr::null_mut())
+        },
+    )
+}
+
 fn build_fsd(host: &HostInner, a: &FsdArgs) -> *mut Irp {
     if super::wdm::driver_of(host, a.device).is_none() {
         host.finding(Finding::BadHandle {
-            function: "IoBuildSynchronousFsdRequest (unknown device)",
+            function: a.function,
         });
         return std::ptr::null_mut();
     }
@@ -763,8 +869,47 @@ fn build_fsd(host: &HostInner, a: &FsdArgs) -> *mut Irp {
             (*irp).user_buffer = a.buffer.cast();
         }
     }
-    register(host, irp, ctx::current_driver(), Origin::Built(built));
+    let origin = if a.asynchronous {
+        Origin::AsyncFsd(built)
+    } else {
+        Origin::Built(built)
+    };
+    register(host, irp, ctx::current_driver(), origin);
     irp
+}
+
+/// IoInitializeIrp (WDK km/wdm.h): makes the caller's `PacketSize` bytes an IRP with
+/// `StackSize` locations (zeroed, `Size` = PacketSize, CurrentLocation at the originator's) the
+/// caller sends like an IoAllocateIrp one, takes back in its completion routine and frees as it
+/// allocated the memory. PacketSize below IoSizeOfIrp(StackSize) is a finding (nothing written).
+#[no_mangle]
+pub(crate) unsafe extern "C" fn IoInitializeIrp(irp: *mut Irp, packet_size: u16, stack_size: i8) {
+    boundary("IoInitializeIrp", (), || {
+        ctx::with_host(|h| {
+            let need = u8::try_from(stack_size).ok().filter(|n| *n > 0).map(|n| {
+                std::mem::size_of::<Irp>() + usize::from(n) * std::mem::size_of::<IoStackLocation>()
+            });
+            match need {
+                Some(need) if !irp.is_null() && usize::from(packet_size) >= need => {}
+                _ => {
+                    return finding(
+                        h,
+                        "IoInitializeIrp: NULL Irp, StackSize below 1 or PacketSize below \
+                         IoSizeOfIrp(StackSize)"
+                            .into(),
+                    )
+                }
+            }
+            let n = usize::from(stack_size.unsigned_abs());
+            // SAFETY: the caller's PacketSize bytes (checked to hold the IRP and n locations).
+            unsafe {
+                std::ptr::write_bytes(irp.cast::<u8>(), 0, usize::from(packet_size));
+                irp.write(alloc_layout(irp, n));
+                (*irp).size = packet_size;
+            }
+            register(h, irp, ctx::current_driver(), Origin::Initialized);
+        });
+    });
 }
 
 /// An MDL describing `len` bytes at `va` (locked, mapped: the host's memory is resident).

@@ -559,6 +559,10 @@ impl Driver {
             ("work item(s) never freed", items),
             ("lookaside list(s) never deleted", lists),
             (
+                "KMUTEX(es) still held",
+                super::dispatcher::take_held(host, self.index),
+            ),
+            (
                 "BFE state subscription(s) never unsubscribed",
                 super::bfe::take_left(host, self.index),
             ),

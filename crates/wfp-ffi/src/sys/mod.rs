@@ -69,6 +69,9 @@ pub(crate) struct RtState {
     pub(crate) timers: timer::Timers,
     /// Advanced by every dispatcher-object signal (multi-object waits sleep on it).
     pub(crate) dispatcher: dispatcher::Generation,
+    /// KMUTEXes owned right now: address → the driver that acquired them (one held at unload is
+    /// a Verifier finding).
+    pub(crate) held_mutexes: parking_lot::Mutex<std::collections::HashMap<usize, usize>>,
     /// ERESOURCEs initialised and not yet deleted.
     pub(crate) resources: resource::Resources,
     pub(crate) lookasides: parking_lot::Mutex<lookaside::Lists>,

@@ -150,6 +150,7 @@ struct DeviceInit {
     name: Option<String>,
     /// WDF_DEVICE_IO_TYPE (0: not set, buffered).
     io_type: i32,
+    in_caller: Option<neither::EvtIoInCallerContext>,
 }
 
 #[derive(Debug)]
@@ -162,6 +163,7 @@ struct WdfDevice {
     class: Option<[u8; 16]>,
     queue: Option<usize>,
     cleanup: Option<EvtCleanup>,
+    in_caller: Option<neither::EvtIoInCallerContext>,
 }
 
 #[derive(Debug)]
@@ -189,6 +191,7 @@ struct Request {
     out_len: usize,
     information: usize,
     completed: Option<NtStatus>,
+    raw: neither::Raw,
 }
 
 #[derive(Debug)]
@@ -323,6 +326,7 @@ macro_rules! get {
     };
 }
 
+pub(super) mod neither;
 mod rw;
 pub(super) mod workitem;
 
@@ -739,6 +743,7 @@ pub(crate) unsafe extern "C" fn WdfDeviceCreate(
                 class: i.class,
                 queue: None,
                 cleanup: cleanup_of(attrs),
+                in_caller: i.in_caller,
             }));
             allocate_context(s, h, attrs);
             h
@@ -1662,7 +1667,7 @@ fn present_irp(host: &HostInner, dev: *mut DeviceObject, irp: *mut super::wdm::I
     // SAFETY: the IRP IofCallDriver passed; its current location is this device's.
     let (sp, system_buffer) = unsafe { ((*irp).tail.current_stack_location, (*irp).system_buffer) };
     // SAFETY: as above.
-    let [out_len, in_len, code, _] = unsafe { (*sp).parameters.words };
+    let [out_len, in_len, code, type3] = unsafe { (*sp).parameters.words };
     let code = code as u32;
     let method = code & 3;
     let mut system = vec![
@@ -1706,21 +1711,36 @@ fn present_irp(host: &HostInner, dev: *mut DeviceObject, irp: *mut super::wdm::I
         out_len,
         information: 0,
         completed: None,
+        raw: neither::Raw {
+            code,
+            user_in: type3,
+            // SAFETY: as above.
+            user_out: unsafe { (*irp).user_buffer } as usize,
+            in_caller: false,
+        },
     }));
     // SAFETY: as above (IoMarkIrpPending).
     unsafe { (*sp).control |= super::irp::SL_PENDING_RETURNED };
-    let _bound = ctx::bind(host, index, ctx::irql(), "EvtIoDeviceControl");
-    // SAFETY: the driver's EvtIoDeviceControl with its queue, a live request and the lengths.
-    unsafe {
-        evt(
-            queue as *mut c_void,
-            request as *mut c_void,
-            out_len,
-            in_len,
-            code,
-        )
-    };
+    neither::deliver(
+        host,
+        index,
+        queue,
+        request,
+        &neither::Evt::DeviceControl(evt),
+    );
     super::wdm::STATUS_PENDING
+}
+
+/// A host METHOD_NEITHER request's raw buffers are its own copies (the input, the output the
+/// host reads back).
+fn neither_buffers(host: &HostInner, request: usize) {
+    let mut s = host.rt.wdf.state.lock();
+    if let Some(Object::Request(rq)) = s.objects.get_mut(&request).map(|b| &mut **b) {
+        if rq.method == METHOD_NEITHER {
+            rq.raw.user_in = rq.system.as_mut_ptr() as usize;
+            rq.raw.user_out = rq.output.as_mut_ptr() as usize;
+        }
+    }
 }
 
 /// Completes the IRP a request came from: its output copied back, IoStatus set.
@@ -1952,19 +1972,21 @@ pub(crate) fn ioctl(
         out_len: output_len,
         information: 0,
         completed: None,
+        raw: neither::Raw {
+            code,
+            ..neither::Raw::default()
+        },
     }));
+    neither_buffers(host, request);
     {
-        let _bound = ctx::bind(host, index, PASSIVE_LEVEL, "EvtIoDeviceControl");
-        // SAFETY: the driver's EvtIoDeviceControl with its queue, a live request and the lengths.
-        unsafe {
-            evt(
-                queue as *mut c_void,
-                request as *mut c_void,
-                output_len,
-                input.len(),
-                code,
-            );
-        }
+        let _bound = ctx::bind(host, index, PASSIVE_LEVEL, "host request");
+        neither::deliver(
+            host,
+            index,
+            queue,
+            request,
+            &neither::Evt::DeviceControl(evt),
+        );
     }
     let mut s = host.rt.wdf.state.lock();
     loop {

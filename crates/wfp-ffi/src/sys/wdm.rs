@@ -598,6 +598,7 @@ pub(crate) fn left_by(
     };
     let allocated = mine(|o| matches!(o, super::irp::Origin::Allocated));
     let built = mine(|o| matches!(o, super::irp::Origin::Built(_)));
+    let fsd = mine(|o| matches!(o, super::irp::Origin::AsyncFsd(_)));
     let files = s.files.values().filter(|f| f.driver == index).count();
     vec![
         (
@@ -612,6 +613,10 @@ pub(crate) fn left_by(
         (
             "IRP(s) from IoBuildDeviceIoControlRequest never completed",
             built,
+        ),
+        (
+            "IRP(s) from IoBuildAsynchronousFsdRequest never freed (IoFreeIrp)",
+            fsd,
         ),
         (
             "file object(s) from IoGetDeviceObjectPointer never dereferenced",

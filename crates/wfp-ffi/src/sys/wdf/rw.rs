@@ -10,7 +10,9 @@
 use std::ffi::c_void;
 use std::time::Instant;
 
-use super::{claim_queue, finish_now, Object, Queue, Request, METHOD_BUFFERED, METHOD_NEITHER};
+use super::{
+    claim_queue, finish_now, neither, Object, Queue, Request, METHOD_BUFFERED, METHOD_NEITHER,
+};
 use crate::host::HostInner;
 use crate::sys::ctx;
 use crate::sys::types::DeviceObject;
@@ -137,6 +139,8 @@ fn present(host: &HostInner, dev: *mut DeviceObject, irp: *mut Irp) -> NtStatus 
         return finish_now(host, irp, STATUS_DEVICE_BUSY);
     }
     let read = major == IRP_MJ_READ;
+    // SAFETY: as above: a WdfDeviceIoNeither device's buffer is the IRP's UserBuffer.
+    let user = unsafe { (*irp).user_buffer } as usize;
     let request = host.rt.wdf.state.lock().insert(Object::Request(Request {
         queue,
         major,
@@ -148,16 +152,14 @@ fn present(host: &HostInner, dev: *mut DeviceObject, irp: *mut Irp) -> NtStatus 
         out_len: if read { len } else { 0 },
         information: 0,
         completed: None,
+        raw: neither::Raw {
+            user_in: if read { 0 } else { user },
+            user_out: if read { user } else { 0 },
+            ..neither::Raw::default()
+        },
     }));
     // SAFETY: as above (IoMarkIrpPending).
     unsafe { (*sp).control |= crate::sys::irp::SL_PENDING_RETURNED };
-    let _bound = ctx::bind(
-        host,
-        index,
-        ctx::irql(),
-        if read { "EvtIoRead" } else { "EvtIoWrite" },
-    );
-    // SAFETY: the driver's EvtIoRead / EvtIoWrite with its queue, a live request and the length.
-    unsafe { evt(queue as *mut c_void, request as *mut c_void, len) };
+    neither::deliver(host, index, queue, request, &neither::Evt::ReadWrite(evt));
     crate::sys::wdm::STATUS_PENDING
 }
