@@ -1,6 +1,8 @@
 //! C drivers built by `wfp_ffi::compile::build`, loaded into a host over a real engine and driven
 //! by the real packet pipeline (wfp-shim) over examples/replay/capture.pcap.
 
+#[path = "support/build.rs"]
+mod builder;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,20 +17,7 @@ fn root() -> PathBuf {
 }
 
 fn build_driver(name: &str, sources: &[PathBuf]) -> PathBuf {
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.so"));
-    build(&BuildOptions {
-        sources: sources.to_vec(),
-        output: out.clone(),
-        ..BuildOptions::default()
-    })
-    .unwrap_or_else(|e| panic!("building {name}: {e}"));
-    out
-}
-
-fn write_source(name: &str, text: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.c"));
-    std::fs::write(&p, text).unwrap();
-    p
+    builder::driver(name, sources, &[], &[])
 }
 
 /// Replays the example capture through `engine` (10.77.0.1 is the local host), ending every flow.
@@ -166,7 +155,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 
 #[test]
 fn verifier_reports_leaks_by_tag_and_site_double_frees_and_held_locks() {
-    let src = write_source("leaky", LEAKY);
+    let src = builder::write_source("leaky", LEAKY);
     let so = build_driver("leaky", &[src]);
     let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
     let driver = host.load(&so).unwrap();
@@ -204,7 +193,7 @@ fn verifier_reports_leaks_by_tag_and_site_double_frees_and_held_locks() {
 
 #[test]
 fn a_driver_calling_an_api_the_runtime_lacks_fails_to_build() {
-    let src = write_source(
+    let src = builder::write_source(
         "missing",
         "#include <ntddk.h>\nvoid KeBugCheckEx(ULONG, ULONG_PTR, ULONG_PTR, ULONG_PTR, ULONG_PTR);\nNTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r) { KeBugCheckEx(1, 0, 0, 0, 0); return 0; }\n",
     );
@@ -225,7 +214,7 @@ fn a_driver_calling_an_api_the_runtime_lacks_fails_to_build() {
 
 #[test]
 fn a_failing_driver_entry_is_reported_and_cleaned_up() {
-    let src = write_source(
+    let src = builder::write_source(
         "failing",
         "#include <ntddk.h>\nNTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r) { PDEVICE_OBJECT dev; IoCreateDevice(d, 0, NULL, FILE_DEVICE_NETWORK, 0, FALSE, &dev); return STATUS_INSUFFICIENT_RESOURCES; }\n",
     );

@@ -7,23 +7,16 @@
 mod asan;
 mod support;
 
+#[path = "support/build.rs"]
+mod builder;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use wfp_core::Engine;
-use wfp_ffi::compile::{build, BuildOptions};
 use wfp_ffi::{DriverHost, Finding, HostConfig};
 
 fn build_c(name: &str, source: PathBuf, flags: &[&str]) -> PathBuf {
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.so"));
-    build(&BuildOptions {
-        sources: vec![source],
-        output: out.clone(),
-        extra_flags: flags.iter().map(|f| (*f).to_string()).collect(),
-        ..BuildOptions::default()
-    })
-    .unwrap_or_else(|e| panic!("building {name}: {e}"));
-    out
+    builder::driver(name, &[source], &[], flags)
 }
 
 fn rt_sync(name: &str, flags: &[&str]) -> PathBuf {

@@ -16,27 +16,18 @@ mod asan;
 mod samples;
 mod support;
 
+#[path = "support/build.rs"]
+mod builder;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use samples::{replay, udp4};
 use wfp_core::Engine;
-use wfp_ffi::compile::{build, BuildOptions};
 use wfp_ffi::{DriverHost, Finding, HostConfig};
 use wfp_shim::{PacketContext, Shim, ShimConfig};
 
 fn build_driver(name: &str, defines: &[&str], flags: &[&str]) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/drivers");
-    let so = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.so"));
-    build(&BuildOptions {
-        sources: vec![dir.join("rt_nbltag.c")],
-        output: so.clone(),
-        defines: defines.iter().map(|d| (*d).to_string()).collect(),
-        extra_flags: flags.iter().map(|f| (*f).to_string()).collect(),
-        ..BuildOptions::default()
-    })
-    .unwrap_or_else(|e| panic!("building {name}: {e}"));
-    so
+    builder::driver(name, &[builder::source("rt_nbltag.c")], defines, flags)
 }
 
 /// Loads the driver, replays one outbound datagram, unloads; the log and the findings.

@@ -10,28 +10,20 @@
 mod asan;
 mod support;
 
+#[path = "support/build.rs"]
+mod builder;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use wfp_core::Engine;
-use wfp_ffi::compile::{build, BuildOptions};
 use wfp_ffi::{DriverHost, Finding, HostConfig};
 
 fn source() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/drivers/rt_ndisclone.c")
+    builder::source("rt_ndisclone.c")
 }
 
 fn build_driver(name: &str, defines: &[&str], flags: &[&str]) -> PathBuf {
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.so"));
-    build(&BuildOptions {
-        sources: vec![source()],
-        output: out.clone(),
-        defines: defines.iter().map(|d| (*d).to_string()).collect(),
-        extra_flags: flags.iter().map(|f| (*f).to_string()).collect(),
-        ..BuildOptions::default()
-    })
-    .unwrap_or_else(|e| panic!("building {name}: {e}"));
-    out
+    builder::driver(name, &[source()], defines, flags)
 }
 
 /// Loads the driver, checks every "ok" line and no "FAIL", unloads with no finding.

@@ -4,6 +4,8 @@
 
 mod support;
 
+#[path = "support/build.rs"]
+mod builder;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,20 +19,7 @@ fn c_dir() -> PathBuf {
 }
 
 fn build_driver(name: &str, source: &Path) -> PathBuf {
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.so"));
-    build(&BuildOptions {
-        sources: vec![source.to_path_buf()],
-        output: out.clone(),
-        ..BuildOptions::default()
-    })
-    .unwrap_or_else(|e| panic!("building {name}: {e}"));
-    out
-}
-
-fn write_source(name: &str, text: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.c"));
-    std::fs::write(&p, text).unwrap();
-    p
+    builder::driver(name, &[source.to_path_buf()], &[], &[])
 }
 
 fn host() -> DriverHost {
@@ -85,7 +74,10 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 
 #[test]
 fn a_wait_or_a_passive_only_call_at_dispatch_level_is_a_verifier_finding_a_poll_is_not() {
-    let so = build_driver("raised_wait", &write_source("raised_wait", RAISED_WAIT));
+    let so = build_driver(
+        "raised_wait",
+        &builder::write_source("raised_wait", RAISED_WAIT),
+    );
     let host = host();
     let driver = host.load(&so).unwrap();
     assert_eq!(host.drain_log()[0].text, "0 0");
@@ -138,7 +130,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 
 #[test]
 fn handles_thread_objects_work_items_and_lookaside_lists_left_behind_are_reported() {
-    let so = build_driver("leftovers", &write_source("leftovers", LEFTOVERS));
+    let so = build_driver("leftovers", &builder::write_source("leftovers", LEFTOVERS));
     let host = host();
     let driver = host.load(&so).unwrap();
     assert_eq!(host.drain_log()[0].text, "bad close c0000008");
@@ -186,7 +178,10 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 
 #[test]
 fn a_driver_whose_thread_never_ends_is_reported_hung_and_stays_mapped() {
-    let so = build_driver("never_ends", &write_source("never_ends", NEVER_ENDS));
+    let so = build_driver(
+        "never_ends",
+        &builder::write_source("never_ends", NEVER_ENDS),
+    );
     let host = DriverHost::new(
         Arc::new(Engine::default()),
         HostConfig {
@@ -378,7 +373,10 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 
 #[test]
 fn an_unload_routine_that_never_returns_is_reported_hung() {
-    let so = build_driver("unload_hangs", &write_source("unload_hangs", UNLOAD_HANGS));
+    let so = build_driver(
+        "unload_hangs",
+        &builder::write_source("unload_hangs", UNLOAD_HANGS),
+    );
     let host = DriverHost::new(
         Arc::new(Engine::default()),
         HostConfig {
@@ -425,7 +423,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 fn callout_delete_by_id_inside_the_drivers_own_transaction() {
     let so = build_driver(
         "delete_in_txn",
-        &write_source("delete_in_txn", DELETE_IN_TXN),
+        &builder::write_source("delete_in_txn", DELETE_IN_TXN),
     );
     let host = host();
     let driver = host.load(&so).unwrap();
@@ -469,7 +467,10 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 /// KeQueryPerformanceCounter (10 MHz, the interrupt-time clock) and ExUuidCreate (version 4).
 #[test]
 fn perf_counter_and_uuid_create() {
-    let so = build_driver("rt_perf_uuid", &write_source("rt_perf_uuid", PERF_UUID));
+    let so = build_driver(
+        "rt_perf_uuid",
+        &builder::write_source("rt_perf_uuid", PERF_UUID),
+    );
     let host = host();
     host.set_time(1_767_225_600_000_000_000);
     let driver = host.load(&so).unwrap();
@@ -520,7 +521,10 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 /// KeFlushQueuedDpcs waits for every DPC queued before it (each busy for 20 ms), not for none.
 #[test]
 fn flush_queued_dpcs_waits_for_every_queued_dpc() {
-    let so = build_driver("rt_flush_dpcs", &write_source("rt_flush_dpcs", FLUSH_DPCS));
+    let so = build_driver(
+        "rt_flush_dpcs",
+        &builder::write_source("rt_flush_dpcs", FLUSH_DPCS),
+    );
     let host = host();
     let driver = host.load(&so).unwrap();
     let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
@@ -607,7 +611,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 /// a timer left set at unload is cancelled and reported.
 #[test]
 fn timers_fire_signal_queue_their_dpc_and_are_cancelled_at_unload() {
-    let so = build_driver("rt_timers", &write_source("rt_timers", TIMERS));
+    let so = build_driver("rt_timers", &builder::write_source("rt_timers", TIMERS));
     let host = host();
     let driver = host.load(&so).unwrap();
     let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();

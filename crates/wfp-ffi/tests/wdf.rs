@@ -3,6 +3,8 @@
 //! with `Driver::ioctl` to the default queue's EvtIoDeviceControl; `Driver::read` / `write` to its
 //! EvtIoRead / EvtIoWrite (`tests/c/drivers/rt_wdfrw.c`).
 
+#[path = "support/build.rs"]
+mod builder;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,16 +19,7 @@ fn build_driver(name: &str, image: &str) -> PathBuf {
 
 /// [`build_driver`] with extra compiler flags.
 fn build_with(name: &str, image: &str, flags: &[&str]) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/drivers/{name}.c"));
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{image}.so"));
-    build(&BuildOptions {
-        sources: vec![src],
-        output: out.clone(),
-        extra_flags: flags.iter().map(|f| (*f).to_string()).collect(),
-        ..BuildOptions::default()
-    })
-    .unwrap_or_else(|e| panic!("building {name}: {e}"));
-    out
+    builder::driver(image, &[builder::source(&format!("{name}.c"))], &[], flags)
 }
 
 const fn ctl(function: u32, method: u32) -> u32 {

@@ -8,6 +8,8 @@
 mod asan;
 mod support;
 
+#[path = "support/build.rs"]
+mod builder;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,18 +34,7 @@ fn filter_of(so: &Path) -> PathBuf {
 }
 
 fn build_source(source: &str, image: &str, flags: &[&str]) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/c/drivers")
-        .join(source);
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{image}.so"));
-    build(&BuildOptions {
-        sources: vec![src],
-        output: out.clone(),
-        extra_flags: flags.iter().map(|f| (*f).to_string()).collect(),
-        ..BuildOptions::default()
-    })
-    .unwrap_or_else(|e| panic!("building {source}: {e}"));
-    out
+    builder::driver(image, &[builder::source(source)], &[], flags)
 }
 
 const fn ctl(function: u32, method: u32, access: u32) -> u32 {

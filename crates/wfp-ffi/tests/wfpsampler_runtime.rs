@@ -7,11 +7,12 @@
 //! callback objects through `tests/c/drivers/rt_callback.c` (`\Callback\PowerState`, never
 //! notified by the host; a driver's own object notified with ExNotifyCallback).
 
+#[path = "support/build.rs"]
+mod builder;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use wfp_core::Engine;
-use wfp_ffi::compile::{build, BuildOptions};
 use wfp_ffi::{DriverHost, Finding, HostConfig};
 
 fn build_rt_bfe(name: &str, defines: &[&str]) -> PathBuf {
@@ -19,17 +20,7 @@ fn build_rt_bfe(name: &str, defines: &[&str]) -> PathBuf {
 }
 
 fn build_driver(source: &str, name: &str, defines: &[&str]) -> PathBuf {
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.so"));
-    build(&BuildOptions {
-        sources: vec![Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/c/drivers")
-            .join(source)],
-        output: out.clone(),
-        defines: defines.iter().map(|d| (*d).to_string()).collect(),
-        ..BuildOptions::default()
-    })
-    .unwrap_or_else(|e| panic!("building {name}: {e}"));
-    out
+    builder::driver(name, &[builder::source(source)], defines, &[])
 }
 
 /// Loads and unloads `so`: the log lines and the unload's findings.
