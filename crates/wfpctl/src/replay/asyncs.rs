@@ -89,15 +89,24 @@ struct OutputLine<'a> {
 }
 
 impl Replayer {
-    /// Applies what callouts did since the last packet, at `now`, and writes the outputs.
+    /// Applies what callouts did since the last packet, at `now`, and writes the outputs. The
+    /// check for "nothing queued anywhere" (nearly every packet) is inlined at the caller.
+    #[inline]
     pub(super) fn apply_async(&mut self, now: Timestamp) -> Result<(), ReplayError> {
         // The common case, checked with one atomic load: no C driver to settle and nothing queued
-        // for the built-ins' worker, so one pass of the shim's own (cheap when idle) drain.
+        // for the built-ins' worker, and nothing queued in the shim: a flag test, no drain.
+        if self.settle.is_none() && self.host.worker.is_idle() && self.shim.async_idle() {
+            return Ok(());
+        }
+        self.apply_async_queued(now)
+    }
+
+    /// [`Replayer::apply_async`] when something may be queued.
+    #[inline(never)]
+    fn apply_async_queued(&mut self, now: Timestamp) -> Result<(), ReplayError> {
+        // No C driver to settle and nothing queued for the built-ins' worker: one pass of the
+        // shim's own drain.
         if self.settle.is_none() && self.host.worker.is_idle() {
-            // Nothing queued anywhere: a flag test, no drain.
-            if self.shim.async_idle() {
-                return Ok(());
-            }
             self.shim.handle_async(now);
             return self.write_outputs();
         }

@@ -231,6 +231,7 @@ pub(crate) fn link_interface(l3: &L3Packet<'_>) -> Option<InterfaceInfo> {
 }
 
 /// Takes `l3` (an IP packet) apart into the packets a host would classify.
+#[inline]
 pub(crate) fn levels<'a>(
     l3: &L3Packet<'a>,
     tunnels: &mut TunnelInterfaces,

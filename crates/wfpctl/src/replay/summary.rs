@@ -112,6 +112,7 @@ impl Summary {
         add_count(&mut self.encapsulations.unsupported, name, wire);
     }
 
+    #[inline]
     pub(crate) fn packet(&mut self, p: &PacketRef<'_>, wire: u64) {
         self.packets.add(wire);
         // `last_ts` is the latest time seen; both are set by the first packet.
@@ -162,6 +163,7 @@ impl Summary {
     }
 
     /// A frame's final verdict: `v` is the pass that decided it (see `decap.rs`).
+    #[inline]
     pub(crate) fn verdict(&mut self, v: &PacketVerdict, action: Action, wire: u64) {
         match action {
             Action::Permit => self.verdicts.permitted.add(wire),
@@ -175,6 +177,7 @@ impl Summary {
     }
 
     /// One shim pass over a packet of the frame: its layer visits and filter decisions.
+    #[inline]
     pub(crate) fn visits(&mut self, index: u64, v: &PacketVerdict, wire: u64) {
         let absorbed = v.verdict == Verdict::Absorb;
         if let Reason::Malformed(m) = &v.reason {
