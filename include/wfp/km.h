@@ -27,6 +27,10 @@ void KeLowerIrql(KIRQL NewIrql);
 #define KeRaiseIrqlToDpcLevel() KfRaiseIrql(DISPATCH_LEVEL)
 #define PAGED_CODE() do { if (KeGetCurrentIrql() > APC_LEVEL) WfpRtAssertFailed("PAGED_CODE(): IRQL > APC_LEVEL", __FILE__, __LINE__); } while (0)
 #define PAGED_CODE_LOCKED() ((void)0)
+/* ProbeForRead / ProbeForWrite: Alignment 1, 2, 4, 8 or 16; a misaligned or wrapping range is a
+ * Verifier finding (Windows raises an exception; no handler runs here: see __try in wdkbase.h). */
+void ProbeForRead(const volatile void *Address, SIZE_T Length, ULONG Alignment);
+void ProbeForWrite(volatile void *Address, SIZE_T Length, ULONG Alignment);
 
 /* ---- debug output and assertions (§5) ---- */
 #define DPFLTR_ERROR_LEVEL 0

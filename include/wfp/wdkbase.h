@@ -92,6 +92,27 @@
 #define DECLSPEC_CACHEALIGN __attribute__((aligned(64)))
 #define FORCEINLINE static inline __attribute__((always_inline))
 #define __forceinline static inline __attribute__((always_inline))
+
+/* Structured exception handling (wdk-runtime.md §10): GCC and Clang have none. A __try block runs
+ * as ordinary code and the host raises no exceptions (a fault in a driver ends the host process;
+ * ProbeForRead/ProbeForWrite report what Windows would raise as Verifier findings), so an __except
+ * handler never runs and a __finally block runs after its __try block. Every __try warns at build
+ * time so a driver that counts on catching a fault is noticed. `__leave` is not defined: leaving
+ * the block cannot be expressed without also catching a `break` meant for an enclosing loop, so a
+ * driver using it does not build. */
+#ifdef __try
+#undef __try
+#endif
+#define __try \
+    _Pragma("GCC warning \"__try: no structured exception handling here; the block runs unguarded and its __except handler never runs\"") \
+    if (1)
+#define __except(filter) else if (0)
+#define __finally
+#define GetExceptionCode() ((NTSTATUS)0)
+#define GetExceptionInformation() ((void *)0)
+#define EXCEPTION_EXECUTE_HANDLER 1
+#define EXCEPTION_CONTINUE_SEARCH 0
+#define EXCEPTION_CONTINUE_EXECUTION (-1)
 /* MSVC emits an `__inline` function that is not inlined as a COMDAT: one copy per image even when
  * a header defining it is included by several .c files. Here: GNU89 inline semantics (each
  * translation unit emits the definition) and `wfpctl driver build` weakens the duplicates when it

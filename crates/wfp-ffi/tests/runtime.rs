@@ -625,3 +625,50 @@ fn timers_fire_signal_queue_their_dpc_and_are_cancelled_at_unload() {
         }]
     );
 }
+
+const SEH: &str = r#"
+#include <ntddk.h>
+static int Order[4];
+static int Steps;
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    NTSTATUS status = STATUS_SUCCESS;
+    UCHAR buffer[16];
+    __try {
+        Order[Steps++] = 1;
+        ProbeForRead(buffer, sizeof(buffer), 1);
+        ProbeForWrite(buffer + 1, 4, 4);
+        ProbeForRead(buffer + 1, 0, 4);
+    } __except (EXCEPTION_EXECUTE_HANDLER) {
+        Order[Steps++] = 2;
+        status = GetExceptionCode();
+    }
+    __try {
+        Order[Steps++] = 3;
+    } __finally {
+        Order[Steps++] = 4;
+    }
+    DbgPrint("%d %d %d %d %d %x", Steps, Order[0], Order[1], Order[2], Order[3], status);
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// wdk-runtime.md §10: `__try` / `__except` / `__finally` build (with a warning per `__try`); the
+/// guarded block runs, the handler does not (the host raises no exceptions), the `__finally`
+/// block runs after its block; ProbeForWrite of a misaligned range is the finding Windows would
+/// have raised, a zero length is not checked.
+#[test]
+fn structured_exception_blocks_build_run_unguarded_and_probes_report_what_windows_raises() {
+    let so = build_driver("seh", &builder::write_source("seh", SEH));
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    assert_eq!(host.drain_log()[0].text, "3 1 3 4 0 0");
+    let report = driver.unload().unwrap();
+    assert_eq!(report.findings.len(), 1, "{:#?}", report.findings);
+    assert!(
+        matches!(&report.findings[0], Finding::Assertion { message }
+            if message.starts_with("ProbeForWrite:") && message.contains("not aligned to 4")),
+        "{:#?}",
+        report.findings
+    );
+}

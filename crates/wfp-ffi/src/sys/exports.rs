@@ -12,6 +12,11 @@ unsafe impl Sync for Export {}
 /// Every export.
 pub(crate) static EXPORTS: &[Export] = &[
     Export("IoReuseIrp", super::irp::IoReuseIrp as *const c_void),
+    Export("ProbeForRead", super::kernel::ProbeForRead as *const c_void),
+    Export(
+        "ProbeForWrite",
+        super::kernel::ProbeForWrite as *const c_void,
+    ),
     Export(
         "WdfDeviceInitSetIoInCallerContextCallback",
         super::wdf::neither::WdfDeviceInitSetIoInCallerContextCallback as *const c_void,

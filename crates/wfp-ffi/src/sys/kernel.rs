@@ -676,3 +676,54 @@ pub(crate) unsafe fn delete_device(dev: *mut DeviceObject) {
         drop(Box::from_raw(dev));
     }
 }
+
+// ---- user buffer probes ---------------------------------------------------------------------
+
+/// The checks ProbeForRead / ProbeForWrite make (WDK km/wdm.h): `Alignment` is 1, 2, 4, 8 or 16,
+/// and a nonzero `Length` at `Address` is aligned to it and does not wrap around the address
+/// space. Windows raises STATUS_DATATYPE_MISALIGNMENT or STATUS_ACCESS_VIOLATION for the caller's
+/// `__except` handler; this host has no structured exceptions (wdk-runtime.md §10: the guarded
+/// block runs, its handler never does), so the fault is a Verifier finding instead and the call
+/// returns. Every address the host hands a driver is mapped, so no user/system range check is
+/// made. A zero `Length` is never checked (as on Windows).
+fn probe(function: &'static str, address: usize, length: usize, alignment: u32) {
+    if length == 0 {
+        return;
+    }
+    let problem = if !matches!(alignment, 1 | 2 | 4 | 8 | 16) {
+        Some(format!(
+            "{function}: Alignment {alignment} is not 1, 2, 4, 8 or 16"
+        ))
+    } else if address % alignment as usize != 0 {
+        Some(format!(
+            "{function}: {address:#x} is not aligned to {alignment} (Windows raises \
+             STATUS_DATATYPE_MISALIGNMENT, which no __except handler can catch here)"
+        ))
+    } else if address.checked_add(length).is_none() {
+        Some(format!(
+            "{function}: {length} bytes at {address:#x} wrap around the address space (Windows \
+             raises STATUS_ACCESS_VIOLATION, which no __except handler can catch here)"
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = problem {
+        ctx::with_host(|h| h.finding(Finding::Assertion { message }));
+    }
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn ProbeForRead(address: *const c_void, length: usize, alignment: u32) {
+    boundary("ProbeForRead", (), || {
+        ctx::check_irql("ProbeForRead", 1); // APC_LEVEL
+        probe("ProbeForRead", address as usize, length, alignment);
+    });
+}
+
+#[no_mangle]
+pub(crate) extern "C" fn ProbeForWrite(address: *mut c_void, length: usize, alignment: u32) {
+    boundary("ProbeForWrite", (), || {
+        ctx::check_irql("ProbeForWrite", 1); // APC_LEVEL
+        probe("ProbeForWrite", address as usize, length, alignment);
+    });
+}
