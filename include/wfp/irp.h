@@ -304,7 +304,7 @@ PIRP IoBuildSynchronousFsdRequest(ULONG MajorFunction, PDEVICE_OBJECT DeviceObje
 /* IoBuildSynchronousFsdRequest's IRP without an event: the caller sends it with a completion
  * routine that frees it (IoFreeIrp) and returns STATUS_MORE_PROCESSING_REQUIRED. When that routine
  * runs, a buffered read's bytes are in Buffer and *IoStatusBlock is set; the system buffer and a
- * direct device's MDL are the runtime's, freed with the IRP (MmUnlockPages is not provided). If no
+ * direct device's MDL are the runtime's, freed with the IRP (the driver does not free that MDL). If no
  * routine stops the completion, the runtime frees the IRP. ≤D. */
 PIRP IoBuildAsynchronousFsdRequest(ULONG MajorFunction, PDEVICE_OBJECT DeviceObject, PVOID Buffer, ULONG Length,
                                    PLARGE_INTEGER StartingOffset, PIO_STATUS_BLOCK IoStatusBlock);

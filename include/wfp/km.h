@@ -459,6 +459,12 @@ typedef enum _MM_PAGE_PRIORITY { LowPagePriority = 0, NormalPagePriority = 16, H
 PMDL IoAllocateMdl(PVOID VirtualAddress, ULONG Length, BOOLEAN SecondaryBuffer, BOOLEAN ChargeQuota, struct _IRP *Irp);
 void IoFreeMdl(PMDL Mdl);
 void MmBuildMdlForNonPagedPool(PMDL MemoryDescriptorList);
+typedef enum _LOCK_OPERATION { IoReadAccess = 0, IoWriteAccess = 1, IoModifyAccess = 2 } LOCK_OPERATION;
+/* Every page of the host is resident: locking marks the MDL (MDL_PAGES_LOCKED) and maps it; no
+ * exception is raised (see __try in wdkbase.h). Locking twice or unlocking unlocked pages is a
+ * Verifier finding. */
+void MmProbeAndLockPages(PMDL MemoryDescriptorList, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Operation);
+void MmUnlockPages(PMDL MemoryDescriptorList);
 #define MmGetMdlByteCount(m) ((m)->ByteCount)
 #define MmGetMdlByteOffset(m) ((m)->ByteOffset)
 #define MmGetMdlVirtualAddress(m) ((PVOID)((PCHAR)((m)->StartVa) + (m)->ByteOffset))

@@ -672,3 +672,55 @@ fn structured_exception_blocks_build_run_unguarded_and_probes_report_what_window
         report.findings
     );
 }
+
+const MDL_LOCK: &str = r#"
+#include <ntddk.h>
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    static UCHAR buffer[64] = "locked";
+    PMDL mdl = IoAllocateMdl(buffer, sizeof(buffer), FALSE, FALSE, NULL);
+    PUCHAR va;
+    int locked, unlocked;
+    __try {
+        MmProbeAndLockPages(mdl, KernelMode, IoReadAccess);
+    } __except (EXCEPTION_EXECUTE_HANDLER) {
+        IoFreeMdl(mdl);
+        return GetExceptionCode();
+    }
+    locked = (mdl->MdlFlags & MDL_PAGES_LOCKED) != 0;
+    va = MmGetSystemAddressForMdlSafe(mdl, NormalPagePriority);
+    MmProbeAndLockPages(mdl, KernelMode, IoReadAccess); /* twice: a finding */
+    MmUnlockPages(mdl);
+    unlocked = (mdl->MdlFlags & MDL_PAGES_LOCKED) == 0;
+    MmUnlockPages(mdl); /* not locked: a finding */
+    DbgPrint("%d %d %s", locked, unlocked, va == buffer ? (char *)va : "elsewhere");
+    IoFreeMdl(mdl);
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// MmProbeAndLockPages / MmUnlockPages on an IoAllocateMdl MDL: locked and mapped at its buffer,
+/// unlocked again; locking twice and unlocking unlocked pages are findings.
+#[test]
+fn mdl_pages_lock_and_unlock_and_misuse_is_reported() {
+    let so = build_driver("mdl_lock", &builder::write_source("mdl_lock", MDL_LOCK));
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    assert_eq!(host.drain_log()[0].text, "1 1 locked");
+    let report = driver.unload().unwrap();
+    let messages: Vec<String> = report
+        .findings
+        .iter()
+        .map(|f| match f {
+            Finding::Assertion { message } => message.clone(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        messages,
+        vec![
+            "MmProbeAndLockPages of an MDL whose pages are already locked".to_string(),
+            "MmUnlockPages of an MDL whose pages are not locked".to_string(),
+        ]
+    );
+}

@@ -14,6 +14,11 @@ pub(crate) static EXPORTS: &[Export] = &[
     Export("IoReuseIrp", super::irp::IoReuseIrp as *const c_void),
     Export("ProbeForRead", super::kernel::ProbeForRead as *const c_void),
     Export(
+        "MmProbeAndLockPages",
+        super::ndis::MmProbeAndLockPages as *const c_void,
+    ),
+    Export("MmUnlockPages", super::ndis::MmUnlockPages as *const c_void),
+    Export(
         "ProbeForWrite",
         super::kernel::ProbeForWrite as *const c_void,
     ),

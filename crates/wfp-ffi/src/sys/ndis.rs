@@ -79,6 +79,64 @@ pub(crate) extern "C" fn IoFreeMdl(m: *mut Mdl) {
     });
 }
 
+const MDL_PAGES_LOCKED: i16 = 0x2;
+
+/// MmProbeAndLockPages (WDK km/wdm.h): makes the pages an MDL describes resident and locks them
+/// (MDL_PAGES_LOCKED), so MmGetSystemAddressForMdlSafe may map them. Every page of the host is
+/// resident: the MDL is marked and its system address is its buffer. Windows raises
+/// STATUS_ACCESS_VIOLATION for a buffer it cannot probe; the host raises no exceptions
+/// (wdk-runtime.md §10) and has no unmapped addresses to report. Findings: a NULL MDL, one whose
+/// pages are already locked (the WDK forbids locking twice), IRQL above DISPATCH_LEVEL.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn MmProbeAndLockPages(m: *mut Mdl, _mode: i8, _operation: u32) {
+    boundary("MmProbeAndLockPages", (), || {
+        ctx::check_irql("MmProbeAndLockPages", ctx::DISPATCH_LEVEL);
+        // SAFETY: the caller's MDL (checked non-null), which it keeps while it uses it.
+        let problem = match unsafe { m.as_mut() } {
+            None => "MmProbeAndLockPages of a NULL MDL",
+            Some(m) if m.mdl_flags & MDL_PAGES_LOCKED != 0 => {
+                "MmProbeAndLockPages of an MDL whose pages are already locked"
+            }
+            Some(m) => {
+                m.mapped_system_va = mdl_va(m).cast();
+                m.mdl_flags |= MDL_PAGES_LOCKED | MDL_MAPPED_TO_SYSTEM_VA;
+                return;
+            }
+        };
+        mdl_finding(problem);
+    });
+}
+
+/// MmUnlockPages (WDK km/wdm.h): undoes MmProbeAndLockPages (and the system mapping made for
+/// it); the MDL can then be freed with IoFreeMdl. Findings: a NULL MDL, one whose pages are not
+/// locked (nothing changes), IRQL above DISPATCH_LEVEL.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn MmUnlockPages(m: *mut Mdl) {
+    boundary("MmUnlockPages", (), || {
+        ctx::check_irql("MmUnlockPages", ctx::DISPATCH_LEVEL);
+        // SAFETY: the caller's MDL (checked non-null).
+        let problem = match unsafe { m.as_mut() } {
+            None => "MmUnlockPages of a NULL MDL",
+            Some(m) if m.mdl_flags & MDL_PAGES_LOCKED == 0 => {
+                "MmUnlockPages of an MDL whose pages are not locked"
+            }
+            Some(m) => {
+                m.mdl_flags &= !(MDL_PAGES_LOCKED | MDL_MAPPED_TO_SYSTEM_VA);
+                return;
+            }
+        };
+        mdl_finding(problem);
+    });
+}
+
+fn mdl_finding(message: &str) {
+    ctx::with_host(|h| {
+        h.finding(Finding::Assertion {
+            message: message.to_string(),
+        });
+    });
+}
+
 #[no_mangle]
 pub(crate) unsafe extern "C" fn MmBuildMdlForNonPagedPool(m: *mut Mdl) {
     boundary("MmBuildMdlForNonPagedPool", (), || {
