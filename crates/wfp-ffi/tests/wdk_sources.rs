@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use samples::{
-    build_dir, contains, ddproxy_inbound_rewrites_source, find_sample, loopback_packets,
-    of_protocol, params, ports, replay, sample_dirs, tcp_stream, udp4, unload_applying, Replayed,
+    add_monitor_filters, build_dir, contains, ddproxy_inbound_rewrites_source, find_sample,
+    loopback_packets, of_protocol, params, ports, replay, sample_dirs, tcp_stream, udp4,
+    unload_applying, Replayed,
 };
-use wfp_core::catalogue::layers;
-use wfp_core::{ActionType, CalloutSpec, Engine, FilterSpec, Guid};
+use wfp_core::Engine;
 use wfp_ffi::compile::{build, BuildOptions};
 use wfp_ffi::{DriverHost, Finding, HostConfig};
 use wfp_shim::{Owner, PacketContext, Shim, ShimConfig};
@@ -402,37 +402,6 @@ fn check_msnmntr(_dir: &Path, so: &Path) {
         has("31 bytes received. Local Port: 44548 Remote Port: 8000."),
         "{log:#?}"
     );
-}
-
-/// What msnmntr's monitor.exe does: its callouts and filters (FwpmFilterAdd; here the engine
-/// API), then monitoring enabled with its IOCTL.
-fn add_monitor_filters(engine: &Engine, driver: &wfp_ffi::Driver) {
-    let guid = |s: &str| s.parse::<Guid>().unwrap();
-    for (key, layer) in [
-        (
-            "3aaccbc0-2c29-455f-bb91-0e801c8994a4",
-            layers::ALE_FLOW_ESTABLISHED_V4,
-        ),
-        ("cea0131a-6ed3-4ed6-b40c-8a8fe8434b0a", layers::STREAM_V4),
-    ] {
-        engine
-            .add_callout(CalloutSpec {
-                key: guid(key),
-                name: "msnmntr".into(),
-                description: String::new(),
-                flags: 0,
-                provider: None,
-                applicable_layer: layer,
-            })
-            .unwrap();
-        let mut f = FilterSpec::new("monitor", layer, ActionType::CALLOUT_INSPECTION);
-        f.callout = Some(guid(key));
-        engine.add_filter(f).unwrap();
-    }
-    // MONITOR_IOCTL_ENABLE_MONITOR = CTL_CODE(FILE_DEVICE_NETWORK, 1, METHOD_BUFFERED, ANY).
-    let settings = [1u32.to_le_bytes(), 0u32.to_le_bytes()].concat();
-    let r = driver.ioctl(0x0012_0004, &settings, 0).unwrap();
-    assert_eq!(r.status, 0, "enable monitoring");
 }
 
 /// A sample's behavioural check, given its directory and built image.

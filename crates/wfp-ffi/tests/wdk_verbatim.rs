@@ -18,11 +18,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use samples::{
-    build_dir, contains, ddproxy_inbound_rewrites_source, find_sample, loopback_packets,
-    of_protocol, params, ports, replay, sample_dirs, tcp_stream, udp4, unload_applying,
+    add_monitor_filters, build_dir, contains, ddproxy_inbound_rewrites_source, find_sample,
+    loopback_packets, of_protocol, params, ports, replay, sample_dirs, tcp_stream, udp4,
+    unload_applying,
 };
-use wfp_core::catalogue::layers;
-use wfp_core::{ActionType, CalloutSpec, Engine, FilterSpec, Guid};
+use wfp_core::Engine;
 use wfp_ffi::{DriverHost, HostConfig};
 use wfp_shim::{Owner, PacketContext, Shim, ShimConfig};
 
@@ -156,31 +156,7 @@ fn check_stmedit(_dir: &Path, so: &Path) {
 fn check_msnmntr(_dir: &Path, so: &Path) {
     let (engine, host, mut shim) = new_host();
     let driver = host.load(so).unwrap();
-    let guid = |s: &str| s.parse::<Guid>().unwrap();
-    for (key, layer) in [
-        (
-            "3aaccbc0-2c29-455f-bb91-0e801c8994a4",
-            layers::ALE_FLOW_ESTABLISHED_V4,
-        ),
-        ("cea0131a-6ed3-4ed6-b40c-8a8fe8434b0a", layers::STREAM_V4),
-    ] {
-        engine
-            .add_callout(CalloutSpec {
-                key: guid(key),
-                name: "msnmntr".into(),
-                description: String::new(),
-                flags: 0,
-                provider: None,
-                applicable_layer: layer,
-            })
-            .unwrap();
-        let mut f = FilterSpec::new("monitor", layer, ActionType::CALLOUT_INSPECTION);
-        f.callout = Some(guid(key));
-        engine.add_filter(f).unwrap();
-    }
-    // MONITOR_IOCTL_ENABLE_MONITOR = CTL_CODE(FILE_DEVICE_NETWORK, 1, METHOD_BUFFERED, ANY).
-    let settings = [1u32.to_le_bytes(), 0u32.to_le_bytes()].concat();
-    assert_eq!(driver.ioctl(0x0012_0004, &settings, 0).unwrap().status, 0);
+    add_monitor_filters(&engine, &driver);
     let path: Vec<u8> = "\\device\\harddiskvolume1\\client.exe\0"
         .encode_utf16()
         .flat_map(u16::to_le_bytes)

@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use wfp_core::catalogue::layers;
+use wfp_core::{ActionType, CalloutSpec, Engine, FilterSpec, Guid};
 use wfp_ffi::compile::{build, BuildOptions};
 use wfp_ffi::{Driver, DriverHost, DriverOptions, Finding, ParamValue};
 use wfp_pcap::{CaptureReader, NetworkProtocol};
@@ -234,4 +236,35 @@ pub(crate) fn udp4(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     ip[10..12].copy_from_slice(&c);
     ip.extend_from_slice(&udp);
     ip
+}
+
+/// What msnmntr's monitor.exe does: its callouts and filters (FwpmFilterAdd; here the engine
+/// API), then monitoring enabled with its IOCTL.
+pub(crate) fn add_monitor_filters(engine: &Engine, driver: &Driver) {
+    let guid = |s: &str| s.parse::<Guid>().unwrap();
+    for (key, layer) in [
+        (
+            "3aaccbc0-2c29-455f-bb91-0e801c8994a4",
+            layers::ALE_FLOW_ESTABLISHED_V4,
+        ),
+        ("cea0131a-6ed3-4ed6-b40c-8a8fe8434b0a", layers::STREAM_V4),
+    ] {
+        engine
+            .add_callout(CalloutSpec {
+                key: guid(key),
+                name: "msnmntr".into(),
+                description: String::new(),
+                flags: 0,
+                provider: None,
+                applicable_layer: layer,
+            })
+            .unwrap();
+        let mut f = FilterSpec::new("monitor", layer, ActionType::CALLOUT_INSPECTION);
+        f.callout = Some(guid(key));
+        engine.add_filter(f).unwrap();
+    }
+    // MONITOR_IOCTL_ENABLE_MONITOR = CTL_CODE(FILE_DEVICE_NETWORK, 1, METHOD_BUFFERED, ANY).
+    let settings = [1u32.to_le_bytes(), 0u32.to_le_bytes()].concat();
+    let r = driver.ioctl(0x0012_0004, &settings, 0).unwrap();
+    assert_eq!(r.status, 0, "enable monitoring");
 }

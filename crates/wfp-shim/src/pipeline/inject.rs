@@ -594,8 +594,10 @@ impl Shim {
         let Some(e) = self.extra.at_mut(at) else {
             return;
         };
-        if t.flags.ack() {
-            if let Some(s) = e.edit.get_mut(u.side.index()) {
+        // Only a side with a template (its stream callouts saw a segment) can have out-of-band
+        // segments: other flows write nothing here.
+        if let Some(s) = e.edit.get_mut(u.side.index()) {
+            if t.flags.ack() && s.template.is_some() {
                 s.last_ack = t.ack;
                 s.acked = true;
             }

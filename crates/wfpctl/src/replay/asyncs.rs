@@ -104,12 +104,6 @@ impl Replayer {
     /// [`Replayer::apply_async`] when something may be queued.
     #[inline(never)]
     fn apply_async_queued(&mut self, now: Timestamp) -> Result<(), ReplayError> {
-        // No C driver to settle and nothing queued for the built-ins' worker: one pass of the
-        // shim's own drain.
-        if self.settle.is_none() && self.host.worker.is_idle() {
-            self.shim.handle_async(now);
-            return self.write_outputs();
-        }
         // Another pass while a C driver's thread resumed from FwpsCompleteOperation0 after the
         // reauthorization the last pass ran (bounded).
         for pass in 0..8 {
