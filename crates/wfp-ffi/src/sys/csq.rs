@@ -13,7 +13,7 @@
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use super::ctx::{self, DISPATCH_LEVEL};
+use super::ctx::{self, assertion, DISPATCH_LEVEL};
 use super::types::DeviceObject;
 use super::wdm::Irp;
 use super::{boundary, NtStatus, STATUS_INVALID_PARAMETER, STATUS_SUCCESS};
@@ -58,14 +58,6 @@ pub(crate) struct IoCsqIrpContext {
 }
 
 const _: () = assert!(std::mem::size_of::<IoCsqIrpContext>() == 24);
-
-fn assertion(message: &str) {
-    ctx::with_host(|h| {
-        h.finding(Finding::Assertion {
-            message: message.into(),
-        });
-    });
-}
 
 /// The queue's callbacks, all present (checked by IoCsqInitialize).
 struct Calls {

@@ -274,6 +274,13 @@ pub(crate) fn check_irql(function: &'static str, max: u8) {
     }
 }
 
+/// Reports an `Assertion` Verifier finding (a documented rule the driver broke) to the bound
+/// host; a thread bound to no host has nowhere to report it.
+pub(crate) fn assertion(message: impl Into<String>) {
+    let message = message.into();
+    with_host(|h| h.finding(Finding::Assertion { message }));
+}
+
 pub(crate) fn set_irql(v: u8) -> u8 {
     BINDING.with(|b| {
         if v < DISPATCH_LEVEL {

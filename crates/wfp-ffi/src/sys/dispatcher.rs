@@ -22,7 +22,7 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::ctx;
+use super::ctx::{self, assertion};
 use super::sync::{self, futex_wait, futex_wake_all, DispatcherHeader, Timeout, STATUS_TIMEOUT};
 use super::timer::{TIMER_NOTIFICATION, TIMER_SYNCHRONIZATION};
 use super::{boundary, NtStatus, STATUS_INVALID_PARAMETER};
@@ -329,14 +329,6 @@ pub(crate) fn wait_single(object: *mut c_void, timeout: *const i64) -> NtStatus 
 
 fn bad(function: &'static str) {
     ctx::with_host(|h| h.finding(Finding::BadHandle { function }));
-}
-
-fn assertion(message: &str) {
-    ctx::with_host(|h| {
-        h.finding(Finding::Assertion {
-            message: message.into(),
-        });
-    });
 }
 
 #[no_mangle]

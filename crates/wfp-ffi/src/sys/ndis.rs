@@ -103,7 +103,7 @@ pub(crate) unsafe extern "C" fn MmProbeAndLockPages(m: *mut Mdl, _mode: i8, _ope
                 return;
             }
         };
-        mdl_finding(problem);
+        ctx::assertion(problem);
     });
 }
 
@@ -125,15 +125,7 @@ pub(crate) unsafe extern "C" fn MmUnlockPages(m: *mut Mdl) {
                 return;
             }
         };
-        mdl_finding(problem);
-    });
-}
-
-fn mdl_finding(message: &str) {
-    ctx::with_host(|h| {
-        h.finding(Finding::Assertion {
-            message: message.to_string(),
-        });
+        ctx::assertion(problem);
     });
 }
 

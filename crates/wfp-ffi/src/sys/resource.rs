@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::ctx;
+use super::ctx::{self, assertion};
 use super::sync::{futex_wait, futex_wake_all};
 use super::{boundary, NtStatus, STATUS_INVALID_PARAMETER, STATUS_SUCCESS};
 use crate::verifier::Finding;
@@ -43,14 +43,6 @@ const _: () = assert!(std::mem::size_of::<FastMutex>() == 56);
 thread_local! {
     /// KeEnterCriticalRegion depth of this thread.
     static CRITICAL: Cell<u32> = const { Cell::new(0) };
-}
-
-fn assertion(message: &str) {
-    ctx::with_host(|h| {
-        h.finding(Finding::Assertion {
-            message: message.into(),
-        });
-    });
 }
 
 #[no_mangle]
@@ -80,7 +72,7 @@ fn fast<'a>(m: *mut FastMutex) -> Option<&'a FastMutex> {
 fn take_fast(m: &FastMutex, wait: bool, function: &'static str) -> bool {
     let me = ctx::thread_token();
     if m.owner.load(Ordering::Acquire) == me {
-        assertion(&format!(
+        assertion(format!(
             "{function} of a FAST_MUTEX this thread owns (deadlock on Windows)"
         ));
         return false;
@@ -103,7 +95,7 @@ fn take_fast(m: &FastMutex, wait: bool, function: &'static str) -> bool {
 
 fn give_fast(m: &FastMutex, function: &'static str) -> bool {
     if m.owner.load(Ordering::Acquire) != ctx::thread_token() {
-        assertion(&format!(
+        assertion(format!(
             "{function} of a FAST_MUTEX this thread does not own"
         ));
         return false;
@@ -175,7 +167,7 @@ pub(crate) unsafe extern "C" fn ExReleaseFastMutexUnsafe(m: *mut FastMutex) {
 /// Normal kernel APCs must be disabled (critical region or APC_LEVEL) around resource ownership.
 fn check_critical(function: &'static str) {
     if ctx::irql() < APC_LEVEL && CRITICAL.with(Cell::get) == 0 {
-        assertion(&format!(
+        assertion(format!(
             "{function} with normal kernel APCs enabled (call KeEnterCriticalRegion first)"
         ));
     }

@@ -17,11 +17,10 @@ use std::time::Instant;
 use parking_lot::{Condvar, Mutex};
 
 use super::{allocate_context, bad, cleanup_of, with_state, EvtCleanup, Object, ObjectAttributes};
-use crate::sys::ctx::{self, DISPATCH_LEVEL, PASSIVE_LEVEL};
+use crate::sys::ctx::{self, assertion, DISPATCH_LEVEL, PASSIVE_LEVEL};
 use crate::sys::{
     boundary, NtStatus, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
 };
-use crate::verifier::Finding;
 
 /// Parent object not specified in WDF_OBJECT_ATTRIBUTES (wdfstatus.h).
 const STATUS_WDF_PARENT_NOT_SPECIFIED: NtStatus = 0xC020_0212_u32 as i32;
@@ -71,14 +70,6 @@ fn item(h: *mut c_void, function: &'static str) -> Option<Arc<WorkItem>> {
         bad(function);
     }
     w
-}
-
-fn assertion(message: &str) {
-    ctx::with_host(|h| {
-        h.finding(Finding::Assertion {
-            message: message.into(),
-        });
-    });
 }
 
 /// Whether `parent` may own a work item: a device, or a queue (whose parent is a device).
@@ -211,7 +202,7 @@ fn flush(w: &WorkItem, function: &'static str) -> bool {
     let mut r = w.run.lock();
     if r.running.contains(&me) {
         drop(r);
-        assertion(&format!(
+        assertion(format!(
             "{function} from the work item's own EvtWorkItem (deadlock on Windows)"
         ));
         return false;
@@ -219,7 +210,7 @@ fn flush(w: &WorkItem, function: &'static str) -> bool {
     while r.queued || !r.running.is_empty() {
         if w.cv.wait_until(&mut r, deadline).timed_out() {
             drop(r);
-            assertion(&format!(
+            assertion(format!(
                 "{function}: the work item's callback did not finish"
             ));
             return false;
