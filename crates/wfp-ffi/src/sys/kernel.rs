@@ -150,9 +150,12 @@ pub(crate) extern "C" fn ExInitializeDriverRuntime(flags: u32) {
     });
 }
 
-/// Prints why and aborts the process: what a bugcheck is to the emulation.
+/// Prints why and aborts the process: what a bugcheck is to the emulation. Written to the
+/// process's standard error directly, not through `eprintln!`, which a test harness captures per
+/// thread and loses when the process aborts (a bugcheck under `cargo test` then said nothing).
 pub(crate) fn fatal(why: &str) -> ! {
-    eprintln!("wfp-ffi: driver bugcheck: {why}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "wfp-ffi: driver bugcheck: {why}");
     std::process::abort()
 }
 
