@@ -97,17 +97,21 @@
  * as ordinary code and the host raises no exceptions (a fault in a driver ends the host process;
  * ProbeForRead/ProbeForWrite report what Windows would raise as Verifier findings), so an __except
  * handler never runs and a __finally block runs after its __try block. Every __try warns at build
- * time so a driver that counts on catching a fault is noticed. `__leave` is not defined: leaving
- * the block cannot be expressed without also catching a `break` meant for an enclosing loop, so a
- * driver using it does not build. */
+ * time so a driver that counts on catching a fault is noticed. `__leave` jumps to the end of the
+ * innermost __try block (then, as with MSVC, its __finally block runs; an __except handler does
+ * not): each __try opens a scope declaring a GNU local label (`__label__`) that its __except /
+ * __finally places after the block, so `break` and `continue` inside the block keep meaning the
+ * enclosing loop or switch, and nested __try blocks each have their own label. */
 #ifdef __try
 #undef __try
 #endif
 #define __try \
     _Pragma("GCC warning \"__try: no structured exception handling here; the block runs unguarded and its __except handler never runs\"") \
-    if (1)
-#define __except(filter) else if (0)
-#define __finally
+    if (1) { __label__ __wfp_seh_leave;
+#define __WFP_SEH_END __wfp_seh_leave: __attribute__((unused)); }
+#define __except(filter) __WFP_SEH_END else if (0)
+#define __finally __WFP_SEH_END if (1)
+#define __leave goto __wfp_seh_leave
 #define GetExceptionCode() ((NTSTATUS)0)
 #define GetExceptionInformation() ((void *)0)
 #define EXCEPTION_EXECUTE_HANDLER 1

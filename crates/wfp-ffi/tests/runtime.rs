@@ -673,6 +673,79 @@ fn structured_exception_blocks_build_run_unguarded_and_probes_report_what_window
     );
 }
 
+const SEH_LEAVE: &str = r#"
+#include <ntddk.h>
+/* __leave in __try/__except and __try/__finally, nested, and next to break/continue of the
+ * enclosing loop, which keep their meaning. Each step appends a digit to the trace. */
+static ULONG Trace;
+#define STEP(d) (Trace = Trace * 10 + (d))
+static NTSTATUS Work(int leave)
+{
+    NTSTATUS status = STATUS_UNSUCCESSFUL;
+    __try {
+        STEP(1);
+        if (leave) __leave;
+        STEP(2);
+        status = STATUS_SUCCESS;
+    } __finally {
+        STEP(3);
+    }
+    return status;
+}
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    int i, handled = 0, loops = 0;
+    NTSTATUS a = Work(0), b;
+    ULONG first = Trace;
+    Trace = 0;
+    b = Work(1);
+    DbgPrint("finally %lu %lu %x %x", first, Trace, a, b);
+    Trace = 0;
+    for (i = 0; i < 4; i++) {
+        __try {
+            if (i == 1) continue;
+            if (i == 3) break;
+            __try {
+                STEP(4);
+                __leave;
+                STEP(9);
+            } __finally {
+                STEP(5);
+            }
+            if (i == 2) __leave;
+            STEP(6);
+        } __except (EXCEPTION_EXECUTE_HANDLER) {
+            handled = 1;
+        }
+        loops++;
+    }
+    DbgPrint("except %lu %d %d %d", Trace, handled, loops, i);
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// `__leave` (wdk-runtime.md §10) jumps to the end of the innermost `__try` block: the
+/// `__finally` block still runs, the `__except` handler does not, code after `__leave` in the
+/// block does not, and `break` / `continue` inside a `__try` block still act on the loop.
+#[test]
+fn leave_jumps_to_the_end_of_the_innermost_try_block() {
+    let so = build_driver("seh_leave", &builder::write_source("seh_leave", SEH_LEAVE));
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    assert_eq!(
+        log,
+        [
+            "finally 123 13 0 c0000001",
+            // i = 0: 4 5 6; i = 1: continue; i = 2: 4 5 then __leave; i = 3: break.
+            "except 45645 0 2 3",
+        ],
+        "{log:#?}"
+    );
+    let report = driver.unload().unwrap();
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+}
+
 const MDL_LOCK: &str = r#"
 #include <ntddk.h>
 NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)

@@ -742,6 +742,13 @@ static NTSTATUS Completed(PDEVICE_OBJECT d, PIRP irp, PVOID context)
     s->Status = irp->IoStatus.Status;
     s->Information = irp->IoStatus.Information;
     RtlCopyMemory(s->Seen, s->Buffer, 8);
+    /* The IRP's MDL (a direct device's) is the completion routine's to free, as the WDK
+     * samples do: IoFreeIrp frees no MDL. */
+    if (s->Free && irp->MdlAddress) {
+        if (irp->MdlAddress->MdlFlags & MDL_PAGES_LOCKED) MmUnlockPages(irp->MdlAddress);
+        IoFreeMdl(irp->MdlAddress);
+        irp->MdlAddress = NULL;
+    }
     if (s->Free) IoFreeIrp(irp);
     KeSetEvent(&s->Done, IO_NO_INCREMENT, FALSE);
     return STATUS_MORE_PROCESSING_REQUIRED;
@@ -818,9 +825,11 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
 }
 "#;
 
-/// IoBuildAsynchronousFsdRequest from another driver (write then read of rt_wdm, the IRP freed
-/// in the completion routine, the read's bytes there before it runs) for each buffering, and
-/// IoInitializeIrp on the driver's own pool (sent, reused, freed with ExFreePoolWithTag).
+/// IoBuildAsynchronousFsdRequest from another driver (write then read of rt_wdm, the IRP and a
+/// direct device's MDL freed in the completion routine — MmUnlockPages, IoFreeMdl, MdlAddress
+/// NULL, IoFreeIrp, as the WDK samples do, with no finding — the read's bytes there before it
+/// runs) for each buffering, and IoInitializeIrp on the driver's own pool (sent, reused, freed
+/// with ExFreePoolWithTag).
 #[test]
 fn asynchronous_fsd_requests_and_caller_initialized_irps() {
     let wdm_so = build_driver("rt_wdm_afsd", &[]);
@@ -847,4 +856,37 @@ fn asynchronous_fsd_requests_and_caller_initialized_irps() {
         unload_clean(&host, fsd);
     }
     unload_clean(&host, wdm);
+}
+
+const STALE_IRP: &str = r#"
+#include <ntddk.h>
+NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
+{
+    USHORT size = IoSizeOfIrp(2);
+    PIRP irp = ExAllocatePool2(POOL_FLAG_NON_PAGED, size, 'lSsT');
+    UNREFERENCED_PARAMETER(d);
+    UNREFERENCED_PARAMETER(r);
+    if (!irp) return STATUS_INSUFFICIENT_RESOURCES;
+    IoInitializeIrp(irp, size, 2);
+    IoReuseIrp(irp, STATUS_SUCCESS);
+    ExFreePoolWithTag(irp, 'lSsT');
+    IoReuseIrp(irp, STATUS_SUCCESS); /* a stale pointer: no longer a known IRP */
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// Freeing the pool an IRP was initialized in (IoInitializeIrp) unregisters it: a later use of
+/// the stale pointer fails the runtime's known-IRP check (a `BadHandle` finding) instead of
+/// touching freed memory.
+#[test]
+fn an_initialized_irp_is_forgotten_when_its_pool_is_freed() {
+    let host = host_with(None);
+    let d = host.load(&build_inline("stale_irp", STALE_IRP)).unwrap();
+    let report = d.unload().unwrap();
+    assert_eq!(
+        report.findings,
+        vec![Finding::BadHandle {
+            function: "IoReuseIrp"
+        }]
+    );
 }

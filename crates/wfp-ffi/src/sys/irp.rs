@@ -454,9 +454,32 @@ fn finish(host: &HostInner, irp: *mut Irp) {
         Origin::AsyncFsd(_) => {
             s.irps.remove(&key);
             drop(s);
-            // SAFETY: unregistered and completed (handed back in `at_originator`): the runtime's.
-            unsafe { free(irp) };
+            // SAFETY: unregistered and completed (handed back in `at_originator`): the runtime's,
+            // with the MDL still attached (the I/O manager frees it when it finishes the IRP).
+            unsafe {
+                free_attached_mdl(host, irp);
+                free(irp);
+            }
         }
+    }
+}
+
+/// Frees the IRP's `MdlAddress` when it is an MDL the runtime recorded (IoBuildAsynchronousFsdRequest's
+/// for a direct device, or one the driver attached from IoAllocateMdl), as the I/O manager does
+/// when it finishes an IRP.
+///
+/// # Safety
+/// `irp` is a live IRP the runtime is finishing.
+unsafe fn free_attached_mdl(host: &HostInner, irp: *mut Irp) {
+    // SAFETY: per the contract.
+    let m = unsafe { (*irp).mdl_address };
+    if m.is_null() || host.tracker.lock().mdls.remove(&(m as usize)).is_none() {
+        return;
+    }
+    // SAFETY: recorded, so from Box::into_raw (IoAllocateMdl or build_fsd), freed once here.
+    unsafe {
+        (*irp).mdl_address = std::ptr::null_mut();
+        drop(Box::from_raw(m));
     }
 }
 
@@ -861,6 +884,19 @@ fn build_fsd(host: &HostInner, a: &FsdArgs) -> *mut Irp {
         (*irp).user_event = a.event;
         if buffered {
             (*irp).system_buffer = built.system.as_mut_ptr().cast();
+        } else if rw && flags & DO_DIRECT_IO != 0 && a.asynchronous {
+            // The IRP's MDL, as on Windows: the caller's completion routine unlocks and frees it
+            // (IoFreeMdl) before IoFreeIrp, which frees no MDL; when the runtime completes the
+            // IRP itself it frees what is still attached.
+            let mdl = Box::into_raw(Box::new(output_mdl(a.buffer, len)));
+            host.tracker.lock().mdls.insert(
+                mdl as usize,
+                (
+                    u32::try_from(len).unwrap_or(u32::MAX),
+                    ctx::current_driver(),
+                ),
+            );
+            (*irp).mdl_address = mdl;
         } else if rw && flags & DO_DIRECT_IO != 0 {
             let mut mdl = Box::new(output_mdl(a.buffer, len));
             (*irp).mdl_address = &raw mut *mdl;
@@ -910,6 +946,37 @@ pub(crate) unsafe extern "C" fn IoInitializeIrp(irp: *mut Irp, packet_size: u16,
             register(h, irp, ctx::current_driver(), Origin::Initialized);
         });
     });
+}
+
+/// Unregisters the IoInitializeIrp IRPs inside `[start, start + size)` (pool memory being freed);
+/// one a driver still holds (not completed back to its owner) is a finding: freeing it is a use
+/// after free waiting to happen on Windows.
+pub(crate) fn forget_initialized(host: &HostInner, start: usize, size: usize) {
+    let mut s = host.rt.wdm.state.lock();
+    let gone: Vec<usize> = s
+        .irps
+        .iter()
+        .filter(|(k, r)| {
+            matches!(r.origin, Origin::Initialized) && **k >= start && **k - start < size.max(1)
+        })
+        .map(|(k, _)| *k)
+        .collect();
+    let mut held = false;
+    for k in gone {
+        s.irps.remove(&k);
+        let irp = k as *mut Irp;
+        // SAFETY: a registered IRP whose memory is still allocated (the caller frees it after).
+        held |= unsafe { (*irp).current_location <= (*irp).stack_count };
+    }
+    drop(s);
+    if held {
+        finding(
+            host,
+            "ExFreePool of an IoInitializeIrp IRP a driver still holds (not completed back to its \
+             owner)"
+                .into(),
+        );
+    }
 }
 
 /// An MDL describing `len` bytes at `va` (locked, mapped: the host's memory is resident).

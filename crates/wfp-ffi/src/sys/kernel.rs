@@ -230,6 +230,11 @@ fn free(p: *mut c_void, tag: Option<u32>) {
         block
     })
     .flatten();
+    if let Some(b) = &block {
+        // An IRP IoInitializeIrp made in this memory is no longer one (a stale pointer to it
+        // then fails the runtime's known-IRP check).
+        ctx::with_host(|h| super::irp::forget_initialized(h, p as usize, b.size));
+    }
     if block.is_some() {
         // SAFETY: the tracker recorded `p` as a live posix_memalign block; it is removed from the
         // record above, so it is freed once.
