@@ -1,8 +1,9 @@
 /* wfp-ddk wdf.h: the KMDF subset a callout driver's entry point uses (wdk-runtime.md §8): a non-PnP
  * driver, a control device (name, symbolic link, type, characteristics, class), the Parameters
  * registry key (values from the driver's configured parameters: `--driver-param NAME=VALUE`),
- * object contexts, a default I/O queue with EvtIoDeviceControl (reachable through the host's
- * ioctl), and request buffers. The documented signatures are plain functions here (no
+ * object contexts, I/O queues (default and others, request dispatching and forwarding, manual
+ * queues, start / stop / purge, synchronization scopes) reachable through the host's ioctl / read /
+ * write and other drivers' IRPs, request parameters and buffers. The documented signatures are plain functions here (no
  * WdfFunctions table); implemented by the wfp-ffi runtime (docs/c-abi.md). */
 #ifndef WFP_DDK_WDF_H
 #define WFP_DDK_WDF_H
@@ -250,14 +251,19 @@ FORCEINLINE void WDF_IO_QUEUE_CONFIG_INIT_DEFAULT_QUEUE(PWDF_IO_QUEUE_CONFIG Con
     WDF_IO_QUEUE_CONFIG_INIT(Config, DispatchType);
     Config->DefaultQueue = TRUE;
 }
-/* Requests reach EvtIoDeviceControl, EvtIoRead and EvtIoWrite of the default queue on the thread
- * of the host's ioctl / read / write caller (a Sequential queue presents the next one only after
- * the previous one was completed); EvtIoDefault, internal device control and non-default queues'
- * requests never arrive on this host. A read's buffer is the request's output buffer, a write's
- * its input buffer (the other direction: STATUS_INVALID_DEVICE_REQUEST), by the device's
- * WdfDeviceInitSetIoType: buffered (the default) or direct. WdfDeviceIoNeither reads / writes and
- * METHOD_NEITHER device controls: the safe retrieve functions fail (STATUS_INVALID_DEVICE_REQUEST);
- * the device's EvtIoInCallerContext reads the requester's buffers below. */
+/* Requests reach the queue WdfDeviceConfigureRequestDispatching names for their type (read, write,
+ * device control, internal device control), else the default queue; the queue presents them to
+ * EvtIoDeviceControl / EvtIoInternalDeviceControl / EvtIoRead / EvtIoWrite, or EvtIoDefault for a
+ * type it has no callback for, by its dispatch type (Sequential one at a time, Parallel as they
+ * come, Manual never: WdfIoQueueRetrieveNextRequest). The host's ioctl / read / write caller's
+ * request is presented on its thread when the queue can take it then. A read's buffer is the
+ * request's output buffer, a write's its input buffer (the other direction:
+ * STATUS_INVALID_DEVICE_REQUEST), by the device's WdfDeviceInitSetIoType: buffered (the default)
+ * or direct. WdfDeviceIoNeither reads / writes and METHOD_NEITHER device controls: the safe
+ * retrieve functions fail (STATUS_INVALID_DEVICE_REQUEST); the device's EvtIoInCallerContext
+ * reads the requester's buffers below. Synchronization scope (WDF_OBJECT_ATTRIBUTES of the driver,
+ * device or queue): Queue or Device serialises the queue callbacks under the queue's / device's
+ * lock (callbacks then run at DISPATCH_LEVEL, or PASSIVE_LEVEL with WdfExecutionLevelPassive). */
 NTSTATUS WdfIoQueueCreate(WDFDEVICE Device, PWDF_IO_QUEUE_CONFIG Config, PWDF_OBJECT_ATTRIBUTES QueueAttributes, WDFQUEUE *Queue);
 NTSTATUS WdfRequestRetrieveInputBuffer(WDFREQUEST Request, size_t MinimumRequiredLength, PVOID *Buffer, size_t *Length);
 NTSTATUS WdfRequestRetrieveOutputBuffer(WDFREQUEST Request, size_t MinimumRequiredSize, PVOID *Buffer, size_t *Length);
@@ -285,6 +291,65 @@ NTSTATUS WdfRequestRetrieveUnsafeUserOutputBuffer(WDFREQUEST Request, size_t Min
 NTSTATUS WdfRequestProbeAndLockUserBufferForRead(WDFREQUEST Request, PVOID Buffer, size_t Length, WDFMEMORY *MemoryObject);
 NTSTATUS WdfRequestProbeAndLockUserBufferForWrite(WDFREQUEST Request, PVOID Buffer, size_t Length, WDFMEMORY *MemoryObject);
 
+/* ---- request parameters, queues beyond the default one, synchronization locks ---- */
+typedef enum _WDF_REQUEST_TYPE {
+    WdfRequestTypeCreate = 0x0, WdfRequestTypeCreateNamedPipe = 0x1, WdfRequestTypeClose = 0x2,
+    WdfRequestTypeRead = 0x3, WdfRequestTypeWrite = 0x4, WdfRequestTypeQueryInformation = 0x5,
+    WdfRequestTypeSetInformation = 0x6, WdfRequestTypeQueryEA = 0x7, WdfRequestTypeSetEA = 0x8,
+    WdfRequestTypeFlushBuffers = 0x9, WdfRequestTypeQueryVolumeInformation = 0xa,
+    WdfRequestTypeSetVolumeInformation = 0xb, WdfRequestTypeDirectoryControl = 0xc,
+    WdfRequestTypeFileSystemControl = 0xd, WdfRequestTypeDeviceControl = 0xe,
+    WdfRequestTypeDeviceControlInternal = 0xf, WdfRequestTypeShutdown = 0x10, WdfRequestTypeLockControl = 0x11,
+    WdfRequestTypeCleanup = 0x12, WdfRequestTypeCreateMailSlot = 0x13, WdfRequestTypeQuerySecurity = 0x14,
+    WdfRequestTypeSetSecurity = 0x15, WdfRequestTypePower = 0x16, WdfRequestTypeSystemControl = 0x17,
+    WdfRequestTypeDeviceChange = 0x18, WdfRequestTypeQueryQuota = 0x19, WdfRequestTypeSetQuota = 0x1a,
+    WdfRequestTypePnp = 0x1b, WdfRequestTypeOther, WdfRequestTypeMax
+} WDF_REQUEST_TYPE;
+typedef struct _WDF_REQUEST_PARAMETERS {
+    USHORT Size;
+    UCHAR MinorFunction;
+    WDF_REQUEST_TYPE Type;
+    union {
+        struct { PVOID SecurityContext; ULONG POINTER_ALIGNMENT Options; USHORT POINTER_ALIGNMENT FileAttributes;
+                 USHORT ShareAccess; ULONG POINTER_ALIGNMENT EaLength; } Create;
+        struct { size_t Length; ULONG POINTER_ALIGNMENT Key; LONGLONG DeviceOffset; } Read;
+        struct { size_t Length; ULONG POINTER_ALIGNMENT Key; LONGLONG DeviceOffset; } Write;
+        struct { size_t OutputBufferLength; size_t POINTER_ALIGNMENT InputBufferLength;
+                 ULONG POINTER_ALIGNMENT IoControlCode; PVOID Type3InputBuffer; } DeviceIoControl;
+        struct { PVOID Arg1; PVOID Arg2; ULONG POINTER_ALIGNMENT IoControlCode; PVOID Arg4; } Others;
+    } Parameters;
+} WDF_REQUEST_PARAMETERS, *PWDF_REQUEST_PARAMETERS;
+FORCEINLINE void WDF_REQUEST_PARAMETERS_INIT(PWDF_REQUEST_PARAMETERS Parameters)
+{
+    memset(Parameters, 0, sizeof(*Parameters));
+    Parameters->Size = sizeof(WDF_REQUEST_PARAMETERS);
+}
+typedef PVOID WDFCONTEXT;
+typedef void EVT_WDF_IO_QUEUE_STATE(WDFQUEUE Queue, WDFCONTEXT Context);
+typedef EVT_WDF_IO_QUEUE_STATE *PFN_WDF_IO_QUEUE_STATE;
+#define STATUS_WDF_PAUSED ((NTSTATUS)0xC0200203L)
+#define STATUS_WDF_BUSY ((NTSTATUS)0xC0200204L)
+/* Type, DeviceIoControl (device control and internal device control) and Read / Write (Key 0). */
+void WdfRequestGetParameters(WDFREQUEST Request, PWDF_REQUEST_PARAMETERS Parameters);
+/* Read, Write, DeviceControl, DeviceControlInternal (Create: STATUS_NOT_SUPPORTED here). */
+NTSTATUS WdfDeviceConfigureRequestDispatching(WDFDEVICE Device, WDFQUEUE Queue, WDF_REQUEST_TYPE RequestType);
+NTSTATUS WdfRequestForwardToIoQueue(WDFREQUEST Request, WDFQUEUE DestinationQueue);
+NTSTATUS WdfIoQueueRetrieveNextRequest(WDFQUEUE Queue, WDFREQUEST *OutRequest);
+void WdfIoQueueStart(WDFQUEUE Queue);
+void WdfIoQueueStop(WDFQUEUE Queue, PFN_WDF_IO_QUEUE_STATE StopComplete, WDFCONTEXT Context);
+void WdfIoQueueStopSynchronously(WDFQUEUE Queue);
+void WdfIoQueuePurge(WDFQUEUE Queue, PFN_WDF_IO_QUEUE_STATE PurgeComplete, WDFCONTEXT Context);
+void WdfIoQueuePurgeSynchronously(WDFQUEUE Queue);
+WDFDEVICE WdfIoQueueGetDevice(WDFQUEUE Queue);
+void WdfObjectAcquireLock(WDFOBJECT Object);
+void WdfObjectReleaseLock(WDFOBJECT Object);
+
+_Static_assert(sizeof(WDF_REQUEST_PARAMETERS) == 40, "WDF_REQUEST_PARAMETERS");
+_Static_assert(offsetof(WDF_REQUEST_PARAMETERS, Type) == 4, "WDF_REQUEST_PARAMETERS.Type");
+_Static_assert(offsetof(WDF_REQUEST_PARAMETERS, Parameters.DeviceIoControl.IoControlCode) == 24,
+               "WDF_REQUEST_PARAMETERS.Parameters.DeviceIoControl.IoControlCode");
+_Static_assert(offsetof(WDF_REQUEST_PARAMETERS, Parameters.Read.DeviceOffset) == 24,
+               "WDF_REQUEST_PARAMETERS.Parameters.Read.DeviceOffset");
 _Static_assert(sizeof(WDF_DRIVER_CONFIG) == 32, "WDF_DRIVER_CONFIG");
 _Static_assert(sizeof(WDF_OBJECT_ATTRIBUTES) == 56, "WDF_OBJECT_ATTRIBUTES");
 _Static_assert(sizeof(WDF_OBJECT_CONTEXT_TYPE_INFO) == 40, "WDF_OBJECT_CONTEXT_TYPE_INFO");

@@ -11,6 +11,54 @@ unsafe impl Sync for Export {}
 
 /// Every export.
 pub(crate) static EXPORTS: &[Export] = &[
+    Export(
+        "WdfRequestGetParameters",
+        super::wdf::queue::WdfRequestGetParameters as *const c_void,
+    ),
+    Export(
+        "WdfDeviceConfigureRequestDispatching",
+        super::wdf::queue::WdfDeviceConfigureRequestDispatching as *const c_void,
+    ),
+    Export(
+        "WdfRequestForwardToIoQueue",
+        super::wdf::queue::WdfRequestForwardToIoQueue as *const c_void,
+    ),
+    Export(
+        "WdfIoQueueRetrieveNextRequest",
+        super::wdf::queue::WdfIoQueueRetrieveNextRequest as *const c_void,
+    ),
+    Export(
+        "WdfIoQueueStart",
+        super::wdf::queue::WdfIoQueueStart as *const c_void,
+    ),
+    Export(
+        "WdfIoQueueStop",
+        super::wdf::queue::WdfIoQueueStop as *const c_void,
+    ),
+    Export(
+        "WdfIoQueueStopSynchronously",
+        super::wdf::queue::WdfIoQueueStopSynchronously as *const c_void,
+    ),
+    Export(
+        "WdfIoQueuePurge",
+        super::wdf::queue::WdfIoQueuePurge as *const c_void,
+    ),
+    Export(
+        "WdfIoQueuePurgeSynchronously",
+        super::wdf::queue::WdfIoQueuePurgeSynchronously as *const c_void,
+    ),
+    Export(
+        "WdfIoQueueGetDevice",
+        super::wdf::queue::WdfIoQueueGetDevice as *const c_void,
+    ),
+    Export(
+        "WdfObjectAcquireLock",
+        super::wdf::queue::WdfObjectAcquireLock as *const c_void,
+    ),
+    Export(
+        "WdfObjectReleaseLock",
+        super::wdf::queue::WdfObjectReleaseLock as *const c_void,
+    ),
     Export("IoReuseIrp", super::irp::IoReuseIrp as *const c_void),
     Export("ProbeForRead", super::kernel::ProbeForRead as *const c_void),
     Export(

@@ -1,13 +1,14 @@
 //! KMDF, the part a callout driver's entry point uses (wdk-runtime.md §8): a non-PnP driver
 //! object, a control device with a name and symbolic links, the Parameters registry key (values
-//! from the driver's configured parameters), object contexts, and a default I/O queue whose
-//! EvtIoDeviceControl the host reaches through [`crate::Driver::ioctl`].
+//! from the driver's configured parameters), object contexts, and I/O queues (`queue`: the
+//! default one, whose EvtIoDeviceControl the host reaches through [`crate::Driver::ioctl`], and
+//! others).
 //!
 //! Every WDF handle is a pointer to a runtime object registered in the host's [`State`]; a handle
 //! the runtime never gave out (or already deleted) is a Verifier finding, never a dereference.
 //! Driver callbacks run with no runtime lock held.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,7 @@ const STATUS_INVALID_DEVICE_REQUEST: NtStatus = 0xC000_0010_u32 as i32;
 const STATUS_INTERNAL_ERROR: NtStatus = 0xC000_00E5_u32 as i32;
 const STATUS_NOT_SUPPORTED: NtStatus = 0xC000_00BB_u32 as i32;
 const STATUS_INFO_LENGTH_MISMATCH: NtStatus = 0xC000_0004_u32 as i32;
+const STATUS_CANCELLED: NtStatus = 0xC000_0120_u32 as i32;
 const WDF_DRIVER_INIT_NON_PNP: u32 = 0x1;
 const DO_DEVICE_INITIALIZING: u32 = 0x80;
 const KEY_QUERY_VALUE: u32 = 0x1;
@@ -116,11 +118,11 @@ pub(crate) struct QueueConfig {
     power_managed: i32,
     allow_zero_length: u8,
     default_queue: u8,
-    evt_io_default: *const c_void,
+    evt_io_default: Option<queue::EvtIoDefault>,
     evt_io_read: Option<rw::EvtIoReadWrite>,
     evt_io_write: Option<rw::EvtIoReadWrite>,
     evt_io_device_control: Option<EvtIoDeviceControl>,
-    evt_io_internal: *const c_void,
+    evt_io_internal: Option<EvtIoDeviceControl>,
     evt_io_stop: *const c_void,
     evt_io_resume: *const c_void,
     evt_io_canceled: *const c_void,
@@ -139,6 +141,8 @@ struct WdfDriver {
     object: *mut DriverObject,
     unload: Option<EvtDriverUnload>,
     cleanup: Option<EvtCleanup>,
+    /// The driver object's (synchronization scope, passive execution level).
+    sync: (i32, bool),
 }
 
 #[derive(Debug, Default)]
@@ -161,20 +165,41 @@ struct WdfDevice {
     name: Option<String>,
     links: Vec<String>,
     class: Option<[u8; 16]>,
+    /// The default queue.
     queue: Option<usize>,
+    /// Every queue of the device (the default one included).
+    queues: Vec<usize>,
+    /// WdfDeviceConfigureRequestDispatching: (IRP major code, queue).
+    dispatch: Vec<(usize, usize)>,
+    /// The device's synchronization scope, lock and execution level.
+    sync: queue::SyncScope,
     cleanup: Option<EvtCleanup>,
     in_caller: Option<neither::EvtIoInCallerContext>,
 }
 
 #[derive(Debug)]
 struct Queue {
+    /// The WDFDEVICE it belongs to.
+    device: usize,
     device_control: Option<EvtIoDeviceControl>,
+    internal: Option<EvtIoDeviceControl>,
+    default: Option<queue::EvtIoDefault>,
     read: Option<rw::EvtIoReadWrite>,
     write: Option<rw::EvtIoReadWrite>,
     /// WdfIoQueueDispatchSequential: one request presented at a time.
     sequential: bool,
+    /// WdfIoQueueDispatchManual: nothing presented (WdfIoQueueRetrieveNextRequest).
+    manual: bool,
     /// A request of a sequential queue is presented and not yet completed.
     busy: bool,
+    /// Requests the queue holds (not yet presented or retrieved), oldest first.
+    held: VecDeque<usize>,
+    /// Requests of the queue the driver owns (presented or retrieved, not completed/forwarded).
+    owned: usize,
+    run: queue::Run,
+    /// Stop / Purge completion callbacks waiting for `owned` to reach 0: (callback, context).
+    idle: Vec<(queue::EvtQueueState, usize)>,
+    sync: queue::SyncScope,
 }
 
 #[derive(Debug)]
@@ -192,6 +217,12 @@ struct Request {
     information: usize,
     completed: Option<NtStatus>,
     raw: neither::Raw,
+    /// Parameters.Read/Write.ByteOffset (reads and writes).
+    offset: i64,
+    /// In a queue's FIFO (the framework's, not the driver's).
+    held: bool,
+    /// Presented to the driver by its queue (or retrieved from it) and not yet given back.
+    presented: bool,
 }
 
 #[derive(Debug)]
@@ -291,7 +322,7 @@ impl State {
                 Object::DeviceInit(i) => self.driver_index(i.driver) == Some(index),
                 Object::Device(d) if d.index == index => {
                     // Only this driver's queues (another driver's device keeps its own).
-                    gone.extend(d.queue);
+                    gone.extend(&d.queues);
                     true
                 }
                 Object::Key(k) => k.index == index,
@@ -327,6 +358,7 @@ macro_rules! get {
 }
 
 pub(super) mod neither;
+pub(super) mod queue;
 mod rw;
 pub(super) mod workitem;
 
@@ -426,8 +458,13 @@ unsafe extern "C" fn wdf_driver_unload(object: *mut DriverObject) {
 }
 
 fn delete_wdf_device(h: usize) {
-    let queue = with_state(|s| get!(s, h, Device).and_then(|d| d.queue)).flatten();
-    for parent in queue.into_iter().chain([h]) {
+    let queues = with_state(|s| get!(s, h, Device).map(|d| d.queues.clone()))
+        .flatten()
+        .unwrap_or_default();
+    for q in &queues {
+        cancel_held(*q);
+    }
+    for parent in queues.iter().copied().chain([h]) {
         workitem::delete_children(parent);
     }
     let cleanup = with_state(|s| get!(s, h, Device).and_then(|d| d.cleanup)).flatten();
@@ -438,8 +475,8 @@ fn delete_wdf_device(h: usize) {
     let removed = with_state(|s| {
         let dev = s.remove(h);
         if let Some(Object::Device(d)) = &dev {
-            if let Some(q) = d.queue {
-                s.remove(q);
+            for q in &d.queues {
+                s.remove(*q);
             }
         }
         dev
@@ -450,6 +487,41 @@ fn delete_wdf_device(h: usize) {
         // loader only deletes devices still linked to the driver object).
         unsafe { delete_device(d.object) };
     }
+}
+
+/// Cancels the requests a queue still holds (its deletion: KMDF purges it first).
+fn cancel_held(queue: usize) {
+    let held: Vec<usize> = with_state(|s| {
+        get!(s, queue, Queue).map(|q| {
+            q.run = queue::Run::Purged;
+            q.held.drain(..).collect()
+        })
+    })
+    .flatten()
+    .unwrap_or_default();
+    ctx::with_host(|h| {
+        for r in held {
+            complete_by_framework(h, r, STATUS_CANCELLED);
+        }
+    });
+}
+
+/// WdfObjectDelete of a queue: its held requests cancelled, its work items deleted, the
+/// device forgets it (as its default queue and in its dispatching).
+fn delete_queue(q: usize) {
+    cancel_held(q);
+    workitem::delete_children(q);
+    with_state(|s| {
+        let device = get!(s, q, Queue).map(|x| x.device);
+        if let Some(d) = device.and_then(|d| get!(s, d, Device)) {
+            d.queues.retain(|x| *x != q);
+            d.dispatch.retain(|(_, x)| *x != q);
+            if d.queue == Some(q) {
+                d.queue = None;
+            }
+        }
+        s.remove(q);
+    });
 }
 
 #[no_mangle]
@@ -483,6 +555,7 @@ pub(crate) unsafe extern "C" fn WdfDriverCreate(
                 object,
                 unload: cfg.unload,
                 cleanup: cleanup_of(attrs),
+                sync: queue::driver_sync(attrs),
             }));
             if !allocate_context(s, h, attrs) {
                 s.remove(h);
@@ -734,6 +807,7 @@ pub(crate) unsafe extern "C" fn WdfDeviceCreate(
         }
         let index = ctx::current_driver();
         let h = with_state(|s| {
+            let driver_sync = get!(s, i.driver, Driver).map_or((4, false), |d| d.sync);
             let h = s.insert(Object::Device(WdfDevice {
                 driver: i.driver,
                 index,
@@ -742,6 +816,9 @@ pub(crate) unsafe extern "C" fn WdfDeviceCreate(
                 links: Vec::new(),
                 class: i.class,
                 queue: None,
+                queues: Vec::new(),
+                dispatch: Vec::new(),
+                sync: queue::device_sync(attrs, driver_sync),
                 cleanup: cleanup_of(attrs),
                 in_caller: i.in_caller,
             }));
@@ -834,8 +911,9 @@ pub(crate) extern "C" fn WdfObjectDelete(object: *mut c_void) {
         let kind = with_state(|s| {
             s.objects.get(&(object as usize)).map(|o| match &**o {
                 Object::Device(_) => 1,
-                Object::Key(_) | Object::Queue(_) | Object::WaitLock(_) => 2,
+                Object::Key(_) | Object::WaitLock(_) => 2,
                 Object::WorkItem(_) => 3,
+                Object::Queue(_) => 4,
                 _ => 0,
             })
         })
@@ -847,6 +925,7 @@ pub(crate) extern "C" fn WdfObjectDelete(object: *mut c_void) {
                 with_state(|s| s.remove(object as usize));
             }
             Some(3) => workitem::delete(object as usize),
+            Some(4) => delete_queue(object as usize),
             Some(_) => ctx::with_host(|h| {
                 h.finding(Finding::Assertion {
                     message: "WdfObjectDelete on an object the framework deletes itself".into(),
@@ -1260,20 +1339,31 @@ pub(crate) unsafe extern "C" fn WdfIoQueueCreate(
             return STATUS_INVALID_PARAMETER;
         }
         let r = with_state(|s| {
-            let has_default = get!(s, device, Device)?.queue.is_some();
-            if cfg.default_queue != 0 && has_default {
+            let d = get!(s, device, Device)?;
+            if cfg.default_queue != 0 && d.queue.is_some() {
                 return Some(Err(STATUS_INVALID_DEVICE_STATE));
             }
+            let sync = queue::queue_sync(attrs, &d.sync);
             let q = s.insert(Object::Queue(Queue {
+                device: device as usize,
                 device_control: cfg.evt_io_device_control,
+                internal: cfg.evt_io_internal,
+                default: cfg.evt_io_default,
                 read: cfg.evt_io_read,
                 write: cfg.evt_io_write,
                 sequential: cfg.dispatch_type == 1,
+                manual: cfg.dispatch_type == 3,
                 busy: false,
+                held: VecDeque::new(),
+                owned: 0,
+                run: queue::Run::Started,
+                idle: Vec::new(),
+                sync,
             }));
             allocate_context(s, q, attrs);
-            if cfg.default_queue != 0 {
-                if let Some(d) = get!(s, device, Device) {
+            if let Some(d) = get!(s, device, Device) {
+                d.queues.push(q);
+                if cfg.default_queue != 0 {
                     d.queue = Some(q);
                 }
             }
@@ -1500,52 +1590,73 @@ pub(crate) extern "C" fn WdfRequestSetInformation(request: *mut c_void, informat
     });
 }
 
-fn complete(request: *mut c_void, status: NtStatus, information: Option<usize>) {
-    let r = ctx::with_host(|h| {
-        let mut s = h.rt.wdf.state.lock();
-        let r = match get!(s, request, Request) {
-            None => Err(false),
-            Some(rq) if rq.completed.is_some() => Err(true),
-            Some(rq) => {
-                if let Some(i) = information {
-                    rq.information = i;
-                }
-                rq.completed = Some(status);
-                Ok((rq.queue, rq.irp))
+/// Why a request could not be completed.
+enum Unfinished {
+    Unknown,
+    Twice,
+    /// Still in a queue's FIFO: the framework's, not the driver's.
+    Held,
+}
+
+/// Completes a request: its IRP (if any) completed, the waiting host woken, its queue released
+/// when the driver owned it. `framework`: the framework completes it (cancelling a request a
+/// queue holds, or one no callback takes).
+fn finish(
+    h: &HostInner,
+    request: usize,
+    status: NtStatus,
+    information: Option<usize>,
+    framework: bool,
+) -> Result<(), Unfinished> {
+    let mut s = h.rt.wdf.state.lock();
+    let (queue, irp, presented) = match get!(s, request, Request) {
+        None => return Err(Unfinished::Unknown),
+        Some(rq) if rq.completed.is_some() => return Err(Unfinished::Twice),
+        Some(rq) if rq.held && !framework => return Err(Unfinished::Held),
+        Some(rq) => {
+            if let Some(i) = information {
+                rq.information = i;
             }
-        };
-        let mut from_irp = None;
-        if let Ok((q, irp)) = r {
-            // The sequential queue may present its next request.
-            if let Some(q) = get!(s, q, Queue) {
-                q.busy = false;
-            }
-            if irp != 0 {
-                let key = request as usize;
-                s.objects
-                    .retain(|_, o| !matches!(&**o, Object::Memory(m) if m.request == key));
-                if let Some(Object::Request(rq)) = s.remove(key) {
-                    from_irp = Some(rq);
-                }
-            }
+            rq.completed = Some(status);
+            rq.held = false;
+            (rq.queue, rq.irp, std::mem::take(&mut rq.presented))
         }
-        drop(s);
-        h.rt.wdf.completed.notify_all();
-        if let Some(rq) = from_irp {
-            complete_irp(h, &rq, status);
+    };
+    let mut from_irp = None;
+    if irp != 0 {
+        s.objects
+            .retain(|_, o| !matches!(&**o, Object::Memory(m) if m.request == request));
+        if let Some(Object::Request(rq)) = s.remove(request) {
+            from_irp = Some(rq);
         }
-        r.map(|_| ())
-    });
-    match r {
-        Some(Err(false)) => bad("WdfRequestComplete"),
-        Some(Err(true)) => ctx::with_host(|h| {
-            h.finding(Finding::Assertion {
-                message: "WdfRequestComplete on a request already completed".into(),
-            });
-        })
-        .unwrap_or(()),
-        _ => {}
     }
+    drop(s);
+    h.rt.wdf.completed.notify_all();
+    if let Some(rq) = from_irp {
+        complete_irp(h, &rq, status);
+    }
+    if presented {
+        queue::released(h, queue);
+    }
+    Ok(())
+}
+
+/// The framework completes `request` (a cancelled or unclaimed request).
+fn complete_by_framework(h: &HostInner, request: usize, status: NtStatus) {
+    let _ = finish(h, request, status, None, true);
+}
+
+fn complete(request: *mut c_void, status: NtStatus, information: Option<usize>) {
+    let r = ctx::with_host(|h| finish(h, request as usize, status, information, false));
+    let message = match r {
+        Some(Err(Unfinished::Unknown)) => return bad("WdfRequestComplete"),
+        Some(Err(Unfinished::Twice)) => "WdfRequestComplete on a request already completed",
+        Some(Err(Unfinished::Held)) => {
+            "WdfRequestComplete on a request a queue still holds (the driver does not own it)"
+        }
+        _ => return,
+    };
+    ctx::assertion(message);
 }
 
 #[no_mangle]
@@ -1577,16 +1688,19 @@ const IRP_MJ_CREATE: usize = 0x00;
 const IRP_MJ_CLOSE: usize = 0x02;
 const IRP_MJ_DEVICE_CONTROL: usize = 0x0e;
 const IRP_MJ_CLEANUP: usize = 0x12;
-const STATUS_DEVICE_BUSY: NtStatus = 0x8000_0011_u32 as i32;
 
 /// Sets the framework's dispatch routines in the MajorFunction[] entries the driver left empty.
 fn install_dispatch(object: *mut DriverObject) {
-    let routines: [(usize, *const c_void); 6] = [
+    let routines: [(usize, *const c_void); 7] = [
         (IRP_MJ_CREATE, framework_open_close as *const c_void),
         (IRP_MJ_CLEANUP, framework_open_close as *const c_void),
         (IRP_MJ_CLOSE, framework_open_close as *const c_void),
         (
             IRP_MJ_DEVICE_CONTROL,
+            framework_device_control as *const c_void,
+        ),
+        (
+            queue::IRP_MJ_INTERNAL_DEVICE_CONTROL,
             framework_device_control as *const c_void,
         ),
         (rw::IRP_MJ_READ, rw::framework_read_write as *const c_void),
@@ -1643,25 +1757,22 @@ unsafe extern "C" fn framework_device_control(
     })
 }
 
-/// A device-control IRP to a framework device: a request on its default queue (pended; the
-/// IRP completes when the driver completes the request).
+/// A device-control or internal device-control IRP to a framework device: a request on the
+/// queue dispatching names for its type, else the default queue (pended; the IRP completes when
+/// the driver completes the request).
 fn present_irp(host: &HostInner, dev: *mut DeviceObject, irp: *mut super::wdm::Irp) -> NtStatus {
+    // SAFETY: the IRP IofCallDriver passed; its current location is this device's.
+    let major = unsafe { usize::from((*(*irp).tail.current_stack_location).major_function) };
     let target = {
         let s = host.rt.wdf.state.lock();
-        s.objects.values().find_map(|o| match &**o {
-            Object::Device(d) if d.object == dev => {
-                d.queue.and_then(|q| match s.objects.get(&q).map(|b| &**b) {
-                    Some(Object::Queue(Queue {
-                        device_control: Some(f),
-                        ..
-                    })) => Some((q, *f, d.index)),
-                    _ => None,
-                })
-            }
+        s.objects.iter().find_map(|(h, o)| match &**o {
+            Object::Device(d) if d.object == dev => queue::route(&s, *h, major)
+                .filter(|q| queue::accepts(&s, *q, major))
+                .map(|q| (q, d.index)),
             _ => None,
         })
     };
-    let Some((queue, evt, index)) = target else {
+    let Some((queue, index)) = target else {
         return finish_now(host, irp, STATUS_INVALID_DEVICE_REQUEST);
     };
     // SAFETY: the IRP IofCallDriver passed; its current location is this device's.
@@ -1689,13 +1800,9 @@ fn present_irp(host: &HostInner, dev: *mut DeviceObject, irp: *mut super::wdm::I
             )
         };
     }
-    let deadline = Instant::now() + host.config.unload_timeout;
-    if !claim_queue(host, queue, deadline) {
-        return finish_now(host, irp, STATUS_DEVICE_BUSY);
-    }
     let request = host.rt.wdf.state.lock().insert(Object::Request(Request {
         queue,
-        major: IRP_MJ_DEVICE_CONTROL,
+        major,
         irp: irp as usize,
         method,
         system,
@@ -1718,16 +1825,13 @@ fn present_irp(host: &HostInner, dev: *mut DeviceObject, irp: *mut super::wdm::I
             user_out: unsafe { (*irp).user_buffer } as usize,
             in_caller: false,
         },
+        offset: 0,
+        held: false,
+        presented: false,
     }));
     // SAFETY: as above (IoMarkIrpPending).
     unsafe { (*sp).control |= super::irp::SL_PENDING_RETURNED };
-    neither::deliver(
-        host,
-        index,
-        queue,
-        request,
-        &neither::Evt::DeviceControl(evt),
-    );
+    neither::deliver(host, index, queue, request);
     super::wdm::STATUS_PENDING
 }
 
@@ -1872,17 +1976,15 @@ pub(crate) fn devices(host: &HostInner, index: usize) -> Vec<DeviceInfo> {
     v
 }
 
-/// Waits (until `deadline`) for a sequential queue to have no request in flight and claims it;
-/// parallel queues are always free.
+/// Waits (until `deadline`) for a sequential queue to have no request in flight (so the host's
+/// request is presented on its own thread when it can be); parallel queues are always free. A
+/// request that still finds it busy waits in the queue (`queue::present`).
 fn claim_queue(host: &HostInner, queue: usize, deadline: Instant) -> bool {
     let mut s = host.rt.wdf.state.lock();
     loop {
         match get!(s, queue, Queue) {
             Some(q) if q.sequential && q.busy => {}
-            Some(q) => {
-                q.busy = q.sequential;
-                return true;
-            }
+            Some(_) => return true,
             None => return false,
         }
         if host
@@ -1909,24 +2011,15 @@ pub(crate) fn ioctl(
 ) -> Result<IoctlOutput, IoctlError> {
     let target = {
         let s = host.rt.wdf.state.lock();
-        s.objects.iter().find_map(|(_, o)| match &**o {
-            Object::Device(d) if d.index == index => d.queue.and_then(|q| {
-                match s.objects.get(&q).map(|b| &**b) {
-                    Some(Object::Queue(Queue {
-                        device_control: Some(f),
-                        ..
-                    })) => {
-                        // SAFETY: a live device's DEVICE_OBJECT (deleted with the WDF device).
-                        let flags = unsafe { (*d.object).flags };
-                        Some((q, *f, flags))
-                    }
-                    _ => None,
-                }
-            }),
+        s.objects.iter().find_map(|(h, o)| match &**o {
+            Object::Device(d) if d.index == index => queue::route(&s, *h, IRP_MJ_DEVICE_CONTROL)
+                .filter(|q| queue::accepts(&s, *q, IRP_MJ_DEVICE_CONTROL))
+                // SAFETY: a live device's DEVICE_OBJECT (deleted with the WDF device).
+                .map(|q| (q, unsafe { (*d.object).flags })),
             _ => None,
         })
     };
-    let Some((queue, evt, flags)) = target else {
+    let Some((queue, flags)) = target else {
         return Err(IoctlError::NoQueue {
             driver: name.into(),
         });
@@ -1976,17 +2069,14 @@ pub(crate) fn ioctl(
             code,
             ..neither::Raw::default()
         },
+        offset: 0,
+        held: false,
+        presented: false,
     }));
     neither_buffers(host, request);
     {
         let _bound = ctx::bind(host, index, PASSIVE_LEVEL, "host request");
-        neither::deliver(
-            host,
-            index,
-            queue,
-            request,
-            &neither::Evt::DeviceControl(evt),
-        );
+        neither::deliver(host, index, queue, request);
     }
     let mut s = host.rt.wdf.state.lock();
     loop {

@@ -11,7 +11,7 @@
 
 use std::ffi::c_void;
 
-use super::{bad, rw, Memory, Object, IRP_MJ_DEVICE_CONTROL, METHOD_NEITHER};
+use super::{bad, rw, Memory, Object, METHOD_NEITHER};
 use crate::host::HostInner;
 use crate::sys::ctx;
 use crate::sys::{boundary, NtStatus, STATUS_INVALID_PARAMETER, STATUS_SUCCESS};
@@ -39,21 +39,27 @@ pub(super) struct Raw {
 /// How the queue's callback is called for a request.
 pub(super) enum Evt {
     DeviceControl(super::EvtIoDeviceControl),
+    Internal(super::EvtIoDeviceControl),
     ReadWrite(rw::EvtIoReadWrite),
+    Default(super::queue::EvtIoDefault),
 }
 
-/// Presents `request` (of `queue`, driver `index`): to the device's EvtIoInCallerContext when it
-/// has one, else to the queue's callback.
-pub(super) fn deliver(host: &HostInner, index: usize, queue: usize, request: usize, evt: &Evt) {
+/// Presents `request` (for `queue`, driver `index`): to the device's EvtIoInCallerContext when it
+/// has one, else to the queue.
+pub(super) fn deliver(host: &HostInner, index: usize, queue: usize, request: usize) {
     let caller = {
         let s = host.rt.wdf.state.lock();
-        s.objects.iter().find_map(|(h, o)| match &**o {
-            Object::Device(d) if d.queue == Some(queue) => d.in_caller.map(|f| (*h, f)),
+        let device = match s.objects.get(&queue).map(|b| &**b) {
+            Some(Object::Queue(q)) => q.device,
+            _ => 0,
+        };
+        match s.objects.get(&device).map(|b| &**b) {
+            Some(Object::Device(d)) => d.in_caller.map(|f| (device, f)),
             _ => None,
-        })
+        }
     };
     let Some((device, f)) = caller else {
-        return call_queue(host, index, queue, request, evt);
+        return super::queue::present(host, queue, request);
     };
     set_in_caller(host, request, true);
     {
@@ -71,7 +77,15 @@ fn set_in_caller(host: &HostInner, request: usize, on: bool) {
     }
 }
 
-fn call_queue(host: &HostInner, index: usize, queue: usize, request: usize, evt: &Evt) {
+/// Calls the queue's callback `evt` for `request`, the driver bound at `irql`.
+pub(super) fn call_queue(
+    host: &HostInner,
+    index: usize,
+    queue: usize,
+    request: usize,
+    evt: &Evt,
+    irql: u8,
+) {
     let lens = {
         let s = host.rt.wdf.state.lock();
         match s.objects.get(&request).map(|b| &**b) {
@@ -84,40 +98,29 @@ fn call_queue(host: &HostInner, index: usize, queue: usize, request: usize, evt:
     };
     let (q, r) = (queue as *mut c_void, request as *mut c_void);
     match evt {
-        Evt::DeviceControl(f) => {
-            let _bound = ctx::bind(host, index, ctx::irql(), "EvtIoDeviceControl");
+        Evt::DeviceControl(f) | Evt::Internal(f) => {
+            let name = if matches!(evt, Evt::Internal(_)) {
+                "EvtIoInternalDeviceControl"
+            } else {
+                "EvtIoDeviceControl"
+            };
+            let _bound = ctx::bind(host, index, irql, name);
             // SAFETY: the driver's EvtIoDeviceControl with its queue, a live request, the lengths.
             unsafe { f(q, r, out_len, in_len, code) };
         }
         Evt::ReadWrite(f) => {
             let read = major == rw::IRP_MJ_READ;
             let name = if read { "EvtIoRead" } else { "EvtIoWrite" };
-            let _bound = ctx::bind(host, index, ctx::irql(), name);
+            let _bound = ctx::bind(host, index, irql, name);
             // SAFETY: the driver's EvtIoRead / EvtIoWrite with its queue, a live request, the length.
             unsafe { f(q, r, if read { out_len } else { in_len }) };
         }
+        Evt::Default(f) => {
+            let _bound = ctx::bind(host, index, irql, "EvtIoDefault");
+            // SAFETY: the driver's EvtIoDefault with its queue and a live request.
+            unsafe { f(q, r) };
+        }
     }
-}
-
-/// The queue callback for `request` on its queue: (queue, callback).
-fn queue_evt(host: &HostInner, request: usize) -> Option<(usize, Evt)> {
-    let s = host.rt.wdf.state.lock();
-    let Some(Object::Request(rq)) = s.objects.get(&request).map(|b| &**b) else {
-        return None;
-    };
-    if rq.completed.is_some() {
-        return None;
-    }
-    let (queue, major) = (rq.queue, rq.major);
-    let Some(Object::Queue(q)) = s.objects.get(&queue).map(|b| &**b) else {
-        return None;
-    };
-    let evt = match major {
-        IRP_MJ_DEVICE_CONTROL => q.device_control.map(Evt::DeviceControl),
-        rw::IRP_MJ_READ => q.read.map(Evt::ReadWrite),
-        _ => q.write.map(Evt::ReadWrite),
-    }?;
-    Some((queue, evt))
 }
 
 /// WdfDeviceEnqueueRequest (WDK wdfdevice.h): gives a request the driver received in
@@ -136,25 +139,42 @@ pub(crate) extern "C" fn WdfDeviceEnqueueRequest(
 }
 
 fn enqueue(host: &HostInner, device: usize, request: usize) -> NtStatus {
-    let index = {
+    let target = {
         let s = host.rt.wdf.state.lock();
-        match s.objects.get(&device).map(|b| &**b) {
-            Some(Object::Device(d)) => Some((d.index, d.queue)),
-            _ => None,
+        if !matches!(
+            s.objects.get(&device).map(|b| &**b),
+            Some(Object::Device(_))
+        ) {
+            None
+        } else {
+            let (mine, major) = match s.objects.get(&request).map(|b| &**b) {
+                Some(Object::Request(rq)) if rq.completed.is_none() && !rq.held => {
+                    let owner = match s.objects.get(&rq.queue).map(|b| &**b) {
+                        Some(Object::Queue(q)) => q.device,
+                        _ => 0,
+                    };
+                    (owner == device, rq.major)
+                }
+                _ => (false, 0),
+            };
+            Some(
+                super::queue::route(&s, device, major)
+                    .filter(|q| mine && super::queue::accepts(&s, *q, major)),
+            )
         }
     };
-    let Some((index, queue)) = index else {
+    let Some(target) = target else {
         bad("WdfDeviceEnqueueRequest (not a WDFDEVICE)");
         return STATUS_INVALID_PARAMETER;
     };
-    match queue_evt(host, request) {
-        Some((q, evt)) if Some(q) == queue => {
-            // Queued: out of caller context even though its callback runs on this thread now.
+    match target {
+        Some(q) => {
+            // Queued: out of caller context even though its callback may run on this thread now.
             set_in_caller(host, request, false);
-            call_queue(host, index, q, request, &evt);
+            super::queue::present(host, q, request);
             STATUS_SUCCESS
         }
-        _ => STATUS_INVALID_DEVICE_REQUEST,
+        None => STATUS_INVALID_DEVICE_REQUEST,
     }
 }
 

@@ -8,11 +8,8 @@
 //! buffers cannot be retrieved (the unsafe user-buffer functions are not provided).
 
 use std::ffi::c_void;
-use std::time::Instant;
 
-use super::{
-    claim_queue, finish_now, neither, Object, Queue, Request, METHOD_BUFFERED, METHOD_NEITHER,
-};
+use super::{finish_now, neither, queue, Object, Request, METHOD_BUFFERED, METHOD_NEITHER};
 use crate::host::HostInner;
 use crate::sys::ctx;
 use crate::sys::types::DeviceObject;
@@ -24,7 +21,6 @@ pub(super) const IRP_MJ_WRITE: usize = 0x04;
 const DO_BUFFERED_IO: u32 = 0x4;
 const DO_DIRECT_IO: u32 = 0x10;
 const STATUS_INVALID_DEVICE_REQUEST: NtStatus = 0xC000_0010_u32 as i32;
-const STATUS_DEVICE_BUSY: NtStatus = 0x8000_0011_u32 as i32;
 /// WDF_DEVICE_IO_TYPE values.
 const WDF_DEVICE_IO_NEITHER: i32 = 1;
 const WDF_DEVICE_IO_DIRECT: i32 = 3;
@@ -53,25 +49,14 @@ pub(super) unsafe extern "C" fn framework_read_write(
     })
 }
 
-/// The default queue of the framework device `dev` with its EvtIoRead / EvtIoWrite: (queue,
-/// callback, driver index).
-fn target(
-    host: &HostInner,
-    dev: *mut DeviceObject,
-    major: usize,
-) -> Option<(usize, EvtIoReadWrite, usize)> {
+/// The queue of the framework device `dev` that takes reads (writes): the one
+/// WdfDeviceConfigureRequestDispatching named, else the default queue; (queue, driver index).
+fn target(host: &HostInner, dev: *mut DeviceObject, major: usize) -> Option<(usize, usize)> {
     let s = host.rt.wdf.state.lock();
-    s.objects.values().find_map(|o| match &**o {
-        Object::Device(d) if d.object == dev => {
-            let q = d.queue?;
-            match s.objects.get(&q).map(|b| &**b) {
-                Some(Object::Queue(Queue { read, write, .. })) => {
-                    let f = if major == IRP_MJ_READ { *read } else { *write };
-                    f.map(|f| (q, f, d.index))
-                }
-                _ => None,
-            }
-        }
+    s.objects.iter().find_map(|(h, o)| match &**o {
+        Object::Device(d) if d.object == dev => queue::route(&s, *h, major)
+            .filter(|q| queue::accepts(&s, *q, major))
+            .map(|q| (q, d.index)),
         _ => None,
     })
 }
@@ -127,17 +112,17 @@ fn present(host: &HostInner, dev: *mut DeviceObject, irp: *mut Irp) -> NtStatus 
         let sp = (*irp).tail.current_stack_location;
         (sp, usize::from((*sp).major_function))
     };
-    let Some((queue, evt, index)) = target(host, dev, major) else {
+    let Some((queue, index)) = target(host, dev, major) else {
         return finish_now(host, irp, STATUS_INVALID_DEVICE_REQUEST);
     };
-    // SAFETY: as above: Parameters.Read/Write.Length is the location's first ULONG.
-    let len = unsafe { (*sp).parameters.words[0] } & 0xFFFF_FFFF;
+    // SAFETY: as above: Parameters.Read/Write.Length is the location's first ULONG, ByteOffset
+    // its third word.
+    let (len, offset) = unsafe {
+        let w = (*sp).parameters.words;
+        (w[0] & 0xFFFF_FFFF, w[2] as i64)
+    };
     // SAFETY: as above; the host's (or a driver's) read/write IRP for this device.
     let (method, system, output) = unsafe { buffers(dev, irp, major, len) };
-    let deadline = Instant::now() + host.config.unload_timeout;
-    if !claim_queue(host, queue, deadline) {
-        return finish_now(host, irp, STATUS_DEVICE_BUSY);
-    }
     let read = major == IRP_MJ_READ;
     // SAFETY: as above: a WdfDeviceIoNeither device's buffer is the IRP's UserBuffer.
     let user = unsafe { (*irp).user_buffer } as usize;
@@ -157,9 +142,12 @@ fn present(host: &HostInner, dev: *mut DeviceObject, irp: *mut Irp) -> NtStatus 
             user_out: if read { user } else { 0 },
             ..neither::Raw::default()
         },
+        offset,
+        held: false,
+        presented: false,
     }));
     // SAFETY: as above (IoMarkIrpPending).
     unsafe { (*sp).control |= crate::sys::irp::SL_PENDING_RETURNED };
-    neither::deliver(host, index, queue, request, &neither::Evt::ReadWrite(evt));
+    neither::deliver(host, index, queue, request);
     crate::sys::wdm::STATUS_PENDING
 }

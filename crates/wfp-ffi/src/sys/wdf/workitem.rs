@@ -7,8 +7,8 @@
 //! it). As KMDF 1.7+: enqueueing an item that is already queued (not yet started) does nothing;
 //! an item may be enqueued again once its callback started. Deleting an item waits until its
 //! callback has run (KMDF flushes it), except from inside that callback, where the deletion
-//! completes when the callback returns. Synchronization scopes are not implemented, so
-//! AutomaticSerialization changes nothing here.
+//! completes when the callback returns. Synchronization scopes cover queue callbacks only
+//! (`super::queue`), so a work item's AutomaticSerialization changes nothing here.
 
 use std::ffi::c_void;
 use std::sync::Arc;
