@@ -301,6 +301,21 @@ void NdisFreeGenericObject(PNDIS_GENERIC_OBJECT NdisObject);
 PNET_BUFFER_LIST NdisAllocateCloneNetBufferList(PNET_BUFFER_LIST OriginalNetBufferList, NDIS_HANDLE NetBufferListPoolHandle,
                                                 NDIS_HANDLE NetBufferPoolHandle, ULONG AllocateCloneFlags);
 void NdisFreeCloneNetBufferList(PNET_BUFFER_LIST CloneNetBufferList, ULONG FreeCloneFlags);
+/* Fragments: NET_BUFFERs of at most MaximumLength bytes over each original NET_BUFFER's used
+ * data from DataOffset + StartOffset (new MDLs, no copy), each retreated by DataOffsetDelta into
+ * a new backfill MDL of DataOffsetDelta + DataBackFill bytes. Reassembled: one NET_BUFFER, one
+ * MDL chain over every fragment's used data after StartOffset, retreated likewise. Both count in
+ * the source's ChildRefCount (ParentNetBufferList = source) until freed with the same
+ * DataOffsetDelta; flags 0. */
+PNET_BUFFER_LIST NdisAllocateFragmentNetBufferList(PNET_BUFFER_LIST OriginalNetBufferList, NDIS_HANDLE NetBufferListPool,
+                                                   NDIS_HANDLE NetBufferPool, ULONG StartOffset, ULONG MaximumLength,
+                                                   ULONG DataOffsetDelta, ULONG DataBackFill, ULONG AllocateFragmentFlags);
+void NdisFreeFragmentNetBufferList(PNET_BUFFER_LIST FragmentNetBufferList, ULONG DataOffsetDelta, ULONG FreeFragmentFlags);
+PNET_BUFFER_LIST NdisAllocateReassembledNetBufferList(PNET_BUFFER_LIST FragmentNetBufferList,
+                                                      NDIS_HANDLE NetBufferAndNetBufferListPoolHandle, ULONG StartOffset,
+                                                      ULONG DataOffsetDelta, ULONG DataBackFill, ULONG AllocateReassembleFlags);
+void NdisFreeReassembledNetBufferList(PNET_BUFFER_LIST ReassembledNetBufferList, ULONG DataOffsetDelta,
+                                      ULONG FreeReassembleFlags);
 NDIS_HANDLE NdisGetPoolFromNetBufferList(const NET_BUFFER_LIST *NetBufferList);
 #define NET_BUFFER_POOL_PARAMETERS_REVISION_1 1
 typedef struct _NET_BUFFER_POOL_PARAMETERS {

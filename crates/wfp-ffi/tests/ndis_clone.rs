@@ -35,7 +35,7 @@ fn run_clean(so: &Path) {
     assert!(fails.is_empty(), "{fails:#?}\n{log:#?}");
     assert_eq!(
         log.iter().filter(|l| l.starts_with("ok ")).count(),
-        23,
+        28,
         "{log:#?}"
     );
     assert_eq!(log.last().map(String::as_str), Some("done"));
@@ -86,7 +86,8 @@ fn ndis_clones_with_address_sanitizer() {
     );
 }
 
-/// Verifier: a parent freed before its clone (the clone keeps a copy of its data), a clone freed
+/// Verifier: a parent freed before its clone (the clone keeps a copy of its data; an NDIS and a
+/// FwpsAllocateCloneNetBufferList0 one), a clone freed
 /// with other flags and then twice, an unknown pool handle, a NET_BUFFER freed twice, and a clone,
 /// a NET_BUFFER pool and a NET_BUFFER left at unload.
 #[test]
@@ -101,6 +102,10 @@ fn ndis_clone_misuse_is_reported() {
     let has = |needle: &str| texts.iter().any(|t| t.contains(needle));
     assert!(
         has("NdisFreeNetBufferList: list") && has("freed while 1 clone(s) of it still exist"),
+        "{texts:#?}"
+    );
+    assert!(
+        has("FwpsFreeNetBufferList0: list") && has("freed while 1 clone(s) of it still exist"),
         "{texts:#?}"
     );
     assert!(

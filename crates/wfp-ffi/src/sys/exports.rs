@@ -12,6 +12,22 @@ unsafe impl Sync for Export {}
 /// Every export.
 pub(crate) static EXPORTS: &[Export] = &[
     Export(
+        "NdisAllocateFragmentNetBufferList",
+        super::ndisnb::frag::NdisAllocateFragmentNetBufferList as *const c_void,
+    ),
+    Export(
+        "NdisFreeFragmentNetBufferList",
+        super::ndisnb::frag::NdisFreeFragmentNetBufferList as *const c_void,
+    ),
+    Export(
+        "NdisAllocateReassembledNetBufferList",
+        super::ndisnb::frag::NdisAllocateReassembledNetBufferList as *const c_void,
+    ),
+    Export(
+        "NdisFreeReassembledNetBufferList",
+        super::ndisnb::frag::NdisFreeReassembledNetBufferList as *const c_void,
+    ),
+    Export(
         "WdfRequestGetParameters",
         super::wdf::queue::WdfRequestGetParameters as *const c_void,
     ),

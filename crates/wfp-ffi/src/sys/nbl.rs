@@ -56,6 +56,9 @@ pub(crate) struct NblRecord {
     pub(crate) driver: usize,
     /// The NDIS pool it was allocated from (0: none); it counts against that pool until freed.
     pub(crate) pool: usize,
+    /// A FwpsAllocateCloneNetBufferList0 clone: the parent whose ChildRefCount counts it (0: none
+    /// — the indicated list, or a parent already freed).
+    pub(crate) parent: usize,
 }
 
 /// NET_BUFFER_LIST → NET_BUFFER → MDL over a buffer the runtime owns (or over caller MDLs), boxed

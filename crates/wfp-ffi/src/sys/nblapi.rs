@@ -25,6 +25,7 @@ fn record(kind: NblKind, packet: Option<wfp_core::inject::PacketId>) -> NblRecor
         refs: 0,
         driver: ctx::current_driver(),
         pool: 0,
+        parent: 0,
     }
 }
 
@@ -118,6 +119,11 @@ fn free_list(h: &HostInner, what: &'static str, nbl: *mut NetBufferList, expect:
             };
             let removed = st.tags.list_freed(key);
             drop(st);
+            if r.parent != 0 {
+                // SAFETY: a counted parent is alive (freeing it first un-counts its clones:
+                // `orphan_clones`).
+                unsafe { super::ndisnb::add_child(r.parent as *mut NetBufferList, -1) };
+            }
             super::nbltag::deliver(h, removed);
             if r.pool != 0 {
                 h.rt.ndis.lock().give_back(r.pool);
@@ -227,6 +233,14 @@ fn clone_list_from(
     let mut b = OwnedNbl::over_copy_behind(&behind, &bytes);
     b.nbl.parent_net_buffer_list = original;
     let mut rec = record(NblKind::Clone, packet);
+    if packet.is_none() {
+        // A list the driver holds (or keeps referenced): its ChildRefCount counts the clone
+        // until FwpsFreeCloneNetBufferList0 (wdk-runtime.md §7). The indicated list is the
+        // engine's, gone after classifyFn: the clone has its own copy and is not counted.
+        // SAFETY: a live list this runtime built or keeps (checked above).
+        unsafe { super::ndisnb::add_child(original, 1) };
+        rec.parent = original as usize;
+    }
     if let Some(protocol) = protocol {
         rec.pool = pool as usize;
         b.nbl.ndis_pool_handle = pool;
@@ -321,6 +335,12 @@ pub(crate) extern "C" fn FwpsDereferenceNetBufferList0(nbl: *mut NetBufferList, 
                 if *n == 0 {
                     let gone = st.referenced.remove(&key);
                     drop(st);
+                    // Returning the list to the stack completes it: NDIS completes a parent
+                    // only once its clones are freed.
+                    // SAFETY: the referenced list is still alive (dropped just below).
+                    unsafe {
+                        super::ndisnb::check_no_children(nbl, "FwpsDereferenceNetBufferList0");
+                    }
                     drop(gone);
                 }
             } else if let Some((_, r)) = st.nbls.get_mut(&key).filter(|(_, r)| r.refs > 0) {

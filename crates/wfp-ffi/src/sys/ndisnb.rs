@@ -26,6 +26,8 @@ use super::ndis::{mdl_for, mdl_va};
 use super::types::{Mdl, NetBuffer, NetBufferList};
 use crate::verifier::Finding;
 
+pub(super) mod frag;
+
 /// `NDIS_CLONE_FLAGS_USE_ORIGINAL_MDLS`.
 const USE_ORIGINAL_MDLS: u32 = 0x2;
 /// `NDIS_CLONE_FLAGS_RESERVED`.
@@ -51,9 +53,22 @@ pub(crate) struct NbPoolParameters {
 
 const _: () = assert!(std::mem::size_of::<NbPoolParameters>() == 12);
 
-/// A clone the runtime made: its NET_BUFFERs and the MDL copies it owns.
+/// Which allocator made a recorded list (and so which free function takes it back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Derived {
+    /// NdisAllocateCloneNetBufferList.
+    Clone,
+    /// NdisAllocateFragmentNetBufferList with this DataOffsetDelta.
+    Fragment(u32),
+    /// NdisAllocateReassembledNetBufferList with this DataOffsetDelta.
+    Reassembled(u32),
+}
+
+/// A clone (or fragment / reassembled list) the runtime made: its NET_BUFFERs and the MDL
+/// copies and buffers it owns.
 #[derive(Debug)]
 struct Clone {
+    derived: Derived,
     driver: usize,
     parent: usize,
     flags: u32,
@@ -132,7 +147,7 @@ impl NbState {
     pub(crate) fn left_by(&self, index: usize) -> [(&'static str, usize); 3] {
         [
             (
-                "NdisAllocateCloneNetBufferList clone(s) never freed",
+                "NdisAllocateCloneNetBufferList / Fragment / Reassembled list(s) never freed",
                 self.clones.values().filter(|c| c.driver == index).count(),
             ),
             (
@@ -187,7 +202,7 @@ fn finding(f: Finding) {
 ///
 /// # Safety
 /// `nbl` is a live NET_BUFFER_LIST.
-unsafe fn add_child(nbl: *mut NetBufferList, delta: i32) -> i32 {
+pub(crate) unsafe fn add_child(nbl: *mut NetBufferList, delta: i32) -> i32 {
     // SAFETY: per the contract; the LONG is 4-aligned inside the 16-aligned list and NDIS
     // updates it interlocked.
     let a = unsafe { AtomicI32::from_ptr(std::ptr::addr_of_mut!((*nbl).child_ref_count)) };
@@ -312,6 +327,7 @@ pub(crate) unsafe extern "C" fn NdisAllocateCloneNetBufferList(
                 return std::ptr::null_mut();
             }
             let mut rec = Clone {
+                derived: Derived::Clone,
                 driver: ctx::current_driver(),
                 parent: original as usize,
                 flags,
@@ -352,58 +368,71 @@ pub(crate) unsafe extern "C" fn NdisAllocateCloneNetBufferList(
 pub(crate) unsafe extern "C" fn NdisFreeCloneNetBufferList(clone: *mut NetBufferList, flags: u32) {
     boundary("NdisFreeCloneNetBufferList", (), || {
         ctx::check_irql("NdisFreeCloneNetBufferList", 2);
-        let rec = ctx::with_host(|h| {
-            let mut s = h.rt.ndis.lock();
-            let r = s.nb.clones.remove(&(clone as usize));
-            if let Some(r) = &r {
-                if r.pool != 0 {
-                    s.give_back(r.pool);
-                }
+        free_derived(clone, "NdisFreeCloneNetBufferList", |rec| {
+            if rec.derived != Derived::Clone {
+                return Some(format!("the list was made by {:?}", rec.derived));
             }
-            r
-        })
-        .flatten();
-        let Some(rec) = rec else {
-            finding(Finding::DoubleFree {
-                what: "NdisFreeCloneNetBufferList",
-                address: clone as usize,
-            });
-            return;
-        };
-        super::nbltag::list_freed(clone as usize);
-        if (flags ^ rec.flags) & (USE_ORIGINAL_MDLS | CLONE_RESERVED) != 0 {
-            finding(Finding::Assertion {
-                message: format!(
-                    "NdisFreeCloneNetBufferList: flags {flags:#x}, the clone was allocated with {:#x}",
+            ((flags ^ rec.flags) & (USE_ORIGINAL_MDLS | CLONE_RESERVED) != 0).then(|| {
+                format!(
+                    "flags {flags:#x}, the clone was allocated with {:#x}",
                     rec.flags
-                ),
-            });
-        }
-        // SAFETY: the clone and everything recorded with it were allocated by
-        // NdisAllocateCloneNetBufferList and were still recorded, so each is freed once. The
-        // parent is alive (freeing a parent with clones is a finding in its free function).
-        unsafe {
-            check_no_children(clone, "NdisFreeCloneNetBufferList");
-            if rec.counted {
-                add_child(rec.parent as *mut NetBufferList, -1);
-            }
-            for m in rec.mdls {
-                drop(Box::from_raw(m as *mut Mdl));
-            }
-            for b in rec.bufs {
-                libc::free(b as *mut c_void);
-            }
-            for nb in rec.nbs {
-                libc::free(nb as *mut c_void);
-            }
-            super::ndispool::release_added_contexts(
-                clone,
-                std::ptr::null_mut(),
-                "NdisFreeCloneNetBufferList",
-            );
-            libc::free(clone.cast());
-        }
+                )
+            })
+        });
     });
+}
+
+/// Frees a recorded clone / fragment / reassembled list with `what`: `problem` names a mismatch
+/// with its allocation (a finding; the list is freed anyway). An unknown list: `DoubleFree`.
+fn free_derived(
+    list: *mut NetBufferList,
+    what: &'static str,
+    problem: impl FnOnce(&Clone) -> Option<String>,
+) {
+    let rec = ctx::with_host(|h| {
+        let mut s = h.rt.ndis.lock();
+        let r = s.nb.clones.remove(&(list as usize));
+        if let Some(r) = &r {
+            if r.pool != 0 {
+                s.give_back(r.pool);
+            }
+        }
+        r
+    })
+    .flatten();
+    let Some(rec) = rec else {
+        finding(Finding::DoubleFree {
+            what,
+            address: list as usize,
+        });
+        return;
+    };
+    super::nbltag::list_freed(list as usize);
+    if let Some(p) = problem(&rec) {
+        finding(Finding::Assertion {
+            message: format!("{what}: {p}"),
+        });
+    }
+    // SAFETY: the list and everything recorded with it were allocated by its allocator and were
+    // still recorded, so each is freed once. The parent is alive (freeing a parent with clones
+    // is a finding in its free function, which un-counts them).
+    unsafe {
+        check_no_children(list, what);
+        if rec.counted {
+            add_child(rec.parent as *mut NetBufferList, -1);
+        }
+        for m in rec.mdls {
+            drop(Box::from_raw(m as *mut Mdl));
+        }
+        for b in rec.bufs {
+            libc::free(b as *mut c_void);
+        }
+        for nb in rec.nbs {
+            libc::free(nb as *mut c_void);
+        }
+        super::ndispool::release_added_contexts(list, std::ptr::null_mut(), what);
+        libc::free(list.cast());
+    }
 }
 
 /// The Verifier check every free of a list does: a parent freed while clones of it live.
@@ -419,6 +448,15 @@ pub(crate) unsafe fn check_no_children(nbl: *const NetBufferList, what: &'static
         });
         // SAFETY: the parent is still alive (its free has not happened yet).
         ctx::with_host(|h| unsafe { h.rt.ndis.lock().nb.orphan(nbl as usize) });
+        // FwpsAllocateCloneNetBufferList0 clones own a copy of their data: they only stop
+        // counting in the parent.
+        ctx::with_host(|h| {
+            for (_, r) in h.asyncs.lock().nbls.values_mut() {
+                if r.parent == nbl as usize {
+                    r.parent = 0;
+                }
+            }
+        });
     }
 }
 

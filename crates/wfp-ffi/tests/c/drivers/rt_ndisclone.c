@@ -92,7 +92,48 @@ static void Clones(NDIS_HANDLE pool, PMDL chain)
     CHECK("NDIS clone of an Fwps list", fc && fc->ParentNetBufferList == f && f->ChildRefCount == 1 &&
           NET_BUFFER_DATA_LENGTH(NET_BUFFER_LIST_FIRST_NB(fc)) == 16);
     if (fc) NdisFreeCloneNetBufferList(fc, 0);
+
+    /* FwpsAllocateCloneNetBufferList0 clones count in their parent's ChildRefCount too, until
+     * FwpsFreeCloneNetBufferList0 (a clone of a clone counts in the clone only). */
+    NET_BUFFER_LIST *wc = NULL, *wcc = NULL;
+    if (f) FwpsAllocateCloneNetBufferList0(f, NULL, NULL, 0, &wc);
+    if (wc) FwpsAllocateCloneNetBufferList0(wc, NULL, NULL, 0, &wcc);
+    CHECK("Fwps clones count in ChildRefCount", wc && wcc && wc->ParentNetBufferList == f &&
+          wcc->ParentNetBufferList == wc && f->ChildRefCount == 1 && wc->ChildRefCount == 1);
+    if (wcc) FwpsFreeCloneNetBufferList0(wcc, 0);
+    if (wc) FwpsFreeCloneNetBufferList0(wc, 0);
+    CHECK("freeing Fwps clones gives the count back", f && f->ChildRefCount == 0);
+
+    /* Fragments of f's 16 bytes from offset 2, at most 5 each, retreated by 4 (backfill 2 more),
+     * then reassembled skipping those 4 bytes: f's bytes 3..16 again. */
+    PNET_BUFFER_LIST frag = f ? NdisAllocateFragmentNetBufferList(f, NULL, NULL, 2, 5, 4, 2, 0) : NULL;
+    PNET_BUFFER n1 = frag ? NET_BUFFER_LIST_FIRST_NB(frag) : NULL;
+    PNET_BUFFER n2 = n1 ? NET_BUFFER_NEXT_NB(n1) : NULL;
+    PNET_BUFFER n3 = n2 ? NET_BUFFER_NEXT_NB(n2) : NULL;
+    UCHAR got[16] = {0};
+    PUCHAR p3 = n3 ? NdisGetDataBuffer(n3, 8, got, 1, 0) : NULL;
+    CHECK("fragments", frag && frag->ParentNetBufferList == f && f->ChildRefCount == 1 && n3 &&
+          !NET_BUFFER_NEXT_NB(n3) && NET_BUFFER_DATA_LENGTH(n1) == 9 && NET_BUFFER_DATA_LENGTH(n2) == 9 &&
+          NET_BUFFER_DATA_LENGTH(n3) == 8 && NET_BUFFER_DATA_OFFSET(n1) == 2 && NET_BUFFER_CURRENT_MDL_OFFSET(n2) == 2 &&
+          p3 && p3[0] == 0 && p3[3] == 0 && p3[4] == 13 && p3[7] == 16);
+    PNET_BUFFER_LIST whole = frag ? NdisAllocateReassembledNetBufferList(frag, NULL, 4, 0, 0, 0) : NULL;
+    PNET_BUFFER wn = whole ? NET_BUFFER_LIST_FIRST_NB(whole) : NULL;
+    PUCHAR w = wn ? NdisGetDataBuffer(wn, 14, got, 1, 0) : NULL;
+    int same = w != NULL;
+    for (int i = 0; same && i < 14; i++) same = w[i] == i + 3;
+    CHECK("reassembled", whole && wn && !NET_BUFFER_NEXT_NB(wn) && NET_BUFFER_DATA_LENGTH(wn) == 14 && same &&
+          whole->ParentNetBufferList == frag && frag->ChildRefCount == 1);
+    if (whole) NdisFreeReassembledNetBufferList(whole, 0, 0);
+    if (frag) NdisFreeFragmentNetBufferList(frag, 4, 0);
+    CHECK("fragments freed", f && f->ChildRefCount == 0);
+#ifdef MISUSE
+    NET_BUFFER_LIST *early = NULL;
+    if (f) FwpsAllocateCloneNetBufferList0(f, NULL, NULL, 0, &early);
+    if (f) FwpsFreeNetBufferList0(f);         /* parent freed before its Fwps clone: finding */
+    if (early) FwpsFreeCloneNetBufferList0(early, 0); /* no longer counted: nothing to give back */
+#else
     if (f) FwpsFreeNetBufferList0(f);
+#endif
 #ifdef MISUSE
     PNET_BUFFER_LIST orphan = NdisAllocateCloneNetBufferList(l, NULL, NULL, 0);
     NdisFreeNetBufferList(l);                 /* parent freed before its clone: finding */
