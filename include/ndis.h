@@ -317,6 +317,12 @@ PNET_BUFFER_LIST NdisAllocateReassembledNetBufferList(PNET_BUFFER_LIST FragmentN
 void NdisFreeReassembledNetBufferList(PNET_BUFFER_LIST ReassembledNetBufferList, ULONG DataOffsetDelta,
                                       ULONG FreeReassembleFlags);
 NDIS_HANDLE NdisGetPoolFromNetBufferList(const NET_BUFFER_LIST *NetBufferList);
+/* The send-path (TcpIpChecksum, IPsecOffloadV1, TcpLargeSend, Ieee8021Q, MediaSpecificInformation,
+ * NetBufferListCancelId, ProtocolId, IPsecOffloadV2Tunnel/Header, FilteringInfo) or receive-path
+ * (the same without CancelId/LargeSend, with TcpReceiveNoPush, FrameType, HashValue, HashInfo)
+ * NET_BUFFER_LIST_INFO slots of Src copied to Dest. */
+void NdisCopySendNetBufferListInfo(PNET_BUFFER_LIST DestNetBufferList, const NET_BUFFER_LIST *SrcNetBufferList);
+void NdisCopyReceiveNetBufferListInfo(PNET_BUFFER_LIST DestNetBufferList, const NET_BUFFER_LIST *SrcNetBufferList);
 #define NET_BUFFER_POOL_PARAMETERS_REVISION_1 1
 typedef struct _NET_BUFFER_POOL_PARAMETERS {
     NDIS_OBJECT_HEADER Header;

@@ -285,6 +285,8 @@ void KeInitializeDpc(PRKDPC Dpc, PKDEFERRED_ROUTINE DeferredRoutine, PVOID Defer
 void KeInitializeThreadedDpc(PRKDPC Dpc, PKDEFERRED_ROUTINE DeferredRoutine, PVOID DeferredContext);
 BOOLEAN KeInsertQueueDpc(PRKDPC Dpc, PVOID SystemArgument1, PVOID SystemArgument2);
 BOOLEAN KeRemoveQueueDpc(PRKDPC Dpc);
+/* The DPC runs on processor Number (< KeQueryActiveProcessorCount) instead of the queuing one. */
+void KeSetTargetProcessorDpc(PRKDPC Dpc, CCHAR Number);
 /* PASSIVE_LEVEL: returns once every DPC queued before the call has run. */
 void KeFlushQueuedDpcs(void);
 

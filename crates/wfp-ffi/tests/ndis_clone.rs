@@ -35,7 +35,7 @@ fn run_clean(so: &Path) {
     assert!(fails.is_empty(), "{fails:#?}\n{log:#?}");
     assert_eq!(
         log.iter().filter(|l| l.starts_with("ok ")).count(),
-        28,
+        30,
         "{log:#?}"
     );
     assert_eq!(log.last().map(String::as_str), Some("done"));

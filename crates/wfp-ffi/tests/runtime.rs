@@ -626,6 +626,59 @@ fn timers_fire_signal_queue_their_dpc_and_are_cancelled_at_unload() {
     );
 }
 
+const TARGET_DPC: &str = r#"
+#include <ntddk.h>
+static KDPC Dpc;
+static volatile LONG Seen = -1;
+static void Record(PKDPC dpc, PVOID context, PVOID a, PVOID b)
+{
+    UNREFERENCED_PARAMETER(dpc);
+    UNREFERENCED_PARAMETER(context);
+    UNREFERENCED_PARAMETER(a);
+    UNREFERENCED_PARAMETER(b);
+    InterlockedExchange(&Seen, (LONG)KeGetCurrentProcessorNumber());
+}
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    ULONG n = KeQueryActiveProcessorCount(NULL), i;
+    UNREFERENCED_PARAMETER(DriverObject);
+    UNREFERENCED_PARAMETER(RegistryPath);
+    KeInitializeDpc(&Dpc, Record, NULL);
+    for (i = 0; i < n; i++) {
+        KeSetTargetProcessorDpc(&Dpc, (CCHAR)(n - 1 - i));
+        Seen = -1;
+        KeInsertQueueDpc(&Dpc, NULL, NULL);
+        KeFlushQueuedDpcs();
+        if (Seen != (LONG)(n - 1 - i)) DbgPrint("FAIL target %lu ran on %ld", n - 1 - i, Seen);
+    }
+    DbgPrint("ran on every target %lu", n);
+    KeSetTargetProcessorDpc(&Dpc, (CCHAR)n); /* no such processor: a finding */
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// KeSetTargetProcessorDpc: the DPC's routine runs as on the processor it was targeted at
+/// (each one in turn); a processor beyond the active count is a finding.
+#[test]
+fn a_targeted_dpc_runs_on_its_target_processor() {
+    let so = build_driver(
+        "rt_target_dpc",
+        &builder::write_source("rt_target_dpc", TARGET_DPC),
+    );
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    let n = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    assert_eq!(log, [format!("ran on every target {n}")], "{log:#?}");
+    let report = driver.unload().unwrap();
+    assert_eq!(
+        report.findings,
+        vec![Finding::Assertion {
+            message: format!("KeSetTargetProcessorDpc: processor {n} does not exist ({n} active)")
+        }]
+    );
+}
+
 const SEH: &str = r#"
 #include <ntddk.h>
 static int Order[4];

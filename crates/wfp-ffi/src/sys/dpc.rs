@@ -195,7 +195,11 @@ pub(crate) fn insert(dpc: *mut Kdpc, arg1: *mut c_void, arg2: *mut c_void) -> bo
         return false;
     };
     let driver = ctx::current_driver();
-    let processor = current_processor();
+    // KeSetTargetProcessorDpc's processor, else the one the DPC is queued from.
+    let processor = match d.number {
+        0 => current_processor(),
+        n => u32::from(n - 1),
+    };
     host.rt.activity.enter(driver);
     let seq = host.rt.dpcs.begin();
     let (h, addr) = (host.clone(), dpc as usize);
@@ -239,6 +243,29 @@ pub(crate) extern "C" fn KeInsertQueueDpc(
     arg2: *mut c_void,
 ) -> u8 {
     boundary("KeInsertQueueDpc", 0, || u8::from(insert(dpc, arg1, arg2)))
+}
+
+/// KeSetTargetProcessorDpc (WDK wdm.h; WFPSampler's KrnlHlprDPCQueue): the DPC is queued to
+/// and runs on processor `number` (KeGetCurrentProcessorNumber / Index in its routine answer it)
+/// instead of the processor that queues it. The runtime keeps the target in `KDPC.Number` as
+/// `number + 1` (0: none; KeInitializeDpc clears it) — the field's encoding is the kernel's
+/// business, drivers do not read it. A number at or above KeQueryActiveProcessorCount is a
+/// finding (Windows would queue to a processor that does not exist) and changes nothing.
+#[no_mangle]
+pub(crate) extern "C" fn KeSetTargetProcessorDpc(dpc: *mut Kdpc, number: i8) {
+    boundary("KeSetTargetProcessorDpc", (), || {
+        // SAFETY: the caller's initialized KDPC.
+        let Some(d) = (unsafe { dpc.as_mut() }) else {
+            return ctx::assertion("KeSetTargetProcessorDpc of a NULL KDPC");
+        };
+        match u8::try_from(number) {
+            Ok(n) if u32::from(n) < processors() => d.number = u16::from(n) + 1,
+            _ => ctx::assertion(format!(
+                "KeSetTargetProcessorDpc: processor {number} does not exist ({} active)",
+                processors()
+            )),
+        }
+    });
 }
 
 #[no_mangle]

@@ -12,6 +12,18 @@ unsafe impl Sync for Export {}
 /// Every export.
 pub(crate) static EXPORTS: &[Export] = &[
     Export(
+        "NdisCopySendNetBufferListInfo",
+        super::ndisnb::NdisCopySendNetBufferListInfo as *const c_void,
+    ),
+    Export(
+        "NdisCopyReceiveNetBufferListInfo",
+        super::ndisnb::NdisCopyReceiveNetBufferListInfo as *const c_void,
+    ),
+    Export(
+        "KeSetTargetProcessorDpc",
+        super::dpc::KeSetTargetProcessorDpc as *const c_void,
+    ),
+    Export(
         "NdisAllocateFragmentNetBufferList",
         super::ndisnb::frag::NdisAllocateFragmentNetBufferList as *const c_void,
     ),

@@ -460,6 +460,56 @@ pub(crate) unsafe fn check_no_children(nbl: *const NetBufferList, what: &'static
     }
 }
 
+/// NET_BUFFER_LIST_INFO slots NdisCopySendNetBufferListInfo copies (WDK nblapi.h page:
+/// TcpIpChecksum, IPsecOffloadV1, TcpLargeSend, Ieee8021Q, MediaSpecificInformation,
+/// NetBufferListCancelId, NetBufferListProtocolId, IPsecOffloadV2Tunnel / V2Header,
+/// NetBufferListFilteringInfo; VirtualSubnetInfo has no slot in this ndis.h).
+const SEND_INFO: [usize; 10] = [0, 1, 2, 4, 6, 5, 7, 12, 13, 15];
+/// ... and NdisCopyReceiveNetBufferListInfo: TcpIpChecksum, IPsecOffloadV1, TcpReceiveNoPush,
+/// Ieee8021Q, MediaSpecificInformation, NetBufferListFrameType, NetBufferListHashValue /
+/// HashInfo, IPsecOffloadV2Tunnel / V2Header, NetBufferListFilteringInfo.
+const RECEIVE_INFO: [usize; 11] = [0, 1, 2, 4, 6, 7, 8, 9, 12, 13, 15];
+
+fn copy_info(dst: *mut NetBufferList, src: *const NetBufferList, slots: &[usize], what: &str) {
+    ctx::check_irql("NdisCopy*NetBufferListInfo", 2);
+    // SAFETY: the caller's live lists (checked non-null); the slots are inside the pinned
+    // MaxNetBufferListInfo array.
+    match unsafe { (dst.as_mut(), src.as_ref()) } {
+        (Some(d), Some(s)) => {
+            for &i in slots {
+                d.net_buffer_list_info[i] = s.net_buffer_list_info[i];
+            }
+        }
+        _ => finding(Finding::Assertion {
+            message: format!("{what} with a NULL list"),
+        }),
+    }
+}
+
+/// NdisCopySendNetBufferListInfo (WDK nblapi.h; WFPSampler's KrnlHlprNBLCreateNew): copies the
+/// send-path NET_BUFFER_LIST_INFO slots listed in [`SEND_INFO`] from Src to Dest.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn NdisCopySendNetBufferListInfo(
+    dst: *mut NetBufferList,
+    src: *const NetBufferList,
+) {
+    boundary("NdisCopySendNetBufferListInfo", (), || {
+        copy_info(dst, src, &SEND_INFO, "NdisCopySendNetBufferListInfo");
+    });
+}
+
+/// NdisCopyReceiveNetBufferListInfo (WDK nblapi.h): the receive-path slots of
+/// [`RECEIVE_INFO`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn NdisCopyReceiveNetBufferListInfo(
+    dst: *mut NetBufferList,
+    src: *const NetBufferList,
+) {
+    boundary("NdisCopyReceiveNetBufferListInfo", (), || {
+        copy_info(dst, src, &RECEIVE_INFO, "NdisCopyReceiveNetBufferListInfo");
+    });
+}
+
 /// NdisGetPoolFromNetBufferList: the pool the list was allocated from (NdisPoolHandle).
 #[no_mangle]
 pub(crate) unsafe extern "C" fn NdisGetPoolFromNetBufferList(

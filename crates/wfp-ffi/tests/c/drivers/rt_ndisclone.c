@@ -126,6 +126,27 @@ static void Clones(NDIS_HANDLE pool, PMDL chain)
     if (whole) NdisFreeReassembledNetBufferList(whole, 0, 0);
     if (frag) NdisFreeFragmentNetBufferList(frag, 4, 0);
     CHECK("fragments freed", f && f->ChildRefCount == 0);
+
+    /* NdisCopySend/ReceiveNetBufferListInfo copy their documented slots only. */
+    NET_BUFFER_LIST *ia = NULL, *ib = NULL, *ic = NULL;
+    FwpsAllocateNetBufferAndNetBufferList0(NULL, 0, 0, chain, 0, 4, &ia);
+    FwpsAllocateNetBufferAndNetBufferList0(NULL, 0, 0, chain, 0, 4, &ib);
+    FwpsAllocateNetBufferAndNetBufferList0(NULL, 0, 0, chain, 0, 4, &ic);
+    if (ia && ib && ic) {
+        for (int i = 0; i < MaxNetBufferListInfo; i++) NET_BUFFER_LIST_INFO(ia, i) = (PVOID)(ULONG_PTR)(100 + i);
+        NdisCopySendNetBufferListInfo(ib, ia);
+        NdisCopyReceiveNetBufferListInfo(ic, ia);
+    }
+    CHECK("send info copied", ia && ib && NET_BUFFER_LIST_INFO(ib, TcpIpChecksumNetBufferListInfo) == (PVOID)100 &&
+          NET_BUFFER_LIST_INFO(ib, NetBufferListCancelId) == (PVOID)105 &&
+          NET_BUFFER_LIST_INFO(ib, NetBufferListFilteringInfo) == (PVOID)115 &&
+          NET_BUFFER_LIST_INFO(ib, NetBufferListHashValue) == NULL && NET_BUFFER_LIST_INFO(ib, WfpNetBufferListInfo) == NULL);
+    CHECK("receive info copied", ic && NET_BUFFER_LIST_INFO(ic, NetBufferListHashValue) == (PVOID)108 &&
+          NET_BUFFER_LIST_INFO(ic, NetBufferListHashInfo) == (PVOID)109 && NET_BUFFER_LIST_INFO(ic, NetBufferListCancelId) == NULL &&
+          NET_BUFFER_LIST_INFO(ic, ClassificationHandleNetBufferListInfo) == NULL);
+    if (ia) FwpsFreeNetBufferList0(ia);
+    if (ib) FwpsFreeNetBufferList0(ib);
+    if (ic) FwpsFreeNetBufferList0(ic);
 #ifdef MISUSE
     NET_BUFFER_LIST *early = NULL;
     if (f) FwpsAllocateCloneNetBufferList0(f, NULL, NULL, 0, &early);
