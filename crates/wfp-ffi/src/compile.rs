@@ -340,7 +340,7 @@ fn msvc_rewritten(src: &Path, work: &Path, name: &str) -> Result<Option<PathBuf>
         move |source| BuildError::Io { path, source }
     };
     let source = read_source(src).map_err(io(src))?;
-    let Some(fixed) = msvc::rewrite_lvalue_casts(&source.text) else {
+    let Some(fixed) = msvc::rewrite(&source.text) else {
         return Ok(None);
     };
     let copy = work.join(name);
