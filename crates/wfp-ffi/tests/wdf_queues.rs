@@ -247,3 +247,79 @@ fn queue_misuse_is_reported() {
         ]
     );
 }
+
+const STOP: &str = r#"
+#include <ntddk.h>
+#include <wdf.h>
+static LONG Done;
+static void StopDone(WDFQUEUE queue, WDFCONTEXT context)
+{
+    UNREFERENCED_PARAMETER(queue);
+    if (context == (WDFCONTEXT)&Done) InterlockedIncrement(&Done);
+}
+static void Ioctl(WDFQUEUE queue, WDFREQUEST request, size_t out, size_t in, ULONG code)
+{
+    UNREFERENCED_PARAMETER(out);
+    UNREFERENCED_PARAMETER(in);
+    UNREFERENCED_PARAMETER(code);
+    WdfIoQueueStop(queue, StopDone, (WDFCONTEXT)&Done); /* the driver owns this request */
+    DbgPrint("before completion %ld", Done);
+    WdfIoQueueStopSynchronously(queue); /* would never return on Windows: a finding */
+    WdfRequestComplete(request, STATUS_SUCCESS);
+    DbgPrint("after completion %ld", Done);
+    WdfIoQueueStart(queue);
+}
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    WDF_DRIVER_CONFIG config;
+    WDF_IO_QUEUE_CONFIG qconfig;
+    WDFDRIVER driver;
+    WDFDEVICE device;
+    PWDFDEVICE_INIT init;
+    WDF_DRIVER_CONFIG_INIT(&config, WDF_NO_EVENT_CALLBACK);
+    config.DriverInitFlags |= WdfDriverInitNonPnpDriver;
+    WdfDriverCreate(DriverObject, RegistryPath, WDF_NO_OBJECT_ATTRIBUTES, &config, &driver);
+    init = WdfControlDeviceInitAllocate(driver, &SDDL_DEVOBJ_KERNEL_ONLY);
+    WdfDeviceCreate(&init, WDF_NO_OBJECT_ATTRIBUTES, &device);
+    WDF_IO_QUEUE_CONFIG_INIT_DEFAULT_QUEUE(&qconfig, WdfIoQueueDispatchSequential);
+    qconfig.EvtIoDeviceControl = Ioctl;
+    WdfIoQueueCreate(device, &qconfig, WDF_NO_OBJECT_ATTRIBUTES, NULL);
+    WdfControlFinishInitializing(device);
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// WdfIoQueueStop's callback waits until the driver owns none of the queue's requests (it runs
+/// when the owned one is completed); WdfIoQueueStopSynchronously from the queue's own callback
+/// while owning a request is a finding (it would never return on Windows); a restarted queue
+/// takes the next request.
+#[test]
+fn a_stop_completes_once_the_driver_owns_no_request_of_the_queue() {
+    let so = builder::driver(
+        "wdfq_stop",
+        &[builder::write_source("wdfq_stop", STOP)],
+        &[],
+        &[],
+    );
+    let host = DriverHost::new(Arc::new(Engine::default()), HostConfig::default());
+    let d = host.load(&so).unwrap();
+    for _ in 0..2 {
+        assert_eq!(d.ioctl(ctl(1), &[], 0).unwrap().status, 0);
+    }
+    assert_eq!(
+        log(&host),
+        [
+            "before completion 0",
+            "after completion 1",
+            "before completion 1",
+            "after completion 2"
+        ]
+    );
+    let report = d.unload().unwrap();
+    let deadlock = Finding::Assertion {
+        message: "WdfIoQueueStopSynchronously from a callback of the queue while the driver owns \
+                  one of its requests (deadlock on Windows)"
+            .into(),
+    };
+    assert_eq!(report.findings, vec![deadlock.clone(), deadlock]);
+}
