@@ -890,3 +890,55 @@ fn an_initialized_irp_is_forgotten_when_its_pool_is_freed() {
         }]
     );
 }
+
+const KEPT_MDL: &str = r#"
+#include <ntddk.h>
+static KEVENT Done;
+static NTSTATUS Completed(PDEVICE_OBJECT d, PIRP irp, PVOID context)
+{
+    UNREFERENCED_PARAMETER(d);
+    UNREFERENCED_PARAMETER(context);
+    DbgPrint("mdl %d", irp->MdlAddress != NULL);
+    IoFreeIrp(irp); /* the MDL is left attached: IoFreeIrp frees none */
+    KeSetEvent(&Done, IO_NO_INCREMENT, FALSE);
+    return STATUS_MORE_PROCESSING_REQUIRED;
+}
+NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r)
+{
+    UNICODE_STRING link = RTL_CONSTANT_STRING(L"\\DosDevices\\RtWdm");
+    PDEVICE_OBJECT dev = NULL;
+    PFILE_OBJECT file;
+    CHAR data[8] = "leak mdl";
+    IO_STATUS_BLOCK iosb;
+    LARGE_INTEGER offset = {0};
+    PIRP irp;
+    NTSTATUS st = IoGetDeviceObjectPointer(&link, FILE_READ_DATA, &file, &dev);
+    UNREFERENCED_PARAMETER(d);
+    UNREFERENCED_PARAMETER(r);
+    if (!NT_SUCCESS(st)) return st;
+    KeInitializeEvent(&Done, NotificationEvent, FALSE);
+    irp = IoBuildAsynchronousFsdRequest(IRP_MJ_WRITE, dev, data, 8, &offset, &iosb);
+    IoGetNextIrpStackLocation(irp)->FileObject = file;
+    IoSetCompletionRoutine(irp, Completed, NULL, TRUE, TRUE, TRUE);
+    IoCallDriver(dev, irp);
+    KeWaitForSingleObject(&Done, Executive, KernelMode, FALSE, NULL);
+    ObDereferenceObject(file);
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// A direct device's IoBuildAsynchronousFsdRequest MDL that the completion routine leaves
+/// attached when it frees the IRP is leaked, as on Windows (IoFreeIrp frees no MDL).
+#[test]
+fn an_asynchronous_fsd_mdl_left_on_a_freed_irp_is_leaked() {
+    let wdm_so = build_driver("rt_wdm_kept_mdl", &[]);
+    let host = host_with(None);
+    let wdm = host.load(&wdm_so).unwrap();
+    assert_eq!(call(&wdm, ctl(0x808, 0, 0), &0x10u32.to_le_bytes(), 0).0, 0);
+    drop(log(&host));
+    let d = host.load(&build_inline("kept_mdl", KEPT_MDL)).unwrap();
+    assert_eq!(log(&host), ["mdl 1"]);
+    let report = d.unload().unwrap();
+    assert_eq!(report.findings, vec![Finding::LeakedMdl { byte_count: 8 }]);
+    unload_clean(&host, wdm);
+}
