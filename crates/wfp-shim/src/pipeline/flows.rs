@@ -127,7 +127,9 @@ impl Shim {
             // (The IP-packet layers' metadata gets the id too, without its flag: `ip_meta`.)
             pkt.meta.set_flow(id);
         }
-        if let Some(o) = pkt.ctx.owner.as_ref().or(extra.map(|e| &e.owner)) {
+        // An owner with no field set adds nothing (most flows of a capture): not copied.
+        let owner = pkt.ctx.owner.as_ref().or(extra.map(|e| &e.owner));
+        if let Some(o) = owner.filter(|o| !o.is_empty()) {
             pkt.transport.app_id = o.app_id.clone();
             pkt.transport.user = o.user.clone();
             pkt.meta.set_owner(o);

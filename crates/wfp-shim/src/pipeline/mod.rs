@@ -149,6 +149,14 @@ pub struct Owner {
     pub process_id: Option<u64>,
 }
 
+impl Owner {
+    /// No field is known: the owner adds no value or metadata.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.app_id.is_none() && self.user.is_none() && self.process_id.is_none()
+    }
+}
+
 /// Per-packet context from the data path. Construct it with `..PacketContext::default()` so that
 /// new fields keep their defaults.
 #[derive(Clone, Debug, Default)]
