@@ -88,7 +88,36 @@ impl FlowKey {
     /// The key of a parsed packet travelling in `direction` (inbound: the destination is local;
     /// outbound: the source is local). `None` for fragments and ICMP error messages (use
     /// [`FlowKey::from_icmp_error`]). Protocols without ports get ports 0.
+    #[inline]
     pub fn from_packet(direction: Direction, parsed: &ParsedPacket) -> Option<Self> {
+        // The common packet, IPv4 TCP or UDP: its words written directly (the same key
+        // `FlowKey::new` builds, without matching on address versions).
+        let ports = match &parsed.transport {
+            Transport::Tcp(t) => Some((protocol::TCP, t.src_port, t.dst_port)),
+            Transport::Udp(u) => Some((protocol::UDP, u.src_port, u.dst_port)),
+            _ => None,
+        };
+        if let (IpAddr::V4(src), IpAddr::V4(dst), Some((proto, sp, dp))) =
+            (parsed.ip.src, parsed.ip.dst, ports)
+        {
+            let (local, remote) = orient(direction, src, dst);
+            let (lp, rp) = orient(direction, sp, dp);
+            return Some(Self::v4(proto, (local, lp), (remote, rp)));
+        }
+        Self::from_packet_general(direction, parsed)
+    }
+
+    /// The key of two IPv4 endpoints (address, port): what [`FlowKey::new`] makes of them.
+    #[inline]
+    fn v4(protocol: u8, (local, lp): (Ipv4Addr, u16), (remote, rp): (Ipv4Addr, u16)) -> Self {
+        let last = u64::from(lp) << 48 | u64::from(rp) << 32 | u64::from(protocol) << 8 | TAG_V4;
+        Self {
+            words: [0, v4_mapped(local), 0, v4_mapped(remote), last],
+        }
+    }
+
+    /// [`FlowKey::from_packet`] for every other packet.
+    fn from_packet_general(direction: Direction, parsed: &ParsedPacket) -> Option<Self> {
         let ip = &parsed.ip;
         let (local, remote) = orient(direction, ip.src, ip.dst);
         match &parsed.transport {
@@ -263,11 +292,17 @@ fn orient<T>(direction: Direction, src: T, dst: T) -> (T, T) {
     }
 }
 
+/// The low word of `a`'s IPv4-mapped IPv6 address (::ffff:a.b.c.d; the high word is 0).
+#[inline]
+fn v4_mapped(a: Ipv4Addr) -> u64 {
+    0xffff_u64 << 32 | u64::from(u32::from(a))
+}
+
 #[inline]
 fn split(addr: IpAddr) -> (u64, u64) {
     match addr {
         // ::ffff:a.b.c.d, the IPv4-mapped address, without going through 128-bit byte swaps.
-        IpAddr::V4(a) => (0, 0xffff_u64 << 32 | u64::from(u32::from(a))),
+        IpAddr::V4(a) => (0, v4_mapped(a)),
         IpAddr::V6(a) => {
             let bits = u128::from(a);
             ((bits >> 64) as u64, bits as u64)
@@ -387,6 +422,44 @@ mod split_tests {
                 super::join(super::IpVersion::V4, mapped.0, mapped.1),
                 IpAddr::V4(a)
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use proptest::prelude::*;
+
+    use super::{Direction, FlowKey};
+    use crate::wire::{self, build::ip_packet};
+
+    proptest! {
+        /// The IPv4 TCP/UDP path of `from_packet` gives the key `FlowKey::new` gives.
+        #[test]
+        fn the_ipv4_fast_path_is_flow_key_new(
+            src in any::<u32>(), dst in any::<u32>(), sp in any::<u16>(), dp in any::<u16>(),
+            tcp in any::<bool>(), inbound in any::<bool>(),
+        ) {
+            let (s, d) = (IpAddr::V4(Ipv4Addr::from(src)), IpAddr::V4(Ipv4Addr::from(dst)));
+            let proto = if tcp { 6 } else { 17 };
+            let mut seg = vec![0u8; if tcp { 20 } else { 8 }];
+            seg[..2].copy_from_slice(&sp.to_be_bytes());
+            seg[2..4].copy_from_slice(&dp.to_be_bytes());
+            if tcp {
+                seg[12] = 5 << 4;
+            } else {
+                seg[4..6].copy_from_slice(&8u16.to_be_bytes());
+            }
+            let bytes = ip_packet(s, d, proto, &seg).unwrap();
+            let parsed = wire::parse(&bytes).unwrap();
+            let (dir, want) = if inbound {
+                (Direction::Inbound, FlowKey::new(proto, d, dp, s, sp))
+            } else {
+                (Direction::Outbound, FlowKey::new(proto, s, sp, d, dp))
+            };
+            prop_assert_eq!(FlowKey::from_packet(dir, &parsed), Some(want));
         }
     }
 }

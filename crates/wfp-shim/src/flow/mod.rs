@@ -792,6 +792,12 @@ impl FlowTable {
         self.settle_due();
     }
 
+    /// Whether [`FlowTable::poll_event`] has an event.
+    #[inline]
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The next event, if any. Drain after every `handle_*` call.
     pub fn poll_event(&mut self) -> Option<FlowEvent> {
         self.events.pop_front()
@@ -965,7 +971,6 @@ impl FlowTable {
             ended,
             user: flow.user,
         };
-        let key = flow.key;
         let class = Class::of(flow.state);
         if class != flow.class {
             self.unlink(slot);
@@ -987,6 +992,8 @@ impl FlowTable {
                 EndReason::Fin => self.counters.ended_fin += 1,
                 _ => self.counters.ended_rst += 1,
             }
+            // The key is copied only for the end event (not on every packet).
+            let key = self.slab[slot as usize].key;
             self.events.push_back(FlowEvent::Ended {
                 flow_id: update.handle.id,
                 key,

@@ -100,7 +100,8 @@ impl Shim {
     #[cold]
     fn refresh_policy(&mut self) {
         let summary = self.engine.policy_summary();
-        self.layer_mask = summary.nonempty_layers;
+        let mask = summary.nonempty_layers;
+        self.layer_mask = [mask as u64, (mask >> 64) as u64];
         self.policy_epoch = summary.epoch;
         if self.masks_epoch != Some(summary.epoch) {
             let n = wfp_core::catalogue::all_layers().len();
@@ -214,7 +215,8 @@ impl Shim {
     /// Whether `layer` held filters when the current packet started (`layer_mask`).
     #[inline]
     pub(super) fn has_filters(&self, layer: LayerId) -> bool {
-        self.layer_mask & (1u128 << (layer.0 & 127)) != 0
+        let word = self.layer_mask[usize::from(layer.0 >> 6 & 1)];
+        word >> (layer.0 & 63) & 1 != 0
     }
 
     /// Records a layer visit (stats, the verdict's visit list) and applies its action to the

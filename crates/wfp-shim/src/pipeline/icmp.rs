@@ -36,7 +36,8 @@ impl Shim {
         if icmp.kind != IcmpKind::Error {
             return Continue(());
         }
-        let mut f = pkt.ip.clone();
+        let ip = pkt.ip_facts();
+        let mut f = ip.clone();
         f.icmp_type = Some(u16::from(icmp.icmp_type));
         f.icmp_code = Some(u16::from(icmp.code));
         if let Some(e) = &icmp.embedded {
@@ -61,7 +62,7 @@ impl Shim {
         {
             let ip = Step::new(
                 ip_layer(pkt.dir, pkt.parsed),
-                &pkt.ip,
+                &ip,
                 &meta,
                 LayerData::Packet(pkt.bytes),
             );

@@ -79,7 +79,8 @@ impl Shim {
         };
         let (cell, build) = (OnceCell::new(), pkt.ip_meta_fn());
         let meta = MetaRef::Once(&cell, &build);
-        let step = Step::new(layer, &pkt.ip, meta, LayerData::Packet(pkt.bytes));
+        let facts = pkt.ip_facts();
+        let step = Step::new(layer, &facts, meta, LayerData::Packet(pkt.bytes));
         self.classify_flow_step(known, step, pkt.verdict)
     }
 
@@ -94,7 +95,8 @@ impl Shim {
         }
         let (cell, build) = (OnceCell::new(), pkt.ip_meta_fn());
         let meta = MetaRef::Once(&cell, &build);
-        let step = Step::new(layer, &pkt.ip, meta, LayerData::Packet(pkt.bytes));
+        let facts = pkt.ip_facts();
+        let step = Step::new(layer, &facts, meta, LayerData::Packet(pkt.bytes));
         self.classify_flow_step(pkt.extra, step, pkt.verdict)
     }
 
@@ -103,11 +105,12 @@ impl Shim {
     pub(super) fn fragment(&mut self, pkt: &mut Packet<'_>) {
         let layer = ip_layer(pkt.dir, pkt.parsed);
         let meta = &pkt.ip_meta();
-        let raw = Step::new(layer, &pkt.ip, meta, LayerData::Packet(pkt.bytes));
+        let ip = pkt.ip_facts();
+        let raw = Step::new(layer, &ip, meta, LayerData::Packet(pkt.bytes));
         if self.classify_step(raw, pkt.verdict).is_break() {
             return;
         }
-        let mut facts = pkt.ip.clone();
+        let mut facts = ip;
         facts.flags |= ConditionFlags::IS_FRAGMENT.0;
         let fragment = Step::new(layer, &facts, meta, LayerData::Packet(pkt.bytes));
         if self.classify_step(fragment, pkt.verdict).is_break() {

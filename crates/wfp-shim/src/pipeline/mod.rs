@@ -149,6 +149,14 @@ pub struct Owner {
     pub process_id: Option<u64>,
 }
 
+impl Owner {
+    /// No field is known: the owner adds no value or metadata.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.app_id.is_none() && self.user.is_none() && self.process_id.is_none()
+    }
+}
+
 /// Per-packet context from the data path. Construct it with `..PacketContext::default()` so that
 /// new fields keep their defaults.
 #[derive(Clone, Debug, Default)]
@@ -373,8 +381,9 @@ pub struct Shim {
     frags: FragReassembler,
     /// Every tracked flow's layer state, reached from its flow-table entry (`slab.rs`).
     extra: slab::FlowExtras,
-    /// `Engine::nonempty_layers` as of the current packet (one atomic load per packet).
-    layer_mask: u128,
+    /// `Engine::nonempty_layers` as of the current packet, as two 64-bit words (low layers
+    /// first): one word test per layer asked, instead of a 128-bit shift.
+    layer_mask: [u64; 2],
     /// `PolicySummary::epoch` as of the current packet.
     policy_epoch: u64,
     /// `Engine::layer_fields_used` per layer, as of `masks_epoch`.
@@ -422,7 +431,7 @@ impl Shim {
             engine,
             config,
             extra: slab::FlowExtras::default(),
-            layer_mask: u128::MAX,
+            layer_mask: [u64::MAX; 2],
             policy_epoch: 0,
             field_masks: Vec::new(),
             masks_epoch: None,

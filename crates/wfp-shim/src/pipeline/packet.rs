@@ -63,11 +63,10 @@ pub(super) struct Packet<'a> {
     pub(super) loopback: bool,
     /// The link MTU.
     pub(super) mtu: u32,
-    /// What the IP-packet layers see: addresses oriented local/remote, loopback, interface,
-    /// IS_REASSEMBLED.
-    pub(super) ip: PacketFacts,
-    /// What the transport, ALE and data layers see: `ip` plus ports
-    /// ([`super::transport::transport_facts`]), then the socket owner (flow tracking).
+    /// What the transport, ALE and data layers see: what the IP-packet layers see
+    /// ([`Packet::ip_facts`]) plus ports ([`super::transport::transport_facts`]), then the socket
+    /// owner (flow tracking). The IP-packet layers' facts are built only when one of them
+    /// classifies (most packets cross them without filters): one facts value per packet.
     pub(super) transport: PacketFacts,
     /// The transport and upper layers' metadata ([`super::meta`]), then the flow's fields (flow
     /// tracking), built when a classify needs it ([`LazyMeta`]). The IP-packet layers' metadata
@@ -97,7 +96,6 @@ impl<'a> Packet<'a> {
         bytes: &'a [u8],
         verdict: &'a mut PacketVerdict,
     ) -> Self {
-        let ip = ip_facts(parsed, &seen);
         Self {
             now: seen.now,
             dir: seen.dir,
@@ -107,8 +105,7 @@ impl<'a> Packet<'a> {
             reassembled: false,
             loopback: seen.loopback,
             mtu: seen.mtu,
-            transport: transport_facts(&ip, parsed, seen.dir),
-            ip,
+            transport: transport_facts(ip_facts(parsed, &seen), parsed, seen.dir),
             meta: LazyMeta::new(parsed, seen),
             update: None,
             extra: None,
@@ -145,8 +142,17 @@ impl<'a> Packet<'a> {
     /// Marks a datagram reassembled from fragments (IS_REASSEMBLED).
     pub(super) fn mark_reassembled(&mut self) {
         self.reassembled = true;
-        self.ip.flags |= ConditionFlags::IS_REASSEMBLED.0;
         self.transport.flags |= ConditionFlags::IS_REASSEMBLED.0;
+    }
+
+    /// What the IP-packet layers see: addresses oriented local/remote, loopback, interface,
+    /// IS_REASSEMBLED (built when one of them classifies).
+    pub(super) fn ip_facts(&self) -> PacketFacts {
+        let mut f = ip_facts(self.parsed, &self.seen());
+        if self.reassembled {
+            f.flags |= ConditionFlags::IS_REASSEMBLED.0;
+        }
+        f
     }
 
     /// The IP-packet layers' metadata ([`super::meta`]). Once the packet's flow is tracked its

@@ -388,7 +388,7 @@ impl Shim {
             loopback: c.loopback,
             mtu: self.config.mtu,
         };
-        let mut facts = transport_facts(&ip_facts(parsed, &seen), parsed, Direction::Outbound);
+        let mut facts = transport_facts(ip_facts(parsed, &seen), parsed, Direction::Outbound);
         let mut meta = transport_layer_meta(ip_layer_meta(parsed, &seen), parsed, &seen, seen.mtu);
         if let Some(o) = &c.ctx.owner {
             facts.app_id = o.app_id.clone();

@@ -185,8 +185,8 @@ fn copy_header_bytes(pkt: &mut Packet<'_>) {
 /// The transport facts of `p` travelling `dir`: the IP-packet facts `ip` plus local and remote
 /// port (ICMP: type and code).
 #[inline]
-pub(super) fn transport_facts(ip: &PacketFacts, p: &ParsedPacket, dir: Direction) -> PacketFacts {
-    let mut tf = ip.clone();
+pub(super) fn transport_facts(ip: PacketFacts, p: &ParsedPacket, dir: Direction) -> PacketFacts {
+    let mut tf = ip;
     let ports = match &p.transport {
         Transport::Tcp(t) => Some((t.src_port, t.dst_port)),
         Transport::Udp(u) => Some((u.src_port, u.dst_port)),

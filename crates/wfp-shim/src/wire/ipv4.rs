@@ -162,6 +162,8 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 }
 
+/// The IPv4 header: the common one inline ([`parse_plain`]), every other out of line.
+#[inline]
 pub(super) fn parse_ip(bytes: &[u8], config: &ParseConfig) -> Result<IpInfo, ParseError> {
     match parse_plain(bytes, config) {
         Some(info) => Ok(info),
@@ -170,6 +172,7 @@ pub(super) fn parse_ip(bytes: &[u8], config: &ParseConfig) -> Result<IpInfo, Par
 }
 
 /// Any IPv4 header: options, fragments, unset or cut lengths, errors.
+#[inline(never)]
 fn parse_general(bytes: &[u8], config: &ParseConfig) -> Result<IpInfo, ParseError> {
     let packet = Ipv4Packet::new_unchecked(bytes);
     // Total length 0 with bytes beyond a whole header: a segmentation-offload super-packet (or

@@ -239,7 +239,22 @@ impl Summary {
         }
     }
 
+    /// The counters of filter `id`: the dense slot, inline (a packet's deciding filter is
+    /// counted twice per packet); growing the slots and the sparse map out of line.
+    #[inline]
     fn filter_mut(&mut self, id: FilterId) -> &mut FilterCounts {
+        let i = usize::try_from(id.0).unwrap_or(usize::MAX);
+        if i < self.filters.len() {
+            // In bounds: just checked.
+            return &mut self.filters[i];
+        }
+        self.filter_slow(id)
+    }
+
+    /// [`Summary::filter_mut`] for an id beyond the dense slots so far.
+    #[cold]
+    #[inline(never)]
+    fn filter_slow(&mut self, id: FilterId) -> &mut FilterCounts {
         let slot = usize::try_from(id.0)
             .ok()
             .filter(|_| id.0 <= DENSE_FILTER_IDS);
