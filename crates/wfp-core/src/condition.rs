@@ -128,24 +128,27 @@ impl Condition {
     /// Validates `spec` against `layer` (§8.5): the field must exist there, the value's type must fit
     /// the field's type (no implicit conversion), and the match type must be defined for it.
     pub fn bind(layer: &LayerDef, spec: &ConditionSpec) -> Result<Self, FwpError> {
-        let field_name = catalogue::condition(spec.field)
-            .map_or("?", |c| c.name)
-            .to_string();
+        // Built only for an error (issue 15, B2: one allocation per condition of every add).
+        let field_name = || {
+            catalogue::condition(spec.field)
+                .map_or("?", |c| c.name)
+                .to_string()
+        };
         let index = layer
             .field_index(spec.field)
             .ok_or_else(|| FwpError::ConditionNotFound {
-                field: field_name.clone(),
+                field: field_name(),
                 layer: layer.name.to_string(),
             })?;
         let field_type = layer.fields[index].data_type;
         let mt = spec.match_type;
         let mismatch = |got: DataType| FwpError::TypeMismatch {
-            field: field_name.clone(),
+            field: field_name(),
             expected: field_type.name(),
             got: got.name(),
         };
         let match_mismatch = |t: DataType| FwpError::MatchTypeMismatch {
-            field: field_name.clone(),
+            field: field_name(),
             match_type: mt.name(),
             data_type: t.name(),
         };
@@ -186,7 +189,8 @@ impl Condition {
                 }
                 if *prefix_len > 128 {
                     return Err(FwpError::InvalidParameter(format!(
-                        "{field_name}: IPv6 prefix length {prefix_len} > 128"
+                        "{}: IPv6 prefix length {prefix_len} > 128",
+                        field_name()
                     )));
                 }
                 if !matches!(mt, MatchType::Equal | MatchType::NotEqual) {
@@ -206,7 +210,7 @@ impl Condition {
                     return Err(match_mismatch(field_type));
                 }
                 if lo.compare(hi) == Some(std::cmp::Ordering::Greater) {
-                    return Err(FwpError::InvalidRange(field_name));
+                    return Err(FwpError::InvalidRange(field_name()));
                 }
             }
         }
