@@ -331,15 +331,35 @@ pub struct ConditionSet {
 impl ConditionSet {
     /// Groups validated conditions.
     pub fn new(conditions: Vec<Condition>) -> Self {
-        let mut groups = Vec::new();
-        for (i, c) in conditions.iter().enumerate() {
-            if i == 0 || conditions[i - 1].field_index != c.field_index {
-                groups.push(u16::try_from(i).unwrap_or(u16::MAX));
+        let starts = conditions.iter().enumerate().filter_map(|(i, c)| {
+            let first = i == 0 || conditions[i - 1].field_index != c.field_index;
+            first.then(|| u16::try_from(i).unwrap_or(u16::MAX))
+        });
+        // Straight into the shared slice when few (issue 15, B2: a growing vector, then its
+        // copy, for every added filter).
+        let mut few = [0u16; 16];
+        let mut n = 0usize;
+        let mut more = false;
+        for g in starts.clone() {
+            match few.get_mut(n) {
+                Some(slot) => {
+                    *slot = g;
+                    n += 1;
+                }
+                None => {
+                    more = true;
+                    break;
+                }
             }
         }
+        let groups: Arc<[u16]> = if more {
+            starts.collect()
+        } else {
+            Arc::from(few.get(..n).unwrap_or(&[]))
+        };
         Self {
             conditions: conditions.into(),
-            groups: groups.into(),
+            groups,
         }
     }
 
