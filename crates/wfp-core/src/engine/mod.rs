@@ -142,9 +142,10 @@ pub(crate) struct LayerView {
 /// the catalogue.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
-    /// Per run-time layer id: its policy (`None` while it holds no filter) and its generation
-    /// ([`Engine::layer_generation`]) — one table, so a commit copies one vector.
-    layers: Vec<(Option<Arc<LayerView>>, u64)>,
+    /// Per run-time layer id: its policy, `None` while it holds no filter.
+    layers: Vec<Option<Arc<LayerView>>>,
+    /// Per run-time layer id: the layer's generation ([`Engine::layer_generation`]).
+    generations: Vec<u64>,
     /// Bit `i` set when layer `i` holds at least one filter.
     pub(crate) nonempty: u128,
     /// Incremented by every commit that changed filters.
@@ -154,8 +155,10 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     /// The snapshot of `layers` (a view per run-time layer id, with its generation).
     pub(crate) fn new(layers: Vec<(Option<Arc<LayerView>>, u64)>, epoch: u64) -> Self {
+        let (layers, generations) = layers.into_iter().unzip();
         let mut s = Self {
             layers,
+            generations,
             nonempty: 0,
             epoch,
         };
@@ -167,7 +170,7 @@ impl Snapshot {
 
     /// Recomputes bit `i` of `nonempty` (an empty view is stored as `None`).
     fn set_nonempty(&mut self, i: usize) {
-        let Some((slot, _)) = self.layers.get_mut(i) else {
+        let Some(slot) = self.layers.get_mut(i) else {
             return;
         };
         if slot.as_ref().is_some_and(|v| v.sublayers.is_empty()) {
@@ -186,17 +189,17 @@ impl Snapshot {
     /// The policy of layer `i` (`None`: no filter, or no such layer).
     #[inline]
     pub(crate) fn layer(&self, i: usize) -> Option<&LayerView> {
-        self.layers.get(i)?.0.as_deref()
+        self.layers.get(i)?.as_deref()
     }
 
     /// The generation of layer `i` (0 for no such layer).
     pub(crate) fn generation(&self, i: usize) -> u64 {
-        self.layers.get(i).map_or(0, |l| l.1)
+        self.generations.get(i).copied().unwrap_or(0)
     }
 
     /// The non-empty layers.
     pub(crate) fn views(&self) -> impl Iterator<Item = &LayerView> + '_ {
-        self.layers.iter().filter_map(|(l, _)| l.as_deref())
+        self.layers.iter().flatten().map(|l| &**l)
     }
 
     /// This snapshot with the views of the layers in `changed` (id, new view, new generation)
@@ -207,12 +210,14 @@ impl Snapshot {
     ) -> Self {
         let mut next = Self {
             layers: self.layers.clone(),
+            generations: self.generations.clone(),
             nonempty: self.nonempty,
             epoch: self.epoch + 1,
         };
         for (i, view, generation) in changed {
-            if let Some(slot) = next.layers.get_mut(i) {
-                *slot = (Some(Arc::new(view)), generation);
+            if let (Some(slot), Some(g)) = (next.layers.get_mut(i), next.generations.get_mut(i)) {
+                *slot = Some(Arc::new(view));
+                *g = generation;
             }
             next.set_nonempty(i);
         }
