@@ -128,24 +128,27 @@ impl Condition {
     /// Validates `spec` against `layer` (§8.5): the field must exist there, the value's type must fit
     /// the field's type (no implicit conversion), and the match type must be defined for it.
     pub fn bind(layer: &LayerDef, spec: &ConditionSpec) -> Result<Self, FwpError> {
-        let field_name = catalogue::condition(spec.field)
-            .map_or("?", |c| c.name)
-            .to_string();
+        // Built only for an error (issue 15, B2: one allocation per condition of every add).
+        let field_name = || {
+            catalogue::condition(spec.field)
+                .map_or("?", |c| c.name)
+                .to_string()
+        };
         let index = layer
             .field_index(spec.field)
             .ok_or_else(|| FwpError::ConditionNotFound {
-                field: field_name.clone(),
+                field: field_name(),
                 layer: layer.name.to_string(),
             })?;
         let field_type = layer.fields[index].data_type;
         let mt = spec.match_type;
         let mismatch = |got: DataType| FwpError::TypeMismatch {
-            field: field_name.clone(),
+            field: field_name(),
             expected: field_type.name(),
             got: got.name(),
         };
         let match_mismatch = |t: DataType| FwpError::MatchTypeMismatch {
-            field: field_name.clone(),
+            field: field_name(),
             match_type: mt.name(),
             data_type: t.name(),
         };
@@ -186,7 +189,8 @@ impl Condition {
                 }
                 if *prefix_len > 128 {
                     return Err(FwpError::InvalidParameter(format!(
-                        "{field_name}: IPv6 prefix length {prefix_len} > 128"
+                        "{}: IPv6 prefix length {prefix_len} > 128",
+                        field_name()
                     )));
                 }
                 if !matches!(mt, MatchType::Equal | MatchType::NotEqual) {
@@ -206,7 +210,7 @@ impl Condition {
                     return Err(match_mismatch(field_type));
                 }
                 if lo.compare(hi) == Some(std::cmp::Ordering::Greater) {
-                    return Err(FwpError::InvalidRange(field_name));
+                    return Err(FwpError::InvalidRange(field_name()));
                 }
             }
         }
@@ -327,15 +331,35 @@ pub struct ConditionSet {
 impl ConditionSet {
     /// Groups validated conditions.
     pub fn new(conditions: Vec<Condition>) -> Self {
-        let mut groups = Vec::new();
-        for (i, c) in conditions.iter().enumerate() {
-            if i == 0 || conditions[i - 1].field_index != c.field_index {
-                groups.push(u16::try_from(i).unwrap_or(u16::MAX));
+        let starts = conditions.iter().enumerate().filter_map(|(i, c)| {
+            let first = i == 0 || conditions[i - 1].field_index != c.field_index;
+            first.then(|| u16::try_from(i).unwrap_or(u16::MAX))
+        });
+        // Straight into the shared slice when few (issue 15, B2: a growing vector, then its
+        // copy, for every added filter).
+        let mut few = [0u16; 16];
+        let mut n = 0usize;
+        let mut more = false;
+        for g in starts.clone() {
+            match few.get_mut(n) {
+                Some(slot) => {
+                    *slot = g;
+                    n += 1;
+                }
+                None => {
+                    more = true;
+                    break;
+                }
             }
         }
+        let groups: Arc<[u16]> = if more {
+            starts.collect()
+        } else {
+            Arc::from(few.get(..n).unwrap_or(&[]))
+        };
         Self {
             conditions: conditions.into(),
-            groups: groups.into(),
+            groups,
         }
     }
 

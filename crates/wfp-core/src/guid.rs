@@ -49,9 +49,34 @@ impl Guid {
     /// A deterministic GUID derived from a name, for objects a policy file names without a key.
     /// (FNV-1a over the name, two rounds; version nibble 8 marks it as "name-derived, project-local".)
     pub fn from_name(namespace: &str, name: &str) -> Self {
+        Self::from_name_bytes(namespace, [name.as_bytes()])
+    }
+
+    /// [`Guid::from_name`] of `"{name}#{number}"`, without building that string (issue 15, B2:
+    /// the key of every filter added without one).
+    pub fn from_name_numbered(namespace: &str, name: &str, number: u64) -> Self {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = number;
+        loop {
+            at -= 1;
+            if let Some(d) = digits.get_mut(at) {
+                *d = b'0' + (n % 10) as u8;
+            }
+            n /= 10;
+            if n == 0 || at == 0 {
+                break;
+            }
+        }
+        let digits = digits.get(at..).unwrap_or(&[]);
+        Self::from_name_bytes(namespace, [name.as_bytes(), b"#", digits])
+    }
+
+    fn from_name_bytes<const N: usize>(namespace: &str, name: [&[u8]; N]) -> Self {
         let mut h1: u64 = 0xcbf2_9ce4_8422_2325;
         let mut h2: u64 = 0x8422_2325_cbf2_9ce4;
-        for b in namespace.bytes().chain([0u8]).chain(name.bytes()) {
+        let bytes = name.into_iter().flat_map(|p| p.iter().copied());
+        for b in namespace.bytes().chain([0u8]).chain(bytes) {
             h1 = (h1 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
             h2 = (h2 ^ u64::from(b))
                 .wrapping_mul(0x0000_0100_0000_01b3)
@@ -141,6 +166,19 @@ impl fmt::Debug for Guid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The numbered form hashes exactly the bytes of `"{name}#{number}"`.
+    #[test]
+    fn numbered_name_equals_formatted_name() {
+        for n in [0u64, 1, 9, 10, 12_345, u64::MAX] {
+            for name in ["", "f", "classbench-7"] {
+                assert_eq!(
+                    Guid::from_name_numbered("filter", name, n),
+                    Guid::from_name("filter", &format!("{name}#{n}"))
+                );
+            }
+        }
+    }
 
     #[test]
     fn round_trips_text_and_windows_layout() {

@@ -798,7 +798,7 @@ impl Transaction<'_> {
         let weight = effective_weight(spec.weight, &conditions)?;
         let id = FilterId(m.next_filter_id);
         let key = if spec.key.is_null() {
-            Guid::from_name("filter", &format!("{}#{}", spec.name, id.0))
+            Guid::from_name_numbered("filter", &spec.name, id.0)
         } else {
             spec.key
         };
@@ -996,12 +996,20 @@ impl Transaction<'_> {
                     views.push((i, view, generation));
                 }
                 let next = current.with_layers(views);
-                let changed: Vec<LayerId> = self.dirty.iter().copied().collect();
-                engine.observe_commit(super::CommitPhase::Publishing { layers: &changed });
+                drop(current);
+                // The observer is read once, and the changed layers listed only for one (issue
+                // 15, B2: a single-filter commit allocates as little as it can).
+                let observer = engine.commit_observer.lock().clone();
+                if let Some(o) = &observer {
+                    let changed: Vec<LayerId> = self.dirty.iter().copied().collect();
+                    o(engine, super::CommitPhase::Publishing { layers: &changed });
+                }
                 let epoch = next.epoch;
                 engine.snapshot.store(Arc::new(next));
                 engine.note_published(epoch);
-                engine.observe_commit(super::CommitPhase::Published);
+                if let Some(o) = &observer {
+                    o(engine, super::CommitPhase::Published);
+                }
             }
             if self.boottime_changed {
                 m.publish_boottime(engine);
@@ -1010,10 +1018,9 @@ impl Transaction<'_> {
             drop(m);
         }
         self.undo.clear();
-        let deleted_ids: Vec<FilterId> = self.deleted.iter().map(|f| f.filter_id).collect();
         for f in std::mem::take(&mut self.added) {
             let Some(cid) = f.callout_id else { continue };
-            if deleted_ids.contains(&f.filter_id) {
+            if self.deleted.iter().any(|d| d.filter_id == f.filter_id) {
                 continue; // added and deleted in this transaction: it never became active
             }
             let wants = engine

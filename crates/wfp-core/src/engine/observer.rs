@@ -29,13 +29,6 @@ impl Engine {
     pub fn set_commit_observer(&self, observer: Option<CommitObserver>) {
         *self.commit_observer.lock() = observer;
     }
-
-    pub(crate) fn observe_commit(&self, phase: CommitPhase<'_>) {
-        let observer = self.commit_observer.lock().clone();
-        if let Some(o) = observer {
-            o(self, phase);
-        }
-    }
 }
 
 #[cfg(test)]

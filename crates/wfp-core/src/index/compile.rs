@@ -469,11 +469,54 @@ pub(super) struct Compiled {
     pub(super) residual: u16,
 }
 
-/// One constrained field's boxes over its one or two dimensions.
-type FieldBoxes = Vec<[(u64, u64); 2]>;
+/// One constrained field's boxes over its one or two dimensions: inline up to [`INLINE_BOXES`]
+/// (a group of one condition: one interval or a complement's two; an IPv6 prefix is one box), on
+/// the heap past that (wide OR groups, IPv6 ranges and complements).
+#[derive(Debug)]
+struct FieldBoxes {
+    inline: [[(u64, u64); 2]; INLINE_BOXES],
+    n: usize,
+    heap: Vec<[(u64, u64); 2]>,
+}
+
+const INLINE_BOXES: usize = 2;
+
+impl FieldBoxes {
+    fn new() -> Self {
+        Self {
+            inline: [[(0, 0); 2]; INLINE_BOXES],
+            n: 0,
+            heap: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, b: [(u64, u64); 2]) {
+        if self.heap.is_empty() {
+            if let Some(slot) = self.inline.get_mut(self.n) {
+                *slot = b;
+                self.n += 1;
+                return;
+            }
+            self.heap.extend_from_slice(&self.inline);
+        }
+        self.heap.push(b);
+    }
+
+    fn as_slice(&self) -> &[[(u64, u64); 2]] {
+        if self.heap.is_empty() {
+            self.inline.get(..self.n).unwrap_or(&[])
+        } else {
+            &self.heap
+        }
+    }
+}
+
+/// A constrained field in [`compile`]: its first dimension, its group, its boxes.
+type Field = (usize, usize, FieldBoxes);
 
 /// Compiles one filter's conditions against `space` (a blob its dictionary lacks leaves its group
-/// residual).
+/// residual). Allocates only the result (issue 15, B2: a dozen small vectors per filter were
+/// about 3,000 instructions of every added filter and of every filter a spill or build compiles).
 pub(super) fn compile(space: &Space, conditions: &[Condition]) -> Compiled {
     let dims = space.dims.as_slice();
     // Group `gi` becomes residual: the candidates' check must cover it.
@@ -481,10 +524,12 @@ pub(super) fn compile(space: &Space, conditions: &[Condition]) -> Compiled {
     let mut mark = |gi: usize| {
         residual |= if gi < 15 { 1 << gi } else { 0 };
     };
-    // Per constrained field: its first dimension, its group, and its boxes over its 1 or 2
-    // dimensions.
-    let mut fields: Vec<(usize, usize, FieldBoxes)> = Vec::new();
-    let mut done: Vec<usize> = Vec::new();
+    // Each field of an indexable group has its own dimensions, and a field has one such group:
+    // at most MAX_DIMS of either.
+    let mut fields: [Option<Field>; MAX_DIMS] = [const { None }; MAX_DIMS];
+    let mut nfields = 0usize;
+    let mut done = [usize::MAX; MAX_DIMS];
+    let mut ndone = 0usize;
     let mut any_residual = false;
     for (gi, g) in groups(conditions).enumerate() {
         let Some(first) = g.first() else { continue };
@@ -494,40 +539,27 @@ pub(super) fn compile(space: &Space, conditions: &[Condition]) -> Compiled {
             any_residual = true;
             continue;
         };
-        if done.contains(&field) {
+        if done.iter().take(ndone).any(|&f| f == field) {
             // A second group on the same field (non-consecutive conditions): AND-ed, residual.
             mark(gi);
             any_residual = true;
             continue;
         }
         let kind = dims.get(d0).map_or(FieldKind::U8, |d| d.kind);
-        let mut set: Vec<(u128, u128)> = Vec::new();
-        let mut indexable = true;
-        for c in g {
-            match intervals(c, kind, &space.blobs) {
-                Some(iv) if set.is_empty() => set = iv,
-                Some(iv) => set.extend(iv),
-                None => {
-                    indexable = false;
-                    break;
-                }
-            }
-        }
-        if !indexable {
+        // Filled in place (no copy of the inline boxes).
+        let Some(slot) = fields.get_mut(nfields) else {
+            mark(gi);
+            any_residual = true;
+            continue;
+        };
+        let (_, _, boxes) = slot.insert((d0, gi, FieldBoxes::new()));
+        if group_boxes(g, kind, &space.blobs, boxes).is_none() {
+            *slot = None;
             mark(gi);
             any_residual = true;
             continue;
         }
-        done.push(field);
-        let set = merge(set);
-        let boxes: FieldBoxes = if kind == FieldKind::V6 {
-            set.iter().flat_map(|&(lo, hi)| v6_boxes(lo, hi)).collect()
-        } else {
-            set.iter()
-                .map(|&(lo, hi)| [(lo as u64, hi as u64), (0, 0)])
-                .collect()
-        };
-        if boxes.is_empty() {
+        if boxes.as_slice().is_empty() {
             // An indexable group that no value satisfies: the filter never matches.
             return Compiled {
                 boxes: Vec::new(),
@@ -536,76 +568,105 @@ pub(super) fn compile(space: &Space, conditions: &[Condition]) -> Compiled {
                 residual: 0,
             };
         }
-        fields.push((d0, gi, boxes));
+        nfields += 1;
+        if let Some(slot) = done.get_mut(ndone) {
+            *slot = field;
+            ndone += 1;
+        }
     }
+    let fields = fields.get_mut(..nfields).unwrap_or(&mut []);
     // Bound the cross product: the widest OR groups become residual.
-    loop {
+    let product = loop {
         let product = fields
             .iter()
-            .try_fold(1usize, |acc, (_, _, b)| acc.checked_mul(b.len()))
+            .flatten()
+            .try_fold(1usize, |acc, (_, _, b)| acc.checked_mul(b.as_slice().len()))
             .unwrap_or(usize::MAX);
         if product <= MAX_BOXES_PER_FILTER {
-            break;
+            break product;
         }
         let widest = fields
-            .iter()
-            .enumerate()
-            .max_by_key(|(_, (_, _, b))| b.len())
-            .map(|(i, _)| i);
-        match widest {
-            Some(i) => {
-                let (_, gi, _) = fields.swap_remove(i);
+            .iter_mut()
+            .filter(|f| f.is_some())
+            .max_by_key(|f| f.as_ref().map_or(0, |(_, _, b)| b.as_slice().len()));
+        match widest.and_then(Option::take) {
+            Some((_, gi, _)) => {
                 mark(gi);
                 any_residual = true;
             }
-            None => break,
+            None => break 1,
         }
-    }
-    let mut full = [(0u64, 0u64); MAX_DIMS];
-    for (slot, d) in full.iter_mut().zip(dims) {
-        *slot = (0, d.max());
-    }
-    let mut boxes = vec![full];
+    };
     let mut required = 0u16;
-    for (d0, _, fboxes) in &fields {
+    for (d0, _, _) in fields.iter().flatten() {
         let n = dims.get(*d0).map_or(1, |d| d.kind.dims());
         for k in 0..n {
             required |= 1 << (d0 + k);
         }
-        if let [fb] = fboxes.as_slice() {
-            // One box (the common case): in place.
-            for b in &mut boxes {
-                for (k, iv) in fb.iter().take(n).enumerate() {
-                    if let Some(slot) = b.get_mut(d0 + k) {
-                        *slot = *iv;
-                    }
+    }
+    // Box `b` of the cross product takes, per field, box `digit` of the field's boxes, the last
+    // field's digit varying fastest.
+    let mut out = Vec::with_capacity(product * dims.len());
+    for b in 0..product {
+        let mut bx = [(0u64, 0u64); MAX_DIMS];
+        for (slot, d) in bx.iter_mut().zip(dims) {
+            *slot = (0, d.max());
+        }
+        let mut rest = b;
+        for (d0, _, fboxes) in fields.iter().rev().flatten() {
+            let fb = fboxes.as_slice();
+            let len = fb.len().max(1);
+            let Some(pick) = fb.get(rest % len) else {
+                continue;
+            };
+            rest /= len;
+            let n = dims.get(*d0).map_or(1, |d| d.kind.dims());
+            for (k, iv) in pick.iter().take(n).enumerate() {
+                if let Some(slot) = bx.get_mut(d0 + k) {
+                    *slot = *iv;
                 }
             }
-            continue;
         }
-        let mut next = Vec::with_capacity(boxes.len() * fboxes.len());
-        for b in &boxes {
-            for fb in fboxes {
-                let mut nb = *b;
-                for (k, iv) in fb.iter().take(n).enumerate() {
-                    if let Some(slot) = nb.get_mut(d0 + k) {
-                        *slot = *iv;
-                    }
-                }
-                next.push(nb);
-            }
-        }
-        boxes = next;
+        out.extend(bx.iter().take(dims.len()).copied());
     }
     Compiled {
-        boxes: boxes
-            .iter()
-            .flat_map(|b| b.iter().take(dims.len()).copied())
-            .collect(),
+        boxes: out,
         required,
         verify: any_residual,
         residual,
     }
+}
+
+/// The boxes of an OR group of conditions on a field of `kind`; `None` when some condition is not
+/// exactly an interval set. A group of one condition needs no allocation.
+fn group_boxes(
+    g: &[Condition],
+    kind: FieldKind,
+    blobs: &Blobs,
+    out: &mut FieldBoxes,
+) -> Option<()> {
+    let mut push = |lo: u128, hi: u128| {
+        if kind == FieldKind::V6 {
+            v6_boxes(lo, hi, out);
+        } else {
+            out.push([(lo as u64, hi as u64), (0, 0)]);
+        }
+    };
+    if let [c] = g {
+        // One condition's intervals are already sorted, disjoint and non-adjacent.
+        for &(lo, hi) in intervals(c, kind, blobs)?.as_slice() {
+            push(lo, hi);
+        }
+    } else {
+        let mut set: Vec<(u128, u128)> = Vec::new();
+        for c in g {
+            set.extend_from_slice(intervals(c, kind, blobs)?.as_slice());
+        }
+        for (lo, hi) in merge(set) {
+            push(lo, hi);
+        }
+    }
+    Some(())
 }
 
 /// The groups of a condition list: runs of consecutive conditions on the same field (the same
@@ -626,14 +687,14 @@ pub(crate) fn group_intervals(group: &[Condition], t: DataType) -> Option<Vec<(u
     }
     let mut all = Vec::new();
     for c in group {
-        all.extend(intervals(c, kind, &Blobs::default())?);
+        all.extend_from_slice(intervals(c, kind, &Blobs::default())?.as_slice());
     }
     Some(merge(all))
 }
 
 /// The exact set of `kind`-typed keys a condition accepts, as inclusive intervals; `None` when the
 /// condition is not exactly an interval set over typed values (it then stays residual).
-fn intervals(c: &Condition, kind: FieldKind, blobs: &Blobs) -> Option<Vec<(u128, u128)>> {
+fn intervals(c: &Condition, kind: FieldKind, blobs: &Blobs) -> Option<Ivs> {
     // Blobs through the dictionary: only members have exact keys (see [`Blobs`]).
     let key = |v: &Value| match (kind, v) {
         (FieldKind::Blob, Value::ByteBlob(b)) => blobs.member(b).map(u128::from),
@@ -641,38 +702,43 @@ fn intervals(c: &Condition, kind: FieldKind, blobs: &Blobs) -> Option<Vec<(u128,
         _ => kind.key(v),
     };
     let max = kind.max();
-    let complement = |lo: u128, hi: u128| -> Vec<(u128, u128)> {
-        let mut out = Vec::with_capacity(2);
+    let complement = |lo: u128, hi: u128| -> Ivs {
+        let mut out = Ivs::default();
         if lo > 0 {
-            out.push((0, lo - 1));
+            out.push(0, lo - 1);
         }
         if hi < max {
-            out.push((hi + 1, max));
+            out.push(hi + 1, max);
         }
+        out
+    };
+    let one = |lo: u128, hi: u128| {
+        let mut out = Ivs::default();
+        out.push(lo, hi);
         out
     };
     match &c.value {
         ConditionValue::Value(v) => {
             let k = key(v)?;
             Some(match c.match_type {
-                MatchType::Equal => vec![(k, k)],
+                MatchType::Equal => one(k, k),
                 MatchType::NotEqual => complement(k, k),
                 MatchType::Greater => {
                     if k < max {
-                        vec![(k + 1, max)]
+                        one(k + 1, max)
                     } else {
-                        Vec::new()
+                        Ivs::default()
                     }
                 }
-                MatchType::GreaterOrEqual => vec![(k, max)],
+                MatchType::GreaterOrEqual => one(k, max),
                 MatchType::Less => {
                     if k > 0 {
-                        vec![(0, k - 1)]
+                        one(0, k - 1)
                     } else {
-                        Vec::new()
+                        Ivs::default()
                     }
                 }
-                MatchType::LessOrEqual => vec![(0, k)],
+                MatchType::LessOrEqual => one(0, k),
                 _ => return None,
             })
         }
@@ -681,7 +747,11 @@ fn intervals(c: &Condition, kind: FieldKind, blobs: &Blobs) -> Option<Vec<(u128,
                 return None;
             }
             let (lo, hi) = (key(lo)?, key(hi)?);
-            Some(if lo <= hi { vec![(lo, hi)] } else { Vec::new() })
+            Some(if lo <= hi {
+                one(lo, hi)
+            } else {
+                Ivs::default()
+            })
         }
         ConditionValue::V4AddrMask { addr, mask } => {
             if kind != FieldKind::U32 || mask.leading_ones() + mask.trailing_zeros() != 32 {
@@ -691,7 +761,7 @@ fn intervals(c: &Condition, kind: FieldKind, blobs: &Blobs) -> Option<Vec<(u128,
             let hi = u128::from((addr & mask) | !mask);
             Some(match c.match_type {
                 MatchType::NotEqual => complement(lo, hi),
-                _ => vec![(lo, hi)],
+                _ => one(lo, hi),
             })
         }
         ConditionValue::V6AddrMask { addr, prefix_len } => {
@@ -704,9 +774,30 @@ fn intervals(c: &Condition, kind: FieldKind, blobs: &Blobs) -> Option<Vec<(u128,
             let (lo, hi) = (a & !host, a | host);
             Some(match c.match_type {
                 MatchType::NotEqual => complement(lo, hi),
-                _ => vec![(lo, hi)],
+                _ => one(lo, hi),
             })
         }
+    }
+}
+
+/// The keys one condition accepts: at most two intervals (one, or a complement's two), sorted,
+/// disjoint and non-adjacent — kept inline (issue 15, B2: no allocation per condition).
+#[derive(Clone, Copy, Debug, Default)]
+struct Ivs {
+    iv: [(u128, u128); 2],
+    n: usize,
+}
+
+impl Ivs {
+    fn push(&mut self, lo: u128, hi: u128) {
+        if let Some(slot) = self.iv.get_mut(self.n) {
+            *slot = (lo, hi);
+            self.n += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[(u128, u128)] {
+        self.iv.get(..self.n).unwrap_or(&[])
     }
 }
 
@@ -732,31 +823,31 @@ fn merge(mut set: Vec<(u128, u128)>) -> Vec<(u128, u128)> {
     set
 }
 
-/// A 128-bit interval as at most three boxes over (high 64 bits, low 64 bits).
-fn v6_boxes(lo: u128, hi: u128) -> Vec<[(u64, u64); 2]> {
+/// A 128-bit interval as at most three boxes over (high 64 bits, low 64 bits), pushed to `out`.
+fn v6_boxes(lo: u128, hi: u128, out: &mut FieldBoxes) {
     let (lh, ll) = ((lo >> 64) as u64, lo as u64);
     let (hh, hl) = ((hi >> 64) as u64, hi as u64);
     if lh == hh {
-        return vec![[(lh, lh), (ll, hl)]];
+        out.push([(lh, lh), (ll, hl)]);
+        return;
     }
-    let mut out = Vec::with_capacity(3);
     if ll == 0 {
         // The first high value is covered completely: fold it into the middle run.
         if hl == u64::MAX {
-            return vec![[(lh, hh), (0, u64::MAX)]];
+            out.push([(lh, hh), (0, u64::MAX)]);
+            return;
         }
         out.push([(lh, hh - 1), (0, u64::MAX)]);
         out.push([(hh, hh), (0, hl)]);
-        return out;
+        return;
     }
     out.push([(lh, lh), (ll, u64::MAX)]);
     if hl == u64::MAX {
         out.push([(lh + 1, hh), (0, u64::MAX)]);
-        return out;
+        return;
     }
     if lh + 1 < hh {
         out.push([(lh + 1, hh - 1), (0, u64::MAX)]);
     }
     out.push([(hh, hh), (0, hl)]);
-    out
 }

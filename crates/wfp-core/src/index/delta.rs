@@ -168,20 +168,21 @@ impl Packed {
         self.data.get(..self.n).unwrap_or(&[])
     }
 
-    /// A copy with boxes `from..to` replaced by `rows` (per box, its words in section order).
-    fn splice(&self, from: usize, to: usize, rows: &[Vec<u64>]) -> Self {
-        let n = self.n - (to - from) + rows.len();
-        let mut data = Vec::with_capacity(n * self.sections().sum::<usize>());
-        let (mut start, mut first) = (0usize, 0usize);
+    /// Words per box (all sections).
+    fn row_words(&self) -> usize {
+        self.sections().sum()
+    }
+
+    /// A copy without boxes `from..to`.
+    fn cut(&self, from: usize, to: usize) -> Self {
+        let n = self.n - (to - from);
+        let mut data = Vec::with_capacity(n * self.row_words());
+        let mut start = 0usize;
         for w in self.sections() {
             let sec = self.data.get(start..start + self.n * w).unwrap_or(&[]);
             data.extend_from_slice(sec.get(..from * w).unwrap_or(&[]));
-            for r in rows {
-                data.extend_from_slice(r.get(first..first + w).unwrap_or(&[]));
-            }
             data.extend_from_slice(sec.get(to * w..).unwrap_or(&[]));
             start += self.n * w;
-            first += w;
         }
         Self { data, n, ..*self }
     }
@@ -193,48 +194,69 @@ impl Packed {
         }
     }
 
-    /// The boxes of a filter inserted as number `at` (the later ones move up by one).
-    fn insert(&mut self, at: u32, boxes: &[(u64, u64)]) {
+    /// A copy with the boxes of a filter inserted as number `at` (the later ones move up by one).
+    /// One allocation: the commit that copies a chunk builds its new columns here directly.
+    fn inserted(&self, at: u32, boxes: &[(u64, u64)]) -> Self {
         let nd = usize::from(self.ncols);
         if nd == 0 {
-            return;
+            return self.clone();
         }
         let b = self.owners().partition_point(|&o| o < u64::from(at));
-        let rows: Vec<Vec<u64>> = boxes
-            .chunks_exact(nd.max(1))
-            .map(|bx| {
-                let mut row = vec![u64::from(at)];
-                for &(d, w) in self.cols.iter().take(nd) {
-                    let (lo, hi) = bx.get(usize::from(d)).copied().unwrap_or((0, 0));
-                    if w == 1 {
-                        row.push(lo | (hi - lo) << 32);
-                    } else {
-                        row.extend([lo, hi - lo]);
-                    }
+        let k = boxes.len() / nd;
+        let n = self.n + k;
+        let mut data = Vec::with_capacity(n * self.row_words());
+        // The owners, then each column: the boxes before `b`, the new ones, the rest.
+        let owners = self.owners();
+        data.extend_from_slice(owners.get(..b).unwrap_or(&[]));
+        data.extend(std::iter::repeat_n(u64::from(at), k));
+        data.extend(owners.get(b..).unwrap_or(&[]).iter().map(|o| o + 1));
+        let mut start = self.n;
+        for &(d, w) in self.cols.iter().take(nd) {
+            let w = usize::from(w);
+            let sec = self.data.get(start..start + self.n * w).unwrap_or(&[]);
+            data.extend_from_slice(sec.get(..b * w).unwrap_or(&[]));
+            for bx in boxes.chunks_exact(nd) {
+                let (lo, hi) = bx.get(usize::from(d)).copied().unwrap_or((0, 0));
+                if w == 1 {
+                    data.push(lo | (hi - lo) << 32);
+                } else {
+                    data.extend([lo, hi - lo]);
                 }
-                row
-            })
-            .collect();
-        let k = rows.len();
-        *self = self.splice(b, b, &rows);
-        self.shift_owners(b + k, 1);
+            }
+            data.extend_from_slice(sec.get(b * w..).unwrap_or(&[]));
+            start += self.n * w;
+        }
+        Self { data, n, ..*self }
+    }
+
+    /// The boxes of a filter inserted as number `at` (the later ones move up by one).
+    #[cfg(test)]
+    fn insert(&mut self, at: u32, boxes: &[(u64, u64)]) {
+        *self = self.inserted(at, boxes);
     }
 
     /// The boxes of filters `at..` (numbered from 0), taken out of `self`.
     fn split_off(&mut self, at: usize) -> Self {
         let b = self.owners().partition_point(|&o| o < at as u64);
-        let mut hi = self.splice(0, b, &[]);
+        let mut hi = self.cut(0, b);
         hi.shift_owners(0, -(at as i64));
-        *self = self.splice(b, self.n, &[]);
+        *self = self.cut(b, self.n);
         hi
     }
 
-    /// Drops the boxes of filter number `at` (the later ones move down by one).
-    fn remove(&mut self, at: u32) {
+    /// A copy without the boxes of filter number `at` (the later ones move down by one).
+    fn removed(&self, at: u32) -> Self {
         let b = self.owners().partition_point(|&o| o < u64::from(at));
         let e = self.owners().partition_point(|&o| o <= u64::from(at));
-        *self = self.splice(b, e, &[]);
-        self.shift_owners(b, -1);
+        let mut out = self.cut(b, e);
+        out.shift_owners(b, -1);
+        out
+    }
+
+    /// Drops the boxes of filter number `at` (the later ones move down by one).
+    #[cfg(test)]
+    fn remove(&mut self, at: u32) {
+        *self = self.removed(at);
     }
 
     /// The boxes among `b..b + n` (at most 64) containing `keys`, as a bit set.
@@ -370,23 +392,39 @@ struct Chunk {
 }
 
 impl Chunk {
-    /// Inserts `a` at `at` (`space`: the base's, `a` compiled on it); false when `a` is not
-    /// compiled.
-    fn insert(&mut self, at: usize, a: Arc<Added>, space: Option<&Space>) -> bool {
-        let packed = match (&a.compiled, u32::try_from(at)) {
+    /// A copy with `a` inserted at `at` (`space`: the base's, `a` compiled on it), and whether
+    /// `a` is compiled. Builds the new filter list and columns once (issue 15, B2: copying the
+    /// chunk, then splicing its columns, copied them twice per add).
+    fn with(&self, at: usize, a: Arc<Added>, space: Option<&Space>) -> (Self, bool) {
+        let (packed, compiled) = match (&a.compiled, u32::try_from(at)) {
             (Some(c), Ok(n)) => {
-                if self.packed.n == 0 {
-                    if let Some(sp) = space {
-                        self.packed = Packed::new(sp.dims.iter().map(|d| d.width));
+                let packed = match space {
+                    Some(sp) if self.packed.n == 0 => {
+                        Packed::new(sp.dims.iter().map(|d| d.width)).inserted(n, &c.boxes)
                     }
-                }
-                self.packed.insert(n, &c.boxes);
-                true
+                    _ => self.packed.inserted(n, &c.boxes),
+                };
+                (packed, true)
             }
-            _ => false,
+            _ => (self.packed.clone(), false),
         };
-        self.added.insert(at, a);
-        packed
+        let mut added = Vec::with_capacity(self.added.len() + 1);
+        added.extend_from_slice(self.added.get(..at).unwrap_or(&[]));
+        added.push(a);
+        added.extend_from_slice(self.added.get(at..).unwrap_or(&[]));
+        (Self { added, packed }, compiled)
+    }
+
+    /// A copy without filter `at` (a compiled one when `compiled`).
+    fn without(&self, at: usize, compiled: bool) -> Self {
+        let packed = match (compiled, u32::try_from(at)) {
+            (true, Ok(n)) => self.packed.removed(n),
+            _ => self.packed.clone(),
+        };
+        let mut added = Vec::with_capacity(self.added.len().saturating_sub(1));
+        added.extend_from_slice(self.added.get(..at).unwrap_or(&[]));
+        added.extend_from_slice(self.added.get(at + 1..).unwrap_or(&[]));
+        Self { added, packed }
     }
 }
 
@@ -476,22 +514,25 @@ impl Delta {
         if self.chunks.is_empty() {
             self.chunks.push(Arc::new(Chunk::default()));
         }
-        let Some(chunk) = self.chunks.get_mut(c) else {
+        let Some(slot) = self.chunks.get_mut(c) else {
             return;
         };
-        let chunk = Arc::make_mut(chunk);
-        let at = chunk
+        let at = slot
             .added
             .partition_point(|x| eval_order(&x.filter, &a.filter).is_lt());
-        if !chunk.insert(at, a, space) {
+        let (mut chunk, compiled) = slot.with(at, a, space);
+        if !compiled {
             self.raw = true;
         }
-        if chunk.added.len() > CHUNK_MAX {
+        let hi = (chunk.added.len() > CHUNK_MAX).then(|| {
             let half = chunk.added.len() / 2;
-            let hi = Chunk {
+            Chunk {
                 added: chunk.added.split_off(half),
                 packed: chunk.packed.split_off(half),
-            };
+            }
+        });
+        *slot = Arc::new(chunk);
+        if let Some(hi) = hi {
             self.chunks.insert(c + 1, Arc::new(hi));
         }
         self.restart();
@@ -545,16 +586,16 @@ impl Delta {
         }) else {
             return false;
         };
-        let Some(chunk) = self.chunks.get_mut(c) else {
+        let Some(slot) = self.chunks.get_mut(c) else {
             return false;
         };
-        let chunk = Arc::make_mut(chunk);
-        let a = chunk.added.remove(at);
-        if let (Some(_), Ok(n)) = (&a.compiled, u32::try_from(at)) {
-            chunk.packed.remove(n);
-        }
-        if chunk.added.is_empty() {
+        let Some(a) = slot.added.get(at).cloned() else {
+            return false;
+        };
+        if slot.added.len() == 1 {
             self.chunks.remove(c);
+        } else {
+            *slot = Arc::new(slot.without(at, a.compiled.is_some()));
         }
         self.fields.update(&a.filter, false);
         self.restart();
