@@ -78,13 +78,6 @@ impl Prune {
         self.sets.get(i).copied().unwrap_or(u64::MAX)
     }
 
-    /// The first word of [`Prune::tables`] (for indexes of at most 64 tables).
-    #[inline]
-    pub(super) fn first_word(&self, key: Option<u64>) -> u64 {
-        let id = usize::from(self.set_id(key));
-        self.sets.get(id).copied().unwrap_or(u64::MAX)
-    }
-
     #[inline]
     fn set_id(&self, key: Option<u64>) -> u16 {
         let Some(k) = key else {

@@ -363,7 +363,7 @@ pub(crate) fn profile(input: &Input) -> Result<(), String> {
     let matched = profile_lookups(&index, filters, &values);
     let p = probes(&index, filters, &values);
     println!(
-        "profile {}: {} filters, {} lookups ({matched} matched), {} tables, {:.1} bytes/filter; \
+        "profile {}: {} filters, {} lookups ({matched} matched), {} tables, {:.2} bytes/filter; \
          per lookup {:.2} tables probed, {:.2} slots read, {:.2} boxes checked",
         input.name,
         n,
