@@ -226,8 +226,8 @@ enum Inner {
     /// Scanned: too few filters, or none with an indexable condition.
     #[default]
     Scan,
-    /// The tuple index.
-    Tuples(TupleIndex),
+    /// The tuple index (boxed: its per-table arrays made it the one large variant).
+    Tuples(Box<TupleIndex>),
 }
 
 /// Where a walk over a sublayer's matches stands ([`SublayerIndex::next`]); start with
@@ -643,7 +643,7 @@ impl Base {
             return Self::scanned(filters);
         };
         match TupleIndex::build(space, &compiled, params) {
-            Some(index) => Self::with_inner(filters, Inner::Tuples(index)),
+            Some(index) => Self::with_inner(filters, Inner::Tuples(Box::new(index))),
             None => Self::scanned(filters),
         }
     }

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! A lookup finds its bucket by tag, then confirms it on the first record's key (`key_eq`: the
-//! table's masked key equals the record's masked `lo` on every stored dimension); every record of
+//! table's masked key equals the record's masked `lo` on every dimension the table keys on);
+//! every record of
 //! the bucket shares that key, so its boxes are then checked on their range dimensions only
 //! (`inside`), through readers that take no branch on the entry's kind (`Narrow`). At fw1_100k:
 //! 8–36 bytes a record (about 20 on average) and 4.5 of slots per bucket, instead of a 64-byte
@@ -171,6 +172,17 @@ impl Narrow {
     }
 }
 
+/// How to compare one keyed entry of a narrow record with the lookup's key: the record word
+/// `word`, shifted right by `shift`, equals the key under the table's mask of dimension `dim`
+/// (within the entry's bits: narrow keys fit 32 bits, an entry sharing its word with others has
+/// them above the dimension's width).
+#[derive(Clone, Copy, Debug, Default)]
+struct KeyCheck {
+    dim: u8,
+    word: u8,
+    shift: u8,
+}
+
 /// What a table stores of its boxes, per dimension it stores anything of.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Layout {
@@ -181,6 +193,11 @@ pub(super) struct Layout {
     /// The checked entries (narrow layouts; `nchecked` of them).
     checked_idx: [u8; MAX_DIMS],
     nchecked: u8,
+    /// The entries whose dimension the table keys on (narrow layouts; `nkeyed` of them). Only those tell a
+    /// bucket's records from another's (issue 15: `key_eq` read every entry, port ranges of
+    /// unkeyed dimensions included — ~150 instructions a lookup on ipc1_10k).
+    keyed: [KeyCheck; MAX_DIMS],
+    nkeyed: u8,
     /// Entries.
     n: u8,
     /// Per entry: the dimension.
@@ -253,7 +270,27 @@ impl Layout {
             l.words += 1;
         }
         l.readers_of();
+        l.keyed_of(masks);
         l
+    }
+
+    /// Marks the entries of a narrow layout whose dimension the table's `masks` key on.
+    fn keyed_of(&mut self, masks: &[u64; MAX_DIMS]) {
+        if !self.narrow {
+            return;
+        }
+        for r in self.readers.iter().take(usize::from(self.n)) {
+            if masks.get(usize::from(r.dim)).is_some_and(|&m| m != 0) {
+                if let Some(slot) = self.keyed.get_mut(usize::from(self.nkeyed)) {
+                    *slot = KeyCheck {
+                        dim: r.dim,
+                        word: r.lo_word,
+                        shift: r.lo_shift,
+                    };
+                    self.nkeyed += 1;
+                }
+            }
+        }
     }
 
     /// Fills the branch-free readers when every entry is at most 32 bits wide.
@@ -385,10 +422,11 @@ impl Layout {
     ) -> bool {
         let mut eq = true;
         if self.narrow {
-            for r in self.readers.iter().take(usize::from(self.n)) {
-                let d = usize::from(r.dim);
-                let m = masks.get(d).copied().unwrap_or(0);
-                eq &= (keys.get(d).copied().unwrap_or(0) ^ r.lo(rec)) & m == 0;
+            for c in self.keyed.iter().take(usize::from(self.nkeyed)) {
+                let d = usize::from(c.dim);
+                let w = rec.get(usize::from(c.word)).copied().unwrap_or(0);
+                let m = masks.get(d).copied().unwrap_or(0) as u32;
+                eq &= ((w >> c.shift) ^ keys.get(d).copied().unwrap_or(0) as u32) & m == 0;
             }
             return eq;
         }

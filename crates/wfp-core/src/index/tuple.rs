@@ -22,10 +22,13 @@
 //! A lookup does not probe every table:
 //! 1. for every dimension where it discriminates, a [`Prune`] map turns the key's leading bits into
 //!    the set of tables that can hold a box containing it; the AND over the dimensions gives the
-//!    candidate tables;
+//!    candidate tables (one 64-table word at a time, computed only when the search reaches it);
 //! 2. tables are numbered in order of their best (lowest) filter position, so candidates are
 //!    visited in that order and the search stops at the first table that cannot beat the best match
-//!    found — the answer is the first matching filter in evaluation order;
+//!    found — the answer is the first matching filter in evaluation order; what this and the
+//!    presence probe read of a table (positions, filter place, rotated masks: the keys are
+//!    rotated once per lookup, so a table's hash is an AND and an XOR per dimension) is one
+//!    cache line per table ([`Hot`]);
 //! 3. each table has a small presence filter (a blocked Bloom filter, about 8 bits per bucket,
 //!    cache-resident) consulted before its slots, so a candidate without the key rarely costs a
 //!    cache miss; when it lets one through, an inline table's probe still ends within about one
@@ -85,10 +88,45 @@ const ROT: [u32; MAX_DIMS] = [0, 32, 16, 48, 8, 40, 24, 56];
 /// slot tag.
 #[inline]
 fn hash(keys: &[u64; MAX_DIMS], masks: &[u64; MAX_DIMS]) -> u64 {
-    let mut h = 0u64;
-    for i in 0..MAX_DIMS {
-        h ^= (keys[i] & masks[i]).rotate_left(ROT[i]);
+    hash_rotated(&rotated(keys), &rotated(masks))
+}
+
+/// `words` with each dimension rotated by its [`ROT`].
+#[inline]
+fn rotated(words: &[u64; MAX_DIMS]) -> [u64; MAX_DIMS] {
+    let mut out = [0u64; MAX_DIMS];
+    for ((o, w), r) in out.iter_mut().zip(words).zip(ROT) {
+        *o = w.rotate_left(r);
     }
+    out
+}
+
+/// [`hash`] from the keys and masks rotated ([`rotated`]): `(k & m).rotate_left(r)` is
+/// `k.rotate_left(r) & m.rotate_left(r)`, so a lookup rotates its keys once and each candidate
+/// table ([`Hot::rot_masks`]) costs an AND and an XOR per dimension (vectorised), not a rotation too —
+/// hashing the keys once per candidate table was ~8% of a lookup's instructions (issue 15).
+#[inline]
+fn hash_rotated(keys: &[u64; MAX_DIMS], masks: &[u64; MAX_DIMS]) -> u64 {
+    let mut h = 0u64;
+    for (k, m) in keys.iter().zip(masks) {
+        h ^= k & m;
+    }
+    finish(h)
+}
+
+/// [`hash_rotated`] for a space of at most [`HOT_DIMS`] dimensions (the others' masks are 0).
+#[inline]
+fn hash_hot(keys: &[u64; MAX_DIMS], masks: &[u64; HOT_DIMS]) -> u64 {
+    let mut h = 0u64;
+    for (k, m) in keys.iter().zip(masks) {
+        h ^= k & m;
+    }
+    finish(h)
+}
+
+/// The mixing steps of [`hash`] after the rotated masked keys are XORed into `h`.
+#[inline]
+fn finish(mut h: u64) -> u64 {
     h = (h ^ (h >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let t = (h ^ (h >> 29)) >> 32;
     // An odd multiplier: the product's low 32 bits determine `t`, hence the product.
@@ -123,12 +161,6 @@ fn app_mix(h: u64, app: u64) -> u64 {
 #[derive(Debug)]
 struct Table {
     masks: [u64; MAX_DIMS],
-    /// Lowest and highest filter position stored in the table.
-    min_pos: u32,
-    max_pos: u32,
-    /// Presence filter: first word in [`TupleIndex::filter_bits`] and word-index mask.
-    filter_start: u32,
-    filter_mask: u32,
     /// Slots: first slot number in [`TupleIndex::slots`].
     slot_start: usize,
     /// Slots of the table (`slot = home(hash, cap)`, linear probing).
@@ -145,12 +177,42 @@ struct Table {
     /// `slots` of the table (see [`fill`]).
     inline: bool,
     stride: u8,
-    /// The presence filter also holds, for boxes of one exact application id that the table
-    /// does not key on, the bucket's hash mixed with that id ([`app_mix`]) instead of the plain
-    /// hash: a lookup probes both.
-    by_app: bool,
     /// What a record stores (`store.rs`).
     layout: Layout,
+}
+
+/// Dimensions whose rotated masks a [`Hot`] entry holds (an IPv4 5-tuple and one more).
+const HOT_DIMS: usize = 6;
+
+/// [`Hot::filter_mask`] bit: the table is *by application* — its presence filter also holds,
+/// for boxes of one exact application id that the table does not key on, the bucket's hash
+/// mixed with that id ([`app_mix`]) instead of the plain hash: a lookup probes both.
+const HOT_BY_APP: u32 = 1 << 31;
+
+/// What probing a candidate table reads until its presence filter lets the key through, in one
+/// cache line (a `Table` spans several, and the candidate loop read two of them per table; issue
+/// 15: about 3.5 candidate tables a lookup are turned away by their presence filter on ipc1_10k).
+#[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
+struct Hot {
+    /// Lowest and highest filter position stored in the table.
+    min_pos: u32,
+    max_pos: u32,
+    /// Presence filter: first word in [`TupleIndex::filter_bits`].
+    filter_start: u32,
+    /// The presence filter's word-index mask, [`HOT_BY_APP`] set when the table is by application.
+    filter_mask: u32,
+    /// The table's masks of the first [`HOT_DIMS`] dimensions, rotated for [`hash_hot`].
+    rot_masks: [u64; HOT_DIMS],
+}
+
+/// The first [`HOT_DIMS`] of `masks`, rotated ([`Hot::rot_masks`]).
+fn hot_masks(masks: &[u64; MAX_DIMS]) -> [u64; HOT_DIMS] {
+    let mut out = [0u64; HOT_DIMS];
+    for (h, m) in out.iter_mut().zip(&rotated(masks)) {
+        *h = *m;
+    }
+    out
 }
 
 /// The tuple-space index of one sublayer.
@@ -158,6 +220,10 @@ struct Table {
 pub(super) struct TupleIndex {
     space: Space,
     tables: Vec<Table>,
+    /// Per table, what the candidate loop reads first ([`Hot`], a cache line each).
+    hot: Vec<Hot>,
+    /// The space has more than [`HOT_DIMS`] dimensions: hashes rotate `Table::masks`.
+    wide: bool,
     /// Hash slots of all tables (`store.rs`: tag and first record of a bucket, or `EMPTY`).
     slots: Vec<u32>,
     /// Box records of all tables, by table, bucket and evaluation order (`store.rs`).
@@ -361,6 +427,7 @@ impl TupleIndex {
 
         let Filled {
             tables,
+            hot,
             slots,
             records,
             filter_bits,
@@ -414,8 +481,10 @@ impl TupleIndex {
         let app_dim = dims.iter().position(|d| d.kind == FieldKind::Blob);
         Some(Self {
             app_dim,
+            wide: dims.len() > HOT_DIMS,
             space,
             tables,
+            hot,
             slots,
             records,
             filter_bits,
@@ -452,20 +521,6 @@ impl TupleIndex {
         (r, c)
     }
 
-    /// The candidate tables for `keys` (absent dimensions per `present`): the AND of the pruning
-    /// maps' sets.
-    #[inline]
-    fn candidates(&self, keys: &[u64; MAX_DIMS], present: u64) -> [u64; MAX_WORDS] {
-        let mut cand = [u64::MAX; MAX_WORDS];
-        for p in &self.prunes {
-            let key = (present & (1 << p.dim) != 0).then(|| keys.get(p.dim).copied().unwrap_or(0));
-            for (c, s) in cand.iter_mut().zip(p.tables(key)) {
-                *c &= s;
-            }
-        }
-        cand
-    }
-
     #[inline]
     fn search<C: Counter>(
         &self,
@@ -477,61 +532,100 @@ impl TupleIndex {
         let from = u32::try_from(from).ok()?;
         let (keys, present) = self.space.keys(values);
         let present = u64::from(present);
-        let cand = self.candidates(&keys, present);
         let q = Query {
             keys: &keys,
+            rot_keys: rotated(&keys),
+            app: self
+                .app_dim
+                .filter(|&d| present & (1 << d) != 0)
+                .and_then(|d| keys.get(d).copied()),
             missing: (!present & 0xFF) as u32,
             from,
             filters,
             values,
         };
-        let app = self
-            .app_dim
-            .filter(|&d| present & (1 << d) != 0)
-            .and_then(|d| keys.get(d).copied());
+        // The candidate tables: per word of the table sets, the AND of the pruning maps' words
+        // for the keys (absent dimensions per `present`), computed only when the search gets
+        // there — a match in the first tables ends it before the later words are read.
+        let key = |d: usize| (present & (1 << d) != 0).then(|| keys.get(d).copied().unwrap_or(0));
+        let mut sets = [0usize; MAX_DIMS];
+        for (s, p) in sets.iter_mut().zip(&self.prunes) {
+            *s = p.set_start(key(p.dim));
+        }
         let mut best = u32::MAX;
-        'words: for (w, &word) in cand.iter().take(self.words).enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                let t = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                let Some(table) = self.tables.get(t) else {
-                    break 'words;
-                };
-                if table.min_pos >= best {
-                    break 'words;
-                }
-                if table.max_pos < from {
-                    continue;
-                }
-                counter.table();
-                let h = hash(&keys, &table.masks);
-                let (fw, mask) = filter_probe(h, table.filter_mask as usize);
-                let probe = |fw: usize, mask: u64| {
-                    self.filter_bits
-                        .get(table.filter_start as usize + fw)
-                        .is_some_and(|w| w & mask == mask)
-                };
-                let maybe = probe(fw, mask)
-                    || (table.by_app
-                        && app.is_some_and(|a| {
-                            let (fw, mask) =
-                                filter_probe(app_mix(h, a), table.filter_mask as usize);
-                            probe(fw, mask)
-                        }));
-                if !maybe {
-                    continue;
-                }
-                counter.slot();
-                let Some(at) = self.bucket(table, h, &keys) else {
-                    continue;
-                };
-                if let Some(pos) = self.walk(counter, table, at, &q, best) {
-                    best = pos;
-                }
+        for w in 0..self.words {
+            let cand = self
+                .prunes
+                .iter()
+                .zip(&sets)
+                .fold(u64::MAX, |c, (p, &s)| c & p.word(s + w));
+            if !self.visit(counter, &q, w * 64, cand, &mut best) {
+                break;
             }
         }
         (best != u32::MAX).then_some(best as usize)
+    }
+
+    /// Probes the candidate tables `base + i` for the bits `i` of `cand`, in order, improving
+    /// `best`; `false` once no later table can beat it.
+    #[inline(always)]
+    fn visit<C: Counter>(
+        &self,
+        counter: &mut C,
+        q: &Query<'_>,
+        base: usize,
+        mut cand: u64,
+        best: &mut u32,
+    ) -> bool {
+        while cand != 0 {
+            let t = base + cand.trailing_zeros() as usize;
+            cand &= cand - 1;
+            let Some(hot) = self.hot.get(t) else {
+                return false;
+            };
+            if hot.min_pos >= *best {
+                return false;
+            }
+            if hot.max_pos < q.from {
+                continue;
+            }
+            counter.table();
+            let h = if self.wide {
+                match self.tables.get(t) {
+                    Some(table) => hash_rotated(&q.rot_keys, &rotated(&table.masks)),
+                    None => return false,
+                }
+            } else {
+                hash_hot(&q.rot_keys, &hot.rot_masks)
+            };
+            let filter_mask = (hot.filter_mask & !HOT_BY_APP) as usize;
+            let (fw, mask) = filter_probe(h, filter_mask);
+            let probe = |fw: usize, mask: u64| {
+                self.filter_bits
+                    .get(hot.filter_start as usize + fw)
+                    .is_some_and(|w| w & mask == mask)
+            };
+            let maybe = probe(fw, mask)
+                || (hot.filter_mask & HOT_BY_APP != 0
+                    && q.app.is_some_and(|a| {
+                        let (fw, mask) = filter_probe(app_mix(h, a), filter_mask);
+                        probe(fw, mask)
+                    }));
+            if !maybe {
+                continue;
+            }
+            counter.slot();
+            let Some(table) = self.tables.get(t) else {
+                return false;
+            };
+            let Some(at) = self.bucket(table, h, q.keys) else {
+                continue;
+            };
+            if let Some(pos) = self.walk(counter, table, at, q, *best) {
+                *best = pos;
+            }
+        }
+        true
     }
 
     /// The first word of the first record of the bucket of `keys` (hash `h`) in `table`, if any.
@@ -654,6 +748,7 @@ impl TupleIndex {
             + self.records.capacity() * 4
             + self.filter_bits.capacity() * 8
             + self.tables.capacity() * std::mem::size_of::<Table>()
+            + self.hot.capacity() * std::mem::size_of::<Hot>()
             + self.prunes.iter().map(Prune::bytes).sum::<usize>()
             + self.space.dims.capacity() * std::mem::size_of::<Dim>()
             + self.space.blobs.bytes();
@@ -671,6 +766,7 @@ impl TupleIndex {
 /// The tables' storage, filled from their plans.
 struct Filled {
     tables: Vec<Table>,
+    hot: Vec<Hot>,
     slots: Vec<u32>,
     records: Vec<u32>,
     filter_bits: Vec<u64>,
@@ -692,6 +788,7 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) ->
     };
     let mut out = Filled {
         tables: Vec::with_capacity(planned.len()),
+        hot: Vec::with_capacity(planned.len()),
         slots: vec![EMPTY; total_slots],
         records: Vec::new(),
         filter_bits: Vec::new(),
@@ -772,19 +869,22 @@ fn fill(planned: &[Planned], refs: &[BoxRef<'_>], dims: &[Dim], inline: bool) ->
         }
         let over = std::mem::take(&mut ctx.over);
         out.records.extend(over);
-        out.tables.push(Table {
-            masks: p.masks,
+        out.hot.push(Hot {
             min_pos: p.min_pos,
             max_pos: p.max_pos,
             filter_start: u32::try_from(filter_start).unwrap_or(u32::MAX),
-            filter_mask: u32::try_from(filter_words - 1).unwrap_or(0),
+            filter_mask: u32::try_from(filter_words - 1).unwrap_or(0)
+                | if app.is_some() { HOT_BY_APP } else { 0 },
+            rot_masks: hot_masks(&p.masks),
+        });
+        out.tables.push(Table {
+            masks: p.masks,
             slot_start,
             cap: p.cap,
             nslots: u32::try_from(nslots).unwrap_or(u32::MAX),
             rec_start,
             inline,
             stride: u8::try_from(stride).unwrap_or(u8::MAX),
-            by_app: app.is_some(),
             layout,
         });
         if !inline {
@@ -1167,6 +1267,10 @@ impl Counter for ProbeCounts {
 /// What one lookup compares boxes against.
 struct Query<'a> {
     keys: &'a [u64; MAX_DIMS],
+    /// `keys` rotated for [`hash_rotated`].
+    rot_keys: [u64; MAX_DIMS],
+    /// The application key, when the index has an application dimension and it is present.
+    app: Option<u64>,
     /// Meta bits of required dimensions whose value is absent.
     missing: u32,
     from: u32,

@@ -7,6 +7,9 @@
 //! wfp-bench hard N [--seed S] [--json] [--updates N] [--no-concurrent] [--no-fallback]   measure a hard set directly
 //! ```
 //!
+//! With `WFP_B1_PROFILE=1` in the environment, `classbench` and `hard` only load, build and run one
+//! pass of index lookups (for a profiler; `measure::profile`).
+//!
 //! Without TRACE, headers are drawn from rule corners (`hard::corner_headers`, ten per rule).
 //! What is measured and how: see `measure.rs`. Exit status 1 on bad arguments or unreadable files,
 //! 2 when an answer differed from the scan.
@@ -127,6 +130,10 @@ fn run(a: &Args) -> Result<bool, String> {
         }
         _ => return Err(USAGE.to_string()),
     };
+    if std::env::var_os("WFP_B1_PROFILE").is_some() {
+        measure::profile(&input)?;
+        return Ok(true);
+    }
     let opts = measure::Options {
         updates: a.updates,
         concurrent: a.concurrent,

@@ -338,6 +338,54 @@ pub(crate) fn run(input: &Input, opts: &Options) -> Result<Report, String> {
     })
 }
 
+/// `WFP_B1_PROFILE=1`: loads and builds as [`run`] does, then only one pass of index lookups over
+/// every header (in [`profile_lookups`], never inlined, so that a profiler can count exactly those:
+/// `valgrind --tool=callgrind --toggle-collect='*profile_lookups*'`), and prints the set's sizes,
+/// the mean work per lookup and how many headers matched — nothing timed, nothing checked.
+pub(crate) fn profile(input: &Input) -> Result<(), String> {
+    let n = input.rules.len();
+    let engine = Engine::default();
+    let mut tx = engine.begin();
+    for (i, r) in input.rules.iter().enumerate() {
+        tx.add_filter(classbench::filter_spec(r, i, n))
+            .map_err(|e| format!("rule {i}: {e}"))?;
+    }
+    tx.commit();
+    let subs = sublayer_filters(&engine, classbench::LAYER);
+    let filters: &[Arc<RtFilter>] = subs.first().map_or(&[], Vec::as_slice);
+    let index = Index::build(classbench::LAYER, filters).ok_or("unknown layer")?;
+    let stats = index.stats();
+    let values: Vec<Vec<Value>> = input
+        .headers
+        .iter()
+        .map(classbench::header_values)
+        .collect();
+    let matched = profile_lookups(&index, filters, &values);
+    let p = probes(&index, filters, &values);
+    println!(
+        "profile {}: {} filters, {} lookups ({matched} matched), {} tables, {:.2} bytes/filter; \
+         per lookup {:.2} tables probed, {:.2} slots read, {:.2} boxes checked",
+        input.name,
+        n,
+        values.len(),
+        stats.tables,
+        stats.bytes as f64 / n.max(1) as f64,
+        p[0],
+        p[1],
+        p[2]
+    );
+    Ok(())
+}
+
+/// One `next_match` from position 0 per header; how many matched.
+#[inline(never)]
+fn profile_lookups(index: &Index, filters: &[Arc<RtFilter>], values: &[Vec<Value>]) -> usize {
+    values
+        .iter()
+        .filter(|v| index.next_match(filters, black_box(v), 0).is_some())
+        .count()
+}
+
 /// Mean (tables probed, slots read, boxes checked) per first-match lookup.
 fn probes(index: &Index, filters: &[Arc<RtFilter>], values: &[Vec<Value>]) -> [f64; 3] {
     let mut sum = [0usize; 3];
