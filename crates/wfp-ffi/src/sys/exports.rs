@@ -1132,6 +1132,32 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::registry::ZwQueryValueKey as *const c_void,
     ),
     // ---- end cabirt ----
+    // ---- WFPSampler (wfps13): DPC targeting, NBL info copies, layer-2 injection ----
+    Export(
+        "KeSetTargetProcessorDpc",
+        super::dpc::KeSetTargetProcessorDpc as *const c_void,
+    ),
+    Export(
+        "NdisCopySendNetBufferListInfo",
+        super::nblinfo::NdisCopySendNetBufferListInfo as *const c_void,
+    ),
+    Export(
+        "NdisCopyReceiveNetBufferListInfo",
+        super::nblinfo::NdisCopyReceiveNetBufferListInfo as *const c_void,
+    ),
+    Export(
+        "FwpsInjectMacReceiveAsync0",
+        super::l2inject::FwpsInjectMacReceiveAsync0 as *const c_void,
+    ),
+    Export(
+        "FwpsInjectMacSendAsync0",
+        super::l2inject::FwpsInjectMacSendAsync0 as *const c_void,
+    ),
+    Export(
+        "FwpsInjectvSwitchEthernetIngressAsync0",
+        super::l2inject::FwpsInjectvSwitchEthernetIngressAsync0 as *const c_void,
+    ),
+    // ---- end WFPSampler (wfps13) ----
 ];
 
 /// The exported names, sorted.
