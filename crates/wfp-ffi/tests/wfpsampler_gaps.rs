@@ -4,7 +4,10 @@
 //! bytes, vSwitch layer/field ids and metadata names, DEFAULT_COMPARTMENT_ID, the SAL set,
 //! KeSetTargetProcessorDpc (a DPC targeted at each processor reports that processor),
 //! NdisCopySend/ReceiveNetBufferListInfo (exactly the documented slots) and layer-2 injection
-//! (refused with STATUS_FWP_INVALID_PARAMETER, no completion).
+//! (refused with STATUS_FWP_INVALID_PARAMETER, no completion); and the MSVC dialect the build
+//! rewrites or reproduces — `inline` helpers defined in one unit and called from another, `i64` /
+//! `ui64` / `i32` / `i16` / `i8` literal suffixes, a nested anonymous struct repeating a member
+//! name in a local header.
 
 #[path = "support/build.rs"]
 mod builder;
@@ -15,10 +18,14 @@ use wfp_core::Engine;
 use wfp_ffi::{DriverHost, HostConfig};
 
 fn sources() -> Vec<PathBuf> {
-    ["wfpsgaps_main.cpp", "wfpsgaps_headers.cpp"]
-        .iter()
-        .map(|f| builder::source(&format!("wfpsgaps/{f}")))
-        .collect()
+    [
+        "wfpsgaps_main.cpp",
+        "wfpsgaps_headers.cpp",
+        "wfpsgaps_util.cpp",
+    ]
+    .iter()
+    .map(|f| builder::source(&format!("wfpsgaps/{f}")))
+    .collect()
 }
 
 #[test]
@@ -31,6 +38,6 @@ fn wfpsampler_constructs_build_and_behave() {
     assert!(!log.iter().any(|l| l.starts_with("FAIL")), "{log:#?}");
     assert!(log.iter().any(|l| l == "done"), "{log:#?}");
     let oks = log.iter().filter(|l| l.starts_with("ok ")).count();
-    assert_eq!(oks, 28, "{log:#?}");
+    assert_eq!(oks, 31, "{log:#?}");
     assert!(report.findings.is_empty(), "{:?}", report.findings);
 }

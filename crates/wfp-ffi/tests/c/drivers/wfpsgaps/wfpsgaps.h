@@ -33,4 +33,26 @@ NTSTATUS WfpsGapsFindByte(_In_reads_bytes_(size) const BYTE* pData,
                           _Outptr_opt_result_buffer_maybenull_(1) const BYTE** ppFound,
                           _Out_opt_ _Deref_out_range_(0, size) UINT32* pOffset);
 
+/* A type-of-service byte as MSVC-era headers describe it: the nested anonymous struct repeats the
+ * union's `precedence` name (MSVC accepts it; the build's rewrite takes the name off the bit-field). */
+typedef struct _WFPSGAPS_TOS {
+   union {
+      UINT8 precedence;
+      UINT8 tosByte;
+      struct {
+         UINT8 ecn : 2;
+         UINT8 precedence : 6;
+      };
+   };
+   UINT8 next;
+} WFPSGAPS_TOS;
+
+/* Helpers defined `inline` in wfpsgaps_util.cpp and called from wfpsgaps_main.cpp, declared both
+ * ways WFPSampler's syslib headers do: plainly, and with `inline` on the prototype. */
+UINT32 WfpsGapsRoundUp(UINT32 value, UINT32 multiple);
+inline LONGLONG WfpsGapsRelativeTimeout(UINT32 milliseconds);
+inline ULONGLONG WfpsGapsMask(UINT32 bits);
+/* A function-local constant written with MSVC literal suffixes, read from the main unit. */
+LONGLONG WfpsGapsSuffixSum(void);
+
 #endif

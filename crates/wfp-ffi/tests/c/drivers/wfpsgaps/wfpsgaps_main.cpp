@@ -119,6 +119,16 @@ static void InjectionChecks(void)
    FwpsInjectionHandleDestroy0(transport);
 }
 
+static void DialectChecks(void)
+{
+   CHECK("inline_from_other_unit", WfpsGapsRoundUp(13, 8) == 16 && WfpsGapsRelativeTimeout(250) == -2500000LL &&
+                                   WfpsGapsMask(12) == 0xFFF && WfpsGapsMask(64) == ~0ULL);
+   CHECK("literal_suffixes", WfpsGapsSuffixSum() == 1 + 2 + 3 + 4 + 5 + 100);
+   WFPSGAPS_TOS tos = {};
+   tos.tosByte = 0xB9; /* DSCP 46, ECN 1 */
+   CHECK("anonymous_member_repeat", sizeof(tos) == 2 && tos.ecn == 1 && tos.precedence == 0xB9);
+}
+
 void WfpsGapsUnload(PDRIVER_OBJECT DriverObject)
 {
    UNREFERENCED_PARAMETER(DriverObject);
@@ -133,6 +143,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
    CHECK("copy_send_info", CopyMatches(TRUE));
    CHECK("copy_receive_info", CopyMatches(FALSE));
    InjectionChecks();
+   DialectChecks();
    DbgPrint("done\n");
    return STATUS_SUCCESS;
 }
