@@ -329,12 +329,5 @@ NDIS_STATUS NdisCopyFromNetBufferToNetBuffer(PNET_BUFFER Destination, ULONG Dest
 #define NdisGetNextMdl(cur, next) (*(next) = (cur)->Next)
 #define NDIS_MDL_LINKAGE(m) ((m)->Next)
 
-/* Copy the per-list information (NetBufferListInfo slots the NDIS reference lists for the send /
- * receive path: checksum, IPsec, LSO or no-push, 802.1Q, media-specific, cancel id or protocol id /
- * frame type, hash (receive), IPsec v2 tunnel and header, filtering info) from Src to Dest; other
- * slots of Dest are left as they were. */
-void NdisCopySendNetBufferListInfo(PNET_BUFFER_LIST DestNetBufferList, const NET_BUFFER_LIST *SrcNetBufferList);
-void NdisCopyReceiveNetBufferListInfo(PNET_BUFFER_LIST DestNetBufferList, const NET_BUFFER_LIST *SrcNetBufferList);
-
 WFP_END_DECLS
 #endif

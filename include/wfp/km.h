@@ -287,8 +287,6 @@ BOOLEAN KeInsertQueueDpc(PRKDPC Dpc, PVOID SystemArgument1, PVOID SystemArgument
 BOOLEAN KeRemoveQueueDpc(PRKDPC Dpc);
 /* PASSIVE_LEVEL: returns once every DPC queued before the call has run. */
 void KeFlushQueuedDpcs(void);
-/* Runs the DPC on processor Number (KeGetCurrentProcessorNumber() inside it) from its next queuing on. */
-void KeSetTargetProcessorDpc(PRKDPC Dpc, CCHAR Number);
 
 /* ---- Rtl strings (§5) ---- */
 FORCEINLINE void RtlInitUnicodeString(PUNICODE_STRING Destination, PCWSTR Source)

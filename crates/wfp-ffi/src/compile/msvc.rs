@@ -5,7 +5,6 @@
 //!   "cast on l-value", accepted with a warning) — becomes `((LONG*)&x->n)`, which is what MSVC
 //!   compiles it to. The pattern `& ( IDENT ) IDENT` cannot be anything else: an identifier right
 //!   after a parenthesised name only parses if that name is a type.
-//! * MSVC's sized integer-literal suffixes (`-10000i64`, `0xFFui64`, `1i32`, …; [`rewrite_literal_suffixes`]).
 //! * A member of a nested anonymous struct/union that repeats a name its enclosing scope already
 //!   has ([`super::anon`]).
 //!
@@ -14,69 +13,8 @@
 /// `text` with every rewrite of this module and [`super::anon`] applied, or `None` when none applies.
 pub(crate) fn rewrite(text: &str) -> Option<String> {
     let a = rewrite_lvalue_casts(text);
-    let b = rewrite_literal_suffixes(a.as_deref().unwrap_or(text));
-    let c = super::anon::rewrite_member_clashes(b.as_deref().or(a.as_deref()).unwrap_or(text));
-    c.or(b).or(a)
-}
-
-/// MSVC's integer-literal suffixes `i64` / `ui64` (documented) and `i32` / `i16` / `i8` and their
-/// `ui` forms (accepted by MSVC; any letter case), which GCC and Clang reject ("unable to find
-/// numeric literal operator"), as standard suffixes outside strings, character literals and
-/// comments: `i64` → `LL`, `ui64` → `ULL`; `ui32` / `ui16` / `ui8` → `U`; `i32` / `i16` / `i8` →
-/// none (an `int` literal: a 16- or 8-bit literal is promoted to `int` in every arithmetic use
-/// anyway; only `sizeof` of the bare literal differs). `None` when the text has none.
-pub(crate) fn rewrite_literal_suffixes(text: &str) -> Option<String> {
-    const SUFFIXES: &[(&str, &str)] = &[
-        ("ui64", "ULL"),
-        ("i64", "LL"),
-        ("ui32", "U"),
-        ("i32", ""),
-        ("ui16", "U"),
-        ("i16", ""),
-        ("ui8", "U"),
-        ("i8", ""),
-    ];
-    let b = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let (mut i, mut copied, mut changed) = (0, 0, false);
-    while i < b.len() {
-        match b[i] {
-            b'"' | b'\'' => i = skip_quoted(b, i),
-            b'/' if b.get(i + 1) == Some(&b'/') => i = skip_until(b, i, b"\n"),
-            b'/' if b.get(i + 1) == Some(&b'*') => i = skip_until(b, i + 2, b"*/"),
-            c if c.is_ascii_digit() && (i == 0 || !(is_ident(b[i - 1]) || b[i - 1] == b'.')) => {
-                let mut end = i;
-                while end < b.len() && (is_ident(b[end]) || b[end] == b'.') {
-                    end += 1;
-                }
-                let token = text[i..end].to_ascii_lowercase();
-                let hit = SUFFIXES.iter().find_map(|(suffix, standard)| {
-                    let body = token.strip_suffix(suffix)?;
-                    is_integer_literal(body).then_some((body.len(), *standard))
-                });
-                if let Some((body_len, standard)) = hit {
-                    out.push_str(&text[copied..i + body_len]);
-                    out.push_str(standard);
-                    copied = end;
-                    changed = true;
-                }
-                i = end;
-            }
-            _ => i += 1,
-        }
-    }
-    changed.then(|| {
-        out.push_str(&text[copied..]);
-        out
-    })
-}
-
-/// A decimal, octal or hexadecimal integer literal without suffix (`10000`, `0`, `0x7F`).
-fn is_integer_literal(body: &str) -> bool {
-    match body.strip_prefix("0x") {
-        Some(hex) => !hex.is_empty() && hex.bytes().all(|c| c.is_ascii_hexdigit()),
-        None => !body.is_empty() && body.bytes().all(|c| c.is_ascii_digit()),
-    }
+    let c = super::anon::rewrite_member_clashes(a.as_deref().unwrap_or(text));
+    c.or(a)
 }
 
 /// `text` with every cast-as-lvalue under unary `&` rewritten, or `None` when it has none.
@@ -232,32 +170,7 @@ fn postfix_end(b: &[u8], mut i: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{rewrite_literal_suffixes, rewrite_lvalue_casts};
-
-    #[test]
-    fn msvc_literal_suffixes_become_standard_ones() {
-        let src = "t.QuadPart = numMS * -10000i64; m = 0xFFFFFFFFui64 | 1UI64; a = 5i32 + 3i16 + 1i8 + 2ui8;";
-        assert_eq!(
-            rewrite_literal_suffixes(src).unwrap(),
-            "t.QuadPart = numMS * -10000LL; m = 0xFFFFFFFFULL | 1ULL; a = 5 + 3 + 1 + 2U;"
-        );
-        assert_eq!(
-            rewrite_literal_suffixes("#if X > 0i64\n").unwrap(),
-            "#if X > 0LL\n"
-        );
-    }
-
-    #[test]
-    fn suffix_lookalikes_strings_and_comments_are_left_alone() {
-        for src in [
-            "s = \"10i64\"; // 5i64\n/* 7ui64 */",
-            "x = var1i64 + a.b2i64;",
-            "c = '1'; d = 1.5; e = 1e10; f = 0x10; g = 10ULL;",
-            "h = 1i65 + 0xi64;",
-        ] {
-            assert_eq!(rewrite_literal_suffixes(src), None, "{src}");
-        }
-    }
+    use super::rewrite_lvalue_casts;
 
     #[test]
     fn address_of_a_cast_member_chain_becomes_a_pointer_cast() {

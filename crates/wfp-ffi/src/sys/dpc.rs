@@ -195,7 +195,7 @@ pub(crate) fn insert(dpc: *mut Kdpc, arg1: *mut c_void, arg2: *mut c_void) -> bo
         return false;
     };
     let driver = ctx::current_driver();
-    let processor = target_processor(d).unwrap_or_else(current_processor);
+    let processor = current_processor();
     host.rt.activity.enter(driver);
     let seq = host.rt.dpcs.begin();
     let (h, addr) = (host.clone(), dpc as usize);
@@ -214,47 +214,6 @@ pub(crate) fn insert(dpc: *mut Kdpc, arg1: *mut c_void, arg2: *mut c_void) -> bo
         return false;
     }
     true
-}
-
-/// `MAXIMUM_PROCESSORS` on x64: `KDPC.Number` holds `target + MAXIMUM_PROCESSORS` once
-/// KeSetTargetProcessorDpc has chosen a processor (0 = the queuing processor), as Windows keeps it.
-const MAXIMUM_PROCESSORS: u16 = 64;
-
-/// The processor KeSetTargetProcessorDpc chose for `d`, if any.
-fn target_processor(d: &Kdpc) -> Option<u32> {
-    d.number
-        .checked_sub(MAXIMUM_PROCESSORS)
-        .map(u32::from)
-        .filter(|&p| p < processors())
-}
-
-/// `KeSetTargetProcessorDpc` (wdk-runtime.md §4 "DPCs"; any IRQL): every later KeInsertQueueDpc of
-/// `dpc` runs it on processor `number` — its routine sees KeGetCurrentProcessorNumber() ==
-/// `number`, whichever processor queued it — instead of the queuing processor. A processor the
-/// host does not have (`number` ≥ KeQueryActiveProcessorCount, or negative) is an Assertion
-/// finding and leaves the DPC as it was.
-#[no_mangle]
-pub(crate) extern "C" fn KeSetTargetProcessorDpc(dpc: *mut Kdpc, number: i8) {
-    boundary("KeSetTargetProcessorDpc", (), || {
-        let Ok(n) = u16::try_from(number) else {
-            ctx::assertion(format!(
-                "KeSetTargetProcessorDpc: processor {number} does not exist"
-            ));
-            return;
-        };
-        if u32::from(n) >= processors() {
-            ctx::assertion(format!(
-                "KeSetTargetProcessorDpc: processor {n} does not exist ({} processors)",
-                processors()
-            ));
-            return;
-        }
-        // SAFETY: the caller's initialized KDPC; only its `Number` field is written, as
-        // KeSetTargetProcessorDpc does.
-        if let Some(d) = unsafe { dpc.as_mut() } {
-            d.number = n + MAXIMUM_PROCESSORS;
-        }
-    });
 }
 
 /// `KeFlushQueuedDpcs` (PASSIVE_LEVEL): returns once every DPC queued before the call has run or

@@ -1132,19 +1132,7 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::registry::ZwQueryValueKey as *const c_void,
     ),
     // ---- end cabirt ----
-    // ---- WFPSampler (wfps13): DPC targeting, NBL info copies, layer-2 injection ----
-    Export(
-        "KeSetTargetProcessorDpc",
-        super::dpc::KeSetTargetProcessorDpc as *const c_void,
-    ),
-    Export(
-        "NdisCopySendNetBufferListInfo",
-        super::nblinfo::NdisCopySendNetBufferListInfo as *const c_void,
-    ),
-    Export(
-        "NdisCopyReceiveNetBufferListInfo",
-        super::nblinfo::NdisCopyReceiveNetBufferListInfo as *const c_void,
-    ),
+    // ---- WFPSampler (wfps13): layer-2 injection ----
     Export(
         "FwpsInjectMacReceiveAsync0",
         super::l2inject::FwpsInjectMacReceiveAsync0 as *const c_void,

@@ -32,7 +32,6 @@ mod loader;
 mod lookaside;
 mod nbl;
 mod nblapi;
-mod nblinfo;
 mod nbltag;
 mod ndis;
 mod ndisnb;
