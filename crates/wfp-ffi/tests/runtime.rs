@@ -626,6 +626,36 @@ fn timers_fire_signal_queue_their_dpc_and_are_cancelled_at_unload() {
     );
 }
 
+const SIZED_LITERALS: &str = r#"
+#include <ntddk.h>
+NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
+{
+    LARGE_INTEGER interval;
+    ULONG ms = 2;
+    UNREFERENCED_PARAMETER(DriverObject);
+    UNREFERENCED_PARAMETER(RegistryPath);
+    interval.QuadPart = ms * -10000i64; /* WFPSampler's KrnlHlprWorkItemSleep */
+    KeDelayExecutionThread(KernelMode, FALSE, &interval);
+    DbgPrint("%I64d %I64u %u %d", interval.QuadPart, 0xFFFFFFFFFFui64, 7ui32, 5i32 + 1i8);
+    return STATUS_SUCCESS;
+}
+"#;
+
+/// MSVC's sized integer-literal suffixes (`i64`, `ui64`, `ui32`, `i32`, `i8`) build: `driver
+/// build` rewrites them in a copy of the source (src/compile/msvc.rs), values unchanged.
+#[test]
+fn msvc_sized_integer_literals_build_with_their_values() {
+    let so = build_driver(
+        "sized_literals",
+        &builder::write_source("sized_literals", SIZED_LITERALS),
+    );
+    let host = host();
+    let driver = host.load(&so).unwrap();
+    let log: Vec<String> = host.drain_log().into_iter().map(|l| l.text).collect();
+    assert_eq!(log, ["-20000 1099511627775 7 6"]);
+    assert!(driver.unload().unwrap().findings.is_empty());
+}
+
 const SEH: &str = r#"
 #include <ntddk.h>
 static int Order[4];

@@ -1,20 +1,84 @@
 //! MSVC source extensions GCC and Clang reject outright, rewritten before compiling
 //! (wdk-runtime.md §10: the build accepts what MSVC accepts with at most a warning).
 //!
-//! * A cast used as an lvalue under unary `&` — `InterlockedIncrement(&(LONG)x->n)` (MSVC's C4213
-//!   "cast on l-value", accepted with a warning) — becomes `((LONG*)&x->n)`, which is what MSVC
-//!   compiles it to. The pattern `& ( IDENT ) IDENT` cannot be anything else: an identifier right
-//!   after a parenthesised name only parses if that name is a type.
+//! * A cast used as an lvalue under unary `&` — `InterlockedIncrement(&(LONG)x->n)` (MSVC's
+//!   C4213 "cast on l-value", accepted with a warning) — becomes `((LONG*)&x->n)`, which is what
+//!   MSVC compiles it to. The pattern `& ( IDENT ) IDENT` cannot be anything else: an identifier
+//!   right after a parenthesised name only parses if that name is a type.
+//! * MSVC's sized integer-literal suffixes (`-10000i64`, `0xFFui64`, `1i32`; WFPSampler's
+//!   KrnlHlprWorkItemSleep): `i64` → `LL`, `ui64` → `ULL`, `ui8/16/32` → `U`, `i8/16/32` → none
+//!   (an int literal), in number tokens only — wdk-runtime.md §10 lists these suffixes as MSVC-only.
 //! * A member of a nested anonymous struct/union that repeats a name its enclosing scope already
 //!   has ([`super::anon`]).
 //!
-//! [`rewrite`] applies all of them; sources and the local headers they include are rewritten alike.
+//! Sources and the local headers they include are rewritten alike (`super::localcopy`).
 
-/// `text` with every rewrite of this module and [`super::anon`] applied, or `None` when none applies.
+/// `text` with every MSVC-only construct above rewritten, or `None` when it has none.
 pub(crate) fn rewrite(text: &str) -> Option<String> {
-    let a = rewrite_lvalue_casts(text);
-    let c = super::anon::rewrite_member_clashes(a.as_deref().unwrap_or(text));
-    c.or(a)
+    let casts = rewrite_lvalue_casts(text);
+    let base = casts.as_deref().unwrap_or(text);
+    let suffixes = rewrite_literal_suffixes(base).or(casts);
+    let base = suffixes.as_deref().unwrap_or(text);
+    super::anon::rewrite_member_clashes(base).or(suffixes)
+}
+
+/// `text` with MSVC's sized integer-literal suffixes replaced, or `None` when it has none.
+pub(crate) fn rewrite_literal_suffixes(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut i, mut copied, mut changed) = (0, 0, false);
+    while i < b.len() {
+        match b[i] {
+            b'"' | b'\'' => i = skip_quoted(b, i),
+            b'/' if b.get(i + 1) == Some(&b'/') => i = skip_until(b, i, b"\n"),
+            b'/' if b.get(i + 1) == Some(&b'*') => i = skip_until(b, i + 2, b"*/"),
+            c if c.is_ascii_digit() && (i == 0 || !is_ident(b[i - 1])) => {
+                let end = ident_end(b, i);
+                if let Some((digits, suffix)) = sized_suffix(&text[i..end]) {
+                    out.push_str(&text[copied..i + digits]);
+                    out.push_str(suffix);
+                    copied = end;
+                    changed = true;
+                }
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    changed.then(|| {
+        out.push_str(&text[copied..]);
+        out
+    })
+}
+
+/// A number token ending in an MSVC sized suffix: (length before the suffix, C replacement).
+fn sized_suffix(token: &str) -> Option<(usize, &'static str)> {
+    let lower = token.to_ascii_lowercase();
+    for (msvc, c) in [
+        ("ui64", "ULL"),
+        ("i64", "LL"),
+        ("ui32", "U"),
+        ("ui16", "U"),
+        ("ui8", "U"),
+        ("i32", ""),
+        ("i16", ""),
+        ("i8", ""),
+    ] {
+        if let Some(digits) = lower.strip_suffix(msvc) {
+            let hex = digits.starts_with("0x");
+            let body = if hex { &digits[2..] } else { digits };
+            let ok = !body.is_empty()
+                && body.bytes().all(|d| {
+                    if hex {
+                        d.is_ascii_hexdigit()
+                    } else {
+                        d.is_ascii_digit()
+                    }
+                });
+            return ok.then_some((digits.len(), c));
+        }
+    }
+    None
 }
 
 /// `text` with every cast-as-lvalue under unary `&` rewritten, or `None` when it has none.
@@ -170,7 +234,27 @@ fn postfix_end(b: &[u8], mut i: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::rewrite_lvalue_casts;
+    use super::{rewrite, rewrite_literal_suffixes, rewrite_lvalue_casts};
+
+    #[test]
+    fn sized_integer_suffixes_become_c_suffixes() {
+        let src = "t.QuadPart = numMS * -10000i64; m = 0xFFFFui64 | 7UI32 | 3i32; f(1.5f, x2i64);";
+        assert_eq!(
+            rewrite_literal_suffixes(src).unwrap(),
+            "t.QuadPart = numMS * -10000LL; m = 0xFFFFULL | 7U | 3; f(1.5f, x2i64);"
+        );
+        for src in [
+            "x = 10LL; y = 0x1F; s = \"5i64\"; // 6i64",
+            "a = b2i64;",
+            "v = 1e64;",
+        ] {
+            assert_eq!(rewrite_literal_suffixes(src), None, "{src}");
+        }
+        assert_eq!(
+            rewrite("n = InterlockedAdd(&(LONG)c->n, 2i32);").unwrap(),
+            "n = InterlockedAdd(((LONG*)&c->n), 2);"
+        );
+    }
 
     #[test]
     fn address_of_a_cast_member_chain_becomes_a_pointer_cast() {
