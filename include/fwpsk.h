@@ -9,6 +9,8 @@
 #include "ws2ipdef.h"
 #include "fwpstypes.h"
 #include "wfp/fwps_builtin.h"
+#include "netiodef.h"
+#include "wfp/fwps_l2.h"
 WFP_BEGIN_DECLS
 
 /* ---- incoming metadata (§2.3) ---- */
@@ -57,9 +59,10 @@ typedef struct FWPS_INCOMING_METADATA_VALUES0_ {
     UINT32 l2Flags;
     UINT32 ethernetMacHeaderSize;
     UINT32 wiFiOperationMode;
-    UINT32 padding0;
-    USHORT padding1;
-    UINT32 padding2;
+    /* NDIS 6.30+ names of the three fields (same layout): vSwitch source port / NIC, destination port. */
+    union { UINT32 padding0; NDIS_SWITCH_PORT_ID vSwitchSourcePortId; };
+    union { USHORT padding1; NDIS_SWITCH_NIC_INDEX vSwitchSourceNicIndex; };
+    union { UINT32 padding2; NDIS_SWITCH_PORT_ID vSwitchDestinationPortId; };
     HANDLE vSwitchPacketContext;
     PVOID subProcessTag;
     UINT64 reserved1;
@@ -382,6 +385,24 @@ NTSTATUS FwpsInjectNetworkReceiveAsync0(HANDLE injectionHandle, HANDLE injection
 NTSTATUS FwpsInjectForwardAsync0(HANDLE injectionHandle, HANDLE injectionContext, UINT32 flags,
     ADDRESS_FAMILY addressFamily, COMPARTMENT_ID compartmentId, IF_INDEX interfaceIndex, NET_BUFFER_LIST *netBufferList,
     FWPS_INJECT_COMPLETE0 completionFn, HANDLE completionContext);
+/* Layer-2 injection (Win8+; docs/c-abi.md "MAC and vSwitch injection"): declared so drivers build.
+ * No injection handle here carries FWPS_INJECTION_TYPE_L2 (FwpsInjectionHandleCreate0 refuses it) and
+ * the data path classifies no MAC or vSwitch layer, so each returns STATUS_FWP_INVALID_PARAMETER — an
+ * injection on a handle without its injection type — the list stays the driver's and completionFn
+ * never runs. */
+NTSTATUS FwpsInjectMacReceiveAsync0(HANDLE injectionHandle, HANDLE injectionContext, UINT32 flags, UINT16 layerId,
+    IF_INDEX interfaceIndex, NDIS_PORT_NUMBER NdisPortNumber, NET_BUFFER_LIST *netBufferLists,
+    FWPS_INJECT_COMPLETE0 completionFn, HANDLE completionContext);
+NTSTATUS FwpsInjectMacSendAsync0(HANDLE injectionHandle, HANDLE injectionContext, UINT32 flags, UINT16 layerId,
+    IF_INDEX interfaceIndex, NDIS_PORT_NUMBER NdisPortNumber, NET_BUFFER_LIST *netBufferLists,
+    FWPS_INJECT_COMPLETE0 completionFn, HANDLE completionContext);
+NTSTATUS FwpsInjectvSwitchEthernetIngressAsync0(HANDLE injectionHandle, HANDLE injectionContext, UINT32 flags,
+    void *reserved, const FWP_BYTE_BLOB *vSwitchId, NDIS_SWITCH_PORT_ID vSwitchSourcePortId,
+    NDIS_SWITCH_NIC_INDEX vSwitchSourceNicIndex, NET_BUFFER_LIST *netBufferLists, FWPS_INJECT_COMPLETE0 completionFn,
+    HANDLE completionContext);
+#define FwpsInjectMacReceiveAsync FwpsInjectMacReceiveAsync0
+#define FwpsInjectMacSendAsync FwpsInjectMacSendAsync0
+#define FwpsInjectvSwitchEthernetIngressAsync FwpsInjectvSwitchEthernetIngressAsync0
 
 /* ---- NET_BUFFER_LISTs (wdk-runtime.md §7): pool handles may be NULL here; contextSize /
  * contextBackFill (multiples of sizeof(void*)) preallocate a NET_BUFFER_LIST_CONTEXT ---- */

@@ -261,4 +261,6 @@ typedef UINT32 FWP_ACTION_TYPE;
 #define STATUS_FWP_INJECT_HANDLE_STALE ((NTSTATUS)0xC0220102L)
 #define STATUS_FWP_CANNOT_PEND ((NTSTATUS)0xC0220103L)
 #define STATUS_FWP_DROP_NOICMP ((NTSTATUS)0xC0220104L)
+/* SID family and the complete FWP_TOKEN_INFORMATION (WFPSampler; docs/c-abi.md). */
+#include "wfp/security.h"
 #endif

@@ -371,4 +371,524 @@
 #define _Field_size_bytes_part_(...)
 #define _Kernel_float_(...)
 #define _Ret_notnull_impl_(...)
+/* The rest of the SAL 2 annotation set (sal.h / driverspecs.h names not defined above), each a
+ * no-op; guarded, so a header that defines one first wins. The SAL 1 double-underscore names
+ * (__in, __out_ecount, ...) are left out: glibc and libstdc++ use such reserved names as
+ * identifiers. */
+#ifndef _Analysis_assume_nullterminated_
+#define _Analysis_assume_nullterminated_(...)
+#endif
+#ifndef _COM_Outptr_
+#define _COM_Outptr_
+#endif
+#ifndef _COM_Outptr_opt_
+#define _COM_Outptr_opt_
+#endif
+#ifndef _COM_Outptr_opt_result_maybenull_
+#define _COM_Outptr_opt_result_maybenull_
+#endif
+#ifndef _COM_Outptr_result_maybenull_
+#define _COM_Outptr_result_maybenull_
+#endif
+#ifndef _Called_from_function_class_
+#define _Called_from_function_class_(...)
+#endif
+#ifndef _Deref_inout_range_
+#define _Deref_inout_range_(...)
+#endif
+#ifndef _Deref_opt_out_opt_
+#define _Deref_opt_out_opt_
+#endif
+#ifndef _Deref_ret_range_
+#define _Deref_ret_range_(...)
+#endif
+#ifndef _Field_size_bytes_full_opt_
+#define _Field_size_bytes_full_opt_(...)
+#endif
+#ifndef _Field_size_full_opt_
+#define _Field_size_full_opt_(...)
+#endif
+#ifndef _Group_
+#define _Group_(...)
+#endif
+#ifndef _In_bytecount_c_
+#define _In_bytecount_c_(...)
+#endif
+#ifndef _In_bytecount_x_
+#define _In_bytecount_x_(...)
+#endif
+#ifndef _In_count_c_
+#define _In_count_c_(...)
+#endif
+#ifndef _In_count_x_
+#define _In_count_x_(...)
+#endif
+#ifndef _In_opt_bytecount_
+#define _In_opt_bytecount_(...)
+#endif
+#ifndef _In_opt_bytecount_c_
+#define _In_opt_bytecount_c_(...)
+#endif
+#ifndef _In_opt_bytecount_x_
+#define _In_opt_bytecount_x_(...)
+#endif
+#ifndef _In_opt_count_
+#define _In_opt_count_(...)
+#endif
+#ifndef _In_opt_count_c_
+#define _In_opt_count_c_(...)
+#endif
+#ifndef _In_opt_count_x_
+#define _In_opt_count_x_(...)
+#endif
+#ifndef _In_opt_ptrdiff_count_
+#define _In_opt_ptrdiff_count_(...)
+#endif
+#ifndef _In_opt_z_bytecount_
+#define _In_opt_z_bytecount_(...)
+#endif
+#ifndef _In_opt_z_bytecount_c_
+#define _In_opt_z_bytecount_c_(...)
+#endif
+#ifndef _In_opt_z_count_
+#define _In_opt_z_count_(...)
+#endif
+#ifndef _In_opt_z_count_c_
+#define _In_opt_z_count_c_(...)
+#endif
+#ifndef _In_ptrdiff_count_
+#define _In_ptrdiff_count_(...)
+#endif
+#ifndef _In_reads_opt_z_
+#define _In_reads_opt_z_(...)
+#endif
+#ifndef _In_reads_to_ptr_opt_
+#define _In_reads_to_ptr_opt_(...)
+#endif
+#ifndef _In_reads_to_ptr_opt_z_
+#define _In_reads_to_ptr_opt_z_(...)
+#endif
+#ifndef _In_reads_to_ptr_z_
+#define _In_reads_to_ptr_z_(...)
+#endif
+#ifndef _In_z_bytecount_
+#define _In_z_bytecount_(...)
+#endif
+#ifndef _In_z_bytecount_c_
+#define _In_z_bytecount_c_(...)
+#endif
+#ifndef _In_z_count_
+#define _In_z_count_(...)
+#endif
+#ifndef _In_z_count_c_
+#define _In_z_count_c_(...)
+#endif
+#ifndef _Inout_bytecap_
+#define _Inout_bytecap_(...)
+#endif
+#ifndef _Inout_bytecap_c_
+#define _Inout_bytecap_c_(...)
+#endif
+#ifndef _Inout_bytecap_x_
+#define _Inout_bytecap_x_(...)
+#endif
+#ifndef _Inout_bytecount_
+#define _Inout_bytecount_(...)
+#endif
+#ifndef _Inout_bytecount_c_
+#define _Inout_bytecount_c_(...)
+#endif
+#ifndef _Inout_bytecount_x_
+#define _Inout_bytecount_x_(...)
+#endif
+#ifndef _Inout_cap_c_
+#define _Inout_cap_c_(...)
+#endif
+#ifndef _Inout_cap_x_
+#define _Inout_cap_x_(...)
+#endif
+#ifndef _Inout_count_
+#define _Inout_count_(...)
+#endif
+#ifndef _Inout_count_c_
+#define _Inout_count_c_(...)
+#endif
+#ifndef _Inout_count_x_
+#define _Inout_count_x_(...)
+#endif
+#ifndef _Inout_opt_bytecap_
+#define _Inout_opt_bytecap_(...)
+#endif
+#ifndef _Inout_opt_bytecap_c_
+#define _Inout_opt_bytecap_c_(...)
+#endif
+#ifndef _Inout_opt_bytecap_x_
+#define _Inout_opt_bytecap_x_(...)
+#endif
+#ifndef _Inout_opt_bytecount_
+#define _Inout_opt_bytecount_(...)
+#endif
+#ifndef _Inout_opt_bytecount_c_
+#define _Inout_opt_bytecount_c_(...)
+#endif
+#ifndef _Inout_opt_bytecount_x_
+#define _Inout_opt_bytecount_x_(...)
+#endif
+#ifndef _Inout_opt_cap_
+#define _Inout_opt_cap_(...)
+#endif
+#ifndef _Inout_opt_cap_c_
+#define _Inout_opt_cap_c_(...)
+#endif
+#ifndef _Inout_opt_cap_x_
+#define _Inout_opt_cap_x_(...)
+#endif
+#ifndef _Inout_opt_count_
+#define _Inout_opt_count_(...)
+#endif
+#ifndef _Inout_opt_count_c_
+#define _Inout_opt_count_c_(...)
+#endif
+#ifndef _Inout_opt_count_x_
+#define _Inout_opt_count_x_(...)
+#endif
+#ifndef _Inout_opt_ptrdiff_count_
+#define _Inout_opt_ptrdiff_count_(...)
+#endif
+#ifndef _Inout_opt_z_bytecap_
+#define _Inout_opt_z_bytecap_(...)
+#endif
+#ifndef _Inout_opt_z_bytecap_c_
+#define _Inout_opt_z_bytecap_c_(...)
+#endif
+#ifndef _Inout_opt_z_bytecap_x_
+#define _Inout_opt_z_bytecap_x_(...)
+#endif
+#ifndef _Inout_opt_z_bytecount_
+#define _Inout_opt_z_bytecount_(...)
+#endif
+#ifndef _Inout_opt_z_bytecount_c_
+#define _Inout_opt_z_bytecount_c_(...)
+#endif
+#ifndef _Inout_opt_z_cap_
+#define _Inout_opt_z_cap_(...)
+#endif
+#ifndef _Inout_opt_z_cap_c_
+#define _Inout_opt_z_cap_c_(...)
+#endif
+#ifndef _Inout_opt_z_cap_x_
+#define _Inout_opt_z_cap_x_(...)
+#endif
+#ifndef _Inout_opt_z_count_
+#define _Inout_opt_z_count_(...)
+#endif
+#ifndef _Inout_opt_z_count_c_
+#define _Inout_opt_z_count_c_(...)
+#endif
+#ifndef _Inout_ptrdiff_count_
+#define _Inout_ptrdiff_count_(...)
+#endif
+#ifndef _Inout_updates_bytes_all_opt_
+#define _Inout_updates_bytes_all_opt_(...)
+#endif
+#ifndef _Inout_updates_bytes_to_opt_
+#define _Inout_updates_bytes_to_opt_(...)
+#endif
+#ifndef _Inout_updates_opt_z_
+#define _Inout_updates_opt_z_(...)
+#endif
+#ifndef _Inout_updates_to_opt_
+#define _Inout_updates_to_opt_(...)
+#endif
+#ifndef _Inout_z_bytecap_
+#define _Inout_z_bytecap_(...)
+#endif
+#ifndef _Inout_z_bytecap_c_
+#define _Inout_z_bytecap_c_(...)
+#endif
+#ifndef _Inout_z_bytecap_x_
+#define _Inout_z_bytecap_x_(...)
+#endif
+#ifndef _Inout_z_bytecount_
+#define _Inout_z_bytecount_(...)
+#endif
+#ifndef _Inout_z_bytecount_c_
+#define _Inout_z_bytecount_c_(...)
+#endif
+#ifndef _Inout_z_cap_
+#define _Inout_z_cap_(...)
+#endif
+#ifndef _Inout_z_cap_c_
+#define _Inout_z_cap_c_(...)
+#endif
+#ifndef _Inout_z_cap_x_
+#define _Inout_z_cap_x_(...)
+#endif
+#ifndef _Inout_z_count_
+#define _Inout_z_count_(...)
+#endif
+#ifndef _Inout_z_count_c_
+#define _Inout_z_count_c_(...)
+#endif
+#ifndef _Out_bytecap_c_
+#define _Out_bytecap_c_(...)
+#endif
+#ifndef _Out_bytecap_post_bytecount_
+#define _Out_bytecap_post_bytecount_(...)
+#endif
+#ifndef _Out_bytecap_x_
+#define _Out_bytecap_x_(...)
+#endif
+#ifndef _Out_bytecapcount_
+#define _Out_bytecapcount_(...)
+#endif
+#ifndef _Out_bytecapcount_x_
+#define _Out_bytecapcount_x_(...)
+#endif
+#ifndef _Out_cap_c_
+#define _Out_cap_c_(...)
+#endif
+#ifndef _Out_cap_m_
+#define _Out_cap_m_(...)
+#endif
+#ifndef _Out_cap_post_count_
+#define _Out_cap_post_count_(...)
+#endif
+#ifndef _Out_cap_x_
+#define _Out_cap_x_(...)
+#endif
+#ifndef _Out_capcount_
+#define _Out_capcount_(...)
+#endif
+#ifndef _Out_capcount_x_
+#define _Out_capcount_x_(...)
+#endif
+#ifndef _Out_opt_bytecap_
+#define _Out_opt_bytecap_(...)
+#endif
+#ifndef _Out_opt_bytecap_c_
+#define _Out_opt_bytecap_c_(...)
+#endif
+#ifndef _Out_opt_bytecap_post_bytecount_
+#define _Out_opt_bytecap_post_bytecount_(...)
+#endif
+#ifndef _Out_opt_bytecap_x_
+#define _Out_opt_bytecap_x_(...)
+#endif
+#ifndef _Out_opt_bytecapcount_
+#define _Out_opt_bytecapcount_(...)
+#endif
+#ifndef _Out_opt_bytecapcount_x_
+#define _Out_opt_bytecapcount_x_(...)
+#endif
+#ifndef _Out_opt_cap_
+#define _Out_opt_cap_(...)
+#endif
+#ifndef _Out_opt_cap_c_
+#define _Out_opt_cap_c_(...)
+#endif
+#ifndef _Out_opt_cap_m_
+#define _Out_opt_cap_m_(...)
+#endif
+#ifndef _Out_opt_cap_post_count_
+#define _Out_opt_cap_post_count_(...)
+#endif
+#ifndef _Out_opt_cap_x_
+#define _Out_opt_cap_x_(...)
+#endif
+#ifndef _Out_opt_capcount_
+#define _Out_opt_capcount_(...)
+#endif
+#ifndef _Out_opt_capcount_x_
+#define _Out_opt_capcount_x_(...)
+#endif
+#ifndef _Out_opt_ptrdiff_cap_
+#define _Out_opt_ptrdiff_cap_(...)
+#endif
+#ifndef _Out_opt_z_bytecap_
+#define _Out_opt_z_bytecap_(...)
+#endif
+#ifndef _Out_opt_z_bytecap_c_
+#define _Out_opt_z_bytecap_c_(...)
+#endif
+#ifndef _Out_opt_z_bytecap_post_bytecount_
+#define _Out_opt_z_bytecap_post_bytecount_(...)
+#endif
+#ifndef _Out_opt_z_bytecap_x_
+#define _Out_opt_z_bytecap_x_(...)
+#endif
+#ifndef _Out_opt_z_bytecapcount_
+#define _Out_opt_z_bytecapcount_(...)
+#endif
+#ifndef _Out_opt_z_cap_
+#define _Out_opt_z_cap_(...)
+#endif
+#ifndef _Out_opt_z_cap_c_
+#define _Out_opt_z_cap_c_(...)
+#endif
+#ifndef _Out_opt_z_cap_m_
+#define _Out_opt_z_cap_m_(...)
+#endif
+#ifndef _Out_opt_z_cap_post_count_
+#define _Out_opt_z_cap_post_count_(...)
+#endif
+#ifndef _Out_opt_z_cap_x_
+#define _Out_opt_z_cap_x_(...)
+#endif
+#ifndef _Out_opt_z_capcount_
+#define _Out_opt_z_capcount_(...)
+#endif
+#ifndef _Out_ptrdiff_cap_
+#define _Out_ptrdiff_cap_(...)
+#endif
+#ifndef _Out_writes_opt_z_
+#define _Out_writes_opt_z_(...)
+#endif
+#ifndef _Out_writes_to_ptr_opt_
+#define _Out_writes_to_ptr_opt_(...)
+#endif
+#ifndef _Out_writes_to_ptr_opt_z_
+#define _Out_writes_to_ptr_opt_z_(...)
+#endif
+#ifndef _Out_writes_to_ptr_z_
+#define _Out_writes_to_ptr_z_(...)
+#endif
+#ifndef _Out_z_bytecap_
+#define _Out_z_bytecap_(...)
+#endif
+#ifndef _Out_z_bytecap_c_
+#define _Out_z_bytecap_c_(...)
+#endif
+#ifndef _Out_z_bytecap_post_bytecount_
+#define _Out_z_bytecap_post_bytecount_(...)
+#endif
+#ifndef _Out_z_bytecap_x_
+#define _Out_z_bytecap_x_(...)
+#endif
+#ifndef _Out_z_bytecapcount_
+#define _Out_z_bytecapcount_(...)
+#endif
+#ifndef _Out_z_cap_c_
+#define _Out_z_cap_c_(...)
+#endif
+#ifndef _Out_z_cap_m_
+#define _Out_z_cap_m_(...)
+#endif
+#ifndef _Out_z_cap_post_count_
+#define _Out_z_cap_post_count_(...)
+#endif
+#ifndef _Out_z_cap_x_
+#define _Out_z_cap_x_(...)
+#endif
+#ifndef _Out_z_capcount_
+#define _Out_z_capcount_(...)
+#endif
+#ifndef _Outptr_opt_result_buffer_all_
+#define _Outptr_opt_result_buffer_all_(...)
+#endif
+#ifndef _Outptr_opt_result_buffer_all_maybenull_
+#define _Outptr_opt_result_buffer_all_maybenull_(...)
+#endif
+#ifndef _Outptr_opt_result_buffer_maybenull_
+#define _Outptr_opt_result_buffer_maybenull_(...)
+#endif
+#ifndef _Outptr_opt_result_buffer_to_
+#define _Outptr_opt_result_buffer_to_(...)
+#endif
+#ifndef _Outptr_opt_result_buffer_to_maybenull_
+#define _Outptr_opt_result_buffer_to_maybenull_(...)
+#endif
+#ifndef _Outptr_opt_result_bytebuffer_all_
+#define _Outptr_opt_result_bytebuffer_all_(...)
+#endif
+#ifndef _Outptr_opt_result_bytebuffer_all_maybenull_
+#define _Outptr_opt_result_bytebuffer_all_maybenull_(...)
+#endif
+#ifndef _Outptr_opt_result_bytebuffer_maybenull_
+#define _Outptr_opt_result_bytebuffer_maybenull_(...)
+#endif
+#ifndef _Outptr_opt_result_bytebuffer_to_
+#define _Outptr_opt_result_bytebuffer_to_(...)
+#endif
+#ifndef _Outptr_opt_result_bytebuffer_to_maybenull_
+#define _Outptr_opt_result_bytebuffer_to_maybenull_(...)
+#endif
+#ifndef _Outptr_opt_result_maybenull_z_
+#define _Outptr_opt_result_maybenull_z_
+#endif
+#ifndef _Outptr_opt_result_nullonfailure_
+#define _Outptr_opt_result_nullonfailure_
+#endif
+#ifndef _Outptr_result_buffer_all_
+#define _Outptr_result_buffer_all_(...)
+#endif
+#ifndef _Outptr_result_buffer_all_maybenull_
+#define _Outptr_result_buffer_all_maybenull_(...)
+#endif
+#ifndef _Outptr_result_buffer_to_maybenull_
+#define _Outptr_result_buffer_to_maybenull_(...)
+#endif
+#ifndef _Outptr_result_bytebuffer_all_
+#define _Outptr_result_bytebuffer_all_(...)
+#endif
+#ifndef _Outptr_result_bytebuffer_all_maybenull_
+#define _Outptr_result_bytebuffer_all_maybenull_(...)
+#endif
+#ifndef _Outptr_result_bytebuffer_to_maybenull_
+#define _Outptr_result_bytebuffer_to_maybenull_(...)
+#endif
+#ifndef _Outref_result_buffer_
+#define _Outref_result_buffer_(...)
+#endif
+#ifndef _Outref_result_buffer_all_
+#define _Outref_result_buffer_all_(...)
+#endif
+#ifndef _Outref_result_buffer_all_maybenull_
+#define _Outref_result_buffer_all_maybenull_(...)
+#endif
+#ifndef _Outref_result_buffer_maybenull_
+#define _Outref_result_buffer_maybenull_(...)
+#endif
+#ifndef _Outref_result_buffer_to_
+#define _Outref_result_buffer_to_(...)
+#endif
+#ifndef _Outref_result_buffer_to_maybenull_
+#define _Outref_result_buffer_to_maybenull_(...)
+#endif
+#ifndef _Outref_result_bytebuffer_
+#define _Outref_result_bytebuffer_(...)
+#endif
+#ifndef _Outref_result_bytebuffer_all_
+#define _Outref_result_bytebuffer_all_(...)
+#endif
+#ifndef _Outref_result_bytebuffer_all_maybenull_
+#define _Outref_result_bytebuffer_all_maybenull_(...)
+#endif
+#ifndef _Outref_result_bytebuffer_maybenull_
+#define _Outref_result_bytebuffer_maybenull_(...)
+#endif
+#ifndef _Outref_result_bytebuffer_to_
+#define _Outref_result_bytebuffer_to_(...)
+#endif
+#ifndef _Outref_result_bytebuffer_to_maybenull_
+#define _Outref_result_bytebuffer_to_maybenull_(...)
+#endif
+#ifndef _Outref_result_nullonfailure_
+#define _Outref_result_nullonfailure_
+#endif
+#ifndef _Ret_writes_bytes_to_maybenull_
+#define _Ret_writes_bytes_to_maybenull_(...)
+#endif
+#ifndef _Ret_writes_maybenull_z_
+#define _Ret_writes_maybenull_z_(...)
+#endif
+#ifndef _Ret_writes_to_maybenull_
+#define _Ret_writes_to_maybenull_(...)
+#endif
+#ifndef _Scanf_format_string_params_
+#define _Scanf_format_string_params_(...)
+#endif
+#ifndef _Scanf_s_format_string_params_
+#define _Scanf_s_format_string_params_(...)
+#endif
 #endif

@@ -11,6 +11,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod anon;
+mod localcopy;
 mod msvc;
 
 /// What to build.
@@ -115,11 +117,22 @@ pub const CFLAGS: &[&str] = &[
 /// left out for them): what the WDK's `/kernel` switch implies for MSVC — no exceptions, no RTTI,
 /// no thread-safe initialisation of function-local statics (it would call the C++ runtime's
 /// `__cxa_guard_*`, which a driver cannot import).
+///
+/// And MSVC's treatment of `inline`: without `/Zc:inline` (off unless a project asks for it) MSVC
+/// emits every inline function a translation unit defines as a COMDAT, referenced or not, and the
+/// linker's `/OPT:REF` then drops the ones nothing references. Drivers rely on it: WFPSampler's
+/// syslib defines helpers `inline` in one `.cpp` and calls them from others (ill-formed C++ that
+/// g++ would leave undefined). `-fkeep-inline-functions` emits them, `-ffunction-sections` puts
+/// each in its own section, and a C++ image is linked with `--gc-sections` (see [`build`]), which
+/// drops what nothing references — the inline functions of the C/C++ library headers among them,
+/// whose imports (`ldiv`, `std::terminate`, libgcc's float128 helpers) a driver could not resolve.
 pub const CXX_ONLY_FLAGS: &[&str] = &[
     "-std=gnu++17",
     "-fno-exceptions",
     "-fno-rtti",
     "-fno-threadsafe-statics",
+    "-fkeep-inline-functions",
+    "-ffunction-sections",
 ];
 
 /// [`CFLAGS`] entries that only apply to C.
@@ -234,8 +247,14 @@ fn build_in(opts: &BuildOptions, work: &Path) -> Result<(), BuildError> {
     let objects = compile_sources(opts, work)?;
     weaken_duplicates(&objects)?;
     let mut cmd = Command::new(&compiler);
+    // C++: drop the unreferenced inline functions CXX_ONLY_FLAGS keeps (MSVC's /OPT:REF).
+    let has_cxx = opts
+        .sources
+        .iter()
+        .any(|s| Language::of(s) == Language::Cxx);
     cmd.args(&opts.extra_flags)
         .args(&objects)
+        .args(has_cxx.then_some("-Wl,--gc-sections"))
         .arg("-shared")
         .arg(format!("-Wl,--version-script={}", script.display()))
         .arg("-o")
@@ -308,7 +327,7 @@ fn compile_sources(opts: &BuildOptions, work: &Path) -> Result<Vec<PathBuf>, Bui
             .map_or_else(|| "source".into(), |s| s.to_string_lossy().into_owned());
         let obj = work.join(format!("{i}-{stem}.o"));
         let copy_name = format!("{i}-{stem}.{}", lang.extension());
-        let input = msvc_rewritten(src, work, &copy_name)?;
+        let input = localcopy::prepare(src, work, &copy_name, &opts.include_dirs)?;
         let mut cmd = Command::new(&compiler);
         cmd.args(&flags)
             .args(DEFINES.iter().map(|d| format!("-D{d}")))
@@ -330,23 +349,6 @@ fn compile_sources(opts: &BuildOptions, work: &Path) -> Result<Vec<PathBuf>, Bui
         objects.push(obj);
     }
     Ok(objects)
-}
-
-/// When `src` uses an MSVC extension GCC/Clang reject (see `msvc`), a rewritten copy in `work`
-/// named `name` (with a `#line` so diagnostics name the original); else `None`.
-fn msvc_rewritten(src: &Path, work: &Path, name: &str) -> Result<Option<PathBuf>, BuildError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BuildError::Io { path, source }
-    };
-    let source = read_source(src).map_err(io(src))?;
-    let Some(fixed) = msvc::rewrite(&source.text) else {
-        return Ok(None);
-    };
-    let copy = work.join(name);
-    let line = format!("#line 1 \"{}\"\n", src.display());
-    std::fs::write(&copy, source.encode(&(line + &fixed))).map_err(io(&copy))?;
-    Ok(Some(copy))
 }
 
 /// A source file's text. WDK sources are often not UTF-8 (MSVC reads a file without a BOM in

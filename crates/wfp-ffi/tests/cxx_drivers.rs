@@ -175,6 +175,7 @@ fn every_header_compiles_alone_as_cxx() {
         "wdmsec.h",
         "traceloggingprovider.h",
         "netioddk.h",
+        "netiodef.h",
     ];
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());

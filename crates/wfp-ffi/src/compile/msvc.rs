@@ -8,12 +8,18 @@
 //! * MSVC's sized integer-literal suffixes (`-10000i64`, `0xFFui64`, `1i32`; WFPSampler's
 //!   KrnlHlprWorkItemSleep): `i64` → `LL`, `ui64` → `ULL`, `ui8/16/32` → `U`, `i8/16/32` → none
 //!   (an int literal), in number tokens only — wdk-runtime.md §10 lists these suffixes as MSVC-only.
+//! * A member of a nested anonymous struct/union that repeats a name its enclosing scope already
+//!   has ([`super::anon`]).
+//!
+//! Sources and the local headers they include are rewritten alike (`super::localcopy`).
 
 /// `text` with every MSVC-only construct above rewritten, or `None` when it has none.
 pub(crate) fn rewrite(text: &str) -> Option<String> {
     let casts = rewrite_lvalue_casts(text);
     let base = casts.as_deref().unwrap_or(text);
-    rewrite_literal_suffixes(base).or(casts)
+    let suffixes = rewrite_literal_suffixes(base).or(casts);
+    let base = suffixes.as_deref().unwrap_or(text);
+    super::anon::rewrite_member_clashes(base).or(suffixes)
 }
 
 /// `text` with MSVC's sized integer-literal suffixes replaced, or `None` when it has none.
@@ -106,7 +112,7 @@ pub(crate) fn rewrite_lvalue_casts(text: &str) -> Option<String> {
 }
 
 /// Index after the closing quote of the literal starting at `i`.
-fn skip_quoted(b: &[u8], i: usize) -> usize {
+pub(super) fn skip_quoted(b: &[u8], i: usize) -> usize {
     let q = b[i];
     let mut j = i + 1;
     while j < b.len() && b[j] != q && b[j] != b'\n' {
@@ -116,14 +122,14 @@ fn skip_quoted(b: &[u8], i: usize) -> usize {
 }
 
 /// Index after the first `end` at or after `i` (or the end of the text).
-fn skip_until(b: &[u8], i: usize, end: &[u8]) -> usize {
+pub(super) fn skip_until(b: &[u8], i: usize, end: &[u8]) -> usize {
     b[i..]
         .windows(end.len())
         .position(|w| w == end)
         .map_or(b.len(), |p| i + p + end.len())
 }
 
-fn is_ident(c: u8) -> bool {
+pub(super) fn is_ident(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_'
 }
 

@@ -1208,6 +1208,20 @@ pub(crate) static EXPORTS: &[Export] = &[
         super::registry::ZwQueryValueKey as *const c_void,
     ),
     // ---- end cabirt ----
+    // ---- WFPSampler (wfps13): layer-2 injection ----
+    Export(
+        "FwpsInjectMacReceiveAsync0",
+        super::l2inject::FwpsInjectMacReceiveAsync0 as *const c_void,
+    ),
+    Export(
+        "FwpsInjectMacSendAsync0",
+        super::l2inject::FwpsInjectMacSendAsync0 as *const c_void,
+    ),
+    Export(
+        "FwpsInjectvSwitchEthernetIngressAsync0",
+        super::l2inject::FwpsInjectvSwitchEthernetIngressAsync0 as *const c_void,
+    ),
+    // ---- end WFPSampler (wfps13) ----
 ];
 
 /// The exported names, sorted.

@@ -27,6 +27,7 @@ mod invocation;
 mod ip2string;
 mod irp;
 mod kernel;
+mod l2inject;
 mod loader;
 mod lookaside;
 mod nbl;
