@@ -105,18 +105,10 @@ fn rotated(words: &[u64; MAX_DIMS]) -> [u64; MAX_DIMS] {
 /// `k.rotate_left(r) & m.rotate_left(r)`, so a lookup rotates its keys once and each candidate
 /// table ([`Hot::rot_masks`]) costs an AND and an XOR per dimension (vectorised), not a rotation too —
 /// hashing the keys once per candidate table was ~8% of a lookup's instructions (issue 15).
+/// `masks` may be shorter than the keys (a [`Hot`] entry's first [`HOT_DIMS`]: the other
+/// dimensions' masks are 0).
 #[inline]
-fn hash_rotated(keys: &[u64; MAX_DIMS], masks: &[u64; MAX_DIMS]) -> u64 {
-    let mut h = 0u64;
-    for (k, m) in keys.iter().zip(masks) {
-        h ^= k & m;
-    }
-    finish(h)
-}
-
-/// [`hash_rotated`] for a space of at most [`HOT_DIMS`] dimensions (the others' masks are 0).
-#[inline]
-fn hash_hot(keys: &[u64; MAX_DIMS], masks: &[u64; HOT_DIMS]) -> u64 {
+fn hash_rotated(keys: &[u64; MAX_DIMS], masks: &[u64]) -> u64 {
     let mut h = 0u64;
     for (k, m) in keys.iter().zip(masks) {
         h ^= k & m;
@@ -202,7 +194,7 @@ struct Hot {
     filter_start: u32,
     /// The presence filter's word-index mask, [`HOT_BY_APP`] set when the table is by application.
     filter_mask: u32,
-    /// The table's masks of the first [`HOT_DIMS`] dimensions, rotated for [`hash_hot`].
+    /// The table's masks of the first [`HOT_DIMS`] dimensions, rotated for [`hash_rotated`].
     rot_masks: [u64; HOT_DIMS],
 }
 
@@ -596,7 +588,7 @@ impl TupleIndex {
                     None => return false,
                 }
             } else {
-                hash_hot(&q.rot_keys, &hot.rot_masks)
+                hash_rotated(&q.rot_keys, &hot.rot_masks)
             };
             let filter_mask = (hot.filter_mask & !HOT_BY_APP) as usize;
             let (fw, mask) = filter_probe(h, filter_mask);
